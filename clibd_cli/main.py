@@ -1,0 +1,156 @@
+"""The ``clibd`` command group: global options, lazy subcommands, errors → exit codes.
+
+Only click and the standard library are imported here, so ``clibd --help`` stays instant;
+each subcommand module imports its heavy dependencies inside the command body.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import click
+
+from clibd_cli import __version__
+from clibd_cli.errors import ClibdError
+
+# name -> "module:function"; a command appears here only once it exists.
+COMMANDS: dict[str, str] = {}
+
+log = logging.getLogger("clibd")
+
+
+@dataclass
+class Settings:
+    """Options shared by every subcommand (``clibd [OPTIONS] COMMAND``)."""
+
+    device: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+    verbosity: int = 0
+
+    def progress(self) -> bool:
+        """Progress bars go to stderr, and only when it is a terminal and not ``--quiet``."""
+        return self.verbosity >= 0 and sys.stderr.isatty()
+
+    def torch_device(self) -> str:
+        """Resolve ``--device`` to a torch device string; ``auto`` prefers CUDA when present."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ClibdError("--device cuda was requested but no CUDA GPU is visible to PyTorch")
+        return self.device
+
+    def apply_torch(self) -> None:
+        """Apply ``--threads`` and ``--seed`` to torch and numpy (call from commands that use torch)."""
+        import numpy as np
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+
+
+class ClibdGroup(click.Group):
+    """A group that imports subcommands on demand and turns failures into one-line errors."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise
+        except ClibdError as exc:
+            raise _Failure(str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - the last line of defence before the user
+            raise _Failure(_describe(exc), verbose=_verbosity(ctx) > 0) from exc
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except BrokenPipeError:
+            # `clibd classify ... | head`: the reader left; exit quietly (Python docs, SIGPIPE note).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
+
+
+class _Failure(click.ClickException):
+    """Printed as ``clibd: error: …`` with exit code 1 (usage errors keep click's exit code 2)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, verbose: bool = False):
+        super().__init__(message)
+        self.verbose = verbose
+
+    def show(self, file=None) -> None:
+        if self.verbose and self.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(self.__cause__, file=sys.stderr)
+        click.echo(f"clibd: error: {self.message}", err=True)
+
+
+def _describe(exc: Exception) -> str:
+    """One line for an exception that is not a ClibdError."""
+    from models import ModelError
+
+    if isinstance(exc, ModelError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a smaller --batch-size"
+    return f"internal error ({type(exc).__name__}: {exc}); rerun with -v for the traceback"
+
+
+def _verbosity(ctx: click.Context) -> int:
+    settings = ctx.find_object(Settings)
+    return settings.verbosity if settings else 0
+
+
+@click.group(cls=ClibdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="clibd")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where models run; auto uses a CUDA GPU when one is visible.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for PyTorch (default: PyTorch's choice, usually all cores).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
+@click.option("-v", "--verbose", count=True, help="More log output (repeatable); tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, device: str, threads: int | None, seed: int, verbose: int, quiet: bool) -> None:
+    """Classify insects from DNA barcodes and specimen photos with CLIBD embeddings.
+
+    \b
+    Typical use:
+      clibd classify barcodes.fasta > predictions.tsv
+      zcat run42.fasta.gz | clibd classify --index coi_ref/ - > run42.tsv
+
+    Results go to stdout, logs and progress to stderr. Run `clibd COMMAND --help` for details.
+    """
+    verbosity = -1 if quiet else verbose
+    ctx.obj = Settings(device=device, threads=threads, seed=seed, verbosity=verbosity)
+    level = logging.ERROR if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("clibd: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
