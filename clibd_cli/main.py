@@ -61,12 +61,12 @@ class ClibdGroup(click.Group):
     """A group that imports subcommands on demand and turns failures into one-line errors."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(set(COMMANDS) | set(self.commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
-        if target is None:
-            return None
+        if target is None:  # commands added with cli.add_command (plugins, tests)
+            return super().get_command(ctx, name)
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
 
@@ -109,9 +109,8 @@ class _Failure(click.ClickException):
 
 def _describe(exc: Exception) -> str:
     """One line for an exception that is not a ClibdError."""
-    from models import ModelError
-
-    if isinstance(exc, ModelError):
+    models = sys.modules.get("models")  # a ModelError can only come from an imported core
+    if models is not None and isinstance(exc, models.ModelError):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""

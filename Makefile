@@ -1,0 +1,23 @@
+# Setup, demo and test commands used by the README and by CI (.ci/run runs `make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+# Creates the virtual environment and installs clibd with its pinned dependencies.
+$(BIN)/clibd: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(BIN)/clibd
+
+setup: $(BIN)/clibd
+
+demo: setup
+	$(BIN)/clibd --version
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

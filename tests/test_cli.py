@@ -1,0 +1,116 @@
+"""The command group: help speed, version, errors and exit codes, broken pipes."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from clibd_cli import __version__
+from clibd_cli.errors import ClibdError
+from clibd_cli.main import cli
+
+CLIBD = [str(Path(sys.executable).with_name("clibd"))]
+
+
+@pytest.fixture
+def failing_commands():
+    """Temporarily add commands that fail in the ways real commands can."""
+
+    @click.command("user-error")
+    def user_error():
+        raise ClibdError("reads.fasta:3: expected a header line starting with '>'")
+
+    @click.command("missing-file")
+    def missing_file():
+        open("/nonexistent/reference.fasta")
+
+    @click.command("bug")
+    def bug():
+        raise RuntimeError("something nobody expected")
+
+    @click.command("lines")
+    def lines():
+        for i in range(200_000):
+            click.echo(f"line {i}")
+
+    added = [user_error, missing_file, bug, lines]
+    for command in added:
+        cli.add_command(command)
+    yield
+    for command in added:
+        cli.commands.pop(command.name)
+
+
+def test_help_is_fast_and_lists_options():
+    start = time.perf_counter()
+    result = subprocess.run(CLIBD + ["--help"], capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - start
+    assert "--device" in result.stdout and "--threads" in result.stdout
+    # Heavy libraries are imported by command bodies only; a second is generous.
+    assert elapsed < 1.0, f"clibd --help took {elapsed:.2f} s"
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from clibd_cli.main import cli; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"clibd, version {__version__}"
+
+
+def test_usage_error_exits_2(failing_commands):
+    result = CliRunner().invoke(cli, ["--threads", "0", "user-error"])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(cli, ["no-such-command"])
+    assert result.exit_code == 2
+
+
+def test_user_error_is_one_line_exit_1(failing_commands):
+    result = CliRunner().invoke(cli, ["user-error"])
+    assert result.exit_code == 1
+    assert result.output == "clibd: error: reads.fasta:3: expected a header line starting with '>'\n"
+
+
+def test_os_error_names_the_file(failing_commands):
+    result = CliRunner().invoke(cli, ["missing-file"])
+    assert result.exit_code == 1
+    assert result.output == "clibd: error: /nonexistent/reference.fasta: No such file or directory\n"
+
+
+def test_unexpected_error_has_no_traceback_unless_verbose(failing_commands):
+    result = CliRunner().invoke(cli, ["bug"])
+    assert result.exit_code == 1
+    assert result.output.startswith("clibd: error: internal error (RuntimeError: something nobody expected)")
+    assert "Traceback" not in result.output
+    verbose = CliRunner().invoke(cli, ["-v", "bug"])
+    assert verbose.exit_code == 1
+    assert "Traceback" in verbose.output
+
+
+def test_broken_pipe_prints_no_traceback(failing_commands, tmp_path):
+    # A real pipe into `head`: the writer must exit quietly when the reader goes away.
+    script = (
+        "import click\n"
+        "from clibd_cli.main import cli\n"
+        "@cli.command('lines')\n"
+        "def lines():\n"
+        "    for i in range(1_000_000):\n"
+        "        click.echo(f'line {i}')\n"
+        "cli()\n"
+    )
+    program = tmp_path / "lines.py"
+    program.write_text(script)
+    result = subprocess.run(
+        f"{sys.executable} {program} lines | head -n 2", shell=True, capture_output=True, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "0"},
+    )
+    assert result.stdout == "line 0\nline 1\n"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
