@@ -18,7 +18,9 @@ from clibd_cli import __version__
 from clibd_cli.errors import ClibdError
 
 # name -> "module:function"; a command appears here only once it exists.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "prepare": "clibd_cli.prepare:prepare",
+}
 
 log = logging.getLogger("clibd")
 

@@ -1,0 +1,75 @@
+"""Users' own barcodes as a record source: FASTA/FASTQ with taxonomy, plus optional photos.
+
+Taxonomy comes from SINTAX headers (``>ID;tax=o:Diptera,...,s:Aedes_albopictus;``) or from a
+``--taxonomy`` table (``id`` + rank columns), the table winning where both exist. Photos are
+matched to records by file name: ``ID.jpg`` (also ``ID.anything.jpg``) anywhere under the
+image folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from clibd_cli.data.build import SourceRecord
+from clibd_cli.data.store import Record
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.images import find_images
+from clibd_cli.io.sequences import parse_sintax_header, read_sequences
+from clibd_cli.io.tables import read_taxonomy
+
+log = logging.getLogger("clibd")
+
+
+class FastaSource:
+    """Records of a FASTA/FASTQ file; ids are the header's first word (before any ``;``)."""
+
+    format = "fasta"
+    key_name = "id"
+    has_splits = False
+
+    def __init__(self, path: str | Path, taxonomy: str | Path | None = None,
+                 images: str | Path | None = None):
+        self.path = Path(path)
+        self.taxonomy = read_taxonomy(taxonomy) if taxonomy else None
+        self.photos = photos_by_id(find_images([images])) if images else {}
+        self._reported = False
+
+    def records(self) -> Iterator[SourceRecord]:
+        untaxed, matched = 0, set()
+        for entry in read_sequences(self.path):
+            try:
+                ranks = parse_sintax_header(entry.description)
+            except ValueError as exc:
+                raise ClibdError(f"{self.path}:{entry.line}: {exc}") from None
+            if self.taxonomy is not None:
+                if entry.id in self.taxonomy:
+                    ranks = self.taxonomy[entry.id]
+                else:
+                    untaxed += 1
+            record = Record(entry.id, barcode=entry.seq, order=ranks.get("order"), family=ranks.get("family"),
+                            genus=ranks.get("genus"), species=ranks.get("species"))
+            photo = self.photos.get(entry.id)
+            if photo:
+                matched.add(photo)
+            yield SourceRecord(entry.line, entry.id, record, None, (photo,) if photo else ())
+        if not self._reported:
+            self._reported = True
+            if untaxed:
+                log.warning("%d records are not in the taxonomy table "
+                            "(kept with their header taxonomy, if any)", untaxed)
+            unmatched = sorted(set(self.photos.values()) - matched)
+            if unmatched:
+                log.warning("%d photos match no record id, e.g. %s", len(unmatched),
+                            ", ".join(str(path) for path in unmatched[:5]))
+
+
+def photos_by_id(paths: list[Path]) -> dict[str, Path]:
+    """Record id -> photo: the file name without extension, or before its first dot."""
+    photos: dict[str, Path] = {}
+    for path in paths:
+        name = path.name.rsplit(".", 1)[0]
+        for key in dict.fromkeys((name, name.split(".", 1)[0])):
+            photos.setdefault(key, path)
+    return photos

@@ -1,0 +1,430 @@
+"""The dataset HDF5 (DESIGN §4): writing ours, reading ours and the CLIBD-distributed files.
+
+One group per split, one 1-D dataset per field (``FIELDS``), strings as UTF-8, missing ranks
+as ``not_classified``. Images: ours are variable-length uint8 arrays holding the original
+file bytes, plus ``image_mask`` (byte length, 0 = no image); the CLIBD files pad JPEG bytes
+into a uint8 ``[N, MAXLEN]`` matrix with ``image_mask`` giving each length. Readers get both
+through :class:`Split`, and split names resolve across BIOSCAN-5M names, the CLIBD 1M groups
+and the CLIBD 5M groups (``ALIASES``), e.g. ``all_keys`` or ``pretrain+train``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import operator
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from clibd_cli import __version__
+from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.atomic import atomic_path
+
+FIELDS = ("processid", "sampleid", "barcode", "order", "family", "genus", "species", "dna_bin", "image")
+RANKS = ("order", "family", "genus", "species")
+LABELS = RANKS + ("dna_bin",)
+TEXT_FIELDS = FIELDS[:-1]
+MISSING = "not_classified"
+_ROW = operator.attrgetter(*FIELDS)
+FORMAT = "clibd-dataset"
+FORMAT_VERSION = 1
+
+# name -> candidate group lists; the first candidate whose groups all exist in a file is used.
+ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "pretrain": (("no_split",),),
+    "train": (("train_seen",), ("seen_keys",)),
+    "val": (("val_seen",),),
+    "validation": (("val",), ("val_seen",)),
+    "test": (("test_seen",),),
+    "key_unseen": (("test_unseen_keys",), ("unseen_keys",)),
+    "no_split": (("pretrain",),),
+    "train_seen": (("train",), ("seen_keys",)),
+    "seen_keys": (("train",),),
+    "val_seen": (("val",),),
+    "test_seen": (("test",),),
+    "unseen_keys": (("key_unseen",), ("val_unseen_keys", "test_unseen_keys")),
+    "val_unseen_keys": (("key_unseen",), ("unseen_keys",)),
+    "test_unseen_keys": (("key_unseen",), ("unseen_keys",)),
+    "all_keys": (("train", "key_unseen"), ("seen_keys", "val_unseen_keys", "test_unseen_keys")),
+    "no_split_and_seen_train": (("pretrain", "train"), ("no_split", "train_seen")),
+    "pretrain+train": (("pretrain", "train"), ("no_split", "train_seen"), ("no_split_and_seen_train",)),
+    "seen": (("train", "val", "test"), ("train_seen", "seen_keys", "val_seen", "test_seen"),
+             ("seen_keys", "val_seen", "test_seen")),
+    "unseen": (("key_unseen", "val_unseen", "test_unseen"),
+               ("val_unseen", "val_unseen_keys", "test_unseen", "test_unseen_keys"),
+               ("unseen_keys", "val_unseen", "test_unseen")),
+}
+_LISTING_ORDER = BIOSCAN_5M_SPLITS + CLIBD_1M_SPLITS + ("unseen_keys", "all_keys", "no_split_and_seen_train")
+
+
+@dataclass(slots=True)
+class Record:
+    """One specimen as stored: ids, barcode, labels (None = missing) and photo bytes."""
+
+    processid: str
+    sampleid: str = ""
+    barcode: str = ""
+    order: str | None = None
+    family: str | None = None
+    genus: str | None = None
+    species: str | None = None
+    dna_bin: str | None = None
+    image: bytes | None = None
+
+
+class DatasetWriter:
+    """Stream records into a new dataset file; it appears at ``path`` only on a clean close.
+
+    Use as a context manager; an exception inside the block leaves no file behind. Records
+    are buffered per split and appended in blocks (``chunk_rows`` rows or ``buffer_bytes`` of
+    images, whichever comes first), so memory stays bounded; HDF5 stores them in chunks of
+    ``storage_chunk`` rows. ``images`` decides whether ``image``/``image_mask`` are written.
+    """
+
+    def __init__(self, path: str | Path, attrs: Mapping[str, object] | None = None, *, images: bool = False,
+                 chunk_rows: int = 8192, buffer_bytes: int = 64 << 20, storage_chunk: int = 1024):
+        self.path = Path(path)
+        self.attrs = dict(attrs or {})
+        self.images = images
+        self.chunk_rows = chunk_rows
+        self.buffer_bytes = buffer_bytes
+        self.storage_chunk = storage_chunk
+        self._stack = ExitStack()
+        self._file = h5py.File(self._stack.enter_context(atomic_path(self.path)), "w")
+        self._buffers: dict[str, list[tuple]] = {}
+        self._buffered_bytes = 0
+        self._stats: dict[str, _SplitStats] = {}
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort(exc)
+
+    def add(self, split: str, record: Record | Mapping[str, object]) -> None:
+        """Append one record to ``split`` (a Record or a mapping with FIELDS keys)."""
+        if not isinstance(record, Record):
+            record = Record(**{name: record.get(name) for name in FIELDS if record.get(name) is not None})
+        if not split or "/" in split:
+            raise ValueError(f"bad split name {split!r}")
+        buffer = self._buffers.setdefault(split, [])
+        buffer.append(_ROW(record))
+        self._stats.setdefault(split, _SplitStats()).add(record)
+        if record.image:
+            self._buffered_bytes += len(record.image)
+        if len(buffer) >= self.chunk_rows or self._buffered_bytes >= self.buffer_bytes:
+            self._flush()
+
+    def summary(self) -> dict:
+        """Per-split and total counts: records, species, genera, with_image."""
+        total = _SplitStats()
+        for stats in self._stats.values():
+            total.merge(stats)
+        splits = {name: stats.as_dict() for name, stats in _listing(self._stats)}
+        return {"splits": splits, "total": total.as_dict()}
+
+    def close(self) -> dict:
+        """Write what is buffered and the attributes, and move the file into place."""
+        try:
+            self._flush()
+            summary = self.summary()
+            for name, counts in summary["splits"].items():
+                self._file[name].attrs.update(counts)
+            attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "clibd_version": __version__,
+                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **self.attrs,
+                     "summary": summary}
+            for key, value in attrs.items():
+                self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+            self._file.close()
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        self._stack.close()
+        return summary
+
+    def _abort(self, exc: BaseException) -> None:
+        """Drop the temporary file (the target keeps its previous content, if any)."""
+        with suppress(Exception):
+            self._file.close()
+        self._stack.__exit__(type(exc), exc, exc.__traceback__)
+
+    def _flush(self) -> None:
+        for split, rows in self._buffers.items():
+            if rows:
+                self._append(split, rows)
+                rows.clear()
+        self._buffered_bytes = 0
+
+    def _append(self, split: str, rows: list[tuple]) -> None:
+        group = self._file.get(split) or self._create_group(split)
+        columns = list(zip(*rows))
+        for name, values in zip(FIELDS, columns):
+            if name == "image":
+                if self.images:
+                    blobs = np.empty(len(values), dtype=object)
+                    blobs[:] = [np.frombuffer(v or b"", dtype=np.uint8) for v in values]
+                    _extend(group["image"], blobs)
+                    _extend(group["image_mask"], np.array([len(v or b"") for v in values], dtype=np.int64))
+            elif name in LABELS:
+                _extend(group[name], np.array([v or MISSING for v in values], dtype=object))
+            else:
+                _extend(group[name], np.array(values, dtype=object))
+
+    def _create_group(self, split: str) -> h5py.Group:
+        group = self._file.create_group(split)
+        for name in TEXT_FIELDS:
+            group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(),
+                                 chunks=(self.storage_chunk,))
+        if self.images:
+            group.create_dataset("image", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8),
+                                 chunks=(self.storage_chunk,))
+            group.create_dataset("image_mask", shape=(0,), maxshape=(None,), dtype=np.int64,
+                                 chunks=(self.storage_chunk,))
+        return group
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Open a dataset file written by ``clibd prepare`` or distributed by the CLIBD authors."""
+    return Dataset(path)
+
+
+class Dataset:
+    """A dataset file: its split groups, attributes, and split views (``split``, ``splits_union``)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except FileNotFoundError:
+            raise ClibdError(f"{path}: no such dataset file") from None
+        except OSError as exc:
+            raise ClibdError(f"{path}: not an HDF5 dataset file ({exc})") from None
+        groups = [name for name, item in self._file.items()
+                  if isinstance(item, h5py.Group) and ("barcode" in item or "image" in item)]
+        if not groups:
+            self._file.close()
+            raise ClibdError(f"{path}: no split groups with 'barcode' or 'image' datasets; "
+                             "is this a dataset made by `clibd prepare` or distributed by CLIBD?")
+        self.splits: list[str] = [name for name, _ in _listing(dict.fromkeys(groups))]
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __reduce__(self):
+        return open_dataset, (str(self.path),)
+
+    def close(self) -> None:
+        self._file.close()
+
+    @cached_property
+    def attrs(self) -> dict:
+        """File attributes; JSON-encoded values (e.g. ``summary``) decoded."""
+        out = {}
+        for key, value in self._file.attrs.items():
+            value = value.decode() if isinstance(value, bytes) else value
+            if isinstance(value, str) and value[:1] in "{[":
+                value = json.loads(value)
+            out[key] = value.item() if isinstance(value, np.generic) else value
+        return out
+
+    def resolve(self, name: str) -> list[str]:
+        """The groups that make up split ``name`` (a group, an alias, ``all``, or ``a+b``)."""
+        if name in self.splits:
+            return [name]
+        if name == "all":
+            return [group for group in self.splits if group not in self._derived_groups()]
+        for candidate in ALIASES.get(name, ()):
+            if all(group in self.splits for group in candidate):
+                return list(candidate)
+        if "+" in name:
+            groups = (group for part in name.split("+") for group in self.resolve(part.strip()))
+            return list(dict.fromkeys(groups))
+        raise ClibdError(f"{self.path}: no split {name!r}; this file has {', '.join(self.splits)}")
+
+    def split(self, name: str) -> Split:
+        """A view of one split (or alias / metasplit / ``a+b`` union)."""
+        return Split(self, name, self.resolve(name))
+
+    def splits_union(self, names: Iterable[str]) -> Split:
+        """A view of several splits one after the other, each group at most once."""
+        return self.split("+".join(names))
+
+    def _derived_groups(self) -> set[str]:
+        """Groups that repeat others (CLIBD's metasplit groups), left out of ``all``."""
+        derived = {"all_keys"}
+        if "no_split" in self.splits:
+            derived.add("no_split_and_seen_train")
+        elif "no_split_and_seen_train" in self.splits and "train_seen" not in self.splits:
+            derived.add("seen_keys")  # CLIBD 5M file: seen_keys = train, inside no_split_and_seen_train
+        return derived
+
+
+class Split:
+    """Records of one or more groups, read lazily: columns, ranks and images by position."""
+
+    def __init__(self, dataset: Dataset, name: str, groups: list[str]):
+        self.dataset = dataset
+        self.name = name
+        self.groups = tuple(groups)
+        self._h5 = [dataset._file[group] for group in groups]
+        self.sizes = tuple(_group_length(dataset.path, group) for group in self._h5)
+        self._offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int).tolist()
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def __reduce__(self):
+        return _reopen_split, (str(self.dataset.path), self.name)
+
+    def column(self, field: str, start: int = 0, stop: int | None = None) -> list:
+        """Values of ``field`` for records ``start:stop``; labels give None where missing.
+
+        A field absent from the file reads as None (labels) or "" (ids, barcode).
+        """
+        if field == "image":
+            raise ValueError("read images with image_bytes(i)")
+        stop = len(self) if stop is None else min(stop, len(self))
+        values: list = []
+        for group, lo, hi in self._ranges(start, stop):
+            if field in group:
+                values += _read_column(group[field], lo, hi)
+            else:
+                values += [None if field in LABELS else ""] * (hi - lo)
+        if field in LABELS:
+            values = [None if v in (MISSING, "") else v for v in values]
+        return values
+
+    def ids(self) -> list[str]:
+        """Record ids: ``processid``, else ``image_file`` (CLIBD 1M), else ``sampleid``."""
+        values: list[str] = []
+        for group, lo, hi in self._ranges(0, len(self)):
+            field = next((f for f in ("processid", "image_file", "sampleid") if f in group), None)
+            values += _read_column(group[field], lo, hi) if field else [""] * (hi - lo)
+        return values
+
+    def ranks(self, i: int) -> dict[str, str | None]:
+        """``{rank: label or None}`` for record i."""
+        group, j = self._locate(i)
+        return {rank: _label(group, rank, j) for rank in RANKS}
+
+    @cached_property
+    def image_sizes(self) -> np.ndarray:
+        """Byte length of each record's image (0 = none); zeros when the file has no images."""
+        parts = []
+        for group, size in zip(self._h5, self.sizes):
+            if "image_mask" in group:
+                parts.append(group["image_mask"][:].astype(np.int64))
+            elif "image" in group:
+                parts.append(np.array([len(blob) for blob in group["image"][:]], dtype=np.int64))
+            else:
+                parts.append(np.zeros(size, dtype=np.int64))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    @cached_property
+    def has_images(self) -> bool:
+        return bool((self.image_sizes > 0).any())
+
+    def image_bytes(self, i: int) -> bytes | None:
+        """The stored photo of record i (encoded, usually JPEG), or None."""
+        group, j = self._locate(i)
+        if "image" not in group:
+            return None
+        image = group["image"]
+        if image.ndim == 2:  # CLIBD layout: zero-padded bytes, true length in image_mask
+            length = int(group["image_mask"][j])
+            return image[j, :length].tobytes() if length else None
+        blob = image[j]
+        return blob.tobytes() if len(blob) else None
+
+    def _locate(self, i: int) -> tuple[h5py.Group, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"record {i} out of range for split {self.name!r} of {len(self)} records")
+        k = bisect.bisect_right(self._offsets, i) - 1
+        return self._h5[k], i - self._offsets[k]
+
+    def _ranges(self, start: int, stop: int):
+        for group, lo, size in zip(self._h5, self._offsets, self.sizes):
+            a, b = max(start - lo, 0), min(stop - lo, size)
+            if a < b:
+                yield group, a, b
+
+
+@dataclass
+class _SplitStats:
+    records: int = 0
+    with_image: int = 0
+    species: set[str] = field(default_factory=set)
+    genera: set[str] = field(default_factory=set)
+
+    def add(self, record: Record) -> None:
+        self.records += 1
+        self.with_image += bool(record.image)
+        if record.species:
+            self.species.add(record.species)
+        if record.genus:
+            self.genera.add(record.genus)
+
+    def merge(self, other: _SplitStats) -> None:
+        self.records += other.records
+        self.with_image += other.with_image
+        self.species |= other.species
+        self.genera |= other.genera
+
+    def as_dict(self) -> dict[str, int]:
+        return {"records": self.records, "species": len(self.species), "genera": len(self.genera),
+                "with_image": self.with_image}
+
+
+def _reopen_split(path: str, name: str) -> Split:
+    return open_dataset(path).split(name)
+
+
+def _listing(names: Mapping[str, object]) -> list[tuple[str, object]]:
+    """Items in the canonical split order (BIOSCAN-5M, CLIBD 1M, CLIBD metasplits, others)."""
+    rank = {name: i for i, name in enumerate(_LISTING_ORDER)}
+    return sorted(names.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
+def _extend(dataset: h5py.Dataset, values: np.ndarray) -> None:
+    n = dataset.shape[0]
+    dataset.resize((n + len(values),))
+    dataset.write_direct(values, dest_sel=np.s_[n:n + len(values)])  # also for equal-length vlen rows
+
+
+def _read_column(dataset: h5py.Dataset, lo: int, hi: int) -> list:
+    if dataset.dtype.kind == "S":  # CLIBD files: fixed-length byte strings
+        return [value.decode("utf-8", "replace") for value in dataset[lo:hi]]
+    if h5py.check_string_dtype(dataset.dtype):
+        return dataset.asstr(errors="replace")[lo:hi].tolist()
+    return dataset[lo:hi].tolist()
+
+
+def _label(group: h5py.Group, rank: str, j: int) -> str | None:
+    if rank not in group:
+        return None
+    value = _read_column(group[rank], j, j + 1)[0]
+    return None if value in (MISSING, "") else value
+
+
+def _group_length(path: Path, group: h5py.Group) -> int:
+    lengths = {name: item.shape[0] for name, item in group.items()
+               if isinstance(item, h5py.Dataset) and (name in FIELDS or name == "image_mask")}
+    if len(set(lengths.values())) > 1:
+        raise ClibdError(f"{path}: group {group.name} has fields of different lengths "
+                         f"({', '.join(f'{k}={v}' for k, v in sorted(lengths.items()))})")
+    return next(iter(lengths.values()), 0)
+

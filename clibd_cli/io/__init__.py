@@ -1,0 +1,1 @@
+"""Reading users' inputs (sequences, images, tables) and writing outputs atomically."""

@@ -1,0 +1,76 @@
+"""Atomic outputs: write to a temporary path beside the target, rename into place on success.
+
+A reader never sees a half-written file or folder, and a failure (including Ctrl-C) leaves
+the previous version, if any, untouched and no temporary behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from clibd_cli.errors import ClibdError
+
+_UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) ...
+os.umask(_UMASK)  # ... and put it back at once; temporaries get the permissions open() would give
+
+
+@contextmanager
+def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it replaces ``path``.
+
+    With ``directory=True`` the temporary path is an empty folder to fill. Files are fsynced
+    before the rename. On any exception, KeyboardInterrupt included, the temporary is removed.
+    """
+    target = Path(path)
+    parent = target.parent
+    if not parent.is_dir():
+        raise ClibdError(f"{target}: the folder {parent} does not exist")
+    if directory:
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp", dir=parent))
+    else:
+        handle, name = tempfile.mkstemp(prefix=f"{target.name}.tmp", dir=parent)
+        os.close(handle)
+        temp = Path(name)
+    try:
+        yield temp
+        if directory:
+            _replace_directory(temp, target)
+        else:
+            with open(temp, "rb+") as written:
+                os.fsync(written.fileno())
+            os.chmod(temp, 0o666 & ~_UMASK)
+            os.replace(temp, target)
+    except BaseException:
+        _remove(temp)
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """``open(path, mode)`` through :func:`atomic_path`: the file appears complete or not at all."""
+    with atomic_path(path) as temp, open(temp, mode, **kwargs) as handle:
+        yield handle
+
+
+def _replace_directory(temp: Path, target: Path) -> None:
+    os.chmod(temp, 0o777 & ~_UMASK)
+    if not target.exists():
+        os.replace(temp, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old", dir=target.parent))
+    os.replace(target, old / target.name)
+    os.replace(temp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(temp: Path) -> None:
+    if temp.is_dir():
+        shutil.rmtree(temp, ignore_errors=True)
+    else:
+        temp.unlink(missing_ok=True)

@@ -1,0 +1,72 @@
+"""Opening input files: ``-`` for stdin, compression detected from the first bytes, clear errors.
+
+Every reader in :mod:`clibd_cli.io` opens its input here, so gzip/bz2/xz work everywhere
+(also on stdin, whatever the file is called) and a broken archive or a binary file becomes
+one :class:`~clibd_cli.errors.ClibdError` naming the file instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from clibd_cli.errors import ClibdError
+
+_MAGIC = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ\x00", lzma))
+
+
+def display_name(source: str | Path) -> str:
+    """How a source is named in messages: ``<stdin>`` for ``-``, else the path as given."""
+    return "<stdin>" if str(source) == "-" else str(source)
+
+
+def open_binary(source: str | Path) -> BinaryIO:
+    """Open a file (or stdin for ``-``) for reading bytes, decompressing gzip, bz2 or xz."""
+    stdin = str(source) == "-"
+    if stdin:
+        raw = sys.stdin.buffer
+        if not hasattr(raw, "peek"):  # e.g. a BytesIO standing in for stdin
+            raw = io.BufferedReader(raw)
+    else:
+        try:
+            raw = open(source, "rb")  # noqa: SIM115 - handed to the caller
+        except IsADirectoryError:
+            raise ClibdError(f"{source}: is a directory, expected a file") from None
+    head = raw.peek(6)[:6]
+    for magic, module in _MAGIC:
+        if head.startswith(magic):
+            if stdin:
+                return module.open(raw, "rb")
+            raw.close()
+            return module.open(source, "rb")
+    return raw
+
+
+def open_text(source: str | Path) -> TextIO:
+    """Open a file (or ``-``) as UTF-8 text with universal newlines; see :func:`open_binary`."""
+    return io.TextIOWrapper(open_binary(source), encoding="utf-8", newline="")
+
+
+@contextmanager
+def reading(source: str | Path) -> Iterator[None]:
+    """Turn decompression, decoding and I/O failures inside the block into a ClibdError."""
+    name = display_name(source)
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise ClibdError(f"{name}: not UTF-8 text (byte {exc.start} of a block: {exc.reason}); "
+                         "is this the right file?") from None
+    except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        raise ClibdError(f"{name}: unreadable compressed file ({exc or 'it ends too early'})") from None
+    except OSError as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise
+        raise ClibdError(f"{name}: cannot read ({exc.strerror or exc})") from None

@@ -1,0 +1,106 @@
+"""Delimited tables: streaming reads with checked headers, taxonomy tables, TSV output."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.sequences import SINTAX_RANKS
+from clibd_cli.io.streams import display_name, open_text, reading
+
+TAXONOMY_RANKS = tuple(SINTAX_RANKS.values())  # domain, kingdom, phylum, class, order ... species
+MISSING_LABELS = frozenset({"", "not_classified"})
+
+Rows = Iterator[tuple[int, list[str]]]
+
+
+def read_rows(source: str | Path, required: Sequence[str] = (),
+              delimiter: str = "\t") -> tuple[dict[str, int], Rows]:
+    """Open a delimited table (``-`` = stdin, compression detected) and check its header.
+
+    Returns ``(columns, rows)``: the column name -> index map and an iterator of
+    ``(line_number, fields)`` that streams the file (blank lines skipped). ClibdError when the
+    file is empty, a ``required`` column is missing (named, with near misses suggested), or a
+    row has the wrong number of fields.
+    """
+    name = display_name(source)
+    handle = open_text(source)
+    try:
+        with reading(source):
+            reader = csv.reader(handle, delimiter=delimiter)
+            header = next(reader, None)
+        if not header:
+            raise ClibdError(f"{name}: empty file, expected a header line")
+        header[0] = header[0].lstrip("\ufeff")
+        columns = {column.strip(): i for i, column in enumerate(header)}
+        missing = [column for column in required if column not in columns]
+        if missing:
+            raise ClibdError(f"{name}:1: {_missing_message(missing, header, delimiter)}")
+    except BaseException:
+        handle.close()
+        raise
+    return columns, _rows(reader, handle, source, len(header))
+
+
+def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
+    """A taxonomy table: TSV with an ``id`` column and rank columns (``order`` ... ``species``).
+
+    Returns id -> {rank: name} with empty and ``not_classified`` cells left out and
+    underscores read as spaces. ClibdError on a missing ``id`` column, no rank column, or a
+    repeated id.
+    """
+    name = display_name(source)
+    columns, rows = read_rows(source, required=("id",))
+    ranks = [(rank, columns[rank]) for rank in TAXONOMY_RANKS if rank in columns]
+    if not ranks:
+        raise ClibdError(f"{name}:1: no rank column; expected some of {', '.join(TAXONOMY_RANKS)}")
+    taxonomy: dict[str, dict[str, str]] = {}
+    first_line: dict[str, int] = {}
+    id_column = columns["id"]
+    for line, fields in rows:
+        record_id = fields[id_column].strip()
+        if record_id in taxonomy:
+            raise ClibdError(f"{name}:{line}: id {record_id!r} repeated "
+                             f"(first on line {first_line[record_id]})")
+        first_line[record_id] = line
+        taxonomy[record_id] = {rank: fields[i].strip().replace("_", " ") for rank, i in ranks
+                               if fields[i].strip() not in MISSING_LABELS}
+    return taxonomy
+
+
+def write_tsv(handle: TextIO, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a header line and rows as TSV; None becomes an empty cell."""
+    writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows(["" if value is None else value for value in row] for row in rows)
+
+
+def _rows(reader, handle: TextIO, source: str | Path, width: int) -> Rows:
+    name = display_name(source)
+    with handle, reading(source):
+        for fields in reader:
+            if len(fields) != width:
+                if not fields or fields == [""]:
+                    continue
+                raise ClibdError(f"{name}:{reader.line_num}: expected {width} fields as in the header, "
+                                 f"found {len(fields)}")
+            yield reader.line_num, fields
+
+
+def _missing_message(missing: list[str], header: list[str], delimiter: str) -> str:
+    message = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+    other = {"\t": ",", ",": "\t"}.get(delimiter)
+    if len(header) == 1 and other and other in header[0]:
+        kind = {"\t": "tab", ",": "comma"}
+        return f"{message}; the header is {kind[other]}-separated, expected {kind[delimiter]}-separated"
+    hints = []
+    for column in missing:
+        near = difflib.get_close_matches(column, header, n=1, cutoff=0.6)
+        if near:
+            hints.append(f"{near[0]!r} for {column!r}?")
+    found = ", ".join(header[:30]) + (" ..." if len(header) > 30 else "")
+    return f"{message} (found: {found})" + (f"; renamed? {' '.join(hints)}" if hints else "")

@@ -1,0 +1,99 @@
+"""``clibd prepare``: BIOSCAN-5M/1M metadata or FASTA (+ taxonomy, photos) -> one dataset HDF5."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+FORMATS = ("auto", "bioscan-5m", "bioscan-1m", "fasta")
+IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # BIOSCAN's image packages
+
+
+@click.command("prepare")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Dataset HDF5 to write (appears only when complete).")
+@click.option("-f", "--format", "input_format", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Input format; auto looks at the first line.")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Photos: the BIOSCAN image folder, or for FASTA any folder of <id>.jpg files.")
+@click.option("--image-package", type=click.Choice(IMAGE_PACKAGES), default="cropped_256", show_default=True,
+              help="Which BIOSCAN image package to read under --images.")
+@click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="FASTA only: TSV with an id column and rank columns (order, family, genus, species).")
+@click.option("--partition", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of released CLIBD partition files ({split}.txt id lists) to use "
+                   "instead of the protocol.")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the seen/unseen split protocol (1M, FASTA)  [default: the global --seed]")
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Threads reading photos.")
+@click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
+              help="Scale photos down to PIXELS on the shorter side and re-encode as JPEG "
+                   "(default: store the original bytes).")
+@click.option("--strict", is_flag=True,
+              help="Fail on an empty or non-nucleotide barcode instead of skipping it.")
+@click.pass_obj
+def prepare(settings, input_path: Path, output: Path, input_format: str, images: Path | None,
+            image_package: str, taxonomy: Path | None, partition: Path | None, seed: int | None,
+            workers: int, resize: int | None, strict: bool) -> None:
+    """Turn BIOSCAN-5M/1M metadata or FASTA into one dataset HDF5 with CLIBD splits.
+
+    \b
+    BIOSCAN-5M: the official split column; records without species are pretrain.
+    BIOSCAN-1M and FASTA: the CLIBD partition files (--partition), else the CLIBD
+    protocol (seen/unseen species 80/20, records 70/10/10/10, queries/keys) with --seed.
+
+    \b
+    Examples:
+      clibd prepare BIOSCAN_5M_Insect_Dataset_metadata.csv.gz --images bioscan5m/ -o bioscan5m.h5
+      clibd prepare BIOSCAN_Insect_Dataset_metadata.tsv --partition CLIBD_partitioning/ -o bioscan1m.h5
+      clibd prepare barcodes.fasta --taxonomy taxonomy.tsv --images photos/ -o mine.h5
+    """
+    from clibd_cli.data.build import detect_format, prepare_dataset
+    from clibd_cli.data.splits import read_partition
+
+    if input_format == "auto":
+        input_format = detect_format(input_path)
+    if taxonomy and input_format != "fasta":
+        raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN files carry their taxonomy)")
+    if partition and input_format == "bioscan-5m":
+        raise click.UsageError("--partition is for bioscan-1m and fasta; BIOSCAN-5M has its own split column")
+    source = _source(input_format, input_path, images, image_package, taxonomy)
+    summary = prepare_dataset(
+        source, output, partition=read_partition(partition) if partition else None,
+        seed=settings.seed if seed is None else seed, strict=strict, images=images is not None,
+        workers=workers, resize=resize, progress=settings.progress(),
+        attrs={"source": str(input_path.resolve()), "command": shlex.join(["clibd", *sys.argv[1:]]),
+               **({"images": str(images.resolve()), "image_package": image_package} if images else {}),
+               **({"partition": str(partition.resolve())} if partition else {}),
+               **({"resize": resize} if resize else {})})
+    click.echo(format_summary(summary))
+
+
+def _source(input_format: str, path: Path, images: Path | None, image_package: str, taxonomy: Path | None):
+    if input_format == "bioscan-5m":
+        from clibd_cli.data.bioscan import Bioscan5M
+
+        return Bioscan5M(path, images, image_package)
+    if input_format == "bioscan-1m":
+        from clibd_cli.data.bioscan import Bioscan1M
+
+        return Bioscan1M(path, images, image_package)
+    from clibd_cli.data.fasta import FastaSource
+
+    return FastaSource(path, taxonomy, images)
+
+
+def format_summary(summary: dict) -> str:
+    """The per-split table printed after writing (the same numbers are in the file's attrs)."""
+    columns = ("records", "species", "genera", "with_image")
+    rows = [(name, *(counts[c] for c in columns)) for name, counts in summary["splits"].items()]
+    rows.append(("total", *(summary["total"][c] for c in columns)))
+    width = max(len(row[0]) for row in rows)
+    lines = [f"{'split':<{width}}  " + "  ".join(f"{c:>10}" for c in columns)]
+    lines += [f"{row[0]:<{width}}  " + "  ".join(f"{v:>10,}" for v in row[1:]) for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Photo loading: real BIOSCAN JPEGs, odd modes converted correctly, unusable files refused."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.io import images
+from clibd_cli.io.images import ImageError, check_image, find_images, load_image, resize_image
+from fixtures.samples import CROPPED_1M, PHOTOS_5M
+
+REAL = sorted(PHOTOS_5M.glob("*.jpg"))[0]
+
+
+def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def test_real_bioscan_photo_from_path_and_bytes():
+    from_path = load_image(REAL)
+    from_bytes = load_image(REAL.read_bytes())
+    assert from_path.mode == "RGB" and from_path.size == (1024, 768)
+    assert np.array_equal(np.asarray(from_path), np.asarray(from_bytes))
+    check_image(REAL.read_bytes(), str(REAL))
+
+
+def test_find_images_recursive_sorted_skips_hidden(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/b/x.JPG", "a/y.png", "z.tiff", "a/.hidden.jpg", "a/._x.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_images([tmp_path]) == [tmp_path / "a/b/x.JPG", tmp_path / "a/y.png", tmp_path / "z.tiff"]
+    assert find_images([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]  # a file given by name is kept
+    with pytest.raises(ClibdError, match="no such file or folder"):
+        find_images([tmp_path / "nope"])
+
+
+def test_sixteen_bit_grayscale_keeps_its_tones():
+    pixels = np.array([[0, 32896, 65535]], dtype=np.uint16)
+    for image in (Image.fromarray(pixels), Image.open(io.BytesIO(encoded(Image.fromarray(pixels))))):
+        rgb = load_image(encoded(image))
+        assert np.asarray(rgb)[0, :, 0].tolist() == [0, 128, 255], image.mode
+
+
+def test_thirty_two_bit_and_float_grayscale():
+    ints = Image.fromarray(np.array([[0, 100, 255]], dtype=np.int32), "I")
+    assert np.asarray(images._to_rgb(ints))[0, :, 1].tolist() == [0, 100, 255]  # 8-bit range stays as it is
+    floats = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), "F")
+    assert np.asarray(images._to_rgb(floats))[0, :, 2].tolist() == [0, 128, 255]
+
+
+def test_alpha_is_composited_on_white_and_cmyk_converted():
+    rgba = Image.new("RGBA", (2, 1), (255, 0, 0, 255))
+    rgba.putpixel((1, 0), (0, 0, 0, 0))
+    assert np.asarray(load_image(encoded(rgba))).tolist() == [[[255, 0, 0], [255, 255, 255]]]
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))  # pure red in CMYK
+    red = np.asarray(load_image(encoded(cmyk, "JPEG")))[0, 0]
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    gray = load_image(encoded(Image.new("L", (3, 3), 77)))
+    assert gray.mode == "RGB" and gray.getpixel((1, 1)) == (77, 77, 77)
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("RGB", (40, 20), "white")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    out = io.BytesIO()
+    wide.save(out, format="JPEG", exif=exif)
+    assert load_image(out.getvalue()).size == (20, 40)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty image file"),
+    (b"this is not an image at all", "not an image"),
+    (REAL.read_bytes()[:20000], "unreadable image"),
+])
+def test_unusable_bytes_raise_image_error(data, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(data, "photo.jpg")
+    with pytest.raises(ImageError, match=message):
+        check_image(data, "photo.jpg")
+
+
+def test_unusable_files_name_the_file(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match=f"{empty}: empty image file"):
+        load_image(empty)
+    with pytest.raises(ImageError, match="no such image file"):
+        load_image(tmp_path / "missing.jpg")
+
+
+def test_decompression_bomb_guard(monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(REAL)
+
+
+def test_resize_scales_shorter_side_and_keeps_small_photos():
+    small = sorted(CROPPED_1M.glob("*.jpg"))[0].read_bytes()  # 341x256
+    assert resize_image(small, "small.jpg", 256) == small
+    resized = Image.open(io.BytesIO(resize_image(REAL.read_bytes(), "big.jpg", 256)))
+    assert resized.format == "JPEG" and resized.size == (341, 256)

@@ -1,0 +1,101 @@
+"""FASTA/FASTQ reading: formats, compression (files and stdin), SINTAX headers, errors."""
+
+import bz2
+import gzip
+import io
+import lzma
+import re
+import sys
+
+import pytest
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.sequences import parse_sintax_header, read_sequences
+
+FASTA = """>CNRGH063-15;tax=o:Lepidoptera,f:Tortricidae,g:Acleris,s:Acleris_chalybeana; BOLD:AAA7667
+ACATTATATTTTATTTTTGG
+AATTTGAGCAGG
+>q2 second record, with words
+
+>q3
+acgtnn
+"""
+FASTQ = "@r1 run=7\nACGT\n+\nIIII\n@r2\nAC\nGT\n+r2\nII\nI#\n"
+
+
+def ids_and_seqs(records):
+    return [(r.id, r.seq) for r in records]
+
+
+def test_fasta_multiline_ids_descriptions_and_lines(tmp_path):
+    path = tmp_path / "a.fasta"
+    path.write_text(FASTA)
+    records = list(read_sequences(path))
+    assert ids_and_seqs(records) == [("CNRGH063-15", "ACATTATATTTTATTTTTGGAATTTGAGCAGG"), ("q2", ""),
+                                     ("q3", "acgtnn")]
+    assert records[0].description.startswith("tax=o:Lepidoptera")
+    assert records[1].description == "second record, with words"
+    assert [r.line for r in records] == [1, 4, 6]
+
+
+def test_fastq_single_and_multiline(tmp_path):
+    path = tmp_path / "a.fq"
+    path.write_text(FASTQ)
+    assert ids_and_seqs(read_sequences(path)) == [("r1", "ACGT"), ("r2", "ACGT")]
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_compression_detected_from_bytes_not_name(tmp_path, compress):
+    path = tmp_path / "no_suffix.txt"
+    path.write_bytes(compress(FASTA.encode()))
+    assert len(list(read_sequences(path))) == 3
+
+
+@pytest.mark.parametrize("data", [FASTA.encode(), gzip.compress(FASTA.encode())])
+def test_stdin_plain_and_gzip(monkeypatch, data):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert [r.id for r in read_sequences("-")] == ["CNRGH063-15", "q2", "q3"]
+
+
+def test_empty_input_yields_nothing(tmp_path):
+    path = tmp_path / "empty.fasta"
+    path.write_text("\n\n")
+    assert list(read_sequences(path)) == []
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("ACGT\n>a\nAC\n", ":1:", "expected a FASTA header"),
+    (">a\nAC\n>\nAC\n", ":3:", "empty record id"),
+    ("@r1\nACGT\n+\nII\n", ":4:", "shorter than the sequence"),
+    ("@r1\nACGT\n+\nIIIII\n", ":4:", "differs from sequence length"),
+    ("@r1\nACGT\nIIII\n", ":1:", "ends before its '+' line"),
+    ("@r1\nAC\n+\nII\nr2\nAC\n+\nII\n", ":5:", "expected a FASTQ header"),
+])
+def test_malformed_input_names_file_and_line(tmp_path, text, where, what):
+    path = tmp_path / "bad.fastx"
+    path.write_text(text)
+    with pytest.raises(ClibdError, match=re.escape(what)) as error:
+        list(read_sequences(path))
+    assert f"{path}{where}" in str(error.value)
+
+
+def test_truncated_gzip_and_binary_input_are_clear_errors(tmp_path):
+    truncated = tmp_path / "cut.fasta.gz"
+    truncated.write_bytes(gzip.compress(FASTA.encode() * 50)[:60])
+    with pytest.raises(ClibdError, match="unreadable compressed file"):
+        list(read_sequences(truncated))
+    binary = tmp_path / "photo.fasta"
+    binary.write_bytes(b">a\n" + bytes(range(128, 256)))
+    with pytest.raises(ClibdError, match="not UTF-8 text"):
+        list(read_sequences(binary))
+
+
+def test_sintax_header_parsing():
+    assert parse_sintax_header("tax=k:Animalia,p:Arthropoda,c:Insecta,o:Diptera,f:Culicidae,g:Aedes,"
+                               "s:Aedes_albopictus;") == {
+        "kingdom": "Animalia", "phylum": "Arthropoda", "class": "Insecta", "order": "Diptera",
+        "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
+    assert parse_sintax_header("size=3;tax=o:Diptera,g:;") == {"order": "Diptera"}
+    assert parse_sintax_header("a plain description") == {}
+    with pytest.raises(ValueError, match="rank:name"):
+        parse_sintax_header("tax=Diptera,Culicidae")

@@ -1,0 +1,63 @@
+"""Delimited tables: checked headers (missing or renamed columns named), taxonomy tables, TSV out."""
+
+import gzip
+import io
+
+import pytest
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.tables import read_rows, read_taxonomy, write_tsv
+
+
+def test_rows_stream_with_line_numbers_from_gzip(tmp_path):
+    path = tmp_path / "t.tsv.gz"
+    path.write_bytes(gzip.compress(b"\xef\xbb\xbfid\tspecies\na\tAedes aegypti\n\nb\t\n"))
+    columns, rows = read_rows(path, required=["id"])
+    assert columns == {"id": 0, "species": 1}
+    assert list(rows) == [(2, ["a", "Aedes aegypti"]), (4, ["b", ""])]
+
+
+def test_missing_and_renamed_columns_are_named(tmp_path):
+    path = tmp_path / "meta.csv"
+    path.write_text("processid,barcode,genus_name,species\n")
+    with pytest.raises(ClibdError) as error:
+        read_rows(path, required=["processid", "dna_barcode", "genus"], delimiter=",")
+    message = str(error.value)
+    assert message.startswith(f"{path}:1: missing columns 'dna_barcode', 'genus'")
+    assert "'barcode' for 'dna_barcode'?" in message and "'genus_name' for 'genus'?" in message
+
+
+def test_wrong_delimiter_and_ragged_rows(tmp_path):
+    csv_as_tsv = tmp_path / "a.tsv"
+    csv_as_tsv.write_text("sampleid,nucraw\nx,ACGT\n")
+    with pytest.raises(ClibdError, match="comma-separated, expected tab-separated"):
+        read_rows(csv_as_tsv, required=["sampleid"])
+    ragged = tmp_path / "b.tsv"
+    ragged.write_text("id\tspecies\na\tX\tY\n")
+    with pytest.raises(ClibdError, match=f"{ragged}:2: expected 2 fields"):
+        list(read_rows(ragged)[1])
+    empty = tmp_path / "c.tsv"
+    empty.write_text("")
+    with pytest.raises(ClibdError, match="empty file"):
+        read_rows(empty)
+
+
+def test_taxonomy_table(tmp_path):
+    path = tmp_path / "tax.tsv"
+    path.write_text("id\tclass\torder\tgenus\tspecies\tnotes\n"
+                    "q1\tInsecta\tDiptera\tAedes\tAedes_albopictus\tx\nq2\t\tDiptera\tnot_classified\t\t\n")
+    assert read_taxonomy(path) == {
+        "q1": {"class": "Insecta", "order": "Diptera", "genus": "Aedes", "species": "Aedes albopictus"},
+        "q2": {"order": "Diptera"}}
+    path.write_text("id\torder\nq1\tDiptera\nq1\tLepidoptera\n")
+    with pytest.raises(ClibdError, match="tax.tsv:3: id 'q1' repeated \\(first on line 2\\)"):
+        read_taxonomy(path)
+    path.write_text("id\tnotes\nq1\tx\n")
+    with pytest.raises(ClibdError, match="no rank column"):
+        read_taxonomy(path)
+
+
+def test_write_tsv():
+    out = io.StringIO()
+    write_tsv(out, ["query_id", "species", "conf"], [["q1", None, 0.5], ["q\t2", "Aedes albopictus", 1]])
+    assert out.getvalue() == 'query_id\tspecies\tconf\nq1\t\t0.5\n"q\t2"\tAedes albopictus\t1\n'
