@@ -1,0 +1,72 @@
+"""The BERT core shared by the DNA and text towers: BERT -> masked mean pooling -> linear projection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+from transformers.utils import logging as hf_logging
+
+from models.config import ModelError
+
+
+class BertEncoder(nn.Module):
+    """BERT over token ids; the last hidden state is mean-pooled over the attention mask and projected."""
+
+    def __init__(self, bert: BertModel, embed_dim: int):
+        super().__init__()
+        self.bert = bert
+        self.proj = nn.Linear(bert.config.hidden_size, embed_dim)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.proj(masked_mean(hidden, attention_mask))
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of hidden [B, L, H] over positions where mask [B, L] is 1 (zeros for an all-zero mask)."""
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+def build_bert(block: dict[str, Any], vocab_size: int, pad_token_id: int | None,
+               load_pretrained: bool) -> BertModel:
+    """A BertModel (no pooler) from a resolved block; weights from its local ``pretrained`` dir if asked."""
+    dropout = {"hidden_dropout_prob": block["dropout"], "attention_probs_dropout_prob": block["dropout"]}
+    if load_pretrained and block["pretrained"]:
+        try:
+            with _quiet_transformers():  # we check the loading info ourselves
+                bert, info = BertModel.from_pretrained(block["pretrained"], local_files_only=True,
+                                                       add_pooling_layer=False, output_loading_info=True,
+                                                       **dropout)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{block['pretrained']}: cannot load BERT weights ({exc})") from exc
+        broken = info["missing_keys"] or info.get("mismatched_keys")
+        if broken:
+            raise ModelError(f"{block['pretrained']}: checkpoint lacks {len(broken)} BERT weight(s), "
+                             f"e.g. {', '.join(sorted(map(str, broken))[:3])}")
+        return bert.float()
+    config = BertConfig(vocab_size=vocab_size, hidden_size=block["hidden_size"],
+                        num_hidden_layers=block["num_layers"], num_attention_heads=block["num_heads"],
+                        intermediate_size=block["intermediate_size"],
+                        max_position_embeddings=block["max_position_embeddings"],
+                        pad_token_id=pad_token_id, **dropout, **block["bert_kwargs"])
+    return BertModel(config, add_pooling_layer=False)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bar and load report (they would land on the CLI's stderr)."""
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()

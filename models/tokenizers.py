@@ -1,0 +1,137 @@
+"""Tokenizers: DNA barcodes as non-overlapping k-mers, taxonomy labels as WordPiece text.
+
+Only numpy is imported at module level; torch and the ``tokenizers`` library load on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.config import MAX_K
+
+RANKS = ("order", "family", "genus", "species")
+_MISSING_LABELS = {"", "not_classified"}
+
+
+def label_string(ranks: Mapping[str, str | None]) -> str:
+    """The text-tower input for a specimen: its labels from order to species, missing ranks left out.
+
+    ``{"order": "Diptera", "family": "Culicidae", "genus": None}`` gives ``"Diptera Culicidae"``;
+    empty strings and BIOSCAN's ``not_classified`` count as missing.
+    """
+    labels = ((ranks.get(rank) or "").strip() for rank in RANKS)
+    return " ".join(label for label in labels if label not in _MISSING_LABELS)
+
+
+class KmerTokenizer:
+    """Non-overlapping k-mers of a barcode padded with N (or cut) to ``max_len`` nucleotides.
+
+    Vocabulary (the BarcodeBERT-2023 layout): ``<MASK>``=0, ``<CLS>``=1, ``<UNK>``=2, then the 4^k
+    k-mers over ACGT in lexicographic order (``A...A``=3 ... ``T...T``=4^k+2). A k-mer holding any
+    other character (N, IUPAC codes, gaps, ...) is ``<UNK>``; lowercase is accepted. The attention
+    mask is 1 for k-mers that start inside the barcode and 0 for pure padding. ``prepend_token``
+    (e.g. 0 for the upstream CLIBD checkpoints) is put in front of every sequence with mask 1.
+    """
+
+    SPECIALS = {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}
+    UNK = 2
+
+    def __init__(self, k: int = 5, max_len: int = 660, prepend_token: int | None = None):
+        if not 1 <= k <= MAX_K or max_len < 1:
+            raise ValueError(f"need 1 <= k <= {MAX_K} and max_len >= 1, got k={k}, max_len={max_len}")
+        self.k = k
+        self.max_len = max_len
+        self.prepend_token = prepend_token
+        self.n_kmers = -(-max_len // k)
+        self._codes = np.full(256, 4, dtype=np.uint8)  # byte -> base code; 4 marks "not ACGT"
+        for code, base in enumerate("ACGT"):
+            self._codes[ord(base)] = self._codes[ord(base.lower())] = code
+
+    @property
+    def vocab_size(self) -> int:
+        return 4 ** self.k + len(self.SPECIALS)
+
+    @property
+    def length(self) -> int:
+        """Tokens per barcode."""
+        return self.n_kmers + (self.prepend_token is not None)
+
+    def encode(self, barcodes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask, both int64 arrays of shape [len(barcodes), length]."""
+        if isinstance(barcodes, str):
+            raise TypeError("encode() takes a sequence of barcodes, not a single string")
+        width = self.n_kmers * self.k
+        count = len(barcodes)
+        # One byte per character ("?" for non-ASCII, which is not ACGT), N-padded to a k multiple.
+        raw = "".join(barcode[: self.max_len].ljust(width, "N") for barcode in barcodes)
+        codes = self._codes[np.frombuffer(raw.encode("ascii", "replace"), dtype=np.uint8)]
+        codes = codes.reshape(count, self.n_kmers, self.k)
+        ids = np.zeros((count, self.n_kmers), dtype=np.int64)
+        unknown = np.zeros((count, self.n_kmers), dtype=bool)
+        for position in range(self.k):  # base-4 number, most significant base first
+            base = codes[:, :, position]
+            ids *= 4
+            ids += base
+            unknown |= base > 3
+        ids += len(self.SPECIALS)
+        ids[unknown] = self.UNK
+        lengths = np.fromiter((min(len(b), self.max_len) for b in barcodes), dtype=np.int64, count=count)
+        mask = (np.arange(self.n_kmers) * self.k < lengths[:, None]).astype(np.int64)
+        if self.prepend_token is not None:
+            ids = np.concatenate([np.full((count, 1), self.prepend_token, dtype=np.int64), ids], axis=1)
+            mask = np.concatenate([np.ones((count, 1), dtype=np.int64), mask], axis=1)
+        return ids, mask
+
+    def __call__(self, barcodes: Sequence[str]) -> dict[str, Any]:
+        """``{"input_ids", "attention_mask"}`` as LongTensors [B, length]."""
+        import torch
+
+        ids, mask = self.encode(barcodes)
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A description other tools can tokenize from (written as dna_tokenizer.json)."""
+        return {"type": "kmer", "k": self.k, "stride": self.k, "max_len": self.max_len, "pad": "N",
+                "alphabet": "ACGT", "specials": dict(self.SPECIALS), "first_kmer_id": len(self.SPECIALS),
+                "vocab_size": self.vocab_size, "prepend_token": self.prepend_token,
+                "attention_mask": "1 for k-mers starting inside the barcode"}
+
+
+class TextTokenizer:
+    """Uncased WordPiece (BERT) tokenizer: [CLS] label [SEP], padded/truncated to ``max_len``."""
+
+    def __init__(self, vocab_file: str | Path, max_len: int):
+        self.vocab_file = str(vocab_file)
+        self.max_len = max_len
+
+    def encode(self, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask, int64 arrays [len(labels), max_len]."""
+        if isinstance(labels, str):
+            raise TypeError("encode() takes a sequence of labels, not a single string")
+        encodings = _wordpiece(self.vocab_file, self.max_len).encode_batch(list(labels))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(labels), self.max_len)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64).reshape(ids.shape)
+        return ids, mask
+
+    def __call__(self, labels: Sequence[str]) -> dict[str, Any]:
+        """``{"input_ids", "attention_mask"}`` as LongTensors [B, max_len]."""
+        import torch
+
+        ids, mask = self.encode(labels)
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+@functools.lru_cache(maxsize=8)
+def _wordpiece(vocab_file: str, max_len: int):
+    """A cached ``tokenizers`` BERT WordPiece tokenizer (same pipeline as transformers' BertTokenizer)."""
+    from tokenizers import BertWordPieceTokenizer
+
+    tokenizer = BertWordPieceTokenizer(vocab_file, lowercase=True)
+    tokenizer.enable_truncation(max_len)
+    tokenizer.enable_padding(length=max_len, pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+    return tokenizer

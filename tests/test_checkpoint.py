@@ -1,0 +1,170 @@
+"""Model directories: bit-exact save/load, fingerprints, atomic replacement, clear errors."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from models import CLIBD, ModelError, create_model, load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def trained() -> CLIBD:
+    """A tiny model whose weights are no longer the initial ones."""
+    torch.manual_seed(0)
+    model = create_model("clibd-tiny")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
+    return model
+
+
+@pytest.fixture
+def saved(trained, tmp_path):
+    return save_model(trained, tmp_path / "model", extra={"epoch": 3, "metric": "species_hm"})
+
+
+def assert_same_weights(a: CLIBD, b: CLIBD) -> None:
+    left, right = a.state_dict(), b.state_dict()
+    assert left.keys() == right.keys()
+    for name in left:
+        assert left[name].dtype == right[name].dtype, name
+        assert torch.equal(left[name], right[name]), name
+
+
+def test_save_load_is_bit_exact(trained, saved):
+    loaded = load_model(saved)
+    assert_same_weights(trained, loaded)
+    assert loaded.fingerprint() == trained.fingerprint()
+    assert loaded.extra == {"epoch": 3, "metric": "species_hm"}
+    assert not loaded.training
+    assert {k: v for k, v in loaded.config.items() if k != "text"} == \
+        {k: v for k, v in trained.config.items() if k != "text"}
+    barcodes = ["ACGTTGCA" * 30, "NNACGT"]
+    tokens = trained.tokenize_dna(barcodes)
+    assert torch.equal(loaded.tokenize_dna(barcodes)["input_ids"], tokens["input_ids"])
+    assert torch.equal(trained.eval().encode_dna(**tokens), loaded.encode_dna(**tokens))
+    text = trained.tokenize_text(["Diptera Culicidae"])
+    assert torch.equal(loaded.tokenize_text(["Diptera Culicidae"])["input_ids"], text["input_ids"])
+
+
+def test_directory_layout(saved):
+    assert sorted(p.name for p in saved.iterdir()) == \
+        ["config.json", "dna_tokenizer.json", "model.safetensors", "text_vocab.txt"]
+    config = json.loads((saved / "config.json").read_text())
+    assert config["format_version"] == 1 and config["clibd_version"]
+    assert config["text"]["vocab"] == "text_vocab.txt" and config["preset"] == "clibd-tiny"
+    assert len(config["weights_sha256"]) == 64
+    tokenizer = json.loads((saved / "dna_tokenizer.json").read_text())
+    assert tokenizer["k"] == 4 and tokenizer["max_len"] == 660 and tokenizer["specials"]["<UNK>"] == 2
+
+
+def test_fingerprint_tracks_weights_and_architecture(trained, saved):
+    copy = load_model(saved)
+    with torch.no_grad():
+        copy.dna_encoder.proj.bias[0] += 1e-6
+    assert copy.fingerprint() != trained.fingerprint()
+    assert create_model("clibd-tiny").fingerprint() != create_model("clibd-tiny", embed_dim=16).fingerprint()
+
+
+def test_half_precision_round_trip(tmp_path):
+    model = create_model("clibd-tiny", modalities=("dna",)).half()
+    loaded = load_model(save_model(model, tmp_path / "half"))
+    assert loaded.logit_scale.dtype == torch.float16
+    assert_same_weights(model, loaded)
+    assert loaded.fingerprint() == model.fingerprint()
+
+
+def test_create_model_from_directory_can_drop_towers(trained, saved):
+    dna_only = create_model(saved, modalities=("dna",))
+    assert dna_only.modalities == ("dna",)
+    tokens = trained.tokenize_dna(["ACGT" * 40])
+    assert torch.equal(dna_only.encode_dna(**tokens), trained.eval().encode_dna(**tokens))
+    with pytest.raises(ModelError, match="weights do not match.*wrong shape"):
+        create_model(saved, embed_dim=16)
+
+
+def test_save_replaces_model_directory_atomically(trained, saved):
+    other = create_model("clibd-tiny", modalities=("dna",))
+    save_model(other, saved)
+    assert load_model(saved).modalities == ("dna",)
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]  # no temp or old dirs left
+
+
+def test_save_refuses_to_clobber_other_things(trained, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("precious")
+    with pytest.raises(ModelError, match="not a clibd model directory; refusing"):
+        save_model(trained, tmp_path / "notes")
+    (tmp_path / "notes" / "config.json").write_text('{"learning_rate": 0.1}')  # e.g. a run directory
+    with pytest.raises(ModelError, match="refusing"):
+        save_model(trained, tmp_path / "notes")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelError, match="refusing"):
+        save_model(trained, tmp_path / "file")
+    with pytest.raises(ModelError, match="JSON-serialisable"):
+        save_model(trained, tmp_path / "bad", extra={"when": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "notes"]
+    (tmp_path / "empty").mkdir()
+    assert load_model(save_model(trained, tmp_path / "empty")).modalities == trained.modalities
+
+
+def test_missing_and_not_model_directories(tmp_path):
+    with pytest.raises(ModelError, match="model directory not found"):
+        load_model(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelError, match="not a directory"):
+        load_model(tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match=r"not a clibd model directory \(no config.json\)"):
+        load_model(tmp_path / "empty")
+
+
+def edit_config(directory, change):
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    change(config)
+    path.write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{ broken", "config.json:1: invalid JSON"),
+    ("[1, 2]", "not a saved clibd model"),
+    ('{"embed_dim": 8}', "not a saved clibd model"),
+    ('{"format_version": 99}', "newer than this clibd supports"),
+])
+def test_bad_config_json(saved, content, message):
+    (saved / "config.json").write_text(content)
+    with pytest.raises(ModelError, match=message):
+        load_model(saved)
+
+
+def test_missing_truncated_and_corrupt_weights(saved):
+    weights = saved / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_model(saved)
+    edit_config(saved, lambda c: c.pop("weights_sha256"))  # now safetensors itself must notice
+    with pytest.raises(ModelError, match="corrupt or truncated weights file"):
+        load_model(saved)
+    weights.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="corrupt or truncated weights file"):
+        load_model(saved)
+    weights.unlink()
+    with pytest.raises(ModelError, match="weights file is missing"):
+        load_model(saved)
+
+
+def test_weights_that_do_not_fit_the_config(saved, tmp_path):
+    smaller = create_model("clibd-tiny", embed_dim=16, modalities=("dna", "text"))
+    other = save_model(smaller, tmp_path / "other")
+    shutil.copyfile(other / "model.safetensors", saved / "model.safetensors")
+    edit_config(saved, lambda c: c.pop("weights_sha256"))
+    with pytest.raises(ModelError, match=r"weights do not match the model config: missing \d+ \(image_enc"):
+        load_model(saved)
+
+
+def test_no_pickle_files(saved):
+    assert not [p for p in saved.rglob("*") if p.suffix in {".pt", ".pth", ".bin", ".pkl"}]
