@@ -70,3 +70,11 @@ def reading(source: str | Path) -> Iterator[None]:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
         raise ClibdError(f"{name}: cannot read ({exc.strerror or exc})") from None
+
+
+def is_hdf5(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file (by its signature; ``-`` and folders are not)."""
+    if str(path) == "-" or not Path(path).is_file():
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(8) == b"\x89HDF\r\n\x1a\n"

@@ -1,0 +1,412 @@
+"""The reference index directory: embeddings of labelled reference records, searchable.
+
+Layout (DESIGN §4)::
+
+    manifest.json     format version, clibd version, model fingerprint, modality, dim, metric,
+                      HNSW parameters and seed, count, ranks, sha256 of every other file,
+                      creation command line and time
+    index.bin         hnswlib graph (space "ip": cosine similarity on L2-normalised vectors)
+                      over the distinct vectors ("nodes")
+    nodes.npy         int64 graph node of each record (numpy format, no pickle)
+    records.tsv       header "id<TAB>rank...", one row per record; empty cell = not labelled
+    calibration.json  the predictor's confidence calibration (clibd_cli.predict), if fitted
+
+The directory is written atomically (temporary sibling directory, then rename) and verified
+against the manifest checksums on load. Records with identical vectors share one graph node.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from clibd_cli import __version__
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.atomic import atomic_path
+
+FORMAT_VERSION = 1
+INDEX_FILE, NODES_FILE, RECORDS_FILE = "index.bin", "nodes.npy", "records.tsv"
+CALIBRATION_FILE, MANIFEST_FILE = "calibration.json", "manifest.json"
+_REBUILD = "rebuild with clibd index"
+_BLOCK = 1024  # queries per block in exact search
+
+
+@dataclass
+class ReferenceIndex:
+    """Reference records (ids, per-rank labels) and their embeddings in an hnswlib graph.
+
+    Records with the same embedding (identical barcodes are common: half of BOLD's) share one
+    graph node: clusters of exact duplicates break HNSW's navigability. ``nodes[i]`` is the
+    graph node of record ``i``.
+    """
+
+    graph: hnswlib.Index
+    ids: list[str]
+    labels: dict[str, list[str | None]]  # rank -> label per record, ranks coarse to fine
+    nodes: np.ndarray  # [N] int64 graph node per record
+    manifest: dict
+    calibration: dict | None = None
+    path: Path | None = None
+    _node_vectors: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ranks(self) -> list[str]:
+        return list(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def node_vectors(self) -> np.ndarray:
+        """The distinct reference vectors ``[nodes, D]`` float32 (read once, then cached)."""
+        n = self.graph.get_current_count()
+        if self._node_vectors is None or len(self._node_vectors) != n:
+            self._node_vectors = np.ascontiguousarray(
+                self.graph.get_items(np.arange(n), return_type="numpy"), dtype=np.float32
+            )
+        return self._node_vectors
+
+    def vectors(self) -> np.ndarray:
+        """The vector of every record ``[N, D]`` float32."""
+        return self.node_vectors()[self.nodes]
+
+    def search(
+        self, queries: np.ndarray, k: int, *, exact: bool = False, ef: int | None = None,
+        threads: int = -1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar records per query: ``(rows [Q,k] int64, sims [Q,k] float32)``.
+
+        Rows index :attr:`ids`; similarities are descending (records sharing a vector in
+        record order). ``k`` is clamped to the reference size. ``exact`` uses brute force
+        (blocked matmul) instead of the HNSW graph.
+        """
+        queries = _as_vectors(queries, self.manifest["dim"], "queries")
+        k = max(1, min(int(k), len(self)))
+        n_nodes = self.graph.get_current_count()
+        kn = min(k, n_nodes)  # k nodes always hold at least k records
+        if exact:
+            return self._expand(*exact_search(self.node_vectors(), queries, kn), k)
+        ef = max(ef or self.manifest["hnsw"]["ef"], kn)
+        while True:
+            self.graph.set_ef(ef)
+            try:
+                found, dist = self.graph.knn_query(queries, k=kn, num_threads=threads)
+                return self._expand(found.astype(np.int64), (1.0 - dist).astype(np.float32), k)
+            except RuntimeError:  # "cannot return k results": graph too sparse for this ef
+                if ef >= n_nodes:
+                    return self._expand(*exact_search(self.node_vectors(), queries, kn), k)
+                ef = min(ef * 4, n_nodes)
+
+    def _expand(self, found: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Node hits ``[Q, kn]`` -> the first ``k`` records they hold, ``[Q, k]``."""
+        members = np.argsort(self.nodes, kind="stable")  # records grouped by node
+        size = np.bincount(self.nodes, minlength=self.graph.get_current_count())
+        first = np.cumsum(size) - size
+        ends = np.cumsum(size[found], axis=1)  # [Q, kn] records held up to each hit
+        n_q, kn = found.shape
+        shift = ends[:, -1:].max(initial=0) + 1  # offset rows apart to search them in one go
+        rank = np.arange(k)[None, :] + shift * np.arange(n_q)[:, None]
+        hit = np.searchsorted((ends + shift * np.arange(n_q)[:, None]).ravel(), rank.ravel(),
+                              side="right").reshape(n_q, k) - kn * np.arange(n_q)[:, None]
+        node = np.take_along_axis(found, hit, axis=1)
+        within = np.arange(k)[None, :] - (np.take_along_axis(ends, hit, axis=1) - size[node])
+        return members[first[node] + within], np.take_along_axis(sims, hit, axis=1)
+
+    def check_model(self, fingerprint: str) -> None:
+        """Refuse to use this index with a model other than the one that built it."""
+        built = self.manifest["model_fingerprint"]
+        if fingerprint != built:
+            where = f"{self.path}: " if self.path else ""
+            raise ClibdError(
+                f"{where}index was built with model {built[:12]} but the model given is "
+                f"{fingerprint[:12]}; use that model or rebuild with clibd index"
+            )
+
+    def append(
+        self, vectors: np.ndarray, ids: Sequence[str], labels: Mapping[str, Sequence[str | None]]
+    ) -> None:
+        """Add records in place (the graph grows; nothing is rebuilt). Save to persist."""
+        vectors = _as_vectors(vectors, self.manifest["dim"], "vectors")
+        _check_records(ids, labels, len(vectors), self.ranks)
+        if set(ids) & set(self.ids) or len(set(ids)) < len(ids):
+            raise ClibdError("append: record ids must be new and unique")
+        known = _node_keys(self.node_vectors())
+        n_nodes = len(known)
+        nodes, fresh = _assign_nodes(vectors, known)
+        if len(fresh):
+            self.graph.resize_index(n_nodes + len(fresh))
+            self.graph.add_items(vectors[fresh], np.arange(n_nodes, n_nodes + len(fresh)),
+                                 num_threads=1)
+        self.nodes = np.concatenate([self.nodes, nodes])
+        self.ids.extend(ids)
+        for rank in self.ranks:
+            self.labels[rank].extend(_clean(labels.get(rank, [None] * len(ids))))
+        self.manifest["count"], self.manifest["nodes"] = len(self), len(known)
+        self.manifest.setdefault("appended", []).append(
+            {"count": len(ids), "command": _command_line(), "created": _now()}
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write the index directory atomically (replacing an existing one at ``path``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, directory=True) as tmp:
+            self.graph.save_index(str(tmp / INDEX_FILE))
+            np.save(tmp / NODES_FILE, self.nodes, allow_pickle=False)
+            _write_records(tmp / RECORDS_FILE, self.ids, self.labels)
+            files = [INDEX_FILE, NODES_FILE, RECORDS_FILE]
+            if self.calibration is not None:
+                (tmp / CALIBRATION_FILE).write_text(json.dumps(self.calibration, indent=1) + "\n")
+                files.append(CALIBRATION_FILE)
+            self.manifest["sha256"] = {name: _sha256(tmp / name) for name in files}
+            (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2) + "\n")
+        self.path = path
+
+    def info(self) -> str:
+        """A human-readable summary in the spirit of ``blastdbcmd -info``."""
+        m = self.manifest
+        h = m["hnsw"]
+        lines = [
+            f"Index: {self.path or '(not saved)'}",
+            f"\t{len(self):,} records; {m['modality']} embeddings, {m['dim']} dimensions; "
+            f"metric {m['metric']}",
+            f"\tModel fingerprint: {m['model_fingerprint']}",
+            f"\tHNSW: M={h['M']} ef_construction={h['ef_construction']} ef={h['ef']} "
+            f"seed={h['seed']}",
+            f"\tCreated {m['created']} by clibd {m['clibd_version']} (format {m['format_version']})",
+            f"\tCommand: {m['command']}",
+        ]
+        for entry in m.get("appended", []):
+            lines.append(f"\tAppended {entry['count']:,} records {entry['created']}: {entry['command']}")
+        lines.append("\tRanks (labelled records, distinct labels):")
+        for rank, values in self.labels.items():
+            present = [v for v in values if v is not None]
+            lines.append(f"\t\t{rank}: {len(present):,} records, {len(set(present)):,} labels")
+        lines.append(f"\tCalibration: {'fitted' if self.calibration else 'none'}")
+        for name, digest in m.get("sha256", {}).items():
+            lines.append(f"\t{name}: sha256 {digest}")
+        return "\n".join(lines)
+
+
+def build_index(
+    vectors: np.ndarray,
+    ids: Sequence[str],
+    labels: Mapping[str, Sequence[str | None]],
+    *,
+    model_fingerprint: str,
+    modality: str,
+    M: int = 32,
+    ef_construction: int = 200,
+    ef: int = 128,
+    seed: int = 0,
+    threads: int = 1,
+) -> ReferenceIndex:
+    """Build an in-memory index from L2-normalised float32 vectors (save it with ``.save``).
+
+    ``labels`` maps rank (coarse to fine) to one label or ``None`` per record. With
+    ``threads=1`` the graph is deterministic for a given ``seed``.
+    """
+    vectors = _as_vectors(vectors, None, "vectors")
+    if len(vectors) == 0:
+        raise ClibdError("cannot build an index without reference records")
+    _check_records(ids, labels, len(vectors), list(labels))
+    if len(set(ids)) != len(ids):
+        raise ClibdError("reference record ids must be unique")
+    nodes, fresh = _assign_nodes(vectors, {})
+    # Insert in random order: references sorted by taxon make a much worse graph.
+    order = np.random.default_rng(seed).permutation(len(fresh))
+    relabel = np.empty_like(order)
+    relabel[order] = np.arange(len(order))
+    nodes, fresh = relabel[nodes], fresh[order]
+    graph = hnswlib.Index(space="ip", dim=vectors.shape[1])
+    graph.init_index(len(fresh), M=M, ef_construction=ef_construction, random_seed=seed)
+    graph.add_items(vectors[fresh], np.arange(len(fresh)), num_threads=threads)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "clibd_version": __version__,
+        "model_fingerprint": model_fingerprint,
+        "modality": modality,
+        "dim": int(vectors.shape[1]),
+        "metric": "cosine",
+        "hnsw": {"space": "ip", "M": M, "ef_construction": ef_construction, "ef": ef, "seed": seed},
+        "count": len(vectors),
+        "nodes": len(fresh),
+        "ranks": list(labels),
+        "command": _command_line(),
+        "created": _now(),
+    }
+    labels = {r: _clean(v) for r, v in labels.items()}
+    return ReferenceIndex(graph, list(ids), labels, nodes, manifest,
+                          _node_vectors=vectors[fresh])
+
+
+def load_index(
+    path: str | Path, *, model_fingerprint: str | None = None, verify: bool = True
+) -> ReferenceIndex:
+    """Open an index directory; verify checksums and (if given) the model fingerprint."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); {_REBUILD}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        version, digests = manifest["format_version"], manifest["sha256"]
+        _ = manifest["dim"], manifest["ranks"], manifest["model_fingerprint"], manifest["hnsw"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ClibdError(f"{manifest_path}: unreadable manifest ({exc}); {_REBUILD}") from exc
+    if version != FORMAT_VERSION:
+        raise ClibdError(f"{manifest_path}: index format {version} is not supported "
+                         f"(this clibd reads format {FORMAT_VERSION}); {_REBUILD}")
+    unlisted = sorted({INDEX_FILE, NODES_FILE, RECORDS_FILE} - set(digests))
+    if unlisted:
+        raise ClibdError(f"{manifest_path}: no checksum for {unlisted[0]}; {_REBUILD}")
+    for name, digest in digests.items():
+        if not (path / name).is_file():
+            raise ClibdError(f"{path / name}: missing; {_REBUILD}")
+        if verify and _sha256(path / name) != digest:
+            raise ClibdError(f"{path / name}: checksum mismatch (corrupted or modified); {_REBUILD}")
+    ids, labels = _read_records(path / RECORDS_FILE, manifest["ranks"])
+    nodes = np.load(path / NODES_FILE, allow_pickle=False)
+    graph = hnswlib.Index(space="ip", dim=manifest["dim"])
+    graph.load_index(str(path / INDEX_FILE))
+    if len(nodes) != len(ids) or (len(nodes) and nodes.max() >= graph.get_current_count()):
+        raise ClibdError(f"{path}: {INDEX_FILE}, {NODES_FILE} and {RECORDS_FILE} disagree on "
+                         f"the number of records; {_REBUILD}")
+    calibration = None
+    if CALIBRATION_FILE in digests:
+        try:
+            calibration = json.loads((path / CALIBRATION_FILE).read_text())
+        except ValueError as exc:
+            raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {_REBUILD}") from exc
+    index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path)
+    if model_fingerprint is not None:
+        index.check_model(model_fingerprint)
+    return index
+
+
+def exact_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k inner products, in blocks of queries: ``(rows int64, sims float32)``."""
+    k = min(k, len(reference))
+    rows = np.empty((len(queries), k), dtype=np.int64)
+    sims = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), _BLOCK):
+        block = slice(start, start + _BLOCK)
+        rows[block], sims[block] = top_k(queries[block] @ reference.T, k)
+    return rows, sims
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the ``k`` largest scores per row, in descending order, and those scores."""
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+
+
+def _node_keys(vectors: np.ndarray) -> dict[bytes, int]:
+    """Map each vector's grouping key to its row (the first row for duplicates)."""
+    keys: dict[bytes, int] = {}
+    for row, key in enumerate(_keys(vectors)):
+        keys.setdefault(key, row)
+    return keys
+
+
+def _assign_nodes(vectors: np.ndarray, known: dict[bytes, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Graph node of each vector: an existing node if ``known``, else a new one numbered after
+    them. Returns ``(nodes [N], rows of the vectors that start new nodes)``; updates ``known``."""
+    nodes = np.empty(len(vectors), dtype=np.int64)
+    fresh = []
+    for row, key in enumerate(_keys(vectors)):
+        if key not in known:
+            known[key] = len(known)
+            fresh.append(row)
+        nodes[row] = known[key]
+    return nodes, np.array(fresh, dtype=np.int64)
+
+
+def _keys(vectors: np.ndarray) -> list[bytes]:
+    """Grouping keys: vectors equal to 5 decimals are one node (batched inference jitters)."""
+    rounded = np.round(vectors, 5) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return [row.tobytes() for row in rounded]
+
+
+def _as_vectors(x: np.ndarray, dim: int | None, what: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+        want = f"[N, {dim}]" if dim is not None else "[N, D]"
+        raise ClibdError(f"{what}: expected a {want} array, got shape {list(x.shape)}")
+    return x
+
+
+def _check_records(
+    ids: Sequence[str], labels: Mapping[str, Sequence[str | None]], n: int, ranks: list[str]
+) -> None:
+    if len(ids) != n:
+        raise ClibdError(f"got {n} vectors but {len(ids)} record ids")
+    for rank, values in labels.items():
+        if rank not in ranks:
+            raise ClibdError(f"rank {rank!r} is not one of the index ranks {', '.join(ranks)}")
+        if len(values) != n:
+            raise ClibdError(f"got {len(values)} {rank} labels for {n} records")
+    for text in [*ids, *ranks]:
+        if not text or any(c in text for c in "\t\r\n"):
+            raise ClibdError(f"record id or rank {text!r} is empty or contains a tab/newline")
+
+
+def _clean(values: Sequence[str | None]) -> list[str | None]:
+    """Labels with blanks as None; tabs and newlines (which records.tsv cannot hold) refused."""
+    out = []
+    for v in values:
+        v = None if v is None or not str(v).strip() else str(v).strip()
+        if v is not None and any(c in v for c in "\t\r\n"):
+            raise ClibdError(f"label {v!r} contains a tab or newline")
+        out.append(v)
+    return out
+
+
+def _write_records(path: Path, ids: list[str], labels: dict[str, list[str | None]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("\t".join(["id", *labels]) + "\n")
+        for i, rid in enumerate(ids):
+            f.write("\t".join([rid, *(labels[r][i] or "" for r in labels)]) + "\n")
+
+
+def _read_records(path: Path, ranks: list[str]) -> tuple[list[str], dict[str, list[str | None]]]:
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["id", *ranks]:
+            raise ClibdError(f"{path}:1: expected header {'/'.join(['id', *ranks])}; {_REBUILD}")
+        ids: list[str] = []
+        labels: dict[str, list[str | None]] = {r: [] for r in ranks}
+        for lineno, line in enumerate(f, start=2):
+            cells = line.rstrip("\n").split("\t")
+            if len(cells) != len(header):
+                raise ClibdError(f"{path}:{lineno}: expected {len(header)} columns; {_REBUILD}")
+            ids.append(cells[0])
+            for rank, cell in zip(ranks, cells[1:]):
+                labels[rank].append(cell or None)
+    return ids, labels
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _command_line() -> str:
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

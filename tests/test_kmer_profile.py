@@ -1,0 +1,42 @@
+"""The model-free k-mer profile embedding of barcodes."""
+
+import numpy as np
+import pytest
+
+from clibd_cli.kmer_profile import kmer_profile
+
+
+def test_counts_overlapping_kmers_sqrt_scaled_and_normalised():
+    x = kmer_profile(["ACGTA", "AACC"], k=2)
+    assert x.shape == (2, 16) and x.dtype == np.float32
+    # ACGTA: AC=1, CG=6, GT=11, TA=12 once each (A,C,G,T = 0,1,2,3)
+    assert np.flatnonzero(x[0]).tolist() == [1, 6, 11, 12]
+    assert x[0, [1, 6, 11, 12]] == pytest.approx([0.5] * 4)
+    # AACC: AA, AC, CC once each
+    assert np.flatnonzero(x[1]).tolist() == [0, 1, 5]
+    assert np.linalg.norm(x, axis=1) == pytest.approx([1.0, 1.0])
+
+
+def test_ambiguous_bases_break_kmers_and_case_is_ignored():
+    x = kmer_profile(["ACNGT", "acgt", "ACGT"], k=2)
+    assert np.flatnonzero(x[0]).tolist() == [1, 11]  # AC and GT; CN, NG skipped
+    assert np.array_equal(x[1], x[2])
+
+
+def test_no_kmer_spans_two_barcodes_and_chunks_do_not_matter():
+    barcodes = ["ACGTTGCA" * 5, "", "NNNN", "A", "TTTTGGGGCCCCAAAA" * 3] * 7
+    one = kmer_profile(barcodes, k=3, chunk=1)
+    many = kmer_profile(barcodes, k=3, chunk=1000)
+    assert np.allclose(one, many)
+    assert not one[1].any() and not one[2].any() and not one[3].any()  # no valid k-mer: zero
+
+
+def test_scales_and_bad_arguments():
+    log = kmer_profile(["AAAAAC"], k=1, scale="log")
+    raw = kmer_profile(["AAAAAC"], k=1, scale="none")
+    assert raw[0, 0] / raw[0, 1] == pytest.approx(5.0)
+    assert log[0, 0] / log[0, 1] == pytest.approx(np.log(6) / np.log(2))
+    with pytest.raises(ValueError):
+        kmer_profile(["ACGT"], k=0)
+    with pytest.raises(ValueError):
+        kmer_profile(["ACGT"], scale="cube")

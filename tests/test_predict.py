@@ -1,0 +1,214 @@
+"""The predictor: per-rank labels and calibrated confidences from nearest reference records."""
+
+import json
+
+import numpy as np
+import pytest
+
+from clibd_cli import metrics
+from clibd_cli.errors import ClibdError
+from clibd_cli.predict import (
+    Calibration, ReferenceTaxonomy, _isotonic, decide, fit_calibration, predict,
+)
+from clibd_cli.refindex import build_index
+
+RANKS = ("order", "family", "genus", "species")
+DIM = 64
+
+
+class Tree:
+    """A synthetic taxonomy: 2 orders x 2 families x 2 genera x 4 species, barcodes as vectors.
+
+    A vector is a weighted sum of one random direction per rank plus noise, so records of one
+    species are ~0.98 similar (noise 0.2; ~0.9 with noise 0.5), of one genus ~0.84, of one
+    family ~0.65.
+    """
+
+    def __init__(self, seed: int = 0, noise: float = 0.2):
+        self.rng, self.noise = np.random.default_rng(seed), noise
+        self.species = [(f"O{o}", f"F{o}{f}", f"G{o}{f}{g}", f"G{o}{f}{g} s{s}")
+                        for o in range(2) for f in range(2) for g in range(2) for s in range(4)]
+        self.direction = {name: self._unit(DIM) for lineage in self.species for name in lineage}
+
+    def _unit(self, *shape):
+        x = self.rng.normal(size=shape)
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    def records(self, species: list[int], per_species: int):
+        """Vectors and labels ``{rank: [...]}`` of ``per_species`` records of each species."""
+        vectors, labels = [], {r: [] for r in RANKS}
+        for i in species:
+            lineage = self.species[i]
+            centre = sum(w * self.direction[n] for w, n in zip((1.0, 0.8, 0.7, 0.6), lineage))
+            vectors.append(centre + self.noise * self._unit(per_species, DIM))
+            for rank, name in zip(RANKS, lineage):
+                labels[rank] += [name] * per_species
+        x = np.concatenate(vectors).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """A reference lacking species 5 (G001 s1; the other 3 species of genus G001 are present)."""
+    tree = Tree()
+    seen = [i for i in range(len(tree.species)) if i != 5]
+    vectors, labels = tree.records(seen, 6)
+    ids = [f"r{i}" for i in range(len(vectors))]
+    index = build_index(vectors, ids, labels, model_fingerprint="f", modality="dna", M=8)
+    calibration = fit_calibration(index, k=10, n_queries=150, seed=0)
+    taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    return tree, index, calibration, taxonomy
+
+
+def classify(setup, vectors, min_confidence=0.8):
+    _, index, calibration, taxonomy = setup
+    rows, sims = index.search(vectors, 15)  # more neighbours than the calibration looks at
+    return predict(rows, sims, taxonomy, calibration, min_confidence)
+
+
+def test_seen_species_is_assigned(setup):
+    tree = setup[0]
+    queries, labels = tree.records([0, 17], 3)
+    for pred, species in zip(classify(setup, queries), labels["species"]):
+        assert pred.assigned["species"] == species
+        assert pred.status == "assigned"
+        assert pred.nearest_id.startswith("r") and 0.9 < pred.nearest_sim <= 1.0
+
+
+def test_new_species_of_known_genus_gets_genus_but_no_species(setup):
+    tree = setup[0]
+    queries, labels = tree.records([5], 6)
+    for pred in classify(setup, queries):
+        assert labels["species"][0] == "G001 s1"
+        assert pred.assigned["genus"] == "G001" and pred.assigned["family"] == "F00"
+        assert pred.assigned["species"] is None
+        assert pred.confidence["species"] < 0.5
+        assert pred.labels["species"].startswith("G001 ")  # the best guess is still reported
+
+
+def test_confidences_never_grow_down_the_lineage(setup):
+    tree = setup[0]
+    queries, _ = tree.records(list(range(32)), 2)
+    for pred in classify(setup, queries):
+        conf = [pred.confidence[r] for r in RANKS]
+        assert all(0.0 <= c <= 1.0 for c in conf)
+        assert conf == sorted(conf, reverse=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_confidence_means_what_it_says_for_the_assumed_mix(seed):
+    """Half the queries of species absent from the reference (prior_unseen=0.5): confidence
+    matches accuracy at every rank, though seen and unseen species overlap in similarity."""
+    tree, held_out = Tree(seed, noise=0.5), [1, 9, 17, 25]  # one species of 4 genera
+    seen = [i for i in range(32) if i not in held_out]
+    vectors, labels = tree.records(seen, 10)
+    index = build_index(vectors, [str(i) for i in range(len(vectors))], labels,
+                        model_fingerprint="f", modality="dna", M=8)
+    calibration = fit_calibration(index, k=10, n_queries=200, prior_unseen=0.5)
+    taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    seen_q, seen_l = tree.records(seen, 4)
+    unseen_q, unseen_l = tree.records(held_out, 28)
+    rows, sims = index.search(np.vstack([seen_q, unseen_q]), 10)
+    codes, conf = decide(rows, sims, taxonomy, calibration)
+    for rank in RANKS:
+        names = np.array([*taxonomy.names[rank], None], dtype=object)
+        truth = np.array(seen_l[rank] + unseen_l[rank], dtype=object)
+        assert metrics.reliability(conf[rank], names[codes[rank]] == truth).ece < 0.08
+    n = len(seen_q)
+    assert np.mean(conf["species"][:n] >= 0.8) > 0.8  # seen species mostly assigned
+    assert np.mean(conf["species"][n:] >= 0.8) < 0.05  # absent species hardly ever asserted
+    assert np.mean(conf["genus"][n:] >= 0.8) > 0.7  # but their genus is
+
+
+def test_rank_without_labelled_neighbours_is_empty_with_zero_confidence():
+    tree = Tree(1)
+    vectors, labels = tree.records(list(range(32)), 5)
+    labels["species"] = [None if g.startswith("G000") else s
+                         for g, s in zip(labels["genus"], labels["species"])]  # like BIOSCAN pretrain
+    index = build_index(vectors, [str(i) for i in range(len(vectors))], labels,
+                        model_fingerprint="f", modality="dna")
+    calibration = fit_calibration(index, k=8, n_queries=100)
+    taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    queries, _ = tree.records([0], 3)  # genus G000: no neighbour is labelled at species
+    rows, sims = index.search(queries, 8)
+    for pred in predict(rows, sims, taxonomy, calibration):
+        assert pred.labels["species"] is None and pred.confidence["species"] == 0.0
+        assert pred.assigned["genus"] == "G000"
+        assert "s:" not in pred.lineage()
+
+
+def handmade_calibration(ranks, tau_vote=1.0):
+    """Confidence = sigmoid(5 * vote share - 2.5), the same for every rank."""
+    fit = {"tau_vote": tau_vote, "tau_share": 1.0, "mean": [0, 0, 0], "scale": [1, 1, 1],
+           "coef": [0, 0, 5], "intercept": -2.5, "iso_x": [], "iso_y": []}
+    return Calibration(k=10, prior_unseen=0.5, unseen_genus_fraction=0.1,
+                       ranks={r: dict(fit) for r in ranks}, fitted_on={})
+
+
+def test_genus_is_picked_under_the_family_picked():
+    labels = {"family": ["F2", "F1", "F1", "F1", "F1", "F1"],
+              "genus": ["G3", None, None, None, None, "G1"]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(6)], labels)
+    rows = np.arange(6)[None, :]
+    sims = np.array([[0.95, 0.94, 0.94, 0.94, 0.94, 0.5]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]))[0]
+    # F1 has 5 of 6 family votes; G3 is the nearest genus but lies under F2
+    assert pred.labels == {"family": "F1", "genus": "G1"}
+    assert pred.confidence["genus"] <= pred.confidence["family"]
+    # no genus under F1 among the neighbours: G3 is reported, but capped by 1 - conf(F1)
+    pred = predict(rows[:, :5], sims[:, :5], taxonomy, handmade_calibration(["family", "genus"]))[0]
+    assert pred.labels["genus"] == "G3"
+    assert pred.confidence["genus"] <= 1 - pred.confidence["family"] + 1e-12
+    assert pred.assigned == {"family": "F1", "genus": None}
+
+
+def test_lineage_status_and_cutoff():
+    labels = {"order": ["Diptera"] * 3, "family": ["Culicidae"] * 3, "genus": ["Aedes"] * 3,
+              "species": ["Aedes albopictus", "Aedes aegypti", "Aedes aegypti"]}
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], labels)
+    rows, sims = np.array([[0, 1, 2]]), np.array([[0.99, 0.98, 0.97]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(RANKS, tau_vote=0.001), 0.8)[0]
+    # species: vote share 1 / (1 + e^-0.01 + e^-0.02) = 0.337 -> sigmoid(5 * 0.337 - 2.5) = 0.31
+    assert pred.lineage() == ("o:Diptera(0.92),f:Culicidae(0.92),g:Aedes(0.92),"
+                              "s:Aedes_albopictus(0.31)")
+    assert pred.assigned["species"] is None and pred.assigned["genus"] == "Aedes"
+    assert pred.status == "assigned" and pred.nearest_id == "a"
+    assert predict(rows, sims, taxonomy, handmade_calibration(RANKS), 0.95)[0].status == "unassigned"
+
+
+def test_calibration_json_round_trip(setup):
+    tree, index, calibration, taxonomy = setup
+    text = json.dumps(calibration.to_json())
+    again = Calibration.from_json(json.loads(text))
+    queries, _ = tree.records([3, 5, 9], 2)
+    rows, sims = index.search(queries, 10)
+    first, second = decide(rows, sims, taxonomy, calibration), decide(rows, sims, taxonomy, again)
+    for rank in RANKS:
+        assert np.array_equal(first[0][rank], second[0][rank])
+        assert np.allclose(first[1][rank], second[1][rank])
+    with pytest.raises(ClibdError, match="unsupported calibration"):
+        Calibration.from_json({"format": "something else"})
+
+
+def test_cross_modal_calibration_uses_the_query_view(setup):
+    tree, index, _, taxonomy = setup
+    views = index.vectors() + 0.05 * tree._unit(len(index), DIM).astype(np.float32)
+    views[::2] = 0  # half the records have no photo: never sampled
+    calibration = fit_calibration(index, query_vectors=views, k=10, n_queries=100)
+    assert set(calibration.ranks) == set(RANKS)
+    with pytest.raises(ClibdError, match="do not match"):
+        fit_calibration(index, query_vectors=views[:, :10])
+
+
+def test_isotonic_pools_adjacent_violators():
+    x, y = _isotonic(np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.0, 0.0, 1.0, 1.0]), np.ones(4))
+    assert x.tolist() == pytest.approx([0.15, 0.35]) and y.tolist() == [0.5, 1.0]
+
+
+def test_a_rank_missing_above_does_not_zero_the_ranks_below():
+    labels = {"family": [None, None, None], "genus": ["G1", "G1", "G1"]}
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], labels)
+    rows, sims = np.array([[0, 1, 2]]), np.array([[0.99, 0.98, 0.97]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]))[0]
+    assert pred.labels == {"family": None, "genus": "G1"} and pred.confidence["family"] == 0.0
+    assert pred.confidence["genus"] == pytest.approx(1 / (1 + np.exp(-2.5)))  # share 1

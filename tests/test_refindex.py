@@ -1,0 +1,169 @@
+"""The reference index directory: build, search, save/load, append, integrity checks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.refindex import build_index, exact_search, load_index
+
+FINGERPRINT = "ab" * 32
+
+
+def unit(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def small_index(n: int = 60, dim: int = 16):
+    vectors = unit(n, dim)
+    vectors[n - 5 :] = vectors[:5]  # duplicated barcodes embed identically
+    ids = [f"rec{i}" for i in range(n)]
+    labels = {
+        "genus": [f"G{i % 3}" for i in range(n)],
+        "species": [None if i % 4 == 0 else f"G{i % 3} sp{i % 6}" for i in range(n)],
+    }
+    index = build_index(vectors, ids, labels, model_fingerprint=FINGERPRINT, modality="dna", M=8,
+                        ef_construction=50, ef=20, seed=1)
+    return index, vectors
+
+
+def test_search_returns_sorted_records_including_shared_vectors():
+    index, vectors = small_index()
+    assert index.manifest["nodes"] == 55 and len(index) == 60
+    rows, sims = index.search(vectors[:3], 4)
+    assert rows.dtype == np.int64 and sims.dtype == np.float32 and rows.shape == (3, 4)
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)
+    assert set(rows[0, :2]) == {0, 55}  # record 0 and its duplicate, both at similarity 1
+    assert sims[0, :2] == pytest.approx([1.0, 1.0], abs=1e-5)
+    exact_rows, exact_sims = index.search(vectors[:3], 4, exact=True)
+    assert np.allclose(exact_sims, sims, atol=1e-5)
+
+
+def test_k_larger_than_reference_is_clamped():
+    index, vectors = small_index(n=8)
+    rows, sims = index.search(vectors[:2], 50)
+    assert rows.shape == (2, 8)
+    assert sorted(rows[0]) == list(range(8))
+
+
+def test_hnsw_recall_against_exact_on_random_data():
+    ref, queries = unit(3000, 32, seed=2), unit(200, 32, seed=3)
+    index = build_index(ref, [str(i) for i in range(3000)], {"species": ["x"] * 3000},
+                        model_fingerprint=FINGERPRINT, modality="dna", M=16, ef_construction=100, ef=64)
+    rows, _ = index.search(queries, 10)
+    truth, _ = exact_search(ref, queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth)])
+    assert recall >= 0.95
+
+
+def test_search_falls_back_when_hnsw_cannot_return_k_results():
+    index, vectors = small_index()
+
+    class Flaky:  # hnswlib raises RuntimeError when the graph cannot yield k results
+        def __init__(self, graph):
+            self.graph, self.calls = graph, 0
+
+        def knn_query(self, *args, **kwargs):
+            self.calls += 1
+            raise RuntimeError("Cannot return the results in a contiguous 2D array")
+
+        def __getattr__(self, name):
+            return getattr(self.graph, name)
+
+    index.graph = Flaky(index.graph)
+    rows, sims = index.search(vectors[:2], 5)
+    exact_rows, _ = index.search(vectors[:2], 5, exact=True)
+    assert index.graph.calls >= 2  # retried with a wider ef before going exact
+    assert np.array_equal(rows, exact_rows)
+
+
+def test_save_load_round_trip_with_manifest_and_calibration(tmp_path):
+    index, vectors = small_index()
+    index.calibration = {"format": "test", "k": 5}
+    index.save(tmp_path / "ref")
+    files = sorted(p.name for p in (tmp_path / "ref").iterdir())
+    assert files == ["calibration.json", "index.bin", "manifest.json", "nodes.npy", "records.tsv"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+    manifest = json.loads((tmp_path / "ref" / "manifest.json").read_text())
+    for key in ("format_version", "clibd_version", "model_fingerprint", "modality", "dim", "metric",
+                "hnsw", "count", "ranks", "sha256", "command", "created"):
+        assert key in manifest
+    assert set(manifest["sha256"]) == {"index.bin", "nodes.npy", "records.tsv", "calibration.json"}
+    header = (tmp_path / "ref" / "records.tsv").read_text().splitlines()[:2]
+    assert header == ["id\tgenus\tspecies", "rec0\tG0\t"]
+
+    loaded = load_index(tmp_path / "ref", model_fingerprint=FINGERPRINT)
+    assert loaded.ids == index.ids and loaded.labels == index.labels
+    assert loaded.labels["species"][0] is None
+    assert loaded.calibration == {"format": "test", "k": 5}
+    before, after = index.search(vectors[:5], 3, exact=True), loaded.search(vectors[:5], 3, exact=True)
+    assert np.array_equal(before[0], after[0])
+    assert "60 records" in loaded.info() and "genus: 60 records, 3 labels" in loaded.info()
+
+
+@pytest.mark.parametrize("name", ["index.bin", "records.tsv", "calibration.json"])
+def test_corrupted_file_is_named(tmp_path, name):
+    index, _ = small_index()
+    index.calibration = {"k": 5}
+    index.save(tmp_path / "coi_ref")
+    target = tmp_path / "coi_ref" / name
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(ClibdError, match=rf"coi_ref/{name}: checksum mismatch .*rebuild with clibd index"):
+        load_index(tmp_path / "coi_ref")
+    if name == "calibration.json":  # without the check, the damage is still reported clearly
+        with pytest.raises(ClibdError, match="coi_ref/calibration.json: unreadable"):
+            load_index(tmp_path / "coi_ref", verify=False)
+
+
+def test_missing_files_and_foreign_directories(tmp_path):
+    with pytest.raises(ClibdError, match="not a clibd index"):
+        load_index(tmp_path)
+    index, _ = small_index()
+    index.save(tmp_path / "ref")
+    (tmp_path / "ref" / "nodes.npy").unlink()
+    with pytest.raises(ClibdError, match="nodes.npy: missing"):
+        load_index(tmp_path / "ref")
+
+
+def test_model_fingerprint_mismatch_is_refused(tmp_path):
+    index, _ = small_index()
+    index.save(tmp_path / "ref")
+    message = r"index was built with model abababababab but the model given is cdcdcdcdcdcd"
+    with pytest.raises(ClibdError, match=message):
+        load_index(tmp_path / "ref", model_fingerprint="cd" * 32)
+
+
+def test_append_grows_the_index_without_rebuilding(tmp_path):
+    index, vectors = small_index()
+    index.save(tmp_path / "ref")
+    loaded = load_index(tmp_path / "ref")
+    new = unit(4, seed=9)
+    new[3] = vectors[7]  # identical to an existing record: shares its node
+    loaded.append(new, ["n0", "n1", "n2", "n3"], {"genus": ["G9"] * 4})
+    assert len(loaded) == 64 and loaded.manifest["nodes"] == 58
+    assert loaded.labels["species"][-1] is None
+    rows, sims = loaded.search(new[:3], 1)
+    assert [loaded.ids[r] for r in rows[:, 0]] == ["n0", "n1", "n2"]
+    assert {loaded.ids[r] for r in loaded.search(vectors[7:8], 2)[0][0]} == {"rec7", "n3"}
+    loaded.save(tmp_path / "ref")
+    again = load_index(tmp_path / "ref")
+    assert again.manifest["count"] == 64 and again.ids[-4:] == ["n0", "n1", "n2", "n3"]
+    assert "Appended 4 records" in again.info()
+    with pytest.raises(ClibdError, match="new and unique"):
+        again.append(new[:1], ["rec0"], {"genus": ["G1"]})
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(ClibdError, match="2 vectors but 1 record ids"):
+        build_index(unit(2), ["a"], {"genus": ["x", "y"]}, model_fingerprint="f", modality="dna")
+    with pytest.raises(ClibdError, match="unique"):
+        build_index(unit(2), ["a", "a"], {"genus": ["x", "y"]}, model_fingerprint="f", modality="dna")
+    with pytest.raises(ClibdError, match="tab"):
+        build_index(unit(2), ["a", "b"], {"genus": ["x\ty", "y"]}, model_fingerprint="f", modality="dna")
+    index, _ = small_index()
+    with pytest.raises(ClibdError, match=r"expected a \[N, 16\] array"):
+        index.search(unit(2, dim=8), 3)
