@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from clibd_cli.errors import ClibdError
 
 # name -> "module:function"; a command appears here only once it exists.
 COMMANDS: dict[str, str] = {
+    "classify": "clibd_cli.classify:classify",
+    "embed": "clibd_cli.embed:embed",
+    "index": "clibd_cli.index:index",
     "prepare": "clibd_cli.prepare:prepare",
 }
 
@@ -33,6 +37,7 @@ class Settings:
     threads: int | None = None
     seed: int = 0
     verbosity: int = 0
+    command_line: str = "clibd"  # as typed, recorded next to every output
 
     def progress(self) -> bool:
         """Progress bars go to stderr, and only when it is a terminal and not ``--quiet``."""
@@ -71,6 +76,12 @@ class ClibdGroup(click.Group):
             return super().get_command(ctx, name)
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        command_line = shlex.join(["clibd", *map(str, args)])
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta["clibd.command_line"] = command_line
+        return ctx
 
     def invoke(self, ctx: click.Context):
         try:
@@ -148,7 +159,8 @@ def cli(ctx: click.Context, device: str, threads: int | None, seed: int, verbose
     Results go to stdout, logs and progress to stderr. Run `clibd COMMAND --help` for details.
     """
     verbosity = -1 if quiet else verbose
-    ctx.obj = Settings(device=device, threads=threads, seed=seed, verbosity=verbosity)
+    ctx.obj = Settings(device=device, threads=threads, seed=seed, verbosity=verbosity,
+                       command_line=ctx.meta.get("clibd.command_line", "clibd"))
     level = logging.ERROR if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("clibd: %(message)s"))

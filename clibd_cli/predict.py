@@ -47,7 +47,7 @@ class ReferenceTaxonomy:
     ids: list[str]
     names: dict[str, list[str]]  # rank -> label per code
     codes: dict[str, np.ndarray]  # rank -> [N] int64 code per record
-    parents: dict[str, np.ndarray]  # rank -> parent code (rank above) per label code; -1 unknown
+    parents: dict[str, np.ndarray]  # rank -> parent code per label code, then -1 (so code -1 -> -1)
 
     @property
     def ranks(self) -> list[str]:
@@ -162,7 +162,7 @@ def decide(
             features = votes.features(pick, fit["tau_share"])
             p = np.minimum(np.where(code >= 0, calibration.probability(rank, features), 0.0), ceiling)
             if above_code is not None:  # a label outside the parent picked above: 1 - p(parent)
-                parent = reference.parents[rank][np.maximum(code, 0)]
+                parent = reference.parents[rank][code]
                 clash = (parent >= 0) & (above_code >= 0) & (parent != above_code)
                 p = np.where(clash, np.minimum(p, 1.0 - above_conf), p)
             codes[rank].append(code)
@@ -190,7 +190,7 @@ class _Neighbours:
         valid = (label >= 0) & self.found
         allowed = valid
         if above is not None:
-            under = valid & (reference.parents[rank][np.maximum(label, 0)] == above[:, None])
+            under = valid & (reference.parents[rank][label] == above[:, None])
             under &= above[:, None] >= 0
             allowed = np.where(under.any(axis=1)[:, None], under, valid)
         same = (label[:, :, None] == label[:, None, :]) & valid[:, None, :]  # [Q, i, j]
@@ -415,8 +415,11 @@ def _isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _majority_parent(child: np.ndarray, parent: np.ndarray | None, n_labels: int) -> np.ndarray:
-    """For each child label code, the parent code most records with it carry (-1 if none)."""
-    out = np.full(n_labels, -1, dtype=np.int64)
+    """For each child label code, the parent code most records with it carry (-1 if none).
+
+    One extra trailing -1 lets a missing code (-1) be looked up directly.
+    """
+    out = np.full(n_labels + 1, -1, dtype=np.int64)
     if parent is None:
         return out
     both = (child >= 0) & (parent >= 0)

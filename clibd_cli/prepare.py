@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -67,7 +65,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
         source, output, partition=read_partition(partition) if partition else None,
         seed=settings.seed if seed is None else seed, strict=strict, images=images is not None,
         workers=workers, resize=resize, progress=settings.progress(),
-        attrs={"source": str(input_path.resolve()), "command": shlex.join(["clibd", *sys.argv[1:]]),
+        attrs={"source": str(input_path.resolve()), "command": settings.command_line,
                **({"images": str(images.resolve()), "image_package": image_package} if images else {}),
                **({"partition": str(partition.resolve())} if partition else {}),
                **({"resize": resize} if resize else {})})

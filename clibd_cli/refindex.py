@@ -20,8 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +129,8 @@ class ReferenceIndex:
             )
 
     def append(
-        self, vectors: np.ndarray, ids: Sequence[str], labels: Mapping[str, Sequence[str | None]]
+        self, vectors: np.ndarray, ids: Sequence[str], labels: Mapping[str, Sequence[str | None]],
+        command: str = "",
     ) -> None:
         """Add records in place (the graph grows; nothing is rebuilt). Save to persist."""
         vectors = _as_vectors(vectors, self.manifest["dim"], "vectors")
@@ -151,7 +150,7 @@ class ReferenceIndex:
             self.labels[rank].extend(_clean(labels.get(rank, [None] * len(ids))))
         self.manifest["count"], self.manifest["nodes"] = len(self), len(known)
         self.manifest.setdefault("appended", []).append(
-            {"count": len(ids), "command": _command_line(), "created": _now()}
+            {"count": len(ids), "command": command, "created": _now()}
         )
 
     def save(self, path: str | Path) -> None:
@@ -190,7 +189,8 @@ class ReferenceIndex:
         for rank, values in self.labels.items():
             present = [v for v in values if v is not None]
             lines.append(f"\t\t{rank}: {len(present):,} records, {len(set(present)):,} labels")
-        lines.append(f"\tCalibration: {'fitted' if self.calibration else 'none'}")
+        kinds = ", ".join(self.calibration or {}) or "none"
+        lines.append(f"\tConfidence calibration for queries: {kinds}")
         for name, digest in m.get("sha256", {}).items():
             lines.append(f"\t{name}: sha256 {digest}")
         return "\n".join(lines)
@@ -208,6 +208,7 @@ def build_index(
     ef: int = 128,
     seed: int = 0,
     threads: int = 1,
+    command: str = "",
 ) -> ReferenceIndex:
     """Build an in-memory index from L2-normalised float32 vectors (save it with ``.save``).
 
@@ -240,7 +241,7 @@ def build_index(
         "count": len(vectors),
         "nodes": len(fresh),
         "ranks": list(labels),
-        "command": _command_line(),
+        "command": command,
         "created": _now(),
     }
     labels = {r: _clean(v) for r, v in labels.items()}
@@ -276,7 +277,10 @@ def load_index(
     ids, labels = _read_records(path / RECORDS_FILE, manifest["ranks"])
     nodes = np.load(path / NODES_FILE, allow_pickle=False)
     graph = hnswlib.Index(space="ip", dim=manifest["dim"])
-    graph.load_index(str(path / INDEX_FILE))
+    try:
+        graph.load_index(str(path / INDEX_FILE))
+    except (RuntimeError, MemoryError, ValueError) as exc:
+        raise ClibdError(f"{path / INDEX_FILE}: unreadable HNSW index ({exc}); {_REBUILD}") from None
     if len(nodes) != len(ids) or (len(nodes) and nodes.max() >= graph.get_current_count()):
         raise ClibdError(f"{path}: {INDEX_FILE}, {NODES_FILE} and {RECORDS_FILE} disagree on "
                          f"the number of records; {_REBUILD}")
@@ -402,10 +406,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _command_line() -> str:
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
 
 
 def _now() -> str:

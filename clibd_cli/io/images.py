@@ -9,6 +9,7 @@ it refuses decompression bombs, truncated, empty and non-image files with an
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
     if isinstance(source, bytes) and not source:
         raise ImageError(f"{name}: empty image file")
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with warnings.catch_warnings():  # our own guard below reports oversized images
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such image file") from None
     except IsADirectoryError:

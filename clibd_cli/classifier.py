@@ -1,0 +1,137 @@
+"""The library behind ``clibd classify``: a model and a reference index, specimens in, lineages out.
+
+Query vectors are searched in the index and the neighbours turned into per-rank labels with
+the confidence calibration stored in the index for that kind of query (``dna``, ``image`` or
+``image+dna``; fitted by ``clibd index``). A fused specimen (photo and barcode) is embedded as
+the normalised sum of its two embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clibd_cli.embedding import Embedder, load_model_for
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.images import ImageError, load_image
+from clibd_cli.predict import Calibration, RankedPrediction, ReferenceTaxonomy, predict
+from clibd_cli.queries import Query
+from clibd_cli.refindex import load_index
+
+log = logging.getLogger("clibd")
+KINDS = ("dna", "image", "image+dna")
+
+
+@dataclass
+class Neighbour:
+    """One nearest reference record of a query."""
+
+    id: str
+    similarity: float
+    labels: dict[str, str | None]
+
+
+@dataclass
+class Result:
+    """The answer for one query: a prediction, or the reason it could not be classified."""
+
+    query: Query
+    prediction: RankedPrediction | None = None
+    neighbours: list[Neighbour] | None = None  # best first, with ``report`` > 0
+    problem: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "invalid" if self.prediction is None else self.prediction.status
+
+
+class Classifier:
+    """Classify barcodes, photos, or both, against one reference index."""
+
+    def __init__(self, index_dir: str | Path, model: str | Path | None = None, *, device: str = "cpu",
+                 batch_size: int = 256, ef: int | None = None, verify: bool = True):
+        self.index = load_index(index_dir, verify=verify)
+        model = model or self.index.manifest.get("model")
+        if not model or not Path(model).is_dir():
+            raise ClibdError(f"{index_dir}: the model this index was built with ({model}) is not available; "
+                             "give it with --model")
+        self.model = load_model_for(str(model), [])
+        self.index.check_model(self.model.fingerprint())
+        self.embedder = Embedder(self.model, device, batch_size)
+        self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
+        self.calibrations = {kind: Calibration.from_json(data)
+                             for kind, data in (self.index.calibration or {}).items()}
+        self.ef = ef
+
+    @property
+    def query_kinds(self) -> list[str]:
+        """Kinds of query this index can answer with calibrated confidences."""
+        have = self.model.modalities
+        return [kind for kind in self.calibrations if all(m in have for m in kind.split("+"))]
+
+    def require(self, kind: str) -> None:
+        """Refuse up front a kind of query that the index and model cannot classify."""
+        if kind not in self.query_kinds:
+            have = ", ".join(self.query_kinds) or "none"
+            how = ("--modality image from photos, or with --images from barcodes with photos"
+                   if kind == "image" else "--modality dna from barcodes")
+            raise ClibdError(f"{self.index.path}: this index cannot classify {kind} queries "
+                             f"(calibrated for: {have}); build one with clibd index {how}")
+
+    def classify(self, queries: Sequence[Query], min_confidence: float = 0.8,
+                 report: int = 0) -> list[Result]:
+        """Results in query order; ``report`` > 0 also lists that many nearest references."""
+        results = [Result(q, problem=q.problem) for q in queries]
+        pixels = self._load_photos(results)
+        for result in results:
+            if result.problem is None and result.query.modality not in self.query_kinds:
+                result.problem = f"this index has no calibration for {result.query.modality} queries"
+        usable = [r.problem is None for r in results]
+        dna_at = [i for i, r in enumerate(results) if usable[i] and r.query.barcode is not None]
+        image_at = [i for i in pixels if usable[i]]
+        vectors = np.zeros((len(results), self.model.embed_dim), dtype=np.float32)
+        if dna_at:
+            vectors[dna_at] = self.embedder.barcodes([results[i].query.barcode for i in dna_at])
+        if image_at:
+            vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        for kind in KINDS:
+            at = [i for i, r in enumerate(results) if usable[i] and r.query.modality == kind]
+            if at:
+                self._predict(kind, [results[i] for i in at], vectors[at], min_confidence, report)
+        return results
+
+    def _load_photos(self, results: list[Result]) -> dict[int, object]:
+        """Model-ready pixels of each usable query's photo; an unreadable photo makes its query
+        invalid, or leaves a fused specimen its barcode."""
+        pixels = {}
+        for i, result in enumerate(results):
+            query = result.query
+            if result.problem is None and query.image is not None:
+                try:
+                    pixels[i] = self.embedder.pixels(load_image(query.image))
+                except ImageError as exc:
+                    reason = str(exc).removeprefix(f"{query.image}: ")
+                    if query.barcode is not None:
+                        query.drop("image", reason)
+                    else:
+                        result.problem = reason
+        return pixels
+
+    def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, min_confidence: float,
+                 report: int) -> None:
+        calibration = self.calibrations[kind]
+        rows, sims = self.index.search(vectors, max(calibration.k, report), ef=self.ef)
+        predictions = predict(rows, sims, self.reference, calibration, min_confidence)
+        for result, prediction, row, sim in zip(results, predictions, rows, sims):
+            result.prediction = prediction
+            if report:
+                result.neighbours = [Neighbour(self.index.ids[r], float(s), self._labels(r))
+                                     for r, s in zip(row[:report], sim[:report])]
+
+    def _labels(self, row: int) -> dict[str, str | None]:
+        return {rank: values[row] for rank, values in self.index.labels.items()}

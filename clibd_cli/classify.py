@@ -1,0 +1,109 @@
+"""``clibd classify``: barcodes and photos in, one TSV row of taxonomic predictions per record out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+FORMATS = ("tsv", "jsonl")
+
+
+@click.command("classify")
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, dir_okay=False))
+@click.option("-i", "--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Reference index directory (from clibd index).")
+@click.option("-m", "--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+              help="Model directory  [default: the one the index was built with]")
+@click.option("--images", multiple=True, type=click.Path(exists=True),
+              help="Photo file or folder (searched recursively for jpg/png/tif; repeatable). With an index "
+                   "built with --images, a photo named like a barcode's id (ID.jpg) is classified with it "
+                   "as one specimen.")
+@click.option("-o", "--output", type=click.Path(allow_dash=True, dir_okay=False), default="-",
+              show_default=True, help="Where to write the predictions.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="tsv", show_default=True)
+@click.option("--min-confidence", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
+              help="Report a rank's label only if its confidence reaches this (confidence is calibrated: "
+                   "about that share of such calls are right).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Instead: list the N nearest reference records per query (long format: N rows each, "
+                   "fewer if the reference is smaller).")
+@click.option("--ef", type=click.IntRange(min=1), default=None,
+              help="HNSW search width  [default: the index's]; higher is slower and more exact.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Records embedded and searched at a time (memory stays constant).")
+@click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
+@click.pass_obj
+def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
+             images: tuple[str, ...], output: str, fmt: str, min_confidence: float, top_k: int | None,
+             ef: int | None, batch_size: int, no_verify: bool) -> None:
+    """Classify barcodes (FASTA/FASTQ files, gzip ok, `-` = stdin) and/or photos.
+
+    Writes one row per input record, in input order (barcodes, then the photos not paired
+    with a barcode): status (assigned, unassigned, invalid), the label and confidence at each
+    rank (order, family, genus, species), a SINTAX-style lineage, and the nearest reference
+    record. Unreadable records get status `invalid` and their reason on stderr.
+
+    \b
+    Examples:
+      clibd classify --index coi_ref/ run42.fasta.gz > run42.tsv
+      zcat run42.fasta.gz | clibd classify --index coi_ref/ - > run42.tsv
+      clibd classify --index ref/ --images plate_0193/ > plate_0193.tsv
+      clibd classify --index specimens_ref/ plate_0193.fasta --images plate_0193/ > both.tsv
+    """
+    if not inputs and not images:
+        if _stdin_is_terminal():
+            raise click.UsageError("give FASTA/FASTQ files, '-' for stdin, or --images")
+        inputs = ("-",)
+    import logging
+    from itertools import chain
+
+    from clibd_cli.classifier import Classifier
+    from clibd_cli.embedding import batched
+    from clibd_cli.io.predictions import PredictionWriter
+    from clibd_cli.queries import iter_queries
+
+    log = logging.getLogger("clibd")
+    settings.apply_torch()
+    classifier = Classifier(index_dir, model_dir, device=settings.torch_device(), batch_size=batch_size,
+                            ef=ef, verify=not no_verify)
+    if inputs:
+        classifier.require("dna")
+    if images:
+        classifier.require("image")
+    fuse = bool(inputs) and "image+dna" in classifier.query_kinds
+    batches = batched(iter_queries(inputs, images, fuse=fuse), batch_size)
+    first = next(batches, None)  # a file that is not FASTA fails here, before any output
+    if first is None:
+        log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
+    with _output(output) as handle:
+        writer = PredictionWriter(handle, "neighbours" if top_k and fmt == "tsv" else fmt)
+        for batch in chain([first] if first else [], batches):
+            results = classifier.classify(batch, min_confidence, report=top_k or 0)
+            _report(results, log)
+            writer.write(results)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is None or sys.stdin.isatty()
+
+
+def _report(results, log) -> None:
+    """Why each invalid record is invalid, and which part of a specimen was left out, on stderr."""
+    for result in results:
+        query = result.query
+        where = query.id if query.where == query.id else f"{query.where}: {query.id}"
+        if result.problem:
+            log.warning("%s: invalid: %s", where, result.problem)
+        elif query.note:
+            log.warning("%s: %s", where, query.note)
+
+
+def _output(path: str):
+    """stdout for ``-``; otherwise a file that appears only when complete."""
+    from contextlib import nullcontext
+
+    from clibd_cli.io.atomic import atomic_open
+
+    return nullcontext(sys.stdout) if path == "-" else atomic_open(Path(path), "w", encoding="utf-8")

@@ -1,0 +1,49 @@
+"""``clibd embed``: barcodes, photos or dataset records in, an embeddings HDF5 out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("embed")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
+@click.option("-m", "--model", "model_dir", required=True,
+              help="Model directory (or a preset name such as clibd-tiny, for untrained weights).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Embeddings HDF5 to write (appears only when complete).")
+@click.option("--split", "splits", multiple=True,
+              help="For a dataset HDF5 input: splits to embed (repeatable)  [default: all]")
+@click.option("--modality", type=click.Choice(["dna", "image", "text"]), default=None,
+              help="For a dataset HDF5 input: what to embed  [default: dna]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.pass_obj
+def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, splits: tuple[str, ...],
+          modality: str | None, batch_size: int) -> None:
+    """Embed FASTA/FASTQ barcodes (`-` = stdin), photo files or folders, or a dataset HDF5.
+
+    \b
+    The output HDF5 holds `ids` (record id or photo path), `modality` (dna or image),
+    `vectors` (float32, L2-normalised, one row per usable record) and, as attributes, the
+    model fingerprint and path, clibd version and command line. Unusable records (bad
+    barcode, unreadable photo) are reported on stderr and left out.
+
+    \b
+    Examples:
+      clibd embed -m run/best barcodes.fasta photos/ -o emb.h5
+      clibd embed -m run/best bold.h5 --split test --modality dna -o test_dna.h5
+    """
+    import logging
+
+    from clibd_cli.embedding import Embedder, load_model_for
+    from clibd_cli.embeddings_file import EmbeddingsWriter, embed_inputs, input_modality
+
+    needed = sorted({input_modality(source, modality or "dna") for source in inputs})
+    settings.apply_torch()
+    model = load_model_for(model_dir, needed)
+    embedder = Embedder(model, settings.torch_device(), batch_size)
+    with EmbeddingsWriter(output, model, model_dir, settings.command_line) as writer:
+        for ids, kinds, vectors in embed_inputs(embedder, inputs, splits or ("all",), modality or "dna"):
+            writer.add(ids, kinds, vectors)
+    logging.getLogger("clibd").info("%d embeddings written to %s", writer.count, output)

@@ -1,0 +1,96 @@
+"""Batched embedding of barcodes, photos and label strings with one CLIBD model.
+
+Shared by ``embed``, ``index``, ``classify`` and ``evaluate`` so that every command turns the
+same input into the same vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from clibd_cli.errors import ClibdError
+
+T = TypeVar("T")
+
+MODALITY_NAMES = {"dna": "DNA", "image": "image", "text": "text"}
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last one may be shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_model_for(spec: str, modalities: Sequence[str]):
+    """Load a model (preset, config or directory) and check it has the towers needed."""
+    from models import create_model
+
+    model = create_model(spec)
+    missing = [m for m in modalities if m not in model.modalities]
+    if missing:
+        names = ", ".join(MODALITY_NAMES[m] for m in missing)
+        raise ClibdError(f"model {spec} has no {names} encoder (it has: {', '.join(model.modalities)})")
+    return model
+
+
+class Embedder:
+    """Runs one model on one device in inference mode, ``batch_size`` inputs at a time."""
+
+    def __init__(self, model, device: str = "cpu", batch_size: int = 256):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self._image_transform = model.image_transform(train=False) if "image" in model.modalities else None
+
+    def barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
+        """L2-normalised DNA embeddings, float32 [N, D]."""
+        return self._run(barcodes, lambda chunk: self.model.encode_dna(**self._to_device(
+            self.model.tokenize_dna(chunk))))
+
+    def labels(self, labels: Sequence[str]) -> np.ndarray:
+        """L2-normalised text embeddings of taxonomy label strings, float32 [N, D]."""
+        return self._run(labels, lambda chunk: self.model.encode_text(**self._to_device(
+            self.model.tokenize_text(chunk))))
+
+    def pixels(self, image) -> torch.Tensor:
+        """A decoded RGB photo as the image tower's input ``[3, S, S]``.
+
+        Convert each photo as soon as it is decoded: a tensor at the model's resolution is far
+        smaller than a full-size photo, so batches of them fit in memory.
+        """
+        if self._image_transform is None:
+            raise ClibdError(f"this model has no image encoder (it has: {', '.join(self.model.modalities)})")
+        return self._image_transform(image)
+
+    def images(self, images: Sequence) -> np.ndarray:
+        """L2-normalised image embeddings, float32 [N, D], of RGB PIL images or their :meth:`pixels`."""
+        def encode(chunk: list) -> torch.Tensor:
+            pixels = [x if isinstance(x, torch.Tensor) else self.pixels(x) for x in chunk]
+            return self.model.encode_image(torch.stack(pixels).to(self.device))
+
+        return self._run(images, encode)
+
+    def _run(self, items: Sequence, encode: Callable[[list], torch.Tensor]) -> np.ndarray:
+        out = np.empty((len(items), self.model.embed_dim), dtype=np.float32)
+        cuda = self.device.startswith("cuda")
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+        with torch.inference_mode(), autocast:
+            for start in range(0, len(items), self.batch_size):
+                chunk = list(items[start:start + self.batch_size])
+                vectors = encode(chunk).float()
+                out[start:start + len(chunk)] = torch.nn.functional.normalize(vectors, dim=-1).cpu().numpy()
+        return out
+
+    def _to_device(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: tensor.to(self.device) for name, tensor in tokens.items()}

@@ -1,0 +1,154 @@
+"""``clibd index``: embed labelled reference records into a versioned HNSW index directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+MODALITIES = ("dna", "image", "text")
+
+
+class _IndexGroup(click.Group):
+    """``clibd index [build] ARGS`` builds; ``clibd index info DIR`` describes."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["build", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("index", cls=_IndexGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def index() -> None:
+    """Build a reference index (`clibd index [build] …`) or describe one (`clibd index info DIR`).
+
+    \b
+    Examples:
+      clibd index --model run/best coi_reference.fasta -o coi_ref/
+      clibd index --model run/best barcodes.fasta --taxonomy taxonomy.tsv -o coi_ref/
+      clibd index --model run/best barcodes.fasta --images photos/ -o specimens_ref/
+      clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/
+      clibd index info coi_ref/
+    """
+
+
+@index.command("build")
+@click.argument("references", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Trained model directory (from clibd train or clibd import).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Index directory to write (replaced atomically if it exists).")
+@click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,
+              help="What the reference vectors embed: barcodes, photos, or taxonomy label strings.")
+@click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False),
+              help="TSV with an id column and rank columns (order, family, genus, species).")
+@click.option("--split", "splits", multiple=True,
+              help="Dataset HDF5 splits to index (repeatable; e.g. train, key_unseen). Default: all.")
+@click.option("--images", multiple=True, type=click.Path(exists=True),
+              help="With --modality dna: photos of reference specimens (files or folders, ID.jpg named "
+                   "after the record id; repeatable). Calibrates the index for photo and photo+barcode "
+                   "queries too.")
+@click.option("--append", is_flag=True, help="Add the records to the existing index at --output.")
+@click.option("--M", "hnsw_m", type=click.IntRange(2, 100), default=32, show_default=True,
+              help="HNSW graph degree (memory ≈ M×8–10 bytes per record).")
+@click.option("--ef-construction", type=click.IntRange(min=10), default=200, show_default=True,
+              help="HNSW build-time search width (higher: better graph, slower build).")
+@click.option("--ef", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Default query-time search width stored in the manifest.")
+@click.option("-k", "--neighbours", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Nearest references that decide each query (the confidence calibration is fitted for "
+                   "this number).")
+@click.option("--prior-unseen", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Assumed share of queries whose species is absent from the reference "
+                   "(the confidence calibration is fitted for this mix).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.pass_obj
+def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, modality: str,
+          taxonomy: str | None, splits: tuple[str, ...], images: tuple[str, ...], append: bool, hnsw_m: int,
+          ef_construction: int, ef: int, neighbours: int, prior_unseen: float, batch_size: int) -> None:
+    """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX headers or --taxonomy, photo folders
+    with --taxonomy, or a dataset HDF5 with --split) and write an index directory."""
+    if images and modality != "dna":
+        raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
+                               "themselves with --modality image)")
+    import logging
+
+    from clibd_cli.embedding import Embedder, load_model_for
+    from clibd_cli.errors import ClibdError
+    from clibd_cli.index_calibration import calibrate
+    from clibd_cli.references import read_references
+    from clibd_cli.refindex import build_index, load_index
+
+    log = logging.getLogger("clibd")
+    if append and not (output / "manifest.json").is_file():
+        raise ClibdError(f"{output}: not an index yet; build it without --append first")
+    settings.apply_torch()
+    model = load_model_for(model_dir, [modality, *(["image"] if images else [])])
+    existing = load_index(output, model_fingerprint=model.fingerprint()) if append else None
+    if existing is not None and existing.manifest["modality"] != modality:
+        raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
+    refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
+    embedder = Embedder(model, settings.torch_device(), batch_size)
+    log.info("embedding %d reference records (%s)", len(refs), modality)
+    vectors, keep = _embed(embedder, refs, settings.progress())
+    ids = [refs.ids[i] for i in keep]
+    labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
+    if existing is not None:
+        first = len(existing)
+        existing.append(vectors, ids, labels, command=settings.command_line)
+        target = existing
+    else:
+        first = 0
+        target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
+                             M=hnsw_m, ef_construction=ef_construction, ef=ef, seed=settings.seed,
+                             threads=settings.threads or 1, command=settings.command_line)
+    target.manifest["model"] = str(Path(model_dir).resolve())
+    log.info("fitting the confidence calibration on the reference")
+    target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
+                                   seed=settings.seed)
+    target.save(output)
+    click.echo(target.info())
+
+
+@index.command("info")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
+def info(directory: str, no_verify: bool) -> None:
+    """Describe an index directory (records, model, HNSW parameters, checksums)."""
+    from clibd_cli.refindex import load_index
+
+    click.echo(load_index(directory, verify=not no_verify).info())
+
+
+def _embed(embedder, refs, progress: bool):
+    """Vectors of the usable reference records and their positions in ``refs``."""
+    import logging
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from clibd_cli.embedding import batched
+    from clibd_cli.io.images import ImageError
+
+    log = logging.getLogger("clibd")
+    photos = refs.modality == "image"
+    encode = {"dna": embedder.barcodes, "text": embedder.labels, "image": embedder.images}[refs.modality]
+    chunks, keep = [], []
+    bar = tqdm(total=len(refs), unit=" records", disable=not progress, leave=False, desc="embedding")
+    for positions in batched(range(len(refs)), embedder.batch_size * (1 if photos else 8)):
+        items = [refs.items[i] for i in positions]
+        if photos:  # decoded and shrunk to the model's input one at a time
+            loaded = []
+            for i, loader in zip(positions, items):
+                try:
+                    loaded.append((i, embedder.pixels(loader())))
+                except ImageError as exc:
+                    log.warning("reference skipped: %s", exc)
+            bar.update(len(positions) - len(loaded))
+            positions, items = [i for i, _ in loaded], [pixels for _, pixels in loaded]
+        if items:
+            chunks.append(encode(items))
+            keep.extend(positions)
+        bar.update(len(items))
+    bar.close()
+    return (np.concatenate(chunks) if chunks else np.zeros((0, embedder.model.embed_dim), np.float32)), keep

@@ -1,0 +1,91 @@
+"""Query records for ``classify`` and ``embed``: barcodes and photos, paired by specimen id.
+
+Records come out in input order: every FASTA/FASTQ record in the order read (with the photo
+named after its id, ``ID.jpg`` or ``ID.1024px.jpg``, if any: a fused ``image+dna`` specimen),
+then the photos that matched no barcode, in sorted path order. Nothing but the photo list is
+held in memory, so inputs of any length stream through. Repeated ids are kept: every record
+gets its own row (a photo pairs with the first record of its id only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from clibd_cli.data.fasta import photos_by_id
+from clibd_cli.io.images import find_images
+from clibd_cli.io.sequences import read_sequences
+from clibd_cli.io.streams import display_name
+
+NUCLEOTIDES = frozenset("ACGTURYSWKMBDHVN-.")
+MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
+
+
+@dataclass(slots=True)
+class Query:
+    """One specimen to classify: a barcode, a photo, or both."""
+
+    id: str
+    barcode: str | None = None
+    image: Path | None = None
+    problem: str | None = None  # why the record is unusable; None when usable
+    where: str = ""  # FILE:LINE of a barcode record, the path of a photo (for messages)
+    note: str | None = None  # a part of a fused specimen that was dropped, and why
+
+    @property
+    def modality(self) -> str:
+        return "+".join(m for m, v in (("image", self.image), ("dna", self.barcode)) if v is not None)
+
+    def drop(self, part: str, reason: str) -> None:
+        """Go on without the barcode or photo of a fused specimen (``part``: dna or image)."""
+        if part == "dna":
+            self.barcode = None
+        else:
+            self.image = None
+        self.note = f"{'barcode' if part == 'dna' else 'photo'} not used ({reason}); classified by its " \
+                    f"{'photo' if part == 'dna' else 'barcode'} alone"
+
+
+def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
+    """Why a barcode cannot be classified (None if it can): empty, not DNA, too short."""
+    if not barcode:
+        return "empty sequence"
+    upper = barcode.upper()
+    foreign = sorted(set(upper) - NUCLEOTIDES)
+    if foreign:
+        shown = "".join(foreign[:8])
+        return f"not a nucleotide sequence (contains {shown!r}; protein?)"
+    bases = sum(upper.count(base) for base in "ACGTU")
+    if bases < min_bases:
+        return f"too short: {bases} unambiguous bases (at least {min_bases} needed)"
+    return None
+
+
+def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *, fuse: bool = True,
+                 min_bases: int = MIN_BASES) -> Iterator[Query]:
+    """Barcodes from FASTA/FASTQ inputs and photos from files/folders, fused by id if ``fuse``.
+
+    A fused specimen with an unusable barcode keeps its photo (see :meth:`Query.drop`).
+    """
+    paths = find_images(image_inputs)
+    photos = photos_by_id(paths) if fuse else {}
+    paired: set[Path] = set()
+    for source in sequence_inputs:
+        name = display_name(source)
+        for record in read_sequences(source):
+            photo = photos.get(record.id)
+            if photo in paired:  # a repeated id: the photo went to the first record
+                photo = None
+            elif photo is not None:
+                paired.add(photo)
+            query = Query(record.id, barcode=record.seq, image=photo, where=f"{name}:{record.line}")
+            problem = barcode_problem(record.seq, min_bases)
+            if problem and photo is not None:
+                query.drop("dna", problem)
+            else:
+                query.problem = problem
+            yield query
+    for path in paths:
+        if path not in paired:
+            yield Query(str(path), image=path, where=str(path))

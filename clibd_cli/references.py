@@ -1,0 +1,160 @@
+"""Reference records for ``clibd index``: labelled barcodes, photos or taxonomy label strings.
+
+Sources (DESIGN §4 "Reference taxonomy input"): FASTA/FASTQ with SINTAX ``;tax=`` headers or a
+``--taxonomy`` table, photo files/folders with a ``--taxonomy`` table keyed by file stem, or a
+dataset HDF5 (``clibd prepare`` output or the CLIBD authors' files) with ``--split`` names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.streams import is_hdf5
+from clibd_cli.queries import barcode_problem
+
+log = logging.getLogger("clibd")
+
+RANKS = ("order", "family", "genus", "species")
+
+
+@dataclass
+class References:
+    """Reference records of one modality, with one label (or None) per rank and record."""
+
+    modality: str
+    ids: list[str] = field(default_factory=list)
+    labels: dict[str, list[str | None]] = field(default_factory=lambda: {r: [] for r in RANKS})
+    items: list = field(default_factory=list)  # barcodes, label strings, or photo loaders
+    skipped: int = 0
+
+    def add(self, record_id: str, ranks: dict[str, str | None], item) -> None:
+        self.ids.append(record_id)
+        for rank in RANKS:
+            self.labels[rank].append(ranks.get(rank) or None)
+        self.items.append(item)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | None = None,
+                    splits: Sequence[str] = ()) -> References:
+    """Collect labelled reference records of ``modality`` from FASTA, photo or HDF5 inputs."""
+    refs = References(modality)
+    for source in inputs:
+        if is_hdf5(source):
+            _from_dataset(refs, source, splits or ("all",))
+        elif modality == "image":
+            _from_photos(refs, source, taxonomy)
+        else:
+            _from_fasta(refs, source, taxonomy)
+    if modality == "text":
+        refs = _distinct_lineages(refs)
+    if not refs:
+        hint = " (no photo is named after an id of the taxonomy table)" if modality == "image" else ""
+        raise ClibdError(f"no usable reference records in {', '.join(inputs)}{hint}")
+    unlabelled = sum(1 for i in range(len(refs)) if not any(refs.labels[r][i] for r in RANKS))
+    if unlabelled == len(refs):
+        raise ClibdError("no reference record carries a taxonomy; give SINTAX ;tax= headers or --taxonomy")
+    if refs.skipped:
+        log.warning("%d reference records skipped (no usable barcode or photo)", refs.skipped)
+    if len(set(refs.ids)) != len(refs.ids):
+        seen, dupes = set(), []
+        for record_id in refs.ids:
+            if record_id in seen:
+                dupes.append(record_id)
+            seen.add(record_id)
+        raise ClibdError(f"reference record ids must be unique; repeated: {', '.join(dupes[:5])}"
+                         f"{' …' if len(dupes) > 5 else ''}")
+    return refs
+
+
+def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
+    from clibd_cli.data.fasta import FastaSource
+
+    for entry in FastaSource(source, taxonomy).records():
+        record = entry.record
+        problem = barcode_problem(record.barcode)
+        if problem:
+            log.debug("%s:%d: reference %s skipped: %s", source, entry.line, entry.key, problem)
+            refs.skipped += 1
+            continue
+        ranks = {r: getattr(record, r) for r in RANKS}
+        refs.add(entry.key, ranks, record.barcode if refs.modality == "dna" else _label(ranks))
+
+
+def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
+    from clibd_cli.data.fasta import photos_by_id
+    from clibd_cli.io.images import find_images
+    from clibd_cli.io.tables import read_taxonomy
+
+    if taxonomy is None:
+        raise ClibdError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
+    table = read_taxonomy(taxonomy)
+    photos = photos_by_id(find_images([source]))
+    for record_id, ranks in table.items():
+        path = photos.get(record_id)
+        if path is None:
+            refs.skipped += 1
+            continue
+        refs.add(record_id, ranks, _photo_loader(path))
+
+
+def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
+    from clibd_cli.data.store import open_dataset
+
+    dataset = open_dataset(source)
+    part = dataset.splits_union(splits)
+    if refs.modality == "image" and not part.has_images:
+        raise ClibdError(f"{source}: split {part.name} has no photos; use --modality dna")
+    ids = part.ids()
+    columns = {rank: part.column(rank) for rank in RANKS}
+    barcodes = part.column("barcode") if refs.modality == "dna" else None
+    photo_sizes = part.image_sizes if refs.modality == "image" else None
+    for i, record_id in enumerate(ids):
+        ranks = {rank: columns[rank][i] for rank in RANKS}
+        if refs.modality == "image" and photo_sizes[i] == 0:
+            refs.skipped += 1
+            continue
+        if refs.modality == "dna":
+            if barcode_problem(barcodes[i]):
+                refs.skipped += 1
+                continue
+            item = barcodes[i]
+        elif refs.modality == "image":
+            item = _stored_photo_loader(part, i, f"{source}:{record_id}")
+        else:
+            item = _label(ranks)
+        refs.add(record_id, ranks, item)
+
+
+def _distinct_lineages(refs: References) -> References:
+    """Text references: one record per distinct label string (the string is its id)."""
+    out, seen = References("text", skipped=refs.skipped), set()
+    for i, text in enumerate(refs.items):
+        if text and text not in seen:
+            seen.add(text)
+            out.add(text, {r: refs.labels[r][i] for r in RANKS}, text)
+    return out
+
+
+def _label(ranks: dict[str, str | None]) -> str:
+    from models.tokenizers import label_string
+
+    return label_string(ranks)
+
+
+def _photo_loader(path: Path) -> Callable:
+    from clibd_cli.io.images import load_image
+
+    return lambda: load_image(path)
+
+
+def _stored_photo_loader(part, i: int, name: str) -> Callable:
+    from clibd_cli.io.images import load_image
+
+    return lambda: load_image(part.image_bytes(i), name)

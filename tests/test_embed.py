@@ -1,0 +1,98 @@
+"""``clibd embed``: barcodes, photos and dataset records in, an embeddings HDF5 out; the same input
+gets the same vector as in ``clibd index``."""
+
+import gzip
+
+import numpy as np
+
+from clibd_cli.embeddings_file import read_embeddings
+from clibd_cli.queries import barcode_problem
+from clibd_cli.refindex import load_index
+from fixtures.samples import clibd_hdf5
+from fixtures.specimens import copy_photos, error_line, run, write_fasta
+
+
+def embed(*args, input=None):
+    result = run("embed", *args, input=input)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def test_barcodes_and_photos_in_input_order(barcode_refs, tiny_model, tmp_path):
+    from models import load_model
+
+    fasta = tmp_path / "q.fa"
+    good = barcode_refs.records[0].barcode
+    fasta.write_text(f">a\n{good}\n>protein\nMKVLAEFGHIKLMNPQRSTVWY\n>b desc\n{good[::-1]}\n>short\nACGT\n")
+    photos = tmp_path / "photos"
+    copy_photos(photos, ["p2", "p1"])
+    (photos / "broken.jpg").write_bytes(b"GIF89a nothing")
+    out = tmp_path / "emb.h5"
+    result = embed("-m", tiny_model, fasta, photos, "-o", out)
+    ids, kinds, vectors, attrs = read_embeddings(out)
+    assert ids == ["a", "b", str(photos / "p1.jpg"), str(photos / "p2.jpg")]
+    assert kinds == ["dna", "dna", "image", "image"]
+    assert vectors.shape == (4, 32) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert attrs["model_fingerprint"] == load_model(tiny_model).fingerprint()
+    assert attrs["model"] == str(tiny_model.resolve()) and attrs["clibd_version"] and "command" in attrs
+    for message in (f"{fasta}:3: protein: skipped: not a nucleotide sequence",
+                    f"{fasta}:7: short: skipped: too short", "broken.jpg: not an image"):
+        assert message in result.stderr
+    assert "4 embeddings written" in result.stderr
+    assert run("-q", "embed", "-m", tiny_model, fasta, "-o", out).stderr == ""
+
+
+def test_same_vectors_as_the_index(barcode_refs, tiny_model, tmp_path):
+    out = tmp_path / "refs.h5"
+    embed("-m", tiny_model, "--batch-size", 7, barcode_refs.fasta, "-o", out)
+    ids, _, vectors, _ = read_embeddings(out)
+    index = load_index(barcode_refs.index)
+    assert ids == index.ids
+    assert np.allclose(vectors, index.vectors(), atol=1e-5)
+
+
+def test_stdin_gzip_and_fastq(barcode_refs, tiny_model, tmp_path):
+    records = barcode_refs.records[:5]
+    fasta = write_fasta(tmp_path / "q.fa", records)
+    embed("-m", tiny_model, fasta, "-o", tmp_path / "file.h5")
+    embed("-m", tiny_model, "-", "-o", tmp_path / "stdin.h5", input=gzip.compress(fasta.read_bytes()))
+    fastq = tmp_path / "q.fq"
+    fastq.write_text("".join(f"@{r.id}\n{r.barcode}\n+\n{'#' * len(r.barcode)}\n" for r in records))
+    embed("-m", tiny_model, fastq, "-o", tmp_path / "fastq.h5")
+    file_ids, _, file_vectors, _ = read_embeddings(tmp_path / "file.h5")
+    for name in ("stdin.h5", "fastq.h5"):
+        ids, _, vectors, _ = read_embeddings(tmp_path / name)
+        assert ids == file_ids and np.array_equal(vectors, file_vectors)
+
+
+def test_dataset_hdf5_splits_and_modalities(tiny_model, tmp_path):
+    members = [row for row, _ in clibd_hdf5(tmp_path / "clibd.h5")["test_unseen"]]
+    for modality in ("dna", "image", "text"):
+        out = tmp_path / f"{modality}.h5"
+        embed("-m", tiny_model, tmp_path / "clibd.h5", "--split", "test_unseen", "--modality", modality,
+              "-o", out)
+        ids, kinds, vectors, _ = read_embeddings(out)
+        usable = [r for r in members if modality != "dna" or not barcode_problem(r["dna_barcode"])]
+        assert ids == [r["processid"] for r in usable] and len(vectors) == len(usable) > 0
+        assert set(kinds) == {modality}
+
+
+def test_failures_leave_no_file(barcode_refs, tiny_model, tmp_path):
+    import torch
+
+    from models import create_model, save_model
+
+    text = tmp_path / "notes.fa"
+    text.write_text("plate 7\n")
+    out = tmp_path / "out" / "emb.h5"
+    out.parent.mkdir()
+    assert error_line(run("embed", "-m", tiny_model, text, "-o", out)).startswith(f"clibd: error: {text}:1:")
+    torch.manual_seed(0)
+    dna_only = save_model(create_model("clibd-tiny", modalities=("dna",)), tmp_path / "dna_only")
+    photos = tmp_path / "photos"
+    copy_photos(photos, ["p1"])
+    assert "has no image encoder" in error_line(run("embed", "-m", dna_only, photos, "-o", out))
+    assert list(out.parent.iterdir()) == []
+    assert run("embed", "-m", tiny_model, "-o", out).exit_code == 2  # no inputs
+    assert run("embed", "-m", tiny_model, text).exit_code == 2  # no -o

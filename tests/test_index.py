@@ -1,0 +1,216 @@
+"""``clibd index``: building from FASTA/taxonomy tables/photos/dataset HDF5, ``info``, ``--append``,
+photo calibrations, and clear refusals of bad references."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from clibd_cli.queries import barcode_problem
+from clibd_cli.refindex import load_index
+from fixtures.samples import clibd_hdf5
+from models.tokenizers import label_string
+from fixtures.specimens import (
+    Specimen, copy_photos, error_line, run, specimens, write_fasta, write_taxonomy,
+)
+
+RANKS = ("order", "family", "genus", "species")
+
+
+def records_tsv(records) -> str:
+    return "".join(f"{r.id}\t" + "\t".join(r.lineage[rank] or "" for rank in RANKS) + "\n" for r in records)
+
+
+def test_build_writes_a_complete_verified_index(barcode_refs, tiny_model):
+    from models import load_model
+
+    index = barcode_refs.index
+    assert sorted(p.name for p in index.iterdir()) == ["calibration.json", "index.bin", "manifest.json",
+                                                       "nodes.npy", "records.tsv"]
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["model_fingerprint"] == load_model(tiny_model).fingerprint()
+    assert manifest["model"] == str(tiny_model.resolve())
+    assert (manifest["modality"], manifest["dim"], manifest["metric"]) == ("dna", 32, "cosine")
+    assert manifest["count"] == len(barcode_refs.records) and manifest["ranks"] == list(RANKS)
+    assert manifest["hnsw"] == {"space": "ip", "M": 32, "ef_construction": 200, "ef": 128, "seed": 0}
+    assert "index" in manifest["command"] and manifest["clibd_version"]
+    assert set(manifest["sha256"]) == {"index.bin", "nodes.npy", "records.tsv", "calibration.json"}
+    # SINTAX headers read with underscores as spaces; records without species stay unlabelled there
+    assert (index / "records.tsv").read_text() == "id\torder\tfamily\tgenus\tspecies\n" + \
+        records_tsv(barcode_refs.records)
+    calibration = json.loads((index / "calibration.json").read_text())
+    assert list(calibration) == ["dna"] and calibration["dna"]["k"] == 20
+
+
+def test_info_describes_and_verifies(barcode_refs, tmp_path):
+    result = run("index", "info", barcode_refs.index)
+    assert result.exit_code == 0
+    manifest = json.loads((barcode_refs.index / "manifest.json").read_text())
+    for text in (f"{len(barcode_refs.records)} records; dna embeddings, 32 dimensions",
+                 manifest["model_fingerprint"], "HNSW: M=32", "species: 48 records, 8 labels",
+                 "Confidence calibration for queries: dna"):
+        assert text in result.stdout
+    broken = tmp_path / "broken"
+    shutil.copytree(barcode_refs.index, broken)
+    records = broken / "records.tsv"
+    records.write_text(records.read_text().replace("Acleris", "ACLERIS"))
+    assert "records.tsv: checksum mismatch" in error_line(run("index", "info", broken))
+    assert run("index", "info", "--no-verify", broken).exit_code == 0
+    assert run("index", "info", tmp_path / "nowhere").exit_code == 2
+
+
+def test_taxonomy_table_gives_the_same_index_as_sintax_headers(barcode_refs, tiny_model, tmp_path):
+    plain = write_fasta(tmp_path / "plain.fa", barcode_refs.records, sintax=False)
+    taxonomy = write_taxonomy(tmp_path / "taxonomy.tsv", {r.id: r.lineage for r in barcode_refs.records})
+    result = run("-q", "index", "-m", tiny_model, plain, "--taxonomy", taxonomy, "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    for name in ("records.tsv", "nodes.npy", "index.bin"):
+        assert (tmp_path / "index" / name).read_bytes() == (barcode_refs.index / name).read_bytes(), name
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("processid\torder\nx\tDiptera\n")
+    assert "missing column 'id'" in error_line(run("index", "-m", tiny_model, plain, "--taxonomy", bad,
+                                                   "-o", tmp_path / "other"))
+
+
+def test_index_with_photos_is_calibrated_for_photo_queries(specimen_refs, barcode_refs):
+    calibration = json.loads((specimen_refs.index / "calibration.json").read_text())
+    assert list(calibration) == ["dna", "image", "image+dna"]
+    photos = len(list(specimen_refs.photos.iterdir()))
+    for kind in ("image", "image+dna"):
+        assert 0 < calibration[kind]["fitted_on"]["pseudo_queries"][0] <= photos
+    # the vectors are the barcodes': the photos only calibrate
+    for name in ("records.tsv", "nodes.npy", "index.bin"):
+        assert (specimen_refs.index / name).read_bytes() == (barcode_refs.index / name).read_bytes()
+
+
+def test_photo_references(photo_refs, tiny_model, tmp_path):
+    index = load_index(photo_refs.index)
+    assert index.manifest["modality"] == "image" and list(index.calibration) == ["image"]
+    assert index.ids == [r.id for r in photo_refs.records]  # in taxonomy-table order
+    assert index.labels["species"] == [r.lineage["species"] for r in photo_refs.records]
+    # unreadable photos and photos missing from the table are skipped; the rest indexed
+    folder = tmp_path / "photos"
+    copy_photos(folder, ["p1", "p2", "p3", "stray"])
+    (folder / "p2.jpg").write_bytes(b"")
+    lineages = {p: {"order": "Diptera", "family": f"F{p}", "genus": f"G{p}", "species": f"G{p} s"}
+                for p in ("p1", "p2", "p3", "absent")}
+    taxonomy = write_taxonomy(tmp_path / "t.tsv", lineages)
+    result = run("index", "-m", tiny_model, "--modality", "image", folder, "--taxonomy", taxonomy,
+                 "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    assert "reference skipped" in result.stderr and "p2.jpg: empty image file" in result.stderr
+    assert load_index(tmp_path / "index").ids == ["p1", "p3"]
+    result = run("index", "-m", tiny_model, "--modality", "image", folder, "-o", tmp_path / "x")
+    assert "photo references need --taxonomy" in error_line(result)
+
+
+def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model, tmp_path):
+    records = barcode_refs.records
+    first, second = write_fasta(tmp_path / "a.fa", records[:30]), write_fasta(tmp_path / "b.fa", records[30:])
+    index = tmp_path / "index"
+    assert run("-q", "index", "-m", tiny_model, first, "-o", index).exit_code == 0
+    result = run("index", "-m", tiny_model, second, "-o", index, "--append")
+    assert result.exit_code == 0, result.stderr
+    assert f"Appended {len(records) - 30} records" in result.stdout
+    appended = load_index(index)
+    assert appended.ids == [r.id for r in records] and appended.manifest["count"] == len(records)
+    calibration = json.loads((index / "calibration.json").read_text())
+    assert calibration["dna"]["fitted_on"]["references"] == len(records)
+    full = load_index(barcode_refs.index)
+    assert np.allclose(appended.vectors(), full.vectors(), atol=1e-5)
+    again = run("index", "-m", tiny_model, second, "-o", index, "--append")
+    assert "record ids must be new and unique" in error_line(again)
+    assert "not an index yet" in error_line(run("index", "-m", tiny_model, second, "-o", tmp_path / "new",
+                                                "--append"))
+    assert "holds dna vectors, not text" in error_line(run("index", "-m", tiny_model, second, "-o", index,
+                                                           "--append", "--modality", "text"))
+    # photo calibrations survive an append without photos, with a warning
+    grown = tmp_path / "grown"
+    shutil.copytree(specimen_refs.index, grown)
+    new = Specimen("new1", records[0].barcode[::-1], records[0].lineage)
+    extra = write_fasta(tmp_path / "extra.fa", [new])
+    result = run("index", "-m", tiny_model, extra, "-o", grown, "--append")
+    assert "image, image+dna calibration is kept from before" in result.stderr
+    assert list(json.loads((grown / "calibration.json").read_text())) == ["dna", "image", "image+dna"]
+
+
+def test_index_of_another_model_refuses_append(barcode_refs, tmp_path):
+    import torch
+
+    from models import create_model, save_model
+
+    torch.manual_seed(2)
+    other = save_model(create_model("clibd-tiny", modalities=("dna",)), tmp_path / "other")
+    copy = tmp_path / "index"
+    shutil.copytree(barcode_refs.index, copy)
+    new = Specimen("x1", barcode_refs.records[0].barcode, {"order": "Diptera"})
+    extra = write_fasta(tmp_path / "x.fa", [new])
+    result = run("index", "-m", other, extra, "-o", copy, "--append")
+    assert "index was built with model" in error_line(result)
+    assert "has no image encoder" in error_line(run("index", "-m", other, extra, "--images", tmp_path, "-o",
+                                                    tmp_path / "new"))
+
+
+def test_bad_references_are_refused_clearly(tiny_model, tmp_path):
+    records = specimens(n_species=2, per_species=2, unnamed=0)
+
+    def build(fasta, *extra):
+        return run("index", "-m", tiny_model, fasta, "-o", tmp_path / "index", *extra)
+
+    unlabelled = write_fasta(tmp_path / "plain.fa", records, sintax=False)
+    assert "no reference record carries a taxonomy" in error_line(build(unlabelled))
+    repeated = write_fasta(tmp_path / "rep.fa", records + records[:2])
+    assert f"must be unique; repeated: {records[0].id}, {records[1].id}" in error_line(build(repeated))
+    short = tmp_path / "short.fa"
+    short.write_text(">a;tax=o:Diptera;\nACGT\n>b;tax=o:Diptera;\nMKV\n")
+    assert "no usable reference records in" in error_line(build(short))
+    text = tmp_path / "notes.fa"
+    text.write_text("id,order\n")
+    assert error_line(build(text)).startswith(f"clibd: error: {text}:1: expected a FASTA header")
+    sintax = tmp_path / "sintax.fa"
+    sintax.write_text(f">a;tax=Diptera;\n{records[0].barcode}\n")
+    assert error_line(build(sintax)).startswith(f"clibd: error: {sintax}:1: taxonomy entry 'Diptera'")
+    assert build(unlabelled, "--modality", "image", "--images", tmp_path).exit_code == 2
+    assert run("index", "-m", tmp_path / "no-model", unlabelled, "-o", tmp_path / "i").exit_code == 2
+    assert not (tmp_path / "index").exists()
+
+
+def test_rebuild_replaces_and_failure_keeps_the_old_index(barcode_refs, tiny_model, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(barcode_refs.index, index)
+    small = write_fasta(tmp_path / "small.fa", barcode_refs.records[:6])
+    assert run("-q", "index", "-m", tiny_model, small, "-o", index).exit_code == 0
+    assert len(load_index(index)) == 6
+    broken = tmp_path / "broken.fa"
+    broken.write_text("oops\n" + small.read_text())
+    assert run("-q", "index", "-m", tiny_model, broken, "-o", index).exit_code == 1
+    assert len(load_index(index)) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.fa", "index", "small.fa"]
+
+
+def test_dataset_hdf5_references(tiny_model, tmp_path):
+    expected = clibd_hdf5(tmp_path / "clibd.h5")
+    members = expected["all_keys"]
+    for modality in ("dna", "image", "text"):
+        out = tmp_path / modality
+        result = run("-q", "index", "-m", tiny_model, tmp_path / "clibd.h5", "--split", "all_keys",
+                     "--modality", modality, "-o", out)
+        assert result.exit_code == 0, result.stderr
+        index = load_index(out)
+        if modality == "text":  # one record per distinct lineage, the label string as its id
+            lineages = {label_string({r: row[r] for r in RANKS}) for row, _ in members}
+            assert sorted(index.ids) == sorted(lineages - {""})
+        else:
+            usable = [row for row, _ in members
+                      if modality == "image" or not barcode_problem(row["dna_barcode"])]
+            assert index.ids == [row["processid"] for row in usable]
+            assert index.labels["genus"] == [row["genus"] or None for row in usable]
+
+
+def test_references_identified_only_to_family(tiny_model, tmp_path):
+    records = [Specimen(r.id, r.barcode, {"order": r.lineage["order"], "family": r.lineage["family"]})
+               for r in specimens(n_species=3, per_species=2, unnamed=0)]
+    fasta = write_fasta(tmp_path / "r.fa", records)
+    result = run("-q", "index", "-m", tiny_model, fasta, "-o", tmp_path / "i")
+    assert result.exit_code == 0, result.stderr
