@@ -55,7 +55,7 @@ def index() -> None:
               help="HNSW build-time search width (higher: better graph, slower build).")
 @click.option("--ef", type=click.IntRange(min=1), default=128, show_default=True,
               help="Default query-time search width stored in the manifest.")
-@click.option("-k", "--neighbours", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("-k", "--neighbours", type=click.IntRange(min=1), default=50, show_default=True,
               help="Nearest references that decide each query (the confidence calibration is fitted for "
                    "this number).")
 @click.option("--prior-unseen", type=click.FloatRange(0, 1), default=0.5, show_default=True,

@@ -39,7 +39,7 @@ def barcode_refs(tiny_model, tmp_path_factory) -> References:
     root = tmp_path_factory.mktemp("barcode_refs")
     records = twins(specimens())
     fasta = write_fasta(root / "references.fasta", records)
-    result = run("-q", "index", "-m", tiny_model, fasta, "-o", root / "index")
+    result = run("-q", "index", "-m", tiny_model, "-k", "20", fasta, "-o", root / "index")
     assert result.exit_code == 0, result.stderr
     return References(records, fasta, root / "index")
 
@@ -53,7 +53,7 @@ def specimen_refs(tiny_model, barcode_refs, tmp_path_factory) -> References:
     root = tmp_path_factory.mktemp("specimen_refs")
     with_photo = [r.id for r in barcode_refs.records[::2]]
     copy_photos(root / "photos", with_photo)
-    result = run("-q", "index", "-m", tiny_model, barcode_refs.fasta, "--images", root / "photos",
+    result = run("-q", "index", "-m", tiny_model, "-k", "20", barcode_refs.fasta, "--images", root / "photos",
                  "-o", root / "index")
     assert result.exit_code == 0, result.stderr
     return References(barcode_refs.records, barcode_refs.fasta, root / "index", photos=root / "photos")
@@ -69,7 +69,7 @@ def photo_refs(tiny_model, tmp_path_factory) -> References:
     for i, record in enumerate(records):
         copy_photos(root / "photos", [record.id], first=i // 2)
     taxonomy = write_taxonomy(root / "taxonomy.tsv", {r.id: r.lineage for r in records})
-    result = run("-q", "index", "-m", tiny_model, "--modality", "image", root / "photos",
+    result = run("-q", "index", "-m", tiny_model, "-k", "20", "--modality", "image", root / "photos",
                  "--taxonomy", taxonomy, "-o", root / "index")
     assert result.exit_code == 0, result.stderr
     return References(records, write_fasta(root / "unused.fasta", records), root / "index",
