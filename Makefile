@@ -13,11 +13,13 @@ $(BIN)/clibd: pyproject.toml
 
 setup: $(BIN)/clibd
 
+# Classifies examples/barcodes.fasta against a k-mer reference index of the BOLD barcodes.
 demo: setup
 	$(BIN)/clibd --version
+	CLIBD=$(BIN)/clibd examples/quickstart.sh demo-output | cut -f 1-7,12
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-output

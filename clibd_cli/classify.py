@@ -14,7 +14,7 @@ FORMATS = ("tsv", "jsonl")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, dir_okay=False))
 @click.option("-i", "--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Reference index directory (from clibd index).")
-@click.option("-m", "--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+@click.option("-m", "--model", "model_dir",
               help="Model directory  [default: the one the index was built with]")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
               help="Photo file or folder (searched recursively for jpg/png/tif; repeatable). With an index "

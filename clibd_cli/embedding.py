@@ -33,10 +33,11 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def load_model_for(spec: str, modalities: Sequence[str]):
-    """Load a model (preset, config or directory) and check it has the towers needed."""
+    """Load a model (``kmer``, a preset, config or directory) and check it has the towers needed."""
+    from clibd_cli.kmer_profile import KMER_MODEL, KmerProfileModel
     from models import create_model
 
-    model = create_model(spec)
+    model = KmerProfileModel() if spec == KMER_MODEL else create_model(spec)
     missing = [m for m in modalities if m not in model.modalities]
     if missing:
         names = ", ".join(MODALITY_NAMES[m] for m in missing)
@@ -48,13 +49,15 @@ class Embedder:
     """Runs one model on one device in inference mode, ``batch_size`` inputs at a time."""
 
     def __init__(self, model, device: str = "cpu", batch_size: int = 256):
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval() if hasattr(model, "to") else model
         self.device = device
         self.batch_size = batch_size
         self._image_transform = model.image_transform(train=False) if "image" in model.modalities else None
 
     def barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
         """L2-normalised DNA embeddings, float32 [N, D]."""
+        if hasattr(self.model, "embed_barcodes"):  # a model-free embedding (k-mer profile)
+            return self.model.embed_barcodes(list(barcodes))
         return self._run(barcodes, lambda chunk: self.model.encode_dna(**self._to_device(
             self.model.tokenize_dna(chunk))))
 

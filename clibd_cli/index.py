@@ -34,8 +34,9 @@ def index() -> None:
 
 @index.command("build")
 @click.argument("references", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Trained model directory (from clibd train or clibd import).")
+@click.option("-m", "--model", "model_dir", required=True,
+              help="Trained model directory (from clibd train or clibd import), or `kmer` for the "
+                   "model-free k-mer profile embedding (barcodes only; no training needed).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Index directory to write (replaced atomically if it exists).")
 @click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,
@@ -76,10 +77,14 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.embedding import Embedder, load_model_for
     from clibd_cli.errors import ClibdError
     from clibd_cli.index_calibration import calibrate
+    from clibd_cli.kmer_profile import KMER_MODEL
     from clibd_cli.references import read_references
     from clibd_cli.refindex import build_index, load_index
 
     log = logging.getLogger("clibd")
+    if model_dir != KMER_MODEL and not Path(model_dir).is_dir():
+        raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
+                                 f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")
     if append and not (output / "manifest.json").is_file():
         raise ClibdError(f"{output}: not an index yet; build it without --append first")
     settings.apply_torch()
@@ -102,7 +107,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
                              M=hnsw_m, ef_construction=ef_construction, ef=ef, seed=settings.seed,
                              threads=settings.threads or 1, command=settings.command_line)
-    target.manifest["model"] = str(Path(model_dir).resolve())
+    target.manifest["model"] = model_dir if model_dir == KMER_MODEL else str(Path(model_dir).resolve())
     log.info("fitting the confidence calibration on the reference")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
                                    seed=settings.seed)

@@ -61,3 +61,26 @@ def _counts(barcodes: Sequence[str], k: int) -> np.ndarray:
     flat = owner[:n_windows][valid] * 4**k + index[valid]
     counts.reshape(-1)[:] = np.bincount(flat, minlength=counts.size)
     return counts
+
+
+KMER_MODEL = "kmer"  # what users pass as --model for the model-free embedding
+
+
+class KmerProfileModel:
+    """The k-mer profile in the place of a model: DNA only, no weights, nothing to train.
+
+    ``clibd index --model kmer`` / ``clibd classify`` use it like a trained model; its
+    fingerprint names the embedding, so indexes built with it are refused by real models.
+    """
+
+    modalities = ("dna",)
+
+    def __init__(self, k: int = 5, scale: str = "sqrt"):
+        self.k, self.scale = k, scale
+        self.embed_dim = 4**k
+
+    def fingerprint(self) -> str:
+        return f"kmer-profile-k{self.k}-{self.scale}"
+
+    def embed_barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
+        return kmer_profile(barcodes, self.k, scale=self.scale)
