@@ -1,0 +1,140 @@
+"""clibd classify vs vsearch --sintax / --usearch_global on the real BOLD barcodes.
+
+Reference: the `train` split (seen species). Queries: `test` (species in the reference) and
+`test_unseen` (species absent from the reference; most of their genera are present).
+Measures per-rank accuracy, how often a species is asserted for absent species, genus
+accuracy for them, and wall-clock throughput of each tool with 2 threads.
+
+    .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best] [--limit N] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BOLD = ROOT.parent / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
+RANKS = ("order", "family", "genus", "species")
+CLIBD = str(Path(sys.executable).with_name("clibd"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="kmer")
+    parser.add_argument("--limit", type=int, default=0, help="queries per query split (0 = all)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-bench-classify"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
+    reference = [r for r in rows if r["split"] == "train"]
+    queries = {s: [r for r in rows if r["split"] == s] for s in ("test", "test_unseen")}
+    if args.limit:
+        queries = {s: q[:args.limit] for s, q in queries.items()}
+    truth = {r["processid"]: (split, r) for split, qs in queries.items() for r in qs}
+    ref_fasta, query_fasta = args.work / "reference.fasta", args.work / "queries.fasta"
+    write_fasta(ref_fasta, reference, sintax=True)
+    write_fasta(query_fasta, [r for qs in queries.values() for r in qs], sintax=False)
+    ref_genera = {r["genus"] for r in reference if r["genus"]}
+    print(f"reference: {len(reference)} train records; queries: "
+          + ", ".join(f"{len(q)} {s}" for s, q in queries.items()))
+
+    index = args.work / f"index-{Path(args.model).name}"
+    took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index)])
+    print(f"clibd index ({args.model}): {took:.1f} s")
+    out = args.work / "clibd.tsv"
+    took = timed([CLIBD, "-q", "--threads", "2", "classify", "--index", str(index), str(query_fasta), "-o", str(out)])
+    report("clibd classify", took, len(truth), read_clibd(out), truth, ref_genera)
+    report("  (the same, best label at every rank, ignoring the cutoff)", took, len(truth),
+           read_clibd(out, best=True), truth, ref_genera)
+
+    if shutil.which("vsearch"):
+        out = args.work / "sintax.tsv"
+        took = timed(["vsearch", "--sintax", str(query_fasta), "--db", str(ref_fasta), "--tabbedout", str(out),
+                      "--sintax_cutoff", "0.8", "--randseed", "1", "--threads", "2", "--quiet"])
+        report("vsearch --sintax 0.8", took, len(truth), read_sintax(out), truth, ref_genera)
+        out = args.work / "global.tsv"
+        took = timed(["vsearch", "--usearch_global", str(query_fasta), "--db", str(ref_fasta), "--id", "0.7",
+                      "--maxaccepts", "10", "--top_hits_only", "--output_no_hits", "--blast6out", str(out),
+                      "--threads", "2", "--quiet"])
+        report("vsearch --usearch_global top hit", took, len(truth), read_top_hit(out), truth, ref_genera)
+    else:
+        print("vsearch not on PATH: baselines skipped")
+
+
+def write_fasta(path: Path, records: list[dict], sintax: bool) -> None:
+    with open(path, "w") as f:
+        for r in records:
+            if sintax:
+                tax = ",".join(f"{rank[0]}:{r[rank].replace(' ', '_')}" for rank in RANKS if r[rank])
+                f.write(f">{r['processid']};tax={tax};\n{r['dna_barcode']}\n")
+            else:
+                f.write(f">{r['processid']}\n{r['dna_barcode']}\n")
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
+def read_clibd(path: Path, best: bool = False) -> dict[str, dict[str, str]]:
+    """Labels assigned at the cutoff, or (``best``) the best label of each rank from the lineage."""
+    calls = {}
+    with open(path) as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if best:
+                lineage = dict(p.split("(")[0].split(":", 1) for p in row["lineage"].split(",") if p)
+                calls[row["query_id"]] = {r: lineage.get(r[0], "").replace("_", " ") for r in RANKS}
+            else:
+                calls[row["query_id"]] = {r: row[r] for r in RANKS}
+    return calls
+
+
+def read_sintax(path: Path) -> dict[str, dict[str, str]]:
+    """Column 4 of --tabbedout: the lineage truncated at the cutoff."""
+    calls = {}
+    for line in open(path):
+        fields = line.rstrip("\n").split("\t")
+        ranks = dict(part.split(":", 1) for part in fields[3].split(",") if part) if len(fields) > 3 else {}
+        calls[fields[0].split(";")[0]] = {r: ranks.get(r[0], "").replace("_", " ") for r in RANKS}
+    return calls
+
+
+def read_top_hit(path: Path) -> dict[str, dict[str, str]]:
+    """The first (best) hit's full lineage, as a top-hit classifier asserts it."""
+    calls = {}
+    for line in open(path):
+        query, target = line.split("\t")[:2]
+        query = query.split(";")[0]
+        if query in calls:
+            continue
+        ranks = dict(p.split(":", 1) for p in target.split("tax=", 1)[1].rstrip(";").split(",")) if "tax=" in target else {}
+        calls[query] = {r: ranks.get(r[0], "").replace("_", " ") for r in RANKS}
+    return calls
+
+
+def report(name: str, seconds: float, n: int, calls: dict, truth: dict, ref_genera: set) -> None:
+    seen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test"]
+    unseen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test_unseen"]
+    known = [(c, r) for c, r in unseen if r["genus"] in ref_genera]
+
+    def rate(pairs, rank):
+        return 100 * sum(c.get(rank) == r[rank] for c, r in pairs) / max(len(pairs), 1)
+
+    asserted = 100 * sum(bool(c.get("species")) for c, _ in unseen) / max(len(unseen), 1)
+    print(f"{name}: {seconds:.1f} s, {n / seconds:.0f} queries/s (incl. start-up)")
+    print("  seen species: " + ", ".join(f"{r} {rate(seen, r):.2f}%" for r in RANKS))
+    print(f"  unseen species: species asserted {asserted:.2f}%; genus right {rate(known, 'genus'):.1f}% "
+          f"of {len(known)} whose genus is in the reference; family {rate(unseen, 'family'):.1f}%, "
+          f"order {rate(unseen, 'order'):.1f}%")
+
+
+if __name__ == "__main__":
+    main()
