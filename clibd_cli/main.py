@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "embed": "clibd_cli.embed:embed",
     "index": "clibd_cli.index:index",
     "prepare": "clibd_cli.prepare:prepare",
+    "train": "clibd_cli.train:train",
 }
 
 log = logging.getLogger("clibd")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-FORMATS = ("auto", "bioscan-5m", "bioscan-1m", "fasta")
+FORMATS = ("auto", "bioscan-5m", "bioscan-1m", "fasta", "synthetic")
 IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # BIOSCAN's image packages
 
 
@@ -50,12 +50,24 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
       clibd prepare BIOSCAN_5M_Insect_Dataset_metadata.csv.gz --images bioscan5m/ -o bioscan5m.h5
       clibd prepare BIOSCAN_Insect_Dataset_metadata.tsv --partition CLIBD_partitioning/ -o bioscan1m.h5
       clibd prepare barcodes.fasta --taxonomy taxonomy.tsv --images photos/ -o mine.h5
+      clibd prepare --format synthetic ../shared/data/bold-coi/metadata.csv.gz -o synthetic.h5
+
+    \b
+    synthetic: 150 BOLD species (their real barcodes, taxonomy and splits) with generated
+    photos whose look follows the taxonomy (order: body plan, family: colour, genus:
+    pattern, species: detail); for showing the image path learns, not for real accuracy.
     """
     from clibd_cli.data.build import detect_format, prepare_dataset
     from clibd_cli.data.splits import read_partition
 
     if input_format == "auto":
         input_format = detect_format(input_path)
+    if input_format == "synthetic":  # real BOLD barcodes + generated photos that follow the taxonomy
+        from clibd_cli.data.synthetic import write_synthetic_dataset
+
+        click.echo(format_summary(write_synthetic_dataset(
+            output, seed=settings.seed if seed is None else seed, bold_csv=input_path)))
+        return
     if taxonomy and input_format != "fasta":
         raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN files carry their taxonomy)")
     if partition and input_format == "bioscan-5m":

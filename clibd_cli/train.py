@@ -1,0 +1,143 @@
+"""`clibd train`: contrastive training of the image, DNA and text encoders on a dataset HDF5."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+MODALITIES = ("image", "dna", "text")
+
+
+def _names(allowed: tuple[str, ...] | None = None):
+    """A click callback turning ``a,b`` (or a repeated option) into a tuple of names."""
+
+    def parse(ctx, param, value) -> tuple[str, ...]:
+        values = value if isinstance(value, tuple) else (value,)
+        names = tuple(n.strip() for v in values if v for n in v.split(",") if n.strip())
+        bad = [n for n in names if allowed and n not in allowed]
+        if bad:
+            raise click.BadParameter(f"{', '.join(bad)}: expected any of {', '.join(allowed)}")
+        return tuple(dict.fromkeys(names))
+
+    return parse
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--model", "model", default="clibd-small", metavar="PRESET|CONFIG.json|MODEL_DIR",
+              help="What to train: a preset (clibd-tiny, clibd-small, clibd-paper), a config file "
+                   "or a model directory to fine-tune.")
+@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Dataset HDF5 written by `clibd prepare` (or a CLIBD-distributed one).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory: best/ and last/ checkpoints, metrics.jsonl, args.json.")
+@click.option("--modalities", default="image,dna,text", callback=_names(MODALITIES),
+              help="Modalities to align (paper: all three; the BOLD barcodes have no images: dna,text).")
+@click.option("--train-splits", default="pretrain,train", callback=_names(),
+              help="Splits to train on (BIOSCAN-5M names; in a CLIBD BIOSCAN-1M file they read as "
+                   "no_split,train_seen).")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, help="Passes over the training splits.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=64,
+              help="Records per process per step (the paper: 500 on each of 4 GPUs).")
+@click.option("--grad-accum", type=click.IntRange(min=1), default=1,
+              help="Micro-batches per optimiser step (each is its own contrastive batch).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4,
+              help="Peak learning rate of the one-cycle schedule (the paper: 2e-4 at global batch 2000).")
+@click.option("--warmup", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.3,
+              help="Fraction of the steps spent rising to the peak learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.01,
+              help="AdamW weight decay (never applied to norms, biases, logit scale).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
+              help="auto = bf16 autocast on GPU, fp32 on CPU.")
+@click.option("--freeze", default="", callback=_names(MODALITIES),
+              help="Encoders whose backbone stays fixed (their projection still trains), e.g. image.")
+@click.option("--lora", type=click.IntRange(min=0), default=0,
+              help="LoRA rank on attention query/value of every encoder, backbones frozen (0 = full "
+                   "fine-tuning, as the paper's final models; 4 = its earlier LoRA runs).")
+@click.option("--val-every", type=click.IntRange(min=0), default=0,
+              help="Validate every N steps (0 = at the end of each epoch).")
+@click.option("--val-limit", type=click.IntRange(min=0), default=0,
+              help="Validate on a seeded random subset of at most N records per query set and of the "
+                   "keys (0 = all; for quick checks on CPU).")
+@click.option("--best-metric", default="auto",
+              help="Validation metric that picks best/, e.g. dna-dna.species.macro.hm; auto = that "
+                   "one if DNA is trained, else image-image.species.macro.hm.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last/ (same data order, "
+                                               "optimiser and schedule).")
+@click.option("--max-steps", type=click.IntRange(min=0), default=0,
+              help="Train for at most this many optimiser steps; the schedule is fitted to them "
+                   "(0 = --epochs decides).")
+@click.option("--workers", type=click.IntRange(min=0), default=2,
+              help="DataLoader worker processes per training process.")
+@click.option("--log-every", type=click.IntRange(min=1), default=50,
+              help="Steps per train line in metrics.jsonl (and on stderr without a progress bar).")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1,
+              help="Launch this many processes with torchrun (one per GPU); for several nodes run "
+                   "torchrun yourself (see README).")
+@click.pass_context
+def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, grad_accum, lr, warmup,
+          weight_decay, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
+          workers, log_every, nproc_per_node) -> None:
+    """Align encoders of specimen images, DNA barcodes and taxonomy labels (CLIBD training).
+
+    \b
+    Examples:
+      clibd train --model clibd-small --data bold.h5 --modalities dna,text --out runs/bold
+      clibd train --data synthetic.h5 --modalities image,dna --out runs/syn --epochs 5
+      clibd train --nproc-per-node 4 --model clibd-paper --data bioscan5m.h5 --out runs/paper
+      clibd train ... --out runs/bold --resume      # after an interruption
+
+    Writes RUN/metrics.jsonl (train loss, samples/s, validation accuracy), RUN/best/ (model
+    directory chosen by --best-metric) and RUN/last/ (model + state for --resume).
+    Initialisation, data order and augmentation follow the global --seed.
+    """
+    from clibd_cli.training import distributed
+
+    settings = ctx.obj
+    if len(modalities) < 2:
+        raise click.BadParameter("name at least two of image, dna, text to align", param_hint="--modalities")
+    command = _command_line(ctx)
+    if nproc_per_node > 1 and distributed.detect().size == 1:
+        sys.exit(distributed.launch(nproc_per_node, command[1:]))
+
+    from clibd_cli.training.loop import TrainConfig, train as run_training
+    from clibd_cli.training.validation import metric_names
+
+    if best_metric != "auto" and best_metric not in metric_names(modalities):
+        raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
+                                 f"e.g. {', '.join(metric_names(modalities)[-3:])}",
+                                 param_hint="--best-metric")
+    cfg = TrainConfig(
+        model=model, data=data, out=out, modalities=modalities, train_splits=train_splits, epochs=epochs,
+        batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, precision=precision,
+        freeze=freeze, lora=lora, grad_accum=grad_accum, val_every=val_every, val_limit=val_limit,
+        best_metric=best_metric,
+        resume=resume, workers=workers, max_steps=max_steps, log_every=log_every, seed=settings.seed,
+        device=settings.torch_device(), threads=settings.threads, progress=settings.progress(),
+        command=command,
+    )
+    run_training(cfg)
+
+
+def _command_line(ctx: click.Context) -> list[str]:
+    """``clibd [global options] train [options]`` with every non-default value, as parsed.
+
+    Recorded in args.json and re-run under torchrun (without --nproc-per-node).
+    """
+    words = ["clibd"]
+    for context in (ctx.find_root(), ctx):
+        for param in context.command.params:
+            value = context.params.get(param.name)
+            if not isinstance(param, click.Option) or param.name == "nproc_per_node":
+                continue
+            if param.count:
+                words += [param.opts[0]] * value
+            elif param.is_flag:
+                words += [param.opts[0]] if value else []
+            else:
+                text = ",".join(value) if isinstance(value, tuple) else value
+                if value is not None and str(text) != str(param.default):
+                    words += [param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0], str(text)]
+        if context is not ctx:
+            words.append(ctx.info_name)
+    return words

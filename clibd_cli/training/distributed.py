@@ -1,0 +1,125 @@
+"""Process-group setup for `clibd train`: one process, torchrun, or srun.
+
+A process knows it is one of many from its environment: torchrun sets ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK``; Slurm's srun sets ``SLURM_PROCID``, ``SLURM_NTASKS`` and
+``SLURM_LOCALID``. GPUs talk over NCCL, CPUs over gloo. Only rank 0 writes files and logs.
+
+``python -m clibd_cli.training.distributed ARGS`` runs the ``clibd`` command line; it is what
+``clibd train --nproc-per-node N`` hands to torchrun.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from clibd_cli.errors import ClibdError
+
+log = logging.getLogger("clibd")
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands among the training processes."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 1
+
+
+def detect(environ: dict[str, str] | None = None) -> World:
+    """Rank, local rank and world size from torchrun's or srun's environment variables."""
+    env = os.environ if environ is None else environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return World(int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"]))
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        return World(int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)), int(env["SLURM_NTASKS"]))
+    return World()
+
+
+def init(world: World, device: str) -> str:
+    """Join the process group (NCCL on GPU, gloo on CPU); return this process's device."""
+    if device == "cuda":  # one GPU per process; srun --gpus-per-task shows each process just one
+        device = f"cuda:{world.local_rank % torch.cuda.device_count()}"
+        torch.cuda.set_device(device)
+    if not world.enabled:
+        return device
+    if "MASTER_ADDR" not in os.environ:
+        if int(os.environ.get("SLURM_NNODES", "1")) > 1:
+            raise ClibdError("multi-node srun: export MASTER_ADDR (e.g. the first host of "
+                             "`scontrol show hostnames $SLURM_JOB_NODELIST`) and MASTER_PORT")
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ.setdefault("MASTER_PORT", "29500")
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend, rank=world.rank, world_size=world.size)
+    return device
+
+
+def shutdown() -> None:
+    """Leave the process group if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def any_rank(flag: bool, world: World) -> bool:
+    """True on every rank if ``flag`` is true on any (e.g. "an interrupt arrived")."""
+    if not world.enabled:
+        return flag
+    value = torch.tensor([int(flag)])
+    if dist.get_backend() == "nccl":
+        value = value.cuda()
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def gather_objects(obj, world: World) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (plain Python objects)."""
+    if not world.enabled:
+        return [obj]
+    out: list = [None] * world.size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def gather_rows(rows: torch.Tensor, world: World) -> torch.Tensor:
+    """Concatenate every rank's ``[n_r, D]`` rows in rank order (n_r may differ by rank)."""
+    if not world.enabled:
+        return rows
+    sizes = gather_objects(rows.shape[0], world)
+    padded = torch.zeros((max(sizes), *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+    padded[: rows.shape[0]] = rows
+    out = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(out, padded)
+    return torch.cat([part[:n] for part, n in zip(out, sizes)])
+
+
+def launch(nproc_per_node: int, argv: list[str]) -> int:
+    """Re-run this command line under torchrun with ``nproc_per_node`` processes; its exit code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc_per_node}", "-m", "clibd_cli.training.distributed", *argv]
+    log.info("launching %d processes: %s", nproc_per_node, " ".join(command))
+    workers = subprocess.Popen(command)
+    # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return workers.wait()
+
+
+if __name__ == "__main__":
+    from clibd_cli.main import cli
+
+    cli(prog_name="clibd")

@@ -1,0 +1,371 @@
+"""The training loop of `clibd train`, top to bottom.
+
+One process or many (torchrun/srun, see distributed.py): every process builds the same model,
+reads its share of each global batch, all-gathers features for the contrastive loss (in
+models.losses) and lets DDP average gradients. Rank 0 alone writes ``RUN/``:
+
+    args.json      resolved options, command line, versions
+    metrics.jsonl  one JSON object per log interval ("train") and per validation ("val")
+    last/          model directory + train_state.pt, for --resume
+    best/          model directory with the best value of the selection metric
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import math
+import random
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.training import adapt, distributed, state
+from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
+from clibd_cli.training.optim import create_optimizer, create_schedule
+from clibd_cli.training.validation import Validation, default_metric
+
+log = logging.getLogger("clibd")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `clibd train` was asked to do (saved as RUN/args.json)."""
+
+    model: str
+    data: str
+    out: str
+    modalities: tuple[str, ...] = ("image", "dna", "text")
+    train_splits: tuple[str, ...] = ("pretrain", "train")
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup: float = 0.3
+    weight_decay: float = 0.01
+    precision: str = "auto"
+    freeze: tuple[str, ...] = ()
+    lora: int = 0
+    grad_accum: int = 1
+    val_every: int = 0
+    best_metric: str = "auto"
+    resume: bool = False
+    workers: int = 2
+    max_steps: int = 0
+    val_limit: int = 0
+    log_every: int = 50
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    progress: bool = False
+    command: list[str] = field(default_factory=list)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM: the loop stops after the current optimiser step and saves last/.
+
+    Repeated signals change nothing (torchrun and Slurm forward a second one to every rank);
+    a worker that must die at once can still be killed.
+    """
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        def handler(signum, frame):
+            if not self.raised:
+                log.warning("%s: stopping after this step and saving last/", signal.Signals(signum).name)
+            self.raised = True
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) a training run; returns the last validation metrics and where things are."""
+    world = distributed.detect()
+    if not world.is_main:
+        log.setLevel(logging.ERROR)
+    device = distributed.init(world, cfg.device)
+    try:
+        return _train(cfg, world, device)
+    except ClibdError:
+        if not world.is_main:  # every rank fails alike; rank 0 says why
+            raise SystemExit(1) from None
+        raise
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
+    from models import create_model, load_model
+    from models.losses import ContrastiveLoss
+
+    # --- seeds, run directory, resume state ------------------------------------------------
+    _seed_everything(cfg.seed + world.rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.out)
+    resume_from = state.checkpoint_dir(run, "last")
+    if cfg.resume and resume_from is None:
+        raise ClibdError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
+    if not cfg.resume and resume_from is not None:
+        raise ClibdError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
+    saved = state.load_state(resume_from) if cfg.resume else None
+
+    # --- model (what trains: everything, unfrozen towers, or LoRA adapters) -----------------
+    model = load_model(resume_from) if saved else create_model(cfg.model, modalities=cfg.modalities)
+    if cfg.lora:
+        adapt.add_lora(model, cfg.lora)
+        if saved:
+            adapt.load_adapter_state(model, saved["adapters"])
+    adapt.freeze_backbones(model, cfg.freeze)
+    model.to(device)
+
+    # --- data -------------------------------------------------------------------------------
+    dataset = SpecimenDataset(cfg.data, cfg.train_splits, cfg.modalities, model, train=True, seed=cfg.seed)
+    sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, world, seed=cfg.seed,
+                                 multiple_of=cfg.grad_accum)
+    if sampler.batches_per_epoch == 0:
+        raise ClibdError(f"{cfg.data}: {len(dataset)} training records are fewer than "
+                         f"{cfg.grad_accum} global batch(es) of {cfg.batch_size * world.size}; "
+                         "lower --batch-size")
+    steps_per_epoch = sampler.batches_per_epoch // cfg.grad_accum
+    total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
+    validation = Validation.for_dataset(cfg.data, cfg.modalities, model, world, batch_size=2 * cfg.batch_size,
+                                        workers=cfg.workers, limit=cfg.val_limit, seed=cfg.seed)
+    metric = default_metric(cfg.modalities) if cfg.best_metric == "auto" else cfg.best_metric
+
+    # --- optimiser, schedule, precision, DDP ------------------------------------------------
+    optimizer = create_optimizer(model, cfg.lr, cfg.weight_decay)
+    schedule = create_schedule(optimizer, cfg.lr, total_steps, cfg.warmup)
+    step, epoch, batch_in_epoch, best = 0, 0, 0, -math.inf
+    if saved:
+        if saved["total_steps"] != total_steps:
+            raise ClibdError(f"{resume_from}: the run planned {saved['total_steps']} steps; resume with "
+                             "its --epochs, --batch-size x processes and --grad-accum")
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["scheduler"])
+        step, epoch, batch_in_epoch, best = saved["step"], saved["epoch"], saved["batch"], saved["best"]
+        rngs = saved["rng"]
+        if len(rngs) == world.size:
+            state.set_rng_state(rngs[world.rank])
+        else:
+            log.warning("resuming with %d processes instead of %d: dropout noise will differ",
+                        world.size, len(rngs))
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.startswith("cuda"))
+    autocast = functools.partial(torch.autocast, device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
+    net = model
+    if world.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.startswith("cuda") else None)
+    loss_fn = ContrastiveLoss()
+    if world.is_main:
+        _write_args(run, cfg, world, resumed_at=step if saved else None)
+        _keep_metrics(run / "metrics.jsonl", up_to_step=step)
+        if not saved:
+            shutil.rmtree(run / "best", ignore_errors=True)  # left by a run that never reached last/
+        log.info("training %s on %d records (%s), %d steps of %d samples, %d processes",
+                 cfg.model, len(dataset), "+".join(cfg.modalities), total_steps,
+                 cfg.batch_size * world.size * cfg.grad_accum, world.size)
+
+    def checkpoint(name: str, with_state: bool) -> None:
+        """Save RUN/name (rank 0 writes; all ranks take part in gathering RNG states)."""
+        rngs = distributed.gather_objects(state.rng_state(), world) if with_state else None
+        if world.is_main:
+            train_state = {"step": step, "epoch": epoch, "batch": batch_in_epoch, "best": best,
+                           "total_steps": total_steps, "optimizer": optimizer.state_dict(),
+                           "scheduler": schedule.state_dict(), "rng": rngs,
+                           "adapters": adapt.adapter_state(model)} if with_state else None
+            info = {"training": {"step": step, "epoch": epoch, "best_metric": metric,
+                                 "best": best if math.isfinite(best) else None}}
+            state.save_checkpoint(adapt.merged(model), run / name, info, train_state)
+
+    def validate() -> None:
+        nonlocal best
+        if validation is None:
+            return
+        with autocast():
+            scores = validation.run()
+        if world.is_main:
+            value = scores.get(metric, float("nan"))
+            improved = value > best
+            best = value if improved else best
+            _append(run / "metrics.jsonl", {"kind": "val", "step": step,
+                                            "epoch": _epochs(epoch, batch_in_epoch, sampler), **scores})
+            log.info("step %d: %s = %.4f%s", step, metric, value, " (best)" if improved else "")
+            if improved:
+                checkpoint("best", with_state=False)
+
+    # --- the loop ---------------------------------------------------------------------------
+    stop = StopFlag()
+    bar = _progress(cfg.progress and world.is_main, total_steps, step)
+    meter = _Meter()
+    net.train()
+    with stop.installed():
+        while step < total_steps:
+            sampler.set_epoch(epoch, start=batch_in_epoch)
+            dataset.epoch = epoch
+            for batch in make_loader(dataset, sampler, cfg.workers, seed=cfg.seed + epoch):
+                batch_in_epoch += 1
+                try:
+                    loss, logit_scale = _forward_backward(net, batch, loss_fn, autocast, device, cfg,
+                                                          sync=batch_in_epoch % cfg.grad_accum == 0)
+                except RuntimeError as exc:
+                    if _is_oom(exc):
+                        raise ClibdError(f"out of memory at batch size {cfg.batch_size}; try --batch-size "
+                                         f"{max(1, cfg.batch_size // 2)} (and --grad-accum 2 to keep the "
+                                         "step size)") from exc
+                    raise
+                meter.add(loss, len(batch["index"]) * world.size)
+                if batch_in_epoch % cfg.grad_accum:
+                    continue
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step()
+                step += 1
+                end_of_epoch = batch_in_epoch == sampler.batches_per_epoch
+                if end_of_epoch:
+                    epoch, batch_in_epoch = epoch + 1, 0
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{meter.rate():.1f}")
+                if step % cfg.log_every == 0 or step == total_steps:
+                    record = {"kind": "train", "step": step, "epoch": _epochs(epoch, batch_in_epoch, sampler),
+                              **meter.flush(),
+                              "lr": schedule.get_last_lr()[0], "logit_scale": logit_scale}
+                    if world.is_main:
+                        _append(run / "metrics.jsonl", record)
+                        if bar is None:
+                            log.info("step %d/%d  loss %.4f  lr %.2e  %.1f samples/s", step, total_steps,
+                                     record["loss"], record["lr"], record["samples_per_s"])
+                interrupted = distributed.any_rank(stop.raised, world)  # the same answer on every rank
+                stopping = interrupted or step == total_steps
+                due = step % cfg.val_every == 0 if cfg.val_every else end_of_epoch
+                if due or step == total_steps:
+                    validate()
+                    net.train()
+                if due or stopping or end_of_epoch:
+                    checkpoint("last", with_state=True)
+                if interrupted:
+                    raise ClibdError(f"interrupted at step {step} of {total_steps}; {run}/last holds the "
+                                     "state: run the same command with --resume to continue")
+                if stopping:
+                    break
+    if bar is not None:
+        bar.close()
+    if world.is_main:
+        log.info("stopped at step %d of %d; best %s = %s (%s/best)", step, total_steps, metric,
+                 f"{best:.4f}" if math.isfinite(best) else "n/a", run)
+    return {"run": str(run), "step": step, "epoch": epoch, "best_metric": metric, "best": best}
+
+
+def _forward_backward(net, batch: dict, loss_fn, autocast, device: str, cfg: TrainConfig,
+                      sync: bool) -> tuple[float, float]:
+    """One micro-batch: encode, contrastive loss, backward (gradients all-reduced only if ``sync``)."""
+    no_sync = getattr(net, "no_sync", None)
+    with contextlib.nullcontext() if sync or no_sync is None else no_sync():
+        with autocast():
+            out = net({k: v.to(device, non_blocking=True) for k, v in batch["inputs"].items()})
+        features = {m: out[m].float() for m in cfg.modalities}
+        present = {m: p.to(device) for m, p in batch["present"].items()}
+        try:
+            loss = loss_fn(features, out["logit_scale"].float(), present)
+        except ValueError:  # no pair of modalities with 2+ samples in this global batch
+            log.warning("a batch without any pair of modalities to align was skipped")
+            loss = sum(f.sum() for f in features.values()) * 0.0
+        (loss / cfg.grad_accum).backward()
+    return loss.item(), out["logit_scale"].item()
+
+
+class _Meter:
+    """Mean loss and samples/s since the last flush."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.samples = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: float, samples: int) -> None:
+        self.losses.append(loss)
+        self.samples += samples
+
+    def rate(self) -> float:
+        return self.samples / max(time.perf_counter() - self.start, 1e-9)
+
+    def flush(self) -> dict:
+        out = {"loss": float(np.mean(self.losses)), "samples_per_s": self.rate()}
+        self.__init__()
+        return out
+
+
+def _epochs(epoch: int, batch_in_epoch: int, sampler: GlobalBatchSampler) -> float:
+    """Epochs done, with the fraction of the current one (e.g. 2.5)."""
+    return round(epoch + batch_in_epoch / sampler.batches_per_epoch, 4)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _progress(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
+def _append(path: Path, record: dict) -> None:
+    """Append one JSON line and flush it to disk (metrics survive a crash)."""
+    record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+def _keep_metrics(path: Path, up_to_step: int) -> None:
+    """Drop metrics.jsonl lines past ``up_to_step`` (written after the checkpoint we resume from)."""
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= up_to_step]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def _write_args(run: Path, cfg: TrainConfig, world: distributed.World, resumed_at: int | None) -> None:
+    """RUN/args.json: the resolved options, command line, versions; resumptions are appended."""
+    import platform
+
+    from clibd_cli import __version__
+
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "args.json"
+    record = json.loads(path.read_text()) if resumed_at is not None and path.exists() else {
+        "args": {k: v for k, v in asdict(cfg).items() if k != "command"}, "command": cfg.command,
+        "world_size": world.size,
+        "versions": {"clibd": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "resumed": []}
+    if resumed_at is not None:
+        record["resumed"].append({"step": resumed_at, "command": cfg.command, "world_size": world.size})
+    staging = path.with_name(".args.json.tmp")
+    staging.write_text(json.dumps(record, indent=2) + "\n")
+    staging.replace(path)

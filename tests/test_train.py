@@ -1,0 +1,242 @@
+"""`clibd train`: learning, run directory, exact resume, 1 vs 2 processes, errors, LoRA/freeze."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from clibd_cli.data.store import DatasetWriter
+from clibd_cli.data.synthetic import select_records, write_synthetic_dataset
+from clibd_cli.main import cli
+from clibd_cli.training import loop
+from clibd_cli.training.datasets import GlobalBatchSampler
+from clibd_cli.training.distributed import World, detect
+from fixtures.samples import BOLD_CSV, bold_table
+from models import create_model, load_model
+
+CLIBD = str(Path(sys.executable).with_name("clibd"))
+
+
+@pytest.fixture(scope="module")
+def bold_h5(tmp_path_factory) -> Path:
+    """Real BOLD barcodes of 30 species (a third unseen) plus species-less pretrain records; no images."""
+    path = tmp_path_factory.mktemp("data") / "bold.h5"
+    with DatasetWriter(path, {"source": "test sample of BOLD"}) as writer:
+        for row in select_records(bold_table()[1], n_species=30, per_species=10, seed=0):
+            writer.add(row["split"], {"processid": row["processid"], "barcode": row["dna_barcode"],
+                                      **{k: row[k] or None for k in ("order", "family", "genus", "species")}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic_h5(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "synthetic.h5"
+    write_synthetic_dataset(path, n_species=12, images_per_species=6, image_size=48, bold_csv=BOLD_CSV)
+    return path
+
+
+@pytest.fixture(scope="module")
+def no_dropout(tmp_path_factory) -> Path:
+    """clibd-tiny without dropout: processes then share no random noise, so losses can match."""
+    config = json.loads((Path(loop.__file__).parents[2] / "models/configs/clibd-tiny.json").read_text())
+    for tower in ("dna", "text"):
+        config[tower]["dropout"] = 0.0
+    path = tmp_path_factory.mktemp("config") / "tiny-no-dropout.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def train(*args: str, threads: int = 1):
+    return CliRunner().invoke(cli, ["--threads", str(threads), "train", "--workers", "0", "--log-every", "1",
+                                    *map(str, args)])
+
+
+def losses(run: Path) -> list[float]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [line["loss"] for line in lines if line["kind"] == "train"]
+
+
+def test_global_batches_are_the_same_for_any_number_of_processes():
+    one = GlobalBatchSampler(100, 8, World(), seed=3)
+    two = [GlobalBatchSampler(100, 4, World(rank, rank, 2), seed=3) for rank in (0, 1)]
+    for epoch in (0, 1):
+        for sampler in (one, *two):
+            sampler.set_epoch(epoch)
+        batches = list(one)
+        assert len(batches) == 12 and len({i for b in batches for i in b}) == 96
+        assert [a + b for a, b in zip(*two)] == batches  # rank 0's slice, then rank 1's
+    first_epoch = [b for s in [GlobalBatchSampler(100, 8, World(), seed=3)] for b in s]
+    assert first_epoch != batches  # set_epoch reshuffles
+    one.set_epoch(1, start=5)
+    assert list(one) == batches[5:] and len(one) == 7
+
+
+def test_environment_detection():
+    assert detect({}) == World(0, 0, 1)
+    assert detect({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == World(3, 1, 4)
+    assert detect({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"}) == World(5, 1, 8)
+    assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == World(0, 0, 1)
+
+
+def test_no_weight_decay_on_norms_biases_and_logit_scale():
+    from clibd_cli.training.optim import create_optimizer
+
+    model = create_model("clibd-tiny")
+    decay, plain = create_optimizer(model, 1e-3, 0.01).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    plain_names = {names[id(p)] for p in plain["params"]}
+    assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+    assert "logit_scale" in plain_names
+    assert all(n.endswith("bias") or "norm" in n.lower() or "logit" in n or "cls_token" in n
+               for n in plain_names)
+    assert all(p.ndim >= 2 for p in decay["params"])
+
+
+def test_tiny_model_learns_on_real_barcodes(bold_h5, tmp_path):
+    run = tmp_path / "run"
+    result = train("--model", "clibd-tiny", "--data", bold_h5, "--out", run, "--modalities", "dna,text",
+                   "--epochs", "3", "--batch-size", "16", "--lr", "1e-3")
+    assert result.exit_code == 0, result.output
+    trajectory = losses(run)
+    assert len(trajectory) == 42
+    assert sum(trajectory[-5:]) / 5 < sum(trajectory[:5]) / 5 - 0.1
+    assert {p.name for p in run.iterdir()} == {"args.json", "metrics.jsonl", "best", "last"}
+    vals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+            if '"val"' in line]
+    assert len(vals) == 3 and all(0 <= v["dna-dna.species.macro.hm"] <= 1 for v in vals)
+    assert load_model(run / "best").extra["training"]["best_metric"] == "dna-dna.species.macro.hm"
+    assert load_model(run / "last").modalities == ("dna", "text")
+    args = json.loads((run / "args.json").read_text())
+    assert args["args"]["batch_size"] == 16 and args["world_size"] == 1
+    assert args["command"][:4] == ["clibd", "--threads", "1", "train"] and "--resume" not in args["command"]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
+    """Ctrl-C saves last/; --resume finishes with the weights of an uninterrupted run (images too)."""
+    common = ["--model", "clibd-tiny", "--data", synthetic_h5, "--modalities", "image,dna,text",
+              "--epochs", "4", "--batch-size", "8", "--val-every", "5", "--val-limit", "30"]
+    straight = train(*common, "--out", tmp_path / "straight")
+    assert straight.exit_code == 0, straight.output
+
+    run = tmp_path / "interrupted"
+
+    def interrupt_after_three_steps():
+        metrics = run / "metrics.jsonl"
+        while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_after_three_steps, daemon=True).start()
+    stopped = train(*common, "--out", run)
+    assert stopped.exit_code == 1 and "--resume" in stopped.output, stopped.output
+    step = torch.load(run / "last" / "train_state.pt", weights_only=True)["step"]
+    assert 3 <= step < 24
+    again = train(*common, "--out", run)
+    assert again.exit_code == 1 and "--resume" in again.output
+    resumed = train(*common, "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert load_model(run / "last").fingerprint() == load_model(tmp_path / "straight" / "last").fingerprint()
+    assert losses(run) == losses(tmp_path / "straight")
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tmp_path):
+    common = ["--model", str(no_dropout), "--data", str(bold_h5), "--modalities", "dna,text", "--epochs", "1",
+              "--max-steps", "8", "--log-every", "1", "--workers", "0"]
+    one = train(*common[:-2], "--out", tmp_path / "one", "--batch-size", "16")
+    assert one.exit_code == 0, one.output
+    two = subprocess.run([CLIBD, "--threads", "1", "train", "--nproc-per-node", "2", *common,
+                          "--out", str(tmp_path / "two"), "--batch-size", "8"],
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), abs=1e-5)
+    a, b = (load_model(tmp_path / name / "last").state_dict() for name in ("one", "two"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert json.loads((tmp_path / "two" / "args.json").read_text())["world_size"] == 2
+
+
+def test_clear_errors(bold_h5, tmp_path):
+    base = ["--model", "clibd-tiny", "--data", bold_h5, "--batch-size", "16"]
+    images = train(*base, "--out", tmp_path / "a", "--modalities", "image,dna")
+    assert images.exit_code == 1 and "have no images" in images.output and "--modalities" in images.output
+    huge = train(*base[:-2], "--batch-size", "100000", "--out", tmp_path / "b", "--modalities", "dna,text")
+    assert huge.exit_code == 1 and "lower --batch-size" in huge.output
+    nothing = train(*base, "--out", tmp_path / "c", "--modalities", "dna,text", "--resume")
+    assert nothing.exit_code == 1 and "nothing to resume" in nothing.output
+    assert train(*base, "--out", tmp_path / "d", "--modalities", "dna").exit_code == 2
+    bad_metric = train(*base, "--out", tmp_path / "e", "--modalities", "dna,text", "--best-metric", "x.y")
+    assert bad_metric.exit_code == 2 and "dna-dna.species.macro.hm" in bad_metric.output
+
+
+def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(loop, "_forward_backward", no_memory)
+    result = train("--model", "clibd-tiny", "--data", bold_h5, "--out", tmp_path / "run", "--modalities",
+                   "dna,text", "--batch-size", "16")
+    assert result.exit_code == 1
+    assert "out of memory at batch size 16; try --batch-size 8" in result.output
+
+
+def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
+    base = ["--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text", "--batch-size", "16",
+            "--max-steps", "3"]
+    frozen = train(*base, "--out", tmp_path / "frozen", "--freeze", "dna")
+    assert frozen.exit_code == 0, frozen.output
+    torch.manual_seed(0)
+    start = create_model("clibd-tiny", modalities=("dna", "text")).state_dict()
+    after = load_model(tmp_path / "frozen" / "last").state_dict()
+    assert all(torch.equal(start[k], after[k]) for k in start if k.startswith("dna_encoder.bert."))
+    assert not torch.equal(start["dna_encoder.proj.weight"], after["dna_encoder.proj.weight"])
+    assert not torch.equal(start["text_encoder.bert.embeddings.word_embeddings.weight"],
+                           after["text_encoder.bert.embeddings.word_embeddings.weight"])
+
+    lora = train(*base, "--out", tmp_path / "lora", "--lora", "2")
+    assert lora.exit_code == 0, lora.output
+    merged = load_model(tmp_path / "lora" / "last").state_dict()  # a plain model: adapters folded in
+    query = "dna_encoder.bert.encoder.layer.0.attention.self.query.weight"
+    key = "dna_encoder.bert.encoder.layer.0.attention.self.key.weight"
+    assert not torch.equal(start[query], merged[query]) and torch.equal(start[key], merged[key])
+
+
+def test_lora_merge_matches_the_adapted_model():
+    from clibd_cli.training.adapt import add_lora, merged
+
+    torch.manual_seed(0)
+    model = create_model("clibd-tiny")
+    add_lora(model, 2)
+    for name, param in model.named_parameters():
+        if ".lora_b" in name:
+            torch.nn.init.normal_(param)
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} >= {"logit_scale"}
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all(".lora_" in n or ".proj." in n or n == "logit_scale" for n in trainable)
+    plain = merged(model)
+    tokens = model.tokenize_dna(["ACGT" * 50, "GATTACA"])
+    batch = {"image": torch.rand(2, 3, 32, 32), **{f"dna_{k}": v for k, v in tokens.items()}}
+    out_adapted, out_plain = model(batch), plain(batch)
+    for m in ("image", "dna"):
+        assert torch.allclose(out_adapted[m], out_plain[m], atol=1e-5)
+
+
+def test_gradient_accumulation_and_bf16_autocast(bold_h5, tmp_path):
+    run = tmp_path / "run"
+    result = train("--model", "clibd-tiny", "--data", bold_h5, "--out", run, "--modalities", "dna,text",
+                   "--batch-size", "8", "--grad-accum", "2", "--precision", "bf16", "--max-steps", "3",
+                   "--val-limit", "10")
+    assert result.exit_code == 0, result.output
+    trajectory = losses(run)
+    assert len(trajectory) == 3 and all(0 < x < 10 for x in trajectory)
+    state = torch.load(run / "last" / "train_state.pt", weights_only=True)
+    assert state["step"] == 3 and state["batch"] == 6 and state["total_steps"] == 3
