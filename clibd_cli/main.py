@@ -22,6 +22,7 @@ from clibd_cli.errors import ClibdError
 COMMANDS: dict[str, str] = {
     "classify": "clibd_cli.classify:classify",
     "embed": "clibd_cli.embed:embed",
+    "evaluate": "clibd_cli.evaluate:evaluate",
     "index": "clibd_cli.index:index",
     "prepare": "clibd_cli.prepare:prepare",
     "train": "clibd_cli.train:train",

@@ -1,0 +1,91 @@
+"""``clibd evaluate``: the paper's retrieval metrics, open-set numbers and baselines, as a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clibd_cli.evaluation import BASELINES, PAIRS
+
+
+def _names(allowed: tuple[str, ...], none_ok: bool):
+    def parse(ctx, param, value: str | None):
+        if value is None or value == "auto":
+            return None
+        if none_ok and value == "none":
+            return ()
+        names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise click.BadParameter(f"{', '.join(unknown) or repr(value)}: choose from {', '.join(allowed)}")
+        return names
+    return parse
+
+
+@click.command("evaluate")
+@click.option("-m", "--model", default=None,
+              help="Model directory (clibd train), or a preset for untrained weights. "
+                   "Leave out (or 'none') for the baselines only.")
+@click.option("-d", "--data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Dataset HDF5 (clibd prepare, or the CLIBD authors' BIOSCAN-1M/5M files).")
+@click.option("--on", type=click.Choice(["val", "test"]), default="test", show_default=True,
+              help="Query splits: val + val_unseen, or test + test_unseen.")
+@click.option("--pairs", callback=_names(PAIRS, False), metavar="LIST",
+              help=f"Query-key modality pairs, comma-separated, from {', '.join(PAIRS)}  "
+                   "[default: every pair the model and data support]")
+@click.option("--baselines", callback=_names(BASELINES, True), metavar="LIST",
+              help=f"Comma-separated from {', '.join(BASELINES)}, or none  "
+                   "[default: all whose programs are on PATH]")
+@click.option("--scenario", "scenario", type=click.Choice(["both", "paper", "left-out"]), default="both",
+              show_default=True, help="paper: unseen species have keys; left-out: they do not.")
+@click.option("--search", type=click.Choice(["exact", "hnsw"]), default="exact", show_default=True,
+              help="Nearest-neighbour search over the key embeddings.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
+              help="Confidence at which a label counts as asserted (open-set numbers; sintax cutoff).")
+@click.option("--kmer", type=click.IntRange(3, 8), default=5, show_default=True,
+              help="k of the k-mer profile baseline.")
+@click.option("--limit", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Evaluate at most N random queries per split (0: all). For quick looks only.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Embedding cache folder  [default: REPORT_DIR/cache]")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder: metrics.json, metrics.tsv, PNG plots, report.html.")
+@click.pass_obj
+def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines, scenario: str, search: str,
+             min_confidence: float, kmer: int, limit: int, batch_size: int, cache: Path | None,
+             no_cache: bool, output: Path) -> None:
+    """Score a model (and baselines) with the CLIBD protocol: keys and seen/unseen queries
+    from a dataset HDF5, exact cosine nearest neighbours, top-1/3/5 micro and macro accuracy
+    per rank, harmonic mean of seen and unseen, open-set and calibration numbers.
+
+    \b
+    Examples:
+      clibd evaluate -m run/best -d bold.h5 -o report/
+      clibd evaluate -d bold.h5 --on val --baselines kmer,vsearch-sintax -o baselines/
+      clibd evaluate -m run/best -d bioscan5m.h5 --pairs dna-dna,image-image,image-dna -o paper/
+    """
+    import os
+
+    from clibd_cli.evaluation.plots import write_html, write_plots
+    from clibd_cli.evaluation.report import EXPLANATION, text_report, write_json, write_tsv
+    from clibd_cli.evaluation.run import Plan, evaluate as run
+
+    settings.apply_torch()
+    output.mkdir(parents=True, exist_ok=True)
+    plan = Plan(
+        data=data, on=on, model=None if model in (None, "none") else model, pairs=pairs, baselines=baselines,
+        scenarios=("paper", "left-out") if scenario == "both" else (scenario,), search=search,
+        min_confidence=min_confidence, kmer=kmer, limit=limit, batch_size=batch_size,
+        cache=None if no_cache else (cache or output / "cache"), seed=settings.seed,
+        threads=settings.threads or os.cpu_count() or 1, device=settings.torch_device(),
+        progress=settings.progress())
+    result = run(plan)
+    write_json(output / "metrics.json", result.metrics)
+    write_tsv(output / "metrics.tsv", result.metrics)
+    figures = write_plots(output, result.metrics, result.embedding_map)
+    write_html(output / "report.html", result.metrics, figures, EXPLANATION)
+    click.echo(text_report(result.metrics))
+    click.echo(f"report: {output / 'report.html'}", err=True)

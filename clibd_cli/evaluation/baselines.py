@@ -1,0 +1,199 @@
+"""The alignment baselines users already run: VSEARCH and BLAST+ on the same queries and keys.
+
+Each tool reads FASTA files written to a temporary folder (reference/peers.md §1.1-1.3, 1.11):
+
+* ``vsearch-global``: ``vsearch --usearch_global --id 0.8 --maxaccepts 5`` — hits ranked by
+  identity (global alignment); the top-k labels are those of the best hits.
+* ``vsearch-sintax``: ``vsearch --sintax --sintax_cutoff 0.8 --randseed SEED --threads 1``
+  (one thread: the Debian build is only reproducible so) — one label per rank with its
+  bootstrap support, so only top-1 is defined; support ≥ 0.8 asserts the label.
+* ``blastn``: ``makeblastdb`` + ``blastn`` (megablast) ``-max_target_seqs 10 -max_hsps 1``,
+  hits ranked by bit score.
+
+Keys with the same barcode and lineage are written once (half of BOLD's barcodes repeat, and
+BLAST slows down with every copy); a hit on one stands for all its copies in key order, as
+tied vectors do in the exact search. The top-hit tools assert the top hit's label at a rank
+when its identity reaches BOLDigger3's default cutoffs (species 97 %, genus 95 %, family 90 %,
+order 85 %); they have no confidence, so no reliability curve.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.evaluation.protocol import RANKS, Records
+from clibd_cli.evaluation.retrieval import DEPTH, Calls, Outcome, Queries
+
+log = logging.getLogger("clibd")
+IDENTITY_CUTOFFS = {"order": 0.85, "family": 0.90, "genus": 0.95, "species": 0.97}
+LETTERS = {"o": "order", "f": "family", "g": "genus", "s": "species"}
+TOOLS = {"vsearch-global": ("vsearch",), "vsearch-sintax": ("vsearch",), "blastn": ("makeblastdb", "blastn")}
+
+
+def missing_tools(name: str) -> list[str]:
+    """Programs baseline ``name`` needs that are not on PATH."""
+    return [tool for tool in TOOLS[name] if shutil.which(tool) is None]
+
+
+@dataclass
+class _Reference:
+    """Distinct (barcode, lineage) keys: FASTA entry ``u{j}`` stands for key rows ``members[j]``."""
+
+    barcodes: list[str]
+    lineages: list[tuple]
+    members: list[np.ndarray]
+
+
+@dataclass
+class AlignmentBaseline:
+    """One external tool run on the DNA barcodes of the keys and queries."""
+
+    name: str
+    workdir: Path
+    threads: int = 1
+    seed: int = 0
+    min_confidence: float = 0.8
+
+    def run(self, embeddings, keys: Records, parts: dict[str, Queries]) -> dict[str, Outcome]:
+        folder = self.workdir / self.name
+        folder.mkdir(parents=True, exist_ok=True)
+        reference = _dereplicate(keys)
+        db = self._database(folder, reference)
+        out = {}
+        for part, queries in parts.items():
+            taken = np.flatnonzero(queries.records.has_barcode[queries.positions])
+            path = folder / f"{part}.fasta"
+            barcodes = [queries.records.barcodes[i] for i in queries.positions[taken]]
+            _write_fasta(path, [f"q{j}" for j in range(len(taken))], barcodes)
+            outcome = Outcome(queries.labels(taken), {}, missing=len(queries.positions) - len(taken))
+            if self.name == "vsearch-sintax":
+                self._sintax(outcome, path, db, folder / f"{part}.sintax.tsv", len(taken), reference)
+            else:
+                hits = self._hits(path, db, folder / f"{part}.hits.tsv")
+                _top_hits(outcome, hits, reference, keys, len(taken))
+            out[part] = outcome
+        return out
+
+    def _database(self, folder: Path, reference: _Reference) -> Path:
+        path = folder / "keys.fasta"
+        if self.name == "blastn":
+            _write_fasta(path, [f"u{j}" for j in range(len(reference.barcodes))], reference.barcodes)
+            _call(["makeblastdb", "-in", str(path), "-dbtype", "nucl", "-out", str(folder / "keys")])
+            return folder / "keys"
+        headers = [f"u{j};tax={_sintax_taxonomy(lineage)};" for j, lineage in enumerate(reference.lineages)]
+        _write_fasta(path, headers, reference.barcodes)
+        return path
+
+    def _hits(self, queries: Path, db: Path, out: Path) -> list[tuple[int, int, float, float]]:
+        """``(query, distinct key, identity 0-1, score)`` rows, best first per query."""
+        if self.name == "vsearch-global":
+            _call(["vsearch", "--usearch_global", str(queries), "--db", str(db), "--id", "0.8",
+                   "--maxaccepts", str(DEPTH), "--userout", str(out), "--userfields", "query+target+id",
+                   "--threads", str(self.threads), "--quiet", "--no_progress"])
+        else:
+            _call(["blastn", "-query", str(queries), "-db", str(db), "-outfmt",
+                   "6 qseqid sseqid pident bitscore", "-max_target_seqs", "10", "-max_hsps", "1",
+                   "-num_threads", str(self.threads), "-out", str(out)])
+        rows = []
+        for line in out.read_text().splitlines():
+            cells = line.split("\t")
+            identity = float(cells[2]) / 100
+            score = float(cells[3]) if len(cells) > 3 else identity
+            rows.append((int(cells[0][1:]), int(cells[1].split(";")[0][1:]), identity, score))
+        rows.sort(key=lambda r: (r[0], -r[3]))  # stable: ties keep the tool's order
+        return rows
+
+    def _sintax(self, outcome: Outcome, queries: Path, db: Path, out: Path, n: int,
+                reference: _Reference) -> None:
+        _call(["vsearch", "--sintax", str(queries), "--db", str(db), "--tabbedout", str(out),
+               "--sintax_cutoff", str(self.min_confidence), "--randseed", str(self.seed + 1),
+               "--threads", "1", "--quiet", "--no_progress"])
+        original = {(r, _sintax_name(name)): name for lineage in reference.lineages
+                    for r, name in zip(RANKS, lineage) if name}
+        labels = {r: np.full(n, None, dtype=object) for r in RANKS}
+        support = {r: np.zeros(n) for r in RANKS}
+        for line in out.read_text().splitlines():
+            cells = line.split("\t")
+            q = int(cells[0].split()[0][1:])
+            for item in filter(None, cells[1].split(",") if len(cells) > 1 else []):
+                letter, _, rest = item.partition(":")
+                name, _, value = rest.rpartition("(")
+                if letter in LETTERS:
+                    rank = LETTERS[letter]
+                    labels[rank][q] = original.get((rank, name), name)
+                    support[rank][q] = float(value.rstrip(")"))
+        outcome.neighbours = {r: labels[r][:, None] for r in RANKS}
+        outcome.depth = 1
+        asserted = {r: (support[r] >= self.min_confidence) & (labels[r] != None)  # noqa: E711
+                    for r in RANKS}
+        outcome.calls = Calls(labels, asserted, support)
+
+
+def _top_hits(outcome: Outcome, hits, reference: _Reference, keys: Records, n: int) -> None:
+    """Neighbour labels (each distinct hit expanded to its key copies) and identity-cutoff calls."""
+    rows = np.full((n, DEPTH), -1, dtype=np.int64)
+    best = np.zeros(n)
+    filled = np.zeros(n, dtype=np.int64)
+    for q, target, identity, _ in hits:
+        if filled[q] == 0:
+            best[q] = identity
+        copies = reference.members[target][:DEPTH - filled[q]]
+        rows[q, filled[q]:filled[q] + len(copies)] = copies
+        filled[q] += len(copies)
+    outcome.neighbours = {}
+    labels, asserted = {}, {}
+    for rank in RANKS:
+        table = np.append(keys.labels[rank], None)[rows]  # -1 (no hit) picks the trailing None
+        outcome.neighbours[rank] = table
+        labels[rank] = table[:, 0]
+        asserted[rank] = (best >= IDENTITY_CUTOFFS[rank]) & (labels[rank] != None)  # noqa: E711
+    outcome.calls = Calls(labels, asserted)
+    outcome.extra["top_hit_identity_mean"] = float(best[filled > 0].mean()) if filled.any() else None
+    outcome.extra["no_hit"] = int((filled == 0).sum())
+
+
+def _dereplicate(keys: Records) -> _Reference:
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(keys.has_barcode):
+        lineage = tuple(keys.labels[r][i] for r in RANKS)
+        groups[(_clean(keys.barcodes[i]), lineage)].append(int(i))
+    if not groups:
+        raise ClibdError("no key record has a usable barcode")
+    return _Reference([b for b, _ in groups], [lin for _, lin in groups],
+                      [np.array(m, dtype=np.int64) for m in groups.values()])
+
+
+def _clean(barcode: str) -> str:
+    """Upper case, U→T, alignment gaps removed (VSEARCH refuses '-' and '.')."""
+    return barcode.upper().replace("U", "T").replace("-", "").replace(".", "")
+
+
+def _sintax_taxonomy(lineage: tuple) -> str:
+    """``o:Diptera,f:Culicidae,...`` (no commas/semicolons/spaces in names; missing ranks left out)."""
+    return ",".join(f"{letter}:{_sintax_name(name)}" for letter, name in zip("ofgs", lineage) if name)
+
+
+def _sintax_name(name: str) -> str:
+    return name.replace(" ", "_").replace(",", "_").replace(";", "_").replace(":", "_")
+
+
+def _write_fasta(path: Path, headers: list[str], barcodes: list[str]) -> None:
+    with open(path, "w", encoding="ascii", errors="replace") as f:
+        for header, barcode in zip(headers, barcodes):
+            f.write(f">{header}\n{_clean(barcode)}\n")
+
+
+def _call(command: list[str]) -> None:
+    log.debug("running %s", " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise ClibdError(f"{command[0]} failed (exit {done.returncode}): {' | '.join(tail)}")

@@ -1,0 +1,192 @@
+"""``metrics.json``, ``metrics.tsv`` and the tables (text for stdout, HTML for the page).
+
+``metrics.json`` keys are stable (format ``clibd-evaluate/1``)::
+
+    retrieval.<scenario>.<method>.<seen|unseen|hm>.<rank>.<top1|top3|top5>.<micro|macro>
+    retrieval.<scenario>.<method>.{queries,missing}.<part>, .seconds
+    open_set.<scenario>.<method>.<seen|unseen>.<rank>.<metric>   (see clibd_cli.evaluation.scores)
+    open_set.<scenario>.<method>.reliability.<rank>.{edges,count,confidence,accuracy,ece}
+
+Accuracies are fractions (0-1); ``null`` where undefined (e.g. top-5 of sintax). The tables
+show percentages. ``metrics.tsv`` holds the same numbers in long format, one per line.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+from clibd_cli.evaluation.protocol import RANKS
+from clibd_cli.io.atomic import atomic_open
+
+OPEN_SET_ROWS = (  # (part, rank, metric, label)
+    ("seen", "species", "known_correct", "seen: species right"),
+    ("seen", "species", "assigned_accuracy", "seen: precision of asserted species"),
+    ("unseen", "species", "assigned_rate", "unseen: species asserted"),
+    ("unseen", "genus", "known_correct", "unseen: genus right (genus in keys)"),
+    ("unseen", "family", "known_correct", "unseen: family right (family in keys)"),
+    ("unseen", "genus", "assigned_accuracy", "unseen: precision of asserted genus"),
+)
+
+
+def clean(value):
+    """JSON-ready: NaN → None, floats to 6 decimals, numpy scalars and arrays to Python."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if hasattr(value, "tolist"):
+        return clean(value.tolist())
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    return value
+
+
+def write_json(path: Path, metrics: dict) -> None:
+    with atomic_open(path) as f:
+        json.dump(clean(metrics), f, indent=1)
+        f.write("\n")
+
+
+def write_tsv(path: Path, metrics: dict) -> None:
+    """One number per line: ``scenario method part rank metric value``."""
+    lines = ["scenario\tmethod\tpart\trank\tmetric\tvalue"]
+    for scenario, methods in metrics["retrieval"].items():
+        for method, scores in methods.items():
+            lines.append(f"{scenario}\t{method}\t\t\tseconds\t{scores['seconds']}")
+            for part, count in scores["queries"].items():
+                lines.append(f"{scenario}\t{method}\t{part}\t\tqueries\t{count}")
+            for part in ("seen", "unseen", "hm"):
+                for rank in RANKS if part in scores else ():
+                    for k, values in scores[part][rank].items():
+                        for kind, value in values.items():
+                            lines.append(f"{scenario}\t{method}\t{part}\t{rank}\t{k}_{kind}\t{_num(value)}")
+    for scenario, methods in metrics["open_set"].items():
+        for method, scores in methods.items():
+            for part in ("seen", "unseen"):
+                for rank in RANKS if part in scores else ():
+                    for name, value in scores[part][rank].items():
+                        lines.append(f"{scenario}\t{method}\t{part}\t{rank}\topen_{name}\t{_num(value)}")
+    with atomic_open(path) as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _num(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
+
+
+def _pct(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def accuracy_table(metrics: dict, scenario: str, k: str = "top1", kind: str = "macro",
+                   seconds: bool = False) -> list[list[str]]:
+    """Rows (header first): rank, then "seen / unseen / H" per method; optionally wall times."""
+    methods = metrics["retrieval"][scenario]
+    rows = [["rank", *methods]]
+    for rank in RANKS:
+        row = [rank]
+        for scores in methods.values():
+            cells = [_pct(scores[p][rank][k][kind]) for p in ("seen", "unseen", "hm") if p in scores]
+            row.append(" / ".join(cells))
+        rows.append(row)
+    if seconds:
+        rows.append(["seconds", *(f"{s['seconds']:.1f}" for s in methods.values())])
+    return rows
+
+
+def open_set_table(metrics: dict, scenario: str) -> list[list[str]]:
+    """Rows (header first): one per open-set number (%) and per ECE, one column per method."""
+    methods = metrics["open_set"].get(scenario, {})
+    rows = [["open set", *methods]]
+    for part, rank, metric, label in OPEN_SET_ROWS:
+        rows.append([label, *(_pct(s[part][rank][metric]) if part in s else "–" for s in methods.values())])
+    for rank in ("species", "genus"):
+        rows.append([f"ECE {rank} (seen + unseen)", *(
+            f"{s['reliability'][rank]['ece']:.3f}" if rank in s.get("reliability", {}) else "–"
+            for s in methods.values())])
+    return rows
+
+
+def scenario_line(info: dict) -> str:
+    """``keys: ... ; queries: ...`` with record counts (and the evaluated sample, if smaller)."""
+    def count(q: dict) -> str:
+        evaluated = q.get("evaluated", q["records"])
+        return f"{q['records']:,}" + (f" ({evaluated:,} evaluated)" if evaluated != q["records"] else "")
+
+    queries = ", ".join(f"{p} {'+'.join(q['groups'])} {count(q)}" for p, q in info["queries"].items())
+    keys = info["keys"]
+    return f"keys: {'+'.join(keys['groups'])} ({keys['records']:,} records); queries: {queries}"
+
+
+def text_report(metrics: dict) -> str:
+    """What ``clibd evaluate`` prints: per scenario the paper's table, micro, top-5, open set."""
+    out = [f"clibd evaluate: {metrics['dataset']['path']} (queries: {metrics['dataset']['on']})"]
+    if metrics["model"]:
+        out.append(f"model: {metrics['model']['spec']} ({metrics['model']['fingerprint'][:12]})")
+    for scenario, info in metrics["scenarios"].items():
+        if scenario not in metrics["retrieval"]:
+            continue
+        out += ["", f"== scenario {scenario}: {info['title']}", f"   {scenario_line(info)}"]
+        for k, kind, what, timed in (("top1", "macro", "top-1 macro accuracy % (the paper's table)", True),
+                                     ("top1", "micro", "top-1 micro accuracy %", False),
+                                     ("top5", "macro", "top-5 macro accuracy %", False)):
+            out += ["", f"{what}: seen / unseen / harmonic mean",
+                    _format(accuracy_table(metrics, scenario, k, kind, seconds=timed))]
+        if metrics["open_set"].get(scenario):
+            cut = metrics["settings"]["min_confidence"]
+            out += ["", f"open set, %: labels asserted at confidence ≥ {cut} "
+                        "(top-hit tools: identity cutoffs)",
+                    _format(open_set_table(metrics, scenario))]
+            if scenario == "left-out":
+                out.append("targets: unseen species asserted ≤ 2 %; unseen genus right ≥ 70 % of those "
+                           "whose genus is in the keys")
+    for note in metrics["notes"]:
+        out.append(f"note: {note}")
+    return "\n".join(out)
+
+
+def _format(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w)
+                               in enumerate(zip(row, widths))).rstrip() for row in rows)
+
+
+def html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+EXPLANATION = """\
+Keys and queries. Every key record is embedded (barcode, photo, or the text of its label
+string) and keeps its order/family/genus/species labels; every query is embedded and matched to
+its nearest keys by cosine similarity (exact search unless --search hnsw). Seen queries (val or
+test) are of species with training records; unseen queries (val_unseen or test_unseen) are of
+species the model never trained on.
+
+Scenario paper: the keys hold records of the unseen species too (BIOSCAN-5M key_unseen, CLIBD-1M
+*_unseen_keys), as in the CLIBD paper: seen and unseen queries search one pooled key set.
+Scenario left-out: the keys are the seen species' records only, so an unseen query's species
+has no right answer; a good classifier then stops at genus or family.
+
+top-k accuracy at a rank: a query is right if its true label is among the labels of its k
+nearest keys. micro = mean over queries; macro = mean over the true classes present among the
+queries of each class's accuracy (every species counts the same, however many queries it has;
+the paper reports top-1 macro). H = harmonic mean 2su/(s+u) of seen s and unseen u. Queries
+without a label at a rank are not scored at that rank. sintax gives one answer per rank, so only
+its top-1 is defined.
+
+Open set: labels a classifier asserts. CLIBD pairs and the k-mer baseline: the confidence that
+clibd classify reports (calibrated on the keys, clibd_cli.predict), asserted when >= the cutoff;
+vsearch-sintax: bootstrap support >= the cutoff; top-hit tools (vsearch-global, blastn): the top
+hit's label, asserted at identity >= 97 % species, 95 % genus, 90 % family, 85 % order
+(BOLDigger3's defaults). "species asserted" = share of queries given a species; "X right (X in
+keys)" = among queries whose true X occurs among the keys, the share asserted and right;
+"precision" = share of asserted labels that are right.
+
+Reliability: queries binned by confidence (width 0.1); per bin the mean confidence against the
+share right. ECE = sum over bins of (bin share of queries) x |accuracy - confidence|; 0 is
+perfectly calibrated."""

@@ -1,0 +1,202 @@
+"""Run a whole evaluation: scenarios × methods → the metrics dictionary behind every output."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from clibd_cli import __version__
+from clibd_cli.errors import ClibdError
+from clibd_cli.evaluation import BASELINES, PAIRS
+from clibd_cli.evaluation.baselines import IDENTITY_CUTOFFS, AlignmentBaseline, missing_tools
+from clibd_cli.evaluation.protocol import PARTS, Records, Scenario, scenarios
+from clibd_cli.evaluation.retrieval import PairMethod, Queries
+from clibd_cli.evaluation.scores import open_set_scores, retrieval_scores
+from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles, ModelVectors
+
+log = logging.getLogger("clibd")
+DESCRIPTIONS = {
+    "kmer": "k-mer profile nearest neighbour (model-free)",
+    "vsearch-global": "vsearch --usearch_global top hits (--id 0.8)",
+    "vsearch-sintax": "vsearch --sintax (cutoff 0.8)",
+    "blastn": "blastn (megablast) top hits by bit score",
+}
+
+
+@dataclass
+class Plan:
+    """What to evaluate and how (the options of ``clibd evaluate``)."""
+
+    data: Path
+    on: str = "test"
+    model: str | None = None  # model directory or preset; None: baselines only
+    pairs: tuple[str, ...] | None = None  # None: every pair the model and data support
+    baselines: tuple[str, ...] | None = None  # None: every baseline whose tools are installed
+    scenarios: tuple[str, ...] = ("paper", "left-out")
+    search: str = "exact"
+    min_confidence: float = 0.8
+    kmer: int = 5
+    limit: int = 0  # queries per part (0: all)
+    batch_size: int = 256
+    cache: Path | None = None
+    seed: int = 0
+    threads: int = 1
+    device: str = "cpu"
+    progress: bool = False
+
+
+@dataclass
+class Evaluation:
+    """The metrics (JSON-ready) and what the plots need besides them."""
+
+    metrics: dict
+    embedding_map: dict | None = None  # {"title", "xy" [N,2], "order" [N]}
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluate(plan: Plan, sources: dict | None = None) -> Evaluation:
+    """Evaluate ``plan``. ``sources`` (method name -> (vector source, query modality, key
+    modality)) replaces the model's pairs, e.g. with fixed vectors in tests."""
+    from clibd_cli.data.store import open_dataset
+
+    with open_dataset(plan.data) as dataset:
+        found, notes = scenarios(dataset, plan.on, plan.scenarios)
+        model_info, methods = None, []
+        if sources is not None:
+            methods = [_pair(plan, name, *spec) for name, spec in sources.items()]
+        elif plan.model:
+            model_info, methods = _model_pairs(plan, dataset, found, notes)
+        methods += _baselines(plan, notes)
+        if not methods:
+            raise ClibdError("nothing to evaluate: no model pair and no baseline selected")
+        embeddings = Embeddings(dataset, plan.cache, plan.progress)
+        result = _header(plan, dataset, found, model_info, methods, notes)
+        with tempfile.TemporaryDirectory(prefix="clibd-evaluate-") as workdir:
+            for method in methods:
+                if isinstance(method, AlignmentBaseline):
+                    method.workdir = Path(workdir)
+            for scenario in found:
+                _run_scenario(plan, dataset, scenario, methods, embeddings, result)
+        emap = _embedding_map(plan, dataset, found[0], methods, embeddings)
+    for note in notes:
+        log.info("note: %s", note)
+    return Evaluation(result, emap, notes)
+
+
+def _run_scenario(plan: Plan, dataset, scenario: Scenario, methods: list, embeddings, result: dict) -> None:
+    keys = Records(dataset, scenario.keys)
+    parts = {}
+    for part in PARTS:
+        if part in scenario.queries:
+            records = Records(dataset, scenario.queries[part])
+            parts[part] = Queries(records, records.sample(plan.limit, plan.seed))
+            result["scenarios"][scenario.name]["queries"][part]["evaluated"] = len(parts[part].positions)
+    for method in methods:
+        log.info("%s: %s", scenario.name, method.name)
+        start = time.perf_counter()
+        outcomes = method.run(embeddings, keys, parts)
+        seconds = time.perf_counter() - start
+        scores = retrieval_scores(outcomes)
+        scores["seconds"] = round(seconds, 2)
+        scores.update({"extra": {p: o.extra for p, o in outcomes.items()}} if any(
+            o.extra for o in outcomes.values()) else {})
+        result["retrieval"].setdefault(scenario.name, {})[method.name] = scores
+        if all(o.calls is not None for o in outcomes.values()):
+            scores = open_set_scores(outcomes, keys.labels)
+            result["open_set"].setdefault(scenario.name, {})[method.name] = scores
+
+
+def _pair(plan: Plan, name: str, source, query: str, key: str) -> PairMethod:
+    return PairMethod(name, source, query, key, plan.search, plan.min_confidence, plan.seed, plan.threads)
+
+
+def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
+    from clibd_cli.embedding import Embedder, load_model_for
+
+    model = load_model_for(plan.model, [])
+    if not Path(plan.model).exists():
+        notes.append(f"model {plan.model} is a preset with untrained (random) weights")
+    source = ModelVectors(Embedder(model, plan.device, plan.batch_size), plan.batch_size)
+    photos = {name: bool(Records(dataset, groups).has_image.any())
+              for s in found for name, groups in [("keys", s.keys), *s.queries.items()]}
+    wanted = plan.pairs or PAIRS
+    methods = []
+    for pair in wanted:
+        query, key = pair.split("-")
+        absent = [m for m in (query, key) if m not in model.modalities]
+        if absent:
+            notes.append(f"pair {pair} skipped: the model has no {'/'.join(absent)} encoder")
+        elif "image" in (query, key) and not (photos["seen"] and (key != "image" or photos["keys"])):
+            notes.append(f"pair {pair} skipped: the dataset has no photos for it")
+        else:
+            methods.append(_pair(plan, pair, source, query, key))
+    info = {"spec": str(Path(plan.model).resolve()) if Path(plan.model).exists() else plan.model,
+            "fingerprint": source.fingerprint, "modalities": list(model.modalities)}
+    return info, methods
+
+
+def _baselines(plan: Plan, notes: list[str]) -> list:
+    chosen = plan.baselines if plan.baselines is not None else BASELINES
+    methods: list = []
+    for name in chosen:
+        if name == "kmer":
+            methods.append(_pair(plan, "kmer", KmerProfiles(plan.kmer), "dna", "dna"))
+            continue
+        absent = missing_tools(name)
+        if absent:
+            notes.append(f"baseline {name} skipped: {', '.join(absent)} not found on PATH")
+        else:
+            methods.append(AlignmentBaseline(name, Path("."), plan.threads, plan.seed, plan.min_confidence))
+    return methods
+
+
+def _header(plan: Plan, dataset, found: list[Scenario], model_info, methods, notes) -> dict:
+    def describe(groups: tuple[str, ...]) -> dict:
+        return {"groups": list(groups), "records": len(Records(dataset, groups))}
+
+    return {
+        "format": "clibd-evaluate/1",
+        "clibd_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(["clibd", *sys.argv[1:]]),
+        "dataset": {"path": str(Path(plan.data).resolve()), "on": plan.on, "limit": plan.limit},
+        "model": model_info,
+        "settings": {"search": plan.search, "min_confidence": plan.min_confidence, "kmer_k": plan.kmer,
+                     "identity_cutoffs": IDENTITY_CUTOFFS, "seed": plan.seed, "threads": plan.threads},
+        "scenarios": {s.name: {"title": s.title, "keys": describe(s.keys),
+                               "queries": {p: describe(g) for p, g in s.queries.items()}} for s in found},
+        "methods": {m.name: {"kind": "baseline" if m.name in BASELINES else "model",
+                             "query": getattr(m, "query", "dna"), "key": getattr(m, "key", "dna"),
+                             "description": DESCRIPTIONS.get(m.name, f"CLIBD {m.name.replace('-', ' → ')}")}
+                    for m in methods},
+        "retrieval": {},
+        "open_set": {},
+        "notes": notes,
+    }
+
+
+def _embedding_map(plan: Plan, dataset, scenario: Scenario, methods: list, embeddings,
+                   n: int = 3000) -> dict | None:
+    """2-D PCA of a sample of key vectors (the first embedding method's key modality)."""
+    method = next((m for m in methods if isinstance(m, PairMethod) and m.key != "text"), None)
+    if method is None:
+        return None
+    keys = Records(dataset, scenario.keys)
+    vectors = embeddings.get(method.source, scenario.keys, method.key)
+    usable = np.flatnonzero(np.abs(vectors).sum(axis=1) > 0)
+    if len(usable) < 3:
+        return None
+    rng = np.random.default_rng(plan.seed)
+    pick = np.sort(rng.choice(usable, min(n, len(usable)), replace=False))
+    x = vectors[pick] - vectors[pick].mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return {"title": f"{method.name} key embeddings ({method.key}), PCA of {len(pick)} records",
+            "xy": x @ vt[:2].T, "order": keys.labels["order"][pick]}

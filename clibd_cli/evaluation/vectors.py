@@ -1,0 +1,143 @@
+"""Embeddings of dataset groups: a CLIBD model's towers or k-mer profiles, cached on disk.
+
+A group's vectors are one ``[N, D]`` float32 array in record order, L2-normalised, with a zero
+row for a record that lacks the modality (no photo, unusable barcode). Model embeddings are
+cached as ``.npy`` files keyed by the model fingerprint, the dataset file (path, size, mtime),
+the group and the modality, so evaluating other pairs or baselines later does not re-embed.
+k-mer profiles take seconds and are not cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from clibd_cli.evaluation.protocol import RANKS, Records
+from clibd_cli.io.atomic import atomic_path
+
+log = logging.getLogger("clibd")
+CACHE_FORMAT = 1
+
+
+class KmerProfiles:
+    """The model-free baseline: square-root k-mer frequency profiles of barcodes."""
+
+    modalities = ("dna",)
+
+    def __init__(self, k: int = 5):
+        self.k = k
+        self.name = "kmer"
+        self.fingerprint = None  # cheap to recompute: not cached
+
+    def embed(self, records: Records, modality: str, progress: bool = False) -> np.ndarray:
+        from clibd_cli.kmer_profile import kmer_profile
+
+        vectors = kmer_profile(records.barcodes, self.k)
+        vectors[~records.has_barcode] = 0.0
+        return vectors
+
+
+class ModelVectors:
+    """A CLIBD model run by an :class:`~clibd_cli.embedding.Embedder`."""
+
+    name = "model"
+
+    def __init__(self, embedder, batch_size: int = 256):
+        self.embedder = embedder
+        self.modalities = tuple(embedder.model.modalities)
+        self.fingerprint = embedder.model.fingerprint()
+        self.block = batch_size * 4
+
+    def embed(self, records: Records, modality: str, progress: bool = False) -> np.ndarray:
+        from tqdm import tqdm
+
+        if modality == "text":
+            return self._labels(records)
+        out = np.zeros((len(records), self.embedder.model.embed_dim), dtype=np.float32)
+        usable = np.flatnonzero(records.has(modality))
+        bar = tqdm(total=len(usable), unit=" records", disable=not progress, leave=False,
+                   desc=f"embedding {'+'.join(records.groups)} ({modality})")
+        for start in range(0, len(usable), self.block):
+            rows = usable[start:start + self.block]
+            if modality == "dna":
+                out[rows] = self.embedder.barcodes([records.barcodes[i] for i in rows])
+            else:
+                rows, images = self._photos(records, rows)
+                if len(rows):
+                    out[rows] = self.embedder.images(images)
+            bar.update(len(usable[start:start + self.block]))
+        bar.close()
+        return out
+
+    def _labels(self, records: Records) -> np.ndarray:
+        """Each record's label string embedded (each distinct string once)."""
+        from models.tokenizers import label_string
+
+        strings = [label_string({rank: records.labels[rank][i] for rank in RANKS})
+                   for i in range(len(records))]
+        distinct, which = np.unique(np.array(strings, dtype=object).astype(str), return_inverse=True)
+        return self.embedder.labels(distinct.tolist())[which]
+
+    @staticmethod
+    def _photos(records: Records, rows: np.ndarray) -> tuple[np.ndarray, list]:
+        from clibd_cli.io.images import ImageError, load_image
+
+        kept, images = [], []
+        for i in rows:
+            try:
+                images.append(load_image(records.split.image_bytes(int(i)), f"{records.groups}:{i}"))
+                kept.append(i)
+            except ImageError as exc:
+                log.warning("photo skipped: %s", exc)
+        return np.array(kept, dtype=np.int64), images
+
+
+class Embeddings:
+    """Vectors per (source, groups, modality): from memory, the cache folder, or the source."""
+
+    def __init__(self, dataset, cache: Path | None, progress: bool = False):
+        self.dataset, self.cache, self.progress = dataset, cache, progress
+        self._memory: dict[tuple, np.ndarray] = {}
+        self._records: dict[str, Records] = {}
+        stat = Path(dataset.path).stat()
+        self._data_key = {"path": str(Path(dataset.path).resolve()), "size": stat.st_size,
+                          "mtime_ns": stat.st_mtime_ns}
+
+    def get(self, source, groups: tuple[str, ...], modality: str) -> np.ndarray:
+        """``[N, D]`` vectors of the records of ``groups`` (in order) as ``modality``."""
+        return np.concatenate([self._group(source, g, modality) for g in groups])
+
+    def _group(self, source, group: str, modality: str) -> np.ndarray:
+        memo = (id(source), group, modality)
+        if memo not in self._memory:
+            self._memory[memo] = self._load_or_embed(source, group, modality)
+        return self._memory[memo]
+
+    def _load_or_embed(self, source, group: str, modality: str) -> np.ndarray:
+        records = self._records.setdefault(group, Records(self.dataset, (group,)))
+        path = self._path(source, group, modality)
+        if path is not None and path.is_file():
+            vectors = np.load(path, allow_pickle=False)
+            if len(vectors) == len(records):
+                log.debug("cached embeddings: %s", path)
+                return vectors
+        if source.fingerprint is not None:
+            log.info("embedding %d %s records (%s)", len(records), group, modality)
+        vectors = source.embed(records, modality, self.progress)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as temp, open(temp, "wb") as f:
+                np.save(f, vectors, allow_pickle=False)
+        return vectors
+
+    def _path(self, source, group: str, modality: str) -> Path | None:
+        if self.cache is None or source.fingerprint is None:
+            return None
+        key = json.dumps({"format": CACHE_FORMAT, "model": source.fingerprint, "data": self._data_key,
+                          "group": group, "modality": modality}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        return self.cache / f"{group}.{modality}.{digest}.npy"

@@ -1,0 +1,194 @@
+"""`clibd evaluate` pipeline on a hand-built dataset whose answers can be checked by hand.
+
+Keys are one-hot vectors (one dimension per key record); each query's vector weights the keys,
+so its ranking of the keys is set by hand. Seen species A1 has 3 queries, B1 one: micro and
+macro accuracy differ. The barcodes are built the same way (a random sequence per genus,
+mutated per species and per record) for the k-mer and alignment baselines.
+"""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from clibd_cli.data.store import DatasetWriter, Record
+from clibd_cli.evaluation.protocol import Records, scenarios
+from clibd_cli.evaluation.report import text_report, write_json, write_tsv
+from clibd_cli.evaluation.run import Plan, evaluate
+
+LINEAGE = {  # species -> (order, family, genus)
+    "A1": ("O1", "F1", "GA"), "A2": ("O1", "F1", "GA"), "A3": ("O1", "F1", "GA"),
+    "B1": ("O1", "F1", "GB"), "C1": ("O2", "F2", "GC"),
+}
+KEYS = [("k0", "A1", "train"), ("k1", "A1", "train"), ("k2", "A2", "train"), ("k3", "B1", "train"),
+        ("k4", "C1", "train"), ("k5", "A3", "key_unseen")]
+QUERIES = {  # id: (species, split, {key: weight})
+    "q1": ("A1", "test", {"k0": 1.0, "k1": 0.5}),
+    "q2": ("A1", "test", {"k2": 1.0, "k0": 0.8, "k3": 0.6}),  # nearest is A2: wrong species, right genus
+    "q3": ("A1", "test", {"k1": 1.0}),
+    "q4": ("B1", "test", {"k3": 1.0}),
+    "u1": ("A3", "test_unseen", {"k5": 1.0, "k0": 0.9}),
+    "u2": ("A3", "test_unseen", {"k2": 1.0, "k4": 0.9, "k5": 0.8}),  # A3 only third
+}
+
+
+def _vector(weights: dict[str, float]) -> np.ndarray:
+    v = np.array([0.001 * (6 - j) for j in range(6)])  # tiny distinct weights: no ties
+    for key, w in weights.items():
+        v[int(key[1:])] = w
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+VECTORS = {**{k: _vector({k: 1.0}) for k, _, _ in KEYS},
+           **{q: _vector(w) for q, (_, _, w) in QUERIES.items()}}
+
+
+class FixedVectors:
+    """A vector source that looks the vectors up by record id."""
+
+    modalities = ("dna",)
+    fingerprint = None
+
+    def embed(self, records, modality, progress=False):
+        return np.stack([VECTORS[i] for i in records.split.ids()])
+
+
+def _mutate(seq: str, rate: float, rng) -> str:
+    bases = np.array(list(seq))
+    hit = rng.random(len(bases)) < rate
+    bases[hit] = rng.choice(list("ACGT"), hit.sum())
+    return "".join(bases)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    genus = {g: "".join(rng.choice(list("ACGT"), 600)) for g in ("GA", "GB", "GC")}
+    species = {s: _mutate(genus[g], 0.06, rng) for s, (_, _, g) in LINEAGE.items()}
+    path = tmp_path_factory.mktemp("evaluate") / "hand.h5"
+    with DatasetWriter(path) as writer:
+        rows = KEYS + [(q, s, split) for q, (s, split, _) in QUERIES.items()]
+        for pid, name, split in rows:
+            order, family, genus_name = LINEAGE[name]
+            writer.add(split, Record(pid, barcode=_mutate(species[name], 0.005, rng), order=order,
+                                     family=family, genus=genus_name, species=name))
+        writer.add("val", Record("v1", barcode=species["A1"], order="O1", family="F1", genus="GA",
+                                 species="A1"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hand(dataset):
+    plan = Plan(data=dataset, baselines=(), seed=0)
+    return evaluate(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
+
+
+def test_protocol_resolves_keys_and_queries_of_both_scenarios(dataset):
+    from clibd_cli.data.store import open_dataset
+
+    with open_dataset(dataset) as ds:
+        found, notes = scenarios(ds, "test")
+        assert [(s.name, s.keys, s.queries) for s in found] == [
+            ("paper", ("train", "key_unseen"), {"seen": ("test",), "unseen": ("test_unseen",)}),
+            ("left-out", ("train",), {"seen": ("test",), "unseen": ("test_unseen",)}),
+        ]
+        found, notes = scenarios(ds, "val")  # no val_unseen: seen only, no left-out scenario
+        assert [s.name for s in found] == ["paper"] and len(notes) == 2
+        assert len(Records(ds, ("train", "key_unseen"))) == 6
+
+
+def test_paper_scenario_top_k_micro_macro_and_harmonic_mean(hand):
+    r = hand["retrieval"]["paper"]["dna-dna"]
+    assert r["queries"] == {"seen": 4, "unseen": 2}
+    seen, unseen = r["seen"]["species"], r["unseen"]["species"]
+    assert seen["top1"]["micro"] == pytest.approx(3 / 4)  # q2 wrong
+    assert seen["top1"]["macro"] == pytest.approx((2 / 3 + 1) / 2)  # A1 2 of 3, B1 1 of 1
+    assert seen["top3"] == {"micro": pytest.approx(1.0), "macro": pytest.approx(1.0)}  # q2: A1 second
+    assert unseen["top1"] == {"micro": pytest.approx(0.5), "macro": pytest.approx(0.5)}
+    assert unseen["top3"]["micro"] == pytest.approx(1.0)  # u2: A3 third
+    assert r["hm"]["species"]["top1"]["macro"] == pytest.approx(2 * (5 / 6) * 0.5 / (5 / 6 + 0.5))  # 0.625
+    assert r["seen"]["genus"]["top1"]["micro"] == r["unseen"]["genus"]["top1"]["micro"] == pytest.approx(1.0)
+    assert r["seen"]["family"]["top1"]["macro"] == pytest.approx(1.0)
+
+
+def test_left_out_scenario_has_no_right_species_but_right_genera(hand):
+    r = hand["retrieval"]["left-out"]["dna-dna"]
+    assert r["seen"]["species"]["top1"]["micro"] == pytest.approx(3 / 4)  # seen keys unchanged
+    assert r["unseen"]["species"]["top5"]["micro"] == 0.0
+    assert r["unseen"]["genus"]["top1"]["micro"] == pytest.approx(1.0)  # u1 -> A1, u2 -> A2: genus GA
+    assert r["hm"]["species"]["top1"]["macro"] == 0.0
+    open_set = hand["open_set"]["left-out"]["dna-dna"]
+    for part in ("seen", "unseen"):
+        for rank in ("order", "family", "genus", "species"):
+            row = open_set[part][rank]
+            assert set(row) == {"best_accuracy", "assigned_rate", "assigned_accuracy", "known_fraction",
+                                "known_correct", "ece"}
+            assert 0 <= row["assigned_rate"] <= 1
+    assert open_set["unseen"]["species"]["known_fraction"] == 0.0  # A3 is not among these keys
+    assert open_set["unseen"]["species"]["best_accuracy"] == 0.0
+    assert 0 <= open_set["reliability"]["species"]["ece"] <= 1
+
+
+def test_json_tsv_and_text_outputs(hand, tmp_path):
+    write_json(tmp_path / "metrics.json", hand)
+    write_tsv(tmp_path / "metrics.tsv", hand)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["format"] == "clibd-evaluate/1"
+    species = data["retrieval"]["paper"]["dna-dna"]["seen"]["species"]
+    assert species["top1"]["macro"] == pytest.approx(0.833333)
+    lines = (tmp_path / "metrics.tsv").read_text().splitlines()
+    assert lines[0] == "scenario\tmethod\tpart\trank\tmetric\tvalue"
+    assert "paper\tdna-dna\tseen\tspecies\ttop1_micro\t0.75" in lines
+    assert "paper\tdna-dna\thm\tspecies\ttop1_macro\t0.625" in lines
+    text = text_report(data)
+    assert re.search(r"\nspecies +83\.3 / 50\.0 / 62\.5\n", text)  # the paper's layout: seen / unseen / H
+    assert "scenario left-out" in text and "targets:" in text
+
+
+def test_kmer_baseline_finds_the_species_of_near_copies(dataset):
+    metrics = evaluate(Plan(data=dataset, baselines=("kmer",))).metrics
+    r = metrics["retrieval"]["left-out"]["kmer"]
+    assert r["seen"]["species"]["top1"]["micro"] == 1.0
+    assert r["unseen"]["genus"]["top1"]["micro"] == 1.0 and r["unseen"]["species"]["top1"]["micro"] == 0.0
+    assert metrics["retrieval"]["paper"]["kmer"]["unseen"]["species"]["top1"]["micro"] == 1.0
+
+
+@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
+def test_vsearch_baselines(dataset):
+    metrics = evaluate(Plan(data=dataset, baselines=("vsearch-global", "vsearch-sintax"))).metrics
+    for name in ("vsearch-global", "vsearch-sintax"):
+        paper, left_out = metrics["retrieval"]["paper"][name], metrics["retrieval"]["left-out"][name]
+        assert paper["seen"]["species"]["top1"]["micro"] == 1.0
+        assert paper["unseen"]["species"]["top1"]["micro"] == 1.0
+        assert left_out["unseen"]["species"]["top1"]["micro"] == 0.0
+        assert left_out["unseen"]["genus"]["top1"]["micro"] == 1.0
+    assert metrics["retrieval"]["paper"]["vsearch-sintax"]["seen"]["species"]["top3"]["micro"] is None
+    global_ = metrics["open_set"]["left-out"]["vsearch-global"]
+    assert global_["unseen"]["species"]["assigned_rate"] == 0.0  # ~94 % identity < 97 %: no species
+    assert global_["seen"]["species"]["assigned_rate"] == 1.0
+    assert "reliability" in metrics["open_set"]["left-out"]["vsearch-sintax"]
+
+
+@pytest.mark.skipif(shutil.which("blastn") is None, reason="BLAST+ not installed")
+def test_blastn_baseline(dataset):
+    metrics = evaluate(Plan(data=dataset, baselines=("blastn",))).metrics
+    r = metrics["retrieval"]["paper"]["blastn"]
+    assert r["seen"]["species"]["top1"]["micro"] == 1.0 and r["unseen"]["species"]["top1"]["micro"] == 1.0
+
+
+def test_missing_tools_are_skipped_with_a_note(dataset, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    metrics = evaluate(Plan(data=dataset, baselines=("kmer", "vsearch-sintax", "blastn"))).metrics
+    assert list(metrics["retrieval"]["paper"]) == ["kmer"]
+    assert any("vsearch-sintax skipped: vsearch not found" in n for n in metrics["notes"])
+    assert any("blastn skipped" in n for n in metrics["notes"])
+
+
+def test_hnsw_search_gives_the_exact_answers_here(dataset, hand):
+    plan = Plan(data=dataset, baselines=(), search="hnsw", scenarios=("paper",))
+    approximate = evaluate(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
+    exact = hand["retrieval"]["paper"]["dna-dna"]
+    assert approximate["retrieval"]["paper"]["dna-dna"]["seen"] == exact["seen"]
+    assert approximate["settings"]["search"] == "hnsw"

@@ -1,0 +1,113 @@
+"""`clibd evaluate` end to end: an untrained clibd-tiny on the CLIBD authors' 5M layout (photos
+for every record: all five pairs), the cache, the report files; a `prepare --format fasta` file."""
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from clibd_cli.main import cli
+from fixtures.samples import clibd_hdf5, fasta_sample
+
+PAIRS = ["dna-dna", "image-image", "image-dna", "image-text", "dna-text"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["--threads", "1", "evaluate", *map(str, args)])
+
+
+def numbers(tree):
+    """Every number in the accuracy part of metrics.json."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from numbers(value)
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield tree
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate_cli")
+    clibd_hdf5(root / "clibd5m.h5")
+    out = root / "report"
+    result = run("-m", "clibd-tiny", "-d", root / "clibd5m.h5", "--on", "val", "--baselines", "kmer",
+                 "-o", out)
+    assert result.exit_code == 0, result.output
+    return root, out, result.output
+
+
+def test_report_files_and_keys(report):
+    _, out, stdout = report
+    for name in ("metrics.json", "metrics.tsv", "report.html", "accuracy_paper.png", "accuracy_left-out.png",
+                 "reliability_paper.png", "reliability_left-out.png", "open_set.png", "embedding_map.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["scenarios"]["paper"]["keys"]["groups"] == ["all_keys"]
+    assert metrics["scenarios"]["left-out"]["keys"]["groups"] == ["seen_keys"]
+    for scenario in ("paper", "left-out"):
+        methods = metrics["retrieval"][scenario]
+        assert list(methods) == [*PAIRS, "kmer"]
+        for scores in methods.values():
+            assert set(scores["seen"]["species"]) == {"top1", "top3", "top5"}
+            assert set(scores["hm"]["genus"]["top1"]) == {"micro", "macro"}
+            assert all(0 <= v <= 1 for part in ("seen", "unseen", "hm") for v in numbers(scores[part]))
+        # calibrated calls for specimen keys; text keys are label strings: no calls
+        assert set(metrics["open_set"][scenario]) == {"dna-dna", "image-image", "image-dna", "kmer"}
+    assert "top-1 macro accuracy % (the paper's table)" in stdout and "scenario left-out" in stdout
+    html = (out / "report.html").read_text()
+    assert "accuracy_paper.png" in html and "What the numbers mean" in html
+
+
+def test_rerun_reads_the_cached_embeddings(report):
+    root, out, _ = report
+    cached = sorted(p.name for p in (out / "cache").glob("*.npy"))
+    assert any(".image." in name for name in cached) and any(".text." in name for name in cached)
+    again = root / "again"
+    result = run("-m", "clibd-tiny", "-d", root / "clibd5m.h5", "--on", "val", "--pairs", "dna-dna",
+                 "--baselines", "none", "--scenario", "paper", "--cache", out / "cache", "-o", again)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "cache").glob("*.npy")) == cached  # nothing embedded anew
+    first = json.loads((out / "metrics.json").read_text())["retrieval"]["paper"]["dna-dna"]
+    second = json.loads((again / "metrics.json").read_text())["retrieval"]["paper"]["dna-dna"]
+    assert first["seen"] == second["seen"] and first["unseen"] == second["unseen"]
+
+
+def test_dna_only_model_says_which_pairs_it_skipped(report, tmp_path):
+    root, _, _ = report
+    from models import create_model, save_model
+
+    save_model(create_model("clibd-tiny", modalities=("dna",)), tmp_path / "dna_only")
+    result = run("-m", tmp_path / "dna_only", "-d", root / "clibd5m.h5", "--on", "val", "--baselines", "none",
+                 "--scenario", "paper", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert list(metrics["retrieval"]["paper"]) == ["dna-dna"]
+    assert sum("skipped: the model has no" in n for n in metrics["notes"]) == 4
+
+
+def test_fasta_dataset_uses_the_clibd_1m_layout(tmp_path):
+    sample = fasta_sample(tmp_path)
+    data = tmp_path / "mine.h5"
+    prepared = CliRunner().invoke(cli, ["prepare", "--format", "fasta", str(sample["fasta"]), "--taxonomy",
+                                        str(sample["taxonomy"]), "-o", str(data)])
+    assert prepared.exit_code == 0, prepared.output
+    result = run("-d", data, "--baselines", "kmer", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["model"] is None
+    keys = metrics["scenarios"]["paper"]["keys"]["groups"]
+    assert keys == ["seen_keys", "val_unseen_keys", "test_unseen_keys"]
+    assert metrics["scenarios"]["left-out"]["queries"]["seen"]["groups"] == ["test_seen"]
+    species = metrics["retrieval"]["paper"]["kmer"]["seen"]["species"]["top1"]
+    assert 0.5 <= species["micro"] <= 1 and not math.isnan(species["macro"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pairs", "dna-rna"], "dna-rna: choose from"),
+    (["--baselines", "kraken"], "kraken: choose from"),
+])
+def test_usage_errors(tmp_path, args, message):
+    (tmp_path / "x.h5").write_bytes(b"")
+    result = run("-d", tmp_path / "x.h5", *args, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.output
