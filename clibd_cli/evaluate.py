@@ -81,7 +81,7 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
         min_confidence=min_confidence, kmer=kmer, limit=limit, batch_size=batch_size,
         cache=None if no_cache else (cache or output / "cache"), seed=settings.seed,
         threads=settings.threads or os.cpu_count() or 1, device=settings.torch_device(),
-        progress=settings.progress())
+        progress=settings.progress(), command=settings.command_line)
     result = run(plan)
     write_json(output / "metrics.json", result.metrics)
     write_tsv(output / "metrics.tsv", result.metrics)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ class Plan:
     threads: int = 1
     device: str = "cpu"
     progress: bool = False
+    command: str = "clibd evaluate"  # the command line as typed, recorded in metrics.json
 
 
 @dataclass
@@ -166,7 +165,7 @@ def _header(plan: Plan, dataset, found: list[Scenario], model_info, methods, not
         "format": "clibd-evaluate/1",
         "clibd_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(["clibd", *sys.argv[1:]]),
+        "command": plan.command,
         "dataset": {"path": str(Path(plan.data).resolve()), "on": plan.on, "limit": plan.limit},
         "model": model_info,
         "settings": {"search": plan.search, "min_confidence": plan.min_confidence, "kmer_k": plan.kmer,
