@@ -15,7 +15,7 @@ from clibd_cli.embedding import Embedder, batched
 from clibd_cli.io.atomic import atomic_path
 from clibd_cli.io.images import IMAGE_SUFFIXES, ImageError, find_images, load_image
 from clibd_cli.io.streams import is_hdf5
-from clibd_cli.queries import barcode_problem
+from clibd_cli.io.sequences import barcode_problem
 from clibd_cli.references import RANKS
 
 log = logging.getLogger("clibd")

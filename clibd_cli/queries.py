@@ -15,11 +15,8 @@ from pathlib import Path
 
 from clibd_cli.data.fasta import photos_by_id
 from clibd_cli.io.images import find_images
-from clibd_cli.io.sequences import read_sequences
+from clibd_cli.io.sequences import MIN_BASES, barcode_problem, read_sequences
 from clibd_cli.io.streams import display_name
-
-NUCLEOTIDES = frozenset("ACGTURYSWKMBDHVN-.")
-MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
 
 
 @dataclass(slots=True)
@@ -45,21 +42,6 @@ class Query:
             self.image = None
         self.note = f"{'barcode' if part == 'dna' else 'photo'} not used ({reason}); classified by its " \
                     f"{'photo' if part == 'dna' else 'barcode'} alone"
-
-
-def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
-    """Why a barcode cannot be classified (None if it can): empty, not DNA, too short."""
-    if not barcode:
-        return "empty sequence"
-    upper = barcode.upper()
-    foreign = sorted(set(upper) - NUCLEOTIDES)
-    if foreign:
-        shown = "".join(foreign[:8])
-        return f"not a nucleotide sequence (contains {shown!r}; protein?)"
-    bases = sum(upper.count(base) for base in "ACGTU")
-    if bases < min_bases:
-        return f"too short: {bases} unambiguous bases (at least {min_bases} needed)"
-    return None
 
 
 def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *, fuse: bool = True,

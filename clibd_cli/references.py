@@ -14,7 +14,7 @@ from pathlib import Path
 
 from clibd_cli.errors import ClibdError
 from clibd_cli.io.streams import is_hdf5
-from clibd_cli.queries import barcode_problem
+from clibd_cli.io.sequences import barcode_problem
 
 log = logging.getLogger("clibd")
 

@@ -6,7 +6,7 @@ import gzip
 import numpy as np
 
 from clibd_cli.embeddings_file import read_embeddings
-from clibd_cli.queries import barcode_problem
+from clibd_cli.io.sequences import barcode_problem
 from clibd_cli.refindex import load_index
 from fixtures.samples import clibd_hdf5
 from fixtures.specimens import copy_photos, error_line, run, write_fasta

@@ -5,9 +5,8 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 
-from clibd_cli.queries import barcode_problem
+from clibd_cli.io.sequences import barcode_problem
 from clibd_cli.refindex import load_index
 from fixtures.samples import clibd_hdf5
 from models.tokenizers import label_string

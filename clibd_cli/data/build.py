@@ -28,12 +28,12 @@ from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS, PROTOCOL_N
 from clibd_cli.data.store import DatasetWriter, Record
 from clibd_cli.errors import ClibdError
 from clibd_cli.io.images import ImageError, check_image, resize_image
+from clibd_cli.io.sequences import NUCLEOTIDES
 from clibd_cli.io.streams import open_text, reading
 
 log = logging.getLogger("clibd")
 
-NUCLEOTIDES = "ACGTRYSWKMBDHVN-"  # IUPAC DNA codes and the alignment gap
-_DNA = re.compile(f"[{NUCLEOTIDES}]+")
+_DNA = re.compile(f"[{re.escape(NUCLEOTIDES)}]+")
 EXAMPLES = 5  # problems listed by name in warnings
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from clibd_cli.data.store import Dataset
 from clibd_cli.errors import ClibdError
-from clibd_cli.queries import barcode_problem
+from clibd_cli.io.sequences import barcode_problem
 
 RANKS = ("order", "family", "genus", "species")
 PARTS = ("seen", "unseen")

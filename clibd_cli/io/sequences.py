@@ -18,6 +18,8 @@ from clibd_cli.io.streams import display_name, open_text, reading
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
                 "f": "family", "g": "genus", "s": "species"}
 _TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")
+NUCLEOTIDES = "ACGTURYSWKMBDHVN-."  # IUPAC nucleotide codes, U, and alignment gaps
+MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
 
 
 @dataclass(slots=True)
@@ -79,6 +81,21 @@ def parse_sintax_header(text: str) -> dict[str, str]:
         if value:
             ranks[SINTAX_RANKS.get(letter.strip().lower(), letter.strip())] = value
     return ranks
+
+
+def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
+    """Why a barcode cannot be classified (None if it can): empty, not DNA, too short."""
+    if not barcode:
+        return "empty sequence"
+    upper = barcode.upper()
+    foreign = sorted(set(upper) - set(NUCLEOTIDES))
+    if foreign:
+        shown = "".join(foreign[:8])
+        return f"not a nucleotide sequence (contains {shown!r}; protein?)"
+    bases = sum(upper.count(base) for base in "ACGTU")
+    if bases < min_bases:
+        return f"too short: {bases} unambiguous bases (at least {min_bases} needed)"
+    return None
 
 
 def _record(name: str, number: int, header: str, seq: str) -> SequenceRecord:
