@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 MODALITIES = ("dna", "image", "text")
+log = logging.getLogger("clibd")
 
 
 class _IndexGroup(click.Group):
@@ -72,8 +74,6 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     if images and modality != "dna":
         raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
                                "themselves with --modality image)")
-    import logging
-
     from clibd_cli.embedding import Embedder, load_model_for
     from clibd_cli.errors import ClibdError
     from clibd_cli.index_calibration import calibrate
@@ -81,7 +81,6 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.references import read_references
     from clibd_cli.refindex import build_index, load_index
 
-    log = logging.getLogger("clibd")
     if model_dir != KMER_MODEL and not Path(model_dir).is_dir():
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
                                  f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")
@@ -127,15 +126,12 @@ def info(directory: str, no_verify: bool) -> None:
 
 def _embed(embedder, refs, progress: bool):
     """Vectors of the usable reference records and their positions in ``refs``."""
-    import logging
-
     import numpy as np
     from tqdm import tqdm
 
     from clibd_cli.embedding import batched
     from clibd_cli.io.images import ImageError
 
-    log = logging.getLogger("clibd")
     photos = refs.modality == "image"
     encode = {"dna": embedder.barcodes, "text": embedder.labels, "image": embedder.images}[refs.modality]
     chunks, keep = [], []
