@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.embedding import Embedder, load_model_for
+from clibd_cli.embedding import Embedder, load_model_for, model_available
 from clibd_cli.errors import ClibdError
 from clibd_cli.io.images import ImageError, load_image
-from clibd_cli.kmer_profile import KMER_MODEL
 from clibd_cli.predict import Calibration, RankedPrediction, ReferenceTaxonomy, predict
 from clibd_cli.queries import Query
 from clibd_cli.refindex import load_index
@@ -57,7 +56,7 @@ class Classifier:
                  batch_size: int = 256, ef: int | None = None, verify: bool = True):
         self.index = load_index(index_dir, verify=verify)
         model = model or self.index.manifest.get("model")
-        if not model or not (model == KMER_MODEL or Path(model).is_dir()):
+        if not model or not model_available(str(model)):
             raise ClibdError(f"{index_dir}: the model this index was built with ({model}) is not available; "
                              "give it with --model")
         self.model = load_model_for(str(model), [])

@@ -12,8 +12,10 @@ FORMATS = ("tsv", "jsonl")
 
 @click.command("classify")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, dir_okay=False))
-@click.option("-i", "--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Reference index directory (from clibd index).")
+@click.option("-i", "--index", "index_dir", type=click.Path(exists=True, file_okay=False),
+              help="Reference index directory (from clibd index)  [default: the bundled BOLD COI-5P "
+                   "reference of the clibd-small-bold model, barcodes only; unpacked once into "
+                   "~/.cache/clibd]")
 @click.option("-m", "--model", "model_dir",
               help="Model directory  [default: the one the index was built with]")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
@@ -40,6 +42,9 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
              ef: int | None, batch_size: int, no_verify: bool) -> None:
     """Classify barcodes (FASTA/FASTQ files, gzip ok, `-` = stdin) and/or photos.
 
+    Without --index, insect COI-5P barcodes are classified against the bundled reference
+    (52,202 public BOLD records of four insect orders) with the bundled clibd-small-bold model.
+
     Writes one row per input record, in input order (barcodes, then the photos not paired
     with a barcode): status (assigned, unassigned, invalid), the label and confidence at each
     rank (order, family, genus, species), a SINTAX-style lineage, and the nearest reference
@@ -47,6 +52,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     \b
     Examples:
+      clibd classify my_barcodes.fasta > my_barcodes.tsv          # bundled reference
       clibd classify --index coi_ref/ run42.fasta.gz > run42.tsv
       zcat run42.fasta.gz | clibd classify --index coi_ref/ - > run42.tsv
       clibd classify --index ref/ --images plate_0193/ > plate_0193.tsv
@@ -65,6 +71,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     from clibd_cli.queries import iter_queries
 
     log = logging.getLogger("clibd")
+    if index_dir is None:
+        index_dir = _default_index(images, model_dir, settings.progress())
     settings.apply_torch()
     classifier = Classifier(index_dir, model_dir, device=settings.torch_device(), batch_size=batch_size,
                             ef=ef, verify=not no_verify)
@@ -83,6 +91,21 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
             results = classifier.classify(batch, min_confidence, report=top_k or 0)
             _report(results, log)
             writer.write(results)
+
+
+def _default_index(images: tuple[str, ...], model_dir: str | None, progress: bool) -> str:
+    """The bundled reference, for barcodes and the bundled model only."""
+    from clibd_cli.default_reference import DEFAULT_MODEL, default_index
+    from clibd_cli.errors import ClibdError
+
+    if images:
+        raise ClibdError(f"the bundled model {DEFAULT_MODEL} was trained on barcodes only and cannot "
+                         "classify photos; give --index built with a model trained on specimen photos "
+                         "(clibd train on BIOSCAN data, or clibd import of the CLIBD authors' checkpoints)")
+    if model_dir is not None:
+        raise ClibdError("--model needs --index: the bundled reference was built with the bundled model "
+                         f"{DEFAULT_MODEL}")
+    return str(default_index(progress=progress))
 
 
 def _stdin_is_terminal() -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -32,6 +33,24 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def is_named_model(spec: str) -> bool:
+    """Whether ``spec`` names a model that needs no path: ``kmer`` or a model shipped with clibd."""
+    from clibd_cli.kmer_profile import KMER_MODEL
+    from models.config import list_pretrained
+
+    return spec == KMER_MODEL or (spec in list_pretrained() and not Path(spec).exists())
+
+
+def model_reference(spec: str) -> str:
+    """How an index records the model that built it: a name, or the model directory's absolute path."""
+    return spec if is_named_model(spec) else str(Path(spec).resolve())
+
+
+def model_available(spec: str) -> bool:
+    """Whether ``spec`` (a name or a model directory) can be loaded here."""
+    return is_named_model(spec) or Path(spec).is_dir()
+
+
 def load_model_for(spec: str, modalities: Sequence[str]):
     """Load a model (``kmer``, a preset, config or directory) and check it has the towers needed."""
     from clibd_cli.kmer_profile import KMER_MODEL, KmerProfileModel
@@ -49,7 +68,10 @@ class Embedder:
     """Runs one model on one device in inference mode, ``batch_size`` inputs at a time."""
 
     def __init__(self, model, device: str = "cpu", batch_size: int = 256):
-        self.model = model.to(device).eval() if hasattr(model, "to") else model
+        if hasattr(model, "to"):
+            # Weights stored in half precision (the shipped model) run in fp32 on the CPU.
+            model = (model.float() if device == "cpu" else model).to(device).eval()
+        self.model = model
         self.device = device
         self.batch_size = batch_size
         self._image_transform = model.image_transform(train=False) if "image" in model.modalities else None

@@ -74,14 +74,14 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     if images and modality != "dna":
         raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
                                "themselves with --modality image)")
-    from clibd_cli.embedding import Embedder, load_model_for
+    from clibd_cli.embedding import Embedder, load_model_for, model_available, model_reference
     from clibd_cli.errors import ClibdError
     from clibd_cli.index_calibration import calibrate
     from clibd_cli.kmer_profile import KMER_MODEL
     from clibd_cli.references import read_references
     from clibd_cli.refindex import build_index, load_index
 
-    if model_dir != KMER_MODEL and not Path(model_dir).is_dir():
+    if not model_available(model_dir):
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
                                  f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")
     if append and not (output / "manifest.json").is_file():
@@ -106,7 +106,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
                              M=hnsw_m, ef_construction=ef_construction, ef=ef, seed=settings.seed,
                              threads=settings.threads or 1, command=settings.command_line)
-    target.manifest["model"] = model_dir if model_dir == KMER_MODEL else str(Path(model_dir).resolve())
+    target.manifest["model"] = model_reference(model_dir)
     log.info("fitting the confidence calibration on the reference")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
                                    seed=settings.seed)

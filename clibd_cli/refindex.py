@@ -23,9 +23,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import hnswlib
 import numpy as np
+from tqdm import tqdm
 
 from clibd_cli import __version__
 from clibd_cli.errors import ClibdError
@@ -160,12 +162,13 @@ class ReferenceIndex:
         with atomic_path(path, directory=True) as tmp:
             self.graph.save_index(str(tmp / INDEX_FILE))
             np.save(tmp / NODES_FILE, self.nodes, allow_pickle=False)
-            _write_records(tmp / RECORDS_FILE, self.ids, self.labels)
+            with open(tmp / RECORDS_FILE, "w", encoding="utf-8", newline="\n") as f:
+                write_records(f, self.ids, self.labels)
             files = [INDEX_FILE, NODES_FILE, RECORDS_FILE]
             if self.calibration is not None:
                 (tmp / CALIBRATION_FILE).write_text(json.dumps(self.calibration, indent=1) + "\n")
                 files.append(CALIBRATION_FILE)
-            self.manifest["sha256"] = {name: _sha256(tmp / name) for name in files}
+            self.manifest["sha256"] = {name: sha256_file(tmp / name) for name in files}
             (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2) + "\n")
         self.path = path
 
@@ -209,11 +212,13 @@ def build_index(
     seed: int = 0,
     threads: int = 1,
     command: str = "",
+    progress: bool = False,
 ) -> ReferenceIndex:
     """Build an in-memory index from L2-normalised float32 vectors (save it with ``.save``).
 
     ``labels`` maps rank (coarse to fine) to one label or ``None`` per record. With
-    ``threads=1`` the graph is deterministic for a given ``seed``.
+    ``threads=1`` the graph is deterministic for a given ``seed``. ``progress`` shows a bar
+    while the graph grows.
     """
     vectors = _as_vectors(vectors, None, "vectors")
     if len(vectors) == 0:
@@ -229,7 +234,11 @@ def build_index(
     nodes, fresh = relabel[nodes], fresh[order]
     graph = hnswlib.Index(space="ip", dim=vectors.shape[1])
     graph.init_index(len(fresh), M=M, ef_construction=ef_construction, random_seed=seed)
-    graph.add_items(vectors[fresh], np.arange(len(fresh)), num_threads=threads)
+    with tqdm(total=len(fresh), unit=" nodes", disable=not progress, leave=False, desc="HNSW graph") as bar:
+        for start in range(0, len(fresh), _BLOCK * 4):  # inserting in blocks gives the same graph
+            block = fresh[start : start + _BLOCK * 4]
+            graph.add_items(vectors[block], np.arange(start, start + len(block)), num_threads=threads)
+            bar.update(len(block))
     manifest = {
         "format_version": FORMAT_VERSION,
         "clibd_version": __version__,
@@ -272,9 +281,10 @@ def load_index(
     for name, digest in digests.items():
         if not (path / name).is_file():
             raise ClibdError(f"{path / name}: missing; {_REBUILD}")
-        if verify and _sha256(path / name) != digest:
+        if verify and sha256_file(path / name) != digest:
             raise ClibdError(f"{path / name}: checksum mismatch (corrupted or modified); {_REBUILD}")
-    ids, labels = _read_records(path / RECORDS_FILE, manifest["ranks"])
+    with open(path / RECORDS_FILE, encoding="utf-8") as f:
+        ids, labels = read_records(f, path / RECORDS_FILE, manifest["ranks"])
     nodes = np.load(path / NODES_FILE, allow_pickle=False)
     graph = hnswlib.Index(space="ip", dim=manifest["dim"])
     try:
@@ -376,31 +386,31 @@ def _clean(values: Sequence[str | None]) -> list[str | None]:
     return out
 
 
-def _write_records(path: Path, ids: list[str], labels: dict[str, list[str | None]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("\t".join(["id", *labels]) + "\n")
-        for i, rid in enumerate(ids):
-            f.write("\t".join([rid, *(labels[r][i] or "" for r in labels)]) + "\n")
+def write_records(f: TextIO, ids: list[str], labels: dict[str, list[str | None]]) -> None:
+    """Write records.tsv text: a header ``id<TAB>rank...``, then one row per record."""
+    f.write("\t".join(["id", *labels]) + "\n")
+    for i, rid in enumerate(ids):
+        f.write("\t".join([rid, *(labels[r][i] or "" for r in labels)]) + "\n")
 
 
-def _read_records(path: Path, ranks: list[str]) -> tuple[list[str], dict[str, list[str | None]]]:
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["id", *ranks]:
-            raise ClibdError(f"{path}:1: expected header {'/'.join(['id', *ranks])}; {_REBUILD}")
-        ids: list[str] = []
-        labels: dict[str, list[str | None]] = {r: [] for r in ranks}
-        for lineno, line in enumerate(f, start=2):
-            cells = line.rstrip("\n").split("\t")
-            if len(cells) != len(header):
-                raise ClibdError(f"{path}:{lineno}: expected {len(header)} columns; {_REBUILD}")
-            ids.append(cells[0])
-            for rank, cell in zip(ranks, cells[1:]):
-                labels[rank].append(cell or None)
+def read_records(f: TextIO, path: Path, ranks: list[str]) -> tuple[list[str], dict[str, list[str | None]]]:
+    """Ids and per-rank labels from records.tsv text (``path`` names it in errors)."""
+    header = f.readline().rstrip("\n").split("\t")
+    if header != ["id", *ranks]:
+        raise ClibdError(f"{path}:1: expected header {'/'.join(['id', *ranks])}; {_REBUILD}")
+    ids: list[str] = []
+    labels: dict[str, list[str | None]] = {r: [] for r in ranks}
+    for lineno, line in enumerate(f, start=2):
+        cells = line.rstrip("\n").split("\t")
+        if len(cells) != len(header):
+            raise ClibdError(f"{path}:{lineno}: expected {len(header)} columns; {_REBUILD}")
+        ids.append(cells[0])
+        for rank, cell in zip(ranks, cells[1:]):
+            labels[rank].append(cell or None)
     return ids, labels
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from models.checkpoint import save_model
     from models.clibd import CLIBD
-    from models.config import ModelError, list_models
+    from models.config import ModelError, list_models, list_pretrained
     from models.factory import create_model, load_model
 
 _EXPORTS = {
@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_model": "models.factory",
     "save_model": "models.checkpoint",
     "list_models": "models.config",
+    "list_pretrained": "models.config",
     "ModelError": "models.config",
     "CLIBD": "models.clibd",
 }

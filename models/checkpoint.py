@@ -35,11 +35,13 @@ WEIGHTS = "model.safetensors"
 TEXT_VOCAB = "text_vocab.txt"
 
 
-def save_model(model: CLIBD, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_model(model: CLIBD, directory: str | Path, extra: dict[str, Any] | None = None,
+               dtype: torch.dtype | None = None) -> Path:
     """Write ``model`` to ``directory`` atomically (temp sibling directory, then rename).
 
     An existing model directory is replaced; any other existing path is refused. ``extra`` is a
-    JSON-able dict stored in config.json (``model.extra`` after loading).
+    JSON-able dict stored in config.json (``model.extra`` after loading). ``dtype`` (e.g.
+    ``torch.float16``, half the size) stores the floating-point weights in that precision.
     """
     target = Path(directory)
     if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or _is_saved_model(target))):
@@ -47,7 +49,7 @@ def save_model(model: CLIBD, directory: str | Path, extra: dict[str, Any] | None
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        _write_model_files(model, staging, extra)
+        _write_model_files(model, staging, extra, dtype)
         if target.exists():
             retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
             target.rename(retired)
@@ -109,9 +111,12 @@ def clibd_version() -> str:
         return "unknown"
 
 
-def _write_model_files(model: CLIBD, directory: Path, extra: dict[str, Any] | None) -> None:
+def _write_model_files(model: CLIBD, directory: Path, extra: dict[str, Any] | None,
+                       dtype: torch.dtype | None) -> None:
     config = json.loads(json.dumps(model.config))
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}
     save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
     if config["dna"]:
         tokenizer = json.dumps(model.dna_tokenizer.to_dict(), indent=2)

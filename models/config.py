@@ -16,6 +16,7 @@ from typing import Any
 
 PRESET_DIR = Path(__file__).parent / "configs"
 VOCAB_DIR = Path(__file__).parent / "vocab"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # trained model directories shipped in the package
 TOWERS = ("image", "dna", "text")
 FORMAT_VERSION = 1
 # Keys save_model adds to config.json next to the model config; they are not architecture.
@@ -61,8 +62,13 @@ class ModelError(Exception):
 
 
 def list_models() -> list[str]:
-    """Names of the bundled presets."""
+    """Names of the bundled presets (untrained architectures)."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def list_pretrained() -> list[str]:
+    """Names of the trained models shipped in the package (model directories)."""
+    return sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/config.json"))
 
 
 def read_json(path: Path) -> Any:
@@ -81,6 +87,8 @@ def load_config_source(name_or_path: str | Path) -> tuple[dict, Path, Path | Non
     An existing file or directory wins over a preset of the same name.
     """
     path = Path(name_or_path)
+    if not path.exists() and str(name_or_path) in list_pretrained():
+        path = PRETRAINED_DIR / str(name_or_path)
     if not path.exists() and str(name_or_path) in list_models():
         raw = read_json(PRESET_DIR / f"{name_or_path}.json")
         return {"preset": str(name_or_path), **raw}, PRESET_DIR, None
@@ -96,8 +104,9 @@ def load_config_source(name_or_path: str | Path) -> tuple[dict, Path, Path | Non
         return raw, path.resolve(), path
     if path.is_file():
         return read_json(path), path.resolve().parent, None
-    raise ModelError(f"unknown model {str(name_or_path)!r}: not a preset ({', '.join(list_models())}), "
-                     "a config file or a model directory")
+    raise ModelError(f"unknown model {str(name_or_path)!r}: not a trained model "
+                     f"({', '.join(list_pretrained()) or 'none shipped'}), a preset "
+                     f"({', '.join(list_models())}), a config file or a model directory")
 
 
 def resolve_config(raw: Any, base_dir: Path, overrides: dict[str, Any] | None = None,

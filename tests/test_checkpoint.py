@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import numpy as np
 import torch
 
 from models import CLIBD, ModelError, create_model, load_model, save_model
@@ -74,6 +75,22 @@ def test_half_precision_round_trip(tmp_path):
     assert loaded.logit_scale.dtype == torch.float16
     assert_same_weights(model, loaded)
     assert loaded.fingerprint() == model.fingerprint()
+
+
+def test_saving_in_half_precision_halves_the_file_and_embeds_alike_on_cpu(tmp_path):
+    from clibd_cli.embedding import Embedder
+
+    model = create_model("clibd-tiny", modalities=("dna",))
+    full = save_model(model, tmp_path / "full")
+    half = save_model(model, tmp_path / "half", dtype=torch.float16)
+    size = (half / "model.safetensors").stat().st_size / (full / "model.safetensors").stat().st_size
+    assert 0.45 < size < 0.55
+    loaded = load_model(half)
+    assert loaded.logit_scale.dtype == torch.float16  # stored precision is kept on load ...
+    barcodes = ["ACGT" * 160, "TTGACA" * 100]
+    got = Embedder(loaded).barcodes(barcodes)  # ... and runs in fp32 on the CPU
+    assert got.dtype == np.float32
+    assert np.abs(got - Embedder(model).barcodes(barcodes)).max() < 5e-3
 
 
 def test_create_model_from_directory_can_drop_towers(trained, saved):

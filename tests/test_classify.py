@@ -182,7 +182,6 @@ def test_usage_errors_exit_2(barcode_refs, monkeypatch, tmp_path):
     assert result.exit_code == 2 and "give FASTA/FASTQ files" in result.stderr
     for args in (["--format", "xml"], ["--top-k", "0"], ["--min-confidence", "1.5"], [tmp_path / "nope.fa"]):
         assert run("classify", "-i", barcode_refs.index, fasta, *args).exit_code == 2, args
-    assert run("classify", fasta).exit_code == 2  # --index is required
 
 
 def test_malformed_input_is_one_error_line_with_its_line_number(barcode_refs, tmp_path):

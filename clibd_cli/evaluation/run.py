@@ -118,10 +118,10 @@ def _pair(plan: Plan, name: str, source, query: str, key: str) -> PairMethod:
 
 
 def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
-    from clibd_cli.embedding import Embedder, load_model_for
+    from clibd_cli.embedding import Embedder, load_model_for, model_available, model_reference
 
     model = load_model_for(plan.model, [])
-    if not Path(plan.model).exists():
+    if not model_available(plan.model):
         notes.append(f"model {plan.model} is a preset with untrained (random) weights")
     source = ModelVectors(Embedder(model, plan.device, plan.batch_size), plan.batch_size)
     photos = {name: bool(Records(dataset, groups).has_image.any())
@@ -137,7 +137,7 @@ def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
             notes.append(f"pair {pair} skipped: the dataset has no photos for it")
         else:
             methods.append(_pair(plan, pair, source, query, key))
-    info = {"spec": str(Path(plan.model).resolve()) if Path(plan.model).exists() else plan.model,
+    info = {"spec": model_reference(plan.model) if model_available(plan.model) else plan.model,
             "fingerprint": source.fingerprint, "modalities": list(model.modalities)}
     return info, methods
 

@@ -128,6 +128,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
 
     # --- model (what trains: everything, unfrozen towers, or LoRA adapters) -----------------
     model = load_model(resume_from) if saved else create_model(cfg.model, modalities=cfg.modalities)
+    model.float()  # master weights in fp32, also when fine-tuning a model stored in half precision
     if cfg.lora:
         adapt.add_lora(model, cfg.lora)
         if saved:

@@ -1,0 +1,56 @@
+"""Install a trained run as the bundled default model and reference (maintainers only).
+
+    .venv/bin/python benchmarks/export_default_model.py RUN/best bold.h5 [--workdir DIR]
+
+1. the model, its floating-point weights in fp16, -> models/pretrained/clibd-small-bold/
+   (with MODEL_CARD.md kept if it is there);
+2. `clibd index --model clibd-small-bold bold.h5 --split train` (the seen-species reference
+   of the BOLD split protocol) -> DIR/reference;
+3. that index packed (int8 vectors, calibration refitted) -> clibd_cli/bundled/default-reference/.
+
+The whole recipe, training included, is benchmarks/build_default_model.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from clibd_cli.default_reference import DEFAULT_MODEL, PACK
+from clibd_cli.refindex import load_index
+from clibd_cli.refpack import pack_index
+from models import load_model, save_model
+from models.config import PRETRAINED_DIR
+
+CARD = "MODEL_CARD.md"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="trained model directory (RUN/best)")
+    parser.add_argument("data", type=Path, help="BOLD dataset HDF5 from clibd prepare")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "clibd-default")
+    args = parser.parse_args()
+
+    target = PRETRAINED_DIR / DEFAULT_MODEL
+    card = (target / CARD).read_text() if (target / CARD).is_file() else None
+    model = load_model(args.model)
+    save_model(model, target, extra=model.extra, dtype=torch.float16)
+    if card is not None:
+        (target / CARD).write_text(card)
+    print(f"model -> {target} ({sum(f.stat().st_size for f in target.iterdir()) / 1e6:.1f} MB)")
+
+    reference = args.workdir / "reference"
+    subprocess.run([str(Path(sys.executable).with_name("clibd")), "--threads", "2", "index", "--model", DEFAULT_MODEL,
+                    str(args.data), "--split", "train", "-o", str(reference)], check=True)
+    pack_index(load_index(reference), PACK)
+    print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

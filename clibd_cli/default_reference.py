@@ -1,0 +1,57 @@
+"""The default model and reference that ``clibd classify`` uses when no ``--index`` is given.
+
+The package ships the trained ``clibd-small-bold`` model (``models/pretrained``) and a pack of
+its reference index over the public BOLD COI-5P barcodes of the training split
+(``clibd_cli/bundled/default-reference``, see :mod:`clibd_cli.refpack`). The first use
+unpacks it once into the user cache directory (``$CLIBD_CACHE_DIR``, else
+``$XDG_CACHE_HOME/clibd``, else ``~/.cache/clibd``); later runs open it from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from clibd_cli.errors import ClibdError
+
+DEFAULT_MODEL = "clibd-small-bold"
+PACK = Path(__file__).parent / "bundled" / "default-reference"
+log = logging.getLogger("clibd")
+
+
+def cache_dir() -> Path:
+    """Where clibd keeps what it builds once per machine."""
+    if os.environ.get("CLIBD_CACHE_DIR"):
+        return Path(os.environ["CLIBD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "clibd"
+
+
+def default_index(*, progress: bool = False) -> Path:
+    """The default reference index directory, unpacked into the cache on first use."""
+    from clibd_cli.refindex import MANIFEST_FILE, sha256_file
+
+    pack_file = PACK / "pack.json"
+    if not pack_file.is_file():
+        raise ClibdError(f"{PACK}: the default reference is missing from this installation; "
+                         "reinstall clibd or give --index")
+    target = cache_dir() / f"default-reference-{sha256_file(pack_file)[:16]}"
+    if (target / MANIFEST_FILE).is_file():
+        return target
+    from clibd_cli.refpack import unpack_index
+
+    records = json.loads(pack_file.read_text())["manifest"]["count"]
+    log.warning("building the default reference index (%d BOLD barcodes) once into %s ...", records, target)
+    start = time.perf_counter()
+    index = unpack_index(PACK, progress=progress)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        index.save(target)
+    except OSError as exc:
+        raise ClibdError(f"{target}: cannot write the default reference there ({exc}); "
+                         "set CLIBD_CACHE_DIR to a writable folder") from None
+    log.warning("default reference ready (%.0f s)", time.perf_counter() - start)
+    return target

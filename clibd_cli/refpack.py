@@ -1,0 +1,119 @@
+"""A reference index packed small enough to ship: int8 vectors and records, no HNSW graph.
+
+Layout of a pack directory::
+
+    pack.json        format, the index manifest (model fingerprint, HNSW parameters, seed, ...),
+                     the confidence calibration and the sha256 of every other file
+    vectors.npy      int8 [nodes, D]: each distinct reference vector, scaled so its largest
+                     component is ±127
+    scales.npy       float32 [nodes]: the scale of each row
+    nodes.npy        int32 [N]: the vector (node) of each record
+    records.tsv.gz   the index's records.tsv, gzipped
+
+Unpacking rebuilds the graph from the dequantised vectors with the pack's seed on one thread,
+so every unpacked copy is the same index. Packing refits the calibration on exactly that
+index, so the shipped confidences belong to the vectors users search.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.io.atomic import atomic_path
+from clibd_cli.predict import Calibration, fit_calibration
+from clibd_cli.refindex import RECORDS_FILE, ReferenceIndex, build_index, read_records, sha256_file, write_records
+
+PACK_FORMAT = "clibd-reference-pack/1"
+PACK_FILE = "pack.json"
+_FILES = ("vectors.npy", "scales.npy", "nodes.npy", f"{RECORDS_FILE}.gz")
+
+
+def pack_index(index: ReferenceIndex, path: str | Path) -> ReferenceIndex:
+    """Write ``index`` as a pack at ``path`` (atomically); returns the index users will unpack.
+
+    Only the calibration for queries of the index's own modality is carried over (refitted);
+    photo calibrations need the photos, which a pack does not hold.
+    """
+    modality = index.manifest["modality"]
+    if not index.calibration or modality not in index.calibration:
+        raise ClibdError(f"{index.path}: the index has no {modality} calibration to pack")
+    vectors, scales = quantize(index.node_vectors())
+    packed = _rebuild(vectors, scales, index.nodes, index.ids, index.labels, index.manifest, progress=False)
+    fitted = Calibration.from_json(index.calibration[modality])
+    packed.calibration = {modality: fit_calibration(
+        packed, k=fitted.k, prior_unseen=fitted.prior_unseen,
+        unseen_genus_fraction=fitted.unseen_genus_fraction, seed=fitted.fitted_on["seed"],
+    ).to_json()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, directory=True) as tmp:
+        np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+        np.save(tmp / "scales.npy", scales, allow_pickle=False)
+        np.save(tmp / "nodes.npy", index.nodes.astype(np.int32), allow_pickle=False)
+        with gzip.GzipFile(tmp / f"{RECORDS_FILE}.gz", "wb", mtime=0) as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as handle:
+            write_records(handle, index.ids, index.labels)
+        manifest = {k: v for k, v in index.manifest.items() if k != "sha256"}
+        pack = {"format": PACK_FORMAT, "manifest": manifest, "calibration": packed.calibration,
+                "sha256": {name: sha256_file(tmp / name) for name in _FILES}}
+        (tmp / PACK_FILE).write_text(json.dumps(pack, indent=1) + "\n")
+    return packed
+
+
+def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
+    """The index a pack holds (verified against its checksums), in memory: save it with ``.save``."""
+    path = Path(path)
+    try:
+        pack = json.loads((path / PACK_FILE).read_text())
+        if pack["format"] != PACK_FORMAT:
+            raise ValueError(f"format {pack['format']!r}, expected {PACK_FORMAT}")
+        manifest, calibration, digests = pack["manifest"], pack["calibration"], pack["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClibdError(f"{path / PACK_FILE}: not a readable reference pack ({exc})") from None
+    for name in _FILES:
+        if not (path / name).is_file() or sha256_file(path / name) != digests.get(name):
+            raise ClibdError(f"{path / name}: missing or corrupted (checksum mismatch); reinstall clibd")
+    with gzip.open(path / f"{RECORDS_FILE}.gz", "rt", encoding="utf-8") as handle:
+        ids, labels = read_records(handle, path / f"{RECORDS_FILE}.gz", manifest["ranks"])
+    index = _rebuild(np.load(path / "vectors.npy", allow_pickle=False),
+                     np.load(path / "scales.npy", allow_pickle=False),
+                     np.load(path / "nodes.npy", allow_pickle=False).astype(np.int64),
+                     ids, labels, manifest, progress=progress)
+    index.calibration = calibration
+    return index
+
+
+def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of float vectors -> (int8 rows, float32 scale per row)."""
+    scales = np.abs(vectors).max(axis=1) / 127.0
+    scales[scales == 0] = 1.0
+    return np.round(vectors / scales[:, None]).astype(np.int8), scales.astype(np.float32)
+
+
+def dequantize(vectors: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """int8 rows and their scales -> L2-normalised float32 rows."""
+    out = vectors.astype(np.float32) * scales[:, None]
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def _rebuild(vectors: np.ndarray, scales: np.ndarray, nodes: np.ndarray, ids: list[str],
+             labels: dict[str, list[str | None]], manifest: dict, *, progress: bool) -> ReferenceIndex:
+    """The index of the dequantised vectors, with the HNSW parameters and provenance of ``manifest``."""
+    hnsw = manifest["hnsw"]
+    index = build_index(dequantize(vectors, scales)[nodes], ids, labels,
+                        model_fingerprint=manifest["model_fingerprint"], modality=manifest["modality"],
+                        M=hnsw["M"], ef_construction=hnsw["ef_construction"], ef=hnsw["ef"],
+                        seed=hnsw["seed"], threads=1, command=manifest.get("command", ""),
+                        progress=progress)
+    for key in ("model", "created", "appended"):
+        if key in manifest:
+            index.manifest[key] = manifest[key]
+    index.manifest["packed"] = True
+    return index

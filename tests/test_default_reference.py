@@ -1,0 +1,103 @@
+"""The bundled default: reference packs (int8, graph rebuilt on unpacking), the cache, and
+`clibd classify` without --index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.specimens import error_line, run, tsv, write_fasta
+
+from clibd_cli.errors import ClibdError
+from clibd_cli.refindex import load_index
+from clibd_cli.refpack import dequantize, pack_index, quantize, unpack_index
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "barcodes.fasta"
+
+
+@pytest.fixture(scope="module")
+def pack(barcode_refs, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pack") / "reference"
+    pack_index(load_index(barcode_refs.index), path)
+    return path
+
+
+def test_quantize_keeps_cosine_similarities():
+    x = np.random.default_rng(0).normal(size=(200, 256)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q, scales = quantize(x)
+    assert q.dtype == np.int8 and np.abs(q).max() == 127
+    back = dequantize(q, scales)
+    assert np.allclose(np.linalg.norm(back, axis=1), 1, atol=1e-6)
+    error = np.abs(back @ back.T - x @ x.T)
+    assert error.max() < 4e-3 and error.mean() < 1e-3
+
+
+def test_pack_round_trip_is_the_index_users_get(barcode_refs, pack):
+    original = load_index(barcode_refs.index)
+    first, second = unpack_index(pack), unpack_index(pack)
+    assert first.ids == original.ids and first.labels == original.labels
+    assert np.array_equal(first.nodes, original.nodes)
+    assert (np.sum(first.vectors() * original.vectors(), axis=1) > 0.999).all()
+    assert first.calibration and set(first.calibration) == {"dna"}
+    assert first.manifest["model_fingerprint"] == original.manifest["model_fingerprint"]
+    assert first.manifest["model"] == original.manifest["model"]
+    queries = original.vectors()[:10]
+    for a, b in zip(first.search(queries, 5), second.search(queries, 5)):
+        assert np.array_equal(a, b)  # every unpacked copy is the same index
+    assert sum(f.stat().st_size for f in pack.iterdir()) < sum(
+        f.stat().st_size for f in barcode_refs.index.iterdir())
+
+
+def test_corrupted_or_foreign_packs_are_refused(pack, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in pack.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    data = bytearray((broken / "vectors.npy").read_bytes())
+    data[-1] ^= 1
+    (broken / "vectors.npy").write_bytes(bytes(data))
+    with pytest.raises(ClibdError, match="vectors.npy: missing or corrupted"):
+        unpack_index(broken)
+    (broken / "pack.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ClibdError, match="not a readable reference pack"):
+        unpack_index(broken)
+
+
+def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.default_reference.PACK", pack)
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    queries = write_fasta(tmp_path / "q.fasta", barcode_refs.records[:4])
+    first = run("classify", queries)
+    assert first.exit_code == 0, first.stderr
+    assert "building the default reference index" in first.stderr
+    assert [row["query_id"] for row in tsv(first.stdout)] == [r.id for r in barcode_refs.records[:4]]
+    cached = list((tmp_path / "cache").iterdir())
+    assert len(cached) == 1 and (cached[0] / "manifest.json").is_file()
+    again = run("classify", queries)
+    assert again.exit_code == 0 and "building" not in again.stderr
+    assert again.stdout == first.stdout
+
+
+def test_default_reference_refuses_photos_and_other_models(pack, tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.default_reference.PACK", pack)
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    result = run("classify", "--images", photos)
+    assert result.exit_code == 1
+    assert "trained on barcodes only and cannot classify photos" in error_line(result)
+    result = run("classify", "--model", "kmer", EXAMPLES)
+    assert result.exit_code == 1 and "--model needs --index" in error_line(result)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_unwritable_cache_is_a_clear_error(pack, barcode_refs, tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.default_reference.PACK", pack)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(blocker / "cache"))
+    result = run("classify", write_fasta(tmp_path / "q.fasta", barcode_refs.records[:2]))
+    assert result.exit_code == 1 and "set CLIBD_CACHE_DIR" in error_line(result)
