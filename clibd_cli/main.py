@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "classify": "clibd_cli.classify:classify",
     "embed": "clibd_cli.embed:embed",
     "evaluate": "clibd_cli.evaluate:evaluate",
+    "import": "clibd_cli.import_checkpoint:import_checkpoint",
     "index": "clibd_cli.index:index",
     "prepare": "clibd_cli.prepare:prepare",
     "train": "clibd_cli.train:train",

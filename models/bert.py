@@ -1,4 +1,10 @@
-"""The BERT core shared by the DNA and text towers: BERT -> masked mean pooling -> linear projection."""
+"""The BERT core shared by the DNA and text towers: BERT -> pooling -> linear projection.
+
+The default pooling is the mean over the attention mask. Two other poolings reproduce the
+upstream CLIBD checkpoints: ``mean-all-positions`` (text: padding included) and
+``mlm-softmax-mean`` (DNA: BarcodeBERT's MLM transform -> projection -> softmax over the
+features -> mean over every position).
+"""
 
 from __future__ import annotations
 
@@ -9,21 +15,34 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
+from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 from transformers.utils import logging as hf_logging
 
 from models.config import ModelError
 
 
 class BertEncoder(nn.Module):
-    """BERT over token ids; the last hidden state is mean-pooled over the attention mask and projected."""
+    """BERT over token ids; the last hidden state is pooled as the block's ``pooling`` says and projected.
 
-    def __init__(self, bert: BertModel, embed_dim: int):
+    With ``attend_padding`` the attention mask is not passed to BERT (every position is attended).
+    """
+
+    def __init__(self, bert: BertModel, embed_dim: int, block: dict[str, Any]):
         super().__init__()
         self.bert = bert
+        self.pooling = block["pooling"]
+        self.attend_padding = block["attend_padding"]
+        if self.pooling == "mlm-softmax-mean":
+            self.transform = BertPredictionHeadTransform(bert.config)
         self.proj = nn.Linear(bert.config.hidden_size, embed_dim)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        bert_mask = None if self.attend_padding else attention_mask
+        hidden = self.bert(input_ids=input_ids, attention_mask=bert_mask).last_hidden_state
+        if self.pooling == "mlm-softmax-mean":
+            return self.proj(self.transform(hidden)).softmax(dim=-1).mean(dim=1)
+        if self.pooling == "mean-all-positions":
+            return self.proj(hidden.mean(dim=1))
         return self.proj(masked_mean(hidden, attention_mask))
 
 

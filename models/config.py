@@ -31,6 +31,9 @@ _BERT_DEFAULTS: dict[str, Any] = {
     "dropout": 0.1,
     "bert_kwargs": {},  # further transformers.BertConfig arguments (hidden_act, layer_norm_eps, ...)
     "pretrained": None,  # local Hugging Face BERT directory
+    # Compatibility with the upstream CLIBD checkpoints (see COMPAT_DEFAULTS).
+    "pooling": "masked-mean",  # masked-mean | mean-all-positions | mlm-softmax-mean
+    "attend_padding": False,  # True: BERT ignores the attention mask and attends to padding too
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "image": {
@@ -41,10 +44,19 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "std": None,
         "pretrained": None,  # local timm checkpoint file, or "hub" to download timm's weights
     },
-    "dna": {"k": 5, "max_len": 660, "prepend_token": None, **_BERT_DEFAULTS},
+    "dna": {"k": 5, "max_len": 660, "prepend_token": None, "kmer_vocab": "barcodebert-2023",
+            **_BERT_DEFAULTS},
     "text": {"vocab": "wordpiece-uncased", "max_len": 20, **_BERT_DEFAULTS, "hidden_size": 512,
              "num_layers": 4, "num_heads": 8, "intermediate_size": 2048},
 }
+# Fields added for upstream compatibility: left out of fingerprints at these values, so models
+# saved before the fields existed keep their fingerprints.
+COMPAT_DEFAULTS: dict[str, Any] = {"pooling": "masked-mean", "attend_padding": False,
+                                   "kmer_vocab": "barcodebert-2023"}
+POOLINGS = ("masked-mean", "mean-all-positions", "mlm-softmax-mean")
+# k-mer vocabulary layouts: the special tokens in front of the 4^k k-mers (BarcodeBERT 2023 / v2).
+KMER_SPECIALS: dict[str, tuple[str, ...]] = {"barcodebert-2023": ("<MASK>", "<CLS>", "<UNK>"),
+                                             "barcodebert-v2": ("<MASK>", "<UNK>")}
 _RESERVED_BACKBONE_KWARGS = {"img_size", "num_classes", "pretrained"}
 _RESERVED_BERT_KWARGS = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                          "intermediate_size", "max_position_embeddings", "hidden_dropout_prob",
@@ -166,6 +178,9 @@ def architecture(config: dict[str, Any]) -> dict[str, Any]:
     for tower in TOWERS:
         if arch[tower]:
             arch[tower].pop("pretrained")
+            for key, default in COMPAT_DEFAULTS.items():
+                if arch[tower].get(key, default) == default:
+                    arch[tower].pop(key, None)
     if arch["text"]:
         arch["text"]["vocab"] = "sha256:" + hashlib.sha256(vocab_path(arch["text"]).read_bytes()).hexdigest()
     return arch
@@ -180,6 +195,11 @@ def vocab_path(text_block: dict[str, Any]) -> Path:
 def vocab_tokens(path: Path) -> list[str]:
     """The tokens of a WordPiece vocab file, one per line; the line number is the token id."""
     return path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+def n_kmer_vocab(block: dict[str, Any]) -> int:
+    """Size of the k-mer vocabulary of a resolved DNA block: specials plus the 4^k k-mers."""
+    return 4 ** block["k"] + len(KMER_SPECIALS[block["kmer_vocab"]])
 
 
 def n_dna_tokens(block: dict[str, Any]) -> int:
@@ -209,6 +229,9 @@ def _resolve_block(tower: str, block: dict, base_dir: Path, use_pretrained: bool
                          "give a local Hugging Face BERT directory")
     for key in ("k", "max_len") if tower == "dna" else ("max_len",):
         _check_int(block, tower, key)
+    if tower == "dna" and block["kmer_vocab"] not in KMER_SPECIALS:
+        raise ModelError(f"dna.kmer_vocab must be one of {', '.join(KMER_SPECIALS)}, "
+                         f"got {block['kmer_vocab']!r}")
     if tower == "text" and isinstance(block["vocab"], str) and not _is_bundled(block["vocab"]):
         block["vocab"] = str((base_dir / block["vocab"]).resolve())
     if use_pretrained and block["pretrained"]:
@@ -233,7 +256,7 @@ def _take_pretrained_sizes(tower: str, block: dict[str, Any]) -> None:
     block["bert_kwargs"] = {**block["bert_kwargs"], **{key: hf[key] for key in _HF_KWARGS if key in hf}}
     if tower == "text" and (directory / "vocab.txt").is_file():
         block["vocab"] = str(directory / "vocab.txt")
-    expected = 4 ** block["k"] + 3 if tower == "dna" else None
+    expected = n_kmer_vocab(block) if tower == "dna" else None
     if tower == "text":
         _check_vocab(block)
         expected = len(vocab_tokens(vocab_path(block)))
@@ -266,6 +289,10 @@ def _check_bert(tower: str, block: dict[str, Any]) -> None:
                          f"num_heads ({block['num_heads']})")
     if not isinstance(block["dropout"], (int, float)) or not 0 <= block["dropout"] < 1:
         raise ModelError(f"{tower}.dropout must be in [0, 1), got {block['dropout']!r}")
+    if block["pooling"] not in POOLINGS:
+        raise ModelError(f"{tower}.pooling must be one of {', '.join(POOLINGS)}, got {block['pooling']!r}")
+    if not isinstance(block["attend_padding"], bool):
+        raise ModelError(f"{tower}.attend_padding must be true or false, got {block['attend_padding']!r}")
     kwargs = block["bert_kwargs"]
     if not isinstance(kwargs, dict) or _RESERVED_BERT_KWARGS & set(kwargs):
         raise ModelError(f"{tower}.bert_kwargs must be an object without the sizes set elsewhere, "
@@ -275,7 +302,7 @@ def _check_bert(tower: str, block: dict[str, Any]) -> None:
         if block["k"] > MAX_K:
             raise ModelError(f"dna.k must be at most {MAX_K} (vocabulary 4^k), got {block['k']}")
         token = block["prepend_token"]
-        if token is not None and (not isinstance(token, int) or not 0 <= token < 4 ** block["k"] + 3):
+        if token is not None and (not isinstance(token, int) or not 0 <= token < n_kmer_vocab(block)):
             raise ModelError(f"dna.prepend_token must be null or a token id, got {token!r}")
         needed = n_dna_tokens(block)
     else:

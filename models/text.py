@@ -19,4 +19,5 @@ def build_text_encoder(block: dict[str, Any], embed_dim: int, load_pretrained: b
     tokens = vocab_tokens(vocab_path(block))
     if "[PAD]" not in tokens:
         raise ModelError(f"{vocab_path(block)}: not a BERT WordPiece vocab (no [PAD] token)")
-    return BertEncoder(build_bert(block, len(tokens), tokens.index("[PAD]"), load_pretrained), embed_dim)
+    return BertEncoder(build_bert(block, len(tokens), tokens.index("[PAD]"), load_pretrained), embed_dim,
+                       block)

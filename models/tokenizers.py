@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import MAX_K
+from models.config import KMER_SPECIALS, MAX_K
 
 RANKS = ("order", "family", "genus", "species")
 _MISSING_LABELS = {"", "not_classified"}
@@ -31,22 +31,28 @@ def label_string(ranks: Mapping[str, str | None]) -> str:
 class KmerTokenizer:
     """Non-overlapping k-mers of a barcode padded with N (or cut) to ``max_len`` nucleotides.
 
-    Vocabulary (the BarcodeBERT-2023 layout): ``<MASK>``=0, ``<CLS>``=1, ``<UNK>``=2, then the 4^k
-    k-mers over ACGT in lexicographic order (``A...A``=3 ... ``T...T``=4^k+2). A k-mer holding any
-    other character (N, IUPAC codes, gaps, ...) is ``<UNK>``; lowercase is accepted. The attention
-    mask is 1 for k-mers that start inside the barcode and 0 for pure padding. ``prepend_token``
-    (e.g. 0 for the upstream CLIBD checkpoints) is put in front of every sequence with mask 1.
+    Vocabulary (``vocab="barcodebert-2023"``): ``<MASK>``=0, ``<CLS>``=1, ``<UNK>``=2, then the 4^k
+    k-mers over ACGT in lexicographic order (``A...A``=3 ... ``T...T``=4^k+2); ``"barcodebert-v2"``
+    has only ``<MASK>``=0, ``<UNK>``=1 in front. A k-mer holding any other character (N, IUPAC
+    codes, gaps, ...) is ``<UNK>``; lowercase is accepted. The attention mask is 1 for k-mers that
+    start inside the barcode and 0 for pure padding. ``prepend_token`` (e.g. 0 for the upstream
+    CLIBD checkpoints) is put in front of every sequence with mask 1.
     """
 
-    SPECIALS = {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}
-    UNK = 2
+    SPECIALS = {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}  # the default (2023) layout
 
-    def __init__(self, k: int = 5, max_len: int = 660, prepend_token: int | None = None):
+    def __init__(self, k: int = 5, max_len: int = 660, prepend_token: int | None = None,
+                 vocab: str = "barcodebert-2023"):
         if not 1 <= k <= MAX_K or max_len < 1:
             raise ValueError(f"need 1 <= k <= {MAX_K} and max_len >= 1, got k={k}, max_len={max_len}")
+        if vocab not in KMER_SPECIALS:
+            raise ValueError(f"unknown k-mer vocab {vocab!r} (expected one of {', '.join(KMER_SPECIALS)})")
         self.k = k
         self.max_len = max_len
         self.prepend_token = prepend_token
+        self.vocab = vocab
+        self.specials = {token: index for index, token in enumerate(KMER_SPECIALS[vocab])}
+        self.unk = self.specials["<UNK>"]
         self.n_kmers = -(-max_len // k)
         self._codes = np.full(256, 4, dtype=np.uint8)  # byte -> base code; 4 marks "not ACGT"
         for code, base in enumerate("ACGT"):
@@ -54,7 +60,7 @@ class KmerTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        return 4 ** self.k + len(self.SPECIALS)
+        return 4 ** self.k + len(self.specials)
 
     @property
     def length(self) -> int:
@@ -78,8 +84,8 @@ class KmerTokenizer:
             ids *= 4
             ids += base
             unknown |= base > 3
-        ids += len(self.SPECIALS)
-        ids[unknown] = self.UNK
+        ids += len(self.specials)
+        ids[unknown] = self.unk
         lengths = np.fromiter((min(len(b), self.max_len) for b in barcodes), dtype=np.int64, count=count)
         mask = (np.arange(self.n_kmers) * self.k < lengths[:, None]).astype(np.int64)
         if self.prepend_token is not None:
@@ -97,7 +103,7 @@ class KmerTokenizer:
     def to_dict(self) -> dict[str, Any]:
         """A description other tools can tokenize from (written as dna_tokenizer.json)."""
         return {"type": "kmer", "k": self.k, "stride": self.k, "max_len": self.max_len, "pad": "N",
-                "alphabet": "ACGT", "specials": dict(self.SPECIALS), "first_kmer_id": len(self.SPECIALS),
+                "alphabet": "ACGT", "specials": dict(self.specials), "first_kmer_id": len(self.specials),
                 "vocab_size": self.vocab_size, "prepend_token": self.prepend_token,
                 "attention_mask": "1 for k-mers starting inside the barcode"}
 

@@ -1,0 +1,72 @@
+"""``clibd import``: the CLIBD authors' checkpoints and BarcodeBERT weights -> a clibd model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("import")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--from", "source_format", required=True,
+              type=click.Choice(["clibd-checkpoint", "barcodebert"]),
+              help="clibd-checkpoint: an upstream CLIBD best.pth/last.pth. barcodebert: BarcodeBERT "
+                   "weights (2023 model_41.pth, a v2 .pt, or a Hugging Face directory/.bin/.safetensors).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Model directory to write (appears only when complete).")
+@click.option("--config", "upstream_yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="clibd-checkpoint only: the upstream model yaml, to cross-check the towers and "
+                   "output_dim (both are otherwise inferred from the tensor names).")
+@click.option("--preset", default="clibd-paper", show_default=True,
+              help="Architecture to fill: the tower sizes of the upstream model, or (barcodebert) the "
+                   "towers initialised fresh next to the imported DNA tower. A preset or config JSON.")
+@click.pass_obj
+def import_checkpoint(settings, source: Path, source_format: str, output: Path, upstream_yaml: Path | None,
+                      preset: str) -> None:
+    """Convert published CLIBD / BarcodeBERT weights into a clibd model directory.
+
+    \b
+    clibd-checkpoint: the image, DNA and text towers of the upstream model are rebuilt
+    with compatibility settings (no image normalisation, <MASK>-id pseudo-CLS and the
+    softmax-mean DNA pooling, text mean over all 20 positions) so their embeddings
+    match the upstream code; LoRA adapters are folded into the weights.
+    barcodebert: the DNA tower is initialised from BarcodeBERT (MLM/classifier head
+    dropped); the other towers of --preset are initialised at random with --seed.
+    Files are read with torch.load(weights_only=True): nothing in them is executed.
+
+    \b
+    Examples:
+      clibd import --from clibd-checkpoint best.pth -o models/clibd-1m-idt
+      clibd import --from clibd-checkpoint best.pth --config image_dna_text_seed_42.yaml -o models/idt
+      clibd --seed 1 import --from barcodebert model_41.pth -o models/init
+      clibd import --from barcodebert BarcodeBERT/ -o models/init-v2
+    """
+    import logging
+
+    from clibd_cli.errors import ClibdError
+    from models import save_model
+    from models.checkpoint import file_sha256
+    from models.upstream import (import_barcodebert, import_clibd_checkpoint, read_checkpoint,
+                                 read_upstream_yaml)
+
+    if upstream_yaml is not None and source_format != "clibd-checkpoint":
+        raise click.UsageError("--config applies to --from clibd-checkpoint only")
+    settings.apply_torch()
+    state, hf_config = read_checkpoint(source)
+    if source_format == "clibd-checkpoint":
+        towers, embed_dim = read_upstream_yaml(upstream_yaml) if upstream_yaml else (None, None)
+        imported = import_clibd_checkpoint(state, preset, towers, embed_dim)
+    else:
+        if hf_config and hf_config.get("model_type", "bert") != "bert":
+            raise ClibdError(f"{source}: config.json describes a {hf_config['model_type']!r} model, not BERT")
+        imported = import_barcodebert(state, hf_config, preset)
+    provenance = {"format": source_format, "source": str(source.resolve()), "preset": preset,
+                  "command_line": settings.command_line, "notes": imported.notes}
+    if source.is_file():
+        provenance["sha256"] = file_sha256(source)
+    save_model(imported.model, output, extra={"imported_from": provenance})
+    log = logging.getLogger("clibd")
+    for note in imported.notes:
+        log.info("%s", note)
+    log.info("model written to %s (fingerprint %s)", output, imported.model.fingerprint()[:12])

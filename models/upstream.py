@@ -1,0 +1,325 @@
+"""Import the CLIBD authors' checkpoints and BarcodeBERT weights into clibd models.
+
+Upstream layouts (see the team notes, clibd-notes §1.5 and §6):
+
+- CLIBD ``best.pth``: the ``state_dict`` of ``SimpleCLIP`` with ``image_encoder.base_image_encoder.*``
+  (timm ViT; rank-4 LoRA q/v adapters in every block, even when fully fine-tuned),
+  ``dna_encoder.base_dna_encoder.*`` (BarcodeBERT ``BertForMaskedLM`` whose MLM decoder is the
+  new head), ``language_encoder.base_language_encoder.*`` + ``language_encoder.proj.*`` and
+  ``logit_scale``. The LoRA adapters have no scaling (``W x + B A x``), so they are folded
+  exactly into the base weights.
+- BarcodeBERT 2023 (``model_41.pth``: ``BertForMaskedLM``, k=5) and v2 (``BertForTokenClassification``,
+  a ``{"model", "bert_config", ...}`` dict or a Hugging Face directory): only the BERT weights are
+  kept, as the DNA tower's initialisation.
+
+Every file is read with ``torch.load(weights_only=True)`` or safetensors; nothing is executed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import check_state_dict
+from models.clibd import CLIBD
+from models.config import KMER_SPECIALS, ModelError, read_json
+from models.factory import create_model
+
+UPSTREAM_PRESET = "clibd-paper"
+# Config fields that make clibd's towers compute what the upstream towers compute (notes §1.2-1.4).
+UPSTREAM_COMPAT: dict[str, dict[str, Any]] = {
+    "image": {"mean": None, "std": None},  # pixels in [0, 1], no normalisation
+    "dna": {"k": 5, "max_len": 660, "kmer_vocab": "barcodebert-2023", "prepend_token": 0,
+            "attend_padding": True, "pooling": "mlm-softmax-mean"},
+    "text": {"max_len": 20, "pooling": "mean-all-positions"},
+}
+# upstream tower prefix -> clibd tower
+UPSTREAM_TOWERS = {"image_encoder.": "image", "dna_encoder.": "dna", "language_encoder.": "text"}
+# Renames applied by upstream ``update_checkpoint_param_names`` for older checkpoints.
+_LEGACY_NAMES = {"lora_vit": "base_image_encoder", "lora_barcode_bert": "base_dna_encoder",
+                 "lora_bert": "base_language_encoder"}
+# Upstream prefix -> clibd prefix, first match wins; None drops the tensor (unused upstream).
+_CLIBD_RULES: list[tuple[str, str | None]] = [
+    ("image_encoder.base_image_encoder.head.", "image_encoder.proj."),
+    ("image_encoder.base_image_encoder.", "image_encoder.backbone."),
+    ("dna_encoder.base_dna_encoder.bert.", "dna_encoder.bert."),
+    ("dna_encoder.base_dna_encoder.cls.predictions.transform.", "dna_encoder.transform."),
+    ("dna_encoder.base_dna_encoder.cls.predictions.decoder.", "dna_encoder.proj."),
+    ("dna_encoder.base_dna_encoder.cls.predictions.bias", None),  # the old 1027-way MLM bias
+    ("language_encoder.base_language_encoder.pooler.", None),  # BERT pooler, never used
+    ("language_encoder.base_language_encoder.", "text_encoder.bert."),
+    ("language_encoder.proj.", "text_encoder.proj."),
+    ("logit_scale", "logit_scale"),
+]
+# Buffers older transformers versions saved with BERT embeddings; not weights.
+_BUFFERS = re.compile(r"embeddings\.(position_ids|token_type_ids)$")
+_VIT_LORA = re.compile(r"^(.*\.attn\.qkv)\.qkv\.weight$")
+_BERT_LORA = re.compile(r"^(.*\.attention\.self\.(?:query|value))\.w\.weight$")
+
+
+@dataclass
+class Imported:
+    """An imported model and what the conversion did (for the log and the model's ``extra``)."""
+
+    model: CLIBD
+    notes: list[str] = field(default_factory=list)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors of a checkpoint and any BERT config stored with it.
+
+    ``path`` is a ``.pth``/``.pt``/``.bin`` file (read with ``weights_only=True``), a
+    ``.safetensors`` file, or a Hugging Face directory (``model.safetensors`` or
+    ``pytorch_model.bin`` plus ``config.json``). ``{"state_dict": ...}`` / ``{"model": ...}``
+    wrappers and DDP ``module.`` prefixes are removed. ModelError if it is not a state dict.
+    """
+    hf_config: dict[str, Any] = {}
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            hf_config = read_json(path / "config.json")
+        found = [path / name for name in ("model.safetensors", "pytorch_model.bin")
+                 if (path / name).is_file()]
+        if not found:
+            raise ModelError(f"{path}: no model.safetensors or pytorch_model.bin in this directory")
+        path = found[0]
+    elif (path.parent / "config.json").is_file() and path.suffix in (".bin", ".safetensors"):
+        hf_config = read_json(path.parent / "config.json")
+    obj = _load_safetensors(path) if path.suffix == ".safetensors" else _load_pickle(path)
+    if isinstance(obj, dict) and isinstance(obj.get("bert_config"), dict):
+        hf_config = {**obj["bert_config"], **hf_config}
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, dict) or not obj or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise ModelError(f"{path}: not a state dict (expected a mapping of names to tensors, "
+                         f"got {type(obj).__name__})")
+    return {name.removeprefix("module."): tensor for name, tensor in obj.items()}, hf_config
+
+
+def import_clibd_checkpoint(state: dict[str, torch.Tensor], preset: str | Path = UPSTREAM_PRESET,
+                            modalities: tuple[str, ...] | None = None,
+                            embed_dim: int | None = None) -> Imported:
+    """A CLIBD model whose towers reproduce an upstream CLIBD checkpoint's forward pass.
+
+    ``preset`` gives the tower sizes (the published models are ``clibd-paper``); the compat fields
+    of :data:`UPSTREAM_COMPAT` are set on top. The towers are those present in ``state`` (checked
+    against ``modalities`` when given, e.g. from the upstream yaml). Strict: every tensor must be
+    used and every weight of the model must be provided, with the right shape.
+    """
+    state = {_legacy_name(name): tensor for name, tensor in state.items()}
+    found = tuple(tower for prefix, tower in UPSTREAM_TOWERS.items()
+                  if any(name.startswith(prefix) for name in state))
+    if not found:
+        raise ModelError(f"not a CLIBD checkpoint: no image_encoder./dna_encoder./language_encoder. "
+                         f"tensors (found {_few(state)})")
+    if modalities is not None and set(modalities) != set(found):
+        raise ModelError(f"the upstream config has towers {', '.join(modalities)} but the checkpoint "
+                         f"has {', '.join(found)}")
+    state, folded = _fold_lora(state)
+    mapped = {}
+    for name, tensor in state.items():
+        target = _map_name(name)
+        if target is not None:
+            mapped[target] = tensor
+    _check_dna_vocabulary(mapped)
+    overrides = {tower: UPSTREAM_COMPAT[tower] for tower in found}
+    model = create_model(preset, modalities=found, **overrides,
+                         **({"embed_dim": embed_dim} if embed_dim is not None else {}))
+    check_state_dict(model.state_dict(), mapped, "checkpoint does not fit the upstream CLIBD layout")
+    model.load_state_dict(mapped, strict=True)
+    notes = [f"towers: {', '.join(found)}"]
+    if folded:
+        notes.append(f"folded {folded} LoRA adapter(s) into the base weights")
+    return Imported(model.eval(), notes)
+
+
+def import_barcodebert(state: dict[str, torch.Tensor], hf_config: dict[str, Any],
+                       preset: str | Path = UPSTREAM_PRESET) -> Imported:
+    """``preset`` with its DNA tower initialised from BarcodeBERT (2023 or v2) weights.
+
+    The BERT sizes, k and the k-mer vocabulary layout come from the weights (heads from the stored
+    BERT config, else the BertConfig default of 12, which the 2023 loader used). The MLM or
+    classification head is left out; the DNA projection and the other towers are freshly
+    initialised (seed them beforehand).
+    """
+    if any(name.startswith("embeddings.") for name in state):  # saved from a bare BertModel
+        state = {f"bert.{name}": tensor for name, tensor in state.items()}
+    dropped = sorted(n for n in state if n.startswith(("cls.", "classifier.", "bert.pooler.")))
+    bert = {name.removeprefix("bert."): tensor for name, tensor in state.items()
+            if name not in dropped and not _BUFFERS.search(name)}
+    if "embeddings.word_embeddings.weight" not in bert:
+        raise ModelError(f"not a BarcodeBERT checkpoint: no bert.embeddings.word_embeddings.weight "
+                         f"(found {_few(state)})")
+    block = _barcodebert_block(bert, hf_config)
+    model = create_model(preset, dna=block)
+    check_state_dict(model.dna_encoder.bert.state_dict(), bert,
+                     "checkpoint does not fit the BarcodeBERT layout")
+    model.dna_encoder.bert.load_state_dict(bert, strict=True)
+    notes = [f"DNA tower: k={block['k']} ({block['kmer_vocab']} vocabulary), {block['num_layers']} layers, "
+             f"{block['num_heads']} heads, width {block['hidden_size']}"]
+    if dropped:
+        notes.append(f"left out the pretraining head ({len(dropped)} tensor(s), e.g. {dropped[0]})")
+    return Imported(model.eval(), notes)
+
+
+def read_upstream_yaml(path: Path) -> tuple[tuple[str, ...], int | None]:
+    """Towers and output dimension from an upstream model yaml (``model_config`` or top level).
+
+    Refuses the variants this importer does not reproduce (OpenCLIP/BioCLIP towers, the k=4
+    BarcodeBERT whose MLM transform upstream leaves random).
+    """
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ModelError(f"{path}: cannot read the upstream yaml ({exc})") from exc
+    cfg = raw.get("model_config", raw) if isinstance(raw, dict) else None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{path}: expected an upstream CLIBD model config (a mapping)")
+    if cfg.get("using_open_clip") or cfg.get("for_bio_clip"):
+        raise ModelError(f"{path}: OpenCLIP/BioCLIP variants are not supported")
+    if cfg.get("pre_train_for_barcode_bert"):
+        raise ModelError(f"{path}: the DNA tower uses the k=4 BarcodeBERT "
+                         f"({cfg['pre_train_for_barcode_bert']}); only the 2023 5-mer model is supported")
+    towers = tuple(tower for key, tower in (("image", "image"), ("dna", "dna"), ("language", "text"))
+                   if isinstance(cfg.get(key), dict))
+    if not towers:
+        raise ModelError(f"{path}: no image/dna/language block; is this an upstream model config?")
+    return towers, cfg.get("output_dim")
+
+
+def _fold_lora(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """Replace LoRA-wrapped linears by plain ones with W + B @ A (scale 1, as upstream computes)."""
+    state = dict(state)
+    folded = 0
+    for name in list(state):
+        if match := _VIT_LORA.match(name):  # fused qkv: q gets the first, v the last `dim` rows
+            base = match[1]
+            original = state.pop(name)
+            weight, dim = original.double(), original.shape[1]
+            weight[:dim] += _lora_delta(state, f"{base}.linear_a_q", f"{base}.linear_b_q")
+            weight[-dim:] += _lora_delta(state, f"{base}.linear_a_v", f"{base}.linear_b_v")
+            _put(state, base, weight.to(original.dtype), state.pop(f"{base}.qkv.bias", None))
+            folded += 2
+        elif match := _BERT_LORA.match(name):
+            base = match[1]
+            original = state.pop(name)
+            weight = original.double() + _lora_delta(state, f"{base}.w_a", f"{base}.w_b")
+            _put(state, base, weight.to(original.dtype), state.pop(f"{base}.w.bias", None))
+            folded += 1
+    return state, folded
+
+
+def _lora_delta(state: dict[str, torch.Tensor], a_name: str, b_name: str) -> torch.Tensor:
+    try:
+        a, b = state.pop(f"{a_name}.weight"), state.pop(f"{b_name}.weight")
+    except KeyError as exc:
+        raise ModelError(f"checkpoint has a LoRA-wrapped layer without its adapter {exc.args[0]}") from exc
+    return b.double() @ a.double()
+
+
+def _put(state: dict[str, torch.Tensor], base: str, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    state[f"{base}.weight"] = weight
+    if bias is not None:
+        state[f"{base}.bias"] = bias
+
+
+def _map_name(name: str) -> str | None:
+    """The clibd name of an upstream tensor; None for tensors upstream never uses; unknown names kept."""
+    if _BUFFERS.search(name):
+        return None
+    for prefix, target in _CLIBD_RULES:
+        if name.startswith(prefix):
+            return None if target is None else target + name[len(prefix):]
+    return name  # reported as unexpected by the strict check
+
+
+def _check_dna_vocabulary(mapped: dict[str, torch.Tensor]) -> None:
+    words = mapped.get("dna_encoder.bert.embeddings.word_embeddings.weight")
+    expected = 4 ** 5 + len(KMER_SPECIALS["barcodebert-2023"])
+    if words is not None and words.shape[0] != expected:
+        raise ModelError(f"the checkpoint's DNA tower has {words.shape[0]} tokens; only the 2023 5-mer "
+                         f"BarcodeBERT ({expected} tokens) is supported (not the k=4 BarcodeBERT variants)")
+
+
+def _barcodebert_block(bert: dict[str, torch.Tensor], hf_config: dict[str, Any]) -> dict[str, Any]:
+    """DNA block overrides describing the BERT in ``bert`` (keys without the ``bert.`` prefix)."""
+    vocab, hidden = bert["embeddings.word_embeddings.weight"].shape
+    layout = next(((name, k) for name, specials in KMER_SPECIALS.items() for k in range(1, 9)
+                   if 4 ** k + len(specials) == vocab), None)
+    if layout is None:
+        raise ModelError(f"BarcodeBERT vocabulary of {vocab} tokens is not 4^k k-mers plus "
+                         "<MASK>/<CLS>/<UNK> or <MASK>/<UNK> (N-aware vocabularies are not supported)")
+    layers = {int(m[1]) for name in bert if (m := re.match(r"encoder\.layer\.(\d+)\.", name))}
+    intermediate = bert.get("encoder.layer.0.intermediate.dense.weight")
+    positions = bert.get("embeddings.position_embeddings.weight")
+    if not layers or intermediate is None or positions is None:
+        raise ModelError("BarcodeBERT checkpoint lacks encoder layers or position embeddings")
+    heads = hf_config.get("num_attention_heads", 12)
+    if not isinstance(heads, int) or heads < 1 or hidden % heads:
+        raise ModelError(f"BarcodeBERT config: {heads!r} attention heads do not divide width {hidden}")
+    kwargs = {key: hf_config[key] for key in ("hidden_act", "layer_norm_eps") if key in hf_config}
+    if "embeddings.token_type_embeddings.weight" in bert:
+        kwargs["type_vocab_size"] = bert["embeddings.token_type_embeddings.weight"].shape[0]
+    return {"k": layout[1], "kmer_vocab": layout[0], "prepend_token": None, "hidden_size": hidden,
+            "num_layers": max(layers) + 1, "num_heads": heads, "intermediate_size": intermediate.shape[0],
+            "max_position_embeddings": positions.shape[0], "bert_kwargs": kwargs, "pretrained": None}
+
+
+def _legacy_name(name: str) -> str:
+    for old, new in _LEGACY_NAMES.items():
+        name = name.replace(f".{old}.", f".{new}.")
+    return name
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise ModelError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+
+
+def _load_pickle(path: Path) -> Any:
+    """torch.load with weights_only=True (argparse.Namespace allowed: BarcodeBERT v2 stores one)."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _unpickler_reason(exc)
+        if "global" not in reason.lower():
+            raise ModelError(f"{path}: not a readable PyTorch checkpoint: {reason}") from exc
+        raise ModelError(f"{path}: refusing to load: the file holds Python objects other than tensors, "
+                         f"which could run code (read with weights_only=True: {reason})") from exc
+    except (RuntimeError, EOFError, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): "
+                         f"{_first_line(exc)}") from exc
+
+
+def _unpickler_reason(exc: pickle.UnpicklingError) -> str:
+    """The specific part of torch's long weights_only error ("Unsupported global: ...")."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker not in text:
+        return _first_line(exc)
+    return " ".join(text.split(marker, 1)[1].split()).split(". ")[0][:200]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:200]
+
+
+def _few(names: dict[str, Any] | list[str], count: int = 3) -> str:
+    names = sorted(names)
+    return ", ".join(names[:count]) + (f", ... ({len(names)} in all)" if len(names) > count else "")
