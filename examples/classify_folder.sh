@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Classify every FASTA/FASTQ file in a folder (gzip ok), one TSV per input, as a lab's batch job.
+#
+#   examples/classify_folder.sh RUNS_DIR OUT_DIR [clibd classify options...]
+#   examples/classify_folder.sh runs/ predictions/                      # bundled BOLD reference
+#   examples/classify_folder.sh runs/ predictions/ --index coi_ref/ --min-confidence 0.9
+#
+# A file already classified (its TSV exists) is skipped, so an interrupted batch resumes where it
+# stopped; each TSV appears only when complete. A file that fails is reported and the batch goes
+# on; the exit status is 1 if any failed. Set CLIBD to the clibd executable if it is not on PATH.
+set -uo pipefail
+if [ $# -lt 2 ]; then
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+fi
+runs=$1 out=$2
+shift 2
+clibd=${CLIBD:-$(command -v clibd || echo "$(dirname "$0")/../.venv/bin/clibd")}
+mkdir -p "$out"
+failed=0 done=0 skipped=0
+shopt -s nullglob
+for input in "$runs"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
+  name=$(basename "$input")
+  name=${name%.gz}
+  name=${name%.*}
+  tsv="$out/$name.tsv"
+  if [ -s "$tsv" ]; then
+    skipped=$((skipped + 1))
+    continue
+  fi
+  echo "classifying $input" >&2
+  if "$clibd" -q classify "$@" "$input" -o "$tsv" 2> "$out/$name.log"; then
+    done=$((done + 1))
+    [ -s "$out/$name.log" ] || rm -f "$out/$name.log"
+  else
+    failed=$((failed + 1))
+    echo "  failed: $(tail -n 1 "$out/$name.log")" >&2
+  fi
+done
+echo "$done classified, $skipped already done, $failed failed (TSVs in $out)" >&2
+[ "$failed" -eq 0 ]
