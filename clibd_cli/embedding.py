@@ -56,7 +56,9 @@ def load_model_for(spec: str, modalities: Sequence[str]):
     from clibd_cli.kmer_profile import KMER_MODEL, KmerProfileModel
     from models import create_model
 
-    model = KmerProfileModel() if spec == KMER_MODEL else create_model(spec)
+    # Weights stored in half precision (the bundled model) are used in fp32, so that every
+    # command computes the same vectors and the same model fingerprint.
+    model = KmerProfileModel() if spec == KMER_MODEL else create_model(spec).float()
     missing = [m for m in modalities if m not in model.modalities]
     if missing:
         names = ", ".join(MODALITY_NAMES[m] for m in missing)
@@ -68,10 +70,7 @@ class Embedder:
     """Runs one model on one device in inference mode, ``batch_size`` inputs at a time."""
 
     def __init__(self, model, device: str = "cpu", batch_size: int = 256):
-        if hasattr(model, "to"):
-            # Weights stored in half precision (the shipped model) run in fp32 on the CPU.
-            model = (model.float() if device == "cpu" else model).to(device).eval()
-        self.model = model
+        self.model = model.to(device).eval() if hasattr(model, "to") else model
         self.device = device
         self.batch_size = batch_size
         self._image_transform = model.image_transform(train=False) if "image" in model.modalities else None

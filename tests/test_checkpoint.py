@@ -77,8 +77,8 @@ def test_half_precision_round_trip(tmp_path):
     assert loaded.fingerprint() == model.fingerprint()
 
 
-def test_saving_in_half_precision_halves_the_file_and_embeds_alike_on_cpu(tmp_path):
-    from clibd_cli.embedding import Embedder
+def test_saving_in_half_precision_halves_the_file_and_embeds_alike_in_fp32(tmp_path):
+    from clibd_cli.embedding import Embedder, load_model_for
 
     model = create_model("clibd-tiny", modalities=("dna",))
     full = save_model(model, tmp_path / "full")
@@ -88,7 +88,10 @@ def test_saving_in_half_precision_halves_the_file_and_embeds_alike_on_cpu(tmp_pa
     loaded = load_model(half)
     assert loaded.logit_scale.dtype == torch.float16  # stored precision is kept on load ...
     barcodes = ["ACGT" * 160, "TTGACA" * 100]
-    got = Embedder(loaded).barcodes(barcodes)  # ... and runs in fp32 on the CPU
+    used = load_model_for(str(half), [])  # ... and the commands use it in fp32
+    assert used.logit_scale.dtype == torch.float32
+    assert used.fingerprint() == load_model_for(str(half), []).fingerprint()
+    got = Embedder(used).barcodes(barcodes)
     assert got.dtype == np.float32
     assert np.abs(got - Embedder(model).barcodes(barcodes)).max() < 5e-3
 
