@@ -9,7 +9,7 @@ the normalised sum of its two embeddings.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +52,10 @@ class Result:
 class Classifier:
     """Classify barcodes, photos, or both, against one reference index."""
 
-    def __init__(self, index_dir: str | Path, model: str | Path | None = None, *, device: str = "cpu",
-                 batch_size: int = 256, ef: int | None = None, verify: bool = True):
+    def __init__(self, index_dir: str | Path, model: str | Path | None = None, *,
+                 device: str | Callable[[], str] = "cpu", batch_size: int = 256, ef: int | None = None,
+                 verify: bool = True):
+        """``device`` may be a function resolving it, called only if the model is a neural network."""
         self.index = load_index(index_dir, verify=verify)
         model = model or self.index.manifest.get("model")
         if not model or not model_available(str(model)):
@@ -61,11 +63,18 @@ class Classifier:
                              "give it with --model")
         self.model = load_model_for(str(model), [])
         self.index.check_model(self.model.fingerprint())
+        if callable(device):
+            device = "cpu" if self.model_free else device()
         self.embedder = Embedder(self.model, device, batch_size)
         self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
         self.calibrations = {kind: Calibration.from_json(data)
                              for kind, data in (self.index.calibration or {}).items()}
         self.ef = ef
+
+    @property
+    def model_free(self) -> bool:
+        """Whether the index embeds with the k-mer profile (no neural network, no torch)."""
+        return hasattr(self.model, "embed_barcodes")
 
     @property
     def query_kinds(self) -> list[str]:

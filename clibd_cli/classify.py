@@ -73,9 +73,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     log = logging.getLogger("clibd")
     if index_dir is None:
         index_dir = _default_index(images, model_dir, settings.progress())
-    settings.apply_torch()
-    classifier = Classifier(index_dir, model_dir, device=settings.torch_device(), batch_size=batch_size,
+    classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
                             ef=ef, verify=not no_verify)
+    if not classifier.model_free:
+        settings.apply_torch()
     if inputs:
         classifier.require("dna")
     if images:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 
 from clibd_cli.errors import ClibdError
+
+if TYPE_CHECKING:  # torch loads only with a neural model: the k-mer mode starts in a second
+    import torch
 
 T = TypeVar("T")
 
@@ -54,11 +56,15 @@ def model_available(spec: str) -> bool:
 def load_model_for(spec: str, modalities: Sequence[str]):
     """Load a model (``kmer``, a preset, config or directory) and check it has the towers needed."""
     from clibd_cli.kmer_profile import KMER_MODEL, KmerProfileModel
-    from models import create_model
 
-    # Weights stored in half precision (the bundled model) are used in fp32, so that every
-    # command computes the same vectors and the same model fingerprint.
-    model = KmerProfileModel() if spec == KMER_MODEL else create_model(spec).float()
+    if spec == KMER_MODEL:
+        model = KmerProfileModel()
+    else:
+        from models import create_model
+
+        # Weights stored in half precision (the bundled model) are used in fp32, so that every
+        # command computes the same vectors and the same model fingerprint.
+        model = create_model(spec).float()
     missing = [m for m in modalities if m not in model.modalities]
     if missing:
         names = ", ".join(MODALITY_NAMES[m] for m in missing)
@@ -99,6 +105,8 @@ class Embedder:
 
     def images(self, images: Sequence) -> np.ndarray:
         """L2-normalised image embeddings, float32 [N, D], of RGB PIL images or their :meth:`pixels`."""
+        import torch
+
         def encode(chunk: list) -> torch.Tensor:
             pixels = [x if isinstance(x, torch.Tensor) else self.pixels(x) for x in chunk]
             return self.model.encode_image(torch.stack(pixels).to(self.device))
@@ -106,6 +114,8 @@ class Embedder:
         return self._run(images, encode)
 
     def _run(self, items: Sequence, encode: Callable[[list], torch.Tensor]) -> np.ndarray:
+        import torch
+
         out = np.empty((len(items), self.model.embed_dim), dtype=np.float32)
         cuda = self.device.startswith("cuda")
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()

@@ -86,7 +86,8 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
                                  f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")
     if append and not (output / "manifest.json").is_file():
         raise ClibdError(f"{output}: not an index yet; build it without --append first")
-    settings.apply_torch()
+    if model_dir != KMER_MODEL:
+        settings.apply_torch()
     model = load_model_for(model_dir, [modality, *(["image"] if images else [])])
     existing = load_index(output, model_fingerprint=model.fingerprint()) if append else None
     if existing is not None and existing.manifest["modality"] != modality:
