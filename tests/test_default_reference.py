@@ -101,3 +101,20 @@ def test_unwritable_cache_is_a_clear_error(pack, barcode_refs, tmp_path, monkeyp
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(blocker / "cache"))
     result = run("classify", write_fasta(tmp_path / "q.fasta", barcode_refs.records[:2]))
     assert result.exit_code == 1 and "set CLIBD_CACHE_DIR" in error_line(result)
+
+
+@pytest.mark.slow
+def test_bundled_model_and_reference_classify_the_example_barcodes(tmp_path, monkeypatch):
+    """The shipped default, as `make demo` runs it: held-out BOLD barcodes, eight of species in
+    the reference (named to species) and four of species that are not (no species asserted)."""
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    result = run("classify", EXAMPLES)
+    assert result.exit_code == 0, result.stderr
+    truth = {line[1:].split()[0]: line.split()[1:5] for line in EXAMPLES.read_text().splitlines()
+             if line.startswith(">")}
+    rows = tsv(result.stdout)
+    assert [row["query_id"] for row in rows] == list(truth)
+    seen, unseen = rows[:8], rows[8:]
+    assert sum(row["species"] == " ".join(truth[row["query_id"]][2:]) for row in seen) >= 7
+    assert all(row["order"] == truth[row["query_id"]][0] for row in rows)
+    assert not any(row["species"] for row in unseen)
