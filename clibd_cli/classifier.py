@@ -53,8 +53,8 @@ class Classifier:
     """Classify barcodes, photos, or both, against one reference index."""
 
     def __init__(self, index_dir: str | Path, model: str | Path | None = None, *,
-                 device: str | Callable[[], str] = "cpu", batch_size: int = 256, ef: int | None = None,
-                 verify: bool = True):
+                 device: str | Callable[[], str] = "cpu", batch_size: int = 256, precision: str = "auto",
+                 ef: int | None = None, verify: bool = True):
         """``device`` may be a function resolving it, called only if the model is a neural network."""
         self.index = load_index(index_dir, verify=verify)
         model = model or self.index.manifest.get("model")
@@ -65,7 +65,7 @@ class Classifier:
         self.index.check_model(self.model.fingerprint())
         if callable(device):
             device = "cpu" if self.model_free else device()
-        self.embedder = Embedder(self.model, device, batch_size)
+        self.embedder = Embedder(self.model, device, batch_size, precision)
         self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
         self.calibrations = {kind: Calibration.from_json(data)
                              for kind, data in (self.index.calibration or {}).items()}

@@ -74,7 +74,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if index_dir is None:
         index_dir = _default_index(images, model_dir, settings.progress())
     classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
-                            ef=ef, verify=not no_verify)
+                            precision=settings.precision, ef=ef, verify=not no_verify)
     if not classifier.model_free:
         settings.apply_torch()
     if inputs:

@@ -42,7 +42,7 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     needed = sorted({input_modality(source, modality or "dna") for source in inputs})
     settings.apply_torch()
     model = load_model_for(model_dir, needed)
-    embedder = Embedder(model, settings.torch_device(), batch_size)
+    embedder = Embedder(model, settings.torch_device(), batch_size, settings.precision)
     with EmbeddingsWriter(output, model, model_dir, settings.command_line) as writer:
         for ids, kinds, vectors in embed_inputs(embedder, inputs, splits or ("all",), modality or "dna"):
             writer.add(ids, kinds, vectors)

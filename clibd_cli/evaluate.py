@@ -80,7 +80,7 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
         scenarios=("paper", "left-out") if scenario == "both" else (scenario,), search=search,
         min_confidence=min_confidence, kmer=kmer, limit=limit, batch_size=batch_size,
         cache=None if no_cache else (cache or output / "cache"), seed=settings.seed,
-        threads=settings.threads or os.cpu_count() or 1, device=settings.torch_device(),
+        threads=settings.threads or os.cpu_count() or 1, device=settings.torch_device(), precision=settings.precision,
         progress=settings.progress(), command=settings.command_line)
     result = run(plan)
     write_json(output / "metrics.json", result.metrics)

@@ -93,7 +93,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     if existing is not None and existing.manifest["modality"] != modality:
         raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
     refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
-    embedder = Embedder(model, settings.torch_device(), batch_size)
+    embedder = Embedder(model, settings.torch_device(), batch_size, settings.precision)
     log.info("embedding %d reference records (%s)", len(refs), modality)
     vectors, keep = _embed(embedder, refs, settings.progress())
     ids = [refs.ids[i] for i in keep]

@@ -96,3 +96,40 @@ def test_failures_leave_no_file(barcode_refs, tiny_model, tmp_path):
     assert list(out.parent.iterdir()) == []
     assert run("embed", "-m", tiny_model, "-o", out).exit_code == 2  # no inputs
     assert run("embed", "-m", tiny_model, text).exit_code == 2  # no -o
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    import pytest
+
+    from clibd_cli import embedding
+    from clibd_cli.errors import ClibdError
+
+    monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda: False)
+    assert embedding.resolve_precision("auto", "cpu") == "fp32"
+    assert embedding.resolve_precision("auto", "cuda:0") == "bf16"
+    assert embedding.resolve_precision("bf16", "cpu") == "bf16"
+    monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda: True)
+    assert embedding.resolve_precision("auto", "cpu") == "bf16"
+    assert embedding.resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(ClibdError, match="precision must be one of"):
+        embedding.resolve_precision("fp16", "cpu")
+
+
+def test_bf16_vectors_close_to_fp32_and_fp32_exact(barcode_refs, tiny_model, tmp_path):
+    import torch
+
+    from models import load_model
+
+    vectors = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.h5"
+        assert run("-q", "--precision", precision, "embed", "-m", tiny_model, barcode_refs.fasta,
+                   "-o", out).exit_code == 0
+        ids, _, vectors[precision], _ = read_embeddings(out)
+    cosine = (vectors["fp32"] * vectors["bf16"]).sum(axis=1)
+    assert cosine.min() > 0.999 and not np.array_equal(vectors["fp32"], vectors["bf16"])
+    model = load_model(tiny_model).eval()
+    barcodes = [r.barcode for r in barcode_refs.records]
+    with torch.inference_mode():
+        direct = torch.nn.functional.normalize(model.encode_dna(**model.tokenize_dna(barcodes)), dim=-1)
+    assert np.allclose(vectors["fp32"], direct.numpy(), atol=1e-6)

@@ -48,6 +48,7 @@ class Plan:
     seed: int = 0
     threads: int = 1
     device: str = "cpu"
+    precision: str = "auto"  # see clibd_cli.embedding.resolve_precision
     progress: bool = False
     command: str = "clibd evaluate"  # the command line as typed, recorded in metrics.json
 
@@ -123,7 +124,7 @@ def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
     model = load_model_for(plan.model, [])
     if not model_available(plan.model):
         notes.append(f"model {plan.model} is a preset with untrained (random) weights")
-    source = ModelVectors(Embedder(model, plan.device, plan.batch_size), plan.batch_size)
+    source = ModelVectors(Embedder(model, plan.device, plan.batch_size, plan.precision), plan.batch_size)
     photos = {name: bool(Records(dataset, groups).has_image.any())
               for s in found for name, groups in [("keys", s.keys), *s.queries.items()]}
     wanted = plan.pairs or PAIRS
@@ -138,7 +139,8 @@ def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
         else:
             methods.append(_pair(plan, pair, source, query, key))
     info = {"spec": model_reference(plan.model) if model_available(plan.model) else plan.model,
-            "fingerprint": source.fingerprint, "modalities": list(model.modalities)}
+            "fingerprint": source.fingerprint, "modalities": list(model.modalities),
+            "precision": source.precision}
     return info, methods
 
 

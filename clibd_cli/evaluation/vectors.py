@@ -50,6 +50,7 @@ class ModelVectors:
         self.embedder = embedder
         self.modalities = tuple(embedder.model.modalities)
         self.fingerprint = embedder.model.fingerprint()
+        self.precision = embedder.precision
         self.block = batch_size * 4
 
     def embed(self, records: Records, modality: str, progress: bool = False) -> np.ndarray:
@@ -138,6 +139,7 @@ class Embeddings:
         if self.cache is None or source.fingerprint is None:
             return None
         key = json.dumps({"format": CACHE_FORMAT, "model": source.fingerprint, "data": self._data_key,
-                          "group": group, "modality": modality}, sort_keys=True)
+                          "group": group, "modality": modality,
+                          "precision": source.precision}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         return self.cache / f"{group}.{modality}.{digest}.npy"
