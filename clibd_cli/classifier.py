@@ -62,7 +62,7 @@ class Classifier:
             raise ClibdError(f"{index_dir}: the model this index was built with ({model}) is not available; "
                              "give it with --model")
         self.model = load_model_for(str(model), [])
-        self.index.check_model(self.model.fingerprint())
+        self.index.check_model(self.model.fingerprint(), str(model))
         if callable(device):
             device = "cpu" if self.model_free else device()
         self.embedder = Embedder(self.model, device, batch_size, precision)

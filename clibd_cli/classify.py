@@ -29,8 +29,9 @@ FORMATS = ("tsv", "jsonl")
               help="Report a rank's label only if its confidence reaches this (confidence is calibrated: "
                    "about that share of such calls are right).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
-              help="Instead: list the N nearest reference records per query (long format: N rows each, "
-                   "fewer if the reference is smaller).")
+              help="List the N nearest reference records per query: in TSV instead of the classification "
+                   "(long format: N rows each, fewer if the reference is smaller); in JSONL as a "
+                   "'neighbours' array added to each record.")
 @click.option("--ef", type=click.IntRange(min=1), default=None,
               help="HNSW search width  [default: the index's]; higher is slower and more exact.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
@@ -43,7 +44,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     """Classify barcodes (FASTA/FASTQ files, gzip ok, `-` = stdin) and/or photos.
 
     Without --index, insect COI-5P barcodes are classified against the bundled reference
-    (52,202 public BOLD records of four insect orders) with the bundled clibd-small-bold model.
+    (52,192 public BOLD records of four insect orders) with the bundled clibd-small-bold model.
 
     Writes one row per input record, in input order (barcodes, then the photos not paired
     with a barcode): status (assigned, unassigned, invalid), the label and confidence at each

@@ -120,14 +120,19 @@ class ReferenceIndex:
         within = np.arange(k)[None, :] - (np.take_along_axis(ends, hit, axis=1) - size[node])
         return members[first[node] + within], np.take_along_axis(sims, hit, axis=1)
 
-    def check_model(self, fingerprint: str) -> None:
-        """Refuse to use this index with a model other than the one that built it."""
+    def check_model(self, fingerprint: str, name: str | None = None) -> None:
+        """Refuse to use this index with a model other than the one that built it (``name``: the
+        model as the user gave it, for the message)."""
         built = self.manifest["model_fingerprint"]
         if fingerprint != built:
             where = f"{self.path}: " if self.path else ""
+
+            def model(label: str | None, print_: str) -> str:
+                return f"{label} (fingerprint {print_[:12]})" if label else print_[:12]
+
             raise ClibdError(
-                f"{where}index was built with model {built[:12]} but the model given is "
-                f"{fingerprint[:12]}; use that model or rebuild with clibd index"
+                f"{where}index was built with model {model(self.manifest.get('model'), built)} but the "
+                f"model given is {model(name, fingerprint)}; use that model or rebuild with clibd index"
             )
 
     def append(

@@ -133,7 +133,7 @@ def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
         query, key = pair.split("-")
         absent = [m for m in (query, key) if m not in model.modalities]
         if absent:
-            notes.append(f"pair {pair} skipped: the model has no {'/'.join(absent)} encoder")
+            notes.append(f"pair {pair} skipped: the model has no {' or '.join(dict.fromkeys(absent))} encoder")
         elif "image" in (query, key) and not (photos["seen"] and (key != "image" or photos["keys"])):
             notes.append(f"pair {pair} skipped: the dataset has no photos for it")
         else:
