@@ -109,6 +109,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
                              M=hnsw_m, ef_construction=ef_construction, ef=ef, seed=settings.seed,
                              threads=settings.threads or 1, command=settings.command_line)
+    del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
     target.manifest["model"] = model_reference(model_dir)
     log.info("fitting the confidence calibration on the reference")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
@@ -137,7 +138,8 @@ def _embed(embedder, refs, progress: bool):
 
     photos = refs.modality == "image"
     encode = {"dna": embedder.barcodes, "text": embedder.labels, "image": embedder.images}[refs.modality]
-    chunks, keep = [], []
+    vectors = np.empty((len(refs), embedder.model.embed_dim), np.float32)  # filled in place: no 2nd copy
+    keep: list[int] = []
     bar = tqdm(total=len(refs), unit=" records", disable=not progress, leave=False, desc="embedding")
     for positions in batched(range(len(refs)), embedder.batch_size * (1 if photos else 8)):
         items = [refs.items[i] for i in positions]
@@ -151,8 +153,8 @@ def _embed(embedder, refs, progress: bool):
             bar.update(len(positions) - len(loaded))
             positions, items = [i for i, _ in loaded], [pixels for _, pixels in loaded]
         if items:
-            chunks.append(encode(items))
+            vectors[len(keep) : len(keep) + len(items)] = encode(items)
             keep.extend(positions)
         bar.update(len(items))
     bar.close()
-    return (np.concatenate(chunks) if chunks else np.zeros((0, embedder.model.embed_dim), np.float32)), keep
+    return vectors[: len(keep)], keep

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -351,10 +351,17 @@ def _assign_nodes(vectors: np.ndarray, known: dict[bytes, int]) -> tuple[np.ndar
     return nodes, np.array(fresh, dtype=np.int64)
 
 
-def _keys(vectors: np.ndarray) -> list[bytes]:
-    """Grouping keys: vectors equal to 5 decimals are one node (batched inference jitters)."""
-    rounded = np.round(vectors, 5) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return [row.tobytes() for row in rounded]
+def _keys(vectors: np.ndarray) -> Iterator[bytes]:
+    """Grouping keys: vectors equal to 5 decimals are one node (batched inference jitters).
+
+    A key is a 128-bit digest of the rounded vector, computed a block at a time: the vectors
+    themselves as keys would hold another copy of the reference (4 GB for a million k-mer
+    profiles) twice over.
+    """
+    for start in range(0, len(vectors), _BLOCK * 16):
+        rounded = np.round(vectors[start : start + _BLOCK * 16], 5) + 0.0  # + 0.0: -0.0 -> 0.0
+        for row in rounded:
+            yield hashlib.blake2b(row.tobytes(), digest_size=16).digest()
 
 
 def _as_vectors(x: np.ndarray, dim: int | None, what: str) -> np.ndarray:
