@@ -142,9 +142,7 @@ def read_top_hit(path: Path) -> dict[str, dict[str, str]]:
 
 
 def report(name: str, seconds: float, n: int, calls: dict, truth: dict, ref_genera: set) -> None:
-    seen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test"]
-    unseen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test_unseen"]
-    known = [(c, r) for c, r in unseen if r["genus"] in ref_genera]
+    seen, unseen, known = _groups(calls, truth, ref_genera)
     print(f"{name}: {seconds:.1f} s, {n / seconds:.0f} queries/s (incl. start-up)")
     print("  seen species: " + ", ".join(f"{r} {_rate(seen, r):.2f}%" for r in RANKS))
     print(f"  unseen species: species asserted {_asserted(unseen):.2f}%; genus right "
@@ -154,11 +152,16 @@ def report(name: str, seconds: float, n: int, calls: dict, truth: dict, ref_gene
 
 def summary(calls: dict, truth: dict, ref_genera: set) -> str:
     """One line: seen species right, unseen species asserted, unseen genus right (genus known)."""
-    seen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test"]
-    unseen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test_unseen"]
-    known = [(c, r) for c, r in unseen if r["genus"] in ref_genera]
+    seen, unseen, known = _groups(calls, truth, ref_genera)
     return (f"seen species right {_rate(seen, 'species'):.2f}%, unseen species asserted "
             f"{_asserted(unseen):.2f}%, unseen genus right {_rate(known, 'genus'):.1f}%")
+
+
+def _groups(calls: dict, truth: dict, ref_genera: set) -> tuple[list, list, list]:
+    """(call, truth) pairs of the seen queries, the unseen ones, and the unseen whose genus is known."""
+    seen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test"]
+    unseen = [(calls.get(q, {}), r) for q, (s, r) in truth.items() if s == "test_unseen"]
+    return seen, unseen, [(c, r) for c, r in unseen if r["genus"] in ref_genera]
 
 
 def _rate(pairs: list, rank: str) -> float:
