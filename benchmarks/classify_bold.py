@@ -6,7 +6,7 @@ Measures per-rank accuracy, how often a species is asserted for absent species, 
 accuracy for them, and wall-clock throughput of each tool with 2 threads.
 
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
-        [--no-baselines]
+        [--prior-unseen P] [--no-baselines]
 
 `--model bundled` runs `clibd classify` without `--index`: the bundled clibd-small-bold model
 and its packed reference of the same train split, as a user gets them (unpacked into the cache
@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--model", default="kmer")
     parser.add_argument("--limit", type=int, default=0, help="queries per query split (0 = all)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-bench-classify"))
+    parser.add_argument("--prior-unseen", type=float, default=None,
+                        help="clibd index --prior-unseen for the index built here (not with bundled)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch runs")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -52,13 +54,17 @@ def main() -> None:
     print(f"reference: {len(reference)} train records; queries: "
           + ", ".join(f"{len(q)} {s}" for s, q in queries.items()))
 
+    if args.model == "bundled" and args.prior_unseen is not None:
+        parser.error("--prior-unseen needs an index built here: the bundled reference is fitted for 0.5")
     if args.model == "bundled":
         subprocess.run([CLIBD, "-q", "classify", str(ROOT / "examples" / "barcodes.fasta")], check=True,
                        stdout=subprocess.DEVNULL)  # unpacks the bundled reference once
         where = []
     else:
         index = args.work / f"index-{Path(args.model).name}"
-        took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index)])
+        prior = [] if args.prior_unseen is None else ["--prior-unseen", str(args.prior_unseen)]
+        took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index),
+                      *prior])
         print(f"clibd index ({args.model}): {took:.1f} s")
         where = ["--index", str(index)]
     out = args.work / "clibd.tsv"
