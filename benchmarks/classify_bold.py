@@ -6,7 +6,7 @@ Measures per-rank accuracy, how often a species is asserted for absent species, 
 accuracy for them, and wall-clock throughput of each tool with 2 threads.
 
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
-        [--prior-unseen P] [--no-baselines]
+        [--prior-unseen P] [--calibrate-held-out] [--no-baselines]
 
 `--model bundled` runs `clibd classify` without `--index`: the bundled clibd-small-bold model
 and its packed reference of the same train split, as a user gets them (unpacked into the cache
@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-bench-classify"))
     parser.add_argument("--prior-unseen", type=float, default=None,
                         help="clibd index --prior-unseen for the index built here (not with bundled)")
+    parser.add_argument("--calibrate-held-out", action="store_true",
+                        help="fit the index's confidences on the val + val_unseen records (--calibrate-on)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch runs")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -54,8 +56,8 @@ def main() -> None:
     print(f"reference: {len(reference)} train records; queries: "
           + ", ".join(f"{len(q)} {s}" for s, q in queries.items()))
 
-    if args.model == "bundled" and args.prior_unseen is not None:
-        parser.error("--prior-unseen needs an index built here: the bundled reference is fitted for 0.5")
+    if args.model == "bundled" and (args.prior_unseen is not None or args.calibrate_held_out):
+        parser.error("--prior-unseen and --calibrate-held-out need an index built here, not the bundled one")
     if args.model == "bundled":
         subprocess.run([CLIBD, "-q", "classify", str(ROOT / "examples" / "barcodes.fasta")], check=True,
                        stdout=subprocess.DEVNULL)  # unpacks the bundled reference once
@@ -63,6 +65,10 @@ def main() -> None:
     else:
         index = args.work / f"index-{Path(args.model).name}"
         prior = [] if args.prior_unseen is None else ["--prior-unseen", str(args.prior_unseen)]
+        if args.calibrate_held_out:
+            held_out = args.work / "held_out.fasta"
+            write_fasta(held_out, [r for r in rows if r["split"] in ("val", "val_unseen")], sintax=True)
+            prior += ["--calibrate-on", str(held_out)]
         took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index),
                       *prior])
         print(f"clibd index ({args.model}): {took:.1f} s")

@@ -63,19 +63,29 @@ def index() -> None:
 @click.option("-k", "--neighbours", type=click.IntRange(min=1), default=50, show_default=True,
               help="Nearest references that decide each query (the confidence calibration is fitted for "
                    "this number).")
-@click.option("--prior-unseen", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--prior-unseen", type=click.FloatRange(0, 1), default=None,
               help="Assumed share of queries whose species is absent from the reference "
-                   "(the confidence calibration is fitted for this mix).")
+                   "(the confidence calibration is fitted for this mix).  [default: 0.5; with "
+                   "--calibrate-on: the held-out queries' own mix]")
+@click.option("--calibrate-on", "held_out", multiple=True, type=click.Path(exists=True),
+              help="Labelled held-out queries (FASTA/FASTQ with SINTAX headers or --taxonomy ids, or a "
+                   "dataset HDF5 with --calibrate-split; repeatable) to fit the confidences on, instead of "
+                   "the reference's own records; their species absent from the reference count as new.")
+@click.option("--calibrate-split", "held_out_splits", multiple=True,
+              help="Splits of a --calibrate-on HDF5 (repeatable; e.g. val, val_unseen).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.pass_obj
 def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, modality: str,
           taxonomy: str | None, splits: tuple[str, ...], images: tuple[str, ...], append: bool, hnsw_m: int,
-          ef_construction: int, ef: int, neighbours: int, prior_unseen: float, batch_size: int) -> None:
+          ef_construction: int, ef: int, neighbours: int, prior_unseen: float | None,
+          held_out: tuple[str, ...], held_out_splits: tuple[str, ...], batch_size: int) -> None:
     """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX headers or --taxonomy, photo folders
     with --taxonomy, or a dataset HDF5 with --split) and write an index directory."""
     if images and modality != "dna":
         raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
                                "themselves with --modality image)")
+    if held_out_splits and not held_out:
+        raise click.UsageError("--calibrate-split goes with --calibrate-on")
     from clibd_cli.embedding import Embedder, load_model_for, model_available, model_reference
     from clibd_cli.errors import ClibdError
     from clibd_cli.index_calibration import calibrate
@@ -95,6 +105,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     if existing is not None and existing.manifest["modality"] != modality:
         raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
     refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
+    found = _held_out(held_out, held_out_splits, modality, taxonomy, refs.ids + (existing.ids if existing else []))
     embedder = Embedder(model, settings.torch_device(), batch_size, settings.precision)
     log.info("embedding %d reference records (%s)", len(refs), modality)
     vectors, keep = _embed(embedder, refs, settings.progress())
@@ -111,9 +122,15 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
                              threads=settings.threads or 1, command=settings.command_line)
     del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
     target.manifest["model"] = model_reference(model_dir)
-    log.info("fitting the confidence calibration on the reference")
+    queries = None
+    if found is not None:
+        log.info("embedding %d held-out queries for the calibration", len(found))
+        vectors, keep = _embed(embedder, found, settings.progress())
+        queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
+    log.info("fitting the confidence calibration on the reference%s", "" if found is None else
+             " and the held-out queries")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
-                                   seed=settings.seed)
+                                   seed=settings.seed, held_out=queries)
     target.save(output)
     click.echo(target.info())
 
@@ -126,6 +143,25 @@ def info(directory: str, no_verify: bool) -> None:
     from clibd_cli.refindex import load_index
 
     click.echo(load_index(directory, verify=not no_verify).info())
+
+
+def _held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: str, taxonomy: str | None,
+              reference_ids: list[str]):
+    """The ``--calibrate-on`` queries (``References``), or None; refused if any is a reference record."""
+    from clibd_cli.errors import ClibdError
+    from clibd_cli.references import read_references
+
+    if not inputs:
+        return None
+    try:
+        found = read_references(list(inputs), modality, taxonomy=taxonomy, splits=splits)
+    except ClibdError as exc:
+        raise ClibdError(f"--calibrate-on: {exc}") from None
+    shared = set(found.ids) & set(reference_ids)
+    if shared:
+        raise ClibdError(f"--calibrate-on: {len(shared)} held-out queries are reference records too "
+                         f"(e.g. {min(shared)}); calibrating on them would overstate the confidences")
+    return found
 
 
 def _embed(embedder, refs, progress: bool):

@@ -17,7 +17,7 @@ import numpy as np
 from clibd_cli.data.fasta import photos_by_id
 from clibd_cli.embedding import Embedder, batched
 from clibd_cli.io.images import ImageError, find_images, load_image
-from clibd_cli.predict import fit_calibration
+from clibd_cli.predict import Calibration, fit_calibration, fit_calibration_held_out
 
 log = logging.getLogger("clibd")
 MAX_PHOTOS = 3000  # pseudo-queries per scenario in fit_calibration: more photos add nothing
@@ -25,16 +25,23 @@ FEW_PHOTOS = 50
 
 
 def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, *, k: int = 20,
-              prior_unseen: float = 0.5, seed: int = 0) -> dict[str, dict]:
+              prior_unseen: float | None = 0.5, seed: int = 0,
+              held_out: tuple[np.ndarray, dict] | None = None) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
-    (an append without photos) are kept from ``index.calibration``."""
+    (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
+    vectors and their labels by rank), the confidences for queries of the index's own modality
+    are refitted on those queries (``prior_unseen`` None: their own mix)."""
 
     def fit(query_vectors=None) -> dict:
-        return fit_calibration(index, query_vectors=query_vectors, k=k, prior_unseen=prior_unseen,
-                               seed=seed).to_json()
+        return fit_calibration(index, query_vectors=query_vectors, k=k,
+                               prior_unseen=0.5 if prior_unseen is None else prior_unseen, seed=seed).to_json()
 
     calibration = {index.manifest["modality"]: fit()}
+    if held_out is not None:
+        decisions = Calibration.from_json(calibration[index.manifest["modality"]])
+        calibration[index.manifest["modality"]] = fit_calibration_held_out(
+            index, *held_out, decisions, prior_unseen=prior_unseen).to_json()
     photos = _photo_vectors(index, embedder, images, first, seed) if images else None
     if photos is not None:
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0

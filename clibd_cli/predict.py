@@ -20,7 +20,8 @@ wrong by definition), and (c) as *unseen-genus* queries, excluding their whole g
 scenarios are mixed with weights ``1 - prior_unseen``, ``prior_unseen * (1 -
 unseen_genus_fraction)`` and ``prior_unseen * unseen_genus_fraction``, where ``prior_unseen``
 is the assumed share of queries whose species is absent from the reference. Both temperatures
-are fitted per rank too. Finally a rank's confidence is capped by the rank above (a species
+are fitted per rank too. Where labelled held-out queries are at hand (e.g. a dataset's ``val``
+and ``val_unseen`` splits), the maps can be refitted on them (:func:`fit_calibration_held_out`). Finally a rank's confidence is capped by the rank above (a species
 cannot be more certain than its genus; a label outside the parent picked above by ``1 -`` that
 parent's confidence), so the labels passing a cutoff form an unbroken lineage from the top.
 """
@@ -107,7 +108,7 @@ class Calibration:
     unseen_genus_fraction: float
     ranks: dict[str, dict]  # rank -> {"tau_vote", "tau_share", "mean", "scale", "coef",
     #                                   "intercept", "iso_x", "iso_y"}
-    fitted_on: dict  # provenance: pseudo-query counts, seed
+    fitted_on: dict  # provenance: pseudo-query counts and seed, or held-out query counts
 
     def to_json(self) -> dict:
         return {"format": "clibd-calibration/1", "features": list(FEATURES), **self.__dict__}
@@ -275,11 +276,61 @@ def fit_calibration(
              + _pseudo_queries(source, vectors, unseen, reference, k, unseen_plans))
     shares = [1 - prior_unseen, prior_unseen * (1 - unseen_genus_fraction),
               prior_unseen * unseen_genus_fraction]
-    scenarios = [(*triple, share) for triple, share in zip(found, shares)
-                 if share > 0 and len(triple[0])]
+    scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share)
+                 for (queries, rows, sims), share in zip(found, shares) if share > 0 and len(queries)]
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, _fit_ranks(scenarios, reference, k, taus),
-        {"pseudo_queries": [len(s[0]) for s in scenarios], "seed": seed,
+        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed,
+         "references": len(vectors)},
+    )
+
+
+ABSENT = np.iinfo(np.int64).max  # truth code of a label the reference lacks: never a winner
+
+
+def fit_calibration_held_out(
+    index, query_vectors: np.ndarray, query_labels: Mapping[str, Sequence[str | None]],
+    decisions: Calibration, *, prior_unseen: float | None = None,
+    taus: Sequence[float] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
+) -> Calibration:
+    """Refit the confidences of ``decisions`` on labelled held-out queries searched in ``index``.
+
+    The decision rule (neighbour count, vote temperatures) stays that of ``decisions``, fitted
+    on the reference's many pseudo-queries; only the feature -> probability maps are fitted on
+    the real queries. A query whose finest label is not in the reference is *unseen* (its
+    answer at that rank is wrong by definition), the others *seen*; ``prior_unseen`` reweights
+    the two groups to that share of unseen queries, ``None`` keeps the held-out set's own mix.
+    Search is exact.
+    """
+    from clibd_cli.refindex import exact_search
+
+    reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    vectors = index.vectors()
+    queries = np.asarray(query_vectors, dtype=np.float32)
+    if queries.ndim != 2 or queries.shape[1] != vectors.shape[1] or not len(queries):
+        raise ClibdError(f"held-out query vectors {list(queries.shape)} do not match the reference "
+                         f"{list(vectors.shape)}")
+    truth = {}
+    for rank in reference.ranks:
+        lookup = {name: code for code, name in enumerate(reference.names[rank])}
+        truth[rank] = np.array([-1 if v is None else lookup.get(v, ABSENT) for v in query_labels[rank]],
+                               dtype=np.int64)
+    finest = reference.ranks[-1]
+    if not (truth[finest] != -1).any():
+        raise ClibdError(f"no held-out query is labelled at rank {finest}")
+    unseen = truth[finest] == ABSENT
+    k = decisions.k
+    rows, sims = exact_search(vectors, queries, k)
+    mix = float(unseen.mean())
+    prior = mix if prior_unseen is None else prior_unseen
+    scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share)
+                 for group, share in ((~unseen, 1 - prior), (unseen, prior)) if share > 0 and group.any()]
+    above = reference.ranks[-2] if len(reference.ranks) > 1 else None
+    new_above = float((truth[above][unseen] == ABSENT).mean()) if above and unseen.any() else 0.0
+    vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
+    return Calibration(
+        k, prior, new_above, _fit_ranks(scenarios, reference, k, taus, vote_taus),
+        {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
          "references": len(vectors)},
     )
 
@@ -325,21 +376,23 @@ def _pseudo_queries(
 
 
 def _fit_ranks(
-    scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float]
+    scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
+    vote_taus: Mapping[str, float] | None = None,
 ) -> dict[str, dict]:
-    """Per rank, top-down: the vote temperature that makes the most correct winners, the
-    vote-share temperature whose logistic map has the least log-loss, and that map refined by
-    isotonic regression."""
+    """Per rank, top-down: the vote temperature that makes the most correct winners (unless
+    given in ``vote_taus``), the vote-share temperature whose logistic map has the least
+    log-loss, and that map refined by isotonic regression. A scenario is ``(truth codes by
+    rank, rows, sims, share)``."""
     views = [_Neighbours(rows[:, :k], sims[:, :k]) for _, rows, sims, _ in scenarios]
     above: list[np.ndarray | None] = [None] * len(scenarios)
     fitted = {}
     for rank in reference.ranks:
         votes = [view.at_rank(reference, rank, up) for view, up in zip(views, above)]
-        truth = [reference.codes[rank][queries] for queries, *_ in scenarios]
+        truth = [codes[rank] for codes, *_ in scenarios]
         weight = [np.where((t >= 0) & v.valid.any(axis=1), share / max(len(t), 1), 0.0)
                   for t, v, (*_, share) in zip(truth, votes, scenarios)]
         best = None
-        for tau in taus:  # ascending: ties go to the sharper vote
+        for tau in taus if vote_taus is None else [vote_taus[rank]]:  # ascending: ties go to the sharper vote
             picks = [v.pick(tau) for v in votes]
             hits = sum(float((w * (v.winner(p) == t)).sum())
                        for v, p, t, w in zip(votes, picks, truth, weight))

@@ -46,6 +46,9 @@ def pack_index(index: ReferenceIndex, path: str | Path) -> ReferenceIndex:
     vectors, scales = quantize(index.node_vectors())
     packed = _rebuild(vectors, scales, index.nodes, index.ids, index.labels, index.manifest, progress=False)
     fitted = Calibration.from_json(index.calibration[modality])
+    if "seed" not in fitted.fitted_on:
+        raise ClibdError(f"{index.path}: the index is calibrated on held-out queries, which a pack cannot "
+                         "refit on its own vectors; pack an index built without --calibrate-on")
     packed.calibration = {modality: fit_calibration(
         packed, k=fitted.k, prior_unseen=fitted.prior_unseen,
         unseen_genus_fraction=fitted.unseen_genus_fraction, seed=fitted.fitted_on["seed"],

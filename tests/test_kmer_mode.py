@@ -36,3 +36,56 @@ def test_kmer_index_classifies_held_out_barcodes(tmp_path, tiny_model):
     assert refused.exit_code == 1 and "index was built with model kmer (fingerprint kmer-profile" in refused.stderr
     missing = run("index", "-m", "no/such/model", write_fasta(tmp_path / "r2.fa", references), "-o", tmp_path / "x")
     assert missing.exit_code == 2 and "not a model directory" in missing.stderr
+
+
+def test_calibration_on_held_out_queries(tmp_path):
+    import pytest
+
+    from clibd_cli.errors import ClibdError
+    from clibd_cli.refindex import load_index
+    from clibd_cli.refpack import pack_index
+
+    records = [r for r in specimens(n_species=8, per_species=5) if r.lineage["species"]]
+    species = sorted({r.lineage["species"] for r in records})
+    new = set(species[:2])  # absent from the reference: all their records are held out
+    seen_queries = {}
+    for r in records:
+        if r.lineage["species"] not in new:
+            seen_queries.setdefault(r.lineage["species"], r)
+    held_out = [r for r in records if r.lineage["species"] in new] + list(seen_queries.values())
+    references = [r for r in records if r not in held_out]
+    ref_fa, held_fa = write_fasta(tmp_path / "ref.fa", references), write_fasta(tmp_path / "held.fa", held_out)
+
+    plain, calibrated = tmp_path / "plain", tmp_path / "calibrated"
+    assert run("-q", "index", "-m", "kmer", ref_fa, "-o", plain).exit_code == 0
+    built = run("-q", "index", "-m", "kmer", ref_fa, "-o", calibrated, "--calibrate-on", held_fa)
+    assert built.exit_code == 0, built.stderr
+    fitted = json.loads((calibrated / "calibration.json").read_text())["dna"]
+    pseudo = json.loads((plain / "calibration.json").read_text())["dna"]
+    n_unseen = sum(r.lineage["species"] in new for r in held_out)
+    assert fitted["fitted_on"]["held_out_queries"] == [len(held_out) - n_unseen, n_unseen]
+    assert fitted["prior_unseen"] == pytest.approx(n_unseen / len(held_out))  # their own mix by default
+    # the decisions stay those fitted on the reference's pseudo-queries; only the confidences move
+    assert {r: v["tau_vote"] for r, v in fitted["ranks"].items()} == \
+        {r: v["tau_vote"] for r, v in pseudo["ranks"].items()}
+    assert fitted["ranks"]["species"]["coef"] != pseudo["ranks"]["species"]["coef"]
+
+    result = run("classify", "--index", calibrated, write_fasta(tmp_path / "q.fa", held_out, sintax=False))
+    assert result.exit_code == 0, result.stderr
+    for row, query in zip(tsv(result.stdout), held_out):
+        if query.lineage["species"] in new:
+            assert row["species"] == ""  # a species missing from the reference is never asserted
+
+    again = run("-q", "index", "-m", "kmer", ref_fa, "-o", tmp_path / "p2", "--calibrate-on", held_fa,
+                "--prior-unseen", "0.2")
+    assert again.exit_code == 0
+    assert json.loads((tmp_path / "p2" / "calibration.json").read_text())["dna"]["prior_unseen"] == 0.2
+    assert run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-split", "val").exit_code == 2
+    overlap = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-on", ref_fa)
+    assert overlap.exit_code == 1 and "held-out queries are reference records too" in overlap.stderr
+    unlabelled = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x",
+                     "--calibrate-on", write_fasta(tmp_path / "bare.fa", held_out, sintax=False))
+    assert unlabelled.exit_code == 1 and "--calibrate-on: no reference record carries a taxonomy" in unlabelled.stderr
+    assert not (tmp_path / "x").exists()  # nothing half-written
+    with pytest.raises(ClibdError, match="held-out queries"):
+        pack_index(load_index(calibrated), tmp_path / "pack")
