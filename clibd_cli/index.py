@@ -46,7 +46,8 @@ def index() -> None:
 @click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,
               help="What the reference vectors embed: barcodes, photos, or taxonomy label strings.")
 @click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False),
-              help="TSV with an id column and rank columns (order, family, genus, species).")
+              help="TSV with an id column and rank columns (order, family, genus, species); labels the "
+                   "--calibrate-on queries too.")
 @click.option("--split", "splits", multiple=True,
               help="Dataset HDF5 splits to index (repeatable; e.g. train, key_unseen). Default: all.")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
@@ -86,6 +87,8 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
                                "themselves with --modality image)")
     if held_out_splits and not held_out:
         raise click.UsageError("--calibrate-split goes with --calibrate-on")
+    if held_out and modality == "text":
+        raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
     from clibd_cli.embedding import Embedder, load_model_for, model_available, model_reference
     from clibd_cli.errors import ClibdError
     from clibd_cli.index_calibration import calibrate
@@ -149,6 +152,7 @@ def _held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: str, t
               reference_ids: list[str]):
     """The ``--calibrate-on`` queries (``References``), or None; refused if any is a reference record."""
     from clibd_cli.errors import ClibdError
+    from clibd_cli.io.streams import is_hdf5
     from clibd_cli.references import read_references
 
     if not inputs:
@@ -159,8 +163,9 @@ def _held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: str, t
         raise ClibdError(f"--calibrate-on: {exc}") from None
     shared = set(found.ids) & set(reference_ids)
     if shared:
+        hint = " (choose the held-out splits with --calibrate-split)" if any(is_hdf5(p) for p in inputs) else ""
         raise ClibdError(f"--calibrate-on: {len(shared)} held-out queries are reference records too "
-                         f"(e.g. {min(shared)}); calibrating on them would overstate the confidences")
+                         f"(e.g. {min(shared)}); calibrating on them would overstate the confidences{hint}")
     return found
 
 

@@ -38,6 +38,10 @@ def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, 
                                prior_unseen=0.5 if prior_unseen is None else prior_unseen, seed=seed).to_json()
 
     calibration = {index.manifest["modality"]: fit()}
+    before = (index.calibration or {}).get(index.manifest["modality"], {})
+    if held_out is None and "held_out_queries" in before.get("fitted_on", {}):
+        log.warning("the index was calibrated on held-out queries; now on its own records (give "
+                    "--calibrate-on again to keep the held-out calibration)")
     if held_out is not None:
         decisions = Calibration.from_json(calibration[index.manifest["modality"]])
         calibration[index.manifest["modality"]] = fit_calibration_held_out(

@@ -297,30 +297,32 @@ def fit_calibration_held_out(
 
     The decision rule (neighbour count, vote temperatures) stays that of ``decisions``, fitted
     on the reference's many pseudo-queries; only the feature -> probability maps are fitted on
-    the real queries. A query whose finest label is not in the reference is *unseen* (its
-    answer at that rank is wrong by definition), the others *seen*; ``prior_unseen`` reweights
-    the two groups to that share of unseen queries, ``None`` keeps the held-out set's own mix.
-    Search is exact.
+    the real queries. Only queries labelled at the finest rank are used: one whose label there
+    is not in the reference is *unseen* (its answer at that rank is wrong by definition), the
+    others *seen*; both kinds are needed. ``prior_unseen`` reweights the two groups to that
+    share of unseen queries, ``None`` keeps the held-out set's own mix. Search is exact.
     """
     from clibd_cli.refindex import exact_search
 
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     vectors = index.vectors()
-    queries = np.asarray(query_vectors, dtype=np.float32)
-    if queries.ndim != 2 or queries.shape[1] != vectors.shape[1] or not len(queries):
-        raise ClibdError(f"held-out query vectors {list(queries.shape)} do not match the reference "
-                         f"{list(vectors.shape)}")
+    queries = np.asarray(query_vectors, dtype=np.float32).reshape(-1, vectors.shape[1])
     truth = {}
     for rank in reference.ranks:
         lookup = {name: code for code, name in enumerate(reference.names[rank])}
         truth[rank] = np.array([-1 if v is None else lookup.get(v, ABSENT) for v in query_labels[rank]],
                                dtype=np.int64)
     finest = reference.ranks[-1]
-    if not (truth[finest] != -1).any():
-        raise ClibdError(f"no held-out query is labelled at rank {finest}")
-    unseen = truth[finest] == ABSENT
+    labelled = truth[finest] != -1
+    unseen = truth[finest][labelled] == ABSENT
+    if unseen.all() or not unseen.any():
+        raise ClibdError(
+            f"the held-out queries must include both {finest} in the reference and {finest} absent from it "
+            f"to calibrate (usable queries labelled at {finest}: {int((~unseen).sum())} in the reference, "
+            f"{int(unseen.sum())} absent; check that their names are spelled as the reference's)")
+    truth = {rank: t[labelled] for rank, t in truth.items()}
     k = decisions.k
-    rows, sims = exact_search(vectors, queries, k)
+    rows, sims = exact_search(vectors, queries[labelled], k)
     mix = float(unseen.mean())
     prior = mix if prior_unseen is None else prior_unseen
     scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share)

@@ -86,6 +86,10 @@ def test_calibration_on_held_out_queries(tmp_path):
     unlabelled = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x",
                      "--calibrate-on", write_fasta(tmp_path / "bare.fa", held_out, sintax=False))
     assert unlabelled.exit_code == 1 and "--calibrate-on: no reference record carries a taxonomy" in unlabelled.stderr
+    one_sided = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-on",
+                    write_fasta(tmp_path / "seen.fa", list(seen_queries.values())))
+    assert one_sided.exit_code == 1 and "must include both species in the reference and species absent" \
+        in one_sided.stderr
     assert not (tmp_path / "x").exists()  # nothing half-written
     with pytest.raises(ClibdError, match="held-out queries"):
         pack_index(load_index(calibrated), tmp_path / "pack")
