@@ -32,7 +32,8 @@ def index() -> None:
       clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/
       clibd index info coi_ref/
 
-    Every build option (-k, --M, --ef, --prior-unseen, --append, ...): clibd index build --help
+    Every build option (-k, --M, --ef, --prior-unseen, --calibrate-on, --append, ...):
+    clibd index build --help
     """
 
 
