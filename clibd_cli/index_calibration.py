@@ -37,14 +37,15 @@ def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, 
         return fit_calibration(index, query_vectors=query_vectors, k=k,
                                prior_unseen=0.5 if prior_unseen is None else prior_unseen, seed=seed).to_json()
 
-    calibration = {index.manifest["modality"]: fit()}
-    before = (index.calibration or {}).get(index.manifest["modality"], {})
-    if held_out is None and "held_out_queries" in before.get("fitted_on", {}):
+    modality = index.manifest["modality"]
+    calibration = {modality: fit()}
+    before = (index.calibration or {}).get(modality)
+    if held_out is None and before and Calibration.from_json(before).held_out:
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
                     "--calibrate-on again to keep the held-out calibration)")
     if held_out is not None:
-        decisions = Calibration.from_json(calibration[index.manifest["modality"]])
-        calibration[index.manifest["modality"]] = fit_calibration_held_out(
+        decisions = Calibration.from_json(calibration[modality])
+        calibration[modality] = fit_calibration_held_out(
             index, *held_out, decisions, prior_unseen=prior_unseen).to_json()
     photos = _photo_vectors(index, embedder, images, first, seed) if images else None
     if photos is not None:

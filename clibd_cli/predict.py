@@ -21,7 +21,8 @@ scenarios are mixed with weights ``1 - prior_unseen``, ``prior_unseen * (1 -
 unseen_genus_fraction)`` and ``prior_unseen * unseen_genus_fraction``, where ``prior_unseen``
 is the assumed share of queries whose species is absent from the reference. Both temperatures
 are fitted per rank too. Where labelled held-out queries are at hand (e.g. a dataset's ``val``
-and ``val_unseen`` splits), the maps can be refitted on them (:func:`fit_calibration_held_out`). Finally a rank's confidence is capped by the rank above (a species
+and ``val_unseen`` splits), the maps can be refitted on them (:func:`fit_calibration_held_out`).
+Finally a rank's confidence is capped by the rank above (a species
 cannot be more certain than its genus; a label outside the parent picked above by ``1 -`` that
 parent's confidence), so the labels passing a cutoff form an unbroken lineage from the top.
 """
@@ -109,6 +110,11 @@ class Calibration:
     ranks: dict[str, dict]  # rank -> {"tau_vote", "tau_share", "mean", "scale", "coef",
     #                                   "intercept", "iso_x", "iso_y"}
     fitted_on: dict  # provenance: pseudo-query counts and seed, or held-out query counts
+
+    @property
+    def held_out(self) -> bool:
+        """Whether the maps were fitted on held-out queries (else on the reference's pseudo-queries)."""
+        return "held_out_queries" in self.fitted_on
 
     def to_json(self) -> dict:
         return {"format": "clibd-calibration/1", "features": list(FEATURES), **self.__dict__}
@@ -326,9 +332,9 @@ def fit_calibration_held_out(
     mix = float(unseen.mean())
     prior = mix if prior_unseen is None else prior_unseen
     scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share)
-                 for group, share in ((~unseen, 1 - prior), (unseen, prior)) if share > 0 and group.any()]
+                 for group, share in ((~unseen, 1 - prior), (unseen, prior)) if share > 0]
     above = reference.ranks[-2] if len(reference.ranks) > 1 else None
-    new_above = float((truth[above][unseen] == ABSENT).mean()) if above and unseen.any() else 0.0
+    new_above = float((truth[above][unseen] == ABSENT).mean()) if above else 0.0
     vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
     return Calibration(
         k, prior, new_above, _fit_ranks(scenarios, reference, k, taus, vote_taus),

@@ -46,7 +46,7 @@ def pack_index(index: ReferenceIndex, path: str | Path) -> ReferenceIndex:
     vectors, scales = quantize(index.node_vectors())
     packed = _rebuild(vectors, scales, index.nodes, index.ids, index.labels, index.manifest, progress=False)
     fitted = Calibration.from_json(index.calibration[modality])
-    if "seed" not in fitted.fitted_on:
+    if fitted.held_out:
         raise ClibdError(f"{index.path}: the index is calibrated on held-out queries, which a pack cannot "
                          "refit on its own vectors; pack an index built without --calibrate-on")
     packed.calibration = {modality: fit_calibration(
