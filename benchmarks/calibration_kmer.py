@@ -20,13 +20,15 @@ import time
 
 import numpy as np
 
-from clibd_cli import metrics
-from clibd_cli.kmer_profile import kmer_profile
-from clibd_cli.predict import ReferenceTaxonomy, decide, fit_calibration
-from clibd_cli.refindex import build_index
+from clibd_cli.classification.decision import decide
+from clibd_cli.classification.fitting import fit_calibration
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.evaluation import metrics
+from clibd_cli.reference.hnsw_index import build_index
+from models.config import RANKS
 
 DATA = "/work/shared/data/bold-coi/metadata.csv.gz"
-RANKS = ("order", "family", "genus", "species")
 
 
 def load(path: str) -> dict[str, dict[str, list]]:

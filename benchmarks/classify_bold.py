@@ -24,9 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+from models.config import RANKS
+
 ROOT = Path(__file__).resolve().parents[1]
 BOLD = ROOT.parent / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
-RANKS = ("order", "family", "genus", "species")
 CLIBD = str(Path(sys.executable).with_name("clibd"))
 CUTOFFS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 

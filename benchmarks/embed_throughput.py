@@ -2,7 +2,7 @@
 Embedder's CPU forward batch were chosen from).
 
 Embeds the first ``--n`` BOLD `test` barcodes with ``--model`` (default: the bundled
-clibd-small-bold) through :class:`clibd_cli.embedding.Embedder`, once per arithmetic — fp32,
+clibd-small-bold) through :class:`clibd_cli.embedding.embedder.Embedder`, once per arithmetic — fp32,
 bf16 autocast, and fp32 weights with PyTorch's dynamic int8 quantisation of the linear layers —
 and forward batch, after a warm-up batch. Prints barcodes/s and the smallest cosine between each
 vector and its fp32 counterpart.
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from clibd_cli import embedding
+    from clibd_cli.embedding import embedder as embedding
 
     torch.set_num_threads(args.threads)
     rows = [r for r in csv.DictReader(gzip.open(BOLD, "rt")) if r["split"] == "test"][: args.n]

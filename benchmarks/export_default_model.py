@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from clibd_cli.default_reference import DEFAULT_MODEL, PACK
-from clibd_cli.refindex import load_index
-from clibd_cli.refpack import pack_index
+from clibd_cli.reference.bundled import DEFAULT_MODEL, PACK
+from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.pack import pack_index
 from models import load_model, save_model
 from models.config import PRETRAINED_DIR
 

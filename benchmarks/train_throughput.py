@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from clibd_cli.data.synthetic import write_synthetic_dataset
-from clibd_cli.training.loop import TrainConfig, train
+from clibd_cli.training.loop import TrainConfig, run_training
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         print("| modalities | samples/s | s/step |\n|---|---|---|")
         for modalities in args.modalities:
             run = Path(tmp) / modalities.replace(",", "-")
-            train(TrainConfig(
+            run_training(TrainConfig(
                 model=args.model, data=str(data), out=str(run), modalities=tuple(modalities.split(",")),
                 epochs=1000, max_steps=args.warmup + args.steps, batch_size=args.batch_size,
                 workers=args.workers, log_every=1, val_limit=args.batch_size, precision=args.precision,

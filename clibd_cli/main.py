@@ -1,7 +1,7 @@
 """The ``clibd`` command group: global options, lazy subcommands, errors → exit codes.
 
 Only click and the standard library are imported here, so ``clibd --help`` stays instant;
-each subcommand module imports its heavy dependencies inside the command body.
+each subcommand (``clibd_cli/commands/``) imports its heavy dependencies inside the command body.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from dataclasses import dataclass
 import click
 
 from clibd_cli import __version__
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
 # name -> "module:function"; a command appears here only once it exists.
 COMMANDS: dict[str, str] = {
-    "classify": "clibd_cli.classify:classify",
-    "embed": "clibd_cli.embed:embed",
-    "evaluate": "clibd_cli.evaluate:evaluate",
-    "import": "clibd_cli.import_checkpoint:import_checkpoint",
-    "index": "clibd_cli.index:index",
-    "prepare": "clibd_cli.prepare:prepare",
-    "train": "clibd_cli.train:train",
+    "classify": "clibd_cli.commands.classify:classify",
+    "embed": "clibd_cli.commands.embed:embed",
+    "evaluate": "clibd_cli.commands.evaluate:evaluate",
+    "import": "clibd_cli.commands.import_:import_checkpoint",
+    "index": "clibd_cli.commands.index:index",
+    "prepare": "clibd_cli.commands.prepare:prepare",
+    "train": "clibd_cli.commands.train:train",
 }
 
 log = logging.getLogger("clibd")
@@ -126,9 +126,6 @@ class _Failure(click.ClickException):
 
 def _describe(exc: Exception) -> str:
     """One line for an exception that is not a ClibdError."""
-    models = sys.modules.get("models")  # a ModelError can only come from an imported core
-    if models is not None and isinstance(exc, models.ModelError):
-        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"

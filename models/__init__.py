@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from models.checkpoint import save_model
     from models.clibd import CLIBD
-    from models.config import ModelError, list_models, list_pretrained
+    from models.config import list_models, list_pretrained
+    from models.errors import ModelError
     from models.factory import create_model, load_model
 
 _EXPORTS = {
@@ -24,7 +25,7 @@ _EXPORTS = {
     "save_model": "models.checkpoint",
     "list_models": "models.config",
     "list_pretrained": "models.config",
-    "ModelError": "models.config",
+    "ModelError": "models.errors",
     "CLIBD": "models.clibd",
 }
 __all__ = list(_EXPORTS)

@@ -18,7 +18,7 @@ from transformers import BertConfig, BertModel
 from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 from transformers.utils import logging as hf_logging
 
-from models.config import ModelError
+from models.errors import ModelError
 
 
 class BertEncoder(nn.Module):

@@ -10,26 +10,22 @@ Layout written by :func:`save_model`::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
-import uuid
-from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from models.config import FORMAT_VERSION, ModelError, read_json, vocab_path
+from models.config import FORMAT_VERSION, read_json, vocab_path
+from models.errors import ModelError
+from models.files import atomic_path, sha256_file
 
 if TYPE_CHECKING:
     from models.clibd import CLIBD
-
-__all__ = ["ModelError", "save_model", "load_weights", "check_state_dict", "file_sha256"]
 
 WEIGHTS = "model.safetensors"
 TEXT_VOCAB = "text_vocab.txt"
@@ -47,61 +43,9 @@ def save_model(model: CLIBD, directory: str | Path, extra: dict[str, Any] | None
     if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or _is_saved_model(target))):
         raise ModelError(f"{target}: exists and is not a clibd model directory; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_path(target, directory=True) as staging:
         _write_model_files(model, staging, extra, dtype)
-        if target.exists():
-            retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            target.rename(retired)
-            staging.rename(target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(target)
-        _fsync_directory(target.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None = None,
-                 skip_prefixes: tuple[str, ...] = ()) -> None:
-    """Load a safetensors file into ``model`` bit-exactly (dtypes kept); ModelError on any mismatch.
-
-    Tensors whose names start with one of ``skip_prefixes`` (dropped towers) are ignored.
-    """
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file is missing")
-    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
-        raise ModelError(f"{path}: checksum mismatch; the weights file is corrupt or was replaced")
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
-        raise ModelError(f"{path}: corrupt or truncated weights file ({exc})") from exc
-    state = {name: tensor for name, tensor in state.items() if not name.startswith(skip_prefixes)}
-    check_state_dict(model.state_dict(), state, f"{path}: weights do not match the model config")
-    model.load_state_dict(state, strict=True, assign=True)
-
-
-def check_state_dict(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
-                     what: str) -> None:
-    """ModelError naming a few missing, unexpected and wrongly shaped tensors, if there are any."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    problems = [f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-                if keys]
-    if problems:
-        raise ModelError(f"{what}: {'; '.join(problems)}")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def clibd_version() -> str:
@@ -125,7 +69,7 @@ def _write_model_files(model: CLIBD, directory: Path, extra: dict[str, Any] | No
         shutil.copyfile(vocab_path(config["text"]), directory / TEXT_VOCAB)
         config["text"]["vocab"] = TEXT_VOCAB
     saved = {"format_version": FORMAT_VERSION, "clibd_version": clibd_version(), **config,
-             "weights_sha256": file_sha256(directory / WEIGHTS), "extra": extra or {}}
+             "weights_sha256": sha256_file(directory / WEIGHTS), "extra": extra or {}}
     try:
         text = json.dumps(saved, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
@@ -151,14 +95,3 @@ def _write_text(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not possible on every platform (Windows)
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

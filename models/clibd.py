@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.config import TOWERS, ModelError, architecture
+from models.config import TOWERS, architecture
 from models.dna import build_dna_encoder, dna_tokenizer
+from models.errors import ModelError
 from models.image import ImageEncoder, image_transform
 from models.text import build_text_encoder, text_tokenizer
 from models.tokenizers import KmerTokenizer, TextTokenizer

@@ -14,10 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from models.errors import ModelError
+
 PRESET_DIR = Path(__file__).parent / "configs"
 VOCAB_DIR = Path(__file__).parent / "vocab"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # trained model directories shipped in the package
-TOWERS = ("image", "dna", "text")
+TOWERS = ("image", "dna", "text")  # the modalities, one encoder each
+RANKS = ("order", "family", "genus", "species")  # the taxonomic ranks clibd labels, coarse to fine
 FORMAT_VERSION = 1
 # Keys save_model adds to config.json next to the model config; they are not architecture.
 SAVED_KEYS = ("format_version", "clibd_version", "weights_sha256", "extra")
@@ -67,10 +70,6 @@ _HF_SIZES = {"hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
              "max_position_embeddings": "max_position_embeddings"}
 _HF_KWARGS = ("hidden_act", "layer_norm_eps", "type_vocab_size")
 MAX_K = 8
-
-
-class ModelError(Exception):
-    """A model that cannot be built or loaded: unknown preset, bad config, missing/corrupt files."""
 
 
 def list_models() -> list[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import WEIGHTS, load_weights
+from models.checkpoint import WEIGHTS
 from models.clibd import CLIBD
-from models.config import TOWERS, ModelError, load_config_source, resolve_config
+from models.config import TOWERS, load_config_source, resolve_config
+from models.errors import ModelError
+from models.weights import load_weights
 
 
 def create_model(name_or_path: str | Path, **overrides: Any) -> CLIBD:

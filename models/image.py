@@ -10,8 +10,8 @@ import timm
 import torch
 from torch import nn
 
-from models.checkpoint import check_state_dict
-from models.config import ModelError
+from models.errors import ModelError
+from models.weights import check_state_dict
 
 
 class ImageEncoder(nn.Module):

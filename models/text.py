@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from models.bert import BertEncoder, build_bert
-from models.config import ModelError, vocab_path, vocab_tokens
+from models.config import vocab_path, vocab_tokens
+from models.errors import ModelError
 from models.tokenizers import TextTokenizer
 
 

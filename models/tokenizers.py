@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from models.config import KMER_SPECIALS, MAX_K
+from models.config import KMER_SPECIALS, MAX_K, RANKS
 
-RANKS = ("order", "family", "genus", "species")
 _MISSING_LABELS = {"", "not_classified"}
 
 

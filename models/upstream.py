@@ -1,6 +1,6 @@
 """Import the CLIBD authors' checkpoints and BarcodeBERT weights into clibd models.
 
-Upstream layouts (see the team notes, clibd-notes §1.5 and §6):
+Upstream layouts (of the CLIBD authors' published code and checkpoints):
 
 - CLIBD ``best.pth``: the ``state_dict`` of ``SimpleCLIP`` with ``image_encoder.base_image_encoder.*``
   (timm ViT; rank-4 LoRA q/v adapters in every block, even when fully fine-tuned),
@@ -26,10 +26,11 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import check_state_dict
 from models.clibd import CLIBD
-from models.config import KMER_SPECIALS, ModelError, read_json
+from models.config import KMER_SPECIALS, read_json
+from models.errors import ModelError
 from models.factory import create_model
+from models.weights import check_state_dict
 
 UPSTREAM_PRESET = "clibd-paper"
 # Config fields that make clibd's towers compute what the upstream towers compute (notes §1.2-1.4).

@@ -78,7 +78,7 @@ def test_half_precision_round_trip(tmp_path):
 
 
 def test_saving_in_half_precision_halves_the_file_and_embeds_alike_in_fp32(tmp_path):
-    from clibd_cli.embedding import Embedder, load_model_for
+    from clibd_cli.embedding.embedder import Embedder, load_model_for
 
     model = create_model("clibd-tiny", modalities=("dna",))
     full = save_model(model, tmp_path / "full")

@@ -177,7 +177,7 @@ def test_stdin_plain_and_gzip(barcode_refs, tmp_path):
 
 def test_usage_errors_exit_2(barcode_refs, monkeypatch, tmp_path):
     fasta = queries(tmp_path / "q.fa", originals(barcode_refs)[:1])
-    monkeypatch.setattr("clibd_cli.classify._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("clibd_cli.commands.classify._stdin_is_terminal", lambda: True)
     result = run("classify", "-i", barcode_refs.index)
     assert result.exit_code == 2 and "give FASTA/FASTQ files" in result.stderr
     for args in (["--format", "xml"], ["--top-k", "0"], ["--min-confidence", "1.5"], [tmp_path / "nope.fa"]):

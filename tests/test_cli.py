@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from clibd_cli import __version__
-from clibd_cli.errors import ClibdError
 from clibd_cli.main import cli
+from models.errors import ClibdError
 
 CLIBD = [str(Path(sys.executable).with_name("clibd"))]
 

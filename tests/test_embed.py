@@ -5,9 +5,9 @@ import gzip
 
 import numpy as np
 
-from clibd_cli.embeddings_file import read_embeddings
+from clibd_cli.embedding.embeddings_file import read_embeddings
 from clibd_cli.io.sequences import barcode_problem
-from clibd_cli.refindex import load_index
+from clibd_cli.reference.hnsw_index import load_index
 from fixtures.samples import clibd_hdf5
 from fixtures.specimens import copy_photos, error_line, run, write_fasta
 
@@ -101,8 +101,8 @@ def test_failures_leave_no_file(barcode_refs, tiny_model, tmp_path):
 def test_precision_auto_follows_the_hardware(monkeypatch):
     import pytest
 
-    from clibd_cli import embedding
-    from clibd_cli.errors import ClibdError
+    from clibd_cli.embedding import embedder as embedding
+    from models.errors import ClibdError
 
     monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda: False)
     assert embedding.resolve_precision("auto", "cpu") == "fp32"

@@ -16,7 +16,7 @@ import pytest
 from clibd_cli.data.store import DatasetWriter, Record
 from clibd_cli.evaluation.protocol import Records, scenarios
 from clibd_cli.evaluation.report import text_report, write_json, write_tsv
-from clibd_cli.evaluation.run import Plan, evaluate
+from clibd_cli.evaluation.run import Plan, run_evaluation
 
 LINEAGE = {  # species -> (order, family, genus)
     "A1": ("O1", "F1", "GA"), "A2": ("O1", "F1", "GA"), "A3": ("O1", "F1", "GA"),
@@ -82,7 +82,7 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hand(dataset):
     plan = Plan(data=dataset, baselines=(), seed=0)
-    return evaluate(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
+    return run_evaluation(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
 
 
 def test_protocol_resolves_keys_and_queries_of_both_scenarios(dataset):
@@ -148,7 +148,7 @@ def test_json_tsv_and_text_outputs(hand, tmp_path):
 
 
 def test_kmer_baseline_finds_the_species_of_near_copies(dataset):
-    metrics = evaluate(Plan(data=dataset, baselines=("kmer",))).metrics
+    metrics = run_evaluation(Plan(data=dataset, baselines=("kmer",))).metrics
     r = metrics["retrieval"]["left-out"]["kmer"]
     assert r["seen"]["species"]["top1"]["micro"] == 1.0
     assert r["unseen"]["genus"]["top1"]["micro"] == 1.0 and r["unseen"]["species"]["top1"]["micro"] == 0.0
@@ -157,7 +157,7 @@ def test_kmer_baseline_finds_the_species_of_near_copies(dataset):
 
 @pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
 def test_vsearch_baselines(dataset):
-    metrics = evaluate(Plan(data=dataset, baselines=("vsearch-global", "vsearch-sintax"))).metrics
+    metrics = run_evaluation(Plan(data=dataset, baselines=("vsearch-global", "vsearch-sintax"))).metrics
     for name in ("vsearch-global", "vsearch-sintax"):
         paper, left_out = metrics["retrieval"]["paper"][name], metrics["retrieval"]["left-out"][name]
         assert paper["seen"]["species"]["top1"]["micro"] == 1.0
@@ -173,14 +173,14 @@ def test_vsearch_baselines(dataset):
 
 @pytest.mark.skipif(shutil.which("blastn") is None, reason="BLAST+ not installed")
 def test_blastn_baseline(dataset):
-    metrics = evaluate(Plan(data=dataset, baselines=("blastn",))).metrics
+    metrics = run_evaluation(Plan(data=dataset, baselines=("blastn",))).metrics
     r = metrics["retrieval"]["paper"]["blastn"]
     assert r["seen"]["species"]["top1"]["micro"] == 1.0 and r["unseen"]["species"]["top1"]["micro"] == 1.0
 
 
 def test_missing_tools_are_skipped_with_a_note(dataset, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    metrics = evaluate(Plan(data=dataset, baselines=("kmer", "vsearch-sintax", "blastn"))).metrics
+    metrics = run_evaluation(Plan(data=dataset, baselines=("kmer", "vsearch-sintax", "blastn"))).metrics
     assert list(metrics["retrieval"]["paper"]) == ["kmer"]
     assert any("vsearch-sintax skipped: vsearch not found" in n for n in metrics["notes"])
     assert any("blastn skipped" in n for n in metrics["notes"])
@@ -188,7 +188,7 @@ def test_missing_tools_are_skipped_with_a_note(dataset, monkeypatch):
 
 def test_hnsw_search_gives_the_exact_answers_here(dataset, hand):
     plan = Plan(data=dataset, baselines=(), search="hnsw", scenarios=("paper",))
-    approximate = evaluate(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
+    approximate = run_evaluation(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
     exact = hand["retrieval"]["paper"]["dna-dna"]
     assert approximate["retrieval"]["paper"]["dna-dna"]["seen"] == exact["seen"]
     assert approximate["settings"]["search"] == "hnsw"

@@ -1,5 +1,5 @@
 """`clibd import`: upstream CLIBD checkpoints and BarcodeBERT weights, checked against a reference
-forward pass written here from the team notes (clibd-notes §1.2-1.5, §6), on synthetic checkpoints
+forward pass written here from the CLIBD authors' published code, on synthetic checkpoints
 with the published key names (tiny widths; the full clibd-paper key/shape list is checked on meta)."""
 
 import itertools

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from clibd_cli.errors import ClibdError
-from clibd_cli.io.atomic import atomic_open, atomic_path
+from models.errors import ClibdError
+from models.files import atomic_open, atomic_path
 
 
 def test_file_appears_only_on_success_and_replaces_old(tmp_path):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clibd_cli.errors import ClibdError
 from clibd_cli.io import images
 from clibd_cli.io.images import ImageError, check_image, find_images, load_image, resize_image
 from fixtures.samples import CROPPED_1M, PHOTOS_5M
+from models.errors import ClibdError
 
 REAL = sorted(PHOTOS_5M.glob("*.jpg"))[0]
 

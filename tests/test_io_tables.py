@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.tables import read_rows, read_taxonomy, write_tsv
+from models.errors import ClibdError
 
 
 def test_rows_stream_with_line_numbers_from_gzip(tmp_path):

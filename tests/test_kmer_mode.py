@@ -41,9 +41,9 @@ def test_kmer_index_classifies_held_out_barcodes(tmp_path, tiny_model):
 def test_calibration_on_held_out_queries(tmp_path):
     import pytest
 
-    from clibd_cli.errors import ClibdError
-    from clibd_cli.refindex import load_index
-    from clibd_cli.refpack import pack_index
+    from clibd_cli.reference.hnsw_index import load_index
+    from clibd_cli.reference.pack import pack_index
+    from models.errors import ClibdError
 
     records = [r for r in specimens(n_species=8, per_species=5) if r.lineage["species"]]
     species = sorted({r.lineage["species"] for r in records})

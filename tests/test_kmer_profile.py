@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clibd_cli.kmer_profile import kmer_profile
+from clibd_cli.embedding.kmer import kmer_profile
 
 
 def test_counts_overlapping_kmers_sqrt_scaled_and_normalised():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from clibd_cli import metrics
+from clibd_cli.evaluation import metrics
 
 
 def test_topk_correct_counts_true_label_among_first_k_and_skips_unlabelled_queries():

@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from clibd_cli import metrics
-from clibd_cli.errors import ClibdError
-from clibd_cli.predict import (
-    Calibration, ReferenceTaxonomy, _isotonic, decide, fit_calibration, predict,
-)
-from clibd_cli.refindex import build_index
+from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.decision import decide, predict
+from clibd_cli.classification.fitting import fit_calibration, _isotonic
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from clibd_cli.evaluation import metrics
+from clibd_cli.reference.hnsw_index import build_index
+from models.errors import ClibdError
 
 RANKS = ("order", "family", "genus", "species")
 DIM = 64

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clibd_cli.data.splits import CLIBD_1M_SPLITS, clibd_partition, read_partition
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
 
 def synthetic(seed=0):

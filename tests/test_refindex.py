@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from clibd_cli.errors import ClibdError
-from clibd_cli.refindex import build_index, exact_search, load_index
+from clibd_cli.reference.hnsw_index import build_index, load_index
+from clibd_cli.reference.search import exact_search
+from models.errors import ClibdError
 
 FINGERPRINT = "ab" * 32
 

@@ -9,9 +9,9 @@ import pytest
 
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS
 from clibd_cli.data.store import DatasetWriter, Record, open_dataset
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.images import load_image
 from fixtures.samples import CLIBD_5M_GROUPS, RANKS, bold_sample, clibd_hdf5
+from models.errors import ClibdError
 
 
 def write(path, splits, images=True, **kwargs):

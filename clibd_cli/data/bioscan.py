@@ -22,8 +22,9 @@ from pathlib import Path
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS
 from clibd_cli.data.store import Record
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.tables import MISSING_LABELS, read_rows
+from models.config import RANKS
+from models.errors import ClibdError
 
 _CHUNK_DIGITS = {"pretrain": 2, "train": 1, "other_heldout": 1}  # MD5-prefix length of 5M chunk folders
 _PART = re.compile(r"part\d+")
@@ -43,21 +44,14 @@ class Bioscan5M:
         self.image_dir = find_package_dir(Path(images), package, BIOSCAN_5M_SPLITS) if images else None
 
     def records(self) -> Iterator[SourceRecord]:
-        columns, rows = read_rows(self.path, self.required, delimiter=",")
-        pid, sample, barcode, split_column, chunk_column = (
-            columns.get(name) for name in ("processid", "sampleid", "dna_barcode", "split", "chunk"))
-        labels = _label_columns(columns, "dna_bin")
-        for line, fields in rows:
-            processid = fields[pid].strip()
-            if not processid:
-                raise ClibdError(f"{self.path}:{line}: empty processid")
-            record = Record(processid, fields[sample].strip() if sample is not None else "", fields[barcode],
-                            *(_label(fields, i) for i in labels))
-            split = fields[split_column].strip() or (None if record.species else "pretrain")
+        for columns, line, fields, processid, labels in _metadata_rows(self, "dna_bin", delimiter=","):
+            sampleid = _cell(fields, columns, "sampleid")
+            record = Record(processid, sampleid, fields[columns["dna_barcode"]], *labels)
+            split = fields[columns["split"]].strip() or (None if record.species else "pretrain")
             if split not in BIOSCAN_5M_SPLITS:
-                raise ClibdError(f"{self.path}:{line}: split {fields[split_column]!r} is not one of "
+                raise ClibdError(f"{self.path}:{line}: split {fields[columns['split']]!r} is not one of "
                                  f"{', '.join(BIOSCAN_5M_SPLITS)}")
-            chunk = fields[chunk_column].strip() if chunk_column is not None else ""
+            chunk = _cell(fields, columns, "chunk")
             paths = self._image_paths(split, chunk, processid) if self.image_dir else ()
             yield SourceRecord(line, processid, record, split, paths)
 
@@ -85,21 +79,13 @@ class Bioscan1M:
         self.image_dir = find_package_dir(Path(images), package, ()) if images else None
 
     def records(self) -> Iterator[SourceRecord]:
-        columns, rows = read_rows(self.path, self.required)
-        sample, pid, barcode, image_file, chunk = (
-            columns.get(name) for name in ("sampleid", "processid", "nucraw", "image_file", "chunk_number"))
-        labels = _label_columns(columns, "uri")
-        for line, fields in rows:
-            sampleid = fields[sample].strip()
-            if not sampleid:
-                raise ClibdError(f"{self.path}:{line}: empty sampleid")
-            processid = fields[pid].strip() if pid is not None else ""
-            record = Record(processid or sampleid, sampleid, fields[barcode],
-                            *(_label(fields, i) for i in labels))
+        for columns, line, fields, sampleid, labels in _metadata_rows(self, "uri"):
+            processid = _cell(fields, columns, "processid") or sampleid
+            record = Record(processid, sampleid, fields[columns["nucraw"]], *labels)
             paths: tuple[Path, ...] = ()
-            if self.image_dir and fields[image_file].strip():
-                name = fields[image_file].strip()
-                part = fields[chunk].strip() if chunk is not None else ""
+            name = _cell(fields, columns, "image_file") if self.image_dir else ""
+            if name:
+                part = _cell(fields, columns, "chunk_number")
                 paths = ((self.image_dir / f"part{part}" / name,) if part else ()) + (self.image_dir / name,)
             yield SourceRecord(line, sampleid, record, None, paths)
 
@@ -119,8 +105,22 @@ def find_package_dir(root: Path, package: str, split_names: Sequence[str]) -> Pa
                      f"or split/part folders{found}); pick the package with --image-package")
 
 
-def _label_columns(columns: dict[str, int], bin_column: str) -> list[int | None]:
-    return [columns.get(name) for name in ("order", "family", "genus", "species", bin_column)]
+def _metadata_rows(source: Bioscan5M | Bioscan1M, bin_column: str, delimiter: str = "\t"
+                   ) -> Iterator[tuple[dict[str, int], int, list[str], str, list[str | None]]]:
+    """``(columns, line, fields, key, labels)`` per row of a BIOSCAN metadata table: the record's
+    ``source.key_name`` (ClibdError if empty) and its order..species and BIN labels (None if missing)."""
+    columns, rows = read_rows(source.path, source.required, delimiter=delimiter)
+    labels = [columns.get(name) for name in (*RANKS, bin_column)]
+    for line, fields in rows:
+        key = fields[columns[source.key_name]].strip()
+        if not key:
+            raise ClibdError(f"{source.path}:{line}: empty {source.key_name}")
+        yield columns, line, fields, key, [_label(fields, i) for i in labels]
+
+
+def _cell(fields: list[str], columns: dict[str, int], name: str) -> str:
+    """An optional column's stripped cell ("" without the column)."""
+    return fields[columns[name]].strip() if name in columns else ""
 
 
 def _label(fields: list[str], index: int | None) -> str | None:

@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS, PROTOCOL_NAME, clibd_partition
 from clibd_cli.data.store import DatasetWriter, Record
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.images import ImageError, check_image, resize_image
 from clibd_cli.io.sequences import NUCLEOTIDES
 from clibd_cli.io.streams import open_text, reading
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.images import find_images
 from clibd_cli.io.sequences import parse_sintax_header, read_sequences
 from clibd_cli.io.tables import read_taxonomy
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
 BIOSCAN_5M_SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen",
                      "other_heldout")
@@ -117,3 +117,31 @@ def read_partition(directory: str | Path) -> dict[str, str]:
 def _round(value: float) -> int:
     """Round half up (Python's round() rounds half to even)."""
     return int(np.floor(value + 0.5))
+
+
+# name -> candidate group lists; the first candidate whose groups all exist in a file is used.
+ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "pretrain": (("no_split",),),
+    "train": (("train_seen",), ("seen_keys",)),
+    "val": (("val_seen",),),
+    "validation": (("val",), ("val_seen",)),
+    "test": (("test_seen",),),
+    "key_unseen": (("test_unseen_keys",), ("unseen_keys",)),
+    "no_split": (("pretrain",),),
+    "train_seen": (("train",), ("seen_keys",)),
+    "seen_keys": (("train",),),
+    "val_seen": (("val",),),
+    "test_seen": (("test",),),
+    "unseen_keys": (("key_unseen",), ("val_unseen_keys", "test_unseen_keys")),
+    "val_unseen_keys": (("key_unseen",), ("unseen_keys",)),
+    "test_unseen_keys": (("key_unseen",), ("unseen_keys",)),
+    "all_keys": (("train", "key_unseen"), ("seen_keys", "val_unseen_keys", "test_unseen_keys")),
+    "no_split_and_seen_train": (("pretrain", "train"), ("no_split", "train_seen")),
+    "pretrain+train": (("pretrain", "train"), ("no_split", "train_seen"), ("no_split_and_seen_train",)),
+    "seen": (("train", "val", "test"), ("train_seen", "seen_keys", "val_seen", "test_seen"),
+             ("seen_keys", "val_seen", "test_seen")),
+    "unseen": (("key_unseen", "val_unseen", "test_unseen"),
+               ("val_unseen", "val_unseen_keys", "test_unseen", "test_unseen_keys"),
+               ("unseen_keys", "val_unseen", "test_unseen")),
+}
+LISTING_ORDER = BIOSCAN_5M_SPLITS + CLIBD_1M_SPLITS + ("unseen_keys", "all_keys", "no_split_and_seen_train")

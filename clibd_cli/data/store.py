@@ -1,11 +1,13 @@
-"""The dataset HDF5 (DESIGN §4): writing ours, reading ours and the CLIBD-distributed files.
+"""The dataset HDF5 (this module owns its layout; README "Preparing a dataset"): writing ours,
+reading ours and the CLIBD-distributed files.
 
 One group per split, one 1-D dataset per field (``FIELDS``), strings as UTF-8, missing ranks
 as ``not_classified``. Images: ours are variable-length uint8 arrays holding the original
 file bytes, plus ``image_mask`` (byte length, 0 = no image); the CLIBD files pad JPEG bytes
 into a uint8 ``[N, MAXLEN]`` matrix with ``image_mask`` giving each length. Readers get both
 through :class:`Split`, and split names resolve across BIOSCAN-5M names, the CLIBD 1M groups
-and the CLIBD 5M groups (``ALIASES``), e.g. ``all_keys`` or ``pretrain+train``.
+and the CLIBD 5M groups (``ALIASES`` in ``clibd_cli/data/splits.py``), e.g. ``all_keys`` or
+``pretrain+train``.
 """
 
 from __future__ import annotations
@@ -24,45 +26,18 @@ import h5py
 import numpy as np
 
 from clibd_cli import __version__
-from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS
-from clibd_cli.errors import ClibdError
-from clibd_cli.io.atomic import atomic_path
+from clibd_cli.data.splits import ALIASES, LISTING_ORDER
+from models.config import RANKS
+from models.errors import ClibdError
+from models.files import atomic_path
 
 FIELDS = ("processid", "sampleid", "barcode", "order", "family", "genus", "species", "dna_bin", "image")
-RANKS = ("order", "family", "genus", "species")
 LABELS = RANKS + ("dna_bin",)
 TEXT_FIELDS = FIELDS[:-1]
 MISSING = "not_classified"
 _ROW = operator.attrgetter(*FIELDS)
 FORMAT = "clibd-dataset"
 FORMAT_VERSION = 1
-
-# name -> candidate group lists; the first candidate whose groups all exist in a file is used.
-ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "pretrain": (("no_split",),),
-    "train": (("train_seen",), ("seen_keys",)),
-    "val": (("val_seen",),),
-    "validation": (("val",), ("val_seen",)),
-    "test": (("test_seen",),),
-    "key_unseen": (("test_unseen_keys",), ("unseen_keys",)),
-    "no_split": (("pretrain",),),
-    "train_seen": (("train",), ("seen_keys",)),
-    "seen_keys": (("train",),),
-    "val_seen": (("val",),),
-    "test_seen": (("test",),),
-    "unseen_keys": (("key_unseen",), ("val_unseen_keys", "test_unseen_keys")),
-    "val_unseen_keys": (("key_unseen",), ("unseen_keys",)),
-    "test_unseen_keys": (("key_unseen",), ("unseen_keys",)),
-    "all_keys": (("train", "key_unseen"), ("seen_keys", "val_unseen_keys", "test_unseen_keys")),
-    "no_split_and_seen_train": (("pretrain", "train"), ("no_split", "train_seen")),
-    "pretrain+train": (("pretrain", "train"), ("no_split", "train_seen"), ("no_split_and_seen_train",)),
-    "seen": (("train", "val", "test"), ("train_seen", "seen_keys", "val_seen", "test_seen"),
-             ("seen_keys", "val_seen", "test_seen")),
-    "unseen": (("key_unseen", "val_unseen", "test_unseen"),
-               ("val_unseen", "val_unseen_keys", "test_unseen", "test_unseen_keys"),
-               ("unseen_keys", "val_unseen", "test_unseen")),
-}
-_LISTING_ORDER = BIOSCAN_5M_SPLITS + CLIBD_1M_SPLITS + ("unseen_keys", "all_keys", "no_split_and_seen_train")
 
 
 @dataclass(slots=True)
@@ -395,7 +370,7 @@ def _reopen_split(path: str, name: str) -> Split:
 
 def _listing(names: Mapping[str, object]) -> list[tuple[str, object]]:
     """Items in the canonical split order (BIOSCAN-5M, CLIBD 1M, CLIBD metasplits, others)."""
-    rank = {name: i for i, name in enumerate(_LISTING_ORDER)}
+    rank = {name: i for i, name in enumerate(LISTING_ORDER)}
     return sorted(names.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
 
 

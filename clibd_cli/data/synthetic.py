@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
 BOLD_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
 SEEN_SPLITS = ("train", "val", "test")

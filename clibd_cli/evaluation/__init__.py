@@ -5,7 +5,8 @@
 * :mod:`.vectors` embeddings of dataset splits (a CLIBD model or k-mer profiles), cached on disk;
 * :mod:`.retrieval` nearest keys of each query → neighbour labels and calibrated calls;
 * :mod:`.baselines` VSEARCH ``--usearch_global`` / ``--sintax`` and BLAST+ ``blastn``;
-* :mod:`.scores` the numbers (paper metrics, open-set metrics, reliability);
+* :mod:`.metrics` accuracy and calibration metrics; :mod:`.scores` the numbers of a report
+  (paper metrics, open-set metrics, reliability);
 * :mod:`.report` ``metrics.json``, ``metrics.tsv``, the text table; :mod:`.plots` PNGs and
   ``report.html``; :mod:`.run` puts it together.
 """

@@ -28,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.errors import ClibdError
-from clibd_cli.evaluation.protocol import RANKS, Records
+from clibd_cli.defaults import CALIBRATION
+from clibd_cli.evaluation.protocol import Records
 from clibd_cli.evaluation.retrieval import DEPTH, Calls, Outcome, Queries
+from models.config import RANKS
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 IDENTITY_CUTOFFS = {"order": 0.85, "family": 0.90, "genus": 0.95, "species": 0.97}
@@ -60,7 +62,7 @@ class AlignmentBaseline:
     workdir: Path
     threads: int = 1
     seed: int = 0
-    min_confidence: float = 0.8
+    min_confidence: float = CALIBRATION.min_confidence
 
     def run(self, embeddings, keys: Records, parts: dict[str, Queries]) -> dict[str, Outcome]:
         folder = self.workdir / self.name

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.evaluation.protocol import RANKS
 from clibd_cli.evaluation.report import accuracy_table, html_table, open_set_table, scenario_line
-from clibd_cli.io.atomic import atomic_open, atomic_path
+from models.config import RANKS
+from models.files import atomic_open, atomic_path
 
 COLORS = {"seen": "#1f5a96", "unseen": "#e08a2c", "hm": "#222222"}
 

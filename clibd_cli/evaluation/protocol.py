@@ -1,8 +1,9 @@
 """Which records are keys and which are queries: the CLIBD protocol and the open-set variant.
 
-CLIBD (reference/clibd-notes.md §4) embeds the ``all_keys`` records as keys and searches them
-with the seen and unseen queries of ``--on val`` or ``--on test``. Split names resolve in both
-dataset layouts (:mod:`clibd_cli.data.store` aliases):
+CLIBD (the paper's evaluation; README "Evaluating a model") embeds the ``all_keys`` records as
+keys and searches them with the seen and unseen queries of ``--on val`` or ``--on test``; training
+validates on the same splits of ``--on val``. Split names resolve in both dataset layouts
+(:mod:`clibd_cli.data.splits` aliases):
 
 ==================  =============================  ====================================
                     BIOSCAN-5M (``prepare``)        CLIBD-1M / FASTA (``prepare``)
@@ -28,10 +29,10 @@ from functools import cached_property
 import numpy as np
 
 from clibd_cli.data.store import Dataset
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.sequences import barcode_problem
+from models.config import RANKS
+from models.errors import ClibdError
 
-RANKS = ("order", "family", "genus", "species")
 PARTS = ("seen", "unseen")
 
 

@@ -18,8 +18,8 @@ import json
 import math
 from pathlib import Path
 
-from clibd_cli.evaluation.protocol import RANKS
-from clibd_cli.io.atomic import atomic_open
+from models.config import RANKS
+from models.files import atomic_open
 
 OPEN_SET_ROWS = (  # (part, rank, metric, label)
     ("seen", "species", "known_correct", "seen: species right"),
@@ -180,7 +180,7 @@ without a label at a rank are not scored at that rank. sintax gives one answer p
 its top-1 is defined.
 
 Open set: labels a classifier asserts. CLIBD pairs and the k-mer baseline: the confidence that
-clibd classify reports (calibrated on the keys, clibd_cli.predict), asserted when >= the cutoff;
+clibd classify reports (calibrated on the keys, clibd_cli/classification/), asserted when >= the cutoff;
 vsearch-sintax: bootstrap support >= the cutoff; top-hit tools (vsearch-global, blastn): the top
 hit's label, asserted at identity >= 97 % species, 95 % genus, 90 % family, 85 % order
 (BOLDigger3's defaults). "species asserted" = share of queries given a species; "X right (X in

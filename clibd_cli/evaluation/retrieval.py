@@ -4,8 +4,8 @@ Every method (a CLIBD query→key pair, the k-mer baseline, the external tools) 
 queries with an :class:`Outcome`: the labels of each query's nearest keys (the paper's top-k
 metrics), and optionally :class:`Calls` (best label, confidence and whether it is asserted,
 per rank: the open-set metrics). For embedding methods the calls are what ``clibd classify``
-would print with an index of the keys: :func:`clibd_cli.predict.fit_calibration` fitted on
-the key vectors, then :func:`clibd_cli.predict.decide` on the neighbours.
+would print with an index of the keys: :func:`clibd_cli.classification.fitting.fit_calibration` fitted on
+the key vectors, then :func:`clibd_cli.classification.decision.decide` on the neighbours.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clibd_cli.evaluation.protocol import RANKS, Records
+from clibd_cli.defaults import CALIBRATION
+from clibd_cli.evaluation.protocol import Records
+from models.config import RANKS
 
 log = logging.getLogger("clibd")
 DEPTH = 5  # neighbours kept for top-k (k = 1, 3, 5)
@@ -60,7 +62,7 @@ class Queries:
 
 @dataclass
 class _KeySet:
-    """Key records as :func:`~clibd_cli.predict.fit_calibration` reads a reference index."""
+    """Key records as :func:`~clibd_cli.classification.fitting.fit_calibration` reads a reference index."""
 
     ids: list[str]
     labels: dict[str, list]
@@ -79,7 +81,7 @@ class PairMethod:
     query: str
     key: str
     search: str = "exact"  # or "hnsw"
-    min_confidence: float = 0.8
+    min_confidence: float = CALIBRATION.min_confidence
     seed: int = 0
     threads: int = 1
 
@@ -97,8 +99,8 @@ class PairMethod:
         search = self._searcher(keyset)
         calibration = taxonomy = None
         if self.makes_calls and len(usable) > 1:
-            from clibd_cli.predict import ReferenceTaxonomy, fit_calibration
-
+            from clibd_cli.classification.fitting import fit_calibration
+            from clibd_cli.classification.taxonomy import ReferenceTaxonomy
             cross = None
             if self.query != self.key:  # the key specimens seen as queries (e.g. their photos)
                 cross = embeddings.get(self.source, keys.groups, self.query)[usable]
@@ -121,7 +123,7 @@ class PairMethod:
 
     def _searcher(self, keyset: _KeySet):
         """``search(vectors, k) -> (rows, sims)`` over the key vectors, exact or HNSW."""
-        from clibd_cli.refindex import build_index, exact_search
+        from clibd_cli.reference.hnsw_index import build_index, exact_search
 
         if self.search == "exact":
             return lambda vectors, k: exact_search(keyset.matrix, vectors, k)
@@ -131,8 +133,7 @@ class PairMethod:
 
 
 def _calibrated_calls(rows, sims, taxonomy, calibration, min_confidence: float) -> Calls:
-    from clibd_cli.predict import decide
-
+    from clibd_cli.classification.decision import decide
     codes, confidence = decide(rows, sims, taxonomy, calibration)
     labels = {}
     for rank in RANKS:

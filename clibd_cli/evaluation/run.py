@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli import __version__
-from clibd_cli.errors import ClibdError
+from clibd_cli.defaults import CALIBRATION
 from clibd_cli.evaluation import BASELINES, PAIRS
 from clibd_cli.evaluation.baselines import IDENTITY_CUTOFFS, AlignmentBaseline, missing_tools
 from clibd_cli.evaluation.protocol import PARTS, Records, Scenario, scenarios
 from clibd_cli.evaluation.retrieval import PairMethod, Queries
 from clibd_cli.evaluation.scores import open_set_scores, retrieval_scores
 from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles, ModelVectors
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 DESCRIPTIONS = {
@@ -40,7 +41,7 @@ class Plan:
     baselines: tuple[str, ...] | None = None  # None: every baseline whose tools are installed
     scenarios: tuple[str, ...] = ("paper", "left-out")
     search: str = "exact"
-    min_confidence: float = 0.8
+    min_confidence: float = CALIBRATION.min_confidence
     kmer: int = 5
     limit: int = 0  # queries per part (0: all)
     batch_size: int = 256
@@ -48,7 +49,7 @@ class Plan:
     seed: int = 0
     threads: int = 1
     device: str = "cpu"
-    precision: str = "auto"  # see clibd_cli.embedding.resolve_precision
+    precision: str = "auto"  # see clibd_cli.embedding.embedder.resolve_precision
     progress: bool = False
     command: str = "clibd evaluate"  # the command line as typed, recorded in metrics.json
 
@@ -62,7 +63,7 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
 
-def evaluate(plan: Plan, sources: dict | None = None) -> Evaluation:
+def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
     """Evaluate ``plan``. ``sources`` (method name -> (vector source, query modality, key
     modality)) replaces the model's pairs, e.g. with fixed vectors in tests."""
     from clibd_cli.data.store import open_dataset
@@ -119,7 +120,7 @@ def _pair(plan: Plan, name: str, source, query: str, key: str) -> PairMethod:
 
 
 def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
-    from clibd_cli.embedding import Embedder, load_model_for, model_available, model_reference
+    from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
 
     model = load_model_for(plan.model, [])
     if not model_available(plan.model):

@@ -1,6 +1,6 @@
 """The numbers of the report, from the :class:`~.retrieval.Outcome` of each method.
 
-Paper metrics (reference/clibd-notes.md §4, :mod:`clibd_cli.metrics`): for k in 1, 3, 5 and
+Paper metrics (README "Evaluating a model", :mod:`clibd_cli.evaluation.metrics`): for k in 1, 3, 5 and
 each rank, micro (mean over queries) and macro (mean over the true classes of the per-class
 accuracy) top-k accuracy of seen and unseen queries, and the harmonic mean of seen and unseen.
 
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from clibd_cli import metrics
-from clibd_cli.evaluation.protocol import RANKS
+from clibd_cli.evaluation import metrics
 from clibd_cli.evaluation.retrieval import Outcome
+from models.config import RANKS
 
 KS = (1, 3, 5)
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.evaluation.protocol import RANKS, Records
-from clibd_cli.io.atomic import atomic_path
+from clibd_cli.evaluation.protocol import Records
+
+from models.config import RANKS
+from models.files import atomic_path
 
 log = logging.getLogger("clibd")
 CACHE_FORMAT = 1
@@ -29,20 +32,20 @@ class KmerProfiles:
     modalities = ("dna",)
 
     def __init__(self, k: int = 5):
-        self.k = k
+        from clibd_cli.embedding.kmer import KmerProfileModel
+
+        self.model = KmerProfileModel(k)
         self.name = "kmer"
         self.fingerprint = None  # cheap to recompute: not cached
 
     def embed(self, records: Records, modality: str, progress: bool = False) -> np.ndarray:
-        from clibd_cli.kmer_profile import kmer_profile
-
-        vectors = kmer_profile(records.barcodes, self.k)
+        vectors = self.model.embed_barcodes(records.barcodes)
         vectors[~records.has_barcode] = 0.0
         return vectors
 
 
 class ModelVectors:
-    """A CLIBD model run by an :class:`~clibd_cli.embedding.Embedder`."""
+    """A CLIBD model run by an :class:`~clibd_cli.embedding.embedder.Embedder`."""
 
     name = "model"
 
@@ -85,15 +88,10 @@ class ModelVectors:
 
     @staticmethod
     def _photos(records: Records, rows: np.ndarray) -> tuple[np.ndarray, list]:
-        from clibd_cli.io.images import ImageError, load_image
+        from clibd_cli.io.images import load_image, load_photos
 
-        kept, images = [], []
-        for i in rows:
-            try:
-                images.append(load_image(records.split.image_bytes(int(i)), f"{records.groups}:{i}"))
-                kept.append(i)
-            except ImageError as exc:
-                log.warning("photo skipped: %s", exc)
+        kept, images = load_photos((int(i), partial(load_image, records.split.image_bytes(int(i)),
+                                                    f"{records.groups}:{i}")) for i in rows)
         return np.array(kept, dtype=np.int64), images
 
 

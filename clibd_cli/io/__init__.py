@@ -1,1 +1,3 @@
-"""Reading users' inputs (sequences, images, tables) and writing outputs atomically."""
+"""Reading users' inputs (sequences, images, tables, streams) and writing predictions.
+
+Atomic writes and checksums are in ``models/files.py``."""

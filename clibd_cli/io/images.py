@@ -9,15 +9,17 @@ it refuses decompression bombs, truncated, empty and non-image files with an
 from __future__ import annotations
 
 import io
+import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
+log = logging.getLogger("clibd")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 MAX_PIXELS = 89_478_485  # PIL's default limit; larger images are refused before decoding
 
@@ -55,6 +57,23 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     except Exception as exc:  # noqa: BLE001 - PIL's decoders report corrupt data with many types
         image.close()
         raise ImageError(f"{name}: unreadable image ({exc})") from None
+
+
+def load_photos(loaders: Iterable[tuple[object, Callable[[], Image.Image]]],
+                convert: Callable[[Image.Image], object] = lambda image: image,
+                skipped: str = "photo skipped") -> tuple[list, list]:
+    """Decode photos, each ``(key, load)``, and ``convert`` each as soon as it is decoded (to the
+    model's input: far smaller than a full-size photo); an unreadable one is logged as
+    ``<skipped>: <reason>`` and left out. Returns the keys kept and their converted photos."""
+    keys, photos = [], []
+    for key, load in loaders:
+        try:
+            photos.append(convert(load()))
+        except ImageError as exc:
+            log.warning("%s: %s", skipped, exc)
+            continue
+        keys.append(key)
+    return keys, photos
 
 
 def check_image(data: bytes, name: str) -> None:

@@ -1,4 +1,5 @@
-"""Writing classification results: the TSV contract of DESIGN §4, JSON lines, long top-k format."""
+"""Writing classification results: the TSV columns (README "Input and output at a glance"), JSON
+lines, and the long top-k format. This module owns those formats."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-RANKS = ("order", "family", "genus", "species")
+from models.config import RANKS
+
 COLUMNS = ("query_id", "modality", "status", *RANKS, *(f"{r}_conf" for r in RANKS),
            "lineage", "nearest_id", "nearest_sim")
 NEIGHBOUR_COLUMNS = ("query_id", "hit", "reference_id", "similarity", *RANKS)
@@ -15,7 +17,8 @@ _SPACES = str.maketrans("\t\r\n", "   ")
 
 
 class PredictionWriter:
-    """Streams results (``clibd_cli.classifier.Result``) as ``tsv``, ``jsonl`` or ``neighbours``.
+    """Streams results (``clibd_cli.classification.classifier.Result``) as ``tsv``, ``jsonl`` or
+    ``neighbours``.
 
     ``neighbours`` is the long format of ``--top-k N``: one row per (query, nearest reference)
     with the reference's labels.

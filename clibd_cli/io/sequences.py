@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.streams import display_name, open_text, reading
+from models.errors import ClibdError
 
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
                 "f": "family", "g": "genus", "s": "species"}

@@ -2,7 +2,7 @@
 
 Every reader in :mod:`clibd_cli.io` opens its input here, so gzip/bz2/xz work everywhere
 (also on stdin, whatever the file is called) and a broken archive or a binary file becomes
-one :class:`~clibd_cli.errors.ClibdError` naming the file instead of a traceback.
+one :class:`~models.errors.ClibdError` naming the file instead of a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
 _MAGIC = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ\x00", lzma))
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.errors import ClibdError
 from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
+from models.errors import ClibdError
 
 TAXONOMY_RANKS = tuple(SINTAX_RANKS.values())  # domain, kingdom, phylum, class, order ... species
 MISSING_LABELS = frozenset({"", "not_classified"})

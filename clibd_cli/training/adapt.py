@@ -1,6 +1,6 @@
 """What trains: full fine-tuning, frozen backbones (``--freeze``) or LoRA adapters (``--lora R``).
 
-LoRA follows CLIBD's earlier runs (reference/clibd-notes.md §1.5): rank-R adapters on the
+LoRA follows CLIBD's earlier runs (README "Training: `clibd train`", ``--lora``): rank-R adapters on the
 attention query and value projections of every layer of every encoder, no alpha scaling, A
 Kaiming-uniform and B zero at the start, backbones frozen while the projection heads and the
 logit scale train. Checkpoints hold *merged* weights (W + B·A), so ``best/`` and ``last/`` are

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from clibd_cli.errors import ClibdError
 from clibd_cli.training.distributed import World
+from models.errors import ClibdError
 
 
 class SpecimenDataset(Dataset):

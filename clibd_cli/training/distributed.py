@@ -4,8 +4,8 @@ A process knows it is one of many from its environment: torchrun sets ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK``; Slurm's srun sets ``SLURM_PROCID``, ``SLURM_NTASKS`` and
 ``SLURM_LOCALID``. GPUs talk over NCCL, CPUs over gloo. Only rank 0 writes files and logs.
 
-``python -m clibd_cli.training.distributed ARGS`` runs the ``clibd`` command line; it is what
-``clibd train --nproc-per-node N`` hands to torchrun.
+``clibd train --nproc-per-node N`` hands ``-m clibd_cli ARGS`` (``clibd_cli/__main__.py``, the
+``clibd`` command line) to torchrun.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 
@@ -111,15 +111,10 @@ def gather_rows(rows: torch.Tensor, world: World) -> torch.Tensor:
 def launch(nproc_per_node: int, argv: list[str]) -> int:
     """Re-run this command line under torchrun with ``nproc_per_node`` processes; its exit code."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc_per_node}", "-m", "clibd_cli.training.distributed", *argv]
+               f"--nproc-per-node={nproc_per_node}", "-m", "clibd_cli", *argv]
     log.info("launching %d processes: %s", nproc_per_node, " ".join(command))
     workers = subprocess.Popen(command)
     # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     return workers.wait()
 
-
-if __name__ == "__main__":
-    from clibd_cli.main import cli
-
-    cli(prog_name="clibd")

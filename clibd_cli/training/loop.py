@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clibd_cli.errors import ClibdError
 from clibd_cli.training import adapt, distributed, state
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.validation import Validation, default_metric
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 
@@ -94,7 +94,7 @@ class StopFlag:
                 signal.signal(sig, old)
 
 
-def train(cfg: TrainConfig) -> dict:
+def run_training(cfg: TrainConfig) -> dict:
     """Run (or resume) a training run; returns the last validation metrics and where things are."""
     world = distributed.detect()
     if not world.is_main:

@@ -2,7 +2,7 @@
 
 CLIBD trains with AdamW (PyTorch defaults, weight decay 0.01 on *every* parameter) and a
 one-cycle schedule (cosine, ``pct_start`` 0.3, stepped every optimiser step). Like OpenCLIP we
-leave norms, biases and the logit scale out of weight decay (reference/clibd-notes.md §2.2, §7).
+leave norms, biases and the logit scale out of weight decay (README "Training: `clibd train`").
 """
 
 from __future__ import annotations

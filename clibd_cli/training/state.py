@@ -1,6 +1,6 @@
 """Checkpoints of a training run: model directories plus the state needed to resume exactly.
 
-``RUN/last/`` is a model directory (DESIGN §4) with ``train_state.pt`` next to the weights:
+``RUN/last/`` is a model directory (``models/checkpoint.py``) with ``train_state.pt`` next to the weights:
 optimiser and scheduler state, step, epoch, position in the epoch and every rank's random
 number generator states. It holds tensors and plain Python values only, is written with
 ``torch.save`` and read with ``torch.load(weights_only=True)``, so loading it runs no code.
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clibd_cli.errors import ClibdError
-from clibd_cli.io.atomic import atomic_path
+from models.errors import ClibdError
+from models.files import atomic_path
 
 STATE_FILE = "train_state.pt"
 

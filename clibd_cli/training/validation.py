@@ -1,14 +1,12 @@
 """Validation during training: the paper's retrieval metrics on the val splits.
 
 Queries of seen and unseen species are embedded and matched (exact cosine nearest neighbour)
-against one pooled set of keys, as in CLIBD (reference/clibd-notes.md §4):
-
-* BIOSCAN-5M layout: keys ``train`` + ``key_unseen``; queries ``val`` and ``val_unseen``;
-* BIOSCAN-1M (CLIBD) layout: keys ``all_keys``; queries ``val_seen`` and ``val_unseen``
-  (the store resolves ``all_keys`` and ``val`` to these groups).
+against one pooled set of keys, as in CLIBD (README "Evaluating a model"): the splits of the
+``paper`` scenario of ``clibd evaluate --on val`` (``clibd_cli/evaluation/protocol.py``), in
+both dataset layouts.
 
 For every query→key modality pair the model has (DNA→DNA, image→image, image→DNA), top-1
-micro and macro accuracy per rank come from :mod:`clibd_cli.metrics`, plus the harmonic mean
+micro and macro accuracy per rank come from :mod:`clibd_cli.evaluation.metrics`, plus the harmonic mean
 of seen and unseen macro accuracy. Metric names read ``dna-dna.species.macro.hm``.
 Every rank embeds a share of the records; rank 0 computes the metrics.
 """
@@ -21,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from clibd_cli import metrics
-from clibd_cli.errors import ClibdError
+from clibd_cli.evaluation import metrics
 from clibd_cli.training import distributed
 from clibd_cli.training.datasets import SpecimenDataset, make_loader
+from models.config import RANKS
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 
-RANKS = ("order", "family", "genus", "species")
 PAIRS = (("dna", "dna"), ("image", "image"), ("image", "dna"))
 
 
@@ -73,22 +71,19 @@ class Validation:
     @classmethod
     def for_dataset(cls, path: str, modalities: tuple[str, ...], model, world, batch_size: int,
                     workers: int, limit: int = 0, seed: int = 0) -> Validation | None:
-        """Queries ``val`` and ``val_unseen`` against keys ``all_keys`` (split names resolve in
-        both layouts, see clibd_cli.data.store); None, with a warning, without a ``val`` split."""
+        """Queries ``val`` and ``val_unseen`` against the keys of the paper's protocol
+        (:func:`clibd_cli.evaluation.protocol.scenarios`, both dataset layouts); None, with a
+        warning, without a ``val`` split."""
         from clibd_cli.data.store import open_dataset
+        from clibd_cli.evaluation.protocol import scenarios
 
         with open_dataset(path) as ds:
-            def exists(name: str) -> bool:
-                try:
-                    return bool(ds.resolve(name))
-                except ClibdError:
-                    return False
-
-            if not exists("val"):
+            try:
+                (paper,), _ = scenarios(ds, "val", ("paper",))
+            except ClibdError:
                 log.warning("%s: no val split; best/ will not be chosen", path)
                 return None
-            protocol = (("all_keys",) if exists("all_keys") else ("train",), ("val",),
-                        ("val_unseen",) if exists("val_unseen") else ())
+        protocol = (paper.keys, paper.queries["seen"], paper.queries.get("unseen", ()))
         return cls(path, protocol, modalities, model, world, batch_size, workers, limit, seed)
 
     @torch.inference_mode()

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from clibd_cli.commands import options
+from models.config import TOWERS as MODALITIES
+
 
 @click.command("embed")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
@@ -15,9 +18,9 @@ import click
               help="Embeddings HDF5 to write (appears only when complete).")
 @click.option("--split", "splits", multiple=True,
               help="For a dataset HDF5 input: splits to embed (repeatable)  [default: all]")
-@click.option("--modality", type=click.Choice(["dna", "image", "text"]), default=None,
+@click.option("--modality", type=click.Choice(MODALITIES), default=None,
               help="For a dataset HDF5 input: what to embed  [default: dna]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@options.batch_size(256)
 @click.pass_obj
 def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, splits: tuple[str, ...],
           modality: str | None, batch_size: int) -> None:
@@ -36,8 +39,8 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     """
     import logging
 
-    from clibd_cli.embedding import Embedder, load_model_for
-    from clibd_cli.embeddings_file import EmbeddingsWriter, embed_inputs, input_modality
+    from clibd_cli.embedding.embedder import Embedder, load_model_for
+    from clibd_cli.embedding.embeddings_file import EmbeddingsWriter, embed_inputs, input_modality
 
     needed = sorted({input_modality(source, modality or "dna") for source in inputs})
     settings.apply_torch()

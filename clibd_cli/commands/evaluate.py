@@ -6,21 +6,9 @@ from pathlib import Path
 
 import click
 
+from clibd_cli.commands import options
+from clibd_cli.commands.options import name_list
 from clibd_cli.evaluation import BASELINES, PAIRS
-
-
-def _names(allowed: tuple[str, ...], none_ok: bool):
-    def parse(ctx, param, value: str | None):
-        if value is None or value == "auto":
-            return None
-        if none_ok and value == "none":
-            return ()
-        names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
-        unknown = [n for n in names if n not in allowed]
-        if unknown or not names:
-            raise click.BadParameter(f"{', '.join(unknown) or repr(value)}: choose from {', '.join(allowed)}")
-        return names
-    return parse
 
 
 @click.command("evaluate")
@@ -31,23 +19,22 @@ def _names(allowed: tuple[str, ...], none_ok: bool):
               help="Dataset HDF5 (clibd prepare, or the CLIBD authors' BIOSCAN-1M/5M files).")
 @click.option("--on", type=click.Choice(["val", "test"]), default="test", show_default=True,
               help="Query splits: val + val_unseen, or test + test_unseen.")
-@click.option("--pairs", callback=_names(PAIRS, False), metavar="LIST",
+@click.option("--pairs", callback=name_list(PAIRS, auto=True), metavar="LIST",
               help=f"Query-key modality pairs, comma-separated, from {', '.join(PAIRS)}  "
                    "[default: every pair the model and data support]")
-@click.option("--baselines", callback=_names(BASELINES, True), metavar="LIST",
+@click.option("--baselines", callback=name_list(BASELINES, auto=True, none=True), metavar="LIST",
               help=f"Comma-separated from {', '.join(BASELINES)}, or none  "
                    "[default: all whose programs are on PATH]")
 @click.option("--scenario", "scenario", type=click.Choice(["both", "paper", "left-out"]), default="both",
               show_default=True, help="paper: unseen species have keys; left-out: they do not.")
 @click.option("--search", type=click.Choice(["exact", "hnsw"]), default="exact", show_default=True,
               help="Nearest-neighbour search over the key embeddings.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
-              help="Confidence at which a label counts as asserted (open-set numbers; sintax cutoff).")
+@options.min_confidence("Confidence at which a label counts as asserted (open-set numbers; sintax cutoff).")
 @click.option("--kmer", type=click.IntRange(3, 8), default=5, show_default=True,
               help="k of the k-mer profile baseline.")
 @click.option("--limit", type=click.IntRange(min=0), default=0, metavar="N",
               help="Evaluate at most N random queries per split (0: all). For quick looks only.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@options.batch_size(256)
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Embedding cache folder  [default: REPORT_DIR/cache]")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
@@ -71,7 +58,7 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
 
     from clibd_cli.evaluation.plots import write_html, write_plots
     from clibd_cli.evaluation.report import EXPLANATION, text_report, write_json, write_tsv
-    from clibd_cli.evaluation.run import Plan, evaluate as run
+    from clibd_cli.evaluation.run import Plan, run_evaluation
 
     settings.apply_torch()
     output.mkdir(parents=True, exist_ok=True)
@@ -82,7 +69,7 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
         cache=None if no_cache else (cache or output / "cache"), seed=settings.seed,
         threads=settings.threads or os.cpu_count() or 1, device=settings.torch_device(), precision=settings.precision,
         progress=settings.progress(), command=settings.command_line)
-    result = run(plan)
+    result = run_evaluation(plan)
     write_json(output / "metrics.json", result.metrics)
     write_tsv(output / "metrics.tsv", result.metrics)
     figures = write_plots(output, result.metrics, result.embedding_map)

@@ -1,4 +1,4 @@
-"""Batched embedding of barcodes, photos and label strings with one CLIBD model.
+"""Batched embedding of barcodes, photos and label strings with one model, and its precision.
 
 Shared by ``embed``, ``index``, ``classify`` and ``evaluate`` so that every command turns the
 same input into the same vector.
@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
-from clibd_cli.errors import ClibdError
+from clibd_cli.embedding.kmer import is_model_free
+from models.errors import ClibdError
 
 if TYPE_CHECKING:  # torch loads only with a neural model: the k-mer mode starts in a second
     import torch
@@ -25,6 +26,16 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # On a CPU, forward passes of a few dozen inputs keep the activations in cache: 1.3-1.6x the
 # throughput of 256 at a time (clibd-small, 2 cores). GPUs take the whole batch.
 CPU_FORWARD_BATCH = 32
+
+
+class Encoder(Protocol):
+    """What every command needs of a model: a CLIBD model (``models/clibd.py``) or the k-mer
+    profile (``clibd_cli/embedding/kmer.py``)."""
+
+    modalities: Sequence[str]
+    embed_dim: int
+
+    def fingerprint(self) -> str: ...
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -41,7 +52,7 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def is_named_model(spec: str) -> bool:
     """Whether ``spec`` names a model that needs no path: ``kmer`` or a model shipped with clibd."""
-    from clibd_cli.kmer_profile import KMER_MODEL
+    from clibd_cli.embedding.kmer import KMER_MODEL
     from models.config import list_pretrained
 
     return spec == KMER_MODEL or (spec in list_pretrained() and not Path(spec).exists())
@@ -57,9 +68,9 @@ def model_available(spec: str) -> bool:
     return is_named_model(spec) or Path(spec).is_dir()
 
 
-def load_model_for(spec: str, modalities: Sequence[str]):
+def load_model_for(spec: str, modalities: Sequence[str]) -> Encoder:
     """Load a model (``kmer``, a preset, config or directory) and check it has the towers needed."""
-    from clibd_cli.kmer_profile import KMER_MODEL, KmerProfileModel
+    from clibd_cli.embedding.kmer import KMER_MODEL, KmerProfileModel
 
     if spec == KMER_MODEL:
         model = KmerProfileModel()
@@ -104,8 +115,8 @@ class Embedder:
     (autocast) and changes the vectors by about 1e-5 in cosine; outputs are float32 either way.
     """
 
-    def __init__(self, model, device: str = "cpu", batch_size: int = 256, precision: str = "auto"):
-        self.model = model.to(device).eval() if hasattr(model, "to") else model
+    def __init__(self, model: Encoder, device: str = "cpu", batch_size: int = 256, precision: str = "auto"):
+        self.model = model if is_model_free(model) else model.to(device).eval()
         self.device = device
         self.batch_size = batch_size
         self.precision = resolve_precision(precision, device)
@@ -113,7 +124,7 @@ class Embedder:
 
     def barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
         """L2-normalised DNA embeddings, float32 [N, D]."""
-        if hasattr(self.model, "embed_barcodes"):  # a model-free embedding (k-mer profile)
+        if is_model_free(self.model):
             return self.model.embed_barcodes(list(barcodes))
         return self._run(barcodes, lambda chunk: self.model.encode_dna(**self._to_device(
             self.model.tokenize_dna(chunk))))

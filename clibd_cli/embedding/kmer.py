@@ -4,7 +4,8 @@ Each barcode becomes the vector of counts of its overlapping k-mers over ACGT (4
 dimensions), square-root scaled (a Hellinger-style embedding: cosine similarity of two
 profiles is the Bhattacharyya coefficient of their k-mer distributions) and L2-normalised.
 k-mers containing any other letter (N, IUPAC codes, gaps) are skipped. It is the `evaluate`
-baseline and a test bed for the reference index and the predictor on real barcodes.
+baseline, ``clibd index --model kmer``, and a test bed for the reference index and the
+predictor on real barcodes.
 """
 
 from __future__ import annotations
@@ -83,4 +84,10 @@ class KmerProfileModel:
         return f"kmer-profile-k{self.k}-{self.scale}"
 
     def embed_barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
+        """``[N, 4**k]`` L2-normalised profiles (zero for a barcode without a valid k-mer)."""
         return kmer_profile(barcodes, self.k, scale=self.scale)
+
+
+def is_model_free(model: object) -> bool:
+    """Whether ``model`` is the k-mer profile (no neural network: torch is never imported)."""
+    return isinstance(model, KmerProfileModel)

@@ -1,6 +1,6 @@
 """Accuracy and calibration metrics for retrieval-based taxonomic classification.
 
-Closed-set metrics follow the CLIBD evaluation protocol (reference/clibd-notes.md §4): a query
+Closed-set metrics follow the CLIBD evaluation protocol (README "Evaluating a model"): a query
 is correct@k at a rank when its true label is among the labels of its k nearest keys; micro
 accuracy is the mean over queries, macro accuracy the mean over the true classes present in
 the queries of the per-class accuracy; seen and unseen results combine as a harmonic mean.
@@ -9,7 +9,7 @@ One deliberate difference from upstream: a query without a true label at a rank 
 ``""``, e.g. a record not classified to genus) is not scored at that rank, instead of making
 ``not_classified`` a class of its own, which would reward predicting "no label".
 
-Open-set metrics score the thresholded predictions of :mod:`clibd_cli.predict` for queries
+Open-set metrics score the thresholded predictions of :mod:`clibd_cli.classification.decision` for queries
 whose species is absent from the reference, and reliability bins measure whether
 confidences mean what they say.
 """

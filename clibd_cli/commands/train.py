@@ -6,21 +6,8 @@ import sys
 
 import click
 
-MODALITIES = ("image", "dna", "text")
-
-
-def _names(allowed: tuple[str, ...] | None = None):
-    """A click callback turning ``a,b`` (or a repeated option) into a tuple of names."""
-
-    def parse(ctx, param, value) -> tuple[str, ...]:
-        values = value if isinstance(value, tuple) else (value,)
-        names = tuple(n.strip() for v in values if v for n in v.split(",") if n.strip())
-        bad = [n for n in names if allowed and n not in allowed]
-        if bad:
-            raise click.BadParameter(f"{', '.join(bad)}: expected any of {', '.join(allowed)}")
-        return tuple(dict.fromkeys(names))
-
-    return parse
+from clibd_cli.commands.options import count, name_list
+from models.config import TOWERS as MODALITIES
 
 
 @click.command(context_settings={"show_default": True})
@@ -31,16 +18,14 @@ def _names(allowed: tuple[str, ...] | None = None):
               help="Dataset HDF5 written by `clibd prepare` (or a CLIBD-distributed one).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory: best/ and last/ checkpoints, metrics.jsonl, args.json.")
-@click.option("--modalities", default="image,dna,text", callback=_names(MODALITIES),
+@click.option("--modalities", default="image,dna,text", callback=name_list(MODALITIES),
               help="Modalities to align (paper: all three; the BOLD barcodes have no images: dna,text).")
-@click.option("--train-splits", default="pretrain,train", callback=_names(),
+@click.option("--train-splits", default="pretrain,train", callback=name_list(),
               help="Splits to train on (BIOSCAN-5M names; in a CLIBD BIOSCAN-1M file they read as "
                    "no_split,train_seen).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, help="Passes over the training splits.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=64,
-              help="Records per process per step (the paper: 500 on each of 4 GPUs).")
-@click.option("--grad-accum", type=click.IntRange(min=1), default=1,
-              help="Micro-batches per optimiser step (each is its own contrastive batch).")
+@count("--epochs", 20, "Passes over the training splits.", minimum=1)
+@count("--batch-size", 64, "Records per process per step (the paper: 500 on each of 4 GPUs).", minimum=2)
+@count("--grad-accum", 1, "Micro-batches per optimiser step (each is its own contrastive batch).", minimum=1)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4,
               help="Peak learning rate of the one-cycle schedule (the paper: 2e-4 at global batch 2000).")
 @click.option("--warmup", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.3,
@@ -49,31 +34,25 @@ def _names(allowed: tuple[str, ...] | None = None):
               help="AdamW weight decay (never applied to norms, biases, logit scale).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
               help="auto = bf16 autocast on GPU, fp32 on CPU.")
-@click.option("--freeze", default="", callback=_names(MODALITIES),
+@click.option("--freeze", default="", callback=name_list(MODALITIES),
               help="Encoders whose backbone stays fixed (their projection still trains), e.g. image.")
-@click.option("--lora", type=click.IntRange(min=0), default=0,
-              help="LoRA rank on attention query/value of every encoder, backbones frozen (0 = full "
+@count("--lora", 0, "LoRA rank on attention query/value of every encoder, backbones frozen (0 = full "
                    "fine-tuning, as the paper's final models; 4 = its earlier LoRA runs).")
-@click.option("--val-every", type=click.IntRange(min=0), default=0,
-              help="Validate every N steps (0 = at the end of each epoch).")
-@click.option("--val-limit", type=click.IntRange(min=0), default=0,
-              help="Validate on a seeded random subset of at most N records per query set and of the "
-                   "keys (0 = all; for quick checks on CPU).")
+@count("--val-every", 0, "Validate every N steps (0 = at the end of each epoch).")
+@count("--val-limit", 0, "Validate on a seeded random subset of at most N records per query set and of "
+                         "the keys (0 = all; for quick checks on CPU).")
 @click.option("--best-metric", default="auto",
               help="Validation metric that picks best/, e.g. dna-dna.species.macro.hm; auto = that "
                    "one if DNA is trained, else image-image.species.macro.hm.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last/ (same data order, "
                                                "optimiser and schedule).")
-@click.option("--max-steps", type=click.IntRange(min=0), default=0,
-              help="Train for at most this many optimiser steps; the schedule is fitted to them "
-                   "(0 = --epochs decides).")
-@click.option("--workers", type=click.IntRange(min=0), default=2,
-              help="DataLoader worker processes per training process.")
-@click.option("--log-every", type=click.IntRange(min=1), default=50,
-              help="Steps per train line in metrics.jsonl (and on stderr without a progress bar).")
-@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1,
-              help="Launch this many processes with torchrun (one per GPU); for several nodes run "
-                   "torchrun yourself (see README).")
+@count("--max-steps", 0, "Train for at most this many optimiser steps; the schedule is fitted to "
+                         "them (0 = --epochs decides).")
+@count("--workers", 2, "DataLoader worker processes per training process.")
+@count("--log-every", 50, "Steps per train line in metrics.jsonl (and on stderr without a progress bar).",
+       minimum=1)
+@count("--nproc-per-node", 1, "Launch this many processes with torchrun (one per GPU); for several nodes "
+                              "run torchrun yourself (see README).", minimum=1)
 @click.pass_context
 def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, grad_accum, lr, warmup,
           weight_decay, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
@@ -100,7 +79,7 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     if nproc_per_node > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(nproc_per_node, command[1:]))
 
-    from clibd_cli.training.loop import TrainConfig, train as run_training
+    from clibd_cli.training.loop import TrainConfig, run_training
     from clibd_cli.training.validation import metric_names
 
     if best_metric != "auto" and best_metric not in metric_names(modalities):

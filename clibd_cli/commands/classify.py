@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from clibd_cli.commands import options
+
 FORMATS = ("tsv", "jsonl")
 
 
@@ -25,8 +27,8 @@ FORMATS = ("tsv", "jsonl")
 @click.option("-o", "--output", type=click.Path(allow_dash=True, dir_okay=False), default="-",
               show_default=True, help="Where to write the predictions.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="tsv", show_default=True)
-@click.option("--min-confidence", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
-              help="Report a rank's label only if its confidence reaches this (confidence is calibrated: "
+@options.min_confidence("Report a rank's label only if its confidence reaches this (confidence is "
+                        "calibrated: "
                    "about that share of such calls are right).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
@@ -34,8 +36,7 @@ FORMATS = ("tsv", "jsonl")
                    "'neighbours' array added to each record.")
 @click.option("--ef", type=click.IntRange(min=1), default=None,
               help="HNSW search width  [default: the index's]; higher is slower and more exact.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Records embedded and searched at a time (memory stays constant).")
+@options.batch_size(512, "Records embedded and searched at a time (memory stays constant).")
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
 @click.pass_obj
 def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
@@ -66,10 +67,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     import logging
     from itertools import chain
 
-    from clibd_cli.classifier import Classifier
-    from clibd_cli.embedding import batched
+    from clibd_cli.classification.classifier import Classifier
+    from clibd_cli.classification.queries import iter_queries
+    from clibd_cli.embedding.embedder import batched
     from clibd_cli.io.predictions import PredictionWriter
-    from clibd_cli.queries import iter_queries
 
     log = logging.getLogger("clibd")
     if index_dir is None:
@@ -97,8 +98,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
 def _default_index(images: tuple[str, ...], model_dir: str | None, progress: bool) -> str:
     """The bundled reference, for barcodes and the bundled model only."""
-    from clibd_cli.default_reference import DEFAULT_MODEL, default_index
-    from clibd_cli.errors import ClibdError
+    from clibd_cli.reference.bundled import DEFAULT_MODEL, default_index
+    from models.errors import ClibdError
 
     if images:
         raise ClibdError(f"the bundled model {DEFAULT_MODEL} was trained on barcodes only and cannot "
@@ -129,6 +130,6 @@ def _output(path: str):
     """stdout for ``-``; otherwise a file that appears only when complete."""
     from contextlib import nullcontext
 
-    from clibd_cli.io.atomic import atomic_open
+    from models.files import atomic_open
 
     return nullcontext(sys.stdout) if path == "-" else atomic_open(Path(path), "w", encoding="utf-8")

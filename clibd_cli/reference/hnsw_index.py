@@ -1,6 +1,6 @@
 """The reference index directory: embeddings of labelled reference records, searchable.
 
-Layout (DESIGN §4)::
+Layout (this module owns it; README "Reference indexes and classification")::
 
     manifest.json     format version, clibd version, model fingerprint, modality, dim, metric,
                       HNSW parameters and seed, count, ranks, sha256 of every other file,
@@ -8,8 +8,8 @@ Layout (DESIGN §4)::
     index.bin         hnswlib graph (space "ip": cosine similarity on L2-normalised vectors)
                       over the distinct vectors ("nodes")
     nodes.npy         int64 graph node of each record (numpy format, no pickle)
-    records.tsv       header "id<TAB>rank...", one row per record; empty cell = not labelled
-    calibration.json  the predictor's confidence calibration (clibd_cli.predict), if fitted
+    records.tsv       the records and their labels (clibd_cli/reference/records.py)
+    calibration.json  the confidence calibration per query kind (clibd_cli/classification/calibration.py)
 
 The directory is written atomically (temporary sibling directory, then rename) and verified
 against the manifest checksums on load. Records with identical vectors share one graph node.
@@ -23,21 +23,21 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import hnswlib
 import numpy as np
 from tqdm import tqdm
 
 from clibd_cli import __version__
-from clibd_cli.errors import ClibdError
-from clibd_cli.io.atomic import atomic_path
+from clibd_cli.defaults import HNSW
+from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
+from clibd_cli.reference.search import BLOCK, exact_search
+from models.errors import ClibdError
+from models.files import atomic_path, sha256_file
 
 FORMAT_VERSION = 1
 INDEX_FILE, NODES_FILE, RECORDS_FILE = "index.bin", "nodes.npy", "records.tsv"
 CALIBRATION_FILE, MANIFEST_FILE = "calibration.json", "manifest.json"
-_REBUILD = "rebuild with clibd index"
-_BLOCK = 1024  # queries per block in exact search
 
 
 @dataclass
@@ -141,7 +141,7 @@ class ReferenceIndex:
     ) -> None:
         """Add records in place (the graph grows; nothing is rebuilt). Save to persist."""
         vectors = _as_vectors(vectors, self.manifest["dim"], "vectors")
-        _check_records(ids, labels, len(vectors), self.ranks)
+        check_records(ids, labels, len(vectors), self.ranks)
         if set(ids) & set(self.ids) or len(set(ids)) < len(ids):
             raise ClibdError("append: record ids must be new and unique")
         known = _node_keys(self.node_vectors())
@@ -154,7 +154,7 @@ class ReferenceIndex:
         self.nodes = np.concatenate([self.nodes, nodes])
         self.ids.extend(ids)
         for rank in self.ranks:
-            self.labels[rank].extend(_clean(labels.get(rank, [None] * len(ids))))
+            self.labels[rank].extend(clean_labels(labels.get(rank, [None] * len(ids))))
         self.manifest["count"], self.manifest["nodes"] = len(self), len(known)
         self.manifest.setdefault("appended", []).append(
             {"count": len(ids), "command": command, "created": _now()}
@@ -211,9 +211,9 @@ def build_index(
     *,
     model_fingerprint: str,
     modality: str,
-    M: int = 32,
-    ef_construction: int = 200,
-    ef: int = 128,
+    M: int = HNSW.M,
+    ef_construction: int = HNSW.ef_construction,
+    ef: int = HNSW.ef,
     seed: int = 0,
     threads: int = 1,
     command: str = "",
@@ -228,7 +228,7 @@ def build_index(
     vectors = _as_vectors(vectors, None, "vectors")
     if len(vectors) == 0:
         raise ClibdError("cannot build an index without reference records")
-    _check_records(ids, labels, len(vectors), list(labels))
+    check_records(ids, labels, len(vectors), list(labels))
     if len(set(ids)) != len(ids):
         raise ClibdError("reference record ids must be unique")
     nodes, fresh = _assign_nodes(vectors, {})
@@ -240,8 +240,8 @@ def build_index(
     graph = hnswlib.Index(space="ip", dim=vectors.shape[1])
     graph.init_index(len(fresh), M=M, ef_construction=ef_construction, random_seed=seed)
     with tqdm(total=len(fresh), unit=" nodes", disable=not progress, leave=False, desc="HNSW graph") as bar:
-        for start in range(0, len(fresh), _BLOCK * 4):  # inserting in blocks gives the same graph
-            block = fresh[start : start + _BLOCK * 4]
+        for start in range(0, len(fresh), BLOCK * 4):  # inserting in blocks gives the same graph
+            block = fresh[start : start + BLOCK * 4]
             graph.add_items(vectors[block], np.arange(start, start + len(block)), num_threads=threads)
             bar.update(len(block))
     manifest = {
@@ -258,7 +258,7 @@ def build_index(
         "command": command,
         "created": _now(),
     }
-    labels = {r: _clean(v) for r, v in labels.items()}
+    labels = {r: clean_labels(v) for r, v in labels.items()}
     return ReferenceIndex(graph, list(ids), labels, nodes, manifest,
                           _node_vectors=vectors[fresh])
 
@@ -270,24 +270,24 @@ def load_index(
     path = Path(path)
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); {_REBUILD}")
+        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); {REBUILD}")
     try:
         manifest = json.loads(manifest_path.read_text())
         version, digests = manifest["format_version"], manifest["sha256"]
         _ = manifest["dim"], manifest["ranks"], manifest["model_fingerprint"], manifest["hnsw"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ClibdError(f"{manifest_path}: unreadable manifest ({exc}); {_REBUILD}") from exc
+        raise ClibdError(f"{manifest_path}: unreadable manifest ({exc}); {REBUILD}") from exc
     if version != FORMAT_VERSION:
         raise ClibdError(f"{manifest_path}: index format {version} is not supported "
-                         f"(this clibd reads format {FORMAT_VERSION}); {_REBUILD}")
+                         f"(this clibd reads format {FORMAT_VERSION}); {REBUILD}")
     unlisted = sorted({INDEX_FILE, NODES_FILE, RECORDS_FILE} - set(digests))
     if unlisted:
-        raise ClibdError(f"{manifest_path}: no checksum for {unlisted[0]}; {_REBUILD}")
+        raise ClibdError(f"{manifest_path}: no checksum for {unlisted[0]}; {REBUILD}")
     for name, digest in digests.items():
         if not (path / name).is_file():
-            raise ClibdError(f"{path / name}: missing; {_REBUILD}")
+            raise ClibdError(f"{path / name}: missing; {REBUILD}")
         if verify and sha256_file(path / name) != digest:
-            raise ClibdError(f"{path / name}: checksum mismatch (corrupted or modified); {_REBUILD}")
+            raise ClibdError(f"{path / name}: checksum mismatch (corrupted or modified); {REBUILD}")
     with open(path / RECORDS_FILE, encoding="utf-8") as f:
         ids, labels = read_records(f, path / RECORDS_FILE, manifest["ranks"])
     nodes = np.load(path / NODES_FILE, allow_pickle=False)
@@ -295,39 +295,20 @@ def load_index(
     try:
         graph.load_index(str(path / INDEX_FILE))
     except (RuntimeError, MemoryError, ValueError) as exc:
-        raise ClibdError(f"{path / INDEX_FILE}: unreadable HNSW index ({exc}); {_REBUILD}") from None
+        raise ClibdError(f"{path / INDEX_FILE}: unreadable HNSW index ({exc}); {REBUILD}") from None
     if len(nodes) != len(ids) or (len(nodes) and nodes.max() >= graph.get_current_count()):
         raise ClibdError(f"{path}: {INDEX_FILE}, {NODES_FILE} and {RECORDS_FILE} disagree on "
-                         f"the number of records; {_REBUILD}")
+                         f"the number of records; {REBUILD}")
     calibration = None
     if CALIBRATION_FILE in digests:
         try:
             calibration = json.loads((path / CALIBRATION_FILE).read_text())
         except ValueError as exc:
-            raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {_REBUILD}") from exc
+            raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {REBUILD}") from exc
     index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path)
     if model_fingerprint is not None:
         index.check_model(model_fingerprint)
     return index
-
-
-def exact_search(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-k inner products, in blocks of queries: ``(rows int64, sims float32)``."""
-    k = min(k, len(reference))
-    rows = np.empty((len(queries), k), dtype=np.int64)
-    sims = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), _BLOCK):
-        block = slice(start, start + _BLOCK)
-        rows[block], sims[block] = top_k(queries[block] @ reference.T, k)
-    return rows, sims
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``k`` largest scores per row, in descending order, and those scores."""
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
 
 
 def _node_keys(vectors: np.ndarray) -> dict[bytes, int]:
@@ -358,8 +339,8 @@ def _keys(vectors: np.ndarray) -> Iterator[bytes]:
     themselves as keys would hold another copy of the reference (4 GB for a million k-mer
     profiles) twice over.
     """
-    for start in range(0, len(vectors), _BLOCK * 16):
-        rounded = np.round(vectors[start : start + _BLOCK * 16], 5) + 0.0  # + 0.0: -0.0 -> 0.0
+    for start in range(0, len(vectors), BLOCK * 16):
+        rounded = np.round(vectors[start : start + BLOCK * 16], 5) + 0.0  # + 0.0: -0.0 -> 0.0
         for row in rounded:
             yield hashlib.blake2b(row.tobytes(), digest_size=16).digest()
 
@@ -370,64 +351,6 @@ def _as_vectors(x: np.ndarray, dim: int | None, what: str) -> np.ndarray:
         want = f"[N, {dim}]" if dim is not None else "[N, D]"
         raise ClibdError(f"{what}: expected a {want} array, got shape {list(x.shape)}")
     return x
-
-
-def _check_records(
-    ids: Sequence[str], labels: Mapping[str, Sequence[str | None]], n: int, ranks: list[str]
-) -> None:
-    if len(ids) != n:
-        raise ClibdError(f"got {n} vectors but {len(ids)} record ids")
-    for rank, values in labels.items():
-        if rank not in ranks:
-            raise ClibdError(f"rank {rank!r} is not one of the index ranks {', '.join(ranks)}")
-        if len(values) != n:
-            raise ClibdError(f"got {len(values)} {rank} labels for {n} records")
-    for text in [*ids, *ranks]:
-        if not text or any(c in text for c in "\t\r\n"):
-            raise ClibdError(f"record id or rank {text!r} is empty or contains a tab/newline")
-
-
-def _clean(values: Sequence[str | None]) -> list[str | None]:
-    """Labels with blanks as None; tabs and newlines (which records.tsv cannot hold) refused."""
-    out = []
-    for v in values:
-        v = None if v is None or not str(v).strip() else str(v).strip()
-        if v is not None and any(c in v for c in "\t\r\n"):
-            raise ClibdError(f"label {v!r} contains a tab or newline")
-        out.append(v)
-    return out
-
-
-def write_records(f: TextIO, ids: list[str], labels: dict[str, list[str | None]]) -> None:
-    """Write records.tsv text: a header ``id<TAB>rank...``, then one row per record."""
-    f.write("\t".join(["id", *labels]) + "\n")
-    for i, rid in enumerate(ids):
-        f.write("\t".join([rid, *(labels[r][i] or "" for r in labels)]) + "\n")
-
-
-def read_records(f: TextIO, path: Path, ranks: list[str]) -> tuple[list[str], dict[str, list[str | None]]]:
-    """Ids and per-rank labels from records.tsv text (``path`` names it in errors)."""
-    header = f.readline().rstrip("\n").split("\t")
-    if header != ["id", *ranks]:
-        raise ClibdError(f"{path}:1: expected header {'/'.join(['id', *ranks])}; {_REBUILD}")
-    ids: list[str] = []
-    labels: dict[str, list[str | None]] = {r: [] for r in ranks}
-    for lineno, line in enumerate(f, start=2):
-        cells = line.rstrip("\n").split("\t")
-        if len(cells) != len(header):
-            raise ClibdError(f"{path}:{lineno}: expected {len(header)} columns; {_REBUILD}")
-        ids.append(cells[0])
-        for rank, cell in zip(ranks, cells[1:]):
-            labels[rank].append(cell or None)
-    return ids, labels
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _now() -> str:

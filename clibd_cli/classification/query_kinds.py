@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
+from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
 from clibd_cli.data.fasta import photos_by_id
-from clibd_cli.embedding import Embedder, batched
-from clibd_cli.io.images import ImageError, find_images, load_image
-from clibd_cli.predict import Calibration, fit_calibration, fit_calibration_held_out
+from clibd_cli.defaults import CALIBRATION
+from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.io.images import find_images, load_image, load_photos
 
 log = logging.getLogger("clibd")
 MAX_PHOTOS = 3000  # pseudo-queries per scenario in fit_calibration: more photos add nothing
 FEW_PHOTOS = 50
 
 
-def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, *, k: int = 20,
-              prior_unseen: float | None = 0.5, seed: int = 0,
+def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, *,
+              k: int = CALIBRATION.neighbours, prior_unseen: float | None = CALIBRATION.prior_unseen,
+              seed: int = 0,
               held_out: tuple[np.ndarray, dict] | None = None) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
@@ -33,9 +37,10 @@ def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, 
     vectors and their labels by rank), the confidences for queries of the index's own modality
     are refitted on those queries (``prior_unseen`` None: their own mix)."""
 
+    prior = CALIBRATION.prior_unseen if prior_unseen is None else prior_unseen
+
     def fit(query_vectors=None) -> dict:
-        return fit_calibration(index, query_vectors=query_vectors, k=k,
-                               prior_unseen=0.5 if prior_unseen is None else prior_unseen, seed=seed).to_json()
+        return fit_calibration(index, query_vectors=query_vectors, k=k, prior_unseen=prior, seed=seed).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit()}
@@ -74,15 +79,11 @@ def _photo_vectors(index, embedder: Embedder, images: Sequence[str], first: int,
     vectors = np.zeros((len(index), index.manifest["dim"]), dtype=np.float32)
     used = 0
     for chunk in batched(rows, embedder.batch_size):
-        loaded = []
-        for row in chunk:
-            try:
-                loaded.append((row, embedder.pixels(load_image(photos[index.ids[row]]))))
-            except ImageError as exc:
-                log.warning("photo skipped: %s", exc)
-        if loaded:
-            vectors[[row for row, _ in loaded]] = embedder.images([pixels for _, pixels in loaded])
-            used += len(loaded)
+        kept, pixels = load_photos(((row, partial(load_image, photos[index.ids[row]])) for row in chunk),
+                                   embedder.pixels)
+        if kept:
+            vectors[kept] = embedder.images(pixels)
+            used += len(kept)
     if used == 0:
         return None
     if used < FEW_PHOTOS:

@@ -1,11 +1,14 @@
-"""Atomic outputs: write to a temporary path beside the target, rename into place on success.
+"""Atomic outputs and checksums, for every file clibd writes (model, index, pack, dataset, report).
 
-A reader never sees a half-written file or folder, and a failure (including Ctrl-C) leaves
-the previous version, if any, untouched and no temporary behind.
+Writes go to a temporary path beside the target, renamed into place on success: a reader never
+sees a half-written file or folder, and a failure (including Ctrl-C) leaves the previous
+version, if any, untouched and no temporary behind. :func:`sha256_file` is the checksum every
+manifest records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -14,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from clibd_cli.errors import ClibdError
+from models.errors import ClibdError
 
 _UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) ...
 os.umask(_UMASK)  # ... and put it back at once; temporaries get the permissions open() would give
@@ -41,6 +44,7 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
         yield temp
         if directory:
             _replace_directory(temp, target)
+            _fsync_directory(parent)
         else:
             with open(temp, "rb+") as written:
                 os.fsync(written.fileno())
@@ -74,3 +78,23 @@ def _remove(temp: Path) -> None:
         shutil.rmtree(temp, ignore_errors=True)
     else:
         temp.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows)
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

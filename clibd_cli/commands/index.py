@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
-MODALITIES = ("dna", "image", "text")
+from clibd_cli.commands import options
+from clibd_cli.defaults import CALIBRATION, HNSW
+from models.config import TOWERS as MODALITIES
+
 log = logging.getLogger("clibd")
 
 
@@ -56,18 +59,21 @@ def index() -> None:
                    "after the record id; repeatable). Calibrates the index for photo and photo+barcode "
                    "queries too.")
 @click.option("--append", is_flag=True, help="Add the records to the existing index at --output.")
-@click.option("--M", "hnsw_m", type=click.IntRange(2, 100), default=32, show_default=True,
+@click.option("--M", "hnsw_m", type=click.IntRange(2, 100), default=HNSW.M, show_default=True,
               help="HNSW graph degree (memory ≈ M×8–10 bytes per record).")
-@click.option("--ef-construction", type=click.IntRange(min=10), default=200, show_default=True,
+@click.option("--ef-construction", type=click.IntRange(min=10), default=HNSW.ef_construction,
+              show_default=True,
               help="HNSW build-time search width (higher: better graph, slower build).")
-@click.option("--ef", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--ef", type=click.IntRange(min=1), default=HNSW.ef, show_default=True,
               help="Default query-time search width stored in the manifest.")
-@click.option("-k", "--neighbours", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Nearest references that decide each query (the confidence calibration is fitted for "
+@click.option("-k", "--neighbours", type=click.IntRange(min=1), default=CALIBRATION.neighbours,
+              show_default=True, help="Nearest references that decide each query (the confidence "
+                                      "calibration is fitted for "
                    "this number).")
 @click.option("--prior-unseen", type=click.FloatRange(0, 1), default=None,
               help="Assumed share of queries whose species is absent from the reference "
-                   "(the confidence calibration is fitted for this mix).  [default: 0.5; with "
+                   "(the confidence calibration is fitted for this mix).  "
+                   f"[default: {CALIBRATION.prior_unseen}; with "
                    "--calibrate-on: the held-out queries' own mix]")
 @click.option("--calibrate-on", "held_out", multiple=True, type=click.Path(exists=True),
               help="Labelled held-out queries (FASTA/FASTQ with SINTAX headers or --taxonomy ids, or a "
@@ -75,7 +81,7 @@ def index() -> None:
                    "the reference's own records; their species absent from the reference count as new.")
 @click.option("--calibrate-split", "held_out_splits", multiple=True,
               help="Splits of a --calibrate-on HDF5 (repeatable; e.g. val, val_unseen).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@options.batch_size(256)
 @click.pass_obj
 def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, modality: str,
           taxonomy: str | None, splits: tuple[str, ...], images: tuple[str, ...], append: bool, hnsw_m: int,
@@ -90,12 +96,12 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         raise click.UsageError("--calibrate-split goes with --calibrate-on")
     if held_out and modality == "text":
         raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
-    from clibd_cli.embedding import Embedder, load_model_for, model_available, model_reference
-    from clibd_cli.errors import ClibdError
-    from clibd_cli.index_calibration import calibrate
-    from clibd_cli.kmer_profile import KMER_MODEL
-    from clibd_cli.references import read_references
-    from clibd_cli.refindex import build_index, load_index
+    from clibd_cli.classification.query_kinds import calibrate
+    from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
+    from clibd_cli.embedding.kmer import KMER_MODEL
+    from clibd_cli.reference.hnsw_index import build_index, load_index
+    from clibd_cli.reference.sources import embed_references, read_held_out, read_references
+    from models.errors import ClibdError
 
     if not model_available(model_dir):
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
@@ -109,10 +115,11 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     if existing is not None and existing.manifest["modality"] != modality:
         raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
     refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
-    found = _held_out(held_out, held_out_splits, modality, taxonomy, refs.ids + (existing.ids if existing else []))
+    found = read_held_out(held_out, held_out_splits, modality, taxonomy,
+                          refs.ids + (existing.ids if existing else []))
     embedder = Embedder(model, settings.torch_device(), batch_size, settings.precision)
     log.info("embedding %d reference records (%s)", len(refs), modality)
-    vectors, keep = _embed(embedder, refs, settings.progress())
+    vectors, keep = embed_references(embedder, refs, settings.progress())
     ids = [refs.ids[i] for i in keep]
     labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
     if existing is not None:
@@ -129,7 +136,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     queries = None
     if found is not None:
         log.info("embedding %d held-out queries for the calibration", len(found))
-        vectors, keep = _embed(embedder, found, settings.progress())
+        vectors, keep = embed_references(embedder, found, settings.progress())
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
@@ -144,59 +151,6 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
 def info(directory: str, no_verify: bool) -> None:
     """Describe an index directory (records, model, HNSW parameters, checksums)."""
-    from clibd_cli.refindex import load_index
+    from clibd_cli.reference.hnsw_index import load_index
 
     click.echo(load_index(directory, verify=not no_verify).info())
-
-
-def _held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: str, taxonomy: str | None,
-              reference_ids: list[str]):
-    """The ``--calibrate-on`` queries (``References``), or None; refused if any is a reference record."""
-    from clibd_cli.errors import ClibdError
-    from clibd_cli.io.streams import is_hdf5
-    from clibd_cli.references import read_references
-
-    if not inputs:
-        return None
-    try:
-        found = read_references(list(inputs), modality, taxonomy=taxonomy, splits=splits)
-    except ClibdError as exc:
-        raise ClibdError(f"--calibrate-on: {exc}") from None
-    shared = set(found.ids) & set(reference_ids)
-    if shared:
-        hint = " (choose the held-out splits with --calibrate-split)" if any(is_hdf5(p) for p in inputs) else ""
-        raise ClibdError(f"--calibrate-on: {len(shared)} held-out queries are reference records too "
-                         f"(e.g. {min(shared)}); calibrating on them would overstate the confidences{hint}")
-    return found
-
-
-def _embed(embedder, refs, progress: bool):
-    """Vectors of the usable reference records and their positions in ``refs``."""
-    import numpy as np
-    from tqdm import tqdm
-
-    from clibd_cli.embedding import batched
-    from clibd_cli.io.images import ImageError
-
-    photos = refs.modality == "image"
-    encode = {"dna": embedder.barcodes, "text": embedder.labels, "image": embedder.images}[refs.modality]
-    vectors = np.empty((len(refs), embedder.model.embed_dim), np.float32)  # filled in place: no 2nd copy
-    keep: list[int] = []
-    bar = tqdm(total=len(refs), unit=" records", disable=not progress, leave=False, desc="embedding")
-    for positions in batched(range(len(refs)), embedder.batch_size * (1 if photos else 8)):
-        items = [refs.items[i] for i in positions]
-        if photos:  # decoded and shrunk to the model's input one at a time
-            loaded = []
-            for i, loader in zip(positions, items):
-                try:
-                    loaded.append((i, embedder.pixels(loader())))
-                except ImageError as exc:
-                    log.warning("reference skipped: %s", exc)
-            bar.update(len(positions) - len(loaded))
-            positions, items = [i for i, _ in loaded], [pixels for _, pixels in loaded]
-        if items:
-            vectors[len(keep) : len(keep) + len(items)] = encode(items)
-            keep.extend(positions)
-        bar.update(len(items))
-    bar.close()
-    return vectors[: len(keep)], keep

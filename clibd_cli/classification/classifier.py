@@ -15,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.embedding import Embedder, load_model_for, model_available
-from clibd_cli.errors import ClibdError
+from clibd_cli.classification.calibration import calibrations
+from clibd_cli.classification.decision import predict
+from clibd_cli.classification.queries import Query
+from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
+from clibd_cli.defaults import CALIBRATION
+from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available
+from clibd_cli.embedding.kmer import is_model_free
 from clibd_cli.io.images import ImageError, load_image
-from clibd_cli.predict import Calibration, RankedPrediction, ReferenceTaxonomy, predict
-from clibd_cli.queries import Query
-from clibd_cli.refindex import load_index
+from clibd_cli.reference.hnsw_index import load_index
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 KINDS = ("dna", "image", "image+dna")
@@ -67,14 +71,13 @@ class Classifier:
             device = "cpu" if self.model_free else device()
         self.embedder = Embedder(self.model, device, batch_size, precision)
         self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
-        self.calibrations = {kind: Calibration.from_json(data)
-                             for kind, data in (self.index.calibration or {}).items()}
+        self.calibrations = calibrations(self.index.calibration)
         self.ef = ef
 
     @property
     def model_free(self) -> bool:
         """Whether the index embeds with the k-mer profile (no neural network, no torch)."""
-        return hasattr(self.model, "embed_barcodes")
+        return is_model_free(self.model)
 
     @property
     def query_kinds(self) -> list[str]:
@@ -91,7 +94,7 @@ class Classifier:
             raise ClibdError(f"{self.index.path}: this index cannot classify {kind} queries "
                              f"(calibrated for: {have}); build one with clibd index {how}")
 
-    def classify(self, queries: Sequence[Query], min_confidence: float = 0.8,
+    def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,
                  report: int = 0) -> list[Result]:
         """Results in query order; ``report`` > 0 also lists that many nearest references."""
         results = [Result(q, problem=q.problem) for q in queries]

@@ -11,12 +11,12 @@ import h5py
 import numpy as np
 
 from clibd_cli import __version__
-from clibd_cli.embedding import Embedder, batched
-from clibd_cli.io.atomic import atomic_path
-from clibd_cli.io.images import IMAGE_SUFFIXES, ImageError, find_images, load_image
-from clibd_cli.io.streams import is_hdf5
+from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
 from clibd_cli.io.sequences import barcode_problem
-from clibd_cli.references import RANKS
+from clibd_cli.io.streams import is_hdf5
+from models.config import RANKS
+from models.files import atomic_path
 
 log = logging.getLogger("clibd")
 Batch = tuple[list[str], list[str], np.ndarray]
@@ -107,13 +107,7 @@ def _barcodes(embedder: Embedder, source: str, size: int) -> Iterator[Batch]:
 
 def _photos(embedder: Embedder, loaders: list) -> Iterator[Batch]:
     """Embeddings of the photos that load; each is shrunk to the model's input once decoded."""
-    ids, pixels = [], []
-    for name, load in loaders:
-        try:
-            pixels.append(embedder.pixels(load()))
-            ids.append(name)
-        except ImageError as exc:
-            log.warning("skipped: %s", exc)
+    ids, pixels = load_photos(loaders, embedder.pixels, skipped="skipped")
     if pixels:
         yield ids, ["image"] * len(ids), embedder.images(pixels)
 

@@ -44,9 +44,9 @@ def import_checkpoint(settings, source: Path, source_format: str, output: Path, 
     """
     import logging
 
-    from clibd_cli.errors import ClibdError
     from models import save_model
-    from models.checkpoint import file_sha256
+    from models.errors import ClibdError
+    from models.files import sha256_file
     from models.upstream import (import_barcodebert, import_clibd_checkpoint, read_checkpoint,
                                  read_upstream_yaml)
 
@@ -64,7 +64,7 @@ def import_checkpoint(settings, source: Path, source_format: str, output: Path, 
     provenance = {"format": source_format, "source": str(source.resolve()), "preset": preset,
                   "command_line": settings.command_line, "notes": imported.notes}
     if source.is_file():
-        provenance["sha256"] = file_sha256(source)
+        provenance["sha256"] = sha256_file(source)
     save_model(imported.model, output, extra={"imported_from": provenance})
     log = logging.getLogger("clibd")
     for note in imported.notes:

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.errors import ClibdError
-from clibd_cli.io.atomic import atomic_path
-from clibd_cli.predict import Calibration, fit_calibration
-from clibd_cli.refindex import RECORDS_FILE, ReferenceIndex, build_index, read_records, sha256_file, write_records
+from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.fitting import fit_calibration
+from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
+from clibd_cli.reference.records import read_records, write_records
+from models.errors import ClibdError
+from models.files import atomic_path, sha256_file
 
 PACK_FORMAT = "clibd-reference-pack/1"
 PACK_FILE = "pack.json"

@@ -1,7 +1,8 @@
-"""Reference records for ``clibd index``: labelled barcodes, photos or taxonomy label strings.
+"""Reference records for ``clibd index``: labelled barcodes, photos or taxonomy label strings,
+the held-out queries of ``--calibrate-on``, and their embedding.
 
-Sources (DESIGN §4 "Reference taxonomy input"): FASTA/FASTQ with SINTAX ``;tax=`` headers or a
-``--taxonomy`` table, photo files/folders with a ``--taxonomy`` table keyed by file stem, or a
+Sources (README "Reference indexes and classification"): FASTA/FASTQ with SINTAX ``;tax=``
+headers or a ``--taxonomy`` table, photo files/folders with a ``--taxonomy`` table keyed by file stem, or a
 dataset HDF5 (``clibd prepare`` output or the CLIBD authors' files) with ``--split`` names.
 """
 
@@ -12,13 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clibd_cli.errors import ClibdError
-from clibd_cli.io.streams import is_hdf5
+import numpy as np
+from tqdm import tqdm
+
+from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.io.images import load_photos
 from clibd_cli.io.sequences import barcode_problem
+from clibd_cli.io.streams import is_hdf5
+from models.config import RANKS
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
-
-RANKS = ("order", "family", "genus", "species")
 
 
 @dataclass
@@ -71,6 +76,47 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
         raise ClibdError(f"reference record ids must be unique; repeated: {', '.join(dupes[:5])}"
                          f"{' …' if len(dupes) > 5 else ''}")
     return refs
+
+
+def read_held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: str, taxonomy: str | None,
+                  reference_ids: list[str]) -> References | None:
+    """The ``--calibrate-on`` queries (``References``), or None; refused if any is a reference record."""
+    if not inputs:
+        return None
+    try:
+        found = read_references(list(inputs), modality, taxonomy=taxonomy, splits=splits)
+    except ClibdError as exc:
+        raise ClibdError(f"--calibrate-on: {exc}") from None
+    shared = set(found.ids) & set(reference_ids)
+    if shared:
+        dataset = any(is_hdf5(p) for p in inputs)
+        hint = " (choose the held-out splits with --calibrate-split)" if dataset else ""
+        raise ClibdError(f"--calibrate-on: {len(shared)} held-out queries are reference records too "
+                         f"(e.g. {min(shared)}); calibrating on them would overstate the confidences{hint}")
+    return found
+
+
+def embed_references(embedder: Embedder, refs: References,
+                     progress: bool = False) -> tuple[np.ndarray, list[int]]:
+    """Vectors of the usable reference records and their positions in ``refs`` (an unreadable
+    photo is left out)."""
+    photos = refs.modality == "image"
+    encode = {"dna": embedder.barcodes, "text": embedder.labels, "image": embedder.images}[refs.modality]
+    vectors = np.empty((len(refs), embedder.model.embed_dim), np.float32)  # filled in place: no 2nd copy
+    keep: list[int] = []
+    bar = tqdm(total=len(refs), unit=" records", disable=not progress, leave=False, desc="embedding")
+    for positions in batched(range(len(refs)), embedder.batch_size * (1 if photos else 8)):
+        items = [refs.items[i] for i in positions]
+        if photos:  # decoded and shrunk to the model's input one at a time
+            loaded, items = load_photos(zip(positions, items), embedder.pixels, skipped="reference skipped")
+            bar.update(len(positions) - len(loaded))
+            positions = loaded
+        if items:
+            vectors[len(keep) : len(keep) + len(items)] = encode(items)
+            keep.extend(positions)
+        bar.update(len(items))
+    bar.close()
+    return vectors[: len(keep)], keep
 
 
 def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:

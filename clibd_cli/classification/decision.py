@@ -1,0 +1,133 @@
+"""Nearest reference neighbours -> per-rank taxonomic labels with calibrated confidences.
+
+Decision. Ranks are decided top-down (coarse to fine), each only from the neighbours labelled
+at that rank: every label among the first ``k`` neighbours gets a similarity-weighted vote
+(weights ``exp((sim - best) / tau_vote)``), and the winner is the label with the most votes
+among those whose parent is the label picked at the rank above (among all labels if no
+neighbour offers such a label). The lineage is therefore consistent by construction.
+
+Confidence: see ``clibd_cli/classification/calibration.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
+from clibd_cli.defaults import CALIBRATION
+
+_CHUNK = 2048  # queries per vectorised chunk
+_EPS = 1e-4  # distance floor for the log scale (sims of duplicates are ~1)
+
+
+def predict(
+    rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
+    min_confidence: float = CALIBRATION.min_confidence,
+) -> list[RankedPrediction]:
+    """Per-rank predictions for queries with neighbours ``rows``/``sims`` ``[Q, K]``."""
+    codes, conf = decide(rows, sims, reference, calibration)
+    out = []
+    for q in range(len(rows)):
+        labels = {r: (reference.names[r][codes[r][q]] if codes[r][q] >= 0 else None)
+                  for r in reference.ranks}
+        out.append(RankedPrediction(
+            labels, {r: float(conf[r][q]) for r in reference.ranks},
+            reference.ids[rows[q, 0]], float(sims[q, 0]), min_confidence,
+        ))
+    return out
+
+
+def decide(
+    rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Vectorised core of :func:`predict`: ``({rank: code [Q]}, {rank: confidence [Q]})``."""
+    codes: dict[str, list] = {r: [] for r in reference.ranks}
+    conf: dict[str, list] = {r: [] for r in reference.ranks}
+    for start in range(0, len(rows), _CHUNK):
+        chunk = slice(start, start + _CHUNK)
+        view = Neighbours(rows[chunk, : calibration.k], sims[chunk, : calibration.k])
+        above_code = above_conf = None
+        ceiling = np.ones(len(view.rows))  # confidence of the nearest labelled rank above
+        for rank in reference.ranks:
+            fit = calibration.ranks[rank]
+            votes = view.at_rank(reference, rank, above_code)
+            pick = votes.pick(fit["tau_vote"])
+            code = votes.winner(pick)
+            features = votes.features(pick, fit["tau_share"])
+            p = np.minimum(np.where(code >= 0, calibration.probability(rank, features), 0.0), ceiling)
+            if above_code is not None:  # a label outside the parent picked above: 1 - p(parent)
+                parent = reference.parents[rank][code]
+                clash = (parent >= 0) & (above_code >= 0) & (parent != above_code)
+                p = np.where(clash, np.minimum(p, 1.0 - above_conf), p)
+            codes[rank].append(code)
+            conf[rank].append(p)
+            above_code, above_conf = code, p
+            ceiling = np.where(code >= 0, p, ceiling)
+    return ({r: np.concatenate(v) if v else np.zeros(0, np.int64) for r, v in codes.items()},
+            {r: np.concatenate(v) if v else np.zeros(0) for r, v in conf.items()})
+
+
+class Neighbours:
+    """The first k neighbours of a batch of queries, as the per-rank decisions see them."""
+
+    def __init__(self, rows: np.ndarray, sims: np.ndarray):
+        self.rows, self.sims = rows, sims.astype(np.float64)
+        self.found = np.isfinite(self.sims)  # pseudo-queries may find fewer than k records
+        # any label not among the neighbours lies at most this similar
+        self.kth_sim = np.where(self.found, self.sims, np.inf).min(axis=1, initial=np.inf)
+
+    def at_rank(
+        self, reference: ReferenceTaxonomy, rank: str, above: np.ndarray | None
+    ) -> Votes:
+        """The neighbours' labels at ``rank``; candidates restricted to children of ``above``."""
+        label = reference.codes[rank][self.rows]  # [Q, K]
+        valid = (label >= 0) & self.found
+        allowed = valid
+        if above is not None:
+            under = valid & (reference.parents[rank][label] == above[:, None])
+            under &= above[:, None] >= 0
+            allowed = np.where(under.any(axis=1)[:, None], under, valid)
+        same = (label[:, :, None] == label[:, None, :]) & valid[:, None, :]  # [Q, i, j]
+        return Votes(self, label, valid, allowed, same)
+
+
+@dataclass
+class Votes:
+    """Neighbour labels at one rank: similarity-weighted votes, the winner and its features."""
+
+    neighbours: Neighbours
+    label: np.ndarray  # [Q, K] codes
+    valid: np.ndarray  # labelled at this rank
+    allowed: np.ndarray  # may win (under the label picked at the rank above, if possible)
+    same: np.ndarray  # [Q, i, j]: neighbours i and j carry the same label
+
+    def votes(self, tau: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per neighbour, the summed weight of its label, and the total weight."""
+        sims, has = self.neighbours.sims, self.valid.any(axis=1)
+        best = np.where(self.valid, sims, -np.inf).max(axis=1, initial=-np.inf)
+        gap = np.where(self.valid, sims - np.where(has, best, 0.0)[:, None], -np.inf)  # <= 0
+        weight = np.exp(gap / tau)
+        return np.einsum("qij,qj->qi", self.same, weight), weight.sum(axis=1)
+
+    def pick(self, tau: float) -> np.ndarray:
+        """Column of the winning neighbour: most votes among the allowed labels."""
+        return np.argmax(np.where(self.allowed, self.votes(tau)[0], -1.0), axis=1)
+
+    def winner(self, pick: np.ndarray) -> np.ndarray:
+        """Winning label codes, -1 where no neighbour is labelled at this rank."""
+        return np.where(self.valid.any(axis=1), self.label[np.arange(len(pick)), pick], -1)
+
+    def features(self, pick: np.ndarray, tau: float) -> np.ndarray:
+        """[Q, 3] log distance of the winner, margin over other labels, vote share."""
+        sims, picked = self.neighbours.sims, (np.arange(len(pick)), pick)
+        mine = self.same[picked]  # [Q, K]: neighbours carrying the winning label
+        s_in = np.where(mine, sims, -np.inf).max(axis=1, initial=-np.inf)
+        s_out = np.where(self.valid & ~mine, sims, -np.inf).max(axis=1, initial=-np.inf)
+        s_out = np.where(np.isfinite(s_out), s_out, self.neighbours.kth_sim)
+        votes, total = self.votes(tau)
+        share = votes[picked] / np.maximum(total, 1e-300)
+        x = np.stack([np.log(np.maximum(1.0 - s_in, _EPS)), s_in - s_out, share], axis=1)
+        return np.where(self.valid.any(axis=1)[:, None], x, 0.0)

@@ -1,0 +1,251 @@
+"""Fitting the confidence calibration (``clibd_cli/classification/calibration.py``).
+
+On the reference itself (:func:`fit_calibration`: its records as seen, unseen-species and
+unseen-genus pseudo-queries) or on labelled held-out queries (:func:`fit_calibration_held_out`):
+per rank, the vote temperatures, then a logistic map of the features refined by isotonic
+regression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from clibd_cli.classification.calibration import FEATURES, Calibration, sigmoid
+from clibd_cli.classification.decision import Neighbours
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from clibd_cli.defaults import CALIBRATION
+from models.errors import ClibdError
+
+
+def fit_calibration(
+    index, *, query_vectors: np.ndarray | None = None, k: int = CALIBRATION.neighbours,
+    n_queries: int = CALIBRATION.pseudo_queries, prior_unseen: float = CALIBRATION.prior_unseen,
+    unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
+    taus: Sequence[float] = CALIBRATION.taus,
+) -> Calibration:
+    """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
+
+    ``n_queries`` records drawn uniformly (``seed``) are searched exactly as seen queries, and
+    ``n_queries`` drawn uniformly over species (each species is an equally good proxy for a
+    new one, whatever its sampling effort) as unseen-species and unseen-genus queries.
+    ``prior_unseen`` is the assumed share of queries whose species is absent from the
+    reference and ``unseen_genus_fraction`` the share of those whose genus is absent too.
+    Vote temperatures are picked from ``taus`` (see :func:`_fit_ranks`). For queries of
+    another modality, ``query_vectors[i]`` is record ``i`` seen that way (e.g. the photo of
+    the specimen whose barcode is record ``i``); all-zero rows (no photo) are not sampled.
+    """
+    reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    vectors = index.vectors()
+    source = vectors if query_vectors is None else np.asarray(query_vectors, dtype=np.float32)
+    if source.shape != vectors.shape:
+        raise ClibdError(f"query vectors {list(source.shape)} do not match the reference "
+                         f"{list(vectors.shape)}")
+    usable = np.flatnonzero(np.abs(source).sum(axis=1) > 0)
+    rng = np.random.default_rng(seed)
+    k = max(1, min(k, len(vectors) - 1))
+    ranks = reference.ranks[::-1]  # finest first
+    seen = rng.choice(usable, min(n_queries, len(usable)), replace=False)
+    finest = reference.codes[ranks[0]]
+    labelled = usable[finest[usable] >= 0]
+    unseen = labelled
+    if len(labelled) > n_queries:
+        rarity = 1.0 / np.bincount(finest[labelled])[finest[labelled]]
+        unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
+    unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
+                    for i in range(min(2, len(ranks)))]
+    found = (_pseudo_queries(source, vectors, seen, reference, k, [(None, None)])
+             + _pseudo_queries(source, vectors, unseen, reference, k, unseen_plans))
+    shares = [1 - prior_unseen, prior_unseen * (1 - unseen_genus_fraction),
+              prior_unseen * unseen_genus_fraction]
+    scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share)
+                 for (queries, rows, sims), share in zip(found, shares) if share > 0 and len(queries)]
+    return Calibration(
+        k, prior_unseen, unseen_genus_fraction, _fit_ranks(scenarios, reference, k, taus),
+        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed,
+         "references": len(vectors)},
+    )
+
+
+ABSENT = np.iinfo(np.int64).max  # truth code of a label the reference lacks: never a winner
+
+
+def fit_calibration_held_out(
+    index, query_vectors: np.ndarray, query_labels: Mapping[str, Sequence[str | None]],
+    decisions: Calibration, *, prior_unseen: float | None = None, taus: Sequence[float] = CALIBRATION.taus,
+) -> Calibration:
+    """Refit the confidences of ``decisions`` on labelled held-out queries searched in ``index``.
+
+    The decision rule (neighbour count, vote temperatures) stays that of ``decisions``, fitted
+    on the reference's many pseudo-queries; only the feature -> probability maps are fitted on
+    the real queries. Only queries labelled at the finest rank are used: one whose label there
+    is not in the reference is *unseen* (its answer at that rank is wrong by definition), the
+    others *seen*; both kinds are needed. ``prior_unseen`` reweights the two groups to that
+    share of unseen queries, ``None`` keeps the held-out set's own mix. Search is exact.
+    """
+    from clibd_cli.reference.search import exact_search
+
+    reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    vectors = index.vectors()
+    queries = np.asarray(query_vectors, dtype=np.float32).reshape(-1, vectors.shape[1])
+    truth = {}
+    for rank in reference.ranks:
+        lookup = {name: code for code, name in enumerate(reference.names[rank])}
+        truth[rank] = np.array([-1 if v is None else lookup.get(v, ABSENT) for v in query_labels[rank]],
+                               dtype=np.int64)
+    finest = reference.ranks[-1]
+    labelled = truth[finest] != -1
+    unseen = truth[finest][labelled] == ABSENT
+    if unseen.all() or not unseen.any():
+        raise ClibdError(
+            f"the held-out queries must include both {finest} in the reference and {finest} absent from it "
+            f"to calibrate (usable queries labelled at {finest}: {int((~unseen).sum())} in the reference, "
+            f"{int(unseen.sum())} absent; check that their names are spelled as the reference's)")
+    truth = {rank: t[labelled] for rank, t in truth.items()}
+    k = decisions.k
+    rows, sims = exact_search(vectors, queries[labelled], k)
+    mix = float(unseen.mean())
+    prior = mix if prior_unseen is None else prior_unseen
+    scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share)
+                 for group, share in ((~unseen, 1 - prior), (unseen, prior)) if share > 0]
+    above = reference.ranks[-2] if len(reference.ranks) > 1 else None
+    new_above = float((truth[above][unseen] == ABSENT).mean()) if above else 0.0
+    vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
+    return Calibration(
+        k, prior, new_above, _fit_ranks(scenarios, reference, k, taus, vote_taus),
+        {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
+         "references": len(vectors)},
+    )
+
+
+def _pseudo_queries(
+    source: np.ndarray, vectors: np.ndarray, sample: np.ndarray, reference: ReferenceTaxonomy,
+    k: int, plans: list[tuple[str | None, str | None]],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Exact neighbours ``(queries, rows, sims)`` of sampled records, one triple per plan.
+
+    Record ``q`` queries as ``source[q]`` against the reference ``vectors``.
+
+    A plan ``(rank, above)`` excludes every record sharing the query's label at ``rank``
+    (unseen species / unseen genus), and the records of its ``above`` taxon not labelled at
+    ``rank`` (BIOSCAN's pretrain records lack species: they may be of the query's species).
+    The query is kept only if labelled at ``rank`` and its ``above`` taxon still has records
+    left (a species of a monotypic genus simulates an unseen genus, not an unseen species).
+    ``(None, None)`` excludes only the record itself (seen).
+    """
+    from clibd_cli.reference.search import top_k
+
+    sample = np.sort(sample)
+    empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
+    found: list[list] = [[empty] for _ in plans]
+    for start in range(0, len(sample), 256):
+        queries = sample[start : start + 256]
+        scores = source[queries] @ vectors.T
+        for (rank, above), out in zip(plans, found):
+            if rank is None:
+                excluded, keep = np.arange(len(vectors))[None, :] == queries[:, None], queries >= 0
+            else:
+                code = reference.codes[rank]
+                excluded = code[None, :] == code[queries][:, None]
+                keep = code[queries] >= 0
+                if above is not None:
+                    up = reference.codes[above]
+                    kin = up[None, :] == up[queries][:, None]
+                    excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
+                    keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
+            rows, sims = top_k(np.where(excluded, -np.inf, scores), k)
+            out.append((queries[keep], rows[keep], sims[keep]))
+    return [tuple(np.concatenate(parts) for parts in zip(*out)) for out in found]
+
+
+def _fit_ranks(
+    scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
+    vote_taus: Mapping[str, float] | None = None,
+) -> dict[str, dict]:
+    """Per rank, top-down: the vote temperature that makes the most correct winners (unless
+    given in ``vote_taus``), the vote-share temperature whose logistic map has the least
+    log-loss, and that map refined by isotonic regression. A scenario is ``(truth codes by
+    rank, rows, sims, share)``."""
+    views = [Neighbours(rows[:, :k], sims[:, :k]) for _, rows, sims, _ in scenarios]
+    above: list[np.ndarray | None] = [None] * len(scenarios)
+    fitted = {}
+    for rank in reference.ranks:
+        votes = [view.at_rank(reference, rank, up) for view, up in zip(views, above)]
+        truth = [codes[rank] for codes, *_ in scenarios]
+        weight = [np.where((t >= 0) & v.valid.any(axis=1), share / max(len(t), 1), 0.0)
+                  for t, v, (*_, share) in zip(truth, votes, scenarios)]
+        best = None
+        for tau in taus if vote_taus is None else [vote_taus[rank]]:  # ascending: ties go to the sharper vote
+            picks = [v.pick(tau) for v in votes]
+            hits = sum(float((w * (v.winner(p) == t)).sum())
+                       for v, p, t, w in zip(votes, picks, truth, weight))
+            if best is None or hits > best[0] + 1e-12:
+                best = (hits, tau, picks)
+        _, tau_vote, picks = best
+        winners = [v.winner(p) for v, p in zip(votes, picks)]
+        y = np.concatenate([wn == t for wn, t in zip(winners, truth)]).astype(float)
+        w = np.concatenate(weight)
+        use = w > 0
+        best = None
+        for tau in taus:
+            x = np.concatenate([v.features(p, tau) for v, p in zip(votes, picks)])[use]
+            fit = _fit_logistic(x, y[use], w[use])
+            if best is None or fit["loss"] < best[1]["loss"]:
+                best = (tau, fit)
+        tau_share, fit = best
+        iso_x, iso_y = _isotonic(fit.pop("score"), y[use], w[use])
+        fit.pop("loss")
+        fitted[rank] = {"tau_vote": tau_vote, "tau_share": tau_share, **fit,
+                        "iso_x": iso_x.tolist(), "iso_y": iso_y.tolist()}
+        above = winners
+    return fitted
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict:
+    """Standardise features and fit the logistic map; also returns its scores and log-loss."""
+    mean = x.mean(axis=0) if len(x) else np.zeros(len(FEATURES))
+    scale = np.maximum(x.std(axis=0), 1e-6) if len(x) else np.ones(len(FEATURES))
+    z = (x - mean) / scale
+    coef, intercept = _logistic(z, y, w / max(w.mean(), 1e-300) if len(w) else w)
+    score = np.clip(sigmoid(z @ coef + intercept), 1e-9, 1 - 1e-9)
+    loss = float(-(w * (y * np.log(score) + (1 - y) * np.log(1 - score))).sum())
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": coef.tolist(),
+            "intercept": intercept, "score": score, "loss": loss}
+
+
+def _logistic(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2
+) -> tuple[np.ndarray, float]:
+    """Weighted L2-regularised logistic regression by Newton's method (IRLS)."""
+    a = np.hstack([x, np.ones((len(x), 1))])
+    beta = np.zeros(a.shape[1])
+    ridge = l2 * np.diag([1.0] * x.shape[1] + [0.0])
+    for _ in range(50):
+        p = sigmoid(a @ beta)
+        grad = a.T @ (w * (y - p)) - ridge @ beta
+        hess = (a * (w * p * (1 - p))[:, None]).T @ a + ridge + 1e-9 * np.eye(len(beta))
+        step = np.linalg.solve(hess, grad)
+        beta += step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta[:-1], float(beta[-1])
+
+
+def _isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted isotonic (non-decreasing) regression by pool-adjacent-violators.
+
+    Returns the blocks' mean x and fitted y, for ``np.interp``; without data, a map to 0 (no
+    evidence, never confident).
+    """
+    if len(x) == 0:
+        return np.array([0.0, 1.0]), np.array([0.0, 0.0])
+    order = np.argsort(x, kind="stable")
+    blocks: list[list[float]] = []  # [sum w*y, sum w, sum w*x]
+    for xi, yi, wi in zip(x[order], y[order], w[order]):
+        blocks.append([wi * yi, wi, wi * xi])
+        while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] >= blocks[-1][0] * blocks[-2][1]:
+            wy, ww, wx = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + wy, blocks[-1][1] + ww, blocks[-1][2] + wx]
+    sums = np.array(blocks).reshape(-1, 3)
+    return sums[:, 2] / sums[:, 1], sums[:, 0] / sums[:, 1]

@@ -1,0 +1,50 @@
+"""Option blocks and parsers that several commands share (click only: they load with ``--help``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from clibd_cli.defaults import CALIBRATION
+
+MIN_CONFIDENCE_RANGE = click.FloatRange(0, 1, min_open=True)
+
+
+def name_list(allowed: tuple[str, ...] | None = None, *, auto: bool = False, none: bool = False) -> Callable:
+    """A click callback: ``a,b`` (or a repeated option) -> a tuple of distinct names from ``allowed``.
+
+    With ``auto``, no value or ``auto`` gives None (the command's choice); with ``none``, ``none``
+    gives an empty tuple.
+    """
+
+    def parse(ctx: click.Context, param: click.Parameter, value) -> tuple[str, ...] | None:
+        if auto and value in (None, "auto"):
+            return None
+        if none and value == "none":
+            return ()
+        values = value if isinstance(value, tuple) else (value,)
+        names = tuple(dict.fromkeys(n.strip() for v in values if v for n in v.split(",") if n.strip()))
+        bad = [n for n in names if allowed and n not in allowed]
+        if bad or (auto and not names):
+            choices = ", ".join(allowed or ())
+            raise click.BadParameter(f"{', '.join(bad) or repr(value)}: choose from {choices}")
+        return names
+
+    return parse
+
+
+def count(name: str, default: int, help: str, minimum: int = 0, **kwargs) -> Callable:
+    """An option taking a whole number of at least ``minimum``."""
+    return click.option(name, type=click.IntRange(min=minimum), default=default, help=help, **kwargs)
+
+
+def batch_size(default: int, help: str | None = None) -> Callable:
+    """``--batch-size``: records embedded at a time."""
+    return count("--batch-size", default, help or "Records embedded at a time.", minimum=1, show_default=True)
+
+
+def min_confidence(help: str) -> Callable:
+    """``--min-confidence``: the calibrated confidence a rank's label must reach."""
+    return click.option("--min-confidence", type=MIN_CONFIDENCE_RANGE, default=CALIBRATION.min_confidence,
+                        show_default=True, help=help)

@@ -1,0 +1,37 @@
+"""Defaults that the command-line options and the library share: one definition each.
+
+The ranks and the modalities are the model core's (``models/config.py``: ``RANKS``, ``TOWERS``);
+this module holds the reference index's HNSW parameters and the confidence calibration's
+settings, read by ``clibd index`` / ``clibd classify`` options and by
+``clibd_cli/reference/hnsw_index.py`` and ``clibd_cli/classification/fitting.py``. Standard
+library only: the option definitions load with ``clibd --help``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HnswDefaults:
+    """HNSW graph parameters of a reference index (hnswlib; stored in its manifest)."""
+
+    M: int = 32  # graph degree (memory ≈ M×8–10 bytes per record)
+    ef_construction: int = 200  # build-time search width
+    ef: int = 128  # query-time search width
+
+
+@dataclass(frozen=True)
+class CalibrationDefaults:
+    """How the confidence calibration is fitted (``clibd_cli/classification/calibration.py``)."""
+
+    neighbours: int = 50  # k: nearest references that decide each query
+    prior_unseen: float = 0.5  # assumed share of queries whose species is absent from the reference
+    unseen_genus_fraction: float = 0.1  # share of those whose genus is absent too
+    pseudo_queries: int = 3000  # reference records drawn per scenario
+    taus: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # vote temperatures tried
+    min_confidence: float = 0.8  # the cutoff a rank's label must reach to be reported
+
+
+HNSW = HnswDefaults()
+CALIBRATION = CalibrationDefaults()

@@ -1,0 +1,8 @@
+"""Reference records and their searchable index.
+
+* :mod:`.sources` labelled reference records from FASTA, photo folders or a dataset HDF5;
+* :mod:`.records` the ``records.tsv`` format; :mod:`.search` exact nearest neighbours;
+* :mod:`.hnsw_index` the index directory: build, load, append, save, search (the only place an
+  HNSW graph is built);
+* :mod:`.pack` the small shippable form of an index; :mod:`.bundled` the default reference.
+"""

@@ -1,0 +1,1 @@
+"""The library behind ``clibd train``: data loading, the loop, LoRA, checkpoints, validation, torchrun."""

@@ -1,0 +1,15 @@
+"""The one exception root of clibd: every failure a user can act on is a :class:`ClibdError`.
+
+The command line (``clibd_cli/main.py``) prints it as ``clibd: error: <message>``, so keep the
+message to one line and say where (``FILE:LINE``) and what was expected. It lives in ``models/``
+because the model core raises its own kind, :class:`ModelError`, and imports nothing from the
+command line.
+"""
+
+
+class ClibdError(Exception):
+    """A failure the user can act on: the message is printed as ``clibd: error: <message>``."""
+
+
+class ModelError(ClibdError):
+    """A model that cannot be built or loaded: unknown preset, bad config, missing/corrupt files."""

@@ -1,0 +1,44 @@
+"""Loading and checking model weights: safetensors files and state dicts, bit-exact, no pickle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from models.errors import ModelError
+from models.files import sha256_file
+
+
+def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None = None,
+                 skip_prefixes: tuple[str, ...] = ()) -> None:
+    """Load a safetensors file into ``model`` bit-exactly (dtypes kept); ModelError on any mismatch.
+
+    Tensors whose names start with one of ``skip_prefixes`` (dropped towers) are ignored.
+    """
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file is missing")
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        raise ModelError(f"{path}: checksum mismatch; the weights file is corrupt or was replaced")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise ModelError(f"{path}: corrupt or truncated weights file ({exc})") from exc
+    state = {name: tensor for name, tensor in state.items() if not name.startswith(skip_prefixes)}
+    check_state_dict(model.state_dict(), state, f"{path}: weights do not match the model config")
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def check_state_dict(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+                     what: str) -> None:
+    """ModelError naming a few missing, unexpected and wrongly shaped tensors, if there are any."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    problems = [f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+                if keys]
+    if problems:
+        raise ModelError(f"{what}: {'; '.join(problems)}")
