@@ -9,7 +9,7 @@ import click
 
 from clibd_cli.commands import options
 
-FORMATS = ("tsv", "jsonl")
+FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/pipeline_formats.py
 
 
 @click.command("classify")
@@ -26,7 +26,10 @@ FORMATS = ("tsv", "jsonl")
                    "as one specimen.")
 @click.option("-o", "--output", type=click.Path(allow_dash=True, dir_okay=False), default="-",
               show_default=True, help="Where to write the predictions.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="tsv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="tsv", show_default=True,
+              help="tsv and jsonl: clibd's own; qiime2: QIIME 2's taxonomy TSV; sintax: as vsearch "
+                   "--sintax --tabbedout; blast6: BLAST outfmt 6, one line per nearest reference (--top-k, "
+                   "default 1), identity from the embedding's similarity.")
 @options.min_confidence("Report a rank's label only if its confidence reaches this (confidence is "
                         "calibrated: "
                    "about that share of such calls are right).")
@@ -70,8 +73,6 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
     from clibd_cli.embedding.embedder import batched
-    from clibd_cli.io.predictions import PredictionWriter
-
     log = logging.getLogger("clibd")
     if index_dir is None:
         index_dir = _default_index(images, model_dir, settings.progress())
@@ -89,11 +90,20 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if first is None:
         log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
     with _output(output) as handle:
-        writer = PredictionWriter(handle, "neighbours" if top_k and fmt == "tsv" else fmt)
+        writer = _writer(handle, fmt, top_k)
         for batch in chain([first] if first else [], batches):
-            results = classifier.classify(batch, min_confidence, report=top_k or 0)
+            results = classifier.classify(batch, min_confidence, report=top_k or int(fmt == "blast6"))
             _report(results, log)
             writer.write(results)
+
+
+def _writer(handle, fmt: str, top_k: int | None):
+    from clibd_cli.io.pipeline_formats import PIPELINE_FORMATS, PipelineWriter
+    from clibd_cli.io.predictions import PredictionWriter
+
+    if fmt in PIPELINE_FORMATS:
+        return PipelineWriter(handle, fmt)
+    return PredictionWriter(handle, "neighbours" if top_k and fmt == "tsv" else fmt)
 
 
 def _default_index(images: tuple[str, ...], model_dir: str | None, progress: bool) -> str:

@@ -1,0 +1,60 @@
+"""Lineage strings in the forms other pipelines write them, read and written in one place.
+
+* ranked, QIIME 2 / UNITE / Greengenes style: ``k__Animalia; o__Diptera; f__Culicidae;
+  g__Aedes; s__Aedes_albopictus`` (``;`` with or without spaces; ``d__`` domain; an empty
+  ``s__`` is a missing rank; an epithet-only species, Greengenes' ``s__albopictus``, is joined
+  to its genus);
+* unranked, RDP / CO1 Classifier style: ``Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;
+  Aedes;Aedes_albopictus``: the last four levels are read as order, family, genus, species
+  (those training sets end at species) and need at least four levels.
+
+SINTAX ``tax=o:Diptera,...`` annotations are read by ``clibd_cli/io/sequences.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from clibd_cli.io.sequences import SINTAX_RANKS
+from models.config import RANKS
+
+_PREFIX = re.compile(r"^([a-zA-Z])__(.*)$")
+RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
+_PLACEHOLDERS = frozenset({"", "unidentified", "unclassified", "not_classified", "unknown"})
+
+
+def qiime_taxon(labels: Mapping[str, str | None]) -> str:
+    """``o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus`` over the labelled ranks
+    (spaces in names become underscores, as in the UNITE and SILVA releases for QIIME 2)."""
+    return "; ".join(f"{RANK_LETTER.get(rank, rank)}__{name.replace(' ', '_')}"
+                     for rank, name in labels.items() if name)
+
+
+def is_ranked_lineage(text: str) -> bool:
+    """Whether ``text`` looks like a ``x__Name;y__Name`` lineage."""
+    return bool(_PREFIX.match(text.split(";", 1)[0].strip()))
+
+
+def parse_lineage(text: str) -> dict[str, str]:
+    """Rank -> name from a ranked (``o__Diptera;...``) or unranked (``Root;...;Diptera;...``)
+    lineage; underscores read as spaces. Raises ValueError when neither form fits."""
+    levels = [level.strip() for level in text.strip().strip(";").split(";")]
+    if is_ranked_lineage(text):
+        ranks = {}
+        for level in levels:
+            match = _PREFIX.match(level)
+            if match is None:
+                raise ValueError(f"lineage level {level!r} lacks a rank prefix such as o__ or g__")
+            letter, name = match.group(1).lower(), match.group(2).replace("_", " ").strip()
+            if name.lower().replace(" ", "_") not in _PLACEHOLDERS and letter in SINTAX_RANKS:
+                ranks[SINTAX_RANKS[letter]] = name
+    else:
+        if len(levels) < len(RANKS) or not all(levels[-len(RANKS):]):
+            raise ValueError(f"an unranked lineage needs at least {len(RANKS)} levels ending with "
+                             f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
+        ranks = dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):])))
+    species, genus = ranks.get("species"), ranks.get("genus")
+    if species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
+        ranks["species"] = f"{genus} {species}"
+    return ranks

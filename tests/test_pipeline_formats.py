@@ -1,0 +1,169 @@
+"""``clibd classify --format qiime2|sintax|blast6``, each checked against the rules of the tool
+that reads it (QIIME 2's taxonomy TSV import, vsearch's SINTAX table, BLAST outfmt 6)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from fixtures.specimens import run, specimens, tsv, write_fasta
+
+from clibd_cli.io.lineages import parse_lineage
+from clibd_cli.io.pipeline_formats import read_sintax
+
+RANK_OF = {"o": "order", "f": "family", "g": "genus", "s": "species"}
+
+
+@pytest.fixture(scope="module")
+def kmer_case(tmp_path_factory):
+    """A k-mer index of real barcodes, held-out queries of known and unknown species, a short
+    (invalid) record, and clibd's own TSV for them."""
+    root = tmp_path_factory.mktemp("pipeline_formats")
+    records = specimens(n_species=6, per_species=4, unnamed=2)
+    species = sorted({r.lineage["species"] for r in records if r.lineage["species"]})
+    held = {}
+    for r in records:
+        if r.lineage["species"]:
+            held.setdefault(r.lineage["species"], r)
+    absent = [r for r in records if r.lineage["species"] == species[0]]  # a species the reference lacks
+    queries = list(held.values())[1:] + absent[:1]
+    reference = [r for r in records if r not in queries and r not in absent]
+    ref_fa = write_fasta(root / "ref.fa", reference)
+    built = run("-q", "index", "-m", "kmer", "-k", "5", ref_fa, "-o", root / "index")
+    assert built.exit_code == 0, built.stderr
+    query_fa = write_fasta(root / "q.fa", queries, sintax=False)
+    with open(query_fa, "a") as f:
+        f.write(">too_short\nACGTACGTAC\n")
+    plain = run("-q", "classify", "--index", root / "index", query_fa)
+    assert plain.exit_code == 0, plain.stderr
+    return root, ref_fa, query_fa, tsv(plain.stdout)
+
+
+def classify(case, *args) -> str:
+    root, _, query_fa, _ = case
+    result = run("-q", "classify", "--index", root / "index", query_fa, *args)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def read_qiime2_taxonomy(text: str) -> dict[str, tuple[str, str]]:
+    """Parse as QIIME 2 imports ``FeatureData[Taxonomy]`` from ``TSVTaxonomyFormat``
+    (q2-types ``feature_data/_formats.py`` and its transformer): the first non-blank line is
+    the header starting ``Feature ID<TAB>Taxon``; every line has as many cells as the header;
+    at least one record; some taxon deeper than one level; no line ending in ``;``; unique ids."""
+    lines = [line for line in text.split("\n") if line.lstrip(" ") != ""]
+    header = lines[0].split("\t")
+    assert header[:2] == ["Feature ID", "Taxon"]
+    assert len(lines) > 1, "no taxonomy records"
+    assert max(line.count(";") for line in lines) > 0, "taxonomic depth of one"
+    records = {}
+    for line in lines[1:]:
+        cells = line.split("\t")
+        assert len(cells) == len(header) and not line.endswith(";")
+        assert cells[0] not in records, "feature ids must be unique"
+        records[cells[0]] = tuple(cells[1:])
+    return records
+
+
+def test_qiime2_taxonomy_follows_qiime2_import_rules_and_clibds_calls(kmer_case):
+    *_, rows = kmer_case
+    out = classify(kmer_case, "--format", "qiime2")
+    assert out.splitlines()[0] == "Feature ID\tTaxon\tConfidence"
+    records = read_qiime2_taxonomy(out)
+    assert list(records) == [row["query_id"] for row in rows]  # one row per record, in input order
+    for row in rows:
+        taxon, confidence = records[row["query_id"]]
+        assigned = {rank: row[rank] for rank in RANK_OF.values() if row[rank]}
+        if not assigned:
+            assert taxon == "Unassigned"
+            continue
+        levels = taxon.split("; ")
+        assert [level[:3] for level in levels] == [f"{r[0]}__" for r in assigned]  # ranks in order
+        assert parse_lineage(taxon) == assigned  # read back by clibd's own lineage reader
+        assert confidence == row[f"{list(assigned)[-1]}_conf"]  # the deepest assigned rank's
+    assert records["too_short"] == ("Unassigned", "0.0000")
+    assert any(";" in taxon for taxon, _ in records.values())
+
+
+@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
+def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
+    root, ref_fa, query_fa, rows = kmer_case
+    ours = classify(kmer_case, "--format", "sintax")
+    theirs = tmp_path / "vsearch.sintax"
+    subprocess.run(["vsearch", "--sintax", str(query_fa), "--db", str(ref_fa), "--tabbedout", str(theirs),
+                    "--sintax_cutoff", "0.8", "--threads", "1", "--randseed", "1", "--quiet"], check=True)
+    # the same line shapes as vsearch: id, rank:label(support) list, strand, rank:label list
+    entry = r"[dkpcofgs]:[^,:()\t]+"
+    shape = re.compile(rf"^[^\t]+\t({entry}\(\d\.\d\d\)(,{entry}\(\d\.\d\d\))*)?\t[+-]?\t({entry}(,{entry})*)?$")
+    for line in theirs.read_text().splitlines() + ours.splitlines():
+        assert shape.match(line), line
+    vsearch_lines = {line.query.split()[0]: line for line in read_sintax(theirs)}
+    ours_lines = list(read_sintax(_write(tmp_path / "ours.sintax", ours)))
+    assert [line.query for line in ours_lines] == [row["query_id"] for row in rows]
+    for line, row in zip(ours_lines, rows):
+        if row["status"] == "invalid":
+            assert (line.ranks, line.strand, line.cutoff) == ({}, "", {})
+            continue
+        assert line.strand == "+" and line.query in vsearch_lines  # vsearch wrote a line for it too
+        assert {rank: f"{label}({support:.2f})" for rank, (label, support) in line.ranks.items()} == \
+            {RANK_OF[p[0]]: p[2:] for p in row["lineage"].split(",")}
+        assert line.cutoff == {rank: row[rank].replace(" ", "_") for rank in RANK_OF.values() if row[rank]}
+
+
+def test_sintax_reader_reports_the_broken_line(tmp_path):
+    from models.errors import ClibdError
+
+    bad = _write(tmp_path / "bad.sintax", "q1\to:Diptera(1.00)\t+\to:Diptera\nq2\to:Diptera\t+\n")
+    with pytest.raises(ClibdError, match=r"bad.sintax:2: entry 'o:Diptera' is not of the form rank:label"):
+        list(read_sintax(bad))
+
+
+@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
+def test_blast6_lists_top_k_hits_in_outfmt6_columns(kmer_case, tmp_path):
+    root, ref_fa, query_fa, rows = kmer_case
+    out = classify(kmer_case, "--format", "blast6", "--top-k", "3")
+    neighbours = tsv(classify(kmer_case, "--top-k", "3"))
+    theirs = tmp_path / "vsearch.b6"
+    subprocess.run(["vsearch", "--usearch_global", str(query_fa), "--db", str(ref_fa), "--id", "0.5",
+                    "--blast6out", str(theirs), "--maxaccepts", "3", "--threads", "1", "--quiet"], check=True)
+    columns = [str, str, float, int, int, int, int, int, int, int, float, float]  # BLAST outfmt 6 std
+    lines = [line.split("\t") for line in out.splitlines()]
+    for cells in lines + [line.split("\t") for line in theirs.read_text().splitlines()]:
+        assert len(cells) == 12
+        for cast, cell in zip(columns, cells):
+            cast(cell)
+    valid = [row["query_id"] for row in rows if row["status"] != "invalid"]
+    assert [c[0] for c in lines] == [q for q in valid for _ in range(3)]  # no line for too_short
+    assert [(c[0], c[1]) for c in lines] == [(n["query_id"], n["reference_id"]) for n in neighbours
+                                             if n["reference_id"]]
+    for cells, n in zip(lines, (n for n in neighbours if n["reference_id"])):
+        assert float(cells[2]) == pytest.approx(100 * float(n["similarity"]), abs=0.051)
+        length = int(cells[3])
+        assert int(cells[4]) == round(length * (1 - float(cells[2]) / 100)) or abs(
+            int(cells[4]) - length * (1 - float(cells[2]) / 100)) <= 1
+        assert (cells[6], cells[7], cells[10], cells[11]) == ("1", str(length), "-1", "0")
+    top1 = [line.split("\t") for line in classify(kmer_case, "--format", "blast6").splitlines()]
+    assert [(c[0], c[1]) for c in top1] == [(r["query_id"], r["nearest_id"]) for r in rows if r["query_id"] in valid]
+
+
+def test_lineage_reader_reads_qiime_unite_greengenes_and_rdp_forms():
+    assert parse_lineage("k__Animalia; p__Arthropoda; o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus") == \
+        {"kingdom": "Animalia", "phylum": "Arthropoda", "order": "Diptera", "family": "Culicidae",
+         "genus": "Aedes", "species": "Aedes albopictus"}
+    assert parse_lineage("o__Diptera;f__Culicidae;g__Aedes;s__albopictus") == \
+        {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
+    assert parse_lineage("o__Diptera; f__Culicidae; g__; s__") == {"order": "Diptera", "family": "Culicidae"}
+    assert parse_lineage("Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;Aedes;Aedes_albopictus") == \
+        {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
+    with pytest.raises(ValueError, match="at least 4 levels"):
+        parse_lineage("Root;Animalia;Arthropoda")
+    with pytest.raises(ValueError, match="lacks a rank prefix"):
+        parse_lineage("o__Diptera;Culicidae")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
