@@ -97,7 +97,8 @@ def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
                     "--sintax_cutoff", "0.8", "--threads", "1", "--randseed", "1", "--quiet"], check=True)
     # the same line shapes as vsearch: id, rank:label(support) list, strand, rank:label list
     entry = r"[dkpcofgs]:[^,:()\t]+"
-    shape = re.compile(rf"^[^\t]+\t({entry}\(\d\.\d\d\)(,{entry}\(\d\.\d\d\))*)?\t[+-]?\t({entry}(,{entry})*)?$")
+    supported = rf"{entry}\(\d\.\d\d\)"
+    shape = re.compile(rf"^[^\t]+\t({supported}(,{supported})*)?\t[+-]?\t({entry}(,{entry})*)?$")
     for line in theirs.read_text().splitlines() + ours.splitlines():
         assert shape.match(line), line
     vsearch_lines = {line.query.split()[0]: line for line in read_sintax(theirs)}
@@ -146,11 +147,13 @@ def test_blast6_lists_top_k_hits_in_outfmt6_columns(kmer_case, tmp_path):
             int(cells[4]) - length * (1 - float(cells[2]) / 100)) <= 1
         assert (cells[6], cells[7], cells[10], cells[11]) == ("1", str(length), "-1", "0")
     top1 = [line.split("\t") for line in classify(kmer_case, "--format", "blast6").splitlines()]
-    assert [(c[0], c[1]) for c in top1] == [(r["query_id"], r["nearest_id"]) for r in rows if r["query_id"] in valid]
+    assert [(c[0], c[1]) for c in top1] == [(r["query_id"], r["nearest_id"]) for r in rows
+                                            if r["query_id"] in valid]
 
 
 def test_lineage_reader_reads_qiime_unite_greengenes_and_rdp_forms():
-    assert parse_lineage("k__Animalia; p__Arthropoda; o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus") == \
+    unite = "k__Animalia; p__Arthropoda; o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus"
+    assert parse_lineage(unite) == \
         {"kingdom": "Animalia", "phylum": "Arthropoda", "order": "Diptera", "family": "Culicidae",
          "genus": "Aedes", "species": "Aedes albopictus"}
     assert parse_lineage("o__Diptera;f__Culicidae;g__Aedes;s__albopictus") == \

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clibd_cli.data.fasta import photos_by_id
 from clibd_cli.io.images import find_images
-from clibd_cli.io.sequences import MIN_BASES, barcode_problem, read_sequences
+from clibd_cli.io.sequences import MIN_BASES, barcode_problem, parse_abundance, read_sequences
 from clibd_cli.io.streams import display_name
 
 
@@ -29,6 +29,9 @@ class Query:
     problem: str | None = None  # why the record is unusable; None when usable
     where: str = ""  # FILE:LINE of a barcode record, the path of a photo (for messages)
     note: str | None = None  # a part of a fused specimen that was dropped, and why
+    size: int | None = None  # reads it stands for (a ``;size=N`` header annotation)
+    sample: str | None = None  # a ``;sample=NAME`` header annotation
+    source: str = ""  # the input it came from, as named in messages
 
     @property
     def modality(self) -> str:
@@ -61,7 +64,9 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
                 photo = None
             elif photo is not None:
                 paired.add(photo)
-            query = Query(record.id, barcode=record.seq, image=photo, where=f"{name}:{record.line}")
+            size, sample = parse_abundance(record.description)
+            query = Query(record.id, barcode=record.seq, image=photo, where=f"{name}:{record.line}",
+                          size=size, sample=sample, source=name)
             problem = barcode_problem(record.seq, min_bases)
             if problem and photo is not None:
                 query.drop("dna", problem)

@@ -39,12 +39,21 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
                    "'neighbours' array added to each record.")
 @click.option("--ef", type=click.IntRange(min=1), default=None,
               help="HNSW search width  [default: the index's]; higher is slower and more exact.")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write reads and features per taxon at each rank and sample to this TSV, with a "
+                   "Krona text file per sample and an HTML page next to it. Reads: --counts, else ;size=N "
+                   "header annotations (dereplication), else 1 per record; samples: --counts columns, else "
+                   ";sample=NAME, else the input file names.")
+@click.option("--counts", type=click.Path(exists=True, dir_okay=False),
+              help="Feature table for --summary: features as rows (ids, or the sequences themselves), "
+                   "samples as columns (vsearch --otutabout, a BIOM/QIIME 2 export, DADA2's t(seqtab)).")
 @options.batch_size(512, "Records embedded and searched at a time (memory stays constant).")
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
 @click.pass_obj
 def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
              images: tuple[str, ...], output: str, fmt: str, min_confidence: float, top_k: int | None,
-             ef: int | None, batch_size: int, no_verify: bool) -> None:
+             ef: int | None, summary_path: Path | None, counts: str | None, batch_size: int,
+             no_verify: bool) -> None:
     """Classify barcodes (FASTA/FASTQ files, gzip ok, `-` = stdin) and/or photos.
 
     Without --index, insect COI-5P barcodes are classified against the bundled reference
@@ -67,6 +76,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         if _stdin_is_terminal():
             raise click.UsageError("give FASTA/FASTQ files, '-' for stdin, or --images")
         inputs = ("-",)
+    if counts and not summary_path:
+        raise click.UsageError("--counts goes with --summary")
     import logging
     from itertools import chain
 
@@ -76,6 +87,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     log = logging.getLogger("clibd")
     if index_dir is None:
         index_dir = _default_index(images, model_dir, settings.progress())
+    summary = _summary(counts, summary_path) if summary_path else None
     classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
                             precision=settings.precision, ef=ef, verify=not no_verify)
     if not classifier.model_free:
@@ -95,6 +107,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
             results = classifier.classify(batch, min_confidence, report=top_k or int(fmt == "blast6"))
             _report(results, log)
             writer.write(results)
+            if summary is not None:
+                summary.add(results)
+    if summary is not None:
+        log.info("summary: %s", ", ".join(map(str, summary.write(summary_path))))
 
 
 def _writer(handle, fmt: str, top_k: int | None):
@@ -104,6 +120,18 @@ def _writer(handle, fmt: str, top_k: int | None):
     if fmt in PIPELINE_FORMATS:
         return PipelineWriter(handle, fmt)
     return PredictionWriter(handle, "neighbours" if top_k and fmt == "tsv" else fmt)
+
+
+def _summary(counts: str | None, path: Path):
+    """The --summary collector, its folder checked and its --counts read before any classifying."""
+    from clibd_cli.abundance.counts import read_counts
+    from clibd_cli.abundance.summary import AbundanceSummary
+    from models.errors import ClibdError
+
+    if not path.parent.is_dir():
+        raise ClibdError(f"{path}: the folder {path.parent} does not exist; create it or choose another "
+                         "--summary path")
+    return AbundanceSummary(read_counts(counts) if counts else None)
 
 
 def _default_index(images: tuple[str, ...], model_dir: str | None, progress: bool) -> str:

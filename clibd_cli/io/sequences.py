@@ -18,6 +18,8 @@ from models.errors import ClibdError
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
                 "f": "family", "g": "genus", "s": "species"}
 _TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")
+_SIZE = re.compile(r"(?:^|[;\s])size=(\d+)(?:;|\s|$)")
+_SAMPLE = re.compile(r"(?:^|[;\s])sample=([^;\s]+)")
 NUCLEOTIDES = "ACGTURYSWKMBDHVN-."  # IUPAC nucleotide codes, U, and alignment gaps
 MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
 
@@ -81,6 +83,13 @@ def parse_sintax_header(text: str) -> dict[str, str]:
         if value:
             ranks[SINTAX_RANKS.get(letter.strip().lower(), letter.strip())] = value
     return ranks
+
+
+def parse_abundance(text: str) -> tuple[int | None, str | None]:
+    """The read count and sample of a VSEARCH/USEARCH header annotation such as
+    ``;size=12;sample=site3;`` (dereplicated reads); None where absent."""
+    size, sample = _SIZE.search(text), _SAMPLE.search(text)
+    return (int(size.group(1)) if size else None), (sample.group(1) if sample else None)
 
 
 def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:

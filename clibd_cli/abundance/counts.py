@@ -1,0 +1,81 @@
+"""Feature tables (``clibd classify --counts``): reads of each feature in each sample.
+
+Accepted layouts, features as rows and samples as columns, tab-separated:
+
+* ``vsearch --otutabout`` and BIOM/QIIME 2 exports (``biom convert --to-tsv``): an optional
+  ``# Constructed from biom file`` line, then ``#OTU ID<TAB>sample...`` (a trailing
+  ``taxonomy`` column is ignored);
+* any table with a feature id column first (``Feature ID``, ``id``, ...), then one column per
+  sample;
+* R's ``write.table(t(seqtab), sep="\\t")`` of a DADA2 sequence table: the header lacks the
+  row-name cell, cells may be quoted, and the features may be the sequences themselves (they
+  are then matched to records by barcode).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clibd_cli.io.streams import display_name, open_text, reading
+from models.errors import ClibdError
+
+
+@dataclass
+class CountsTable:
+    """Reads per feature and sample, samples in column order."""
+
+    samples: list[str]
+    reads: dict[str, list[int]] = field(default_factory=dict)  # feature -> reads per sample
+
+    def total(self) -> int:
+        return sum(sum(row) for row in self.reads.values())
+
+
+def read_counts(source: str | Path) -> CountsTable:
+    """Read a feature table; ClibdError ``FILE:LINE: ...`` on a malformed one."""
+    name = display_name(source)
+    with reading(source), open_text(source) as handle:
+        lines = [(number, row) for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1)
+                 if row and any(cell.strip() for cell in row)]
+    while lines and lines[0][1][0].startswith("#") and not _is_header(lines[0][1]):
+        lines.pop(0)  # '# Constructed from biom file'
+    if len(lines) < 2:
+        raise ClibdError(f"{name}: expected a header line (feature id, then sample names) and one row "
+                         "per feature")
+    header = [cell.strip() for cell in lines[0][1]]
+    if len(header) == len(lines[1][1]) - 1:  # R's write.table: no header cell above the row names
+        header = ["", *header]
+    end = len(header) - (header[-1].lower() == "taxonomy")
+    samples = header[1:end]
+    if not samples:
+        raise ClibdError(f"{name}:{lines[0][0]}: no sample columns after the feature id column")
+    table = CountsTable(samples)
+    for number, row in lines[1:]:
+        if len(row) != len(header):
+            raise ClibdError(f"{name}:{number}: expected {len(header)} fields as in the header, "
+                             f"found {len(row)}")
+        feature = row[0].strip()
+        if feature in table.reads:
+            raise ClibdError(f"{name}:{number}: feature {feature!r} repeated")
+        try:
+            table.reads[feature] = [_count(cell) for cell in row[1:end]]
+        except ValueError as exc:
+            raise ClibdError(f"{name}:{number}: {exc}; reads must be whole numbers ≥ 0") from None
+    return table
+
+
+def _is_header(row: list[str]) -> bool:
+    return row[0].strip().lower() in ("#otu id", "#otuid", "#feature id", "#asv id", "#asv")
+
+
+def _count(cell: str) -> int:
+    try:
+        value = float(cell.strip() or "nan")  # biom writes 3.0
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise ValueError(f"{cell.strip()!r} is not a read count")
+    return int(value)

@@ -1,0 +1,175 @@
+"""``clibd classify --summary FILE``: reads and features per taxon, at each rank, per sample.
+
+Where the reads come from: a ``--counts`` feature table (``clibd_cli/abundance/counts.py``),
+else each record's ``;size=N`` header annotation (VSEARCH/USEARCH dereplication; 1 read
+without it). The sample is the table's column, else the header's ``;sample=NAME``, else the
+input file's name without its FASTA/FASTQ and compression extensions.
+
+Files written (each atomically), for ``--summary out/run.tsv``:
+
+* ``out/run.tsv``: ``sample rank taxon lineage reads features``, per sample and rank the
+  taxa by reads (most first) and one ``unassigned`` row for the reads with no label at that
+  rank (below ``--min-confidence``, unreadable, or absent from the table's classification);
+  each rank's reads add up to the sample's reads;
+* ``out/run.<sample>.krona.txt``: Krona's text input (``ktImportText``), ``reads<TAB>order
+  <TAB>family<TAB>genus<TAB>species`` down to the deepest assigned rank, ``Unassigned``
+  for reads with no assigned rank;
+* ``out/run.html``: a self-contained page (``clibd_cli/abundance/html.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clibd_cli.abundance.counts import CountsTable
+from clibd_cli.io.lineages import qiime_taxon
+from models.config import RANKS
+from models.files import atomic_open
+
+log = logging.getLogger("clibd")
+UNASSIGNED = "unassigned"
+COLUMNS = ("sample", "rank", "taxon", "lineage", "reads", "features")
+_EXTENSIONS = re.compile(r"(\.(fasta|fa|fas|fna|fastq|fq|txt))?(\.(gz|bz2|xz))?$", re.IGNORECASE)
+
+Lineage = tuple  # assigned label per rank (None = not assigned), RANKS order
+
+
+@dataclass
+class Tally:
+    """Reads and features of each lineage in each sample."""
+
+    reads: dict[str, dict[Lineage, int]] = field(default_factory=lambda: defaultdict(_counter))
+    features: dict[str, dict[Lineage, int]] = field(default_factory=lambda: defaultdict(_counter))
+
+    def add(self, sample: str, lineage: Lineage, reads: int) -> None:
+        """Count a feature's reads in a sample (a sample with no reads still gets its rows)."""
+        sample_reads = self.reads[sample]
+        if reads:
+            sample_reads[lineage] += reads
+            self.features[sample][lineage] += 1
+
+    def at_rank(self, sample: str, rank: str) -> list[tuple[Lineage | None, int, int]]:
+        """``(lineage down to rank or None for unassigned, reads, features)``, most reads first,
+        unassigned last (always present)."""
+        depth = RANKS.index(rank) + 1
+        reads: dict[Lineage | None, int] = defaultdict(int)
+        features: dict[Lineage | None, int] = defaultdict(int)
+        for lineage, count in self.reads[sample].items():
+            key = lineage[:depth] if lineage[depth - 1] else None
+            reads[key] += count
+            features[key] += self.features[sample][lineage]
+        taxa = sorted((k for k in reads if k is not None),
+                      key=lambda k: (-reads[k], [name or "" for name in k]))
+        return [(k, reads[k], features[k]) for k in [*taxa, None]]
+
+    @property
+    def samples(self) -> list[str]:
+        return list(self.reads)
+
+
+class AbundanceSummary:
+    """Collects classified records (``classification/classifier.py`` ``Result``) and writes the
+    summary files."""
+
+    def __init__(self, counts: CountsTable | None = None):
+        self.counts = counts
+        self.tally = Tally()
+        self._by_feature: dict[str, Lineage] = {}  # with counts: lineage per feature id and barcode
+
+    def add(self, results) -> None:
+        for result in results:
+            query = result.query
+            lineage = assigned_lineage(result)
+            if self.counts is None:
+                sample = query.sample or sample_name(query.source or "photos")
+                self.tally.add(sample, lineage, 1 if query.size is None else query.size)
+            else:
+                self._by_feature.setdefault(query.id, lineage)
+                if query.barcode:
+                    self._by_feature.setdefault(query.barcode.upper(), lineage)
+
+    def finish(self) -> Tally:
+        """The tally; with a counts table, its reads by the classification of each feature."""
+        if self.counts is not None:
+            unclassified = 0
+            for feature, reads in self.counts.reads.items():
+                lineage = self._by_feature.get(feature) or self._by_feature.get(feature.upper())
+                if lineage is None:
+                    unclassified += 1
+                    lineage = (None,) * len(RANKS)
+                for sample, count in zip(self.counts.samples, reads):
+                    self.tally.add(sample, lineage, count)
+            if unclassified:
+                log.warning("%d features of the counts table are not among the classified records; "
+                            "their reads are counted as unassigned", unclassified)
+        return self.tally
+
+    def write(self, path: str | Path) -> list[Path]:
+        """Write the TSV, one Krona text per sample and the HTML page; returns their paths."""
+        from clibd_cli.abundance.html import render
+
+        tally, path = self.finish(), Path(path)
+        with atomic_open(path, "w", encoding="utf-8") as handle:
+            handle.write("\t".join(COLUMNS) + "\n")
+            for row in rows(tally):
+                handle.write("\t".join(map(str, row)) + "\n")
+        written = [path]
+        stem = path.with_suffix("") if path.suffix.lower() in (".tsv", ".txt") else path
+        for sample in tally.samples:
+            krona = stem.with_name(f"{stem.name}.{_safe(sample)}.krona.txt")
+            with atomic_open(krona, "w", encoding="utf-8") as handle:
+                handle.writelines(krona_lines(tally, sample))
+            written.append(krona)
+        html = stem.with_name(f"{stem.name}.html")
+        with atomic_open(html, "w", encoding="utf-8") as handle:
+            handle.write(render(tally))
+        return [*written, html]
+
+
+def assigned_lineage(result) -> Lineage:
+    """The labels a record is assigned (None below ``--min-confidence``; all None if invalid)."""
+    if result.prediction is None:
+        return (None,) * len(RANKS)
+    assigned = result.prediction.assigned
+    return tuple(assigned.get(rank) for rank in RANKS)
+
+
+def sample_name(source: str) -> str:
+    """``runs/site3.derep.fasta.gz`` -> ``site3.derep``; ``<stdin>`` -> ``stdin``."""
+    name = Path(source).name.strip("<>")
+    return _EXTENSIONS.sub("", name) or name
+
+
+def rows(tally: Tally) -> list[tuple]:
+    """The summary TSV's rows."""
+    out = []
+    for sample in tally.samples:
+        for rank in RANKS:
+            for lineage, reads, features in tally.at_rank(sample, rank):
+                if lineage is None:
+                    out.append((sample, rank, UNASSIGNED, "", reads, features))
+                else:
+                    text = qiime_taxon(dict(zip(RANKS, lineage)))
+                    out.append((sample, rank, lineage[-1], text, reads, features))
+    return out
+
+
+def krona_lines(tally: Tally, sample: str) -> list[str]:
+    """``reads<TAB>level...`` lines, one per distinct assigned lineage, most reads first."""
+    reads: dict[tuple, int] = defaultdict(int)
+    for lineage, count in tally.reads[sample].items():
+        reads[tuple(name for name in lineage if name) or ("Unassigned",)] += count
+    return [f"{count}\t" + "\t".join(levels) + "\n"
+            for levels, count in sorted(reads.items(), key=lambda item: (-item[1], item[0])) if count]
+
+
+def _counter() -> defaultdict:
+    return defaultdict(int)
+
+
+def _safe(sample: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", sample)

@@ -1,0 +1,178 @@
+"""``clibd classify --summary``: reads and features per taxon from ``;size=N`` headers or a
+``--counts`` table; the totals equal the input's reads; Krona text and a self-contained HTML
+page (rendered in headless Chromium when it is installed)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+
+import pytest
+from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
+
+RANKS = ("order", "family", "genus", "species")
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A k-mer index; two samples of dereplicated barcodes (``;size=N``), one gzipped, with a
+    record too short to classify; clibd's TSV for each record."""
+    root = tmp_path_factory.mktemp("summary")
+    records = specimens(n_species=6, per_species=4, unnamed=2)
+    queries = records[::3]
+    reference = [r for r in records if r not in queries]
+    ref_fa = write_fasta(root / "ref.fa", reference)
+    built = run("-q", "index", "-m", "kmer", "-k", "5", ref_fa, "-o", root / "index")
+    assert built.exit_code == 0, built.stderr
+    sizes = {}
+    texts = {"siteA": "", "siteB": ""}
+    for i, r in enumerate(queries):
+        sample = "siteA" if i % 2 == 0 else "siteB"
+        sizes[r.id] = (sample, 3 * i + 1)
+        texts[sample] += f">{r.id};size={3 * i + 1};\n{r.barcode}\n"
+    texts["siteB"] += ">short;size=5;\nACGTACGTACGT\n"
+    sizes["short"] = ("siteB", 5)
+    (root / "siteA.derep.fasta").write_text(texts["siteA"])
+    (root / "siteB.fa.gz").write_bytes(gzip.compress(texts["siteB"].encode()))
+    inputs = [root / "siteA.derep.fasta", root / "siteB.fa.gz"]
+    (root / "out").mkdir()
+    result = run("-q", "classify", "--index", root / "index", *inputs, "--summary", root / "out" / "run.tsv")
+    assert result.exit_code == 0, result.stderr
+    return root, inputs, sizes, tsv(result.stdout)
+
+
+def expected_reads(rows, sizes, sample_of):
+    """{(sample, rank, taxon): reads} computed from the per-record TSV (an unassigned row in
+    every sample and rank, if only of 0 reads)."""
+    want = defaultdict(int)
+    for row in rows:
+        reads, sample = sizes[row["query_id"]][1], sample_of(row["query_id"], sizes)
+        for rank in RANKS:
+            want[(sample, rank, "unassigned")] += 0
+            want[(sample, rank, row[rank] or "unassigned")] += reads
+    return dict(want)
+
+
+def test_summary_counts_reads_and_features_per_taxon_and_sample(case):
+    root, _, sizes, rows = case
+    summary = tsv((root / "out" / "run.tsv").read_text())
+    assert list(summary[0]) == ["sample", "rank", "taxon", "lineage", "reads", "features"]
+    # samples named after the files (derep/FASTA/gzip extensions dropped)
+    assert [s for s in dict.fromkeys(r["sample"] for r in summary)] == ["siteA.derep", "siteB"]
+    got = {(r["sample"], r["rank"], r["taxon"]): int(r["reads"]) for r in summary}
+    names = {"siteA": "siteA.derep", "siteB": "siteB"}
+    assert got == expected_reads(rows, sizes, lambda q, s: names[s[q][0]])
+    for sample, site in names.items():  # each rank's reads add up to the sample's reads
+        total = sum(n for q, (s, n) in sizes.items() if s == sample)
+        n_records = sum(1 for s, _ in sizes.values() if s == sample)
+        for rank in RANKS:
+            at_rank = [r for r in summary if r["sample"] == site and r["rank"] == rank]
+            assert sum(int(r["reads"]) for r in at_rank) == total
+            assert sum(int(r["features"]) for r in at_rank) == n_records
+            assert at_rank[-1]["taxon"] == "unassigned"  # always present, last
+    assert any(r["taxon"] != "unassigned" and r["rank"] == "species" for r in summary)
+    genus = next(r for r in summary if r["rank"] == "genus" and r["taxon"] != "unassigned")
+    assert genus["lineage"].startswith("o__")
+    assert genus["lineage"].endswith(f"g__{genus['taxon'].replace(' ', '_')}")
+
+
+def test_krona_text_per_sample_holds_every_read(case):
+    root, _, sizes, rows = case
+    for sample, name in (("siteA", "siteA.derep"), ("siteB", "siteB")):
+        krona = (root / "out" / f"run.{name}.krona.txt").read_text()
+        lines = [line.split("\t") for line in krona.splitlines()]
+        assert sum(int(cells[0]) for cells in lines) == sum(n for s, n in sizes.values() if s == sample)
+        expected = defaultdict(int)
+        for row in rows:
+            if sizes[row["query_id"]][0] == sample:
+                levels = tuple(row[r] for r in RANKS if row[r]) or ("Unassigned",)
+                expected[levels] += sizes[row["query_id"]][1]
+        assert {tuple(cells[1:]): int(cells[0]) for cells in lines} == dict(expected)
+
+
+def test_html_summary_is_self_contained_with_a_bar_per_rank_and_sample(case):
+    root, *_ = case
+    page = (root / "out" / "run.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for outside in ("http:", "https:", "src=", "<script", "@import", "url(", "<link"):
+        assert outside not in page
+    bars = re.findall(r'<svg viewBox="0 0 1000 22"[^>]*aria-label="([^"]+)">(.*?)</svg>', page)
+    assert [label for label, _ in bars] == ["siteA.derep", "siteB"] * len(RANKS)
+    for _, svg in bars:  # the segments fill each bar exactly
+        widths = [float(w) for w in re.findall(r'width="([\d.]+)"', svg)]
+        assert sum(widths) == pytest.approx(1000, abs=0.05)
+    for rank in RANKS:
+        assert f"<h2>{rank}</h2>" in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_html_summary_renders_in_headless_chromium(case, tmp_path):
+    from PIL import Image
+
+    root, *_ = case
+    shot = tmp_path / "summary.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1200,1400", (root / "out" / "run.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    colours = {rgb for _, rgb in Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)}
+    assert (0x4E, 0x79, 0xA7) in colours  # the most abundant taxon's colour was painted
+    assert (0x7F, 0x7F, 0x7F) in colours  # and the unassigned grey (the short record's reads)
+
+
+def test_counts_table_gives_reads_per_sample(case, tmp_path):
+    root, inputs, sizes, rows = case
+    ids = [row["query_id"] for row in rows]
+    table = ["# Constructed from biom file", "#OTU ID\tS1\tS2\ttaxonomy"]
+    table += [f"{q}\t{i}\t{2 * i + 1}.0\tx" for i, q in enumerate(ids)]
+    table.append("not_in_fasta\t7\t0\tx")  # a feature not classified: its reads count as unassigned
+    (tmp_path / "otutab.tsv").write_text("\n".join(table) + "\n")
+    result = run("classify", "--index", root / "index", *inputs, "--summary", tmp_path / "s.tsv",
+                 "--counts", tmp_path / "otutab.tsv", "-o", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.stderr
+    assert "1 features of the counts table are not among the classified records" in result.stderr
+    summary = tsv((tmp_path / "s.tsv").read_text())
+    counts = {q: (i, 2 * i + 1) for i, q in enumerate(ids)}
+    for column, sample in enumerate(("S1", "S2")):
+        want = defaultdict(int)
+        for row in rows:
+            for rank in RANKS:
+                want[(rank, row[rank] or "unassigned")] += counts[row["query_id"]][column]
+        for rank in RANKS:
+            want[(rank, "unassigned")] += 7 if sample == "S1" else 0
+        got = {(r["rank"], r["taxon"]): int(r["reads"]) for r in summary if r["sample"] == sample}
+        assert got == {k: v for k, v in want.items() if v or k[1] == "unassigned"}
+
+
+def test_counts_from_dadas_sequence_table_match_by_sequence(case, tmp_path):
+    root, inputs, sizes, rows = case
+    fasta = {}
+    for line_block in (inputs[0].read_text().split(">")[1:]):
+        header, seq = line_block.split("\n", 1)
+        fasta[header.split(";")[0]] = seq.replace("\n", "")
+    # R: write.table(t(seqtab), sep="\t") -- quoted, no header cell above the row names
+    lines = ['"A"\t"B"'] + [f'"{seq}"\t{n}\t0' for n, seq in enumerate(fasta.values(), start=1)]
+    (tmp_path / "seqtab.tsv").write_text("\n".join(lines) + "\n")
+    result = run("-q", "classify", "--index", root / "index", inputs[0], "--summary", tmp_path / "s.tsv",
+                 "--counts", tmp_path / "seqtab.tsv", "-o", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.stderr
+    reads = {record_id: n for n, record_id in enumerate(fasta, start=1)}
+    summary = tsv((tmp_path / "s.tsv").read_text())
+    got = {(r["sample"], r["rank"], r["taxon"]): int(r["reads"]) for r in summary if r["sample"] == "A"}
+    assert got == expected_reads([row for row in rows if row["query_id"] in reads],
+                                 {q: ("A", n) for q, n in reads.items()}, lambda q, s: "A")
+    assert {int(r["reads"]) for r in summary if r["sample"] == "B"} == {0}  # unassigned rows only
+
+
+def test_counts_errors_name_the_line(case, tmp_path):
+    root, inputs, *_ = case
+    (tmp_path / "bad.tsv").write_text("#OTU ID\tS1\nf1\t3\nf2\tlots\n")
+    result = run("classify", "--index", root / "index", inputs[0], "--summary", tmp_path / "s.tsv",
+                 "--counts", tmp_path / "bad.tsv")
+    assert result.exit_code == 1
+    assert error_line(result).endswith("bad.tsv:3: 'lots' is not a read count; "
+                                       "reads must be whole numbers ≥ 0")
+    alone = run("classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "bad.tsv")
+    assert alone.exit_code == 2 and "--counts goes with --summary" in alone.stderr
