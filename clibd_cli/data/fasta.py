@@ -1,9 +1,10 @@
 """Users' own barcodes as a record source: FASTA/FASTQ with taxonomy, plus optional photos.
 
-Taxonomy comes from SINTAX headers (``>ID;tax=o:Diptera,...,s:Aedes_albopictus;``) or from a
-``--taxonomy`` table (``id`` + rank columns), the table winning where both exist. Photos are
-matched to records by file name: ``ID.jpg`` (also ``ID.anything.jpg``) anywhere under the
-image folder.
+Taxonomy comes from SINTAX headers (``>ID;tax=o:Diptera,...,s:Aedes_albopictus;``), UNITE,
+QIIME 2 or RDP lineage headers (``clibd_cli/io/lineages.py``), or from a ``--taxonomy`` table
+(``id`` + rank columns, or QIIME 2's ``Feature ID``/``Taxon``), the table winning where both
+exist. Photos are matched to records by file name: ``ID.jpg`` (also ``ID.anything.jpg``)
+anywhere under the image folder.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.images import find_images
+from clibd_cli.io.lineages import header_lineage
 from clibd_cli.io.sequences import parse_sintax_header, read_sequences
 from clibd_cli.io.tables import read_taxonomy
+from models.config import RANKS
 from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
@@ -39,21 +42,24 @@ class FastaSource:
     def records(self) -> Iterator[SourceRecord]:
         untaxed, matched = 0, set()
         for entry in read_sequences(self.path):
+            record_id = entry.id
             try:
                 ranks = parse_sintax_header(entry.description)
+                lineage = None if ranks else header_lineage(entry.id, entry.description)
             except ValueError as exc:
                 raise ClibdError(f"{self.path}:{entry.line}: {exc}") from None
+            if lineage is not None:
+                record_id, ranks = lineage
             if self.taxonomy is not None:
-                if entry.id in self.taxonomy:
-                    ranks = self.taxonomy[entry.id]
+                if record_id in self.taxonomy:
+                    ranks = self.taxonomy[record_id]
                 else:
                     untaxed += 1
-            record = Record(entry.id, barcode=entry.seq, order=ranks.get("order"), family=ranks.get("family"),
-                            genus=ranks.get("genus"), species=ranks.get("species"))
-            photo = self.photos.get(entry.id)
+            record = Record(record_id, barcode=entry.seq, **{rank: ranks.get(rank) for rank in RANKS})
+            photo = self.photos.get(record_id)
             if photo:
                 matched.add(photo)
-            yield SourceRecord(entry.line, entry.id, record, None, (photo,) if photo else ())
+            yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else ())
         if not self._reported:
             self._reported = True
             if untaxed:

@@ -40,6 +40,8 @@ def parse_lineage(text: str) -> dict[str, str]:
     """Rank -> name from a ranked (``o__Diptera;...``) or unranked (``Root;...;Diptera;...``)
     lineage; underscores read as spaces. Raises ValueError when neither form fits."""
     levels = [level.strip() for level in text.strip().strip(";").split(";")]
+    if text.strip().lower() in ("unassigned", "unclassified", ""):
+        return {}
     if is_ranked_lineage(text):
         ranks = {}
         for level in levels:
@@ -58,3 +60,25 @@ def parse_lineage(text: str) -> dict[str, str]:
     if species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
         ranks["species"] = f"{genus} {species}"
     return ranks
+
+
+def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str]] | None:
+    """The record id and ranks a FASTA header carries as a lineage, or None if it carries none.
+
+    UNITE: ``>Aedes_albopictus|MT153946|SH1227328.09FU|reps|k__Animalia;...;s__Aedes_albopictus``
+    (the id is what precedes the lineage); QIIME 2 / RDP: ``>ID k__Animalia; ...; s__...`` or
+    ``>ID Root;...;Diptera;Culicidae;Aedes;Aedes_albopictus``. A description that is not a
+    lineage (no ``;``, ``key=value`` annotations, fewer than four unranked levels) is none.
+    Raises ValueError on a ranked lineage with an unranked level.
+    """
+    if "|" in record_id:
+        head, _, first = record_id.rpartition("|")
+        if is_ranked_lineage(first):
+            return head, parse_lineage(";".join(filter(None, (first, description))))
+    text = description.strip()
+    if ";" not in text or "=" in text:
+        return None
+    if is_ranked_lineage(text):
+        return record_id, parse_lineage(text)
+    levels = [level for level in text.strip(";").split(";") if level.strip()]
+    return (record_id, parse_lineage(text)) if len(levels) >= len(RANKS) else None

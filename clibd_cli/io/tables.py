@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from clibd_cli.io.lineages import parse_lineage
 from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.errors import ClibdError
@@ -47,28 +48,40 @@ def read_rows(source: str | Path, required: Sequence[str] = (),
 
 
 def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
-    """A taxonomy table: TSV with an ``id`` column and rank columns (``order`` ... ``species``).
+    """A taxonomy table: TSV with an ``id`` column and rank columns (``order`` ... ``species``),
+    or QIIME 2's taxonomy TSV (``Feature ID``, ``Taxon`` as ``k__...; o__...; s__...``; see
+    ``clibd_cli/io/lineages.py``).
 
     Returns id -> {rank: name} with empty and ``not_classified`` cells left out and
-    underscores read as spaces. ClibdError on a missing ``id`` column, no rank column, or a
-    repeated id.
+    underscores read as spaces. ClibdError on a missing ``id`` column, no rank column, a
+    malformed lineage, or a repeated id.
     """
     name = display_name(source)
-    columns, rows = read_rows(source, required=("id",))
+    columns, rows = read_rows(source)
+    qiime = "Taxon" in columns and "Feature ID" in columns
+    id_column = columns.get("Feature ID" if qiime else "id")
+    if id_column is None:
+        raise ClibdError(f"{name}:1: {_missing_message(['id'], list(columns), chr(9))}")
     ranks = [(rank, columns[rank]) for rank in TAXONOMY_RANKS if rank in columns]
-    if not ranks:
-        raise ClibdError(f"{name}:1: no rank column; expected some of {', '.join(TAXONOMY_RANKS)}")
+    if not ranks and not qiime:
+        raise ClibdError(f"{name}:1: no rank column; expected some of {', '.join(TAXONOMY_RANKS)} "
+                         "(or QIIME 2's Feature ID and Taxon)")
     taxonomy: dict[str, dict[str, str]] = {}
     first_line: dict[str, int] = {}
-    id_column = columns["id"]
     for line, fields in rows:
         record_id = fields[id_column].strip()
         if record_id in taxonomy:
             raise ClibdError(f"{name}:{line}: id {record_id!r} repeated "
                              f"(first on line {first_line[record_id]})")
         first_line[record_id] = line
-        taxonomy[record_id] = {rank: fields[i].strip().replace("_", " ") for rank, i in ranks
-                               if fields[i].strip() not in MISSING_LABELS}
+        if qiime:
+            try:
+                taxonomy[record_id] = parse_lineage(fields[columns["Taxon"]])
+            except ValueError as exc:
+                raise ClibdError(f"{name}:{line}: {exc}") from None
+        else:
+            taxonomy[record_id] = {rank: fields[i].strip().replace("_", " ") for rank, i in ranks
+                                   if fields[i].strip() not in MISSING_LABELS}
     return taxonomy
 
 

@@ -1,9 +1,11 @@
 """Reference records for ``clibd index``: labelled barcodes, photos or taxonomy label strings,
 the held-out queries of ``--calibrate-on``, and their embedding.
 
-Sources (README "Reference indexes and classification"): FASTA/FASTQ with SINTAX ``;tax=``
-headers or a ``--taxonomy`` table, photo files/folders with a ``--taxonomy`` table keyed by file stem, or a
-dataset HDF5 (``clibd prepare`` output or the CLIBD authors' files) with ``--split`` names.
+Sources (README "Reference indexes and classification"): FASTA/FASTQ with SINTAX ``;tax=``,
+QIIME 2/UNITE or RDP lineage headers or a ``--taxonomy`` table (``clibd_cli/data/fasta.py``), a
+BOLD public data TSV (``clibd_cli/data/bold.py``), photo files/folders with a ``--taxonomy``
+table keyed by file stem, or a dataset HDF5 (``clibd prepare`` output or the CLIBD authors'
+files) with ``--split`` names.
 """
 
 from __future__ import annotations
@@ -120,9 +122,12 @@ def embed_references(embedder: Embedder, refs: References,
 
 
 def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
+    """Records of a FASTA/FASTQ file, or of a BOLD TSV (``clibd_cli/data/bold.py``)."""
+    from clibd_cli.data.bold import BoldSource, is_bold_table
     from clibd_cli.data.fasta import FastaSource
 
-    for entry in FastaSource(source, taxonomy).records():
+    records = BoldSource(source) if is_bold_table(source) else FastaSource(source, taxonomy)
+    for entry in records.records():
         record = entry.record
         problem = barcode_problem(record.barcode)
         if problem:

@@ -1,0 +1,77 @@
+"""BOLD public data TSV as a record source: barcodes and their taxonomy in one table.
+
+Both layouts BOLD's downloads have are read (a header names the columns; order is free):
+
+* the v4 public data portal and API (``combined``/``specimen`` TSV): ``processid``,
+  ``sampleid``, ``order_name``, ``family_name``, ``genus_name``, ``species_name``,
+  ``bin_uri``, ``markercode``, ``nucleotides``;
+* the v5 portal (BCDM): ``processid``, ``sampleid``, ``order``, ``family``, ``genus``,
+  ``species``, ``bin_uri``, ``marker_code``, ``nuc``.
+
+Alignment gaps in the sequence are dropped. Where a marker column exists, only ``COI-5P``
+records are read (BOLD mixes markers; the others are counted and reported).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from clibd_cli.data.build import SourceRecord
+from clibd_cli.data.store import Record
+from clibd_cli.io.streams import open_text, reading
+from clibd_cli.io.tables import read_rows
+from models.config import RANKS
+
+log = logging.getLogger("clibd")
+MARKER = "COI-5P"
+_LAYOUTS = (  # (sequence, marker, rank suffix)
+    ("nucleotides", "markercode", "_name"),
+    ("nuc", "marker_code", ""),
+)
+
+
+def is_bold_table(source: str | Path) -> bool:
+    """Whether a file's first line is a BOLD TSV header (``processid`` and a sequence column)."""
+    with reading(source), open_text(source) as handle:
+        header = handle.readline().rstrip("\r\n").lstrip("\ufeff").split("\t")
+    return "processid" in header and any(layout[0] in header for layout in _LAYOUTS)
+
+
+class BoldSource:
+    """Records of a BOLD TSV, keyed by ``processid``."""
+
+    format = "bold"
+    key_name = "processid"
+    has_splits = False
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def records(self) -> Iterator[SourceRecord]:
+        columns, rows = read_rows(self.path, required=("processid",))
+        sequence, marker, suffix = next(layout for layout in _LAYOUTS if layout[0] in columns)
+        ranks = {rank: columns.get(rank + suffix) for rank in RANKS}
+        other_markers: dict[str, int] = {}
+        for line, fields in rows:
+            kind = fields[columns[marker]].strip() if marker in columns else MARKER
+            if kind != MARKER:
+                other_markers[kind] = other_markers.get(kind, 0) + 1
+                continue
+            labels = {rank: _label(fields[i]) if i is not None else None for rank, i in ranks.items()}
+            barcode = fields[columns[sequence]].replace("-", "").strip().upper()
+            record = Record(fields[columns["processid"]].strip(), barcode=barcode,
+                            sampleid=fields[columns["sampleid"]].strip() if "sampleid" in columns else "",
+                            dna_bin=_label(fields[columns["bin_uri"]]) if "bin_uri" in columns else None,
+                            **labels)
+            yield SourceRecord(line, record.processid, record)
+        if other_markers:
+            shown = ", ".join(f"{n} {kind or 'without marker'}" for kind, n in sorted(other_markers.items()))
+            log.warning("%s: %d records of other markers than %s skipped (%s)", self.path,
+                        sum(other_markers.values()), MARKER, shown)
+
+
+def _label(cell: str) -> str | None:
+    value = cell.strip()
+    return None if value in ("", "None", "NA", "not_classified") else value

@@ -1,0 +1,104 @@
+"""``clibd index`` on references as they come: QIIME 2 taxonomy TSV + FASTA, UNITE and RDP
+lineage headers, BOLD public data TSV (v4 and v5 layouts)."""
+
+from __future__ import annotations
+
+import pytest
+from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
+
+from clibd_cli.reference.hnsw_index import load_index
+
+RANKS = ("order", "family", "genus", "species")
+
+
+@pytest.fixture(scope="module")
+def records():
+    return specimens(n_species=5, per_species=3, unnamed=2)
+
+
+def indexed(tmp_path, *sources, extra=()) -> dict[str, dict[str, str | None]]:
+    """Build a k-mer index of ``sources``; its records' labels by id."""
+    built = run("-q", "index", "-m", "kmer", "-k", "5", *sources, *extra, "-o", tmp_path / "index")
+    assert built.exit_code == 0, built.stderr
+    index = load_index(tmp_path / "index")
+    return labels_by_id(index)
+
+
+def labels_by_id(index) -> dict[str, dict[str, str | None]]:
+    return {record_id: {rank: index.labels[rank][i] for rank in RANKS}
+            for i, record_id in enumerate(index.ids)}
+
+
+def name(record, rank: str) -> str:
+    return (record.lineage[rank] or "").replace(" ", "_")
+
+
+def fasta(path, headers, records):
+    path.write_text("".join(f">{h}\n{r.barcode}\n" for h, r in zip(headers, records)))
+    return path
+
+
+def test_qiime2_taxonomy_tsv_with_plain_fasta(records, tmp_path):
+    rows = ["Feature ID\tTaxon\tConfidence"]
+    for r in records:
+        levels = ["k__Animalia", "p__Arthropoda"] + [f"{rank[0]}__{name(r, rank)}" for rank in RANKS]
+        rows.append(f"{r.id}\t{'; '.join(levels)}\t0.99")
+    (tmp_path / "taxonomy.tsv").write_text("\n".join(rows) + "\n")
+    seqs = write_fasta(tmp_path / "seqs.fasta", records, sintax=False)
+    got = indexed(tmp_path, seqs, extra=("--taxonomy", tmp_path / "taxonomy.tsv"))
+    assert got == {r.id: r.lineage for r in records}  # empty s__ is a missing species
+
+
+def test_unite_and_rdp_headers(records, tmp_path):
+    unite = [f"{name(r, 'species') or 'unidentified'}|MT{i:06d}|SH{i}.09FU|reps|k__Animalia;p__Arthropoda;"
+             + ";".join(f"{rank[0]}__{name(r, rank)}" for rank in RANKS) for i, r in enumerate(records)]
+    got = indexed(tmp_path / "u", fasta(tmp_path / "unite.fasta", unite, records))
+    ids = [h.rsplit("|", 1)[0] for h in unite]
+    assert got == {i: r.lineage for i, r in zip(ids, records)}
+
+    named = [r for r in records if r.lineage["species"]]
+    rdp = [f"{r.id}\tRoot;Animalia;Arthropoda;Insecta;" + ";".join(name(r, rank) for rank in RANKS)
+           for r in named]
+    got = indexed(tmp_path / "r", fasta(tmp_path / "rdp.fasta", rdp, named))
+    assert got == {r.id: r.lineage for r in named}
+
+
+def test_a_ranked_header_with_an_unranked_level_is_refused_with_its_line(records, tmp_path):
+    bad = fasta(tmp_path / "bad.fasta", ["a k__Animalia; o__Diptera", "b k__Animalia; Diptera"], records[:2])
+    result = run("index", "-m", "kmer", bad, "-o", tmp_path / "index")
+    assert result.exit_code == 1
+    assert error_line(result).endswith("bad.fasta:3: lineage level 'Diptera' lacks a rank prefix "
+                                       "such as o__ or g__")
+
+
+@pytest.mark.parametrize("layout", ["v4", "v5"])
+def test_bold_public_data_tsv(records, tmp_path, layout):
+    if layout == "v4":
+        header = ["processid", "sampleid", "bin_uri", "phylum_name", "order_name", "family_name",
+                  "genus_name", "species_name", "markercode", "nucleotides"]
+    else:
+        header = ["processid", "sampleid", "bin_uri", "kingdom", "phylum", "order", "family", "subfamily",
+                  "genus", "species", "marker_code", "nuc"]
+    lines = ["\t".join(header)]
+    for i, r in enumerate(records):
+        cells = {"processid": r.id, "sampleid": f"S{i}", "bin_uri": f"BOLD:AAA{i:04d}",
+                 "kingdom": "Animalia",
+                 "phylum": "Arthropoda", "phylum_name": "Arthropoda", "subfamily": "",
+                 "markercode": "COI-5P", "marker_code": "COI-5P",
+                 "nucleotides": "--" + r.barcode[:300] + "-" + r.barcode[300:], "nuc": r.barcode}
+        for rank in RANKS:
+            cells[rank] = cells[f"{rank}_name"] = r.lineage[rank] or ""
+        lines.append("\t".join(cells[c] for c in header))
+    other = {**dict(zip(header, lines[1].split("\t"))), "processid": "ITS0001", "markercode": "ITS",
+             "marker_code": "ITS"}
+    lines.append("\t".join(other[c] for c in header))
+    (tmp_path / "bold.tsv").write_text("\n".join(lines) + "\n")
+    built = run("index", "-m", "kmer", "-k", "5", tmp_path / "bold.tsv", "-o", tmp_path / "index")
+    assert built.exit_code == 0, built.stderr
+    assert "1 records of other markers than COI-5P skipped (1 ITS)" in built.stderr
+    index = load_index(tmp_path / "index")
+    assert labels_by_id(index) == {r.id: r.lineage for r in records}
+    # the gaps were dropped: the record's own barcode is its nearest reference, at similarity 1
+    query = write_fasta(tmp_path / "q.fa", records[:1], sintax=False)
+    row = tsv(run("-q", "classify", "--index", tmp_path / "index", query).stdout)[0]
+    assert float(row["nearest_sim"]) == pytest.approx(1.0, abs=1e-3)
