@@ -1,5 +1,6 @@
 """``clibd classify --format qiime2|sintax|blast6``, each checked against the rules of the tool
-that reads it (QIIME 2's taxonomy TSV import, vsearch's SINTAX table, BLAST outfmt 6)."""
+that reads it (QIIME 2's taxonomy TSV import, vsearch's SINTAX table, BLAST outfmt 6), and
+``--taxa``, which restricts a classification to a subtree of the reference."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fixtures.specimens import run, specimens, tsv, write_fasta
+from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
 
 from clibd_cli.io.lineages import parse_lineage
 from clibd_cli.io.pipeline_formats import read_sintax
@@ -170,3 +171,23 @@ def test_lineage_reader_reads_qiime_unite_greengenes_and_rdp_forms():
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_taxa_restricts_the_classification_to_a_subtree(kmer_case):
+    root, ref_fa, query_fa, rows = kmer_case
+    order_of = {line[1:].split(";")[0]: line.split("o:")[1].split(",")[0]
+                for line in ref_fa.read_text().splitlines() if line.startswith(">")}
+    chosen = sorted(set(order_of.values()))[-1]
+    assert len(set(order_of.values())) > 1
+    near = run("-q", "classify", "--index", root / "index", query_fa, "--taxa", chosen.upper(),
+               "--top-k", "4")
+    assert near.exit_code == 0, near.stderr
+    hits = [row["reference_id"] for row in tsv(near.stdout) if row["reference_id"]]
+    assert hits and {order_of[hit] for hit in hits} == {chosen}  # every neighbour from the subtree
+    within = tsv(classify(kmer_case, "--taxa", chosen))
+    assert [row["query_id"] for row in within] == [row["query_id"] for row in rows]
+    assert {row["order"] for row in within} <= {chosen, ""}
+    assert {order_of[row["nearest_id"]] for row in within if row["nearest_id"]} == {chosen}
+    unknown = run("classify", "--index", root / "index", query_fa, "--taxa", f"{chosen},Nosuchtaxon")
+    assert unknown.exit_code == 1
+    assert "no reference record is labelled Nosuchtaxon at any rank" in error_line(unknown)

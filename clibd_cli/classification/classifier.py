@@ -24,6 +24,7 @@ from clibd_cli.embedding.embedder import Embedder, load_model_for, model_availab
 from clibd_cli.embedding.kmer import is_model_free
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.search import exact_search
 from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
@@ -58,8 +59,9 @@ class Classifier:
 
     def __init__(self, index_dir: str | Path, model: str | Path | None = None, *,
                  device: str | Callable[[], str] = "cpu", batch_size: int = 256, precision: str = "auto",
-                 ef: int | None = None, verify: bool = True):
-        """``device`` may be a function resolving it, called only if the model is a neural network."""
+                 ef: int | None = None, verify: bool = True, taxa: Sequence[str] = ()):
+        """``device`` may be a function resolving it, called only if the model is a neural network;
+        ``taxa`` restricts the reference to the records labelled with one of them (exact search)."""
         self.index = load_index(index_dir, verify=verify)
         model = model or self.index.manifest.get("model")
         if not model or not model_available(str(model)):
@@ -73,6 +75,7 @@ class Classifier:
         self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
         self.calibrations = calibrations(self.index.calibration)
         self.ef = ef
+        self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
 
     @property
     def model_free(self) -> bool:
@@ -137,13 +140,27 @@ class Classifier:
     def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, min_confidence: float,
                  report: int) -> None:
         calibration = self.calibrations[kind]
-        rows, sims = self.index.search(vectors, max(calibration.k, report), ef=self.ef)
+        k = max(calibration.k, report)
+        if self.within is None:
+            rows, sims = self.index.search(vectors, k, ef=self.ef)
+        else:  # exact search among the records of the chosen taxa
+            found, sims = exact_search(self._within_vectors, vectors, k)
+            rows = self.within[found]
         predictions = predict(rows, sims, self.reference, calibration, min_confidence)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):
             result.prediction = prediction
             if report:
                 result.neighbours = [Neighbour(self.index.ids[r], float(s), self._labels(r))
                                      for r, s in zip(row[:report], sim[:report])]
+
+    def _within(self, taxa: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and vectors of the records under ``taxa`` (``--taxa``)."""
+        rows, unknown = self.reference.rows_within(taxa)
+        if unknown:
+            raise ClibdError(f"{self.index.path}: no reference record is labelled {', '.join(unknown)} "
+                             "at any rank (check the spelling: names as in the reference, e.g. Diptera)")
+        log.info("classifying among the %d reference records of %s", len(rows), ", ".join(taxa))
+        return rows, self.index.vectors()[rows]
 
     def _labels(self, row: int) -> dict[str, str | None]:
         return {rank: values[row] for rank, values in self.index.labels.items()}

@@ -44,6 +44,20 @@ class ReferenceTaxonomy:
             above = code
         return cls(list(ids), names, codes, parents)
 
+    def rows_within(self, taxa: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """Records labelled with any of ``taxa`` at any rank (case and ``_``/space ignored), and
+        the taxa no record carries."""
+        def key(name: str) -> str:
+            return name.replace("_", " ").strip().lower()
+
+        wanted = {key(taxon): taxon for taxon in taxa}
+        within, seen = np.zeros(len(self.ids), dtype=bool), set()
+        for rank in self.ranks:
+            codes = [code for code, name in enumerate(self.names[rank]) if key(name) in wanted]
+            seen.update(key(self.names[rank][code]) for code in codes)
+            within |= np.isin(self.codes[rank], codes)
+        return np.flatnonzero(within), [taxon for k, taxon in wanted.items() if k not in seen]
+
 
 @dataclass
 class RankedPrediction:

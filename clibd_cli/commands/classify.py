@@ -37,6 +37,11 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller); in JSONL as a "
                    "'neighbours' array added to each record.")
+@click.option("--taxa", default="",
+              help="Classify only among the reference records of these taxa, comma-separated names at any "
+                   "rank (e.g. Diptera,Hymenoptera; exact search). Confidences keep the whole reference's "
+                   "calibration: read them as given that the specimen belongs to these taxa; a subtree of "
+                   "fewer records than the index's -k lowers them.")
 @click.option("--ef", type=click.IntRange(min=1), default=None,
               help="HNSW search width  [default: the index's]; higher is slower and more exact.")
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -52,7 +57,7 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
 @click.pass_obj
 def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
              images: tuple[str, ...], output: str, fmt: str, min_confidence: float, top_k: int | None,
-             ef: int | None, summary_path: Path | None, counts: str | None, batch_size: int,
+             taxa: str, ef: int | None, summary_path: Path | None, counts: str | None, batch_size: int,
              no_verify: bool) -> None:
     """Classify barcodes (FASTA/FASTQ files, gzip ok, `-` = stdin) and/or photos.
 
@@ -89,7 +94,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         index_dir = _default_index(images, model_dir, settings.progress())
     summary = _summary(counts, summary_path) if summary_path else None
     classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
-                            precision=settings.precision, ef=ef, verify=not no_verify)
+                            precision=settings.precision, ef=ef, verify=not no_verify,
+                            taxa=[t.strip() for t in taxa.split(",") if t.strip()])
     if not classifier.model_free:
         settings.apply_torch()
     if inputs:
