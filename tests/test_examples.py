@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,68 @@ def test_classify_folder_script_classifies_each_file_resumes_and_reports_failure
 def test_classify_folder_script_explains_its_usage(tmp_path):
     result = script("classify_folder.sh", cwd=tmp_path)
     assert result.returncode == 2 and "RUNS_DIR OUT_DIR" in result.stderr
+
+
+PIPELINE_READS = EXAMPLES / "pipeline" / "reads"
+
+
+@pytest.fixture(scope="module")
+def kmer_index(tmp_path_factory) -> Path:
+    from fixtures.specimens import run, specimens
+
+    root = tmp_path_factory.mktemp("pipeline_index")
+    reference = write_fasta(root / "ref.fa", specimens())
+    built = run("-q", "index", "-m", "kmer", "-k", "5", reference, "-o", root / "index")
+    assert built.exit_code == 0, built.stderr
+    return root / "index"
+
+
+def reads_per_sample() -> dict[str, int]:
+    import gzip
+
+    return {path.name.split(".")[0]: gzip.open(path, "rt").read().count(">")
+            for path in sorted(PIPELINE_READS.glob("*.fasta.gz"))}
+
+
+def check_pipeline_output(out: Path) -> None:
+    """Dereplicated samples whose sizes, and a summary whose every rank, add up to the raw reads."""
+    reads = reads_per_sample()
+    assert sorted(p.stem for p in (out / "derep").glob("*.fasta")) == sorted(reads)
+    uniques = 0
+    for sample, n in reads.items():
+        headers = [line for line in (out / "derep" / f"{sample}.fasta").read_text().splitlines()
+                   if line.startswith(">")]
+        assert sum(int(h.split(";size=")[1].rstrip(";")) for h in headers) == n
+        assert len(headers) < n  # dereplication merged repeated reads
+        uniques += len(headers)
+    with open(out / "predictions.tsv") as f:
+        assert len(list(csv.DictReader(f, delimiter="\t"))) == uniques
+    with open(out / "summary.tsv") as f:
+        summary = list(csv.DictReader(f, delimiter="\t"))
+    for sample, n in reads.items():
+        for rank in ("order", "family", "genus", "species"):
+            assert sum(int(r["reads"]) for r in summary if r["sample"] == sample and r["rank"] == rank) == n
+    assert (out / "summary.html").is_file()
+    assert all((out / f"summary.{sample}.krona.txt").is_file() for sample in reads)
+
+
+@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
+def test_pipeline_script_dereplicates_classifies_and_summarises_samples(kmer_index, tmp_path):
+    result = script("pipeline/run.sh", PIPELINE_READS, tmp_path / "out", "--index", kmer_index,
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "3 samples:" in result.stderr
+    check_pipeline_output(tmp_path / "out")
+    usage = script("pipeline/run.sh", cwd=tmp_path)
+    assert usage.returncode == 2 and "READS_DIR OUT_DIR" in usage.stderr
+
+
+@pytest.mark.skipif(shutil.which("vsearch") is None or shutil.which("snakemake") is None,
+                    reason="vsearch or snakemake not installed")
+def test_pipeline_snakefile_does_the_same(kmer_index, tmp_path):
+    out = tmp_path / "smk"
+    result = subprocess.run(["snakemake", "-s", str(EXAMPLES / "pipeline" / "Snakefile"), "--cores", "1",
+                             "--config", f"reads={PIPELINE_READS}", f"out={out}", f"index={kmer_index}",
+                             f"clibd={CLIBD}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    check_pipeline_output(out)
