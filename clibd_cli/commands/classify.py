@@ -36,7 +36,7 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller); in JSONL as a "
-                   "'neighbours' array added to each record.")
+                   "'neighbours' array added to each record; in blast6, N lines each.")
 @click.option("--taxa", default="",
               help="Classify only among the reference records of these taxa, comma-separated names at any "
                    "rank (e.g. Diptera,Hymenoptera; exact search). Confidences keep the whole reference's "

@@ -31,12 +31,12 @@ import numpy as np
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.evaluation.protocol import Records
 from clibd_cli.evaluation.retrieval import DEPTH, Calls, Outcome, Queries
+from clibd_cli.io.pipeline_formats import read_sintax
 from models.config import RANKS
 from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 IDENTITY_CUTOFFS = {"order": 0.85, "family": 0.90, "genus": 0.95, "species": 0.97}
-LETTERS = {"o": "order", "f": "family", "g": "genus", "s": "species"}
 TOOLS = {"vsearch-global": ("vsearch",), "vsearch-sintax": ("vsearch",), "blastn": ("makeblastdb", "blastn")}
 
 
@@ -122,16 +122,12 @@ class AlignmentBaseline:
                     for r, name in zip(RANKS, lineage) if name}
         labels = {r: np.full(n, None, dtype=object) for r in RANKS}
         support = {r: np.zeros(n) for r in RANKS}
-        for line in out.read_text().splitlines():
-            cells = line.split("\t")
-            q = int(cells[0].split()[0][1:])
-            for item in filter(None, cells[1].split(",") if len(cells) > 1 else []):
-                letter, _, rest = item.partition(":")
-                name, _, value = rest.rpartition("(")
-                if letter in LETTERS:
-                    rank = LETTERS[letter]
+        for line in read_sintax(out):
+            q = int(line.query.split()[0][1:])
+            for rank, (name, value) in line.ranks.items():
+                if rank in labels:
                     labels[rank][q] = original.get((rank, name), name)
-                    support[rank][q] = float(value.rstrip(")"))
+                    support[rank][q] = value
         outcome.neighbours = {r: labels[r][:, None] for r in RANKS}
         outcome.depth = 1
         asserted = {r: (support[r] >= self.min_confidence) & (labels[r] != None)  # noqa: E711
