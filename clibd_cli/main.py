@@ -93,7 +93,7 @@ class ClibdGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except ClibdError as exc:
-            raise _Failure(str(exc)) from exc
+            raise _Failure(str(exc), exit_code=getattr(exc, "exit_code", 1)) from exc
         except Exception as exc:  # noqa: BLE001 - the last line of defence before the user
             raise _Failure(_describe(exc), verbose=_verbosity(ctx) > 0) from exc
 
@@ -112,9 +112,9 @@ class _Failure(click.ClickException):
 
     exit_code = 1
 
-    def __init__(self, message: str, verbose: bool = False):
+    def __init__(self, message: str, verbose: bool = False, exit_code: int = 1):
         super().__init__(message)
-        self.verbose = verbose
+        self.verbose, self.exit_code = verbose, exit_code
 
     def show(self, file=None) -> None:
         if self.verbose and self.__cause__ is not None:

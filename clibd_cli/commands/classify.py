@@ -90,6 +90,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     from clibd_cli.classification.queries import iter_queries
     from clibd_cli.embedding.embedder import batched
     log = logging.getLogger("clibd")
+    if output != "-":
+        from models.files import output_path
+
+        output = str(output_path(output, inputs=(*inputs, *images)))
     if index_dir is None:
         index_dir = _default_index(images, model_dir, settings.progress())
     summary = _summary(counts, summary_path) if summary_path else None

@@ -46,7 +46,8 @@ def index() -> None:
               help="Trained model directory (from clibd train or clibd import), or `kmer` for the "
                    "model-free k-mer profile embedding (barcodes only; no training needed).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Index directory to write (replaced atomically if it exists).")
+              help="Index directory to write: new, empty, or an earlier index (replaced atomically); "
+                   "any other folder or file is refused. A second clibd writing the same index waits.")
 @click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,
               help="What the reference vectors embed: barcodes, photos, or taxonomy label strings.")
 @click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False),
@@ -102,7 +103,11 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.reference.hnsw_index import build_index, load_index
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references
     from models.errors import ClibdError
+    from models.files import output_path, writer_lock
 
+    output = output_path(output, directory=True, marker="manifest.json",
+                         inputs=(*references, *held_out, *images, *([taxonomy] if taxonomy else [])))
+    click.get_current_context().with_resource(writer_lock(output))  # held until the index is saved
     if not model_available(model_dir):
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
                                  f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")

@@ -1,0 +1,129 @@
+"""`-o` never destroys (issue #17 item 1) and two writers of one index never lose records (item 6)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fixtures.specimens import error_line, run, specimens, write_fasta
+from models.errors import UsageError
+from models.files import output_path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    return write_fasta(root / "ref.fa", specimens(n_species=4, per_species=3, unnamed=0))
+
+
+def _index(reference, output, *extra):
+    return run("-q", "index", "-m", "kmer", "-k", "3", reference, "-o", output, *extra)
+
+
+def test_index_refuses_a_folder_that_is_not_an_index(tmp_path, reference):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "precious.jpg").write_text("x")
+    result = _index(reference, folder)
+    assert result.exit_code == 2, result.stderr
+    assert "not an earlier output" in error_line(result)
+    assert (folder / "precious.jpg").read_text() == "x"
+
+
+def test_index_refuses_a_file_and_a_device(tmp_path, reference):
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    assert _index(reference, file).exit_code == 2
+    assert file.read_text() == "keep me"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert _index(reference, fifo).exit_code == 2
+    assert fifo.is_fifo()
+    assert _index(reference, os.devnull).exit_code == 2
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
+
+
+def test_index_replaces_an_earlier_index_and_fills_an_empty_folder(tmp_path, reference, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _index(reference, empty).exit_code == 0
+    assert _index(reference, empty).exit_code == 0
+    assert (empty / "manifest.json").is_file()
+    monkeypatch.chdir(empty)  # `-o .` inside an index: replaced, nothing left behind
+    assert _index(reference, ".").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".empty.lock", "empty"]
+
+
+def test_index_refuses_a_folder_holding_its_input(tmp_path, reference):
+    index = tmp_path / "ref_index"
+    assert _index(reference, index).exit_code == 0
+    inside = index / "extra.fa"
+    inside.write_text(reference.read_text())
+    result = _index(inside, index)
+    assert result.exit_code == 2 and "holds the input" in error_line(result)
+    assert inside.is_file()
+
+
+def test_index_writes_through_a_symlink(tmp_path, reference):
+    real = tmp_path / "real"
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert _index(reference, link).exit_code == 0
+    assert link.is_symlink() and (real / "manifest.json").is_file()
+
+
+def test_classify_refuses_its_own_input_and_devices(tmp_path, reference):
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    query = write_fasta(tmp_path / "q.fa", specimens(n_species=1, per_species=1, unnamed=0), sintax=False)
+    before = query.read_text()
+    result = run("classify", "--index", index, query, "-o", query)
+    assert result.exit_code == 2 and "is the input" in error_line(result)
+    assert query.read_text() == before
+    alias = tmp_path / "alias.fa"
+    alias.symlink_to(query)
+    assert run("classify", "--index", index, query, "-o", alias).exit_code == 2
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert run("classify", "--index", index, query, "-o", fifo).exit_code == 2 and fifo.is_fifo()
+    out_link = tmp_path / "out.tsv"
+    out_link.symlink_to(tmp_path / "target.tsv")
+    assert run("classify", "--index", index, query, "-o", out_link).exit_code == 0
+    assert out_link.is_symlink() and (tmp_path / "target.tsv").read_text().startswith("query_id")
+
+
+def test_output_path_messages(tmp_path):
+    with pytest.raises(UsageError, match="is a device, FIFO or socket"):
+        output_path(os.devnull)
+    with pytest.raises(UsageError, match="is a folder, not a file"):
+        output_path(tmp_path)
+    assert output_path(tmp_path / "new.tsv") == tmp_path.resolve() / "new.tsv"
+
+
+_APPEND = """
+import sys
+from click.testing import CliRunner
+from clibd_cli.main import cli
+result = CliRunner().invoke(cli, ["-q", "index", "-m", "kmer", "-k", "3", sys.argv[1], "-o", sys.argv[2], "--append"])
+sys.stderr.write(result.output)
+sys.exit(result.exit_code)
+"""
+
+
+def test_concurrent_appends_lose_nothing(tmp_path, reference):
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    extra = []
+    for part in range(2):
+        records = specimens(n_species=3, per_species=2, unnamed=0)
+        fasta = write_fasta(tmp_path / f"more{part}.fa", records)
+        fasta.write_text(fasta.read_text().replace(">", f">p{part}-"))
+        extra.append(fasta)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", _APPEND, str(fasta), str(index)], env=env,
+                              stderr=subprocess.PIPE, text=True) for fasta in extra]
+    for proc in procs:
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    rows = (index / "records.tsv").read_text().splitlines()
+    assert len(rows) - 1 == len(reference.read_text().split(">")) - 1 + 12
