@@ -27,7 +27,7 @@ from tqdm import tqdm
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS, PROTOCOL_NAME, clibd_partition
 from clibd_cli.data.store import DatasetWriter, Record
 from clibd_cli.io.images import ImageError, check_image, resize_image
-from clibd_cli.io.sequences import NUCLEOTIDES
+from clibd_cli.io.sequences import MAX_LENGTH, NUCLEOTIDES
 from clibd_cli.io.streams import open_text, reading
 from models.errors import ClibdError
 
@@ -94,7 +94,7 @@ def detect_format(path: str | Path) -> str:
 def normalize_barcode(seq: str) -> str | None:
     """The barcode in upper case without surrounding space, or None if empty or not DNA."""
     seq = seq.strip().upper()
-    return seq if _DNA.fullmatch(seq) else None
+    return seq if len(seq) <= MAX_LENGTH and _DNA.fullmatch(seq) else None
 
 
 def prepare_dataset(source: Source, output: str | Path, *, partition: dict[str, str] | None = None,
@@ -254,6 +254,8 @@ def _barcode_problem(seq: str) -> str:
     seq = seq.strip().upper()
     if not seq:
         return "empty barcode"
+    if len(seq) > MAX_LENGTH:
+        return f"barcode over {MAX_LENGTH:,} characters (the cap; COI-5P barcodes are under 2 kb)"
     odd = sorted(set(seq) - set(NUCLEOTIDES))
     return f"non-nucleotide barcode (characters {''.join(odd[:10])!r})"
 

@@ -13,7 +13,7 @@ import numpy as np
 from clibd_cli import __version__
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
-from clibd_cli.io.sequences import barcode_problem
+from clibd_cli.io.sequences import barcode_problem, clean_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
 from models.files import atomic_path
@@ -96,6 +96,7 @@ def _barcodes(embedder: Embedder, source: str, size: int) -> Iterator[Batch]:
     for records in batched(read_sequences(source), size):
         usable = []
         for record in records:
+            record.seq = clean_barcode(record.seq) if not barcode_problem(record.seq) else record.seq
             problem = barcode_problem(record.seq)
             if problem:
                 log.warning("%s:%d: %s: skipped: %s", name, record.line, record.id, problem)

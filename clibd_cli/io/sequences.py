@@ -2,12 +2,15 @@
 
 A hand-written line reader: as fast as Biopython's SimpleFastaParser, with line numbers in
 every error. Multi-line FASTA and multi-line FASTQ are accepted; FASTQ qualities are checked
-for length and then dropped (clibd does not use them).
+for length and then dropped (clibd does not use them). Memory stays bounded whatever the input:
+lines are read in pieces and a record's sequence is kept only up to ``MAX_LENGTH`` + 1
+characters (enough for :func:`barcode_problem` to call it too long).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,9 @@ _SIZE = re.compile(r"(?:^|[;\s])size=(\d+)(?:;|\s|$)")
 _SAMPLE = re.compile(r"(?:^|[;\s])sample=([^;\s]+)")
 NUCLEOTIDES = "ACGTURYSWKMBDHVN-."  # IUPAC nucleotide codes, U, and alignment gaps
 MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
+MAX_LENGTH = 5000  # characters of a record; COI-5P barcodes (and their alignments) are under 2 kb
+_LINE_PIECE = 1 << 16  # lines are read this many characters at a time
+_CLEAN = str.maketrans("Uu", "Tt", "-.")  # RNA read as DNA; alignment gaps dropped
 
 
 @dataclass(slots=True)
@@ -39,23 +45,26 @@ class SequenceRecord:
     line: int
 
 
-def read_sequences(source: str | Path) -> Iterator[SequenceRecord]:
+def read_sequences(source: str | Path, max_length: int | None = MAX_LENGTH) -> Iterator[SequenceRecord]:
     """Yield the records of a FASTA or FASTQ file (``-`` = stdin), compressed or not.
 
-    Raises ClibdError ``FILE:LINE: ...`` on malformed input. An empty input yields nothing.
+    A sequence longer than ``max_length`` characters is cut to ``max_length + 1`` while it is
+    read (``None``: kept whole). Raises ClibdError ``FILE:LINE: ...`` on malformed input. An
+    empty input yields nothing.
     """
     name = display_name(source)
+    keep = sys.maxsize if max_length is None else max_length + 1
     with reading(source), open_text(source) as handle:
-        lines = enumerate(handle, start=1)
-        for number, line in lines:
+        lines = _lines(handle, -1 if max_length is None else _LINE_PIECE)
+        for number, line, _ in lines:
             if line.strip():
                 break
         else:
             return
         if line.startswith(">"):
-            yield from _fasta(lines, name, number, line)
+            yield from _fasta(lines, name, number, line, keep)
         elif line.startswith("@"):
-            yield from _fastq(lines, name, number, line)
+            yield from _fastq(lines, name, number, line, keep)
         else:
             raise ClibdError(f"{name}:{number}: expected a FASTA header ('>') or a FASTQ record ('@'), "
                              f"found {line.strip()[:40]!r}")
@@ -92,10 +101,18 @@ def parse_abundance(text: str) -> tuple[int | None, str | None]:
     return (int(size.group(1)) if size else None), (sample.group(1) if sample else None)
 
 
+def clean_barcode(barcode: str) -> str:
+    """The barcode as the encoders read it: RNA's U as T, alignment gaps (``-``, ``.``) dropped."""
+    return barcode.translate(_CLEAN)
+
+
 def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
-    """Why a barcode cannot be classified (None if it can): empty, not DNA, too short."""
+    """Why a barcode cannot be classified (None if it can): empty, too long, not DNA, too short."""
     if not barcode:
         return "empty sequence"
+    if len(barcode) > MAX_LENGTH:
+        return (f"too long: over {MAX_LENGTH:,} characters (the cap; COI-5P barcodes are under 2 kb); "
+                "cut out the barcode region")
     upper = barcode.upper()
     foreign = sorted(set(upper) - set(NUCLEOTIDES))
     if foreign:
@@ -116,44 +133,77 @@ def _record(name: str, number: int, header: str, seq: str) -> SequenceRecord:
     return SequenceRecord(record_id, text[len(record_id):].lstrip(" \t;"), seq, number)
 
 
-def _fasta(lines, name: str, number: int, header: str) -> Iterator[SequenceRecord]:
+def _lines(handle, piece: int) -> Iterator[tuple[int, str, int]]:
+    """``(number, line, size)``: each line cut to its first ``piece`` characters (the rest is read
+    and dropped, so a 200 Mb line never sits in memory; -1: whole) and its full size without
+    surrounding white space."""
+    number = 0
+    while line := handle.readline(piece):
+        number += 1
+        size, last = len(line), line
+        while last[-1] not in "\r\n":
+            last = handle.readline(piece)
+            if not last:
+                break
+            size += len(last)
+        if last is line:
+            yield number, line, len(line.strip())
+        else:
+            leading, trailing = len(line) - len(line.lstrip()), len(last) - len(last.rstrip())
+            yield number, line, size - leading - trailing
+
+
+def _fasta(lines, name: str, number: int, header: str, keep: int) -> Iterator[SequenceRecord]:
     chunks: list[str] = []
-    for line_number, line in lines:
+    size = 0
+    for line_number, line, _ in lines:
         if line.startswith(">"):
             yield _record(name, number, header, "".join(chunks))
-            number, header, chunks = line_number, line, []
-        else:
-            chunks.append(line.strip())
+            number, header, chunks, size = line_number, line, [], 0
+        elif size < keep:  # past the cap the rest of the record is read and dropped
+            piece = line.strip()[: keep - size]
+            chunks.append(piece)
+            size += len(piece)
     yield _record(name, number, header, "".join(chunks))
 
 
-def _fastq(lines, name: str, number: int, header: str) -> Iterator[SequenceRecord]:
+def _fastq(lines, name: str, number: int, header: str, keep: int) -> Iterator[SequenceRecord]:
+    pending = None  # a line read ahead: the next record's header after a short quality
+
+    def next_line():
+        nonlocal pending
+        item, pending = pending, None
+        return item if item is not None else next(lines, None)
+
     while True:
         seq: list[str] = []
-        for line_number, line in lines:
-            if line.startswith("+"):
-                break
-            seq.append(line.strip())
-        else:
+        length = kept = 0
+        while (item := next_line()) is not None and not item[1].startswith("+"):
+            length += item[2]
+            if kept < keep:
+                seq.append(item[1].strip()[: keep - kept])
+                kept += len(seq[-1])
+        if item is None:
             raise ClibdError(f"{name}:{number}: FASTQ record ends before its '+' line")
-        sequence = "".join(seq)
-        quality = 0
-        while quality < len(sequence):
-            try:
-                line_number, line = next(lines)
-            except StopIteration:
-                raise ClibdError(f"{name}:{line_number}: FASTQ quality shorter than the sequence "
-                                 f"({quality} < {len(sequence)})") from None
-            quality += len(line.strip())
-        if quality != len(sequence):
-            raise ClibdError(f"{name}:{line_number}: FASTQ quality length {quality} differs from "
-                             f"sequence length {len(sequence)}")
-        yield _record(name, number, header, sequence)
-        for number, header in lines:
-            if header.strip():
-                break
-        else:
+        quality, quality_line = 0, item[0]
+        while quality < length:
+            item = next_line()
+            if item is not None and item[1].startswith("@") and quality and quality + item[2] != length:
+                pending = item  # the next record's header (a quality line would end the record exactly)
+                item = None
+            if item is None:
+                raise ClibdError(f"{name}:{quality_line}: FASTQ quality shorter than the sequence "
+                                 f"({quality} < {length} characters); each base needs one quality character")
+            quality, quality_line = quality + item[2], item[0]
+        if quality != length:
+            raise ClibdError(f"{name}:{quality_line}: FASTQ quality length {quality} differs from "
+                             f"sequence length {length}")
+        yield _record(name, number, header, "".join(seq))
+        while (item := next_line()) is not None and not item[1].strip():
+            pass
+        if item is None:
             return
+        number, header = item[0], item[1]
         if not header.startswith("@"):
             raise ClibdError(f"{name}:{number}: expected a FASTQ header starting with '@', "
                              f"found {header.strip()[:40]!r}")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.io.images import load_photos
-from clibd_cli.io.sequences import barcode_problem
+from clibd_cli.io.sequences import barcode_problem, clean_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError
@@ -130,12 +130,14 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
     for entry in records.records():
         record = entry.record
         problem = barcode_problem(record.barcode)
+        barcode = clean_barcode(record.barcode)
+        problem = problem or barcode_problem(barcode)
         if problem:
             log.debug("%s:%d: reference %s skipped: %s", source, entry.line, entry.key, problem)
             refs.skipped += 1
             continue
         ranks = {r: getattr(record, r) for r in RANKS}
-        refs.add(entry.key, ranks, record.barcode if refs.modality == "dna" else _label(ranks))
+        refs.add(entry.key, ranks, barcode if refs.modality == "dna" else _label(ranks))
 
 
 def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
@@ -172,10 +174,10 @@ def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
             refs.skipped += 1
             continue
         if refs.modality == "dna":
-            if barcode_problem(barcodes[i]):
+            item = clean_barcode(barcodes[i])
+            if barcode_problem(item):
                 refs.skipped += 1
                 continue
-            item = barcodes[i]
         elif refs.modality == "image":
             item = _stored_photo_loader(part, i, f"{source}:{record_id}")
         else:

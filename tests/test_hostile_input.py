@@ -1,0 +1,82 @@
+"""Hostile and off-target input (issue #17): RNA, aligned FASTA, over-long records, short FASTQ
+qualities."""
+
+import gzip
+
+import pytest
+
+from clibd_cli.io.sequences import MAX_LENGTH, barcode_problem, read_sequences
+from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
+from models.errors import ClibdError
+
+
+@pytest.fixture(scope="module")
+def kmer_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    records = specimens(n_species=6, per_species=3, unnamed=0)
+    index = root / "index"
+    assert run("-q", "index", "-m", "kmer", "-k", "3", write_fasta(root / "ref.fa", records), "-o", index).exit_code == 0
+    return index, records
+
+
+def _rows(index, fasta_text, tmp_path, name="q.fa"):
+    path = tmp_path / name
+    path.write_text(fasta_text)
+    result = run("classify", "--index", index, path)
+    assert result.exit_code == 0, result.stderr
+    return tsv(result.stdout)
+
+
+def _same_call(a, b):
+    keys = [k for k in a if k != "query_id"]
+    return [a[k] for k in keys] == [b[k] for k in keys]
+
+
+def test_rna_and_aligned_barcodes_are_classified_like_plain_dna(kmer_index, tmp_path):
+    index, records = kmer_index
+    query = records[0]
+    plain = f">plain\n{query.barcode}\n"
+    rna = f">rna\n{query.barcode.replace('T', 'U').lower()}\n"
+    middle = len(query.barcode) // 2
+    aligned = f">aligned\n{'-' * 40}{query.barcode[:middle]}...--..{query.barcode[middle:]}{'-' * 40}\n"
+    rows = _rows(index, plain + rna + aligned, tmp_path)
+    assert [r["status"] for r in rows] == ["assigned"] * 3
+    assert _same_call(rows[0], rows[1]) and _same_call(rows[0], rows[2])
+
+
+def test_gaps_only_is_invalid(kmer_index, tmp_path):
+    index, _ = kmer_index
+    rows = _rows(index, ">gaps\n" + "-" * 300 + "\n", tmp_path)
+    assert rows[0]["status"] == "invalid"
+
+
+def test_an_over_long_record_is_invalid_and_read_in_bounded_memory(kmer_index, tmp_path):
+    index, records = kmer_index
+    huge = "ACGT" * 500_000  # one 2 Mb line, more than the 64 k piece the reader takes at once
+    text = f">huge\n{huge}\n>next\n{records[0].barcode}\n"
+    parsed = list(read_sequences(_write(tmp_path, text)))
+    assert [r.id for r in parsed] == ["huge", "next"]
+    assert len(parsed[0].seq) == MAX_LENGTH + 1 and parsed[1].seq == records[0].barcode
+    assert "too long: over 5,000 characters" in barcode_problem(parsed[0].seq)
+    path = tmp_path / "huge.fa.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    result = run("classify", "--index", index, path)
+    assert result.exit_code == 0
+    assert [r["status"] for r in tsv(result.stdout)] == ["invalid", "assigned"]
+    assert "too long" in result.stderr
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "records.fa"
+    path.write_text(text)
+    return path
+
+
+def test_fastq_with_a_short_quality_line_names_the_lengths(tmp_path):
+    seq = "ACGT" * 30
+    path = _write(tmp_path, f"@r1\n{seq}\n+\n{'I' * 100}\n@r2\n{seq}\n+\n{'I' * 120}\n")
+    with pytest.raises(ClibdError, match=r"records.fa:4: FASTQ quality shorter than the sequence \(100 < 120"):
+        list(read_sequences(path))
+    long_line = _write(tmp_path, f"@r1\n{'A' * 70000}\n+\n{'I' * 70000}\n@r2\n{seq}\n+\n{'I' * 120}\n")
+    assert [len(r.seq) for r in read_sequences(long_line)] == [MAX_LENGTH + 1, 120]
+    assert [len(r.seq) for r in read_sequences(long_line, max_length=None)] == [70000, 120]
