@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.classification.calibration import calibrations
+from clibd_cli.classification.calibration import FEATURES, calibrations
 from clibd_cli.classification.decision import predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
@@ -25,6 +25,7 @@ from clibd_cli.embedding.kmer import is_model_free
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.search import exact_search
+from clibd_cli.reference.sketch import NEAR_IDENTICAL, off_target_note, orient_queries
 from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
@@ -73,7 +74,7 @@ class Classifier:
             device = "cpu" if self.model_free else device()
         self.embedder = Embedder(self.model, device, batch_size, precision)
         self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
-        self.calibrations = calibrations(self.index.calibration)
+        self.calibrations = _checked_calibrations(self.index)
         self.ef = ef
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
 
@@ -109,6 +110,7 @@ class Classifier:
         dna_at = [i for i, r in enumerate(results) if usable[i] and r.query.barcode is not None]
         image_at = [i for i in pixels if usable[i]]
         vectors = np.zeros((len(results), self.model.embed_dim), dtype=np.float32)
+        off_target = orient_queries(self.index.sketch, [results[i].query for i in dna_at])
         if dna_at:
             vectors[dna_at] = self.embedder.barcodes([results[i].query.barcode for i in dna_at])
         if image_at:
@@ -118,6 +120,11 @@ class Classifier:
             at = [i for i, r in enumerate(results) if usable[i] and r.query.modality == kind]
             if at:
                 self._predict(kind, [results[i] for i in at], vectors[at], min_confidence, report)
+        for j, similarity in off_target:  # the neighbours of an off-target barcode say nothing
+            query, prediction = results[dna_at[j]].query, results[dna_at[j]].prediction
+            if query.image is None and prediction.nearest_sim < NEAR_IDENTICAL:
+                prediction.confidence = dict.fromkeys(prediction.confidence, 0.0)
+                query.note = off_target_note(similarity, self.index.sketch)
         return results
 
     def _load_photos(self, results: list[Result]) -> dict[int, object]:
@@ -164,3 +171,20 @@ class Classifier:
 
     def _labels(self, row: int) -> dict[str, str | None]:
         return {rank: values[row] for rank, values in self.index.labels.items()}
+
+
+def _checked_calibrations(index) -> dict:
+    """The index's calibrations, or a ClibdError naming calibration.json if one is not as clibd writes it."""
+    try:
+        found = calibrations(index.calibration)
+        for calibration in found.values():
+            for params in calibration.ranks.values():
+                features = [np.asarray(params[key], dtype=np.float64) for key in ("mean", "scale", "coef")]
+                iso = [np.asarray(params[key], dtype=np.float64) for key in ("iso_x", "iso_y")]
+                float(params["intercept"])
+                if {f.shape for f in features} != {(len(FEATURES),)} or iso[0].shape != iso[1].shape:
+                    raise ValueError("parameter arrays of the wrong length")
+        return found
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ClibdError(f"{index.path}/calibration.json: not a calibration clibd wrote ({type(exc).__name__}: "
+                         f"{exc}); rebuild with clibd index") from None

@@ -32,6 +32,7 @@ class Query:
     size: int | None = None  # reads it stands for (a ``;size=N`` header annotation)
     sample: str | None = None  # a ``;sample=NAME`` header annotation
     source: str = ""  # the input it came from, as named in messages
+    strand: str | None = None  # "+" or "-" (read reverse-complemented) once the classifier oriented the barcode
 
     @property
     def modality(self) -> str:

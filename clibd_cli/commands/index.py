@@ -18,26 +18,15 @@ class _IndexGroup(click.Group):
     """``clibd index [build] ARGS`` builds; ``clibd index info DIR`` describes."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if args and args[0] not in self.commands:  # `clibd index --help` shows every build option
             args = ["build", *args]
         return super().parse_args(ctx, args)
 
 
 @click.group("index", cls=_IndexGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def index() -> None:
-    """Build a reference index (`clibd index [build] …`) or describe one (`clibd index info DIR`).
-
-    \b
-    Examples:
-      clibd index --model run/best coi_reference.fasta -o coi_ref/
-      clibd index --model run/best barcodes.fasta --taxonomy taxonomy.tsv -o coi_ref/
-      clibd index --model run/best barcodes.fasta --images photos/ -o specimens_ref/
-      clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/
-      clibd index info coi_ref/
-
-    Every build option (-k, --M, --ef, --prior-unseen, --calibrate-on, --append, ...):
-    clibd index build --help
-    """
+    """Build a reference index (`clibd index [build] …`; `clibd index --help` lists every option)
+    or describe one (`clibd index info DIR`)."""
 
 
 @index.command("build")
@@ -89,7 +78,22 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
           ef_construction: int, ef: int, neighbours: int, prior_unseen: float | None,
           held_out: tuple[str, ...], held_out_splits: tuple[str, ...], batch_size: int) -> None:
     """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX headers or --taxonomy, photo folders
-    with --taxonomy, or a dataset HDF5 with --split) and write an index directory."""
+    with --taxonomy, or a dataset HDF5 with --split) and write an index directory.
+
+    Reference barcodes stored reverse-complemented are found (by their k-mer profile against
+    the rest of the reference) and indexed turned around; the index keeps that k-mer sketch to
+    orient queries and to leave unassigned those unlike any reference barcode. RNA (U) is read
+    as DNA, alignment gaps are dropped, records over 5,000 characters are skipped.
+
+    \b
+    Examples:
+      clibd index --model run/best coi_reference.fasta -o coi_ref/
+      clibd index --model kmer coi_reference.fasta -o coi_kmer/      # no training needed
+      clibd index --model run/best barcodes.fasta --taxonomy taxonomy.tsv -o coi_ref/
+      clibd index --model run/best more.fasta --append -o coi_ref/
+      clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/
+      clibd index info coi_ref/                                      # describe an index
+    """
     if images and modality != "dna":
         raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
                                "themselves with --modality image)")
@@ -101,6 +105,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
     from clibd_cli.embedding.kmer import KMER_MODEL
     from clibd_cli.reference.hnsw_index import build_index, load_index
+    from clibd_cli.reference.sketch import orient_references
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references
     from models.errors import ClibdError
     from models.files import output_path, writer_lock
@@ -122,6 +127,14 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
     found = read_held_out(held_out, held_out_splits, modality, taxonomy,
                           refs.ids + (existing.ids if existing else []))
+    sketch, turned = None, []
+    if modality == "dna" and (existing is None or existing.sketch is not None):
+        sketch, turned = orient_references(refs.items, existing.sketch if existing else None, seed=settings.seed)
+        if turned:
+            log.warning("%d reference barcodes are reverse-complemented; indexed turned around: %s%s", len(turned),
+                        ", ".join(refs.ids[i] for i in turned[:10]), " …" if len(turned) > 10 else "")
+    if sketch is not None and found is not None:
+        orient_references(found.items, sketch)
     embedder = Embedder(model, settings.torch_device(), batch_size, settings.precision)
     log.info("embedding %d reference records (%s)", len(refs), modality)
     vectors, keep = embed_references(embedder, refs, settings.progress())
@@ -138,6 +151,10 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
                              threads=settings.threads or 1, command=settings.command_line)
     del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
     target.manifest["model"] = model_reference(model_dir)
+    if sketch is not None:
+        target.sketch = sketch
+        target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
+                                                                        if existing else 0))
     queries = None
     if found is not None:
         log.info("embedding %d held-out queries for the calibration", len(found))

@@ -10,6 +10,8 @@ Layout (this module owns it; README "Reference indexes and classification")::
     nodes.npy         int64 graph node of each record (numpy format, no pickle)
     records.tsv       the records and their labels (clibd_cli/reference/records.py)
     calibration.json  the confidence calibration per query kind (clibd_cli/classification/calibration.py)
+    sketch.npy        barcode indexes: the k-mer sketch that orients barcodes and flags off-target
+                      queries (clibd_cli/reference/sketch.py; its parameters in the manifest's "sketch")
 
 The directory is written atomically (temporary sibling directory, then rename) and verified
 against the manifest checksums on load. Records with identical vectors share one graph node.
@@ -32,6 +34,7 @@ from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
+from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
 from models.errors import ClibdError
 from models.files import atomic_path, sha256_file
 
@@ -56,6 +59,7 @@ class ReferenceIndex:
     manifest: dict
     calibration: dict | None = None
     path: Path | None = None
+    sketch: Sketch | None = None
     _node_vectors: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -142,8 +146,12 @@ class ReferenceIndex:
         """Add records in place (the graph grows; nothing is rebuilt). Save to persist."""
         vectors = _as_vectors(vectors, self.manifest["dim"], "vectors")
         check_records(ids, labels, len(vectors), self.ranks)
-        if set(ids) & set(self.ids) or len(set(ids)) < len(ids):
-            raise ClibdError("append: record ids must be new and unique")
+        present, seen = set(self.ids), set()
+        repeated = [i for i in ids if i in present or i in seen or seen.add(i)]
+        if repeated:
+            raise ClibdError(f"append: record ids must be new and unique; {', '.join(repeated[:5])}"
+                             f"{' …' if len(repeated) > 5 else ''} {'is' if len(repeated) == 1 else 'are'} "
+                             "already in the index or repeated; rename or drop them")
         known = _node_keys(self.node_vectors())
         n_nodes = len(known)
         nodes, fresh = _assign_nodes(vectors, known)
@@ -173,6 +181,9 @@ class ReferenceIndex:
             if self.calibration is not None:
                 (tmp / CALIBRATION_FILE).write_text(json.dumps(self.calibration, indent=1) + "\n")
                 files.append(CALIBRATION_FILE)
+            if self.sketch is not None:
+                np.save(tmp / SKETCH_FILE, self.sketch.centroids, allow_pickle=False)
+                files.append(SKETCH_FILE)
             self.manifest["sha256"] = {name: sha256_file(tmp / name) for name in files}
             (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2) + "\n")
         self.path = path
@@ -284,13 +295,26 @@ def load_index(
     if unlisted:
         raise ClibdError(f"{manifest_path}: no checksum for {unlisted[0]}; {REBUILD}")
     for name, digest in digests.items():
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise ClibdError(f"{manifest_path}: {name!r} is not a plain file name inside the index directory; "
+                             f"{REBUILD}")
         if not (path / name).is_file():
             raise ClibdError(f"{path / name}: missing; {REBUILD}")
         if verify and sha256_file(path / name) != digest:
             raise ClibdError(f"{path / name}: checksum mismatch (corrupted or modified); {REBUILD}")
     with open(path / RECORDS_FILE, encoding="utf-8") as f:
         ids, labels = read_records(f, path / RECORDS_FILE, manifest["ranks"])
-    nodes = np.load(path / NODES_FILE, allow_pickle=False)
+    try:
+        nodes = np.load(path / NODES_FILE, allow_pickle=False)
+    except ValueError as exc:
+        raise ClibdError(f"{path / NODES_FILE}: not a numpy array file clibd wrote ({exc}); {REBUILD}") from None
+    if nodes.ndim != 1 or not np.issubdtype(nodes.dtype, np.integer) or (len(nodes) and nodes.min() < 0):
+        raise ClibdError(f"{path / NODES_FILE}: expected one graph node number (≥ 0) per record, found a "
+                         f"{nodes.dtype} array of shape {list(nodes.shape)}; {REBUILD}")
+    stored = _stored_dim(path / INDEX_FILE)
+    if stored != manifest["dim"]:
+        raise ClibdError(f"{manifest_path}: dim {manifest['dim']} but {INDEX_FILE} holds {stored}-dimensional "
+                         f"vectors; {REBUILD}")
     graph = hnswlib.Index(space="ip", dim=manifest["dim"])
     try:
         graph.load_index(str(path / INDEX_FILE))
@@ -305,10 +329,26 @@ def load_index(
             calibration = json.loads((path / CALIBRATION_FILE).read_text())
         except ValueError as exc:
             raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {REBUILD}") from exc
-    index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path)
+    index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path,
+                           _load_sketch(path, manifest) if SKETCH_FILE in digests else None)
     if model_fingerprint is not None:
         index.check_model(model_fingerprint)
     return index
+
+
+def _stored_dim(path: Path) -> int | None:
+    """The vector dimension an hnswlib index file was saved with (its header's data size / 4)."""
+    header = np.fromfile(path, dtype="<u8", count=6)
+    return int(header[4] - header[5]) // 4 if len(header) == 6 else None
+
+
+def _load_sketch(path: Path, manifest: dict) -> Sketch:
+    entry = manifest.get("sketch") or {}
+    centroids = np.load(path / SKETCH_FILE, allow_pickle=False)
+    if centroids.ndim != 2 or not isinstance(entry.get("floor"), float) or centroids.shape[1] != 4 ** entry.get("k", 0):
+        raise ClibdError(f"{path / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
+                         f"with k and floor, found shape {list(centroids.shape)} and {entry}; {REBUILD}")
+    return Sketch(centroids.astype(np.float32), entry["floor"], entry["k"])
 
 
 def _node_keys(vectors: np.ndarray) -> dict[bytes, int]:

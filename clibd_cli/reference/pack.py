@@ -9,6 +9,7 @@ Layout of a pack directory::
     scales.npy       float32 [nodes]: the scale of each row
     nodes.npy        int32 [N]: the vector (node) of each record
     records.tsv.gz   the index's records.tsv, gzipped
+    sketch.npy       the index's k-mer sketch, if it has one (clibd_cli/reference/sketch.py)
 
 Unpacking rebuilds the graph from the dequantised vectors with the pack's seed on one thread,
 so every unpacked copy is the same index. Packing refits the calibration on exactly that
@@ -28,6 +29,7 @@ from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.fitting import fit_calibration
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
+from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
 from models.errors import ClibdError
 from models.files import atomic_path, sha256_file
 
@@ -64,9 +66,14 @@ def pack_index(index: ReferenceIndex, path: str | Path) -> ReferenceIndex:
         with gzip.GzipFile(tmp / f"{RECORDS_FILE}.gz", "wb", mtime=0) as raw, \
                 io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as handle:
             write_records(handle, index.ids, index.labels)
+        files = list(_FILES)
+        if index.sketch is not None:
+            np.save(tmp / SKETCH_FILE, index.sketch.centroids, allow_pickle=False)
+            files.append(SKETCH_FILE)
+        packed.sketch = index.sketch
         manifest = {k: v for k, v in index.manifest.items() if k != "sha256"}
         pack = {"format": PACK_FORMAT, "manifest": manifest, "calibration": packed.calibration,
-                "sha256": {name: sha256_file(tmp / name) for name in _FILES}}
+                "sha256": {name: sha256_file(tmp / name) for name in files}}
         (tmp / PACK_FILE).write_text(json.dumps(pack, indent=1) + "\n")
     return packed
 
@@ -81,7 +88,7 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
         manifest, calibration, digests = pack["manifest"], pack["calibration"], pack["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ClibdError(f"{path / PACK_FILE}: not a readable reference pack ({exc})") from None
-    for name in _FILES:
+    for name in (*_FILES, *([SKETCH_FILE] if SKETCH_FILE in digests else [])):
         if not (path / name).is_file() or sha256_file(path / name) != digests.get(name):
             raise ClibdError(f"{path / name}: missing or corrupted (checksum mismatch); reinstall clibd")
     with gzip.open(path / f"{RECORDS_FILE}.gz", "rt", encoding="utf-8") as handle:
@@ -91,6 +98,9 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
                      np.load(path / "nodes.npy", allow_pickle=False).astype(np.int64),
                      ids, labels, manifest, progress=progress)
     index.calibration = calibration
+    if SKETCH_FILE in digests:
+        entry = manifest["sketch"]
+        index.sketch = Sketch(np.load(path / SKETCH_FILE, allow_pickle=False), entry["floor"], entry["k"])
     return index
 
 
@@ -117,7 +127,7 @@ def _rebuild(vectors: np.ndarray, scales: np.ndarray, nodes: np.ndarray, ids: li
                         M=hnsw["M"], ef_construction=hnsw["ef_construction"], ef=hnsw["ef"],
                         seed=hnsw["seed"], threads=1, command=manifest.get("command", ""),
                         progress=progress)
-    for key in ("model", "created", "appended"):
+    for key in ("model", "created", "appended", "sketch"):
         if key in manifest:
             index.manifest[key] = manifest[key]
     index.manifest["packed"] = True

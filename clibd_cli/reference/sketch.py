@@ -1,0 +1,169 @@
+"""The reference's k-mer sketch: which strand a barcode is on, and whether it is like the reference at all.
+
+A sketch is a few hundred centroids of the 5-mer profiles (:mod:`clibd_cli.embedding.kmer`) of
+the reference's barcodes, all turned to one strand, and a ``floor``: the similarity to its
+nearest centroid that all but 0.1 % of the reference's own barcodes reach. It is independent of
+the model the index embeds with, so it works the same for ``--model kmer`` and trained models.
+
+- Orientation (as ``vsearch --strand both`` or BLAST's two strands): a barcode is scored on both
+  strands against the centroids and read on the better one. ``clibd index`` turns
+  reverse-complemented references around before embedding them; ``clibd classify`` does the
+  same to queries and reports the strand.
+- Off-target guard: a query below the floor on both strands (random DNA, another gene, another
+  phylum) is unlike every part of the reference; unless its embedding nearly matches a reference
+  record's (cosine ≥ ``NEAR_IDENTICAL``: one of the reference's own odd barcodes), its
+  neighbours say nothing, and it is left unassigned at every rank.
+
+Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``
+and the number of references turned around in the manifest's ``sketch`` entry
+(``clibd_cli/reference/hnsw_index.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from clibd_cli.embedding.kmer import kmer_profile
+
+K = 5
+CENTROIDS = 256
+PER_CENTROID = 50  # a small reference gets fewer centroids: each must stand for many barcodes
+FIT_SAMPLE = 20_000  # barcodes the centroids are fitted on (all are oriented)
+FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below the floor
+NEAR_IDENTICAL = 0.99  # a query this close to a reference record is on target whatever its k-mers
+_COMPLEMENT = str.maketrans("ACGTUMRWSYKVHDBNacgtumrwsykvhdbn", "TGCAAKYWSRMBDHVNtgcaakywsrmbdhvn")
+_BLOCK = 4096
+
+
+def reverse_complement(barcode: str) -> str:
+    """The other strand, read 5' to 3' (IUPAC codes complemented)."""
+    return barcode.translate(_COMPLEMENT)[::-1]
+
+
+@dataclass
+class Sketch:
+    """Centroids ``[C, 4**k]`` of forward-strand reference profiles and the off-target ``floor``."""
+
+    centroids: np.ndarray
+    floor: float
+    k: int = K
+
+    def look(self, barcodes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(reverse [N] bool, similarity [N] float32)``: whether each barcode reads better
+        reverse-complemented, and its similarity to the nearest centroid on that strand."""
+        reverse = np.zeros(len(barcodes), dtype=bool)
+        similarity = np.zeros(len(barcodes), dtype=np.float32)
+        for start in range(0, len(barcodes), _BLOCK):
+            block = list(barcodes[start : start + _BLOCK])
+            forward = self._best(block)
+            backward = self._best([reverse_complement(b) for b in block])
+            reverse[start : start + len(block)] = backward > forward
+            similarity[start : start + len(block)] = np.maximum(forward, backward)
+        return reverse, similarity
+
+    def off_target(self, similarity: np.ndarray) -> np.ndarray:
+        """Whether each similarity (from :meth:`look`) is below the reference's floor."""
+        return similarity < self.floor
+
+    def to_manifest(self, turned: int) -> dict:
+        return {"file": SKETCH_FILE, "k": self.k, "floor": round(float(self.floor), 6), "turned": turned}
+
+    def _best(self, barcodes: list[str]) -> np.ndarray:
+        return (kmer_profile(barcodes, self.k) @ self.centroids.T).max(axis=1)
+
+
+SKETCH_FILE = "sketch.npy"
+
+
+def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTROIDS) -> tuple[Sketch, np.ndarray]:
+    """The sketch of a reference and which of its barcodes are reverse-complemented (``[N]`` bool).
+
+    The strand is first decided against the mean profile (the reference's majority strand),
+    then the centroids (one per ``PER_CENTROID`` barcodes, at most ``centroids``) are fitted
+    (spherical k-means, 10 rounds) on up to ``FIT_SAMPLE`` barcodes so turned, and every barcode is oriented again against them. The floor is taken
+    over leave-one-out similarities: a barcode's own centroid without it (a barcode alone in its
+    centroid must find another), so a small reference gets an honest, low floor.
+    """
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.permutation(len(barcodes))[:FIT_SAMPLE])
+    sample = [barcodes[i] for i in picked]
+    forward = kmer_profile(sample, K)
+    backward = kmer_profile([reverse_complement(b) for b in sample], K)
+    mean = forward.sum(axis=0)
+    profiles = np.where((backward @ mean > forward @ mean)[:, None], backward, forward)
+    del forward, backward
+    count = max(1, min(centroids, len(sample) // PER_CENTROID))
+    centres, sums, members = _spherical_kmeans(profiles, count, rng)
+    sketch = Sketch(centres, 0.0)
+    reverse, similarity = sketch.look(barcodes)
+    similarity[picked] = _held_out_similarity(profiles, centres, sums, members)
+    sketch.floor = float(np.quantile(similarity, FLOOR_QUANTILE)) if len(similarity) else 0.0
+    return sketch, reverse
+
+
+def _held_out_similarity(x: np.ndarray, centres: np.ndarray, sums: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Each row's similarity to its nearest centroid, its own centroid taken without it."""
+    out = np.empty(len(x), dtype=np.float32)
+    for s in range(0, len(x), _BLOCK):
+        rows, own = x[s : s + _BLOCK], members[s : s + _BLOCK]
+        sims = rows @ centres.T
+        rest = sums[own] - rows
+        norms = np.linalg.norm(rest, axis=1)
+        sims[np.arange(len(rows)), own] = np.where(norms > 1e-6, (rows * rest).sum(axis=1) / np.maximum(norms, 1e-6),
+                                                   -1.0)
+        out[s : s + len(rows)] = sims.max(axis=1)
+    return out
+
+
+def orient_references(barcodes: list[str], sketch: Sketch | None = None, *, seed: int = 0) -> tuple[Sketch, list[int]]:
+    """Turn reverse-complemented reference barcodes around, in place; returns the sketch (``sketch``
+    when appending to an index, else fitted on ``barcodes``) and the positions turned."""
+    if sketch is None:
+        sketch, reverse = fit_sketch(barcodes, seed=seed)
+    else:
+        reverse, _ = sketch.look(barcodes)
+    turned = np.flatnonzero(reverse).tolist()
+    for i in turned:
+        barcodes[i] = reverse_complement(barcodes[i])
+    return sketch, turned
+
+
+def orient_queries(sketch: Sketch | None, queries: Sequence) -> list[tuple[int, float]]:
+    """Read each query's barcode on the reference's strand (``query.strand`` "+" or "-"); returns
+    ``(position, similarity)`` of the queries below the sketch's floor. Without a sketch (an index
+    built before sketches, or of photos) barcodes are read as given and ``strand`` stays None."""
+    if sketch is None or not queries:
+        return []
+    reverse, similarity = sketch.look([q.barcode for q in queries])
+    for query, turn in zip(queries, reverse):
+        query.strand = "-" if turn else "+"
+        if turn:
+            query.barcode = reverse_complement(query.barcode)
+    return [(i, float(similarity[i])) for i in np.flatnonzero(sketch.off_target(similarity))]
+
+
+def off_target_note(similarity: float, sketch: Sketch) -> str:
+    return (f"unlike every reference barcode (k-mer similarity {similarity:.2f} < {sketch.floor:.2f}, the "
+            "reference's own floor) and no near-identical reference: not this marker or not this group of "
+            "organisms; unassigned at every rank")
+
+
+def _spherical_kmeans(x: np.ndarray, n: int, rng: np.random.Generator,
+                      rounds: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` unit centroids of the unit rows ``x`` (cosine k-means; an emptied centroid keeps its
+    place), with the sums they normalise and each row's centroid in the last round."""
+    centres = x[rng.choice(len(x), n, replace=False)].copy()
+    sums = np.zeros_like(centres)
+    for _ in range(rounds):
+        nearest = np.concatenate([(x[s : s + _BLOCK] @ centres.T).argmax(axis=1)
+                                  for s in range(0, len(x), _BLOCK)])
+        order = np.argsort(nearest, kind="stable")
+        counts = np.bincount(nearest, minlength=n)
+        filled = counts > 0
+        sums[:] = 0.0
+        sums[filled] = np.add.reduceat(x[order], (np.cumsum(counts) - counts)[filled])
+        centres[filled] = sums[filled] / np.maximum(np.linalg.norm(sums[filled], axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(centres, dtype=np.float32), sums, nearest

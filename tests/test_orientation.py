@@ -1,0 +1,110 @@
+"""Orientation and the off-target guard (issue #17 items 2 and 4): the reference's k-mer sketch."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from clibd_cli.reference.sketch import fit_sketch, reverse_complement
+from fixtures.specimens import run, specimens, tsv, write_fasta
+
+
+def _fasta(path, named):
+    path.write_text("".join(f">{name}\n{seq}\n" for name, seq in named))
+    return path
+
+
+@pytest.fixture(scope="module")
+def records():
+    return specimens(n_species=8, per_species=3, unnamed=4)
+
+
+@pytest.fixture(scope="module")
+def kmer_index(records, tmp_path_factory):
+    """A k-mer index whose reference holds one reverse-complemented record, as BOLD's MEDLI019-20 is."""
+    root = tmp_path_factory.mktemp("orientation")
+    fasta = write_fasta(root / "ref.fa", records)
+    flipped = records[0]
+    text = fasta.read_text().replace(flipped.barcode[:60], "")  # drop its forward lines ...
+    lines = [line for line in text.splitlines() if line]
+    out, i = [], 0
+    while i < len(lines):
+        out.append(lines[i])
+        if lines[i] == flipped.sintax():
+            out.append(reverse_complement(flipped.barcode))  # ... and store it turned around
+            i += 1
+            while i < len(lines) and not lines[i].startswith(">"):
+                i += 1
+            continue
+        i += 1
+    fasta.write_text("\n".join(out) + "\n")
+    index = root / "index"
+    built = run("index", "-m", "kmer", "-k", "3", fasta, "-o", index)
+    assert built.exit_code == 0, built.stderr
+    assert f"1 reference barcodes are reverse-complemented; indexed turned around: {flipped.id}" in built.stderr
+    return index
+
+
+def test_reverse_complemented_queries_are_classified_like_their_forward_strand(kmer_index, records, tmp_path):
+    queries = [r for r in records if r.lineage["species"]][::3]
+    forward = _fasta(tmp_path / "f.fa", [(r.id, r.barcode) for r in queries])
+    backward = _fasta(tmp_path / "r.fa", [(r.id, reverse_complement(r.barcode)) for r in queries])
+    rows_f = tsv(run("classify", "--index", kmer_index, forward).stdout)
+    rows_r = tsv(run("classify", "--index", kmer_index, backward).stdout)
+    assert [r["strand"] for r in rows_f] == ["+"] * len(queries)
+    assert [r["strand"] for r in rows_r] == ["-"] * len(queries)
+    for a, b in zip(rows_f, rows_r):
+        assert {k: v for k, v in a.items() if k != "strand"} == {k: v for k, v in b.items() if k != "strand"}
+    jsonl = run("classify", "--index", kmer_index, "--format", "jsonl", backward).stdout
+    assert {json.loads(line)["strand"] for line in jsonl.splitlines()} == {"-"}
+
+
+def test_the_turned_reference_is_found_from_the_forward_strand(kmer_index, records, tmp_path):
+    flipped = records[0]
+    twin = next(r for r in records[1:] if r.lineage == flipped.lineage)
+    rows = tsv(run("classify", "--index", kmer_index, "--top-k", "3",
+                   _fasta(tmp_path / "q.fa", [("q", twin.barcode)])).stdout)
+    assert flipped.id in {row["reference_id"] for row in rows}
+    manifest = json.loads((kmer_index / "manifest.json").read_text())
+    assert manifest["sketch"]["turned"] == 1 and "sketch.npy" in manifest["sha256"]
+
+
+def _random_sequences(n, seed=0):
+    rng = random.Random(seed)
+    return [("random%d" % i, "".join(rng.choice("ACGT") for _ in range(658))) for i in range(n)]
+
+
+def _shuffled(records, seed=0):
+    rng = random.Random(seed)
+    out = []
+    for r in records:
+        bases = list(r.barcode)
+        rng.shuffle(bases)
+        out.append((f"shuffled-{r.id}", "".join(bases)))
+    return out
+
+
+def test_random_shuffled_and_repeat_sequences_are_unassigned(kmer_index, records, tmp_path):
+    off = _random_sequences(20) + _shuffled(records[:10]) + [("repeat", "ACGTTGCA" * 82), ("polyAT", "AT" * 330)]
+    result = run("classify", "--index", kmer_index, _fasta(tmp_path / "off.fa", off))
+    rows = tsv(result.stdout)
+    assert [r["status"] for r in rows] == ["unassigned"] * len(off)
+    assert all(r[rank] == "" for r in rows for rank in ("order", "family", "genus", "species"))
+    assert all(float(r["species_conf"]) == 0.0 for r in rows)
+    assert "unlike every reference barcode" in result.stderr
+    real = run("classify", "--index", kmer_index, _fasta(tmp_path / "real.fa", [(r.id, r.barcode) for r in records]))
+    assert "unlike every reference barcode" not in real.stderr
+    assert sum(r["status"] == "assigned" for r in tsv(real.stdout)) > len(records) // 2
+
+
+def test_sketch_orients_real_barcodes_both_ways(records):
+    barcodes = [r.barcode for r in records]
+    mixed = [reverse_complement(b) if i % 5 == 0 else b for i, b in enumerate(barcodes)]
+    sketch, reverse = fit_sketch(mixed)
+    assert reverse.tolist() == [i % 5 == 0 for i in range(len(mixed))]
+    turned, similarity = sketch.look([reverse_complement(b) for b in barcodes])
+    assert turned.all() and (similarity >= sketch.floor).all()
+    assert sketch.off_target(sketch.look([s for _, s in _random_sequences(5)])[1]).all()
+    assert reverse_complement("ACGTNRYU-") == "-ARYNACGT"
+    assert np.isclose(sketch.look(["ACGT" * 50])[1][0], sketch.look([reverse_complement("ACGT" * 50)])[1][0])
