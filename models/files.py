@@ -128,12 +128,14 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
 def writer_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` as an output: a second clibd writing it waits here.
 
-    The lock is ``fcntl.flock`` on a hidden file beside the output (``.NAME.lock``, kept: the
-    output itself is replaced by rename, so it cannot carry the lock).
+    The lock is ``fcntl.flock`` on a hidden file beside the output (``.NAME.lock``: the output
+    itself is replaced by rename, so it cannot carry the lock), removed on release; a waiter
+    that wakes on a removed lock file takes the new one.
     """
     target = Path(path)
     lock_file = target.parent / f".{target.name}.lock"
-    with open(lock_file, "a") as handle:
+    while True:
+        handle = open(lock_file, "a")  # noqa: SIM115 - closed below or after the block
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,9 +143,16 @@ def writer_lock(path: str | Path) -> Iterator[None]:
                                                target)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if os.stat(lock_file).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # the holder removed this lock file: take the next one
+    try:
+        yield
+    finally:
+        lock_file.unlink(missing_ok=True)
+        handle.close()
 
 
 def _remove(temp: Path) -> None:

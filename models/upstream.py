@@ -308,12 +308,14 @@ def _load_pickle(path: Path) -> Any:
 
 
 def _unpickler_reason(exc: pickle.UnpicklingError) -> str:
-    """The specific part of torch's long weights_only error ("Unsupported global: ...")."""
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    if marker not in text:
-        return _first_line(exc)
-    return " ".join(text.split(marker, 1)[1].split()).split(". ")[0][:200]
+    """The specific line of torch's long weights_only error ("Unsupported global: ...", "Trying to
+    load unsupported GLOBAL posix.system ..."), without its advice to retry with weights_only=False."""
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    for line in text.splitlines():
+        line = " ".join(line.split(" Check the documentation")[0].split())
+        if line and not line.startswith("Weights only load failed"):
+            return line.split(". ")[0].rstrip(".")[:200]
+    return type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 qualities."""
 
 import gzip
+import io
 
 import pytest
 
@@ -80,3 +81,85 @@ def test_fastq_with_a_short_quality_line_names_the_lengths(tmp_path):
     long_line = _write(tmp_path, f"@r1\n{'A' * 70000}\n+\n{'I' * 70000}\n@r2\n{seq}\n+\n{'I' * 120}\n")
     assert [len(r.seq) for r in read_sequences(long_line)] == [MAX_LENGTH + 1, 120]
     assert [len(r.seq) for r in read_sequences(long_line, max_length=None)] == [70000, 120]
+
+
+def _tamper(index, name, data: bytes):
+    """Replace an index file and re-compute its checksum, as a careful attacker would."""
+    import hashlib
+    import json
+
+    (index / name).write_bytes(data)
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["sha256"][name] = hashlib.sha256(data).hexdigest()
+    (index / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture()
+def spare_index(kmer_index, tmp_path):
+    import shutil
+
+    index = tmp_path / "spare"
+    shutil.copytree(kmer_index[0], index)
+    return index, kmer_index[1]
+
+
+@pytest.mark.parametrize("case", ["calibration", "nodes", "dim", "escape"])
+def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_path, case):
+    import json
+
+    import numpy as np
+
+    index, records = spare_index
+    manifest = json.loads((index / "manifest.json").read_text())
+    if case == "calibration":
+        _tamper(index, "calibration.json", json.dumps({"dna": "not a calibration"}).encode())
+    elif case == "nodes":
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros((3, 2), dtype=np.float32))
+        _tamper(index, "nodes.npy", buffer.getvalue())
+    elif case == "dim":
+        manifest["dim"] = 512
+        (index / "manifest.json").write_text(json.dumps(manifest))
+    else:
+        (tmp_path / "secret").write_text("x")
+        manifest["sha256"]["../secret"] = manifest["sha256"]["records.tsv"]
+        (index / "manifest.json").write_text(json.dumps(manifest))
+    result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", records[:1], sintax=False))
+    line = error_line(result)
+    assert result.exit_code == 1 and "internal error" not in line
+    expected = {"calibration": "calibration.json: not a calibration clibd wrote",
+                "nodes": "nodes.npy: expected one graph node number",
+                "dim": "manifest.json: dim 512 but index.bin holds 1024-dimensional vectors",
+                "escape": "'../secret' is not a plain file name inside the index directory"}[case]
+    assert expected in line and line.endswith("rebuild with clibd index")
+
+
+def test_a_damaged_default_reference_says_to_delete_the_cache(spare_index, tmp_path, monkeypatch):
+    import clibd_cli.reference.bundled as bundled
+
+    index, records = spare_index
+    (index / "records.tsv").write_text("damaged\n")
+    monkeypatch.setattr(bundled, "default_index", lambda progress=False: index)
+    result = run("classify", write_fasta(tmp_path / "q.fa", records[:1], sintax=False))
+    assert result.exit_code == 1
+    assert f"this is the cached default reference: delete {index} and clibd unpacks it again" in error_line(result)
+
+
+def test_append_names_a_repeated_id(kmer_index, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(kmer_index[0], index)
+    again = write_fasta(tmp_path / "again.fa", kmer_index[1][:1])
+    result = run("-q", "index", "-m", "kmer", "-k", "3", again, "-o", index, "--append")
+    assert result.exit_code == 1 and f"{kmer_index[1][0].id} is already in the index" in error_line(result)
+
+
+def test_a_truncated_gzip_names_the_line(kmer_index, tmp_path):
+    records = kmer_index[1]
+    text = "".join(f">r{i}\n{r.barcode}\n" for i in range(20) for r in records)
+    packed = gzip.compress(text.encode())
+    path = tmp_path / "cut.fa.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ClibdError, match=r"cut.fa.gz:\d+: unreadable compressed file"):
+        list(read_sequences(path))

@@ -52,7 +52,7 @@ def test_index_replaces_an_earlier_index_and_fills_an_empty_folder(tmp_path, ref
     assert (empty / "manifest.json").is_file()
     monkeypatch.chdir(empty)  # `-o .` inside an index: replaced, nothing left behind
     assert _index(reference, ".").exit_code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".empty.lock", "empty"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no temporary, no lock file
 
 
 def test_index_refuses_a_folder_holding_its_input(tmp_path, reference):

@@ -19,17 +19,20 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
                    "reference of the clibd-small-bold model, barcodes only; unpacked once into "
                    "~/.cache/clibd]")
 @click.option("-m", "--model", "model_dir",
-              help="Model directory  [default: the one the index was built with]")
+              help="Model directory, or `kmer` for a k-mer index; needs --index  [default: the one the "
+                   "index was built with]")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
               help="Photo file or folder (searched recursively for jpg/png/tif; repeatable). With an index "
                    "built with --images, a photo named like a barcode's id (ID.jpg) is classified with it "
                    "as one specimen.")
 @click.option("-o", "--output", type=click.Path(allow_dash=True, dir_okay=False), default="-",
-              show_default=True, help="Where to write the predictions.")
+              show_default=True, help="Where to write the predictions (a file, written whole or not at "
+                                      "all; never an input, a device or a FIFO; - = stdout).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="tsv", show_default=True,
-              help="tsv and jsonl: clibd's own; qiime2: QIIME 2's taxonomy TSV; sintax: as vsearch "
-                   "--sintax --tabbedout; blast6: BLAST outfmt 6, one line per nearest reference (--top-k, "
-                   "default 1), identity from the embedding's similarity.")
+              help="tsv: the columns listed above, one row per record; jsonl: one JSON object per record with "
+                   "the best label, its confidence and whether it is assigned at every rank; qiime2: QIIME 2's "
+                   "taxonomy TSV; sintax: as vsearch --sintax --tabbedout; blast6: BLAST outfmt 6, one line per "
+                   "nearest reference (--top-k, default 1), identity from the embedding's similarity.")
 @options.min_confidence("Report a rank's label only if its confidence reaches this (confidence is "
                         "calibrated: "
                    "about that share of such calls are right).")
@@ -52,22 +55,39 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
 @click.option("--counts", type=click.Path(exists=True, dir_okay=False),
               help="Feature table for --summary: features as rows (ids, or the sequences themselves), "
                    "samples as columns (vsearch --otutabout, a BIOM/QIIME 2 export, DADA2's t(seqtab)).")
-@options.batch_size(512, "Records embedded and searched at a time (memory stays constant).")
+@options.batch_size(512, "Records read, embedded and searched at a time: memory grows with it, not "
+                        "with the input.")
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
 @click.pass_obj
 def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
              images: tuple[str, ...], output: str, fmt: str, min_confidence: float, top_k: int | None,
              taxa: str, ef: int | None, summary_path: Path | None, counts: str | None, batch_size: int,
              no_verify: bool) -> None:
-    """Classify barcodes (FASTA/FASTQ files, gzip ok, `-` = stdin) and/or photos.
+    """Classify barcodes (FASTA/FASTQ files, gzip/bzip2/xz ok, `-` = stdin; with no file and no
+    --images, stdin is read) and/or photos.
 
     Without --index, insect COI-5P barcodes are classified against the bundled reference
     (52,192 public BOLD records of four insect orders) with the bundled clibd-small-bold model.
 
-    Writes one row per input record, in input order (barcodes, then the photos not paired
-    with a barcode): status (assigned, unassigned, invalid), the label and confidence at each
-    rank (order, family, genus, species), a SINTAX-style lineage, and the nearest reference
-    record. Unreadable records get status `invalid` and their reason on stderr.
+    Barcodes are read on the reference's strand (reverse complements are turned around), RNA
+    as DNA, with alignment gaps dropped. A barcode unlike every reference barcode (random
+    sequence, another gene) is unassigned at every rank, with the reason on stderr.
+
+    \b
+    Writes one TSV row per input record, in input order (barcodes, then the photos not paired
+    with a barcode), with the columns:
+      query_id  modality (dna, image, image+dna)  status (assigned, unassigned, invalid)
+      order family genus species       label where its confidence reaches --min-confidence
+      order_conf ... species_conf      confidence of the best label, 0-1
+      lineage                          o:Diptera(1.00),f:Culicidae(0.98),...
+      nearest_id nearest_sim           the closest reference record, cosine similarity
+      strand                           + or - (read reverse-complemented); empty for photos
+    Invalid records (empty, not DNA, under 100 bases, over 5,000 characters, unreadable
+    photos) get status invalid and their reason on stderr.
+
+    \b
+    Exit status: 0 when every record got a row (unassigned and invalid rows included),
+    1 on a data or runtime error (one line `clibd: error: ...`), 2 on a usage error.
 
     \b
     Examples:
@@ -89,17 +109,29 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
     from clibd_cli.embedding.embedder import batched
-    log = logging.getLogger("clibd")
-    if output != "-":
-        from models.files import output_path
+    from clibd_cli.reference.records import REBUILD
+    from models.errors import ClibdError
 
+    log = logging.getLogger("clibd")
+    from models.files import output_path
+
+    if output != "-":
         output = str(output_path(output, inputs=(*inputs, *images)))
-    if index_dir is None:
+    if summary_path:
+        summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])))
+    bundled = index_dir is None
+    if bundled:
         index_dir = _default_index(images, model_dir, settings.progress())
     summary = _summary(counts, summary_path) if summary_path else None
-    classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
-                            precision=settings.precision, ef=ef, verify=not no_verify,
-                            taxa=[t.strip() for t in taxa.split(",") if t.strip()])
+    try:
+        classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
+                                precision=settings.precision, ef=ef, verify=not no_verify,
+                                taxa=[t.strip() for t in taxa.split(",") if t.strip()])
+    except ClibdError as exc:
+        if not bundled:
+            raise
+        raise ClibdError(str(exc).replace(REBUILD, f"this is the cached default reference: "
+                                          f"delete {index_dir} and clibd unpacks it again on the next run")) from None
     if not classifier.model_free:
         settings.apply_torch()
     if inputs:

@@ -54,8 +54,9 @@ def read_sequences(source: str | Path, max_length: int | None = MAX_LENGTH) -> I
     """
     name = display_name(source)
     keep = sys.maxsize if max_length is None else max_length + 1
-    with reading(source), open_text(source) as handle:
-        lines = _lines(handle, -1 if max_length is None else _LINE_PIECE)
+    at = [0]  # the line being read, for the message of a truncated archive
+    with reading(source, at), open_text(source) as handle:
+        lines = _lines(handle, -1 if max_length is None else _LINE_PIECE, at)
         for number, line, _ in lines:
             if line.strip():
                 break
@@ -133,10 +134,10 @@ def _record(name: str, number: int, header: str, seq: str) -> SequenceRecord:
     return SequenceRecord(record_id, text[len(record_id):].lstrip(" \t;"), seq, number)
 
 
-def _lines(handle, piece: int) -> Iterator[tuple[int, str, int]]:
+def _lines(handle, piece: int, at: list[int]) -> Iterator[tuple[int, str, int]]:
     """``(number, line, size)``: each line cut to its first ``piece`` characters (the rest is read
     and dropped, so a 200 Mb line never sits in memory; -1: whole) and its full size without
-    surrounding white space."""
+    surrounding white space. ``at[0]`` follows the number of the last line read whole."""
     number = 0
     while line := handle.readline(piece):
         number += 1
@@ -146,6 +147,7 @@ def _lines(handle, piece: int) -> Iterator[tuple[int, str, int]]:
             if not last:
                 break
             size += len(last)
+        at[0] = number
         if last is line:
             yield number, line, len(line.strip())
         else:

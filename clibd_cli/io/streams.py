@@ -56,20 +56,28 @@ def open_text(source: str | Path) -> TextIO:
 
 
 @contextmanager
-def reading(source: str | Path) -> Iterator[None]:
-    """Turn decompression, decoding and I/O failures inside the block into a ClibdError."""
-    name = display_name(source)
+def reading(source: str | Path, line: list[int] | None = None) -> Iterator[None]:
+    """Turn decompression, decoding and I/O failures inside the block into a ClibdError.
+
+    ``line``: a one-item list the reader keeps at the line it reads, named in the message."""
     try:
         yield
     except UnicodeDecodeError as exc:
+        name = _at(source, line)
         raise ClibdError(f"{name}: not UTF-8 text (byte {exc.start} of a block: {exc.reason}); "
                          "is this the right file?") from None
     except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as exc:
-        raise ClibdError(f"{name}: unreadable compressed file ({exc or 'it ends too early'})") from None
+        raise ClibdError(f"{_at(source, line)}: unreadable compressed file ({exc or 'it ends too early'}); "
+                         "the records before this line were read; is the download complete?") from None
     except OSError as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
-        raise ClibdError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        raise ClibdError(f"{_at(source, line)}: cannot read ({exc.strerror or exc})") from None
+
+
+def _at(source: str | Path, line: list[int] | None) -> str:
+    """``FILE`` or ``FILE:LINE`` (the line being read when a failure struck)."""
+    return display_name(source) + (f":{line[0] + 1}" if line is not None else "")
 
 
 def is_hdf5(path: str | Path) -> bool:
