@@ -118,3 +118,42 @@ def test_bundled_model_and_reference_classify_the_example_barcodes(tmp_path, mon
     assert sum(row["species"] == " ".join(truth[row["query_id"]][2:]) for row in seen) >= 7
     assert all(row["order"] == truth[row["query_id"]][0] for row in rows)
     assert not any(row["species"] for row in unseen)
+
+
+@pytest.mark.slow
+def test_bundled_default_reads_either_strand_rna_and_alignments_and_leaves_random_dna_unassigned(
+        tmp_path, monkeypatch):
+    """Issue #17's acceptance on the shipped model and reference: reverse-complemented, RNA and
+    gap-padded example barcodes are classified like the forward DNA; 20 random 658-nt
+    sequences are unassigned at genus and species (in fact at every rank)."""
+    import random
+
+    from clibd_cli.reference.sketch import reverse_complement
+
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    forward = []
+    for block in EXAMPLES.read_text().split(">")[1:]:
+        header, *lines = block.splitlines()
+        forward.append((header.split()[0], "".join(lines)))
+    rng = random.Random(17)
+    variants = {
+        "rc": [(f"rc-{i}", reverse_complement(s)) for i, s in forward],
+        "rna": [(f"rna-{i}", s.replace("T", "U")) for i, s in forward],
+        "aligned": [(f"aln-{i}", "-" * 40 + s[:300] + "--..-" + s[300:] + "-" * 40) for i, s in forward],
+    }
+    randoms = [(f"random{i}", "".join(rng.choice("ACGT") for _ in range(658))) for i in range(20)]
+    named = forward + [r for rows in variants.values() for r in rows] + randoms
+    path = tmp_path / "q.fa"
+    path.write_text("".join(f">{i}\n{s}\n" for i, s in named))
+    result = run("classify", path)
+    assert result.exit_code == 0, result.stderr
+    rows = tsv(result.stdout)
+    n = len(forward)
+    plain = rows[:n]
+    for k, name in enumerate(variants):
+        for a, b in zip(plain, rows[n * (k + 1) : n * (k + 2)]):
+            same = [c for c in a if c not in ("query_id", "strand")]
+            assert [a[c] for c in same] == [b[c] for c in same], (name, a["query_id"])
+            assert b["strand"] == ("-" if name == "rc" else "+")
+    for row in rows[4 * n :]:
+        assert row["status"] == "unassigned" and row["genus"] == "" and row["species"] == ""

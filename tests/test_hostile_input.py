@@ -163,3 +163,23 @@ def test_a_truncated_gzip_names_the_line(kmer_index, tmp_path):
     path.write_bytes(packed[: len(packed) // 2])
     with pytest.raises(ClibdError, match=r"cut.fa.gz:\d+: unreadable compressed file"):
         list(read_sequences(path))
+
+
+def test_a_code_running_pickle_is_refused_without_advice_to_unpickle_it(tmp_path):
+    import os
+
+    torch = pytest.importorskip("torch")
+    from models.errors import ModelError
+    from models.upstream import _load_pickle
+
+    class Shell:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"x": Shell()}, path)
+    with pytest.raises(ModelError) as caught:
+        _load_pickle(path)
+    message = str(caught.value)
+    assert "refusing to load" in message and "GLOBAL posix.system" in message
+    assert "weights_only` set to `False" not in message and "Re-running" not in message
