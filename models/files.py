@@ -133,6 +133,7 @@ def writer_lock(path: str | Path) -> Iterator[None]:
     that wakes on a removed lock file takes the new one.
     """
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)  # as the output's writer would
     lock_file = target.parent / f".{target.name}.lock"
     while True:
         handle = open(lock_file, "a")  # noqa: SIM115 - closed below or after the block
