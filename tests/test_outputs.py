@@ -127,3 +127,11 @@ def test_concurrent_appends_lose_nothing(tmp_path, reference):
         assert proc.wait(timeout=600) == 0, proc.stderr.read()
     rows = (index / "records.tsv").read_text().splitlines()
     assert len(rows) - 1 == len(reference.read_text().split(">")) - 1 + 12
+
+
+def test_prepare_and_embed_refuse_their_own_input(tmp_path, reference):
+    copy = tmp_path / "ref.fa"
+    copy.write_text(reference.read_text())
+    assert run("prepare", copy, "-o", copy).exit_code == 2
+    assert run("embed", "-m", "kmer", copy, "-o", copy).exit_code == 2
+    assert copy.read_text() == reference.read_text()

@@ -41,7 +41,9 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
 
     from clibd_cli.embedding.embedder import Embedder, load_model_for
     from clibd_cli.embedding.embeddings_file import EmbeddingsWriter, embed_inputs, input_modality
+    from models.files import output_path
 
+    output = output_path(output, inputs=inputs)
     needed = sorted({input_modality(source, modality or "dna") for source in inputs})
     settings.apply_torch()
     model = load_model_for(model_dir, needed)

@@ -59,6 +59,9 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     """
     from clibd_cli.data.build import detect_format, prepare_dataset
     from clibd_cli.data.splits import read_partition
+    from models.files import output_path
+
+    output = output_path(output, inputs=(input_path, *(p for p in (taxonomy, partition) if p)))
 
     if input_format == "auto":
         input_format = detect_format(input_path)
