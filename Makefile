@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup peers demo test bench clean
 
 # Creates the virtual environment and installs clibd with its pinned dependencies.
 $(BIN)/clibd: pyproject.toml
@@ -18,8 +18,15 @@ setup: $(BIN)/clibd
 demo: setup
 	$(BIN)/clibd classify examples/barcodes.fasta | cut -f 1,3-7,12
 
+# The peer tools the baseline tests run (Debian/Ubuntu packages; needs root). CI runs it first;
+# elsewhere those tests skip without the tools (and fail when CI=true).
+PEERS := vsearch blastn makeblastdb
+peers:
+	@for p in $(PEERS); do command -v $$p >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq vsearch ncbi-blast+; fi
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache e2e-output

@@ -8,7 +8,6 @@ mutated per species and per record) for the k-mer and alignment baselines.
 
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from clibd_cli.data.store import DatasetWriter, Record
 from clibd_cli.evaluation.protocol import Records, scenarios
 from clibd_cli.evaluation.report import text_report, write_json, write_tsv
 from clibd_cli.evaluation.run import Plan, run_evaluation
+from fixtures.programs import require_programs
 
 LINEAGE = {  # species -> (order, family, genus)
     "A1": ("O1", "F1", "GA"), "A2": ("O1", "F1", "GA"), "A3": ("O1", "F1", "GA"),
@@ -155,8 +155,8 @@ def test_kmer_baseline_finds_the_species_of_near_copies(dataset):
     assert metrics["retrieval"]["paper"]["kmer"]["unseen"]["species"]["top1"]["micro"] == 1.0
 
 
-@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
 def test_vsearch_baselines(dataset):
+    require_programs("vsearch")
     metrics = run_evaluation(Plan(data=dataset, baselines=("vsearch-global", "vsearch-sintax"))).metrics
     for name in ("vsearch-global", "vsearch-sintax"):
         paper, left_out = metrics["retrieval"]["paper"][name], metrics["retrieval"]["left-out"][name]
@@ -171,11 +171,21 @@ def test_vsearch_baselines(dataset):
     assert "reliability" in metrics["open_set"]["left-out"]["vsearch-sintax"]
 
 
-@pytest.mark.skipif(shutil.which("blastn") is None, reason="BLAST+ not installed")
 def test_blastn_baseline(dataset):
+    require_programs("makeblastdb", "blastn")
     metrics = run_evaluation(Plan(data=dataset, baselines=("blastn",))).metrics
     r = metrics["retrieval"]["paper"]["blastn"]
     assert r["seen"]["species"]["top1"]["micro"] == 1.0 and r["unseen"]["species"]["top1"]["micro"] == 1.0
+
+
+def test_missing_peer_programs_skip_here_and_fail_in_ci(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI needs the peer tools: vsearch not on PATH"):
+        require_programs("vsearch")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        require_programs("vsearch")
 
 
 def test_missing_tools_are_skipped_with_a_note(dataset, monkeypatch):
