@@ -8,6 +8,7 @@ mutated per species and per record) for the k-mer and alignment baselines.
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -46,13 +47,18 @@ VECTORS = {**{k: _vector({k: 1.0}) for k, _, _ in KEYS},
 
 
 class FixedVectors:
-    """A vector source that looks the vectors up by record id."""
+    """A vector source that looks the vectors up by record id (``VECTORS`` unless given), counting
+    its calls; ``fingerprint`` set makes :class:`Embeddings` cache them."""
 
     modalities = ("dna",)
-    fingerprint = None
+    precision = "fp32"
+
+    def __init__(self, vectors: dict | None = None, fingerprint: str | None = None):
+        self.vectors, self.fingerprint, self.calls = vectors or VECTORS, fingerprint, 0
 
     def embed(self, records, modality, progress=False):
-        return np.stack([VECTORS[i] for i in records.split.ids()])
+        self.calls += 1
+        return np.stack([self.vectors[i] for i in records.split.ids()])
 
 
 def _mutate(seq: str, rate: float, rng) -> str:
@@ -202,3 +208,65 @@ def test_hnsw_search_gives_the_exact_answers_here(dataset, hand):
     exact = hand["retrieval"]["paper"]["dna-dna"]
     assert approximate["retrieval"]["paper"]["dna-dna"]["seen"] == exact["seen"]
     assert approximate["settings"]["search"] == "hnsw"
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_hnsw_search_in_evaluate_recalls_the_exact_neighbours_among_1000_random_keys(tmp_path, monkeypatch):
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.retrieval import PairMethod, Queries
+    from clibd_cli.evaluation.vectors import Embeddings
+    from clibd_cli.reference import hnsw_index
+
+    rng = np.random.default_rng(5)
+    keys = _unit(rng.normal(size=(1000, 32)))
+    queries = _unit(keys[rng.integers(0, 1000, 200)] + 0.15 * rng.normal(size=(200, 32)))
+    vectors = {**{f"k{i}": v for i, v in enumerate(keys)}, **{f"q{i}": v for i, v in enumerate(queries)}}
+    with DatasetWriter(tmp_path / "random.h5") as writer:
+        for i in range(1000):
+            writer.add("train", Record(f"k{i}", barcode="ACGT" * 50, order="O", family="F", genus=f"G{i // 10}",
+                                       species=f"S{i}"))
+        for i in range(200):
+            writer.add("test", Record(f"q{i}", barcode="ACGT" * 50, order="O", family="F", genus="G0", species="S0"))
+    built = []  # sizes of the HNSW graphs evaluate built
+    build = hnsw_index.build_index
+    monkeypatch.setattr(hnsw_index, "build_index", lambda vectors, *a, **kw: built.append(len(vectors)) or build(
+        vectors, *a, **kw))
+    with open_dataset(tmp_path / "random.h5") as ds:
+        test = Records(ds, ("test",))
+        method = PairMethod("dna-dna", FixedVectors(vectors), "dna", "dna", search="hnsw")
+        found = method.run(Embeddings(ds, None), Records(ds, ("train",)), {"seen": Queries(test, np.arange(200))})
+    assert built == [1000]
+    rows = np.array([[int(label[1:]) for label in row] for row in found["seen"].neighbours["species"]])
+    exact = np.argsort(-(queries @ keys.T), axis=1)[:, :5]
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(rows, exact)])
+    assert recall >= 0.98, recall
+
+
+def test_embedding_cache_is_read_back_and_keyed_by_model_precision_and_dataset(dataset, tmp_path):
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.vectors import Embeddings
+
+    data, cache = tmp_path / "hand.h5", tmp_path / "cache"
+    shutil.copy(dataset, data)
+
+    def embeds(source) -> int:
+        """Calls ``source`` made to embed the train split in a fresh session."""
+        calls = source.calls
+        with open_dataset(data) as ds:
+            vectors = Embeddings(ds, cache).get(source, ("train",), "dna")
+        assert np.array_equal(vectors, np.stack([VECTORS[k] for k, _, split in KEYS if split == "train"]))
+        return source.calls - calls
+
+    model = FixedVectors(fingerprint="model-1")
+    assert embeds(model) == 1 and embeds(model) == 0  # the second session reads the cache
+    assert embeds(FixedVectors(fingerprint="model-2")) == 1  # another model: a new entry
+    bf16 = FixedVectors(fingerprint="model-1")
+    bf16.precision = "bf16"
+    assert embeds(bf16) == 1
+    assert len(list(cache.glob("train.dna.*.npy"))) == 3
+    data.write_bytes(data.read_bytes() + b"\0")  # the dataset file changed (size, mtime)
+    assert embeds(model) == 1 and embeds(model) == 0
+    assert embeds(FixedVectors()) == 1  # no fingerprint: never cached

@@ -59,7 +59,13 @@ def test_report_files_and_keys(report):
     assert "accuracy_paper.png" in html and "What the numbers mean" in html
 
 
-def test_rerun_reads_the_cached_embeddings(report):
+def test_rerun_reads_the_cached_embeddings(report, monkeypatch):
+    from clibd_cli.evaluation.vectors import ModelVectors
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("embedded anew: the cache was not read")
+
+    monkeypatch.setattr(ModelVectors, "embed", refuse)  # every vector of the rerun must come from the cache
     root, out, _ = report
     cached = sorted(p.name for p in (out / "cache").glob("*.npy"))
     assert any(".image." in name for name in cached) and any(".text." in name for name in cached)
