@@ -137,6 +137,47 @@ def test_left_out_scenario_has_no_right_species_but_right_genera(hand):
     assert 0 <= open_set["reliability"]["species"]["ece"] <= 1
 
 
+def test_open_set_rates_of_hand_made_calls():
+    from clibd_cli.evaluation.retrieval import Calls, Outcome
+    from clibd_cli.evaluation.scores import open_set_scores
+
+    # five species queries: right and sure, wrong and sure, right but unsure, sure of a species
+    # the keys lack, and one without a true species (not scored, but its call is counted)
+    truth = np.array(["A", "A", "B", "C", None], dtype=object)
+    best = np.array(["A", "B", "B", "A", "A"], dtype=object)
+    confidence = np.array([0.85, 0.95, 0.35, 0.92, 0.96])
+    asserted = confidence >= 0.8
+    empty = {r: np.array([None] * 5, dtype=object) for r in ("order", "family", "genus")}
+    calls = Calls({**empty, "species": best}, {**{r: np.zeros(5, bool) for r in empty}, "species": asserted},
+                  {**{r: np.zeros(5) for r in empty}, "species": confidence})
+    outcome = Outcome({**empty, "species": truth}, {}, calls=calls)
+    keys = {**{r: np.array([None, None], dtype=object) for r in empty}, "species": np.array(["A", "B"], dtype=object)}
+    row = open_set_scores({"seen": outcome}, keys)["seen"]["species"]
+    assert row["best_accuracy"] == pytest.approx(2 / 4)  # A, B right of the four scored
+    assert row["assigned_rate"] == pytest.approx(4 / 5)  # every query with a sure call
+    assert row["assigned_accuracy"] == pytest.approx(1 / 3)  # of the three scored sure calls only A is right
+    assert row["known_fraction"] == pytest.approx(3 / 4)  # C is not among the keys
+    assert row["known_correct"] == pytest.approx(1 / 3)  # of A, A, B: asserted and right only the first
+    # bins 0.3 (0.35, right), 0.8 (0.85, right), 0.9 (0.95 and 0.92, both wrong), over 4 queries
+    assert row["ece"] == pytest.approx((0.65 + 0.15 + 0.95 + 0.92) / 4)
+
+
+@pytest.mark.parametrize("cutoff, rate", [(0.0, 1.0), (1.01, 0.0)])
+def test_open_set_rates_follow_the_confidence_cutoff(dataset, cutoff, rate):
+    plan = Plan(data=dataset, baselines=(), seed=0, min_confidence=cutoff)
+    open_set = run_evaluation(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics["open_set"]
+    assert open_set["left-out"]["dna-dna"]["seen"]["species"] == pytest.approx({
+        "best_accuracy": 0.75, "assigned_rate": rate, "assigned_accuracy": 0.75 if rate else None,
+        "known_fraction": 1.0, "known_correct": 0.75 * rate,  # q2's nearest key is A2: wrong species
+        "ece": open_set["left-out"]["dna-dna"]["seen"]["species"]["ece"]})
+    unseen = open_set["left-out"]["dna-dna"]["unseen"]
+    assert unseen["genus"] == pytest.approx({
+        "best_accuracy": 1.0, "assigned_rate": rate, "assigned_accuracy": 1.0 if rate else None,
+        "known_fraction": 1.0, "known_correct": rate, "ece": unseen["genus"]["ece"]})
+    assert unseen["species"]["assigned_rate"] == rate and unseen["species"]["assigned_accuracy"] == (
+        0.0 if rate else None)
+
+
 def test_json_tsv_and_text_outputs(hand, tmp_path):
     write_json(tmp_path / "metrics.json", hand)
     write_tsv(tmp_path / "metrics.tsv", hand)
@@ -172,8 +213,15 @@ def test_vsearch_baselines(dataset):
         assert left_out["unseen"]["genus"]["top1"]["micro"] == 1.0
     assert metrics["retrieval"]["paper"]["vsearch-sintax"]["seen"]["species"]["top3"]["micro"] is None
     global_ = metrics["open_set"]["left-out"]["vsearch-global"]
-    assert global_["unseen"]["species"]["assigned_rate"] == 0.0  # ~94 % identity < 97 %: no species
-    assert global_["seen"]["species"]["assigned_rate"] == 1.0
+    # seen queries are ~99 % identical to keys of their species: every rank asserted and right;
+    # A3 is ~91 % identical to A1/A2: family (>= 90 %) asserted, genus (95 %) and species (97 %) not
+    assert all(global_["seen"][rank]["assigned_rate"] == global_["seen"][rank]["known_correct"]
+               == global_["seen"][rank]["assigned_accuracy"] == 1.0 for rank in ("family", "genus", "species"))
+    unseen = global_["unseen"]
+    assert unseen["family"]["assigned_rate"] == unseen["family"]["assigned_accuracy"] == 1.0
+    assert unseen["genus"]["assigned_rate"] == unseen["genus"]["known_correct"] == 0.0
+    assert unseen["genus"]["best_accuracy"] == 1.0 and unseen["genus"]["assigned_accuracy"] is None
+    assert unseen["species"]["assigned_rate"] == 0.0 and unseen["species"]["known_fraction"] == 0.0
     assert "reliability" in metrics["open_set"]["left-out"]["vsearch-sintax"]
 
 
