@@ -4,6 +4,8 @@ import json
 
 from fixtures.specimens import run, specimens, tsv, write_fasta
 
+RANKS = ("order", "family", "genus", "species")
+
 
 def test_kmer_index_classifies_held_out_barcodes(tmp_path, tiny_model):
     records = specimens(n_species=6, per_species=4, unnamed=2)
@@ -25,17 +27,32 @@ def test_kmer_index_classifies_held_out_barcodes(tmp_path, tiny_model):
     rows = tsv(result.stdout)
     assert [row["query_id"] for row in rows] == [q.id for q in queries]
     for row, query in zip(rows, queries):
-        # barcodes of the same species are far more alike than any other: the best label is right
-        best = dict(part.split("(")[0].split(":", 1) for part in row["lineage"].split(","))
-        assert best["s"] == query.lineage["species"].replace(" ", "_")
-        assert row["genus"] in ("", query.lineage["genus"])  # never a wrong assigned genus
-        assert float(row["nearest_sim"]) > 0.5
+        # barcodes of the same species are far more alike than any other: named to species, right
+        assert [row[rank] for rank in RANKS] == [query.lineage[rank] for rank in RANKS], row
+        assert row["status"] == "assigned" and float(row["species_conf"]) >= 0.8
+        assert float(row["nearest_sim"]) < 0.9999  # not a copy of a reference
 
     # a trained model is refused on the k-mer index, and --model must be a directory or kmer
     refused = run("classify", "--index", index, "-m", tiny_model, write_fasta(tmp_path / "q2.fa", queries))
     assert refused.exit_code == 1 and "index was built with model kmer (fingerprint kmer-profile" in refused.stderr
     missing = run("index", "-m", "no/such/model", write_fasta(tmp_path / "r2.fa", references), "-o", tmp_path / "x")
     assert missing.exit_code == 2 and "not a model directory" in missing.stderr
+
+
+def test_species_absent_from_the_reference_stop_at_genus(tmp_path):
+    records = specimens(n_species=12, per_species=4, unnamed=2)
+    absent = {"Acleris macdunnoughi", "Acronicta increta"}  # congeners of reference species
+    queries = [r for r in records if r.lineage["species"] in absent]
+    references = [r for r in records if r not in queries]
+    assert len(queries) >= 6 and all(any(r.lineage["genus"] == q.lineage["genus"] for r in references)
+                                     for q in queries)
+    index = tmp_path / "kmer_ref"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", references), "-o", index).exit_code == 0
+    rows = tsv(run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False)).stdout)
+    assert len(rows) == len(queries)
+    for row, query in zip(rows, queries):
+        assert [row[rank] for rank in RANKS] == [*(query.lineage[r] for r in RANKS[:3]), ""], row
+        assert float(row["genus_conf"]) >= 0.8 > float(row["species_conf"])
 
 
 def test_calibration_on_held_out_queries(tmp_path):
