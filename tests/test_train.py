@@ -115,10 +115,38 @@ def test_tiny_model_learns_on_real_barcodes(bold_h5, tmp_path):
             if '"val"' in line]
     assert len(vals) == 3 and all(0 <= v["dna-dna.species.macro.hm"] <= 1 for v in vals)
     assert load_model(run / "best").extra["training"]["best_metric"] == "dna-dna.species.macro.hm"
+    # best/ is the first validation with the highest metric (here every one ties: the first)
+    values = [v["dna-dna.species.macro.hm"] for v in vals]
+    first_top = values.index(max(values))
+    best = load_model(run / "best")
+    assert best.extra["training"]["step"] == vals[first_top]["step"]
+    assert best.extra["training"]["best"] == pytest.approx(max(values))
+    assert (best.fingerprint() == load_model(run / "last").fingerprint()) == (first_top == len(vals) - 1)
+    # and the weights learned to align barcodes with labels: held-out barcodes of seen species
+    # (val, test) find their species' label string among the training labels (untrained: ~1/20)
+    assert _label_accuracy(load_model(run / "last"), bold_h5) >= 0.35  # 15 of 26 here; untrained: 1
     assert load_model(run / "last").modalities == ("dna", "text")
     args = json.loads((run / "args.json").read_text())
     assert args["args"]["batch_size"] == 16 and args["world_size"] == 1
     assert args["command"][:4] == ["clibd", "--threads", "1", "train"] and "--resume" not in args["command"]
+
+
+def _label_accuracy(model, data: Path) -> float:
+    """Share of val+test barcodes whose nearest training label string (DNA → text) is their species'."""
+    import numpy as np
+
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.embedding.embedder import Embedder
+    from models.tokenizers import label_string
+
+    ranks = ("order", "family", "genus", "species")
+    with open_dataset(data) as ds:
+        train, held_out = ds.split("train"), ds.splits_union(["val", "test"])
+        lineages = sorted({tuple(train.ranks(i)[r] for r in ranks) for i in range(len(train))})
+        barcodes, truth = held_out.column("barcode"), [held_out.ranks(i)["species"] for i in range(len(held_out))]
+    embedder = Embedder(model, "cpu", 64, "fp32")
+    sims = embedder.barcodes(barcodes) @ embedder.labels([label_string(dict(zip(ranks, l))) for l in lineages]).T
+    return float(np.mean([lineages[j][3] == t for j, t in zip(sims.argmax(axis=1), truth)]))
 
 
 def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
