@@ -109,8 +109,9 @@ def test_broken_pipe_prints_no_traceback(failing_commands, tmp_path):
     program = tmp_path / "lines.py"
     program.write_text(script)
     result = subprocess.run(
-        f"{sys.executable} {program} lines | head -n 2", shell=True, capture_output=True, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "0"},
+        ["bash", "-c", f"{sys.executable} {program} lines | head -n 2; exit ${{PIPESTATUS[0]}}"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "0"},
     )
     assert result.stdout == "line 0\nline 1\n"
+    assert result.returncode == 1  # the writer's own status, not head's
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

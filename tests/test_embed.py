@@ -127,7 +127,8 @@ def test_bf16_vectors_close_to_fp32_and_fp32_exact(barcode_refs, tiny_model, tmp
                    "-o", out).exit_code == 0
         ids, _, vectors[precision], _ = read_embeddings(out)
     cosine = (vectors["fp32"] * vectors["bf16"]).sum(axis=1)
-    assert cosine.min() > 0.999 and not np.array_equal(vectors["fp32"], vectors["bf16"])
+    # bf16 is on (the vectors differ) and within the README's 1e-5 in cosine (8.5e-6 here)
+    assert 1 - cosine.min() <= 1e-5 and not np.array_equal(vectors["fp32"], vectors["bf16"])
     model = load_model(tiny_model).eval()
     barcodes = [r.barcode for r in barcode_refs.records]
     with torch.inference_mode():
