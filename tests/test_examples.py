@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -35,6 +36,22 @@ def test_end_to_end_script_produces_predictions_and_a_report(tmp_path):
     for name in ("bold-sample.h5", "barcodes.h5", "run/best/config.json", "reference/manifest.json",
                  "report/report.html", "report/metrics.json"):
         assert (out / name).is_file(), name
+    check_trained_tour(out, rows)
+
+
+def check_trained_tour(out: Path, rows: list[dict]) -> None:
+    """What even 20 steps of training must give (random vectors would give ~0.01 and wrong labels):
+    the tour's numbers with STEPS=20 were 0.73, 0.99 and 5 of 8."""
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert metrics["retrieval"]["paper"]["dna-dna"]["seen"]["species"]["top1"]["micro"] >= 0.5
+    calls = metrics["open_set"]["left-out"]["dna-dna"]
+    assert calls["seen"]["species"]["assigned_accuracy"] >= 0.9  # what it names, it names right
+    assert calls["unseen"]["species"]["assigned_rate"] <= 0.05  # and it hardly names absent species
+    truth = {line[1:].split()[0]: line.split()[1:5] for line in (EXAMPLES / "barcodes.fasta").read_text().splitlines()
+             if line.startswith(">")}
+    named = [row for row in rows[:8] if row["species"] == " ".join(truth[row["query_id"]][2:])]
+    assert len(named) >= 4, rows  # of the eight example barcodes of seen species
+    assert all(row["order"] in ("", truth[row["query_id"]][0]) for row in rows)
 
 
 def test_classify_folder_script_classifies_each_file_resumes_and_reports_failures(barcode_refs, tmp_path):
