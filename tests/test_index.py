@@ -11,7 +11,7 @@ from clibd_cli.reference.hnsw_index import load_index
 from fixtures.samples import clibd_hdf5
 from models.tokenizers import label_string
 from fixtures.specimens import (
-    Specimen, copy_photos, error_line, run, specimens, write_fasta, write_taxonomy,
+    Specimen, copy_photos, error_line, run, specimens, tsv, write_fasta, write_taxonomy,
 )
 
 RANKS = ("order", "family", "genus", "species")
@@ -213,3 +213,9 @@ def test_references_identified_only_to_family(tiny_model, tmp_path):
     fasta = write_fasta(tmp_path / "r.fa", records)
     result = run("-q", "index", "-m", tiny_model, fasta, "-o", tmp_path / "i")
     assert result.exit_code == 0, result.stderr
+    rows = tsv(run("classify", "-i", tmp_path / "i", fasta).stdout)
+    assert len(rows) == len(records)
+    for row, record in zip(rows, records):  # names no rank the references lack, with confidence 0
+        assert row["genus"] == row["species"] == "" and row["genus_conf"] == row["species_conf"] == "0.0000"
+        assert (row["order"], row["family"]) == (record.lineage["order"], record.lineage["family"]), row
+        assert row["lineage"].count(",") == 1  # o:...,f:... only

@@ -197,6 +197,16 @@ def test_cross_modal_calibration_uses_the_query_view(setup):
     views[::2] = 0  # half the records have no photo: never sampled
     calibration = fit_calibration(index, query_vectors=views, k=10, n_queries=100)
     assert set(calibration.ranks) == set(RANKS)
+    assert calibration.fitted_on["pseudo_queries"][0] == len(index) // 2  # only records with a view, of 100
+    # noisier views than the reference's own records: the confidences follow the views
+    noisy = index.vectors() + 0.6 * tree._unit(len(index), DIM).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    own, viewed = (fit_calibration(index, query_vectors=v, k=10, n_queries=100) for v in (None, noisy))
+    queries, _ = tree.records(list(range(0, 32, 3)), 3)
+    queries = queries + 0.6 * tree._unit(len(queries), DIM).astype(np.float32)
+    rows, sims = index.search(queries / np.linalg.norm(queries, axis=1, keepdims=True), 10)
+    by_own, by_view = decide(rows, sims, taxonomy, own)[1], decide(rows, sims, taxonomy, viewed)[1]
+    assert max(np.abs(by_own[r] - by_view[r]).max() for r in RANKS) > 0.05
     with pytest.raises(ClibdError, match="do not match"):
         fit_calibration(index, query_vectors=views[:, :10])
 

@@ -258,13 +258,20 @@ def test_lora_merge_matches_the_adapted_model():
         assert torch.allclose(out_adapted[m], out_plain[m], atol=1e-5)
 
 
-def test_gradient_accumulation_and_bf16_autocast(bold_h5, tmp_path):
-    run = tmp_path / "run"
-    result = train("--model", "clibd-tiny", "--data", bold_h5, "--out", run, "--modalities", "dna,text",
-                   "--batch-size", "8", "--grad-accum", "2", "--precision", "bf16", "--max-steps", "3",
-                   "--val-limit", "10")
-    assert result.exit_code == 0, result.output
-    trajectory = losses(run)
-    assert len(trajectory) == 3 and all(0 < x < 10 for x in trajectory)
-    state = torch.load(run / "last" / "train_state.pt", weights_only=True)
+def test_gradient_accumulation_and_bf16_autocast(bold_h5, no_dropout, tmp_path):
+    # lr 1e-12 leaves every weight as it was (AdamW moves each by ~lr): each micro-batch's loss is
+    # that of the initial model, so runs with and without --grad-accum can be compared batch by batch
+    common = ["--model", no_dropout, "--data", bold_h5, "--modalities", "dna,text", "--batch-size", "8",
+              "--lr", "1e-12", "--val-limit", "10"]
+    runs = {"plain": ["--max-steps", "6"], "accum": ["--grad-accum", "2", "--max-steps", "3"],
+            "bf16": ["--grad-accum", "2", "--max-steps", "3", "--precision", "bf16"]}
+    for name, extra in runs.items():
+        result = train(*common, *extra, "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    plain = losses(tmp_path / "plain")
+    # one step of --grad-accum 2 is two micro-batches of 8 (each its own contrastive batch), in the same order
+    assert losses(tmp_path / "accum") == pytest.approx([(plain[i] + plain[i + 1]) / 2 for i in (0, 2, 4)], abs=1e-6)
+    bf16 = losses(tmp_path / "bf16")
+    assert bf16 == pytest.approx(losses(tmp_path / "accum"), abs=0.05) and bf16 != losses(tmp_path / "accum")
+    state = torch.load(tmp_path / "accum" / "last" / "train_state.pt", weights_only=True)
     assert state["step"] == 3 and state["batch"] == 6 and state["total_steps"] == 3
