@@ -232,6 +232,7 @@ def test_photo_folder_with_odd_and_broken_files(photo_refs, tmp_path):
     photo = Image.open(PHOTOS[3]).reduce(8)
     photo.convert("L").save(folder / "gray.png")
     photo.convert("RGBA").save(folder / "rgba.png")
+    photo.convert("P").save(folder / "palette.png")
     photo.convert("CMYK").save(folder / "cmyk.jpg")
     Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)).save(folder / "deep16.png")
     (folder / "zero.jpg").write_bytes(b"")
