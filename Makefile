@@ -18,12 +18,14 @@ setup: $(BIN)/clibd
 demo: setup
 	$(BIN)/clibd classify examples/barcodes.fasta | cut -f 1,3-7,12
 
-# The peer tools the baseline tests run (Debian/Ubuntu packages; needs root). CI runs it first;
-# elsewhere those tests skip without the tools (and fail when CI=true).
-PEERS := vsearch blastn makeblastdb
+# The programs some tests run (Debian/Ubuntu packages; needs root): the evaluate baselines
+# (vsearch, BLAST+), the pipeline example (snakemake) and the HTML summary check (chromium).
+# CI runs it first; elsewhere those tests skip without the programs (and fail when CI=true).
+PEERS := vsearch blastn makeblastdb snakemake chromium
 peers:
 	@for p in $(PEERS); do command -v $$p >/dev/null || missing=1; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq vsearch ncbi-blast+; fi
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+		apt-get install -y -qq vsearch ncbi-blast+ snakemake chromium; fi
 
 test: setup
 	$(BIN)/python -m pytest -q -rs

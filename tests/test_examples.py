@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from fixtures.specimens import write_fasta
+from fixtures.programs import require_programs
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 CLIBD = str(Path(sys.executable).with_name("clibd"))
@@ -121,8 +121,8 @@ def check_pipeline_output(out: Path) -> None:
     assert all((out / f"summary.{sample}.krona.txt").is_file() for sample in reads)
 
 
-@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
 def test_pipeline_script_dereplicates_classifies_and_summarises_samples(kmer_index, tmp_path):
+    require_programs("vsearch")
     result = script("pipeline/run.sh", PIPELINE_READS, tmp_path / "out", "--index", kmer_index,
                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -132,9 +132,8 @@ def test_pipeline_script_dereplicates_classifies_and_summarises_samples(kmer_ind
     assert usage.returncode == 2 and "READS_DIR OUT_DIR" in usage.stderr
 
 
-@pytest.mark.skipif(shutil.which("vsearch") is None or shutil.which("snakemake") is None,
-                    reason="vsearch or snakemake not installed")
 def test_pipeline_snakefile_does_the_same(kmer_index, tmp_path):
+    require_programs("vsearch", "snakemake")
     out = tmp_path / "smk"
     result = subprocess.run(["snakemake", "-s", str(EXAMPLES / "pipeline" / "Snakefile"), "--cores", "1",
                              "--config", f"reads={PIPELINE_READS}", f"out={out}", f"index={kmer_index}",

@@ -5,11 +5,11 @@ that reads it (QIIME 2's taxonomy TSV import, vsearch's SINTAX table, BLAST outf
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from fixtures.programs import require_programs
 from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
 
 from clibd_cli.io.lineages import parse_lineage
@@ -89,8 +89,8 @@ def test_qiime2_taxonomy_follows_qiime2_import_rules_and_clibds_calls(kmer_case)
     assert any(";" in taxon for taxon, _ in records.values())
 
 
-@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
 def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
+    require_programs("vsearch")
     root, ref_fa, query_fa, rows = kmer_case
     ours = classify(kmer_case, "--format", "sintax")
     theirs = tmp_path / "vsearch.sintax"
@@ -123,8 +123,8 @@ def test_sintax_reader_reports_the_broken_line(tmp_path):
         list(read_sintax(bad))
 
 
-@pytest.mark.skipif(shutil.which("vsearch") is None, reason="vsearch not installed")
 def test_blast6_lists_top_k_hits_in_outfmt6_columns(kmer_case, tmp_path):
+    require_programs("vsearch")
     root, ref_fa, query_fa, rows = kmer_case
     out = classify(kmer_case, "--format", "blast6", "--top-k", "3")
     neighbours = tsv(classify(kmer_case, "--top-k", "3"))

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import gzip
 import re
-import shutil
 import subprocess
 from collections import defaultdict
 
 import pytest
 from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
+from fixtures.programs import require_programs
 
 RANKS = ("order", "family", "genus", "species")
 
@@ -108,8 +108,8 @@ def test_html_summary_is_self_contained_with_a_bar_per_rank_and_sample(case):
         assert f"<h2>{rank}</h2>" in page
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
 def test_html_summary_renders_in_headless_chromium(case, tmp_path):
+    require_programs("chromium")
     from PIL import Image
 
     root, *_ = case
