@@ -48,6 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "pretrained": None,  # local timm checkpoint file, or "hub" to download timm's weights
     },
     "dna": {"k": 5, "max_len": 660, "prepend_token": None, "kmer_vocab": "barcodebert-2023",
+            "kmer_mask": "overlap",  # attended k-mers: overlap | within the barcode (see KMER_MASKS)
             **_BERT_DEFAULTS},
     "text": {"vocab": "wordpiece-uncased", "max_len": 20, **_BERT_DEFAULTS, "hidden_size": 512,
              "num_layers": 4, "num_heads": 8, "intermediate_size": 2048},
@@ -55,11 +56,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 # Fields added for upstream compatibility: left out of fingerprints at these values, so models
 # saved before the fields existed keep their fingerprints.
 COMPAT_DEFAULTS: dict[str, Any] = {"pooling": "masked-mean", "attend_padding": False,
-                                   "kmer_vocab": "barcodebert-2023"}
+                                   "kmer_vocab": "barcodebert-2023", "kmer_mask": "overlap"}
 POOLINGS = ("masked-mean", "mean-all-positions", "mlm-softmax-mean")
 # k-mer vocabulary layouts: the special tokens in front of the 4^k k-mers (BarcodeBERT 2023 / v2).
 KMER_SPECIALS: dict[str, tuple[str, ...]] = {"barcodebert-2023": ("<MASK>", "<CLS>", "<UNK>"),
                                              "barcodebert-v2": ("<MASK>", "<UNK>")}
+# Which k-mers the attention mask keeps: those that overlap the barcode (a last k-mer half in the
+# N-padding included), or only those within it (BarcodeBERT's KmerTokenizer, datasets.py:32).
+KMER_MASKS = ("overlap", "within")
 _RESERVED_BACKBONE_KWARGS = {"img_size", "num_classes", "pretrained"}
 _RESERVED_BERT_KWARGS = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                          "intermediate_size", "max_position_embeddings", "hidden_dropout_prob",
@@ -231,6 +235,8 @@ def _resolve_block(tower: str, block: dict, base_dir: Path, use_pretrained: bool
     if tower == "dna" and block["kmer_vocab"] not in KMER_SPECIALS:
         raise ModelError(f"dna.kmer_vocab must be one of {', '.join(KMER_SPECIALS)}, "
                          f"got {block['kmer_vocab']!r}")
+    if tower == "dna" and block["kmer_mask"] not in KMER_MASKS:
+        raise ModelError(f"dna.kmer_mask must be one of {', '.join(KMER_MASKS)}, got {block['kmer_mask']!r}")
     if tower == "text" and isinstance(block["vocab"], str) and not _is_bundled(block["vocab"]):
         block["vocab"] = str((base_dir / block["vocab"]).resolve())
     if use_pretrained and block["pretrained"]:

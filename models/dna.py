@@ -10,7 +10,8 @@ from models.tokenizers import KmerTokenizer
 
 def dna_tokenizer(block: dict[str, Any]) -> KmerTokenizer:
     """The k-mer tokenizer of a resolved DNA block."""
-    return KmerTokenizer(block["k"], block["max_len"], block["prepend_token"], block["kmer_vocab"])
+    return KmerTokenizer(block["k"], block["max_len"], block["prepend_token"], block["kmer_vocab"],
+                         block["kmer_mask"])
 
 
 def build_dna_encoder(block: dict[str, Any], embed_dim: int, load_pretrained: bool = True) -> BertEncoder:

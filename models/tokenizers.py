@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import KMER_SPECIALS, MAX_K, RANKS
+from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, RANKS
 
 _MISSING_LABELS = {"", "not_classified"}
 
@@ -34,22 +34,27 @@ class KmerTokenizer:
     k-mers over ACGT in lexicographic order (``A...A``=3 ... ``T...T``=4^k+2); ``"barcodebert-v2"``
     has only ``<MASK>``=0, ``<UNK>``=1 in front. A k-mer holding any other character (N, IUPAC
     codes, gaps, ...) is ``<UNK>``; lowercase is accepted. The attention mask is 1 for k-mers that
-    start inside the barcode and 0 for pure padding. ``prepend_token`` (e.g. 0 for the upstream
-    CLIBD checkpoints) is put in front of every sequence with mask 1.
+    overlap the barcode and 0 for pure padding (``mask="overlap"``), or 1 only for k-mers lying
+    wholly within the barcode (``mask="within"``, as BarcodeBERT's tokenizer: a last k-mer that
+    reaches into the N-padding is masked too). ``prepend_token`` (e.g. 0 for the upstream CLIBD
+    checkpoints) is put in front of every sequence with mask 1.
     """
 
     SPECIALS = {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}  # the default (2023) layout
 
     def __init__(self, k: int = 5, max_len: int = 660, prepend_token: int | None = None,
-                 vocab: str = "barcodebert-2023"):
+                 vocab: str = "barcodebert-2023", mask: str = "overlap"):
         if not 1 <= k <= MAX_K or max_len < 1:
             raise ValueError(f"need 1 <= k <= {MAX_K} and max_len >= 1, got k={k}, max_len={max_len}")
         if vocab not in KMER_SPECIALS:
             raise ValueError(f"unknown k-mer vocab {vocab!r} (expected one of {', '.join(KMER_SPECIALS)})")
+        if mask not in KMER_MASKS:
+            raise ValueError(f"unknown k-mer mask {mask!r} (expected one of {', '.join(KMER_MASKS)})")
         self.k = k
         self.max_len = max_len
         self.prepend_token = prepend_token
         self.vocab = vocab
+        self.mask = mask
         self.specials = {token: index for index, token in enumerate(KMER_SPECIALS[vocab])}
         self.unk = self.specials["<UNK>"]
         self.n_kmers = -(-max_len // k)
@@ -86,7 +91,8 @@ class KmerTokenizer:
         ids += len(self.specials)
         ids[unknown] = self.unk
         lengths = np.fromiter((min(len(b), self.max_len) for b in barcodes), dtype=np.int64, count=count)
-        mask = (np.arange(self.n_kmers) * self.k < lengths[:, None]).astype(np.int64)
+        ends = np.arange(self.n_kmers) * self.k + (self.k if self.mask == "within" else 1)
+        mask = (ends <= lengths[:, None]).astype(np.int64)
         if self.prepend_token is not None:
             ids = np.concatenate([np.full((count, 1), self.prepend_token, dtype=np.int64), ids], axis=1)
             mask = np.concatenate([np.ones((count, 1), dtype=np.int64), mask], axis=1)
@@ -104,7 +110,8 @@ class KmerTokenizer:
         return {"type": "kmer", "k": self.k, "stride": self.k, "max_len": self.max_len, "pad": "N",
                 "alphabet": "ACGT", "specials": dict(self.specials), "first_kmer_id": len(self.specials),
                 "vocab_size": self.vocab_size, "prepend_token": self.prepend_token,
-                "attention_mask": "1 for k-mers starting inside the barcode"}
+                "attention_mask": f"1 for k-mers {'starting' if self.mask == 'overlap' else 'wholly'} "
+                                  "inside the barcode"}
 
 
 class TextTokenizer:

@@ -271,8 +271,8 @@ def _barcodebert_block(bert: dict[str, torch.Tensor], hf_config: dict[str, Any])
     kwargs = {key: hf_config[key] for key in ("hidden_act", "layer_norm_eps") if key in hf_config}
     if "embeddings.token_type_embeddings.weight" in bert:
         kwargs["type_vocab_size"] = bert["embeddings.token_type_embeddings.weight"].shape[0]
-    return {"k": layout[1], "kmer_vocab": layout[0], "prepend_token": None, "hidden_size": hidden,
-            "num_layers": max(layers) + 1, "num_heads": heads, "intermediate_size": intermediate.shape[0],
+    return {"k": layout[1], "kmer_vocab": layout[0], "kmer_mask": "within", "prepend_token": None,
+            "hidden_size": hidden, "num_layers": max(layers) + 1, "num_heads": heads, "intermediate_size": intermediate.shape[0],
             "max_position_embeddings": positions.shape[0], "bert_kwargs": kwargs, "pretrained": None}
 
 

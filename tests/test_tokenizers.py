@@ -53,6 +53,15 @@ def test_hand_made_example():
     assert ids.dtype == np.int64 and mask.dtype == np.int64
 
 
+def test_within_mask_leaves_out_the_kmer_reaching_into_the_padding():
+    # BarcodeBERT's KmerTokenizer (datasets.py:32) attends to len // k k-mers: ACG TTG, not CA+N.
+    ids, mask = KmerTokenizer(k=3, max_len=10, mask="within").encode(["ACGTTGCA", "ACGTTG", "ACGTACGTACGTA"])
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]
+    assert np.array_equal(ids, KmerTokenizer(k=3, max_len=10).encode(["ACGTTGCA", "ACGTTG", "ACGTACGTACGTA"])[0])
+    with pytest.raises(ValueError, match="k-mer mask"):
+        KmerTokenizer(mask="whole")
+
+
 def test_truncation_and_exact_length():
     tok = KmerTokenizer(k=3, max_len=10)
     ids, mask = tok.encode(["ACGTACGTACGTAAA"])  # cut to ACGTACGTAC, padded with NN
