@@ -64,8 +64,15 @@ class CLIBD(nn.Module):
         """Barcodes -> ``{"input_ids", "attention_mask"}`` LongTensors [B, L] (on the CPU)."""
         return self.dna_tokenizer(barcodes)
 
+    def label_string(self, ranks: dict[str, str | None]) -> str:
+        """The text tower's input for a lineage (``models.tokenizers.label_string``, this model's
+        word for a missing rank)."""
+        from models.tokenizers import label_string
+
+        return label_string(ranks, self._require("text", self.config["text"])["missing_rank"])
+
     def tokenize_text(self, labels: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Label strings (see ``models.tokenizers.label_string``) -> ``{"input_ids", "attention_mask"}``."""
+        """Label strings (see :meth:`label_string`) -> ``{"input_ids", "attention_mask"}``."""
         return self.text_tokenizer(labels)
 
     def image_transform(self, train: bool = False) -> Callable:

@@ -46,17 +46,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "mean": None,  # null: no normalisation, pixels in [0, 1] (the paper's choice)
         "std": None,
         "pretrained": None,  # local timm checkpoint file, or "hub" to download timm's weights
+        "resize_float": False,  # True: pixels to float in [0, 1] before resizing (upstream CLIBD)
     },
     "dna": {"k": 5, "max_len": 660, "prepend_token": None, "kmer_vocab": "barcodebert-2023",
             "kmer_mask": "overlap",  # attended k-mers: overlap | within the barcode (see KMER_MASKS)
             **_BERT_DEFAULTS},
     "text": {"vocab": "wordpiece-uncased", "max_len": 20, **_BERT_DEFAULTS, "hidden_size": 512,
-             "num_layers": 4, "num_heads": 8, "intermediate_size": 2048},
+             "num_layers": 4, "num_heads": 8, "intermediate_size": 2048,
+             "missing_rank": None},  # label-string word for a missing rank; null leaves the rank out
 }
 # Fields added for upstream compatibility: left out of fingerprints at these values, so models
 # saved before the fields existed keep their fingerprints.
 COMPAT_DEFAULTS: dict[str, Any] = {"pooling": "masked-mean", "attend_padding": False,
-                                   "kmer_vocab": "barcodebert-2023", "kmer_mask": "overlap"}
+                                   "kmer_vocab": "barcodebert-2023", "kmer_mask": "overlap",
+                                   "missing_rank": None, "resize_float": False}
 POOLINGS = ("masked-mean", "mean-all-positions", "mlm-softmax-mean")
 # k-mer vocabulary layouts: the special tokens in front of the 4^k k-mers (BarcodeBERT 2023 / v2).
 KMER_SPECIALS: dict[str, tuple[str, ...]] = {"barcodebert-2023": ("<MASK>", "<CLS>", "<UNK>"),
@@ -237,6 +240,9 @@ def _resolve_block(tower: str, block: dict, base_dir: Path, use_pretrained: bool
                          f"got {block['kmer_vocab']!r}")
     if tower == "dna" and block["kmer_mask"] not in KMER_MASKS:
         raise ModelError(f"dna.kmer_mask must be one of {', '.join(KMER_MASKS)}, got {block['kmer_mask']!r}")
+    if tower == "text" and block["missing_rank"] is not None and (
+            not isinstance(block["missing_rank"], str) or not block["missing_rank"].strip()):
+        raise ModelError(f"text.missing_rank must be null or a word, got {block['missing_rank']!r}")
     if tower == "text" and isinstance(block["vocab"], str) and not _is_bundled(block["vocab"]):
         block["vocab"] = str((base_dir / block["vocab"]).resolve())
     if use_pretrained and block["pretrained"]:
@@ -278,6 +284,8 @@ def _check_image(block: dict[str, Any]) -> None:
     if not isinstance(kwargs, dict) or _RESERVED_BACKBONE_KWARGS & set(kwargs):
         raise ModelError(f"image.backbone_kwargs must be an object without "
                          f"{', '.join(sorted(_RESERVED_BACKBONE_KWARGS))}, got {kwargs!r}")
+    if not isinstance(block["resize_float"], bool):
+        raise ModelError(f"image.resize_float must be true or false, got {block['resize_float']!r}")
     stats = (block["mean"], block["std"])
     if stats != (None, None) and not all(
             isinstance(s, list) and len(s) == 3 and all(isinstance(v, (int, float)) for v in s)

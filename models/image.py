@@ -79,18 +79,21 @@ def image_transform(block: dict[str, Any], train: bool = False) -> Callable:
     """PIL RGB image -> float tensor [3, S, S] in [0, 1] (normalised only if the block has mean/std).
 
     Eval: resize the shorter side to S*256/224, centre crop S. Train (the paper's augmentation):
-    resize, RandomResizedCrop S, horizontal and vertical flips, rotation up to 45 degrees.
+    resize, RandomResizedCrop S, horizontal and vertical flips, rotation up to 45 degrees. The
+    8-bit photo is resized, unless ``resize_float``: then, as upstream CLIBD (``ToTensor()`` first,
+    bioscanclip/util/dataset.py:219-221), the float pixels are (antialiased bilinear, no rounding).
     """
     from torchvision.transforms import v2
 
     size = block["image_size"]
-    steps: list[Any] = [v2.Resize(round(size * 256 / 224))]
+    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    steps: list[Any] = [*(to_float if block["resize_float"] else []), v2.Resize(round(size * 256 / 224))]
     if train:
         steps += [v2.RandomResizedCrop(size), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
                   v2.RandomRotation(45)]
     else:
         steps.append(v2.CenterCrop(size))
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    steps += [] if block["resize_float"] else to_float
     if block["mean"] is not None:
         steps.append(v2.Normalize(block["mean"], block["std"]))
     return v2.Compose(steps)

@@ -17,13 +17,16 @@ from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, RANKS
 _MISSING_LABELS = {"", "not_classified"}
 
 
-def label_string(ranks: Mapping[str, str | None]) -> str:
-    """The text-tower input for a specimen: its labels from order to species, missing ranks left out.
+def label_string(ranks: Mapping[str, str | None], missing: str | None = None) -> str:
+    """The text-tower input for a specimen: its labels from order to species, missing ranks left out
+    (or written as ``missing``: the upstream CLIBD models saw ``not_classified``, see models/upstream.py).
 
     ``{"order": "Diptera", "family": "Culicidae", "genus": None}`` gives ``"Diptera Culicidae"``;
     empty strings and BIOSCAN's ``not_classified`` count as missing.
     """
     labels = ((ranks.get(rank) or "").strip() for rank in RANKS)
+    if missing is not None:
+        return " ".join(missing if label in _MISSING_LABELS else label for label in labels)
     return " ".join(label for label in labels if label not in _MISSING_LABELS)
 
 

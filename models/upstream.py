@@ -33,12 +33,18 @@ from models.factory import create_model
 from models.weights import check_state_dict
 
 UPSTREAM_PRESET = "clibd-paper"
-# Config fields that make clibd's towers compute what the upstream towers compute (notes §1.2-1.4).
+# Config fields that make clibd's towers compute what the upstream towers compute, checked against
+# the authors' code in tests/test_import_upstream.py. Upstream lines (bioscan-ml/clibd 7d73f80):
+# image: ToTensor -> Resize(256) -> CenterCrop(224), no Normalize (bioscanclip/util/dataset.py:219-221);
+# dna: [0 (<MASK>), *5-mers of the N-padded 660 nt] (model/dna_encoder.py:61), no attention mask
+# (model/simple_clip.py:45), logits.softmax(-1).mean(1) over every position (dna_encoder.py:137);
+# text: "order family genus species" with not_classified for missing ranks (dataset.py:153),
+# 20 tokens (dataset.py:280), last_hidden_state.mean(1) over all 20 (model/language_encoder.py:89).
 UPSTREAM_COMPAT: dict[str, dict[str, Any]] = {
-    "image": {"mean": None, "std": None},  # pixels in [0, 1], no normalisation
+    "image": {"mean": None, "std": None, "resize_float": True},
     "dna": {"k": 5, "max_len": 660, "kmer_vocab": "barcodebert-2023", "prepend_token": 0,
             "attend_padding": True, "pooling": "mlm-softmax-mean"},
-    "text": {"max_len": 20, "pooling": "mean-all-positions"},
+    "text": {"max_len": 20, "pooling": "mean-all-positions", "missing_rank": "not_classified"},
 }
 # upstream tower prefix -> clibd tower
 UPSTREAM_TOWERS = {"image_encoder.": "image", "dna_encoder.": "dna", "language_encoder.": "text"}

@@ -1,6 +1,7 @@
 """`clibd import`: upstream CLIBD checkpoints and BarcodeBERT weights, checked against a reference
 forward pass written here from the CLIBD authors' published code, on synthetic checkpoints
-with the published key names (tiny widths; the full clibd-paper key/shape list is checked on meta)."""
+with the published key names (tiny widths; the full clibd-paper key/shape list is checked on meta).
+Fast and independent of ../shared; tests/test_import_upstream.py runs the authors' own code."""
 
 import itertools
 import json
@@ -241,6 +242,9 @@ def test_paper_key_set_and_shapes_are_what_the_converter_expects():
     assert config["embed_dim"] == 768 and config["image"]["mean"] is None
     assert config["dna"]["prepend_token"] == 0 and config["dna"]["pooling"] == "mlm-softmax-mean"
     assert config["dna"]["attend_padding"] and config["text"]["pooling"] == "mean-all-positions"
+    assert config["image"]["resize_float"] and config["text"]["missing_rank"] == "not_classified"
+    assert model.label_string({"order": "Diptera", "genus": "Aedes"}) == \
+        "Diptera not_classified Aedes not_classified"
     assert model.tokenize_dna(["ACGT"])["input_ids"].shape == (1, 133)
     assert model.tokenize_text(["Diptera"])["input_ids"].shape == (1, 20)
 

@@ -34,6 +34,9 @@ def test_ranks_and_label_string():
     assert label_string({"order": "Diptera", "family": "not_classified", "genus": "Aedes"}) == "Diptera Aedes"
     assert label_string({"species": " Aedes albopictus ", "order": ""}) == "Aedes albopictus"
     assert label_string({}) == ""
+    # Upstream CLIBD's strings (bioscanclip/util/dataset.py:153): every rank, missing ones as not_classified.
+    partial = {"order": "Diptera", "family": "", "genus": "Aedes", "species": None}
+    assert label_string(partial, missing="not_classified") == "Diptera not_classified Aedes not_classified"
 
 
 def test_vocab_layout_matches_barcodebert_2023():

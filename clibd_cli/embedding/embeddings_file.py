@@ -116,7 +116,6 @@ def _photos(embedder: Embedder, loaders: list) -> Iterator[Batch]:
 def _dataset(embedder: Embedder, source: str, splits: Sequence[str], modality: str,
              size: int) -> Iterator[Batch]:
     from clibd_cli.data.store import open_dataset
-    from models.tokenizers import label_string
 
     with open_dataset(source) as dataset:
         part = dataset.splits_union(splits)
@@ -132,7 +131,7 @@ def _dataset(embedder: Embedder, source: str, splits: Sequence[str], modality: s
                         part.image_bytes(i), f"{source}:{ids[i]}")) for i in rows])
             elif modality == "text":
                 ranks = [part.column(rank, start, stop) for rank in RANKS]
-                labels = [label_string(dict(zip(RANKS, values))) for values in zip(*ranks)]
+                labels = [embedder.model.label_string(dict(zip(RANKS, values))) for values in zip(*ranks)]
                 yield chunk, ["text"] * len(chunk), embedder.labels(labels)
             else:
                 barcodes = part.column("barcode", start, stop)

@@ -79,9 +79,7 @@ class ModelVectors:
 
     def _labels(self, records: Records) -> np.ndarray:
         """Each record's label string embedded (each distinct string once)."""
-        from models.tokenizers import label_string
-
-        strings = [label_string({rank: records.labels[rank][i] for rank in RANKS})
+        strings = [self.embedder.model.label_string({rank: records.labels[rank][i] for rank in RANKS})
                    for i in range(len(records))]
         distinct, which = np.unique(np.array(strings, dtype=object).astype(str), return_inverse=True)
         return self.embedder.labels(distinct.tolist())[which]

@@ -109,6 +109,9 @@ def embed_references(embedder: Embedder, refs: References,
     bar = tqdm(total=len(refs), unit=" records", disable=not progress, leave=False, desc="embedding")
     for positions in batched(range(len(refs)), embedder.batch_size * (1 if photos else 8)):
         items = [refs.items[i] for i in positions]
+        if refs.modality == "text":  # the model's own label string (upstream models: not_classified)
+            items = [embedder.model.label_string({rank: refs.labels[rank][i] for rank in RANKS})
+                     for i in positions]
         if photos:  # decoded and shrunk to the model's input one at a time
             loaded, items = load_photos(zip(positions, items), embedder.pixels, skipped="reference skipped")
             bar.update(len(positions) - len(loaded))

@@ -36,6 +36,7 @@ class SpecimenDataset(Dataset):
         from clibd_cli.data.store import open_dataset
 
         self.path, self.splits, self.modalities = str(path), tuple(splits), tuple(modalities)
+        self.missing_rank = model.config["text"]["missing_rank"] if "text" in self.modalities else None
         self.seed, self.epoch, self.train = seed, 0, train
         with open_dataset(self.path) as ds:
             part = ds.splits_union(self.splits)
@@ -79,7 +80,7 @@ class SpecimenDataset(Dataset):
         if "text" in self.modalities:
             from models.tokenizers import label_string
 
-            sample["label"] = label_string(part.ranks(index)) or None
+            sample["label"] = label_string(part.ranks(index), self.missing_rank) or None
         if "image" in self.modalities:
             sample["image"] = self._image(part, index)
         return sample
