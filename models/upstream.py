@@ -278,7 +278,8 @@ def _barcodebert_block(bert: dict[str, torch.Tensor], hf_config: dict[str, Any])
     if "embeddings.token_type_embeddings.weight" in bert:
         kwargs["type_vocab_size"] = bert["embeddings.token_type_embeddings.weight"].shape[0]
     return {"k": layout[1], "kmer_vocab": layout[0], "kmer_mask": "within", "prepend_token": None,
-            "hidden_size": hidden, "num_layers": max(layers) + 1, "num_heads": heads, "intermediate_size": intermediate.shape[0],
+            "hidden_size": hidden, "num_layers": max(layers) + 1, "num_heads": heads,
+            "intermediate_size": intermediate.shape[0],
             "max_position_embeddings": positions.shape[0], "bert_kwargs": kwargs, "pretrained": None}
 
 
