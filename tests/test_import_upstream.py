@@ -45,7 +45,7 @@ N_PHOTOS = 4
 @pytest.fixture(scope="module")
 def upstream():
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))
+    torch.set_num_threads(1)  # one thread: 2:20 for this file on 2 cores at load ~10, two threads 4:54
     with enter_upstream() as modules:
         yield modules
     torch.set_num_threads(threads)
