@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -21,9 +22,10 @@ from models.config import TOWERS as MODALITIES
 @click.option("--modality", type=click.Choice(MODALITIES), default=None,
               help="For a dataset HDF5 input: what to embed  [default: dna]")
 @options.batch_size(256)
+@options.nproc_per_node()
 @click.pass_obj
 def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, splits: tuple[str, ...],
-          modality: str | None, batch_size: int) -> None:
+          modality: str | None, batch_size: int, nproc_per_node: int) -> None:
     """Embed FASTA/FASTQ barcodes (`-` = stdin), photo files or folders, or a dataset HDF5.
 
     \b
@@ -36,19 +38,24 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     Examples:
       clibd embed -m run/best barcodes.fasta photos/ -o emb.h5
       clibd embed -m run/best bold.h5 --split test --modality dna -o test_dna.h5
+      clibd embed --nproc-per-node 4 -m run/best bioscan5m.h5 --modality image -o photos.h5
     """
     import logging
 
     from clibd_cli.embedding.embedder import Embedder, load_model_for
-    from clibd_cli.embedding.embeddings_file import EmbeddingsWriter, embed_inputs, input_modality
+    from clibd_cli.embedding.embeddings_file import embed_to_file, input_modality
+    from clibd_cli.training import distributed
     from models.files import output_path
 
     output = output_path(output, inputs=inputs)
+    if nproc_per_node > 1 and distributed.detect().size == 1:
+        sys.exit(distributed.launch(nproc_per_node, distributed.relaunch_args(settings.command_line)))
     needed = sorted({input_modality(source, modality or "dna") for source in inputs})
     settings.apply_torch()
-    model = load_model_for(model_dir, needed)
-    embedder = Embedder(model, settings.torch_device(), batch_size, settings.precision)
-    with EmbeddingsWriter(output, model, model_dir, settings.command_line) as writer:
-        for ids, kinds, vectors in embed_inputs(embedder, inputs, splits or ("all",), modality or "dna"):
-            writer.add(ids, kinds, vectors)
-    logging.getLogger("clibd").info("%d embeddings written to %s", writer.count, output)
+    with distributed.joined(settings.torch_device()) as (world, device):
+        model = load_model_for(model_dir, needed)
+        embedder = Embedder(model, device, batch_size, settings.precision)
+        count = embed_to_file(embedder, inputs, splits or ("all",), modality or "dna", output, model_dir,
+                              settings.command_line, world, settings.progress())
+    if world.is_main:
+        logging.getLogger("clibd").info("%d embeddings written to %s", count, output)

@@ -48,3 +48,10 @@ def min_confidence(help: str) -> Callable:
     """``--min-confidence``: the calibrated confidence a rank's label must reach."""
     return click.option("--min-confidence", type=MIN_CONFIDENCE_RANGE, default=CALIBRATION.min_confidence,
                         show_default=True, help=help)
+
+
+def nproc_per_node() -> Callable:
+    """``--nproc-per-node``: processes to start with torchrun (one per GPU) for embedding."""
+    return count("--nproc-per-node", 1, "Start this many processes with torchrun (one per GPU), each "
+                 "embedding its share; on several nodes start them with torchrun or srun (README).",
+                 minimum=1, show_default=True)

@@ -1,25 +1,35 @@
-"""The embeddings HDF5 written by ``clibd embed``: ids, modality per record, vectors, provenance."""
+"""The embeddings HDF5 written by ``clibd embed``: ids, modality per record, vectors, provenance;
+and embedding the inputs into it, resumably and across processes (``shards.py``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from clibd_cli import __version__
 from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.embedding.shards import Part, describe_inputs, discard, embed_chunks, read_chunks, shards_folder
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
 from clibd_cli.io.sequences import barcode_problem, clean_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
+from models.errors import ClibdError
 from models.files import atomic_path
 
+if TYPE_CHECKING:
+    from clibd_cli.training.distributed import World
+
 log = logging.getLogger("clibd")
-Batch = tuple[list[str], list[str], np.ndarray]
+# Records per saved chunk, in model batches: 2,048 at the default batch size (a 5M-photo run keeps
+# about 2,500 chunk files; an interruption loses at most one chunk per process).
+CHUNK_BATCHES = 8
 
 
 class EmbeddingsWriter:
@@ -74,47 +84,84 @@ def input_modality(source: str, dataset_modality: str) -> str:
     return "dna"
 
 
-def embed_inputs(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str],
-                 dataset_modality: str) -> Iterator[Batch]:
-    """Embeddings of each input in turn: dataset HDF5s, photo files/folders, or FASTA/FASTQ."""
-    size = embedder.batch_size * 4
+def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str], dataset_modality: str,
+                  output: Path, model_spec: str, command: str, world: World, progress: bool = False) -> int:
+    """Embed the inputs into ``output`` (process 0 writes it; every process embeds its share of the
+    chunks, see ``clibd_cli/embedding/shards.py``); the number of embeddings written (0 elsewhere)."""
+    if "-" in inputs and world.enabled:
+        raise ClibdError("standard input can be read by one process only; embed a file with --nproc-per-node")
+    size = embedder.batch_size * CHUNK_BATCHES
+    folder = shards_folder(output)
+    fingerprint = {"command": "embed", "inputs": describe_inputs(inputs), "splits": list(splits),
+                   "modality": dataset_modality, "model": embedder.model.fingerprint(),
+                   "precision": embedder.precision, "chunk_records": size}
+    files = embed_chunks(input_chunks(embedder, inputs, splits, dataset_modality, size), folder, fingerprint,
+                         world, progress)
+    if not world.is_main:
+        return 0
+    with EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
+        for part in read_chunks(files):
+            writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
+    discard(folder)
+    return writer.count
+
+
+def input_chunks(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str], dataset_modality: str,
+                 size: int) -> Iterator[Callable[[], Part]]:
+    """Each input in turn (dataset HDF5s, photo files/folders, FASTA/FASTQ) cut into chunks of at
+    most ``size`` records: functions that embed their chunk. Reading is cheap, embedding is the
+    work: a process calls only the functions of its own chunks."""
+    from clibd_cli.io.sequences import read_sequences
+    from clibd_cli.io.streams import display_name
+
     for source in inputs:
         if is_hdf5(source):
             yield from _dataset(embedder, source, splits, dataset_modality, size)
         elif input_modality(source, dataset_modality) == "image":
-            for paths in batched(find_images([source]), embedder.batch_size):
-                yield from _photos(embedder, [(str(p), lambda p=p: load_image(p)) for p in paths])
+            for paths in batched(find_images([source]), size):
+                yield partial(_photos, embedder, [(str(p), partial(load_image, p)) for p in paths])
         else:
-            yield from _barcodes(embedder, source, size)
+            for records in batched(read_sequences(source), size):
+                yield partial(_barcodes, embedder, display_name(source), records)
 
 
-def _barcodes(embedder: Embedder, source: str, size: int) -> Iterator[Batch]:
-    from clibd_cli.io.sequences import read_sequences
-    from clibd_cli.io.streams import display_name
-
-    name = display_name(source)
-    for records in batched(read_sequences(source), size):
-        usable = []
-        for record in records:
-            record.seq = clean_barcode(record.seq) if not barcode_problem(record.seq) else record.seq
-            problem = barcode_problem(record.seq)
-            if problem:
-                log.warning("%s:%d: %s: skipped: %s", name, record.line, record.id, problem)
-            else:
-                usable.append(record)
-        if usable:
-            yield [r.id for r in usable], ["dna"] * len(usable), embedder.barcodes([r.seq for r in usable])
+def _part(ids: Sequence[str], modality: str, vectors: np.ndarray) -> Part:
+    return {"ids": np.asarray(ids, dtype=str), "modality": np.asarray([modality] * len(ids), dtype=str),
+            "vectors": vectors}
 
 
-def _photos(embedder: Embedder, loaders: list) -> Iterator[Batch]:
-    """Embeddings of the photos that load; each is shrunk to the model's input once decoded."""
-    ids, pixels = load_photos(loaders, embedder.pixels, skipped="skipped")
-    if pixels:
-        yield ids, ["image"] * len(ids), embedder.images(pixels)
+def _encode(encode: Callable[[list], np.ndarray], items: list, embedder: Embedder) -> np.ndarray:
+    """``encode(items)``, or no rows when there is nothing to encode."""
+    return encode(items) if items else np.empty((0, embedder.model.embed_dim), np.float32)
+
+
+def _barcodes(embedder: Embedder, name: str, records: list) -> Part:
+    usable = []
+    for record in records:
+        record.seq = clean_barcode(record.seq) if not barcode_problem(record.seq) else record.seq
+        problem = barcode_problem(record.seq)
+        if problem:
+            log.warning("%s:%d: %s: skipped: %s", name, record.line, record.id, problem)
+        else:
+            usable.append(record)
+    return _part([r.id for r in usable], "dna", _encode(embedder.barcodes, [r.seq for r in usable], embedder))
+
+
+def _photos(embedder: Embedder, loaders: list) -> Part:
+    """Embeddings of the photos that load, a model batch at a time: each is shrunk to the model's
+    input once decoded, and even shrunk, photos are large."""
+    ids: list[str] = []
+    vectors = [_encode(embedder.images, [], embedder)]
+    for batch in batched(loaders, embedder.batch_size):
+        loaded, pixels = load_photos(batch, embedder.pixels, skipped="skipped")
+        if pixels:
+            ids += loaded
+            vectors.append(embedder.images(pixels))
+    return _part(ids, "image", np.concatenate(vectors))
 
 
 def _dataset(embedder: Embedder, source: str, splits: Sequence[str], modality: str,
-             size: int) -> Iterator[Batch]:
+             size: int) -> Iterator[Callable[[], Part]]:
     from clibd_cli.data.store import open_dataset
 
     with open_dataset(source) as dataset:
@@ -123,19 +170,23 @@ def _dataset(embedder: Embedder, source: str, splits: Sequence[str], modality: s
         photo_sizes = part.image_sizes if modality == "image" else None
         for start in range(0, len(part), size):
             stop = min(start + size, len(part))
-            chunk = ids[start:stop]
-            if modality == "image":  # one model batch at a time: even shrunk, photos are large
-                for lo in range(start, stop, embedder.batch_size):
-                    rows = [i for i in range(lo, min(lo + embedder.batch_size, stop)) if photo_sizes[i]]
-                    yield from _photos(embedder, [(ids[i], lambda i=i: load_image(
-                        part.image_bytes(i), f"{source}:{ids[i]}")) for i in rows])
-            elif modality == "text":
-                ranks = [part.column(rank, start, stop) for rank in RANKS]
-                labels = [embedder.model.label_string(dict(zip(RANKS, values))) for values in zip(*ranks)]
-                yield chunk, ["text"] * len(chunk), embedder.labels(labels)
+            if modality == "image":
+                yield partial(_photos, embedder, [(ids[i], partial(_stored_photo, part, i, f"{source}:{ids[i]}"))
+                                                  for i in range(start, stop) if photo_sizes[i]])
             else:
-                barcodes = part.column("barcode", start, stop)
-                keep = [j for j, b in enumerate(barcodes) if not barcode_problem(b)]
-                if keep:
-                    yield ([chunk[j] for j in keep], ["dna"] * len(keep),
-                           embedder.barcodes([barcodes[j] for j in keep]))
+                yield partial(_records, embedder, part, modality, ids[start:stop], start, stop)
+
+
+def _stored_photo(part, row: int, name: str):
+    return load_image(part.image_bytes(row), name)
+
+
+def _records(embedder: Embedder, part, modality: str, ids: list[str], start: int, stop: int) -> Part:
+    """Rows ``start:stop`` of a dataset: their label strings or usable barcodes, embedded."""
+    if modality == "text":
+        ranks = [part.column(rank, start, stop) for rank in RANKS]
+        labels = [embedder.model.label_string(dict(zip(RANKS, values))) for values in zip(*ranks)]
+        return _part(ids, "text", _encode(embedder.labels, labels, embedder))
+    barcodes = part.column("barcode", start, stop)
+    keep = [j for j, b in enumerate(barcodes) if not barcode_problem(b)]
+    return _part([ids[j] for j in keep], "dna", _encode(embedder.barcodes, [barcodes[j] for j in keep], embedder))

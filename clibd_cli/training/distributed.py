@@ -1,26 +1,31 @@
-"""Process-group setup for `clibd train`: one process, torchrun, or srun.
+"""Process-group setup for `clibd train`, `embed` and `index`: one process, torchrun, or srun.
 
 A process knows it is one of many from its environment: torchrun sets ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK``; Slurm's srun sets ``SLURM_PROCID``, ``SLURM_NTASKS`` and
 ``SLURM_LOCALID``. GPUs talk over NCCL, CPUs over gloo. Only rank 0 writes files and logs.
 
-``clibd train --nproc-per-node N`` hands ``-m clibd_cli ARGS`` (``clibd_cli/__main__.py``, the
-``clibd`` command line) to torchrun.
+``clibd train|embed|index --nproc-per-node N`` hands ``-m clibd_cli ARGS``
+(``clibd_cli/__main__.py``, the ``clibd`` command line) to torchrun. torch is imported inside the
+functions that need it: the k-mer mode of ``clibd index`` runs without it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING
 
 from models.errors import ClibdError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("clibd")
 
@@ -55,6 +60,8 @@ def detect(environ: dict[str, str] | None = None) -> World:
 def init(world: World, device: str) -> str:
     """Join the process group (NCCL on GPU, gloo on CPU); return this process's device."""
     if device == "cuda":  # one GPU per process; srun --gpus-per-task shows each process just one
+        import torch
+
         device = f"cuda:{world.local_rank % torch.cuda.device_count()}"
         torch.cuda.set_device(device)
     if not world.enabled:
@@ -65,6 +72,8 @@ def init(world: World, device: str) -> str:
                              "`scontrol show hostnames $SLURM_JOB_NODELIST`) and MASTER_PORT")
         os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ.setdefault("MASTER_PORT", "29500")
+    import torch.distributed as dist
+
     backend = "nccl" if device.startswith("cuda") else "gloo"
     dist.init_process_group(backend, rank=world.rank, world_size=world.size)
     return device
@@ -72,6 +81,10 @@ def init(world: World, device: str) -> str:
 
 def shutdown() -> None:
     """Leave the process group if this process joined one."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -80,6 +93,9 @@ def any_rank(flag: bool, world: World) -> bool:
     """True on every rank if ``flag`` is true on any (e.g. "an interrupt arrived")."""
     if not world.enabled:
         return flag
+    import torch
+    import torch.distributed as dist
+
     value = torch.tensor([int(flag)])
     if dist.get_backend() == "nccl":
         value = value.cuda()
@@ -91,6 +107,8 @@ def gather_objects(obj, world: World) -> list:
     """``[obj of rank 0, obj of rank 1, ...]`` on every rank (plain Python objects)."""
     if not world.enabled:
         return [obj]
+    import torch.distributed as dist
+
     out: list = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
@@ -100,6 +118,9 @@ def gather_rows(rows: torch.Tensor, world: World) -> torch.Tensor:
     """Concatenate every rank's ``[n_r, D]`` rows in rank order (n_r may differ by rank)."""
     if not world.enabled:
         return rows
+    import torch
+    import torch.distributed as dist
+
     sizes = gather_objects(rows.shape[0], world)
     padded = torch.zeros((max(sizes), *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
     padded[: rows.shape[0]] = rows
@@ -118,3 +139,36 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     return workers.wait()
 
+
+
+def relaunch_args(command_line: str) -> list[str]:
+    """The arguments of a ``clibd ...`` command line as typed, less ``--nproc-per-node``, for :func:`launch`."""
+    words, out = shlex.split(command_line)[1:], []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--nproc-per-node":
+            skip = True
+        elif not word.startswith("--nproc-per-node="):
+            out.append(word)
+    return out
+
+
+@contextmanager
+def joined(device: str) -> Iterator[tuple[World, str]]:
+    """This process's place among the processes torchrun or srun started (one: no process group)
+    and its device, for the duration. Ranks other than 0 log warnings only (e.g. the records they
+    skip) and exit quietly on a ``ClibdError`` (every rank fails alike; rank 0 says why)."""
+    world = detect()
+    if not world.is_main:
+        log.setLevel(max(log.level, logging.WARNING))
+    device = init(world, device)
+    try:
+        yield world, device
+    except ClibdError:
+        if not world.is_main:
+            raise SystemExit(1) from None
+        raise
+    finally:
+        shutdown()

@@ -1,0 +1,87 @@
+"""``clibd embed`` in chunks: two gloo processes write what one writes, and an interrupted run
+carries on where it stopped (clibd_cli/embedding/shards.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from clibd_cli.embedding import embeddings_file
+from clibd_cli.embedding.embeddings_file import read_embeddings
+from fixtures.specimens import copy_photos, run
+
+CLIBD = str(Path(sys.executable).with_name("clibd"))
+
+
+def inputs(barcode_refs, tmp_path) -> list[Path]:
+    """56 barcodes (4 chunks of 16 at --batch-size 2) and 3 photos (a fifth chunk)."""
+    copy_photos(tmp_path / "photos", ["p3", "p1", "p2"])
+    return [barcode_refs.fasta, tmp_path / "photos"]
+
+
+def test_two_processes_write_what_one_writes(barcode_refs, tiny_model, tmp_path):
+    sources = inputs(barcode_refs, tmp_path)
+    one = run("-q", "--threads", "1", "embed", "-m", tiny_model, "--batch-size", "2", *sources,
+              "-o", tmp_path / "one.h5")
+    assert one.exit_code == 0, one.stderr
+    two = subprocess.run([CLIBD, "--device", "cpu", "--threads", "1", "embed", "--nproc-per-node", "2",
+                          "-m", str(tiny_model), "--batch-size", "2", *map(str, sources),
+                          "-o", str(tmp_path / "two.h5")], capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "59 embeddings written" in two.stderr and two.stderr.count("embeddings written") == 1
+    ids, kinds, vectors, _ = read_embeddings(tmp_path / "one.h5")
+    ids2, kinds2, vectors2, _ = read_embeddings(tmp_path / "two.h5")
+    assert len(ids) == 59 and ids[-3:] == [str(tmp_path / "photos" / f"p{i}.jpg") for i in (1, 2, 3)]
+    assert ids2 == ids and kinds2 == kinds and np.array_equal(vectors2, vectors)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.h5", "photos", "two.h5"]  # no shards left
+
+
+def test_an_interrupted_embedding_carries_on(barcode_refs, tiny_model, tmp_path, monkeypatch):
+    sources = inputs(barcode_refs, tmp_path)
+    args = ["--threads", "1", "embed", "-m", tiny_model, "--batch-size", "2", *sources]
+    assert run(*args, "-o", tmp_path / "straight.h5").exit_code == 0
+    calls = []
+    real = embeddings_file._barcodes
+
+    def interrupted_at_the_third(*a):
+        calls.append(len(a[2]))
+        if len(calls) == 3 and not resuming:
+            raise RuntimeError("power cut")
+        return real(*a)
+
+    resuming = False
+    monkeypatch.setattr(embeddings_file, "_barcodes", interrupted_at_the_third)
+    out = tmp_path / "emb.h5"
+    stopped = run(*args, "-o", out)
+    assert stopped.exit_code == 1 and "power cut" in stopped.stderr
+    assert "2 embedded chunks kept" in stopped.stderr and not out.exists()
+    shards = tmp_path / "emb.h5.shards"
+    assert sorted(p.name for p in shards.glob("chunk-*")) == ["chunk-000000.npz", "chunk-000001.npz"]
+    (shards / "chunk-000001.npz").write_bytes(b"damaged")  # checked: embedded again
+
+    calls.clear()
+    resuming = True
+    resumed = run(*args, "-o", out)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "1 chunks were already embedded" in resumed.stderr and len(calls) == 3  # chunks 1, 2, 3
+    ids, kinds, vectors, _ = read_embeddings(out)
+    ids0, kinds0, vectors0, _ = read_embeddings(tmp_path / "straight.h5")
+    assert ids == ids0 and kinds == kinds0 and np.array_equal(vectors, vectors0)
+    assert not shards.exists()
+
+
+def test_shards_of_other_inputs_are_not_reused(barcode_refs, tiny_model, tmp_path, monkeypatch):
+    out = tmp_path / "emb.h5"
+
+    def fail(*a):
+        raise RuntimeError("power cut")
+
+    args = ["embed", "-m", tiny_model, "--batch-size", "2", barcode_refs.fasta, tmp_path / "photos", "-o", out]
+    copy_photos(tmp_path / "photos", ["p1"])
+    monkeypatch.setattr(embeddings_file, "_photos", fail)
+    assert run(*args).exit_code == 1 and (tmp_path / "emb.h5.shards").is_dir()
+    monkeypatch.undo()
+    again = run(*args[:4], "3", *args[5:])  # another --batch-size: other chunks
+    assert again.exit_code == 0 and "starting afresh" in again.stderr
+    assert len(read_embeddings(out)[0]) == 57
