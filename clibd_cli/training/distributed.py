@@ -37,6 +37,7 @@ class World:
     rank: int = 0
     local_rank: int = 0
     size: int = 1
+    launched: bool = False  # started by torchrun: a process group even of one (NCCL checked on one GPU)
 
     @property
     def is_main(self) -> bool:
@@ -44,14 +45,14 @@ class World:
 
     @property
     def enabled(self) -> bool:
-        return self.size > 1
+        return self.size > 1 or self.launched
 
 
 def detect(environ: dict[str, str] | None = None) -> World:
     """Rank, local rank and world size from torchrun's or srun's environment variables."""
     env = os.environ if environ is None else environ
     if "RANK" in env and "WORLD_SIZE" in env:
-        return World(int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"]))
+        return World(int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"]), launched=True)
     if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
         return World(int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)), int(env["SLURM_NTASKS"]))
     return World()

@@ -5,7 +5,9 @@ reads its share of each global batch, all-gathers features for the contrastive l
 models.losses) and lets DDP average gradients. Rank 0 alone writes ``RUN/``:
 
     args.json      resolved options, command line, versions
-    metrics.jsonl  one JSON object per log interval ("train") and per validation ("val")
+    metrics.jsonl  one JSON object per log interval ("train": loss, samples/s, data_s and data_share,
+                   the seconds and share of the interval spent waiting for the DataLoader) and per
+                   validation ("val")
     last/          model directory + train_state.pt, for --resume
     best/          model directory with the best value of the selection metric
 """
@@ -220,7 +222,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         while step < total_steps:
             sampler.set_epoch(epoch, start=batch_in_epoch)
             dataset.epoch = epoch
-            for batch in make_loader(dataset, sampler, cfg.workers, seed=cfg.seed + epoch):
+            for batch in meter.timed(make_loader(dataset, sampler, cfg.workers, seed=cfg.seed + epoch)):
                 batch_in_epoch += 1
                 try:
                     loss, logit_scale = _forward_backward(net, batch, loss_fn, autocast, device, cfg,
@@ -293,12 +295,24 @@ def _forward_backward(net, batch: dict, loss_fn, autocast, device: str, cfg: Tra
 
 
 class _Meter:
-    """Mean loss and samples/s since the last flush."""
+    """Mean loss, samples/s and the seconds spent waiting for batches since the last flush."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []
         self.samples = 0
+        self.waited = 0.0
         self.start = time.perf_counter()
+
+    def timed(self, batches):
+        """The batches of a loader, adding the time spent waiting for each to :attr:`waited`."""
+        batches = iter(batches)
+        while True:
+            start = time.perf_counter()
+            batch = next(batches, None)
+            self.waited += time.perf_counter() - start
+            if batch is None:
+                return
+            yield batch
 
     def add(self, loss: float, samples: int) -> None:
         self.losses.append(loss)
@@ -308,7 +322,9 @@ class _Meter:
         return self.samples / max(time.perf_counter() - self.start, 1e-9)
 
     def flush(self) -> dict:
-        out = {"loss": float(np.mean(self.losses)), "samples_per_s": self.rate()}
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        out = {"loss": float(np.mean(self.losses)), "samples_per_s": self.samples / elapsed,
+               "data_s": self.waited, "data_share": self.waited / elapsed}
         self.__init__()
         return out
 
