@@ -83,7 +83,8 @@ def test_global_batches_are_the_same_for_any_number_of_processes():
 
 def test_environment_detection():
     assert detect({}) == World(0, 0, 1)
-    assert detect({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == World(3, 1, 4)
+    assert detect({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == World(3, 1, 4, launched=True)
+    assert detect({"RANK": "0", "WORLD_SIZE": "1"}).enabled  # torchrun of one: a process group of one
     assert detect({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"}) == World(5, 1, 8)
     assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == World(0, 0, 1)
 
