@@ -9,7 +9,7 @@ import numpy as np
 
 from clibd_cli.embedding import embeddings_file
 from clibd_cli.embedding.embeddings_file import read_embeddings
-from fixtures.specimens import copy_photos, run
+from fixtures.specimens import copy_photos, run, write_fasta
 
 CLIBD = str(Path(sys.executable).with_name("clibd"))
 
@@ -85,3 +85,21 @@ def test_shards_of_other_inputs_are_not_reused(barcode_refs, tiny_model, tmp_pat
     again = run(*args[:4], "3", *args[5:])  # another --batch-size: other chunks
     assert again.exit_code == 0 and "starting afresh" in again.stderr
     assert len(read_embeddings(out)[0]) == 57
+
+
+def test_index_built_by_two_processes_is_the_one_of_one(barcode_refs, tiny_model, tmp_path):
+    """References and --calibrate-on queries embedded by two gloo processes, chunks of 16 records."""
+    from clibd_cli.reference.hnsw_index import load_index
+
+    refs = write_fasta(tmp_path / "refs.fasta", barcode_refs.records[:40])
+    held_out = write_fasta(tmp_path / "held_out.fasta", barcode_refs.records[40:])
+    args = ["-m", str(tiny_model), "-k", "5", "--batch-size", "2", str(refs), "--calibrate-on", str(held_out)]
+    one = run("-q", "--threads", "1", "index", *args, "-o", tmp_path / "one")
+    assert one.exit_code == 0, one.stderr
+    two = subprocess.run([CLIBD, "-q", "--device", "cpu", "--threads", "1", "index", "--nproc-per-node=2", *args,
+                          "-o", str(tmp_path / "two")], capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = load_index(tmp_path / "one"), load_index(tmp_path / "two")
+    assert a.ids == b.ids and len(a) == 40 and np.array_equal(a.vectors(), b.vectors())
+    assert a.calibration == b.calibration
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held_out.fasta", "one", "refs.fasta", "two"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -72,11 +73,13 @@ def index() -> None:
 @click.option("--calibrate-split", "held_out_splits", multiple=True,
               help="Splits of a --calibrate-on HDF5 (repeatable; e.g. val, val_unseen).")
 @options.batch_size(256)
+@options.nproc_per_node()
 @click.pass_obj
 def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, modality: str,
           taxonomy: str | None, splits: tuple[str, ...], images: tuple[str, ...], append: bool, hnsw_m: int,
           ef_construction: int, ef: int, neighbours: int, prior_unseen: float | None,
-          held_out: tuple[str, ...], held_out_splits: tuple[str, ...], batch_size: int) -> None:
+          held_out: tuple[str, ...], held_out_splits: tuple[str, ...], batch_size: int,
+          nproc_per_node: int) -> None:
     """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX headers or --taxonomy, photo folders
     with --taxonomy, or a dataset HDF5 with --split) and write an index directory.
 
@@ -93,6 +96,11 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
       clibd index --model run/best more.fasta --append -o coi_ref/
       clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/
       clibd index info coi_ref/                                      # describe an index
+
+    \b
+    The embedding is saved in chunks in OUTPUT.shards/ (and OUTPUT.held-out.shards/) as it goes:
+    after an interruption the same command carries on. With --nproc-per-node N (or under
+    torchrun/srun) every process embeds its share; process 0 builds the graph and calibrates.
     """
     if images and modality != "dna":
         raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
@@ -104,40 +112,58 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.classification.query_kinds import calibrate
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
     from clibd_cli.embedding.kmer import KMER_MODEL
+    from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
     from clibd_cli.reference.sketch import orient_references
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references
+    from clibd_cli.training import distributed
     from models.errors import ClibdError
     from models.files import output_path, writer_lock
 
     output = output_path(output, directory=True, marker="manifest.json",
                          inputs=(*references, *held_out, *images, *([taxonomy] if taxonomy else [])))
-    click.get_current_context().with_resource(writer_lock(output))  # held until the index is saved
     if not model_available(model_dir):
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
                                  f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")
+    if nproc_per_node > 1 and model_dir == KMER_MODEL:
+        raise click.BadParameter(f"the {KMER_MODEL} model runs in one process", param_hint="--nproc-per-node")
+    if nproc_per_node > 1 and distributed.detect().size == 1:
+        sys.exit(distributed.launch(nproc_per_node, distributed.relaunch_args(settings.command_line)))
+    if distributed.detect().is_main:  # the process that writes the index; held until it is saved
+        click.get_current_context().with_resource(writer_lock(output))
     if append and not (output / "manifest.json").is_file():
         raise ClibdError(f"{output}: not an index yet; build it without --append first")
     if model_dir != KMER_MODEL:
         settings.apply_torch()
-    model = load_model_for(model_dir, [modality, *(["image"] if images else [])])
-    existing = load_index(output, model_fingerprint=model.fingerprint()) if append else None
-    if existing is not None and existing.manifest["modality"] != modality:
-        raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
-    refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
-    found = read_held_out(held_out, held_out_splits, modality, taxonomy,
-                          refs.ids + (existing.ids if existing else []))
-    sketch, turned = None, []
-    if modality == "dna" and (existing is None or existing.sketch is not None):
-        sketch, turned = orient_references(refs.items, existing.sketch if existing else None, seed=settings.seed)
-        if turned:
-            log.warning("%d reference barcodes are reverse-complemented; indexed turned around: %s%s", len(turned),
-                        ", ".join(refs.ids[i] for i in turned[:10]), " …" if len(turned) > 10 else "")
-    if sketch is not None and found is not None:
-        orient_references(found.items, sketch)
-    embedder = Embedder(model, settings.torch_device(), batch_size, settings.precision)
-    log.info("embedding %d reference records (%s)", len(refs), modality)
-    vectors, keep = embed_references(embedder, refs, settings.progress())
+    with distributed.joined(settings.torch_device()) as (world, device):
+        model = load_model_for(model_dir, [modality, *(["image"] if images else [])])
+        existing = load_index(output, model_fingerprint=model.fingerprint()) if append else None
+        if existing is not None and existing.manifest["modality"] != modality:
+            raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
+        refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
+        found = read_held_out(held_out, held_out_splits, modality, taxonomy,
+                              refs.ids + (existing.ids if existing else []))
+        sketch, turned = None, []
+        if modality == "dna" and (existing is None or existing.sketch is not None):
+            sketch, turned = orient_references(refs.items, existing.sketch if existing else None,
+                                               seed=settings.seed)
+            if turned and world.is_main:
+                log.warning("%d reference barcodes are reverse-complemented; indexed turned around: %s%s",
+                            len(turned), ", ".join(refs.ids[i] for i in turned[:10]),
+                            " …" if len(turned) > 10 else "")
+        if sketch is not None and found is not None:
+            orient_references(found.items, sketch)
+        embedder = Embedder(model, device, batch_size, settings.precision)
+        log.info("embedding %d reference records (%s)", len(refs), modality)
+        embedded = embed_references(embedder, refs, shards_folder(output), world, settings.progress())
+        queries = None
+        if found is not None:
+            log.info("embedding %d held-out queries for the calibration", len(found))
+            queries = embed_references(embedder, found, shards_folder(output, "held-out"), world,
+                                       settings.progress())
+    if not world.is_main:
+        return
+    vectors, keep = embedded
     ids = [refs.ids[i] for i in keep]
     labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
     if existing is not None:
@@ -155,16 +181,16 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         target.sketch = sketch
         target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
                                                                         if existing else 0))
-    queries = None
-    if found is not None:
-        log.info("embedding %d held-out queries for the calibration", len(found))
-        vectors, keep = embed_references(embedder, found, settings.progress())
+    if queries is not None:
+        vectors, keep = queries
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
                                    seed=settings.seed, held_out=queries)
     target.save(output)
+    discard(shards_folder(output))
+    discard(shards_folder(output, "held-out"))
     click.echo(target.info())
 
 

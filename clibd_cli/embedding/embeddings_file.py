@@ -15,7 +15,7 @@ import numpy as np
 
 from clibd_cli import __version__
 from clibd_cli.embedding.embedder import Embedder, batched
-from clibd_cli.embedding.shards import Part, describe_inputs, discard, embed_chunks, read_chunks, shards_folder
+from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, describe_inputs, discard, embed_chunks, read_chunks, shards_folder
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
 from clibd_cli.io.sequences import barcode_problem, clean_barcode
 from clibd_cli.io.streams import is_hdf5
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from clibd_cli.training.distributed import World
 
 log = logging.getLogger("clibd")
-# Records per saved chunk, in model batches: 2,048 at the default batch size (a 5M-photo run keeps
-# about 2,500 chunk files; an interruption loses at most one chunk per process).
-CHUNK_BATCHES = 8
 
 
 class EmbeddingsWriter:

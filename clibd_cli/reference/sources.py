@@ -10,20 +10,26 @@ files) with ``--split`` names.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
 from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, embed_chunks, read_chunks
 from clibd_cli.io.images import load_photos
 from clibd_cli.io.sequences import barcode_problem, clean_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError
+
+if TYPE_CHECKING:
+    from clibd_cli.training.distributed import World
 
 log = logging.getLogger("clibd")
 
@@ -98,30 +104,48 @@ def read_held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: st
     return found
 
 
-def embed_references(embedder: Embedder, refs: References,
-                     progress: bool = False) -> tuple[np.ndarray, list[int]]:
+def embed_references(embedder: Embedder, refs: References, folder: Path, world: World,
+                     progress: bool = False) -> tuple[np.ndarray, list[int]] | None:
     """Vectors of the usable reference records and their positions in ``refs`` (an unreadable
-    photo is left out)."""
-    photos = refs.modality == "image"
-    encode = {"dna": embedder.barcodes, "text": embedder.labels, "image": embedder.images}[refs.modality]
+    photo is left out), on process 0; None on the others.
+
+    Embedded in chunks kept in ``folder`` until the caller discards it, shared among the processes
+    of ``world`` and resumed after an interruption (``clibd_cli/embedding/shards.py``).
+    """
+    size = embedder.batch_size * CHUNK_BATCHES
+    digest = hashlib.sha256()
+    for record_id, item in zip(refs.ids, refs.items):
+        digest.update(f"{record_id}\t{item if isinstance(item, str) else ''}\n".encode())
+    fingerprint = {"command": "index", "modality": refs.modality, "records": digest.hexdigest(),
+                   "model": embedder.model.fingerprint(), "precision": embedder.precision, "chunk_records": size}
+    chunks = (partial(_embed_chunk, embedder, refs, range(start, min(start + size, len(refs))))
+              for start in range(0, len(refs), size))
+    files = embed_chunks(chunks, folder, fingerprint, world, progress)
+    if not world.is_main:
+        return None
     vectors = np.empty((len(refs), embedder.model.embed_dim), np.float32)  # filled in place: no 2nd copy
     keep: list[int] = []
-    bar = tqdm(total=len(refs), unit=" records", disable=not progress, leave=False, desc="embedding")
-    for positions in batched(range(len(refs)), embedder.batch_size * (1 if photos else 8)):
-        items = [refs.items[i] for i in positions]
-        if refs.modality == "text":  # the model's own label string (upstream models: not_classified)
-            items = [embedder.model.label_string({rank: refs.labels[rank][i] for rank in RANKS})
-                     for i in positions]
-        if photos:  # decoded and shrunk to the model's input one at a time
-            loaded, items = load_photos(zip(positions, items), embedder.pixels, skipped="reference skipped")
-            bar.update(len(positions) - len(loaded))
-            positions = loaded
-        if items:
-            vectors[len(keep) : len(keep) + len(items)] = encode(items)
-            keep.extend(positions)
-        bar.update(len(items))
-    bar.close()
+    for part in read_chunks(files):
+        vectors[len(keep) : len(keep) + len(part["keep"])] = part["vectors"]
+        keep.extend(part["keep"].tolist())
     return vectors[: len(keep)], keep
+
+
+def _embed_chunk(embedder: Embedder, refs: References, positions: range) -> Part:
+    """The vectors of the usable records at ``positions`` and where they are (``keep``)."""
+    photos = refs.modality == "image"
+    encode = {"dna": embedder.barcodes, "text": embedder.labels, "image": embedder.images}[refs.modality]
+    vectors, keep = [np.empty((0, embedder.model.embed_dim), np.float32)], []
+    for batch in batched(positions, embedder.batch_size if photos else len(positions)):
+        items = [refs.items[i] for i in batch]
+        if refs.modality == "text":  # the model's own label string (upstream models: not_classified)
+            items = [embedder.model.label_string({rank: refs.labels[rank][i] for rank in RANKS}) for i in batch]
+        if photos:  # decoded and shrunk to the model's input one at a time
+            batch, items = load_photos(zip(batch, items), embedder.pixels, skipped="reference skipped")
+        if items:
+            vectors.append(encode(items))
+            keep.extend(batch)
+    return {"vectors": np.concatenate(vectors), "keep": np.asarray(keep, dtype=np.int64)}
 
 
 def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
