@@ -4,7 +4,7 @@
     gpu_check.py train --model M --data D --out DIR --device D --max-batch 500 --json F
     gpu_check.py queries DATA.h5 OUT.fasta [--split test]
     gpu_check.py timed --name NAME --json F [--count-h5 F | --count-tsv F] -- COMMAND ...
-    gpu_check.py summary DIR
+    gpu_check.py summary WORK FOLDER
 
 ``train`` runs the real training loop (clibd_cli/training/loop.py) in this process at the largest
 per-GPU batch of 500, 400, 320, ... that fits, and reports the median samples/s of the timed
@@ -72,6 +72,7 @@ def main() -> None:
     timed.add_argument("--count-tsv", type=Path)
     timed.add_argument("command", nargs=argparse.REMAINDER)
     summary = steps.add_parser("summary")
+    summary.add_argument("work", type=Path)
     summary.add_argument("folder", type=Path)
     args = parser.parse_args()
     {"data": make_data, "train": measure_training, "queries": write_queries, "timed": run_timed,
@@ -210,18 +211,19 @@ def run_timed(args) -> None:
 
 
 def write_summary(args) -> None:
-    """SUMMARY.md from the JSON files of the steps."""
-    rows = ["| step | result |", "|---|---|"]
-    train = json.loads((args.folder / "train.json").read_text())
+    """FOLDER/results.json (every step's JSON) and FOLDER/SUMMARY.md from the steps' files in WORK."""
+    train = json.loads((args.work / "train.json").read_text())
+    steps = [json.loads(p.read_text()) for p in sorted(args.work.glob("timed-*.json"), key=lambda p: p.stat().st_mtime)]
     mfu = f"{100 * train['mfu']:.1f} % of {train['peak_tflops_bf16']:.0f} TFLOP/s" if train["mfu"] else "n/a"
     memory = f"{train['peak_memory_gib']:.1f} GiB" if train["peak_memory_gib"] is not None else "n/a"
-    rows += [f"| train {train['model']} bf16, batch {train['batch_per_gpu']}/GPU | "
-             f"{train['samples_per_s']:.1f} samples/s; MFU {mfu}; data wait {100 * train['data_wait_share']:.1f} %; "
-             f"peak memory {memory} ({train['device']}) |"]
-    for path in sorted(args.folder.glob("timed-*.json"), key=lambda p: p.stat().st_mtime):
-        step = json.loads(path.read_text())
+    rows = ["| step | result |", "|---|---|",
+            f"| train {train['model']} bf16, batch {train['batch_per_gpu']}/GPU | {train['samples_per_s']:.1f} "
+            f"samples/s; MFU {mfu}; data wait {100 * train['data_wait_share']:.1f} %; peak memory {memory} "
+            f"({train['device']}) |"]
+    for step in steps:
         rate = f"; {step['items_per_s']:.1f} items/s" if step["items_per_s"] is not None else ""
         rows.append(f"| {step['name']} | ok, {step['wall_s']:.1f} s{rate} |")
+    (args.folder / "results.json").write_text(json.dumps({"train": train, "steps": steps}, indent=1) + "\n")
     (args.folder / "SUMMARY.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
 

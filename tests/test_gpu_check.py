@@ -26,21 +26,24 @@ def test_peak_by_gpu_name():
 
 @pytest.mark.slow
 def test_cpu_smoke_runs_every_step(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "CLIBD": str(Path(sys.executable).with_name("clibd")),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    env.pop("OUT", None)
-    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu-smoke", str(tmp_path / "check")],
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",  # clibd as python -m clibd_cli
+           "WORK": str(tmp_path / "work")}
+    for name in ("OUT", "CLIBD", "BOLD_CSV"):
+        env.pop(name, None)
+    folder = tmp_path / "check"
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu-smoke", str(folder)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    folder = tmp_path / "check"
     assert "all steps passed" in done.stdout and (folder / "gpu_check.log").read_text() == done.stdout
-    train = json.loads((folder / "train.json").read_text())
+    assert sorted(p.name for p in folder.iterdir()) == ["SUMMARY.md", "gpu_check.log", "results.json"]
+    results = json.loads((folder / "results.json").read_text())
+    train = results["train"]
     assert train["batch_per_gpu"] == 16 and train["samples_per_s"] > 0 and 0 <= train["data_wait_share"] < 1
     assert train["flops_per_sample"] == pytest.approx(sum(train["flops_per_sample_by_tower"].values()))
     assert all(f > 0 for f in train["flops_per_sample_by_tower"].values()) and train["mfu"] is None
-    steps = {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in folder.glob("timed-*.json")}
-    assert set(steps) == {"torchrun-train", "torchrun-embed", "embed-photos", "embed-barcodes", "index", "classify"}
+    steps = {step["name"]: step for step in results["steps"]}
+    assert list(steps) == ["torchrun-train", "torchrun-embed", "embed-photos", "embed-barcodes", "index", "classify"]
     assert all(steps[name]["items"] > 0 for name in ("torchrun-embed", "embed-photos", "embed-barcodes", "classify"))
-    assert json.loads((folder / "torchrun-train" / "args.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "work" / "torchrun-train" / "args.json").read_text())["world_size"] == 2
     assert "torchrun embedding = one process" in done.stdout and "max |difference| 0.00e+00" in done.stdout
     assert (folder / "SUMMARY.md").read_text().count("\n") == 2 + 1 + len(steps)
