@@ -103,3 +103,8 @@ def test_index_built_by_two_processes_is_the_one_of_one(barcode_refs, tiny_model
     assert a.ids == b.ids and len(a) == 40 and np.array_equal(a.vectors(), b.vectors())
     assert a.calibration == b.calibration
     assert sorted(p.name for p in tmp_path.iterdir()) == ["held_out.fasta", "one", "refs.fasta", "two"]
+
+
+def test_standard_input_is_for_one_process(tiny_model, tmp_path):
+    result = run("embed", "--nproc-per-node", "2", "-m", tiny_model, "-", "-o", tmp_path / "e.h5", input=">a\nACGT\n")
+    assert result.exit_code == 2 and "one process only" in result.stderr

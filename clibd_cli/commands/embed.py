@@ -48,6 +48,9 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     from models.files import output_path
 
     output = output_path(output, inputs=inputs)
+    if nproc_per_node > 1 and "-" in inputs:
+        raise click.BadParameter("standard input can be read by one process only; give a file",
+                                 param_hint="--nproc-per-node")
     if nproc_per_node > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(nproc_per_node, distributed.relaunch_args(settings.command_line)))
     needed = sorted({input_modality(source, modality or "dna") for source in inputs})
