@@ -17,6 +17,7 @@ output atomically and then calls :func:`discard`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -49,7 +50,7 @@ def shards_folder(output: str | Path, part: str = "") -> Path:
 
 def describe_inputs(paths: Iterable[str | Path]) -> list:
     """What identifies the inputs for a resumed run: each file's absolute path, size and mtime, each
-    folder's path and the photo files under it (a renamed or added photo starts afresh)."""
+    folder's path and a sha256 of the photo paths under it (a renamed or added photo starts afresh)."""
     from clibd_cli.io.images import find_images
 
     out: list = []
@@ -58,7 +59,8 @@ def describe_inputs(paths: Iterable[str | Path]) -> list:
         if str(source) == "-":  # standard input cannot be read twice: never resumed
             out.append(["-", secrets.token_hex(8)])
         elif path.is_dir():
-            out.append([str(path.resolve()), [str(p) for p in find_images([path])]])
+            listing = hashlib.sha256("\n".join(map(str, find_images([path]))).encode()).hexdigest()
+            out.append([str(path.resolve()), listing])
         else:
             stat = path.stat()
             out.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
@@ -127,8 +129,6 @@ def _keep_or_discard(folder: Path) -> None:
 
 def read_chunks(files: list[tuple[Path, str]]) -> Iterator[Part]:
     """The saved chunks in order, each checked against its sha256."""
-    import hashlib
-
     for path, sha in files:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != sha:

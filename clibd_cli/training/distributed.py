@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from models.errors import ClibdError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("clibd")
+WAIT_FOR_OTHERS = timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,9 @@ def detect(environ: dict[str, str] | None = None) -> World:
     return World()
 
 
-def init(world: World, device: str) -> str:
-    """Join the process group (NCCL on GPU, gloo on CPU); return this process's device."""
+def init(world: World, device: str, timeout: timedelta | None = None) -> str:
+    """Join the process group (NCCL on GPU, gloo on CPU; collectives give up after ``timeout``,
+    default torch's); return this process's device."""
     if device == "cuda":  # one GPU per process; srun --gpus-per-task shows each process just one
         import torch
 
@@ -76,7 +79,7 @@ def init(world: World, device: str) -> str:
     import torch.distributed as dist
 
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend, rank=world.rank, world_size=world.size)
+    dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=timeout)
     return device
 
 
@@ -159,12 +162,14 @@ def relaunch_args(command_line: str) -> list[str]:
 @contextmanager
 def joined(device: str) -> Iterator[tuple[World, str]]:
     """This process's place among the processes torchrun or srun started (one: no process group)
-    and its device, for the duration. Ranks other than 0 log warnings only (e.g. the records they
-    skip) and exit quietly on a ``ClibdError`` (every rank fails alike; rank 0 says why)."""
+    and its device, for the duration of an embedding. Ranks other than 0 log warnings only (e.g.
+    the records they skip) and exit quietly on a ``ClibdError`` (every rank fails alike; rank 0
+    says why). A process done with its share waits for the others for up to :data:`WAIT_FOR_OTHERS`
+    (a resumed run can leave one process far more to do than another)."""
     world = detect()
     if not world.is_main:
         log.setLevel(max(log.level, logging.WARNING))
-    device = init(world, device)
+    device = init(world, device, timeout=WAIT_FOR_OTHERS)
     try:
         yield world, device
     except ClibdError:
