@@ -23,7 +23,8 @@ from fixtures.specimens import PHOTOS, Specimen, copy_photos, error_line, run, s
 
 RANKS = ("order", "family", "genus", "species")
 CONTRACT = ["query_id", "modality", "status", "order", "family", "genus", "species", "order_conf",
-            "family_conf", "genus_conf", "species_conf", "lineage", "nearest_id", "nearest_sim", "strand"]
+            "family_conf", "genus_conf", "species_conf", "lineage", "nearest_id", "nearest_sim", "strand",
+            "prior_unseen"]  # appended last: the share of new species the confidences assume
 LETTERS = {"o": "order", "f": "family", "g": "genus", "s": "species"}
 LINEAGE = re.compile(r"^([ofgs]):([^,()\s]+)\((\d\.\d\d)\)$")
 CLIBD = str(Path(sys.executable).with_name("clibd"))

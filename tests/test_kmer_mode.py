@@ -81,11 +81,12 @@ def test_calibration_on_held_out_queries(tmp_path):
     pseudo = json.loads((plain / "calibration.json").read_text())["dna"]
     n_unseen = sum(r.lineage["species"] in new for r in held_out)
     assert fitted["fitted_on"]["held_out_queries"] == [len(held_out) - n_unseen, n_unseen]
-    assert fitted["prior_unseen"] == pytest.approx(n_unseen / len(held_out))  # their own mix by default
+    assert fitted["fitted_on"]["held_out_unseen_share"] == pytest.approx(n_unseen / len(held_out))
+    assert fitted["prior_unseen"] is None and fitted["scenarios"] == ["seen", "unseen"]  # estimated per run
     # the decisions stay those fitted on the reference's pseudo-queries; only the confidences move
     assert {r: v["tau_vote"] for r, v in fitted["ranks"].items()} == \
         {r: v["tau_vote"] for r, v in pseudo["ranks"].items()}
-    assert fitted["ranks"]["species"]["coef"] != pseudo["ranks"]["species"]["coef"]
+    assert fitted["ranks"]["species"]["maps"][0]["coef"] != pseudo["ranks"]["species"]["maps"][0]["coef"]
 
     result = run("classify", "--index", calibrated, write_fasta(tmp_path / "q.fa", held_out, sintax=False))
     assert result.exit_code == 0, result.stderr

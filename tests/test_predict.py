@@ -7,11 +7,12 @@ import pytest
 
 from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.decision import decide, predict
-from clibd_cli.classification.fitting import fit_calibration, _isotonic
+from clibd_cli.classification.fitting import fit_calibration
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.evaluation import metrics
 from clibd_cli.reference.hnsw_index import build_index
 from models.errors import ClibdError
+from clibd_cli.classification.probability_map import _isotonic
 
 RANKS = ("order", "family", "genus", "species")
 DIM = 64
@@ -105,11 +106,13 @@ def test_confidence_means_what_it_says_for_the_assumed_mix(seed):
     vectors, labels = tree.records(seen, 10)
     index = build_index(vectors, [str(i) for i in range(len(vectors))], labels,
                         model_fingerprint="f", modality="dna", M=8)
-    calibration = fit_calibration(index, k=10, n_queries=200, prior_unseen=0.5)
+    # k above the 10 records per species: with k = 10 a new record of a seen species has no other
+    # species among its neighbours while a pseudo-query (its own record left out) has one
+    calibration = fit_calibration(index, k=20, n_queries=200, prior_unseen=0.5)
     taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     seen_q, seen_l = tree.records(seen, 4)
     unseen_q, unseen_l = tree.records(held_out, 28)
-    rows, sims = index.search(np.vstack([seen_q, unseen_q]), 10)
+    rows, sims = index.search(np.vstack([seen_q, unseen_q]), 20)
     codes, conf = decide(rows, sims, taxonomy, calibration)
     for rank in RANKS:
         names = np.array([*taxonomy.names[rank], None], dtype=object)
@@ -140,8 +143,8 @@ def test_rank_without_labelled_neighbours_is_empty_with_zero_confidence():
 
 def handmade_calibration(ranks, tau_vote=1.0):
     """Confidence = sigmoid(5 * vote share - 2.5), the same for every rank."""
-    fit = {"tau_vote": tau_vote, "tau_share": 1.0, "mean": [0, 0, 0], "scale": [1, 1, 1],
-           "coef": [0, 0, 5], "intercept": -2.5, "iso_x": [], "iso_y": []}
+    fit = {"tau_vote": tau_vote, "tau_share": 1.0, "maps": [{"mean": [0, 0, 0], "scale": [1, 1, 1],
+           "coef": [0, 0, 5], "intercept": -2.5, "iso_x": [], "iso_y": []}]}
     return Calibration(k=10, prior_unseen=0.5, unseen_genus_fraction=0.1,
                        ranks={r: dict(fit) for r in ranks}, fitted_on={})
 

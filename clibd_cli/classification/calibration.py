@@ -10,12 +10,15 @@ probability that the label is right by a per-rank logistic regression refined by
 regression, fitted on the reference itself (``fit_calibration``): reference records serve
 as pseudo-queries searched (a) as *seen* queries, excluding only the record itself, (b) as
 *unseen-species* queries, excluding every record of their species (the species answer is then
-wrong by definition), and (c) as *unseen-genus* queries, excluding their whole genus. The
-scenarios are mixed with weights ``1 - prior_unseen``, ``prior_unseen * (1 -
-unseen_genus_fraction)`` and ``prior_unseen * unseen_genus_fraction``, where ``prior_unseen``
-is the assumed share of queries whose species is absent from the reference. Both temperatures
-are fitted per rank too. Where labelled held-out queries are at hand (e.g. a dataset's ``val``
-and ``val_unseen`` splits), the maps can be refitted on them (``fit_calibration_held_out``).
+wrong by definition), (c) as *unseen-genus* and (d) *unseen-family* queries, excluding their
+whole genus or family. One map per rank and scenario is fitted, and a scenario model
+``P(scenario | every rank's features)`` (``batch_prior.py``); a query's confidence at a rank
+is the mixture of the scenario maps weighted by its scenario posterior at the batch's scenario shares, which are either fixed (``prior_unseen``, the share of queries whose
+species is absent from the reference, of which ``unseen_genus_fraction`` are of new genera) or
+estimated by EM from the batch itself. Both temperatures are fitted per rank, on a 0.5 mix.
+Where labelled held-out queries are at hand (e.g. a dataset's ``val`` and ``val_unseen``
+splits), the maps can be refitted on them (``fit_calibration_held_out``; scenarios
+``seen`` and ``unseen``).
 Finally a rank's confidence is capped by the rank above (a species
 cannot be more certain than its genus; a label outside the parent picked above by ``1 -`` that
 parent's confidence), so the labels passing a cutoff form an unbroken lineage from the top.
@@ -26,52 +29,99 @@ The maps are fitted in ``clibd_cli/classification/fitting.py``; this module owns
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from clibd_cli.classification.batch_prior import ScenarioModel, adjust, estimate_shares
+from clibd_cli.classification.probability_map import apply_map
 from models.errors import ClibdError
 
 FEATURES = ("log_distance", "margin", "vote_share")
+FORMAT = "clibd-calibration/2"
 
 
 @dataclass
 class Calibration:
-    """Fitted feature -> probability maps per rank (JSON-serialisable)."""
+    """Fitted feature -> probability maps per rank and scenario (JSON-serialisable).
+
+    A scenario is what the query is to the reference: of a species in it (``seen``), of a new
+    species of a known genus, of a new genus (``batch_prior.SCENARIOS``; ``seen`` and
+    ``unseen`` when fitted on held-out queries). A rank's confidence is the mixture of its
+    per-scenario maps weighted by the query's scenario posterior at the batch's shares.
+    """
 
     k: int  # neighbours the features look at
-    prior_unseen: float
-    unseen_genus_fraction: float
-    ranks: dict[str, dict]  # rank -> {"tau_vote", "tau_share", "mean", "scale", "coef",
-    #                                   "intercept", "iso_x", "iso_y"}
+    prior_unseen: float | None  # share of queries from new species fixed at index time; None: auto
+    unseen_genus_fraction: float  # share of those whose genus is new too, when the share is fixed
+    ranks: dict[str, dict]  # rank -> {"tau_vote", "tau_share", "maps": [probability_map per scenario]}
     fitted_on: dict  # provenance: pseudo-query counts and seed, or held-out query counts
+    scenarios: list[str] = field(default_factory=lambda: ["fixed"])
+    scenario_model: dict | None = None  # batch_prior.ScenarioModel as JSON; None: one fixed mix
 
     @property
     def held_out(self) -> bool:
         """Whether the maps were fitted on held-out queries (else on the reference's pseudo-queries)."""
         return "held_out_queries" in self.fitted_on
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether the share of new species can be set per run (format 2; else fixed at index time)."""
+        return self.scenario_model is not None
+
     def to_json(self) -> dict:
-        return {"format": "clibd-calibration/1", "features": list(FEATURES), **self.__dict__}
+        return {"format": FORMAT, "features": list(FEATURES), **self.__dict__}
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
-        if data.get("format") != "clibd-calibration/1" or data.get("features") != list(FEATURES):
+        if data.get("features") != list(FEATURES) or data.get("format") not in (FORMAT, "clibd-calibration/1"):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
-        return cls(**{k: v for k, v in data.items() if k not in ("format", "features")})
+        data = {k: v for k, v in data.items() if k not in ("format", "features")}
+        if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time
+            data["ranks"] = {rank: {"tau_vote": fit.pop("tau_vote"), "tau_share": fit.pop("tau_share"),
+                                    "maps": [fit]} for rank, fit in data["ranks"].items()}
+        return cls(**data)
 
-    def probability(self, rank: str, features: np.ndarray) -> np.ndarray:
+    def shares(self, prior_unseen: float | None = None) -> np.ndarray:
+        """Scenario shares for a share ``prior_unseen`` of queries from new species (the one
+        fixed at index time, else 0.5, if None)."""
+        p = self.prior_unseen if prior_unseen is None else prior_unseen
+        p = 0.5 if p is None else p
+        if len(self.scenarios) == 1:
+            return np.ones(1)
+        if len(self.scenarios) == 2:
+            return np.array([1 - p, p])
+        g = self.unseen_genus_fraction
+        return np.array([1 - p, p * (1 - g), p * g, 0.0][: len(self.scenarios)])
+
+    def unseen_share(self, shares: np.ndarray) -> float:
+        """The share of queries from species absent from the reference that ``shares`` mean."""
+        if not self.adaptive:
+            return 0.5 if self.prior_unseen is None else self.prior_unseen
+        return float(1.0 - shares[0])
+
+    def posterior(self, stacked: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """``[Q, S]`` scenario posteriors at ``shares`` of queries with every rank's features
+        ``stacked`` ``[Q, ranks x features]``."""
+        if not self.adaptive:
+            return np.ones((len(stacked), 1))
+        model = ScenarioModel.from_json(self.scenario_model)
+        return adjust(model.posterior(stacked), np.asarray(model.training_shares), shares)
+
+    def estimate_shares(self, stacked: np.ndarray) -> np.ndarray:
+        """Scenario shares of a batch estimated by EM on its queries' ``stacked`` features (``batch_prior.py``)."""
+        if not self.adaptive:
+            return self.shares()
+        model = ScenarioModel.from_json(self.scenario_model)
+        return estimate_shares(model.posterior(stacked), np.asarray(model.training_shares), self.shares(0.5))
+
+    def probability(self, rank: str, features: np.ndarray, posterior: np.ndarray) -> np.ndarray:
         """Calibrated probability that the winning label at ``rank`` is right."""
-        p = self.ranks[rank]
-        z = (features - np.asarray(p["mean"])) / np.asarray(p["scale"])
-        score = sigmoid(z @ np.asarray(p["coef"]) + p["intercept"])
-        return np.interp(score, p["iso_x"], p["iso_y"]) if p["iso_x"] else score
+        maps = self.ranks[rank]["maps"]
+        return sum(posterior[:, s] * apply_map(m, features) for s, m in enumerate(maps))
 
 
 def calibrations(stored: dict | None) -> dict[str, Calibration]:
     """The typed calibrations by query kind (``dna``, ``image``, ``image+dna``) of an index or pack."""
     return {kind: Calibration.from_json(data) for kind, data in (stored or {}).items()}
 
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))

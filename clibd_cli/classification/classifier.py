@@ -3,7 +3,9 @@
 Query vectors are searched in the index and the neighbours turned into per-rank labels with
 the confidence calibration stored in the index for that kind of query (``dna``, ``image`` or
 ``image+dna``; fitted by ``clibd index``). A fused specimen (photo and barcode) is embedded as
-the normalised sum of its two embeddings.
+the normalised sum of its two embeddings. The confidences assume a share of queries from
+species absent from the reference: fixed, or estimated per kind of query from the first call's
+queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.classification.calibration import FEATURES, calibrations
-from clibd_cli.classification.decision import predict
+from clibd_cli.classification.calibration import calibrations
+from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
@@ -47,6 +49,7 @@ class Result:
 
     query: Query
     prediction: RankedPrediction | None = None
+    prior_unseen: float | None = None  # share of queries from new species the confidences assume
     neighbours: list[Neighbour] | None = None  # best first, with ``report`` > 0
     problem: str | None = None
 
@@ -60,9 +63,12 @@ class Classifier:
 
     def __init__(self, index_dir: str | Path, model: str | Path | None = None, *,
                  device: str | Callable[[], str] = "cpu", batch_size: int = 256, precision: str = "auto",
-                 ef: int | None = None, verify: bool = True, taxa: Sequence[str] = ()):
+                 ef: int | None = None, verify: bool = True, taxa: Sequence[str] = (),
+                 prior_unseen: float | None = None):
         """``device`` may be a function resolving it, called only if the model is a neural network;
-        ``taxa`` restricts the reference to the records labelled with one of them (exact search)."""
+        ``taxa`` restricts the reference to the records labelled with one of them (exact search).
+        ``prior_unseen``: the share of queries from species absent from the reference; None: the
+        one fixed at index time, else estimated on the first call's queries."""
         self.index = load_index(index_dir, verify=verify)
         model = model or self.index.manifest.get("model")
         if not model or not model_available(str(model)):
@@ -77,6 +83,8 @@ class Classifier:
         self.calibrations = _checked_calibrations(self.index)
         self.ef = ef
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
+        self.prior_unseen = prior_unseen
+        self.estimates: dict[str, tuple[np.ndarray, int]] = {}  # kind -> (scenario shares, queries)
 
     @property
     def model_free(self) -> bool:
@@ -144,6 +152,20 @@ class Classifier:
                         result.problem = reason
         return pixels
 
+    def estimated(self, kind: str) -> bool:
+        """Whether the share of new species for ``kind`` queries is estimated from the queries."""
+        calibration = self.calibrations[kind]
+        return self.prior_unseen is None and calibration.prior_unseen is None and calibration.adaptive
+
+    def _shares(self, kind: str, decisions) -> np.ndarray:
+        """Scenario shares for ``kind`` queries: fixed, or estimated once on the first ones."""
+        calibration = self.calibrations[kind]
+        if not self.estimated(kind):
+            return calibration.shares(self.prior_unseen)
+        if kind not in self.estimates:
+            self.estimates[kind] = (calibration.estimate_shares(decisions.stacked()), len(decisions))
+        return self.estimates[kind][0]
+
     def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, min_confidence: float,
                  report: int) -> None:
         calibration = self.calibrations[kind]
@@ -153,9 +175,11 @@ class Classifier:
         else:  # exact search among the records of the chosen taxa
             found, sims = exact_search(self._within_vectors, vectors, k)
             rows = self.within[found]
-        predictions = predict(rows, sims, self.reference, calibration, min_confidence)
+        decisions = label(rows, sims, self.reference, calibration)
+        shares = self._shares(kind, decisions)
+        predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):
-            result.prediction = prediction
+            result.prediction, result.prior_unseen = prediction, calibration.unseen_share(shares)
             if report:
                 result.neighbours = [Neighbour(self.index.ids[r], float(s), self._labels(r))
                                      for r, s in zip(row[:report], sim[:report])]
@@ -178,12 +202,16 @@ def _checked_calibrations(index) -> dict:
     try:
         found = calibrations(index.calibration)
         for calibration in found.values():
-            for params in calibration.ranks.values():
+            width = len(calibration.feature_names)
+            for params in (m for fit in calibration.ranks.values() for m in fit["maps"]):
                 features = [np.asarray(params[key], dtype=np.float64) for key in ("mean", "scale", "coef")]
                 iso = [np.asarray(params[key], dtype=np.float64) for key in ("iso_x", "iso_y")]
                 float(params["intercept"])
-                if {f.shape for f in features} != {(len(FEATURES),)} or iso[0].shape != iso[1].shape:
+                if {f.shape for f in features} != {(width,)} or iso[0].shape != iso[1].shape:
                     raise ValueError("parameter arrays of the wrong length")
+            if any(len(fit["maps"]) != len(calibration.scenarios)
+                   for fit in calibration.ranks.values()):
+                raise ValueError("one map per scenario expected")
         return found
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ClibdError(f"{index.path}/calibration.json: not a calibration clibd wrote ({type(exc).__name__}: "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.calibration import FEATURES, Calibration
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 
@@ -23,12 +23,30 @@ _CHUNK = 2048  # queries per vectorised chunk
 _EPS = 1e-4  # distance floor for the log scale (sims of duplicates are ~1)
 
 
+@dataclass
+class Decisions:
+    """Winning label codes and their features per rank for a batch of queries."""
+
+    codes: dict[str, np.ndarray]  # rank -> [Q] code, -1 where no neighbour is labelled
+    features: dict[str, np.ndarray]  # rank -> [Q, len(FEATURES)]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.codes.values())))
+
+    def stacked(self) -> np.ndarray:
+        """``[Q, ranks x features]``: what the scenario model looks at."""
+        return np.concatenate(list(self.features.values()), axis=1)
+
+
 def predict(
     rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
-    min_confidence: float = CALIBRATION.min_confidence,
+    min_confidence: float = CALIBRATION.min_confidence, shares: np.ndarray | None = None,
+    decisions: Decisions | None = None,
 ) -> list[RankedPrediction]:
-    """Per-rank predictions for queries with neighbours ``rows``/``sims`` ``[Q, K]``."""
-    codes, conf = decide(rows, sims, reference, calibration)
+    """Per-rank predictions for queries with neighbours ``rows``/``sims`` ``[Q, K]`` (whose
+    :func:`label` ``decisions`` may be given) at scenario ``shares`` (see :func:`decide`)."""
+    decisions = label(rows, sims, reference, calibration) if decisions is None else decisions
+    codes, conf = decisions.codes, confidences(decisions, reference, calibration, shares)
     out = []
     for q in range(len(rows)):
         labels = {r: (reference.names[r][codes[r][q]] if codes[r][q] >= 0 else None)
@@ -41,33 +59,59 @@ def predict(
 
 
 def decide(
-    rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration
+    rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
+    shares: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Vectorised core of :func:`predict`: ``({rank: code [Q]}, {rank: confidence [Q]})``."""
+    """Vectorised core of :func:`predict`: ``({rank: code [Q]}, {rank: confidence [Q]})`` with
+    confidences for the scenario ``shares`` (``calibration.shares()`` if None)."""
+    decisions = label(rows, sims, reference, calibration)
+    return decisions.codes, confidences(decisions, reference, calibration, shares)
+
+
+def label(
+    rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration
+) -> Decisions:
+    """The winning label at each rank, top-down, and its features."""
     codes: dict[str, list] = {r: [] for r in reference.ranks}
-    conf: dict[str, list] = {r: [] for r in reference.ranks}
+    features: dict[str, list] = {r: [] for r in reference.ranks}
     for start in range(0, len(rows), _CHUNK):
         chunk = slice(start, start + _CHUNK)
         view = Neighbours(rows[chunk, : calibration.k], sims[chunk, : calibration.k])
-        above_code = above_conf = None
-        ceiling = np.ones(len(view.rows))  # confidence of the nearest labelled rank above
+        above_code = None
         for rank in reference.ranks:
             fit = calibration.ranks[rank]
             votes = view.at_rank(reference, rank, above_code)
             pick = votes.pick(fit["tau_vote"])
-            code = votes.winner(pick)
-            features = votes.features(pick, fit["tau_share"])
-            p = np.minimum(np.where(code >= 0, calibration.probability(rank, features), 0.0), ceiling)
-            if above_code is not None:  # a label outside the parent picked above: 1 - p(parent)
-                parent = reference.parents[rank][code]
-                clash = (parent >= 0) & (above_code >= 0) & (parent != above_code)
-                p = np.where(clash, np.minimum(p, 1.0 - above_conf), p)
-            codes[rank].append(code)
-            conf[rank].append(p)
-            above_code, above_conf = code, p
-            ceiling = np.where(code >= 0, p, ceiling)
-    return ({r: np.concatenate(v) if v else np.zeros(0, np.int64) for r, v in codes.items()},
-            {r: np.concatenate(v) if v else np.zeros(0) for r, v in conf.items()})
+            above_code = votes.winner(pick)
+            codes[rank].append(above_code)
+            features[rank].append(votes.features(pick, fit["tau_share"]))
+    return Decisions(
+        {r: np.concatenate(v) if v else np.zeros(0, np.int64) for r, v in codes.items()},
+        {r: np.concatenate(v) if v else np.zeros((0, len(FEATURES))) for r, v in features.items()})
+
+
+def confidences(
+    decisions: Decisions, reference: ReferenceTaxonomy, calibration: Calibration,
+    shares: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per rank, the confidence of the winning label at scenario ``shares``, capped by the rank
+    above (see the module docstring)."""
+    posterior = calibration.posterior(decisions.stacked(), calibration.shares() if shares is None else shares)
+    conf = {}
+    above_code = above_conf = None
+    ceiling = np.ones(len(decisions))  # confidence of the nearest labelled rank above
+    for rank in reference.ranks:
+        code = decisions.codes[rank]
+        p = calibration.probability(rank, decisions.features[rank], posterior)
+        p = np.minimum(np.where(code >= 0, p, 0.0), ceiling)
+        if above_code is not None:  # a label outside the parent picked above: 1 - p(parent)
+            parent = reference.parents[rank][code]
+            clash = (parent >= 0) & (above_code >= 0) & (parent != above_code)
+            p = np.where(clash, np.minimum(p, 1.0 - above_conf), p)
+        conf[rank] = p
+        above_code, above_conf = code, p
+        ceiling = np.where(code >= 0, p, ceiling)
+    return conf
 
 
 class Neighbours:

@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from clibd_cli.classification.calibration import FEATURES, Calibration, sigmoid
+from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
+from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.decision import Neighbours
+from clibd_cli.classification.probability_map import fit_map
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from models.errors import ClibdError
@@ -21,18 +23,21 @@ from models.errors import ClibdError
 
 def fit_calibration(
     index, *, query_vectors: np.ndarray | None = None, k: int = CALIBRATION.neighbours,
-    n_queries: int = CALIBRATION.pseudo_queries, prior_unseen: float = CALIBRATION.prior_unseen,
+    n_queries: int = CALIBRATION.pseudo_queries,
+    prior_unseen: float | None = None,
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
     taus: Sequence[float] = CALIBRATION.taus,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
-    ``n_queries`` records drawn uniformly (``seed``) are searched exactly as seen queries, and
+    ``n_queries`` records drawn uniformly (``seed``) among those whose species has other
+    records are searched exactly as seen queries (excluding only themselves), and
     ``n_queries`` drawn uniformly over species (each species is an equally good proxy for a
     new one, whatever its sampling effort) as unseen-species and unseen-genus queries.
-    ``prior_unseen`` is the assumed share of queries whose species is absent from the
-    reference and ``unseen_genus_fraction`` the share of those whose genus is absent too.
-    Vote temperatures are picked from ``taus`` (see :func:`_fit_ranks`). For queries of
+    ``prior_unseen`` fixes the share of queries whose species is absent from the reference
+    (None: estimated per run, see ``batch_prior.py``) and ``unseen_genus_fraction``
+    the share of those whose genus is absent too, when fixed; the decision rule is fitted at
+    0.5 and 0.1 either way. Vote temperatures are picked from ``taus`` (see :func:`_fit_ranks`). For queries of
     another modality, ``query_vectors[i]`` is record ``i`` seen that way (e.g. the photo of
     the specimen whose barcode is record ``i``); all-zero rows (no photo) are not sampled.
     """
@@ -46,25 +51,25 @@ def fit_calibration(
     rng = np.random.default_rng(seed)
     k = max(1, min(k, len(vectors) - 1))
     ranks = reference.ranks[::-1]  # finest first
-    seen = rng.choice(usable, min(n_queries, len(usable)), replace=False)
     finest = reference.codes[ranks[0]]
+    kept = usable[(finest[usable] < 0) | (np.bincount(finest[finest >= 0])[finest[usable]] > 1)]
+    seen = rng.choice(kept, min(n_queries, len(kept)), replace=False)
     labelled = usable[finest[usable] >= 0]
     unseen = labelled
     if len(labelled) > n_queries:
         rarity = 1.0 / np.bincount(finest[labelled])[finest[labelled]]
         unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
-                    for i in range(min(2, len(ranks)))]
+                    for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
     found = (_pseudo_queries(source, vectors, seen, reference, k, [(None, None)])
              + _pseudo_queries(source, vectors, unseen, reference, k, unseen_plans))
-    shares = [1 - prior_unseen, prior_unseen * (1 - unseen_genus_fraction),
-              prior_unseen * unseen_genus_fraction]
     scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share)
-                 for (queries, rows, sims), share in zip(found, shares) if share > 0 and len(queries)]
+                 for (queries, rows, sims), share in zip(found, (0.5, 0.4, 0.05, 0.05))]
+    fitted, model = _fit_ranks(scenarios, reference, k, taus)
     return Calibration(
-        k, prior_unseen, unseen_genus_fraction, _fit_ranks(scenarios, reference, k, taus),
-        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed,
-         "references": len(vectors)},
+        k, prior_unseen, unseen_genus_fraction, fitted,
+        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(vectors)},
+        list(SCENARIOS), model,
     )
 
 
@@ -73,7 +78,8 @@ ABSENT = np.iinfo(np.int64).max  # truth code of a label the reference lacks: ne
 
 def fit_calibration_held_out(
     index, query_vectors: np.ndarray, query_labels: Mapping[str, Sequence[str | None]],
-    decisions: Calibration, *, prior_unseen: float | None = None, taus: Sequence[float] = CALIBRATION.taus,
+    decisions: Calibration, *, prior_unseen: float | None = None,
+    taus: Sequence[float] = CALIBRATION.taus,
 ) -> Calibration:
     """Refit the confidences of ``decisions`` on labelled held-out queries searched in ``index``.
 
@@ -81,8 +87,8 @@ def fit_calibration_held_out(
     on the reference's many pseudo-queries; only the feature -> probability maps are fitted on
     the real queries. Only queries labelled at the finest rank are used: one whose label there
     is not in the reference is *unseen* (its answer at that rank is wrong by definition), the
-    others *seen*; both kinds are needed. ``prior_unseen`` reweights the two groups to that
-    share of unseen queries, ``None`` keeps the held-out set's own mix. Search is exact.
+    others *seen*; both kinds are needed, and get one map each (scenarios ``seen``, ``unseen``).
+    ``prior_unseen`` fixes the share of unseen queries (None: estimated per run). Search is exact.
     """
     from clibd_cli.reference.search import exact_search
 
@@ -106,16 +112,16 @@ def fit_calibration_held_out(
     k = decisions.k
     rows, sims = exact_search(vectors, queries[labelled], k)
     mix = float(unseen.mean())
-    prior = mix if prior_unseen is None else prior_unseen
     scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share)
-                 for group, share in ((~unseen, 1 - prior), (unseen, prior)) if share > 0]
+                 for group, share in ((~unseen, 0.5), (unseen, 0.5))]
     above = reference.ranks[-2] if len(reference.ranks) > 1 else None
     new_above = float((truth[above][unseen] == ABSENT).mean()) if above else 0.0
     vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus)
     return Calibration(
-        k, prior, new_above, _fit_ranks(scenarios, reference, k, taus, vote_taus),
+        k, prior_unseen, new_above, fitted,
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
-         "references": len(vectors)},
+         "references": len(vectors)}, list(HELD_OUT_SCENARIOS), model,
     )
 
 
@@ -162,14 +168,15 @@ def _pseudo_queries(
 def _fit_ranks(
     scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
     vote_taus: Mapping[str, float] | None = None,
-) -> dict[str, dict]:
-    """Per rank, top-down: the vote temperature that makes the most correct winners (unless
-    given in ``vote_taus``), the vote-share temperature whose logistic map has the least
-    log-loss, and that map refined by isotonic regression. A scenario is ``(truth codes by
-    rank, rows, sims, share)``."""
+) -> tuple[dict[str, dict], dict]:
+    """Per rank, top-down: the vote temperature that makes the most correct winners at the
+    scenarios' shares (unless given in ``vote_taus``), the vote-share temperature whose
+    per-scenario logistic maps have the least log-loss, and those maps refined by isotonic
+    regression; then the scenario model on every rank's features. A scenario is ``(truth codes
+    by rank, rows, sims, share)``. Returns the ranks' fits and the scenario model (JSON)."""
     views = [Neighbours(rows[:, :k], sims[:, :k]) for _, rows, sims, _ in scenarios]
     above: list[np.ndarray | None] = [None] * len(scenarios)
-    fitted = {}
+    fitted, stacked = {}, [[] for _ in scenarios]
     for rank in reference.ranks:
         votes = [view.at_rank(reference, rank, up) for view, up in zip(views, above)]
         truth = [codes[rank] for codes, *_ in scenarios]
@@ -184,68 +191,21 @@ def _fit_ranks(
                 best = (hits, tau, picks)
         _, tau_vote, picks = best
         winners = [v.winner(p) for v, p in zip(votes, picks)]
-        y = np.concatenate([wn == t for wn, t in zip(winners, truth)]).astype(float)
-        w = np.concatenate(weight)
-        use = w > 0
+        right = [(wn == t).astype(float) for wn, t in zip(winners, truth)]
         best = None
         for tau in taus:
-            x = np.concatenate([v.features(p, tau) for v, p in zip(votes, picks)])[use]
-            fit = _fit_logistic(x, y[use], w[use])
-            if best is None or fit["loss"] < best[1]["loss"]:
-                best = (tau, fit)
-        tau_share, fit = best
-        iso_x, iso_y = _isotonic(fit.pop("score"), y[use], w[use])
-        fit.pop("loss")
-        fitted[rank] = {"tau_vote": tau_vote, "tau_share": tau_share, **fit,
-                        "iso_x": iso_x.tolist(), "iso_y": iso_y.tolist()}
+            x = [v.features(p, tau) for v, p in zip(votes, picks)]
+            maps = [fit_map(xs[w > 0], y[w > 0], w[w > 0]) for xs, y, w in zip(x, right, weight)]
+            loss = sum(m.pop("loss") for m in maps)
+            if best is None or loss < best[0]:
+                best = (loss, tau, maps, x)
+        _, tau_share, maps, x = best
+        fitted[rank] = {"tau_vote": tau_vote, "tau_share": tau_share, "maps": maps}
+        for out, xs in zip(stacked, x):
+            out.append(xs)
         above = winners
-    return fitted
-
-
-def _fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict:
-    """Standardise features and fit the logistic map; also returns its scores and log-loss."""
-    mean = x.mean(axis=0) if len(x) else np.zeros(len(FEATURES))
-    scale = np.maximum(x.std(axis=0), 1e-6) if len(x) else np.ones(len(FEATURES))
-    z = (x - mean) / scale
-    coef, intercept = _logistic(z, y, w / max(w.mean(), 1e-300) if len(w) else w)
-    score = np.clip(sigmoid(z @ coef + intercept), 1e-9, 1 - 1e-9)
-    loss = float(-(w * (y * np.log(score) + (1 - y) * np.log(1 - score))).sum())
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": coef.tolist(),
-            "intercept": intercept, "score": score, "loss": loss}
-
-
-def _logistic(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2
-) -> tuple[np.ndarray, float]:
-    """Weighted L2-regularised logistic regression by Newton's method (IRLS)."""
-    a = np.hstack([x, np.ones((len(x), 1))])
-    beta = np.zeros(a.shape[1])
-    ridge = l2 * np.diag([1.0] * x.shape[1] + [0.0])
-    for _ in range(50):
-        p = sigmoid(a @ beta)
-        grad = a.T @ (w * (y - p)) - ridge @ beta
-        hess = (a * (w * p * (1 - p))[:, None]).T @ a + ridge + 1e-9 * np.eye(len(beta))
-        step = np.linalg.solve(hess, grad)
-        beta += step
-        if np.abs(step).max() < 1e-8:
-            break
-    return beta[:-1], float(beta[-1])
-
-
-def _isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted isotonic (non-decreasing) regression by pool-adjacent-violators.
-
-    Returns the blocks' mean x and fitted y, for ``np.interp``; without data, a map to 0 (no
-    evidence, never confident).
-    """
-    if len(x) == 0:
-        return np.array([0.0, 1.0]), np.array([0.0, 0.0])
-    order = np.argsort(x, kind="stable")
-    blocks: list[list[float]] = []  # [sum w*y, sum w, sum w*x]
-    for xi, yi, wi in zip(x[order], y[order], w[order]):
-        blocks.append([wi * yi, wi, wi * xi])
-        while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] >= blocks[-1][0] * blocks[-2][1]:
-            wy, ww, wx = blocks.pop()
-            blocks[-1] = [blocks[-1][0] + wy, blocks[-1][1] + ww, blocks[-1][2] + wx]
-    sums = np.array(blocks).reshape(-1, 3)
-    return sums[:, 2] / sums[:, 1], sums[:, 0] / sums[:, 1]
+    features = [np.concatenate(parts, axis=1) for parts in stacked]
+    model = fit_scenario_model(np.concatenate(features),
+                               np.concatenate([np.full(len(f), s) for s, f in enumerate(features)]),
+                               len(scenarios))
+    return fitted, model.to_json()

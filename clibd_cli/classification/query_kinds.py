@@ -28,19 +28,18 @@ FEW_PHOTOS = 50
 
 
 def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, *,
-              k: int = CALIBRATION.neighbours, prior_unseen: float | None = CALIBRATION.prior_unseen,
-              seed: int = 0,
+              k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
               held_out: tuple[np.ndarray, dict] | None = None) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
     vectors and their labels by rank), the confidences for queries of the index's own modality
-    are refitted on those queries (``prior_unseen`` None: their own mix)."""
-
-    prior = CALIBRATION.prior_unseen if prior_unseen is None else prior_unseen
+    are refitted on those queries. ``prior_unseen`` fixes the share of new species the confidences
+    assume (None: estimated per run by clibd classify)."""
 
     def fit(query_vectors=None) -> dict:
-        return fit_calibration(index, query_vectors=query_vectors, k=k, prior_unseen=prior, seed=seed).to_json()
+        return fit_calibration(index, query_vectors=query_vectors, k=k, prior_unseen=prior_unseen,
+                               seed=seed).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit()}

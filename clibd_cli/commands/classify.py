@@ -12,6 +12,19 @@ from clibd_cli.commands import options
 FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/pipeline_formats.py
 
 
+def _prior(ctx, param, value: str) -> float | None:
+    """``auto`` -> None (estimated per run), else a share in [0, 1]."""
+    if value == "auto":
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise click.BadParameter(f"{value!r}: give auto or a share between 0 and 1")
+    return share
+
+
 @click.command("classify")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, dir_okay=False))
 @click.option("-i", "--index", "index_dir", type=click.Path(exists=True, file_okay=False),
@@ -36,6 +49,11 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
 @options.min_confidence("Report a rank's label only if its confidence reaches this (confidence is "
                         "calibrated: "
                    "about that share of such calls are right).")
+@click.option("--prior-unseen", callback=_prior, default="auto", show_default=True, metavar="auto|P",
+              help="Share of the queries whose species is absent from the reference, which the confidences "
+                   "assume: auto estimates it from the first queries of the run (EM; reported on stderr and "
+                   "in the output's prior_unseen column), P (0-1) fixes it. An index built with "
+                   "clibd index --prior-unseen P keeps P unless this is given.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller); in JSONL as a "
@@ -60,9 +78,9 @@ FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/p
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
 @click.pass_obj
 def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
-             images: tuple[str, ...], output: str, fmt: str, min_confidence: float, top_k: int | None,
-             taxa: str, ef: int | None, summary_path: Path | None, counts: str | None, batch_size: int,
-             no_verify: bool) -> None:
+             images: tuple[str, ...], output: str, fmt: str, min_confidence: float,
+             prior_unseen: float | None, top_k: int | None, taxa: str, ef: int | None,
+             summary_path: Path | None, counts: str | None, batch_size: int, no_verify: bool) -> None:
     """Classify barcodes (FASTA/FASTQ files, gzip/bzip2/xz ok, `-` = stdin; with no file and no
     --images, stdin is read) and/or photos.
 
@@ -82,8 +100,11 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
       lineage                          o:Diptera(1.00),f:Culicidae(0.98),...
       nearest_id nearest_sim           the closest reference record, cosine similarity
       strand                           + or - (read reverse-complemented); empty for photos
+      prior_unseen                     share of new species the confidences assume (--prior-unseen)
     Invalid records (empty, not DNA, under 100 bases, over 5,000 characters, unreadable
-    photos) get status invalid and their reason on stderr.
+    photos) get status invalid and their reason on stderr. With --prior-unseen auto the first
+    10,000 records are read before any output is written (the share of new species is estimated
+    on them), then the rest streams in --batch-size blocks.
 
     \b
     Exit status: 0 when every record got a row (unassigned and invalid rows included),
@@ -104,8 +125,9 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if counts and not summary_path:
         raise click.UsageError("--counts goes with --summary")
     import logging
-    from itertools import chain
+    from itertools import chain, islice
 
+    from clibd_cli.classification.batch_prior import ESTIMATION_QUERIES
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
     from clibd_cli.embedding.embedder import batched
@@ -126,7 +148,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     try:
         classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
                                 precision=settings.precision, ef=ef, verify=not no_verify,
-                                taxa=[t.strip() for t in taxa.split(",") if t.strip()])
+                                taxa=[t.strip() for t in taxa.split(",") if t.strip()],
+                                prior_unseen=prior_unseen)
     except ClibdError as exc:
         if not bundled:
             raise
@@ -139,14 +162,17 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if images:
         classifier.require("image")
     fuse = bool(inputs) and "image+dna" in classifier.query_kinds
-    batches = batched(iter_queries(inputs, images, fuse=fuse), batch_size)
-    first = next(batches, None)  # a file that is not FASTA fails here, before any output
-    if first is None:
+    queries = iter_queries(inputs, images, fuse=fuse)
+    # a file that is not FASTA fails here, before any output; the share of new species is estimated here
+    first = list(islice(queries, ESTIMATION_QUERIES if prior_unseen is None else batch_size))
+    if not first:
         log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
     with _output(output) as handle:
         writer = _writer(handle, fmt, top_k)
-        for batch in chain([first] if first else [], batches):
+        for batch in chain([first] if first else [], batched(queries, batch_size)):
             results = classifier.classify(batch, min_confidence, report=top_k or int(fmt == "blast6"))
+            if batch is first:
+                _report_estimates(classifier, log)
             _report(results, log)
             writer.write(results)
             if summary is not None:
@@ -193,6 +219,19 @@ def _default_index(images: tuple[str, ...], model_dir: str | None, progress: boo
 
 def _stdin_is_terminal() -> bool:
     return sys.stdin is None or sys.stdin.isatty()
+
+
+def _report_estimates(classifier, log) -> None:
+    """The estimated shares of new species (and genera) on stderr; a warning for old indexes."""
+    for kind, (shares, n) in classifier.estimates.items():
+        new_genus = f"; of new genera: {1 - shares[:2].sum():.2f}" if len(shares) > 2 else ""
+        log.info("estimated share of queries from species absent from the reference: %.2f (EM on the first "
+                 "%d %s queries)%s", 1 - shares[0], n, kind, new_genus)
+    for kind, calibration in classifier.calibrations.items():
+        if not calibration.adaptive:
+            log.warning("the %s confidences of this index assume a share of new species fixed at %s when it was "
+                        "built; rebuild it with clibd index to estimate or set the share per run",
+                        kind, calibration.prior_unseen)
 
 
 def _report(results, log) -> None:

@@ -62,10 +62,9 @@ def index() -> None:
                                       "calibration is fitted for "
                    "this number).")
 @click.option("--prior-unseen", type=click.FloatRange(0, 1), default=None,
-              help="Assumed share of queries whose species is absent from the reference "
-                   "(the confidence calibration is fitted for this mix).  "
-                   f"[default: {CALIBRATION.prior_unseen}; with "
-                   "--calibrate-on: the held-out queries' own mix]")
+              help="Fix the share of queries whose species is absent from the reference that clibd classify's "
+                   "confidences assume (classify --prior-unseen overrides it).  [default: estimated per run "
+                   "from the queries themselves]")
 @click.option("--calibrate-on", "held_out", multiple=True, type=click.Path(exists=True),
               help="Labelled held-out queries (FASTA/FASTQ with SINTAX headers or --taxonomy ids, or a "
                    "dataset HDF5 with --calibrate-split; repeatable) to fit the confidences on, instead of "

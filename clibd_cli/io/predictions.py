@@ -10,7 +10,7 @@ from typing import TextIO
 from models.config import RANKS
 
 COLUMNS = ("query_id", "modality", "status", *RANKS, *(f"{r}_conf" for r in RANKS),
-           "lineage", "nearest_id", "nearest_sim", "strand")  # new columns only ever appended
+           "lineage", "nearest_id", "nearest_sim", "strand", "prior_unseen")  # new columns only ever appended
 NEIGHBOUR_COLUMNS = ("query_id", "hit", "reference_id", "similarity", *RANKS)
 FORMATS = ("tsv", "jsonl", "neighbours")
 _SPACES = str.maketrans("\t\r\n", "   ")
@@ -60,12 +60,13 @@ def tsv_row(result) -> list[str]:
     """One TSV row: labels only where confident, confidences always (valid records)."""
     query, prediction = result.query, result.prediction
     if prediction is None:
-        return [query.id, query.modality, "invalid", *[""] * (2 * len(RANKS) + 4)]
+        return [query.id, query.modality, "invalid", *[""] * (2 * len(RANKS) + 5)]
     assigned = prediction.assigned
     return [query.id, query.modality, prediction.status,
             *((assigned.get(r) or "") for r in RANKS),
             *(f"{prediction.confidence.get(r, 0.0):.4f}" for r in RANKS),
-            prediction.lineage(), prediction.nearest_id, f"{prediction.nearest_sim:.4f}", query.strand or ""]
+            prediction.lineage(), prediction.nearest_id, f"{prediction.nearest_sim:.4f}", query.strand or "",
+            "" if result.prior_unseen is None else f"{result.prior_unseen:.4f}"]
 
 
 def json_record(result) -> dict:
@@ -85,6 +86,8 @@ def json_record(result) -> dict:
                   nearest_sim=round(prediction.nearest_sim, 4))
     if query.strand:
         record["strand"] = query.strand
+    if result.prior_unseen is not None:  # the share of new species the confidences assume
+        record["prior_unseen"] = round(result.prior_unseen, 4)
     if result.neighbours is not None:
         record["neighbours"] = [{"id": n.id, "similarity": round(n.similarity, 4),
                                  "ranks": {r: n.labels.get(r) for r in RANKS}} for n in result.neighbours]

@@ -54,7 +54,7 @@ def pack_index(index: ReferenceIndex, path: str | Path) -> ReferenceIndex:
         raise ClibdError(f"{index.path}: the index is calibrated on held-out queries, which a pack cannot "
                          "refit on its own vectors; pack an index built without --calibrate-on")
     packed.calibration = {modality: fit_calibration(
-        packed, k=fitted.k, prior_unseen=fitted.prior_unseen,
+        packed, k=fitted.k, prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
         unseen_genus_fraction=fitted.unseen_genus_fraction, seed=fitted.fitted_on["seed"],
     ).to_json()}
     path = Path(path)

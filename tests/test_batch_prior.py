@@ -1,0 +1,105 @@
+"""The share of new species per run: EM on scenario posteriors, and `clibd classify --prior-unseen`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from clibd_cli.classification import batch_prior
+from clibd_cli.classification.batch_prior import ScenarioModel, adjust, estimate_shares, fit_scenario_model
+from fixtures.specimens import run, specimens, tsv, write_fasta
+
+
+def gaussian_features(rng, scenario: np.ndarray) -> np.ndarray:
+    """Two features whose means move with the scenario (0 seen, 1 new species, 2 new genus)."""
+    centres = np.array([[0.0, 0.0], [1.5, 1.0], [3.0, 2.5]])
+    return centres[scenario] + rng.normal(size=(len(scenario), 2))
+
+
+def test_em_recovers_a_known_mixture():
+    rng = np.random.default_rng(0)
+    training = np.repeat([0, 1, 2], 3000)
+    model = fit_scenario_model(gaussian_features(rng, training), training, 3)
+    assert model.training_shares == pytest.approx([1 / 3] * 3)
+    default = np.array([0.5, 0.45, 0.05])
+    for truth in ([0.7, 0.27, 0.03], [0.02, 0.9, 0.08], [1.0, 0.0, 0.0]):
+        batch = rng.choice(3, 20000, p=truth)
+        posterior = model.posterior(gaussian_features(rng, batch))
+        assert posterior.sum(axis=1) == pytest.approx(np.ones(len(batch)))
+        shares = estimate_shares(posterior, np.array(model.training_shares), default)
+        assert shares == pytest.approx(np.bincount(batch, minlength=3) / len(batch), abs=0.03)
+        # the unadjusted posteriors' mean is biased towards the training shares
+        naive = posterior.mean(axis=0)
+        assert abs(naive[0] - truth[0]) > abs(shares[0] - truth[0])
+    again = ScenarioModel.from_json(json.loads(json.dumps(model.to_json())))
+    x = gaussian_features(rng, np.array([0, 1, 2]))
+    assert again.posterior(x) == pytest.approx(model.posterior(x))
+
+
+def test_few_queries_stay_near_the_default_share():
+    posterior = np.array([[0.0, 1.0]] * 3)  # three queries that look new
+    shares = estimate_shares(posterior, np.array([0.5, 0.5]), np.array([0.5, 0.5]))
+    assert 0.5 < shares[1] < 0.65  # 20 pseudo-queries of prior against 3 queries
+    assert adjust(np.array([[0.5, 0.5]]), np.array([0.5, 0.5]), np.array([0.9, 0.1]))[0] == pytest.approx([0.9, 0.1])
+
+
+@pytest.fixture(scope="module")
+def kmer_run(tmp_path_factory):
+    """A k-mer index of real barcodes and queries: one held-out record per species, plus records
+    of species left out of the reference."""
+    root = tmp_path_factory.mktemp("prior")
+    records = specimens(n_species=8, per_species=4, unnamed=0)
+    species = sorted({r.lineage["species"] for r in records})
+    new = set(species[:2])
+    queries, references, taken = [], [], set()
+    for r in records:
+        if r.lineage["species"] in new or r.lineage["species"] not in taken:
+            queries.append(r)
+            taken.add(r.lineage["species"])
+        else:
+            references.append(r)
+    index = root / "index"
+    built = run("-q", "index", "-m", "kmer", "-k", "5", write_fasta(root / "ref.fa", references), "-o", index)
+    assert built.exit_code == 0, built.stderr
+    return index, write_fasta(root / "q.fa", queries, sintax=False), len(queries)
+
+
+def test_auto_estimates_reports_and_differs_from_fixed(kmer_run):
+    index, fasta, n = kmer_run
+    auto = run("classify", "--index", index, fasta)
+    assert auto.exit_code == 0, auto.stderr
+    line = next(s for s in auto.stderr.splitlines() if "estimated share" in s)
+    assert f"(EM on the first {n} dna queries)" in line
+    share = float(line.split("reference: ")[1].split()[0])
+    rows = tsv(auto.stdout)
+    assert {row["prior_unseen"] for row in rows} == {f"{float(rows[0]['prior_unseen']):.4f}"}
+    assert abs(float(rows[0]["prior_unseen"]) - share) < 0.006
+    low, high = (tsv(run("classify", "--index", index, "--prior-unseen", p, fasta).stdout) for p in ("0.05", "0.95"))
+    assert {row["prior_unseen"] for row in low} == {"0.0500"}
+    assert all(float(a["species_conf"]) >= float(b["species_conf"]) for a, b in zip(low, high))
+    assert sum(float(a["species_conf"]) for a in low) > sum(float(b["species_conf"]) for b in high) + 0.1
+    jsonl = run("classify", "--index", index, "--format", "jsonl", "--prior-unseen", "0.3", fasta)
+    assert {json.loads(line)["prior_unseen"] for line in jsonl.stdout.splitlines()} == {0.3}
+    bad = run("classify", "--index", index, "--prior-unseen", "1.5", fasta)
+    assert bad.exit_code == 2 and "give auto or a share between 0 and 1" in bad.stderr
+
+
+def test_estimation_block_then_constant_batches(kmer_run, monkeypatch):
+    """Only the first ESTIMATION_QUERIES records are held at once; the rest streams in batches."""
+    from clibd_cli.classification.classifier import Classifier
+
+    index, fasta, n = kmer_run
+    sizes = []
+    classify = Classifier.classify
+
+    def spy(self, queries, *args, **kwargs):
+        sizes.append(len(queries))
+        return classify(self, queries, *args, **kwargs)
+
+    monkeypatch.setattr(batch_prior, "ESTIMATION_QUERIES", 5)
+    monkeypatch.setattr(Classifier, "classify", spy)
+    result = run("classify", "--index", index, "--batch-size", "3", fasta)
+    assert result.exit_code == 0, result.stderr
+    assert sizes[0] == 5 and max(sizes[1:]) <= 3 and sum(sizes) == n
+    assert "(EM on the first 5 dna queries)" in result.stderr
+    assert len(tsv(result.stdout)) == n
