@@ -6,7 +6,11 @@ Measures per-rank accuracy, how often a species is asserted for absent species, 
 accuracy for them, and wall-clock throughput of each tool with 2 threads.
 
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
-        [--prior-unseen P] [--calibrate-held-out] [--no-baselines]
+        [--prior-unseen P] [--calibrate-held-out] [--no-baselines] [--batches]
+
+`--batches` classifies three batches (`test`, `test_unseen`, a seeded 70:30 mix) in separate
+runs and prints, per batch, per-rank ECE and the open-set numbers of clibd, SINTAX and RDP,
+then their operating curves on the mix (see benchmarks/batch_calibration.py).
 
 `--model bundled` runs `clibd classify` without `--index`: the bundled clibd-small-bold model
 and its packed reference of the same train split, as a user gets them (unpacked into the cache
@@ -42,6 +46,8 @@ def main() -> None:
     parser.add_argument("--calibrate-held-out", action="store_true",
                         help="fit the index's confidences on the val + val_unseen records (--calibrate-on)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch runs")
+    parser.add_argument("--batches", action="store_true",
+                        help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
@@ -74,6 +80,9 @@ def main() -> None:
                       *prior])
         print(f"clibd index ({args.model}): {took:.1f} s")
         where = ["--index", str(index)]
+    if args.batches:
+        run_batches(args, reference, queries, ref_fasta, query_fasta, where, ref_genera)
+        return
     out = args.work / "clibd.tsv"
     took = timed([CLIBD, "-q", "--threads", "2", "classify", *where, str(query_fasta), "-o", str(out)])
     report("clibd classify", took, len(truth), read_clibd(out), truth, ref_genera)
@@ -101,6 +110,43 @@ def main() -> None:
         report("vsearch --usearch_global top hit", took, len(truth), read_top_hit(out), truth, ref_genera)
     else:
         print("vsearch not on PATH: baselines skipped")
+
+
+def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, query_fasta: Path,
+                where: list[str], ref_genera: set) -> None:
+    """Each batch in its own clibd run; SINTAX and RDP once over all queries (they are per-query)."""
+    import batch_calibration as bc
+
+    new = {r["processid"] for r in queries["test_unseen"]}
+    tools = {}
+    if shutil.which("vsearch"):
+        out = args.work / "sintax.tsv"
+        took = timed(["vsearch", "--sintax", str(query_fasta), "--db", str(ref_fasta), "--tabbedout", str(out),
+                      "--sintax_cutoff", "0.8", "--randseed", "1", "--threads", "2", "--quiet"])
+        tools["sintax"] = bc.read_sintax_scores(out)
+        print(f"vsearch --sintax: {took:.1f} s")
+    properties = bc.train_rdp(reference, args.work / "rdp")
+    if properties:
+        out = args.work / "rdp.tsv"
+        took = timed(bc.rdp_command(properties, query_fasta, out))
+        tools["rdp"] = bc.read_rdp(out)
+        print(f"RDP classifier 2.10 (trained on the reference): {took:.1f} s")
+    mixed = None
+    for name, batch in bc.batches(queries).items():
+        fasta, out = args.work / f"batch-{name}.fasta", args.work / f"batch-{name}.tsv"
+        write_fasta(fasta, batch, sintax=False)
+        took = timed([CLIBD, "--threads", "2", "classify", *where, str(fasta), "-o", str(out)])
+        scores, estimate = bc.read_clibd_scores(out)
+        print(f"batch {name}: {len(batch)} queries ({took:.1f} s for clibd); cutoff 0.8 for every tool")
+        print(bc.format_row("clibd", bc.batch_table(scores, batch, new, ref_genera, 0.8), estimate))
+        for tool, tool_scores in tools.items():
+            print(bc.format_row(tool, bc.batch_table(tool_scores, batch, new, ref_genera, 0.8)))
+        if name == "mix70:30":
+            mixed = (batch, {"clibd": scores, **tools})
+    batch, by_tool = mixed
+    for tool, scores in by_tool.items():
+        print(f"operating curve of {tool} on the 70:30 mix (cutoff: numbers):")
+        print("\n".join(f"  {line}" for line in bc.curve(scores, batch, new, ref_genera)))
 
 
 def write_fasta(path: Path, records: list[dict], sintax: bool) -> None:

@@ -1,0 +1,162 @@
+"""Per-batch reliability of clibd, SINTAX and RDP on BOLD (``classify_bold.py --batches``).
+
+Three batches against the `train` reference, each classified in its own `clibd classify` run
+(so the share of new species is estimated per batch): `test` only (0 % new species),
+`test_unseen` only (100 %), and a seeded 70:30 mix (all of `test` and a random 30/70 of that
+count from `test_unseen`). Per batch and tool: per-rank ECE (10 equal-width bins over the
+confidence of the reported best label at each rank; label right = 1, a species absent from the
+reference is never right), named-right at the tool's default cutoff, species asserted for new
+species, new species' genus named right (of those whose genus is in the reference), and for
+clibd the estimated share of new species (the `prior_unseen` column) against the truth.
+
+RDP (Debian `rdp-classifier` 2.10.2) is trained on the same reference: `train.fasta` has
+headers `>ID<TAB>Root;order;family;genus;species` (records lacking a rank are left out) and
+`taxid.txt` one line per taxon `id*name*parent id*depth*rank` (root `0*Root*-1*0*rootrank`);
+the trainer is `java -Xmx6g -cp rdp_classifier.jar
+edu.msu.cme.rdp.classifier.train.ClassifierTraineeMaker -o DIR -s train.fasta -t taxid.txt`,
+and DIR gets the `rRNAClassifier.properties` that names the four trained files.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+RANKS = ("order", "family", "genus", "species")
+RDP_JAR = Path("/usr/share/rdp-classifier/rdp_classifier.jar")
+CURVE_CUTOFFS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+PROPERTIES = ("bergeyTree=bergeyTrainingTree.xml\nprobabilityList=genus_wordConditionalProbList.txt\n"
+              "probabilityIndex=wordConditionalProbIndexArr.txt\nwordPrior=logWordPrior.txt\n"
+              "classifierVersion=RDP Naive Bayesian rRNA Classifier Version 2.10\n")
+
+
+def batches(queries: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dict]]:
+    """`test`, `test_unseen` and the seeded 70:30 mix of the two."""
+    seen, unseen = queries["test"], queries["test_unseen"]
+    n_new = min(len(unseen), round(len(seen) * 0.3 / 0.7))
+    return {"test": seen, "test_unseen": unseen,
+            "mix70:30": seen + random.Random(seed).sample(unseen, n_new)}
+
+
+def train_rdp(reference: list[dict], work: Path) -> Path | None:
+    """The RDP classifier trained on ``reference`` (its properties file), or None without java/RDP."""
+    if not (shutil.which("java") and RDP_JAR.is_file()):
+        return None
+    taxa, lines = {("Root",): 0}, ["0*Root*-1*0*rootrank"]
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "train.fasta", "w") as f:
+        for r in reference:
+            names = [r[rank] for rank in RANKS]
+            if not all(names):
+                continue
+            path = ("Root",)
+            for depth, (rank, name) in enumerate(zip(RANKS, names), start=1):
+                if path + (name,) not in taxa:
+                    taxa[path + (name,)] = len(taxa)
+                    lines.append(f"{taxa[path + (name,)]}*{name}*{taxa[path]}*{depth}*{rank}")
+                path += (name,)
+            f.write(f">{r['processid']}\tRoot;{';'.join(names)}\n{r['dna_barcode']}\n")
+    (work / "taxid.txt").write_text("\n".join(lines) + "\n")
+    subprocess.run(["java", "-Xmx6g", "-cp", str(RDP_JAR), "edu.msu.cme.rdp.classifier.train.ClassifierTraineeMaker",
+                    "-o", str(work / "model"), "-s", str(work / "train.fasta"), "-t", str(work / "taxid.txt")],
+                   check=True, stdout=subprocess.DEVNULL)
+    (work / "model" / "rRNAClassifier.properties").write_text(PROPERTIES)
+    return work / "model" / "rRNAClassifier.properties"
+
+
+def rdp_command(properties: Path, queries: Path, out: Path) -> list[str]:
+    return ["java", "-Xmx6g", "-cp", str(RDP_JAR), "edu.msu.cme.rdp.multicompare.Main", "-t", str(properties),
+            "-f", "allrank", "-o", str(out), str(queries)]
+
+
+def read_rdp(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
+    """allrank output: id, orientation, then (name, rank, confidence) triples."""
+    scores = {}
+    for line in open(path):
+        fields = line.rstrip("\n").split("\t")
+        triples = zip(fields[2::3], fields[3::3], fields[4::3])
+        scores[fields[0]] = {rank: (name, float(conf)) for name, rank, conf in triples if rank in RANKS}
+    return scores
+
+
+def read_sintax_scores(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
+    """--tabbedout column 2: every rank's best label with its bootstrap support."""
+    scores = {}
+    for line in open(path):
+        fields = line.rstrip("\n").split("\t")
+        parts = [p for p in fields[1].split(",") if p] if len(fields) > 1 else []
+        letters = {r[0]: r for r in RANKS}
+        scores[fields[0].split(";")[0]] = {
+            letters[p[0]]: (p[2:].split("(")[0].replace("_", " "), float(p.rsplit("(", 1)[1].rstrip(")")))
+            for p in parts if p[0] in letters}
+    return scores
+
+
+def read_clibd_scores(path: Path) -> tuple[dict[str, dict[str, tuple[str, float]]], float]:
+    """Best label and confidence per rank, and the share of new species the run assumed."""
+    scores, prior = {}, float("nan")
+    with open(path) as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            best = dict(p.split("(")[0].split(":", 1) for p in row["lineage"].split(",") if p)
+            scores[row["query_id"]] = {r: (best.get(r[0], "").replace("_", " "), float(row[f"{r}_conf"] or 0))
+                                       for r in RANKS}
+            prior = float(row["prior_unseen"] or "nan")
+    return scores, prior
+
+
+def batch_table(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str], cutoff: float) -> dict:
+    """Per-rank ECE and the open-set numbers of one tool on one batch at ``cutoff``."""
+    from clibd_cli.metrics import reliability
+
+    out = {}
+    for rank in RANKS:
+        conf = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[1] for r in batch])
+        right = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[0] == r[rank] for r in batch])
+        out[f"ece_{rank}"] = 100 * reliability(conf, right).ece
+    named = _calls(scores, cutoff)
+    seen = [r for r in batch if r["processid"] not in new]
+    unseen = [r for r in batch if r["processid"] in new]
+    known = [r for r in unseen if r["genus"] in ref_genera]
+    out["species_named_right"] = _share(seen, lambda r: named(r, "species") == r["species"])
+    out["species_asserted"] = _share(unseen, lambda r: bool(named(r, "species")))
+    out["new_genus_right"] = _share(known, lambda r: named(r, "genus") == r["genus"])
+    out["new_genus_wrong"] = _share(known, lambda r: named(r, "genus") not in ("", r["genus"]))
+    out["true_new_share"] = len(unseen) / max(len(batch), 1)
+    return out
+
+
+def curve(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str]) -> list[str]:
+    """Operating points across cutoffs: known species named right vs new species asserted, and
+    new species' genus right vs wrong (of those whose genus is in the reference)."""
+    lines = []
+    for cutoff in CURVE_CUTOFFS:
+        t = batch_table(scores, batch, new, ref_genera, cutoff)
+        lines.append(f"{cutoff:.2f}: known species named {t['species_named_right']:.2f}%, new species asserted "
+                     f"{t['species_asserted']:.2f}%, new genus right {t['new_genus_right']:.1f}% / wrong "
+                     f"{t['new_genus_wrong']:.1f}%")
+    return lines
+
+
+def _calls(scores: dict, cutoff: float):
+    def named(record: dict, rank: str) -> str:
+        label, conf = scores.get(record["processid"], {}).get(rank, ("", 0.0))
+        return label if conf >= cutoff else ""
+    return named
+
+
+def _share(records: list[dict], hit) -> float:
+    return 100 * sum(map(hit, records)) / len(records) if records else float("nan")
+
+
+def format_row(tool: str, t: dict, estimate: float | None = None) -> str:
+    """One line of the per-batch table."""
+    est = f"{100 * estimate:5.1f}" if estimate is not None else "    -"
+    return (f"  {tool:8s} ECE o/f/g/s {t['ece_order']:4.1f} {t['ece_family']:4.1f} {t['ece_genus']:4.1f} "
+            f"{t['ece_species']:4.1f} | known sp named {t['species_named_right']:6.2f} | new sp asserted "
+            f"{t['species_asserted']:5.2f} | new genus right {t['new_genus_right']:5.1f} | new share est {est} "
+            f"truth {100 * t['true_new_share']:5.1f}")
