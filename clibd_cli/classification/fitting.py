@@ -52,7 +52,8 @@ def fit_calibration(
     k = max(1, min(k, len(vectors) - 1))
     ranks = reference.ranks[::-1]  # finest first
     finest = reference.codes[ranks[0]]
-    kept = usable[(finest[usable] < 0) | (np.bincount(finest[finest >= 0])[finest[usable]] > 1)]
+    records_of = np.bincount(finest[finest >= 0], minlength=len(reference.names[ranks[0]]) + 1)
+    kept = usable[(finest[usable] < 0) | (records_of[np.maximum(finest[usable], 0)] > 1)]
     seen = rng.choice(kept, min(n_queries, len(kept)), replace=False)
     labelled = usable[finest[usable] >= 0]
     unseen = labelled
@@ -69,7 +70,7 @@ def fit_calibration(
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(vectors)},
-        list(SCENARIOS), model,
+        list(SCENARIOS[: len(scenarios)]), model,
     )
 
 
