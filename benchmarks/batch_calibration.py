@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-RANKS = ("order", "family", "genus", "species")
+from models.config import RANKS
+
 RDP_JAR = Path("/usr/share/rdp-classifier/rdp_classifier.jar")
 CURVE_CUTOFFS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 PROPERTIES = ("bergeyTree=bergeyTrainingTree.xml\nprobabilityList=genus_wordConditionalProbList.txt\n"
@@ -114,7 +115,7 @@ def read_clibd_scores(path: Path) -> tuple[dict[str, dict[str, tuple[str, float]
 
 def batch_table(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str], cutoff: float) -> dict:
     """Per-rank ECE and the open-set numbers of one tool on one batch at ``cutoff``."""
-    from clibd_cli.metrics import reliability
+    from clibd_cli.evaluation.metrics import reliability
 
     out = {}
     for rank in RANKS:
