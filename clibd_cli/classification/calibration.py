@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clibd_cli.classification.barcode_gap import GAP_FEATURES, RankGaps
 from clibd_cli.classification.batch_prior import ScenarioModel, adjust, estimate_shares
 from clibd_cli.classification.probability_map import apply_map
 from models.errors import ClibdError
@@ -58,6 +59,7 @@ class Calibration:
     fitted_on: dict  # provenance: pseudo-query counts and seed, or held-out query counts
     scenarios: list[str] = field(default_factory=lambda: ["fixed"])
     scenario_model: dict | None = None  # batch_prior.ScenarioModel as JSON; None: one fixed mix
+    gaps: dict | None = None  # rank -> barcode_gap.RankGaps as JSON; None: the three features only
 
     @property
     def held_out(self) -> bool:
@@ -69,12 +71,22 @@ class Calibration:
         """Whether the share of new species can be set per run (format 2; else fixed at index time)."""
         return self.scenario_model is not None
 
+    @property
+    def feature_names(self) -> list[str]:
+        """The features each rank's maps read: ``FEATURES``, then the barcode-gap ones if fitted."""
+        return [*FEATURES, *(GAP_FEATURES if self.gaps else ())]
+
+    def rank_gaps(self) -> dict[str, RankGaps]:
+        """The barcode gaps per rank (empty without them)."""
+        return {rank: RankGaps.from_json(data) for rank, data in (self.gaps or {}).items()}
+
     def to_json(self) -> dict:
-        return {"format": FORMAT, "features": list(FEATURES), **self.__dict__}
+        return {"format": FORMAT, "features": self.feature_names, **self.__dict__}
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
-        if data.get("features") != list(FEATURES) or data.get("format") not in (FORMAT, "clibd-calibration/1"):
+        features = [*FEATURES, *(GAP_FEATURES if data.get("gaps") else ())]
+        if data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1"):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time

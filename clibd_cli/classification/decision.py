@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clibd_cli.classification.calibration import FEATURES, Calibration
+from clibd_cli.classification.barcode_gap import RankGaps, gap_features
+from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 
@@ -28,7 +29,7 @@ class Decisions:
     """Winning label codes and their features per rank for a batch of queries."""
 
     codes: dict[str, np.ndarray]  # rank -> [Q] code, -1 where no neighbour is labelled
-    features: dict[str, np.ndarray]  # rank -> [Q, len(FEATURES)]
+    features: dict[str, np.ndarray]  # rank -> [Q, len(calibration.feature_names)]
 
     def __len__(self) -> int:
         return len(next(iter(self.codes.values())))
@@ -74,6 +75,7 @@ def label(
     """The winning label at each rank, top-down, and its features."""
     codes: dict[str, list] = {r: [] for r in reference.ranks}
     features: dict[str, list] = {r: [] for r in reference.ranks}
+    gaps = calibration.rank_gaps()
     for start in range(0, len(rows), _CHUNK):
         chunk = slice(start, start + _CHUNK)
         view = Neighbours(rows[chunk, : calibration.k], sims[chunk, : calibration.k])
@@ -84,10 +86,11 @@ def label(
             pick = votes.pick(fit["tau_vote"])
             above_code = votes.winner(pick)
             codes[rank].append(above_code)
-            features[rank].append(votes.features(pick, fit["tau_share"]))
+            features[rank].append(votes.features(pick, fit["tau_share"], gaps.get(rank)))
+    width = len(calibration.feature_names)
     return Decisions(
         {r: np.concatenate(v) if v else np.zeros(0, np.int64) for r, v in codes.items()},
-        {r: np.concatenate(v) if v else np.zeros((0, len(FEATURES))) for r, v in features.items()})
+        {r: np.concatenate(v) if v else np.zeros((0, width)) for r, v in features.items()})
 
 
 def confidences(
@@ -164,8 +167,10 @@ class Votes:
         """Winning label codes, -1 where no neighbour is labelled at this rank."""
         return np.where(self.valid.any(axis=1), self.label[np.arange(len(pick)), pick], -1)
 
-    def features(self, pick: np.ndarray, tau: float) -> np.ndarray:
-        """[Q, 3] log distance of the winner, margin over other labels, vote share."""
+    def features(self, pick: np.ndarray, tau: float, gaps: RankGaps | None = None,
+                 excluded: np.ndarray | None = None) -> np.ndarray:
+        """[Q, 3] log distance of the winner, margin over other labels, vote share; with the
+        rank's barcode ``gaps``, [Q, 5] (``barcode_gap.gap_features``, ``excluded`` passed on)."""
         sims, picked = self.neighbours.sims, (np.arange(len(pick)), pick)
         mine = self.same[picked]  # [Q, K]: neighbours carrying the winning label
         s_in = np.where(mine, sims, -np.inf).max(axis=1, initial=-np.inf)
@@ -174,4 +179,6 @@ class Votes:
         votes, total = self.votes(tau)
         share = votes[picked] / np.maximum(total, 1e-300)
         x = np.stack([np.log(np.maximum(1.0 - s_in, _EPS)), s_in - s_out, share], axis=1)
+        if gaps is not None:
+            x = np.hstack([x, gap_features(gaps, self.winner(pick), s_in, excluded)])
         return np.where(self.valid.any(axis=1)[:, None], x, 0.0)

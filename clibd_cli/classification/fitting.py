@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from clibd_cli.classification.barcode_gap import NEIGHBOURS, RankGaps, fit_gaps
 from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
 from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.decision import Neighbours
@@ -26,7 +27,7 @@ def fit_calibration(
     n_queries: int = CALIBRATION.pseudo_queries,
     prior_unseen: float | None = None,
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
-    taus: Sequence[float] = CALIBRATION.taus,
+    taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -40,6 +41,8 @@ def fit_calibration(
     0.5 and 0.1 either way. Vote temperatures are picked from ``taus`` (see :func:`_fit_ranks`). For queries of
     another modality, ``query_vectors[i]`` is record ``i`` seen that way (e.g. the photo of
     the specimen whose barcode is record ``i``); all-zero rows (no photo) are not sampled.
+    With ``barcode_gaps`` the maps also read the winner's label's barcode gap (``barcode_gap.py``;
+    measured on the reference's nearest neighbours, ``index.search``).
     """
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     vectors = index.vectors()
@@ -64,13 +67,16 @@ def fit_calibration(
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
     found = (_pseudo_queries(source, vectors, seen, reference, k, [(None, None)])
              + _pseudo_queries(source, vectors, unseen, reference, k, unseen_plans))
-    scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share)
-                 for (queries, rows, sims), share in zip(found, (0.5, 0.4, 0.05, 0.05))]
-    fitted, model = _fit_ranks(scenarios, reference, k, taus)
+    scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share, left_out)
+                 for (queries, rows, sims), share, left_out in zip(found, (0.5, 0.4, 0.05, 0.05), [None, *ranks])]
+    gaps = None
+    if barcode_gaps and len(vectors) > 1:
+        gaps = fit_gaps(reference, *index.search(vectors, min(NEIGHBOURS + 1, len(vectors))))
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(vectors)},
-        list(SCENARIOS[: len(scenarios)]), model,
+        list(SCENARIOS[: len(scenarios)]), model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
     )
 
 
@@ -113,16 +119,16 @@ def fit_calibration_held_out(
     k = decisions.k
     rows, sims = exact_search(vectors, queries[labelled], k)
     mix = float(unseen.mean())
-    scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share)
+    scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share, None)
                  for group, share in ((~unseen, 0.5), (unseen, 0.5))]
     above = reference.ranks[-2] if len(reference.ranks) > 1 else None
     new_above = float((truth[above][unseen] == ABSENT).mean()) if above else 0.0
     vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus)
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None)
     return Calibration(
         k, prior_unseen, new_above, fitted,
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
-         "references": len(vectors)}, list(HELD_OUT_SCENARIOS), model,
+         "references": len(vectors)}, list(HELD_OUT_SCENARIOS), model, decisions.gaps,
     )
 
 
@@ -168,21 +174,23 @@ def _pseudo_queries(
 
 def _fit_ranks(
     scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
-    vote_taus: Mapping[str, float] | None = None,
+    vote_taus: Mapping[str, float] | None = None, gaps: dict[str, RankGaps] | None = None,
 ) -> tuple[dict[str, dict], dict]:
     """Per rank, top-down: the vote temperature that makes the most correct winners at the
     scenarios' shares (unless given in ``vote_taus``), the vote-share temperature whose
     per-scenario logistic maps have the least log-loss, and those maps refined by isotonic
-    regression; then the scenario model on every rank's features. A scenario is ``(truth codes
-    by rank, rows, sims, share)``. Returns the ranks' fits and the scenario model (JSON)."""
-    views = [Neighbours(rows[:, :k], sims[:, :k]) for _, rows, sims, _ in scenarios]
+    regression; then the scenario model on every rank's features (with the ranks' barcode
+    ``gaps``, five of them). A scenario is ``(truth codes by rank, rows, sims, share, the rank
+    whose taxon its queries left out of the reference or None)``. Returns the ranks' fits and
+    the scenario model (JSON)."""
+    views = [Neighbours(rows[:, :k], sims[:, :k]) for _, rows, sims, *_ in scenarios]
     above: list[np.ndarray | None] = [None] * len(scenarios)
     fitted, stacked = {}, [[] for _ in scenarios]
     for rank in reference.ranks:
         votes = [view.at_rank(reference, rank, up) for view, up in zip(views, above)]
         truth = [codes[rank] for codes, *_ in scenarios]
         weight = [np.where((t >= 0) & v.valid.any(axis=1), share / max(len(t), 1), 0.0)
-                  for t, v, (*_, share) in zip(truth, votes, scenarios)]
+                  for t, v, (*_, share, _) in zip(truth, votes, scenarios)]
         best = None
         for tau in taus if vote_taus is None else [vote_taus[rank]]:  # ascending: ties go to the sharper vote
             picks = [v.pick(tau) for v in votes]
@@ -193,9 +201,11 @@ def _fit_ranks(
         _, tau_vote, picks = best
         winners = [v.winner(p) for v, p in zip(votes, picks)]
         right = [(wn == t).astype(float) for wn, t in zip(winners, truth)]
+        excluded = [_left_out(reference, gaps[rank], wn, rank, left_out, codes) if gaps else None
+                    for wn, (codes, *_, left_out) in zip(winners, scenarios)]
         best = None
         for tau in taus:
-            x = [v.features(p, tau) for v, p in zip(votes, picks)]
+            x = [v.features(p, tau, gaps and gaps[rank], ex) for v, p, ex in zip(votes, picks, excluded)]
             maps = [fit_map(xs[w > 0], y[w > 0], w[w > 0]) for xs, y, w in zip(x, right, weight)]
             loss = sum(m.pop("loss") for m in maps)
             if best is None or loss < best[0]:
@@ -210,3 +220,18 @@ def _fit_ranks(
                                np.concatenate([np.full(len(f), s) for s, f in enumerate(features)]),
                                len(scenarios))
     return fitted, model.to_json()
+
+
+def _left_out(reference: ReferenceTaxonomy, gaps: RankGaps, winner: np.ndarray, rank: str,
+              left_out: str | None, truth: dict[str, np.ndarray]) -> np.ndarray | None:
+    """``[Q, OTHERS]``: which of each winner's nearest other labels lie in the taxon its
+    pseudo-query left out of the reference (at rank ``left_out``; None: nothing left out)."""
+    ranks = reference.ranks
+    if left_out is None or ranks.index(rank) < ranks.index(left_out):
+        return None
+    up = np.arange(len(reference.names[rank]) + 1)
+    up[-1] = -1
+    for step in range(ranks.index(rank), ranks.index(left_out), -1):
+        up = reference.parents[ranks[step]][up]
+    others = gaps.others[np.maximum(winner, 0)]
+    return (others >= 0) & (up[others] == truth[left_out][:, None])

@@ -34,15 +34,17 @@ def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, 
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
     vectors and their labels by rank), the confidences for queries of the index's own modality
-    are refitted on those queries. ``prior_unseen`` fixes the share of new species the confidences
+    are refitted on those queries, reading the reference's barcode gaps too (``barcode_gap.py``;
+    with pseudo-queries alone they made the confidences of real new species worse:
+    benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
     assume (None: estimated per run by clibd classify)."""
 
-    def fit(query_vectors=None) -> dict:
+    def fit(query_vectors=None, barcode_gaps: bool = False) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, k=k, prior_unseen=prior_unseen,
-                               seed=seed).to_json()
+                               seed=seed, barcode_gaps=barcode_gaps).to_json()
 
     modality = index.manifest["modality"]
-    calibration = {modality: fit()}
+    calibration = {modality: fit(barcode_gaps=held_out is not None)}
     before = (index.calibration or {}).get(modality)
     if held_out is None and before and Calibration.from_json(before).held_out:
         log.warning("the index was calibrated on held-out queries; now on its own records (give "

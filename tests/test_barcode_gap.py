@@ -1,0 +1,85 @@
+"""Barcode gaps of reference labels (clibd_cli/classification/barcode_gap.py) and their use."""
+
+import json
+
+import numpy as np
+import pytest
+
+from clibd_cli.classification.barcode_gap import fit_gaps, gap_features
+from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.decision import label
+from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from clibd_cli.reference.hnsw_index import build_index
+from clibd_cli.reference.search import exact_search
+
+# records on a circle: similarity = cos(angle difference); genus G: tight species A (2 degrees
+# apart), variable species B (20 degrees apart), species C near B; genus H: species D far away
+ANGLES = {"A": [0, 2], "B": [30, 50], "C": [60, 61], "D": [150, 151]}
+GENUS = {"A": "G", "B": "G", "C": "G", "D": "H"}
+
+
+def circle():
+    species = [s for s, angles in ANGLES.items() for _ in angles]
+    radians = np.deg2rad([a for angles in ANGLES.values() for a in angles])
+    vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+    labels = {"genus": [GENUS[s] for s in species], "species": species}
+    return vectors, ReferenceTaxonomy.from_labels([str(i) for i in range(len(species))], labels)
+
+
+def cos(degrees: float) -> float:
+    return float(np.cos(np.deg2rad(degrees)))
+
+
+def test_spread_and_nearest_other_label():
+    vectors, reference = circle()
+    gaps = fit_gaps(reference, *exact_search(vectors, vectors, len(vectors)))
+    species = {name: code for code, name in enumerate(reference.names["species"])}
+    within, other = gaps["species"].within, gaps["species"].nearest_other
+    assert within[species["A"]] == pytest.approx(cos(2), abs=1e-6)
+    assert within[species["B"]] == pytest.approx(cos(20), abs=1e-6)  # the variable one
+    assert other[species["A"]] == pytest.approx(cos(28), abs=1e-6)  # A's 2 to B's 30
+    assert other[species["B"]] == pytest.approx(cos(10), abs=1e-6)  # B's 50 to C's 60
+    assert list(gaps["species"].others[species["B"]][:2]) == [species["C"], species["A"]]
+    # a genus's spread is between its species: each record of G to the nearest of another species
+    g = reference.names["genus"].index("G")
+    assert gaps["genus"].within[g] == pytest.approx(np.median([cos(30), cos(28), cos(28), cos(10), cos(10), cos(11)]),
+                                                    abs=1e-6)
+    assert gaps["genus"].nearest_other[g] == pytest.approx(cos(89), abs=1e-6)  # C's 61 to D's 150
+
+
+def test_a_left_out_neighbour_label_is_skipped():
+    vectors, reference = circle()
+    gaps = fit_gaps(reference, *exact_search(vectors, vectors, len(vectors)))["species"]
+    b = reference.names["species"].index("B")
+    code, nearest = np.array([b, b, -1]), np.array([0.9, 0.9, 0.9])
+    excluded = np.array([[False] * 3, [True, False, False], [False] * 3])  # query 1 left C out
+    x = gap_features(gaps, code, nearest, excluded)
+    assert x[0] == pytest.approx([0.9 - cos(20), 0.9 - cos(10)], abs=1e-6)
+    assert x[1, 1] == pytest.approx(0.9 - cos(28), abs=1e-6)  # C left out: the next label is A (B's 30 to A's 2)
+    assert list(x[2]) == [0.0, 0.0]  # no winner
+
+
+def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 16))
+    species = np.repeat(np.arange(6), 8)
+    vectors = centres[species] + rng.normal(scale=0.3, size=(len(species), 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = {"genus": [f"g{s // 2}" for s in species], "species": [f"s{s}" for s in species]}
+    index = build_index(vectors.astype(np.float32), [str(i) for i in range(len(species))], labels,
+                        model_fingerprint="f", modality="dna", M=8)
+    plain = fit_calibration(index, k=10, n_queries=40)
+    gapped = fit_calibration(index, k=10, n_queries=40, barcode_gaps=True)
+    assert plain.gaps is None and len(plain.ranks["species"]["maps"][0]["coef"]) == 3
+    assert set(gapped.gaps) == {"genus", "species"} and len(gapped.ranks["species"]["maps"][0]["coef"]) == 5
+    again = Calibration.from_json(json.loads(json.dumps(gapped.to_json())))
+    assert again.feature_names == ["log_distance", "margin", "vote_share", "spread", "gap"]
+    reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    rows, sims = index.search(vectors[:5].astype(np.float32), 10)
+    assert label(rows, sims, reference, again).features["genus"].shape == (5, 5)
+    # held-out refits keep the gaps of the calibration whose decisions they reuse
+    held = fit_calibration_held_out(index, vectors[:12] + 0.01, {"genus": labels["genus"][:10] + ["gx"] * 2,
+                                                                  "species": labels["species"][:10] + ["sx"] * 2},
+                                    gapped)
+    assert held.gaps == gapped.gaps and len(held.ranks["genus"]["maps"][1]["coef"]) == 5
