@@ -9,31 +9,22 @@ reference is never right), named-right at the tool's default cutoff, species ass
 species, new species' genus named right (of those whose genus is in the reference), and for
 clibd the estimated share of new species (the `prior_unseen` column) against the truth.
 
-RDP (Debian `rdp-classifier` 2.10.2) is trained on the same reference: `train.fasta` has
-headers `>ID<TAB>Root;order;family;genus;species` (records lacking a rank are left out) and
-`taxid.txt` one line per taxon `id*name*parent id*depth*rank` (root `0*Root*-1*0*rootrank`);
-the trainer is `java -Xmx6g -cp rdp_classifier.jar
-edu.msu.cme.rdp.classifier.train.ClassifierTraineeMaker -o DIR -s train.fasta -t taxid.txt`,
-and DIR gets the `rRNAClassifier.properties` that names the four trained files.
+RDP (Debian `rdp-classifier` 2.10.2) is trained on the same reference, as `clibd evaluate
+--baselines rdp` trains it (`clibd_cli/evaluation/rdp.py`).
 """
 
 from __future__ import annotations
 
 import csv
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from clibd_cli.evaluation import rdp
+from clibd_cli.evaluation.scores import CURVE_CUTOFFS
 from models.config import RANKS
-
-RDP_JAR = Path("/usr/share/rdp-classifier/rdp_classifier.jar")
-CURVE_CUTOFFS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-PROPERTIES = ("bergeyTree=bergeyTrainingTree.xml\nprobabilityList=genus_wordConditionalProbList.txt\n"
-              "probabilityIndex=wordConditionalProbIndexArr.txt\nwordPrior=logWordPrior.txt\n"
-              "classifierVersion=RDP Naive Bayesian rRNA Classifier Version 2.10\n")
 
 
 def batches(queries: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dict]]:
@@ -49,43 +40,12 @@ def batches(queries: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dic
 
 def train_rdp(reference: list[dict], work: Path) -> Path | None:
     """The RDP classifier trained on ``reference`` (its properties file), or None without java/RDP."""
-    if not (shutil.which("java") and RDP_JAR.is_file()):
+    if rdp.missing():
         return None
-    taxa, lines = {("Root",): 0}, ["0*Root*-1*0*rootrank"]
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / "train.fasta", "w") as f:
-        for r in reference:
-            names = [r[rank] for rank in RANKS]
-            if not all(names):
-                continue
-            path = ("Root",)
-            for depth, (rank, name) in enumerate(zip(RANKS, names), start=1):
-                if path + (name,) not in taxa:
-                    taxa[path + (name,)] = len(taxa)
-                    lines.append(f"{taxa[path + (name,)]}*{name}*{taxa[path]}*{depth}*{rank}")
-                path += (name,)
-            f.write(f">{r['processid']}\tRoot;{';'.join(names)}\n{r['dna_barcode']}\n")
-    (work / "taxid.txt").write_text("\n".join(lines) + "\n")
-    subprocess.run(["java", "-Xmx6g", "-cp", str(RDP_JAR), "edu.msu.cme.rdp.classifier.train.ClassifierTraineeMaker",
-                    "-o", str(work / "model"), "-s", str(work / "train.fasta"), "-t", str(work / "taxid.txt")],
-                   check=True, stdout=subprocess.DEVNULL)
-    (work / "model" / "rRNAClassifier.properties").write_text(PROPERTIES)
-    return work / "model" / "rRNAClassifier.properties"
-
-
-def rdp_command(properties: Path, queries: Path, out: Path) -> list[str]:
-    return ["java", "-Xmx6g", "-cp", str(RDP_JAR), "edu.msu.cme.rdp.multicompare.Main", "-t", str(properties),
-            "-f", "allrank", "-o", str(out), str(queries)]
-
-
-def read_rdp(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
-    """allrank output: id, orientation, then (name, rank, confidence) triples."""
-    scores = {}
-    for line in open(path):
-        fields = line.rstrip("\n").split("\t")
-        triples = zip(fields[2::3], fields[3::3], fields[4::3])
-        scores[fields[0]] = {rank: (name, float(conf)) for name, rank, conf in triples if rank in RANKS}
-    return scores
+    rdp.write_training_set(work, [r["processid"] for r in reference], [r["dna_barcode"] for r in reference],
+                           [[r[rank] for rank in RANKS] for r in reference])
+    subprocess.run(rdp.train_command(work), check=True, stdout=subprocess.DEVNULL)
+    return rdp.finish(work)
 
 
 def read_sintax_scores(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
@@ -132,6 +92,32 @@ def batch_table(scores: dict, batch: list[dict], new: set[str], ref_genera: set[
     out["new_genus_wrong"] = _share(known, lambda r: named(r, "genus") not in ("", r["genus"]))
     out["true_new_share"] = len(unseen) / max(len(batch), 1)
     return out
+
+
+def by_species(scores: dict, batch: list[dict], rank: str, n: int = 3) -> str:
+    """How a few species weigh on ``rank``'s calibration on ``batch``: the ECE with every species
+    weighing the same (each record 1 / its species' records), and the species adding most to
+    the gap between mean confidence and accuracy (records x (confidence - accuracy) / batch)."""
+    from clibd_cli.evaluation.metrics import reliability
+
+    conf = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[1] for r in batch])
+    right = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[0] == r[rank] for r in batch])
+    species = np.array([r["species"] for r in batch], dtype=object)
+    names, inverse, counts = np.unique(species, return_inverse=True, return_counts=True)
+    balanced = _weighted_ece(conf, right, 1.0 / counts[inverse])
+    gap = np.bincount(inverse, weights=conf - right) / len(batch)
+    worst = np.argsort(-np.abs(gap))[:n]
+    parts = [f"{names[i]} ({counts[i]} records, conf {conf[inverse == i].mean():.2f}, right "
+             f"{right[inverse == i].mean():.2f}: {100 * gap[i]:+.1f})" for i in worst]
+    return (f"{rank}: ECE {100 * reliability(conf, right).ece:.1f}, species-balanced {100 * balanced:.1f}; "
+            f"largest gaps (points): {'; '.join(parts)}")
+
+
+def _weighted_ece(conf: np.ndarray, right: np.ndarray, weight: np.ndarray, bins: int = 10) -> float:
+    """ECE with record weights (10 equal-width bins)."""
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    gaps = np.bincount(which, weights=weight * (conf - right), minlength=bins)
+    return float(np.abs(gaps).sum() / weight.sum())
 
 
 def curve(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str]) -> list[str]:

@@ -117,6 +117,8 @@ def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, que
     """Each batch in its own clibd run; SINTAX and RDP once over all queries (they are per-query)."""
     import batch_calibration as bc
 
+    from clibd_cli.evaluation import rdp
+
     new = {r["processid"] for r in queries["test_unseen"]}
     tools = {}
     if shutil.which("vsearch"):
@@ -128,8 +130,8 @@ def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, que
     properties = bc.train_rdp(reference, args.work / "rdp")
     if properties:
         out = args.work / "rdp.tsv"
-        took = timed(bc.rdp_command(properties, query_fasta, out))
-        tools["rdp"] = bc.read_rdp(out)
+        took = timed(rdp.classify_command(properties, query_fasta, out))
+        tools["rdp"] = rdp.read_allrank(out)
         print(f"RDP classifier 2.10 (trained on the reference): {took:.1f} s")
     mixed = None
     for name, batch in bc.batches(queries).items():
@@ -141,6 +143,9 @@ def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, que
         print(bc.format_row("clibd", bc.batch_table(scores, batch, new, ref_genera, 0.8), estimate))
         for tool, tool_scores in tools.items():
             print(bc.format_row(tool, bc.batch_table(tool_scores, batch, new, ref_genera, 0.8)))
+        if name == "test_unseen":
+            for rank in ("order", "family", "genus"):
+                print(f"  clibd {bc.by_species(scores, batch, rank)}")
         if name == "mix70:30":
             mixed = (batch, {"clibd": scores, **tools})
     batch, by_tool = mixed

@@ -225,6 +225,38 @@ def test_vsearch_baselines(dataset):
     assert "reliability" in metrics["open_set"]["left-out"]["vsearch-sintax"]
 
 
+def test_rdp_baseline_is_trained_on_the_keys(dataset):
+    require_programs("java", "rdp_classifier")
+    metrics = run_evaluation(Plan(data=dataset, baselines=("rdp",))).metrics
+    paper, left_out = metrics["retrieval"]["paper"]["rdp"], metrics["retrieval"]["left-out"]["rdp"]
+    assert paper["seen"]["species"]["top1"]["micro"] == 1.0 and paper["unseen"]["species"]["top1"]["micro"] == 1.0
+    assert left_out["unseen"]["species"]["top1"]["micro"] == 0.0  # A3 has no key: never its species
+    assert left_out["unseen"]["genus"]["top1"]["micro"] == 1.0
+    assert paper["seen"]["species"]["top3"]["micro"] is None  # one answer per rank
+    open_set = metrics["open_set"]["left-out"]["rdp"]
+    assert "reliability" in open_set and set(open_set["batches"]["ece"]) == {"seen", "unseen", "mix"}
+    assert open_set["batches"]["prior_unseen"] == {"seen": None, "unseen": None, "mix": None}  # no estimate
+
+
+def test_reliability_per_batch_and_operating_curve(dataset):
+    metrics = run_evaluation(Plan(data=dataset, baselines=("kmer",))).metrics
+    batches = metrics["open_set"]["left-out"]["kmer"]["batches"]
+    # 4 seen queries and both unseen ones (round(4 x 0.3 / 0.7) = 2): a third of the mix is new
+    assert batches["new_share"] == pytest.approx({"seen": 0.0, "unseen": 1.0, "mix": 1 / 3})
+    estimates = batches["prior_unseen"]
+    assert all(0.0 <= estimates[b] <= 1.0 for b in ("seen", "unseen", "mix"))
+    assert estimates["seen"] < estimates["mix"] < estimates["unseen"]  # estimated per batch
+    assert all(0.0 <= batches["ece"][b][r] <= 1.0 for b in batches["ece"] for r in batches["ece"][b])
+    curve = batches["curve"]
+    assert [p["cutoff"] for p in curve] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    for key in ("known_species_named", "new_species_asserted", "new_genus_right", "new_genus_wrong"):
+        values = [p[key] for p in curve]
+        assert values == sorted(values, reverse=True)  # a higher cutoff names no more
+    assert "paper" in metrics["open_set"] and "batches" in metrics["open_set"]["paper"]["kmer"]
+    text = text_report(metrics)
+    assert "reliability per batch" in text and "operating curve on the mix" in text
+
+
 def test_blastn_baseline(dataset):
     require_programs("makeblastdb", "blastn")
     metrics = run_evaluation(Plan(data=dataset, baselines=("blastn",))).metrics

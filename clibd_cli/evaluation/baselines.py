@@ -9,6 +9,8 @@ Each tool reads FASTA files written to a temporary folder (reference/peers.md §
   bootstrap support, so only top-1 is defined; support ≥ 0.8 asserts the label.
 * ``blastn``: ``makeblastdb`` + ``blastn`` (megablast) ``-max_target_seqs 10 -max_hsps 1``,
   hits ranked by bit score.
+* ``rdp``: the RDP naive Bayesian classifier trained on the keys (``rdp.py``) — one label per
+  rank with its bootstrap confidence, asserted at ≥ 0.8 like SINTAX.
 
 Keys with the same barcode and lineage are written once (half of BOLD's barcodes repeat, and
 BLAST slows down with every copy); a hit on one stands for all its copies in key order, as
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.defaults import CALIBRATION
+from clibd_cli.evaluation import rdp
 from clibd_cli.evaluation.protocol import Records
 from clibd_cli.evaluation.retrieval import DEPTH, Calls, Outcome, Queries
 from clibd_cli.io.pipeline_formats import read_sintax
@@ -41,7 +44,9 @@ TOOLS = {"vsearch-global": ("vsearch",), "vsearch-sintax": ("vsearch",), "blastn
 
 
 def missing_tools(name: str) -> list[str]:
-    """Programs baseline ``name`` needs that are not on PATH."""
+    """Programs (and for rdp, its jar) baseline ``name`` needs that this machine lacks."""
+    if name == "rdp":
+        return rdp.missing()
     return [tool for tool in TOOLS[name] if shutil.which(tool) is None]
 
 
@@ -64,6 +69,11 @@ class AlignmentBaseline:
     seed: int = 0
     min_confidence: float = CALIBRATION.min_confidence
 
+    @property
+    def gives_confidence(self) -> bool:
+        """SINTAX and RDP give a support per rank; the top-hit tools an identity only."""
+        return self.name in ("vsearch-sintax", "rdp")
+
     def run(self, embeddings, keys: Records, parts: dict[str, Queries]) -> dict[str, Outcome]:
         folder = self.workdir / self.name
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,6 +88,8 @@ class AlignmentBaseline:
             outcome = Outcome(queries.labels(taken), {}, missing=len(queries.positions) - len(taken))
             if self.name == "vsearch-sintax":
                 self._sintax(outcome, path, db, folder / f"{part}.sintax.tsv", len(taken), reference)
+            elif self.name == "rdp":
+                self._rdp(outcome, path, db, folder / f"{part}.rdp.tsv", len(taken), reference)
             else:
                 hits = self._hits(path, db, folder / f"{part}.hits.tsv")
                 _top_hits(outcome, hits, reference, keys, len(taken))
@@ -86,6 +98,12 @@ class AlignmentBaseline:
 
     def _database(self, folder: Path, reference: _Reference) -> Path:
         path = folder / "keys.fasta"
+        if self.name == "rdp":
+            ids = [f"u{j}" for j in range(len(reference.barcodes))]
+            if not rdp.write_training_set(folder, ids, [_clean(b) for b in reference.barcodes], reference.lineages):
+                raise ClibdError(f"rdp: no key record is labelled at every rank ({', '.join(RANKS)})")
+            _call(rdp.train_command(folder))
+            return rdp.finish(folder)
         if self.name == "blastn":
             _write_fasta(path, [f"u{j}" for j in range(len(reference.barcodes))], reference.barcodes)
             _call(["makeblastdb", "-in", str(path), "-dbtype", "nucl", "-out", str(folder / "keys")])
@@ -128,6 +146,23 @@ class AlignmentBaseline:
                 if rank in labels:
                     labels[rank][q] = original.get((rank, name), name)
                     support[rank][q] = value
+        self._confident_calls(outcome, labels, support)
+
+    def _rdp(self, outcome: Outcome, queries: Path, properties: Path, out: Path, n: int,
+             reference: _Reference) -> None:
+        _call(rdp.classify_command(properties, queries, out))
+        original = {(r, rdp.taxon_name(name)): name for lineage in reference.lineages
+                    for r, name in zip(RANKS, lineage) if name}
+        labels = {r: np.full(n, None, dtype=object) for r in RANKS}
+        support = {r: np.zeros(n) for r in RANKS}
+        for query, ranks in rdp.read_allrank(out).items():
+            for rank, (name, confidence) in ranks.items():
+                labels[rank][int(query[1:])] = original.get((rank, name), name)
+                support[rank][int(query[1:])] = confidence
+        self._confident_calls(outcome, labels, support)
+
+    def _confident_calls(self, outcome: Outcome, labels: dict, support: dict) -> None:
+        """One label per rank with its support, asserted at ``min_confidence``."""
         outcome.neighbours = {r: labels[r][:, None] for r in RANKS}
         outcome.depth = 1
         asserted = {r: (support[r] >= self.min_confidence) & (labels[r] != None)  # noqa: E711

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.evaluation.report import accuracy_table, html_table, open_set_table, scenario_line
+from clibd_cli.evaluation.report import (
+    accuracy_table, batch_table, curve_table, html_table, open_set_table, scenario_line,
+)
 from models.config import RANKS
 from models.files import atomic_open, atomic_path
 
@@ -182,6 +184,10 @@ def write_html(path: Path, metrics: dict, figures: list[str], explanation: str) 
         if f"reliability_{scenario}.png" in figures:
             parts.append(f"<img src='reliability_{scenario}.png' alt='reliability {e(scenario)}'>")
         parts.append("</div>")
+        if len(batch_table(metrics, scenario)) > 1:
+            parts.append(f"<div class='row'><div><h3>Reliability per batch, %</h3>{html_table(batch_table(metrics, scenario))}"
+                         f"</div><div><h3>Operating curve on the mix: known species named / new species asserted / "
+                         f"new genus right / wrong, %</h3>{html_table(curve_table(metrics, scenario))}</div></div>")
     for name, alt in (("open_set.png", "open set"), ("embedding_map.png", "embedding map")):
         if name in figures:
             parts.append(f"<h2>{e(alt.capitalize())}</h2><img src='{name}' alt='{alt}'>")

@@ -6,6 +6,9 @@
     retrieval.<scenario>.<method>.{queries,missing}.<part>, .seconds
     open_set.<scenario>.<method>.<seen|unseen>.<rank>.<metric>   (see clibd_cli.evaluation.scores)
     open_set.<scenario>.<method>.reliability.<rank>.{edges,count,confidence,accuracy,ece}
+    open_set.<scenario>.<method>.batches.{ece.<seen|unseen|mix>.<rank>, prior_unseen.<batch>,
+        new_share.<batch>, curve[{cutoff, known_species_named, new_species_asserted,
+        new_genus_right, new_genus_wrong}]}
 
 Accuracies are fractions (0-1); ``null`` where undefined (e.g. top-5 of sintax). The tables
 show percentages. ``metrics.tsv`` holds the same numbers in long format, one per line.
@@ -18,8 +21,11 @@ import json
 import math
 from pathlib import Path
 
+from clibd_cli.evaluation.scores import CURVE_CUTOFFS
 from models.config import RANKS
 from models.files import atomic_open
+
+CURVE_KEYS = ("known_species_named", "new_species_asserted", "new_genus_right", "new_genus_wrong")
 
 OPEN_SET_ROWS = (  # (part, rank, metric, label)
     ("seen", "species", "known_correct", "seen: species right"),
@@ -110,6 +116,31 @@ def open_set_table(metrics: dict, scenario: str) -> list[list[str]]:
     return rows
 
 
+def batch_table(metrics: dict, scenario: str) -> list[list[str]]:
+    """Rows (header first): per method and batch, ECE % per rank and the share of new species
+    (clibd's estimate / the truth)."""
+    rows = [["batch", "method", *(f"ECE {r}" for r in RANKS), "new species %: estimate / truth"]]
+    for method, scores in metrics["open_set"].get(scenario, {}).items():
+        batches = scores.get("batches")
+        for part in (batches or {}).get("ece", {}):
+            estimate = batches["prior_unseen"][part]
+            rows.append([part, method, *(_pct(batches["ece"][part][r]) for r in RANKS),
+                         f"{_pct(estimate)} / {_pct(batches['new_share'][part])}"])
+    return rows
+
+
+def curve_table(metrics: dict, scenario: str) -> list[list[str]]:
+    """Rows (header first): per cutoff, per method on the mix: known species named right / new
+    species asserted / new species' genus right / wrong, %."""
+    methods = {m: s["batches"]["curve"] for m, s in metrics["open_set"].get(scenario, {}).items()
+               if "batches" in s}
+    rows = [["cutoff", *methods]]
+    for i, cutoff in enumerate(CURVE_CUTOFFS):
+        rows.append([f"{cutoff:.2f}", *(" / ".join(_pct(points[i][key]) for key in CURVE_KEYS)
+                                          for points in methods.values())])
+    return rows
+
+
 def scenario_line(info: dict) -> str:
     """``keys: ... ; queries: ...`` with record counts (and the evaluated sample, if smaller)."""
     def count(q: dict) -> str:
@@ -143,6 +174,11 @@ def text_report(metrics: dict) -> str:
             if scenario == "left-out":
                 out.append("targets: unseen species asserted ≤ 2 %; unseen genus right ≥ 70 % of those "
                            "whose genus is in the keys")
+            if len(batch_table(metrics, scenario)) > 1:
+                out += ["", "reliability per batch (each batch one run; mix: all seen + "
+                            "unseen queries, 30 % unseen), %", _format(batch_table(metrics, scenario)),
+                        "", "operating curve on the mix: known species named right / new species asserted / "
+                            "new species' genus right / wrong (genus in keys), %", _format(curve_table(metrics, scenario))]
     for note in metrics["notes"]:
         out.append(f"note: {note}")
     return "\n".join(out)
@@ -189,4 +225,7 @@ keys)" = among queries whose true X occurs among the keys, the share asserted an
 
 Reliability: queries binned by confidence (width 0.1); per bin the mean confidence against the
 share right. ECE = sum over bins of (bin share of queries) x |accuracy - confidence|; 0 is
-perfectly calibrated."""
+perfectly calibrated. Per batch: the seen queries, the unseen queries and a mix (all seen and
+a seeded sample of unseen, 30 % of the batch) are each classified as one run, as clibd classify
+would (it estimates the share of new species per run); the operating curve sweeps the cutoff
+on the mix. RDP: the naive Bayesian classifier trained on the keys, bootstrap confidence."""

@@ -90,6 +90,10 @@ class PairMethod:
         """Calibrated calls need keys that are specimens (text keys are label strings)."""
         return self.key != "text"
 
+    @property
+    def gives_confidence(self) -> bool:
+        return self.makes_calls
+
     def run(self, embeddings, keys: Records, parts: dict[str, Queries]) -> dict[str, Outcome]:
         key_vectors = embeddings.get(self.source, keys.groups, self.key)
         usable = np.flatnonzero(np.abs(key_vectors).sum(axis=1) > 0)
@@ -116,8 +120,8 @@ class PairMethod:
                                                       for r, v in labels.items()},
                               missing=len(queries.positions) - len(taken))
             if calibration is not None:
-                outcome.calls = _calibrated_calls(rows, sims, taxonomy, calibration,
-                                                  self.min_confidence)
+                outcome.calls, outcome.extra["prior_unseen"] = _calibrated_calls(
+                    rows, sims, taxonomy, calibration, self.min_confidence)
             out[part] = outcome
         return out
 
@@ -132,15 +136,19 @@ class PairMethod:
         return lambda vectors, k: index.search(vectors, k, threads=self.threads)
 
 
-def _calibrated_calls(rows, sims, taxonomy, calibration, min_confidence: float) -> Calls:
-    from clibd_cli.classification.decision import decide
-    codes, confidence = decide(rows, sims, taxonomy, calibration)
+def _calibrated_calls(rows, sims, taxonomy, calibration, min_confidence: float) -> tuple[Calls, float]:
+    """The calls ``clibd classify`` makes on this batch of queries (the share of new species
+    estimated on the batch itself, ``--prior-unseen auto``), and that share."""
+    from clibd_cli.classification.decision import confidences, label
+    decisions = label(rows, sims, taxonomy, calibration)
+    shares = calibration.estimate_shares(decisions.stacked())
+    codes, confidence = decisions.codes, confidences(decisions, taxonomy, calibration, shares)
     labels = {}
     for rank in RANKS:
         names = np.array([*taxonomy.names[rank], None], dtype=object)
         labels[rank] = names[codes[rank]]  # code -1 picks the trailing None
     asserted = {r: (confidence[r] >= min_confidence) & (codes[r] >= 0) for r in RANKS}
-    return Calls(labels, asserted, confidence)
+    return Calls(labels, asserted, confidence), calibration.unseen_share(shares)
 
 
 def _pad(labels: np.ndarray, depth: int) -> np.ndarray:

@@ -17,16 +17,18 @@ from clibd_cli.evaluation import BASELINES, PAIRS
 from clibd_cli.evaluation.baselines import IDENTITY_CUTOFFS, AlignmentBaseline, missing_tools
 from clibd_cli.evaluation.protocol import PARTS, Records, Scenario, scenarios
 from clibd_cli.evaluation.retrieval import PairMethod, Queries
-from clibd_cli.evaluation.scores import open_set_scores, retrieval_scores
+from clibd_cli.evaluation.scores import batch_scores, open_set_scores, retrieval_scores
 from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles, ModelVectors
 from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
+MIX_UNSEEN = 0.3  # share of unseen-species queries in the mixed batch (all seen queries and a sample of unseen)
 DESCRIPTIONS = {
     "kmer": "k-mer profile nearest neighbour (model-free)",
     "vsearch-global": "vsearch --usearch_global top hits (--id 0.8)",
     "vsearch-sintax": "vsearch --sintax (cutoff 0.8)",
     "blastn": "blastn (megablast) top hits by bit score",
+    "rdp": "RDP naive Bayesian classifier trained on the keys (cutoff 0.8)",
 }
 
 
@@ -100,10 +102,13 @@ def _run_scenario(plan: Plan, dataset, scenario: Scenario, methods: list, embedd
             records = Records(dataset, scenario.queries[part])
             parts[part] = Queries(records, records.sample(plan.limit, plan.seed))
             result["scenarios"][scenario.name]["queries"][part]["evaluated"] = len(parts[part].positions)
+    mix = _mix(dataset, scenario, parts, plan.seed) if len(parts) == len(PARTS) else None
     for method in methods:
         log.info("%s: %s", scenario.name, method.name)
         start = time.perf_counter()
-        outcomes = method.run(embeddings, keys, parts)
+        batched = mix is not None and method.gives_confidence
+        outcomes = method.run(embeddings, keys, {**parts, "mix": mix} if batched else parts)
+        mixed = outcomes.pop("mix", None)
         seconds = time.perf_counter() - start
         scores = retrieval_scores(outcomes)
         scores["seconds"] = round(seconds, 2)
@@ -112,7 +117,19 @@ def _run_scenario(plan: Plan, dataset, scenario: Scenario, methods: list, embedd
         result["retrieval"].setdefault(scenario.name, {})[method.name] = scores
         if all(o.calls is not None for o in outcomes.values()):
             scores = open_set_scores(outcomes, keys.labels)
+            if mixed is not None and mixed.calls is not None:
+                scores["batches"] = batch_scores({**outcomes, "mix": mixed}, keys.labels)
             result["open_set"].setdefault(scenario.name, {})[method.name] = scores
+
+
+def _mix(dataset, scenario: Scenario, parts: dict[str, Queries], seed: int) -> Queries:
+    """All evaluated seen queries and a seeded sample of unseen ones, ``MIX_UNSEEN`` of the batch:
+    one run in which the share of new species is neither 0 nor 1."""
+    seen, unseen = parts["seen"], parts["unseen"]
+    n_new = min(len(unseen.positions), round(len(seen.positions) * MIX_UNSEEN / (1 - MIX_UNSEEN)))
+    chosen = np.random.default_rng(seed).choice(unseen.positions, n_new, replace=False)
+    records = Records(dataset, scenario.queries["seen"] + scenario.queries["unseen"])
+    return Queries(records, np.sort(np.concatenate([seen.positions, len(seen.records) + chosen])))
 
 
 def _pair(plan: Plan, name: str, source, query: str, key: str) -> PairMethod:

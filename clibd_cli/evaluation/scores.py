@@ -13,6 +13,12 @@ Open-set metrics, per query part and rank, from each method's calls:
 * ``known_correct``: among queries whose true label is among the keys' labels, the share
   asserted and right (for unseen species: genus/family recall where a right answer exists);
 * ``ece``: expected calibration error of the confidence (methods that have one).
+
+Per batch (:func:`batch_scores`, methods with a confidence): the seen queries alone, the unseen
+alone and a mix of both (``run.MIX_UNSEEN`` unseen), each classified as one run — clibd
+estimates the share of new species per run — with per-rank ECE, the estimated and true share
+of new species, and on the mix the operating curve across cutoffs: known species named right
+against new species asserted, and new species' genus named right against named wrong.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from clibd_cli.evaluation.retrieval import Outcome
 from models.config import RANKS
 
 KS = (1, 3, 5)
+CURVE_CUTOFFS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def retrieval_scores(outcomes: dict[str, Outcome]) -> dict:
@@ -80,6 +87,45 @@ def open_set_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarr
                                             "confidence": found.confidence.tolist(),
                                             "accuracy": found.accuracy.tolist(), "ece": found.ece}
     return out
+
+
+def batch_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray], bins: int = 10) -> dict:
+    """Per batch (``seen``, ``unseen``, ``mix``): per-rank ECE, the estimated share of new
+    species (clibd) and the true one; the operating curve on ``mix``."""
+    species = set(filter(None, key_labels["species"].tolist()))
+    genera = set(filter(None, key_labels["genus"].tolist()))
+    out: dict = {"ece": {}, "prior_unseen": {}, "new_share": {}}
+    for part, outcome in outcomes.items():
+        calls, truth = outcome.calls, outcome.truth
+        out["ece"][part] = {rank: _ece(calls.confidence[rank], calls.labels[rank], truth[rank], bins)
+                            for rank in RANKS}
+        out["prior_unseen"][part] = outcome.extra.get("prior_unseen")
+        out["new_share"][part] = _mean(np.array([t is not None and t not in species for t in truth["species"]]))
+    mix = outcomes["mix"]
+    truth, calls = mix.truth, mix.calls
+    known = np.array([t in species for t in truth["species"]])
+    new = np.array([t is not None and t not in species for t in truth["species"]])
+    new_genus_known = new & np.array([t in genera for t in truth["genus"]])
+    out["curve"] = []
+    for cutoff in CURVE_CUTOFFS:
+        named = {r: calls.confidence[r] >= cutoff for r in ("species", "genus")}
+        genus_right = calls.labels["genus"] == truth["genus"]
+        out["curve"].append({
+            "cutoff": cutoff,
+            "known_species_named": _mean((named["species"] & (calls.labels["species"] == truth["species"]))[known]),
+            "new_species_asserted": _mean(named["species"][new]),
+            "new_genus_right": _mean((named["genus"] & genus_right)[new_genus_known]),
+            "new_genus_wrong": _mean((named["genus"] & ~genus_right)[new_genus_known]),
+        })
+    return out
+
+
+def _ece(confidence: np.ndarray, labels: np.ndarray, truth: np.ndarray, bins: int) -> float | None:
+    """ECE over the queries labelled at this rank (None if there are none)."""
+    scored = truth != None  # noqa: E711 - object arrays
+    if not scored.any():
+        return None
+    return metrics.reliability(confidence[scored], (labels == truth)[scored], bins).ece
 
 
 def _mean(values: np.ndarray) -> float | None:
