@@ -1,0 +1,133 @@
+"""Variants of the confidence calibration, chosen on val / val_unseen, reported on test / test_unseen.
+
+    PYTHONPATH=benchmarks .venv/bin/python benchmarks/calibration_variants.py --index DIR [VARIANT ...]
+
+DIR: a k-mer index of the BOLD `train` split (`clibd index -m kmer`, e.g. the one
+`classify_bold.py --batches` builds). Each variant is fitted in-process on that index and every
+batch classified as `clibd classify --prior-unseen auto` would (share of new species estimated
+by EM on the batch): `val`, `val_unseen` and their seeded 70:30 mix (to choose), then the same
+for `test` (to report). Printed per batch: the estimated / true share of new species, per-rank
+ECE (points), known species named right at 0.8, new species asserted, new species' genus named
+right (of those whose genus is in the reference).
+
+Variants: `base` (the default index: pseudo-queries, three features), `gaps` (+ barcode gaps,
+``clibd_cli/classification/barcode_gap.py``), `sister` (unseen-species pseudo-queries also leave
+out the species nearest to them), and `base+ho` / `gaps+ho` (maps refitted on val + val_unseen,
+as `clibd index --calibrate-on`; reported on test only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import time
+
+import numpy as np
+
+from classify_bold import BOLD
+from clibd_cli.classification import fitting
+from clibd_cli.classification.decision import confidences, label
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.evaluation.metrics import reliability
+from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.search import top_k
+from models.config import RANKS
+
+SPLITS = ("val", "val_unseen", "test", "test_unseen")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", required=True)
+    parser.add_argument("variants", nargs="*", default=["base", "gaps", "sister", "base+ho", "gaps+ho"])
+    args = parser.parse_args()
+    index = load_index(args.index, verify=False)
+    reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
+    data = {}
+    for split in SPLITS:
+        part = [r for r in rows if r["split"] == split]
+        vectors = kmer_profile([r["dna_barcode"] for r in part], 5)
+        data[split] = (*index.search(vectors, 50), {k: [r[k] or None for r in part] for k in RANKS}, vectors)
+    genera = set(filter(None, index.labels["genus"]))
+    for variant in args.variants:
+        start = time.perf_counter()
+        calibration = fit(index, variant, data)
+        print(f"== {variant} (fit {time.perf_counter() - start:.0f} s)", flush=True)
+        for seen, unseen in ([] if variant.endswith("+ho") else [("val", "val_unseen")]) + [("test", "test_unseen")]:
+            for name, (si, ui) in batches(len(data[seen][0]), len(data[unseen][0]), seen, unseen).items():
+                print("  " + evaluate(calibration, reference, data, seen, unseen, si, ui, name, genera), flush=True)
+
+
+def fit(index, variant: str, data: dict):
+    """The calibration of one variant."""
+    pseudo_queries = fitting._pseudo_queries
+    if variant == "sister":
+        fitting._pseudo_queries = _without_sister(pseudo_queries)
+    try:
+        calibration = fitting.fit_calibration(index, barcode_gaps=variant.startswith("gaps"))
+    finally:
+        fitting._pseudo_queries = pseudo_queries
+    if variant.endswith("+ho"):
+        vectors = np.concatenate([data["val"][3], data["val_unseen"][3]])
+        labels = {r: data["val"][2][r] + data["val_unseen"][2][r] for r in RANKS}
+        calibration = fitting.fit_calibration_held_out(index, vectors, labels, calibration)
+    return calibration
+
+
+def _without_sister(pseudo_queries):
+    """Unseen-species pseudo-queries that also leave out the species of their nearest record
+    (if their genus keeps other records: still a new species of a known genus)."""
+    def found(source, vectors, sample, reference, k, plans):
+        out = pseudo_queries(source, vectors, sample, reference, k, plans)
+        species, genus = reference.codes["species"], reference.codes["genus"]
+        for i, ((rank, _), (queries, rows, _)) in enumerate(zip(plans, out)):
+            if rank != "species" or not len(queries):
+                continue
+            sister = species[rows[:, 0]]
+            scores = source[queries] @ vectors.T
+            excluded = (species[None, :] == species[queries][:, None]) | (species[None, :] == sister[:, None])
+            kin = genus[None, :] == genus[queries][:, None]
+            excluded |= kin & (species < 0)[None, :]
+            keep = (kin & ~excluded).any(axis=1)
+            rows, sims = top_k(np.where(excluded, -np.inf, scores), k)
+            out[i] = (queries[keep], rows[keep], sims[keep])
+        return out
+    return found
+
+
+def batches(n_seen: int, n_unseen: int, seen: str, unseen: str) -> dict:
+    """Seen alone, unseen alone, and all seen with a seeded 30 % of unseen."""
+    n_new = min(n_unseen, round(n_seen * 0.3 / 0.7))
+    chosen = np.random.default_rng(0).choice(n_unseen, n_new, replace=False)
+    return {seen: (np.arange(n_seen), np.zeros(0, int)), unseen: (np.zeros(0, int), np.arange(n_unseen)),
+            f"mix70:30 {seen}": (np.arange(n_seen), chosen)}
+
+
+def evaluate(calibration, reference, data, seen, unseen, si, ui, name, genera) -> str:
+    rows = np.concatenate([data[seen][0][si], data[unseen][0][ui]])
+    sims = np.concatenate([data[seen][1][si], data[unseen][1][ui]])
+    truth = {r: np.array([data[seen][2][r][i] for i in si] + [data[unseen][2][r][i] for i in ui], dtype=object)
+             for r in RANKS}
+    new = np.r_[np.zeros(len(si), bool), np.ones(len(ui), bool)]
+    decisions = label(rows, sims, reference, calibration)
+    shares = calibration.estimate_shares(decisions.stacked())
+    conf = confidences(decisions, reference, calibration, shares)
+    right = {r: np.array([*reference.names[r], None], dtype=object)[decisions.codes[r]] == truth[r] for r in RANKS}
+    ece = " ".join(f"{100 * reliability(conf[r], right[r]).ece:.1f}" for r in RANKS)
+    line = f"{name:18s} new share {100 * (1 - shares[0]):5.1f} / {100 * new.mean():5.1f} | ECE o/f/g/s {ece}"
+    named = conf["species"] >= 0.8
+    if (~new).any():
+        line += f" | known species named {100 * np.mean(named[~new] & right['species'][~new]):.2f}"
+    if new.any():
+        known_genus = new & np.array([g in genera for g in truth["genus"]])
+        genus_named = right["genus"] & (conf["genus"] >= 0.8)
+        line += (f" | new species asserted {100 * np.mean(named[new]):.2f}, genus named right "
+                 f"{100 * np.mean(genus_named[known_genus]):.1f}")
+    return line
+
+
+if __name__ == "__main__":
+    main()
