@@ -94,18 +94,22 @@ def batch_table(scores: dict, batch: list[dict], new: set[str], ref_genera: set[
     return out
 
 
-def by_species(scores: dict, batch: list[dict], rank: str, n: int = 3) -> str:
-    """How a few species weigh on ``rank``'s calibration on ``batch``: the ECE with every species
-    weighing the same (each record 1 / its species' records), and the species adding most to
-    the gap between mean confidence and accuracy (records x (confidence - accuracy) / batch)."""
-    from clibd_cli.evaluation.metrics import reliability
-
+def by_species(scores: dict, batch: list[dict], rank: str) -> str:
+    """:func:`species_weights` of one tool's ``scores`` on ``batch``."""
     conf = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[1] for r in batch])
     right = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[0] == r[rank] for r in batch])
-    species = np.array([r["species"] for r in batch], dtype=object)
+    return species_weights(conf, right, np.array([r["species"] for r in batch], dtype=object), rank)
+
+
+def species_weights(conf: np.ndarray, right: np.ndarray, species: np.ndarray, rank: str, n: int = 3) -> str:
+    """How a few species weigh on ``rank``'s calibration: the ECE with every species weighing the
+    same (each record 1 / its species' records), and the species adding most to the gap between
+    mean confidence and accuracy (records x (confidence - accuracy) / batch, in points)."""
+    from clibd_cli.evaluation.metrics import reliability
+
     names, inverse, counts = np.unique(species, return_inverse=True, return_counts=True)
     balanced = _weighted_ece(conf, right, 1.0 / counts[inverse])
-    gap = np.bincount(inverse, weights=conf - right) / len(batch)
+    gap = np.bincount(inverse, weights=conf - right) / len(conf)
     worst = np.argsort(-np.abs(gap))[:n]
     parts = [f"{names[i]} ({counts[i]} records, conf {conf[inverse == i].mean():.2f}, right "
              f"{right[inverse == i].mean():.2f}: {100 * gap[i]:+.1f})" for i in worst]

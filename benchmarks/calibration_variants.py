@@ -8,7 +8,8 @@ batch classified as `clibd classify --prior-unseen auto` would (share of new spe
 by EM on the batch): `val`, `val_unseen` and their seeded 70:30 mix (to choose), then the same
 for `test` (to report). Printed per batch: the estimated / true share of new species, per-rank
 ECE (points), known species named right at 0.8, new species asserted, new species' genus named
-right (of those whose genus is in the reference).
+right (of those whose genus is in the reference); on the batches of new species only, per rank
+the ECE with every species weighing the same and the species that weigh most on it.
 
 Variants: `base` (the default index: pseudo-queries, three features), `gaps` (+ barcode gaps,
 ``clibd_cli/classification/barcode_gap.py``), `sister` (unseen-species pseudo-queries also leave
@@ -25,6 +26,7 @@ import time
 
 import numpy as np
 
+from batch_calibration import species_weights
 from classify_bold import BOLD
 from clibd_cli.classification import fitting
 from clibd_cli.classification.decision import confidences, label
@@ -126,6 +128,9 @@ def evaluate(calibration, reference, data, seen, unseen, si, ui, name, genera) -
         genus_named = right["genus"] & (conf["genus"] >= 0.8)
         line += (f" | new species asserted {100 * np.mean(named[new]):.2f}, genus named right "
                  f"{100 * np.mean(genus_named[known_genus]):.1f}")
+    if new.all():
+        line += "".join(f"\n    {species_weights(conf[r], right[r], truth['species'], r)}"
+                        for r in ("order", "family", "genus"))
     return line
 
 

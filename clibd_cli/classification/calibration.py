@@ -3,7 +3,9 @@
 Confidence. For the winning label three features are computed: the distance ``1 - sim`` of the
 nearest neighbour carrying it (log scale), its margin over the nearest neighbour carrying a
 different label at that rank (or over the k-th neighbour if there is none: any other label lies
-at least that far), and its vote share (temperature ``tau_share``). Vote shares alone would be
+at least that far), and its vote share (temperature ``tau_share``); calibrations fitted with
+held-out queries add two: the winner's similarity against its label's barcode gap
+(``barcode_gap.py``). Vote shares alone would be
 overconfident: ten neighbours of one species at 0.85 similarity vote 100% for it although the
 query is most likely of a species missing from the reference. So the features are mapped to the
 probability that the label is right by a per-rank logistic regression refined by isotonic

@@ -68,7 +68,8 @@ def index() -> None:
 @click.option("--calibrate-on", "held_out", multiple=True, type=click.Path(exists=True),
               help="Labelled held-out queries (FASTA/FASTQ with SINTAX headers or --taxonomy ids, or a "
                    "dataset HDF5 with --calibrate-split; repeatable) to fit the confidences on, instead of "
-                   "the reference's own records; their species absent from the reference count as new.")
+                   "the reference's own records, reading each label's barcode gap too; their species absent "
+                   "from the reference count as new.")
 @click.option("--calibrate-split", "held_out_splits", multiple=True,
               help="Splits of a --calibrate-on HDF5 (repeatable; e.g. val, val_unseen).")
 @options.batch_size(256)
