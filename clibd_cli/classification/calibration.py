@@ -101,12 +101,19 @@ class Calibration:
         fixed at index time, else 0.5, if None)."""
         p = self.prior_unseen if prior_unseen is None else prior_unseen
         p = 0.5 if p is None else p
-        if len(self.scenarios) == 1:
+        if len(self.scenarios) == 1:  # one pooled map, or a reference with no new species to stage
             return np.ones(1)
-        if len(self.scenarios) == 2:
-            return np.array([1 - p, p])
         g = self.unseen_genus_fraction
-        return np.array([1 - p, p * (1 - g), p * g, 0.0][: len(self.scenarios)])
+        split = {"unseen": 1.0, "unseen_species": 1 - g, "unseen_genus": g, "unseen_family": 0.0}
+        weights = np.array([split[name] for name in self.scenarios[1:]])  # the new-species scenarios fitted
+        weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1 / len(weights))
+        return np.concatenate([[1 - p], p * weights])
+
+    def new_genus_share(self, shares: np.ndarray) -> float | None:
+        """The share of queries from genera absent from the reference that ``shares`` mean (None:
+        the calibration does not tell them apart)."""
+        at = [i for i, name in enumerate(self.scenarios) if name in ("unseen_genus", "unseen_family")]
+        return float(shares[at].sum()) if at else None
 
     def unseen_share(self, shares: np.ndarray) -> float:
         """The share of queries from species absent from the reference that ``shares`` mean."""

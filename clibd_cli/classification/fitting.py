@@ -67,8 +67,11 @@ def fit_calibration(
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
     found = (_pseudo_queries(source, vectors, seen, reference, k, [(None, None)])
              + _pseudo_queries(source, vectors, unseen, reference, k, unseen_plans))
+    # a scenario the reference cannot stage (e.g. no genus of two species) is left out
+    kept = [(name, (codes, rows, sims), share, left_out) for name, (codes, rows, sims), share, left_out
+            in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(codes)]
     scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share, left_out)
-                 for (queries, rows, sims), share, left_out in zip(found, (0.5, 0.4, 0.05, 0.05), [None, *ranks])]
+                 for _, (queries, rows, sims), share, left_out in kept]
     gaps = None
     if barcode_gaps and len(vectors) > 1:
         gaps = fit_gaps(reference, *index.search(vectors, min(NEIGHBOURS + 1, len(vectors))))
@@ -76,7 +79,7 @@ def fit_calibration(
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(vectors)},
-        list(SCENARIOS[: len(scenarios)]), model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
+        [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
     )
 
 

@@ -224,7 +224,8 @@ def _stdin_is_terminal() -> bool:
 def _report_estimates(classifier, log) -> None:
     """The estimated shares of new species (and genera) on stderr; a warning for old indexes."""
     for kind, (shares, n) in classifier.estimates.items():
-        new_genus = f"; of new genera: {1 - shares[:2].sum():.2f}" if len(shares) > 2 else ""
+        genera = classifier.calibrations[kind].new_genus_share(shares)
+        new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
         log.info("estimated share of queries from species absent from the reference: %.2f (EM on the first "
                  "%d %s queries)%s", 1 - shares[0], n, kind, new_genus)
     for kind, calibration in classifier.calibrations.items():
