@@ -119,9 +119,12 @@ def test_fused_query_uses_the_image_dna_calibration(fused):
     kinds = calibrations(index.calibration)
     assert set(kinds) == {"dna", "image", "image+dna"}
 
+    prior = fused["out"]["f0"]["prior_unseen"]  # the share of new species classify estimated on the run
+
     def confidences(kind, vectors):
         rows, sims = index.search(vectors, kinds[kind].k, exact=True)
-        return [p.confidence[r] for p in predict(rows, sims, reference, kinds[kind]) for r in RANKS]
+        shares = kinds[kind].shares(prior)
+        return [p.confidence[r] for p in predict(rows, sims, reference, kinds[kind], shares=shares) for r in RANKS]
 
     names = ["f0", "f1", "f2"]
     vectors = np.stack([_unit(fused["queries"][q] + fused["barcodes"][q]) for q in names]).astype(np.float32)
