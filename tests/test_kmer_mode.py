@@ -8,7 +8,9 @@ RANKS = ("order", "family", "genus", "species")
 
 
 def test_kmer_index_classifies_held_out_barcodes(tmp_path, tiny_model):
-    records = specimens(n_species=6, per_species=4, unnamed=2)
+    # Acleris chalybeana and A. macdunnoughi share barcodes in BOLD (k-mer cosine up to 0.999): no
+    # barcode can tell them apart, so they are left out of a test of telling species apart.
+    records = [r for r in specimens(n_species=8, per_species=4, unnamed=2) if r.lineage["genus"] != "Acleris"]
     named = [r for r in records if r.lineage["species"]]
     held_out = {}
     for r in named:  # one record of each species becomes a query, the rest the reference
@@ -41,7 +43,8 @@ def test_kmer_index_classifies_held_out_barcodes(tmp_path, tiny_model):
 
 def test_species_absent_from_the_reference_stop_at_genus(tmp_path):
     records = specimens(n_species=12, per_species=4, unnamed=2)
-    absent = {"Acleris macdunnoughi", "Acronicta increta"}  # congeners of reference species
+    absent = {"Acronicta psi", "Acronicta increta"}  # congeners of reference species (not Acleris:
+    # A. macdunnoughi shares its barcode with A. chalybeana, so a barcode names the latter)
     queries = [r for r in records if r.lineage["species"] in absent]
     references = [r for r in records if r not in queries]
     assert len(queries) >= 6 and all(any(r.lineage["genus"] == q.lineage["genus"] for r in references)
