@@ -21,11 +21,11 @@ demo: setup
 # The programs some tests run (Debian/Ubuntu packages; needs root): the evaluate baselines
 # (vsearch, BLAST+), the pipeline example (snakemake) and the HTML summary check (chromium).
 # CI runs it first; elsewhere those tests skip without the programs (and fail when CI=true).
-PEERS := vsearch blastn makeblastdb snakemake chromium
+PEERS := vsearch blastn makeblastdb snakemake chromium java rdp_classifier
 peers:
 	@for p in $(PEERS); do command -v $$p >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && \
-		apt-get install -y -qq vsearch ncbi-blast+ snakemake chromium; fi
+		apt-get install -y -qq vsearch ncbi-blast+ snakemake chromium rdp-classifier; fi
 
 test: setup
 	$(BIN)/python -m pytest -q -rs
