@@ -109,10 +109,30 @@ def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
         if row["status"] == "invalid":
             assert (line.ranks, line.strand, line.cutoff) == ({}, "", {})
             continue
-        assert line.strand == "+" and line.query in vsearch_lines  # vsearch wrote a line for it too
+        assert line.strand == row["strand"] == "+" and line.query in vsearch_lines  # vsearch wrote one too
         assert {rank: f"{label}({support:.2f})" for rank, (label, support) in line.ranks.items()} == \
             {RANK_OF[p[0]]: p[2:] for p in row["lineage"].split(",")}
         assert line.cutoff == {rank: row[rank].replace(" ", "_") for rank in RANK_OF.values() if row[rank]}
+
+
+def test_sintax_strand_is_the_strand_the_barcode_was_read_on(kmer_case, tmp_path):
+    from clibd_cli.reference.sketch import reverse_complement
+
+    root, _, query_fa, rows = kmer_case
+    named = [row for row in rows if row["status"] != "invalid"]
+    barcodes = {}
+    for block in query_fa.read_text().split(">")[1:]:
+        header, *lines = block.splitlines()
+        barcodes[header.split()[0]] = "".join(lines)
+    flipped = tmp_path / "rc.fa"
+    flipped.write_text("".join(f">{row['query_id']}\n{reverse_complement(barcodes[row['query_id']])}\n"
+                               for row in named))
+    result = run("-q", "classify", "--index", root / "index", flipped, "--format", "sintax")
+    assert result.exit_code == 0, result.stderr
+    lines = list(read_sintax(_write(tmp_path / "rc.sintax", result.stdout)))
+    assert [line.strand for line in lines] == ["-"] * len(named)
+    assert [line.cutoff for line in lines] == \
+        [{rank: row[rank].replace(" ", "_") for rank in RANK_OF.values() if row[rank]} for row in named]
 
 
 def test_sintax_reader_reports_the_broken_line(tmp_path):

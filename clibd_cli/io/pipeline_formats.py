@@ -41,9 +41,10 @@ _SPACES = str.maketrans("\t\r\n", "   ")
 
 
 def strand(result) -> str:
-    """The strand a record was classified on: clibd reads barcodes as given, on ``+``; the one
-    place the SINTAX output takes its strand from."""
-    return "+"
+    """The strand a record was classified on (``-``: read reverse-complemented, as
+    ``vsearch --strand both`` reports it); ``+`` where no strand was decided (photos, indexes
+    without a sketch)."""
+    return result.query.strand or "+"
 
 
 class PipelineWriter:
