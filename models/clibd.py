@@ -18,7 +18,7 @@ from models.dna import build_dna_encoder, dna_tokenizer
 from models.errors import ModelError
 from models.image import ImageEncoder, image_transform
 from models.text import build_text_encoder, text_tokenizer
-from models.tokenizers import KmerTokenizer, TextTokenizer
+from models.tokenizers import KmerTokenizer, OverlappingKmerTokenizer, TextTokenizer
 
 MAX_LOGIT_SCALE = 100.0
 
@@ -53,7 +53,7 @@ class CLIBD(nn.Module):
         return self.config["embed_dim"]
 
     @property
-    def dna_tokenizer(self) -> KmerTokenizer:
+    def dna_tokenizer(self) -> KmerTokenizer | OverlappingKmerTokenizer:
         return self._require("dna", self._dna_tokenizer)
 
     @property

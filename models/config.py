@@ -48,18 +48,23 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "pretrained": None,  # local timm checkpoint file, or "hub" to download timm's weights
         "resize_float": False,  # True: pixels to float in [0, 1] before resizing (upstream CLIBD)
     },
-    "dna": {"k": 5, "max_len": 660, "prepend_token": None, "kmer_vocab": "barcodebert-2023",
+    "dna": {"tower": "bert", "k": 5, "max_len": 660, "prepend_token": None,
+            "kmer_vocab": "barcodebert-2023",
             "kmer_mask": "overlap",  # attended k-mers: overlap | within the barcode (see KMER_MASKS)
             **_BERT_DEFAULTS},
     "text": {"vocab": "wordpiece-uncased", "max_len": 20, **_BERT_DEFAULTS, "hidden_size": 512,
              "num_layers": 4, "num_heads": 8, "intermediate_size": 2048,
              "missing_rank": None},  # label-string word for a missing rank; null leaves the rank out
 }
+# The "kmer-bag" DNA tower (models/kmer_bag.py): a bag of overlapping k-mers for each k in ks.
+KMER_BAG_DEFAULTS: dict[str, Any] = {"tower": "kmer-bag", "ks": [7], "max_len": 1600, "bag_dim": 256,
+                                     "hidden_size": 512, "dropout": 0.1, "pretrained": None}
+DNA_TOWERS = ("bert", "kmer-bag")
 # Fields added for upstream compatibility: left out of fingerprints at these values, so models
 # saved before the fields existed keep their fingerprints.
 COMPAT_DEFAULTS: dict[str, Any] = {"pooling": "masked-mean", "attend_padding": False,
                                    "kmer_vocab": "barcodebert-2023", "kmer_mask": "overlap",
-                                   "missing_rank": None, "resize_float": False}
+                                   "missing_rank": None, "resize_float": False, "tower": "bert"}
 POOLINGS = ("masked-mean", "mean-all-positions", "mlm-softmax-mean")
 # k-mer vocabulary layouts: the special tokens in front of the 4^k k-mers (BarcodeBERT 2023 / v2).
 KMER_SPECIALS: dict[str, tuple[str, ...]] = {"barcodebert-2023": ("<MASK>", "<CLS>", "<UNK>"),
@@ -214,11 +219,19 @@ def n_dna_tokens(block: dict[str, Any]) -> int:
 
 
 def _resolve_block(tower: str, block: dict, base_dir: Path, use_pretrained: bool) -> dict[str, Any]:
-    unknown = set(block) - set(DEFAULTS[tower])
+    defaults = DEFAULTS[tower]
+    if tower == "dna" and block.get("tower", "bert") not in DNA_TOWERS:
+        raise ModelError(f"dna.tower must be one of {', '.join(DNA_TOWERS)}, got {block['tower']!r}")
+    if tower == "dna" and block.get("tower") == "kmer-bag":
+        defaults = KMER_BAG_DEFAULTS
+    unknown = set(block) - set(defaults)
     if unknown:
         raise ModelError(f"{tower}: unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(DEFAULTS[tower])})")
-    block = {**copy.deepcopy(DEFAULTS[tower]), **copy.deepcopy(block)}
+                         f"(known: {', '.join(defaults)})")
+    block = {**copy.deepcopy(defaults), **copy.deepcopy(block)}
+    if block.get("tower") == "kmer-bag":
+        _check_kmer_bag(block)
+        return block
     for key in ("pretrained", "vocab"):
         if isinstance(block.get(key), os.PathLike):
             block[key] = os.fspath(block[key])
@@ -324,6 +337,21 @@ def _check_bert(tower: str, block: dict[str, Any]) -> None:
     if block["max_position_embeddings"] < needed:
         raise ModelError(f"{tower}.max_position_embeddings ({block['max_position_embeddings']}) is less "
                          f"than the {needed} tokens of max_len {block['max_len']}")
+
+
+def _check_kmer_bag(block: dict[str, Any]) -> None:
+    if block["pretrained"] is not None:
+        raise ModelError("dna.pretrained is not supported by the kmer-bag tower (it trains from scratch)")
+    ks = block["ks"]
+    if not isinstance(ks, list) or not ks or len(set(map(str, ks))) != len(ks) or any(
+            not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K for k in ks):
+        raise ModelError(f"dna.ks must be a list of distinct k-mer sizes in 1..{MAX_K}, got {ks!r}")
+    for key in ("max_len", "bag_dim", "hidden_size"):
+        _check_int(block, "dna", key)
+    if block["max_len"] < max(ks):
+        raise ModelError(f"dna.max_len ({block['max_len']}) must be at least the largest k ({max(ks)})")
+    if not isinstance(block["dropout"], (int, float)) or not 0 <= block["dropout"] < 1:
+        raise ModelError(f"dna.dropout must be in [0, 1), got {block['dropout']!r}")
 
 
 def _check_vocab(block: dict[str, Any]) -> None:

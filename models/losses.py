@@ -65,15 +65,29 @@ class _AllGather(torch.autograd.Function):
 class ContrastiveLoss(nn.Module):
     """Mean over the unordered modality pairs (a, b) of (CE(s·a·bᵀ) + CE(s·b·aᵀ)) / 2.
 
-    Row i of a is the positive of row i of b (standard InfoNCE; same-species rows are negatives).
+    Without ``labels``, row i of a is the positive of row i of b (standard InfoNCE, the paper's
+    training; same-species rows are negatives). With ``labels`` (int64 [B], equal = same taxon,
+    e.g. from :func:`label_ids`), every pair with equal labels is a positive: the targets are the
+    multi-hot rows of the published code's ``labels[:, None] == labels[None, :]``, normalised to
+    sum to 1. ``dna_dna`` > 0 adds that weight times a supervised contrastive term among the DNA
+    embeddings (positives: the other rows with the same label; needs ``labels``).
     Features must be L2-normalised; ``logit_scale`` is the multiplier s (already exponentiated).
     A pair only uses the samples that have both modalities; pairs with fewer than 2 such samples
     are skipped, and a ValueError is raised when no pair is left.
     """
 
+    def __init__(self, dna_dna: float = 0.0):
+        super().__init__()
+        self.dna_dna = dna_dna
+
     def forward(self, features: dict[str, torch.Tensor], logit_scale: torch.Tensor,
-                present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                present: dict[str, torch.Tensor] | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.dna_dna and labels is None:
+            raise ValueError("the DNA-DNA term needs labels")
         features, masks = gather_features(features, present)
+        if labels is not None:
+            labels = _gather_labels(labels.to(next(iter(features.values())).device))
         losses = []
         for first, second in itertools.combinations(sorted(features), 2):
             both = masks[first] & masks[second]
@@ -81,8 +95,45 @@ class ContrastiveLoss(nn.Module):
                 continue
             a, b = features[first][both], features[second][both]
             logits = logit_scale * a @ b.T
-            targets = torch.arange(logits.shape[0], device=logits.device)
+            if labels is None:
+                targets = torch.arange(logits.shape[0], device=logits.device)
+            else:
+                same = labels[both][:, None] == labels[both][None, :]
+                targets = same.float() / same.sum(dim=1, keepdim=True)  # symmetric: also the columns'
             losses.append((F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2)
         if not losses:
             raise ValueError(f"no modality pair with at least 2 samples among {', '.join(sorted(features))}")
-        return torch.stack(losses).mean()
+        loss = torch.stack(losses).mean()
+        if self.dna_dna and "dna" in features:
+            loss = loss + self.dna_dna * _supervised_contrastive(features["dna"][masks["dna"]],
+                                                                 labels[masks["dna"]], logit_scale)
+        return loss
+
+
+def label_ids(text_input_ids: torch.Tensor, index: torch.Tensor, has_text: torch.Tensor) -> torch.Tensor:
+    """One int64 id per record, equal for equal label token rows (a hash, the same on every rank);
+    a record without a label gets ``-(index + 1)``, its own id."""
+    powers = torch.full((text_input_ids.shape[1],), 1_000_003, dtype=torch.int64).cumprod(0)
+    hashed = (text_input_ids.to(torch.int64) * powers).sum(dim=1).abs()  # wraps around in int64
+    return torch.where(has_text.to(hashed.device), hashed, -(index.to(torch.int64) + 1))
+
+
+def _supervised_contrastive(dna: torch.Tensor, labels: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Khosla et al.'s SupCon over one modality: mean log-probability of each row's positives."""
+    eye = torch.eye(len(dna), dtype=torch.bool, device=dna.device)
+    positives = (labels[:, None] == labels[None, :]) & ~eye
+    anchors = positives.any(dim=1)
+    if not anchors.any():
+        return dna.sum() * 0.0
+    log_prob = F.log_softmax((logit_scale * dna @ dna.T).masked_fill(eye, -1e4), dim=1)
+    per_anchor = (log_prob * positives).sum(dim=1)[anchors] / positives.sum(dim=1)[anchors]
+    return -per_anchor.mean()
+
+
+def _gather_labels(labels: torch.Tensor) -> torch.Tensor:
+    """All-gather label ids across ranks (no gradient); the input as it is without a process group."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return labels
+    parts = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, labels.contiguous())
+    return torch.cat(parts, dim=0)

@@ -1,4 +1,4 @@
-"""Tokenizers: DNA barcodes as non-overlapping k-mers, taxonomy labels as WordPiece text.
+"""Tokenizers: DNA barcodes as (non-)overlapping k-mers, taxonomy labels as WordPiece text.
 
 Only numpy is imported at module level; torch and the ``tokenizers`` library load on first use.
 """
@@ -115,6 +115,74 @@ class KmerTokenizer:
                 "vocab_size": self.vocab_size, "prepend_token": self.prepend_token,
                 "attention_mask": f"1 for k-mers {'starting' if self.mask == 'overlap' else 'wholly'} "
                                   "inside the barcode"}
+
+
+class OverlappingKmerTokenizer:
+    """Every overlapping k-mer of a barcode, for each k in ``ks`` (the kmer-bag tower's input).
+
+    Gaps (``-`` and ``.``) are removed and leading/trailing characters other than ACGT stripped
+    before the first ``max_len`` nucleotides are read, so aligned (gap-padded) barcodes tokenize
+    like the raw ones. A k-mer holding any character other than ACGT (N, IUPAC codes) is not
+    valid: it gets id 0 and mask 0, so an N run only removes the k-mers that overlap it. Ids:
+    0 is padding; k-mers of the i-th k come after those of the k's before it, each in
+    lexicographic order over ACGT.
+    """
+
+    _STRIP = "".join(chr(c) for c in range(33, 127) if chr(c) not in "ACGTacgt")
+
+    def __init__(self, ks: tuple[int, ...] = (7,), max_len: int = 1000):
+        if not ks or any(not 1 <= k <= MAX_K for k in ks) or max_len < max(ks):
+            raise ValueError(f"need 1 <= k <= {MAX_K} for every k and max_len >= k, got ks={ks}, max_len={max_len}")
+        self.ks, self.max_len = tuple(ks), max_len
+        self.offsets = np.cumsum([1] + [4 ** k for k in self.ks])[:-1]
+        self._codes = np.full(256, 4, dtype=np.int64)  # byte -> base code; 4 marks "not ACGT"
+        for code, base in enumerate("ACGT"):
+            self._codes[ord(base)] = self._codes[ord(base.lower())] = code
+
+    @property
+    def vocab_size(self) -> int:
+        return 1 + sum(4 ** k for k in self.ks)
+
+    def clean(self, barcode: str) -> str:
+        """The barcode as read: gaps removed, non-ACGT ends stripped, cut to ``max_len``."""
+        return barcode.replace("-", "").replace(".", "").strip(self._STRIP)[: self.max_len]
+
+    def encode(self, barcodes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and mask, int64 arrays [len(barcodes), sum(L - k + 1)], L the longest cleaned
+        barcode of the batch (at least the largest k)."""
+        if isinstance(barcodes, str):
+            raise TypeError("encode() takes a sequence of barcodes, not a single string")
+        cleaned = [self.clean(b) for b in barcodes]
+        longest = max([len(b) for b in cleaned] + [max(self.ks)])
+        raw = "".join(b.ljust(longest, "N") for b in cleaned)
+        codes = self._codes[np.frombuffer(raw.encode("ascii", "replace"), dtype=np.uint8)]
+        codes = codes.reshape(len(barcodes), longest)
+        ids, masks = [], []
+        for k, offset in zip(self.ks, self.offsets):
+            width = longest - k + 1
+            kmer = np.zeros((len(barcodes), width), dtype=np.int64)
+            valid = np.ones((len(barcodes), width), dtype=bool)
+            for position in range(k):  # base-4 number, most significant base first
+                base = codes[:, position: position + width]
+                kmer = kmer * 4 + (base & 3)
+                valid &= base < 4
+            ids.append(np.where(valid, kmer + offset, 0))
+            masks.append(valid.astype(np.int64))
+        return np.concatenate(ids, axis=1), np.concatenate(masks, axis=1)
+
+    def __call__(self, barcodes: Sequence[str]) -> dict[str, Any]:
+        """``{"input_ids", "attention_mask"}`` as LongTensors [B, length]."""
+        import torch
+
+        ids, mask = self.encode(barcodes)
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A description other tools can tokenize from (written as dna_tokenizer.json)."""
+        return {"type": "overlapping-kmers", "ks": list(self.ks), "stride": 1, "max_len": self.max_len,
+                "alphabet": "ACGT", "removed": "-.", "stripped": "leading/trailing non-ACGT",
+                "padding_id": 0, "first_kmer_ids": [int(o) for o in self.offsets],
+                "vocab_size": self.vocab_size, "attention_mask": "1 for k-mers of ACGT only"}
 
 
 class TextTokenizer:

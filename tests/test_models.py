@@ -29,7 +29,7 @@ def batch_for(model: CLIBD, n: int = 3) -> dict[str, torch.Tensor]:
 
 
 def test_list_models():
-    assert list_models() == ["clibd-paper", "clibd-small", "clibd-tiny"]
+    assert list_models() == ["clibd-fast", "clibd-paper", "clibd-small", "clibd-tiny"]
 
 
 @pytest.mark.parametrize("name", list_models())

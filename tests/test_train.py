@@ -23,6 +23,7 @@ from clibd_cli.training.datasets import GlobalBatchSampler
 from clibd_cli.training.distributed import World, detect
 from fixtures.samples import BOLD_CSV, bold_table
 from models import create_model, load_model
+from models.config import PRESET_DIR
 
 CLIBD = str(Path(sys.executable).with_name("clibd"))
 
@@ -162,6 +163,25 @@ def _label_accuracy(model, data: Path) -> float:
     embedder = Embedder(model, "cpu", 64, "fp32")
     sims = embedder.barcodes(barcodes) @ embedder.labels([label_string(dict(zip(ranks, l))) for l in lineages]).T
     return float(np.mean([lineages[j][3] == t for j, t in zip(sims.argmax(axis=1), truth)]))
+
+
+def test_kmer_bag_learns_with_label_positives_and_dna_dna_term(bold_h5, tmp_path):
+    run = tmp_path / "run"
+    dna = {"tower": "kmer-bag", "ks": [4, 5], "bag_dim": 16, "hidden_size": 32}
+    config = tmp_path / "bag.json"
+    config.write_text(json.dumps({**json.loads((PRESET_DIR / "clibd-tiny.json").read_text()), "dna": dna}))
+    result = train("--model", config, "--data", bold_h5, "--out", run, "--modalities", "dna,text",
+                   "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--positives", "label",
+                   "--dna-dna", "0.5")
+    assert result.exit_code == 0, result.output
+    trajectory = losses(run)
+    assert sum(trajectory[-5:]) / 5 < sum(trajectory[:5]) / 5 - 0.1
+    assert load_model(run / "best").config["dna"]["tower"] == "kmer-bag"
+    args = json.loads((run / "args.json").read_text())["args"]
+    assert args["positives"] == "label" and args["dna_dna"] == 0.5
+    bad = train("--model", config, "--data", bold_h5, "--out", tmp_path / "bad", "--modalities", "dna,text",
+                "--dna-dna", "1")
+    assert bad.exit_code != 0 and "needs --positives label" in bad.output
 
 
 def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):

@@ -32,6 +32,12 @@ from models.config import TOWERS as MODALITIES
               help="Fraction of the steps spent rising to the peak learning rate.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.01,
               help="AdamW weight decay (never applied to norms, biases, logit scale).")
+@click.option("--positives", type=click.Choice(["sample", "label"]), default="sample",
+              help="Contrastive positives: each record with itself only (the paper's InfoNCE) or every "
+                   "record with the same label string in the global batch (multi-hot targets).")
+@click.option("--dna-dna", type=click.FloatRange(min=0), default=0.0,
+              help="Weight of a supervised contrastive term among DNA embeddings (same label = "
+                   "positive); needs --positives label and text in --modalities.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
               help="auto = bf16 autocast on GPU, fp32 on CPU.")
 @click.option("--freeze", default="", callback=name_list(MODALITIES),
@@ -55,7 +61,7 @@ from models.config import TOWERS as MODALITIES
                               "run torchrun yourself (see README).", minimum=1)
 @click.pass_context
 def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, grad_accum, lr, warmup,
-          weight_decay, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
+          weight_decay, positives, dna_dna, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
           workers, log_every, nproc_per_node) -> None:
     """Align encoders of specimen images, DNA barcodes and taxonomy labels (CLIBD training).
 
@@ -75,6 +81,11 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     settings = ctx.obj
     if len(modalities) < 2:
         raise click.BadParameter("name at least two of image, dna, text to align", param_hint="--modalities")
+    if positives == "label" and "text" not in modalities:
+        raise click.BadParameter("labels come from the text modality: add text to --modalities",
+                                 param_hint="--positives")
+    if dna_dna and (positives != "label" or "dna" not in modalities):
+        raise click.BadParameter("needs --positives label and dna in --modalities", param_hint="--dna-dna")
     command = _command_line(ctx)
     if nproc_per_node > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(nproc_per_node, command[1:]))
@@ -88,7 +99,8 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
                                  param_hint="--best-metric")
     cfg = TrainConfig(
         model=model, data=data, out=out, modalities=modalities, train_splits=train_splits, epochs=epochs,
-        batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, precision=precision,
+        batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, positives=positives,
+        dna_dna=dna_dna, precision=precision,
         freeze=freeze, lora=lora, grad_accum=grad_accum, val_every=val_every, val_limit=val_limit,
         best_metric=best_metric,
         resume=resume, workers=workers, max_steps=max_steps, log_every=log_every, seed=settings.seed,

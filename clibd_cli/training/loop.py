@@ -53,6 +53,8 @@ class TrainConfig:
     lr: float = 5e-4
     warmup: float = 0.3
     weight_decay: float = 0.01
+    positives: str = "sample"  # "label": same label string = positive (multi-hot targets)
+    dna_dna: float = 0.0  # weight of the supervised DNA-DNA term (with positives="label")
     precision: str = "auto"
     freeze: tuple[str, ...] = ()
     lora: int = 0
@@ -175,7 +177,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     if world.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.startswith("cuda") else None)
-    loss_fn = ContrastiveLoss()
+    loss_fn = ContrastiveLoss(dna_dna=cfg.dna_dna)
     if world.is_main:
         _write_args(run, cfg, world, resumed_at=step if saved else None)
         _keep_metrics(run / "metrics.jsonl", up_to_step=step)
@@ -285,8 +287,13 @@ def _forward_backward(net, batch: dict, loss_fn, autocast, device: str, cfg: Tra
             out = net({k: v.to(device, non_blocking=True) for k, v in batch["inputs"].items()})
         features = {m: out[m].float() for m in cfg.modalities}
         present = {m: p.to(device) for m, p in batch["present"].items()}
+        labels = None
+        if cfg.positives == "label":
+            from models.losses import label_ids
+
+            labels = label_ids(batch["inputs"]["text_input_ids"], batch["index"], batch["present"]["text"])
         try:
-            loss = loss_fn(features, out["logit_scale"].float(), present)
+            loss = loss_fn(features, out["logit_scale"].float(), present, labels)
         except ValueError:  # no pair of modalities with 2+ samples in this global batch
             log.warning("a batch without any pair of modalities to align was skipped")
             loss = sum(f.sum() for f in features.values()) * 0.0
