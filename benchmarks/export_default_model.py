@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/export_default_model.py RUN/best bold.h5 [--workdir DIR]
 
-1. the model, its floating-point weights in fp16, -> models/pretrained/clibd-small-bold/
-   (with MODEL_CARD.md kept if it is there);
-2. `clibd index --model clibd-small-bold bold.h5 --split train` (the seen-species reference
+1. the model, its floating-point weights in fp16, -> models/pretrained/<DEFAULT_MODEL>/
+   (clibd-fast-bold; with MODEL_CARD.md kept if it is there);
+2. `clibd index --model <DEFAULT_MODEL> bold.h5 --split train` (the seen-species reference
    of the BOLD split protocol) -> DIR/reference;
 3. that index packed (int8 vectors, calibration refitted) -> clibd_cli/bundled/default-reference/.
 

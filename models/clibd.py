@@ -16,7 +16,6 @@ from torch import nn
 from models.config import TOWERS, architecture
 from models.dna import build_dna_encoder, dna_tokenizer
 from models.errors import ModelError
-from models.image import ImageEncoder, image_transform
 from models.text import build_text_encoder, text_tokenizer
 from models.tokenizers import KmerTokenizer, OverlappingKmerTokenizer, TextTokenizer
 
@@ -36,7 +35,11 @@ class CLIBD(nn.Module):
         self.extra: dict[str, Any] = {}  # the ``extra`` dict saved with the model, if any
         dim = config["embed_dim"]
         image, dna, text = config["image"], config["dna"], config["text"]
-        self.image_encoder = ImageEncoder(image, dim, load_pretrained) if image else None
+        self.image_encoder = None
+        if image:
+            from models.image import ImageEncoder  # timm loads only for models with an image tower
+
+            self.image_encoder = ImageEncoder(image, dim, load_pretrained)
         self.dna_encoder = build_dna_encoder(dna, dim, load_pretrained) if dna else None
         self.text_encoder = build_text_encoder(text, dim, load_pretrained) if text else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -77,6 +80,8 @@ class CLIBD(nn.Module):
 
     def image_transform(self, train: bool = False) -> Callable:
         """PIL RGB image -> float tensor [3, S, S] as this model's image tower expects it."""
+        from models.image import image_transform
+
         return image_transform(self._require("image", self.config["image"]), train)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,6 @@ from typing import Any
 
 from torch import nn
 
-from models.bert import BertEncoder, build_bert
 from models.kmer_bag import KmerBagEncoder, kmer_bag_tokenizer
 from models.tokenizers import KmerTokenizer, OverlappingKmerTokenizer
 
@@ -25,5 +24,7 @@ def build_dna_encoder(block: dict[str, Any], embed_dim: int, load_pretrained: bo
     or the kmer-bag encoder."""
     if block["tower"] == "kmer-bag":
         return KmerBagEncoder(block, embed_dim)
+    from models.bert import BertEncoder, build_bert  # transformers loads only for BERT towers
+
     vocab_size = dna_tokenizer(block).vocab_size
     return BertEncoder(build_bert(block, vocab_size, None, load_pretrained), embed_dim, block)

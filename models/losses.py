@@ -67,9 +67,10 @@ class ContrastiveLoss(nn.Module):
 
     Without ``labels``, row i of a is the positive of row i of b (standard InfoNCE, the paper's
     training; same-species rows are negatives). With ``labels`` (int64 [B], equal = same taxon,
-    e.g. from :func:`label_ids`), every pair with equal labels is a positive: the targets are the
-    multi-hot rows of the published code's ``labels[:, None] == labels[None, :]``, normalised to
-    sum to 1. ``dna_dna`` > 0 adds that weight times a supervised contrastive term among the DNA
+    e.g. from :func:`label_ids`), every pair with equal labels is a positive. Pairs with text
+    compare the records with the distinct label strings of the batch, each counted once (see
+    :func:`_label_classes_loss`); other pairs use the multi-hot targets of the published code,
+    ``labels[:, None] == labels[None, :]``, normalised to sum to 1. ``dna_dna`` > 0 adds that weight times a supervised contrastive term among the DNA
     embeddings (positives: the other rows with the same label; needs ``labels``).
     Features must be L2-normalised; ``logit_scale`` is the multiplier s (already exponentiated).
     A pair only uses the samples that have both modalities; pairs with fewer than 2 such samples
@@ -94,6 +95,9 @@ class ContrastiveLoss(nn.Module):
             if int(both.sum()) < 2:
                 continue
             a, b = features[first][both], features[second][both]
+            if labels is not None and second == "text":
+                losses.append(_label_classes_loss(a, b, labels[both], logit_scale))
+                continue
             logits = logit_scale * a @ b.T
             if labels is None:
                 targets = torch.arange(logits.shape[0], device=logits.device)
@@ -108,6 +112,22 @@ class ContrastiveLoss(nn.Module):
             loss = loss + self.dna_dna * _supervised_contrastive(features["dna"][masks["dna"]],
                                                                  labels[masks["dna"]], logit_scale)
         return loss
+
+
+def _label_classes_loss(a: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
+                        logit_scale: torch.Tensor) -> torch.Tensor:
+    """InfoNCE between records and the distinct label strings of the batch, each counted once.
+
+    a -> text: CE of each record over the U distinct labels (its own is the target);
+    text -> a: CE of each distinct label over the records, its records sharing the target mass.
+    """
+    classes, inverse = torch.unique(labels, return_inverse=True)
+    rows = torch.arange(len(labels), device=labels.device)
+    first = torch.full((len(classes),), len(labels), device=labels.device).scatter_reduce(
+        0, inverse, rows, reduce="amin")  # one text row per label (the rows differ by dropout only)
+    logits = logit_scale * a @ text[first].T
+    members = (inverse[None, :] == torch.arange(len(classes), device=labels.device)[:, None]).to(logits.dtype)
+    return (F.cross_entropy(logits, inverse) + F.cross_entropy(logits.T, members / members.sum(1, keepdim=True))) / 2
 
 
 def label_ids(text_input_ids: torch.Tensor, index: torch.Tensor, has_text: torch.Tensor) -> torch.Tensor:

@@ -83,33 +83,49 @@ def test_config_errors_and_fingerprint_round_trip(tiny_config, tmp_path):
     assert sum(p.numel() for p in fast.parameters()) * 2 / 1e6 < 10  # fp16 MB
 
 
+def log_softmax_by_hand(row):
+    lse = math.log(sum(math.exp(v) for v in row))
+    return [v - lse for v in row]
+
+
 def test_label_positives_and_dna_dna_term():
     torch.manual_seed(0)
-    dna, text = (torch.nn.functional.normalize(torch.randn(4, 3, dtype=torch.float64), dim=1) for _ in "ab")
+    dna, text, image = (torch.nn.functional.normalize(torch.randn(4, 3, dtype=torch.float64), dim=1)
+                        for _ in "abc")
+    text[1] = text[0]  # records 0 and 1 share a label string
     scale = torch.tensor(2.0, dtype=torch.float64)
-    features = {"dna": dna, "text": text}
-    distinct = ContrastiveLoss()(features, scale, labels=torch.arange(4))
-    assert distinct.item() == pytest.approx(ContrastiveLoss()(features, scale).item(), rel=1e-12)
     labels = torch.tensor([7, 7, 3, 5])
-    logits = (scale * dna @ text.T).tolist()
+    distinct = ContrastiveLoss()(dict(dna=dna, text=text), scale, labels=torch.arange(4))
+    assert distinct.item() == pytest.approx(ContrastiveLoss()(dict(dna=dna, text=text), scale).item(), rel=1e-12)
+    # dna-text: each record against the 3 distinct labels (0=label 7, 1=label 3, 2=label 5) ...
+    classes = [text[0], text[2], text[3]]
+    target = [0, 0, 1, 2]
+    logits = [[float(scale * d @ t) for t in classes] for d in dna]
+    forward = -sum(log_softmax_by_hand(row)[target[i]] for i, row in enumerate(logits)) / 4
+    # ... and each label against the 4 records, its records sharing the target
+    columns = [list(c) for c in zip(*logits)]
+    backward = -sum(sum(log_softmax_by_hand(col)[i] for i in range(4) if target[i] == c)
+                    / target.count(c) for c, col in enumerate(columns)) / 3
+    by_hand = (forward + backward) / 2
+    loss = ContrastiveLoss()(dict(dna=dna, text=text), scale, labels=labels).item()
+    assert loss == pytest.approx(by_hand, rel=1e-12)
+    # dna-image: B x B multi-hot targets, normalised
+    sims = [[float(scale * d @ i) for i in image] for d in dna]
 
-    def soft_ce(rows):  # rows 0 and 1 share a label: half the target mass on each
-        total = 0.0
-        for i, row in enumerate(rows):
-            lse = math.log(sum(math.exp(v) for v in row))
-            pos = [j for j in range(4) if labels[j] == labels[i]]
-            total += -sum(row[j] - lse for j in pos) / len(pos)
-        return total / 4
+    def soft_ce(rows):
+        return -sum(sum(log_softmax_by_hand(row)[j] for j in range(4) if labels[j] == labels[i])
+                    / int((labels == labels[i]).sum()) for i, row in enumerate(rows)) / 4
 
-    by_hand = (soft_ce(logits) + soft_ce([list(c) for c in zip(*logits)])) / 2
-    assert ContrastiveLoss()(features, scale, labels=labels).item() == pytest.approx(by_hand, rel=1e-12)
-    sims = (scale * dna @ dna.T).tolist()
-    supcon = [-(sims[i][1 - i] - math.log(sum(math.exp(sims[i][j]) for j in range(4) if j != i)))
+    multi_hot = (soft_ce(sims) + soft_ce([list(c) for c in zip(*sims)])) / 2
+    assert ContrastiveLoss()(dict(dna=dna, image=image), scale, labels=labels).item() == pytest.approx(
+        multi_hot, rel=1e-12)
+    dd = [[float(scale * x @ y) for y in dna] for x in dna]
+    supcon = [-(dd[i][1 - i] - math.log(sum(math.exp(dd[i][j]) for j in range(4) if j != i)))
               for i in (0, 1)]  # only rows 0 and 1 have a positive
-    with_dd = ContrastiveLoss(dna_dna=0.5)(features, scale, labels=labels).item()
+    with_dd = ContrastiveLoss(dna_dna=0.5)(dict(dna=dna, text=text), scale, labels=labels).item()
     assert with_dd == pytest.approx(by_hand + 0.5 * sum(supcon) / 2, rel=1e-9)
     with pytest.raises(ValueError, match="needs labels"):
-        ContrastiveLoss(dna_dna=0.5)(features, scale)
+        ContrastiveLoss(dna_dna=0.5)(dict(dna=dna, text=text), scale)
 
 
 def test_label_ids():
