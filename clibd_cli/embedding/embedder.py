@@ -109,7 +109,7 @@ def cpu_has_native_bf16() -> bool:
 
 class Embedder:
     """Runs one model on one device in inference mode, ``batch_size`` inputs at a time (on a CPU,
-    at most :data:`CPU_FORWARD_BATCH` per forward pass).
+    at most :data:`CPU_FORWARD_BATCH` per forward pass, except barcodes for a kmer-bag tower).
 
     ``precision`` (see :func:`resolve_precision`): bf16 runs the matrix products in bfloat16
     (autocast) and changes the vectors by about 1e-5 in cosine; outputs are float32 either way.
@@ -126,8 +126,11 @@ class Embedder:
         """L2-normalised DNA embeddings, float32 [N, D]."""
         if is_model_free(self.model):
             return self.model.embed_barcodes(list(barcodes))
+        # The kmer-bag tower costs microseconds a barcode: in passes of 32 its time would go to
+        # thread synchronisation, so on a CPU it takes whole batches.
+        cheap = self.model.config["dna"].get("tower") == "kmer-bag"
         return self._run(barcodes, lambda chunk: self.model.encode_dna(**self._to_device(
-            self.model.tokenize_dna(chunk))))
+            self.model.tokenize_dna(chunk))), cpu_batch=self.batch_size if cheap else CPU_FORWARD_BATCH)
 
     def labels(self, labels: Sequence[str]) -> np.ndarray:
         """L2-normalised text embeddings of taxonomy label strings, float32 [N, D]."""
@@ -154,14 +157,15 @@ class Embedder:
 
         return self._run(images, encode)
 
-    def _run(self, items: Sequence, encode: Callable[[list], torch.Tensor]) -> np.ndarray:
+    def _run(self, items: Sequence, encode: Callable[[list], torch.Tensor],
+             cpu_batch: int = CPU_FORWARD_BATCH) -> np.ndarray:
         import torch
 
         out = np.empty((len(items), self.model.embed_dim), dtype=np.float32)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if self.precision == "bf16"
                     else nullcontext())
-        step = self.batch_size if device_type == "cuda" else min(self.batch_size, CPU_FORWARD_BATCH)
+        step = self.batch_size if device_type == "cuda" else min(self.batch_size, cpu_batch)
         with torch.inference_mode(), autocast:
             for start in range(0, len(items), step):
                 chunk = list(items[start:start + step])
