@@ -12,7 +12,7 @@ accuracy for them, and wall-clock throughput of each tool with 2 threads.
 runs and prints, per batch, per-rank ECE and the open-set numbers of clibd, SINTAX and RDP,
 then their operating curves on the mix (see benchmarks/batch_calibration.py).
 
-`--model bundled` runs `clibd classify` without `--index`: the bundled clibd-small-bold model
+`--model bundled` runs `clibd classify` without `--index`: the bundled clibd-fast-bold model
 and its packed reference of the same train split, as a user gets them (unpacked into the cache
 first, outside the timing).
 """

@@ -2,7 +2,7 @@
 Embedder's CPU forward batch were chosen from).
 
 Embeds the first ``--n`` BOLD `test` barcodes with ``--model`` (default: the bundled
-clibd-small-bold) through :class:`clibd_cli.embedding.embedder.Embedder`, once per arithmetic — fp32,
+clibd-fast-bold) through :class:`clibd_cli.embedding.embedder.Embedder`, once per arithmetic — fp32,
 bf16 autocast, and fp32 weights with PyTorch's dynamic int8 quantisation of the linear layers —
 and forward batch, after a warm-up batch. Prints barcodes/s and the smallest cosine between each
 vector and its fp32 counterpart.
@@ -26,7 +26,7 @@ from classify_bold import BOLD  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="clibd-small-bold")
+    parser.add_argument("--model", default="clibd-fast-bold")
     parser.add_argument("--n", type=int, default=1024, help="barcodes to embed per run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", default="8,16,32,64,256", help="forward batch sizes")

@@ -5,7 +5,7 @@
 #   examples/end_to_end.sh [OUT_DIR]        (default: e2e-output; STEPS=N sets the training steps)
 #
 # The tiny model trains for a few hundred steps only, so its accuracy is far below the bundled
-# clibd-small-bold model's: this shows the commands and the files, not the accuracy.
+# clibd-fast-bold model's: this shows the commands and the files, not the accuracy.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-e2e-output}

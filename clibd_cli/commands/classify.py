@@ -29,7 +29,7 @@ def _prior(ctx, param, value: str) -> float | None:
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, dir_okay=False))
 @click.option("-i", "--index", "index_dir", type=click.Path(exists=True, file_okay=False),
               help="Reference index directory (from clibd index)  [default: the bundled BOLD COI-5P "
-                   "reference of the clibd-small-bold model, barcodes only; unpacked once into "
+                   "reference of the clibd-fast-bold model, barcodes only; unpacked once into "
                    "~/.cache/clibd]")
 @click.option("-m", "--model", "model_dir",
               help="Model directory, or `kmer` for a k-mer index; needs --index  [default: the one the "
@@ -85,7 +85,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     --images, stdin is read) and/or photos.
 
     Without --index, insect COI-5P barcodes are classified against the bundled reference
-    (52,192 public BOLD records of four insect orders) with the bundled clibd-small-bold model.
+    (52,192 public BOLD records of four insect orders) with the bundled clibd-fast-bold model.
 
     Barcodes are read on the reference's strand (reverse complements are turned around), RNA
     as DNA, with alignment gaps dropped. A barcode unlike every reference barcode (random

@@ -1,6 +1,6 @@
 """The default model and reference that ``clibd classify`` uses when no ``--index`` is given.
 
-The package ships the trained ``clibd-small-bold`` model (``models/pretrained``) and a pack of
+The package ships the trained ``clibd-fast-bold`` model (``models/pretrained``) and a pack of
 its reference index over the public BOLD COI-5P barcodes of the training split
 (``clibd_cli/bundled/default-reference``, see :mod:`clibd_cli.reference.pack`). The first use
 unpacks it once into the user cache directory (``$CLIBD_CACHE_DIR``, else
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from models.errors import ClibdError
 
-DEFAULT_MODEL = "clibd-small-bold"
+DEFAULT_MODEL = "clibd-fast-bold"
 PACK = Path(__file__).parents[1] / "bundled" / "default-reference"
 log = logging.getLogger("clibd")
 
