@@ -6,7 +6,7 @@ default 500, seeded) is classified by
 
 * ``clibd classify`` with an index built by ``clibd index -m kmer`` (and ``-m DIR`` for each
   learned model given with ``--model``, only up to ``--learned-max-size`` records: embedding
-  with clibd-small-bold runs ~170 barcodes/s on 2 CPU cores with bf16),
+  with the previous bundled clibd-small-bold ran ~170 barcodes/s on 2 CPU cores with bf16),
 * ``vsearch --sintax`` (cutoff 0.8, 2 threads; no database to build: it reads the FASTA),
 * ``blastn -task megablast`` top hit (``-max_target_seqs 1 -max_hsps 1``, 2 threads) after
   ``makeblastdb``.
