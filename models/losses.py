@@ -72,6 +72,10 @@ class ContrastiveLoss(nn.Module):
     :func:`_label_classes_loss`); other pairs use the multi-hot targets of the published code,
     ``labels[:, None] == labels[None, :]``, normalised to sum to 1. ``dna_dna`` > 0 adds that weight times a supervised contrastive term among the DNA
     embeddings (positives: the other rows with the same label; needs ``labels``).
+    Features named ``text@RANK`` (text embeddings of the label strings cut at RANK, e.g. order),
+    with their ids in ``rank_labels[name]``, add one term each: every other non-text modality
+    against the batch's distinct cut strings, as the records with full labels; the loss is then
+    the mean of the pairs' loss and these terms ((species + order + genus) / 3 for two ranks).
     Features must be L2-normalised; ``logit_scale`` is the multiplier s (already exponentiated).
     A pair only uses the samples that have both modalities; pairs with fewer than 2 such samples
     are skipped, and a ValueError is raised when no pair is left.
@@ -83,14 +87,19 @@ class ContrastiveLoss(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor], logit_scale: torch.Tensor,
                 present: dict[str, torch.Tensor] | None = None,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
+                labels: torch.Tensor | None = None,
+                rank_labels: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         if self.dna_dna and labels is None:
             raise ValueError("the DNA-DNA term needs labels")
         features, masks = gather_features(features, present)
+        device = next(iter(features.values())).device
         if labels is not None:
-            labels = _gather_labels(labels.to(next(iter(features.values())).device))
+            labels = _gather_labels(labels.to(device))
+        prefixes = sorted(name for name in features if "@" in name)
+        if set(prefixes) != set(rank_labels or ()):
+            raise ValueError(f"features {prefixes} need ids in rank_labels, got {sorted(rank_labels or ())}")
         losses = []
-        for first, second in itertools.combinations(sorted(features), 2):
+        for first, second in itertools.combinations(sorted(set(features) - set(prefixes)), 2):
             both = masks[first] & masks[second]
             if int(both.sum()) < 2:
                 continue
@@ -108,10 +117,25 @@ class ContrastiveLoss(nn.Module):
         if not losses:
             raise ValueError(f"no modality pair with at least 2 samples among {', '.join(sorted(features))}")
         loss = torch.stack(losses).mean()
+        if prefixes:
+            loss = (loss + sum(self._prefix_term(features, masks, name, _gather_labels(rank_labels[name].to(device)),
+                                                 logit_scale) for name in prefixes)) / (1 + len(prefixes))
         if self.dna_dna and "dna" in features:
             loss = loss + self.dna_dna * _supervised_contrastive(features["dna"][masks["dna"]],
                                                                  labels[masks["dna"]], logit_scale)
         return loss
+
+    @staticmethod
+    def _prefix_term(features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], name: str,
+                     ids: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        """Mean over the non-text modalities of their label-classes loss against ``features[name]``."""
+        terms = []
+        for modality in sorted(m for m in features if "@" not in m and m != "text"):
+            both = masks[modality] & masks[name]
+            if int(both.sum()) >= 2:
+                terms.append(_label_classes_loss(features[modality][both], features[name][both], ids[both],
+                                                 logit_scale))
+        return torch.stack(terms).mean() if terms else features[name].sum() * 0.0
 
 
 def _label_classes_loss(a: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,

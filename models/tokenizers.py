@@ -17,17 +17,23 @@ from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, RANKS
 _MISSING_LABELS = {"", "not_classified"}
 
 
-def label_string(ranks: Mapping[str, str | None], missing: str | None = None) -> str:
+def label_string(ranks: Mapping[str, str | None], missing: str | None = None, down_to: str = "species") -> str:
     """The text-tower input for a specimen: its labels from order to species, missing ranks left out
     (or written as ``missing``: the upstream CLIBD models saw ``not_classified``, see models/upstream.py).
 
     ``{"order": "Diptera", "family": "Culicidae", "genus": None}`` gives ``"Diptera Culicidae"``;
-    empty strings and BIOSCAN's ``not_classified`` count as missing.
+    empty strings and BIOSCAN's ``not_classified`` count as missing. ``down_to`` cuts the string
+    after that rank (``"genus"``: order, family, genus), whole labels, whatever spaces they hold.
     """
-    labels = ((ranks.get(rank) or "").strip() for rank in RANKS)
+    labels = ((ranks.get(rank) or "").strip() for rank in RANKS[:RANKS.index(down_to) + 1])
     if missing is not None:
         return " ".join(missing if label in _MISSING_LABELS else label for label in labels)
     return " ".join(label for label in labels if label not in _MISSING_LABELS)
+
+
+def has_label(ranks: Mapping[str, str | None], rank: str) -> bool:
+    """Whether a lineage names ``rank`` (empty and ``not_classified`` do not count)."""
+    return (ranks.get(rank) or "").strip() not in _MISSING_LABELS
 
 
 class KmerTokenizer:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from clibd_cli.commands.options import count, name_list
+from models.config import RANKS
 from models.config import TOWERS as MODALITIES
 
 
@@ -38,6 +39,10 @@ from models.config import TOWERS as MODALITIES
 @click.option("--dna-dna", type=click.FloatRange(min=0), default=0.0,
               help="Weight of a supervised contrastive term among DNA embeddings (same label = "
                    "positive); needs --positives label and text in --modalities.")
+@click.option("--label-ranks", default="", callback=name_list(RANKS[:-1]),
+              help="With --positives label: also align each record with its label string cut at these "
+                   "ranks (e.g. order,genus), as more terms averaged with the full-label one; helps "
+                   "place barcodes of species missing from the reference at higher ranks.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
               help="auto = bf16 autocast on GPU, fp32 on CPU.")
 @click.option("--freeze", default="", callback=name_list(MODALITIES),
@@ -61,7 +66,7 @@ from models.config import TOWERS as MODALITIES
                               "run torchrun yourself (see README).", minimum=1)
 @click.pass_context
 def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, grad_accum, lr, warmup,
-          weight_decay, positives, dna_dna, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
+          weight_decay, positives, dna_dna, label_ranks, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
           workers, log_every, nproc_per_node) -> None:
     """Align encoders of specimen images, DNA barcodes and taxonomy labels (CLIBD training).
 
@@ -86,6 +91,8 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
                                  param_hint="--positives")
     if dna_dna and (positives != "label" or "dna" not in modalities):
         raise click.BadParameter("needs --positives label and dna in --modalities", param_hint="--dna-dna")
+    if label_ranks and positives != "label":
+        raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
     command = _command_line(ctx)
     if nproc_per_node > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(nproc_per_node, command[1:]))
@@ -100,7 +107,7 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     cfg = TrainConfig(
         model=model, data=data, out=out, modalities=modalities, train_splits=train_splits, epochs=epochs,
         batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, positives=positives,
-        dna_dna=dna_dna, precision=precision,
+        dna_dna=dna_dna, label_ranks=label_ranks, precision=precision,
         freeze=freeze, lora=lora, grad_accum=grad_accum, val_every=val_every, val_limit=val_limit,
         best_metric=best_metric,
         resume=resume, workers=workers, max_steps=max_steps, log_every=log_every, seed=settings.seed,

@@ -28,16 +28,19 @@ class SpecimenDataset(Dataset):
     """The records of some splits of a dataset HDF5, as dicts of one specimen each.
 
     ``train`` picks the augmenting image transform and makes a modality that no record has
-    an error (for validation it only leaves those metrics out).
+    an error (for validation it only leaves those metrics out). ``label_ranks`` (e.g. order,
+    genus) adds each record's label string cut at those ranks (``label@genus``, None where the
+    record lacks that rank), tokenised as ``text@genus_input_ids`` etc. with ``present["text@genus"]``.
     """
 
     def __init__(self, path: str, splits: Sequence[str], modalities: Sequence[str], model,
-                 train: bool, seed: int = 0):
+                 train: bool, seed: int = 0, label_ranks: Sequence[str] = ()):
         from clibd_cli.data.store import open_dataset
 
         self.path, self.splits, self.modalities = str(path), tuple(splits), tuple(modalities)
         self.missing_rank = model.config["text"]["missing_rank"] if "text" in self.modalities else None
         self.seed, self.epoch, self.train = seed, 0, train
+        self.label_ranks = tuple(label_ranks)
         with open_dataset(self.path) as ds:
             part = ds.splits_union(self.splits)
             self.size = len(part)
@@ -53,7 +56,7 @@ class SpecimenDataset(Dataset):
             from PIL import Image
 
             blank = torch.zeros_like(model.image_transform(train=False)(Image.new("RGB", (32, 32))))
-        self.collate = Collate(self.modalities, model, blank)
+        self.collate = Collate(self.modalities, model, blank, self.label_ranks)
         self._part = None
         self._pid = None
 
@@ -78,9 +81,13 @@ class SpecimenDataset(Dataset):
         if "dna" in self.modalities:
             sample["barcode"] = part.column("barcode", index, index + 1)[0] or None
         if "text" in self.modalities:
-            from models.tokenizers import label_string
+            from models.tokenizers import has_label, label_string
 
-            sample["label"] = label_string(part.ranks(index), self.missing_rank) or None
+            ranks = part.ranks(index)
+            sample["label"] = label_string(ranks, self.missing_rank) or None
+            for rank in self.label_ranks:
+                sample[f"label@{rank}"] = (label_string(ranks, self.missing_rank, down_to=rank)
+                                           if has_label(ranks, rank) else None)
         if "image" in self.modalities:
             sample["image"] = self._image(part, index)
         return sample
@@ -107,19 +114,21 @@ class SpecimenDataset(Dataset):
 class Collate:
     """Stacks samples into model inputs; tokenises barcodes and labels (runs in workers)."""
 
-    def __init__(self, modalities: Sequence[str], model, blank_image: torch.Tensor | None):
-        self.modalities, self.blank_image = tuple(modalities), blank_image
+    def __init__(self, modalities: Sequence[str], model, blank_image: torch.Tensor | None,
+                 label_ranks: Sequence[str] = ()):
+        self.modalities, self.blank_image, self.label_ranks = tuple(modalities), blank_image, tuple(label_ranks)
         # The tokenizers themselves, not the model's methods: workers get them without the weights.
         self.tokenize = {m: getattr(model, f"{m}_tokenizer") for m in ("dna", "text") if m in modalities}
 
     def __call__(self, samples: list[dict]) -> dict:
         inputs, present = {}, {}
-        for m, field, placeholder in (("dna", "barcode", "N"), ("text", "label", "")):
-            if m in self.modalities:
-                values = [s[field] for s in samples]
-                present[m] = torch.tensor([v is not None for v in values])
-                tokens = self.tokenize[m]([placeholder if v is None else v for v in values])
-                inputs.update({f"{m}_{k}": v for k, v in tokens.items()})
+        fields = [(m, field, placeholder) for m, field, placeholder in (("dna", "barcode", "N"), ("text", "label", ""))
+                  if m in self.modalities] + [(f"text@{r}", f"label@{r}", "") for r in self.label_ranks]
+        for m, field, placeholder in fields:
+            values = [s[field] for s in samples]
+            present[m] = torch.tensor([v is not None for v in values])
+            tokens = self.tokenize[m.split("@")[0]]([placeholder if v is None else v for v in values])
+            inputs.update({f"{m}_{k}": v for k, v in tokens.items()})
         if "image" in self.modalities:
             present["image"] = torch.tensor([s["image"] is not None for s in samples])
             inputs["image"] = torch.stack([self.blank_image if s["image"] is None else s["image"]

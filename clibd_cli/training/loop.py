@@ -55,6 +55,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     positives: str = "sample"  # "label": same label string = positive (multi-hot targets)
     dna_dna: float = 0.0  # weight of the supervised DNA-DNA term (with positives="label")
+    label_ranks: tuple[str, ...] = ()  # extra terms against the label strings cut at these ranks
     precision: str = "auto"
     freeze: tuple[str, ...] = ()
     lora: int = 0
@@ -141,7 +142,8 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     model.to(device)
 
     # --- data -------------------------------------------------------------------------------
-    dataset = SpecimenDataset(cfg.data, cfg.train_splits, cfg.modalities, model, train=True, seed=cfg.seed)
+    dataset = SpecimenDataset(cfg.data, cfg.train_splits, cfg.modalities, model, train=True, seed=cfg.seed,
+                              label_ranks=cfg.label_ranks)
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, world, seed=cfg.seed,
                                  multiple_of=cfg.grad_accum)
     if sampler.batches_per_epoch == 0:
@@ -283,22 +285,38 @@ def _forward_backward(net, batch: dict, loss_fn, autocast, device: str, cfg: Tra
     """One micro-batch: encode, contrastive loss, backward (gradients all-reduced only if ``sync``)."""
     no_sync = getattr(net, "no_sync", None)
     with contextlib.nullcontext() if sync or no_sync is None else no_sync():
+        inputs = _with_label_prefixes(batch["inputs"], cfg.label_ranks)
         with autocast():
-            out = net({k: v.to(device, non_blocking=True) for k, v in batch["inputs"].items()})
+            out = net({k: v.to(device, non_blocking=True) for k, v in inputs.items()})
         features = {m: out[m].float() for m in cfg.modalities}
+        if cfg.label_ranks:  # the text tower ran once over full labels, then each rank's cut labels
+            chunks = features["text"].split(len(batch["index"]))
+            features.update({"text": chunks[0], **{f"text@{r}": c for r, c in zip(cfg.label_ranks, chunks[1:])}})
         present = {m: p.to(device) for m, p in batch["present"].items()}
-        labels = None
+        labels, rank_labels = None, None
         if cfg.positives == "label":
             from models.losses import label_ids
 
-            labels = label_ids(batch["inputs"]["text_input_ids"], batch["index"], batch["present"]["text"])
+            labels, *prefix_ids = (label_ids(batch["inputs"][f"{m}_input_ids"], batch["index"], batch["present"][m])
+                                   for m in ["text", *(f"text@{r}" for r in cfg.label_ranks)])
+            rank_labels = {f"text@{r}": ids for r, ids in zip(cfg.label_ranks, prefix_ids)}
         try:
-            loss = loss_fn(features, out["logit_scale"].float(), present, labels)
+            loss = loss_fn(features, out["logit_scale"].float(), present, labels, rank_labels)
         except ValueError:  # no pair of modalities with 2+ samples in this global batch
             log.warning("a batch without any pair of modalities to align was skipped")
             loss = sum(f.sum() for f in features.values()) * 0.0
         (loss / cfg.grad_accum).backward()
     return loss.item(), out["logit_scale"].item()
+
+
+def _with_label_prefixes(inputs: dict[str, torch.Tensor], ranks: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The model inputs with each rank's cut label rows appended to the text rows (one text pass)."""
+    if not ranks:
+        return inputs
+    merged = {k: v for k, v in inputs.items() if "@" not in k}
+    for part in ("input_ids", "attention_mask"):
+        merged[f"text_{part}"] = torch.cat([inputs[f"text_{part}"], *(inputs[f"text@{r}_{part}"] for r in ranks)])
+    return merged
 
 
 class _Meter:
