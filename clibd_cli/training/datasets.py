@@ -197,3 +197,13 @@ def _mix(*numbers: int) -> int:
     """A 63-bit seed from several integers (no accidental overlaps like seed + epoch)."""
     digest = hashlib.sha256(np.asarray(numbers, dtype=np.int64).tobytes()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def with_label_prefixes(inputs: dict[str, torch.Tensor], ranks: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The model inputs with each rank's cut label rows appended to the text rows (one text pass)."""
+    if not ranks:
+        return inputs
+    merged = {k: v for k, v in inputs.items() if "@" not in k}
+    for part in ("input_ids", "attention_mask"):
+        merged[f"text_{part}"] = torch.cat([inputs[f"text_{part}"], *(inputs[f"text@{r}_{part}"] for r in ranks)])
+    return merged

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from clibd_cli.training import adapt, distributed, state
-from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
+from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader, with_label_prefixes
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.validation import Validation, default_metric
 from models.errors import ClibdError
@@ -285,7 +285,7 @@ def _forward_backward(net, batch: dict, loss_fn, autocast, device: str, cfg: Tra
     """One micro-batch: encode, contrastive loss, backward (gradients all-reduced only if ``sync``)."""
     no_sync = getattr(net, "no_sync", None)
     with contextlib.nullcontext() if sync or no_sync is None else no_sync():
-        inputs = _with_label_prefixes(batch["inputs"], cfg.label_ranks)
+        inputs = with_label_prefixes(batch["inputs"], cfg.label_ranks)
         with autocast():
             out = net({k: v.to(device, non_blocking=True) for k, v in inputs.items()})
         features = {m: out[m].float() for m in cfg.modalities}
@@ -307,16 +307,6 @@ def _forward_backward(net, batch: dict, loss_fn, autocast, device: str, cfg: Tra
             loss = sum(f.sum() for f in features.values()) * 0.0
         (loss / cfg.grad_accum).backward()
     return loss.item(), out["logit_scale"].item()
-
-
-def _with_label_prefixes(inputs: dict[str, torch.Tensor], ranks: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The model inputs with each rank's cut label rows appended to the text rows (one text pass)."""
-    if not ranks:
-        return inputs
-    merged = {k: v for k, v in inputs.items() if "@" not in k}
-    for part in ("input_ids", "attention_mask"):
-        merged[f"text_{part}"] = torch.cat([inputs[f"text_{part}"], *(inputs[f"text@{r}_{part}"] for r in ranks)])
-    return merged
 
 
 class _Meter:
