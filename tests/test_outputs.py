@@ -87,6 +87,8 @@ def test_classify_refuses_its_own_input_and_devices(tmp_path, reference):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     assert run("classify", "--index", index, query, "-o", fifo).exit_code == 2 and fifo.is_fifo()
+    to_stdout = run("classify", "--index", index, query, "-o", "/dev/stdout")  # read as -, not refused as a device
+    assert to_stdout.exit_code == 0 and to_stdout.stdout.startswith("query_id")
     out_link = tmp_path / "out.tsv"
     out_link.symlink_to(tmp_path / "target.tsv")
     assert run("classify", "--index", index, query, "-o", out_link).exit_code == 0

@@ -137,6 +137,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     log = logging.getLogger("clibd")
     from models.files import output_path
 
+    if output == "/dev/stdout":  # the name scripts use for standard output: stream there, as for -
+        output = "-"
     if output != "-":
         output = str(output_path(output, inputs=(*inputs, *images)))
     if summary_path:
