@@ -17,6 +17,7 @@ import csv
 import gzip
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from clibd_cli.evaluation import metrics
 from clibd_cli.reference.hnsw_index import build_index
 from models.config import RANKS
 
-DATA = "/work/shared/data/bold-coi/metadata.csv.gz"
+DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "bold-coi" / "metadata.csv.gz")
 
 
 def load(path: str) -> dict[str, dict[str, list]]:

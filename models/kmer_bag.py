@@ -3,7 +3,7 @@
 Each barcode is read as its overlapping k-mers for every k in the block's ``ks`` (one table of
 4^k embeddings per k, exact, no hashing); the embeddings of its valid k-mers are averaged and
 passed through LayerNorm and a two-layer MLP to ``embed_dim``. It is a learned map of the k-mer
-profile that ``clibd_cli/kmer_profile.py`` uses as is, cheap enough to train to convergence on
+profile that ``clibd_cli/embedding/kmer.py`` uses as is, cheap enough to train to convergence on
 a CPU and to embed thousands of barcodes per second. See ``models.tokenizers.OverlappingKmerTokenizer``
 for what counts as a valid k-mer (gap padding and N runs do not change the embedding).
 """
