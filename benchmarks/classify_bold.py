@@ -45,7 +45,7 @@ def main() -> None:
                         help="clibd index --prior-unseen for the index built here (not with bundled)")
     parser.add_argument("--calibrate-held-out", action="store_true",
                         help="fit the index's confidences on the val + val_unseen records (--calibrate-on)")
-    parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch runs")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
     args = parser.parse_args()
@@ -121,13 +121,13 @@ def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, que
 
     new = {r["processid"] for r in queries["test_unseen"]}
     tools = {}
-    if shutil.which("vsearch"):
+    if not args.no_baselines and shutil.which("vsearch"):
         out = args.work / "sintax.tsv"
         took = timed(["vsearch", "--sintax", str(query_fasta), "--db", str(ref_fasta), "--tabbedout", str(out),
                       "--sintax_cutoff", "0.8", "--randseed", "1", "--threads", "2", "--quiet"])
         tools["sintax"] = bc.read_sintax_scores(out)
         print(f"vsearch --sintax: {took:.1f} s")
-    properties = bc.train_rdp(reference, args.work / "rdp")
+    properties = None if args.no_baselines else bc.train_rdp(reference, args.work / "rdp")
     if properties:
         out = args.work / "rdp.tsv"
         took = timed(rdp.classify_command(properties, query_fasta, out))

@@ -5,8 +5,11 @@
 1. the model, its floating-point weights in fp16, -> models/pretrained/<DEFAULT_MODEL>/
    (clibd-fast-bold; with MODEL_CARD.md kept if it is there);
 2. `clibd index --model <DEFAULT_MODEL> bold.h5 --split train` (the seen-species reference
-   of the BOLD split protocol) -> DIR/reference;
-3. that index packed (int8 vectors, calibration refitted) -> clibd_cli/bundled/default-reference/.
+   of the BOLD split protocol; reverse-complemented records turned, k-mer sketch) with its
+   confidences fitted on the held-out `val` + `val_unseen` records (`--calibrate-on`: real
+   known and new species, never `test`/`test_unseen`) -> DIR/reference;
+3. that index packed (int8 vectors, calibration refitted on them and the same held-out
+   records) -> clibd_cli/bundled/default-reference/.
 
 The whole recipe, training included, is benchmarks/build_default_model.sh.
 """
@@ -21,13 +24,16 @@ from pathlib import Path
 
 import torch
 
+from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.reference.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.pack import pack_index
+from clibd_cli.reference.sources import read_references
 from models import load_model, save_model
 from models.config import PRETRAINED_DIR
 
 CARD = "MODEL_CARD.md"
+HELD_OUT = ("val", "val_unseen")  # calibration queries: known and new species, never the test splits
 
 
 def main() -> None:
@@ -47,8 +53,11 @@ def main() -> None:
 
     reference = args.workdir / "reference"
     subprocess.run([str(Path(sys.executable).with_name("clibd")), "--threads", "2", "index", "--model", DEFAULT_MODEL,
-                    str(args.data), "--split", "train", "-o", str(reference)], check=True)
-    pack_index(load_index(reference), PACK)
+                    str(args.data), "--split", "train", "--calibrate-on", str(args.data),
+                    *(f"--calibrate-split={split}" for split in HELD_OUT), "-o", str(reference)], check=True)
+    queries = read_references([str(args.data)], "dna", splits=HELD_OUT)
+    vectors = Embedder(load_model_for(DEFAULT_MODEL, ["dna"])).barcodes(queries.items)
+    pack_index(load_index(reference), PACK, held_out=(vectors, queries.labels))
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 
 

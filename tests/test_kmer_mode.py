@@ -114,3 +114,13 @@ def test_calibration_on_held_out_queries(tmp_path):
     assert not (tmp_path / "x").exists()  # nothing half-written
     with pytest.raises(ClibdError, match="held-out queries"):
         pack_index(load_index(calibrated), tmp_path / "pack")
+    # the bundled pack's recipe: refit on the packed vectors and the same held-out queries
+    from clibd_cli.embedding.kmer import kmer_profile
+    from clibd_cli.reference.pack import unpack_index
+
+    labels = {rank: [r.lineage[rank] for r in held_out] for rank in ("order", "family", "genus", "species")}
+    pack_index(load_index(calibrated), tmp_path / "pack", held_out=(kmer_profile([r.barcode for r in held_out]), labels))
+    packed = json.loads((tmp_path / "pack" / "pack.json").read_text())["calibration"]["dna"]
+    assert packed["scenarios"] == ["seen", "unseen"]
+    assert packed["fitted_on"]["held_out_queries"] == fitted["fitted_on"]["held_out_queries"]
+    assert unpack_index(tmp_path / "pack").calibration["dna"] == packed

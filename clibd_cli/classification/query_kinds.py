@@ -27,7 +27,7 @@ MAX_PHOTOS = 3000  # pseudo-queries per scenario in fit_calibration: more photos
 FEW_PHOTOS = 50
 
 
-def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, *,
+def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
               held_out: tuple[np.ndarray, dict] | None = None) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
@@ -37,7 +37,7 @@ def calibrate(index, embedder: Embedder, images: Sequence[str], first: int = 0, 
     are refitted on those queries, reading the reference's barcode gaps too (``barcode_gap.py``;
     with pseudo-queries alone they made the confidences of real new species worse:
     benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
-    assume (None: estimated per run by clibd classify)."""
+    assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, k=k, prior_unseen=prior_unseen,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration
-from clibd_cli.classification.fitting import fit_calibration
+from clibd_cli.classification.query_kinds import calibrate
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
@@ -38,11 +38,14 @@ PACK_FILE = "pack.json"
 _FILES = ("vectors.npy", "scales.npy", "nodes.npy", f"{RECORDS_FILE}.gz")
 
 
-def pack_index(index: ReferenceIndex, path: str | Path) -> ReferenceIndex:
+def pack_index(index: ReferenceIndex, path: str | Path,
+               held_out: tuple[np.ndarray, dict] | None = None) -> ReferenceIndex:
     """Write ``index`` as a pack at ``path`` (atomically); returns the index users will unpack.
 
-    Only the calibration for queries of the index's own modality is carried over (refitted);
-    photo calibrations need the photos, which a pack does not hold.
+    Only the calibration for queries of the index's own modality is carried over, refitted on the
+    packed vectors, and on ``held_out`` queries (their vectors and labels by rank, as
+    ``clibd index --calibrate-on`` reads them) if given; photo calibrations need the photos,
+    which a pack does not hold.
     """
     modality = index.manifest["modality"]
     if not index.calibration or modality not in index.calibration:
@@ -50,13 +53,12 @@ def pack_index(index: ReferenceIndex, path: str | Path) -> ReferenceIndex:
     vectors, scales = quantize(index.node_vectors())
     packed = _rebuild(vectors, scales, index.nodes, index.ids, index.labels, index.manifest, progress=False)
     fitted = Calibration.from_json(index.calibration[modality])
-    if fitted.held_out:
-        raise ClibdError(f"{index.path}: the index is calibrated on held-out queries, which a pack cannot "
-                         "refit on its own vectors; pack an index built without --calibrate-on")
-    packed.calibration = {modality: fit_calibration(
-        packed, k=fitted.k, prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
-        unseen_genus_fraction=fitted.unseen_genus_fraction, seed=fitted.fitted_on["seed"],
-    ).to_json()}
+    if fitted.held_out and held_out is None:
+        raise ClibdError(f"{index.path}: the index is calibrated on held-out queries; pass them to refit "
+                         "the pack's calibration, or pack an index built without --calibrate-on")
+    packed.calibration = calibrate(packed, None, (), k=fitted.k, seed=fitted.fitted_on.get("seed", 0),
+                                   prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
+                                   held_out=held_out)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, directory=True) as tmp:
