@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from models.clibd import CLIBD
     from models.config import list_models, list_pretrained
     from models.errors import ModelError
-    from models.factory import create_model, load_model
+    from models.factory import create_model, load_model, load_towers
 
 _EXPORTS = {
     "create_model": "models.factory",
     "load_model": "models.factory",
+    "load_towers": "models.factory",
     "save_model": "models.checkpoint",
     "list_models": "models.config",
     "list_pretrained": "models.config",

@@ -33,6 +33,8 @@ class CLIBD(nn.Module):
         super().__init__()
         self.config = copy.deepcopy(config)
         self.extra: dict[str, Any] = {}  # the ``extra`` dict saved with the model, if any
+        # towers left unbuilt by models.factory.load_towers: (the whole config, their saved tensors)
+        self.absent: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None
         dim = config["embed_dim"]
         image, dna, text = config["image"], config["dna"], config["text"]
         self.image_encoder = None
@@ -108,10 +110,18 @@ class CLIBD(nn.Module):
         return out
 
     def fingerprint(self) -> str:
-        """sha256 over the canonical architecture JSON and every tensor (name, dtype, shape, bytes)."""
+        """sha256 over the canonical architecture JSON and every tensor (name, dtype, shape, bytes).
+
+        The towers of :attr:`absent` count as built, their tensors in this model's dtype, so a
+        model loaded with towers left out keeps the whole model's fingerprint."""
+        config, tensors = self.config, dict(self.state_dict())
+        if self.absent is not None:
+            config, left_out = self.absent
+            dtype = self.logit_scale.dtype  # .float() / .half() cast every floating tensor alike
+            tensors.update({name: t.to(dtype) if t.is_floating_point() else t for name, t in left_out.items()})
         digest = hashlib.sha256()
-        digest.update(json.dumps(architecture(self.config), sort_keys=True, separators=(",", ":")).encode())
-        for name, tensor in sorted(self.state_dict().items()):
+        digest.update(json.dumps(architecture(config), sort_keys=True, separators=(",", ":")).encode())
+        for name, tensor in sorted(tensors.items()):
             flat = tensor.detach().cpu().contiguous().reshape(-1)
             digest.update(f"\0{name}\0{flat.dtype}\0{tuple(tensor.shape)}\0".encode())
             digest.update(flat.view(torch.uint8).numpy())

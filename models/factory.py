@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from models.checkpoint import WEIGHTS
 from models.clibd import CLIBD
@@ -21,14 +24,34 @@ def create_model(name_or_path: str | Path, **overrides: Any) -> CLIBD:
     saved weights (with overrides that keep the tensor shapes, e.g. dropping towers). The model is
     returned in eval mode.
     """
+    return _build(name_or_path, overrides)[0]
+
+
+def load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
+    """A saved model with only ``towers`` built (a DNA-only use skips BERT's import and weights)
+    whose :meth:`~models.clibd.CLIBD.fingerprint` is still the whole model's, so indexes and
+    embeddings made with the whole model accept it. Presets and config files are built whole."""
+    raw, base_dir, model_dir = load_config_source(name_or_path)
+    have = [tower for tower in TOWERS if raw.get(tower)]
+    keep = [tower for tower in have if tower in towers]
+    if model_dir is None or not keep or keep == have:
+        return create_model(name_or_path)
+    model, left_out = _build(name_or_path, {"modalities": keep})
+    model.absent = (resolve_config(raw, base_dir, use_pretrained=False), left_out)
+    return model
+
+
+def _build(name_or_path: str | Path, overrides: dict[str, Any]) -> tuple[CLIBD, dict[str, torch.Tensor]]:
+    """The model and the saved tensors of the towers the overrides dropped (none for presets)."""
     raw, base_dir, model_dir = load_config_source(name_or_path)
     config = resolve_config(raw, base_dir, overrides, use_pretrained=model_dir is None)
     model = CLIBD(config, load_pretrained=model_dir is None)
+    left_out = {}
     if model_dir is not None:
         dropped = tuple(f"{tower}_encoder." for tower in TOWERS if not config[tower])
-        load_weights(model, model_dir / WEIGHTS, raw.get("weights_sha256"), skip_prefixes=dropped)
+        left_out = load_weights(model, model_dir / WEIGHTS, raw.get("weights_sha256"), skip_prefixes=dropped)
         model.extra = raw.get("extra") or {}
-    return model.eval()
+    return model.eval(), left_out
 
 
 def load_model(directory: str | Path) -> CLIBD:

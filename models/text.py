@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.bert import BertEncoder, build_bert
 from models.config import vocab_path, vocab_tokens
 from models.errors import ModelError
 from models.tokenizers import TextTokenizer
+
+if TYPE_CHECKING:
+    from models.bert import BertEncoder
 
 
 def text_tokenizer(block: dict[str, Any]) -> TextTokenizer:
@@ -17,6 +19,8 @@ def text_tokenizer(block: dict[str, Any]) -> TextTokenizer:
 
 def build_text_encoder(block: dict[str, Any], embed_dim: int, load_pretrained: bool = True) -> BertEncoder:
     """BERT over the vocab's WordPiece ids; [PAD] is the padding index."""
+    from models.bert import BertEncoder, build_bert  # transformers loads only when a text tower is built
+
     tokens = vocab_tokens(vocab_path(block))
     if "[PAD]" not in tokens:
         raise ModelError(f"{vocab_path(block)}: not a BERT WordPiece vocab (no [PAD] token)")

@@ -13,10 +13,11 @@ from models.files import sha256_file
 
 
 def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None = None,
-                 skip_prefixes: tuple[str, ...] = ()) -> None:
+                 skip_prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """Load a safetensors file into ``model`` bit-exactly (dtypes kept); ModelError on any mismatch.
 
-    Tensors whose names start with one of ``skip_prefixes`` (dropped towers) are ignored.
+    Tensors whose names start with one of ``skip_prefixes`` (dropped towers) are not loaded but
+    returned.
     """
     if not path.is_file():
         raise ModelError(f"{path}: weights file is missing")
@@ -26,9 +27,11 @@ def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None
         state = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise ModelError(f"{path}: corrupt or truncated weights file ({exc})") from exc
-    state = {name: tensor for name, tensor in state.items() if not name.startswith(skip_prefixes)}
+    skipped = {name: tensor for name, tensor in state.items() if name.startswith(skip_prefixes)}
+    state = {name: tensor for name, tensor in state.items() if name not in skipped}
     check_state_dict(model.state_dict(), state, f"{path}: weights do not match the model config")
     model.load_state_dict(state, strict=True, assign=True)
+    return skipped
 
 
 def check_state_dict(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],

@@ -105,6 +105,31 @@ def test_create_model_from_directory_can_drop_towers(trained, saved):
         create_model(saved, embed_dim=16)
 
 
+def test_load_towers_builds_only_those_and_keeps_the_whole_models_fingerprint(trained, saved, tmp_path):
+    from models import load_towers
+
+    dna_only = load_towers(saved, ["dna"])
+    assert dna_only.modalities == ("dna",) and dna_only.text_encoder is None
+    assert dna_only.fingerprint() == trained.fingerprint()  # indexes built with the whole model accept it
+    assert create_model(saved, modalities=("dna",)).fingerprint() != trained.fingerprint()
+    tokens = trained.tokenize_dna(["ACGT" * 40])
+    assert torch.equal(dna_only.encode_dna(**tokens), trained.eval().encode_dna(**tokens))
+    half = save_model(trained, tmp_path / "half", dtype=torch.float16)  # the bundled model's storage
+    assert load_towers(half, ["dna"]).float().fingerprint() == load_model(half).float().fingerprint()
+    assert load_towers(half, ["dna"]).fingerprint() == load_model(half).fingerprint()
+    assert load_towers(saved, ["dna", "text", "image"]).absent is None  # nothing to leave out
+    preset = load_towers("clibd-tiny", ["dna"])  # presets and configs are built whole
+    assert preset.absent is None and "text" in preset.modalities
+    with torch.no_grad():  # a changed weight of a left-out tower changes the fingerprint
+        trained.text_encoder.proj.weight[0, 0] += 1.0
+    try:
+        changed = save_model(trained, tmp_path / "changed")
+    finally:
+        with torch.no_grad():
+            trained.text_encoder.proj.weight[0, 0] -= 1.0
+    assert load_towers(changed, ["dna"]).fingerprint() != dna_only.fingerprint()
+
+
 def test_save_replaces_model_directory_atomically(trained, saved):
     other = create_model("clibd-tiny", modalities=("dna",))
     save_model(other, saved)

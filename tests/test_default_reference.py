@@ -162,3 +162,22 @@ def test_bundled_default_reads_either_strand_rna_and_alignments_and_leaves_rando
             assert b["strand"] == ("-" if name == "rc" else "+")
     for row in rows[4 * n :]:
         assert row["status"] == "unassigned" and row["genus"] == "" and row["species"] == ""
+
+
+@pytest.mark.slow
+def test_classifying_barcodes_does_not_build_the_text_towers_bert(tmp_path):
+    """The bundled model's text tower is a BERT; a barcode run never builds it (seconds of import:
+    models.factory.load_towers)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom clibd_cli.main import cli\n"
+            "cli(['-q', 'classify', sys.argv[1]], prog_name='clibd', standalone_mode=False)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers' or m == 'models.bert'))")
+    out = subprocess.run([sys.executable, "-c", code, str(EXAMPLES)], capture_output=True, text=True,
+                         env={**os.environ, "CLIBD_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("query_id") and len(lines) == 14  # header, 12 rows, the module list
+    assert lines[-1] == "[]"

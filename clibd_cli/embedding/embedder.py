@@ -69,17 +69,20 @@ def model_available(spec: str) -> bool:
 
 
 def load_model_for(spec: str, modalities: Sequence[str]) -> Encoder:
-    """Load a model (``kmer``, a preset, config or directory) and check it has the towers needed."""
+    """Load a model (``kmer``, a preset, config or directory) and check it has the towers needed.
+
+    A saved model is built with only those towers (all of them if ``modalities`` is empty): its
+    fingerprint stays the whole model's (``models.factory.load_towers``)."""
     from clibd_cli.embedding.kmer import KMER_MODEL, KmerProfileModel
 
     if spec == KMER_MODEL:
         model = KmerProfileModel()
     else:
-        from models import create_model
+        from models import create_model, load_towers
 
         # Weights stored in half precision (the bundled model) are used in fp32, so that every
         # command computes the same vectors and the same model fingerprint.
-        model = create_model(spec).float()
+        model = (load_towers(spec, modalities) if modalities else create_model(spec)).float()
     missing = [m for m in modalities if m not in model.modalities]
     if missing:
         names = ", ".join(MODALITY_NAMES[m] for m in missing)
