@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--tools", default="clibd,sintax,blastn", help="comma-separated subset")
     parser.add_argument("--model", action="append", default=[],
                         help="a learned model directory to run besides kmer (repeatable)")
+    parser.add_argument("--no-kmer", action="store_true", help="run only the --model indexes, not the k-mer one")
     parser.add_argument("--learned-max-size", type=int, default=10000,
                         help="largest reference embedded with a learned model")
     parser.add_argument("--queries", type=int, default=500, help="test-split queries (seeded sample)")
@@ -102,7 +103,7 @@ def main() -> None:
         print(f"\n== {size:,} references ({time.perf_counter() - start:.0f} s to write {ref.name})", flush=True)
         runs = []
         if "clibd" in tools:
-            runs += [("clibd kmer", "kmer")] + [(f"clibd {Path(m).name}", m) for m in args.model
+            runs += [("clibd kmer", "kmer")] * (not args.no_kmer) + [(f"clibd {Path(m).name}", m) for m in args.model
                                                 if size <= args.learned_max_size]
             skipped = [m for m in args.model if size > args.learned_max_size]
             if skipped:

@@ -135,6 +135,9 @@ def fit_calibration_held_out(
     )
 
 
+_SCORES_PER_CHUNK = 1 << 24  # query x reference scores at once: ~20 bytes each with masks and top-k (~0.3 GB)
+
+
 def _pseudo_queries(
     source: np.ndarray, vectors: np.ndarray, sample: np.ndarray, reference: ReferenceTaxonomy,
     k: int, plans: list[tuple[str | None, str | None]],
@@ -155,8 +158,9 @@ def _pseudo_queries(
     sample = np.sort(sample)
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
     found: list[list] = [[empty] for _ in plans]
-    for start in range(0, len(sample), 256):
-        queries = sample[start : start + 256]
+    step = int(np.clip(_SCORES_PER_CHUNK // max(len(vectors), 1), 8, 256))  # memory flat in the reference size
+    for start in range(0, len(sample), step):
+        queries = sample[start : start + step]
         scores = source[queries] @ vectors.T
         for (rank, above), out in zip(plans, found):
             if rank is None:
