@@ -194,6 +194,22 @@ def test_calibration_json_round_trip(setup):
         Calibration.from_json({"format": "something else"})
 
 
+def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypatch):
+    """A large reference is scored a few pseudo-queries at a time (flat memory): same fit."""
+    import clibd_cli.classification.fitting as fitting
+
+    tree, index, calibration, taxonomy = setup
+    monkeypatch.setattr(fitting, "_SCORES_PER_CHUNK", 1)  # 8 queries per chunk instead of 150+
+    chunked = fit_calibration(index, k=10, n_queries=150, seed=0)
+    assert chunked.fitted_on == calibration.fitted_on
+    assert [fit["tau_vote"] for fit in chunked.ranks.values()] == [fit["tau_vote"] for fit in calibration.ranks.values()]
+    queries, _ = tree.records([3, 5, 9], 2)
+    rows, sims = index.search(queries, 10)
+    (codes, conf), (codes2, conf2) = (decide(rows, sims, taxonomy, c) for c in (calibration, chunked))
+    for rank in RANKS:  # the same up to the last bits of the matrix products
+        assert np.array_equal(codes[rank], codes2[rank]) and np.allclose(conf[rank], conf2[rank], atol=1e-6)
+
+
 def test_cross_modal_calibration_uses_the_query_view(setup):
     tree, index, _, taxonomy = setup
     views = index.vectors() + 0.05 * tree._unit(len(index), DIM).astype(np.float32)
