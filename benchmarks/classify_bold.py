@@ -6,7 +6,7 @@ Measures per-rank accuracy, how often a species is asserted for absent species, 
 accuracy for them, and wall-clock throughput of each tool with 2 threads.
 
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
-        [--prior-unseen P] [--calibrate-held-out] [--no-baselines] [--batches]
+        [--prior-unseen P] [--calibrate-held-out [--disjoint-species]] [--no-baselines] [--batches]
 
 `--batches` classifies three batches (`test`, `test_unseen`, a seeded 70:30 mix) in separate
 runs and prints, per batch, per-rank ECE and the open-set numbers of clibd, SINTAX and RDP,
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import random
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,9 @@ def main() -> None:
                         help="clibd index --prior-unseen for the index built here (not with bundled)")
     parser.add_argument("--calibrate-held-out", action="store_true",
                         help="fit the index's confidences on the val + val_unseen records (--calibrate-on)")
+    parser.add_argument("--disjoint-species", action="store_true",
+                        help="query the test_unseen records of a seeded half of the new species only; with "
+                             "--calibrate-held-out, calibrate on the val_unseen records of the other half only")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
@@ -53,6 +57,12 @@ def main() -> None:
     rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
     reference = [r for r in rows if r["split"] == "train"]
     queries = {s: [r for r in rows if r["split"] == s] for s in ("test", "test_unseen")}
+    calibration_new = {r["species"] for r in rows if r["split"] == "val_unseen"}
+    if args.disjoint_species:  # BIOSCAN-5M's val_unseen and test_unseen hold the same new species
+        new_species = sorted(calibration_new)
+        random.Random(0).shuffle(new_species)
+        calibration_new = set(new_species[: len(new_species) // 2])
+        queries["test_unseen"] = [r for r in queries["test_unseen"] if r["species"] not in calibration_new]
     if args.limit:
         queries = {s: q[:args.limit] for s, q in queries.items()}
     truth = {r["processid"]: (split, r) for split, qs in queries.items() for r in qs}
@@ -74,7 +84,8 @@ def main() -> None:
         prior = [] if args.prior_unseen is None else ["--prior-unseen", str(args.prior_unseen)]
         if args.calibrate_held_out:
             held_out = args.work / "held_out.fasta"
-            write_fasta(held_out, [r for r in rows if r["split"] in ("val", "val_unseen")], sintax=True)
+            write_fasta(held_out, [r for r in rows if r["split"] == "val"
+                                   or (r["split"] == "val_unseen" and r["species"] in calibration_new)], sintax=True)
             prior += ["--calibrate-on", str(held_out)]
         took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index),
                       *prior])

@@ -119,7 +119,7 @@ def test_bundled_model_and_reference_classify_the_example_barcodes(tmp_path, mon
         order, family, genus, epithet = truth[row["query_id"]]
         assert [row["order"], row["family"], row["genus"], row["species"]] == \
             [order, family, genus, f"{genus} {epithet}"], row
-    for row in unseen:  # no species; the ranks it does name are right (README: order or family)
+    for row in unseen:  # no species; the ranks it does name are right (README: family or genus)
         order, family, genus, _ = truth[row["query_id"]]
         assert row["species"] == "" and row["order"] == order, row
         assert row["family"] in ("", family) and row["genus"] in ("", genus), row

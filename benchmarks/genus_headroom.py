@@ -1,0 +1,69 @@
+"""How far calibration can take the genus of new species: an upper bound per DNA embedding.
+
+For each `test_unseen` record whose genus is in the `train` reference, the nearest reference
+record's genus is the call; clibd's own map (logistic, refined by isotonic regression:
+`clibd_cli/classification/probability_map.py`) from three features of the call (log distance
+of the nearest record, margin over the nearest record of another genus, share of that genus
+among the 50 nearest) to "the call is right" is fitted on these same queries. The share of queries whose call is right *and* mapped to >= 0.8 bounds
+what any calibration of these features can name at the default cutoff (fitted on the test
+queries: an analysis, never a setting). `--kmer-weight W` scores references by
+(embedding cosine + W x 5-mer profile cosine) / (1 + W) instead, the embedding plus the
+model-free profile.
+
+    .venv/bin/python benchmarks/genus_headroom.py MODEL [MODEL ...] [--kmer-weight 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+
+import numpy as np
+import torch
+from nearest_neighbour_bold import BOLD, embed
+
+from clibd_cli.classification.probability_map import apply_map, fit_map
+from clibd_cli.embedding.kmer import kmer_profile
+from models import load_model
+
+NEIGHBOURS = 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--kmer-weight", type=float, default=0.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = {"train": [], "test_unseen": []}
+    for row in csv.DictReader(gzip.open(BOLD, "rt")):
+        if row["split"] in rows:
+            rows[row["split"]].append(row)
+    genera = np.array([r["genus"] for r in rows["train"]])
+    queries = [r for r in rows["test_unseen"] if r["genus"] in set(genera)]
+    truth = np.array([r["genus"] for r in queries])
+    profiles = [kmer_profile([r["dna_barcode"].replace("-", "") for r in part], 5) if args.kmer_weight else None
+                for part in (rows["train"], queries)]
+    for name in args.models:
+        model = load_model(name).float().eval()
+        scores = embed(model, queries) @ embed(model, rows["train"]).T
+        if args.kmer_weight:
+            scores = (scores + args.kmer_weight * profiles[1] @ profiles[0].T) / (1 + args.kmer_weight)
+        order = np.argsort(-scores, axis=1)[:, :NEIGHBOURS]
+        sims, calls = np.take_along_axis(scores, order, axis=1), genera[order]
+        same = calls == calls[:, :1]
+        other = np.where(same, -np.inf, sims).max(axis=1)
+        other = np.where(np.isfinite(other), other, sims[:, -1])
+        features = np.stack([np.log(np.maximum(1 - sims[:, 0], 1e-4)), sims[:, 0] - other, same.mean(axis=1)], 1)
+        right = calls[:, 0] == truth
+        p = apply_map(fit_map(features, right.astype(float), np.ones(len(right))), features)
+        print(json.dumps({"model": name, "kmer_weight": args.kmer_weight, "queries": len(queries),
+                          "nearest genus right": round(100 * right.mean(), 1),
+                          "right and >= 0.8 (bound)": round(100 * (right & (p >= 0.8)).mean(), 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
