@@ -40,6 +40,9 @@ def save_model(model: CLIBD, directory: str | Path, extra: dict[str, Any] | None
     ``torch.float16``, half the size) stores the floating-point weights in that precision.
     """
     target = Path(directory)
+    if model.absent is not None:
+        raise ModelError("this model was loaded with towers left out (models.load_towers); saving it would "
+                         "drop them: load it whole (models.load_model) to save it")
     if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or _is_saved_model(target))):
         raise ModelError(f"{target}: exists and is not a clibd model directory; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,22 @@ from models.tokenizers import KmerTokenizer, OverlappingKmerTokenizer, TextToken
 MAX_LOGIT_SCALE = 100.0
 
 
+class AbsentTowers(nn.Module):
+    """The saved tensors of towers a model was loaded without, and its whole config: only for its
+    fingerprint. Held as non-persistent buffers, so ``.float()``, ``.half()`` and ``.to()`` cast
+    them as they would have cast the towers, and ``state_dict()`` leaves them out."""
+
+    def __init__(self, config: dict[str, Any], tensors: dict[str, torch.Tensor]):
+        super().__init__()
+        self.config = config
+        self.names = sorted(tensors)
+        for i, name in enumerate(self.names):
+            self.register_buffer(f"t{i}", tensors[name], persistent=False)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"t{i}") for i, name in enumerate(self.names)}
+
+
 class CLIBD(nn.Module):
     """Any subset of the three towers plus a learnable logit scale (init ln(1/0.07)).
 
@@ -33,8 +49,7 @@ class CLIBD(nn.Module):
         super().__init__()
         self.config = copy.deepcopy(config)
         self.extra: dict[str, Any] = {}  # the ``extra`` dict saved with the model, if any
-        # towers left unbuilt by models.factory.load_towers: (the whole config, their saved tensors)
-        self.absent: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None
+        self.absent: AbsentTowers | None = None  # towers left unbuilt by models.factory.load_towers
         dim = config["embed_dim"]
         image, dna, text = config["image"], config["dna"], config["text"]
         self.image_encoder = None
@@ -112,13 +127,12 @@ class CLIBD(nn.Module):
     def fingerprint(self) -> str:
         """sha256 over the canonical architecture JSON and every tensor (name, dtype, shape, bytes).
 
-        The towers of :attr:`absent` count as built, their tensors in this model's dtype, so a
-        model loaded with towers left out keeps the whole model's fingerprint."""
+        The towers of :attr:`absent` count as built, so a model loaded with towers left out keeps
+        the whole model's fingerprint."""
         config, tensors = self.config, dict(self.state_dict())
         if self.absent is not None:
-            config, left_out = self.absent
-            dtype = self.logit_scale.dtype  # .float() / .half() cast every floating tensor alike
-            tensors.update({name: t.to(dtype) if t.is_floating_point() else t for name, t in left_out.items()})
+            config = self.absent.config
+            tensors.update(self.absent.tensors())
         digest = hashlib.sha256()
         digest.update(json.dumps(architecture(config), sort_keys=True, separators=(",", ":")).encode())
         for name, tensor in sorted(tensors.items()):

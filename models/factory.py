@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from models.checkpoint import WEIGHTS
-from models.clibd import CLIBD
+from models.clibd import CLIBD, AbsentTowers
 from models.config import TOWERS, load_config_source, resolve_config
 from models.errors import ModelError
 from models.weights import load_weights
@@ -28,16 +28,17 @@ def create_model(name_or_path: str | Path, **overrides: Any) -> CLIBD:
 
 
 def load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
-    """A saved model with only ``towers`` built (a DNA-only use skips BERT's import and weights)
-    whose :meth:`~models.clibd.CLIBD.fingerprint` is still the whole model's, so indexes and
-    embeddings made with the whole model accept it. Presets and config files are built whole."""
+    """A saved model with only ``towers`` built (a DNA-only use does not import or build BERT; the
+    other towers' tensors are kept for the fingerprint) whose :meth:`~models.clibd.CLIBD.fingerprint`
+    is still the whole model's, so indexes and embeddings made with the whole model accept it. It
+    cannot be saved. Presets and config files are built whole."""
     raw, base_dir, model_dir = load_config_source(name_or_path)
     have = [tower for tower in TOWERS if raw.get(tower)]
     keep = [tower for tower in have if tower in towers]
     if model_dir is None or not keep or keep == have:
         return create_model(name_or_path)
     model, left_out = _build(name_or_path, {"modalities": keep})
-    model.absent = (resolve_config(raw, base_dir, use_pretrained=False), left_out)
+    model.absent = AbsentTowers(resolve_config(raw, base_dir, use_pretrained=False), left_out)
     return model
 
 

@@ -128,6 +128,13 @@ def test_load_towers_builds_only_those_and_keeps_the_whole_models_fingerprint(tr
         with torch.no_grad():
             trained.text_encoder.proj.weight[0, 0] -= 1.0
     assert load_towers(changed, ["dna"]).fingerprint() != dna_only.fingerprint()
+    with pytest.raises(ModelError, match="towers left out"):  # saving would drop the text tower
+        save_model(dna_only, tmp_path / "partial")
+    mixed = create_model("clibd-tiny")  # a file holding fp32 DNA and fp16 text tensors
+    mixed.text_encoder.half()
+    mixed_dir = save_model(mixed, tmp_path / "mixed")
+    for cast in (lambda m: m, lambda m: m.float(), lambda m: m.half()):
+        assert cast(load_towers(mixed_dir, ["dna"])).fingerprint() == cast(load_model(mixed_dir)).fingerprint()
 
 
 def test_save_replaces_model_directory_atomically(trained, saved):
