@@ -131,7 +131,7 @@ def fit_calibration_held_out(
     return Calibration(
         k, prior_unseen, new_above, fitted,
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
-         "references": len(vectors)}, list(HELD_OUT_SCENARIOS), model, decisions.gaps,
+         "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)}, list(HELD_OUT_SCENARIOS), model, decisions.gaps,
     )
 
 
@@ -158,7 +158,7 @@ def _pseudo_queries(
     sample = np.sort(sample)
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
     found: list[list] = [[empty] for _ in plans]
-    step = int(np.clip(_SCORES_PER_CHUNK // max(len(vectors), 1), 8, 256))  # memory flat in the reference size
+    step = int(np.clip(_SCORES_PER_CHUNK // max(len(vectors), 1), 8, 256))  # memory flat up to ~2M references
     for start in range(0, len(sample), step):
         queries = sample[start : start + step]
         scores = source[queries] @ vectors.T

@@ -156,6 +156,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         embedder = Embedder(model, device, batch_size, settings.precision)
         log.info("embedding %d reference records (%s)", len(refs), modality)
         embedded = embed_references(embedder, refs, shards_folder(output), world, settings.progress())
+        refs.items.clear()  # embedded: a million barcodes are ~1 GB of strings
         queries = None
         if found is not None:
             log.info("embedding %d held-out queries for the calibration", len(found))
@@ -164,6 +165,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     if not world.is_main:
         return
     vectors, keep = embedded
+    del embedded  # so that `del vectors` below frees them
     ids = [refs.ids[i] for i in keep]
     labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
     if existing is not None:
