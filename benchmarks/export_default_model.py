@@ -28,6 +28,7 @@ from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.reference.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.pack import pack_index
+from clibd_cli.reference.sketch import orient_references
 from clibd_cli.reference.sources import read_references
 from models import load_model, save_model
 from models.config import PRETRAINED_DIR
@@ -55,9 +56,11 @@ def main() -> None:
     subprocess.run([str(Path(sys.executable).with_name("clibd")), "--threads", "2", "index", "--model", DEFAULT_MODEL,
                     str(args.data), "--split", "train", "--calibrate-on", str(args.data),
                     *(f"--calibrate-split={split}" for split in HELD_OUT), "-o", str(reference)], check=True)
+    index = load_index(reference)
     queries = read_references([str(args.data)], "dna", splits=HELD_OUT)
+    orient_references(queries.items, index.sketch)  # as clibd index read them
     vectors = Embedder(load_model_for(DEFAULT_MODEL, ["dna"])).barcodes(queries.items)
-    pack_index(load_index(reference), PACK, held_out=(vectors, queries.labels))
+    pack_index(index, PACK, held_out=(vectors, queries.labels))
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 
 

@@ -67,7 +67,7 @@ def main() -> None:
                         help="comma-separated reference sizes (add 1000000 for the 1M run)")
     parser.add_argument("--tools", default="clibd,sintax,blastn", help="comma-separated subset")
     parser.add_argument("--model", action="append", default=[],
-                        help="a learned model directory to run besides kmer (repeatable)")
+                        help="a learned model directory to run besides kmer (repeatable; alone with --no-kmer)")
     parser.add_argument("--no-kmer", action="store_true", help="run only the --model indexes, not the k-mer one")
     parser.add_argument("--learned-max-size", type=int, default=10000,
                         help="largest reference embedded with a learned model")
@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--bulk", action="store_true",
                         help="clibd also classifies the whole test split (its start-up hides 500 queries)")
     args = parser.parse_args()
+    if args.no_kmer and not args.model:
+        parser.error("--no-kmer needs a --model to run")
     args.work.mkdir(parents=True, exist_ok=True)
     results_path = args.work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
