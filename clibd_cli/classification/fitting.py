@@ -9,6 +9,7 @@ regression.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,14 +46,18 @@ def fit_calibration(
     measured on the reference's nearest neighbours, ``index.search``).
     """
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
-    vectors = index.vectors()
-    source = vectors if query_vectors is None else np.asarray(query_vectors, dtype=np.float32)
-    if source.shape != vectors.shape:
-        raise ClibdError(f"query vectors {list(source.shape)} do not match the reference "
-                         f"{list(vectors.shape)}")
-    usable = np.flatnonzero(np.abs(source).sum(axis=1) > 0)
+    nodes = Nodes(index.node_vectors(), index.nodes)  # not a per-record copy: 1 GB at 1M references
+    if query_vectors is None:
+        source, nonzero = None, (np.einsum("ij,ij->i", nodes.vectors, nodes.vectors) > 0)[nodes.of_record]
+    else:
+        source = np.asarray(query_vectors, dtype=np.float32)
+        if source.shape != (len(nodes.of_record), nodes.vectors.shape[1]):
+            raise ClibdError(f"query vectors {list(source.shape)} do not match the reference "
+                             f"{[len(nodes.of_record), nodes.vectors.shape[1]]}")
+        nonzero = np.einsum("ij,ij->i", source, source) > 0
+    usable = np.flatnonzero(nonzero)
     rng = np.random.default_rng(seed)
-    k = max(1, min(k, len(vectors) - 1))
+    k = max(1, min(k, len(nodes.of_record) - 1))
     ranks = reference.ranks[::-1]  # finest first
     finest = reference.codes[ranks[0]]
     records_of = np.bincount(finest[finest >= 0], minlength=len(reference.names[ranks[0]]) + 1)
@@ -65,20 +70,21 @@ def fit_calibration(
         unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
-    found = (_pseudo_queries(source, vectors, seen, reference, k, [(None, None)])
-             + _pseudo_queries(source, vectors, unseen, reference, k, unseen_plans))
+    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)])
+             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans))
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
     kept = [(name, (codes, rows, sims), share, left_out) for name, (codes, rows, sims), share, left_out
             in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(codes)]
     scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share, left_out)
                  for _, (queries, rows, sims), share, left_out in kept]
     gaps = None
-    if barcode_gaps and len(vectors) > 1:
+    if barcode_gaps and len(nodes.of_record) > 1:
+        vectors = index.vectors()
         gaps = fit_gaps(reference, *index.search(vectors, min(NEIGHBOURS + 1, len(vectors))))
     fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
-        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(vectors)},
+        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record)},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
     )
 
@@ -131,20 +137,30 @@ def fit_calibration_held_out(
     return Calibration(
         k, prior_unseen, new_above, fitted,
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
-         "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)}, list(HELD_OUT_SCENARIOS), model, decisions.gaps,
+         "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
+        list(HELD_OUT_SCENARIOS), model, decisions.gaps,
     )
 
 
 _SCORES_PER_CHUNK = 1 << 24  # query x reference scores at once: ~20 bytes each with masks and top-k (~0.3 GB)
 
 
+@dataclass
+class Nodes:
+    """The reference's distinct vectors ``[nodes, D]`` and each record's node ``[N]``."""
+
+    vectors: np.ndarray
+    of_record: np.ndarray
+
+
 def _pseudo_queries(
-    source: np.ndarray, vectors: np.ndarray, sample: np.ndarray, reference: ReferenceTaxonomy,
+    source: np.ndarray | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
     k: int, plans: list[tuple[str | None, str | None]],
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Exact neighbours ``(queries, rows, sims)`` of sampled records, one triple per plan.
 
-    Record ``q`` queries as ``source[q]`` against the reference ``vectors``.
+    Record ``q`` queries as ``source[q]`` (its own vector if ``source`` is None) against every
+    reference record.
 
     A plan ``(rank, above)`` excludes every record sharing the query's label at ``rank``
     (unseen species / unseen genus), and the records of its ``above`` taxon not labelled at
@@ -158,13 +174,15 @@ def _pseudo_queries(
     sample = np.sort(sample)
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
     found: list[list] = [[empty] for _ in plans]
-    step = int(np.clip(_SCORES_PER_CHUNK // max(len(vectors), 1), 8, 256))  # memory flat up to ~2M references
+    n = len(nodes.of_record)
+    step = int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256))  # memory flat up to ~2M references
     for start in range(0, len(sample), step):
         queries = sample[start : start + step]
-        scores = source[queries] @ vectors.T
+        rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[queries]
+        scores = (rows @ nodes.vectors.T)[:, nodes.of_record]
         for (rank, above), out in zip(plans, found):
             if rank is None:
-                excluded, keep = np.arange(len(vectors))[None, :] == queries[:, None], queries >= 0
+                excluded, keep = np.arange(n)[None, :] == queries[:, None], queries >= 0
             else:
                 code = reference.codes[rank]
                 excluded = code[None, :] == code[queries][:, None]

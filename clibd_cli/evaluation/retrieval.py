@@ -71,6 +71,13 @@ class _KeySet:
     def vectors(self) -> np.ndarray:
         return self.matrix
 
+    def node_vectors(self) -> np.ndarray:  # every key its own node
+        return self.matrix
+
+    @property
+    def nodes(self) -> np.ndarray:
+        return np.arange(len(self.matrix))
+
 
 @dataclass
 class PairMethod:
