@@ -83,13 +83,18 @@ def init(world: World, device: str, timeout: timedelta | None = None) -> str:
     return device
 
 
-def shutdown() -> None:
-    """Leave the process group if this process joined one."""
+def shutdown(finished: bool = False) -> None:
+    """Leave the process group if this process joined one; with ``finished`` (every rank got to
+    the end), first wait for the others, so no gloo work is in flight when the group goes (a
+    rank once aborted at exit, "terminate called without an active exception", after a run
+    that had finished). Not after a failure: a rank that died would never reach the barrier."""
     if "torch" not in sys.modules:
         return
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -105,14 +105,17 @@ def run_training(cfg: TrainConfig) -> dict:
     if not world.is_main:
         log.setLevel(logging.ERROR)
     device = distributed.init(world, cfg.device)
+    finished = False
     try:
-        return _train(cfg, world, device)
+        result = _train(cfg, world, device)
+        finished = True
+        return result
     except ClibdError:
         if not world.is_main:  # every rank fails alike; rank 0 says why
             raise SystemExit(1) from None
         raise
     finally:
-        distributed.shutdown()
+        distributed.shutdown(finished)
 
 
 def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
