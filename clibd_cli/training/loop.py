@@ -104,6 +104,7 @@ def run_training(cfg: TrainConfig) -> dict:
     world = distributed.detect()
     if not world.is_main:
         log.setLevel(logging.ERROR)
+    import models.bert  # noqa: F401 - transformers (and the torch modules it pulls) before joining the group
     device = distributed.init(world, cfg.device)
     finished = False
     try:
