@@ -24,7 +24,7 @@ def create_model(name_or_path: str | Path, **overrides: Any) -> CLIBD:
     saved weights (with overrides that keep the tensor shapes, e.g. dropping towers). The model is
     returned in eval mode.
     """
-    return _build(name_or_path, overrides)[0]
+    return _build(load_config_source(name_or_path), overrides)[0]
 
 
 def load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
@@ -32,19 +32,20 @@ def load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
     other towers' tensors are kept for the fingerprint) whose :meth:`~models.clibd.CLIBD.fingerprint`
     is still the whole model's, so indexes and embeddings made with the whole model accept it. It
     cannot be saved. Presets and config files are built whole."""
-    raw, base_dir, model_dir = load_config_source(name_or_path)
+    source = raw, base_dir, model_dir = load_config_source(name_or_path)
     have = [tower for tower in TOWERS if raw.get(tower)]
     keep = [tower for tower in have if tower in towers]
     if model_dir is None or not keep or keep == have:
-        return create_model(name_or_path)
-    model, left_out = _build(name_or_path, {"modalities": keep})
+        return _build(source, {})[0]
+    model, left_out = _build(source, {"modalities": keep})
     model.absent = AbsentTowers(resolve_config(raw, base_dir, use_pretrained=False), left_out)
     return model
 
 
-def _build(name_or_path: str | Path, overrides: dict[str, Any]) -> tuple[CLIBD, dict[str, torch.Tensor]]:
-    """The model and the saved tensors of the towers the overrides dropped (none for presets)."""
-    raw, base_dir, model_dir = load_config_source(name_or_path)
+def _build(source: tuple, overrides: dict[str, Any]) -> tuple[CLIBD, dict[str, torch.Tensor]]:
+    """The model of a loaded config ``source`` (``load_config_source``) and the saved tensors of
+    the towers the overrides dropped (none for presets)."""
+    raw, base_dir, model_dir = source
     config = resolve_config(raw, base_dir, overrides, use_pretrained=model_dir is None)
     model = CLIBD(config, load_pretrained=model_dir is None)
     left_out = {}
