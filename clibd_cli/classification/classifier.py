@@ -74,7 +74,8 @@ class Classifier:
         if not model or not model_available(str(model)):
             raise ClibdError(f"{index_dir}: the model this index was built with ({model}) is not available; "
                              "give it with --model")
-        towers = {self.index.manifest["modality"], *(m for kind in self.index.calibration or {} for m in kind.split("+"))}
+        kinds = self.index.calibration or {}  # only the towers its queries need: no BERT for barcodes
+        towers = {self.index.manifest["modality"], *(m for kind in kinds for m in kind.split("+"))}
         self.model = load_model_for(str(model), sorted(towers))
         self.index.check_model(self.model.fingerprint(), str(model))
         if callable(device):

@@ -68,9 +68,6 @@ class _KeySet:
     labels: dict[str, list]
     matrix: np.ndarray
 
-    def vectors(self) -> np.ndarray:
-        return self.matrix
-
     def node_vectors(self) -> np.ndarray:  # every key its own node
         return self.matrix
 
