@@ -26,6 +26,8 @@ from clibd_cli.evaluation import rdp
 from clibd_cli.evaluation.scores import CURVE_CUTOFFS
 from models.config import RANKS
 
+BOOTSTRAP = 500  # species resamplings for the ECE interval of species_weights
+
 
 def batches(queries: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dict]]:
     """`test`, `test_unseen` and the seeded 70:30 mix of the two, shuffled (clibd estimates the
@@ -103,17 +105,25 @@ def by_species(scores: dict, batch: list[dict], rank: str) -> str:
 
 def species_weights(conf: np.ndarray, right: np.ndarray, species: np.ndarray, rank: str, n: int = 3) -> str:
     """How a few species weigh on ``rank``'s calibration: the ECE with every species weighing the
-    same (each record 1 / its species' records), and the species adding most to the gap between
-    mean confidence and accuracy (records x (confidence - accuracy) / batch, in points)."""
+    same (each record 1 / its species' records), its 90 % interval when the batch's species are
+    resampled (``BOOTSTRAP`` draws of as many species, with replacement, seed 0: how much the ECE
+    of a batch of this many species moves with which species it holds), and the species adding most to the gap
+    between mean confidence and accuracy (records x (confidence - accuracy) / batch, in points)."""
     from clibd_cli.evaluation.metrics import reliability
 
     names, inverse, counts = np.unique(species, return_inverse=True, return_counts=True)
     balanced = _weighted_ece(conf, right, 1.0 / counts[inverse])
+    rng = np.random.default_rng(0)
+    draws = [_weighted_ece(conf, right, np.bincount(rng.integers(0, len(names), len(names)),
+                                                    minlength=len(names))[inverse].astype(float))
+             for _ in range(BOOTSTRAP)]
+    low, high = 100 * np.quantile(draws, [0.05, 0.95])
     gap = np.bincount(inverse, weights=conf - right) / len(conf)
     worst = np.argsort(-np.abs(gap))[:n]
     parts = [f"{names[i]} ({counts[i]} records, conf {conf[inverse == i].mean():.2f}, right "
              f"{right[inverse == i].mean():.2f}: {100 * gap[i]:+.1f})" for i in worst]
-    return (f"{rank}: ECE {100 * reliability(conf, right).ece:.1f}, species-balanced {100 * balanced:.1f}; "
+    return (f"{rank}: ECE {100 * reliability(conf, right).ece:.1f} (species resampled: {low:.1f}-{high:.1f}), "
+            f"species-balanced {100 * balanced:.1f}; "
             f"largest gaps (points): {'; '.join(parts)}")
 
 
