@@ -5,7 +5,8 @@
 #   benchmarks/build_default_model.sh [WORK_DIR]      (default: build/default-model)
 #
 # 2-core CPU, no GPU: prepare 4 s; training 4 epochs (992 steps of 256) of the kmer-bag
-# tower, one torch thread plus one data-loading process, ~30 min (see the model card);
+# tower (5- and 7-mers: the clibd-fast preset), one torch thread plus one data-loading process,
+# ~28 min (see the model card);
 # export + reference index ~1 min. Deterministic for the given seed on the same hardware and
 # library versions.
 set -euo pipefail
