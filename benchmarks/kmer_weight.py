@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from batch_calibration import batch_table
 from nearest_neighbour_bold import BOLD, embed
 
 from clibd_cli.classification.calibration import calibrations
@@ -31,7 +32,6 @@ from clibd_cli.classification.decision import confidences, label
 from clibd_cli.classification.query_kinds import calibrate
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.embedding.kmer import kmer_profile
-from clibd_cli.evaluation.metrics import reliability
 from clibd_cli.reference.hnsw_index import build_index
 from models import load_model
 from models.config import PRETRAINED_DIR, RANKS
@@ -56,6 +56,7 @@ def main() -> None:
     embedded = {split: embed(model, part) for split, part in rows.items()}
     profiles = {split: kmer_profile([r["dna_barcode"].replace("-", "").upper() for r in part], 5)
                 for split, part in rows.items()}
+    genera = {r["genus"] for r in rows["train"]}
     for weight in (float(w) for w in args.kmer_weight.split(",")):
         a, b = np.sqrt(1 / (1 + weight)), np.sqrt(weight / (1 + weight))
         vectors = {split: np.hstack([a * _unit(embedded[split]), b * profiles[split]]).astype(np.float32)
@@ -67,37 +68,34 @@ def main() -> None:
         index.calibration = calibrate(index, None, (), held_out=held_out)
         print(json.dumps({"model": args.model, "kmer_weight": weight,
                           "index+calibration s": round(time.perf_counter() - started)}), flush=True)
+        calibration = calibrations(index.calibration)["dna"]
+        taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
         for name, (batch, records) in _batches(vectors, rows).items():
-            print(json.dumps({"batch": name, **_measure(index, batch, records, rows["train"])}), flush=True)
+            decided = _measure(index, calibration, taxonomy, batch, records, genera)
+            print(json.dumps({"batch": name, **decided}), flush=True)
 
 
-def _measure(index, batch: np.ndarray, records: list[dict], reference: list[dict]) -> dict:
-    """ECE per rank and the open-set numbers of one batch, decided as clibd classify does."""
-    calibration = calibrations(index.calibration)["dna"]
-    taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+def _measure(index, calibration, taxonomy: ReferenceTaxonomy, batch: np.ndarray, records: list[dict],
+             genera: set[str]) -> dict:
+    """ECE per rank and the open-set numbers of one batch (``batch_calibration.batch_table``, at
+    the cutoff and for the best label), decided as clibd classify does."""
     decisions = label(*index.search(batch, calibration.k), taxonomy, calibration)
     shares = calibration.estimate_shares(decisions.stacked())
     confidence = confidences(decisions, taxonomy, calibration, shares)
-    new = np.array([r["split"] == "test_unseen" for r in records])
-    genera = {r["genus"] for r in reference}
-    new_in_genus = new & np.array([r["genus"] in genera for r in records])
-    out = {"new species estimated": round(100 * calibration.unseen_share(shares), 1)}
-    for rank in RANKS:
-        call = np.array([*taxonomy.names[rank], None], dtype=object)[decisions.codes[rank]]
-        truth = np.array([r[rank] or None for r in records], dtype=object)
-        right, named = call == truth, confidence[rank] >= CUTOFF
-        labelled = truth != None  # noqa: E711 (object array)
-        out[f"ECE {rank}"] = round(100 * reliability(confidence[rank][labelled], right[labelled]).ece, 1)
-        if rank == "species" and (~new).any():
-            out["known species named"] = _percent(right & named, ~new)
-            out["known species best label"] = _percent(right, ~new)
-        if rank == "species" and new.any():
-            out["new species asserted"] = _percent(named & (call != None), new)  # noqa: E711
-        if rank == "genus" and new_in_genus.any():
-            out["new species' genus named"] = _percent(right & named, new_in_genus)
-            out["new species' genus best label"] = _percent(right, new_in_genus)
-        if rank == "order" and new.any():
-            out["new species' order best label"] = _percent(right, new)
+    names = {rank: np.array([*taxonomy.names[rank], ""], dtype=object)[decisions.codes[rank]] for rank in RANKS}
+    scores = {r["processid"]: {rank: (names[rank][i], float(confidence[rank][i])) for rank in RANKS}
+              for i, r in enumerate(records)}
+    new = {r["processid"] for r in records if r["split"] == "test_unseen"}
+    named, best = (batch_table(scores, records, new, genera, cutoff) for cutoff in (CUTOFF, 0.0))
+    out = {"new species estimated": round(100 * calibration.unseen_share(shares), 1),
+           **{f"ECE {rank}": round(named[f"ece_{rank}"], 1) for rank in RANKS}}
+    if len(new) < len(records):
+        out["known species named"] = round(named["species_named_right"], 2)
+        out["known species best label"] = round(best["species_named_right"], 2)
+    if new:
+        out["new species asserted"] = round(named["species_asserted"], 2)
+        out["new species' genus named"] = round(named["new_genus_right"], 2)
+        out["new species' genus best label"] = round(best["new_genus_right"], 2)
     return out
 
 
@@ -117,10 +115,6 @@ def _labels(records: list[dict]) -> dict[str, list[str | None]]:
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _percent(hit: np.ndarray, among: np.ndarray) -> float:
-    return round(100 * float(hit[among].mean()), 2)
 
 
 if __name__ == "__main__":
