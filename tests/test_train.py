@@ -19,7 +19,7 @@ from clibd_cli.data.store import DatasetWriter
 from clibd_cli.data.synthetic import select_records, write_synthetic_dataset
 from clibd_cli.main import cli
 from clibd_cli.training import loop
-from clibd_cli.training.datasets import GlobalBatchSampler
+from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, crop_barcode
 from clibd_cli.training.distributed import World, detect
 from fixtures.samples import BOLD_CSV, bold_table
 from models import create_model, load_model
@@ -226,6 +226,33 @@ def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tm
     a, b = (load_model(tmp_path / name / "last").state_dict() for name in ("one", "two"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert json.loads((tmp_path / "two" / "args.json").read_text())["world_size"] == 2
+
+
+def test_dna_crop_cuts_a_seeded_share_of_training_barcodes_to_stretches_of_themselves(bold_h5):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    whole = bold_table()[1][0]["dna_barcode"]
+    stretches = [crop_barcode(whole, rng) for _ in range(200)]
+    assert all(s in whole and 200 <= len(s) <= len(whole) for s in stretches)
+    assert min(map(len, stretches)) < 300 and max(map(len, stretches)) > len(whole) - 60  # the range is used
+    assert crop_barcode("ACGT", rng) == "ACGT"  # shorter than the shortest stretch: left whole
+    model = create_model("clibd-tiny")
+
+    def barcodes(dna_crop: float, epoch: int = 0, train: bool = True, seed: int = 0) -> list[str]:
+        data = SpecimenDataset(bold_h5, ["train"], ["dna", "text"], model, train=train, seed=seed, dna_crop=dna_crop)
+        data.epoch = epoch
+        return [data[i]["barcode"] for i in range(60)]
+
+    full, cut = barcodes(0.0), barcodes(0.3)
+    changed = [a != b for a, b in zip(full, cut)]
+    assert 8 <= sum(changed) <= 30 and all(b in a for a, b in zip(full, cut))
+    assert cut == barcodes(0.3)  # a function of (seed, epoch, record): the same after a resume
+    assert cut != barcodes(0.3, epoch=1) and cut != barcodes(0.3, seed=1)
+    assert barcodes(1.0, train=False) == full  # validation reads whole barcodes
+    bad = train("--model", "clibd-tiny", "--data", bold_h5, "--out", "unused", "--modalities", "image,text",
+                "--dna-crop", "0.3")
+    assert bad.exit_code == 2 and "add dna to --modalities" in bad.output
 
 
 def test_clear_errors(bold_h5, tmp_path):

@@ -43,6 +43,10 @@ from models.config import TOWERS as MODALITIES
               help="With --positives label: also align each record with its label string cut at these "
                    "ranks (e.g. order,genus), as more terms averaged with the full-label one; helps "
                    "place barcodes of species missing from the reference at higher ranks.")
+@click.option("--dna-crop", type=click.FloatRange(0, 1), default=0.0,
+              help="Share of training barcodes cut each epoch to a random stretch of themselves (200 bp "
+                   "to whole), so partial barcodes (fragments, short amplicons) embed like whole ones; "
+                   "the bundled model: 0.3.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
               help="auto = bf16 autocast on GPU, fp32 on CPU.")
 @click.option("--freeze", default="", callback=name_list(MODALITIES),
@@ -66,7 +70,7 @@ from models.config import TOWERS as MODALITIES
                               "run torchrun yourself (see README).", minimum=1)
 @click.pass_context
 def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, grad_accum, lr, warmup,
-          weight_decay, positives, dna_dna, label_ranks, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
+          weight_decay, positives, dna_dna, label_ranks, dna_crop, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
           workers, log_every, nproc_per_node) -> None:
     """Align encoders of specimen images, DNA barcodes and taxonomy labels (CLIBD training).
 
@@ -91,6 +95,8 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
                                  param_hint="--positives")
     if dna_dna and (positives != "label" or "dna" not in modalities):
         raise click.BadParameter("needs --positives label and dna in --modalities", param_hint="--dna-dna")
+    if dna_crop and "dna" not in modalities:
+        raise click.BadParameter("crops barcodes: add dna to --modalities", param_hint="--dna-crop")
     if label_ranks and positives != "label":
         raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
     command = _command_line(ctx)
@@ -107,7 +113,7 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     cfg = TrainConfig(
         model=model, data=data, out=out, modalities=modalities, train_splits=train_splits, epochs=epochs,
         batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, positives=positives,
-        dna_dna=dna_dna, label_ranks=label_ranks, precision=precision,
+        dna_dna=dna_dna, label_ranks=label_ranks, dna_crop=dna_crop, precision=precision,
         freeze=freeze, lora=lora, grad_accum=grad_accum, val_every=val_every, val_limit=val_limit,
         best_metric=best_metric,
         resume=resume, workers=workers, max_steps=max_steps, log_every=log_every, seed=settings.seed,

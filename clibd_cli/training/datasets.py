@@ -2,7 +2,8 @@
 
 Work happens in DataLoader workers: each opens the HDF5 file itself (h5py handles must not
 cross a fork), decodes and augments images with the model's transforms (the paper's: random
-resized crop, flips, rotation for training; resize + centre crop for evaluation), and
+resized crop, flips, rotation for training; resize + centre crop for evaluation), cuts a
+share of the training barcodes to a random stretch of themselves (``crop_barcode``), and
 tokenises barcodes and label strings as batches are collated, so nothing is pre-tokenised in
 the main process. A record that lacks a modality (e.g. a pretrain record without an image)
 gets a placeholder input and ``present[modality] = False``, so the loss ignores it for every
@@ -23,6 +24,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from clibd_cli.training.distributed import World
 from models.errors import ClibdError
 
+CROP_SHORTEST = 200  # bases: the shortest stretch crop_barcode cuts (mini-barcodes are 130-300)
+
 
 class SpecimenDataset(Dataset):
     """The records of some splits of a dataset HDF5, as dicts of one specimen each.
@@ -31,16 +34,17 @@ class SpecimenDataset(Dataset):
     an error (for validation it only leaves those metrics out). ``label_ranks`` (e.g. order,
     genus) adds each record's label string cut at those ranks (``label@genus``, None where the
     record lacks that rank), tokenised as ``text@genus_input_ids`` etc. with ``present["text@genus"]``.
+    With ``train``, a share ``dna_crop`` of the barcodes is cut each epoch (``crop_barcode``).
     """
 
     def __init__(self, path: str, splits: Sequence[str], modalities: Sequence[str], model,
-                 train: bool, seed: int = 0, label_ranks: Sequence[str] = ()):
+                 train: bool, seed: int = 0, label_ranks: Sequence[str] = (), dna_crop: float = 0.0):
         from clibd_cli.data.store import open_dataset
 
         self.path, self.splits, self.modalities = str(path), tuple(splits), tuple(modalities)
         self.missing_rank = model.config["text"]["missing_rank"] if "text" in self.modalities else None
         self.seed, self.epoch, self.train = seed, 0, train
-        self.label_ranks = tuple(label_ranks)
+        self.label_ranks, self.dna_crop = tuple(label_ranks), dna_crop if train else 0.0
         with open_dataset(self.path) as ds:
             part = ds.splits_union(self.splits)
             self.size = len(part)
@@ -80,6 +84,10 @@ class SpecimenDataset(Dataset):
         sample: dict = {"index": index}
         if "dna" in self.modalities:
             sample["barcode"] = part.column("barcode", index, index + 1)[0] or None
+            if self.dna_crop and sample["barcode"]:
+                rng = np.random.default_rng(_mix(self.seed, self.epoch, index, 1))
+                if rng.random() < self.dna_crop:
+                    sample["barcode"] = crop_barcode(sample["barcode"], rng)
         if "text" in self.modalities:
             from models.tokenizers import has_label, label_string
 
@@ -109,6 +117,15 @@ class SpecimenDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_mix(self.seed, self.epoch, index))
             return self.transform(image)
+
+
+def crop_barcode(barcode: str, rng: np.random.Generator, shortest: int = CROP_SHORTEST) -> str:
+    """A random stretch of ``barcode``, its length uniform between ``shortest`` and the whole: the
+    partial barcodes users send (short amplicons, fragments, failed reads) then embed like the
+    whole barcode of their species (``clibd train --dna-crop``)."""
+    length = int(rng.integers(min(shortest, len(barcode)), len(barcode) + 1))
+    start = int(rng.integers(0, len(barcode) - length + 1))
+    return barcode[start:start + length]
 
 
 class Collate:

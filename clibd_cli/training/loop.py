@@ -56,6 +56,7 @@ class TrainConfig:
     positives: str = "sample"  # "label": same label string = positive (multi-hot targets)
     dna_dna: float = 0.0  # weight of the supervised DNA-DNA term (with positives="label")
     label_ranks: tuple[str, ...] = ()  # extra terms against the label strings cut at these ranks
+    dna_crop: float = 0.0  # share of training barcodes cut to a random stretch each epoch (datasets.py)
     precision: str = "auto"
     freeze: tuple[str, ...] = ()
     lora: int = 0
@@ -147,7 +148,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
 
     # --- data -------------------------------------------------------------------------------
     dataset = SpecimenDataset(cfg.data, cfg.train_splits, cfg.modalities, model, train=True, seed=cfg.seed,
-                              label_ranks=cfg.label_ranks)
+                              label_ranks=cfg.label_ranks, dna_crop=cfg.dna_crop)
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, world, seed=cfg.seed,
                                  multiple_of=cfg.grad_accum)
     if sampler.batches_per_epoch == 0:
