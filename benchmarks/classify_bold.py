@@ -7,6 +7,7 @@ accuracy for them, and wall-clock throughput of each tool with 2 threads.
 
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
         [--prior-unseen P] [--calibrate-held-out [--disjoint-species]] [--no-baselines] [--batches]
+        [--fragment N]
 
 `--batches` classifies three batches (`test`, `test_unseen`, a seeded 70:30 mix) in separate
 runs and prints, per batch, per-rank ECE and the open-set numbers of clibd, SINTAX and RDP,
@@ -15,6 +16,9 @@ then their operating curves on the mix (see benchmarks/batch_calibration.py).
 `--model bundled` runs `clibd classify` without `--index`: the bundled clibd-fast-bold model
 and its packed reference of the same train split, as a user gets them (unpacked into the cache
 first, outside the timing).
+
+`--fragment N` reads each query as a seeded random stretch of N bases of its barcode (the same
+stretch for every tool): partial barcodes, as short amplicons and failed reads give.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--disjoint-species", action="store_true",
                         help="query the test_unseen records of a seeded half of the new species only; with "
                              "--calibrate-held-out, calibrate on the val_unseen records of the other half only")
+    parser.add_argument("--fragment", type=int, default=0, help="cut each query to a random stretch of N bases")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
@@ -65,6 +70,8 @@ def main() -> None:
         queries["test_unseen"] = [r for r in queries["test_unseen"] if r["species"] not in calibration_new]
     if args.limit:
         queries = {s: q[:args.limit] for s, q in queries.items()}
+    if args.fragment:
+        queries = {s: [fragment(r, args.fragment, random.Random(r["processid"])) for r in q] for s, q in queries.items()}
     truth = {r["processid"]: (split, r) for split, qs in queries.items() for r in qs}
     ref_fasta, query_fasta = args.work / "reference.fasta", args.work / "queries.fasta"
     write_fasta(ref_fasta, reference, sintax=True)
@@ -163,6 +170,13 @@ def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, que
     for tool, scores in by_tool.items():
         print(f"operating curve of {tool} on the 70:30 mix (cutoff: numbers):")
         print("\n".join(f"  {line}" for line in bc.curve(scores, batch, new, ref_genera)))
+
+
+def fragment(record: dict, length: int, rng: random.Random) -> dict:
+    """The record with its barcode (gaps dropped) cut to a random stretch of ``length`` bases."""
+    barcode = record["dna_barcode"].replace("-", "")
+    start = rng.randrange(max(len(barcode) - length, 0) + 1)
+    return {**record, "dna_barcode": barcode[start:start + length]}
 
 
 def write_fasta(path: Path, records: list[dict], sintax: bool) -> None:

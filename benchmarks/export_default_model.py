@@ -9,7 +9,8 @@
    confidences fitted on the held-out `val` + `val_unseen` records (`--calibrate-on`: real
    known and new species, never `test`/`test_unseen`) -> DIR/reference;
 3. that index packed (int8 vectors, calibration refitted on them and the same held-out
-   records) -> clibd_cli/bundled/default-reference/.
+   records, and the partial-barcode calibration on stretches of both, as clibd index fits it)
+   -> clibd_cli/bundled/default-reference/.
 
 The whole recipe, training included, is benchmarks/build_default_model.sh.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.reference.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
@@ -57,10 +59,15 @@ def main() -> None:
                     str(args.data), "--split", "train", "--calibrate-on", str(args.data),
                     *(f"--calibrate-split={split}" for split in HELD_OUT), "-o", str(reference)], check=True)
     index = load_index(reference)
-    queries = read_references([str(args.data)], "dna", splits=HELD_OUT)
-    orient_references(queries.items, index.sketch)  # as clibd index read them
-    vectors = Embedder(load_model_for(DEFAULT_MODEL, ["dna"])).barcodes(queries.items)
-    pack_index(index, PACK, held_out=(vectors, queries.labels))
+    records, queries = (read_references([str(args.data)], "dna", splits=splits) for splits in (["train"], HELD_OUT))
+    for part in (records, queries):
+        orient_references(part.items, index.sketch)  # as clibd index read them
+    if records.ids != index.ids:
+        sys.exit(f"{reference}: its records are not the train split of {args.data} in order")
+    embedder = Embedder(load_model_for(DEFAULT_MODEL, ["dna"]))
+    short = short_queries(embedder, short_pseudo_queries(records.items, range(len(records)), seed=0),
+                          queries.items, seed=0)
+    pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short)
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 
 

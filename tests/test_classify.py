@@ -266,7 +266,7 @@ def test_photo_folder_with_odd_and_broken_files(photo_refs, tmp_path):
 def test_indexes_refuse_queries_they_are_not_calibrated_for(barcode_refs, photo_refs, tmp_path):
     fasta = queries(tmp_path / "q.fa", originals(barcode_refs)[:2])
     result = run("classify", "-i", barcode_refs.index, fasta, "--images", photo_refs.photos)
-    assert "cannot classify image queries (calibrated for: dna)" in error_line(result)
+    assert "cannot classify image queries (calibrated for: dna, dna<500)" in error_line(result)
     assert result.stdout == ""
     result = run("classify", "-i", photo_refs.index, fasta)
     assert "cannot classify dna queries (calibrated for: image)" in error_line(result)

@@ -117,7 +117,7 @@ def test_fused_query_uses_the_image_dna_calibration(fused):
     index = load_index(fused["index"])
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     kinds = calibrations(index.calibration)
-    assert set(kinds) == {"dna", "image", "image+dna"}
+    assert set(kinds) == {"dna", "dna<500", "image", "image+dna"}
 
     prior = fused["out"]["f0"]["prior_unseen"]  # the share of new species classify estimated on the run
 

@@ -39,7 +39,7 @@ def test_build_writes_a_complete_verified_index(barcode_refs, tiny_model):
     assert (index / "records.tsv").read_text() == "id\torder\tfamily\tgenus\tspecies\n" + \
         records_tsv(barcode_refs.records)
     calibration = json.loads((index / "calibration.json").read_text())
-    assert list(calibration) == ["dna"] and calibration["dna"]["k"] == 20
+    assert list(calibration) == ["dna", "dna<500"] and calibration["dna"]["k"] == 20
 
 
 def test_info_describes_and_verifies(barcode_refs, tmp_path):
@@ -74,7 +74,7 @@ def test_taxonomy_table_gives_the_same_index_as_sintax_headers(barcode_refs, tin
 
 def test_index_with_photos_is_calibrated_for_photo_queries(specimen_refs, barcode_refs):
     calibration = json.loads((specimen_refs.index / "calibration.json").read_text())
-    assert list(calibration) == ["dna", "image", "image+dna"]
+    assert list(calibration) == ["dna", "dna<500", "image", "image+dna"]
     photos = len(list(specimen_refs.photos.iterdir()))
     for kind in ("image", "image+dna"):
         assert 0 < calibration[kind]["fitted_on"]["pseudo_queries"][0] <= photos
@@ -130,8 +130,10 @@ def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model,
     new = Specimen("new1", records[0].barcode[::-1], records[0].lineage)
     extra = write_fasta(tmp_path / "extra.fa", [new])
     result = run("index", "-m", tiny_model, extra, "-o", grown, "--append")
-    assert "image, image+dna calibration is kept from before" in result.stderr
-    assert list(json.loads((grown / "calibration.json").read_text())) == ["dna", "image", "image+dna"]
+    assert "image calibration is kept from before (give --images" in result.stderr
+    assert set(json.loads((grown / "calibration.json").read_text())) == {
+        "dna", "dna<500", "image", "image+dna"}
+    assert "dna<500 calibration is kept from before (append 500 records" in result.stderr
 
 
 def test_index_of_another_model_refuses_append(barcode_refs, tmp_path):

@@ -19,7 +19,7 @@ from clibd_cli.data.store import DatasetWriter
 from clibd_cli.data.synthetic import select_records, write_synthetic_dataset
 from clibd_cli.main import cli
 from clibd_cli.training import loop
-from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, crop_barcode
+from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset
 from clibd_cli.training.distributed import World, detect
 from fixtures.samples import BOLD_CSV, bold_table
 from models import create_model, load_model
@@ -231,12 +231,15 @@ def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tm
 def test_dna_crop_cuts_a_seeded_share_of_training_barcodes_to_stretches_of_themselves(bold_h5):
     import numpy as np
 
+    from clibd_cli.io.sequences import random_stretch
+
     rng = np.random.default_rng(0)
     whole = bold_table()[1][0]["dna_barcode"]
-    stretches = [crop_barcode(whole, rng) for _ in range(200)]
+    stretches = [random_stretch(whole, rng, 200) for _ in range(200)]
     assert all(s in whole and 200 <= len(s) <= len(whole) for s in stretches)
     assert min(map(len, stretches)) < 300 and max(map(len, stretches)) > len(whole) - 60  # the range is used
-    assert crop_barcode("ACGT", rng) == "ACGT"  # shorter than the shortest stretch: left whole
+    assert random_stretch("ACGT", rng, 200) == "ACGT"  # shorter than the shortest stretch: left whole
+    assert {len(random_stretch(whole, rng, 150, 499)) for _ in range(100)} <= set(range(150, 500))
     model = create_model("clibd-tiny")
 
     def barcodes(dna_crop: float, epoch: int = 0, train: bool = True, seed: int = 0) -> list[str]:

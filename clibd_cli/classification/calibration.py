@@ -5,7 +5,8 @@ nearest neighbour carrying it (log scale), its margin over the nearest neighbour
 different label at that rank (or over the k-th neighbour if there is none: any other label lies
 at least that far), and its vote share (temperature ``tau_share``); calibrations fitted with
 held-out queries add two: the winner's similarity against its label's barcode gap
-(``barcode_gap.py``). Vote shares alone would be
+(``barcode_gap.py``); calibrations for partial barcodes add the query's log length (its
+unambiguous bases: the shorter the stretch, the farther its species' records lie). Vote shares alone would be
 overconfident: ten neighbours of one species at 0.85 similarity vote 100% for it although the
 query is most likely of a species missing from the reference. So the features are mapped to the
 probability that the label is right by a per-rank logistic regression refined by isotonic
@@ -41,6 +42,7 @@ from clibd_cli.classification.probability_map import apply_map
 from models.errors import ClibdError
 
 FEATURES = ("log_distance", "margin", "vote_share")
+LENGTH_FEATURE = "log_bases"  # of partial-barcode calibrations: a stretch lies farther, the shorter it is
 FORMAT = "clibd-calibration/2"
 
 
@@ -62,6 +64,7 @@ class Calibration:
     scenarios: list[str] = field(default_factory=lambda: ["fixed"])
     scenario_model: dict | None = None  # batch_prior.ScenarioModel as JSON; None: one fixed mix
     gaps: dict | None = None  # rank -> barcode_gap.RankGaps as JSON; None: the three features only
+    by_length: bool = False  # the maps also read the query's log unambiguous bases (partial barcodes)
 
     @property
     def held_out(self) -> bool:
@@ -75,8 +78,9 @@ class Calibration:
 
     @property
     def feature_names(self) -> list[str]:
-        """The features each rank's maps read: ``FEATURES``, then the barcode-gap ones if fitted."""
-        return [*FEATURES, *(GAP_FEATURES if self.gaps else ())]
+        """The features each rank's maps read: ``FEATURES``, then the barcode-gap ones if fitted,
+        then the query's length if ``by_length``."""
+        return feature_names(bool(self.gaps), self.by_length)
 
     def rank_gaps(self) -> dict[str, RankGaps]:
         """The barcode gaps per rank (empty without them)."""
@@ -87,7 +91,7 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
-        features = [*FEATURES, *(GAP_FEATURES if data.get("gaps") else ())]
+        features = feature_names(bool(data.get("gaps")), data.get("by_length", False))
         if data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1"):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
@@ -140,6 +144,10 @@ class Calibration:
         """Calibrated probability that the winning label at ``rank`` is right."""
         maps = self.ranks[rank]["maps"]
         return sum(posterior[:, s] * apply_map(m, features) for s, m in enumerate(maps))
+
+
+def feature_names(gaps: bool, by_length: bool) -> list[str]:
+    return [*FEATURES, *(GAP_FEATURES if gaps else ()), *((LENGTH_FEATURE,) if by_length else ())]
 
 
 def calibrations(stored: dict | None) -> dict[str, Calibration]:

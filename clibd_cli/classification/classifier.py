@@ -1,8 +1,9 @@
 """The library behind ``clibd classify``: a model and a reference index, specimens in, lineages out.
 
 Query vectors are searched in the index and the neighbours turned into per-rank labels with
-the confidence calibration stored in the index for that kind of query (``dna``, ``image`` or
-``image+dna``; fitted by ``clibd index``). A fused specimen (photo and barcode) is embedded as
+the confidence calibration stored in the index for that kind of query (``dna``, ``dna<500``
+for partial barcodes, ``image`` or ``image+dna``; fitted by ``clibd index``, see
+``query_kinds.py``). A fused specimen (photo and barcode) is embedded as
 the normalised sum of its two embeddings. The confidences assume a share of queries from
 species absent from the reference: fixed, or estimated per kind of query from the first call's
 queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run.
@@ -20,18 +21,19 @@ import numpy as np
 from clibd_cli.classification.calibration import calibrations
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
+from clibd_cli.classification.query_kinds import kind_towers, query_kind
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available
 from clibd_cli.embedding.kmer import is_model_free
 from clibd_cli.io.images import ImageError, load_image
+from clibd_cli.io.sequences import unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.search import exact_search
 from clibd_cli.reference.sketch import NEAR_IDENTICAL, off_target_note, orient_queries
 from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
-KINDS = ("dna", "image", "image+dna")
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Classifier:
             raise ClibdError(f"{index_dir}: the model this index was built with ({model}) is not available; "
                              "give it with --model")
         kinds = self.index.calibration or {}  # only the towers its queries need: no BERT for barcodes
-        towers = {self.index.manifest["modality"], *(m for kind in kinds for m in kind.split("+"))}
+        towers = {self.index.manifest["modality"], *(m for kind in kinds for m in kind_towers(kind))}
         self.model = load_model_for(str(model), sorted(towers))
         self.index.check_model(self.model.fingerprint(), str(model))
         if callable(device):
@@ -97,7 +99,7 @@ class Classifier:
     def query_kinds(self) -> list[str]:
         """Kinds of query this index can answer with calibrated confidences."""
         have = self.model.modalities
-        return [kind for kind in self.calibrations if all(m in have for m in kind.split("+"))]
+        return [kind for kind in self.calibrations if all(m in have for m in kind_towers(kind))]
 
     def require(self, kind: str) -> None:
         """Refuse up front a kind of query that the index and model cannot classify."""
@@ -126,15 +128,16 @@ class Classifier:
         if image_at:
             vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        for kind in KINDS:
-            at = [i for i, r in enumerate(results) if usable[i] and r.query.modality == kind]
-            if at:
-                self._predict(kind, [results[i] for i in at], vectors[at], min_confidence, report)
-        for j, similarity in off_target:  # the neighbours of an off-target barcode say nothing
+        kinds = {i: query_kind(r.query.modality, r.query.barcode, self.query_kinds)
+                 for i, r in enumerate(results) if usable[i]}
+        for kind in dict.fromkeys(kinds.values()):
+            at = [i for i, k in kinds.items() if k == kind]
+            self._predict(kind, [results[i] for i in at], vectors[at], min_confidence, report)
+        for j, similarity, floor in off_target:  # the neighbours of an off-target barcode say nothing
             query, prediction = results[dna_at[j]].query, results[dna_at[j]].prediction
             if query.image is None and prediction.nearest_sim < NEAR_IDENTICAL:
                 prediction.confidence = dict.fromkeys(prediction.confidence, 0.0)
-                query.note = off_target_note(similarity, self.index.sketch)
+                query.note = off_target_note(similarity, floor)
         return results
 
     def _load_photos(self, results: list[Result]) -> dict[int, object]:
@@ -177,7 +180,8 @@ class Classifier:
         else:  # exact search among the records of the chosen taxa
             found, sims = exact_search(self._within_vectors, vectors, k)
             rows = self.within[found]
-        decisions = label(rows, sims, self.reference, calibration)
+        bases = [unambiguous_bases(r.query.barcode) for r in results] if calibration.by_length else None
+        decisions = label(rows, sims, self.reference, calibration, bases)
         shares = self._shares(kind, decisions)
         predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):

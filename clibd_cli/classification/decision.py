@@ -70,9 +70,11 @@ def decide(
 
 
 def label(
-    rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration
+    rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
+    bases: np.ndarray | None = None,
 ) -> Decisions:
-    """The winning label at each rank, top-down, and its features."""
+    """The winning label at each rank, top-down, and its features (with the queries' unambiguous
+    ``bases``, needed by a calibration ``by_length``)."""
     codes: dict[str, list] = {r: [] for r in reference.ranks}
     features: dict[str, list] = {r: [] for r in reference.ranks}
     gaps = calibration.rank_gaps()
@@ -87,10 +89,14 @@ def label(
             above_code = votes.winner(pick)
             codes[rank].append(above_code)
             features[rank].append(votes.features(pick, fit["tau_share"], gaps.get(rank)))
-    width = len(calibration.feature_names)
-    return Decisions(
-        {r: np.concatenate(v) if v else np.zeros(0, np.int64) for r, v in codes.items()},
-        {r: np.concatenate(v) if v else np.zeros((0, width)) for r, v in features.items()})
+    width = len(calibration.feature_names) - calibration.by_length
+    stacked = {r: np.concatenate(v) if v else np.zeros((0, width)) for r, v in features.items()}
+    if calibration.by_length:
+        if bases is None or len(bases) != len(rows):
+            raise ValueError("this calibration reads the length of each query: give bases")
+        length = np.log(np.maximum(np.asarray(bases, dtype=np.float64), 1.0))[:, None]
+        stacked = {r: np.hstack([x, length]) for r, x in stacked.items()}
+    return Decisions({r: np.concatenate(v) if v else np.zeros(0, np.int64) for r, v in codes.items()}, stacked)
 
 
 def confidences(

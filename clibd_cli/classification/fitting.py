@@ -24,7 +24,8 @@ from models.errors import ClibdError
 
 
 def fit_calibration(
-    index, *, query_vectors: np.ndarray | None = None, k: int = CALIBRATION.neighbours,
+    index, *, query_vectors: np.ndarray | None = None, query_rows: np.ndarray | None = None,
+    query_bases: np.ndarray | None = None, k: int = CALIBRATION.neighbours,
     n_queries: int = CALIBRATION.pseudo_queries,
     prior_unseen: float | None = None,
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
@@ -41,21 +42,32 @@ def fit_calibration(
     the share of those whose genus is absent too, when fixed; the decision rule is fitted at
     0.5 and 0.1 either way. Vote temperatures are picked from ``taus`` (see :func:`_fit_ranks`). For queries of
     another modality, ``query_vectors[i]`` is record ``i`` seen that way (e.g. the photo of
-    the specimen whose barcode is record ``i``); all-zero rows (no photo) are not sampled.
+    the specimen whose barcode is record ``i``); all-zero rows (no photo) are not sampled. With
+    ``query_rows``, ``query_vectors[j]`` is record ``query_rows[j]`` and only those are sampled;
+    with ``query_bases`` (the unambiguous bases of each query vector's barcode) the maps also read
+    the query's length (``by_length``: partial barcodes).
     With ``barcode_gaps`` the maps also read the winner's label's barcode gap (``barcode_gap.py``;
     measured on the reference's nearest neighbours, ``index.search``).
     """
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     nodes = Nodes(index.node_vectors(), index.nodes)  # not a per-record copy: 1 GB at 1M references
+    n = len(nodes.of_record)
     if query_vectors is None:
-        source, nonzero = None, (np.einsum("ij,ij->i", nodes.vectors, nodes.vectors) > 0)[nodes.of_record]
+        source = None
+        usable = np.flatnonzero((np.einsum("ij,ij->i", nodes.vectors, nodes.vectors) > 0)[nodes.of_record])
     else:
-        source = np.asarray(query_vectors, dtype=np.float32)
-        if source.shape != (len(nodes.of_record), nodes.vectors.shape[1]):
-            raise ClibdError(f"query vectors {list(source.shape)} do not match the reference "
-                             f"{[len(nodes.of_record), nodes.vectors.shape[1]]}")
-        nonzero = np.einsum("ij,ij->i", source, source) > 0
-    usable = np.flatnonzero(nonzero)
+        vectors = np.asarray(query_vectors, dtype=np.float32)
+        at = np.arange(n) if query_rows is None else np.asarray(query_rows, dtype=np.int64)
+        if vectors.shape != (len(at), nodes.vectors.shape[1]) or (len(at) and not 0 <= at.min() <= at.max() < n):
+            raise ClibdError(f"query vectors {list(vectors.shape)} do not match the reference "
+                             f"{[n, nodes.vectors.shape[1]]}")
+        position = np.full(n, -1)
+        position[at] = np.arange(len(at))
+        source = (vectors, position)
+        usable = np.sort(at[np.einsum("ij,ij->i", vectors, vectors) > 0])
+        if query_bases is not None:
+            bases = np.zeros(n)
+            bases[at] = query_bases
     rng = np.random.default_rng(seed)
     k = max(1, min(k, len(nodes.of_record) - 1))
     ranks = reference.ranks[::-1]  # finest first
@@ -81,11 +93,13 @@ def fit_calibration(
     if barcode_gaps and len(nodes.of_record) > 1:
         vectors = index.vectors()
         gaps = fit_gaps(reference, *index.search(vectors, min(NEIGHBOURS + 1, len(vectors))))
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps)
+    lengths = None if query_bases is None else [bases[queries] for _, (queries, *_), *_ in kept]
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record)},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
+        lengths is not None,
     )
 
 
@@ -95,7 +109,7 @@ ABSENT = np.iinfo(np.int64).max  # truth code of a label the reference lacks: ne
 def fit_calibration_held_out(
     index, query_vectors: np.ndarray, query_labels: Mapping[str, Sequence[str | None]],
     decisions: Calibration, *, prior_unseen: float | None = None,
-    taus: Sequence[float] = CALIBRATION.taus,
+    taus: Sequence[float] = CALIBRATION.taus, query_bases: np.ndarray | None = None,
 ) -> Calibration:
     """Refit the confidences of ``decisions`` on labelled held-out queries searched in ``index``.
 
@@ -105,6 +119,7 @@ def fit_calibration_held_out(
     is not in the reference is *unseen* (its answer at that rank is wrong by definition), the
     others *seen*; both kinds are needed, and get one map each (scenarios ``seen``, ``unseen``).
     ``prior_unseen`` fixes the share of unseen queries (None: estimated per run). Search is exact.
+    ``query_bases`` (each query's unambiguous bases) are needed if ``decisions`` is ``by_length``.
     """
     from clibd_cli.reference.search import exact_search
 
@@ -133,12 +148,17 @@ def fit_calibration_held_out(
     above = reference.ranks[-2] if len(reference.ranks) > 1 else None
     new_above = float((truth[above][unseen] == ABSENT).mean()) if above else 0.0
     vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None)
+    lengths = None
+    if decisions.by_length:
+        if query_bases is None:
+            raise ValueError("a calibration by length needs the held-out queries' bases")
+        lengths = [np.asarray(query_bases, dtype=np.float64)[labelled][group] for group in (~unseen, unseen)]
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None, lengths)
     return Calibration(
         k, prior_unseen, new_above, fitted,
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
          "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
-        list(HELD_OUT_SCENARIOS), model, decisions.gaps,
+        list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length,
     )
 
 
@@ -154,13 +174,13 @@ class Nodes:
 
 
 def _pseudo_queries(
-    source: np.ndarray | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
+    source: tuple[np.ndarray, np.ndarray] | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
     k: int, plans: list[tuple[str | None, str | None]],
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Exact neighbours ``(queries, rows, sims)`` of sampled records, one triple per plan.
 
-    Record ``q`` queries as ``source[q]`` (its own vector if ``source`` is None) against every
-    reference record.
+    Record ``q`` queries as ``vectors[position[q]]`` for ``source = (vectors, position)`` (its
+    own vector if ``source`` is None) against every reference record.
 
     A plan ``(rank, above)`` excludes every record sharing the query's label at ``rank``
     (unseen species / unseen genus), and the records of its ``above`` taxon not labelled at
@@ -178,7 +198,7 @@ def _pseudo_queries(
     step = int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256))  # memory flat up to ~2M references
     for start in range(0, len(sample), step):
         queries = sample[start : start + step]
-        rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[queries]
+        rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[0][source[1][queries]]
         scores = (rows @ nodes.vectors.T)[:, nodes.of_record]
         for (rank, above), out in zip(plans, found):
             if rank is None:
@@ -200,14 +220,17 @@ def _pseudo_queries(
 def _fit_ranks(
     scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
     vote_taus: Mapping[str, float] | None = None, gaps: dict[str, RankGaps] | None = None,
+    lengths: list[np.ndarray] | None = None,
 ) -> tuple[dict[str, dict], dict]:
     """Per rank, top-down: the vote temperature that makes the most correct winners at the
     scenarios' shares (unless given in ``vote_taus``), the vote-share temperature whose
     per-scenario logistic maps have the least log-loss, and those maps refined by isotonic
     regression; then the scenario model on every rank's features (with the ranks' barcode
-    ``gaps``, five of them). A scenario is ``(truth codes by rank, rows, sims, share, the rank
-    whose taxon its queries left out of the reference or None)``. Returns the ranks' fits and
-    the scenario model (JSON)."""
+    ``gaps``, five of them; with each scenario's query ``lengths`` in bases, one more: their
+    log). A scenario is ``(truth codes by rank, rows, sims, share, the rank whose taxon its
+    queries left out of the reference or None)``. Returns the ranks' fits and the scenario model
+    (JSON)."""
+    logs = None if lengths is None else [np.log(np.maximum(b, 1.0))[:, None] for b in lengths]
     views = [Neighbours(rows[:, :k], sims[:, :k]) for _, rows, sims, *_ in scenarios]
     above: list[np.ndarray | None] = [None] * len(scenarios)
     fitted, stacked = {}, [[] for _ in scenarios]
@@ -231,6 +254,7 @@ def _fit_ranks(
         best = None
         for tau in taus:
             x = [v.features(p, tau, gaps and gaps[rank], ex) for v, p, ex in zip(votes, picks, excluded)]
+            x = x if logs is None else [np.hstack([xs, log]) for xs, log in zip(x, logs)]
             maps = [fit_map(xs[w > 0], y[w > 0], w[w > 0]) for xs, y, w in zip(x, right, weight)]
             loss = sum(m.pop("loss") for m in maps)
             if best is None or loss < best[0]:

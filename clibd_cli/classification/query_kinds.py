@@ -5,12 +5,21 @@ its reference specimens (``clibd index --images``) is also calibrated for photo 
 (``image``: a photo searched among the barcodes) and for specimens with both (``image+dna``:
 the normalised sum of the two embeddings), with the photos as pseudo-queries standing in for
 their records.
+
+A barcode index is also calibrated for partial barcodes (``dna<500``: under ``SHORT_BELOW``
+unambiguous bases, as mini-barcodes, metabarcoding amplicons and failed reads are): a stretch
+of a barcode lies farther from its species' whole barcodes than a whole barcode does, the more
+so the shorter it is, so the whole-barcode calibration would call most of them new species.
+Random stretches of ``MIN_BASES`` to 499 bases of reference records (and of the held-out
+queries, with ``--calibrate-on``) stand in for them, and the maps read each query's length too
+(``calibration.py``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -21,15 +30,71 @@ from clibd_cli.data.fasta import photos_by_id
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.io.images import find_images, load_image, load_photos
+from clibd_cli.io.sequences import MIN_BASES, random_stretch, unambiguous_bases
 
 log = logging.getLogger("clibd")
 MAX_PHOTOS = 3000  # pseudo-queries per scenario in fit_calibration: more photos add nothing
 FEW_PHOTOS = 50
+SHORT_KIND = "dna<500"  # the kind of a barcode alone with fewer than SHORT_BELOW unambiguous bases
+SHORT_BELOW = 500
+MAX_SHORT = 6000  # reference records cut into partial-barcode pseudo-queries
+FEW_SHORT = 500  # appended records below which the partial-barcode calibration is kept as it was
+
+
+def query_kind(modality: str, barcode: str | None, kinds: Sequence[str]) -> str:
+    """The calibration a query reads among ``kinds``: ``dna<500`` for a partial barcode alone
+    (where the index has it), else the query's modality (``dna``, ``image``, ``image+dna``)."""
+    if modality == "dna" and SHORT_KIND in kinds and unambiguous_bases(barcode) < SHORT_BELOW:
+        return SHORT_KIND
+    return modality
+
+
+def kind_towers(kind: str) -> list[str]:
+    """The encoders queries of ``kind`` need."""
+    return kind.split("<")[0].split("+")
+
+
+def partial_barcodes(barcodes: Sequence[str], seed: int) -> list[str]:
+    """Each barcode cut to a seeded random stretch of ``MIN_BASES`` to ``SHORT_BELOW`` - 1 bases."""
+    rng = np.random.default_rng([seed, SHORT_BELOW])
+    return [random_stretch(b, rng, MIN_BASES, SHORT_BELOW - 1) for b in barcodes]
+
+
+def short_pseudo_queries(barcodes: Sequence[str], rows: Sequence[int], seed: int) -> tuple[list[int], list[str]]:
+    """Up to ``MAX_SHORT`` of the reference ``rows`` (seeded) and stretches cut from their ``barcodes``."""
+    picked = np.arange(len(rows))
+    if len(rows) > MAX_SHORT:
+        picked = np.sort(np.random.default_rng(seed).choice(len(rows), MAX_SHORT, replace=False))
+    return [rows[i] for i in picked], partial_barcodes([barcodes[i] for i in picked], seed)
+
+
+@dataclass
+class PartialQueries:
+    """Partial-barcode queries for the ``dna<500`` calibration (:func:`short_queries`)."""
+
+    rows: np.ndarray  # reference records cut
+    vectors: np.ndarray  # their stretches embedded
+    bases: np.ndarray  # the stretches' unambiguous bases
+    held_out: tuple[np.ndarray, np.ndarray] | None  # stretches of the held-out queries: vectors, bases
+
+
+def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_out: Sequence[str] | None,
+                  seed: int) -> PartialQueries:
+    """The reference rows and stretches of ``plan`` (:func:`short_pseudo_queries`) embedded, and
+    stretches of the ``held_out`` queries' barcodes (if given)."""
+    rows, partial = plan
+    held = None
+    if held_out is not None:
+        cut = partial_barcodes(held_out, seed)
+        held = (embedder.barcodes(cut), np.array([unambiguous_bases(b) for b in cut]))
+    return PartialQueries(np.asarray(rows, dtype=np.int64), embedder.barcodes(list(partial)),
+                          np.array([unambiguous_bases(b) for b in partial]), held)
 
 
 def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
-              held_out: tuple[np.ndarray, dict] | None = None) -> dict[str, dict]:
+              held_out: tuple[np.ndarray, dict] | None = None,
+              short: PartialQueries | None = None) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
@@ -37,11 +102,12 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     are refitted on those queries, reading the reference's barcode gaps too (``barcode_gap.py``;
     with pseudo-queries alone they made the confidences of real new species worse:
     benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
-    assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``."""
+    assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
+    ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``)."""
 
-    def fit(query_vectors=None, barcode_gaps: bool = False) -> dict:
-        return fit_calibration(index, query_vectors=query_vectors, k=k, prior_unseen=prior_unseen,
-                               seed=seed, barcode_gaps=barcode_gaps).to_json()
+    def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None) -> dict:
+        return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
+                               prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None)}
@@ -49,10 +115,15 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     if held_out is None and before and Calibration.from_json(before).held_out:
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
                     "--calibrate-on again to keep the held-out calibration)")
+    if short is not None:
+        calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases)
     if held_out is not None:
-        decisions = Calibration.from_json(calibration[modality])
-        calibration[modality] = fit_calibration_held_out(
-            index, *held_out, decisions, prior_unseen=prior_unseen).to_json()
+        refits = {modality: (held_out[0], None)}
+        if short is not None and short.held_out is not None:
+            refits[SHORT_KIND] = short.held_out
+        for kind, (queries, bases) in refits.items():
+            calibration[kind] = fit_calibration_held_out(index, queries, held_out[1], Calibration.from_json(
+                calibration[kind]), prior_unseen=prior_unseen, query_bases=bases).to_json()
     photos = _photo_vectors(index, embedder, images, first, seed) if images else None
     if photos is not None:
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0
@@ -61,8 +132,9 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         calibration["image"] = fit(photos)
         calibration["image+dna"] = fit(fused.astype(np.float32))
     kept = {kind: data for kind, data in (index.calibration or {}).items() if kind not in calibration}
-    if kept:
-        log.warning("the %s calibration is kept from before (give --images to refit it)", ", ".join(kept))
+    for kind in kept:
+        log.warning("the %s calibration is kept from before (%s)", kind, f"append {FEW_SHORT} records or more "
+                    "at once to refit it" if kind == SHORT_KIND else "give --images to refit it")
     return {**calibration, **kept}
 
 

@@ -109,7 +109,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         raise click.UsageError("--calibrate-split goes with --calibrate-on")
     if held_out and modality == "text":
         raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
-    from clibd_cli.classification.query_kinds import calibrate
+    from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
     from clibd_cli.embedding.kmer import KMER_MODEL
     from clibd_cli.embedding.shards import discard, shards_folder
@@ -156,6 +156,11 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         embedder = Embedder(model, device, batch_size, settings.precision)
         log.info("embedding %d reference records (%s)", len(refs), modality)
         embedded = embed_references(embedder, refs, shards_folder(output), world, settings.progress())
+        first = len(existing) if existing is not None else 0
+        plan = None  # partial-barcode pseudo-queries: cut while the barcodes are here
+        if modality == "dna" and world.is_main and (existing is None or len(embedded[1]) >= FEW_SHORT):
+            plan = short_pseudo_queries([refs.items[i] for i in embedded[1]],
+                                        range(first, first + len(embedded[1])), settings.seed)
         refs.items.clear()  # embedded: a million barcodes are ~1 GB of strings
         queries = None
         if found is not None:
@@ -169,11 +174,9 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     ids = [refs.ids[i] for i in keep]
     labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
     if existing is not None:
-        first = len(existing)
         existing.append(vectors, ids, labels, command=settings.command_line)
         target = existing
     else:
-        first = 0
         target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
                              M=hnsw_m, ef_construction=ef_construction, ef=ef, seed=settings.seed,
                              threads=settings.threads or 1, command=settings.command_line)
@@ -183,13 +186,18 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         target.sketch = sketch
         target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
                                                                         if existing else 0))
+    short = None
     if queries is not None:
         vectors, keep = queries
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
+    if plan is not None:
+        log.info("embedding %d partial barcodes for the dna<500 calibration", len(plan[0]))
+        short = short_queries(embedder, plan, None if queries is None else [found.items[i] for i in keep],
+                              settings.seed)
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
-                                   seed=settings.seed, held_out=queries)
+                                   seed=settings.seed, held_out=queries, short=short)
     target.save(output)
     discard(shards_folder(output))
     discard(shards_folder(output, "held-out"))

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.errors import ClibdError
 
@@ -107,6 +109,21 @@ def clean_barcode(barcode: str) -> str:
     return barcode.translate(_CLEAN)
 
 
+def unambiguous_bases(barcode: str) -> int:
+    """How many of the barcode's letters are A, C, G, T or U (either case)."""
+    return sum(barcode.count(base) for base in "ACGTUacgtu")
+
+
+def random_stretch(barcode: str, rng: np.random.Generator, shortest: int, longest: int | None = None) -> str:
+    """A random stretch of ``barcode``, its length uniform between ``shortest`` and ``longest``
+    (the whole barcode if None; never more than the barcode): the partial barcodes users send
+    (mini-barcodes, metabarcoding amplicons, failed reads), made from whole ones."""
+    top = len(barcode) if longest is None else min(longest, len(barcode))
+    length = int(rng.integers(min(shortest, top), top + 1))
+    start = int(rng.integers(0, len(barcode) - length + 1))
+    return barcode[start:start + length]
+
+
 def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
     """Why a barcode cannot be classified (None if it can): empty, too long, not DNA, too short."""
     if not barcode:
@@ -119,7 +136,7 @@ def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
     if foreign:
         shown = "".join(foreign[:8])
         return f"not a nucleotide sequence (contains {shown!r}; protein?)"
-    bases = sum(upper.count(base) for base in "ACGTU")
+    bases = unambiguous_bases(upper)
     if bases < min_bases:
         return f"too short: {bases} unambiguous bases (at least {min_bases} needed)"
     return None

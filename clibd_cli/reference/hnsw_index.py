@@ -348,7 +348,7 @@ def _load_sketch(path: Path, manifest: dict) -> Sketch:
     if centroids.ndim != 2 or not isinstance(entry.get("floor"), float) or centroids.shape[1] != 4 ** entry.get("k", 0):
         raise ClibdError(f"{path / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
                          f"with k and floor, found shape {list(centroids.shape)} and {entry}; {REBUILD}")
-    return Sketch(centroids.astype(np.float32), entry["floor"], entry["k"])
+    return Sketch.from_manifest(centroids, entry)
 
 
 def _node_keys(vectors: np.ndarray) -> dict[bytes, int]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration
-from clibd_cli.classification.query_kinds import calibrate
+from clibd_cli.classification.query_kinds import PartialQueries, calibrate
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
@@ -38,13 +38,14 @@ PACK_FILE = "pack.json"
 _FILES = ("vectors.npy", "scales.npy", "nodes.npy", f"{RECORDS_FILE}.gz")
 
 
-def pack_index(index: ReferenceIndex, path: str | Path,
-               held_out: tuple[np.ndarray, dict] | None = None) -> ReferenceIndex:
+def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarray, dict] | None = None,
+               short: PartialQueries | None = None) -> ReferenceIndex:
     """Write ``index`` as a pack at ``path`` (atomically); returns the index users will unpack.
 
     Only the calibration for queries of the index's own modality is carried over, refitted on the
     packed vectors, and on ``held_out`` queries (their vectors and labels by rank, as
-    ``clibd index --calibrate-on`` reads them) if given; photo calibrations need the photos,
+    ``clibd index --calibrate-on`` reads them) if given; with ``short`` (partial barcodes,
+    ``query_kinds.short_queries``) the partial-barcode one too. Photo calibrations need the photos,
     which a pack does not hold.
     """
     modality = index.manifest["modality"]
@@ -58,7 +59,7 @@ def pack_index(index: ReferenceIndex, path: str | Path,
                          "the pack's calibration, or pack an index built without --calibrate-on")
     packed.calibration = calibrate(packed, None, (), k=fitted.k, seed=fitted.fitted_on.get("seed", 0),
                                    prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
-                                   held_out=held_out)
+                                   held_out=held_out, short=short)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, directory=True) as tmp:
@@ -102,7 +103,7 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
     index.calibration = calibration
     if SKETCH_FILE in digests:
         entry = manifest["sketch"]
-        index.sketch = Sketch(np.load(path / SKETCH_FILE, allow_pickle=False), entry["floor"], entry["k"])
+        index.sketch = Sketch.from_manifest(np.load(path / SKETCH_FILE, allow_pickle=False), entry)
     return index
 
 

@@ -12,10 +12,14 @@ the model the index embeds with, so it works the same for ``--model kmer`` and t
 - Off-target guard: a query below the floor on both strands (random DNA, another gene, another
   phylum) is unlike every part of the reference; unless its embedding nearly matches a reference
   record's (cosine ≥ ``NEAR_IDENTICAL``: one of the reference's own odd barcodes), its
-  neighbours say nothing, and it is left unassigned at every rank.
+  neighbours say nothing, and it is left unassigned at every rank. A stretch of a barcode has
+  fewer k-mers, so it lies farther from every centroid (at the whole-barcode floor, 42 % of
+  200-base stretches of BOLD test barcodes would be turned away); the floor of a partial barcode
+  is taken, by length, from stretches of ``PARTIAL_LENGTHS`` bases cut from the reference's own
+  barcodes (``short_floors``), interpolated between them.
 
-Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``
-and the number of references turned around in the manifest's ``sketch`` entry
+Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``,
+``short_floors`` and the number of references turned around in the manifest's ``sketch`` entry
 (``clibd_cli/reference/hnsw_index.py``).
 """
 
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.io.sequences import random_stretch, unambiguous_bases
 
 K = 5
 CENTROIDS = 256
@@ -34,6 +39,9 @@ PER_CENTROID = 50  # a small reference gets fewer centroids: each must stand for
 FIT_SAMPLE = 20_000  # barcodes the centroids are fitted on (all are oriented)
 FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below the floor
 NEAR_IDENTICAL = 0.99  # a query this close to a reference record is on target whatever its k-mers
+PARTIAL_LENGTHS = (150, 200, 300, 400, 500)  # bases: stretches the partial-barcode floors are fitted on
+WHOLE_FROM = 600  # bases from which a barcode meets the whole-barcode floor
+PARTIAL_SAMPLE = 5000  # barcodes cut per length
 _COMPLEMENT = str.maketrans("ACGTUMRWSYKVHDBNacgtumrwsykvhdbn", "TGCAAKYWSRMBDHVNtgcaakywsrmbdhvn")
 _BLOCK = 4096
 
@@ -50,6 +58,12 @@ class Sketch:
     centroids: np.ndarray
     floor: float
     k: int = K
+    short_floors: list[float] | None = None  # floor of stretches of PARTIAL_LENGTHS bases; None: floor
+
+    @classmethod
+    def from_manifest(cls, centroids: np.ndarray, entry: dict) -> Sketch:
+        """The sketch of an index or pack: its ``sketch.npy`` and manifest ``sketch`` entry."""
+        return cls(centroids.astype(np.float32), entry["floor"], entry["k"], entry.get("short_floors"))
 
     def look(self, barcodes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(reverse [N] bool, similarity [N] float32)``: whether each barcode reads better
@@ -64,12 +78,22 @@ class Sketch:
             similarity[start : start + len(block)] = np.maximum(forward, backward)
         return reverse, similarity
 
-    def off_target(self, similarity: np.ndarray) -> np.ndarray:
-        """Whether each similarity (from :meth:`look`) is below the reference's floor."""
-        return similarity < self.floor
+    def floors(self, barcodes: Sequence[str]) -> np.ndarray:
+        """The floor each barcode is held to: by its unambiguous bases, between the partial-barcode
+        floors and the whole-barcode one."""
+        if not self.short_floors:
+            return np.full(len(barcodes), self.floor)
+        bases = np.array([unambiguous_bases(b) for b in barcodes], dtype=np.float64)
+        return np.interp(bases, [*PARTIAL_LENGTHS, WHOLE_FROM], [*self.short_floors, self.floor])
+
+    def off_target(self, similarity: np.ndarray, barcodes: Sequence[str]) -> np.ndarray:
+        """Whether each similarity (from :meth:`look`) is below the floor of its barcode."""
+        return similarity < self.floors(barcodes)
 
     def to_manifest(self, turned: int) -> dict:
-        return {"file": SKETCH_FILE, "k": self.k, "floor": round(float(self.floor), 6), "turned": turned}
+        short = None if self.short_floors is None else [round(float(f), 6) for f in self.short_floors]
+        return {"file": SKETCH_FILE, "k": self.k, "floor": round(float(self.floor), 6), "short_floors": short,
+                "turned": turned}
 
     def _best(self, barcodes: list[str]) -> np.ndarray:
         return (kmer_profile(barcodes, self.k) @ self.centroids.T).max(axis=1)
@@ -101,16 +125,35 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     reverse, similarity = sketch.look(barcodes)
     similarity[picked] = _held_out_similarity(profiles, centres, sums, members)
     sketch.floor = float(np.quantile(similarity, FLOOR_QUANTILE)) if len(similarity) else 0.0
+    sketch.short_floors = _short_floors(sample, reverse[picked], profiles, centres, sums, members, rng, sketch.floor)
     return sketch, reverse
 
 
-def _held_out_similarity(x: np.ndarray, centres: np.ndarray, sums: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """Each row's similarity to its nearest centroid, its own centroid taken without it."""
+def _short_floors(sample: list[str], reverse: np.ndarray, profiles: np.ndarray, centres: np.ndarray,
+                  sums: np.ndarray, members: np.ndarray, rng: np.random.Generator, floor: float) -> list[float]:
+    """Per ``PARTIAL_LENGTHS``, the floor of stretches of that many bases cut from (up to
+    ``PARTIAL_SAMPLE``) barcodes of the sample, each against the centroids without its barcode;
+    never above a longer stretch's floor or the whole-barcode ``floor``."""
+    floors = []
+    for length in PARTIAL_LENGTHS:
+        at = rng.permutation(len(sample))[:PARTIAL_SAMPLE]
+        turned = [reverse_complement(sample[i]) if reverse[i] else sample[i] for i in at]
+        cut = [random_stretch(b, rng, length, length) for b in turned]
+        sims = _held_out_similarity(kmer_profile(cut, K), centres, sums, members[at], profiles[at])
+        floors.append(float(np.quantile(sims, FLOOR_QUANTILE)) if len(sims) else floor)
+    return np.minimum.accumulate([floor, *floors[::-1]])[1:][::-1].tolist()
+
+
+def _held_out_similarity(x: np.ndarray, centres: np.ndarray, sums: np.ndarray, members: np.ndarray,
+                         summed: np.ndarray | None = None) -> np.ndarray:
+    """Each row's similarity to its nearest centroid, its own centroid taken without it (without
+    ``summed``, the profile its centroid summed, if not the row itself: a stretch's whole barcode)."""
     out = np.empty(len(x), dtype=np.float32)
+    summed = x if summed is None else summed
     for s in range(0, len(x), _BLOCK):
         rows, own = x[s : s + _BLOCK], members[s : s + _BLOCK]
         sims = rows @ centres.T
-        rest = sums[own] - rows
+        rest = sums[own] - summed[s : s + _BLOCK]
         norms = np.linalg.norm(rest, axis=1)
         sims[np.arange(len(rows)), own] = np.where(norms > 1e-6, (rows * rest).sum(axis=1) / np.maximum(norms, 1e-6),
                                                    -1.0)
@@ -137,18 +180,20 @@ def orient_queries(sketch: Sketch | None, queries: Sequence) -> list[tuple[int, 
     built before sketches, or of photos) barcodes are read as given and ``strand`` stays None."""
     if sketch is None or not queries:
         return []
-    reverse, similarity = sketch.look([q.barcode for q in queries])
+    barcodes = [q.barcode for q in queries]
+    reverse, similarity = sketch.look(barcodes)
     for query, turn in zip(queries, reverse):
         query.strand = "-" if turn else "+"
         if turn:
             query.barcode = reverse_complement(query.barcode)
-    return [(i, float(similarity[i])) for i in np.flatnonzero(sketch.off_target(similarity))]
+    floors = sketch.floors(barcodes)
+    return [(i, float(similarity[i]), float(floors[i])) for i in np.flatnonzero(similarity < floors)]
 
 
-def off_target_note(similarity: float, sketch: Sketch) -> str:
-    return (f"unlike every reference barcode (k-mer similarity {similarity:.2f} < {sketch.floor:.2f}, the "
-            "reference's own floor) and no near-identical reference: not this marker or not this group of "
-            "organisms; unassigned at every rank")
+def off_target_note(similarity: float, floor: float) -> str:
+    return (f"unlike every reference barcode (k-mer similarity {similarity:.2f} < {floor:.2f}, the "
+            "reference's own floor for its length) and no near-identical reference: not this marker or not "
+            "this group of organisms; unassigned at every rank")
 
 
 def _spherical_kmeans(x: np.ndarray, n: int, rng: np.random.Generator,

@@ -3,7 +3,8 @@
 Work happens in DataLoader workers: each opens the HDF5 file itself (h5py handles must not
 cross a fork), decodes and augments images with the model's transforms (the paper's: random
 resized crop, flips, rotation for training; resize + centre crop for evaluation), cuts a
-share of the training barcodes to a random stretch of themselves (``crop_barcode``), and
+share of the training barcodes to a random stretch of themselves (``io.sequences.random_stretch``:
+partial barcodes then embed like whole ones), and
 tokenises barcodes and label strings as batches are collated, so nothing is pre-tokenised in
 the main process. A record that lacks a modality (e.g. a pretrain record without an image)
 gets a placeholder input and ``present[modality] = False``, so the loss ignores it for every
@@ -21,10 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from clibd_cli.io.sequences import random_stretch
 from clibd_cli.training.distributed import World
 from models.errors import ClibdError
 
-CROP_SHORTEST = 200  # bases: the shortest stretch crop_barcode cuts (mini-barcodes are 130-300)
+CROP_SHORTEST = 200  # bases: the shortest stretch --dna-crop cuts (mini-barcodes are 130-300)
 
 
 class SpecimenDataset(Dataset):
@@ -34,7 +36,7 @@ class SpecimenDataset(Dataset):
     an error (for validation it only leaves those metrics out). ``label_ranks`` (e.g. order,
     genus) adds each record's label string cut at those ranks (``label@genus``, None where the
     record lacks that rank), tokenised as ``text@genus_input_ids`` etc. with ``present["text@genus"]``.
-    With ``train``, a share ``dna_crop`` of the barcodes is cut each epoch (``crop_barcode``).
+    With ``train``, a share ``dna_crop`` of the barcodes is cut to a random stretch each epoch.
     """
 
     def __init__(self, path: str, splits: Sequence[str], modalities: Sequence[str], model,
@@ -87,7 +89,7 @@ class SpecimenDataset(Dataset):
             if self.dna_crop and sample["barcode"]:
                 rng = np.random.default_rng(_mix(self.seed, self.epoch, index, 1))
                 if rng.random() < self.dna_crop:
-                    sample["barcode"] = crop_barcode(sample["barcode"], rng)
+                    sample["barcode"] = random_stretch(sample["barcode"], rng, CROP_SHORTEST)
         if "text" in self.modalities:
             from models.tokenizers import has_label, label_string
 
@@ -117,15 +119,6 @@ class SpecimenDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_mix(self.seed, self.epoch, index))
             return self.transform(image)
-
-
-def crop_barcode(barcode: str, rng: np.random.Generator, shortest: int = CROP_SHORTEST) -> str:
-    """A random stretch of ``barcode``, its length uniform between ``shortest`` and the whole: the
-    partial barcodes users send (short amplicons, fragments, failed reads) then embed like the
-    whole barcode of their species (``clibd train --dna-crop``)."""
-    length = int(rng.integers(min(shortest, len(barcode)), len(barcode) + 1))
-    start = int(rng.integers(0, len(barcode) - length + 1))
-    return barcode[start:start + length]
 
 
 class Collate:
