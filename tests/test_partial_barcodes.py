@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.specimens import run, tsv
+from fixtures.specimens import run, stretch, tsv
 
 from clibd_cli.classification.classifier import Classifier
 from clibd_cli.classification.queries import Query
@@ -33,12 +33,6 @@ def sample(tmp_path_factory) -> tuple[Path, list[dict]]:
     with gzip.open(SAMPLE, "rt") as handle:
         queries = [r for r in csv.DictReader(handle) if r["split"] in ("test", "test_unseen")]
     return work / "index", queries
-
-
-def stretch(barcode: str, length: int, seed: str) -> str:
-    barcode = barcode.replace("-", "")
-    start = random.Random(seed).randrange(max(len(barcode) - length, 0) + 1)
-    return barcode[start:start + length]
 
 
 def named(classifier: Classifier, queries: list[dict], length: int) -> tuple[float, float]:

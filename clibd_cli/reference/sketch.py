@@ -13,10 +13,10 @@ the model the index embeds with, so it works the same for ``--model kmer`` and t
   phylum) is unlike every part of the reference; unless its embedding nearly matches a reference
   record's (cosine ≥ ``NEAR_IDENTICAL``: one of the reference's own odd barcodes), its
   neighbours say nothing, and it is left unassigned at every rank. A stretch of a barcode has
-  fewer k-mers, so it lies farther from every centroid (at the whole-barcode floor, 42 % of
-  200-base stretches of BOLD test barcodes would be turned away); the floor of a partial barcode
-  is taken, by length, from stretches of ``PARTIAL_LENGTHS`` bases cut from the reference's own
-  barcodes (``short_floors``), interpolated between them.
+  fewer k-mers, so it lies farther from every centroid (at the whole-barcode floor, 26 % of
+  200-base stretches of BOLD test barcodes would be turned away: ``benchmarks/sketch_floors.py``);
+  the floor of a partial barcode is taken, by length, from stretches of ``PARTIAL_LENGTHS``
+  bases cut from the reference's own barcodes (``short_floors``), interpolated between them.
 
 Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``,
 ``short_floors`` and the number of references turned around in the manifest's ``sketch`` entry
