@@ -106,6 +106,12 @@ def main() -> None:
     report("clibd classify", took, len(truth), read_clibd(out), truth, ref_genera)
     report("  (the same, best label at every rank, ignoring the cutoff)", took, len(truth),
            read_clibd(out, cutoff=0.0), truth, ref_genera)
+    import batch_calibration as bc
+
+    ece = bc.batch_table(bc.read_clibd_scores(out)[0], [r for qs in queries.values() for r in qs],
+                         {r["processid"] for r in queries["test_unseen"]}, ref_genera, 0.8)
+    print("  ECE order / family / genus / species, points (10 bins over each rank's best-label confidence): "
+          + " / ".join(f"{ece[f'ece_{rank}']:.1f}" for rank in RANKS))
     print("  other --min-confidence cutoffs (the same run):")
     for cutoff in CUTOFFS:
         print(f"    {cutoff:.2f}: " + summary(read_clibd(out, cutoff=cutoff), truth, ref_genera))

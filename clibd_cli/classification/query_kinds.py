@@ -82,13 +82,13 @@ def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_ou
                   seed: int) -> PartialQueries:
     """The reference rows and stretches of ``plan`` (:func:`short_pseudo_queries`) embedded, and
     stretches of the ``held_out`` queries' barcodes (if given)."""
-    rows, partial = plan
+    rows, stretches = plan
     held = None
     if held_out is not None:
         cut = partial_barcodes(held_out, seed)
         held = (embedder.barcodes(cut), np.array([unambiguous_bases(b) for b in cut]))
-    return PartialQueries(np.asarray(rows, dtype=np.int64), embedder.barcodes(list(partial)),
-                          np.array([unambiguous_bases(b) for b in partial]), held)
+    return PartialQueries(np.asarray(rows, dtype=np.int64), embedder.barcodes(list(stretches)),
+                          np.array([unambiguous_bases(b) for b in stretches]), held)
 
 
 def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
