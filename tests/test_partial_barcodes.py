@@ -91,3 +91,35 @@ def test_classify_reports_partial_barcodes_as_their_own_kind(sample, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "EM on the first 60 dna<500 queries" in result.stderr
     assert len(tsv(result.stdout)) == 60
+
+
+def test_a_calibration_by_length_needs_the_query_lengths_and_older_ones_load_without(sample):
+    from clibd_cli.classification.calibration import Calibration
+    from clibd_cli.classification.decision import label
+    from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+
+    index = load_index(sample[0])
+    short, whole = (Calibration.from_json(index.calibration[kind]) for kind in (SHORT_KIND, "dna"))
+    assert short.by_length and short.feature_names[-1] == "log_bases" and not whole.by_length
+    stored = dict(index.calibration["dna"])
+    stored.pop("by_length")  # as calibrations written before partial-barcode kinds are
+    assert Calibration.from_json(stored).feature_names == whole.feature_names
+    reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    rows, sims = index.search(index.vectors()[:5], short.k)
+    with pytest.raises(ValueError, match="give bases"):
+        label(rows, sims, reference, short)
+    shorter, longer = (label(rows, sims, reference, short, np.full(5, n)).features["species"] for n in (150, 450))
+    assert np.allclose(shorter[:, :-1], longer[:, :-1]) and np.allclose(longer[:, -1] - shorter[:, -1], np.log(3))
+
+
+def test_sparse_pseudo_query_vectors_fit_what_the_zero_padded_matrix_fits(sample):
+    from clibd_cli.classification.fitting import fit_calibration
+
+    index = load_index(sample[0])
+    rows = np.sort(np.random.default_rng(0).choice(len(index), 600, replace=False))
+    vectors = index.vectors()[rows][:, ::-1].copy()  # any vectors standing in for those records
+    padded = np.zeros((len(index), vectors.shape[1]), dtype=np.float32)
+    padded[rows] = vectors
+    sparse = fit_calibration(index, query_vectors=vectors, query_rows=rows).to_json()
+    assert sparse == fit_calibration(index, query_vectors=padded).to_json()
+    assert sparse != fit_calibration(index).to_json()
