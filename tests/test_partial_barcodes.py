@@ -123,3 +123,18 @@ def test_sparse_pseudo_query_vectors_fit_what_the_zero_padded_matrix_fits(sample
     sparse = fit_calibration(index, query_vectors=vectors, query_rows=rows).to_json()
     assert sparse == fit_calibration(index, query_vectors=padded).to_json()
     assert sparse != fit_calibration(index).to_json()
+
+
+def test_a_few_partial_barcodes_lean_on_the_runs_whole_barcode_estimate(sample):
+    """108 whole barcodes of new species and 12 stretches of them in one run: the stretches'
+    share of new species is pulled toward the whole barcodes' estimate (~1), not toward 0.5."""
+    index, queries = sample
+    new = [r for r in queries if r["split"] == "test_unseen"]
+    batch = [Query(f"s{i}", barcode=stretch(r["dna_barcode"], 313, r["processid"])) for i, r in enumerate(new[:12])]
+    classifier = Classifier(index)
+    classifier.classify(batch + [Query(r["processid"], barcode=r["dna_barcode"].replace("-", "")) for r in new])
+    whole, partial = (1 - classifier.estimates[kind][0][0] for kind in ("dna", SHORT_KIND))
+    assert whole > 0.9 and partial > 0.85 and 12 <= classifier.estimates[SHORT_KIND][1] < 20
+    alone = Classifier(index)  # the same 12 stretches in a run of their own: shrunk toward 0.5
+    alone.classify(batch)
+    assert 1 - alone.estimates[SHORT_KIND][0][0] < partial - 0.05

@@ -133,12 +133,13 @@ class Calibration:
         model = ScenarioModel.from_json(self.scenario_model)
         return adjust(model.posterior(stacked), np.asarray(model.training_shares), shares)
 
-    def estimate_shares(self, stacked: np.ndarray) -> np.ndarray:
-        """Scenario shares of a batch estimated by EM on its queries' ``stacked`` features (``batch_prior.py``)."""
+    def estimate_shares(self, stacked: np.ndarray, prior_unseen: float = 0.5) -> np.ndarray:
+        """Scenario shares of a batch estimated by EM on its queries' ``stacked`` features,
+        shrunk toward a share ``prior_unseen`` of new species (``batch_prior.py``)."""
         if not self.adaptive:
             return self.shares()
         model = ScenarioModel.from_json(self.scenario_model)
-        return estimate_shares(model.posterior(stacked), np.asarray(model.training_shares), self.shares(0.5))
+        return estimate_shares(model.posterior(stacked), np.asarray(model.training_shares), self.shares(prior_unseen))
 
     def probability(self, rank: str, features: np.ndarray, posterior: np.ndarray) -> np.ndarray:
         """Calibrated probability that the winning label at ``rank`` is right."""

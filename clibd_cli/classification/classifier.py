@@ -21,7 +21,7 @@ import numpy as np
 from clibd_cli.classification.calibration import calibrations
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.query_kinds import kind_towers, query_kind
+from clibd_cli.classification.query_kinds import SHORT_KIND, kind_towers, query_kind
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available
@@ -130,7 +130,7 @@ class Classifier:
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         kinds = {i: query_kind(r.query.modality, r.query.barcode, self.query_kinds)
                  for i, r in enumerate(results) if usable[i]}
-        for kind in dict.fromkeys(kinds.values()):
+        for kind in [k for k in self.calibrations if k in kinds.values()]:  # dna before dna<500
             at = [i for i, k in kinds.items() if k == kind]
             self._predict(kind, [results[i] for i in at], vectors[at], min_confidence, report)
         for j, similarity, floor in off_target:  # the neighbours of an off-target barcode say nothing
@@ -163,12 +163,16 @@ class Classifier:
         return self.prior_unseen is None and calibration.prior_unseen is None and calibration.adaptive
 
     def _shares(self, kind: str, decisions) -> np.ndarray:
-        """Scenario shares for ``kind`` queries: fixed, or estimated once on the first ones."""
+        """Scenario shares for ``kind`` queries: fixed, or estimated once on the first ones;
+        partial barcodes' estimate leans on the run's whole barcodes' one, if made, instead of 0.5
+        (a run with a few partial records among many whole ones)."""
         calibration = self.calibrations[kind]
         if not self.estimated(kind):
             return calibration.shares(self.prior_unseen)
         if kind not in self.estimates:
-            self.estimates[kind] = (calibration.estimate_shares(decisions.stacked()), len(decisions))
+            whole = self.estimates.get("dna") if kind == SHORT_KIND else None
+            prior = 0.5 if whole is None else self.calibrations["dna"].unseen_share(whole[0])
+            self.estimates[kind] = (calibration.estimate_shares(decisions.stacked(), prior), len(decisions))
         return self.estimates[kind][0]
 
     def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, min_confidence: float,
