@@ -122,17 +122,20 @@ class Classifier:
         dna_at = [i for i, r in enumerate(results) if usable[i] and r.query.barcode is not None]
         image_at = [i for i in pixels if usable[i]]
         vectors = np.zeros((len(results), self.model.embed_dim), dtype=np.float32)
-        off_target = orient_queries(self.index.sketch, [results[i].query for i in dna_at])
+        bases = {i: unambiguous_bases(results[i].query.barcode) for i in dna_at}  # length: floor and kind
+        off_target = orient_queries(self.index.sketch, [results[i].query for i in dna_at], list(bases.values()))
         if dna_at:
             vectors[dna_at] = self.embedder.barcodes([results[i].query.barcode for i in dna_at])
         if image_at:
             vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        kinds = {i: query_kind(r.query.modality, r.query.barcode, self.query_kinds)
+        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds)
                  for i, r in enumerate(results) if usable[i]}
-        for kind in [k for k in self.calibrations if k in kinds.values()]:  # dna before dna<500
+        present = set(kinds.values())
+        for kind in [k for k in self.calibrations if k in present]:  # dna before dna<500
             at = [i for i, k in kinds.items() if k == kind]
-            self._predict(kind, [results[i] for i in at], vectors[at], min_confidence, report)
+            self._predict(kind, [results[i] for i in at], vectors[at], [bases.get(i) for i in at],
+                          min_confidence, report)
         for j, similarity, floor in off_target:  # the neighbours of an off-target barcode say nothing
             query, prediction = results[dna_at[j]].query, results[dna_at[j]].prediction
             if query.image is None and prediction.nearest_sim < NEAR_IDENTICAL:
@@ -175,8 +178,8 @@ class Classifier:
             self.estimates[kind] = (calibration.estimate_shares(decisions.stacked(), prior), len(decisions))
         return self.estimates[kind][0]
 
-    def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, min_confidence: float,
-                 report: int) -> None:
+    def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, bases: list[int | None],
+                 min_confidence: float, report: int) -> None:
         calibration = self.calibrations[kind]
         k = max(calibration.k, report)
         if self.within is None:
@@ -184,8 +187,7 @@ class Classifier:
         else:  # exact search among the records of the chosen taxa
             found, sims = exact_search(self._within_vectors, vectors, k)
             rows = self.within[found]
-        bases = [unambiguous_bases(r.query.barcode) for r in results] if calibration.by_length else None
-        decisions = label(rows, sims, self.reference, calibration, bases)
+        decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None)
         shares = self._shares(kind, decisions)
         predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):

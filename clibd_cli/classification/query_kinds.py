@@ -41,10 +41,11 @@ MAX_SHORT = 6000  # reference records cut into partial-barcode pseudo-queries
 FEW_SHORT = 500  # appended records below which the partial-barcode calibration is kept as it was
 
 
-def query_kind(modality: str, barcode: str | None, kinds: Sequence[str]) -> str:
-    """The calibration a query reads among ``kinds``: ``dna<500`` for a partial barcode alone
-    (where the index has it), else the query's modality (``dna``, ``image``, ``image+dna``)."""
-    if modality == "dna" and SHORT_KIND in kinds and unambiguous_bases(barcode) < SHORT_BELOW:
+def query_kind(modality: str, bases: int | None, kinds: Sequence[str]) -> str:
+    """The calibration a query reads among ``kinds``: ``dna<500`` for a partial barcode alone (of
+    fewer than ``SHORT_BELOW`` unambiguous ``bases``, where the index has that calibration), else
+    the query's modality (``dna``, ``image``, ``image+dna``)."""
+    if modality == "dna" and SHORT_KIND in kinds and bases < SHORT_BELOW:
         return SHORT_KIND
     return modality
 

@@ -78,17 +78,17 @@ class Sketch:
             similarity[start : start + len(block)] = np.maximum(forward, backward)
         return reverse, similarity
 
-    def floors(self, barcodes: Sequence[str]) -> np.ndarray:
-        """The floor each barcode is held to: by its unambiguous bases, between the partial-barcode
-        floors and the whole-barcode one."""
+    def floors(self, bases: Sequence[int]) -> np.ndarray:
+        """The floor a barcode of so many unambiguous ``bases`` is held to: between the
+        partial-barcode floors and the whole-barcode one."""
         if not self.short_floors:
-            return np.full(len(barcodes), self.floor)
-        bases = np.array([unambiguous_bases(b) for b in barcodes], dtype=np.float64)
-        return np.interp(bases, [*PARTIAL_LENGTHS, WHOLE_FROM], [*self.short_floors, self.floor])
+            return np.full(len(bases), self.floor)
+        return np.interp(np.asarray(bases, dtype=np.float64), [*PARTIAL_LENGTHS, WHOLE_FROM],
+                         [*self.short_floors, self.floor])
 
     def off_target(self, similarity: np.ndarray, barcodes: Sequence[str]) -> np.ndarray:
         """Whether each similarity (from :meth:`look`) is below the floor of its barcode."""
-        return similarity < self.floors(barcodes)
+        return similarity < self.floors([unambiguous_bases(b) for b in barcodes])
 
     def to_manifest(self, turned: int) -> dict:
         short = None if self.short_floors is None else [round(float(f), 6) for f in self.short_floors]
@@ -174,19 +174,20 @@ def orient_references(barcodes: list[str], sketch: Sketch | None = None, *, seed
     return sketch, turned
 
 
-def orient_queries(sketch: Sketch | None, queries: Sequence) -> list[tuple[int, float]]:
+def orient_queries(sketch: Sketch | None, queries: Sequence,
+                   bases: Sequence[int]) -> list[tuple[int, float, float]]:
     """Read each query's barcode on the reference's strand (``query.strand`` "+" or "-"); returns
-    ``(position, similarity)`` of the queries below the sketch's floor. Without a sketch (an index
+    ``(position, similarity, floor)`` of the queries below the sketch's floor for their ``bases``
+    (unambiguous, one count per query). Without a sketch (an index
     built before sketches, or of photos) barcodes are read as given and ``strand`` stays None."""
     if sketch is None or not queries:
         return []
-    barcodes = [q.barcode for q in queries]
-    reverse, similarity = sketch.look(barcodes)
+    reverse, similarity = sketch.look([q.barcode for q in queries])
     for query, turn in zip(queries, reverse):
         query.strand = "-" if turn else "+"
         if turn:
             query.barcode = reverse_complement(query.barcode)
-    floors = sketch.floors(barcodes)
+    floors = sketch.floors(bases)
     return [(i, float(similarity[i]), float(floors[i])) for i in np.flatnonzero(similarity < floors)]
 
 
