@@ -43,6 +43,15 @@ def test_few_queries_stay_near_the_default_share():
     assert adjust(np.array([[0.5, 0.5]]), np.array([0.5, 0.5]), np.array([0.9, 0.1]))[0] == pytest.approx([0.9, 0.1])
 
 
+def test_a_posterior_on_ruled_out_scenarios_takes_the_target_shares():
+    """A near-identical match is surely 'seen'; told that every query is new, Bayes' rule has
+    nothing left to weigh: the target shares, not a row of zeros (which read as confidence 0)."""
+    posterior = np.array([[1.0, 0.0, 0.0], [0.6, 0.3, 0.1]])
+    out = adjust(posterior, np.full(3, 1 / 3), np.array([0.0, 0.8, 0.2]))
+    assert out[0] == pytest.approx([0.0, 0.8, 0.2])
+    assert out[1] == pytest.approx([0.0, 0.24, 0.02] / np.float64(0.26))
+
+
 @pytest.fixture(scope="module")
 def kmer_run(tmp_path_factory):
     """A k-mer index of real barcodes and queries: one held-out record per species, plus records
@@ -80,6 +89,11 @@ def test_auto_estimates_reports_and_differs_from_fixed(kmer_run):
     assert sum(float(a["species_conf"]) for a in low) > sum(float(b["species_conf"]) for b in high) + 0.1
     jsonl = run("classify", "--index", index, "--format", "jsonl", "--prior-unseen", "0.3", fasta)
     assert {json.loads(line)["prior_unseen"] for line in jsonl.stdout.splitlines()} == {0.3}
+    # told every query is new, a query identical to a reference still gets its genus: species
+    # confidences all but vanish, the ranks above do not
+    twin = tsv(run("classify", "--index", index, "--prior-unseen", "1", write_fasta(fasta.parent / "ref-q.fa",
+               specimens(n_species=8, per_species=4, unnamed=0)[-2:], sintax=False)).stdout)
+    assert all(float(row["genus_conf"]) > 0.5 and float(row["species_conf"]) < 0.1 for row in twin), twin
     bad = run("classify", "--index", index, "--prior-unseen", "1.5", fasta)
     assert bad.exit_code == 2 and "give auto or a share between 0 and 1" in bad.stderr
 

@@ -69,9 +69,14 @@ def fit_scenario_model(x: np.ndarray, scenario: np.ndarray, n_scenarios: int) ->
 
 
 def adjust(posterior: np.ndarray, training: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Posteriors at ``training`` shares re-expressed at ``target`` shares (Bayes' rule)."""
-    p = posterior * (np.asarray(target) / np.maximum(training, 1e-12))
-    return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+    """Posteriors at ``training`` shares re-expressed at ``target`` shares (Bayes' rule). A query
+    whose posterior lies wholly on scenarios the target rules out (a near-identical match when
+    every query is said to be of a new species) gets the target shares: its features cannot
+    tell the remaining scenarios apart."""
+    target = np.asarray(target, dtype=np.float64)
+    p = posterior * (target / np.maximum(training, 1e-12))
+    total = p.sum(axis=1, keepdims=True)
+    return np.where(total > 1e-300, p / np.maximum(total, 1e-300), target / max(target.sum(), 1e-300))
 
 
 def estimate_shares(posterior: np.ndarray, training: np.ndarray, default: np.ndarray,
