@@ -103,7 +103,7 @@ def spare_index(kmer_index, tmp_path):
     return index, kmer_index[1]
 
 
-@pytest.mark.parametrize("case", ["calibration", "nodes", "dim", "escape"])
+@pytest.mark.parametrize("case", ["calibration", "nodes", "dim", "escape", "sketch"])
 def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_path, case):
     import json
 
@@ -120,17 +120,21 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
     elif case == "dim":
         manifest["dim"] = 512
         (index / "manifest.json").write_text(json.dumps(manifest))
+    elif case == "sketch":  # read without the checksums: the file itself must be refused by name
+        (index / "sketch.npy").write_bytes((index / "sketch.npy").read_bytes()[:100])
     else:
         (tmp_path / "secret").write_text("x")
         manifest["sha256"]["../secret"] = manifest["sha256"]["records.tsv"]
         (index / "manifest.json").write_text(json.dumps(manifest))
-    result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", records[:1], sintax=False))
+    result = run("classify", "--index", index, *(["--no-verify"] if case == "sketch" else []),
+                 write_fasta(tmp_path / "q.fa", records[:1], sintax=False))
     line = error_line(result)
     assert result.exit_code == 1 and "internal error" not in line
     expected = {"calibration": "calibration.json: not a calibration clibd wrote",
                 "nodes": "nodes.npy: expected one graph node number",
                 "dim": "manifest.json: dim 512 but index.bin holds 1024-dimensional vectors",
-                "escape": "'../secret' is not a plain file name inside the index directory"}[case]
+                "escape": "'../secret' is not a plain file name inside the index directory",
+                "sketch": "sketch.npy: not a numpy array file clibd wrote"}[case]
     assert expected in line and line.endswith("rebuild with clibd index")
 
 
@@ -183,3 +187,26 @@ def test_a_code_running_pickle_is_refused_without_advice_to_unpickle_it(tmp_path
     message = str(caught.value)
     assert "refusing to load" in message and "GLOBAL posix.system" in message
     assert "weights_only` set to `False" not in message and "Re-running" not in message
+
+
+def test_a_byte_order_mark_is_read_past(kmer_index, tmp_path):
+    """Windows editors and spreadsheet exports start UTF-8 files with a byte-order mark."""
+    index, records = kmer_index
+    text = f">q\n{records[0].barcode}\n"
+    path = tmp_path / "bom.fa"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = run("classify", "--index", index, path)
+    assert result.exit_code == 0, result.stderr
+    assert _same_call(tsv(result.stdout)[0], _rows(index, text, tmp_path)[0])
+
+
+def test_outputs_and_inputs_that_clash_are_usage_errors(kmer_index, tmp_path):
+    index, records = kmer_index
+    fasta = write_fasta(tmp_path / "q.fa", records[:2], sintax=False)
+    same = run("classify", "--index", index, fasta, "-o", tmp_path / "x.tsv", "--summary", tmp_path / "x.tsv")
+    assert same.exit_code == 2 and "--summary and -o name the same file" in same.stderr
+    assert not (tmp_path / "x.tsv").exists()
+    twice = run("classify", "--index", index, "-", "-", input=fasta.read_text())
+    assert twice.exit_code == 2 and "standard input ('-') given twice" in twice.stderr
+    nan = run("classify", "--index", index, "--min-confidence", "nan", fasta)
+    assert nan.exit_code == 2 and "is not a number" in nan.stderr

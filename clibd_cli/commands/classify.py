@@ -126,6 +126,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         inputs = ("-",)
     if counts and not summary_path:
         raise click.UsageError("--counts goes with --summary")
+    if inputs.count("-") > 1:
+        raise click.UsageError("standard input ('-') given twice: it can be read once")
     import logging
     from itertools import chain, islice
 
@@ -145,6 +147,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         output = str(output_path(output, inputs=(*inputs, *images)))
     if summary_path:
         summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])))
+        if output != "-" and Path(output).resolve() == summary_path.resolve():
+            raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
     bundled = index_dir is None
     if bundled:
         index_dir = _default_index(images, model_dir, settings.progress())

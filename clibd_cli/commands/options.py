@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import math
+
 import click
 
 from clibd_cli.defaults import CALIBRATION
 
-MIN_CONFIDENCE_RANGE = click.FloatRange(0, 1, min_open=True)
+
+class FiniteRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan (which passes every comparison)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+MIN_CONFIDENCE_RANGE = FiniteRange(0, 1, min_open=True)
 
 
 def name_list(allowed: tuple[str, ...] | None = None, *, auto: bool = False, none: bool = False) -> Callable:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from clibd_cli.commands.options import count, name_list
+from clibd_cli.commands.options import FiniteRange, count, name_list
 from models.config import RANKS
 from models.config import TOWERS as MODALITIES
 
@@ -27,23 +27,23 @@ from models.config import TOWERS as MODALITIES
 @count("--epochs", 20, "Passes over the training splits.", minimum=1)
 @count("--batch-size", 64, "Records per process per step (the paper: 500 on each of 4 GPUs).", minimum=2)
 @count("--grad-accum", 1, "Micro-batches per optimiser step (each is its own contrastive batch).", minimum=1)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4,
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), default=5e-4,
               help="Peak learning rate of the one-cycle schedule (the paper: 2e-4 at global batch 2000).")
-@click.option("--warmup", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.3,
+@click.option("--warmup", type=FiniteRange(0, 1, min_open=True, max_open=True), default=0.3,
               help="Fraction of the steps spent rising to the peak learning rate.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.01,
+@click.option("--weight-decay", type=FiniteRange(min=0), default=0.01,
               help="AdamW weight decay (never applied to norms, biases, logit scale).")
 @click.option("--positives", type=click.Choice(["sample", "label"]), default="sample",
               help="Contrastive positives: each record with itself only (the paper's InfoNCE) or every "
                    "record with the same label string in the global batch (multi-hot targets).")
-@click.option("--dna-dna", type=click.FloatRange(min=0), default=0.0,
+@click.option("--dna-dna", type=FiniteRange(min=0), default=0.0,
               help="Weight of a supervised contrastive term among DNA embeddings (same label = "
                    "positive); needs --positives label and text in --modalities.")
 @click.option("--label-ranks", default="", callback=name_list(RANKS[:-1]),
               help="With --positives label: also align each record with its label string cut at these "
                    "ranks (e.g. order,genus), as more terms averaged with the full-label one; helps "
                    "place barcodes of species missing from the reference at higher ranks.")
-@click.option("--dna-crop", type=click.FloatRange(0, 1), default=0.0,
+@click.option("--dna-crop", type=FiniteRange(0, 1), default=0.0,
               help="Share of training barcodes cut each epoch to a random stretch of themselves (200 bp "
                    "to whole), so partial barcodes (fragments, short amplicons) embed like whole ones; "
                    "the bundled model: 0.3.")

@@ -51,8 +51,9 @@ def open_binary(source: str | Path) -> BinaryIO:
 
 
 def open_text(source: str | Path) -> TextIO:
-    """Open a file (or ``-``) as UTF-8 text with universal newlines; see :func:`open_binary`."""
-    return io.TextIOWrapper(open_binary(source), encoding="utf-8", newline="")
+    """Open a file (or ``-``) as UTF-8 text with universal newlines, a leading byte-order mark
+    (Windows editors, spreadsheet exports) dropped; see :func:`open_binary`."""
+    return io.TextIOWrapper(open_binary(source), encoding="utf-8-sig", newline="")
 
 
 @contextmanager

@@ -344,7 +344,10 @@ def _stored_dim(path: Path) -> int | None:
 
 def _load_sketch(path: Path, manifest: dict) -> Sketch:
     entry = manifest.get("sketch") or {}
-    centroids = np.load(path / SKETCH_FILE, allow_pickle=False)
+    try:
+        centroids = np.load(path / SKETCH_FILE, allow_pickle=False)
+    except (ValueError, EOFError) as exc:
+        raise ClibdError(f"{path / SKETCH_FILE}: not a numpy array file clibd wrote ({exc}); {REBUILD}") from None
     if centroids.ndim != 2 or not isinstance(entry.get("floor"), float) or centroids.shape[1] != 4 ** entry.get("k", 0):
         raise ClibdError(f"{path / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
                          f"with k and floor, found shape {list(centroids.shape)} and {entry}; {REBUILD}")
