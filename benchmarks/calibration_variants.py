@@ -2,8 +2,8 @@
 
     PYTHONPATH=benchmarks .venv/bin/python benchmarks/calibration_variants.py --index DIR [VARIANT ...]
 
-DIR: a k-mer index of the BOLD `train` split (`clibd index -m kmer`, e.g. the one
-`classify_bold.py --batches` builds). Each variant is fitted in-process on that index and every
+DIR: a model-free index of the BOLD `train` split (`clibd index -m kmer` or `-m kmer-aa`, e.g. the
+one `classify_bold.py --batches` builds); queries are embedded with the index's model. Each variant is fitted in-process on that index and every
 batch classified as `clibd classify --prior-unseen auto` would (share of new species estimated
 by EM on the batch): `val`, `val_unseen` and their seeded 70:30 mix (to choose), then the same
 for `test` (to report). Printed per batch: the estimated / true share of new species, per-rank
@@ -13,8 +13,10 @@ the ECE with every species weighing the same and the species that weigh most on 
 
 Variants: `base` (the default index: pseudo-queries, three features), `gaps` (+ barcode gaps,
 ``clibd_cli/classification/barcode_gap.py``), `sister` (unseen-species pseudo-queries also leave
-out the species nearest to them), and `base+ho` / `gaps+ho` (maps refitted on val + val_unseen,
-as `clibd index --calibrate-on`; reported on test only).
+out the species nearest to them), `rarityP` (unseen pseudo-queries drawn with probability
+proportional to (records of their species)^-P instead of ^-1: P = 0 draws records uniformly), and
+`base+ho` / `gaps+ho` (maps refitted on val + val_unseen, as `clibd index --calibrate-on`;
+reported on test only). Every query is read with the whole-barcode (`dna`) calibration.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import numpy as np
 from batch_calibration import species_weights
 from classify_bold import BOLD
 from clibd_cli.classification import fitting
+from clibd_cli.classification.calibration import rank_similarities
 from clibd_cli.classification.decision import confidences, label
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
-from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.embedding.kmer import MODEL_FREE
 from clibd_cli.evaluation.metrics import reliability
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.search import top_k
@@ -49,10 +52,12 @@ def main() -> None:
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
     data = {}
+    model = MODEL_FREE[index.manifest["model"]]()
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
-        vectors = kmer_profile([r["dna_barcode"] for r in part], 5)
+        vectors = model.embed_barcodes([r["dna_barcode"] for r in part])
         data[split] = (*index.search(vectors, 50), {k: [r[k] or None for r in part] for k in RANKS}, vectors)
+    data["vectors"] = index.vectors()
     genera = set(filter(None, index.labels["genus"]))
     for variant in args.variants:
         start = time.perf_counter()
@@ -68,8 +73,11 @@ def fit(index, variant: str, data: dict):
     pseudo_queries = fitting._pseudo_queries
     if variant == "sister":
         fitting._pseudo_queries = _without_sister(pseudo_queries)
+    rarity = float(variant.removeprefix("rarity")) if variant.startswith("rarity") else 1.0
     try:
-        calibration = fitting.fit_calibration(index, barcode_gaps=variant.startswith("gaps"))
+        calibration = fitting.fit_calibration(index, barcode_gaps=variant.startswith("gaps"),
+                                              rank_parts=MODEL_FREE[index.manifest["model"]]().rank_parts,
+                                              species_weight=rarity)
     finally:
         fitting._pseudo_queries = pseudo_queries
     if variant.endswith("+ho"):
@@ -114,7 +122,9 @@ def evaluate(calibration, reference, data, seen, unseen, si, ui, name, genera) -
     truth = {r: np.array([data[seen][2][r][i] for i in si] + [data[unseen][2][r][i] for i in ui], dtype=object)
              for r in RANKS}
     new = np.r_[np.zeros(len(si), bool), np.ones(len(ui), bool)]
-    decisions = label(rows, sims, reference, calibration)
+    queries = np.concatenate([data[seen][3][si], data[unseen][3][ui]])
+    decisions = label(rows, sims, reference, calibration, rank_sims=rank_similarities(
+        calibration.rank_parts, queries, data["vectors"], rows))
     shares = calibration.estimate_shares(decisions.stacked())
     conf = confidences(decisions, reference, calibration, shares)
     right = {r: np.array([*reference.names[r], None], dtype=object)[decisions.codes[r]] == truth[r] for r in RANKS}

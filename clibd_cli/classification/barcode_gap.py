@@ -52,17 +52,20 @@ class RankGaps:
         return cls(np.asarray(data["within"], dtype=np.float64), np.asarray(data["nearest_other"], dtype=np.float64))
 
 
-def fit_gaps(reference: ReferenceTaxonomy, rows: np.ndarray, sims: np.ndarray) -> dict[str, RankGaps]:
+def fit_gaps(reference: ReferenceTaxonomy, rows: np.ndarray, sims: np.ndarray,
+             rank_sims: dict[str, np.ndarray] | None = None) -> dict[str, RankGaps]:
     """Gaps per rank from each reference record's nearest records ``rows``/``sims`` ``[N, k]``
-    (the record itself among them or not)."""
+    (the record itself among them or not; ``rank_sims``: other similarities of those records at
+    some ranks, ``calibration.rank_similarities``)."""
     n = len(rows)
     rows = np.asarray(rows)
     found = np.isfinite(sims) & (rows >= 0) & (rows != np.arange(n)[:, None])
-    kth = np.where(found, sims, np.inf).min(axis=1, initial=np.inf)
-    kth = np.where(np.isfinite(kth), kth, 0.0)
     out = {}
     ranks = reference.ranks
     for depth, rank in enumerate(ranks):
+        sims_here = (rank_sims or {}).get(rank, sims)
+        kth = np.where(found, sims_here, np.inf).min(axis=1, initial=np.inf)
+        kth = np.where(np.isfinite(kth), kth, 0.0)
         code = reference.codes[rank]
         n_labels = len(reference.names[rank])
         own = code[:, None]
@@ -73,7 +76,7 @@ def fit_gaps(reference: ReferenceTaxonomy, rows: np.ndarray, sims: np.ndarray) -
             below = np.where(found, finer[np.maximum(rows, 0)], -1)
             same &= (below >= 0) & (finer[:, None] >= 0) & (below != finer[:, None])
         # nearest same-label record per record (NaN when none is among the k nearest)
-        mine = np.where(same.any(axis=1), np.where(same, sims, -np.inf).max(axis=1), np.nan)
+        mine = np.where(same.any(axis=1), np.where(same, sims_here, -np.inf).max(axis=1), np.nan)
         within = np.full(n_labels, np.nan)
         has = code >= 0
         order = np.argsort(code[has], kind="stable")
@@ -86,7 +89,7 @@ def fit_gaps(reference: ReferenceTaxonomy, rows: np.ndarray, sims: np.ndarray) -
                 within[c] = np.nanmedian(spread)
         measured = np.isfinite(within)
         within[~measured] = np.median(within[measured]) if measured.any() else 1.0
-        out[rank] = _others(code, label, sims, found, kth, n_labels, within)
+        out[rank] = _others(code, label, sims_here, found, kth, n_labels, within)
     return out
 
 

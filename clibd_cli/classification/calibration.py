@@ -65,6 +65,7 @@ class Calibration:
     scenario_model: dict | None = None  # batch_prior.ScenarioModel as JSON; None: one fixed mix
     gaps: dict | None = None  # rank -> barcode_gap.RankGaps as JSON; None: the three features only
     by_length: bool = False  # the maps also read the query's log unambiguous bases (partial barcodes)
+    rank_parts: dict[str, list[int]] = field(default_factory=dict)  # rank -> [start, stop) of the vectors
 
     @property
     def held_out(self) -> bool:
@@ -145,6 +146,21 @@ class Calibration:
         """Calibrated probability that the winning label at ``rank`` is right."""
         maps = self.ranks[rank]["maps"]
         return sum(posterior[:, s] * apply_map(m, features) for s, m in enumerate(maps))
+
+
+def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vectors: np.ndarray,
+                      rows: np.ndarray, chunk: int = 1024) -> dict[str, np.ndarray]:
+    """``{rank: [Q, K]}`` cosine over the part of the vectors each rank of ``rank_parts`` reads
+    (``Calibration.rank_parts``; e.g. the nucleotide profile of ``--model kmer-aa`` at species)
+    between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``)."""
+    out = {rank: np.zeros(rows.shape) for rank in rank_parts}
+    for at in range(0, len(rows), chunk):
+        q, n = queries[at: at + chunk], vectors[rows[at: at + chunk]]
+        for rank, (start, stop) in rank_parts.items():
+            qp, np_ = q[:, start:stop], n[:, :, start:stop]
+            norms = np.linalg.norm(qp, axis=1)[:, None] * np.linalg.norm(np_, axis=2)
+            out[rank][at: at + chunk] = np.einsum("qd,qkd->qk", qp, np_) / np.maximum(norms, 1e-12)
+    return out
 
 
 def feature_names(gaps: bool, by_length: bool) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.classification.calibration import calibrations
+from clibd_cli.classification.calibration import calibrations, rank_similarities
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import SHORT_KIND, kind_towers, query_kind
@@ -187,7 +187,9 @@ class Classifier:
         else:  # exact search among the records of the chosen taxa
             found, sims = exact_search(self._within_vectors, vectors, k)
             rows = self.within[found]
-        decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None)
+        by_rank = rank_similarities(calibration.rank_parts, vectors, self.index.node_vectors(), self.index.nodes[rows]) \
+            if calibration.rank_parts else None
+        decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None, by_rank)
         shares = self._shares(kind, decisions)
         predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):

@@ -71,16 +71,21 @@ def decide(
 
 def label(
     rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
-    bases: np.ndarray | None = None,
+    bases: np.ndarray | None = None, rank_sims: dict[str, np.ndarray] | None = None,
 ) -> Decisions:
     """The winning label at each rank, top-down, and its features (with the queries' unambiguous
-    ``bases``, needed by a calibration ``by_length``)."""
+    ``bases``, needed by a calibration ``by_length``; with ``rank_sims``, the neighbours'
+    similarities at the ranks the calibration reads from a part of the vectors,
+    ``Calibration.rank_similarities``)."""
+    if set(calibration.rank_parts) - set(rank_sims or {}):
+        raise ValueError("this calibration reads some ranks from a part of the vectors: give rank_sims")
     codes: dict[str, list] = {r: [] for r in reference.ranks}
     features: dict[str, list] = {r: [] for r in reference.ranks}
     gaps = calibration.rank_gaps()
     for start in range(0, len(rows), _CHUNK):
         chunk = slice(start, start + _CHUNK)
-        view = Neighbours(rows[chunk, : calibration.k], sims[chunk, : calibration.k])
+        view = Neighbours(rows[chunk, : calibration.k], sims[chunk, : calibration.k],
+                          {r: x[chunk, : calibration.k] for r, x in (rank_sims or {}).items()})
         above_code = None
         for rank in reference.ranks:
             fit = calibration.ranks[rank]
@@ -124,10 +129,12 @@ def confidences(
 
 
 class Neighbours:
-    """The first k neighbours of a batch of queries, as the per-rank decisions see them."""
+    """The first k neighbours of a batch of queries, as the per-rank decisions see them (with
+    their similarities at some ranks, ``by_rank``, measured otherwise)."""
 
-    def __init__(self, rows: np.ndarray, sims: np.ndarray):
+    def __init__(self, rows: np.ndarray, sims: np.ndarray, by_rank: dict[str, np.ndarray] | None = None):
         self.rows, self.sims = rows, sims.astype(np.float64)
+        self.by_rank = by_rank or {}
         self.found = np.isfinite(self.sims)  # pseudo-queries may find fewer than k records
         # any label not among the neighbours lies at most this similar
         self.kth_sim = np.where(self.found, self.sims, np.inf).min(axis=1, initial=np.inf)
@@ -136,6 +143,9 @@ class Neighbours:
         self, reference: ReferenceTaxonomy, rank: str, above: np.ndarray | None
     ) -> Votes:
         """The neighbours' labels at ``rank``; candidates restricted to children of ``above``."""
+        if rank in self.by_rank:
+            return Neighbours(self.rows, np.where(self.found, self.by_rank[rank], -np.inf)).at_rank(
+                reference, rank, above)
         label = reference.codes[rank][self.rows]  # [Q, K]
         valid = (label >= 0) & self.found
         allowed = valid

@@ -15,7 +15,7 @@ import numpy as np
 
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, RankGaps, fit_gaps
 from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
-from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.calibration import Calibration, rank_similarities
 from clibd_cli.classification.decision import Neighbours
 from clibd_cli.classification.probability_map import fit_map
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
@@ -30,13 +30,15 @@ def fit_calibration(
     prior_unseen: float | None = None,
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
     taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
+    rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
     ``n_queries`` records drawn uniformly (``seed``) among those whose species has other
     records are searched exactly as seen queries (excluding only themselves), and
     ``n_queries`` drawn uniformly over species (each species is an equally good proxy for a
-    new one, whatever its sampling effort) as unseen-species and unseen-genus queries.
+    new one, whatever its sampling effort; ``species_weight`` P draws a record with probability
+    proportional to its species' records^-P, 1 by default) as unseen-species and unseen-genus queries.
     ``prior_unseen`` fixes the share of queries whose species is absent from the reference
     (None: estimated per run, see ``batch_prior.py``) and ``unseen_genus_fraction``
     the share of those whose genus is absent too, when fixed; the decision rule is fitted at
@@ -47,8 +49,11 @@ def fit_calibration(
     with ``query_bases`` (the unambiguous bases of each query vector's barcode) the maps also read
     the query's length (``by_length``: partial barcodes).
     With ``barcode_gaps`` the maps also read the winner's label's barcode gap (``barcode_gap.py``;
-    measured on the reference's nearest neighbours, ``index.search``).
+    measured on the reference's nearest neighbours, ``index.search``). ``rank_parts`` (rank ->
+    ``[start, stop)``): those ranks read the similarity of that part of the vectors
+    (``calibration.rank_similarities``; the model's ``rank_parts``).
     """
+    rank_parts = dict(rank_parts or {})
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     nodes = Nodes(index.node_vectors(), index.nodes)  # not a per-record copy: 1 GB at 1M references
     n = len(nodes.of_record)
@@ -78,28 +83,30 @@ def fit_calibration(
     labelled = usable[finest[usable] >= 0]
     unseen = labelled
     if len(labelled) > n_queries:
-        rarity = 1.0 / np.bincount(finest[labelled])[finest[labelled]]
+        rarity = 1.0 / np.bincount(finest[labelled])[finest[labelled]] ** species_weight
         unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
-    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)])
-             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans))
+    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], rank_parts)
+             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, rank_parts))
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
-    kept = [(name, (codes, rows, sims), share, left_out) for name, (codes, rows, sims), share, left_out
-            in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(codes)]
+    kept = [(name, found_, share, left_out) for name, found_, share, left_out
+            in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(found_[0])]
     scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share, left_out)
-                 for _, (queries, rows, sims), share, left_out in kept]
+                 for _, (queries, rows, sims, _), share, left_out in kept]
+    by_rank = [found_[3] for _, found_, *_ in kept]
     gaps = None
     if barcode_gaps and len(nodes.of_record) > 1:
         vectors = index.vectors()
-        gaps = fit_gaps(reference, *index.search(vectors, min(NEIGHBOURS + 1, len(vectors))))
+        near, sims = index.search(vectors, min(NEIGHBOURS + 1, len(vectors)))
+        gaps = fit_gaps(reference, near, sims, rank_similarities(rank_parts, vectors, vectors, near))
     lengths = None if query_bases is None else [bases[queries] for _, (queries, *_), *_ in kept]
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths)
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths, rank_sims=by_rank)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record)},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
-        lengths is not None,
+        lengths is not None, rank_parts,
     )
 
 
@@ -142,9 +149,11 @@ def fit_calibration_held_out(
     truth = {rank: t[labelled] for rank, t in truth.items()}
     k = decisions.k
     rows, sims = exact_search(vectors, queries[labelled], k)
+    by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows)
     mix = float(unseen.mean())
+    groups = (~unseen, unseen)
     scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share, None)
-                 for group, share in ((~unseen, 0.5), (unseen, 0.5))]
+                 for group, share in zip(groups, (0.5, 0.5))]
     above = reference.ranks[-2] if len(reference.ranks) > 1 else None
     new_above = float((truth[above][unseen] == ABSENT).mean()) if above else 0.0
     vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
@@ -153,12 +162,13 @@ def fit_calibration_held_out(
         if query_bases is None:
             raise ValueError("a calibration by length needs the held-out queries' bases")
         lengths = [np.asarray(query_bases, dtype=np.float64)[labelled][group] for group in (~unseen, unseen)]
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None, lengths)
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None, lengths,
+                               [{r: x[group] for r, x in by_rank.items()} for group in groups])
     return Calibration(
         k, prior_unseen, new_above, fitted,
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
          "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
-        list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length,
+        list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length, decisions.rank_parts,
     )
 
 
@@ -175,9 +185,10 @@ class Nodes:
 
 def _pseudo_queries(
     source: tuple[np.ndarray, np.ndarray] | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
-    k: int, plans: list[tuple[str | None, str | None]],
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Exact neighbours ``(queries, rows, sims)`` of sampled records, one triple per plan.
+    k: int, plans: list[tuple[str | None, str | None]], rank_parts: dict[str, list[int]],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+    """Exact neighbours ``(queries, rows, sims, {rank: sims})`` of sampled records, one per plan
+    (the last: the similarities of the ranks that read a part of the vectors, ``rank_parts``).
 
     Record ``q`` queries as ``vectors[position[q]]`` for ``source = (vectors, position)`` (its
     own vector if ``source`` is None) against every reference record.
@@ -192,7 +203,8 @@ def _pseudo_queries(
     from clibd_cli.reference.search import top_k
 
     sample = np.sort(sample)
-    empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
+    empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
+             {rank: np.zeros((0, k)) for rank in rank_parts})
     found: list[list] = [[empty] for _ in plans]
     n = len(nodes.of_record)
     step = int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256))  # memory flat up to ~2M references
@@ -212,15 +224,17 @@ def _pseudo_queries(
                     kin = up[None, :] == up[queries][:, None]
                     excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
                     keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
-            rows, sims = top_k(np.where(excluded, -np.inf, scores), k)
-            out.append((queries[keep], rows[keep], sims[keep]))
-    return [tuple(np.concatenate(parts) for parts in zip(*out)) for out in found]
+            near, sims = top_k(np.where(excluded, -np.inf, scores), k)
+            by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]])
+            out.append((queries[keep], near[keep], sims[keep], by_rank))
+    return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
+             {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]
 
 
 def _fit_ranks(
     scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
     vote_taus: Mapping[str, float] | None = None, gaps: dict[str, RankGaps] | None = None,
-    lengths: list[np.ndarray] | None = None,
+    lengths: list[np.ndarray] | None = None, rank_sims: list[dict[str, np.ndarray]] | None = None,
 ) -> tuple[dict[str, dict], dict]:
     """Per rank, top-down: the vote temperature that makes the most correct winners at the
     scenarios' shares (unless given in ``vote_taus``), the vote-share temperature whose
@@ -228,10 +242,13 @@ def _fit_ranks(
     regression; then the scenario model on every rank's features (with the ranks' barcode
     ``gaps``, five of them; with each scenario's query ``lengths`` in bases, one more: their
     log). A scenario is ``(truth codes by rank, rows, sims, share, the rank whose taxon its
-    queries left out of the reference or None)``. Returns the ranks' fits and the scenario model
+    queries left out of the reference or None)``; ``rank_sims``, per scenario, the similarities
+    of the ranks read from a part of the vectors. Returns the ranks' fits and the scenario model
     (JSON)."""
     logs = None if lengths is None else [np.log(np.maximum(b, 1.0))[:, None] for b in lengths]
-    views = [Neighbours(rows[:, :k], sims[:, :k]) for _, rows, sims, *_ in scenarios]
+    rank_sims = rank_sims or [{} for _ in scenarios]
+    views = [Neighbours(rows[:, :k], sims[:, :k], {r: x[:, :k] for r, x in by_rank.items()})
+             for (_, rows, sims, *_), by_rank in zip(scenarios, rank_sims)]
     above: list[np.ndarray | None] = [None] * len(scenarios)
     fitted, stacked = {}, [[] for _ in scenarios]
     for rank in reference.ranks:

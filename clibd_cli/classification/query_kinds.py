@@ -95,7 +95,8 @@ def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_ou
 def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
               held_out: tuple[np.ndarray, dict] | None = None,
-              short: PartialQueries | None = None) -> dict[str, dict]:
+              short: PartialQueries | None = None, rank_parts: dict[str, list[int]] | None = None,
+              partial_part: list[int] | None = None) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
@@ -104,11 +105,15 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     with pseudo-queries alone they made the confidences of real new species worse:
     benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
     assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
-    ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``)."""
+    ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``).
+    ``rank_parts``: the ranks whole barcodes answer from a part of the vectors (the model's
+    ``rank_parts``, e.g. ``--model kmer-aa``); ``partial_part``: the part partial barcodes answer
+    every rank from (its ``nucleotides``)."""
 
-    def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None) -> dict:
+    def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=rank_parts) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
-                               prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps).to_json()
+                               prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
+                               rank_parts=parts).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None)}
@@ -117,7 +122,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
                     "--calibrate-on again to keep the held-out calibration)")
     if short is not None:
-        calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases)
+        partial = {rank: partial_part for rank in index.ranks} if partial_part else None
+        calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases, partial)
     if held_out is not None:
         refits = {modality: (held_out[0], None)}
         if short is not None and short.held_out is not None:
@@ -130,8 +136,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0
         fused = photos + np.where(has_photo, index.vectors(), 0.0)
         fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
-        calibration["image"] = fit(photos)
-        calibration["image+dna"] = fit(fused.astype(np.float32))
+        calibration["image"] = fit(photos, parts=None)
+        calibration["image+dna"] = fit(fused.astype(np.float32), parts=None)
     kept = {kind: data for kind, data in (index.calibration or {}).items() if kind not in calibration}
     for kind in kept:
         log.warning("the %s calibration is kept from before (%s)", kind, f"append {FEW_SHORT} records or more "

@@ -61,7 +61,7 @@ def index() -> None:
               show_default=True, help="Nearest references that decide each query (the confidence "
                                       "calibration is fitted for "
                    "this number).")
-@click.option("--prior-unseen", type=click.FloatRange(0, 1), default=None,
+@click.option("--prior-unseen", type=options.FiniteRange(0, 1), default=None,
               help="Fix the share of queries whose species is absent from the reference that clibd classify's "
                    "confidences assume (classify --prior-unseen overrides it).  [default: estimated per run "
                    "from the queries themselves]")
@@ -111,7 +111,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
     from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
-    from clibd_cli.embedding.kmer import KMER_MODEL
+    from clibd_cli.embedding.kmer import KMER_MODEL, MODEL_FREE
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
     from clibd_cli.reference.sketch import orient_references
@@ -125,15 +125,15 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     if not model_available(model_dir):
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
                                  f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")
-    if nproc_per_node > 1 and model_dir == KMER_MODEL:
-        raise click.BadParameter(f"the {KMER_MODEL} model runs in one process", param_hint="--nproc-per-node")
+    if nproc_per_node > 1 and model_dir in MODEL_FREE:
+        raise click.BadParameter(f"the {model_dir} model runs in one process", param_hint="--nproc-per-node")
     if nproc_per_node > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(nproc_per_node, distributed.relaunch_args(settings.command_line)))
     if distributed.detect().is_main:  # the process that writes the index; held until it is saved
         click.get_current_context().with_resource(writer_lock(output))
     if append and not (output / "manifest.json").is_file():
         raise ClibdError(f"{output}: not an index yet; build it without --append first")
-    if model_dir != KMER_MODEL:
+    if model_dir not in MODEL_FREE:
         settings.apply_torch()
     with distributed.joined(settings.torch_device()) as (world, device):
         model = load_model_for(model_dir, [modality, *(["image"] if images else [])])
@@ -197,11 +197,19 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
-                                   seed=settings.seed, held_out=queries, short=short)
+                                   seed=settings.seed, held_out=queries, short=short,
+                                   **model_parts(embedder.model))
     target.save(output)
     discard(shards_folder(output))
     discard(shards_folder(output, "held-out"))
     click.echo(target.info())
+
+
+def model_parts(model) -> dict:
+    """What parts of its vectors a model's barcodes answer from (``--model kmer-aa``), as
+    ``calibrate`` takes them."""
+    parts = getattr(model, "rank_parts", None)
+    return {"rank_parts": parts, "partial_part": model.nucleotides} if parts else {}
 
 
 @index.command("info")

@@ -52,10 +52,10 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def is_named_model(spec: str) -> bool:
     """Whether ``spec`` names a model that needs no path: ``kmer`` or a model shipped with clibd."""
-    from clibd_cli.embedding.kmer import KMER_MODEL
+    from clibd_cli.embedding.kmer import MODEL_FREE
     from models.config import list_pretrained
 
-    return spec == KMER_MODEL or (spec in list_pretrained() and not Path(spec).exists())
+    return spec in MODEL_FREE or (spec in list_pretrained() and not Path(spec).exists())
 
 
 def model_reference(spec: str) -> str:
@@ -73,10 +73,10 @@ def load_model_for(spec: str, modalities: Sequence[str]) -> Encoder:
 
     A saved model is built with only those towers (all of them if ``modalities`` is empty): its
     fingerprint stays the whole model's (``models.factory.load_towers``)."""
-    from clibd_cli.embedding.kmer import KMER_MODEL, KmerProfileModel
+    from clibd_cli.embedding.kmer import MODEL_FREE
 
-    if spec == KMER_MODEL:
-        model = KmerProfileModel()
+    if spec in MODEL_FREE:
+        model = MODEL_FREE[spec]()
     else:
         from models import create_model, load_towers
 

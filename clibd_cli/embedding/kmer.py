@@ -65,6 +65,8 @@ def _counts(barcodes: Sequence[str], k: int) -> np.ndarray:
 
 
 KMER_MODEL = "kmer"  # what users pass as --model for the model-free embedding
+PEPTIDE_MODEL = "kmer-aa"  # the same plus the barcode's translation (translation.py)
+PEPTIDE_WEIGHT = 2.0  # chosen on val / val_unseen (benchmarks/README.md, "kmer-aa")
 
 
 class KmerProfileModel:
@@ -72,20 +74,49 @@ class KmerProfileModel:
 
     ``clibd index --model kmer`` / ``clibd classify`` use it like a trained model; its
     fingerprint names the embedding, so indexes built with it are refused by real models.
+    With ``peptide_k`` the vector also holds the amino-acid ``peptide_k``-mer profile of the
+    barcode's translation (``clibd_cli/embedding/translation.py``), scaled so that the cosine of
+    two barcodes is (nucleotide cosine + ``peptide_weight`` x peptide cosine) / (1 + weight).
     """
 
     modalities = ("dna",)
 
-    def __init__(self, k: int = 5, scale: str = "sqrt"):
-        self.k, self.scale = k, scale
-        self.embed_dim = 4**k
+    def __init__(self, k: int = 5, scale: str = "sqrt", peptide_k: int = 0, peptide_weight: float = 0.0):
+        self.k, self.scale, self.peptide_k, self.peptide_weight = k, scale, peptide_k, peptide_weight
+        self.embed_dim = 4**k + (20**peptide_k if peptide_k else 0)
 
     def fingerprint(self) -> str:
-        return f"kmer-profile-k{self.k}-{self.scale}"
+        peptide = f"+peptide-k{self.peptide_k}-w{self.peptide_weight:g}" if self.peptide_k else ""
+        return f"kmer-profile-k{self.k}-{self.scale}{peptide}"
+
+    @property
+    def rank_parts(self) -> dict[str, list[int]]:
+        """Ranks of whole barcodes decided from a part of the vectors: species from the nucleotides
+        alone (amino acids blur species that differ by synonymous changes; ``Calibration.rank_parts``)."""
+        return {"species": self.nucleotides} if self.peptide_k else {}
+
+    @property
+    def nucleotides(self) -> list[int]:
+        """``[start, stop)`` of the nucleotide profile in the vectors: what partial barcodes are
+        read with at every rank (the translation of a short stretch is too sparse a profile)."""
+        return [0, 4**self.k]
 
     def embed_barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
-        """``[N, 4**k]`` L2-normalised profiles (zero for a barcode without a valid k-mer)."""
-        return kmer_profile(barcodes, self.k, scale=self.scale)
+        """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer)."""
+        nucleotides = kmer_profile(barcodes, self.k, scale=self.scale)
+        if not self.peptide_k:
+            return nucleotides
+        from clibd_cli.embedding.translation import peptide_profile
+
+        share = self.peptide_weight / (1.0 + self.peptide_weight)
+        out = np.hstack([nucleotides * np.sqrt(1.0 - share), peptide_profile(barcodes, self.peptide_k) * np.sqrt(share)])
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+
+MODEL_FREE = {KMER_MODEL: lambda: KmerProfileModel(),
+              PEPTIDE_MODEL: lambda: KmerProfileModel(peptide_k=2, peptide_weight=PEPTIDE_WEIGHT)}
 
 
 def is_model_free(model: object) -> bool:

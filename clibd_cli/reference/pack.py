@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration
-from clibd_cli.classification.query_kinds import PartialQueries, calibrate
+from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
@@ -57,9 +57,11 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
     if fitted.held_out and held_out is None:
         raise ClibdError(f"{index.path}: the index is calibrated on held-out queries; pass them to refit "
                          "the pack's calibration, or pack an index built without --calibrate-on")
+    partial = Calibration.from_json(index.calibration[SHORT_KIND]).rank_parts if SHORT_KIND in index.calibration else {}
     packed.calibration = calibrate(packed, None, (), k=fitted.k, seed=fitted.fitted_on.get("seed", 0),
                                    prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
-                                   held_out=held_out, short=short)
+                                   held_out=held_out, short=short, rank_parts=fitted.rank_parts,
+                                   partial_part=next(iter(partial.values()), None))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, directory=True) as tmp:

@@ -1,0 +1,69 @@
+"""`--model kmer-aa`: nucleotide 5-mers plus the translation's amino-acid pairs, species read from
+the nucleotides alone (``Calibration.rank_parts``)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from clibd_cli.classification.calibration import Calibration, rank_similarities
+from clibd_cli.classification.decision import label
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from fixtures.specimens import run, specimens, tsv, write_fasta
+from test_predict import handmade_calibration
+
+RANKS = ("order", "family", "genus", "species")
+
+
+def test_a_rank_with_a_part_reads_only_that_part():
+    """Two congeners: B is nearest on the whole vector, A on the first two dimensions; the
+    species rank reading that part picks A, the genus is the same either way."""
+    labels = {"genus": ["G", "G"], "species": ["G a", "G b"]}
+    taxonomy = ReferenceTaxonomy.from_labels(["A", "B"], labels)
+    query = np.array([[1.0, 0.0, 0.0, 1.0]]) / np.sqrt(2)
+    vectors = np.array([[1.0, 0.0, 1.0, 0.0], [0.8, 0.6, 0.0, 1.0]]) / np.sqrt(2)
+    rows = np.array([[1, 0]])
+    sims = (vectors[rows[0]] @ query[0])[None, :]
+    assert sims[0, 0] > sims[0, 1]
+    whole = handmade_calibration(["genus", "species"], tau_vote=0.001)
+    part = handmade_calibration(["genus", "species"], tau_vote=0.001)
+    part.rank_parts = {"species": [0, 2]}
+    by_rank = rank_similarities(part.rank_parts, query, vectors, rows)
+    assert by_rank["species"][0] == pytest.approx([0.8, 1.0])
+    plain, parted = label(rows, sims, taxonomy, whole), label(rows, sims, taxonomy, part, rank_sims=by_rank)
+    names = taxonomy.names["species"]
+    assert names[plain.codes["species"][0]] == "G b" and names[parted.codes["species"][0]] == "G a"
+    assert plain.codes["genus"][0] == parted.codes["genus"][0]
+    with pytest.raises(ValueError, match="rank_sims"):
+        label(rows, sims, taxonomy, part)
+    again = Calibration.from_json(json.loads(json.dumps(part.to_json())))
+    assert again.rank_parts == {"species": [0, 2]}
+    older = {k: v for k, v in part.to_json().items() if k != "rank_parts"}
+    assert Calibration.from_json(older).rank_parts == {}  # calibrations written before rank_parts
+
+
+def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
+    # Acleris chalybeana and A. macdunnoughi share barcodes in BOLD: left out (test_kmer_mode.py)
+    records = [r for r in specimens(n_species=8, per_species=4, unnamed=2) if r.lineage["genus"] != "Acleris"]
+    held_out = {}
+    for r in records:
+        if r.lineage["species"]:
+            held_out.setdefault(r.lineage["species"], r)
+    queries = list(held_out.values())
+    references = [r for r in records if r not in queries]
+    index = tmp_path / "ref"
+    built = run("-q", "index", "-m", "kmer-aa", write_fasta(tmp_path / "ref.fa", references), "-o", index)
+    assert built.exit_code == 0, built.stderr
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["model"] == "kmer-aa" and manifest["dim"] == 4**5 + 20**2
+    assert manifest["model_fingerprint"].startswith("kmer-profile-k5-sqrt+peptide-k2")
+    calibration = json.loads((index / "calibration.json").read_text())
+    assert calibration["dna"]["rank_parts"] == {"species": [0, 1024]}
+    result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False))
+    assert result.exit_code == 0, result.stderr
+    for row, query in zip(tsv(result.stdout), queries, strict=True):
+        assert [row[rank] for rank in RANKS] == [query.lineage[rank] for rank in RANKS], row
+        assert float(row["species_conf"]) >= 0.8
+    # the plain k-mer model is refused on it: another fingerprint
+    refused = run("classify", "--index", index, "-m", "kmer", write_fasta(tmp_path / "q2.fa", queries))
+    assert refused.exit_code == 1 and "fingerprint" in refused.stderr
