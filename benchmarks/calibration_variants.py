@@ -11,9 +11,10 @@ ECE (points), known species named right at 0.8, new species asserted, new specie
 right (of those whose genus is in the reference); on the batches of new species only, per rank
 the ECE with every species weighing the same and the species that weigh most on it.
 
-Variants: `base` (the default index: pseudo-queries, three features), `gaps` (+ barcode gaps,
-``clibd_cli/classification/barcode_gap.py``), `sister` (unseen-species pseudo-queries also leave
-out the species nearest to them), `rarityP` (unseen pseudo-queries drawn with probability
+Variants: `base` (the default index: pseudo-queries, three features, and what the model's
+`calibration_hints` add), `gaps` (+ barcode gaps, ``clibd_cli/classification/barcode_gap.py``),
+`sister` / `sisterN` (unseen-species pseudo-queries also leave out the N species nearest to them;
+`--model kmer-aa` leaves out 1 unless `sister0`), `rarityP` (unseen pseudo-queries drawn with probability
 proportional to (records of their species)^-P instead of ^-1: P = 0 draws records uniformly), and
 `base+ho` / `gaps+ho` (maps refitted on val + val_unseen, as `clibd index --calibrate-on`;
 reported on test only). Every query is read with the whole-barcode (`dna`) calibration.
@@ -37,7 +38,6 @@ from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.embedding.kmer import MODEL_FREE
 from clibd_cli.evaluation.metrics import reliability
 from clibd_cli.reference.hnsw_index import load_index
-from clibd_cli.reference.search import top_k
 from models.config import RANKS
 
 SPLITS = ("val", "val_unseen", "test", "test_unseen")
@@ -70,42 +70,16 @@ def main() -> None:
 
 def fit(index, variant: str, data: dict):
     """The calibration of one variant."""
-    pseudo_queries = fitting._pseudo_queries
-    if variant == "sister":
-        fitting._pseudo_queries = _without_sister(pseudo_queries)
     rarity = float(variant.removeprefix("rarity")) if variant.startswith("rarity") else 1.0
-    try:
-        calibration = fitting.fit_calibration(index, barcode_gaps=variant.startswith("gaps"),
-                                              rank_parts=MODEL_FREE[index.manifest["model"]]().rank_parts,
-                                              species_weight=rarity)
-    finally:
-        fitting._pseudo_queries = pseudo_queries
+    hints = MODEL_FREE[index.manifest["model"]]().calibration_hints
+    sisters = int(variant.removeprefix("sister") or 1) if variant.startswith("sister") else hints.get("sisters", 0)
+    calibration = fitting.fit_calibration(index, barcode_gaps=variant.startswith("gaps"),
+                                          rank_parts=hints.get("rank_parts"), species_weight=rarity, sisters=sisters)
     if variant.endswith("+ho"):
         vectors = np.concatenate([data["val"][3], data["val_unseen"][3]])
         labels = {r: data["val"][2][r] + data["val_unseen"][2][r] for r in RANKS}
         calibration = fitting.fit_calibration_held_out(index, vectors, labels, calibration)
     return calibration
-
-
-def _without_sister(pseudo_queries):
-    """Unseen-species pseudo-queries that also leave out the species of their nearest record
-    (if their genus keeps other records: still a new species of a known genus)."""
-    def found(source, vectors, sample, reference, k, plans):
-        out = pseudo_queries(source, vectors, sample, reference, k, plans)
-        species, genus = reference.codes["species"], reference.codes["genus"]
-        for i, ((rank, _), (queries, rows, _)) in enumerate(zip(plans, out)):
-            if rank != "species" or not len(queries):
-                continue
-            sister = species[rows[:, 0]]
-            scores = source[queries] @ vectors.T
-            excluded = (species[None, :] == species[queries][:, None]) | (species[None, :] == sister[:, None])
-            kin = genus[None, :] == genus[queries][:, None]
-            excluded |= kin & (species < 0)[None, :]
-            keep = (kin & ~excluded).any(axis=1)
-            rows, sims = top_k(np.where(excluded, -np.inf, scores), k)
-            out[i] = (queries[keep], rows[keep], sims[keep])
-        return out
-    return found
 
 
 def batches(n_seen: int, n_unseen: int, seen: str, unseen: str) -> dict:

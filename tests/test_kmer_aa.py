@@ -59,6 +59,7 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
     assert manifest["model_fingerprint"].startswith("kmer-profile-k5-sqrt+peptide-k2")
     calibration = json.loads((index / "calibration.json").read_text())
     assert calibration["dna"]["rank_parts"] == {"species": [0, 1024]}
+    assert calibration["dna"]["fitted_on"]["sisters"] == 1
     result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False))
     assert result.exit_code == 0, result.stderr
     for row, query in zip(tsv(result.stdout), queries, strict=True):
@@ -67,3 +68,24 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
     # the plain k-mer model is refused on it: another fingerprint
     refused = run("classify", "--index", index, "-m", "kmer", write_fasta(tmp_path / "q2.fa", queries))
     assert refused.exit_code == 1 and "fingerprint" in refused.stderr
+
+
+def test_sister_pseudo_queries_also_leave_out_the_nearest_species():
+    """``sisters=1``: a new-species pseudo-query of species a finds neither a nor b (its nearest
+    species) but c, the farther congener; without it, b."""
+    from clibd_cli.classification.fitting import Nodes, _pseudo_queries
+
+    labels = {"genus": ["G"] * 5, "species": ["G a", "G a", "G b", "G c", "G c"]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(5)], labels)
+    angles = np.array([0.0, 0.05, 0.2, 0.6, 0.65])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    nodes = Nodes(vectors, np.arange(5))
+    plan = [("species", "genus")]
+    for sisters, nearest in ((0, "G b"), (1, "G c")):
+        queries, rows, sims, _ = _pseudo_queries(None, nodes, np.array([0]), taxonomy, 2, plan, {}, sisters)[0]
+        assert queries.tolist() == [0]
+        assert labels["species"][rows[0, 0]] == nearest and np.isfinite(sims[0, 0])
+    # a genus with no third species cannot stage it: the pseudo-query is dropped
+    two = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(3)], {"genus": ["G"] * 3,
+                                                                       "species": ["G a", "G a", "G b"]})
+    assert len(_pseudo_queries(None, Nodes(vectors[:3], np.arange(3)), np.array([0]), two, 1, plan, {}, 1)[0][0]) == 0

@@ -30,7 +30,7 @@ def fit_calibration(
     prior_unseen: float | None = None,
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
     taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
-    rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0,
+    rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -51,7 +51,9 @@ def fit_calibration(
     With ``barcode_gaps`` the maps also read the winner's label's barcode gap (``barcode_gap.py``;
     measured on the reference's nearest neighbours, ``index.search``). ``rank_parts`` (rank ->
     ``[start, stop)``): those ranks read the similarity of that part of the vectors
-    (``calibration.rank_similarities``; the model's ``rank_parts``).
+    (``calibration.rank_similarities``). With ``sisters`` N the unseen-species pseudo-queries also
+    leave out the species of their nearest remaining record, N times over (harder: a new species
+    whose closest relatives are missing from the reference too).
     """
     rank_parts = dict(rank_parts or {})
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
@@ -88,7 +90,7 @@ def fit_calibration(
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
     found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], rank_parts)
-             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, rank_parts))
+             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, rank_parts, sisters))
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
     kept = [(name, found_, share, left_out) for name, found_, share, left_out
             in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(found_[0])]
@@ -104,7 +106,8 @@ def fit_calibration(
     fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths, rank_sims=by_rank)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
-        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record)},
+        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record),
+         **({"sisters": sisters} if sisters else {})},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
         lengths is not None, rank_parts,
     )
@@ -185,7 +188,7 @@ class Nodes:
 
 def _pseudo_queries(
     source: tuple[np.ndarray, np.ndarray] | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
-    k: int, plans: list[tuple[str | None, str | None]], rank_parts: dict[str, list[int]],
+    k: int, plans: list[tuple[str | None, str | None]], rank_parts: dict[str, list[int]], sisters: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """Exact neighbours ``(queries, rows, sims, {rank: sims})`` of sampled records, one per plan
     (the last: the similarities of the ranks that read a part of the vectors, ``rank_parts``).
@@ -198,7 +201,8 @@ def _pseudo_queries(
     ``rank`` (BIOSCAN's pretrain records lack species: they may be of the query's species).
     The query is kept only if labelled at ``rank`` and its ``above`` taxon still has records
     left (a species of a monotypic genus simulates an unseen genus, not an unseen species).
-    ``(None, None)`` excludes only the record itself (seen).
+    ``(None, None)`` excludes only the record itself (seen). With ``sisters`` N a plan at the finest
+    rank also excludes the records of the label of the query's nearest remaining record, N times.
     """
     from clibd_cli.reference.search import top_k
 
@@ -218,6 +222,9 @@ def _pseudo_queries(
             else:
                 code = reference.codes[rank]
                 excluded = code[None, :] == code[queries][:, None]
+                for _ in range(sisters if rank == reference.ranks[-1] else 0):
+                    nearest = code[np.argmax(np.where(excluded | (code < 0)[None, :], -np.inf, scores), axis=1)]
+                    excluded |= code[None, :] == nearest[:, None]
                 keep = code[queries] >= 0
                 if above is not None:
                     up = reference.codes[above]

@@ -96,7 +96,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
               held_out: tuple[np.ndarray, dict] | None = None,
               short: PartialQueries | None = None, rank_parts: dict[str, list[int]] | None = None,
-              partial_part: list[int] | None = None) -> dict[str, dict]:
+              partial_part: list[int] | None = None, sisters: int = 0) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
@@ -106,17 +106,19 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
     assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
     ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``).
-    ``rank_parts``: the ranks whole barcodes answer from a part of the vectors (the model's
-    ``rank_parts``, e.g. ``--model kmer-aa``); ``partial_part``: the part partial barcodes answer
-    every rank from (its ``nucleotides``)."""
+    ``rank_parts``: the ranks whole barcodes answer from a part of the vectors, ``partial_part``:
+    the part partial barcodes answer every rank from, ``sisters``: how many nearest species the
+    whole barcodes' new-species pseudo-queries also leave out (a model's ``calibration_hints``,
+    e.g. ``--model kmer-aa``; ``fit_calibration``)."""
 
-    def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=rank_parts) -> dict:
+    def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
+            harder: int = 0) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
                                prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
-                               rank_parts=parts).to_json()
+                               rank_parts=parts, sisters=harder).to_json()
 
     modality = index.manifest["modality"]
-    calibration = {modality: fit(barcode_gaps=held_out is not None)}
+    calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters)}
     before = (index.calibration or {}).get(modality)
     if held_out is None and before and Calibration.from_json(before).held_out:
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
@@ -136,8 +138,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0
         fused = photos + np.where(has_photo, index.vectors(), 0.0)
         fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
-        calibration["image"] = fit(photos, parts=None)
-        calibration["image+dna"] = fit(fused.astype(np.float32), parts=None)
+        calibration["image"] = fit(photos)
+        calibration["image+dna"] = fit(fused.astype(np.float32))
     kept = {kind: data for kind, data in (index.calibration or {}).items() if kind not in calibration}
     for kind in kept:
         log.warning("the %s calibration is kept from before (%s)", kind, f"append {FEW_SHORT} records or more "

@@ -198,18 +198,11 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
                                    seed=settings.seed, held_out=queries, short=short,
-                                   **model_parts(embedder.model))
+                                   **getattr(embedder.model, "calibration_hints", {}))
     target.save(output)
     discard(shards_folder(output))
     discard(shards_folder(output, "held-out"))
     click.echo(target.info())
-
-
-def model_parts(model) -> dict:
-    """What parts of its vectors a model's barcodes answer from (``--model kmer-aa``), as
-    ``calibrate`` takes them."""
-    parts = getattr(model, "rank_parts", None)
-    return {"rank_parts": parts, "partial_part": model.nucleotides} if parts else {}
 
 
 @index.command("info")

@@ -90,16 +90,17 @@ class KmerProfileModel:
         return f"kmer-profile-k{self.k}-{self.scale}{peptide}"
 
     @property
-    def rank_parts(self) -> dict[str, list[int]]:
-        """Ranks of whole barcodes decided from a part of the vectors: species from the nucleotides
-        alone (amino acids blur species that differ by synonymous changes; ``Calibration.rank_parts``)."""
-        return {"species": self.nucleotides} if self.peptide_k else {}
-
-    @property
-    def nucleotides(self) -> list[int]:
-        """``[start, stop)`` of the nucleotide profile in the vectors: what partial barcodes are
-        read with at every rank (the translation of a short stretch is too sparse a profile)."""
-        return [0, 4**self.k]
+    def calibration_hints(self) -> dict:
+        """What the peptide profile asks of ``clibd index``'s calibration (``query_kinds.calibrate``):
+        whole barcodes' species read from the nucleotides alone (amino acids blur species that
+        differ by synonymous changes), partial barcodes read from the nucleotides at every rank
+        (the translation of a short stretch is too sparse a profile), and new-species
+        pseudo-queries that leave out their nearest species too (chosen on BOLD val_unseen:
+        without it genus confidences were under-confident; benchmarks/README.md)."""
+        if not self.peptide_k:
+            return {}
+        nucleotides = [0, 4**self.k]
+        return {"rank_parts": {"species": nucleotides}, "partial_part": nucleotides, "sisters": 1}
 
     def embed_barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
         """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer)."""

@@ -61,7 +61,8 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
     packed.calibration = calibrate(packed, None, (), k=fitted.k, seed=fitted.fitted_on.get("seed", 0),
                                    prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
                                    held_out=held_out, short=short, rank_parts=fitted.rank_parts,
-                                   partial_part=next(iter(partial.values()), None))
+                                   partial_part=next(iter(partial.values()), None),
+                                   sisters=fitted.fitted_on.get("sisters", 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, directory=True) as tmp:
