@@ -340,3 +340,22 @@ def test_gradient_accumulation_and_bf16_autocast(bold_h5, no_dropout, tmp_path):
     assert bf16 == pytest.approx(losses(tmp_path / "accum"), abs=0.05) and bf16 != losses(tmp_path / "accum")
     state = torch.load(tmp_path / "accum" / "last" / "train_state.pt", weights_only=True)
     assert state["step"] == 3 and state["batch"] == 6 and state["total_steps"] == 3
+
+
+def test_default_splits_fit_a_file_prepared_from_labelled_fasta(tmp_path):
+    """Every record has a species: no `pretrain` split; the default trains on `train` alone
+    (an explicit missing split is still an error)."""
+    from fixtures.specimens import run
+
+    rows = [r for r in bold_table()[1] if r["split"] == "train" and r["species"]][:300]
+    fasta = tmp_path / "mine.fa"
+    fasta.write_text("".join(f">{r['processid']};tax=o:{r['order']},f:{r['family']},g:{r['genus']},"
+                             f"s:{r['species'].replace(' ', '_')};\n{r['dna_barcode']}\n" for r in rows))
+    assert run("prepare", fasta, "--seed", "1", "-o", tmp_path / "mine.h5").exit_code == 0
+    base = ["--model", "clibd-tiny", "--data", tmp_path / "mine.h5", "--modalities", "dna,text",
+            "--batch-size", "4", "--max-steps", "1", "--val-limit", "4"]
+    result = train(*base, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "args.json").read_text())["args"]["train_splits"] == ["train"]
+    named = train(*base, "--out", tmp_path / "run2", "--train-splits", "pretrain,train")
+    assert named.exit_code == 1 and "no split 'pretrain'" in named.output

@@ -34,7 +34,9 @@ def index() -> None:
 @click.argument("references", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-m", "--model", "model_dir", required=True,
               help="Trained model directory (from clibd train or clibd import), or `kmer` for the "
-                   "model-free k-mer profile embedding (barcodes only; no training needed).")
+                   "model-free k-mer profile embedding (barcodes only; no training needed), or "
+                   "`kmer-aa` for that plus the amino acids of the translation (COI and other "
+                   "protein-coding mitochondrial barcodes of invertebrates).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Index directory to write: new, empty, or an earlier index (replaced atomically); "
                    "any other folder or file is refused. A second clibd writing the same index waits.")
@@ -111,7 +113,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
     from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
-    from clibd_cli.embedding.kmer import KMER_MODEL, MODEL_FREE
+    from clibd_cli.embedding.kmer import KMER_MODEL, MODEL_FREE, PEPTIDE_MODEL
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
     from clibd_cli.reference.sketch import orient_references
@@ -124,7 +126,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
                          inputs=(*references, *held_out, *images, *([taxonomy] if taxonomy else [])))
     if not model_available(model_dir):
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
-                                 f"or use {KMER_MODEL} for the model-free k-mer profile)", param_hint="--model")
+                                 f"or use {KMER_MODEL} or {PEPTIDE_MODEL} for a model-free k-mer profile)", param_hint="--model")
     if nproc_per_node > 1 and model_dir in MODEL_FREE:
         raise click.BadParameter(f"the {model_dir} model runs in one process", param_hint="--nproc-per-node")
     if nproc_per_node > 1 and distributed.detect().size == 1:

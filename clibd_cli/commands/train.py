@@ -106,6 +106,9 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     from clibd_cli.training.loop import TrainConfig, run_training
     from clibd_cli.training.validation import metric_names
 
+    if ctx.get_parameter_source("train_splits") is click.core.ParameterSource.DEFAULT:
+        train_splits = _default_splits(data, train_splits)
+
     if best_metric != "auto" and best_metric not in metric_names(modalities):
         raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
                                  f"e.g. {', '.join(metric_names(modalities)[-3:])}",
@@ -121,6 +124,29 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
         command=command,
     )
     run_training(cfg)
+
+
+def _default_splits(data: str, splits: tuple[str, ...]) -> tuple[str, ...]:
+    """The default training splits that ``data`` has (a file from labelled FASTA has no
+    ``pretrain``: every record has a species); all of them if it has none, for the error."""
+    import logging
+
+    from clibd_cli.data.store import open_dataset
+    from models.errors import ClibdError
+
+    present = []
+    with open_dataset(data) as dataset:
+        for name in splits:
+            try:
+                dataset.resolve(name)
+                present.append(name)
+            except ClibdError:
+                pass
+    if not present or len(present) == len(splits):
+        return splits
+    logging.getLogger("clibd").info("training on %s: %s has no %s split", ",".join(present), data,
+                                    ",".join(s for s in splits if s not in present))
+    return tuple(present)
 
 
 def _command_line(ctx: click.Context) -> list[str]:
