@@ -210,3 +210,10 @@ def test_outputs_and_inputs_that_clash_are_usage_errors(kmer_index, tmp_path):
     assert twice.exit_code == 2 and "standard input ('-') given twice" in twice.stderr
     nan = run("classify", "--index", index, "--min-confidence", "nan", fasta)
     assert nan.exit_code == 2 and "is not a number" in nan.stderr
+
+
+def test_a_mistyped_model_is_named_as_the_users(kmer_index, tmp_path):
+    index, records = kmer_index
+    fasta = write_fasta(tmp_path / "q.fa", records[:1], sintax=False)
+    typo = run("classify", "--index", index, "--model", "nosuchmodel", fasta)
+    assert typo.exit_code == 1 and "nosuchmodel: not a model directory or a model name" in error_line(typo)

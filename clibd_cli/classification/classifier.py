@@ -72,6 +72,9 @@ class Classifier:
         ``prior_unseen``: the share of queries from species absent from the reference; None: the
         one fixed at index time, else estimated on the first call's queries."""
         self.index = load_index(index_dir, verify=verify)
+        if model and not model_available(str(model)):
+            raise ClibdError(f"{model}: not a model directory or a model name clibd knows (kmer, kmer-aa, "
+                             "a model shipped with clibd)")
         model = model or self.index.manifest.get("model")
         if not model or not model_available(str(model)):
             raise ClibdError(f"{index_dir}: the model this index was built with ({model}) is not available; "

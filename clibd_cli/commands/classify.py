@@ -219,7 +219,7 @@ def _default_index(images: tuple[str, ...], model_dir: str | None, progress: boo
         raise ClibdError(f"the bundled model {DEFAULT_MODEL} was trained on barcodes only and cannot "
                          "classify photos; give --index built with a model trained on specimen photos "
                          "(clibd train on BIOSCAN data, or clibd import of the CLIBD authors' checkpoints)")
-    if model_dir is not None:
+    if model_dir not in (None, DEFAULT_MODEL):
         raise ClibdError("--model needs --index: the bundled reference was built with the bundled model "
                          f"{DEFAULT_MODEL}")
     return str(default_index(progress=progress))
