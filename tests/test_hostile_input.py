@@ -217,3 +217,12 @@ def test_a_mistyped_model_is_named_as_the_users(kmer_index, tmp_path):
     fasta = write_fasta(tmp_path / "q.fa", records[:1], sintax=False)
     typo = run("classify", "--index", index, "--model", "nosuchmodel", fasta)
     assert typo.exit_code == 1 and "nosuchmodel: not a model directory or a model name" in error_line(typo)
+
+
+def test_a_reference_too_small_to_calibrate_says_so(tmp_path):
+    one = write_fasta(tmp_path / "one.fa", specimens(n_species=1, per_species=1, unnamed=0))
+    result = run("index", "-m", "kmer", one, "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    assert "no species of the reference has two records or more" in result.stderr
+    two = write_fasta(tmp_path / "two.fa", specimens(n_species=2, per_species=2, unnamed=0))
+    assert "two records or more" not in run("index", "-m", "kmer", two, "-o", tmp_path / "index2").stderr

@@ -119,6 +119,9 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters)}
+    if held_out is None and not calibration[modality]["fitted_on"]["pseudo_queries"][0]:
+        log.warning("no species of the reference has two records or more: nothing to fit confidences on, "
+                    "so every query will be unassigned (add records, or give --calibrate-on)")
     before = (index.calibration or {}).get(modality)
     if held_out is None and before and Calibration.from_json(before).held_out:
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
