@@ -133,6 +133,10 @@ def test_sintax_strand_is_the_strand_the_barcode_was_read_on(kmer_case, tmp_path
     assert [line.strand for line in lines] == ["-"] * len(named)
     assert [line.cutoff for line in lines] == \
         [{rank: row[rank].replace(" ", "_") for rank in RANK_OF.values() if row[rank]} for row in named]
+    blast = run("-q", "classify", "--index", root / "index", flipped, "--format", "blast6")
+    cells = [line.split("\t") for line in blast.stdout.splitlines()]
+    assert len(cells) == len(named)
+    assert all(int(c[8]) == int(c[3]) and int(c[9]) == 1 for c in cells)  # minus strand: sstart > send
 
 
 def test_sintax_reader_reports_the_broken_line(tmp_path):

@@ -18,7 +18,8 @@ and a reader of SINTAX tables (ours and ``vsearch --sintax --tabbedout``).
   1), best first; no line for an unreadable record or a photo, as BLAST writes none for a
   query without hits. clibd aligns nothing: ``pident`` is 100 × the embedding's cosine
   similarity, the alignment columns describe the whole query (``length`` its bases,
-  ``mismatch`` the share the identity implies, no gaps) and ``evalue``/``bitscore`` are -1/0,
+  ``mismatch`` the share the identity implies, no gaps; a record read reverse-complemented has
+  ``sstart`` > ``send``, as BLAST writes a minus-strand hit) and ``evalue``/``bitscore`` are -1/0,
   vsearch's ``--blast6out`` values for what it does not compute.
 """
 
@@ -109,8 +110,9 @@ def blast6_rows(result) -> list[tuple]:
     for hit in result.neighbours:
         identity = min(max(hit.similarity, 0.0), 1.0)
         mismatches = round(length * (1.0 - identity))
+        subject = (1, length) if strand(result) == "+" else (length, 1)  # minus strand: sstart > send, as BLAST
         rows.append((result.query.id, hit.id, f"{100 * identity:.1f}", length, mismatches, 0,
-                     1, length, 1, length, -1, 0))
+                     1, length, *subject, -1, 0))
     return rows
 
 
