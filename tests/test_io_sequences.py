@@ -88,6 +88,12 @@ def test_truncated_gzip_and_binary_input_are_clear_errors(tmp_path):
     binary.write_bytes(b">a\n" + bytes(range(128, 256)))
     with pytest.raises(ClibdError, match="not UTF-8 text"):
         list(read_sequences(binary))
+    # a Latin-1 byte far down a long file is named on its own line, not the block's first
+    latin = tmp_path / "latin.fasta"
+    latin.write_bytes(FASTA.encode() * 300 + b">M\xfcller 1\nACGT\n")
+    line = FASTA.count("\n") * 300 + 1
+    with pytest.raises(ClibdError, match=rf"latin.fasta:{line}: not UTF-8 text \(byte b'\\xfc'\)"):
+        list(read_sequences(latin))
 
 
 def test_sintax_header_parsing():

@@ -64,9 +64,10 @@ def reading(source: str | Path, line: list[int] | None = None) -> Iterator[None]
     try:
         yield
     except UnicodeDecodeError as exc:
-        name = _at(source, line)
-        raise ClibdError(f"{name}: not UTF-8 text (byte {exc.start} of a block: {exc.reason}); "
-                         "is this the right file?") from None
+        bad = None if str(source) == "-" else _first_bad_line(source)
+        name = _at(source, line) if bad is None else f"{display_name(source)}:{bad[0]}"
+        what = exc.reason if bad is None else f"byte {bad[1]!r}"
+        raise ClibdError(f"{name}: not UTF-8 text ({what}); is this the right file? (save it as UTF-8)") from None
     except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as exc:
         raise ClibdError(f"{_at(source, line)}: unreadable compressed file ({exc or 'it ends too early'}); "
                          "the records before this line were read; is the download complete?") from None
@@ -74,6 +75,18 @@ def reading(source: str | Path, line: list[int] | None = None) -> Iterator[None]
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
         raise ClibdError(f"{_at(source, line)}: cannot read ({exc.strerror or exc})") from None
+
+
+def _first_bad_line(source: str | Path) -> tuple[int, bytes] | None:
+    """The first line of a file that is not UTF-8, and its first undecodable byte (the text
+    reader decodes blocks ahead of the line it hands out, so its own count is early)."""
+    with open_binary(source) as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, raw[exc.start:exc.start + 1]
+    return None
 
 
 def _at(source: str | Path, line: list[int] | None) -> str:
