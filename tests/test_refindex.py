@@ -168,3 +168,24 @@ def test_bad_inputs_are_clear_errors():
     index, _ = small_index()
     with pytest.raises(ClibdError, match=r"expected a \[N, 16\] array"):
         index.search(unit(2, dim=8), 3)
+
+
+def test_stored_vectors_are_read_from_the_file_as_hnswlib_holds_them(tmp_path):
+    """``node_vectors`` reads index.bin's level-0 block (hnswlib's get_items copies one item at
+    a time); the same vectors in the same order, and hnswlib's answer when the file is not as
+    expected or the graph has grown since it was saved."""
+    from clibd_cli.reference.hnsw_file import stored_vectors
+
+    index, vectors = small_index()
+    index.save(tmp_path / "ref")
+    loaded = load_index(tmp_path / "ref")
+    graph = loaded.graph
+    expected = graph.get_items(np.arange(graph.get_current_count()), return_type="numpy")
+    stored = stored_vectors(tmp_path / "ref" / "index.bin", loaded.manifest["dim"])
+    assert stored.dtype == np.float32 and np.array_equal(stored, expected)
+    assert np.array_equal(loaded.node_vectors(), expected)
+    assert stored_vectors(tmp_path / "ref" / "index.bin", 8) is None  # not this dimension
+    (tmp_path / "cut.bin").write_bytes((tmp_path / "ref" / "index.bin").read_bytes()[:500])
+    assert stored_vectors(tmp_path / "cut.bin", 16) is None
+    loaded.append(unit(3, seed=9), ["new0", "new1", "new2"], {"genus": ["G9"] * 3, "species": [None] * 3})
+    assert np.array_equal(loaded.node_vectors()[-3:], unit(3, seed=9))

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
+from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
@@ -73,9 +74,9 @@ class ReferenceIndex:
         """The distinct reference vectors ``[nodes, D]`` float32 (read once, then cached)."""
         n = self.graph.get_current_count()
         if self._node_vectors is None or len(self._node_vectors) != n:
-            self._node_vectors = np.ascontiguousarray(
-                self.graph.get_items(np.arange(n), return_type="numpy"), dtype=np.float32
-            )
+            stored = stored_vectors(self.path / INDEX_FILE, self.manifest["dim"]) if self.path else None
+            self._node_vectors = stored if stored is not None and len(stored) == n else np.ascontiguousarray(
+                self.graph.get_items(np.arange(n), return_type="numpy"), dtype=np.float32)
         return self._node_vectors
 
     def vectors(self) -> np.ndarray:
@@ -311,7 +312,7 @@ def load_index(
     if nodes.ndim != 1 or not np.issubdtype(nodes.dtype, np.integer) or (len(nodes) and nodes.min() < 0):
         raise ClibdError(f"{path / NODES_FILE}: expected one graph node number (≥ 0) per record, found a "
                          f"{nodes.dtype} array of shape {list(nodes.shape)}; {REBUILD}")
-    stored = _stored_dim(path / INDEX_FILE)
+    stored = stored_dim(path / INDEX_FILE)
     if stored != manifest["dim"]:
         raise ClibdError(f"{manifest_path}: dim {manifest['dim']} but {INDEX_FILE} holds {stored}-dimensional "
                          f"vectors; {REBUILD}")
@@ -334,12 +335,6 @@ def load_index(
     if model_fingerprint is not None:
         index.check_model(model_fingerprint)
     return index
-
-
-def _stored_dim(path: Path) -> int | None:
-    """The vector dimension an hnswlib index file was saved with (its header's data size / 4)."""
-    header = np.fromfile(path, dtype="<u8", count=6)
-    return int(header[4] - header[5]) // 4 if len(header) == 6 else None
 
 
 def _load_sketch(path: Path, manifest: dict) -> Sketch:
