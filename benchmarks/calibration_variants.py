@@ -15,7 +15,8 @@ Variants: `base` (the default index: pseudo-queries, three features, and what th
 `calibration_hints` add), `gaps` (+ barcode gaps, ``clibd_cli/classification/barcode_gap.py``),
 `sister` / `sisterN` (unseen-species pseudo-queries also leave out the N species nearest to them;
 `--model kmer-aa` leaves out 1 unless `sister0`), `rarityP` (unseen pseudo-queries drawn with probability
-proportional to (records of their species)^-P instead of ^-1: P = 0 draws records uniformly), and
+proportional to (records of their species)^-P: P = 0 draws records uniformly, 1 is the default,
+`--model kmer-aa` uses 2 unless `rarity1`; joined with `:`, e.g. `sister0:rarity1`), and
 `base+ho` / `gaps+ho` (maps refitted on val + val_unseen, as `clibd index --calibrate-on`;
 reported on test only). Every query is read with the whole-barcode (`dna`) calibration.
 """
@@ -70,11 +71,16 @@ def main() -> None:
 
 def fit(index, variant: str, data: dict):
     """The calibration of one variant."""
-    rarity = float(variant.removeprefix("rarity")) if variant.startswith("rarity") else 1.0
     hints = MODEL_FREE[index.manifest["model"]]().calibration_hints
-    sisters = int(variant.removeprefix("sister") or 1) if variant.startswith("sister") else hints.get("sisters", 0)
-    calibration = fitting.fit_calibration(index, barcode_gaps=variant.startswith("gaps"),
-                                          rank_parts=hints.get("rank_parts"), species_weight=rarity, sisters=sisters)
+    parts = variant.removesuffix("+ho").split(":")  # e.g. sister0:rarity1
+    rarity, sisters = hints.get("species_weight", 1.0), hints.get("sisters", 0)
+    for part in parts:
+        if part.startswith("rarity"):
+            rarity = float(part.removeprefix("rarity"))
+        elif part.startswith("sister"):
+            sisters = int(part.removeprefix("sister") or 1)
+    calibration = fitting.fit_calibration(index, barcode_gaps="gaps" in parts, rank_parts=hints.get("rank_parts"),
+                                          species_weight=rarity, sisters=sisters)
     if variant.endswith("+ho"):
         vectors = np.concatenate([data["val"][3], data["val_unseen"][3]])
         labels = {r: data["val"][2][r] + data["val_unseen"][2][r] for r in RANKS}

@@ -59,7 +59,7 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
     assert manifest["model_fingerprint"].startswith("kmer-profile-k5-sqrt+peptide-k2")
     calibration = json.loads((index / "calibration.json").read_text())
     assert calibration["dna"]["rank_parts"] == {"species": [0, 1024]}
-    assert calibration["dna"]["fitted_on"]["sisters"] == 1
+    assert calibration["dna"]["fitted_on"]["sisters"] == 1 and calibration["dna"]["fitted_on"]["species_weight"] == 2
     result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False))
     assert result.exit_code == 0, result.stderr
     for row, query in zip(tsv(result.stdout), queries, strict=True):

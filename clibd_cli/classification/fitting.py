@@ -107,7 +107,8 @@ def fit_calibration(
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record),
-         **({"sisters": sisters} if sisters else {})},
+         **({"sisters": sisters} if sisters else {}),
+         **({"species_weight": species_weight} if species_weight != 1.0 else {})},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
         lengths is not None, rank_parts,
     )

@@ -96,7 +96,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
               held_out: tuple[np.ndarray, dict] | None = None,
               short: PartialQueries | None = None, rank_parts: dict[str, list[int]] | None = None,
-              partial_part: list[int] | None = None, sisters: int = 0) -> dict[str, dict]:
+              partial_part: list[int] | None = None, sisters: int = 0,
+              species_weight: float = 1.0) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
@@ -107,18 +108,19 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
     ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``).
     ``rank_parts``: the ranks whole barcodes answer from a part of the vectors, ``partial_part``:
-    the part partial barcodes answer every rank from, ``sisters``: how many nearest species the
-    whole barcodes' new-species pseudo-queries also leave out (a model's ``calibration_hints``,
-    e.g. ``--model kmer-aa``; ``fit_calibration``)."""
+    the part partial barcodes answer every rank from, ``sisters`` and ``species_weight``: how many
+    nearest species the whole barcodes' new-species pseudo-queries also leave out and how they are
+    drawn (a model's ``calibration_hints``, e.g. ``--model kmer-aa``; ``fit_calibration``)."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
-            harder: int = 0) -> dict:
+            harder: int = 0, weight: float = 1.0) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
                                prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
-                               rank_parts=parts, sisters=harder).to_json()
+                               rank_parts=parts, sisters=harder, species_weight=weight).to_json()
 
     modality = index.manifest["modality"]
-    calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters)}
+    calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters,
+                                 weight=species_weight)}
     if held_out is None and not calibration[modality]["fitted_on"]["pseudo_queries"][0]:
         log.warning("no species of the reference has two records or more: nothing to fit confidences on, "
                     "so every query will be unassigned (add records, or give --calibrate-on)")

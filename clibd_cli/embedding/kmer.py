@@ -95,12 +95,14 @@ class KmerProfileModel:
         whole barcodes' species read from the nucleotides alone (amino acids blur species that
         differ by synonymous changes), partial barcodes read from the nucleotides at every rank
         (the translation of a short stretch is too sparse a profile), and new-species
-        pseudo-queries that leave out their nearest species too (chosen on BOLD val_unseen:
-        without it genus confidences were under-confident; benchmarks/README.md)."""
+        pseudo-queries that leave out their nearest species too, drawn with probability
+        proportional to their species' records^-2 (both chosen on BOLD val_unseen: without them
+        genus confidences were under-confident; benchmarks/README.md)."""
         if not self.peptide_k:
             return {}
         nucleotides = [0, 4**self.k]
-        return {"rank_parts": {"species": nucleotides}, "partial_part": nucleotides, "sisters": 1}
+        return {"rank_parts": {"species": nucleotides}, "partial_part": nucleotides, "sisters": 1,
+                "species_weight": 2.0}
 
     def embed_barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
         """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer)."""

@@ -62,7 +62,8 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
                                    prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
                                    held_out=held_out, short=short, rank_parts=fitted.rank_parts,
                                    partial_part=next(iter(partial.values()), None),
-                                   sisters=fitted.fitted_on.get("sisters", 0))
+                                   sisters=fitted.fitted_on.get("sisters", 0),
+                                   species_weight=fitted.fitted_on.get("species_weight", 1.0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, directory=True) as tmp:
