@@ -11,12 +11,15 @@ analysis, never a setting, and not a strict bound). `--kmer-weight W` scores ref
 (embedding cosine + W x 5-mer profile cosine) / (1 + W) instead: the embedding plus the
 model-free profile. MODEL `kmer` is the 5-mer profile alone (`clibd index --model kmer`), `kmer-aa`
 the 5-mer profile plus the amino-acid pairs of the translation (`--model kmer-aa`, whose cosine
-this is; its species rank reads the nucleotides alone, which this genus yardstick does not use).
+this is; its species rank reads the nucleotides alone, which this genus yardstick does not use;
+`--peptide-weight W` sets its weight, 2 by default). `--split val_unseen` measures on those
+records instead of `test_unseen` (to choose settings apart from the test queries).
 `--identity` rescores each query's 50 nearest records by alignment identity (1 - edit distance /
 the shorter length, end gaps of the longer free; Biopython) and re-sorts them: what a k-mer
 search refined by alignment, as vsearch does, would give these features.
 
     .venv/bin/python benchmarks/genus_headroom.py MODEL [MODEL ...] [--kmer-weight 1] [--identity]
+        [--peptide-weight W] [--split val_unseen]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from Bio.Align import PairwiseAligner
 from nearest_neighbour_bold import BOLD, embed
 
 from clibd_cli.classification.probability_map import apply_map, fit_map
-from clibd_cli.embedding.kmer import MODEL_FREE, kmer_profile
+from clibd_cli.embedding.kmer import MODEL_FREE, PEPTIDE_MODEL, KmerProfileModel, kmer_profile
 from models import load_model
 
 NEIGHBOURS = 50
@@ -43,22 +46,26 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--kmer-weight", type=float, default=0.0)
     parser.add_argument("--identity", action="store_true", help="rescore the 50 nearest by alignment identity")
+    parser.add_argument("--peptide-weight", type=float, default=None, help="kmer-aa's weight of the peptide profile")
+    parser.add_argument("--split", default="test_unseen", choices=["test_unseen", "val_unseen"])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = {"train": [], "test_unseen": []}
+    rows = {"train": [], args.split: []}
     for row in csv.DictReader(gzip.open(BOLD, "rt")):
         if row["split"] in rows:
             rows[row["split"]].append(row)
     genera, orders = (np.array([r[rank] for r in rows["train"]]) for rank in ("genus", "order"))
     known = set(genera)
-    queries = [r for r in rows["test_unseen"] if r["genus"] in known]
+    queries = [r for r in rows[args.split] if r["genus"] in known]
     truth, truth_order = (np.array([r[rank] for r in queries]) for rank in ("genus", "order"))
     profiles = [kmer_profile([r["dna_barcode"].replace("-", "") for r in part], 5)
                 if args.kmer_weight else None for part in (rows["train"], queries)]
     for name in args.models:
         if name in MODEL_FREE:
             model = MODEL_FREE[name]()
+            if name == PEPTIDE_MODEL and args.peptide_weight is not None:
+                model = KmerProfileModel(peptide_k=model.peptide_k, peptide_weight=args.peptide_weight)
             scores = (model.embed_barcodes([r["dna_barcode"] for r in queries])
                       @ model.embed_barcodes([r["dna_barcode"] for r in rows["train"]]).T)
         else:
@@ -79,7 +86,8 @@ def main() -> None:
         features = np.stack([np.log(np.maximum(1 - sims[:, 0], 1e-4)), sims[:, 0] - other, same.mean(axis=1)], 1)
         right = calls[:, 0] == truth
         p = apply_map(fit_map(features, right.astype(float), np.ones(len(right))), features)
-        print(json.dumps({"model": name, "kmer_weight": args.kmer_weight, "identity": args.identity,
+        print(json.dumps({"model": name, "split": args.split, "kmer_weight": args.kmer_weight,
+                          "peptide_weight": getattr(model, "peptide_weight", None), "identity": args.identity,
                           "queries": len(queries),
                           "nearest order right": round(100 * (orders[order[:, 0]] == truth_order).mean(), 1),
                           "nearest genus right": round(100 * right.mean(), 1),
