@@ -226,3 +226,16 @@ def test_a_reference_too_small_to_calibrate_says_so(tmp_path):
     assert "no species of the reference has two records or more" in result.stderr
     two = write_fasta(tmp_path / "two.fa", specimens(n_species=2, per_species=2, unnamed=0))
     assert "two records or more" not in run("index", "-m", "kmer", two, "-o", tmp_path / "index2").stderr
+
+
+def test_outputs_that_cannot_be_streams_or_options_that_would_do_nothing_are_refused(kmer_index, tmp_path):
+    index, records = kmer_index
+    fasta = write_fasta(tmp_path / "q.fa", records[:2], sintax=False)
+    for fmt in ("qiime2", "sintax"):
+        result = run("classify", "--index", index, "--format", fmt, "--top-k", "3", fasta)
+        assert result.exit_code == 2 and "--top-k lists neighbours in tsv, jsonl or blast6" in result.stderr
+    summary = run("classify", "--index", index, "--summary", "-", fasta)
+    assert summary.exit_code == 2 and "give a path, not '-'" in summary.stderr
+    embedded = run("embed", "-m", "kmer", fasta, "-o", "-")
+    assert embedded.exit_code == 2 and "give a path, not '-'" in embedded.stderr
+    assert not (tmp_path / "-").exists()

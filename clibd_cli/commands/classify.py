@@ -128,6 +128,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         raise click.UsageError("--counts goes with --summary")
     if inputs.count("-") > 1:
         raise click.UsageError("standard input ('-') given twice: it can be read once")
+    if top_k and fmt in ("qiime2", "sintax"):
+        raise click.UsageError(f"--top-k lists neighbours in tsv, jsonl or blast6; --format {fmt} has no place for them")
+    if summary_path is not None and str(summary_path) == "-":
+        raise click.UsageError("--summary writes several files (TSV, HTML, Krona text): give a path, not '-'")
     import logging
     from itertools import chain, islice
 

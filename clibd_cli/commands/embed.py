@@ -40,6 +40,8 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
       clibd embed -m run/best bold.h5 --split test --modality dna -o test_dna.h5
       clibd embed --nproc-per-node 4 -m run/best bioscan5m.h5 --modality image -o photos.h5
     """
+    if str(output) == "-":
+        raise click.UsageError("-o: the embeddings are an HDF5 file; give a path, not '-'")
     import logging
 
     from clibd_cli.embedding.embedder import Embedder, load_model_for
