@@ -350,3 +350,20 @@ def test_embedding_cache_is_read_back_and_keyed_by_model_precision_and_dataset(d
     data.write_bytes(data.read_bytes() + b"\0")  # the dataset file changed (size, mtime)
     assert embeds(model) == 1 and embeds(model) == 0
     assert embeds(FixedVectors()) == 1  # no fingerprint: never cached
+
+
+def test_a_file_with_keys_of_val_unseen_species_only_keeps_them_in_the_paper_keys(tmp_path):
+    """A small FASTA prepared in the CLIBD 1M layout may hold `val_unseen_keys` but no
+    `test_unseen_keys`: the paper keys are the seen keys and those, and left-out differs."""
+    from clibd_cli.data.store import open_dataset
+
+    path = tmp_path / "small.h5"
+    with DatasetWriter(path) as writer:
+        for pid, split, name in (("k0", "seen_keys", "A1"), ("k1", "seen_keys", "B1"), ("u0", "val_unseen_keys", "A3"),
+                                 ("v0", "val_seen", "A1"), ("v1", "val_unseen", "A3")):
+            order, family, genus = LINEAGE[name]
+            writer.add(split, Record(pid, barcode="ACGT" * 100, order=order, family=family, genus=genus, species=name))
+    with open_dataset(path) as ds:
+        found, notes = scenarios(ds, "val")
+        assert [(s.name, s.keys) for s in found] == [("paper", ("seen_keys", "val_unseen_keys")),
+                                                     ("left-out", ("seen_keys",))]

@@ -67,6 +67,9 @@ def scenarios(dataset: Dataset, on: str, wanted: tuple[str, ...] = ("paper", "le
     else:
         queries["unseen"] = unseen
     seen_keys, all_keys = _groups(dataset, "seen_keys"), _groups(dataset, "all_keys")
+    if all_keys is None and seen_keys is not None:  # a small file may hold keys of val's unseen species only
+        unseen_keys = [g for name in ("val_unseen_keys", "test_unseen_keys") for g in _groups(dataset, name) or ()]
+        all_keys = tuple(dict.fromkeys(seen_keys + tuple(unseen_keys))) if unseen_keys else None
     if seen_keys is None and all_keys is None:
         raise ClibdError(f"{dataset.path}: no key splits (train/seen_keys, key_unseen/*_unseen_keys)")
     found = []
