@@ -163,6 +163,23 @@ def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vec
     return out
 
 
+def search_part(rank_parts: dict[str, list[int]], ranks: list[str]) -> list[int] | None:
+    """The part of the vectors a calibration also searches with: the one every rank reads, when
+    they all read the same (partial barcodes of ``--model kmer-aa``: the 5-mers), else None."""
+    parts = {tuple(rank_parts.get(rank, ())) for rank in ranks}
+    return list(parts.pop()) if len(parts) == 1 and ranks and ranks[0] in rank_parts else None
+
+
+def part_only(vectors: np.ndarray, part: list[int] | None) -> np.ndarray:
+    """``vectors`` with every dimension outside ``part`` zeroed (all of them if None): searching
+    with them ranks references by that part alone."""
+    if part is None:
+        return vectors
+    out = np.zeros_like(vectors)
+    out[:, part[0]:part[1]] = vectors[:, part[0]:part[1]]
+    return out
+
+
 def feature_names(gaps: bool, by_length: bool) -> list[str]:
     return [*FEATURES, *(GAP_FEATURES if gaps else ()), *((LENGTH_FEATURE,) if by_length else ())]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, RankGaps, fit_gaps
 from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
-from clibd_cli.classification.calibration import Calibration, rank_similarities
+from clibd_cli.classification.calibration import Calibration, part_only, rank_similarities, search_part
 from clibd_cli.classification.decision import Neighbours
 from clibd_cli.classification.probability_map import fit_map
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
@@ -152,7 +152,8 @@ def fit_calibration_held_out(
             f"{int(unseen.sum())} absent; check that their names are spelled as the reference's)")
     truth = {rank: t[labelled] for rank, t in truth.items()}
     k = decisions.k
-    rows, sims = exact_search(vectors, queries[labelled], k)
+    rows, sims = exact_search(vectors, part_only(queries[labelled], search_part(decisions.rank_parts,
+                                                                                reference.ranks)), k)
     by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows)
     mix = float(unseen.mean())
     groups = (~unseen, unseen)
@@ -192,7 +193,8 @@ def _pseudo_queries(
     k: int, plans: list[tuple[str | None, str | None]], rank_parts: dict[str, list[int]], sisters: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """Exact neighbours ``(queries, rows, sims, {rank: sims})`` of sampled records, one per plan
-    (the last: the similarities of the ranks that read a part of the vectors, ``rank_parts``).
+    (the last: the similarities of the ranks that read a part of the vectors, ``rank_parts``;
+    searched with that part alone when every rank reads the same one, ``calibration.search_part``).
 
     Record ``q`` queries as ``vectors[position[q]]`` for ``source = (vectors, position)`` (its
     own vector if ``source`` is None) against every reference record.
@@ -208,6 +210,7 @@ def _pseudo_queries(
     from clibd_cli.reference.search import top_k
 
     sample = np.sort(sample)
+    part = search_part(rank_parts, reference.ranks)  # searched with that part alone (partial barcodes)
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
              {rank: np.zeros((0, k)) for rank in rank_parts})
     found: list[list] = [[empty] for _ in plans]
@@ -216,7 +219,7 @@ def _pseudo_queries(
     for start in range(0, len(sample), step):
         queries = sample[start : start + step]
         rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[0][source[1][queries]]
-        scores = (rows @ nodes.vectors.T)[:, nodes.of_record]
+        scores = (part_only(rows, part) @ nodes.vectors.T)[:, nodes.of_record]
         for (rank, above), out in zip(plans, found):
             if rank is None:
                 excluded, keep = np.arange(n)[None, :] == queries[:, None], queries >= 0
