@@ -152,15 +152,18 @@ def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vec
                       rows: np.ndarray, chunk: int = 1024) -> dict[str, np.ndarray]:
     """``{rank: [Q, K]}`` cosine over the part of the vectors each rank of ``rank_parts`` reads
     (``Calibration.rank_parts``; e.g. the nucleotide profile of ``--model kmer-aa`` at species)
-    between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``)."""
-    out = {rank: np.zeros(rows.shape) for rank in rank_parts}
-    for at in range(0, len(rows), chunk):
-        q, n = queries[at: at + chunk], vectors[rows[at: at + chunk]]
-        for rank, (start, stop) in rank_parts.items():
-            qp, np_ = q[:, start:stop], n[:, :, start:stop]
-            norms = np.linalg.norm(qp, axis=1)[:, None] * np.linalg.norm(np_, axis=2)
-            out[rank][at: at + chunk] = np.einsum("qd,qkd->qk", qp, np_) / np.maximum(norms, 1e-12)
-    return out
+    between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``);
+    computed once per distinct part."""
+    by_part: dict[tuple[int, int], np.ndarray] = {}
+    for start, stop in {tuple(part) for part in rank_parts.values()}:
+        part = vectors[:, start:stop]
+        lengths = np.linalg.norm(part, axis=1)
+        sims = by_part[start, stop] = np.zeros(rows.shape)
+        for at in range(0, len(rows), chunk):
+            q, near = queries[at: at + chunk, start:stop], rows[at: at + chunk]
+            norms = np.linalg.norm(q, axis=1)[:, None] * lengths[near]
+            sims[at: at + chunk] = np.einsum("qd,qkd->qk", q, part[near]) / np.maximum(norms, 1e-12)
+    return {rank: by_part[tuple(part)] for rank, part in rank_parts.items()}
 
 
 def search_part(rank_parts: dict[str, list[int]], ranks: list[str]) -> list[int] | None:
