@@ -92,6 +92,9 @@ class ClibdGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
+        except KeyboardInterrupt:  # Ctrl-C: 130 (128 + SIGINT), as shells report it, not a data error's 1
+            click.echo("clibd: interrupted (nothing half-written is left)", err=True)
+            raise click.exceptions.Exit(130) from None
         except ClibdError as exc:
             raise _Failure(str(exc), exit_code=getattr(exc, "exit_code", 1)) from exc
         except Exception as exc:  # noqa: BLE001 - the last line of defence before the user

@@ -7,10 +7,11 @@
 #
 # A file already classified (its TSV exists) is skipped, so an interrupted batch resumes where it
 # stopped; each TSV appears only when complete. A file that fails is reported and the batch goes
-# on; the exit status is 1 if any failed. Set CLIBD to the clibd executable if it is not on PATH.
+# on; the exit status is 1 if any failed, 130 if interrupted (Ctrl-C). Set CLIBD to the clibd
+# executable if it is not on PATH.
 set -uo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 runs=$1 out=$2
@@ -29,9 +30,14 @@ for input in "$runs"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
     continue
   fi
   echo "classifying $input" >&2
-  if "$clibd" -q classify "$@" "$input" -o "$tsv" 2> "$out/$name.log"; then
+  "$clibd" -q classify "$@" "$input" -o "$tsv" 2> "$out/$name.log"
+  status=$?
+  if [ "$status" -eq 0 ]; then
     done=$((done + 1))
     [ -s "$out/$name.log" ] || rm -f "$out/$name.log"
+  elif [ "$status" -eq 130 ]; then  # Ctrl-C: stop here; a rerun resumes with this file
+    echo "interrupted: $done classified; rerun to go on" >&2
+    exit 130
   else
     failed=$((failed + 1))
     echo "  failed: $(tail -n 1 "$out/$name.log")" >&2

@@ -140,3 +140,17 @@ def test_pipeline_snakefile_does_the_same(kmer_index, tmp_path):
                              f"clibd={CLIBD}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     check_pipeline_output(out)
+
+
+def test_classify_folder_script_stops_when_clibd_is_interrupted(tmp_path):
+    """clibd exits 130 on Ctrl-C: the batch stops there (a rerun resumes) instead of going on."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("a.fasta", "b.fasta"):
+        (runs / name).write_text(">q\nACGT\n")
+    stub = tmp_path / "clibd"
+    stub.write_text("#!/usr/bin/env bash\necho called >> \"$(dirname \"$0\")/calls\"\nexit 130\n")
+    stub.chmod(0o755)
+    result = script("classify_folder.sh", runs, tmp_path / "out", cwd=tmp_path, CLIBD=str(stub))
+    assert result.returncode == 130 and "interrupted" in result.stderr
+    assert (tmp_path / "calls").read_text().count("called") == 1

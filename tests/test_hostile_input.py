@@ -239,3 +239,17 @@ def test_outputs_that_cannot_be_streams_or_options_that_would_do_nothing_are_ref
     embedded = run("embed", "-m", "kmer", fasta, "-o", "-")
     assert embedded.exit_code == 2 and "give a path, not '-'" in embedded.stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_an_interrupted_run_exits_130_not_as_a_data_error(kmer_index, tmp_path, monkeypatch):
+    from clibd_cli.classification.classifier import Classifier
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Classifier, "classify", interrupted)
+    index, records = kmer_index
+    out = tmp_path / "out.tsv"
+    result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", records[:2], sintax=False), "-o", out)
+    assert result.exit_code == 130 and "clibd: interrupted" in result.stderr
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
