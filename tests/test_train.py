@@ -359,3 +359,15 @@ def test_default_splits_fit_a_file_prepared_from_labelled_fasta(tmp_path):
     assert json.loads((tmp_path / "run" / "args.json").read_text())["args"]["train_splits"] == ["train"]
     named = train(*base, "--out", tmp_path / "run2", "--train-splits", "pretrain,train")
     assert named.exit_code == 1 and "no split 'pretrain'" in named.output
+
+
+def test_out_must_be_a_new_empty_or_run_folder(tmp_path):
+    """`--out` into a folder of other files is refused (exit 2), as `index -o` is: a run writes
+    best/, last/, args.json and metrics.jsonl there."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("a user's file")
+    data = tmp_path / "x.h5"
+    data.write_bytes(b"")
+    result = train("--model", "clibd-tiny", "--data", data, "--out", tmp_path / "mine")
+    assert result.exit_code == 2 and "not an earlier output of this command" in result.output
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "a user's file"

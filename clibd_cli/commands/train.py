@@ -99,6 +99,9 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
         raise click.BadParameter("crops barcodes: add dna to --modalities", param_hint="--dna-crop")
     if label_ranks and positives != "label":
         raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
+    from models.files import output_path
+
+    output_path(out, directory=True, marker="args.json", inputs=(data,))  # a run folder, or new / empty
     command = _command_line(ctx)
     if nproc_per_node > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(nproc_per_node, command[1:]))
