@@ -149,19 +149,23 @@ class Calibration:
 
 
 def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vectors: np.ndarray,
-                      rows: np.ndarray, chunk: int = 1024) -> dict[str, np.ndarray]:
+                      rows: np.ndarray, chunk: int = 1024,
+                      lengths: dict[tuple[int, int], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """``{rank: [Q, K]}`` cosine over the part of the vectors each rank of ``rank_parts`` reads
     (``Calibration.rank_parts``; e.g. the nucleotide profile of ``--model kmer-aa`` at species)
     between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``);
-    computed once per distinct part."""
+    computed once per distinct part. ``lengths``: a dict the caller keeps for calls on the same
+    ``vectors``, where each part's norms are computed once."""
     by_part: dict[tuple[int, int], np.ndarray] = {}
+    lengths = {} if lengths is None else lengths
     for start, stop in {tuple(part) for part in rank_parts.values()}:
         part = vectors[:, start:stop]
-        lengths = np.linalg.norm(part, axis=1)
+        if (start, stop) not in lengths:
+            lengths[start, stop] = np.linalg.norm(part, axis=1)
         sims = by_part[start, stop] = np.zeros(rows.shape)
         for at in range(0, len(rows), chunk):
             q, near = queries[at: at + chunk, start:stop], rows[at: at + chunk]
-            norms = np.linalg.norm(q, axis=1)[:, None] * lengths[near]
+            norms = np.linalg.norm(q, axis=1)[:, None] * lengths[start, stop][near]
             sims[at: at + chunk] = np.einsum("qd,qkd->qk", q, part[near]) / np.maximum(norms, 1e-12)
     return {rank: by_part[tuple(part)] for rank, part in rank_parts.items()}
 

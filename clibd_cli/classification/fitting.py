@@ -211,6 +211,7 @@ def _pseudo_queries(
 
     sample = np.sort(sample)
     part = search_part(rank_parts, reference.ranks)  # searched with that part alone (partial barcodes)
+    lengths: dict = {}  # the references' part norms, for every chunk
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
              {rank: np.zeros((0, k)) for rank in rank_parts})
     found: list[list] = [[empty] for _ in plans]
@@ -236,7 +237,8 @@ def _pseudo_queries(
                     excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
                     keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
             near, sims = top_k(np.where(excluded, -np.inf, scores), k)
-            by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]])
+            by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]],
+                                        lengths=lengths)
             out.append((queries[keep], near[keep], sims[keep], by_rank))
     return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
              {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]
