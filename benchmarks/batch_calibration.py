@@ -108,7 +108,9 @@ def species_weights(conf: np.ndarray, right: np.ndarray, species: np.ndarray, ra
     same (each record 1 / its species' records), its 90 % interval when the batch's species are
     resampled (``BOOTSTRAP`` draws of as many species, with replacement, seed 0: how much the ECE
     of a batch of this many species moves with which species it holds), and the species adding most to the gap
-    between mean confidence and accuracy (records x (confidence - accuracy) / batch, in points)."""
+    between mean confidence and accuracy (records x (confidence - accuracy) / batch, in points);
+    and the ECE a perfectly calibrated tool giving these very confidences would show on this batch
+    (:func:`calibrated_floor`)."""
     from clibd_cli.evaluation.metrics import reliability
 
     names, inverse, counts = np.unique(species, return_inverse=True, return_counts=True)
@@ -122,9 +124,24 @@ def species_weights(conf: np.ndarray, right: np.ndarray, species: np.ndarray, ra
     worst = np.argsort(-np.abs(gap))[:n]
     parts = [f"{names[i]} ({counts[i]} records, conf {conf[inverse == i].mean():.2f}, right "
              f"{right[inverse == i].mean():.2f}: {100 * gap[i]:+.1f})" for i in worst]
+    floor = 100 * calibrated_floor(conf, inverse, len(names))
     return (f"{rank}: ECE {100 * reliability(conf, right).ece:.1f} (species resampled: {low:.1f}-{high:.1f}), "
-            f"species-balanced {100 * balanced:.1f}; "
+            f"species-balanced {100 * balanced:.1f}; if calibrated: {floor[0]:.1f} ({floor[1]:.1f}-{floor[2]:.1f}); "
             f"largest gaps (points): {'; '.join(parts)}")
+
+
+def calibrated_floor(conf: np.ndarray, species: np.ndarray, n_species: int) -> np.ndarray:
+    """Median and 90 % interval of the ECE of a tool whose confidences ``conf`` are exactly right
+    (a record at 0.8 is right with probability 0.8) on a batch whose records share their
+    species' fate, as records of one species do (their neighbours are nearly the same): one
+    uniform draw ``u`` per species (``species``: each record's species index), record right if
+    ``u < conf`` (``BOOTSTRAP`` draws, seed 0). A batch of few species, some with hundreds of
+    records, leaves even a calibrated tool several points of ECE unless its confidences are near 0 or 1."""
+    rng = np.random.default_rng(0)
+    ones = np.ones(len(conf))
+    draws = [_weighted_ece(conf, (rng.random(n_species)[species] < conf).astype(float), ones)
+             for _ in range(BOOTSTRAP)]
+    return np.quantile(draws, [0.5, 0.05, 0.95])
 
 
 def _weighted_ece(conf: np.ndarray, right: np.ndarray, weight: np.ndarray, bins: int = 10) -> float:

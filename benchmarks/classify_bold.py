@@ -168,8 +168,9 @@ def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, que
         for tool, tool_scores in tools.items():
             print(bc.format_row(tool, bc.batch_table(tool_scores, batch, new, ref_genera, 0.8)))
         if name == "test_unseen":
-            for rank in ("order", "family", "genus"):
-                print(f"  clibd {bc.by_species(scores, batch, rank)}")
+            for tool, tool_scores in {"clibd": scores, **tools}.items():
+                for rank in ("order", "family", "genus"):
+                    print(f"  {tool} {bc.by_species(tool_scores, batch, rank)}")
         if name == "mix70:30":
             mixed = (batch, {"clibd": scores, **tools})
     batch, by_tool = mixed
