@@ -22,6 +22,15 @@ from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from models.errors import ClibdError
 
+# Ridge of the feature -> probability maps (``probability_map.fit_map``). Maps fitted on held-out
+# queries get a stronger one: a few thousand queries, few of them wrong at the coarse ranks, separate
+# almost perfectly, and nearly unpenalised a map's coefficients can turn round (with 1e-2 the map of
+# seen partial barcodes read an exact match as unsure: order confidence 0.6, or 0). 1, 10 and 100
+# all mend that on BOLD's batches; 1, the least, costs least on a small held-out set (the 150-base
+# stretches of tests/test_partial_barcodes.py). benchmarks/README.md, *kmer-aa*, held-out calibration.
+MAP_RIDGE = 1e-2  # maps fitted on the reference's pseudo-queries
+HELD_OUT_RIDGE = 1.0  # maps fitted on held-out queries
+
 
 def fit_calibration(
     index, *, query_vectors: np.ndarray | None = None, query_rows: np.ndarray | None = None,
@@ -168,7 +177,7 @@ def fit_calibration_held_out(
             raise ValueError("a calibration by length needs the held-out queries' bases")
         lengths = [np.asarray(query_bases, dtype=np.float64)[labelled][group] for group in (~unseen, unseen)]
     fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None, lengths,
-                               [{r: x[group] for r, x in by_rank.items()} for group in groups])
+                               [{r: x[group] for r, x in by_rank.items()} for group in groups], HELD_OUT_RIDGE)
     return Calibration(
         k, prior_unseen, new_above, fitted,
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
@@ -248,6 +257,7 @@ def _fit_ranks(
     scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
     vote_taus: Mapping[str, float] | None = None, gaps: dict[str, RankGaps] | None = None,
     lengths: list[np.ndarray] | None = None, rank_sims: list[dict[str, np.ndarray]] | None = None,
+    ridge: float = MAP_RIDGE,
 ) -> tuple[dict[str, dict], dict]:
     """Per rank, top-down: the vote temperature that makes the most correct winners at the
     scenarios' shares (unless given in ``vote_taus``), the vote-share temperature whose
@@ -256,8 +266,8 @@ def _fit_ranks(
     ``gaps``, five of them; with each scenario's query ``lengths`` in bases, one more: their
     log). A scenario is ``(truth codes by rank, rows, sims, share, the rank whose taxon its
     queries left out of the reference or None)``; ``rank_sims``, per scenario, the similarities
-    of the ranks read from a part of the vectors. Returns the ranks' fits and the scenario model
-    (JSON)."""
+    of the ranks read from a part of the vectors; ``ridge``, the maps' (``probability_map.fit_map``).
+    Returns the ranks' fits and the scenario model (JSON)."""
     logs = None if lengths is None else [np.log(np.maximum(b, 1.0))[:, None] for b in lengths]
     rank_sims = rank_sims or [{} for _ in scenarios]
     views = [Neighbours(rows[:, :k], sims[:, :k], {r: x[:, :k] for r, x in by_rank.items()})
@@ -285,7 +295,7 @@ def _fit_ranks(
         for tau in taus:
             x = [v.features(p, tau, gaps and gaps[rank], ex) for v, p, ex in zip(votes, picks, excluded)]
             x = x if logs is None else [np.hstack([xs, log]) for xs, log in zip(x, logs)]
-            maps = [fit_map(xs[w > 0], y[w > 0], w[w > 0]) for xs, y, w in zip(x, right, weight)]
+            maps = [fit_map(xs[w > 0], y[w > 0], w[w > 0], ridge) for xs, y, w in zip(x, right, weight)]
             loss = sum(m.pop("loss") for m in maps)
             if best is None or loss < best[0]:
                 best = (loss, tau, maps, x)
