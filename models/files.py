@@ -89,7 +89,8 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     """Where a user's output ``path`` (``-o``) may be written, or a :class:`UsageError` (exit 2).
 
     A symlink is followed: its target is written, the link stays. Refused: a device, FIFO or
-    socket; a file where a folder goes and the reverse; with ``directory``, a non-empty folder
+    socket; a file where a folder goes and the reverse; a file in a folder that does not exist (a
+    mistyped folder is not made; a folder output is made, with its parents); with ``directory``, a non-empty folder
     without ``marker`` (not an earlier output of the same command, which is replaced); an output
     that is one of ``inputs`` or holds one. Returns the resolved path.
     """
@@ -108,6 +109,8 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     if mode is not None and stat.S_ISDIR(mode) != directory:
         found = "a folder" if stat.S_ISDIR(mode) else "a file"
         raise UsageError(f"{given}: is {found}, not {what}; clibd will not replace it; give another path")
+    if mode is None and not directory and not target.parent.is_dir():
+        raise UsageError(f"{given}: the folder {Path(given).parent} does not exist; create it or give another path")
     if mode is not None and directory and marker and not (target / marker).is_file() and any(target.iterdir()):
         raise UsageError(f"{given}: is a folder with other files in it (no {marker}), not an earlier "
                          "output of this command; clibd will not replace it; give a new or empty folder")

@@ -414,7 +414,8 @@ def test_output_file_is_written_atomically(barcode_refs, tmp_path):
     assert result.exit_code == 1 and "FASTQ quality" in error_line(result)
     assert out.read_text() == "previous run\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["predictions.tsv"]
-    assert run("classify", "-i", barcode_refs.index, good, "-o", tmp_path / "no" / "such.tsv").exit_code == 1
+    # a missing folder is refused before any work (exit 2, tests/test_outputs.py)
+    assert run("classify", "-i", barcode_refs.index, good, "-o", tmp_path / "no" / "such.tsv").exit_code == 2
 
 
 def test_broken_pipe_into_head_is_quiet(barcode_refs, tmp_path):

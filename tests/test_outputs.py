@@ -137,3 +137,21 @@ def test_prepare_and_embed_refuse_their_own_input(tmp_path, reference):
     assert run("prepare", copy, "-o", copy).exit_code == 2
     assert run("embed", "-m", "kmer", copy, "-o", copy).exit_code == 2
     assert copy.read_text() == reference.read_text()
+
+
+def test_a_file_output_into_a_missing_folder_is_refused_before_any_work(tmp_path, reference):
+    """classify, embed and prepare alike: exit 2 naming the folder, nothing created (a mistyped
+    folder is not made); a folder output (index -o) is created with its parents."""
+    with pytest.raises(UsageError, match="the folder .*nope does not exist; create it"):
+        output_path(tmp_path / "nope" / "out.tsv")
+    index = tmp_path / "new" / "index"
+    assert _index(reference, index).exit_code == 0 and (index / "manifest.json").is_file()
+    for command in (["classify", "--index", index, reference], ["embed", "-m", "kmer", reference],
+                    ["prepare", reference]):
+        result = run(*command, "-o", tmp_path / "nope" / "out")
+        assert result.exit_code == 2, (command, result.stderr)
+        assert error_line(result) == f"clibd: error: {tmp_path}/nope/out: the folder {tmp_path}/nope does not exist; " \
+                                     "create it or give another path"
+        assert not (tmp_path / "nope").exists()
+    summary = run("classify", "--index", index, reference, "--summary", tmp_path / "nope" / "summary.tsv")
+    assert summary.exit_code == 2 and "nope does not exist" in error_line(summary)

@@ -156,7 +156,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     bundled = index_dir is None
     if bundled:
         index_dir = _default_index(images, model_dir, settings.progress())
-    summary = _summary(counts, summary_path) if summary_path else None
+    summary = _summary(counts) if summary_path else None
     try:
         classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
                                 precision=settings.precision, ef=ef, verify=not no_verify,
@@ -202,15 +202,11 @@ def _writer(handle, fmt: str, top_k: int | None):
     return PredictionWriter(handle, "neighbours" if top_k and fmt == "tsv" else fmt)
 
 
-def _summary(counts: str | None, path: Path):
-    """The --summary collector, its folder checked and its --counts read before any classifying."""
+def _summary(counts: str | None):
+    """The --summary collector, its --counts read before any classifying."""
     from clibd_cli.abundance.counts import read_counts
     from clibd_cli.abundance.summary import AbundanceSummary
-    from models.errors import ClibdError
 
-    if not path.parent.is_dir():
-        raise ClibdError(f"{path}: the folder {path.parent} does not exist; create it or choose another "
-                         "--summary path")
     return AbundanceSummary(read_counts(counts) if counts else None)
 
 
