@@ -187,5 +187,26 @@ def test_stored_vectors_are_read_from_the_file_as_hnswlib_holds_them(tmp_path):
     assert stored_vectors(tmp_path / "ref" / "index.bin", 8) is None  # not this dimension
     (tmp_path / "cut.bin").write_bytes((tmp_path / "ref" / "index.bin").read_bytes()[:500])
     assert stored_vectors(tmp_path / "cut.bin", 16) is None
+    view, element = loaded.vector_view()  # mapped from the file, not copied
+    assert not view.flags.owndata and not view.flags.writeable and np.array_equal(view[element], expected)
     loaded.append(unit(3, seed=9), ["new0", "new1", "new2"], {"genus": ["G9"] * 3, "species": [None] * 3})
     assert np.array_equal(loaded.node_vectors()[-3:], unit(3, seed=9))
+    view, element = loaded.vector_view()  # the graph grew since the file was saved: its own vectors
+    assert np.array_equal(view[element][-3:], unit(3, seed=9))
+
+
+def test_a_stored_view_maps_labels_added_out_of_order(tmp_path):
+    """hnswlib stores items in the order threads add them; label ``i`` is ``view[element[i]]``."""
+    import hnswlib
+
+    from clibd_cli.reference.hnsw_file import stored_vectors, stored_view
+
+    vectors = unit(6, dim=8)
+    graph = hnswlib.Index(space="cosine", dim=8)
+    graph.init_index(max_elements=6, M=4, ef_construction=10, random_seed=0)
+    graph.add_items(vectors[::-1], np.arange(6)[::-1], num_threads=1)
+    graph.save_index(str(tmp_path / "index.bin"))
+    view, element = stored_view(tmp_path / "index.bin", 8)
+    assert element.tolist() == [5, 4, 3, 2, 1, 0]
+    expected = graph.get_items(np.arange(6), return_type="numpy")
+    assert np.array_equal(view[element], expected) and np.array_equal(stored_vectors(tmp_path / "index.bin", 8), expected)

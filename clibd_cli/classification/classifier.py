@@ -94,7 +94,7 @@ class Classifier:
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
         self.prior_unseen = prior_unseen
         self.estimates: dict[str, tuple[np.ndarray, int]] = {}  # kind -> (scenario shares, queries)
-        self._part_lengths: dict = {}  # norms of parts of the reference vectors (rank_similarities)
+        self._part_lengths: dict = {}  # norms of parts of the mapped reference vectors (vector_view order)
 
     @property
     def model_free(self) -> bool:
@@ -195,8 +195,11 @@ class Classifier:
         else:  # exact search among the records of the chosen taxa
             found, sims = exact_search(self._within_vectors, part_only(vectors, part), k)
             rows = self.within[found]
-        by_rank = rank_similarities(calibration.rank_parts, vectors, self.index.node_vectors(), self.index.nodes[rows],
-                                    lengths=self._part_lengths) if calibration.rank_parts else None
+        by_rank = None
+        if calibration.rank_parts:
+            view, element = self.index.vector_view()  # mapped: at 1M references a copy would be GBs
+            by_rank = rank_similarities(calibration.rank_parts, vectors, view, element[self.index.nodes[rows]],
+                                        lengths=self._part_lengths)
         if part is not None:  # searched with a part: its cosine is the similarity, best first
             sims = by_rank[self.reference.ranks[0]]
             order = np.argsort(-sims, axis=1, kind="stable")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
-from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors
+from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors, stored_view
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
@@ -78,6 +78,13 @@ class ReferenceIndex:
             self._node_vectors = stored if stored is not None and len(stored) == n else np.ascontiguousarray(
                 self.graph.get_items(np.arange(n), return_type="numpy"), dtype=np.float32)
         return self._node_vectors
+
+    def vector_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(view, element)``: node ``i``'s vector is ``view[element[i]]``, mapped from ``index.bin``
+        (no copy in memory; ``hnsw_file.stored_view``), else :meth:`node_vectors` and ``arange``."""
+        found = stored_view(self.path / INDEX_FILE, self.manifest["dim"]) if self.path else None
+        ok = found is not None and len(found[1]) == self.graph.get_current_count()
+        return found if ok else (self.node_vectors(), np.arange(len(self.node_vectors())))
 
     def vectors(self) -> np.ndarray:
         """The vector of every record ``[N, D]`` float32."""
