@@ -26,7 +26,7 @@ from clibd_cli.evaluation import rdp
 from clibd_cli.evaluation.scores import CURVE_CUTOFFS
 from models.config import RANKS
 
-BOOTSTRAP = 500  # species resamplings for the ECE interval of species_weights
+BOOTSTRAP = 500  # draws: species resamplings for species_weights' ECE interval, and calibrated_ece's
 
 
 def batches(queries: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dict]]:
@@ -110,7 +110,7 @@ def species_weights(conf: np.ndarray, right: np.ndarray, species: np.ndarray, ra
     of a batch of this many species moves with which species it holds), and the species adding most to the gap
     between mean confidence and accuracy (records x (confidence - accuracy) / batch, in points);
     and the ECE a perfectly calibrated tool giving these very confidences would show on this batch
-    (:func:`calibrated_floor`)."""
+    (:func:`calibrated_ece`)."""
     from clibd_cli.evaluation.metrics import reliability
 
     names, inverse, counts = np.unique(species, return_inverse=True, return_counts=True)
@@ -124,14 +124,14 @@ def species_weights(conf: np.ndarray, right: np.ndarray, species: np.ndarray, ra
     worst = np.argsort(-np.abs(gap))[:n]
     parts = [f"{names[i]} ({counts[i]} records, conf {conf[inverse == i].mean():.2f}, right "
              f"{right[inverse == i].mean():.2f}: {100 * gap[i]:+.1f})" for i in worst]
-    floor = 100 * calibrated_floor(conf, inverse, len(names))
+    calibrated = 100 * calibrated_ece(conf, inverse, len(names))
     return (f"{rank}: ECE {100 * reliability(conf, right).ece:.1f} (species resampled: {low:.1f}-{high:.1f}), "
-            f"species-balanced {100 * balanced:.1f}; if calibrated: {floor[0]:.1f} ({floor[1]:.1f}-{floor[2]:.1f}); "
+            f"species-balanced {100 * balanced:.1f}; if calibrated: {calibrated[0]:.1f} ({calibrated[1]:.1f}-{calibrated[2]:.1f}); "
             f"largest gaps (points): {'; '.join(parts)}")
 
 
-def calibrated_floor(conf: np.ndarray, species: np.ndarray, n_species: int) -> np.ndarray:
-    """Median and 90 % interval of the ECE of a tool whose confidences ``conf`` are exactly right
+def calibrated_ece(conf: np.ndarray, species: np.ndarray, n_species: int) -> np.ndarray:
+    """Median and 90 % interval (fractions, not points) of the ECE of a tool whose confidences ``conf`` are exactly right
     (a record at 0.8 is right with probability 0.8) on a batch whose records share their
     species' fate, as records of one species do (their neighbours are nearly the same): one
     uniform draw ``u`` per species (``species``: each record's species index), record right if

@@ -34,6 +34,7 @@ import torch
 from Bio.Align import PairwiseAligner
 from nearest_neighbour_bold import BOLD, embed
 
+from clibd_cli.classification.fitting import MAP_RIDGE
 from clibd_cli.classification.probability_map import apply_map, fit_map
 from clibd_cli.embedding.kmer import MODEL_FREE, PEPTIDE_MODEL, KmerProfileModel, kmer_profile
 from models import load_model
@@ -85,7 +86,7 @@ def main() -> None:
         other = np.where(np.isfinite(other), other, sims[:, -1])
         features = np.stack([np.log(np.maximum(1 - sims[:, 0], 1e-4)), sims[:, 0] - other, same.mean(axis=1)], 1)
         right = calls[:, 0] == truth
-        p = apply_map(fit_map(features, right.astype(float), np.ones(len(right))), features)
+        p = apply_map(fit_map(features, right.astype(float), np.ones(len(right)), MAP_RIDGE), features)
         print(json.dumps({"model": name, "split": args.split, "kmer_weight": args.kmer_weight,
                           "peptide_weight": getattr(model, "peptide_weight", None), "identity": args.identity,
                           "queries": len(queries),

@@ -8,9 +8,7 @@ import pytest
 from clibd_cli.classification.barcode_gap import fit_gaps, gap_features
 from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.decision import label
-from clibd_cli.classification import fitting
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
-from clibd_cli.classification.probability_map import fit_map
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.reference.hnsw_index import build_index
 from clibd_cli.reference.search import exact_search
@@ -86,26 +84,3 @@ def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
                                     gapped)
     assert held.gaps == gapped.gaps and len(held.ranks["genus"]["maps"][1]["coef"]) == 5
 
-
-def test_held_out_maps_are_fitted_with_the_stronger_ridge(monkeypatch):
-    """Held-out queries are few and separate almost perfectly: their maps get HELD_OUT_RIDGE,
-    pseudo-query maps MAP_RIDGE (fitting.py), and on separable data that bounds the coefficients."""
-    x = np.r_[np.linspace(-3, -1, 50), np.linspace(1, 3, 50)][:, None]
-    y = (x[:, 0] > 0).astype(float)
-    loose, firm = (fit_map(x, y, np.ones(100), ridge) for ridge in (fitting.MAP_RIDGE, fitting.HELD_OUT_RIDGE))
-    assert abs(loose["coef"][0]) > 8 > 4 > abs(firm["coef"][0]) > 0  # measured: 9.1, 3.5
-    ridges = []
-    monkeypatch.setattr(fitting, "fit_map", lambda x, y, w, l2: ridges.append(l2) or fit_map(x, y, w, l2))
-    rng = np.random.default_rng(0)
-    species = np.repeat(np.arange(6), 8)
-    vectors = rng.normal(size=(6, 16))[species] + rng.normal(scale=0.3, size=(len(species), 16))
-    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-    labels = {"genus": [f"g{s // 2}" for s in species], "species": [f"s{s}" for s in species]}
-    index = build_index(vectors, [str(i) for i in range(len(species))], labels, model_fingerprint="f",
-                        modality="dna", M=8)
-    decisions = fit_calibration(index, k=10, n_queries=40)
-    assert set(ridges) == {fitting.MAP_RIDGE}
-    ridges.clear()
-    fit_calibration_held_out(index, vectors[:12] + 0.01, {"genus": labels["genus"][:10] + ["gx"] * 2,
-                                                          "species": labels["species"][:10] + ["sx"] * 2}, decisions)
-    assert set(ridges) == {fitting.HELD_OUT_RIDGE}

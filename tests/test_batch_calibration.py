@@ -18,27 +18,30 @@ def batch_calibration():
     return module
 
 
-def test_sure_confidences_leave_no_floor(batch_calibration):
+def test_sure_confidences_show_no_ece_when_calibrated(batch_calibration):
     conf = np.array([1.0, 1.0, 0.0, 0.0])
-    assert batch_calibration.calibrated_floor(conf, np.array([0, 0, 1, 2]), 3).tolist() == [0.0, 0.0, 0.0]
+    assert batch_calibration.calibrated_ece(conf, np.array([0, 0, 1, 2]), 3).tolist() == [0.0, 0.0, 0.0]
 
 
-def test_one_species_at_even_odds_is_always_half_wrong(batch_calibration):
-    floor = batch_calibration.calibrated_floor(np.full(50, 0.5), np.zeros(50, int), 1)
-    assert floor.tolist() == pytest.approx([0.5, 0.5, 0.5])
+def test_one_species_at_even_odds_always_shows_an_ece_of_one_half(batch_calibration):
+    band = batch_calibration.calibrated_ece(np.full(50, 0.5), np.zeros(50, int), 1)
+    assert band.tolist() == pytest.approx([0.5, 0.5, 0.5])
 
 
-def test_the_floor_falls_with_the_number_of_species(batch_calibration):
+def test_the_calibrated_ece_falls_with_the_number_of_species(batch_calibration):
     conf = np.full(1000, 0.8)
-    few = batch_calibration.calibrated_floor(conf, np.arange(1000) // 250, 4)  # 4 species of 250 records
-    many = batch_calibration.calibrated_floor(conf, np.arange(1000), 1000)  # 1,000 species of one record
+    few = batch_calibration.calibrated_ece(conf, np.arange(1000) // 250, 4)  # 4 species of 250 records
+    many = batch_calibration.calibrated_ece(conf, np.arange(1000), 1000)  # 1,000 species of one record
     assert many[2] < 0.05  # 1,000 independent draws: a calibrated tool's ECE is near 0
-    assert few[2] >= 0.2  # 4 draws: all 4 right (ECE 0.2) or at most 2 (0.3 or more) in 59 % of batches
+    # 4 draws at 0.8: 3 right (ECE 0.05, p 0.41), 4 (0.2, p 0.41), 2 (0.3, p 0.15), fewer (p 0.03)
+    assert few.tolist() == pytest.approx([0.2, 0.05, 0.3])
 
 
-def test_species_weights_reports_the_floor(batch_calibration):
+def test_species_weights_reports_what_a_calibrated_tool_would_show(batch_calibration):
     conf = np.array([0.9] * 30 + [0.6] * 10)
     right = np.array([True] * 30 + [False] * 10)
     species = np.array(["Aedes albopictus"] * 30 + ["Culex pipiens"] * 10, dtype=object)
     line = batch_calibration.species_weights(conf, right, species, "genus")
-    assert line.startswith("genus: ECE 22.5 ") and "if calibrated: " in line and "Culex pipiens (10 records" in line
+    # both right (p 0.54): ECE 0.75 x 0.1 + 0.25 x 0.4 = 0.175; Culex wrong (0.36): 0.225; Aedes wrong: 0.775 or more
+    assert line.startswith("genus: ECE 22.5 ") and "if calibrated: 17.5 (17.5-77.5); " in line
+    assert "Culex pipiens (10 records, conf 0.60, right 0.00: +15.0)" in line

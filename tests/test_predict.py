@@ -5,14 +5,15 @@ import json
 import numpy as np
 import pytest
 
+from clibd_cli.classification import fitting
 from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.decision import decide, predict
-from clibd_cli.classification.fitting import fit_calibration
+from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.evaluation import metrics
 from clibd_cli.reference.hnsw_index import build_index
 from models.errors import ClibdError
-from clibd_cli.classification.probability_map import _isotonic
+from clibd_cli.classification.probability_map import _isotonic, fit_map
 
 RANKS = ("order", "family", "genus", "species")
 DIM = 64
@@ -242,3 +243,27 @@ def test_a_rank_missing_above_does_not_zero_the_ranks_below():
     pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]))[0]
     assert pred.labels == {"family": None, "genus": "G1"} and pred.confidence["family"] == 0.0
     assert pred.confidence["genus"] == pytest.approx(1 / (1 + np.exp(-2.5)))  # share 1
+
+
+def test_held_out_maps_are_fitted_with_the_stronger_ridge(monkeypatch):
+    """Held-out queries are few and separate almost perfectly: their maps get HELD_OUT_RIDGE,
+    pseudo-query maps MAP_RIDGE (fitting.py), and on separable data that bounds the coefficients."""
+    x = np.r_[np.linspace(-3, -1, 50), np.linspace(1, 3, 50)][:, None]
+    y = (x[:, 0] > 0).astype(float)
+    loose, firm = (fit_map(x, y, np.ones(100), ridge) for ridge in (fitting.MAP_RIDGE, fitting.HELD_OUT_RIDGE))
+    assert abs(loose["coef"][0]) > 8 > 4 > abs(firm["coef"][0]) > 0  # measured: 9.1, 3.5
+    ridges = []
+    monkeypatch.setattr(fitting, "fit_map", lambda x, y, w, l2: ridges.append(l2) or fit_map(x, y, w, l2))
+    rng = np.random.default_rng(0)
+    species = np.repeat(np.arange(6), 8)
+    vectors = rng.normal(size=(6, 16))[species] + rng.normal(scale=0.3, size=(len(species), 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    labels = {"genus": [f"g{s // 2}" for s in species], "species": [f"s{s}" for s in species]}
+    index = build_index(vectors, [str(i) for i in range(len(species))], labels, model_fingerprint="f",
+                        modality="dna", M=8)
+    decisions = fit_calibration(index, k=10, n_queries=40)
+    assert set(ridges) == {fitting.MAP_RIDGE}
+    ridges.clear()
+    fit_calibration_held_out(index, vectors[:12] + 0.01, {"genus": labels["genus"][:10] + ["gx"] * 2,
+                                                          "species": labels["species"][:10] + ["sx"] * 2}, decisions)
+    assert set(ridges) == {fitting.HELD_OUT_RIDGE}

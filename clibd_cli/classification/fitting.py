@@ -25,9 +25,10 @@ from models.errors import ClibdError
 # Ridge of the feature -> probability maps (``probability_map.fit_map``). Maps fitted on held-out
 # queries get a stronger one: a few thousand queries, few of them wrong at the coarse ranks, separate
 # almost perfectly, and nearly unpenalised a map's coefficients can turn round (with 1e-2 the map of
-# seen partial barcodes read an exact match as unsure: order confidence 0.6, or 0). 1, 10 and 100
-# all mend that on BOLD's batches; 1, the least, costs least on a small held-out set (the 150-base
-# stretches of tests/test_partial_barcodes.py). benchmarks/README.md, *kmer-aa*, held-out calibration.
+# seen partial barcodes read an exact match as unsure: order confidence 0.6, or 0). Of 1, 10 and
+# 100, which all mend that on BOLD's batches, 1 is the least and cost less than 10 on a small
+# held-out set (the 150-base stretches of tests/test_partial_barcodes.py; 100 not tried there).
+# benchmarks/README.md, *kmer-aa*, held-out calibration.
 MAP_RIDGE = 1e-2  # maps fitted on the reference's pseudo-queries
 HELD_OUT_RIDGE = 1.0  # maps fitted on held-out queries
 
@@ -266,7 +267,8 @@ def _fit_ranks(
     ``gaps``, five of them; with each scenario's query ``lengths`` in bases, one more: their
     log). A scenario is ``(truth codes by rank, rows, sims, share, the rank whose taxon its
     queries left out of the reference or None)``; ``rank_sims``, per scenario, the similarities
-    of the ranks read from a part of the vectors; ``ridge``, the maps' (``probability_map.fit_map``).
+    of the ranks read from a part of the vectors; ``ridge``: the maps' ridge (``l2`` of
+    ``probability_map.fit_map``).
     Returns the ranks' fits and the scenario model (JSON)."""
     logs = None if lengths is None else [np.log(np.maximum(b, 1.0))[:, None] for b in lengths]
     rank_sims = rank_sims or [{} for _ in scenarios]

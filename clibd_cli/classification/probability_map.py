@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def fit_map(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2) -> dict:
+def fit_map(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> dict:
     """The logistic map of ``x`` to ``P(y = 1)`` (weights ``w``, ridge ``l2`` on standardised
     features), refined by isotonic regression, with its weighted log-loss under ``"loss"``
     (before the isotonic step)."""
@@ -26,7 +26,7 @@ def apply_map(fit: dict, x: np.ndarray) -> np.ndarray:
     return np.interp(score, fit["iso_x"], fit["iso_y"]) if fit["iso_x"] else score
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2) -> dict:
+def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> dict:
     """Standardise features and fit the logistic map; also returns its scores and log-loss."""
     mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
     scale = np.maximum(x.std(axis=0), 1e-6) if len(x) else np.ones(x.shape[1])
