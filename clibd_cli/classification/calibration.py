@@ -44,6 +44,7 @@ from models.errors import ClibdError
 FEATURES = ("log_distance", "margin", "vote_share")
 LENGTH_FEATURE = "log_bases"  # of partial-barcode calibrations: a stretch lies farther, the shorter it is
 FORMAT = "clibd-calibration/2"
+_NORM_ROWS = 65_536  # reference rows whose part norms rank_similarities computes at once
 
 
 @dataclass
@@ -160,8 +161,9 @@ def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vec
     lengths = {} if lengths is None else lengths
     for start, stop in {tuple(part) for part in rank_parts.values()}:
         part = vectors[:, start:stop]
-        if (start, stop) not in lengths:
-            lengths[start, stop] = np.linalg.norm(part, axis=1)
+        if (start, stop) not in lengths:  # in blocks: no temporary the size of the part (GBs at 1M references)
+            lengths[start, stop] = np.concatenate([np.linalg.norm(part[i: i + _NORM_ROWS], axis=1)
+                                                   for i in range(0, len(part), _NORM_ROWS)] or [np.zeros(0)])
         sims = by_part[start, stop] = np.zeros(rows.shape)
         for at in range(0, len(rows), chunk):
             q, near = queries[at: at + chunk, start:stop], rows[at: at + chunk]
