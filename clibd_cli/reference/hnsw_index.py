@@ -62,6 +62,7 @@ class ReferenceIndex:
     path: Path | None = None
     sketch: Sketch | None = None
     _node_vectors: np.ndarray | None = field(default=None, repr=False)
+    _view: tuple | None = field(default=None, repr=False)  # (node count, vector_view's mapping or None)
 
     @property
     def ranks(self) -> list[str]:
@@ -82,9 +83,11 @@ class ReferenceIndex:
     def vector_view(self) -> tuple[np.ndarray, np.ndarray]:
         """``(view, element)``: node ``i``'s vector is ``view[element[i]]``, mapped from ``index.bin``
         (no copy in memory; ``hnsw_file.stored_view``), else :meth:`node_vectors` and ``arange``."""
-        found = stored_view(self.path / INDEX_FILE, self.manifest["dim"]) if self.path else None
-        ok = found is not None and len(found[1]) == self.graph.get_current_count()
-        return found if ok else (self.node_vectors(), np.arange(len(self.node_vectors())))
+        n = self.graph.get_current_count()
+        if self._view is None or self._view[0] != n:  # mapped once per node count, not per call
+            found = stored_view(self.path / INDEX_FILE, self.manifest["dim"]) if self.path else None
+            self._view = (n, found if found is not None and len(found[1]) == n else None)
+        return self._view[1] or (self.node_vectors(), np.arange(n))
 
     def vectors(self) -> np.ndarray:
         """The vector of every record ``[N, D]`` float32."""
