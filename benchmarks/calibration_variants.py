@@ -104,7 +104,7 @@ def evaluate(calibration, reference, data, seen, unseen, si, ui, name, genera) -
     new = np.r_[np.zeros(len(si), bool), np.ones(len(ui), bool)]
     queries = np.concatenate([data[seen][3][si], data[unseen][3][ui]])
     decisions = label(rows, sims, reference, calibration, rank_sims=rank_similarities(
-        calibration.rank_parts, queries, data["vectors"], rows))
+        calibration.rank_parts, queries, data["vectors"], rows, containment=calibration.containment))
     shares = calibration.estimate_shares(decisions.stacked())
     conf = confidences(decisions, reference, calibration, shares)
     right = {r: np.array([*reference.names[r], None], dtype=object)[decisions.codes[r]] == truth[r] for r in RANKS}

@@ -6,7 +6,10 @@ different label at that rank (or over the k-th neighbour if there is none: any o
 at least that far), and its vote share (temperature ``tau_share``); calibrations fitted with
 held-out queries add two: the winner's similarity against its label's barcode gap
 (``barcode_gap.py``); calibrations for partial barcodes add the query's log length (its
-unambiguous bases: the shorter the stretch, the farther its species' records lie). Vote shares alone would be
+unambiguous bases: the shorter the stretch, the farther its species' records lie). A rank may read
+its similarities from a part of the vectors (``rank_parts``), by cosine or, for k-mer profiles, by
+containment (``containment``: the partial barcodes of a model-free index at species;
+:func:`rank_similarities`). Vote shares alone would be
 overconfident: ten neighbours of one species at 0.85 similarity vote 100% for it although the
 query is most likely of a species missing from the reference. So the features are mapped to the
 probability that the label is right by a per-rank logistic regression refined by isotonic
@@ -32,6 +35,7 @@ The maps are fitted in ``clibd_cli/classification/fitting.py``; this module owns
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +71,7 @@ class Calibration:
     gaps: dict | None = None  # rank -> barcode_gap.RankGaps as JSON; None: the three features only
     by_length: bool = False  # the maps also read the query's log unambiguous bases (partial barcodes)
     rank_parts: dict[str, list[int]] = field(default_factory=dict)  # rank -> [start, stop) of the vectors
+    containment: list[str] = field(default_factory=list)  # ranks of rank_parts read by k-mer containment
 
     @property
     def held_out(self) -> bool:
@@ -151,25 +156,44 @@ class Calibration:
 
 def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vectors: np.ndarray,
                       rows: np.ndarray, chunk: int = 1024,
-                      lengths: dict[tuple[int, int], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                      lengths: dict[tuple[int, int], np.ndarray] | None = None,
+                      containment: Collection[str] = ()) -> dict[str, np.ndarray]:
     """``{rank: [Q, K]}`` cosine over the part of the vectors each rank of ``rank_parts`` reads
     (``Calibration.rank_parts``; e.g. the nucleotide profile of ``--model kmer-aa`` at species)
-    between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``);
-    computed once per distinct part. ``lengths``: a dict the caller keeps for calls on the same
-    ``vectors``, where each part's norms are computed once."""
-    by_part: dict[tuple[int, int], np.ndarray] = {}
+    between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``),
+    or for the ranks in ``containment`` the k-mer containment over that part (:func:`containment`);
+    computed once per distinct part and measure. ``lengths``: a dict the caller keeps for calls on
+    the same ``vectors``, where each part's norms are computed once."""
+    by_part: dict[tuple[int, int, bool], np.ndarray] = {}
     lengths = {} if lengths is None else lengths
-    for start, stop in {tuple(part) for part in rank_parts.values()}:
+    for start, stop, contained in {(*part, rank in containment) for rank, part in rank_parts.items()}:
         part = vectors[:, start:stop]
+        sims = by_part[start, stop, contained] = np.zeros(rows.shape)
+        if contained:
+            step = max(1, chunk // 4)  # [step, K, part] neighbour profiles at once
+            for at in range(0, len(rows), step):
+                near = part[rows[at: at + step]]
+                sims[at: at + step] = _containment(queries[at: at + step, start:stop], near)
+            continue
         if (start, stop) not in lengths:  # in blocks: no temporary the size of the part (GBs at 1M references)
             lengths[start, stop] = np.concatenate([np.linalg.norm(part[i: i + _NORM_ROWS], axis=1)
                                                    for i in range(0, len(part), _NORM_ROWS)] or [np.zeros(0)])
-        sims = by_part[start, stop] = np.zeros(rows.shape)
         for at in range(0, len(rows), chunk):
             q, near = queries[at: at + chunk, start:stop], rows[at: at + chunk]
             norms = np.linalg.norm(q, axis=1)[:, None] * lengths[start, stop][near]
             sims[at: at + chunk] = np.einsum("qd,qkd->qk", q, part[near]) / np.maximum(norms, 1e-12)
-    return {rank: by_part[tuple(part)] for rank, part in rank_parts.items()}
+    return {rank: by_part[(*part, rank in containment)] for rank, part in rank_parts.items()}
+
+
+def _containment(queries: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """``[Q, K]``: the share of each query's k-mers that its neighbour holds, from square-root
+    scaled k-mer profiles (``embedding/kmer.py``: a profile's squares are its k-mer counts over
+    their sum) ``queries`` ``[Q, D]`` and ``neighbours`` ``[Q, K, D]``. A stretch of a record's own
+    barcode is contained whole (1.0) however short, where its cosine to the whole barcode falls
+    with its length; each differing base takes up to k k-mers away."""
+    counts = queries.astype(np.float32) ** 2
+    counts /= np.maximum(counts.sum(axis=1, keepdims=True), 1e-30)
+    return np.matmul((neighbours > 0).astype(np.float32), counts[:, :, None])[..., 0]
 
 
 def search_part(rank_parts: dict[str, list[int]], ranks: list[str]) -> list[int] | None:

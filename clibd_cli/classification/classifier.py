@@ -199,7 +199,7 @@ class Classifier:
         if calibration.rank_parts:
             view, element = self.index.vector_view()  # mapped: at 1M references a copy would be GBs
             by_rank = rank_similarities(calibration.rank_parts, vectors, view, element[self.index.nodes[rows]],
-                                        lengths=self._part_lengths)
+                                        lengths=self._part_lengths, containment=calibration.containment)
         if part is not None:  # searched with a part: its cosine is the similarity, best first
             sims = by_rank[self.reference.ranks[0]]
             order = np.argsort(-sims, axis=1, kind="stable")

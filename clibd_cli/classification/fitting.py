@@ -41,6 +41,7 @@ def fit_calibration(
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
     taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
+    containment: Sequence[str] = (),
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -61,11 +62,14 @@ def fit_calibration(
     With ``barcode_gaps`` the maps also read the winner's label's barcode gap (``barcode_gap.py``;
     measured on the reference's nearest neighbours, ``index.search``). ``rank_parts`` (rank ->
     ``[start, stop)``): those ranks read the similarity of that part of the vectors
-    (``calibration.rank_similarities``). With ``sisters`` N the unseen-species pseudo-queries also
-    leave out the species of their nearest remaining record, N times over (harder: a new species
-    whose closest relatives are missing from the reference too).
+    (``calibration.rank_similarities``; the ranks in ``containment`` by k-mer containment). With
+    ``sisters`` N the unseen-species pseudo-queries also leave out the species of their nearest
+    remaining record, N times over (harder: a new species whose closest relatives are missing from
+    the reference too).
     """
-    rank_parts = dict(rank_parts or {})
+    rank_parts, containment = dict(rank_parts or {}), sorted(containment)
+    if set(containment) - set(rank_parts):
+        raise ValueError("a rank read by k-mer containment needs a part of the vectors (rank_parts)")
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     nodes = Nodes(index.node_vectors(), index.nodes)  # not a per-record copy: 1 GB at 1M references
     n = len(nodes.of_record)
@@ -99,8 +103,9 @@ def fit_calibration(
         unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
-    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], rank_parts)
-             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, rank_parts, sisters))
+    read = (rank_parts, containment)
+    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read)
+             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters))
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
     kept = [(name, found_, share, left_out) for name, found_, share, left_out
             in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(found_[0])]
@@ -111,7 +116,8 @@ def fit_calibration(
     if barcode_gaps and len(nodes.of_record) > 1:
         vectors = index.vectors()
         near, sims = index.search(vectors, min(NEIGHBOURS + 1, len(vectors)))
-        gaps = fit_gaps(reference, near, sims, rank_similarities(rank_parts, vectors, vectors, near))
+        gaps = fit_gaps(reference, near, sims, rank_similarities(rank_parts, vectors, vectors, near,
+                                                                 containment=containment))
     lengths = None if query_bases is None else [bases[queries] for _, (queries, *_), *_ in kept]
     fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths, rank_sims=by_rank)
     return Calibration(
@@ -120,7 +126,7 @@ def fit_calibration(
          **({"sisters": sisters} if sisters else {}),
          **({"species_weight": species_weight} if species_weight != 1.0 else {})},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
-        lengths is not None, rank_parts,
+        lengths is not None, rank_parts, containment,
     )
 
 
@@ -164,7 +170,8 @@ def fit_calibration_held_out(
     k = decisions.k
     rows, sims = exact_search(vectors, part_only(queries[labelled], search_part(decisions.rank_parts,
                                                                                 reference.ranks)), k)
-    by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows)
+    by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows,
+                                containment=decisions.containment)
     mix = float(unseen.mean())
     groups = (~unseen, unseen)
     scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share, None)
@@ -184,6 +191,7 @@ def fit_calibration_held_out(
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
          "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
         list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length, decisions.rank_parts,
+        decisions.containment,
     )
 
 
@@ -200,11 +208,13 @@ class Nodes:
 
 def _pseudo_queries(
     source: tuple[np.ndarray, np.ndarray] | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
-    k: int, plans: list[tuple[str | None, str | None]], rank_parts: dict[str, list[int]], sisters: int = 0,
+    k: int, plans: list[tuple[str | None, str | None]], read: tuple[dict[str, list[int]], Sequence[str]],
+    sisters: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """Exact neighbours ``(queries, rows, sims, {rank: sims})`` of sampled records, one per plan
-    (the last: the similarities of the ranks that read a part of the vectors, ``rank_parts``;
-    searched with that part alone when every rank reads the same one, ``calibration.search_part``).
+    (the last: the similarities of the ranks that read a part of the vectors, ``read`` = (rank ->
+    part, the ranks read by k-mer containment), ``calibration.rank_similarities``; searched with
+    that part alone when every rank reads the same one, ``calibration.search_part``).
 
     Record ``q`` queries as ``vectors[position[q]]`` for ``source = (vectors, position)`` (its
     own vector if ``source`` is None) against every reference record.
@@ -220,6 +230,7 @@ def _pseudo_queries(
     from clibd_cli.reference.search import top_k
 
     sample = np.sort(sample)
+    rank_parts, containment = read
     part = search_part(rank_parts, reference.ranks)  # searched with that part alone (partial barcodes)
     lengths: dict = {}  # the references' part norms, for every chunk
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
@@ -248,7 +259,7 @@ def _pseudo_queries(
                     keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
             near, sims = top_k(np.where(excluded, -np.inf, scores), k)
             by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]],
-                                        lengths=lengths)
+                                        lengths=lengths, containment=containment)
             out.append((queries[keep], near[keep], sims[keep], by_rank))
     return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
              {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]

@@ -96,8 +96,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
               held_out: tuple[np.ndarray, dict] | None = None,
               short: PartialQueries | None = None, rank_parts: dict[str, list[int]] | None = None,
-              partial_part: list[int] | None = None, sisters: int = 0,
-              species_weight: float = 1.0) -> dict[str, dict]:
+              partial_part: list[int] | None = None, partial_containment: Sequence[str] = (),
+              sisters: int = 0, species_weight: float = 1.0) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
@@ -108,15 +108,19 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
     ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``).
     ``rank_parts``: the ranks whole barcodes answer from a part of the vectors, ``partial_part``:
-    the part partial barcodes answer every rank from, ``sisters`` and ``species_weight``: how many
+    the part partial barcodes answer every rank from, ``partial_containment``: the ranks partial
+    barcodes answer by k-mer containment (over ``partial_part``, else the whole vector; a stretch
+    lies as far from its own species' whole barcodes by cosine as a new species' whole barcode
+    does, but is contained in them whole), ``sisters`` and ``species_weight``: how many
     nearest species the whole barcodes' new-species pseudo-queries also leave out and how they are
     drawn (a model's ``calibration_hints``, e.g. ``--model kmer-aa``; ``fit_calibration``)."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
-            harder: int = 0, weight: float = 1.0) -> dict:
+            harder: int = 0, weight: float = 1.0, contained: Sequence[str] = ()) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
                                prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
-                               rank_parts=parts, sisters=harder, species_weight=weight).to_json()
+                               rank_parts=parts, sisters=harder, species_weight=weight,
+                               containment=contained).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters,
@@ -129,8 +133,10 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
                     "--calibrate-on again to keep the held-out calibration)")
     if short is not None:
-        partial = {rank: partial_part for rank in index.ranks} if partial_part else None
-        calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases, partial)
+        partial = {rank: partial_part for rank in index.ranks} if partial_part else {}
+        partial.update({rank: partial.get(rank, [0, index.manifest["dim"]]) for rank in partial_containment})
+        calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases, partial,
+                                      contained=partial_containment)
     if held_out is not None:
         refits = {modality: (held_out[0], None)}
         if short is not None and short.held_out is not None:

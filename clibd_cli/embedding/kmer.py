@@ -97,12 +97,17 @@ class KmerProfileModel:
         (the translation of a short stretch is too sparse a profile), and new-species
         pseudo-queries that leave out their nearest species too, drawn with probability
         proportional to their species' records^-2 (both chosen on BOLD val_unseen: without them
-        genus confidences were under-confident; benchmarks/README.md)."""
+        genus confidences were under-confident; benchmarks/README.md). With or without it, partial
+        barcodes' species are read by k-mer containment (``calibration.rank_similarities``: the
+        share of the stretch's 5-mers a reference record holds; by cosine a stretch of a known
+        species lies as far from its records as a new species does: benchmarks/README.md,
+        *Partial barcodes*)."""
+        contained = {"partial_containment": ["species"]}
         if not self.peptide_k:
-            return {}
+            return contained
         nucleotides = [0, 4**self.k]
         return {"rank_parts": {"species": nucleotides}, "partial_part": nucleotides, "sisters": 1,
-                "species_weight": 2.0}
+                "species_weight": 2.0, **contained}
 
     def embed_barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
         """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.calibration import Calibration, search_part
 from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
@@ -57,11 +57,13 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
     if fitted.held_out and held_out is None:
         raise ClibdError(f"{index.path}: the index is calibrated on held-out queries; pass them to refit "
                          "the pack's calibration, or pack an index built without --calibrate-on")
-    partial = Calibration.from_json(index.calibration[SHORT_KIND]).rank_parts if SHORT_KIND in index.calibration else {}
+    partial = index.calibration.get(SHORT_KIND)
+    partial = partial and Calibration.from_json(partial)
     packed.calibration = calibrate(packed, None, (), k=fitted.k, seed=fitted.fitted_on.get("seed", 0),
                                    prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
                                    held_out=held_out, short=short, rank_parts=fitted.rank_parts,
-                                   partial_part=next(iter(partial.values()), None),
+                                   partial_part=partial and search_part(partial.rank_parts, index.ranks),
+                                   partial_containment=partial.containment if partial else (),
                                    sisters=fitted.fitted_on.get("sisters", 0),
                                    species_weight=fitted.fitted_on.get("species_weight", 1.0))
     path = Path(path)
