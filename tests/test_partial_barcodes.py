@@ -101,12 +101,50 @@ def test_model_free_indexes_read_partial_barcodes_species_by_containment(tmp_pat
     stored = dict(calibration[SHORT_KIND])
     stored.pop("containment")  # as calibrations written before containment
     assert Calibration.from_json(stored).containment == []
+    from models.errors import ClibdError
+
+    with pytest.raises(ClibdError, match="unsupported calibration"):  # a rank without a part to read
+        Calibration.from_json({**stored, "containment": ["genus"]})
     with gzip.open(SAMPLE, "rt") as handle:
         queries = [r for r in csv.DictReader(handle) if r["split"] in ("test", "test_unseen")]
     classifier = Classifier(tmp_path / "k")
     for length, floor in ((150, 0.7), (313, 0.8), (450, 0.8)):  # measured: 0.73, 0.84, 0.86; none asserted
         known, new = named(classifier, queries, length)
         assert known >= floor and new <= 0.02, (length, known, new)
+    # a pack refits it so (clibd_cli/reference/pack.py), and only the species rank reads the part
+    from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
+    from clibd_cli.embedding.embedder import Embedder
+    from clibd_cli.embedding.kmer import KmerProfileModel
+    from clibd_cli.reference.pack import pack_index
+
+    index = load_index(tmp_path / "k")
+    with gzip.open(SAMPLE, "rt") as handle:
+        barcode = {r["processid"]: r["dna_barcode"] for r in csv.DictReader(handle)}
+    plan = short_pseudo_queries([barcode[i] for i in index.ids], list(range(len(index))), 0)
+    packed = pack_index(index, tmp_path / "pack", short=short_queries(Embedder(KmerProfileModel()), plan, None, 0))
+    repacked = Calibration.from_json(packed.calibration[SHORT_KIND])
+    assert repacked.rank_parts == {"species": [0, 1024]} and repacked.containment == ["species"]
+
+
+def test_held_out_partial_calibrations_measure_barcode_gaps_by_containment_too(sample):
+    """The barcode gaps a partial-barcode calibration reads (``barcode_gap.py``, fitted with
+    held-out queries) are measured as its species rank reads the queries: by containment."""
+    from clibd_cli.classification.barcode_gap import NEIGHBOURS, fit_gaps
+    from clibd_cli.classification.calibration import Calibration, rank_similarities
+    from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+
+    index = load_index(sample[0])
+    short = Calibration.from_json(index.calibration[SHORT_KIND])
+    assert short.gaps and short.containment == ["species"]
+    vectors = index.vectors()
+    near, sims = index.search(vectors, min(NEIGHBOURS + 1, len(vectors)))
+    reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    within = {measure: fit_gaps(reference, near, sims, rank_similarities(
+        short.rank_parts, vectors, vectors, near, containment=measure))["species"].within
+        for measure in ((), ("species",))}
+    stored = short.rank_gaps()["species"].within
+    assert np.allclose(stored, within["species",], atol=1e-4)
+    assert not np.allclose(stored, within[()], atol=1e-3)
 
 
 def test_the_kind_of_a_query_is_set_by_its_unambiguous_bases():

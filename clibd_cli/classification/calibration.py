@@ -99,7 +99,9 @@ class Calibration:
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
         features = feature_names(bool(data.get("gaps")), data.get("by_length", False))
-        if data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1"):
+        contained = data.get("containment", [])
+        if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
+                or not isinstance(contained, list) or not all(r in data.get("rank_parts", {}) for r in contained)):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time
@@ -161,7 +163,7 @@ def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vec
     """``{rank: [Q, K]}`` cosine over the part of the vectors each rank of ``rank_parts`` reads
     (``Calibration.rank_parts``; e.g. the nucleotide profile of ``--model kmer-aa`` at species)
     between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``),
-    or for the ranks in ``containment`` the k-mer containment over that part (:func:`containment`);
+    or for the ranks in ``containment`` the k-mer containment over that part (:func:`_containment`);
     computed once per distinct part and measure. ``lengths``: a dict the caller keeps for calls on
     the same ``vectors``, where each part's norms are computed once."""
     by_part: dict[tuple[int, int, bool], np.ndarray] = {}

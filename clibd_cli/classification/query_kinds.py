@@ -109,9 +109,9 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``).
     ``rank_parts``: the ranks whole barcodes answer from a part of the vectors, ``partial_part``:
     the part partial barcodes answer every rank from, ``partial_containment``: the ranks partial
-    barcodes answer by k-mer containment (over ``partial_part``, else the whole vector; a stretch
-    lies as far from its own species' whole barcodes by cosine as a new species' whole barcode
-    does, but is contained in them whole), ``sisters`` and ``species_weight``: how many
+    barcodes answer by k-mer containment (over ``partial_part``, else the whole vector; by cosine
+    a stretch of a known species lies nearly as far from its species' whole barcodes as a new
+    species' stretch from its congeners', but it is contained in them whole), ``sisters`` and ``species_weight``: how many
     nearest species the whole barcodes' new-species pseudo-queries also leave out and how they are
     drawn (a model's ``calibration_hints``, e.g. ``--model kmer-aa``; ``fit_calibration``)."""
 

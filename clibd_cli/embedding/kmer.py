@@ -99,10 +99,11 @@ class KmerProfileModel:
         proportional to their species' records^-2 (both chosen on BOLD val_unseen: without them
         genus confidences were under-confident; benchmarks/README.md). With or without it, partial
         barcodes' species are read by k-mer containment (``calibration.rank_similarities``: the
-        share of the stretch's 5-mers a reference record holds; by cosine a stretch of a known
-        species lies as far from its records as a new species does: benchmarks/README.md,
-        *Partial barcodes*)."""
-        contained = {"partial_containment": ["species"]}
+        share of the stretch's 5-mers a reference record holds, read from square-root profiles;
+        by cosine a stretch of a known species lies nearly as far from its records as a new
+        species' stretch from its congeners': benchmarks/README.md, *Partial barcodes' species by
+        k-mer containment*)."""
+        contained = {"partial_containment": ["species"]} if self.scale == "sqrt" else {}
         if not self.peptide_k:
             return contained
         nucleotides = [0, 4**self.k]
