@@ -1,0 +1,82 @@
+"""Batches of new species cut from the reference itself: how far one batch's calibration error moves.
+
+    PYTHONPATH=benchmarks .venv/bin/python benchmarks/new_species_batches.py --work DIR \\
+        [--model kmer-aa] [--folds 5] [--sintax]
+
+BOLD's `test_unseen` is one batch of new species, 138 of them, two holding a third of its records,
+so its per-rank ECE says as much about those species as about the tool. Here the species of BOLD
+`train` are dealt into ``--folds`` seeded folds; for each fold an index of `train` without that
+fold's species is built (`clibd index -m MODEL`, default settings) and the fold's records are
+classified in one run (`clibd classify`, share of new species estimated by the run): a batch made
+only of new species, as `test_unseen` is, but of other species. Printed per fold, as in
+`classify_bold.py --batches` (`batch_calibration.py`): per-rank ECE, new species given a species
+and new species' genus named right at 0.8 (of those whose genus stays in the reference), the run's
+estimated share of new species; and at genus the species-balanced ECE and the ECE that a
+perfectly calibrated tool giving the same confidences would show on that batch. With
+``--sintax``, `vsearch --sintax` on the same folds and references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import batch_calibration as bc
+from classify_bold import BOLD, CLIBD, timed, write_fasta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--model", default="kmer-aa", help="what `clibd index -m` builds with (default kmer-aa)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--sintax", action="store_true", help="also run vsearch --sintax on each fold")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    with gzip.open(BOLD, "rt") as handle:
+        train = [r for r in csv.DictReader(handle) if r["split"] == "train"]
+    species = sorted({r["species"] for r in train if r["species"]})
+    random.Random(0).shuffle(species)
+    fold_of = {name: i % args.folds for i, name in enumerate(species)}
+    genus_ece = {}
+    for fold in range(args.folds):
+        batch = [r for r in train if fold_of.get(r["species"]) == fold]
+        reference = [r for r in train if fold_of.get(r["species"]) != fold]
+        work = args.work / f"fold{fold}"
+        work.mkdir(exist_ok=True)
+        ref_fasta, fasta, index, out = work / "reference.fasta", work / "batch.fasta", work / "index", work / "clibd.tsv"
+        write_fasta(ref_fasta, reference, sintax=True)
+        write_fasta(fasta, batch, sintax=False)
+        if index.exists():
+            shutil.rmtree(index)
+        built = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index)])
+        took = timed([CLIBD, "-q", "--threads", "2", "classify", "--index", str(index), str(fasta), "-o", str(out)])
+        genera = {r["genus"] for r in reference if r["genus"]}
+        new = {r["processid"] for r in batch}
+        n_species = len({r["species"] for r in batch})
+        print(f"fold {fold}: {len(batch)} records of {n_species} new species, reference {len(reference)} "
+              f"(index {built:.0f} s, classify {took:.1f} s)", flush=True)
+        tools = {"clibd": bc.read_clibd_scores(out)}
+        if args.sintax:
+            sintax = work / "sintax.tsv"
+            timed(["vsearch", "--sintax", str(fasta), "--db", str(ref_fasta), "--tabbedout", str(sintax),
+                   "--sintax_cutoff", "0.8", "--randseed", "1", "--threads", "2", "--quiet"])
+            tools["sintax"] = (bc.read_sintax_scores(sintax), None)
+        for tool, (scores, estimate) in tools.items():
+            table = bc.batch_table(scores, batch, new, genera, 0.8)
+            genus_ece.setdefault(tool, []).append(table["ece_genus"])
+            print(bc.format_row(tool, table, estimate))
+            print(f"    {bc.by_species(scores, batch, 'genus')}", flush=True)
+    for tool, values in genus_ece.items():
+        print(f"{tool}: genus ECE over {args.folds} folds: median {np.median(values):.1f}, range "
+              f"{min(values):.1f}-{max(values):.1f}; folds at or under 3 points: {sum(v <= 3 for v in values)}")
+
+
+if __name__ == "__main__":
+    main()
