@@ -34,7 +34,7 @@ from classify_bold import BOLD, CLIBD, timed, write_fasta
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--model", default="kmer-aa", help="what `clibd index -m` builds with (default kmer-aa)")
+    parser.add_argument("--model", default="kmer-aa", help="`clibd index -m` MODEL (default kmer-aa)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--sintax", action="store_true", help="also run vsearch --sintax on each fold")
     args = parser.parse_args()
@@ -50,13 +50,15 @@ def main() -> None:
         reference = [r for r in train if fold_of.get(r["species"]) != fold]
         work = args.work / f"fold{fold}"
         work.mkdir(exist_ok=True)
-        ref_fasta, fasta, index, out = work / "reference.fasta", work / "batch.fasta", work / "index", work / "clibd.tsv"
+        names = ("reference.fasta", "batch.fasta", "index", "clibd.tsv")
+        ref_fasta, fasta, index, out = (work / name for name in names)
         write_fasta(ref_fasta, reference, sintax=True)
         write_fasta(fasta, batch, sintax=False)
         if index.exists():
             shutil.rmtree(index)
-        built = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index)])
-        took = timed([CLIBD, "-q", "--threads", "2", "classify", "--index", str(index), str(fasta), "-o", str(out)])
+        clibd = [CLIBD, "-q", "--threads", "2"]
+        built = timed([*clibd, "index", "-m", args.model, str(ref_fasta), "-o", str(index)])
+        took = timed([*clibd, "classify", "--index", str(index), str(fasta), "-o", str(out)])
         genera = {r["genus"] for r in reference if r["genus"]}
         new = {r["processid"] for r in batch}
         n_species = len({r["species"] for r in batch})
@@ -75,7 +77,8 @@ def main() -> None:
             print(f"    {bc.by_species(scores, batch, 'genus')}", flush=True)
     for tool, values in genus_ece.items():
         print(f"{tool}: genus ECE over {args.folds} folds: median {np.median(values):.1f}, range "
-              f"{min(values):.1f}-{max(values):.1f}; folds at or under 3 points: {sum(v <= 3 for v in values)}")
+              f"{min(values):.1f}-{max(values):.1f}; folds at or under 3 points: "
+              f"{sum(v <= 3 for v in values)}")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,8 @@ def test_model_free_indexes_read_partial_barcodes_species_by_containment(tmp_pat
     with gzip.open(SAMPLE, "rt") as handle:
         barcode = {r["processid"]: r["dna_barcode"] for r in csv.DictReader(handle)}
     plan = short_pseudo_queries([barcode[i] for i in index.ids], list(range(len(index))), 0)
-    packed = pack_index(index, tmp_path / "pack", short=short_queries(Embedder(KmerProfileModel()), plan, None, 0))
+    short = short_queries(Embedder(KmerProfileModel()), plan, None, 0)
+    packed = pack_index(index, tmp_path / "pack", short=short)
     repacked = Calibration.from_json(packed.calibration[SHORT_KIND])
     assert repacked.rank_parts == {"species": [0, 1024]} and repacked.containment == ["species"]
 

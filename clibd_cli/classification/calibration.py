@@ -99,9 +99,9 @@ class Calibration:
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
         features = feature_names(bool(data.get("gaps")), data.get("by_length", False))
-        contained = data.get("containment", [])
+        contained, parts = data.get("containment", []), data.get("rank_parts", {})
         if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
-                or not isinstance(contained, list) or not all(r in data.get("rank_parts", {}) for r in contained)):
+                or not isinstance(contained, list) or not all(rank in parts for rank in contained)):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time

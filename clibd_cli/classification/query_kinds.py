@@ -111,9 +111,10 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     the part partial barcodes answer every rank from, ``partial_containment``: the ranks partial
     barcodes answer by k-mer containment (over ``partial_part``, else the whole vector; by cosine
     a stretch of a known species lies nearly as far from its species' whole barcodes as a new
-    species' stretch from its congeners', but it is contained in them whole), ``sisters`` and ``species_weight``: how many
-    nearest species the whole barcodes' new-species pseudo-queries also leave out and how they are
-    drawn (a model's ``calibration_hints``, e.g. ``--model kmer-aa``; ``fit_calibration``)."""
+    species' stretch from its congeners', but it is contained in them whole), ``sisters`` and
+    ``species_weight``: how many nearest species the whole barcodes' new-species pseudo-queries
+    also leave out and how they are drawn (a model's ``calibration_hints``, e.g. ``--model
+    kmer-aa``; ``fit_calibration``)."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
             harder: int = 0, weight: float = 1.0, contained: Sequence[str] = ()) -> dict:
