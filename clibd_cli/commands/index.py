@@ -116,6 +116,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.embedding.kmer import KMER_MODEL, MODEL_FREE, PEPTIDE_MODEL
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
+    from clibd_cli.reference.label_check import suspect_labels, suspects_warning
     from clibd_cli.reference.sketch import orient_references
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references
     from clibd_cli.training import distributed
@@ -201,6 +202,9 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
                                    seed=settings.seed, held_out=queries, short=short,
                                    **getattr(embedder.model, "calibration_hints", {}))
+    suspects = suspect_labels(target)
+    if suspects:
+        log.warning(suspects_warning(suspects))
     target.save(output)
     discard(shards_folder(output))
     discard(shards_folder(output, "held-out"))

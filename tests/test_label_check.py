@@ -1,0 +1,43 @@
+"""Reference records whose label looks wrong (``clibd_cli/reference/label_check.py``): a barcode
+filed under another genus than its near-identical look-alikes is flagged by ``clibd index``."""
+
+from __future__ import annotations
+
+from fixtures.specimens import Specimen, run, specimens, twins, write_fasta
+
+from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.label_check import suspect_labels
+
+
+def misfiled(records: list[Specimen]) -> tuple[list[Specimen], Specimen, Specimen]:
+    """``records`` with each barcode twice, plus a copy of the first record's barcode filed under
+    the genus (and species) of a record of another genus: the misfiled one and its true kin."""
+    kin = records[0]
+    other = next(r for r in records if r.lineage["genus"] != kin.lineage["genus"] and r.lineage["species"])
+    wrong = Specimen("MISFILED-1", kin.barcode, dict(other.lineage))
+    return twins(records) + [wrong], wrong, kin
+
+
+def test_a_barcode_filed_under_another_genus_is_flagged(tmp_path):
+    references, wrong, kin = misfiled(specimens(n_species=6, per_species=3, unnamed=0))
+    result = run("index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", references), "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    assert "1 reference record is near-identical (similarity ≥ 0.99) only to records of another genus" in result.stderr
+    assert f"MISFILED-1 ({wrong.lineage['genus']}; like {kin.lineage['genus']}, 1.000)" in result.stderr
+    (suspect,) = suspect_labels(load_index(tmp_path / "index"))  # its two look-alikes are not flagged
+    assert (suspect.id, suspect.label, suspect.like) == ("MISFILED-1", wrong.lineage["genus"], kin.lineage["genus"])
+    assert suspect_labels(load_index(tmp_path / "index"), rank="tribe") == []  # a rank the index lacks
+
+
+def test_a_clean_reference_and_a_lone_look_alike_are_not_flagged(tmp_path):
+    records = specimens(n_species=6, per_species=3, unnamed=0)
+    result = run("index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", twins(records)), "-o", tmp_path / "clean")
+    assert result.exit_code == 0, result.stderr
+    assert "another genus" not in result.stderr
+    # one near-identical record of another genus is not enough to doubt a label (WITNESSES = 2)
+    kin = records[0]
+    other = next(r for r in records if r.lineage["genus"] != kin.lineage["genus"])
+    lone = records + [Specimen("LONE-1", kin.barcode, dict(other.lineage))]
+    result = run("index", "-m", "kmer", write_fasta(tmp_path / "lone.fa", lone), "-o", tmp_path / "lone")
+    assert result.exit_code == 0, result.stderr
+    assert "another genus" not in result.stderr
