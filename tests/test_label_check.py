@@ -29,6 +29,22 @@ def test_a_barcode_filed_under_another_genus_is_flagged(tmp_path):
     assert suspect_labels(load_index(tmp_path / "index"), rank="tribe") == []  # a rank the index lacks
 
 
+def test_records_sharing_one_vector_are_all_weighed(tmp_path):
+    """A barcode held by more records than the search returns (nine of one genus, five of
+    another): each has identical twins of its own genus, so none is flagged; one record of
+    another genus among nine is."""
+    records = specimens(n_species=6, per_species=3, unnamed=0)
+    kin = records[0]
+    other = next(r for r in records if r.lineage["genus"] != kin.lineage["genus"])
+    copies = [Specimen(f"KIN-{i}", kin.barcode, kin.lineage) for i in range(9)]
+    mixed = records[1:] + copies + [Specimen(f"OTHER-{i}", kin.barcode, dict(other.lineage)) for i in range(5)]
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "mixed.fa", mixed), "-o", tmp_path / "mixed").exit_code == 0
+    assert suspect_labels(load_index(tmp_path / "mixed")) == []
+    one = records[1:] + copies + [Specimen("OTHER-0", kin.barcode, dict(other.lineage))]
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "one.fa", one), "-o", tmp_path / "one").exit_code == 0
+    assert [s.id for s in suspect_labels(load_index(tmp_path / "one"))] == ["OTHER-0"]
+
+
 def test_a_clean_reference_and_a_lone_look_alike_are_not_flagged(tmp_path):
     records = specimens(n_species=6, per_species=3, unnamed=0)
     result = run("index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", twins(records)), "-o", tmp_path / "clean")

@@ -3,10 +3,11 @@
 BOLD and GenBank hold records filed under the wrong name: a *Culex* barcode filed as *Aedes
 albopictus*, a host's barcode filed under its parasitoid. A query of that species finds such a
 record and is named after it, confidently (``benchmarks/README.md``, *Batches of new species cut
-from the reference*). :func:`suspect_labels` flags a record when at least ``WITNESSES`` of its
-``NEIGHBOURS`` nearest records are near-identical to it (similarity ≥ ``sketch.NEAR_IDENTICAL``)
-and every one of those carries another label at the rank checked (genus). ``clibd index`` warns
-about them; it does not drop them (the record may be right and its look-alikes wrong).
+from the reference*). :func:`suspect_labels` flags a record when the labelled records near-identical to it (similarity
+≥ ``sketch.NEAR_IDENTICAL``; those sharing its vector and those among the ``NEIGHBOURS`` nearest
+of other vectors) number at least ``WITNESSES`` and all carry another label at the rank checked
+(genus). ``clibd index`` warns about them; it does not drop them (the record may be right and its
+look-alikes wrong).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import numpy as np
 
 from clibd_cli.reference.sketch import NEAR_IDENTICAL
 
-NEIGHBOURS = 8  # nearest records looked at per record
+NEIGHBOURS = 8  # nearest records of other nodes looked at per record (besides its identical twins)
 WITNESSES = 2  # near-identical records of another label needed to flag one
-_NODES_PER_SEARCH = 4096
+_RESULTS_PER_SEARCH = 1 << 16  # nodes x neighbours searched at once
 
 
 @dataclass
@@ -38,26 +39,35 @@ class Suspect:
 
 def suspect_labels(index, rank: str = "genus") -> list[Suspect]:
     """The records of ``index`` (a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex`)
-    whose label at ``rank`` disagrees with every near-identical record near them (at least
-    ``WITNESSES``, none of their own label), in record order; none if the index lacks ``rank``."""
+    whose label at ``rank`` disagrees with every labelled near-identical record: the records
+    sharing its vector (its graph node) and those among the ``NEIGHBOURS`` nearest records of
+    other nodes; at least ``WITNESSES`` of them, none of its own label. In record order; none if
+    the index lacks ``rank``. Unlabelled look-alikes are not counted."""
     if rank not in index.ranks:
         return []
     labels = index.labels[rank]
     view, element = index.vector_view()
+    size = np.bincount(index.nodes, minlength=len(element))
     members = np.argsort(index.nodes, kind="stable")  # records grouped by node
-    starts = np.searchsorted(index.nodes[members], np.arange(len(element) + 1))
-    found = []
-    for first in range(0, len(element), _NODES_PER_SEARCH):
-        nodes = np.arange(first, min(first + _NODES_PER_SEARCH, len(element)))
-        rows, sims = index.search(np.asarray(view[element[nodes]]), NEIGHBOURS + 1)
+    starts = np.concatenate([[0], np.cumsum(size)])
+    by_size = np.argsort(size, kind="stable")  # searched in groups of like size: k covers a node's own records
+    found, first = [], 0
+    while first < len(by_size):
+        k = NEIGHBOURS + int(size[by_size[first]])
+        nodes = by_size[first: first + max(1, _RESULTS_PER_SEARCH // k)]
+        k = NEIGHBOURS + int(size[nodes].max())
+        rows, sims = index.search(np.asarray(view[element[nodes]]), k)
         for node, near, sim in zip(nodes, rows, sims):
-            close = [(int(r), float(s)) for r, s in zip(near, sim) if s >= NEAR_IDENTICAL and labels[r]]
-            for record in members[starts[node]:starts[node + 1]]:
+            own = members[starts[node]:starts[node + 1]]
+            outside = [(int(r), float(s)) for r, s in zip(near, sim) if index.nodes[r] != node][:NEIGHBOURS]
+            for record in own:
                 mine = labels[record]
-                others = [(r, s) for r, s in close if r != record]
+                kin = [(int(r), 1.0) for r in own if r != record] + outside
+                others = [(r, s) for r, s in kin if s >= NEAR_IDENTICAL and labels[r]]
                 if mine and len(others) >= WITNESSES and all(labels[r] != mine for r, _ in others):
                     like = Counter(labels[r] for r, _ in others).most_common(1)[0][0]
-                    found.append((int(record), Suspect(index.ids[record], mine, like, others[0][1])))
+                    found.append((int(record), Suspect(index.ids[record], mine, like, max(s for _, s in others))))
+        first += len(nodes)
     return [suspect for _, suspect in sorted(found, key=lambda pair: pair[0])]
 
 
