@@ -20,9 +20,8 @@ against the manifest checksums on load. Records with identical vectors share one
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
+from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors, stored_view
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
@@ -63,6 +63,7 @@ class ReferenceIndex:
     sketch: Sketch | None = None
     _node_vectors: np.ndarray | None = field(default=None, repr=False)
     _view: tuple | None = field(default=None, repr=False)  # (node count, vector_view's mapping or None)
+    _grouped: tuple | None = field(default=None, repr=False)  # (record count, node_records())
 
     @property
     def ranks(self) -> list[str]:
@@ -88,6 +89,15 @@ class ReferenceIndex:
             found = stored_view(self.path / INDEX_FILE, self.manifest["dim"]) if self.path else None
             self._view = (n, found if found is not None and len(found[1]) == n else None)
         return self._view[1] or (self.node_vectors(), np.arange(n))
+
+    def node_records(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(members, starts)``: node ``i`` holds records ``members[starts[i]:starts[i + 1]]``, in
+        record order (grouped once per record count, not per search)."""
+        if self._grouped is None or self._grouped[0] != len(self.nodes):
+            size = np.bincount(self.nodes, minlength=self.graph.get_current_count())
+            self._grouped = (len(self.nodes), (np.argsort(self.nodes, kind="stable"),
+                                               np.concatenate([[0], np.cumsum(size)])))
+        return self._grouped[1]
 
     def vectors(self) -> np.ndarray:
         """The vector of every record ``[N, D]`` float32."""
@@ -122,9 +132,8 @@ class ReferenceIndex:
 
     def _expand(self, found: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Node hits ``[Q, kn]`` -> the first ``k`` records they hold, ``[Q, k]``."""
-        members = np.argsort(self.nodes, kind="stable")  # records grouped by node
-        size = np.bincount(self.nodes, minlength=self.graph.get_current_count())
-        first = np.cumsum(size) - size
+        members, starts = self.node_records()
+        first, size = starts[:-1], np.diff(starts)
         ends = np.cumsum(size[found], axis=1)  # [Q, kn] records held up to each hit
         n_q, kn = found.shape
         shift = ends[:, -1:].max(initial=0) + 1  # offset rows apart to search them in one go
@@ -163,9 +172,9 @@ class ReferenceIndex:
             raise ClibdError(f"append: record ids must be new and unique; {', '.join(repeated[:5])}"
                              f"{' …' if len(repeated) > 5 else ''} {'is' if len(repeated) == 1 else 'are'} "
                              "already in the index or repeated; rename or drop them")
-        known = _node_keys(self.node_vectors())
+        known = node_keys(self.node_vectors())
         n_nodes = len(known)
-        nodes, fresh = _assign_nodes(vectors, known)
+        nodes, fresh = assign_nodes(vectors, known)
         if len(fresh):
             self.graph.resize_index(n_nodes + len(fresh))
             self.graph.add_items(vectors[fresh], np.arange(n_nodes, n_nodes + len(fresh)),
@@ -253,7 +262,7 @@ def build_index(
     check_records(ids, labels, len(vectors), list(labels))
     if len(set(ids)) != len(ids):
         raise ClibdError("reference record ids must be unique")
-    nodes, fresh = _assign_nodes(vectors, {})
+    nodes, fresh = assign_nodes(vectors, {})
     # Insert in random order: references sorted by taxon make a much worse graph.
     order = np.random.default_rng(seed).permutation(len(fresh))
     relabel = np.empty_like(order)
@@ -357,40 +366,6 @@ def _load_sketch(path: Path, manifest: dict) -> Sketch:
         raise ClibdError(f"{path / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
                          f"with k and floor, found shape {list(centroids.shape)} and {entry}; {REBUILD}")
     return Sketch.from_manifest(centroids, entry)
-
-
-def _node_keys(vectors: np.ndarray) -> dict[bytes, int]:
-    """Map each vector's grouping key to its row (the first row for duplicates)."""
-    keys: dict[bytes, int] = {}
-    for row, key in enumerate(_keys(vectors)):
-        keys.setdefault(key, row)
-    return keys
-
-
-def _assign_nodes(vectors: np.ndarray, known: dict[bytes, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Graph node of each vector: an existing node if ``known``, else a new one numbered after
-    them. Returns ``(nodes [N], rows of the vectors that start new nodes)``; updates ``known``."""
-    nodes = np.empty(len(vectors), dtype=np.int64)
-    fresh = []
-    for row, key in enumerate(_keys(vectors)):
-        if key not in known:
-            known[key] = len(known)
-            fresh.append(row)
-        nodes[row] = known[key]
-    return nodes, np.array(fresh, dtype=np.int64)
-
-
-def _keys(vectors: np.ndarray) -> Iterator[bytes]:
-    """Grouping keys: vectors equal to 5 decimals are one node (batched inference jitters).
-
-    A key is a 128-bit digest of the rounded vector, computed a block at a time: the vectors
-    themselves as keys would hold another copy of the reference (4 GB for a million k-mer
-    profiles) twice over.
-    """
-    for start in range(0, len(vectors), BLOCK * 16):
-        rounded = np.round(vectors[start : start + BLOCK * 16], 5) + 0.0  # + 0.0: -0.0 -> 0.0
-        for row in rounded:
-            yield hashlib.blake2b(row.tobytes(), digest_size=16).digest()
 
 
 def _as_vectors(x: np.ndarray, dim: int | None, what: str) -> np.ndarray:

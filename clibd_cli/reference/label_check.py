@@ -3,11 +3,11 @@
 BOLD and GenBank hold records filed under the wrong name: a *Culex* barcode filed as *Aedes
 albopictus*, a host's barcode filed under its parasitoid. A query of that species finds such a
 record and is named after it, confidently (``benchmarks/README.md``, *Batches of new species cut
-from the reference*). :func:`suspect_labels` flags a record when the labelled records near-identical to it (similarity
-≥ ``sketch.NEAR_IDENTICAL``; those sharing its vector and those among the ``NEIGHBOURS`` nearest
-of other vectors) number at least ``WITNESSES`` and all carry another label at the rank checked
-(genus). ``clibd index`` warns about them; it does not drop them (the record may be right and its
-look-alikes wrong).
+from the reference*). :func:`suspect_labels` flags a record when the labelled records
+near-identical to it (similarity ≥ ``sketch.NEAR_IDENTICAL``; those sharing its vector and those
+among the ``NEIGHBOURS`` nearest of other vectors) number at least ``WITNESSES`` and all carry
+another label at the rank checked (genus). ``clibd index`` warns about them; it does not drop
+them (the record may be right and its look-alikes wrong).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from clibd_cli.reference.sketch import NEAR_IDENTICAL
 
 NEIGHBOURS = 8  # nearest records of other nodes looked at per record (besides its identical twins)
 WITNESSES = 2  # near-identical records of another label needed to flag one
+RANK = "genus"  # the rank checked: sister species often share a barcode, genera seldom
 _RESULTS_PER_SEARCH = 1 << 16  # nodes x neighbours searched at once
 
 
@@ -37,7 +38,7 @@ class Suspect:
         return f"{self.id} ({self.label}; like {self.like}, {self.similarity:.3f})"
 
 
-def suspect_labels(index, rank: str = "genus") -> list[Suspect]:
+def suspect_labels(index, rank: str = RANK) -> list[Suspect]:
     """The records of ``index`` (a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex`)
     whose label at ``rank`` disagrees with every labelled near-identical record: the records
     sharing its vector (its graph node) and those among the ``NEIGHBOURS`` nearest records of
@@ -47,14 +48,13 @@ def suspect_labels(index, rank: str = "genus") -> list[Suspect]:
         return []
     labels = index.labels[rank]
     view, element = index.vector_view()
-    size = np.bincount(index.nodes, minlength=len(element))
-    members = np.argsort(index.nodes, kind="stable")  # records grouped by node
-    starts = np.concatenate([[0], np.cumsum(size)])
-    by_size = np.argsort(size, kind="stable")  # searched in groups of like size: k covers a node's own records
+    members, starts = index.node_records()
+    size = np.diff(starts)
+    by_size = np.argsort(size, kind="stable")  # searched in groups of like size: k covers a node's records
     found, first = [], 0
     while first < len(by_size):
-        k = NEIGHBOURS + int(size[by_size[first]])
-        nodes = by_size[first: first + max(1, _RESULTS_PER_SEARCH // k)]
+        step = max(1, _RESULTS_PER_SEARCH // (NEIGHBOURS + int(size[by_size[first]])))
+        nodes = by_size[first: first + step]
         k = NEIGHBOURS + int(size[nodes].max())
         rows, sims = index.search(np.asarray(view[element[nodes]]), k)
         for node, near, sim in zip(nodes, rows, sims):
@@ -66,17 +66,19 @@ def suspect_labels(index, rank: str = "genus") -> list[Suspect]:
                 others = [(r, s) for r, s in kin if s >= NEAR_IDENTICAL and labels[r]]
                 if mine and len(others) >= WITNESSES and all(labels[r] != mine for r, _ in others):
                     like = Counter(labels[r] for r, _ in others).most_common(1)[0][0]
-                    found.append((int(record), Suspect(index.ids[record], mine, like, max(s for _, s in others))))
+                    nearest = max(s for _, s in others)
+                    found.append((int(record), Suspect(index.ids[record], mine, like, nearest)))
         first += len(nodes)
     return [suspect for _, suspect in sorted(found, key=lambda pair: pair[0])]
 
 
-def suspects_warning(suspects: list[Suspect], rank: str = "genus", shown: int = 10) -> str:
+def suspects_warning(suspects: list[Suspect], rank: str = RANK, shown: int = 10) -> str:
     """What ``clibd index`` says of ``suspects`` (first ``shown`` of them)."""
     listed = ", ".join(map(str, suspects[:shown]))
     if len(suspects) > shown:
         listed += f" and {len(suspects) - shown} more"
     many = len(suspects) != 1
     return (f"{len(suspects)} reference record{'s are' if many else ' is'} near-identical (similarity "
-            f"≥ {NEAR_IDENTICAL:g}) only to records of another {rank}: {'their labels' if many else 'its label'} "
-            f"may be wrong, and a query that finds {'one' if many else 'it'} is named after it: {listed}")
+            f"≥ {NEAR_IDENTICAL:g}) only to records of another {rank}: "
+            f"{'their labels' if many else 'its label'} may be wrong, and a query that finds "
+            f"{'one' if many else 'it'} is named after it: {listed}")
