@@ -175,7 +175,7 @@ def test_bundled_default_reads_either_strand_rna_and_alignments_and_leaves_rando
     sequences are unassigned at genus and species (in fact at every rank)."""
     import random
 
-    from clibd_cli.reference.sketch import reverse_complement
+    from clibd_cli.io.sequences import reverse_complement
 
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
     forward = []

@@ -6,7 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from clibd_cli.reference.sketch import fit_sketch, reverse_complement
+from clibd_cli.io.sequences import reverse_complement
+from clibd_cli.reference.sketch import fit_sketch
 from fixtures.specimens import run, specimens, tsv, write_fasta
 
 

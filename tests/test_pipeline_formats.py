@@ -116,7 +116,7 @@ def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
 
 
 def test_sintax_strand_is_the_strand_the_barcode_was_read_on(kmer_case, tmp_path):
-    from clibd_cli.reference.sketch import reverse_complement
+    from clibd_cli.io.sequences import reverse_complement
 
     root, _, query_fa, rows = kmer_case
     named = [row for row in rows if row["status"] != "invalid"]

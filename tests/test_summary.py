@@ -176,3 +176,26 @@ def test_counts_errors_name_the_line(case, tmp_path):
                                        "reads must be whole numbers ≥ 0")
     alone = run("classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "bad.tsv")
     assert alone.exit_code == 2 and "--counts goes with --summary" in alone.stderr
+
+
+def test_counts_by_sequence_match_barcodes_read_reverse_complemented(case, tmp_path):
+    """A table keyed by the sequences as the input gives them: a barcode the classifier turned
+    round (its reverse complement was given) still finds its reads."""
+    root, inputs, sizes, rows = case
+    turn = str.maketrans("ACGT", "TGCA")
+    fasta = {}
+    for n, block in enumerate(inputs[0].read_text().split(">")[1:]):
+        header, seq = block.split("\n", 1)
+        seq = seq.replace("\n", "")
+        fasta[header.split(";")[0]] = seq.translate(turn)[::-1] if n % 2 == 0 else seq
+    (tmp_path / "q.fa").write_text("".join(f">{i}\n{s}\n" for i, s in fasta.items()))
+    lines = ["#OTU ID\tA"] + [f"{seq}\t{n}" for n, seq in enumerate(fasta.values(), start=1)]
+    (tmp_path / "seqtab.tsv").write_text("\n".join(lines) + "\n")
+    result = run("-q", "classify", "--index", root / "index", tmp_path / "q.fa", "--summary", tmp_path / "s.tsv",
+                 "--counts", tmp_path / "seqtab.tsv", "-o", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.stderr
+    strands = {row["query_id"]: row for row in tsv((tmp_path / "p.tsv").read_text())}
+    assert len(fasta) >= 2 and all(row["genus"] for row in strands.values())
+    summary = tsv((tmp_path / "s.tsv").read_text())
+    unassigned = {int(r["reads"]) for r in summary if r["taxon"] == "unassigned" and r["rank"] == "genus"}
+    assert unassigned == {0}

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from clibd_cli.abundance.counts import CountsTable
 from clibd_cli.io.lineages import qiime_taxon
+from clibd_cli.io.sequences import reverse_complement
 from models.config import RANKS
 from models.files import atomic_open
 
@@ -91,6 +92,8 @@ class AbundanceSummary:
                 self._by_feature.setdefault(query.id, lineage)
                 if query.barcode:
                     self._by_feature.setdefault(query.barcode.upper(), lineage)
+                    if query.strand == "-":  # the table names it as given, before it was turned round
+                        self._by_feature.setdefault(reverse_complement(query.barcode).upper(), lineage)
 
     def finish(self) -> Tally:
         """The tally; with a counts table, its reads by the classification of each feature."""

@@ -30,6 +30,7 @@ MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a ca
 MAX_LENGTH = 5000  # characters of a record; COI-5P barcodes (and their alignments) are under 2 kb
 _LINE_PIECE = 1 << 16  # lines are read this many characters at a time
 _CLEAN = str.maketrans("Uu", "Tt", "-.")  # RNA read as DNA; alignment gaps dropped
+_COMPLEMENT = str.maketrans("ACGTUMRWSYKVHDBNacgtumrwsykvhdbn", "TGCAAKYWSRMBDHVNtgcaakywsrmbdhvn")
 
 
 @dataclass(slots=True)
@@ -107,6 +108,11 @@ def parse_abundance(text: str) -> tuple[int | None, str | None]:
 def clean_barcode(barcode: str) -> str:
     """The barcode as the encoders read it: RNA's U as T, alignment gaps (``-``, ``.``) dropped."""
     return barcode.translate(_CLEAN)
+
+
+def reverse_complement(barcode: str) -> str:
+    """The other strand, read 5' to 3' (IUPAC codes complemented)."""
+    return barcode.translate(_COMPLEMENT)[::-1]
 
 
 def unambiguous_bases(barcode: str) -> int:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_cli.embedding.kmer import kmer_profile
-from clibd_cli.io.sequences import random_stretch, unambiguous_bases
+from clibd_cli.io.sequences import random_stretch, reverse_complement, unambiguous_bases
 
 K = 5
 CENTROIDS = 256
@@ -42,13 +42,7 @@ NEAR_IDENTICAL = 0.99  # a query this close to a reference record is on target w
 PARTIAL_LENGTHS = (150, 200, 300, 400, 500)  # bases: stretches the partial-barcode floors are fitted on
 WHOLE_FROM = 600  # bases from which a barcode meets the whole-barcode floor
 PARTIAL_SAMPLE = 5000  # barcodes cut per length
-_COMPLEMENT = str.maketrans("ACGTUMRWSYKVHDBNacgtumrwsykvhdbn", "TGCAAKYWSRMBDHVNtgcaakywsrmbdhvn")
 _BLOCK = 4096
-
-
-def reverse_complement(barcode: str) -> str:
-    """The other strand, read 5' to 3' (IUPAC codes complemented)."""
-    return barcode.translate(_COMPLEMENT)[::-1]
 
 
 @dataclass
