@@ -192,6 +192,24 @@ def test_bad_barcodes_counted_and_skipped_or_strict(tmp_path):
     assert "non-nucleotide" in result.output
 
 
+
+def test_barcodes_stored_as_every_command_reads_them(tmp_path):
+    """RNA, lower case and alignment gaps are stored as the encoders read them (U as T, gaps
+    dropped), so embed, evaluate and train see what index and classify see; gaps only is skipped."""
+    header, rows = bold_rows()
+    want = rows[2]["dna_barcode"].upper()
+    rows[2]["dna_barcode"] = " " + "-".join(want[i:i + 60] for i in range(0, len(want), 60)).lower().replace("t", "u")
+    rows[4]["dna_barcode"] = "---...---"
+    meta = write_csv(tmp_path / "meta.csv.gz", header, rows)
+    result = prepare(meta, "-o", tmp_path / "x.h5")
+    assert result.exit_code == 0, result.output
+    assert "line 6 (alignment gaps only)" in result.stderr
+    with open_dataset(tmp_path / "x.h5") as dataset:
+        every = dataset.splits_union(dataset.attrs["summary"]["splits"])
+        stored = dict(zip(every.ids(), every.column("barcode")))
+    assert stored[rows[2]["processid"]] == want and rows[4]["processid"] not in stored
+
+
 def file_with(name, data: bytes):
     def make(directory):
         (directory / name).write_bytes(data)

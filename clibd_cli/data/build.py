@@ -27,7 +27,7 @@ from tqdm import tqdm
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS, PROTOCOL_NAME, clibd_partition
 from clibd_cli.data.store import DatasetWriter, Record
 from clibd_cli.io.images import ImageError, check_image, resize_image
-from clibd_cli.io.sequences import MAX_LENGTH, NUCLEOTIDES
+from clibd_cli.io.sequences import MAX_LENGTH, NUCLEOTIDES, clean_barcode
 from clibd_cli.io.streams import open_text, reading
 from models.errors import ClibdError
 
@@ -92,9 +92,10 @@ def detect_format(path: str | Path) -> str:
 
 
 def normalize_barcode(seq: str) -> str | None:
-    """The barcode in upper case without surrounding space, or None if empty or not DNA."""
+    """The barcode as every command reads it (upper case, RNA's U as T, alignment gaps dropped:
+    ``io.sequences.clean_barcode``), or None if empty, gaps only or not DNA."""
     seq = seq.strip().upper()
-    return seq if len(seq) <= MAX_LENGTH and _DNA.fullmatch(seq) else None
+    return (clean_barcode(seq) or None) if len(seq) <= MAX_LENGTH and _DNA.fullmatch(seq) else None
 
 
 def prepare_dataset(source: Source, output: str | Path, *, partition: dict[str, str] | None = None,
@@ -254,6 +255,8 @@ def _barcode_problem(seq: str) -> str:
     seq = seq.strip().upper()
     if not seq:
         return "empty barcode"
+    if not clean_barcode(seq):
+        return "alignment gaps only"
     if len(seq) > MAX_LENGTH:
         return f"barcode over {MAX_LENGTH:,} characters (the cap; COI-5P barcodes are under 2 kb)"
     odd = sorted(set(seq) - set(NUCLEOTIDES))
