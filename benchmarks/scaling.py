@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from classify_bold import BOLD, CLIBD, RANKS, read_clibd, read_sintax, read_top_hit, write_fasta  # noqa: E402
+from classify_bold import BOLD, CLIBD, read_sintax, read_top_hit, write_fasta  # noqa: E402
 
 ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
 CODES = np.full(256, 255, dtype=np.uint8)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clibd_cli.data.fasta import photos_by_id
 from clibd_cli.io.images import find_images
-from clibd_cli.io.sequences import MIN_BASES, barcode_problem, clean_barcode, parse_abundance, read_sequences
+from clibd_cli.io.sequences import MIN_BASES, checked_barcode, parse_abundance, read_sequences
 from clibd_cli.io.streams import display_name
 
 
@@ -66,9 +66,7 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
             elif photo is not None:
                 paired.add(photo)
             size, sample = parse_abundance(record.description)
-            problem = barcode_problem(record.seq, min_bases)
-            barcode = clean_barcode(record.seq) if not problem else record.seq
-            problem = problem or barcode_problem(barcode, min_bases)
+            barcode, problem = checked_barcode(record.seq, min_bases)
             query = Query(record.id, barcode=barcode, image=photo, where=f"{name}:{record.line}",
                           size=size, sample=sample, source=name)
             if problem and photo is not None:

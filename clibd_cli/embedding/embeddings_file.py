@@ -17,7 +17,7 @@ from clibd_cli import __version__
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, describe_inputs, discard, embed_chunks, read_chunks, shards_folder
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
-from clibd_cli.io.sequences import barcode_problem, clean_barcode
+from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError
@@ -135,8 +135,7 @@ def _encode(encode: Callable[[list], np.ndarray], items: list, embedder: Embedde
 def _barcodes(embedder: Embedder, name: str, records: list) -> Part:
     usable = []
     for record in records:
-        record.seq = clean_barcode(record.seq) if not barcode_problem(record.seq) else record.seq
-        problem = barcode_problem(record.seq)
+        record.seq, problem = checked_barcode(record.seq)
         if problem:
             log.warning("%s:%d: %s: skipped: %s", name, record.line, record.id, problem)
         else:
@@ -185,5 +184,6 @@ def _records(embedder: Embedder, part, modality: str, ids: list[str], start: int
         labels = [embedder.model.label_string(dict(zip(RANKS, values))) for values in zip(*ranks)]
         return _part(ids, "text", _encode(embedder.labels, labels, embedder))
     barcodes = part.column("barcode", start, stop)
-    keep = [j for j, b in enumerate(barcodes) if not barcode_problem(b)]
-    return _part([ids[j] for j in keep], "dna", _encode(embedder.barcodes, [barcodes[j] for j in keep], embedder))
+    checked = [checked_barcode(b) for b in barcodes]
+    keep = [j for j, (_, problem) in enumerate(checked) if not problem]
+    return _part([ids[j] for j in keep], "dna", _encode(embedder.barcodes, [checked[j][0] for j in keep], embedder))

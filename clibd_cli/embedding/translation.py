@@ -9,7 +9,6 @@ codon with any letter other than ACGT is unknown.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np

@@ -35,6 +35,7 @@ from clibd_cli.evaluation import rdp
 from clibd_cli.evaluation.protocol import Records
 from clibd_cli.evaluation.retrieval import DEPTH, Calls, Outcome, Queries
 from clibd_cli.io.pipeline_formats import read_sintax
+from clibd_cli.io.sequences import clean_barcode
 from models.config import RANKS
 from models.errors import ClibdError
 
@@ -206,7 +207,7 @@ def _dereplicate(keys: Records) -> _Reference:
 
 def _clean(barcode: str) -> str:
     """Upper case, U→T, alignment gaps removed (VSEARCH refuses '-' and '.')."""
-    return barcode.upper().replace("U", "T").replace("-", "").replace(".", "")
+    return clean_barcode(barcode).upper()
 
 
 def _sintax_taxonomy(lineage: tuple) -> str:

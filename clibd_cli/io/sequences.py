@@ -148,6 +148,18 @@ def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
     return None
 
 
+def checked_barcode(barcode: str, min_bases: int = MIN_BASES) -> tuple[str, str | None]:
+    """``(barcode, problem)``: the barcode as the encoders read it (:func:`clean_barcode`) and
+    None, or as given and why it cannot be classified (:func:`barcode_problem`, before and
+    after cleaning: gaps do not count as bases)."""
+    problem = barcode_problem(barcode, min_bases)
+    if problem:
+        return barcode, problem
+    cleaned = clean_barcode(barcode)
+    problem = barcode_problem(cleaned, min_bases)
+    return (barcode, problem) if problem else (cleaned, None)
+
+
 def _record(name: str, number: int, header: str, seq: str) -> SequenceRecord:
     text = header[1:].strip()
     word = text.split(None, 1)[0] if text else ""

@@ -23,7 +23,7 @@ import numpy as np
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, embed_chunks, read_chunks
 from clibd_cli.io.images import load_photos
-from clibd_cli.io.sequences import barcode_problem, clean_barcode
+from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError
@@ -156,9 +156,7 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
     records = BoldSource(source) if is_bold_table(source) else FastaSource(source, taxonomy)
     for entry in records.records():
         record = entry.record
-        problem = barcode_problem(record.barcode)
-        barcode = clean_barcode(record.barcode)
-        problem = problem or barcode_problem(barcode)
+        barcode, problem = checked_barcode(record.barcode)
         if problem:
             log.debug("%s:%d: reference %s skipped: %s", source, entry.line, entry.key, problem)
             refs.skipped += 1
@@ -201,8 +199,8 @@ def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
             refs.skipped += 1
             continue
         if refs.modality == "dna":
-            item = clean_barcode(barcodes[i])
-            if barcode_problem(item):
+            item, problem = checked_barcode(barcodes[i])
+            if problem:
                 refs.skipped += 1
                 continue
         elif refs.modality == "image":
