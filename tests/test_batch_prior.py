@@ -117,3 +117,19 @@ def test_estimation_block_then_constant_batches(kmer_run, monkeypatch):
     assert sizes[0] == 5 and max(sizes[1:]) <= 3 and sum(sizes) == n
     assert "(EM on the first 5 dna queries)" in result.stderr
     assert len(tsv(result.stdout)) == n
+
+
+def test_a_kind_first_met_after_the_first_batch_has_its_estimate_reported(kmer_run, monkeypatch):
+    """Whole barcodes fill the first batch; the partial ones after it are estimated on their own
+    first batch, and that estimate is reported too."""
+    index, fasta, n = kmer_run
+    records = fasta.read_text().split(">")[1:]
+    whole = [">" + r for r in records]
+    partial = [">cut-" + r.split("\n", 1)[0] + "\n" + r.split("\n", 1)[1].replace("\n", "")[:300] + "\n"
+               for r in records]
+    (fasta.parent / "late.fa").write_text("".join(whole + partial))
+    monkeypatch.setattr(batch_prior, "ESTIMATION_QUERIES", n)
+    result = run("classify", "--index", index, "--batch-size", str(n), fasta.parent / "late.fa")
+    assert result.exit_code == 0, result.stderr
+    lines = [s for s in result.stderr.splitlines() if "estimated share" in s]
+    assert [line.split("first ")[1].split(" queries)")[0] for line in lines] == [f"{n} dna", f"{n} dna<500"], lines

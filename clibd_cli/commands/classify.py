@@ -179,12 +179,12 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     first = list(islice(queries, ESTIMATION_QUERIES if prior_unseen is None else batch_size))
     if not first:
         log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
+    reported: set[str] = set()  # query kinds whose estimated share of new species was reported
     with _output(output) as handle:
         writer = _writer(handle, fmt, top_k)
         for batch in chain([first] if first else [], batched(queries, batch_size)):
             results = classifier.classify(batch, min_confidence, report=top_k or int(fmt == "blast6"))
-            if batch is first:
-                _report_estimates(classifier, log)
+            _report_estimates(classifier, log, reported, old_index=batch is first)
             _report(results, log)
             writer.write(results)
             if summary is not None:
@@ -229,14 +229,19 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin is None or sys.stdin.isatty()
 
 
-def _report_estimates(classifier, log) -> None:
-    """The estimated shares of new species (and genera) on stderr; a warning for old indexes."""
+def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> None:
+    """The estimated shares of new species (and genera) on stderr, each kind's once, when made (a
+    kind first met after the first batch is estimated then); with ``old_index``, a warning for an
+    index whose share is fixed."""
     for kind, (shares, n) in classifier.estimates.items():
+        if kind in reported:
+            continue
+        reported.add(kind)
         genera = classifier.calibrations[kind].new_genus_share(shares)
         new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
         log.info("estimated share of queries from species absent from the reference: %.2f (EM on the first "
                  "%d %s queries)%s", 1 - shares[0], n, kind, new_genus)
-    for kind, calibration in classifier.calibrations.items():
+    for kind, calibration in classifier.calibrations.items() if old_index else ():
         if not calibration.adaptive:
             log.warning("the %s confidences of this index assume a share of new species fixed at %s when it was "
                         "built; rebuild it with clibd index to estimate or set the share per run",
