@@ -195,6 +195,20 @@ def test_calibration_json_round_trip(setup):
         Calibration.from_json({"format": "something else"})
 
 
+
+def test_format_1_calibration_reads_without_changing_its_json(setup):
+    """An index from before per-batch shares (one map per rank, no scenarios) still loads, and
+    reading its JSON leaves it as it was: it can be read again."""
+    _, _, calibration, _ = setup
+    old = {k: v for k, v in calibration.to_json().items() if k not in ("scenarios", "scenario_model")}
+    old["format"] = "clibd-calibration/1"
+    old["ranks"] = {rank: {"tau_vote": fit["tau_vote"], "tau_share": fit["tau_share"], **fit["maps"][0]}
+                    for rank, fit in calibration.ranks.items()}
+    text = json.dumps(old)
+    first, second = Calibration.from_json(old), Calibration.from_json(old)
+    assert json.dumps(old) == text and first == second and not first.adaptive
+    assert first.ranks["genus"]["maps"] == [calibration.ranks["genus"]["maps"][0]]
+
 def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypatch):
     """A large reference is scored a few pseudo-queries at a time (flat memory): same fit."""
     import clibd_cli.classification.fitting as fitting

@@ -105,8 +105,9 @@ class Calibration:
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time
-            data["ranks"] = {rank: {"tau_vote": fit.pop("tau_vote"), "tau_share": fit.pop("tau_share"),
-                                    "maps": [fit]} for rank, fit in data["ranks"].items()}
+            data["ranks"] = {rank: {"tau_vote": fit["tau_vote"], "tau_share": fit["tau_share"],
+                                    "maps": [{k: v for k, v in fit.items() if k not in ("tau_vote", "tau_share")}]}
+                             for rank, fit in data["ranks"].items()}
         return cls(**data)
 
     def shares(self, prior_unseen: float | None = None) -> np.ndarray:

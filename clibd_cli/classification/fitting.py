@@ -68,6 +68,8 @@ def fit_calibration(
     the reference too).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
+    if query_bases is not None and query_vectors is None:
+        raise ValueError("query_bases are the bases of query_vectors: give both")
     if set(containment) - set(rank_parts):
         raise ValueError("a rank read by k-mer containment needs a part of the vectors (rank_parts)")
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
