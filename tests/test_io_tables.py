@@ -1,11 +1,10 @@
 """Delimited tables: checked headers (missing or renamed columns named), taxonomy tables, TSV out."""
 
 import gzip
-import io
 
 import pytest
 
-from clibd_cli.io.tables import read_rows, read_taxonomy, write_tsv
+from clibd_cli.io.tables import read_rows, read_taxonomy
 from models.errors import ClibdError
 
 
@@ -56,8 +55,3 @@ def test_taxonomy_table(tmp_path):
     with pytest.raises(ClibdError, match="no rank column"):
         read_taxonomy(path)
 
-
-def test_write_tsv():
-    out = io.StringIO()
-    write_tsv(out, ["query_id", "species", "conf"], [["q1", None, 0.5], ["q\t2", "Aedes albopictus", 1]])
-    assert out.getvalue() == 'query_id\tspecies\tconf\nq1\t\t0.5\n"q\t2"\tAedes albopictus\t1\n'

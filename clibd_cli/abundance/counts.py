@@ -30,9 +30,6 @@ class CountsTable:
     samples: list[str]
     reads: dict[str, list[int]] = field(default_factory=dict)  # feature -> reads per sample
 
-    def total(self) -> int:
-        return sum(sum(row) for row in self.reads.values())
-
 
 def read_counts(source: str | Path) -> CountsTable:
     """Read a feature table; ClibdError ``FILE:LINE: ...`` on a malformed one."""

@@ -86,11 +86,6 @@ def accuracy_table(
     return table
 
 
-def assertion_rate(assigned: Sequence[str | None]) -> float:
-    """Fraction of queries with a label asserted (not ``None``/empty) at a rank."""
-    return float(np.mean(_labels(assigned) != "")) if len(assigned) else float("nan")
-
-
 def known_label_accuracy(
     assigned: Sequence[str | None], true_labels: Sequence[str | None], reference: set[str]
 ) -> float:

@@ -76,10 +76,11 @@ def classify_command(properties: Path, queries: Path, out: Path) -> list[str]:
 def read_allrank(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
     """Per query id, per rank: the label and its bootstrap confidence."""
     scores = {}
-    for line in open(path):
-        fields = line.rstrip("\n").split("\t")
-        triples = zip(fields[2::3], fields[3::3], fields[4::3])
-        scores[fields[0]] = {rank: (name, float(conf)) for name, rank, conf in triples if rank in RANKS}
+    with open(path) as handle:
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            triples = zip(fields[2::3], fields[3::3], fields[4::3])
+            scores[fields[0]] = {rank: (name, float(conf)) for name, rank, conf in triples if rank in RANKS}
     return scores
 
 

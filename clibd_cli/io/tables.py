@@ -1,10 +1,10 @@
-"""Delimited tables: streaming reads with checked headers, taxonomy tables, TSV output."""
+"""Delimited tables: streaming reads with checked headers, taxonomy tables."""
 
 from __future__ import annotations
 
 import csv
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -83,13 +83,6 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
             taxonomy[record_id] = {rank: fields[i].strip().replace("_", " ") for rank, i in ranks
                                    if fields[i].strip() not in MISSING_LABELS}
     return taxonomy
-
-
-def write_tsv(handle: TextIO, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Write a header line and rows as TSV; None becomes an empty cell."""
-    writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
-    writer.writerows(["" if value is None else value for value in row] for row in rows)
 
 
 def _rows(reader, handle: TextIO, source: str | Path, width: int) -> Rows:
