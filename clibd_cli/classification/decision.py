@@ -76,7 +76,7 @@ def label(
     """The winning label at each rank, top-down, and its features (with the queries' unambiguous
     ``bases``, needed by a calibration ``by_length``; with ``rank_sims``, the neighbours'
     similarities at the ranks the calibration reads from a part of the vectors,
-    ``Calibration.rank_similarities``)."""
+    ``calibration.rank_similarities``)."""
     if set(calibration.rank_parts) - set(rank_sims or {}):
         raise ValueError("this calibration reads some ranks from a part of the vectors: give rank_sims")
     codes: dict[str, list] = {r: [] for r in reference.ranks}
@@ -109,7 +109,7 @@ def confidences(
     shares: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per rank, the confidence of the winning label at scenario ``shares``, capped by the rank
-    above (see the module docstring)."""
+    above (``calibration.py``'s module docstring)."""
     posterior = calibration.posterior(decisions.stacked(), calibration.shares() if shares is None else shares)
     conf = {}
     above_code = above_conf = None

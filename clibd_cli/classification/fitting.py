@@ -1,7 +1,7 @@
 """Fitting the confidence calibration (``clibd_cli/classification/calibration.py``).
 
-On the reference itself (:func:`fit_calibration`: its records as seen, unseen-species and
-unseen-genus pseudo-queries) or on labelled held-out queries (:func:`fit_calibration_held_out`):
+On the reference itself (:func:`fit_calibration`: its records as seen, unseen-species,
+unseen-genus and unseen-family pseudo-queries) or on labelled held-out queries (:func:`fit_calibration_held_out`):
 per rank, the vote temperatures, then a logistic map of the features refined by isotonic
 regression.
 """

@@ -32,8 +32,8 @@ def _prior(ctx, param, value: str) -> float | None:
                    "reference of the clibd-fast-bold model, barcodes only; unpacked once into "
                    "~/.cache/clibd]")
 @click.option("-m", "--model", "model_dir",
-              help="Model directory, or `kmer` for a k-mer index; needs --index  [default: the one the "
-                   "index was built with]")
+              help="Model directory, or `kmer` / `kmer-aa` for a model-free index; needs --index  "
+                   "[default: the one the index was built with]")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
               help="Photo file or folder (searched recursively for jpg/png/tif; repeatable). With an index "
                    "built with --images, a photo named like a barcode's id (ID.jpg) is classified with it "

@@ -1,4 +1,4 @@
-"""BIOSCAN-5M metadata CSV and BIOSCAN-1M metadata TSV as record sources (notes §3.1-3.2).
+"""BIOSCAN-5M metadata CSV and BIOSCAN-1M metadata TSV as record sources.
 
 Both are streamed row by row. Labels are taken as they are ("" and ``not_classified`` mean
 missing). Photos are looked up in the datasets' own folder layouts:

@@ -1,4 +1,4 @@
-"""Split names and the CLIBD seen/unseen partition protocol (notes §3.3), with a fixed seed.
+"""Split names and the CLIBD seen/unseen partition protocol, with a fixed seed.
 
 BIOSCAN-5M ships its own ``split`` column. For BIOSCAN-1M the CLIBD authors released
 partition files (``{split}.txt`` lists of sampleids); their script that made them had no

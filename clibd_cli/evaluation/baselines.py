@@ -1,6 +1,6 @@
 """The alignment baselines users already run: VSEARCH and BLAST+ on the same queries and keys.
 
-Each tool reads FASTA files written to a temporary folder (reference/peers.md §1.1-1.3, 1.11):
+Each tool reads FASTA files written to a temporary folder (README, *Evaluating a model*):
 
 * ``vsearch-global``: ``vsearch --usearch_global --id 0.8 --maxaccepts 5`` — hits ranked by
   identity (global alignment); the top-k labels are those of the best hits.

@@ -5,7 +5,8 @@ queries with an :class:`Outcome`: the labels of each query's nearest keys (the p
 metrics), and optionally :class:`Calls` (best label, confidence and whether it is asserted,
 per rank: the open-set metrics). For embedding methods the calls are what ``clibd classify``
 would print with an index of the keys: :func:`clibd_cli.classification.fitting.fit_calibration` fitted on
-the key vectors, then :func:`clibd_cli.classification.decision.decide` on the neighbours.
+the key vectors, then :func:`clibd_cli.classification.decision.label` and ``confidences`` on the
+neighbours at the share of new species estimated on the queries (``_calibrated_calls``).
 """
 
 from __future__ import annotations

@@ -33,9 +33,10 @@ def cache_dir() -> Path:
 def default_index(*, progress: bool = False) -> Path:
     """The default reference index directory, unpacked into the cache on first use."""
     from clibd_cli.reference.hnsw_index import MANIFEST_FILE
+    from clibd_cli.reference.pack import PACK_FILE
     from models.files import sha256_file
 
-    pack_file = PACK / "pack.json"
+    pack_file = PACK / PACK_FILE
     if not pack_file.is_file():
         raise ClibdError(f"{PACK}: the default reference is missing from this installation; "
                          "reinstall clibd or give --index")
