@@ -13,7 +13,8 @@ import shutil
 import numpy as np
 import pytest
 
-from clibd_cli.data.store import DatasetWriter, Record
+from clibd_cli.data.store import Record
+from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.evaluation.protocol import Records, scenarios
 from clibd_cli.evaluation.report import text_report, write_json, write_tsv
 from clibd_cli.evaluation.run import Plan, run_evaluation

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from clibd_cli.data.store import DatasetWriter
+from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.main import cli
 from clibd_cli.training import loop
 from clibd_cli.training.datasets import SpecimenDataset

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from clibd_cli.data.store import DatasetWriter, Record
+from clibd_cli.data.store import Record
+from clibd_cli.data.store_writer import DatasetWriter
 from fixtures.specimens import run, specimens, tsv, write_fasta
 
 RANKS = ("order", "family", "genus", "species")

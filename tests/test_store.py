@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS
-from clibd_cli.data.store import DatasetWriter, Record, open_dataset
+from clibd_cli.data.store import Record, open_dataset
+from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.io.images import load_image
 from fixtures.samples import CLIBD_5M_GROUPS, RANKS, bold_sample, clibd_hdf5
 from models.errors import ClibdError

@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from clibd_cli.data.store import DatasetWriter
+from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.data.synthetic import select_records, write_synthetic_dataset
 from clibd_cli.main import cli
 from clibd_cli.training import loop

@@ -25,7 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS, PROTOCOL_NAME, clibd_partition
-from clibd_cli.data.store import DatasetWriter, Record
+from clibd_cli.data.store import Record
+from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.io.images import ImageError, check_image, resize_image
 from clibd_cli.io.sequences import MAX_LENGTH, NUCLEOTIDES, clean_barcode
 from clibd_cli.io.streams import open_text, reading

@@ -1,5 +1,5 @@
-"""The dataset HDF5 (this module owns its layout; README "Preparing a dataset"): writing ours,
-reading ours and the CLIBD-distributed files.
+"""The dataset HDF5 (this module owns its layout; README "Preparing a dataset"): reading ours
+and the CLIBD-distributed files (ours are written by ``store_writer.py``).
 
 One group per split, one 1-D dataset per field (``FIELDS``), strings as UTF-8, missing ranks
 as ``not_classified``. Images: ours are variable-length uint8 arrays holding the original
@@ -14,28 +14,21 @@ from __future__ import annotations
 
 import bisect
 import json
-import operator
 from collections.abc import Iterable, Mapping
-from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from clibd_cli import __version__
 from clibd_cli.data.splits import ALIASES, LISTING_ORDER
 from models.config import RANKS
 from models.errors import ClibdError
-from models.files import atomic_path
 
 FIELDS = ("processid", "sampleid", "barcode", "order", "family", "genus", "species", "dna_bin", "image")
 LABELS = RANKS + ("dna_bin",)
-TEXT_FIELDS = FIELDS[:-1]
 MISSING = "not_classified"
-_ROW = operator.attrgetter(*FIELDS)
 FORMAT = "clibd-dataset"
 FORMAT_VERSION = 1
 
@@ -53,120 +46,6 @@ class Record:
     species: str | None = None
     dna_bin: str | None = None
     image: bytes | None = None
-
-
-class DatasetWriter:
-    """Stream records into a new dataset file; it appears at ``path`` only on a clean close.
-
-    Use as a context manager; an exception inside the block leaves no file behind. Records
-    are buffered per split and appended in blocks (``chunk_rows`` rows or ``buffer_bytes`` of
-    images, whichever comes first), so memory stays bounded; HDF5 stores them in chunks of
-    ``storage_chunk`` rows. ``images`` decides whether ``image``/``image_mask`` are written.
-    """
-
-    def __init__(self, path: str | Path, attrs: Mapping[str, object] | None = None, *, images: bool = False,
-                 chunk_rows: int = 8192, buffer_bytes: int = 64 << 20, storage_chunk: int = 1024):
-        self.path = Path(path)
-        self.attrs = dict(attrs or {})
-        self.images = images
-        self.chunk_rows = chunk_rows
-        self.buffer_bytes = buffer_bytes
-        self.storage_chunk = storage_chunk
-        self._stack = ExitStack()
-        self._file = h5py.File(self._stack.enter_context(atomic_path(self.path)), "w")
-        self._buffers: dict[str, list[tuple]] = {}
-        self._buffered_bytes = 0
-        self._stats: dict[str, _SplitStats] = {}
-
-    def __enter__(self) -> DatasetWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._abort(exc)
-
-    def add(self, split: str, record: Record | Mapping[str, object]) -> None:
-        """Append one record to ``split`` (a Record or a mapping with FIELDS keys)."""
-        if not isinstance(record, Record):
-            record = Record(**{name: record.get(name) for name in FIELDS if record.get(name) is not None})
-        if not split or "/" in split:
-            raise ValueError(f"bad split name {split!r}")
-        buffer = self._buffers.setdefault(split, [])
-        buffer.append(_ROW(record))
-        self._stats.setdefault(split, _SplitStats()).add(record)
-        if record.image:
-            self._buffered_bytes += len(record.image)
-        if len(buffer) >= self.chunk_rows or self._buffered_bytes >= self.buffer_bytes:
-            self._flush()
-
-    def summary(self) -> dict:
-        """Per-split and total counts: records, species, genera, with_image."""
-        total = _SplitStats()
-        for stats in self._stats.values():
-            total.merge(stats)
-        splits = {name: stats.as_dict() for name, stats in _listing(self._stats)}
-        return {"splits": splits, "total": total.as_dict()}
-
-    def close(self) -> dict:
-        """Write what is buffered and the attributes, and move the file into place."""
-        try:
-            self._flush()
-            summary = self.summary()
-            for name, counts in summary["splits"].items():
-                self._file[name].attrs.update(counts)
-            attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "clibd_version": __version__,
-                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **self.attrs,
-                     "summary": summary}
-            for key, value in attrs.items():
-                self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
-            self._file.close()
-        except BaseException as exc:
-            self._abort(exc)
-            raise
-        self._stack.close()
-        return summary
-
-    def _abort(self, exc: BaseException) -> None:
-        """Drop the temporary file (the target keeps its previous content, if any)."""
-        with suppress(Exception):
-            self._file.close()
-        self._stack.__exit__(type(exc), exc, exc.__traceback__)
-
-    def _flush(self) -> None:
-        for split, rows in self._buffers.items():
-            if rows:
-                self._append(split, rows)
-                rows.clear()
-        self._buffered_bytes = 0
-
-    def _append(self, split: str, rows: list[tuple]) -> None:
-        group = self._file.get(split) or self._create_group(split)
-        columns = list(zip(*rows))
-        for name, values in zip(FIELDS, columns):
-            if name == "image":
-                if self.images:
-                    blobs = np.empty(len(values), dtype=object)
-                    blobs[:] = [np.frombuffer(v or b"", dtype=np.uint8) for v in values]
-                    _extend(group["image"], blobs)
-                    _extend(group["image_mask"], np.array([len(v or b"") for v in values], dtype=np.int64))
-            elif name in LABELS:
-                _extend(group[name], np.array([v or MISSING for v in values], dtype=object))
-            else:
-                _extend(group[name], np.array(values, dtype=object))
-
-    def _create_group(self, split: str) -> h5py.Group:
-        group = self._file.create_group(split)
-        for name in TEXT_FIELDS:
-            group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(),
-                                 chunks=(self.storage_chunk,))
-        if self.images:
-            group.create_dataset("image", shape=(0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.uint8),
-                                 chunks=(self.storage_chunk,))
-            group.create_dataset("image_mask", shape=(0,), maxshape=(None,), dtype=np.int64,
-                                 chunks=(self.storage_chunk,))
-        return group
 
 
 def open_dataset(path: str | Path) -> Dataset:
@@ -191,7 +70,7 @@ class Dataset:
             self._file.close()
             raise ClibdError(f"{path}: no split groups with 'barcode' or 'image' datasets; "
                              "is this a dataset made by `clibd prepare` or distributed by CLIBD?")
-        self.splits: list[str] = [name for name, _ in _listing(dict.fromkeys(groups))]
+        self.splits: list[str] = [name for name, _ in in_listing_order(dict.fromkeys(groups))]
 
     def __enter__(self) -> Dataset:
         return self
@@ -338,46 +217,14 @@ class Split:
                 yield group, a, b
 
 
-@dataclass
-class _SplitStats:
-    records: int = 0
-    with_image: int = 0
-    species: set[str] = field(default_factory=set)
-    genera: set[str] = field(default_factory=set)
-
-    def add(self, record: Record) -> None:
-        self.records += 1
-        self.with_image += bool(record.image)
-        if record.species:
-            self.species.add(record.species)
-        if record.genus:
-            self.genera.add(record.genus)
-
-    def merge(self, other: _SplitStats) -> None:
-        self.records += other.records
-        self.with_image += other.with_image
-        self.species |= other.species
-        self.genera |= other.genera
-
-    def as_dict(self) -> dict[str, int]:
-        return {"records": self.records, "species": len(self.species), "genera": len(self.genera),
-                "with_image": self.with_image}
-
-
 def _reopen_split(path: str, name: str) -> Split:
     return open_dataset(path).split(name)
 
 
-def _listing(names: Mapping[str, object]) -> list[tuple[str, object]]:
+def in_listing_order(names: Mapping[str, object]) -> list[tuple[str, object]]:
     """Items in the canonical split order (BIOSCAN-5M, CLIBD 1M, CLIBD metasplits, others)."""
     rank = {name: i for i, name in enumerate(LISTING_ORDER)}
     return sorted(names.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
-
-
-def _extend(dataset: h5py.Dataset, values: np.ndarray) -> None:
-    n = dataset.shape[0]
-    dataset.resize((n + len(values),))
-    dataset.write_direct(values, dest_sel=np.s_[n:n + len(values)])  # also for equal-length vlen rows
 
 
 def _read_column(dataset: h5py.Dataset, lo: int, hi: int) -> list:

@@ -283,7 +283,7 @@ def synthetic_records(rows: Iterable[dict[str, str]], seed: int, image_size: int
 def write_synthetic_dataset(out_path: str | Path, n_species: int = 150, images_per_species: int = 20,
                             image_size: int = 96, seed: int = 0, bold_csv: str | Path = BOLD_CSV) -> dict:
     """Write the synthetic tri-modal dataset HDF5; returns the writer's per-split summary."""
-    from clibd_cli.data.store import DatasetWriter
+    from clibd_cli.data.store_writer import DatasetWriter
 
     if n_species < 2 or images_per_species < 1 or not 16 <= image_size <= 512:
         raise ClibdError("synthetic: need n_species >= 2, images_per_species >= 1, 16 <= image_size <= 512")

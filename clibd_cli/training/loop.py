@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import math
 import random
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clibd_cli.training import adapt, distributed, state
+from clibd_cli.training import adapt, distributed, run_files, state
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader, with_label_prefixes
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.validation import Validation, default_metric
@@ -186,8 +185,9 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
             model, device_ids=[device] if device.startswith("cuda") else None)
     loss_fn = ContrastiveLoss(dna_dna=cfg.dna_dna)
     if world.is_main:
-        _write_args(run, cfg, world, resumed_at=step if saved else None)
-        _keep_metrics(run / "metrics.jsonl", up_to_step=step)
+        run_files.write_args(run, {k: v for k, v in asdict(cfg).items() if k != "command"}, cfg.command, world.size,
+                             resumed_at=step if saved else None)
+        run_files.keep_metrics(run / "metrics.jsonl", up_to_step=step)
         if not saved:
             shutil.rmtree(run / "best", ignore_errors=True)  # left by a run that never reached last/
         log.info("training %s on %d records (%s), %d steps of %d samples, %d processes",
@@ -216,7 +216,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
             value = scores.get(metric, float("nan"))
             improved = value > best
             best = value if improved else best
-            _append(run / "metrics.jsonl", {"kind": "val", "step": step,
+            run_files.append_metrics(run / "metrics.jsonl", {"kind": "val", "step": step,
                                             "epoch": _epochs(epoch, batch_in_epoch, sampler), **scores})
             log.info("step %d: %s = %.4f%s", step, metric, value, " (best)" if improved else "")
             if improved:
@@ -260,7 +260,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                               **meter.flush(),
                               "lr": schedule.get_last_lr()[0], "logit_scale": logit_scale}
                     if world.is_main:
-                        _append(run / "metrics.jsonl", record)
+                        run_files.append_metrics(run / "metrics.jsonl", record)
                         if bar is None:
                             log.info("step %d/%d  loss %.4f  lr %.2e  %.1f samples/s", step, total_steps,
                                      record["loss"], record["lr"], record["samples_per_s"])
@@ -371,38 +371,3 @@ def _progress(enabled: bool, total: int, done: int):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True)
-
-
-def _append(path: Path, record: dict) -> None:
-    """Append one JSON line and flush it to disk (metrics survive a crash)."""
-    record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-
-
-def _keep_metrics(path: Path, up_to_step: int) -> None:
-    """Drop metrics.jsonl lines past ``up_to_step`` (written after the checkpoint we resume from)."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= up_to_step]
-        path.write_text("".join(line + "\n" for line in lines))
-
-
-def _write_args(run: Path, cfg: TrainConfig, world: distributed.World, resumed_at: int | None) -> None:
-    """RUN/args.json: the resolved options, command line, versions; resumptions are appended."""
-    import platform
-
-    from clibd_cli import __version__
-
-    run.mkdir(parents=True, exist_ok=True)
-    path = run / "args.json"
-    record = json.loads(path.read_text()) if resumed_at is not None and path.exists() else {
-        "args": {k: v for k, v in asdict(cfg).items() if k != "command"}, "command": cfg.command,
-        "world_size": world.size,
-        "versions": {"clibd": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "resumed": []}
-    if resumed_at is not None:
-        record["resumed"].append({"step": resumed_at, "command": cfg.command, "world_size": world.size})
-    staging = path.with_name(".args.json.tmp")
-    staging.write_text(json.dumps(record, indent=2) + "\n")
-    staging.replace(path)
