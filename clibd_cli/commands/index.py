@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -11,8 +10,6 @@ import click
 from clibd_cli.commands import options
 from clibd_cli.defaults import CALIBRATION, HNSW
 from models.config import TOWERS as MODALITIES
-
-log = logging.getLogger("clibd")
 
 
 class _IndexGroup(click.Group):
@@ -111,16 +108,10 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         raise click.UsageError("--calibrate-split goes with --calibrate-on")
     if held_out and modality == "text":
         raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
-    from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
-    from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available, model_reference
+    from clibd_cli.embedding.embedder import model_available
     from clibd_cli.embedding.kmer import KMER_MODEL, MODEL_FREE, PEPTIDE_MODEL
-    from clibd_cli.embedding.shards import discard, shards_folder
-    from clibd_cli.reference.hnsw_index import build_index, load_index
-    from clibd_cli.reference.label_check import suspect_labels, suspects_warning
-    from clibd_cli.reference.sketch import orient_references
-    from clibd_cli.reference.sources import embed_references, read_held_out, read_references
+    from clibd_cli.reference.build import IndexPlan, RunContext, build_reference_index
     from clibd_cli.training import distributed
-    from models.errors import ClibdError
     from models.files import output_path, writer_lock
 
     output = output_path(output, directory=True, marker="manifest.json",
@@ -134,81 +125,15 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         sys.exit(distributed.launch(nproc_per_node, distributed.relaunch_args(settings.command_line)))
     if distributed.detect().is_main:  # the process that writes the index; held until it is saved
         click.get_current_context().with_resource(writer_lock(output))
-    if append and not (output / "manifest.json").is_file():
-        raise ClibdError(f"{output}: not an index yet; build it without --append first")
     if model_dir not in MODEL_FREE:
         settings.apply_torch()
-    with distributed.joined(settings.torch_device()) as (world, device):
-        model = load_model_for(model_dir, [modality, *(["image"] if images else [])])
-        existing = load_index(output, model_fingerprint=model.fingerprint()) if append else None
-        if existing is not None and existing.manifest["modality"] != modality:
-            raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
-        refs = read_references([str(p) for p in references], modality, taxonomy=taxonomy, splits=splits)
-        found = read_held_out(held_out, held_out_splits, modality, taxonomy,
-                              refs.ids + (existing.ids if existing else []))
-        sketch, turned = None, []
-        if modality == "dna" and (existing is None or existing.sketch is not None):
-            sketch, turned = orient_references(refs.items, existing.sketch if existing else None,
-                                               seed=settings.seed)
-            if turned and world.is_main:
-                log.warning("%d reference barcodes are reverse-complemented; indexed turned around: %s%s",
-                            len(turned), ", ".join(refs.ids[i] for i in turned[:10]),
-                            " …" if len(turned) > 10 else "")
-        if sketch is not None and found is not None:
-            orient_references(found.items, sketch)
-        embedder = Embedder(model, device, batch_size, settings.precision)
-        log.info("embedding %d reference records (%s)", len(refs), modality)
-        embedded = embed_references(embedder, refs, shards_folder(output), world, settings.progress())
-        first = len(existing) if existing is not None else 0
-        plan = None  # partial-barcode pseudo-queries: cut while the barcodes are here
-        if modality == "dna" and world.is_main and (existing is None or len(embedded[1]) >= FEW_SHORT):
-            plan = short_pseudo_queries([refs.items[i] for i in embedded[1]],
-                                        range(first, first + len(embedded[1])), settings.seed)
-        refs.items.clear()  # embedded: a million barcodes are ~1 GB of strings
-        queries = None
-        if found is not None:
-            log.info("embedding %d held-out queries for the calibration", len(found))
-            queries = embed_references(embedder, found, shards_folder(output, "held-out"), world,
-                                       settings.progress())
-    if not world.is_main:
-        return
-    vectors, keep = embedded
-    del embedded  # so that `del vectors` below frees them
-    ids = [refs.ids[i] for i in keep]
-    labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
-    if existing is not None:
-        existing.append(vectors, ids, labels, command=settings.command_line)
-        target = existing
-    else:
-        target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
-                             M=hnsw_m, ef_construction=ef_construction, ef=ef, seed=settings.seed,
-                             threads=settings.threads or 1, command=settings.command_line)
-    del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
-    target.manifest["model"] = model_reference(model_dir)
-    if sketch is not None:
-        target.sketch = sketch
-        target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
-                                                                        if existing else 0))
-    short = None
-    if queries is not None:
-        vectors, keep = queries
-        queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
-    if plan is not None:
-        log.info("embedding %d partial barcodes for the dna<500 calibration", len(plan[0]))
-        short = short_queries(embedder, plan, None if queries is None else [found.items[i] for i in keep],
-                              settings.seed)
-    log.info("fitting the confidence calibration on the reference%s", "" if found is None else
-             " and the held-out queries")
-    target.calibration = calibrate(target, embedder, images, first, k=neighbours, prior_unseen=prior_unseen,
-                                   seed=settings.seed, held_out=queries, short=short,
-                                   **getattr(embedder.model, "calibration_hints", {}))
-    suspects = suspect_labels(target)
-    if suspects:
-        log.warning(suspects_warning(suspects))
-    target.save(output)
-    discard(shards_folder(output))
-    discard(shards_folder(output, "held-out"))
-    click.echo(target.info())
+    plan = IndexPlan([str(p) for p in references], model_dir, output, modality, taxonomy, splits, images, append,
+                     hnsw_m, ef_construction, ef, neighbours, prior_unseen, held_out, held_out_splits, batch_size)
+    target = build_reference_index(plan, RunContext(settings.torch_device(), settings.precision, settings.seed,
+                                                    settings.threads or 1, settings.progress(),
+                                                    settings.command_line))
+    if target is not None:
+        click.echo(target.info())
 
 
 @index.command("info")

@@ -1,5 +1,6 @@
 """Reference records and their searchable index.
 
+* :mod:`.build` the whole ``clibd index`` run, from records to a saved index;
 * :mod:`.sources` labelled reference records from FASTA, photo folders or a dataset HDF5;
 * :mod:`.records` the ``records.tsv`` format; :mod:`.search` exact nearest neighbours;
 * :mod:`.hnsw_index` the index directory: build, load, append, save, search (the only place an

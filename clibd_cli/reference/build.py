@@ -1,0 +1,142 @@
+"""Building a reference index directory from labelled records: what ``clibd index`` runs.
+
+In order: read the references (``sources.py``) and any held-out queries; find reference barcodes
+stored reverse-complemented and fit the k-mer sketch (``sketch.py``); embed the records in
+resumable shards, every process its share (``embedding/shards.py``); then, in process 0 only,
+build the HNSW graph or append to the existing index (``hnsw_index.py``), cut the partial-barcode
+pseudo-queries, fit the confidence calibration (``classification/query_kinds.py``), warn about
+records whose label looks wrong (``label_check.py``), save, and drop the shards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from clibd_cli.defaults import CALIBRATION, HNSW
+from clibd_cli.reference.hnsw_index import ReferenceIndex
+from models.errors import ClibdError
+
+log = logging.getLogger("clibd")
+
+
+@dataclass
+class IndexPlan:
+    """What to index and how (``clibd index``'s options)."""
+
+    references: list[str]  # FASTA/FASTQ, photo folders or dataset HDF5 files
+    model_dir: str  # a model directory or a model-free name (embedding/kmer.py MODEL_FREE)
+    output: Path  # the index directory
+    modality: str = "dna"
+    taxonomy: str | None = None
+    splits: tuple[str, ...] = ()  # of a dataset HDF5 (all if empty)
+    images: tuple[str, ...] = ()  # photos of the reference specimens (dna indexes)
+    append: bool = False  # add to the index at ``output``
+    hnsw_m: int = HNSW.M
+    ef_construction: int = HNSW.ef_construction
+    ef: int = HNSW.ef
+    neighbours: int = CALIBRATION.neighbours
+    prior_unseen: float | None = None  # None: estimated per run
+    held_out: tuple[str, ...] = ()  # labelled queries to calibrate on
+    held_out_splits: tuple[str, ...] = ()
+    batch_size: int = 256
+
+
+@dataclass
+class RunContext:
+    """How to run it: the torch device, precision, seed, CPU threads, progress bars, and the
+    command line recorded in the manifest."""
+
+    device: str = "cpu"
+    precision: str = "auto"
+    seed: int = 0
+    threads: int = 1
+    progress: bool = False
+    command: str = "clibd index"
+
+
+def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | None:
+    """Build (or append to) the index at ``plan.output`` and save it; the saved index, or None
+    in the processes other than 0 of a distributed run (they only embed their share)."""
+    from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
+    from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
+    from clibd_cli.embedding.shards import discard, shards_folder
+    from clibd_cli.reference.hnsw_index import build_index, load_index
+    from clibd_cli.reference.label_check import suspect_labels, suspects_warning
+    from clibd_cli.reference.sketch import orient_references
+    from clibd_cli.reference.sources import embed_references, read_held_out, read_references
+    from clibd_cli.training import distributed
+
+    output, modality = plan.output, plan.modality
+    if plan.append and not (output / "manifest.json").is_file():
+        raise ClibdError(f"{output}: not an index yet; build it without --append first")
+    with distributed.joined(run.device) as (world, device):
+        model = load_model_for(plan.model_dir, [modality, *(["image"] if plan.images else [])])
+        existing = load_index(output, model_fingerprint=model.fingerprint()) if plan.append else None
+        if existing is not None and existing.manifest["modality"] != modality:
+            raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
+        refs = read_references(plan.references, modality, taxonomy=plan.taxonomy, splits=plan.splits)
+        found = read_held_out(plan.held_out, plan.held_out_splits, modality, plan.taxonomy,
+                              refs.ids + (existing.ids if existing else []))
+        sketch, turned = None, []
+        if modality == "dna" and (existing is None or existing.sketch is not None):
+            sketch, turned = orient_references(refs.items, existing.sketch if existing else None, seed=run.seed)
+            if turned and world.is_main:
+                log.warning("%d reference barcodes are reverse-complemented; indexed turned around: %s%s",
+                            len(turned), ", ".join(refs.ids[i] for i in turned[:10]),
+                            " …" if len(turned) > 10 else "")
+        if sketch is not None and found is not None:
+            orient_references(found.items, sketch)
+        embedder = Embedder(model, device, plan.batch_size, run.precision)
+        log.info("embedding %d reference records (%s)", len(refs), modality)
+        embedded = embed_references(embedder, refs, shards_folder(output), world, run.progress)
+        first = len(existing) if existing is not None else 0
+        partial = None  # partial-barcode pseudo-queries: cut while the barcodes are here
+        if modality == "dna" and world.is_main and (existing is None or len(embedded[1]) >= FEW_SHORT):
+            partial = short_pseudo_queries([refs.items[i] for i in embedded[1]],
+                                           range(first, first + len(embedded[1])), run.seed)
+        refs.items.clear()  # embedded: a million barcodes are ~1 GB of strings
+        queries = None
+        if found is not None:
+            log.info("embedding %d held-out queries for the calibration", len(found))
+            queries = embed_references(embedder, found, shards_folder(output, "held-out"), world, run.progress)
+    if not world.is_main:
+        return None
+    vectors, keep = embedded
+    del embedded  # so that `del vectors` below frees them
+    ids = [refs.ids[i] for i in keep]
+    labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
+    if existing is not None:
+        existing.append(vectors, ids, labels, command=run.command)
+        target = existing
+    else:
+        target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
+                             M=plan.hnsw_m, ef_construction=plan.ef_construction, ef=plan.ef, seed=run.seed,
+                             threads=run.threads, command=run.command)
+    del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
+    target.manifest["model"] = model_reference(plan.model_dir)
+    if sketch is not None:
+        target.sketch = sketch
+        target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
+                                                                        if existing else 0))
+    short = None
+    if queries is not None:
+        vectors, keep = queries
+        queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
+    if partial is not None:
+        log.info("embedding %d partial barcodes for the dna<500 calibration", len(partial[0]))
+        short = short_queries(embedder, partial, None if queries is None else [found.items[i] for i in keep],
+                              run.seed)
+    log.info("fitting the confidence calibration on the reference%s", "" if found is None else
+             " and the held-out queries")
+    target.calibration = calibrate(target, embedder, plan.images, first, k=plan.neighbours,
+                                   prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries, short=short,
+                                   **getattr(embedder.model, "calibration_hints", {}))
+    suspects = suspect_labels(target)
+    if suspects:
+        log.warning(suspects_warning(suspects))
+    target.save(output)
+    discard(shards_folder(output))
+    discard(shards_folder(output, "held-out"))
+    return target
