@@ -13,10 +13,3 @@ class ClibdError(Exception):
 
 class ModelError(ClibdError):
     """A model that cannot be built or loaded: unknown preset, bad config, missing/corrupt files."""
-
-
-class UsageError(ClibdError):
-    """A command line that cannot be carried out as given (an output that must not be replaced):
-    exit code 2, like click's usage errors."""
-
-    exit_code = 2

@@ -7,8 +7,7 @@ import sys
 import pytest
 
 from fixtures.specimens import error_line, run, specimens, write_fasta
-from models.errors import UsageError
-from models.files import output_path
+from clibd_cli.io.outputs import UsageError, output_path
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     from models.errors import ClibdError
 
     log = logging.getLogger("clibd")
-    from models.files import output_path
+    from clibd_cli.io.outputs import output_path
 
     if output == "/dev/stdout":  # the name scripts use for standard output: stream there, as for -
         output = "-"

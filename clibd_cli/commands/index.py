@@ -112,7 +112,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.embedding.kmer import KMER_MODEL, MODEL_FREE, PEPTIDE_MODEL
     from clibd_cli.reference.build import IndexPlan, RunContext, build_reference_index
     from clibd_cli.training import distributed
-    from models.files import output_path, writer_lock
+    from clibd_cli.io.outputs import output_path, writer_lock
 
     output = output_path(output, directory=True, marker="manifest.json",
                          inputs=(*references, *held_out, *images, *([taxonomy] if taxonomy else [])))

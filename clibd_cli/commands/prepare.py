@@ -59,7 +59,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     """
     from clibd_cli.data.build import detect_format, prepare_dataset
     from clibd_cli.data.splits import read_partition
-    from models.files import output_path
+    from clibd_cli.io.outputs import output_path
 
     output = output_path(output, inputs=(input_path, *(p for p in (taxonomy, partition) if p)))
 

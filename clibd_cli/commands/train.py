@@ -99,7 +99,7 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
         raise click.BadParameter("crops barcodes: add dna to --modalities", param_hint="--dna-crop")
     if label_ranks and positives != "label":
         raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
-    from models.files import output_path
+    from clibd_cli.io.outputs import output_path
 
     output_path(out, directory=True, marker="args.json", inputs=(data,))  # a run folder, or new / empty
     command = _command_line(ctx)

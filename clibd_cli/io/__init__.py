@@ -1,3 +1,4 @@
 """Reading users' inputs (sequences, images, tables, streams) and writing predictions.
 
-Atomic writes and checksums are in ``models/files.py``."""
+Where a user's ``-o`` may be written, and its lock: ``outputs.py``; atomic writes and checksums
+are in ``models/files.py``."""

@@ -1,0 +1,100 @@
+"""A user's outputs (``-o``): where one may be written and who writes it.
+
+:func:`output_path` decides whether a ``-o`` may be written at all (never over a device, a FIFO,
+an input, or a folder that is not the command's own), :func:`writer_lock` keeps two clibd
+processes from writing one output at once; the writing itself is atomic (``models/files.py``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from models.errors import ClibdError
+
+
+class UsageError(ClibdError):
+    """A command line that cannot be carried out as given (an output that must not be replaced):
+    exit code 2, like click's usage errors."""
+
+    exit_code = 2
+
+
+def output_path(path: str | Path, *, directory: bool = False, marker: str | None = None,
+                inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Where a user's output ``path`` (``-o``) may be written, or a :class:`UsageError` (exit 2).
+
+    A symlink is followed: its target is written, the link stays. Refused: a device, FIFO or
+    socket; a file where a folder goes and the reverse; a file in a folder that does not exist (a
+    mistyped folder is not made; a folder output is made, with its parents); with ``directory``, a non-empty folder
+    without ``marker`` (not an earlier output of the same command, which is replaced); an output
+    that is one of ``inputs`` or holds one. Returns the resolved path.
+    """
+    given = str(path)
+    target = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UsageError(f"{given}: cannot use as output ({exc.strerror})") from None
+    what = "a folder" if directory else "a file"
+    if mode is not None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise UsageError(f"{given}: is a device, FIFO or socket, not {what}; give a path for {what} "
+                         "(or - for stdout)")
+    if mode is not None and stat.S_ISDIR(mode) != directory:
+        found = "a folder" if stat.S_ISDIR(mode) else "a file"
+        raise UsageError(f"{given}: is {found}, not {what}; clibd will not replace it; give another path")
+    if mode is None and not directory and not target.parent.is_dir():
+        raise UsageError(f"{given}: the folder {Path(given).parent} does not exist; create it or give another path")
+    if mode is not None and directory and marker and not (target / marker).is_file() and any(target.iterdir()):
+        raise UsageError(f"{given}: is a folder with other files in it (no {marker}), not an earlier "
+                         "output of this command; clibd will not replace it; give a new or empty folder")
+    for source in inputs:
+        if str(source) == "-":
+            continue
+        source_path = Path(os.path.realpath(source))
+        if source_path == target:
+            raise UsageError(f"{given}: is the input {source}; writing it would destroy that input; "
+                             "give another output path")
+        if directory and target in source_path.parents:
+            raise UsageError(f"{given}: holds the input {source}; replacing the folder would destroy "
+                             "that input; give another output path")
+    return target
+
+
+@contextmanager
+def writer_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` as an output: a second clibd writing it waits here.
+
+    The lock is ``fcntl.flock`` on a hidden file beside the output (``.NAME.lock``: the output
+    itself is replaced by rename, so it cannot carry the lock), removed on release; a waiter
+    that wakes on a removed lock file takes the new one.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)  # as the output's writer would
+    lock_file = target.parent / f".{target.name}.lock"
+    while True:
+        handle = open(lock_file, "a")  # noqa: SIM115 - closed below or after the block
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger("clibd").warning("%s: another clibd is writing it; waiting for it to finish",
+                                               target)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock_file).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # the holder removed this lock file: take the next one
+    try:
+        yield
+    finally:
+        lock_file.unlink(missing_ok=True)
+        handle.close()
