@@ -35,7 +35,7 @@ from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors, stored_view
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
-from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
+from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch
 from models.errors import ClibdError
 from models.files import atomic_path, sha256_file
 
@@ -350,22 +350,10 @@ def load_index(
         except ValueError as exc:
             raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {REBUILD}") from exc
     index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path,
-                           _load_sketch(path, manifest) if SKETCH_FILE in digests else None)
+                           load_sketch(path, manifest, REBUILD) if SKETCH_FILE in digests else None)
     if model_fingerprint is not None:
         index.check_model(model_fingerprint)
     return index
-
-
-def _load_sketch(path: Path, manifest: dict) -> Sketch:
-    entry = manifest.get("sketch") or {}
-    try:
-        centroids = np.load(path / SKETCH_FILE, allow_pickle=False)
-    except (ValueError, EOFError) as exc:
-        raise ClibdError(f"{path / SKETCH_FILE}: not a numpy array file clibd wrote ({exc}); {REBUILD}") from None
-    if centroids.ndim != 2 or not isinstance(entry.get("floor"), float) or centroids.shape[1] != 4 ** entry.get("k", 0):
-        raise ClibdError(f"{path / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
-                         f"with k and floor, found shape {list(centroids.shape)} and {entry}; {REBUILD}")
-    return Sketch.from_manifest(centroids, entry)
 
 
 def _as_vectors(x: np.ndarray, dim: int | None, what: str) -> np.ndarray:

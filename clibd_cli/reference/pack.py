@@ -29,7 +29,7 @@ from clibd_cli.classification.calibration import Calibration, search_part
 from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
-from clibd_cli.reference.sketch import SKETCH_FILE, Sketch
+from clibd_cli.reference.sketch import SKETCH_FILE, load_sketch
 from models.errors import ClibdError
 from models.files import atomic_path, sha256_file
 
@@ -108,8 +108,7 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
                      ids, labels, manifest, progress=progress)
     index.calibration = calibration
     if SKETCH_FILE in digests:
-        entry = manifest["sketch"]
-        index.sketch = Sketch.from_manifest(np.load(path / SKETCH_FILE, allow_pickle=False), entry)
+        index.sketch = load_sketch(path, manifest, "reinstall clibd")
     return index
 
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.io.sequences import random_stretch, reverse_complement, unambiguous_bases
+from models.errors import ClibdError
 
 K = 5
 CENTROIDS = 256
@@ -183,6 +185,20 @@ def orient_queries(sketch: Sketch | None, queries: Sequence,
             query.barcode = reverse_complement(query.barcode)
     floors = sketch.floors(bases)
     return [(i, float(similarity[i]), float(floors[i])) for i in np.flatnonzero(similarity < floors)]
+
+
+def load_sketch(folder: Path, manifest: dict, remedy: str) -> Sketch:
+    """The sketch stored in ``folder`` (an index or a pack) as its ``manifest`` describes it, or a
+    ClibdError ending in ``remedy`` (what the user can do) if the file is not one clibd wrote."""
+    entry = manifest.get("sketch") or {}
+    try:
+        centroids = np.load(folder / SKETCH_FILE, allow_pickle=False)
+    except (ValueError, EOFError) as exc:
+        raise ClibdError(f"{folder / SKETCH_FILE}: not a numpy array file clibd wrote ({exc}); {remedy}") from None
+    if centroids.ndim != 2 or not isinstance(entry.get("floor"), float) or centroids.shape[1] != 4 ** entry.get("k", 0):
+        raise ClibdError(f"{folder / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
+                         f"with k and floor, found shape {list(centroids.shape)} and {entry}; {remedy}")
+    return Sketch.from_manifest(centroids, entry)
 
 
 def off_target_note(similarity: float, floor: float) -> str:
