@@ -25,12 +25,13 @@ and a reader of SINTAX tables (ours and ``vsearch --sintax --tabbedout``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from clibd_cli.io.lineages import RANK_LETTER, qiime_taxon
+from clibd_cli.io.predictions import tsv_line
 from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
@@ -38,9 +39,6 @@ from models.errors import ClibdError
 
 PIPELINE_FORMATS = ("qiime2", "sintax", "blast6")
 QIIME2_HEADER = ("Feature ID", "Taxon", "Confidence")
-_SPACES = str.maketrans("\t\r\n", "   ")
-
-
 def strand(result) -> str:
     """The strand a record was classified on (``-``: read reverse-complemented, as
     ``vsearch --strand both`` reports it); ``+`` where no strand was decided (photos, indexes
@@ -57,7 +55,7 @@ class PipelineWriter:
             raise ValueError(f"unknown pipeline format {fmt!r}")
         self.handle, self.fmt = handle, fmt
         if fmt == "qiime2":
-            self._write_row(QIIME2_HEADER)
+            handle.write(tsv_line(QIIME2_HEADER))
 
     def write(self, results: Iterable) -> None:
         """Write results and flush (a reader of a pipe sees each batch as soon as it is done)."""
@@ -65,11 +63,8 @@ class PipelineWriter:
                 "blast6": blast6_rows}[self.fmt]
         for result in results:
             for row in rows(result):
-                self._write_row(row)
+                self.handle.write(tsv_line(row))
         self.handle.flush()
-
-    def _write_row(self, cells: Sequence) -> None:
-        self.handle.write("\t".join(str(c).translate(_SPACES) for c in cells) + "\n")
 
 
 def qiime2_row(result) -> tuple[str, str, str]:

@@ -16,6 +16,11 @@ FORMATS = ("tsv", "jsonl", "neighbours")
 _SPACES = str.maketrans("\t\r\n", "   ")
 
 
+def tsv_line(cells: Sequence) -> str:
+    """One line of plain TSV, no quoting: a tab or newline inside a cell (a photo path) becomes a space."""
+    return "\t".join(str(c).translate(_SPACES) for c in cells) + "\n"
+
+
 class PredictionWriter:
     """Streams results (``clibd_cli.classification.classifier.Result``) as ``tsv``, ``jsonl`` or
     ``neighbours``.
@@ -29,23 +34,19 @@ class PredictionWriter:
             raise ValueError(f"unknown prediction format {fmt!r}")
         self.handle, self.fmt = handle, fmt
         if fmt != "jsonl":
-            self._write_row(COLUMNS if fmt == "tsv" else NEIGHBOUR_COLUMNS)
+            handle.write(tsv_line(COLUMNS if fmt == "tsv" else NEIGHBOUR_COLUMNS))
 
     def write(self, results: Iterable) -> None:
         """Write results and flush (a reader of a pipe sees each batch as soon as it is done)."""
         for result in results:
             if self.fmt == "tsv":
-                self._write_row(tsv_row(result))
+                self.handle.write(tsv_line(tsv_row(result)))
             elif self.fmt == "jsonl":
                 self.handle.write(json.dumps(json_record(result), ensure_ascii=False) + "\n")
             else:
                 for row in self._neighbour_rows(result):
-                    self._write_row(row)
+                    self.handle.write(tsv_line(row))
         self.handle.flush()
-
-    def _write_row(self, cells: Sequence) -> None:
-        """Plain TSV, no quoting: a tab or newline inside a cell (a photo path) becomes a space."""
-        self.handle.write("\t".join(str(c).translate(_SPACES) for c in cells) + "\n")
 
     @staticmethod
     def _neighbour_rows(result) -> list[Sequence]:
