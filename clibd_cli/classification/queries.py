@@ -13,8 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from clibd_cli.data.fasta import photos_by_id
-from clibd_cli.io.images import find_images
+from clibd_cli.io.images import find_images, photos_by_id
 from clibd_cli.io.sequences import MIN_BASES, checked_barcode, parse_abundance, read_sequences
 from clibd_cli.io.streams import display_name
 

@@ -26,10 +26,9 @@ import numpy as np
 
 from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
-from clibd_cli.data.fasta import photos_by_id
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched
-from clibd_cli.io.images import find_images, load_image, load_photos
+from clibd_cli.io.images import find_images, load_image, load_photos, photos_by_id
 from clibd_cli.io.sequences import MIN_BASES, random_stretch, unambiguous_bases
 
 log = logging.getLogger("clibd")

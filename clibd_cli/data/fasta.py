@@ -15,7 +15,7 @@ from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
-from clibd_cli.io.images import find_images
+from clibd_cli.io.images import find_images, photos_by_id
 from clibd_cli.io.lineages import header_lineage
 from clibd_cli.io.sequences import parse_sintax_header, read_sequences
 from clibd_cli.io.tables import read_taxonomy
@@ -69,13 +69,3 @@ class FastaSource:
             if unmatched:
                 log.warning("%d photos match no record id, e.g. %s", len(unmatched),
                             ", ".join(str(path) for path in unmatched[:5]))
-
-
-def photos_by_id(paths: list[Path]) -> dict[str, Path]:
-    """Record id -> photo: the file name without extension, or before its first dot."""
-    photos: dict[str, Path] = {}
-    for path in paths:
-        name = path.name.rsplit(".", 1)[0]
-        for key in dict.fromkeys((name, name.split(".", 1)[0])):
-            photos.setdefault(key, path)
-    return photos

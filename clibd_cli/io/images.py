@@ -46,6 +46,16 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def photos_by_id(paths: list[Path]) -> dict[str, Path]:
+    """Record id -> photo: the file name without extension, or before its first dot."""
+    photos: dict[str, Path] = {}
+    for path in paths:
+        name = path.name.rsplit(".", 1)[0]
+        for key in dict.fromkeys((name, name.split(".", 1)[0])):
+            photos.setdefault(key, path)
+    return photos
+
+
 def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Decode a photo (path or bytes) to an upright 8-bit RGB image; ImageError if unusable."""
     name = name or (str(source) if not isinstance(source, bytes) else "image")

@@ -166,8 +166,7 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
 
 
 def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
-    from clibd_cli.data.fasta import photos_by_id
-    from clibd_cli.io.images import find_images
+    from clibd_cli.io.images import find_images, photos_by_id
     from clibd_cli.io.tables import read_taxonomy
 
     if taxonomy is None:
