@@ -199,3 +199,29 @@ def test_counts_by_sequence_match_barcodes_read_reverse_complemented(case, tmp_p
     summary = tsv((tmp_path / "s.tsv").read_text())
     unassigned = {int(r["reads"]) for r in summary if r["taxon"] == "unassigned" and r["rank"] == "genus"}
     assert unassigned == {0}
+
+
+def test_summary_files_never_replace_the_predictions_or_an_input(case, tmp_path):
+    """The HTML page next to --summary may not be -o (refused before any work), a Krona text
+    may not be an input (refused before it is written), and samples whose names clean to one
+    file name get a file each."""
+    root, inputs, *_ = case
+    clash = run("classify", "--index", root / "index", inputs[0], "-o", tmp_path / "rep.html",
+                "--summary", tmp_path / "rep.tsv")
+    assert clash.exit_code == 2 and "rep.html: --summary would write it" in clash.stderr
+    assert not (tmp_path / "rep.html").exists()
+    fasta = tmp_path / "s.S1.krona.txt"
+    fasta.write_text(inputs[0].read_text())
+    first_id = fasta.read_text().split("\n", 1)[0][1:].split(";")[0]
+    (tmp_path / "counts.tsv").write_text(f"#OTU ID\tS1\n{first_id}\t3\n")
+    clash = run("classify", "--index", root / "index", fasta, "--counts", tmp_path / "counts.tsv",
+                "--summary", tmp_path / "s.tsv", "-o", tmp_path / "p.tsv")
+    assert clash.exit_code == 2 and "s.S1.krona.txt: --summary would write it" in clash.stderr
+    assert fasta.read_text() == inputs[0].read_text()
+    (tmp_path / "two.tsv").write_text(f"#OTU ID\tx/y\tx_y\n{first_id}\t3\t4\n")
+    both = run("-q", "classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "two.tsv",
+               "--summary", tmp_path / "t.tsv", "-o", tmp_path / "p2.tsv")
+    assert both.exit_code == 0, both.stderr
+    kronas = sorted(p.name for p in tmp_path.glob("t.*.krona.txt"))
+    assert kronas == ["t.x_y-2.krona.txt", "t.x_y.krona.txt"]
+    assert {p.read_text().split("\t")[0] for p in tmp_path.glob("t.*.krona.txt")} == {"3", "4"}

@@ -20,13 +20,16 @@ Files written (each atomically), for ``--summary out/run.tsv``:
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clibd_cli.abundance.counts import CountsTable
 from clibd_cli.io.lineages import qiime_taxon
+from clibd_cli.io.outputs import UsageError
 from clibd_cli.io.sequences import reverse_complement
 from models.config import RANKS
 from models.files import atomic_open
@@ -111,26 +114,52 @@ class AbundanceSummary:
                             "their reads are counted as unassigned", unclassified)
         return self.tally
 
-    def write(self, path: str | Path) -> list[Path]:
-        """Write the TSV, one Krona text per sample and the HTML page; returns their paths."""
+    def write(self, path: str | Path, keep: Collection[str | Path] = ()) -> list[Path]:
+        """Write the TSV, one Krona text per sample and the HTML page; returns their paths. None
+        of them may be one of ``keep`` (the run's inputs and other outputs): UsageError, before
+        anything is written."""
         from clibd_cli.abundance.html import render
 
-        tally, path = self.finish(), Path(path)
+        tally = self.finish()
+        path, kronas, html = summary_files(path, tally.samples)
+        refuse_clashes([path, *kronas.values(), html], keep)
         with atomic_open(path, "w", encoding="utf-8") as handle:
             handle.write("\t".join(COLUMNS) + "\n")
             for row in rows(tally):
                 handle.write("\t".join(map(str, row)) + "\n")
-        written = [path]
-        stem = path.with_suffix("") if path.suffix.lower() in (".tsv", ".txt") else path
-        for sample in tally.samples:
-            krona = stem.with_name(f"{stem.name}.{_safe(sample)}.krona.txt")
+        for sample, krona in kronas.items():
             with atomic_open(krona, "w", encoding="utf-8") as handle:
                 handle.writelines(krona_lines(tally, sample))
-            written.append(krona)
-        html = stem.with_name(f"{stem.name}.html")
         with atomic_open(html, "w", encoding="utf-8") as handle:
             handle.write(render(tally))
-        return [*written, html]
+        return [path, *kronas.values(), html]
+
+
+def summary_files(path: str | Path, samples: Sequence[str] = ()) -> tuple[Path, dict[str, Path], Path]:
+    """The files ``--summary PATH`` writes: the TSV, a Krona text per sample (samples whose names
+    clean to the same file name get ``-2``, ``-3``, ...), the HTML page."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix.lower() in (".tsv", ".txt") else path
+    kronas: dict[str, Path] = {}
+    taken: set[str] = set()
+    for sample in samples:
+        name, n = _safe(sample), 1
+        while (name if n == 1 else f"{name}-{n}") in taken:
+            n += 1
+        name = name if n == 1 else f"{name}-{n}"
+        taken.add(name)
+        kronas[sample] = stem.with_name(f"{stem.name}.{name}.krona.txt")
+    return path, kronas, stem.with_name(f"{stem.name}.html")
+
+
+def refuse_clashes(outputs: Sequence[Path], keep: Collection[str | Path]) -> None:
+    """UsageError (exit 2) if one of ``outputs`` is one of ``keep`` (files a run reads or writes)."""
+    kept = {Path(os.path.realpath(k)): str(k) for k in keep if str(k) != "-"}
+    for out in outputs:
+        clash = kept.get(Path(os.path.realpath(out)))
+        if clash is not None:
+            raise UsageError(f"{out}: --summary would write it, but it is {clash}, which this run reads or "
+                             "writes; give --summary another name")
 
 
 def assigned_lineage(result) -> Lineage:

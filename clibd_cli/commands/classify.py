@@ -153,6 +153,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])))
         if output != "-" and Path(output).resolve() == summary_path.resolve():
             raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
+        from clibd_cli.abundance.summary import refuse_clashes, summary_files
+
+        keep = (output, *inputs, *images, *([counts] if counts else []))
+        refuse_clashes(summary_files(summary_path)[::2], keep)  # the TSV and the HTML page; Krona texts at the end
     bundled = index_dir is None
     if bundled:
         index_dir = _default_index(images, model_dir, settings.progress())
@@ -190,7 +194,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
             if summary is not None:
                 summary.add(results)
     if summary is not None:
-        log.info("summary: %s", ", ".join(map(str, summary.write(summary_path))))
+        log.info("summary: %s", ", ".join(map(str, summary.write(summary_path, keep))))
 
 
 def _writer(handle, fmt: str, top_k: int | None):
