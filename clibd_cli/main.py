@@ -10,7 +10,9 @@ import importlib
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 
 import click
@@ -88,10 +90,15 @@ class ClibdGroup(click.Group):
         return ctx
 
     def invoke(self, ctx: click.Context):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
+        except Terminated:  # kill, timeout, Slurm: 143 (128 + SIGTERM), unwound as Ctrl-C is
+            click.echo("clibd: terminated (nothing half-written is left)", err=True)
+            raise click.exceptions.Exit(143) from None
         except KeyboardInterrupt:  # Ctrl-C: 130 (128 + SIGINT), as shells report it, not a data error's 1
             click.echo("clibd: interrupted (nothing half-written is left)", err=True)
             raise click.exceptions.Exit(130) from None
@@ -99,6 +106,9 @@ class ClibdGroup(click.Group):
             raise _Failure(str(exc), exit_code=getattr(exc, "exit_code", 1)) from exc
         except Exception as exc:  # noqa: BLE001 - the last line of defence before the user
             raise _Failure(_describe(exc), verbose=_verbosity(ctx) > 0) from exc
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def main(self, *args, **kwargs):
         try:
@@ -108,6 +118,15 @@ class ClibdGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that every atomic output and lock is cleaned up on
+    the way out, as for Ctrl-C (``models/files.atomic_path``)."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
 
 
 class _Failure(click.ClickException):

@@ -1,8 +1,10 @@
 """`-o` never destroys (issue #17 item 1) and two writers of one index never lose records (item 6)."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -154,3 +156,22 @@ def test_a_file_output_into_a_missing_folder_is_refused_before_any_work(tmp_path
         assert not (tmp_path / "nope").exists()
     summary = run("classify", "--index", index, reference, "--summary", tmp_path / "nope" / "summary.tsv")
     assert summary.exit_code == 2 and "nope does not exist" in error_line(summary)
+
+
+def test_sigterm_leaves_nothing_half_written(tmp_path):
+    """kill/timeout/Slurm send SIGTERM: the run unwinds as for Ctrl-C, exit 143, no temporary file
+    and no lock left beside the output."""
+    from fixtures.samples import BOLD_CSV
+
+    out = tmp_path / "bold.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "clibd_cli", "prepare", str(BOLD_CSV), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("bold.h5.tmp*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "prepare ended before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "clibd: terminated (nothing half-written is left)" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
