@@ -1,6 +1,7 @@
-"""Delimited tables: checked headers (missing or renamed columns named), taxonomy tables, TSV out."""
+"""Delimited tables: checked headers (missing or renamed columns named), taxonomy tables, stray quotes."""
 
 import gzip
+import re
 
 import pytest
 
@@ -55,3 +56,30 @@ def test_taxonomy_table(tmp_path):
     with pytest.raises(ClibdError, match="no rank column"):
         read_taxonomy(path)
 
+
+
+def test_a_stray_double_quote_is_an_error_at_its_line_not_lost_rows(tmp_path):
+    """A double quote opens a quoted field; left open it swallowed the rows after it silently
+    (three records "not in the taxonomy"). Now the line it starts on is named."""
+    path = tmp_path / "tax.tsv"
+    path.write_text('id\tgenus\tspecies\na\tAedes\t"Aedes sp. 1\nb\tAedes\tAedes vexans\nc\tCulex\tCulex sp. 2"\n'
+                    "d\tCulex\tCulex pipiens\n")
+    with pytest.raises(ClibdError, match=r'tax.tsv:2: a double quote \(\"\) opens a field that runs on to line 4'):
+        read_taxonomy(path)
+    path.write_text('id\tgenus\n"a\tAedes\n' + "b\tAedes\n" * 20000)
+    with pytest.raises(ClibdError, match=r"tax.tsv:2: (unreadable row|a double quote)"):
+        read_taxonomy(path)
+    path.write_text('id\tgenus\tspecies\na\tAedes\t"Aedes vexans"\n')  # quoted on one line: R's write.table
+    assert read_taxonomy(path) == {"a": {"genus": "Aedes", "species": "Aedes vexans"}}
+
+
+def test_counts_table_refuses_repeated_or_empty_samples_and_absurd_counts(tmp_path):
+    from clibd_cli.abundance.counts import read_counts
+
+    path = tmp_path / "counts.tsv"
+    for text, message in [("#OTU ID\tS1\tS1\nf1\t1\t2\n", "repeated: 'S1'"), ("#OTU ID\tS1\t\nf1\t1\t2\n", "an empty one"),
+                          ("#OTU ID\tS1\nf1\t1e300\n", "'1e300' is not a read count"),
+                          ('#OTU ID\tS1\n"f1\t3\nf2\t4\n', "counts.tsv:2: ")]:
+        path.write_text(text)
+        with pytest.raises(ClibdError, match=re.escape(message)):
+            read_counts(path)

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clibd_cli.io.streams import display_name, open_text, reading
+from clibd_cli.io.tables import numbered_rows
 from models.errors import ClibdError
+
+MAX_READS = 10 ** 15  # a count above this is a mistake (a sequencing run holds ~1e10 reads)
 
 
 @dataclass
@@ -35,7 +38,7 @@ def read_counts(source: str | Path) -> CountsTable:
     """Read a feature table; ClibdError ``FILE:LINE: ...`` on a malformed one."""
     name = display_name(source)
     with reading(source), open_text(source) as handle:
-        lines = [(number, row) for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1)
+        lines = [(number, row) for number, row in numbered_rows(csv.reader(handle, delimiter="\t"), name)
                  if row and any(cell.strip() for cell in row)]
     while lines and lines[0][1][0].startswith("#") and not _is_header(lines[0][1]):
         lines.pop(0)  # '# Constructed from biom file'
@@ -49,6 +52,10 @@ def read_counts(source: str | Path) -> CountsTable:
     samples = header[1:end]
     if not samples:
         raise ClibdError(f"{name}:{lines[0][0]}: no sample columns after the feature id column")
+    if "" in samples or len(set(samples)) < len(samples):
+        repeated = sorted({s for s in samples if samples.count(s) > 1})
+        raise ClibdError(f"{name}:{lines[0][0]}: sample names must be given and distinct; "
+                         f"{'an empty one' if '' in samples else 'repeated: ' + ', '.join(map(repr, repeated))}")
     table = CountsTable(samples)
     for number, row in lines[1:]:
         if len(row) != len(header):
@@ -73,6 +80,6 @@ def _count(cell: str) -> int:
         value = float(cell.strip() or "nan")  # biom writes 3.0
     except ValueError:
         value = float("nan")
-    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+    if not (math.isfinite(value) and 0 <= value <= MAX_READS and value == int(value)):
         raise ValueError(f"{cell.strip()!r} is not a read count")
     return int(value)

@@ -33,7 +33,7 @@ def read_rows(source: str | Path, required: Sequence[str] = (),
     try:
         with reading(source):
             reader = csv.reader(handle, delimiter=delimiter)
-            header = next(reader, None)
+            header = next((fields for _, fields in numbered_rows(reader, name)), None)
         if not header:
             raise ClibdError(f"{name}: empty file, expected a header line")
         header[0] = header[0].lstrip("\ufeff")
@@ -85,16 +85,36 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     return taxonomy
 
 
+def numbered_rows(reader, name: str) -> Rows:
+    """``(line, fields)`` of a ``csv.reader``, each row on the line it starts on. A double quote
+    opens a quoted field that may hold the delimiter; one left open swallows the lines after it,
+    so a row that runs over several lines, or a field over the csv module's limit, is a
+    ClibdError naming the line where it starts."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader, None)
+        except csv.Error as exc:
+            raise ClibdError(f"{name}:{start}: unreadable row ({exc}): a double quote (\") opens a field "
+                             "that is never closed?") from None
+        if fields is None:
+            return
+        if reader.line_num > start:
+            raise ClibdError(f"{name}:{start}: a double quote (\") opens a field that runs on to line "
+                             f"{reader.line_num}; close it on the same line or remove it")
+        yield start, fields
+
+
 def _rows(reader, handle: TextIO, source: str | Path, width: int) -> Rows:
     name = display_name(source)
     with handle, reading(source):
-        for fields in reader:
+        for line, fields in numbered_rows(reader, name):
             if len(fields) != width:
                 if not fields or fields == [""]:
                     continue
-                raise ClibdError(f"{name}:{reader.line_num}: expected {width} fields as in the header, "
+                raise ClibdError(f"{name}:{line}: expected {width} fields as in the header, "
                                  f"found {len(fields)}")
-            yield reader.line_num, fields
+            yield line, fields
 
 
 def _missing_message(missing: list[str], header: list[str], delimiter: str) -> str:
