@@ -118,3 +118,22 @@ def test_usage_errors(tmp_path, args, message):
     (tmp_path / "x.h5").write_bytes(b"")
     result = run("-d", tmp_path / "x.h5", *args, "-o", tmp_path / "out")
     assert result.exit_code == 2 and message in result.output
+
+
+def test_output_is_a_new_folder_or_an_earlier_report(report, tmp_path):
+    """-o replaces an earlier report (or resumes a run that left only its cache), never writes into
+    another folder, and is never '-'."""
+    root, out, _ = report
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("hi")
+    refused = run("-d", root / "clibd5m.h5", "--on", "val", "--baselines", "kmer", "-o", mine)
+    assert refused.exit_code == 2 and "no metrics.json" in refused.output
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"]
+    dash = run("-d", root / "clibd5m.h5", "--baselines", "kmer", "-o", "-")
+    assert dash.exit_code == 2 and "cannot be written to standard output" in dash.output
+    (tmp_path / "resume" / "cache").mkdir(parents=True)
+    again = run("-d", root / "clibd5m.h5", "--on", "val", "--baselines", "kmer", "-o", tmp_path / "resume")
+    assert again.exit_code == 0, again.output
+    rerun = run("-d", root / "clibd5m.h5", "--on", "val", "--baselines", "kmer", "-o", tmp_path / "resume")
+    assert rerun.exit_code == 0, rerun.output

@@ -102,6 +102,9 @@ def test_output_path_messages(tmp_path):
     with pytest.raises(UsageError, match="is a folder, not a file"):
         output_path(tmp_path)
     assert output_path(tmp_path / "new.tsv") == tmp_path.resolve() / "new.tsv"
+    with pytest.raises(UsageError, match="a folder, which cannot be written to standard output"):
+        output_path("-", directory=True)  # index -o -, evaluate -o -: not a folder named '-'
+
 
 
 _APPEND = """

@@ -60,6 +60,11 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
     from clibd_cli.evaluation.report import EXPLANATION, text_report, write_json, write_tsv
     from clibd_cli.evaluation.run import Plan, run_evaluation
 
+    from clibd_cli.io.outputs import output_path
+
+    resuming = output.is_dir() and {p.name for p in output.iterdir()} <= {"cache"}  # an interrupted run's
+    output = output_path(output, directory=True, marker=None if resuming else "metrics.json",
+                         inputs=(data,))
     settings.apply_torch()
     output.mkdir(parents=True, exist_ok=True)
     plan = Plan(

@@ -33,9 +33,13 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     socket; a file where a folder goes and the reverse; a file in a folder that does not exist (a
     mistyped folder is not made; a folder output is made, with its parents); with ``directory``, a non-empty folder
     without ``marker`` (not an earlier output of the same command, which is replaced); an output
-    that is one of ``inputs`` or holds one. Returns the resolved path.
+    that is one of ``inputs`` or holds one; ``-`` (commands that stream to standard output take
+    it before they call this). Returns the resolved path.
     """
     given = str(path)
+    what = "a folder" if directory else "a file"
+    if given == "-":
+        raise UsageError(f"-: this output is {what}, which cannot be written to standard output; give a path")
     target = Path(os.path.realpath(path))
     try:
         mode = os.stat(target).st_mode
@@ -43,7 +47,6 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
         mode = None
     except OSError as exc:
         raise UsageError(f"{given}: cannot use as output ({exc.strerror})") from None
-    what = "a folder" if directory else "a file"
     if mode is not None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
         raise UsageError(f"{given}: is a device, FIFO or socket, not {what}; give a path for {what} "
                          "(or - for stdout)")
