@@ -209,7 +209,7 @@ def test_outputs_and_inputs_that_clash_are_usage_errors(kmer_index, tmp_path):
     twice = run("classify", "--index", index, "-", "-", input=fasta.read_text())
     assert twice.exit_code == 2 and "standard input ('-') given twice" in twice.stderr
     nan = run("classify", "--index", index, "--min-confidence", "nan", fasta)
-    assert nan.exit_code == 2 and "is not a number" in nan.stderr
+    assert nan.exit_code == 2 and "is not a finite number" in nan.stderr
 
 
 def test_a_mistyped_model_is_named_as_the_users(kmer_index, tmp_path):

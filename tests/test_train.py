@@ -201,7 +201,7 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
 
     threading.Thread(target=interrupt_after_three_steps, daemon=True).start()
     stopped = train(*common, "--out", run)
-    assert stopped.exit_code == 1 and "--resume" in stopped.output, stopped.output
+    assert stopped.exit_code == 130 and "--resume" in stopped.output, stopped.output
     step = torch.load(run / "last" / "train_state.pt", weights_only=True)["step"]
     assert 3 <= step < 24
     again = train(*common, "--out", run)
@@ -281,6 +281,17 @@ def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "out of memory at batch size 16; try --batch-size 8" in result.output
 
+
+
+def test_a_diverging_run_stops_with_an_error_and_infinite_options_are_refused(bold_h5, tmp_path):
+    """--lr 1e30 makes the loss nan: exit 1 naming --lr, not exit 0 pointing at a best/ never
+    written; --lr inf is a usage error."""
+    base = ["--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text", "--batch-size", "16",
+            "--max-steps", "3"]
+    diverged = train(*base, "--lr", "1e30", "--out", tmp_path / "a")
+    assert diverged.exit_code == 1 and "training diverged; lower --lr (now 1e+30)" in diverged.output
+    infinite = train(*base, "--lr", "inf", "--out", tmp_path / "b")
+    assert infinite.exit_code == 2 and "is not a finite number" in infinite.output
 
 def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
     base = ["--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text", "--batch-size", "16",

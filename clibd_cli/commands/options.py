@@ -12,12 +12,12 @@ from clibd_cli.defaults import CALIBRATION
 
 
 class FiniteRange(click.FloatRange):
-    """``click.FloatRange`` that also refuses nan (which passes every comparison)."""
+    """``click.FloatRange`` that also refuses nan (which passes every comparison) and infinity."""
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
-        if math.isnan(number):
-            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
 

@@ -83,12 +83,14 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.raised = False
+        self.signal = signal.SIGINT  # the first one received
 
     @contextlib.contextmanager
     def installed(self):
         def handler(signum, frame):
             if not self.raised:
                 log.warning("%s: stopping after this step and saving last/", signal.Signals(signum).name)
+                self.signal = signum
             self.raised = True
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -242,6 +244,9 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                                          f"{max(1, cfg.batch_size // 2)} (and --grad-accum 2 to keep the "
                                          "step size)") from exc
                     raise
+                if not math.isfinite(loss):
+                    raise ClibdError(f"the loss became {loss} at step {step + 1}: training diverged; lower --lr "
+                                     f"(now {cfg.lr:g})")
                 meter.add(loss, len(batch["index"]) * world.size)
                 if batch_in_epoch % cfg.grad_accum:
                     continue
@@ -273,8 +278,10 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                 if due or stopping or end_of_epoch:
                     checkpoint("last", with_state=True)
                 if interrupted:
-                    raise ClibdError(f"interrupted at step {step} of {total_steps}; {run}/last holds the "
-                                     "state: run the same command with --resume to continue")
+                    error = ClibdError(f"interrupted at step {step} of {total_steps}; {run}/last holds the "
+                                       "state: run the same command with --resume to continue")
+                    error.exit_code = 128 + int(stop.signal)  # 130 for Ctrl-C, 143 for SIGTERM, as shells say
+                    raise error
                 if stopping:
                     break
     if bar is not None:
