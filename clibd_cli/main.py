@@ -168,9 +168,10 @@ def _verbosity(ctx: click.Context) -> int:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Arithmetic for embedding (not training): auto = bf16 on a GPU and on CPUs with native "
                    "bf16 (AVX512-BF16/AMX; about 2x faster, vectors within 1e-5 cosine), else fp32.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
               help="CPU threads for PyTorch (default: PyTorch's choice, usually all cores).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed for every random choice.")
 @click.option("-v", "--verbose", count=True, help="More log output (repeatable); tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
 @click.pass_context

@@ -309,7 +309,8 @@ def _load_pickle(path: Path) -> Any:
             raise ModelError(f"{path}: not a readable PyTorch checkpoint: {reason}") from exc
         raise ModelError(f"{path}: refusing to load: the file holds Python objects other than tensors, "
                          f"which could run code (read with weights_only=True: {reason})") from exc
-    except (RuntimeError, EOFError, ValueError, OSError, UnicodeDecodeError) as exc:
+    except (RuntimeError, EOFError, ValueError, OSError, UnicodeDecodeError, KeyError, IndexError) as exc:
+        # a text file that starts with 'h' or 'j' reads as a pickle opcode and fails with KeyError
         raise ModelError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): "
                          f"{_first_line(exc)}") from exc
 

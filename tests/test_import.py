@@ -300,7 +300,8 @@ def test_unreadable_files_are_refused(tmp_path):
     torch.save(random_state(upstream_shapes(TINY)), good)
     cases = {"random.pth": bytes(range(256)) * 40,
              "truncated.pth": good.read_bytes()[: good.stat().st_size // 2],
-             "empty.pth": b"", "broken.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json"}
+             "empty.pth": b"", "broken.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json",
+             "hello.pth": b"hello\n", "json.pth": b'{"a": 1}\n', "just.pth": b"just text\n"}
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ModelError, match="not a readable"):

@@ -25,7 +25,7 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
 @click.option("--partition", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of released CLIBD partition files ({split}.txt id lists) to use "
                    "instead of the protocol.")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
               help="Seed of the seen/unseen split protocol (1M, FASTA)  [default: the global --seed]")
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
               help="Threads reading photos.")
