@@ -35,12 +35,15 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
     parent = target.parent
     if not parent.is_dir():
         raise ClibdError(f"{target}: the folder {parent} does not exist")
-    if directory:
-        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp", dir=parent))
-    else:
-        handle, name = tempfile.mkstemp(prefix=f"{target.name}.tmp", dir=parent)
-        os.close(handle)
-        temp = Path(name)
+    try:
+        if directory:
+            temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp", dir=parent))
+        else:
+            handle, name = tempfile.mkstemp(prefix=f"{target.name}.tmp", dir=parent)
+            os.close(handle)
+            temp = Path(name)
+    except OSError as exc:  # name the user's path, not a temporary they never saw
+        raise ClibdError(f"{target}: cannot write in {parent} ({exc.strerror})") from None
     try:
         yield temp
         if directory:

@@ -52,3 +52,16 @@ def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ClibdError, match="the folder .*nope does not exist"):
         with atomic_path(tmp_path / "nope" / "out.h5"):
             pass
+
+
+def test_an_unwritable_folder_is_named_with_the_users_path(tmp_path, monkeypatch):
+    """The temporary file is clibd's business: the error names the output the user gave."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(ClibdError, match=r"out\.tsv: cannot write in .* \(Permission denied\)$"):
+        with atomic_open(tmp_path / "out.tsv") as handle:
+            handle.write("x")
