@@ -256,3 +256,13 @@ def test_an_interrupted_run_exits_130_not_as_a_data_error(kmer_index, tmp_path, 
     result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", records[:2], sintax=False), "-o", out)
     assert result.exit_code == 130 and "clibd: interrupted" in result.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_splits_of_an_input_that_is_no_dataset_are_refused(tmp_path):
+    """--split (and --calibrate-split) choose splits of a dataset HDF5: given with FASTA they were
+    silently ignored."""
+    fasta = write_fasta(tmp_path / "ref.fa", specimens(n_species=3, per_species=3, unnamed=0))
+    split = run("index", "-m", "kmer", fasta, "--split", "train", "-o", tmp_path / "ix")
+    assert split.exit_code == 2 and "splits train: splits are chosen in a dataset HDF5" in split.stderr
+    held = run("index", "-m", "kmer", fasta, "--calibrate-on", fasta, "--calibrate-split", "val", "-o", tmp_path / "iy")
+    assert held.exit_code == 2 and "--calibrate-on: splits val" in held.stderr

@@ -105,3 +105,11 @@ def test_sintax_header_parsing():
     assert parse_sintax_header("a plain description") == {}
     with pytest.raises(ValueError, match="rank:name"):
         parse_sintax_header("tax=Diptera,Culicidae")
+
+
+def test_barcode_problems_say_what_the_text_looks_like():
+    from clibd_cli.io.sequences import barcode_problem
+
+    assert "GenBank-style numbering" in barcode_problem("1 aactttatat tttatttttg 61 gtgcttgagc " * 10)
+    assert "protein?" in barcode_problem("MKVLAAGIVGLLLAAQPAMA" * 10)
+    assert barcode_problem("ACGT" * 50) is None

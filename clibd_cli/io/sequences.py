@@ -141,6 +141,9 @@ def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
     foreign = sorted(set(upper) - set(NUCLEOTIDES))
     if foreign:
         shown = "".join(foreign[:8])
+        if set(foreign) <= set("0123456789 \t/"):  # GenBank's ORIGIN block: numbered, spaced
+            return (f"not a plain nucleotide sequence (contains {shown!r}: GenBank-style numbering? "
+                    "give the bases alone, as FASTA)")
         return f"not a nucleotide sequence (contains {shown!r}; protein?)"
     bases = unambiguous_bases(upper)
     if bases < min_bases:

@@ -23,6 +23,7 @@ import numpy as np
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, embed_chunks, read_chunks
 from clibd_cli.io.images import load_photos
+from clibd_cli.io.outputs import UsageError
 from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
@@ -56,7 +57,11 @@ class References:
 
 def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | None = None,
                     splits: Sequence[str] = ()) -> References:
-    """Collect labelled reference records of ``modality`` from FASTA, photo or HDF5 inputs."""
+    """Collect labelled reference records of ``modality`` from FASTA, photo or HDF5 inputs
+    (``splits`` of the HDF5 ones; refused when none is a dataset HDF5)."""
+    if splits and not any(is_hdf5(source) for source in inputs):
+        raise UsageError(f"splits {', '.join(splits)}: splits are chosen in a dataset HDF5 (clibd prepare), "
+                         f"and {', '.join(inputs)} is none")
     refs = References(modality)
     for source in inputs:
         if is_hdf5(source):
@@ -94,7 +99,7 @@ def read_held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: st
     try:
         found = read_references(list(inputs), modality, taxonomy=taxonomy, splits=splits)
     except ClibdError as exc:
-        raise ClibdError(f"--calibrate-on: {exc}") from None
+        raise type(exc)(f"--calibrate-on: {exc}") from None
     shared = set(found.ids) & set(reference_ids)
     if shared:
         dataset = any(is_hdf5(p) for p in inputs)
