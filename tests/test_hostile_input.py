@@ -103,7 +103,7 @@ def spare_index(kmer_index, tmp_path):
     return index, kmer_index[1]
 
 
-@pytest.mark.parametrize("case", ["calibration", "nodes", "dim", "escape", "sketch"])
+@pytest.mark.parametrize("case", ["calibration", "nodes", "dim", "escape", "sketch", "modality", "ef"])
 def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_path, case):
     import json
 
@@ -120,6 +120,9 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
     elif case == "dim":
         manifest["dim"] = 512
         (index / "manifest.json").write_text(json.dumps(manifest))
+    elif case in ("modality", "ef"):  # a hand-edited manifest
+        manifest.update({"modality": "xyz"} if case == "modality" else {"hnsw": {**manifest["hnsw"], "ef": "x"}})
+        (index / "manifest.json").write_text(json.dumps(manifest))
     elif case == "sketch":  # read without the checksums: the file itself must be refused by name
         (index / "sketch.npy").write_bytes((index / "sketch.npy").read_bytes()[:100])
     else:
@@ -134,7 +137,8 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
                 "nodes": "nodes.npy: expected one graph node number",
                 "dim": "manifest.json: dim 512 but index.bin holds 1024-dimensional vectors",
                 "escape": "'../secret' is not a plain file name inside the index directory",
-                "sketch": "sketch.npy: not a numpy array file clibd wrote"}[case]
+                "sketch": "sketch.npy: not a numpy array file clibd wrote",
+                "modality": "found 128, 1024, 'xyz'", "ef": "found 'x', 1024, 'dna'"}[case]
     assert expected in line and line.endswith("rebuild with clibd index")
 
 

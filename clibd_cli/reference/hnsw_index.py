@@ -36,6 +36,7 @@ from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors, stored_vie
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch
+from models.config import TOWERS
 from models.errors import ClibdError
 from models.files import atomic_path, sha256_file
 
@@ -308,8 +309,12 @@ def load_index(
         _ = manifest["dim"], manifest["ranks"], manifest["model_fingerprint"], manifest["hnsw"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ClibdError(f"{manifest_path}: unreadable manifest ({exc}); {REBUILD}") from exc
+    ef, modality = manifest["hnsw"].get("ef") if isinstance(manifest["hnsw"], dict) else None, manifest.get("modality")
+    if type(ef) is not int or ef < 1 or modality not in TOWERS or type(manifest["dim"]) is not int:
+        raise ClibdError(f"{manifest_path}: unreadable manifest (expected an integer hnsw.ef and dim, and a modality "
+                         f"among {', '.join(TOWERS)}; found {ef!r}, {manifest['dim']!r}, {modality!r}); {REBUILD}")
     if version != FORMAT_VERSION:
-        raise ClibdError(f"{manifest_path}: index format {version} is not supported "
+        raise ClibdError(f"{manifest_path}: index format {version!r} is not supported "
                          f"(this clibd reads format {FORMAT_VERSION}); {REBUILD}")
     unlisted = sorted({INDEX_FILE, NODES_FILE, RECORDS_FILE} - set(digests))
     if unlisted:
