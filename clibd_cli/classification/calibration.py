@@ -43,6 +43,7 @@ import numpy as np
 from clibd_cli.classification.barcode_gap import GAP_FEATURES, RankGaps
 from clibd_cli.classification.batch_prior import ScenarioModel, adjust, estimate_shares
 from clibd_cli.classification.probability_map import apply_map
+from clibd_cli.defaults import CALIBRATION
 from models.errors import ClibdError
 
 FEATURES = ("log_distance", "margin", "vote_share")
@@ -114,7 +115,7 @@ class Calibration:
         """Scenario shares for a share ``prior_unseen`` of queries from new species (the one
         fixed at index time, else 0.5, if None)."""
         p = self.prior_unseen if prior_unseen is None else prior_unseen
-        p = 0.5 if p is None else p
+        p = CALIBRATION.prior_unseen if p is None else p
         if len(self.scenarios) == 1:  # one pooled map, or a reference with no new species to stage
             return np.ones(1)
         g = self.unseen_genus_fraction
@@ -132,7 +133,7 @@ class Calibration:
     def unseen_share(self, shares: np.ndarray) -> float:
         """The share of queries from species absent from the reference that ``shares`` mean."""
         if not self.adaptive:
-            return 0.5 if self.prior_unseen is None else self.prior_unseen
+            return CALIBRATION.prior_unseen if self.prior_unseen is None else self.prior_unseen
         return float(1.0 - shares[0])
 
     def posterior(self, stacked: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -143,7 +144,7 @@ class Calibration:
         model = ScenarioModel.from_json(self.scenario_model)
         return adjust(model.posterior(stacked), np.asarray(model.training_shares), shares)
 
-    def estimate_shares(self, stacked: np.ndarray, prior_unseen: float = 0.5) -> np.ndarray:
+    def estimate_shares(self, stacked: np.ndarray, prior_unseen: float = CALIBRATION.prior_unseen) -> np.ndarray:
         """Scenario shares of a batch estimated by EM on its queries' ``stacked`` features,
         shrunk toward a share ``prior_unseen`` of new species (``batch_prior.py``)."""
         if not self.adaptive:

@@ -180,7 +180,7 @@ class Classifier:
             return calibration.shares(self.prior_unseen)
         if kind not in self.estimates:
             whole = self.estimates.get("dna") if kind == SHORT_KIND else None
-            prior = 0.5 if whole is None else self.calibrations["dna"].unseen_share(whole[0])
+            prior = CALIBRATION.prior_unseen if whole is None else self.calibrations["dna"].unseen_share(whole[0])
             self.estimates[kind] = (calibration.estimate_shares(decisions.stacked(), prior), len(decisions))
         return self.estimates[kind][0]
 

@@ -11,7 +11,6 @@ neighbours at the share of new species estimated on the queries (``_calibrated_c
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +19,6 @@ from clibd_cli.defaults import CALIBRATION
 from clibd_cli.evaluation.protocol import Records
 from models.config import RANKS
 
-log = logging.getLogger("clibd")
 DEPTH = 5  # neighbours kept for top-k (k = 1, 3, 5)
 
 
@@ -120,7 +118,7 @@ class PairMethod:
             vectors = embeddings.get(self.source, queries.records.groups, self.query)[queries.positions]
             taken = np.flatnonzero(np.abs(vectors).sum(axis=1) > 0)
             k = max(DEPTH, calibration.k if calibration else 0)
-            rows, sims = search(vectors[taken], k) if len(usable) else _no_hits(len(taken), k)
+            rows, sims = search(vectors[taken], k) if len(usable) else _no_hits(len(taken))
             outcome = Outcome(queries.labels(taken), {r: _pad(v[rows[:, :DEPTH]], DEPTH)
                                                       for r, v in labels.items()},
                               missing=len(queries.positions) - len(taken))
@@ -165,5 +163,5 @@ def _pad(labels: np.ndarray, depth: int) -> np.ndarray:
     return out
 
 
-def _no_hits(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _no_hits(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -62,7 +62,6 @@ class Evaluation:
 
     metrics: dict
     embedding_map: dict | None = None  # {"title", "xy" [N,2], "order" [N]}
-    notes: list[str] = field(default_factory=list)
 
 
 def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
@@ -91,7 +90,7 @@ def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
         emap = _embedding_map(plan, dataset, found[0], methods, embeddings)
     for note in notes:
         log.info("note: %s", note)
-    return Evaluation(result, emap, notes)
+    return Evaluation(result, emap)
 
 
 def _run_scenario(plan: Plan, dataset, scenario: Scenario, methods: list, embeddings, result: dict) -> None:
