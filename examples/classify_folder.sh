@@ -6,12 +6,13 @@
 #   examples/classify_folder.sh runs/ predictions/ --index coi_ref/ --min-confidence 0.9
 #
 # A file already classified (its TSV exists) is skipped, so an interrupted batch resumes where it
-# stopped; each TSV appears only when complete. A file that fails is reported and the batch goes
-# on; the exit status is 1 if any failed, 130 if interrupted (Ctrl-C). Set CLIBD to the clibd
-# executable if it is not on PATH.
+# stopped; each TSV appears only when complete, with clibd's messages about it (the estimated
+# share of new species, why a record is invalid) in OUT_DIR/NAME.log. A file that fails is
+# reported and the batch goes on; the exit status is 1 if any failed, 130 if interrupted
+# (Ctrl-C). Set CLIBD to the clibd executable if it is not on PATH.
 set -uo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 runs=$1 out=$2
@@ -30,7 +31,7 @@ for input in "$runs"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
     continue
   fi
   echo "classifying $input" >&2
-  "$clibd" -q classify "$@" "$input" -o "$tsv" 2> "$out/$name.log"
+  "$clibd" classify "$@" "$input" -o "$tsv" 2> "$out/$name.log"
   status=$?
   if [ "$status" -eq 0 ]; then
     done=$((done + 1))

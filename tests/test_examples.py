@@ -59,6 +59,8 @@ def test_classify_folder_script_classifies_each_file_resumes_and_reports_failure
     runs.mkdir()
     write_fasta(runs / "plate1.fasta", barcode_refs.records[:3], sintax=False)
     write_fasta(runs / "plate2.fa", barcode_refs.records[3:5], sintax=False)
+    with open(runs / "plate2.fa", "a") as handle:
+        handle.write(">empty-well\n\n")
     (runs / "broken.fasta").write_text("this is not FASTA\n")
     (runs / "notes.txt").write_text("ignored\n")
     result = script("classify_folder.sh", runs, tmp_path / "out", "--index", barcode_refs.index, cwd=tmp_path)
@@ -68,6 +70,7 @@ def test_classify_folder_script_classifies_each_file_resumes_and_reports_failure
     tsvs = sorted(p.name for p in (tmp_path / "out").glob("*.tsv"))
     assert tsvs == ["plate1.tsv", "plate2.tsv"]
     assert len((tmp_path / "out" / "plate1.tsv").read_text().splitlines()) == 1 + 3
+    assert "empty-well: invalid: empty sequence" in (tmp_path / "out" / "plate2.log").read_text()
     (runs / "broken.fasta").unlink()
     again = script("classify_folder.sh", runs, tmp_path / "out", "--index", barcode_refs.index, cwd=tmp_path)
     assert again.returncode == 0 and "0 classified, 2 already done, 0 failed" in again.stderr
