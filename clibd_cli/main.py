@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import click
 
 from clibd_cli import __version__
-from models.errors import ClibdError
+from models.errors import ClibdError, ModelNotFound
 
 # name -> "module:function"; a command appears here only once it exists.
 COMMANDS: dict[str, str] = {
@@ -103,7 +103,8 @@ class ClibdGroup(click.Group):
             click.echo("clibd: interrupted (nothing half-written is left)", err=True)
             raise click.exceptions.Exit(130) from None
         except ClibdError as exc:
-            raise _Failure(str(exc), exit_code=getattr(exc, "exit_code", 1)) from exc
+            code = getattr(exc, "exit_code", 2 if isinstance(exc, ModelNotFound) else 1)  # a mistyped model: 2
+            raise _Failure(str(exc), exit_code=code) from exc
         except Exception as exc:  # noqa: BLE001 - the last line of defence before the user
             raise _Failure(_describe(exc), verbose=_verbosity(ctx) > 0) from exc
         finally:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from models.errors import ModelError
+from models.errors import ModelError, ModelNotFound
 
 PRESET_DIR = Path(__file__).parent / "configs"
 VOCAB_DIR = Path(__file__).parent / "vocab"
@@ -127,7 +127,7 @@ def load_config_source(name_or_path: str | Path) -> tuple[dict, Path, Path | Non
         return raw, path.resolve(), path
     if path.is_file():
         return read_json(path), path.resolve().parent, None
-    raise ModelError(f"unknown model {str(name_or_path)!r}: not a trained model "
+    raise ModelNotFound(f"unknown model {str(name_or_path)!r}: not a trained model "
                      f"({', '.join(list_pretrained()) or 'none shipped'}), a preset "
                      f"({', '.join(list_models())}), a config file or a model directory")
 

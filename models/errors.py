@@ -13,3 +13,8 @@ class ClibdError(Exception):
 
 class ModelError(ClibdError):
     """A model that cannot be built or loaded: unknown preset, bad config, missing/corrupt files."""
+
+
+class ModelNotFound(ModelError):
+    """No model by that name or path: a mistyped option, which the command line treats as a usage
+    error."""

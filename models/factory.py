@@ -10,8 +10,8 @@ import torch
 
 from models.checkpoint import WEIGHTS
 from models.clibd import CLIBD, AbsentTowers
-from models.config import TOWERS, load_config_source, resolve_config
-from models.errors import ModelError
+from models.config import TOWERS, list_pretrained, load_config_source, resolve_config
+from models.errors import ModelError, ModelNotFound
 from models.weights import load_weights
 
 
@@ -57,10 +57,13 @@ def _build(source: tuple, overrides: dict[str, Any]) -> tuple[CLIBD, dict[str, t
 
 
 def load_model(directory: str | Path) -> CLIBD:
-    """Load a model directory written by ``save_model``, bit-exactly (eval mode)."""
+    """Load a model directory written by ``save_model`` (or a model shipped with clibd, by name:
+    ``list_pretrained()``), bit-exactly (eval mode)."""
     path = Path(directory)
+    if not path.exists() and str(directory) in list_pretrained():
+        return create_model(str(directory))
     if not path.exists():
-        raise ModelError(f"{path}: model directory not found")
+        raise ModelNotFound(f"{path}: model directory not found")
     if not path.is_dir():
         raise ModelError(f"{path}: not a directory (expected a clibd model directory)")
     return create_model(path)

@@ -115,3 +115,29 @@ def test_broken_pipe_prints_no_traceback(failing_commands, tmp_path):
     assert result.stdout == "line 0\nline 1\n"
     assert result.returncode == 1  # the writer's own status, not head's
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_a_model_that_does_not_exist_is_a_usage_error_in_every_command(tmp_path):
+    """README: 2 on a usage error, an option path that does not exist included (index said 2, the
+    others 1)."""
+    from fixtures.specimens import specimens, write_fasta
+
+    fasta = write_fasta(tmp_path / "q.fa", specimens(n_species=2, per_species=2, unnamed=0))
+    runner = CliRunner()
+    for args in (["embed", "-m", "run/bestx", str(fasta), "-o", str(tmp_path / "e.h5")],
+                 ["index", "-m", "nope", str(fasta), "-o", str(tmp_path / "i")]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+    from models import create_model
+    from models.errors import ModelNotFound
+
+    with pytest.raises(ModelNotFound):  # what train, evaluate and classify -m meet
+        create_model("nope")
+
+
+def test_load_model_takes_a_shipped_models_name():
+    from models import load_model
+    from models.config import list_pretrained
+
+    for name in list_pretrained():
+        assert load_model(name).fingerprint()
