@@ -102,3 +102,19 @@ def test_bold_public_data_tsv(records, tmp_path, layout):
     query = write_fasta(tmp_path / "q.fa", records[:1], sintax=False)
     row = tsv(run("-q", "classify", "--index", tmp_path / "index", query).stdout)[0]
     assert float(row["nearest_sim"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_skipped_records_are_named_and_held_out_ones_called_so(tmp_path):
+    """Which records were left out, and why; held-out queries are not called reference records."""
+    from fixtures.specimens import run, specimens, write_fasta
+
+    records = specimens(n_species=4, per_species=4, unnamed=0)
+    reference = write_fasta(tmp_path / "ref.fa", records[:12])
+    with open(reference, "a") as handle:
+        handle.write(">tiny;tax=o:Diptera,f:Culicidae,g:Aedes,s:Aedes_vexans;\nACGTACGT\n")
+    held_out = write_fasta(tmp_path / "held.fa", records[12:])
+    with open(held_out, "a") as handle:
+        handle.write(">protein;tax=o:Diptera,f:Culicidae,g:Aedes,s:Aedes_vexans;\n" + "MKVL" * 40 + "\n")
+    result = run("index", "-m", "kmer", reference, "--calibrate-on", held_out, "-o", tmp_path / "ix")
+    assert "1 reference records skipped (no usable barcode or photo): tiny (too short" in result.stderr
+    assert "1 held-out (--calibrate-on) queries skipped (no usable barcode or photo): protein (not a" in result.stderr

@@ -43,7 +43,7 @@ class References:
     ids: list[str] = field(default_factory=list)
     labels: dict[str, list[str | None]] = field(default_factory=lambda: {r: [] for r in RANKS})
     items: list = field(default_factory=list)  # barcodes, label strings, or photo loaders
-    skipped: int = 0
+    skipped: list[str] = field(default_factory=list)  # "ID: why" of each record left out
 
     def add(self, record_id: str, ranks: dict[str, str | None], item) -> None:
         self.ids.append(record_id)
@@ -56,9 +56,10 @@ class References:
 
 
 def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | None = None,
-                    splits: Sequence[str] = ()) -> References:
+                    splits: Sequence[str] = (), what: str = "reference records") -> References:
     """Collect labelled reference records of ``modality`` from FASTA, photo or HDF5 inputs
-    (``splits`` of the HDF5 ones; refused when none is a dataset HDF5)."""
+    (``splits`` of the HDF5 ones; refused when none is a dataset HDF5); ``what`` they are, for
+    the messages."""
     if splits and not any(is_hdf5(source) for source in inputs):
         raise UsageError(f"splits {', '.join(splits)}: splits are chosen in a dataset HDF5 (clibd prepare), "
                          f"and {', '.join(inputs)} is none")
@@ -79,7 +80,8 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
     if unlabelled == len(refs):
         raise ClibdError("no reference record carries a taxonomy; give SINTAX ;tax= headers or --taxonomy")
     if refs.skipped:
-        log.warning("%d reference records skipped (no usable barcode or photo)", refs.skipped)
+        log.warning("%d %s skipped (no usable barcode or photo): %s%s", len(refs.skipped), what,
+                    ", ".join(refs.skipped[:3]), " …" if len(refs.skipped) > 3 else "")
     if len(set(refs.ids)) != len(refs.ids):
         seen, dupes = set(), []
         for record_id in refs.ids:
@@ -97,7 +99,8 @@ def read_held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: st
     if not inputs:
         return None
     try:
-        found = read_references(list(inputs), modality, taxonomy=taxonomy, splits=splits)
+        found = read_references(list(inputs), modality, taxonomy=taxonomy, splits=splits,
+                                what="held-out (--calibrate-on) queries")
     except ClibdError as exc:
         raise type(exc)(f"--calibrate-on: {exc}") from None
     shared = set(found.ids) & set(reference_ids)
@@ -163,8 +166,7 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
         record = entry.record
         barcode, problem = checked_barcode(record.barcode)
         if problem:
-            log.debug("%s:%d: reference %s skipped: %s", source, entry.line, entry.key, problem)
-            refs.skipped += 1
+            refs.skipped.append(f"{entry.key} ({problem})")
             continue
         ranks = {r: getattr(record, r) for r in RANKS}
         refs.add(entry.key, ranks, barcode if refs.modality == "dna" else _label(ranks))
@@ -181,7 +183,7 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
     for record_id, ranks in table.items():
         path = photos.get(record_id)
         if path is None:
-            refs.skipped += 1
+            refs.skipped.append(f"{record_id} (no photo named after it)")
             continue
         refs.add(record_id, ranks, _photo_loader(path))
 
@@ -200,12 +202,12 @@ def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
     for i, record_id in enumerate(ids):
         ranks = {rank: columns[rank][i] for rank in RANKS}
         if refs.modality == "image" and photo_sizes[i] == 0:
-            refs.skipped += 1
+            refs.skipped.append(f"{record_id} (no photo)")
             continue
         if refs.modality == "dna":
             item, problem = checked_barcode(barcodes[i])
             if problem:
-                refs.skipped += 1
+                refs.skipped.append(f"{record_id} ({problem})")
                 continue
         elif refs.modality == "image":
             item = _stored_photo_loader(part, i, f"{source}:{record_id}")
