@@ -166,6 +166,7 @@ def test_prepare_synthetic_from_the_command_line(tmp_path):
     with gzip.open(sample, "rt", newline="") as f:
         real = {row["processid"]: row for row in csv.DictReader(f)}
     with open_dataset(tmp_path / "syn.h5") as ds:
+        assert ds.attrs["command"].startswith("clibd --seed 0 prepare --format synthetic")  # README: recorded
         species, labelled = set(), 0
         for name in ("train", "val", "test", "key_unseen", "val_unseen", "test_unseen"):
             part = ds.split(name)

@@ -69,7 +69,8 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
         from clibd_cli.data.synthetic import write_synthetic_dataset
 
         click.echo(format_summary(write_synthetic_dataset(
-            output, seed=settings.seed if seed is None else seed, bold_csv=input_path)))
+            output, seed=settings.seed if seed is None else seed, bold_csv=input_path,
+            command=settings.command_line)))
         return
     if taxonomy and input_format != "fasta":
         raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN files carry their taxonomy)")

@@ -281,8 +281,10 @@ def synthetic_records(rows: Iterable[dict[str, str]], seed: int, image_size: int
 
 
 def write_synthetic_dataset(out_path: str | Path, n_species: int = 150, images_per_species: int = 20,
-                            image_size: int = 96, seed: int = 0, bold_csv: str | Path = BOLD_CSV) -> dict:
-    """Write the synthetic tri-modal dataset HDF5; returns the writer's per-split summary."""
+                            image_size: int = 96, seed: int = 0, bold_csv: str | Path = BOLD_CSV,
+                            command: str | None = None) -> dict:
+    """Write the synthetic tri-modal dataset HDF5 (``command``: the command line, recorded in its
+    attributes); returns the writer's per-split summary."""
     from clibd_cli.data.store_writer import DatasetWriter
 
     if n_species < 2 or images_per_species < 1 or not 16 <= image_size <= 512:
@@ -290,7 +292,8 @@ def write_synthetic_dataset(out_path: str | Path, n_species: int = 150, images_p
     rows = select_records(read_bold(bold_csv), n_species, images_per_species, seed)
     attrs = {"source": f"synthetic images + BOLD barcodes ({Path(bold_csv).name})", "split_protocol": "bioscan-5m",
              "seed": seed, "synthetic": {"n_species": n_species, "images_per_species": images_per_species,
-                                         "image_size": image_size}}
+                                         "image_size": image_size},
+             **({"command": command} if command else {})}
     with DatasetWriter(out_path, attrs, images=True) as writer:
         for record in synthetic_records(rows, seed, image_size):
             writer.add(record.pop("split"), record)
