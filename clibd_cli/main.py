@@ -173,7 +173,7 @@ def _verbosity(ctx: click.Context) -> int:
               help="CPU threads for PyTorch (default: PyTorch's choice, usually all cores).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed for every random choice.")
-@click.option("-v", "--verbose", count=True, help="More log output (repeatable); tracebacks on errors.")
+@click.option("-v", "--verbose", count=True, help="More log output (repeatable); tracebacks on internal errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, device: str, precision: str, threads: int | None, seed: int, verbose: int,

@@ -14,7 +14,8 @@ from models.config import TOWERS as MODALITIES
 @click.command("embed")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
 @click.option("-m", "--model", "model_dir", required=True,
-              help="Model directory (or a preset name such as clibd-tiny, for untrained weights).")
+              help="Model directory, a shipped model's name (clibd-fast-bold), `kmer` / `kmer-aa`, or a "
+                   "preset name such as clibd-tiny for untrained weights.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Embeddings HDF5 to write (appears only when complete).")
 @click.option("--split", "splits", multiple=True,

@@ -13,8 +13,8 @@ from clibd_cli.evaluation import BASELINES, PAIRS
 
 @click.command("evaluate")
 @click.option("-m", "--model", default=None,
-              help="Model directory (clibd train), or a preset for untrained weights. "
-                   "Leave out (or 'none') for the baselines only.")
+              help="Model directory (clibd train), a shipped model's name (clibd-fast-bold), or a preset "
+                   "for untrained weights. Leave out (or 'none') for the baselines only.")
 @click.option("-d", "--data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Dataset HDF5 (clibd prepare, or the CLIBD authors' BIOSCAN-1M/5M files).")
 @click.option("--on", type=click.Choice(["val", "test"]), default="test", show_default=True,

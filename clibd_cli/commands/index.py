@@ -30,7 +30,8 @@ def index() -> None:
 @index.command("build")
 @click.argument("references", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-m", "--model", "model_dir", required=True,
-              help="Trained model directory (from clibd train or clibd import), or `kmer` for the "
+              help="Trained model directory (from clibd train or clibd import), a shipped model's name "
+                   "(clibd-fast-bold), or `kmer` for the "
                    "model-free k-mer profile embedding (barcodes only; no training needed), or "
                    "`kmer-aa` for that plus the amino acids of the translation (COI and other "
                    "protein-coding mitochondrial barcodes of invertebrates).")
@@ -40,8 +41,8 @@ def index() -> None:
 @click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,
               help="What the reference vectors embed: barcodes, photos, or taxonomy label strings.")
 @click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False),
-              help="TSV with an id column and rank columns (order, family, genus, species); labels the "
-                   "--calibrate-on queries too.")
+              help="TSV with an id column and rank columns (order, family, genus, species), or QIIME 2's "
+                   "taxonomy TSV (Feature ID, Taxon); labels the --calibrate-on queries too.")
 @click.option("--split", "splits", multiple=True,
               help="Dataset HDF5 splits to index (repeatable; e.g. train, key_unseen). Default: all.")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
@@ -79,8 +80,9 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
           ef_construction: int, ef: int, neighbours: int, prior_unseen: float | None,
           held_out: tuple[str, ...], held_out_splits: tuple[str, ...], batch_size: int,
           nproc_per_node: int) -> None:
-    """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX headers or --taxonomy, photo folders
-    with --taxonomy, or a dataset HDF5 with --split) and write an index directory.
+    """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX, UNITE or RDP headers, a BOLD TSV, or
+    plain FASTA with --taxonomy; photo folders with --taxonomy; or a dataset HDF5 with --split) and
+    write an index directory. `build` is the default: `clibd index ARGS` runs it.
 
     Reference barcodes stored reverse-complemented are found (by their k-mer profile against
     the rest of the reference) and indexed turned around; the index keeps that k-mer sketch to
