@@ -130,6 +130,8 @@ def test_output_is_a_new_folder_or_an_earlier_report(report, tmp_path):
     refused = run("-d", root / "clibd5m.h5", "--on", "val", "--baselines", "kmer", "-o", mine)
     assert refused.exit_code == 2 and "no metrics.json" in refused.output
     assert [p.name for p in mine.iterdir()] == ["keep.txt"]
+    mistyped = run("-m", "run/bestx", "-d", root / "clibd5m.h5", "--on", "val", "-o", tmp_path / "never")
+    assert mistyped.exit_code == 2 and not (tmp_path / "never").exists()
     dash = run("-d", root / "clibd5m.h5", "--baselines", "kmer", "-o", "-")
     assert dash.exit_code == 2 and "cannot be written to standard output" in dash.output
     (tmp_path / "resume" / "cache").mkdir(parents=True)

@@ -66,7 +66,6 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
     output = output_path(output, directory=True, marker=None if resuming else "metrics.json",
                          inputs=(data,))
     settings.apply_torch()
-    output.mkdir(parents=True, exist_ok=True)
     plan = Plan(
         data=data, on=on, model=None if model in (None, "none") else model, pairs=pairs, baselines=baselines,
         scenarios=("paper", "left-out") if scenario == "both" else (scenario,), search=search,
@@ -75,6 +74,7 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
         threads=settings.threads or os.cpu_count() or 1, device=settings.torch_device(), precision=settings.precision,
         progress=settings.progress(), command=settings.command_line)
     result = run_evaluation(plan)
+    output.mkdir(parents=True, exist_ok=True)  # made once there is a report: a failed run leaves no folder
     write_json(output / "metrics.json", result.metrics)
     write_tsv(output / "metrics.tsv", result.metrics)
     figures = write_plots(output, result.metrics, result.embedding_map)
