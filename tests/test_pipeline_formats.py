@@ -184,6 +184,9 @@ def test_lineage_reader_reads_qiime_unite_greengenes_and_rdp_forms():
     assert parse_lineage("o__Diptera;f__Culicidae;g__Aedes;s__albopictus") == \
         {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
     assert parse_lineage("o__Diptera; f__Culicidae; g__; s__") == {"order": "Diptera", "family": "Culicidae"}
+    for unnamed in ("s__Aedes_sp", "s__Aedes_sp.", "s__Aedes_spp", "s__Aedes_"):  # UNITE: species not identified
+        assert parse_lineage(f"o__Diptera;f__Culicidae;g__Aedes;{unnamed}") == \
+            {"order": "Diptera", "family": "Culicidae", "genus": "Aedes"}, unnamed
     assert parse_lineage("Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;Aedes;Aedes_albopictus") == \
         {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
     with pytest.raises(ValueError, match="at least 4 levels"):

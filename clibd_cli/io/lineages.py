@@ -22,6 +22,7 @@ from models.config import RANKS
 _PREFIX = re.compile(r"^([a-zA-Z])__(.*)$")
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
 _PLACEHOLDERS = frozenset({"", "unidentified", "unclassified", "not_classified", "unknown"})
+_NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
 
 
 def qiime_taxon(labels: Mapping[str, str | None]) -> str:
@@ -57,7 +58,9 @@ def parse_lineage(text: str) -> dict[str, str]:
                              f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
         ranks = dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):])))
     species, genus = ranks.get("species"), ranks.get("genus")
-    if species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
+    if species and (species == genus or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
+        del ranks["species"]  # UNITE's s__Aedes_sp (and s__Aedes_): a species not identified
+    elif species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
         ranks["species"] = f"{genus} {species}"
     return ranks
 
