@@ -27,9 +27,9 @@ import torch
 
 from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
 from clibd_cli.embedding.embedder import Embedder, load_model_for
-from clibd_cli.reference.bundled import DEFAULT_MODEL, PACK
+from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
-from clibd_cli.reference.pack import pack_index
+from clibd_cli.indexing.pack import pack_index
 from clibd_cli.reference.sketch import orient_references
 from clibd_cli.reference.sources import read_references
 from models import load_model, save_model

@@ -149,3 +149,22 @@ def test_the_checks_catch_what_they_forbid(tmp_path):
 @pytest.mark.parametrize("module", ["clibd_cli.main", "clibd_cli.commands.index", "models.checkpoint"])
 def test_the_graph_sees_real_imports(module):
     assert graph()[module], f"{module} imports no project module?"
+
+
+def test_packages_form_layers():
+    """No circle among the packages either (``reference`` below ``classification``, both below
+    ``indexing``, which makes and ships indexes): a package's modules may import a lower
+    package's, never the other way round."""
+    from graphlib import CycleError, TopologicalSorter
+
+    def package(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if parts[0] == "clibd_cli" and len(parts) > 2 else parts[0]
+
+    layers: dict[str, set[str]] = {}
+    for module, imported in graph().items():
+        layers.setdefault(package(module), set()).update(package(m) for m in imported if package(m) != package(module))
+    try:
+        tuple(TopologicalSorter(layers).static_order())
+    except CycleError as exc:
+        pytest.fail(f"packages import each other in a circle: {' -> '.join(exc.args[1])}")

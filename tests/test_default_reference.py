@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from fixtures.specimens import error_line, run, stretch, tsv, write_fasta
 
-from clibd_cli.reference.bundled import PACK
+from clibd_cli.indexing.bundled import PACK
 from clibd_cli.reference.hnsw_index import load_index
-from clibd_cli.reference.pack import dequantize, pack_index, quantize, unpack_index
+from clibd_cli.indexing.pack import dequantize, pack_index, quantize, unpack_index
 from models.errors import ClibdError
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "barcodes.fasta"
@@ -71,7 +71,7 @@ def test_corrupted_or_foreign_packs_are_refused(pack, tmp_path):
 
 
 def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp_path, monkeypatch):
-    monkeypatch.setattr("clibd_cli.reference.bundled.PACK", pack)
+    monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
     queries = write_fasta(tmp_path / "q.fasta", barcode_refs.records[:4])
     first = run("classify", queries)
@@ -86,7 +86,7 @@ def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp
 
 
 def test_default_reference_refuses_photos_and_other_models(pack, tmp_path, monkeypatch):
-    monkeypatch.setattr("clibd_cli.reference.bundled.PACK", pack)
+    monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -99,7 +99,7 @@ def test_default_reference_refuses_photos_and_other_models(pack, tmp_path, monke
 
 
 def test_unwritable_cache_is_a_clear_error(pack, barcode_refs, tmp_path, monkeypatch):
-    monkeypatch.setattr("clibd_cli.reference.bundled.PACK", pack)
+    monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(blocker / "cache"))

@@ -143,7 +143,7 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
 
 
 def test_a_damaged_default_reference_says_to_delete_the_cache(spare_index, tmp_path, monkeypatch):
-    import clibd_cli.reference.bundled as bundled
+    import clibd_cli.indexing.bundled as bundled
 
     index, records = spare_index
     (index / "records.tsv").write_text("damaged\n")

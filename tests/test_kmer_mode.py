@@ -62,7 +62,7 @@ def test_calibration_on_held_out_queries(tmp_path):
     import pytest
 
     from clibd_cli.reference.hnsw_index import load_index
-    from clibd_cli.reference.pack import pack_index
+    from clibd_cli.indexing.pack import pack_index
     from models.errors import ClibdError
 
     records = [r for r in specimens(n_species=8, per_species=5) if r.lineage["species"]]
@@ -116,7 +116,7 @@ def test_calibration_on_held_out_queries(tmp_path):
         pack_index(load_index(calibrated), tmp_path / "pack")
     # the bundled pack's recipe: refit on the packed vectors and the same held-out queries
     from clibd_cli.embedding.kmer import kmer_profile
-    from clibd_cli.reference.pack import unpack_index
+    from clibd_cli.indexing.pack import unpack_index
 
     labels = {rank: [r.lineage[rank] for r in held_out] for rank in ("order", "family", "genus", "species")}
     pack_index(load_index(calibrated), tmp_path / "pack", held_out=(kmer_profile([r.barcode for r in held_out]), labels))

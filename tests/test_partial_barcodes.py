@@ -111,11 +111,11 @@ def test_model_free_indexes_read_partial_barcodes_species_by_containment(tmp_pat
     for length, floor in ((150, 0.7), (313, 0.8), (450, 0.8)):  # measured: 0.73, 0.84, 0.86; none asserted
         known, new = named(classifier, queries, length)
         assert known >= floor and new <= 0.02, (length, known, new)
-    # a pack refits it so (clibd_cli/reference/pack.py), and only the species rank reads the part
+    # a pack refits it so (clibd_cli/indexing/pack.py), and only the species rank reads the part
     from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
     from clibd_cli.embedding.embedder import Embedder
     from clibd_cli.embedding.kmer import KmerProfileModel
-    from clibd_cli.reference.pack import pack_index
+    from clibd_cli.indexing.pack import pack_index
 
     index = load_index(tmp_path / "k")
     with gzip.open(SAMPLE, "rt") as handle:

@@ -20,7 +20,7 @@ from clibd_cli.data.synthetic import select_records, write_synthetic_dataset
 from clibd_cli.main import cli
 from clibd_cli.training import loop
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset
-from clibd_cli.training.distributed import World, detect
+from clibd_cli.distributed import World, detect
 from fixtures.samples import BOLD_CSV, bold_table
 from models import create_model, load_model
 from models.config import PRESET_DIR

@@ -216,7 +216,7 @@ def _summary(counts: str | None):
 
 def _default_index(images: tuple[str, ...], model_dir: str | None, progress: bool) -> str:
     """The bundled reference, for barcodes and the bundled model only."""
-    from clibd_cli.reference.bundled import DEFAULT_MODEL, default_index
+    from clibd_cli.indexing.bundled import DEFAULT_MODEL, default_index
     from models.errors import ClibdError
 
     if images:

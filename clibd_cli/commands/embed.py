@@ -47,7 +47,7 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
 
     from clibd_cli.embedding.embedder import Embedder, load_model_for
     from clibd_cli.embedding.embeddings_file import embed_to_file, input_modality
-    from clibd_cli.training import distributed
+    from clibd_cli import distributed
     from clibd_cli.io.outputs import output_path
 
     output = output_path(output, inputs=inputs)

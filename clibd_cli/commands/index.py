@@ -112,8 +112,8 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
     from clibd_cli.embedding.embedder import model_available
     from clibd_cli.embedding.kmer import KMER_MODEL, MODEL_FREE, PEPTIDE_MODEL
-    from clibd_cli.reference.build import IndexPlan, RunContext, build_reference_index
-    from clibd_cli.training import distributed
+    from clibd_cli.indexing.build import IndexPlan, RunContext, build_reference_index
+    from clibd_cli import distributed
     from clibd_cli.io.outputs import output_path, writer_lock
 
     output = output_path(output, directory=True, marker="manifest.json",

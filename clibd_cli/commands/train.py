@@ -85,7 +85,7 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     directory chosen by --best-metric) and RUN/last/ (model + state for --resume).
     Initialisation, data order and augmentation follow the global --seed.
     """
-    from clibd_cli.training import distributed
+    from clibd_cli import distributed
 
     settings = ctx.obj
     if len(modalities) < 2:

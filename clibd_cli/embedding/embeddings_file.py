@@ -24,7 +24,7 @@ from models.errors import ClibdError
 from models.files import atomic_path
 
 if TYPE_CHECKING:
-    from clibd_cli.training.distributed import World
+    from clibd_cli.distributed import World
 
 log = logging.getLogger("clibd")
 

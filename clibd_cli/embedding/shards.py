@@ -1,7 +1,7 @@
 """Embedding in numbered chunks that survive an interruption, by one process or several.
 
 ``clibd embed`` and ``clibd index`` cut their input into chunks of consecutive records. Process R
-of W (torchrun or srun, ``clibd_cli/training/distributed.py``) embeds chunks R, R+W, R+2W, … and
+of W (torchrun or srun, ``clibd_cli/distributed.py``) embeds chunks R, R+W, R+2W, … and
 saves each one as soon as it is done, in a folder beside the output (``OUTPUT.shards/``)::
 
     manifest.json        what is being embedded: inputs, model fingerprint, options, chunk size
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.training import distributed
+from clibd_cli import distributed
 from models.errors import ClibdError
 from models.files import atomic_open, sha256_file
 

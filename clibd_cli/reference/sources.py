@@ -30,7 +30,7 @@ from models.config import RANKS
 from models.errors import ClibdError
 
 if TYPE_CHECKING:
-    from clibd_cli.training.distributed import World
+    from clibd_cli.distributed import World
 
 log = logging.getLogger("clibd")
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from clibd_cli.io.sequences import random_stretch
-from clibd_cli.training.distributed import World
+from clibd_cli.distributed import World
 from models.errors import ClibdError
 
 CROP_SHORTEST = 200  # bases: the shortest stretch --dna-crop cuts (mini-barcodes are 130-300)

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clibd_cli.training import adapt, distributed, run_files, state
+from clibd_cli import distributed
+from clibd_cli.training import adapt, run_files, state
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader, with_label_prefixes
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.validation import Validation, default_metric

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from clibd_cli.evaluation import metrics
-from clibd_cli.training import distributed
+from clibd_cli import distributed
 from clibd_cli.training.datasets import SpecimenDataset, make_loader
 from models.config import RANKS
 from models.errors import ClibdError

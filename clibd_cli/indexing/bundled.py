@@ -2,7 +2,7 @@
 
 The package ships the trained ``clibd-fast-bold`` model (``models/pretrained``) and a pack of
 its reference index over the public BOLD COI-5P barcodes of the training split
-(``clibd_cli/bundled/default-reference``, see :mod:`clibd_cli.reference.pack`). The first use
+(``clibd_cli/bundled/default-reference``, see :mod:`clibd_cli.indexing.pack`). The first use
 unpacks it once into the user cache directory (``$CLIBD_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/clibd``, else ``~/.cache/clibd``); later runs open it from there.
 """
@@ -33,7 +33,7 @@ def cache_dir() -> Path:
 def default_index(*, progress: bool = False) -> Path:
     """The default reference index directory, unpacked into the cache on first use."""
     from clibd_cli.reference.hnsw_index import MANIFEST_FILE
-    from clibd_cli.reference.pack import PACK_FILE
+    from clibd_cli.indexing.pack import PACK_FILE
     from models.files import sha256_file
 
     pack_file = PACK / PACK_FILE
@@ -43,7 +43,7 @@ def default_index(*, progress: bool = False) -> Path:
     target = cache_dir() / f"default-reference-{sha256_file(pack_file)[:16]}"
     if (target / MANIFEST_FILE).is_file():
         return target
-    from clibd_cli.reference.pack import unpack_index
+    from clibd_cli.indexing.pack import unpack_index
 
     records = json.loads(pack_file.read_text())["manifest"]["count"]
     log.warning("building the default reference index (%d BOLD barcodes) once into %s ...", records, target)

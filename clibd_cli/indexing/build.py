@@ -66,7 +66,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     from clibd_cli.reference.label_check import suspect_labels, suspects_warning
     from clibd_cli.reference.sketch import orient_references
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references
-    from clibd_cli.training import distributed
+    from clibd_cli import distributed
 
     output, modality = plan.output, plan.modality
     if plan.append and not (output / "manifest.json").is_file():
