@@ -214,6 +214,8 @@ def test_outputs_and_inputs_that_clash_are_usage_errors(kmer_index, tmp_path):
     assert twice.exit_code == 2 and "standard input ('-') given twice" in twice.stderr
     nan = run("classify", "--index", index, "--min-confidence", "nan", fasta)
     assert nan.exit_code == 2 and "is not a finite number" in nan.stderr
+    no_taxa = run("classify", "--index", index, "--taxa", ",", fasta)
+    assert no_taxa.exit_code == 2 and "give taxon names" in no_taxa.stderr
     for option, value in [("--seed", "-1"), ("--seed", str(2**64)), ("--threads", "100000")]:
         out_of_range = run(option, value, "classify", "--index", index, fasta)
         assert out_of_range.exit_code == 2 and "is not in the range" in out_of_range.stderr, out_of_range.stderr

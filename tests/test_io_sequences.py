@@ -65,6 +65,7 @@ def test_empty_input_yields_nothing(tmp_path):
 
 @pytest.mark.parametrize("text, where, what", [
     ("ACGT\n>a\nAC\n", ":1:", "expected a FASTA header"),
+    ("  >a\nAC\n", ":1:", "found '  >a'; '>' or '@' must be the line's first character"),
     (">a\nAC\n>\nAC\n", ":3:", "empty record id"),
     ("@r1\nACGT\n+\nII\n", ":4:", "shorter than the sequence"),
     ("@r1\nACGT\n+\nIIIII\n", ":4:", "differs from sequence length"),

@@ -145,6 +145,16 @@ def test_fasta_with_taxonomy_and_photos(sample_fasta, tmp_path):
         assert dataset.attrs["input_format"] == "fasta"
 
 
+
+def test_a_taxonomy_table_that_names_no_record_is_refused(sample_fasta, tmp_path):
+    """Ids in the wrong column (or another file's table): an error before anything is written,
+    not a warning and a dataset without labels."""
+    table = tmp_path / "other.tsv"
+    table.write_text("id\tgenus\nnot-a-record\tAedes\n")
+    result = prepare("--format", "fasta", sample_fasta["fasta"], "--taxonomy", table, "-o", tmp_path / "f.h5")
+    assert result.exit_code == 1 and "names none of the" in result.output and "FASTA ids" in result.output
+    assert not (tmp_path / "f.h5").exists()
+
 def test_fasta_header_taxonomy_only_gzip_auto(sample_fasta, tmp_path):
     packed = tmp_path / "reads.fa.gz"
     packed.write_bytes(gzip.compress(sample_fasta["fasta"].read_bytes()))

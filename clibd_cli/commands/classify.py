@@ -124,6 +124,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         if _stdin_is_terminal():
             raise click.UsageError("give FASTA/FASTQ files, '-' for stdin, or --images")
         inputs = ("-",)
+    if taxa and not [t for t in taxa.split(",") if t.strip()]:
+        raise click.UsageError(f"--taxa {taxa!r}: give taxon names, comma-separated")
     if counts and not summary_path:
         raise click.UsageError("--counts goes with --summary")
     if inputs.count("-") > 1:

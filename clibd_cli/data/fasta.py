@@ -36,12 +36,15 @@ class FastaSource:
                  images: str | Path | None = None):
         self.path = Path(path)
         self.taxonomy = read_taxonomy(taxonomy) if taxonomy else None
+        self.taxonomy_path = taxonomy
         self.photos = photos_by_id(find_images([images])) if images else {}
         self._reported = False
 
     def records(self) -> Iterator[SourceRecord]:
-        untaxed, matched = 0, set()
+        """The records in file order; ClibdError at the end if a taxonomy table names none of them."""
+        untaxed, total, matched, first_id = 0, 0, set(), None
         for entry in read_sequences(self.path):
+            total += 1
             record_id = entry.id
             try:
                 ranks = parse_sintax_header(entry.description)
@@ -55,11 +58,16 @@ class FastaSource:
                     ranks = self.taxonomy[record_id]
                 else:
                     untaxed += 1
+                    first_id = first_id or record_id
             record = Record(record_id, barcode=entry.seq, **{rank: ranks.get(rank) for rank in RANKS})
             photo = self.photos.get(record_id)
             if photo:
                 matched.add(photo)
             yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else ())
+        if self.taxonomy is not None and untaxed and untaxed == total:
+            raise ClibdError(f"{self.taxonomy_path}: names none of the {total} records of {self.path} (e.g. "
+                             f"{first_id!r}); its id column must hold the FASTA ids (a header's first word, "
+                             "before any ';')")
         if not self._reported:
             self._reported = True
             if untaxed:

@@ -70,8 +70,10 @@ def read_sequences(source: str | Path, max_length: int | None = MAX_LENGTH) -> I
         elif line.startswith("@"):
             yield from _fastq(lines, name, number, line, keep)
         else:
+            shown = line.rstrip("\r\n")[:40]
+            hint = "; '>' or '@' must be the line's first character" if shown.lstrip()[:1] in (">", "@") else ""
             raise ClibdError(f"{name}:{number}: expected a FASTA header ('>') or a FASTQ record ('@'), "
-                             f"found {line.strip()[:40]!r}")
+                             f"found {shown!r}{hint}")
 
 
 def parse_sintax_header(text: str) -> dict[str, str]:
