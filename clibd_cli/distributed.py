@@ -144,10 +144,12 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
                f"--nproc-per-node={nproc_per_node}", "-m", "clibd_cli", *argv]
     log.info("launching %d processes: %s", nproc_per_node, " ".join(command))
     workers = subprocess.Popen(command)
-    # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait.
+    # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait. A
+    # SIGTERM sent to this process alone (kill, timeout) is passed on to torchrun, which passes it
+    # to the workers: they stop as for Ctrl-C, and we wait for them rather than leave them running.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: workers.send_signal(signal.SIGTERM))
     return workers.wait()
-
 
 
 def relaunch_args(command_line: str) -> list[str]:

@@ -90,6 +90,31 @@ def test_environment_detection():
     assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == World(0, 0, 1)
 
 
+
+def test_a_sigterm_to_the_launcher_reaches_the_workers(tmp_path, monkeypatch):
+    """`kill` or `timeout` signals only the clibd that launched torchrun: it passes the SIGTERM on
+    and waits for the workers' exit status instead of leaving them running."""
+    from clibd_cli import distributed
+
+    ready = tmp_path / "ready"
+    worker = (f"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
+              f"open({str(ready)!r}, 'w').close(); time.sleep(60)")
+    real = subprocess.Popen
+    monkeypatch.setattr(distributed.subprocess, "Popen", lambda command: real([sys.executable, "-c", worker]))
+
+    def terminate_when_ready():
+        while not ready.exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threading.Thread(target=terminate_when_ready, daemon=True).start()
+    try:
+        assert distributed.launch(2, ["train"]) == 7
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
 def test_no_weight_decay_on_norms_biases_and_logit_scale():
     from clibd_cli.training.optim import create_optimizer
 
