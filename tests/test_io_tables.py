@@ -83,3 +83,13 @@ def test_counts_table_refuses_repeated_or_empty_samples_and_absurd_counts(tmp_pa
         path.write_text(text)
         with pytest.raises(ClibdError, match=re.escape(message)):
             read_counts(path)
+
+
+def test_a_truncated_gzip_table_names_the_line_it_stops_at(tmp_path):
+    path = tmp_path / "t.tsv.gz"
+    data = gzip.compress(("id\tgenus\n" + "".join(f"r{i}\tAedes\n" for i in range(20000))).encode())
+    path.write_bytes(data[: len(data) // 2])
+    columns, rows = read_rows(path)
+    with pytest.raises(ClibdError, match=r"t\.tsv\.gz:\d+: unreadable compressed file") as error:
+        list(rows)
+    assert int(str(error.value).split(":")[1]) > 1000  # where it stopped, not line 1

@@ -107,8 +107,10 @@ def numbered_rows(reader, name: str) -> Rows:
 
 def _rows(reader, handle: TextIO, source: str | Path, width: int) -> Rows:
     name = display_name(source)
-    with handle, reading(source):
+    at = [1]  # the last line read whole: the next is named if the file turns out truncated
+    with handle, reading(source, at):
         for line, fields in numbered_rows(reader, name):
+            at[0] = line
             if len(fields) != width:
                 if not fields or fields == [""]:
                     continue
