@@ -247,7 +247,7 @@ def empty_split(rows):
     (file_with("z.csv", b""), ["--format", "bioscan-5m"], 1, "empty file"),
     (file_with("notes.txt", b"hello\n"), [], 1, "cannot tell the input format"),
     (lambda p: file_with("x.gz", csv_with(p).read_bytes()[:-40])(p), [], 1,
-     "x.gz: unreadable compressed file"),
+     "x.gz:41: unreadable compressed file"),
     (lambda p: csv_with(p), ["--format", "genbank"], 2, "'genbank' is not one of"),
     (lambda p: csv_with(p), ["--taxonomy", __file__], 2, "--taxonomy is for --format fasta"),
     (lambda p: csv_with(p), ["--images", os.path.dirname(__file__)], 1, "no 'cropped_256' image folder"),
