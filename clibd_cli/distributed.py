@@ -177,11 +177,13 @@ def joined(device: str) -> Iterator[tuple[World, str]]:
     if not world.is_main:
         log.setLevel(max(log.level, logging.WARNING))
     device = init(world, device, timeout=WAIT_FOR_OTHERS)
+    finished = False
     try:
         yield world, device
+        finished = True
     except ClibdError:
         if not world.is_main:
             raise SystemExit(1) from None
         raise
     finally:
-        shutdown()
+        shutdown(finished)  # after a clean block, wait for the others: no gloo work in flight at exit
