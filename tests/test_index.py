@@ -162,7 +162,9 @@ def test_bad_references_are_refused_clearly(tiny_model, tmp_path):
     unlabelled = write_fasta(tmp_path / "plain.fa", records, sintax=False)
     assert "no reference record carries a taxonomy" in error_line(build(unlabelled))
     repeated = write_fasta(tmp_path / "rep.fa", records + records[:2])
-    assert f"must be unique; repeated: {records[0].id}, {records[1].id}" in error_line(build(repeated))
+    lines = [n for n, line in enumerate(repeated.read_text().splitlines(), 1) if line.startswith(">")]
+    assert (f"must be unique; repeated: {records[0].id} ({repeated}:{lines[0]}, {repeated}:{lines[4]}), "
+            f"{records[1].id} ({repeated}:{lines[1]}, {repeated}:{lines[5]})") in error_line(build(repeated))
     short = tmp_path / "short.fa"
     short.write_text(">a;tax=o:Diptera;\nACGT\n>b;tax=o:Diptera;\nMKV\n")
     assert "no usable reference records in" in error_line(build(short))

@@ -25,7 +25,7 @@ from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, embed_chunks, read_c
 from clibd_cli.io.images import load_photos
 from clibd_cli.io.outputs import UsageError
 from clibd_cli.io.sequences import checked_barcode
-from clibd_cli.io.streams import is_hdf5
+from clibd_cli.io.streams import display_name, is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError
 
@@ -88,9 +88,25 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
             if record_id in seen:
                 dupes.append(record_id)
             seen.add(record_id)
-        raise ClibdError(f"reference record ids must be unique; repeated: {', '.join(dupes[:5])}"
+        where = _lines_of([s for s in inputs if not is_hdf5(s)] if modality != "image" else [], set(dupes[:5]))
+        shown = [f"{d} ({', '.join(where[d])})" if d in where else d for d in dict.fromkeys(dupes[:5])]
+        raise ClibdError(f"reference record ids must be unique; repeated: {', '.join(shown)}"
                          f"{' …' if len(dupes) > 5 else ''}")
     return refs
+
+
+def _lines_of(inputs: Sequence[str], ids: set[str]) -> dict[str, list[str]]:
+    """``FILE:LINE`` of every record of ``ids`` in FASTA or BOLD TSV ``inputs`` (read again: only
+    for the message of a failed build)."""
+    from clibd_cli.data.bold import BoldSource, is_bold_table
+    from clibd_cli.data.fasta import FastaSource
+
+    found: dict[str, list[str]] = {}
+    for source in inputs:
+        for entry in (BoldSource(source) if is_bold_table(source) else FastaSource(source)).records():
+            if entry.key in ids:
+                found.setdefault(entry.key, []).append(f"{display_name(source)}:{entry.line}")
+    return found
 
 
 def read_held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: str, taxonomy: str | None,
