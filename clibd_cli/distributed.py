@@ -94,7 +94,10 @@ def shutdown(finished: bool = False) -> None:
 
     if dist.is_available() and dist.is_initialized():
         if finished:
-            dist.barrier()
+            try:
+                dist.barrier()
+            except Exception:  # noqa: BLE001 - a rank that failed left the group: nothing to wait for
+                log.debug("a process left before the end; not waiting for it")
         dist.destroy_process_group()
 
 
@@ -147,9 +150,16 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
     # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait. A
     # SIGTERM sent to this process alone (kill, timeout) is passed on to torchrun, which passes it
     # to the workers: they stop as for Ctrl-C, and we wait for them rather than leave them running.
+    forwarded = []
+
+    def forward(signum, frame):
+        forwarded.append(signum)
+        workers.send_signal(signum)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: workers.send_signal(signal.SIGTERM))
-    return workers.wait()
+    signal.signal(signal.SIGTERM, forward)
+    code = workers.wait()
+    return 128 + signal.SIGTERM if forwarded else code  # torchrun itself exits 1 on a SIGTERM
 
 
 def relaunch_args(command_line: str) -> list[str]:

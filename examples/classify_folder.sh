@@ -36,7 +36,7 @@ for input in "$runs"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
   if [ "$status" -eq 0 ]; then
     done=$((done + 1))
     [ -s "$out/$name.log" ] || rm -f "$out/$name.log"
-  elif [ "$status" -eq 130 ]; then  # Ctrl-C: stop here; a rerun resumes with this file
+  elif [ "$status" -eq 130 ] || [ "$status" -eq 143 ]; then  # Ctrl-C, kill: stop; a rerun resumes with this file
     echo "interrupted: $done classified; rerun to go on" >&2
     exit 130
   else

@@ -214,8 +214,9 @@ def test_outputs_and_inputs_that_clash_are_usage_errors(kmer_index, tmp_path):
     assert twice.exit_code == 2 and "standard input ('-') given twice" in twice.stderr
     nan = run("classify", "--index", index, "--min-confidence", "nan", fasta)
     assert nan.exit_code == 2 and "is not a finite number" in nan.stderr
-    no_taxa = run("classify", "--index", index, "--taxa", ",", fasta)
-    assert no_taxa.exit_code == 2 and "give taxon names" in no_taxa.stderr
+    for empty in (",", ""):  # --taxa "$UNSET" too: not "no filter"
+        no_taxa = run("classify", "--index", index, "--taxa", empty, fasta)
+        assert no_taxa.exit_code == 2 and "give taxon names" in no_taxa.stderr
     for option, value in [("--seed", "-1"), ("--seed", str(2**64)), ("--threads", "100000")]:
         out_of_range = run(option, value, "classify", "--index", index, fasta)
         assert out_of_range.exit_code == 2 and "is not in the range" in out_of_range.stderr, out_of_range.stderr
@@ -225,7 +226,7 @@ def test_a_mistyped_model_is_named_as_the_users(kmer_index, tmp_path):
     index, records = kmer_index
     fasta = write_fasta(tmp_path / "q.fa", records[:1], sintax=False)
     typo = run("classify", "--index", index, "--model", "nosuchmodel", fasta)
-    assert typo.exit_code == 1 and "nosuchmodel: not a model directory or a model name" in error_line(typo)
+    assert typo.exit_code == 2 and "nosuchmodel: not a model directory or a model name" in error_line(typo)
 
 
 def test_a_reference_too_small_to_calibrate_says_so(tmp_path):

@@ -146,12 +146,15 @@ def test_fasta_with_taxonomy_and_photos(sample_fasta, tmp_path):
 
 
 
-def test_a_taxonomy_table_that_names_no_record_is_refused(sample_fasta, tmp_path):
-    """Ids in the wrong column (or another file's table): an error before anything is written,
-    not a warning and a dataset without labels."""
+def test_a_taxonomy_table_that_names_no_record_is_refused(tmp_path):
+    """Ids in the wrong column (or another file's table), and no header taxonomy: an error before
+    anything is written, not a warning and a dataset without labels."""
+    from fixtures.specimens import specimens, write_fasta
+
+    plain = write_fasta(tmp_path / "plain.fa", specimens(n_species=2, per_species=2, unnamed=0), sintax=False)
     table = tmp_path / "other.tsv"
     table.write_text("id\tgenus\nnot-a-record\tAedes\n")
-    result = prepare("--format", "fasta", sample_fasta["fasta"], "--taxonomy", table, "-o", tmp_path / "f.h5")
+    result = prepare("--format", "fasta", plain, "--taxonomy", table, "-o", tmp_path / "f.h5")
     assert result.exit_code == 1 and "names none of the" in result.output and "FASTA ids" in result.output
     assert not (tmp_path / "f.h5").exists()
 

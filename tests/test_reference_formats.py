@@ -118,3 +118,25 @@ def test_skipped_records_are_named_and_held_out_ones_called_so(tmp_path):
     result = run("index", "-m", "kmer", reference, "--calibrate-on", held_out, "-o", tmp_path / "ix")
     assert "1 reference records skipped (no usable barcode or photo): tiny (too short" in result.stderr
     assert "1 held-out (--calibrate-on) queries skipped (no usable barcode or photo): protein (not a" in result.stderr
+
+
+
+def test_a_taxonomy_table_for_one_input_and_headers_for_another(tmp_path):
+    """--taxonomy labels the plain FASTA; the other input carries SINTAX headers: both indexed
+    (a table that names none of a file's records is refused only when they have no header
+    taxonomy either)."""
+    from fixtures.specimens import run, specimens, write_fasta
+
+    records = specimens(n_species=4, per_species=4, unnamed=0)
+    plain = write_fasta(tmp_path / "a.fa", records[:8], sintax=False)
+    headed = write_fasta(tmp_path / "b.fa", records[8:])
+    table = tmp_path / "tax.tsv"
+    table.write_text("id\torder\tfamily\tgenus\tspecies\n" + "".join(
+        f"{r.id}\t" + "\t".join(r.lineage[k] or "" for k in ("order", "family", "genus", "species")) + "\n"
+        for r in records[:8]))
+    built = run("-q", "index", "-m", "kmer", plain, headed, "--taxonomy", table, "-o", tmp_path / "ix")
+    assert built.exit_code == 0, built.stderr
+    wrong = tmp_path / "wrong.tsv"
+    wrong.write_text("id\tgenus\nnot-a-record\tAedes\n")
+    refused = run("-q", "index", "-m", "kmer", plain, headed, "--taxonomy", wrong, "-o", tmp_path / "iy")
+    assert refused.exit_code == 1 and "names none of the 8 records of" in refused.stderr

@@ -31,7 +31,7 @@ from clibd_cli.io.sequences import unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.search import exact_search
 from clibd_cli.reference.sketch import NEAR_IDENTICAL, off_target_note, orient_queries
-from models.errors import ClibdError
+from models.errors import ClibdError, ModelNotFound
 
 log = logging.getLogger("clibd")
 PART_EF_FACTOR = 4  # searching with a part of the vectors: recall@10 against exact search was 0.955
@@ -75,7 +75,7 @@ class Classifier:
         one fixed at index time, else estimated on the first call's queries."""
         self.index = load_index(index_dir, verify=verify)
         if model and not model_available(str(model)):
-            raise ClibdError(f"{model}: not a model directory or a model name clibd knows (kmer, kmer-aa, "
+            raise ModelNotFound(f"{model}: not a model directory or a model name clibd knows (kmer, kmer-aa, "
                              "a model shipped with clibd)")
         model = model or self.index.manifest.get("model")
         if not model or not model_available(str(model)):

@@ -58,7 +58,7 @@ def _prior(ctx, param, value: str) -> float | None:
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller); in JSONL as a "
                    "'neighbours' array added to each record; in blast6, N lines each.")
-@click.option("--taxa", default="",
+@click.option("--taxa", default=None,
               help="Classify only among the reference records of these taxa, comma-separated names at any "
                    "rank (e.g. Diptera,Hymenoptera; exact search). Confidences keep the whole reference's "
                    "calibration: read them as given that the specimen belongs to these taxa; a subtree of "
@@ -79,7 +79,7 @@ def _prior(ctx, param, value: str) -> float | None:
 @click.pass_obj
 def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
              images: tuple[str, ...], output: str, fmt: str, min_confidence: float,
-             prior_unseen: float | None, top_k: int | None, taxa: str, ef: int | None,
+             prior_unseen: float | None, top_k: int | None, taxa: str | None, ef: int | None,
              summary_path: Path | None, counts: str | None, batch_size: int, no_verify: bool) -> None:
     """Classify barcodes (FASTA/FASTQ files, gzip/bzip2/xz ok, `-` = stdin; with no file and no
     --images, stdin is read) and/or photos.
@@ -124,7 +124,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         if _stdin_is_terminal():
             raise click.UsageError("give FASTA/FASTQ files, '-' for stdin, or --images")
         inputs = ("-",)
-    if taxa and not [t for t in taxa.split(",") if t.strip()]:
+    if taxa is not None and not [t for t in taxa.split(",") if t.strip()]:
         raise click.UsageError(f"--taxa {taxa!r}: give taxon names, comma-separated")
     if counts and not summary_path:
         raise click.UsageError("--counts goes with --summary")
@@ -166,7 +166,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     try:
         classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
                                 precision=settings.precision, ef=ef, verify=not no_verify,
-                                taxa=[t.strip() for t in taxa.split(",") if t.strip()],
+                                taxa=[t.strip() for t in (taxa or "").split(",") if t.strip()],
                                 prior_unseen=prior_unseen)
     except ClibdError as exc:
         if not bundled:

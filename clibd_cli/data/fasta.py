@@ -41,8 +41,9 @@ class FastaSource:
         self._reported = False
 
     def records(self) -> Iterator[SourceRecord]:
-        """The records in file order; ClibdError at the end if a taxonomy table names none of them."""
-        untaxed, total, matched, first_id = 0, 0, set(), None
+        """The records in file order; ClibdError at the end if a taxonomy table names none of them and
+        none carries a taxonomy in its header either (the table's ids are not the FASTA's)."""
+        untaxed, bare, total, matched, first_id = 0, 0, 0, set(), None
         for entry in read_sequences(self.path):
             total += 1
             record_id = entry.id
@@ -58,13 +59,14 @@ class FastaSource:
                     ranks = self.taxonomy[record_id]
                 else:
                     untaxed += 1
+                    bare += not ranks
                     first_id = first_id or record_id
             record = Record(record_id, barcode=entry.seq, **{rank: ranks.get(rank) for rank in RANKS})
             photo = self.photos.get(record_id)
             if photo:
                 matched.add(photo)
             yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else ())
-        if self.taxonomy is not None and untaxed and untaxed == total:
+        if self.taxonomy is not None and total and bare == total:
             raise ClibdError(f"{self.taxonomy_path}: names none of the {total} records of {self.path} (e.g. "
                              f"{first_id!r}); its id column must hold the FASTA ids (a header's first word, "
                              "before any ';')")

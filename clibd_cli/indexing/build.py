@@ -1,11 +1,12 @@
 """Building a reference index directory from labelled records: what ``clibd index`` runs.
 
-In order: read the references (``sources.py``) and any held-out queries; find reference barcodes
-stored reverse-complemented and fit the k-mer sketch (``sketch.py``); embed the records in
-resumable shards, every process its share (``embedding/shards.py``); then, in process 0 only,
-build the HNSW graph or append to the existing index (``hnsw_index.py``), cut the partial-barcode
-pseudo-queries, fit the confidence calibration (``classification/query_kinds.py``), warn about
-records whose label looks wrong (``label_check.py``), save, and drop the shards.
+In order: read the references (``reference/sources.py``) and any held-out queries; find reference
+barcodes stored reverse-complemented and fit the k-mer sketch (``reference/sketch.py``); embed the
+records in resumable shards, every process its share (``embedding/shards.py``), process 0 cutting
+the partial-barcode pseudo-queries while the barcodes are at hand; then, in process 0 only, build
+the HNSW graph or append to the existing index (``reference/hnsw_index.py``), fit the confidence
+calibration (``classification/query_kinds.py``), warn about records whose label looks wrong
+(``reference/label_check.py``), save, and drop the shards.
 """
 
 from __future__ import annotations

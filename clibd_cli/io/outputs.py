@@ -48,8 +48,7 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     except OSError as exc:
         raise UsageError(f"{given}: cannot use as output ({exc.strerror})") from None
     if mode is not None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        raise UsageError(f"{given}: is a device, FIFO or socket, not {what}; give a path for {what} "
-                         "(or - for stdout)")
+        raise UsageError(f"{given}: is a device, FIFO or socket, not {what}; give a path for {what}")
     if mode is not None and stat.S_ISDIR(mode) != directory:
         found = "a folder" if stat.S_ISDIR(mode) else "a file"
         raise UsageError(f"{given}: is {found}, not {what}; clibd will not replace it; give another path")

@@ -39,6 +39,8 @@ from models.errors import ClibdError
 
 PIPELINE_FORMATS = ("qiime2", "sintax", "blast6")
 QIIME2_HEADER = ("Feature ID", "Taxon", "Confidence")
+
+
 def strand(result) -> str:
     """The strand a record was classified on (``-``: read reverse-complemented, as
     ``vsearch --strand both`` reports it); ``+`` where no strand was decided (photos, indexes

@@ -309,13 +309,13 @@ def load_index(
         _ = manifest["dim"], manifest["ranks"], manifest["model_fingerprint"], manifest["hnsw"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ClibdError(f"{manifest_path}: unreadable manifest ({exc}); {REBUILD}") from exc
+    if version != FORMAT_VERSION:
+        raise ClibdError(f"{manifest_path}: index format {version!r} is not supported "
+                         f"(this clibd reads format {FORMAT_VERSION}); {REBUILD}")
     ef, modality = manifest["hnsw"].get("ef") if isinstance(manifest["hnsw"], dict) else None, manifest.get("modality")
     if type(ef) is not int or ef < 1 or modality not in TOWERS or type(manifest["dim"]) is not int:
         raise ClibdError(f"{manifest_path}: unreadable manifest (expected an integer hnsw.ef and dim, and a modality "
                          f"among {', '.join(TOWERS)}; found {ef!r}, {manifest['dim']!r}, {modality!r}); {REBUILD}")
-    if version != FORMAT_VERSION:
-        raise ClibdError(f"{manifest_path}: index format {version!r} is not supported "
-                         f"(this clibd reads format {FORMAT_VERSION}); {REBUILD}")
     unlisted = sorted({INDEX_FILE, NODES_FILE, RECORDS_FILE} - set(digests))
     if unlisted:
         raise ClibdError(f"{manifest_path}: no checksum for {unlisted[0]}; {REBUILD}")
