@@ -158,7 +158,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         from clibd_cli.abundance.summary import refuse_clashes, summary_files
 
         keep = (output, *inputs, *images, *([counts] if counts else []))
-        refuse_clashes(summary_files(summary_path)[::2], keep)  # the TSV and the HTML page; Krona texts at the end
+        table, _, page = summary_files(summary_path)  # the Krona texts' names wait for the samples
+        refuse_clashes([table, page], keep)
     bundled = index_dir is None
     if bundled:
         index_dir = _default_index(images, model_dir, settings.progress())
