@@ -1,6 +1,7 @@
 """The share of new species per run: EM on scenario posteriors, and `clibd classify --prior-unseen`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,16 @@ def test_a_kind_first_met_after_the_first_batch_has_its_estimate_reported(kmer_r
     assert result.exit_code == 0, result.stderr
     lines = [s for s in result.stderr.splitlines() if "estimated share" in s]
     assert [line.split("first ")[1].split(" queries)")[0] for line in lines] == [f"{n} dna", f"{n} dna<500"], lines
+
+
+def test_the_readme_python_example_streams_every_record(kmer_run, capsys):
+    """The README's *From Python* block, run as written on a small index, prints one line per record."""
+    index, fasta, n = kmer_run
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b.split("\n", 1)[1] for b in readme.split("```python")[1:] if "classifier.stream(" in b)
+    code = block.split("```")[0].replace('"coi_ref/"', repr(str(index))).replace('"run42.fasta.gz"', repr(str(fasta)))
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    ids = [line[1:].split()[0] for line in fasta.read_text().splitlines() if line.startswith(">")]
+    assert [line.split()[0] for line in lines] == ids and len(ids) == n
+    assert all("'species'" in line for line in lines), lines[:3]

@@ -12,19 +12,21 @@ queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
 
+from clibd_cli.classification import batch_prior
 from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import SHORT_KIND, kind_towers, query_kind
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
-from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available
+from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
 from clibd_cli.embedding.kmer import is_model_free
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.io.sequences import unambiguous_bases
@@ -115,6 +117,16 @@ class Classifier:
                    if kind == "image" else "--modality dna from barcodes")
             raise ClibdError(f"{self.index.path}: this index cannot classify {kind} queries "
                              f"(calibrated for: {have}); build one with clibd index {how}")
+
+    def stream(self, queries: Iterable[Query], batch_size: int,
+               min_confidence: float = CALIBRATION.min_confidence, report: int = 0) -> Iterator[list[Result]]:
+        """Results block by block, in query order, memory bounded by the block: the first
+        ``batch_prior.ESTIMATION_QUERIES`` together when the share of new species may be estimated
+        (on them: :meth:`_shares`), then ``batch_size`` at a time."""
+        queries = iter(queries)
+        first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if self.prior_unseen is None else batch_size))
+        for block in chain([first] if first else [], batched(queries, batch_size)):
+            yield self.classify(block, min_confidence, report)
 
     def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,
                  report: int = 0) -> list[Result]:

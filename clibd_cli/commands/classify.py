@@ -135,12 +135,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if summary_path is not None and str(summary_path) == "-":
         raise click.UsageError("--summary writes several files (TSV, HTML, Krona text): give a path, not '-'")
     import logging
-    from itertools import chain, islice
+    from itertools import chain
 
-    from clibd_cli.classification.batch_prior import ESTIMATION_QUERIES
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
-    from clibd_cli.embedding.embedder import batched
     from clibd_cli.reference.records import REBUILD
     from models.errors import ClibdError
 
@@ -182,16 +180,16 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         classifier.require("image")
     fuse = bool(inputs) and "image+dna" in classifier.query_kinds
     queries = iter_queries(inputs, images, fuse=fuse)
+    blocks = classifier.stream(queries, batch_size, min_confidence, report=top_k or int(fmt == "blast6"))
     # a file that is not FASTA fails here, before any output; the share of new species is estimated here
-    first = list(islice(queries, ESTIMATION_QUERIES if prior_unseen is None else batch_size))
-    if not first:
+    first = next(blocks, None)
+    if first is None:
         log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
     reported: set[str] = set()  # query kinds whose estimated share of new species was reported
     with _output(output) as handle:
         writer = _writer(handle, fmt, top_k)
-        for batch in chain([first] if first else [], batched(queries, batch_size)):
-            results = classifier.classify(batch, min_confidence, report=top_k or int(fmt == "blast6"))
-            _report_estimates(classifier, log, reported, old_index=batch is first)
+        for results in chain([first] if first else [], blocks):
+            _report_estimates(classifier, log, reported, old_index=results is first)
             _report(results, log)
             writer.write(results)
             if summary is not None:
