@@ -63,6 +63,30 @@ def test_unite_and_rdp_headers(records, tmp_path):
     assert got == {r.id: r.lineage for r in named}
 
 
+def test_an_unranked_lineage_that_ends_above_species_is_refused_with_its_line(records, tmp_path):
+    """Unranked levels are read by position: a record identified to genus would be read one rank
+    off (order = class, ..., species = its genus, even "Tortricidae Acleris"), so it is refused."""
+    from clibd_cli.io.lineages import parse_lineage
+
+    with pytest.raises(ValueError, match="must end with a species of two words"):
+        parse_lineage("Root;Animalia;Arthropoda;Insecta;Lepidoptera;Tortricidae;Acleris")
+    unnamed = next(r for r in records if not r.lineage["species"])
+    named = next(r for r in records if r.lineage["species"])
+    lineages = {r.id: "Root;Animalia;Arthropoda;Insecta;" + ";".join(name(r, k) for k in RANKS if r.lineage[k])
+                for r in (named, unnamed)}
+    rdp = fasta(tmp_path / "rdp.fasta", [f"{i}\t{lineage}" for i, lineage in lineages.items()], [named, unnamed])
+    result = run("index", "-m", "kmer", rdp, "-o", tmp_path / "ix")
+    assert result.exit_code == 1
+    assert "rdp.fasta:3: an unranked lineage is read by position" in error_line(result)
+    assert f"ends with {name(unnamed, 'genus')!r}" in error_line(result)
+    table = tmp_path / "taxonomy.tsv"
+    table.write_text("Feature ID\tTaxon\n" + "".join(f"{i}\t{lineage}\n" for i, lineage in lineages.items()))
+    plain = write_fasta(tmp_path / "plain.fasta", [named, unnamed], sintax=False)
+    result = run("index", "-m", "kmer", plain, "--taxonomy", table, "-o", tmp_path / "iy")
+    assert result.exit_code == 1
+    assert "taxonomy.tsv:3: an unranked lineage is read by position" in error_line(result)
+
+
 def test_a_ranked_header_with_an_unranked_level_is_refused_with_its_line(records, tmp_path):
     bad = fasta(tmp_path / "bad.fasta", ["a k__Animalia; o__Diptera", "b k__Animalia; Diptera"], records[:2])
     result = run("index", "-m", "kmer", bad, "-o", tmp_path / "index")

@@ -6,9 +6,11 @@
   to its genus);
 * unranked, RDP / CO1 Classifier style: ``Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;
   Aedes;Aedes_albopictus``: the last four levels are read as order, family, genus, species
-  (those training sets end at species) and need at least four levels.
+  (those training sets end at species), so they need at least four levels and a last one of
+  two words or more: a lineage that ends at genus would be read one rank off.
 
-SINTAX ``tax=o:Diptera,...`` annotations are read by ``clibd_cli/io/sequences.py``.
+Names that name nothing (:func:`named`) are missing ranks in every form, SINTAX ``tax=o:Diptera,...``
+annotations (read by ``clibd_cli/io/sequences.py``) and taxonomy tables included.
 """
 
 from __future__ import annotations
@@ -50,19 +52,33 @@ def parse_lineage(text: str) -> dict[str, str]:
             if match is None:
                 raise ValueError(f"lineage level {level!r} lacks a rank prefix such as o__ or g__")
             letter, name = match.group(1).lower(), match.group(2).replace("_", " ").strip()
-            if name.lower().replace(" ", "_") not in _PLACEHOLDERS and letter in SINTAX_RANKS:
+            if letter in SINTAX_RANKS:
                 ranks[SINTAX_RANKS[letter]] = name
-    else:
-        if len(levels) < len(RANKS) or not all(levels[-len(RANKS):]):
-            raise ValueError(f"an unranked lineage needs at least {len(RANKS)} levels ending with "
-                             f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
-        ranks = dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):])))
-    species, genus = ranks.get("species"), ranks.get("genus")
-    if species and (species == genus or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
-        del ranks["species"]  # UNITE's s__Aedes_sp (and s__Aedes_): a species not identified
-    elif species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
-        ranks["species"] = f"{genus} {species}"
-    return ranks
+        ranks = named(ranks)
+        species, genus = ranks.get("species"), ranks.get("genus")
+        if species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
+            ranks["species"] = f"{genus} {species}"
+        return ranks
+    if len(levels) < len(RANKS) or not all(levels[-len(RANKS):]):
+        raise ValueError(f"an unranked lineage needs at least {len(RANKS)} levels ending with "
+                         f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
+    if len(levels[-1].replace("_", " ").split()) < 2:
+        raise ValueError(f"an unranked lineage is read by position (its last {len(RANKS)} levels as "
+                         f"{', '.join(RANKS)}) and must end with a species of two words (Genus_epithet); "
+                         f"this one ends with {levels[-1]!r}: give ranked levels (o__Diptera;...;g__Aedes) "
+                         "or a --taxonomy table with rank columns")
+    return named(dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):]))))
+
+
+def named(ranks: Mapping[str, str]) -> dict[str, str]:
+    """``ranks`` without the names that name nothing: placeholders (``unidentified``,
+    ``not_classified``, ...) and a species not identified (UNITE's ``Aedes_sp``, ``Aedes sp.``,
+    ``Aedes spp``, ``Aedes``: the genus alone)."""
+    kept = {rank: name for rank, name in ranks.items() if name.lower().replace(" ", "_") not in _PLACEHOLDERS}
+    species = kept.get("species")
+    if species and (species == kept.get("genus") or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
+        del kept["species"]
+    return kept
 
 
 def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str]] | None:
