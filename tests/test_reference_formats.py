@@ -164,3 +164,24 @@ def test_a_taxonomy_table_for_one_input_and_headers_for_another(tmp_path):
     wrong.write_text("id\tgenus\nnot-a-record\tAedes\n")
     refused = run("-q", "index", "-m", "kmer", plain, headed, "--taxonomy", wrong, "-o", tmp_path / "iy")
     assert refused.exit_code == 1 and "names none of the 8 records of" in refused.stderr
+
+
+def test_names_that_name_nothing_are_missing_ranks_in_sintax_headers_and_tables(records, tmp_path):
+    """``Aedes sp.``, ``unidentified``: missing ranks whatever the form (as in UNITE lineages),
+    never a species clibd could assert."""
+    first, second = records[:2]
+    genus = name(first, "genus")
+    headers = [f"{first.id};tax=o:{name(first, 'order')},f:unidentified,g:{genus},s:{genus}_sp.;",
+               f"{second.id};tax=o:{name(second, 'order')},g:{name(second, 'genus')},s:{name(second, 'genus')};"]
+    got = indexed(tmp_path / "s", fasta(tmp_path / "sintax.fasta", headers, [first, second]))
+    want = {r.id: {**dict.fromkeys(RANKS), "order": r.lineage["order"], "genus": r.lineage["genus"]}
+            for r in (first, second)}
+    assert got == want
+    table = tmp_path / "taxonomy.tsv"
+    table.write_text("id\torder\tfamily\tgenus\tspecies\n"
+                     f"{first.id}\t{first.lineage['order']}\tUnidentified\t{first.lineage['genus']}\t"
+                     f"{first.lineage['genus']} spp\n"
+                     f"{second.id}\t{second.lineage['order']}\t\t{second.lineage['genus']}\t"
+                     f"{second.lineage['genus']} sp.\n")
+    plain = write_fasta(tmp_path / "plain.fasta", [first, second], sintax=False)
+    assert indexed(tmp_path / "t", plain, extra=("--taxonomy", table)) == want

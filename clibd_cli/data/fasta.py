@@ -16,7 +16,7 @@ from pathlib import Path
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.images import find_images, photos_by_id
-from clibd_cli.io.lineages import header_lineage
+from clibd_cli.io.lineages import header_lineage, named
 from clibd_cli.io.sequences import parse_sintax_header, read_sequences
 from clibd_cli.io.tables import read_taxonomy
 from models.config import RANKS
@@ -48,7 +48,7 @@ class FastaSource:
             total += 1
             record_id = entry.id
             try:
-                ranks = parse_sintax_header(entry.description)
+                ranks = named(parse_sintax_header(entry.description))
                 lineage = None if ranks else header_lineage(entry.id, entry.description)
             except ValueError as exc:
                 raise ClibdError(f"{self.path}:{entry.line}: {exc}") from None

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import parse_lineage
+from clibd_cli.io.lineages import named, parse_lineage
 from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.errors import ClibdError
@@ -52,8 +52,8 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     or QIIME 2's taxonomy TSV (``Feature ID``, ``Taxon`` as ``k__...; o__...; s__...``; see
     ``clibd_cli/io/lineages.py``).
 
-    Returns id -> {rank: name} with empty and ``not_classified`` cells left out and
-    underscores read as spaces. ClibdError on a missing ``id`` column, no rank column, a
+    Returns id -> {rank: name} with underscores read as spaces, and empty cells and names that
+    name nothing (``not_classified``, ``Aedes sp.``: ``clibd_cli/io/lineages.py::named``) left out. ClibdError on a missing ``id`` column, no rank column, a
     malformed lineage, or a repeated id.
     """
     name = display_name(source)
@@ -80,8 +80,7 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
             except ValueError as exc:
                 raise ClibdError(f"{name}:{line}: {exc}") from None
         else:
-            taxonomy[record_id] = {rank: fields[i].strip().replace("_", " ") for rank, i in ranks
-                                   if fields[i].strip() not in MISSING_LABELS}
+            taxonomy[record_id] = named({rank: fields[i].strip().replace("_", " ") for rank, i in ranks})
     return taxonomy
 
 
