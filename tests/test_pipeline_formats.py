@@ -4,6 +4,7 @@ that reads it (QIIME 2's taxonomy TSV import, vsearch's SINTAX table, BLAST outf
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 from pathlib import Path
@@ -113,6 +114,23 @@ def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
         assert {rank: f"{label}({support:.2f})" for rank, (label, support) in line.ranks.items()} == \
             {RANK_OF[p[0]]: p[2:] for p in row["lineage"].split(",")}
         assert line.cutoff == {rank: row[rank].replace(" ", "_") for rank in RANK_OF.values() if row[rank]}
+
+
+def test_sintax_writes_a_barcode_unlike_every_reference_as_vsearch_writes_a_query_without_hits(kmer_case, tmp_path):
+    """No support at any rank: id and empty fields (vsearch's no-hit row), not a lineage of
+    (0.00) on a strand picked at random."""
+    require_programs("vsearch")
+    root, ref_fa, _, _ = kmer_case
+    query = tmp_path / "random.fa"
+    query.write_text(">random\n" + "".join(random.Random(5).choice("ACGT") for _ in range(600)) + "\n")
+    plain = run("-q", "classify", "--index", root / "index", query)
+    row = tsv(plain.stdout)[0]
+    assert row["status"] == "unassigned" and {float(row[f"{rank}_conf"]) for rank in RANK_OF.values()} == {0.0}
+    ours = run("-q", "classify", "--index", root / "index", query, "--format", "sintax")
+    theirs = tmp_path / "vsearch.sintax"
+    subprocess.run(["vsearch", "--sintax", str(query), "--db", str(ref_fa), "--tabbedout", str(theirs),
+                    "--sintax_cutoff", "0.8", "--strand", "both", "--threads", "1", "--quiet"], check=True)
+    assert ours.exit_code == 0 and ours.stdout == theirs.read_text() == "random\t\t\t\n"
 
 
 def test_sintax_strand_is_the_strand_the_barcode_was_read_on(kmer_case, tmp_path):

@@ -11,8 +11,9 @@ and a reader of SINTAX tables (ours and ``vsearch --sintax --tabbedout``).
   taxon is deeper than one rank.
 * ``sintax``: exactly ``vsearch --sintax --tabbedout --sintax_cutoff C``: query id, the best
   label and confidence at every rank (``o:Diptera(1.00),...``), strand, and the same lineage
-  without confidences cut at the first rank below the cutoff. An unreadable record is its id
-  and three empty fields, as vsearch writes a query without hits.
+  without confidences cut at the first rank below the cutoff. An unreadable record, and one
+  with no support at any rank (a barcode unlike every reference), is its id and three empty
+  fields, as vsearch writes a query without hits.
 * ``blast6``: BLAST ``-outfmt 6`` (``qaccver saccver pident length mismatch gapopen qstart qend
   sstart send evalue bitscore``), one line per nearest reference record (``--top-k``, default
   1), best first; no line for an unreadable record or a photo, as BLAST writes none for a
@@ -85,7 +86,7 @@ def qiime2_row(result) -> tuple[str, str, str]:
 def sintax_row(result) -> tuple[str, str, str, str]:
     """``id, lineage(confidences), strand, lineage cut at the cutoff`` of one record."""
     prediction = result.prediction
-    if prediction is None:
+    if prediction is None or not any(prediction.confidence.values()):
         return result.query.id, "", "", ""
     cut = []
     for rank, name in prediction.labels.items():
