@@ -90,6 +90,26 @@ def test_qiime2_taxonomy_follows_qiime2_import_rules_and_clibds_calls(kmer_case)
     assert any(";" in taxon for taxon, _ in records.values())
 
 
+def test_qiime2_taxon_keeps_each_level_in_its_position_when_a_rank_has_no_label(tmp_path):
+    """References without families: ``o__...; f__; g__...`` (SILVA's empty placeholder), so that
+    QIIME 2's ``taxa collapse --p-level 3`` still means genus; clibd reads ``f__`` back as missing."""
+    records = specimens(n_species=4, per_species=3, unnamed=0)
+    for r in records:
+        r.lineage = {**r.lineage, "family": None}
+    ref_fa = write_fasta(tmp_path / "ref.fa", records)
+    assert run("-q", "index", "-m", "kmer", "-k", "5", ref_fa, "-o", tmp_path / "index").exit_code == 0
+    queries = write_fasta(tmp_path / "q.fa", records[::3], sintax=False)
+    rows = tsv(run("-q", "classify", "--index", tmp_path / "index", queries).stdout)
+    out = run("-q", "classify", "--index", tmp_path / "index", queries, "--format", "qiime2").stdout
+    taxa = read_qiime2_taxonomy(out)
+    assert any(row["genus"] for row in rows)
+    for row in rows:
+        taxon, _ = taxa[row["query_id"]]
+        if row["genus"]:
+            assert taxon.split("; ")[:3] == [f"o__{row['order']}", "f__", f"g__{row['genus'].replace(' ', '_')}"]
+            assert parse_lineage(taxon) == {rank: row[rank] for rank in RANK_OF.values() if row[rank]}
+
+
 def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
     require_programs("vsearch")
     root, ref_fa, query_fa, rows = kmer_case

@@ -28,10 +28,14 @@ _NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
 
 
 def qiime_taxon(labels: Mapping[str, str | None]) -> str:
-    """``o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus`` over the labelled ranks
-    (spaces in names become underscores, as in the UNITE and SILVA releases for QIIME 2)."""
-    return "; ".join(f"{RANK_LETTER.get(rank, rank)}__{name.replace(' ', '_')}"
-                     for rank, name in labels.items() if name)
+    """``o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus`` down to the deepest labelled
+    rank (spaces in names become underscores, as in the UNITE and SILVA releases for QIIME 2); a
+    rank above it without a label is an empty ``f__``, as in SILVA and Greengenes, so that each
+    level keeps its position (``qiime taxa collapse --p-level`` counts levels)."""
+    ranks = list(labels)
+    depth = max((i + 1 for i, rank in enumerate(ranks) if labels[rank]), default=0)
+    return "; ".join(f"{RANK_LETTER.get(rank, rank)}__{(labels[rank] or '').replace(' ', '_')}"
+                     for rank in ranks[:depth])
 
 
 def is_ranked_lineage(text: str) -> bool:

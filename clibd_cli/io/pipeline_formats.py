@@ -5,7 +5,8 @@ and a reader of SINTAX tables (ours and ``vsearch --sintax --tabbedout``).
   (``qiime tools import --type 'FeatureData[Taxonomy]' --input-format TSVTaxonomyFormat``):
   header ``Feature ID<TAB>Taxon<TAB>Confidence``, one row per record, ``Taxon`` the assigned
   ranks (``o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus``, down to the deepest rank
-  whose confidence reaches ``--min-confidence``) and ``Confidence`` that rank's. A record with
+  whose confidence reaches ``--min-confidence``; a rank above it that no reference labels is an
+  empty ``f__``) and ``Confidence`` that rank's. A record with
   no assigned rank is ``Unassigned`` with the confidence of its best order; an unreadable one
   ``Unassigned`` with 0. QIIME 2 needs unique feature ids and refuses a file in which no
   taxon is deeper than one rank.
@@ -75,12 +76,12 @@ def qiime2_row(result) -> tuple[str, str, str]:
     prediction = result.prediction
     if prediction is None:
         return result.query.id, "Unassigned", "0.0000"
-    assigned = {rank: name for rank, name in prediction.assigned.items() if name}
-    if not assigned:
+    assigned = prediction.assigned
+    named = [rank for rank, name in assigned.items() if name]
+    if not named:
         coarsest = next((r for r in RANKS if prediction.labels.get(r)), RANKS[0])
         return result.query.id, "Unassigned", f"{prediction.confidence.get(coarsest, 0.0):.4f}"
-    deepest = list(assigned)[-1]
-    return result.query.id, qiime_taxon(assigned), f"{prediction.confidence[deepest]:.4f}"
+    return result.query.id, qiime_taxon(assigned), f"{prediction.confidence[named[-1]]:.4f}"
 
 
 def sintax_row(result) -> tuple[str, str, str, str]:
