@@ -58,6 +58,29 @@ def test_taxonomy_table(tmp_path):
 
 
 
+def test_taxonomy_tables_as_qiime_greengenes_silva_and_unite_ship_them(tmp_path):
+    """Headerless ``ID<TAB>lineage`` (QIIME 2's HeaderlessTSVTaxonomyFormat: Greengenes'
+    99_otu_taxonomy.txt, UNITE's sh_taxonomy_qiime), biom's ``#OTU ID``/``taxonomy`` and
+    headers in another case are read as the tables they are, not refused for lacking ``id``."""
+    aedes = {"kingdom": "Animalia", "order": "Diptera", "family": "Culicidae", "genus": "Aedes",
+             "species": "Aedes albopictus"}
+    culex = {"kingdom": "Animalia", "order": "Diptera", "family": "Culicidae", "genus": "Culex"}
+    path = tmp_path / "tax.tsv"
+    for text in ["q1\tk__Animalia; o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus\n"
+                 "q2\tk__Animalia;o__Diptera;f__Culicidae;g__Culex;s__Culex_sp\n",
+                 "#OTU ID\ttaxonomy\tconfidence\nq1\tk__Animalia;o__Diptera;f__Culicidae;g__Aedes;"
+                 "s__Aedes_albopictus\t1.0\nq2\tk__Animalia;o__Diptera;f__Culicidae;g__Culex\t0.9\n",
+                 "ID\tKingdom\tOrder\tFamily\tGenus\tSpecies\nq1\tAnimalia\tDiptera\tCulicidae\tAedes\t"
+                 "Aedes albopictus\nq2\tAnimalia\tDiptera\tCulicidae\tCulex\t\n"]:
+        path.write_text(text)
+        assert read_taxonomy(path) == {"q1": aedes, "q2": culex}, text
+    path.write_text("q1\tRoot;Animalia;Arthropoda;Insecta;Diptera;Culicidae;Aedes;Aedes_albopictus\n")
+    assert read_taxonomy(path) == {"q1": {k: v for k, v in aedes.items() if k != "kingdom"}}
+    path.write_text("name\tgenus\nq1\tAedes\n")
+    with pytest.raises(ClibdError, match="tax.tsv:1: missing column 'id' .*or ID<TAB>lineage lines without a header"):
+        read_taxonomy(path)
+
+
 def test_a_stray_double_quote_is_an_error_at_its_line_not_lost_rows(tmp_path):
     """A double quote opens a quoted field; left open it swallowed the rows after it silently
     (three records "not in the taxonomy"). Now the line it starts on is named."""

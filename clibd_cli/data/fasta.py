@@ -2,7 +2,8 @@
 
 Taxonomy comes from SINTAX headers (``>ID;tax=o:Diptera,...,s:Aedes_albopictus;``), UNITE,
 QIIME 2 or RDP lineage headers (``clibd_cli/io/lineages.py``), or from a ``--taxonomy`` table
-(``id`` + rank columns, or QIIME 2's ``Feature ID``/``Taxon``), the table winning where both
+(``id`` + rank columns, a lineage column or headerless ``ID<TAB>lineage`` lines:
+``clibd_cli/io/tables.py::read_taxonomy``), the table winning where both
 exist. Photos are matched to records by file name: ``ID.jpg`` (also ``ID.anything.jpg``)
 anywhere under the image folder.
 """

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import csv
 import difflib
+import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import named, parse_lineage
+from clibd_cli.io.lineages import is_ranked_lineage, named, parse_lineage
 from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
+from models.config import RANKS
 from models.errors import ClibdError
 
 TAXONOMY_RANKS = tuple(SINTAX_RANKS.values())  # domain, kingdom, phylum, class, order ... species
 MISSING_LABELS = frozenset({"", "not_classified"})
+_ID_COLUMNS = ("id", "feature id", "feature-id", "featureid", "#otu id", "#otuid", "otu id", "otuid")  # any case
+_LINEAGE_COLUMNS = ("taxon", "taxonomy")
 
 Rows = Iterator[tuple[int, list[str]]]
 
@@ -48,22 +52,31 @@ def read_rows(source: str | Path, required: Sequence[str] = (),
 
 
 def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
-    """A taxonomy table: TSV with an ``id`` column and rank columns (``order`` ... ``species``),
-    or QIIME 2's taxonomy TSV (``Feature ID``, ``Taxon`` as ``k__...; o__...; s__...``; see
-    ``clibd_cli/io/lineages.py``).
+    """A taxonomy table: TSV with an id column and rank columns (``order`` ... ``species``), or
+    with a lineage column (QIIME 2's ``Feature ID``/``Taxon``, biom's ``#OTU ID``/``taxonomy``),
+    or headerless ``ID<TAB>lineage`` lines (QIIME 2's HeaderlessTSVTaxonomyFormat: the
+    Greengenes and UNITE taxonomies for QIIME); column names in any case; lineages as
+    ``clibd_cli/io/lineages.py`` reads them.
 
     Returns id -> {rank: name} with underscores read as spaces, and empty cells and names that
-    name nothing (``not_classified``, ``Aedes sp.``: ``clibd_cli/io/lineages.py::named``) left out. ClibdError on a missing ``id`` column, no rank column, a
-    malformed lineage, or a repeated id.
+    name nothing (``not_classified``, ``Aedes sp.``: ``lineages.named``) left out. ClibdError on
+    a missing id column, no rank or lineage column, a malformed lineage, or a repeated id.
     """
     name = display_name(source)
     columns, rows = read_rows(source)
-    qiime = "Taxon" in columns and "Feature ID" in columns
-    id_column = columns.get("Feature ID" if qiime else "id")
+    header = sorted(columns, key=columns.get)
+    lower: dict[str, int] = {}
+    for column in header:
+        lower.setdefault(column.lower(), columns[column])
+    id_column = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
+    lineage = next((lower[c] for c in _LINEAGE_COLUMNS if c in lower), None)
+    if id_column is None and len(header) >= 2 and _is_lineage(header[1]):  # no header line
+        id_column, lineage, rows = 0, 1, itertools.chain([(1, header)], rows)
     if id_column is None:
-        raise ClibdError(f"{name}:1: {_missing_message(['id'], list(columns), chr(9))}")
-    ranks = [(rank, columns[rank]) for rank in TAXONOMY_RANKS if rank in columns]
-    if not ranks and not qiime:
+        raise ClibdError(f"{name}:1: {_missing_message(['id'], header, chr(9))}; or QIIME 2's Feature ID "
+                         "and Taxon, or ID<TAB>lineage lines without a header")
+    ranks = [(rank, lower[rank]) for rank in TAXONOMY_RANKS if rank in lower]
+    if not ranks and lineage is None:
         raise ClibdError(f"{name}:1: no rank column; expected some of {', '.join(TAXONOMY_RANKS)} "
                          "(or QIIME 2's Feature ID and Taxon)")
     taxonomy: dict[str, dict[str, str]] = {}
@@ -74,14 +87,20 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
             raise ClibdError(f"{name}:{line}: id {record_id!r} repeated "
                              f"(first on line {first_line[record_id]})")
         first_line[record_id] = line
-        if qiime:
+        if lineage is not None:
             try:
-                taxonomy[record_id] = parse_lineage(fields[columns["Taxon"]])
+                taxonomy[record_id] = parse_lineage(fields[lineage])
             except ValueError as exc:
                 raise ClibdError(f"{name}:{line}: {exc}") from None
         else:
             taxonomy[record_id] = named({rank: fields[i].strip().replace("_", " ") for rank, i in ranks})
     return taxonomy
+
+
+def _is_lineage(cell: str) -> bool:
+    """Whether a header cell is a lineage (``k__Animalia;...`` or ``Root;...;Aedes_albopictus``):
+    the first line of a headerless taxonomy."""
+    return is_ranked_lineage(cell) or cell.count(";") >= len(RANKS) - 1
 
 
 def numbered_rows(reader, name: str) -> Rows:
