@@ -225,3 +225,32 @@ def test_summary_files_never_replace_the_predictions_or_an_input(case, tmp_path)
     kronas = sorted(p.name for p in tmp_path.glob("t.*.krona.txt"))
     assert kronas == ["t.x_y-2.krona.txt", "t.x_y.krona.txt"]
     assert {p.read_text().split("\t")[0] for p in tmp_path.glob("t.*.krona.txt")} == {"3", "4"}
+
+
+def test_samples_from_read_annotations_agree_with_vsearchs_otu_table(case, tmp_path):
+    """Reads annotated ``;sample=NAME`` or ``;barcodelabel=NAME`` (both read by vsearch) are
+    summarised as vsearch's ``--otutabout`` of the same reads, read back with ``--counts``."""
+    require_programs("vsearch")
+    root, inputs, *_ = case
+    barcodes = {}
+    for block in inputs[0].read_text().split(">")[1:]:
+        header, seq = block.split("\n", 1)
+        barcodes[header.split(";")[0]] = seq.replace("\n", "")
+    (tmp_path / "derep.fa").write_text("".join(f">{i}\n{s}\n" for i, s in barcodes.items()))
+    reads = [f">r{n}.{copy};{key}={sample}\n{seq}\n" for n, seq in enumerate(barcodes.values())
+             for sample, key, copies in (("pond", "sample", n + 1), ("meadow", "barcodelabel", 2))
+             for copy in range(copies)]
+    (tmp_path / "reads.fa").write_text("".join(reads))
+    subprocess.run(["vsearch", "--usearch_global", str(tmp_path / "reads.fa"), "--db", str(tmp_path / "derep.fa"),
+                    "--id", "0.97", "--otutabout", str(tmp_path / "otutab.tsv"), "--threads", "1", "--quiet"],
+                   check=True)
+    summaries = []
+    for name, args in (("annotations", [tmp_path / "reads.fa"]),
+                       ("otutab", [tmp_path / "derep.fa", "--counts", tmp_path / "otutab.tsv"])):
+        result = run("-q", "classify", "--index", root / "index", *args, "--prior-unseen", "0.5",
+                     "--summary", tmp_path / f"{name}.summary.tsv", "-o", tmp_path / f"{name}.predictions.tsv")
+        assert result.exit_code == 0, result.stderr
+        summaries.append({(r["sample"], r["rank"], r["taxon"]): r["reads"] for r in
+                          tsv((tmp_path / f"{name}.summary.tsv").read_text())})
+    assert {sample for sample, *_ in summaries[0]} == {"pond", "meadow"}
+    assert summaries[0] == summaries[1]

@@ -24,7 +24,7 @@ SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o":
                 "f": "family", "g": "genus", "s": "species"}
 _TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")
 _SIZE = re.compile(r"(?:^|[;\s])size=(\d+)(?:;|\s|$)")
-_SAMPLE = re.compile(r"(?:^|[;\s])sample=([^;\s]+)")
+_SAMPLE = re.compile(r"(?:^|[;\s])(?:sample|barcodelabel)=([^;\s]+)")  # vsearch reads either
 NUCLEOTIDES = "ACGTURYSWKMBDHVN-."  # IUPAC nucleotide codes, U, and alignment gaps
 MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
 MAX_LENGTH = 5000  # characters of a record; COI-5P barcodes (and their alignments) are under 2 kb
@@ -102,7 +102,8 @@ def parse_sintax_header(text: str) -> dict[str, str]:
 
 def parse_abundance(text: str) -> tuple[int | None, str | None]:
     """The read count and sample of a VSEARCH/USEARCH header annotation such as
-    ``;size=12;sample=site3;`` (dereplicated reads); None where absent."""
+    ``;size=12;sample=site3;`` (dereplicated reads; USEARCH's older ``barcodelabel=site3``
+    names a sample too, as for ``vsearch --otutabout``); None where absent."""
     size, sample = _SIZE.search(text), _SAMPLE.search(text)
     return (int(size.group(1)) if size else None), (sample.group(1) if sample else None)
 
