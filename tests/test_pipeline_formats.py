@@ -136,21 +136,31 @@ def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
         assert line.cutoff == {rank: row[rank].replace(" ", "_") for rank in RANK_OF.values() if row[rank]}
 
 
-def test_sintax_writes_a_barcode_unlike_every_reference_as_vsearch_writes_a_query_without_hits(kmer_case, tmp_path):
-    """No support at any rank: id and empty fields (vsearch's no-hit row), not a lineage of
-    (0.00) on a strand picked at random."""
-    require_programs("vsearch")
+def test_a_barcode_unlike_every_reference_is_written_as_vsearch_and_blast_write_no_hits(kmer_case, tmp_path):
+    """No support at any rank: ``--format sintax`` writes the id and empty fields (vsearch's
+    no-hit row), not a lineage of (0.00) on a strand picked at random; ``blast6`` no line, as
+    blastn writes none (not neighbours at a few % 'identity')."""
+    require_programs("vsearch", "blastn", "makeblastdb")
     root, ref_fa, _, _ = kmer_case
     query = tmp_path / "random.fa"
     query.write_text(">random\n" + "".join(random.Random(5).choice("ACGT") for _ in range(600)) + "\n")
-    plain = run("-q", "classify", "--index", root / "index", query)
-    row = tsv(plain.stdout)[0]
+    row = tsv(run("-q", "classify", "--index", root / "index", query).stdout)[0]
     assert row["status"] == "unassigned" and {float(row[f"{rank}_conf"]) for rank in RANK_OF.values()} == {0.0}
-    ours = run("-q", "classify", "--index", root / "index", query, "--format", "sintax")
     theirs = tmp_path / "vsearch.sintax"
     subprocess.run(["vsearch", "--sintax", str(query), "--db", str(ref_fa), "--tabbedout", str(theirs),
                     "--sintax_cutoff", "0.8", "--strand", "both", "--threads", "1", "--quiet"], check=True)
-    assert ours.exit_code == 0 and ours.stdout == theirs.read_text() == "random\t\t\t\n"
+    assert classify_one(root, query, "sintax") == theirs.read_text() == "random\t\t\t\n"
+    subprocess.run(["makeblastdb", "-in", str(ref_fa), "-dbtype", "nucl", "-out", str(tmp_path / "db")],
+                   check=True, capture_output=True)
+    blast = subprocess.run(["blastn", "-query", str(query), "-db", str(tmp_path / "db"), "-outfmt", "6"],
+                           check=True, capture_output=True, text=True)
+    assert classify_one(root, query, "blast6", "--top-k", "3") == blast.stdout == ""
+
+
+def classify_one(root: Path, query: Path, fmt: str, *args) -> str:
+    result = run("-q", "classify", "--index", root / "index", query, "--format", fmt, *args)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
 
 
 def test_sintax_strand_is_the_strand_the_barcode_was_read_on(kmer_case, tmp_path):

@@ -17,8 +17,8 @@ and a reader of SINTAX tables (ours and ``vsearch --sintax --tabbedout``).
   fields, as vsearch writes a query without hits.
 * ``blast6``: BLAST ``-outfmt 6`` (``qaccver saccver pident length mismatch gapopen qstart qend
   sstart send evalue bitscore``), one line per nearest reference record (``--top-k``, default
-  1), best first; no line for an unreadable record or a photo, as BLAST writes none for a
-  query without hits. clibd aligns nothing: ``pident`` is 100 × the embedding's cosine
+  1), best first; no line for an unreadable record, a photo, or a record with no support at
+  any rank (a barcode unlike every reference), as BLAST writes none for a query without hits. clibd aligns nothing: ``pident`` is 100 × the embedding's cosine
   similarity, the alignment columns describe the whole query (``length`` its bases,
   ``mismatch`` the share the identity implies, no gaps; a record read reverse-complemented has
   ``sstart`` > ``send``, as BLAST writes a minus-strand hit) and ``evalue``/``bitscore`` are -1/0,
@@ -48,6 +48,12 @@ def strand(result) -> str:
     ``vsearch --strand both`` reports it); ``+`` where no strand was decided (photos, indexes
     without a sketch)."""
     return result.query.strand or "+"
+
+
+def supported(result) -> bool:
+    """Whether a record has support at some rank: not unreadable, and not a barcode unlike every
+    reference (all confidences 0), which vsearch and BLAST would write as a query without hits."""
+    return result.prediction is not None and any(result.prediction.confidence.values())
 
 
 class PipelineWriter:
@@ -87,7 +93,7 @@ def qiime2_row(result) -> tuple[str, str, str]:
 def sintax_row(result) -> tuple[str, str, str, str]:
     """``id, lineage(confidences), strand, lineage cut at the cutoff`` of one record."""
     prediction = result.prediction
-    if prediction is None or not any(prediction.confidence.values()):
+    if not supported(result):
         return result.query.id, "", "", ""
     cut = []
     for rank, name in prediction.labels.items():
@@ -100,9 +106,10 @@ def sintax_row(result) -> tuple[str, str, str, str]:
 
 
 def blast6_rows(result) -> list[tuple]:
-    """BLAST outfmt 6 lines of one record's nearest references (none for an unusable record)."""
+    """BLAST outfmt 6 lines of one record's nearest references (none for an unusable record or
+    one without hits)."""
     barcode = result.query.barcode
-    if result.prediction is None or not barcode or not result.neighbours:
+    if not barcode or not result.neighbours or not supported(result):
         return []
     length = len(barcode)
     rows = []
