@@ -66,6 +66,26 @@ def test_stdin_gzip_and_fastq(barcode_refs, tiny_model, tmp_path):
         assert ids == file_ids and np.array_equal(vectors, file_vectors)
 
 
+def test_the_file_reads_with_h5py_alone(barcode_refs, tmp_path):
+    """The layout that `clibd embed --help` and the README promise, read without clibd
+    (read_embeddings decodes and casts to float32, so only a raw read catches a renamed dataset or
+    another dtype): ids, modality, float32 unit vectors of embed_dim columns, provenance attributes."""
+    import h5py
+
+    records = barcode_refs.records[:3]
+    out = tmp_path / "emb.h5"
+    embed("-m", "kmer", write_fasta(tmp_path / "q.fa", records), "-o", out)
+    with h5py.File(out, "r") as h5:
+        assert set(h5) == {"ids", "modality", "vectors"}
+        assert h5["ids"].asstr()[:].tolist() == [r.id for r in records]
+        assert h5["modality"].asstr()[:].tolist() == ["dna"] * len(records)
+        vectors = h5["vectors"]
+        assert vectors.dtype == np.float32 and vectors.shape == (len(records), h5.attrs["embed_dim"])
+        assert np.allclose(np.linalg.norm(vectors[:], axis=1), 1, atol=1e-5)
+        assert h5.attrs["model_fingerprint"] and h5.attrs["clibd_version"]
+        assert h5.attrs["command"].startswith("clibd embed -m kmer")
+
+
 def test_dataset_hdf5_splits_and_modalities(tiny_model, tmp_path):
     members = [row for row, _ in clibd_hdf5(tmp_path / "clibd.h5")["test_unseen"]]
     for modality in ("dna", "image", "text"):

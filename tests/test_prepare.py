@@ -5,6 +5,7 @@ import io
 import os
 from collections import Counter
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -157,6 +158,48 @@ def test_a_taxonomy_table_that_names_no_record_is_refused(tmp_path):
     result = prepare("--format", "fasta", plain, "--taxonomy", table, "-o", tmp_path / "f.h5")
     assert result.exit_code == 1 and "names none of the" in result.output and "FASTA ids" in result.output
     assert not (tmp_path / "f.h5").exists()
+
+def test_the_file_has_the_layout_of_the_clibd_authors_files(sample_fasta, tmp_path):
+    """DESIGN.md section 4, read with h5py alone (clibd's reader shares its field names with the
+    writer, so only a raw read catches a renamed field): one group per split, one 1-D dataset per
+    field under the names of the published CLIBD files, UTF-8 strings, a missing rank as
+    not_classified, photos as variable-length bytes with their lengths in image_mask, and the
+    source, split protocol, seed, clibd version and command line in the file's attributes."""
+    import h5py
+
+    from clibd_cli import __version__
+
+    out = tmp_path / "f.h5"
+    result = prepare("--format", "fasta", sample_fasta["fasta"], "--taxonomy", sample_fasta["taxonomy"],
+                     "--images", sample_fasta["images"], "--seed", 5, "-o", out)
+    assert result.exit_code == 0, result.output
+    rows = {r["processid"]: r for r in sample_fasta["rows"]}
+    photos = {p.name.split(".")[0]: p.read_bytes() for p in sample_fasta["images"].rglob("*.jpg")}
+    fields = {"processid", "sampleid", "barcode", *RANKS, "dna_bin", "image", "image_mask"}
+    stored = {}
+    with h5py.File(out, "r") as h5:
+        assert set(h5) <= set(CLIBD_1M_SPLITS) and all(isinstance(group, h5py.Group) for group in h5.values())
+        for group in h5.values():
+            assert set(group) == fields
+            n = len(group["processid"])
+            assert all(group[name].shape == (n,) for name in fields)
+            for name in fields - {"image", "image_mask"}:
+                assert h5py.check_string_dtype(group[name].dtype).encoding == "utf-8", name
+            assert h5py.check_vlen_dtype(group["image"].dtype) == np.uint8
+            columns = [group[name].asstr()[:] for name in ("processid", "barcode", *RANKS)]
+            for (pid, barcode, *labels), photo, size in zip(zip(*columns), group["image"][:], group["image_mask"][:]):
+                stored[pid] = (barcode, labels, photo.tobytes(), int(size))
+        attrs = dict(h5.attrs)
+    assert sorted(stored) == sorted(rows)
+    for pid, (barcode, labels, photo, size) in stored.items():
+        assert barcode == rows[pid]["dna_barcode"]
+        assert labels == [rows[pid][rank] or "not_classified" for rank in RANKS]
+        assert photo == photos.get(pid, b"") and size == len(photo)
+    assert sum(1 for _, labels, _, _ in stored.values() if "not_classified" in labels) > 0
+    assert attrs["source"] == str(sample_fasta["fasta"].resolve()) and attrs["seed"] == 5
+    assert "protocol" in attrs["split_protocol"] and attrs["clibd_version"] == __version__
+    assert attrs["command"].startswith("clibd prepare --format fasta")
+
 
 def test_fasta_header_taxonomy_only_gzip_auto(sample_fasta, tmp_path):
     packed = tmp_path / "reads.fa.gz"
