@@ -251,6 +251,18 @@ def test_outputs_that_cannot_be_streams_or_options_that_would_do_nothing_are_ref
     assert not (tmp_path / "-").exists()
 
 
+def test_commands_that_read_files_say_why_standard_input_will_not_do(kmer_index, tmp_path):
+    """`-` is standard input for classify and embed; prepare and index read files (README,
+    *Conventions*): a usage error that says why, not click's "Path '-' does not exist"."""
+    _, records = kmer_index
+    text = write_fasta(tmp_path / "r.fa", records[:4]).read_text()
+    for command, why in ((["prepare", "-"], "reads its input twice"),
+                         (["index", "-m", "kmer", "-"], "each process of an index run reads the references")):
+        result = run(*command, "-o", tmp_path / "out", input=text)
+        assert result.exit_code == 2 and why in result.stderr and "does not exist" not in result.stderr
+        assert not (tmp_path / "out").exists()
+
+
 def test_an_interrupted_run_exits_130_not_as_a_data_error(kmer_index, tmp_path, monkeypatch):
     from clibd_cli.classification.classifier import Classifier
 

@@ -28,7 +28,9 @@ def index() -> None:
 
 
 @index.command("build")
-@click.argument("references", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("references", nargs=-1, required=True,
+                type=click.Path(exists=True, allow_dash=True, path_type=Path),
+                callback=options.no_stdin("each process of an index run reads the references, so they are files"))
 @click.option("-m", "--model", "model_dir", required=True,
               help="Trained model directory (from clibd train or clibd import), a shipped model's name "
                    "(clibd-fast-bold), or `kmer` for the "

@@ -47,6 +47,18 @@ def name_list(allowed: tuple[str, ...] | None = None, *, auto: bool = False, non
     return parse
 
 
+def no_stdin(why: str) -> Callable:
+    """A click callback for file arguments (``allow_dash=True``) that refuses ``-`` and says ``why``
+    this command cannot read standard input, instead of click's "Path '-' does not exist"."""
+
+    def check(ctx: click.Context, param: click.Parameter, value):
+        if any(str(v) == "-" for v in (value if isinstance(value, tuple) else (value,))):
+            raise click.BadParameter(f"'-': {why}; save standard input to a file and give its path")
+        return value
+
+    return check
+
+
 def count(name: str, default: int, help: str, minimum: int = 0, **kwargs) -> Callable:
     """An option taking a whole number of at least ``minimum``."""
     return click.option(name, type=click.IntRange(min=minimum), default=default, help=help, **kwargs)
