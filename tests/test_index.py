@@ -223,3 +223,18 @@ def test_references_identified_only_to_family(tiny_model, tmp_path):
         assert row["genus"] == row["species"] == "" and row["genus_conf"] == row["species_conf"] == "0.0000"
         assert (row["order"], row["family"]) == (record.lineage["order"], record.lineage["family"]), row
         assert row["lineage"].count(",") == 1  # o:...,f:... only
+
+
+def test_ranks_above_order_are_read_and_not_kept(tmp_path):
+    """SINTAX d/k/p/c entries are accepted (not an error) but an index holds order to species
+    (README, *Input and output at a glance*); --taxa at such a rank says which ranks it keeps."""
+    records = specimens(n_species=2, per_species=2, unnamed=0)
+    fasta = tmp_path / "r.fa"
+    fasta.write_text("".join(r.sintax().replace(";tax=", ";tax=d:Eukaryota,k:Animalia,p:Arthropoda,c:Insecta,")
+                             + f"\n{r.barcode}\n" for r in records))
+    assert run("-q", "index", "-m", "kmer", fasta, "-o", tmp_path / "i").exit_code == 0
+    assert (tmp_path / "i" / "records.tsv").read_text() == "id\torder\tfamily\tgenus\tspecies\n" + \
+        records_tsv(records)
+    result = run("classify", "-i", tmp_path / "i", "--taxa", "Insecta", fasta)
+    assert result.exit_code == 1
+    assert "labelled Insecta at any rank (the index keeps order, family, genus, species;" in error_line(result)

@@ -231,7 +231,8 @@ class Classifier:
         rows, unknown = self.reference.rows_within(taxa)
         if unknown:
             raise ClibdError(f"{self.index.path}: no reference record is labelled {', '.join(unknown)} "
-                             "at any rank (check the spelling: names as in the reference, e.g. Diptera)")
+                             f"at any rank (the index keeps {', '.join(self.reference.ranks)}; check the "
+                             "spelling: names as in the reference, e.g. Diptera)")
         log.info("classifying among the %d reference records of %s", len(rows), ", ".join(taxa))
         return rows, self.index.vectors()[rows]
 
