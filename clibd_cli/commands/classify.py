@@ -56,7 +56,8 @@ def _prior(ctx, param, value: str) -> float | None:
                    "clibd index --prior-unseen P keeps P unless this is given.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
-                   "(long format: N rows each, fewer if the reference is smaller); in JSONL as a "
+                   "(long format: N rows each, fewer if the reference is smaller, with the columns query_id "
+                   "hit reference_id similarity order family genus species); in JSONL as a "
                    "'neighbours' array added to each record; in blast6, N lines each.")
 @click.option("--taxa", default=None,
               help="Classify only among the reference records of these taxa, comma-separated names at any "
@@ -110,7 +111,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     \b
     Exit status: 0 when every record got a row (unassigned and invalid rows included),
-    1 on a data or runtime error (one line `clibd: error: ...`), 2 on a usage error.
+    1 on a data or runtime error (one line `clibd: error: ...`), 2 on a usage error,
+    130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
 
     \b
     Examples:
