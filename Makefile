@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: setup peers demo test bench clean
 
-# Creates the virtual environment and installs clibd with its pinned dependencies.
+# Creates the virtual environment and installs clibd (pyproject.toml: torch and torchvision pinned, the others as version ranges).
 $(BIN)/clibd: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
