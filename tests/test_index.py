@@ -238,3 +238,15 @@ def test_ranks_above_order_are_read_and_not_kept(tmp_path):
     result = run("classify", "-i", tmp_path / "i", "--taxa", "Insecta", fasta)
     assert result.exit_code == 1
     assert "labelled Insecta at any rank (the index keeps order, family, genus, species;" in error_line(result)
+
+
+def test_fastq_references_build_the_index_fasta_builds(tmp_path):
+    """README: FASTQ is accepted wherever FASTA is, reference headers with SINTAX taxonomy included."""
+    records = specimens(n_species=3, per_species=2, unnamed=1)
+    fastq = tmp_path / "r.fq"
+    fastq.write_text("".join(f"@{r.sintax()[1:]}\n{r.barcode}\n+\n{'I' * len(r.barcode)}\n" for r in records))
+    digests = []
+    for name, path in (("fasta", write_fasta(tmp_path / "r.fa", records)), ("fastq", fastq)):
+        assert run("-q", "index", "-m", "kmer", path, "-o", tmp_path / name).exit_code == 0
+        digests.append(json.loads((tmp_path / name / "manifest.json").read_text())["sha256"])
+    assert digests[0] == digests[1]
