@@ -167,6 +167,21 @@ def test_genus_is_picked_under_the_family_picked():
     assert pred.assigned == {"family": "F1", "genus": None}
 
 
+def test_a_rank_is_never_more_confident_than_the_rank_above():
+    """A species cannot be surer than its genus: the genus map says 0.27, the species map 0.88,
+    and the species is reported at 0.27, below a 0.5 cutoff with its genus."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b"], {"genus": ["G1", "G1"], "species": ["s1", "s1"]})
+    calibration = handmade_calibration(["genus", "species"])
+    for rank, intercept in (("genus", -1.0), ("species", 2.0)):  # constant maps: coef 0
+        calibration.ranks[rank] = {**calibration.ranks[rank], "maps": [
+            {**calibration.ranks[rank]["maps"][0], "coef": [0, 0, 0], "intercept": intercept}]}
+    rows, sims = np.array([[0, 1]]), np.array([[0.99, 0.98]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, calibration, 0.5)[0]
+    assert pred.confidence["genus"] == pytest.approx(1 / (1 + np.exp(1.0)))
+    assert pred.confidence["species"] == pytest.approx(pred.confidence["genus"])
+    assert pred.assigned == {"genus": None, "species": None}
+
+
 def test_lineage_status_and_cutoff():
     labels = {"order": ["Diptera"] * 3, "family": ["Culicidae"] * 3, "genus": ["Aedes"] * 3,
               "species": ["Aedes albopictus", "Aedes aegypti", "Aedes aegypti"]}
