@@ -2,6 +2,7 @@
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -97,6 +98,25 @@ def test_random_shuffled_and_repeat_sequences_are_unassigned(kmer_index, records
     real = run("classify", "--index", kmer_index, _fasta(tmp_path / "real.fa", [(r.id, r.barcode) for r in records]))
     assert "unlike every reference barcode" not in real.stderr
     assert sum(r["status"] == "assigned" for r in tsv(real.stdout)) > len(records) // 2
+
+
+def test_a_near_identical_match_stays_on_target_below_the_floor(kmer_index, records, tmp_path):
+    """A reference's own odd barcode lies below the floor; a query matching a record that closely
+    (NEAR_IDENTICAL) keeps its call. Here a raised floor makes every barcode odd: the reference's
+    own barcodes keep their confidences, a random sequence still gets none."""
+    raised = tmp_path / "raised"
+    shutil.copytree(kmer_index, raised)
+    manifest = json.loads((raised / "manifest.json").read_text())
+    manifest["sketch"].update(floor=0.9999, short_floors=None)
+    (raised / "manifest.json").write_text(json.dumps(manifest))
+    cut = records[0].barcode[:60]  # the fixture's edit cut these bases out of every record holding them
+    own = [(r.id, r.barcode) for r in records[1:] if cut not in r.barcode][:5]
+    result = run("classify", "--index", raised, _fasta(tmp_path / "q.fa", own + _random_sequences(1)))
+    assert result.exit_code == 0, result.stderr
+    *matches, stranger = tsv(result.stdout)
+    assert all(float(row["nearest_sim"]) > 0.99 and float(row["order_conf"]) > 0 for row in matches)
+    assert stranger["status"] == "unassigned" and float(stranger["order_conf"]) == 0.0
+    assert result.stderr.count("unlike every reference barcode") == 1
 
 
 def test_sketch_orients_real_barcodes_both_ways(records):
