@@ -106,6 +106,21 @@ def test_output_path_messages(tmp_path):
         output_path("-", directory=True)  # index -o -, evaluate -o -: not a folder named '-'
 
 
+def test_an_input_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
+    """The input named relatively, or through a symlink, is still the file ``-o`` would destroy;
+    a folder output holding it two levels down is refused too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.fa").write_text(">a\nACGT\n")
+    (tmp_path / "alias.fa").symlink_to(tmp_path / "q.fa")
+    for given in ("q.fa", "./q.fa", "alias.fa"):
+        with pytest.raises(UsageError, match="is the input"):
+            output_path(tmp_path / "q.fa", inputs=(given,))
+    nested = tmp_path / "out" / "sub" / "ref.fa"
+    nested.parent.mkdir(parents=True)
+    nested.write_text(">a\nACGT\n")
+    with pytest.raises(UsageError, match="holds the input"):
+        output_path(tmp_path / "out", directory=True, inputs=("out/sub/ref.fa",))
+
 
 _APPEND = """
 import sys
