@@ -48,6 +48,27 @@ def test_directories(tmp_path):
     assert os.listdir(tmp_path) == ["index"]
 
 
+def test_a_folder_that_cannot_be_swapped_in_leaves_the_previous_one(tmp_path, monkeypatch):
+    """The old folder is moved aside before the new one is renamed in; if that rename fails
+    (a full disk, a file system quirk), the old folder is put back."""
+    target = tmp_path / "index"
+    target.mkdir()
+    (target / "manifest.json").write_text("old")
+    rename = os.replace
+
+    def failing(source, destination):
+        if os.path.basename(source).startswith(".index.tmp"):
+            raise OSError(28, "No space left on device")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="No space"):
+        with atomic_path(target, directory=True) as temp:
+            (temp / "manifest.json").write_text("new")
+    assert (target / "manifest.json").read_text() == "old"
+    assert os.listdir(tmp_path) == ["index"]
+
+
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ClibdError, match="the folder .*nope does not exist"):
         with atomic_path(tmp_path / "nope" / "out.h5"):
