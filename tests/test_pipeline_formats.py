@@ -110,6 +110,28 @@ def test_qiime2_taxon_keeps_each_level_in_its_position_when_a_rank_has_no_label(
             assert parse_lineage(taxon) == {rank: row[rank] for rank in RANK_OF.values() if row[rank]}
 
 
+def test_a_call_below_the_cutoff_in_every_format():
+    """No rank reaches the cutoff (0.7): every format keeps the best guesses and their confidences
+    but assigns nothing; qiime2's ``Unassigned`` carries the best order's confidence (0.62), which
+    tells a weak call from an unreadable record's 0."""
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.classification.taxonomy import RankedPrediction
+    from clibd_cli.io.pipeline_formats import qiime2_row, sintax_row
+    from clibd_cli.io.predictions import json_record, tsv_row
+
+    labels = {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes vexans"}
+    confidence = {"order": 0.62, "family": 0.4, "genus": 0.2, "species": 0.1}
+    weak = Result(Query("q1", barcode="ACGT"), RankedPrediction(labels, confidence, "r1", 0.8, 0.7))
+    assert tsv_row(weak)[2:11] == ["unassigned", "", "", "", "", "0.6200", "0.4000", "0.2000", "0.1000"]
+    assert json_record(weak)["ranks"]["order"] == {"label": "Diptera", "confidence": 0.62, "assigned": False}
+    assert qiime2_row(weak) == ("q1", "Unassigned", "0.6200")
+    assert sintax_row(weak) == ("q1", "o:Diptera(0.62),f:Culicidae(0.40),g:Aedes(0.20),s:Aedes_vexans(0.10)",
+                                "+", "")
+    unreadable = Result(Query("q2", barcode="AC"), problem="too short")
+    assert qiime2_row(unreadable) == ("q2", "Unassigned", "0.0000")
+
+
 def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
     require_programs("vsearch")
     root, ref_fa, query_fa, rows = kmer_case
