@@ -13,6 +13,8 @@ import pytest
 from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
 from fixtures.programs import require_programs
 
+from models.errors import ClibdError
+
 RANKS = ("order", "family", "genus", "species")
 
 
@@ -176,6 +178,19 @@ def test_counts_errors_name_the_line(case, tmp_path):
                                        "reads must be whole numbers ≥ 0")
     alone = run("classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "bad.tsv")
     assert alone.exit_code == 2 and "--counts goes with --summary" in alone.stderr
+
+
+def test_counts_must_be_whole_reads(tmp_path):
+    """biom's 3.0 is 3 reads; a share (0.25) or 2.5 reads is not a count, and would drop to 0 or 2."""
+    from clibd_cli.abundance.counts import read_counts
+
+    table = tmp_path / "counts.tsv"
+    table.write_text("#OTU ID\tS1\tS2\nf1\t3.0\t0\n")
+    assert read_counts(table).reads == {"f1": [3, 0]}
+    for cell in ("0.25", "2.5"):
+        table.write_text(f"#OTU ID\tS1\tS2\nf1\t3\t0\nf2\t1\t{cell}\n")
+        with pytest.raises(ClibdError, match=rf"counts.tsv:3: '{cell}' is not a read count"):
+            read_counts(table)
 
 
 def test_counts_by_sequence_match_barcodes_read_reverse_complemented(case, tmp_path):
