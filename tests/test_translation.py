@@ -59,6 +59,11 @@ def test_peptide_profile_counts_amino_acid_pairs():
     assert np.linalg.norm(x[0]) == pytest.approx(1.0)
     assert not x[1:].any()  # stops and unknown codons make no pair: zero vectors
     assert STOP == 20
+    # every frame holds a stop; frame 0 (the first of the ties) reads M P * G T S L T
+    stopped = "ATGCCCTAAGGGACTAGTTTAACC"
+    assert protein(stopped) == "MP*GTSLT"
+    pairs = [AMINO_ACIDS.index(a) * 20 + AMINO_ACIDS.index(b) for a, b in ("MP", "GT", "TS", "SL", "LT")]
+    assert np.flatnonzero(peptide_profile([stopped], k=2)[0]).tolist() == sorted(pairs)  # none across *
 
 
 def test_kmer_aa_model_mixes_the_two_cosines():
