@@ -114,3 +114,12 @@ def test_barcode_problems_say_what_the_text_looks_like():
     assert "GenBank-style numbering" in barcode_problem("1 aactttatat tttatttttg 61 gtgcttgagc " * 10)
     assert "protein?" in barcode_problem("MKVLAAGIVGLLLAAQPAMA" * 10)
     assert barcode_problem("ACGT" * 50) is None
+
+
+def test_min_bases_is_the_least_a_barcode_may_have():
+    from clibd_cli.io.sequences import MIN_BASES, barcode_problem
+
+    assert barcode_problem("ACGT" * (MIN_BASES // 4)) is None  # exactly MIN_BASES: classified
+    assert barcode_problem("ACGT" * (MIN_BASES // 4) + "N") is None
+    assert barcode_problem("ACGT" * (MIN_BASES // 4 - 1) + "ACG" + "N" * 50) == \
+        f"too short: {MIN_BASES - 1} unambiguous bases (at least {MIN_BASES} needed)"
