@@ -193,3 +193,71 @@ def test_sigterm_leaves_nothing_half_written(tmp_path):
     assert proc.returncode == 143, stderr
     assert "clibd: terminated (nothing half-written is left)" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_input_under_another_name_is_refused(tmp_path, monkeypatch, reference):
+    """A hard link to an input, or the file standard input reads (`- -o FILE < FILE`), is that input."""
+    query = write_fasta(tmp_path / "q.fa", specimens(n_species=1, per_species=1, unnamed=0), sintax=False)
+    before = query.read_text()
+    linked = tmp_path / "linked.fa"
+    os.link(query, linked)
+    with pytest.raises(UsageError, match="is the input .*q.fa; writing it would destroy"):
+        output_path(linked, inputs=(query,))
+    with open(query) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        with pytest.raises(UsageError, match="is the file standard input reads"):
+            output_path(query, inputs=("-",))
+        assert output_path(tmp_path / "other.tsv", inputs=("-",)) == tmp_path.resolve() / "other.tsv"
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    with open(query) as stdin:  # a real process, its standard input the file it is told to write
+        proc = subprocess.run([sys.executable, "-m", "clibd_cli", "classify", "--index", str(index), "-",
+                               "-o", str(query)], stdin=stdin, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "is the file standard input reads" in proc.stderr, proc.stderr
+    assert query.read_text() == before
+
+
+def test_an_output_inside_the_index_or_model_it_reads_is_refused(tmp_path, reference):
+    """classify -o INDEX/records.tsv replaced a file of the index it had just read (the next run
+    failed its checksum); a new file there would be lost when the index is rebuilt."""
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    files = {p.name: p.read_bytes() for p in index.iterdir()}
+    for name in ("records.tsv", "predictions.tsv"):
+        result = run("classify", "--index", index, reference, "-o", index / name)
+        assert result.exit_code == 2 and "an index or model folder this command reads" in error_line(result)
+    summary = run("classify", "--index", index, reference, "--summary", index / "summary.tsv")
+    assert summary.exit_code == 2 and "inside" in error_line(summary)
+    assert {p.name: p.read_bytes() for p in index.iterdir()} == files
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not os.path.exists("/usr/bin/setpriv"),
+                    reason="root writes anything; needs setpriv to drop that")
+def test_a_read_only_output_or_folder_is_refused_before_any_work(tmp_path, reference):
+    """Replacing by rename would go through a read-only file (the folder is writable); a folder the
+    user cannot write failed only after the work (an index build: after embedding everything)."""
+    keep = tmp_path / "keep.tsv"
+    keep.write_text("mine")
+    keep.chmod(0o444)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    index.chmod(0o555)
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"] if os.geteuid() == 0 else []
+    clibd = [*drop, sys.executable, "-m", "clibd_cli"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        for command, message in ((["classify", "--index", index, reference, "-o", keep], "is read-only"),
+                                 (["embed", "-m", "kmer", reference, "-o", locked / "e.h5"], "cannot write in"),
+                                 (["index", "-m", "kmer", "-k", "3", reference, "-o", locked / "new" / "ix"],
+                                  "cannot write in"),
+                                 (["index", "-m", "kmer", "-k", "3", reference, "-o", index], "is read-only")):
+            proc = subprocess.run([*clibd, *map(str, command)], capture_output=True, text=True, env=env, timeout=300)
+            assert proc.returncode == 2, (command, proc.stderr)
+            assert proc.stderr.strip().splitlines()[-1].startswith("clibd: error: ") and message in proc.stderr
+    finally:
+        locked.chmod(0o755)
+        index.chmod(0o755)
+    assert keep.read_text() == "mine" and list(locked.iterdir()) == []

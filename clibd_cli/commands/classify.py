@@ -150,9 +150,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if output == "/dev/stdout":  # the name scripts use for standard output: stream there, as for -
         output = "-"
     if output != "-":
-        output = str(output_path(output, inputs=(*inputs, *images)))
+        output = str(output_path(output, inputs=(*inputs, *images), reads=(index_dir, model_dir)))
     if summary_path:
-        summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])))
+        summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])),
+                                   reads=(index_dir, model_dir))
         if output != "-" and Path(output).resolve() == summary_path.resolve():
             raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
         from clibd_cli.abundance.summary import refuse_clashes, summary_files

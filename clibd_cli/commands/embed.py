@@ -50,7 +50,7 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     from clibd_cli import distributed
     from clibd_cli.io.outputs import output_path
 
-    output = output_path(output, inputs=inputs)
+    output = output_path(output, inputs=inputs, reads=(model_dir,))
     if nproc_per_node > 1 and "-" in inputs:
         raise click.BadParameter("standard input can be read by one process only; give a file",
                                  param_hint="--nproc-per-node")

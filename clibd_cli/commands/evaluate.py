@@ -64,7 +64,7 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
 
     resuming = output.is_dir() and {p.name for p in output.iterdir()} <= {"cache"}  # an interrupted run's
     output = output_path(output, directory=True, marker=None if resuming else "metrics.json",
-                         inputs=(data,))
+                         inputs=(data,), reads=(model,))
     settings.apply_torch()
     plan = Plan(
         data=data, on=on, model=None if model in (None, "none") else model, pairs=pairs, baselines=baselines,

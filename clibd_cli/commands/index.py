@@ -119,7 +119,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     from clibd_cli.io.outputs import output_path, writer_lock
 
     output = output_path(output, directory=True, marker="manifest.json",
-                         inputs=(*references, *held_out, *images, *([taxonomy] if taxonomy else [])))
+                         inputs=(*references, *held_out, *images, *([taxonomy] if taxonomy else [])), reads=(model_dir,))
     if not model_available(model_dir):
         raise click.BadParameter(f"{model_dir}: not a model directory (train one with clibd train, "
                                  f"or use {KMER_MODEL} or {PEPTIDE_MODEL} for a model-free k-mer profile)", param_hint="--model")

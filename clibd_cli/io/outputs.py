@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,14 +27,17 @@ class UsageError(ClibdError):
 
 
 def output_path(path: str | Path, *, directory: bool = False, marker: str | None = None,
-                inputs: tuple[str | Path, ...] = ()) -> Path:
+                inputs: tuple[str | Path, ...] = (), reads: tuple[str | Path | None, ...] = ()) -> Path:
     """Where a user's output ``path`` (``-o``) may be written, or a :class:`UsageError` (exit 2).
 
     A symlink is followed: its target is written, the link stays. Refused: a device, FIFO or
     socket; a file where a folder goes and the reverse; a file in a folder that does not exist (a
-    mistyped folder is not made; a folder output is made, with its parents); with ``directory``, a non-empty folder
+    mistyped folder is not made; a folder output is made, with its parents); a read-only output
+    or one in a folder the user cannot write; with ``directory``, a non-empty folder
     without ``marker`` (not an earlier output of the same command, which is replaced); an output
-    that is one of ``inputs`` or holds one; ``-`` (commands that stream to standard output take
+    that is one of ``inputs`` (by any name: a link, a hard link, the file standard input reads)
+    or holds one; an output inside one of the folders in ``reads`` (an index, a model directory:
+    read as a whole, replaced as a whole); ``-`` (commands that stream to standard output take
     it before they call this). Returns the resolved path.
     """
     given = str(path)
@@ -57,17 +61,35 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     if mode is not None and directory and marker and not (target / marker).is_file() and any(target.iterdir()):
         raise UsageError(f"{given}: is a folder with other files in it (no {marker}), not an earlier "
                          "output of this command; clibd will not replace it; give a new or empty folder")
+    if mode is not None and not os.access(target, os.W_OK):
+        raise UsageError(f"{given}: is read-only; clibd will not replace it; make it writable or give another path")
+    made_in = next((folder for folder in target.parents if folder.is_dir()), target)  # where the output (or its folder) is made
+    if not os.access(made_in, os.W_OK | os.X_OK):
+        raise UsageError(f"{given}: cannot write in {made_in} (permission denied); give another path")
     for source in inputs:
-        if str(source) == "-":
-            continue
-        source_path = Path(os.path.realpath(source))
-        if source_path == target:
-            raise UsageError(f"{given}: is the input {source}; writing it would destroy that input; "
-                             "give another output path")
-        if directory and target in source_path.parents:
+        if _same_file(target, source):
+            name = "the file standard input reads" if str(source) == "-" else f"the input {source}"
+            raise UsageError(f"{given}: is {name}; writing it would destroy that input; give another output path")
+        if directory and str(source) != "-" and target in Path(os.path.realpath(source)).parents:
             raise UsageError(f"{given}: holds the input {source}; replacing the folder would destroy "
                              "that input; give another output path")
+    for folder in filter(None, reads):
+        inside = Path(os.path.realpath(folder))
+        if os.path.isdir(inside) and (inside == target or inside in target.parents):
+            raise UsageError(f"{given}: is inside {folder}, an index or model folder this command reads (clibd "
+                             "writes and replaces those whole); give a path outside it")
     return target
+
+
+def _same_file(target: Path, source: str | Path) -> bool:
+    """Whether ``target`` is ``source`` under any name (``-``: the file standard input reads)."""
+    stdin = str(source) == "-"
+    try:
+        found = os.fstat(sys.stdin.fileno()) if stdin else os.stat(source)
+        written = os.stat(target)
+    except (AttributeError, OSError, ValueError):  # no such file; no standard input, or not a file's
+        return not stdin and Path(os.path.realpath(source)) == target
+    return (found.st_dev, found.st_ino) == (written.st_dev, written.st_ino)
 
 
 @contextmanager
