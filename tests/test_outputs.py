@@ -261,3 +261,20 @@ def test_a_read_only_output_or_folder_is_refused_before_any_work(tmp_path, refer
         locked.chmod(0o755)
         index.chmod(0o755)
     assert keep.read_text() == "mine" and list(locked.iterdir()) == []
+
+
+def test_embed_waits_for_another_writer_of_its_output(tmp_path, reference):
+    """Two embeds of one -o shared OUTPUT.shards/: the second emptied the first's chunks as stale,
+    both failed (or one took the other's chunks). Now the second waits for the lock."""
+    from clibd_cli.io.outputs import writer_lock
+
+    out = tmp_path / "e.h5"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with writer_lock(out):
+        proc = subprocess.Popen([sys.executable, "-m", "clibd_cli", "embed", "-m", "kmer", str(reference), "-o", str(out)],
+                                env=env, stderr=subprocess.PIPE, text=True)
+        assert "another clibd is writing it; waiting" in proc.stderr.readline()
+        time.sleep(0.5)
+        assert proc.poll() is None and not out.exists() and not (tmp_path / "e.h5.shards").exists()
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["e.h5"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,7 @@ from clibd_cli import __version__
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, describe_inputs, discard, embed_chunks, read_chunks, shards_folder
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
+from clibd_cli.io.outputs import writer_lock
 from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
@@ -84,22 +85,24 @@ def input_modality(source: str, dataset_modality: str) -> str:
 def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str], dataset_modality: str,
                   output: Path, model_spec: str, command: str, world: World, progress: bool = False) -> int:
     """Embed the inputs into ``output`` (process 0 writes it; every process embeds its share of the
-    chunks, see ``clibd_cli/embedding/shards.py``); the number of embeddings written (0 elsewhere)."""
+    chunks, see ``clibd_cli/embedding/shards.py``); the number of embeddings written (0 elsewhere).
+    A second clibd writing the same output waits for the first: they would share its chunks."""
     if "-" in inputs and world.enabled:
         raise ClibdError("standard input can be read by one process only; embed a file with --nproc-per-node")
     size = embedder.batch_size * CHUNK_BATCHES
     folder = shards_folder(output)
-    fingerprint = {"command": "embed", "inputs": describe_inputs(inputs), "splits": list(splits),
-                   "modality": dataset_modality, "model": embedder.model.fingerprint(),
-                   "precision": embedder.precision, "chunk_records": size}
-    files = embed_chunks(input_chunks(embedder, inputs, splits, dataset_modality, size), folder, fingerprint,
-                         world, progress)
-    if not world.is_main:
-        return 0
-    with EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
-        for part in read_chunks(files):
-            writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
-    discard(folder)
+    with writer_lock(output) if world.is_main else nullcontext():
+        fingerprint = {"command": "embed", "inputs": describe_inputs(inputs), "splits": list(splits),
+                       "modality": dataset_modality, "model": embedder.model.fingerprint(),
+                       "precision": embedder.precision, "chunk_records": size}
+        files = embed_chunks(input_chunks(embedder, inputs, splits, dataset_modality, size), folder, fingerprint,
+                             world, progress)
+        if not world.is_main:
+            return 0
+        with EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
+            for part in read_chunks(files):
+                writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
+        discard(folder)
     return writer.count
 
 
