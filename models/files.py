@@ -9,6 +9,7 @@ manifest records. Whether a user's ``-o`` may be written at all is the command l
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -22,6 +23,7 @@ from models.errors import ClibdError
 
 _UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) ...
 os.umask(_UMASK)  # ... and put it back at once; temporaries get the permissions open() would give
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 @contextmanager
@@ -29,7 +31,8 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``path``.
 
     With ``directory=True`` the temporary path is an empty folder to fill. Files are fsynced
-    before the rename. On any exception, KeyboardInterrupt included, the temporary is removed.
+    before the rename. On any exception, KeyboardInterrupt included, the temporary is removed; a
+    full disk (or a file size limit) is a :func:`cannot_write` error that names ``path``.
     """
     target = Path(path)
     parent = target.parent
@@ -54,9 +57,16 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
                 os.fsync(written.fileno())
             os.chmod(temp, 0o666 & ~_UMASK)
             os.replace(temp, target)
-    except BaseException:
+    except BaseException as exc:
         _remove(temp)
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM and not exc.filename:  # a write, not an open
+            raise cannot_write(target, exc) from None
         raise
+
+
+def cannot_write(target: str | Path, exc: OSError) -> ClibdError:
+    """The error for a write to ``target`` that failed (no space left, a file size limit, a quota)."""
+    return ClibdError(f"{target}: cannot write ({exc.strerror or exc}); free some space or give another path")
 
 
 @contextmanager

@@ -86,3 +86,50 @@ def test_an_unwritable_folder_is_named_with_the_users_path(tmp_path, monkeypatch
     with pytest.raises(ClibdError, match=r"out\.tsv: cannot write in .* \(Permission denied\)$"):
         with atomic_open(tmp_path / "out.tsv") as handle:
             handle.write("x")
+
+
+_LIMIT = 64 << 10  # bytes: far less than the HDF5 files below
+
+
+def _clibd_with_a_file_size_limit(cwd, *args):
+    """``clibd ARGS`` in a process that may not write a file over _LIMIT bytes (``ulimit -f``, as a
+    full disk: the write fails with EFBIG; Python ignores the SIGXFSZ)."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (_LIMIT, _LIMIT))
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, "-m", "clibd_cli", "-q", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, preexec_fn=limit, timeout=300)
+
+
+@pytest.mark.parametrize("command", [["prepare"], ["embed", "-m", "kmer", "--batch-size", "1"]])  # 8 per chunk file
+def test_a_full_disk_is_an_error_naming_the_output_not_a_crash(tmp_path, command):
+    """HDF5 crashed (segmentation fault, exit 139) a few writes after the first failed one, leaving
+    its temporary file; now: exit 1, one line naming the output, no temporary."""
+    import random
+
+    rng = random.Random(0)
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">r{i}\n{''.join(rng.choice('ACGT') for _ in range(650))}\n" for i in range(400)))
+    result = _clibd_with_a_file_size_limit(tmp_path, *command, fasta, "-o", "out.h5")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"clibd: error: {tmp_path}/out.h5: cannot write (File too "
+                                                      "large); free some space or give another path")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("out.h5") and p.name != "out.h5.shards"]
+
+
+def test_a_full_disk_names_the_output_of_any_atomic_write(tmp_path):
+    """classify -o said only 'clibd: error: No space left on device'."""
+    target = tmp_path / "out.tsv"
+    target.write_text("old")
+    with pytest.raises(ClibdError, match=r"out\.tsv: cannot write \(No space left on device\); free some space"):
+        with atomic_path(target):
+            raise OSError(28, "No space left on device")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["out.tsv"]
+    with pytest.raises(FileNotFoundError):  # an input that is not there stays what it is
+        with atomic_path(target):
+            open(tmp_path / "missing.fa")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping
-from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from clibd_cli import __version__
 from clibd_cli.data.store import FIELDS, FORMAT, FORMAT_VERSION, LABELS, MISSING, Record, in_listing_order
-from models.files import atomic_path
+from clibd_cli.io.hdf5_files import HDF5Output
 
 TEXT_FIELDS = FIELDS[:-1]  # every field but the photo bytes
 _ROW = operator.attrgetter(*FIELDS)
@@ -39,8 +38,8 @@ class DatasetWriter:
         self.chunk_rows = chunk_rows
         self.buffer_bytes = buffer_bytes
         self.storage_chunk = storage_chunk
-        self._stack = ExitStack()
-        self._file = h5py.File(self._stack.enter_context(atomic_path(self.path)), "w")
+        self._output = HDF5Output(self.path)
+        self._file = self._output.file
         self._buffers: dict[str, list[tuple]] = {}
         self._buffered_bytes = 0
         self._stats: dict[str, _SplitStats] = {}
@@ -66,7 +65,8 @@ class DatasetWriter:
         if record.image:
             self._buffered_bytes += len(record.image)
         if len(buffer) >= self.chunk_rows or self._buffered_bytes >= self.buffer_bytes:
-            self._flush()
+            with self._output.writing():
+                self._flush()
 
     def summary(self) -> dict:
         """Per-split and total counts: records, species, genera, with_image."""
@@ -79,27 +79,25 @@ class DatasetWriter:
     def close(self) -> dict:
         """Write what is buffered and the attributes, and move the file into place."""
         try:
-            self._flush()
-            summary = self.summary()
-            for name, counts in summary["splits"].items():
-                self._file[name].attrs.update(counts)
-            attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "clibd_version": __version__,
-                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **self.attrs,
-                     "summary": summary}
-            for key, value in attrs.items():
-                self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
-            self._file.close()
+            with self._output.writing():
+                self._flush()
+                summary = self.summary()
+                for name, counts in summary["splits"].items():
+                    self._file[name].attrs.update(counts)
+                attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "clibd_version": __version__,
+                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **self.attrs,
+                         "summary": summary}
+                for key, value in attrs.items():
+                    self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
         except BaseException as exc:
             self._abort(exc)
             raise
-        self._stack.close()
+        self._output.close()
         return summary
 
     def _abort(self, exc: BaseException) -> None:
         """Drop the temporary file (the target keeps its previous content, if any)."""
-        with suppress(Exception):
-            self._file.close()
-        self._stack.__exit__(type(exc), exc, exc.__traceback__)
+        self._output.abort(exc)
 
     def _flush(self) -> None:
         for split, rows in self._buffers.items():

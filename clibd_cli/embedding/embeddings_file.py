@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,13 +16,13 @@ import numpy as np
 from clibd_cli import __version__
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, describe_inputs, discard, embed_chunks, read_chunks, shards_folder
+from clibd_cli.io.hdf5_files import HDF5Output
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
 from clibd_cli.io.outputs import writer_lock
 from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError
-from models.files import atomic_path
 
 if TYPE_CHECKING:
     from clibd_cli.distributed import World
@@ -35,15 +35,14 @@ class EmbeddingsWriter:
 
     def __init__(self, path: Path, model, model_spec: str, command: str):
         self.path, self.count = Path(path), 0
-        self._stack = ExitStack()
         self._attrs = {"model_fingerprint": model.fingerprint(), "model": str(Path(model_spec).resolve())
                        if Path(model_spec).exists() else model_spec, "embed_dim": model.embed_dim,
                        "clibd_version": __version__, "command": command}
         self._dim = model.embed_dim
 
     def __enter__(self) -> EmbeddingsWriter:
-        temp = self._stack.enter_context(atomic_path(self.path))
-        self._file = self._stack.enter_context(h5py.File(temp, "w"))
+        self._output = HDF5Output(self.path)
+        self._file = self._output.file
         self._file.attrs.update(self._attrs)
         text = h5py.string_dtype()
         self._ids = self._file.create_dataset("ids", (0,), dtype=text, maxshape=(None,), chunks=(4096,))
@@ -56,13 +55,17 @@ class EmbeddingsWriter:
 
     def add(self, ids: Sequence[str], kinds: Sequence[str], vectors: np.ndarray) -> None:
         n = len(ids)
-        for dataset, values in ((self._ids, ids), (self._kinds, kinds), (self._vectors, vectors)):
-            dataset.resize(self.count + n, axis=0)
-            dataset[self.count:] = values
+        with self._output.writing():
+            for dataset, values in ((self._ids, ids), (self._kinds, kinds), (self._vectors, vectors)):
+                dataset.resize(self.count + n, axis=0)
+                dataset[self.count:] = values
         self.count += n
 
-    def __exit__(self, *exc) -> None:
-        self._stack.__exit__(*exc)
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self._output.close()
+        else:
+            self._output.abort(exc)
 
 
 def read_embeddings(path: str | Path) -> tuple[list[str], list[str], np.ndarray, dict]:
