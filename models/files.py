@@ -64,9 +64,10 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
         raise
 
 
-def cannot_write(target: str | Path, exc: OSError) -> ClibdError:
+def cannot_write(target: str | Path, reason: OSError | str) -> ClibdError:
     """The error for a write to ``target`` that failed (no space left, a file size limit, a quota)."""
-    return ClibdError(f"{target}: cannot write ({exc.strerror or exc}); free some space or give another path")
+    reason = (reason.strerror or str(reason)) if isinstance(reason, OSError) else reason
+    return ClibdError(f"{target}: cannot write ({reason}); free some space or give another path")
 
 
 @contextmanager

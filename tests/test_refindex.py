@@ -210,3 +210,34 @@ def test_a_stored_view_maps_labels_added_out_of_order(tmp_path):
     assert element.tolist() == [5, 4, 3, 2, 1, 0]
     expected = graph.get_items(np.arange(6), return_type="numpy")
     assert np.array_equal(view[element], expected) and np.array_equal(stored_vectors(tmp_path / "index.bin", 8), expected)
+
+
+def test_an_index_file_cut_short_by_a_full_disk_fails_the_save_and_keeps_the_old_index(tmp_path):
+    """hnswlib writes index.bin without checking its writes: under a full disk `clibd index`
+    exited 0, its checksums made on the cut file, the previous index replaced by an unreadable one."""
+    import os
+
+    from clibd_cli.reference.hnsw_file import stored_whole
+
+    index, _ = small_index()
+    index.save(tmp_path / "ref")
+    whole = tmp_path / "ref" / "index.bin"
+    assert stored_whole(whole)
+    data = whole.read_bytes()
+    for cut in (data[:96], data[:len(data) // 2], data[:-1], data + b"\0"):
+        (tmp_path / "cut.bin").write_bytes(cut)
+        assert not stored_whole(tmp_path / "cut.bin")
+
+    class CutShort:  # hnswlib's save, with the disk full before its last byte
+        def __init__(self, graph):
+            self.graph = graph
+
+        def save_index(self, path):
+            self.graph.save_index(path)
+            os.truncate(path, os.path.getsize(path) - 1)
+
+    other, _ = small_index(n=80)
+    other.graph = CutShort(other.graph)
+    with pytest.raises(ClibdError, match=r"ref: cannot write \(index\.bin cut short: no space left on the disk\?\)"):
+        other.save(tmp_path / "ref")
+    assert len(load_index(tmp_path / "ref")) == 60 and sorted(p.name for p in tmp_path.iterdir()) == ["cut.bin", "ref"]

@@ -32,13 +32,13 @@ from tqdm import tqdm
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
 from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
-from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors, stored_view
+from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors, stored_view, stored_whole
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch
 from models.config import TOWERS
 from models.errors import ClibdError
-from models.files import atomic_path, sha256_file
+from models.files import atomic_path, cannot_write, sha256_file
 
 FORMAT_VERSION = 1
 INDEX_FILE, NODES_FILE, RECORDS_FILE = "index.bin", "nodes.npy", "records.tsv"
@@ -195,6 +195,8 @@ class ReferenceIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, directory=True) as tmp:
             self.graph.save_index(str(tmp / INDEX_FILE))
+            if not stored_whole(tmp / INDEX_FILE):  # hnswlib does not check its writes
+                raise cannot_write(path, f"{INDEX_FILE} cut short: no space left on the disk?")
             np.save(tmp / NODES_FILE, self.nodes, allow_pickle=False)
             with open(tmp / RECORDS_FILE, "w", encoding="utf-8", newline="\n") as f:
                 write_records(f, self.ids, self.labels)
