@@ -1,29 +1,35 @@
 """Atomic outputs and checksums, for every file clibd writes (model, index, pack, dataset, report).
 
-Writes go to a temporary path beside the target, renamed into place on success: a reader never
-sees a half-written file or folder, and a failure (including Ctrl-C) leaves the previous
-version, if any, untouched and no temporary behind. :func:`sha256_file` is the checksum every
+Writes go to a temporary path beside the target, renamed into place on success (a folder
+swapped with the previous one in one step where the system can): a reader never sees a
+half-written file or folder, and a failure (including Ctrl-C) leaves the previous version, if
+any, untouched and no temporary behind; :func:`read_whole` reads a folder whole even while one
+is replaced. :func:`sha256_file` is the checksum every
 manifest records. Whether a user's ``-o`` may be written at all is the command line's rule
 (``clibd_cli/io/outputs.py``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from models.errors import ClibdError
 
 _UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) ...
 os.umask(_UMASK)  # ... and put it back at once; temporaries get the permissions open() would give
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_RENAMEAT2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if os.name == "posix" else None
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+T = TypeVar("T")
 
 
 @contextmanager
@@ -82,6 +88,9 @@ def _replace_directory(temp: Path, target: Path) -> None:
     if not target.exists():
         os.replace(temp, target)
         return
+    if _exchange(temp, target):  # one step: a reader of ``target`` finds the old folder or the new one
+        shutil.rmtree(temp, ignore_errors=True)  # the previous version, now at the temporary name
+        return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old", dir=target.parent))
     try:
         os.replace(target, old / target.name)
@@ -94,11 +103,50 @@ def _replace_directory(temp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths at once (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is not
+    available (another system, a file system without it)."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
 def _remove(temp: Path) -> None:
     if temp.is_dir():
         shutil.rmtree(temp, ignore_errors=True)
     else:
         temp.unlink(missing_ok=True)
+
+
+def read_whole(folder: Path, read: Callable[[Path], T], tries: int = 10) -> T:
+    """``read(folder)``, of a folder that :func:`atomic_path` may replace meanwhile (another
+    process writing it): read again until one version was read from start to end."""
+    version = _version(folder)
+    for _ in range(tries - 1):
+        try:
+            found = read(folder)
+        except Exception:  # noqa: BLE001 - any failure, if the folder changed meanwhile, is read again
+            if _version(folder) == version:
+                raise
+        else:
+            if _version(folder) == version:
+                return found
+        version = _version(folder)
+    return read(folder)
+
+
+def _version(folder: Path) -> tuple[int, int, int] | None:
+    """Which folder ``folder`` names now: a replaced one is another inode, made at another time."""
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_ctime_ns
 
 
 def sha256_file(path: str | Path) -> str:

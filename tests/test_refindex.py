@@ -170,23 +170,29 @@ def test_bad_inputs_are_clear_errors():
         index.search(unit(2, dim=8), 3)
 
 
+def _stored_vectors(path, dim: int):
+    """The vectors of an hnswlib file in label order, through the mapped view; None if not laid out as expected."""
+    from clibd_cli.reference.hnsw_file import stored_view
+
+    found = stored_view(path, dim)
+    return None if found is None else np.ascontiguousarray(found[0][found[1]])
+
+
 def test_stored_vectors_are_read_from_the_file_as_hnswlib_holds_them(tmp_path):
     """``node_vectors`` reads index.bin's level-0 block (hnswlib's get_items copies one item at
     a time); the same vectors in the same order, and hnswlib's answer when the file is not as
     expected or the graph has grown since it was saved."""
-    from clibd_cli.reference.hnsw_file import stored_vectors
-
     index, vectors = small_index()
     index.save(tmp_path / "ref")
     loaded = load_index(tmp_path / "ref")
     graph = loaded.graph
     expected = graph.get_items(np.arange(graph.get_current_count()), return_type="numpy")
-    stored = stored_vectors(tmp_path / "ref" / "index.bin", loaded.manifest["dim"])
+    stored = _stored_vectors(tmp_path / "ref" / "index.bin", loaded.manifest["dim"])
     assert stored.dtype == np.float32 and np.array_equal(stored, expected)
     assert np.array_equal(loaded.node_vectors(), expected)
-    assert stored_vectors(tmp_path / "ref" / "index.bin", 8) is None  # not this dimension
+    assert _stored_vectors(tmp_path / "ref" / "index.bin", 8) is None  # not this dimension
     (tmp_path / "cut.bin").write_bytes((tmp_path / "ref" / "index.bin").read_bytes()[:500])
-    assert stored_vectors(tmp_path / "cut.bin", 16) is None
+    assert _stored_vectors(tmp_path / "cut.bin", 16) is None
     view, element = loaded.vector_view()  # mapped from the file, not copied
     assert not view.flags.owndata and not view.flags.writeable and np.array_equal(view[element], expected)
     loaded.append(unit(3, seed=9), ["new0", "new1", "new2"], {"genus": ["G9"] * 3, "species": [None] * 3})
@@ -199,7 +205,7 @@ def test_a_stored_view_maps_labels_added_out_of_order(tmp_path):
     """hnswlib stores items in the order threads add them; label ``i`` is ``view[element[i]]``."""
     import hnswlib
 
-    from clibd_cli.reference.hnsw_file import stored_vectors, stored_view
+    from clibd_cli.reference.hnsw_file import stored_view
 
     vectors = unit(6, dim=8)
     graph = hnswlib.Index(space="cosine", dim=8)
@@ -209,7 +215,7 @@ def test_a_stored_view_maps_labels_added_out_of_order(tmp_path):
     view, element = stored_view(tmp_path / "index.bin", 8)
     assert element.tolist() == [5, 4, 3, 2, 1, 0]
     expected = graph.get_items(np.arange(6), return_type="numpy")
-    assert np.array_equal(view[element], expected) and np.array_equal(stored_vectors(tmp_path / "index.bin", 8), expected)
+    assert np.array_equal(view[element], expected) and np.array_equal(_stored_vectors(tmp_path / "index.bin", 8), expected)
 
 
 def test_an_index_file_cut_short_by_a_full_disk_fails_the_save_and_keeps_the_old_index(tmp_path):
@@ -241,3 +247,60 @@ def test_an_index_file_cut_short_by_a_full_disk_fails_the_save_and_keeps_the_old
     with pytest.raises(ClibdError, match=r"ref: cannot write \(index\.bin cut short: no space left on the disk\?\)"):
         other.save(tmp_path / "ref")
     assert len(load_index(tmp_path / "ref")) == 60 and sorted(p.name for p in tmp_path.iterdir()) == ["cut.bin", "ref"]
+
+
+def test_an_index_replaced_while_it_is_read_is_read_again_whole(tmp_path, monkeypatch):
+    """A classify that opened the index as `clibd index -o` replaced it read the manifest of one
+    version and the files of the other ('checksum mismatch (corrupted or modified)')."""
+    import clibd_cli.reference.hnsw_index as hnsw_index
+
+    first, _ = small_index()
+    first.save(tmp_path / "ref")
+    second, _ = small_index(n=80)
+    read_records = hnsw_index.read_records
+    replaced = []
+
+    def replaced_while_reading(*args, **kwargs):
+        if not replaced:  # the rebuild lands between the manifest and the records
+            second.save(tmp_path / "ref")
+            replaced.append(True)
+        return read_records(*args, **kwargs)
+
+    monkeypatch.setattr(hnsw_index, "read_records", replaced_while_reading)
+    loaded = load_index(tmp_path / "ref")
+    assert replaced and len(loaded) == 80 and loaded.manifest["count"] == 80
+    assert np.array_equal(loaded.node_vectors(), second.node_vectors())
+
+
+_SAVES = """
+import sys
+from clibd_cli.reference.hnsw_index import load_index
+versions = [load_index(path) for path in sys.argv[2:4]]
+for i in range(int(sys.argv[4])):
+    versions[i % 2].save(sys.argv[1])
+"""
+
+
+def test_readers_never_miss_an_index_that_is_being_replaced(tmp_path):
+    """The directory was moved aside, then the new one moved in: a reader in between found no
+    index ('not a clibd index directory'). Now the two are exchanged in one step (renameat2)."""
+    import os
+    import subprocess
+    import sys
+
+    for name, n in (("a", 60), ("b", 80)):
+        small_index(n=n)[0].save(tmp_path / name)
+    small_index()[0].save(tmp_path / "ref")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    writer = subprocess.Popen([sys.executable, "-c", _SAVES, str(tmp_path / "ref"), str(tmp_path / "a"),
+                               str(tmp_path / "b"), "300"], env=env)
+    failures, reads = [], 0
+    while writer.poll() is None:
+        try:
+            assert len(load_index(tmp_path / "ref")) in (60, 80)
+            reads += 1
+        except ClibdError as exc:
+            failures.append(str(exc))
+    assert writer.returncode == 0 and reads > 0
+    assert failures == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "ref"]

@@ -32,13 +32,13 @@ from tqdm import tqdm
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
 from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
-from clibd_cli.reference.hnsw_file import stored_dim, stored_vectors, stored_view, stored_whole
+from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch
 from models.config import TOWERS
 from models.errors import ClibdError
-from models.files import atomic_path, cannot_write, sha256_file
+from models.files import atomic_path, cannot_write, read_whole, sha256_file
 
 FORMAT_VERSION = 1
 INDEX_FILE, NODES_FILE, RECORDS_FILE = "index.bin", "nodes.npy", "records.tsv"
@@ -77,19 +77,24 @@ class ReferenceIndex:
         """The distinct reference vectors ``[nodes, D]`` float32 (read once, then cached)."""
         n = self.graph.get_current_count()
         if self._node_vectors is None or len(self._node_vectors) != n:
-            stored = stored_vectors(self.path / INDEX_FILE, self.manifest["dim"]) if self.path else None
-            self._node_vectors = stored if stored is not None and len(stored) == n else np.ascontiguousarray(
+            mapped = self._mapped()
+            self._node_vectors = np.ascontiguousarray(mapped[0][mapped[1]]) if mapped else np.ascontiguousarray(
                 self.graph.get_items(np.arange(n), return_type="numpy"), dtype=np.float32)
         return self._node_vectors
 
     def vector_view(self) -> tuple[np.ndarray, np.ndarray]:
         """``(view, element)``: node ``i``'s vector is ``view[element[i]]``, mapped from ``index.bin``
         (no copy in memory; ``hnsw_file.stored_view``), else :meth:`node_vectors` and ``arange``."""
+        return self._mapped() or (self.node_vectors(), np.arange(self.graph.get_current_count()))
+
+    def _mapped(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``index.bin``'s vectors as :meth:`vector_view` gives them, mapped once per node count (at
+        load: the file read with the rest, not one that replaced it since), or None."""
         n = self.graph.get_current_count()
-        if self._view is None or self._view[0] != n:  # mapped once per node count, not per call
+        if self._view is None or self._view[0] != n:
             found = stored_view(self.path / INDEX_FILE, self.manifest["dim"]) if self.path else None
             self._view = (n, found if found is not None and len(found[1]) == n else None)
-        return self._view[1] or (self.node_vectors(), np.arange(n))
+        return self._view[1]
 
     def node_records(self) -> tuple[np.ndarray, np.ndarray]:
         """``(members, starts)``: node ``i`` holds records ``members[starts[i]:starts[i + 1]]``, in
@@ -300,8 +305,17 @@ def build_index(
 def load_index(
     path: str | Path, *, model_fingerprint: str | None = None, verify: bool = True
 ) -> ReferenceIndex:
-    """Open an index directory; verify checksums and (if given) the model fingerprint."""
-    path = Path(path)
+    """Open an index directory; verify checksums and (if given) the model fingerprint.
+
+    An index rebuilt while it is read (``clibd index -o`` replaces the directory at once,
+    ``models/files.py``) is read again: its files all come from one version."""
+    index = read_whole(Path(path), lambda folder: _load(folder, verify))
+    if model_fingerprint is not None:
+        index.check_model(model_fingerprint)
+    return index
+
+
+def _load(path: Path, verify: bool) -> ReferenceIndex:
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); {REBUILD}")
@@ -358,8 +372,7 @@ def load_index(
             raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {REBUILD}") from exc
     index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path,
                            load_sketch(path, manifest, REBUILD) if SKETCH_FILE in digests else None)
-    if model_fingerprint is not None:
-        index.check_model(model_fingerprint)
+    index._mapped()  # now, from this version of index.bin
     return index
 
 
