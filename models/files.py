@@ -36,8 +36,8 @@ T = TypeVar("T")
 def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``path``.
 
-    With ``directory=True`` the temporary path is an empty folder to fill. Files are fsynced
-    before the rename. On any exception, KeyboardInterrupt included, the temporary is removed; a
+    With ``directory=True`` the temporary path is an empty folder to fill. Files (a folder's
+    files too) are fsynced before the rename. On any exception, KeyboardInterrupt included, the temporary is removed; a
     full disk (or a file size limit) is a :func:`cannot_write` error that names ``path``.
     """
     target = Path(path)
@@ -85,6 +85,10 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
 
 def _replace_directory(temp: Path, target: Path) -> None:
     os.chmod(temp, 0o777 & ~_UMASK)
+    for folder, _, names in os.walk(temp):  # on disk before the previous version goes
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as written:
+                os.fsync(written.fileno())
     if not target.exists():
         os.replace(temp, target)
         return

@@ -54,8 +54,12 @@ def test_directories(tmp_path, monkeypatch, exchange):
 
 
 def test_a_folder_that_cannot_be_swapped_in_leaves_the_previous_one(tmp_path, monkeypatch):
-    """The old folder is moved aside before the new one is renamed in; if that rename fails
-    (a full disk, a file system quirk), the old folder is put back."""
+    """Where the two cannot be exchanged in one step (no renameat2), the old folder is moved aside
+    before the new one is renamed in; if that rename fails (a full disk, a file system quirk), the
+    old folder is put back."""
+    import models.files
+
+    monkeypatch.setattr(models.files, "_RENAMEAT2", None)
     target = tmp_path / "index"
     target.mkdir()
     (target / "manifest.json").write_text("old")
@@ -67,11 +71,30 @@ def test_a_folder_that_cannot_be_swapped_in_leaves_the_previous_one(tmp_path, mo
         rename(source, destination)
 
     monkeypatch.setattr(os, "replace", failing)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(ClibdError, match="No space"):
         with atomic_path(target, directory=True) as temp:
             (temp / "manifest.json").write_text("new")
     assert (target / "manifest.json").read_text() == "old"
     assert os.listdir(tmp_path) == ["index"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names an fsynced file through /proc")
+def test_a_folders_files_are_on_disk_before_it_replaces_the_previous_one(tmp_path, monkeypatch):
+    """Only the folder entry was fsynced: after a power cut the new index could hold empty files,
+    the previous one already gone."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with atomic_path(tmp_path / "index", directory=True) as temp:
+        (temp / "manifest.json").write_text("{}")
+        (temp / "part").mkdir()
+        (temp / "part" / "index.bin").write_bytes(b"x")
+    assert {"manifest.json", "index.bin"} <= set(synced)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
