@@ -407,3 +407,15 @@ def test_out_must_be_a_new_empty_or_run_folder(tmp_path):
     result = train("--model", "clibd-tiny", "--data", data, "--out", tmp_path / "mine")
     assert result.exit_code == 2 and "not an earlier output of this command" in result.output
     assert (tmp_path / "mine" / "keep.txt").read_text() == "a user's file"
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_trains(bold_h5, tmp_path):
+    """Two runs into one --out both trained, their metrics.jsonl lines interleaved and best/ and
+    last/ from whichever saved last (both exit 0). Now the second stops at once."""
+    from clibd_cli.io.outputs import writer_lock
+
+    with writer_lock(tmp_path / "run"):  # the first run holds it
+        second = train("--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text",
+                       "--batch-size", "16", "--out", tmp_path / "run")
+    assert second.exit_code == 1 and "run: another clibd is writing it" in second.output, second.output
+    assert not (tmp_path / "run").exists()

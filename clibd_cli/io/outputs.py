@@ -93,8 +93,9 @@ def _same_file(target: Path, source: str | Path) -> bool:
 
 
 @contextmanager
-def writer_lock(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` as an output: a second clibd writing it waits here.
+def writer_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` as an output: a second clibd writing it waits here
+    (``wait=False``: is refused, for outputs written for days, a training run's).
 
     The lock is ``fcntl.flock`` on a hidden file beside the output (``.NAME.lock``: the output
     itself is replaced by rename, so it cannot carry the lock), removed on release; a waiter
@@ -108,6 +109,10 @@ def writer_lock(path: str | Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                handle.close()
+                raise ClibdError(f"{target}: another clibd is writing it; let it finish (or stop it) "
+                                 "or give another path") from None
             logging.getLogger("clibd").warning("%s: another clibd is writing it; waiting for it to finish",
                                                target)
             fcntl.flock(handle, fcntl.LOCK_EX)

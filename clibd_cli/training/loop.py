@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from clibd_cli import distributed
+from clibd_cli.io.outputs import writer_lock
 from clibd_cli.training import adapt, run_files, state
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader, with_label_prefixes
 from clibd_cli.training.optim import create_optimizer, create_schedule
@@ -111,7 +112,8 @@ def run_training(cfg: TrainConfig) -> dict:
     device = distributed.init(world, cfg.device)
     finished = False
     try:
-        result = _train(cfg, world, device)
+        with writer_lock(cfg.out, wait=False) if world.is_main else contextlib.nullcontext():  # one run per --out
+            result = _train(cfg, world, device)
         finished = True
         return result
     except ClibdError:
