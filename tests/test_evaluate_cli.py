@@ -139,3 +139,27 @@ def test_output_is_a_new_folder_or_an_earlier_report(report, tmp_path):
     assert again.exit_code == 0, again.output
     rerun = run("-d", root / "clibd5m.h5", "--on", "val", "--baselines", "kmer", "-o", tmp_path / "resume")
     assert rerun.exit_code == 0, rerun.output
+
+
+def test_a_second_evaluate_of_one_report_waits_for_the_first(report, tmp_path):
+    """Two evaluate -o OUT at once each wrote metrics.json, metrics.tsv, the plots and report.html
+    in turn: a report could mix both runs. The second now waits for the lock, then writes whole."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from clibd_cli.io.outputs import writer_lock
+
+    root, _, _ = report
+    out = tmp_path / "report"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with writer_lock(out):
+        proc = subprocess.Popen([sys.executable, "-m", "clibd_cli", "--threads", "1", "evaluate", "-d",
+                                 str(root / "clibd5m.h5"), "--on", "val", "--baselines", "kmer", "-o", str(out)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert "another clibd is writing it; waiting" in proc.stderr.readline()
+        time.sleep(0.5)
+        assert proc.poll() is None and not out.exists()
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert (out / "metrics.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["report"]

@@ -60,11 +60,12 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
     from clibd_cli.evaluation.report import EXPLANATION, text_report, write_json, write_tsv
     from clibd_cli.evaluation.run import Plan, run_evaluation
 
-    from clibd_cli.io.outputs import output_path
+    from clibd_cli.io.outputs import output_path, writer_lock
 
     resuming = output.is_dir() and {p.name for p in output.iterdir()} <= {"cache"}  # an interrupted run's
     output = output_path(output, directory=True, marker=None if resuming else "metrics.json",
                          inputs=(data,), reads=(model,))
+    click.get_current_context().with_resource(writer_lock(output))  # a second evaluate -o OUT waits
     settings.apply_torch()
     plan = Plan(
         data=data, on=on, model=None if model in (None, "none") else model, pairs=pairs, baselines=baselines,
