@@ -278,3 +278,20 @@ def test_embed_waits_for_another_writer_of_its_output(tmp_path, reference):
         assert proc.poll() is None and not out.exists() and not (tmp_path / "e.h5.shards").exists()
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["e.h5"]
+
+
+def test_a_folder_given_for_an_output_file_is_one_clibd_error_line(tmp_path, reference):
+    """click's own check printed its usage text and 'Error: Invalid value for '-o'...'; now the
+    -o rules say it, as for every other output refused."""
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for command in (["classify", "--index", index, reference, "-o", folder],
+                    ["classify", "--index", index, reference, "--summary", folder],
+                    ["embed", "-m", "kmer", reference, "-o", folder], ["prepare", reference, "-o", folder]):
+        result = run(*command)
+        assert result.exit_code == 2, (command, result.stderr)
+        assert error_line(result) == f"clibd: error: {folder}: is a folder, not a file; clibd will not replace it; " \
+                                     "give another path"
+    assert list(folder.iterdir()) == []
