@@ -382,3 +382,20 @@ def test_barcodebert_hf_directory_v2_vocabulary(tmp_path):
     assert ids == [2, 2 + 0b01010101, 1]  # k-mers start at 2 and <UNK> is 1 in the v2 vocabulary
     assert torch.equal(imported.model.dna_encoder.bert.state_dict()["encoder.layer.2.output.dense.weight"],
                        state["bert.encoder.layer.2.output.dense.weight"])
+
+
+def test_import_output_follows_the_o_rules(tmp_path):
+    """import -o replaced an earlier model folder even when it held the checkpoint being imported
+    (best.pth gone with the old folder); it now follows every other command's -o rules."""
+    state = random_state(upstream_shapes(TINY))
+    preset = tiny_preset(tmp_path)
+    args = ["import", "--from", "clibd-checkpoint", "--preset", str(preset)]
+    first = tmp_path / "best.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, first)
+    assert CliRunner().invoke(cli, [*args, str(first), "-o", str(tmp_path / "model")]).exit_code == 0
+    inside = tmp_path / "model" / "best.pth"
+    inside.write_bytes(first.read_bytes())
+    result = CliRunner().invoke(cli, [*args, str(inside), "-o", str(tmp_path / "model")])
+    assert result.exit_code == 2 and "holds the input" in result.output and inside.is_file()
+    assert CliRunner().invoke(cli, [*args, str(first), "-o", str(first)]).exit_code == 2  # a file
+    assert first.is_file() and load_model(tmp_path / "model").fingerprint()

@@ -295,3 +295,15 @@ def test_a_folder_given_for_an_output_file_is_one_clibd_error_line(tmp_path, ref
         assert error_line(result) == f"clibd: error: {folder}: is a folder, not a file; clibd will not replace it; " \
                                      "give another path"
     assert list(folder.iterdir()) == []
+
+
+def test_classify_o_refuses_its_counts_table(tmp_path, reference):
+    """--counts was left out of -o's inputs: `--counts table.tsv -o table.tsv` replaced the table."""
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    table = tmp_path / "table.tsv"
+    table.write_text("#OTU ID\tS1\nq0\t3\n")
+    result = run("classify", "--index", index, reference, "--summary", tmp_path / "s.tsv", "--counts", table,
+                 "-o", table)
+    assert result.exit_code == 2 and "is the input" in error_line(result)
+    assert table.read_text() == "#OTU ID\tS1\nq0\t3\n"

@@ -150,7 +150,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if output == "/dev/stdout":  # the name scripts use for standard output: stream there, as for -
         output = "-"
     if output != "-":
-        output = str(output_path(output, inputs=(*inputs, *images), reads=(index_dir, model_dir)))
+        output = str(output_path(output, inputs=(*inputs, *images, *([counts] if counts else [])),
+                                 reads=(index_dir, model_dir)))
     if summary_path:
         summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])),
                                    reads=(index_dir, model_dir))

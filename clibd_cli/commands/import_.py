@@ -13,8 +13,9 @@ import click
               type=click.Choice(["clibd-checkpoint", "barcodebert"]),
               help="clibd-checkpoint: an upstream CLIBD best.pth/last.pth. barcodebert: BarcodeBERT "
                    "weights (2023 model_41.pth, a v2 .pt, or a Hugging Face directory/.bin/.safetensors).")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Model directory to write (appears only when complete).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Model directory to write: new, empty, or an earlier model (replaced atomically, when "
+                   "complete); any other folder or file is refused.")
 @click.option("--config", "upstream_yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="clibd-checkpoint only: the upstream model yaml, to cross-check the towers and "
                    "output_dim (both are otherwise inferred from the tensor names).")
@@ -52,6 +53,10 @@ def import_checkpoint(settings, source: Path, source_format: str, output: Path, 
 
     if upstream_yaml is not None and source_format != "clibd-checkpoint":
         raise click.UsageError("--config applies to --from clibd-checkpoint only")
+    from clibd_cli.io.outputs import output_path
+
+    output = output_path(output, directory=True, marker="config.json",
+                         inputs=(source, *([upstream_yaml] if upstream_yaml else [])))
     settings.apply_torch()
     state, hf_config = read_checkpoint(source)
     if source_format == "clibd-checkpoint":

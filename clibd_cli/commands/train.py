@@ -17,7 +17,7 @@ from models.config import TOWERS as MODALITIES
                    "or a model directory to fine-tune.")
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Dataset HDF5 written by `clibd prepare` (or a CLIBD-distributed one).")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=click.Path(),
               help="Run directory: best/ and last/ checkpoints, metrics.jsonl, args.json.")
 @click.option("--modalities", default="image,dna,text", callback=name_list(MODALITIES),
               help="Modalities to align (paper: all three; the BOLD barcodes have no images: dna,text).")
