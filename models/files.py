@@ -4,8 +4,7 @@ Writes go to a temporary path beside the target, renamed into place on success (
 swapped with the previous one in one step where the system can): a reader never sees a
 half-written file or folder, and a failure (including Ctrl-C) leaves the previous version, if
 any, untouched and no temporary behind; :func:`read_whole` reads a folder whole even while one
-is replaced. :func:`sha256_file` is the checksum every
-manifest records. Whether a user's ``-o`` may be written at all is the command line's rule
+is replaced. :func:`sha256_file` is the checksum every manifest records. Whether a user's ``-o`` may be written at all is the command line's rule
 (``clibd_cli/io/outputs.py``).
 """
 
@@ -37,8 +36,9 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``path``.
 
     With ``directory=True`` the temporary path is an empty folder to fill. Files (a folder's
-    files too) are fsynced before the rename. On any exception, KeyboardInterrupt included, the temporary is removed; a
-    full disk (or a file size limit) is a :func:`cannot_write` error that names ``path``.
+    files too) are fsynced before the rename. On any exception, KeyboardInterrupt included, the
+    temporary is removed; a full disk (or a file size limit) is a :func:`cannot_write` error
+    that names ``path``.
     """
     target = Path(path)
     parent = target.parent
