@@ -147,3 +147,19 @@ def test_the_readme_python_example_streams_every_record(kmer_run, capsys):
     ids = [line[1:].split()[0] for line in fasta.read_text().splitlines() if line.startswith(">")]
     assert [line.split()[0] for line in lines] == ids and len(ids) == n
     assert all("'species'" in line for line in lines), lines[:3]
+
+
+def test_progress_on_a_terminal_only_with_messages_above_it(kmer_run, monkeypatch):
+    """On a terminal stderr shows records classified; the run's messages still reach stderr whole.
+    Not on a terminal (a pipe, a log file): no bar."""
+    from clibd_cli.main import Settings
+
+    index, fasta, n = kmer_run
+    quiet = run("classify", "--index", index, fasta)
+    assert "classified" not in quiet.stderr and "records" not in quiet.stderr.replace("EM on", "")
+    monkeypatch.setattr(Settings, "progress", lambda self: True)
+    shown = run("classify", "--index", index, fasta)
+    assert shown.exit_code == 0 and len(tsv(shown.stdout)) == n
+    lines = shown.stderr.replace("\r", "\n").splitlines()
+    assert any(line.startswith("classified: 0 records") for line in lines), shown.stderr
+    assert any(line.startswith("clibd: estimated share") for line in lines), shown.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -185,21 +186,39 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     fuse = bool(inputs) and "image+dna" in classifier.query_kinds
     queries = iter_queries(inputs, images, fuse=fuse)
     blocks = classifier.stream(queries, batch_size, min_confidence, report=top_k or int(fmt == "blast6"))
-    # a file that is not FASTA fails here, before any output; the share of new species is estimated here
-    first = next(blocks, None)
-    if first is None:
-        log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
     reported: set[str] = set()  # query kinds whose estimated share of new species was reported
-    with _output(output) as handle:
-        writer = _writer(handle, fmt, top_k)
-        for results in chain([first] if first else [], blocks):
-            _report_estimates(classifier, log, reported, old_index=results is first)
-            _report(results, log)
-            writer.write(results)
-            if summary is not None:
-                summary.add(results)
+    with _progress(settings.progress(), log) as bar:
+        # a file that is not FASTA fails here, before any output; the share of new species is estimated here
+        first = next(blocks, None)
+        if first is None:
+            log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
+        with _output(output) as handle:
+            writer = _writer(handle, fmt, top_k)
+            for results in chain([first] if first else [], blocks):
+                _report_estimates(classifier, log, reported, old_index=results is first)
+                _report(results, log)
+                writer.write(results)
+                if summary is not None:
+                    summary.add(results)
+                bar.update(len(results))
     if summary is not None:
         log.info("summary: %s", ", ".join(map(str, summary.write(summary_path, keep))))
+
+
+@contextmanager
+def _progress(enabled: bool, log):
+    """Records classified so far, on stderr when it is a terminal (``Settings.progress``); the
+    run's messages are printed above the bar."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with tqdm(disable=not enabled, unit=" records", desc="classified", file=sys.stderr, leave=False,
+              mininterval=0.5) as bar:
+        if not enabled:
+            yield bar
+            return
+        with logging_redirect_tqdm(loggers=[log]):
+            yield bar
 
 
 def _writer(handle, fmt: str, top_k: int | None):
