@@ -93,7 +93,7 @@ def _replace_directory(temp: Path, target: Path) -> None:
         os.replace(temp, target)
         return
     if _exchange(temp, target):  # one step: a reader of ``target`` finds the old folder or the new one
-        shutil.rmtree(temp, ignore_errors=True)  # the previous version, now at the temporary name
+        _remove(temp)  # the previous version (a symlink or a file too), now at the temporary name
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old", dir=target.parent))
     try:
@@ -121,7 +121,7 @@ def _exchange(first: Path, second: Path) -> bool:
 
 
 def _remove(temp: Path) -> None:
-    if temp.is_dir():
+    if temp.is_dir() and not temp.is_symlink():
         shutil.rmtree(temp, ignore_errors=True)
     else:
         temp.unlink(missing_ok=True)

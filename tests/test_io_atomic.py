@@ -53,6 +53,24 @@ def test_directories(tmp_path, monkeypatch, exchange):
     assert os.listdir(tmp_path) == ["index"]
 
 
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_folder_replacing_a_symlink_or_a_file_leaves_no_temporary(tmp_path, monkeypatch, exchange):
+    """Exchanged with a symlink or a file, the previous version sat at the temporary name, and
+    rmtree cannot remove either: ``.ref.tmpXXXX`` was left beside the output."""
+    import models.files
+
+    if not exchange:
+        monkeypatch.setattr(models.files, "_RENAMEAT2", None)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    (tmp_path / "file").write_text("old")
+    for name in ("link", "file"):
+        with atomic_path(tmp_path / name, directory=True) as temp:
+            (temp / "manifest.json").write_text("{}")
+        assert (tmp_path / name).is_dir() and not (tmp_path / name).is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["file", "link", "real"]
+
+
 def test_a_folder_that_cannot_be_swapped_in_leaves_the_previous_one(tmp_path, monkeypatch):
     """Where the two cannot be exchanged in one step (no renameat2), the old folder is moved aside
     before the new one is renamed in; if that rename fails (a full disk, a file system quirk), the
