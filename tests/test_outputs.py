@@ -1,5 +1,6 @@
 """`-o` never destroys (issue #17 item 1) and two writers of one index never lose records (item 6)."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -307,3 +308,22 @@ def test_classify_o_refuses_its_counts_table(tmp_path, reference):
                  "-o", table)
     assert result.exit_code == 2 and "is the input" in error_line(result)
     assert table.read_text() == "#OTU ID\tS1\nq0\t3\n"
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP])
+def test_an_output_on_a_file_system_without_locks_is_written_unguarded(tmp_path, reference, monkeypatch, code):
+    """flock fails on some shared file systems (NFS mounted nolock: ENOLCK; Lustre without its
+    flock option: ENOSYS): the writer lock stopped embed, index, evaluate and train there with
+    an error; now they say the output is not guarded against a second writer and go on."""
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("embed", "-m", "kmer", reference, "-o", out / "e.h5")
+    assert result.exit_code == 0, result.stderr
+    assert "e.h5: cannot lock it (this file system has no locks)" in result.stderr
+    assert sorted(os.listdir(out)) == ["e.h5"]

@@ -7,6 +7,7 @@ processes from writing one output at once; the writing itself is atomic (``model
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -17,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from models.errors import ClibdError
+
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}  # flock's errors where a file system has no locks
 
 
 class UsageError(ClibdError):
@@ -99,7 +102,8 @@ def writer_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
 
     The lock is ``fcntl.flock`` on a hidden file beside the output (``.NAME.lock``: the output
     itself is replaced by rename, so it cannot carry the lock), removed on release; a waiter
-    that wakes on a removed lock file takes the new one.
+    that wakes on a removed lock file takes the new one. On a file system without locks the
+    output is written unguarded, with a warning.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)  # as the output's writer would
@@ -116,6 +120,15 @@ def writer_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
             logging.getLogger("clibd").warning("%s: another clibd is writing it; waiting for it to finish",
                                                target)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:  # NFS mounted nolock, Lustre without its flock option: no locks there
+            handle.close()
+            if exc.errno not in _NO_LOCKS:
+                raise
+            lock_file.unlink(missing_ok=True)
+            logging.getLogger("clibd").warning("%s: cannot lock it (this file system has no locks); nothing "
+                                               "keeps a second clibd from writing it at once", target)
+            yield
+            return
         try:
             if os.stat(lock_file).st_ino == os.fstat(handle.fileno()).st_ino:
                 break
