@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from models.checkpoint import WEIGHTS
 from models.clibd import CLIBD, AbsentTowers
 from models.config import TOWERS, list_pretrained, load_config_source, resolve_config
 from models.errors import ModelError, ModelNotFound
+from models.files import read_whole
 from models.weights import load_weights
 
 
@@ -24,7 +25,7 @@ def create_model(name_or_path: str | Path, **overrides: Any) -> CLIBD:
     saved weights (with overrides that keep the tensor shapes, e.g. dropping towers). The model is
     returned in eval mode.
     """
-    return _build(load_config_source(name_or_path), overrides)[0]
+    return _whole(name_or_path, lambda source: _build(load_config_source(source), overrides)[0])
 
 
 def load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
@@ -32,6 +33,10 @@ def load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
     other towers' tensors are kept for the fingerprint) whose :meth:`~models.clibd.CLIBD.fingerprint`
     is still the whole model's, so indexes and embeddings made with the whole model accept it. It
     cannot be saved. Presets and config files are built whole."""
+    return _whole(name_or_path, lambda source: _load_towers(source, towers))
+
+
+def _load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
     source = raw, base_dir, model_dir = load_config_source(name_or_path)
     have = [tower for tower in TOWERS if raw.get(tower)]
     keep = [tower for tower in have if tower in towers]
@@ -40,6 +45,13 @@ def load_towers(name_or_path: str | Path, towers: Sequence[str]) -> CLIBD:
     model, left_out = _build(source, {"modalities": keep})
     model.absent = AbsentTowers(resolve_config(raw, base_dir, use_pretrained=False), left_out)
     return model
+
+
+def _whole(name_or_path: str | Path, build: Callable[[str | Path], CLIBD]) -> CLIBD:
+    """``build(name_or_path)``; a model directory replaced meanwhile (a training run saving its
+    ``best/``) is read again, so config.json and the weights come from one version."""
+    path = Path(name_or_path)
+    return read_whole(path, build) if path.is_dir() else build(name_or_path)
 
 
 def _build(source: tuple, overrides: dict[str, Any]) -> tuple[CLIBD, dict[str, torch.Tensor]]:

@@ -220,3 +220,24 @@ def test_weights_that_do_not_fit_the_config(saved, tmp_path):
 
 def test_no_pickle_files(saved):
     assert not [p for p in saved.rglob("*") if p.suffix in {".pt", ".pth", ".bin", ".pkl"}]
+
+
+@pytest.mark.parametrize("loader", ["load_model", "load_towers"])
+def test_a_model_replaced_while_it_is_read_is_read_again_whole(trained, saved, monkeypatch, loader):
+    """`clibd index -m RUN/best` while training saves a new best/: config.json of one version and
+    the weights of the other ('checksum mismatch; the weights file is corrupt or was replaced')."""
+    import models.factory
+    from models.factory import load_towers
+
+    newer = create_model("clibd-tiny")
+    read_weights, replaced = models.factory.load_weights, []
+
+    def replaced_while_reading(*args, **kwargs):
+        if not replaced:  # the new best/ lands between config.json and the weights
+            save_model(newer, saved)
+            replaced.append(True)
+        return read_weights(*args, **kwargs)
+
+    monkeypatch.setattr(models.factory, "load_weights", replaced_while_reading)
+    loaded = load_model(saved) if loader == "load_model" else load_towers(saved, ["dna"])
+    assert replaced and loaded.fingerprint() == newer.fingerprint()
