@@ -201,11 +201,15 @@ def test_stored_vectors_are_read_from_the_file_as_hnswlib_holds_them(tmp_path):
     assert np.array_equal(view[element][-3:], unit(3, seed=9))
 
 
-def test_a_stored_view_maps_labels_added_out_of_order(tmp_path):
+@pytest.mark.parametrize("block", [1 << 26, 1, 300])  # labels read in one block, or element by element, or 2-3 at a time
+def test_a_stored_view_maps_labels_added_out_of_order(tmp_path, monkeypatch, block):
     """hnswlib stores items in the order threads add them; label ``i`` is ``view[element[i]]``."""
     import hnswlib
 
+    from clibd_cli.reference import hnsw_file
     from clibd_cli.reference.hnsw_file import stored_view
+
+    monkeypatch.setattr(hnsw_file, "_LABEL_BLOCK", block)
 
     vectors = unit(6, dim=8)
     graph = hnswlib.Index(space="cosine", dim=8)

@@ -31,7 +31,8 @@ def stored_dim(path: Path) -> int | None:
 def stored_whole(path: Path) -> bool:
     """Whether an hnswlib index file holds every part its header announces, to its last byte:
     hnswlib does not check its writes, and a full disk leaves the file cut short."""
-    mapped = _mapped(path)
+    with open(path, "rb") as handle:
+        mapped = _map(handle)
     if len(mapped) < 48:
         return False
     count, size = (int(x) for x in mapped[16:32].view("<u8"))
@@ -48,16 +49,16 @@ def stored_view(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
     """A read-only ``[count, dim]`` float32 view of the vectors in an hnswlib index file, in the
     file's order and mapped from it, and ``element`` ``[count]``: the row of each label
     (label ``i`` is ``view[element[i]]``); None if the file is not laid out as expected."""
-    mapped = _mapped(path)  # header, size and vectors all from this one mapping of the file
-    if len(mapped) < 48:
-        return None
-    _, _, count, size, label_offset, data_offset = (int(x) for x in mapped[:48].view("<u8"))
-    if label_offset - data_offset != 4 * dim or len(mapped) < HEADER + count * size or size % 4:
-        return None
-    if count == 0:
-        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
-    block = mapped[HEADER:HEADER + count * size].reshape(count, size)
-    labels = np.ascontiguousarray(block[:, label_offset:label_offset + 8]).view("<u8").ravel()
+    with open(path, "rb") as handle:  # header, labels and vectors all from this one open file
+        mapped = _map(handle)
+        if len(mapped) < 48:
+            return None
+        _, _, count, size, label_offset, data_offset = (int(x) for x in mapped[:48].view("<u8"))
+        if label_offset - data_offset != 4 * dim or len(mapped) < HEADER + count * size or size % 4:
+            return None
+        if count == 0:
+            return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+        labels = _labels(handle.fileno(), count, size, label_offset)
     element = np.full(count, -1, dtype=np.int64)
     if labels.max() < count:
         element[labels] = np.arange(count)
@@ -67,9 +68,24 @@ def stored_view(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
     return view, element
 
 
-def _mapped(path: Path) -> np.ndarray:
-    """The file's bytes, mapped read-only (an empty file: no bytes)."""
-    with open(path, "rb") as handle:
-        if not os.fstat(handle.fileno()).st_size:
-            return np.zeros(0, np.uint8)
-        return np.memmap(handle, dtype=np.uint8, mode="r")
+_LABEL_BLOCK = 64 << 20  # bytes of elements read at a time for their labels
+
+
+def _labels(fd: int, count: int, size: int, label_offset: int) -> np.ndarray:
+    """Each element's label, read a block at a time rather than through the mapping: a label
+    sits in every element, so reading them there would make the whole file resident (4 GB at 1M
+    references of ``--model kmer``) for a classify that may never read a vector."""
+    labels = np.empty(count, dtype="<u8")
+    per = max(1, _LABEL_BLOCK // size)
+    for start in range(0, count, per):
+        n = min(per, count - start)
+        block = np.frombuffer(os.pread(fd, n * size, HEADER + start * size), dtype=np.uint8).reshape(n, size)
+        labels[start:start + n] = block[:, label_offset:label_offset + 8].copy().view("<u8").ravel()
+    return labels
+
+
+def _map(handle) -> np.ndarray:
+    """The bytes of an open file, mapped read-only (an empty file: no bytes)."""
+    if not os.fstat(handle.fileno()).st_size:
+        return np.zeros(0, np.uint8)
+    return np.memmap(handle, dtype=np.uint8, mode="r")
