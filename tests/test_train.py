@@ -253,6 +253,36 @@ def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tm
     assert json.loads((tmp_path / "two" / "args.json").read_text())["world_size"] == 2
 
 
+def test_a_refused_run_stops_every_srun_process_quietly(bold_h5, no_dropout, tmp_path):
+    """Under srun every process is started alike and only rank 0 takes --out's lock: when a run
+    already holds it, every rank stops at once (exit 1), rank 0 saying why, instead of the others
+    running into their first collective (gloo: an internal error once rank 0 has left; NCCL:
+    waiting until it times out)."""
+    import socket
+
+    from clibd_cli.io.outputs import writer_lock
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [CLIBD, "--threads", "1", "train", "--model", str(no_dropout), "--data", str(bold_h5),
+               "--modalities", "dna,text", "--max-steps", "2", "--workers", "0", "--out", str(tmp_path / "run")]
+    with writer_lock(tmp_path / "run"):  # the run already writing there
+        ranks = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+                                       "SLURM_NTASKS": "2", "MASTER_PORT": str(port)})
+                 for rank in (0, 1)]
+        try:
+            codes = [rank.wait(timeout=180) for rank in ranks]
+        finally:
+            for rank in ranks:
+                rank.kill()
+    errors = [rank.stderr.read() for rank in ranks]
+    assert codes == [1, 1]
+    assert "another clibd is writing it" in errors[0] and "error" not in errors[1], errors
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_dna_crop_cuts_a_seeded_share_of_training_barcodes_to_stretches_of_themselves(bold_h5):
     import numpy as np
 

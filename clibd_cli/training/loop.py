@@ -112,7 +112,7 @@ def run_training(cfg: TrainConfig) -> dict:
     device = distributed.init(world, cfg.device)
     finished = False
     try:
-        with writer_lock(cfg.out, wait=False) if world.is_main else contextlib.nullcontext():  # one run per --out
+        with _one_run_per_out(cfg.out, world):
             result = _train(cfg, world, device)
         finished = True
         return result
@@ -122,6 +122,23 @@ def run_training(cfg: TrainConfig) -> dict:
         raise
     finally:
         distributed.shutdown(finished)
+
+
+@contextlib.contextmanager
+def _one_run_per_out(out: str | Path, world: distributed.World):
+    """Rank 0 holds ``out``'s writer lock for the run (``io/outputs.writer_lock``); every rank
+    learns whether it got it, so that a refused run stops on every rank (under srun the others
+    would otherwise wait at their first collective until it timed out)."""
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if world.is_main:
+            try:
+                stack.enter_context(writer_lock(out, wait=False))
+            except ClibdError as exc:
+                refused = exc
+        if distributed.any_rank(refused is not None, world):
+            raise refused or ClibdError(f"{out}: another clibd is writing it")
+        yield
 
 
 def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
