@@ -449,3 +449,10 @@ def test_a_second_run_into_the_same_out_is_refused_while_the_first_trains(bold_h
                        "--batch-size", "16", "--out", tmp_path / "run")
     assert second.exit_code == 1 and "run: another clibd is writing it" in second.output, second.output
     assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "run")
+    for other_name in (tmp_path / "link", tmp_path / "run" / ".." / "run"):  # the same folder, written otherwise
+        with writer_lock(tmp_path / "run"):
+            second = train("--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text",
+                           "--batch-size", "16", "--out", other_name)
+        assert second.exit_code == 1 and "another clibd is writing it" in second.output, (other_name, second.output)

@@ -133,7 +133,7 @@ def _one_run_per_out(out: str | Path, world: distributed.World):
         refused = None
         if world.is_main:
             try:
-                stack.enter_context(writer_lock(out, wait=False))
+                stack.enter_context(writer_lock(Path(out).resolve(), wait=False))  # one lock however --out is written
             except ClibdError as exc:
                 refused = exc
         if distributed.any_rank(refused is not None, world):
