@@ -114,6 +114,7 @@ def test_a_near_identical_match_stays_on_target_below_the_floor(kmer_index, reco
     result = run("classify", "--index", raised, _fasta(tmp_path / "q.fa", own + _random_sequences(1)))
     assert result.exit_code == 0, result.stderr
     *matches, stranger = tsv(result.stdout)
+    assert len(matches) == len(own) == 5
     assert all(float(row["nearest_sim"]) > 0.99 and float(row["order_conf"]) > 0 for row in matches)
     assert stranger["status"] == "unassigned" and float(stranger["order_conf"]) == 0.0
     assert result.stderr.count("unlike every reference barcode") == 1
