@@ -14,6 +14,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ os.umask(_UMASK)  # ... and put it back at once; temporaries get the permissions
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _RENAMEAT2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if os.name == "posix" else None
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_TEMPORARY = re.compile(r"\.tmp[a-z0-9_]{8}$")  # atomic_path's prefix ends in .tmp; tempfile adds 8 of these
 T = TypeVar("T")
 
 
@@ -81,6 +83,36 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     """``open(path, mode)`` through :func:`atomic_path`: the file appears complete or not at all."""
     with atomic_path(path) as temp, open(temp, mode, **kwargs) as handle:
         yield handle
+
+
+def temporaries(folder: Path) -> list[tuple[Path, str]]:
+    """The temporaries of :func:`atomic_path` in ``folder``, each with the name of the output it
+    was made for (``out.h5.tmpk3j9x0ab``: ``out.h5``; the folder ``.IDX.tmpk3j9x0ab``: ``IDX``). The
+    process writing that output holds its own; any other was left by one killed before it could
+    remove it (SIGKILL, out of memory)."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not _TEMPORARY.search(name) or entry.is_symlink():
+                continue
+            if not entry.is_dir():
+                found.append((Path(entry.path), _TEMPORARY.sub("", name)))
+                continue
+            while name.startswith(".") and _TEMPORARY.search(name):  # ..best.tmpX.tmpY: made for .best.tmpX
+                name = _TEMPORARY.sub("", name[1:])
+            if name != entry.name:
+                found.append((Path(entry.path), name))
+    return found
+
+
+def remove_temporaries(target: Path) -> list[Path]:
+    """Remove the :func:`temporaries` made for ``target``, beside it; the ones removed. Only for the
+    process that writes ``target`` (no other can still be writing them: ``clibd_cli/io/outputs.py``)."""
+    removed = [temp for temp, name in temporaries(target.parent) if name == target.name]
+    for temp in removed:
+        _remove(temp)
+    return removed
 
 
 def _replace_directory(temp: Path, target: Path) -> None:

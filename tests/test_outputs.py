@@ -320,10 +320,72 @@ def test_an_output_on_a_file_system_without_locks_is_written_unguarded(tmp_path,
     def no_locks(handle, operation):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(fcntl, "flock", no_locks)
     out = tmp_path / "out"
     out.mkdir()
+    _killed_while_writing(out / "e.h5", "file")  # or a live clibd's: with no lock, nothing tells
+    left = os.listdir(out)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
     result = run("embed", "-m", "kmer", reference, "-o", out / "e.h5")
     assert result.exit_code == 0, result.stderr
     assert "e.h5: cannot lock it (this file system has no locks)" in result.stderr
-    assert sorted(os.listdir(out)) == ["e.h5"]
+    assert sorted(os.listdir(out)) == sorted(["e.h5", *left])
+
+
+_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from models.files import atomic_path
+with atomic_path(Path(sys.argv[1]), directory=sys.argv[2] == "folder") as temp:
+    (temp / "index.bin" if sys.argv[2] == "folder" else temp).write_bytes(bytes(1000))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_while_writing(path, kind: str) -> None:
+    """What a clibd killed while writing ``path`` (SIGKILL, the out-of-memory killer) leaves: its temporary."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", _KILLED, str(path), kind], env=env, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_the_next_writer_of_an_output_removes_what_a_killed_one_left(tmp_path, reference):
+    """A SIGKILL or out-of-memory kill during a save left .IDX.tmp* folders and out.h5.tmp* files
+    beside the output (GBs for a large index) that nothing ever removed."""
+    index, embeddings, table = tmp_path / "index", tmp_path / "e.h5", tmp_path / "calls.tsv"
+    for path, kind in ((index, "folder"), (index, "folder"), (embeddings, "file"), (table, "file")):
+        _killed_while_writing(path, kind)
+    (tmp_path / ".other.tmpk3j9x0ab").mkdir()  # another output's: not theirs to remove
+    assert len([p for p in tmp_path.iterdir() if ".tmp" in p.name]) == 5
+    assert _index(reference, index).exit_code == 0
+    assert run("-q", "embed", "-m", "kmer", reference, "-o", embeddings).exit_code == 0
+    assert run("-q", "classify", "--index", index, reference, "-o", table).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmpk3j9x0ab", "calls.tsv", "e.h5", "index"]
+
+
+def test_only_temporaries_no_live_clibd_is_writing_are_removed(tmp_path):
+    """The writer of an output holds its lock (`.NAME.lock`); the one that takes it removes that
+    output's temporaries, and in a folder output those of the files whose own lock is free."""
+    from clibd_cli.io.outputs import writer_lock
+    from models.errors import ClibdError
+    from models.files import atomic_path
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _killed_while_writing(run_dir / "last", "folder")  # a train killed while saving last/
+    _killed_while_writing(run_dir / "args.json", "file")
+    (run_dir / "..best.tmpk3j9x0ab.tmp0a1b2c3d").mkdir()  # made for best/'s own temporary (older clibd)
+    kept = [".last.old0a1b2c3d", "notes.tmp"]  # a previous last/ moved aside; a user's file
+    (run_dir / kept[0]).mkdir()
+    (run_dir / kept[1]).write_text("")
+    beside = [".run.old0a1b2c3d", ".run.tmpk3j9x0ab"]  # a previous RUN; a file's temporary, made for .run
+    (tmp_path / beside[0]).mkdir()
+    (tmp_path / beside[1]).write_text("")
+    _killed_while_writing(run_dir, "folder")
+    with writer_lock(run_dir / "calls.tsv"), atomic_path(run_dir / "calls.tsv") as live:  # classify -o RUN/calls.tsv
+        with pytest.raises(ClibdError, match="another clibd is writing it"), writer_lock(run_dir / "calls.tsv",
+                                                                                          wait=False):
+            pass
+        with writer_lock(run_dir):  # train --resume --out RUN
+            assert sorted(p.name for p in run_dir.iterdir()) == sorted([*kept, live.name, ".calls.tsv.lock"])
+            assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*beside, ".run.lock", "run"])
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([*kept, "calls.tsv"])

@@ -29,10 +29,9 @@ from pathlib import Path
 
 from clibd_cli.abundance.counts import CountsTable
 from clibd_cli.io.lineages import qiime_taxon
-from clibd_cli.io.outputs import UsageError
+from clibd_cli.io.outputs import UsageError, text_output
 from clibd_cli.io.sequences import reverse_complement
 from models.config import RANKS
-from models.files import atomic_open
 
 log = logging.getLogger("clibd")
 UNASSIGNED = "unassigned"
@@ -123,14 +122,14 @@ class AbundanceSummary:
         tally = self.finish()
         path, kronas, html = summary_files(path, tally.samples)
         refuse_clashes([path, *kronas.values(), html], keep)
-        with atomic_open(path, "w", encoding="utf-8") as handle:
+        with text_output(path) as handle:
             handle.write("\t".join(COLUMNS) + "\n")
             for row in rows(tally):
                 handle.write("\t".join(map(str, row)) + "\n")
         for sample, krona in kronas.items():
-            with atomic_open(krona, "w", encoding="utf-8") as handle:
+            with text_output(krona) as handle:
                 handle.writelines(krona_lines(tally, sample))
-        with atomic_open(html, "w", encoding="utf-8") as handle:
+        with text_output(html) as handle:
             handle.write(render(tally))
         return [path, *kronas.values(), html]
 

@@ -288,9 +288,9 @@ def _report(results, log) -> None:
 
 
 def _output(path: str):
-    """stdout for ``-``; otherwise a file that appears only when complete."""
+    """stdout for ``-``; otherwise a file that appears only when complete, under its writer lock."""
     from contextlib import nullcontext
 
-    from models.files import atomic_open
+    from clibd_cli.io.outputs import text_output
 
-    return nullcontext(sys.stdout) if path == "-" else atomic_open(Path(path), "w", encoding="utf-8")
+    return nullcontext(sys.stdout) if path == "-" else text_output(path)

@@ -53,10 +53,11 @@ def import_checkpoint(settings, source: Path, source_format: str, output: Path, 
 
     if upstream_yaml is not None and source_format != "clibd-checkpoint":
         raise click.UsageError("--config applies to --from clibd-checkpoint only")
-    from clibd_cli.io.outputs import output_path
+    from clibd_cli.io.outputs import output_path, writer_lock
 
     output = output_path(output, directory=True, marker="config.json",
                          inputs=(source, *([upstream_yaml] if upstream_yaml else [])))
+    click.get_current_context().with_resource(writer_lock(output))  # a second import -o OUT waits
     settings.apply_torch()
     state, hf_config = read_checkpoint(source)
     if source_format == "clibd-checkpoint":

@@ -63,9 +63,10 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     """
     from clibd_cli.data.build import detect_format, prepare_dataset
     from clibd_cli.data.splits import read_partition
-    from clibd_cli.io.outputs import output_path
+    from clibd_cli.io.outputs import output_path, writer_lock
 
     output = output_path(output, inputs=(input_path, *(p for p in (taxonomy, partition) if p)))
+    click.get_current_context().with_resource(writer_lock(output))  # a second prepare -o OUT waits
 
     if input_format == "auto":
         input_format = detect_format(input_path)

@@ -14,10 +14,12 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 from models.errors import ClibdError
+from models.files import atomic_open, remove_temporaries, temporaries
 
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}  # flock's errors where a file system has no locks
 
@@ -102,41 +104,73 @@ def writer_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
 
     The lock is ``fcntl.flock`` on a hidden file beside the output (``.NAME.lock``: the output
     itself is replaced by rename, so it cannot carry the lock), removed on release; a waiter
-    that wakes on a removed lock file takes the new one. On a file system without locks the
-    output is written unguarded, with a warning.
+    that wakes on a removed lock file takes the new one. Every clibd command writes its outputs
+    under their locks, so the one that takes a lock removes what a clibd killed while writing
+    that output left (:func:`_remove_left_over`). On a file system without locks the output is
+    written unguarded, with a warning, and nothing is removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)  # as the output's writer would
     lock_file = target.parent / f".{target.name}.lock"
+    try:
+        handle = _lock(lock_file, target, wait)
+    except OSError as exc:  # NFS mounted nolock, Lustre without its flock option: no locks there
+        if exc.errno not in _NO_LOCKS:
+            raise
+        lock_file.unlink(missing_ok=True)
+        logging.getLogger("clibd").warning("%s: cannot lock it (this file system has no locks); nothing "
+                                           "keeps a second clibd from writing it at once", target)
+        yield
+        return
+    if handle is None:
+        raise ClibdError(f"{target}: another clibd is writing it; let it finish (or stop it) or give another path")
+    try:
+        _remove_left_over(target)
+        yield
+    finally:
+        lock_file.unlink(missing_ok=True)
+        handle.close()
+
+
+@contextmanager
+def text_output(path: str | Path) -> Iterator[IO[str]]:
+    """A text file output (a table, a page) open for writing: under its :func:`writer_lock`, and
+    atomic (``models/files.atomic_open``)."""
+    with writer_lock(path), atomic_open(path, "w", encoding="utf-8") as handle:
+        yield handle
+
+
+def _lock(lock_file: Path, target: Path, wait: bool) -> IO | None:
+    """``lock_file`` open and locked; None if another process holds it and not ``wait``."""
+    target.parent.mkdir(parents=True, exist_ok=True)  # as the output's writer would
     while True:
-        handle = open(lock_file, "a")  # noqa: SIM115 - closed below or after the block
+        handle = open(lock_file, "a")  # noqa: SIM115 - closed by the caller, or below
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
                 handle.close()
-                raise ClibdError(f"{target}: another clibd is writing it; let it finish (or stop it) "
-                                 "or give another path") from None
+                return None
             logging.getLogger("clibd").warning("%s: another clibd is writing it; waiting for it to finish",
                                                target)
             fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError as exc:  # NFS mounted nolock, Lustre without its flock option: no locks there
+        except OSError:
             handle.close()
-            if exc.errno not in _NO_LOCKS:
-                raise
-            lock_file.unlink(missing_ok=True)
-            logging.getLogger("clibd").warning("%s: cannot lock it (this file system has no locks); nothing "
-                                               "keeps a second clibd from writing it at once", target)
-            yield
-            return
+            raise
         try:
             if os.stat(lock_file).st_ino == os.fstat(handle.fileno()).st_ino:
-                break
+                return handle
         except FileNotFoundError:
             pass
         handle.close()  # the holder removed this lock file: take the next one
-    try:
-        yield
-    finally:
-        lock_file.unlink(missing_ok=True)
-        handle.close()
+
+
+def _remove_left_over(target: Path) -> None:
+    """Remove the temporaries (``models/files.temporaries``) of ``target``, whose lock this process
+    holds, and, in a folder output, those of each file or folder in it whose own lock is free (a
+    clibd writing a file there holds that file's lock): what a clibd killed while writing left."""
+    for temp in remove_temporaries(target):
+        logging.getLogger("clibd").info("%s: removed %s, left by a clibd killed while writing it", target, temp.name)
+    if target.is_dir():
+        for name in sorted({name for _, name in temporaries(target)}):
+            with suppress(ClibdError, OSError), writer_lock(target / name, wait=False):
+                pass  # taking the lock removed them; a lock that is held: another clibd writes them now
