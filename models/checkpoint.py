@@ -40,14 +40,11 @@ def save_model(model: CLIBD, directory: str | Path, extra: dict[str, Any] | None
     ``torch.float16``, half the size) stores the floating-point weights in that precision.
     """
     target = Path(directory)
-    if model.absent is not None:
-        raise ModelError("this model was loaded with towers left out (models.load_towers); saving it would "
-                         "drop them: load it whole (models.load_model) to save it")
     if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or _is_saved_model(target))):
         raise ModelError(f"{target}: exists and is not a clibd model directory; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target, directory=True) as staging:
-        _write_model_files(model, staging, extra, dtype)
+        write_model(model, staging, extra, dtype)
     return target
 
 
@@ -58,8 +55,14 @@ def clibd_version() -> str:
         return "unknown"
 
 
-def _write_model_files(model: CLIBD, directory: Path, extra: dict[str, Any] | None,
-                       dtype: torch.dtype | None) -> None:
+def write_model(model: CLIBD, directory: Path, extra: dict[str, Any] | None = None,
+                dtype: torch.dtype | None = None) -> None:
+    """Write the files of a model directory (the layout above) into the empty folder ``directory``:
+    :func:`save_model` fills a temporary folder with them; a training checkpoint adds its state
+    (``clibd_cli/training/state.py``)."""
+    if model.absent is not None:
+        raise ModelError("this model was loaded with towers left out (models.load_towers); saving it would "
+                         "drop them: load it whole (models.load_model) to save it")
     config = json.loads(json.dumps(model.config))
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     if dtype is not None:

@@ -29,6 +29,7 @@ os.umask(_UMASK)  # ... and put it back at once; temporaries get the permissions
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _RENAMEAT2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if os.name == "posix" else None
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error names the errno
 _TEMPORARY = re.compile(r"\.tmp[a-z0-9_]{8}$")  # atomic_path's prefix ends in .tmp; tempfile adds 8 of these
 T = TypeVar("T")
 
@@ -67,9 +68,26 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
             os.replace(temp, target)
     except BaseException as exc:
         _remove(temp)
-        if isinstance(exc, OSError) and exc.errno in _NO_ROOM and not exc.filename:  # a write, not an open
-            raise cannot_write(target, exc) from None
+        reason = _no_room(exc)
+        if reason is not None:
+            raise cannot_write(target, reason) from None
         raise
+
+
+def _no_room(exc: BaseException | None) -> OSError | None:
+    """The full disk (file size limit, quota) that made a write fail: ``exc``, the OSError it was
+    raised from (torch.save through a Python file says 'unexpected pos'), or one a Rust library
+    names in its message (safetensors: '... File too large (os error 27)'); None for other failures."""
+    for _ in range(10):  # down the chain (one built by hand may loop)
+        if not isinstance(exc, Exception) or isinstance(exc, ClibdError):
+            return None
+        if isinstance(exc, OSError):
+            return exc if exc.errno in _NO_ROOM and not exc.filename else None  # a write, not an open
+        code = _RUST_OS_ERROR.search(str(exc))
+        if code and int(code[1]) in _NO_ROOM:
+            return OSError(int(code[1]), os.strerror(int(code[1])))
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return None
 
 
 def cannot_write(target: str | Path, reason: OSError | str) -> ClibdError:

@@ -241,3 +241,48 @@ def test_a_model_replaced_while_it_is_read_is_read_again_whole(trained, saved, m
     monkeypatch.setattr(models.factory, "load_weights", replaced_while_reading)
     loaded = load_model(saved) if loader == "load_model" else load_towers(saved, ["dna"])
     assert replaced and loaded.fingerprint() == newer.fingerprint()
+
+
+@pytest.fixture
+def file_size_limit():
+    """Lower this process's file size limit (``ulimit -f``, as a full disk: a write over it fails
+    with EFBIG; Python ignores the SIGXFSZ) for the block, then put it back."""
+    import contextlib
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    @contextlib.contextmanager
+    def limited(size: int):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    return limited
+
+
+def test_a_full_disk_while_saving_a_model_or_a_checkpoint_is_one_line_naming_it(trained, saved, tmp_path,
+                                                                                  file_size_limit):
+    """safetensors and torch.save failed in their own words ('clibd: error: internal error
+    (SafetensorError: ... File too large (os error 27))', '... unexpected pos 4184384 vs 4184272');
+    now the cannot-write line naming the model folder, the previous version kept."""
+    from clibd_cli.training.state import STATE_FILE, load_state, save_checkpoint
+    from models.errors import ClibdError
+
+    weights = (saved / "model.safetensors").stat().st_size
+    with file_size_limit(64 << 10), pytest.raises(ClibdError) as refused:
+        save_model(trained, saved)
+    assert str(refused.value) == f"{saved}: cannot write (File too large); free some space or give another path"
+    assert_same_weights(trained, load_model(saved))
+    last = tmp_path / "run" / "last"
+    last.parent.mkdir()
+    save_checkpoint(trained, last, {}, state={"step": 1})
+    state = {"step": 2, "moments": torch.zeros(weights // 4 + 1000)}  # more than the weights
+    with file_size_limit(weights + 4096), pytest.raises(ClibdError) as refused:
+        save_checkpoint(trained, last, {}, state=state)
+    assert str(refused.value) == f"{last}: cannot write (File too large); free some space or give another path"
+    assert load_state(last) == {"step": 1} and (last / STATE_FILE).is_file()
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "run"]

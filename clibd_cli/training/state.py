@@ -24,13 +24,14 @@ STATE_FILE = "train_state.pt"
 
 def save_checkpoint(model, directory: Path, extra: dict, state: dict | None = None) -> None:
     """Write ``model`` (and ``state``, if given) to ``directory``, replacing it atomically."""
-    from models import save_model
+    from models.checkpoint import write_model
 
     with atomic_path(directory, directory=True) as staging:
-        save_model(model, staging, extra=extra)
+        write_model(model, staging, extra=extra)
         if state is not None:
-            torch.save(state, staging / STATE_FILE)
-            with open(staging / STATE_FILE, "rb+") as handle:
+            with open(staging / STATE_FILE, "wb") as handle:  # a file object: a full disk is its OSError
+                torch.save(state, handle)  # (given a path, torch.save says only 'unexpected pos')
+                handle.flush()
                 os.fsync(handle.fileno())
 
 
