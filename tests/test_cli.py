@@ -60,6 +60,35 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+_CTRL_C_WHILE_LOADING = """
+import builtins, sys
+load = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "click":  # Ctrl-C while clibd_cli/main.py loads what it needs
+        raise KeyboardInterrupt
+    return load(name, *args, **kwargs)
+builtins.__import__ = interrupted
+import clibd_cli.__main__
+assert "importlib.metadata" not in sys.modules  # importing the package costs nothing before main() runs
+sys.argv = ["clibd", "--help"]
+clibd_cli.__main__.main()
+"""
+
+
+def test_ctrl_c_while_clibd_starts_is_exit_130_not_a_traceback():
+    """The console script imported clibd_cli.main, ~40 ms of imports before clibd's own handling:
+    a Ctrl-C then printed Python's KeyboardInterrupt traceback. It now runs clibd_cli/__main__.main,
+    which handles it from the first import on."""
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["clibd"] == "clibd_cli.__main__:main"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_LOADING], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert (proc.returncode, proc.stderr) == (130, "clibd: interrupted (nothing half-written is left)\n")
+
+
 def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
