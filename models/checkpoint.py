@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from models.config import FORMAT_VERSION, read_json, vocab_path
 from models.errors import ModelError
-from models.files import atomic_path, sha256_file
+from models.files import atomic_path, sha256_file, usual_permissions
 
 if TYPE_CHECKING:
     from models.clibd import CLIBD
@@ -68,6 +68,7 @@ def write_model(model: CLIBD, directory: Path, extra: dict[str, Any] | None = No
     if dtype is not None:
         tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}
     save_file(tensors, str(directory / WEIGHTS), metadata={"format": "pt"})
+    usual_permissions(directory / WEIGHTS)  # safetensors writes it private: colleagues read run folders too
     if config["dna"]:
         tokenizer = json.dumps(model.dna_tokenizer.to_dict(), indent=2)
         _write_text(directory / "dna_tokenizer.json", tokenizer + "\n")

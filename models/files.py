@@ -90,6 +90,12 @@ def _no_room(exc: BaseException | None) -> OSError | None:
     return None
 
 
+def usual_permissions(path: str | Path) -> None:
+    """Give a written file the permissions ``open()`` would have given it (some writers, the
+    safetensors library among them, make theirs readable by their owner only)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def cannot_write(target: str | Path, reason: OSError | str) -> ClibdError:
     """The error for a write to ``target`` that failed (no space left, a file size limit, a quota)."""
     reason = (reason.strerror or str(reason)) if isinstance(reason, OSError) else reason

@@ -1,6 +1,7 @@
 """Model directories: bit-exact save/load, fingerprints, atomic replacement, clear errors."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -59,6 +60,10 @@ def test_directory_layout(saved):
     assert len(config["weights_sha256"]) == 64
     tokenizer = json.loads((saved / "dna_tokenizer.json").read_text())
     assert tokenizer["k"] == 4 and tokenizer["max_len"] == 660 and tokenizer["specials"]["<UNK>"] == 2
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in saved.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights too: safetensors writes them private
 
 
 def test_fingerprint_tracks_weights_and_architecture(trained, saved):
