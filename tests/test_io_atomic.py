@@ -179,3 +179,29 @@ def test_a_full_disk_names_the_output_of_any_atomic_write(tmp_path):
     with pytest.raises(FileNotFoundError):  # an input that is not there stays what it is
         with atomic_path(target):
             open(tmp_path / "missing.fa")
+
+
+def test_a_full_disk_under_standard_output_is_named(tmp_path):
+    """`clibd classify ... > calls.tsv` on a full disk said only 'clibd: error: File too large'."""
+    import random
+    import resource
+    import subprocess
+    import sys
+
+    rng = random.Random(1)
+    records = [(f"r{i}", "".join(rng.choice("ACGT") for _ in range(650))) for i in range(400)]
+    (tmp_path / "ref.fa").write_text("".join(f">{i};tax=o:O{n % 3},f:F{n % 5},g:G{n % 9},s:G{n % 9}_s{n % 20};\n{s}\n"
+                                             for n, (i, s) in enumerate(records[:40])))
+    (tmp_path / "q.fa").write_text("".join(f">{i}\n{s}\n" for i, s in records))
+    clibd = [sys.executable, "-m", "clibd_cli", "-q"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    built = subprocess.run([*clibd, "index", "-m", "kmer", "ref.fa", "-o", "idx"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    with open(tmp_path / "calls.tsv", "w") as stdout:
+        result = subprocess.run([*clibd, "classify", "--index", "idx", "q.fa"], cwd=tmp_path, stdout=stdout,
+                                stderr=subprocess.PIPE, text=True, timeout=300, env=env,
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 10, 8 << 10)))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == ("clibd: error: standard output: cannot write (File too large); "
+                                                      "free some space or give another path"), result.stderr

@@ -289,8 +289,21 @@ def _report(results, log) -> None:
 
 def _output(path: str):
     """stdout for ``-``; otherwise a file that appears only when complete, under its writer lock."""
-    from contextlib import nullcontext
-
     from clibd_cli.io.outputs import text_output
 
-    return nullcontext(sys.stdout) if path == "-" else text_output(path)
+    return _stdout() if path == "-" else text_output(path)
+
+
+@contextmanager
+def _stdout():
+    """Standard output, whose full disk (``> file`` on a full disk, ``ulimit -f``) is named like any
+    other output's (``models/files.cannot_write``) rather than a bare 'File too large'."""
+    from models.files import NO_ROOM, cannot_write
+
+    try:
+        yield sys.stdout
+        sys.stdout.flush()
+    except OSError as exc:
+        if exc.errno in NO_ROOM and not exc.filename:
+            raise cannot_write("standard output", exc) from None
+        raise
