@@ -296,3 +296,25 @@ def test_held_out_maps_are_fitted_with_the_stronger_ridge(monkeypatch):
     fit_calibration_held_out(index, vectors[:12] + 0.01, {"genus": labels["genus"][:10] + ["gx"] * 2,
                                                           "species": labels["species"][:10] + ["sx"] * 2}, decisions)
     assert set(ridges) == {fitting.HELD_OUT_RIDGE}
+
+
+def test_a_genus_the_reference_files_under_no_family_leaves_the_family_unknown(tmp_path):
+    """Records labelled o:...,g:... without their family: a query of that genus got the family of
+    the nearest family-labelled records, another family, at confidence 1.00. Now the family is left
+    unknown (empty, 0) and the genus is still named."""
+    from fixtures.specimens import run, specimens, tsv, write_fasta
+
+    records = specimens(n_species=10, per_species=4, unnamed=0)
+    genus = records[0].lineage["genus"]
+    for r in records:
+        if r.lineage["genus"] == genus:
+            r.lineage["family"] = None
+    fasta = write_fasta(tmp_path / "ref.fa", records)
+    built = run("-q", "index", "-m", "kmer", fasta, "-o", tmp_path / "idx")
+    assert built.exit_code == 0, built.stderr
+    queries = [r for r in records if r.lineage["genus"] == genus][:2]
+    result = run("classify", "--index", tmp_path / "idx", write_fasta(tmp_path / "q.fa", queries, sintax=False))
+    rows = tsv(result.stdout)
+    assert result.exit_code == 0 and len(rows) == 2, result.stderr
+    assert all(row["family"] == "" and float(row["family_conf"]) == 0.0 for row in rows), rows
+    assert all(row["genus"] == genus for row in rows), rows

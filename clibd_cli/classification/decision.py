@@ -4,7 +4,9 @@ Decision. Ranks are decided top-down (coarse to fine), each only from the neighb
 at that rank: every label among the first ``k`` neighbours gets a similarity-weighted vote
 (weights ``exp((sim - best) / tau_vote)``), and the winner is the label with the most votes
 among those whose parent is the label picked at the rank above (among all labels if no
-neighbour offers such a label). The lineage is therefore consistent by construction.
+neighbour offers such a label, or if the rank above was left unknown). A rank is left unknown
+(code -1) when a neighbour labelled only at finer ranks is closer than every record of the
+winner: the reference does not say what that relative is at this rank.
 
 Confidence: see ``clibd_cli/classification/calibration.py``.
 """
@@ -148,13 +150,18 @@ class Neighbours:
                 reference, rank, above)
         label = reference.codes[rank][self.rows]  # [Q, K]
         valid = (label >= 0) & self.found
+        finer = reference.ranks[reference.ranks.index(rank) + 1:]
+        below = np.zeros_like(valid)
+        for other in finer:
+            below |= reference.codes[other][self.rows] >= 0
+        silent = below & ~valid & self.found  # labelled below this rank but not at it
         allowed = valid
         if above is not None:
             under = valid & (reference.parents[rank][label] == above[:, None])
             under &= above[:, None] >= 0
             allowed = np.where(under.any(axis=1)[:, None], under, valid)
         same = (label[:, :, None] == label[:, None, :]) & valid[:, None, :]  # [Q, i, j]
-        return Votes(self, label, valid, allowed, same)
+        return Votes(self, label, valid, allowed, same, silent)
 
 
 @dataclass
@@ -166,6 +173,7 @@ class Votes:
     valid: np.ndarray  # labelled at this rank
     allowed: np.ndarray  # may win (under the label picked at the rank above, if possible)
     same: np.ndarray  # [Q, i, j]: neighbours i and j carry the same label
+    silent: np.ndarray  # [Q, K]: labelled at a finer rank but not at this one
 
     def votes(self, tau: float) -> tuple[np.ndarray, np.ndarray]:
         """Per neighbour, the summed weight of its label, and the total weight."""
@@ -180,8 +188,14 @@ class Votes:
         return np.argmax(np.where(self.allowed, self.votes(tau)[0], -1.0), axis=1)
 
     def winner(self, pick: np.ndarray) -> np.ndarray:
-        """Winning label codes, -1 where no neighbour is labelled at this rank."""
-        return np.where(self.valid.any(axis=1), self.label[np.arange(len(pick)), pick], -1)
+        """Winning label codes, -1 where no neighbour is labelled at this rank, or where a neighbour
+        closer than every record of the winner is labelled below this rank but not at it (a genus
+        whose reference records have no family: the rank is unknown, not the nearest labelled one's)."""
+        sims, picked = self.neighbours.sims, (np.arange(len(pick)), pick)
+        s_in = np.where(self.same[picked], sims, -np.inf).max(axis=1, initial=-np.inf)
+        s_silent = np.where(self.silent, sims, -np.inf).max(axis=1, initial=-np.inf)
+        known = self.valid.any(axis=1) & ~(s_silent > s_in)
+        return np.where(known, self.label[picked], -1)
 
     def features(self, pick: np.ndarray, tau: float, gaps: RankGaps | None = None,
                  excluded: np.ndarray | None = None) -> np.ndarray:

@@ -303,6 +303,7 @@ def _fit_ranks(
                 best = (hits, tau, picks)
         _, tau_vote, picks = best
         winners = [v.winner(p) for v, p in zip(votes, picks)]
+        weight = [np.where(wn >= 0, w, 0.0) for wn, w in zip(winners, weight)]  # a rank left unknown is not scored
         right = [(wn == t).astype(float) for wn, t in zip(winners, truth)]
         excluded = [_left_out(reference, gaps[rank], wn, rank, left_out, codes) if gaps else None
                     for wn, (codes, *_, left_out) in zip(winners, scenarios)]
