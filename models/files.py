@@ -26,7 +26,7 @@ from models.errors import ClibdError
 
 _UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) ...
 os.umask(_UMASK)  # ... and put it back at once; temporaries get the permissions open() would give
-NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # a write failed for want of room
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # a write failed for want of room
 _RENAMEAT2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if os.name == "posix" else None
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 _RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error names the errno
@@ -64,17 +64,17 @@ def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
         else:
             with open(temp, "rb+") as written:
                 os.fsync(written.fileno())
-            os.chmod(temp, 0o666 & ~_UMASK)
+            usual_permissions(temp)
             os.replace(temp, target)
     except BaseException as exc:
         _remove(temp)
-        reason = _no_room(exc)
+        reason = full_disk(exc)
         if reason is not None:
             raise cannot_write(target, reason) from None
         raise
 
 
-def _no_room(exc: BaseException | None) -> OSError | None:
+def full_disk(exc: BaseException | None) -> OSError | None:
     """The full disk (file size limit, quota) that made a write fail: ``exc``, the OSError it was
     raised from (torch.save through a Python file says 'unexpected pos'), or one a Rust library
     names in its message (safetensors: '... File too large (os error 27)'); None for other failures."""
@@ -82,9 +82,9 @@ def _no_room(exc: BaseException | None) -> OSError | None:
         if not isinstance(exc, Exception) or isinstance(exc, ClibdError):
             return None
         if isinstance(exc, OSError):
-            return exc if exc.errno in NO_ROOM and not exc.filename else None  # a write, not an open
+            return exc if exc.errno in _NO_ROOM and not exc.filename else None  # a write, not an open
         code = _RUST_OS_ERROR.search(str(exc))
-        if code and int(code[1]) in NO_ROOM:
+        if code and int(code[1]) in _NO_ROOM:
             return OSError(int(code[1]), os.strerror(int(code[1])))
         exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None

@@ -209,16 +209,14 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 def _progress(enabled: bool, log):
     """Records classified so far, on stderr when it is a terminal (``Settings.progress``); the
     run's messages are printed above the bar."""
+    from contextlib import nullcontext
+
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     with tqdm(disable=not enabled, unit=" records", desc="classified", file=sys.stderr, leave=False,
-              mininterval=0.5) as bar:
-        if not enabled:
-            yield bar
-            return
-        with logging_redirect_tqdm(loggers=[log]):
-            yield bar
+              mininterval=0.5) as bar, (logging_redirect_tqdm(loggers=[log]) if enabled else nullcontext()):
+        yield bar
 
 
 def _writer(handle, fmt: str, top_k: int | None):
@@ -298,12 +296,12 @@ def _output(path: str):
 def _stdout():
     """Standard output, whose full disk (``> file`` on a full disk, ``ulimit -f``) is named like any
     other output's (``models/files.cannot_write``) rather than a bare 'File too large'."""
-    from models.files import NO_ROOM, cannot_write
+    from models.files import cannot_write, full_disk
 
     try:
         yield sys.stdout
         sys.stdout.flush()
     except OSError as exc:
-        if exc.errno in NO_ROOM and not exc.filename:
+        if full_disk(exc) is not None:
             raise cannot_write("standard output", exc) from None
         raise
