@@ -63,6 +63,28 @@ def test_unite_and_rdp_headers(records, tmp_path):
     assert got == {r.id: r.lineage for r in named}
 
 
+def test_midori2_headers_in_its_raw_rdp_and_sintax_releases(records, tmp_path):
+    """MIDORI2 appends each name's NCBI taxid and fills a rank NCBI lacks with the rank's name and
+    the taxon below (``order_Culicidae_7157``): the taxids are dropped, a filled rank is missing."""
+    named = [r for r in records if r.lineage["species"]]
+    filled = named[0].id  # its order filled in by MIDORI2
+
+    def levels(r) -> list[str]:
+        names = [f"order_{name(r, 'family')}" if r.id == filled else name(r, "order")]
+        names += [name(r, rank) for rank in RANKS[1:]]
+        return ["Eukaryota_2759", "Arthropoda_6656", "Insecta_50557"] + [f"{n}_{7000 + k}" for k, n in enumerate(names)]
+
+    expected = {r.id: dict(r.lineage, order=None) if r.id == filled else r.lineage for r in named}
+    raw = [f"{r.id}.1.<1.>658###root_1;" + ";".join(levels(r)) for r in named]
+    got = indexed(tmp_path / "raw", fasta(tmp_path / "raw.fasta", raw, named))
+    assert got == {f"{i}.1.<1.>658": lineage for i, lineage in expected.items()}
+    # the RDP release writes the species with a space: "Homo sapiens_9606"
+    rdp = [f"{r.id}\troot_1;" + ";".join(levels(r)[:-1] + [levels(r)[-1].replace("_", " ", 1)]) for r in named]
+    assert indexed(tmp_path / "rdp", fasta(tmp_path / "rdp.fasta", rdp, named)) == expected
+    sintax = [f"{r.id};tax=" + ",".join(f"{k}:{v}" for k, v in zip("kpcofgs", levels(r))) + ";" for r in named]
+    assert indexed(tmp_path / "sintax", fasta(tmp_path / "sintax.fasta", sintax, named)) == expected
+
+
 def test_an_unranked_lineage_that_ends_above_species_is_refused_with_its_line(records, tmp_path):
     """Unranked levels are read by position: a record identified to genus would be read one rank
     off (order = class, ..., species = its genus, even "Tortricidae Acleris"), so it is refused."""

@@ -9,6 +9,11 @@
   (those training sets end at species), so they need at least four levels and a last one of
   two words or more: a lineage that ends at genus would be read one rank off.
 
+MIDORI2 writes each name with its NCBI taxid (``Aedes_7158``, ``Aedes albopictus_7160``) and fills a
+rank NCBI lacks with the rank's name and the taxon below (``order_Vannellidae_95227``), in its
+raw (``>ID###root_1;Eukaryota_2759;...``), RDP and SINTAX releases: the taxids are dropped
+(:func:`without_taxids`) and a filled rank is a missing one (:func:`named`).
+
 Names that name nothing (:func:`named`) are missing ranks in every form, SINTAX ``tax=o:Diptera,...``
 annotations (read by ``clibd_cli/io/sequences.py``) and taxonomy tables included.
 """
@@ -25,6 +30,8 @@ _PREFIX = re.compile(r"^([a-zA-Z])__(.*)$")
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
 _PLACEHOLDERS = frozenset({"", "unidentified", "unclassified", "not_classified", "unknown"})
 _NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
+_TAXID = re.compile(r"[_ ]\d+$")  # MIDORI2: Aedes_albopictus_7160
+_FILLED = re.compile(r"^(?:domain|superkingdom|kingdom|phylum|class|order|family|genus) ", re.IGNORECASE)
 
 
 def qiime_taxon(labels: Mapping[str, str | None]) -> str:
@@ -46,7 +53,7 @@ def is_ranked_lineage(text: str) -> bool:
 def parse_lineage(text: str) -> dict[str, str]:
     """Rank -> name from a ranked (``o__Diptera;...``) or unranked (``Root;...;Diptera;...``)
     lineage; underscores read as spaces. Raises ValueError when neither form fits."""
-    levels = [level.strip() for level in text.strip().strip(";").split(";")]
+    levels = without_taxids([level.strip() for level in text.strip().strip(";").split(";")])
     if text.strip().lower() in ("unassigned", "unclassified", ""):
         return {}
     if is_ranked_lineage(text):
@@ -74,11 +81,22 @@ def parse_lineage(text: str) -> dict[str, str]:
     return named(dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):]))))
 
 
+def without_taxids(names: list[str]) -> list[str]:
+    """MIDORI2's names without their taxids (``Aedes_7158`` -> ``Aedes``) when every one of two or
+    more names ends with a number (a name from another source never does); else ``names``."""
+    if len(names) < 2 or not all(_TAXID.search(name) for name in names):
+        return names
+    return [_TAXID.sub("", name) for name in names]
+
+
 def named(ranks: Mapping[str, str]) -> dict[str, str]:
     """``ranks`` without the names that name nothing: placeholders (``unidentified``,
-    ``not_classified``, ...) and a species not identified (UNITE's ``Aedes_sp``, ``Aedes sp.``,
-    ``Aedes spp``, ``Aedes``: the genus alone)."""
-    kept = {rank: name for rank, name in ranks.items() if name.lower().replace(" ", "_") not in _PLACEHOLDERS}
+    ``not_classified``, ...), MIDORI2's filled ranks (their taxids dropped: :func:`without_taxids`)
+    and a species not identified (UNITE's ``Aedes_sp``, ``Aedes sp.``, ``Aedes spp``, ``Aedes``:
+    the genus alone)."""
+    ranks = dict(zip(ranks, without_taxids(list(ranks.values()))))
+    kept = {rank: name for rank, name in ranks.items()
+            if name.lower().replace(" ", "_") not in _PLACEHOLDERS and not _FILLED.match(name.replace("_", " "))}
     species = kept.get("species")
     if species and (species == kept.get("genus") or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
         del kept["species"]
@@ -89,11 +107,15 @@ def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str
     """The record id and ranks a FASTA header carries as a lineage, or None if it carries none.
 
     UNITE: ``>Aedes_albopictus|MT153946|SH1227328.09FU|reps|k__Animalia;...;s__Aedes_albopictus``
-    (the id is what precedes the lineage); QIIME 2 / RDP: ``>ID k__Animalia; ...; s__...`` or
+    (the id is what precedes the lineage); MIDORI2 raw: ``>MG559732.1.<1.>690###root_1;...;
+    Aedes_albopictus_7160`` (the id precedes ``###``); QIIME 2 / RDP: ``>ID k__Animalia; ...; s__...`` or
     ``>ID Root;...;Diptera;Culicidae;Aedes;Aedes_albopictus``. A description that is not a
     lineage (no ``;``, ``key=value`` annotations, fewer than four unranked levels) is none.
     Raises ValueError on a ranked lineage with an unranked level.
     """
+    if "###" in record_id:
+        head, _, first = record_id.partition("###")
+        return head, parse_lineage(";".join(filter(None, (first, description))))
     if "|" in record_id:
         head, _, first = record_id.rpartition("|")
         if is_ranked_lineage(first):
