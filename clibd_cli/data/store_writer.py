@@ -51,7 +51,7 @@ class DatasetWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort(exc)
+            self._output.abort(exc)  # the target keeps its previous content, if any
 
     def add(self, split: str, record: Record | Mapping[str, object]) -> None:
         """Append one record to ``split`` (a Record or a mapping with FIELDS keys)."""
@@ -90,14 +90,10 @@ class DatasetWriter:
                 for key, value in attrs.items():
                     self._file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
         except BaseException as exc:
-            self._abort(exc)
+            self._output.abort(exc)  # the target keeps its previous content, if any
             raise
         self._output.close()
         return summary
-
-    def _abort(self, exc: BaseException) -> None:
-        """Drop the temporary file (the target keeps its previous content, if any)."""
-        self._output.abort(exc)
 
     def _flush(self) -> None:
         for split, rows in self._buffers.items():
