@@ -191,6 +191,27 @@ def test_classified_records_missing_from_the_counts_table_are_named(case, tmp_pa
     assert sum(int(r["reads"]) for r in tsv((tmp_path / "b.tsv").read_text()) if r["rank"] == "order") == 7
 
 
+def test_two_files_of_one_name_are_one_sample_with_a_warning(case, tmp_path):
+    """Samples are named after the files: per-sample folders holding files of one name
+    (``a/derep.fasta``, ``b/derep.fasta``) are summed as one sample, and stderr says so."""
+    root, inputs, sizes, rows = case
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "derep.fasta").write_text(inputs[0].read_text())
+    files = [tmp_path / "a" / "derep.fasta", tmp_path / "b" / "derep.fasta"]
+    result = run("classify", "--index", root / "index", *files, "--summary", tmp_path / "s.tsv",
+                 "-o", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.stderr
+    assert f"{files[0]} and {files[1]} are both sample 'derep'" in result.stderr
+    summary = tsv((tmp_path / "s.tsv").read_text())
+    assert {r["sample"] for r in summary} == {"derep"}
+    reads = sum(n for sample, n in sizes.values() if sample == "siteA")
+    assert sum(int(r["reads"]) for r in summary if r["rank"] == "order") == 2 * reads
+    alone = run("classify", "--index", root / "index", *inputs, "--summary", tmp_path / "t.tsv",
+                "-o", tmp_path / "q.tsv")
+    assert alone.exit_code == 0 and "are both sample" not in alone.stderr
+
+
 def test_counts_errors_name_the_line(case, tmp_path):
     root, inputs, *_ = case
     (tmp_path / "bad.tsv").write_text("#OTU ID\tS1\nf1\t3\nf2\tlots\n")

@@ -86,13 +86,15 @@ class AbundanceSummary:
         self._by_feature: dict[str, tuple[int, Lineage]] = {}
         self._turned: dict[str, tuple[int, Lineage]] = {}
         self._records = 0  # records added (with counts)
+        self._files: dict[str, str] = {}  # sample named after an input file -> that file
+        self._merged: set[str] = set()  # such samples that two files named (warned about)
 
     def add(self, results) -> None:
         for result in results:
             query = result.query
             lineage = assigned_lineage(result)
             if self.counts is None:
-                sample = query.sample or sample_name(query.source or "photos")
+                sample = query.sample or self._file_sample(query.source or "photos")
                 self.tally.add(sample, lineage, 1 if query.size is None else query.size)
             else:
                 record, self._records = (self._records, lineage), self._records + 1
@@ -103,6 +105,18 @@ class AbundanceSummary:
                         self._turned.setdefault(barcode, record)
                         barcode = reverse_complement(barcode)
                     self._by_feature.setdefault(barcode, record)
+
+    def _file_sample(self, source: str) -> str:
+        """The sample named after an input file; a warning when two files give one name
+        (``a/derep.fasta``, ``b/derep.fasta``), whose reads are then summed as one sample."""
+        sample = sample_name(source)
+        first = self._files.setdefault(sample, source)
+        if first != source and sample not in self._merged:
+            self._merged.add(sample)
+            log.warning("%s and %s are both sample %r (the name of the file): their reads are summed as "
+                        "one sample; rename a file, or label its records ;sample=NAME, to keep them apart",
+                        first, source, sample)
+        return sample
 
     def finish(self) -> Tally:
         """The tally; with a counts table, its reads by the classification of each feature."""
