@@ -118,13 +118,21 @@ class AbundanceSummary:
                         first, source, sample)
         return sample
 
+    def _record_of(self, feature: str) -> tuple[int, Lineage] | None:
+        """The record a table's feature names (its id, or its barcode as given, else as clibd
+        turned it round), or None."""
+        for table in (self._by_feature, self._turned):
+            for key in (feature, feature.upper()):
+                if key in table:
+                    return table[key]
+        return None
+
     def finish(self) -> Tally:
         """The tally; with a counts table, its reads by the classification of each feature."""
         if self.counts is not None:
             unclassified, counted = 0, set()
             for feature, reads in self.counts.reads.items():
-                found = next(filter(None, (table.get(key) for table in (self._by_feature, self._turned)
-                                           for key in (feature, feature.upper()))), None)
+                found = self._record_of(feature)
                 if found is None:
                     unclassified += 1
                     lineage = (None,) * len(RANKS)
