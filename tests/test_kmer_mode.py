@@ -37,6 +37,11 @@ def test_kmer_index_classifies_held_out_barcodes(tmp_path, tiny_model):
     # a trained model is refused on the k-mer index, and --model must be a directory or kmer
     refused = run("classify", "--index", index, "-m", tiny_model, write_fasta(tmp_path / "q2.fa", queries))
     assert refused.exit_code == 1 and "index was built with model kmer (fingerprint kmer-profile" in refused.stderr
+    # so is the other model-free profile: the message tells the two fingerprints apart
+    refused = run("classify", "--index", index, "-m", "kmer-aa", write_fasta(tmp_path / "q3.fa", queries))
+    assert refused.exit_code == 1, refused.stderr
+    assert "(fingerprint kmer-profile-k5-sqrt) but the model given is kmer-aa (fingerprint " \
+        "kmer-profile-k5-sqrt+peptide" in refused.stderr
     missing = run("index", "-m", "no/such/model", write_fasta(tmp_path / "r2.fa", references), "-o", tmp_path / "x")
     assert missing.exit_code == 2 and "not a model directory" in missing.stderr
 

@@ -135,6 +135,7 @@ def test_counts_table_gives_reads_per_sample(case, tmp_path):
                  "--counts", tmp_path / "otutab.tsv", "-o", tmp_path / "p.tsv")
     assert result.exit_code == 0, result.stderr
     assert "1 features of the counts table are not among the classified records" in result.stderr
+    assert "classified records are not features" not in result.stderr
     summary = tsv((tmp_path / "s.tsv").read_text())
     counts = {q: (i, 2 * i + 1) for i, q in enumerate(ids)}
     for column, sample in enumerate(("S1", "S2")):
@@ -166,6 +167,49 @@ def test_counts_from_dadas_sequence_table_match_by_sequence(case, tmp_path):
     assert got == expected_reads([row for row in rows if row["query_id"] in reads],
                                  {q: ("A", n) for q, n in reads.items()}, lambda q, s: "A")
     assert {int(r["reads"]) for r in summary if r["sample"] == "B"} == {0}  # unassigned rows only
+
+
+def test_classified_records_missing_from_the_counts_table_are_named(case, tmp_path):
+    """A table that names only some of the records (another run's ids, a subset) says how many
+    records got no reads, as it says how many of its features were not classified; a barcode given
+    on both strands, each its own feature of a table keyed by sequence, is no such record."""
+    root, inputs, sizes, rows = case
+    ids = [row["query_id"] for row in rows]
+    (tmp_path / "part.tsv").write_text("#OTU ID\tS1\n" + "".join(f"{q}\t3\n" for q in ids[:2]))
+    result = run("classify", "--index", root / "index", *inputs, "--summary", tmp_path / "s.tsv",
+                 "--counts", tmp_path / "part.tsv", "-o", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.stderr
+    assert f"{len(ids) - 2} classified records are not features of the counts table" in result.stderr
+    seq = inputs[0].read_text().split("\n")[1]
+    turned = seq.translate(str.maketrans("ACGT", "TGCA"))[::-1]
+    (tmp_path / "both.fa").write_text(f">minus\n{turned}\n>plus\n{seq}\n")
+    (tmp_path / "both.tsv").write_text(f"#OTU ID\tS1\n{turned}\t2\n{seq}\t5\n")
+    result = run("classify", "--index", root / "index", tmp_path / "both.fa", "--summary", tmp_path / "b.tsv",
+                 "--counts", tmp_path / "both.tsv", "-o", tmp_path / "b.predictions.tsv")
+    assert result.exit_code == 0, result.stderr
+    assert "not features of the counts table" not in result.stderr
+    assert sum(int(r["reads"]) for r in tsv((tmp_path / "b.tsv").read_text()) if r["rank"] == "order") == 7
+
+
+def test_two_files_of_one_name_are_one_sample_with_a_warning(case, tmp_path):
+    """Samples are named after the files: per-sample folders holding files of one name
+    (``a/derep.fasta``, ``b/derep.fasta``) are summed as one sample, and stderr says so."""
+    root, inputs, sizes, rows = case
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "derep.fasta").write_text(inputs[0].read_text())
+    files = [tmp_path / "a" / "derep.fasta", tmp_path / "b" / "derep.fasta"]
+    result = run("classify", "--index", root / "index", *files, "--summary", tmp_path / "s.tsv",
+                 "-o", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.stderr
+    assert f"{files[0]} and {files[1]} are both sample 'derep'" in result.stderr
+    summary = tsv((tmp_path / "s.tsv").read_text())
+    assert {r["sample"] for r in summary} == {"derep"}
+    reads = sum(n for sample, n in sizes.values() if sample == "siteA")
+    assert sum(int(r["reads"]) for r in summary if r["rank"] == "order") == 2 * reads
+    alone = run("classify", "--index", root / "index", *inputs, "--summary", tmp_path / "t.tsv",
+                "-o", tmp_path / "q.tsv")
+    assert alone.exit_code == 0 and "are both sample" not in alone.stderr
 
 
 def test_counts_errors_name_the_line(case, tmp_path):

@@ -81,36 +81,73 @@ class AbundanceSummary:
     def __init__(self, counts: CountsTable | None = None):
         self.counts = counts
         self.tally = Tally()
-        self._by_feature: dict[str, Lineage] = {}  # with counts: lineage per feature id and barcode
+        # with counts: per feature id and barcode as given, the record's number and lineage; the
+        # barcodes clibd turned round apart, so that a record given that way is found first
+        self._by_feature: dict[str, tuple[int, Lineage]] = {}
+        self._turned: dict[str, tuple[int, Lineage]] = {}
+        self._records = 0  # records added (with counts)
+        self._files: dict[str, str] = {}  # sample named after an input file -> that file
+        self._merged: set[str] = set()  # such samples that two files named (warned about)
 
     def add(self, results) -> None:
         for result in results:
             query = result.query
             lineage = assigned_lineage(result)
             if self.counts is None:
-                sample = query.sample or sample_name(query.source or "photos")
+                sample = query.sample or self._file_sample(query.source or "photos")
                 self.tally.add(sample, lineage, 1 if query.size is None else query.size)
             else:
-                self._by_feature.setdefault(query.id, lineage)
+                record, self._records = (self._records, lineage), self._records + 1
+                self._by_feature.setdefault(query.id, record)
                 if query.barcode:
-                    self._by_feature.setdefault(query.barcode.upper(), lineage)
+                    barcode = query.barcode.upper()
                     if query.strand == "-":  # the table names it as given, before it was turned round
-                        self._by_feature.setdefault(reverse_complement(query.barcode).upper(), lineage)
+                        self._turned.setdefault(barcode, record)
+                        barcode = reverse_complement(barcode)
+                    self._by_feature.setdefault(barcode, record)
+
+    def _file_sample(self, source: str) -> str:
+        """The sample named after an input file; a warning when two files give one name
+        (``a/derep.fasta``, ``b/derep.fasta``), whose reads are then summed as one sample."""
+        sample = sample_name(source)
+        first = self._files.setdefault(sample, source)
+        if first != source and sample not in self._merged:
+            self._merged.add(sample)
+            log.warning("%s and %s are both sample %r (the name of the file): their reads are summed as "
+                        "one sample; rename a file, or label its records ;sample=NAME, to keep them apart",
+                        first, source, sample)
+        return sample
+
+    def _record_of(self, feature: str) -> tuple[int, Lineage] | None:
+        """The record a table's feature names (its id, or its barcode as given, else as clibd
+        turned it round), or None."""
+        for table in (self._by_feature, self._turned):
+            for key in (feature, feature.upper()):
+                if key in table:
+                    return table[key]
+        return None
 
     def finish(self) -> Tally:
         """The tally; with a counts table, its reads by the classification of each feature."""
         if self.counts is not None:
-            unclassified = 0
+            unclassified, counted = 0, set()
             for feature, reads in self.counts.reads.items():
-                lineage = self._by_feature.get(feature) or self._by_feature.get(feature.upper())
-                if lineage is None:
+                found = self._record_of(feature)
+                if found is None:
                     unclassified += 1
                     lineage = (None,) * len(RANKS)
+                else:
+                    counted.add(found[0])
+                    lineage = found[1]
                 for sample, count in zip(self.counts.samples, reads):
                     self.tally.add(sample, lineage, count)
             if unclassified:
                 log.warning("%d features of the counts table are not among the classified records; "
                             "their reads are counted as unassigned", unclassified)
+            if len(counted) < self._records:
+                log.warning("%d classified records are not features of the counts table (by id or sequence, "
+                            "or repeat an earlier record's); no reads are counted for them",
+                            self._records - len(counted))
         return self.tally
 
     def write(self, path: str | Path, keep: Collection[str | Path] = ()) -> list[Path]:

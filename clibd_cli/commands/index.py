@@ -44,7 +44,8 @@ def index() -> None:
               help="What the reference vectors embed: barcodes, photos, or taxonomy label strings.")
 @click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False),
               help="TSV with an id column and rank columns (order, family, genus, species), or QIIME 2's "
-                   "taxonomy TSV (Feature ID, Taxon); labels the --calibrate-on queries too.")
+                   "taxonomy TSV (Feature ID, Taxon; headerless ID<TAB>lineage lines too); labels the "
+                   "--calibrate-on queries too.")
 @click.option("--split", "splits", multiple=True,
               help="Dataset HDF5 splits to index (repeatable; e.g. train, key_unseen). Default: all.")
 @click.option("--images", multiple=True, type=click.Path(exists=True),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,9 @@ class ReferenceIndex:
             where = f"{self.path}: " if self.path else ""
 
             def model(label: str | None, print_: str) -> str:
-                return f"{label} (fingerprint {print_[:12]})" if label else print_[:12]
+                # a trained model's digest is cut to 12 digits; a named one (kmer-profile-k5-sqrt) kept whole
+                shown = print_[:12] if re.fullmatch(r"[0-9a-f]{13,}", print_) else print_
+                return f"{label} (fingerprint {shown})" if label else shown
 
             raise ClibdError(
                 f"{where}index was built with model {model(self.manifest.get('model'), built)} but the "
