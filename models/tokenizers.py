@@ -49,8 +49,6 @@ class KmerTokenizer:
     checkpoints) is put in front of every sequence with mask 1.
     """
 
-    SPECIALS = {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}  # the default (2023) layout
-
     def __init__(self, k: int = 5, max_len: int = 660, prepend_token: int | None = None,
                  vocab: str = "barcodebert-2023", mask: str = "overlap"):
         if not 1 <= k <= MAX_K or max_len < 1:
