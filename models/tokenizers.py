@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, RANKS
-
-_MISSING_LABELS = {"", "not_classified"}
+from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, MISSING_LABELS, RANKS
 
 
 def label_string(ranks: Mapping[str, str | None], missing: str | None = None, down_to: str = "species") -> str:
@@ -27,13 +25,13 @@ def label_string(ranks: Mapping[str, str | None], missing: str | None = None, do
     """
     labels = ((ranks.get(rank) or "").strip() for rank in RANKS[:RANKS.index(down_to) + 1])
     if missing is not None:
-        return " ".join(missing if label in _MISSING_LABELS else label for label in labels)
-    return " ".join(label for label in labels if label not in _MISSING_LABELS)
+        return " ".join(missing if label in MISSING_LABELS else label for label in labels)
+    return " ".join(label for label in labels if label not in MISSING_LABELS)
 
 
 def has_label(ranks: Mapping[str, str | None], rank: str) -> bool:
     """Whether a lineage names ``rank`` (empty and ``not_classified`` do not count)."""
-    return (ranks.get(rank) or "").strip() not in _MISSING_LABELS
+    return (ranks.get(rank) or "").strip() not in MISSING_LABELS
 
 
 class KmerTokenizer:
