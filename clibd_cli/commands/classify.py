@@ -142,25 +142,23 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
+    from clibd_cli.io.outputs import output_path
     from clibd_cli.reference.records import REBUILD
     from models.errors import ClibdError
 
     log = logging.getLogger("clibd")
-    from clibd_cli.io.outputs import output_path
-
+    read = (*inputs, *images, *([counts] if counts else []))  # files this run reads: never an output
     if output == "/dev/stdout":  # the name scripts use for standard output: stream there, as for -
         output = "-"
     if output != "-":
-        output = str(output_path(output, inputs=(*inputs, *images, *([counts] if counts else [])),
-                                 reads=(index_dir, model_dir)))
+        output = str(output_path(output, inputs=read, reads=(index_dir, model_dir)))
     if summary_path:
-        summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])),
-                                   reads=(index_dir, model_dir))
+        summary_path = output_path(summary_path, inputs=read, reads=(index_dir, model_dir))
         if output != "-" and Path(output).resolve() == summary_path.resolve():
             raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
         from clibd_cli.abundance.summary import refuse_clashes, summary_files
 
-        keep = (output, *inputs, *images, *([counts] if counts else []))
+        keep = (output, *read)
         table, _, page = summary_files(summary_path)  # the Krona texts' names wait for the samples
         refuse_clashes([table, page], keep)
     bundled = index_dir is None
