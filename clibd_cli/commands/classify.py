@@ -142,7 +142,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
-    from clibd_cli.io.outputs import output_path
+    from clibd_cli.io.outputs import output_path, text_output
     from clibd_cli.reference.records import REBUILD
     from models.errors import ClibdError
 
@@ -190,7 +190,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         first = next(blocks, None)
         if first is None:
             log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
-        with _output(output) as handle:
+        with text_output(output) as handle:
             writer = _writer(handle, fmt, top_k)
             for results in chain([first] if first else [], blocks):
                 _report_estimates(classifier, log, reported, old_index=results is first)
@@ -281,25 +281,3 @@ def _report(results, log) -> None:
             log.warning("%s: invalid: %s", where, result.problem)
         elif query.note:
             log.warning("%s: %s", where, query.note)
-
-
-def _output(path: str):
-    """stdout for ``-``; otherwise a file that appears only when complete, under its writer lock."""
-    from clibd_cli.io.outputs import text_output
-
-    return _stdout() if path == "-" else text_output(path)
-
-
-@contextmanager
-def _stdout():
-    """Standard output, whose full disk (``> file`` on a full disk, ``ulimit -f``) is named like any
-    other output's (``models/files.cannot_write``) rather than a bare 'File too large'."""
-    from models.files import cannot_write, full_disk
-
-    try:
-        yield sys.stdout
-        sys.stdout.flush()
-    except OSError as exc:
-        if full_disk(exc) is not None:
-            raise cannot_write("standard output", exc) from None
-        raise
