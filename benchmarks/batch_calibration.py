@@ -24,6 +24,7 @@ import numpy as np
 
 from clibd_cli.evaluation import rdp
 from clibd_cli.evaluation.scores import CURVE_CUTOFFS
+from clibd_cli.io.pipeline_formats import read_sintax
 from models.config import RANKS
 
 BOOTSTRAP = 500  # draws: species resamplings for species_weights' ECE interval, and calibrated_ece's
@@ -52,15 +53,9 @@ def train_rdp(reference: list[dict], work: Path) -> Path | None:
 
 def read_sintax_scores(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
     """--tabbedout column 2: every rank's best label with its bootstrap support."""
-    scores = {}
-    for line in open(path):
-        fields = line.rstrip("\n").split("\t")
-        parts = [p for p in fields[1].split(",") if p] if len(fields) > 1 else []
-        letters = {r[0]: r for r in RANKS}
-        scores[fields[0].split(";")[0]] = {
-            letters[p[0]]: (p[2:].split("(")[0].replace("_", " "), float(p.rsplit("(", 1)[1].rstrip(")")))
-            for p in parts if p[0] in letters}
-    return scores
+    return {line.query.split(";")[0]: {rank: (label.replace("_", " "), support)
+                                       for rank, (label, support) in line.ranks.items() if rank in RANKS}
+            for line in read_sintax(path)}
 
 
 def read_clibd_scores(path: Path) -> tuple[dict[str, dict[str, tuple[str, float]]], float]:

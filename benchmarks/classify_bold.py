@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from clibd_cli.io.pipeline_formats import read_sintax as sintax_lines
 from models.config import RANKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,12 +236,8 @@ def similarity_bound(path: Path, truth: dict, share: float) -> float:
 
 def read_sintax(path: Path) -> dict[str, dict[str, str]]:
     """Column 4 of --tabbedout: the lineage truncated at the cutoff."""
-    calls = {}
-    for line in open(path):
-        fields = line.rstrip("\n").split("\t")
-        ranks = dict(part.split(":", 1) for part in fields[3].split(",") if part) if len(fields) > 3 else {}
-        calls[fields[0].split(";")[0]] = {r: ranks.get(r[0], "").replace("_", " ") for r in RANKS}
-    return calls
+    return {line.query.split(";")[0]: {r: (line.cutoff or {}).get(r, "").replace("_", " ") for r in RANKS}
+            for line in sintax_lines(path)}
 
 
 def read_top_hit(path: Path) -> dict[str, dict[str, str]]:

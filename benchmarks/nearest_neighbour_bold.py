@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from classify_bold import BOLD
 from models import load_model
 from models.config import PRETRAINED_DIR
-
-BOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
 
 
 def main() -> None:

@@ -24,10 +24,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from classify_bold import BOLD, CLIBD, ROOT
 from clibd_cli.data.store import open_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-BOLD = ROOT.parent / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
 PHOTOS = ROOT.parent / "shared" / "data" / "images" / "bioscan5m-specimens"
 CHECKED = {"processid": "processid", "sampleid": "sampleid", "barcode": "dna_barcode", "order": "order",
            "family": "family", "genus": "genus", "species": "species", "dna_bin": "dna_bin"}
@@ -53,9 +52,8 @@ def main() -> None:
 
 def timed(csv_path: Path, out: Path, *options: str) -> float:
     """Wall seconds of one `clibd prepare --format bioscan-5m` run, as a user starts it."""
-    clibd = Path(sys.executable).with_name("clibd")
     start = time.perf_counter()
-    subprocess.run([str(clibd), "-q", "prepare", "--format", "bioscan-5m", str(csv_path), "-o", str(out),
+    subprocess.run([CLIBD, "-q", "prepare", "--format", "bioscan-5m", str(csv_path), "-o", str(out),
                     *options], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 

@@ -21,6 +21,7 @@ VOCAB_DIR = Path(__file__).parent / "vocab"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # trained model directories shipped in the package
 TOWERS = ("image", "dna", "text")  # the modalities, one encoder each
 RANKS = ("order", "family", "genus", "species")  # the taxonomic ranks clibd labels, coarse to fine
+MISSING_LABELS = frozenset({"", "not_classified"})  # rank values that name nothing (BIOSCAN's not_classified)
 FORMAT_VERSION = 1
 # Keys save_model adds to config.json next to the model config; they are not architecture.
 SAVED_KEYS = ("format_version", "clibd_version", "weights_sha256", "extra")

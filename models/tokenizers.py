@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, RANKS
-
-_MISSING_LABELS = {"", "not_classified"}
+from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, MISSING_LABELS, RANKS
 
 
 def label_string(ranks: Mapping[str, str | None], missing: str | None = None, down_to: str = "species") -> str:
@@ -27,16 +25,31 @@ def label_string(ranks: Mapping[str, str | None], missing: str | None = None, do
     """
     labels = ((ranks.get(rank) or "").strip() for rank in RANKS[:RANKS.index(down_to) + 1])
     if missing is not None:
-        return " ".join(missing if label in _MISSING_LABELS else label for label in labels)
-    return " ".join(label for label in labels if label not in _MISSING_LABELS)
+        return " ".join(missing if label in MISSING_LABELS else label for label in labels)
+    return " ".join(label for label in labels if label not in MISSING_LABELS)
 
 
 def has_label(ranks: Mapping[str, str | None], rank: str) -> bool:
     """Whether a lineage names ``rank`` (empty and ``not_classified`` do not count)."""
-    return (ranks.get(rank) or "").strip() not in _MISSING_LABELS
+    return (ranks.get(rank) or "").strip() not in MISSING_LABELS
 
 
-class KmerTokenizer:
+class _Tokenizer:
+    """What a tower reads of every tokenizer: :meth:`encode`'s int64 arrays, as LongTensors."""
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask, int64 arrays [len(texts), length]."""
+        raise NotImplementedError
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, Any]:
+        """``{"input_ids", "attention_mask"}`` as LongTensors [B, length]."""
+        import torch
+
+        ids, mask = self.encode(texts)
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
+class KmerTokenizer(_Tokenizer):
     """Non-overlapping k-mers of a barcode padded with N (or cut) to ``max_len`` nucleotides.
 
     Vocabulary (``vocab="barcodebert-2023"``): ``<MASK>``=0, ``<CLS>``=1, ``<UNK>``=2, then the 4^k
@@ -48,8 +61,6 @@ class KmerTokenizer:
     reaches into the N-padding is masked too). ``prepend_token`` (e.g. 0 for the upstream CLIBD
     checkpoints) is put in front of every sequence with mask 1.
     """
-
-    SPECIALS = {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}  # the default (2023) layout
 
     def __init__(self, k: int = 5, max_len: int = 660, prepend_token: int | None = None,
                  vocab: str = "barcodebert-2023", mask: str = "overlap"):
@@ -107,13 +118,6 @@ class KmerTokenizer:
             mask = np.concatenate([np.ones((count, 1), dtype=np.int64), mask], axis=1)
         return ids, mask
 
-    def __call__(self, barcodes: Sequence[str]) -> dict[str, Any]:
-        """``{"input_ids", "attention_mask"}`` as LongTensors [B, length]."""
-        import torch
-
-        ids, mask = self.encode(barcodes)
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-
     def to_dict(self) -> dict[str, Any]:
         """A description other tools can tokenize from (written as dna_tokenizer.json)."""
         return {"type": "kmer", "k": self.k, "stride": self.k, "max_len": self.max_len, "pad": "N",
@@ -123,7 +127,7 @@ class KmerTokenizer:
                                   "inside the barcode"}
 
 
-class OverlappingKmerTokenizer:
+class OverlappingKmerTokenizer(_Tokenizer):
     """Every overlapping k-mer of a barcode, for each k in ``ks`` (the kmer-bag tower's input).
 
     Gaps (``-`` and ``.``) are removed and leading/trailing characters other than ACGT stripped
@@ -176,13 +180,6 @@ class OverlappingKmerTokenizer:
             masks.append(valid.astype(np.int64))
         return np.concatenate(ids, axis=1), np.concatenate(masks, axis=1)
 
-    def __call__(self, barcodes: Sequence[str]) -> dict[str, Any]:
-        """``{"input_ids", "attention_mask"}`` as LongTensors [B, length]."""
-        import torch
-
-        ids, mask = self.encode(barcodes)
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-
     def to_dict(self) -> dict[str, Any]:
         """A description other tools can tokenize from (written as dna_tokenizer.json)."""
         return {"type": "overlapping-kmers", "ks": list(self.ks), "stride": 1, "max_len": self.max_len,
@@ -191,7 +188,7 @@ class OverlappingKmerTokenizer:
                 "vocab_size": self.vocab_size, "attention_mask": "1 for k-mers of ACGT only"}
 
 
-class TextTokenizer:
+class TextTokenizer(_Tokenizer):
     """Uncased WordPiece (BERT) tokenizer: [CLS] label [SEP], padded/truncated to ``max_len``."""
 
     def __init__(self, vocab_file: str | Path, max_len: int):
@@ -206,13 +203,6 @@ class TextTokenizer:
         ids = np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(labels), self.max_len)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64).reshape(ids.shape)
         return ids, mask
-
-    def __call__(self, labels: Sequence[str]) -> dict[str, Any]:
-        """``{"input_ids", "attention_mask"}`` as LongTensors [B, max_len]."""
-        import torch
-
-        ids, mask = self.encode(labels)
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
 
 @functools.lru_cache(maxsize=8)

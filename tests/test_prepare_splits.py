@@ -79,6 +79,9 @@ def test_partition_files(tmp_path):
     (tmp_path / "val_seen.txt").write_text("id0a\n")
     with pytest.raises(ClibdError, match="val_seen.txt:1: 'id0a' is also in no_split.txt"):
         read_partition(tmp_path)
+    (tmp_path / "val_seen.txt").write_bytes(b"id0z\ncaf\xe9\n")  # Latin-1: was an internal error
+    with pytest.raises(ClibdError, match=r"val_seen.txt:2: not UTF-8 text"):
+        read_partition(tmp_path)
     (tmp_path / "seen_keys.txt").unlink()
     with pytest.raises(ClibdError, match="missing partition file seen_keys.txt"):
         read_partition(tmp_path)

@@ -68,3 +68,16 @@ def test_synthetic_dataset_pairs_real_barcodes_with_images(dataset):
         seen = {g for s in SEEN_SPLITS if s in ds.splits for g in ds.split(s).column("genus")}
         unseen = {g for s in UNSEEN_SPLITS if s in ds.splits for g in ds.split(s).column("genus")}
         assert unseen and unseen <= seen  # every unseen species has seen relatives in its genus
+
+
+def test_a_cut_short_bold_csv_is_a_clear_error(tmp_path):
+    """A truncated gzip download said 'internal error (EOFError: ...)' instead of naming the file."""
+    import gzip
+
+    from clibd_cli.data.synthetic import read_bold
+    from models.errors import ClibdError
+
+    whole = gzip.compress(b"processid,sampleid,order,family,genus,species,dna_barcode,split\n" * 200)
+    (tmp_path / "cut.csv.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ClibdError, match=r"cut\.csv\.gz.*unreadable compressed file"):
+        read_bold(tmp_path / "cut.csv.gz")

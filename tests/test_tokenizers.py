@@ -41,7 +41,7 @@ def test_ranks_and_label_string():
 
 def test_vocab_layout_matches_barcodebert_2023():
     tok = KmerTokenizer(k=5, max_len=10)
-    assert tok.vocab_size == 1027 and tok.SPECIALS == {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}
+    assert tok.vocab_size == 1027 and tok.specials == {"<MASK>": 0, "<CLS>": 1, "<UNK>": 2}
     ids, _ = tok.encode(["AAAAAAAAAC", "TTTTTNNNNN"])
     assert ids.tolist() == [[3, 4], [1026, 2]]
 

@@ -63,12 +63,11 @@ def predict(
 
 def decide(
     rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
-    shares: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Vectorised core of :func:`predict`: ``({rank: code [Q]}, {rank: confidence [Q]})`` with
-    confidences for the scenario ``shares`` (``calibration.shares()`` if None)."""
+    confidences for the calibration's own scenario shares (``calibration.shares()``)."""
     decisions = label(rows, sims, reference, calibration)
-    return decisions.codes, confidences(decisions, reference, calibration, shares)
+    return decisions.codes, confidences(decisions, reference, calibration)
 
 
 def label(

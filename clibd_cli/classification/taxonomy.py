@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RANK_LETTERS = {"kingdom": "k", "phylum": "p", "class": "c", "order": "o", "family": "f",
-                "genus": "g", "species": "s"}
+from clibd_cli.io.lineages import RANK_LETTER
 
 
 @dataclass
@@ -82,7 +81,7 @@ class RankedPrediction:
     def lineage(self) -> str:
         """SINTAX-style ``o:Diptera(1.00),...,s:Aedes_albopictus(0.41)`` over labelled ranks."""
         return ",".join(
-            f"{RANK_LETTERS.get(r, r)}:{v.replace(' ', '_')}({self.confidence[r]:.2f})"
+            f"{RANK_LETTER.get(r, r)}:{v.replace(' ', '_')}({self.confidence[r]:.2f})"
             for r, v in self.labels.items() if v is not None
         )
 

@@ -142,25 +142,23 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
+    from clibd_cli.io.outputs import output_path, text_output
     from clibd_cli.reference.records import REBUILD
     from models.errors import ClibdError
 
     log = logging.getLogger("clibd")
-    from clibd_cli.io.outputs import output_path
-
+    read = (*inputs, *images, *([counts] if counts else []))  # files this run reads: never an output
     if output == "/dev/stdout":  # the name scripts use for standard output: stream there, as for -
         output = "-"
     if output != "-":
-        output = str(output_path(output, inputs=(*inputs, *images, *([counts] if counts else [])),
-                                 reads=(index_dir, model_dir)))
+        output = str(output_path(output, inputs=read, reads=(index_dir, model_dir)))
     if summary_path:
-        summary_path = output_path(summary_path, inputs=(*inputs, *images, *([counts] if counts else [])),
-                                   reads=(index_dir, model_dir))
+        summary_path = output_path(summary_path, inputs=read, reads=(index_dir, model_dir))
         if output != "-" and Path(output).resolve() == summary_path.resolve():
             raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
         from clibd_cli.abundance.summary import refuse_clashes, summary_files
 
-        keep = (output, *inputs, *images, *([counts] if counts else []))
+        keep = (output, *read)
         table, _, page = summary_files(summary_path)  # the Krona texts' names wait for the samples
         refuse_clashes([table, page], keep)
     bundled = index_dir is None
@@ -192,7 +190,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         first = next(blocks, None)
         if first is None:
             log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
-        with _output(output) as handle:
+        with text_output(output) as handle:
             writer = _writer(handle, fmt, top_k)
             for results in chain([first] if first else [], blocks):
                 _report_estimates(classifier, log, reported, old_index=results is first)
@@ -283,25 +281,3 @@ def _report(results, log) -> None:
             log.warning("%s: invalid: %s", where, result.problem)
         elif query.note:
             log.warning("%s: %s", where, query.note)
-
-
-def _output(path: str):
-    """stdout for ``-``; otherwise a file that appears only when complete, under its writer lock."""
-    from clibd_cli.io.outputs import text_output
-
-    return _stdout() if path == "-" else text_output(path)
-
-
-@contextmanager
-def _stdout():
-    """Standard output, whose full disk (``> file`` on a full disk, ``ulimit -f``) is named like any
-    other output's (``models/files.cannot_write``) rather than a bare 'File too large'."""
-    from models.files import cannot_write, full_disk
-
-    try:
-        yield sys.stdout
-        sys.stdout.flush()
-    except OSError as exc:
-        if full_disk(exc) is not None:
-            raise cannot_write("standard output", exc) from None
-        raise

@@ -132,11 +132,13 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         click.get_current_context().with_resource(writer_lock(output))
     if model_dir not in MODEL_FREE:
         settings.apply_torch()
-    plan = IndexPlan([str(p) for p in references], model_dir, output, modality, taxonomy, splits, images, append,
-                     hnsw_m, ef_construction, ef, neighbours, prior_unseen, held_out, held_out_splits, batch_size)
-    target = build_reference_index(plan, RunContext(settings.torch_device(), settings.precision, settings.seed,
-                                                    settings.threads or 1, settings.progress(),
-                                                    settings.command_line))
+    plan = IndexPlan([str(p) for p in references], model_dir, output, modality=modality, taxonomy=taxonomy,
+                     splits=splits, images=images, append=append, hnsw_m=hnsw_m,
+                     ef_construction=ef_construction, ef=ef, neighbours=neighbours, prior_unseen=prior_unseen,
+                     held_out=held_out, held_out_splits=held_out_splits, batch_size=batch_size)
+    target = build_reference_index(plan, RunContext(
+        device=settings.torch_device(), precision=settings.precision, seed=settings.seed,
+        threads=settings.threads or 1, progress=settings.progress(), command=settings.command_line))
     if target is not None:
         click.echo(target.info())
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS
 from clibd_cli.data.store import Record
-from clibd_cli.io.tables import MISSING_LABELS, read_rows
-from models.config import RANKS
+from clibd_cli.io.tables import read_rows
+from models.config import MISSING_LABELS, RANKS
 from models.errors import ClibdError
 
 _CHUNK_DIGITS = {"pretrain": 2, "train": 1, "other_heldout": 1}  # MD5-prefix length of 5M chunk folders

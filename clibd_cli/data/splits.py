@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clibd_cli.io.streams import open_text, reading
 from models.errors import ClibdError
 
 BIOSCAN_5M_SPLITS = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen",
@@ -101,7 +102,7 @@ def read_partition(directory: str | Path) -> dict[str, str]:
     assignment: dict[str, str] = {}
     for name in CLIBD_1M_SPLITS:
         path = directory / f"{name}.txt"
-        with open(path, encoding="utf-8") as handle:
+        with reading(path), open_text(path) as handle:  # a file that is not UTF-8 text: FILE:LINE
             for line_number, line in enumerate(handle, start=1):
                 record_id = line.strip()
                 if not record_id:

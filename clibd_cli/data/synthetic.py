@@ -20,7 +20,6 @@ from __future__ import annotations
 import colorsys
 import functools
 import csv
-import gzip
 import hashlib
 import io
 import random
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+from clibd_cli.io.streams import open_text, reading
 from models.errors import ClibdError
 
 BOLD_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
@@ -211,13 +211,11 @@ def specimen_image(look: Appearance, specimen_rng: random.Random, size: int = 96
 
 
 def read_bold(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a BIOSCAN-5M-layout metadata CSV (gzip or plain)."""
+    """The rows of a BIOSCAN-5M-layout metadata CSV (compressed or not: ``io/streams.open_text``)."""
     path = Path(path)
     if not path.is_file():
         raise ClibdError(f"{path}: BOLD metadata CSV not found (expected ../shared/data/bold-coi/metadata.csv.gz)")
-    with open(path, "rb") as handle:
-        opener = gzip.open if handle.read(2) == b"\x1f\x8b" else open
-    with opener(path, "rt", newline="") as handle:
+    with reading(path), open_text(path) as handle:
         rows = list(csv.DictReader(handle))
     needed = {"processid", "sampleid", "order", "family", "genus", "species", "dna_barcode", "split"}
     if rows and not needed <= rows[0].keys():

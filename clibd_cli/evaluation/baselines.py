@@ -34,6 +34,7 @@ from clibd_cli.defaults import CALIBRATION
 from clibd_cli.evaluation import rdp
 from clibd_cli.evaluation.protocol import Records
 from clibd_cli.evaluation.retrieval import DEPTH, Calls, Outcome, Queries
+from clibd_cli.io.lineages import RANK_LETTER
 from clibd_cli.io.pipeline_formats import read_sintax
 from clibd_cli.io.sequences import clean_barcode
 from models.config import RANKS
@@ -212,7 +213,7 @@ def _clean(barcode: str) -> str:
 
 def _sintax_taxonomy(lineage: tuple) -> str:
     """``o:Diptera,f:Culicidae,...`` (no commas/semicolons/spaces in names; missing ranks left out)."""
-    return ",".join(f"{letter}:{_sintax_name(name)}" for letter, name in zip("ofgs", lineage) if name)
+    return ",".join(f"{RANK_LETTER[rank]}:{_sintax_name(name)}" for rank, name in zip(RANKS, lineage) if name)
 
 
 def _sintax_name(name: str) -> str:

@@ -2,7 +2,8 @@
 
 :func:`output_path` decides whether a ``-o`` may be written at all (never over a device, a FIFO,
 an input, or a folder that is not the command's own), :func:`writer_lock` keeps two clibd
-processes from writing one output at once; the writing itself is atomic (``models/files.py``).
+processes from writing one output at once, :func:`text_output` opens one (standard output for
+``-``); the writing itself is atomic (``models/files.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from models.errors import ClibdError
-from models.files import atomic_open, remove_temporaries, temporaries
+from models.files import atomic_open, cannot_write, full_disk, remove_temporaries, temporaries
 
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}  # flock's errors where a file system has no locks
 
@@ -133,8 +134,19 @@ def writer_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
 
 @contextmanager
 def text_output(path: str | Path) -> Iterator[IO[str]]:
-    """A text file output (a table, a page) open for writing: under its :func:`writer_lock`, and
-    atomic (``models/files.atomic_open``)."""
+    """A text output (a table, a page) open for writing: standard output for ``-``, whose full disk
+    (``> file`` on a full disk, ``ulimit -f``) is named like any other output's
+    (``models/files.cannot_write``) rather than a bare 'File too large'; otherwise a file under its
+    :func:`writer_lock`, atomic (``models/files.atomic_open``): it appears only when complete."""
+    if str(path) == "-":
+        try:
+            yield sys.stdout
+            sys.stdout.flush()
+        except OSError as exc:
+            if full_disk(exc) is not None:
+                raise cannot_write("standard output", exc) from None
+            raise
+        return
     with writer_lock(path), atomic_open(path, "w", encoding="utf-8") as handle:
         yield handle
 

@@ -16,7 +16,6 @@ from models.config import RANKS
 from models.errors import ClibdError
 
 TAXONOMY_RANKS = tuple(SINTAX_RANKS.values())  # domain, kingdom, phylum, class, order ... species
-MISSING_LABELS = frozenset({"", "not_classified"})
 _ID_COLUMNS = ("id", "feature id", "feature-id", "featureid", "#otu id", "#otuid", "otu id", "otuid")  # any case
 _LINEAGE_COLUMNS = ("taxon", "taxonomy")
 

@@ -30,8 +30,8 @@ def keep_metrics(path: Path, up_to_step: int) -> None:
             handle.write("".join(line + "\n" for line in lines))
 
 
-def write_args(run: Path, args: dict, command: str, world_size: int, resumed_at: int | None) -> None:
-    """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``), the ``command`` line,
+def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None) -> None:
+    """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``), the ``command`` line (its words),
     versions; resumptions are appended."""
     from clibd_cli import __version__
 
