@@ -313,3 +313,21 @@ def test_samples_from_read_annotations_agree_with_vsearchs_otu_table(case, tmp_p
                           tsv((tmp_path / f"{name}.summary.tsv").read_text())})
     assert {sample for sample, *_ in summaries[0]} == {"pond", "meadow"}
     assert summaries[0] == summaries[1]
+
+
+def test_a_size_that_is_not_a_read_count_is_named_once_per_input_and_read_as_one(case, tmp_path):
+    from clibd_cli.io.sequences import bad_size, parse_abundance
+
+    assert parse_abundance(";size=12;sample=pond;") == (12, "pond")
+    assert parse_abundance(";size=abc;sample=pond;") == (None, "pond") and bad_size(";size=abc;") == "abc"
+    assert bad_size(";size=1.5") == "1.5" and bad_size(";size=;") == "" and bad_size(";size=7;") is None
+    root, inputs, *_ = case
+    barcode = inputs[0].read_text().split("\n")[1]
+    reads = tmp_path / "reads.fa"
+    reads.write_text(f">a;size=abc;\n{barcode}\n>b;size=2.5;\n{barcode}\n>c;size=3;\n{barcode}\n")
+    result = run("classify", "--index", root / "index", reads, "--summary", tmp_path / "s.tsv")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("is not a read count") == 1
+    assert f"{reads}:1: size=abc is not a read count" in result.stderr
+    order = [r for r in tsv((tmp_path / "s.tsv").read_text()) if r["rank"] == "order" and r["taxon"] != "unassigned"]
+    assert sum(int(r["reads"]) for r in order) == 1 + 1 + 3

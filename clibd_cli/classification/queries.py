@@ -9,13 +9,16 @@ gets its own row (a photo pairs with the first record of its id only).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from clibd_cli.io.images import find_images, photos_by_id
-from clibd_cli.io.sequences import MIN_BASES, checked_barcode, parse_abundance, read_sequences
+from clibd_cli.io.sequences import MIN_BASES, bad_size, checked_barcode, parse_abundance, read_sequences
 from clibd_cli.io.streams import display_name
+
+log = logging.getLogger("clibd")
 
 
 @dataclass(slots=True)
@@ -56,6 +59,7 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
     paths = find_images(image_inputs)
     photos = photos_by_id(paths) if fuse else {}
     paired: set[Path] = set()
+    misread: set[str] = set()  # inputs with a malformed size= annotation, warned about once each
     for source in sequence_inputs:
         name = display_name(source)
         for record in read_sequences(source):
@@ -65,6 +69,11 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
             elif photo is not None:
                 paired.add(photo)
             size, sample = parse_abundance(record.description)
+            if name not in misread and bad_size(record.description) is not None:
+                misread.add(name)
+                log.warning("%s:%d: size=%s is not a read count (a whole number, as vsearch --sizeout writes): "
+                            "read as one read, as is any other such record of this input",
+                            name, record.line, bad_size(record.description))
             barcode, problem = checked_barcode(record.seq, min_bases)
             query = Query(record.id, barcode=barcode, image=photo, where=f"{name}:{record.line}",
                           size=size, sample=sample, source=name)
