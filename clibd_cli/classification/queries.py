@@ -69,11 +69,11 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
             elif photo is not None:
                 paired.add(photo)
             size, sample = parse_abundance(record.description)
-            if name not in misread and bad_size(record.description) is not None:
+            bad = None if name in misread else bad_size(record.description)
+            if bad is not None:
                 misread.add(name)
                 log.warning("%s:%d: size=%s is not a read count (a whole number, as vsearch --sizeout writes): "
-                            "read as one read, as is any other such record of this input",
-                            name, record.line, bad_size(record.description))
+                            "read as one read, as is any other such record of this input", name, record.line, bad)
             barcode, problem = checked_barcode(record.seq, min_bases)
             query = Query(record.id, barcode=barcode, image=photo, where=f"{name}:{record.line}",
                           size=size, sample=sample, source=name)

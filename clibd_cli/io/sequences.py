@@ -24,6 +24,7 @@ SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o":
                 "f": "family", "g": "genus", "s": "species"}
 _TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")
 _SIZE = re.compile(r"(?:^|[;\s])size=([^;\s]*)")
+_COUNT = re.compile(r"[0-9]+")  # a size= that is a read count
 _SAMPLE = re.compile(r"(?:^|[;\s])(?:sample|barcodelabel)=([^;\s]+)")  # vsearch reads either
 NUCLEOTIDES = "ACGTURYSWKMBDHVN-."  # IUPAC nucleotide codes, U, and alignment gaps
 MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
@@ -106,14 +107,14 @@ def parse_abundance(text: str) -> tuple[int | None, str | None]:
     names a sample too, as for ``vsearch --otutabout``); None where absent, and for a ``size=``
     that is not a whole number (:func:`bad_size`)."""
     size, sample = _SIZE.search(text), _SAMPLE.search(text)
-    count = size.group(1) if size and bad_size(text) is None else None
-    return (int(count) if count else None), (sample.group(1) if sample else None)
+    count = size.group(1) if size else ""
+    return (int(count) if _COUNT.fullmatch(count) else None), (sample.group(1) if sample else None)
 
 
 def bad_size(text: str) -> str | None:
     """The value of a ``size=`` annotation that is not a whole number (``abc``, ``1.5``, empty), or None."""
     size = _SIZE.search(text)
-    return size.group(1) if size and not re.fullmatch(r"[0-9]+", size.group(1)) else None
+    return size.group(1) if size and not _COUNT.fullmatch(size.group(1)) else None
 
 
 def clean_barcode(barcode: str) -> str:
