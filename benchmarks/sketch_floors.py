@@ -35,7 +35,7 @@ def main() -> None:
     queries = [r for r in rows if r["split"] in ("test", "test_unseen")]
     for length in map(int, args.lengths.split(",")):
         cut = [fragment(r, length, random.Random(r["processid"]))["dna_barcode"] for r in queries]
-        randoms = ["".join(random.Random(i).choice("ACGT") for _ in range(length)) for i in range(500)]
+        randoms = ["".join(random.Random(i).choices("ACGT", k=length)) for i in range(500)]
         shares = []
         for barcodes in (cut, randoms):
             similarity = sketch.look(barcodes)[1]

@@ -167,7 +167,7 @@ def test_stretches_of_real_barcodes_pass_the_off_target_guard_and_random_dna_doe
     for length in (150, 300, 450):
         barcodes = [stretch(r["dna_barcode"], length, r["processid"]) for r in queries]
         assert sketch.off_target(sketch.look(barcodes)[1], barcodes).mean() <= 0.02
-        randoms = ["".join(random.Random(i).choice("ACGT") for _ in range(length)) for i in range(50)]
+        randoms = ["".join(random.Random(i).choices("ACGT", k=length)) for i in range(50)]
         assert sketch.off_target(sketch.look(randoms)[1], randoms).all()
     # held to the whole-barcode floor, many 150-base stretches would be turned away
     barcodes = [stretch(r["dna_barcode"], 150, r["processid"]) for r in queries]

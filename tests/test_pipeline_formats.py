@@ -165,7 +165,7 @@ def test_a_barcode_unlike_every_reference_is_written_as_vsearch_and_blast_write_
     require_programs("vsearch", "blastn", "makeblastdb")
     root, ref_fa, _, _ = kmer_case
     query = tmp_path / "random.fa"
-    query.write_text(">random\n" + "".join(random.Random(5).choice("ACGT") for _ in range(600)) + "\n")
+    query.write_text(">random\n" + "".join(random.Random(5).choices("ACGT", k=600)) + "\n")
     row = tsv(run("-q", "classify", "--index", root / "index", query).stdout)[0]
     assert row["status"] == "unassigned" and {float(row[f"{rank}_conf"]) for rank in RANK_OF.values()} == {0.0}
     theirs = tmp_path / "vsearch.sintax"
