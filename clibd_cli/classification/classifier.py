@@ -32,7 +32,7 @@ from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.io.sequences import unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.search import exact_search
-from clibd_cli.reference.sketch import NEAR_IDENTICAL, off_target_note, orient_queries
+from clibd_cli.reference.sketch import NEAR_IDENTICAL, orient_queries
 from models.errors import ClibdError, ModelNotFound
 
 log = logging.getLogger("clibd")
@@ -154,11 +154,11 @@ class Classifier:
             at = [i for i, k in kinds.items() if k == kind]
             self._predict(kind, [results[i] for i in at], vectors[at], [bases.get(i) for i in at],
                           min_confidence, report)
-        for j, similarity, floor in off_target:  # the neighbours of an off-target barcode say nothing
+        for j, why in off_target:  # the neighbours of an off-target barcode say nothing
             query, prediction = results[dna_at[j]].query, results[dna_at[j]].prediction
             if query.image is None and prediction.nearest_sim < NEAR_IDENTICAL:
                 prediction.confidence = dict.fromkeys(prediction.confidence, 0.0)
-                query.note = off_target_note(similarity, floor)
+                query.note = why
         return results
 
     def _load_photos(self, results: list[Result]) -> dict[int, object]:

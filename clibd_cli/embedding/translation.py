@@ -47,6 +47,32 @@ def translate(barcodes: Sequence[str]) -> list[np.ndarray]:
     return out
 
 
+def frame_stops(barcodes: Sequence[str]) -> np.ndarray:
+    """``[N]`` the fewest stop codons met reading each barcode codon by codon through its three
+    forward frames, a change of frame (an insertion or deletion, as a sequencing error makes)
+    counting as one stop. A COI barcode on its own strand reads with none; the same bases
+    shuffled meet several (``clibd_cli/reference/sketch.py`` uses it against off-target queries)."""
+    out = np.zeros(len(barcodes), dtype=np.int64)
+    for row, barcode in enumerate(barcodes):
+        bases = _BASES[np.frombuffer(barcode.translate(GAPS).encode("ascii", errors="replace"), dtype=np.uint8)]
+        if len(bases) < 3:
+            continue
+        triplets = bases[:-2].astype(np.int64) * 16 + bases[1:-1] * 4 + bases[2:]
+        known = (bases[:-2] < 4) & (bases[1:-1] < 4) & (bases[2:] < 4)
+        stops = (known & (CODONS[triplets % 64] == STOP)).tolist()  # a stop codon starting at each base
+        fewest = min(sum(stops[frame::3]) for frame in range(3))
+        if fewest > 1:  # a path that changes frame can only do better by two or more
+            stops += [False] * (-len(stops) % 3)
+            first = second = third = 0  # the fewest stops of a path in each frame so far
+            for at in range(0, len(stops), 3):
+                first, second, third = first + stops[at], second + stops[at + 1], third + stops[at + 2]
+                shift = min(first, second, third) + 1
+                first, second, third = min(first, shift), min(second, shift), min(third, shift)
+            fewest = min(first, second, third)
+        out[row] = fewest
+    return out
+
+
 def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:
     """``[N, 20**k]`` square-root scaled, L2-normalised counts of the overlapping amino-acid
     k-mers of each barcode's translation (k-mers with a stop or an unknown codon skipped; a

@@ -20,10 +20,19 @@ the model the index embeds with, so it works the same for ``--model kmer`` and t
   200-base stretches of BOLD test barcodes would be turned away: ``benchmarks/sketch_floors.py``);
   the floor of a partial barcode is taken, by length, from stretches of ``PARTIAL_LENGTHS``
   bases cut from the reference's own barcodes (``short_floors``), interpolated between them.
+- Barcodes that read as no protein: shuffled COI keeps the reference's base composition, and
+  with it a k-mer similarity a new genus could have. It cannot be read as a protein, though: it
+  meets ``STOPS`` or more stop codons in every reading frame, a frame shift counting as one
+  (:func:`clibd_cli.embedding.translation.frame_stops`), where COI barcodes — sequencing errors'
+  frame shifts included — meet almost none. Such a barcode is held to a higher floor,
+  ``stop_floor``: the similarity all but ``STOP_FLOOR_QUANTILE`` (1 %) of the reference's own
+  barcodes reach, held out as above (and ``short_stop_floors`` for stretches). Fitted only for a
+  reference whose own barcodes read as protein (a reference of rRNA would not).
 
 Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``,
-``short_floors`` and the number of references turned around in the manifest's ``sketch`` entry
-(``clibd_cli/reference/hnsw_index.py``).
+``short_floors``, ``stop_floor``, ``short_stop_floors`` and the number of references turned
+around in the manifest's ``sketch`` entry (``clibd_cli/reference/hnsw_index.py``); an index
+built before session 15 has no ``stop_floor`` and no such rule.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.embedding.translation import frame_stops
 from clibd_cli.io.sequences import random_stretch, reverse_complement, unambiguous_bases
 from models.errors import ClibdError
 
@@ -43,6 +53,8 @@ CENTROIDS = 256
 PER_CENTROID = 50  # a small reference gets fewer centroids: each must stand for many barcodes
 FIT_SAMPLE = 20_000  # barcodes the centroids are fitted on (all are oriented)
 FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below the floor
+STOP_FLOOR_QUANTILE = 0.01  # the same, for a barcode that reads as no protein
+STOPS = 3  # stop codons (a frame shift counting as one) from which a barcode reads as no protein
 NEAR_IDENTICAL = 0.99  # a query this close to a reference record is on target whatever its k-mers
 PARTIAL_LENGTHS = (150, 200, 300, 400, 500)  # bases: stretches the partial-barcode floors are fitted on
 WHOLE_FROM = 600  # bases from which a barcode meets the whole-barcode floor
@@ -58,11 +70,14 @@ class Sketch:
     floor: float
     k: int = K
     short_floors: list[float] | None = None  # floor of stretches of PARTIAL_LENGTHS bases; None: floor
+    stop_floor: float | None = None  # floor of a barcode that reads as no protein; None: no such rule
+    short_stop_floors: list[float] | None = None
 
     @classmethod
     def from_manifest(cls, centroids: np.ndarray, entry: dict) -> Sketch:
         """The sketch of an index or pack: its ``sketch.npy`` and manifest ``sketch`` entry."""
-        return cls(centroids.astype(np.float32), entry["floor"], entry["k"], entry.get("short_floors"))
+        return cls(centroids.astype(np.float32), entry["floor"], entry["k"], entry.get("short_floors"),
+                   entry.get("stop_floor"), entry.get("short_stop_floors"))
 
     def look(self, barcodes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(reverse [N] bool, similarity [N] float32)``: whether each barcode reads better
@@ -80,19 +95,39 @@ class Sketch:
     def floors(self, bases: Sequence[int]) -> np.ndarray:
         """The floor a barcode of so many unambiguous ``bases`` is held to: between the
         partial-barcode floors and the whole-barcode one."""
-        if not self.short_floors:
-            return np.full(len(bases), self.floor)
-        return np.interp(np.asarray(bases, dtype=np.float64), [*PARTIAL_LENGTHS, WHOLE_FROM],
-                         [*self.short_floors, self.floor])
+        return _by_length(bases, self.short_floors, self.floor)
+
+    def stop_floors(self, bases: Sequence[int]) -> np.ndarray:
+        """The floor a barcode that reads as no protein is held to, by length as :meth:`floors`."""
+        return _by_length(bases, self.short_stop_floors, self.stop_floor)
 
     def off_target(self, similarity: np.ndarray, barcodes: Sequence[str]) -> np.ndarray:
-        """Whether each similarity (from :meth:`look`) is below the floor of its barcode."""
-        return similarity < self.floors([unambiguous_bases(b) for b in barcodes])
+        """Whether each barcode (on the reference's strand) is off target, given its similarity
+        from :meth:`look` (:meth:`judge`)."""
+        return np.array([why is not None for why in self.judge(similarity, barcodes)], dtype=bool)
+
+    def judge(self, similarity: np.ndarray, barcodes: Sequence[str],
+              bases: Sequence[int] | None = None) -> list[str | None]:
+        """Why each barcode (on the reference's strand; ``bases``: its unambiguous bases) is off
+        target, None if it is not: below the floor of its length, or below the floor of barcodes
+        that read as no protein and so reading."""
+        bases = [unambiguous_bases(b) for b in barcodes] if bases is None else bases
+        floors = self.floors(bases)
+        why: list[str | None] = [off_target_note(s, f) if s < f else None for s, f in zip(similarity, floors)]
+        if self.stop_floor is not None:
+            stop_floors = self.stop_floors(bases)
+            doubtful = np.flatnonzero((similarity >= floors) & (similarity < stop_floors))
+            for i, stops in zip(doubtful, frame_stops([barcodes[i] for i in doubtful])):
+                if stops >= STOPS:
+                    why[i] = no_protein_note(stops, similarity[i], stop_floors[i])
+        return why
 
     def to_manifest(self, turned: int) -> dict:
-        short = None if self.short_floors is None else [round(float(f), 6) for f in self.short_floors]
-        return {"file": SKETCH_FILE, "k": self.k, "floor": round(float(self.floor), 6), "short_floors": short,
-                "turned": turned}
+        entry = {"file": SKETCH_FILE, "k": self.k, "floor": _rounded(self.floor),
+                 "short_floors": _rounded(self.short_floors), "turned": turned}
+        if self.stop_floor is not None:
+            entry.update(stop_floor=_rounded(self.stop_floor), short_stop_floors=_rounded(self.short_stop_floors))
+        return entry
 
     def _best(self, barcodes: list[str]) -> np.ndarray:
         return (kmer_profile(barcodes, self.k) @ self.centroids.T).max(axis=1)
@@ -101,14 +136,28 @@ class Sketch:
 SKETCH_FILE = "sketch.npy"
 
 
+def _by_length(bases: Sequence[int], short: list[float] | None, whole: float) -> np.ndarray:
+    if not short:
+        return np.full(len(bases), whole)
+    return np.interp(np.asarray(bases, dtype=np.float64), [*PARTIAL_LENGTHS, WHOLE_FROM], [*short, whole])
+
+
+def _rounded(floors: float | list[float] | None) -> float | list[float] | None:
+    """Floors as the manifest keeps them: six decimals."""
+    if isinstance(floors, list):
+        return [round(float(f), 6) for f in floors]
+    return None if floors is None else round(float(floors), 6)
+
+
 def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTROIDS) -> tuple[Sketch, np.ndarray]:
     """The sketch of a reference and which of its barcodes are reverse-complemented (``[N]`` bool).
 
     The strand is first decided against the mean profile (the reference's majority strand),
     then the centroids (one per ``PER_CENTROID`` barcodes, at most ``centroids``) are fitted
     (spherical k-means, 10 rounds) on up to ``FIT_SAMPLE`` barcodes so turned, and every barcode
-    is oriented again against them. The floor is taken over held-out similarities: each barcode's
-    to the nearest centroid other than its own (:func:`_held_out_similarity`).
+    is oriented again against them. The floors are taken over held-out similarities: each barcode's
+    to the nearest centroid other than its own (:func:`_held_out_similarity`); the floor of barcodes
+    that read as no protein only if at most ``STOP_FLOOR_QUANTILE`` of the sample's own do.
     """
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.permutation(len(barcodes))[:FIT_SAMPLE])
@@ -123,24 +172,33 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     sketch = Sketch(centres, 0.0)
     reverse, similarity = sketch.look(barcodes)
     similarity[picked] = _held_out_similarity(profiles, centres, sums, members)
-    sketch.floor = float(np.quantile(similarity, FLOOR_QUANTILE)) if len(similarity) else 0.0
-    sketch.short_floors = _short_floors(sample, reverse[picked], profiles, centres, sums, members, rng, sketch.floor)
+    quantiles = [FLOOR_QUANTILE]
+    if len(sample) and np.mean(frame_stops([reverse_complement(b) if r else b for b, r in zip(sample, reverse[picked])])
+                               >= STOPS) <= STOP_FLOOR_QUANTILE:
+        quantiles.append(STOP_FLOOR_QUANTILE)
+    floors = np.quantile(similarity, quantiles).tolist() if len(similarity) else [0.0] * len(quantiles)
+    short = _short_floors(sample, reverse[picked], profiles, centres, sums, members, rng, quantiles, floors)
+    sketch.floor, sketch.short_floors = floors[0], short[0]
+    if len(quantiles) > 1:
+        sketch.stop_floor, sketch.short_stop_floors = floors[1], short[1]
     return sketch, reverse
 
 
 def _short_floors(sample: list[str], reverse: np.ndarray, profiles: np.ndarray, centres: np.ndarray,
-                  sums: np.ndarray, members: np.ndarray, rng: np.random.Generator, floor: float) -> list[float]:
-    """Per ``PARTIAL_LENGTHS``, the floor of stretches of that many bases cut from (up to
-    ``PARTIAL_SAMPLE``) barcodes of the sample, each against the centroids but its barcode's own;
-    never above a longer stretch's floor or the whole-barcode ``floor``."""
+                  sums: np.ndarray, members: np.ndarray, rng: np.random.Generator, quantiles: list[float],
+                  whole: list[float]) -> list[list[float]]:
+    """Per quantile, per ``PARTIAL_LENGTHS``: the floor of stretches of that many bases cut from
+    (up to ``PARTIAL_SAMPLE``) barcodes of the sample, each against the centroids but its
+    barcode's own; never above a longer stretch's floor or the whole-barcode floor (``whole``)."""
     floors = []
     for length in PARTIAL_LENGTHS:
         at = rng.permutation(len(sample))[:PARTIAL_SAMPLE]
         turned = [reverse_complement(sample[i]) if reverse[i] else sample[i] for i in at]
         cut = [random_stretch(b, rng, length, length) for b in turned]
         sims = _held_out_similarity(kmer_profile(cut, K), centres, sums, members[at], profiles[at])
-        floors.append(float(np.quantile(sims, FLOOR_QUANTILE)) if len(sims) else floor)
-    return np.minimum.accumulate([floor, *floors[::-1]])[1:][::-1].tolist()
+        floors.append(np.quantile(sims, quantiles).tolist() if len(sims) else whole)
+    return [np.minimum.accumulate([top, *[f[q] for f in floors][::-1]])[1:][::-1].tolist()
+            for q, top in enumerate(whole)]
 
 
 def _held_out_similarity(x: np.ndarray, centres: np.ndarray, sums: np.ndarray, members: np.ndarray,
@@ -177,12 +235,11 @@ def orient_references(barcodes: list[str], sketch: Sketch | None = None, *, seed
     return sketch, turned
 
 
-def orient_queries(sketch: Sketch | None, queries: Sequence,
-                   bases: Sequence[int]) -> list[tuple[int, float, float]]:
+def orient_queries(sketch: Sketch | None, queries: Sequence, bases: Sequence[int]) -> list[tuple[int, str]]:
     """Read each query's barcode on the reference's strand (``query.strand`` "+" or "-"); returns
-    ``(position, similarity, floor)`` of the queries below the sketch's floor for their ``bases``
-    (unambiguous, one count per query). Without a sketch (an index
-    built before sketches, or of photos) barcodes are read as given and ``strand`` stays None."""
+    ``(position, why)`` of the off-target queries (:meth:`Sketch.judge`; ``bases``: unambiguous,
+    one count per query). Without a sketch (an index built before sketches, or of photos)
+    barcodes are read as given and ``strand`` stays None."""
     if sketch is None or not queries:
         return []
     reverse, similarity = sketch.look([q.barcode for q in queries])
@@ -190,8 +247,8 @@ def orient_queries(sketch: Sketch | None, queries: Sequence,
         query.strand = "-" if turn else "+"
         if turn:
             query.barcode = reverse_complement(query.barcode)
-    floors = sketch.floors(bases)
-    return [(i, float(similarity[i]), float(floors[i])) for i in np.flatnonzero(similarity < floors)]
+    why = sketch.judge(similarity, [q.barcode for q in queries], bases)
+    return [(i, note) for i, note in enumerate(why) if note is not None]
 
 
 def load_sketch(folder: Path, manifest: dict, remedy: str) -> Sketch:
@@ -212,6 +269,13 @@ def off_target_note(similarity: float, floor: float) -> str:
     return (f"unlike every reference barcode (k-mer similarity {similarity:.2f} < {floor:.2f}, the "
             "reference's own floor for its length) and no near-identical reference: not this marker or not "
             "this group of organisms; unassigned at every rank")
+
+
+def no_protein_note(stops: int, similarity: float, floor: float) -> str:
+    return (f"reads as no protein ({stops} stop codons in every reading frame, a frame shift counting as one) "
+            f"and far from the reference's barcodes (k-mer similarity {similarity:.2f} < {floor:.2f}, their floor "
+            "for such barcodes) with no near-identical reference: shuffled, chimeric, a pseudogene or not this "
+            "marker; unassigned at every rank")
 
 
 def _spherical_kmeans(x: np.ndarray, n: int, rng: np.random.Generator,
