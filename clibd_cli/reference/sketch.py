@@ -32,7 +32,7 @@ the model the index embeds with, so it works the same for ``--model kmer`` and t
 Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``,
 ``short_floors``, ``stop_floor``, ``short_stop_floors`` and the number of references turned
 around in the manifest's ``sketch`` entry (``clibd_cli/reference/hnsw_index.py``); an index
-built before session 15 has no ``stop_floor`` and no such rule.
+built by an earlier clibd has no ``stop_floor``, and no such rule until it is rebuilt.
 """
 
 from __future__ import annotations
