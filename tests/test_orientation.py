@@ -191,3 +191,19 @@ def test_shuffled_barcodes_that_read_as_no_protein_are_held_to_a_higher_floor():
     # a reference that does not read as protein (rRNA, say) gets no such rule
     assert fit_sketch(shuffled)[0].stop_floor is None and fit_sketch(real[:500])[0].stop_floor is not None
 
+
+
+def test_index_names_reference_barcodes_that_read_as_no_protein(tmp_path):
+    """A reference of real barcodes with one shuffled in (as a pseudogene or a frame-shifted
+    record would be): `clibd index` names it and keeps it."""
+    with gzip.open(SAMPLE, "rt") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["species"]][:150]
+    named = [(f"{r['processid']};tax=o:{r['order']},f:{r['family']},g:{r['genus']},s:{r['species'].replace(' ', '_')};",
+              r["dna_barcode"].replace("-", "")) for r in rows]
+    odd = named[0][1]
+    named.append(("SHUFFLED1;tax=o:Diptera,f:Culicidae,g:Culex,s:Culex_pipiens;",
+                  "".join(random.Random(1).sample(odd, len(odd)))))
+    built = run("index", "-m", "kmer", "-k", "3", _fasta(tmp_path / "ref.fa", named), "-o", tmp_path / "index")
+    assert built.exit_code == 0, built.stderr
+    assert "1 reference barcodes read as no protein" in built.stderr and "kept: SHUFFLED1" in built.stderr
+    assert json.loads((tmp_path / "index" / "manifest.json").read_text())["count"] == 151

@@ -47,30 +47,41 @@ def translate(barcodes: Sequence[str]) -> list[np.ndarray]:
     return out
 
 
-def frame_stops(barcodes: Sequence[str]) -> np.ndarray:
+def frame_stops(barcodes: Sequence[str], block: int = 4096) -> np.ndarray:
     """``[N]`` the fewest stop codons met reading each barcode codon by codon through its three
     forward frames, a change of frame (an insertion or deletion, as a sequencing error makes)
     counting as one stop. A COI barcode on its own strand reads with none; the same bases
     shuffled meet several (``clibd_cli/reference/sketch.py`` uses it against off-target queries)."""
     out = np.zeros(len(barcodes), dtype=np.int64)
-    for row, barcode in enumerate(barcodes):
-        bases = _BASES[np.frombuffer(barcode.translate(GAPS).encode("ascii", errors="replace"), dtype=np.uint8)]
+    for first in range(0, len(barcodes), block):
+        cleaned = [b.translate(GAPS) for b in barcodes[first : first + block]]
+        lengths = np.array([len(b) for b in cleaned], dtype=np.int64)
+        bases = _BASES[np.frombuffer("".join(cleaned).encode("ascii", errors="replace"), dtype=np.uint8)]
         if len(bases) < 3:
             continue
-        triplets = bases[:-2].astype(np.int64) * 16 + bases[1:-1] * 4 + bases[2:]
-        known = (bases[:-2] < 4) & (bases[1:-1] < 4) & (bases[2:] < 4)
-        stops = (known & (CODONS[triplets % 64] == STOP)).tolist()  # a stop codon starting at each base
-        fewest = min(sum(stops[frame::3]) for frame in range(3))
-        if fewest > 1:  # a path that changes frame can only do better by two or more
-            stops += [False] * (-len(stops) % 3)
-            first = second = third = 0  # the fewest stops of a path in each frame so far
-            for at in range(0, len(stops), 3):
-                first, second, third = first + stops[at], second + stops[at + 1], third + stops[at + 2]
-                shift = min(first, second, third) + 1
-                first, second, third = min(first, shift), min(second, shift), min(third, shift)
-            fewest = min(first, second, third)
-        out[row] = fewest
+        starts = np.cumsum(lengths) - lengths
+        owner = np.repeat(np.arange(len(cleaned)), lengths)[:-2]  # the barcode each codon starts in
+        at = np.arange(len(owner)) - starts[owner]
+        stops = ((bases[:-2] < 4) & (bases[1:-1] < 4) & (bases[2:] < 4) & (at <= lengths[owner] - 3)
+                 & (CODONS[(bases[:-2].astype(np.int64) * 16 + bases[1:-1] * 4 + bases[2:]) % 64] == STOP))
+        per_frame = np.bincount(owner[stops] * 3 + at[stops] % 3, minlength=3 * len(cleaned)).reshape(-1, 3)
+        fewest = per_frame.min(axis=1)
+        for row in np.flatnonzero(fewest > 1):  # a path that changes frame can only do better by two or more
+            fewest[row] = _fewest_with_shifts(stops[starts[row] : starts[row] + lengths[row]].tolist())
+        out[first : first + len(cleaned)] = fewest
     return out
+
+
+def _fewest_with_shifts(stops: list[bool]) -> int:
+    """The fewest stops on a path through the three frames, a shift costing one (``stops[i]``:
+    whether the codon starting at base ``i`` is a stop)."""
+    stops = stops + [False] * (-len(stops) % 3)
+    first = second = third = 0  # the fewest stops of a path in each frame so far
+    for at in range(0, len(stops), 3):
+        first, second, third = first + stops[at], second + stops[at + 1], third + stops[at + 2]
+        shift = min(first, second, third) + 1
+        first, second, third = min(first, shift), min(second, shift), min(third, shift)
+    return min(first, second, third)
 
 
 def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:

@@ -65,7 +65,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
     from clibd_cli.reference.label_check import suspect_labels, suspects_warning
-    from clibd_cli.reference.sketch import orient_references
+    from clibd_cli.reference.sketch import STOPS, no_protein, orient_references
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references
     from clibd_cli import distributed
 
@@ -87,6 +87,11 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                 log.warning("%d reference barcodes are reverse-complemented; indexed turned around: %s%s",
                             len(turned), ", ".join(refs.ids[i] for i in turned[:10]),
                             " …" if len(turned) > 10 else "")
+            odd = no_protein(sketch, refs.items) if world.is_main else []
+            if odd:
+                log.warning("%d reference barcodes read as no protein (%d or more stop codons in every reading "
+                            "frame: pseudogenes, frame-shifting errors or another marker); kept: %s%s",
+                            len(odd), STOPS, ", ".join(refs.ids[i] for i in odd[:10]), " …" if len(odd) > 10 else "")
         if sketch is not None and found is not None:
             orient_references(found.items, sketch)
         embedder = Embedder(model, device, plan.batch_size, run.precision)

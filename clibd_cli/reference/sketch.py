@@ -235,6 +235,15 @@ def orient_references(barcodes: list[str], sketch: Sketch | None = None, *, seed
     return sketch, turned
 
 
+def no_protein(sketch: Sketch, barcodes: Sequence[str]) -> list[int]:
+    """Positions of the (oriented) reference barcodes that read as no protein, ``STOPS`` stop
+    codons or more in every frame: pseudogenes (NUMTs), frame-shifting errors or another marker,
+    which ``clibd index`` names; none for a reference that does not read as protein at all."""
+    if sketch.stop_floor is None:
+        return []
+    return np.flatnonzero(frame_stops(barcodes) >= STOPS).tolist()
+
+
 def orient_queries(sketch: Sketch | None, queries: Sequence, bases: Sequence[int]) -> list[tuple[int, str]]:
     """Read each query's barcode on the reference's strand (``query.strand`` "+" or "-"); returns
     ``(position, why)`` of the off-target queries (:meth:`Sketch.judge`; ``bases``: unambiguous,
