@@ -206,4 +206,6 @@ def test_index_names_reference_barcodes_that_read_as_no_protein(tmp_path):
     built = run("index", "-m", "kmer", "-k", "3", _fasta(tmp_path / "ref.fa", named), "-o", tmp_path / "index")
     assert built.exit_code == 0, built.stderr
     assert "1 reference barcodes read as no protein" in built.stderr and "kept: SHUFFLED1" in built.stderr
-    assert json.loads((tmp_path / "index" / "manifest.json").read_text())["count"] == 151
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["count"] == 151 and manifest["sketch"]["stop_floor"] > manifest["sketch"]["floor"]
+    assert len(manifest["sketch"]["short_stop_floors"]) == len(manifest["sketch"]["short_floors"])
