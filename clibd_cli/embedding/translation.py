@@ -4,12 +4,15 @@ COI-5P is protein coding. Its amino acids change far more slowly than its third 
 so a profile of the translation keeps the signal of orders and families that nucleotide k-mers
 lose to saturation (``benchmarks/genus_headroom.py``). Each barcode is read in the frame with the
 fewest stop codons (the first such frame on a tie); gap characters are dropped first, and a
-codon with any letter other than ACGT is unknown.
+codon with any letter other than ACGT is unknown. :func:`frame_stops` counts the stops a barcode
+cannot avoid, frame shifts allowed (the off-target guard's reading of "not a protein").
+Barcodes are read a block at a time, concatenated: each base's codon in one numpy pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,46 +32,72 @@ for _i, _base in enumerate(b"ACGT"):
 _BASES[ord("U")] = _BASES[ord("u")] = 3  # RNA reads as DNA
 
 
+@dataclass
+class _Codons:
+    """The codons of a block of barcodes, concatenated: at each base of each barcode (but the
+    concatenation's last two) the amino-acid code of the codon starting there."""
+
+    lengths: np.ndarray  # [B] bases of each barcode, gaps dropped
+    owner: np.ndarray  # [P] the barcode each codon starts in
+    at: np.ndarray  # [P] where in it
+    codes: np.ndarray  # [P] uint8: 0..19, STOP, UNKNOWN
+    whole: np.ndarray  # [P] bool: the codon lies inside its barcode
+
+    @property
+    def stops(self) -> np.ndarray:
+        return self.whole & (self.codes == STOP)
+
+    def frame_counts(self, where: np.ndarray) -> np.ndarray:
+        """``[B, 3]``: per barcode and frame, how many codons ``where`` marks."""
+        return np.bincount(self.owner[where] * 3 + self.at[where] % 3, minlength=3 * len(self.lengths)).reshape(-1, 3)
+
+    def in_frame(self, frames: np.ndarray) -> np.ndarray:
+        """Which codons each barcode reads in its frame of ``frames`` ``[B]``."""
+        return self.whole & (self.at % 3 == frames[self.owner])
+
+
+def _codons(barcodes: Sequence[str]) -> _Codons:
+    cleaned = [b.translate(GAPS) for b in barcodes]
+    lengths = np.array([len(b) for b in cleaned], dtype=np.int64)
+    bases = _BASES[np.frombuffer("".join(cleaned).encode("ascii", errors="replace"), dtype=np.uint8)]
+    owner = np.repeat(np.arange(len(cleaned)), lengths)[: max(len(bases) - 2, 0)]
+    at = np.arange(len(owner)) - (np.cumsum(lengths) - lengths)[owner]
+    first, second, third = bases[: len(owner)], bases[1 : len(owner) + 1], bases[2 : len(owner) + 2]
+    known = (first < 4) & (second < 4) & (third < 4)
+    index = (first.astype(np.int64) * 16 + second * 4 + third) % 64
+    codes = np.where(known, CODONS[index], UNKNOWN).astype(np.uint8)
+    return _Codons(lengths, owner, at, codes, at <= lengths[owner] - 3)
+
+
+def _blocks(barcodes: Sequence[str], block: int = 4096):
+    for first in range(0, len(barcodes), block):
+        yield first, _codons(barcodes[first : first + block])
+
+
 def translate(barcodes: Sequence[str]) -> list[np.ndarray]:
     """Each barcode's amino-acid codes (0..19 as in :data:`AMINO_ACIDS`, :data:`STOP`,
-    :data:`UNKNOWN`) in its frame with the fewest stop codons."""
+    :data:`UNKNOWN`) in its frame with the fewest stop codons (the first such frame)."""
     out = []
-    for barcode in barcodes:
-        bases = _BASES[np.frombuffer(barcode.translate(GAPS).encode("ascii", errors="replace"), dtype=np.uint8)]
-        best = None
-        for frame in range(3):
-            triplets = bases[frame: frame + 3 * ((len(bases) - frame) // 3)].reshape(-1, 3).astype(np.int64)
-            known = (triplets < 4).all(axis=1)
-            codes = np.where(known, CODONS[(triplets @ np.array([16, 4, 1])) % 64], UNKNOWN).astype(np.uint8)
-            stops = int((codes == STOP).sum())
-            if best is None or stops < best[0]:
-                best = (stops, codes)
-        out.append(best[1] if best else np.zeros(0, dtype=np.uint8))
+    for _, codons in _blocks(barcodes):
+        chosen = codons.in_frame(codons.frame_counts(codons.stops).argmin(axis=1))
+        counts = np.bincount(codons.owner[chosen], minlength=len(codons.lengths))
+        out += np.split(codons.codes[chosen], np.cumsum(counts)[:-1])
     return out
 
 
-def frame_stops(barcodes: Sequence[str], block: int = 4096) -> np.ndarray:
+def frame_stops(barcodes: Sequence[str]) -> np.ndarray:
     """``[N]`` the fewest stop codons met reading each barcode codon by codon through its three
     forward frames, a change of frame (an insertion or deletion, as a sequencing error makes)
     counting as one stop. A COI barcode on its own strand reads with none; the same bases
     shuffled meet several (``clibd_cli/reference/sketch.py`` uses it against off-target queries)."""
     out = np.zeros(len(barcodes), dtype=np.int64)
-    for first in range(0, len(barcodes), block):
-        cleaned = [b.translate(GAPS) for b in barcodes[first : first + block]]
-        lengths = np.array([len(b) for b in cleaned], dtype=np.int64)
-        bases = _BASES[np.frombuffer("".join(cleaned).encode("ascii", errors="replace"), dtype=np.uint8)]
-        if len(bases) < 3:
-            continue
-        starts = np.cumsum(lengths) - lengths
-        owner = np.repeat(np.arange(len(cleaned)), lengths)[:-2]  # the barcode each codon starts in
-        at = np.arange(len(owner)) - starts[owner]
-        stops = ((bases[:-2] < 4) & (bases[1:-1] < 4) & (bases[2:] < 4) & (at <= lengths[owner] - 3)
-                 & (CODONS[(bases[:-2].astype(np.int64) * 16 + bases[1:-1] * 4 + bases[2:]) % 64] == STOP))
-        per_frame = np.bincount(owner[stops] * 3 + at[stops] % 3, minlength=3 * len(cleaned)).reshape(-1, 3)
-        fewest = per_frame.min(axis=1)
+    for first, codons in _blocks(barcodes):
+        stops = codons.stops
+        fewest = codons.frame_counts(stops).min(axis=1)
+        starts = np.cumsum(codons.lengths) - codons.lengths
         for row in np.flatnonzero(fewest > 1):  # a path that changes frame can only do better by two or more
-            fewest[row] = _fewest_with_shifts(stops[starts[row] : starts[row] + lengths[row]].tolist())
-        out[first : first + len(cleaned)] = fewest
+            fewest[row] = _fewest_with_shifts(stops[starts[row] : starts[row] + codons.lengths[row]].tolist())
+        out[first : first + len(fewest)] = fewest
     return out
 
 
@@ -86,20 +115,23 @@ def _fewest_with_shifts(stops: list[bool]) -> int:
 
 def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:
     """``[N, 20**k]`` square-root scaled, L2-normalised counts of the overlapping amino-acid
-    k-mers of each barcode's translation (k-mers with a stop or an unknown codon skipped; a
-    barcode without one embeds as the zero vector)."""
+    k-mers of each barcode's translation (:func:`translate`; k-mers with a stop or an unknown
+    codon skipped; a barcode without one embeds as the zero vector)."""
     out = np.zeros((len(barcodes), 20**k), dtype=np.float32)
-    for row, codes in enumerate(translate(barcodes)):
+    for first, codons in _blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
+        chosen = codons.in_frame(codons.frame_counts(codons.stops).argmin(axis=1))
+        codes, owner = codons.codes[chosen], codons.owner[chosen]
         windows = len(codes) - k + 1
         if windows <= 0:
             continue
-        index = np.zeros(windows, dtype=np.int64)
-        valid = np.ones(windows, dtype=bool)
+        index = owner[:windows].astype(np.int64)
+        valid = owner[:windows] == owner[k - 1:]  # the k codons of one barcode
         for offset in range(k):
             window = codes[offset: offset + windows]
             valid &= window < STOP
             index = index * 20 + np.minimum(window, 19)
-        out[row] = np.bincount(index[valid], minlength=20**k)
+        block = len(codons.lengths)
+        out[first : first + block] = np.bincount(index[valid], minlength=block * 20**k).reshape(block, 20**k)
     np.sqrt(out, out=out)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
