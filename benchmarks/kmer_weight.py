@@ -32,6 +32,7 @@ from clibd_cli.classification.decision import confidences, label
 from clibd_cli.classification.query_kinds import calibrate
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import build_index
 from models import load_model
 from models.config import PRETRAINED_DIR, RANKS
@@ -59,7 +60,7 @@ def main() -> None:
     genera = {r["genus"] for r in rows["train"]}
     for weight in (float(w) for w in args.kmer_weight.split(",")):
         a, b = np.sqrt(1 / (1 + weight)), np.sqrt(weight / (1 + weight))
-        vectors = {split: np.hstack([a * _unit(embedded[split]), b * profiles[split]]).astype(np.float32)
+        vectors = {split: np.hstack([a * unit_rows(embedded[split].copy()), b * profiles[split]]).astype(np.float32)
                    for split in rows}
         started = time.perf_counter()
         index = build_index(vectors["train"], [r["processid"] for r in rows["train"]], _labels(rows["train"]),
@@ -111,10 +112,6 @@ def _batches(vectors: dict[str, np.ndarray], rows: dict[str, list[dict]]) -> dic
 
 def _labels(records: list[dict]) -> dict[str, list[str | None]]:
     return {rank: [r[rank] or None for r in records] for rank in RANKS}
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.errors import ClibdError
 
@@ -160,6 +160,33 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     code = workers.wait()
     return 128 + signal.SIGTERM if forwarded else code  # torchrun itself exits 1 on a SIGTERM
+
+
+@dataclass(frozen=True)
+class ParsedOption:
+    """One option of a ``clibd`` command as parsed, for :func:`option_words`."""
+
+    opts: tuple[str, ...]  # its spellings, e.g. ("-o", "--output")
+    value: Any
+    default: Any = None
+    kind: str = "value"  # "value", "flag" (written when set) or "count" (written as many times as counted)
+
+
+def option_words(options: Iterable[ParsedOption]) -> list[str]:
+    """The words that give ``options`` again: each value that is not the default (a tuple joined by
+    commas) after the option's long spelling, each set flag, each counted option as often as
+    counted. ``clibd train`` records them (args.json) and runs them again under torchrun."""
+    words: list[str] = []
+    for option in options:
+        if option.kind == "count":
+            words += [option.opts[0]] * option.value
+        elif option.kind == "flag":
+            words += [option.opts[0]] if option.value else []
+        else:
+            text = ",".join(option.value) if isinstance(option.value, tuple) else option.value
+            if option.value is not None and str(text) != str(option.default):
+                words += [option.opts[-1] if option.opts[-1].startswith("--") else option.opts[0], str(text)]
+    return words
 
 
 def relaunch_args(command_line: str) -> list[str]:

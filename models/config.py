@@ -21,10 +21,19 @@ VOCAB_DIR = Path(__file__).parent / "vocab"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # trained model directories shipped in the package
 TOWERS = ("image", "dna", "text")  # the modalities, one encoder each
 RANKS = ("order", "family", "genus", "species")  # the taxonomic ranks clibd labels, coarse to fine
-MISSING_LABELS = frozenset({"", "not_classified"})  # rank values that name nothing (BIOSCAN's not_classified)
+# Rank values that name nothing, as :func:`is_missing_label` compares them (lower case, spaces as
+# underscores): BIOSCAN's not_classified, BOLD's None and NA (R's NA), the placeholders of reference
+# lineages and taxonomy tables. Every reader of labelled records uses this one set.
+MISSING_LABELS = frozenset({"", "not_classified", "none", "na", "unidentified", "unclassified", "unknown"})
 FORMAT_VERSION = 1
 # Keys save_model adds to config.json next to the model config; they are not architecture.
 SAVED_KEYS = ("format_version", "clibd_version", "weights_sha256", "extra")
+
+def is_missing_label(value: str | None) -> bool:
+    """Whether a rank value names nothing: None, empty, or one of :data:`MISSING_LABELS` in any case
+    (``"NA"``, ``"Not classified"``, ``" unknown "``)."""
+    return value is None or value.strip().lower().replace(" ", "_") in MISSING_LABELS
+
 
 _BERT_DEFAULTS: dict[str, Any] = {
     "hidden_size": 768,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, MISSING_LABELS, RANKS
+from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, RANKS, is_missing_label
 
 
 def label_string(ranks: Mapping[str, str | None], missing: str | None = None, down_to: str = "species") -> str:
@@ -20,18 +20,18 @@ def label_string(ranks: Mapping[str, str | None], missing: str | None = None, do
     (or written as ``missing``: the upstream CLIBD models saw ``not_classified``, see models/upstream.py).
 
     ``{"order": "Diptera", "family": "Culicidae", "genus": None}`` gives ``"Diptera Culicidae"``;
-    empty strings and BIOSCAN's ``not_classified`` count as missing. ``down_to`` cuts the string
+    empty strings and placeholders (BIOSCAN's ``not_classified``: ``config.MISSING_LABELS``) count as missing. ``down_to`` cuts the string
     after that rank (``"genus"``: order, family, genus), whole labels, whatever spaces they hold.
     """
     labels = ((ranks.get(rank) or "").strip() for rank in RANKS[:RANKS.index(down_to) + 1])
     if missing is not None:
-        return " ".join(missing if label in MISSING_LABELS else label for label in labels)
-    return " ".join(label for label in labels if label not in MISSING_LABELS)
+        return " ".join(missing if is_missing_label(label) else label for label in labels)
+    return " ".join(label for label in labels if not is_missing_label(label))
 
 
 def has_label(ranks: Mapping[str, str | None], rank: str) -> bool:
-    """Whether a lineage names ``rank`` (empty and ``not_classified`` do not count)."""
-    return (ranks.get(rank) or "").strip() not in MISSING_LABELS
+    """Whether a lineage names ``rank`` (empty and ``not_classified``, ``config.MISSING_LABELS``, do not count)."""
+    return not is_missing_label(ranks.get(rank))
 
 
 class _Tokenizer:

@@ -12,6 +12,7 @@ from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.main import cli
 from clibd_cli.training import loop
 from clibd_cli.training.datasets import SpecimenDataset
+from clibd_cli.training.step import forward_backward
 from models import create_model
 from models.config import PRESET_DIR
 from models.losses import ContrastiveLoss, _label_classes_loss
@@ -76,10 +77,10 @@ def test_loss_averages_the_rank_terms_with_the_full_label_term(hand_made):
     dataset = SpecimenDataset(path, ["train"], ("dna", "text"), model, train=True, label_ranks=("order", "genus"))
     batch = dataset.collate([dataset[i] for i in range(len(dataset))])
     config = dict(model="x", data=str(path), out="x", modalities=("dna", "text"), positives="label")
-    with_ranks = loop._forward_backward(model, batch, ContrastiveLoss(), _no_autocast, "cpu",
-                                        loop.TrainConfig(**config, label_ranks=("order", "genus")), sync=True)[0]
-    without = loop._forward_backward(model, batch, ContrastiveLoss(), _no_autocast, "cpu",
-                                     loop.TrainConfig(**config), sync=True)[0]
+    with_ranks = forward_backward(model, batch, ContrastiveLoss(), _no_autocast, "cpu",
+                                  loop.TrainConfig(**config, label_ranks=("order", "genus")), sync=True)[0]
+    without = forward_backward(model, batch, ContrastiveLoss(), _no_autocast, "cpu",
+                               loop.TrainConfig(**config), sync=True)[0]
     assert with_ranks != pytest.approx(without, rel=1e-3)
     # by hand: each rank's term compares the barcodes with the batch's distinct cut strings
     with torch.no_grad():

@@ -330,7 +330,7 @@ def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(loop, "_forward_backward", no_memory)
+    monkeypatch.setattr(loop, "forward_backward", no_memory)
     result = train("--model", "clibd-tiny", "--data", bold_h5, "--out", tmp_path / "run", "--modalities",
                    "dna,text", "--batch-size", "16")
     assert result.exit_code == 1

@@ -28,6 +28,7 @@ from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import find_images, load_image, load_photos, photos_by_id
 from clibd_cli.io.sequences import MIN_BASES, random_stretch, unambiguous_bases
 
@@ -148,7 +149,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     if photos is not None:
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0
         fused = photos + np.where(has_photo, index.vectors(), 0.0)
-        fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
+        unit_rows(fused)
         calibration["image"] = fit(photos)
         calibration["image+dna"] = fit(fused.astype(np.float32))
     kept = {kind: data for kind, data in (index.calibration or {}).items() if kind not in calibration}

@@ -163,7 +163,9 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         refuse_clashes([table, page], keep)
     bundled = index_dir is None
     if bundled:
-        index_dir = _default_index(images, model_dir, settings.progress())
+        from clibd_cli.indexing.bundled import default_reference
+
+        index_dir = str(default_reference(model_dir, photos=bool(images), progress=settings.progress()))
     summary = _summary(counts) if summary_path else None
     try:
         classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
@@ -232,21 +234,6 @@ def _summary(counts: str | None):
     from clibd_cli.abundance.summary import AbundanceSummary
 
     return AbundanceSummary(read_counts(counts) if counts else None)
-
-
-def _default_index(images: tuple[str, ...], model_dir: str | None, progress: bool) -> str:
-    """The bundled reference, for barcodes and the bundled model only."""
-    from clibd_cli.indexing.bundled import DEFAULT_MODEL, default_index
-    from models.errors import ClibdError
-
-    if images:
-        raise ClibdError(f"the bundled model {DEFAULT_MODEL} was trained on barcodes only and cannot "
-                         "classify photos; give --index built with a model trained on specimen photos "
-                         "(clibd train on BIOSCAN data, or clibd import of the CLIBD authors' checkpoints)")
-    if model_dir not in (None, DEFAULT_MODEL):
-        raise ClibdError("--model needs --index: the bundled reference was built with the bundled model "
-                         f"{DEFAULT_MODEL}")
-    return str(default_index(progress=progress))
 
 
 def _stdin_is_terminal() -> bool:

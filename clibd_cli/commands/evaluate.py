@@ -56,15 +56,11 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
     """
     import os
 
-    from clibd_cli.evaluation.plots import write_html, write_plots
-    from clibd_cli.evaluation.report import EXPLANATION, text_report, write_json, write_tsv
-    from clibd_cli.evaluation.run import Plan, run_evaluation
+    from clibd_cli.evaluation.report import text_report
+    from clibd_cli.evaluation.run import Plan, report_folder, run_evaluation, write_report
+    from clibd_cli.io.outputs import writer_lock
 
-    from clibd_cli.io.outputs import output_path, writer_lock
-
-    resuming = output.is_dir() and {p.name for p in output.iterdir()} <= {"cache"}  # an interrupted run's
-    output = output_path(output, directory=True, marker=None if resuming else "metrics.json",
-                         inputs=(data,), reads=(model,))
+    output = report_folder(output, data, model)
     click.get_current_context().with_resource(writer_lock(output))  # a second evaluate -o OUT waits
     settings.apply_torch()
     plan = Plan(
@@ -75,10 +71,6 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
         threads=settings.threads or os.cpu_count() or 1, device=settings.torch_device(), precision=settings.precision,
         progress=settings.progress(), command=settings.command_line)
     result = run_evaluation(plan)
-    output.mkdir(parents=True, exist_ok=True)  # made once there is a report: a failed run leaves no folder
-    write_json(output / "metrics.json", result.metrics)
-    write_tsv(output / "metrics.tsv", result.metrics)
-    figures = write_plots(output, result.metrics, result.embedding_map)
-    write_html(output / "report.html", result.metrics, figures, EXPLANATION)
+    page = write_report(output, result)
     click.echo(text_report(result.metrics))
-    click.echo(f"report: {output / 'report.html'}", err=True)
+    click.echo(f"report: {page}", err=True)

@@ -106,11 +106,12 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     if nproc_per_node > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(nproc_per_node, command[1:]))
 
+    from clibd_cli.training.datasets import default_splits
     from clibd_cli.training.loop import TrainConfig, run_training
     from clibd_cli.training.validation import metric_names
 
     if ctx.get_parameter_source("train_splits") is click.core.ParameterSource.DEFAULT:
-        train_splits = _default_splits(data, train_splits)
+        train_splits = default_splits(data, train_splits)
 
     if best_metric != "auto" and best_metric not in metric_names(modalities):
         raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
@@ -129,48 +130,16 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     run_training(cfg)
 
 
-def _default_splits(data: str, splits: tuple[str, ...]) -> tuple[str, ...]:
-    """The default training splits that ``data`` has (a file from labelled FASTA has no
-    ``pretrain``: every record has a species); all of them if it has none, for the error."""
-    import logging
-
-    from clibd_cli.data.store import open_dataset
-    from models.errors import ClibdError
-
-    present = []
-    with open_dataset(data) as dataset:
-        for name in splits:
-            try:
-                dataset.resolve(name)
-                present.append(name)
-            except ClibdError:
-                pass
-    if not present or len(present) == len(splits):
-        return splits
-    logging.getLogger("clibd").info("training on %s: %s has no %s split", ",".join(present), data,
-                                    ",".join(s for s in splits if s not in present))
-    return tuple(present)
-
-
 def _command_line(ctx: click.Context) -> list[str]:
-    """``clibd [global options] train [options]`` with every non-default value, as parsed.
+    """``clibd [global options] train [options]`` with every non-default value, as parsed
+    (``distributed.option_words``); recorded in args.json and re-run under torchrun (without
+    --nproc-per-node)."""
+    from clibd_cli.distributed import ParsedOption, option_words
 
-    Recorded in args.json and re-run under torchrun (without --nproc-per-node).
-    """
-    words = ["clibd"]
-    for context in (ctx.find_root(), ctx):
-        for param in context.command.params:
-            value = context.params.get(param.name)
-            if not isinstance(param, click.Option) or param.name == "nproc_per_node":
-                continue
-            if param.count:
-                words += [param.opts[0]] * value
-            elif param.is_flag:
-                words += [param.opts[0]] if value else []
-            else:
-                text = ",".join(value) if isinstance(value, tuple) else value
-                if value is not None and str(text) != str(param.default):
-                    words += [param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0], str(text)]
-        if context is not ctx:
-            words.append(ctx.info_name)
-    return words
+    def parsed(context: click.Context) -> list[ParsedOption]:
+        return [ParsedOption(tuple(param.opts), context.params.get(param.name), param.default,
+                             "count" if param.count else "flag" if param.is_flag else "value")
+                for param in context.command.params
+                if isinstance(param, click.Option) and param.name != "nproc_per_node"]
+
+    return ["clibd", *option_words(parsed(ctx.find_root())), ctx.info_name, *option_words(parsed(ctx))]

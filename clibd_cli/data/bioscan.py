@@ -1,7 +1,7 @@
 """BIOSCAN-5M metadata CSV and BIOSCAN-1M metadata TSV as record sources.
 
-Both are streamed row by row. Labels are taken as they are ("" and ``not_classified`` mean
-missing). Photos are looked up in the datasets' own folder layouts:
+Both are streamed row by row. Labels are taken as they are ("", ``not_classified`` and the
+other ``models.config.MISSING_LABELS`` mean missing). Photos are looked up in the datasets' own folder layouts:
 
 * 5M: ``{package}/{split}/{chunk}/{processid}.jpg`` (``chunk`` from the CSV; when it is
   empty, the MD5-prefix rule of the release and no chunk folder are both tried);
@@ -23,7 +23,7 @@ from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS
 from clibd_cli.data.store import Record
 from clibd_cli.io.tables import read_rows
-from models.config import MISSING_LABELS, RANKS
+from models.config import RANKS, is_missing_label
 from models.errors import ClibdError
 
 _CHUNK_DIGITS = {"pretrain": 2, "train": 1, "other_heldout": 1}  # MD5-prefix length of 5M chunk folders
@@ -127,4 +127,4 @@ def _label(fields: list[str], index: int | None) -> str | None:
     if index is None:
         return None
     value = fields[index].strip()
-    return None if value in MISSING_LABELS else value
+    return None if is_missing_label(value) else value

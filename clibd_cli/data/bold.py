@@ -22,7 +22,7 @@ from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.streams import open_text, reading
 from clibd_cli.io.tables import read_rows
-from models.config import RANKS
+from models.config import RANKS, is_missing_label
 
 log = logging.getLogger("clibd")
 MARKER = "COI-5P"
@@ -74,4 +74,4 @@ class BoldSource:
 
 def _label(cell: str) -> str | None:
     value = cell.strip()
-    return None if value in ("", "None", "NA", "not_classified") else value
+    return None if is_missing_label(value) else value

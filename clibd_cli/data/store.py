@@ -2,7 +2,7 @@
 and the CLIBD-distributed files (ours are written by ``store_writer.py``).
 
 One group per split, one 1-D dataset per field (``FIELDS``), strings as UTF-8, missing ranks
-as ``not_classified``. Images: ours are variable-length uint8 arrays holding the original
+as ``not_classified`` (read back as None, as are the other ``models.config.MISSING_LABELS``). Images: ours are variable-length uint8 arrays holding the original
 file bytes, plus ``image_mask`` (byte length, 0 = no image); the CLIBD files pad JPEG bytes
 into a uint8 ``[N, MAXLEN]`` matrix with ``image_mask`` giving each length. Readers get both
 through :class:`Split`, and split names resolve across BIOSCAN-5M names, the CLIBD 1M groups
@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from clibd_cli.data.splits import ALIASES, LISTING_ORDER
-from models.config import RANKS
+from models.config import RANKS, is_missing_label
 from models.errors import ClibdError
 
 FIELDS = ("processid", "sampleid", "barcode", "order", "family", "genus", "species", "dna_bin", "image")
@@ -159,7 +159,8 @@ class Split:
             else:
                 values += [None if field in LABELS else ""] * (hi - lo)
         if field in LABELS:
-            values = [None if v in (MISSING, "") else v for v in values]
+            missing = {v for v in set(values) if is_missing_label(v)}  # few distinct labels: one test each
+            values = [None if v in missing else v for v in values]
         return values
 
     def ids(self) -> list[str]:
@@ -239,7 +240,7 @@ def _label(group: h5py.Group, rank: str, j: int) -> str | None:
     if rank not in group:
         return None
     value = _read_column(group[rank], j, j + 1)[0]
-    return None if value in (MISSING, "") else value
+    return None if is_missing_label(value) else value
 
 
 def _group_length(path: Path, group: h5py.Group) -> int:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from clibd_cli.embedding.unit import unit_rows
+
 _CODES = np.full(256, 255, dtype=np.uint8)
 for _i, _base in enumerate(b"ACGT"):
     _CODES[_base] = _i
@@ -37,9 +39,7 @@ def kmer_profile(
     for start in range(0, len(barcodes), chunk):
         block = barcodes[start : start + chunk]
         out[start : start + len(block)] = transform(_counts(block, k))
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
-    return out
+    return unit_rows(out)
 
 
 def _counts(barcodes: Sequence[str], k: int) -> np.ndarray:
@@ -119,9 +119,7 @@ class KmerProfileModel:
 
         share = self.peptide_weight / (1.0 + self.peptide_weight)
         out = np.hstack([nucleotides * np.sqrt(1.0 - share), peptide_profile(barcodes, self.peptide_k) * np.sqrt(share)])
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        np.divide(out, norms, out=out, where=norms > 0)
-        return out
+        return unit_rows(out)
 
 
 MODEL_FREE = {KMER_MODEL: lambda: KmerProfileModel(),

@@ -19,6 +19,7 @@ from clibd_cli.evaluation.protocol import PARTS, Records, Scenario, scenarios
 from clibd_cli.evaluation.retrieval import PairMethod, Queries
 from clibd_cli.evaluation.scores import batch_scores, open_set_scores, retrieval_scores
 from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles, ModelVectors
+from clibd_cli.io.outputs import output_path
 from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
@@ -91,6 +92,28 @@ def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
     for note in notes:
         log.info("note: %s", note)
     return Evaluation(result, emap)
+
+
+def report_folder(output: Path, data: Path, model: str | None) -> Path:
+    """``output`` as a report folder may be written (``io.outputs.output_path``): new, empty, an
+    earlier report (it holds ``metrics.json``) or an interrupted run's (its ``cache/`` alone)."""
+    resuming = output.is_dir() and {p.name for p in output.iterdir()} <= {"cache"}
+    return output_path(output, directory=True, marker=None if resuming else "metrics.json",
+                       inputs=(data,), reads=(model,))
+
+
+def write_report(output: Path, result: Evaluation) -> Path:
+    """``metrics.json``, ``metrics.tsv``, the PNG plots and ``report.html`` into ``output``, made
+    only now (a failed run leaves no folder); returns the page's path."""
+    from clibd_cli.evaluation.plots import write_html, write_plots
+    from clibd_cli.evaluation.report import EXPLANATION, write_json, write_tsv
+
+    output.mkdir(parents=True, exist_ok=True)
+    write_json(output / "metrics.json", result.metrics)
+    write_tsv(output / "metrics.tsv", result.metrics)
+    figures = write_plots(output, result.metrics, result.embedding_map)
+    write_html(output / "report.html", result.metrics, figures, EXPLANATION)
+    return output / "report.html"
 
 
 def _run_scenario(plan: Plan, dataset, scenario: Scenario, methods: list, embeddings, result: dict) -> None:

@@ -57,3 +57,16 @@ def default_index(*, progress: bool = False) -> Path:
                          "set CLIBD_CACHE_DIR to a writable folder") from None
     log.warning("default reference ready (%.0f s)", time.perf_counter() - start)
     return target
+
+
+def default_reference(model_dir: str | None, *, photos: bool, progress: bool = False) -> Path:
+    """The index ``clibd classify`` searches without ``--index`` (:func:`default_index`): for
+    barcodes (not ``photos``) and the bundled model (``model_dir`` None or its name) only."""
+    if photos:
+        raise ClibdError(f"the bundled model {DEFAULT_MODEL} was trained on barcodes only and cannot "
+                         "classify photos; give --index built with a model trained on specimen photos "
+                         "(clibd train on BIOSCAN data, or clibd import of the CLIBD authors' checkpoints)")
+    if model_dir not in (None, DEFAULT_MODEL):
+        raise ClibdError("--model needs --index: the bundled reference was built with the bundled model "
+                         f"{DEFAULT_MODEL}")
+    return default_index(progress=progress)

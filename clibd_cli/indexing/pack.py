@@ -27,6 +27,7 @@ import numpy as np
 
 from clibd_cli.classification.calibration import Calibration, search_part
 from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate
+from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
 from clibd_cli.reference.sketch import SKETCH_FILE, load_sketch
@@ -122,8 +123,7 @@ def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def dequantize(vectors: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """int8 rows and their scales -> L2-normalised float32 rows."""
     out = vectors.astype(np.float32) * scales[:, None]
-    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-    return out
+    return unit_rows(out)
 
 
 def _rebuild(vectors: np.ndarray, scales: np.ndarray, nodes: np.ndarray, ids: list[str],

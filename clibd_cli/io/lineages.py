@@ -24,11 +24,10 @@ import re
 from collections.abc import Mapping
 
 from clibd_cli.io.sequences import SINTAX_RANKS
-from models.config import RANKS
+from models.config import RANKS, is_missing_label
 
 _PREFIX = re.compile(r"^([a-zA-Z])__(.*)$")
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
-_PLACEHOLDERS = frozenset({"", "unidentified", "unclassified", "not_classified", "unknown"})
 _NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
 _TAXID = re.compile(r"[_ ]\d+$")  # MIDORI2: Aedes_albopictus_7160
 _FILLED = re.compile(r"^(?:domain|superkingdom|kingdom|phylum|class|order|family|genus) ", re.IGNORECASE)
@@ -54,7 +53,7 @@ def parse_lineage(text: str) -> dict[str, str]:
     """Rank -> name from a ranked (``o__Diptera;...``) or unranked (``Root;...;Diptera;...``)
     lineage; underscores read as spaces. Raises ValueError when neither form fits."""
     levels = without_taxids([level.strip() for level in text.strip().strip(";").split(";")])
-    if text.strip().lower() in ("unassigned", "unclassified", ""):
+    if is_missing_label(text) or text.strip().lower() == "unassigned":  # QIIME 2: Unassigned
         return {}
     if is_ranked_lineage(text):
         ranks = {}
@@ -91,12 +90,12 @@ def without_taxids(names: list[str]) -> list[str]:
 
 def named(ranks: Mapping[str, str]) -> dict[str, str]:
     """``ranks`` without the names that name nothing: placeholders (``unidentified``,
-    ``not_classified``, ...), MIDORI2's filled ranks (their taxids dropped: :func:`without_taxids`)
+    ``not_classified``, ``NA``, ...: ``models.config.MISSING_LABELS``), MIDORI2's filled ranks (their taxids dropped: :func:`without_taxids`)
     and a species not identified (UNITE's ``Aedes_sp``, ``Aedes sp.``, ``Aedes spp``, ``Aedes``:
     the genus alone)."""
     ranks = dict(zip(ranks, without_taxids(list(ranks.values()))))
     kept = {rank: name for rank, name in ranks.items()
-            if name.lower().replace(" ", "_") not in _PLACEHOLDERS and not _FILLED.match(name.replace("_", " "))}
+            if not is_missing_label(name) and not _FILLED.match(name.replace("_", " "))}
     species = kept.get("species")
     if species and (species == kept.get("genus") or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
         del kept["species"]

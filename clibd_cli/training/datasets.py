@@ -14,6 +14,7 @@ pair with that modality while its other modalities still count.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 from collections.abc import Sequence
@@ -26,7 +27,29 @@ from clibd_cli.io.sequences import random_stretch
 from clibd_cli.distributed import World
 from models.errors import ClibdError
 
+log = logging.getLogger("clibd")
+
 CROP_SHORTEST = 200  # bases: the shortest stretch --dna-crop cuts (mini-barcodes are 130-300)
+
+
+def default_splits(data: str, splits: tuple[str, ...]) -> tuple[str, ...]:
+    """The default training splits that ``data`` has (a file from labelled FASTA has no
+    ``pretrain``: every record has a species); all of them if it has none, for the error."""
+    from clibd_cli.data.store import open_dataset
+
+    present = []
+    with open_dataset(data) as dataset:
+        for name in splits:
+            try:
+                dataset.resolve(name)
+                present.append(name)
+            except ClibdError:
+                pass
+    if not present or len(present) == len(splits):
+        return splits
+    log.info("training on %s: %s has no %s split", ",".join(present), data,
+             ",".join(s for s in splits if s not in present))
+    return tuple(present)
 
 
 class SpecimenDataset(Dataset):

@@ -32,8 +32,9 @@ import torch
 from clibd_cli import distributed
 from clibd_cli.io.outputs import writer_lock
 from clibd_cli.training import adapt, run_files, state
-from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader, with_label_prefixes
+from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
 from clibd_cli.training.optim import create_optimizer, create_schedule
+from clibd_cli.training.step import forward_backward
 from clibd_cli.training.validation import Validation, default_metric
 from models.errors import ClibdError
 
@@ -256,8 +257,8 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
             for batch in meter.timed(make_loader(dataset, sampler, cfg.workers, seed=cfg.seed + epoch)):
                 batch_in_epoch += 1
                 try:
-                    loss, logit_scale = _forward_backward(net, batch, loss_fn, autocast, device, cfg,
-                                                          sync=batch_in_epoch % cfg.grad_accum == 0)
+                    loss, logit_scale = forward_backward(net, batch, loss_fn, autocast, device, cfg,
+                                                         sync=batch_in_epoch % cfg.grad_accum == 0)
                 except RuntimeError as exc:
                     if _is_oom(exc):
                         raise ClibdError(f"out of memory at batch size {cfg.batch_size}; try --batch-size "
@@ -310,35 +311,6 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         log.info("stopped at step %d of %d; best %s = %s (%s/best)", step, total_steps, metric,
                  f"{best:.4f}" if math.isfinite(best) else "n/a", run)
     return {"run": str(run), "step": step, "epoch": epoch, "best_metric": metric, "best": best}
-
-
-def _forward_backward(net, batch: dict, loss_fn, autocast, device: str, cfg: TrainConfig,
-                      sync: bool) -> tuple[float, float]:
-    """One micro-batch: encode, contrastive loss, backward (gradients all-reduced only if ``sync``)."""
-    no_sync = getattr(net, "no_sync", None)
-    with contextlib.nullcontext() if sync or no_sync is None else no_sync():
-        inputs = with_label_prefixes(batch["inputs"], cfg.label_ranks)
-        with autocast():
-            out = net({k: v.to(device, non_blocking=True) for k, v in inputs.items()})
-        features = {m: out[m].float() for m in cfg.modalities}
-        if cfg.label_ranks:  # the text tower ran once over full labels, then each rank's cut labels
-            chunks = features["text"].split(len(batch["index"]))
-            features.update({"text": chunks[0], **{f"text@{r}": c for r, c in zip(cfg.label_ranks, chunks[1:])}})
-        present = {m: p.to(device) for m, p in batch["present"].items()}
-        labels, rank_labels = None, None
-        if cfg.positives == "label":
-            from models.losses import label_ids
-
-            labels, *prefix_ids = (label_ids(batch["inputs"][f"{m}_input_ids"], batch["index"], batch["present"][m])
-                                   for m in ["text", *(f"text@{r}" for r in cfg.label_ranks)])
-            rank_labels = {f"text@{r}": ids for r, ids in zip(cfg.label_ranks, prefix_ids)}
-        try:
-            loss = loss_fn(features, out["logit_scale"].float(), present, labels, rank_labels)
-        except ValueError:  # no pair of modalities with 2+ samples in this global batch
-            log.warning("a batch without any pair of modalities to align was skipped")
-            loss = sum(f.sum() for f in features.values()) * 0.0
-        (loss / cfg.grad_accum).backward()
-    return loss.item(), out["logit_scale"].item()
 
 
 class _Meter:
