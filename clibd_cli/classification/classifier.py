@@ -28,6 +28,7 @@ from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonom
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
 from clibd_cli.embedding.kmer import is_model_free
+from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.io.sequences import unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
@@ -146,7 +147,7 @@ class Classifier:
             vectors[dna_at] = self.embedder.barcodes([results[i].query.barcode for i in dna_at])
         if image_at:
             vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        unit_rows(vectors)
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds)
                  for i, r in enumerate(results) if usable[i]}
         present = set(kinds.values())

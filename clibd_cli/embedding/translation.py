@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clibd_cli.embedding.unit import unit_rows
+
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 STOP = len(AMINO_ACIDS)  # code of a stop codon
 UNKNOWN = STOP + 1  # code of a codon with an ambiguous base
@@ -132,7 +134,4 @@ def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:
             index = index * 20 + np.minimum(window, 19)
         block = len(codons.lengths)
         out[first : first + block] = np.bincount(index[valid], minlength=block * 20**k).reshape(block, 20**k)
-    np.sqrt(out, out=out)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
-    return out
+    return unit_rows(np.sqrt(out, out=out))

@@ -45,6 +45,7 @@ import numpy as np
 
 from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.embedding.translation import frame_stops
+from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.sequences import random_stretch, reverse_complement, unambiguous_bases
 from models.errors import ClibdError
 
@@ -301,5 +302,5 @@ def _spherical_kmeans(x: np.ndarray, n: int, rng: np.random.Generator,
         filled = counts > 0
         sums[:] = 0.0
         sums[filled] = np.add.reduceat(x[order], (np.cumsum(counts) - counts)[filled])
-        centres[filled] = sums[filled] / np.maximum(np.linalg.norm(sums[filled], axis=1, keepdims=True), 1e-12)
+        centres[filled] = unit_rows(sums[filled])  # a copy: sums stay sums
     return np.ascontiguousarray(centres, dtype=np.float32), sums, nearest
