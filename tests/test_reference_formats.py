@@ -49,6 +49,22 @@ def test_qiime2_taxonomy_tsv_with_plain_fasta(records, tmp_path):
     assert got == {r.id: r.lineage for r in records}  # empty s__ is a missing species
 
 
+def test_taxonomy_rows_that_name_no_rank_are_warned_about_once_with_the_first_line(records, tmp_path):
+    """``Unassigned`` (as QIIME 2 writes it) or ranks above order only leave a record unlabelled:
+    said once, with how many and where the first is, not left silent."""
+    rows = ["Feature ID\tTaxon"] + [f"{r.id}\to__{name(r, 'order')}; f__{name(r, 'family')}" for r in records[2:]]
+    rows[2:2] = [f"{records[0].id}\tUnassigned", f"{records[1].id}\tk__Animalia; p__Arthropoda"]
+    (tmp_path / "taxonomy.tsv").write_text("\n".join(rows) + "\n")
+    seqs = write_fasta(tmp_path / "seqs.fasta", records, sintax=False)
+    built = run("index", "-m", "kmer", "-k", "5", seqs, "--taxonomy", tmp_path / "taxonomy.tsv", "-o", tmp_path / "ix")
+    assert built.exit_code == 0, built.stderr
+    assert built.stderr.count("name no rank from order to species") == 1
+    assert "taxonomy.tsv:3: 2 ids of the taxonomy table name no rank from order to species" in built.stderr
+    assert f"the first is '{records[0].id}': 'Unassigned'" in built.stderr
+    got = labels_by_id(load_index(tmp_path / "ix"))
+    assert got[records[0].id] == got[records[1].id] == dict.fromkeys(RANKS)
+
+
 def test_unite_and_rdp_headers(records, tmp_path):
     unite = [f"{name(r, 'species') or 'unidentified'}|MT{i:06d}|SH{i}.09FU|reps|k__Animalia;p__Arthropoda;"
              + ";".join(f"{rank[0]}__{name(r, rank)}" for rank in RANKS) for i, r in enumerate(records)]
