@@ -65,6 +65,25 @@ def test_taxonomy_rows_that_name_no_rank_are_warned_about_once_with_the_first_li
     assert got[records[0].id] == got[records[1].id] == dict.fromkeys(RANKS)
 
 
+def test_unknown_sintax_rank_letters_are_named_once_per_file(records, tmp_path):
+    """``x:Foo`` or vsearch's strain ``t:`` are none of d k p c o f g s: their names are dropped, and
+    each file says so once, at its first such line, not once per record."""
+    def header(r, extra: str) -> str:
+        return f"{r.id};tax=o:{name(r, 'order')},f:{name(r, 'family')},{extra}g:{name(r, 'genus')};"
+
+    first = fasta(tmp_path / "a.fasta", [header(r, "") for r in records[:2]]
+                  + [header(r, "x:Foo,t:,") for r in records[2:6]], records[:6])
+    second = fasta(tmp_path / "b.fasta", [header(r, "t:strain_1,") for r in records[6:]], records[6:])
+    built = run("index", "-m", "kmer", "-k", "5", first, second, "-o", tmp_path / "ix")
+    assert built.exit_code == 0, built.stderr
+    assert built.stderr.count("unknown SINTAX rank letter") == 2
+    assert (f"{first}:5: unknown SINTAX rank letters 'x', 't' (in 4 records of this file): their names are "
+            "dropped; the rank letters are d, k, p, c, o, f, g, s") in built.stderr
+    assert f"{second}:1: unknown SINTAX rank letter 't' (in {len(records) - 6} records" in built.stderr
+    got = labels_by_id(load_index(tmp_path / "ix"))
+    assert got == {r.id: {**r.lineage, "species": None} for r in records}
+
+
 def test_unite_and_rdp_headers(records, tmp_path):
     unite = [f"{name(r, 'species') or 'unidentified'}|MT{i:06d}|SH{i}.09FU|reps|k__Animalia;p__Arthropoda;"
              + ";".join(f"{rank[0]}__{name(r, rank)}" for rank in RANKS) for i, r in enumerate(records)]
