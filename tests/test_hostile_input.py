@@ -201,6 +201,13 @@ def test_repeated_ids_are_found_across_batches_and_merged_runs(monkeypatch):
         seen.add(record_id)
     assert found.repeats == len(repeats) and found.first == repeats[0]
     assert sum(map(len, found.runs)) == len(seen) and max(map(len, found.runs)) <= 40 < len(seen)
+    assert found.checked == len(ids) and not found.stopped
+    capped = repeated_ids.RepeatedIds(limit=100)  # memory stays bounded: later records go unchecked
+    for line, record_id in enumerate(ids, 1):
+        capped.add(record_id, f"q.fa:{line}")
+    capped.flush()
+    assert capped.stopped and capped.checked == 100 and sum(map(len, capped.runs)) <= 100
+    assert capped.repeats == sum(1 for record_id, where in repeats if int(where.split(":")[1]) <= 100)
 
 
 def test_a_truncated_gzip_names_the_line(kmer_index, tmp_path):

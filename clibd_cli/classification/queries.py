@@ -3,8 +3,8 @@
 Records come out in input order: every FASTA/FASTQ record in the order read (with the photo
 named after its id, ``ID.jpg`` or ``ID.1024px.jpg``, if any: a fused ``image+dna`` specimen),
 then the photos that matched no barcode, in sorted path order. Nothing but the photo list and
-8 bytes per distinct id (``clibd_cli/io/repeated_ids.py``) is held in memory, so inputs of any
-length stream through. Repeated ids are kept: every record gets its own row (a photo pairs with
+8 bytes per distinct id of the first 16.8 million records (``clibd_cli/io/repeated_ids.py``) is
+held in memory, so inputs of any length stream through. Repeated ids are kept: every record gets its own row (a photo pairs with
 the first record of its id only), and one warning at the end counts them.
 """
 
@@ -93,6 +93,8 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
         log.warning("%s: %r is the id of an earlier record too (records repeating an earlier id: %d): each "
                     "gets its own row, so ids in the output are not unique (QIIME 2 refuses such tables)", where,
                     record_id, repeated.repeats)
+    if repeated.stopped:
+        log.info("record ids were checked for repeats in the first %d records only", repeated.checked)
     for path in paths:
         if path not in paired:
             yield Query(str(path), image=path, where=str(path))
