@@ -163,6 +163,53 @@ def test_append_names_a_repeated_id(kmer_index, tmp_path):
     assert result.exit_code == 1 and f"{kmer_index[1][0].id} is already in the index" in error_line(result)
 
 
+def test_repeated_query_ids_are_counted_in_one_warning_naming_the_first(kmer_index, tmp_path):
+    """Two records with one id make two rows with one id (QIIME 2 refuses such a table): kept,
+    and said once, with the first repeat's id and place and how many records repeat an id."""
+    index, records = kmer_index
+    a, b, c = records[:3]
+    first = write_fasta(tmp_path / "q.fa", [a, b, a, c])
+    second = write_fasta(tmp_path / "r.fa", [b, a])
+    result = run("classify", "--index", index, first, second)
+    assert result.exit_code == 0, result.stderr
+    assert [row["query_id"] for row in tsv(result.stdout)] == [a.id, b.id, a.id, c.id, b.id, a.id]
+    assert result.stderr.count("an earlier record too") == 1
+    third = [n for n, line in enumerate(first.read_text().splitlines(), 1) if line.startswith(">")][2]
+    assert (f"{first}:{third}: '{a.id}' is the id of an earlier record too (records repeating an earlier id: 3)"
+            in result.stderr)
+    assert "an earlier record" not in run("classify", "--index", index, second).stderr
+
+
+def test_repeated_ids_are_found_across_batches_and_merged_runs(monkeypatch):
+    """The sorted runs of hashes (8 bytes a distinct id) find every repeat, near or far."""
+    import random
+
+    from clibd_cli.io import repeated_ids
+
+    monkeypatch.setattr(repeated_ids, "BATCH", 7)
+    monkeypatch.setattr(repeated_ids, "RUN", 40)
+    rng = random.Random(3)
+    ids = [f"q{rng.randrange(300)}" for _ in range(500)]
+    found = repeated_ids.RepeatedIds()
+    for line, record_id in enumerate(ids, 1):
+        found.add(record_id, f"q.fa:{line}")
+    found.flush()
+    seen, repeats = set(), []
+    for line, record_id in enumerate(ids, 1):
+        if record_id in seen:
+            repeats.append((record_id, f"q.fa:{line}"))
+        seen.add(record_id)
+    assert found.repeats == len(repeats) and found.first == repeats[0]
+    assert sum(map(len, found.runs)) == len(seen) and max(map(len, found.runs)) <= 40 < len(seen)
+    assert found.checked == len(ids) and not found.stopped
+    capped = repeated_ids.RepeatedIds(limit=100)  # memory stays bounded: later records go unchecked
+    for line, record_id in enumerate(ids, 1):
+        capped.add(record_id, f"q.fa:{line}")
+    capped.flush()
+    assert capped.stopped and capped.checked == 100 and sum(map(len, capped.runs)) <= 100
+    assert capped.repeats == sum(1 for record_id, where in repeats if int(where.split(":")[1]) <= 100)
+
+
 def test_a_truncated_gzip_names_the_line(kmer_index, tmp_path):
     records = kmer_index[1]
     text = "".join(f">r{i}\n{r.barcode}\n" for i in range(20) for r in records)

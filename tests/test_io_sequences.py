@@ -99,11 +99,13 @@ def test_truncated_gzip_and_binary_input_are_clear_errors(tmp_path):
 
 def test_sintax_header_parsing():
     assert parse_sintax_header("tax=k:Animalia,p:Arthropoda,c:Insecta,o:Diptera,f:Culicidae,g:Aedes,"
-                               "s:Aedes_albopictus;") == {
+                               "s:Aedes_albopictus;") == ({
         "kingdom": "Animalia", "phylum": "Arthropoda", "class": "Insecta", "order": "Diptera",
-        "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
-    assert parse_sintax_header("size=3;tax=o:Diptera,g:;") == {"order": "Diptera"}
-    assert parse_sintax_header("a plain description") == {}
+        "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}, [])
+    assert parse_sintax_header("size=3;tax=o:Diptera,g:;") == ({"order": "Diptera"}, [])
+    assert parse_sintax_header("tax=O:Diptera,x:Foo,t:,g:Aedes;") == ({"order": "Diptera", "genus": "Aedes"},
+                                                                       ["x", "t"])
+    assert parse_sintax_header("a plain description") == ({}, [])
     with pytest.raises(ValueError, match="rank:name"):
         parse_sintax_header("tax=Diptera,Culicidae")
 

@@ -49,6 +49,41 @@ def test_qiime2_taxonomy_tsv_with_plain_fasta(records, tmp_path):
     assert got == {r.id: r.lineage for r in records}  # empty s__ is a missing species
 
 
+def test_taxonomy_rows_that_name_no_rank_are_warned_about_once_with_the_first_line(records, tmp_path):
+    """``Unassigned`` (as QIIME 2 writes it) or ranks above order only leave a record unlabelled:
+    said once, with how many and where the first is, not left silent."""
+    rows = ["Feature ID\tTaxon"] + [f"{r.id}\to__{name(r, 'order')}; f__{name(r, 'family')}" for r in records[2:]]
+    rows[2:2] = [f"{records[0].id}\tUnassigned", f"{records[1].id}\tk__Animalia; p__Arthropoda"]
+    (tmp_path / "taxonomy.tsv").write_text("\n".join(rows) + "\n")
+    seqs = write_fasta(tmp_path / "seqs.fasta", records, sintax=False)
+    built = run("index", "-m", "kmer", "-k", "5", seqs, "--taxonomy", tmp_path / "taxonomy.tsv", "-o", tmp_path / "ix")
+    assert built.exit_code == 0, built.stderr
+    assert built.stderr.count("name no rank from order to species") == 1
+    assert "taxonomy.tsv:3: 2 ids of the taxonomy table name no rank from order to species" in built.stderr
+    assert f"the first is '{records[0].id}': 'Unassigned'" in built.stderr
+    got = labels_by_id(load_index(tmp_path / "ix"))
+    assert got[records[0].id] == got[records[1].id] == dict.fromkeys(RANKS)
+
+
+def test_unknown_sintax_rank_letters_are_named_once_per_file(records, tmp_path):
+    """``x:Foo`` or vsearch's strain ``t:`` are none of d k p c o f g s: their names are dropped, and
+    each file says so once, at its first such line, not once per record."""
+    def header(r, extra: str) -> str:
+        return f"{r.id};tax=o:{name(r, 'order')},f:{name(r, 'family')},{extra}g:{name(r, 'genus')};"
+
+    first = fasta(tmp_path / "a.fasta", [header(r, "") for r in records[:2]]
+                  + [header(r, "x:Foo,t:,") for r in records[2:6]], records[:6])
+    second = fasta(tmp_path / "b.fasta", [header(r, "t:strain_1,") for r in records[6:]], records[6:])
+    built = run("index", "-m", "kmer", "-k", "5", first, second, "-o", tmp_path / "ix")
+    assert built.exit_code == 0, built.stderr
+    assert built.stderr.count("unknown SINTAX rank letter") == 2
+    assert (f"{first}:5: unknown SINTAX rank letters 'x', 't' (in 4 records of this file): their names are "
+            "dropped; the rank letters are d, k, p, c, o, f, g, s") in built.stderr
+    assert f"{second}:1: unknown SINTAX rank letter 't' (in {len(records) - 6} records" in built.stderr
+    got = labels_by_id(load_index(tmp_path / "ix"))
+    assert got == {r.id: {**r.lineage, "species": None} for r in records}
+
+
 def test_unite_and_rdp_headers(records, tmp_path):
     unite = [f"{name(r, 'species') or 'unidentified'}|MT{i:06d}|SH{i}.09FU|reps|k__Animalia;p__Arthropoda;"
              + ";".join(f"{rank[0]}__{name(r, rank)}" for rank in RANKS) for i, r in enumerate(records)]

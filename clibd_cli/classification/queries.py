@@ -2,9 +2,10 @@
 
 Records come out in input order: every FASTA/FASTQ record in the order read (with the photo
 named after its id, ``ID.jpg`` or ``ID.1024px.jpg``, if any: a fused ``image+dna`` specimen),
-then the photos that matched no barcode, in sorted path order. Nothing but the photo list is
-held in memory, so inputs of any length stream through. Repeated ids are kept: every record
-gets its own row (a photo pairs with the first record of its id only).
+then the photos that matched no barcode, in sorted path order. Nothing but the photo list and
+8 bytes per distinct id of the first 16.8 million records (``clibd_cli/io/repeated_ids.py``) is
+held in memory, so inputs of any length stream through. Repeated ids are kept: every record gets its own row (a photo pairs with
+the first record of its id only), and one warning at the end counts them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clibd_cli.io.images import find_images, photos_by_id
+from clibd_cli.io.repeated_ids import RepeatedIds
 from clibd_cli.io.sequences import MIN_BASES, bad_size, checked_barcode, parse_abundance, read_sequences
 from clibd_cli.io.streams import display_name
 
@@ -54,12 +56,14 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
                  min_bases: int = MIN_BASES) -> Iterator[Query]:
     """Barcodes from FASTA/FASTQ inputs and photos from files/folders, fused by id if ``fuse``.
 
-    A fused specimen with an unusable barcode keeps its photo (see :meth:`Query.drop`).
+    A fused specimen with an unusable barcode keeps its photo (see :meth:`Query.drop`). Records
+    that repeat an earlier record's id are counted in a warning once all are read.
     """
     paths = find_images(image_inputs)
     photos = photos_by_id(paths) if fuse else {}
     paired: set[Path] = set()
     misread: set[str] = set()  # inputs with a malformed size= annotation, warned about once each
+    repeated = RepeatedIds()
     for source in sequence_inputs:
         name = display_name(source)
         for record in read_sequences(source):
@@ -77,11 +81,20 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
             barcode, problem = checked_barcode(record.seq, min_bases)
             query = Query(record.id, barcode=barcode, image=photo, where=f"{name}:{record.line}",
                           size=size, sample=sample, source=name)
+            repeated.add(record.id, query.where)
             if problem and photo is not None:
                 query.drop("dna", problem)
             else:
                 query.problem = problem
             yield query
+    repeated.flush()
+    if repeated.repeats:
+        record_id, where = repeated.first
+        log.warning("%s: %r is the id of an earlier record too (records repeating an earlier id: %d): each "
+                    "gets its own row, so ids in the output are not unique (QIIME 2 refuses such tables)", where,
+                    record_id, repeated.repeats)
+    if repeated.stopped:
+        log.info("record ids were checked for repeats in the first %d records only", repeated.checked)
     for path in paths:
         if path not in paired:
             yield Query(str(path), image=path, where=str(path))

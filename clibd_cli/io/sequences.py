@@ -77,28 +77,33 @@ def read_sequences(source: str | Path, max_length: int | None = MAX_LENGTH) -> I
                              f"found {shown!r}{hint}")
 
 
-def parse_sintax_header(text: str) -> dict[str, str]:
-    """The ranks of a SINTAX ``tax=`` annotation, e.g. ``;tax=o:Diptera,s:Aedes_albopictus;``.
+def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
+    """The ranks of a SINTAX ``tax=`` annotation, e.g. ``;tax=o:Diptera,s:Aedes_albopictus;``,
+    and the rank letters in it that are none of :data:`SINTAX_RANKS` (``x`` of ``x:Foo``, ``t``
+    of vsearch's strains), whose names are dropped.
 
-    Returns ``{"order": "Diptera", "species": "Aedes albopictus"}`` (underscores read as
-    spaces; d/k/p/c kept as domain/kingdom/phylum/class); ``{}`` when there is no ``tax=``.
+    Returns ``({"order": "Diptera", "species": "Aedes albopictus"}, [])`` (underscores read as
+    spaces; d/k/p/c kept as domain/kingdom/phylum/class); ``({}, [])`` when there is no ``tax=``.
     Raises ValueError on an entry without ``rank:`` prefix.
     """
     match = _TAX.search(text)
     if match is None:
-        return {}
-    ranks = {}
+        return {}, []
+    ranks, unknown = {}, []
     for entry in match.group(1).split(","):
         entry = entry.strip()
         if not entry:
             continue
         letter, sep, value = entry.partition(":")
+        letter = letter.strip()
         if not sep or not letter:
             raise ValueError(f"taxonomy entry {entry!r} is not of the form rank:name (e.g. g:Aedes)")
         value = value.replace("_", " ").strip()
-        if value:
-            ranks[SINTAX_RANKS.get(letter.strip().lower(), letter.strip())] = value
-    return ranks
+        if letter.lower() not in SINTAX_RANKS:
+            unknown.append(letter)
+        elif value:
+            ranks[SINTAX_RANKS[letter.lower()]] = value
+    return ranks, unknown
 
 
 def parse_abundance(text: str) -> tuple[int | None, str | None]:

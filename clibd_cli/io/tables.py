@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import difflib
 import itertools
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +21,7 @@ _ID_COLUMNS = ("id", "feature id", "feature-id", "featureid", "#otu id", "#otuid
 _LINEAGE_COLUMNS = ("taxon", "taxonomy")
 
 Rows = Iterator[tuple[int, list[str]]]
+log = logging.getLogger("clibd")
 
 
 def read_rows(source: str | Path, required: Sequence[str] = (),
@@ -59,7 +61,9 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
 
     Returns id -> {rank: name} with underscores read as spaces, and empty cells and names that
     name nothing (``not_classified``, ``Aedes sp.``: ``lineages.named``) left out. ClibdError on
-    a missing id column, no rank or lineage column, a malformed lineage, or a repeated id.
+    a missing id column, no rank or lineage column, a malformed lineage, or a repeated id; a
+    warning naming the first row with no rank from order to species (``Unassigned``, ``k__Animalia``):
+    its records are left unlabelled.
     """
     name = display_name(source)
     columns, rows = read_rows(source)
@@ -80,6 +84,7 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
                          "(or QIIME 2's Feature ID and Taxon)")
     taxonomy: dict[str, dict[str, str]] = {}
     first_line: dict[str, int] = {}
+    unranked, first_unranked = 0, (0, "")  # rows naming no rank from order to species; the first's line, id
     for line, fields in rows:
         record_id = fields[id_column].strip()
         if record_id in taxonomy:
@@ -93,6 +98,15 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
                 raise ClibdError(f"{name}:{line}: {exc}") from None
         else:
             taxonomy[record_id] = named({rank: fields[i].strip().replace("_", " ") for rank, i in ranks})
+        if not any(taxonomy[record_id].get(rank) for rank in RANKS):
+            if not unranked:
+                cell = f": {fields[lineage].strip()[:60]!r}" if lineage is not None else ""
+                first_unranked = (line, f"{record_id!r}{cell}")
+            unranked += 1
+    if unranked:
+        log.warning("%s:%d: %d ids of the taxonomy table name no rank from %s to %s (Unassigned, or ranks "
+                    "above %s only; the first is %s): their records are left unlabelled", name,
+                    first_unranked[0], unranked, RANKS[0], RANKS[-1], RANKS[0], first_unranked[1])
     return taxonomy
 
 

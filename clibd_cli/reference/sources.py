@@ -103,7 +103,8 @@ def _lines_of(inputs: Sequence[str], ids: set[str]) -> dict[str, list[str]]:
 
     found: dict[str, list[str]] = {}
     for source in inputs:
-        for entry in (BoldSource(source) if is_bold_table(source) else FastaSource(source)).records():
+        records = BoldSource(source) if is_bold_table(source) else FastaSource(source, report=False)
+        for entry in records.records():
             if entry.key in ids:
                 found.setdefault(entry.key, []).append(f"{display_name(source)}:{entry.line}")
     return found
