@@ -242,3 +242,17 @@ def test_names_that_name_nothing_are_missing_ranks_in_sintax_headers_and_tables(
                      f"{second.lineage['genus']} sp.\n")
     plain = write_fasta(tmp_path / "plain.fasta", [first, second], sintax=False)
     assert indexed(tmp_path / "t", plain, extra=("--taxonomy", table)) == want
+
+
+def test_reference_records_whose_headers_name_no_rank_are_warned_about(records, tmp_path):
+    """A SINTAX header with ranks above order only (``tax=k:Animalia``), or none at all, leaves its
+    record without a label: one warning names how many and the first ones."""
+    headers = [f"{r.id};tax=o:{name(r, 'order')},g:{name(r, 'genus')};" for r in records[2:]]
+    path = fasta(tmp_path / "refs.fasta", [f"{records[0].id};tax=k:Animalia,p:Arthropoda;", records[1].id, *headers],
+                 records)
+    built = run("index", "-m", "kmer", "-k", "5", path, "-o", tmp_path / "ix")
+    assert built.exit_code == 0, built.stderr
+    assert (f"2 reference records name no rank from order to species (e.g. {records[0].id}, {records[1].id}): "
+            "kept without a label") in built.stderr
+    assert "name no rank" not in run("index", "-m", "kmer", "-k", "5", fasta(tmp_path / "ok.fasta", headers,
+                                                                           records[2:]), "-o", tmp_path / "ok").stderr

@@ -76,9 +76,13 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
     if not refs:
         hint = " (no photo is named after an id of the taxonomy table)" if modality == "image" else ""
         raise ClibdError(f"no usable reference records in {', '.join(inputs)}{hint}")
-    unlabelled = sum(1 for i in range(len(refs)) if not any(refs.labels[r][i] for r in RANKS))
-    if unlabelled == len(refs):
+    unlabelled = [i for i in range(len(refs)) if not any(refs.labels[r][i] for r in RANKS)]
+    if len(unlabelled) == len(refs):
         raise ClibdError("no reference record carries a taxonomy; give SINTAX ;tax= headers or --taxonomy")
+    if unlabelled and taxonomy is None:  # a table's unlabelled rows and missing ids are warned about as it is read
+        log.warning("%d %s name no rank from %s to %s (e.g. %s): kept without a label (a ;tax= header or "
+                    "--taxonomy row from %s down labels one)", len(unlabelled), what, RANKS[0], RANKS[-1],
+                    ", ".join(refs.ids[i] for i in unlabelled[:3]) + (" …" if len(unlabelled) > 3 else ""), RANKS[0])
     if refs.skipped:
         log.warning("%d %s skipped (no usable barcode or photo): %s%s", len(refs.skipped), what,
                     ", ".join(refs.skipped[:3]), " …" if len(refs.skipped) > 3 else "")
