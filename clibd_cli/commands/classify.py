@@ -91,7 +91,9 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     Barcodes are read on the reference's strand (reverse complements are turned around), RNA
     as DNA, with alignment gaps dropped. A barcode unlike every reference barcode (random
-    sequence, another gene) is unassigned at every rank, with the reason on stderr. A barcode
+    sequence, another gene), or far from them and reading as no protein (stop codons in every
+    frame: shuffled, chimeric, a pseudogene), is unassigned at every rank, with the reason on
+    stderr. A barcode
     under 500 bases (a mini-barcode, a metabarcoding amplicon) reads the index's partial-barcode
     confidences (dna<500), with its own share of new species.
 
