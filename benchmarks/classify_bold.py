@@ -7,7 +7,7 @@ accuracy for them, and wall-clock throughput of each tool with 2 threads.
 
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
         [--prior-unseen P] [--calibrate-held-out [--disjoint-species]] [--no-baselines] [--batches]
-        [--fragment N]
+        [--fragment N] [--errors RATE]
 
 `--batches` classifies three batches (`test`, `test_unseen`, a seeded 70:30 mix) in separate
 runs and prints, per batch, per-rank ECE and the open-set numbers of clibd, SINTAX and RDP,
@@ -19,6 +19,10 @@ first, outside the timing).
 
 `--fragment N` reads each query as a seeded random stretch of N bases of its barcode (the same
 stretch for every tool): partial barcodes, as short amplicons and failed reads give.
+
+`--errors RATE` gives each query seeded sequencing errors, RATE per base, a third each
+substitutions, insertions and deletions (as raw nanopore reads have; the same errors for every
+tool).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ def main() -> None:
                         help="query the test_unseen records of a seeded half of the new species only; with "
                              "--calibrate-held-out, calibrate on the val_unseen records of the other half only")
     parser.add_argument("--fragment", type=int, default=0, help="cut each query to a random stretch of N bases")
+    parser.add_argument("--errors", type=float, default=0.0,
+                        help="sequencing errors per base in each query (substitutions, insertions, deletions)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
@@ -73,6 +79,9 @@ def main() -> None:
         queries = {s: q[:args.limit] for s, q in queries.items()}
     if args.fragment:
         queries = {s: [fragment(r, args.fragment, random.Random(r["processid"])) for r in q] for s, q in queries.items()}
+    if args.errors:
+        queries = {s: [with_errors(r, args.errors, random.Random(f"errors {r['processid']}")) for r in q]
+                   for s, q in queries.items()}
     truth = {r["processid"]: (split, r) for split, qs in queries.items() for r in qs}
     ref_fasta, query_fasta = args.work / "reference.fasta", args.work / "queries.fasta"
     write_fasta(ref_fasta, reference, sintax=True)
@@ -185,6 +194,21 @@ def fragment(record: dict, length: int, rng: random.Random) -> dict:
     barcode = record["dna_barcode"].replace("-", "")
     start = rng.randrange(max(len(barcode) - length, 0) + 1)
     return {**record, "dna_barcode": barcode[start:start + length]}
+
+
+def with_errors(record: dict, rate: float, rng: random.Random) -> dict:
+    """The record with sequencing errors in its barcode (gaps dropped): each base is substituted,
+    followed by an inserted base, or deleted with probability ``rate / 3`` each."""
+    out = []
+    for base in record["dna_barcode"].replace("-", ""):
+        draw = rng.random() * 3 / rate if rate else 3.0
+        if draw >= 3:
+            out.append(base)
+        elif draw < 1:
+            out.append(rng.choice([b for b in "ACGT" if b != base]))
+        elif draw < 2:
+            out += [base, rng.choice("ACGT")]
+    return {**record, "dna_barcode": "".join(out)}
 
 
 def write_fasta(path: Path, records: list[dict], sintax: bool) -> None:
