@@ -42,20 +42,6 @@ def test_frame_stops_counts_a_frame_shift_as_one_stop():
     assert frame_stops(["", "AC", "NNNNNNTAA"]).tolist() == [0, 0, 0]
 
 
-def test_a_frame_shifting_error_is_read_through():
-    """An insertion or a deletion (a sequencing error) in a barcode: the translation changes frame
-    where the stops say so, instead of reading the rest of the barcode in a wrong frame."""
-    clean = "AAAATAAAT" * 20  # K M N ... in frame 0; frames 1 and 2 meet TAA every third codon
-    reference = protein(clean)
-    for noisy in (clean[:90] + "C" + clean[90:], clean[:90] + clean[91:], clean[:90] + "GG" + clean[90:]):
-        read = protein(noisy)
-        assert "*" not in read and abs(len(read) - len(reference)) <= 1
-        assert sum(a != b for a, b in zip(read[:25], reference[:25])) == 0  # the error is at codon 30
-        assert sum(a != b for a, b in zip(read[-25:], reference[-25:])) == 0  # in frame again after the error
-    # one stop is never read around (it costs what a change of frame costs)
-    assert protein(clean[:90] + "TAA" + clean[90:]) == reference[:30] + "*" + reference[30:]
-
-
 def test_real_barcodes_read_as_protein_and_shuffled_ones_do_not():
     """``frame_stops`` tells COI from the same bases shuffled (the off-target guard's second rule,
     clibd_cli/reference/sketch.py): of 1,000 real BOLD barcodes of 500 bases or more, at most two

@@ -3,9 +3,8 @@
 COI-5P is protein coding. Its amino acids change far more slowly than its third codon positions,
 so a profile of the translation keeps the signal of orders and families that nucleotide k-mers
 lose to saturation (``benchmarks/genus_headroom.py``). Each barcode is read in the frame with the
-fewest stop codons (the first such frame on a tie), or, where that frame meets two or more,
-through the frame shifts that sequencing errors make (:func:`_read`); gap characters are dropped
-first, and a codon with any letter other than ACGT is unknown. :func:`frame_stops` counts the stops a barcode
+fewest stop codons (the first such frame on a tie); gap characters are dropped first, and a
+codon with any letter other than ACGT is unknown. :func:`frame_stops` counts the stops a barcode
 cannot avoid, frame shifts allowed (the off-target guard's reading of "not a protein").
 Barcodes are read a block at a time, concatenated: each base's codon in one numpy pass.
 """
@@ -79,31 +78,13 @@ def _blocks(barcodes: Sequence[str], block: int = 4096):
 
 def translate(barcodes: Sequence[str]) -> list[np.ndarray]:
     """Each barcode's amino-acid codes (0..19 as in :data:`AMINO_ACIDS`, :data:`STOP`,
-    :data:`UNKNOWN`) as :func:`_read` reads them."""
+    :data:`UNKNOWN`) in its frame with the fewest stop codons (the first such frame)."""
     out = []
     for _, codons in _blocks(barcodes):
-        codes, owner = _read(codons)
-        out += np.split(codes, np.cumsum(np.bincount(owner, minlength=len(codons.lengths)))[:-1])
+        chosen = codons.in_frame(codons.frame_counts(codons.stops).argmin(axis=1))
+        counts = np.bincount(codons.owner[chosen], minlength=len(codons.lengths))
+        out += np.split(codons.codes[chosen], np.cumsum(counts)[:-1])
     return out
-
-
-def _read(codons: _Codons) -> tuple[np.ndarray, np.ndarray]:
-    """The codes each barcode of a block reads, concatenated, and whose they are: its frame with
-    the fewest stop codons (the first such frame); but where that frame meets two or more and a
-    path that changes frame meets fewer stops and changes (:func:`_fewest_path`), that path: a
-    sequencing error's insertion or deletion read through rather than the rest of the barcode
-    read in the wrong frame."""
-    stops = codons.stops
-    per_frame = codons.frame_counts(stops)
-    chosen = codons.in_frame(per_frame.argmin(axis=1))
-    starts = np.cumsum(codons.lengths) - codons.lengths
-    for row in np.flatnonzero(per_frame.min(axis=1) > 1):
-        start, length = starts[row], codons.lengths[row]
-        cost, path = _fewest_path(stops[start : start + length].tolist(), length)
-        if cost < per_frame[row].min():
-            chosen[start : start + length] = False
-            chosen[start + np.asarray(path, dtype=np.int64)] = True
-    return codons.codes[chosen], codons.owner[chosen]
 
 
 def frame_stops(barcodes: Sequence[str]) -> np.ndarray:
@@ -117,29 +98,21 @@ def frame_stops(barcodes: Sequence[str]) -> np.ndarray:
         fewest = codons.frame_counts(stops).min(axis=1)
         starts = np.cumsum(codons.lengths) - codons.lengths
         for row in np.flatnonzero(fewest > 1):  # a path that changes frame can only do better by two or more
-            fewest[row] = _fewest_path(stops[starts[row] : starts[row] + codons.lengths[row]].tolist(),
-                                       codons.lengths[row])[0]
+            fewest[row] = _fewest_with_shifts(stops[starts[row] : starts[row] + codons.lengths[row]].tolist())
         out[first : first + len(fewest)] = fewest
     return out
 
 
-def _fewest_path(stops: list[bool], bases: int) -> tuple[int, list[int]]:
-    """The fewest stops plus frame changes on a path reading one codon per three bases through the
-    three frames of a barcode of ``bases`` bases (``stops[i]``: whether the codon starting at base
-    ``i`` is a stop), and the path: where each codon it reads starts. Staying in a frame wins ties."""
+def _fewest_with_shifts(stops: list[bool]) -> int:
+    """The fewest stops on a path through the three frames, a shift costing one (``stops[i]``:
+    whether the codon starting at base ``i`` is a stop)."""
     stops = stops + [False] * (-len(stops) % 3)
-    cost, back = [0, 0, 0], []  # the fewest of a path reading each frame last; per slot, the frame before
+    first = second = third = 0  # the fewest stops of a path in each frame so far
     for at in range(0, len(stops), 3):
-        low = min(range(3), key=cost.__getitem__)
-        came = [frame if cost[frame] <= cost[low] + 1 else low for frame in range(3)]
-        cost = [cost[came[frame]] + (came[frame] != frame) + stops[at + frame] for frame in range(3)]
-        back.append(came)
-    frame = min(range(3), key=cost.__getitem__)
-    path = []
-    for slot in range(len(back) - 1, -1, -1):
-        path.append(3 * slot + frame)
-        frame = back[slot][frame]
-    return min(cost), [at for at in reversed(path) if at <= bases - 3]
+        first, second, third = first + stops[at], second + stops[at + 1], third + stops[at + 2]
+        shift = min(first, second, third) + 1
+        first, second, third = min(first, shift), min(second, shift), min(third, shift)
+    return min(first, second, third)
 
 
 def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:
@@ -148,7 +121,8 @@ def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:
     codon skipped; a barcode without one embeds as the zero vector)."""
     out = np.zeros((len(barcodes), 20**k), dtype=np.float32)
     for first, codons in _blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
-        codes, owner = _read(codons)
+        chosen = codons.in_frame(codons.frame_counts(codons.stops).argmin(axis=1))
+        codes, owner = codons.codes[chosen], codons.owner[chosen]
         windows = len(codes) - k + 1
         if windows <= 0:
             continue
