@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fixtures.specimens import error_line, run, stretch, tsv, write_fasta
 
-from clibd_cli.indexing.bundled import PACK
+from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.indexing.pack import dequantize, pack_index, quantize, unpack_index
 from models.errors import ClibdError
@@ -127,6 +127,8 @@ def test_bundled_model_and_reference_classify_the_example_barcodes(tmp_path, mon
         order, family, genus, _ = truth[row["query_id"]]
         assert row["species"] == "" and row["order"] == order, row
         assert row["family"] in ("", family) and row["genus"] in ("", genus), row
+    named = run("classify", "--model", DEFAULT_MODEL, EXAMPLES)  # the bundled model named: the same
+    assert named.exit_code == 0 and named.stdout == result.stdout, named.stderr
 
 
 @pytest.mark.slow

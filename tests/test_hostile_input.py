@@ -178,6 +178,8 @@ def test_repeated_query_ids_are_counted_in_one_warning_naming_the_first(kmer_ind
     assert (f"{first}:{third}: '{a.id}' is the id of an earlier record too (records repeating an earlier id: 3)"
             in result.stderr)
     assert "an earlier record" not in run("classify", "--index", index, second).stderr
+    once = write_fasta(tmp_path / "once.fa", [a, b, a])  # a single repeat is said too
+    assert "records repeating an earlier id: 1)" in run("classify", "--index", index, once).stderr
 
 
 def test_repeated_ids_are_found_across_batches_and_merged_runs(monkeypatch):

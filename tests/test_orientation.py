@@ -13,7 +13,7 @@ import pytest
 
 from clibd_cli.indexing.bundled import PACK
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
-from clibd_cli.reference.sketch import fit_sketch, load_sketch
+from clibd_cli.reference.sketch import PARTIAL_LENGTHS, WHOLE_FROM, fit_sketch, load_sketch, no_protein
 from fixtures.samples import bold_table
 from fixtures.specimens import run, specimens, tsv, write_fasta
 
@@ -192,7 +192,6 @@ def test_shuffled_barcodes_that_read_as_no_protein_are_held_to_a_higher_floor():
     assert fit_sketch(shuffled)[0].stop_floor is None and fit_sketch(real[:500])[0].stop_floor is not None
 
 
-
 def test_index_names_reference_barcodes_that_read_as_no_protein(tmp_path):
     """A reference of real barcodes with one shuffled in (as a pseudogene or a frame-shifted
     record would be): `clibd index` names it and keeps it."""
@@ -209,3 +208,20 @@ def test_index_names_reference_barcodes_that_read_as_no_protein(tmp_path):
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["count"] == 151 and manifest["sketch"]["stop_floor"] > manifest["sketch"]["floor"]
     assert len(manifest["sketch"]["short_stop_floors"]) == len(manifest["sketch"]["short_floors"])
+
+
+def test_the_no_protein_rule_is_fitted_on_the_references_strand_and_held_by_length():
+    """A reference with one barcode in ten stored reverse-complemented (a quarter of COI's reverse
+    complements meet three stops in every frame) still gets the rule; a partial barcode is held to
+    the rule's own floor for its length, above the first floor's; a barcode with exactly
+    ``STOPS`` stops is named, and a reference that reads as no protein names none."""
+    with gzip.open(SAMPLE, "rt") as handle:
+        real = [r["dna_barcode"].replace("-", "") for r in csv.DictReader(handle)][:500]
+    sketch = fit_sketch([reverse_complement(b) if i % 10 == 0 else b for i, b in enumerate(real)])[0]
+    assert sketch.stop_floor is not None and all(np.greater(sketch.short_stop_floors, sketch.short_floors))
+    assert np.allclose(sketch.stop_floors([*PARTIAL_LENGTHS, WHOLE_FROM]), [*sketch.short_stop_floors, sketch.stop_floor])
+    clean = "AAAATAAAT" * 20
+    assert no_protein(sketch, [clean, "C".join([clean] * 4)]) == [1]  # three frame shifts: three stops
+    rng = random.Random(0)
+    shuffled = ["".join(rng.sample(b, len(b))) for b in real]
+    assert no_protein(fit_sketch(shuffled)[0], shuffled) == []

@@ -54,6 +54,7 @@ def test_taxonomy_rows_that_name_no_rank_are_warned_about_once_with_the_first_li
     said once, with how many and where the first is, not left silent."""
     rows = ["Feature ID\tTaxon"] + [f"{r.id}\to__{name(r, 'order')}; f__{name(r, 'family')}" for r in records[2:]]
     rows[2:2] = [f"{records[0].id}\tUnassigned", f"{records[1].id}\tk__Animalia; p__Arthropoda"]
+    rows[-1] = rows[-1].split("\t")[0] + f"\tk__Animalia; o__{name(records[-1], 'order')}"  # order only: a rank
     (tmp_path / "taxonomy.tsv").write_text("\n".join(rows) + "\n")
     seqs = write_fasta(tmp_path / "seqs.fasta", records, sintax=False)
     built = run("index", "-m", "kmer", "-k", "5", seqs, "--taxonomy", tmp_path / "taxonomy.tsv", "-o", tmp_path / "ix")

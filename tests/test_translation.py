@@ -102,3 +102,35 @@ def test_kmer_aa_model_mixes_the_two_cosines():
     expected = (nt @ nt.T + w * aa @ aa.T) / (1 + w)
     assert x @ x.T == pytest.approx(expected, abs=1e-5)
     assert KmerProfileModel().embed_barcodes(barcodes) == pytest.approx(nt)
+
+
+def _fewest_stops_oracle(barcode: str) -> int:
+    """Codon by codon through the three frames, a change of frame costing one stop: the plain
+    dynamic programme over TAA/TAG (the stops of the invertebrate mitochondrial code)."""
+    bases = barcode.upper().replace("-", "").replace("U", "T")
+    stops = [bases[i : i + 3] in ("TAA", "TAG") for i in range(len(bases))]
+    best = [0, 0, 0]
+    for at in range(0, len(stops), 3):
+        best = [best[f] + (at + f < len(stops) and stops[at + f]) for f in range(3)]
+        best = [min(b, min(best) + 1) for b in best]
+    return min(best)
+
+
+def test_frame_stops_agree_with_the_plain_reading_across_blocks():
+    """Random AT-rich barcodes of 60–300 bases (0 to 6 stops, a shift often saving some), more
+    than one block of 4,096: each one's count is the plain dynamic programme's."""
+    rng = np.random.default_rng(7)
+    barcodes = ["".join(rng.choice(list("ACGT"), rng.integers(60, 300), p=[0.35, 0.15, 0.15, 0.35]))
+                for _ in range(4500)]
+    expected = [_fewest_stops_oracle(b) for b in barcodes]
+    assert frame_stops(barcodes).tolist() == expected
+    assert max(expected) >= 4 and sum(e >= 3 for e in expected[4096:]) >= 10
+
+
+def test_peptide_profile_of_a_batch_is_each_barcodes_own():
+    """Barcodes are read a block at a time, concatenated: no k-mer spans two barcodes, and every
+    block lands in its own rows (600 barcodes at k = 3 are two blocks)."""
+    rng = np.random.default_rng(3)
+    barcodes = ["".join(rng.choice(list("ACGT"), rng.integers(20, 90))) for _ in range(600)]
+    batch = peptide_profile(barcodes, k=3)
+    assert np.array_equal(batch, np.vstack([peptide_profile([b], k=3) for b in barcodes]))
