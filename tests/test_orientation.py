@@ -225,3 +225,16 @@ def test_the_no_protein_rule_is_fitted_on_the_references_strand_and_held_by_leng
     rng = random.Random(0)
     shuffled = ["".join(rng.sample(b, len(b))) for b in real]
     assert no_protein(fit_sketch(shuffled)[0], shuffled) == []
+
+
+def test_off_target_queries_do_not_count_in_the_estimated_share_of_new_species(kmer_index, records, tmp_path):
+    """Random sequences in a batch are turned away; they must not make the batch's real queries
+    look like new species (the share estimated per run is estimated on the on-target ones)."""
+    real = [(r.id, r.barcode) for r in records if r.lineage["species"]][:8]
+    alone = tsv(run("classify", "--index", kmer_index, _fasta(tmp_path / "real.fa", real)).stdout)
+    mixed = run("classify", "--index", kmer_index, _fasta(tmp_path / "mixed.fa", real + _random_sequences(24)))
+    rows = tsv(mixed.stdout)
+    assert [r["status"] for r in rows[len(real):]] == ["unassigned"] * 24
+    assert [r["prior_unseen"] for r in rows[: len(real)]] == [r["prior_unseen"] for r in alone]
+    assert [r["species_conf"] for r in rows[: len(real)]] == [r["species_conf"] for r in alone]
+    assert f"(EM on the first {len(real)} dna queries)" in mixed.stderr

@@ -151,10 +151,11 @@ class Classifier:
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds)
                  for i, r in enumerate(results) if usable[i]}
         present = set(kinds.values())
+        strays = {dna_at[j] for j, _ in off_target}
         for kind in [k for k in self.calibrations if k in present]:  # dna before dna<500
             at = [i for i, k in kinds.items() if k == kind]
             self._predict(kind, [results[i] for i in at], vectors[at], [bases.get(i) for i in at],
-                          min_confidence, report)
+                          min_confidence, report, np.array([i not in strays for i in at], dtype=bool))
         for j, why in off_target:  # the neighbours of an off-target barcode say nothing
             query, prediction = results[dna_at[j]].query, results[dna_at[j]].prediction
             if query.image is None and prediction.nearest_sim < NEAR_IDENTICAL:
@@ -184,21 +185,24 @@ class Classifier:
         calibration = self.calibrations[kind]
         return self.prior_unseen is None and calibration.prior_unseen is None and calibration.adaptive
 
-    def _shares(self, kind: str, decisions) -> np.ndarray:
-        """Scenario shares for ``kind`` queries: fixed, or estimated once on the first ones;
-        partial barcodes' estimate leans on the run's whole barcodes' one, if made, instead of 0.5
-        (a run with a few partial records among many whole ones)."""
+    def _shares(self, kind: str, decisions, counted: np.ndarray) -> np.ndarray:
+        """Scenario shares for ``kind`` queries: fixed, or estimated once on the first ones that
+        are ``counted`` (off-target barcodes are not: junk in a batch must not make its real
+        queries look new); partial barcodes' estimate leans on the run's whole barcodes' one, if
+        made, instead of 0.5 (a run with a few partial records among many whole ones)."""
         calibration = self.calibrations[kind]
         if not self.estimated(kind):
             return calibration.shares(self.prior_unseen)
         if kind not in self.estimates:
             whole = self.estimates.get("dna") if kind == SHORT_KIND else None
             prior = CALIBRATION.prior_unseen if whole is None else self.calibrations["dna"].unseen_share(whole[0])
-            self.estimates[kind] = (calibration.estimate_shares(decisions.stacked(), prior), len(decisions))
+            stacked = decisions.stacked()[counted]
+            shares = calibration.estimate_shares(stacked, prior) if len(stacked) else calibration.shares(prior)
+            self.estimates[kind] = (shares, len(stacked))
         return self.estimates[kind][0]
 
     def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, bases: list[int | None],
-                 min_confidence: float, report: int) -> None:
+                 min_confidence: float, report: int, counted: np.ndarray) -> None:
         calibration = self.calibrations[kind]
         k = max(calibration.k, report)
         part = search_part(calibration.rank_parts, self.reference.ranks)
@@ -219,7 +223,7 @@ class Classifier:
             rows, sims = np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
             by_rank = {rank: np.take_along_axis(x, order, axis=1) for rank, x in by_rank.items()}
         decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None, by_rank)
-        shares = self._shares(kind, decisions)
+        shares = self._shares(kind, decisions, counted)
         predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):
             result.prediction, result.prior_unseen = prediction, calibration.unseen_share(shares)
