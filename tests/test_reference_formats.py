@@ -257,3 +257,12 @@ def test_reference_records_whose_headers_name_no_rank_are_warned_about(records, 
             "kept without a label") in built.stderr
     assert "name no rank" not in run("index", "-m", "kmer", "-k", "5", fasta(tmp_path / "ok.fasta", headers,
                                                                            records[2:]), "-o", tmp_path / "ok").stderr
+
+
+def test_a_taxonomy_table_that_labels_no_record_is_named_in_the_error(records, tmp_path):
+    rows = ["Feature ID\tTaxon"] + [f"{r.id}\tUnassigned" for r in records]
+    (tmp_path / "taxonomy.tsv").write_text("\n".join(rows) + "\n")
+    seqs = write_fasta(tmp_path / "seqs.fasta", records, sintax=False)
+    built = run("index", "-m", "kmer", "-k", "5", seqs, "--taxonomy", tmp_path / "taxonomy.tsv", "-o", tmp_path / "ix")
+    assert built.exit_code == 1
+    assert "no reference record carries a taxonomy from order to species; the --taxonomy table labels none" in built.stderr

@@ -78,7 +78,9 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
         raise ClibdError(f"no usable reference records in {', '.join(inputs)}{hint}")
     unlabelled = [i for i in range(len(refs)) if not any(refs.labels[r][i] for r in RANKS)]
     if len(unlabelled) == len(refs):
-        raise ClibdError("no reference record carries a taxonomy; give SINTAX ;tax= headers or --taxonomy")
+        raise ClibdError(f"no reference record carries a taxonomy from {RANKS[0]} to {RANKS[-1]}; "
+                         + ("the --taxonomy table labels none of them" if taxonomy else
+                            "give SINTAX ;tax= headers or --taxonomy"))
     if unlabelled and taxonomy is None:  # a table's unlabelled rows and missing ids are warned about as it is read
         log.warning("%d %s name no rank from %s to %s (e.g. %s): kept without a label (a ;tax= header or "
                     "--taxonomy row from %s down labels one)", len(unlabelled), what, RANKS[0], RANKS[-1],
