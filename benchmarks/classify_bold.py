@@ -7,7 +7,7 @@ accuracy for them, and wall-clock throughput of each tool with 2 threads.
 
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
         [--prior-unseen P] [--calibrate-held-out [--disjoint-species]] [--no-baselines] [--batches]
-        [--fragment N] [--errors RATE]
+        [--fragment N] [--errors RATE] [--calibrate-held-out --calibrate-errors RATE]
 
 `--batches` classifies three batches (`test`, `test_unseen`, a seeded 70:30 mix) in separate
 runs and prints, per batch, per-rank ECE and the open-set numbers of clibd, SINTAX and RDP,
@@ -22,7 +22,8 @@ stretch for every tool): partial barcodes, as short amplicons and failed reads g
 
 `--errors RATE` gives each query seeded sequencing errors, RATE per base, a third each
 substitutions, insertions and deletions (as raw nanopore reads have; the same errors for every
-tool).
+tool). `--calibrate-errors RATE` gives every second held-out calibration record (with
+`--calibrate-held-out`) such errors too: confidences fitted on reads with errors as well as clean ones.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--fragment", type=int, default=0, help="cut each query to a random stretch of N bases")
     parser.add_argument("--errors", type=float, default=0.0,
                         help="sequencing errors per base in each query (substitutions, insertions, deletions)")
+    parser.add_argument("--calibrate-errors", type=float, default=0.0,
+                        help="with --calibrate-held-out: sequencing errors per base in every second held-out record")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
@@ -101,8 +104,12 @@ def main() -> None:
         prior = [] if args.prior_unseen is None else ["--prior-unseen", str(args.prior_unseen)]
         if args.calibrate_held_out:
             held_out = args.work / "held_out.fasta"
-            write_fasta(held_out, [r for r in rows if r["split"] == "val"
-                                   or (r["split"] == "val_unseen" and r["species"] in calibration_new)], sintax=True)
+            held = [r for r in rows if r["split"] == "val"
+                    or (r["split"] == "val_unseen" and r["species"] in calibration_new)]
+            if args.calibrate_errors:
+                held = [with_errors(r, args.calibrate_errors, random.Random(f"calibration {r['processid']}")) if i % 2
+                        else r for i, r in enumerate(held)]
+            write_fasta(held_out, held, sintax=True)
             prior += ["--calibrate-on", str(held_out)]
         took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index),
                       *prior])
