@@ -40,6 +40,7 @@ class _Codons:
     concatenation's last two) the amino-acid code of the codon starting there."""
 
     lengths: np.ndarray  # [B] bases of each barcode, gaps dropped
+    starts: np.ndarray  # [B] where each begins in the concatenation
     owner: np.ndarray  # [P] the barcode each codon starts in
     at: np.ndarray  # [P] where in it
     codes: np.ndarray  # [P] uint8: 0..19, STOP, UNKNOWN
@@ -53,8 +54,9 @@ class _Codons:
         """``[B, 3]``: per barcode and frame, how many codons ``where`` marks."""
         return np.bincount(self.owner[where] * 3 + self.at[where] % 3, minlength=3 * len(self.lengths)).reshape(-1, 3)
 
-    def in_frame(self, frames: np.ndarray) -> np.ndarray:
-        """Which codons each barcode reads in its frame of ``frames`` ``[B]``."""
+    def best_frame(self) -> np.ndarray:
+        """Which codons each barcode reads in its frame with the fewest stops (the first such frame)."""
+        frames = self.frame_counts(self.stops).argmin(axis=1)
         return self.whole & (self.at % 3 == frames[self.owner])
 
 
@@ -62,13 +64,14 @@ def _codons(barcodes: Sequence[str]) -> _Codons:
     cleaned = [b.translate(GAPS) for b in barcodes]
     lengths = np.array([len(b) for b in cleaned], dtype=np.int64)
     bases = _BASES[np.frombuffer("".join(cleaned).encode("ascii", errors="replace"), dtype=np.uint8)]
+    starts = np.cumsum(lengths) - lengths
     owner = np.repeat(np.arange(len(cleaned)), lengths)[: max(len(bases) - 2, 0)]
-    at = np.arange(len(owner)) - (np.cumsum(lengths) - lengths)[owner]
+    at = np.arange(len(owner)) - starts[owner]
     first, second, third = bases[: len(owner)], bases[1 : len(owner) + 1], bases[2 : len(owner) + 2]
     known = (first < 4) & (second < 4) & (third < 4)
     index = (first.astype(np.int64) * 16 + second * 4 + third) % 64
     codes = np.where(known, CODONS[index], UNKNOWN).astype(np.uint8)
-    return _Codons(lengths, owner, at, codes, at <= lengths[owner] - 3)
+    return _Codons(lengths, starts, owner, at, codes, at <= lengths[owner] - 3)
 
 
 def _blocks(barcodes: Sequence[str], block: int = 4096):
@@ -81,7 +84,7 @@ def translate(barcodes: Sequence[str]) -> list[np.ndarray]:
     :data:`UNKNOWN`) in its frame with the fewest stop codons (the first such frame)."""
     out = []
     for _, codons in _blocks(barcodes):
-        chosen = codons.in_frame(codons.frame_counts(codons.stops).argmin(axis=1))
+        chosen = codons.best_frame()
         counts = np.bincount(codons.owner[chosen], minlength=len(codons.lengths))
         out += np.split(codons.codes[chosen], np.cumsum(counts)[:-1])
     return out
@@ -96,9 +99,9 @@ def frame_stops(barcodes: Sequence[str]) -> np.ndarray:
     for first, codons in _blocks(barcodes):
         stops = codons.stops
         fewest = codons.frame_counts(stops).min(axis=1)
-        starts = np.cumsum(codons.lengths) - codons.lengths
         for row in np.flatnonzero(fewest > 1):  # a path that changes frame can only do better by two or more
-            fewest[row] = _fewest_with_shifts(stops[starts[row] : starts[row] + codons.lengths[row]].tolist())
+            start = codons.starts[row]
+            fewest[row] = _fewest_with_shifts(stops[start : start + codons.lengths[row]].tolist())
         out[first : first + len(fewest)] = fewest
     return out
 
@@ -121,7 +124,7 @@ def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:
     codon skipped; a barcode without one embeds as the zero vector)."""
     out = np.zeros((len(barcodes), 20**k), dtype=np.float32)
     for first, codons in _blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
-        chosen = codons.in_frame(codons.frame_counts(codons.stops).argmin(axis=1))
+        chosen = codons.best_frame()
         codes, owner = codons.codes[chosen], codons.owner[chosen]
         windows = len(codes) - k + 1
         if windows <= 0:
