@@ -23,7 +23,8 @@ stretch for every tool): partial barcodes, as short amplicons and failed reads g
 `--errors RATE` gives each query seeded sequencing errors, RATE per base, a third each
 substitutions, insertions and deletions (as raw nanopore reads have; the same errors for every
 tool). `--calibrate-errors RATE` gives every second held-out calibration record (with
-`--calibrate-held-out`) such errors too: confidences fitted on reads with errors as well as clean ones.
+`--calibrate-held-out`) such errors too (`clibd index --calibrate-errors`): confidences fitted on reads
+with errors as well as clean ones.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+from clibd_cli.classification import read_errors
 from clibd_cli.io.pipeline_formats import read_sintax as sintax_lines
 from models.config import RANKS
 
@@ -106,11 +108,8 @@ def main() -> None:
             held_out = args.work / "held_out.fasta"
             held = [r for r in rows if r["split"] == "val"
                     or (r["split"] == "val_unseen" and r["species"] in calibration_new)]
-            if args.calibrate_errors:
-                held = [with_errors(r, args.calibrate_errors, random.Random(f"calibration {r['processid']}")) if i % 2
-                        else r for i, r in enumerate(held)]
             write_fasta(held_out, held, sintax=True)
-            prior += ["--calibrate-on", str(held_out)]
+            prior += ["--calibrate-on", str(held_out), f"--calibrate-errors={args.calibrate_errors}"]
         took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index),
                       *prior])
         print(f"clibd index ({args.model}): {took:.1f} s")
@@ -204,18 +203,8 @@ def fragment(record: dict, length: int, rng: random.Random) -> dict:
 
 
 def with_errors(record: dict, rate: float, rng: random.Random) -> dict:
-    """The record with sequencing errors in its barcode (gaps dropped): each base is substituted,
-    followed by an inserted base, or deleted with probability ``rate / 3`` each."""
-    out = []
-    for base in record["dna_barcode"].replace("-", ""):
-        draw = rng.random() * 3 / rate if rate else 3.0
-        if draw >= 3:
-            out.append(base)
-        elif draw < 1:
-            out.append(rng.choice([b for b in "ACGT" if b != base]))
-        elif draw < 2:
-            out += [base, rng.choice("ACGT")]
-    return {**record, "dna_barcode": "".join(out)}
+    """The record with sequencing errors in its barcode (gaps dropped; read_errors.with_errors)."""
+    return {**record, "dna_barcode": read_errors.with_errors(record["dna_barcode"].replace("-", ""), rate, rng)}
 
 
 def write_fasta(path: Path, records: list[dict], sintax: bool) -> None:

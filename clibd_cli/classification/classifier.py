@@ -2,8 +2,8 @@
 
 Query vectors are searched in the index and the neighbours turned into per-rank labels with
 the confidence calibration stored in the index for that kind of query (``dna``, ``dna<500``
-for partial barcodes, ``image`` or ``image+dna``; fitted by ``clibd index``, see
-``query_kinds.py``). A fused specimen (photo and barcode) is embedded as
+for partial barcodes, ``dna~`` for reads with sequencing errors, ``image`` or ``image+dna``;
+fitted by ``clibd index``, see ``query_kinds.py``). A fused specimen (photo and barcode) is embedded as
 the normalised sum of its two embeddings. The confidences assume a share of queries from
 species absent from the reference: fixed, or estimated per kind of query from the first call's
 queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run.
@@ -23,11 +23,12 @@ from clibd_cli.classification import batch_prior
 from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.query_kinds import SHORT_KIND, kind_towers, query_kind
+from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND, kind_towers, query_kind
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
 from clibd_cli.embedding.kmer import is_model_free
+from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.io.sequences import unambiguous_bases
@@ -148,7 +149,10 @@ class Classifier:
         if image_at:
             vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
         unit_rows(vectors)
-        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds)
+        breaks = {}  # stops in the best frame: a read with errors (after orient_queries turned it)
+        if READ_KIND in self.query_kinds and dna_at:
+            breaks = dict(zip(dna_at, frame_breaks([results[i].query.barcode for i in dna_at]).tolist()))
+        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0))
                  for i, r in enumerate(results) if usable[i]}
         present = set(kinds.values())
         strays = {dna_at[j] for j, _ in off_target}
@@ -194,7 +198,7 @@ class Classifier:
         if not self.estimated(kind):
             return calibration.shares(self.prior_unseen)
         if kind not in self.estimates:
-            whole = self.estimates.get("dna") if kind == SHORT_KIND else None
+            whole = self.estimates.get("dna") if kind in (SHORT_KIND, READ_KIND) else None
             prior = CALIBRATION.prior_unseen if whole is None else self.calibrations["dna"].unseen_share(whole[0])
             stacked = decisions.stacked()[counted]
             shares = calibration.estimate_shares(stacked, prior) if len(stacked) else calibration.shares(prior)

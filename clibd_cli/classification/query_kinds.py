@@ -13,6 +13,14 @@ so the shorter it is, so the whole-barcode calibration would call most of them n
 Random stretches of ``MIN_BASES`` to 499 bases of reference records (and of the held-out
 queries, with ``--calibrate-on``) stand in for them, and the maps read each query's length too
 (``calibration.py``).
+
+A barcode index calibrated on held-out queries (``clibd index --calibrate-on``) of a protein-coding
+marker is also calibrated for reads with sequencing errors (``dna~``: a whole barcode whose every
+reading frame meets a stop codon, as an insertion or deletion leaves a read;
+``translation.frame_breaks``) where enough of those queries are such reads (``--calibrate-errors``
+makes them): a read lies farther from its species' records than a clean barcode does, so the
+clean barcodes' calibration would call many of them new species. Each kind is then fitted on its
+own held-out queries: clean barcodes (and stretches of them, for ``dna<500``) on the clean ones.
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import find_images, load_image, load_photos, photos_by_id
 from clibd_cli.io.sequences import MIN_BASES, random_stretch, unambiguous_bases
+from models.errors import ClibdError
 
 log = logging.getLogger("clibd")
 MAX_PHOTOS = 3000  # pseudo-queries per scenario in fit_calibration: more photos add nothing
@@ -39,20 +49,30 @@ SHORT_KIND = "dna<500"  # the kind of a barcode alone with fewer than SHORT_BELO
 SHORT_BELOW = 500
 MAX_SHORT = 6000  # reference records cut into partial-barcode pseudo-queries
 FEW_SHORT = 500  # appended records below which the partial-barcode calibration is kept as it was
+READ_KIND = "dna~"  # the kind of a whole barcode alone read with a frame break (a read with errors)
+FEW_READS = 200  # held-out reads with a frame break (and clean queries) needed to calibrate READ_KIND
 
 
-def query_kind(modality: str, bases: int | None, kinds: Sequence[str]) -> str:
+def query_kind(modality: str, bases: int | None, kinds: Sequence[str], breaks: int = 0) -> str:
     """The calibration a query reads among ``kinds``: ``dna<500`` for a partial barcode alone (of
-    fewer than ``SHORT_BELOW`` unambiguous ``bases``, where the index has that calibration), else
-    the query's modality (``dna``, ``image``, ``image+dna``)."""
+    fewer than ``SHORT_BELOW`` unambiguous ``bases``, where the index has that calibration),
+    ``dna~`` for a whole one whose best frame meets ``breaks`` > 0 stops (where the index has that
+    calibration), else the query's modality (``dna``, ``image``, ``image+dna``)."""
     if modality == "dna" and SHORT_KIND in kinds and bases < SHORT_BELOW:
         return SHORT_KIND
+    if modality == "dna" and READ_KIND in kinds and breaks > 0:
+        return READ_KIND
     return modality
 
 
 def kind_towers(kind: str) -> list[str]:
     """The encoders queries of ``kind`` need."""
-    return kind.split("<")[0].split("+")
+    return kind.split("<")[0].rstrip("~").split("+")
+
+
+def read_queries(barcodes: Sequence[str]) -> np.ndarray:
+    """``[N]`` bool: which ``barcodes`` would be ``READ_KIND`` queries (whole, with a frame break)."""
+    return (frame_breaks(barcodes) > 0) & (np.array([unambiguous_bases(b) for b in barcodes]) >= SHORT_BELOW)
 
 
 def partial_barcodes(barcodes: Sequence[str], seed: int) -> list[str]:
@@ -94,7 +114,7 @@ def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_ou
 
 def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
-              held_out: tuple[np.ndarray, dict] | None = None,
+              held_out: tuple[np.ndarray, dict] | None = None, reads: np.ndarray | None = None,
               short: PartialQueries | None = None, rank_parts: dict[str, list[int]] | None = None,
               partial_part: list[int] | None = None, partial_containment: Sequence[str] = (),
               sisters: int = 0, species_weight: float = 1.0) -> dict[str, dict]:
@@ -106,6 +126,9 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     with pseudo-queries alone they made the confidences of real new species worse:
     benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
     assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
+    ``reads`` marks the held-out queries that are reads with a frame break (:func:`read_queries`;
+    None for a marker that is not protein coding): with ``FEW_READS`` of them and of the others,
+    ``dna~`` is fitted on them and the other kinds on the others.
     ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``).
     ``rank_parts``: the ranks whole barcodes answer from a part of the vectors, ``partial_part``:
     the part partial barcodes answer every rank from, ``partial_containment``: the ranks partial
@@ -139,12 +162,15 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases, partial,
                                       contained=partial_containment)
     if held_out is not None:
-        refits = {modality: (held_out[0], None)}
+        vectors, labels = held_out
+        clean = _fit_reads(calibration, index, held_out, reads, prior_unseen)
+        refits = {modality: (vectors[clean], None)}
         if short is not None and short.held_out is not None:
-            refits[SHORT_KIND] = short.held_out
+            refits[SHORT_KIND] = (short.held_out[0][clean], short.held_out[1][clean])
         for kind, (queries, bases) in refits.items():
-            calibration[kind] = fit_calibration_held_out(index, queries, held_out[1], Calibration.from_json(
-                calibration[kind]), prior_unseen=prior_unseen, query_bases=bases).to_json()
+            calibration[kind] = fit_calibration_held_out(index, queries, _subset(labels, clean),
+                                                         Calibration.from_json(calibration[kind]),
+                                                         prior_unseen=prior_unseen, query_bases=bases).to_json()
     photos = _photo_vectors(index, embedder, images, first, seed) if images else None
     if photos is not None:
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0
@@ -157,6 +183,31 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.warning("the %s calibration is kept from before (%s)", kind, f"append {FEW_SHORT} records or more "
                     "at once to refit it" if kind == SHORT_KIND else "give --images to refit it")
     return {**calibration, **kept}
+
+
+def _fit_reads(calibration: dict[str, dict], index, held_out: tuple[np.ndarray, dict], reads: np.ndarray | None,
+               prior_unseen: float | None) -> np.ndarray:
+    """Fit ``calibration[READ_KIND]`` on the held-out queries that are ``reads`` where there are
+    enough of them and of the others; which held-out queries the other kinds are fitted on."""
+    vectors, labels = held_out
+    everything = np.ones(len(vectors), dtype=bool)
+    if reads is None or min(int(reads.sum()), int((~reads).sum())) < FEW_READS:
+        return everything
+    decisions = Calibration.from_json(calibration[index.manifest["modality"]])  # fitted on pseudo-queries
+    try:
+        calibration[READ_KIND] = fit_calibration_held_out(index, vectors[reads], _subset(labels, reads), decisions,
+                                                          prior_unseen=prior_unseen).to_json()
+    except ClibdError as exc:
+        log.warning("no calibration for reads with sequencing errors: among the %d held-out reads with a frame "
+                    "break, %s", int(reads.sum()), str(exc).removeprefix("the held-out queries "))
+        return everything
+    log.info("reads with a frame break (dna~) calibrated on %d held-out reads, clean barcodes on the other %d",
+             int(reads.sum()), int((~reads).sum()))
+    return ~reads
+
+
+def _subset(labels: dict[str, list], keep: np.ndarray) -> dict[str, list]:
+    return {rank: [value for value, kept in zip(values, keep) if kept] for rank, values in labels.items()}
 
 
 def _photo_vectors(index, embedder: Embedder, images: Sequence[str], first: int,

@@ -41,6 +41,7 @@ class IndexPlan:
     prior_unseen: float | None = None  # None: estimated per run
     held_out: tuple[str, ...] = ()  # labelled queries to calibrate on
     held_out_splits: tuple[str, ...] = ()
+    held_out_errors: float = 0.0  # sequencing errors per base given every second held-out barcode
     batch_size: int = 256
 
 
@@ -60,7 +61,9 @@ class RunContext:
 def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | None:
     """Build (or append to) the index at ``plan.output`` and save it; the saved index, or None
     in the processes other than 0 of a distributed run (they only embed their share)."""
-    from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
+    from clibd_cli.classification.query_kinds import (FEW_READS, FEW_SHORT, calibrate, read_queries,
+                                                      short_pseudo_queries, short_queries)
+    from clibd_cli.classification.read_errors import add_reads
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
@@ -94,6 +97,18 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                             len(odd), STOPS, ", ".join(refs.ids[i] for i in odd[:10]), " …" if len(odd) > 10 else "")
         if sketch is not None and found is not None:
             orient_references(found.items, sketch)
+        if found is not None and plan.held_out_errors:
+            if sketch is None or sketch.stop_floor is None:
+                raise ClibdError("--calibrate-errors: the reference's barcodes do not read as protein; reads with "
+                                 "errors are told apart by frame breaks in a protein-coding marker (COI)")
+            clean = len(found)
+            added = add_reads(found, plan.held_out_errors)
+            log.info("%d reads with simulated sequencing errors (%g per base) added to the %d held-out barcodes "
+                     "(their copies that read with a frame break)", added, plan.held_out_errors, clean)
+            if added < FEW_READS:
+                log.warning("--calibrate-errors: %d held-out reads with a frame break, fewer than the %d needed to "
+                            "calibrate for reads with errors: not calibrated for them (give more --calibrate-on "
+                            "barcodes or a higher rate)", added, FEW_READS)
         embedder = Embedder(model, device, plan.batch_size, run.precision)
         log.info("embedding %d reference records (%s)", len(refs), modality)
         embedded = embed_references(embedder, refs, shards_folder(output), world, run.progress)
@@ -126,10 +141,12 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         target.sketch = sketch
         target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
                                                                         if existing else 0))
-    short = None
+    short = reads = None
     if queries is not None:
         vectors, keep = queries
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
+        if sketch is not None and sketch.stop_floor is not None:  # a protein-coding marker: reads are told apart
+            reads = read_queries([found.items[i] for i in keep])
     if partial is not None:
         log.info("embedding %d partial barcodes for the dna<500 calibration", len(partial[0]))
         short = short_queries(embedder, partial, None if queries is None else [found.items[i] for i in keep],
@@ -137,7 +154,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, plan.images, first, k=plan.neighbours,
-                                   prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries, short=short,
+                                   prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries, reads=reads,
+                                   short=short,
                                    **getattr(embedder.model, "calibration_hints", {}))
     suspects = suspect_labels(target)
     if suspects:
