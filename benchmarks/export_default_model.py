@@ -7,9 +7,12 @@
 2. `clibd index --model <DEFAULT_MODEL> bold.h5 --split train` (the seen-species reference
    of the BOLD split protocol; reverse-complemented records turned, k-mer sketch) with its
    confidences fitted on the held-out `val` + `val_unseen` records (`--calibrate-on`: real
-   known and new species, never `test`/`test_unseen`) -> DIR/reference;
+   known and new species, never `test`/`test_unseen`), with a copy of each given 1 % simulated
+   sequencing errors (`--calibrate-errors`: the confidences for reads with errors are fitted on
+   those) -> DIR/reference;
 3. that index packed (int8 vectors, calibration refitted on them and the same held-out
-   records, and the partial-barcode calibration on stretches of both, as clibd index fits it)
+   records, the partial-barcode calibration on stretches of both, and the calibration for reads
+   with errors on the held-out records that read with a frame break, as clibd index fits them)
    -> clibd_cli/bundled/default-reference/.
 
 The whole recipe, training included, is benchmarks/build_default_model.sh.
@@ -25,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
+from clibd_cli.classification.query_kinds import read_queries, short_pseudo_queries, short_queries
+from clibd_cli.classification.read_errors import add_reads
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
@@ -44,6 +48,8 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="trained model directory (RUN/best)")
     parser.add_argument("data", type=Path, help="BOLD dataset HDF5 from clibd prepare")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "clibd-default")
+    parser.add_argument("--calibrate-errors", type=float, default=0.01,
+                        help="sequencing errors per base in the held-out records' copies (clibd index's option)")
     args = parser.parse_args()
 
     target = PRETRAINED_DIR / DEFAULT_MODEL
@@ -57,17 +63,20 @@ def main() -> None:
     reference = args.workdir / "reference"
     subprocess.run([str(Path(sys.executable).with_name("clibd")), "--threads", "2", "index", "--model", DEFAULT_MODEL,
                     str(args.data), "--split", "train", "--calibrate-on", str(args.data),
-                    *(f"--calibrate-split={split}" for split in HELD_OUT), "-o", str(reference)], check=True)
+                    *(f"--calibrate-split={split}" for split in HELD_OUT),
+                    f"--calibrate-errors={args.calibrate_errors}", "-o", str(reference)], check=True)
     index = load_index(reference)
     records, queries = (read_references([str(args.data)], "dna", splits=splits) for splits in (["train"], HELD_OUT))
     for part in (records, queries):
         orient_references(part.items, index.sketch)  # as clibd index read them
+    add_reads(queries, args.calibrate_errors)  # as clibd index added reads with errors
     if records.ids != index.ids:
         sys.exit(f"{reference}: its records are not the train split of {args.data} in order")
     embedder = Embedder(load_model_for(DEFAULT_MODEL, ["dna"]))
     short = short_queries(embedder, short_pseudo_queries(records.items, range(len(records)), seed=0),
                           queries.items, seed=0)
-    pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short)
+    pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short,
+               reads=read_queries(queries.items))
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 
 
