@@ -22,9 +22,8 @@ stretch for every tool): partial barcodes, as short amplicons and failed reads g
 
 `--errors RATE` gives each query seeded sequencing errors, RATE per base, a third each
 substitutions, insertions and deletions (as raw nanopore reads have; the same errors for every
-tool). `--calibrate-errors RATE` gives every second held-out calibration record (with
-`--calibrate-held-out`) such errors too (`clibd index --calibrate-errors`): confidences fitted on reads
-with errors as well as clean ones.
+tool). `--calibrate-errors RATE` (with `--calibrate-held-out`) passes `clibd index --calibrate-errors`:
+a copy of each held-out calibration record with such errors calibrates reads with errors apart.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ def main() -> None:
     parser.add_argument("--errors", type=float, default=0.0,
                         help="sequencing errors per base in each query (substitutions, insertions, deletions)")
     parser.add_argument("--calibrate-errors", type=float, default=0.0,
-                        help="with --calibrate-held-out: sequencing errors per base in every second held-out record")
+                        help="with --calibrate-held-out: clibd index --calibrate-errors RATE (held-out copies with errors)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
