@@ -79,8 +79,8 @@ def read_sequences(source: str | Path, max_length: int | None = MAX_LENGTH) -> I
 
 def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
     """The ranks of a SINTAX ``tax=`` annotation, e.g. ``;tax=o:Diptera,s:Aedes_albopictus;``,
-    and the rank letters in it that are none of :data:`SINTAX_RANKS` (``x`` of ``x:Foo``, ``t``
-    of vsearch's strains), whose names are dropped.
+    and the rank prefixes in it that are none of :data:`SINTAX_RANKS`, as written (``x:`` of
+    ``x:Foo``, ``t:`` of vsearch's strains), whose names are dropped.
 
     Returns ``({"order": "Diptera", "species": "Aedes albopictus"}, [])`` (underscores read as
     spaces; d/k/p/c kept as domain/kingdom/phylum/class); ``({}, [])`` when there is no ``tax=``.
@@ -100,7 +100,7 @@ def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
             raise ValueError(f"taxonomy entry {entry!r} is not of the form rank:name (e.g. g:Aedes)")
         value = value.replace("_", " ").strip()
         if letter.lower() not in SINTAX_RANKS:
-            unknown.append(letter)
+            unknown.append(f"{letter}:")
         elif value:
             ranks[SINTAX_RANKS[letter.lower()]] = value
     return ranks, unknown
