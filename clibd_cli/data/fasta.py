@@ -21,7 +21,7 @@ from clibd_cli.io.lineages import UnknownRanks, header_lineage, named
 from clibd_cli.io.sequences import parse_sintax_header, read_sequences
 from clibd_cli.io.tables import read_taxonomy
 from models.config import RANKS
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 
@@ -73,16 +73,17 @@ class FastaSource:
                 matched.add(photo)
             yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else ())
         if self.taxonomy is not None and total and bare == total:
-            raise ClibdError(f"{self.taxonomy_path}: names none of the {total} records of {self.path} (e.g. "
+            raise ClibdError(f"{self.taxonomy_path}: names no record of {self.path} "
+                             f"({counted(total, 'record')}, e.g. "
                              f"{first_id!r}); its id column must hold the FASTA ids (a header's first word, "
                              "before any ';')")
         if not self._reported:
             self._reported = True
             if untaxed:
-                log.warning("%d records are not in the taxonomy table "
-                            "(kept with their header taxonomy, if any)", untaxed)
+                log.warning("%s not in the taxonomy table (kept with any taxonomy in the header)",
+                            counted(untaxed, "record"))
             strays.warn(str(self.path))
             unmatched = sorted(set(self.photos.values()) - matched)
             if unmatched:
-                log.warning("%d photos match no record id, e.g. %s", len(unmatched),
+                log.warning("%s matching no record id, e.g. %s", counted(len(unmatched), "photo"),
                             ", ".join(str(path) for path in unmatched[:5]))

@@ -14,7 +14,7 @@ from clibd_cli.io.lineages import UnknownRanks, is_ranked_lineage, named, parse_
 from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 TAXONOMY_RANKS = tuple(SINTAX_RANKS.values())  # domain, kingdom, phylum, class, order ... species
 _ID_COLUMNS = ("id", "feature id", "feature-id", "featureid", "#otu id", "#otuid", "otu id", "otuid")  # any case
@@ -107,9 +107,9 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
                 first_unranked = (line, f"{record_id!r}{cell}")
             unranked += 1
     if unranked:
-        log.warning("%s:%d: %d ids of the taxonomy table name no rank from %s to %s (Unassigned, or ranks "
-                    "above %s only; the first is %s): their records are left unlabelled", name,
-                    first_unranked[0], unranked, RANKS[0], RANKS[-1], RANKS[0], first_unranked[1])
+        log.warning("%s:%d: %s of the taxonomy table naming no rank from %s to %s (Unassigned, or ranks "
+                    "above %s only; the first is %s): left unlabelled", name, first_unranked[0],
+                    counted(unranked, "id"), RANKS[0], RANKS[-1], RANKS[0], first_unranked[1])
     strays.warn(name)
     return taxonomy
 
@@ -149,7 +149,7 @@ def _rows(reader, handle: TextIO, source: str | Path, width: int) -> Rows:
             if len(fields) != width:
                 if not fields or fields == [""]:
                     continue
-                raise ClibdError(f"{name}:{line}: expected {width} fields as in the header, "
+                raise ClibdError(f"{name}:{line}: expected {counted(width, 'field')} as in the header, "
                                  f"found {len(fields)}")
             yield line, fields
 
