@@ -328,3 +328,17 @@ def test_problems_are_counted_with_their_noun(caplog):
     assert "1 photo not found, e.g. a.jpg" in caplog.text
     assert "2 records skipped, e.g. line 3; line 5" in caplog.text
 
+
+def test_a_fasta_that_names_no_species_is_said_to_be_unlabelled(tmp_path):
+    """Barcodes without any taxonomy made a dataset of no_split records and said nothing."""
+    from fixtures.specimens import specimens, write_fasta
+
+    records = specimens(n_species=2, per_species=2, unnamed=0)
+    plain = write_fasta(tmp_path / "plain.fa", records, sintax=False)
+    result = prepare(plain, "-o", tmp_path / "p.h5")
+    assert result.exit_code == 0, result.output
+    assert (f"{plain}: no record names a species (SINTAX ;tax=, lineage headers or --taxonomy): "
+            "all 4 records go to no_split") in result.output
+    labelled = prepare(write_fasta(tmp_path / "named.fa", records), "-o", tmp_path / "n.h5")
+    assert labelled.exit_code == 0 and "no record names a species" not in labelled.output
+
