@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 if TYPE_CHECKING:
     import torch
@@ -145,7 +145,7 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
     """Re-run this command line under torchrun with ``nproc_per_node`` processes; its exit code."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc_per_node}", "-m", "clibd_cli", *argv]
-    log.info("launching %d processes: %s", nproc_per_node, " ".join(command))
+    log.info("launching %s: %s", counted(nproc_per_node, "process", "processes"), " ".join(command))
     workers = subprocess.Popen(command)
     # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait. A
     # SIGTERM sent to this process alone (kill, timeout) is passed on to torchrun, which passes it

@@ -18,7 +18,7 @@ from transformers import BertConfig, BertModel
 from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 from transformers.utils import logging as hf_logging
 
-from models.errors import ModelError
+from models.errors import ModelError, counted
 
 
 class BertEncoder(nn.Module):
@@ -66,7 +66,8 @@ def build_bert(block: dict[str, Any], vocab_size: int, pad_token_id: int | None,
             raise ModelError(f"{block['pretrained']}: cannot load BERT weights ({exc})") from exc
         broken = info["missing_keys"] or info.get("mismatched_keys")
         if broken:
-            raise ModelError(f"{block['pretrained']}: checkpoint lacks {len(broken)} BERT weight(s), "
+            raise ModelError(f"{block['pretrained']}: checkpoint lacks "
+                             f"{counted(len(broken), 'BERT weight')}, "
                              f"e.g. {', '.join(sorted(map(str, broken))[:3])}")
         return bert.float()
     config = BertConfig(vocab_size=vocab_size, hidden_size=block["hidden_size"],

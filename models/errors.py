@@ -18,3 +18,9 @@ class ModelError(ClibdError):
 class ModelNotFound(ModelError):
     """No model by that name or path: a mistyped option, which the command line treats as a usage
     error."""
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun`` as a message says it: ``1 record``, ``2 records``, ``12,000 records``
+    (``plural`` where adding an ``s`` is wrong: ``counted(n, "query", "queries")``)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -28,7 +28,7 @@ import torch
 
 from models.clibd import CLIBD
 from models.config import KMER_SPECIALS, read_json
-from models.errors import ModelError
+from models.errors import ModelError, counted
 from models.factory import create_model
 from models.weights import check_state_dict
 
@@ -144,7 +144,7 @@ def import_clibd_checkpoint(state: dict[str, torch.Tensor], preset: str | Path =
     model.load_state_dict(mapped, strict=True)
     notes = [f"towers: {', '.join(found)}"]
     if folded:
-        notes.append(f"folded {folded} LoRA adapter(s) into the base weights")
+        notes.append(f"folded {counted(folded, 'LoRA adapter')} into the base weights")
     return Imported(model.eval(), notes)
 
 
@@ -173,7 +173,7 @@ def import_barcodebert(state: dict[str, torch.Tensor], hf_config: dict[str, Any]
     notes = [f"DNA tower: k={block['k']} ({block['kmer_vocab']} vocabulary), {block['num_layers']} layers, "
              f"{block['num_heads']} heads, width {block['hidden_size']}"]
     if dropped:
-        notes.append(f"left out the pretraining head ({len(dropped)} tensor(s), e.g. {dropped[0]})")
+        notes.append(f"left out the pretraining head ({counted(len(dropped), 'tensor')}, e.g. {dropped[0]})")
     return Imported(model.eval(), notes)
 
 

@@ -99,6 +99,14 @@ def test_auto_estimates_reports_and_differs_from_fixed(kmer_run):
     assert bad.exit_code == 2 and "give auto or a share between 0 and 1" in bad.stderr
 
 
+def test_the_estimate_counts_one_query_as_one(kmer_run, tmp_path):
+    index, fasta, _ = kmer_run
+    one = tmp_path / "one.fa"
+    one.write_text(">" + fasta.read_text().split(">")[1])
+    result = run("classify", "--index", index, one)
+    assert result.exit_code == 0 and "(EM on the first 1 dna query)" in result.stderr, result.stderr
+
+
 def test_estimation_block_then_constant_batches(kmer_run, monkeypatch):
     """Only the first ESTIMATION_QUERIES records are held at once; the rest streams in batches."""
     from clibd_cli.classification.classifier import Classifier

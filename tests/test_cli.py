@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from clibd_cli import __version__
 from clibd_cli.main import cli
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 CLIBD = [str(Path(sys.executable).with_name("clibd"))]
 
@@ -172,3 +172,11 @@ def test_load_model_takes_a_shipped_models_name():
     assert names  # the bundled model ships with clibd
     for name in names:
         assert load_model(name).fingerprint()
+
+
+def test_counts_in_messages_agree_with_their_noun():
+    """``models.errors.counted``, the one way a message prints a count and its noun."""
+    assert [counted(n, "record") for n in (0, 1, 2)] == ["0 records", "1 record", "2 records"]
+    assert counted(1, "dna query", "dna queries") == "1 dna query"
+    assert counted(12000, "dna query", "dna queries") == "12,000 dna queries"
+

@@ -64,7 +64,7 @@ def test_an_interrupted_embedding_carries_on(barcode_refs, tiny_model, tmp_path,
     resuming = True
     resumed = run(*args, "-o", out)
     assert resumed.exit_code == 0, resumed.stderr
-    assert "1 chunks were already embedded" in resumed.stderr and len(calls) == 3  # chunks 1, 2, 3
+    assert "1 chunk already embedded" in resumed.stderr and len(calls) == 3  # chunks 1, 2, 3
     ids, kinds, vectors, _ = read_embeddings(out)
     ids0, kinds0, vectors0, _ = read_embeddings(tmp_path / "straight.h5")
     assert ids == ids0 and kinds == kinds0 and np.array_equal(vectors, vectors0)

@@ -3,6 +3,7 @@ qualities."""
 
 import gzip
 import io
+import re
 
 import pytest
 
@@ -220,6 +221,26 @@ def test_a_truncated_gzip_names_the_line(kmer_index, tmp_path):
     path.write_bytes(packed[: len(packed) // 2])
     with pytest.raises(ClibdError, match=r"cut.fa.gz:\d+: unreadable compressed file"):
         list(read_sequences(path))
+
+
+def test_archives_and_utf16_are_named_as_what_they_are(tmp_path):
+    """A zipped or tarred FASTA, or one Windows saved as 'Unicode', was 'not UTF-8 text (byte
+    b'\\x86')' or a header of NUL bytes: each is named, with what to do."""
+    import tarfile
+    import zipfile
+
+    fasta = tmp_path / "q.fa"
+    fasta.write_text(">q\nACGT\n")
+    with zipfile.ZipFile(tmp_path / "q.zip", "w") as archive:
+        archive.write(fasta, "q.fa")
+    with tarfile.open(tmp_path / "q.tar.gz", "w:gz") as archive:
+        archive.add(fasta, "q.fa")
+    (tmp_path / "u16.fa").write_text(">q\nACGT\n", encoding="utf-16")
+    for name, what in (("q.zip", "a ZIP archive; unzip it"), ("q.tar.gz", "a tar archive; extract it"),
+                       ("u16.fa", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8")):
+        with pytest.raises(ClibdError, match="^" + re.escape(f"{tmp_path / name}: is {what}")):
+            list(read_sequences(tmp_path / name))
+    assert [r.seq for r in read_sequences(fasta)] == ["ACGT"]
 
 
 def test_a_code_running_pickle_is_refused_without_advice_to_unpickle_it(tmp_path):

@@ -104,7 +104,7 @@ def test_sintax_header_parsing():
         "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}, [])
     assert parse_sintax_header("size=3;tax=o:Diptera,g:;") == ({"order": "Diptera"}, [])
     assert parse_sintax_header("tax=O:Diptera,x:Foo,t:,g:Aedes;") == ({"order": "Diptera", "genus": "Aedes"},
-                                                                       ["x", "t"])
+                                                                       ["x:", "t:"])
     assert parse_sintax_header("a plain description") == ({}, [])
     with pytest.raises(ValueError, match="rank:name"):
         parse_sintax_header("tax=Diptera,Culicidae")

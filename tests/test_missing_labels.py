@@ -47,10 +47,10 @@ def test_a_missing_value_reads_as_unlabelled_through_every_reader(value, tmp_pat
     (entry,) = FastaSource(sintax).records()
     assert (entry.record.order, entry.record.family, entry.record.genus, entry.record.species) == (
         "Diptera", None, "Aedes", None)
-    assert parse_lineage(f"o__Diptera; f__{written}; g__Aedes; s__{written}") == named
+    assert parse_lineage(f"o__Diptera; f__{written}; g__Aedes; s__{written}") == (named, [])
     assert label_string({"order": "Diptera", "family": value, "genus": "Aedes", "species": value}) == "Diptera Aedes"
 
 
 @pytest.mark.parametrize("value", ["NA", "None", "unknown"])
 def test_a_lineage_that_names_nothing_is_unlabelled(value):
-    assert parse_lineage(value) == {} and parse_lineage("Unassigned") == {}
+    assert parse_lineage(value) == ({}, []) and parse_lineage("Unassigned") == ({}, [])

@@ -331,6 +331,22 @@ def test_an_output_on_a_file_system_without_locks_is_written_unguarded(tmp_path,
     assert sorted(os.listdir(out)) == sorted(["e.h5", *left])
 
 
+def test_a_folder_that_refuses_new_files_is_named_with_the_output(tmp_path, reference, monkeypatch):
+    """A folder where no file can be made (a read-only mount, /proc, a FUSE folder that only takes
+    existing names): the error was the hidden lock file's ('.e.h5.lock: No such file or
+    directory'); it names the output and its folder."""
+    from clibd_cli.io import outputs
+
+    def refused(lock_file, target, wait):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(lock_file))
+
+    monkeypatch.setattr(outputs, "_lock", refused)
+    result = run("embed", "-m", "kmer", reference, "-o", tmp_path / "e.h5")
+    assert result.exit_code == 1
+    assert error_line(result) == (f"clibd: error: {tmp_path / 'e.h5'}: cannot write in {tmp_path} "
+                                  "(Read-only file system); give another path")
+
+
 _KILLED = """
 import os, signal, sys
 from pathlib import Path

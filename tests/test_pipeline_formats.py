@@ -84,7 +84,7 @@ def test_qiime2_taxonomy_follows_qiime2_import_rules_and_clibds_calls(kmer_case)
             continue
         levels = taxon.split("; ")
         assert [level[:3] for level in levels] == [f"{r[0]}__" for r in assigned]  # ranks in order
-        assert parse_lineage(taxon) == assigned  # read back by clibd's own lineage reader
+        assert parse_lineage(taxon) == (assigned, [])  # read back by clibd's own lineage reader
         assert confidence == row[f"{list(assigned)[-1]}_conf"]  # the deepest assigned rank's
     assert records["too_short"] == ("Unassigned", "0.0000")
     assert any(";" in taxon for taxon, _ in records.values())
@@ -107,7 +107,7 @@ def test_qiime2_taxon_keeps_each_level_in_its_position_when_a_rank_has_no_label(
         taxon, _ = taxa[row["query_id"]]
         if row["genus"]:
             assert taxon.split("; ")[:3] == [f"o__{row['order']}", "f__", f"g__{row['genus'].replace(' ', '_')}"]
-            assert parse_lineage(taxon) == {rank: row[rank] for rank in RANK_OF.values() if row[rank]}
+            assert parse_lineage(taxon)[0] == {rank: row[rank] for rank in RANK_OF.values() if row[rank]}
 
 
 def test_a_call_below_the_cutoff_in_every_format():
@@ -246,23 +246,37 @@ def test_blast6_lists_top_k_hits_in_outfmt6_columns(kmer_case, tmp_path):
                                             if r["query_id"] in valid]
 
 
+def parse_lineage_ranks(text: str) -> dict[str, str]:
+    ranks, unknown = parse_lineage(text)
+    assert unknown == []
+    return ranks
+
+
 def test_lineage_reader_reads_qiime_unite_greengenes_and_rdp_forms():
     unite = "k__Animalia; p__Arthropoda; o__Diptera; f__Culicidae; g__Aedes; s__Aedes_albopictus"
-    assert parse_lineage(unite) == \
+    assert parse_lineage_ranks(unite) == \
         {"kingdom": "Animalia", "phylum": "Arthropoda", "order": "Diptera", "family": "Culicidae",
          "genus": "Aedes", "species": "Aedes albopictus"}
-    assert parse_lineage("o__Diptera;f__Culicidae;g__Aedes;s__albopictus") == \
+    assert parse_lineage_ranks("o__Diptera;f__Culicidae;g__Aedes;s__albopictus") == \
         {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
-    assert parse_lineage("o__Diptera; f__Culicidae; g__; s__") == {"order": "Diptera", "family": "Culicidae"}
+    assert parse_lineage_ranks("o__Diptera; f__Culicidae; g__; s__") == {"order": "Diptera", "family": "Culicidae"}
     for unnamed in ("s__Aedes_sp", "s__Aedes_sp.", "s__Aedes_spp", "s__Aedes_"):  # UNITE: species not identified
-        assert parse_lineage(f"o__Diptera;f__Culicidae;g__Aedes;{unnamed}") == \
+        assert parse_lineage_ranks(f"o__Diptera;f__Culicidae;g__Aedes;{unnamed}") == \
             {"order": "Diptera", "family": "Culicidae", "genus": "Aedes"}, unnamed
-    assert parse_lineage("Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;Aedes;Aedes_albopictus") == \
+    assert parse_lineage_ranks("Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;Aedes;Aedes_albopictus") == \
         {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
     with pytest.raises(ValueError, match="at least 4 levels"):
         parse_lineage("Root;Animalia;Arthropoda")
     with pytest.raises(ValueError, match="lacks a rank prefix"):
         parse_lineage("o__Diptera;Culicidae")
+
+
+def test_lineage_prefixes_other_than_the_sintax_letters_are_returned_as_written():
+    """``sk__`` (superkingdom), ``t__`` (strain), ``x__``: their names are dropped and the prefixes
+    returned for one warning per file; ``sk__`` first does not make the lineage read by position."""
+    assert parse_lineage("sk__Eukaryota;k__Animalia;o__Diptera;x__Foo;g__Aedes;s__Aedes_albopictus;t__ABC;"
+                         "SK__Again") == ({"kingdom": "Animalia", "order": "Diptera", "genus": "Aedes",
+                                           "species": "Aedes albopictus"}, ["sk__", "x__", "t__", "SK__"])
 
 
 def _write(path: Path, text: str) -> Path:

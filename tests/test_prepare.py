@@ -64,7 +64,7 @@ def test_bioscan5m_with_real_photos(sample5m, tmp_path):
         assert attrs["source"] == str(sample5m["csv"].resolve()) and attrs["command"].startswith("clibd ")
         summary = attrs["summary"]["splits"]
     assert f"{sample5m['corrupt']}.jpg: unreadable image" in result.stderr
-    assert "photo(s) not found (records kept without photo)" in result.stderr
+    assert "photos not found (records kept without photo)" in result.stderr
     table = dict((line.split()[0], line.split()[1:]) for line in result.stdout.splitlines()[1:])
     for name, counts in summary.items():
         assert table[name] == [f"{counts[c]:,}" for c in ("records", "species", "genera", "with_image")]
@@ -125,7 +125,7 @@ def test_bioscan1m_released_partition(sample1m, tmp_path):
         assert dataset.attrs["partition"] == str(partition.resolve())
     (partition / "no_split.txt").write_text("")
     result = prepare(sample1m["tsv"], "--partition", partition, "-o", tmp_path / "q.h5")
-    assert result.exit_code == 1 and "sampleids are in no partition file, e.g. " in result.output
+    assert result.exit_code == 1 and "sampleids in no partition file, e.g. " in result.output
     assert not (tmp_path / "q.h5").exists()
 
 
@@ -156,7 +156,7 @@ def test_a_taxonomy_table_that_names_no_record_is_refused(tmp_path):
     table = tmp_path / "other.tsv"
     table.write_text("id\tgenus\nnot-a-record\tAedes\n")
     result = prepare("--format", "fasta", plain, "--taxonomy", table, "-o", tmp_path / "f.h5")
-    assert result.exit_code == 1 and "names none of the" in result.output and "FASTA ids" in result.output
+    assert result.exit_code == 1 and "names no record of" in result.output and "FASTA ids" in result.output
     assert not (tmp_path / "f.h5").exists()
 
 def test_the_file_has_the_layout_of_the_clibd_authors_files(sample_fasta, tmp_path):
@@ -238,7 +238,7 @@ def test_bad_barcodes_counted_and_skipped_or_strict(tmp_path):
     meta = csv_with(tmp_path, change=set_barcodes)
     result = prepare(meta, "-o", tmp_path / "x.h5")
     assert result.exit_code == 0, result.output
-    assert ("2 record(s) skipped for an empty or non-nucleotide barcode, e.g. line 5 (non-nucleotide "
+    assert ("2 records skipped for an empty or non-nucleotide barcode, e.g. line 5 (non-nucleotide "
             "barcode (characters 'ILPQ')); line 7 (empty barcode)") in result.stderr
     with open_dataset(tmp_path / "x.h5") as dataset:
         assert dataset.attrs["summary"]["total"]["records"] == 38 and dataset.attrs["skipped_barcodes"] == 2
@@ -313,3 +313,32 @@ def test_duplicate_message_names_both_lines(tmp_path):
     result = prepare(csv_with(tmp_path, change=duplicate), "-o", tmp_path / "d.h5")
     assert f"duplicate processid {rows[2]['processid']!r} (first on line 4); 1 repeated processids in all" \
         in result.output
+
+
+def test_problems_are_counted_with_their_noun(caplog):
+    """One skipped record is '1 record skipped', two are '2 records skipped' (not 'record(s)')."""
+    from clibd_cli.data.build import Problems
+
+    problems = Problems()
+    problems.add("missing", "a.jpg")
+    problems.add("barcode", "line 3")
+    problems.add("barcode", "line 5")
+    problems.report("missing", "photo", "not found")
+    problems.report("barcode", "record", "skipped")
+    assert "1 photo not found, e.g. a.jpg" in caplog.text
+    assert "2 records skipped, e.g. line 3; line 5" in caplog.text
+
+
+def test_a_fasta_that_names_no_species_is_said_to_be_unlabelled(tmp_path):
+    """Barcodes without any taxonomy made a dataset of no_split records and said nothing."""
+    from fixtures.specimens import specimens, write_fasta
+
+    records = specimens(n_species=2, per_species=2, unnamed=0)
+    plain = write_fasta(tmp_path / "plain.fa", records, sintax=False)
+    result = prepare(plain, "-o", tmp_path / "p.h5")
+    assert result.exit_code == 0, result.output
+    assert (f"{plain}: no record names a species (SINTAX ;tax=, lineage headers or --taxonomy): "
+            "all 4 records go to no_split") in result.output
+    labelled = prepare(write_fasta(tmp_path / "named.fa", records), "-o", tmp_path / "n.h5")
+    assert labelled.exit_code == 0 and "no record names a species" not in labelled.output
+

@@ -59,30 +59,46 @@ def test_taxonomy_rows_that_name_no_rank_are_warned_about_once_with_the_first_li
     seqs = write_fasta(tmp_path / "seqs.fasta", records, sintax=False)
     built = run("index", "-m", "kmer", "-k", "5", seqs, "--taxonomy", tmp_path / "taxonomy.tsv", "-o", tmp_path / "ix")
     assert built.exit_code == 0, built.stderr
-    assert built.stderr.count("name no rank from order to species") == 1
-    assert "taxonomy.tsv:3: 2 ids of the taxonomy table name no rank from order to species" in built.stderr
+    assert built.stderr.count("naming no rank from order to species") == 1
+    assert "taxonomy.tsv:3: 2 ids of the taxonomy table naming no rank from order to species" in built.stderr
     assert f"the first is '{records[0].id}': 'Unassigned'" in built.stderr
     got = labels_by_id(load_index(tmp_path / "ix"))
     assert got[records[0].id] == got[records[1].id] == dict.fromkeys(RANKS)
 
 
-def test_unknown_sintax_rank_letters_are_named_once_per_file(records, tmp_path):
-    """``x:Foo`` or vsearch's strain ``t:`` are none of d k p c o f g s: their names are dropped, and
-    each file says so once, at its first such line, not once per record."""
+def test_unknown_rank_prefixes_are_named_once_per_file(records, tmp_path):
+    """``x:Foo`` or vsearch's strain ``t:`` in SINTAX headers, ``sk__``, ``t__`` or ``x__`` in lineage
+    headers and taxonomy tables are none of d k p c o f g s: their names are dropped, and each file
+    says so once, at its first such line, not once per record."""
     def header(r, extra: str) -> str:
         return f"{r.id};tax=o:{name(r, 'order')},f:{name(r, 'family')},{extra}g:{name(r, 'genus')};"
 
+    def lineage(r, extra: str) -> str:
+        return f"{r.id} {extra}o__{name(r, 'order')};f__{name(r, 'family')};g__{name(r, 'genus')}"
+
     first = fasta(tmp_path / "a.fasta", [header(r, "") for r in records[:2]]
                   + [header(r, "x:Foo,t:,") for r in records[2:6]], records[:6])
-    second = fasta(tmp_path / "b.fasta", [header(r, "t:strain_1,") for r in records[6:]], records[6:])
-    built = run("index", "-m", "kmer", "-k", "5", first, second, "-o", tmp_path / "ix")
+    second = fasta(tmp_path / "b.fasta", [header(r, "t:strain_1,") for r in records[6:9]], records[6:9])
+    third = fasta(tmp_path / "c.fasta", [lineage(r, "k__Animalia;") for r in records[9:11]]
+                  + [lineage(r, "sk__Eukaryota;") for r in records[11:13]] + [lineage(r, "t__x;") for r in records[13:]],
+                  records[9:])
+    built = run("index", "-m", "kmer", "-k", "5", first, second, third, "-o", tmp_path / "ix")
     assert built.exit_code == 0, built.stderr
-    assert built.stderr.count("unknown SINTAX rank letter") == 2
-    assert (f"{first}:5: unknown SINTAX rank letters 'x', 't' (in 4 records of this file): their names are "
-            "dropped; the rank letters are d, k, p, c, o, f, g, s") in built.stderr
-    assert f"{second}:1: unknown SINTAX rank letter 't' (in {len(records) - 6} records" in built.stderr
+    assert built.stderr.count("unknown rank prefix") == 3
+    assert (f"{first}:5: unknown rank prefixes 'x:', 't:' (in 4 records of this file): their names are "
+            "dropped; the ranks clibd reads are d, k, p, c, o, f, g, s (domain to species)") in built.stderr
+    assert f"{second}:1: unknown rank prefix 't:' (in 3 records of this file)" in built.stderr
+    assert f"{third}:5: unknown rank prefixes 'sk__', 't__' (in {len(records) - 11} records" in built.stderr
     got = labels_by_id(load_index(tmp_path / "ix"))
     assert got == {r.id: {**r.lineage, "species": None} for r in records}
+
+    rows = ["Feature ID\tTaxon", *(f"{r.id}\tk__Animalia; x__Foo; o__{name(r, 'order')}" for r in records[:1]),
+            *(f"{r.id}\tk__Animalia; o__{name(r, 'order')}" for r in records[1:])]
+    (tmp_path / "taxonomy.tsv").write_text("\n".join(rows) + "\n")
+    plain = write_fasta(tmp_path / "plain.fasta", records, sintax=False)
+    built = run("index", "-m", "kmer", "-k", "5", plain, "--taxonomy", tmp_path / "taxonomy.tsv", "-o", tmp_path / "iy")
+    assert built.exit_code == 0, built.stderr
+    assert f"taxonomy.tsv:2: unknown rank prefix 'x__' (in 1 record of this file)" in built.stderr
 
 
 def test_unite_and_rdp_headers(records, tmp_path):
@@ -177,7 +193,7 @@ def test_bold_public_data_tsv(records, tmp_path, layout):
     (tmp_path / "bold.tsv").write_text("\n".join(lines) + "\n")
     built = run("index", "-m", "kmer", "-k", "5", tmp_path / "bold.tsv", "-o", tmp_path / "index")
     assert built.exit_code == 0, built.stderr
-    assert "1 records of other markers than COI-5P skipped (1 ITS)" in built.stderr
+    assert "1 record of other markers than COI-5P skipped (1 ITS)" in built.stderr
     index = load_index(tmp_path / "index")
     assert labels_by_id(index) == {r.id: r.lineage for r in records}
     # the gaps were dropped: the record's own barcode is its nearest reference, at similarity 1
@@ -221,7 +237,7 @@ def test_a_taxonomy_table_for_one_input_and_headers_for_another(tmp_path):
     wrong = tmp_path / "wrong.tsv"
     wrong.write_text("id\tgenus\nnot-a-record\tAedes\n")
     refused = run("-q", "index", "-m", "kmer", plain, headed, "--taxonomy", wrong, "-o", tmp_path / "iy")
-    assert refused.exit_code == 1 and "names none of the 8 records of" in refused.stderr
+    assert refused.exit_code == 1 and "names no record of" in refused.stderr
 
 
 def test_names_that_name_nothing_are_missing_ranks_in_sintax_headers_and_tables(records, tmp_path):

@@ -159,7 +159,7 @@ def test_append_grows_the_index_without_rebuilding(tmp_path):
 
 
 def test_bad_inputs_are_clear_errors():
-    with pytest.raises(ClibdError, match="2 vectors but 1 record ids"):
+    with pytest.raises(ClibdError, match="2 vectors but 1 record id$"):
         build_index(unit(2), ["a"], {"genus": ["x", "y"]}, model_fingerprint="f", modality="dna")
     with pytest.raises(ClibdError, match="unique"):
         build_index(unit(2), ["a", "a"], {"genus": ["x", "y"]}, model_fingerprint="f", modality="dna")

@@ -134,8 +134,8 @@ def test_counts_table_gives_reads_per_sample(case, tmp_path):
     result = run("classify", "--index", root / "index", *inputs, "--summary", tmp_path / "s.tsv",
                  "--counts", tmp_path / "otutab.tsv", "-o", tmp_path / "p.tsv")
     assert result.exit_code == 0, result.stderr
-    assert "1 features of the counts table are not among the classified records" in result.stderr
-    assert "classified records are not features" not in result.stderr
+    assert "1 feature of the counts table not among the classified records" in result.stderr
+    assert "not in the counts table (by id" not in result.stderr
     summary = tsv((tmp_path / "s.tsv").read_text())
     counts = {q: (i, 2 * i + 1) for i, q in enumerate(ids)}
     for column, sample in enumerate(("S1", "S2")):
@@ -179,7 +179,7 @@ def test_classified_records_missing_from_the_counts_table_are_named(case, tmp_pa
     result = run("classify", "--index", root / "index", *inputs, "--summary", tmp_path / "s.tsv",
                  "--counts", tmp_path / "part.tsv", "-o", tmp_path / "p.tsv")
     assert result.exit_code == 0, result.stderr
-    assert f"{len(ids) - 2} classified records are not features of the counts table" in result.stderr
+    assert f"{len(ids) - 2} classified records not in the counts table" in result.stderr
     seq = inputs[0].read_text().split("\n")[1]
     turned = seq.translate(str.maketrans("ACGT", "TGCA"))[::-1]
     (tmp_path / "both.fa").write_text(f">minus\n{turned}\n>plus\n{seq}\n")
@@ -187,7 +187,7 @@ def test_classified_records_missing_from_the_counts_table_are_named(case, tmp_pa
     result = run("classify", "--index", root / "index", tmp_path / "both.fa", "--summary", tmp_path / "b.tsv",
                  "--counts", tmp_path / "both.tsv", "-o", tmp_path / "b.predictions.tsv")
     assert result.exit_code == 0, result.stderr
-    assert "not features of the counts table" not in result.stderr
+    assert "not in the counts table (by id" not in result.stderr
     assert sum(int(r["reads"]) for r in tsv((tmp_path / "b.tsv").read_text()) if r["rank"] == "order") == 7
 
 

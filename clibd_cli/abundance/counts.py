@@ -21,7 +21,7 @@ from pathlib import Path
 
 from clibd_cli.io.streams import display_name, open_text, reading
 from clibd_cli.io.tables import numbered_rows
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 MAX_READS = 10 ** 15  # a count above this is a mistake (a sequencing run holds ~1e10 reads)
 
@@ -59,7 +59,7 @@ def read_counts(source: str | Path) -> CountsTable:
     table = CountsTable(samples)
     for number, row in lines[1:]:
         if len(row) != len(header):
-            raise ClibdError(f"{name}:{number}: expected {len(header)} fields as in the header, "
+            raise ClibdError(f"{name}:{number}: expected {counted(len(header), 'field')} as in the header, "
                              f"found {len(row)}")
         feature = row[0].strip()
         if feature in table.reads:

@@ -12,6 +12,7 @@ from html import escape
 
 from clibd_cli.io.lineages import qiime_taxon
 from models.config import RANKS
+from models.errors import counted
 
 COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#86bcb6", "#d37295", "#8cd17d")
@@ -37,8 +38,8 @@ def render(tally, top: int = len(COLOURS)) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>clibd classification summary</title>", f"<style>{_STYLE}</style></head><body>",
              "<h1>clibd classification summary</h1>",
-             f"<p>{len(samples)} sample{'s' * (len(samples) != 1)}, "
-             f"{sum(totals.values()):,} reads. Bars: share of each sample's reads per taxon; "
+             f"<p>{counted(len(samples), 'sample')}, "
+             f"{counted(sum(totals.values()), 'read')}. Bars: share of each sample's reads per taxon; "
              "grey: reads without a label at that rank.</p>"]
     for rank in RANKS:
         parts += _rank_section(tally, rank, totals, top)
@@ -81,12 +82,13 @@ def _bar(sample: str, taxa: list, total: int, colour: dict) -> str:
         if n and total:
             width = 1000 * n / total
             rects.append(f'<rect x="{x:.2f}" y="0" width="{width:.2f}" height="22" fill="{fill}">'
-                         f"<title>{escape(name)}: {n:,} reads ({100 * n / total:.1f} %)</title></rect>")
+                         f"<title>{escape(name)}: {counted(n, 'read')} ({100 * n / total:.1f} %)"
+                         "</title></rect>")
             x += width
     return (f'<div class="bar"><div class="name" title="{escape(sample)}">{escape(sample)}</div>'
             f'<svg viewBox="0 0 1000 22" preserveAspectRatio="none" role="img" '
             f'aria-label="{escape(sample)}">{"".join(rects)}</svg>'
-            f'<div class="n">{total:,} reads</div></div>')
+            f'<div class="n">{counted(total, "read")}</div></div>')
 
 
 def _table(rank: str, ranked: list, per_sample: dict[str, list]) -> str:

@@ -32,6 +32,7 @@ from clibd_cli.io.lineages import qiime_taxon
 from clibd_cli.io.outputs import UsageError, text_output
 from clibd_cli.io.sequences import reverse_complement
 from models.config import RANKS
+from models.errors import counted
 
 log = logging.getLogger("clibd")
 UNASSIGNED = "unassigned"
@@ -130,24 +131,24 @@ class AbundanceSummary:
     def finish(self) -> Tally:
         """The tally; with a counts table, its reads by the classification of each feature."""
         if self.counts is not None:
-            unclassified, counted = 0, set()
+            unclassified, matched = 0, set()
             for feature, reads in self.counts.reads.items():
                 found = self._record_of(feature)
                 if found is None:
                     unclassified += 1
                     lineage = (None,) * len(RANKS)
                 else:
-                    counted.add(found[0])
+                    matched.add(found[0])
                     lineage = found[1]
                 for sample, count in zip(self.counts.samples, reads):
                     self.tally.add(sample, lineage, count)
             if unclassified:
-                log.warning("%d features of the counts table are not among the classified records; "
-                            "their reads are counted as unassigned", unclassified)
-            if len(counted) < self._records:
-                log.warning("%d classified records are not features of the counts table (by id or sequence, "
-                            "or repeat an earlier record's); no reads are counted for them",
-                            self._records - len(counted))
+                log.warning("%s of the counts table not among the classified records: reads counted as "
+                            "unassigned", counted(unclassified, "feature"))
+            if len(matched) < self._records:
+                log.warning("%s not in the counts table (by id or sequence, or repeating an earlier "
+                            "record's): no reads counted",
+                            counted(self._records - len(matched), "classified record"))
         return self.tally
 
     def write(self, path: str | Path, keep: Collection[str | Path] = ()) -> list[Path]:

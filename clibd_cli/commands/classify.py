@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from clibd_cli.commands import options
+from models.errors import counted
 
 FORMATS = ("tsv", "jsonl", "qiime2", "sintax", "blast6")  # the last three: io/pipeline_formats.py
 
@@ -253,7 +254,7 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
         genera = classifier.calibrations[kind].new_genus_share(shares)
         new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
         log.info("estimated share of queries from species absent from the reference: %.2f (EM on the first "
-                 "%d %s queries)%s", 1 - shares[0], n, kind, new_genus)
+                 "%s)%s", 1 - shares[0], counted(n, f"{kind} query", f"{kind} queries"), new_genus)
     for kind, calibration in classifier.calibrations.items() if old_index else ():
         if not calibration.adaptive:
             log.warning("the %s confidences of this index assume a share of new species fixed at %s when it was "

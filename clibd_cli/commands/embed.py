@@ -9,6 +9,7 @@ import click
 
 from clibd_cli.commands import options
 from models.config import TOWERS as MODALITIES
+from models.errors import counted
 
 
 @click.command("embed")
@@ -64,4 +65,4 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
         count = embed_to_file(embedder, inputs, splits or ("all",), modality or "dna", output, model_dir,
                               settings.command_line, world, settings.progress())
     if world.is_main:
-        logging.getLogger("clibd").info("%d embeddings written to %s", count, output)
+        logging.getLogger("clibd").info("%s written to %s", counted(count, "embedding"), output)

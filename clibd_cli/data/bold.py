@@ -23,6 +23,7 @@ from clibd_cli.data.store import Record
 from clibd_cli.io.streams import open_text, reading
 from clibd_cli.io.tables import read_rows
 from models.config import RANKS, is_missing_label
+from models.errors import counted
 
 log = logging.getLogger("clibd")
 MARKER = "COI-5P"
@@ -68,8 +69,8 @@ class BoldSource:
             yield SourceRecord(line, record.processid, record)
         if other_markers:
             shown = ", ".join(f"{n} {kind or 'without marker'}" for kind, n in sorted(other_markers.items()))
-            log.warning("%s: %d records of other markers than %s skipped (%s)", self.path,
-                        sum(other_markers.values()), MARKER, shown)
+            log.warning("%s: %s of other markers than %s skipped (%s)", self.path,
+                        counted(sum(other_markers.values()), "record"), MARKER, shown)
 
 
 def _label(cell: str) -> str | None:

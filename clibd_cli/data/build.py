@@ -30,7 +30,7 @@ from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.io.images import ImageError, check_image, resize_image
 from clibd_cli.io.sequences import MAX_LENGTH, NUCLEOTIDES, clean_barcode
 from clibd_cli.io.streams import open_text, reading
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 
@@ -71,9 +71,11 @@ class Problems:
         if len(self.examples.setdefault(kind, [])) < EXAMPLES:
             self.examples[kind].append(example)
 
-    def report(self, kind: str, what: str) -> None:
+    def report(self, kind: str, noun: str, what: str) -> None:
+        """One warning: how many of ``noun`` had the problem ``kind``, ``what`` was done, examples."""
         if self.counts.get(kind):
-            log.warning("%d %s, e.g. %s", self.counts[kind], what, "; ".join(self.examples[kind]))
+            log.warning("%s %s, e.g. %s", counted(self.counts[kind], noun), what,
+                        "; ".join(self.examples[kind]))
 
 
 def detect_format(path: str | Path) -> str:
@@ -129,9 +131,9 @@ def prepare_dataset(source: Source, output: str | Path, *, partition: dict[str, 
                 bar.update()
         writer.attrs.update(missing_images=problems.counts.get("missing", 0),
                             unreadable_images=problems.counts.get("unreadable", 0))
-    problems.report("barcode", "record(s) skipped for an empty or non-nucleotide barcode")
-    problems.report("missing", "photo(s) not found (records kept without photo)")
-    problems.report("unreadable", "photo(s) unreadable (records kept without photo)")
+    problems.report("barcode", "record", "skipped for an empty or non-nucleotide barcode")
+    problems.report("missing", "photo", "not found (records kept without photo)")
+    problems.report("unreadable", "photo", "unreadable (records kept without photo)")
     return writer.summary()
 
 
@@ -170,13 +172,17 @@ def _scan(source: Source, partition: dict[str, str] | None, seed: int, strict: b
         raise ClibdError(f"{source.path}: no records")
     _check_unique(source, np.frombuffer(keys, dtype=np.uint64), lines)
     if problems.counts.get("barcode", 0) == len(keys):
-        raise ClibdError(f"{source.path}: none of the {len(keys)} records has a usable barcode "
+        raise ClibdError(f"{source.path}: no usable barcode in {counted(len(keys), 'record')} "
                          f"(e.g. {problems.examples['barcode'][0]})")
     if unlisted.counts:
-        raise ClibdError(f"{source.path}: {unlisted.counts['unlisted']} {source.key_name}s are in no "
+        raise ClibdError(f"{source.path}: {counted(unlisted.counts['unlisted'], source.key_name)} in no "
                          f"partition file, e.g. {', '.join(unlisted.examples['unlisted'])}")
     if source.has_splits or partition is not None:
         return names, np.frombuffer(splits, dtype=np.int8)
+    if not species_codes:
+        log.warning("%s: no record names a species (SINTAX ;tax=, lineage headers or --taxonomy): all %s go "
+                    "to no_split, unlabelled, for pretraining only", source.path,
+                    counted(len(keys) - problems.counts.get("barcode", 0), "record"))
     return names, clibd_partition(np.frombuffer(species, dtype=np.int64), list(species_codes),
                                   np.frombuffer(keys, dtype=np.uint64), seed)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.images import find_images, photos_by_id
-from clibd_cli.io.lineages import header_lineage, named
-from clibd_cli.io.sequences import SINTAX_RANKS, parse_sintax_header, read_sequences
+from clibd_cli.io.lineages import UnknownRanks, header_lineage, named
+from clibd_cli.io.sequences import parse_sintax_header, read_sequences
 from clibd_cli.io.tables import read_taxonomy
 from models.config import RANKS
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 
@@ -44,9 +44,9 @@ class FastaSource:
     def records(self) -> Iterator[SourceRecord]:
         """The records in file order; ClibdError at the end if a taxonomy table names none of them and
         none carries a taxonomy in its header either (the table's ids are not the FASTA's); a
-        warning for SINTAX rank letters that are none of d, k, p, c, o, f, g, s."""
+        warning for rank prefixes that are none of d, k, p, c, o, f, g, s (``x:Foo``, ``t__``)."""
         untaxed, bare, total, matched, first_id = 0, 0, 0, set(), None
-        strays, stray_line, letters = 0, 0, {}  # records with unknown SINTAX rank letters; the first's line
+        strays = UnknownRanks()
         for entry in read_sequences(self.path):
             total += 1
             record_id = entry.id
@@ -56,11 +56,10 @@ class FastaSource:
                 lineage = None if ranks else header_lineage(entry.id, entry.description)
             except ValueError as exc:
                 raise ClibdError(f"{self.path}:{entry.line}: {exc}") from None
-            if unknown:
-                strays, stray_line = strays + 1, stray_line or entry.line
-                letters.update(dict.fromkeys(unknown))
             if lineage is not None:
-                record_id, ranks = lineage
+                record_id, ranks, more = lineage
+                unknown = [*unknown, *more]
+            strays.add(entry.line, unknown)
             if self.taxonomy is not None:
                 if record_id in self.taxonomy:
                     ranks = self.taxonomy[record_id]
@@ -74,20 +73,17 @@ class FastaSource:
                 matched.add(photo)
             yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else ())
         if self.taxonomy is not None and total and bare == total:
-            raise ClibdError(f"{self.taxonomy_path}: names none of the {total} records of {self.path} (e.g. "
+            raise ClibdError(f"{self.taxonomy_path}: names no record of {self.path} "
+                             f"({counted(total, 'record')}, e.g. "
                              f"{first_id!r}); its id column must hold the FASTA ids (a header's first word, "
                              "before any ';')")
         if not self._reported:
             self._reported = True
             if untaxed:
-                log.warning("%d records are not in the taxonomy table "
-                            "(kept with their header taxonomy, if any)", untaxed)
-            if strays:
-                log.warning("%s:%d: unknown SINTAX rank letter%s %s (in %d records of this file): their "
-                            "names are dropped; the rank letters are %s (domain to species)", self.path,
-                            stray_line, "s" * (len(letters) > 1), ", ".join(map(repr, letters)), strays,
-                            ", ".join(SINTAX_RANKS))
+                log.warning("%s not in the taxonomy table (kept with any taxonomy in the header)",
+                            counted(untaxed, "record"))
+            strays.warn(str(self.path))
             unmatched = sorted(set(self.photos.values()) - matched)
             if unmatched:
-                log.warning("%d photos match no record id, e.g. %s", len(unmatched),
+                log.warning("%s matching no record id, e.g. %s", counted(len(unmatched), "photo"),
                             ", ".join(str(path) for path in unmatched[:5]))

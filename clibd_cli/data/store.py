@@ -24,7 +24,7 @@ import numpy as np
 
 from clibd_cli.data.splits import ALIASES, LISTING_ORDER
 from models.config import RANKS, is_missing_label
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 FIELDS = ("processid", "sampleid", "barcode", "order", "family", "genus", "species", "dna_bin", "image")
 LABELS = RANKS + ("dna_bin",)
@@ -207,7 +207,8 @@ class Split:
 
     def _locate(self, i: int) -> tuple[h5py.Group, int]:
         if not 0 <= i < len(self):
-            raise IndexError(f"record {i} out of range for split {self.name!r} of {len(self)} records")
+            raise IndexError(f"record {i} out of range for split {self.name!r} of "
+                             f"{counted(len(self), 'record')}")
         k = bisect.bisect_right(self._offsets, i) - 1
         return self._h5[k], i - self._offsets[k]
 

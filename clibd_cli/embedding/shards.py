@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli import distributed
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 from models.files import atomic_open, sha256_file
 
 log = logging.getLogger("clibd")
@@ -114,7 +114,7 @@ def _embed_mine(chunks: Iterable[Callable[[], Part]], folder: Path, world: distr
     if bar is not None:
         bar.close()
     if skipped:
-        log.info("%d chunks were already embedded in %s (resumed)", skipped, folder)
+        log.info("%s already embedded in %s (resumed)", counted(skipped, "chunk"), folder)
     return total, mine
 
 
@@ -122,7 +122,8 @@ def _keep_or_discard(folder: Path) -> None:
     """After a failure: keep the chunks saved so far for a rerun, or remove a folder that holds none."""
     saved = len(_done(folder)) if folder.is_dir() else 0
     if saved:
-        log.warning("%d embedded chunks kept in %s: run the same command again to carry on", saved, folder)
+        log.warning("%s kept in %s: run the same command again to carry on", counted(saved, "embedded chunk"),
+                    folder)
     else:
         discard(folder)
 

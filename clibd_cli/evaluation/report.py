@@ -24,6 +24,7 @@ from pathlib import Path
 from clibd_cli.evaluation.scores import CURVE_CUTOFFS
 from models.config import RANKS
 from models.files import atomic_open
+from models.errors import counted
 
 CURVE_KEYS = ("known_species_named", "new_species_asserted", "new_genus_right", "new_genus_wrong")
 
@@ -149,7 +150,7 @@ def scenario_line(info: dict) -> str:
 
     queries = ", ".join(f"{p} {'+'.join(q['groups'])} {count(q)}" for p, q in info["queries"].items())
     keys = info["keys"]
-    return f"keys: {'+'.join(keys['groups'])} ({keys['records']:,} records); queries: {queries}"
+    return f"keys: {'+'.join(keys['groups'])} ({counted(keys['records'], 'record')}); queries: {queries}"
 
 
 def text_report(metrics: dict) -> str:

@@ -20,7 +20,7 @@ from clibd_cli.evaluation.retrieval import PairMethod, Queries
 from clibd_cli.evaluation.scores import batch_scores, open_set_scores, retrieval_scores
 from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles, ModelVectors
 from clibd_cli.io.outputs import output_path
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 MIX_UNSEEN = 0.3  # share of unseen-species queries in the mixed batch (all seen queries and a sample of unseen)
@@ -239,5 +239,5 @@ def _embedding_map(plan: Plan, dataset, scenario: Scenario, methods: list, embed
     pick = np.sort(rng.choice(usable, min(n, len(usable)), replace=False))
     x = vectors[pick] - vectors[pick].mean(axis=0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return {"title": f"{method.name} key embeddings ({method.key}), PCA of {len(pick)} records",
+    return {"title": f"{method.name} key embeddings ({method.key}), PCA of {counted(len(pick), 'record')}",
             "xy": x @ vt[:2].T, "order": keys.labels["order"][pick]}

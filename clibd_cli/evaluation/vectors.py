@@ -21,6 +21,7 @@ from clibd_cli.evaluation.protocol import Records
 
 from models.config import RANKS
 from models.files import atomic_path
+from models.errors import counted
 
 log = logging.getLogger("clibd")
 CACHE_FORMAT = 1
@@ -123,7 +124,7 @@ class Embeddings:
                 log.debug("cached embeddings: %s", path)
                 return vectors
         if source.fingerprint is not None:
-            log.info("embedding %d %s records (%s)", len(records), group, modality)
+            log.info("embedding %s (%s)", counted(len(records), f"{group} record"), modality)
         vectors = source.embed(records, modality, self.progress)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

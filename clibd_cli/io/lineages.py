@@ -3,7 +3,8 @@
 * ranked, QIIME 2 / UNITE / Greengenes style: ``k__Animalia; o__Diptera; f__Culicidae;
   g__Aedes; s__Aedes_albopictus`` (``;`` with or without spaces; ``d__`` domain; an empty
   ``s__`` is a missing rank; an epithet-only species, Greengenes' ``s__albopictus``, is joined
-  to its genus);
+  to its genus; a prefix other than these letters, ``sk__`` or ``t__``, is dropped and warned about
+  once per file: :class:`UnknownRanks`);
 * unranked, RDP / CO1 Classifier style: ``Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;
   Aedes;Aedes_albopictus``: the last four levels are read as order, family, genus, species
   (those training sets end at species), so they need at least four levels and a last one of
@@ -20,13 +21,16 @@ annotations (read by ``clibd_cli/io/sequences.py``) and taxonomy tables included
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from clibd_cli.io.sequences import SINTAX_RANKS
 from models.config import RANKS, is_missing_label
+from models.errors import counted
 
-_PREFIX = re.compile(r"^([a-zA-Z])__(.*)$")
+log = logging.getLogger("clibd")
+_PREFIX = re.compile(r"^([a-zA-Z]{1,3})__(.*)$")  # o__Diptera; also sk__ (superkingdom), t__ (strain)
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
 _NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
 _TAXID = re.compile(r"[_ ]\d+$")  # MIDORI2: Aedes_albopictus_7160
@@ -49,14 +53,16 @@ def is_ranked_lineage(text: str) -> bool:
     return bool(_PREFIX.match(text.split(";", 1)[0].strip()))
 
 
-def parse_lineage(text: str) -> dict[str, str]:
+def parse_lineage(text: str) -> tuple[dict[str, str], list[str]]:
     """Rank -> name from a ranked (``o__Diptera;...``) or unranked (``Root;...;Diptera;...``)
-    lineage; underscores read as spaces. Raises ValueError when neither form fits."""
+    lineage, underscores read as spaces, and the prefixes in it that are none of d, k, p, c, o,
+    f, g, s, as written (``sk__``, ``t__``: :class:`UnknownRanks`), whose names are dropped.
+    Raises ValueError when neither form fits."""
     levels = without_taxids([level.strip() for level in text.strip().strip(";").split(";")])
     if is_missing_label(text) or text.strip().lower() == "unassigned":  # QIIME 2: Unassigned
-        return {}
+        return {}, []
     if is_ranked_lineage(text):
-        ranks = {}
+        ranks, unknown = {}, []
         for level in levels:
             match = _PREFIX.match(level)
             if match is None:
@@ -64,11 +70,13 @@ def parse_lineage(text: str) -> dict[str, str]:
             letter, name = match.group(1).lower(), match.group(2).replace("_", " ").strip()
             if letter in SINTAX_RANKS:
                 ranks[SINTAX_RANKS[letter]] = name
+            elif f"{match.group(1)}__" not in unknown:
+                unknown.append(f"{match.group(1)}__")
         ranks = named(ranks)
         species, genus = ranks.get("species"), ranks.get("genus")
         if species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
             ranks["species"] = f"{genus} {species}"
-        return ranks
+        return ranks, unknown
     if len(levels) < len(RANKS) or not all(levels[-len(RANKS):]):
         raise ValueError(f"an unranked lineage needs at least {len(RANKS)} levels ending with "
                          f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
@@ -77,7 +85,7 @@ def parse_lineage(text: str) -> dict[str, str]:
                          f"{', '.join(RANKS)}) and must end with a species of two words (Genus_epithet); "
                          f"this one ends with {levels[-1]!r}: give ranked levels (o__Diptera;...;g__Aedes) "
                          "or a --taxonomy table with rank columns")
-    return named(dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):]))))
+    return named(dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):])))), []
 
 
 def without_taxids(names: list[str]) -> list[str]:
@@ -102,8 +110,9 @@ def named(ranks: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str]] | None:
-    """The record id and ranks a FASTA header carries as a lineage, or None if it carries none.
+def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str], list[str]] | None:
+    """The record id, ranks and unknown rank prefixes (:func:`parse_lineage`) a FASTA header
+    carries as a lineage, or None if it carries none.
 
     UNITE: ``>Aedes_albopictus|MT153946|SH1227328.09FU|reps|k__Animalia;...;s__Aedes_albopictus``
     (the id is what precedes the lineage); MIDORI2 raw: ``>MG559732.1.<1.>690###root_1;...;
@@ -114,15 +123,39 @@ def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str
     """
     if "###" in record_id:
         head, _, first = record_id.partition("###")
-        return head, parse_lineage(";".join(filter(None, (first, description))))
+        return head, *parse_lineage(";".join(filter(None, (first, description))))
     if "|" in record_id:
         head, _, first = record_id.rpartition("|")
         if is_ranked_lineage(first):
-            return head, parse_lineage(";".join(filter(None, (first, description))))
+            return head, *parse_lineage(";".join(filter(None, (first, description))))
     text = description.strip()
     if ";" not in text or "=" in text:
         return None
     if is_ranked_lineage(text):
-        return record_id, parse_lineage(text)
+        return record_id, *parse_lineage(text)
     levels = [level for level in text.strip(";").split(";") if level.strip()]
-    return (record_id, parse_lineage(text)) if len(levels) >= len(RANKS) else None
+    return (record_id, *parse_lineage(text)) if len(levels) >= len(RANKS) else None
+
+
+class UnknownRanks:
+    """The rank prefixes of one file's taxonomy that are none of d, k, p, c, o, f, g, s (SINTAX's
+    ``x:Foo`` and vsearch's strain ``t:``, a lineage's ``sk__`` or ``t__``): their names are dropped,
+    and :meth:`warn` says so once for the file, at the first line that has one."""
+
+    def __init__(self) -> None:
+        self.records, self.line = 0, 0  # records with an unknown prefix; the first's line
+        self.prefixes: dict[str, None] = {}  # in the order met
+
+    def add(self, line: int, prefixes: Sequence[str]) -> None:
+        """Note the record on ``line`` and its unknown ``prefixes`` (as written), if it has any."""
+        if prefixes:
+            self.records, self.line = self.records + 1, self.line or line
+            self.prefixes.update(dict.fromkeys(prefixes))
+
+    def warn(self, name: str) -> None:
+        """One warning for the file ``name`` if any record had an unknown prefix."""
+        if self.records:
+            log.warning("%s:%d: unknown rank prefix%s %s (in %s of this file): their names are dropped; "
+                        "the ranks clibd reads are %s (domain to species)", name, self.line,
+                        "es" * (len(self.prefixes) > 1), ", ".join(map(repr, self.prefixes)),
+                        counted(self.records, "record"), ", ".join(SINTAX_RANKS))

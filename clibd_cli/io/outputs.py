@@ -115,8 +115,9 @@ def writer_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
     try:
         handle = _lock(lock_file, target, wait)
     except OSError as exc:  # NFS mounted nolock, Lustre without its flock option: no locks there
-        if exc.errno not in _NO_LOCKS:
-            raise
+        if exc.errno not in _NO_LOCKS:  # the folder refuses new files: named as the output's, not the lock's
+            raise ClibdError(f"{target}: cannot write in {target.parent} ({exc.strerror}); "
+                             "give another path") from None
         lock_file.unlink(missing_ok=True)
         logging.getLogger("clibd").warning("%s: cannot lock it (this file system has no locks); nothing "
                                            "keeps a second clibd from writing it at once", target)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.io.streams import display_name, open_text, reading
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
                 "f": "family", "g": "genus", "s": "species"}
@@ -79,8 +79,8 @@ def read_sequences(source: str | Path, max_length: int | None = MAX_LENGTH) -> I
 
 def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
     """The ranks of a SINTAX ``tax=`` annotation, e.g. ``;tax=o:Diptera,s:Aedes_albopictus;``,
-    and the rank letters in it that are none of :data:`SINTAX_RANKS` (``x`` of ``x:Foo``, ``t``
-    of vsearch's strains), whose names are dropped.
+    and the rank prefixes in it that are none of :data:`SINTAX_RANKS`, as written (``x:`` of
+    ``x:Foo``, ``t:`` of vsearch's strains), whose names are dropped.
 
     Returns ``({"order": "Diptera", "species": "Aedes albopictus"}, [])`` (underscores read as
     spaces; d/k/p/c kept as domain/kingdom/phylum/class); ``({}, [])`` when there is no ``tax=``.
@@ -100,7 +100,7 @@ def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
             raise ValueError(f"taxonomy entry {entry!r} is not of the form rank:name (e.g. g:Aedes)")
         value = value.replace("_", " ").strip()
         if letter.lower() not in SINTAX_RANKS:
-            unknown.append(letter)
+            unknown.append(f"{letter}:")
         elif value:
             ranks[SINTAX_RANKS[letter.lower()]] = value
     return ranks, unknown
@@ -164,7 +164,7 @@ def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
         return f"not a nucleotide sequence (contains {shown!r}; protein?)"
     bases = unambiguous_bases(upper)
     if bases < min_bases:
-        return f"too short: {bases} unambiguous bases (at least {min_bases} needed)"
+        return f"too short: {counted(bases, 'unambiguous base')} (at least {min_bases} needed)"
     return None
 
 
@@ -250,7 +250,8 @@ def _fastq(lines, name: str, number: int, header: str, keep: int) -> Iterator[Se
                 item = None
             if item is None:
                 raise ClibdError(f"{name}:{quality_line}: FASTQ quality shorter than the sequence "
-                                 f"({quality} < {length} characters); each base needs one quality character")
+                                 f"({quality} < {counted(length, 'character')}); each base needs one "
+                                 "quality character")
             quality, quality_line = quality + item[2], item[0]
         if quality != length:
             raise ClibdError(f"{name}:{quality_line}: FASTQ quality length {quality} differs from "

@@ -21,6 +21,14 @@ from typing import BinaryIO, TextIO
 from models.errors import ClibdError
 
 _MAGIC = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ\x00", lzma))
+_NOT_TEXT = (  # (offset, signature, what the file is) of inputs that look like no text to a text reader
+    (0, b"PK\x03\x04", "a ZIP archive; unzip it and give the files inside (gzip, bzip2 and xz are read "
+                        "as they are)"),
+    (257, b"ustar", "a tar archive; extract it (tar xf) and give the files inside"),
+    (0, b"\x28\xb5\x2f\xfd", "zstd-compressed; decompress it (zstd -d) or compress it with gzip"),
+    (0, b"\xff\xfe", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8"),
+    (0, b"\xfe\xff", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8"),
+)
 
 
 def display_name(source: str | Path) -> str:
@@ -52,8 +60,20 @@ def open_binary(source: str | Path) -> BinaryIO:
 
 def open_text(source: str | Path) -> TextIO:
     """Open a file (or ``-``) as UTF-8 text with universal newlines, a leading byte-order mark
-    (Windows editors, spreadsheet exports) dropped; see :func:`open_binary`."""
-    return io.TextIOWrapper(open_binary(source), encoding="utf-8-sig", newline="")
+    (Windows editors, spreadsheet exports) dropped; see :func:`open_binary`. ClibdError for an
+    archive (ZIP, tar), zstd or UTF-16 text, named as such rather than as bytes that are not UTF-8."""
+    binary = open_binary(source)
+    try:
+        with reading(source):
+            head = binary.peek(262)[:262]  # type: ignore[attr-defined]  # every stream here peeks
+        what = next((what for at, signature, what in _NOT_TEXT
+                     if head[at:at + len(signature)] == signature), None)
+        if what is not None:
+            raise ClibdError(f"{display_name(source)}: is {what}")
+    except BaseException:
+        binary.close()
+        raise
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
 
 
 @contextmanager

@@ -10,11 +10,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import is_ranked_lineage, named, parse_lineage
+from clibd_cli.io.lineages import UnknownRanks, is_ranked_lineage, named, parse_lineage
 from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 TAXONOMY_RANKS = tuple(SINTAX_RANKS.values())  # domain, kingdom, phylum, class, order ... species
 _ID_COLUMNS = ("id", "feature id", "feature-id", "featureid", "#otu id", "#otuid", "otu id", "otuid")  # any case
@@ -63,7 +63,8 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     name nothing (``not_classified``, ``Aedes sp.``: ``lineages.named``) left out. ClibdError on
     a missing id column, no rank or lineage column, a malformed lineage, or a repeated id; a
     warning naming the first row with no rank from order to species (``Unassigned``, ``k__Animalia``):
-    its records are left unlabelled.
+    its records are left unlabelled; one for lineage prefixes that are none of d, k, p, c, o, f, g, s
+    (``sk__``, ``t__``: ``lineages.UnknownRanks``).
     """
     name = display_name(source)
     columns, rows = read_rows(source)
@@ -85,6 +86,7 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     taxonomy: dict[str, dict[str, str]] = {}
     first_line: dict[str, int] = {}
     unranked, first_unranked = 0, (0, "")  # rows naming no rank from order to species; the first's line, id
+    strays = UnknownRanks()
     for line, fields in rows:
         record_id = fields[id_column].strip()
         if record_id in taxonomy:
@@ -93,9 +95,10 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
         first_line[record_id] = line
         if lineage is not None:
             try:
-                taxonomy[record_id] = parse_lineage(fields[lineage])
+                taxonomy[record_id], unknown = parse_lineage(fields[lineage])
             except ValueError as exc:
                 raise ClibdError(f"{name}:{line}: {exc}") from None
+            strays.add(line, unknown)
         else:
             taxonomy[record_id] = named({rank: fields[i].strip().replace("_", " ") for rank, i in ranks})
         if not any(taxonomy[record_id].get(rank) for rank in RANKS):
@@ -104,9 +107,10 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
                 first_unranked = (line, f"{record_id!r}{cell}")
             unranked += 1
     if unranked:
-        log.warning("%s:%d: %d ids of the taxonomy table name no rank from %s to %s (Unassigned, or ranks "
-                    "above %s only; the first is %s): their records are left unlabelled", name,
-                    first_unranked[0], unranked, RANKS[0], RANKS[-1], RANKS[0], first_unranked[1])
+        log.warning("%s:%d: %s of the taxonomy table naming no rank from %s to %s (Unassigned, or ranks "
+                    "above %s only; the first is %s): left unlabelled", name, first_unranked[0],
+                    counted(unranked, "id"), RANKS[0], RANKS[-1], RANKS[0], first_unranked[1])
+    strays.warn(name)
     return taxonomy
 
 
@@ -145,7 +149,7 @@ def _rows(reader, handle: TextIO, source: str | Path, width: int) -> Rows:
             if len(fields) != width:
                 if not fields or fields == [""]:
                     continue
-                raise ClibdError(f"{name}:{line}: expected {width} fields as in the header, "
+                raise ClibdError(f"{name}:{line}: expected {counted(width, 'field')} as in the header, "
                                  f"found {len(fields)}")
             yield line, fields
 

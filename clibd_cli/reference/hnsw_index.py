@@ -38,7 +38,7 @@ from clibd_cli.reference.records import REBUILD, check_records, clean_labels, re
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch
 from models.config import TOWERS
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 from models.files import atomic_path, cannot_write, read_whole, sha256_file
 
 FORMAT_VERSION = 1
@@ -225,7 +225,7 @@ class ReferenceIndex:
         h = m["hnsw"]
         lines = [
             f"Index: {self.path or '(not saved)'}",
-            f"\t{len(self):,} records; {m['modality']} embeddings, {m['dim']} dimensions; "
+            f"\t{counted(len(self), 'record')}; {m['modality']} embeddings, {m['dim']} dimensions; "
             f"metric {m['metric']}",
             f"\tModel fingerprint: {m['model_fingerprint']}",
             f"\tHNSW: M={h['M']} ef_construction={h['ef_construction']} ef={h['ef']} "
@@ -234,11 +234,13 @@ class ReferenceIndex:
             f"\tCommand: {m['command']}",
         ]
         for entry in m.get("appended", []):
-            lines.append(f"\tAppended {entry['count']:,} records {entry['created']}: {entry['command']}")
+            lines.append(f"\tAppended {counted(entry['count'], 'record')} {entry['created']}: "
+                         f"{entry['command']}")
         lines.append("\tRanks (labelled records, distinct labels):")
         for rank, values in self.labels.items():
             present = [v for v in values if v is not None]
-            lines.append(f"\t\t{rank}: {len(present):,} records, {len(set(present)):,} labels")
+            lines.append(f"\t\t{rank}: {counted(len(present), 'record')}, "
+                         f"{counted(len(set(present)), 'label')}")
         kinds = ", ".join(self.calibration or {}) or "none"
         lines.append(f"\tConfidence calibration for queries: {kinds}")
         for name, digest in m.get("sha256", {}).items():

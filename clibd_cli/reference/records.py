@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 REBUILD = "rebuild with clibd index"
 
@@ -19,12 +19,12 @@ def check_records(
     ids: Sequence[str], labels: Mapping[str, Sequence[str | None]], n: int, ranks: list[str]
 ) -> None:
     if len(ids) != n:
-        raise ClibdError(f"got {n} vectors but {len(ids)} record ids")
+        raise ClibdError(f"got {counted(n, 'vector')} but {counted(len(ids), 'record id')}")
     for rank, values in labels.items():
         if rank not in ranks:
             raise ClibdError(f"rank {rank!r} is not one of the index ranks {', '.join(ranks)}")
         if len(values) != n:
-            raise ClibdError(f"got {len(values)} {rank} labels for {n} records")
+            raise ClibdError(f"got {counted(len(values), f'{rank} label')} for {counted(n, 'record')}")
     for text in [*ids, *ranks]:
         if not text or any(c in text for c in "\t\r\n"):
             raise ClibdError(f"record id or rank {text!r} is empty or contains a tab/newline")
@@ -58,7 +58,7 @@ def read_records(f: TextIO, path: Path, ranks: list[str]) -> tuple[list[str], di
     for lineno, line in enumerate(f, start=2):
         cells = line.rstrip("\n").split("\t")
         if len(cells) != len(header):
-            raise ClibdError(f"{path}:{lineno}: expected {len(header)} columns; {REBUILD}")
+            raise ClibdError(f"{path}:{lineno}: expected {counted(len(header), 'column')}; {REBUILD}")
         ids.append(cells[0])
         for rank, cell in zip(ranks, cells[1:]):
             labels[rank].append(cell or None)

@@ -47,7 +47,7 @@ from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.embedding.translation import frame_stops
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.sequences import random_stretch, reverse_complement, unambiguous_bases
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 K = 5
 CENTROIDS = 256
@@ -282,7 +282,8 @@ def off_target_note(similarity: float, floor: float) -> str:
 
 
 def no_protein_note(stops: int, similarity: float, floor: float) -> str:
-    return (f"reads as no protein ({stops} stop codons in every reading frame, a frame shift counting as one) "
+    return (f"reads as no protein ({counted(stops, 'stop codon')} in every reading frame, a frame shift "
+            "counting as one) "
             f"and far from the reference's barcodes (k-mer similarity {similarity:.2f} < {floor:.2f}, their floor "
             "for such barcodes) with no near-identical reference: shuffled, chimeric, a pseudogene or not this "
             "marker; unassigned at every rank")

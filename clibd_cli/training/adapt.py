@@ -15,6 +15,7 @@ import math
 
 import torch
 from torch import nn
+from models.errors import counted
 
 BACKBONES = {"image": ("image_encoder", "backbone"), "dna": ("dna_encoder", "bert"),
              "text": ("text_encoder", "bert")}
@@ -104,7 +105,7 @@ def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None
     """Put back what :func:`adapter_state` saved (after :func:`add_lora` on the merged model)."""
     missing = set(adapter_state(model)) - set(state)
     if missing:
-        raise ValueError(f"adapter state lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+        raise ValueError(f"adapter state lacks {counted(len(missing), 'tensor')}, e.g. {sorted(missing)[0]}")
     model.load_state_dict(state, strict=False)
 
 

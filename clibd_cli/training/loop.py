@@ -36,7 +36,7 @@ from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, mak
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.step import forward_backward
 from clibd_cli.training.validation import Validation, default_metric
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 
@@ -174,8 +174,9 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, world, seed=cfg.seed,
                                  multiple_of=cfg.grad_accum)
     if sampler.batches_per_epoch == 0:
-        raise ClibdError(f"{cfg.data}: {len(dataset)} training records are fewer than "
-                         f"{cfg.grad_accum} global batch(es) of {cfg.batch_size * world.size}; "
+        raise ClibdError(f"{cfg.data}: {counted(len(dataset), 'training record')}, fewer than "
+                         f"{counted(cfg.grad_accum, 'global batch', 'global batches')} of "
+                         f"{cfg.batch_size * world.size}; "
                          "lower --batch-size")
     steps_per_epoch = sampler.batches_per_epoch // cfg.grad_accum
     total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
@@ -198,8 +199,8 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         if len(rngs) == world.size:
             state.set_rng_state(rngs[world.rank])
         else:
-            log.warning("resuming with %d processes instead of %d: dropout noise will differ",
-                        world.size, len(rngs))
+            log.warning("resuming with %s instead of %d: dropout noise will differ",
+                        counted(world.size, "process", "processes"), len(rngs))
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.startswith("cuda"))
     autocast = functools.partial(torch.autocast, device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
     net = model
@@ -213,9 +214,10 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         run_files.keep_metrics(run / "metrics.jsonl", up_to_step=step)
         if not saved:
             shutil.rmtree(run / "best", ignore_errors=True)  # left by a run that never reached last/
-        log.info("training %s on %d records (%s), %d steps of %d samples, %d processes",
-                 cfg.model, len(dataset), "+".join(cfg.modalities), total_steps,
-                 cfg.batch_size * world.size * cfg.grad_accum, world.size)
+        log.info("training %s on %s (%s), %s of %s, %s", cfg.model, counted(len(dataset), "record"),
+                 "+".join(cfg.modalities), counted(total_steps, "step"),
+                 counted(cfg.batch_size * world.size * cfg.grad_accum, "sample"),
+                 counted(world.size, "process", "processes"))
 
     def checkpoint(name: str, with_state: bool) -> None:
         """Save RUN/name (rank 0 writes; all ranks take part in gathering RNG states)."""
