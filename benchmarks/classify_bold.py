@@ -22,8 +22,8 @@ stretch for every tool): partial barcodes, as short amplicons and failed reads g
 
 `--errors RATE` gives each query seeded sequencing errors, RATE per base, a third each
 substitutions, insertions and deletions (as raw nanopore reads have; the same errors for every
-tool). `--calibrate-errors RATE` (with `--calibrate-held-out`) passes `clibd index --calibrate-errors`:
-a copy of each held-out calibration record with such errors calibrates reads with errors apart.
+tool). `--calibrate-errors RATE` passes `clibd index --calibrate-errors` (copies of reference and
+held-out records with such errors calibrate reads with errors apart; 0: none).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--fragment", type=int, default=0, help="cut each query to a random stretch of N bases")
     parser.add_argument("--errors", type=float, default=0.0,
                         help="sequencing errors per base in each query (substitutions, insertions, deletions)")
-    parser.add_argument("--calibrate-errors", type=float, default=0.0,
-                        help="with --calibrate-held-out: clibd index --calibrate-errors RATE (held-out copies with errors)")
+    parser.add_argument("--calibrate-errors", type=float, default=None,
+                        help="clibd index --calibrate-errors RATE (copies with errors calibrate reads; default: clibd's)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
@@ -94,8 +94,10 @@ def main() -> None:
     print(f"reference: {len(reference)} train records; queries: "
           + ", ".join(f"{len(q)} {s}" for s, q in queries.items()))
 
-    if args.model == "bundled" and (args.prior_unseen is not None or args.calibrate_held_out):
-        parser.error("--prior-unseen and --calibrate-held-out need an index built here, not the bundled one")
+    if args.model == "bundled" and (args.prior_unseen is not None or args.calibrate_held_out
+                                    or args.calibrate_errors is not None):
+        parser.error("--prior-unseen, --calibrate-held-out and --calibrate-errors need an index built here, "
+                     "not the bundled one")
     if args.model == "bundled":
         subprocess.run([CLIBD, "-q", "classify", str(ROOT / "examples" / "barcodes.fasta")], check=True,
                        stdout=subprocess.DEVNULL)  # unpacks the bundled reference once
@@ -108,7 +110,9 @@ def main() -> None:
             held = [r for r in rows if r["split"] == "val"
                     or (r["split"] == "val_unseen" and r["species"] in calibration_new)]
             write_fasta(held_out, held, sintax=True)
-            prior += ["--calibrate-on", str(held_out), f"--calibrate-errors={args.calibrate_errors}"]
+            prior += ["--calibrate-on", str(held_out)]
+        if args.calibrate_errors is not None:
+            prior += [f"--calibrate-errors={args.calibrate_errors}"]
         took = timed([CLIBD, "-q", "--threads", "2", "index", "-m", args.model, str(ref_fasta), "-o", str(index),
                       *prior])
         print(f"clibd index ({args.model}): {took:.1f} s")

@@ -7,13 +7,12 @@
 2. `clibd index --model <DEFAULT_MODEL> bold.h5 --split train` (the seen-species reference
    of the BOLD split protocol; reverse-complemented records turned, k-mer sketch) with its
    confidences fitted on the held-out `val` + `val_unseen` records (`--calibrate-on`: real
-   known and new species, never `test`/`test_unseen`), with a copy of each given 1 % simulated
-   sequencing errors (`--calibrate-errors`: the confidences for reads with errors are fitted on
-   those) -> DIR/reference;
-3. that index packed (int8 vectors, calibration refitted on them and the same held-out
-   records, the partial-barcode calibration on stretches of both, and the calibration for reads
-   with errors on the held-out records that read with a frame break, as clibd index fits them)
-   -> clibd_cli/bundled/default-reference/.
+   known and new species, never `test`/`test_unseen`), and those for reads with sequencing
+   errors on copies of reference and held-out records with 1 % simulated errors
+   (`--calibrate-errors`) -> DIR/reference;
+3. that index packed (int8 vectors, calibrations refitted on them as clibd index fits them: on the
+   same held-out records, stretches of them and of reference records for partial barcodes, and the
+   copies with errors for reads) -> clibd_cli/bundled/default-reference/.
 
 The whole recipe, training included, is benchmarks/build_default_model.sh.
 """
@@ -28,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from clibd_cli.classification.query_kinds import read_queries, short_pseudo_queries, short_queries
-from clibd_cli.classification.read_errors import add_reads
+from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
+from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
@@ -69,14 +68,15 @@ def main() -> None:
     records, queries = (read_references([str(args.data)], "dna", splits=splits) for splits in (["train"], HELD_OUT))
     for part in (records, queries):
         orient_references(part.items, index.sketch)  # as clibd index read them
-    add_reads(queries, args.calibrate_errors)  # as clibd index added reads with errors
     if records.ids != index.ids:
         sys.exit(f"{reference}: its records are not the train split of {args.data} in order")
     embedder = Embedder(load_model_for(DEFAULT_MODEL, ["dna"]))
     short = short_queries(embedder, short_pseudo_queries(records.items, range(len(records)), seed=0),
                           queries.items, seed=0)
+    rows, copies = read_pseudo_queries(records.items, range(len(records)), args.calibrate_errors, seed=0)
+    reads = held_out_reads(queries, args.calibrate_errors)  # as clibd index copies them
     pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short,
-               reads=read_queries(queries.items))
+               pseudo_reads=(rows, embedder.barcodes(copies)), held_reads=(embedder.barcodes(reads.items), reads.labels))
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 
 

@@ -52,7 +52,7 @@ def kmer_index(records, tmp_path_factory):
     index = root / "index"
     built = run("index", "-m", "kmer", "-k", "3", fasta, "-o", index)
     assert built.exit_code == 0, built.stderr
-    assert f"1 reference barcodes are reverse-complemented; indexed turned around: {flipped.id}" in built.stderr
+    assert f"1 reference barcode reverse-complemented; indexed turned around: {flipped.id}" in built.stderr
     return index
 
 
@@ -204,7 +204,7 @@ def test_index_names_reference_barcodes_that_read_as_no_protein(tmp_path):
                   "".join(random.Random(1).sample(odd, len(odd)))))
     built = run("index", "-m", "kmer", "-k", "3", _fasta(tmp_path / "ref.fa", named), "-o", tmp_path / "index")
     assert built.exit_code == 0, built.stderr
-    assert "1 reference barcodes read as no protein" in built.stderr and "kept: SHUFFLED1" in built.stderr
+    assert "1 reference barcode reading as no protein" in built.stderr and "kept: SHUFFLED1" in built.stderr
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["count"] == 151 and manifest["sketch"]["stop_floor"] > manifest["sketch"]["floor"]
     assert len(manifest["sketch"]["short_stop_floors"]) == len(manifest["sketch"]["short_floors"])

@@ -6,7 +6,7 @@ import random
 
 from fixtures.specimens import run, specimens, tsv, write_fasta
 
-from clibd_cli.classification.read_errors import add_reads, with_errors
+from clibd_cli.classification.read_errors import held_out_reads, with_errors
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -33,24 +33,32 @@ def test_errors_are_seeded_and_at_the_rate_asked():
 def test_held_out_reads_are_copies_that_read_with_a_frame_break():
     from clibd_cli.reference.sources import References
 
-    def held_out() -> References:
-        found = References("dna")
-        for r in records:
-            found.add(r.id, r.lineage, r.barcode)
-        return found
-
     records = specimens(n_species=8, per_species=2, unnamed=0)
-    found = held_out()
-    added = add_reads(found, 0.03)
-    assert len(records) // 2 < added <= len(records) == len(found) - added
-    assert found.items[:len(records)] == [r.barcode for r in records]  # the originals kept as they were
-    for i in range(len(records), len(found)):
-        original = found.ids.index(found.ids[i].removesuffix("~read"))
-        assert found.ids[i].endswith("~read") and found.items[i] != found.items[original]
-        assert all(values[i] == values[original] for values in found.labels.values())
-    again = held_out()
-    add_reads(again, 0.03)
-    assert again.items == found.items  # the same errors on every run
+    found = References("dna")
+    for r in records:
+        found.add(r.id, r.lineage, r.barcode)
+    reads = held_out_reads(found, 0.03)
+    assert len(records) // 2 < len(reads) <= len(records)
+    assert found.items == [r.barcode for r in records]  # the originals untouched
+    for i, record_id in enumerate(reads.ids):
+        original = found.ids.index(record_id)
+        assert reads.items[i] != found.items[original]
+        assert all(reads.labels[rank][i] == found.labels[rank][original] for rank in found.labels)
+    assert held_out_reads(found, 0.03).items == reads.items  # the same errors on every run
+
+
+def _named_reads(tmp_path, indexes, records, rate: float) -> dict:
+    """Reads with errors of ``records`` classified by each index: how many name their species,
+    and whether stderr reports dna~ queries."""
+    noisy = [type(r)(f"{r.id}-read", with_errors(r.barcode, rate, random.Random(r.id)), r.lineage) for r in records]
+    reads_fa = write_fasta(tmp_path / "reads.fa", noisy, sintax=False)
+    named = {}
+    for path in indexes:
+        result = run("classify", "--index", path, reads_fa)
+        assert result.exit_code == 0, result.stderr
+        hits = sum(row["species"] == r.lineage["species"] for row, r in zip(tsv(result.stdout), noisy))
+        named[path] = (hits, "dna~ queries" in result.stderr)
+    return named
 
 
 def test_frame_breaks_tell_reads_with_indels_from_clean_barcodes():
@@ -78,7 +86,8 @@ def test_reads_with_errors_get_their_own_calibration(tmp_path, monkeypatch):
     references = [r for r in records if r not in held_out]
     ref_fa, held_fa = write_fasta(tmp_path / "ref.fa", references), write_fasta(tmp_path / "held.fa", held_out)
     clean, aware = tmp_path / "clean", tmp_path / "aware"
-    assert run("-q", "index", "-m", "kmer", ref_fa, "-o", clean, "--calibrate-on", held_fa).exit_code == 0
+    assert run("-q", "index", "-m", "kmer", ref_fa, "-o", clean, "--calibrate-on", held_fa,
+               "--calibrate-errors", "0").exit_code == 0
     built = run("index", "-m", "kmer", ref_fa, "-o", aware, "--calibrate-on", held_fa, "--calibrate-errors", "0.03")
     assert built.exit_code == 0, built.stderr
     assert "reads with a frame break (dna~) calibrated on" in built.stderr
@@ -92,17 +101,28 @@ def test_reads_with_errors_get_their_own_calibration(tmp_path, monkeypatch):
 
     # known species' reads with errors (not the held-out ones' errors): named far more often
     known = [r for r in held_out if r.lineage["species"] not in new]
-    noisy = [type(r)(f"{r.id}-read", with_errors(r.barcode, 0.03, random.Random(r.id)), r.lineage) for r in known]
-    reads_fa = write_fasta(tmp_path / "reads.fa", noisy, sintax=False)
-    named = {}
-    for path in (clean, aware):
-        result = run("classify", "--index", path, reads_fa)
-        assert result.exit_code == 0, result.stderr
-        named[path] = sum(row["species"] == r.lineage["species"] for row, r in zip(tsv(result.stdout), noisy))
-        assert ("dna~ queries" in result.stderr) == (path == aware)
-    assert named[aware] > named[clean] + len(noisy) // 4, named
+    named = _named_reads(tmp_path, (clean, aware), known, 0.03)
+    assert [kind for _, kind in named.values()] == [False, True]  # reads read dna~ where it is
+    assert named[aware][0] > named[clean][0] + len(known) // 4, named
     clean_run = run("classify", "--index", aware, write_fasta(tmp_path / "q.fa", known, sintax=False))
     assert "dna~" not in clean_run.stderr  # clean barcodes read the clean calibration
+
+
+def test_reads_are_calibrated_on_the_references_own_copies_by_default(tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    records = [r for r in specimens(n_species=30, per_species=6, unnamed=0)]
+    queries = records[::6]  # one record of each species: its reads are the queries, the rest the reference
+    references = [r for r in records if r not in queries]
+    ref_fa = write_fasta(tmp_path / "ref.fa", references)
+    plain, default = tmp_path / "plain", tmp_path / "default"
+    assert run("-q", "index", "-m", "kmer", ref_fa, "-o", plain, "--calibrate-errors", "0").exit_code == 0
+    built = run("index", "-m", "kmer", ref_fa, "-o", default)
+    assert built.exit_code == 0, built.stderr
+    calibrations = [json.loads((path / "calibration.json").read_text()) for path in (plain, default)]
+    assert "dna~" not in calibrations[0] and calibrations[1]["dna"] == calibrations[0]["dna"]
+    assert len(references) // 2 < calibrations[1]["dna~"]["fitted_on"]["pseudo_queries"][0] <= len(references)
+    named = _named_reads(tmp_path, (plain, default), queries, 0.02)
+    assert named[default][0] > named[plain][0] + len(queries) // 4, named
 
 
 def test_calibrate_errors_is_refused_where_it_cannot_work(tmp_path, monkeypatch):
@@ -112,14 +132,16 @@ def test_calibrate_errors_is_refused_where_it_cannot_work(tmp_path, monkeypatch)
         r for r in records[::5] if r.lineage["species"] not in new]
     references = [r for r in records if r not in held_out]
     ref_fa, held_fa = write_fasta(tmp_path / "ref.fa", references), write_fasta(tmp_path / "held.fa", held_out)
-    alone = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-errors", "0.01")
-    assert alone.exit_code == 2 and "--calibrate-errors goes with --calibrate-on" in alone.stderr
+    text = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--modality", "text", "--calibrate-errors", "0.01")
+    assert text.exit_code == 2 and "--calibrate-errors calibrates barcode indexes" in text.stderr
     too_many = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-on", held_fa,
                    "--calibrate-errors", "0.5")
     assert too_many.exit_code == 2 and "--calibrate-errors" in too_many.stderr
     few = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "few", "--calibrate-on", held_fa,
               "--calibrate-errors", "0.03")
-    assert few.exit_code == 0 and "fewer than the 200 needed to calibrate for reads with errors" in few.stderr
+    assert few.exit_code == 0, few.stderr
+    assert "fewer than the 200 needed: no dna~ calibration" in few.stderr  # a small reference
+    assert "fewer than the 200 needed to refit the dna~ calibration" in few.stderr
     assert "dna~" not in json.loads((tmp_path / "few" / "calibration.json").read_text())
     # a reference whose barcodes do not read as protein (rRNA, ITS): nothing tells a read from a clean one
     monkeypatch.setattr("clibd_cli.reference.sketch.STOP_FLOOR_QUANTILE", -1.0)
@@ -127,3 +149,5 @@ def test_calibrate_errors_is_refused_where_it_cannot_work(tmp_path, monkeypatch)
                   "--calibrate-errors", "0.03")
     assert refused.exit_code == 1 and "do not read as protein" in refused.stderr
     assert not (tmp_path / "x").exists()  # nothing half-written
+    by_default = run("-q", "index", "-m", "kmer", ref_fa, "-o", tmp_path / "rrna", "--calibrate-on", held_fa)
+    assert by_default.exit_code == 0, by_default.stderr  # the default rate asks for nothing there

@@ -214,8 +214,9 @@ def test_skipped_records_are_named_and_held_out_ones_called_so(tmp_path):
     with open(held_out, "a") as handle:
         handle.write(">protein;tax=o:Diptera,f:Culicidae,g:Aedes,s:Aedes_vexans;\n" + "MKVL" * 40 + "\n")
     result = run("index", "-m", "kmer", reference, "--calibrate-on", held_out, "-o", tmp_path / "ix")
-    assert "1 reference records skipped (no usable barcode or photo): tiny (too short" in result.stderr
-    assert "1 held-out (--calibrate-on) queries skipped (no usable barcode or photo): protein (not a" in result.stderr
+    assert "reference records skipped (no usable barcode or photo), 1 in all: tiny (too short" in result.stderr
+    assert "held-out (--calibrate-on) queries skipped (no usable barcode or photo), 1 in all: protein (not a" \
+        in result.stderr
 
 
 
@@ -269,7 +270,7 @@ def test_reference_records_whose_headers_name_no_rank_are_warned_about(records, 
                  records)
     built = run("index", "-m", "kmer", "-k", "5", path, "-o", tmp_path / "ix")
     assert built.exit_code == 0, built.stderr
-    assert (f"2 reference records name no rank from order to species (e.g. {records[0].id}, {records[1].id}): "
+    assert (f"reference records naming no rank from order to species, 2 in all (e.g. {records[0].id}, {records[1].id}): "
             "kept without a label") in built.stderr
     assert "name no rank" not in run("index", "-m", "kmer", "-k", "5", fasta(tmp_path / "ok.fasta", headers,
                                                                            records[2:]), "-o", tmp_path / "ok").stderr

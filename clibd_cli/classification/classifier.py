@@ -35,7 +35,7 @@ from clibd_cli.io.sequences import unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.search import exact_search
 from clibd_cli.reference.sketch import NEAR_IDENTICAL, orient_queries
-from models.errors import ClibdError, ModelNotFound
+from models.errors import ClibdError, ModelNotFound, counted
 
 log = logging.getLogger("clibd")
 PART_EF_FACTOR = 4  # searching with a part of the vectors: recall@10 against exact search was 0.955
@@ -242,7 +242,7 @@ class Classifier:
             raise ClibdError(f"{self.index.path}: no reference record is labelled {', '.join(unknown)} "
                              f"at any rank (the index keeps {', '.join(self.reference.ranks)}; check the "
                              "spelling: names as in the reference, e.g. Diptera)")
-        log.info("classifying among the %d reference records of %s", len(rows), ", ".join(taxa))
+        log.info("classifying among the %s of %s", counted(len(rows), "reference record"), ", ".join(taxa))
         return rows, self.index.vectors()[rows]
 
     def _labels(self, row: int) -> dict[str, str | None]:

@@ -14,13 +14,15 @@ Random stretches of ``MIN_BASES`` to 499 bases of reference records (and of the 
 queries, with ``--calibrate-on``) stand in for them, and the maps read each query's length too
 (``calibration.py``).
 
-A barcode index calibrated on held-out queries (``clibd index --calibrate-on``) of a protein-coding
-marker is also calibrated for reads with sequencing errors (``dna~``: a whole barcode whose every
-reading frame meets a stop codon, as an insertion or deletion leaves a read;
-``translation.frame_breaks``) where enough of those queries are such reads (``--calibrate-errors``
-makes them): a read lies farther from its species' records than a clean barcode does, so the
-clean barcodes' calibration would call many of them new species. Each kind is then fitted on its
-own held-out queries: clean barcodes (and stretches of them, for ``dna<500``) on the clean ones.
+A barcode index of a protein-coding marker is also calibrated for reads with sequencing errors
+(``dna~``: a whole barcode whose every forward reading frame meets a stop codon, as an insertion
+or deletion leaves a read; ``translation.frame_breaks``): a read lies farther from its species'
+records than a clean barcode does, so the clean barcodes' calibration would call many of them new
+species. Copies of reference records with simulated errors (``read_errors.py``) are its
+pseudo-queries; with ``--calibrate-on``, the held-out queries' copies refit it, and the clean
+held-out queries the other kinds as without them. Models whose vectors have a part for partial
+barcodes (``--model kmer-aa``: the 5-mers) read reads by that part at every rank: a frame shift
+garbles the rest of a read's translation.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import find_images, load_image, load_photos, photos_by_id
 from clibd_cli.io.sequences import MIN_BASES, random_stretch, unambiguous_bases
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 MAX_PHOTOS = 3000  # pseudo-queries per scenario in fit_calibration: more photos add nothing
@@ -114,8 +116,9 @@ def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_ou
 
 def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
-              held_out: tuple[np.ndarray, dict] | None = None, reads: np.ndarray | None = None,
-              short: PartialQueries | None = None, rank_parts: dict[str, list[int]] | None = None,
+              held_out: tuple[np.ndarray, dict] | None = None, held_reads: tuple[np.ndarray, dict] | None = None,
+              short: PartialQueries | None = None, pseudo_reads: tuple[list[int], np.ndarray] | None = None,
+              rank_parts: dict[str, list[int]] | None = None,
               partial_part: list[int] | None = None, partial_containment: Sequence[str] = (),
               sisters: int = 0, species_weight: float = 1.0) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
@@ -126,10 +129,10 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     with pseudo-queries alone they made the confidences of real new species worse:
     benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
     assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
-    ``reads`` marks the held-out queries that are reads with a frame break (:func:`read_queries`;
-    None for a marker that is not protein coding): with ``FEW_READS`` of them and of the others,
-    ``dna~`` is fitted on them and the other kinds on the others.
-    ``short`` (:func:`short_queries`) adds the partial-barcode calibration (``dna<500``).
+    ``pseudo_reads`` (reference rows and the vectors of their copies with errors,
+    ``read_errors.read_pseudo_queries``) add the ``dna~`` calibration where there are ``FEW_READS``;
+    ``held_reads`` (copies of the held-out queries with errors, as ``held_out``:
+    ``read_errors.held_out_reads``) refit it where there are ``FEW_READS``.
     ``rank_parts``: the ranks whole barcodes answer from a part of the vectors, ``partial_part``:
     the part partial barcodes answer every rank from, ``partial_containment``: the ranks partial
     barcodes answer by k-mer containment (over ``partial_part``, else the whole vector; by cosine
@@ -161,16 +164,22 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         partial.update({rank: partial.get(rank, [0, index.manifest["dim"]]) for rank in partial_containment})
         calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases, partial,
                                       contained=partial_containment)
+    if pseudo_reads is not None and len(pseudo_reads[0]) < FEW_READS:
+        log.info("%s copied as reads with a frame break, fewer than the %d needed: no dna~ calibration",
+                 counted(len(pseudo_reads[0]), "reference record"), FEW_READS)
+    elif pseudo_reads is not None:
+        whole = {rank: partial_part for rank in index.ranks} if partial_part else rank_parts
+        calibration[READ_KIND] = fit(pseudo_reads[1], held_out is not None, pseudo_reads[0], parts=whole,
+                                     harder=sisters, weight=species_weight)
     if held_out is not None:
-        vectors, labels = held_out
-        clean = _fit_reads(calibration, index, held_out, reads, prior_unseen)
-        refits = {modality: (vectors[clean], None)}
+        refits = {modality: (held_out[0], None)}
         if short is not None and short.held_out is not None:
-            refits[SHORT_KIND] = (short.held_out[0][clean], short.held_out[1][clean])
+            refits[SHORT_KIND] = short.held_out
         for kind, (queries, bases) in refits.items():
-            calibration[kind] = fit_calibration_held_out(index, queries, _subset(labels, clean),
-                                                         Calibration.from_json(calibration[kind]),
-                                                         prior_unseen=prior_unseen, query_bases=bases).to_json()
+            calibration[kind] = fit_calibration_held_out(index, queries, held_out[1], Calibration.from_json(
+                calibration[kind]), prior_unseen=prior_unseen, query_bases=bases).to_json()
+    if held_reads is not None:
+        _fit_reads(calibration, index, held_reads, prior_unseen)
     photos = _photo_vectors(index, embedder, images, first, seed) if images else None
     if photos is not None:
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0
@@ -181,33 +190,30 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     kept = {kind: data for kind, data in (index.calibration or {}).items() if kind not in calibration}
     for kind in kept:
         log.warning("the %s calibration is kept from before (%s)", kind, f"append {FEW_SHORT} records or more "
-                    "at once to refit it" if kind == SHORT_KIND else "give --images to refit it")
+                    "at once to refit it" if kind in (SHORT_KIND, READ_KIND) else "give --images to refit it")
     return {**calibration, **kept}
 
 
-def _fit_reads(calibration: dict[str, dict], index, held_out: tuple[np.ndarray, dict], reads: np.ndarray | None,
-               prior_unseen: float | None) -> np.ndarray:
-    """Fit ``calibration[READ_KIND]`` on the held-out queries that are ``reads`` where there are
-    enough of them and of the others; which held-out queries the other kinds are fitted on."""
-    vectors, labels = held_out
-    everything = np.ones(len(vectors), dtype=bool)
-    if reads is None or min(int(reads.sum()), int((~reads).sum())) < FEW_READS:
-        return everything
-    decisions = Calibration.from_json(calibration[index.manifest["modality"]])  # fitted on pseudo-queries
+def _fit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray, dict],
+               prior_unseen: float | None) -> None:
+    """Refit (or fit) ``calibration[READ_KIND]`` on ``held_reads`` where there are ``FEW_READS``."""
+    vectors, labels = held_reads
+    if len(vectors) < FEW_READS:
+        log.info("%s with a frame break, fewer than the %d needed to refit the dna~ calibration on them",
+                 counted(len(vectors), "held-out read"), FEW_READS)
+        return
+    decisions = Calibration.from_json(calibration.get(READ_KIND, calibration[index.manifest["modality"]]))
     try:
-        calibration[READ_KIND] = fit_calibration_held_out(index, vectors[reads], _subset(labels, reads), decisions,
+        calibration[READ_KIND] = fit_calibration_held_out(index, vectors, labels, decisions,
                                                           prior_unseen=prior_unseen).to_json()
     except ClibdError as exc:
-        log.warning("no calibration for reads with sequencing errors: among the %d held-out reads with a frame "
-                    "break, %s", int(reads.sum()), str(exc).removeprefix("the held-out queries "))
-        return everything
-    log.info("reads with a frame break (dna~) calibrated on %d held-out reads, clean barcodes on the other %d",
-             int(reads.sum()), int((~reads).sum()))
-    return ~reads
-
-
-def _subset(labels: dict[str, list], keep: np.ndarray) -> dict[str, list]:
-    return {rank: [value for value, kept in zip(values, keep) if kept] for rank, values in labels.items()}
+        log.warning("reads with sequencing errors not calibrated on the held-out queries (%s): among the %s "
+                    "held-out reads with a frame break, %s", "their calibration stays the reference's own reads'"
+                    if READ_KIND in calibration else "no calibration for them", f"{len(vectors):,}",
+                    str(exc).removeprefix("the held-out queries "))
+        return
+    log.info("reads with a frame break (dna~) calibrated on %s of the held-out queries",
+             counted(len(vectors), "copy", "copies"))
 
 
 def _photo_vectors(index, embedder: Embedder, images: Sequence[str], first: int,
@@ -232,6 +238,6 @@ def _photo_vectors(index, embedder: Embedder, images: Sequence[str], first: int,
     if used == 0:
         return None
     if used < FEW_PHOTOS:
-        log.warning("only %d reference photos: the photo calibration is rough", used)
-    log.info("calibrating for photo queries with %d reference photos", used)
+        log.warning("only %s: the photo calibration is rough", counted(used, "reference photo"))
+    log.info("calibrating for photo queries with %s", counted(used, "reference photo"))
     return vectors

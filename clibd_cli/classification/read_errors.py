@@ -2,21 +2,27 @@
 
 A read with errors lies farther from its species' reference barcodes than a clean barcode does,
 and maps fitted on clean barcodes read that distance as a new species (benchmarks/README.md,
-*Reads with sequencing errors*). ``clibd index --calibrate-errors RATE`` adds to the held-out
-calibration queries a copy of each with such errors (:func:`add_reads`); the copies that read
-with a frame break calibrate the ``dna~`` queries (``query_kinds.py``), the clean originals the
-others, as without the option.
+*Reads with sequencing errors*). ``clibd index --calibrate-errors RATE`` (0.01 by default)
+copies up to ``MAX_READS`` reference records with such errors (:func:`read_pseudo_queries`) and,
+with ``--calibrate-on``, each held-out query (:func:`held_out_reads`); the copies that read with a
+frame break calibrate the ``dna~`` queries (``query_kinds.py``), the clean records the other
+kinds exactly as without them.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+
+import numpy as np
 
 from clibd_cli.classification.query_kinds import read_queries
 from clibd_cli.reference.sources import References
+from models.errors import ClibdError
 
 BASES = "ACGT"
-READ_SUFFIX = "~read"  # the id of a held-out query's copy with errors: ID~read
+MAX_READS = 6000  # reference records copied with errors for the dna~ pseudo-queries
+DEFAULT_RATE = 0.01  # errors per base of the copies: about a raw nanopore read's
 
 
 def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
@@ -36,17 +42,38 @@ def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
     return "".join(out)
 
 
-def add_reads(held_out: References, rate: float) -> int:
-    """Add to ``held_out`` a copy of each barcode with errors at ``rate`` per base (seeded by its
-    record id: the same errors on every run), labelled as the original, where the copy reads with
-    a frame break (``query_kinds.read_queries``; the others would read the clean barcodes'
-    calibration); the number added."""
-    originals = range(len(held_out))
-    copies = [with_errors(held_out.items[i], rate, random.Random(f"read errors {held_out.ids[i]}")) for i in originals]
-    added = 0
-    for i, is_read in zip(originals, read_queries(copies)):
+def read_rate(asked: float | None, sketch) -> float:
+    """The error rate of the ``dna~`` pseudo-queries for a reference with ``sketch``
+    (``reference/sketch.py``): ``asked``, or ``DEFAULT_RATE`` if None; 0 where the reference's
+    barcodes do not read as protein (nothing tells a read from a clean barcode there), which
+    refuses a rate ``asked`` for."""
+    protein = sketch is not None and sketch.stop_floor is not None
+    if asked and not protein:
+        raise ClibdError("--calibrate-errors: the reference's barcodes do not read as protein; reads with "
+                         "errors are told apart by frame breaks in a protein-coding marker (COI)")
+    return (DEFAULT_RATE if asked is None else asked) if protein else 0.0
+
+
+def held_out_reads(held_out: References, rate: float) -> References:
+    """Copies of the ``held_out`` barcodes with errors at ``rate`` per base (each seeded by its record
+    id: the same errors on every run), labelled as their originals: those that read with a frame
+    break (``query_kinds.read_queries``; the others would read the clean barcodes' calibration)."""
+    copies = [with_errors(barcode, rate, random.Random(f"read errors {record_id}"))
+              for record_id, barcode in zip(held_out.ids, held_out.items)]
+    reads = References(held_out.modality)
+    for i, is_read in enumerate(read_queries(copies)):
         if is_read:
-            held_out.add(held_out.ids[i] + READ_SUFFIX, {rank: values[i] for rank, values in held_out.labels.items()},
-                         copies[i])
-            added += 1
-    return added
+            reads.add(held_out.ids[i], {rank: values[i] for rank, values in held_out.labels.items()}, copies[i])
+    return reads
+
+
+def read_pseudo_queries(barcodes: Sequence[str], rows: Sequence[int], rate: float,
+                        seed: int) -> tuple[list[int], list[str]]:
+    """Up to ``MAX_READS`` of the reference ``rows`` (seeded), each ``barcodes`` copy with errors at
+    ``rate``: the rows and copies of those that read with a frame break (the ``dna~`` pseudo-queries)."""
+    picked = np.arange(len(rows))
+    if len(rows) > MAX_READS:
+        picked = np.sort(np.random.default_rng([seed, MAX_READS]).choice(len(rows), MAX_READS, replace=False))
+    copies = [with_errors(barcodes[i], rate, random.Random(f"read errors {seed} {rows[i]}")) for i in picked]
+    reads = read_queries(copies)
+    return [rows[i] for i, is_read in zip(picked, reads) if is_read], [c for c, is_read in zip(copies, reads) if is_read]

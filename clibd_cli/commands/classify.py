@@ -96,7 +96,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     frame: shuffled, chimeric, a pseudogene), is unassigned at every rank, with the reason on
     stderr. A barcode
     under 500 bases (a mini-barcode, a metabarcoding amplicon) reads the index's partial-barcode
-    confidences (dna<500), with its own share of new species.
+    confidences (dna<500), and a whole one whose every reading frame meets a stop codon (a raw
+    read with sequencing errors) the index's confidences for reads (dna~, fitted on reference
+    barcodes copied with simulated errors: clibd index --calibrate-errors), each with its own
+    share of new species.
 
     \b
     Writes one TSV row per input record, in input order (barcodes, then the photos not paired

@@ -75,19 +75,20 @@ def index() -> None:
                    "from the reference count as new.")
 @click.option("--calibrate-split", "held_out_splits", multiple=True,
               help="Splits of a --calibrate-on HDF5 (repeatable; e.g. val, val_unseen).")
-@click.option("--calibrate-errors", "held_out_errors", type=options.FiniteRange(0, 0.2), default=0.0,
+@click.option("--calibrate-errors", "read_errors", type=options.FiniteRange(0, 0.2), default=None,
               metavar="RATE",
-              help="Add to the --calibrate-on barcodes a copy of each with simulated sequencing errors, RATE "
-                   "per base (substitutions, insertions, deletions; seeded by record id): reads with a frame "
-                   "break (dna~ queries) get confidences fitted on those, so that raw reads are named as "
-                   "clean barcodes are (0.01: about a raw nanopore read's).  [default: 0, none]")
+              help="Calibrate for reads with sequencing errors (dna~ queries: a barcode with a frame break) "
+                   "on copies of up to 6,000 reference records, and of each --calibrate-on barcode, with "
+                   "simulated errors, RATE per base (substitutions, insertions, deletions; seeded); 0: no such "
+                   "calibration. Needs a protein-coding marker (COI).  [default: 0.01, about a raw nanopore "
+                   "read's; 0 where the barcodes do not read as protein]")
 @options.batch_size(256)
 @options.nproc_per_node()
 @click.pass_obj
 def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, modality: str,
           taxonomy: str | None, splits: tuple[str, ...], images: tuple[str, ...], append: bool, hnsw_m: int,
           ef_construction: int, ef: int, neighbours: int, prior_unseen: float | None,
-          held_out: tuple[str, ...], held_out_splits: tuple[str, ...], held_out_errors: float, batch_size: int,
+          held_out: tuple[str, ...], held_out_splits: tuple[str, ...], read_errors: float | None, batch_size: int,
           nproc_per_node: int) -> None:
     """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX, UNITE or RDP headers, a BOLD TSV, or
     plain FASTA with --taxonomy; photo folders with --taxonomy; or a dataset HDF5 with --split) and
@@ -117,8 +118,8 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
                                "themselves with --modality image)")
     if held_out_splits and not held_out:
         raise click.UsageError("--calibrate-split goes with --calibrate-on")
-    if held_out_errors and not (held_out and modality == "dna"):
-        raise click.UsageError("--calibrate-errors goes with --calibrate-on barcodes (--modality dna)")
+    if read_errors and modality != "dna":
+        raise click.UsageError("--calibrate-errors calibrates barcode indexes (--modality dna)")
     if held_out and modality == "text":
         raise click.UsageError("--calibrate-on calibrates barcode or photo indexes, not --modality text")
     from clibd_cli.embedding.embedder import model_available
@@ -143,7 +144,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     plan = IndexPlan([str(p) for p in references], model_dir, output, modality=modality, taxonomy=taxonomy,
                      splits=splits, images=images, append=append, hnsw_m=hnsw_m,
                      ef_construction=ef_construction, ef=ef, neighbours=neighbours, prior_unseen=prior_unseen,
-                     held_out=held_out, held_out_splits=held_out_splits, held_out_errors=held_out_errors,
+                     held_out=held_out, held_out_splits=held_out_splits, read_errors=read_errors,
                      batch_size=batch_size)
     target = build_reference_index(plan, RunContext(
         device=settings.torch_device(), precision=settings.precision, seed=settings.seed,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from clibd_cli.defaults import CALIBRATION, HNSW
 from clibd_cli.reference.hnsw_index import ReferenceIndex
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 
@@ -41,7 +41,8 @@ class IndexPlan:
     prior_unseen: float | None = None  # None: estimated per run
     held_out: tuple[str, ...] = ()  # labelled queries to calibrate on
     held_out_splits: tuple[str, ...] = ()
-    held_out_errors: float = 0.0  # sequencing errors per base given every second held-out barcode
+    read_errors: float | None = None  # errors per base of the dna~ pseudo-queries (None: the default where
+    # the reference reads as protein; 0: no dna~ calibration)
     batch_size: int = 256
 
 
@@ -61,9 +62,8 @@ class RunContext:
 def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | None:
     """Build (or append to) the index at ``plan.output`` and save it; the saved index, or None
     in the processes other than 0 of a distributed run (they only embed their share)."""
-    from clibd_cli.classification.query_kinds import (FEW_READS, FEW_SHORT, calibrate, read_queries,
-                                                      short_pseudo_queries, short_queries)
-    from clibd_cli.classification.read_errors import add_reads
+    from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
+    from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries, read_rate
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
@@ -87,40 +87,31 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         if modality == "dna" and (existing is None or existing.sketch is not None):
             sketch, turned = orient_references(refs.items, existing.sketch if existing else None, seed=run.seed)
             if turned and world.is_main:
-                log.warning("%d reference barcodes are reverse-complemented; indexed turned around: %s%s",
-                            len(turned), ", ".join(refs.ids[i] for i in turned[:10]),
+                log.warning("%s reverse-complemented; indexed turned around: %s%s",
+                            counted(len(turned), "reference barcode"), ", ".join(refs.ids[i] for i in turned[:10]),
                             " …" if len(turned) > 10 else "")
             odd = no_protein(sketch, refs.items) if world.is_main else []
             if odd:
-                log.warning("%d reference barcodes read as no protein (%d or more stop codons in every reading "
-                            "frame: pseudogenes, frame-shifting errors or another marker); kept: %s%s",
-                            len(odd), STOPS, ", ".join(refs.ids[i] for i in odd[:10]), " …" if len(odd) > 10 else "")
+                log.warning("%s reading as no protein (%d or more stop codons in every reading frame: "
+                            "pseudogenes, frame-shifting errors or another marker); kept: %s%s",
+                            counted(len(odd), "reference barcode"), STOPS, ", ".join(refs.ids[i] for i in odd[:10]), " …" if len(odd) > 10 else "")
         if sketch is not None and found is not None:
             orient_references(found.items, sketch)
-        if found is not None and plan.held_out_errors:
-            if sketch is None or sketch.stop_floor is None:
-                raise ClibdError("--calibrate-errors: the reference's barcodes do not read as protein; reads with "
-                                 "errors are told apart by frame breaks in a protein-coding marker (COI)")
-            clean = len(found)
-            added = add_reads(found, plan.held_out_errors)
-            log.info("%d reads with simulated sequencing errors (%g per base) added to the %d held-out barcodes "
-                     "(their copies that read with a frame break)", added, plan.held_out_errors, clean)
-            if added < FEW_READS:
-                log.warning("--calibrate-errors: %d held-out reads with a frame break, fewer than the %d needed to "
-                            "calibrate for reads with errors: not calibrated for them (give more --calibrate-on "
-                            "barcodes or a higher rate)", added, FEW_READS)
+        rate = read_rate(plan.read_errors, sketch)
         embedder = Embedder(model, device, plan.batch_size, run.precision)
-        log.info("embedding %d reference records (%s)", len(refs), modality)
+        log.info("embedding %s (%s)", counted(len(refs), "reference record"), modality)
         embedded = embed_references(embedder, refs, shards_folder(output), world, run.progress)
         first = len(existing) if existing is not None else 0
-        partial = None  # partial-barcode pseudo-queries: cut while the barcodes are here
+        partial = reads = None  # partial-barcode and read pseudo-queries: made while the barcodes are here
         if modality == "dna" and world.is_main and (existing is None or len(embedded[1]) >= FEW_SHORT):
-            partial = short_pseudo_queries([refs.items[i] for i in embedded[1]],
-                                           range(first, first + len(embedded[1])), run.seed)
+            barcodes, rows = [refs.items[i] for i in embedded[1]], range(first, first + len(embedded[1]))
+            partial = short_pseudo_queries(barcodes, rows, run.seed)
+            if rate:
+                reads = read_pseudo_queries(barcodes, rows, rate, run.seed)
         refs.items.clear()  # embedded: a million barcodes are ~1 GB of strings
         queries = None
         if found is not None:
-            log.info("embedding %d held-out queries for the calibration", len(found))
+            log.info("embedding %s for the calibration", counted(len(found), "held-out query", "held-out queries"))
             queries = embed_references(embedder, found, shards_folder(output, "held-out"), world, run.progress)
     if not world.is_main:
         return None
@@ -141,21 +132,28 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         target.sketch = sketch
         target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
                                                                         if existing else 0))
-    short = reads = None
+    short = held_reads = None
     if queries is not None:
         vectors, keep = queries
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
-        if sketch is not None and sketch.stop_floor is not None:  # a protein-coding marker: reads are told apart
-            reads = read_queries([found.items[i] for i in keep])
+        if rate:
+            copies = held_out_reads(found, rate)
+            log.info("embedding %s of the held-out queries with simulated sequencing errors (%g per base) "
+                     "that read with a frame break", counted(len(copies), "copy", "copies"), rate)
+            held_reads = (embedder.barcodes(copies.items), copies.labels)
     if partial is not None:
-        log.info("embedding %d partial barcodes for the dna<500 calibration", len(partial[0]))
+        log.info("embedding %s for the dna<500 calibration", counted(len(partial[0]), "partial barcode"))
         short = short_queries(embedder, partial, None if queries is None else [found.items[i] for i in keep],
                               run.seed)
+    if reads is not None:
+        log.info("embedding %s with simulated sequencing errors for the dna~ calibration",
+                 counted(len(reads[0]), "read"))
+        reads = (reads[0], embedder.barcodes(reads[1]))
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, plan.images, first, k=plan.neighbours,
-                                   prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries, reads=reads,
-                                   short=short,
+                                   prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries,
+                                   held_reads=held_reads, short=short, pseudo_reads=reads,
                                    **getattr(embedder.model, "calibration_hints", {}))
     suspects = suspect_labels(target)
     if suspects:

@@ -40,15 +40,16 @@ _FILES = ("vectors.npy", "scales.npy", "nodes.npy", f"{RECORDS_FILE}.gz")
 
 
 def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarray, dict] | None = None,
-               short: PartialQueries | None = None, reads: np.ndarray | None = None) -> ReferenceIndex:
+               short: PartialQueries | None = None, pseudo_reads: tuple[list[int], np.ndarray] | None = None,
+               held_reads: tuple[np.ndarray, dict] | None = None) -> ReferenceIndex:
     """Write ``index`` as a pack at ``path`` (atomically); returns the index users will unpack.
 
     Only the calibration for queries of the index's own modality is carried over, refitted on the
     packed vectors, and on ``held_out`` queries (their vectors and labels by rank, as
     ``clibd index --calibrate-on`` reads them) if given; with ``short`` (partial barcodes,
-    ``query_kinds.short_queries``) the partial-barcode one too, and with ``reads`` (which held-out
-    queries are reads with a frame break, ``query_kinds.read_queries``) the one for reads. Photo
-    calibrations need the photos, which a pack does not hold.
+    ``query_kinds.short_queries``) the partial-barcode one too, and with ``pseudo_reads`` (copies of
+    reference records with errors) and ``held_reads`` (of the held-out queries;
+    ``read_errors.py``) the one for reads. Photo calibrations need the photos, which a pack does not hold.
     """
     modality = index.manifest["modality"]
     if not index.calibration or modality not in index.calibration:
@@ -63,7 +64,8 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
     partial = partial and Calibration.from_json(partial)
     packed.calibration = calibrate(packed, None, (), k=fitted.k, seed=fitted.fitted_on.get("seed", 0),
                                    prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
-                                   held_out=held_out, reads=reads, short=short, rank_parts=fitted.rank_parts,
+                                   held_out=held_out, held_reads=held_reads, short=short, pseudo_reads=pseudo_reads,
+                                   rank_parts=fitted.rank_parts,
                                    partial_part=partial and search_part(partial.rank_parts, index.ranks),
                                    partial_containment=partial.containment if partial else (),
                                    sisters=fitted.fitted_on.get("sisters", 0),

@@ -27,7 +27,7 @@ from clibd_cli.io.outputs import UsageError
 from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import display_name, is_hdf5
 from models.config import RANKS
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 if TYPE_CHECKING:
     from clibd_cli.distributed import World
@@ -82,11 +82,11 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
                          + ("the --taxonomy table labels none of them" if taxonomy else
                             "give SINTAX ;tax= headers or --taxonomy"))
     if unlabelled and taxonomy is None:  # a table's unlabelled rows and missing ids are warned about as it is read
-        log.warning("%d %s name no rank from %s to %s (e.g. %s): kept without a label (a ;tax= header or "
-                    "--taxonomy row from %s down labels one)", len(unlabelled), what, RANKS[0], RANKS[-1],
+        log.warning("%s naming no rank from %s to %s, %d in all (e.g. %s): kept without a label (a ;tax= header "
+                    "or --taxonomy row from %s down labels one)", what, RANKS[0], RANKS[-1], len(unlabelled),
                     ", ".join(refs.ids[i] for i in unlabelled[:3]) + (" …" if len(unlabelled) > 3 else ""), RANKS[0])
     if refs.skipped:
-        log.warning("%d %s skipped (no usable barcode or photo): %s%s", len(refs.skipped), what,
+        log.warning("%s skipped (no usable barcode or photo), %d in all: %s%s", what, len(refs.skipped),
                     ", ".join(refs.skipped[:3]), " …" if len(refs.skipped) > 3 else "")
     if len(set(refs.ids)) != len(refs.ids):
         seen, dupes = set(), []
@@ -130,7 +130,8 @@ def read_held_out(inputs: tuple[str, ...], splits: tuple[str, ...], modality: st
     if shared:
         dataset = any(is_hdf5(p) for p in inputs)
         hint = " (choose the held-out splits with --calibrate-split)" if dataset else ""
-        raise ClibdError(f"--calibrate-on: {len(shared)} held-out queries are reference records too "
+        raise ClibdError(f"--calibrate-on: {counted(len(shared), 'held-out query', 'held-out queries')} "
+                         f"{'is a reference record' if len(shared) == 1 else 'are reference records'} too "
                          f"(e.g. {min(shared)}); calibrating on them would overstate the confidences{hint}")
     return found
 
