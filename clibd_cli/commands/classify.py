@@ -112,7 +112,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
       strand                           + or - (read reverse-complemented); empty for photos
       prior_unseen                     share of new species the confidences assume (--prior-unseen)
     Invalid records (empty, not DNA, under 100 bases, over 5,000 characters, unreadable
-    photos) get status invalid and their reason on stderr. With --prior-unseen auto the first
+    photos) get status invalid and their reason on stderr (the first 20 such messages, then a
+    count; -v gives them all). With --prior-unseen auto the first
     10,000 records are read before any output is written (the share of new species is estimated
     on them), then the rest streams in --batch-size blocks.
 
