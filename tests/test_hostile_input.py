@@ -355,3 +355,17 @@ def test_splits_of_an_input_that_is_no_dataset_are_refused(tmp_path):
     assert split.exit_code == 2 and "splits train: splits are chosen in a dataset HDF5" in split.stderr
     held = run("index", "-m", "kmer", fasta, "--calibrate-on", fasta, "--calibrate-split", "val", "-o", tmp_path / "iy")
     assert held.exit_code == 2 and "--calibrate-on: splits val" in held.stderr
+
+
+def test_many_invalid_records_are_listed_up_to_twenty_then_counted(kmer_index, tmp_path):
+    index, _ = kmer_index
+    queries = tmp_path / "q.fa"
+    queries.write_text("".join(f">short{i}\nACGTACGTAC\n" for i in range(25)))
+    result = run("classify", "--index", index, queries)
+    assert result.exit_code == 0, result.stderr
+    assert len(tsv(result.stdout)) == 25  # every record has its row
+    listed = [line for line in result.stderr.splitlines() if ": invalid: " in line]
+    assert len(listed) == 20 and "short19: invalid:" in listed[-1]
+    assert "5 more records with a message like those above, not listed" in result.stderr
+    verbose = run("-v", "classify", "--index", index, queries)
+    assert sum(": invalid: " in line for line in verbose.stderr.splitlines()) == 25

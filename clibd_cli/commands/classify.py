@@ -112,7 +112,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
       strand                           + or - (read reverse-complemented); empty for photos
       prior_unseen                     share of new species the confidences assume (--prior-unseen)
     Invalid records (empty, not DNA, under 100 bases, over 5,000 characters, unreadable
-    photos) get status invalid and their reason on stderr. With --prior-unseen auto the first
+    photos) get status invalid and their reason on stderr (the first 20 such messages, then a
+    count; -v gives them all). With --prior-unseen auto the first
     10,000 records are read before any output is written (the share of new species is estimated
     on them), then the rest streams in --batch-size blocks.
 
@@ -198,15 +199,17 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         first = next(blocks, None)
         if first is None:
             log.warning("no records to classify in %s", ", ".join([*inputs, *images]))
+        notes = _Notes(log)
         with text_output(output) as handle:
             writer = _writer(handle, fmt, top_k)
             for results in chain([first] if first else [], blocks):
                 _report_estimates(classifier, log, reported, old_index=results is first)
-                _report(results, log)
+                notes.report(results)
                 writer.write(results)
                 if summary is not None:
                     summary.add(results)
                 bar.update(len(results))
+        notes.close()
     if summary is not None:
         log.info("summary: %s", ", ".join(map(str, summary.write(summary_path, keep))))
 
@@ -265,12 +268,30 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
                         kind, calibration.prior_unseen)
 
 
-def _report(results, log) -> None:
-    """Why each invalid record is invalid, and which part of a specimen was left out, on stderr."""
-    for result in results:
-        query = result.query
-        where = query.id if query.where == query.id else f"{query.where}: {query.id}"
-        if result.problem:
-            log.warning("%s: invalid: %s", where, result.problem)
-        elif query.note:
-            log.warning("%s: %s", where, query.note)
+class _Notes:
+    """Why each invalid record is invalid, which part of a specimen was left out, and why a barcode
+    was turned away, on stderr: the first ``LISTED`` named, the rest counted (listed with -v)."""
+
+    LISTED = 20
+
+    def __init__(self, log) -> None:
+        self.log, self.listed, self.unlisted = log, 0, 0
+
+    def report(self, results) -> None:
+        for result in results:
+            query = result.query
+            text = f"invalid: {result.problem}" if result.problem else query.note
+            if not text:
+                continue
+            where = query.id if query.where == query.id else f"{query.where}: {query.id}"
+            if self.listed < self.LISTED:
+                self.listed += 1
+                self.log.warning("%s: %s", where, text)
+            else:
+                self.unlisted += 1
+                self.log.debug("%s: %s", where, text)
+
+    def close(self) -> None:
+        if self.unlisted:
+            self.log.warning("%s with a message like those above, not listed (each has its row in the "
+                             "output; -v lists them)", counted(self.unlisted, "more record"))
