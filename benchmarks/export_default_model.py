@@ -8,7 +8,7 @@
    of the BOLD split protocol; reverse-complemented records turned, k-mer sketch) with its
    confidences fitted on the held-out `val` + `val_unseen` records (`--calibrate-on`: real
    known and new species, never `test`/`test_unseen`), and those for reads with sequencing
-   errors on copies of reference and held-out records with 1 % simulated errors
+   errors on copies of reference and held-out records with 1 and 2 % simulated errors in turn
    (`--calibrate-errors`) -> DIR/reference;
 3. that index packed (int8 vectors, calibrations refitted on them as clibd index fits them: on the
    same held-out records, stretches of them and of reference records for partial barcodes, and the
@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="trained model directory (RUN/best)")
     parser.add_argument("data", type=Path, help="BOLD dataset HDF5 from clibd prepare")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "clibd-default")
-    parser.add_argument("--calibrate-errors", type=float, default=0.01,
-                        help="sequencing errors per base in the held-out records' copies (clibd index's option)")
+    parser.add_argument("--calibrate-errors", default="0.01,0.02",
+                        help="errors per base of the reads' copies, in turn (clibd index's option)")
     args = parser.parse_args()
 
     target = PRETRAINED_DIR / DEFAULT_MODEL
@@ -73,8 +73,9 @@ def main() -> None:
     embedder = Embedder(load_model_for(DEFAULT_MODEL, ["dna"]))
     short = short_queries(embedder, short_pseudo_queries(records.items, range(len(records)), seed=0),
                           queries.items, seed=0)
-    rows, copies = read_pseudo_queries(records.items, range(len(records)), args.calibrate_errors, seed=0)
-    reads = held_out_reads(queries, args.calibrate_errors)  # as clibd index copies them
+    rates = tuple(float(r) for r in args.calibrate_errors.split(","))
+    rows, copies = read_pseudo_queries(records.items, range(len(records)), rates, seed=0)
+    reads = held_out_reads(queries, rates)  # as clibd index copies them
     pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short,
                pseudo_reads=(rows, embedder.barcodes(copies)), held_reads=(embedder.barcodes(reads.items), reads.labels))
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")

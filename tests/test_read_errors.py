@@ -37,14 +37,17 @@ def test_held_out_reads_are_copies_that_read_with_a_frame_break():
     found = References("dna")
     for r in records:
         found.add(r.id, r.lineage, r.barcode)
-    reads = held_out_reads(found, 0.03)
+    reads = held_out_reads(found, (0.03,))
     assert len(records) // 2 < len(reads) <= len(records)
     assert found.items == [r.barcode for r in records]  # the originals untouched
     for i, record_id in enumerate(reads.ids):
         original = found.ids.index(record_id)
         assert reads.items[i] != found.items[original]
         assert all(reads.labels[rank][i] == found.labels[rank][original] for rank in found.labels)
-    assert held_out_reads(found, 0.03).items == reads.items  # the same errors on every run
+    assert held_out_reads(found, (0.03,)).items == reads.items  # the same errors on every run
+    mixed = held_out_reads(found, (0.03, 0.0))  # every second copy without errors: never a read
+    assert set(mixed.ids) <= set(found.ids[::2]) and mixed.items == [
+        item for record_id, item in zip(reads.ids, reads.items) if record_id in mixed.ids]
 
 
 def _named_reads(tmp_path, indexes, records, rate: float) -> dict:
@@ -132,6 +135,9 @@ def test_calibrate_errors_is_refused_where_it_cannot_work(tmp_path, monkeypatch)
         r for r in records[::5] if r.lineage["species"] not in new]
     references = [r for r in records if r not in held_out]
     ref_fa, held_fa = write_fasta(tmp_path / "ref.fa", references), write_fasta(tmp_path / "held.fa", held_out)
+    for bad in ("0.5", "0.01,abc", "-0.01"):
+        refused = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-errors", bad)
+        assert refused.exit_code == 2 and "--calibrate-errors" in refused.stderr, bad
     text = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--modality", "text", "--calibrate-errors", "0.01")
     assert text.exit_code == 2 and "--calibrate-errors calibrates barcode indexes" in text.stderr
     too_many = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-on", held_fa,

@@ -2,8 +2,8 @@
 
 A read with errors lies farther from its species' reference barcodes than a clean barcode does,
 and maps fitted on clean barcodes read that distance as a new species (benchmarks/README.md,
-*Reads with sequencing errors*). ``clibd index --calibrate-errors RATE`` (0.01 by default)
-copies up to ``MAX_READS`` reference records with such errors (:func:`read_pseudo_queries`) and,
+*Reads with sequencing errors*). ``clibd index --calibrate-errors RATE[,RATE...]`` (1 and 2 % by
+default, the copies at each in turn) copies up to ``MAX_READS`` reference records with such errors (:func:`read_pseudo_queries`) and,
 with ``--calibrate-on``, each held-out query (:func:`held_out_reads`); the copies that read with a
 frame break calibrate the ``dna~`` queries (``query_kinds.py``), the clean records the other
 kinds exactly as without them.
@@ -22,7 +22,7 @@ from models.errors import ClibdError
 
 BASES = "ACGT"
 MAX_READS = 6000  # reference records copied with errors for the dna~ pseudo-queries
-DEFAULT_RATE = 0.01  # errors per base of the copies: about a raw nanopore read's
+DEFAULT_RATES = (0.01, 0.02)  # errors per base of the copies, in turn (benchmarks/README.md, session 16)
 
 
 def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
@@ -42,24 +42,30 @@ def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
     return "".join(out)
 
 
-def read_rate(asked: float | None, sketch) -> float:
-    """The error rate of the ``dna~`` pseudo-queries for a reference with ``sketch``
-    (``reference/sketch.py``): ``asked``, or ``DEFAULT_RATE`` if None; 0 where the reference's
+def read_rates(asked: tuple[float, ...] | None, sketch) -> tuple[float, ...]:
+    """The error rates of the ``dna~`` pseudo-queries for a reference with ``sketch``
+    (``reference/sketch.py``): ``asked``, or ``DEFAULT_RATES`` if None; none where the reference's
     barcodes do not read as protein (nothing tells a read from a clean barcode there), which
-    refuses a rate ``asked`` for."""
+    refuses rates ``asked`` for."""
     protein = sketch is not None and sketch.stop_floor is not None
     if asked and not protein:
         raise ClibdError("--calibrate-errors: the reference's barcodes do not read as protein; reads with "
                          "errors are told apart by frame breaks in a protein-coding marker (COI)")
-    return (DEFAULT_RATE if asked is None else asked) if protein else 0.0
+    return (DEFAULT_RATES if asked is None else asked) if protein else ()
 
 
-def held_out_reads(held_out: References, rate: float) -> References:
-    """Copies of the ``held_out`` barcodes with errors at ``rate`` per base (each seeded by its record
-    id: the same errors on every run), labelled as their originals: those that read with a frame
-    break (``query_kinds.read_queries``; the others would read the clean barcodes' calibration)."""
-    copies = [with_errors(barcode, rate, random.Random(f"read errors {record_id}"))
-              for record_id, barcode in zip(held_out.ids, held_out.items)]
+def _copies(barcodes: Sequence[str], keys: Sequence[str], rates: Sequence[float]) -> list[str]:
+    """Each barcode with errors at the ``rates`` in turn (the first at ``rates[0]``, the second at
+    ``rates[1]``, ...), seeded by its key."""
+    return [with_errors(b, rates[i % len(rates)], random.Random(f"read errors {key}"))
+            for i, (b, key) in enumerate(zip(barcodes, keys))]
+
+
+def held_out_reads(held_out: References, rates: Sequence[float]) -> References:
+    """Copies of the ``held_out`` barcodes with errors at ``rates`` per base in turn (each seeded by its
+    record id: the same errors on every run), labelled as their originals: those that read with a
+    frame break (``query_kinds.read_queries``; the others would read the clean barcodes' calibration)."""
+    copies = _copies(held_out.items, held_out.ids, rates)
     reads = References(held_out.modality)
     for i, is_read in enumerate(read_queries(copies)):
         if is_read:
@@ -67,13 +73,14 @@ def held_out_reads(held_out: References, rate: float) -> References:
     return reads
 
 
-def read_pseudo_queries(barcodes: Sequence[str], rows: Sequence[int], rate: float,
+def read_pseudo_queries(barcodes: Sequence[str], rows: Sequence[int], rates: Sequence[float],
                         seed: int) -> tuple[list[int], list[str]]:
     """Up to ``MAX_READS`` of the reference ``rows`` (seeded), each ``barcodes`` copy with errors at
-    ``rate``: the rows and copies of those that read with a frame break (the ``dna~`` pseudo-queries)."""
+    ``rates`` in turn: the rows and copies of those that read with a frame break (the ``dna~``
+    pseudo-queries)."""
     picked = np.arange(len(rows))
     if len(rows) > MAX_READS:
         picked = np.sort(np.random.default_rng([seed, MAX_READS]).choice(len(rows), MAX_READS, replace=False))
-    copies = [with_errors(barcodes[i], rate, random.Random(f"read errors {seed} {rows[i]}")) for i in picked]
+    copies = _copies([barcodes[i] for i in picked], [f"{seed} {rows[i]}" for i in picked], rates)
     reads = read_queries(copies)
     return [rows[i] for i, is_read in zip(picked, reads) if is_read], [c for c, is_read in zip(copies, reads) if is_read]

@@ -47,6 +47,19 @@ def name_list(allowed: tuple[str, ...] | None = None, *, auto: bool = False, non
     return parse
 
 
+def rate_list(low: float, high: float) -> Callable:
+    """A click callback: ``r`` or ``r1,r2,...`` -> a tuple of rates in [``low``, ``high``]; ``0``
+    gives an empty tuple (none), no value None (the command's default)."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        rates = tuple(FiniteRange(low, high).convert(part.strip(), param, ctx) for part in value.split(","))
+        return tuple(r for r in rates if r > 0)
+
+    return parse
+
+
 def no_stdin(why: str) -> Callable:
     """A click callback for file arguments (``allow_dash=True``) that refuses ``-`` and says ``why``
     this command cannot read standard input, instead of click's "Path '-' does not exist"."""

@@ -41,8 +41,8 @@ class IndexPlan:
     prior_unseen: float | None = None  # None: estimated per run
     held_out: tuple[str, ...] = ()  # labelled queries to calibrate on
     held_out_splits: tuple[str, ...] = ()
-    read_errors: float | None = None  # errors per base of the dna~ pseudo-queries (None: the default where
-    # the reference reads as protein; 0: no dna~ calibration)
+    read_errors: tuple[float, ...] | None = None  # errors per base of the dna~ pseudo-queries, in turn
+    # (None: the default where the reference reads as protein; (): no dna~ calibration)
     batch_size: int = 256
 
 
@@ -63,7 +63,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     """Build (or append to) the index at ``plan.output`` and save it; the saved index, or None
     in the processes other than 0 of a distributed run (they only embed their share)."""
     from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
-    from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries, read_rate
+    from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries, read_rates
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
@@ -97,7 +97,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                             counted(len(odd), "reference barcode"), STOPS, ", ".join(refs.ids[i] for i in odd[:10]), " …" if len(odd) > 10 else "")
         if sketch is not None and found is not None:
             orient_references(found.items, sketch)
-        rate = read_rate(plan.read_errors, sketch)
+        rates = read_rates(plan.read_errors, sketch)
         embedder = Embedder(model, device, plan.batch_size, run.precision)
         log.info("embedding %s (%s)", counted(len(refs), "reference record"), modality)
         embedded = embed_references(embedder, refs, shards_folder(output), world, run.progress)
@@ -106,8 +106,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         if modality == "dna" and world.is_main and (existing is None or len(embedded[1]) >= FEW_SHORT):
             barcodes, rows = [refs.items[i] for i in embedded[1]], range(first, first + len(embedded[1]))
             partial = short_pseudo_queries(barcodes, rows, run.seed)
-            if rate:
-                reads = read_pseudo_queries(barcodes, rows, rate, run.seed)
+            if rates:
+                reads = read_pseudo_queries(barcodes, rows, rates, run.seed)
         refs.items.clear()  # embedded: a million barcodes are ~1 GB of strings
         queries = None
         if found is not None:
@@ -136,10 +136,10 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     if queries is not None:
         vectors, keep = queries
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
-        if rate:
-            copies = held_out_reads(found, rate)
-            log.info("embedding %s of the held-out queries with simulated sequencing errors (%g per base) "
-                     "that read with a frame break", counted(len(copies), "copy", "copies"), rate)
+        if rates:
+            copies = held_out_reads(found, rates)
+            log.info("embedding %s of the held-out queries with simulated sequencing errors (%s per base) "
+                     "that read with a frame break", counted(len(copies), "copy", "copies"), " / ".join(map(str, rates)))
             held_reads = (embedder.barcodes(copies.items), copies.labels)
     if partial is not None:
         log.info("embedding %s for the dna<500 calibration", counted(len(partial[0]), "partial barcode"))
