@@ -151,3 +151,57 @@ def test_calibrate_errors_is_refused_where_it_cannot_work(tmp_path, monkeypatch)
     assert not (tmp_path / "x").exists()  # nothing half-written
     by_default = run("-q", "index", "-m", "kmer", ref_fa, "-o", tmp_path / "rrna", "--calibrate-on", held_fa)
     assert by_default.exit_code == 0, by_default.stderr  # the default rate asks for nothing there
+
+
+def _held_out_split(records):
+    """A fifth of the species held out whole, and one record of every other one: (references, held out)."""
+    species = sorted({r.lineage["species"] for r in records})
+    new = set(species[::5])
+    held_out = [r for r in records if r.lineage["species"] in new] + [
+        r for r in records[::6] if r.lineage["species"] not in new]
+    return [r for r in records if r not in held_out], held_out
+
+
+def test_an_append_keeps_the_reads_decision_rule_and_drops_it_for_rate_0(tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    references, held_out = _held_out_split(specimens(n_species=30, per_species=6, unnamed=0))
+    ref_fa, held_fa = write_fasta(tmp_path / "ref.fa", references[:-12]), write_fasta(tmp_path / "held.fa", held_out)
+    more, last = write_fasta(tmp_path / "more.fa", references[-12:-6]), write_fasta(tmp_path / "last.fa", references[-6:])
+    aware = tmp_path / "aware"
+    assert run("-q", "index", "-m", "kmer-aa", ref_fa, "-o", aware, "--calibrate-on", held_fa).exit_code == 0
+    built = json.loads((aware / "calibration.json").read_text())["dna~"]
+    assert set(built["rank_parts"]) == {"order", "family", "genus", "species"}  # read by the 5-mers throughout
+    appended = run("index", "-m", "kmer-aa", more, "-o", aware, "--append", "--calibrate-on", held_fa)
+    assert appended.exit_code == 0, appended.stderr
+    refit = json.loads((aware / "calibration.json").read_text())["dna~"]
+    assert "calibrated on" in appended.stderr and refit["fitted_on"]["references"] == len(references) - 6
+    assert (refit["rank_parts"], refit["k"]) == (built["rank_parts"], built["k"])  # not the clean barcodes' rule
+
+    again = run("index", "-m", "kmer-aa", last, "-o", aware, "--append", "--calibrate-on", held_fa,
+                "--calibrate-errors", "0")
+    assert again.exit_code == 0, again.stderr
+    assert "dna~" not in json.loads((aware / "calibration.json").read_text())  # 0: no such calibration
+    assert "dna~ calibration dropped (--calibrate-errors 0)" in again.stderr
+    assert "dna~ calibration is kept" not in again.stderr
+
+
+def test_calibrations_kept_through_an_append_read_the_new_labels_gaps(tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    records = specimens(n_species=30, per_species=6, unnamed=0)
+    references, held_out = _held_out_split(records)
+    late = set(sorted({r.lineage["species"] for r in references})[:3])  # sorted first: every label code moves
+    index = tmp_path / "index"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", [
+        r for r in references if r.lineage["species"] not in late]), "-o", index, "--calibrate-on",
+        write_fasta(tmp_path / "held.fa", held_out)).exit_code == 0
+    appended = run("index", "-m", "kmer", write_fasta(tmp_path / "late.fa", [
+        r for r in references if r.lineage["species"] in late]), "-o", index, "--append")
+    assert "the dna<500 calibration is kept" in appended.stderr and "the dna~ calibration is kept" in appended.stderr
+    calibration = json.loads((index / "calibration.json").read_text())
+    species = len({r.lineage["species"] for r in references})
+    assert {len(calibration[kind]["gaps"]["species"]["within"]) for kind in ("dna<500", "dna~")} == {species}
+    queries = [type(r)(f"{r.id}-read", with_errors(r.barcode, 0.02, random.Random(r.id)), r.lineage) for r in records]
+    queries += [type(r)(f"{r.id}-part", r.barcode[100:400], r.lineage) for r in records]
+    result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False))
+    assert result.exit_code == 0, result.stderr  # was an IndexError: gaps stored by the old label codes
+    assert "dna<500 queries" in result.stderr and "dna~ queries" in result.stderr
