@@ -157,3 +157,145 @@ def test_calibrate_errors_is_refused_where_it_cannot_work(tmp_path, monkeypatch)
     assert not (tmp_path / "x").exists()  # nothing half-written
     by_default = run("-q", "index", "-m", "kmer", ref_fa, "-o", tmp_path / "rrna", "--calibrate-on", held_fa)
     assert by_default.exit_code == 0, by_default.stderr  # the default rate asks for nothing there
+
+
+def _held_out_split(records):
+    """A fifth of the species held out whole, and one record of every other one: (references, held out)."""
+    species = sorted({r.lineage["species"] for r in records})
+    new = set(species[::5])
+    held_out = [r for r in records if r.lineage["species"] in new] + [
+        r for r in records[::6] if r.lineage["species"] not in new]
+    return [r for r in records if r not in held_out], held_out
+
+
+def test_an_append_keeps_the_reads_decision_rule_and_drops_it_for_rate_0(tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    references, held_out = _held_out_split(specimens(n_species=30, per_species=6, unnamed=0))
+    ref_fa, held_fa = write_fasta(tmp_path / "ref.fa", references[:-12]), write_fasta(tmp_path / "held.fa", held_out)
+    more, last = write_fasta(tmp_path / "more.fa", references[-12:-6]), write_fasta(tmp_path / "last.fa", references[-6:])
+    aware = tmp_path / "aware"
+    assert run("-q", "index", "-m", "kmer-aa", ref_fa, "-o", aware, "--calibrate-on", held_fa).exit_code == 0
+    built = json.loads((aware / "calibration.json").read_text())["dna~"]
+    assert set(built["rank_parts"]) == {"order", "family", "genus", "species"}  # read by the 5-mers throughout
+    appended = run("index", "-m", "kmer-aa", more, "-o", aware, "--append", "--calibrate-on", held_fa)
+    assert appended.exit_code == 0, appended.stderr
+    refit = json.loads((aware / "calibration.json").read_text())["dna~"]
+    assert "calibrated on" in appended.stderr and refit["fitted_on"]["references"] == len(references) - 6
+    assert (refit["rank_parts"], refit["k"]) == (built["rank_parts"], built["k"])  # not the clean barcodes' rule
+
+    again = run("index", "-m", "kmer-aa", last, "-o", aware, "--append", "--calibrate-on", held_fa,
+                "--calibrate-errors", "0")
+    assert again.exit_code == 0, again.stderr
+    assert "dna~" not in json.loads((aware / "calibration.json").read_text())  # 0: no such calibration
+    assert "dna~ calibration dropped (--calibrate-errors 0)" in again.stderr
+    assert "dna~ calibration is kept" not in again.stderr
+
+
+def test_calibrations_kept_through_an_append_read_the_new_labels_gaps(tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    records = specimens(n_species=30, per_species=6, unnamed=0)
+    references, held_out = _held_out_split(records)
+    late = set(sorted({r.lineage["species"] for r in references})[:3])  # sorted first: every label code moves
+    index = tmp_path / "index"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", [
+        r for r in references if r.lineage["species"] not in late]), "-o", index, "--calibrate-on",
+        write_fasta(tmp_path / "held.fa", held_out)).exit_code == 0
+    appended = run("index", "-m", "kmer", write_fasta(tmp_path / "late.fa", [
+        r for r in references if r.lineage["species"] in late]), "-o", index, "--append")
+    assert "the dna<500 calibration is kept" in appended.stderr and "the dna~ calibration is kept" in appended.stderr
+    calibration = json.loads((index / "calibration.json").read_text())
+    species = len({r.lineage["species"] for r in references})
+    assert {len(calibration[kind]["gaps"]["species"]["within"]) for kind in ("dna<500", "dna~")} == {species}
+    queries = [type(r)(f"{r.id}-read", with_errors(r.barcode, 0.02, random.Random(r.id)), r.lineage) for r in records]
+    queries += [type(r)(f"{r.id}-part", r.barcode[100:400], r.lineage) for r in records]
+    result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False))
+    assert result.exit_code == 0, result.stderr  # was an IndexError: gaps stored by the old label codes
+    assert "dna<500 queries" in result.stderr and "dna~ queries" in result.stderr
+
+
+def test_one_stop_in_the_best_frame_makes_a_read_and_partial_reads_stay_partial():
+    from clibd_cli.classification.query_kinds import query_kind, read_queries
+    from clibd_cli.embedding.translation import frame_breaks
+
+    barcode = specimens(n_species=1, per_species=1, unnamed=0)[0].barcode
+    frame = next(f for f in range(3) if frame_breaks([barcode[f:]])[0] == 0 and not
+                 {barcode[i:i + 3] for i in range(f, len(barcode) - 2, 3)} & {"TAA", "TAG"})
+    at = frame + 3 * 100  # one codon made a stop in the barcode's own frame: its best frame meets one
+    one_stop = barcode[:at] + "TAA" + barcode[at + 3:]
+    assert frame_breaks([one_stop]).tolist() == [1] and read_queries([one_stop]).tolist() == [True]
+    kinds = ["dna", "dna<500", "dna~"]
+    assert query_kind("dna", 650, kinds, breaks=1) == "dna~"
+    assert query_kind("dna", 300, kinds, breaks=3) == "dna<500"  # a partial read: partial first
+    assert query_kind("dna", 650, ["dna", "dna<500"], breaks=3) == "dna"  # an index without dna~
+    assert query_kind("image+dna", 650, kinds, breaks=3) == "image+dna"
+
+
+def test_copies_are_made_at_the_rate_asked_and_seeded(monkeypatch):
+    from clibd_cli.classification.query_kinds import read_queries
+    from clibd_cli.classification.read_errors import read_pseudo_queries
+    from clibd_cli.reference.sources import References
+
+    barcodes = [r.barcode for r in specimens(n_species=8, per_species=2, unnamed=0)]
+    rows = range(100, 100 + len(barcodes))
+    for rate in (0.01, 0.05):
+        picked, copies = read_pseudo_queries(barcodes, rows, (rate,), seed=0)
+        assert read_queries(copies).all() and len(picked) > len(barcodes) // 2
+        errors = sum(_edit_distance(barcodes[row - 100], copy) for row, copy in zip(picked, copies))
+        bases = sum(len(barcodes[row - 100]) for row in picked)
+        assert rate / 2 < errors / bases < rate * 2, (rate, errors / bases)
+    assert read_pseudo_queries(barcodes, rows, (0.02,), seed=0) == \
+        read_pseudo_queries(barcodes, rows, (0.02,), seed=0)
+    assert read_pseudo_queries(barcodes, rows, (0.02,), seed=0)[1] != \
+        read_pseudo_queries(barcodes, rows, (0.02,), seed=1)[1]
+    monkeypatch.setattr("clibd_cli.classification.read_errors.MAX_READS", 5)
+    assert len({tuple(read_pseudo_queries(barcodes, rows, (0.2,), seed=s)[0]) for s in range(4)}) > 1  # seeded sample
+
+    found = References("dna")
+    for i, barcode in enumerate(barcodes):
+        found.add(f"q{i}", {"species": f"s{i}"}, barcode)
+    assert read_queries(held_out_reads(found, (0.01,)).items).all()  # only the copies that read as reads
+
+
+def test_classify_reads_reads_on_their_own_strand_one_at_a_time(tmp_path, monkeypatch):
+    from clibd_cli.classification.calibration import Calibration
+    from clibd_cli.io.sequences import reverse_complement
+
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    records = specimens(n_species=30, per_species=6, unnamed=0)
+    queries = records[::6]
+    index = tmp_path / "index"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", [
+        r for r in records if r not in queries]), "-o", index).exit_code == 0
+    read = with_errors(queries[0].barcode, 0.02, random.Random(3))
+    turned = type(queries[0])("turned", reverse_complement(queries[0].barcode), queries[0].lineage)
+    for record, kind in ((type(turned)("read", reverse_complement(read), turned.lineage), "dna~"), (turned, "dna")):
+        alone = run("classify", "--index", index, write_fasta(tmp_path / "one.fa", [record], sintax=False))
+        assert alone.exit_code == 0 and tsv(alone.stdout)[0]["strand"] == "-", alone.stderr
+        assert f"EM on the first 1 {kind} query)" in alone.stderr  # turned before its frames are read
+
+    priors = []  # a run's reads lean on its clean barcodes' estimate of new species, not on 0.5
+    estimate = Calibration.estimate_shares
+
+    def spy(self, stacked, prior_unseen=0.5):
+        shares = estimate(self, stacked, prior_unseen)
+        priors.append((prior_unseen, 1 - shares[0]))
+        return shares
+
+    monkeypatch.setattr(Calibration, "estimate_shares", spy)
+    reads = [type(r)(f"{r.id}-read", with_errors(r.barcode, 0.02, random.Random(r.id)), r.lineage) for r in queries]
+    both = run("classify", "--index", index, write_fasta(tmp_path / "both.fa", queries + reads, sintax=False))
+    assert both.exit_code == 0 and "dna~ queries" in both.stderr
+    assert len(priors) == 2 and priors[1][0] == priors[0][1] != 0.5
+
+
+def test_a_large_append_refits_the_reads_calibration(tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_SHORT", 20)
+    records = specimens(n_species=30, per_species=6, unnamed=0)
+    index = tmp_path / "index"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "a.fa", records[:60]), "-o", index).exit_code == 0
+    appended = run("index", "-m", "kmer", write_fasta(tmp_path / "b.fa", records[60:]), "-o", index, "--append")
+    assert appended.exit_code == 0 and "calibration is kept" not in appended.stderr, appended.stderr
+    assert "reads with simulated sequencing errors for the dna~ calibration" in appended.stderr
+    reads = json.loads((index / "calibration.json").read_text())["dna~"]["fitted_on"]
+    assert reads["references"] == len(records) and 0 < reads["pseudo_queries"][0] <= len(records) - 60

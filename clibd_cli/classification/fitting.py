@@ -116,10 +116,7 @@ def fit_calibration(
     by_rank = [found_[3] for _, found_, *_ in kept]
     gaps = None
     if barcode_gaps and len(nodes.of_record) > 1:
-        vectors = index.vectors()
-        near, sims = index.search(vectors, min(NEIGHBOURS + 1, len(vectors)))
-        gaps = fit_gaps(reference, near, sims, rank_similarities(rank_parts, vectors, vectors, near,
-                                                                 containment=containment))
+        gaps = reference_gaps(index, reference, rank_parts, containment)
     lengths = None if query_bases is None else [bases[queries] for _, (queries, *_), *_ in kept]
     fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths, rank_sims=by_rank)
     return Calibration(
@@ -130,6 +127,16 @@ def fit_calibration(
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
         lengths is not None, rank_parts, containment,
     )
+
+
+def reference_gaps(index, reference: ReferenceTaxonomy, rank_parts: dict[str, list[int]] | None = None,
+                   containment: Sequence[str] = ()) -> dict[str, RankGaps]:
+    """The barcode gaps of ``index``'s labels (``barcode_gap.fit_gaps``), read as ``rank_parts`` and
+    ``containment`` read each rank, from each record's ``NEIGHBOURS`` nearest records."""
+    vectors = index.vectors()
+    near, sims = index.search(vectors, min(NEIGHBOURS + 1, len(vectors)))
+    return fit_gaps(reference, near, sims, rank_similarities(rank_parts, vectors, vectors, near,
+                                                             containment=containment))
 
 
 ABSENT = np.iinfo(np.int64).max  # truth code of a label the reference lacks: never a winner

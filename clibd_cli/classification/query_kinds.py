@@ -35,7 +35,8 @@ from functools import partial
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration
-from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
+from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out, reference_gaps
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.translation import frame_breaks
@@ -187,7 +188,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         unit_rows(fused)
         calibration["image"] = fit(photos)
         calibration["image+dna"] = fit(fused.astype(np.float32))
-    kept = {kind: data for kind, data in (index.calibration or {}).items() if kind not in calibration}
+    kept = {kind: _regapped(index, data) for kind, data in (index.calibration or {}).items() if kind not in calibration}
     for kind in kept:
         log.warning("the %s calibration is kept from before (%s)", kind, f"append {FEW_SHORT} records or more "
                     "at once to refit it" if kind in (SHORT_KIND, READ_KIND) else "give --images to refit it")
@@ -196,13 +197,16 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
 
 def _fit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray, dict],
                prior_unseen: float | None) -> None:
-    """Refit (or fit) ``calibration[READ_KIND]`` on ``held_reads`` where there are ``FEW_READS``."""
+    """Refit (or fit) ``calibration[READ_KIND]`` on ``held_reads`` where there are ``FEW_READS``, with
+    the decision rule of the reads' calibration (just fitted, or the index's before an append), else
+    of the clean barcodes'."""
     vectors, labels = held_reads
     if len(vectors) < FEW_READS:
         log.info("%s with a frame break, fewer than the %d needed to refit the dna~ calibration on them",
                  counted(len(vectors), "held-out read"), FEW_READS)
         return
-    decisions = Calibration.from_json(calibration.get(READ_KIND, calibration[index.manifest["modality"]]))
+    before = calibration.get(READ_KIND) or _regapped(index, (index.calibration or {}).get(READ_KIND))
+    decisions = Calibration.from_json(before or calibration[index.manifest["modality"]])
     try:
         calibration[READ_KIND] = fit_calibration_held_out(index, vectors, labels, decisions,
                                                           prior_unseen=prior_unseen).to_json()
@@ -214,6 +218,17 @@ def _fit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray
         return
     log.info("reads with a frame break (dna~) calibrated on %s of the held-out queries",
              counted(len(vectors), "copy", "copies"))
+
+
+def _regapped(index, data: dict | None) -> dict | None:
+    """A calibration kept through an append, its barcode gaps (if it reads them) measured again on
+    ``index``: they are stored by label, and the appended records may add labels or move them."""
+    if not data or not data.get("gaps"):
+        return data
+    kept = Calibration.from_json(data)
+    gaps = reference_gaps(index, ReferenceTaxonomy.from_labels(index.ids, index.labels), kept.rank_parts,
+                          kept.containment)
+    return {**data, "gaps": {rank: gap.to_json() for rank, gap in gaps.items()}}
 
 
 def _photo_vectors(index, embedder: Embedder, images: Sequence[str], first: int,

@@ -62,7 +62,8 @@ class RunContext:
 def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | None:
     """Build (or append to) the index at ``plan.output`` and save it; the saved index, or None
     in the processes other than 0 of a distributed run (they only embed their share)."""
-    from clibd_cli.classification.query_kinds import FEW_SHORT, calibrate, short_pseudo_queries, short_queries
+    from clibd_cli.classification.query_kinds import (FEW_SHORT, READ_KIND, calibrate, short_pseudo_queries,
+                                                      short_queries)
     from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries, read_rates
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
     from clibd_cli.embedding.shards import discard, shards_folder
@@ -149,6 +150,10 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         log.info("embedding %s with simulated sequencing errors for the dna~ calibration",
                  counted(len(reads[0]), "read"))
         reads = (reads[0], embedder.barcodes(reads[1]))
+    if plan.read_errors == () and READ_KIND in (target.calibration or {}):
+        del target.calibration[READ_KIND]
+        log.warning("the index's dna~ calibration dropped (--calibrate-errors 0): reads with sequencing errors "
+                    "will read the clean barcodes' confidences")
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, plan.images, first, k=plan.neighbours,
