@@ -141,7 +141,7 @@ def test_a_kind_first_met_after_the_first_batch_has_its_estimate_reported(kmer_r
     result = run("classify", "--index", index, "--batch-size", str(n), fasta.parent / "late.fa")
     assert result.exit_code == 0, result.stderr
     lines = [s for s in result.stderr.splitlines() if "estimated share" in s]
-    assert [line.split("first ")[1].split(" queries)")[0] for line in lines] == [f"{n} dna", f"{n} dna<500"], lines
+    assert [line.split("first ")[1].split(" queries")[0] for line in lines] == [f"{n} dna", f"{n} dna<500"], lines
 
 
 def test_the_readme_python_example_streams_every_record(kmer_run, capsys):

@@ -271,7 +271,7 @@ def test_classify_reads_reads_on_their_own_strand_one_at_a_time(tmp_path, monkey
     for record, kind in ((type(turned)("read", reverse_complement(read), turned.lineage), "dna~"), (turned, "dna")):
         alone = run("classify", "--index", index, write_fasta(tmp_path / "one.fa", [record], sintax=False))
         assert alone.exit_code == 0 and tsv(alone.stdout)[0]["strand"] == "-", alone.stderr
-        assert f"EM on the first 1 {kind} query)" in alone.stderr  # turned before its frames are read
+        assert f"EM on the first 1 {kind} query" in alone.stderr  # turned before its frames are read
 
     priors = []  # a run's reads lean on its clean barcodes' estimate of new species, not on 0.5
     estimate = Calibration.estimate_shares
@@ -299,3 +299,21 @@ def test_a_large_append_refits_the_reads_calibration(tmp_path, monkeypatch):
     assert "reads with simulated sequencing errors for the dna~ calibration" in appended.stderr
     reads = json.loads((index / "calibration.json").read_text())["dna~"]["fitted_on"]
     assert reads["references"] == len(records) and 0 < reads["pseudo_queries"][0] <= len(records) - 60
+
+
+def test_an_append_keeps_the_error_rates_the_index_was_built_with(tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_SHORT", 5)  # a small append refits
+    records = specimens(n_species=30, per_species=6, unnamed=0)
+    cut = 2 * len(records) // 3
+    first, more = write_fasta(tmp_path / "first.fa", records[:cut]), write_fasta(tmp_path / "more.fa", records[cut:])
+    for asked, kinds in (("0", False), (None, True)):
+        index = tmp_path / f"index-{asked}"
+        option = [] if asked is None else ["--calibrate-errors", asked]
+        assert run("-q", "index", "-m", "kmer", first, "-o", index, *option).exit_code == 0
+        manifest = json.loads((index / "manifest.json").read_text())
+        assert manifest["read_errors"] == ([] if asked == "0" else [0.01, 0.02])
+        appended = run("index", "-m", "kmer", more, "-o", index, "--append")  # no option: as built
+        assert appended.exit_code == 0, appended.stderr
+        assert ("dna~" in json.loads((index / "calibration.json").read_text())) == kinds
+        assert json.loads((index / "manifest.json").read_text())["read_errors"] == manifest["read_errors"]

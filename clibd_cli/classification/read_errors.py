@@ -48,6 +48,9 @@ def read_rates(asked: tuple[float, ...] | None, sketch) -> tuple[float, ...]:
     barcodes do not read as protein (nothing tells a read from a clean barcode there), which
     refuses rates ``asked`` for."""
     protein = sketch is not None and sketch.stop_floor is not None
+    if asked and sketch is None:
+        raise ClibdError("--calibrate-errors: the index has no k-mer sketch (an earlier clibd built it); rebuild "
+                         "it to calibrate it for reads with sequencing errors")
     if asked and not protein:
         raise ClibdError("--calibrate-errors: the reference's barcodes do not read as protein; reads with "
                          "errors are told apart by frame breaks in a protein-coding marker (COI)")

@@ -253,14 +253,17 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
     """The estimated shares of new species (and genera) on stderr, each kind's once, when made (a
     kind first met after the first batch is estimated then); with ``old_index``, a warning for an
     index whose share is fixed."""
+    from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND
+
     for kind, (shares, n) in classifier.estimates.items():
         if kind in reported:
             continue
         reported.add(kind)
         genera = classifier.calibrations[kind].new_genus_share(shares)
         new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
+        what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors"}.get(kind, "")
         log.info("estimated share of queries from species absent from the reference: %.2f (EM on the first "
-                 "%s)%s", 1 - shares[0], counted(n, f"{kind} query", f"{kind} queries"), new_genus)
+                 "%s%s)%s", 1 - shares[0], counted(n, f"{kind} query", f"{kind} queries"), what, new_genus)
     for kind, calibration in classifier.calibrations.items() if old_index else ():
         if not calibration.adaptive:
             log.warning("the %s confidences of this index assume a share of new species fixed at %s when it was "

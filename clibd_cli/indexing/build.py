@@ -98,7 +98,10 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                             counted(len(odd), "reference barcode"), STOPS, ", ".join(refs.ids[i] for i in odd[:10]), " …" if len(odd) > 10 else "")
         if sketch is not None and found is not None:
             orient_references(found.items, sketch)
-        rates = read_rates(plan.read_errors, sketch)
+        asked = plan.read_errors  # an append keeps the rates the index was built with, unless given
+        if asked is None and existing is not None and "read_errors" in existing.manifest:
+            asked = tuple(existing.manifest["read_errors"])
+        rates = read_rates(asked, sketch)
         embedder = Embedder(model, device, plan.batch_size, run.precision)
         log.info("embedding %s (%s)", counted(len(refs), "reference record"), modality)
         embedded = embed_references(embedder, refs, shards_folder(output), world, run.progress)
@@ -129,6 +132,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                              threads=run.threads, command=run.command)
     del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
     target.manifest["model"] = model_reference(plan.model_dir)
+    if modality == "dna":
+        target.manifest["read_errors"] = list(rates)  # the dna~ copies' error rates: none if empty
     if sketch is not None:
         target.sketch = sketch
         target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
@@ -150,7 +155,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         log.info("embedding %s with simulated sequencing errors for the dna~ calibration",
                  counted(len(reads[0]), "read"))
         reads = (reads[0], embedder.barcodes(reads[1]))
-    if plan.read_errors == () and READ_KIND in (target.calibration or {}):
+    if rates == () and READ_KIND in (target.calibration or {}):
         del target.calibration[READ_KIND]
         log.warning("the index's dna~ calibration dropped (--calibrate-errors 0): reads with sequencing errors "
                     "will read the clean barcodes' confidences")
