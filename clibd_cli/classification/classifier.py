@@ -23,7 +23,7 @@ from clibd_cli.classification import batch_prior
 from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND, kind_towers, query_kind
+from clibd_cli.classification.query_kinds import READ_KIND, SHORT_BELOW, SHORT_KIND, kind_towers, query_kind
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
@@ -149,9 +149,10 @@ class Classifier:
         if image_at:
             vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
         unit_rows(vectors)
-        breaks = {}  # stops in the best frame: a read with errors (after orient_queries turned it)
-        if READ_KIND in self.query_kinds and dna_at:
-            breaks = dict(zip(dna_at, frame_breaks([results[i].query.barcode for i in dna_at]).tolist()))
+        breaks = {}  # stops in the best frame of a whole barcode: a read with errors (after orient_queries)
+        whole = [i for i in dna_at if bases[i] >= SHORT_BELOW] if READ_KIND in self.query_kinds else []
+        if whole:
+            breaks = dict(zip(whole, frame_breaks([results[i].query.barcode for i in whole]).tolist()))
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0))
                  for i, r in enumerate(results) if usable[i]}
         present = set(kinds.values())

@@ -3,10 +3,10 @@
 A read with errors lies farther from its species' reference barcodes than a clean barcode does,
 and maps fitted on clean barcodes read that distance as a new species (benchmarks/README.md,
 *Reads with sequencing errors*). ``clibd index --calibrate-errors RATE[,RATE...]`` (1 and 2 % by
-default, the copies at each in turn) copies up to ``MAX_READS`` reference records with such errors (:func:`read_pseudo_queries`) and,
-with ``--calibrate-on``, each held-out query (:func:`held_out_reads`); the copies that read with a
-frame break calibrate the ``dna~`` queries (``query_kinds.py``), the clean records the other
-kinds exactly as without them.
+default, the copies at each in turn) copies up to ``MAX_READS`` reference records with such errors
+(:func:`read_pseudo_queries`) and, with ``--calibrate-on``, each held-out query
+(:func:`held_out_reads`); the copies that read with a frame break calibrate the ``dna~`` queries
+(``query_kinds.py``), the clean records the other kinds exactly as without them.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
             if odd:
                 log.warning("%s reading as no protein (%d or more stop codons in every reading frame: "
                             "pseudogenes, frame-shifting errors or another marker); kept: %s%s",
-                            counted(len(odd), "reference barcode"), STOPS, ", ".join(refs.ids[i] for i in odd[:10]), " …" if len(odd) > 10 else "")
+                            counted(len(odd), "reference barcode"), STOPS, ", ".join(refs.ids[i] for i in odd[:10]),
+                            " …" if len(odd) > 10 else "")
         if sketch is not None and found is not None:
             orient_references(found.items, sketch)
         asked = plan.read_errors  # an append keeps the rates the index was built with, unless given
@@ -145,7 +146,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         if rates:
             copies = held_out_reads(found, rates)
             log.info("embedding %s of the held-out queries with simulated sequencing errors (%s per base) "
-                     "that read with a frame break", counted(len(copies), "copy", "copies"), " / ".join(map(str, rates)))
+                     "that read with a frame break", counted(len(copies), "copy", "copies"),
+                     " / ".join(map(str, rates)))
             held_reads = (embedder.barcodes(copies.items), copies.labels)
     if partial is not None:
         log.info("embedding %s for the dna<500 calibration", counted(len(partial[0]), "partial barcode"))
