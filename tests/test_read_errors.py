@@ -176,12 +176,14 @@ def test_an_append_keeps_the_reads_decision_rule_and_drops_it_for_rate_0(tmp_pat
     aware = tmp_path / "aware"
     assert run("-q", "index", "-m", "kmer-aa", ref_fa, "-o", aware, "--calibrate-on", held_fa).exit_code == 0
     built = json.loads((aware / "calibration.json").read_text())["dna~"]
-    assert set(built["rank_parts"]) == {"order", "family", "genus", "species"}  # read by the 5-mers throughout
+    assert built["rank_parts"] == {"species": [0, 4**5]}  # read as whole barcodes are: species by the 5-mers
     appended = run("index", "-m", "kmer-aa", more, "-o", aware, "--append", "--calibrate-on", held_fa)
     assert appended.exit_code == 0, appended.stderr
     refit = json.loads((aware / "calibration.json").read_text())["dna~"]
     assert "calibrated on" in appended.stderr and refit["fitted_on"]["references"] == len(references) - 6
-    assert (refit["rank_parts"], refit["k"]) == (built["rank_parts"], built["k"])  # not the clean barcodes' rule
+    rule = [(fit["rank_parts"], fit["k"], {rank: r["tau_vote"] for rank, r in fit["ranks"].items()})
+            for fit in (refit, built)]
+    assert rule[0] == rule[1]  # the reads' own decision rule, not the clean barcodes'
 
     again = run("index", "-m", "kmer-aa", last, "-o", aware, "--append", "--calibrate-on", held_fa,
                 "--calibrate-errors", "0")
@@ -256,16 +258,23 @@ def test_copies_are_made_at_the_rate_asked_and_seeded(monkeypatch):
     assert read_queries(held_out_reads(found, (0.01,)).items).all()  # only the copies that read as reads
 
 
-def test_classify_reads_reads_on_their_own_strand_one_at_a_time(tmp_path, monkeypatch):
-    from clibd_cli.classification.calibration import Calibration
-    from clibd_cli.io.sequences import reverse_complement
-
+def _index_of_the_rest(tmp_path, monkeypatch, model: str) -> tuple:
+    """An index (``model``, default settings, dna~ from 10 copies) of 30 species' records but one of
+    each species, and those 30 records."""
     monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
     records = specimens(n_species=30, per_species=6, unnamed=0)
     queries = records[::6]
     index = tmp_path / "index"
-    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", [
+    assert run("-q", "index", "-m", model, write_fasta(tmp_path / "ref.fa", [
         r for r in records if r not in queries]), "-o", index).exit_code == 0
+    return index, queries
+
+
+def test_classify_reads_reads_on_their_own_strand_one_at_a_time(tmp_path, monkeypatch):
+    from clibd_cli.classification.calibration import Calibration
+    from clibd_cli.io.sequences import reverse_complement
+
+    index, queries = _index_of_the_rest(tmp_path, monkeypatch, "kmer")
     read = with_errors(queries[0].barcode, 0.02, random.Random(3))
     turned = type(queries[0])("turned", reverse_complement(queries[0].barcode), queries[0].lineage)
     for record, kind in ((type(turned)("read", reverse_complement(read), turned.lineage), "dna~"), (turned, "dna")):
@@ -317,3 +326,21 @@ def test_an_append_keeps_the_error_rates_the_index_was_built_with(tmp_path, monk
         assert appended.exit_code == 0, appended.stderr
         assert ("dna~" in json.loads((index / "calibration.json").read_text())) == kinds
         assert json.loads((index / "manifest.json").read_text())["read_errors"] == manifest["read_errors"]
+
+
+def test_kmer_aa_reads_reads_through_their_frame_shifts(tmp_path, monkeypatch):
+    """``--model kmer-aa`` embeds reads (its dna~ pseudo-queries and queries) with their frame shifts
+    read through (``Embedder.reads``) and answers them as it answers whole barcodes."""
+    from clibd_cli.embedding.embedder import Embedder
+
+    index, queries = _index_of_the_rest(tmp_path, monkeypatch, "kmer-aa")
+    calibrations = json.loads((index / "calibration.json").read_text())
+    assert calibrations["dna~"]["rank_parts"] == calibrations["dna"]["rank_parts"] == {"species": [0, 4**5]}
+    reads = [type(r)(f"{r.id}-read", with_errors(r.barcode, 0.02, random.Random(r.id)), r.lineage) for r in queries]
+    reads_fa = write_fasta(tmp_path / "reads.fa", reads, sintax=False)
+    through = run("classify", "--index", index, reads_fa)
+    monkeypatch.setattr(Embedder, "reads_apart", False)  # the reads translated as clean barcodes are
+    plain = run("classify", "--index", index, reads_fa)
+    assert through.exit_code == plain.exit_code == 0 and "dna~ queries" in through.stderr
+    near = [[float(row["nearest_sim"]) for row in tsv(result.stdout)] for result in (through, plain)]
+    assert sum(a > b for a, b in zip(*near)) > 0.8 * len(reads), near

@@ -1,15 +1,21 @@
 """Barcodes read as proteins (clibd_cli/embedding/translation.py) and the k-mer profile that
 adds them (``--model kmer-aa``)."""
 
+import importlib.util
+import random
+from pathlib import Path
+
 import numpy as np
 import pytest
 from Bio.Seq import Seq
 
 from clibd_cli.embedding.kmer import MODEL_FREE, PEPTIDE_MODEL, KmerProfileModel, kmer_profile
-from clibd_cli.embedding.translation import AMINO_ACIDS, STOP, UNKNOWN, frame_stops, peptide_profile, translate
+from clibd_cli.embedding.translation import (AMINO_ACIDS, IN_FRAME_LOG_ODDS, STOP, UNKNOWN, frame_breaks, frame_stops,
+                                             peptide_profile, translate)
 from fixtures.samples import bold_table
 
 LETTERS = AMINO_ACIDS + "*X"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def protein(barcode: str) -> str:
@@ -40,6 +46,50 @@ def test_frame_stops_counts_a_frame_shift_as_one_stop():
     assert frame_stops([clean + "C" + clean, clean + clean[1:], clean + "CC" + clean]).tolist() == [1, 1, 1]
     assert frame_stops([clean + "C" + clean + "C" + clean]).tolist() == [2]
     assert frame_stops(["", "AC", "NNNNNNTAA"]).tolist() == [0, 0, 0]
+
+
+def test_a_reads_frame_shift_is_read_through():
+    """A read with an insertion or a deletion (``query_kinds.READ_KIND``) is translated through
+    the frame shift where its amino acids say so (``peptide_profile(reads=True)``): its profile is the
+    clean barcode's, where the plain reading translates the rest of it in a wrong frame."""
+    clean = "AAAATAAAT" * 10 + "ACTAGAGTA" * 10  # K M N ... then T S V ... in frame 0; frames 1, 2 meet stops
+    reference = peptide_profile([clean])[0]
+    for noisy in (clean[:90] + "C" + clean[90:], clean[:90] + clean[91:], clean[:90] + "GG" + clean[90:]):
+        assert float(peptide_profile([noisy], reads=True)[0] @ reference) > 0.95
+        assert float(peptide_profile([noisy])[0] @ reference) < 0.7
+    assert np.array_equal(peptide_profile([clean], reads=True), peptide_profile([clean]))
+    # real barcodes with 1 % errors: their amino acids near the clean barcode's again
+    from clibd_cli.classification.read_errors import with_errors
+
+    rows = [r for r in bold_table()[1] if r["split"] == "test" and len(r["dna_barcode"].strip("-N")) >= 600][:200]
+    barcodes = [r["dna_barcode"].replace("-", "").strip("N") for r in rows]
+    reads = [with_errors(b, 0.01, random.Random(r["processid"])) for b, r in zip(barcodes, rows)]
+    broken = frame_breaks(reads) > 0
+    assert broken.mean() > 0.8 and not (frame_breaks(barcodes) > 0).any()
+    clean_profiles = peptide_profile(barcodes)
+    assert np.array_equal(peptide_profile(barcodes, reads=True), clean_profiles)
+    through = np.einsum("ij,ij->i", peptide_profile(reads, reads=True), clean_profiles)[broken]
+    plain = np.einsum("ij,ij->i", peptide_profile(reads), clean_profiles)[broken]
+    assert np.median(through) > 0.94 and np.median(plain) < 0.8 and (through > plain).mean() > 0.9
+
+
+def test_in_frame_log_odds_are_those_of_bold_barcodes():
+    """``IN_FRAME_LOG_ODDS`` is what benchmarks/frame_usage.py measures on BOLD ``train``."""
+    spec = importlib.util.spec_from_file_location("frame_usage", ROOT / "benchmarks" / "frame_usage.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    barcodes = [r["dna_barcode"].replace("-", "").strip("N") for r in bold_table()[1] if r["split"] == "train"][:5000]
+    assert np.allclose(module.in_frame_log_odds(barcodes), IN_FRAME_LOG_ODDS, atol=0.006)
+
+
+def test_kmer_aa_embeds_reads_through_their_frame_shifts():
+    clean = "AAAATAAAT" * 10 + "ACTAGAGTA" * 10
+    # the kmer-aa model embeds reads so (Embedder.reads); its 5-mers are the same either way
+    model = MODEL_FREE[PEPTIDE_MODEL]()
+    noisy = clean[:90] + "C" + clean[90:]
+    read, plain = model.embed_barcodes([noisy], reads=True)[0], model.embed_barcodes([noisy])[0]
+    assert float(read @ model.embed_barcodes([clean])[0]) > float(plain @ model.embed_barcodes([clean])[0]) + 0.1
+    assert np.allclose(read[: 4**5] / np.linalg.norm(read[: 4**5]), plain[: 4**5] / np.linalg.norm(plain[: 4**5]))
 
 
 def test_real_barcodes_read_as_protein_and_shuffled_ones_do_not():

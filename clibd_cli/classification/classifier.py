@@ -155,6 +155,9 @@ class Classifier:
             breaks = dict(zip(whole, frame_breaks([results[i].query.barcode for i in whole]).tolist()))
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0))
                  for i, r in enumerate(results) if usable[i]}
+        reads_at = [i for i, kind in kinds.items() if kind == READ_KIND]
+        if reads_at and self.embedder.reads_apart:  # a translation that reads their frame shifts through
+            vectors[reads_at] = self.embedder.reads([results[i].query.barcode for i in reads_at])
         present = set(kinds.values())
         strays = {dna_at[j] for j, _ in off_target}
         for kind in [k for k in self.calibrations if k in present]:  # dna before dna<500

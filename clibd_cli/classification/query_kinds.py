@@ -20,9 +20,9 @@ or deletion leaves a read; ``translation.frame_breaks``): a read lies farther fr
 records than a clean barcode does, so the clean barcodes' calibration would call many of them new
 species. Copies of reference records with simulated errors (``read_errors.py``) are its
 pseudo-queries; with ``--calibrate-on``, the held-out queries' copies refit it, and the clean
-held-out queries the other kinds as without them. Models whose vectors have a part for partial
-barcodes (``--model kmer-aa``: the 5-mers) read reads by that part at every rank: a frame shift
-garbles the rest of a read's translation.
+held-out queries the other kinds as without them. Reads are read as whole barcodes are; a model
+that translates barcodes (``--model kmer-aa``) reads a read's frame shifts through
+(``Embedder.reads``), instead of translating the rest of the read in a wrong frame.
 """
 
 from __future__ import annotations
@@ -169,8 +169,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.info("%s copied as reads with a frame break, fewer than the %d needed: no dna~ calibration",
                  counted(len(pseudo_reads[0]), "reference record"), FEW_READS)
     elif pseudo_reads is not None:
-        whole = {rank: partial_part for rank in index.ranks} if partial_part else rank_parts
-        calibration[READ_KIND] = fit(pseudo_reads[1], held_out is not None, pseudo_reads[0], parts=whole,
+        calibration[READ_KIND] = fit(pseudo_reads[1], held_out is not None, pseudo_reads[0], parts=rank_parts,
                                      harder=sisters, weight=species_weight)
     if held_out is not None:
         refits = {modality: (held_out[0], None)}

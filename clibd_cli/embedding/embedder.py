@@ -135,6 +135,18 @@ class Embedder:
         return self._run(barcodes, lambda chunk: self.model.encode_dna(**self._to_device(
             self.model.tokenize_dna(chunk))), cpu_batch=self.batch_size if cheap else CPU_FORWARD_BATCH)
 
+    def reads(self, barcodes: Sequence[str]) -> np.ndarray:
+        """Like :meth:`barcodes`, for reads with sequencing errors (``query_kinds.READ_KIND``): a
+        model that translates barcodes (``--model kmer-aa``) reads their frame shifts through."""
+        if is_model_free(self.model):
+            return self.model.embed_barcodes(list(barcodes), reads=True)
+        return self.barcodes(barcodes)
+
+    @property
+    def reads_apart(self) -> bool:
+        """Whether :meth:`reads` embeds a barcode otherwise than :meth:`barcodes` does."""
+        return is_model_free(self.model) and bool(self.model.peptide_k)
+
     def labels(self, labels: Sequence[str]) -> np.ndarray:
         """L2-normalised text embeddings of taxonomy label strings, float32 [N, D]."""
         return self._run(labels, lambda chunk: self.model.encode_text(**self._to_device(

@@ -110,16 +110,18 @@ class KmerProfileModel:
         return {"rank_parts": {"species": nucleotides}, "partial_part": nucleotides, "sisters": 1,
                 "species_weight": 2.0, **contained}
 
-    def embed_barcodes(self, barcodes: Sequence[str]) -> np.ndarray:
-        """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer)."""
+    def embed_barcodes(self, barcodes: Sequence[str], reads: bool = False) -> np.ndarray:
+        """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer);
+        with ``reads`` (reads with sequencing errors, ``query_kinds.READ_KIND``), the translation
+        reads an insertion's or deletion's frame shift through (``translation.peptide_profile``)."""
         nucleotides = kmer_profile(barcodes, self.k, scale=self.scale)
         if not self.peptide_k:
             return nucleotides
         from clibd_cli.embedding.translation import peptide_profile
 
         share = self.peptide_weight / (1.0 + self.peptide_weight)
-        out = np.hstack([nucleotides * np.sqrt(1.0 - share), peptide_profile(barcodes, self.peptide_k) * np.sqrt(share)])
-        return unit_rows(out)
+        peptides = peptide_profile(barcodes, self.peptide_k, reads=reads)
+        return unit_rows(np.hstack([nucleotides * np.sqrt(1.0 - share), peptides * np.sqrt(share)]))
 
 
 MODEL_FREE = {KMER_MODEL: lambda: KmerProfileModel(),

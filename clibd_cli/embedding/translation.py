@@ -4,7 +4,9 @@ COI-5P is protein coding. Its amino acids change far more slowly than its third 
 so a profile of the translation keeps the signal of orders and families that nucleotide k-mers
 lose to saturation (``benchmarks/genus_headroom.py``). Each barcode is read in the frame with the
 fewest stop codons (the first such frame on a tie); gap characters are dropped first, and a
-codon with any letter other than ACGT is unknown. :func:`frame_stops` counts the stops a barcode
+codon with any letter other than ACGT is unknown. A read with sequencing errors is read through
+its frame shifts instead (:func:`_read_through`, ``peptide_profile(reads=True)``).
+:func:`frame_stops` counts the stops a barcode
 cannot avoid, frame shifts allowed (the off-target guard's reading of "not a protein");
 :func:`frame_breaks` those of its best single frame (a read with an insertion or deletion meets some).
 Barcodes are read a block at a time, concatenated: each base's codon in one numpy pass.
@@ -131,13 +133,58 @@ def _fewest_with_shifts(stops: list[bool]) -> int:
     return min(first, second, third)
 
 
-def peptide_profile(barcodes: Sequence[str], k: int = 2) -> np.ndarray:
+# How much likelier each amino acid (0..19, STOP, UNKNOWN) is read in COI's own frame than in its two
+# other frames: log ratio of their frequencies in 5,000 BOLD barcodes (benchmarks/frame_usage.py).
+# Alanine, glycine and valine are common in frame; stops, cysteine and lysine out of it.
+IN_FRAME_LOG_ODDS = np.array([
+    2.83, -6.61, 0.50, -1.39, -0.50, 1.96, 0.61, 0.41, -2.35, -0.06,  # A C D E F G H I K L
+    0.77, -0.26, 0.95, -1.32, 0.74, -0.30, 0.55, 1.46, -0.36, -1.70,  # M N P Q R S T V W Y
+    -8.85, 0.0])  # stop, unknown
+FRAME_SHIFT_COST = 4.0  # log odds a change of frame costs (benchmarks/README.md, *Reads with sequencing errors*)
+
+
+def _read_through(codons: _Codons) -> np.ndarray:
+    """Which codons each barcode of a block reads as a read with sequencing errors: where its best
+    frame meets a stop, the path through the three frames, one codon per three bases, whose
+    amino acids look most like COI read in its own frame (``IN_FRAME_LOG_ODDS``, a change of frame
+    costing ``FRAME_SHIFT_COST``): an insertion's or deletion's frame shift read through within a
+    few codons of where it is, instead of the rest of the read translated in a wrong frame."""
+    chosen = codons.best_frame()
+    rows = np.flatnonzero(codons.frame_counts(codons.stops).min(axis=1) > 0)
+    if not len(rows):
+        return chosen
+    slots = int(codons.lengths[rows].max() + 2) // 3
+    row_of = np.full(len(codons.lengths), -1)
+    row_of[rows] = np.arange(len(rows))
+    at = codons.whole & (row_of[codons.owner] >= 0)
+    codes = np.full((len(rows), 3 * slots + 3), UNKNOWN, dtype=np.uint8)
+    codes[row_of[codons.owner[at]], codons.at[at]] = codons.codes[at]
+    odds = IN_FRAME_LOG_ODDS[codes[:, : 3 * slots].reshape(len(rows), slots, 3)]  # [R, slot, frame]
+    frames = np.arange(3)
+    score, back = np.zeros((len(rows), 3)), np.zeros((len(rows), slots, 3), dtype=np.int8)
+    for slot in range(slots):  # Viterbi: staying in a frame wins ties
+        best = score.argmax(axis=1)
+        came = np.where(score >= score.max(axis=1, keepdims=True) - FRAME_SHIFT_COST, frames, best[:, None])
+        score = np.take_along_axis(score, came, axis=1) - FRAME_SHIFT_COST * (came != frames) + odds[:, slot]
+        back[:, slot] = came
+    frame, path = score.argmax(axis=1), np.zeros((len(rows), slots), dtype=np.int64)
+    for slot in range(slots - 1, -1, -1):
+        path[:, slot] = 3 * slot + frame
+        frame = back[np.arange(len(rows)), slot, frame].astype(np.int64)
+    inside = path <= (codons.lengths[rows] - 3)[:, None]
+    chosen[np.isin(codons.owner, rows)] = False
+    chosen[(codons.starts[rows][:, None] + path)[inside]] = True
+    return chosen
+
+
+def peptide_profile(barcodes: Sequence[str], k: int = 2, reads: bool = False) -> np.ndarray:
     """``[N, 20**k]`` square-root scaled, L2-normalised counts of the overlapping amino-acid
-    k-mers of each barcode's translation (:func:`translate`; k-mers with a stop or an unknown
-    codon skipped; a barcode without one embeds as the zero vector)."""
+    k-mers of each barcode's translation (:func:`translate`; with ``reads``, frame shifts read
+    through as :func:`_read_through` reads them; k-mers with a stop or an unknown codon skipped; a
+    barcode without one embeds as the zero vector)."""
     out = np.zeros((len(barcodes), 20**k), dtype=np.float32)
     for first, codons in _blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
-        chosen = codons.best_frame()
+        chosen = _read_through(codons) if reads else codons.best_frame()
         codes, owner = codons.codes[chosen], codons.owner[chosen]
         windows = len(codes) - k + 1
         if windows <= 0:

@@ -148,7 +148,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
             log.info("embedding %s of the held-out queries with simulated sequencing errors (%s per base) "
                      "that read with a frame break", counted(len(copies), "copy", "copies"),
                      " / ".join(map(str, rates)))
-            held_reads = (embedder.barcodes(copies.items), copies.labels)
+            held_reads = (embedder.reads(copies.items), copies.labels)
     if partial is not None:
         log.info("embedding %s for the dna<500 calibration", counted(len(partial[0]), "partial barcode"))
         short = short_queries(embedder, partial, None if queries is None else [found.items[i] for i in keep],
@@ -156,7 +156,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     if reads is not None:
         log.info("embedding %s with simulated sequencing errors for the dna~ calibration",
                  counted(len(reads[0]), "read"))
-        reads = (reads[0], embedder.barcodes(reads[1]))
+        reads = (reads[0], embedder.reads(reads[1]))
     if rates == () and READ_KIND in (target.calibration or {}):
         del target.calibration[READ_KIND]
         log.warning("the index's dna~ calibration dropped (--calibrate-errors 0): reads with sequencing errors "
