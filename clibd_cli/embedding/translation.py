@@ -139,7 +139,7 @@ def _fewest_with_shifts(stops: list[bool]) -> int:
 IN_FRAME_LOG_ODDS = np.array([
     2.83, -6.61, 0.50, -1.39, -0.50, 1.96, 0.61, 0.41, -2.35, -0.06,  # A C D E F G H I K L
     0.77, -0.26, 0.95, -1.32, 0.74, -0.30, 0.55, 1.46, -0.36, -1.70,  # M N P Q R S T V W Y
-    -8.85, 0.0])  # stop, unknown
+    -8.85, 0.0], dtype=np.float32)  # stop, unknown
 FRAME_SHIFT_COST = 4.0  # log odds a change of frame costs (benchmarks/README.md, *Reads with sequencing errors*)
 
 
@@ -161,7 +161,7 @@ def _read_through(codons: _Codons) -> np.ndarray:
     codes[row_of[codons.owner[at]], codons.at[at]] = codons.codes[at]
     odds = IN_FRAME_LOG_ODDS[codes[:, : 3 * slots].reshape(len(rows), slots, 3)]  # [R, slot, frame]
     frames = np.arange(3)
-    score, back = np.zeros((len(rows), 3)), np.zeros((len(rows), slots, 3), dtype=np.int8)
+    score, back = np.zeros((len(rows), 3), dtype=np.float32), np.zeros((len(rows), slots, 3), dtype=np.int8)
     for slot in range(slots):  # Viterbi: staying in a frame wins ties
         best = score.argmax(axis=1)
         came = np.where(score >= score.max(axis=1, keepdims=True) - FRAME_SHIFT_COST, frames, best[:, None])
