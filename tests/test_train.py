@@ -324,6 +324,8 @@ def test_clear_errors(bold_h5, tmp_path):
     assert train(*base, "--out", tmp_path / "d", "--modalities", "dna").exit_code == 2
     bad_metric = train(*base, "--out", tmp_path / "e", "--modalities", "dna,text", "--best-metric", "x.y")
     assert bad_metric.exit_code == 2 and "dna-dna.species.macro.hm" in bad_metric.output
+    absent = train(*base, "--out", tmp_path / "f", "--modalities", "dna,text", "--freeze", "image")
+    assert absent.exit_code == 2 and "image is not in --modalities" in absent.output
 
 
 def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):
@@ -367,6 +369,18 @@ def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
     query = "dna_encoder.bert.encoder.layer.0.attention.self.query.weight"
     key = "dna_encoder.bert.encoder.layer.0.attention.self.key.weight"
     assert not torch.equal(start[query], merged[query]) and torch.equal(start[key], merged[key])
+
+
+def test_freeze_and_lora_take_a_kmer_bag_towers_kmer_table_for_its_backbone():
+    from clibd_cli.training.adapt import add_lora, freeze_backbones
+
+    model = create_model("clibd-fast", modalities=("dna", "text"))  # kmer-bag DNA tower, BERT text tower
+    freeze_backbones(model, ("dna",))
+    assert not model.dna_encoder.kmers.weight.requires_grad and model.dna_encoder.mlp[0].weight.requires_grad
+    add_lora(model, 2)
+    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+    assert "dna_encoder.mlp.0.weight" in trainable and "dna_encoder.kmers.weight" not in trainable
+    assert any(name.startswith("text_encoder.bert.") and ".lora_" in name for name in trainable)
 
 
 def test_lora_merge_matches_the_adapted_model():
