@@ -237,6 +237,16 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     assert losses(run) == losses(tmp_path / "straight")
 
 
+def test_resuming_drops_later_and_half_written_metrics_lines(tmp_path):
+    from clibd_cli.training.run_files import keep_metrics
+
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"kind": "train", "step": step}) for step in (1, 2, 3)]
+    metrics.write_text("\n".join(lines) + '\n{"kind": "train", "st')  # a run killed while writing
+    keep_metrics(metrics, up_to_step=2)
+    assert metrics.read_text().splitlines() == lines[:2]
+
+
 @pytest.mark.slow
 def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tmp_path):
     common = ["--model", str(no_dropout), "--data", str(bold_h5), "--modalities", "dna,text", "--epochs", "1",

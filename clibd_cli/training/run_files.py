@@ -23,11 +23,20 @@ def append_metrics(path: Path, record: dict) -> None:
 
 
 def keep_metrics(path: Path, up_to_step: int) -> None:
-    """Drop metrics.jsonl lines past ``up_to_step`` (written after the checkpoint a run resumes from)."""
+    """Drop metrics.jsonl lines past ``up_to_step`` (written after the checkpoint a run resumes from)
+    and any line a killed run left half-written."""
     if path.exists():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= up_to_step]
+        lines = [line for line in path.read_text().splitlines() if _step(line) <= up_to_step]
         with atomic_open(path) as handle:
             handle.write("".join(line + "\n" for line in lines))
+
+
+def _step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinity for a line that is not a whole record."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None) -> None:
