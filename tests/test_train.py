@@ -379,6 +379,9 @@ def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
     query = "dna_encoder.bert.encoder.layer.0.attention.self.query.weight"
     key = "dna_encoder.bert.encoder.layer.0.attention.self.key.weight"
     assert not torch.equal(start[query], merged[query]) and torch.equal(start[key], merged[key])
+    # last/'s optimiser state fits only the parameters the run trained
+    other = train(*base, "--out", tmp_path / "lora", "--resume", "--freeze", "dna")
+    assert other.exit_code == 1 and "started with no --freeze, --lora 2; resume with the same" in other.output
 
 
 def test_freeze_and_lora_take_a_kmer_bag_towers_kmer_table_for_its_backbone():

@@ -156,6 +156,8 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         raise ClibdError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
     if not cfg.resume and resume_from is not None:
         raise ClibdError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
+    if cfg.resume and (changed := run_files.changed_on_resume(run, asdict(cfg))):
+        raise ClibdError(f"{run}: the run was started with {', '.join(changed)}; resume with the same")
     saved = state.load_state(resume_from) if cfg.resume else None
 
     # --- model (what trains: everything, unfrozen towers, or LoRA adapters) -----------------

@@ -39,6 +39,25 @@ def _step(line: str) -> float:
         return math.inf
 
 
+# Options that decide which parameters train: last/'s optimiser state fits only the same ones.
+FIXED_ON_RESUME = ("modalities", "freeze", "lora")
+
+
+def changed_on_resume(run: Path, args: dict) -> list[str]:
+    """The options of :data:`FIXED_ON_RESUME` that ``args`` (``loop.TrainConfig``) sets otherwise than
+    the run's args.json, as the run's words (``--lora 0``); none if args.json cannot be read."""
+    try:
+        first = json.loads((run / "args.json").read_text())["args"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    words = []
+    for name in FIXED_ON_RESUME:
+        if name in first and json.loads(json.dumps(args[name])) != first[name]:
+            value = ",".join(first[name]) if isinstance(first[name], list) else first[name]
+            words.append(f"--{name} {value}" if value != "" else f"no --{name}")
+    return words
+
+
 def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None) -> None:
     """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``), the ``command`` line (its words),
     versions; resumptions are appended."""
