@@ -261,6 +261,10 @@ def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tm
     a, b = (load_model(tmp_path / name / "last").state_dict() for name in ("one", "two"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert json.loads((tmp_path / "two" / "args.json").read_text())["world_size"] == 2
+    # validation: each process embeds a share of the records, put back in order before scoring
+    vals = {name: [line for line in map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())
+                   if line["kind"] == "val"] for name in ("one", "two")}
+    assert vals["one"] and vals["two"] == vals["one"]
 
 
 def test_a_refused_run_stops_every_srun_process_quietly(bold_h5, no_dropout, tmp_path):
