@@ -28,15 +28,20 @@ from models.config import PRESET_DIR
 CLIBD = str(Path(sys.executable).with_name("clibd"))
 
 
-@pytest.fixture(scope="module")
-def bold_h5(tmp_path_factory) -> Path:
-    """Real BOLD barcodes of 30 species (a third unseen) plus species-less pretrain records; no images."""
-    path = tmp_path_factory.mktemp("data") / "bold.h5"
+def write_bold(path: Path, splits: tuple[str, ...] | None = None) -> Path:
+    """Real BOLD barcodes of 30 species (a third unseen) plus species-less pretrain records; no
+    images; only the records of ``splits`` if given."""
     with DatasetWriter(path, {"source": "test sample of BOLD"}) as writer:
         for row in select_records(bold_table()[1], n_species=30, per_species=10, seed=0):
-            writer.add(row["split"], {"processid": row["processid"], "barcode": row["dna_barcode"],
-                                      **{k: row[k] or None for k in ("order", "family", "genus", "species")}})
+            if splits is None or row["split"] in splits:
+                writer.add(row["split"], {"processid": row["processid"], "barcode": row["dna_barcode"],
+                                          **{k: row[k] or None for k in ("order", "family", "genus", "species")}})
     return path
+
+
+@pytest.fixture(scope="module")
+def bold_h5(tmp_path_factory) -> Path:
+    return write_bold(tmp_path_factory.mktemp("data") / "bold.h5")
 
 
 @pytest.fixture(scope="module")
@@ -340,6 +345,18 @@ def test_clear_errors(bold_h5, tmp_path):
     assert bad_metric.exit_code == 2 and "dna-dna.species.macro.hm" in bad_metric.output
     absent = train(*base, "--out", tmp_path / "f", "--modalities", "dna,text", "--freeze", "image")
     assert absent.exit_code == 2 and "image is not in --modalities" in absent.output
+
+
+def test_without_unseen_species_best_is_chosen_by_the_seen_ones(tmp_path):
+    """A val split without val_unseen: no harmonic mean, so auto picks best/ by the seen species."""
+    data = write_bold(tmp_path / "no_unseen.h5", splits=("train", "val"))
+    base = ["--model", "clibd-tiny", "--data", data, "--modalities", "dna,text", "--batch-size", "16",
+            "--max-steps", "2"]
+    harmonic = train(*base, "--out", tmp_path / "hm", "--best-metric", "dna-dna.species.macro.hm")
+    assert harmonic.exit_code == 1 and "has no val_unseen split; choose a .seen metric" in harmonic.output
+    auto = train(*base, "--out", tmp_path / "auto")
+    assert auto.exit_code == 0, auto.output
+    assert load_model(tmp_path / "auto" / "best").extra["training"]["best_metric"] == "dna-dna.species.macro.seen"
 
 
 def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):

@@ -58,7 +58,8 @@ from models.config import TOWERS as MODALITIES
                          "the keys (0 = all; for quick checks on CPU).")
 @click.option("--best-metric", default="auto",
               help="Validation metric that picks best/, e.g. dna-dna.species.macro.hm; auto = that "
-                   "one if DNA is trained, else image-image.species.macro.hm.")
+                   "one if DNA is trained, else image-image.species.macro.hm (.seen instead of .hm "
+                   "without a val_unseen split).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last/ (same data order, "
                                                "optimiser and schedule).")
 @count("--max-steps", 0, "Train for at most this many optimiser steps; the schedule is fitted to "
