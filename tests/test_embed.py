@@ -117,7 +117,8 @@ def test_dataset_rows_keep_their_own_ids_and_lineages(tiny_model, tmp_path):
                 "text": embedder.labels([embedder.model.label_string(row) for row in rows])}
     for modality, kept in (("dna", [0, 2]), ("text", [0, 1, 2])):
         out = tmp_path / f"{modality}.h5"
-        result = run("--precision", "fp32", "embed", "-m", tiny_model, path, "--modality", modality, "-o", out)
+        result = run("--precision", "fp32", "embed", "-m", tiny_model, path, "--modality", modality,
+                     "-o", out)
         assert result.exit_code == 0, result.stderr
         ids, _, vectors, _ = read_embeddings(out)
         assert ids == [rows[i]["processid"] for i in kept]

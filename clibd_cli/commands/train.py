@@ -99,8 +99,8 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     if dna_crop and "dna" not in modalities:
         raise click.BadParameter("crops barcodes: add dna to --modalities", param_hint="--dna-crop")
     if set(freeze) - set(modalities):
-        raise click.BadParameter(f"{','.join(m for m in freeze if m not in modalities)} is not in --modalities",
-                                 param_hint="--freeze")
+        absent = ",".join(m for m in freeze if m not in modalities)
+        raise click.BadParameter(f"{absent} is not in --modalities", param_hint="--freeze")
     if label_ranks and positives != "label":
         raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
     from clibd_cli.io.outputs import output_path
