@@ -435,6 +435,11 @@ def test_lora_merge_matches_the_adapted_model():
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert all(".lora_" in n or ".proj." in n or n == "logit_scale" for n in trainable)
     plain = merged(model)
+    # the ViT's fused qkv projection is adapted on its query and value thirds, not on the key
+    name, adapted = next((n, m) for n, m in model.named_modules() if n.endswith("attn.qkv"))
+    changed = (dict(plain.named_modules())[name].weight - adapted.base.weight).abs().sum(dim=1) > 0
+    third = len(changed) // 3
+    assert changed[:third].all() and not changed[third:2 * third].any() and changed[2 * third:].all()
     tokens = model.tokenize_dna(["ACGT" * 50, "GATTACA"])
     batch = {"image": torch.rand(2, 3, 32, 32), **{f"dna_{k}": v for k, v in tokens.items()}}
     out_adapted, out_plain = model(batch), plain(batch)
