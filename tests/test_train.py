@@ -135,6 +135,16 @@ def test_no_weight_decay_on_norms_biases_and_logit_scale():
     assert all(p.ndim >= 2 for p in decay["params"])
 
 
+def test_validation_matches_each_query_to_its_nearest_key():
+    from clibd_cli.training.validation import nearest
+
+    nan = float("nan")
+    keys = torch.tensor([[1.0, 0.0], [nan, nan], [0.0, 2.0], [-1.0, 0.0]])  # row 1: a record without it
+    queries = torch.tensor([[0.9, 0.1], [nan, nan], [-0.2, 3.0], [-5.0, -1.0], [0.3, 0.2]])
+    found = nearest(queries, keys, chunk=2)  # by cosine, in chunks of 2 queries
+    assert found.query.tolist() == [0, 2, 3, 4] and found.key.tolist() == [0, 2, 3, 0]
+
+
 def test_tiny_model_learns_on_real_barcodes(bold_h5, tmp_path):
     run = tmp_path / "run"
     result = train("--model", "clibd-tiny", "--data", bold_h5, "--out", run, "--modalities", "dna,text",
