@@ -268,6 +268,23 @@ def test_cli_import_round_trip_and_yaml(tmp_path):
     assert "towers image, dna but the checkpoint has image, dna, text" in result.output
 
 
+def test_older_checkpoints_tower_names_import_alike(tmp_path):
+    """Older upstream checkpoints name the towers lora_vit, lora_barcode_bert and lora_bert (upstream
+    renames them in util.update_checkpoint_param_names)."""
+    state = random_state(upstream_shapes(TINY))
+    renames = {"base_image_encoder": "lora_vit", "base_dna_encoder": "lora_barcode_bert",
+               "base_language_encoder": "lora_bert"}
+    older = {}
+    for name, tensor in state.items():
+        for new, old in renames.items():
+            name = name.replace(new, old)
+        older[name] = tensor
+    assert older.keys() != state.keys()
+    preset = tiny_preset(tmp_path)
+    imported = (import_clibd_checkpoint(dict(s), preset).model.fingerprint() for s in (older, state))
+    assert next(imported) == next(imported)
+
+
 # ---------------------------------------------------------------- refusals
 def test_strict_key_report_is_one_readable_line(tmp_path):
     state = random_state(upstream_shapes(TINY))
