@@ -457,6 +457,25 @@ def test_lora_merge_matches_the_adapted_model():
         assert torch.allclose(out_adapted[m], out_plain[m], atol=1e-5)
 
 
+def test_lora_state_resumes_the_adapted_model(tmp_path):
+    """last/ holds merged weights; --resume puts back the adapters and the unmerged weights under them."""
+    from clibd_cli.training.adapt import adapter_state, add_lora, load_adapter_state, merged
+    from models import save_model
+
+    torch.manual_seed(0)
+    model = create_model("clibd-tiny", modalities=("dna", "text"))
+    add_lora(model, 2)
+    for name, param in model.named_parameters():
+        if ".lora_b" in name:
+            torch.nn.init.normal_(param)
+    resumed = load_model(save_model(merged(model), tmp_path / "last"))
+    add_lora(resumed, 2)
+    load_adapter_state(resumed, adapter_state(model))
+    batch = {f"dna_{k}": v for k, v in model.tokenize_dna(["ACGT" * 50, "GATTACA"]).items()}
+    with torch.no_grad():
+        assert torch.allclose(resumed(batch)["dna"], model(batch)["dna"], atol=1e-6)
+
+
 def test_gradient_accumulation_and_bf16_autocast(bold_h5, no_dropout, tmp_path):
     # lr 1e-12 leaves every weight as it was (AdamW moves each by ~lr): each micro-batch's loss is
     # that of the initial model, so runs with and without --grad-accum can be compared batch by batch
