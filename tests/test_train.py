@@ -28,13 +28,14 @@ from models.config import PRESET_DIR
 CLIBD = str(Path(sys.executable).with_name("clibd"))
 
 
-def write_bold(path: Path, splits: tuple[str, ...] | None = None) -> Path:
+def write_bold(path: Path, splits: tuple[str, ...] | None = None, every_nth_without_barcode: int = 0) -> Path:
     """Real BOLD barcodes of 30 species (a third unseen) plus species-less pretrain records; no
-    images; only the records of ``splits`` if given."""
+    images; only the records of ``splits`` if given; every n-th record without its barcode if asked."""
     with DatasetWriter(path, {"source": "test sample of BOLD"}) as writer:
-        for row in select_records(bold_table()[1], n_species=30, per_species=10, seed=0):
+        for i, row in enumerate(select_records(bold_table()[1], n_species=30, per_species=10, seed=0)):
             if splits is None or row["split"] in splits:
-                record = {"processid": row["processid"], "barcode": row["dna_barcode"],
+                dropped = every_nth_without_barcode and i % every_nth_without_barcode == 0
+                record = {"processid": row["processid"], "barcode": None if dropped else row["dna_barcode"],
                           **{k: row[k] or None for k in ("order", "family", "genus", "species")}}
                 writer.add(row["split"], record)
     return path
@@ -143,6 +144,18 @@ def test_validation_matches_each_query_to_its_nearest_key():
     queries = torch.tensor([[0.9, 0.1], [nan, nan], [-0.2, 3.0], [-5.0, -1.0], [0.3, 0.2]])
     found = nearest(queries, keys, chunk=2)  # by cosine, in chunks of 2 queries
     assert found.query.tolist() == [0, 2, 3, 4] and found.key.tolist() == [0, 2, 3, 0]
+
+
+def test_validation_leaves_out_the_records_without_the_modality(tmp_path):
+    from clibd_cli.training.validation import Validation
+
+    data = write_bold(tmp_path / "gaps.h5", every_nth_without_barcode=3)
+    model = create_model("clibd-tiny", modalities=("dna", "text"))
+    validation = Validation.for_dataset(str(data), ("dna", "text"), model, detect(), batch_size=8, workers=0)
+    for name, records in validation.sets.items():
+        vectors = validation._embed(records, validation.records[name]).vectors["dna"]
+        without = [not barcode for barcode in records.labels("barcode")]
+        assert any(without) and torch.isnan(vectors).any(dim=1).tolist() == without
 
 
 def test_tiny_model_learns_on_real_barcodes(bold_h5, tmp_path):
