@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from models.clibd import CLIBD
-from models.config import KMER_SPECIALS, read_json
+from models.config import KMER_SPECIALS, load_config_source, read_json
 from models.errors import ModelError, counted
 from models.factory import create_model
 from models.weights import check_state_dict
@@ -166,6 +166,10 @@ def import_barcodebert(state: dict[str, torch.Tensor], hf_config: dict[str, Any]
         raise ModelError(f"not a BarcodeBERT checkpoint: no bert.embeddings.word_embeddings.weight "
                          f"(found {_few(state)})")
     block = _barcodebert_block(bert, hf_config)
+    tower = (load_config_source(preset)[0].get("dna") or {}).get("tower", "bert")
+    if tower != "bert":
+        raise ModelError(f"{preset}: its DNA tower is a {tower}, which BarcodeBERT weights cannot initialise; "
+                         f"choose a preset with a BERT DNA tower (e.g. {UPSTREAM_PRESET})")
     model = create_model(preset, dna=block)
     check_state_dict(model.dna_encoder.bert.state_dict(), bert,
                      "checkpoint does not fit the BarcodeBERT layout")

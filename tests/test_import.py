@@ -379,6 +379,8 @@ def test_barcodebert_2023_initialises_the_dna_tower(tmp_path):
     for name, tensor in state.items():
         if name.startswith("bert.") and "position_ids" not in name:
             assert torch.equal(own[name.removeprefix("bert.")], tensor), name
+    with pytest.raises(ModelError, match="clibd-fast: its DNA tower is a kmer-bag, which BarcodeBERT weights"):
+        import_barcodebert(state, {}, "clibd-fast")
 
 
 def test_barcodebert_hf_directory_v2_vocabulary(tmp_path):
