@@ -381,6 +381,8 @@ def test_barcodebert_2023_initialises_the_dna_tower(tmp_path):
             assert torch.equal(own[name.removeprefix("bert.")], tensor), name
     with pytest.raises(ModelError, match="clibd-fast: its DNA tower is a kmer-bag, which BarcodeBERT weights"):
         import_barcodebert(state, {}, "clibd-fast")
+    with pytest.raises(ModelError, match="clibd-fast: its DNA tower is a kmer-bag"):
+        import_clibd_checkpoint(random_state(upstream_shapes(TINY)), "clibd-fast")
 
 
 def test_barcodebert_hf_directory_v2_vocabulary(tmp_path):
