@@ -266,6 +266,19 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     assert losses(run) == losses(tmp_path / "straight")
 
 
+def test_resume_finds_last_where_a_crash_while_replacing_it_left_it(tmp_path):
+    from clibd_cli.training.state import STATE_FILE, checkpoint_dir
+
+    assert checkpoint_dir(tmp_path, "last") is None
+    moved = tmp_path / ".last.old3x7q" / "last"  # models.files: last/ moved aside, the new one not yet in place
+    moved.mkdir(parents=True)
+    (moved / STATE_FILE).write_bytes(b"")
+    assert checkpoint_dir(tmp_path, "last") == moved
+    (tmp_path / "last").mkdir()
+    (tmp_path / "last" / STATE_FILE).write_bytes(b"")
+    assert checkpoint_dir(tmp_path, "last") == tmp_path / "last"
+
+
 def test_resuming_drops_later_and_half_written_metrics_lines(tmp_path):
     from clibd_cli.training.run_files import keep_metrics
 
