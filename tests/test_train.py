@@ -270,7 +270,7 @@ def test_resume_finds_last_where_a_crash_while_replacing_it_left_it(tmp_path):
     from clibd_cli.training.state import STATE_FILE, checkpoint_dir
 
     assert checkpoint_dir(tmp_path, "last") is None
-    moved = tmp_path / ".last.old3x7q" / "last"  # models.files: last/ moved aside, the new one not yet in place
+    moved = tmp_path / ".last.old3x7q" / "last"  # models.files moved it aside; the new one is not in place
     moved.mkdir(parents=True)
     (moved / STATE_FILE).write_bytes(b"")
     assert checkpoint_dir(tmp_path, "last") == moved
