@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from models.clibd import CLIBD
-from models.config import KMER_SPECIALS, read_json
+from models.config import KMER_SPECIALS, load_config_source, read_json
 from models.errors import ModelError, counted
 from models.factory import create_model
 from models.weights import check_state_dict
@@ -137,6 +137,8 @@ def import_clibd_checkpoint(state: dict[str, torch.Tensor], preset: str | Path =
         if target is not None:
             mapped[target] = tensor
     _check_dna_vocabulary(mapped)
+    if "dna" in found:
+        _check_bert_dna(preset)
     overrides = {tower: UPSTREAM_COMPAT[tower] for tower in found}
     model = create_model(preset, modalities=found, **overrides,
                          **({"embed_dim": embed_dim} if embed_dim is not None else {}))
@@ -166,6 +168,7 @@ def import_barcodebert(state: dict[str, torch.Tensor], hf_config: dict[str, Any]
         raise ModelError(f"not a BarcodeBERT checkpoint: no bert.embeddings.word_embeddings.weight "
                          f"(found {_few(state)})")
     block = _barcodebert_block(bert, hf_config)
+    _check_bert_dna(preset)
     model = create_model(preset, dna=block)
     check_state_dict(model.dna_encoder.bert.state_dict(), bert,
                      "checkpoint does not fit the BarcodeBERT layout")
@@ -256,6 +259,14 @@ def _check_dna_vocabulary(mapped: dict[str, torch.Tensor]) -> None:
     if words is not None and words.shape[0] != expected:
         raise ModelError(f"the checkpoint's DNA tower has {words.shape[0]} tokens; only the 2023 5-mer "
                          f"BarcodeBERT ({expected} tokens) is supported (not the k=4 BarcodeBERT variants)")
+
+
+def _check_bert_dna(preset: str | Path) -> None:
+    """ModelError unless ``preset``'s DNA tower (if any) is a BERT, which BarcodeBERT weights fit."""
+    tower = (load_config_source(preset)[0].get("dna") or {}).get("tower", "bert")
+    if tower != "bert":
+        raise ModelError(f"{preset}: its DNA tower is a {tower}, which BarcodeBERT weights cannot initialise; "
+                         f"choose a preset with a BERT DNA tower (e.g. {UPSTREAM_PRESET})")
 
 
 def _barcodebert_block(bert: dict[str, torch.Tensor], hf_config: dict[str, Any]) -> dict[str, Any]:

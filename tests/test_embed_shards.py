@@ -71,6 +71,25 @@ def test_an_interrupted_embedding_carries_on(barcode_refs, tiny_model, tmp_path,
     assert not shards.exists()
 
 
+def test_an_interrupted_embedding_of_standard_input_keeps_no_chunks(tiny_model, tmp_path, monkeypatch):
+    """A rerun reads standard input afresh: the chunks of an interrupted run are of no use to it."""
+    real = embeddings_file._barcodes
+    calls = []
+
+    def interrupted_at_the_second(*a):
+        calls.append(a)
+        if len(calls) == 2:
+            raise RuntimeError("power cut")
+        return real(*a)
+
+    monkeypatch.setattr(embeddings_file, "_barcodes", interrupted_at_the_second)
+    fasta = "".join(f">r{i}\n{'ACGGT' * 60}\n" for i in range(40))  # 3 chunks of 16 at --batch-size 2
+    stopped = run("--threads", "1", "embed", "-m", tiny_model, "--batch-size", "2", "-", "-o", tmp_path / "e.h5",
+                  input=fasta)
+    assert stopped.exit_code == 1 and "power cut" in stopped.stderr and "kept" not in stopped.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_shards_of_other_inputs_are_not_reused(barcode_refs, tiny_model, tmp_path, monkeypatch):
     out = tmp_path / "emb.h5"
 

@@ -268,6 +268,23 @@ def test_cli_import_round_trip_and_yaml(tmp_path):
     assert "towers image, dna but the checkpoint has image, dna, text" in result.output
 
 
+def test_older_checkpoints_tower_names_import_alike(tmp_path):
+    """Older upstream checkpoints name the towers lora_vit, lora_barcode_bert and lora_bert (upstream
+    renames them in util.update_checkpoint_param_names)."""
+    state = random_state(upstream_shapes(TINY))
+    renames = {"base_image_encoder": "lora_vit", "base_dna_encoder": "lora_barcode_bert",
+               "base_language_encoder": "lora_bert"}
+    older = {}
+    for name, tensor in state.items():
+        for new, old in renames.items():
+            name = name.replace(new, old)
+        older[name] = tensor
+    assert older.keys() != state.keys()
+    preset = tiny_preset(tmp_path)
+    imported = (import_clibd_checkpoint(dict(s), preset).model.fingerprint() for s in (older, state))
+    assert next(imported) == next(imported)
+
+
 # ---------------------------------------------------------------- refusals
 def test_strict_key_report_is_one_readable_line(tmp_path):
     state = random_state(upstream_shapes(TINY))
@@ -362,6 +379,10 @@ def test_barcodebert_2023_initialises_the_dna_tower(tmp_path):
     for name, tensor in state.items():
         if name.startswith("bert.") and "position_ids" not in name:
             assert torch.equal(own[name.removeprefix("bert.")], tensor), name
+    with pytest.raises(ModelError, match="clibd-fast: its DNA tower is a kmer-bag, which BarcodeBERT weights"):
+        import_barcodebert(state, {}, "clibd-fast")
+    with pytest.raises(ModelError, match="clibd-fast: its DNA tower is a kmer-bag"):
+        import_clibd_checkpoint(random_state(upstream_shapes(TINY)), "clibd-fast")
 
 
 def test_barcodebert_hf_directory_v2_vocabulary(tmp_path):

@@ -66,6 +66,10 @@ def test_padded_and_n_run_barcodes_embed_like_the_plain_one(tiny_config):
                                                      BARCODE[:40] + "N" * 3 + BARCODE[43:]]))
     assert torch.allclose(out[0], out[1], atol=1e-6) and torch.allclose(out[0], out[2], atol=1e-6)
     assert float(out[0] @ out[3]) > 0.9
+    with torch.no_grad():  # a shorter barcode batched with a longer one: its padding does not count
+        alone = model.encode_dna(**model.tokenize_dna([BARCODE[:100]]))
+        batched = model.encode_dna(**model.tokenize_dna([BARCODE[:100], BARCODE]))
+    assert torch.allclose(alone[0], batched[0], atol=1e-6)
 
 
 def test_config_errors_and_fingerprint_round_trip(tiny_config, tmp_path):

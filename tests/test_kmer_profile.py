@@ -32,6 +32,7 @@ def test_no_kmer_spans_two_barcodes_and_chunks_do_not_matter():
 
 
 def test_scales_and_bad_arguments():
+    assert kmer_profile(["AAAAAC"], k=1)[0, :2] == pytest.approx(np.sqrt([5, 1]) / np.sqrt(6))  # sqrt: default
     log = kmer_profile(["AAAAAC"], k=1, scale="log")
     raw = kmer_profile(["AAAAAC"], k=1, scale="none")
     assert raw[0, 0] / raw[0, 1] == pytest.approx(5.0)

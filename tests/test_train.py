@@ -28,15 +28,22 @@ from models.config import PRESET_DIR
 CLIBD = str(Path(sys.executable).with_name("clibd"))
 
 
+def write_bold(path: Path, splits: tuple[str, ...] | None = None, every_nth_without_barcode: int = 0) -> Path:
+    """Real BOLD barcodes of 30 species (a third unseen) plus species-less pretrain records; no
+    images; only the records of ``splits`` if given; every n-th record without its barcode if asked."""
+    with DatasetWriter(path, {"source": "test sample of BOLD"}) as writer:
+        for i, row in enumerate(select_records(bold_table()[1], n_species=30, per_species=10, seed=0)):
+            if splits is None or row["split"] in splits:
+                dropped = every_nth_without_barcode and i % every_nth_without_barcode == 0
+                record = {"processid": row["processid"], "barcode": None if dropped else row["dna_barcode"],
+                          **{k: row[k] or None for k in ("order", "family", "genus", "species")}}
+                writer.add(row["split"], record)
+    return path
+
+
 @pytest.fixture(scope="module")
 def bold_h5(tmp_path_factory) -> Path:
-    """Real BOLD barcodes of 30 species (a third unseen) plus species-less pretrain records; no images."""
-    path = tmp_path_factory.mktemp("data") / "bold.h5"
-    with DatasetWriter(path, {"source": "test sample of BOLD"}) as writer:
-        for row in select_records(bold_table()[1], n_species=30, per_species=10, seed=0):
-            writer.add(row["split"], {"processid": row["processid"], "barcode": row["dna_barcode"],
-                                      **{k: row[k] or None for k in ("order", "family", "genus", "species")}})
-    return path
+    return write_bold(tmp_path_factory.mktemp("data") / "bold.h5")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +134,28 @@ def test_no_weight_decay_on_norms_biases_and_logit_scale():
     assert all(n.endswith("bias") or "norm" in n.lower() or "logit" in n or "cls_token" in n
                for n in plain_names)
     assert all(p.ndim >= 2 for p in decay["params"])
+
+
+def test_validation_matches_each_query_to_its_nearest_key():
+    from clibd_cli.training.validation import nearest
+
+    nan = float("nan")
+    keys = torch.tensor([[1.0, 0.0], [nan, nan], [0.0, 2.0], [-1.0, 0.0]])  # row 1: a record without it
+    queries = torch.tensor([[0.9, 0.1], [nan, nan], [-0.2, 3.0], [-5.0, -1.0], [0.3, 0.2]])
+    found = nearest(queries, keys, chunk=2)  # by cosine, in chunks of 2 queries
+    assert found.query.tolist() == [0, 2, 3, 4] and found.key.tolist() == [0, 2, 3, 0]
+
+
+def test_validation_leaves_out_the_records_without_the_modality(tmp_path):
+    from clibd_cli.training.validation import Validation
+
+    data = write_bold(tmp_path / "gaps.h5", every_nth_without_barcode=3)
+    model = create_model("clibd-tiny", modalities=("dna", "text"))
+    validation = Validation.for_dataset(str(data), ("dna", "text"), model, detect(), batch_size=8, workers=0)
+    for name, records in validation.sets.items():
+        vectors = validation._embed(records, validation.records[name]).vectors["dna"]
+        without = [not barcode for barcode in records.labels("barcode")]
+        assert any(without) and torch.isnan(vectors).any(dim=1).tolist() == without
 
 
 def test_tiny_model_learns_on_real_barcodes(bold_h5, tmp_path):
@@ -237,6 +266,29 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     assert losses(run) == losses(tmp_path / "straight")
 
 
+def test_resume_finds_last_where_a_crash_while_replacing_it_left_it(tmp_path):
+    from clibd_cli.training.state import STATE_FILE, checkpoint_dir
+
+    assert checkpoint_dir(tmp_path, "last") is None
+    moved = tmp_path / ".last.old3x7q" / "last"  # models.files moved it aside; the new one is not in place
+    moved.mkdir(parents=True)
+    (moved / STATE_FILE).write_bytes(b"")
+    assert checkpoint_dir(tmp_path, "last") == moved
+    (tmp_path / "last").mkdir()
+    (tmp_path / "last" / STATE_FILE).write_bytes(b"")
+    assert checkpoint_dir(tmp_path, "last") == tmp_path / "last"
+
+
+def test_resuming_drops_later_and_half_written_metrics_lines(tmp_path):
+    from clibd_cli.training.run_files import keep_metrics
+
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"kind": "train", "step": step}) for step in (1, 2, 3)]
+    metrics.write_text("\n".join(lines) + '\n{"kind": "train", "st')  # a run killed while writing
+    keep_metrics(metrics, up_to_step=2)
+    assert metrics.read_text().splitlines() == lines[:2]
+
+
 @pytest.mark.slow
 def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tmp_path):
     common = ["--model", str(no_dropout), "--data", str(bold_h5), "--modalities", "dna,text", "--epochs", "1",
@@ -251,6 +303,11 @@ def test_two_processes_follow_the_one_process_trajectory(bold_h5, no_dropout, tm
     a, b = (load_model(tmp_path / name / "last").state_dict() for name in ("one", "two"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert json.loads((tmp_path / "two" / "args.json").read_text())["world_size"] == 2
+    # validation: each process embeds a share of the records, put back in order before scoring
+    one, two = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                for name in ("one", "two"))
+    vals = [[line for line in lines if line["kind"] == "val"] for lines in (one, two)]
+    assert vals[0] and vals[1] == vals[0]
 
 
 def test_a_refused_run_stops_every_srun_process_quietly(bold_h5, no_dropout, tmp_path):
@@ -324,6 +381,21 @@ def test_clear_errors(bold_h5, tmp_path):
     assert train(*base, "--out", tmp_path / "d", "--modalities", "dna").exit_code == 2
     bad_metric = train(*base, "--out", tmp_path / "e", "--modalities", "dna,text", "--best-metric", "x.y")
     assert bad_metric.exit_code == 2 and "dna-dna.species.macro.hm" in bad_metric.output
+    absent = train(*base, "--out", tmp_path / "f", "--modalities", "dna,text", "--freeze", "image")
+    assert absent.exit_code == 2 and "image is not in --modalities" in absent.output
+
+
+def test_without_unseen_species_best_is_chosen_by_the_seen_ones(tmp_path):
+    """A val split without val_unseen: no harmonic mean, so auto picks best/ by the seen species."""
+    data = write_bold(tmp_path / "no_unseen.h5", splits=("train", "val"))
+    base = ["--model", "clibd-tiny", "--data", data, "--modalities", "dna,text", "--batch-size", "16",
+            "--max-steps", "2"]
+    harmonic = train(*base, "--out", tmp_path / "hm", "--best-metric", "dna-dna.species.macro.hm")
+    assert harmonic.exit_code == 1 and "has no val_unseen split; choose a .seen metric" in harmonic.output
+    auto = train(*base, "--out", tmp_path / "auto")
+    assert auto.exit_code == 0, auto.output
+    chosen = load_model(tmp_path / "auto" / "best").extra["training"]["best_metric"]
+    assert chosen == "dna-dna.species.macro.seen"
 
 
 def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):
@@ -367,6 +439,23 @@ def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
     query = "dna_encoder.bert.encoder.layer.0.attention.self.query.weight"
     key = "dna_encoder.bert.encoder.layer.0.attention.self.key.weight"
     assert not torch.equal(start[query], merged[query]) and torch.equal(start[key], merged[key])
+    # last/'s optimiser state fits only the parameters the run trained
+    other = train(*base, "--out", tmp_path / "lora", "--resume", "--freeze", "dna")
+    assert other.exit_code == 1
+    assert "started with no --freeze, --lora 2; resume with the same" in other.output
+
+
+def test_freeze_and_lora_take_a_kmer_bag_towers_kmer_table_for_its_backbone():
+    from clibd_cli.training.adapt import add_lora, freeze_backbones
+
+    model = create_model("clibd-fast", modalities=("dna", "text"))  # kmer-bag DNA tower, BERT text tower
+    freeze_backbones(model, ("dna",))
+    assert not model.dna_encoder.kmers.weight.requires_grad
+    assert model.dna_encoder.mlp[0].weight.requires_grad
+    add_lora(model, 2)
+    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+    assert "dna_encoder.mlp.0.weight" in trainable and "dna_encoder.kmers.weight" not in trainable
+    assert any(name.startswith("text_encoder.bert.") and ".lora_" in name for name in trainable)
 
 
 def test_lora_merge_matches_the_adapted_model():
@@ -382,11 +471,35 @@ def test_lora_merge_matches_the_adapted_model():
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert all(".lora_" in n or ".proj." in n or n == "logit_scale" for n in trainable)
     plain = merged(model)
+    # the ViT's fused qkv projection is adapted on its query and value thirds, not on the key
+    name, adapted = next((n, m) for n, m in model.named_modules() if n.endswith("attn.qkv"))
+    changed = (dict(plain.named_modules())[name].weight - adapted.base.weight).abs().sum(dim=1) > 0
+    third = len(changed) // 3
+    assert changed[:third].all() and not changed[third:2 * third].any() and changed[2 * third:].all()
     tokens = model.tokenize_dna(["ACGT" * 50, "GATTACA"])
     batch = {"image": torch.rand(2, 3, 32, 32), **{f"dna_{k}": v for k, v in tokens.items()}}
     out_adapted, out_plain = model(batch), plain(batch)
     for m in ("image", "dna"):
         assert torch.allclose(out_adapted[m], out_plain[m], atol=1e-5)
+
+
+def test_lora_state_resumes_the_adapted_model(tmp_path):
+    """last/ holds merged weights; --resume puts back the adapters and the unmerged weights under them."""
+    from clibd_cli.training.adapt import adapter_state, add_lora, load_adapter_state, merged
+    from models import save_model
+
+    torch.manual_seed(0)
+    model = create_model("clibd-tiny", modalities=("dna", "text"))
+    add_lora(model, 2)
+    for name, param in model.named_parameters():
+        if ".lora_b" in name:
+            torch.nn.init.normal_(param)
+    resumed = load_model(save_model(merged(model), tmp_path / "last"))
+    add_lora(resumed, 2)
+    load_adapter_state(resumed, adapter_state(model))
+    batch = {f"dna_{k}": v for k, v in model.tokenize_dna(["ACGT" * 50, "GATTACA"]).items()}
+    with torch.no_grad():
+        assert torch.allclose(resumed(batch)["dna"], model(batch)["dna"], atol=1e-6)
 
 
 def test_gradient_accumulation_and_bf16_autocast(bold_h5, no_dropout, tmp_path):

@@ -58,7 +58,8 @@ from models.config import TOWERS as MODALITIES
                          "the keys (0 = all; for quick checks on CPU).")
 @click.option("--best-metric", default="auto",
               help="Validation metric that picks best/, e.g. dna-dna.species.macro.hm; auto = that "
-                   "one if DNA is trained, else image-image.species.macro.hm.")
+                   "one if DNA is trained, else image-image.species.macro.hm (.seen instead of .hm "
+                   "without a val_unseen split).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last/ (same data order, "
                                                "optimiser and schedule).")
 @count("--max-steps", 0, "Train for at most this many optimiser steps; the schedule is fitted to "
@@ -97,6 +98,9 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
         raise click.BadParameter("needs --positives label and dna in --modalities", param_hint="--dna-dna")
     if dna_crop and "dna" not in modalities:
         raise click.BadParameter("crops barcodes: add dna to --modalities", param_hint="--dna-crop")
+    if set(freeze) - set(modalities):
+        absent = ",".join(m for m in freeze if m not in modalities)
+        raise click.BadParameter(f"{absent} is not in --modalities", param_hint="--freeze")
     if label_ranks and positives != "label":
         raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
     from clibd_cli.io.outputs import output_path

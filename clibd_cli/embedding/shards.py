@@ -80,7 +80,7 @@ def embed_chunks(chunks: Iterable[Callable[[], Part]], folder: Path, fingerprint
         total, mine = _embed_mine(chunks, folder, world, _bar(progress and world.is_main))
     except BaseException:
         if world.is_main:
-            _keep_or_discard(folder)
+            _keep_or_discard(folder, resumable=all(entry[0] != "-" for entry in fingerprint.get("inputs", ())))
         raise
     everyone = distributed.gather_objects((total, mine), world)
     if not world.is_main:
@@ -118,9 +118,10 @@ def _embed_mine(chunks: Iterable[Callable[[], Part]], folder: Path, world: distr
     return total, mine
 
 
-def _keep_or_discard(folder: Path) -> None:
-    """After a failure: keep the chunks saved so far for a rerun, or remove a folder that holds none."""
-    saved = len(_done(folder)) if folder.is_dir() else 0
+def _keep_or_discard(folder: Path, resumable: bool) -> None:
+    """After a failure: keep the chunks saved so far for a rerun, or remove a folder that holds none
+    or that no rerun can carry on (standard input is not read twice: see :func:`describe_inputs`)."""
+    saved = len(_done(folder)) if folder.is_dir() and resumable else 0
     if saved:
         log.warning("%s kept in %s: run the same command again to carry on", counted(saved, "embedded chunk"),
                     folder)

@@ -17,15 +17,21 @@ import torch
 from torch import nn
 from models.errors import counted
 
-BACKBONES = {"image": ("image_encoder", "backbone"), "dna": ("dna_encoder", "bert"),
-             "text": ("text_encoder", "bert")}
+# What a tower's backbone is called: timm's (image), a BERT's (dna, text), a kmer-bag tower's k-mer table.
+BACKBONES = ("backbone", "bert", "kmers")
+
+
+def backbone(model: nn.Module, tower: str) -> nn.Module:
+    """What ``--freeze TOWER`` stops: the tower's timm or BERT backbone, or the k-mer table of a
+    kmer-bag DNA tower (what follows it, the projection or the kmer-bag's MLP, still trains)."""
+    encoder = getattr(model, f"{tower}_encoder")
+    return next(getattr(encoder, name) for name in BACKBONES if hasattr(encoder, name))
 
 
 def freeze_backbones(model: nn.Module, towers: tuple[str, ...]) -> None:
     """Stop gradients into the named towers' backbones (their projections still train)."""
     for tower in towers:
-        encoder, backbone = BACKBONES[tower]
-        getattr(getattr(model, encoder), backbone).requires_grad_(False)
+        backbone(model, tower).requires_grad_(False)
 
 
 class LoRA(nn.Module):
@@ -69,7 +75,7 @@ class LoRA(nn.Module):
 
 def add_lora(model: nn.Module, rank: int) -> None:
     """Freeze every backbone and put rank-``rank`` adapters on its attention query and value."""
-    freeze_backbones(model, tuple(t for t in BACKBONES if getattr(model, BACKBONES[t][0], None) is not None))
+    freeze_backbones(model, model.modalities)
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if not isinstance(child, nn.Linear):

@@ -35,7 +35,7 @@ from clibd_cli.training import adapt, run_files, state
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.step import forward_backward
-from clibd_cli.training.validation import Validation, default_metric
+from clibd_cli.training.validation import Validation, best_metric
 from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
@@ -156,6 +156,8 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         raise ClibdError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
     if not cfg.resume and resume_from is not None:
         raise ClibdError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
+    if cfg.resume and (changed := run_files.changed_on_resume(run, asdict(cfg))):
+        raise ClibdError(f"{run}: the run was started with {', '.join(changed)}; resume with the same")
     saved = state.load_state(resume_from) if cfg.resume else None
 
     # --- model (what trains: everything, unfrozen towers, or LoRA adapters) -----------------
@@ -182,7 +184,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
     validation = Validation.for_dataset(cfg.data, cfg.modalities, model, world, batch_size=2 * cfg.batch_size,
                                         workers=cfg.workers, limit=cfg.val_limit, seed=cfg.seed)
-    metric = default_metric(cfg.modalities) if cfg.best_metric == "auto" else cfg.best_metric
+    metric = best_metric(cfg.best_metric, cfg.modalities, validation, cfg.data)
 
     # --- optimiser, schedule, precision, DDP ------------------------------------------------
     optimizer = create_optimizer(model, cfg.lr, cfg.weight_decay)

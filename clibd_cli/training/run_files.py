@@ -23,11 +23,39 @@ def append_metrics(path: Path, record: dict) -> None:
 
 
 def keep_metrics(path: Path, up_to_step: int) -> None:
-    """Drop metrics.jsonl lines past ``up_to_step`` (written after the checkpoint a run resumes from)."""
+    """Drop metrics.jsonl lines past ``up_to_step`` (written after the checkpoint a run resumes from)
+    and any line a killed run left half-written."""
     if path.exists():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= up_to_step]
+        lines = [line for line in path.read_text().splitlines() if _step(line) <= up_to_step]
         with atomic_open(path) as handle:
             handle.write("".join(line + "\n" for line in lines))
+
+
+def _step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinity for a line that is not a whole record."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+# Options that decide which parameters train: last/'s optimiser state fits only the same ones.
+FIXED_ON_RESUME = ("modalities", "freeze", "lora")
+
+
+def changed_on_resume(run: Path, args: dict) -> list[str]:
+    """The options of :data:`FIXED_ON_RESUME` that ``args`` (``loop.TrainConfig``) sets otherwise than
+    the run's args.json, as the run's words (``--lora 0``); none if args.json cannot be read."""
+    try:
+        first = json.loads((run / "args.json").read_text())["args"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    words = []
+    for name in FIXED_ON_RESUME:
+        if name in first and json.loads(json.dumps(args[name])) != first[name]:
+            value = ",".join(first[name]) if isinstance(first[name], list) else first[name]
+            words.append(f"--{name} {value}" if value != "" else f"no --{name}")
+    return words
 
 
 def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None) -> None:

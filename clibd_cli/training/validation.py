@@ -30,10 +30,19 @@ log = logging.getLogger("clibd")
 PAIRS = (("dna", "dna"), ("image", "image"), ("image", "dna"))
 
 
-def default_metric(modalities: tuple[str, ...]) -> str:
-    """Species-level macro harmonic mean of DNA→DNA if DNA is trained, else image→image."""
-    pair = "dna-dna" if "dna" in modalities else "image-image"
-    return f"{pair}.species.macro.hm"
+def best_metric(requested: str, modalities: tuple[str, ...], validation: Validation | None,
+                data: str) -> str:
+    """The metric that picks best/: ``requested``, or for ``auto`` the species-level macro harmonic
+    mean of DNA→DNA if DNA is trained, else of image→image (without unseen-species queries to take
+    a harmonic mean with, the seen species' macro accuracy)."""
+    unseen = validation is None or "unseen" in validation.sets
+    if requested == "auto":
+        pair = "dna-dna" if "dna" in modalities else "image-image"
+        return f"{pair}.species.macro.{'hm' if unseen else 'seen'}"
+    if not unseen and requested.endswith((".unseen", ".hm")):
+        raise ClibdError(f"--best-metric {requested}: {data} has no val_unseen split; "
+                         "choose a .seen metric")
+    return requested
 
 
 def metric_names(modalities: tuple[str, ...]) -> list[str]:
