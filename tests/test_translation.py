@@ -229,6 +229,7 @@ def test_reads_are_read_through_as_the_plain_viterbi_reads_them(monkeypatch):
     barcodes += ["".join(rng.choice("ACGT") for _ in range(n)) for n in [0, 1, 2, 3, 4, 5, 8, 301, 659, 1000] * 4]
     barcodes += [b[:90].lower() + "N" * rng.randint(1, 9) + b[90:].replace("T", "U") for b in barcodes[:60]]
     barcodes += ["TAA", "TAANTAATAA", "uaauagNNN", "--TAG-TAA-TGA--", "TAATAGTAAC"]
+    barcodes += ["NTAGAGAAATAAGAAANTAA", "NCGCTAACTCGTAGAGTGTAGNT", "NTAGGTNTAANTAANGTNTAG"]  # frames tie at the end
     rng.shuffle(barcodes)
     oracle = [_read_through_oracle(b) for b in barcodes]
     assert sum(bool((np.diff(o) % 3).any()) for o in oracle) > 100, oracle[:3]  # most change frame
