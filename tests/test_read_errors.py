@@ -259,8 +259,8 @@ def test_copies_are_made_at_the_rate_asked_and_seeded(monkeypatch):
 
 
 def _index_of_the_rest(tmp_path, monkeypatch, model: str) -> tuple:
-    """An index (``model``, default settings, dna~ from 10 copies) of 30 species' records but one of
-    each species, and those 30 records."""
+    """An index (``model``, default settings, dna~ from 10 copies) of the fixture's records (95, of
+    24 species) but every sixth, and those 16 records (the queries; some species have none)."""
     monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
     records = specimens(n_species=30, per_species=6, unnamed=0)
     queries = records[::6]
