@@ -73,5 +73,6 @@ def main() -> None:
 def _spread(values: np.ndarray) -> str:
     return f"{np.median(values):.3f} ({np.percentile(values, 10):.3f}-{np.percentile(values, 90):.3f})"
 
+
 if __name__ == "__main__":
     main()

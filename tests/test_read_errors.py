@@ -259,8 +259,8 @@ def test_copies_are_made_at_the_rate_asked_and_seeded(monkeypatch):
 
 
 def _index_of_the_rest(tmp_path, monkeypatch, model: str) -> tuple:
-    """An index (``model``, default settings, dna~ from 10 copies) of 30 species' records but one of
-    each species, and those 30 records."""
+    """An index (``model``, default settings, dna~ from 10 copies) of the fixture's records (95, of
+    24 species) but every sixth, and those 16 records (the queries; some species have none)."""
     monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
     records = specimens(n_species=30, per_species=6, unnamed=0)
     queries = records[::6]
@@ -344,3 +344,28 @@ def test_kmer_aa_reads_reads_through_their_frame_shifts(tmp_path, monkeypatch):
     assert through.exit_code == plain.exit_code == 0 and "dna~ queries" in through.stderr
     near = [[float(row["nearest_sim"]) for row in tsv(result.stdout)] for result in (through, plain)]
     assert sum(a > b for a, b in zip(*near)) > 0.8 * len(reads), near
+
+
+def test_kmer_aa_index_embeds_its_reads_as_reads(tmp_path, monkeypatch):
+    """``clibd index -m kmer-aa`` embeds every copy with errors that reads as a dna~ query, the
+    reference's own and the held-out queries', as ``clibd classify`` embeds such queries
+    (``Embedder.reads``), and nothing else so: its dna~ calibration fits the vectors it answers."""
+    from clibd_cli.classification.query_kinds import read_queries
+    from clibd_cli.embedding.embedder import Embedder
+
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    records = specimens(n_species=20, per_species=4, unnamed=0)
+    new = sorted({r.lineage["species"] for r in records})[::5]  # absent from the reference
+    held = [r for i, r in enumerate(records) if i % 4 == 0 or r.lineage["species"] in new]
+    embedded = {"barcodes": [], "reads": []}
+    for method in embedded:
+        def spy(self, barcodes, _plain=getattr(Embedder, method), _seen=embedded[method]):
+            _seen.extend(barcodes)
+            return _plain(self, barcodes)
+        monkeypatch.setattr(Embedder, method, spy)
+    built = run("index", "-m", "kmer-aa", write_fasta(tmp_path / "ref.fa", [r for r in records if r not in held]),
+                "-o", tmp_path / "index", "--calibrate-on", write_fasta(tmp_path / "held.fa", held))
+    assert built.exit_code == 0 and "dna~) calibrated on" in built.stderr, built.stderr
+    own = {r.barcode for r in records}
+    assert not read_queries([b for b in embedded["barcodes"] if b not in own]).any()
+    assert len(embedded["reads"]) > 40 and read_queries(embedded["reads"]).all()

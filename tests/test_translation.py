@@ -16,6 +16,7 @@ from fixtures.samples import bold_table
 
 LETTERS = AMINO_ACIDS + "*X"
 ROOT = Path(__file__).resolve().parents[1]
+TABLE_5 = {a + b + c: str(Seq(a + b + c).translate(table=5)) for a in "ACGT" for b in "ACGT" for c in "ACGT"}
 
 
 def protein(barcode: str) -> str:
@@ -184,3 +185,74 @@ def test_peptide_profile_of_a_batch_is_each_barcodes_own():
     barcodes = ["".join(rng.choice(list("ACGT"), rng.integers(20, 90))) for _ in range(600)]
     batch = peptide_profile(barcodes, k=3)
     assert np.array_equal(batch, np.vstack([peptide_profile([b], k=3) for b in barcodes]))
+
+
+def _read_through_oracle(barcode: str) -> list[int]:
+    """Where the codons a read (``peptide_profile(reads=True)``) is translated by start: its best
+    frame's where that meets no stop, else the plain Viterbi path, one codon per three bases,
+    through the three frames (``IN_FRAME_LOG_ODDS``, a change of frame costing ``FRAME_SHIFT_COST``;
+    staying in a frame wins ties, then the first frame)."""
+    from clibd_cli.embedding.translation import FRAME_SHIFT_COST, GAPS
+
+    bases = barcode.translate(GAPS).upper().replace("U", "T")
+    codes = [LETTERS.index(TABLE_5.get(bases[at : at + 3], "X")) for at in range(len(bases))]
+    stops = [codes[f : len(bases) - 2 : 3].count(STOP) for f in range(3)]
+    if min(stops) == 0:
+        return list(range(stops.index(0), len(bases) - 2, 3))
+    score, back = [0.0, 0.0, 0.0], []
+    for slot in range((len(bases) + 2) // 3):
+        top = max(score)
+        came = [f if score[f] >= top - FRAME_SHIFT_COST else score.index(top) for f in range(3)]
+        odds = [float(IN_FRAME_LOG_ODDS[codes[3 * slot + f]]) if 3 * slot + f < len(codes) else 0.0 for f in range(3)]
+        score = [score[came[f]] - FRAME_SHIFT_COST * (came[f] != f) + odds[f] for f in range(3)]
+        back.append(came)
+    frame, path = score.index(max(score)), []
+    for slot in range(len(back) - 1, -1, -1):
+        path.append(3 * slot + frame)
+        frame = back[slot][frame]
+    return sorted(at for at in path if at <= len(bases) - 3)
+
+
+def test_reads_are_read_through_as_the_plain_viterbi_reads_them(monkeypatch):
+    """``peptide_profile(reads=True)`` translates each barcode at the oracle's codons, whatever
+    else its block holds: real BOLD barcodes with seeded errors (gaps and N runs kept, lower case,
+    U for T), random ones of 0 to 1,000 bases (lengths not a multiple of 3 too), in blocks of 7, and
+    the profile of each is its own."""
+    from clibd_cli.classification.read_errors import with_errors
+    from clibd_cli.embedding import translation
+
+    blocks = translation._blocks
+    monkeypatch.setattr(translation, "_blocks", lambda barcodes, block=4096: blocks(barcodes, 7))
+    rng = random.Random(11)
+    real = [r["dna_barcode"] for r in bold_table()[1][::500]][:120]
+    barcodes = [with_errors(b, rng.choice([0.005, 0.01, 0.03, 0.1]), rng) for b in real]
+    barcodes += ["".join(rng.choice("ACGT") for _ in range(n)) for n in [0, 1, 2, 3, 4, 5, 8, 301, 659, 1000] * 4]
+    barcodes += [b[:90].lower() + "N" * rng.randint(1, 9) + b[90:].replace("T", "U") for b in barcodes[:60]]
+    barcodes += ["TAA", "TAANTAATAA", "uaauagNNN", "--TAG-TAA-TGA--", "TAATAGTAAC"]
+    barcodes += ["NTAGAGAAATAAGAAANTAA", "NCGCTAACTCGTAGAGTGTAGNT", "NTAGGTNTAANTAANGTNTAG"]  # frames tie at the end
+    rng.shuffle(barcodes)
+    oracle = [_read_through_oracle(b) for b in barcodes]
+    assert sum(bool((np.diff(o) % 3).any()) for o in oracle) > 100, oracle[:3]  # most change frame
+    read = []
+    for _, codons in translation._blocks(barcodes):
+        chosen = translation._read_through(codons)
+        read += [codons.at[chosen & (codons.owner == b)].tolist() for b in range(len(codons.lengths))]
+    assert read == oracle
+    assert np.array_equal(peptide_profile(barcodes, k=2, reads=True),
+                          np.vstack([peptide_profile([b], k=2, reads=True) for b in barcodes]))
+
+
+def test_a_long_read_costs_its_own_length_not_its_blocks():
+    """The read-through reads each read up to its own last codon: one read of 30 kb among a
+    thousand of 300 bases (each with stops in every frame) costs about what their plain reading costs."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    barcodes = ["".join(rng.choice(list("ACGT"), 300)) for _ in range(1000)] + ["".join(rng.choice(list("ACGT"), 30000))]
+    peaks = []
+    for reads in (False, True):
+        tracemalloc.start()
+        peptide_profile(barcodes, reads=reads)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0], peaks  # 1.2x; 23x where every read was padded to the longest

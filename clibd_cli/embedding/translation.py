@@ -153,27 +153,24 @@ def _read_through(codons: _Codons) -> np.ndarray:
     rows = np.flatnonzero(codons.frame_counts(codons.stops).min(axis=1) > 0)
     if not len(rows):
         return chosen
-    slots = int(codons.lengths[rows].max() + 2) // 3
-    row_of = np.full(len(codons.lengths), -1)
-    row_of[rows] = np.arange(len(rows))
-    at = codons.whole & (row_of[codons.owner] >= 0)
-    codes = np.full((len(rows), 3 * slots + 3), UNKNOWN, dtype=np.uint8)
-    codes[row_of[codons.owner[at]], codons.at[at]] = codons.codes[at]
-    odds = IN_FRAME_LOG_ODDS[codes[:, : 3 * slots].reshape(len(rows), slots, 3)]  # [R, slot, frame]
-    frames = np.arange(3)
-    score, back = np.zeros((len(rows), 3), dtype=np.float32), np.zeros((len(rows), slots, 3), dtype=np.int8)
-    for slot in range(slots):  # Viterbi: staying in a frame wins ties
-        best = score.argmax(axis=1)
-        came = np.where(score >= score.max(axis=1, keepdims=True) - FRAME_SHIFT_COST, frames, best[:, None])
-        score = np.take_along_axis(score, came, axis=1) - FRAME_SHIFT_COST * (came != frames) + odds[:, slot]
-        back[:, slot] = came
-    frame, path = score.argmax(axis=1), np.zeros((len(rows), slots), dtype=np.int64)
-    for slot in range(slots - 1, -1, -1):
-        path[:, slot] = 3 * slot + frame
-        frame = back[np.arange(len(rows)), slot, frame].astype(np.int64)
-    inside = path <= (codons.lengths[rows] - 3)[:, None]
+    rows = rows[np.argsort(-codons.lengths[rows], kind="stable")]  # longest first: a slot's reads are a prefix
+    lengths, starts = codons.lengths[rows], codons.starts[rows]
+    live = np.searchsorted(-(lengths // 3), -np.arange(lengths[0] // 3), side="left")  # reads with a codon there
+    codes = np.append(np.where(codons.whole, codons.codes, UNKNOWN), np.full(2, UNKNOWN, np.uint8))  # at each base
+    frames, score, back = np.arange(3), np.zeros((len(rows), 3)), []
+    for slot, n in enumerate(live):  # Viterbi, each read up to its own last codon: staying in a frame wins ties
+        now = score[:n]
+        came = np.where(now >= now.max(axis=1, keepdims=True) - FRAME_SHIFT_COST, frames, now.argmax(axis=1)[:, None])
+        score[:n] = (np.take_along_axis(now, came, axis=1) - FRAME_SHIFT_COST * (came != frames)
+                     + IN_FRAME_LOG_ODDS[codes[starts[:n, None] + 3 * slot + frames]])
+        back.append(came.astype(np.int8))
     chosen[np.isin(codons.owner, rows)] = False
-    chosen[(codons.starts[rows][:, None] + path)[inside]] = True
+    frame = score.argmax(axis=1)
+    for slot in range(len(live) - 1, -1, -1):
+        n, path = live[slot], 3 * slot + frame[: live[slot]]
+        inside = path <= lengths[:n] - 3
+        chosen[(starts[:n] + path)[inside]] = True
+        frame[:n] = back[slot][np.arange(n), frame[:n]]
     return chosen
 
 
