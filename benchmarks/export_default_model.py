@@ -77,7 +77,7 @@ def main() -> None:
     rows, copies = read_pseudo_queries(records.items, range(len(records)), rates, seed=0)
     reads = held_out_reads(queries, rates)  # as clibd index copies them
     pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short,
-               pseudo_reads=(rows, embedder.barcodes(copies)), held_reads=(embedder.barcodes(reads.items), reads.labels))
+               pseudo_reads=(rows, embedder.reads(copies)), held_reads=(embedder.reads(reads.items), reads.labels))
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 
 
