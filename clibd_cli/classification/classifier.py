@@ -144,20 +144,21 @@ class Classifier:
         vectors = np.zeros((len(results), self.model.embed_dim), dtype=np.float32)
         bases = {i: unambiguous_bases(results[i].query.barcode) for i in dna_at}  # length: floor and kind
         off_target = orient_queries(self.index.sketch, [results[i].query for i in dna_at], list(bases.values()))
-        if dna_at:
-            vectors[dna_at] = self.embedder.barcodes([results[i].query.barcode for i in dna_at])
-        if image_at:
-            vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
-        unit_rows(vectors)
         breaks = {}  # stops in the best frame of a whole barcode: a read with errors (after orient_queries)
         whole = [i for i in dna_at if bases[i] >= SHORT_BELOW] if READ_KIND in self.query_kinds else []
         if whole:
             breaks = dict(zip(whole, frame_breaks([results[i].query.barcode for i in whole]).tolist()))
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0))
                  for i, r in enumerate(results) if usable[i]}
-        reads_at = [i for i, kind in kinds.items() if kind == READ_KIND]
-        if reads_at and self.embedder.reads_apart:  # a translation that reads their frame shifts through
-            vectors[reads_at] = self.embedder.reads([results[i].query.barcode for i in reads_at])
+        through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
+        reads = [i for i in dna_at if through and kinds[i] == READ_KIND]
+        plain = [i for i in dna_at if not (through and kinds[i] == READ_KIND)]
+        for at, embed in ((plain, self.embedder.barcodes), (reads, self.embedder.reads)):
+            if at:
+                vectors[at] = embed([results[i].query.barcode for i in at])
+        if image_at:
+            vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
+        unit_rows(vectors)
         present = set(kinds.values())
         strays = {dna_at[j] for j, _ in off_target}
         for kind in [k for k in self.calibrations if k in present]:  # dna before dna<500
