@@ -237,6 +237,19 @@ def test_counts_must_be_whole_reads(tmp_path):
             read_counts(table)
 
 
+def test_a_header_starting_with_hash_is_the_header_whatever_its_first_cell(tmp_path):
+    """``#OTU_ID`` (or any ``#`` first cell) with sample columns is the header; only a one-cell
+    ``#`` line is a comment (biom's). It was dropped as a comment: the first feature's counts
+    became the sample names and that feature was lost."""
+    from clibd_cli.abundance.counts import read_counts
+
+    table = tmp_path / "counts.tsv"
+    for header in ("#OTU_ID", "#ASV_ID", "#OTU ID"):
+        table.write_text(f"# Constructed from biom file\n{header}\tS1\tS2\nf1\t5\t0\nf2\t3\t1\n")
+        counts = read_counts(table)
+        assert (counts.samples, counts.reads) == (["S1", "S2"], {"f1": [5, 0], "f2": [3, 1]}), header
+
+
 def test_counts_by_sequence_match_barcodes_read_reverse_complemented(case, tmp_path):
     """A table keyed by the sequences as the input gives them: a barcode the classifier turned
     round (its reverse complement was given) still finds its reads."""
