@@ -116,3 +116,25 @@ def test_a_truncated_gzip_table_names_the_line_it_stops_at(tmp_path):
     with pytest.raises(ClibdError, match=r"t\.tsv\.gz:\d+: unreadable compressed file") as error:
         list(rows)
     assert int(str(error.value).split(":")[1]) > 1000  # where it stopped, not line 1
+
+
+def test_silva_levels_are_read_by_position_not_as_names_with_their_prefix(tmp_path):
+    """SILVA 132's ``D_0__...;D_6__...`` levels number positions, not ranks: they were read as an
+    unranked lineage with their prefixes in the names (order 'D 3  Diptera'). Now the prefixes
+    are dropped and the levels read by position; one that ends above species is refused as
+    unranked lineages are, and a level without the prefix is named."""
+    from clibd_cli.io.lineages import parse_lineage
+
+    path = tmp_path / "tax.tsv"
+    path.write_text("Feature ID\tTaxon\nq1\tD_0__Animalia;D_1__Arthropoda;D_2__Insecta;D_3__Diptera;"
+                    "D_4__Culicidae;D_5__Aedes;D_6__Aedes_albopictus\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "family": "Culicidae", "genus": "Aedes",
+                                          "species": "Aedes albopictus"}}
+    eukaryote = "D_0__Eukaryota;D_1__Opisthokonta;D_2__Holozoa;D_3__Metazoa (Animalia);D_4__Arthropoda;" \
+                "D_5__Insecta;D_6__Diptera"
+    for text, message in [(eukaryote, r"\(D_<n>__ numbers levels, not ranks\).* ends with 'Diptera'"),
+                          (eukaryote.rsplit(";", 1)[0] + ";D_6__", "ends with 'Insecta'"),
+                          ("D_0__Animalia;o__Diptera;f__Culicidae;g__Aedes;s__Aedes_albopictus",
+                           "level 'o__Diptera' lacks the D_<n>__ prefix")]:
+        with pytest.raises(ValueError, match=message):
+            parse_lineage(text)
