@@ -1,6 +1,7 @@
 """Delimited tables: checked headers (missing or renamed columns named), taxonomy tables, stray quotes."""
 
 import gzip
+import logging
 import re
 
 import pytest
@@ -138,3 +139,27 @@ def test_silva_levels_are_read_by_position_not_as_names_with_their_prefix(tmp_pa
                            "level 'o__Diptera' lacks the D_<n>__ prefix")]:
         with pytest.raises(ValueError, match=message):
             parse_lineage(text)
+
+
+def test_columns_a_taxonomy_table_does_not_read_are_named_once(tmp_path, caplog, monkeypatch):
+    """A column that is no rank (``notes``, ``subfamily``, a misspelt ``specie``) was ignored
+    silently; so were the rank columns of a table whose ranks come from its lineage column."""
+    monkeypatch.setattr(logging.getLogger("clibd"), "propagate", True)  # a CLI run in this process turns it off
+    caplog.set_level(logging.WARNING, logger="clibd")
+    path = tmp_path / "tax.tsv"
+    path.write_text("id\torder\tsubfamily\tgenus\tspecie\tnotes\t\n"
+                    "q1\tDiptera\tCulicinae\tAedes\tAedes albopictus\tx\t\nq2\tDiptera\t\tCulex\t\t\t\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "genus": "Aedes"},
+                                   "q2": {"order": "Diptera", "genus": "Culex"}}
+    assert caplog.text.count("ignored") == 1
+    assert "tax.tsv:1: columns 'subfamily', 'specie', 'notes' ignored: clibd reads the id and the ranks" in caplog.text
+    caplog.clear()
+    path.write_text("Feature ID\tTaxon\tConfidence\tOrder\nq1\to__Diptera;g__Aedes\t0.9\tLepidoptera\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "genus": "Aedes"}}
+    assert "tax.tsv:1: column 'Order' ignored: the ranks are read from the lineage column" in caplog.text
+    caplog.clear()
+    for text in ("Feature ID\tTaxon\tConfidence\nq1\to__Diptera;g__Aedes\t0.9\n",  # QIIME 2's own
+                 "q1\to__Diptera;f__Culicidae;g__Aedes\t0.9\n"):  # headerless: no names to give
+        path.write_text(text)
+        read_taxonomy(path)
+    assert "ignored" not in caplog.text
