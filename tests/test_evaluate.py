@@ -104,6 +104,9 @@ def test_protocol_resolves_keys_and_queries_of_both_scenarios(dataset):
         found, notes = scenarios(ds, "val")  # no val_unseen: seen only, no left-out scenario
         assert [s.name for s in found] == ["paper"] and len(notes) == 2
         assert len(Records(ds, ("train", "key_unseen"))) == 6
+        keys = Records(ds, ("train", "key_unseen"))
+        for limit in (3, 5):  # --limit: distinct records, each query evaluated once
+            assert len(set(keys.sample(limit, seed=0).tolist())) == limit
 
 
 def test_paper_scenario_top_k_micro_macro_and_harmonic_mean(hand):

@@ -344,3 +344,33 @@ def test_a_size_that_is_not_a_read_count_is_named_once_per_input_and_read_as_one
     assert f"{reads}:1: size=abc is not a read count" in result.stderr
     order = [r for r in tsv((tmp_path / "s.tsv").read_text()) if r["rank"] == "order" and r["taxon"] != "unassigned"]
     assert sum(int(r["reads"]) for r in order) == 1 + 1 + 3
+
+
+def test_tally_per_rank_most_reads_first_and_unlabelled_at_that_rank_as_unassigned():
+    """At each rank: taxa by reads, most first; a record assigned to order only is ``unassigned``
+    at genus (not a taxon with no name), and each rank's reads add up."""
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s", ("Diptera", "Culicidae", "Aedes", None), 2)
+    tally.add("s", ("Diptera", "Culicidae", "Culex", None), 5)
+    tally.add("s", ("Diptera", None, None, None), 4)
+    assert tally.at_rank("s", "genus") == [(("Diptera", "Culicidae", "Culex"), 5, 1),
+                                           (("Diptera", "Culicidae", "Aedes"), 2, 1), (None, 4, 1)]
+    assert tally.at_rank("s", "order") == [(("Diptera",), 11, 3), (None, 0, 0)]
+
+
+def test_counts_by_sequence_match_whatever_the_case_of_the_table():
+    """A table naming its features by sequence in lower case finds the records (kept in upper case)."""
+    from clibd_cli.abundance.counts import CountsTable
+    from clibd_cli.abundance.summary import AbundanceSummary
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.classification.taxonomy import RankedPrediction
+
+    barcode = "ACGTTGCA" * 20
+    summary = AbundanceSummary(CountsTable(["S1"], {barcode.lower(): [7]}))
+    prediction = RankedPrediction(dict(zip(RANKS, ("Diptera", None, None, None))),
+                                  dict(zip(RANKS, (1.0, 0.1, 0.1, 0.1))), "r1", 0.9, 0.8)
+    summary.add([Result(Query("q1", barcode=barcode, strand="+"), prediction)])
+    assert summary.finish().at_rank("S1", "order")[0] == (("Diptera",), 7, 1)
