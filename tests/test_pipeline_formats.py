@@ -215,6 +215,9 @@ def test_sintax_reader_reports_the_broken_line(tmp_path):
     bad = _write(tmp_path / "bad.sintax", "q1\to:Diptera(1.00)\t+\to:Diptera\nq2\to:Diptera\t+\n")
     with pytest.raises(ClibdError, match=r"bad.sintax:2: entry 'o:Diptera' is not of the form rank:label"):
         list(read_sintax(bad))
+    wide = _write(tmp_path / "wide.sintax", "q1\to:Diptera(1.00)\t+\to:Diptera\textra\n")
+    with pytest.raises(ClibdError, match=r"wide.sintax:1: expected 2-4 tab-separated fields .* found 5"):
+        list(read_sintax(wide))
 
 
 def test_blast6_lists_top_k_hits_in_outfmt6_columns(kmer_case, tmp_path):
