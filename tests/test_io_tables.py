@@ -145,7 +145,8 @@ def test_silva_levels_are_read_by_position_not_as_names_with_their_prefix(tmp_pa
 
 def test_columns_a_taxonomy_table_does_not_read_are_named_once(tmp_path, monkeypatch):
     """A column that is no rank (``notes``, ``subfamily``, a misspelt ``specie``) was ignored
-    silently; so were the rank columns of a table whose ranks come from its lineage column."""
+    silently. Rank columns come first: BOLD's and BIOSCAN's ``taxon`` (the lowest name) beside
+    them was read as a lineage column, and the table refused ('an unranked lineage needs ...')."""
     warnings: list[str] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: warnings.append(record.getMessage())
@@ -158,11 +159,15 @@ def test_columns_a_taxonomy_table_does_not_read_are_named_once(tmp_path, monkeyp
                                    "q2": {"order": "Diptera", "genus": "Culex"}}
     assert warnings == [f"{path}:1: columns 'subfamily', 'specie', 'notes' ignored: clibd reads the id and the "
                         "ranks (domain, kingdom, phylum, class, order, family, genus, species)"]
-    path.write_text("Feature ID\tTaxon\tConfidence\tOrder\nq1\to__Diptera;g__Aedes\t0.9\tLepidoptera\n")
+    path.write_text("id\ttaxon\torder\tgenus\tspecies\nq1\tAedes albopictus\tDiptera\tAedes\tAedes albopictus\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "genus": "Aedes", "species": "Aedes albopictus"}}
+    assert warnings[1:] == [f"{path}:1: column 'taxon' ignored: clibd reads the id and the ranks (domain, "
+                            "kingdom, phylum, class, order, family, genus, species)"]
+    path.write_text("Feature ID\tTaxon\tnote\nq1\to__Diptera;g__Aedes\tx\n")
     assert read_taxonomy(path) == {"q1": {"order": "Diptera", "genus": "Aedes"}}
-    assert warnings[1:] == [f"{path}:1: column 'Order' ignored: the ranks are read from the lineage column"]
+    assert warnings[2:] == [f"{path}:1: column 'note' ignored: clibd reads the id and the lineage"]
     for text in ("Feature ID\tTaxon\tConfidence\nq1\to__Diptera;g__Aedes\t0.9\n",  # QIIME 2's own
                  "q1\to__Diptera;f__Culicidae;g__Aedes\t0.9\n"):  # headerless: no names to give
         path.write_text(text)
         read_taxonomy(path)
-    assert len(warnings) == 2
+    assert len(warnings) == 3

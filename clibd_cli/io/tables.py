@@ -55,7 +55,7 @@ def read_rows(source: str | Path, required: Sequence[str] = (),
 
 def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     """A taxonomy table: TSV with an id column and rank columns (``order`` ... ``species``), or
-    with a lineage column (QIIME 2's ``Feature ID``/``Taxon``, biom's ``#OTU ID``/``taxonomy``),
+    without them, a lineage column (QIIME 2's ``Feature ID``/``Taxon``, biom's ``#OTU ID``/``taxonomy``),
     or headerless ``ID<TAB>lineage`` lines (QIIME 2's HeaderlessTSVTaxonomyFormat: the
     Greengenes and UNITE taxonomies for QIIME); column names in any case; lineages as
     ``clibd_cli/io/lineages.py`` reads them.
@@ -66,7 +66,7 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     warning naming the first row with no rank from order to species (``Unassigned``, ``k__Animalia``):
     its records are left unlabelled; one for lineage prefixes that are none of d, k, p, c, o, f, g, s
     (``sk__``, ``t__``: ``lineages.UnknownRanks``); one naming the columns it does not read (``notes``,
-    ``subfamily``; the rank columns of a table read from its lineage column), QIIME 2's ``Confidence`` aside.
+    ``subfamily``, BOLD's ``taxon`` beside rank columns), QIIME 2's ``Confidence`` aside.
     """
     name = display_name(source)
     columns, rows = read_rows(source)
@@ -82,7 +82,9 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     if id_column is None:
         raise ClibdError(f"{name}:1: {_missing_message(['id'], header, chr(9))}; or QIIME 2's Feature ID "
                          "and Taxon, or ID<TAB>lineage lines without a header")
-    ranks = [(rank, lower[rank]) for rank in TAXONOMY_RANKS if rank in lower]
+    ranks = [] if headerless else [(rank, lower[rank]) for rank in TAXONOMY_RANKS if rank in lower]
+    if ranks:  # rank columns first: BOLD's and BIOSCAN's taxon column is the lowest name, not a lineage
+        lineage = None
     if not ranks and lineage is None:
         raise ClibdError(f"{name}:1: no rank column; expected some of {', '.join(TAXONOMY_RANKS)} "
                          "(or QIIME 2's Feature ID and Taxon)")
@@ -122,12 +124,12 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
 
 def _warn_ignored(name: str, columns: dict[str, int], read: set[int], from_lineage: bool) -> None:
     """One warning naming the columns of a taxonomy table that clibd does not read: neither the id,
-    a rank (domain to species) nor the lineage; with a lineage column, the rank columns too."""
+    a rank (domain to species) nor, in a table without rank columns, the lineage."""
     ignored = [column for column, i in columns.items()
                if i not in read and column and column.lower() not in _QUIET_COLUMNS]
     if ignored:
         log.warning("%s:1: column%s %s ignored: %s", name, "s" * (len(ignored) > 1), ", ".join(map(repr, ignored)),
-                    "the ranks are read from the lineage column" if from_lineage
+                    "clibd reads the id and the lineage" if from_lineage
                     else f"clibd reads the id and the ranks ({', '.join(TAXONOMY_RANKS)})")
 
 
