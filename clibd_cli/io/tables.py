@@ -134,9 +134,9 @@ def _warn_ignored(name: str, columns: dict[str, int], read: set[int], from_linea
 
 
 def _is_lineage(cell: str) -> bool:
-    """Whether a header cell is a lineage (``k__Animalia;...`` or ``Root;...;Aedes_albopictus``):
-    the first line of a headerless taxonomy."""
-    return is_ranked_lineage(cell) or cell.count(";") >= len(RANKS) - 1
+    """Whether a header cell is a lineage (``k__Animalia;...``, ``Root;...;Aedes_albopictus``, QIIME 2's
+    ``Unassigned``): the first line of a headerless taxonomy."""
+    return is_ranked_lineage(cell) or cell.count(";") >= len(RANKS) - 1 or cell.strip().lower() == "unassigned"
 
 
 def numbered_rows(reader, name: str) -> Rows:
