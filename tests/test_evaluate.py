@@ -18,6 +18,7 @@ from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.evaluation.protocol import Records, scenarios
 from clibd_cli.evaluation.report import text_report, write_json, write_tsv
 from clibd_cli.evaluation.run import Plan, run_evaluation
+from models.errors import ClibdError
 from fixtures.programs import require_programs
 
 LINEAGE = {  # species -> (order, family, genus)
@@ -371,3 +372,13 @@ def test_a_file_with_keys_of_val_unseen_species_only_keeps_them_in_the_paper_key
         found, notes = scenarios(ds, "val")
         assert [(s.name, s.keys) for s in found] == [("paper", ("seen_keys", "val_unseen_keys")),
                                                      ("left-out", ("seen_keys",))]
+    alone = tmp_path / "alone.h5"  # no keys of unseen species: left-out was run as a second paper
+    with DatasetWriter(alone) as writer:
+        for pid, split, name in (("k0", "train", "A1"), ("q0", "test", "A1"), ("u0", "test_unseen", "A3")):
+            order, family, genus = LINEAGE[name]
+            writer.add(split, Record(pid, barcode="ACGT" * 100, order=order, family=family, genus=genus, species=name))
+    with open_dataset(alone) as ds:
+        found, notes = scenarios(ds, "test")
+        assert [s.name for s in found] == ["paper"] and "scenario left-out skipped" in " ".join(notes)
+        with pytest.raises(ClibdError, match="nothing to evaluate: .*scenario left-out skipped"):
+            scenarios(ds, "test", ("left-out",))  # found no scenario: an IndexError later
