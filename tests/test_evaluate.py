@@ -382,3 +382,22 @@ def test_a_file_with_keys_of_val_unseen_species_only_keeps_them_in_the_paper_key
         assert [s.name for s in found] == ["paper"] and "scenario left-out skipped" in " ".join(notes)
         with pytest.raises(ClibdError, match="nothing to evaluate: .*scenario left-out skipped"):
             scenarios(ds, "test", ("left-out",))  # found no scenario: an IndexError later
+
+
+def test_batches_without_usable_queries_score_as_undefined_not_a_crash():
+    """A query split whose barcodes are all unusable (or photos absent) gives empty batches: their
+    numbers are undefined (None), where batch_scores stopped with 'internal error (TypeError ...)'."""
+    from clibd_cli.evaluation.retrieval import Calls, Outcome
+    from clibd_cli.evaluation.scores import batch_scores
+    from models.config import RANKS
+
+    def empty() -> Outcome:
+        calls = Calls({r: np.array([], dtype=object) for r in RANKS}, {r: np.zeros(0, dtype=bool) for r in RANKS},
+                      {r: np.zeros(0) for r in RANKS})
+        return Outcome({r: np.array([], dtype=object) for r in RANKS},
+                       {r: np.zeros((0, 5), dtype=object) for r in RANKS}, calls=calls)
+
+    keys = {r: np.array(["x"], dtype=object) for r in RANKS}
+    scores = batch_scores({"seen": empty(), "unseen": empty(), "mix": empty()}, keys)
+    assert scores["new_share"] == {"seen": None, "unseen": None, "mix": None}
+    assert all(point["new_species_asserted"] is None for point in scores["curve"])
