@@ -72,10 +72,9 @@ def scenarios(dataset: Dataset, on: str, wanted: tuple[str, ...] = ("paper", "le
         all_keys = tuple(dict.fromkeys(seen_keys + tuple(unseen_keys))) if unseen_keys else None
     if seen_keys is None and all_keys is None:
         raise ClibdError(f"{dataset.path}: no key splits (train/seen_keys, key_unseen/*_unseen_keys)")
-    all_keys = all_keys or seen_keys  # no keys of unseen species: the seen keys are all there are
     found = []
     if "paper" in wanted:
-        found.append(Scenario("paper", all_keys, queries))
+        found.append(Scenario("paper", all_keys or seen_keys, queries))
     if "left-out" in wanted:
         if seen_keys is None or seen_keys == all_keys or "unseen" not in queries:
             notes.append("scenario left-out skipped: the file has no separate keys of unseen species")
