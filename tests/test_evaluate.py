@@ -18,6 +18,7 @@ from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.evaluation.protocol import Records, scenarios
 from clibd_cli.evaluation.report import text_report, write_json, write_tsv
 from clibd_cli.evaluation.run import Plan, run_evaluation
+from models.errors import ClibdError
 from fixtures.programs import require_programs
 
 LINEAGE = {  # species -> (order, family, genus)
@@ -104,6 +105,9 @@ def test_protocol_resolves_keys_and_queries_of_both_scenarios(dataset):
         found, notes = scenarios(ds, "val")  # no val_unseen: seen only, no left-out scenario
         assert [s.name for s in found] == ["paper"] and len(notes) == 2
         assert len(Records(ds, ("train", "key_unseen"))) == 6
+        keys = Records(ds, ("train", "key_unseen"))
+        for limit in (3, 5):  # --limit: distinct records, each query evaluated once
+            assert len(set(keys.sample(limit, seed=0).tolist())) == limit
 
 
 def test_paper_scenario_top_k_micro_macro_and_harmonic_mean(hand):
@@ -368,3 +372,32 @@ def test_a_file_with_keys_of_val_unseen_species_only_keeps_them_in_the_paper_key
         found, notes = scenarios(ds, "val")
         assert [(s.name, s.keys) for s in found] == [("paper", ("seen_keys", "val_unseen_keys")),
                                                      ("left-out", ("seen_keys",))]
+    alone = tmp_path / "alone.h5"  # no unseen species at all: no left-out scenario to run
+    with DatasetWriter(alone) as writer:
+        for pid, split, name in (("k0", "train", "A1"), ("q0", "test", "A1")):
+            order, family, genus = LINEAGE[name]
+            writer.add(split, Record(pid, barcode="ACGT" * 100, order=order, family=family, genus=genus, species=name))
+    with open_dataset(alone) as ds:
+        found, notes = scenarios(ds, "test")
+        assert [s.name for s in found] == ["paper"] and "scenario left-out skipped" in " ".join(notes)
+        with pytest.raises(ClibdError, match="nothing to evaluate: .*scenario left-out skipped"):
+            scenarios(ds, "test", ("left-out",))  # found no scenario: an IndexError later
+
+
+def test_batches_without_usable_queries_score_as_undefined_not_a_crash():
+    """A query split whose barcodes are all unusable (or photos absent) gives empty batches: their
+    numbers are undefined (None), where batch_scores stopped with 'internal error (TypeError ...)'."""
+    from clibd_cli.evaluation.retrieval import Calls, Outcome
+    from clibd_cli.evaluation.scores import batch_scores
+    from models.config import RANKS
+
+    def empty() -> Outcome:
+        calls = Calls({r: np.array([], dtype=object) for r in RANKS}, {r: np.zeros(0, dtype=bool) for r in RANKS},
+                      {r: np.zeros(0) for r in RANKS})
+        return Outcome({r: np.array([], dtype=object) for r in RANKS},
+                       {r: np.zeros((0, 5), dtype=object) for r in RANKS}, calls=calls)
+
+    keys = {r: np.array(["x"], dtype=object) for r in RANKS}
+    scores = batch_scores({"seen": empty(), "unseen": empty(), "mix": empty()}, keys)
+    assert scores["new_share"] == {"seen": None, "unseen": None, "mix": None}
+    assert all(point["new_species_asserted"] is None for point in scores["curve"])

@@ -42,6 +42,8 @@ def test_fastq_single_and_multiline(tmp_path):
     path = tmp_path / "a.fq"
     path.write_text(FASTQ)
     assert ids_and_seqs(read_sequences(path)) == [("r1", "ACGT"), ("r2", "ACGT")]
+    path.write_text("@r3\nACGTAC\nGT\n+\n@@@I\nIIII\n@r4\nAC\n+\n@I\n")  # '@' is quality 31, also first on a line
+    assert ids_and_seqs(read_sequences(path)) == [("r3", "ACGTACGT"), ("r4", "AC")]
 
 
 @pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])

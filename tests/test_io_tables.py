@@ -1,6 +1,8 @@
 """Delimited tables: checked headers (missing or renamed columns named), taxonomy tables, stray quotes."""
 
+import functools
 import gzip
+import logging
 import re
 
 import pytest
@@ -49,6 +51,8 @@ def test_taxonomy_table(tmp_path):
     assert read_taxonomy(path) == {
         "q1": {"class": "Insecta", "order": "Diptera", "genus": "Aedes", "species": "Aedes albopictus"},
         "q2": {"order": "Diptera"}}
+    path.write_text("id\tspecies\nq1\tLasioglossum sp. 7\n")  # an interim name, not a MIDORI2 taxid
+    assert read_taxonomy(path) == {"q1": {"species": "Lasioglossum sp. 7"}}
     path.write_text("id\torder\nq1\tDiptera\nq1\tLepidoptera\n")
     with pytest.raises(ClibdError, match="tax.tsv:3: id 'q1' repeated \\(first on line 2\\)"):
         read_taxonomy(path)
@@ -76,6 +80,8 @@ def test_taxonomy_tables_as_qiime_greengenes_silva_and_unite_ship_them(tmp_path)
         assert read_taxonomy(path) == {"q1": aedes, "q2": culex}, text
     path.write_text("q1\tRoot;Animalia;Arthropoda;Insecta;Diptera;Culicidae;Aedes;Aedes_albopictus\n")
     assert read_taxonomy(path) == {"q1": {k: v for k, v in aedes.items() if k != "kingdom"}}
+    path.write_text("q0\tUnassigned\nq1\tk__Animalia;o__Diptera\n")  # headerless, its first record unassigned
+    assert read_taxonomy(path) == {"q0": {}, "q1": {"kingdom": "Animalia", "order": "Diptera"}}
     path.write_text("name\tgenus\nq1\tAedes\n")
     with pytest.raises(ClibdError, match="tax.tsv:1: missing column 'id' .*or ID<TAB>lineage lines without a header"):
         read_taxonomy(path)
@@ -116,3 +122,58 @@ def test_a_truncated_gzip_table_names_the_line_it_stops_at(tmp_path):
     with pytest.raises(ClibdError, match=r"t\.tsv\.gz:\d+: unreadable compressed file") as error:
         list(rows)
     assert int(str(error.value).split(":")[1]) > 1000  # where it stopped, not line 1
+
+
+def test_silva_levels_are_read_by_position_not_as_names_with_their_prefix(tmp_path):
+    """SILVA 132's ``D_0__...;D_6__...`` levels number positions, not ranks: they were read as an
+    unranked lineage with their prefixes in the names (order 'D 3  Diptera'). Now the prefixes
+    are dropped and the levels read by position; one that ends above species is refused as
+    unranked lineages are, and a level without the prefix is named."""
+    from clibd_cli.io.lineages import parse_lineage
+
+    path = tmp_path / "tax.tsv"
+    path.write_text("Feature ID\tTaxon\nq1\tD_0__Animalia;D_1__Arthropoda;D_2__Insecta;D_3__Diptera;"
+                    "D_4__Culicidae;D_5__Aedes;D_6__Aedes_albopictus\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "family": "Culicidae", "genus": "Aedes",
+                                          "species": "Aedes albopictus"}}
+    eukaryote = "D_0__Eukaryota;D_1__Opisthokonta;D_2__Holozoa;D_3__Metazoa (Animalia);D_4__Arthropoda;" \
+                "D_5__Insecta;D_6__Diptera"
+    for text, message in [(eukaryote, r"\(D_<n>__ numbers levels, not ranks\).* ends with 'Diptera'"),
+                          (eukaryote.rsplit(";", 1)[0] + ";D_6__", "ends with 'Insecta'"),
+                          ("D_0__Animalia;o__Diptera;f__Culicidae;g__Aedes;s__Aedes_albopictus",
+                           "level 'o__Diptera' lacks the D_<n>__ prefix")]:
+        with pytest.raises(ValueError, match=message):
+            parse_lineage(text)
+
+
+def test_columns_a_taxonomy_table_does_not_read_are_named_once(tmp_path, monkeypatch, request):
+    """A column that is no rank (``notes``, ``subfamily``, a misspelt ``specie``) was ignored
+    silently. Rank columns come first: BOLD's and BIOSCAN's ``taxon`` (the lowest name) beside
+    them was read as a lineage column, and the table refused ('an unranked lineage needs ...')."""
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    log = logging.getLogger("clibd")  # as a CLI run in this process may have left it (-q: errors only)
+    monkeypatch.setattr(log, "handlers", [handler])
+    monkeypatch.setattr(log, "disabled", False)
+    request.addfinalizer(functools.partial(log.setLevel, log.level))
+    log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the loggers' cached levels
+    path = tmp_path / "tax.tsv"
+    path.write_text("id\torder\tsubfamily\tgenus\tspecie\tnotes\t\n"
+                    "q1\tDiptera\tCulicinae\tAedes\tAedes albopictus\tx\t\nq2\tDiptera\t\tCulex\t\t\t\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "genus": "Aedes"},
+                                   "q2": {"order": "Diptera", "genus": "Culex"}}
+    assert warnings == [f"{path}:1: columns 'subfamily', 'specie', 'notes' ignored: clibd reads the id and the "
+                        "ranks (domain, kingdom, phylum, class, order, family, genus, species)"]
+    path.write_text("id\ttaxon\torder\tgenus\tspecies\nq1\tAedes albopictus\tDiptera\tAedes\tAedes albopictus\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "genus": "Aedes", "species": "Aedes albopictus"}}
+    assert warnings[1:] == [f"{path}:1: column 'taxon' ignored: clibd reads the id and the ranks (domain, "
+                            "kingdom, phylum, class, order, family, genus, species)"]
+    path.write_text("Feature ID\tTaxon\tnote\nq1\to__Diptera;g__Aedes\tx\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "genus": "Aedes"}}
+    assert warnings[2:] == [f"{path}:1: column 'note' ignored: clibd reads the id and the lineage"]
+    for text in ("Feature ID\tTaxon\tConfidence\nq1\to__Diptera;g__Aedes\t0.9\n",  # QIIME 2's own
+                 "q1\to__Diptera;f__Culicidae;g__Aedes\t0.9\n"):  # headerless: no names to give
+        path.write_text(text)
+        read_taxonomy(path)
+    assert len(warnings) == 3

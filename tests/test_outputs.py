@@ -405,3 +405,27 @@ def test_only_temporaries_no_live_clibd_is_writing_are_removed(tmp_path):
             assert sorted(p.name for p in run_dir.iterdir()) == sorted([*kept, live.name, ".calls.tsv.lock"])
             assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*beside, ".run.lock", "run"])
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([*kept, "calls.tsv"])
+
+
+def test_an_invalid_record_fills_every_column_of_the_tsv():
+    """Scripts cut by position: an invalid row has exactly as many cells as the header."""
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.io.predictions import COLUMNS, tsv_row
+
+    assert len(tsv_row(Result(Query("q1", problem="too short")))) == len(COLUMNS)
+
+
+def test_a_text_output_that_fails_half_way_leaves_the_earlier_file(tmp_path):
+    """``text_output`` (classify -o, --summary) writes atomically: a run that fails half way leaves
+    the earlier output whole and no partial one."""
+    from clibd_cli.io.outputs import text_output
+
+    path = tmp_path / "out.tsv"
+    path.write_text("earlier\n")
+    with pytest.raises(RuntimeError), text_output(path) as handle:
+        handle.write("half\n")
+        handle.flush()
+        assert path.read_text() == "earlier\n"
+        raise RuntimeError("killed")
+    assert path.read_text() == "earlier\n" and os.listdir(tmp_path) == ["out.tsv"]

@@ -215,6 +215,9 @@ def test_sintax_reader_reports_the_broken_line(tmp_path):
     bad = _write(tmp_path / "bad.sintax", "q1\to:Diptera(1.00)\t+\to:Diptera\nq2\to:Diptera\t+\n")
     with pytest.raises(ClibdError, match=r"bad.sintax:2: entry 'o:Diptera' is not of the form rank:label"):
         list(read_sintax(bad))
+    wide = _write(tmp_path / "wide.sintax", "q1\to:Diptera(1.00)\t+\to:Diptera\textra\n")
+    with pytest.raises(ClibdError, match=r"wide.sintax:1: expected 2-4 tab-separated fields .* found 5"):
+        list(read_sintax(wide))
 
 
 def test_blast6_lists_top_k_hits_in_outfmt6_columns(kmer_case, tmp_path):
@@ -302,3 +305,19 @@ def test_taxa_restricts_the_classification_to_a_subtree(kmer_case):
     unknown = run("classify", "--index", root / "index", query_fa, "--taxa", f"{chosen},Nosuchtaxon")
     assert unknown.exit_code == 1
     assert "no reference record is labelled Nosuchtaxon at any rank" in error_line(unknown)
+
+
+def test_sintax_cut_keeps_a_rank_at_the_cutoff_and_skips_one_no_reference_labels():
+    """The cut lineage holds the ranks whose confidence reaches ``--min-confidence`` (as the TSV
+    asserts them: a confidence equal to the cutoff counts), and a rank no neighbour labels (a
+    reference without families) is skipped, not the end of the lineage."""
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.classification.taxonomy import RankedPrediction
+    from clibd_cli.io.pipeline_formats import sintax_row
+
+    prediction = RankedPrediction({"order": "Diptera", "family": None, "genus": "Aedes", "species": "Aedes vexans"},
+                                  {"order": 1.0, "family": 0.0, "genus": 0.8, "species": 0.5}, "r1", 0.9, 0.8)
+    row = sintax_row(Result(Query("q1", barcode="ACGT"), prediction))
+    assert row == ("q1", "o:Diptera(1.00),g:Aedes(0.80),s:Aedes_vexans(0.50)", "+", "o:Diptera,g:Aedes")
+    assert {r for r, name in prediction.assigned.items() if name} == {"order", "genus"}  # as the TSV asserts

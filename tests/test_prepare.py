@@ -3,6 +3,7 @@
 import gzip
 import io
 import os
+from pathlib import Path
 from collections import Counter
 
 import numpy as np
@@ -145,6 +146,16 @@ def test_fasta_with_taxonomy_and_photos(sample_fasta, tmp_path):
         assert with_photo == set(sample_fasta["with_photo"])
         assert dataset.attrs["input_format"] == "fasta"
 
+
+
+def test_the_taxonomy_table_is_never_the_output(sample_fasta, tmp_path):
+    """``-o`` naming the --taxonomy input (a slip of the shell's completion) is refused before
+    anything is written: that input would be replaced by the dataset."""
+    table = tmp_path / "taxonomy.tsv"
+    table.write_bytes(Path(sample_fasta["taxonomy"]).read_bytes())
+    result = prepare("--format", "fasta", sample_fasta["fasta"], "--taxonomy", table, "-o", table)
+    assert result.exit_code == 2 and "is the input" in result.output
+    assert table.read_bytes() == Path(sample_fasta["taxonomy"]).read_bytes()
 
 
 def test_a_taxonomy_table_that_names_no_record_is_refused(tmp_path):

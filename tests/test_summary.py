@@ -237,6 +237,19 @@ def test_counts_must_be_whole_reads(tmp_path):
             read_counts(table)
 
 
+def test_a_header_starting_with_hash_is_the_header_whatever_its_first_cell(tmp_path):
+    """``#OTU_ID`` (or any ``#`` first cell) with sample columns is the header; only a one-cell
+    ``#`` line is a comment (biom's). It was dropped as a comment: the first feature's counts
+    became the sample names and that feature was lost."""
+    from clibd_cli.abundance.counts import read_counts
+
+    table = tmp_path / "counts.tsv"
+    for header in ("#OTU_ID", "#ASV_ID", "#OTU ID"):
+        table.write_text(f"# Constructed from biom file\n{header}\tS1\tS2\nf1\t5\t0\nf2\t3\t1\n")
+        counts = read_counts(table)
+        assert (counts.samples, counts.reads) == (["S1", "S2"], {"f1": [5, 0], "f2": [3, 1]}), header
+
+
 def test_counts_by_sequence_match_barcodes_read_reverse_complemented(case, tmp_path):
     """A table keyed by the sequences as the input gives them: a barcode the classifier turned
     round (its reverse complement was given) still finds its reads."""
@@ -331,3 +344,33 @@ def test_a_size_that_is_not_a_read_count_is_named_once_per_input_and_read_as_one
     assert f"{reads}:1: size=abc is not a read count" in result.stderr
     order = [r for r in tsv((tmp_path / "s.tsv").read_text()) if r["rank"] == "order" and r["taxon"] != "unassigned"]
     assert sum(int(r["reads"]) for r in order) == 1 + 1 + 3
+
+
+def test_tally_per_rank_most_reads_first_and_unlabelled_at_that_rank_as_unassigned():
+    """At each rank: taxa by reads, most first; a record assigned to order only is ``unassigned``
+    at genus (not a taxon with no name), and each rank's reads add up."""
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s", ("Diptera", "Culicidae", "Aedes", None), 2)
+    tally.add("s", ("Diptera", "Culicidae", "Culex", None), 5)
+    tally.add("s", ("Diptera", None, None, None), 4)
+    assert tally.at_rank("s", "genus") == [(("Diptera", "Culicidae", "Culex"), 5, 1),
+                                           (("Diptera", "Culicidae", "Aedes"), 2, 1), (None, 4, 1)]
+    assert tally.at_rank("s", "order") == [(("Diptera",), 11, 3), (None, 0, 0)]
+
+
+def test_counts_by_sequence_match_whatever_the_case_of_the_table():
+    """A table naming its features by sequence in lower case finds the records (kept in upper case)."""
+    from clibd_cli.abundance.counts import CountsTable
+    from clibd_cli.abundance.summary import AbundanceSummary
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.classification.taxonomy import RankedPrediction
+
+    barcode = "ACGTTGCA" * 20
+    summary = AbundanceSummary(CountsTable(["S1"], {barcode.lower(): [7]}))
+    prediction = RankedPrediction(dict(zip(RANKS, ("Diptera", None, None, None))),
+                                  dict(zip(RANKS, (1.0, 0.1, 0.1, 0.1))), "r1", 0.9, 0.8)
+    summary.add([Result(Query("q1", barcode=barcode, strand="+"), prediction)])
+    assert summary.finish().at_rank("S1", "order")[0] == (("Diptera",), 7, 1)

@@ -40,7 +40,7 @@ def read_counts(source: str | Path) -> CountsTable:
     with reading(source), open_text(source) as handle:
         lines = [(number, row) for number, row in numbered_rows(csv.reader(handle, delimiter="\t"), name)
                  if row and any(cell.strip() for cell in row)]
-    while lines and lines[0][1][0].startswith("#") and not _is_header(lines[0][1]):
+    while lines and _is_comment(lines[0][1]):
         lines.pop(0)  # '# Constructed from biom file'
     if len(lines) < 2:
         raise ClibdError(f"{name}: expected a header line (feature id, then sample names) and one row "
@@ -71,8 +71,10 @@ def read_counts(source: str | Path) -> CountsTable:
     return table
 
 
-def _is_header(row: list[str]) -> bool:
-    return row[0].strip().lower() in ("#otu id", "#otuid", "#feature id", "#asv id", "#asv")
+def _is_comment(row: list[str]) -> bool:
+    """Whether a row is a comment (biom's ``# Constructed from biom file``): one cell starting with
+    ``#``. A header starting with ``#`` has its sample columns (``#OTU ID``, ``#OTU_ID``, ``#ASV``)."""
+    return row[0].startswith("#") and not any(cell.strip() for cell in row[1:])
 
 
 def _count(cell: str) -> int:

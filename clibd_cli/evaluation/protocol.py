@@ -80,6 +80,8 @@ def scenarios(dataset: Dataset, on: str, wanted: tuple[str, ...] = ("paper", "le
             notes.append("scenario left-out skipped: the file has no separate keys of unseen species")
         else:
             found.append(Scenario("left-out", seen_keys, queries))
+    if not found:
+        raise ClibdError(f"{dataset.path}: nothing to evaluate: {'; '.join(notes)}; evaluate --scenario paper")
     return found, notes
 
 

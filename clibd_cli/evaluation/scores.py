@@ -100,12 +100,12 @@ def batch_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray]
         out["ece"][part] = {rank: _ece(calls.confidence[rank], calls.labels[rank], truth[rank], bins)
                             for rank in RANKS}
         out["prior_unseen"][part] = outcome.extra.get("prior_unseen")
-        out["new_share"][part] = _mean(np.array([t is not None and t not in species for t in truth["species"]]))
+        out["new_share"][part] = _mean(_which(truth["species"], lambda t: t is not None and t not in species))
     mix = outcomes["mix"]
     truth, calls = mix.truth, mix.calls
-    known = np.array([t in species for t in truth["species"]])
-    new = np.array([t is not None and t not in species for t in truth["species"]])
-    new_genus_known = new & np.array([t in genera for t in truth["genus"]])
+    known = _which(truth["species"], lambda t: t in species)
+    new = _which(truth["species"], lambda t: t is not None and t not in species)
+    new_genus_known = new & _which(truth["genus"], lambda t: t in genera)
     out["curve"] = []
     for cutoff in CURVE_CUTOFFS:
         named = {r: calls.confidence[r] >= cutoff for r in ("species", "genus")}
@@ -126,6 +126,11 @@ def _ece(confidence: np.ndarray, labels: np.ndarray, truth: np.ndarray, bins: in
     if not scored.any():
         return None
     return metrics.reliability(confidence[scored], (labels == truth)[scored], bins).ece
+
+
+def _which(labels: np.ndarray, test) -> np.ndarray:
+    """A boolean mask of the labels that pass ``test`` (boolean also when there are none)."""
+    return np.array([test(label) for label in labels], dtype=bool)
 
 
 def _mean(values: np.ndarray) -> float | None:

@@ -8,7 +8,10 @@
 * unranked, RDP / CO1 Classifier style: ``Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;
   Aedes;Aedes_albopictus``: the last four levels are read as order, family, genus, species
   (those training sets end at species), so they need at least four levels and a last one of
-  two words or more: a lineage that ends at genus would be read one rank off.
+  two words or more: a lineage that ends at genus would be read one rank off;
+* levelled, SILVA 132 and older for QIIME: ``D_0__Animalia;D_1__Arthropoda;...;D_6__Aedes_albopictus``:
+  ``D_n__`` numbers a level, not a rank (SILVA's eukaryotes have more levels than ranks), so the
+  prefixes are dropped and the levels read as an unranked lineage, by position from the end.
 
 MIDORI2 writes each name with its NCBI taxid (``Aedes_7158``, ``Aedes albopictus_7160``) and fills a
 rank NCBI lacks with the rank's name and the taxon below (``order_Vannellidae_95227``), in its
@@ -31,6 +34,7 @@ from models.errors import counted
 
 log = logging.getLogger("clibd")
 _PREFIX = re.compile(r"^([a-zA-Z]{1,3})__(.*)$")  # o__Diptera; also sk__ (superkingdom), t__ (strain)
+_LEVEL = re.compile(r"^D_\d+__")  # SILVA 132 for QIIME: D_3__Diptera, a level's number, not a rank
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
 _NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
 _TAXID = re.compile(r"[_ ]\d+$")  # MIDORI2: Aedes_albopictus_7160
@@ -61,6 +65,9 @@ def parse_lineage(text: str) -> tuple[dict[str, str], list[str]]:
     levels = without_taxids([level.strip() for level in text.strip().strip(";").split(";")])
     if is_missing_label(text) or text.strip().lower() == "unassigned":  # QIIME 2: Unassigned
         return {}, []
+    levelled = bool(_LEVEL.match(levels[0]))
+    if levelled:
+        levels = _without_level_numbers(levels)
     if is_ranked_lineage(text):
         ranks, unknown = {}, []
         for level in levels:
@@ -81,11 +88,24 @@ def parse_lineage(text: str) -> tuple[dict[str, str], list[str]]:
         raise ValueError(f"an unranked lineage needs at least {len(RANKS)} levels ending with "
                          f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
     if len(levels[-1].replace("_", " ").split()) < 2:
-        raise ValueError(f"an unranked lineage is read by position (its last {len(RANKS)} levels as "
+        raise ValueError(f"an unranked lineage{' (D_<n>__ numbers levels, not ranks)' * levelled} is read "
+                         f"by position (its last {len(RANKS)} levels as "
                          f"{', '.join(RANKS)}) and must end with a species of two words (Genus_epithet); "
                          f"this one ends with {levels[-1]!r}: give ranked levels (o__Diptera;...;g__Aedes) "
                          "or a --taxonomy table with rank columns")
     return named(dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):])))), []
+
+
+def _without_level_numbers(levels: list[str]) -> list[str]:
+    """SILVA's ``D_0__Animalia;...;D_6__Aedes_albopictus`` levels without their prefixes, the empty
+    levels at the end dropped. Raises ValueError on a level without the prefix."""
+    stray = next((level for level in levels if not _LEVEL.match(level)), None)
+    if stray is not None:
+        raise ValueError(f"lineage level {stray!r} lacks the D_<n>__ prefix of the levels before it")
+    levels = [_LEVEL.sub("", level) for level in levels]
+    while levels and not levels[-1].strip():
+        levels.pop()
+    return levels
 
 
 def without_taxids(names: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from models.errors import ClibdError, counted
 TAXONOMY_RANKS = tuple(SINTAX_RANKS.values())  # domain, kingdom, phylum, class, order ... species
 _ID_COLUMNS = ("id", "feature id", "feature-id", "featureid", "#otu id", "#otuid", "otu id", "otuid")  # any case
 _LINEAGE_COLUMNS = ("taxon", "taxonomy")
+_QUIET_COLUMNS = ("confidence",)  # QIIME 2's Feature ID, Taxon, Confidence: nothing clibd reads, nothing lost
 
 Rows = Iterator[tuple[int, list[str]]]
 log = logging.getLogger("clibd")
@@ -54,7 +55,7 @@ def read_rows(source: str | Path, required: Sequence[str] = (),
 
 def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     """A taxonomy table: TSV with an id column and rank columns (``order`` ... ``species``), or
-    with a lineage column (QIIME 2's ``Feature ID``/``Taxon``, biom's ``#OTU ID``/``taxonomy``),
+    without them, a lineage column (QIIME 2's ``Feature ID``/``Taxon``, biom's ``#OTU ID``/``taxonomy``),
     or headerless ``ID<TAB>lineage`` lines (QIIME 2's HeaderlessTSVTaxonomyFormat: the
     Greengenes and UNITE taxonomies for QIIME); column names in any case; lineages as
     ``clibd_cli/io/lineages.py`` reads them.
@@ -64,7 +65,8 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     a missing id column, no rank or lineage column, a malformed lineage, or a repeated id; a
     warning naming the first row with no rank from order to species (``Unassigned``, ``k__Animalia``):
     its records are left unlabelled; one for lineage prefixes that are none of d, k, p, c, o, f, g, s
-    (``sk__``, ``t__``: ``lineages.UnknownRanks``).
+    (``sk__``, ``t__``: ``lineages.UnknownRanks``); one naming the columns it does not read (``notes``,
+    ``subfamily``, BOLD's ``taxon`` beside rank columns), QIIME 2's ``Confidence`` aside.
     """
     name = display_name(source)
     columns, rows = read_rows(source)
@@ -74,15 +76,21 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
         lower.setdefault(column.lower(), columns[column])
     id_column = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
     lineage = next((lower[c] for c in _LINEAGE_COLUMNS if c in lower), None)
-    if id_column is None and len(header) >= 2 and _is_lineage(header[1]):  # no header line
+    headerless = id_column is None and len(header) >= 2 and _is_lineage(header[1])
+    if headerless:  # ID<TAB>lineage lines
         id_column, lineage, rows = 0, 1, itertools.chain([(1, header)], rows)
     if id_column is None:
         raise ClibdError(f"{name}:1: {_missing_message(['id'], header, chr(9))}; or QIIME 2's Feature ID "
                          "and Taxon, or ID<TAB>lineage lines without a header")
-    ranks = [(rank, lower[rank]) for rank in TAXONOMY_RANKS if rank in lower]
+    ranks = [] if headerless else [(rank, lower[rank]) for rank in TAXONOMY_RANKS if rank in lower]
+    if ranks:  # rank columns first: BOLD's and BIOSCAN's taxon column is the lowest name, not a lineage
+        lineage = None
     if not ranks and lineage is None:
         raise ClibdError(f"{name}:1: no rank column; expected some of {', '.join(TAXONOMY_RANKS)} "
                          "(or QIIME 2's Feature ID and Taxon)")
+    if not headerless:
+        _warn_ignored(name, columns, {id_column, *([lineage] if lineage is not None else dict(ranks).values())},
+                      from_lineage=lineage is not None)
     taxonomy: dict[str, dict[str, str]] = {}
     first_line: dict[str, int] = {}
     unranked, first_unranked = 0, (0, "")  # rows naming no rank from order to species; the first's line, id
@@ -114,10 +122,21 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     return taxonomy
 
 
+def _warn_ignored(name: str, columns: dict[str, int], read: set[int], from_lineage: bool) -> None:
+    """One warning naming the columns of a taxonomy table that clibd does not read: neither the id,
+    a rank (domain to species) nor, in a table without rank columns, the lineage."""
+    ignored = [column for column, i in columns.items()
+               if i not in read and column and column.lower() not in _QUIET_COLUMNS]
+    if ignored:
+        log.warning("%s:1: column%s %s ignored: %s", name, "s" * (len(ignored) > 1), ", ".join(map(repr, ignored)),
+                    "clibd reads the id and the lineage" if from_lineage
+                    else f"clibd reads the id and the ranks ({', '.join(TAXONOMY_RANKS)})")
+
+
 def _is_lineage(cell: str) -> bool:
-    """Whether a header cell is a lineage (``k__Animalia;...`` or ``Root;...;Aedes_albopictus``):
-    the first line of a headerless taxonomy."""
-    return is_ranked_lineage(cell) or cell.count(";") >= len(RANKS) - 1
+    """Whether a header cell is a lineage (``k__Animalia;...``, ``Root;...;Aedes_albopictus``, QIIME 2's
+    ``Unassigned``): the first line of a headerless taxonomy."""
+    return is_ranked_lineage(cell) or cell.count(";") >= len(RANKS) - 1 or cell.strip().lower() == "unassigned"
 
 
 def numbered_rows(reader, name: str) -> Rows:
