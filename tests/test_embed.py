@@ -99,7 +99,8 @@ def test_dataset_hdf5_splits_and_modalities(tiny_model, tmp_path):
 
 
 def test_dataset_rows_keep_their_own_ids_and_lineages(tiny_model, tmp_path):
-    """A skipped barcode does not shift the ids after it; a text row embeds its own record's lineage."""
+    """A skipped barcode does not shift the ids after it; a text row embeds its own record's lineage;
+    a record labelled at no rank is not embedded as text."""
     from clibd_cli.data.store_writer import DatasetWriter
     from clibd_cli.embedding.embedder import Embedder, load_model_for
     from fixtures.samples import bold_sample
@@ -107,15 +108,16 @@ def test_dataset_rows_keep_their_own_ids_and_lineages(tiny_model, tmp_path):
 
     rows = [row for row in bold_sample() if not barcode_problem(row["dna_barcode"]) and row["species"]][:3]
     rows[1] = {**rows[1], "dna_barcode": "NNNN"}  # skipped: not a barcode
+    rows.append({**rows[0], "processid": "NOLABEL1", **dict.fromkeys(RANKS, "")})  # no text: skipped as text
     path = tmp_path / "three.h5"
     with DatasetWriter(path, {"source": "test"}) as writer:
         for row in rows:
             writer.add("test", {"processid": row["processid"], "barcode": row["dna_barcode"],
                                 **{rank: row[rank] for rank in RANKS}})
     embedder = Embedder(load_model_for(str(tiny_model), ["dna", "text"]), precision="fp32")
-    expected = {"dna": embedder.barcodes([rows[0]["dna_barcode"], rows[2]["dna_barcode"]]),
-                "text": embedder.labels([embedder.model.label_string(row) for row in rows])}
-    for modality, kept in (("dna", [0, 2]), ("text", [0, 1, 2])):
+    expected = {"dna": embedder.barcodes([rows[i]["dna_barcode"] for i in (0, 2, 3)]),
+                "text": embedder.labels([embedder.model.label_string(row) for row in rows[:3]])}
+    for modality, kept in (("dna", [0, 2, 3]), ("text", [0, 1, 2])):
         out = tmp_path / f"{modality}.h5"
         result = run("--precision", "fp32", "embed", "-m", tiny_model, path, "--modality", modality,
                      "-o", out)
@@ -123,6 +125,7 @@ def test_dataset_rows_keep_their_own_ids_and_lineages(tiny_model, tmp_path):
         ids, _, vectors, _ = read_embeddings(out)
         assert ids == [rows[i]["processid"] for i in kept]
         np.testing.assert_allclose(vectors, expected[modality], atol=1e-5)
+        assert ("1 record labelled at no rank: skipped (e.g. NOLABEL1)" in result.stderr) == (modality == "text")
 
 
 def test_failures_leave_no_file(barcode_refs, tiny_model, tmp_path):

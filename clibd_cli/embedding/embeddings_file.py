@@ -21,8 +21,8 @@ from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_ph
 from clibd_cli.io.outputs import writer_lock
 from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
-from models.config import RANKS
-from models.errors import ClibdError
+from models.config import RANKS, is_missing_label
+from models.errors import ClibdError, counted
 
 if TYPE_CHECKING:
     from clibd_cli.distributed import World
@@ -185,10 +185,14 @@ def _stored_photo(part, row: int, name: str):
 
 def _records(embedder: Embedder, part, modality: str, ids: list[str], start: int, stop: int) -> Part:
     """Rows ``start:stop`` of a dataset: their label strings or usable barcodes, embedded."""
-    if modality == "text":
-        ranks = [part.column(rank, start, stop) for rank in RANKS]
-        labels = [embedder.model.label_string(dict(zip(RANKS, values))) for values in zip(*ranks)]
-        return _part(ids, "text", _encode(embedder.labels, labels, embedder))
+    if modality == "text":  # a record labelled at no rank has no text to embed
+        lineages = [dict(zip(RANKS, values)) for values in zip(*[part.column(rank, start, stop) for rank in RANKS])]
+        keep = [j for j, lineage in enumerate(lineages) if not all(map(is_missing_label, lineage.values()))]
+        skipped = sorted(set(range(len(lineages))) - set(keep))
+        if skipped:
+            log.warning("%s labelled at no rank: skipped (e.g. %s)", counted(len(skipped), "record"), ids[skipped[0]])
+        labels = [embedder.model.label_string(lineages[j]) for j in keep]
+        return _part([ids[j] for j in keep], "text", _encode(embedder.labels, labels, embedder))
     barcodes = part.column("barcode", start, stop)
     checked = [checked_barcode(b) for b in barcodes]
     keep = [j for j, (_, problem) in enumerate(checked) if not problem]
