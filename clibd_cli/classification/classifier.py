@@ -152,7 +152,7 @@ class Classifier:
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
         reads = [i for i in dna_at if through and kinds[i] == READ_KIND]
-        plain = [i for i in dna_at if not (through and kinds[i] == READ_KIND)]
+        plain = sorted(set(dna_at) - set(reads))
         for at, embed in ((plain, self.embedder.barcodes), (reads, self.embedder.reads)):
             if at:
                 vectors[at] = embed([results[i].query.barcode for i in at])
