@@ -181,3 +181,13 @@ def test_quiet_leaves_only_errors_on_stderr(records, tmp_path):
     result = CliRunner().invoke(cli, ["-q", "prepare", str(fasta), "-o", str(tmp_path / "r.h5")])
     assert result.exit_code == 0 and result.stderr == ""
     assert "skipped for an empty or non-nucleotide barcode" in prepare(fasta, "-o", tmp_path / "s.h5").stderr
+
+
+def test_a_fasta_starting_with_blank_lines_is_told_a_fasta(records, tmp_path):
+    """The FASTA reader skips blank lines before the first header; the format detection read only
+    the first line ('cannot tell the input format (first line '')')."""
+    fasta = tmp_path / "r.fa"
+    fasta.write_text("\ufeff\n\n" + write_fasta(tmp_path / "plain.fa", records).read_text())
+    result = prepare(fasta, "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    assert sorted(stored(tmp_path / "r.h5")) == sorted(r.id for r in records)
