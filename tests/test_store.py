@@ -192,3 +192,11 @@ def test_the_summary_counts_genera_apart_from_species(tmp_path):
             writer.add("train", Record(species, barcode="ACGT", genus="Aedes", species=species))
     with open_dataset(tmp_path / "d.h5") as dataset:
         assert dataset.attrs["summary"]["total"] == {"records": 2, "species": 2, "genera": 1, "with_image": 0}
+
+
+def test_a_union_of_splits_holds_each_group_once(tmp_path):
+    """``train+all_keys`` (all_keys holds train) and a split named twice: records are not repeated."""
+    write(tmp_path / "d.h5", ["train", "key_unseen"])
+    with open_dataset(tmp_path / "d.h5") as dataset:
+        assert dataset.split("train+all_keys").groups == ("train", "key_unseen")
+        assert len(dataset.splits_union(["train", "train"])) == 2
