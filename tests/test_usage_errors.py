@@ -1,5 +1,5 @@
-"""Options that contradict each other are usage errors (exit 2) naming the option, before any
-work and before any output is made: index, import, train and embed."""
+"""Options that contradict each other, or that would do nothing, are usage errors (exit 2) naming
+the option, before any work and before any output is made: index, import, train, prepare."""
 
 import pytest
 from click.testing import CliRunner
@@ -22,6 +22,8 @@ from clibd_cli.main import cli
     (["train", "--data", "{fa}", "--modalities", "image,text", "--dna-crop", "0.5"], "crops barcodes"),
     (["train", "--data", "{fa}", "--train-splits", "train", "--best-metric", "bogus"],
      "'bogus' is not reported for image,dna,text"),
+    (["prepare", "--format", "synthetic", "{fa}", "--partition", "{tmp}", "--resize", "64"],
+     "--partition, --resize: not for --format synthetic"),
 ])
 def test_contradicting_options_are_usage_errors_before_any_work(tmp_path, args, message):
     fasta = tmp_path / "r.fa"
