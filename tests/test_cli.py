@@ -124,6 +124,18 @@ def test_unexpected_error_has_no_traceback_unless_verbose(failing_commands):
     assert "Traceback" in verbose.output
 
 
+def test_device_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
+    """--device cuda where PyTorch sees no GPU: a ClibdError saying so, not torch's own failure."""
+    import torch
+
+    from clibd_cli.main import Settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ClibdError, match="--device cuda was requested but no CUDA GPU is visible"):
+        Settings(device="cuda").torch_device()
+    assert Settings(device="auto").torch_device() == "cpu"
+
+
 def test_broken_pipe_prints_no_traceback(failing_commands, tmp_path):
     # A real pipe into `head`: the writer must exit quietly when the reader goes away.
     script = (

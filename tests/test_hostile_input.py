@@ -326,11 +326,25 @@ def test_commands_that_read_files_say_why_standard_input_will_not_do(kmer_index,
     *Conventions*): a usage error that says why, not click's "Path '-' does not exist"."""
     _, records = kmer_index
     text = write_fasta(tmp_path / "r.fa", records[:4]).read_text()
+    first = tmp_path / "r.fa"
     for command, why in ((["prepare", "-"], "reads its input twice"),
-                         (["index", "-m", "kmer", "-"], "each process of an index run reads the references")):
+                         (["index", "-m", "kmer", "-"], "each process of an index run reads the references"),
+                         (["index", "-m", "kmer", first, "-"], "each process of an index run reads")):
         result = run(*command, "-o", tmp_path / "out", input=text)
         assert result.exit_code == 2 and why in result.stderr and "does not exist" not in result.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_option_values_that_name_nothing_are_usage_errors(kmer_index, tmp_path):
+    """--min-confidence 0 (every label asserted: the cutoff is above 0) and an empty --pairs
+    list are refused before any work, with exit 2."""
+    index, records = kmer_index
+    fasta = write_fasta(tmp_path / "q.fa", records[:2], sintax=False)
+    result = run("classify", "--min-confidence", "0", "--index", index, fasta)
+    assert result.exit_code == 2 and "--min-confidence" in result.stderr and result.stdout == ""
+    result = run("evaluate", "-d", fasta, "--pairs", ",", "-o", tmp_path / "report")
+    assert result.exit_code == 2 and "choose from" in result.stderr
+    assert not (tmp_path / "report").exists()
 
 
 def test_an_interrupted_run_exits_130_not_as_a_data_error(kmer_index, tmp_path, monkeypatch):

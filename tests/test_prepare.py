@@ -338,6 +338,10 @@ def test_problems_are_counted_with_their_noun(caplog):
     problems.report("barcode", "record", "skipped")
     assert "1 photo not found, e.g. a.jpg" in caplog.text
     assert "2 records skipped, e.g. line 3; line 5" in caplog.text
+    for line in range(7, 13):
+        problems.add("barcode", f"line {line}")
+    problems.report("barcode", "record", "skipped")
+    assert "8 records skipped, e.g. line 3; line 5; line 7; line 8; line 9\n" in caplog.text  # 5 examples
 
 
 def test_a_fasta_that_names_no_species_is_said_to_be_unlabelled(tmp_path):

@@ -202,6 +202,15 @@ def test_bold_public_data_tsv(records, tmp_path, layout):
     assert float(row["nearest_sim"]) == pytest.approx(1.0, abs=1e-3)
 
 
+def test_a_table_with_a_processid_but_no_sequence_column_is_not_read_as_bold(tmp_path):
+    """BOLD's header needs a sequence column too: a taxonomy table keyed by processid given as
+    the reference is named as no FASTA, not an internal error of the BOLD reader."""
+    (tmp_path / "t.tsv").write_text("processid\tspecies\nX1\tAedes aegypti\n")
+    built = run("index", "-m", "kmer", "-k", "5", tmp_path / "t.tsv", "-o", tmp_path / "index")
+    assert built.exit_code == 1
+    assert error_line(built).startswith(f"clibd: error: {tmp_path / 't.tsv'}:1: expected a FASTA header")
+
+
 def test_skipped_records_are_named_and_held_out_ones_called_so(tmp_path):
     """Which records were left out, and why; held-out queries are not called reference records."""
     from fixtures.specimens import run, specimens, write_fasta

@@ -160,3 +160,43 @@ def test_not_a_dataset(tmp_path):
         open_dataset(tmp_path / "y.h5")
     with pytest.raises(ClibdError, match="no such dataset file"):
         open_dataset(tmp_path / "z.h5")
+
+
+def test_a_clibd_record_without_a_photo_reads_as_none(tmp_path):
+    """The CLIBD layout pads photos into a matrix: a record of length 0 in image_mask has no
+    photo (None, as in our own files), not an empty one."""
+    with h5py.File(tmp_path / "c.hdf5", "w") as h5:
+        group = h5.create_group("val_seen")
+        group.create_dataset("processid", data=np.array([b"a", b"b"]))
+        group.create_dataset("barcode", data=np.array([b"ACGT", b"ACGT"]))
+        group.create_dataset("image", data=np.array([[255, 216, 1], [0, 0, 0]], dtype=np.uint8))
+        group.create_dataset("image_mask", data=np.array([3, 0]))
+    with open_dataset(tmp_path / "c.hdf5") as dataset:
+        split = dataset.split("val_seen")
+        assert split.image_bytes(0) == b"\xff\xd8\x01" and split.image_bytes(1) is None
+
+
+def test_a_group_whose_fields_differ_in_length_is_named(tmp_path):
+    with h5py.File(tmp_path / "d.h5", "w") as h5:
+        group = h5.create_group("train")
+        group.create_dataset("processid", data=np.array([b"a", b"b", b"c"]))
+        group.create_dataset("barcode", data=np.array([b"ACGT", b"ACGT"]))
+    with open_dataset(tmp_path / "d.h5") as dataset, pytest.raises(
+            ClibdError, match=r"group /train has fields of different lengths \(barcode=2, processid=3\)"):
+        dataset.split("train")
+
+
+def test_the_summary_counts_genera_apart_from_species(tmp_path):
+    with DatasetWriter(tmp_path / "d.h5") as writer:
+        for species in ("Aedes aegypti", "Aedes albopictus"):
+            writer.add("train", Record(species, barcode="ACGT", genus="Aedes", species=species))
+    with open_dataset(tmp_path / "d.h5") as dataset:
+        assert dataset.attrs["summary"]["total"] == {"records": 2, "species": 2, "genera": 1, "with_image": 0}
+
+
+def test_a_union_of_splits_holds_each_group_once(tmp_path):
+    """``train+all_keys`` (all_keys holds train) and a split named twice: records are not repeated."""
+    write(tmp_path / "d.h5", ["train", "key_unseen"])
+    with open_dataset(tmp_path / "d.h5") as dataset:
+        assert dataset.split("train+all_keys").groups == ("train", "key_unseen")
+        assert len(dataset.splits_union(["train", "train"])) == 2

@@ -90,7 +90,10 @@ def test_krona_text_per_sample_holds_every_read(case):
         expected = defaultdict(int)
         for row in rows:
             if sizes[row["query_id"]][0] == sample:
-                levels = tuple(row[r] for r in RANKS if row[r]) or ("Unassigned",)
+                named = [row[r] for r in RANKS]
+                while named and not named[-1]:
+                    named.pop()
+                levels = tuple(named) or ("Unassigned",)
                 expected[levels] += sizes[row["query_id"]][1]
         assert {tuple(cells[1:]): int(cells[0]) for cells in lines} == dict(expected)
 
@@ -358,6 +361,20 @@ def test_tally_per_rank_most_reads_first_and_unlabelled_at_that_rank_as_unassign
     assert tally.at_rank("s", "genus") == [(("Diptera", "Culicidae", "Culex"), 5, 1),
                                            (("Diptera", "Culicidae", "Aedes"), 2, 1), (None, 4, 1)]
     assert tally.at_rank("s", "order") == [(("Diptera",), 11, 3), (None, 0, 0)]
+
+
+def test_krona_text_keeps_each_rank_in_its_column_when_a_rank_is_skipped():
+    """A lineage with order and genus but no family: the family field is empty (Krona's
+    ``ktImportText`` skips a nameless level), not the genus shifted into the family column;
+    ranks below the deepest assigned one are left off."""
+    from clibd_cli.abundance.summary import Tally, krona_lines
+
+    tally = Tally()
+    tally.add("s", ("Diptera", None, "Drosophila", None), 3)
+    tally.add("s", ("Diptera", "Culicidae", None, None), 2)
+    tally.add("s", (None, None, None, None), 1)
+    assert krona_lines(tally, "s") == ["3\tDiptera\t\tDrosophila\n", "2\tDiptera\tCulicidae\n",
+                                       "1\tUnassigned\n"]
 
 
 def test_counts_by_sequence_match_whatever_the_case_of_the_table():

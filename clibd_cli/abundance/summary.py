@@ -12,8 +12,9 @@ Files written (each atomically), for ``--summary out/run.tsv``:
   rank (below ``--min-confidence``, unreadable, or absent from the table's classification);
   each rank's reads add up to the sample's reads;
 * ``out/run.<sample>.krona.txt``: Krona's text input (``ktImportText``), ``reads<TAB>order
-  <TAB>family<TAB>genus<TAB>species`` down to the deepest assigned rank, ``Unassigned``
-  for reads with no assigned rank;
+  <TAB>family<TAB>genus<TAB>species`` down to the deepest assigned rank (a rank above it with
+  no assigned name an empty field, which Krona skips), ``Unassigned`` for reads with no
+  assigned rank;
 * ``out/run.html``: a self-contained page (``clibd_cli/abundance/html.py``).
 """
 
@@ -228,10 +229,13 @@ def rows(tally: Tally) -> list[tuple]:
 
 
 def krona_lines(tally: Tally, sample: str) -> list[str]:
-    """``reads<TAB>level...`` lines, one per distinct assigned lineage, most reads first."""
+    """``reads<TAB>level...`` lines, one per distinct assigned lineage, most reads first; a rank
+    skipped above the deepest assigned one is an empty field, so that each rank keeps its column
+    (``ktImportText`` skips a nameless level, hanging the next name on the one above)."""
     reads: dict[tuple, int] = defaultdict(int)
     for lineage, count in tally.reads[sample].items():
-        reads[tuple(name for name in lineage if name) or ("Unassigned",)] += count
+        depth = max((i + 1 for i, name in enumerate(lineage) if name), default=0)
+        reads[tuple(name or "" for name in lineage[:depth]) or ("Unassigned",)] += count
     return [f"{count}\t" + "\t".join(levels) + "\n"
             for levels, count in sorted(reads.items(), key=lambda item: (-item[1], item[0])) if count]
 

@@ -73,6 +73,12 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     if input_format == "synthetic":  # real BOLD barcodes + generated photos that follow the taxonomy
         from clibd_cli.data.synthetic import write_synthetic_dataset
 
+        ignored = [name for name, value in (("--images", images), ("--taxonomy", taxonomy),
+                                            ("--partition", partition), ("--resize", resize)) if value]
+        if ignored:
+            raise click.UsageError(f"{', '.join(ignored)}: not for --format synthetic (it draws its photos "
+                                   "and keeps BOLD's splits)")
+
         click.echo(format_summary(write_synthetic_dataset(
             output, seed=settings.seed if seed is None else seed, bold_csv=input_path,
             command=settings.command_line)))

@@ -79,9 +79,10 @@ class Problems:
 
 
 def detect_format(path: str | Path) -> str:
-    """``fasta``, ``bioscan-5m`` or ``bioscan-1m`` from the first line of ``path``."""
+    """``fasta``, ``bioscan-5m`` or ``bioscan-1m`` from the first line of ``path`` that is not
+    blank (the FASTA reader skips blank lines before the first header too)."""
     with reading(path), open_text(path) as handle:
-        first = handle.readline().lstrip("\ufeff")
+        first = next((line for line in (text.lstrip("\ufeff") for text in handle) if line.strip()), "")
     if first[:1] in (">", "@"):
         return "fasta"
     if {"nucraw", "sampleid", "image_file"} & set(first.strip().split("\t")):

@@ -1,0 +1,193 @@
+"""`clibd prepare`, what each source gives the dataset: FASTQ found by its first line, a
+taxonomy table winning over headers, warnings given once, BIOSCAN ids, splits and photo
+folders; barcodes at the length cap; the per-split table; the writer lock of ``-o``."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from clibd_cli.data.store import open_dataset
+from clibd_cli.io.sequences import MAX_LENGTH
+from clibd_cli.main import cli
+from fixtures.samples import bioscan1m_sample, bold_table, write_csv
+from fixtures.specimens import copy_photos, specimens, write_fasta, write_taxonomy
+
+
+def prepare(*args, seed=None):
+    return CliRunner().invoke(cli, [*(["--seed", str(seed)] if seed is not None else []), "prepare",
+                                    *map(str, args)])
+
+
+def stored(path) -> dict[str, dict]:
+    """processid -> {field: value} of every record in a dataset file."""
+    with open_dataset(path) as dataset:
+        every = dataset.split("all")
+        ids, barcodes = every.ids(), every.column("barcode")
+        return {pid: {"barcode": barcodes[i], **every.ranks(i)} for i, pid in enumerate(ids)}
+
+
+@pytest.fixture(scope="module")
+def records():
+    return specimens(n_species=4, per_species=3, unnamed=1)
+
+
+def test_a_fastq_is_told_by_its_first_line(records, tmp_path):
+    fastq = tmp_path / "reads.fq"
+    fastq.write_text("".join(f"@{r.sintax()[1:]}\n{r.barcode}\n+\n{'I' * len(r.barcode)}\n" for r in records))
+    result = prepare(fastq, "-o", tmp_path / "q.h5")
+    assert result.exit_code == 0, result.output
+    assert sorted(stored(tmp_path / "q.h5")) == sorted(r.id for r in records)
+
+
+def test_a_record_of_a_bad_barcode_is_left_out_of_the_protocols_splits(records, tmp_path):
+    """FASTA (splits by the CLIBD protocol): the record is skipped, not put in no_split."""
+    fasta = write_fasta(tmp_path / "r.fa", records)
+    fasta.write_text(fasta.read_text() + ">bad;tax=o:Diptera;\nMKVLAAGIV\n")
+    result = prepare(fasta, "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    assert "1 record skipped for an empty or non-nucleotide barcode" in result.stderr
+    assert sorted(stored(tmp_path / "r.h5")) == sorted(r.id for r in records)
+
+
+def test_a_barcode_at_the_length_cap_is_kept_one_over_is_skipped(tmp_path):
+    header, rows = bold_table()
+    rows = [dict(row) for row in rows[:12]]
+    rows[2]["dna_barcode"] = "ACGT" * (MAX_LENGTH // 4)
+    rows[3]["dna_barcode"] = "ACGT" * (MAX_LENGTH // 4) + "A"
+    result = prepare(write_csv(tmp_path / "m.csv.gz", header, rows), "-o", tmp_path / "m.h5")
+    assert result.exit_code == 0, result.output
+    assert f"line 5 (barcode over {MAX_LENGTH:,} characters" in result.stderr
+    kept = stored(tmp_path / "m.h5")
+    assert len(kept[rows[2]["processid"]]["barcode"]) == MAX_LENGTH and rows[3]["processid"] not in kept
+
+
+def test_an_input_of_no_usable_barcode_writes_no_dataset(records, tmp_path):
+    fasta = tmp_path / "bad.fa"
+    fasta.write_text("".join(f">{r.id}\nMKVLA\n" for r in records))
+    result = prepare(fasta, "-o", tmp_path / "bad.h5")
+    assert result.exit_code == 1 and f"no usable barcode in {len(records)} records" in result.output
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_the_taxonomy_table_wins_over_the_header_and_warnings_come_once(records, tmp_path):
+    """A record with SINTAX taxonomy in its header and a row in --taxonomy gets the table's; a
+    record missing from the table keeps its header's, with one warning (the input is read two or
+    three times); a photo named for no record is named, once."""
+    fasta = write_fasta(tmp_path / "r.fa", records)
+    first, missing = records[0], records[1]
+    table = {r.id: r.lineage for r in records if r is not missing}
+    table[first.id] = {"order": "Lepidoptera", "family": "Erebidae", "genus": "Arctia", "species": "Arctia caja"}
+    photos = copy_photos(tmp_path / "photos", [first.id, "nobody"])
+    result = prepare(fasta, "--taxonomy", write_taxonomy(tmp_path / "t.tsv", table), "--images",
+                     tmp_path / "photos", "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    kept = stored(tmp_path / "r.h5")
+    assert {rank: kept[first.id][rank] for rank in table[first.id]} == table[first.id]
+    assert kept[missing.id]["species"] == missing.lineage["species"]
+    assert result.stderr.count("1 record not in the taxonomy table") == 1
+    assert result.stderr.count(f"1 photo matching no record id, e.g. {photos[1]}") == 1
+
+
+def test_a_table_naming_no_record_is_a_warning_when_the_headers_carry_taxonomy(records, tmp_path):
+    """Refused only when no record has taxonomy at all (its ids are not the FASTA's)."""
+    fasta = write_fasta(tmp_path / "r.fa", records)
+    table = write_taxonomy(tmp_path / "t.tsv", {"not-a-record": {"genus": "Aedes"}})
+    result = prepare(fasta, "--taxonomy", table, "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    assert f"{len(records)} records not in the taxonomy table" in result.stderr
+
+
+def test_bioscan1m_keeps_its_processids_and_finds_photos_in_the_package_folder(tmp_path):
+    """``--images`` naming the package folder itself (its part1/, part2/ ... folders) finds the
+    photos; the processid column is stored as the processid, the sampleid as the sampleid."""
+    sample = bioscan1m_sample(tmp_path)
+    result = prepare(sample["tsv"], "--images", sample["images"] / "images" / "cropped", "-o", tmp_path / "o.h5")
+    assert result.exit_code == 0, result.output
+    with open_dataset(tmp_path / "o.h5") as dataset:
+        every = dataset.split("all")
+        pairs = set(zip(every.ids(), every.column("sampleid")))
+        assert dataset.attrs["summary"]["total"]["with_image"] == len(sample["with_photo"])
+    assert pairs == {(row["processid"], row["sampleid"]) for row in sample["rows"]}
+
+
+def bioscan5m(tmp_path, change):
+    header, rows = bold_table()
+    rows = [dict(row) for row in rows[:12]]
+    change(rows)
+    return write_csv(tmp_path / "m.csv.gz", header, rows)
+
+
+def test_bioscan_rows_without_an_id_or_a_labelled_row_without_a_split_are_named(tmp_path):
+    labelled = next(i for i, row in enumerate(bold_table()[1][:12]) if row["species"])
+    no_split = bioscan5m(tmp_path, lambda rows: rows[labelled].update(split=""))
+    result = prepare(no_split, "-o", tmp_path / "a.h5")
+    assert result.exit_code == 1 and f":{labelled + 2}: split '' is not one of" in result.output
+    no_id = bioscan5m(tmp_path, lambda rows: rows[4].update(processid=" "))
+    result = prepare(no_id, "-o", tmp_path / "b.h5")
+    assert result.exit_code == 1 and ":6: empty processid" in result.output
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+
+
+def test_a_partition_for_bioscan5m_is_a_usage_error(tmp_path):
+    partition = tmp_path / "partition"
+    partition.mkdir()
+    result = prepare(bioscan5m(tmp_path, lambda rows: None), "--partition", partition, "-o", tmp_path / "m.h5")
+    assert result.exit_code == 2 and "--partition is for bioscan-1m and fasta" in result.output
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_prepare_seed_zero_is_not_the_global_seed(tmp_path):
+    """``clibd --seed 8 prepare --seed 0`` splits with seed 0, as ``prepare --seed 0`` does."""
+    sample = bioscan1m_sample(tmp_path)
+    assert prepare(sample["tsv"], "--seed", 0, "-o", tmp_path / "a.h5").exit_code == 0
+    assert prepare(sample["tsv"], "--seed", 0, "-o", tmp_path / "b.h5", seed=8).exit_code == 0
+    with open_dataset(tmp_path / "a.h5") as a, open_dataset(tmp_path / "b.h5") as b:
+        assert a.attrs["seed"] == b.attrs["seed"] == 0
+        assert {s: a.split(s).ids() for s in a.splits} == {s: b.split(s).ids() for s in b.splits}
+
+
+def test_the_table_counts_genera_and_ends_with_the_total(records, tmp_path):
+    result = prepare(write_fasta(tmp_path / "r.fa", records), "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    last = result.stdout.splitlines()[-1].split()
+    genera = {r.lineage["genus"] for r in records if r.lineage["genus"]}
+    species = {r.lineage["species"] for r in records if r.lineage["species"]}
+    assert last == ["total", str(len(records)), str(len(species)), str(len(genera)), "0"]
+    assert len(genera) < len(species)  # the sample tells genera from species
+
+
+def test_prepare_waits_for_another_writer_of_its_output(records, tmp_path):
+    from clibd_cli.io.outputs import writer_lock
+
+    fasta, out = write_fasta(tmp_path / "r.fa", records), tmp_path / "r.h5"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with writer_lock(out):
+        proc = subprocess.Popen([sys.executable, "-m", "clibd_cli", "prepare", str(fasta), "-o", str(out)],
+                                env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        assert "another clibd is writing it; waiting" in proc.stderr.readline()
+        time.sleep(0.5)
+        assert proc.poll() is None and not out.exists()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert out.is_file()
+
+
+def test_quiet_leaves_only_errors_on_stderr(records, tmp_path):
+    fasta = write_fasta(tmp_path / "r.fa", records)
+    fasta.write_text(fasta.read_text() + ">bad\nMKVLAAGIV\n")
+    result = CliRunner().invoke(cli, ["-q", "prepare", str(fasta), "-o", str(tmp_path / "r.h5")])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert "skipped for an empty or non-nucleotide barcode" in prepare(fasta, "-o", tmp_path / "s.h5").stderr
+
+
+def test_a_fasta_starting_with_blank_lines_is_told_a_fasta(records, tmp_path):
+    """The FASTA reader skips blank lines before the first header; the format detection read only
+    the first line ('cannot tell the input format (first line '')')."""
+    fasta = tmp_path / "r.fa"
+    fasta.write_text("\ufeff\n\n" + write_fasta(tmp_path / "plain.fa", records).read_text())
+    result = prepare(fasta, "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    assert sorted(stored(tmp_path / "r.h5")) == sorted(r.id for r in records)

@@ -1,0 +1,37 @@
+"""Options that contradict each other, or that would do nothing, are usage errors (exit 2) naming
+the option, before any work and before any output is made: index, import, train, prepare."""
+
+import pytest
+from click.testing import CliRunner
+
+from clibd_cli.main import cli
+
+
+@pytest.mark.parametrize("args, message", [
+    (["index", "-m", "kmer", "{fa}", "--calibrate-split", "test"], "--calibrate-split goes with --calibrate-on"),
+    (["index", "-m", "kmer", "{fa}", "--modality", "image", "--images", "{tmp}"], "--images goes with --modality dna"),
+    (["index", "-m", "kmer", "{fa}", "--modality", "text", "--calibrate-on", "{fa}"],
+     "--calibrate-on calibrates barcode or photo indexes"),
+    (["index", "-m", "kmer", "{fa}", "--nproc-per-node", "2"], "the kmer model runs in one process"),
+    (["import", "--from", "barcodebert", "{fa}", "--config", "{fa}"],
+     "--config applies to --from clibd-checkpoint only"),
+    (["train", "--data", "{fa}", "--modalities", "dna"], "name at least two of image, dna, text"),
+    (["train", "--data", "{fa}", "--modalities", "image,dna", "--positives", "label"],
+     "labels come from the text modality"),
+    (["train", "--data", "{fa}", "--dna-dna", "0.5"], "needs --positives label and dna in --modalities"),
+    (["train", "--data", "{fa}", "--modalities", "image,text", "--dna-crop", "0.5"], "crops barcodes"),
+    (["train", "--data", "{fa}", "--train-splits", "train", "--best-metric", "bogus"],
+     "'bogus' is not reported for image,dna,text"),
+    (["prepare", "--format", "synthetic", "{fa}", "--partition", "{tmp}", "--resize", "64"],
+     "--partition, --resize: not for --format synthetic"),
+])
+def test_contradicting_options_are_usage_errors_before_any_work(tmp_path, args, message):
+    fasta = tmp_path / "r.fa"
+    fasta.write_text(">a;tax=o:Diptera;\nACGTACGTACGT\n")
+    out = tmp_path / "out"
+    words = [word.format(fa=fasta, tmp=tmp_path) for word in args]
+    words += ["--out" if args[0] == "train" else "-o", str(out)]
+    result = CliRunner().invoke(cli, words)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not out.exists()
