@@ -58,16 +58,25 @@ def read_sintax_scores(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
             for line in read_sintax(path)}
 
 
+def best_labels(lineage: str) -> dict[str, str]:
+    """Rank letter -> best label of a clibd ``lineage`` (``o:Diptera(1.00),...,s:Aedes_albopictus(0.41)``),
+    underscores read as spaces; the confidence is the last parenthesis, as SINTAX's reader takes it."""
+    return {letter: label.rpartition("(")[0].replace("_", " ")
+            for letter, _, label in (p.partition(":") for p in lineage.split(",") if p)}
+
+
 def read_clibd_scores(path: Path) -> tuple[dict[str, dict[str, tuple[str, float]]], float]:
-    """Best label and confidence per rank, and the share of new species the run assumed."""
-    scores, prior = {}, float("nan")
+    """Best label and confidence per rank, and the share of new species the run assumed: the
+    mean over its records of ``prior_unseen`` (estimated per kind of query, `dna`, `dna<500`,
+    `dna~`: each record carries its kind's share; NaN if no record does)."""
+    scores, priors = {}, []
     with open(path) as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            best = dict(p.split("(")[0].split(":", 1) for p in row["lineage"].split(",") if p)
-            scores[row["query_id"]] = {r: (best.get(r[0], "").replace("_", " "), float(row[f"{r}_conf"] or 0))
-                                       for r in RANKS}
-            prior = float(row["prior_unseen"] or "nan")
-    return scores, prior
+            best = best_labels(row["lineage"])
+            scores[row["query_id"]] = {r: (best.get(r[0], ""), float(row[f"{r}_conf"] or 0)) for r in RANKS}
+            if row["prior_unseen"]:
+                priors.append(float(row["prior_unseen"]))
+    return scores, float(np.mean(priors)) if priors else float("nan")
 
 
 def batch_table(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str], cutoff: float) -> dict:

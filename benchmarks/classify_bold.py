@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+import batch_calibration as bc
+
 from clibd_cli.classification import read_errors
 from clibd_cli.io.pipeline_formats import read_sintax as sintax_lines
 from models.config import RANKS
@@ -125,8 +127,6 @@ def main() -> None:
     report("clibd classify", took, len(truth), read_clibd(out), truth, ref_genera)
     report("  (the same, best label at every rank, ignoring the cutoff)", took, len(truth),
            read_clibd(out, cutoff=0.0), truth, ref_genera)
-    import batch_calibration as bc
-
     ece = bc.batch_table(bc.read_clibd_scores(out)[0], [r for qs in queries.values() for r in qs],
                          {r["processid"] for r in queries["test_unseen"]}, ref_genera, 0.8)
     print("  ECE order / family / genus / species, points (10 bins over each rank's best-label confidence): "
@@ -158,8 +158,6 @@ def main() -> None:
 def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, query_fasta: Path,
                 where: list[str], ref_genera: set) -> None:
     """Each batch in its own clibd run; SINTAX and RDP once over all queries (they are per-query)."""
-    import batch_calibration as bc
-
     from clibd_cli.evaluation import rdp
 
     new = {r["processid"] for r in queries["test_unseen"]}
@@ -235,10 +233,9 @@ def read_clibd(path: Path, cutoff: float | None = None) -> dict[str, dict[str, s
             if cutoff is None:
                 calls[row["query_id"]] = {r: row[r] for r in RANKS}
                 continue
-            lineage = dict(p.split("(")[0].split(":", 1) for p in row["lineage"].split(",") if p)
-            calls[row["query_id"]] = {
-                r: lineage.get(r[0], "").replace("_", " ") if float(row[f"{r}_conf"] or 0) >= cutoff else ""
-                for r in RANKS}
+            lineage = bc.best_labels(row["lineage"])
+            calls[row["query_id"]] = {r: lineage.get(r[0], "") if float(row[f"{r}_conf"] or 0) >= cutoff else ""
+                                      for r in RANKS}
     return calls
 
 
