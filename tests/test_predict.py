@@ -7,7 +7,7 @@ import pytest
 
 from clibd_cli.classification import fitting
 from clibd_cli.classification.calibration import Calibration
-from clibd_cli.classification.decision import decide, predict
+from clibd_cli.classification.decision import decide, label, predict
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.evaluation import metrics
@@ -140,6 +140,11 @@ def test_rank_without_labelled_neighbours_is_empty_with_zero_confidence():
         assert pred.labels["species"] is None and pred.confidence["species"] == 0.0
         assert pred.assigned["genus"] == "G000"
         assert "s:" not in pred.lineage()
+    # a rank no neighbour labels adds no feature (not an infinite distance): the species of a
+    # genus labelled at species is still named as surely as in a wholly labelled reference
+    queries, _ = tree.records([9], 3)
+    rows, sims = index.search(queries, 8)
+    assert all(pred.assigned["species"] == "G010 s1" for pred in predict(rows, sims, taxonomy, calibration))
 
 
 def handmade_calibration(ranks, tau_vote=1.0):
@@ -165,6 +170,43 @@ def test_genus_is_picked_under_the_family_picked():
     assert pred.labels["genus"] == "G3"
     assert pred.confidence["genus"] <= 1 - pred.confidence["family"] + 1e-12
     assert pred.assigned == {"family": "F1", "genus": None}
+
+
+def test_a_genus_is_picked_among_all_where_the_family_was_left_unknown():
+    """The family is unknown (a record filed with no family lies nearest): the genus is the one
+    with most votes, not the one filed under no family."""
+    labels = {"family": [None, "F1", "F1", "F1"], "genus": ["G0", "G1", "G1", "G1"]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(4)], labels)
+    rows, sims = np.arange(4)[None, :], np.array([[0.99, 0.98, 0.97, 0.96]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]))[0]
+    assert pred.labels == {"family": None, "genus": "G1"}
+
+
+def test_a_genus_outside_the_family_picked_is_named_when_no_neighbour_offers_one_inside():
+    labels = {"family": ["F1", "F2", "F1", "F1", "F1"], "genus": [None, "G3", None, None, None]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(5)], labels)
+    rows, sims = np.arange(5)[None, :], np.array([[0.95, 0.94, 0.94, 0.94, 0.94]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]))[0]
+    assert pred.labels == {"family": "F1", "genus": "G3"}
+
+
+def test_a_twin_filed_under_no_family_does_not_unname_the_family():
+    """Identical barcodes, one filed with its family and one with its genus only: the family is
+    kept; only a family-less record strictly closer than the family's leaves it unknown."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b"], {"family": [None, "F1"], "genus": ["G1", "G1"]})
+    calibration = handmade_calibration(["family", "genus"])
+    for near, family in ((0.99, "F1"), (0.995, None)):
+        rows, sims = np.array([[0, 1]]), np.array([[near, 0.99]], dtype=np.float32)
+        assert predict(rows, sims, taxonomy, calibration)[0].labels == {"family": family, "genus": "G1"}
+
+
+def test_the_margin_of_a_lone_label_is_over_the_kth_neighbour():
+    """Every neighbour carries the winner's label: any other label lies at most as near as the
+    k-th neighbour, and the margin feature is taken over it."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"genus": ["G1"] * 3})
+    rows, sims = np.array([[0, 1, 2]]), np.array([[0.99, 0.95, 0.90]], dtype=np.float32)
+    margin = label(rows, sims, taxonomy, handmade_calibration(["genus"])).features["genus"][0, 1]
+    assert margin == pytest.approx(0.99 - 0.90)
 
 
 def test_a_rank_is_never_more_confident_than_the_rank_above():
