@@ -209,6 +209,18 @@ def test_the_margin_of_a_lone_label_is_over_the_kth_neighbour():
     assert margin == pytest.approx(0.99 - 0.90)
 
 
+def test_a_sharp_vote_holds_at_low_similarities():
+    """Photo queries lie at cosine ~0.2 from the barcodes they match; at the sharpest temperature
+    (0.001) the weights are taken relative to the best neighbour, so they do not all underflow to
+    0 (a vote share of 0: confidence 0.08 instead of 0.92)."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"genus": ["G1", "G2", "G2"]})
+    calibration = handmade_calibration(["genus"], tau_vote=0.001)
+    calibration.ranks["genus"]["tau_share"] = 0.001
+    rows, sims = np.array([[0, 1, 2]]), np.array([[0.2, 0.19, 0.19]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, calibration)[0]
+    assert pred.labels["genus"] == "G1" and pred.confidence["genus"] == pytest.approx(1 / (1 + np.exp(-2.5)), abs=1e-3)
+
+
 def test_a_rank_is_never_more_confident_than_the_rank_above():
     """A species cannot be surer than its genus: the genus map says 0.27, the species map 0.88,
     and the species is reported at 0.27, below a 0.5 cutoff with its genus."""
