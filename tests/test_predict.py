@@ -277,6 +277,9 @@ def test_format_1_calibration_reads_without_changing_its_json(setup):
     first, second = Calibration.from_json(old), Calibration.from_json(old)
     assert json.dumps(old) == text and first == second and not first.adaptive
     assert first.ranks["genus"]["maps"] == [calibration.ranks["genus"]["maps"][0]]
+    # its share of new species is the one fixed when it was built, whatever the run's
+    fixed = Calibration.from_json({**old, "prior_unseen": 0.2})
+    assert fixed.unseen_share(fixed.estimate_shares(np.zeros((1, 12)))) == 0.2
 
 def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypatch):
     """A large reference is scored a few pseudo-queries at a time (flat memory): same fit."""
