@@ -221,6 +221,36 @@ def test_a_sharp_vote_holds_at_low_similarities():
     assert pred.labels["genus"] == "G1" and pred.confidence["genus"] == pytest.approx(1 / (1 + np.exp(-2.5)), abs=1e-3)
 
 
+def test_new_species_are_staged_only_where_their_genus_keeps_other_records():
+    """Unseen-species pseudo-queries: a species of a genus with other species (G1), not one of a
+    monotypic genus (G2: that is a new genus), nor one whose genus keeps only records unlabelled at
+    species (G3: they may be of the left-out species itself)."""
+    rng = np.random.default_rng(0)
+    species = ["s1"] * 3 + ["s2"] * 3 + ["s3"] * 3 + ["s4"] * 3 + [None] * 2 + ["s5"]
+    genus = ["G1"] * 6 + ["G2"] * 3 + ["G3"] * 5 + ["G1"]
+    vectors = rng.normal(size=(len(species), 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_index(vectors, [f"r{i}" for i in range(len(species))], {"genus": genus, "species": species},
+                        model_fingerprint="f", modality="dna", M=8)
+    calibration = fit_calibration(index, k=5, n_queries=100)
+    assert calibration.scenarios[:2] == ["seen", "unseen_species"]
+    # seen: the records of a species with others (or of none), not the lone s5 (it would be a new species)
+    assert calibration.fitted_on["pseudo_queries"][:2] == [14, 7]
+
+
+def test_a_label_s_parent_is_the_one_most_of_its_records_carry():
+    labels = {"family": ["F2", "F1", "F1", "F1", "F2"], "genus": ["G1", "G1", "G1", "G1", "G2"]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(5)], labels)
+    assert [taxonomy.names["family"][p] for p in taxonomy.parents["genus"][:2]] == ["F1", "F2"]
+
+
+def test_taxa_are_matched_whatever_their_case_and_underscores():
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"genus": ["Aedes", "Aedes", "Culex"],
+                                                               "species": ["Aedes albopictus", None, "Culex pipiens"]})
+    rows, unknown = taxonomy.rows_within(["aedes_ALBOPICTUS", " culex ", "Anopheles"])
+    assert rows.tolist() == [0, 2] and unknown == ["Anopheles"]
+
+
 def test_a_rank_is_never_more_confident_than_the_rank_above():
     """A species cannot be surer than its genus: the genus map says 0.27, the species map 0.88,
     and the species is reported at 0.27, below a 0.5 cutoff with its genus."""
@@ -248,6 +278,10 @@ def test_lineage_status_and_cutoff():
     assert pred.assigned["species"] is None and pred.assigned["genus"] == "Aedes"
     assert pred.status == "assigned" and pred.nearest_id == "a"
     assert predict(rows, sims, taxonomy, handmade_calibration(RANKS), 0.95)[0].status == "unassigned"
+    # the cutoff is reached at equality: --min-confidence 1 keeps the labels at confidence 1
+    sure = predict(rows, sims, taxonomy, handmade_calibration(RANKS), 1.0)[0]
+    sure.confidence["order"] = 1.0
+    assert sure.assigned["order"] == "Diptera" and sure.status == "assigned"
 
 
 def test_calibration_json_round_trip(setup):
