@@ -316,6 +316,13 @@ def test_format_1_calibration_reads_without_changing_its_json(setup):
     fixed = Calibration.from_json({**old, "prior_unseen": 0.2})
     assert fixed.unseen_share(fixed.estimate_shares(np.zeros((1, 12)))) == 0.2
 
+def test_vote_temperatures_that_tie_go_to_the_sharpest(setup):
+    """Orders are told apart at every temperature tried: the sharpest is kept."""
+    from clibd_cli.defaults import CALIBRATION
+
+    assert setup[2].ranks["order"]["tau_vote"] == min(CALIBRATION.taus)
+
+
 def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypatch):
     """A large reference is scored a few pseudo-queries at a time (flat memory): same fit."""
     import clibd_cli.classification.fitting as fitting
