@@ -59,6 +59,15 @@ def test_a_left_out_neighbour_label_is_skipped():
     assert x[1, 1] == pytest.approx(0.9 - cos(28), abs=1e-6)  # C left out: the next label is A (B's 30 to A's 2)
     assert list(x[2]) == [0.0, 0.0]  # no winner
 
+    # which of the winner's other labels a pseudo-query left out: at the rank it left out and
+    # below it (its species), none above it (its genus is still in the reference)
+    from clibd_cli.classification.fitting import _left_out
+
+    c = reference.names["species"].index("C")
+    truth = {"genus": np.array([0]), "species": np.array([c])}
+    assert _left_out(reference, gaps, np.array([b]), "species", "species", truth).tolist() == [[True, False, False]]
+    assert _left_out(reference, gaps, np.array([0]), "genus", "species", truth) is None
+
 
 def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
     rng = np.random.default_rng(0)
@@ -83,4 +92,9 @@ def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
                                                                   "species": labels["species"][:10] + ["sx"] * 2},
                                     gapped)
     assert held.gaps == gapped.gaps and len(held.ranks["genus"]["maps"][1]["coef"]) == 5
+    # queries not labelled at species neither count as seen nor as unseen
+    unlabelled = fit_calibration_held_out(index, vectors[:14] + 0.01, {
+        "genus": labels["genus"][:10] + ["gx"] * 2 + labels["genus"][:2],
+        "species": labels["species"][:10] + ["sx"] * 2 + [None] * 2}, gapped)
+    assert unlabelled.fitted_on["held_out_queries"] == [10, 2]
 
