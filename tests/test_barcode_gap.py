@@ -48,6 +48,14 @@ def test_spread_and_nearest_other_label():
     assert gaps["genus"].nearest_other[g] == pytest.approx(cos(89), abs=1e-6)  # C's 61 to D's 150
 
 
+def test_a_lone_record_s_label_takes_the_rank_s_median_spread():
+    radians = np.deg2rad([0, 2, 30, 50, 100])
+    vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+    reference = ReferenceTaxonomy.from_labels([str(i) for i in range(5)], {"species": ["A", "A", "B", "B", "E"]})
+    within = fit_gaps(reference, *exact_search(vectors, vectors, 5))["species"].within
+    assert within[2] == pytest.approx(np.median([cos(2), cos(20)]), abs=1e-6)
+
+
 def test_a_left_out_neighbour_label_is_skipped():
     vectors, reference = circle()
     gaps = fit_gaps(reference, *exact_search(vectors, vectors, len(vectors)))["species"]
