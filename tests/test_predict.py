@@ -323,6 +323,18 @@ def test_vote_temperatures_that_tie_go_to_the_sharpest(setup):
     assert setup[2].ranks["order"]["tau_vote"] == min(CALIBRATION.taus)
 
 
+def test_the_vote_share_temperature_is_the_one_whose_maps_fit_best(setup, monkeypatch):
+    """Maps whose loss falls as the vote shares grow: the sharpest temperature (the largest
+    shares) fits best and is the one kept."""
+    from clibd_cli.defaults import CALIBRATION
+
+    def scored(x, y, w, l2):
+        return {**fit_map(x, y, w, l2), "loss": -float(x[:, 2].sum())}
+
+    monkeypatch.setattr(fitting, "fit_map", scored)
+    assert fit_calibration(setup[1], k=10, n_queries=60).ranks["species"]["tau_share"] == min(CALIBRATION.taus)
+
+
 def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypatch):
     """A large reference is scored a few pseudo-queries at a time (flat memory): same fit."""
     import clibd_cli.classification.fitting as fitting
