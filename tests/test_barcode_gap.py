@@ -48,6 +48,14 @@ def test_spread_and_nearest_other_label():
     assert gaps["genus"].nearest_other[g] == pytest.approx(cos(89), abs=1e-6)  # C's 61 to D's 150
 
 
+def test_a_lone_record_s_label_takes_the_rank_s_median_spread():
+    radians = np.deg2rad([0, 2, 30, 50, 100])
+    vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+    reference = ReferenceTaxonomy.from_labels([str(i) for i in range(5)], {"species": ["A", "A", "B", "B", "E"]})
+    within = fit_gaps(reference, *exact_search(vectors, vectors, 5))["species"].within
+    assert within[2] == pytest.approx(np.median([cos(2), cos(20)]), abs=1e-6)
+
+
 def test_a_left_out_neighbour_label_is_skipped():
     vectors, reference = circle()
     gaps = fit_gaps(reference, *exact_search(vectors, vectors, len(vectors)))["species"]
@@ -58,6 +66,15 @@ def test_a_left_out_neighbour_label_is_skipped():
     assert x[0] == pytest.approx([0.9 - cos(20), 0.9 - cos(10)], abs=1e-6)
     assert x[1, 1] == pytest.approx(0.9 - cos(28), abs=1e-6)  # C left out: the next label is A (B's 30 to A's 2)
     assert list(x[2]) == [0.0, 0.0]  # no winner
+
+    # which of the winner's other labels a pseudo-query left out: at the rank it left out and
+    # below it (its species), none above it (its genus is still in the reference)
+    from clibd_cli.classification.fitting import _left_out
+
+    c = reference.names["species"].index("C")
+    truth = {"genus": np.array([0]), "species": np.array([c])}
+    assert _left_out(reference, gaps, np.array([b]), "species", "species", truth).tolist() == [[True, False, False]]
+    assert _left_out(reference, gaps, np.array([0]), "genus", "species", truth) is None
 
 
 def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
@@ -83,4 +100,9 @@ def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
                                                                   "species": labels["species"][:10] + ["sx"] * 2},
                                     gapped)
     assert held.gaps == gapped.gaps and len(held.ranks["genus"]["maps"][1]["coef"]) == 5
+    # queries not labelled at species neither count as seen nor as unseen
+    unlabelled = fit_calibration_held_out(index, vectors[:14] + 0.01, {
+        "genus": labels["genus"][:10] + ["gx"] * 2 + labels["genus"][:2],
+        "species": labels["species"][:10] + ["sx"] * 2 + [None] * 2}, gapped)
+    assert unlabelled.fitted_on["held_out_queries"] == [10, 2]
 

@@ -37,6 +37,24 @@ def test_em_recovers_a_known_mixture():
     assert again.posterior(x) == pytest.approx(model.posterior(x))
 
 
+def test_the_scenario_posteriors_are_at_equal_shares_whatever_the_pseudo_query_counts():
+    """Features that say nothing of the scenario: the posterior is the training shares (1/S each),
+    not the pseudo-queries' proportions, which EM and the fixed shares would then count twice."""
+    rng = np.random.default_rng(0)
+    scenario = np.repeat([0, 1, 2], [3000, 1000, 500])
+    model = fit_scenario_model(rng.normal(size=(len(scenario), 2)), scenario, 3)
+    assert model.posterior(rng.normal(size=(2000, 2))).mean(axis=0) == pytest.approx([1 / 3] * 3, abs=0.03)
+
+
+def test_fixed_shares_split_new_species_by_the_new_genus_fraction():
+    from clibd_cli.classification.calibration import Calibration
+
+    calibration = Calibration(10, None, 0.1, {}, {}, ["seen", "unseen_species", "unseen_genus", "unseen_family"])
+    shares = calibration.shares(0.4)
+    assert shares == pytest.approx([0.6, 0.36, 0.04, 0.0])
+    assert calibration.new_genus_share(np.array([0.5, 0.3, 0.15, 0.05])) == pytest.approx(0.2)
+
+
 def test_few_queries_stay_near_the_default_share():
     posterior = np.array([[0.0, 1.0]] * 3)  # three queries that look new
     shares = estimate_shares(posterior, np.array([0.5, 0.5]), np.array([0.5, 0.5]))

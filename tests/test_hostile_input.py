@@ -308,6 +308,20 @@ def test_a_reference_too_small_to_calibrate_says_so(tmp_path):
     assert "two records or more" not in run("index", "-m", "kmer", two, "-o", tmp_path / "index2").stderr
 
 
+def test_a_reference_of_one_species_says_its_confidences_know_no_new_species(tmp_path):
+    """No taxon to leave out: the calibration knows seen queries only. clibd index and classify say
+    so, and classify neither reports an estimate nor a share of new species it cannot apply."""
+    records = specimens(n_species=1, per_species=6, unnamed=0)
+    built = run("index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", records), "-o", tmp_path / "index")
+    assert built.exit_code == 0 and "cannot tell a new species from a known one" in built.stderr, built.stderr
+    queries = write_fasta(tmp_path / "q.fa", records[:2], sintax=False)
+    for prior in ("auto", "1"):
+        result = run("classify", "--index", tmp_path / "index", "--prior-unseen", prior, queries)
+        assert result.exit_code == 0 and "whatever --prior-unseen says" in result.stderr, result.stderr
+        assert "estimated share" not in result.stderr
+        assert [row["prior_unseen"] for row in tsv(result.stdout)] == ["0.0000"] * 2
+
+
 def test_outputs_that_cannot_be_streams_or_options_that_would_do_nothing_are_refused(kmer_index, tmp_path):
     index, records = kmer_index
     fasta = write_fasta(tmp_path / "q.fa", records[:2], sintax=False)

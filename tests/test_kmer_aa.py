@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from clibd_cli.classification.calibration import Calibration, rank_similarities
+from clibd_cli.classification.calibration import Calibration, part_only, rank_similarities, search_part
 from clibd_cli.classification.decision import label
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.embedding.kmer import kmer_profile
@@ -41,6 +41,13 @@ def test_a_rank_with_a_part_reads_only_that_part():
     assert again.rank_parts == {"species": [0, 2]}
     older = {k: v for k, v in part.to_json().items() if k != "rank_parts"}
     assert Calibration.from_json(older).rank_parts == {}  # calibrations written before rank_parts
+
+
+def test_a_search_with_a_part_keeps_all_of_that_part_and_nothing_else():
+    ranks = ["genus", "species"]
+    assert search_part({"genus": [2, 5], "species": [2, 5]}, ranks) == [2, 5]
+    assert search_part({"species": [2, 5]}, ranks) is None and search_part({}, ranks) is None
+    assert part_only(np.arange(1.0, 8.0)[None, :], [2, 5]).tolist() == [[0, 0, 3, 4, 5, 0, 0]]
 
 
 def test_kmer_aa_index_names_held_out_barcodes(tmp_path):

@@ -106,6 +106,9 @@ def test_calibration_on_held_out_queries(tmp_path):
                 "--prior-unseen", "0.2")
     assert again.exit_code == 0
     assert json.loads((tmp_path / "p2" / "calibration.json").read_text())["dna"]["prior_unseen"] == 0.2
+    fixed = run("classify", "--index", tmp_path / "p2", write_fasta(tmp_path / "q.fa", held_out, sintax=False))
+    assert {row["prior_unseen"] for row in tsv(fixed.stdout)} == {"0.2000"}  # kept, not estimated
+    assert "estimated share" not in fixed.stderr
     assert run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-split", "val").exit_code == 2
     overlap = run("index", "-m", "kmer", ref_fa, "-o", tmp_path / "x", "--calibrate-on", ref_fa)
     assert overlap.exit_code == 1 and "held-out queries are reference records too" in overlap.stderr

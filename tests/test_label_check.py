@@ -57,3 +57,9 @@ def test_a_clean_reference_and_a_lone_look_alike_are_not_flagged(tmp_path):
     result = run("index", "-m", "kmer", write_fasta(tmp_path / "lone.fa", lone), "-o", tmp_path / "lone")
     assert result.exit_code == 0, result.stderr
     assert "another genus" not in result.stderr
+    # nor are near-identical records filed at no genus: unlabelled look-alikes say nothing
+    bare = {"order": kin.lineage["order"], "family": None, "genus": None, "species": None}
+    unlabelled = records + [Specimen(f"BARE-{i}", kin.barcode, bare) for i in range(2)]
+    result = run("index", "-m", "kmer", write_fasta(tmp_path / "bare.fa", unlabelled), "-o", tmp_path / "bare")
+    assert result.exit_code == 0, result.stderr
+    assert "another genus" not in result.stderr

@@ -238,3 +238,15 @@ def test_off_target_queries_do_not_count_in_the_estimated_share_of_new_species(k
     assert [r["prior_unseen"] for r in rows[: len(real)]] == [r["prior_unseen"] for r in alone]
     assert [r["species_conf"] for r in rows[: len(real)]] == [r["species_conf"] for r in alone]
     assert f"(EM on the first {len(real)} dna queries)" in mixed.stderr
+
+
+def test_the_floors_are_reached_at_equality(monkeypatch):
+    """A barcode exactly at the floor is on target; one exactly at STOPS stop codons reads as no protein."""
+    from clibd_cli.reference import sketch as sketch_module
+
+    sketch = sketch_module.Sketch(np.zeros((1, 4 ** 5), np.float32), floor=0.8, stop_floor=0.9)
+    barcode = "ACGT" * 200
+    assert sketch.judge(np.array([0.8]), [barcode]) == [None]
+    assert sketch.judge(np.array([0.79]), [barcode])[0].startswith("unlike every reference barcode")
+    monkeypatch.setattr(sketch_module, "frame_stops", lambda barcodes: np.full(len(barcodes), sketch_module.STOPS))
+    assert sketch.judge(np.array([0.85]), [barcode])[0].startswith("reads as no protein")

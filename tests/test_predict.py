@@ -7,7 +7,7 @@ import pytest
 
 from clibd_cli.classification import fitting
 from clibd_cli.classification.calibration import Calibration
-from clibd_cli.classification.decision import decide, predict
+from clibd_cli.classification.decision import decide, label, predict
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.evaluation import metrics
@@ -140,6 +140,11 @@ def test_rank_without_labelled_neighbours_is_empty_with_zero_confidence():
         assert pred.labels["species"] is None and pred.confidence["species"] == 0.0
         assert pred.assigned["genus"] == "G000"
         assert "s:" not in pred.lineage()
+    # a rank no neighbour labels adds no feature (not an infinite distance): the species of a
+    # genus labelled at species is still named as surely as in a wholly labelled reference
+    queries, _ = tree.records([9], 3)
+    rows, sims = index.search(queries, 8)
+    assert all(pred.assigned["species"] == "G010 s1" for pred in predict(rows, sims, taxonomy, calibration))
 
 
 def handmade_calibration(ranks, tau_vote=1.0):
@@ -165,6 +170,86 @@ def test_genus_is_picked_under_the_family_picked():
     assert pred.labels["genus"] == "G3"
     assert pred.confidence["genus"] <= 1 - pred.confidence["family"] + 1e-12
     assert pred.assigned == {"family": "F1", "genus": None}
+
+
+def test_a_genus_is_picked_among_all_where_the_family_was_left_unknown():
+    """The family is unknown (a record filed with no family lies nearest): the genus is the one
+    with most votes, not the one filed under no family."""
+    labels = {"family": [None, "F1", "F1", "F1"], "genus": ["G0", "G1", "G1", "G1"]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(4)], labels)
+    rows, sims = np.arange(4)[None, :], np.array([[0.99, 0.98, 0.97, 0.96]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]))[0]
+    assert pred.labels == {"family": None, "genus": "G1"}
+
+
+def test_a_genus_outside_the_family_picked_is_named_when_no_neighbour_offers_one_inside():
+    labels = {"family": ["F1", "F2", "F1", "F1", "F1"], "genus": [None, "G3", None, None, None]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(5)], labels)
+    rows, sims = np.arange(5)[None, :], np.array([[0.95, 0.94, 0.94, 0.94, 0.94]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]))[0]
+    assert pred.labels == {"family": "F1", "genus": "G3"}
+
+
+def test_a_twin_filed_under_no_family_does_not_unname_the_family():
+    """Identical barcodes, one filed with its family and one with its genus only: the family is
+    kept; only a family-less record strictly closer than the family's leaves it unknown."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b"], {"family": [None, "F1"], "genus": ["G1", "G1"]})
+    calibration = handmade_calibration(["family", "genus"])
+    for near, family in ((0.99, "F1"), (0.995, None)):
+        rows, sims = np.array([[0, 1]]), np.array([[near, 0.99]], dtype=np.float32)
+        assert predict(rows, sims, taxonomy, calibration)[0].labels == {"family": family, "genus": "G1"}
+
+
+def test_the_margin_of_a_lone_label_is_over_the_kth_neighbour():
+    """Every neighbour carries the winner's label: any other label lies at most as near as the
+    k-th neighbour, and the margin feature is taken over it."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"genus": ["G1"] * 3})
+    rows, sims = np.array([[0, 1, 2]]), np.array([[0.99, 0.95, 0.90]], dtype=np.float32)
+    margin = label(rows, sims, taxonomy, handmade_calibration(["genus"])).features["genus"][0, 1]
+    assert margin == pytest.approx(0.99 - 0.90)
+
+
+def test_a_sharp_vote_holds_at_low_similarities():
+    """Photo queries lie at cosine ~0.2 from the barcodes they match; at the sharpest temperature
+    (0.001) the weights are taken relative to the best neighbour, so they do not all underflow to
+    0 (a vote share of 0: confidence 0.08 instead of 0.92)."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"genus": ["G1", "G2", "G2"]})
+    calibration = handmade_calibration(["genus"], tau_vote=0.001)
+    calibration.ranks["genus"]["tau_share"] = 0.001
+    rows, sims = np.array([[0, 1, 2]]), np.array([[0.2, 0.19, 0.19]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, calibration)[0]
+    assert pred.labels["genus"] == "G1" and pred.confidence["genus"] == pytest.approx(1 / (1 + np.exp(-2.5)), abs=1e-3)
+
+
+def test_new_species_are_staged_only_where_their_genus_keeps_other_records():
+    """Unseen-species pseudo-queries: a species of a genus with other species (G1), not one of a
+    monotypic genus (G2: that is a new genus), nor one whose genus keeps only records unlabelled at
+    species (G3: they may be of the left-out species itself)."""
+    rng = np.random.default_rng(0)
+    species = ["s1"] * 3 + ["s2"] * 3 + ["s3"] * 3 + ["s4"] * 3 + [None] * 2 + ["s5"]
+    genus = ["G1"] * 6 + ["G2"] * 3 + ["G3"] * 5 + ["G1"]
+    vectors = rng.normal(size=(len(species), 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_index(vectors, [f"r{i}" for i in range(len(species))], {"genus": genus, "species": species},
+                        model_fingerprint="f", modality="dna", M=8)
+    calibration = fit_calibration(index, k=50, n_queries=100)
+    assert calibration.k == len(species) - 1  # as many as a pseudo-query finds, itself left out
+    assert calibration.scenarios[:2] == ["seen", "unseen_species"]
+    # seen: the records of a species with others (or of none), not the lone s5 (it would be a new species)
+    assert calibration.fitted_on["pseudo_queries"][:2] == [14, 7]
+
+
+def test_a_label_s_parent_is_the_one_most_of_its_records_carry():
+    labels = {"family": ["F2", "F1", "F1", "F1", "F2"], "genus": ["G1", "G1", "G1", "G1", "G2"]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(5)], labels)
+    assert [taxonomy.names["family"][p] for p in taxonomy.parents["genus"][:2]] == ["F1", "F2"]
+
+
+def test_taxa_are_matched_whatever_their_case_and_underscores():
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"genus": ["Aedes", "Aedes", "Culex"],
+                                                               "species": ["Aedes albopictus", None, "Culex pipiens"]})
+    rows, unknown = taxonomy.rows_within(["aedes_ALBOPICTUS", " culex ", "Anopheles"])
+    assert rows.tolist() == [0, 2] and unknown == ["Anopheles"]
 
 
 def test_a_rank_is_never_more_confident_than_the_rank_above():
@@ -194,6 +279,10 @@ def test_lineage_status_and_cutoff():
     assert pred.assigned["species"] is None and pred.assigned["genus"] == "Aedes"
     assert pred.status == "assigned" and pred.nearest_id == "a"
     assert predict(rows, sims, taxonomy, handmade_calibration(RANKS), 0.95)[0].status == "unassigned"
+    # the cutoff is reached at equality: --min-confidence 1 keeps the labels at confidence 1
+    sure = predict(rows, sims, taxonomy, handmade_calibration(RANKS), 1.0)[0]
+    sure.confidence["order"] = 1.0
+    assert sure.assigned["order"] == "Diptera" and sure.status == "assigned"
 
 
 def test_calibration_json_round_trip(setup):
@@ -223,6 +312,28 @@ def test_format_1_calibration_reads_without_changing_its_json(setup):
     first, second = Calibration.from_json(old), Calibration.from_json(old)
     assert json.dumps(old) == text and first == second and not first.adaptive
     assert first.ranks["genus"]["maps"] == [calibration.ranks["genus"]["maps"][0]]
+    # its share of new species is the one fixed when it was built, whatever the run's
+    fixed = Calibration.from_json({**old, "prior_unseen": 0.2})
+    assert fixed.unseen_share(fixed.estimate_shares(np.zeros((1, 12)))) == 0.2
+
+def test_vote_temperatures_that_tie_go_to_the_sharpest(setup):
+    """Orders are told apart at every temperature tried: the sharpest is kept."""
+    from clibd_cli.defaults import CALIBRATION
+
+    assert setup[2].ranks["order"]["tau_vote"] == min(CALIBRATION.taus)
+
+
+def test_the_vote_share_temperature_is_the_one_whose_maps_fit_best(setup, monkeypatch):
+    """Maps whose loss falls as the vote shares grow: the sharpest temperature (the largest
+    shares) fits best and is the one kept."""
+    from clibd_cli.defaults import CALIBRATION
+
+    def scored(x, y, w, l2):
+        return {**fit_map(x, y, w, l2), "loss": -float(x[:, 2].sum())}
+
+    monkeypatch.setattr(fitting, "fit_map", scored)
+    assert fit_calibration(setup[1], k=10, n_queries=60).ranks["species"]["tau_share"] == min(CALIBRATION.taus)
+
 
 def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypatch):
     """A large reference is scored a few pseudo-queries at a time (flat memory): same fit."""

@@ -230,6 +230,10 @@ def test_one_stop_in_the_best_frame_makes_a_read_and_partial_reads_stay_partial(
     assert query_kind("dna", 300, kinds, breaks=3) == "dna<500"  # a partial read: partial first
     assert query_kind("dna", 650, ["dna", "dna<500"], breaks=3) == "dna"  # an index without dna~
     assert query_kind("image+dna", 650, kinds, breaks=3) == "image+dna"
+    # at exactly SHORT_BELOW bases a read is whole, to the calibration's pseudo-queries as to classify
+    for bases in (499, 500):
+        cut = one_stop[:bases]
+        assert read_queries([cut]).tolist() == [query_kind("dna", bases, kinds, breaks=1) == "dna~"] == [bases == 500]
 
 
 def test_copies_are_made_at_the_rate_asked_and_seeded(monkeypatch):

@@ -59,6 +59,12 @@ def test_hnsw_recall_against_exact_on_random_data():
     assert recall >= 0.95
 
 
+def test_exact_search_of_more_neighbours_than_records_returns_them_all():
+    ref = np.eye(3, dtype=np.float32)
+    rows, sims = exact_search(ref, ref[:1], 5)
+    assert rows.tolist() == [[0, 1, 2]] and sims[0, 0] == 1.0
+
+
 def test_search_falls_back_when_hnsw_cannot_return_k_results():
     index, vectors = small_index()
 

@@ -80,6 +80,12 @@ class Calibration:
         return "held_out_queries" in self.fitted_on
 
     @property
+    def seen_only(self) -> bool:
+        """Whether the maps know queries of the reference's species alone: its reference had no
+        taxon to leave out to stand for a new one (the share of new species is then moot)."""
+        return self.scenarios == ["seen"]
+
+    @property
     def adaptive(self) -> bool:
         """Whether the share of new species can be set per run (format 2; else fixed at index time)."""
         return self.scenario_model is not None

@@ -23,7 +23,8 @@ from clibd_cli.classification import batch_prior
 from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.query_kinds import READ_KIND, SHORT_BELOW, SHORT_KIND, kind_towers, query_kind
+from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, kind_towers,
+                                                   query_kind)
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
@@ -94,6 +95,10 @@ class Classifier:
         self.embedder = Embedder(self.model, device, batch_size, precision)
         self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
         self.calibrations = _checked_calibrations(self.index)
+        blind = [kind for kind, calibration in self.calibrations.items() if calibration.seen_only]
+        if blind:
+            log.warning("%s: the %s confidences assume every query's species is in the reference, whatever "
+                        "--prior-unseen says (%s)", self.index.path, ", ".join(blind), NO_NEW_TAXON)
         self.ef = ef
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
         self.prior_unseen = prior_unseen
@@ -192,7 +197,8 @@ class Classifier:
     def estimated(self, kind: str) -> bool:
         """Whether the share of new species for ``kind`` queries is estimated from the queries."""
         calibration = self.calibrations[kind]
-        return self.prior_unseen is None and calibration.prior_unseen is None and calibration.adaptive
+        return (self.prior_unseen is None and calibration.prior_unseen is None and calibration.adaptive
+                and not calibration.seen_only)
 
     def _shares(self, kind: str, decisions, counted: np.ndarray) -> np.ndarray:
         """Scenario shares for ``kind`` queries: fixed, or estimated once on the first ones that

@@ -54,6 +54,8 @@ MAX_SHORT = 6000  # reference records cut into partial-barcode pseudo-queries
 FEW_SHORT = 500  # appended records below which the partial-barcode calibration is kept as it was
 READ_KIND = "dna~"  # the kind of a whole barcode alone read with a frame break (a read with errors)
 FEW_READS = 200  # held-out reads with a frame break (and clean queries) needed to calibrate READ_KIND
+NO_NEW_TAXON = ("no genus of the reference has two species, no family two genera, no order two families: "
+                "none can be left out to stand for a new one")
 
 
 def query_kind(modality: str, bases: int | None, kinds: Sequence[str], breaks: int = 0) -> str:
@@ -156,6 +158,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     if held_out is None and not calibration[modality]["fitted_on"]["pseudo_queries"][0]:
         log.warning("no species of the reference has two records or more: nothing to fit confidences on, "
                     "so every query will be unassigned (add records, or give --calibrate-on)")
+    elif held_out is None and Calibration.from_json(calibration[modality]).seen_only:
+        log.warning("the confidences cannot tell a new species from a known one: %s", NO_NEW_TAXON)
     before = (index.calibration or {}).get(modality)
     if held_out is None and before and Calibration.from_json(before).held_out:
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
