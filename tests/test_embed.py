@@ -143,6 +143,10 @@ def test_failures_leave_no_file(barcode_refs, tiny_model, tmp_path):
     photos = tmp_path / "photos"
     copy_photos(photos, ["p1"])
     assert "has no image encoder" in error_line(run("embed", "-m", dna_only, photos, "-o", out))
+    # barcodes with the photos load only the DNA tower, yet the message names every tower the model has
+    dna_text = save_model(create_model("clibd-tiny", modalities=("dna", "text")), tmp_path / "dna_text")
+    both = error_line(run("embed", "-m", dna_text, barcode_refs.fasta, photos, "-o", out))
+    assert "has no image encoder (it has: dna, text)" in both
     assert list(out.parent.iterdir()) == []
     assert run("embed", "-m", tiny_model, "-o", out).exit_code == 2  # no inputs
     assert run("embed", "-m", tiny_model, text).exit_code == 2  # no -o

@@ -443,6 +443,10 @@ def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
     other = train(*base, "--out", tmp_path / "lora", "--resume", "--freeze", "dna")
     assert other.exit_code == 1
     assert "started with no --freeze, --lora 2; resume with the same" in other.output
+    # a resume that plans another number of steps names --max-steps, the option most often changed
+    shorter = train(*base, "--out", tmp_path / "lora", "--resume", "--lora", "2", "--max-steps", "2")
+    assert shorter.exit_code == 1
+    assert "the run planned 3 steps, this command 2; resume with its --max-steps," in shorter.output
 
 
 def test_freeze_and_lora_take_a_kmer_bag_towers_kmer_table_for_its_backbone():

@@ -192,8 +192,9 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     step, epoch, batch_in_epoch, best = 0, 0, 0, -math.inf
     if saved:
         if saved["total_steps"] != total_steps:
-            raise ClibdError(f"{resume_from}: the run planned {saved['total_steps']} steps; resume with "
-                             "its --epochs, --batch-size x processes and --grad-accum")
+            raise ClibdError(f"{resume_from}: the run planned {saved['total_steps']} steps, this command "
+                             f"{total_steps}; resume with its --max-steps, --epochs, --batch-size x processes "
+                             "and --grad-accum")
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["scheduler"])
         step, epoch, batch_in_epoch, best = saved["step"], saved["epoch"], saved["batch"], saved["best"]
