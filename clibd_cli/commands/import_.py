@@ -38,10 +38,10 @@ def import_checkpoint(settings, source: Path, source_format: str, output: Path, 
 
     \b
     Examples:
-      clibd import --from clibd-checkpoint best.pth -o models/clibd-1m-idt
-      clibd import --from clibd-checkpoint best.pth --config image_dna_text_seed_42.yaml -o models/idt
-      clibd --seed 1 import --from barcodebert model_41.pth -o models/init
-      clibd import --from barcodebert BarcodeBERT/ -o models/init-v2
+      clibd import --from clibd-checkpoint best.pth -o clibd-1m-idt
+      clibd import --from clibd-checkpoint best.pth --config image_dna_text_seed_42.yaml -o clibd-idt
+      clibd --seed 1 import --from barcodebert model_41.pth -o init-model
+      clibd import --from barcodebert BarcodeBERT/ -o init-model-v2
     """
     import logging
 
