@@ -15,7 +15,7 @@ if [ $# -lt 2 ]; then
   sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
-runs=$1 out=$2
+runs=${1%/} out=${2%/}  # RUNS/ and RUNS alike
 shift 2
 clibd=${CLIBD:-$(command -v clibd || echo "$(dirname "$0")/../.venv/bin/clibd")}
 mkdir -p "$out"

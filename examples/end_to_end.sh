@@ -32,5 +32,4 @@ cut -f 1,3-7 "$out/predictions.tsv" >&2
 
 step "evaluate: the paper's protocol on the held-out splits, with the k-mer baseline"
 "$clibd" evaluate --model "$out/run/best" --data "$out/bold-sample.h5" --on test --baselines kmer \
-  -o "$out/report"
-echo "report: $out/report/report.html" >&2
+  -o "$out/report"  # prints where its report.html is
