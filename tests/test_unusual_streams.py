@@ -1,6 +1,9 @@
-"""A clibd started with its standard input or output closed (`<&-`, `>&-`, some daemons and
-schedulers) says so in one line instead of an internal error (Python sets sys.stdin/stdout to None)."""
+"""Streams clibd cannot use as it would a file: a standard input or output closed at start (`<&-`,
+`>&-`, some daemons and schedulers; Python sets sys.stdin/stdout to None) is one line, not an
+internal error; a pipe (`<(zcat ref.fa.gz)`, a FIFO) given to a command that reads its input twice
+is refused, not waited on for ever."""
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +44,14 @@ def test_writing_a_closed_standard_output_is_one_line(index, tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip() == ("clibd: error: standard output is closed; give -o FILE or redirect it "
                                    "(> FILE)"), proc.stderr
+
+
+@pytest.mark.parametrize("command", [["prepare"], ["index", "-m", "kmer"]])
+def test_a_pipe_given_to_a_command_that_reads_its_input_twice_is_refused(tmp_path, command):
+    fifo = tmp_path / "ref.fa"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "clibd_cli", *command, str(fifo), "-o", str(tmp_path / "out")],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"'{fifo}': is a pipe (a FIFO or <(...));" in proc.stderr and "save it to a file" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.fa"]
