@@ -144,7 +144,9 @@ class _Failure(click.ClickException):
             import traceback
 
             traceback.print_exception(self.__cause__, file=sys.stderr)
-        click.echo(f"clibd: error: {self.message}", err=True)
+        # a library's message (HDF5's read failures) may span lines: one line all the same
+        one_line = " ".join(part.strip() for part in self.message.splitlines())
+        click.echo(f"clibd: error: {one_line}", err=True)
 
 
 def _describe(exc: Exception) -> str:

@@ -25,6 +25,10 @@ def failing_commands():
     def user_error():
         raise ClibdError("reads.fasta:3: expected a header line starting with '>'")
 
+    @click.command("library-error")
+    def library_error():  # HDF5's read failures, for one, hold a newline
+        raise ClibdError("x.h5: not an HDF5 dataset file (file read failed: time = Sun Dec  6 2026\n, errno = 29)")
+
     @click.command("missing-file")
     def missing_file():
         open("/nonexistent/reference.fasta")
@@ -38,7 +42,7 @@ def failing_commands():
         for i in range(200_000):
             click.echo(f"line {i}")
 
-    added = [user_error, missing_file, bug, lines]
+    added = [user_error, library_error, missing_file, bug, lines]
     for command in added:
         cli.add_command(command)
     yield
@@ -106,6 +110,13 @@ def test_user_error_is_one_line_exit_1(failing_commands):
     result = CliRunner().invoke(cli, ["user-error"])
     assert result.exit_code == 1
     assert result.output == "clibd: error: reads.fasta:3: expected a header line starting with '>'\n"
+
+
+def test_an_error_message_that_spans_lines_is_printed_on_one(failing_commands):
+    result = CliRunner().invoke(cli, ["library-error"])
+    assert result.exit_code == 1
+    assert result.output == ("clibd: error: x.h5: not an HDF5 dataset file (file read failed: time = Sun Dec  6 "
+                             "2026 , errno = 29)\n")
 
 
 def test_os_error_names_the_file(failing_commands):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import math
+import os
+import stat
 
 import click
 
@@ -62,14 +64,27 @@ def rate_list(low: float, high: float) -> Callable:
 
 def no_stdin(why: str) -> Callable:
     """A click callback for file arguments (``allow_dash=True``) that refuses ``-`` and says ``why``
-    this command cannot read standard input, instead of click's "Path '-' does not exist"."""
+    this command cannot read standard input, instead of click's "Path '-' does not exist"; and a
+    pipe (a FIFO, ``<(zcat …)``), which a second reading would wait on for ever."""
 
     def check(ctx: click.Context, param: click.Parameter, value):
-        if any(str(v) == "-" for v in (value if isinstance(value, tuple) else (value,))):
-            raise click.BadParameter(f"'-': {why}; save standard input to a file and give its path")
+        for given in (value if isinstance(value, tuple) else (value,)):
+            if str(given) == "-":
+                raise click.BadParameter(f"'-': {why}; save standard input to a file and give its path")
+            if given is not None and _is_pipe(given):
+                raise click.BadParameter(f"'{given}': is a pipe (a FIFO or <(...)); {why}; save it to a file "
+                                         "and give its path")
         return value
 
     return check
+
+
+def _is_pipe(path) -> bool:
+    """Whether ``path`` is a FIFO (``mkfifo``, bash's ``<(...)``), which can be read only once."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def count(name: str, default: int, help: str, minimum: int = 0, **kwargs) -> Callable:

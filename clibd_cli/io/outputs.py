@@ -140,6 +140,8 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
     (``models/files.cannot_write``) rather than a bare 'File too large'; otherwise a file under its
     :func:`writer_lock`, atomic (``models/files.atomic_open``): it appears only when complete."""
     if str(path) == "-":
+        if sys.stdout is None:  # started with its standard output closed (`>&-`)
+            raise ClibdError("standard output is closed; give -o FILE or redirect it (> FILE)")
         try:
             yield sys.stdout
             sys.stdout.flush()

@@ -40,6 +40,8 @@ def open_binary(source: str | Path) -> BinaryIO:
     """Open a file (or stdin for ``-``) for reading bytes, decompressing gzip, bz2 or xz."""
     stdin = str(source) == "-"
     if stdin:
+        if sys.stdin is None:  # started with its standard input closed (`<&-`, some daemons)
+            raise ClibdError("<stdin>: standard input is closed; give a file, or pipe the records in")
         raw = sys.stdin.buffer
         if not hasattr(raw, "peek"):  # e.g. a BytesIO standing in for stdin
             raw = io.BufferedReader(raw)

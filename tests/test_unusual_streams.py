@@ -1,0 +1,57 @@
+"""Streams clibd cannot use as it would a file: a standard input or output closed at start (`<&-`,
+`>&-`, some daemons and schedulers; Python sets sys.stdin/stdout to None) is one line, not an
+internal error; a pipe (`<(zcat ref.fa.gz)`, a FIFO) given to a command that reads its input twice
+is refused, not waited on for ever."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fixtures.specimens import run, specimens, write_fasta
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("closed")
+    reference = write_fasta(root / "ref.fa", specimens(n_species=4, per_species=3, unnamed=0))
+    assert run("-q", "index", "-m", "kmer", "-k", "3", reference, "-o", root / "index").exit_code == 0
+    return root / "index"
+
+
+def _closed(stream: str, *args) -> subprocess.CompletedProcess:
+    """clibd ARGS run with file descriptor 0 (``stdin``) or 1 (``stdout``) closed."""
+    fd = {"stdin": 0, "stdout": 1}[stream]
+    command = ["sh", "-c", f'exec "$@" {fd}>&-', "sh", sys.executable, "-m", "clibd_cli", *map(str, args)]
+    return subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["classify", "embed"])
+def test_reading_a_closed_standard_input_is_one_line(index, tmp_path, command):
+    out = tmp_path / "out"
+    args = ("classify", "--index", index) if command == "classify" else ("embed", "-m", "kmer")
+    proc = _closed("stdin", *args, "-", "-o", out)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("clibd: error: <stdin>: standard input is closed; "
+                                                    "give a file, or pipe the records in"), proc.stderr
+    assert "internal error" not in proc.stderr and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_writing_a_closed_standard_output_is_one_line(index, tmp_path):
+    query = write_fasta(tmp_path / "q.fa", specimens(n_species=1, per_species=1, unnamed=0), sintax=False)
+    proc = _closed("stdout", "-q", "classify", "--index", index, query)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == ("clibd: error: standard output is closed; give -o FILE or redirect it "
+                                   "(> FILE)"), proc.stderr
+
+
+@pytest.mark.parametrize("command", [["prepare"], ["index", "-m", "kmer"]])
+def test_a_pipe_given_to_a_command_that_reads_its_input_twice_is_refused(tmp_path, command):
+    fifo = tmp_path / "ref.fa"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "clibd_cli", *command, str(fifo), "-o", str(tmp_path / "out")],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"'{fifo}': is a pipe (a FIFO or <(...));" in proc.stderr and "save it to a file" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.fa"]
