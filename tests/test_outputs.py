@@ -159,6 +159,18 @@ def test_prepare_and_embed_refuse_their_own_input(tmp_path, reference):
     assert copy.read_text() == reference.read_text()
 
 
+def test_a_file_output_ending_in_a_slash_is_refused_as_a_folder(tmp_path, reference):
+    """`-o out.tsv/` names a folder (GNU tools say "Not a directory"): it wrote the file out.tsv."""
+    with pytest.raises(UsageError, match="ends with '/', a folder, not a file"):
+        output_path(f"{tmp_path}/out.tsv/")
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    assert output_path(f"{tmp_path}/fresh/", directory=True) == tmp_path / "fresh"  # a folder output may
+    result = run("classify", "--index", index, reference, "-o", f"{tmp_path}/out.tsv/")
+    assert result.exit_code == 2 and "ends with '/'" in error_line(result)
+    assert not (tmp_path / "out.tsv").exists()
+
+
 def test_a_file_output_into_a_missing_folder_is_refused_before_any_work(tmp_path, reference):
     """classify, embed and prepare alike: exit 2 naming the folder, nothing created (a mistyped
     folder is not made); a folder output (index -o) is created with its parents."""

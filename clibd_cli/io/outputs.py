@@ -37,7 +37,7 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     """Where a user's output ``path`` (``-o``) may be written, or a :class:`UsageError` (exit 2).
 
     A symlink is followed: its target is written, the link stays. Refused: a device, FIFO or
-    socket; a file where a folder goes and the reverse; a file in a folder that does not exist (a
+    socket; a file where a folder goes and the reverse (a file's path ending in ``/``); a file in a folder that does not exist (a
     mistyped folder is not made; a folder output is made, with its parents); a read-only output
     or one in a folder the user cannot write; with ``directory``, a non-empty folder
     without ``marker`` (not an earlier output of the same command, which is replaced); an output
@@ -50,6 +50,8 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     what = "a folder" if directory else "a file"
     if given == "-":
         raise UsageError(f"-: this output is {what}, which cannot be written to standard output; give a path")
+    if not directory and given.endswith(("/", os.sep)):  # as GNU tools: `out.tsv/` names a folder
+        raise UsageError(f"{given}: ends with '/', a folder, not a file; give the file's path without it")
     target = Path(os.path.realpath(path))
     try:
         mode = os.stat(target).st_mode
