@@ -9,6 +9,7 @@ mutated per species and per record) for the k-mer and alignment baselines.
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -401,3 +402,12 @@ def test_batches_without_usable_queries_score_as_undefined_not_a_crash():
     scores = batch_scores({"seen": empty(), "unseen": empty(), "mix": empty()}, keys)
     assert scores["new_share"] == {"seen": None, "unseen": None, "mix": None}
     assert all(point["new_species_asserted"] is None for point in scores["curve"])
+
+
+def test_a_full_disk_under_the_baselines_scratch_files_names_the_file():
+    """vsearch's scratch FASTA lives in a temporary folder, not beside -o: a full disk there was
+    `clibd: error: File too large` (or no space) with no file named."""
+    from clibd_cli.evaluation.baselines import _write_fasta
+
+    with pytest.raises(ClibdError, match=r"/dev/full: cannot write \(No space left on device\)"):
+        _write_fasta(Path("/dev/full"), ["q0"], ["ACGT" * 30])

@@ -39,6 +39,7 @@ from clibd_cli.io.pipeline_formats import read_sintax
 from clibd_cli.io.sequences import clean_barcode
 from models.config import RANKS
 from models.errors import ClibdError
+from models.files import cannot_write
 
 log = logging.getLogger("clibd")
 IDENTITY_CUTOFFS = {"order": 0.85, "family": 0.90, "genus": 0.95, "species": 0.97}
@@ -221,9 +222,13 @@ def _sintax_name(name: str) -> str:
 
 
 def _write_fasta(path: Path, headers: list[str], barcodes: list[str]) -> None:
-    with open(path, "w", encoding="ascii", errors="replace") as f:
-        for header, barcode in zip(headers, barcodes):
-            f.write(f">{header}\n{_clean(barcode)}\n")
+    """A scratch FASTA for vsearch (in a temporary folder: a full one is named, as outputs are)."""
+    try:
+        with open(path, "w", encoding="ascii", errors="replace") as f:
+            for header, barcode in zip(headers, barcodes):
+                f.write(f">{header}\n{_clean(barcode)}\n")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
 
 
 def _call(command: list[str]) -> None:
