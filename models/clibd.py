@@ -69,6 +69,13 @@ class CLIBD(nn.Module):
         return tuple(tower for tower in TOWERS if self.config[tower])
 
     @property
+    def saved_modalities(self) -> tuple[str, ...]:
+        """The towers of the model as saved: :attr:`modalities` and those of :attr:`absent` (left
+        unbuilt by ``models.factory.load_towers``)."""
+        config = self.config if self.absent is None else self.absent.config
+        return tuple(tower for tower in TOWERS if config[tower])
+
+    @property
     def embed_dim(self) -> int:
         return self.config["embed_dim"]
 

@@ -33,6 +33,7 @@ class Encoder(Protocol):
     profile (``clibd_cli/embedding/kmer.py``)."""
 
     modalities: Sequence[str]
+    saved_modalities: Sequence[str]  # the model's towers as saved, those it was loaded without included
     embed_dim: int
 
     def fingerprint(self) -> str: ...
@@ -85,13 +86,8 @@ def load_model_for(spec: str, modalities: Sequence[str]) -> Encoder:
         model = (load_towers(spec, modalities) if modalities else create_model(spec)).float()
     missing = [m for m in modalities if m not in model.modalities]
     if missing:
-        from models.config import TOWERS
-
         names = ", ".join(MODALITY_NAMES[m] for m in missing)
-        # a model loaded with only some towers (load_towers) still names all it has
-        absent = getattr(model, "absent", None)
-        has = model.modalities if absent is None else [t for t in TOWERS if absent.config.get(t)]
-        raise ClibdError(f"model {spec} has no {names} encoder (it has: {', '.join(has)})")
+        raise ClibdError(f"model {spec} has no {names} encoder (it has: {', '.join(model.saved_modalities)})")
     return model
 
 

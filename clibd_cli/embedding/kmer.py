@@ -79,7 +79,7 @@ class KmerProfileModel:
     two barcodes is (nucleotide cosine + ``peptide_weight`` x peptide cosine) / (1 + weight).
     """
 
-    modalities = ("dna",)
+    modalities = saved_modalities = ("dna",)  # nothing left unbuilt
 
     def __init__(self, k: int = 5, scale: str = "sqrt", peptide_k: int = 0, peptide_weight: float = 0.0):
         self.k, self.scale, self.peptide_k, self.peptide_weight = k, scale, peptide_k, peptide_weight
