@@ -34,7 +34,7 @@ def in_frame_log_odds(barcodes: Sequence[str]) -> np.ndarray:
     """``[22]`` log frequency of each amino-acid code (0..19, STOP, UNKNOWN) in the barcodes' own
     frame over that in their other two; 0 for UNKNOWN."""
     own, other = np.ones(translation.UNKNOWN + 1), np.ones(translation.UNKNOWN + 1)
-    for _, codons in translation._blocks(barcodes):
+    for _, codons in translation.codon_blocks(barcodes):
         best = codons.best_frame()
         own += np.bincount(codons.codes[best], minlength=len(own))
         other += np.bincount(codons.codes[codons.whole & ~best], minlength=len(other))
@@ -65,8 +65,7 @@ def main() -> None:
         print(f"{rate:g} errors per base: {broken.sum()} of {len(reads)} read with a frame break; cosine to the clean "
               f"barcode's amino-acid profile, median (10th-90th percentile): best frame {_spread(plain)}")
         for cost in [float(c) for c in args.shift_costs.split(",")]:
-            translation.FRAME_SHIFT_COST = cost
-            through = np.einsum("ij,ij->i", translation.peptide_profile(reads, reads=True), clean)[broken]
+            through = np.einsum("ij,ij->i", translation.peptide_profile(reads, reads=True, shift_cost=cost), clean)[broken]
             print(f"    read through, a change of frame costing {cost:g}: {_spread(through)}")
 
 

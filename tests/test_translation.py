@@ -187,12 +187,14 @@ def test_peptide_profile_of_a_batch_is_each_barcodes_own():
     assert np.array_equal(batch, np.vstack([peptide_profile([b], k=3) for b in barcodes]))
 
 
-def _read_through_oracle(barcode: str) -> list[int]:
+def _read_through_oracle(barcode: str, cost: float | None = None) -> list[int]:
     """Where the codons a read (``peptide_profile(reads=True)``) is translated by start: its best
     frame's where that meets no stop, else the plain Viterbi path, one codon per three bases,
-    through the three frames (``IN_FRAME_LOG_ODDS``, a change of frame costing ``FRAME_SHIFT_COST``;
-    staying in a frame wins ties, then the first frame)."""
+    through the three frames (``IN_FRAME_LOG_ODDS``, a change of frame costing ``cost``, by default
+    ``FRAME_SHIFT_COST``; staying in a frame wins ties, then the first frame)."""
     from clibd_cli.embedding.translation import FRAME_SHIFT_COST, GAPS
+
+    cost = FRAME_SHIFT_COST if cost is None else cost
 
     bases = barcode.translate(GAPS).upper().replace("U", "T")
     codes = [LETTERS.index(TABLE_5.get(bases[at : at + 3], "X")) for at in range(len(bases))]
@@ -202,9 +204,9 @@ def _read_through_oracle(barcode: str) -> list[int]:
     score, back = [0.0, 0.0, 0.0], []
     for slot in range((len(bases) + 2) // 3):
         top = max(score)
-        came = [f if score[f] >= top - FRAME_SHIFT_COST else score.index(top) for f in range(3)]
+        came = [f if score[f] >= top - cost else score.index(top) for f in range(3)]
         odds = [float(IN_FRAME_LOG_ODDS[codes[3 * slot + f]]) if 3 * slot + f < len(codes) else 0.0 for f in range(3)]
-        score = [score[came[f]] - FRAME_SHIFT_COST * (came[f] != f) + odds[f] for f in range(3)]
+        score = [score[came[f]] - cost * (came[f] != f) + odds[f] for f in range(3)]
         back.append(came)
     frame, path = score.index(max(score)), []
     for slot in range(len(back) - 1, -1, -1):
@@ -221,8 +223,8 @@ def test_reads_are_read_through_as_the_plain_viterbi_reads_them(monkeypatch):
     from clibd_cli.classification.read_errors import with_errors
     from clibd_cli.embedding import translation
 
-    blocks = translation._blocks
-    monkeypatch.setattr(translation, "_blocks", lambda barcodes, block=4096: blocks(barcodes, 7))
+    blocks = translation.codon_blocks
+    monkeypatch.setattr(translation, "codon_blocks", lambda barcodes, block=4096: blocks(barcodes, 7))
     rng = random.Random(11)
     real = [r["dna_barcode"] for r in bold_table()[1][::500]][:120]
     barcodes = [with_errors(b, rng.choice([0.005, 0.01, 0.03, 0.1]), rng) for b in real]
@@ -234,12 +236,20 @@ def test_reads_are_read_through_as_the_plain_viterbi_reads_them(monkeypatch):
     oracle = [_read_through_oracle(b) for b in barcodes]
     assert sum(bool((np.diff(o) % 3).any()) for o in oracle) > 100, oracle[:3]  # most change frame
     read = []
-    for _, codons in translation._blocks(barcodes):
+    for _, codons in translation.codon_blocks(barcodes):
         chosen = translation._read_through(codons)
         read += [codons.at[chosen & (codons.owner == b)].tolist() for b in range(len(codons.lengths))]
     assert read == oracle
     assert np.array_equal(peptide_profile(barcodes, k=2, reads=True),
                           np.vstack([peptide_profile([b], k=2, reads=True) for b in barcodes]))
+    for cost in (0.5, 12.0):  # the cost a change of frame is given is the one the path pays
+        cheap = [_read_through_oracle(b, cost) for b in barcodes]
+        assert cheap != oracle
+        read = []
+        for _, codons in translation.codon_blocks(barcodes):
+            chosen = translation._read_through(codons, cost)
+            read += [codons.at[chosen & (codons.owner == b)].tolist() for b in range(len(codons.lengths))]
+        assert read == cheap
 
 
 def test_a_long_read_costs_its_own_length_not_its_blocks():

@@ -14,7 +14,7 @@ Barcodes are read a block at a time, concatenated: each base's codon in one nump
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +77,9 @@ def _codons(barcodes: Sequence[str]) -> _Codons:
     return _Codons(lengths, starts, owner, at, codes, at <= lengths[owner] - 3)
 
 
-def _blocks(barcodes: Sequence[str], block: int = 4096):
+def codon_blocks(barcodes: Sequence[str], block: int = 4096) -> Iterator[tuple[int, _Codons]]:
+    """``(first, codons)``: the barcodes' codons in all three frames, ``block`` barcodes at a time
+    (``first``: the index of a block's first barcode), so memory stays bounded."""
     for first in range(0, len(barcodes), block):
         yield first, _codons(barcodes[first : first + block])
 
@@ -86,7 +88,7 @@ def translate(barcodes: Sequence[str]) -> list[np.ndarray]:
     """Each barcode's amino-acid codes (0..19 as in :data:`AMINO_ACIDS`, :data:`STOP`,
     :data:`UNKNOWN`) in its frame with the fewest stop codons (the first such frame)."""
     out = []
-    for _, codons in _blocks(barcodes):
+    for _, codons in codon_blocks(barcodes):
         chosen = codons.best_frame()
         counts = np.bincount(codons.owner[chosen], minlength=len(codons.lengths))
         out += np.split(codons.codes[chosen], np.cumsum(counts)[:-1])
@@ -99,7 +101,7 @@ def frame_breaks(barcodes: Sequence[str]) -> np.ndarray:
     or deletion shifts the rest of the read's frame; benchmarks/README.md, *Reads with sequencing
     errors*). ``query_kinds.READ_KIND`` queries are barcodes with some."""
     out = np.zeros(len(barcodes), dtype=np.int64)
-    for first, codons in _blocks(barcodes):
+    for first, codons in codon_blocks(barcodes):
         counts = codons.frame_counts(codons.stops).min(axis=1)
         out[first : first + len(counts)] = counts
     return out
@@ -111,7 +113,7 @@ def frame_stops(barcodes: Sequence[str]) -> np.ndarray:
     counting as one stop. A COI barcode on its own strand reads with none; the same bases
     shuffled meet several (``clibd_cli/reference/sketch.py`` uses it against off-target queries)."""
     out = np.zeros(len(barcodes), dtype=np.int64)
-    for first, codons in _blocks(barcodes):
+    for first, codons in codon_blocks(barcodes):
         stops = codons.stops
         fewest = codons.frame_counts(stops).min(axis=1)
         for row in np.flatnonzero(fewest > 1):  # a path that changes frame can only do better by two or more
@@ -143,11 +145,11 @@ IN_FRAME_LOG_ODDS = np.array([
 FRAME_SHIFT_COST = 4.0  # log odds a change of frame costs (benchmarks/README.md, *Reads with sequencing errors*)
 
 
-def _read_through(codons: _Codons) -> np.ndarray:
+def _read_through(codons: _Codons, shift_cost: float = FRAME_SHIFT_COST) -> np.ndarray:
     """Which codons each barcode of a block reads as a read with sequencing errors: where its best
     frame meets a stop, the path through the three frames, one codon per three bases, whose
     amino acids look most like COI read in its own frame (``IN_FRAME_LOG_ODDS``, a change of frame
-    costing ``FRAME_SHIFT_COST``): an insertion's or deletion's frame shift read through within a
+    costing ``shift_cost``): an insertion's or deletion's frame shift read through within a
     few codons of where it is, instead of the rest of the read translated in a wrong frame."""
     chosen = codons.best_frame()
     rows = np.flatnonzero(codons.frame_counts(codons.stops).min(axis=1) > 0)
@@ -160,8 +162,8 @@ def _read_through(codons: _Codons) -> np.ndarray:
     frames, score, back = np.arange(3), np.zeros((len(rows), 3)), []
     for slot, n in enumerate(live):  # Viterbi, each read up to its own last codon: staying in a frame wins ties
         now = score[:n]
-        came = np.where(now >= now.max(axis=1, keepdims=True) - FRAME_SHIFT_COST, frames, now.argmax(axis=1)[:, None])
-        score[:n] = (np.take_along_axis(now, came, axis=1) - FRAME_SHIFT_COST * (came != frames)
+        came = np.where(now >= now.max(axis=1, keepdims=True) - shift_cost, frames, now.argmax(axis=1)[:, None])
+        score[:n] = (np.take_along_axis(now, came, axis=1) - shift_cost * (came != frames)
                      + IN_FRAME_LOG_ODDS[codes[starts[:n, None] + 3 * slot + frames]])
         back.append(came.astype(np.int8))
     chosen[np.isin(codons.owner, rows)] = False
@@ -174,14 +176,15 @@ def _read_through(codons: _Codons) -> np.ndarray:
     return chosen
 
 
-def peptide_profile(barcodes: Sequence[str], k: int = 2, reads: bool = False) -> np.ndarray:
+def peptide_profile(barcodes: Sequence[str], k: int = 2, reads: bool = False,
+                    shift_cost: float = FRAME_SHIFT_COST) -> np.ndarray:
     """``[N, 20**k]`` square-root scaled, L2-normalised counts of the overlapping amino-acid
     k-mers of each barcode's translation (:func:`translate`; with ``reads``, frame shifts read
     through as :func:`_read_through` reads them; k-mers with a stop or an unknown codon skipped; a
     barcode without one embeds as the zero vector)."""
     out = np.zeros((len(barcodes), 20**k), dtype=np.float32)
-    for first, codons in _blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
-        chosen = _read_through(codons) if reads else codons.best_frame()
+    for first, codons in codon_blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
+        chosen = _read_through(codons, shift_cost) if reads else codons.best_frame()
         codes, owner = codons.codes[chosen], codons.owner[chosen]
         windows = len(codes) - k + 1
         if windows <= 0:
