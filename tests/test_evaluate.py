@@ -263,6 +263,38 @@ def test_reliability_per_batch_and_operating_curve(dataset):
     assert "reliability per batch" in text and "operating curve on the mix" in text
 
 
+def test_metrics_tsv_holds_every_number_of_the_json_but_the_reliability_bins(dataset, tmp_path):
+    metrics = run_evaluation(Plan(data=dataset, baselines=("kmer",))).metrics
+    metrics["retrieval"]["paper"]["kmer"]["missing"]["seen"] = 3  # a count that tells its line apart
+    write_tsv(tmp_path / "metrics.tsv", metrics)
+    lines = (tmp_path / "metrics.tsv").read_text().splitlines()
+    estimate = metrics["retrieval"]["paper"]["kmer"]["extra"]["unseen"]["prior_unseen"]
+    assert f"paper\tkmer\tunseen\t\tprior_unseen\t{estimate:.6g}" in lines
+    assert "paper\tkmer\tseen\t\tmissing\t3" in lines and "left-out\tkmer\tunseen\t\tmissing\t0" in lines
+    batches = metrics["open_set"]["left-out"]["kmer"]["batches"]
+    assert f"left-out\tkmer\tmix\t\tbatch_new_share\t{batches['new_share']['mix']:.6g}" in lines
+    assert f"left-out\tkmer\tunseen\tgenus\tbatch_ece\t{batches['ece']['unseen']['genus']:.6g}" in lines
+    point = batches["curve"][7]
+    assert f"left-out\tkmer\tmix\t\tnew_genus_right@0.8\t{point['new_genus_right']:.6g}" in lines
+    ece = metrics["open_set"]["left-out"]["kmer"]["reliability"]["species"]["ece"]
+    assert f"left-out\tkmer\t\tspecies\tece\t{ece:.6g}" in lines
+
+    def leaves(tree, path=()):
+        if isinstance(tree, dict):
+            for key, value in tree.items():
+                yield from leaves(value, path + (key,))
+        elif isinstance(tree, list) and tree and isinstance(tree[0], dict):
+            for point in tree:
+                yield from leaves({f"{k}@{point['cutoff']:g}": v for k, v in point.items() if k != "cutoff"}, path)
+        elif not isinstance(tree, list) and path[0] in ("retrieval", "open_set"):
+            yield path, tree
+
+    rows = [line.split("\t") for line in lines[1:]]
+    numbers = [(path, value) for path, value in leaves(metrics)
+               if not (len(path) > 4 and path[3] == "reliability" and path[5] != "ece")]
+    assert len(rows) == len(numbers)  # one line each, none twice
+
+
 def test_blastn_baseline(dataset):
     require_programs("makeblastdb", "blastn")
     metrics = run_evaluation(Plan(data=dataset, baselines=("blastn",))).metrics

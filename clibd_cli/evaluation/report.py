@@ -3,7 +3,7 @@
 ``metrics.json`` keys are stable (format ``clibd-evaluate/1``)::
 
     retrieval.<scenario>.<method>.<seen|unseen|hm>.<rank>.<top1|top3|top5>.<micro|macro>
-    retrieval.<scenario>.<method>.{queries,missing}.<part>, .seconds
+    retrieval.<scenario>.<method>.{queries,missing}.<part>, .seconds, .extra.<part>.prior_unseen (clibd)
     open_set.<scenario>.<method>.<seen|unseen>.<rank>.<metric>   (see clibd_cli.evaluation.scores)
     open_set.<scenario>.<method>.reliability.<rank>.{edges,count,confidence,accuracy,ece}
     open_set.<scenario>.<method>.batches.{ece.<seen|unseen|mix>.<rank>, prior_unseen.<batch>,
@@ -58,13 +58,19 @@ def write_json(path: Path, metrics: dict) -> None:
 
 
 def write_tsv(path: Path, metrics: dict) -> None:
-    """One number per line: ``scenario method part rank metric value``."""
+    """One number per line: ``scenario method part rank metric value`` — every number of
+    ``metrics.json`` but the reliability diagrams' bins (their ECE is here: metric ``ece``, part
+    empty); a batch's numbers have the batch as part (``batch_ece``, ``batch_prior_unseen``,
+    ``batch_new_share``), an operating curve's point the cutoff in its metric (``new_genus_right@0.8``)."""
     lines = ["scenario\tmethod\tpart\trank\tmetric\tvalue"]
     for scenario, methods in metrics["retrieval"].items():
         for method, scores in methods.items():
             lines.append(f"{scenario}\t{method}\t\t\tseconds\t{scores['seconds']}")
-            for part, count in scores["queries"].items():
-                lines.append(f"{scenario}\t{method}\t{part}\t\tqueries\t{count}")
+            for count in ("queries", "missing"):
+                for part, value in scores.get(count, {}).items():
+                    lines.append(f"{scenario}\t{method}\t{part}\t\t{count}\t{value}")
+            lines += [f"{scenario}\t{method}\t{part}\t\t{name}\t{_num(value)}"
+                      for part, extra in scores.get("extra", {}).items() for name, value in extra.items()]
             for part in ("seen", "unseen", "hm"):
                 for rank in RANKS if part in scores else ():
                     for k, values in scores[part][rank].items():
@@ -76,8 +82,22 @@ def write_tsv(path: Path, metrics: dict) -> None:
                 for rank in RANKS if part in scores else ():
                     for name, value in scores[part][rank].items():
                         lines.append(f"{scenario}\t{method}\t{part}\t{rank}\topen_{name}\t{_num(value)}")
+            for rank, found in scores.get("reliability", {}).items():
+                lines.append(f"{scenario}\t{method}\t\t{rank}\tece\t{_num(found['ece'])}")
+            lines += [f"{scenario}\t{method}\t{part}\t{rank}\t{metric}\t{_num(value)}"
+                      for part, rank, metric, value in _batch_rows(scores.get("batches"))]
     with atomic_open(path) as f:
         f.write("\n".join(lines) + "\n")
+
+
+def _batch_rows(batches: dict | None) -> list[tuple[str, str, str, object]]:
+    """``(part, rank, metric, value)`` of ``open_set.<scenario>.<method>.batches``."""
+    if not batches:
+        return []
+    rows = [(part, rank, "batch_ece", value) for part, ranks in batches["ece"].items() for rank, value in ranks.items()]
+    rows += [(part, "", f"batch_{name}", value) for name in ("prior_unseen", "new_share")
+             for part, value in batches[name].items()]
+    return rows + [("mix", "", f"{key}@{point['cutoff']:g}", point[key]) for point in batches["curve"] for key in CURVE_KEYS]
 
 
 def _num(value) -> str:
