@@ -415,6 +415,17 @@ def test_a_file_with_keys_of_val_unseen_species_only_keeps_them_in_the_paper_key
         assert [s.name for s in found] == ["paper"] and "scenario left-out skipped" in " ".join(notes)
         with pytest.raises(ClibdError, match="nothing to evaluate: .*scenario left-out skipped"):
             scenarios(ds, "test", ("left-out",))  # found no scenario: an IndexError later
+    no_unseen_keys = tmp_path / "no-unseen-keys.h5"  # unseen queries, no keys of theirs: left-out only
+    with DatasetWriter(no_unseen_keys) as writer:
+        for pid, split, name in (("k0", "train", "A1"), ("q0", "test", "A1"), ("u0", "test_unseen", "A3")):
+            order, family, genus = LINEAGE[name]
+            writer.add(split, Record(pid, barcode="ACGT" * 100, order=order, family=family, genus=genus, species=name))
+    with open_dataset(no_unseen_keys) as ds:
+        found, notes = scenarios(ds, "test")  # paper would have run left-out's keys a second time
+        assert [(s.name, s.keys) for s in found] == [("left-out", ("train",))]
+        assert "scenario paper skipped: the file has no keys of unseen species" in " ".join(notes)
+        with pytest.raises(ClibdError, match="nothing to evaluate: .*; evaluate --scenario left-out$"):
+            scenarios(ds, "test", ("paper",))
 
 
 def test_batches_without_usable_queries_score_as_undefined_not_a_crash():

@@ -73,15 +73,22 @@ def scenarios(dataset: Dataset, on: str, wanted: tuple[str, ...] = ("paper", "le
     if seen_keys is None and all_keys is None:
         raise ClibdError(f"{dataset.path}: no key splits (train/seen_keys, key_unseen/*_unseen_keys)")
     found = []
+    unseen_keys = seen_keys is not None and all_keys is not None and all_keys != seen_keys
     if "paper" in wanted:
-        found.append(Scenario("paper", all_keys or seen_keys, queries))
+        if "unseen" in queries and not unseen_keys and seen_keys is not None:  # it would be left-out's twin
+            notes.append("scenario paper skipped: the file has no keys of unseen species, so its unseen "
+                         "queries' species are absent from the keys (scenario left-out)")
+        else:
+            found.append(Scenario("paper", all_keys or seen_keys, queries))
     if "left-out" in wanted:
-        if seen_keys is None or seen_keys == all_keys or "unseen" not in queries:
-            notes.append("scenario left-out skipped: the file has no separate keys of unseen species")
+        if seen_keys is None or "unseen" not in queries:
+            notes.append("scenario left-out skipped: " + ("the file has no keys of seen species alone"
+                         if seen_keys is None else f"no {on}_unseen queries"))
         else:
             found.append(Scenario("left-out", seen_keys, queries))
     if not found:
-        raise ClibdError(f"{dataset.path}: nothing to evaluate: {'; '.join(notes)}; evaluate --scenario paper")
+        other = "paper" if "left-out" in wanted else "left-out"
+        raise ClibdError(f"{dataset.path}: nothing to evaluate: {'; '.join(notes)}; evaluate --scenario {other}")
     return found, notes
 
 
