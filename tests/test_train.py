@@ -370,6 +370,19 @@ def test_dna_crop_cuts_a_seeded_share_of_training_barcodes_to_stretches_of_thems
     assert bad.exit_code == 2 and "add dna to --modalities" in bad.output
 
 
+def test_training_reads_a_stored_barcode_as_embed_reads_it(tmp_path):
+    """A dataset file not written by clibd prepare (the CLIBD authors' keep alignment gaps) trains
+    on the barcodes ``embed`` and ``index`` read: gaps dropped, RNA's U as T."""
+    from clibd_cli.data.store import Record
+
+    path = tmp_path / "gapped.h5"
+    with DatasetWriter(path) as writer:
+        for pid, barcode in (("r0", "AC-GT..ACGU--"), ("r1", "---"), ("r2", "")):
+            writer.add("train", Record(pid, barcode=barcode, order="Diptera", species="Aedes aegypti"))
+    data = SpecimenDataset(path, ["train"], ["dna", "text"], create_model("clibd-tiny"), train=False)
+    assert [data[i]["barcode"] for i in range(3)] == ["ACGTACGT", None, None]
+
+
 def test_clear_errors(bold_h5, tmp_path):
     base = ["--model", "clibd-tiny", "--data", bold_h5, "--batch-size", "16"]
     images = train(*base, "--out", tmp_path / "a", "--modalities", "image,dna")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from clibd_cli.io.sequences import random_stretch
+from clibd_cli.io.sequences import clean_barcode, random_stretch
 from clibd_cli.distributed import World
 from models.errors import ClibdError
 
@@ -108,7 +108,7 @@ class SpecimenDataset(Dataset):
         part = self._records()
         sample: dict = {"index": index}
         if "dna" in self.modalities:
-            sample["barcode"] = part.column("barcode", index, index + 1)[0] or None
+            sample["barcode"] = clean_barcode(part.column("barcode", index, index + 1)[0] or "") or None  # as embed reads it
             if self.dna_crop and sample["barcode"]:
                 rng = np.random.default_rng(_mix(self.seed, self.epoch, index, 1))
                 if rng.random() < self.dna_crop:
