@@ -225,19 +225,46 @@ def test_references_identified_only_to_family(tiny_model, tmp_path):
         assert row["lineage"].count(",") == 1  # o:...,f:... only
 
 
-def test_ranks_above_order_are_read_and_not_kept(tmp_path):
-    """SINTAX d/k/p/c entries are accepted (not an error) but an index holds order to species
-    (README, *Input and output at a glance*); --taxa at such a rank says which ranks it keeps."""
-    records = specimens(n_species=2, per_species=2, unnamed=0)
+def test_ranks_above_order_are_kept_as_each_orders_lineage(tmp_path):
+    """SINTAX d/k/p/c entries are kept as the lineage above each order that most of its records
+    name (the manifest's ``above_order``; records.tsv holds order to species): a prediction carries
+    its best order's, as sure as the order, in the lineage column and in QIIME 2's levels, and
+    ``--taxa`` reaches them (README, *Input and output at a glance*)."""
+    records = specimens(n_species=3, per_species=3, unnamed=0)
+    orders = [r.lineage["order"] for r in records]
+    outvoted = next(i for i, order in enumerate(orders) if orders.count(order) >= 3)
+    above = "d:Eukaryota,k:Animalia,p:Arthropoda,c:Insecta,"
     fasta = tmp_path / "r.fa"
-    fasta.write_text("".join(r.sintax().replace(";tax=", ";tax=d:Eukaryota,k:Animalia,p:Arthropoda,c:Insecta,")
-                             + f"\n{r.barcode}\n" for r in records))
+    fasta.write_text("".join(r.sintax().replace(";tax=", ";tax=" + (above.replace("Insecta", "Collembola") if i == outvoted
+                                                                    else above)) + f"\n{r.barcode}\n"
+                             for i, r in enumerate(records)))
     assert run("-q", "index", "-m", "kmer", fasta, "-o", tmp_path / "i").exit_code == 0
     assert (tmp_path / "i" / "records.tsv").read_text() == "id\torder\tfamily\tgenus\tspecies\n" + \
         records_tsv(records)
-    result = run("classify", "-i", tmp_path / "i", "--taxa", "Insecta", fasta)
-    assert result.exit_code == 1
-    assert "labelled Insecta at any rank (the index keeps order, family, genus, species;" in error_line(result)
+    lineage = {"domain": "Eukaryota", "kingdom": "Animalia", "phylum": "Arthropoda", "class": "Insecta"}
+    manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
+    assert manifest["above_order"] == {r.lineage["order"]: lineage for r in records}
+    info = run("index", "info", tmp_path / "i").output
+    assert f"above order: domain, kingdom, phylum, class (for {len(set(orders))} orders)" in info, info
+    rows = tsv(run("classify", "-i", tmp_path / "i", fasta).stdout)
+    for row in rows:
+        conf = dict(part.rstrip(")").split("(") for part in row["lineage"].split(","))
+        assert list(conf)[:5] == ["d:Eukaryota", "k:Animalia", "p:Arthropoda", "c:Insecta", f"o:{row['order']}"]
+        assert conf["c:Insecta"] == conf[f"o:{row['order']}"]
+    qiime = run("classify", "-i", tmp_path / "i", "--format", "qiime2", fasta).stdout.splitlines()[1]
+    assert qiime.split("\t")[1].startswith("d__Eukaryota; k__Animalia; p__Arthropoda; c__Insecta; o__")
+    assert run("classify", "-i", tmp_path / "i", "--taxa", "insecta", fasta).exit_code == 0
+    result = run("classify", "-i", tmp_path / "i", "--taxa", "Arachnida", fasta)
+    assert result.exit_code == 1 and "(the index keeps domain, kingdom, phylum, class, order, family, genus, " \
+        "species;" in error_line(result)
+    more = tmp_path / "more.fa"  # an --append keeps the lineages the index has, and adds new orders'
+    other = Specimen("x1", records[0].barcode[::-1], {**records[0].lineage, "order": "Araneae"})
+    more.write_text(other.sintax().replace(";tax=", ";tax=c:Arachnida,") + f"\n{other.barcode}\n"
+                    + records[1].sintax().replace(";tax=", ";tax=c:Collembola,").replace(records[1].id, "x2")
+                    + f"\n{records[1].barcode[:-3]}\n")
+    assert run("-q", "index", "-m", "kmer", more, "--append", "-o", tmp_path / "i").exit_code == 0
+    manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
+    assert manifest["above_order"] == {"Araneae": {"class": "Arachnida"}, **dict.fromkeys(orders, lineage)}
 
 
 def test_fastq_references_build_the_index_fasta_builds(tmp_path):

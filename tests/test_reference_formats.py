@@ -47,6 +47,8 @@ def test_qiime2_taxonomy_tsv_with_plain_fasta(records, tmp_path):
     seqs = write_fasta(tmp_path / "seqs.fasta", records, sintax=False)
     got = indexed(tmp_path, seqs, extra=("--taxonomy", tmp_path / "taxonomy.tsv"))
     assert got == {r.id: r.lineage for r in records}  # empty s__ is a missing species
+    assert load_index(tmp_path / "index").manifest["above_order"] == {
+        r.lineage["order"]: {"kingdom": "Animalia", "phylum": "Arthropoda"} for r in records}
 
 
 def test_taxonomy_rows_that_name_no_rank_are_warned_about_once_with_the_first_line(records, tmp_path):
@@ -196,6 +198,8 @@ def test_bold_public_data_tsv(records, tmp_path, layout):
     assert "1 record of other markers than COI-5P skipped (1 ITS)" in built.stderr
     index = load_index(tmp_path / "index")
     assert labels_by_id(index) == {r.id: r.lineage for r in records}
+    above = {"phylum": "Arthropoda"} if layout == "v4" else {"kingdom": "Animalia", "phylum": "Arthropoda"}
+    assert index.manifest["above_order"] == {r.lineage["order"]: above for r in records}  # kept per order
     # the gaps were dropped: the record's own barcode is its nearest reference, at similarity 1
     query = write_fasta(tmp_path / "q.fa", records[:1], sintax=False)
     row = tsv(run("-q", "classify", "--index", tmp_path / "index", query).stdout)[0]

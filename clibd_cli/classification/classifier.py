@@ -93,7 +93,8 @@ class Classifier:
         if callable(device):
             device = "cpu" if self.model_free else device()
         self.embedder = Embedder(self.model, device, batch_size, precision)
-        self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels)
+        self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels,
+                                                        self.index.manifest.get("above_order"))
         self.calibrations = _checked_calibrations(self.index)
         blind = [kind for kind, calibration in self.calibrations.items() if calibration.seen_only]
         if blind:
@@ -251,7 +252,7 @@ class Classifier:
         rows, unknown = self.reference.rows_within(taxa)
         if unknown:
             raise ClibdError(f"{self.index.path}: no reference record is labelled {', '.join(unknown)} "
-                             f"at any rank (the index keeps {', '.join(self.reference.ranks)}; check the "
+                             f"at any rank (the index keeps {', '.join(self.reference.ranks_above + self.reference.ranks)}; check the "
                              "spelling: names as in the reference, e.g. Diptera)")
         log.info("classifying among the %s of %s", counted(len(rows), "reference record"), ", ".join(taxa))
         return rows, self.index.vectors()[rows]

@@ -50,12 +50,14 @@ def predict(
     :func:`label` ``decisions`` may be given) at scenario ``shares`` (see :func:`decide`)."""
     decisions = label(rows, sims, reference, calibration) if decisions is None else decisions
     codes, conf = decisions.codes, confidences(decisions, reference, calibration, shares)
-    out = []
+    out, first = [], reference.ranks[0]
     for q in range(len(rows)):
         labels = {r: (reference.names[r][codes[r][q]] if codes[r][q] >= 0 else None)
                   for r in reference.ranks}
+        confidence = {r: float(conf[r][q]) for r in reference.ranks}
+        above = reference.lineage_above(labels[first])  # as sure as the order they hang on
         out.append(RankedPrediction(
-            labels, {r: float(conf[r][q]) for r in reference.ranks},
+            {**above, **labels}, {**dict.fromkeys(above, confidence[first]), **confidence},
             reference.ids[rows[q, 0]], float(sims[q, 0]), min_confidence,
         ))
     return out

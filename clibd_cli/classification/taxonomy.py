@@ -2,16 +2,20 @@
 
 Labels are integer codes per rank (ranks coarse to fine, ``models/config.py`` ``RANKS``), each
 label with the parent most of its records carry; a prediction prints as a SINTAX-style lineage.
+Ranks above the first (domain to class, where the reference names them) are not decided: each
+label of the first rank carries the lineage above it that most of its records name
+(``above``, the index manifest's ``above_order``), and a prediction takes its best order's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from clibd_cli.io.lineages import RANK_LETTER
+from clibd_cli.io.sequences import RANKS_ABOVE_ORDER
 
 
 @dataclass
@@ -22,35 +26,56 @@ class ReferenceTaxonomy:
     names: dict[str, list[str]]  # rank -> label per code
     codes: dict[str, np.ndarray]  # rank -> [N] int64 code per record
     parents: dict[str, np.ndarray]  # rank -> parent code per label code, then -1 (so code -1 -> -1)
+    above: dict[str, dict[str, str]] = field(default_factory=dict)  # first-rank label -> {rank above: name}
 
     @property
     def ranks(self) -> list[str]:
         return list(self.codes)
 
+    @property
+    def ranks_above(self) -> list[str]:
+        """The ranks above the first that ``above`` names for some label (coarse to fine)."""
+        named = {rank for lineage in self.above.values() for rank in lineage}
+        return [rank for rank in RANKS_ABOVE_ORDER if rank in named]
+
+    def lineage_above(self, label: str | None) -> dict[str, str | None]:
+        """A first-rank label's names at :attr:`ranks_above` (None where not named, or for no label)."""
+        lineage = self.above.get(label, {}) if label is not None else {}
+        return {rank: lineage.get(rank) for rank in self.ranks_above}
+
     @classmethod
     def from_labels(
-        cls, ids: Sequence[str], labels: Mapping[str, Sequence[str | None]]
+        cls, ids: Sequence[str], labels: Mapping[str, Sequence[str | None]],
+        above: Mapping[str, Mapping[str, str]] | None = None,
     ) -> ReferenceTaxonomy:
-        """Encode ``{rank: [label or None per record]}`` (ranks ordered coarse to fine)."""
+        """Encode ``{rank: [label or None per record]}`` (ranks ordered coarse to fine); ``above``:
+        the lineage above each first-rank label."""
         names, codes, parents = {}, {}, {}
-        above = None
+        coarser = None
         for rank, values in labels.items():
             vocab = sorted({v for v in values if v is not None})
             lookup = {v: i for i, v in enumerate(vocab)}
             code = np.array([-1 if v is None else lookup[v] for v in values], dtype=np.int64)
             names[rank], codes[rank] = vocab, code
-            parents[rank] = _majority_parent(code, above, len(vocab))
-            above = code
-        return cls(list(ids), names, codes, parents)
+            parents[rank] = _majority_parent(code, coarser, len(vocab))
+            coarser = code
+        return cls(list(ids), names, codes, parents, {k: dict(v) for k, v in (above or {}).items()})
 
     def rows_within(self, taxa: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        """Records labelled with any of ``taxa`` at any rank (case and ``_``/space ignored), and
-        the taxa no record carries."""
+        """Records labelled with any of ``taxa`` at any rank, those above the first included (the
+        records of the first-rank labels whose lineage names them; case and ``_``/space ignored),
+        and the taxa no record carries."""
         def key(name: str) -> str:
             return name.replace("_", " ").strip().lower()
 
         wanted = {key(taxon): taxon for taxon in taxa}
         within, seen = np.zeros(len(self.ids), dtype=bool), set()
+        first = self.ranks[0]
+        for label, lineage in self.above.items():
+            named = wanted.keys() & {key(name) for name in lineage.values()}
+            if named and label in self.names[first]:
+                seen |= named
+                within |= self.codes[first] == self.names[first].index(label)
         for rank in self.ranks:
             codes = [code for code, name in enumerate(self.names[rank]) if key(name) in wanted]
             seen.update(key(self.names[rank][code]) for code in codes)
@@ -62,7 +87,7 @@ class ReferenceTaxonomy:
 class RankedPrediction:
     """One query: best label and confidence per rank, and its nearest reference record."""
 
-    labels: dict[str, str | None]  # best label per rank; None when no neighbour is labelled
+    labels: dict[str, str | None]  # best label per rank (the ranks above order first); None: none labelled
     confidence: dict[str, float]
     nearest_id: str
     nearest_sim: float

@@ -63,7 +63,7 @@ def _prior(ctx, param, value: str) -> float | None:
                    "'neighbours' array added to each record; in blast6, N lines each.")
 @click.option("--taxa", default=None,
               help="Classify only among the reference records of these taxa, comma-separated names at any "
-                   "rank (e.g. Diptera,Hymenoptera; exact search). Confidences keep the whole reference's "
+                   "rank (e.g. Diptera,Hymenoptera; Insecta where the reference names classes; exact search). Confidences keep the whole reference's "
                    "calibration: read them as given that the specimen belongs to these taxa; a subtree of "
                    "fewer records than the index's -k lowers them.")
 @click.option("--ef", type=click.IntRange(min=1), default=None,

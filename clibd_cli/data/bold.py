@@ -8,7 +8,8 @@ Both layouts BOLD's downloads have are read (a header names the columns; order i
 * the v5 portal (BCDM): ``processid``, ``sampleid``, ``order``, ``family``, ``genus``,
   ``species``, ``bin_uri``, ``marker_code``, ``nuc``.
 
-Alignment gaps in the sequence are dropped. Where a marker column exists, only ``COI-5P``
+Ranks above order (``phylum_name``, ``class_name``; ``phylum``, ``class``, ``kingdom``) are
+read for the index's lineages above order. Alignment gaps in the sequence are dropped. Where a marker column exists, only ``COI-5P``
 records are read (BOLD mixes markers; the others are counted and reported).
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
+from clibd_cli.io.sequences import RANKS_ABOVE_ORDER
 from clibd_cli.io.streams import open_text, reading
 from clibd_cli.io.tables import read_rows
 from models.config import RANKS, is_missing_label
@@ -54,6 +56,7 @@ class BoldSource:
         columns, rows = read_rows(self.path, required=("processid",))
         sequence, marker, suffix = next(layout for layout in _LAYOUTS if layout[0] in columns)
         ranks = {rank: columns.get(rank + suffix) for rank in RANKS}
+        higher = {rank: columns[rank + suffix] for rank in RANKS_ABOVE_ORDER if rank + suffix in columns}
         other_markers: dict[str, int] = {}
         for line, fields in rows:
             kind = fields[columns[marker]].strip() if marker in columns else MARKER
@@ -66,7 +69,8 @@ class BoldSource:
                             sampleid=fields[columns["sampleid"]].strip() if "sampleid" in columns else "",
                             dna_bin=_label(fields[columns["bin_uri"]]) if "bin_uri" in columns else None,
                             **labels)
-            yield SourceRecord(line, record.processid, record)
+            above = {rank: name for rank, i in higher.items() if (name := _label(fields[i]))}
+            yield SourceRecord(line, record.processid, record, above=above or None)
         if other_markers:
             shown = ", ".join(f"{n} {kind or 'without marker'}" for kind, n in sorted(other_markers.items()))
             log.warning("%s: %s of other markers than %s skipped (%s)", self.path,

@@ -18,7 +18,7 @@ from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.images import find_images, photos_by_id
 from clibd_cli.io.lineages import UnknownRanks, header_lineage, named
-from clibd_cli.io.sequences import parse_sintax_header, read_sequences
+from clibd_cli.io.sequences import RANKS_ABOVE_ORDER, parse_sintax_header, read_sequences
 from clibd_cli.io.tables import read_taxonomy
 from models.config import RANKS
 from models.errors import ClibdError, counted
@@ -71,7 +71,8 @@ class FastaSource:
             photo = self.photos.get(record_id)
             if photo:
                 matched.add(photo)
-            yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else ())
+            above = {rank: ranks[rank] for rank in RANKS_ABOVE_ORDER if ranks.get(rank)}
+            yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else (), above or None)
         if self.taxonomy is not None and total and bare == total:
             raise ClibdError(f"{self.taxonomy_path}: names no record of {self.path} "
                              f"({counted(total, 'record')}, e.g. "

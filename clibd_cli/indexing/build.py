@@ -133,6 +133,9 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                              threads=run.threads, command=run.command)
     del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
     target.manifest["model"] = model_reference(plan.model_dir)
+    above = {**refs.lineages_above_order(), **(existing.manifest.get("above_order", {}) if existing else {})}
+    if above:  # the lineage above each order (domain to class), where the references name one
+        target.manifest["above_order"] = dict(sorted(above.items()))
     if modality == "dna":
         target.manifest["read_errors"] = list(rates)  # the dna~ copies' error rates: none if empty
     if sketch is not None:

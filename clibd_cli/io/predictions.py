@@ -82,7 +82,7 @@ def json_record(result) -> dict:
     assigned = prediction.assigned
     record["ranks"] = {r: {"label": prediction.labels.get(r),
                            "confidence": round(prediction.confidence.get(r, 0.0), 4),
-                           "assigned": assigned.get(r) is not None} for r in RANKS}
+                           "assigned": assigned.get(r) is not None} for r in [*prediction.labels, *RANKS]}
     record.update(lineage=prediction.lineage(), nearest_id=prediction.nearest_id,
                   nearest_sim=round(prediction.nearest_sim, 4))
     if query.strand:

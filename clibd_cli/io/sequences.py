@@ -22,6 +22,7 @@ from models.errors import ClibdError, counted
 
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
                 "f": "family", "g": "genus", "s": "species"}
+RANKS_ABOVE_ORDER = ("domain", "kingdom", "phylum", "class")  # read and kept as the lineage of an order
 _TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")
 _SIZE = re.compile(r"(?:^|[;\s])size=([^;\s]*)")
 _COUNT = re.compile(r"[0-9]+")  # a size= that is a read count

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,7 +25,7 @@ from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, embed_chunks, read_chunks
 from clibd_cli.io.images import load_photos
 from clibd_cli.io.outputs import UsageError
-from clibd_cli.io.sequences import checked_barcode
+from clibd_cli.io.sequences import RANKS_ABOVE_ORDER, checked_barcode
 from clibd_cli.io.streams import display_name, is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError, counted
@@ -44,12 +45,29 @@ class References:
     labels: dict[str, list[str | None]] = field(default_factory=lambda: {r: [] for r in RANKS})
     items: list = field(default_factory=list)  # barcodes, label strings, or photo loaders
     skipped: list[str] = field(default_factory=list)  # "ID: why" of each record left out
+    above: dict[str, Counter] = field(default_factory=dict)  # order -> records naming (rank, name) above it
 
     def add(self, record_id: str, ranks: dict[str, str | None], item) -> None:
         self.ids.append(record_id)
         for rank in RANKS:
             self.labels[rank].append(ranks.get(rank) or None)
         self.items.append(item)
+        order = ranks.get(RANKS[0])
+        if order:
+            self.above.setdefault(order, Counter()).update(
+                (rank, ranks[rank]) for rank in RANKS_ABOVE_ORDER if ranks.get(rank))
+
+    def lineages_above_order(self) -> dict[str, dict[str, str]]:
+        """Per order, the name most of its records carry at each rank above it (domain to class),
+        for the index manifest's ``above_order`` (``classification.taxonomy.ReferenceTaxonomy``)."""
+        out: dict[str, dict[str, str]] = {}
+        for order, counts in sorted(self.above.items()):
+            ranks: dict[str, str] = {}
+            for (rank, name), _ in counts.most_common():  # ties: the name read first
+                ranks.setdefault(rank, name)
+            if ranks:
+                out[order] = {rank: ranks[rank] for rank in RANKS_ABOVE_ORDER if rank in ranks}
+        return out
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -193,7 +211,7 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
             refs.skipped.append(f"{entry.key} ({problem})")
             continue
         ranks = {r: getattr(record, r) for r in RANKS}
-        refs.add(entry.key, ranks, barcode if refs.modality == "dna" else _label(ranks))
+        refs.add(entry.key, {**ranks, **(entry.above or {})}, barcode if refs.modality == "dna" else _label(ranks))
 
 
 def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
