@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clibd_cli.io.lineages import RANK_LETTER
+from clibd_cli.io.lineages import sintax_lineage
 
 
 @dataclass
@@ -80,10 +80,7 @@ class RankedPrediction:
 
     def lineage(self) -> str:
         """SINTAX-style ``o:Diptera(1.00),...,s:Aedes_albopictus(0.41)`` over labelled ranks."""
-        return ",".join(
-            f"{RANK_LETTER.get(r, r)}:{v.replace(' ', '_')}({self.confidence[r]:.2f})"
-            for r, v in self.labels.items() if v is not None
-        )
+        return sintax_lineage(self.labels, self.confidence)
 
 
 def _majority_parent(child: np.ndarray, parent: np.ndarray | None, n_labels: int) -> np.ndarray:

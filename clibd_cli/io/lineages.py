@@ -52,6 +52,15 @@ def qiime_taxon(labels: Mapping[str, str | None]) -> str:
                      for rank in ranks[:depth])
 
 
+def sintax_lineage(labels: Mapping[str, str | None], confidence: Mapping[str, float] | None = None) -> str:
+    """``o:Diptera,f:Culicidae,s:Aedes_albopictus`` over the labelled ranks (spaces in names become
+    underscores), each with its ``confidence`` when given: ``o:Diptera(1.00),...``; SINTAX's
+    lineages, as ``vsearch --sintax --tabbedout`` writes them and its ``tax=`` annotations hold."""
+    return ",".join(f"{RANK_LETTER.get(rank, rank)}:{name.replace(' ', '_')}"
+                    + ("" if confidence is None else f"({confidence[rank]:.2f})")
+                    for rank, name in labels.items() if name)
+
+
 def is_ranked_lineage(text: str) -> bool:
     """Whether ``text`` looks like a ``x__Name;y__Name`` lineage."""
     return bool(_PREFIX.match(text.split(";", 1)[0].strip()))
