@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import qiime_taxon, sintax_lineage
+from clibd_cli.io.lineages import SINTAX_RANKS, qiime_taxon, sintax_lineage
 from clibd_cli.io.predictions import tsv_line
-from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
 from models.errors import ClibdError
