@@ -6,11 +6,7 @@ def __getattr__(name: str) -> str:
     imports it before ``clibd_cli/__main__.main`` can catch a Ctrl-C)."""
     if name != "__version__":
         raise AttributeError(f"module 'clibd_cli' has no attribute {name!r}")
-    from importlib.metadata import PackageNotFoundError, version
+    from models.version import clibd_version
 
-    try:
-        found = version("clibd")
-    except PackageNotFoundError:  # running from a source tree that was not installed
-        found = "0.0.0+unknown"
-    globals()["__version__"] = found
+    found = globals()["__version__"] = clibd_version()
     return found

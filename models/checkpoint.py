@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from safetensors.torch import save_file
 from models.config import FORMAT_VERSION, read_json, vocab_path
 from models.errors import ModelError
 from models.files import atomic_path, sha256_file, usual_permissions
+from models.version import clibd_version
 
 if TYPE_CHECKING:
     from models.clibd import CLIBD
@@ -46,13 +46,6 @@ def save_model(model: CLIBD, directory: str | Path, extra: dict[str, Any] | None
     with atomic_path(target, directory=True) as staging:
         write_model(model, staging, extra, dtype)
     return target
-
-
-def clibd_version() -> str:
-    try:
-        return metadata.version("clibd")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def write_model(model: CLIBD, directory: Path, extra: dict[str, Any] | None = None,

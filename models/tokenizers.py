@@ -14,6 +14,18 @@ import numpy as np
 
 from models.config import KMER_MASKS, KMER_SPECIALS, MAX_K, RANKS, is_missing_label
 
+_BASE_CODES = np.full(256, 4, dtype=np.uint8)  # byte -> A, C, G, T (either case) 0-3; 4 for any other
+for _code, _base in enumerate(b"ACGT"):
+    _BASE_CODES[_base] = _BASE_CODES[_base + 32] = _code
+_RNA_CODES = _BASE_CODES.copy()
+_RNA_CODES[[ord("U"), ord("u")]] = 3  # RNA reads as DNA
+
+
+def base_codes(text: str, rna: bool = False) -> np.ndarray:
+    """One uint8 per character of ``text``: 0-3 for A, C, G, T in either case (U too, as T, with
+    ``rna``), 4 for any other (non-ASCII ones included)."""
+    return (_RNA_CODES if rna else _BASE_CODES)[np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8)]
+
 
 def label_string(ranks: Mapping[str, str | None], missing: str | None = None, down_to: str = "species") -> str:
     """The text-tower input for a specimen: its labels from order to species, missing ranks left out
@@ -78,9 +90,6 @@ class KmerTokenizer(_Tokenizer):
         self.specials = {token: index for index, token in enumerate(KMER_SPECIALS[vocab])}
         self.unk = self.specials["<UNK>"]
         self.n_kmers = -(-max_len // k)
-        self._codes = np.full(256, 4, dtype=np.uint8)  # byte -> base code; 4 marks "not ACGT"
-        for code, base in enumerate("ACGT"):
-            self._codes[ord(base)] = self._codes[ord(base.lower())] = code
 
     @property
     def vocab_size(self) -> int:
@@ -99,7 +108,7 @@ class KmerTokenizer(_Tokenizer):
         count = len(barcodes)
         # One byte per character ("?" for non-ASCII, which is not ACGT), N-padded to a k multiple.
         raw = "".join(barcode[: self.max_len].ljust(width, "N") for barcode in barcodes)
-        codes = self._codes[np.frombuffer(raw.encode("ascii", "replace"), dtype=np.uint8)]
+        codes = base_codes(raw)
         codes = codes.reshape(count, self.n_kmers, self.k)
         ids = np.zeros((count, self.n_kmers), dtype=np.int64)
         unknown = np.zeros((count, self.n_kmers), dtype=bool)
@@ -145,9 +154,6 @@ class OverlappingKmerTokenizer(_Tokenizer):
             raise ValueError(f"need 1 <= k <= {MAX_K} for every k and max_len >= k, got ks={ks}, max_len={max_len}")
         self.ks, self.max_len = tuple(ks), max_len
         self.offsets = np.cumsum([1] + [4 ** k for k in self.ks])[:-1]
-        self._codes = np.full(256, 4, dtype=np.int64)  # byte -> base code; 4 marks "not ACGT"
-        for code, base in enumerate("ACGT"):
-            self._codes[ord(base)] = self._codes[ord(base.lower())] = code
 
     @property
     def vocab_size(self) -> int:
@@ -165,7 +171,7 @@ class OverlappingKmerTokenizer(_Tokenizer):
         cleaned = [self.clean(b) for b in barcodes]
         longest = max([len(b) for b in cleaned] + [max(self.ks)])
         raw = "".join(b.ljust(longest, "N") for b in cleaned)
-        codes = self._codes[np.frombuffer(raw.encode("ascii", "replace"), dtype=np.uint8)]
+        codes = base_codes(raw)
         codes = codes.reshape(len(barcodes), longest)
         ids, masks = [], []
         for k, offset in zip(self.ks, self.offsets):

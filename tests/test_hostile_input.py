@@ -104,7 +104,7 @@ def spare_index(kmer_index, tmp_path):
     return index, kmer_index[1]
 
 
-@pytest.mark.parametrize("case", ["calibration", "nodes", "dim", "escape", "sketch", "modality", "ef"])
+@pytest.mark.parametrize("case", ["calibration", "maps", "nodes", "dim", "escape", "sketch", "modality", "ef"])
 def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_path, case):
     import json
 
@@ -114,6 +114,11 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
     manifest = json.loads((index / "manifest.json").read_text())
     if case == "calibration":
         _tamper(index, "calibration.json", json.dumps({"dna": "not a calibration"}).encode())
+    elif case == "maps":  # the right form, but one map's coefficients one short
+        calibration = json.loads((index / "calibration.json").read_text())
+        fit = next(iter(calibration["dna"]["ranks"].values()))
+        fit["maps"][-1]["coef"].pop()
+        _tamper(index, "calibration.json", json.dumps(calibration).encode())
     elif case == "nodes":
         buffer = io.BytesIO()
         np.save(buffer, np.zeros((3, 2), dtype=np.float32))
@@ -135,6 +140,8 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
     line = error_line(result)
     assert result.exit_code == 1 and "internal error" not in line
     expected = {"calibration": "calibration.json: not a calibration clibd wrote",
+                "maps": "calibration.json: not a calibration clibd wrote (ValueError: parameter arrays of the "
+                        "wrong length)",
                 "nodes": "nodes.npy: expected one graph node number",
                 "dim": "manifest.json: dim 512 but index.bin holds 1024-dimensional vectors",
                 "escape": "'../secret' is not a plain file name inside the index directory",

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from clibd_cli.io.sequences import parse_sintax_header, read_sequences
+from clibd_cli.io.lineages import parse_sintax_header
+from clibd_cli.io.sequences import read_sequences
 from models.errors import ClibdError
 
 FASTA = """>CNRGH063-15;tax=o:Lepidoptera,f:Tortricidae,g:Acleris,s:Acleris_chalybeana; BOLD:AAA7667

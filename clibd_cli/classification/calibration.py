@@ -42,7 +42,7 @@ import numpy as np
 
 from clibd_cli.classification.barcode_gap import GAP_FEATURES, RankGaps
 from clibd_cli.classification.batch_prior import ScenarioModel, adjust, estimate_shares
-from clibd_cli.classification.probability_map import apply_map
+from clibd_cli.classification.probability_map import apply_map, check_map
 from clibd_cli.defaults import CALIBRATION
 from models.errors import ClibdError
 
@@ -95,6 +95,16 @@ class Calibration:
         """The features each rank's maps read: ``FEATURES``, then the barcode-gap ones if fitted,
         then the query's length if ``by_length``."""
         return feature_names(bool(self.gaps), self.by_length)
+
+    def check(self) -> None:
+        """ValueError (KeyError, TypeError, AttributeError) unless every rank has one map per
+        scenario, each as ``probability_map.fit_map`` writes it for :attr:`feature_names`."""
+        width = len(self.feature_names)
+        for fit in self.ranks.values():
+            for params in fit["maps"]:
+                check_map(params, width)
+        if any(len(fit["maps"]) != len(self.scenarios) for fit in self.ranks.values()):
+            raise ValueError("one map per scenario expected")
 
     def rank_gaps(self) -> dict[str, RankGaps]:
         """The barcode gaps per rank (empty without them)."""

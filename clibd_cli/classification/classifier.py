@@ -266,16 +266,7 @@ def _checked_calibrations(index) -> dict:
     try:
         found = calibrations(index.calibration)
         for calibration in found.values():
-            width = len(calibration.feature_names)
-            for params in (m for fit in calibration.ranks.values() for m in fit["maps"]):
-                features = [np.asarray(params[key], dtype=np.float64) for key in ("mean", "scale", "coef")]
-                iso = [np.asarray(params[key], dtype=np.float64) for key in ("iso_x", "iso_y")]
-                float(params["intercept"])
-                if {f.shape for f in features} != {(width,)} or iso[0].shape != iso[1].shape:
-                    raise ValueError("parameter arrays of the wrong length")
-            if any(len(fit["maps"]) != len(calibration.scenarios)
-                   for fit in calibration.ranks.values()):
-                raise ValueError("one map per scenario expected")
+            calibration.check()
         return found
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ClibdError(f"{index.path}/calibration.json: not a calibration clibd wrote ({type(exc).__name__}: "

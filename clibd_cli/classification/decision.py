@@ -47,7 +47,8 @@ def predict(
     decisions: Decisions | None = None,
 ) -> list[RankedPrediction]:
     """Per-rank predictions for queries with neighbours ``rows``/``sims`` ``[Q, K]`` (whose
-    :func:`label` ``decisions`` may be given) at scenario ``shares`` (see :func:`decide`)."""
+    :func:`label` ``decisions`` may be given) at scenario ``shares`` (None: the calibration's own,
+    ``calibration.shares()``)."""
     decisions = label(rows, sims, reference, calibration) if decisions is None else decisions
     codes, conf = decisions.codes, confidences(decisions, reference, calibration, shares)
     out, first = [], reference.ranks[0]
@@ -66,8 +67,9 @@ def predict(
 def decide(
     rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Vectorised core of :func:`predict`: ``({rank: code [Q]}, {rank: confidence [Q]})`` with
-    confidences for the calibration's own scenario shares (``calibration.shares()``)."""
+    """:func:`label` and :func:`confidences` without the predictions around them:
+    ``({rank: code [Q]}, {rank: confidence [Q]})`` at the calibration's own scenario shares
+    (``calibration.shares()``), for the benchmarks that score many queries at once."""
     decisions = label(rows, sims, reference, calibration)
     return decisions.codes, confidences(decisions, reference, calibration)
 

@@ -26,6 +26,16 @@ def apply_map(fit: dict, x: np.ndarray) -> np.ndarray:
     return np.interp(score, fit["iso_x"], fit["iso_y"]) if fit["iso_x"] else score
 
 
+def check_map(fit: dict, width: int) -> None:
+    """ValueError (KeyError, TypeError) unless ``fit`` is a map of ``width`` features as
+    :func:`fit_map` writes it."""
+    features = [np.asarray(fit[key], dtype=np.float64) for key in ("mean", "scale", "coef")]
+    iso = [np.asarray(fit[key], dtype=np.float64) for key in ("iso_x", "iso_y")]
+    float(fit["intercept"])
+    if {f.shape for f in features} != {(width,)} or iso[0].shape != iso[1].shape:
+        raise ValueError("parameter arrays of the wrong length")
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> dict:
     """Standardise features and fit the logistic map; also returns its scores and log-loss."""
     mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clibd_cli.io.lineages import RANK_LETTER
-from clibd_cli.io.sequences import RANKS_ABOVE_ORDER
+from clibd_cli.io.lineages import RANKS_ABOVE_ORDER, sintax_lineage
 
 
 @dataclass
@@ -105,10 +104,7 @@ class RankedPrediction:
 
     def lineage(self) -> str:
         """SINTAX-style ``o:Diptera(1.00),...,s:Aedes_albopictus(0.41)`` over labelled ranks."""
-        return ",".join(
-            f"{RANK_LETTER.get(r, r)}:{v.replace(' ', '_')}({self.confidence[r]:.2f})"
-            for r, v in self.labels.items() if v is not None
-        )
+        return sintax_lineage(self.labels, self.confidence)
 
 
 def _majority_parent(child: np.ndarray, parent: np.ndarray | None, n_labels: int) -> np.ndarray:

@@ -1,1 +1,2 @@
-"""Datasets: BIOSCAN and FASTA readers, the CLIBD split protocol, and the dataset HDF5 store."""
+"""Datasets: BIOSCAN, FASTA and BOLD TSV record sources, the CLIBD split protocol, the dataset
+HDF5 store and what ``clibd prepare`` runs (``build.py``), and the synthetic photo dataset."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
-from clibd_cli.io.sequences import RANKS_ABOVE_ORDER
+from clibd_cli.io.lineages import RANKS_ABOVE_ORDER
 from clibd_cli.io.streams import open_text, reading
 from clibd_cli.io.tables import read_rows
 from models.config import RANKS, is_missing_label

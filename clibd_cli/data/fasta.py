@@ -17,8 +17,8 @@ from pathlib import Path
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.images import find_images, photos_by_id
-from clibd_cli.io.lineages import UnknownRanks, header_lineage, named
-from clibd_cli.io.sequences import RANKS_ABOVE_ORDER, parse_sintax_header, read_sequences
+from clibd_cli.io.lineages import RANKS_ABOVE_ORDER, UnknownRanks, header_lineage, named, parse_sintax_header
+from clibd_cli.io.sequences import read_sequences
 from clibd_cli.io.tables import read_taxonomy
 from models.config import RANKS
 from models.errors import ClibdError, counted

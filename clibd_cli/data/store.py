@@ -26,7 +26,7 @@ from clibd_cli.data.splits import ALIASES, LISTING_ORDER
 from models.config import RANKS, is_missing_label
 from models.errors import ClibdError, counted
 
-FIELDS = ("processid", "sampleid", "barcode", "order", "family", "genus", "species", "dna_bin", "image")
+FIELDS = ("processid", "sampleid", "barcode", *RANKS, "dna_bin", "image")  # Record's fields, in order
 LABELS = RANKS + ("dna_bin",)
 MISSING = "not_classified"
 FORMAT = "clibd-dataset"

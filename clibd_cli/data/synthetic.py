@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
 from clibd_cli.io.streams import open_text, reading
+from models.config import RANKS
 from models.errors import ClibdError
 
 BOLD_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
@@ -272,7 +273,7 @@ def synthetic_records(rows: Iterable[dict[str, str]], seed: int, image_size: int
             "processid": row["processid"],
             "sampleid": row["sampleid"],
             "barcode": row["dna_barcode"],
-            **{rank: row[rank] or None for rank in ("order", "family", "genus", "species")},
+            **{rank: row[rank] or None for rank in RANKS},
             "dna_bin": row.get("dna_bin", ""),
             "image": None if no_image else specimen_image(look, specimen, image_size),
         }

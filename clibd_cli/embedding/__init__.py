@@ -6,4 +6,5 @@
   amino-acid pairs, ``kmer-aa``);
 * :mod:`.embeddings_file` the HDF5 that ``clibd embed`` writes;
 * :mod:`.shards` embedding in resumable chunks, shared among processes (``embed``, ``index``).
+* :mod:`.unit` ``unit_rows``, vectors scaled to unit length, the one place it is written.
 """

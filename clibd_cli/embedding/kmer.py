@@ -15,11 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from clibd_cli.embedding.unit import unit_rows
-
-_CODES = np.full(256, 255, dtype=np.uint8)
-for _i, _base in enumerate(b"ACGT"):
-    _CODES[_base] = _i
-    _CODES[_base + 32] = _i  # lower case
+from models.tokenizers import base_codes
 
 
 def kmer_profile(
@@ -45,8 +41,7 @@ def kmer_profile(
 def _counts(barcodes: Sequence[str], k: int) -> np.ndarray:
     """k-mer count matrix ``[len(barcodes), 4**k]`` for one chunk, fully vectorised."""
     # One byte string with a separator after each barcode, so no k-mer spans two barcodes.
-    joined = ("\0".join(barcodes) + "\0").encode("ascii", errors="replace")
-    codes = _CODES[np.frombuffer(joined, dtype=np.uint8)]
+    codes = base_codes("\0".join(barcodes) + "\0")
     lengths = np.fromiter((len(b) + 1 for b in barcodes), dtype=np.int64, count=len(barcodes))
     owner = np.repeat(np.arange(len(barcodes)), lengths)
     n_windows = codes.size - k + 1
@@ -57,7 +52,7 @@ def _counts(barcodes: Sequence[str], k: int) -> np.ndarray:
     valid = np.ones(n_windows, dtype=bool)
     for offset in range(k):
         window = codes[offset : offset + n_windows]
-        valid &= window != 255
+        valid &= window < 4
         index = index * 4 + (window & 3)
     flat = owner[:n_windows][valid] * 4**k + index[valid]
     counts.reshape(-1)[:] = np.bincount(flat, minlength=counts.size)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_cli.embedding.unit import unit_rows
+from models.tokenizers import base_codes
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 STOP = len(AMINO_ACIDS)  # code of a stop codon
@@ -30,11 +31,6 @@ GAPS = str.maketrans("", "", "-.~ \t\r\n")
 # TGA = W, ATA = M, AGA = AGG = S. Codon index = 16 * first + 4 * second + third, bases ACGT = 0..3.
 _TABLE_5 = "KNKNTTTTSSSSMIMIQHQHPPPPRRRRLLLLEDEDAAAAGGGGVVVV*Y*YSSSSWCWCLFLF"
 CODONS = np.array([AMINO_ACIDS.index(a) if a != "*" else STOP for a in _TABLE_5], dtype=np.uint8)
-
-_BASES = np.full(256, 255, dtype=np.uint8)
-for _i, _base in enumerate(b"ACGT"):
-    _BASES[_base] = _BASES[_base + 32] = _i
-_BASES[ord("U")] = _BASES[ord("u")] = 3  # RNA reads as DNA
 
 
 @dataclass
@@ -66,7 +62,7 @@ class _Codons:
 def _codons(barcodes: Sequence[str]) -> _Codons:
     cleaned = [b.translate(GAPS) for b in barcodes]
     lengths = np.array([len(b) for b in cleaned], dtype=np.int64)
-    bases = _BASES[np.frombuffer("".join(cleaned).encode("ascii", errors="replace"), dtype=np.uint8)]
+    bases = base_codes("".join(cleaned), rna=True)
     starts = np.cumsum(lengths) - lengths
     owner = np.repeat(np.arange(len(cleaned)), lengths)[: max(len(bases) - 2, 0)]
     at = np.arange(len(owner)) - starts[owner]

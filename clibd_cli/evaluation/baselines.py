@@ -34,7 +34,7 @@ from clibd_cli.defaults import CALIBRATION
 from clibd_cli.evaluation import rdp
 from clibd_cli.evaluation.protocol import Records
 from clibd_cli.evaluation.retrieval import DEPTH, Calls, Outcome, Queries
-from clibd_cli.io.lineages import RANK_LETTER
+from clibd_cli.io.lineages import sintax_lineage
 from clibd_cli.io.pipeline_formats import read_sintax
 from clibd_cli.io.sequences import clean_barcode
 from models.config import RANKS
@@ -214,7 +214,7 @@ def _clean(barcode: str) -> str:
 
 def _sintax_taxonomy(lineage: tuple) -> str:
     """``o:Diptera,f:Culicidae,...`` (no commas/semicolons/spaces in names; missing ranks left out)."""
-    return ",".join(f"{RANK_LETTER[rank]}:{_sintax_name(name)}" for rank, name in zip(RANKS, lineage) if name)
+    return sintax_lineage({rank: _sintax_name(name) for rank, name in zip(RANKS, lineage) if name})
 
 
 def _sintax_name(name: str) -> str:

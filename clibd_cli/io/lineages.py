@@ -18,8 +18,11 @@ rank NCBI lacks with the rank's name and the taxon below (``order_Vannellidae_95
 raw (``>ID###root_1;Eukaryota_2759;...``), RDP and SINTAX releases: the taxids are dropped
 (:func:`without_taxids`) and a filled rank is a missing one (:func:`named`).
 
-Names that name nothing (:func:`named`) are missing ranks in every form, SINTAX ``tax=o:Diptera,...``
-annotations (read by ``clibd_cli/io/sequences.py``) and taxonomy tables included.
+SINTAX headers annotate a FASTA record with its ranks: ``>ID;tax=o:Diptera,...,s:Aedes_albopictus;``
+(:func:`parse_sintax_header`); :func:`sintax_lineage` writes that form.
+
+Names that name nothing (:func:`named`) are missing ranks in every form, SINTAX annotations and
+taxonomy tables included.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 
-from clibd_cli.io.sequences import SINTAX_RANKS
 from models.config import RANKS, is_missing_label
 from models.errors import counted
 
 log = logging.getLogger("clibd")
+SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
+                "f": "family", "g": "genus", "s": "species"}
+RANKS_ABOVE_ORDER = ("domain", "kingdom", "phylum", "class")  # read and kept as the lineage of an order
+_TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")  # a SINTAX annotation in a FASTA header
 _PREFIX = re.compile(r"^([a-zA-Z]{1,3})__(.*)$")  # o__Diptera; also sk__ (superkingdom), t__ (strain)
 _LEVEL = re.compile(r"^D_\d+__")  # SILVA 132 for QIIME: D_3__Diptera, a level's number, not a rank
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
@@ -50,6 +56,44 @@ def qiime_taxon(labels: Mapping[str, str | None]) -> str:
     depth = max((i + 1 for i, rank in enumerate(ranks) if labels[rank]), default=0)
     return "; ".join(f"{RANK_LETTER.get(rank, rank)}__{(labels[rank] or '').replace(' ', '_')}"
                      for rank in ranks[:depth])
+
+
+def sintax_lineage(labels: Mapping[str, str | None], confidence: Mapping[str, float] | None = None) -> str:
+    """``o:Diptera,f:Culicidae,s:Aedes_albopictus`` over the labelled ranks (spaces in names become
+    underscores), each with its ``confidence`` when given: ``o:Diptera(1.00),...``; SINTAX's
+    lineages, as ``vsearch --sintax --tabbedout`` writes them and its ``tax=`` annotations hold."""
+    return ",".join(f"{RANK_LETTER.get(rank, rank)}:{name.replace(' ', '_')}"
+                    + ("" if confidence is None else f"({confidence[rank]:.2f})")
+                    for rank, name in labels.items() if name)
+
+
+def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
+    """The ranks of a SINTAX ``tax=`` annotation, e.g. ``;tax=o:Diptera,s:Aedes_albopictus;``,
+    and the rank prefixes in it that are none of :data:`SINTAX_RANKS`, as written (``x:`` of
+    ``x:Foo``, ``t:`` of vsearch's strains), whose names are dropped.
+
+    Returns ``({"order": "Diptera", "species": "Aedes albopictus"}, [])`` (underscores read as
+    spaces; d/k/p/c kept as domain/kingdom/phylum/class); ``({}, [])`` when there is no ``tax=``.
+    Raises ValueError on an entry without ``rank:`` prefix.
+    """
+    match = _TAX.search(text)
+    if match is None:
+        return {}, []
+    ranks, unknown = {}, []
+    for entry in match.group(1).split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        letter, sep, value = entry.partition(":")
+        letter = letter.strip()
+        if not sep or not letter:
+            raise ValueError(f"taxonomy entry {entry!r} is not of the form rank:name (e.g. g:Aedes)")
+        value = value.replace("_", " ").strip()
+        if letter.lower() not in SINTAX_RANKS:
+            unknown.append(f"{letter}:")
+        elif value:
+            ranks[SINTAX_RANKS[letter.lower()]] = value
+    return ranks, unknown
 
 
 def is_ranked_lineage(text: str) -> bool:

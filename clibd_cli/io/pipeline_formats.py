@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import RANK_LETTER, qiime_taxon
+from clibd_cli.io.lineages import SINTAX_RANKS, qiime_taxon, sintax_lineage
 from clibd_cli.io.predictions import tsv_line
-from clibd_cli.io.sequences import SINTAX_RANKS
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
 from models.errors import ClibdError
@@ -95,14 +94,12 @@ def sintax_row(result) -> tuple[str, str, str, str]:
     prediction = result.prediction
     if not supported(result):
         return result.query.id, "", "", ""
-    cut = []
+    cut = {}
     for rank, name in prediction.labels.items():
-        if name is None:
-            continue
-        if prediction.confidence[rank] < prediction.min_confidence:
+        if name is not None and prediction.confidence[rank] < prediction.min_confidence:
             break
-        cut.append(f"{RANK_LETTER[rank]}:{name.replace(' ', '_')}")
-    return result.query.id, prediction.lineage(), strand(result), ",".join(cut)
+        cut[rank] = name
+    return result.query.id, prediction.lineage(), strand(result), sintax_lineage(cut)
 
 
 def blast6_rows(result) -> list[tuple]:

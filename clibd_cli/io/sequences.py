@@ -1,4 +1,4 @@
-"""FASTA/FASTQ reading (files, ``-`` for stdin, gzip/bz2/xz) and SINTAX taxonomy headers.
+"""FASTA/FASTQ reading (files, ``-`` for stdin, gzip/bz2/xz), header annotations and barcode checks.
 
 A hand-written line reader: as fast as Biopython's SimpleFastaParser, with line numbers in
 every error. Multi-line FASTA and multi-line FASTQ are accepted; FASTQ qualities are checked
@@ -20,10 +20,6 @@ import numpy as np
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.errors import ClibdError, counted
 
-SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
-                "f": "family", "g": "genus", "s": "species"}
-RANKS_ABOVE_ORDER = ("domain", "kingdom", "phylum", "class")  # read and kept as the lineage of an order
-_TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")
 _SIZE = re.compile(r"(?:^|[;\s])size=([^;\s]*)")
 _COUNT = re.compile(r"[0-9]+")  # a size= that is a read count
 _SAMPLE = re.compile(r"(?:^|[;\s])(?:sample|barcodelabel)=([^;\s]+)")  # vsearch reads either
@@ -76,35 +72,6 @@ def read_sequences(source: str | Path, max_length: int | None = MAX_LENGTH) -> I
             hint = "; '>' or '@' must be the line's first character" if shown.lstrip()[:1] in (">", "@") else ""
             raise ClibdError(f"{name}:{number}: expected a FASTA header ('>') or a FASTQ record ('@'), "
                              f"found {shown!r}{hint}")
-
-
-def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
-    """The ranks of a SINTAX ``tax=`` annotation, e.g. ``;tax=o:Diptera,s:Aedes_albopictus;``,
-    and the rank prefixes in it that are none of :data:`SINTAX_RANKS`, as written (``x:`` of
-    ``x:Foo``, ``t:`` of vsearch's strains), whose names are dropped.
-
-    Returns ``({"order": "Diptera", "species": "Aedes albopictus"}, [])`` (underscores read as
-    spaces; d/k/p/c kept as domain/kingdom/phylum/class); ``({}, [])`` when there is no ``tax=``.
-    Raises ValueError on an entry without ``rank:`` prefix.
-    """
-    match = _TAX.search(text)
-    if match is None:
-        return {}, []
-    ranks, unknown = {}, []
-    for entry in match.group(1).split(","):
-        entry = entry.strip()
-        if not entry:
-            continue
-        letter, sep, value = entry.partition(":")
-        letter = letter.strip()
-        if not sep or not letter:
-            raise ValueError(f"taxonomy entry {entry!r} is not of the form rank:name (e.g. g:Aedes)")
-        value = value.replace("_", " ").strip()
-        if letter.lower() not in SINTAX_RANKS:
-            unknown.append(f"{letter}:")
-        elif value:
-            ranks[SINTAX_RANKS[letter.lower()]] = value
-    return ranks, unknown
 
 
 def parse_abundance(text: str) -> tuple[int | None, str | None]:

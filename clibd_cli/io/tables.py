@@ -10,8 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import UnknownRanks, is_ranked_lineage, named, parse_lineage
-from clibd_cli.io.sequences import SINTAX_RANKS
+from clibd_cli.io.lineages import SINTAX_RANKS, UnknownRanks, is_ranked_lineage, named, parse_lineage
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
 from models.errors import ClibdError, counted

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
-from clibd_cli.io.sequences import RANKS_ABOVE_ORDER
+from clibd_cli.io.lineages import RANKS_ABOVE_ORDER
 from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records

@@ -25,7 +25,8 @@ from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, embed_chunks, read_chunks
 from clibd_cli.io.images import load_photos
 from clibd_cli.io.outputs import UsageError
-from clibd_cli.io.sequences import RANKS_ABOVE_ORDER, checked_barcode
+from clibd_cli.io.lineages import RANKS_ABOVE_ORDER
+from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import display_name, is_hdf5
 from models.config import RANKS
 from models.errors import ClibdError, counted
