@@ -146,9 +146,10 @@ def test_estimation_block_then_constant_batches(kmer_run, monkeypatch):
     assert len(tsv(result.stdout)) == n
 
 
-def test_a_kind_first_met_after_the_first_batch_has_its_estimate_reported(kmer_run, monkeypatch):
-    """Whole barcodes fill the first batch; the partial ones after it are estimated on their own
-    first batch, and that estimate is reported too."""
+def test_a_kind_first_met_after_the_first_records_takes_the_whole_barcodes_share(kmer_run, monkeypatch):
+    """Whole barcodes fill the estimation block; the partial ones after it take the whole barcodes'
+    share, reported as such, whatever --batch-size cuts the rest into (estimated on their own first
+    batch, they were answered differently at --batch-size 1, 3 and 10)."""
     index, fasta, n = kmer_run
     records = fasta.read_text().split(">")[1:]
     whole = [">" + r for r in records]
@@ -156,10 +157,14 @@ def test_a_kind_first_met_after_the_first_batch_has_its_estimate_reported(kmer_r
                for r in records]
     (fasta.parent / "late.fa").write_text("".join(whole + partial))
     monkeypatch.setattr(batch_prior, "ESTIMATION_QUERIES", n)
-    result = run("classify", "--index", index, "--batch-size", str(n), fasta.parent / "late.fa")
-    assert result.exit_code == 0, result.stderr
-    lines = [s for s in result.stderr.splitlines() if "estimated share" in s]
-    assert [line.split("first ")[1].split(" queries")[0] for line in lines] == [f"{n} dna", f"{n} dna<500"], lines
+    runs = [run("classify", "--index", index, "--batch-size", size, fasta.parent / "late.fa") for size in (1, 3, n)]
+    assert all(result.exit_code == 0 for result in runs), runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout == runs[2].stdout
+    assert {row["prior_unseen"] for row in tsv(runs[0].stdout)} == {tsv(runs[0].stdout)[0]["prior_unseen"]}
+    lines = [s for s in runs[0].stderr.splitlines() if "estimated share" in s]
+    assert f"(EM on the first {n} dna queries)" in lines[0], lines
+    assert (f"(the whole barcodes' share: partial barcodes, no dna<500 query to estimate it on in the first {n} "
+            "records)") in lines[1], lines
 
 
 def test_the_readme_python_example_streams_every_record(kmer_run, capsys):

@@ -41,7 +41,7 @@ def named(classifier: Classifier, queries: list[dict], length: int) -> tuple[flo
     ``length`` bases."""
     results = classifier.classify([Query(r["processid"], barcode=stretch(r["dna_barcode"], length, r["processid"]))
                                    for r in queries])
-    classifier.estimates.clear()  # each batch estimates its own share of new species
+    classifier.new_run()  # each batch estimates its own share of new species
     calls = {r.query.id: r.prediction.assigned["species"] for r in results}
     known = [calls[r["processid"]] == r["species"] for r in queries if r["split"] == "test"]
     new = [calls[r["processid"]] is not None for r in queries if r["split"] == "test_unseen"]

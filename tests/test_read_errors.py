@@ -30,6 +30,15 @@ def test_errors_are_seeded_and_at_the_rate_asked():
     assert len(noisy) != len(barcode)  # insertions and deletions, not substitutions alone
 
 
+def test_a_lower_case_barcode_gets_the_errors_of_its_upper_case_twin():
+    """An index of lower-case (soft-masked) reference barcodes is calibrated for reads as the same
+    barcodes in upper case (the copies of lower-case bases drew other substitutions: another dna~
+    calibration)."""
+    rng = random.Random(2)
+    barcode = "".join(rng.choice("ACGT") for _ in range(700))
+    assert with_errors(barcode.lower(), 0.02, random.Random(5)) == with_errors(barcode, 0.02, random.Random(5))
+
+
 def test_held_out_reads_are_copies_that_read_with_a_frame_break():
     from clibd_cli.reference.sources import References
 

@@ -6,7 +6,10 @@ for partial barcodes, ``dna~`` for reads with sequencing errors, ``image`` or ``
 fitted by ``clibd index``, see ``query_kinds.py``). A fused specimen (photo and barcode) is embedded as
 the normalised sum of its two embeddings. The confidences assume a share of queries from
 species absent from the reference: fixed, or estimated per kind of query from the first call's
-queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run.
+queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run; a kind
+first met in a later call takes the share its estimate would have started from (the whole
+barcodes' estimate for partial barcodes and reads), so that how a run is cut into calls
+(``--batch-size``) never changes an answer.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ class Classifier:
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
         self.prior_unseen = prior_unseen
         self.estimates: dict[str, tuple[np.ndarray, int]] = {}  # kind -> (scenario shares, queries)
+        self._first_call = True  # whether the next call's queries estimate the shares (new_run)
         self._part_lengths: dict = {}  # norms of parts of the mapped reference vectors (vector_view order)
 
     @property
@@ -131,10 +135,16 @@ class Classifier:
         """Results block by block, in query order, memory bounded by the block: the first
         ``batch_prior.ESTIMATION_QUERIES`` together when the share of new species may be estimated
         (on them: :meth:`_shares`), then ``batch_size`` at a time."""
+        self.new_run()
         queries = iter(queries)
         first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if self.prior_unseen is None else batch_size))
         for block in chain([first] if first else [], batched(queries, batch_size)):
             yield self.classify(block, min_confidence, report)
+
+    def new_run(self) -> None:
+        """Forget the shares of new species estimated so far: the next call's queries estimate them."""
+        self.estimates.clear()
+        self._first_call = True
 
     def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,
                  report: int = 0) -> list[Result]:
@@ -176,6 +186,7 @@ class Classifier:
             if query.image is None and prediction.nearest_sim < NEAR_IDENTICAL:
                 prediction.confidence = dict.fromkeys(prediction.confidence, 0.0)
                 query.note = why
+        self._first_call = False
         return results
 
     def _load_photos(self, results: list[Result]) -> dict[int, object]:
@@ -202,17 +213,18 @@ class Classifier:
                 and not calibration.seen_only)
 
     def _shares(self, kind: str, decisions, counted: np.ndarray) -> np.ndarray:
-        """Scenario shares for ``kind`` queries: fixed, or estimated once on the first ones that
-        are ``counted`` (off-target barcodes are not: junk in a batch must not make its real
+        """Scenario shares for ``kind`` queries: fixed, or estimated once on those of the first call
+        that are ``counted`` (off-target barcodes are not: junk in a batch must not make its real
         queries look new); partial barcodes' estimate leans on the run's whole barcodes' one, if
-        made, instead of 0.5 (a run with a few partial records among many whole ones)."""
+        made, instead of 0.5 (a run with a few partial records among many whole ones), and is that
+        one for a kind first met after the first call."""
         calibration = self.calibrations[kind]
         if not self.estimated(kind):
             return calibration.shares(self.prior_unseen)
         if kind not in self.estimates:
             whole = self.estimates.get("dna") if kind in (SHORT_KIND, READ_KIND) else None
             prior = CALIBRATION.prior_unseen if whole is None else self.calibrations["dna"].unseen_share(whole[0])
-            stacked = decisions.stacked()[counted]
+            stacked = decisions.stacked()[counted & self._first_call]
             shares = calibration.estimate_shares(stacked, prior) if len(stacked) else calibration.shares(prior)
             self.estimates[kind] = (shares, len(stacked))
         return self.estimates[kind][0]

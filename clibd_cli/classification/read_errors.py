@@ -27,11 +27,12 @@ DEFAULT_RATES = (0.01, 0.02)  # errors per base of the copies, in turn (benchmar
 
 def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
     """``barcode`` with sequencing errors: each base substituted, followed by an inserted base,
-    or deleted, with probability ``rate / 3`` each (as raw nanopore reads have them)."""
+    or deleted, with probability ``rate / 3`` each (as raw nanopore reads have them); read in
+    upper case, so that a lower-case (soft-masked) barcode gets the errors its upper-case twin gets."""
     if rate <= 0:
         return barcode
     out: list[str] = []
-    for base in barcode:
+    for base in barcode.upper():
         draw = rng.random() * 3 / rate
         if draw >= 3:
             out.append(base)

@@ -251,8 +251,9 @@ def _stdin_is_terminal() -> bool:
 
 def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> None:
     """The estimated shares of new species (and genera) on stderr, each kind's once, when made (a
-    kind first met after the first batch is estimated then); with ``old_index``, a warning for an
-    index whose share is fixed."""
+    kind first met after the first batch, or met there only off target, takes the share its
+    estimate starts from); with ``old_index``, a warning for an index whose share is fixed."""
+    from clibd_cli.classification.batch_prior import ESTIMATION_QUERIES
     from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND
 
     for kind, (shares, n) in classifier.estimates.items():
@@ -262,8 +263,13 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
         genera = classifier.calibrations[kind].new_genus_share(shares)
         new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
         what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors"}.get(kind, "")
-        log.info("estimated share of queries from species absent from the reference: %.2f (EM on the first "
-                 "%s%s)%s", 1 - shares[0], counted(n, f"{kind} query", f"{kind} queries"), what, new_genus)
+        source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
+        if not n:  # met only after the first records, or only off target: the share EM would start from
+            leaned = kind in (SHORT_KIND, READ_KIND) and "dna" in classifier.estimates
+            start = "the whole barcodes' share" if leaned else "the default share"
+            source = f"{start}{what}, no {kind} query to estimate it on in the first {ESTIMATION_QUERIES:,} records"
+        log.info("estimated share of queries from species absent from the reference: %.2f (%s)%s", 1 - shares[0],
+                 source, new_genus)
     for kind, calibration in classifier.calibrations.items() if old_index else ():
         if not calibration.adaptive:
             log.warning("the %s confidences of this index assume a share of new species fixed at %s when it was "
