@@ -19,13 +19,14 @@ demo: setup
 	$(BIN)/clibd classify examples/barcodes.fasta | cut -f 1,3-7,12
 
 # The programs some tests run (Debian/Ubuntu packages; needs root): the evaluate baselines
-# (vsearch, BLAST+), the pipeline example (snakemake) and the HTML summary check (chromium).
-# CI runs it first; elsewhere those tests skip without the programs (and fail when CI=true).
-PEERS := vsearch blastn makeblastdb snakemake chromium java rdp_classifier
+# (vsearch, BLAST+, MMseqs2, the RDP classifier with java), the pipeline example (snakemake) and
+# the HTML summary check (chromium). CI runs it first; elsewhere those tests skip without the
+# programs (and fail when CI=true).
+PEERS := vsearch blastn makeblastdb mmseqs snakemake chromium java rdp_classifier
 peers:
 	@for p in $(PEERS); do command -v $$p >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && \
-		apt-get install -y -qq vsearch ncbi-blast+ snakemake chromium rdp-classifier; fi
+		apt-get install -y -qq vsearch ncbi-blast+ mmseqs2 snakemake chromium rdp-classifier; fi
 
 test: setup
 	$(BIN)/python -m pytest -q -rs

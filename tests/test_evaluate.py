@@ -302,6 +302,64 @@ def test_blastn_baseline(dataset):
     assert r["seen"]["species"]["top1"]["micro"] == 1.0 and r["unseen"]["species"]["top1"]["micro"] == 1.0
 
 
+def test_mmseqs_baseline(dataset, tmp_path):
+    """MMseqs2's nucleotide top hit: right species when the keys have it, right genus when not; a
+    part without a usable barcode is not searched (mmseqs fails on an empty FASTA); its errors are
+    one line."""
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.baselines import AlignmentBaseline
+    from clibd_cli.evaluation.retrieval import Queries
+
+    require_programs("mmseqs")
+    metrics = run_evaluation(Plan(data=dataset, baselines=("mmseqs",))).metrics
+    paper, left_out = metrics["retrieval"]["paper"]["mmseqs"], metrics["retrieval"]["left-out"]["mmseqs"]
+    assert paper["seen"]["species"]["top1"]["micro"] == paper["unseen"]["species"]["top1"]["micro"] == 1.0
+    assert left_out["unseen"]["species"]["top1"]["micro"] == 0.0
+    assert left_out["unseen"]["genus"]["top1"]["micro"] == 1.0
+    unseen = metrics["open_set"]["left-out"]["mmseqs"]["unseen"]  # A3 ~91 % like A1/A2: family, not genus
+    assert unseen["family"]["assigned_rate"] == 1.0 and unseen["genus"]["assigned_rate"] == 0.0
+    baseline = AlignmentBaseline("mmseqs", tmp_path)
+    with open_dataset(dataset) as ds:
+        keys, test = Records(ds, ("train",)), Records(ds, ("test",))
+        empty = baseline.run(None, keys, {"seen": Queries(test, np.arange(0))})["seen"]
+    assert len(empty.calls.labels["species"]) == 0
+    with pytest.raises(ClibdError, match=r"^mmseqs failed \(exit 1\): Input .*absent.fasta does not exist$"):
+        baseline._hits(tmp_path / "mmseqs" / "seen.fasta", tmp_path / "absent.fasta", tmp_path / "hits.tsv")
+
+
+def test_mmseqs_rows_become_top_hits_and_a_query_without_one_is_unassigned(tmp_path, monkeypatch):
+    """mmseqs writes ``query target pident bits`` in its threads' order and no row for a query
+    without hits: rows are read best bit score first, as blastn's, with clibd's thread count."""
+    from types import SimpleNamespace
+
+    from clibd_cli.evaluation import baselines
+    from models.config import RANKS
+
+    commands = []
+
+    def mmseqs(command: list[str]) -> None:
+        commands.append(command)
+        Path(command[4]).write_text("q1\tu0;tax=o:O1;\t91.500\t700\n"
+                                    "q0\tu1;tax=o:O1;\t96.000\t900\nq0\tu0;tax=o:O1;\t99.100\t1100\n")
+
+    monkeypatch.setattr(baselines, "_call", mmseqs)
+    baseline = baselines.AlignmentBaseline("mmseqs", tmp_path, threads=3)
+    hits = baseline._hits(tmp_path / "seen.fasta", tmp_path / "keys.fasta", tmp_path / "hits.tsv")
+    assert hits == [(0, 0, 0.991, 1100.0), (0, 1, 0.96, 900.0), (1, 0, 0.915, 700.0)]
+    command = " ".join(commands[0])
+    assert command.startswith("mmseqs easy-search ") and "--search-type 3" in command and "--threads 3" in command
+    names = {"order": "O1", "family": "F1", "genus": "GA", "species": ["A1", "A2"]}
+    keys = SimpleNamespace(labels={r: np.array(names[r] if r == "species" else [names[r]] * 2, dtype=object)
+                                   for r in RANKS})
+    reference = baselines._Reference(["A", "C"], [(), ()], [np.array([0]), np.array([1])])
+    outcome = SimpleNamespace(extra={})
+    baselines._top_hits(outcome, hits, reference, keys, 3)  # q2: no row
+    assert list(outcome.calls.labels["species"]) == ["A1", "A1", None]
+    assert [list(outcome.calls.asserted[r]) for r in ("species", "genus", "family")] == [
+        [True, False, False], [True, False, False], [True, True, False]]  # 91.5 %: family only
+    assert list(outcome.neighbours["species"][0][:2]) == ["A1", "A2"] and outcome.extra["no_hit"] == 1
+
+
 def test_missing_peer_programs_skip_here_and_fail_in_ci(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setenv("CI", "true")
@@ -314,10 +372,11 @@ def test_missing_peer_programs_skip_here_and_fail_in_ci(monkeypatch):
 
 def test_missing_tools_are_skipped_with_a_note(dataset, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    metrics = run_evaluation(Plan(data=dataset, baselines=("kmer", "vsearch-sintax", "blastn"))).metrics
+    metrics = run_evaluation(Plan(data=dataset, baselines=("kmer", "vsearch-sintax", "blastn", "mmseqs"))).metrics
     assert list(metrics["retrieval"]["paper"]) == ["kmer"]
     assert any("vsearch-sintax skipped: vsearch not found" in n for n in metrics["notes"])
     assert any("blastn skipped" in n for n in metrics["notes"])
+    assert "baseline mmseqs skipped: mmseqs not found on PATH" in metrics["notes"]
 
 
 def test_hnsw_search_gives_the_exact_answers_here(dataset, hand):

@@ -1,4 +1,4 @@
-"""The alignment baselines users already run: VSEARCH and BLAST+ on the same queries and keys.
+"""The alignment baselines users already run: VSEARCH, BLAST+ and MMseqs2 on the same queries and keys.
 
 Each tool reads FASTA files written to a temporary folder (README, *Evaluating a model*):
 
@@ -9,6 +9,9 @@ Each tool reads FASTA files written to a temporary folder (README, *Evaluating a
   bootstrap support, so only top-1 is defined; support ≥ 0.8 asserts the label.
 * ``blastn``: ``makeblastdb`` + ``blastn`` (megablast) ``-max_target_seqs 10 -max_hsps 1``,
   hits ranked by bit score.
+* ``mmseqs``: ``mmseqs easy-search --search-type 3 -k 11`` (MMseqs2's nucleotide search, forward
+  strand as ``vsearch-global``; ``--max-seqs 300`` candidates per query, its default: with 50, 13
+  of 300 BOLD queries got a worse top hit), hits ranked by bit score.
 * ``rdp``: the RDP naive Bayesian classifier trained on the keys (``rdp.py``) — one label per
   rank with its bootstrap confidence, asserted at ≥ 0.8 like SINTAX.
 
@@ -42,8 +45,11 @@ from models.errors import ClibdError
 from models.files import cannot_write
 
 log = logging.getLogger("clibd")
+MMSEQS_K = 11  # MMseqs2's nucleotide k-mer: its default, 15, takes 8.5 GB and ~30 s per search whatever
+# the input; on BOLD, 11 finds the same top hits as 13 (0.2 GB and 0.7 GB)
 IDENTITY_CUTOFFS = {"order": 0.85, "family": 0.90, "genus": 0.95, "species": 0.97}
-TOOLS = {"vsearch-global": ("vsearch",), "vsearch-sintax": ("vsearch",), "blastn": ("makeblastdb", "blastn")}
+TOOLS = {"vsearch-global": ("vsearch",), "vsearch-sintax": ("vsearch",), "blastn": ("makeblastdb", "blastn"),
+         "mmseqs": ("mmseqs",)}
 
 
 def missing_tools(name: str) -> list[str]:
@@ -94,7 +100,8 @@ class AlignmentBaseline:
             elif self.name == "rdp":
                 self._rdp(outcome, path, db, folder / f"{part}.rdp.tsv", len(taken), reference)
             else:
-                hits = self._hits(path, db, folder / f"{part}.hits.tsv")
+                # no usable barcode: no search (mmseqs fails on an empty FASTA, where the others write nothing)
+                hits = self._hits(path, db, folder / f"{part}.hits.tsv") if len(taken) else []
                 _top_hits(outcome, hits, reference, keys, len(taken))
             out[part] = outcome
         return out
@@ -117,14 +124,7 @@ class AlignmentBaseline:
 
     def _hits(self, queries: Path, db: Path, out: Path) -> list[tuple[int, int, float, float]]:
         """``(query, distinct key, identity 0-1, score)`` rows, best first per query."""
-        if self.name == "vsearch-global":
-            _call(["vsearch", "--usearch_global", str(queries), "--db", str(db), "--id", "0.8",
-                   "--maxaccepts", str(DEPTH), "--userout", str(out), "--userfields", "query+target+id",
-                   "--threads", str(self.threads), "--quiet", "--no_progress"])
-        else:
-            _call(["blastn", "-query", str(queries), "-db", str(db), "-outfmt",
-                   "6 qseqid sseqid pident bitscore", "-max_target_seqs", "10", "-max_hsps", "1",
-                   "-num_threads", str(self.threads), "-out", str(out)])
+        _call(self._search(queries, db, out))
         rows = []
         for line in out.read_text().splitlines():
             cells = line.split("\t")
@@ -133,6 +133,22 @@ class AlignmentBaseline:
             rows.append((int(cells[0][1:]), int(cells[1].split(";")[0][1:]), identity, score))
         rows.sort(key=lambda r: (r[0], -r[3]))  # stable: ties keep the tool's order
         return rows
+
+    def _search(self, queries: Path, db: Path, out: Path) -> list[str]:
+        """The top-hit tool's command: ``query target identity-% [score]`` TSV rows into ``out``
+        (no row for a query without hits)."""
+        if self.name == "vsearch-global":
+            return ["vsearch", "--usearch_global", str(queries), "--db", str(db), "--id", "0.8",
+                    "--maxaccepts", str(DEPTH), "--userout", str(out), "--userfields", "query+target+id",
+                    "--threads", str(self.threads), "--quiet", "--no_progress"]
+        if self.name == "mmseqs":
+            return ["mmseqs", "easy-search", str(queries), str(db), str(out), str(out.parent / "mmseqs-tmp"),
+                    "--search-type", "3", "-k", str(MMSEQS_K), "--max-seqs", "300",
+                    "--format-output", "query,target,pident,bits",
+                    "--threads", str(self.threads), "-v", "1"]
+        return ["blastn", "-query", str(queries), "-db", str(db), "-outfmt",
+                "6 qseqid sseqid pident bitscore", "-max_target_seqs", "10", "-max_hsps", "1",
+                "-num_threads", str(self.threads), "-out", str(out)]
 
     def _sintax(self, outcome: Outcome, queries: Path, db: Path, out: Path, n: int,
                 reference: _Reference) -> None:
@@ -222,7 +238,7 @@ def _sintax_name(name: str) -> str:
 
 
 def _write_fasta(path: Path, headers: list[str], barcodes: list[str]) -> None:
-    """A scratch FASTA for vsearch (in a temporary folder: a full one is named, as outputs are)."""
+    """A scratch FASTA for a tool (in a temporary folder: a full one is named, as outputs are)."""
     try:
         with open(path, "w", encoding="ascii", errors="replace") as f:
             for header, barcode in zip(headers, barcodes):

@@ -238,9 +238,9 @@ its top-1 is defined.
 
 Open set: labels a classifier asserts. CLIBD pairs and the k-mer baseline: the confidence that
 clibd classify reports (calibrated on the keys, clibd_cli/classification/), asserted when >= the cutoff;
-vsearch-sintax: bootstrap support >= the cutoff; top-hit tools (vsearch-global, blastn): the top
-hit's label, asserted at identity >= 97 % species, 95 % genus, 90 % family, 85 % order
-(BOLDigger3's defaults). "species asserted" = share of queries given a species; "X right (X in
+vsearch-sintax: bootstrap support >= the cutoff; top-hit tools (vsearch-global, blastn,
+mmseqs): the top hit's label, asserted at identity >= 97 % species, 95 % genus, 90 % family,
+85 % order (BOLDigger3's defaults). "species asserted" = share of queries given a species; "X right (X in
 keys)" = among queries whose true X occurs among the keys, the share asserted and right;
 "precision" = share of asserted labels that are right.
 

@@ -29,6 +29,7 @@ DESCRIPTIONS = {
     "vsearch-global": "vsearch --usearch_global top hits (--id 0.8)",
     "vsearch-sintax": "vsearch --sintax (cutoff 0.8)",
     "blastn": "blastn (megablast) top hits by bit score",
+    "mmseqs": "mmseqs easy-search (nucleotide) top hits by bit score",
     "rdp": "RDP naive Bayesian classifier trained on the keys (cutoff 0.8)",
 }
 
