@@ -107,6 +107,9 @@ class AlignmentBaseline:
         return out
 
     def _database(self, folder: Path, reference: _Reference) -> Path:
+        """The keys as the tool reads them: RDP's trained model, a BLAST database, else
+        ``keys.fasta`` with SINTAX headers ``u{j};tax=...;`` (vsearch, mmseqs; a hit's target is
+        read up to its first ``;``)."""
         path = folder / "keys.fasta"
         if self.name == "rdp":
             ids = [f"u{j}" for j in range(len(reference.barcodes))]
