@@ -267,6 +267,23 @@ def test_a_rank_is_never_more_confident_than_the_rank_above():
     assert pred.assigned == {"genus": None, "species": None}
 
 
+def test_a_prediction_carries_its_order_s_lineage_above_at_the_order_s_confidence():
+    """Ranks above order are not decided: the best order's lineage (``above``) comes first, as sure
+    as the order; a rank the order's lineage does not name is None with confidence 0, as a rank no
+    neighbour labels."""
+    labels = {"order": ["Diptera"] * 3 + ["Araneae"] * 3, "family": ["Culicidae"] * 3 + ["Lycosidae"] * 3}
+    above = {"Diptera": {"phylum": "Arthropoda", "class": "Insecta"}, "Araneae": {"phylum": "Arthropoda"}}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(6)], labels, above)
+    rows = np.array([[0, 1, 2, 3], [3, 4, 5, 0]])
+    sims = np.array([[0.99, 0.98, 0.97, 0.9], [0.99, 0.98, 0.97, 0.9]], dtype=np.float32)
+    diptera, araneae = predict(rows, sims, taxonomy, handmade_calibration(["order", "family"]), 0.5)
+    assert list(diptera.labels) == ["phylum", "class", "order", "family"]
+    assert diptera.labels["class"] == "Insecta" and 0.5 < diptera.confidence["order"] < 1
+    assert diptera.confidence["phylum"] == diptera.confidence["class"] == diptera.confidence["order"]
+    assert araneae.labels["class"] is None and araneae.confidence["class"] == 0.0
+    assert araneae.assigned["phylum"] == "Arthropoda" and araneae.lineage().startswith("p:Arthropoda(0.")
+
+
 def test_lineage_status_and_cutoff():
     labels = {"order": ["Diptera"] * 3, "family": ["Culicidae"] * 3, "genus": ["Aedes"] * 3,
               "species": ["Aedes albopictus", "Aedes aegypti", "Aedes aegypti"]}

@@ -56,9 +56,10 @@ def predict(
         labels = {r: (reference.names[r][codes[r][q]] if codes[r][q] >= 0 else None)
                   for r in reference.ranks}
         confidence = {r: float(conf[r][q]) for r in reference.ranks}
-        above = reference.lineage_above(labels[first])  # as sure as the order they hang on
+        above = reference.lineage_above(labels[first])
+        sure = {r: confidence[first] if name else 0.0 for r, name in above.items()}  # as the order; unnamed: 0
         out.append(RankedPrediction(
-            {**above, **labels}, {**dict.fromkeys(above, confidence[first]), **confidence},
+            {**above, **labels}, {**sure, **confidence},
             reference.ids[rows[q, 0]], float(sims[q, 0]), min_confidence,
         ))
     return out
