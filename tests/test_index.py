@@ -8,6 +8,7 @@ import numpy as np
 
 from clibd_cli.io.sequences import barcode_problem
 from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.sources import read_references
 from fixtures.samples import clibd_hdf5
 from models.tokenizers import label_string
 from fixtures.specimens import (
@@ -253,6 +254,8 @@ def test_ranks_above_order_are_kept_as_each_orders_lineage(tmp_path):
         assert conf["c:Insecta"] == conf[f"o:{row['order']}"]
     qiime = run("classify", "-i", tmp_path / "i", "--format", "qiime2", fasta).stdout.splitlines()[1]
     assert qiime.split("\t")[1].startswith("d__Eukaryota; k__Animalia; p__Arthropoda; c__Insecta; o__")
+    ranks = json.loads(run("classify", "-i", tmp_path / "i", "--format", "jsonl", fasta).stdout.splitlines()[0])["ranks"]
+    assert list(ranks)[:5] == [*lineage, "order"] and ranks["class"] == {**ranks["order"], "label": "Insecta"}
     assert run("classify", "-i", tmp_path / "i", "--taxa", "insecta", fasta).exit_code == 0
     result = run("classify", "-i", tmp_path / "i", "--taxa", "Arachnida", fasta)
     assert result.exit_code == 1 and "(the index keeps domain, kingdom, phylum, class, order, family, genus, " \
@@ -265,6 +268,18 @@ def test_ranks_above_order_are_kept_as_each_orders_lineage(tmp_path):
     assert run("-q", "index", "-m", "kmer", more, "--append", "-o", tmp_path / "i").exit_code == 0
     manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
     assert manifest["above_order"] == {"Araneae": {"class": "Arachnida"}, **dict.fromkeys(orders, lineage)}
+
+
+def test_text_references_keep_the_ranks_above_order(tmp_path):
+    """A text index holds one record per distinct label string, and each order's lineage above it
+    as the records read named it (it was dropped with the records folded together)."""
+    records = specimens(n_species=3, per_species=2, unnamed=0)
+    fasta = tmp_path / "r.fa"
+    fasta.write_text("".join(r.sintax().replace(";tax=", ";tax=p:Arthropoda,c:Insecta,") + f"\n{r.barcode}\n"
+                             for r in records))
+    refs = read_references([str(fasta)], "text")
+    assert len(refs) == 3 and refs.lineages_above_order() == {
+        r.lineage["order"]: {"phylum": "Arthropoda", "class": "Insecta"} for r in records}
 
 
 def test_fastq_references_build_the_index_fasta_builds(tmp_path):

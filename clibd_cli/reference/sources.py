@@ -261,7 +261,7 @@ def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
 
 def _distinct_lineages(refs: References) -> References:
     """Text references: one record per distinct label string (the string is its id)."""
-    out, seen = References("text", skipped=refs.skipped), set()
+    out, seen = References("text", skipped=refs.skipped, above=refs.above), set()
     for i, text in enumerate(refs.items):
         if text and text not in seen:
             seen.add(text)
