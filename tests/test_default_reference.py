@@ -55,6 +55,14 @@ def test_pack_round_trip_is_the_index_users_get(barcode_refs, pack):
         f.stat().st_size for f in barcode_refs.index.iterdir())
 
 
+def test_a_pack_keeps_the_ranks_above_order(barcode_refs, tmp_path):
+    """The orders' lineages above them (manifest ``above_order``) survive packing and unpacking."""
+    index = load_index(barcode_refs.index)
+    index.manifest["above_order"] = {order: {"class": "Insecta"} for order in set(index.labels["order"]) - {None}}
+    pack_index(index, tmp_path / "pack")
+    assert unpack_index(tmp_path / "pack").manifest["above_order"] == index.manifest["above_order"]
+
+
 def test_corrupted_or_foreign_packs_are_refused(pack, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -138,7 +138,7 @@ def _rebuild(vectors: np.ndarray, scales: np.ndarray, nodes: np.ndarray, ids: li
                         M=hnsw["M"], ef_construction=hnsw["ef_construction"], ef=hnsw["ef"],
                         seed=hnsw["seed"], threads=1, command=manifest.get("command", ""),
                         progress=progress)
-    for key in ("model", "created", "appended", "sketch"):
+    for key in ("model", "created", "appended", "sketch", "above_order"):
         if key in manifest:
             index.manifest[key] = manifest[key]
     index.manifest["packed"] = True
