@@ -167,6 +167,20 @@ def test_a_kind_first_met_after_the_first_records_takes_the_whole_barcodes_share
             "records)") in lines[1], lines
 
 
+def test_a_kind_first_met_after_records_with_no_whole_barcode_takes_the_default_share(kmer_run, monkeypatch):
+    """No whole barcode among the first records (invalid ones): the partial barcodes after them
+    take the default share, and stderr says so (not 'the whole barcodes' share')."""
+    index, fasta, n = kmer_run
+    records = fasta.read_text().split(">")[1:]
+    partial = [">" + r.split("\n", 1)[0] + "\n" + r.split("\n", 1)[1].replace("\n", "")[:300] + "\n" for r in records]
+    (fasta.parent / "invalid-first.fa").write_text(">bad1\nNNNNNNNNNNNN\n>bad2\nNNNNNNNNNNNN\n" + "".join(partial))
+    monkeypatch.setattr(batch_prior, "ESTIMATION_QUERIES", 2)
+    result = run("classify", "--index", index, fasta.parent / "invalid-first.fa")
+    assert result.exit_code == 0, result.stderr
+    assert ("(the default share: partial barcodes, no dna<500 query to estimate it on in the first 2 records)"
+            in result.stderr), result.stderr
+
+
 def test_the_readme_python_example_streams_every_record(kmer_run, capsys):
     """The README's *From Python* block, run as written on a small index, prints one line per record."""
     index, fasta, n = kmer_run
@@ -178,6 +192,24 @@ def test_the_readme_python_example_streams_every_record(kmer_run, capsys):
     ids = [line[1:].split()[0] for line in fasta.read_text().splitlines() if line.startswith(">")]
     assert [line.split()[0] for line in lines] == ids and len(ids) == n
     assert all("'species'" in line for line in lines), lines[:3]
+
+
+def test_each_stream_of_one_classifier_estimates_its_own_share(kmer_run):
+    """A Classifier streaming a second input estimates that input's share of new species, as a
+    fresh one would, not the first input's (README: two runs each estimate their own share)."""
+    from clibd_cli.classification.classifier import Classifier
+    from clibd_cli.classification.queries import iter_queries
+
+    index, fasta, n = kmer_run
+    records = fasta.read_text().split(">")[1:]
+    (fasta.parent / "few.fa").write_text("".join(">" + r for r in records[: n // 3]))
+
+    def shares(classifier, path):
+        return [r.prior_unseen for block in classifier.stream(iter_queries([str(path)], []), 8) for r in block]
+
+    reused = Classifier(str(index))
+    first, second = shares(reused, fasta.parent / "few.fa"), shares(reused, fasta)
+    assert second == shares(Classifier(str(index)), fasta) and second[0] != first[0]
 
 
 def test_progress_on_a_terminal_only_with_messages_above_it(kmer_run, monkeypatch):
