@@ -58,6 +58,7 @@ def test_a_reads_frame_shift_is_read_through():
     for noisy in (clean[:90] + "C" + clean[90:], clean[:90] + clean[91:], clean[:90] + "GG" + clean[90:]):
         assert float(peptide_profile([noisy], reads=True)[0] @ reference) > 0.95
         assert float(peptide_profile([noisy])[0] @ reference) < 0.7
+        assert float(peptide_profile([noisy], reads=True, shift_cost=1e6)[0] @ reference) < 0.8  # no shift pays
     assert np.array_equal(peptide_profile([clean], reads=True), peptide_profile([clean]))
     # real barcodes with 1 % errors: their amino acids near the clean barcode's again
     from clibd_cli.classification.read_errors import with_errors
