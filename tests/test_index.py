@@ -8,7 +8,7 @@ import numpy as np
 
 from clibd_cli.io.sequences import barcode_problem
 from clibd_cli.reference.hnsw_index import load_index
-from clibd_cli.reference.sources import read_references
+from clibd_cli.reference.sources import References, read_references
 from fixtures.samples import clibd_hdf5
 from models.tokenizers import label_string
 from fixtures.specimens import (
@@ -268,6 +268,18 @@ def test_ranks_above_order_are_kept_as_each_orders_lineage(tmp_path):
     assert run("-q", "index", "-m", "kmer", more, "--append", "-o", tmp_path / "i").exit_code == 0
     manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
     assert manifest["above_order"] == {"Araneae": {"class": "Arachnida"}, **dict.fromkeys(orders, lineage)}
+
+
+def test_each_orders_lineage_above_is_the_names_most_of_its_records_carry():
+    """Per rank, the name most of the order's records carry (a tie: the one read first); an order
+    none of whose records names a rank above it has no lineage (not an empty one)."""
+    refs = References("dna")
+    for i, ranks in enumerate(({"order": "Diptera", "class": "Insecta"}, {"order": "Araneae"},
+                               {"order": "Diptera", "class": "Collembola", "phylum": "Arthropoda"},
+                               {"order": "Diptera", "class": "Insecta", "phylum": "Chordata"},
+                               {"order": None, "class": "Arachnida"})):
+        refs.add(f"r{i}", ranks, "ACGT")
+    assert refs.lineages_above_order() == {"Diptera": {"phylum": "Arthropoda", "class": "Insecta"}}
 
 
 def test_text_references_keep_the_ranks_above_order(tmp_path):
