@@ -104,7 +104,8 @@ def spare_index(kmer_index, tmp_path):
     return index, kmer_index[1]
 
 
-@pytest.mark.parametrize("case", ["calibration", "maps", "nodes", "dim", "escape", "sketch", "modality", "ef"])
+@pytest.mark.parametrize("case", ["calibration", "maps", "nodes", "dim", "escape", "sketch", "modality", "ef",
+                                  "above"])
 def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_path, case):
     import json
 
@@ -126,8 +127,9 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
     elif case == "dim":
         manifest["dim"] = 512
         (index / "manifest.json").write_text(json.dumps(manifest))
-    elif case in ("modality", "ef"):  # a hand-edited manifest
-        manifest.update({"modality": "xyz"} if case == "modality" else {"hnsw": {**manifest["hnsw"], "ef": "x"}})
+    elif case in ("modality", "ef", "above"):  # a hand-edited manifest
+        manifest.update({"modality": "xyz"} if case == "modality" else {"above_order": {"Diptera": "Insecta"}}
+                        if case == "above" else {"hnsw": {**manifest["hnsw"], "ef": "x"}})
         (index / "manifest.json").write_text(json.dumps(manifest))
     elif case == "sketch":  # read without the checksums: the file itself must be refused by name
         (index / "sketch.npy").write_bytes((index / "sketch.npy").read_bytes()[:100])
@@ -146,7 +148,8 @@ def test_tampered_index_files_are_named_not_internal_errors(spare_index, tmp_pat
                 "dim": "manifest.json: dim 512 but index.bin holds 1024-dimensional vectors",
                 "escape": "'../secret' is not a plain file name inside the index directory",
                 "sketch": "sketch.npy: not a numpy array file clibd wrote",
-                "modality": "found 128, 1024, 'xyz'", "ef": "found 'x', 1024, 'dna'"}[case]
+                "modality": "found 128, 1024, 'xyz'", "ef": "found 'x', 1024, 'dna'",
+                "above": "manifest.json: above_order is not as clibd writes it"}[case]
     assert expected in line and line.endswith("rebuild with clibd index")
 
 

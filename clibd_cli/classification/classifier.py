@@ -96,8 +96,7 @@ class Classifier:
         if callable(device):
             device = "cpu" if self.model_free else device()
         self.embedder = Embedder(self.model, device, batch_size, precision)
-        self.reference = ReferenceTaxonomy.from_labels(self.index.ids, self.index.labels,
-                                                        self.index.manifest.get("above_order"))
+        self.reference = _reference_taxonomy(self.index)
         self.calibrations = _checked_calibrations(self.index)
         blind = [kind for kind, calibration in self.calibrations.items() if calibration.seen_only]
         if blind:
@@ -271,6 +270,17 @@ class Classifier:
 
     def _labels(self, row: int) -> dict[str, str | None]:
         return {rank: values[row] for rank, values in self.index.labels.items()}
+
+
+def _reference_taxonomy(index) -> ReferenceTaxonomy:
+    """The index's taxonomy, with the lineage above each order its manifest keeps (a ClibdError
+    naming manifest.json if that is not as clibd writes it)."""
+    above = index.manifest.get("above_order") or {}
+    if not (isinstance(above, dict) and all(isinstance(lineage, dict) and all(
+            isinstance(name, str) for name in lineage.values()) for lineage in above.values())):
+        raise ClibdError(f"{index.path}/manifest.json: above_order is not as clibd writes it (each order's "
+                         "{rank: name}); rebuild with clibd index")
+    return ReferenceTaxonomy.from_labels(index.ids, index.labels, above)
 
 
 def _checked_calibrations(index) -> dict:

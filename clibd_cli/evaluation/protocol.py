@@ -73,9 +73,9 @@ def scenarios(dataset: Dataset, on: str, wanted: tuple[str, ...] = ("paper", "le
     if seen_keys is None and all_keys is None:
         raise ClibdError(f"{dataset.path}: no key splits (train/seen_keys, key_unseen/*_unseen_keys)")
     found = []
-    unseen_keys = seen_keys is not None and all_keys is not None and all_keys != seen_keys
+    has_unseen_keys = all_keys is not None and all_keys != seen_keys
     if "paper" in wanted:
-        if "unseen" in queries and not unseen_keys and seen_keys is not None:  # it would be left-out's twin
+        if "unseen" in queries and not has_unseen_keys:  # it would be left-out's twin
             notes.append("scenario paper skipped: the file has no keys of unseen species, so its unseen "
                          "queries' species are absent from the keys (scenario left-out)")
         else:
