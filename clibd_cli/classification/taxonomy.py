@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-from clibd_cli.io.lineages import RANKS_ABOVE_ORDER, sintax_lineage
+from clibd_cli.io.lineages import ranks_named_above, sintax_lineage
 
 
 @dataclass
@@ -31,11 +32,10 @@ class ReferenceTaxonomy:
     def ranks(self) -> list[str]:
         return list(self.codes)
 
-    @property
+    @cached_property
     def ranks_above(self) -> list[str]:
         """The ranks above the first that ``above`` names for some label (coarse to fine)."""
-        named = {rank for lineage in self.above.values() for rank in lineage}
-        return [rank for rank in RANKS_ABOVE_ORDER if rank in named]
+        return ranks_named_above(self.above)
 
     def lineage_above(self, label: str | None) -> dict[str, str | None]:
         """A first-rank label's names at :attr:`ranks_above` (None where not named, or for no label)."""

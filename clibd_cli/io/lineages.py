@@ -37,7 +37,7 @@ from models.errors import counted
 log = logging.getLogger("clibd")
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
                 "f": "family", "g": "genus", "s": "species"}
-RANKS_ABOVE_ORDER = ("domain", "kingdom", "phylum", "class")  # read and kept as the lineage of an order
+RANKS_ABOVE_ORDER = tuple(rank for rank in SINTAX_RANKS.values() if rank not in RANKS)  # kept per order
 _TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")  # a SINTAX annotation in a FASTA header
 _PREFIX = re.compile(r"^([a-zA-Z]{1,3})__(.*)$")  # o__Diptera; also sk__ (superkingdom), t__ (strain)
 _LEVEL = re.compile(r"^D_\d+__")  # SILVA 132 for QIIME: D_3__Diptera, a level's number, not a rank
@@ -56,6 +56,13 @@ def qiime_taxon(labels: Mapping[str, str | None]) -> str:
     depth = max((i + 1 for i, rank in enumerate(ranks) if labels[rank]), default=0)
     return "; ".join(f"{RANK_LETTER.get(rank, rank)}__{(labels[rank] or '').replace(' ', '_')}"
                      for rank in ranks[:depth])
+
+
+def ranks_named_above(above: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The ranks above order that some order's lineage in ``above`` (an index manifest's
+    ``above_order``: order -> {rank: name}) names, coarse to fine."""
+    named = {rank for lineage in above.values() for rank in lineage}
+    return [rank for rank in RANKS_ABOVE_ORDER if rank in named]
 
 
 def sintax_lineage(labels: Mapping[str, str | None], confidence: Mapping[str, float] | None = None) -> str:

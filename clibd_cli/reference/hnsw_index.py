@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
-from clibd_cli.io.lineages import RANKS_ABOVE_ORDER
+from clibd_cli.io.lineages import ranks_named_above
 from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
@@ -243,8 +243,8 @@ class ReferenceIndex:
             lines.append(f"\t\t{rank}: {counted(len(present), 'record')}, "
                          f"{counted(len(set(present)), 'label')}")
         if m.get("above_order"):  # domain to class, as each order's records name them
-            named = [rank for rank in RANKS_ABOVE_ORDER if any(rank in v for v in m["above_order"].values())]
-            lines.append(f"\t\tabove order: {', '.join(named)} (for {counted(len(m['above_order']), 'order')})")
+            lines.append(f"\t\tabove order: {', '.join(ranks_named_above(m['above_order']))} "
+                         f"(for {counted(len(m['above_order']), 'order')})")
         kinds = ", ".join(self.calibration or {}) or "none"
         lines.append(f"\tConfidence calibration for queries: {kinds}")
         for name, digest in m.get("sha256", {}).items():
