@@ -211,6 +211,10 @@ class Classifier:
         return (self.prior_unseen is None and calibration.prior_unseen is None and calibration.adaptive
                 and not calibration.seen_only)
 
+    def whole_estimate(self, kind: str) -> tuple[np.ndarray, int] | None:
+        """The run's whole-barcode estimate that ``kind``'s leans on (partial barcodes, reads), if made."""
+        return self.estimates.get("dna") if kind in (SHORT_KIND, READ_KIND) else None
+
     def _shares(self, kind: str, decisions, counted: np.ndarray) -> np.ndarray:
         """Scenario shares for ``kind`` queries: fixed, or estimated once on those of the first call
         that are ``counted`` (off-target barcodes are not: junk in a batch must not make its real
@@ -221,7 +225,7 @@ class Classifier:
         if not self.estimated(kind):
             return calibration.shares(self.prior_unseen)
         if kind not in self.estimates:
-            whole = self.estimates.get("dna") if kind in (SHORT_KIND, READ_KIND) else None
+            whole = self.whole_estimate(kind)
             prior = CALIBRATION.prior_unseen if whole is None else self.calibrations["dna"].unseen_share(whole[0])
             stacked = decisions.stacked()[counted & self._first_call]
             shares = calibration.estimate_shares(stacked, prior) if len(stacked) else calibration.shares(prior)

@@ -265,8 +265,7 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
         what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors"}.get(kind, "")
         source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
         if not n:  # met only after the first records, or only off target: the share EM would start from
-            leaned = kind in (SHORT_KIND, READ_KIND) and "dna" in classifier.estimates
-            start = "the whole barcodes' share" if leaned else "the default share"
+            start = "the whole barcodes' share" if classifier.whole_estimate(kind) is not None else "the default share"
             source = f"{start}{what}, no {kind} query to estimate it on in the first {ESTIMATION_QUERIES:,} records"
         log.info("estimated share of queries from species absent from the reference: %.2f (%s)%s", 1 - shares[0],
                  source, new_genus)
