@@ -266,9 +266,10 @@ class Classifier:
         """Rows and vectors of the records under ``taxa`` (``--taxa``)."""
         rows, unknown = self.reference.rows_within(taxa)
         if unknown:
+            kept = ", ".join(self.reference.ranks_above + self.reference.ranks)
             raise ClibdError(f"{self.index.path}: no reference record is labelled {', '.join(unknown)} "
-                             f"at any rank (the index keeps {', '.join(self.reference.ranks_above + self.reference.ranks)}; check the "
-                             "spelling: names as in the reference, e.g. Diptera)")
+                             f"at any rank (the index keeps {kept}; check the spelling: names as in the "
+                             "reference, e.g. Diptera)")
         log.info("classifying among the %s of %s", counted(len(rows), "reference record"), ", ".join(taxa))
         return rows, self.index.vectors()[rows]
 

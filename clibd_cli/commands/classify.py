@@ -63,7 +63,8 @@ def _prior(ctx, param, value: str) -> float | None:
                    "'neighbours' array added to each record; in blast6, N lines each.")
 @click.option("--taxa", default=None,
               help="Classify only among the reference records of these taxa, comma-separated names at any "
-                   "rank (e.g. Diptera,Hymenoptera; Insecta where the reference names classes; exact search). Confidences keep the whole reference's "
+                   "rank (e.g. Diptera,Hymenoptera; Insecta where the reference names classes; exact search). "
+                   "Confidences keep the whole reference's "
                    "calibration: read them as given that the specimen belongs to these taxa; a subtree of "
                    "fewer records than the index's -k lowers them.")
 @click.option("--ef", type=click.IntRange(min=1), default=None,
@@ -265,7 +266,8 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
         what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors"}.get(kind, "")
         source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
         if not n:  # met only after the first records, or only off target: the share EM would start from
-            start = "the whole barcodes' share" if classifier.whole_estimate(kind) is not None else "the default share"
+            leaned = classifier.whole_estimate(kind) is not None
+            start = "the whole barcodes' share" if leaned else "the default share"
             source = f"{start}{what}, no {kind} query to estimate it on in the first {ESTIMATION_QUERIES:,} records"
         log.info("estimated share of queries from species absent from the reference: %.2f (%s)%s", 1 - shares[0],
                  source, new_genus)

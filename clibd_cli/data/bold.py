@@ -9,8 +9,8 @@ Both layouts BOLD's downloads have are read (a header names the columns; order i
   ``species``, ``bin_uri``, ``marker_code``, ``nuc``.
 
 Ranks above order (``phylum_name``, ``class_name``; ``phylum``, ``class``, ``kingdom``) are
-read for the index's lineages above order. Alignment gaps in the sequence are dropped. Where a marker column exists, only ``COI-5P``
-records are read (BOLD mixes markers; the others are counted and reported).
+read for the index's lineages above order. Alignment gaps in the sequence are dropped. Where a
+marker column exists, only ``COI-5P`` records are read (BOLD mixes markers; the others are counted and reported).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class SourceRecord(NamedTuple):
     record: Record  # record.image stays None unless the source holds the bytes itself
     split: str | None = None  # the source's own split (BIOSCAN-5M); None = decided here
     image_paths: tuple[Path, ...] = ()  # candidate photo files, the first that exists is used
-    above: dict[str, str] | None = None  # its names at ranks above order (io.sequences.RANKS_ABOVE_ORDER)
+    above: dict[str, str] | None = None  # its names at ranks above order (io.lineages.RANKS_ABOVE_ORDER)
 
 
 class Source(Protocol):

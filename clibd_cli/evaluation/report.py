@@ -94,10 +94,12 @@ def _batch_rows(batches: dict | None) -> list[tuple[str, str, str, object]]:
     """``(part, rank, metric, value)`` of ``open_set.<scenario>.<method>.batches``."""
     if not batches:
         return []
-    rows = [(part, rank, "batch_ece", value) for part, ranks in batches["ece"].items() for rank, value in ranks.items()]
+    rows = [(part, rank, "batch_ece", value)
+            for part, ranks in batches["ece"].items() for rank, value in ranks.items()]
     rows += [(part, "", f"batch_{name}", value) for name in ("prior_unseen", "new_share")
              for part, value in batches[name].items()]
-    return rows + [("mix", "", f"{key}@{point['cutoff']:g}", point[key]) for point in batches["curve"] for key in CURVE_KEYS]
+    return rows + [("mix", "", f"{key}@{point['cutoff']:g}", point[key])
+                   for point in batches["curve"] for key in CURVE_KEYS]
 
 
 def _num(value) -> str:

@@ -37,8 +37,9 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     """Where a user's output ``path`` (``-o``) may be written, or a :class:`UsageError` (exit 2).
 
     A symlink is followed: its target is written, the link stays. Refused: a device, FIFO or
-    socket; a file where a folder goes and the reverse (a file's path ending in ``/``); a file in a folder that does not exist (a
-    mistyped folder is not made; a folder output is made, with its parents); a read-only output
+    socket; a file where a folder goes and the reverse (a file's path ending in ``/``); a file in
+    a folder that does not exist (a mistyped folder is not made; a folder output is made, with its
+    parents); a read-only output
     or one in a folder the user cannot write; with ``directory``, a non-empty folder
     without ``marker`` (not an earlier output of the same command, which is replaced); an output
     that is one of ``inputs`` (by any name: a link, a hard link, the file standard input reads)

@@ -108,7 +108,8 @@ class SpecimenDataset(Dataset):
         part = self._records()
         sample: dict = {"index": index}
         if "dna" in self.modalities:
-            sample["barcode"] = clean_barcode(part.column("barcode", index, index + 1)[0] or "") or None  # as embed reads it
+            stored = part.column("barcode", index, index + 1)[0] or ""
+            sample["barcode"] = clean_barcode(stored) or None  # as embed and index read it
             if self.dna_crop and sample["barcode"]:
                 rng = np.random.default_rng(_mix(self.seed, self.epoch, index, 1))
                 if rng.random() < self.dna_crop:
