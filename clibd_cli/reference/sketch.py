@@ -28,6 +28,16 @@ the model the index embeds with, so it works the same for ``--model kmer`` and t
   ``stop_floor``: the similarity all but ``STOP_FLOOR_QUANTILE`` (1 %) of the reference's own
   barcodes reach, held out as above (and ``short_stop_floors`` for stretches). Fitted only for a
   reference whose own barcodes read as protein (a reference of rRNA would not).
+- Barcodes no more like the reference than their own bases shuffled: both floors rest on the
+  reference's own spread, so a small or narrow reference (a few orders) sets them low, and a
+  shuffled barcode that meets few stops, or a long one (many k-mers lift its similarity), may
+  pass them. A whole barcode (``WHOLE_FROM`` bases or more) whose similarity is under what its
+  base composition alone would give it with endless k-mers (:meth:`Sketch.composition_limit`;
+  a shuffle never reaches it) is compared with ``SHUFFLES`` shuffles of its own bases, seeded by
+  the barcode: unless it beats their mean by ``COMPOSITION_MARGIN``, its k-mers say nothing its
+  composition does not, and it is off target (real BOLD barcodes beat theirs by 0.065 or more,
+  5 % sequencing errors included; shuffled ones by under 0.05 in 99 %:
+  ``benchmarks/README.md``, *The off-target guard of a small reference*).
 
 Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``,
 ``short_floors``, ``stop_floor``, ``short_stop_floors`` and the number of references turned
@@ -37,6 +47,7 @@ built by an earlier clibd has no ``stop_floor``, and no such rule until it is re
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +71,8 @@ NEAR_IDENTICAL = 0.99  # a query this close to a reference record is on target w
 PARTIAL_LENGTHS = (150, 200, 300, 400, 500)  # bases: stretches the partial-barcode floors are fitted on
 WHOLE_FROM = 600  # bases from which a barcode meets the whole-barcode floor
 PARTIAL_SAMPLE = 5000  # barcodes cut per length
+SHUFFLES = 2  # shuffles of a whole barcode its similarity is compared with
+COMPOSITION_MARGIN = 0.05  # by how much a whole barcode must beat its shuffles' mean similarity
 _BLOCK = 4096
 
 
@@ -110,8 +123,9 @@ class Sketch:
     def judge(self, similarity: np.ndarray, barcodes: Sequence[str],
               bases: Sequence[int] | None = None) -> list[str | None]:
         """Why each barcode (on the reference's strand; ``bases``: its unambiguous bases) is off
-        target, None if it is not: below the floor of its length, or below the floor of barcodes
-        that read as no protein and so reading."""
+        target, None if it is not: below the floor of its length, below the floor of barcodes
+        that read as no protein and so reading, or (a whole barcode) no more like the reference
+        than its own bases shuffled."""
         bases = [unambiguous_bases(b) for b in barcodes] if bases is None else bases
         floors = self.floors(bases)
         why: list[str | None] = [off_target_note(s, f) if s < f else None for s, f in zip(similarity, floors)]
@@ -121,7 +135,37 @@ class Sketch:
             for i, stops in zip(doubtful, frame_stops([barcodes[i] for i in doubtful])):
                 if stops >= STOPS:
                     why[i] = no_protein_note(stops, similarity[i], stop_floors[i])
+        whole = [i for i, w in enumerate(why) if w is None and bases[i] >= WHOLE_FROM]
+        limits = self.composition_limit([barcodes[i] for i in whole])
+        doubtful = [i for i, limit in zip(whole, limits) if similarity[i] < limit]
+        for i, shuffled in zip(doubtful, self.shuffled_similarity([barcodes[i] for i in doubtful])):
+            if similarity[i] - shuffled < COMPOSITION_MARGIN:
+                why[i] = composition_note(similarity[i], shuffled)
         return why
+
+    def composition_limit(self, barcodes: Sequence[str]) -> np.ndarray:
+        """``[N]``: the similarity to the nearest centroid (either strand) of the profile each
+        barcode's base composition gives with endless k-mers (each k-mer's share the product of
+        its bases' shares): a shuffle's similarity lies under it, a finite one's k-mers being sparser."""
+        if not barcodes:
+            return np.zeros(0, dtype=np.float32)
+        counts = kmer_profile(barcodes, 1, scale="none")  # base counts, unit length
+        roots = np.sqrt(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12))
+        best = np.zeros(len(barcodes), dtype=np.float32)
+        for strand in (roots, roots[:, ::-1]):  # the reverse strand: the complement's composition
+            profile = strand
+            for _ in range(self.k - 1):  # square roots of k-mer shares, in kmer_profile's order
+                profile = (profile[:, :, None] * strand[:, None, :]).reshape(len(barcodes), -1)
+            best = np.maximum(best, (unit_rows(profile) @ self.centroids.T).max(axis=1, initial=0.0))
+        return best
+
+    def shuffled_similarity(self, barcodes: Sequence[str]) -> np.ndarray:
+        """``[N]``: the mean similarity (:meth:`look`) of ``SHUFFLES`` shuffles of each barcode's
+        bases, seeded by the barcode itself (the same answer in any batch, any order)."""
+        if not barcodes:
+            return np.zeros(0, dtype=np.float32)
+        shuffles = [_shuffled(b, copy) for copy in range(SHUFFLES) for b in barcodes]
+        return self.look(shuffles)[1].reshape(SHUFFLES, len(barcodes)).mean(axis=0)
 
     def to_manifest(self, turned: int) -> dict:
         entry = {"file": SKETCH_FILE, "k": self.k, "floor": _rounded(self.floor),
@@ -141,6 +185,12 @@ def _by_length(bases: Sequence[int], short: list[float] | None, whole: float) ->
     if not short:
         return np.full(len(bases), whole)
     return np.interp(np.asarray(bases, dtype=np.float64), [*PARTIAL_LENGTHS, WHOLE_FROM], [*short, whole])
+
+
+def _shuffled(barcode: str, copy: int) -> str:
+    letters = np.frombuffer(barcode.encode("ascii", "replace"), dtype=np.uint8)
+    seed = zlib.crc32(barcode.encode("ascii", "replace")) + (copy << 32)
+    return np.random.default_rng(seed).permutation(letters).tobytes().decode("ascii")
 
 
 def _rounded(floors: float | list[float] | None) -> float | list[float] | None:
@@ -279,6 +329,12 @@ def off_target_note(similarity: float, floor: float) -> str:
     return (f"unlike every reference barcode (k-mer similarity {similarity:.2f} < {floor:.2f}, the "
             "reference's own floor for its length) and no near-identical reference: not this marker or not "
             "this group of organisms; unassigned at every rank")
+
+
+def composition_note(similarity: float, shuffled: float) -> str:
+    return (f"no more like the reference's barcodes than its own bases shuffled (k-mer similarity "
+            f"{similarity:.2f}, shuffled {shuffled:.2f}) and no near-identical reference: random, "
+            "low-complexity or not this marker; unassigned at every rank")
 
 
 def no_protein_note(stops: int, similarity: float, floor: float) -> str:
