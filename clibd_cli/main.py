@@ -85,7 +85,7 @@ class ClibdGroup(click.Group):
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         command_line = shlex.join(["clibd", *map(str, args)])
-        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx = super().make_context(info_name, _global_flags_first(args), parent=parent, **extra)
         ctx.meta["clibd.command_line"] = command_line
         return ctx
 
@@ -119,6 +119,18 @@ class ClibdGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
+
+
+GLOBAL_FLAGS = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"})  # no command has its own
+
+
+def _global_flags_first(args: list[str]) -> list[str]:
+    """``clibd classify -v …`` read as ``clibd -v classify …``: the flags of clibd itself that take
+    no value are taken wherever they stand before a ``--`` (no subcommand has options of those names)."""
+    args = list(args)
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
 
 
 class Terminated(KeyboardInterrupt):

@@ -133,6 +133,10 @@ def test_unexpected_error_has_no_traceback_unless_verbose(failing_commands):
     verbose = CliRunner().invoke(cli, ["-v", "bug"])
     assert verbose.exit_code == 1
     assert "Traceback" in verbose.output
+    after = CliRunner().invoke(cli, ["bug", "-v"])  # where users type it: clibd's own flag after the command
+    assert after.exit_code == 1 and "Traceback" in after.output
+    quiet = CliRunner().invoke(cli, ["user-error", "--quiet", "--", "-v"])  # after --, an argument
+    assert quiet.exit_code == 2 and "Got unexpected extra argument (-v)" in quiet.output
 
 
 def test_device_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
