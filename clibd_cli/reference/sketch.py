@@ -144,20 +144,16 @@ class Sketch:
         return why
 
     def composition_limit(self, barcodes: Sequence[str]) -> np.ndarray:
-        """``[N]``: the similarity to the nearest centroid (either strand) of the profile each
-        barcode's base composition gives with endless k-mers (each k-mer's share the product of
-        its bases' shares): a shuffle's similarity lies under it, a finite one's k-mers being sparser."""
+        """``[N]``: the similarity to the nearest centroid of the profile each barcode's base
+        composition (on the strand it is given) would have with endless k-mers, each k-mer's share
+        the product of its bases' shares: a shuffle's lies under it, its k-mers being sparser."""
         if not barcodes:
             return np.zeros(0, dtype=np.float32)
         counts = kmer_profile(barcodes, 1, scale="none")  # base counts, unit length
-        roots = np.sqrt(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12))
-        best = np.zeros(len(barcodes), dtype=np.float32)
-        for strand in (roots, roots[:, ::-1]):  # the reverse strand: the complement's composition
-            profile = strand
-            for _ in range(self.k - 1):  # square roots of k-mer shares, in kmer_profile's order
-                profile = (profile[:, :, None] * strand[:, None, :]).reshape(len(barcodes), -1)
-            best = np.maximum(best, (unit_rows(profile) @ self.centroids.T).max(axis=1, initial=0.0))
-        return best
+        roots = profile = np.sqrt(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12))
+        for _ in range(self.k - 1):  # square roots of k-mer shares, in kmer_profile's order
+            profile = (profile[:, :, None] * roots[:, None, :]).reshape(len(barcodes), -1)
+        return (unit_rows(profile) @ self.centroids.T).max(axis=1)
 
     def shuffled_similarity(self, barcodes: Sequence[str]) -> np.ndarray:
         """``[N]``: the mean similarity (:meth:`look`) of ``SHUFFLES`` shuffles of each barcode's
