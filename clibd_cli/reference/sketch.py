@@ -47,6 +47,7 @@ built by an earlier clibd has no ``stop_floor``, and no such rule until it is re
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,11 +100,11 @@ class Sketch:
         reverse = np.zeros(len(barcodes), dtype=bool)
         similarity = np.zeros(len(barcodes), dtype=np.float32)
         for start in range(0, len(barcodes), _BLOCK):
-            block = list(barcodes[start : start + _BLOCK])
-            forward = self._best(block)
-            backward = self._best([reverse_complement(b) for b in block])
-            reverse[start : start + len(block)] = backward > forward
-            similarity[start : start + len(block)] = np.maximum(forward, backward)
+            profiles = kmer_profile(list(barcodes[start : start + _BLOCK]), self.k)
+            forward = (profiles @ self.centroids.T).max(axis=1)
+            backward = (profiles[:, _complement_kmers(self.k)] @ self.centroids.T).max(axis=1)
+            reverse[start : start + len(profiles)] = backward > forward
+            similarity[start : start + len(profiles)] = np.maximum(forward, backward)
         return reverse, similarity
 
     def floors(self, bases: Sequence[int]) -> np.ndarray:
@@ -170,11 +171,18 @@ class Sketch:
             entry.update(stop_floor=_rounded(self.stop_floor), short_stop_floors=_rounded(self.short_stop_floors))
         return entry
 
-    def _best(self, barcodes: list[str]) -> np.ndarray:
-        return (kmer_profile(barcodes, self.k) @ self.centroids.T).max(axis=1)
 
 
 SKETCH_FILE = "sketch.npy"
+
+
+@functools.cache
+def _complement_kmers(k: int) -> np.ndarray:
+    """``[4**k]``: at each k-mer's place in a profile, its reverse complement's, so that a barcode's
+    profile read through it is its reverse complement's profile (A, C, G, T are 0-3: a base's
+    complement is 3 minus it)."""
+    digits = (np.arange(4**k)[:, None] // 4 ** np.arange(k)) % 4  # least significant (last base) first
+    return ((3 - digits) * 4 ** np.arange(k)[::-1]).sum(axis=1)
 
 
 def _by_length(bases: Sequence[int], short: list[float] | None, whole: float) -> np.ndarray:
