@@ -42,7 +42,8 @@ the model the index embeds with, so it works the same for ``--model kmer`` and t
 Stored in the index directory as ``sketch.npy`` (float32 ``[C, 4**5]``), with ``k``, ``floor``,
 ``short_floors``, ``stop_floor``, ``short_stop_floors`` and the number of references turned
 around in the manifest's ``sketch`` entry (``clibd_cli/reference/hnsw_index.py``); an index
-built by an earlier clibd has no ``stop_floor``, and no such rule until it is rebuilt.
+built by an earlier clibd has no ``stop_floor``, and no such rule until it is rebuilt (the
+shuffle rule needs nothing stored: every index has it).
 """
 
 from __future__ import annotations
@@ -172,7 +173,6 @@ class Sketch:
         return entry
 
 
-
 SKETCH_FILE = "sketch.npy"
 
 
@@ -218,7 +218,7 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     picked = np.sort(rng.permutation(len(barcodes))[:FIT_SAMPLE])
     sample = [barcodes[i] for i in picked]
     forward = kmer_profile(sample, K)
-    backward = kmer_profile([reverse_complement(b) for b in sample], K)
+    backward = forward[:, _complement_kmers(K)]
     mean = forward.sum(axis=0)
     profiles = np.where((backward @ mean > forward @ mean)[:, None], backward, forward)
     del forward, backward
