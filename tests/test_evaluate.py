@@ -513,3 +513,126 @@ def test_a_full_disk_under_the_baselines_scratch_files_names_the_file():
 
     with pytest.raises(ClibdError, match=r"/dev/full: cannot write \(No space left on device\)"):
         _write_fasta(Path("/dev/full"), ["q0"], ["ACGT" * 30])
+
+
+def _objects(values) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+def test_harmonic_means_pair_seen_and_unseen_of_the_same_kind():
+    """H of macro accuracy is that of the seen and unseen macro accuracies, H of micro that of
+    the micro ones (unseen micro 2/3 and macro 1/2 here: a mix-up shows)."""
+    from clibd_cli.evaluation.retrieval import Outcome
+    from clibd_cli.evaluation.scores import retrieval_scores
+    from models.config import RANKS
+
+    def outcome(truth: list, nearest: list) -> Outcome:
+        return Outcome({r: _objects(truth) for r in RANKS},
+                       {r: _objects([[n] * 5 for n in nearest]) for r in RANKS})
+
+    scores = retrieval_scores({"seen": outcome(["A", "B"], ["A", "B"]),
+                               "unseen": outcome(["C", "C", "D"], ["C", "C", "X"])})
+    unseen = scores["unseen"]["species"]["top1"]
+    assert unseen == pytest.approx({"micro": 2 / 3, "macro": 1 / 2})
+    assert scores["hm"]["species"]["top1"] == pytest.approx({"micro": 2 * (2 / 3) / (1 + 2 / 3),
+                                                             "macro": 2 * (1 / 2) / (1 + 1 / 2)})
+
+
+def _calls_outcome(truth: dict, labels: dict, confidence: dict, extra: dict | None = None):
+    """An Outcome with calls at every rank (ranks not given: one label 'x', sure, right)."""
+    from clibd_cli.evaluation.retrieval import Calls, Outcome
+    from models.config import RANKS
+
+    n = len(truth["species"])
+    full = {r: (_objects(truth[r]) if r in truth else _objects(["x"] * n)) for r in RANKS}
+    best = {r: (_objects(labels[r]) if r in labels else _objects(["x"] * n)) for r in RANKS}
+    sure = {r: (np.array(confidence[r], dtype=float) if r in confidence else np.ones(n)) for r in RANKS}
+    calls = Calls(best, {r: sure[r] >= 0.8 for r in RANKS}, sure)
+    return Outcome(full, {r: best[r][:, None] for r in RANKS}, depth=1, calls=calls, extra=extra or {})
+
+
+def test_pooled_reliability_holds_the_seen_and_the_unseen_queries():
+    from clibd_cli.evaluation.scores import open_set_scores
+    from models.config import RANKS
+
+    keys = {r: _objects(["x", "A"] if r == "species" else ["x"]) for r in RANKS}
+    seen = _calls_outcome({"species": ["A", "A"]}, {"species": ["A", "A"]}, {"species": [0.95, 0.95]})
+    unseen = _calls_outcome({"species": ["B"]}, {"species": ["A"]}, {"species": [0.15]})
+    pooled = open_set_scores({"seen": seen, "unseen": unseen}, keys)["reliability"]["species"]
+    assert pooled["count"][9] == 2 and pooled["count"][1] == 1 and sum(pooled["count"]) == 3
+    assert pooled["ece"] == pytest.approx((2 * 0.05 + 0.15) / 3)
+
+
+def test_operating_curve_and_share_of_new_species_of_hand_made_calls():
+    """On the mix: a call counts at a cutoff its confidence reaches (≥), a new species' genus is
+    wrong only where it is named, and a query without a true species is neither known nor new."""
+    from clibd_cli.evaluation.scores import CURVE_CUTOFFS, batch_scores
+    from models.config import RANKS
+
+    keys = {r: _objects({"genus": ["GA", "GB"], "species": ["A1", "B1"]}.get(r, ["x", "x"])) for r in RANKS}
+    # q0 known A1, named; q1 new (A2, genus GA in keys): genus GA right at 0.5; q2 new (B2, genus GB
+    # in keys): genus called GA, wrong, at 0.3; q3 no species label
+    mix = _calls_outcome({"genus": ["GA", "GA", "GB", "GA"], "species": ["A1", "A2", "B2", None]},
+                         {"genus": ["GA", "GA", "GA", "GA"], "species": ["A1", "A1", "B1", "A1"]},
+                         {"genus": [0.95, 0.5, 0.3, 0.95], "species": [0.9, 0.5, 0.3, 0.9]},
+                         extra={"prior_unseen": 0.4})
+    scores = batch_scores({"mix": mix}, keys)
+    assert scores["new_share"] == {"mix": 0.5} and scores["prior_unseen"] == {"mix": 0.4}
+    curve = {point["cutoff"]: point for point in scores["curve"]}
+    assert list(curve) == list(CURVE_CUTOFFS)
+    assert curve[0.5] == {"cutoff": 0.5, "known_species_named": 1.0, "new_species_asserted": 0.5,
+                          "new_genus_right": 0.5, "new_genus_wrong": 0.0}
+    assert curve[0.3]["new_genus_wrong"] == 0.5 and curve[0.3]["new_species_asserted"] == 1.0
+    assert curve[0.6] == {"cutoff": 0.6, "known_species_named": 1.0, "new_species_asserted": 0.0,
+                          "new_genus_right": 0.0, "new_genus_wrong": 0.0}
+
+
+def test_a_label_is_asserted_at_a_confidence_equal_to_the_cutoff(dataset):
+    """As clibd classify: asserted when the confidence reaches the cutoff (≥), not only above it."""
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.retrieval import PairMethod, Queries
+    from clibd_cli.evaluation.vectors import Embeddings
+
+    with open_dataset(dataset) as ds:
+        keys, test = Records(ds, ("train",)), Records(ds, ("test",))
+        method = PairMethod("dna-dna", FixedVectors(), "dna", "dna", min_confidence=0.0)
+
+        def calls():
+            return method.run(Embeddings(ds, None), keys, {"seen": Queries(test, np.arange(4))})["seen"].calls
+
+        confidence = calls().confidence["genus"]
+        method.min_confidence = float(confidence[0])
+        assert method.min_confidence > 0 and calls().asserted["genus"][0]
+
+
+def test_queries_without_a_vector_are_counted_missing_not_scored(dataset):
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.retrieval import PairMethod, Queries
+    from clibd_cli.evaluation.vectors import Embeddings
+
+    vectors = {**VECTORS, "q3": np.zeros_like(VECTORS["q3"])}  # q3: no photo, unusable barcode
+    with open_dataset(dataset) as ds:
+        method = PairMethod("dna-dna", FixedVectors(vectors), "dna", "dna")
+        found = method.run(Embeddings(ds, None), Records(ds, ("train",)),
+                           {"seen": Queries(Records(ds, ("test",)), np.arange(4))})["seen"]
+    assert found.missing == 1 and len(found) == 3
+    assert list(found.truth["species"]) == ["A1", "A1", "B1"]
+
+
+def test_a_top_hit_stands_for_its_key_copies_and_is_asserted_at_the_identity_cutoff():
+    """A hit on a dereplicated barcode is each of its copies in key order (as tied vectors in the
+    exact search); a top hit exactly at a rank's identity cutoff (97 % species) is asserted."""
+    from types import SimpleNamespace
+
+    from clibd_cli.evaluation import baselines
+    from models.config import RANKS
+
+    species = ["A1", "B1", "A1"]  # keys 0 and 2: one barcode, one lineage
+    keys = SimpleNamespace(labels={r: _objects(species if r == "species" else ["x"] * 3) for r in RANKS})
+    reference = baselines._Reference(["A", "C"], [(), ()], [np.array([0, 2]), np.array([1])])
+    outcome = SimpleNamespace(extra={})
+    baselines._top_hits(outcome, [(0, 0, 0.97, 100.0), (0, 1, 0.90, 90.0), (1, 1, 0.9699, 80.0)],
+                        reference, keys, 2)
+    assert list(outcome.neighbours["species"][0]) == ["A1", "A1", "B1", None, None]
+    assert list(outcome.calls.asserted["species"]) == [True, False]
+    assert outcome.extra["top_hit_identity_mean"] == pytest.approx((0.97 + 0.9699) / 2)
