@@ -636,3 +636,32 @@ def test_a_top_hit_stands_for_its_key_copies_and_is_asserted_at_the_identity_cut
     assert list(outcome.neighbours["species"][0]) == ["A1", "A1", "B1", None, None]
     assert list(outcome.calls.asserted["species"]) == [True, False]
     assert outcome.extra["top_hit_identity_mean"] == pytest.approx((0.97 + 0.9699) / 2)
+
+
+def test_sintax_labels_are_the_keys_names_not_their_sintax_spelling(tmp_path, monkeypatch):
+    """SINTAX headers spell ``Aedes albopictus`` as ``Aedes_albopictus``: its answer is read back
+    as the keys' name, so that it matches the true label."""
+    from clibd_cli.evaluation import baselines
+    from clibd_cli.evaluation.retrieval import Outcome
+    from models.config import RANKS
+
+    lineage = ("Diptera", "Culicidae", "Aedes", "Aedes albopictus")
+    out = tmp_path / "seen.sintax.tsv"
+    monkeypatch.setattr(baselines, "_call", lambda command: out.write_text(
+        "q0\to:Diptera(1.00),f:Culicidae(1.00),g:Aedes(0.95),s:Aedes_albopictus(0.85)\t+\t"
+        "o:Diptera,f:Culicidae,g:Aedes,s:Aedes_albopictus\n"))
+    outcome = Outcome({r: _objects([name]) for r, name in zip(RANKS, lineage)}, {})
+    reference = baselines._Reference(["ACGT"], [lineage], [np.array([0])])
+    baselines.AlignmentBaseline("vsearch-sintax", tmp_path)._sintax(outcome, tmp_path / "q.fasta",
+                                                                   tmp_path / "keys.fasta", out, 1, reference)
+    assert list(outcome.calls.labels["species"]) == ["Aedes albopictus"]
+    assert list(outcome.calls.confidence["species"]) == [0.85] and outcome.calls.asserted["species"][0]
+
+
+def test_open_set_table_has_the_ece_of_species_and_genus(hand):
+    from clibd_cli.evaluation.report import open_set_table
+
+    rows = {row[0]: row[1:] for row in open_set_table(hand, "left-out")}
+    for rank in ("species", "genus"):
+        ece = hand["open_set"]["left-out"]["dna-dna"]["reliability"][rank]["ece"]
+        assert rows[f"ECE {rank} (seen + unseen)"] == [f"{ece:.3f}"]
