@@ -665,3 +665,17 @@ def test_open_set_table_has_the_ece_of_species_and_genus(hand):
     for rank in ("species", "genus"):
         ece = hand["open_set"]["left-out"]["dna-dna"]["reliability"][rank]["ece"]
         assert rows[f"ECE {rank} (seen + unseen)"] == [f"{ece:.3f}"]
+
+
+def test_report_page_has_each_scenarios_tables_and_escapes_notes(hand, tmp_path):
+    from clibd_cli.evaluation.plots import write_html
+    from clibd_cli.evaluation.report import EXPLANATION
+
+    metrics = {**hand, "notes": ["pair <image-dna> skipped & noted"]}
+    write_html(tmp_path / "report.html", metrics, [], EXPLANATION)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<h3>Open set") == 2 and page.count("<h3>Top-1 macro accuracy") == 2
+    assert "<li>pair &lt;image-dna&gt; skipped &amp; noted</li>" in page
+    write_html(tmp_path / "report.html", {**metrics, "open_set": {"left-out": hand["open_set"]["left-out"]}},
+               [], EXPLANATION)  # e.g. methods without calls in scenario paper
+    assert (tmp_path / "report.html").read_text().count("<h3>Open set") == 1

@@ -391,3 +391,15 @@ def test_counts_by_sequence_match_whatever_the_case_of_the_table():
                                   dict(zip(RANKS, (1.0, 0.1, 0.1, 0.1))), "r1", 0.9, 0.8)
     summary.add([Result(Query("q1", barcode=barcode, strand="+"), prediction)])
     assert summary.finish().at_rank("S1", "order")[0] == (("Diptera",), 7, 1)
+
+
+def test_counts_table_taxonomy_column_in_any_case_and_comment_lines_are_left_out(tmp_path):
+    """biom's ``taxonomy`` column (``Taxonomy`` in some exports) is not a sample; every one-cell
+    ``#`` line before the header is a comment."""
+    from clibd_cli.abundance.counts import read_counts
+
+    table = tmp_path / "counts.tsv"
+    table.write_text("# Constructed from biom file\n# made by hand\n#OTU ID\tS1\tS2\tTaxonomy\n"
+                     "f1\t5\t0\tk__Animalia; o__Diptera\n")
+    counts = read_counts(table)
+    assert (counts.samples, counts.reads) == (["S1", "S2"], {"f1": [5, 0]})
