@@ -441,3 +441,11 @@ def test_a_text_output_that_fails_half_way_leaves_the_earlier_file(tmp_path):
         assert path.read_text() == "earlier\n"
         raise RuntimeError("killed")
     assert path.read_text() == "earlier\n" and os.listdir(tmp_path) == ["out.tsv"]
+
+
+def test_a_tab_or_line_break_inside_a_cell_never_splits_a_tsv_row():
+    """A photo path or id holding a tab, a newline or a carriage return (a CRLF file's id) stays
+    in its cell: each is a space, so every row has the header's cells, on one line."""
+    from clibd_cli.io.predictions import tsv_line
+
+    assert tsv_line(["a\tb", "c\nd", "e\rf", 3]) == "a b\tc d\te f\t3\n"

@@ -403,3 +403,39 @@ def test_counts_table_taxonomy_column_in_any_case_and_comment_lines_are_left_out
                      "f1\t5\t0\tk__Animalia; o__Diptera\n")
     counts = read_counts(table)
     assert (counts.samples, counts.reads) == (["S1", "S2"], {"f1": [5, 0]})
+
+
+def test_summary_files_are_named_after_the_tsv_and_never_share_a_krona_file():
+    """``--summary run.txt`` (as ``run.tsv``) gives ``run.html`` and ``run.<sample>.krona.txt``;
+    samples whose names clean to one file name get -2, -3: no Krona file overwrites another."""
+    from pathlib import Path
+
+    from clibd_cli.abundance.summary import summary_files
+
+    path, kronas, html = summary_files("out/run.txt", ["a b", "a:b", "a/b", "c"])
+    assert (path, html) == (Path("out/run.txt"), Path("out/run.html"))
+    assert [p.name for p in kronas.values()] == ["run.a_b.krona.txt", "run.a_b-2.krona.txt",
+                                                 "run.a_b-3.krona.txt", "run.c.krona.txt"]
+
+
+@pytest.mark.parametrize("source, sample", [("runs/site3.derep.fasta.gz", "site3.derep"),
+                                            ("site3.fq.xz", "site3"), ("site3.FASTQ.BZ2", "site3"),
+                                            ("<stdin>", "stdin"), ("site3.derep", "site3.derep")])
+def test_a_sample_is_named_after_its_file_without_sequence_and_compression_extensions(source, sample):
+    from clibd_cli.abundance.summary import sample_name
+
+    assert sample_name(source) == sample
+
+
+def test_html_summary_tables_have_an_unassigned_row_at_every_rank():
+    from clibd_cli.abundance.html import render
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s1", ("Diptera", "Culicidae", None, None), 3)
+    tally.add("s1", (None, None, None, None), 2)
+    page = render(tally)
+    tables = re.findall(r"<table>(.*?)</table>", page)
+    assert len(tables) == len(RANKS)
+    assert all("<tr><td>unassigned</td><td>2</td></tr>" in table for table in tables[:2])
+    assert all("<tr><td>unassigned</td><td>5</td></tr>" in table for table in tables[2:])
