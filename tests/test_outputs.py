@@ -449,3 +449,25 @@ def test_a_tab_or_line_break_inside_a_cell_never_splits_a_tsv_row():
     from clibd_cli.io.predictions import tsv_line
 
     assert tsv_line(["a\tb", "c\nd", "e\rf", 3]) == "a b\tc d\te f\t3\n"
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl", "neighbours", "qiime2", "sintax", "blast6"])
+def test_each_batch_of_results_is_flushed_for_a_reader_of_the_pipe(fmt):
+    """``classify | next-tool``: every written batch is flushed at once, not when a buffer fills."""
+    import io
+
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.io.pipeline_formats import PIPELINE_FORMATS, PipelineWriter
+    from clibd_cli.io.predictions import PredictionWriter
+
+    class Pipe(io.StringIO):
+        flushed = ""
+
+        def flush(self) -> None:
+            self.flushed = self.getvalue()
+
+    pipe = Pipe()
+    writer = PipelineWriter(pipe, fmt) if fmt in PIPELINE_FORMATS else PredictionWriter(pipe, fmt)
+    writer.write([Result(Query("q1", problem="too short"))])
+    assert pipe.flushed == pipe.getvalue() and ("q1" in pipe.flushed) == (fmt != "blast6")
