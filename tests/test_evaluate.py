@@ -679,3 +679,23 @@ def test_report_page_has_each_scenarios_tables_and_escapes_notes(hand, tmp_path)
     write_html(tmp_path / "report.html", {**metrics, "open_set": {"left-out": hand["open_set"]["left-out"]}},
                [], EXPLANATION)  # e.g. methods without calls in scenario paper
     assert (tmp_path / "report.html").read_text().count("<h3>Open set") == 1
+
+
+def test_baselines_that_write_ascii_files_keep_names_with_other_letters(tmp_path):
+    """A key named ``Aëdes ñu`` (a name with a letter beyond ASCII, as some in BOLD): it was written
+    to vsearch's and RDP's files as ``A?des ?u``, so vsearch-sintax never named it right and RDP's
+    training stopped (its FASTA and its taxonomy file named different taxa)."""
+    require_programs("vsearch", "java", "rdp_classifier")
+    rng = np.random.default_rng(1)
+    genus = "".join(rng.choice(list("ACGT"), 600))
+    with DatasetWriter(tmp_path / "names.h5") as writer:
+        for s, name in enumerate(("Aëdes ñu", "Aedes nu", "Aedes vexans")):
+            species = _mutate(genus, 0.1, rng)
+            for i, split in enumerate(("train", "train", "test")):
+                writer.add(split, Record(f"r{s}{i}", barcode=_mutate(species, 0.005, rng), order="Diptera",
+                                         family="Culicidae", genus=name.split()[0], species=name))
+    metrics = run_evaluation(Plan(data=tmp_path / "names.h5", baselines=("vsearch-sintax", "rdp"),
+                                  scenarios=("paper",))).metrics
+    for name in ("vsearch-sintax", "rdp"):
+        seen = metrics["retrieval"]["paper"][name]["seen"]
+        assert seen["species"]["top1"]["micro"] == seen["genus"]["top1"]["micro"] == 1.0, name
