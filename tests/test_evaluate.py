@@ -640,7 +640,7 @@ def test_a_top_hit_stands_for_its_key_copies_and_is_asserted_at_the_identity_cut
 
 def test_sintax_labels_are_the_keys_names_not_their_sintax_spelling(tmp_path, monkeypatch):
     """SINTAX headers spell ``Aedes albopictus`` as ``Aedes_albopictus``: its answer is read back
-    as the keys' name, so that it matches the true label."""
+    as the keys' name, so that it matches the true label; a support equal to the cutoff asserts it."""
     from clibd_cli.evaluation import baselines
     from clibd_cli.evaluation.retrieval import Outcome
     from models.config import RANKS
@@ -648,14 +648,14 @@ def test_sintax_labels_are_the_keys_names_not_their_sintax_spelling(tmp_path, mo
     lineage = ("Diptera", "Culicidae", "Aedes", "Aedes albopictus")
     out = tmp_path / "seen.sintax.tsv"
     monkeypatch.setattr(baselines, "_call", lambda command: out.write_text(
-        "q0\to:Diptera(1.00),f:Culicidae(1.00),g:Aedes(0.95),s:Aedes_albopictus(0.85)\t+\t"
+        "q0\to:Diptera(1.00),f:Culicidae(1.00),g:Aedes(0.95),s:Aedes_albopictus(0.80)\t+\t"
         "o:Diptera,f:Culicidae,g:Aedes,s:Aedes_albopictus\n"))
     outcome = Outcome({r: _objects([name]) for r, name in zip(RANKS, lineage)}, {})
     reference = baselines._Reference(["ACGT"], [lineage], [np.array([0])])
-    baselines.AlignmentBaseline("vsearch-sintax", tmp_path)._sintax(outcome, tmp_path / "q.fasta",
-                                                                   tmp_path / "keys.fasta", out, 1, reference)
+    sintax = baselines.AlignmentBaseline("vsearch-sintax", tmp_path, min_confidence=0.8)
+    sintax._sintax(outcome, tmp_path / "q.fasta", tmp_path / "keys.fasta", out, 1, reference)
     assert list(outcome.calls.labels["species"]) == ["Aedes albopictus"]
-    assert list(outcome.calls.confidence["species"]) == [0.85] and outcome.calls.asserted["species"][0]
+    assert list(outcome.calls.confidence["species"]) == [0.8] and outcome.calls.asserted["species"][0]
 
 
 def test_open_set_table_has_the_ece_of_species_and_genus(hand):
