@@ -699,3 +699,40 @@ def test_baselines_that_write_ascii_files_keep_names_with_other_letters(tmp_path
     for name in ("vsearch-sintax", "rdp"):
         seen = metrics["retrieval"]["paper"][name]["seen"]
         assert seen["species"]["top1"]["micro"] == seen["genus"]["top1"]["micro"] == 1.0, name
+
+
+def test_text_report_has_its_three_accuracy_tables_and_every_note(hand):
+    report = text_report({**hand, "notes": ["first note", "second note"]})
+    for table in ("top-1 macro accuracy % (the paper's table)", "top-1 micro accuracy %", "top-5 macro accuracy %"):
+        assert report.count(f"{table}: seen / unseen / harmonic mean") == 2  # one per scenario
+    assert report.endswith("\nnote: first note\nnote: second note")
+
+
+def test_html_tables_escape_every_cell():
+    from clibd_cli.evaluation.report import html_table
+
+    assert html_table([["method", "a<b"], ["x & y", "<i>"]]) == (
+        "<table><thead><tr><th>method</th><th>a&lt;b</th></tr></thead>"
+        "<tbody><tr><td>x &amp; y</td><td>&lt;i&gt;</td></tr></tbody></table>")
+
+
+def test_kmer_profiles_of_unusable_barcodes_are_zero_and_counted_missing(tmp_path):
+    """A record whose barcode clibd classify would refuse (too short) has no k-mer vector: it is a
+    missing query, not one matched by its few k-mers."""
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.retrieval import PairMethod, Queries
+    from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles
+
+    rng = np.random.default_rng(3)
+    barcode = "".join(rng.choice(list("ACGT"), 600))
+    with DatasetWriter(tmp_path / "short.h5") as writer:
+        writer.add("train", Record("k0", barcode=barcode, order="O", family="F", genus="G", species="G s"))
+        writer.add("test", Record("q0", barcode=barcode[:300], order="O", family="F", genus="G", species="G s"))
+        writer.add("test", Record("q1", barcode=barcode[:40], order="O", family="F", genus="G", species="G s"))
+    with open_dataset(tmp_path / "short.h5") as ds:
+        test = Records(ds, ("test",))
+        vectors = KmerProfiles(5).embed(test, "dna")
+        assert np.abs(vectors[0]).sum() > 0 and not vectors[1].any()
+        found = PairMethod("kmer", KmerProfiles(5), "dna", "dna").run(
+            Embeddings(ds, None), Records(ds, ("train",)), {"seen": Queries(test, np.arange(2))})["seen"]
+    assert found.missing == 1 and len(found) == 1

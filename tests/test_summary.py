@@ -439,3 +439,16 @@ def test_html_summary_tables_have_an_unassigned_row_at_every_rank():
     assert len(tables) == len(RANKS)
     assert all("<tr><td>unassigned</td><td>2</td></tr>" in table for table in tables[:2])
     assert all("<tr><td>unassigned</td><td>5</td></tr>" in table for table in tables[2:])
+
+
+def test_a_feature_without_reads_in_a_sample_is_no_feature_of_it():
+    """A counts table's 0 (a feature absent from a sample) adds no feature there, but the sample
+    keeps its rows."""
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s1", ("Diptera", None, None, None), 0)
+    tally.add("s1", ("Diptera", None, None, None), 3)
+    tally.add("s2", ("Diptera", None, None, None), 0)
+    assert tally.at_rank("s1", "order") == [(("Diptera",), 3, 1), (None, 0, 0)]
+    assert tally.samples == ["s1", "s2"] and tally.at_rank("s2", "order") == [(None, 0, 0)]
