@@ -703,7 +703,8 @@ def test_baselines_that_write_ascii_files_keep_names_with_other_letters(tmp_path
 
 def test_text_report_has_its_three_accuracy_tables_and_every_note(hand):
     report = text_report({**hand, "notes": ["first note", "second note"]})
-    for table in ("top-1 macro accuracy % (the paper's table)", "top-1 micro accuracy %", "top-5 macro accuracy %"):
+    for table in ("top-1 macro accuracy % (the paper's table)", "top-1 micro accuracy %",
+                  "top-5 macro accuracy %"):
         assert report.count(f"{table}: seen / unseen / harmonic mean") == 2  # one per scenario
     assert report.endswith("\nnote: first note\nnote: second note")
 
@@ -725,10 +726,11 @@ def test_kmer_profiles_of_unusable_barcodes_are_zero_and_counted_missing(tmp_pat
 
     rng = np.random.default_rng(3)
     barcode = "".join(rng.choice(list("ACGT"), 600))
+    labels = {"order": "O", "family": "F", "genus": "G", "species": "G s"}
     with DatasetWriter(tmp_path / "short.h5") as writer:
-        writer.add("train", Record("k0", barcode=barcode, order="O", family="F", genus="G", species="G s"))
-        writer.add("test", Record("q0", barcode=barcode[:300], order="O", family="F", genus="G", species="G s"))
-        writer.add("test", Record("q1", barcode=barcode[:40], order="O", family="F", genus="G", species="G s"))
+        writer.add("train", Record("k0", barcode=barcode, **labels))
+        writer.add("test", Record("q0", barcode=barcode[:300], **labels))
+        writer.add("test", Record("q1", barcode=barcode[:40], **labels))
     with open_dataset(tmp_path / "short.h5") as ds:
         test = Records(ds, ("test",))
         vectors = KmerProfiles(5).embed(test, "dna")
