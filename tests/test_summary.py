@@ -452,3 +452,28 @@ def test_a_feature_without_reads_in_a_sample_is_no_feature_of_it():
     tally.add("s2", ("Diptera", None, None, None), 0)
     assert tally.at_rank("s1", "order") == [(("Diptera",), 3, 1), (None, 0, 0)]
     assert tally.samples == ["s1", "s2"] and tally.at_rank("s2", "order") == [(None, 0, 0)]
+
+
+def test_summary_refuses_an_input_by_any_name(tmp_path, monkeypatch):
+    """An input given through a link or a relative path is still the file --summary would replace."""
+    from clibd_cli.abundance.summary import refuse_clashes
+    from clibd_cli.io.outputs import UsageError
+
+    (tmp_path / "run.tsv").write_text("precious\n")
+    (tmp_path / "link.tsv").symlink_to(tmp_path / "run.tsv")
+    monkeypatch.chdir(tmp_path)
+    for given in ("link.tsv", tmp_path / "link.tsv", "run.tsv"):
+        with pytest.raises(UsageError, match="which this run reads or writes"):
+            refuse_clashes([tmp_path / "run.tsv"], [given])
+    refuse_clashes([tmp_path / "other.tsv"], ["link.tsv", "-"])
+
+
+def test_html_summary_escapes_sample_names():
+    from clibd_cli.abundance.html import render
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("<b>site & co", ("Diptera", None, None, None), 2)
+    page = render(tally)
+    assert "<b>" not in page  # per rank: the bar's title, name and label, the table's head
+    assert page.count("&lt;b&gt;site &amp; co") == 4 * len(RANKS)
