@@ -231,3 +231,23 @@ def test_hdf5s_file_keeps_a_failed_write_and_reads_it_back_whole(tmp_path):
         handle.seek(0)
         assert handle.read(11) == b"headerblock"
     assert (tmp_path / "out.h5").read_bytes() == b"headerbl"
+
+
+def test_standard_output_is_flushed_before_its_block_ends(monkeypatch):
+    """What a writer left in standard output's buffer is written while clibd can still name a full
+    disk; flushed at exit, the failure was Python's 'Exception ignored' and exit status 120."""
+    import errno
+    import io
+    import sys
+
+    from clibd_cli.io.outputs import text_output
+
+    class Full(io.StringIO):
+        def flush(self) -> None:
+            if self.getvalue():
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    with pytest.raises(ClibdError, match=r"^standard output: cannot write \(No space left on device\)"):
+        with text_output("-") as handle:
+            handle.write("q1\tassigned\n")
