@@ -738,3 +738,18 @@ def test_kmer_profiles_of_unusable_barcodes_are_zero_and_counted_missing(tmp_pat
         found = PairMethod("kmer", KmerProfiles(5), "dna", "dna").run(
             Embeddings(ds, None), Records(ds, ("train",)), {"seen": Queries(test, np.arange(2))})["seen"]
     assert found.missing == 1 and len(found) == 1
+
+
+def test_no_label_is_asserted_even_at_cutoff_zero(tmp_path):
+    """Keys without species: no query gets a species, so none is asserted, whatever the cutoff."""
+    rng = np.random.default_rng(4)
+    genus = {g: "".join(rng.choice(list("ACGT"), 600)) for g in ("GA", "GB")}
+    with DatasetWriter(tmp_path / "genera.h5") as writer:
+        for i in range(12):
+            g = ("GA", "GB")[i % 2]
+            writer.add("train" if i < 8 else "test", Record(f"r{i}", barcode=_mutate(genus[g], 0.02, rng),
+                                                            order="O", family="F", genus=g))
+    metrics = run_evaluation(Plan(data=tmp_path / "genera.h5", baselines=("kmer",), min_confidence=0.0,
+                                  scenarios=("paper",))).metrics
+    seen = metrics["open_set"]["paper"]["kmer"]["seen"]
+    assert seen["genus"]["assigned_rate"] == 1.0 and seen["species"]["assigned_rate"] == 0.0
