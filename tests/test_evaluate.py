@@ -753,3 +753,27 @@ def test_no_label_is_asserted_even_at_cutoff_zero(tmp_path):
                                   scenarios=("paper",))).metrics
     seen = metrics["open_set"]["paper"]["kmer"]["seen"]
     assert seen["genus"]["assigned_rate"] == 1.0 and seen["species"]["assigned_rate"] == 0.0
+
+
+def test_a_limited_run_says_how_many_queries_it_evaluated(dataset):
+    metrics = run_evaluation(Plan(data=dataset, baselines=(), limit=2, scenarios=("paper",)),
+                             sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
+    queries = metrics["scenarios"]["paper"]["queries"]
+    assert queries["seen"] == {"groups": ["test"], "records": 4, "evaluated": 2}
+    assert metrics["retrieval"]["paper"]["dna-dna"]["queries"] == {"seen": 2, "unseen": 2}
+    assert re.search(r"; queries: seen test 4 \(2 evaluated\), unseen test_unseen 2$", text_report(metrics), re.M)
+
+
+def test_a_cached_embedding_of_another_length_is_made_again(dataset, tmp_path):
+    """A cache entry whose rows are not the group's records (a run killed mid-way on another
+    version) is not read: the group is embedded again."""
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.vectors import Embeddings
+
+    model = FixedVectors(fingerprint="model-1")
+    with open_dataset(dataset) as ds:
+        Embeddings(ds, tmp_path).get(model, ("train",), "dna")
+        (cached,) = tmp_path.glob("train.dna.*.npy")
+        np.save(cached, np.zeros((2, 6), dtype=np.float32))
+        vectors = Embeddings(ds, tmp_path).get(model, ("train",), "dna")
+    assert model.calls == 2 and len(vectors) == 5 and vectors.any(axis=1).all()

@@ -333,3 +333,11 @@ def test_sintax_reader_reads_a_crlf_table_and_labels_with_parentheses(tmp_path):
     assert [(line.query, line.strand) for line in lines] == [("q1", "+"), ("q2", "-")]
     assert lines[0].ranks == {"order": ("Diptera", 1.0), "genus": ("Aedes_(Stegomyia)", 0.9)}
     assert lines[0].cutoff == {"order": "Diptera", "genus": "Aedes_(Stegomyia)"}
+
+
+def test_qiime_taxon_writes_names_with_underscores_and_keeps_each_level():
+    from clibd_cli.io.lineages import qiime_taxon
+
+    assert qiime_taxon({"order": "Diptera", "family": None, "genus": "Aedes", "species": "Aedes albopictus"}) == (
+        "o__Diptera; f__; g__Aedes; s__Aedes_albopictus")
+    assert qiime_taxon({"order": "Diptera", "family": None, "genus": None, "species": None}) == "o__Diptera"

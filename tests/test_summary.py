@@ -477,3 +477,25 @@ def test_html_summary_escapes_sample_names():
     page = render(tally)
     assert "<b>" not in page  # per rank: the bar's title, name and label, the table's head
     assert page.count("&lt;b&gt;site &amp; co") == 4 * len(RANKS)
+
+
+def test_a_feature_repeated_in_the_counts_table_is_an_error_at_its_line(tmp_path):
+    from clibd_cli.abundance.counts import read_counts
+
+    (tmp_path / "counts.tsv").write_text("#OTU ID\tS1\nf1\t3\nf2\t1\nf1\t4\n")
+    with pytest.raises(ClibdError, match=r"counts.tsv:4: feature 'f1' repeated"):
+        read_counts(tmp_path / "counts.tsv")
+
+
+def test_html_summary_gives_its_colours_to_the_taxa_with_most_reads():
+    from clibd_cli.abundance.html import COLOURS, OTHER, render
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s1", ("Diptera", None, None, None), 2)
+    tally.add("s1", ("Hemiptera", None, None, None), 9)
+    tally.add("s2", ("Coleoptera", None, None, None), 5)
+    legend = re.search(r'<div class="legend">(.*?)</div>\n', render(tally, top=2)).group(1)
+    assert re.findall(r'background:(#\w+)"></span>([^<]+)<', legend) == [
+        (COLOURS[0], "Hemiptera"), (COLOURS[1], "Coleoptera"), (OTHER, "other (1 taxa)"),
+        ("#7f7f7f", "unassigned")]
