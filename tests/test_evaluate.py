@@ -513,3 +513,267 @@ def test_a_full_disk_under_the_baselines_scratch_files_names_the_file():
 
     with pytest.raises(ClibdError, match=r"/dev/full: cannot write \(No space left on device\)"):
         _write_fasta(Path("/dev/full"), ["q0"], ["ACGT" * 30])
+
+
+def _objects(values) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+def test_harmonic_means_pair_seen_and_unseen_of_the_same_kind():
+    """H of macro accuracy is that of the seen and unseen macro accuracies, H of micro that of
+    the micro ones (unseen micro 2/3 and macro 1/2 here: a mix-up shows)."""
+    from clibd_cli.evaluation.retrieval import Outcome
+    from clibd_cli.evaluation.scores import retrieval_scores
+    from models.config import RANKS
+
+    def outcome(truth: list, nearest: list) -> Outcome:
+        return Outcome({r: _objects(truth) for r in RANKS},
+                       {r: _objects([[n] * 5 for n in nearest]) for r in RANKS})
+
+    scores = retrieval_scores({"seen": outcome(["A", "B"], ["A", "B"]),
+                               "unseen": outcome(["C", "C", "D"], ["C", "C", "X"])})
+    unseen = scores["unseen"]["species"]["top1"]
+    assert unseen == pytest.approx({"micro": 2 / 3, "macro": 1 / 2})
+    assert scores["hm"]["species"]["top1"] == pytest.approx({"micro": 2 * (2 / 3) / (1 + 2 / 3),
+                                                             "macro": 2 * (1 / 2) / (1 + 1 / 2)})
+
+
+def _calls_outcome(truth: dict, labels: dict, confidence: dict, extra: dict | None = None):
+    """An Outcome with calls at every rank (ranks not given: one label 'x', sure, right)."""
+    from clibd_cli.evaluation.retrieval import Calls, Outcome
+    from models.config import RANKS
+
+    n = len(truth["species"])
+    full = {r: (_objects(truth[r]) if r in truth else _objects(["x"] * n)) for r in RANKS}
+    best = {r: (_objects(labels[r]) if r in labels else _objects(["x"] * n)) for r in RANKS}
+    sure = {r: (np.array(confidence[r], dtype=float) if r in confidence else np.ones(n)) for r in RANKS}
+    calls = Calls(best, {r: sure[r] >= 0.8 for r in RANKS}, sure)
+    return Outcome(full, {r: best[r][:, None] for r in RANKS}, depth=1, calls=calls, extra=extra or {})
+
+
+def test_pooled_reliability_holds_the_seen_and_the_unseen_queries():
+    from clibd_cli.evaluation.scores import open_set_scores
+    from models.config import RANKS
+
+    keys = {r: _objects(["x", "A"] if r == "species" else ["x"]) for r in RANKS}
+    seen = _calls_outcome({"species": ["A", "A"]}, {"species": ["A", "A"]}, {"species": [0.95, 0.95]})
+    unseen = _calls_outcome({"species": ["B"]}, {"species": ["A"]}, {"species": [0.15]})
+    pooled = open_set_scores({"seen": seen, "unseen": unseen}, keys)["reliability"]["species"]
+    assert pooled["count"][9] == 2 and pooled["count"][1] == 1 and sum(pooled["count"]) == 3
+    assert pooled["ece"] == pytest.approx((2 * 0.05 + 0.15) / 3)
+
+
+def test_operating_curve_and_share_of_new_species_of_hand_made_calls():
+    """On the mix: a call counts at a cutoff its confidence reaches (≥), a new species' genus is
+    wrong only where it is named, and a query without a true species is neither known nor new."""
+    from clibd_cli.evaluation.scores import CURVE_CUTOFFS, batch_scores
+    from models.config import RANKS
+
+    keys = {r: _objects({"genus": ["GA", "GB"], "species": ["A1", "B1"]}.get(r, ["x", "x"])) for r in RANKS}
+    # q0 known A1, named; q1 new (A2, genus GA in keys): genus GA right at 0.5; q2 new (B2, genus GB
+    # in keys): genus called GA, wrong, at 0.3; q3 no species label
+    mix = _calls_outcome({"genus": ["GA", "GA", "GB", "GA"], "species": ["A1", "A2", "B2", None]},
+                         {"genus": ["GA", "GA", "GA", "GA"], "species": ["A1", "A1", "B1", "A1"]},
+                         {"genus": [0.95, 0.5, 0.3, 0.95], "species": [0.9, 0.5, 0.3, 0.9]},
+                         extra={"prior_unseen": 0.4})
+    scores = batch_scores({"mix": mix}, keys)
+    assert scores["new_share"] == {"mix": 0.5} and scores["prior_unseen"] == {"mix": 0.4}
+    curve = {point["cutoff"]: point for point in scores["curve"]}
+    assert list(curve) == list(CURVE_CUTOFFS)
+    assert curve[0.5] == {"cutoff": 0.5, "known_species_named": 1.0, "new_species_asserted": 0.5,
+                          "new_genus_right": 0.5, "new_genus_wrong": 0.0}
+    assert curve[0.3]["new_genus_wrong"] == 0.5 and curve[0.3]["new_species_asserted"] == 1.0
+    assert curve[0.6] == {"cutoff": 0.6, "known_species_named": 1.0, "new_species_asserted": 0.0,
+                          "new_genus_right": 0.0, "new_genus_wrong": 0.0}
+
+
+def test_a_label_is_asserted_at_a_confidence_equal_to_the_cutoff(dataset):
+    """As clibd classify: asserted when the confidence reaches the cutoff (≥), not only above it."""
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.retrieval import PairMethod, Queries
+    from clibd_cli.evaluation.vectors import Embeddings
+
+    with open_dataset(dataset) as ds:
+        keys, test = Records(ds, ("train",)), Records(ds, ("test",))
+        method = PairMethod("dna-dna", FixedVectors(), "dna", "dna", min_confidence=0.0)
+
+        def calls():
+            return method.run(Embeddings(ds, None), keys, {"seen": Queries(test, np.arange(4))})["seen"].calls
+
+        confidence = calls().confidence["genus"]
+        method.min_confidence = float(confidence[0])
+        assert method.min_confidence > 0 and calls().asserted["genus"][0]
+
+
+def test_queries_without_a_vector_are_counted_missing_not_scored(dataset):
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.retrieval import PairMethod, Queries
+    from clibd_cli.evaluation.vectors import Embeddings
+
+    vectors = {**VECTORS, "q3": np.zeros_like(VECTORS["q3"])}  # q3: no photo, unusable barcode
+    with open_dataset(dataset) as ds:
+        method = PairMethod("dna-dna", FixedVectors(vectors), "dna", "dna")
+        found = method.run(Embeddings(ds, None), Records(ds, ("train",)),
+                           {"seen": Queries(Records(ds, ("test",)), np.arange(4))})["seen"]
+    assert found.missing == 1 and len(found) == 3
+    assert list(found.truth["species"]) == ["A1", "A1", "B1"]
+
+
+def test_a_top_hit_stands_for_its_key_copies_and_is_asserted_at_the_identity_cutoff():
+    """A hit on a dereplicated barcode is each of its copies in key order (as tied vectors in the
+    exact search); a top hit exactly at a rank's identity cutoff (97 % species) is asserted."""
+    from types import SimpleNamespace
+
+    from clibd_cli.evaluation import baselines
+    from models.config import RANKS
+
+    species = ["A1", "B1", "A1"]  # keys 0 and 2: one barcode, one lineage
+    keys = SimpleNamespace(labels={r: _objects(species if r == "species" else ["x"] * 3) for r in RANKS})
+    reference = baselines._Reference(["A", "C"], [(), ()], [np.array([0, 2]), np.array([1])])
+    outcome = SimpleNamespace(extra={})
+    baselines._top_hits(outcome, [(0, 0, 0.97, 100.0), (0, 1, 0.90, 90.0), (1, 1, 0.9699, 80.0)],
+                        reference, keys, 2)
+    assert list(outcome.neighbours["species"][0]) == ["A1", "A1", "B1", None, None]
+    assert list(outcome.calls.asserted["species"]) == [True, False]
+    assert outcome.extra["top_hit_identity_mean"] == pytest.approx((0.97 + 0.9699) / 2)
+
+
+def test_sintax_labels_are_the_keys_names_not_their_sintax_spelling(tmp_path, monkeypatch):
+    """SINTAX headers spell ``Aedes albopictus`` as ``Aedes_albopictus``: its answer is read back
+    as the keys' name, so that it matches the true label; a support equal to the cutoff asserts it."""
+    from clibd_cli.evaluation import baselines
+    from clibd_cli.evaluation.retrieval import Outcome
+    from models.config import RANKS
+
+    lineage = ("Diptera", "Culicidae", "Aedes", "Aedes albopictus")
+    out = tmp_path / "seen.sintax.tsv"
+    monkeypatch.setattr(baselines, "_call", lambda command: out.write_text(
+        "q0\to:Diptera(1.00),f:Culicidae(1.00),g:Aedes(0.95),s:Aedes_albopictus(0.80)\t+\t"
+        "o:Diptera,f:Culicidae,g:Aedes,s:Aedes_albopictus\n"))
+    outcome = Outcome({r: _objects([name]) for r, name in zip(RANKS, lineage)}, {})
+    reference = baselines._Reference(["ACGT"], [lineage], [np.array([0])])
+    sintax = baselines.AlignmentBaseline("vsearch-sintax", tmp_path, min_confidence=0.8)
+    sintax._sintax(outcome, tmp_path / "q.fasta", tmp_path / "keys.fasta", out, 1, reference)
+    assert list(outcome.calls.labels["species"]) == ["Aedes albopictus"]
+    assert list(outcome.calls.confidence["species"]) == [0.8] and outcome.calls.asserted["species"][0]
+
+
+def test_open_set_table_has_the_ece_of_species_and_genus(hand):
+    from clibd_cli.evaluation.report import open_set_table
+
+    rows = {row[0]: row[1:] for row in open_set_table(hand, "left-out")}
+    for rank in ("species", "genus"):
+        ece = hand["open_set"]["left-out"]["dna-dna"]["reliability"][rank]["ece"]
+        assert rows[f"ECE {rank} (seen + unseen)"] == [f"{ece:.3f}"]
+
+
+def test_report_page_has_each_scenarios_tables_and_escapes_notes(hand, tmp_path):
+    from clibd_cli.evaluation.plots import write_html
+    from clibd_cli.evaluation.report import EXPLANATION
+
+    metrics = {**hand, "notes": ["pair <image-dna> skipped & noted"]}
+    write_html(tmp_path / "report.html", metrics, [], EXPLANATION)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<h3>Open set") == 2 and page.count("<h3>Top-1 macro accuracy") == 2
+    assert "<li>pair &lt;image-dna&gt; skipped &amp; noted</li>" in page
+    write_html(tmp_path / "report.html", {**metrics, "open_set": {"left-out": hand["open_set"]["left-out"]}},
+               [], EXPLANATION)  # e.g. methods without calls in scenario paper
+    assert (tmp_path / "report.html").read_text().count("<h3>Open set") == 1
+
+
+def test_baselines_that_write_ascii_files_keep_names_with_other_letters(tmp_path):
+    """A key named ``Aëdes ñu`` (a name with a letter beyond ASCII, as some in BOLD): it was written
+    to vsearch's and RDP's files as ``A?des ?u``, so vsearch-sintax never named it right and RDP's
+    training stopped (its FASTA and its taxonomy file named different taxa)."""
+    require_programs("vsearch", "java", "rdp_classifier")
+    rng = np.random.default_rng(1)
+    genus = "".join(rng.choice(list("ACGT"), 600))
+    with DatasetWriter(tmp_path / "names.h5") as writer:
+        for s, name in enumerate(("Aëdes ñu", "Aedes nu", "Aedes vexans")):
+            species = _mutate(genus, 0.1, rng)
+            for i, split in enumerate(("train", "train", "test")):
+                writer.add(split, Record(f"r{s}{i}", barcode=_mutate(species, 0.005, rng), order="Diptera",
+                                         family="Culicidae", genus=name.split()[0], species=name))
+    metrics = run_evaluation(Plan(data=tmp_path / "names.h5", baselines=("vsearch-sintax", "rdp"),
+                                  scenarios=("paper",))).metrics
+    for name in ("vsearch-sintax", "rdp"):
+        seen = metrics["retrieval"]["paper"][name]["seen"]
+        assert seen["species"]["top1"]["micro"] == seen["genus"]["top1"]["micro"] == 1.0, name
+
+
+def test_text_report_has_its_three_accuracy_tables_and_every_note(hand):
+    report = text_report({**hand, "notes": ["first note", "second note"]})
+    for table in ("top-1 macro accuracy % (the paper's table)", "top-1 micro accuracy %",
+                  "top-5 macro accuracy %"):
+        assert report.count(f"{table}: seen / unseen / harmonic mean") == 2  # one per scenario
+    assert report.endswith("\nnote: first note\nnote: second note")
+
+
+def test_html_tables_escape_every_cell():
+    from clibd_cli.evaluation.report import html_table
+
+    assert html_table([["method", "a<b"], ["x & y", "<i>"]]) == (
+        "<table><thead><tr><th>method</th><th>a&lt;b</th></tr></thead>"
+        "<tbody><tr><td>x &amp; y</td><td>&lt;i&gt;</td></tr></tbody></table>")
+
+
+def test_kmer_profiles_of_unusable_barcodes_are_zero_and_counted_missing(tmp_path):
+    """A record whose barcode clibd classify would refuse (too short) has no k-mer vector: it is a
+    missing query, not one matched by its few k-mers."""
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.retrieval import PairMethod, Queries
+    from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles
+
+    rng = np.random.default_rng(3)
+    barcode = "".join(rng.choice(list("ACGT"), 600))
+    labels = {"order": "O", "family": "F", "genus": "G", "species": "G s"}
+    with DatasetWriter(tmp_path / "short.h5") as writer:
+        writer.add("train", Record("k0", barcode=barcode, **labels))
+        writer.add("test", Record("q0", barcode=barcode[:300], **labels))
+        writer.add("test", Record("q1", barcode=barcode[:40], **labels))
+    with open_dataset(tmp_path / "short.h5") as ds:
+        test = Records(ds, ("test",))
+        vectors = KmerProfiles(5).embed(test, "dna")
+        assert np.abs(vectors[0]).sum() > 0 and not vectors[1].any()
+        found = PairMethod("kmer", KmerProfiles(5), "dna", "dna").run(
+            Embeddings(ds, None), Records(ds, ("train",)), {"seen": Queries(test, np.arange(2))})["seen"]
+    assert found.missing == 1 and len(found) == 1
+
+
+def test_no_label_is_asserted_even_at_cutoff_zero(tmp_path):
+    """Keys without species: no query gets a species, so none is asserted, whatever the cutoff."""
+    rng = np.random.default_rng(4)
+    genus = {g: "".join(rng.choice(list("ACGT"), 600)) for g in ("GA", "GB")}
+    with DatasetWriter(tmp_path / "genera.h5") as writer:
+        for i in range(12):
+            g = ("GA", "GB")[i % 2]
+            writer.add("train" if i < 8 else "test", Record(f"r{i}", barcode=_mutate(genus[g], 0.02, rng),
+                                                            order="O", family="F", genus=g))
+    metrics = run_evaluation(Plan(data=tmp_path / "genera.h5", baselines=("kmer",), min_confidence=0.0,
+                                  scenarios=("paper",))).metrics
+    seen = metrics["open_set"]["paper"]["kmer"]["seen"]
+    assert seen["genus"]["assigned_rate"] == 1.0 and seen["species"]["assigned_rate"] == 0.0
+
+
+def test_a_limited_run_says_how_many_queries_it_evaluated(dataset):
+    metrics = run_evaluation(Plan(data=dataset, baselines=(), limit=2, scenarios=("paper",)),
+                             sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics
+    queries = metrics["scenarios"]["paper"]["queries"]
+    assert queries["seen"] == {"groups": ["test"], "records": 4, "evaluated": 2}
+    assert metrics["retrieval"]["paper"]["dna-dna"]["queries"] == {"seen": 2, "unseen": 2}
+    assert re.search(r"; queries: seen test 4 \(2 evaluated\), unseen test_unseen 2$", text_report(metrics), re.M)
+
+
+def test_a_cached_embedding_of_another_length_is_made_again(dataset, tmp_path):
+    """A cache entry whose rows are not the group's records (a run killed mid-way on another
+    version) is not read: the group is embedded again."""
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.vectors import Embeddings
+
+    model = FixedVectors(fingerprint="model-1")
+    with open_dataset(dataset) as ds:
+        Embeddings(ds, tmp_path).get(model, ("train",), "dna")
+        (cached,) = tmp_path.glob("train.dna.*.npy")
+        np.save(cached, np.zeros((2, 6), dtype=np.float32))
+        vectors = Embeddings(ds, tmp_path).get(model, ("train",), "dna")
+    assert model.calls == 2 and len(vectors) == 5 and vectors.any(axis=1).all()

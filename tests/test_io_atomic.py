@@ -205,3 +205,49 @@ def test_a_full_disk_under_standard_output_is_named(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == ("clibd: error: standard output: cannot write (File too large); "
                                                       "free some space or give another path"), result.stderr
+
+
+def test_hdf5s_file_keeps_a_failed_write_and_reads_it_back_whole(tmp_path):
+    """On a disk that fills half way through a write, the write still reports all its bytes
+    written (a caller honouring a short write would write the rest again) and the file reads back
+    as written, so HDF5 goes on with a consistent file until the kept error is raised."""
+    import errno
+    import io
+
+    from clibd_cli.io.hdf5_files import _KeptErrors
+
+    class EightBytesFree(io.FileIO):
+        def write(self, data) -> int:
+            if self.tell() >= 8:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(bytes(data)[:8 - self.tell()])
+
+    class Kept(_KeptErrors, EightBytesFree):
+        pass
+
+    with Kept(tmp_path / "out.h5", "w+") as handle:
+        assert handle.write(b"header") == 6 and handle.write(memoryview(b"block")) == 5
+        assert handle.error is not None and handle.error.errno == errno.ENOSPC
+        handle.seek(0)
+        assert handle.read(11) == b"headerblock"
+    assert (tmp_path / "out.h5").read_bytes() == b"headerbl"
+
+
+def test_standard_output_is_flushed_before_its_block_ends(monkeypatch):
+    """What a writer left in standard output's buffer is written while clibd can still name a full
+    disk; flushed at exit, the failure was Python's 'Exception ignored' and exit status 120."""
+    import errno
+    import io
+    import sys
+
+    from clibd_cli.io.outputs import text_output
+
+    class Full(io.StringIO):
+        def flush(self) -> None:
+            if self.getvalue():
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    with pytest.raises(ClibdError, match=r"^standard output: cannot write \(No space left on device\)"):
+        with text_output("-") as handle:
+            handle.write("q1\tassigned\n")

@@ -48,6 +48,8 @@ def test_sixteen_bit_grayscale_keeps_its_tones():
 def test_thirty_two_bit_and_float_grayscale():
     ints = Image.fromarray(np.array([[0, 100, 255]], dtype=np.int32), "I")
     assert np.asarray(images._to_rgb(ints))[0, :, 1].tolist() == [0, 100, 255]  # 8-bit range stays as it is
+    wide = Image.fromarray(np.array([[0, 32896, 65535]], dtype=np.int32), "I")  # 16-bit tones in mode I
+    assert np.asarray(images._to_rgb(wide))[0, :, 1].tolist() == [0, 128, 255]
     floats = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), "F")
     assert np.asarray(images._to_rgb(floats))[0, :, 2].tolist() == [0, 128, 255]
 

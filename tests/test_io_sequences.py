@@ -128,3 +128,29 @@ def test_min_bases_is_the_least_a_barcode_may_have():
     assert barcode_problem("ACGT" * (MIN_BASES // 4) + "N") is None
     assert barcode_problem("ACGT" * (MIN_BASES // 4 - 1) + "ACG" + "N" * 50) == \
         f"too short: {MIN_BASES - 1} unambiguous bases (at least {MIN_BASES} needed)"
+
+
+def test_size_and_sample_are_whole_annotation_keys():
+    """``insertsize=250`` or ``subsample=x`` are other annotations, not a read count or a sample;
+    ``size=`` and ``sample=`` count first in the header or after ``;`` or white space."""
+    from clibd_cli.io.sequences import bad_size, parse_abundance
+
+    assert parse_abundance(";insertsize=250;subsample=x;") == (None, None)
+    assert bad_size(";insertsize=abc;") is None
+    assert parse_abundance("size=3;sample=pond") == (3, "pond")
+    assert parse_abundance("run7 size=4 barcodelabel=site2") == (4, "site2")
+
+
+def test_a_truncated_archive_names_the_line_it_breaks_off_in(tmp_path):
+    """Every whole line before the cut is read; the error names the next one, the line that
+    breaks off."""
+    import zlib
+
+    data = gzip.compress(FASTA.encode() * 2000)
+    cut = data[:len(data) * 2 // 3]
+    (tmp_path / "cut.fasta.gz").write_bytes(cut)
+    whole_lines = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")
+    read = []
+    with pytest.raises(ClibdError, match=rf"cut.fasta.gz:{whole_lines + 1}: unreadable compressed file"):
+        read.extend(read_sequences(tmp_path / "cut.fasta.gz"))
+    assert 0 < len(read) < 2000 * FASTA.count(">")

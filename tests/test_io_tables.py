@@ -80,6 +80,8 @@ def test_taxonomy_tables_as_qiime_greengenes_silva_and_unite_ship_them(tmp_path)
         assert read_taxonomy(path) == {"q1": aedes, "q2": culex}, text
     path.write_text("q1\tRoot;Animalia;Arthropoda;Insecta;Diptera;Culicidae;Aedes;Aedes_albopictus\n")
     assert read_taxonomy(path) == {"q1": {k: v for k, v in aedes.items() if k != "kingdom"}}
+    path.write_text("q1\tDiptera;Culicidae;Aedes;Aedes_albopictus\n")  # four levels, the fewest read
+    assert read_taxonomy(path) == {"q1": {k: v for k, v in aedes.items() if k != "kingdom"}}
     path.write_text("q0\tUnassigned\nq1\tk__Animalia;o__Diptera\n")  # headerless, its first record unassigned
     assert read_taxonomy(path) == {"q0": {}, "q1": {"kingdom": "Animalia", "order": "Diptera"}}
     path.write_text("name\tgenus\nq1\tAedes\n")

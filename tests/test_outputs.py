@@ -441,3 +441,33 @@ def test_a_text_output_that_fails_half_way_leaves_the_earlier_file(tmp_path):
         assert path.read_text() == "earlier\n"
         raise RuntimeError("killed")
     assert path.read_text() == "earlier\n" and os.listdir(tmp_path) == ["out.tsv"]
+
+
+def test_a_tab_or_line_break_inside_a_cell_never_splits_a_tsv_row():
+    """A photo path or id holding a tab, a newline or a carriage return (a CRLF file's id) stays
+    in its cell: each is a space, so every row has the header's cells, on one line."""
+    from clibd_cli.io.predictions import tsv_line
+
+    assert tsv_line(["a\tb", "c\nd", "e\rf", 3]) == "a b\tc d\te f\t3\n"
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl", "neighbours", "qiime2", "sintax", "blast6"])
+def test_each_batch_of_results_is_flushed_for_a_reader_of_the_pipe(fmt):
+    """``classify | next-tool``: every written batch is flushed at once, not when a buffer fills."""
+    import io
+
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.io.pipeline_formats import PIPELINE_FORMATS, PipelineWriter
+    from clibd_cli.io.predictions import PredictionWriter
+
+    class Pipe(io.StringIO):
+        flushed = ""
+
+        def flush(self) -> None:
+            self.flushed = self.getvalue()
+
+    pipe = Pipe()
+    writer = PipelineWriter(pipe, fmt) if fmt in PIPELINE_FORMATS else PredictionWriter(pipe, fmt)
+    writer.write([Result(Query("q1", problem="too short"))])
+    assert pipe.flushed == pipe.getvalue() and ("q1" in pipe.flushed) == (fmt != "blast6")

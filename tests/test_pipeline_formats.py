@@ -321,3 +321,23 @@ def test_sintax_cut_keeps_a_rank_at_the_cutoff_and_skips_one_no_reference_labels
     row = sintax_row(Result(Query("q1", barcode="ACGT"), prediction))
     assert row == ("q1", "o:Diptera(1.00),g:Aedes(0.80),s:Aedes_vexans(0.50)", "+", "o:Diptera,g:Aedes")
     assert {r for r, name in prediction.assigned.items() if name} == {"order", "genus"}  # as the TSV asserts
+
+
+def test_sintax_reader_reads_a_crlf_table_and_labels_with_parentheses(tmp_path):
+    """A table saved on Windows (CRLF) reads as the same table; a label holding parentheses
+    (a subgenus) keeps them, the support being the last parenthesis."""
+    table = tmp_path / "crlf.sintax"
+    table.write_bytes(b"q1\to:Diptera(1.00),g:Aedes_(Stegomyia)(0.90)\t+\to:Diptera,g:Aedes_(Stegomyia)\r\n"
+                      b"q2\to:Diptera(0.50)\t-\r\n")
+    lines = list(read_sintax(table))
+    assert [(line.query, line.strand) for line in lines] == [("q1", "+"), ("q2", "-")]
+    assert lines[0].ranks == {"order": ("Diptera", 1.0), "genus": ("Aedes_(Stegomyia)", 0.9)}
+    assert lines[0].cutoff == {"order": "Diptera", "genus": "Aedes_(Stegomyia)"}
+
+
+def test_qiime_taxon_writes_names_with_underscores_and_keeps_each_level():
+    from clibd_cli.io.lineages import qiime_taxon
+
+    assert qiime_taxon({"order": "Diptera", "family": None, "genus": "Aedes", "species": "Aedes albopictus"}) == (
+        "o__Diptera; f__; g__Aedes; s__Aedes_albopictus")
+    assert qiime_taxon({"order": "Diptera", "family": None, "genus": None, "species": None}) == "o__Diptera"

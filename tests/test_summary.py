@@ -391,3 +391,111 @@ def test_counts_by_sequence_match_whatever_the_case_of_the_table():
                                   dict(zip(RANKS, (1.0, 0.1, 0.1, 0.1))), "r1", 0.9, 0.8)
     summary.add([Result(Query("q1", barcode=barcode, strand="+"), prediction)])
     assert summary.finish().at_rank("S1", "order")[0] == (("Diptera",), 7, 1)
+
+
+def test_counts_table_taxonomy_column_in_any_case_and_comment_lines_are_left_out(tmp_path):
+    """biom's ``taxonomy`` column (``Taxonomy`` in some exports) is not a sample; every one-cell
+    ``#`` line before the header is a comment."""
+    from clibd_cli.abundance.counts import read_counts
+
+    table = tmp_path / "counts.tsv"
+    table.write_text("# Constructed from biom file\n# made by hand\n#OTU ID\tS1\tS2\tTaxonomy\n"
+                     "f1\t5\t0\tk__Animalia; o__Diptera\n")
+    counts = read_counts(table)
+    assert (counts.samples, counts.reads) == (["S1", "S2"], {"f1": [5, 0]})
+
+
+def test_summary_files_are_named_after_the_tsv_and_never_share_a_krona_file():
+    """``--summary run.txt`` (as ``run.tsv``) gives ``run.html`` and ``run.<sample>.krona.txt``;
+    samples whose names clean to one file name get -2, -3: no Krona file overwrites another."""
+    from pathlib import Path
+
+    from clibd_cli.abundance.summary import summary_files
+
+    path, kronas, html = summary_files("out/run.txt", ["a b", "a:b", "a/b", "c"])
+    assert (path, html) == (Path("out/run.txt"), Path("out/run.html"))
+    assert [p.name for p in kronas.values()] == ["run.a_b.krona.txt", "run.a_b-2.krona.txt",
+                                                 "run.a_b-3.krona.txt", "run.c.krona.txt"]
+
+
+@pytest.mark.parametrize("source, sample", [("runs/site3.derep.fasta.gz", "site3.derep"),
+                                            ("site3.fq.xz", "site3"), ("site3.FASTQ.BZ2", "site3"),
+                                            ("<stdin>", "stdin"), ("site3.derep", "site3.derep")])
+def test_a_sample_is_named_after_its_file_without_sequence_and_compression_extensions(source, sample):
+    from clibd_cli.abundance.summary import sample_name
+
+    assert sample_name(source) == sample
+
+
+def test_html_summary_tables_have_an_unassigned_row_at_every_rank():
+    from clibd_cli.abundance.html import render
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s1", ("Diptera", "Culicidae", None, None), 3)
+    tally.add("s1", (None, None, None, None), 2)
+    page = render(tally)
+    tables = re.findall(r"<table>(.*?)</table>", page)
+    assert len(tables) == len(RANKS)
+    assert all("<tr><td>unassigned</td><td>2</td></tr>" in table for table in tables[:2])
+    assert all("<tr><td>unassigned</td><td>5</td></tr>" in table for table in tables[2:])
+
+
+def test_a_feature_without_reads_in_a_sample_is_no_feature_of_it():
+    """A counts table's 0 (a feature absent from a sample) adds no feature there, but the sample
+    keeps its rows."""
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s1", ("Diptera", None, None, None), 0)
+    tally.add("s1", ("Diptera", None, None, None), 3)
+    tally.add("s2", ("Diptera", None, None, None), 0)
+    assert tally.at_rank("s1", "order") == [(("Diptera",), 3, 1), (None, 0, 0)]
+    assert tally.samples == ["s1", "s2"] and tally.at_rank("s2", "order") == [(None, 0, 0)]
+
+
+def test_summary_refuses_an_input_by_any_name(tmp_path, monkeypatch):
+    """An input given through a link or a relative path is still the file --summary would replace."""
+    from clibd_cli.abundance.summary import refuse_clashes
+    from clibd_cli.io.outputs import UsageError
+
+    (tmp_path / "run.tsv").write_text("precious\n")
+    (tmp_path / "link.tsv").symlink_to(tmp_path / "run.tsv")
+    monkeypatch.chdir(tmp_path)
+    for given in ("link.tsv", tmp_path / "link.tsv", "run.tsv"):
+        with pytest.raises(UsageError, match="which this run reads or writes"):
+            refuse_clashes([tmp_path / "run.tsv"], [given])
+    refuse_clashes([tmp_path / "other.tsv"], ["link.tsv", "-"])
+
+
+def test_html_summary_escapes_sample_names():
+    from clibd_cli.abundance.html import render
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("<b>site & co", ("Diptera", None, None, None), 2)
+    page = render(tally)
+    assert "<b>" not in page  # per rank: the bar's title, name and label, the table's head
+    assert page.count("&lt;b&gt;site &amp; co") == 4 * len(RANKS)
+
+
+def test_a_feature_repeated_in_the_counts_table_is_an_error_at_its_line(tmp_path):
+    from clibd_cli.abundance.counts import read_counts
+
+    (tmp_path / "counts.tsv").write_text("#OTU ID\tS1\nf1\t3\nf2\t1\nf1\t4\n")
+    with pytest.raises(ClibdError, match=r"counts.tsv:4: feature 'f1' repeated"):
+        read_counts(tmp_path / "counts.tsv")
+
+
+def test_html_summary_gives_its_colours_to_the_taxa_with_most_reads():
+    from clibd_cli.abundance.html import COLOURS, OTHER, render
+    from clibd_cli.abundance.summary import Tally
+
+    tally = Tally()
+    tally.add("s1", ("Diptera", None, None, None), 2)
+    tally.add("s1", ("Hemiptera", None, None, None), 9)
+    tally.add("s2", ("Coleoptera", None, None, None), 5)
+    legend = re.search(r'<div class="legend">(.*?)</div>\n', render(tally, top=2)).group(1)
+    assert re.findall(r'background:(#\w+)"></span>([^<]+)<', legend) == [
+        (COLOURS[0], "Hemiptera"), (COLOURS[1], "Coleoptera"), (OTHER, "other (1 taxa)"),
+        ("#7f7f7f", "unassigned")]

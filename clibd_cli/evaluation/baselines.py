@@ -237,7 +237,7 @@ def _sintax_taxonomy(lineage: tuple) -> str:
 
 
 def _sintax_name(name: str) -> str:
-    return name.replace(" ", "_").replace(",", "_").replace(";", "_").replace(":", "_")
+    return rdp.ascii_name(name.replace(" ", "_").replace(",", "_").replace(";", "_").replace(":", "_"))
 
 
 def _write_fasta(path: Path, headers: list[str], barcodes: list[str]) -> None:

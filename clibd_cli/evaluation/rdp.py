@@ -85,5 +85,12 @@ def read_allrank(path: Path) -> dict[str, dict[str, tuple[str, float]]]:
 
 
 def taxon_name(label: str | None) -> str:
-    """A taxon name RDP's files can hold (no field separators)."""
-    return (label or "").replace("*", "_").replace(";", "_").replace("\t", " ")
+    """A taxon name RDP's files can hold (no field separators; ASCII: :func:`ascii_name`)."""
+    return ascii_name((label or "").replace("*", "_").replace(";", "_").replace("\t", " "))
+
+
+def ascii_name(name: str) -> str:
+    """``name`` in the ASCII the tools' files are written in, each other letter as ``%EB``
+    (``Aëdes`` -> ``A%EBdes``): written as ``?``, it named another taxon in the FASTA than in
+    RDP's taxonomy file, and two names that differ in it one taxon."""
+    return "".join(c if c.isascii() else f"%{ord(c):X}" for c in name)
