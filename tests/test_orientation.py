@@ -226,6 +226,21 @@ def test_a_small_reference_turns_away_barcodes_no_more_like_it_than_their_own_sh
     assert not turned_away(long).any() and turned_away(shuffled).mean() <= 0.85  # 0.78
 
 
+def test_other_markers_the_bundled_reference_named_are_no_more_like_it_than_their_shuffles(monkeypatch):
+    """Real sequences of other markers (``fixtures/other_markers.fasta``, from Debian ncbi-data's
+    BLAST databases, public domain): plant plastid *matK* (protein-coding: it reads as protein) and
+    salamanders' mitochondrial large-subunit rRNA. The bundled reference's floors let each through
+    and its model named an insect order for each (Diptera at 0.99, some); compared with their
+    own shuffles, all are turned away."""
+    markers = Path(__file__).parent / "fixtures" / "other_markers.fasta"
+    result = run("-v", "classify", markers)
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in tsv(result.stdout)] == ["unassigned"] * 16
+    assert result.stderr.count("no more like the reference's barcodes than its own bases shuffled") == 16
+    monkeypatch.setattr(sketch_module, "COMPOSITION_MARGIN", -np.inf)
+    assert [r["status"] for r in tsv(run("classify", markers).stdout)] == ["assigned"] * 16
+
+
 def test_the_shuffle_rule_answers_the_same_in_any_batch_and_is_met_at_the_margin(monkeypatch):
     """A barcode's shuffles are seeded by the barcode: alone or among others, first or last, it gets
     the same answer; one exactly ``COMPOSITION_MARGIN`` above its shuffles is on target."""

@@ -1,0 +1,79 @@
+"""The off-target guard on real sequences of other markers: what `clibd classify` names among them.
+
+Sequences come from the BLAST databases of Debian's ncbi-data (installed with ncbi-blast+:
+`make peers`), extracted with `blastdbcmd`: bacterial 16S rRNA, plastid and mitochondrial rRNAs
+of both subunits, plant plastid matK and rbcL (protein-coding genes), vector sequences
+(UniVec_Core) and human repeats (`humrep.fsa`); alignment gaps are dropped as clibd drops them.
+Each set is classified against the bundled reference (or `--index DIR`) as a user would,
+with the shuffle rule of the sketch (`Sketch.judge`) and without it. Printed per set: records,
+invalid (under 100 bases), turned away and by which rule, and records given an order.
+
+    PYTHONPATH=$PWD:$PWD/benchmarks .venv/bin/python benchmarks/off_target_markers.py [--index DIR] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import subprocess
+from collections import Counter
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+from clibd_cli.main import cli
+from clibd_cli.reference import sketch as sketch_module
+
+DATA = Path("/usr/share/ncbi/data")
+SETS = ("bacteria-archea16SrRNA", "16SCore", "SSU_plast_rRNA", "LSU_chloro_rRNA", "SSU-mito-rRNA",
+        "LSU_mito_rRNA", "64-matK-FINAL-aligned-DNA.fas", "64-rbcL-FINAL-aligned-DNA.fas", "UniVec_Core")
+RULES = {"unlike every reference barcode": "floor", "reads as no protein": "no protein",
+         "no more like the reference's barcodes": "shuffles", "invalid": "invalid"}
+
+
+def extract(name: str, work: Path) -> Path:
+    """The set as FASTA in ``work`` (a BLAST database by blastdbcmd, or humrep.fsa as it is)."""
+    out = work / f"{name}.fasta"
+    if name == "humrep":
+        out.write_text((DATA / "humrep.fsa").read_text())
+    else:
+        out.write_text(subprocess.run(["blastdbcmd", "-db", str(DATA / name), "-entry", "all"],
+                                      check=True, capture_output=True, text=True).stdout.replace("-", ""))
+    return out
+
+
+def classify(fasta: Path, index: str | None, rule: bool) -> tuple[list[dict], Counter]:
+    """Rows of `clibd -v classify` and how many stderr notes name each rule."""
+    args = ["-v", "classify", str(fasta), *(["--index", index] if index else [])]
+    margin = sketch_module.COMPOSITION_MARGIN if rule else -np.inf
+    stderr = io.StringIO()
+    with mock.patch.object(sketch_module, "COMPOSITION_MARGIN", margin), contextlib.redirect_stderr(stderr), \
+            contextlib.redirect_stdout(io.StringIO()) as stdout:
+        cli(args, standalone_mode=False)
+    notes = Counter({rule_name: stderr.getvalue().count(text) for text, rule_name in RULES.items()})
+    return list(csv.DictReader(io.StringIO(stdout.getvalue()), delimiter="\t")), notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", default=None, help="an index directory (default: the bundled reference)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-off-target"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    print("set: records; invalid / turned away (by floor, no protein, shuffles) / given an order; "
+          "given an order without the shuffle rule")
+    for name in (*SETS, "humrep"):
+        fasta = extract(name, args.work)
+        rows, notes = classify(fasta, args.index, rule=True)
+        unruled, _ = classify(fasta, args.index, rule=False)
+        named = sum(bool(r["order"]) for r in rows)
+        away = sum(notes[r] for r in ("floor", "no protein", "shuffles"))
+        print(f"{name}: {len(rows)}; {notes['invalid']} / {away} ({notes['floor']}, {notes['no protein']}, "
+              f"{notes['shuffles']}) / {named}; {sum(bool(r['order']) for r in unruled)}")
+
+
+if __name__ == "__main__":
+    main()
