@@ -93,9 +93,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     Barcodes are read on the reference's strand (reverse complements are turned around), RNA
     as DNA, with alignment gaps dropped. A barcode unlike every reference barcode (random
-    sequence, another gene), or far from them and reading as no protein (stop codons in every
-    frame: shuffled, chimeric, a pseudogene), is unassigned at every rank, with the reason on
-    stderr. A barcode
+    sequence, another gene), far from them and reading as no protein (stop codons in every
+    frame: shuffled, chimeric, a pseudogene), or, 600 bases or more, no more like them than its
+    own bases shuffled (another marker, a low-complexity or shuffled sequence), is unassigned at
+    every rank, with the reason on stderr. A barcode
     under 500 bases (a mini-barcode, a metabarcoding amplicon) reads the index's partial-barcode
     confidences (dna<500), and a whole one whose every reading frame meets a stop codon (a raw
     read with sequencing errors) the index's confidences for reads (dna~, fitted on reference
