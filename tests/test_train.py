@@ -172,6 +172,12 @@ def test_validation_leaves_out_the_records_without_the_modality(tmp_path):
         vectors = validation._embed(records, validation.records[name]).vectors["dna"]
         without = [not barcode for barcode in records.labels("barcode")]
         assert any(without) and torch.isnan(vectors).any(dim=1).tolist() == without
+    scores = validation.run()
+    macro = [(scores[f"dna-dna.{rank}.macro.seen"], scores[f"dna-dna.{rank}.macro.unseen"],
+              scores[f"dna-dna.{rank}.macro.hm"]) for rank in ("order", "family", "genus", "species")]
+    assert any(seen != unseen for seen, unseen, _ in macro)
+    assert all(hm == pytest.approx(2 * seen * unseen / (seen + unseen) if seen + unseen else 0.0)
+               for seen, unseen, hm in macro)
 
 
 def test_tiny_model_learns_on_real_barcodes(bold_h5, tmp_path):
@@ -310,6 +316,19 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert load_model(run / "last").fingerprint() == load_model(tmp_path / "straight" / "last").fingerprint()
     assert losses(run) == losses(tmp_path / "straight")
+
+
+def test_metrics_lines_are_strict_json_with_null_for_nan(tmp_path):
+    from clibd_cli.training.run_files import append_metrics
+
+    append_metrics(tmp_path / "metrics.jsonl", {"kind": "val", "step": 1, "a": float("nan"), "b": float("inf"),
+                                                "c": 0.5})
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    line = json.loads((tmp_path / "metrics.jsonl").read_text(), parse_constant=refuse)
+    assert line == {"kind": "val", "step": 1, "a": None, "b": None, "c": 0.5}
 
 
 def test_resume_finds_last_where_a_crash_while_replacing_it_left_it(tmp_path):
