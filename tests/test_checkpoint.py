@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from importlib import metadata
 
 import pytest
 import numpy as np
@@ -51,11 +52,21 @@ def test_save_load_is_bit_exact(trained, saved):
     assert torch.equal(loaded.tokenize_text(["Diptera Culicidae"])["input_ids"], text["input_ids"])
 
 
+def test_version_of_a_source_tree_that_was_not_installed(monkeypatch):
+    from models.version import clibd_version
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert clibd_version() == "0.0.0+unknown"
+
+
 def test_directory_layout(saved):
     assert sorted(p.name for p in saved.iterdir()) == \
         ["config.json", "dna_tokenizer.json", "model.safetensors", "text_vocab.txt"]
     config = json.loads((saved / "config.json").read_text())
-    assert config["format_version"] == 1 and config["clibd_version"]
+    assert config["format_version"] == 1 and config["clibd_version"] == metadata.version("clibd")
     assert config["text"]["vocab"] == "text_vocab.txt" and config["preset"] == "clibd-tiny"
     assert len(config["weights_sha256"]) == 64
     tokenizer = json.loads((saved / "dna_tokenizer.json").read_text())

@@ -126,6 +126,9 @@ def test_dataset_rows_keep_their_own_ids_and_lineages(tiny_model, tmp_path):
         assert ids == [rows[i]["processid"] for i in kept]
         np.testing.assert_allclose(vectors, expected[modality], atol=1e-5)
         assert ("1 record labelled at no rank: skipped (e.g. NOLABEL1)" in result.stderr) == (modality == "text")
+    photos = run("embed", "-m", tiny_model, path, "--modality", "image", "-o", tmp_path / "image.h5")
+    assert photos.exit_code == 0 and "skipped" not in photos.stderr  # records without a photo: not broken photos
+    assert read_embeddings(tmp_path / "image.h5")[0] == []
 
 
 def test_failures_leave_no_file(barcode_refs, tiny_model, tmp_path):
@@ -188,3 +191,14 @@ def test_bf16_vectors_close_to_fp32_and_fp32_exact(barcode_refs, tiny_model, tmp
     with torch.inference_mode():
         direct = torch.nn.functional.normalize(model.encode_dna(**model.tokenize_dna(barcodes)), dim=-1)
     assert np.allclose(vectors["fp32"], direct.numpy(), atol=1e-6)
+
+
+def test_a_model_directory_is_recorded_by_its_absolute_path_and_photos_by_any_case_of_suffix(tmp_path,
+                                                                                              monkeypatch):
+    from clibd_cli.embedding.embedder import model_reference
+    from clibd_cli.embedding.embeddings_file import input_modality
+
+    (tmp_path / "model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert model_reference("model") == str(tmp_path / "model") and model_reference("kmer") == "kmer"
+    assert [input_modality(name, "dna") for name in ("a.JPG", "b.Png", "c.fasta")] == ["image", "image", "dna"]

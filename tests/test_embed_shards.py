@@ -1,11 +1,13 @@
 """``clibd embed`` in chunks: two gloo processes write what one writes, and an interrupted run
 carries on where it stopped (clibd_cli/embedding/shards.py)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from clibd_cli.embedding import embeddings_file
 from clibd_cli.embedding.embeddings_file import read_embeddings
@@ -127,3 +129,40 @@ def test_index_built_by_two_processes_is_the_one_of_one(barcode_refs, tiny_model
 def test_standard_input_is_for_one_process(tiny_model, tmp_path):
     result = run("embed", "--nproc-per-node", "2", "-m", tiny_model, "-", "-o", tmp_path / "e.h5", input=">a\nACGT\n")
     assert result.exit_code == 2 and "one process only" in result.stderr
+
+
+def test_a_changed_input_file_or_photo_folder_is_not_taken_for_the_one_embedded(tmp_path):
+    """A resumed run reuses chunks only of the same inputs: a file rewritten at the same size (its
+    mtime) and a photo folder with another photo in it describe themselves otherwise."""
+    from clibd_cli.embedding.shards import describe_inputs
+
+    fasta = tmp_path / "a.fasta"
+    fasta.write_text(">a\nACGT\n")
+    copy_photos(tmp_path / "photos", ["p1"])
+    before = describe_inputs([fasta, tmp_path / "photos"])
+    fasta.write_text(">a\nTGCA\n")
+    os.utime(fasta, ns=(1, 1))
+    assert describe_inputs([fasta])[0] != before[0]
+    copy_photos(tmp_path / "photos", ["p2"])
+    assert describe_inputs([tmp_path / "photos"])[0] != before[1]
+
+
+def test_processes_that_saw_different_inputs_are_an_error(tmp_path, monkeypatch):
+    """Rank 0 of 2 embeds chunks 0 and 2; the other rank's report decides whether the run is whole."""
+    from clibd_cli import distributed
+    from clibd_cli.embedding import shards
+    from models.errors import ClibdError
+
+    world = distributed.World(rank=0, size=2, launched=True)
+    chunks = [lambda n=n: {"v": np.full(2, n)} for n in range(4)]
+
+    def other_rank_reports(report):
+        monkeypatch.setattr(distributed, "gather_objects", lambda obj, _: [obj, report if obj else None])
+
+    other_rank_reports((4, {1: "x", 3: "y"}))
+    files = shards.embed_chunks(chunks, tmp_path / "s", {"inputs": []}, world)
+    assert [path.name for path, _ in files] == [f"chunk-00000{n}.npz" for n in range(4)]
+    for report in ((5, {1: "x", 3: "y"}), (4, {1: "x"})):
+        other_rank_reports(report)
+        with pytest.raises(ClibdError, match="saw different inputs"):
+            shards.embed_chunks(chunks, tmp_path / "s", {"inputs": []}, world)

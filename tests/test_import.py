@@ -285,6 +285,14 @@ def test_older_checkpoints_tower_names_import_alike(tmp_path):
     assert next(imported) == next(imported)
 
 
+def test_buffers_older_transformers_saved_with_the_bert_embeddings_are_left_out(tmp_path):
+    state = random_state(upstream_shapes(TINY))
+    plain = import_clibd_checkpoint(dict(state), tiny_preset(tmp_path)).model.fingerprint()
+    for tower in ("dna_encoder.base_dna_encoder.bert.", "language_encoder.base_language_encoder."):
+        state[f"{tower}embeddings.token_type_ids"] = torch.zeros(1, 512, dtype=torch.int64)
+    assert import_clibd_checkpoint(state, tiny_preset(tmp_path)).model.fingerprint() == plain
+
+
 # ---------------------------------------------------------------- refusals
 def test_strict_key_report_is_one_readable_line(tmp_path):
     state = random_state(upstream_shapes(TINY))

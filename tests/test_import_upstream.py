@@ -219,3 +219,10 @@ def test_barcodebert_v2_import_pools_like_barcodebert(upstream, records, tmp_pat
     reference.classifier = torch.nn.Identity()  # as knn_probing.py does
     latent = barcodebert_features(upstream, reference, ["[MASK]", "[UNK]"], 4, barcodes)
     check_import_pools_like_barcodebert(path, tmp_path, latent, barcodes)
+
+
+@pytest.mark.parametrize("model_yaml", [FULL_FINETUNE_YAML, LORA_YAML], ids=["full-finetune", "lora"])
+def test_the_authors_model_yamls_give_towers_and_output_dim(model_yaml):
+    from models.upstream import read_upstream_yaml
+
+    assert read_upstream_yaml(model_yaml) == (("image", "dna", "text"), 768)

@@ -72,6 +72,14 @@ def test_padded_and_n_run_barcodes_embed_like_the_plain_one(tiny_config):
     assert torch.allclose(alone[0], batched[0], atol=1e-6)
 
 
+def test_the_towers_max_len_cuts_the_barcodes_it_reads(tiny_config):
+    model = tiny_bag(tiny_config, max_len=50)
+    assert model.dna_tokenizer.max_len == 50
+    with torch.no_grad():
+        out = model.encode_dna(**model.tokenize_dna([BARCODE, BARCODE[:50]]))
+    assert torch.allclose(out[0], out[1], atol=1e-6)
+
+
 def test_config_errors_and_fingerprint_round_trip(tiny_config, tmp_path):
     for dna, message in (({"ks": []}, "dna.ks must be"), ({"ks": [4, 9]}, "dna.ks must be"),
                          ({"num_layers": 2}, "unknown key"), ({"tower": "lstm"}, "dna.tower must be"),

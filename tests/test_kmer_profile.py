@@ -41,3 +41,11 @@ def test_scales_and_bad_arguments():
         kmer_profile(["ACGT"], k=0)
     with pytest.raises(ValueError):
         kmer_profile(["ACGT"], scale="cube")
+
+
+def test_the_fingerprint_names_the_peptide_weight():
+    """An index of one mix of nucleotide and amino-acid cosines is refused by another mix."""
+    from clibd_cli.embedding.kmer import KmerProfileModel
+
+    prints = {KmerProfileModel(peptide_k=2, peptide_weight=w).fingerprint() for w in (1.0, 2.0)}
+    assert len(prints | {KmerProfileModel().fingerprint()}) == 3

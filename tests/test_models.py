@@ -105,6 +105,16 @@ def test_overrides():
     assert create_model("clibd-tiny", modalities="dna").modalities == ("dna",)
 
 
+def test_token_lengths_follow_the_config():
+    """The text tokenizer pads to text.max_len; a prepended DNA token gets a position of its own."""
+    model = create_model("clibd-tiny", modalities=("dna", "text"), dna={"prepend_token": 0}, text={"max_len": 12})
+    assert model.tokenize_text(["Diptera Culicidae"])["input_ids"].shape == (1, 12)
+    tokens = model.tokenize_dna(["ACGT" * 200])
+    assert tokens["input_ids"].shape == (1, 166)  # 660 nt in 4-mers, and the prepended token
+    with torch.no_grad():
+        assert torch.isfinite(model.encode_dna(**tokens)).all()
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"embed_dim": 0}, "embed_dim must be a positive integer"),
     ({"modalities": ("dna", "smell")}, "unknown modality 'smell'"),

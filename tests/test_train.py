@@ -87,6 +87,22 @@ def test_global_batches_are_the_same_for_any_number_of_processes():
     assert first_epoch != batches  # set_epoch reshuffles
     one.set_epoch(1, start=5)
     assert list(one) == batches[5:] and len(one) == 7
+    accumulating = GlobalBatchSampler(100, 8, World(), seed=3, multiple_of=5)  # 12 global batches: 10 kept
+    assert accumulating.batches_per_epoch == 10 and len(list(accumulating)) == 10
+
+
+def test_the_schedule_warms_up_over_the_asked_share_then_anneals_to_lr_over_25e4():
+    from clibd_cli.training.optim import create_optimizer, create_schedule
+
+    optimizer = create_optimizer(torch.nn.Linear(2, 2), 1e-3, 0.01)
+    schedule = create_schedule(optimizer, 1e-3, 100, warmup=0.1)
+    rates = []
+    for _ in range(100):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(1e-3 / 25) and max(range(100), key=rates.__getitem__) == 9  # the 10th step
+    assert rates[-1] == pytest.approx(1e-3 / 25e4)  # the last step's
 
 
 def test_environment_detection():
@@ -156,6 +172,12 @@ def test_validation_leaves_out_the_records_without_the_modality(tmp_path):
         vectors = validation._embed(records, validation.records[name]).vectors["dna"]
         without = [not barcode for barcode in records.labels("barcode")]
         assert any(without) and torch.isnan(vectors).any(dim=1).tolist() == without
+    scores = validation.run()
+    macro = [(scores[f"dna-dna.{rank}.macro.seen"], scores[f"dna-dna.{rank}.macro.unseen"],
+              scores[f"dna-dna.{rank}.macro.hm"]) for rank in ("order", "family", "genus", "species")]
+    assert any(seen != unseen for seen, unseen, _ in macro)
+    assert all(hm == pytest.approx(2 * seen * unseen / (seen + unseen) if seen + unseen else 0.0)
+               for seen, unseen, hm in macro)
 
 
 def test_tiny_model_learns_on_real_barcodes(bold_h5, tmp_path):
@@ -238,6 +260,36 @@ def test_kmer_bag_learns_with_label_positives_and_dna_dna_term(bold_h5, tmp_path
     assert bad.exit_code != 0 and "needs --positives label" in bad.output
 
 
+def test_photos_are_augmented_anew_each_epoch_and_alike_after_a_resume(synthetic_h5):
+    model = create_model("clibd-tiny")
+
+    def photo(epoch: int) -> torch.Tensor:
+        data = SpecimenDataset(synthetic_h5, ["train"], ["image"], model, train=True, seed=0)
+        data.epoch = epoch
+        return data[0]["image"]
+
+    assert torch.equal(photo(0), photo(0)) and not torch.equal(photo(0), photo(1))
+
+
+def test_each_epoch_reads_its_records_as_that_epoch(bold_h5, tmp_path, monkeypatch):
+    """The loop tells the dataset the epoch: a barcode cut by --dna-crop (a photo augmented) differs by epoch."""
+    epochs = set()
+    read = SpecimenDataset.__getitem__
+
+    def reading(self, index):
+        epochs.add((self.train, self.epoch))
+        return read(self, index)
+
+    monkeypatch.setattr(SpecimenDataset, "__getitem__", reading)
+    result = train("--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text", "--epochs", "3",
+                   "--batch-size", "64", "--val-limit", "8", "--dna-crop", "0.3", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert {epoch for train_set, epoch in epochs if train_set} == {0, 1, 2}
+    rates = [line["lr"] for line in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+             if line["kind"] == "train"]
+    assert rates[0] == pytest.approx(5e-4 / 25) and rates[-1] == pytest.approx(5e-4 / 25e4)  # each step's own
+
+
 def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     """Ctrl-C saves last/; --resume finishes with the weights of an uninterrupted run (images too)."""
     common = ["--model", "clibd-tiny", "--data", synthetic_h5, "--modalities", "image,dna,text",
@@ -264,6 +316,19 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert load_model(run / "last").fingerprint() == load_model(tmp_path / "straight" / "last").fingerprint()
     assert losses(run) == losses(tmp_path / "straight")
+
+
+def test_metrics_lines_are_strict_json_with_null_for_nan(tmp_path):
+    from clibd_cli.training.run_files import append_metrics
+
+    append_metrics(tmp_path / "metrics.jsonl", {"kind": "val", "step": 1, "a": float("nan"), "b": float("inf"),
+                                                "c": 0.5})
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    line = json.loads((tmp_path / "metrics.jsonl").read_text(), parse_constant=refuse)
+    assert line == {"kind": "val", "step": 1, "a": None, "b": None, "c": 0.5}
 
 
 def test_resume_finds_last_where_a_crash_while_replacing_it_left_it(tmp_path):

@@ -133,6 +133,8 @@ def test_peptide_profile_counts_amino_acid_pairs():
     m, p, g = (AMINO_ACIDS.index(a) for a in "MPG")
     assert np.flatnonzero(x[0]).tolist() == sorted([m * 20 + p, p * 20 + g, g * 20 + m])
     assert np.linalg.norm(x[0]) == pytest.approx(1.0)
+    mm, mp = peptide_profile(["ATGATGATGCCC"])[0][[m * 20 + m, m * 20 + p]]  # M M M P: MM twice, MP once
+    assert mm / mp == pytest.approx(np.sqrt(2))  # square-root scaled counts
     assert not x[1:].any()  # stops and unknown codons make no pair: zero vectors
     assert STOP == 20
     # every frame holds a stop; frame 0 (the first of the ties) reads M P * G T S L T

@@ -278,6 +278,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                     continue
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                lr = schedule.get_last_lr()[0]  # the rate this step used (schedule.step() sets the next one's)
                 schedule.step()
                 step += 1
                 end_of_epoch = batch_in_epoch == sampler.batches_per_epoch
@@ -289,7 +290,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                 if step % cfg.log_every == 0 or step == total_steps:
                     record = {"kind": "train", "step": step, "epoch": _epochs(epoch, batch_in_epoch, sampler),
                               **meter.flush(),
-                              "lr": schedule.get_last_lr()[0], "logit_scale": logit_scale}
+                              "lr": lr, "logit_scale": logit_scale}
                     if world.is_main:
                         run_files.append_metrics(run / "metrics.jsonl", record)
                         if bar is None:
