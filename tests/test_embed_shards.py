@@ -166,3 +166,16 @@ def test_processes_that_saw_different_inputs_are_an_error(tmp_path, monkeypatch)
         other_rank_reports(report)
         with pytest.raises(ClibdError, match="saw different inputs"):
             shards.embed_chunks(chunks, tmp_path / "s", {"inputs": []}, world)
+
+
+def test_a_chunk_recorded_after_a_torn_line_is_found_on_the_next_resume(tmp_path):
+    """A kill can leave the last line of ``done-rank-R.jsonl`` half-written, without its newline;
+    the next run's first record must start a line of its own, or it is lost (and its chunk embedded
+    again on a later resume)."""
+    from clibd_cli import distributed
+    from clibd_cli.embedding import shards
+
+    (tmp_path / "done-rank-0.jsonl").write_text('{"chunk": 0, "file": "chunk-000000.npz", "sha')
+    chunks = [lambda: {"vectors": np.ones((2, 3), np.float32)} for _ in range(2)]
+    total, mine = shards._embed_mine(chunks, tmp_path, distributed.World(), None)
+    assert total == 2 and shards._done(tmp_path) == mine and sorted(mine) == [0, 1]

@@ -95,6 +95,10 @@ def _embed_mine(chunks: Iterable[Callable[[], Part]], folder: Path, world: distr
                 bar) -> tuple[int, dict[int, str]]:
     """Embed and save the chunks of this process not saved before; (chunks in all, {chunk: sha256} of its own)."""
     done = _done(folder)
+    record = folder / f"done-rank-{world.rank}.jsonl"
+    if record.is_file() and not record.read_bytes().endswith(b"\n"):  # a line torn by a kill: end it,
+        with open(record, "a") as handle:  # so that the next line is not glued onto it
+            handle.write("\n")
     mine: dict[int, str] = {}
     skipped = 0
     total = 0
@@ -107,7 +111,7 @@ def _embed_mine(chunks: Iterable[Callable[[], Part]], folder: Path, world: distr
             mine[number], skipped = done[number], skipped + 1
         else:
             mine[number] = _save(path, embed())
-            with open(folder / f"done-rank-{world.rank}.jsonl", "a") as handle:
+            with open(record, "a") as handle:
                 handle.write(json.dumps({"chunk": number, "file": path.name, "sha256": mine[number]}) + "\n")
         if bar is not None:
             bar.update(world.size)
