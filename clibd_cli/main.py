@@ -85,7 +85,7 @@ class ClibdGroup(click.Group):
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         command_line = shlex.join(["clibd", *map(str, args)])
-        ctx = super().make_context(info_name, _global_flags_first(args), parent=parent, **extra)
+        ctx = super().make_context(info_name, _global_flags_first(list(args), self), parent=parent, **extra)
         ctx.meta["clibd.command_line"] = command_line
         return ctx
 
@@ -121,16 +121,19 @@ class ClibdGroup(click.Group):
             sys.exit(1)
 
 
-GLOBAL_FLAGS = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"})  # no command has its own
-
-
-def _global_flags_first(args: list[str]) -> list[str]:
+def _global_flags_first(args: list[str], group: click.Group) -> list[str]:
     """``clibd classify -v …`` read as ``clibd -v classify …``: the flags of clibd itself that take
-    no value are taken wherever they stand before a ``--`` (no subcommand has options of those names)."""
-    args = list(args)
+    no value (``-v``, ``-vv``, ``-q``; not the eager ``--version``) are taken wherever they stand
+    before a ``--`` (no subcommand has options of those names)."""
+    flags = {name for option in group.params if isinstance(option, click.Option)
+             and (option.is_flag or option.count) and not option.is_eager for name in option.opts}
+
+    def ours(arg: str) -> bool:  # a flag, or short ones run together (-vv, -vq)
+        short = arg[:1] == "-" and arg[1:2] not in ("-", "")
+        return arg in flags or (short and all(f"-{c}" in flags for c in arg[1:]))
+
     end = args.index("--") if "--" in args else len(args)
-    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
-    return flags + [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
+    return [a for a in args[:end] if ours(a)] + [a for a in args[:end] if not ours(a)] + list(args[end:])
 
 
 class Terminated(KeyboardInterrupt):

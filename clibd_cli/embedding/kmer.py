@@ -10,6 +10,7 @@ predictor on real barcodes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,6 +58,26 @@ def _counts(barcodes: Sequence[str], k: int) -> np.ndarray:
     flat = owner[:n_windows][valid] * 4**k + index[valid]
     counts.reshape(-1)[:] = np.bincount(flat, minlength=counts.size)
     return counts
+
+
+@functools.cache
+def reverse_complement_columns(k: int) -> np.ndarray:
+    """``[4**k]``: at each k-mer's column of a profile, its reverse complement's, so that a
+    barcode's profile read through it is the profile of its other strand (A, C, G, T are 0-3 as
+    :func:`_counts` codes them: a base's complement is 3 minus it)."""
+    digits = (np.arange(4**k)[:, None] // 4 ** np.arange(k)) % 4  # least significant (last base) first
+    return ((3 - digits) * 4 ** np.arange(k)[::-1]).sum(axis=1)
+
+
+def composition_profile(barcodes: Sequence[str], k: int = 5) -> np.ndarray:
+    """``[N, 4**k]``: the unit profile each barcode's base composition would give with endless
+    k-mers (each k-mer's share the product of its bases' shares; square roots, as :func:`kmer_profile`
+    scales counts), in :func:`kmer_profile`'s columns. A shuffle of the barcode tends to it."""
+    counts = kmer_profile(barcodes, 1, scale="none")  # base counts, unit length
+    roots = profile = np.sqrt(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12))
+    for _ in range(k - 1):
+        profile = (profile[:, :, None] * roots[:, None, :]).reshape(len(profile), 4 * profile.shape[1])
+    return unit_rows(profile)
 
 
 KMER_MODEL = "kmer"  # what users pass as --model for the model-free embedding

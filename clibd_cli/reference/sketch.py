@@ -51,7 +51,6 @@ shuffle rule needs nothing stored: every index has it).
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.embedding.kmer import composition_profile, kmer_profile, reverse_complement_columns
 from clibd_cli.embedding.translation import frame_stops
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.sequences import random_stretch, reverse_complement, unambiguous_bases
@@ -106,7 +105,7 @@ class Sketch:
         for start in range(0, len(barcodes), _BLOCK):
             profiles = kmer_profile(list(barcodes[start : start + _BLOCK]), self.k)
             forward = (profiles @ self.centroids.T).max(axis=1)
-            backward = (profiles[:, _complement_kmers(self.k)] @ self.centroids.T).max(axis=1)
+            backward = (profiles[:, reverse_complement_columns(self.k)] @ self.centroids.T).max(axis=1)
             reverse[start : start + len(profiles)] = backward > forward
             similarity[start : start + len(profiles)] = np.maximum(forward, backward)
         return reverse, similarity
@@ -152,13 +151,7 @@ class Sketch:
         """``[N]``: the similarity to the nearest centroid of the profile each barcode's base
         composition (on the strand it is given) would have with endless k-mers, each k-mer's share
         the product of its bases' shares: a shuffle's lies under it, its k-mers being sparser."""
-        if not barcodes:
-            return np.zeros(0, dtype=np.float32)
-        counts = kmer_profile(barcodes, 1, scale="none")  # base counts, unit length
-        roots = profile = np.sqrt(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12))
-        for _ in range(self.k - 1):  # square roots of k-mer shares, in kmer_profile's order
-            profile = (profile[:, :, None] * roots[:, None, :]).reshape(len(barcodes), -1)
-        return (unit_rows(profile) @ self.centroids.T).max(axis=1)
+        return (composition_profile(barcodes, self.k) @ self.centroids.T).max(axis=1)
 
     def shuffled_similarity(self, barcodes: Sequence[str]) -> np.ndarray:
         """``[N]``: the mean similarity (:meth:`look`) of ``SHUFFLES`` shuffles of each barcode's
@@ -179,15 +172,6 @@ class Sketch:
 SKETCH_FILE = "sketch.npy"
 
 
-@functools.cache
-def _complement_kmers(k: int) -> np.ndarray:
-    """``[4**k]``: at each k-mer's place in a profile, its reverse complement's, so that a barcode's
-    profile read through it is its reverse complement's profile (A, C, G, T are 0-3: a base's
-    complement is 3 minus it)."""
-    digits = (np.arange(4**k)[:, None] // 4 ** np.arange(k)) % 4  # least significant (last base) first
-    return ((3 - digits) * 4 ** np.arange(k)[::-1]).sum(axis=1)
-
-
 def _by_length(bases: Sequence[int], short: list[float] | None, whole: float) -> np.ndarray:
     if not short:
         return np.full(len(bases), whole)
@@ -195,9 +179,9 @@ def _by_length(bases: Sequence[int], short: list[float] | None, whole: float) ->
 
 
 def _shuffled(barcode: str, copy: int) -> str:
-    letters = np.frombuffer(barcode.encode("ascii", "replace"), dtype=np.uint8)
-    seed = zlib.crc32(barcode.encode("ascii", "replace")) + (copy << 32)
-    return np.random.default_rng(seed).permutation(letters).tobytes().decode("ascii")
+    letters = barcode.encode("ascii", "replace")
+    rng = np.random.default_rng(zlib.crc32(letters) + (copy << 32))
+    return rng.permutation(np.frombuffer(letters, dtype=np.uint8)).tobytes().decode("ascii")
 
 
 def _rounded(floors: float | list[float] | None) -> float | list[float] | None:
@@ -221,7 +205,7 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     picked = np.sort(rng.permutation(len(barcodes))[:FIT_SAMPLE])
     sample = [barcodes[i] for i in picked]
     forward = kmer_profile(sample, K)
-    backward = forward[:, _complement_kmers(K)]
+    backward = forward[:, reverse_complement_columns(K)]
     mean = forward.sum(axis=0)
     profiles = np.where((backward @ mean > forward @ mean)[:, None], backward, forward)
     del forward, backward
