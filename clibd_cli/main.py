@@ -128,8 +128,8 @@ def _global_flags_first(args: list[str], group: click.Group) -> list[str]:
     flags = {name for option in group.params if isinstance(option, click.Option)
              and (option.is_flag or option.count) and not option.is_eager for name in option.opts}
 
-    def ours(arg: str) -> bool:  # a flag, or short ones run together (-vv, -vq)
-        short = arg[:1] == "-" and arg[1:2] not in ("-", "")
+    def ours(arg) -> bool:  # a flag, or short ones run together (-vv, -vq); callers may pass non-strings
+        short = isinstance(arg, str) and arg[:1] == "-" and arg[1:2] not in ("-", "")
         return arg in flags or (short and all(f"-{c}" in flags for c in arg[1:]))
 
     end = args.index("--") if "--" in args else len(args)
