@@ -4,9 +4,10 @@ Sequences come from the BLAST databases of Debian's ncbi-data (installed with nc
 `make peers`), extracted with `blastdbcmd`: bacterial 16S rRNA, plastid and mitochondrial rRNAs
 of both subunits, plant plastid matK and rbcL (protein-coding genes), vector sequences
 (UniVec_Core) and human repeats (`humrep.fsa`); alignment gaps are dropped as clibd drops them.
-Each set is classified against the bundled reference (or `--index DIR`) as a user would,
-with the shuffle rule of the sketch (`Sketch.judge`) and without it. Printed per set: records,
-invalid (under 100 bases), turned away and by which rule, and records given an order.
+Each set is classified against the bundled reference (or `--index DIR`) as a user would: with
+every rule of the sketch (`Sketch.judge`), without its translation sketch (`protein_sketch.py`),
+and without that and the shuffle rule. Printed per set: records, invalid (under 100 bases), turned
+away and by which rule, and records given an order in each of the three runs.
 
     PYTHONPATH=$PWD:$PWD/benchmarks .venv/bin/python benchmarks/off_target_markers.py [--index DIR] [--work DIR]
 """
@@ -26,12 +27,15 @@ import numpy as np
 
 from clibd_cli.main import cli
 from clibd_cli.reference import sketch as sketch_module
+from clibd_cli.reference.protein_sketch import ProteinSketch
 
 DATA = Path("/usr/share/ncbi/data")
 SETS = ("bacteria-archea16SrRNA", "16SCore", "SSU_plast_rRNA", "LSU_chloro_rRNA", "SSU-mito-rRNA",
         "LSU_mito_rRNA", "64-matK-FINAL-aligned-DNA.fas", "64-rbcL-FINAL-aligned-DNA.fas", "UniVec_Core")
 RULES = {"unlike every reference barcode": "floor", "reads as no protein": "no protein",
-         "no more like the reference's barcodes": "shuffles", "invalid": "invalid"}
+         "translates to a protein unlike": "protein", "no more like the reference's barcodes": "shuffles",
+         "invalid": "invalid"}
+TURNED_AWAY = ("floor", "no protein", "protein", "shuffles")
 
 
 def extract(name: str, work: Path) -> Path:
@@ -45,13 +49,15 @@ def extract(name: str, work: Path) -> Path:
     return out
 
 
-def classify(fasta: Path, index: str | None, rule: bool) -> tuple[list[dict], Counter]:
-    """Rows of `clibd -v classify` and how many stderr notes name each rule."""
+def classify(fasta: Path, index: str | None, protein: bool = True, shuffles: bool = True) -> tuple[list[dict], Counter]:
+    """Rows of `clibd -v classify` and how many stderr notes name each rule (without the
+    translation sketch's rule, or the shuffle rule, if so told)."""
     args = ["-v", "classify", str(fasta), *(["--index", index] if index else [])]
-    margin = sketch_module.COMPOSITION_MARGIN if rule else -np.inf
+    margin = sketch_module.COMPOSITION_MARGIN if shuffles else -np.inf
+    floors = ProteinSketch.floors if protein else lambda self, bases: np.full(len(bases), -np.inf)
     stderr = io.StringIO()
-    with mock.patch.object(sketch_module, "COMPOSITION_MARGIN", margin), contextlib.redirect_stderr(stderr), \
-            contextlib.redirect_stdout(io.StringIO()) as stdout:
+    with mock.patch.object(sketch_module, "COMPOSITION_MARGIN", margin), mock.patch.object(ProteinSketch, "floors", floors), \
+            contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()) as stdout:
         cli(args, standalone_mode=False)
     notes = Counter({rule_name: stderr.getvalue().count(text) for text, rule_name in RULES.items()})
     return list(csv.DictReader(io.StringIO(stdout.getvalue()), delimiter="\t")), notes
@@ -63,16 +69,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-off-target"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    print("set: records; invalid / turned away (by floor, no protein, shuffles) / given an order; "
-          "given an order without the shuffle rule")
+    print("set: records; invalid / turned away (by floor, no protein, protein unlike, shuffles) / given an "
+          "order; given an order without the translation sketch; and without the shuffle rule too")
     for name in (*SETS, "humrep"):
         fasta = extract(name, args.work)
-        rows, notes = classify(fasta, args.index, rule=True)
-        unruled, _ = classify(fasta, args.index, rule=False)
-        named = sum(bool(r["order"]) for r in rows)
-        away = sum(notes[r] for r in ("floor", "no protein", "shuffles"))
-        print(f"{name}: {len(rows)}; {notes['invalid']} / {away} ({notes['floor']}, {notes['no protein']}, "
-              f"{notes['shuffles']}) / {named}; {sum(bool(r['order']) for r in unruled)}")
+        rows, notes = classify(fasta, args.index)
+        named = [sum(bool(r["order"]) for r in classify(fasta, args.index, protein=False, shuffles=shuffles)[0])
+                 for shuffles in (True, False)]
+        print(f"{name}: {len(rows)}; {notes['invalid']} / {sum(notes[r] for r in TURNED_AWAY)} "
+              f"({', '.join(str(notes[r]) for r in TURNED_AWAY)}) / {sum(bool(r['order']) for r in rows)}; "
+              f"{named[0]}; {named[1]}")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ def test_build_writes_a_complete_verified_index(barcode_refs, tiny_model):
     from models import load_model
 
     index = barcode_refs.index
-    assert sorted(p.name for p in index.iterdir()) == ["calibration.json", "index.bin", "manifest.json",
-                                                       "nodes.npy", "records.tsv", "sketch.npy"]
+    assert sorted(p.name for p in index.iterdir()) == ["calibration.json", "index.bin", "manifest.json", "nodes.npy",
+                                                       "protein_sketch.npy", "records.tsv", "sketch.npy"]
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["model_fingerprint"] == load_model(tiny_model).fingerprint()
     assert manifest["model"] == str(tiny_model.resolve())
@@ -35,7 +35,8 @@ def test_build_writes_a_complete_verified_index(barcode_refs, tiny_model):
     assert manifest["count"] == len(barcode_refs.records) and manifest["ranks"] == list(RANKS)
     assert manifest["hnsw"] == {"space": "ip", "M": 32, "ef_construction": 200, "ef": 128, "seed": 0}
     assert "index" in manifest["command"] and manifest["clibd_version"]
-    assert set(manifest["sha256"]) == {"index.bin", "nodes.npy", "records.tsv", "calibration.json", "sketch.npy"}
+    assert set(manifest["sha256"]) == {"index.bin", "nodes.npy", "records.tsv", "calibration.json", "sketch.npy",
+                                       "protein_sketch.npy"}
     # SINTAX headers read with underscores as spaces; records without species stay unlabelled there
     assert (index / "records.tsv").read_text() == "id\torder\tfamily\tgenus\tspecies\n" + \
         records_tsv(barcode_refs.records)

@@ -15,6 +15,7 @@ from clibd_cli.classification.read_errors import with_errors
 from clibd_cli.indexing.bundled import PACK
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
 from clibd_cli.reference import sketch as sketch_module
+from clibd_cli.reference.protein_sketch import ProteinSketch
 from clibd_cli.reference.sketch import PARTIAL_LENGTHS, WHOLE_FROM, fit_sketch, load_sketch, no_protein
 from fixtures.samples import bold_table
 from fixtures.specimens import run, specimens, tsv, write_fasta
@@ -226,19 +227,26 @@ def test_a_small_reference_turns_away_barcodes_no_more_like_it_than_their_own_sh
     assert not turned_away(long).any() and turned_away(shuffled).mean() <= 0.85  # 0.78
 
 
-def test_other_markers_the_bundled_reference_named_are_no_more_like_it_than_their_shuffles(monkeypatch):
+def test_other_markers_the_bundled_reference_named_are_turned_away_by_their_shuffles_or_their_protein(monkeypatch):
     """Real sequences of other markers (``fixtures/other_markers.fasta``, from Debian ncbi-data's
-    BLAST databases, public domain): plant plastid *matK* (protein-coding: it reads as protein) and
-    salamanders' mitochondrial large-subunit rRNA. The bundled reference's floors let each through
-    and its model named an insect order for each (Diptera at 0.99, some); compared with their
-    own shuffles, all are turned away."""
+    BLAST databases, public domain): 16 plant plastid *matK* genes (protein-coding: they read as
+    protein) and 8 salamanders' mitochondrial large-subunit rRNAs. The bundled reference's floors
+    let each through and its model named an insect order for each (Diptera at 0.99, some). The
+    rRNAs are no more like the reference than their own shuffles; the *matK* genes translate to a
+    protein unlike COI's, and the last 8 beat their shuffles: only the translation sketch turns
+    them away."""
     markers = Path(__file__).parent / "fixtures" / "other_markers.fasta"
     result = run("-v", "classify", markers)
     assert result.exit_code == 0, result.stderr
-    assert [r["status"] for r in tsv(result.stdout)] == ["unassigned"] * 16
-    assert result.stderr.count("no more like the reference's barcodes than its own bases shuffled") == 16
+    assert [r["status"] for r in tsv(result.stdout)] == ["unassigned"] * 24
+    assert result.stderr.count("translates to a protein unlike the reference's") == 16
+    assert result.stderr.count("no more like the reference's barcodes than its own bases shuffled") == 8
+    monkeypatch.setattr(ProteinSketch, "similarity", lambda self, barcodes: np.ones(len(barcodes), np.float32))
+    without = run("-v", "classify", markers)
+    assert [r["status"] for r in tsv(without.stdout)] == ["unassigned"] * 16 + ["assigned"] * 8
+    assert without.stderr.count("no more like the reference's barcodes than its own bases shuffled") == 16
     monkeypatch.setattr(sketch_module, "COMPOSITION_MARGIN", -np.inf)
-    assert [r["status"] for r in tsv(run("classify", markers).stdout)] == ["assigned"] * 16
+    assert [r["status"] for r in tsv(run("classify", markers).stdout)] == ["assigned"] * 24
 
 
 def test_the_shuffle_rule_answers_the_same_in_any_batch_and_is_met_at_the_margin(monkeypatch):
@@ -322,3 +330,4 @@ def test_the_floors_are_reached_at_equality(monkeypatch):
     assert sketch.judge(np.array([0.79]), [barcode])[0].startswith("unlike every reference barcode")
     monkeypatch.setattr(sketch_module, "frame_stops", lambda barcodes: np.full(len(barcodes), sketch_module.STOPS))
     assert sketch.judge(np.array([0.85]), [barcode])[0].startswith("reads as no protein")
+

@@ -10,6 +10,7 @@ Layout of a pack directory::
     nodes.npy        int32 [N]: the vector (node) of each record
     records.tsv.gz   the index's records.tsv, gzipped
     sketch.npy       the index's k-mer sketch, if it has one (clibd_cli/reference/sketch.py)
+    protein_sketch.npy  its translation sketch, if it has one (clibd_cli/reference/protein_sketch.py)
 
 Unpacking rebuilds the graph from the dequantised vectors with the pack's seed on one thread,
 so every unpacked copy is the same index. Packing refits the calibration on exactly that
@@ -21,6 +22,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, cal
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.records import read_records, write_records
-from clibd_cli.reference.sketch import SKETCH_FILE, load_sketch
+from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
 from models.errors import ClibdError
 from models.files import atomic_path, sha256_file
 
@@ -81,8 +83,7 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
             write_records(handle, index.ids, index.labels)
         files = list(_FILES)
         if index.sketch is not None:
-            np.save(tmp / SKETCH_FILE, index.sketch.centroids, allow_pickle=False)
-            files.append(SKETCH_FILE)
+            files += save_sketch(index.sketch, tmp)
         packed.sketch = index.sketch
         manifest = {k: v for k, v in index.manifest.items() if k != "sha256"}
         pack = {"format": PACK_FORMAT, "manifest": manifest, "calibration": packed.calibration,
@@ -101,7 +102,7 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
         manifest, calibration, digests = pack["manifest"], pack["calibration"], pack["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ClibdError(f"{path / PACK_FILE}: not a readable reference pack ({exc})") from None
-    for name in (*_FILES, *([SKETCH_FILE] if SKETCH_FILE in digests else [])):
+    for name in (*_FILES, *(sketch_files(manifest) if SKETCH_FILE in digests else [])):
         if not (path / name).is_file() or sha256_file(path / name) != digests.get(name):
             raise ClibdError(f"{path / name}: missing or corrupted (checksum mismatch); reinstall clibd")
     with gzip.open(path / f"{RECORDS_FILE}.gz", "rt", encoding="utf-8") as handle:
@@ -114,6 +115,23 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
     if SKETCH_FILE in digests:
         index.sketch = load_sketch(path, manifest, "reinstall clibd")
     return index
+
+
+def resketch_pack(path: str | Path, sketch: Sketch) -> None:
+    """Give the pack at ``path`` a new ``sketch`` (files, manifest entry, checksums), its vectors,
+    records and calibration as they are: how the bundled pack got its translation sketch
+    (``benchmarks/add_protein_sketch.py``) without refitting what the model's vectors decide."""
+    path = Path(path)
+    index = unpack_index(path)  # verifies the pack first
+    pack = json.loads((path / PACK_FILE).read_text())
+    turned = (index.manifest.get("sketch") or {}).get("turned", 0)
+    with atomic_path(path, directory=True) as tmp:
+        for name in _FILES:
+            shutil.copy2(path / name, tmp / name)
+        files = [*_FILES, *save_sketch(sketch, tmp)]
+        pack["manifest"]["sketch"] = sketch.to_manifest(turned)
+        pack["sha256"] = {name: sha256_file(tmp / name) for name in files}
+        (tmp / PACK_FILE).write_text(json.dumps(pack, indent=1) + "\n")
 
 
 def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

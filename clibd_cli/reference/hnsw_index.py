@@ -37,7 +37,7 @@ from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
-from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch
+from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch
 from models.config import TOWERS
 from models.errors import ClibdError, counted
 from models.files import atomic_path, cannot_write, read_whole, sha256_file
@@ -214,8 +214,7 @@ class ReferenceIndex:
                 (tmp / CALIBRATION_FILE).write_text(json.dumps(self.calibration, indent=1) + "\n")
                 files.append(CALIBRATION_FILE)
             if self.sketch is not None:
-                np.save(tmp / SKETCH_FILE, self.sketch.centroids, allow_pickle=False)
-                files.append(SKETCH_FILE)
+                files += save_sketch(self.sketch, tmp)
             self.manifest["sha256"] = {name: sha256_file(tmp / name) for name in files}
             (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2) + "\n")
         self.path = path

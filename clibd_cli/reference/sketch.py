@@ -60,8 +60,11 @@ import numpy as np
 
 from clibd_cli.embedding.kmer import composition_profile, kmer_profile, reverse_complement_columns
 from clibd_cli.embedding.translation import frame_stops
-from clibd_cli.embedding.unit import unit_rows
-from clibd_cli.io.sequences import random_stretch, reverse_complement, unambiguous_bases
+from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
+from clibd_cli.reference.centroids import (PARTIAL_LENGTHS, WHOLE_FROM, by_length, fit_clusters, held_out_similarity,
+                                          length_floors)
+from clibd_cli.reference.protein_sketch import (PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch, fit_protein_sketch,
+                                               unlike_protein_note)
 from models.errors import ClibdError, counted
 
 K = 5
@@ -72,9 +75,6 @@ FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below th
 STOP_FLOOR_QUANTILE = 0.01  # the same, for a barcode that reads as no protein
 STOPS = 3  # stop codons (a frame shift counting as one) from which a barcode reads as no protein
 NEAR_IDENTICAL = 0.99  # a query this close to a reference record is on target whatever its k-mers
-PARTIAL_LENGTHS = (150, 200, 300, 400, 500)  # bases: stretches the partial-barcode floors are fitted on
-WHOLE_FROM = 600  # bases from which a barcode meets the whole-barcode floor
-PARTIAL_SAMPLE = 5000  # barcodes cut per length
 SHUFFLES = 2  # shuffles of a whole barcode its similarity is compared with
 COMPOSITION_MARGIN = 0.06  # by how much a whole barcode must beat its shuffles' mean similarity
 _BLOCK = 4096
@@ -90,12 +90,14 @@ class Sketch:
     short_floors: list[float] | None = None  # floor of stretches of PARTIAL_LENGTHS bases; None: floor
     stop_floor: float | None = None  # floor of a barcode that reads as no protein; None: no such rule
     short_stop_floors: list[float] | None = None
+    protein: ProteinSketch | None = None  # the translation sketch; None: no such rule
 
     @classmethod
-    def from_manifest(cls, centroids: np.ndarray, entry: dict) -> Sketch:
-        """The sketch of an index or pack: its ``sketch.npy`` and manifest ``sketch`` entry."""
+    def from_manifest(cls, centroids: np.ndarray, entry: dict, protein: ProteinSketch | None = None) -> Sketch:
+        """The sketch of an index or pack: its ``sketch.npy`` and manifest ``sketch`` entry (and the
+        translation sketch, if it has one)."""
         return cls(centroids.astype(np.float32), entry["floor"], entry["k"], entry.get("short_floors"),
-                   entry.get("stop_floor"), entry.get("short_stop_floors"))
+                   entry.get("stop_floor"), entry.get("short_stop_floors"), protein)
 
     def look(self, barcodes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(reverse [N] bool, similarity [N] float32)``: whether each barcode reads better
@@ -113,11 +115,11 @@ class Sketch:
     def floors(self, bases: Sequence[int]) -> np.ndarray:
         """The floor a barcode of so many unambiguous ``bases`` is held to: between the
         partial-barcode floors and the whole-barcode one."""
-        return _by_length(bases, self.short_floors, self.floor)
+        return by_length(bases, self.short_floors, self.floor)
 
     def stop_floors(self, bases: Sequence[int]) -> np.ndarray:
         """The floor a barcode that reads as no protein is held to, by length as :meth:`floors`."""
-        return _by_length(bases, self.short_stop_floors, self.stop_floor)
+        return by_length(bases, self.short_stop_floors, self.stop_floor)
 
     def off_target(self, similarity: np.ndarray, barcodes: Sequence[str]) -> np.ndarray:
         """Whether each barcode (on the reference's strand) is off target, given its similarity
@@ -129,7 +131,8 @@ class Sketch:
         """Why each barcode (on the reference's strand; ``bases``: its unambiguous bases) is off
         target, None if it is not: below the floor of its length, below the floor of barcodes
         that read as no protein and so reading, or (a whole barcode) no more like the reference
-        than its own bases shuffled."""
+        than its own bases shuffled; with a translation sketch, a barcode whose protein is unlike
+        the reference's is held to the floor of those that read as no protein."""
         bases = [unambiguous_bases(b) for b in barcodes] if bases is None else bases
         floors = self.floors(bases)
         why: list[str | None] = [off_target_note(s, f) if s < f else None for s, f in zip(similarity, floors)]
@@ -139,6 +142,12 @@ class Sketch:
             for i, stops in zip(doubtful, frame_stops([barcodes[i] for i in doubtful])):
                 if stops >= STOPS:
                     why[i] = no_protein_note(stops, similarity[i], stop_floors[i])
+            if self.protein is not None:
+                reading = [i for i in doubtful if why[i] is None]
+                protein = self.protein.similarity([barcodes[i] for i in reading])
+                for i, p, floor in zip(reading, protein, self.protein.floors([bases[i] for i in reading])):
+                    if p < floor:
+                        why[i] = unlike_protein_note(p, floor, similarity[i], stop_floors[i])
         whole = [i for i, w in enumerate(why) if w is None and bases[i] >= WHOLE_FROM]
         limits = self.composition_limit([barcodes[i] for i in whole])
         doubtful = [i for i, limit in zip(whole, limits) if similarity[i] < limit]
@@ -166,16 +175,12 @@ class Sketch:
                  "short_floors": _rounded(self.short_floors), "turned": turned}
         if self.stop_floor is not None:
             entry.update(stop_floor=_rounded(self.stop_floor), short_stop_floors=_rounded(self.short_stop_floors))
+        if self.protein is not None:
+            entry["protein"] = self.protein.to_manifest()
         return entry
 
 
 SKETCH_FILE = "sketch.npy"
-
-
-def _by_length(bases: Sequence[int], short: list[float] | None, whole: float) -> np.ndarray:
-    if not short:
-        return np.full(len(bases), whole)
-    return np.interp(np.asarray(bases, dtype=np.float64), [*PARTIAL_LENGTHS, WHOLE_FROM], [*short, whole])
 
 
 def _shuffled(barcode: str, copy: int) -> str:
@@ -199,7 +204,8 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     (spherical k-means, 10 rounds) on up to ``FIT_SAMPLE`` barcodes so turned, and every barcode
     is oriented again against them. The floors are taken over held-out similarities: each barcode's
     to the nearest centroid other than its own (:func:`_held_out_similarity`); the floor of barcodes
-    that read as no protein only if at most ``STOP_FLOOR_QUANTILE`` of the sample's own do.
+    that read as no protein, and the translation sketch, only if at most ``STOP_FLOOR_QUANTILE`` of
+    the sample's own read so.
     """
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.permutation(len(barcodes))[:FIT_SAMPLE])
@@ -209,59 +215,21 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     mean = forward.sum(axis=0)
     profiles = np.where((backward @ mean > forward @ mean)[:, None], backward, forward)
     del forward, backward
-    count = max(1, min(centroids, len(sample) // PER_CENTROID))
-    centres, sums, members = _spherical_kmeans(profiles, count, rng)
-    sketch = Sketch(centres, 0.0)
+    clusters = fit_clusters(profiles, max(1, min(centroids, len(sample) // PER_CENTROID)), rng)
+    sketch = Sketch(clusters.centres, 0.0)
     reverse, similarity = sketch.look(barcodes)
-    similarity[picked] = _held_out_similarity(profiles, centres, sums, members)
+    similarity[picked] = held_out_similarity(clusters)
+    oriented = [reverse_complement(b) if r else b for b, r in zip(sample, reverse[picked])]
     quantiles = [FLOOR_QUANTILE]
-    if len(sample) and np.mean(frame_stops([reverse_complement(b) if r else b for b, r in zip(sample, reverse[picked])])
-                               >= STOPS) <= STOP_FLOOR_QUANTILE:
+    if len(sample) and np.mean(frame_stops(oriented) >= STOPS) <= STOP_FLOOR_QUANTILE:
         quantiles.append(STOP_FLOOR_QUANTILE)
     floors = np.quantile(similarity, quantiles).tolist() if len(similarity) else [0.0] * len(quantiles)
-    short = _short_floors(sample, reverse[picked], profiles, centres, sums, members, rng, quantiles, floors)
+    short = length_floors(clusters, oriented, lambda cut: kmer_profile(cut, K), rng, quantiles, floors)
     sketch.floor, sketch.short_floors = floors[0], short[0]
     if len(quantiles) > 1:
         sketch.stop_floor, sketch.short_stop_floors = floors[1], short[1]
+        sketch.protein = fit_protein_sketch(oriented, rng)
     return sketch, reverse
-
-
-def _short_floors(sample: list[str], reverse: np.ndarray, profiles: np.ndarray, centres: np.ndarray,
-                  sums: np.ndarray, members: np.ndarray, rng: np.random.Generator, quantiles: list[float],
-                  whole: list[float]) -> list[list[float]]:
-    """Per quantile, per ``PARTIAL_LENGTHS``: the floor of stretches of that many bases cut from
-    (up to ``PARTIAL_SAMPLE``) barcodes of the sample, each against the centroids but its
-    barcode's own; never above a longer stretch's floor or the whole-barcode floor (``whole``)."""
-    floors = []
-    for length in PARTIAL_LENGTHS:
-        at = rng.permutation(len(sample))[:PARTIAL_SAMPLE]
-        turned = [reverse_complement(sample[i]) if reverse[i] else sample[i] for i in at]
-        cut = [random_stretch(b, rng, length, length) for b in turned]
-        sims = _held_out_similarity(kmer_profile(cut, K), centres, sums, members[at], profiles[at])
-        floors.append(np.quantile(sims, quantiles).tolist() if len(sims) else whole)
-    return [np.minimum.accumulate([top, *[f[q] for f in floors][::-1]])[1:][::-1].tolist()
-            for q, top in enumerate(whole)]
-
-
-def _held_out_similarity(x: np.ndarray, centres: np.ndarray, sums: np.ndarray, members: np.ndarray,
-                         summed: np.ndarray | None = None) -> np.ndarray:
-    """Each row's similarity to its nearest centroid other than its own, as a barcode of a cluster
-    the reference lacks (a new genus) would find; with one centroid, that centroid without the row
-    (without ``summed``, the profile the centroid summed, if not the row itself: a stretch's whole
-    barcode)."""
-    out = np.empty(len(x), dtype=np.float32)
-    summed = x if summed is None else summed
-    for s in range(0, len(x), _BLOCK):
-        rows, own = x[s : s + _BLOCK], members[s : s + _BLOCK]
-        sims = rows @ centres.T
-        if len(centres) > 1:
-            sims[np.arange(len(rows)), own] = -1.0
-        else:
-            rest = sums[own] - summed[s : s + _BLOCK]
-            norms = np.linalg.norm(rest, axis=1)
-            sims[:, 0] = np.where(norms > 1e-6, (rows * rest).sum(axis=1) / np.maximum(norms, 1e-6), -1.0)
-        out[s : s + len(rows)] = sims.max(axis=1)
-    return out
 
 
 def orient_references(barcodes: list[str], sketch: Sketch | None = None, *, seed: int = 0) -> tuple[Sketch, list[int]]:
@@ -302,18 +270,45 @@ def orient_queries(sketch: Sketch | None, queries: Sequence, bases: Sequence[int
     return [(i, note) for i, note in enumerate(why) if note is not None]
 
 
+def sketch_files(manifest: dict) -> list[str]:
+    """The files of the sketch an index's or pack's ``manifest`` describes (none: no sketch)."""
+    entry = manifest.get("sketch") or {}
+    return [SKETCH_FILE, *([PROTEIN_FILE] if isinstance(entry.get("protein"), dict) else [])] if entry else []
+
+
+def save_sketch(sketch: Sketch, folder: Path) -> list[str]:
+    """Write the sketch's arrays into ``folder`` (an index or pack being written); their names."""
+    np.save(folder / SKETCH_FILE, sketch.centroids, allow_pickle=False)
+    if sketch.protein is None:
+        return [SKETCH_FILE]
+    np.save(folder / PROTEIN_FILE, sketch.protein.centroids, allow_pickle=False)
+    return [SKETCH_FILE, PROTEIN_FILE]
+
+
 def load_sketch(folder: Path, manifest: dict, remedy: str) -> Sketch:
     """The sketch stored in ``folder`` (an index or a pack) as its ``manifest`` describes it, or a
-    ClibdError ending in ``remedy`` (what the user can do) if the file is not one clibd wrote."""
+    ClibdError ending in ``remedy`` (what the user can do) if the files are not ones clibd wrote."""
     entry = manifest.get("sketch") or {}
-    try:
-        centroids = np.load(folder / SKETCH_FILE, allow_pickle=False)
-    except (ValueError, EOFError) as exc:
-        raise ClibdError(f"{folder / SKETCH_FILE}: not a numpy array file clibd wrote ({exc}); {remedy}") from None
+    centroids = _load_centroids(folder / SKETCH_FILE, remedy)
     if centroids.ndim != 2 or not isinstance(entry.get("floor"), float) or centroids.shape[1] != 4 ** entry.get("k", 0):
         raise ClibdError(f"{folder / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
                          f"with k and floor, found shape {list(centroids.shape)} and {entry}; {remedy}")
-    return Sketch.from_manifest(centroids, entry)
+    protein = entry.get("protein")
+    if protein is None:
+        return Sketch.from_manifest(centroids, entry)
+    peptides = _load_centroids(folder / PROTEIN_FILE, remedy)
+    if not isinstance(protein, dict) or not isinstance(protein.get("floor"), float) or peptides.ndim != 2 \
+            or peptides.shape[1] != PROTEIN_COLUMNS:
+        raise ClibdError(f"{folder / PROTEIN_FILE}: expected [C, {PROTEIN_COLUMNS}] protein centroids and a floor in the "
+                         f"manifest's 'sketch' 'protein' entry, found shape {list(peptides.shape)} and {protein}; {remedy}")
+    return Sketch.from_manifest(centroids, entry, ProteinSketch.from_manifest(peptides, protein))
+
+
+def _load_centroids(path: Path, remedy: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ClibdError(f"{path}: not a numpy array file clibd wrote ({exc}); {remedy}") from None
 
 
 def off_target_note(similarity: float, floor: float) -> str:
@@ -334,21 +329,3 @@ def no_protein_note(stops: int, similarity: float, floor: float) -> str:
             f"and far from the reference's barcodes (k-mer similarity {similarity:.2f} < {floor:.2f}, their floor "
             "for such barcodes) with no near-identical reference: shuffled, chimeric, a pseudogene or not this "
             "marker; unassigned at every rank")
-
-
-def _spherical_kmeans(x: np.ndarray, n: int, rng: np.random.Generator,
-                      rounds: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` unit centroids of the unit rows ``x`` (cosine k-means; an emptied centroid keeps its
-    place), with the sums they normalise and each row's centroid in the last round."""
-    centres = x[rng.choice(len(x), n, replace=False)].copy()
-    sums = np.zeros_like(centres)
-    for _ in range(rounds):
-        nearest = np.concatenate([(x[s : s + _BLOCK] @ centres.T).argmax(axis=1)
-                                  for s in range(0, len(x), _BLOCK)])
-        order = np.argsort(nearest, kind="stable")
-        counts = np.bincount(nearest, minlength=n)
-        filled = counts > 0
-        sums[:] = 0.0
-        sums[filled] = np.add.reduceat(x[order], (np.cumsum(counts) - counts)[filled])
-        centres[filled] = unit_rows(sums[filled])  # a copy: sums stay sums
-    return np.ascontiguousarray(centres, dtype=np.float32), sums, nearest

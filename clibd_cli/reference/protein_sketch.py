@@ -1,0 +1,86 @@
+"""The reference's translation sketch: whether a barcode's protein is like the reference's.
+
+Another protein-coding gene can share enough 5-mers with COI to pass the k-mer sketch's floor
+(:mod:`clibd_cli.reference.sketch`), and it reads as a protein, so the stop-codon rule lets it
+through: plant plastid *matK* did, and the bundled model named an insect order for it with high
+confidence. Its protein is unlike any COI's, though. The translation sketch holds centroids
+(:mod:`clibd_cli.reference.centroids`) of the amino-acid pair profiles of the reference's
+barcodes (:func:`clibd_cli.embedding.translation.peptide_profile`, frame shifts read through as
+reads with errors are read) and a floor by length: the similarity to the nearest centroid that all
+but ``FLOOR_QUANTILE`` (0.1 %) of the reference's own barcodes (and stretches of them) reach with
+their own centroid left out. A barcode under it is held to the k-mer sketch's higher floor for
+barcodes that read as no protein (:meth:`Sketch.judge`); the measurements are in
+``benchmarks/README.md``, *Other markers*.
+
+Fitted with the k-mer sketch, only for a reference whose own barcodes read as protein; stored in
+the index directory (and a pack) as ``protein_sketch.npy`` (float32 ``[C, 20**2]``), with its
+``floor`` and ``short_floors`` in the manifest's ``sketch`` entry under ``protein``. An index built
+by an earlier clibd has none, and no such rule until it is rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from clibd_cli.embedding.translation import peptide_profile
+from clibd_cli.reference.centroids import by_length, fit_clusters, held_out_similarity, length_floors
+
+PROTEIN_FILE = "protein_sketch.npy"
+CENTROIDS = 256
+PER_CENTROID = 50  # as the k-mer sketch: a small reference gets fewer centroids
+FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below the floor
+K = 2  # amino acids per k-mer of the profile
+PROTEIN_COLUMNS = 20**K
+
+
+def protein_profile(barcodes: Sequence[str]) -> np.ndarray:
+    """``[N, 20**K]`` unit profiles of the barcodes' translations, frame shifts read through."""
+    return peptide_profile(list(barcodes), K, reads=True)
+
+
+@dataclass
+class ProteinSketch:
+    """Centroids ``[C, 20**K]`` of the reference's protein profiles and the floors under which a
+    barcode's protein is unlike the reference's."""
+
+    centroids: np.ndarray
+    floor: float
+    short_floors: list[float] | None = None  # of stretches of centroids.PARTIAL_LENGTHS bases
+
+    def similarity(self, barcodes: Sequence[str]) -> np.ndarray:
+        """``[N]``: each barcode's (on the reference's strand) to the nearest centroid."""
+        if not len(barcodes):
+            return np.zeros(0, dtype=np.float32)
+        return (protein_profile(barcodes) @ self.centroids.T).max(axis=1)
+
+    def floors(self, bases: Sequence[int]) -> np.ndarray:
+        """The floor of barcodes of so many unambiguous ``bases``."""
+        return by_length(bases, self.short_floors, self.floor)
+
+    def to_manifest(self) -> dict:
+        return {"file": PROTEIN_FILE, "floor": round(float(self.floor), 6),
+                "short_floors": None if self.short_floors is None else [round(float(f), 6) for f in self.short_floors]}
+
+    @classmethod
+    def from_manifest(cls, centroids: np.ndarray, entry: dict) -> ProteinSketch:
+        return cls(centroids.astype(np.float32), entry["floor"], entry.get("short_floors"))
+
+
+def fit_protein_sketch(barcodes: Sequence[str], rng: np.random.Generator) -> ProteinSketch:
+    """The translation sketch of reference ``barcodes`` (a sample, on the reference's strand)."""
+    clusters = fit_clusters(protein_profile(barcodes), max(1, min(CENTROIDS, len(barcodes) // PER_CENTROID)), rng)
+    similarity = held_out_similarity(clusters)
+    floor = float(np.quantile(similarity, FLOOR_QUANTILE))
+    short = length_floors(clusters, barcodes, protein_profile, rng, [FLOOR_QUANTILE], [floor])[0]
+    return ProteinSketch(clusters.centres, floor, short)
+
+
+def unlike_protein_note(protein: float, protein_floor: float, similarity: float, floor: float) -> str:
+    return (f"translates to a protein unlike the reference's (similarity {protein:.2f} < {protein_floor:.2f}, "
+            f"their floor for its length) and far from the reference's barcodes (k-mer similarity "
+            f"{similarity:.2f} < {floor:.2f}, their floor for barcodes that read as no protein) with no "
+            "near-identical reference: another protein-coding gene or not this group of organisms; "
+            "unassigned at every rank")
