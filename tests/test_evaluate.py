@@ -302,16 +302,23 @@ def test_blastn_baseline(dataset):
     assert r["seen"]["species"]["top1"]["micro"] == 1.0 and r["unseen"]["species"]["top1"]["micro"] == 1.0
 
 
-def test_mmseqs_baseline(dataset, tmp_path):
-    """MMseqs2's nucleotide top hit: right species when the keys have it, right genus when not; a
+def test_mmseqs_baseline(dataset, tmp_path, monkeypatch):
+    """MMseqs2's nucleotide top hit: right species when the keys have it, right genus when not; the
+    keys' database and k-mer index are made once a scenario and each part searched against them; a
     part without a usable barcode is not searched (mmseqs fails on an empty FASTA); its errors are
     one line."""
     from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation import baselines
     from clibd_cli.evaluation.baselines import AlignmentBaseline
     from clibd_cli.evaluation.retrieval import Queries
 
     require_programs("mmseqs")
+    commands, call = [], baselines._call
+    monkeypatch.setattr(baselines, "_call", lambda command: (commands.append(command), call(command)))
     metrics = run_evaluation(Plan(data=dataset, baselines=("mmseqs",))).metrics
+    steps = [c[1] for c in commands]
+    assert steps == ["createdb", "createindex", "easy-search", "easy-search"] * 2  # paper, left-out: seen, unseen
+    assert {Path(c[3]).name for c in commands if c[1] == "easy-search"} == {"keys"}
     paper, left_out = metrics["retrieval"]["paper"]["mmseqs"], metrics["retrieval"]["left-out"]["mmseqs"]
     assert paper["seen"]["species"]["top1"]["micro"] == paper["unseen"]["species"]["top1"]["micro"] == 1.0
     assert left_out["unseen"]["species"]["top1"]["micro"] == 0.0
