@@ -52,6 +52,10 @@ def test_info_describes_and_verifies(barcode_refs, tmp_path):
                  manifest["model_fingerprint"], "HNSW: M=32", "species: 48 records, 8 labels",
                  "Confidence calibration for queries: dna"):
         assert text in result.stdout
+    sketch = manifest["sketch"]
+    assert (f"Off-target guard: k-mer sketch of 1 centroid (5-mers), floor {sketch['floor']:.3f}; "
+            f"{sketch['stop_floor']:.3f} for barcodes that read as no protein; translation sketch of 1 centroid, "
+            f"floor {sketch['protein']['floor']:.3f}") in result.stdout
     broken = tmp_path / "broken"
     shutil.copytree(barcode_refs.index, broken)
     records = broken / "records.tsv"

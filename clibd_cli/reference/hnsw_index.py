@@ -12,6 +12,8 @@ Layout (this module owns it; README "Reference indexes and classification")::
     calibration.json  the confidence calibration per query kind (clibd_cli/classification/calibration.py)
     sketch.npy        barcode indexes: the k-mer sketch that orients barcodes and flags off-target
                       queries (clibd_cli/reference/sketch.py; its parameters in the manifest's "sketch")
+    protein_sketch.npy  barcode indexes of a marker that reads as protein: the translation sketch
+                      (clibd_cli/reference/protein_sketch.py; its floors under "sketch" "protein")
 
 The directory is written atomically (temporary sibling directory, then rename) and verified
 against the manifest checksums on load. Records with identical vectors share one graph node.
@@ -246,6 +248,8 @@ class ReferenceIndex:
                          f"(for {counted(len(m['above_order']), 'order')})")
         kinds = ", ".join(self.calibration or {}) or "none"
         lines.append(f"\tConfidence calibration for queries: {kinds}")
+        if self.sketch is not None:
+            lines.append(f"\tOff-target guard: {self.sketch.describe()}")
         for name, digest in m.get("sha256", {}).items():
             lines.append(f"\t{name}: sha256 {digest}")
         return "\n".join(lines)

@@ -170,6 +170,18 @@ class Sketch:
         shuffles = [_shuffled(b, copy) for copy in range(SHUFFLES) for b in barcodes]
         return self.look(shuffles)[1].reshape(SHUFFLES, len(barcodes)).mean(axis=0)
 
+    def describe(self) -> str:
+        """One line for ``clibd index info``: the sketch's size and whole-barcode floors."""
+        parts = [f"k-mer sketch of {counted(len(self.centroids), 'centroid')} ({self.k}-mers), floor {self.floor:.3f}"]
+        if self.stop_floor is not None:
+            parts.append(f"{self.stop_floor:.3f} for barcodes that read as no protein")
+        if self.protein is not None:
+            parts.append(f"translation sketch of {counted(len(self.protein.centroids), 'centroid')}, "
+                         f"floor {self.protein.floor:.3f}")
+        else:
+            parts.append("no translation sketch")
+        return "; ".join(parts)
+
     def to_manifest(self, turned: int) -> dict:
         entry = {"file": SKETCH_FILE, "k": self.k, "floor": _rounded(self.floor),
                  "short_floors": _rounded(self.short_floors), "turned": turned}
