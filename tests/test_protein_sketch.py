@@ -15,6 +15,7 @@ from clibd_cli.classification.read_errors import with_errors
 from clibd_cli.indexing.pack import pack_index, resketch_pack, unpack_index
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
 from clibd_cli.reference import sketch as sketch_module
+from clibd_cli.reference.centroids import PARTIAL_LENGTHS
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.protein_sketch import PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch
 from clibd_cli.reference.sketch import fit_sketch, load_sketch
@@ -98,6 +99,16 @@ def test_a_translation_sketch_that_is_not_one_clibd_wrote_is_a_clear_error(real_
     np.save(folder / PROTEIN_FILE, np.zeros((4, 20), np.float32))
     with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected \[C, 400\] protein centroids.*; rebuild"):
         load_sketch(folder, manifest, "rebuild")
+    np.save(folder / PROTEIN_FILE, np.zeros(PROTEIN_COLUMNS, np.float32))
+    with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected \[C, 400\] protein centroids.*shape \[400\]"):
+        load_sketch(folder, manifest, "rebuild")
+    np.save(folder / PROTEIN_FILE, np.zeros((4, PROTEIN_COLUMNS), np.float32))
+    for floor, short in (("0.5", None), (0.5, [0.1, 0.2]), (0.5, ["0.1"] * len(PARTIAL_LENGTHS))):
+        entry = {**manifest["sketch"], "protein": {"file": PROTEIN_FILE, "floor": floor, "short_floors": short}}
+        with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected .*floors? .*; rebuild"):
+            load_sketch(folder, {**manifest, "sketch": entry}, "rebuild")
+    with pytest.raises(ClibdError, match=r"sketch.npy: expected .* floors by length"):  # as for the k-mer sketch's
+        load_sketch(folder, {**manifest, "sketch": {**manifest["sketch"], "short_stop_floors": [0.1]}}, "rebuild")
     (folder / PROTEIN_FILE).write_text("not numpy")
     with pytest.raises(ClibdError, match=f"{PROTEIN_FILE}: not a numpy array file clibd wrote"):
         load_sketch(folder, manifest, "rebuild")
