@@ -14,9 +14,11 @@ import pytest
 from clibd_cli.classification.read_errors import with_errors
 from clibd_cli.indexing.pack import pack_index, resketch_pack, unpack_index
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
+from clibd_cli.reference import protein_sketch
 from clibd_cli.reference import sketch as sketch_module
+from clibd_cli.reference.centroids import PARTIAL_LENGTHS, Clusters, length_floors
 from clibd_cli.reference.hnsw_index import load_index
-from clibd_cli.reference.protein_sketch import PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch
+from clibd_cli.reference.protein_sketch import PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch, protein_profile
 from clibd_cli.reference.sketch import fit_sketch, load_sketch
 from fixtures.specimens import run, tsv
 from models.errors import ClibdError
@@ -79,6 +81,7 @@ def test_an_index_stores_its_translation_sketch_and_one_without_it_still_loads(r
     sketch = load_index(real_index).sketch
     assert np.array_equal(sketch.protein.centroids, np.load(real_index / PROTEIN_FILE))
     assert (sketch.protein.floor, sketch.protein.short_floors) == (entry["floor"], entry["short_floors"])
+    assert len(entry["short_floors"]) == len(PARTIAL_LENGTHS)
     old = tmp_path / "old"  # as an index built before translation sketches
     shutil.copytree(real_index, old)
     (old / PROTEIN_FILE).unlink()
@@ -98,6 +101,16 @@ def test_a_translation_sketch_that_is_not_one_clibd_wrote_is_a_clear_error(real_
     np.save(folder / PROTEIN_FILE, np.zeros((4, 20), np.float32))
     with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected \[C, 400\] protein centroids.*; rebuild"):
         load_sketch(folder, manifest, "rebuild")
+    np.save(folder / PROTEIN_FILE, np.zeros(PROTEIN_COLUMNS, np.float32))
+    with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected \[C, 400\] protein centroids.*shape \[400\]"):
+        load_sketch(folder, manifest, "rebuild")
+    np.save(folder / PROTEIN_FILE, np.zeros((4, PROTEIN_COLUMNS), np.float32))
+    for floor, short in (("0.5", None), (0.5, [0.1, 0.2]), (0.5, ["0.1"] * len(PARTIAL_LENGTHS))):
+        entry = {**manifest["sketch"], "protein": {"file": PROTEIN_FILE, "floor": floor, "short_floors": short}}
+        with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected .*floors? .*; rebuild"):
+            load_sketch(folder, {**manifest, "sketch": entry}, "rebuild")
+    with pytest.raises(ClibdError, match=r"sketch.npy: expected .* floors by length"):  # as for the k-mer sketch's
+        load_sketch(folder, {**manifest, "sketch": {**manifest["sketch"], "short_stop_floors": [0.1]}}, "rebuild")
     (folder / PROTEIN_FILE).write_text("not numpy")
     with pytest.raises(ClibdError, match=f"{PROTEIN_FILE}: not a numpy array file clibd wrote"):
         load_sketch(folder, manifest, "rebuild")
@@ -127,3 +140,105 @@ def test_a_pack_keeps_the_translation_sketch_and_a_new_sketch_leaves_the_rest_as
     (pack / PROTEIN_FILE).write_bytes(bytes(data))
     with pytest.raises(ClibdError, match=f"{PROTEIN_FILE}: missing or corrupted"):
         unpack_index(pack)
+
+
+def _real(count: int) -> list[str]:
+    """The first ``count`` barcodes of the committed sample, gaps removed."""
+    with gzip.open(SAMPLE, "rt") as handle:
+        return [r["dna_barcode"].replace("-", "") for r in csv.DictReader(handle)][:count]
+
+
+@pytest.fixture(scope="module")
+def thousand() -> tuple[list[str], sketch_module.Sketch]:
+    """1,000 real barcodes on their own strand and the sketch fitted on them."""
+    real = _real(1000)
+    return real, fit_sketch(real)[0]
+
+
+def test_all_but_a_thousandth_of_the_references_own_barcodes_reach_the_translation_floor(thousand):
+    """The floor is the 0.1 % quantile of the reference's barcodes held out from their own
+    centroid (here: the nearest one)."""
+    real, sketch = thousand
+    sims = protein_profile(real) @ sketch.protein.centroids.T
+    sims[np.arange(len(real)), sims.argmax(axis=1)] = -1.0
+    assert (sims.max(axis=1) < sketch.protein.floor).sum() <= 2  # 1; 10 at a 1 % quantile
+
+
+def test_the_translation_sketch_is_seeded_read_on_the_references_strand_and_leaves_the_kmer_sketch_as_it_was(
+        thousand, monkeypatch):
+    """Barcodes given reverse-complemented are fitted turned around: the same sketch, run after run;
+    the k-mer sketch is the one fitted without a translation sketch (the bundled pack kept its own)."""
+    real, sketch = thousand
+    mixed = fit_sketch([reverse_complement(b) if i % 7 == 0 else b for i, b in enumerate(real)])[0]
+    assert np.array_equal(mixed.protein.centroids, sketch.protein.centroids)
+    assert (mixed.protein.floor, mixed.protein.short_floors) == (sketch.protein.floor, sketch.protein.short_floors)
+    monkeypatch.setattr(sketch_module, "fit_protein_sketch", lambda barcodes, rng: None)
+    bare = fit_sketch(real)[0]
+    assert bare.protein is None and np.array_equal(bare.centroids, sketch.centroids)
+    assert (bare.floor, bare.short_floors, bare.stop_floor, bare.short_stop_floors) == \
+        (sketch.floor, sketch.short_floors, sketch.stop_floor, sketch.short_stop_floors)
+
+
+def test_stretches_are_scored_without_their_own_barcodes_centroid_and_under_the_whole_barcode_floor():
+    """Six barcodes, each its own centroid (orthogonal profiles): a stretch of one is like no other
+    centroid (0), and no stretch floor passes the whole-barcode floor it is given."""
+    barcodes = [letter * 700 for letter in "abcdef"]
+    eye = np.eye(6, dtype=np.float32)
+    clusters = Clusters(eye, eye, eye.copy(), np.arange(6))
+    floors = length_floors(clusters, barcodes, lambda cut: eye[["abcdef".index(c[0]) for c in cut]],
+                           np.random.default_rng(0), [0.5, 0.5], [1.0, -0.5])
+    assert floors == [[0.0] * len(PARTIAL_LENGTHS), [-0.5] * len(PARTIAL_LENGTHS)]
+
+
+def test_no_stretch_floor_of_the_translation_sketch_passes_its_whole_barcode_floor(monkeypatch):
+    """Even where whole barcodes are held out worse than their stretches (forced here)."""
+    held_out = protein_sketch.held_out_similarity
+    monkeypatch.setattr(protein_sketch, "held_out_similarity", lambda clusters: held_out(clusters) - 0.5)
+    protein = protein_sketch.fit_protein_sketch(_real(200), np.random.default_rng(0))
+    assert max(protein.short_floors) <= protein.floor
+
+
+def test_a_partial_barcode_is_held_to_the_translation_floor_of_its_length(monkeypatch):
+    protein = ProteinSketch(np.zeros((1, PROTEIN_COLUMNS), np.float32), floor=0.6,
+                            short_floors=[0.3] * len(PARTIAL_LENGTHS))
+    sketch = sketch_module.Sketch(np.zeros((1, 4 ** 5), np.float32), floor=0.8, stop_floor=0.9, protein=protein)
+    monkeypatch.setattr(sketch_module, "frame_stops", lambda barcodes: np.zeros(len(barcodes), int))
+    monkeypatch.setattr(ProteinSketch, "similarity", lambda self, barcodes: np.full(len(barcodes), 0.5))
+    partial, whole = sketch.judge(np.array([0.85, 0.85]), ["ACGT" * 50, "ACGT" * 200])
+    assert partial is None and whole.startswith("translates to a protein unlike")
+
+
+def test_an_append_keeps_the_translation_sketch(real_index, tmp_path):
+    grown = tmp_path / "grown"
+    shutil.copytree(real_index, grown)
+    with gzip.open(SAMPLE, "rt") as handle:
+        row = [r for r in csv.DictReader(handle) if r["species"]][300]
+    extra = tmp_path / "extra.fa"
+    extra.write_text(f">{row['processid']};tax=o:{row['order']},f:{row['family']},g:{row['genus']};\n"
+                     f"{row['dna_barcode'].replace('-', '')}\n")
+    result = run("index", "-m", "kmer", "-k", "3", extra, "-o", grown, "--append")
+    assert result.exit_code == 0, result.stderr
+    before, after = (json.loads((d / "manifest.json").read_text()) for d in (real_index, grown))
+    assert after["sketch"]["protein"] == before["sketch"]["protein"]
+    assert after["sha256"][PROTEIN_FILE] == before["sha256"][PROTEIN_FILE]
+    assert load_index(grown).sketch.protein is not None
+
+
+def test_a_new_sketch_for_a_pack_is_checked_first_and_keeps_what_it_does_not_change(real_index, tmp_path):
+    """``resketch_pack`` refuses a corrupted pack (it would give it fresh checksums), writes the new
+    translation sketch's checksum, and keeps the number of references turned around."""
+    index = load_index(real_index)
+    index.manifest["sketch"]["turned"] = 3
+    pack = tmp_path / "pack"
+    pack_index(index, pack)
+    sketch = index.sketch
+    sketch.protein = ProteinSketch(sketch.protein.centroids[::-1].copy(), 0.5, [0.25] * len(PARTIAL_LENGTHS))
+    resketch_pack(pack, sketch)
+    unpacked = unpack_index(pack)
+    assert np.array_equal(unpacked.sketch.protein.centroids, sketch.protein.centroids)
+    assert (unpacked.sketch.protein.floor, unpacked.manifest["sketch"]["turned"]) == (0.5, 3)
+    data = bytearray((pack / "vectors.npy").read_bytes())
+    data[-1] ^= 1
+    (pack / "vectors.npy").write_bytes(bytes(data))
+    with pytest.raises(ClibdError, match="vectors.npy: missing or corrupted"):
+        resketch_pack(pack, sketch)

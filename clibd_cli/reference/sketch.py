@@ -302,18 +302,28 @@ def load_sketch(folder: Path, manifest: dict, remedy: str) -> Sketch:
     ClibdError ending in ``remedy`` (what the user can do) if the files are not ones clibd wrote."""
     entry = manifest.get("sketch") or {}
     centroids = _load_centroids(folder / SKETCH_FILE, remedy)
-    if centroids.ndim != 2 or not isinstance(entry.get("floor"), float) or centroids.shape[1] != 4 ** entry.get("k", 0):
+    if centroids.ndim != 2 or not _floors_read(entry, "short_floors", "short_stop_floors") \
+            or type(entry.get("k")) is not int or centroids.shape[1] != 4 ** entry["k"]:
         raise ClibdError(f"{folder / SKETCH_FILE}: expected [C, 4**k] k-mer centroids and a manifest 'sketch' entry "
-                         f"with k and floor, found shape {list(centroids.shape)} and {entry}; {remedy}")
+                         f"with k, floor and floors by length, found shape {list(centroids.shape)} and {entry}; {remedy}")
     protein = entry.get("protein")
     if protein is None:
         return Sketch.from_manifest(centroids, entry)
     peptides = _load_centroids(folder / PROTEIN_FILE, remedy)
-    if not isinstance(protein, dict) or not isinstance(protein.get("floor"), float) or peptides.ndim != 2 \
+    if not isinstance(protein, dict) or not _floors_read(protein, "short_floors") or peptides.ndim != 2 \
             or peptides.shape[1] != PROTEIN_COLUMNS:
-        raise ClibdError(f"{folder / PROTEIN_FILE}: expected [C, {PROTEIN_COLUMNS}] protein centroids and a floor in the "
-                         f"manifest's 'sketch' 'protein' entry, found shape {list(peptides.shape)} and {protein}; {remedy}")
+        raise ClibdError(f"{folder / PROTEIN_FILE}: expected [C, {PROTEIN_COLUMNS}] protein centroids and a floor and "
+                         f"floors by length in the manifest's 'sketch' 'protein' entry, found shape "
+                         f"{list(peptides.shape)} and {protein}; {remedy}")
     return Sketch.from_manifest(centroids, entry, ProteinSketch.from_manifest(peptides, protein))
+
+
+def _floors_read(entry: dict, *shorts: str) -> bool:
+    """Whether a manifest's sketch ``entry`` holds a float ``floor`` and each of its floors by
+    length ``shorts`` is None or one float per ``PARTIAL_LENGTHS`` (``by_length`` needs as many)."""
+    return isinstance(entry.get("floor"), float) and all(
+        entry.get(name) is None or (isinstance(entry[name], list) and len(entry[name]) == len(PARTIAL_LENGTHS)
+                                    and all(isinstance(f, float) for f in entry[name])) for name in shorts)
 
 
 def _load_centroids(path: Path, remedy: str) -> np.ndarray:
