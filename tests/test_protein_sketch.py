@@ -93,6 +93,23 @@ def test_an_index_stores_its_translation_sketch_and_one_without_it_still_loads(r
     assert [r["status"] for r in tsv(run("classify", "--index", old, query).stdout)] == ["assigned"]
 
 
+def test_an_index_whose_manifest_names_a_sketch_it_has_no_checksum_for_is_refused(real_index, tmp_path):
+    """A sketch file the manifest describes but does not checksum would load unverified; a sketch
+    entry that is not a mapping is an unreadable sketch, not an internal error."""
+    for name in ("sketch.npy", PROTEIN_FILE):
+        copy = tmp_path / name
+        shutil.copytree(real_index, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        del manifest["sha256"][name]
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ClibdError, match=f"manifest.json: no checksum for {name}; rebuild"):
+            load_index(copy)
+    manifest = json.loads((real_index / "manifest.json").read_text())
+    manifest["sketch"] = "sketch.npy"
+    with pytest.raises(ClibdError, match="expected \\[C, 4\\*\\*k\\] k-mer centroids and a manifest 'sketch' entry"):
+        load_sketch(real_index, manifest, "rebuild")
+
+
 def test_a_translation_sketch_that_is_not_one_clibd_wrote_is_a_clear_error(real_index, tmp_path):
     manifest = json.loads((real_index / "manifest.json").read_text())
     folder = tmp_path / "sketch"

@@ -39,7 +39,7 @@ from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
-from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch
+from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
 from models.config import TOWERS
 from models.errors import ClibdError, counted
 from models.files import atomic_path, cannot_write, read_whole, sha256_file
@@ -344,7 +344,7 @@ def _load(path: Path, verify: bool) -> ReferenceIndex:
     if type(ef) is not int or ef < 1 or modality not in TOWERS or type(manifest["dim"]) is not int:
         raise ClibdError(f"{manifest_path}: unreadable manifest (expected an integer hnsw.ef and dim, and a modality "
                          f"among {', '.join(TOWERS)}; found {ef!r}, {manifest['dim']!r}, {modality!r}); {REBUILD}")
-    unlisted = sorted({INDEX_FILE, NODES_FILE, RECORDS_FILE} - set(digests))
+    unlisted = sorted({INDEX_FILE, NODES_FILE, RECORDS_FILE, *sketch_files(manifest)} - set(digests))
     if unlisted:
         raise ClibdError(f"{manifest_path}: no checksum for {unlisted[0]}; {REBUILD}")
     for name, digest in digests.items():

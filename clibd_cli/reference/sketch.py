@@ -284,7 +284,7 @@ def orient_queries(sketch: Sketch | None, queries: Sequence, bases: Sequence[int
 
 def sketch_files(manifest: dict) -> list[str]:
     """The files of the sketch an index's or pack's ``manifest`` describes (none: no sketch)."""
-    entry = manifest.get("sketch") or {}
+    entry = _entry(manifest)
     return [SKETCH_FILE, *([PROTEIN_FILE] if isinstance(entry.get("protein"), dict) else [])] if entry else []
 
 
@@ -300,7 +300,7 @@ def save_sketch(sketch: Sketch, folder: Path) -> list[str]:
 def load_sketch(folder: Path, manifest: dict, remedy: str) -> Sketch:
     """The sketch stored in ``folder`` (an index or a pack) as its ``manifest`` describes it, or a
     ClibdError ending in ``remedy`` (what the user can do) if the files are not ones clibd wrote."""
-    entry = manifest.get("sketch") or {}
+    entry = _entry(manifest)
     centroids = _load_centroids(folder / SKETCH_FILE, remedy)
     if centroids.ndim != 2 or not _floors_read(entry, "short_floors", "short_stop_floors") \
             or type(entry.get("k")) is not int or centroids.shape[1] != 4 ** entry["k"]:
@@ -324,6 +324,11 @@ def _floors_read(entry: dict, *shorts: str) -> bool:
     return isinstance(entry.get("floor"), float) and all(
         entry.get(name) is None or (isinstance(entry[name], list) and len(entry[name]) == len(PARTIAL_LENGTHS)
                                     and all(isinstance(f, float) for f in entry[name])) for name in shorts)
+
+
+def _entry(manifest: dict) -> dict:
+    entry = manifest.get("sketch")
+    return entry if isinstance(entry, dict) else {}
 
 
 def _load_centroids(path: Path, remedy: str) -> np.ndarray:
