@@ -476,6 +476,16 @@ def test_without_unseen_species_best_is_chosen_by_the_seen_ones(tmp_path):
     assert chosen == "dna-dna.species.macro.seen"
 
 
+def test_without_a_val_split_the_last_line_names_last_not_a_missing_best(tmp_path):
+    data = write_bold(tmp_path / "no_val.h5", splits=("train",))
+    out = tmp_path / "run"
+    result = train("--model", "clibd-tiny", "--data", data, "--modalities", "dna,text", "--batch-size", "16",
+                   "--max-steps", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert not (out / "best").exists() and (out / "last").is_dir()
+    assert f"the model is {out}/last" in result.output and f"{out}/best)" not in result.output
+
+
 def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
