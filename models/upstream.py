@@ -339,7 +339,7 @@ def _unpickler_reason(exc: pickle.UnpicklingError) -> str:
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:200]
+    return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:200]
 
 
 def _few(names: dict[str, Any] | list[str], count: int = 3) -> str:

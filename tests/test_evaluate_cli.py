@@ -113,6 +113,8 @@ def test_fasta_dataset_uses_the_clibd_1m_layout(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--pairs", "dna-rna"], "dna-rna: choose from"),
     (["--baselines", "kraken"], "kraken: choose from"),
+    (["--baselines", "none"], "nothing to evaluate: give --model, --baselines, or both"),
+    (["-m", "none", "--baselines", "none"], "nothing to evaluate: give --model, --baselines, or both"),
 ])
 def test_usage_errors(tmp_path, args, message):
     (tmp_path / "x.h5").write_bytes(b"")

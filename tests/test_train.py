@@ -138,6 +138,26 @@ def test_a_sigterm_to_the_launcher_reaches_the_workers(tmp_path, monkeypatch):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
+def test_a_sigterm_to_the_whole_process_group_stops_as_one(bold_h5, tmp_path):
+    """`timeout` and Slurm signal every process of the job, data-loading workers too: the run still
+    stops after the step, saves last/ and exits 143 (not an internal error about a killed worker)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "clibd_cli", "--threads", "1", "train", "--model", "clibd-tiny",
+                             "--data", str(bold_h5), "--modalities", "dna,text", "--batch-size", "8",
+                             "--max-steps", "100000", "--workers", "1", "--log-every", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    assert proc.poll() is None, "train ended before it could be terminated"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "--resume" in stderr and "internal error" not in stderr
+    assert (out / "last" / "train_state.pt").exists()
+
+
 def test_no_weight_decay_on_norms_biases_and_logit_scale():
     from clibd_cli.training.optim import create_optimizer
 
@@ -474,6 +494,16 @@ def test_without_unseen_species_best_is_chosen_by_the_seen_ones(tmp_path):
     assert auto.exit_code == 0, auto.output
     chosen = load_model(tmp_path / "auto" / "best").extra["training"]["best_metric"]
     assert chosen == "dna-dna.species.macro.seen"
+
+
+def test_without_a_val_split_the_last_line_names_last_not_a_missing_best(tmp_path):
+    data = write_bold(tmp_path / "no_val.h5", splits=("train",))
+    out = tmp_path / "run"
+    result = train("--model", "clibd-tiny", "--data", data, "--modalities", "dna,text", "--batch-size", "16",
+                   "--max-steps", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert not (out / "best").exists() and (out / "last").is_dir()
+    assert f"the model is {out}/last" in result.output and f"{out}/best)" not in result.output
 
 
 def test_out_of_memory_suggests_a_smaller_batch(bold_h5, tmp_path, monkeypatch):

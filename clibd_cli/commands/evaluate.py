@@ -56,6 +56,8 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
     """
     import os
 
+    if model in (None, "none") and baselines == ():
+        raise click.UsageError("nothing to evaluate: give --model, --baselines, or both")
     from clibd_cli.evaluation.report import text_report
     from clibd_cli.evaluation.run import Plan, report_folder, run_evaluation, write_report
     from clibd_cli.io.outputs import writer_lock

@@ -208,7 +208,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
 def make_loader(dataset: SpecimenDataset, batch_sampler: Sampler | None, workers: int, seed: int = 0,
                 batch_size: int = 1, indices: Sequence[int] | None = None) -> DataLoader:
-    """A DataLoader whose workers ignore Ctrl-C (the main process handles it) and use one thread.
+    """A DataLoader whose workers ignore Ctrl-C and SIGTERM (the main process handles them: a
+    terminal, `timeout` and Slurm signal every process of the job) and use one thread.
 
     It draws its worker seeds from its own generator, so iterating it leaves the global random
     state alone (dropout noise is then the same with and without a resume).
@@ -223,7 +224,8 @@ def make_loader(dataset: SpecimenDataset, batch_sampler: Sampler | None, workers
 
 
 def _worker_init(worker_id: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

@@ -313,9 +313,11 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                     break
     if bar is not None:
         bar.close()
-    if world.is_main:
-        log.info("stopped at step %d of %d; best %s = %s (%s/best)", step, total_steps, metric,
-                 f"{best:.4f}" if math.isfinite(best) else "n/a", run)
+    if world.is_main and math.isfinite(best):
+        log.info("stopped at step %d of %d; best %s = %.4f (%s/best)", step, total_steps, metric, best, run)
+    elif world.is_main:  # no validation score: best/ was never written
+        log.info("stopped at step %d of %d; no %s to choose best/ by: the model is %s/last", step, total_steps,
+                 metric, run)
     return {"run": str(run), "step": step, "epoch": epoch, "best_metric": metric, "best": best}
 
 
