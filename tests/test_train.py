@@ -468,6 +468,31 @@ def test_training_reads_a_stored_barcode_as_embed_reads_it(tmp_path):
     assert [data[i]["barcode"] for i in range(3)] == ["ACGTACGT", None, None]
 
 
+def test_a_dataset_without_any_label_is_refused_before_training_text(tmp_path):
+    """Unlabelled barcodes (FASTA without taxonomy) give the text tower nothing to align to: every
+    batch was skipped and training ended with loss 0 and exit 0, having learnt nothing. Only one
+    labelled record anywhere, past the first chunk read, is enough to train."""
+    from clibd_cli.data.store import Record
+
+    barcode = "ACGT" * 50
+    path = tmp_path / "unlabelled.h5"
+    with DatasetWriter(path) as writer:
+        for i in range(40):
+            writer.add("train", Record(f"r{i}", barcode=barcode))
+    unlabelled = train("--model", "clibd-tiny", "--data", path, "--modalities", "dna,text", "--batch-size", "16",
+                       "--out", tmp_path / "a", "--max-steps", "1")
+    assert unlabelled.exit_code == 1 and "have no label at any rank" in unlabelled.output
+    assert "drop text from --modalities" in unlabelled.output and not (tmp_path / "a").exists()
+    with DatasetWriter(tmp_path / "one.h5") as writer:
+        for i in range(40):
+            writer.add("train", Record(f"r{i}", barcode=barcode, genus="Aedes" if i == 39 else None))
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.training.datasets import _labelled
+
+    with open_dataset(tmp_path / "one.h5") as one, open_dataset(path) as none:
+        assert _labelled(one.split("train"), chunk=16) and not _labelled(none.split("train"), chunk=16)
+
+
 def test_clear_errors(bold_h5, tmp_path):
     base = ["--model", "clibd-tiny", "--data", bold_h5, "--batch-size", "16"]
     images = train(*base, "--out", tmp_path / "a", "--modalities", "image,dna")

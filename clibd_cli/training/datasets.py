@@ -79,6 +79,10 @@ class SpecimenDataset(Dataset):
             if train and "dna" in self.modalities and not any(part.column("barcode", 0, 1000)):
                 raise ClibdError(f"{path}: the {'+'.join(self.splits)} records have no barcodes; "
                                  "drop dna from --modalities")
+            if train and "text" in self.modalities and not _labelled(part):
+                raise ClibdError(f"{path}: the {'+'.join(self.splits)} records have no label at any rank, so there "
+                                 "is nothing to align the text tower to; drop text from --modalities, or prepare "
+                                 "the data with labels (SINTAX headers or --taxonomy)")
         self.transform = model.image_transform(train=train) if "image" in self.modalities else None
         blank = None
         if self.transform is not None:
@@ -221,6 +225,14 @@ def make_loader(dataset: SpecimenDataset, batch_sampler: Sampler | None, workers
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)
     indices = range(len(dataset)) if indices is None else indices
     return DataLoader(dataset, batch_size=batch_size, sampler=list(indices), **common)
+
+
+def _labelled(part, chunk: int = 10_000) -> bool:
+    """Whether any record of ``part`` (a dataset split) has a label at some rank, read a chunk at
+    a time up to the first."""
+    from models.config import RANKS
+
+    return any(any(part.column(rank, start, start + chunk)) for start in range(0, len(part), chunk) for rank in RANKS)
 
 
 def _worker_init(worker_id: int) -> None:
