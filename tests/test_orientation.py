@@ -330,4 +330,3 @@ def test_the_floors_are_reached_at_equality(monkeypatch):
     assert sketch.judge(np.array([0.79]), [barcode])[0].startswith("unlike every reference barcode")
     monkeypatch.setattr(sketch_module, "frame_stops", lambda barcodes: np.full(len(barcodes), sketch_module.STOPS))
     assert sketch.judge(np.array([0.85]), [barcode])[0].startswith("reads as no protein")
-
