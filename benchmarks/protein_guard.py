@@ -28,7 +28,7 @@ from classify_bold import BOLD, fragment, with_errors
 from off_target_markers import SETS, extract
 
 from clibd_cli.indexing.bundled import PACK
-from clibd_cli.io.sequences import read_sequences, reverse_complement, unambiguous_bases
+from clibd_cli.io.sequences import checked_barcode, read_sequences, reverse_complement, unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.sketch import Sketch, load_sketch
 
@@ -48,8 +48,9 @@ def judged(sketch: Sketch, barcodes: list[str]) -> tuple[list[str | None], float
 
 
 def report(name: str, sketch: Sketch, barcodes: list[str], ids: list[str] | None = None) -> None:
-    kept = [i for i, b in enumerate(barcodes) if unambiguous_bases(b) >= 100]  # as clibd classify reads them
-    barcodes, ids = [barcodes[i] for i in kept], ids and [ids[i] for i in kept]
+    checked = [checked_barcode(b) for b in barcodes]  # as clibd classify reads them; the invalid left out
+    kept = [i for i, (_, problem) in enumerate(checked) if problem is None]
+    barcodes, ids = [checked[i][0] for i in kept], ids and [ids[i] for i in kept]
     protein, sketch.protein = sketch.protein, None
     without, _, plain = judged(sketch, barcodes)
     sketch.protein = protein
