@@ -9,7 +9,8 @@ sequencing errors and cut to 150 and 313 bases (seeded as `classify_bold.py --er
 cut to a seeded random stretch of 150, 313 and 450 bases. Printed per set: sequences, turned away
 with the translation sketch / without it, the share in the band where the translation is
 computed (between the k-mer floor and the floor for barcodes that read as no protein), the
-guard's time per sequence with and without it, and the first BOLD records it adds.
+guard's time per sequence with and without it, and the first BOLD records it adds. First, what
+fitting it costs `clibd index`: the sketch fitted on BOLD's `train` split with it and without it.
 
     PYTHONPATH=$PWD:$PWD/benchmarks .venv/bin/python benchmarks/protein_guard.py [--index DIR] [--work DIR]
 """
@@ -23,6 +24,7 @@ import json
 import random
 import time
 from pathlib import Path
+from unittest import mock
 
 from classify_bold import BOLD, fragment, with_errors
 from off_target_markers import SETS, extract
@@ -30,6 +32,7 @@ from off_target_markers import SETS, extract
 from clibd_cli.indexing.bundled import PACK
 from clibd_cli.io.sequences import checked_barcode, read_sequences, reverse_complement, unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference import sketch as sketch_module
 from clibd_cli.reference.sketch import Sketch, load_sketch
 
 MARKERS = [name for name in SETS if name != "16SCore"]  # 16SCore's regions are all under 100 bases
@@ -62,6 +65,21 @@ def report(name: str, sketch: Sketch, barcodes: list[str], ids: list[str] | None
           + (f"; added: {', '.join(ids[i] for i in added[:5])}" if ids and added else ""))
 
 
+def fit_time(barcodes: list[str]) -> None:
+    """Seconds to fit the sketch on ``barcodes`` with the translation sketch and without it (twice each)."""
+    seconds = {True: [], False: []}
+    for _ in range(2):
+        for protein in (True, False):
+            fit = sketch_module.fit_protein_sketch if protein else (lambda sample, rng: None)
+            with mock.patch.object(sketch_module, "fit_protein_sketch", fit):
+                started = time.perf_counter()
+                sketch_module.fit_sketch(barcodes)
+                seconds[protein].append(time.perf_counter() - started)
+    print(f"fitting the sketch on {len(barcodes)} barcodes: " + " / ".join(
+        f"{min(s):.1f}–{max(s):.1f} s {'with' if protein else 'without'} the translation sketch"
+        for protein, s in seconds.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, default=None, help="an index directory (default: the bundled reference)")
@@ -75,6 +93,7 @@ def main() -> None:
     if sketch is None or sketch.protein is None:
         raise SystemExit("the index has no translation sketch (rebuild it with this clibd)")
     rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
+    fit_time([r["dna_barcode"] for r in rows if r["split"] == "train"])
     report("BOLD, every barcode", sketch, [r["dna_barcode"] for r in rows], [r["processid"] for r in rows])
     queries = [r for r in rows if r["split"] in ("test", "test_unseen")]
     for rate in (0.01, 0.03, 0.05):
