@@ -7,9 +7,11 @@ of both subunits, plant plastid matK and rbcL (protein-coding genes), vector seq
 Each set is classified against the bundled reference (or `--index DIR`) as a user would: with
 every rule of the sketch (`Sketch.judge`), without its translation sketch (`protein_sketch.py`),
 and without that and the shuffle rule. Printed per set: records, invalid (under 100 bases), turned
-away and by which rule, and records given an order in each of the three runs.
+away and by which rule, and records given an order in each of the three runs. With `--stretch N`
+each sequence of N bases or more is cut to a seeded random stretch of N bases first (a partial
+barcode's length; shorter ones are left out).
 
-    PYTHONPATH=$PWD:$PWD/benchmarks .venv/bin/python benchmarks/off_target_markers.py [--index DIR] [--work DIR]
+    PYTHONPATH=$PWD:$PWD/benchmarks .venv/bin/python benchmarks/off_target_markers.py [--index DIR] [--stretch N] [--work DIR]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import contextlib
 import csv
 import io
+import random
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -25,6 +28,7 @@ from unittest import mock
 
 import numpy as np
 
+from clibd_cli.io.sequences import read_sequences
 from clibd_cli.main import cli
 from clibd_cli.reference import sketch as sketch_module
 from clibd_cli.reference.protein_sketch import ProteinSketch
@@ -49,6 +53,17 @@ def extract(name: str, work: Path) -> Path:
     return out
 
 
+def stretches(sequences: list[str], length: int, seed: str) -> list[str]:
+    """A random stretch of ``length`` bases of each sequence that long or longer (seeded by ``seed``)."""
+    rng = random.Random(f"{seed} {length}")
+    out = []
+    for seq in sequences:
+        if len(seq) >= length:
+            start = rng.randrange(len(seq) - length + 1)
+            out.append(seq[start:start + length])
+    return out
+
+
 def classify(fasta: Path, index: str | None, protein: bool = True, shuffles: bool = True) -> tuple[list[dict], Counter]:
     """Rows of `clibd -v classify` and how many stderr notes name each rule (without the
     translation sketch's rule, or the shuffle rule, if so told)."""
@@ -66,6 +81,7 @@ def classify(fasta: Path, index: str | None, protein: bool = True, shuffles: boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", default=None, help="an index directory (default: the bundled reference)")
+    parser.add_argument("--stretch", type=int, default=0, help="cut each sequence to a random stretch of N bases")
     parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-off-target"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -73,6 +89,10 @@ def main() -> None:
           "order; given an order without the translation sketch; and without the shuffle rule too")
     for name in (*SETS, "humrep"):
         fasta = extract(name, args.work)
+        if args.stretch:
+            cut = stretches([r.seq for r in read_sequences(fasta)], args.stretch, name)
+            fasta = args.work / f"{name}-{args.stretch}.fasta"
+            fasta.write_text("".join(f">s{i}\n{seq}\n" for i, seq in enumerate(cut)))
         rows, notes = classify(fasta, args.index)
         named = [sum(bool(r["order"]) for r in classify(fasta, args.index, protein=False, shuffles=shuffles)[0])
                  for shuffles in (True, False)]

@@ -27,7 +27,7 @@ from pathlib import Path
 from unittest import mock
 
 from classify_bold import BOLD, fragment, with_errors
-from off_target_markers import SETS, extract
+from off_target_markers import SETS, extract, stretches
 
 from clibd_cli.indexing.bundled import PACK
 from clibd_cli.io.sequences import checked_barcode, read_sequences, reverse_complement, unambiguous_bases
@@ -108,13 +108,7 @@ def main() -> None:
         sequences = [record.seq.upper() for record in read_sequences(extract(name, args.work))]
         report(name, sketch, sequences)
         for length in (150, 313, 450):
-            rng = random.Random(f"{name} {length}")
-            cut = []
-            for seq in sequences:
-                if len(seq) >= length:
-                    start = rng.randrange(len(seq) - length + 1)
-                    cut.append(seq[start:start + length])
-            report(f"{name}, {length} bases", sketch, cut)
+            report(f"{name}, {length} bases", sketch, stretches(sequences, length, name))
 
 
 if __name__ == "__main__":
