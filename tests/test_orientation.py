@@ -330,3 +330,10 @@ def test_the_floors_are_reached_at_equality(monkeypatch):
     assert sketch.judge(np.array([0.79]), [barcode])[0].startswith("unlike every reference barcode")
     monkeypatch.setattr(sketch_module, "frame_stops", lambda barcodes: np.full(len(barcodes), sketch_module.STOPS))
     assert sketch.judge(np.array([0.85]), [barcode])[0].startswith("reads as no protein")
+
+
+def test_a_note_tells_a_similarity_from_the_floor_it_is_under():
+    """Two decimals unless they round alike ("0.760 < 0.762", not "0.76 < 0.76")."""
+    sketch = sketch_module.Sketch(np.zeros((1, 4 ** 5), np.float32), floor=0.7616)
+    assert "(k-mer similarity 0.760 < 0.762, " in sketch.judge(np.array([0.7596]), ["ACGT" * 200])[0]
+    assert "(k-mer similarity 0.50 < 0.76, " in sketch.judge(np.array([0.5]), ["ACGT" * 200])[0]

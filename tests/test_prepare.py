@@ -356,4 +356,6 @@ def test_a_fasta_that_names_no_species_is_said_to_be_unlabelled(tmp_path):
             "all 4 records go to no_split") in result.output
     labelled = prepare(write_fasta(tmp_path / "named.fa", records), "-o", tmp_path / "n.h5")
     assert labelled.exit_code == 0 and "no record names a species" not in labelled.output
+    one = prepare(write_fasta(tmp_path / "one.fa", records[:1], sintax=False), "-o", tmp_path / "o.h5")
+    assert "its one record goes to no_split" in one.output  # not "all 1 record go"
 

@@ -182,9 +182,10 @@ def _scan(source: Source, partition: dict[str, str] | None, seed: int, strict: b
     if source.has_splits or partition is not None:
         return names, np.frombuffer(splits, dtype=np.int8)
     if not species_codes:
-        log.warning("%s: no record names a species (SINTAX ;tax=, lineage headers or --taxonomy): all %s go "
-                    "to no_split, unlabelled, for pretraining only", source.path,
-                    counted(len(keys) - problems.counts.get("barcode", 0), "record"))
+        usable = len(keys) - problems.counts.get("barcode", 0)
+        log.warning("%s: no record names a species (SINTAX ;tax=, lineage headers or --taxonomy): %s to no_split, "
+                    "unlabelled, for pretraining only", source.path,
+                    "its one record goes" if usable == 1 else f"all {counted(usable, 'record')} go")
     return names, clibd_partition(np.frombuffer(species, dtype=np.int64), list(species_codes),
                                   np.frombuffer(keys, dtype=np.uint64), seed)
 

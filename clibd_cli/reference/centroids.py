@@ -91,6 +91,14 @@ def length_floors(clusters: Clusters, barcodes: Sequence[str], profile: Callable
             for q, top in enumerate(whole)]
 
 
+def below(value: float, floor: float) -> str:
+    """``value < floor`` for a note, with as many decimals (two at least) as tell them apart."""
+    digits = 2
+    while digits < 6 and f"{value:.{digits}f}" == f"{floor:.{digits}f}":
+        digits += 1
+    return f"{value:.{digits}f} < {floor:.{digits}f}"
+
+
 def by_length(bases: Sequence[int], short: list[float] | None, whole: float) -> np.ndarray:
     """The floor of barcodes of so many ``bases``: between the ``short`` floors (of
     ``PARTIAL_LENGTHS``; None: ``whole`` throughout) and the ``whole``-barcode floor."""

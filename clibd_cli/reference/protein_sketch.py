@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_cli.embedding.translation import peptide_profile
-from clibd_cli.reference.centroids import by_length, fit_clusters, held_out_similarity, length_floors
+from clibd_cli.reference.centroids import below, by_length, fit_clusters, held_out_similarity, length_floors
 
 PROTEIN_FILE = "protein_sketch.npy"
 CENTROIDS = 256
@@ -79,8 +79,8 @@ def fit_protein_sketch(barcodes: Sequence[str], rng: np.random.Generator) -> Pro
 
 
 def unlike_protein_note(protein: float, protein_floor: float, similarity: float, floor: float) -> str:
-    return (f"translates to a protein unlike the reference's (similarity {protein:.2f} < {protein_floor:.2f}, "
+    return (f"translates to a protein unlike the reference's (similarity {below(protein, protein_floor)}, "
             f"their floor for its length) and far from the reference's barcodes (k-mer similarity "
-            f"{similarity:.2f} < {floor:.2f}, their floor for barcodes that read as no protein) with no "
+            f"{below(similarity, floor)}, their floor for barcodes that read as no protein) with no "
             "near-identical reference: another protein-coding gene or not this group of organisms; "
             "unassigned at every rank")

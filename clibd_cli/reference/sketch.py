@@ -61,8 +61,8 @@ import numpy as np
 from clibd_cli.embedding.kmer import composition_profile, kmer_profile, reverse_complement_columns
 from clibd_cli.embedding.translation import frame_stops
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
-from clibd_cli.reference.centroids import (PARTIAL_LENGTHS, WHOLE_FROM, by_length, fit_clusters, held_out_similarity,
-                                          length_floors)
+from clibd_cli.reference.centroids import (PARTIAL_LENGTHS, WHOLE_FROM, below, by_length, fit_clusters,
+                                          held_out_similarity, length_floors)
 from clibd_cli.reference.protein_sketch import (PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch, fit_protein_sketch,
                                                unlike_protein_note)
 from models.errors import ClibdError, counted
@@ -339,7 +339,7 @@ def _load_centroids(path: Path, remedy: str) -> np.ndarray:
 
 
 def off_target_note(similarity: float, floor: float) -> str:
-    return (f"unlike every reference barcode (k-mer similarity {similarity:.2f} < {floor:.2f}, the "
+    return (f"unlike every reference barcode (k-mer similarity {below(similarity, floor)}, the "
             "reference's own floor for its length) and no near-identical reference: not this marker or not "
             "this group of organisms; unassigned at every rank")
 
@@ -353,6 +353,6 @@ def composition_note(similarity: float, shuffled: float) -> str:
 def no_protein_note(stops: int, similarity: float, floor: float) -> str:
     return (f"reads as no protein ({counted(stops, 'stop codon')} in every reading frame, a frame shift "
             "counting as one) "
-            f"and far from the reference's barcodes (k-mer similarity {similarity:.2f} < {floor:.2f}, their floor "
+            f"and far from the reference's barcodes (k-mer similarity {below(similarity, floor)}, their floor "
             "for such barcodes) with no near-identical reference: shuffled, chimeric, a pseudogene or not this "
             "marker; unassigned at every rank")
