@@ -95,16 +95,8 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
 def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
     """The index a pack holds (verified against its checksums), in memory: save it with ``.save``."""
     path = Path(path)
-    try:
-        pack = json.loads((path / PACK_FILE).read_text())
-        if pack["format"] != PACK_FORMAT:
-            raise ValueError(f"format {pack['format']!r}, expected {PACK_FORMAT}")
-        manifest, calibration, digests = pack["manifest"], pack["calibration"], pack["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ClibdError(f"{path / PACK_FILE}: not a readable reference pack ({exc})") from None
-    for name in (*_FILES, *(sketch_files(manifest) if SKETCH_FILE in digests else [])):
-        if not (path / name).is_file() or sha256_file(path / name) != digests.get(name):
-            raise ClibdError(f"{path / name}: missing or corrupted (checksum mismatch); reinstall clibd")
+    pack = _verified(path)
+    manifest, calibration, digests = pack["manifest"], pack["calibration"], pack["sha256"]
     with gzip.open(path / f"{RECORDS_FILE}.gz", "rt", encoding="utf-8") as handle:
         ids, labels = read_records(handle, path / f"{RECORDS_FILE}.gz", manifest["ranks"])
     index = _rebuild(np.load(path / "vectors.npy", allow_pickle=False),
@@ -122,9 +114,8 @@ def resketch_pack(path: str | Path, sketch: Sketch) -> None:
     records and calibration as they are: how the bundled pack got its translation sketch
     (``benchmarks/add_protein_sketch.py``) without refitting what the model's vectors decide."""
     path = Path(path)
-    index = unpack_index(path)  # verifies the pack first
-    pack = json.loads((path / PACK_FILE).read_text())
-    turned = (index.manifest.get("sketch") or {}).get("turned", 0)
+    pack = _verified(path)
+    turned = (pack["manifest"].get("sketch") or {}).get("turned", 0)
     with atomic_path(path, directory=True) as tmp:
         for name in _FILES:
             shutil.copy2(path / name, tmp / name)
@@ -132,6 +123,21 @@ def resketch_pack(path: str | Path, sketch: Sketch) -> None:
         pack["manifest"]["sketch"] = sketch.to_manifest(turned)
         pack["sha256"] = {name: sha256_file(tmp / name) for name in files}
         (tmp / PACK_FILE).write_text(json.dumps(pack, indent=1) + "\n")
+
+
+def _verified(path: Path) -> dict:
+    """The pack's ``pack.json``, every file it lists checked against its checksum first."""
+    try:
+        pack = json.loads((path / PACK_FILE).read_text())
+        if pack["format"] != PACK_FORMAT:
+            raise ValueError(f"format {pack['format']!r}, expected {PACK_FORMAT}")
+        manifest, digests, _ = pack["manifest"], pack["sha256"], pack["calibration"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClibdError(f"{path / PACK_FILE}: not a readable reference pack ({exc})") from None
+    for name in (*_FILES, *(sketch_files(manifest) if SKETCH_FILE in digests else [])):
+        if not (path / name).is_file() or sha256_file(path / name) != digests.get(name):
+            raise ClibdError(f"{path / name}: missing or corrupted (checksum mismatch); reinstall clibd")
+    return pack
 
 
 def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -99,6 +99,13 @@ def below(value: float, floor: float) -> str:
     return f"{value:.{digits}f} < {floor:.{digits}f}"
 
 
+def rounded(floors: float | list[float] | None) -> float | list[float] | None:
+    """Floors as a manifest keeps them: six decimals."""
+    if isinstance(floors, list):
+        return [round(float(f), 6) for f in floors]
+    return None if floors is None else round(float(floors), 6)
+
+
 def by_length(bases: Sequence[int], short: list[float] | None, whole: float) -> np.ndarray:
     """The floor of barcodes of so many ``bases``: between the ``short`` floors (of
     ``PARTIAL_LENGTHS``; None: ``whole`` throughout) and the ``whole``-barcode floor."""

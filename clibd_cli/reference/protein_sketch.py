@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_cli.embedding.translation import peptide_profile
-from clibd_cli.reference.centroids import below, by_length, fit_clusters, held_out_similarity, length_floors
+from clibd_cli.reference.centroids import below, by_length, fit_clusters, held_out_similarity, length_floors, rounded
 
 PROTEIN_FILE = "protein_sketch.npy"
 CENTROIDS = 256
@@ -61,8 +61,7 @@ class ProteinSketch:
         return by_length(bases, self.short_floors, self.floor)
 
     def to_manifest(self) -> dict:
-        return {"file": PROTEIN_FILE, "floor": round(float(self.floor), 6),
-                "short_floors": None if self.short_floors is None else [round(float(f), 6) for f in self.short_floors]}
+        return {"file": PROTEIN_FILE, "floor": rounded(self.floor), "short_floors": rounded(self.short_floors)}
 
     @classmethod
     def from_manifest(cls, centroids: np.ndarray, entry: dict) -> ProteinSketch:

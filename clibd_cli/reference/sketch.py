@@ -62,7 +62,7 @@ from clibd_cli.embedding.kmer import composition_profile, kmer_profile, reverse_
 from clibd_cli.embedding.translation import frame_stops
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
 from clibd_cli.reference.centroids import (PARTIAL_LENGTHS, WHOLE_FROM, below, by_length, fit_clusters,
-                                          held_out_similarity, length_floors)
+                                          held_out_similarity, length_floors, rounded)
 from clibd_cli.reference.protein_sketch import (PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch, fit_protein_sketch,
                                                unlike_protein_note)
 from models.errors import ClibdError, counted
@@ -183,10 +183,10 @@ class Sketch:
         return "; ".join(parts)
 
     def to_manifest(self, turned: int) -> dict:
-        entry = {"file": SKETCH_FILE, "k": self.k, "floor": _rounded(self.floor),
-                 "short_floors": _rounded(self.short_floors), "turned": turned}
+        entry = {"file": SKETCH_FILE, "k": self.k, "floor": rounded(self.floor),
+                 "short_floors": rounded(self.short_floors), "turned": turned}
         if self.stop_floor is not None:
-            entry.update(stop_floor=_rounded(self.stop_floor), short_stop_floors=_rounded(self.short_stop_floors))
+            entry.update(stop_floor=rounded(self.stop_floor), short_stop_floors=rounded(self.short_stop_floors))
         if self.protein is not None:
             entry["protein"] = self.protein.to_manifest()
         return entry
@@ -199,13 +199,6 @@ def _shuffled(barcode: str, copy: int) -> str:
     letters = barcode.encode("ascii", "replace")
     rng = np.random.default_rng(zlib.crc32(letters) + (copy << 32))
     return rng.permutation(np.frombuffer(letters, dtype=np.uint8)).tobytes().decode("ascii")
-
-
-def _rounded(floors: float | list[float] | None) -> float | list[float] | None:
-    """Floors as the manifest keeps them: six decimals."""
-    if isinstance(floors, list):
-        return [round(float(f), 6) for f in floors]
-    return None if floors is None else round(float(floors), 6)
 
 
 def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTROIDS) -> tuple[Sketch, np.ndarray]:
