@@ -13,7 +13,7 @@ Each tool reads FASTA files written to a temporary folder (README, *Evaluating a
   strand as ``vsearch-global``; ``--max-seqs 300`` candidates per query, its default: with 50, 13
   of 300 BOLD queries got a worse top hit), hits ranked by bit score, against the keys' database
   and k-mer index made once (``createdb``, ``createindex``) for every part: searched from the
-  FASTA, each part rebuilt them (1,000 BOLD queries against `train`: 106 s, 55 s with the index).
+  FASTA, each part rebuilt them (benchmarks/README.md, *MMseqs2 as a baseline*).
 * ``rdp``: the RDP naive Bayesian classifier trained on the keys (``rdp.py``) — one label per
   rank with its bootstrap confidence, asserted at ≥ 0.8 like SINTAX.
 
