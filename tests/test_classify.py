@@ -318,7 +318,7 @@ def test_index_of_another_model_or_without_its_model_is_refused(barcode_refs, tm
     assert "is not available; give it with --model" in error_line(run("classify", "-i", moved, fasta))
 
 
-def test_corrupted_index_is_refused(barcode_refs, tmp_path):
+def test_corrupted_index_is_refused(barcode_refs, tiny_model, tmp_path):
     fasta = queries(tmp_path / "q.fa", originals(barcode_refs)[:1])
     for name in ("records.tsv", "index.bin", "calibration.json", "nodes.npy"):
         broken = tmp_path / name
@@ -334,6 +334,8 @@ def test_corrupted_index_is_refused(barcode_refs, tmp_path):
     message = error_line(run("classify", "-i", incomplete, fasta))
     assert message.endswith("nodes.npy: missing; rebuild with clibd index")
     assert "not a clibd index directory" in error_line(run("classify", "-i", tmp_path, fasta))
+    model = error_line(run("classify", "-i", tiny_model, fasta))  # a model where the index goes
+    assert "not a clibd index directory (no manifest.json); it holds a model: give it as --model" in model
     relabelled = tmp_path / "relabelled"
     shutil.copytree(barcode_refs.index, relabelled)
     records = relabelled / "records.tsv"

@@ -145,8 +145,10 @@ def test_bundled_default_meets_its_targets_on_the_committed_bold_sample(tmp_path
     species) through the shipped model and reference, against issue #15's targets with room for
     a sample this small (measured: 99.2 % / 0 % / 79.2 % / 100 %): a broken model, pack or
     calibration fails here (so does session 6's 7-mer default, on the genus of new species).
-    Then 313-base stretches of them (a metabarcoding amplicon's length), which read the pack's
-    partial-barcode calibration (measured: 85.1 % named, 1.9 % of new species given one)."""
+    Then 313-base stretches of them (a metabarcoding amplicon's length) and 150-base ones, which
+    read the pack's partial-barcode calibration and their species by k-mer containment in the
+    records' 5-mers (measured: 98.5 % and 79.4 % named, none of the new species given one; 85.1 %
+    and 1.9 % at 313 bases before the pack had its holdings)."""
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
     with gzip.open(SAMPLE, "rt") as handle:
         queries = [r for r in csv.DictReader(handle) if r["split"] in ("test", "test_unseen")]
@@ -168,13 +170,14 @@ def test_bundled_default_meets_its_targets_on_the_committed_bold_sample(tmp_path
     assert share(new, lambda c, r: c["species"] != "") <= 0.03
     assert share([r for r in new if r["genus"] in genera], lambda c, r: c["genus"] == r["genus"]) >= 0.70
     assert share(new, lambda c, r: c["order"] == r["order"]) >= 0.97
-    fasta.write_text("".join(f">{r['processid']}\n{stretch(r['dna_barcode'], 313, r['processid'])}\n"
-                             for r in queries))
-    result = run("classify", str(fasta))
-    assert result.exit_code == 0 and "EM on the first 370 dna<500 queries" in result.stderr
-    calls = {row["query_id"]: row for row in tsv(result.stdout)}
-    assert share(known, lambda c, r: c["species"] == r["species"]) >= 0.75
-    assert share(new, lambda c, r: c["species"] != "") <= 0.05
+    for length, named in ((313, 0.95), (150, 0.70)):
+        fasta.write_text("".join(f">{r['processid']}\n{stretch(r['dna_barcode'], length, r['processid'])}\n"
+                                 for r in queries))
+        result = run("classify", str(fasta))
+        assert result.exit_code == 0 and "EM on the first 370 dna<500 queries" in result.stderr
+        calls = {row["query_id"]: row for row in tsv(result.stdout)}
+        assert share(known, lambda c, r: c["species"] == r["species"]) >= named, length
+        assert share(new, lambda c, r: c["species"] != "") <= 0.03, length
 
 
 @pytest.mark.slow

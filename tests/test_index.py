@@ -26,8 +26,8 @@ def test_build_writes_a_complete_verified_index(barcode_refs, tiny_model):
     from models import load_model
 
     index = barcode_refs.index
-    assert sorted(p.name for p in index.iterdir()) == ["calibration.json", "index.bin", "manifest.json", "nodes.npy",
-                                                       "protein_sketch.npy", "records.tsv", "sketch.npy"]
+    assert sorted(p.name for p in index.iterdir()) == ["calibration.json", "holdings.npy", "index.bin", "manifest.json",
+                                                       "nodes.npy", "protein_sketch.npy", "records.tsv", "sketch.npy"]
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["model_fingerprint"] == load_model(tiny_model).fingerprint()
     assert manifest["model"] == str(tiny_model.resolve())
@@ -36,12 +36,18 @@ def test_build_writes_a_complete_verified_index(barcode_refs, tiny_model):
     assert manifest["hnsw"] == {"space": "ip", "M": 32, "ef_construction": 200, "ef": 128, "seed": 0}
     assert "index" in manifest["command"] and manifest["clibd_version"]
     assert set(manifest["sha256"]) == {"index.bin", "nodes.npy", "records.tsv", "calibration.json", "sketch.npy",
-                                       "protein_sketch.npy"}
+                                       "protein_sketch.npy", "holdings.npy"}
     # SINTAX headers read with underscores as spaces; records without species stay unlabelled there
     assert (index / "records.tsv").read_text() == "id\torder\tfamily\tgenus\tspecies\n" + \
         records_tsv(barcode_refs.records)
     calibration = json.loads((index / "calibration.json").read_text())
     assert list(calibration) == ["dna", "dna<500"] and calibration["dna"]["k"] == 20
+    # a learned model's partial barcodes read their species by containment in the records' 5-mers
+    assert "containment_source" not in calibration["dna"]
+    assert (calibration["dna<500"]["containment"], calibration["dna<500"]["containment_source"]) == (["species"],
+                                                                                                  "holdings")
+    holdings = np.load(index / "holdings.npy")
+    assert holdings.shape == (len(barcode_refs.records), 128) and holdings.dtype == np.uint8
 
 
 def test_info_describes_and_verifies(barcode_refs, tmp_path):
@@ -124,6 +130,7 @@ def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model,
     assert calibration["dna"]["fitted_on"]["references"] == len(records)
     full = load_index(barcode_refs.index)
     assert np.allclose(appended.vectors(), full.vectors(), atol=1e-5)
+    assert np.array_equal(appended.holdings, full.holdings)  # the appended records' 5-mers follow theirs
     again = run("index", "-m", tiny_model, second, "-o", index, "--append")
     assert "record ids must be new and unique" in error_line(again)
     assert "not an index yet" in error_line(run("index", "-m", tiny_model, second, "-o", tmp_path / "new",

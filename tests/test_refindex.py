@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from clibd_cli.reference.hnsw_index import build_index, load_index
+from clibd_cli.reference.index_info import describe_index
 from clibd_cli.reference.search import exact_search
 from models.errors import ClibdError
 
@@ -107,7 +108,7 @@ def test_save_load_round_trip_with_manifest_and_calibration(tmp_path):
     assert loaded.calibration == {"format": "test", "k": 5}
     before, after = index.search(vectors[:5], 3, exact=True), loaded.search(vectors[:5], 3, exact=True)
     assert np.array_equal(before[0], after[0])
-    assert "60 records" in loaded.info() and "genus: 60 records, 3 labels" in loaded.info()
+    assert "60 records" in describe_index(loaded) and "genus: 60 records, 3 labels" in describe_index(loaded)
 
 
 @pytest.mark.parametrize("name", ["index.bin", "records.tsv", "calibration.json"])
@@ -159,7 +160,7 @@ def test_append_grows_the_index_without_rebuilding(tmp_path):
     loaded.save(tmp_path / "ref")
     again = load_index(tmp_path / "ref")
     assert again.manifest["count"] == 64 and again.ids[-4:] == ["n0", "n1", "n2", "n3"]
-    assert "Appended 4 records" in again.info()
+    assert "Appended 4 records" in describe_index(again)
     with pytest.raises(ClibdError, match="new and unique"):
         again.append(new[:1], ["rec0"], {"genus": ["G1"]})
 

@@ -8,8 +8,10 @@ held-out queries add two: the winner's similarity against its label's barcode ga
 (``barcode_gap.py``); calibrations for partial barcodes add the query's log length (its
 unambiguous bases: the shorter the stretch, the farther its species' records lie). A rank may read
 its similarities from a part of the vectors (``rank_parts``), by cosine or, for k-mer profiles, by
-containment (``containment``: the partial barcodes of a model-free index at species;
-:func:`rank_similarities`). Vote shares alone would be
+containment (``containment``: the partial barcodes of a barcode index at species, from the
+vectors of a model-free index or, ``containment_source`` "holdings", from the 5-mers each record
+of a learned model's index holds, ``clibd_cli/reference/holdings.py``; :func:`rank_similarities`).
+Vote shares alone would be
 overconfident: ten neighbours of one species at 0.85 similarity vote 100% for it although the
 query is most likely of a species missing from the reference. So the features are mapped to the
 probability that the label is right by a per-rank logistic regression refined by isotonic
@@ -44,11 +46,13 @@ from clibd_cli.classification.barcode_gap import GAP_FEATURES, RankGaps
 from clibd_cli.classification.batch_prior import ScenarioModel, adjust, estimate_shares
 from clibd_cli.classification.probability_map import apply_map, check_map
 from clibd_cli.defaults import CALIBRATION
+from clibd_cli.reference.holdings import unpacked
 from models.errors import ClibdError
 
 FEATURES = ("log_distance", "margin", "vote_share")
 LENGTH_FEATURE = "log_bases"  # of partial-barcode calibrations: a stretch lies farther, the shorter it is
 FORMAT = "clibd-calibration/2"
+SOURCES = ("vectors", "holdings")  # where ranks read by k-mer containment read it
 _NORM_ROWS = 65_536  # reference rows whose part norms rank_similarities computes at once
 
 
@@ -73,6 +77,7 @@ class Calibration:
     by_length: bool = False  # the maps also read the query's log unambiguous bases (partial barcodes)
     rank_parts: dict[str, list[int]] = field(default_factory=dict)  # rank -> [start, stop) of the vectors
     containment: list[str] = field(default_factory=list)  # ranks of rank_parts read by k-mer containment
+    containment_source: str = "vectors"  # read from the vectors' part, or the index's "holdings"
 
     @property
     def held_out(self) -> bool:
@@ -111,14 +116,18 @@ class Calibration:
         return {rank: RankGaps.from_json(data) for rank, data in (self.gaps or {}).items()}
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "features": self.feature_names, **self.__dict__}
+        data = {"format": FORMAT, "features": self.feature_names, **self.__dict__}
+        if self.containment_source == "vectors":  # as every calibration read before holdings
+            del data["containment_source"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
         features = feature_names(bool(data.get("gaps")), data.get("by_length", False))
         contained, parts = data.get("containment", []), data.get("rank_parts", {})
         if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
-                or not isinstance(contained, list) or not all(rank in parts for rank in contained)):
+                or not isinstance(contained, list) or not all(rank in parts for rank in contained)
+                or data.get("containment_source", "vectors") not in SOURCES):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time
@@ -177,13 +186,18 @@ class Calibration:
 def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vectors: np.ndarray,
                       rows: np.ndarray, chunk: int = 1024,
                       lengths: dict[tuple[int, int], np.ndarray] | None = None,
-                      containment: Collection[str] = ()) -> dict[str, np.ndarray]:
+                      containment: Collection[str] = (),
+                      holdings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """``{rank: [Q, K]}`` cosine over the part of the vectors each rank of ``rank_parts`` reads
     (``Calibration.rank_parts``; e.g. the nucleotide profile of ``--model kmer-aa`` at species)
     between ``queries`` ``[Q, D]`` and their neighbours ``vectors[rows]`` (``rows`` ``[Q, K]``),
     or for the ranks in ``containment`` the k-mer containment over that part (:func:`_containment`);
     computed once per distinct part and measure. ``lengths``: a dict the caller keeps for calls on
-    the same ``vectors``, where each part's norms are computed once."""
+    the same ``vectors``, where each part's norms are computed once. ``holdings``: where the
+    vectors are not k-mer profiles (``containment_source`` "holdings"), containment is read from
+    ``(the queries' square-root 5-mer profiles [Q, 4**5] or packed holdings [Q, 128] of records
+    read as queries, the index's holdings [N, 128], the neighbours' record rows [Q, K])``
+    (``clibd_cli/reference/holdings.py``)."""
     by_part: dict[tuple[int, int, bool], np.ndarray] = {}
     lengths = {} if lengths is None else lengths
     for start, stop, contained in {(*part, rank in containment) for rank, part in rank_parts.items()}:
@@ -192,8 +206,13 @@ def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vec
         if contained:
             step = max(1, chunk // 4)  # [step, K, part] neighbour profiles at once
             for at in range(0, len(rows), step):
-                near = part[rows[at: at + step]]
-                sims[at: at + step] = _containment(queries[at: at + step, start:stop], near)
+                if holdings is None:
+                    sims[at: at + step] = _containment(queries[at: at + step, start:stop], part[rows[at: at + step]])
+                    continue
+                profiles, held, records = holdings
+                mine = profiles[at: at + step]
+                mine = unpacked(mine) if mine.shape[1] == held.shape[1] else mine
+                sims[at: at + step] = _containment(mine, unpacked(held[records[at: at + step]]))
             continue
         if (start, stop) not in lengths:  # in blocks: no temporary the size of the part (GBs at 1M references)
             lengths[start, stop] = np.concatenate([np.linalg.norm(part[i: i + _NORM_ROWS], axis=1)

@@ -31,12 +31,13 @@ from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
-from clibd_cli.embedding.kmer import is_model_free
+from clibd_cli.embedding.kmer import is_model_free, kmer_profile
 from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.io.sequences import unambiguous_bases
 from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.holdings import K as HOLDINGS_K
 from clibd_cli.reference.search import exact_search
 from clibd_cli.reference.sketch import NEAR_IDENTICAL, orient_queries
 from models.errors import ClibdError, ModelNotFound, counted
@@ -243,11 +244,14 @@ class Classifier:
         else:  # exact search among the records of the chosen taxa
             found, sims = exact_search(self._within_vectors, part_only(vectors, part), k)
             rows = self.within[found]
-        by_rank = None
+        by_rank = held = None
+        if calibration.containment_source == "holdings":  # partial barcodes' 5-mers in the records' (oriented)
+            held = (kmer_profile([r.query.barcode for r in results], HOLDINGS_K), self.index.holdings, rows)
         if calibration.rank_parts:
             view, element = self.index.vector_view()  # mapped: at 1M references a copy would be GBs
             by_rank = rank_similarities(calibration.rank_parts, vectors, view, element[self.index.nodes[rows]],
-                                        lengths=self._part_lengths, containment=calibration.containment)
+                                        lengths=self._part_lengths, containment=calibration.containment,
+                                        holdings=held)
         if part is not None:  # searched with a part: its cosine is the similarity, best first
             sims = by_rank[self.reference.ranks[0]]
             order = np.argsort(-sims, axis=1, kind="stable")
@@ -294,6 +298,8 @@ def _checked_calibrations(index) -> dict:
         found = calibrations(index.calibration)
         for calibration in found.values():
             calibration.check()
+            if calibration.containment_source == "holdings" and index.holdings is None:
+                raise ValueError("it reads the records' 5-mers (holdings.npy), which the index lacks")
         return found
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ClibdError(f"{index.path}/calibration.json: not a calibration clibd wrote ({type(exc).__name__}: "

@@ -41,7 +41,7 @@ def fit_calibration(
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
     taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
-    containment: Sequence[str] = (),
+    containment: Sequence[str] = (), containment_source: str = "vectors", query_profiles: np.ndarray | None = None,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -65,13 +65,20 @@ def fit_calibration(
     (``calibration.rank_similarities``; the ranks in ``containment`` by k-mer containment). With
     ``sisters`` N the unseen-species pseudo-queries also leave out the species of their nearest
     remaining record, N times over (harder: a new species whose closest relatives are missing from
-    the reference too).
+    the reference too). With ``containment_source`` "holdings" containment is read from the
+    index's holdings and ``query_profiles`` (the query vectors' barcodes' square-root 5-mer
+    profiles; records queried as themselves read their own holdings).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
     if query_bases is not None and query_vectors is None:
         raise ValueError("query_bases are the bases of query_vectors: give both")
     if set(containment) - set(rank_parts):
         raise ValueError("a rank read by k-mer containment needs a part of the vectors (rank_parts)")
+    holdings = None
+    if containment_source == "holdings":
+        if index.holdings is None or (query_vectors is not None and query_profiles is None):
+            raise ValueError("containment read from holdings needs the index's and the queries' 5-mers")
+        holdings = (query_profiles, index.holdings)
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     nodes = Nodes(index.node_vectors(), index.nodes)  # not a per-record copy: 1 GB at 1M references
     n = len(nodes.of_record)
@@ -105,7 +112,7 @@ def fit_calibration(
         unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
-    read = (rank_parts, containment)
+    read = (rank_parts, containment, holdings)
     found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read)
              + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters))
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
@@ -116,7 +123,7 @@ def fit_calibration(
     by_rank = [found_[3] for _, found_, *_ in kept]
     gaps = None
     if barcode_gaps and len(nodes.of_record) > 1:
-        gaps = reference_gaps(index, reference, rank_parts, containment)
+        gaps = reference_gaps(index, reference, rank_parts, containment, containment_source)
     lengths = None if query_bases is None else [bases[queries] for _, (queries, *_), *_ in kept]
     fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths, rank_sims=by_rank)
     return Calibration(
@@ -125,18 +132,20 @@ def fit_calibration(
          **({"sisters": sisters} if sisters else {}),
          **({"species_weight": species_weight} if species_weight != 1.0 else {})},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
-        lengths is not None, rank_parts, containment,
+        lengths is not None, rank_parts, containment, containment_source,
     )
 
 
 def reference_gaps(index, reference: ReferenceTaxonomy, rank_parts: dict[str, list[int]] | None = None,
-                   containment: Sequence[str] = ()) -> dict[str, RankGaps]:
-    """The barcode gaps of ``index``'s labels (``barcode_gap.fit_gaps``), read as ``rank_parts`` and
-    ``containment`` read each rank, from each record's ``NEIGHBOURS`` nearest records."""
+                   containment: Sequence[str] = (), containment_source: str = "vectors") -> dict[str, RankGaps]:
+    """The barcode gaps of ``index``'s labels (``barcode_gap.fit_gaps``), read as ``rank_parts``,
+    ``containment`` and ``containment_source`` read each rank, from each record's ``NEIGHBOURS``
+    nearest records."""
     vectors = index.vectors()
     near, sims = index.search(vectors, min(NEIGHBOURS + 1, len(vectors)))
+    held = (index.holdings, index.holdings, near) if containment_source == "holdings" else None
     return fit_gaps(reference, near, sims, rank_similarities(rank_parts, vectors, vectors, near,
-                                                             containment=containment))
+                                                             containment=containment, holdings=held))
 
 
 ABSENT = np.iinfo(np.int64).max  # truth code of a label the reference lacks: never a winner
@@ -146,6 +155,7 @@ def fit_calibration_held_out(
     index, query_vectors: np.ndarray, query_labels: Mapping[str, Sequence[str | None]],
     decisions: Calibration, *, prior_unseen: float | None = None,
     taus: Sequence[float] = CALIBRATION.taus, query_bases: np.ndarray | None = None,
+    query_profiles: np.ndarray | None = None,
 ) -> Calibration:
     """Refit the confidences of ``decisions`` on labelled held-out queries searched in ``index``.
 
@@ -155,7 +165,8 @@ def fit_calibration_held_out(
     is not in the reference is *unseen* (its answer at that rank is wrong by definition), the
     others *seen*; both kinds are needed, and get one map each (scenarios ``seen``, ``unseen``).
     ``prior_unseen`` fixes the share of unseen queries (None: estimated per run). Search is exact.
-    ``query_bases`` (each query's unambiguous bases) are needed if ``decisions`` is ``by_length``.
+    ``query_bases`` (each query's unambiguous bases) are needed if ``decisions`` is ``by_length``,
+    ``query_profiles`` (their barcodes' square-root 5-mer profiles) if it reads the index's holdings.
     """
     from clibd_cli.reference.search import exact_search
 
@@ -179,8 +190,13 @@ def fit_calibration_held_out(
     k = decisions.k
     rows, sims = exact_search(vectors, part_only(queries[labelled], search_part(decisions.rank_parts,
                                                                                 reference.ranks)), k)
+    held = None
+    if decisions.containment_source == "holdings":
+        if query_profiles is None or index.holdings is None:
+            raise ValueError("a calibration reading holdings needs the index's and the held-out queries' 5-mers")
+        held = (np.asarray(query_profiles)[labelled], index.holdings, rows)
     by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows,
-                                containment=decisions.containment)
+                                containment=decisions.containment, holdings=held)
     mix = float(unseen.mean())
     groups = (~unseen, unseen)
     scenarios = [({r: t[group] for r, t in truth.items()}, rows[group], sims[group], share, None)
@@ -200,7 +216,7 @@ def fit_calibration_held_out(
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
          "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
         list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length, decisions.rank_parts,
-        decisions.containment,
+        decisions.containment, decisions.containment_source,
     )
 
 
@@ -217,13 +233,14 @@ class Nodes:
 
 def _pseudo_queries(
     source: tuple[np.ndarray, np.ndarray] | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
-    k: int, plans: list[tuple[str | None, str | None]], read: tuple[dict[str, list[int]], Sequence[str]],
-    sisters: int = 0,
+    k: int, plans: list[tuple[str | None, str | None]],
+    read: tuple[dict[str, list[int]], Sequence[str], tuple[np.ndarray | None, np.ndarray] | None], sisters: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """Exact neighbours ``(queries, rows, sims, {rank: sims})`` of sampled records, one per plan
     (the last: the similarities of the ranks that read a part of the vectors, ``read`` = (rank ->
-    part, the ranks read by k-mer containment), ``calibration.rank_similarities``; searched with
-    that part alone when every rank reads the same one, ``calibration.search_part``).
+    part, the ranks read by k-mer containment, None or the queries' 5-mer profiles and the index's
+    holdings they read it from), ``calibration.rank_similarities``; searched with that part alone
+    when every rank reads the same one, ``calibration.search_part``).
 
     Record ``q`` queries as ``vectors[position[q]]`` for ``source = (vectors, position)`` (its
     own vector if ``source`` is None) against every reference record.
@@ -239,7 +256,7 @@ def _pseudo_queries(
     from clibd_cli.reference.search import top_k
 
     sample = np.sort(sample)
-    rank_parts, containment = read
+    rank_parts, containment, holdings = read
     part = search_part(rank_parts, reference.ranks)  # searched with that part alone (partial barcodes)
     lengths: dict = {}  # the references' part norms, for every chunk
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
@@ -267,8 +284,12 @@ def _pseudo_queries(
                     excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
                     keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
             near, sims = top_k(np.where(excluded, -np.inf, scores), k)
+            held = None
+            if holdings is not None:  # the queries' own holdings where they are the records themselves
+                profiles = holdings[1][queries] if source is None else holdings[0][source[1][queries]]
+                held = (profiles[keep], holdings[1], near[keep])
             by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]],
-                                        lengths=lengths, containment=containment)
+                                        lengths=lengths, containment=containment, holdings=held)
             out.append((queries[keep], near[keep], sims[keep], by_rank))
     return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
              {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]

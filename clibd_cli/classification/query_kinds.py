@@ -39,10 +39,12 @@ from clibd_cli.classification.fitting import fit_calibration, fit_calibration_he
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched
+from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import find_images, load_image, load_photos, photos_by_id
 from clibd_cli.io.sequences import MIN_BASES, random_stretch, unambiguous_bases
+from clibd_cli.reference.holdings import K as HOLDINGS_K
 from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
@@ -102,6 +104,12 @@ class PartialQueries:
     vectors: np.ndarray  # their stretches embedded
     bases: np.ndarray  # the stretches' unambiguous bases
     held_out: tuple[np.ndarray, np.ndarray] | None  # stretches of the held-out queries: vectors, bases
+    stretches: list[str] | None = None  # the stretches (containment read from holdings needs their 5-mers)
+    held_stretches: list[str] | None = None
+
+    def profiles(self, held_out: bool = False) -> np.ndarray:
+        """The square-root 5-mer profiles of the stretches (or of the held-out queries')."""
+        return kmer_profile(self.held_stretches if held_out else self.stretches, HOLDINGS_K)
 
 
 def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_out: Sequence[str] | None,
@@ -109,12 +117,12 @@ def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_ou
     """The reference rows and stretches of ``plan`` (:func:`short_pseudo_queries`) embedded, and
     stretches of the ``held_out`` queries' barcodes (if given)."""
     rows, stretches = plan
-    held = None
+    held = cut = None
     if held_out is not None:
         cut = partial_barcodes(held_out, seed)
         held = (embedder.barcodes(cut), np.array([unambiguous_bases(b) for b in cut]))
     return PartialQueries(np.asarray(rows, dtype=np.int64), embedder.barcodes(list(stretches)),
-                          np.array([unambiguous_bases(b) for b in stretches]), held)
+                          np.array([unambiguous_bases(b) for b in stretches]), held, list(stretches), cut)
 
 
 def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
@@ -146,11 +154,10 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     kmer-aa``; ``fit_calibration``)."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
-            harder: int = 0, weight: float = 1.0, contained: Sequence[str] = ()) -> dict:
+            harder: int = 0, weight: float = 1.0) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
                                prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
-                               rank_parts=parts, sisters=harder, species_weight=weight,
-                               containment=contained).to_json()
+                               rank_parts=parts, sisters=harder, species_weight=weight).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters,
@@ -165,10 +172,9 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.warning("the index was calibrated on held-out queries; now on its own records (give "
                     "--calibrate-on again to keep the held-out calibration)")
     if short is not None:
-        partial = {rank: partial_part for rank in index.ranks} if partial_part else {}
-        partial.update({rank: partial.get(rank, [0, index.manifest["dim"]]) for rank in partial_containment})
-        calibration[SHORT_KIND] = fit(short.vectors, held_out is not None, short.rows, short.bases, partial,
-                                      contained=partial_containment)
+        calibration[SHORT_KIND] = partial_calibration(index, short, held_out and held_out[1], k=k,
+                                                      prior_unseen=prior_unseen, seed=seed, partial_part=partial_part,
+                                                      partial_containment=partial_containment)
     if pseudo_reads is not None and len(pseudo_reads[0]) < FEW_READS:
         log.info("%s copied as reads with a frame break, fewer than the %d needed: no dna~ calibration",
                  counted(len(pseudo_reads[0]), "reference record"), FEW_READS)
@@ -176,12 +182,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         calibration[READ_KIND] = fit(pseudo_reads[1], held_out is not None, pseudo_reads[0], parts=rank_parts,
                                      harder=sisters, weight=species_weight)
     if held_out is not None:
-        refits = {modality: (held_out[0], None)}
-        if short is not None and short.held_out is not None:
-            refits[SHORT_KIND] = short.held_out
-        for kind, (queries, bases) in refits.items():
-            calibration[kind] = fit_calibration_held_out(index, queries, held_out[1], Calibration.from_json(
-                calibration[kind]), prior_unseen=prior_unseen, query_bases=bases).to_json()
+        calibration[modality] = fit_calibration_held_out(index, held_out[0], held_out[1], Calibration.from_json(
+            calibration[modality]), prior_unseen=prior_unseen).to_json()
     if held_reads is not None:
         _fit_reads(calibration, index, held_reads, prior_unseen)
     photos = _photo_vectors(index, embedder, images, first, seed) if images else None
@@ -196,6 +198,33 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.warning("the %s calibration is kept from before (%s)", kind, f"append {FEW_SHORT} records or more "
                     "at once to refit it" if kind in (SHORT_KIND, READ_KIND) else "give --images to refit it")
     return {**calibration, **kept}
+
+
+def partial_calibration(index, short: PartialQueries, held_out_labels: dict | None, *, k: int,
+                        prior_unseen: float | None, seed: int, partial_part: list[int] | None = None,
+                        partial_containment: Sequence[str] = ()) -> dict:
+    """The ``dna<500`` calibration (JSON-able) of ``index`` fitted on ``short``'s stretches of its
+    records, then refitted on the held-out queries' stretches (``short.held_out``, labelled by
+    ``held_out_labels``) if given, reading their barcode gaps. Partial barcodes answer every rank
+    from ``partial_part`` (None: the whole vector) and the ranks in ``partial_containment`` by
+    k-mer containment: of ``partial_part``'s k-mer profiles, or, where the index keeps its
+    records' 5-mers (a learned model's, ``reference/holdings.py``), the finest rank from those."""
+    source = "vectors"
+    if index.holdings is not None:
+        partial_containment, source = [index.ranks[-1]], "holdings"
+    parts = {rank: partial_part for rank in index.ranks} if partial_part else {}
+    parts.update({rank: parts.get(rank, [0, index.manifest["dim"]]) for rank in partial_containment})
+    held = held_out_labels is not None and short.held_out is not None
+    profiles = source == "holdings"
+    fitted = fit_calibration(index, query_vectors=short.vectors, query_rows=short.rows, query_bases=short.bases,
+                             k=k, prior_unseen=prior_unseen, seed=seed, barcode_gaps=held_out_labels is not None,
+                             rank_parts=parts, containment=partial_containment, containment_source=source,
+                             query_profiles=short.profiles() if profiles else None)
+    if held:
+        fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
+                                          prior_unseen=prior_unseen, query_bases=short.held_out[1],
+                                          query_profiles=short.profiles(held_out=True) if profiles else None)
+    return fitted.to_json()
 
 
 def _fit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray, dict],
@@ -230,7 +259,7 @@ def _regapped(index, data: dict | None) -> dict | None:
         return data
     kept = Calibration.from_json(data)
     gaps = reference_gaps(index, ReferenceTaxonomy.from_labels(index.ids, index.labels), kept.rank_parts,
-                          kept.containment)
+                          kept.containment, kept.containment_source)
     return {**data, "gaps": {rank: gap.to_json() for rank, gap in gaps.items()}}
 
 

@@ -150,7 +150,9 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
         device=settings.torch_device(), precision=settings.precision, seed=settings.seed,
         threads=settings.threads or 1, progress=settings.progress(), command=settings.command_line))
     if target is not None:
-        click.echo(target.info())
+        from clibd_cli.reference.index_info import describe_index
+
+        click.echo(describe_index(target))
 
 
 @index.command("info")
@@ -159,5 +161,6 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
 def info(directory: str, no_verify: bool) -> None:
     """Describe an index directory (records, model, HNSW parameters, checksums)."""
     from clibd_cli.reference.hnsw_index import load_index
+    from clibd_cli.reference.index_info import describe_index
 
-    click.echo(load_index(directory, verify=not no_verify).info())
+    click.echo(describe_index(load_index(directory, verify=not no_verify)))

@@ -4,7 +4,8 @@ In order: read the references (``reference/sources.py``) and any held-out querie
 barcodes stored reverse-complemented and fit the k-mer sketch (``reference/sketch.py``); embed the
 records in resumable shards, every process its share (``embedding/shards.py``), process 0 cutting
 the partial-barcode pseudo-queries while the barcodes are at hand; then, in process 0 only, build
-the HNSW graph or append to the existing index (``reference/hnsw_index.py``), fit the confidence
+the HNSW graph or append to the existing index (``reference/hnsw_index.py``; with a learned DNA
+model, the 5-mers each record holds, ``reference/holdings.py``), fit the confidence
 calibration (``classification/query_kinds.py``), warn about records whose label looks wrong
 (``reference/label_check.py``), save, and drop the shards.
 """
@@ -66,8 +67,10 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                                                       short_queries)
     from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries, read_rates
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
+    from clibd_cli.embedding.kmer import is_model_free
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
+    from clibd_cli.reference.holdings import kmer_holdings
     from clibd_cli.reference.label_check import suspect_labels, suspects_warning
     from clibd_cli.reference.sketch import STOPS, no_protein, orient_references
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references
@@ -107,7 +110,10 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         log.info("embedding %s (%s)", counted(len(refs), "reference record"), modality)
         embedded = embed_references(embedder, refs, shards_folder(output), world, run.progress)
         first = len(existing) if existing is not None else 0
-        partial = reads = None  # partial-barcode and read pseudo-queries: made while the barcodes are here
+        partial = reads = holdings = None  # pseudo-queries and 5-mers: made while the barcodes are here
+        if modality == "dna" and world.is_main and not is_model_free(model) and (
+                existing is None or existing.holdings is not None):
+            holdings = kmer_holdings([refs.items[i] for i in embedded[1]])
         if modality == "dna" and world.is_main and (existing is None or len(embedded[1]) >= FEW_SHORT):
             barcodes, rows = [refs.items[i] for i in embedded[1]], range(first, first + len(embedded[1]))
             partial = short_pseudo_queries(barcodes, rows, run.seed)
@@ -125,12 +131,13 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     ids = [refs.ids[i] for i in keep]
     labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}
     if existing is not None:
-        existing.append(vectors, ids, labels, command=run.command)
+        existing.append(vectors, ids, labels, command=run.command, holdings=holdings)
         target = existing
     else:
         target = build_index(vectors, ids, labels, model_fingerprint=model.fingerprint(), modality=modality,
                              M=plan.hnsw_m, ef_construction=plan.ef_construction, ef=plan.ef, seed=run.seed,
                              threads=run.threads, command=run.command)
+        target.holdings = holdings
     del vectors  # the graph holds its own copy; a million k-mer profiles are 4 GB
     target.manifest["model"] = model_reference(plan.model_dir)
     above = {**refs.lineages_above_order(), **(existing.manifest.get("above_order", {}) if existing else {})}

@@ -11,6 +11,7 @@ Layout of a pack directory::
     records.tsv.gz   the index's records.tsv, gzipped
     sketch.npy       the index's k-mer sketch, if it has one (clibd_cli/reference/sketch.py)
     protein_sketch.npy  its translation sketch, if it has one (clibd_cli/reference/protein_sketch.py)
+    holdings.npy     the 5-mers each record holds, if the index keeps them (clibd_cli/reference/holdings.py)
 
 Unpacking rebuilds the graph from the dequantised vectors with the pack's seed on one thread,
 so every unpacked copy is the same index. Packing refits the calibration on exactly that
@@ -23,14 +24,16 @@ import gzip
 import io
 import json
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration, search_part
-from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate
+from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate, partial_calibration
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
+from clibd_cli.reference.holdings import HOLDINGS_FILE, load_holdings
 from clibd_cli.reference.records import read_records, write_records
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
 from models.errors import ClibdError
@@ -58,6 +61,7 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
         raise ClibdError(f"{index.path}: the index has no {modality} calibration to pack")
     vectors, scales = quantize(index.node_vectors())
     packed = _rebuild(vectors, scales, index.nodes, index.ids, index.labels, index.manifest, progress=False)
+    packed.holdings = index.holdings
     fitted = Calibration.from_json(index.calibration[modality])
     if fitted.held_out and held_out is None:
         raise ClibdError(f"{index.path}: the index is calibrated on held-out queries; pass them to refit "
@@ -84,6 +88,7 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
         files = list(_FILES)
         if index.sketch is not None:
             files += save_sketch(index.sketch, tmp)
+        files += _save_holdings(index.holdings, tmp)
         packed.sketch = index.sketch
         manifest = {k: v for k, v in index.manifest.items() if k != "sha256"}
         pack = {"format": PACK_FORMAT, "manifest": manifest, "calibration": packed.calibration,
@@ -106,6 +111,8 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
     index.calibration = calibration
     if SKETCH_FILE in digests:
         index.sketch = load_sketch(path, manifest, "reinstall clibd")
+    if HOLDINGS_FILE in digests:
+        index.holdings = np.array(load_holdings(path / HOLDINGS_FILE, len(ids), "reinstall clibd"))
     return index
 
 
@@ -116,13 +123,53 @@ def resketch_pack(path: str | Path, sketch: Sketch) -> None:
     path = Path(path)
     pack = _verified(path)
     turned = (pack["manifest"].get("sketch") or {}).get("turned", 0)
+    pack["manifest"]["sketch"] = sketch.to_manifest(turned)
+    _rewrite(path, pack, lambda tmp: [*save_sketch(sketch, tmp), *_copied(path, tmp, [HOLDINGS_FILE])])
+
+
+def add_holdings(path: str | Path, holdings: np.ndarray, short: PartialQueries,
+                 held_out_labels: dict | None) -> None:
+    """Give the pack at ``path`` its records' 5-mers (``reference/holdings.py``) and the partial-barcode
+    calibration that reads them, refitted on ``short`` (``query_kinds.partial_calibration``, the
+    held-out stretches labelled by ``held_out_labels``), with the neighbours, seed and fixed share
+    of the one it replaces; its vectors, records, sketches and other calibrations as they are
+    (``benchmarks/add_holdings.py``)."""
+    path = Path(path)
+    pack = _verified(path)
+    if SHORT_KIND not in pack["calibration"]:
+        raise ClibdError(f"{path / PACK_FILE}: no {SHORT_KIND} calibration to refit with the holdings")
+    before = Calibration.from_json(pack["calibration"][SHORT_KIND])
+    index = unpack_index(path)
+    index.holdings = holdings
+    pack["calibration"][SHORT_KIND] = partial_calibration(
+        index, short, held_out_labels, k=before.k, prior_unseen=before.prior_unseen,
+        seed=before.fitted_on.get("seed", 0))
+    _rewrite(path, pack, lambda tmp: [*_copied(path, tmp, sketch_files(pack["manifest"])),
+                                      *_save_holdings(holdings, tmp)])
+
+
+def _rewrite(path: Path, pack: dict, write: Callable[[Path], list[str]]) -> None:
+    """Write ``pack`` (its ``pack.json``) at ``path`` again: the vectors and records copied, then
+    the files ``write`` puts in the new folder, every file checksummed."""
     with atomic_path(path, directory=True) as tmp:
-        for name in _FILES:
-            shutil.copy2(path / name, tmp / name)
-        files = [*_FILES, *save_sketch(sketch, tmp)]
-        pack["manifest"]["sketch"] = sketch.to_manifest(turned)
+        files = [*_copied(path, tmp, _FILES), *write(tmp)]
         pack["sha256"] = {name: sha256_file(tmp / name) for name in files}
         (tmp / PACK_FILE).write_text(json.dumps(pack, indent=1) + "\n")
+
+
+def _copied(path: Path, tmp: Path, names: Sequence[str]) -> list[str]:
+    """The files among ``names`` that the pack at ``path`` has, copied into ``tmp``."""
+    kept = [name for name in names if (path / name).is_file()]
+    for name in kept:
+        shutil.copy2(path / name, tmp / name)
+    return kept
+
+
+def _save_holdings(holdings: np.ndarray | None, folder: Path) -> list[str]:
+    if holdings is None:
+        return []
+    np.save(folder / HOLDINGS_FILE, np.ascontiguousarray(holdings), allow_pickle=False)
+    return [HOLDINGS_FILE]
 
 
 def _verified(path: Path) -> dict:
@@ -134,7 +181,8 @@ def _verified(path: Path) -> dict:
         manifest, digests, _ = pack["manifest"], pack["sha256"], pack["calibration"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ClibdError(f"{path / PACK_FILE}: not a readable reference pack ({exc})") from None
-    for name in (*_FILES, *(sketch_files(manifest) if SKETCH_FILE in digests else [])):
+    extra = [*(sketch_files(manifest) if SKETCH_FILE in digests else []), *([HOLDINGS_FILE] if HOLDINGS_FILE in digests else [])]
+    for name in (*_FILES, *extra):
         if not (path / name).is_file() or sha256_file(path / name) != digests.get(name):
             raise ClibdError(f"{path / name}: missing or corrupted (checksum mismatch); reinstall clibd")
     return pack

@@ -14,6 +14,8 @@ Layout (this module owns it; README "Reference indexes and classification")::
                       queries (clibd_cli/reference/sketch.py; its parameters in the manifest's "sketch")
     protein_sketch.npy  barcode indexes of a marker that reads as protein: the translation sketch
                       (clibd_cli/reference/protein_sketch.py; its floors under "sketch" "protein")
+    holdings.npy      barcode indexes of a learned model: the 5-mers each record holds, which
+                      partial barcodes' species are read from (clibd_cli/reference/holdings.py)
 
 The directory is written atomically (temporary sibling directory, then rename) and verified
 against the manifest checksums on load. Records with identical vectors share one graph node.
@@ -34,9 +36,9 @@ from tqdm import tqdm
 
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
-from clibd_cli.io.lineages import ranks_named_above
 from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
+from clibd_cli.reference.holdings import HOLDINGS_FILE, load_holdings
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
@@ -66,6 +68,7 @@ class ReferenceIndex:
     calibration: dict | None = None
     path: Path | None = None
     sketch: Sketch | None = None
+    holdings: np.ndarray | None = None  # [N, 128] uint8: each record's 5-mers (reference/holdings.py)
     _node_vectors: np.ndarray | None = field(default=None, repr=False)
     _view: tuple | None = field(default=None, repr=False)  # (node count, vector_view's mapping or None)
     _grouped: tuple | None = field(default=None, repr=False)  # (record count, node_records())
@@ -173,10 +176,13 @@ class ReferenceIndex:
 
     def append(
         self, vectors: np.ndarray, ids: Sequence[str], labels: Mapping[str, Sequence[str | None]],
-        command: str = "",
+        command: str = "", holdings: np.ndarray | None = None,
     ) -> None:
-        """Add records in place (the graph grows; nothing is rebuilt). Save to persist."""
+        """Add records in place (the graph grows; nothing is rebuilt), with their ``holdings`` if
+        the index keeps them. Save to persist."""
         vectors = _as_vectors(vectors, self.manifest["dim"], "vectors")
+        if (self.holdings is None) != (holdings is None) or (holdings is not None and len(holdings) != len(vectors)):
+            raise ValueError("appended records need their 5-mer holdings exactly when the index keeps them")
         check_records(ids, labels, len(vectors), self.ranks)
         present, seen = set(self.ids), set()
         repeated = [i for i in ids if i in present or i in seen or seen.add(i)]
@@ -192,6 +198,8 @@ class ReferenceIndex:
             self.graph.add_items(vectors[fresh], np.arange(n_nodes, n_nodes + len(fresh)),
                                  num_threads=1)
         self.nodes = np.concatenate([self.nodes, nodes])
+        if holdings is not None:
+            self.holdings = np.concatenate([self.holdings, holdings])
         self.ids.extend(ids)
         for rank in self.ranks:
             self.labels[rank].extend(clean_labels(labels.get(rank, [None] * len(ids))))
@@ -217,42 +225,12 @@ class ReferenceIndex:
                 files.append(CALIBRATION_FILE)
             if self.sketch is not None:
                 files += save_sketch(self.sketch, tmp)
+            if self.holdings is not None:
+                np.save(tmp / HOLDINGS_FILE, np.ascontiguousarray(self.holdings), allow_pickle=False)
+                files.append(HOLDINGS_FILE)
             self.manifest["sha256"] = {name: sha256_file(tmp / name) for name in files}
             (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2) + "\n")
         self.path = path
-
-    def info(self) -> str:
-        """A human-readable summary in the spirit of ``blastdbcmd -info``."""
-        m = self.manifest
-        h = m["hnsw"]
-        lines = [
-            f"Index: {self.path or '(not saved)'}",
-            f"\t{counted(len(self), 'record')}; {m['modality']} embeddings, {m['dim']} dimensions; "
-            f"metric {m['metric']}",
-            f"\tModel fingerprint: {m['model_fingerprint']}",
-            f"\tHNSW: M={h['M']} ef_construction={h['ef_construction']} ef={h['ef']} "
-            f"seed={h['seed']}",
-            f"\tCreated {m['created']} by clibd {m['clibd_version']} (format {m['format_version']})",
-            f"\tCommand: {m['command']}",
-        ]
-        for entry in m.get("appended", []):
-            lines.append(f"\tAppended {counted(entry['count'], 'record')} {entry['created']}: "
-                         f"{entry['command']}")
-        lines.append("\tRanks (labelled records, distinct labels):")
-        for rank, values in self.labels.items():
-            present = [v for v in values if v is not None]
-            lines.append(f"\t\t{rank}: {counted(len(present), 'record')}, "
-                         f"{counted(len(set(present)), 'label')}")
-        if m.get("above_order"):  # domain to class, as each order's records name them
-            lines.append(f"\t\tabove order: {', '.join(ranks_named_above(m['above_order']))} "
-                         f"(for {counted(len(m['above_order']), 'order')})")
-        kinds = ", ".join(self.calibration or {}) or "none"
-        lines.append(f"\tConfidence calibration for queries: {kinds}")
-        if self.sketch is not None:
-            lines.append(f"\tOff-target guard: {self.sketch.describe()}")
-        for name, digest in m.get("sha256", {}).items():
-            lines.append(f"\t{name}: sha256 {digest}")
-        return "\n".join(lines)
 
 
 def build_index(
@@ -330,7 +308,10 @@ def load_index(
 def _load(path: Path, verify: bool) -> ReferenceIndex:
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); {REBUILD}")
+        model = (path / "config.json").is_file()  # a model directory given where an index was expected
+        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); " + (
+            f"it holds a model: give it as --model and an index built with it as --index (clibd index --model {path} "
+            "REFERENCES -o DIR)" if model else REBUILD))
     try:
         manifest = json.loads(manifest_path.read_text())
         version, digests = manifest["format_version"], manifest["sha256"]
@@ -383,7 +364,8 @@ def _load(path: Path, verify: bool) -> ReferenceIndex:
         except ValueError as exc:
             raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {REBUILD}") from exc
     index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path,
-                           load_sketch(path, manifest, REBUILD) if SKETCH_FILE in digests else None)
+                           load_sketch(path, manifest, REBUILD) if SKETCH_FILE in digests else None,
+                           load_holdings(path / HOLDINGS_FILE, len(ids), REBUILD) if HOLDINGS_FILE in digests else None)
     index._mapped()  # now, from this version of index.bin
     return index
 

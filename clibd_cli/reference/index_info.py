@@ -1,0 +1,43 @@
+"""What ``clibd index info`` prints about a reference index (clibd_cli/reference/hnsw_index.py)."""
+
+from __future__ import annotations
+
+from clibd_cli.io.lineages import ranks_named_above
+from clibd_cli.reference.holdings import HOLDINGS_FILE
+from models.errors import counted
+
+
+def describe_index(index) -> str:
+    """A human-readable summary of ``index`` in the spirit of ``blastdbcmd -info``."""
+    m = index.manifest
+    h = m["hnsw"]
+    lines = [
+        f"Index: {index.path or '(not saved)'}",
+        f"\t{counted(len(index), 'record')}; {m['modality']} embeddings, {m['dim']} dimensions; "
+        f"metric {m['metric']}",
+        f"\tModel fingerprint: {m['model_fingerprint']}",
+        f"\tHNSW: M={h['M']} ef_construction={h['ef_construction']} ef={h['ef']} "
+        f"seed={h['seed']}",
+        f"\tCreated {m['created']} by clibd {m['clibd_version']} (format {m['format_version']})",
+        f"\tCommand: {m['command']}",
+    ]
+    for entry in m.get("appended", []):
+        lines.append(f"\tAppended {counted(entry['count'], 'record')} {entry['created']}: "
+                     f"{entry['command']}")
+    lines.append("\tRanks (labelled records, distinct labels):")
+    for rank, values in index.labels.items():
+        present = [v for v in values if v is not None]
+        lines.append(f"\t\t{rank}: {counted(len(present), 'record')}, "
+                     f"{counted(len(set(present)), 'label')}")
+    if m.get("above_order"):  # domain to class, as each order's records name them
+        lines.append(f"\t\tabove order: {', '.join(ranks_named_above(m['above_order']))} "
+                     f"(for {counted(len(m['above_order']), 'order')})")
+    kinds = ", ".join(index.calibration or {}) or "none"
+    lines.append(f"\tConfidence calibration for queries: {kinds}")
+    if index.sketch is not None:
+        lines.append(f"\tOff-target guard: {index.sketch.describe()}")
+    if index.holdings is not None:  # reference/holdings.py
+        lines.append(f"\tPartial barcodes' species: by k-mer containment in the records' 5-mers ({HOLDINGS_FILE})")
+    for name, digest in m.get("sha256", {}).items():
+        lines.append(f"\t{name}: sha256 {digest}")
+    return "\n".join(lines)
