@@ -266,6 +266,10 @@ def test_cli_import_round_trip_and_yaml(tmp_path):
                                       "-o", str(tmp_path / "m2")])
     assert result.exit_code == 1
     assert "towers image, dna but the checkpoint has image, dna, text" in result.output
+    # a model clibd wrote is not an upstream checkpoint: say so instead of listing missing tensors
+    for source in (tmp_path / "model", tmp_path / "model" / "model.safetensors"):
+        result = CliRunner().invoke(cli, ["import", "--from", "clibd-checkpoint", str(source), "-o", str(tmp_path / "m3")])
+        assert result.exit_code == 1 and "already a clibd model" in result.output and "--model" in result.output
 
 
 def test_older_checkpoints_tower_names_import_alike(tmp_path):

@@ -60,6 +60,10 @@ def import_checkpoint(settings, source: Path, source_format: str, output: Path, 
     click.get_current_context().with_resource(writer_lock(output))  # a second import -o OUT waits
     settings.apply_torch()
     state, hf_config = read_checkpoint(source)
+    if "clibd_version" in hf_config:  # config.json of a model clibd wrote (train, import, the bundled one)
+        raise ClibdError(f"{source}: already a clibd model (its config.json was written by clibd "
+                         f"{hf_config['clibd_version']}); give it to --model as it is: import converts the CLIBD "
+                         "authors' checkpoints and BarcodeBERT weights")
     if source_format == "clibd-checkpoint":
         towers, embed_dim = read_upstream_yaml(upstream_yaml) if upstream_yaml else (None, None)
         imported = import_clibd_checkpoint(state, preset, towers, embed_dim)
