@@ -187,8 +187,9 @@ def _verbosity(ctx: click.Context) -> int:
               help="Arithmetic for embedding (not training): auto = bf16 on a GPU and on CPUs with native "
                    "bf16 (AVX512-BF16/AMX; about 2x faster, vectors within 1e-5 cosine), else fp32.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None,
-              help="CPU threads for PyTorch and for the programs evaluate runs (vsearch, blastn, mmseqs)  "
-                   "[default: PyTorch's choice, usually all cores; all cores for the programs]")
+              help="CPU threads for PyTorch, for index's graph (the same graph only on one) and calibration, "
+                   "and for the programs evaluate runs (vsearch, blastn, mmseqs)  [default: PyTorch's choice, "
+                   "usually all cores; one for index's graph and calibration; all cores for the programs]")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed for every random choice.")
 @click.option("-v", "--verbose", count=True, help="More log output (repeatable); tracebacks on internal errors.")

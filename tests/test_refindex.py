@@ -7,7 +7,7 @@ import pytest
 
 from clibd_cli.reference.hnsw_index import build_index, load_index
 from clibd_cli.reference.index_info import describe_index
-from clibd_cli.reference.search import exact_search
+from clibd_cli.reference.search import exact_search, top_k
 from models.errors import ClibdError
 
 FINGERPRINT = "ab" * 32
@@ -41,6 +41,16 @@ def test_search_returns_sorted_records_including_shared_vectors():
     assert sims[0, :2] == pytest.approx([1.0, 1.0], abs=1e-5)
     exact_rows, exact_sims = index.search(vectors[:3], 4, exact=True)
     assert np.allclose(exact_sims, sims, atol=1e-5)
+
+
+def test_top_k_on_threads_picks_what_one_thread_picks():
+    """``clibd --threads 2 index`` picks the pseudo-queries' neighbours on two threads: the same
+    columns, ties included (rows of many equal scores, as duplicate barcodes give)."""
+    scores = np.round(np.random.default_rng(0).random((37, 500)), 2).astype(np.float32)
+    one = top_k(scores, 10)
+    for threads in (2, 3, 40):
+        rows, sims = top_k(scores, 10, threads)
+        assert np.array_equal(rows, one[0]) and np.array_equal(sims, one[1])
 
 
 def test_k_larger_than_reference_is_clamped():

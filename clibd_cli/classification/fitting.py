@@ -42,6 +42,7 @@ def fit_calibration(
     taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
     containment: Sequence[str] = (), containment_source: str = "vectors", query_profiles: np.ndarray | None = None,
+    threads: int = 1,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -67,7 +68,8 @@ def fit_calibration(
     remaining record, N times over (harder: a new species whose closest relatives are missing from
     the reference too). With ``containment_source`` "holdings" containment is read from the
     index's holdings and ``query_profiles`` (the query vectors' barcodes' square-root 5-mer
-    profiles; records queried as themselves read their own holdings).
+    profiles; records queried as themselves read their own holdings). ``threads``: the pseudo-queries'
+    nearest records are picked on that many threads (``search.top_k``; the same calibration).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
     if query_bases is not None and query_vectors is None:
@@ -113,8 +115,8 @@ def fit_calibration(
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
     read = (rank_parts, containment, holdings)
-    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read)
-             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters))
+    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read, threads=threads)
+             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters, threads))
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
     kept = [(name, found_, share, left_out) for name, found_, share, left_out
             in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(found_[0])]
@@ -235,6 +237,7 @@ def _pseudo_queries(
     source: tuple[np.ndarray, np.ndarray] | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
     k: int, plans: list[tuple[str | None, str | None]],
     read: tuple[dict[str, list[int]], Sequence[str], tuple[np.ndarray | None, np.ndarray] | None], sisters: int = 0,
+    threads: int = 1,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """Exact neighbours ``(queries, rows, sims, {rank: sims})`` of sampled records, one per plan
     (the last: the similarities of the ranks that read a part of the vectors, ``read`` = (rank ->
@@ -283,7 +286,7 @@ def _pseudo_queries(
                     kin = up[None, :] == up[queries][:, None]
                     excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
                     keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
-            near, sims = top_k(np.where(excluded, -np.inf, scores), k)
+            near, sims = top_k(np.where(excluded, -np.inf, scores), k, threads)
             held = None
             if holdings is not None:  # the queries' own holdings where they are the records themselves
                 profiles = holdings[1][queries] if source is None else holdings[0][source[1][queries]]

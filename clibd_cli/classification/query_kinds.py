@@ -131,7 +131,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
               short: PartialQueries | None = None, pseudo_reads: tuple[list[int], np.ndarray] | None = None,
               rank_parts: dict[str, list[int]] | None = None,
               partial_part: list[int] | None = None, partial_containment: Sequence[str] = (),
-              sisters: int = 0, species_weight: float = 1.0) -> dict[str, dict]:
+              sisters: int = 0, species_weight: float = 1.0, threads: int = 1) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
@@ -151,13 +151,13 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     species' stretch from its congeners', but it is contained in them whole), ``sisters`` and
     ``species_weight``: how many nearest species the whole barcodes' new-species pseudo-queries
     also leave out and how they are drawn (a model's ``calibration_hints``, e.g. ``--model
-    kmer-aa``; ``fit_calibration``)."""
+    kmer-aa``; ``fit_calibration``); ``threads``: CPU threads the pseudo-queries' search may use."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
             harder: int = 0, weight: float = 1.0) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
                                prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
-                               rank_parts=parts, sisters=harder, species_weight=weight).to_json()
+                               rank_parts=parts, sisters=harder, species_weight=weight, threads=threads).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters,
@@ -174,7 +174,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     if short is not None:
         calibration[SHORT_KIND] = partial_calibration(index, short, held_out and held_out[1], k=k,
                                                       prior_unseen=prior_unseen, seed=seed, partial_part=partial_part,
-                                                      partial_containment=partial_containment)
+                                                      partial_containment=partial_containment, threads=threads)
     if pseudo_reads is not None and len(pseudo_reads[0]) < FEW_READS:
         log.info("%s copied as reads with a frame break, fewer than the %d needed: no dna~ calibration",
                  counted(len(pseudo_reads[0]), "reference record"), FEW_READS)
@@ -202,7 +202,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
 
 def partial_calibration(index, short: PartialQueries, held_out_labels: dict | None, *, k: int,
                         prior_unseen: float | None, seed: int, partial_part: list[int] | None = None,
-                        partial_containment: Sequence[str] = ()) -> dict:
+                        partial_containment: Sequence[str] = (), threads: int = 1) -> dict:
     """The ``dna<500`` calibration (JSON-able) of ``index`` fitted on ``short``'s stretches of its
     records, then refitted on the held-out queries' stretches (``short.held_out``, labelled by
     ``held_out_labels``) if given, reading their barcode gaps. Partial barcodes answer every rank
@@ -219,7 +219,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     fitted = fit_calibration(index, query_vectors=short.vectors, query_rows=short.rows, query_bases=short.bases,
                              k=k, prior_unseen=prior_unseen, seed=seed, barcode_gaps=held_out_labels is not None,
                              rank_parts=parts, containment=partial_containment, containment_source=source,
-                             query_profiles=short.profiles() if profiles else None)
+                             query_profiles=short.profiles() if profiles else None, threads=threads)
     if held:
         fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
                                           prior_unseen=prior_unseen, query_bases=short.held_out[1],

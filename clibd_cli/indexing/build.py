@@ -175,7 +175,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, plan.images, first, k=plan.neighbours,
                                    prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries,
-                                   held_reads=held_reads, short=short, pseudo_reads=reads,
+                                   held_reads=held_reads, short=short, pseudo_reads=reads, threads=run.threads,
                                    **getattr(embedder.model, "calibration_hints", {}))
     suspects = suspect_labels(target)
     if suspects:
