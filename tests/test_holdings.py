@@ -130,6 +130,10 @@ def test_a_pack_gets_holdings_and_a_partial_calibration_reading_them_the_rest_un
     before = json.loads((tmp_path / "pack" / "pack.json").read_text())
     assert "containment_source" not in before["calibration"][SHORT_KIND]
     files = {f.name: f.read_bytes() for f in (tmp_path / "pack").iterdir() if f.name != "pack.json"}
+    # one row of holdings per record of the pack, no more, no fewer (were an IndexError, or a pack unpacking refused)
+    for wrong in (kmer_holdings(barcodes[1:]), kmer_holdings(barcodes + barcodes[:1])):
+        with pytest.raises(ClibdError, match="5-mers of each of the 56 records"):
+            add_holdings(tmp_path / "pack", wrong, short, None)
     add_holdings(tmp_path / "pack", kmer_holdings(barcodes), short, None)
     after = json.loads((tmp_path / "pack" / "pack.json").read_text())
     assert after["calibration"]["dna"] == before["calibration"]["dna"] and after["manifest"] == before["manifest"]
