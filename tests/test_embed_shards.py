@@ -122,7 +122,7 @@ def test_index_built_by_two_processes_is_the_one_of_one(barcode_refs, tiny_model
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = load_index(tmp_path / "one"), load_index(tmp_path / "two")
     assert a.ids == b.ids and len(a) == 40 and np.array_equal(a.vectors(), b.vectors())
-    assert a.calibration == b.calibration
+    assert a.calibration == b.calibration and np.array_equal(a.holdings, b.holdings)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["held_out.fasta", "one", "refs.fasta", "two"]
 
 

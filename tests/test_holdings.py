@@ -12,13 +12,19 @@ import numpy as np
 import pytest
 from fixtures.specimens import Specimen, run, stretch, write_fasta
 
+from clibd_cli.classification.barcode_gap import NEIGHBOURS, fit_gaps
 from clibd_cli.classification.calibration import Calibration, rank_similarities
 from clibd_cli.classification.classifier import Classifier
+from clibd_cli.classification.fitting import (Nodes, _pseudo_queries, fit_calibration, fit_calibration_held_out,
+                                              reference_gaps)
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.query_kinds import SHORT_KIND, short_pseudo_queries, short_queries
+from clibd_cli.classification.query_kinds import (SHORT_KIND, PartialQueries, _regapped, partial_calibration,
+                                                  short_pseudo_queries, short_queries)
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.embedding.kmer import kmer_profile
-from clibd_cli.indexing.pack import add_holdings, pack_index, unpack_index
+from clibd_cli.indexing.pack import add_holdings, pack_index, resketch_pack, unpack_index
+from clibd_cli.io.sequences import reverse_complement
 from clibd_cli.reference.holdings import HOLDINGS_FILE, kmer_holdings, load_holdings
 from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.index_info import describe_index
@@ -26,6 +32,21 @@ from models.errors import ClibdError
 
 SAMPLE = Path(__file__).parents[1] / "examples" / "bold-sample.csv.gz"
 RANKS = ("order", "family", "genus", "species")
+
+
+def reference_stretches(barcodes: list[str], model: Path) -> PartialQueries:
+    """The partial-barcode pseudo-queries ``clibd index`` cuts from ``barcodes`` (seed 0), embedded by ``model``."""
+    embedder = Embedder(load_model_for(str(model), ["dna"]))
+    return short_queries(embedder, short_pseudo_queries(barcodes, range(len(barcodes)), 0), None, 0)
+
+
+def share_held(query: str, barcode: str, distinct: bool = False) -> float:
+    """The share of ``query``'s 5-mers (each once if ``distinct``) that ``barcode`` holds, counted
+    from the strings themselves."""
+    kmers = [query[i: i + 5] for i in range(len(query) - 4) if set(query[i: i + 5]) <= set("ACGT")]
+    kmers = sorted(set(kmers)) if distinct else kmers
+    held = {barcode[i: i + 5] for i in range(len(barcode) - 4)}
+    return sum(kmer in held for kmer in kmers) / len(kmers)
 
 
 def test_holdings_read_the_containment_the_k_mer_profiles_give(barcode_refs):
@@ -46,25 +67,40 @@ def test_holdings_read_the_containment_the_k_mer_profiles_give(barcode_refs):
     assert np.allclose(own[:, 0], 1.0) and (own <= 1.0 + 1e-6).all()
 
 
-def test_partial_barcodes_of_a_learned_model_read_species_from_the_holdings(tiny_model, tmp_path):
+def test_partial_barcodes_of_a_learned_model_read_species_from_the_holdings(tiny_model, tmp_path, monkeypatch):
     """Eight *Coleophora* species (18 records) through a random-weight model, every record a
     neighbour of every query: by its vectors a stretch's species is a guess (measured: 3 of 18
-    named), by the holdings it is its own record's, whose 5-mers hold it whole."""
+    named), by the holdings it is its own record's, whose 5-mers hold it whole. A third of the
+    references and half of the queries are given reverse-complemented: the holdings are of the
+    reference's strand, and the queries are read on it. The holdings are mapped, not read (128 MB
+    at 1M records), and only the neighbours' are unpacked."""
     with gzip.open(SAMPLE, "rt") as handle:
         rows = [r for r in csv.DictReader(handle) if r["split"] == "train" and r["genus"] == "Coleophora"]
     records = [Specimen(r["processid"], r["dna_barcode"].replace("-", ""), {rank: r[rank] or None for rank in RANKS})
                for r in rows if sum(o["species"] == r["species"] for o in rows) >= 2]
     assert len(records) == 18
-    result = run("-q", "index", "-m", tiny_model, "-k", "40", write_fasta(tmp_path / "refs.fa", records),
+    turned = [Specimen(r.id, reverse_complement(r.barcode) if i % 3 == 1 else r.barcode, r.lineage)
+              for i, r in enumerate(records)]
+    result = run("index", "-m", tiny_model, "-k", "40", write_fasta(tmp_path / "refs.fa", turned),
                  "-o", tmp_path / "index")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 0 and "6 reference barcodes reverse-complemented" in result.stderr, result.stderr
     index = load_index(tmp_path / "index")
+    assert np.array_equal(index.holdings, kmer_holdings([r.barcode for r in records]))
     partial = Calibration.from_json(index.calibration[SHORT_KIND])
     assert (partial.containment, partial.containment_source) == (["species"], "holdings")
+    with pytest.raises(ClibdError, match="unsupported calibration format"):  # nowhere else to read containment
+        Calibration.from_json({**index.calibration[SHORT_KIND], "containment_source": "sketch"})
     assert "Partial barcodes' species: by k-mer containment" in describe_index(index)
     classifier = Classifier(tmp_path / "index")
-    results = classifier.classify([Query(r.id, barcode=stretch(r.barcode, 200, r.id)) for r in records])
+    assert isinstance(classifier.index.holdings, np.memmap)
+    unpacked = []
+    monkeypatch.setattr("clibd_cli.classification.calibration.unpacked",
+                        lambda held: unpacked.append(held.shape) or np.unpackbits(held, axis=-1))
+    stretches = [stretch(r.barcode, 200, r.id) for r in records]
+    results = classifier.classify([Query(r.id, barcode=reverse_complement(s) if i % 2 else s)
+                                   for i, (r, s) in enumerate(zip(records, stretches))])
     assert [res.prediction.labels["species"] for res in results] == [r.lineage["species"] for r in records]
+    assert unpacked == [(18, classifier.calibrations[SHORT_KIND].k, 128)]  # [queries, neighbours, WIDTH]
     # an index whose calibration reads holdings it lacks is refused with a clear error
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     del manifest["sha256"][HOLDINGS_FILE]
@@ -88,13 +124,16 @@ def test_a_pack_gets_holdings_and_a_partial_calibration_reading_them_the_rest_un
     sketches and whole-barcode calibration stay byte for byte; only ``dna<500`` is refitted."""
     index = load_index(barcode_refs.index)
     barcodes = [r.barcode for r in barcode_refs.records]
-    embedder = Embedder(load_model_for(str(tiny_model), ["dna"]))
-    short = short_queries(embedder, short_pseudo_queries(barcodes, range(len(barcodes)), 0), None, 0)
+    short = reference_stretches(barcodes, tiny_model)
     index.holdings = None  # an index built before holdings
     pack_index(index, tmp_path / "pack", short=short)
     before = json.loads((tmp_path / "pack" / "pack.json").read_text())
     assert "containment_source" not in before["calibration"][SHORT_KIND]
     files = {f.name: f.read_bytes() for f in (tmp_path / "pack").iterdir() if f.name != "pack.json"}
+    # one row of holdings per record of the pack, no more, no fewer (were an IndexError, or a pack unpacking refused)
+    for wrong in (kmer_holdings(barcodes[1:]), kmer_holdings(barcodes + barcodes[:1])):
+        with pytest.raises(ClibdError, match="5-mers of each of the 56 records"):
+            add_holdings(tmp_path / "pack", wrong, short, None)
     add_holdings(tmp_path / "pack", kmer_holdings(barcodes), short, None)
     after = json.loads((tmp_path / "pack" / "pack.json").read_text())
     assert after["calibration"]["dna"] == before["calibration"]["dna"] and after["manifest"] == before["manifest"]
@@ -108,3 +147,108 @@ def test_a_pack_gets_holdings_and_a_partial_calibration_reading_them_the_rest_un
     (tmp_path / "pack" / HOLDINGS_FILE).write_bytes(bytes(data))
     with pytest.raises(ClibdError, match="holdings.npy: missing or corrupted"):
         unpack_index(tmp_path / "pack")
+
+
+def test_a_pack_of_an_index_with_holdings_keeps_them_through_a_new_sketch(barcode_refs, tiny_model, tmp_path):
+    """``pack_index`` carries the holdings and refits ``dna<500`` to read them; ``resketch_pack``
+    (a new k-mer sketch) keeps them."""
+    index = load_index(barcode_refs.index)
+    pack_index(index, tmp_path / "pack", short=reference_stretches([r.barcode for r in barcode_refs.records],
+                                                                   tiny_model))
+    pack = json.loads((tmp_path / "pack" / "pack.json").read_text())
+    assert HOLDINGS_FILE in pack["sha256"] and pack["calibration"][SHORT_KIND]["containment_source"] == "holdings"
+    resketch_pack(tmp_path / "pack", index.sketch)
+    assert HOLDINGS_FILE in json.loads((tmp_path / "pack" / "pack.json").read_text())["sha256"]
+    assert np.array_equal(unpack_index(tmp_path / "pack").holdings, index.holdings)
+
+
+def test_an_index_built_before_holdings_appends_without_them_and_reads_partial_barcodes_by_its_vectors(
+        barcode_refs, tiny_model, tmp_path):
+    """An index saved before holdings (none, and a ``dna<500`` calibration reading the vectors)
+    takes no holdings for its appended records, keeps that calibration and classifies as before."""
+    index = load_index(barcode_refs.index)
+    index.holdings = None  # as clibd wrote it before holdings
+    index.calibration[SHORT_KIND] = partial_calibration(index, reference_stretches(
+        [r.barcode for r in barcode_refs.records], tiny_model), None, k=20, prior_unseen=None, seed=0)
+    index.save(tmp_path / "old")
+    with pytest.raises(ValueError, match="holdings"):  # an index without holdings takes none
+        index.append(index.vectors()[:1], ["x"], {}, holdings=np.zeros((1, 128), np.uint8))
+    with gzip.open(SAMPLE, "rt") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == "test"][:6]
+    new = [Specimen(r["processid"], r["dna_barcode"].replace("-", ""), {rank: r[rank] or None for rank in RANKS})
+           for r in rows]
+    result = run("index", "-m", tiny_model, write_fasta(tmp_path / "new.fa", new), "-o", tmp_path / "old", "--append")
+    assert result.exit_code == 0, result.stderr
+    appended = load_index(tmp_path / "old")
+    assert appended.holdings is None and not (tmp_path / "old" / HOLDINGS_FILE).exists() and len(appended) == 62
+    assert "containment_source" not in appended.calibration[SHORT_KIND]
+    queries = write_fasta(tmp_path / "q.fa", [Specimen(r.id, stretch(r.barcode, 300, r.id)) for r in new],
+                          sintax=False)
+    result = run("classify", "--index", tmp_path / "old", queries)
+    assert result.exit_code == 0 and "dna<500 queries" in result.stderr, result.stderr
+
+
+def test_pseudo_queries_read_their_own_stretch_in_their_neighbours_records(barcode_refs):
+    """The ``dna<500`` pseudo-queries read each neighbour's holdings by its record row (twins share
+    a graph node: node numbers would read another record's) and their own stretch's 5-mers by
+    where it lies among the query vectors, not by its record row."""
+    index = load_index(barcode_refs.index)
+    barcodes, vectors = [r.barcode for r in barcode_refs.records], index.vectors()
+    cut = np.array([41, 3, 17, 8, 30, 54])  # out of order, as no record row
+    stretches = [stretch(barcodes[i], 180, str(i)) for i in cut]
+    position = np.full(len(vectors), -1)
+    position[cut] = np.arange(len(cut))
+    nodes = Nodes(index.node_vectors(), index.nodes)
+    assert len(nodes.vectors) < len(vectors)
+    read = ({"species": [0, vectors.shape[1]]}, ["species"], (kmer_profile(stretches, 5), index.holdings))
+    queries, near, _, by_rank = _pseudo_queries((vectors[cut], position), nodes, cut, ReferenceTaxonomy.from_labels(
+        index.ids, index.labels), 10, [(None, None)], read)[0]
+    expected = [[share_held(stretches[position[q]], barcodes[r]) for r in row] for q, row in zip(queries, near)]
+    assert np.allclose(by_rank["species"], expected, atol=1e-5)
+
+
+def test_barcode_gaps_of_a_calibration_reading_holdings_are_measured_in_them(barcode_refs):
+    """Fitted, measured again after an append (``query_kinds._regapped``) or alone, the species gaps
+    of a calibration reading holdings come from each record's 5-mers held in its neighbours'."""
+    index = load_index(barcode_refs.index)
+    barcodes = [r.barcode for r in barcode_refs.records]
+    reference, parts = ReferenceTaxonomy.from_labels(index.ids, index.labels), {"species": [0, index.manifest["dim"]]}
+    near, sims = index.search(index.vectors(), min(NEIGHBOURS + 1, len(index)))
+    held = np.array([[share_held(barcodes[i], barcodes[r], distinct=True) for r in row] for i, row in enumerate(near)])
+    expected = fit_gaps(reference, near, sims, {"species": held})["species"]
+
+    def species_gaps(gaps: dict) -> np.ndarray:
+        gap = gaps["species"] if isinstance(gaps["species"], dict) else gaps["species"].to_json()
+        return np.array([gap["within"], gap["nearest_other"]])
+
+    assert np.allclose(species_gaps(reference_gaps(index, reference, parts, ["species"], "holdings")),
+                       species_gaps({"species": expected}), atol=2e-4)
+    fitted = fit_calibration(index, barcode_gaps=True, rank_parts=parts, containment=["species"],
+                             containment_source="holdings")
+    assert np.allclose(species_gaps(fitted.gaps), species_gaps({"species": expected}), atol=2e-4)
+    by_vectors = fit_calibration(index, barcode_gaps=True, rank_parts=parts, containment=["species"]).gaps
+    assert not np.allclose(species_gaps(by_vectors), species_gaps(fitted.gaps), atol=2e-4)
+    regapped = _regapped(index, {**fitted.to_json(), "gaps": by_vectors})
+    assert np.allclose(species_gaps(regapped["gaps"]), species_gaps(fitted.gaps))
+
+
+def test_the_held_out_refit_reads_each_querys_own_stretch_and_keeps_reading_holdings(barcode_refs, tiny_model):
+    """Held-out stretches unlabelled at species are left out of the refit: they change nothing (the
+    profiles stay with their queries), and the refitted calibration still reads the holdings."""
+    index = load_index(barcode_refs.index)
+    parts = {"species": [0, index.manifest["dim"]]}
+    decisions = fit_calibration(index, rank_parts=parts, containment=["species"], containment_source="holdings")
+    with gzip.open(SAMPLE, "rt") as handle:
+        new = [r for r in csv.DictReader(handle) if r["split"] == "test_unseen"][:8]
+    known = sorted(barcode_refs.records[::2], key=lambda r: r.lineage["species"] is not None)  # unlabelled first
+    barcodes = [stretch(r.barcode, 250, r.id) for r in known] + [stretch(r["dna_barcode"], 250, r["processid"])
+                                                                 for r in new]
+    labels = {rank: [r.lineage[rank] for r in known] + [r[rank] or None for r in new] for rank in RANKS}
+    vectors = Embedder(load_model_for(str(tiny_model), ["dna"])).barcodes(barcodes)
+    labelled = np.array([species is not None for species in labels["species"]])
+    assert not labelled.all()
+    refits = [fit_calibration_held_out(index, vectors[rows], {rank: [v[i] for i in np.flatnonzero(rows)]
+                                                               for rank, v in labels.items()}, decisions,
+                                       query_profiles=kmer_profile(barcodes, 5)[rows]).to_json()
+              for rows in (np.ones(len(barcodes), bool), labelled)]
+    assert refits[0] == refits[1] and refits[0]["containment_source"] == "holdings"

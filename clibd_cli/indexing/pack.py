@@ -33,7 +33,7 @@ from clibd_cli.classification.calibration import Calibration, search_part
 from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate, partial_calibration
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
-from clibd_cli.reference.holdings import HOLDINGS_FILE, load_holdings
+from clibd_cli.reference.holdings import HOLDINGS_FILE, checked_holdings, load_holdings
 from clibd_cli.reference.records import read_records, write_records
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
 from models.errors import ClibdError
@@ -140,7 +140,8 @@ def add_holdings(path: str | Path, holdings: np.ndarray, short: PartialQueries,
         raise ClibdError(f"{path / PACK_FILE}: no {SHORT_KIND} calibration to refit with the holdings")
     before = Calibration.from_json(pack["calibration"][SHORT_KIND])
     index = unpack_index(path)
-    index.holdings = holdings
+    index.holdings = checked_holdings(np.asarray(holdings), len(index), path / HOLDINGS_FILE,
+                                      "give kmer_holdings of the pack's records, in order")
     pack["calibration"][SHORT_KIND] = partial_calibration(
         index, short, held_out_labels, k=before.k, prior_unseen=before.prior_unseen,
         seed=before.fitted_on.get("seed", 0))

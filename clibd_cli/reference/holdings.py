@@ -48,7 +48,13 @@ def load_holdings(path: Path, records: int, remedy: str) -> np.ndarray:
         holdings = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ClibdError(f"{path}: not a numpy array file clibd wrote ({exc}); {remedy}") from None
+    return checked_holdings(holdings, records, path, remedy)
+
+
+def checked_holdings(holdings: np.ndarray, records: int, where: Path, remedy: str) -> np.ndarray:
+    """``holdings``, or a ClibdError naming ``where`` and ending in ``remedy`` unless they are
+    ``[records, WIDTH]`` uint8 as :func:`kmer_holdings` writes them."""
     if holdings.shape != (records, WIDTH) or holdings.dtype != np.uint8:
-        raise ClibdError(f"{path}: expected the 5-mers of each of the {records:,} records ([{records}, {WIDTH}] uint8), "
+        raise ClibdError(f"{where}: expected the 5-mers of each of the {records:,} records ([{records}, {WIDTH}] uint8), "
                          f"found {holdings.dtype} {list(holdings.shape)}; {remedy}")
     return holdings
