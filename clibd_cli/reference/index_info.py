@@ -36,7 +36,8 @@ def describe_index(index) -> str:
     lines.append(f"\tConfidence calibration for queries: {kinds}")
     if index.sketch is not None:
         lines.append(f"\tOff-target guard: {index.sketch.describe()}")
-    if index.holdings is not None:  # reference/holdings.py
+    if index.holdings is not None and any(data.get("containment_source") == "holdings"
+                                          for data in (index.calibration or {}).values()):  # reference/holdings.py
         lines.append(f"\tPartial barcodes' species: by k-mer containment in the records' 5-mers ({HOLDINGS_FILE})")
     for name, digest in m.get("sha256", {}).items():
         lines.append(f"\t{name}: sha256 {digest}")
