@@ -111,14 +111,15 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         embedded = embed_references(embedder, refs, shards_folder(output), world, run.progress)
         first = len(existing) if existing is not None else 0
         partial = reads = holdings = None  # pseudo-queries and 5-mers: made while the barcodes are here
-        if modality == "dna" and world.is_main and not is_model_free(model) and (
-                existing is None or existing.holdings is not None):
-            holdings = kmer_holdings([refs.items[i] for i in embedded[1]])
-        if modality == "dna" and world.is_main and (existing is None or len(embedded[1]) >= FEW_SHORT):
-            barcodes, rows = [refs.items[i] for i in embedded[1]], range(first, first + len(embedded[1]))
+        barcodes = [refs.items[i] for i in embedded[1]] if modality == "dna" and world.is_main else []
+        if barcodes and not is_model_free(model) and (existing is None or existing.holdings is not None):
+            holdings = kmer_holdings(barcodes)
+        if barcodes and (existing is None or len(embedded[1]) >= FEW_SHORT):
+            rows = range(first, first + len(embedded[1]))
             partial = short_pseudo_queries(barcodes, rows, run.seed)
             if rates:
                 reads = read_pseudo_queries(barcodes, rows, rates, run.seed)
+        del barcodes
         refs.items.clear()  # embedded: a million barcodes are ~1 GB of strings
         queries = None
         if found is not None:

@@ -33,7 +33,7 @@ from clibd_cli.classification.calibration import Calibration, search_part
 from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate, partial_calibration
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
-from clibd_cli.reference.holdings import HOLDINGS_FILE, checked_holdings, load_holdings
+from clibd_cli.reference.holdings import HOLDINGS_FILE, checked_holdings, load_holdings, save_holdings
 from clibd_cli.reference.records import read_records, write_records
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
 from models.errors import ClibdError
@@ -88,7 +88,7 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
         files = list(_FILES)
         if index.sketch is not None:
             files += save_sketch(index.sketch, tmp)
-        files += _save_holdings(index.holdings, tmp)
+        files += save_holdings(index.holdings, tmp)
         packed.sketch = index.sketch
         manifest = {k: v for k, v in index.manifest.items() if k != "sha256"}
         pack = {"format": PACK_FORMAT, "manifest": manifest, "calibration": packed.calibration,
@@ -146,7 +146,7 @@ def add_holdings(path: str | Path, holdings: np.ndarray, short: PartialQueries,
         index, short, held_out_labels, k=before.k, prior_unseen=before.prior_unseen,
         seed=before.fitted_on.get("seed", 0))
     _rewrite(path, pack, lambda tmp: [*_copied(path, tmp, sketch_files(pack["manifest"])),
-                                      *_save_holdings(holdings, tmp)])
+                                      *save_holdings(holdings, tmp)])
 
 
 def _rewrite(path: Path, pack: dict, write: Callable[[Path], list[str]]) -> None:
@@ -166,13 +166,6 @@ def _copied(path: Path, tmp: Path, names: Sequence[str]) -> list[str]:
     return kept
 
 
-def _save_holdings(holdings: np.ndarray | None, folder: Path) -> list[str]:
-    if holdings is None:
-        return []
-    np.save(folder / HOLDINGS_FILE, np.ascontiguousarray(holdings), allow_pickle=False)
-    return [HOLDINGS_FILE]
-
-
 def _verified(path: Path) -> dict:
     """The pack's ``pack.json``, every file it lists checked against its checksum first."""
     try:
@@ -182,7 +175,8 @@ def _verified(path: Path) -> dict:
         manifest, digests, _ = pack["manifest"], pack["sha256"], pack["calibration"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ClibdError(f"{path / PACK_FILE}: not a readable reference pack ({exc})") from None
-    extra = [*(sketch_files(manifest) if SKETCH_FILE in digests else []), *([HOLDINGS_FILE] if HOLDINGS_FILE in digests else [])]
+    extra = [*(sketch_files(manifest) if SKETCH_FILE in digests else []),
+             *([HOLDINGS_FILE] if HOLDINGS_FILE in digests else [])]
     for name in (*_FILES, *extra):
         if not (path / name).is_file() or sha256_file(path / name) != digests.get(name):
             raise ClibdError(f"{path / name}: missing or corrupted (checksum mismatch); reinstall clibd")

@@ -38,7 +38,7 @@ from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
 from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
 from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
-from clibd_cli.reference.holdings import HOLDINGS_FILE, load_holdings
+from clibd_cli.reference.holdings import HOLDINGS_FILE, load_holdings, save_holdings
 from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
 from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
@@ -225,9 +225,7 @@ class ReferenceIndex:
                 files.append(CALIBRATION_FILE)
             if self.sketch is not None:
                 files += save_sketch(self.sketch, tmp)
-            if self.holdings is not None:
-                np.save(tmp / HOLDINGS_FILE, np.ascontiguousarray(self.holdings), allow_pickle=False)
-                files.append(HOLDINGS_FILE)
+            files += save_holdings(self.holdings, tmp)
             self.manifest["sha256"] = {name: sha256_file(tmp / name) for name in files}
             (tmp / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2) + "\n")
         self.path = path

@@ -41,6 +41,14 @@ def unpacked(holdings: np.ndarray) -> np.ndarray:
     return np.unpackbits(holdings, axis=-1)
 
 
+def save_holdings(holdings: np.ndarray | None, folder: Path) -> list[str]:
+    """Write ``holdings`` (if any) into ``folder`` (an index or pack being written); the file names."""
+    if holdings is None:
+        return []
+    np.save(folder / HOLDINGS_FILE, np.ascontiguousarray(holdings), allow_pickle=False)
+    return [HOLDINGS_FILE]
+
+
 def load_holdings(path: Path, records: int, remedy: str) -> np.ndarray:
     """The holdings at ``path`` (memory-mapped), or a ClibdError ending in ``remedy`` unless they are
     ``[records, WIDTH]`` uint8 as :func:`kmer_holdings` writes them."""
