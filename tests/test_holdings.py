@@ -207,6 +207,34 @@ def test_pseudo_queries_read_their_own_stretch_in_their_neighbours_records(barco
     assert np.allclose(by_rank["species"], expected, atol=1e-5)
 
 
+def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs):
+    """``clibd --threads N index`` searches the pseudo-queries in one block of the sample per thread:
+    every plan's queries, neighbours, similarities and rank similarities as on one thread, in the
+    same order (sister species left out, holdings read, more threads than queries)."""
+    index = load_index(barcode_refs.index)
+    barcodes, vectors = [r.barcode for r in barcode_refs.records], index.vectors()
+    cut = np.arange(0, len(vectors), 2)
+    position = np.full(len(vectors), -1)
+    position[cut] = np.arange(len(cut))
+    profiles = kmer_profile([stretch(barcodes[i], 180, str(i)) for i in cut], 5)
+    taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    plans = [(None, None), ("species", "genus"), ("genus", "family")]
+    read = ({"species": [0, vectors.shape[1]]}, ["species"], (profiles, index.holdings))
+
+    def found(threads: int, sample: np.ndarray = cut) -> list:
+        return _pseudo_queries((vectors[cut], position), Nodes(index.node_vectors(), index.nodes), sample, taxonomy,
+                               5, plans, read, sisters=1, threads=threads)
+
+    one = found(1)
+    assert sum(len(plan[0]) for plan in one) > 2 * len(cut) // 2
+    for threads in (2, 3):
+        for a, b in zip(one, found(threads)):
+            assert all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3]))
+            assert all(np.array_equal(a[3][rank], b[3][rank]) for rank in a[3])
+    few = found(1, cut[:2])
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(few, found(8, cut[:2])))
+
+
 def test_barcode_gaps_of_a_calibration_reading_holdings_are_measured_in_them(barcode_refs):
     """Fitted, measured again after an append (``query_kinds._regapped``) or alone, the species gaps
     of a calibration reading holdings come from each record's 5-mers held in its neighbours'."""

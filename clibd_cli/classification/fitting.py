@@ -9,6 +9,7 @@ regression.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -258,42 +259,55 @@ def _pseudo_queries(
     """
     from clibd_cli.reference.search import top_k
 
-    sample = np.sort(sample)
     rank_parts, containment, holdings = read
     part = search_part(rank_parts, reference.ranks)  # searched with that part alone (partial barcodes)
     lengths: dict = {}  # the references' part norms, for every chunk
+    n = len(nodes.of_record)
+    # the sample in one contiguous block per thread, each searched chunk by chunk on its own: the
+    # same answers, in about half the time on two (the masks are numpy passes that let go of the GIL);
+    # chunks shrink with the threads, so memory stays flat
+    blocks = np.array_split(np.sort(sample), max(1, min(threads, len(sample))))
+    step = max(1, int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256)) // len(blocks))  # flat up to ~2M references
+
+    def search(block: np.ndarray) -> list[list]:
+        found: list[list] = [[] for _ in plans]
+        for start in range(0, len(block), step):
+            queries = block[start : start + step]
+            rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[0][source[1][queries]]
+            scores = (part_only(rows, part) @ nodes.vectors.T)[:, nodes.of_record]
+            for (rank, above), out in zip(plans, found):
+                if rank is None:
+                    excluded, keep = np.arange(n)[None, :] == queries[:, None], queries >= 0
+                else:
+                    code = reference.codes[rank]
+                    excluded = code[None, :] == code[queries][:, None]
+                    for _ in range(sisters if rank == reference.ranks[-1] else 0):
+                        nearest = code[np.argmax(np.where(excluded | (code < 0)[None, :], -np.inf, scores), axis=1)]
+                        excluded |= code[None, :] == nearest[:, None]
+                    keep = code[queries] >= 0
+                    if above is not None:
+                        up = reference.codes[above]
+                        kin = up[None, :] == up[queries][:, None]
+                        excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
+                        keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
+                near, sims = top_k(np.where(excluded, -np.inf, scores), k, threads if len(blocks) == 1 else 1)
+                held = None
+                if holdings is not None:  # the queries' own holdings where they are the records themselves
+                    profiles = holdings[1][queries] if source is None else holdings[0][source[1][queries]]
+                    held = (profiles[keep], holdings[1], near[keep])
+                by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]],
+                                            lengths=lengths, containment=containment, holdings=held)
+                out.append((queries[keep], near[keep], sims[keep], by_rank))
+        return found
+
+    if len(blocks) > 1:
+        with ThreadPoolExecutor(len(blocks)) as pool:
+            searched = list(pool.map(search, blocks))
+    else:
+        searched = [search(blocks[0])]
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
              {rank: np.zeros((0, k)) for rank in rank_parts})
-    found: list[list] = [[empty] for _ in plans]
-    n = len(nodes.of_record)
-    step = int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256))  # memory flat up to ~2M references
-    for start in range(0, len(sample), step):
-        queries = sample[start : start + step]
-        rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[0][source[1][queries]]
-        scores = (part_only(rows, part) @ nodes.vectors.T)[:, nodes.of_record]
-        for (rank, above), out in zip(plans, found):
-            if rank is None:
-                excluded, keep = np.arange(n)[None, :] == queries[:, None], queries >= 0
-            else:
-                code = reference.codes[rank]
-                excluded = code[None, :] == code[queries][:, None]
-                for _ in range(sisters if rank == reference.ranks[-1] else 0):
-                    nearest = code[np.argmax(np.where(excluded | (code < 0)[None, :], -np.inf, scores), axis=1)]
-                    excluded |= code[None, :] == nearest[:, None]
-                keep = code[queries] >= 0
-                if above is not None:
-                    up = reference.codes[above]
-                    kin = up[None, :] == up[queries][:, None]
-                    excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
-                    keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
-            near, sims = top_k(np.where(excluded, -np.inf, scores), k, threads)
-            held = None
-            if holdings is not None:  # the queries' own holdings where they are the records themselves
-                profiles = holdings[1][queries] if source is None else holdings[0][source[1][queries]]
-                held = (profiles[keep], holdings[1], near[keep])
-            by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]],
-                                        lengths=lengths, containment=containment, holdings=held)
-            out.append((queries[keep], near[keep], sims[keep], by_rank))
+    found = [[empty, *(o for block in searched for o in block[plan])] for plan in range(len(plans))]
     return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
              {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]
 
