@@ -40,7 +40,7 @@ from pathlib import Path
 
 import batch_calibration as bc
 
-from clibd_cli.classification import read_errors
+from clibd_cli.io import sequences
 from clibd_cli.io.pipeline_formats import read_sintax as sintax_lines
 from models.config import RANKS
 
@@ -204,8 +204,8 @@ def fragment(record: dict, length: int, rng: random.Random) -> dict:
 
 
 def with_errors(record: dict, rate: float, rng: random.Random) -> dict:
-    """The record with sequencing errors in its barcode (gaps dropped; read_errors.with_errors)."""
-    return {**record, "dna_barcode": read_errors.with_errors(record["dna_barcode"].replace("-", ""), rate, rng)}
+    """The record with sequencing errors in its barcode (gaps dropped; io.sequences.with_errors)."""
+    return {**record, "dna_barcode": sequences.with_errors(record["dna_barcode"].replace("-", ""), rate, rng)}
 
 
 def write_fasta(path: Path, records: list[dict], sintax: bool) -> None:

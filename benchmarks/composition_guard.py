@@ -4,7 +4,7 @@
 Sketches are fitted as `clibd index` fits them: on the whole BOLD `train` split, and on N
 barcodes per order drawn from it (seeded). Queries: the whole (600 bases or more) `test` and
 `test_unseen` barcodes; 2,000 of them with 1 % and with 5 % sequencing errors
-(`read_errors.with_errors`); 1,000 of them with their bases shuffled; 500 pairs of them joined and
+(`io.sequences.with_errors`); 1,000 of them with their bases shuffled; 500 pairs of them joined and
 shuffled (long sequences, whose many k-mers lift their similarity). Printed per sketch and query
 set: the share turned away by the guard, and without the shuffle rule; and the guard's time per
 query with and without it.

@@ -7,7 +7,7 @@ Each barcode's frame with the fewest stop codons is its own (``translation.py``)
 each amino acid's frequency there and in the two other frames (a count of one added to each), over
 the first ``--records`` BOLD ``train`` barcodes (``../shared/data/bold-coi``). Prints the table as
 ``translation.py`` holds it. With ``--reads``: the first 2,000 ``val`` barcodes of 600 bases or
-more given seeded errors at each rate (``read_errors.with_errors``), and for those that read with
+more given seeded errors at each rate (``io.sequences.with_errors``), and for those that read with
 a frame break the cosine of their amino-acid profile to the clean barcode's, translated through
 their frame shifts (``peptide_profile(reads=True)``, at each of ``--shift-costs``, default
 ``translation.FRAME_SHIFT_COST``) and in their best frame.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.classification.read_errors import with_errors
+from clibd_cli.io.sequences import with_errors
 from clibd_cli.embedding import translation
 
 BOLD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bold-coi" / "metadata.csv.gz"

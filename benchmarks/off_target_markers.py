@@ -5,9 +5,11 @@ Sequences come from the BLAST databases of Debian's ncbi-data (installed with nc
 of both subunits, plant plastid matK and rbcL (protein-coding genes), vector sequences
 (UniVec_Core) and human repeats (`humrep.fsa`); alignment gaps are dropped as clibd drops them.
 Each set is classified against the bundled reference (or `--index DIR`) as a user would: with
-every rule of the sketch (`Sketch.judge`), without its translation sketch (`protein_sketch.py`),
-and without that and the shuffle rule. Printed per set: records, invalid (under 100 bases), turned
-away and by which rule, and records given an order in each of the three runs. With `--stretch N`
+every rule of the sketch (`Sketch.judge`), without the translation sketch's floors for partial
+barcodes that meet a stop in every frame (`ProteinSketch.read_floors`), without the translation
+sketch at all (`protein_sketch.py`), and without that and the shuffle rule. Printed per set:
+records, invalid (under 100 bases), turned away and by which rule, and records given an order in
+each of the four runs. With `--stretch N`
 each sequence of N bases or more is cut to a seeded random stretch of N bases first (a partial
 barcode's length; shorter ones are left out).
 
@@ -38,8 +40,8 @@ SETS = ("bacteria-archea16SrRNA", "16SCore", "SSU_plast_rRNA", "LSU_chloro_rRNA"
         "LSU_mito_rRNA", "64-matK-FINAL-aligned-DNA.fas", "64-rbcL-FINAL-aligned-DNA.fas", "UniVec_Core")
 RULES = {"unlike every reference barcode": "floor", "reads as no protein": "no protein",
          "translates to a protein unlike": "protein", "no more like the reference's barcodes": "shuffles",
-         "invalid": "invalid"}
-TURNED_AWAY = ("floor", "no protein", "protein", "shuffles")
+         "a partial barcode whose every reading frame": "stops", "invalid": "invalid"}
+TURNED_AWAY = ("floor", "no protein", "protein", "stops", "shuffles")
 
 
 def extract(name: str, work: Path) -> Path:
@@ -64,14 +66,19 @@ def stretches(sequences: list[str], length: int, seed: str) -> list[str]:
     return out
 
 
-def classify(fasta: Path, index: str | None, protein: bool = True, shuffles: bool = True) -> tuple[list[dict], Counter]:
+def classify(fasta: Path, index: str | None, protein: bool = True, shuffles: bool = True,
+             reads: bool = True) -> tuple[list[dict], Counter]:
     """Rows of `clibd -v classify` and how many stderr notes name each rule (without the
-    translation sketch's rule, or the shuffle rule, if so told)."""
+    translation sketch's rules, its floors for partial barcodes that meet a stop, or the shuffle
+    rule, if so told)."""
     args = ["-v", "classify", str(fasta), *(["--index", index] if index else [])]
     margin = sketch_module.COMPOSITION_MARGIN if shuffles else -np.inf
-    floors = ProteinSketch.floors if protein else lambda self, bases: np.full(len(bases), -np.inf)
+    none = lambda self, bases: np.full(len(bases), -np.inf)  # noqa: E731
+    floors = ProteinSketch.floors if protein else none
+    read_floor = ProteinSketch.read_floor if protein and reads else none
     stderr = io.StringIO()
     with mock.patch.object(sketch_module, "COMPOSITION_MARGIN", margin), mock.patch.object(ProteinSketch, "floors", floors), \
+            mock.patch.object(ProteinSketch, "read_floor", read_floor), \
             contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()) as stdout:
         cli(args, standalone_mode=False)
     notes = Counter({rule_name: stderr.getvalue().count(text) for text, rule_name in RULES.items()})
@@ -85,8 +92,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-off-target"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    print("set: records; invalid / turned away (by floor, no protein, protein unlike, shuffles) / given an "
-          "order; given an order without the translation sketch; and without the shuffle rule too")
+    print("set: records; invalid / turned away (by floor, no protein, protein unlike, partial with stops, shuffles) "
+          "/ given an order; given an order without the floors for partial barcodes with stops; without the "
+          "translation sketch; and without the shuffle rule too")
     for name in (*SETS, "humrep"):
         fasta = extract(name, args.work)
         if args.stretch:
@@ -94,11 +102,11 @@ def main() -> None:
             fasta = args.work / f"{name}-{args.stretch}.fasta"
             fasta.write_text("".join(f">s{i}\n{seq}\n" for i, seq in enumerate(cut)))
         rows, notes = classify(fasta, args.index)
-        named = [sum(bool(r["order"]) for r in classify(fasta, args.index, protein=False, shuffles=shuffles)[0])
-                 for shuffles in (True, False)]
+        named = [sum(bool(r["order"]) for r in classify(fasta, args.index, **rules)[0])
+                 for rules in ({"reads": False}, {"protein": False}, {"protein": False, "shuffles": False})]
         print(f"{name}: {len(rows)}; {notes['invalid']} / {sum(notes[r] for r in TURNED_AWAY)} "
               f"({', '.join(str(notes[r]) for r in TURNED_AWAY)}) / {sum(bool(r['order']) for r in rows)}; "
-              f"{named[0]}; {named[1]}")
+              + "; ".join(map(str, named)))
 
 
 if __name__ == "__main__":

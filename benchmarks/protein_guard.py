@@ -2,15 +2,17 @@
 beyond the sketch's other rules, on real barcodes and on other markers.
 
 The bundled reference's sketch (or `--index DIR`'s) judges each set as `clibd classify` does
-(`Sketch.judge`, each sequence on the reference's strand), with the translation sketch and
-without it. Sets: every BOLD barcode; the `test` + `test_unseen` barcodes with 1, 3 and 5 %
-sequencing errors and cut to 150 and 313 bases (seeded as `classify_bold.py --errors` and
-`--fragment` make them); real sequences of other markers (`off_target_markers.py`), whole and
-cut to a seeded random stretch of 150, 313 and 450 bases. Printed per set: sequences, turned away
-with the translation sketch / without it, the share in the band where the translation is
-computed (between the k-mer floor and the floor for barcodes that read as no protein), the
-guard's time per sequence with and without it, and the first BOLD records it adds. First, what
-fitting it costs `clibd index`: the sketch fitted on BOLD's `train` split with it and without it.
+(`Sketch.judge`, each sequence on the reference's strand). Sets: every BOLD barcode; the `test` +
+`test_unseen` barcodes with 1, 3 and 5 % sequencing errors, and cut to 150 and 313 bases with 0,
+1, 3 and 5 % errors (seeded as `classify_bold.py --fragment` and `--errors` make them); real
+sequences of other markers (`off_target_markers.py`), whole and cut to a seeded random stretch of
+150, 313 and 450 bases. Printed per set: sequences, turned away with the translation sketch /
+without its floors for partial barcodes that meet a stop in every frame
+(`ProteinSketch.read_floors`) / without it at all, the share in the band where the translation
+is computed for every barcode (between the k-mer floor and the floor for barcodes that read as
+no protein), the guard's time per sequence in the three, and the first BOLD records the read
+floors add. First, what fitting it costs `clibd index`: the sketch fitted on BOLD's `train`
+split with the translation sketch and without it.
 
     PYTHONPATH=$PWD:$PWD/benchmarks .venv/bin/python benchmarks/protein_guard.py [--index DIR] [--work DIR]
 """
@@ -54,15 +56,19 @@ def report(name: str, sketch: Sketch, barcodes: list[str], ids: list[str] | None
     checked = [checked_barcode(b) for b in barcodes]  # as clibd classify reads them; the invalid left out
     kept = [i for i, (_, problem) in enumerate(checked) if problem is None]
     barcodes, ids = [checked[i][0] for i in kept], ids and [ids[i] for i in kept]
-    protein, sketch.protein = sketch.protein, None
+    protein, read_floors = sketch.protein, sketch.protein.read_floors
+    sketch.protein = None
     without, _, plain = judged(sketch, barcodes)
-    sketch.protein = protein
+    sketch.protein, protein.read_floors = protein, None
+    no_reads, _, unread = judged(sketch, barcodes)
+    protein.read_floors = read_floors
     with_it, band, ruled = judged(sketch, barcodes)
-    added = [i for i, (a, b) in enumerate(zip(without, with_it)) if a is None and b is not None]
+    added = [i for i, (a, b) in enumerate(zip(no_reads, with_it)) if a is None and b is not None]
     print(f"{name}: {len(barcodes)}; turned away {sum(w is not None for w in with_it)} / "
-          f"{sum(w is not None for w in without)} without; in band {100 * band:.2f} %; "
-          f"{1e3 * ruled:.4f} / {1e3 * plain:.4f} ms each"
-          + (f"; added: {', '.join(ids[i] for i in added[:5])}" if ids and added else ""))
+          f"{sum(w is not None for w in no_reads)} without the read floors / "
+          f"{sum(w is not None for w in without)} without the translation sketch; in band {100 * band:.2f} %; "
+          f"{1e3 * ruled:.4f} / {1e3 * unread:.4f} / {1e3 * plain:.4f} ms each"
+          + (f"; added by the read floors: {', '.join(ids[i] for i in added[:5])}" if ids and added else ""))
 
 
 def fit_time(barcodes: list[str]) -> None:
@@ -104,6 +110,10 @@ def main() -> None:
         cut = [fragment(r, length, random.Random(r["processid"])) for r in queries]
         report(f"test + test_unseen, {length} bases", sketch, [r["dna_barcode"] for r in cut],
                [r["processid"] for r in cut])
+        for rate in (0.01, 0.03, 0.05):
+            noisy = [with_errors(r, rate, random.Random(f"errors {r['processid']}")) for r in cut]
+            report(f"test + test_unseen, {length} bases, {rate:.0%} errors", sketch,
+                   [r["dna_barcode"] for r in noisy], [r["processid"] for r in noisy])
     for name in MARKERS:
         sequences = [record.seq.upper() for record in read_sequences(extract(name, args.work))]
         report(name, sketch, sequences)

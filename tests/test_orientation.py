@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clibd_cli.classification.read_errors import with_errors
 from clibd_cli.indexing.bundled import PACK
-from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
+from clibd_cli.io.sequences import reverse_complement, unambiguous_bases, with_errors
 from clibd_cli.reference import sketch as sketch_module
 from clibd_cli.reference.protein_sketch import ProteinSketch
 from clibd_cli.reference.sketch import PARTIAL_LENGTHS, WHOLE_FROM, fit_sketch, load_sketch, no_protein
@@ -247,6 +246,21 @@ def test_other_markers_the_bundled_reference_named_are_turned_away_by_their_shuf
     assert without.stderr.count("no more like the reference's barcodes than its own bases shuffled") == 16
     monkeypatch.setattr(sketch_module, "COMPOSITION_MARGIN", -np.inf)
     assert [r["status"] for r in tsv(run("classify", markers).stdout)] == ["assigned"] * 24
+
+
+def test_stretches_of_other_markers_the_bundled_reference_named_are_turned_away_by_their_stops(monkeypatch):
+    """313- and 150-base stretches of mitochondrial rRNAs (``fixtures/other_marker_stretches.fasta``,
+    of vertebrates, ticks and others, from Debian ncbi-data's BLAST databases, public domain) that
+    passed every k-mer floor and that the bundled reference named an insect order (Hymenoptera at
+    0.84-1.00, one Diptera): each meets a stop codon in every frame and reads as a protein under
+    the translation sketch's floor for reads of its length."""
+    stretches = Path(__file__).parent / "fixtures" / "other_marker_stretches.fasta"
+    result = run("-v", "classify", stretches)
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in tsv(result.stdout)] == ["unassigned"] * 12
+    assert result.stderr.count("a partial barcode whose every reading frame meets a stop codon") == 12
+    monkeypatch.setattr(ProteinSketch, "read_floor", lambda self, bases: np.full(len(bases), -np.inf))
+    assert all(r["order"] for r in tsv(run("classify", stretches).stdout))
 
 
 def test_the_shuffle_rule_answers_the_same_in_any_batch_and_is_met_at_the_margin(monkeypatch):

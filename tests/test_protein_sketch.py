@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clibd_cli.classification.read_errors import with_errors
 from clibd_cli.indexing.pack import pack_index, resketch_pack, unpack_index
-from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
+from clibd_cli.io.sequences import reverse_complement, unambiguous_bases, with_errors
 from clibd_cli.reference import protein_sketch
 from clibd_cli.reference import sketch as sketch_module
 from clibd_cli.reference.centroids import PARTIAL_LENGTHS, Clusters, length_floors
@@ -74,14 +73,61 @@ def test_a_protein_at_its_floor_is_on_target_and_one_under_it_only_under_the_sto
         assert (why is not None) == off and (not off or why.startswith("translates to a protein unlike"))
 
 
+def test_a_partial_barcode_that_meets_a_stop_in_every_frame_is_held_to_the_read_floor(monkeypatch):
+    """Under ``WHOLE_FROM`` bases, a barcode that meets a stop in every frame (a frame shift counting
+    as one) is off target under the read floor of its length (interpolated between lengths) and on
+    target at it; one that meets none, a whole one, or one judged without read floors (an index of
+    an earlier clibd) is not held to it."""
+    protein = ProteinSketch(np.zeros((1, PROTEIN_COLUMNS), np.float32), floor=0.3,
+                            read_floors=[0.4, 0.5, 0.6, 0.7, 0.8])
+    sketch = sketch_module.Sketch(np.zeros((1, 4 ** 5), np.float32), floor=0.1, stop_floor=0.2, protein=protein)
+
+    def why(barcode: str, stops: int, similarity: float) -> str | None:
+        monkeypatch.setattr(sketch_module, "frame_breaks", lambda barcodes: np.full(len(barcodes), stops))
+        monkeypatch.setattr(ProteinSketch, "similarity", lambda self, b: np.full(len(b), similarity, np.float32))
+        return sketch.judge(np.array([0.9], np.float32), [barcode])[0]
+
+    partial, longer, whole = "ACGT" * 75, "ACGT" * 112 + "AC", "ACGT" * 150  # 300, 450 and 600 bases
+    assert why(partial, 1, 0.59).startswith("a partial barcode whose every reading frame meets a stop codon (1 in")
+    assert "(similarity 0.59 < 0.60, the floor of reads of its length" in why(partial, 2, 0.59)
+    assert why(partial, 1, 0.6) is None and why(partial, 0, 0.1) is None and why(whole, 3, 0.1) is None
+    assert why(longer, 1, 0.749) is not None and why(longer, 1, 0.751) is None
+    protein.read_floors = None
+    assert why(partial, 1, 0.1) is None
+
+
+def test_the_read_floors_fitted_on_real_barcodes_let_their_reads_through(thousand):
+    """Fitted on stretches of the reference's own barcodes read with ``READ_ERRORS`` errors: they
+    rise with length, and stretches of other real barcodes, clean or read with 1 % or 3 % errors,
+    are turned away by them rarely (none clean, where no stretch meets a stop)."""
+    real, sketch = thousand
+    floors = sketch.protein.read_floors
+    assert len(floors) == len(PARTIAL_LENGTHS) and floors == sorted(floors) and 0.3 < floors[0] < floors[-1] < 0.9
+    rng, draws = np.random.default_rng(4), random.Random(4)
+    others = [b for b in _real(1600)[1000:] if len(b) >= 600]
+    for rate, most in ((0.0, 0), (0.01, 0.005), (0.03, 0.01)):  # none of 432 at each
+        for length in (150, 313):
+            cut = [with_errors(b[start : start + length], rate, draws)
+                   for b in others for start in [int(rng.integers(0, len(b) - length + 1))]]
+            why = sketch.judge(sketch.look(cut)[1], cut)
+            assert sum(w is not None and w.startswith("a partial barcode") for w in why) <= most * len(cut)
+
+
 def test_an_index_stores_its_translation_sketch_and_one_without_it_still_loads(real_index, tmp_path):
     manifest = json.loads((real_index / "manifest.json").read_text())
     entry = manifest["sketch"]["protein"]
     assert entry["file"] == PROTEIN_FILE and PROTEIN_FILE in manifest["sha256"]
     sketch = load_index(real_index).sketch
     assert np.array_equal(sketch.protein.centroids, np.load(real_index / PROTEIN_FILE))
-    assert (sketch.protein.floor, sketch.protein.short_floors) == (entry["floor"], entry["short_floors"])
-    assert len(entry["short_floors"]) == len(PARTIAL_LENGTHS)
+    assert (sketch.protein.floor, sketch.protein.short_floors, sketch.protein.read_floors) == \
+        (entry["floor"], entry["short_floors"], entry["read_floors"])
+    assert len(entry["short_floors"]) == len(entry["read_floors"]) == len(PARTIAL_LENGTHS)
+    older = tmp_path / "older"  # as an index built before read floors: loads, without the rule
+    shutil.copytree(real_index, older)
+    manifest_older = json.loads(json.dumps(manifest))
+    del manifest_older["sketch"]["protein"]["read_floors"]
+    (older / "manifest.json").write_text(json.dumps(manifest_older))
+    assert load_index(older).sketch.protein.read_floors is None
     old = tmp_path / "old"  # as an index built before translation sketches
     shutil.copytree(real_index, old)
     (old / PROTEIN_FILE).unlink()
@@ -122,8 +168,10 @@ def test_a_translation_sketch_that_is_not_one_clibd_wrote_is_a_clear_error(real_
     with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected \[C, 400\] protein centroids.*shape \[400\]"):
         load_sketch(folder, manifest, "rebuild")
     np.save(folder / PROTEIN_FILE, np.zeros((4, PROTEIN_COLUMNS), np.float32))
-    for floor, short in (("0.5", None), (0.5, [0.1, 0.2]), (0.5, ["0.1"] * len(PARTIAL_LENGTHS))):
-        entry = {**manifest["sketch"], "protein": {"file": PROTEIN_FILE, "floor": floor, "short_floors": short}}
+    for floor, short, reads in (("0.5", None, None), (0.5, [0.1, 0.2], None), (0.5, ["0.1"] * len(PARTIAL_LENGTHS), None),
+                                (0.5, None, [0.1]), (0.5, None, 0.4)):
+        entry = {**manifest["sketch"], "protein": {"file": PROTEIN_FILE, "floor": floor, "short_floors": short,
+                                                   "read_floors": reads}}
         with pytest.raises(ClibdError, match=rf"{PROTEIN_FILE}: expected .*floors? .*; rebuild"):
             load_sketch(folder, {**manifest, "sketch": entry}, "rebuild")
     with pytest.raises(ClibdError, match=r"sketch.npy: expected .* floors by length"):  # as for the k-mer sketch's

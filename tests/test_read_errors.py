@@ -6,7 +6,8 @@ import random
 
 from fixtures.specimens import run, specimens, tsv, write_fasta
 
-from clibd_cli.classification.read_errors import held_out_reads, with_errors
+from clibd_cli.classification.read_errors import held_out_reads
+from clibd_cli.io.sequences import with_errors
 
 
 def _edit_distance(a: str, b: str) -> int:

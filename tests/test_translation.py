@@ -61,7 +61,7 @@ def test_a_reads_frame_shift_is_read_through():
         assert float(peptide_profile([noisy], reads=True, shift_cost=1e6)[0] @ reference) < 0.8  # no shift pays
     assert np.array_equal(peptide_profile([clean], reads=True), peptide_profile([clean]))
     # real barcodes with 1 % errors: their amino acids near the clean barcode's again
-    from clibd_cli.classification.read_errors import with_errors
+    from clibd_cli.io.sequences import with_errors
 
     rows = [r for r in bold_table()[1] if r["split"] == "test" and len(r["dna_barcode"].strip("-N")) >= 600][:200]
     barcodes = [r["dna_barcode"].replace("-", "").strip("N") for r in rows]
@@ -223,7 +223,7 @@ def test_reads_are_read_through_as_the_plain_viterbi_reads_them(monkeypatch):
     else its block holds: real BOLD barcodes with seeded errors (gaps and N runs kept, lower case,
     U for T), random ones of 0 to 1,000 bases (lengths not a multiple of 3 too), in blocks of 7, and
     the profile of each is its own."""
-    from clibd_cli.classification.read_errors import with_errors
+    from clibd_cli.io.sequences import with_errors
     from clibd_cli.embedding import translation
 
     blocks = translation.codon_blocks

@@ -4,7 +4,7 @@ A read with errors lies farther from its species' reference barcodes than a clea
 and maps fitted on clean barcodes read that distance as a new species (benchmarks/README.md,
 *Reads with sequencing errors*). ``clibd index --calibrate-errors RATE[,RATE...]`` (1 and 2 % by
 default, the copies at each in turn) copies up to ``MAX_READS`` reference records with such errors
-(:func:`read_pseudo_queries`) and, with ``--calibrate-on``, each held-out query
+(:func:`read_pseudo_queries`; the errors: :func:`clibd_cli.io.sequences.with_errors`) and, with ``--calibrate-on``, each held-out query
 (:func:`held_out_reads`); the copies that read with a frame break calibrate the ``dna~`` queries
 (``query_kinds.py``), the clean records the other kinds exactly as without them.
 """
@@ -17,30 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from clibd_cli.classification.query_kinds import read_queries
+from clibd_cli.io.sequences import with_errors
 from clibd_cli.reference.sources import References
 from models.errors import ClibdError
 
-BASES = "ACGT"
 MAX_READS = 6000  # reference records copied with errors for the dna~ pseudo-queries
 DEFAULT_RATES = (0.01, 0.02)  # errors per base of the copies, in turn (benchmarks/README.md, session 16)
-
-
-def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
-    """``barcode`` with sequencing errors: each base substituted, followed by an inserted base,
-    or deleted, with probability ``rate / 3`` each (as raw nanopore reads have them); read in
-    upper case, so that a lower-case (soft-masked) barcode gets the errors its upper-case twin gets."""
-    if rate <= 0:
-        return barcode
-    out: list[str] = []
-    for base in barcode.upper():
-        draw = rng.random() * 3 / rate
-        if draw >= 3:
-            out.append(base)
-        elif draw < 1:
-            out.append(rng.choice([b for b in BASES if b != base]))
-        elif draw < 2:
-            out += [base, rng.choice(BASES)]
-    return "".join(out)
 
 
 def read_rates(asked: tuple[float, ...] | None, sketch) -> tuple[float, ...]:

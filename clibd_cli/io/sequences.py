@@ -4,11 +4,14 @@ A hand-written line reader: as fast as Biopython's SimpleFastaParser, with line 
 every error. Multi-line FASTA and multi-line FASTQ are accepted; FASTQ qualities are checked
 for length and then dropped (clibd does not use them). Memory stays bounded whatever the input:
 lines are read in pieces and a record's sequence is kept only up to ``MAX_LENGTH`` + 1
-characters (enough for :func:`barcode_problem` to call it too long).
+characters (enough for :func:`barcode_problem` to call it too long). Stretches and reads with
+sequencing errors made from whole barcodes (:func:`random_stretch`, :func:`with_errors`) stand for
+the partial barcodes and raw reads users send, where confidences and floors are fitted.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import sys
 from collections.abc import Iterator
@@ -24,6 +27,8 @@ _SIZE = re.compile(r"(?:^|[;\s])size=([^;\s]*)")
 _COUNT = re.compile(r"[0-9]+")  # a size= that is a read count
 _SAMPLE = re.compile(r"(?:^|[;\s])(?:sample|barcodelabel)=([^;\s]+)")  # vsearch reads either
 NUCLEOTIDES = "ACGTURYSWKMBDHVN-."  # IUPAC nucleotide codes, U, and alignment gaps
+BASES = "ACGT"
+_OTHER_BASES = {base: BASES.replace(base, "") for base in BASES}  # what a substitution may give
 MIN_BASES = 100  # COI-5P barcodes are ~658 nt; under 100 unambiguous bases a call is noise
 MAX_LENGTH = 5000  # characters of a record; COI-5P barcodes (and their alignments) are under 2 kb
 _LINE_PIECE = 1 << 16  # lines are read this many characters at a time
@@ -113,6 +118,26 @@ def random_stretch(barcode: str, rng: np.random.Generator, shortest: int, longes
     length = int(rng.integers(min(shortest, top), top + 1))
     start = int(rng.integers(0, len(barcode) - length + 1))
     return barcode[start:start + length]
+
+
+def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
+    """``barcode`` with sequencing errors: each base substituted, followed by an inserted base,
+    or deleted, with probability ``rate / 3`` each (as raw nanopore reads have them); read in
+    upper case, so that a lower-case (soft-masked) barcode gets the errors its upper-case twin gets."""
+    if rate <= 0:
+        return barcode
+    read, out, kept, scale, draw_next = barcode.upper(), [], 0, 3 / rate, rng.random
+    for at, base in enumerate(read):
+        draw = draw_next() * scale
+        if draw < 3:  # an error at this base: the bases since the last one kept as they are
+            out.append(read[kept:at])
+            kept = at + 1
+            if draw < 1:
+                out.append(rng.choice(_OTHER_BASES.get(base, BASES)))
+            elif draw < 2:
+                out.append(base + rng.choice(BASES))
+    out.append(read[kept:])
+    return "".join(out)
 
 
 def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:

@@ -11,13 +11,15 @@ by length.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
-from clibd_cli.io.sequences import random_stretch
+from clibd_cli.io.sequences import random_stretch, with_errors
 
 PARTIAL_LENGTHS = (150, 200, 300, 400, 500)  # bases: stretches the partial-barcode floors are fitted on
 WHOLE_FROM = 600  # bases from which a barcode meets the whole-barcode floor
@@ -76,17 +78,26 @@ def held_out_similarity(clusters: Clusters, x: np.ndarray | None = None,
 
 
 def length_floors(clusters: Clusters, barcodes: Sequence[str], profile: Callable[[list[str]], np.ndarray],
-                  rng: np.random.Generator, quantiles: list[float], whole: list[float]) -> list[list[float]]:
+                  rng: np.random.Generator, quantiles: list[float], whole: list[float],
+                  errors: float = 0.0) -> list[list[float]]:
     """Per quantile, per ``PARTIAL_LENGTHS``: the floor of stretches of that many bases cut from
     (up to ``PARTIAL_SAMPLE``) of the clusters' ``barcodes`` (one strand, the profiles' order),
     profiled by ``profile``, each against the centroids but its barcode's own; never above a longer
-    stretch's floor or the whole-barcode floor (``whole``, one per quantile)."""
+    stretch's floor or the whole-barcode floor (``whole``, one per quantile). With ``errors``, the
+    stretches are read with sequencing errors at that rate per base (:func:`with_errors`) and only
+    those that meet a stop codon in every frame count (:func:`frame_breaks`; none at a length: no
+    floor there, 0)."""
     floors = []
     for length in PARTIAL_LENGTHS:
         at = rng.permutation(len(barcodes))[:PARTIAL_SAMPLE]
         cut = [random_stretch(barcodes[i], rng, length, length) for i in at]
+        if errors:
+            draws = random.Random(int(rng.integers(1 << 32)))
+            cut = [with_errors(c, errors, draws) for c in cut]
+            stopped = frame_breaks(cut) > 0
+            cut, at = [c for c, s in zip(cut, stopped) if s], at[stopped]
         sims = held_out_similarity(clusters, profile(cut), at)
-        floors.append(np.quantile(sims, quantiles).tolist() if len(sims) else whole)
+        floors.append(np.quantile(sims, quantiles).tolist() if len(sims) else [0.0 if errors else w for w in whole])
     return [np.minimum.accumulate([top, *[f[q] for f in floors][::-1]])[1:][::-1].tolist()
             for q, top in enumerate(whole)]
 

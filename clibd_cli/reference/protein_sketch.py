@@ -12,10 +12,21 @@ their own centroid left out. A barcode under it is held to the k-mer sketch's hi
 barcodes that read as no protein (:meth:`Sketch.judge`); the measurements are in
 ``benchmarks/README.md``, *Other markers*.
 
+A stretch of mitochondrial rRNA can share enough 5-mers with COI to pass every k-mer floor, and
+the bundled model named an insect order for one in ten 150-base stretches of it. Each of its
+three reading frames meets a stop codon, where one frame of a clean stretch of a COI barcode
+meets none; a read with sequencing errors meets them too (an insertion or deletion shifts the
+frame), but read through its shifts its protein stays COI's. So a partial barcode (under
+``WHOLE_FROM`` bases) that meets a stop in every frame is held to ``read_floors``: by length, the
+similarity that all but ``FLOOR_QUANTILE`` of the reference's own stretches read with
+``READ_ERRORS`` errors per base, and meeting a stop in every frame, reach with their own centroid
+left out.
+
 Fitted with the k-mer sketch, only for a reference whose own barcodes read as protein; stored in
 the index directory (and a pack) as ``protein_sketch.npy`` (float32 ``[C, 20**2]``), with its
-``floor`` and ``short_floors`` in the manifest's ``sketch`` entry under ``protein``. An index built
-by an earlier clibd has none, and no such rule until it is rebuilt.
+``floor``, ``short_floors`` and ``read_floors`` in the manifest's ``sketch`` entry under ``protein``.
+An index built by an earlier clibd has none (or no ``read_floors``), and no such rule until it is
+rebuilt.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ PROTEIN_FILE = "protein_sketch.npy"
 CENTROIDS = 256
 PER_CENTROID = 50  # as the k-mer sketch: a small reference gets fewer centroids
 FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below the floor
+READ_ERRORS = 0.03  # errors per base of the stretches the read floors are fitted on (benchmarks/README.md)
 K = 2  # amino acids per k-mer of the profile
 PROTEIN_COLUMNS = 20**K
 
@@ -49,6 +61,7 @@ class ProteinSketch:
     centroids: np.ndarray
     floor: float
     short_floors: list[float] | None = None  # of stretches of centroids.PARTIAL_LENGTHS bases
+    read_floors: list[float] | None = None  # of such stretches that meet a stop in every frame; None: no such rule
 
     def similarity(self, barcodes: Sequence[str]) -> np.ndarray:
         """``[N]``: each barcode's (on the reference's strand) to the nearest centroid."""
@@ -60,12 +73,22 @@ class ProteinSketch:
         """The floor of barcodes of so many unambiguous ``bases``."""
         return by_length(bases, self.short_floors, self.floor)
 
+    def read_floor(self, bases: Sequence[int]) -> np.ndarray:
+        """The floor of partial barcodes of so many unambiguous ``bases`` that meet a stop codon in
+        every frame (``-inf``: no such rule)."""
+        if self.read_floors is None:
+            return np.full(len(bases), -np.inf)
+        return by_length(bases, self.read_floors, self.read_floors[-1])
+
     def to_manifest(self) -> dict:
-        return {"file": PROTEIN_FILE, "floor": rounded(self.floor), "short_floors": rounded(self.short_floors)}
+        entry = {"file": PROTEIN_FILE, "floor": rounded(self.floor), "short_floors": rounded(self.short_floors)}
+        if self.read_floors is not None:
+            entry["read_floors"] = rounded(self.read_floors)
+        return entry
 
     @classmethod
     def from_manifest(cls, centroids: np.ndarray, entry: dict) -> ProteinSketch:
-        return cls(centroids.astype(np.float32), entry["floor"], entry.get("short_floors"))
+        return cls(centroids.astype(np.float32), entry["floor"], entry.get("short_floors"), entry.get("read_floors"))
 
 
 def fit_protein_sketch(barcodes: Sequence[str], rng: np.random.Generator) -> ProteinSketch:
@@ -74,7 +97,8 @@ def fit_protein_sketch(barcodes: Sequence[str], rng: np.random.Generator) -> Pro
     similarity = held_out_similarity(clusters)
     floor = float(np.quantile(similarity, FLOOR_QUANTILE))
     short = length_floors(clusters, barcodes, protein_profile, rng, [FLOOR_QUANTILE], [floor])[0]
-    return ProteinSketch(clusters.centres, floor, short)
+    reads = length_floors(clusters, barcodes, protein_profile, rng, [FLOOR_QUANTILE], [1.0], READ_ERRORS)[0]
+    return ProteinSketch(clusters.centres, floor, short, reads)
 
 
 def unlike_protein_note(protein: float, protein_floor: float, similarity: float, floor: float) -> str:
@@ -82,4 +106,12 @@ def unlike_protein_note(protein: float, protein_floor: float, similarity: float,
             f"their floor for its length) and far from the reference's barcodes (k-mer similarity "
             f"{below(similarity, floor)}, their floor for barcodes that read as no protein) with no "
             "near-identical reference: another protein-coding gene or not this group of organisms; "
+            "unassigned at every rank")
+
+
+def stopped_note(stops: int, protein: float, floor: float) -> str:
+    return (f"a partial barcode whose every reading frame meets a stop codon ({stops} in the one with the fewest) "
+            f"and whose protein, read through its frame shifts, is unlike the reference's "
+            f"(similarity {below(protein, floor)}, the floor of reads of its length with sequencing errors) with "
+            "no near-identical reference: another marker (such as an rRNA) or not this group of organisms; "
             "unassigned at every rank")

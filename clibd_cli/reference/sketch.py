@@ -28,6 +28,9 @@ the model the index embeds with, so it works the same for ``--model kmer`` and t
   ``stop_floor``: the similarity all but ``STOP_FLOOR_QUANTILE`` (1 %) of the reference's own
   barcodes reach, held out as above (and ``short_stop_floors`` for stretches). Fitted only for a
   reference whose own barcodes read as protein (a reference of rRNA would not).
+- Partial barcodes that meet a stop codon in every frame (:func:`frame_breaks`), as a stretch of
+  another marker does and a read with sequencing errors may, are held to the translation
+  sketch's floor for such reads (:mod:`clibd_cli.reference.protein_sketch`).
 - Barcodes no more like the reference than their own bases shuffled: both floors rest on the
   reference's own spread, so a small or narrow reference (a few orders) sets them low, and a
   shuffled barcode that meets few stops, or a long one (many k-mers lift its similarity), may
@@ -59,12 +62,12 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.embedding.kmer import composition_profile, kmer_profile, reverse_complement_columns
-from clibd_cli.embedding.translation import frame_stops
+from clibd_cli.embedding.translation import frame_breaks, frame_stops
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
 from clibd_cli.reference.centroids import (PARTIAL_LENGTHS, WHOLE_FROM, below, by_length, fit_clusters,
                                           held_out_similarity, length_floors, rounded)
 from clibd_cli.reference.protein_sketch import (PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch, fit_protein_sketch,
-                                               unlike_protein_note)
+                                               stopped_note, unlike_protein_note)
 from models.errors import ClibdError, counted
 
 K = 5
@@ -132,7 +135,9 @@ class Sketch:
         target, None if it is not: below the floor of its length, below the floor of barcodes
         that read as no protein and so reading, or (a whole barcode) no more like the reference
         than its own bases shuffled; with a translation sketch, a barcode whose protein is unlike
-        the reference's is held to the floor of those that read as no protein."""
+        the reference's is held to the floor of those that read as no protein, and a partial
+        barcode that meets a stop codon in every frame to its protein floor for reads
+        (:attr:`ProteinSketch.read_floors`)."""
         bases = [unambiguous_bases(b) for b in barcodes] if bases is None else bases
         floors = self.floors(bases)
         why: list[str | None] = [off_target_note(s, f) if s < f else None for s, f in zip(similarity, floors)]
@@ -148,6 +153,14 @@ class Sketch:
                 for i, p, floor in zip(reading, protein, self.protein.floors([bases[i] for i in reading])):
                     if p < floor:
                         why[i] = unlike_protein_note(p, floor, similarity[i], stop_floors[i])
+        if self.protein is not None and self.protein.read_floors is not None:
+            partial = [i for i, w in enumerate(why) if w is None and bases[i] < WHOLE_FROM]
+            stopped = [(i, s) for i, s in zip(partial, frame_breaks([barcodes[i] for i in partial])) if s > 0]
+            protein = self.protein.similarity([barcodes[i] for i, _ in stopped])
+            read_floors = self.protein.read_floor([bases[i] for i, _ in stopped])
+            for (i, stops), p, floor in zip(stopped, protein, read_floors):
+                if p < floor:
+                    why[i] = stopped_note(int(stops), p, floor)
         whole = [i for i, w in enumerate(why) if w is None and bases[i] >= WHOLE_FROM]
         limits = self.composition_limit([barcodes[i] for i in whole])
         doubtful = [i for i, limit in zip(whole, limits) if similarity[i] < limit]
@@ -303,7 +316,7 @@ def load_sketch(folder: Path, manifest: dict, remedy: str) -> Sketch:
     if protein is None:
         return Sketch.from_manifest(centroids, entry)
     peptides = _load_centroids(folder / PROTEIN_FILE, remedy)
-    if not isinstance(protein, dict) or not _floors_read(protein, "short_floors") or peptides.ndim != 2 \
+    if not isinstance(protein, dict) or not _floors_read(protein, "short_floors", "read_floors") or peptides.ndim != 2 \
             or peptides.shape[1] != PROTEIN_COLUMNS:
         raise ClibdError(f"{folder / PROTEIN_FILE}: expected [C, {PROTEIN_COLUMNS}] protein centroids and a floor and "
                          f"floors by length in the manifest's 'sketch' 'protein' entry, found shape "
