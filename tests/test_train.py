@@ -340,8 +340,8 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     assert stopped.exit_code == 130 and "--resume" in stopped.output, stopped.output
     step = torch.load(run / "last" / "train_state.pt", weights_only=True)["step"]
     assert 3 <= step < 24
-    again = train(*common, "--out", run)
-    assert again.exit_code == 1 and "--resume" in again.output
+    again = train(*common, "--out", run)  # without --resume: a usage error, the run kept
+    assert again.exit_code == 2 and "holds a previous run; add --resume to continue it" in again.output
     resumed = train(*common, "--out", run, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert load_model(run / "last").fingerprint() == load_model(tmp_path / "straight" / "last").fingerprint()
@@ -510,7 +510,7 @@ def test_clear_errors(bold_h5, tmp_path):
     huge = train(*base[:-2], "--batch-size", "100000", "--out", tmp_path / "b", "--modalities", "dna,text")
     assert huge.exit_code == 1 and "lower --batch-size" in huge.output
     nothing = train(*base, "--out", tmp_path / "c", "--modalities", "dna,text", "--resume")
-    assert nothing.exit_code == 1 and "nothing to resume" in nothing.output
+    assert nothing.exit_code == 2 and "nothing to resume" in nothing.output
     assert train(*base, "--out", tmp_path / "d", "--modalities", "dna").exit_code == 2
     bad_metric = train(*base, "--out", tmp_path / "e", "--modalities", "dna,text", "--best-metric", "x.y")
     assert bad_metric.exit_code == 2 and "dna-dna.species.macro.hm" in bad_metric.output
@@ -584,11 +584,11 @@ def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
     assert not torch.equal(start[query], merged[query]) and torch.equal(start[key], merged[key])
     # last/'s optimiser state fits only the parameters the run trained
     other = train(*base, "--out", tmp_path / "lora", "--resume", "--freeze", "dna")
-    assert other.exit_code == 1
+    assert other.exit_code == 2
     assert "started with no --freeze, --lora 2; resume with the same" in other.output
     # a resume that plans another number of steps names --max-steps, the option most often changed
     shorter = train(*base, "--out", tmp_path / "lora", "--resume", "--lora", "2", "--max-steps", "2")
-    assert shorter.exit_code == 1
+    assert shorter.exit_code == 2
     assert "the run planned 3 steps, this command 2; resume with its --max-steps," in shorter.output
 
 

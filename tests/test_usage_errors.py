@@ -35,3 +35,17 @@ def test_contradicting_options_are_usage_errors_before_any_work(tmp_path, args, 
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert not out.exists()
+
+
+
+@pytest.mark.parametrize("where", ["references", "--calibrate-on"])
+def test_a_folder_given_for_a_file_is_a_usage_error(tmp_path, where):
+    """A folder where a FASTA goes is named as such, exit 2 as click's own check of the same mistake
+    (``clibd classify FOLDER``), and nothing is written."""
+    folder, out, fasta = tmp_path / "photos", tmp_path / "out", tmp_path / "r.fa"
+    folder.mkdir()
+    fasta.write_text(">a;tax=o:Diptera;\n" + "ACGT" * 60 + "\n")
+    inputs = [folder] if where == "references" else [fasta, "--calibrate-on", folder]
+    result = CliRunner().invoke(cli, ["index", "-m", "kmer", *map(str, inputs), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{folder}: is a directory, expected a file" in result.stderr and not out.exists()

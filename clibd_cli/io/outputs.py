@@ -26,8 +26,9 @@ _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}  # flock's errors whe
 
 
 class UsageError(ClibdError):
-    """A command line that cannot be carried out as given (an output that must not be replaced):
-    exit code 2, like click's usage errors."""
+    """A command line that cannot be carried out as given (an output that must not be replaced, a
+    folder given for a file, a run folder the training options disagree with): exit code 2, like
+    click's usage errors."""
 
     exit_code = 2
 

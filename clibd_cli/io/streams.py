@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from clibd_cli.io.outputs import UsageError
 from models.errors import ClibdError
 
 _MAGIC = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ\x00", lzma))
@@ -49,7 +50,7 @@ def open_binary(source: str | Path) -> BinaryIO:
         try:
             raw = open(source, "rb")  # noqa: SIM115 - handed to the caller
         except IsADirectoryError:
-            raise ClibdError(f"{source}: is a directory, expected a file") from None
+            raise UsageError(f"{source}: is a directory, expected a file") from None
     head = raw.peek(6)[:6]
     for magic, module in _MAGIC:
         if head.startswith(magic):

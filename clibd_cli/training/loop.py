@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from clibd_cli import distributed
-from clibd_cli.io.outputs import writer_lock
+from clibd_cli.io.outputs import UsageError, writer_lock
 from clibd_cli.training import adapt, run_files, state
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
 from clibd_cli.training.optim import create_optimizer, create_schedule
@@ -153,11 +153,11 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     run = Path(cfg.out)
     resume_from = state.checkpoint_dir(run, "last")
     if cfg.resume and resume_from is None:
-        raise ClibdError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
+        raise UsageError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
     if not cfg.resume and resume_from is not None:
-        raise ClibdError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
+        raise UsageError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
     if cfg.resume and (changed := run_files.changed_on_resume(run, asdict(cfg))):
-        raise ClibdError(f"{run}: the run was started with {', '.join(changed)}; resume with the same")
+        raise UsageError(f"{run}: the run was started with {', '.join(changed)}; resume with the same")
     saved = state.load_state(resume_from) if cfg.resume else None
 
     # --- model (what trains: everything, unfrozen towers, or LoRA adapters) -----------------
@@ -192,7 +192,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     step, epoch, batch_in_epoch, best = 0, 0, 0, -math.inf
     if saved:
         if saved["total_steps"] != total_steps:
-            raise ClibdError(f"{resume_from}: the run planned {saved['total_steps']} steps, this command "
+            raise UsageError(f"{resume_from}: the run planned {saved['total_steps']} steps, this command "
                              f"{total_steps}; resume with its --max-steps, --epochs, --batch-size x processes "
                              "and --grad-accum")
         optimizer.load_state_dict(saved["optimizer"])
