@@ -61,7 +61,9 @@ def test_info_describes_and_verifies(barcode_refs, tmp_path):
     sketch = manifest["sketch"]
     assert (f"Off-target guard: k-mer sketch of 1 centroid (5-mers), floor {sketch['floor']:.3f}; "
             f"{sketch['stop_floor']:.3f} for barcodes that read as no protein; translation sketch of 1 centroid, "
-            f"floor {sketch['protein']['floor']:.3f}") in result.stdout
+            f"floor {sketch['protein']['floor']:.3f}; partial barcodes that meet a stop in every frame held to "
+            f"{sketch['protein']['read_floors'][0]:.3f}-{sketch['protein']['read_floors'][-1]:.3f} by length") \
+        in result.stdout
     broken = tmp_path / "broken"
     shutil.copytree(barcode_refs.index, broken)
     records = broken / "records.tsv"

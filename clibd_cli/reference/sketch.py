@@ -191,6 +191,9 @@ class Sketch:
         if self.protein is not None:
             parts.append(f"translation sketch of {counted(len(self.protein.centroids), 'centroid')}, "
                          f"floor {self.protein.floor:.3f}")
+            if self.protein.read_floors is not None:
+                parts.append(f"partial barcodes that meet a stop in every frame held to "
+                             f"{self.protein.read_floors[0]:.3f}-{self.protein.read_floors[-1]:.3f} by length")
         else:
             parts.append("no translation sketch")
         return "; ".join(parts)
