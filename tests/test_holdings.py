@@ -208,10 +208,12 @@ def test_pseudo_queries_read_their_own_stretch_in_their_neighbours_records(barco
     assert np.allclose(by_rank["species"], expected, atol=1e-5)
 
 
-def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs):
+def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs, monkeypatch):
     """``clibd --threads N index`` searches the pseudo-queries in one block of the sample per thread:
     every plan's queries, neighbours, similarities and rank similarities as on one thread, in the
-    same order (sister species left out, holdings read, more threads than queries)."""
+    same order (sister species left out, holdings read, more threads than queries, chunks of any size)."""
+    from clibd_cli.classification import fitting
+
     index = load_index(barcode_refs.index)
     barcodes, vectors = [r.barcode for r in barcode_refs.records], index.vectors()
     cut = np.arange(0, len(vectors), 2)
@@ -232,7 +234,9 @@ def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs):
 
     one = found(1)
     assert sum(len(plan[0]) for plan in one) > 2 * len(cut) // 2
-    assert same(one, found(2)) and same(one, found(3))
+    assert same(one, found(2)) and same(one, found(3, cut[::-1]))  # the sample in any order
+    monkeypatch.setattr(fitting, "_SCORES_PER_CHUNK", 8 * len(vectors))  # chunks: 8 rows on one thread, 2 on 3
+    assert same(one, found(1)) and same(one, found(3))
     # a block of one query: numpy multiplies a lone row otherwise (gemv), its scores in other bits
     assert same(found(1, cut[:2]), found(8, cut[:2])) and same(found(1, cut[:9]), found(2, cut[:9]))
 

@@ -92,6 +92,8 @@ def test_a_partial_barcode_that_meets_a_stop_in_every_frame_is_held_to_the_read_
     assert "(similarity 0.59 < 0.60, the floor of reads of its length" in why(partial, 2, 0.59)
     assert why(partial, 1, 0.6) is None and why(partial, 0, 0.1) is None and why(whole, 3, 0.1) is None
     assert why(longer, 1, 0.749) is not None and why(longer, 1, 0.751) is None
+    assert why("ACGT" * 50, 1, 0.5) is None and why("ACGT" * 50, 1, 0.499) is not None  # at 200 bases' floor
+    assert why("ACGT" * 137, 1, 0.799) is not None and why("ACGT" * 137, 1, 0.801) is None  # 548: 500's floor
     protein.read_floors = None
     assert why(partial, 1, 0.1) is None
 
