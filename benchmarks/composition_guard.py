@@ -25,8 +25,7 @@ from unittest import mock
 import numpy as np
 from classify_bold import BOLD
 
-from clibd_cli.classification.read_errors import with_errors
-from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
+from clibd_cli.io.sequences import reverse_complement, unambiguous_bases, with_errors
 from clibd_cli.reference import sketch as sketch_module
 
 

@@ -92,6 +92,8 @@ def test_a_partial_barcode_that_meets_a_stop_in_every_frame_is_held_to_the_read_
     assert "(similarity 0.59 < 0.60, the floor of reads of its length" in why(partial, 2, 0.59)
     assert why(partial, 1, 0.6) is None and why(partial, 0, 0.1) is None and why(whole, 3, 0.1) is None
     assert why(longer, 1, 0.749) is not None and why(longer, 1, 0.751) is None
+    assert why("ACGT" * 50, 1, 0.5) is None and why("ACGT" * 50, 1, 0.499) is not None  # at 200 bases' floor
+    assert why("ACGT" * 137, 1, 0.799) is not None and why("ACGT" * 137, 1, 0.801) is None  # 548: 500's floor
     protein.read_floors = None
     assert why(partial, 1, 0.1) is None
 
@@ -253,6 +255,20 @@ def test_stretches_are_scored_without_their_own_barcodes_centroid_and_under_the_
     floors = length_floors(clusters, barcodes, lambda cut: eye[["abcdef".index(c[0]) for c in cut]],
                            np.random.default_rng(0), [0.5, 0.5], [1.0, -0.5])
     assert floors == [[0.0] * len(PARTIAL_LENGTHS), [-0.5] * len(PARTIAL_LENGTHS)]
+
+
+def test_a_length_where_no_read_meets_a_stop_in_every_frame_has_no_read_floor_and_lowers_none(monkeypatch):
+    """No 500-base stretch read with errors meets a stop in every frame (forced here): no read floor
+    there (0), and the shorter lengths keep theirs (a longer stretch's floor caps them only where
+    there is one)."""
+    from clibd_cli.reference import centroids
+
+    breaks = centroids.frame_breaks
+    monkeypatch.setattr(centroids, "frame_breaks",
+                        lambda cut: breaks(cut) * (np.array([len(c) for c in cut], dtype=int) < 450))
+    whole = [b for b in _real(300) if len(b) >= 600][:200]
+    floors = protein_sketch.fit_protein_sketch(whole, np.random.default_rng(0)).read_floors
+    assert floors[-1] == 0.0 and all(0.2 < f for f in floors[:-1]) and floors[:-1] == sorted(floors[:-1])
 
 
 def test_no_stretch_floor_of_the_translation_sketch_passes_its_whole_barcode_floor(monkeypatch):

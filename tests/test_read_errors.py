@@ -40,6 +40,24 @@ def test_a_lower_case_barcode_gets_the_errors_of_its_upper_case_twin():
     assert with_errors(barcode.lower(), 0.02, random.Random(5)) == with_errors(barcode, 0.02, random.Random(5))
 
 
+def test_a_draw_is_read_to_the_last_bit_as_before_with_errors_moved():
+    """The same reads for the same seed as before ``with_errors`` moved to io/sequences: a draw ``u``
+    is an error where ``u * 3 / rate`` is under 3 (an insertion from 1, a deletion from 2), that
+    product rounded as it was (``u * (3 / rate)`` rounds the other way for these draws)."""
+
+    class Drawn(random.Random):
+        def __init__(self, draw: float) -> None:
+            super().__init__(0)
+            self.draw = draw
+
+        def random(self) -> float:
+            return self.draw
+
+    drawn = ((0.8444218515250481, 0.8444218515250481), (0.5046868558173903, 0.33645790387826013),
+             (0.9081128851953352, 0.6054085901302234))  # deleted, deleted, followed by an insertion
+    assert [len(with_errors("C", rate, Drawn(draw))) for rate, draw in drawn] == [0, 0, 2]
+
+
 def test_held_out_reads_are_copies_that_read_with_a_frame_break():
     from clibd_cli.reference.sources import References
 

@@ -265,16 +265,17 @@ def _pseudo_queries(
     n = len(nodes.of_record)
     # the sample in one contiguous block per thread, each searched chunk by chunk on its own: the
     # same answers, in about half the time on two (the masks are numpy passes that let go of the GIL);
-    # chunks shrink with the threads, so memory stays flat
-    blocks = np.array_split(np.sort(sample), max(1, min(threads, len(sample))))
-    step = max(1, int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256)) // len(blocks))  # flat up to ~2M references
+    # chunks shrink with the threads (no more threads than one chunk's rows), so memory stays flat
+    step = int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256))  # flat up to ~2M references
+    blocks = np.array_split(np.sort(sample), max(1, min(threads, len(sample), step)))
+    step //= len(blocks)
 
     def search(block: np.ndarray) -> list[list]:
         found: list[list] = [[] for _ in plans]
         for start in range(0, len(block), step):
             queries = block[start : start + step]
             rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[0][source[1][queries]]
-            scores = (part_only(rows, part) @ nodes.vectors.T)[:, nodes.of_record]
+            scores = _scores(part_only(rows, part), nodes.vectors)[:, nodes.of_record]
             for (rank, above), out in zip(plans, found):
                 if rank is None:
                     excluded, keep = np.arange(n)[None, :] == queries[:, None], queries >= 0
@@ -310,6 +311,12 @@ def _pseudo_queries(
     found = [[empty, *(o for block in searched for o in block[plan])] for plan in range(len(plans))]
     return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
              {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]
+
+
+def _scores(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``queries @ vectors.T``, each row in the same bits in a chunk of any size (numpy multiplies a
+    lone row another way, by gemv: it goes with a copy of itself)."""
+    return (np.repeat(queries, 2, axis=0) @ vectors.T)[:1] if len(queries) == 1 else queries @ vectors.T
 
 
 def _fit_ranks(

@@ -126,9 +126,9 @@ def with_errors(barcode: str, rate: float, rng: random.Random) -> str:
     upper case, so that a lower-case (soft-masked) barcode gets the errors its upper-case twin gets."""
     if rate <= 0:
         return barcode
-    read, out, kept, scale, draw_next = barcode.upper(), [], 0, 3 / rate, rng.random
+    read, out, kept, draw_next = barcode.upper(), [], 0, rng.random
     for at, base in enumerate(read):
-        draw = draw_next() * scale
+        draw = draw_next() * 3 / rate  # as it always was: u * (3 / rate) rounds some draws the other way
         if draw < 3:  # an error at this base: the bases since the last one kept as they are
             out.append(read[kept:at])
             kept = at + 1

@@ -97,9 +97,20 @@ def length_floors(clusters: Clusters, barcodes: Sequence[str], profile: Callable
             stopped = frame_breaks(cut) > 0
             cut, at = [c for c, s in zip(cut, stopped) if s], at[stopped]
         sims = held_out_similarity(clusters, profile(cut), at)
-        floors.append(np.quantile(sims, quantiles).tolist() if len(sims) else [0.0 if errors else w for w in whole])
-    return [np.minimum.accumulate([top, *[f[q] for f in floors][::-1]])[1:][::-1].tolist()
+        floors.append(np.quantile(sims, quantiles).tolist() if len(sims) else None)
+    none = 0.0 if errors else None  # the floor of a length where no stretch counts (None: a longer one's)
+    return [_under_longer([None if f is None else f[q] for f in floors], top, none)
             for q, top in enumerate(whole)]
+
+
+def _under_longer(floors: list[float | None], top: float, none: float | None) -> list[float]:
+    """``floors`` (shortest first) each lowered to the longer ones' and ``top``; one that is None (no
+    stretch counted) is ``none``, or the longer ones' floor if None, and lowers no shorter one."""
+    out: list[float] = []
+    for floor in floors[::-1]:
+        top = top if floor is None else min(top, floor)
+        out.append(none if floor is None and none is not None else top)
+    return out[::-1]
 
 
 def below(value: float, floor: float) -> str:
