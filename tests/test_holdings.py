@@ -236,6 +236,7 @@ def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs, monk
     assert sum(len(plan[0]) for plan in one) > 2 * len(cut) // 2
     assert same(one, found(2)) and same(one, found(3, cut[::-1]))  # the sample in any order
     monkeypatch.setattr(fitting, "_SCORES_PER_CHUNK", 8 * len(vectors))  # chunks: 8 rows on one thread, 2 on 3
+    monkeypatch.setattr(fitting, "_ROWS_PER_BLOCK", 1)
     assert same(one, found(1)) and same(one, found(3))
     # a block of one query: numpy multiplies a lone row otherwise (gemv), its scores in other bits
     assert same(found(1, cut[:2]), found(8, cut[:2])) and same(found(1, cut[:9]), found(2, cut[:9]))
@@ -250,6 +251,7 @@ def test_pseudo_queries_on_more_threads_than_a_chunk_has_rows_keep_memory_flat(b
     index = load_index(barcode_refs.index)
     vectors, top_k, searched = index.vectors(), search.top_k, []
     monkeypatch.setattr(fitting, "_SCORES_PER_CHUNK", 8 * len(vectors))
+    monkeypatch.setattr(fitting, "_ROWS_PER_BLOCK", 1)
     monkeypatch.setattr(search, "top_k", lambda scores, k, threads=1: (searched.append(len(scores)),
                                                                        top_k(scores, k))[1])
     pools = []
@@ -259,6 +261,11 @@ def test_pseudo_queries_on_more_threads_than_a_chunk_has_rows_keep_memory_flat(b
     _pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), np.arange(len(vectors)), taxonomy, 5,
                     [(None, None)], ({}, [], None), threads=32)
     assert sum(searched) == len(vectors) and max(pools, default=1) * max(searched) <= 8
+    pools.clear(), searched.clear()
+    monkeypatch.setattr(fitting, "_ROWS_PER_BLOCK", 64)  # as by default: chunks of 8 rows are not split
+    _pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), np.arange(len(vectors)), taxonomy, 5,
+                    [(None, None)], ({}, [], None), threads=32)
+    assert not pools and max(searched) == 8
 
 
 def test_barcode_gaps_of_a_calibration_reading_holdings_are_measured_in_them(barcode_refs):

@@ -224,6 +224,8 @@ def fit_calibration_held_out(
 
 
 _SCORES_PER_CHUNK = 1 << 24  # query x reference scores at once: ~20 bytes each with masks and top-k (~0.3 GB)
+_ROWS_PER_BLOCK = 64  # fewest rows a thread's chunk of pseudo-queries holds (at 1M references a chunk
+# is 16 rows: split on two threads the build took 972 s, 913 s before; benchmarks/README.md, *Scaling*)
 
 
 @dataclass
@@ -265,9 +267,10 @@ def _pseudo_queries(
     n = len(nodes.of_record)
     # the sample in one contiguous block per thread, each searched chunk by chunk on its own: the
     # same answers, in about half the time on two (the masks are numpy passes that let go of the GIL);
-    # chunks shrink with the threads (no more threads than one chunk's rows), so memory stays flat
+    # chunks shrink with the threads, so memory stays flat; one block where a thread's chunk would
+    # be under _ROWS_PER_BLOCK rows (large references)
     step = int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256))  # flat up to ~2M references
-    blocks = np.array_split(np.sort(sample), max(1, min(threads, len(sample), step)))
+    blocks = np.array_split(np.sort(sample), max(1, min(threads, len(sample), step // _ROWS_PER_BLOCK)))
     step //= len(blocks)
 
     def search(block: np.ndarray) -> list[list]:
