@@ -16,31 +16,17 @@ and `dna~` calibrations stay byte for byte as they were.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-from export_default_model import HELD_OUT
+from export_default_model import bundled_pack_splits
 
 from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
-from clibd_cli.indexing.pack import add_holdings, unpack_index
+from clibd_cli.indexing.pack import add_holdings
 from clibd_cli.reference.holdings import kmer_holdings
-from clibd_cli.reference.sketch import orient_references
-from clibd_cli.reference.sources import read_references
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="BOLD dataset HDF5 from clibd prepare")
-    args = parser.parse_args()
-    index = unpack_index(PACK)
-    records, queries = (read_references([str(args.data)], "dna", splits=splits) for splits in (["train"], HELD_OUT))
-    if records.ids != index.ids:
-        sys.exit(f"{PACK}: its records are not the train split of {args.data} in order")
-    for part in (records, queries):
-        orient_references(part.items, index.sketch)  # as clibd index read them
+    _, records, queries = bundled_pack_splits(__doc__)
     embedder = Embedder(load_model_for(DEFAULT_MODEL, ["dna"]))
     short = short_queries(embedder, short_pseudo_queries(records.items, range(len(records)), seed=0),
                           queries.items, seed=0)

@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 
 from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
-from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries
+from clibd_cli.classification.read_errors import held_out_reads, partial_read_queries, read_pseudo_queries
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
-from clibd_cli.indexing.pack import pack_index
+from clibd_cli.indexing.pack import pack_index, unpack_index
 from clibd_cli.reference.sketch import orient_references
 from clibd_cli.reference.sources import read_references
 from models import load_model, save_model
@@ -40,6 +40,26 @@ from models.config import PRETRAINED_DIR
 
 CARD = "MODEL_CARD.md"
 HELD_OUT = ("val", "val_unseen")  # calibration queries: known and new species, never the test splits
+
+
+def pack_splits(data: Path, index, where: Path) -> tuple:
+    """The ``train`` records of ``data`` (the index's, in order, or exit) and the held-out queries,
+    each barcode turned by the index's k-mer sketch, as ``clibd index`` read them."""
+    records, queries = (read_references([str(data)], "dna", splits=splits) for splits in (["train"], HELD_OUT))
+    if records.ids != index.ids:
+        sys.exit(f"{where}: its records are not the train split of {data} in order")
+    for part in (records, queries):
+        orient_references(part.items, index.sketch)
+    return records, queries
+
+
+def bundled_pack_splits(doc: str) -> tuple:
+    """For a script that mends the bundled pack (its docstring ``doc``): the pack unpacked, and
+    :func:`pack_splits` of the BOLD dataset the command line names."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("data", type=Path, help="BOLD dataset HDF5 from clibd prepare")
+    index = unpack_index(PACK)
+    return (index, *pack_splits(parser.parse_args().data, index, PACK))
 
 
 def main() -> None:
@@ -65,19 +85,17 @@ def main() -> None:
                     *(f"--calibrate-split={split}" for split in HELD_OUT),
                     f"--calibrate-errors={args.calibrate_errors}", "-o", str(reference)], check=True)
     index = load_index(reference)
-    records, queries = (read_references([str(args.data)], "dna", splits=splits) for splits in (["train"], HELD_OUT))
-    for part in (records, queries):
-        orient_references(part.items, index.sketch)  # as clibd index read them
-    if records.ids != index.ids:
-        sys.exit(f"{reference}: its records are not the train split of {args.data} in order")
+    records, queries = pack_splits(args.data, index, reference)
     embedder = Embedder(load_model_for(DEFAULT_MODEL, ["dna"]))
-    short = short_queries(embedder, short_pseudo_queries(records.items, range(len(records)), seed=0),
-                          queries.items, seed=0)
+    partial = short_pseudo_queries(records.items, range(len(records)), seed=0)
+    short = short_queries(embedder, partial, queries.items, seed=0)
     rates = tuple(float(r) for r in args.calibrate_errors.split(","))
+    short_reads = partial_read_queries(embedder, partial, (queries.items, queries.labels), rates, seed=0)
     rows, copies = read_pseudo_queries(records.items, range(len(records)), rates, seed=0)
     reads = held_out_reads(queries, rates)  # as clibd index copies them
     pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short,
-               pseudo_reads=(rows, embedder.reads(copies)), held_reads=(embedder.reads(reads.items), reads.labels))
+               pseudo_reads=(rows, embedder.reads(copies)), held_reads=(embedder.reads(reads.items), reads.labels),
+               short_reads=short_reads)
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 
 

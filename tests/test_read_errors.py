@@ -78,9 +78,9 @@ def test_held_out_reads_are_copies_that_read_with_a_frame_break():
         item for record_id, item in zip(reads.ids, reads.items) if record_id in mixed.ids]
 
 
-def _named_reads(tmp_path, indexes, records, rate: float) -> dict:
+def _named_reads(tmp_path, indexes, records, rate: float, kind: str = "dna~") -> dict:
     """Reads with errors of ``records`` classified by each index: how many name their species,
-    and whether stderr reports dna~ queries."""
+    and whether stderr reports ``kind`` queries."""
     noisy = [type(r)(f"{r.id}-read", with_errors(r.barcode, rate, random.Random(r.id)), r.lineage) for r in records]
     reads_fa = write_fasta(tmp_path / "reads.fa", noisy, sintax=False)
     named = {}
@@ -88,7 +88,7 @@ def _named_reads(tmp_path, indexes, records, rate: float) -> dict:
         result = run("classify", "--index", path, reads_fa)
         assert result.exit_code == 0, result.stderr
         hits = sum(row["species"] == r.lineage["species"] for row, r in zip(tsv(result.stdout), noisy))
-        named[path] = (hits, "dna~ queries" in result.stderr)
+        named[path] = (hits, f"{kind} queries" in result.stderr)
     return named
 
 
@@ -128,13 +128,19 @@ def test_reads_with_errors_get_their_own_calibration(tmp_path, monkeypatch):
     reads = calibrations[1]["dna~"]["fitted_on"]["held_out_queries"]
     assert len(held_out) // 2 < sum(reads) <= len(held_out)
     assert calibrations[1]["dna~"]["ranks"]["species"]["maps"] != calibrations[1]["dna"]["ranks"]["species"]["maps"]
-    assert "dna, dna<500, dna~" in run("index", "info", aware).stdout
+    assert "dna, dna<500, dna<500~, dna~" in run("index", "info", aware).stdout
+    assert "dna<500~" not in calibrations[0] and calibrations[1]["dna<500~"]["fitted_on"]["held_out_queries"]
 
     # known species' reads with errors (not the held-out ones' errors): named far more often
     known = [r for r in held_out if r.lineage["species"] not in new]
     named = _named_reads(tmp_path, (clean, aware), known, 0.03)
     assert [kind for _, kind in named.values()] == [False, True]  # reads read dna~ where it is
     assert named[aware][0] > named[clean][0] + len(known) // 4, named
+    # partial reads (300 bases of the same barcodes, with errors) read dna<500~ where it is
+    cut = [type(r)(r.id, r.barcode[100:400], r.lineage) for r in known]
+    partial = _named_reads(tmp_path, (clean, aware), cut, 0.03, "dna<500~")
+    assert [kind for _, kind in partial.values()] == [False, True]
+    assert partial[aware][0] >= partial[clean][0] + 4, partial  # 7 of 34 against 1
     clean_run = run("classify", "--index", aware, write_fasta(tmp_path / "q.fa", known, sintax=False))
     assert "dna~" not in clean_run.stderr  # clean barcodes read the clean calibration
 
@@ -379,11 +385,12 @@ def test_kmer_aa_reads_reads_through_their_frame_shifts(tmp_path, monkeypatch):
 
 
 def test_kmer_aa_index_embeds_its_reads_as_reads(tmp_path, monkeypatch):
-    """``clibd index -m kmer-aa`` embeds every copy with errors that reads as a dna~ query, the
-    reference's own and the held-out queries', as ``clibd classify`` embeds such queries
-    (``Embedder.reads``), and nothing else so: its dna~ calibration fits the vectors it answers."""
+    """``clibd index -m kmer-aa`` embeds every copy with errors that reads as a dna~ or dna<500~
+    query, the reference's own and the held-out queries', as ``clibd classify`` embeds such queries
+    (``Embedder.reads``), and nothing else so: its read calibrations fit the vectors they answer."""
     from clibd_cli.classification.query_kinds import read_queries
     from clibd_cli.embedding.embedder import Embedder
+    from clibd_cli.embedding.translation import frame_breaks
 
     monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
     records = specimens(n_species=20, per_species=4, unnamed=0)
@@ -400,4 +407,5 @@ def test_kmer_aa_index_embeds_its_reads_as_reads(tmp_path, monkeypatch):
     assert built.exit_code == 0 and "dna~) calibrated on" in built.stderr, built.stderr
     own = {r.barcode for r in records}
     assert not read_queries([b for b in embedded["barcodes"] if b not in own]).any()
-    assert len(embedded["reads"]) > 40 and read_queries(embedded["reads"]).all()
+    assert len(embedded["reads"]) > 40 and (frame_breaks(embedded["reads"]) > 0).all()
+    assert 0 < read_queries(embedded["reads"]).sum() < len(embedded["reads"])  # whole reads and partial ones

@@ -26,8 +26,8 @@ from clibd_cli.classification import batch_prior
 from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, kind_towers,
-                                                   query_kind)
+from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
+                                                  kind_towers, query_kind)
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
@@ -160,14 +160,14 @@ class Classifier:
         vectors = np.zeros((len(results), self.model.embed_dim), dtype=np.float32)
         bases = {i: unambiguous_bases(results[i].query.barcode) for i in dna_at}  # length: floor and kind
         off_target = orient_queries(self.index.sketch, [results[i].query for i in dna_at], list(bases.values()))
-        breaks = {}  # stops in the best frame of a whole barcode: a read with errors (after orient_queries)
-        whole = [i for i in dna_at if bases[i] >= SHORT_BELOW] if READ_KIND in self.query_kinds else []
-        if whole:
-            breaks = dict(zip(whole, frame_breaks([results[i].query.barcode for i in whole]).tolist()))
+        breaks = {}  # stops in the best frame of a barcode: a read with errors (after orient_queries)
+        read = [i for i in dna_at if (READ_KIND if bases[i] >= SHORT_BELOW else SHORT_READ_KIND) in self.query_kinds]
+        if read:
+            breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0))
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
-        reads = [i for i in dna_at if through and kinds[i] == READ_KIND]
+        reads = [i for i in dna_at if through and kinds[i] in (READ_KIND, SHORT_READ_KIND)]
         plain = sorted(set(dna_at) - set(reads))
         for at, embed in ((plain, self.embedder.barcodes), (reads, self.embedder.reads)):
             if at:
@@ -214,7 +214,7 @@ class Classifier:
 
     def whole_estimate(self, kind: str) -> tuple[np.ndarray, int] | None:
         """The run's whole-barcode estimate that ``kind``'s leans on (partial barcodes, reads), if made."""
-        return self.estimates.get("dna") if kind in (SHORT_KIND, READ_KIND) else None
+        return self.estimates.get("dna") if kind in (SHORT_KIND, READ_KIND, SHORT_READ_KIND) else None
 
     def _shares(self, kind: str, decisions, counted: np.ndarray) -> np.ndarray:
         """Scenario shares for ``kind`` queries: fixed, or estimated once on those of the first call

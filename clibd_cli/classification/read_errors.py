@@ -4,9 +4,11 @@ A read with errors lies farther from its species' reference barcodes than a clea
 and maps fitted on clean barcodes read that distance as a new species (benchmarks/README.md,
 *Reads with sequencing errors*). ``clibd index --calibrate-errors RATE[,RATE...]`` (1 and 2 % by
 default, the copies at each in turn) copies up to ``MAX_READS`` reference records with such errors
-(:func:`read_pseudo_queries`; the errors: :func:`clibd_cli.io.sequences.with_errors`) and, with ``--calibrate-on``, each held-out query
-(:func:`held_out_reads`); the copies that read with a frame break calibrate the ``dna~`` queries
-(``query_kinds.py``), the clean records the other kinds exactly as without them.
+(:func:`read_pseudo_queries`; the errors: :func:`clibd_cli.io.sequences.with_errors`) and, with
+``--calibrate-on``, each held-out query (:func:`held_out_reads`); the copies that read with a frame
+break calibrate the ``dna~`` queries (``query_kinds.py``), the clean records the other kinds
+exactly as without them. The partial-barcode pseudo-queries are copied so too, for the
+``dna<500~`` queries (:func:`partial_read_pseudo_queries`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clibd_cli.classification.query_kinds import read_queries
-from clibd_cli.io.sequences import with_errors
+from clibd_cli.classification.query_kinds import (SHORT_BELOW, PartialQueries, partial_barcodes, read_queries,
+                                                  short_queries)
+from clibd_cli.embedding.embedder import Embedder
+from clibd_cli.embedding.translation import frame_breaks
+from clibd_cli.io.sequences import unambiguous_bases, with_errors
 from clibd_cli.reference.sources import References
 from models.errors import ClibdError
 
 MAX_READS = 6000  # reference records copied with errors for the dna~ pseudo-queries
+MAX_PARTIAL_READS = 1500  # of the dna<500 pseudo-queries, those copied for the dna<500~ ones (index build time)
 DEFAULT_RATES = (0.01, 0.02)  # errors per base of the copies, in turn (benchmarks/README.md, session 16)
 
 
@@ -57,6 +63,40 @@ def held_out_reads(held_out: References, rates: Sequence[float]) -> References:
         if is_read:
             reads.add(held_out.ids[i], {rank: values[i] for rank, values in held_out.labels.items()}, copies[i])
     return reads
+
+
+def partial_read_pseudo_queries(partial: tuple[Sequence[int], Sequence[str]], rates: Sequence[float],
+                                seed: int) -> tuple[list[int], list[str]]:
+    """The ``dna<500`` pseudo-queries ``partial`` (reference rows and their stretches,
+    ``query_kinds.short_pseudo_queries``), each copied with errors at ``rates`` in turn: the rows and
+    copies of those that read with a frame break and stay partial (the ``dna<500~`` pseudo-queries)."""
+    rows, stretches = partial
+    copies = _copies(stretches, [f"{seed} partial {row}" for row in rows], rates)
+    reads = (frame_breaks(copies) > 0) & (np.array([unambiguous_bases(c) for c in copies]) < SHORT_BELOW)
+    return [row for row, is_read in zip(rows, reads) if is_read], [c for c, is_read in zip(copies, reads) if is_read]
+
+
+def partial_read_queries(embedder: Embedder, partial: tuple[Sequence[int], Sequence[str]],
+                         held_out: tuple[Sequence[str], dict] | None, rates: Sequence[float],
+                         seed: int) -> tuple[PartialQueries, dict | None]:
+    """The ``dna<500~`` pseudo-queries of (up to ``MAX_PARTIAL_READS`` of, seeded) ``partial``
+    (:func:`partial_read_pseudo_queries`) embedded as reads, with the ``held_out`` queries' stretches
+    (their barcodes cut as ``query_kinds.short_queries`` cuts them) copied so, and the labels by rank
+    of those kept (read with a frame break), if given."""
+    rows, stretches = partial
+    if len(rows) > MAX_PARTIAL_READS:
+        picked = np.sort(np.random.default_rng([seed, MAX_PARTIAL_READS]).choice(len(rows), MAX_PARTIAL_READS,
+                                                                                 replace=False))
+        rows, stretches = [rows[i] for i in picked], [stretches[i] for i in picked]
+    short = short_queries(embedder, partial_read_pseudo_queries((rows, stretches), rates, seed), None, seed,
+                          reads=True)
+    if held_out is None:
+        return short, None
+    barcodes, labels = held_out
+    kept, copies = partial_read_pseudo_queries((range(len(barcodes)), partial_barcodes(barcodes, seed)), rates, seed)
+    short.held_out = (embedder.reads(copies), np.array([unambiguous_bases(c) for c in copies]))
+    short.held_stretches = copies
+    return short, {rank: [values[i] for i in kept] for rank, values in labels.items()}
 
 
 def read_pseudo_queries(barcodes: Sequence[str], rows: Sequence[int], rates: Sequence[float],

@@ -256,7 +256,7 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
     kind first met after the first batch, or met there only off target, takes the share its
     estimate starts from); with ``old_index``, a warning for an index whose share is fixed."""
     from clibd_cli.classification.batch_prior import ESTIMATION_QUERIES
-    from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND
+    from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND, SHORT_READ_KIND
 
     for kind, (shares, n) in classifier.estimates.items():
         if kind in reported:
@@ -264,7 +264,8 @@ def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> N
         reported.add(kind)
         genera = classifier.calibrations[kind].new_genus_share(shares)
         new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
-        what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors"}.get(kind, "")
+        what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors",
+                SHORT_READ_KIND: ": partial barcodes read with sequencing errors"}.get(kind, "")
         source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
         if not n:  # met only after the first records, or only off target: the share EM would start from
             leaned = classifier.whole_estimate(kind) is not None

@@ -63,9 +63,10 @@ class RunContext:
 def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | None:
     """Build (or append to) the index at ``plan.output`` and save it; the saved index, or None
     in the processes other than 0 of a distributed run (they only embed their share)."""
-    from clibd_cli.classification.query_kinds import (FEW_SHORT, READ_KIND, calibrate, short_pseudo_queries,
-                                                      short_queries)
-    from clibd_cli.classification.read_errors import held_out_reads, read_pseudo_queries, read_rates
+    from clibd_cli.classification.query_kinds import (FEW_SHORT, READ_KIND, SHORT_READ_KIND, calibrate,
+                                                      short_pseudo_queries, short_queries)
+    from clibd_cli.classification.read_errors import (held_out_reads, partial_read_queries, read_pseudo_queries,
+                                                      read_rates)
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
     from clibd_cli.embedding.kmer import is_model_free
     from clibd_cli.embedding.shards import discard, shards_folder
@@ -168,15 +169,22 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         log.info("embedding %s with simulated sequencing errors for the dna~ calibration",
                  counted(len(reads[0]), "read"))
         reads = (reads[0], embedder.reads(reads[1]))
-    if rates == () and READ_KIND in (target.calibration or {}):
-        del target.calibration[READ_KIND]
-        log.warning("the index's dna~ calibration dropped (--calibrate-errors 0): reads with sequencing errors "
-                    "will read the clean barcodes' confidences")
+    partial_reads = None
+    if partial is not None and rates:
+        log.info("embedding partial barcodes with simulated sequencing errors for the dna<500~ calibration")
+        held = None if queries is None else ([found.items[i] for i in keep], queries[1])
+        partial_reads = partial_read_queries(embedder, partial, held, rates, run.seed)
+    read_kinds = [kind for kind in (READ_KIND, SHORT_READ_KIND) if kind in (target.calibration or {})]
+    for kind in read_kinds if rates == () else []:
+        del target.calibration[kind]
+        log.warning("the index's %s calibration dropped (--calibrate-errors 0): reads with sequencing errors "
+                    "will read the clean barcodes' confidences", kind)
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
     target.calibration = calibrate(target, embedder, plan.images, first, k=plan.neighbours,
                                    prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries,
-                                   held_reads=held_reads, short=short, pseudo_reads=reads, threads=run.threads,
+                                   held_reads=held_reads, short=short, pseudo_reads=reads,
+                                   short_reads=partial_reads, threads=run.threads,
                                    **getattr(embedder.model, "calibration_hints", {}))
     suspects = suspect_labels(target)
     if suspects:

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration, search_part
-from clibd_cli.classification.query_kinds import SHORT_KIND, PartialQueries, calibrate, partial_calibration
+from clibd_cli.classification.query_kinds import (SHORT_KIND, SHORT_READ_KIND, PartialQueries, calibrate,
+                                                  partial_calibration)
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.holdings import HOLDINGS_FILE, checked_holdings, load_holdings, save_holdings
@@ -46,7 +47,8 @@ _FILES = ("vectors.npy", "scales.npy", "nodes.npy", f"{RECORDS_FILE}.gz")
 
 def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarray, dict] | None = None,
                short: PartialQueries | None = None, pseudo_reads: tuple[list[int], np.ndarray] | None = None,
-               held_reads: tuple[np.ndarray, dict] | None = None) -> ReferenceIndex:
+               held_reads: tuple[np.ndarray, dict] | None = None,
+               short_reads: tuple[PartialQueries, dict | None] | None = None) -> ReferenceIndex:
     """Write ``index`` as a pack at ``path`` (atomically); returns the index users will unpack.
 
     Only the calibration for queries of the index's own modality is carried over, refitted on the
@@ -54,7 +56,8 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
     ``clibd index --calibrate-on`` reads them) if given; with ``short`` (partial barcodes,
     ``query_kinds.short_queries``) the partial-barcode one too, and with ``pseudo_reads`` (copies of
     reference records with errors) and ``held_reads`` (of the held-out queries;
-    ``read_errors.py``) the one for reads. Photo calibrations need the photos, which a pack does not hold.
+    ``read_errors.py``) the one for reads, with ``short_reads`` (``read_errors.partial_read_queries``)
+    the one for partial reads. Photo calibrations need the photos, which a pack does not hold.
     """
     modality = index.manifest["modality"]
     if not index.calibration or modality not in index.calibration:
@@ -71,6 +74,7 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
     packed.calibration = calibrate(packed, None, (), k=fitted.k, seed=fitted.fitted_on.get("seed", 0),
                                    prior_unseen=fitted.prior_unseen if fitted.adaptive else None,
                                    held_out=held_out, held_reads=held_reads, short=short, pseudo_reads=pseudo_reads,
+                                   short_reads=short_reads,
                                    rank_parts=fitted.rank_parts,
                                    partial_part=partial and search_part(partial.rank_parts, index.ranks),
                                    partial_containment=partial.containment if partial else (),
@@ -135,18 +139,39 @@ def add_holdings(path: str | Path, holdings: np.ndarray, short: PartialQueries,
     of the one it replaces; its vectors, records, sketches and other calibrations as they are
     (``benchmarks/add_holdings.py``)."""
     path = Path(path)
-    pack = _verified(path)
-    if SHORT_KIND not in pack["calibration"]:
-        raise ClibdError(f"{path / PACK_FILE}: no {SHORT_KIND} calibration to refit with the holdings")
-    before = Calibration.from_json(pack["calibration"][SHORT_KIND])
-    index = unpack_index(path)
+    pack, index = _verified(path), unpack_index(path)
     index.holdings = checked_holdings(np.asarray(holdings), len(index), path / HOLDINGS_FILE,
                                       "give kmer_holdings of the pack's records, in order")
-    pack["calibration"][SHORT_KIND] = partial_calibration(
-        index, short, held_out_labels, k=before.k, prior_unseen=before.prior_unseen,
-        seed=before.fitted_on.get("seed", 0))
+    pack["calibration"][SHORT_KIND] = _partial_like(path, pack, index, short, held_out_labels)
     _rewrite(path, pack, lambda tmp: [*_copied(path, tmp, sketch_files(pack["manifest"])),
                                       *save_holdings(holdings, tmp)])
+
+
+def add_partial_reads(path: str | Path, short_reads: PartialQueries, held_out_labels: dict | None) -> None:
+    """Give the pack at ``path`` the ``dna<500~`` calibration, fitted on ``short_reads`` (partial
+    barcodes of its records with errors, ``read_errors.partial_read_pseudo_queries``, and of held-out
+    queries labelled by ``held_out_labels``) as ``query_kinds.partial_calibration`` fits it, with the
+    neighbours, seed and fixed share of its ``dna<500`` one; its files and other calibrations as they
+    are (``benchmarks/add_partial_reads.py``)."""
+    path = Path(path)
+    pack = _verified(path)
+    fitted = _partial_like(path, pack, unpack_index(path), short_reads, held_out_labels)
+    kinds = [kind for kind in pack["calibration"] if kind != SHORT_READ_KIND]
+    at = kinds.index(SHORT_KIND) + 1  # as clibd index orders them
+    pack["calibration"] = {kind: fitted if kind == SHORT_READ_KIND else pack["calibration"][kind]
+                           for kind in [*kinds[:at], SHORT_READ_KIND, *kinds[at:]]}
+    _rewrite(path, pack, lambda tmp: _copied(path, tmp, [*sketch_files(pack["manifest"]), HOLDINGS_FILE]))
+
+
+def _partial_like(path: Path, pack: dict, index: ReferenceIndex, short: PartialQueries,
+                  held_out_labels: dict | None) -> dict:
+    """A partial-barcode calibration (JSON-able) of the pack's ``index`` fitted on ``short``
+    (``query_kinds.partial_calibration``) with the neighbours, seed and fixed share of its ``dna<500`` one."""
+    if SHORT_KIND not in pack["calibration"]:
+        raise ClibdError(f"{path / PACK_FILE}: no {SHORT_KIND} calibration to fit a partial-barcode one like")
+    partial = Calibration.from_json(pack["calibration"][SHORT_KIND])
+    return partial_calibration(index, short, held_out_labels, k=partial.k, prior_unseen=partial.prior_unseen,
+                               seed=partial.fitted_on.get("seed", 0))
 
 
 def _rewrite(path: Path, pack: dict, write: Callable[[Path], list[str]]) -> None:
