@@ -157,6 +157,7 @@ def test_reads_are_calibrated_on_the_references_own_copies_by_default(tmp_path, 
     assert built.exit_code == 0, built.stderr
     calibrations = [json.loads((path / "calibration.json").read_text()) for path in (plain, default)]
     assert "dna~" not in calibrations[0] and calibrations[1]["dna"] == calibrations[0]["dna"]
+    assert "dna<500~" not in calibrations[1]  # partial reads: only with --calibrate-on (too sure without)
     assert len(references) // 2 < calibrations[1]["dna~"]["fitted_on"]["pseudo_queries"][0] <= len(references)
     named = _named_reads(tmp_path, (plain, default), queries, 0.02)
     assert named[default][0] > named[plain][0] + len(queries) // 4, named
