@@ -27,7 +27,7 @@ that translates barcodes (``--model kmer-aa``) reads a read's frame shifts throu
 A partial barcode read with a frame break (``dna<500~``, a raw read of a mini-barcode or an
 amplicon) lies farther still: on the clean stretches' calibration the bundled reference named the
 species of 39 % of known species' 313-base stretches with 1 % errors, 0.2 % with 3 %, though its
-best label was right for 99 % and 98 % (benchmarks/README.md, *Reads with sequencing errors*).
+best label was right for 99 % and 98 % (benchmarks/README.md, *Partial barcodes read with errors*).
 The reference records' partial-barcode pseudo-queries copied with errors, those that read with a
 frame break, are its pseudo-queries (``read_errors.partial_read_queries``), refitted on the
 held-out queries' stretches copied so: it is fitted only with ``--calibrate-on`` (on pseudo-queries

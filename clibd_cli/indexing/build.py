@@ -151,10 +151,11 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         target.sketch = sketch
         target.manifest["sketch"] = sketch.to_manifest(len(turned) + (existing.manifest["sketch"]["turned"]
                                                                         if existing else 0))
-    short = held_reads = None
+    short = held_reads = held_barcodes = None
     if queries is not None:
         vectors, keep = queries
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
+        held_barcodes = [found.items[i] for i in keep]
         if rates:
             copies = held_out_reads(found, rates)
             log.info("embedding %s of the held-out queries with simulated sequencing errors (%s per base) "
@@ -163,8 +164,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
             held_reads = (embedder.reads(copies.items), copies.labels)
     if partial is not None:
         log.info("embedding %s for the dna<500 calibration", counted(len(partial[0]), "partial barcode"))
-        short = short_queries(embedder, partial, None if queries is None else [found.items[i] for i in keep],
-                              run.seed)
+        short = short_queries(embedder, partial, held_barcodes, run.seed)
     if reads is not None:
         log.info("embedding %s with simulated sequencing errors for the dna~ calibration",
                  counted(len(reads[0]), "read"))
@@ -172,10 +172,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     partial_reads = None  # dna<500~ only with held-out queries: on pseudo-queries alone it was too sure of new species
     if partial is not None and rates and queries is not None:
         log.info("embedding partial barcodes with simulated sequencing errors for the dna<500~ calibration")
-        partial_reads = partial_read_queries(embedder, partial, ([found.items[i] for i in keep], queries[1]),
-                                             rates, run.seed)
-    read_kinds = [kind for kind in (READ_KIND, SHORT_READ_KIND) if kind in (target.calibration or {})]
-    for kind in read_kinds if rates == () else []:
+        partial_reads = partial_read_queries(embedder, partial, (held_barcodes, queries[1]), rates, run.seed)
+    for kind in [kind for kind in (READ_KIND, SHORT_READ_KIND) if kind in (target.calibration or {}) and rates == ()]:
         del target.calibration[kind]
         log.warning("the index's %s calibration dropped (--calibrate-errors 0): reads with sequencing errors "
                     "will read the clean barcodes' confidences", kind)

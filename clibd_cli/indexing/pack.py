@@ -149,7 +149,7 @@ def add_holdings(path: str | Path, holdings: np.ndarray, short: PartialQueries,
 
 def add_partial_reads(path: str | Path, short_reads: PartialQueries, held_out_labels: dict | None) -> None:
     """Give the pack at ``path`` the ``dna<500~`` calibration, fitted on ``short_reads`` (partial
-    barcodes of its records with errors, ``read_errors.partial_read_pseudo_queries``, and of held-out
+    barcodes of its records with errors, ``read_errors.partial_read_queries``, and of held-out
     queries labelled by ``held_out_labels``) as ``query_kinds.partial_calibration`` fits it, with the
     neighbours, seed and fixed share of its ``dna<500`` one; its files and other calibrations as they
     are (``benchmarks/add_partial_reads.py``)."""

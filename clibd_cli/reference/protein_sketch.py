@@ -75,9 +75,7 @@ class ProteinSketch:
 
     def read_floor(self, bases: Sequence[int]) -> np.ndarray:
         """The floor of partial barcodes of so many unambiguous ``bases`` that meet a stop codon in
-        every frame (``-inf``: no such rule)."""
-        if self.read_floors is None:
-            return np.full(len(bases), -np.inf)
+        every frame (where there are ``read_floors``)."""
         return by_length(bases, self.read_floors, self.read_floors[-1])
 
     def to_manifest(self) -> dict:
