@@ -16,8 +16,9 @@ from fixtures.specimens import Specimen, run, stretch, write_fasta
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, fit_gaps
 from clibd_cli.classification.calibration import Calibration, rank_similarities
 from clibd_cli.classification.classifier import Classifier
-from clibd_cli.classification.fitting import (Nodes, _pseudo_queries, fit_calibration, fit_calibration_held_out,
+from clibd_cli.classification.fitting import (fit_calibration, fit_calibration_held_out,
                                               reference_gaps)
+from clibd_cli.classification.pseudo_queries import Nodes, Reading, search_pseudo_queries
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import (SHORT_KIND, PartialQueries, _regapped, partial_calibration,
                                                   short_pseudo_queries, short_queries)
@@ -228,9 +229,10 @@ def test_pseudo_queries_read_their_own_stretch_in_their_neighbours_records(barco
     position[cut] = np.arange(len(cut))
     nodes = Nodes(index.node_vectors(), index.nodes)
     assert len(nodes.vectors) < len(vectors)
-    read = ({"species": [0, vectors.shape[1]]}, ["species"], (kmer_profile(stretches, 5), index.holdings))
-    queries, near, _, by_rank = _pseudo_queries((vectors[cut], position), nodes, cut, ReferenceTaxonomy.from_labels(
-        index.ids, index.labels), 10, [(None, None)], read)[0]
+    read = Reading({"species": [0, vectors.shape[1]]}, ["species"], (kmer_profile(stretches, 5), index.holdings))
+    queries, near, _, by_rank = search_pseudo_queries((vectors[cut], position), nodes, cut,
+                                                      ReferenceTaxonomy.from_labels(index.ids, index.labels), 10,
+                                                      [(None, None)], read)[0]
     expected = [[share_held(stretches[position[q]], barcodes[r]) for r in row] for q, row in zip(queries, near)]
     assert np.allclose(by_rank["species"], expected, atol=1e-5)
 
@@ -239,7 +241,7 @@ def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs, monk
     """``clibd --threads N index`` searches the pseudo-queries in one block of the sample per thread:
     every plan's queries, neighbours, similarities and rank similarities as on one thread, in the
     same order (sister species left out, holdings read, more threads than queries, chunks of any size)."""
-    from clibd_cli.classification import fitting
+    from clibd_cli.classification import pseudo_queries
 
     index = load_index(barcode_refs.index)
     barcodes, vectors = [r.barcode for r in barcode_refs.records], index.vectors()
@@ -249,11 +251,11 @@ def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs, monk
     profiles = kmer_profile([stretch(barcodes[i], 180, str(i)) for i in cut], 5)
     taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     plans = [(None, None), ("species", "genus"), ("genus", "family")]
-    read = ({"species": [0, vectors.shape[1]]}, ["species"], (profiles, index.holdings))
+    read = Reading({"species": [0, vectors.shape[1]]}, ["species"], (profiles, index.holdings))
 
     def found(threads: int, sample: np.ndarray = cut) -> list:
-        return _pseudo_queries((vectors[cut], position), Nodes(index.node_vectors(), index.nodes), sample, taxonomy,
-                               5, plans, read, sisters=1, threads=threads)
+        return search_pseudo_queries((vectors[cut], position), Nodes(index.node_vectors(), index.nodes), sample,
+                                     taxonomy, 5, plans, read, sisters=1, threads=threads)
 
     def same(a: list, b: list) -> bool:
         return all(all(np.array_equal(x, y) for x, y in zip(p[:3], q[:3]))
@@ -262,8 +264,8 @@ def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs, monk
     one = found(1)
     assert sum(len(plan[0]) for plan in one) > 2 * len(cut) // 2
     assert same(one, found(2)) and same(one, found(3, cut[::-1]))  # the sample in any order
-    monkeypatch.setattr(fitting, "_SCORES_PER_CHUNK", 8 * len(vectors))  # chunks: 8 rows on one thread, 2 on 3
-    monkeypatch.setattr(fitting, "_ROWS_PER_BLOCK", 1)
+    monkeypatch.setattr(pseudo_queries, "_SCORES_PER_CHUNK", 8 * len(vectors))  # chunks: 8 rows on one thread, 2 on 3
+    monkeypatch.setattr(pseudo_queries, "_ROWS_PER_BLOCK", 1)
     assert same(one, found(1)) and same(one, found(3))
     # a block of one query: numpy multiplies a lone row otherwise (gemv), its scores in other bits
     assert same(found(1, cut[:2]), found(8, cut[:2])) and same(found(1, cut[:9]), found(2, cut[:9]))
@@ -272,26 +274,25 @@ def test_pseudo_queries_on_threads_find_what_one_thread_finds(barcode_refs, monk
 def test_pseudo_queries_on_more_threads_than_a_chunk_has_rows_keep_memory_flat(barcode_refs, monkeypatch):
     """The queries searched at once, on all threads together, stay within one thread's chunk
     (``_SCORES_PER_CHUNK`` scores; here 8 rows) however many ``--threads``."""
-    from clibd_cli.classification import fitting
-    from clibd_cli.reference import search
+    from clibd_cli.classification import pseudo_queries
 
     index = load_index(barcode_refs.index)
-    vectors, top_k, searched = index.vectors(), search.top_k, []
-    monkeypatch.setattr(fitting, "_SCORES_PER_CHUNK", 8 * len(vectors))
-    monkeypatch.setattr(fitting, "_ROWS_PER_BLOCK", 1)
-    monkeypatch.setattr(search, "top_k", lambda scores, k, threads=1: (searched.append(len(scores)),
-                                                                       top_k(scores, k))[1])
+    vectors, top_k, searched = index.vectors(), pseudo_queries.top_k, []
+    monkeypatch.setattr(pseudo_queries, "_SCORES_PER_CHUNK", 8 * len(vectors))
+    monkeypatch.setattr(pseudo_queries, "_ROWS_PER_BLOCK", 1)
+    monkeypatch.setattr(pseudo_queries, "top_k", lambda scores, k, threads=1: (searched.append(len(scores)),
+                                                                               top_k(scores, k))[1])
     pools = []
-    monkeypatch.setattr(fitting, "ThreadPoolExecutor", lambda workers: (pools.append(workers),
-                                                                        ThreadPool(workers))[1])
+    monkeypatch.setattr(pseudo_queries, "ThreadPoolExecutor", lambda workers: (pools.append(workers),
+                                                                               ThreadPool(workers))[1])
     taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
-    _pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), np.arange(len(vectors)), taxonomy, 5,
-                    [(None, None)], ({}, [], None), threads=32)
+    search_pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), np.arange(len(vectors)), taxonomy, 5,
+                          [(None, None)], Reading({}, []), threads=32)
     assert sum(searched) == len(vectors) and max(pools, default=1) * max(searched) <= 8
     pools.clear(), searched.clear()
-    monkeypatch.setattr(fitting, "_ROWS_PER_BLOCK", 64)  # as by default: chunks of 8 rows are not split
-    _pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), np.arange(len(vectors)), taxonomy, 5,
-                    [(None, None)], ({}, [], None), threads=32)
+    monkeypatch.setattr(pseudo_queries, "_ROWS_PER_BLOCK", 64)  # as by default: chunks of 8 rows are not split
+    search_pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), np.arange(len(vectors)), taxonomy, 5,
+                          [(None, None)], Reading({}, []), threads=32)
     assert not pools and max(searched) == 8
 
 

@@ -81,7 +81,7 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
 def test_sister_pseudo_queries_also_leave_out_the_nearest_species():
     """``sisters=1``: a new-species pseudo-query of species a finds neither a nor b (its nearest
     species) but c, the farther congener; without it, b."""
-    from clibd_cli.classification.fitting import Nodes, _pseudo_queries
+    from clibd_cli.classification.pseudo_queries import Nodes, Reading, search_pseudo_queries
 
     labels = {"genus": ["G"] * 5, "species": ["G a", "G a", "G b", "G c", "G c"]}
     taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(5)], labels)
@@ -90,14 +90,14 @@ def test_sister_pseudo_queries_also_leave_out_the_nearest_species():
     nodes = Nodes(vectors, np.arange(5))
     plan = [("species", "genus")]
     for sisters, nearest in ((0, "G b"), (1, "G c")):
-        queries, rows, sims, _ = _pseudo_queries(None, nodes, np.array([0]), taxonomy, 2, plan, ({}, (), None),
-                                                 sisters)[0]
+        queries, rows, sims, _ = search_pseudo_queries(None, nodes, np.array([0]), taxonomy, 2, plan,
+                                                       Reading({}, ()), sisters)[0]
         assert queries.tolist() == [0]
         assert labels["species"][rows[0, 0]] == nearest and np.isfinite(sims[0, 0])
     # a genus with no third species cannot stage it: the pseudo-query is dropped
     two = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(3)], {"genus": ["G"] * 3,
                                                                        "species": ["G a", "G a", "G b"]})
-    found = _pseudo_queries(None, Nodes(vectors[:3], np.arange(3)), np.array([0]), two, 1, plan, ({}, (), None), 1)
+    found = search_pseudo_queries(None, Nodes(vectors[:3], np.arange(3)), np.array([0]), two, 1, plan, Reading({}, ()), 1)
     assert len(found[0][0]) == 0
 
 

@@ -354,10 +354,10 @@ def test_the_vote_share_temperature_is_the_one_whose_maps_fit_best(setup, monkey
 
 def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypatch):
     """A large reference is scored a few pseudo-queries at a time (flat memory): same fit."""
-    import clibd_cli.classification.fitting as fitting
+    import clibd_cli.classification.pseudo_queries as pseudo_queries
 
     tree, index, calibration, taxonomy = setup
-    monkeypatch.setattr(fitting, "_SCORES_PER_CHUNK", 1)  # 8 queries per chunk instead of 150+
+    monkeypatch.setattr(pseudo_queries, "_SCORES_PER_CHUNK", 1)  # 8 queries per chunk instead of 150+
     chunked = fit_calibration(index, k=10, n_queries=150, seed=0)
     assert chunked.fitted_on == calibration.fitted_on
     assert [fit["tau_vote"] for fit in chunked.ranks.values()] == [fit["tau_vote"] for fit in calibration.ranks.values()]

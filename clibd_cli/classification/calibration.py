@@ -10,7 +10,9 @@ unambiguous bases: the shorter the stretch, the farther its species' records lie
 its similarities from a part of the vectors (``rank_parts``), by cosine or, for k-mer profiles, by
 containment (``containment``: the partial barcodes of a barcode index at species, from the
 vectors of a model-free index or, ``containment_source`` "holdings", from the 5-mers each record
-of a learned model's index holds, ``clibd_cli/reference/holdings.py``; :func:`rank_similarities`).
+of a learned model's index holds, ``clibd_cli/reference/holdings.py``; :func:`rank_similarities`;
+and a partial barcode a record holds whole is searched by its 5-mers, ``contained_search``,
+``contained.py``).
 Vote shares alone would be
 overconfident: ten neighbours of one species at 0.85 similarity vote 100% for it although the
 query is most likely of a species missing from the reference. So the features are mapped to the
@@ -78,6 +80,7 @@ class Calibration:
     rank_parts: dict[str, list[int]] = field(default_factory=dict)  # rank -> [start, stop) of the vectors
     containment: list[str] = field(default_factory=list)  # ranks of rank_parts read by k-mer containment
     containment_source: str = "vectors"  # read from the vectors' part, or the index's "holdings"
+    contained_search: bool = False  # partial barcodes a record holds whole searched by their 5-mers (contained.py)
 
     @property
     def held_out(self) -> bool:
@@ -119,6 +122,8 @@ class Calibration:
         data = {"format": FORMAT, "features": self.feature_names, **self.__dict__}
         if self.containment_source == "vectors":  # as every calibration read before holdings
             del data["containment_source"]
+        if not self.contained_search:  # as every calibration read before it
+            del data["contained_search"]
         return data
 
     @classmethod
@@ -127,7 +132,8 @@ class Calibration:
         contained, parts = data.get("containment", []), data.get("rank_parts", {})
         if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
                 or not isinstance(contained, list) or not all(rank in parts for rank in contained)
-                or data.get("containment_source", "vectors") not in SOURCES):
+                or data.get("containment_source", "vectors") not in SOURCES
+                or data.get("contained_search", False) not in (False, data.get("containment_source") == "holdings")):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time

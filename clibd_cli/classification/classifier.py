@@ -24,6 +24,7 @@ import numpy as np
 
 from clibd_cli.classification import batch_prior
 from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
+from clibd_cli.classification.contained import KmerCounter, contained_neighbours, held_whole, kmer_bits
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
@@ -43,6 +44,7 @@ from clibd_cli.reference.sketch import NEAR_IDENTICAL, orient_queries
 from models.errors import ClibdError, ModelNotFound, counted
 
 log = logging.getLogger("clibd")
+CONTAINED_SCORES = 1 << 24  # query x record 5-mer counts held at once by the 5-mer search (64 MB)
 PART_EF_FACTOR = 4  # searching with a part of the vectors: recall@10 against exact search was 0.955
 # at ef 128 and 0.995 at 512 in a probe (BOLD 313-base stretches, --model kmer-aa; whole barcodes 0.998)
 
@@ -109,6 +111,7 @@ class Classifier:
         self.estimates: dict[str, tuple[np.ndarray, int]] = {}  # kind -> (scenario shares, queries)
         self._first_call = True  # whether the next call's queries estimate the shares (new_run)
         self._part_lengths: dict = {}  # norms of parts of the mapped reference vectors (vector_view order)
+        self._counter: KmerCounter | None = None  # of the records' 5-mers (partial barcodes held whole)
 
     @property
     def model_free(self) -> bool:
@@ -246,7 +249,10 @@ class Classifier:
             rows = self.within[found]
         by_rank = held = None
         if calibration.containment_source == "holdings":  # partial barcodes' 5-mers in the records' (oriented)
-            held = (kmer_profile([r.query.barcode for r in results], HOLDINGS_K), self.index.holdings, rows)
+            profiles = kmer_profile([r.query.barcode for r in results], HOLDINGS_K)
+            if calibration.contained_search:
+                rows, sims = self._contained(profiles, vectors, rows, sims, calibration.k)
+            held = (profiles, self.index.holdings, rows)
         if calibration.rank_parts:
             view, element = self.index.vector_view()  # mapped: at 1M references a copy would be GBs
             by_rank = rank_similarities(calibration.rank_parts, vectors, view, element[self.index.nodes[rows]],
@@ -265,6 +271,29 @@ class Classifier:
             if report:
                 result.neighbours = [Neighbour(self.index.ids[r], float(s), self._labels(r))
                                      for r, s in zip(row[:report], sim[:report])]
+
+    def _contained(self, profiles: np.ndarray, vectors: np.ndarray, rows: np.ndarray, sims: np.ndarray,
+                   k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The neighbours ``rows``, ``sims`` with those of the queries a record holds whole
+        (5-mer ``profiles``) found by their 5-mers instead (``contained.py``; among ``--taxa``'s
+        records, if given; the decision's ``k`` first), a block of queries at a time:
+        ``[block, records]`` counts at once."""
+        records = self.within
+        if self._counter is None:  # the records' 5-mers unpacked once (KmerCounter)
+            self._counter = KmerCounter(self.index.holdings if records is None else self.index.holdings[records])
+        n = len(self.index.nodes) if records is None else len(records)
+        step = int(np.clip(CONTAINED_SCORES // max(n, 1), 1, 256))
+        reference = self.index.node_vectors() if records is None else self._within_vectors
+        column = self.index.nodes if records is None else np.arange(n)  # of a record in reference
+        rows, sims = rows.copy(), sims.copy()
+        for at in range(0, len(rows), step):
+            bits = kmer_bits(profiles[at: at + step])
+            shared = self._counter(bits)
+            whole = at + np.flatnonzero(held_whole(bits, shared))
+            scores = vectors[whole] @ reference.T
+            rows[whole], sims[whole] = contained_neighbours(shared[whole - at], lambda q, c: scores[q, column[c]],
+                                                            rows.shape[1], k, records=records)
+        return rows, sims
 
     def _within(self, taxa: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows and vectors of the records under ``taxa`` (``--taxa``)."""

@@ -9,16 +9,16 @@ regression.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, RankGaps, fit_gaps
 from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
 from clibd_cli.classification.calibration import Calibration, part_only, rank_similarities, search_part
+from clibd_cli.classification.contained import KmerCounter, contained_neighbours, held_whole, kmer_bits
 from clibd_cli.classification.decision import Neighbours
 from clibd_cli.classification.probability_map import fit_map
+from clibd_cli.classification.pseudo_queries import Nodes, Reading, search_pseudo_queries
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from models.errors import ClibdError
@@ -43,7 +43,7 @@ def fit_calibration(
     taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
     containment: Sequence[str] = (), containment_source: str = "vectors", query_profiles: np.ndarray | None = None,
-    threads: int = 1,
+    contained_search: bool = False, threads: int = 1,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -69,8 +69,9 @@ def fit_calibration(
     remaining record, N times over (harder: a new species whose closest relatives are missing from
     the reference too). With ``containment_source`` "holdings" containment is read from the
     index's holdings and ``query_profiles`` (the query vectors' barcodes' square-root 5-mer
-    profiles; records queried as themselves read their own holdings). ``threads``: the pseudo-queries'
-    nearest records are picked on that many threads (``search.top_k``; the same calibration).
+    profiles; records queried as themselves read their own holdings); with ``contained_search`` too,
+    a query held whole by a record is searched by its 5-mers (``contained.py``). ``threads``: the
+    pseudo-queries' nearest records are picked on that many threads (``search.top_k``; the same calibration).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
     if query_bases is not None and query_vectors is None:
@@ -78,6 +79,8 @@ def fit_calibration(
     if set(containment) - set(rank_parts):
         raise ValueError("a rank read by k-mer containment needs a part of the vectors (rank_parts)")
     holdings = None
+    if contained_search and containment_source != "holdings":
+        raise ValueError("partial barcodes are searched by their 5-mers only where the index holds them")
     if containment_source == "holdings":
         if index.holdings is None or (query_vectors is not None and query_profiles is None):
             raise ValueError("containment read from holdings needs the index's and the queries' 5-mers")
@@ -115,9 +118,9 @@ def fit_calibration(
         unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
-    read = (rank_parts, containment, holdings)
-    found = (_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read, threads=threads)
-             + _pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters, threads))
+    read = Reading(rank_parts, containment, holdings, contained_search)
+    found = (search_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read, threads=threads)
+             + search_pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters, threads))
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
     kept = [(name, found_, share, left_out) for name, found_, share, left_out
             in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(found_[0])]
@@ -135,7 +138,7 @@ def fit_calibration(
          **({"sisters": sisters} if sisters else {}),
          **({"species_weight": species_weight} if species_weight != 1.0 else {})},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
-        lengths is not None, rank_parts, containment, containment_source,
+        lengths is not None, rank_parts, containment, containment_source, contained_search,
     )
 
 
@@ -197,6 +200,9 @@ def fit_calibration_held_out(
     if decisions.containment_source == "holdings":
         if query_profiles is None or index.holdings is None:
             raise ValueError("a calibration reading holdings needs the index's and the held-out queries' 5-mers")
+        if decisions.contained_search:
+            rows, sims = _contained(queries[labelled], np.asarray(query_profiles)[labelled], vectors,
+                                    index.holdings, rows, sims)
         held = (np.asarray(query_profiles)[labelled], index.holdings, rows)
     by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows,
                                 containment=decisions.containment, holdings=held)
@@ -219,107 +225,22 @@ def fit_calibration_held_out(
         {"held_out_queries": [int((~unseen).sum()), int(unseen.sum())], "held_out_unseen_share": mix,
          "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
         list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length, decisions.rank_parts,
-        decisions.containment, decisions.containment_source,
+        decisions.containment, decisions.containment_source, decisions.contained_search,
     )
 
 
-_SCORES_PER_CHUNK = 1 << 24  # query x reference scores at once: ~20 bytes each with masks and top-k (~0.3 GB)
-_ROWS_PER_BLOCK = 64  # fewest rows a thread's chunk of pseudo-queries holds (at 1M references a chunk
-# is 16 rows: split on two threads the build took 972 s, 913 s before; benchmarks/README.md, *Scaling*)
-
-
-@dataclass
-class Nodes:
-    """The reference's distinct vectors ``[nodes, D]`` and each record's node ``[N]``."""
-
-    vectors: np.ndarray
-    of_record: np.ndarray
-
-
-def _pseudo_queries(
-    source: tuple[np.ndarray, np.ndarray] | None, nodes: Nodes, sample: np.ndarray, reference: ReferenceTaxonomy,
-    k: int, plans: list[tuple[str | None, str | None]],
-    read: tuple[dict[str, list[int]], Sequence[str], tuple[np.ndarray | None, np.ndarray] | None], sisters: int = 0,
-    threads: int = 1,
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-    """Exact neighbours ``(queries, rows, sims, {rank: sims})`` of sampled records, one per plan
-    (the last: the similarities of the ranks that read a part of the vectors, ``read`` = (rank ->
-    part, the ranks read by k-mer containment, None or the queries' 5-mer profiles and the index's
-    holdings they read it from), ``calibration.rank_similarities``; searched with that part alone
-    when every rank reads the same one, ``calibration.search_part``).
-
-    Record ``q`` queries as ``vectors[position[q]]`` for ``source = (vectors, position)`` (its
-    own vector if ``source`` is None) against every reference record.
-
-    A plan ``(rank, above)`` excludes every record sharing the query's label at ``rank``
-    (unseen species / unseen genus), and the records of its ``above`` taxon not labelled at
-    ``rank`` (BIOSCAN's pretrain records lack species: they may be of the query's species).
-    The query is kept only if labelled at ``rank`` and its ``above`` taxon still has records
-    left (a species of a monotypic genus simulates an unseen genus, not an unseen species).
-    ``(None, None)`` excludes only the record itself (seen). With ``sisters`` N a plan at the finest
-    rank also excludes the records of the label of the query's nearest remaining record, N times.
-    """
-    from clibd_cli.reference.search import top_k
-
-    rank_parts, containment, holdings = read
-    part = search_part(rank_parts, reference.ranks)  # searched with that part alone (partial barcodes)
-    lengths: dict = {}  # the references' part norms, for every chunk
-    n = len(nodes.of_record)
-    # the sample in one contiguous block per thread, each searched chunk by chunk on its own: the
-    # same answers, in about half the time on two (the masks are numpy passes that let go of the GIL);
-    # chunks shrink with the threads, so memory stays flat; one block where a thread's chunk would
-    # be under _ROWS_PER_BLOCK rows (large references)
-    step = int(np.clip(_SCORES_PER_CHUNK // max(n, 1), 8, 256))  # flat up to ~2M references
-    blocks = np.array_split(np.sort(sample), max(1, min(threads, len(sample), step // _ROWS_PER_BLOCK)))
-    step //= len(blocks)
-
-    def search(block: np.ndarray) -> list[list]:
-        found: list[list] = [[] for _ in plans]
-        for start in range(0, len(block), step):
-            queries = block[start : start + step]
-            rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[0][source[1][queries]]
-            scores = _scores(part_only(rows, part), nodes.vectors)[:, nodes.of_record]
-            for (rank, above), out in zip(plans, found):
-                if rank is None:
-                    excluded, keep = np.arange(n)[None, :] == queries[:, None], queries >= 0
-                else:
-                    code = reference.codes[rank]
-                    excluded = code[None, :] == code[queries][:, None]
-                    for _ in range(sisters if rank == reference.ranks[-1] else 0):
-                        nearest = code[np.argmax(np.where(excluded | (code < 0)[None, :], -np.inf, scores), axis=1)]
-                        excluded |= code[None, :] == nearest[:, None]
-                    keep = code[queries] >= 0
-                    if above is not None:
-                        up = reference.codes[above]
-                        kin = up[None, :] == up[queries][:, None]
-                        excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
-                        keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
-                near, sims = top_k(np.where(excluded, -np.inf, scores), k, threads if len(blocks) == 1 else 1)
-                held = None
-                if holdings is not None:  # the queries' own holdings where they are the records themselves
-                    profiles = holdings[1][queries] if source is None else holdings[0][source[1][queries]]
-                    held = (profiles[keep], holdings[1], near[keep])
-                by_rank = rank_similarities(rank_parts, rows[keep], nodes.vectors, nodes.of_record[near[keep]],
-                                            lengths=lengths, containment=containment, holdings=held)
-                out.append((queries[keep], near[keep], sims[keep], by_rank))
-        return found
-
-    if len(blocks) > 1:
-        with ThreadPoolExecutor(len(blocks)) as pool:
-            searched = list(pool.map(search, blocks))
-    else:
-        searched = [search(blocks[0])]
-    empty = (np.zeros(0, np.int64), np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
-             {rank: np.zeros((0, k)) for rank in rank_parts})
-    found = [[empty, *(o for block in searched for o in block[plan])] for plan in range(len(plans))]
-    return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
-             {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]
-
-
-def _scores(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """``queries @ vectors.T``, each row in the same bits in a chunk of any size (numpy multiplies a
-    lone row another way, by gemv: it goes with a copy of itself)."""
-    return (np.repeat(queries, 2, axis=0) @ vectors.T)[:1] if len(queries) == 1 else queries @ vectors.T
+def _contained(queries: np.ndarray, profiles: np.ndarray, vectors: np.ndarray, holdings: np.ndarray,
+               rows: np.ndarray, sims: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out queries' neighbours ``rows``, ``sims`` with those held whole by a record
+    searched by their 5-mers instead (``contained.contained_neighbours``), a block at a time."""
+    rows, sims, counter = rows.copy(), sims.copy(), KmerCounter(holdings)
+    for at in range(0, len(rows), block):
+        bits = kmer_bits(profiles[at: at + block])
+        shared = counter(bits)
+        whole = at + np.flatnonzero(held_whole(bits, shared))
+        scores = queries[whole] @ vectors.T
+        rows[whole], sims[whole] = contained_neighbours(shared[whole - at], lambda q, c: scores[q, c], rows.shape[1])
+    return rows, sims
 
 
 def _fit_ranks(

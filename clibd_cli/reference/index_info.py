@@ -38,7 +38,9 @@ def describe_index(index) -> str:
         lines.append(f"\tOff-target guard: {index.sketch.describe()}")
     if index.holdings is not None and any(data.get("containment_source") == "holdings"
                                           for data in (index.calibration or {}).values()):  # reference/holdings.py
-        lines.append(f"\tPartial barcodes' species: by k-mer containment in the records' 5-mers ({HOLDINGS_FILE})")
+        searched = any(data.get("contained_search") for data in index.calibration.values())  # contained.py
+        lines.append(f"\tPartial barcodes' species: by k-mer containment in the records' 5-mers ({HOLDINGS_FILE})"
+                     + ("; those a record holds whole searched by their 5-mers" if searched else ""))
     for name, digest in m.get("sha256", {}).items():
         lines.append(f"\t{name}: sha256 {digest}")
     return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Partial barcodes held whole by a reference record are searched by their 5-mers (contained.py)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.specimens import Specimen, run, stretch, write_fasta
+
+from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.classifier import Classifier
+from clibd_cli.classification.contained import KmerCounter, contained_neighbours, held_whole, kmer_bits
+from clibd_cli.classification.pseudo_queries import Nodes, Reading, search_pseudo_queries
+from clibd_cli.classification.queries import Query
+from clibd_cli.classification.query_kinds import SHORT_KIND
+from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.reference.holdings import kmer_holdings
+from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_info import describe_index
+from models.errors import ClibdError
+
+SAMPLE = Path(__file__).parents[1] / "examples" / "bold-sample.csv.gz"
+RANKS = ("order", "family", "genus", "species")
+BARCODE = ("AACATTATATTTTATTTTTGGAATTTGAGCAGGTATAGTAGGAACTTCTTTAAGATTATTAATTCGAGCAGAATTAGGAAATCCAGGAT"
+           "CATTAATTGGTGATGACCAAATTTATAATACTATTGTAACAGCTCATGCATTCATTATAATTTTTTTTATAGTTATACCTATTATAATTG")
+
+
+def neighbours(query: str, references: list[str], sims: list[float], k: int, excluded=None, records=None,
+               decide=None):
+    """The neighbours of one query with vector similarities ``sims`` to ``references``: by its
+    5-mers if a record left in holds it whole (contained_neighbours), else its k nearest vectors."""
+    bits = kmer_bits(kmer_profile([query], 5))
+    scores = np.array([sims], dtype=np.float32)
+    shared = KmerCounter(kmer_holdings(references))(bits)
+    excluded = None if excluded is None else np.array([excluded])
+    if not held_whole(bits, shared, excluded)[0]:  # as given: the nearest vectors
+        rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return rows[0].tolist(), np.take_along_axis(scores, rows, axis=1)[0].tolist()
+    rows, found = contained_neighbours(shared, lambda q, c: scores[q, c], k, decide, excluded, records)
+    return rows[0].tolist(), found[0].tolist()
+
+
+def test_a_query_held_whole_gets_the_records_holding_most_of_it_nearest_vector_first():
+    query = BARCODE[20:170]
+    mutated = query[:70] + ("C" if query[70] != "C" else "G") + query[71:]
+    references = [BARCODE, "T" * 200, BARCODE[:180] + "GGGG", mutated, "ACGT" * 50, BARCODE[10:175]]
+    sims = [0.1, 0.9, 0.2, 0.5, 0.8, 0.3]
+    rows, found = neighbours(query, references, sims, 3)
+    # 0, 2 and 5 hold it whole, 3 all but the 5-mers round one base; by vectors 1 and 4 would come first
+    assert rows == [5, 2, 0] and found == pytest.approx([0.3, 0.2, 0.1])
+    rows, _ = neighbours(query, references, sims, 4)
+    assert rows == [3, 5, 2, 0]  # sorted by vector similarity, as every neighbour list
+    # records holding as many as the k-th: the nearer vectors go in
+    assert neighbours(query, references, sims, 2)[0] == [5, 2]
+    # more neighbours asked (--report) than the decision reads: its k first, then the next by 5-mers
+    assert neighbours(query, references, sims, 4, decide=2)[0] == [5, 2, 3, 0]
+    # no record held whole (those that are left out): the nearest vectors, as given
+    assert neighbours(query, references, sims, 3, excluded=[True, False, True, False, False, True])[0] == [1, 4, 3]
+    assert neighbours("ACGTTGCA" * 20, references, sims, 2)[0] == [1, 4]
+    assert neighbours("ACGNTACN" * 20, references, sims, 2)[0] == [1, 4]  # no 5-mer at all: none held
+    # fewer records left than k: those, then none (similarity -inf), as an exact search finds
+    rows, found = neighbours(query, references, sims, 3, excluded=[False, True, True, True, True, True])
+    assert rows[0] == 0 and found[0] == pytest.approx(0.1) and found[1:] == [-np.inf, -np.inf]
+    # the columns may be a subset of the reference (--taxa): rows are given as record rows
+    rows, _ = neighbours(query, references[2:], sims[2:], 2, records=np.array([12, 13, 14, 15]))
+    assert rows == [15, 12]
+
+
+def test_the_counter_counts_each_records_5_mers_exactly(monkeypatch):
+    """Counts over 256 (a 400-base stretch holds more 5-mers) stay exact: bfloat16 products of 256
+    5-mers at a time."""
+    from clibd_cli.classification import contained
+
+    with gzip.open(SAMPLE, "rt") as handle:
+        whole = [r["dna_barcode"].replace("-", "") for r in csv.DictReader(handle)][:4]
+    barcodes = [BARCODE[i: i + 120] for i in range(0, 60, 6)] + whole  # 345-376 distinct 5-mers each
+    bits = kmer_bits(kmer_profile(barcodes[:3] + barcodes[-2:], 5))
+    expected = bits @ (kmer_profile(barcodes, 5) > 0).T
+    assert expected.max() > 256
+    assert np.array_equal(KmerCounter(kmer_holdings(barcodes))(bits), expected)
+    assert np.array_equal(kmer_bits(kmer_holdings(barcodes[:3])), bits[:3])  # records read as queries
+    monkeypatch.setattr(contained, "_RECORDS_PER_PRODUCT", 3)  # the products a few records at a time
+    assert np.array_equal(KmerCounter(kmer_holdings(barcodes))(bits), expected)
+
+
+def coleophora() -> list[Specimen]:
+    """The 18 *Coleophora* records of the sample's ``train`` split whose species has two or more."""
+    with gzip.open(SAMPLE, "rt") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == "train" and r["genus"] == "Coleophora"]
+    return [Specimen(r["processid"], r["dna_barcode"].replace("-", ""), {rank: r[rank] or None for rank in RANKS})
+            for r in rows if sum(o["species"] == r["species"] for o in rows) >= 2]
+
+
+def test_partial_barcodes_find_their_species_by_5_mers_where_the_vectors_miss_it(tiny_model, tmp_path, monkeypatch):
+    """A random-weight model with 3 neighbours a query: by its vectors a stretch's species is
+    rarely among them; held whole by its own record, it is found by its 5-mers, with ``--taxa``
+    too. Off, the same index names far fewer."""
+    records = coleophora()
+    result = run("-q", "index", "-m", tiny_model, "-k", "3", write_fasta(tmp_path / "refs.fa", records),
+                 "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    index = load_index(tmp_path / "index")
+    partial = Calibration.from_json(index.calibration[SHORT_KIND])
+    assert partial.contained_search and partial.to_json()["contained_search"] is True
+    assert "those a record holds whole searched by their 5-mers" in describe_index(index)
+    queries = [Query(r.id, barcode=stretch(r.barcode, 200, r.id)) for r in records]
+    truth = [r.lineage["species"] for r in records]
+
+    def named(**options) -> int:
+        results = Classifier(tmp_path / "index", **options).classify(queries, report=3)
+        own = [{n.id for n in res.neighbours} for res in results]
+        assert all(r.id in ids for r, ids in zip(records, own)) or not partial.contained_search
+        return sum(res.prediction.labels["species"] == t for res, t in zip(results, truth))
+
+    assert named() == 18 and named(taxa=["Coleophora"]) == 18
+    partial.contained_search = False
+    monkeypatch.setattr(Calibration, "from_json", lambda data, _orig=Calibration.from_json: (
+        partial if data.get("contained_search") else _orig(data)))
+    assert named() <= 10
+
+
+def test_a_reference_over_the_limit_searches_partial_barcodes_by_vectors_alone(tiny_model, tmp_path, monkeypatch):
+    """Over ``contained.MAX_RECORDS`` records the 5-mer search is not fitted (the counter would keep
+    over 256 MB), and its queries are searched by their vectors."""
+    from clibd_cli.classification import query_kinds
+
+    monkeypatch.setattr(query_kinds, "CONTAINED_RECORDS", 17)
+    result = run("-q", "index", "-m", tiny_model, "-k", "3", write_fasta(tmp_path / "refs.fa", coleophora()),
+                 "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    index = load_index(tmp_path / "index")
+    partial = Calibration.from_json(index.calibration[SHORT_KIND])
+    assert (partial.containment_source, partial.contained_search) == ("holdings", False)
+    assert "searched by their 5-mers" not in describe_index(index)
+
+
+def test_pseudo_queries_held_whole_leave_out_what_their_plan_leaves_out(barcode_refs):
+    """Searched by their 5-mers, seen pseudo-queries still never find themselves, and new-species
+    ones never their own species, though its records hold them whole."""
+    index = load_index(barcode_refs.index)
+    barcodes, vectors = [r.barcode for r in barcode_refs.records], index.vectors()
+    taxonomy = ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    cut = np.arange(len(vectors))
+    stretches = [stretch(b, 200, str(i)) for i, b in enumerate(barcodes)]
+    read = Reading({"species": [0, vectors.shape[1]]}, ["species"], (kmer_profile(stretches, 5), index.holdings),
+                   contained=True)
+    seen, unseen = search_pseudo_queries((vectors, cut), Nodes(index.node_vectors(), index.nodes), cut, taxonomy,
+                                         4, [(None, None), ("species", "genus")], read)
+    queries, rows, _, by_rank = seen
+    assert not (rows == queries[:, None]).any()
+    shared = KmerCounter(index.holdings)(kmer_bits(kmer_profile([stretches[q] for q in queries], 5)))
+    shared[np.arange(len(queries)), queries] = -1  # itself, left out
+    held_whole = shared.max(axis=1) == kmer_bits(kmer_profile([stretches[q] for q in queries], 5)).sum(axis=1)
+    chosen = np.take_along_axis(shared, rows, axis=1).min(axis=1)
+    picked = np.zeros(shared.shape, dtype=bool)
+    np.put_along_axis(picked, rows, True, axis=1)
+    others = np.where(picked, -1, shared).max(axis=1)
+    assert held_whole.sum() >= len(queries) // 2 and (chosen[held_whole] >= others[held_whole]).all()
+    twins = [[j for j, b in enumerate(barcodes) if b == barcodes[q] and j != q] for q in queries]
+    assert all(set(t) <= set(r) for t, r in zip(twins, rows.tolist()))  # a twin holds it whole: found
+    assert (by_rank["species"][:, :1] <= 1.0 + 1e-6).all() and by_rank["species"].max() == pytest.approx(1.0)
+    queries, rows, _, _ = unseen
+    species = taxonomy.codes["species"]
+    assert len(queries) and not (species[rows] == species[queries][:, None]).any()
+    with pytest.raises(ValueError, match="5-mers"):
+        search_pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), cut, taxonomy, 4, [(None, None)],
+                              Reading({}, [], None, contained=True))
+
+
+def test_only_a_calibration_reading_holdings_searches_by_them():
+    data = {"k": 5, "prior_unseen": None, "unseen_genus_fraction": 0.1, "ranks": {}, "fitted_on": {}}
+    calibration = Calibration(**data, containment_source="holdings", contained_search=True)
+    assert Calibration.from_json(calibration.to_json()).contained_search
+    assert "contained_search" not in Calibration(**data).to_json()  # as calibrations were written before
+    with pytest.raises(ClibdError, match="unsupported calibration format"):
+        Calibration.from_json({**Calibration(**data).to_json(), "contained_search": True})
+
+
+def test_held_out_queries_held_whole_are_searched_by_their_5_mers(barcode_refs, tiny_model):
+    """``clibd index --calibrate-on`` refits on held-out stretches searched as ``clibd classify``
+    searches them: those a record holds whole get the records holding most of them, the others
+    keep their nearest vectors; the refit keeps reading so."""
+    from clibd_cli.classification import fitting
+    from clibd_cli.embedding.embedder import Embedder, load_model_for
+    from clibd_cli.reference.search import exact_search
+
+    index = load_index(barcode_refs.index)
+    vectors = index.vectors()
+    with gzip.open(SAMPLE, "rt") as handle:
+        new = [r["dna_barcode"].replace("-", "") for r in csv.DictReader(handle) if r["split"] == "test_unseen"][:6]
+    barcodes = [stretch(r.barcode, 200, r.id) for r in barcode_refs.records[:12]] + [stretch(b, 200, "n") for b in new]
+    queries = Embedder(load_model_for(str(tiny_model), ["dna"])).barcodes(barcodes)
+    profiles = kmer_profile(barcodes, 5)
+    rows, sims = exact_search(vectors, queries, 4)
+    got, got_sims = fitting._contained(queries, profiles, vectors, index.holdings, rows, sims, block=5)
+    shared = KmerCounter(index.holdings)(kmer_bits(profiles))
+    whole = shared.max(axis=1) == kmer_bits(profiles).sum(axis=1)
+    assert whole[:12].all() and (~whole).sum() >= 3
+    assert np.array_equal(got[~whole], rows[~whole]) and np.array_equal(got_sims[~whole], sims[~whole])
+    assert (np.take_along_axis(shared, got, axis=1)[:12] == shared[:12].max(axis=1, keepdims=True)).any(axis=1).all()
+    assert np.allclose(got_sims, np.einsum("qd,qkd->qk", queries, vectors[got]), atol=1e-5)
+    assert (np.diff(got_sims, axis=1) <= 1e-6).all()  # best first
