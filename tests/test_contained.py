@@ -204,3 +204,65 @@ def test_held_out_queries_held_whole_are_searched_by_their_5_mers(barcode_refs, 
     assert (np.take_along_axis(shared, got, axis=1)[:12] == shared[:12].max(axis=1, keepdims=True)).any(axis=1).all()
     assert np.allclose(got_sims, np.einsum("qd,qkd->qk", queries, vectors[got]), atol=1e-5)
     assert (np.diff(got_sims, axis=1) <= 1e-6).all()  # best first
+
+
+def test_classify_searches_the_queries_held_whole_as_the_held_out_refit_does(barcode_refs, monkeypatch):
+    """``clibd classify``'s 5-mer search (``Classifier._contained``) finds what the held-out refit's
+    does (``fitting._contained``), a few queries at a time: twins share a graph node (nodes are not
+    records), ``--taxa``'s records are a subset given back as record rows, and with more neighbours
+    asked than the decision reads (``--report``) its ``k`` come first; those no record holds whole
+    keep the neighbours given."""
+    from clibd_cli.classification import classifier, fitting
+    from clibd_cli.reference.search import exact_search
+
+    index = load_index(barcode_refs.index)
+    vectors = index.vectors()
+    assert len(index.node_vectors()) < len(vectors)
+    with gzip.open(SAMPLE, "rt") as handle:
+        new = [r["dna_barcode"].replace("-", "") for r in csv.DictReader(handle) if r["split"] == "test_unseen"][:4]
+    barcodes = [stretch(r.barcode, 150, r.id) for r in barcode_refs.records[::3]] + [stretch(b, 150, "n") for b in new]
+    queries = np.random.default_rng(0).normal(size=(len(barcodes), vectors.shape[1])).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    profiles = kmer_profile(barcodes, 5)
+    monkeypatch.setattr(classifier, "CONTAINED_SCORES", 3 * len(vectors))  # 3 queries a block
+    genera = sorted({r.lineage["genus"] for r in barcode_refs.records if r.lineage["genus"]})[:2]
+    for taxa in (None, genera):
+        found = Classifier(barcode_refs.index, taxa=taxa)
+        within = np.arange(len(vectors)) if taxa is None else found.within
+        assert len(within) < len(vectors) or taxa is None
+        local, sims = exact_search(vectors[within], queries, 8)
+        rows, got = found._contained(profiles, queries, within[local[:, :3]], sims[:, :3], 3)
+        held, held_sims = fitting._contained(queries, profiles, vectors[within], index.holdings[within],
+                                             local[:, :3], sims[:, :3], block=4)
+        whole = (held != local[:, :3]).any(axis=1)
+        assert whole.any() and (~whole).any()
+        assert np.array_equal(rows, within[held]) and np.allclose(got, held_sims, atol=1e-6)
+        wider, _ = found._contained(profiles, queries, within[local], sims, 3)  # --report 8, k 3
+        assert np.array_equal(np.sort(wider[:, :3], axis=1), np.sort(rows, axis=1))
+        assert not np.array_equal(wider[whole, :3], found._contained(profiles, queries, within[local], sims, 8)[0][
+            whole, :3])  # the decision's 3 by 5-mers, not the nearest 3 of the 8
+
+
+def test_a_pseudo_query_held_whole_only_by_records_its_plan_leaves_out_keeps_its_nearest_vectors(barcode_refs):
+    """A new-species pseudo-query whose stretch only its own species' records hold whole is searched
+    by its vectors, as exactly as before, among the records left in; a short one another species
+    holds whole, by its 5-mers."""
+    index = load_index(barcode_refs.index)
+    vectors, taxonomy = index.vectors(), ReferenceTaxonomy.from_labels(index.ids, index.labels)
+    cut = np.arange(len(vectors))
+    stretches = [stretch(r.barcode, 200 if i % 4 else 30, str(i)) for i, r in enumerate(barcode_refs.records)]
+    read = Reading({"species": [0, vectors.shape[1]]}, ["species"], (kmer_profile(stretches, 5), index.holdings),
+                   contained=True)
+    queries, rows, sims, _ = search_pseudo_queries((vectors, cut), Nodes(index.node_vectors(), index.nodes), cut,
+                                                   taxonomy, 4, [("species", "genus")], read)[0]
+    species, genus = taxonomy.codes["species"], taxonomy.codes["genus"]
+    left = ~((species == species[queries][:, None]) | ((genus == genus[queries][:, None]) & (species < 0)))
+    bits = kmer_bits(kmer_profile([stretches[q] for q in queries], 5))
+    shared = KmerCounter(index.holdings)(bits)
+    whole = np.where(left, shared, -1).max(axis=1) == bits.sum(axis=1)
+    nearest = -np.sort(-np.where(left, vectors[queries] @ vectors.T, -np.inf), axis=1)[:, :4]
+    assert (~whole).sum() >= 3 and whole.any()
+    assert np.allclose(sims[~whole], nearest[~whole], atol=1e-6)
+    assert (np.take_along_axis(shared, rows, axis=1)[whole] == bits.sum(axis=1)[whole, None]).any(axis=1).all()
+    assert np.allclose(sims, np.einsum("qd,qkd->qk", vectors[queries], vectors[rows]), atol=1e-5)
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
