@@ -11,7 +11,9 @@ sharing the most of its 5-mers, exactly over every record (a vote among the ties
 decision's vote would be: many sister species share a stretch); for new species (`test_unseen`
 whose genus is in the reference), the share whose best genus is right each way, and the share
 held whole by some record. Run before the contained search was in the bundled pack, "vectors
-alone" was what clibd did; the search switch is made in-process, with the pack's calibration.
+alone" was what clibd did; the search switch is made in-process, with the pack's calibration
+(best labels are the decision's vote: they do not depend on the confidences, nor on the share of
+new species the first block estimated, which the later runs keep).
 
     PYTHONPATH=$PWD:$PWD/benchmarks .venv/bin/python benchmarks/partial_neighbours.py WORK/queries.fasta
 """
