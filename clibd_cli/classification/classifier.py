@@ -24,7 +24,7 @@ import numpy as np
 
 from clibd_cli.classification import batch_prior
 from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
-from clibd_cli.classification.contained import KmerCounter, contained_neighbours, held_whole, kmer_bits
+from clibd_cli.classification.contained import KmerCounter, search_held_whole
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
@@ -283,17 +283,11 @@ class Classifier:
             self._counter = KmerCounter(self.index.holdings if records is None else self.index.holdings[records])
         n = len(self.index.nodes) if records is None else len(records)
         step = int(np.clip(CONTAINED_SCORES // max(n, 1), 1, 256))
-        reference = self.index.node_vectors() if records is None else self._within_vectors
-        column = self.index.nodes if records is None else np.arange(n)  # of a record in reference
-        rows, sims = rows.copy(), sims.copy()
-        for at in range(0, len(rows), step):
-            bits = kmer_bits(profiles[at: at + step])
-            shared = self._counter(bits)
-            whole = at + np.flatnonzero(held_whole(bits, shared))
-            scores = vectors[whole] @ reference.T
-            rows[whole], sims[whole] = contained_neighbours(shared[whole - at], lambda q, c: scores[q, column[c]],
-                                                            rows.shape[1], k, records=records)
-        return rows, sims
+        if records is None:  # the distinct vectors, each record at its graph node
+            return search_held_whole(self._counter, profiles, vectors, self.index.node_vectors(), rows, sims, k,
+                                     column=self.index.nodes, block=step)
+        return search_held_whole(self._counter, profiles, vectors, self._within_vectors, rows, sims, k,
+                                 records=records, block=step)
 
     def _within(self, taxa: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows and vectors of the records under ``taxa`` (``--taxa``)."""

@@ -109,6 +109,25 @@ def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, n
     return rows, sims
 
 
+def search_held_whole(counter: KmerCounter, profiles: np.ndarray, queries: np.ndarray, reference: np.ndarray,
+                      rows: np.ndarray, sims: np.ndarray, k: int | None = None, column: np.ndarray | None = None,
+                      records: np.ndarray | None = None, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbours ``rows``, ``sims`` ``[Q, width]`` of ``queries`` (vectors ``[Q, D]``, 5-mer
+    ``profiles``) with those of the queries a record holds whole found by their 5-mers instead
+    (:func:`contained_neighbours`, the decision's ``k`` first), ``block`` queries at a time. The
+    counter's records are ``reference``'s vectors at ``column`` (all, in order, if None), and the
+    record rows ``records`` (all, in order, if None)."""
+    rows, sims = rows.copy(), sims.copy()
+    for at in range(0, len(rows), block):
+        bits = kmer_bits(profiles[at: at + block])
+        shared = counter(bits)
+        whole = at + np.flatnonzero(held_whole(bits, shared))
+        scores = queries[whole] @ reference.T
+        mine = (lambda q, c: scores[q, c]) if column is None else (lambda q, c: scores[q, column[c]])
+        rows[whole], sims[whole] = contained_neighbours(shared[whole - at], mine, rows.shape[1], k, records=records)
+    return rows, sims
+
+
 def _kth_largest(counts: np.ndarray, k: int) -> int:
     """The ``k``-th largest of whole-number ``counts`` (-1 for a record left out), at least 0; by a
     histogram (a partition of each row took ten times as long)."""

@@ -15,7 +15,7 @@ import numpy as np
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, RankGaps, fit_gaps
 from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
 from clibd_cli.classification.calibration import Calibration, part_only, rank_similarities, search_part
-from clibd_cli.classification.contained import KmerCounter, contained_neighbours, held_whole, kmer_bits
+from clibd_cli.classification.contained import KmerCounter, search_held_whole
 from clibd_cli.classification.decision import Neighbours
 from clibd_cli.classification.probability_map import fit_map
 from clibd_cli.classification.pseudo_queries import Nodes, Reading, search_pseudo_queries
@@ -232,15 +232,8 @@ def fit_calibration_held_out(
 def _contained(queries: np.ndarray, profiles: np.ndarray, vectors: np.ndarray, holdings: np.ndarray,
                rows: np.ndarray, sims: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """The held-out queries' neighbours ``rows``, ``sims`` with those held whole by a record
-    searched by their 5-mers instead (``contained.contained_neighbours``), a block at a time."""
-    rows, sims, counter = rows.copy(), sims.copy(), KmerCounter(holdings)
-    for at in range(0, len(rows), block):
-        bits = kmer_bits(profiles[at: at + block])
-        shared = counter(bits)
-        whole = at + np.flatnonzero(held_whole(bits, shared))
-        scores = queries[whole] @ vectors.T
-        rows[whole], sims[whole] = contained_neighbours(shared[whole - at], lambda q, c: scores[q, c], rows.shape[1])
-    return rows, sims
+    searched by their 5-mers instead (``contained.search_held_whole``), a block at a time."""
+    return search_held_whole(KmerCounter(holdings), profiles, queries, vectors, rows, sims, block=block)
 
 
 def _fit_ranks(
