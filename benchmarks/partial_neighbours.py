@@ -74,7 +74,7 @@ def main() -> None:
               + f"; new species' genus right {genus:.1f}%"
               + ("" if among is None else f"; known species among the {k} nearest vectors {100 * among:.2f}%"))
     bits = kmer_bits(kmer_profile([barcodes[i] for i in known + new], 5))
-    best, whole, counter = [], [], KmerCounter(classifier.index.holdings)
+    best, whole, counter = [], [], KmerCounter.of_holdings(classifier.index.holdings)
     for start in range(0, len(bits), 256):
         shared = counter(bits[start: start + 256])
         top = shared.max(axis=1)

@@ -35,7 +35,7 @@ def neighbours(query: str, references: list[str], sims: list[float], k: int, exc
     5-mers if a record left in holds it whole (contained_neighbours), else its k nearest vectors."""
     bits = kmer_bits(kmer_profile([query], 5))
     scores = np.array([sims], dtype=np.float32)
-    shared = KmerCounter(kmer_holdings(references))(bits)
+    shared = KmerCounter.of_holdings(kmer_holdings(references))(bits)
     excluded = None if excluded is None else np.array([excluded])
     if not held_whole(bits, shared, excluded)[0]:  # as given: the nearest vectors
         rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -72,7 +72,8 @@ def test_a_query_held_whole_gets_the_records_holding_most_of_it_nearest_vector_f
 
 def test_the_counter_counts_each_records_5_mers_exactly(monkeypatch):
     """Counts over 256 (a 400-base stretch holds more 5-mers) stay exact: bfloat16 products of 256
-    5-mers at a time."""
+    5-mers at a time; float32 ones in numpy from a model-free index's vectors, each record at its
+    distinct vector's row."""
     from clibd_cli.classification import contained
 
     with gzip.open(SAMPLE, "rt") as handle:
@@ -81,10 +82,17 @@ def test_the_counter_counts_each_records_5_mers_exactly(monkeypatch):
     bits = kmer_bits(kmer_profile(barcodes[:3] + barcodes[-2:], 5))
     expected = bits @ (kmer_profile(barcodes, 5) > 0).T
     assert expected.max() > 256
-    assert np.array_equal(KmerCounter(kmer_holdings(barcodes))(bits), expected)
+    assert np.array_equal(KmerCounter.of_holdings(kmer_holdings(barcodes))(bits), expected)
     assert np.array_equal(kmer_bits(kmer_holdings(barcodes[:3])), bits[:3])  # records read as queries
+    profiles = kmer_profile(barcodes + barcodes[:2], 5)
+    vectors = np.hstack([profiles, np.ones((len(profiles), 7), dtype=np.float32)])  # a part beside the 5-mers
+    distinct, of_record = np.unique(vectors, axis=0, return_inverse=True)
+    counter = contained.records_counter(None, distinct, [0, 4**5], of_record.ravel())
+    assert np.array_equal(counter(bits), np.hstack([expected, expected[:, :2]]))
     monkeypatch.setattr(contained, "_RECORDS_PER_PRODUCT", 3)  # the products a few records at a time
-    assert np.array_equal(KmerCounter(kmer_holdings(barcodes))(bits), expected)
+    monkeypatch.setattr(contained, "_ROWS_CONVERTED", 3)
+    assert np.array_equal(KmerCounter.of_holdings(kmer_holdings(barcodes))(bits), expected)
+    assert np.array_equal(counter(bits), np.hstack([expected, expected[:, :2]]))
 
 
 def coleophora() -> list[Specimen]:
@@ -152,7 +160,7 @@ def test_pseudo_queries_held_whole_leave_out_what_their_plan_leaves_out(barcode_
                                          4, [(None, None), ("species", "genus")], read)
     queries, rows, _, by_rank = seen
     assert not (rows == queries[:, None]).any()
-    shared = KmerCounter(index.holdings)(kmer_bits(kmer_profile([stretches[q] for q in queries], 5)))
+    shared = KmerCounter.of_holdings(index.holdings)(kmer_bits(kmer_profile([stretches[q] for q in queries], 5)))
     shared[np.arange(len(queries)), queries] = -1  # itself, left out
     held_whole = shared.max(axis=1) == kmer_bits(kmer_profile([stretches[q] for q in queries], 5)).sum(axis=1)
     chosen = np.take_along_axis(shared, rows, axis=1).min(axis=1)
@@ -166,16 +174,20 @@ def test_pseudo_queries_held_whole_leave_out_what_their_plan_leaves_out(barcode_
     queries, rows, _, _ = unseen
     species = taxonomy.codes["species"]
     assert len(queries) and not (species[rows] == species[queries][:, None]).any()
-    with pytest.raises(ValueError, match="5-mers"):
+    with pytest.raises(ValueError, match="read by k-mer containment expected"):
         search_pseudo_queries(None, Nodes(index.node_vectors(), index.nodes), cut, taxonomy, 4, [(None, None)],
                               Reading({}, [], None, contained=True))
 
 
-def test_only_a_calibration_reading_holdings_searches_by_them():
+def test_only_a_calibration_reading_containment_searches_by_5_mers():
+    """From the index's holdings (a learned model's) or its vectors' 5-mer part (a model-free
+    index's): either reads a rank by containment; one that reads none cannot search by 5-mers."""
     data = {"k": 5, "prior_unseen": None, "unseen_genus_fraction": 0.1, "ranks": {}, "fitted_on": {}}
-    calibration = Calibration(**data, containment_source="holdings", contained_search=True)
-    assert Calibration.from_json(calibration.to_json()).contained_search
-    assert "contained_search" not in Calibration(**data).to_json()  # as calibrations were written before
+    read = {"rank_parts": {"species": [0, 1024]}, "containment": ["species"]}
+    for source in ("holdings", "vectors"):
+        calibration = Calibration(**data, **read, containment_source=source, contained_search=True)
+        assert Calibration.from_json(calibration.to_json()).contained_search
+    assert "contained_search" not in Calibration(**data, **read).to_json()  # as calibrations were written before
     with pytest.raises(ClibdError, match="unsupported calibration format"):
         Calibration.from_json({**Calibration(**data).to_json(), "contained_search": True})
 
@@ -196,8 +208,8 @@ def test_held_out_queries_held_whole_are_searched_by_their_5_mers(barcode_refs, 
     queries = Embedder(load_model_for(str(tiny_model), ["dna"])).barcodes(barcodes)
     profiles = kmer_profile(barcodes, 5)
     rows, sims = exact_search(vectors, queries, 4)
-    got, got_sims = fitting._contained(queries, profiles, vectors, index.holdings, rows, sims, block=5)
-    shared = KmerCounter(index.holdings)(kmer_bits(profiles))
+    got, got_sims = fitting._contained(queries, profiles, vectors, index.holdings, rows, sims, [], block=5)
+    shared = KmerCounter.of_holdings(index.holdings)(kmer_bits(profiles))
     whole = shared.max(axis=1) == kmer_bits(profiles).sum(axis=1)
     assert whole[:12].all() and (~whole).sum() >= 3
     assert np.array_equal(got[~whole], rows[~whole]) and np.array_equal(got_sims[~whole], sims[~whole])
@@ -231,15 +243,18 @@ def test_classify_searches_the_queries_held_whole_as_the_held_out_refit_does(bar
         within = np.arange(len(vectors)) if taxa is None else found.within
         assert len(within) < len(vectors) or taxa is None
         local, sims = exact_search(vectors[within], queries, 8)
-        rows, got = found._contained(profiles, queries, within[local[:, :3]], sims[:, :3], 3)
+        rows, got, _ = found._contained(profiles, queries, within[local[:, :3]], sims[:, :3], 3, [])
         held, held_sims = fitting._contained(queries, profiles, vectors[within], index.holdings[within],
-                                             local[:, :3], sims[:, :3], block=4)
+                                             local[:, :3], sims[:, :3], [], block=4)
         whole = (held != local[:, :3]).any(axis=1)
         assert whole.any() and (~whole).any()
         assert np.array_equal(rows, within[held]) and np.allclose(got, held_sims, atol=1e-6)
-        wider, _ = found._contained(profiles, queries, within[local], sims, 3)  # --report 8, k 3
+        wider, _, searched = found._contained(profiles, queries, within[local], sims, 3, [])  # --report 8, k 3
+        bits = kmer_bits(profiles)
+        most = KmerCounter.of_holdings(index.holdings[within])(bits).max(axis=1)
+        assert np.array_equal(searched, most == bits.sum(axis=1))
         assert np.array_equal(np.sort(wider[:, :3], axis=1), np.sort(rows, axis=1))
-        assert not np.array_equal(wider[whole, :3], found._contained(profiles, queries, within[local], sims, 8)[0][
+        assert not np.array_equal(wider[whole, :3], found._contained(profiles, queries, within[local], sims, 8, [])[0][
             whole, :3])  # the decision's 3 by 5-mers, not the nearest 3 of the 8
 
 
@@ -258,7 +273,7 @@ def test_a_pseudo_query_held_whole_only_by_records_its_plan_leaves_out_keeps_its
     species, genus = taxonomy.codes["species"], taxonomy.codes["genus"]
     left = ~((species == species[queries][:, None]) | ((genus == genus[queries][:, None]) & (species < 0)))
     bits = kmer_bits(kmer_profile([stretches[q] for q in queries], 5))
-    shared = KmerCounter(index.holdings)(bits)
+    shared = KmerCounter.of_holdings(index.holdings)(bits)
     whole = np.where(left, shared, -1).max(axis=1) == bits.sum(axis=1)
     nearest = -np.sort(-np.where(left, vectors[queries] @ vectors.T, -np.inf), axis=1)[:, :4]
     assert (~whole).sum() >= 3 and whole.any()
@@ -266,3 +281,47 @@ def test_a_pseudo_query_held_whole_only_by_records_its_plan_leaves_out_keeps_its
     assert (np.take_along_axis(shared, rows, axis=1)[whole] == bits.sum(axis=1)[whole, None]).any(axis=1).all()
     assert np.allclose(sims, np.einsum("qd,qkd->qk", vectors[queries], vectors[rows]), atol=1e-5)
     assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
+
+
+def test_a_model_free_index_searches_partial_barcodes_by_its_vectors_5_mers(tmp_path, monkeypatch):
+    """``--model kmer-aa`` keeps no holdings: its vectors' 5-mer part is what a record holds. A
+    stretch of a record gets the records holding the most of its 5-mers (its own among them), as
+    the pseudo-query fit searched, and PyTorch is never imported; off, the nearest 5-mer vectors
+    are other records for some of them."""
+    import subprocess
+    import sys
+
+    records = coleophora()
+    result = run("-q", "index", "-m", "kmer-aa", "-k", "3", write_fasta(tmp_path / "refs.fa", records),
+                 "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    index = load_index(tmp_path / "index")
+    partial = Calibration.from_json(index.calibration[SHORT_KIND])
+    assert (partial.containment_source, partial.contained_search) == ("vectors", True) and index.holdings is None
+    assert "those a record holds whole searched by their 5-mers" in describe_index(index)
+    cuts = [stretch(r.barcode, 120, r.id) for r in records]
+    held = kmer_profile([r.barcode for r in records], 5) > 0
+    bits = kmer_bits(kmer_profile(cuts, 5))
+    shared = bits @ held.T
+    top = -np.sort(-shared, axis=1)[:, :3]  # the counts of the 3 records holding the most of each
+
+    def found(**options) -> list[list[int]]:
+        results = Classifier(tmp_path / "index", **options).classify([Query(r.id, barcode=c)
+                                                                      for r, c in zip(records, cuts)], report=3)
+        rows = {r.id: i for i, r in enumerate(records)}
+        return [[rows[n.id] for n in res.neighbours] for res in results]
+
+    for near in (found(), found(taxa=["Coleophora"])):
+        assert all(i in rows for i, rows in enumerate(near))
+        assert np.array_equal(np.sort(np.take_along_axis(shared, np.array(near), axis=1), axis=1)[:, ::-1], top)
+    code = ("import sys; from clibd_cli.classification.classifier import Classifier; "
+            "from clibd_cli.classification.queries import Query; "
+            f"r = Classifier({str(tmp_path / 'index')!r}).classify([Query('q', barcode={cuts[0]!r})]); "
+            "assert r[0].prediction.labels['species'], r; assert 'torch' not in sys.modules, 'torch imported'")
+    checked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    partial.contained_search = False
+    monkeypatch.setattr(Calibration, "from_json", lambda data, _orig=Calibration.from_json: (
+        partial if data.get("contained_search") else _orig(data)))
+    near = found()
+    assert not np.array_equal(np.sort(np.take_along_axis(shared, np.array(near), axis=1), axis=1)[:, ::-1], top)

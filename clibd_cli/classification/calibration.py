@@ -133,7 +133,7 @@ class Calibration:
         if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
                 or not isinstance(contained, list) or not all(rank in parts for rank in contained)
                 or data.get("containment_source", "vectors") not in SOURCES
-                or data.get("contained_search", False) not in (False, data.get("containment_source") == "holdings")):
+                or data.get("contained_search", False) not in (False, bool(contained))):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time
@@ -246,6 +246,16 @@ def search_part(rank_parts: dict[str, list[int]], ranks: list[str]) -> list[int]
     they all read the same (partial barcodes of ``--model kmer-aa``: the 5-mers), else None."""
     parts = {tuple(rank_parts.get(rank, ())) for rank in ranks}
     return list(parts.pop()) if len(parts) == 1 and ranks and ranks[0] in rank_parts else None
+
+
+def containment_part(rank_parts: dict[str, list[int]], containment: Collection[str]) -> list[int]:
+    """The part of the vectors a calibration reads k-mer containment from (a model-free index's
+    5-mer profile: where ``contained_search`` finds a partial barcode's records, ``contained.py``)."""
+    parts = {tuple(rank_parts[rank]) for rank in containment}
+    if len(parts) != 1:
+        raise ValueError(f"one part of the vectors read by k-mer containment expected (the 5-mers a partial "
+                         f"barcode is searched by), found {len(parts)}")
+    return list(parts.pop())
 
 
 def part_only(vectors: np.ndarray, part: list[int] | None) -> np.ndarray:

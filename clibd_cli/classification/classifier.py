@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification import batch_prior
-from clibd_cli.classification.calibration import calibrations, part_only, rank_similarities, search_part
-from clibd_cli.classification.contained import KmerCounter, search_held_whole
+from clibd_cli.classification.calibration import (calibrations, containment_part, part_only, rank_similarities,
+                                                  search_part)
+from clibd_cli.classification.contained import KmerCounter, records_counter, search_held_whole
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
@@ -247,20 +248,26 @@ class Classifier:
         else:  # exact search among the records of the chosen taxa
             found, sims = exact_search(self._within_vectors, part_only(vectors, part), k)
             rows = self.within[found]
-        by_rank = held = None
+        by_rank = held = profiles = None
+        contained = np.zeros(len(rows), dtype=bool)  # searched by their 5-mers (contained.py)
         if calibration.containment_source == "holdings":  # partial barcodes' 5-mers in the records' (oriented)
             profiles = kmer_profile([r.query.barcode for r in results], HOLDINGS_K)
-            if calibration.contained_search:
-                rows, sims = self._contained(profiles, vectors, rows, sims, calibration.k)
+        if calibration.contained_search:  # by 5-mer profiles, or by a model-free index's vectors' 5-mer part
+            five_mers = containment_part(calibration.rank_parts, calibration.containment)
+            mers = vectors[:, five_mers[0]:five_mers[1]] if profiles is None else profiles
+            rows, sims, contained = self._contained(mers, part_only(vectors, part), rows, sims, calibration.k,
+                                                    five_mers)
+        if profiles is not None:
             held = (profiles, self.index.holdings, rows)
         if calibration.rank_parts:
             view, element = self.index.vector_view()  # mapped: at 1M references a copy would be GBs
             by_rank = rank_similarities(calibration.rank_parts, vectors, view, element[self.index.nodes[rows]],
                                         lengths=self._part_lengths, containment=calibration.containment,
                                         holdings=held)
-        if part is not None:  # searched with a part: its cosine is the similarity, best first
-            sims = by_rank[self.reference.ranks[0]]
-            order = np.argsort(-sims, axis=1, kind="stable")
+        if part is not None:  # searched with a part: its cosine is the similarity, best first (those searched
+            sims = by_rank[self.reference.ranks[0]]  # by their 5-mers: the decision's k, then the others)
+            later = contained[:, None] & (np.arange(rows.shape[1]) >= calibration.k)[None, :]
+            order = np.lexsort((-sims, later), axis=1)
             rows, sims = np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
             by_rank = {rank: np.take_along_axis(x, order, axis=1) for rank, x in by_rank.items()}
         decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None, by_rank)
@@ -272,22 +279,27 @@ class Classifier:
                 result.neighbours = [Neighbour(self.index.ids[r], float(s), self._labels(r))
                                      for r, s in zip(row[:report], sim[:report])]
 
-    def _contained(self, profiles: np.ndarray, vectors: np.ndarray, rows: np.ndarray, sims: np.ndarray,
-                   k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The neighbours ``rows``, ``sims`` with those of the queries a record holds whole
-        (5-mer ``profiles``) found by their 5-mers instead (``contained.py``; among ``--taxa``'s
-        records, if given; the decision's ``k`` first), a block of queries at a time:
-        ``[block, records]`` counts at once."""
-        records = self.within
+    def _contained(self, profiles: np.ndarray, searched: np.ndarray, rows: np.ndarray, sims: np.ndarray, k: int,
+                   five_mers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The neighbours ``rows``, ``sims`` with those of the queries a record holds whole found by
+        their 5-mer ``profiles`` instead, and which those were (``contained.py``; the records' 5-mers:
+        the index's holdings or, where it keeps none, the part ``five_mers`` of its vectors; among
+        ``--taxa``'s records, if given; the decision's ``k`` first; by the similarity of the vectors
+        as ``searched``), a block of queries at a time: ``[block, records]`` counts at once."""
+        records, holdings = self.within, self.index.holdings
         if self._counter is None:  # the records' 5-mers unpacked once (KmerCounter)
-            self._counter = KmerCounter(self.index.holdings if records is None else self.index.holdings[records])
+            if records is None:  # the distinct vectors', each record at its node
+                self._counter = records_counter(holdings, self.index.node_vectors(), five_mers, self.index.nodes)
+            else:
+                self._counter = records_counter(None if holdings is None else holdings[records],
+                                                self._within_vectors, five_mers)
         n = len(self.index.nodes) if records is None else len(records)
         step = int(np.clip(CONTAINED_SCORES // max(n, 1), 1, 256))
         if records is None:  # the distinct vectors, each record at its graph node
-            return search_held_whole(self._counter, profiles, vectors, self.index.node_vectors(), rows, sims, k,
-                                     column=self.index.nodes, block=step)
-        return search_held_whole(self._counter, profiles, vectors, self._within_vectors, rows, sims, k,
-                                 records=records, block=step)
+            return search_held_whole(self._counter, profiles, searched, self.index.node_vectors(), rows, sims,
+                                     k, column=self.index.nodes, block=step)
+        return search_held_whole(self._counter, profiles, searched, self._within_vectors, rows, sims,
+                                 k, records=records, block=step)
 
     def _within(self, taxa: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows and vectors of the records under ``taxa`` (``--taxa``)."""

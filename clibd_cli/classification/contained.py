@@ -5,8 +5,9 @@ barcodes than its own: the bundled model's 50 nearest vectors held the species o
 ``test``'s 150-base stretches, and its best label was right for 89.6 % of them, where the
 records sharing the most of a stretch's 5-mers (a vote among the ties) were of its species for
 99.15 % (benchmarks/README.md, *Partial barcodes held whole by a record are searched by their
-5-mers*). So a partial barcode every one of whose 5-mers some reference record holds
-(``clibd_cli/reference/holdings.py``) is *contained* (:func:`held_whole`), and its neighbours are
+5-mers*). So a partial barcode every one of whose 5-mers some reference record holds (a learned
+model's index keeps them, ``clibd_cli/reference/holdings.py``; a model-free index's vectors are
+5-mer profiles, ``embedding/kmer.py``) is *contained* (:func:`held_whole`), and its neighbours are
 the ``k`` records holding the most of its 5-mers, those holding as many ordered by vector
 similarity (:func:`contained_neighbours`; the counts: :class:`KmerCounter`); a partial barcode no
 record holds whole (a new species' as a rule, or a read with errors) keeps its nearest vectors,
@@ -15,7 +16,10 @@ by vector similarity, as the decision reads them (``decision.py``), and the spec
 their containment (``calibration.rank_similarities``). A calibration with ``contained_search``
 was fitted on pseudo-queries and held-out queries searched so (``pseudo_queries.py``,
 ``fitting.py``), and ``clibd classify`` searches its queries so (``classifier.py``), for
-references of up to ``MAX_RECORDS`` records.
+references of up to ``MAX_RECORDS`` records. A model-free index gains as much: by its vectors'
+cosine the best label of ``--model kmer-aa`` was right for 92.8 % of ``test``'s 150-base
+stretches, by this search for 98.6 % (benchmarks/README.md, *Model-free indexes search partial
+barcodes held whole by their 5-mers*).
 """
 
 from __future__ import annotations
@@ -29,46 +33,75 @@ from clibd_cli.reference.holdings import unpacked
 MAX_RECORDS = 1 << 17  # larger references search by vectors alone (the counter would keep over 256 MB)
 _GROUP = 256  # 5-mers a matrix product counts at once: a count of 256 or fewer is exact in bfloat16
 _RECORDS_PER_PRODUCT = 8192
+_ROWS_CONVERTED = 2048  # rows made float32 at once for a numpy product (1 KB each kept as bytes)
 
 
 def kmer_bits(profiles: np.ndarray) -> np.ndarray:
     """``[Q, 4**5]`` float32 0/1: the 5-mers each query holds, from square-root 5-mer profiles
-    ``[Q, 4**5]`` (``embedding/kmer.py``) or packed holdings ``[Q, 4**5 / 8]`` of records read as
-    queries."""
+    ``[Q, 4**5]`` (``embedding/kmer.py``; a model-free index's vectors' part) or packed holdings
+    ``[Q, 4**5 / 8]`` of records read as queries."""
     profiles = np.asarray(profiles)
     bits = unpacked(profiles) if profiles.dtype == np.uint8 else profiles > 0
     return bits.astype(np.float32)
 
 
 class KmerCounter:
-    """How many of each query's 5-mers each record of ``holdings`` ``[N, 128]`` holds, for blocks of
-    queries: bfloat16 matrix products (in PyTorch, which a learned model's index has loaded; two
-    to three times as fast as float32 ones here) over groups of ``_GROUP`` 5-mers, each count so
-    exact, summed in float32, ``_RECORDS_PER_PRODUCT`` records at a time (the products' buffers
-    stay small). The records are unpacked once (2 KB each: 107 MB for the bundled reference's
-    52,192; ``MAX_RECORDS``)."""
+    """How many of each query's 5-mers each record holds, for blocks of queries, from the records'
+    5-mers ``held`` ``[rows, 4**5]`` 0/1 (one row a record, or with ``of_record`` ``[N]`` one a
+    distinct vector, each record at its row). With ``bfloat16`` (a learned model's index, which
+    has PyTorch loaded): bfloat16 matrix products over groups of ``_GROUP`` 5-mers, each count so
+    exact, summed in float32 (two to three times as fast as float32 ones here), 2 KB a row; else
+    float32 products in numpy (a model-free index never imports PyTorch), 1 KB a row kept. A block of
+    rows at a time (the products' buffers stay small)."""
 
-    def __init__(self, holdings: np.ndarray):
-        import torch
+    def __init__(self, held: np.ndarray, of_record: np.ndarray | None = None, bfloat16: bool = True):
+        held = np.asarray(held)
+        held = held.view(np.uint8) if held.dtype == bool else held  # no copy of a mask
+        self._of_record, self._held, self._groups = of_record, np.ascontiguousarray(held, dtype=np.uint8), None
+        if bfloat16:
+            import torch
 
-        held = torch.from_numpy(unpacked(np.asarray(holdings)))
-        self._groups = [held[:, at: at + _GROUP].to(torch.bfloat16).contiguous()
-                        for at in range(0, held.shape[1], _GROUP)]
+            rows = torch.from_numpy(self._held)
+            self._groups = [rows[:, at: at + _GROUP].to(torch.bfloat16).contiguous()
+                            for at in range(0, rows.shape[1], _GROUP)]
+            self._held = None
+
+    @classmethod
+    def of_holdings(cls, holdings: np.ndarray) -> KmerCounter:
+        """The counter of the records whose 5-mers an index holds (``[N, 4**5 / 8]`` packed,
+        ``reference/holdings.py``: a learned model's), in bfloat16."""
+        return cls(unpacked(np.asarray(holdings)))
 
     def __call__(self, bits: np.ndarray) -> np.ndarray:
         """``[Q, N]`` float32 counts of the queries' 5-mers ``bits`` (:func:`kmer_bits`)."""
-        import torch
-
-        queries = torch.from_numpy(np.ascontiguousarray(bits)).to(torch.bfloat16)
-        queries = [queries[:, at: at + _GROUP].contiguous() for at in range(0, bits.shape[1], _GROUP)]
-        n = len(self._groups[0])
+        n = len(self._held) if self._groups is None else len(self._groups[0])
         out = np.empty((len(bits), n), dtype=np.float32)
-        for start in range(0, n, _RECORDS_PER_PRODUCT):
-            total = out[:, start: start + _RECORDS_PER_PRODUCT]
-            total[:] = 0.0
-            for mine, theirs in zip(queries, self._groups):
-                total += (mine @ theirs[start: start + _RECORDS_PER_PRODUCT].T).float().numpy()
-        return out
+        if self._groups is None:
+            for start in range(0, n, _ROWS_CONVERTED):  # converted a block at a time: no float copy kept
+                block = self._held[start: start + _ROWS_CONVERTED]
+                out[:, start: start + len(block)] = bits @ block.astype(np.float32).T
+        else:
+            import torch
+
+            queries = torch.from_numpy(np.ascontiguousarray(bits)).to(torch.bfloat16)
+            queries = [queries[:, at: at + _GROUP].contiguous() for at in range(0, bits.shape[1], _GROUP)]
+            for start in range(0, n, _RECORDS_PER_PRODUCT):
+                total = out[:, start: start + _RECORDS_PER_PRODUCT]
+                total[:] = 0.0
+                for mine, theirs in zip(queries, self._groups):
+                    total += (mine @ theirs[start: start + _RECORDS_PER_PRODUCT].T).float().numpy()
+        return out if self._of_record is None else out[:, self._of_record]
+
+
+def records_counter(holdings: np.ndarray | None, vectors: np.ndarray, part: list[int],
+                    of_record: np.ndarray | None = None) -> KmerCounter:
+    """The :class:`KmerCounter` of a reference's records: of the 5-mers its index holds (a learned
+    model's, ``holdings`` ``[N, 4**5 / 8]`` packed, ``reference/holdings.py``), or where it holds
+    none (a model-free index) of the k-mer profile ``part`` of ``vectors`` (of each record, or of
+    each distinct vector with ``of_record``)."""
+    if holdings is not None:
+        return KmerCounter.of_holdings(holdings)
+    return KmerCounter(np.asarray(vectors)[:, part[0]:part[1]] > 0, of_record, bfloat16=False)
 
 
 def held_whole(bits: np.ndarray, shared: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
@@ -111,21 +144,23 @@ def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, n
 
 def search_held_whole(counter: KmerCounter, profiles: np.ndarray, queries: np.ndarray, reference: np.ndarray,
                       rows: np.ndarray, sims: np.ndarray, k: int | None = None, column: np.ndarray | None = None,
-                      records: np.ndarray | None = None, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                      records: np.ndarray | None = None,
+                      block: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The neighbours ``rows``, ``sims`` ``[Q, width]`` of ``queries`` (vectors ``[Q, D]``, 5-mer
-    ``profiles``) with those of the queries a record holds whole found by their 5-mers instead
-    (:func:`contained_neighbours`, the decision's ``k`` first), ``block`` queries at a time. The
-    counter's records are ``reference``'s vectors at ``column`` (all, in order, if None), and the
-    record rows ``records`` (all, in order, if None)."""
-    rows, sims = rows.copy(), sims.copy()
+    ``profiles`` as :func:`kmer_bits` reads them) with those of the queries a record holds whole found by their
+    5-mers instead (:func:`contained_neighbours`, the decision's ``k`` first), ``block`` queries at a
+    time, and which those were ``[Q]``. The counter's records are ``reference``'s vectors at
+    ``column`` (all, in order, if None), and the record rows ``records`` (all, in order, if None)."""
+    rows, sims, found = rows.copy(), sims.copy(), np.zeros(len(rows), dtype=bool)
     for at in range(0, len(rows), block):
-        bits = kmer_bits(profiles[at: at + block])
-        shared = counter(bits)
-        whole = at + np.flatnonzero(held_whole(bits, shared))
+        mine = kmer_bits(profiles[at: at + block])
+        shared = counter(mine)
+        whole = at + np.flatnonzero(held_whole(mine, shared))
         scores = queries[whole] @ reference.T
-        mine = (lambda q, c: scores[q, c]) if column is None else (lambda q, c: scores[q, column[c]])
-        rows[whole], sims[whole] = contained_neighbours(shared[whole - at], mine, rows.shape[1], k, records=records)
-    return rows, sims
+        near = (lambda q, c: scores[q, c]) if column is None else (lambda q, c: scores[q, column[c]])
+        rows[whole], sims[whole] = contained_neighbours(shared[whole - at], near, rows.shape[1], k, records=records)
+        found[whole] = True
+    return rows, sims, found
 
 
 def _kth_largest(counts: np.ndarray, k: int) -> int:

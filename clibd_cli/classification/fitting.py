@@ -14,8 +14,9 @@ import numpy as np
 
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, RankGaps, fit_gaps
 from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
-from clibd_cli.classification.calibration import Calibration, part_only, rank_similarities, search_part
-from clibd_cli.classification.contained import KmerCounter, search_held_whole
+from clibd_cli.classification.calibration import (Calibration, containment_part, part_only, rank_similarities,
+                                                  search_part)
+from clibd_cli.classification.contained import records_counter, search_held_whole
 from clibd_cli.classification.decision import Neighbours
 from clibd_cli.classification.probability_map import fit_map
 from clibd_cli.classification.pseudo_queries import Nodes, Reading, search_pseudo_queries
@@ -79,8 +80,8 @@ def fit_calibration(
     if set(containment) - set(rank_parts):
         raise ValueError("a rank read by k-mer containment needs a part of the vectors (rank_parts)")
     holdings = None
-    if contained_search and containment_source != "holdings":
-        raise ValueError("partial barcodes are searched by their 5-mers only where the index holds them")
+    if contained_search and not containment:
+        raise ValueError("partial barcodes are searched by their 5-mers only where a rank reads their containment")
     if containment_source == "holdings":
         if index.holdings is None or (query_vectors is not None and query_profiles is None):
             raise ValueError("containment read from holdings needs the index's and the queries' 5-mers")
@@ -194,16 +195,19 @@ def fit_calibration_held_out(
             f"{int(unseen.sum())} absent; check that their names are spelled as the reference's)")
     truth = {rank: t[labelled] for rank, t in truth.items()}
     k = decisions.k
-    rows, sims = exact_search(vectors, part_only(queries[labelled], search_part(decisions.rank_parts,
-                                                                                reference.ranks)), k)
-    held = None
+    searched = part_only(queries[labelled], search_part(decisions.rank_parts, reference.ranks))
+    rows, sims = exact_search(vectors, searched, k)
+    held = profiles = None
     if decisions.containment_source == "holdings":
         if query_profiles is None or index.holdings is None:
             raise ValueError("a calibration reading holdings needs the index's and the held-out queries' 5-mers")
-        if decisions.contained_search:
-            rows, sims = _contained(queries[labelled], np.asarray(query_profiles)[labelled], vectors,
-                                    index.holdings, rows, sims)
-        held = (np.asarray(query_profiles)[labelled], index.holdings, rows)
+        profiles = np.asarray(query_profiles)[labelled]
+    if decisions.contained_search:  # by 5-mer profiles, or by a model-free index's vectors' 5-mer part
+        five_mers = containment_part(decisions.rank_parts, decisions.containment)
+        mers = queries[labelled][:, five_mers[0]:five_mers[1]] if profiles is None else profiles
+        rows, sims = _contained(searched, mers, vectors, index.holdings, rows, sims, five_mers)
+    if profiles is not None:
+        held = (profiles, index.holdings, rows)
     by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows,
                                 containment=decisions.containment, holdings=held)
     mix = float(unseen.mean())
@@ -229,11 +233,15 @@ def fit_calibration_held_out(
     )
 
 
-def _contained(queries: np.ndarray, profiles: np.ndarray, vectors: np.ndarray, holdings: np.ndarray,
-               rows: np.ndarray, sims: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out queries' neighbours ``rows``, ``sims`` with those held whole by a record
-    searched by their 5-mers instead (``contained.search_held_whole``), a block at a time."""
-    return search_held_whole(KmerCounter(holdings), profiles, queries, vectors, rows, sims, block=block)
+def _contained(queries: np.ndarray, profiles: np.ndarray, vectors: np.ndarray, holdings: np.ndarray | None,
+               rows: np.ndarray, sims: np.ndarray, five_mers: list[int],
+               block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out queries' neighbours ``rows``, ``sims`` (``queries``: as searched) with those held
+    whole by a record searched by their 5-mer ``profiles`` instead (``contained.search_held_whole``),
+    a block at a time; the records' 5-mers are the index's ``holdings`` or, where it keeps none, the
+    part ``five_mers`` of its ``vectors`` (a model-free index's 5-mer profile)."""
+    counter = records_counter(holdings, vectors, five_mers)
+    return search_held_whole(counter, profiles, queries, vectors, rows, sims, block=block)[:2]
 
 
 def _fit_ranks(

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from clibd_cli.classification.calibration import part_only, rank_similarities, search_part
-from clibd_cli.classification.contained import KmerCounter, contained_neighbours, held_whole, kmer_bits
+from clibd_cli.classification.calibration import containment_part, part_only, rank_similarities, search_part
+from clibd_cli.classification.contained import contained_neighbours, held_whole, kmer_bits, records_counter
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.reference.search import top_k
 
@@ -40,7 +40,8 @@ class Reading(NamedTuple):
     rank_parts: dict[str, list[int]]  # rank -> [start, stop) of the vectors it reads
     containment: Sequence[str]  # ranks read by k-mer containment
     holdings: tuple[np.ndarray | None, np.ndarray] | None = None  # queries' 5-mer profiles, the index's holdings
-    contained: bool = False  # partial barcodes held whole by a record searched by their 5-mers (contained.py)
+    contained: bool = False  # partial barcodes held whole by a record searched by their 5-mers (contained.py;
+    # from holdings if given, else from the vectors' part read by containment: a model-free index's)
 
 
 def search_pseudo_queries(
@@ -65,9 +66,10 @@ def search_pseudo_queries(
     rank also excludes the records of the label of the query's nearest remaining record, N times.
     """
     rank_parts, containment, holdings, contained = read
-    if contained and holdings is None:
-        raise ValueError("partial barcodes searched by their 5-mers need the queries' and the index's")
-    counter = KmerCounter(holdings[1]) if contained else None
+    five_mers = None if holdings is not None or not contained else containment_part(rank_parts, containment)
+    counter = None
+    if contained:  # of the distinct vectors' 5-mers where the index keeps none
+        counter = records_counter(None if holdings is None else holdings[1], nodes.vectors, five_mers, nodes.of_record)
     part = search_part(rank_parts, reference.ranks)  # searched with that part alone (partial barcodes)
     lengths: dict = {}  # the references' part norms, for every chunk
     n = len(nodes.of_record)
@@ -89,7 +91,7 @@ def search_pseudo_queries(
             if holdings is not None:  # the queries' own holdings where they are the records themselves
                 profiles = holdings[1][queries] if source is None else holdings[0][source[1][queries]]
             if contained:
-                bits = kmer_bits(profiles)
+                bits = kmer_bits(profiles if five_mers is None else rows[:, five_mers[0]:five_mers[1]])
                 shared = counter(bits)
             for (rank, above), out in zip(plans, found):
                 if rank is None:

@@ -235,9 +235,9 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     ``held_out_labels``) if given, reading their barcode gaps. Partial barcodes answer every rank
     from ``partial_part`` (None: the whole vector) and the ranks in ``partial_containment`` by
     k-mer containment: of ``partial_part``'s k-mer profiles, or, where the index keeps its
-    records' 5-mers (a learned model's, ``reference/holdings.py``), the finest rank from those, and
-    a stretch a record holds whole is searched by its 5-mers (``contained.py``; references of up to
-    ``contained.MAX_RECORDS``)."""
+    records' 5-mers (a learned model's, ``reference/holdings.py``), the finest rank from those; either
+    way a stretch a record holds whole is searched by its 5-mers (``contained.py``; references of up
+    to ``contained.MAX_RECORDS``)."""
     source = "vectors"
     if index.holdings is not None:
         partial_containment, source = [index.ranks[-1]], "holdings"
@@ -249,7 +249,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
                              k=k, prior_unseen=prior_unseen, seed=seed, barcode_gaps=held_out_labels is not None,
                              rank_parts=parts, containment=partial_containment, containment_source=source,
                              query_profiles=short.profiles() if profiles else None, threads=threads,
-                             contained_search=profiles and len(index) <= CONTAINED_RECORDS)
+                             contained_search=bool(partial_containment) and len(index) <= CONTAINED_RECORDS)
     if held:
         fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
                                           prior_unseen=prior_unseen, query_bases=short.held_out[1],

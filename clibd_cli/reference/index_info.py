@@ -36,10 +36,12 @@ def describe_index(index) -> str:
     lines.append(f"\tConfidence calibration for queries: {kinds}")
     if index.sketch is not None:
         lines.append(f"\tOff-target guard: {index.sketch.describe()}")
-    if index.holdings is not None and any(data.get("containment_source") == "holdings"
-                                          for data in (index.calibration or {}).values()):  # reference/holdings.py
-        searched = any(data.get("contained_search") for data in index.calibration.values())  # contained.py
-        lines.append(f"\tPartial barcodes' species: by k-mer containment in the records' 5-mers ({HOLDINGS_FILE})"
+    read = [data for data in (index.calibration or {}).values() if data.get("containment")]
+    if read:  # partial barcodes' species by containment: of the holdings (reference/holdings.py) or the vectors
+        held = index.holdings is not None and any(data.get("containment_source") == "holdings" for data in read)
+        searched = any(data.get("contained_search") for data in read)  # contained.py
+        lines.append("\tPartial barcodes' species: by k-mer containment in the records' 5-mers "
+                     + (f"({HOLDINGS_FILE})" if held else "(their vectors' 5-mer profiles)")
                      + ("; those a record holds whole searched by their 5-mers" if searched else ""))
     for name, digest in m.get("sha256", {}).items():
         lines.append(f"\t{name}: sha256 {digest}")
