@@ -36,7 +36,7 @@ def describe_index(index) -> str:
     lines.append(f"\tConfidence calibration for queries: {kinds}")
     if index.sketch is not None:
         lines.append(f"\tOff-target guard: {index.sketch.describe()}")
-    read = [data for data in (index.calibration or {}).values() if data.get("containment")]
+    read = [data for data in (index.calibration or {}).values() if isinstance(data, dict) and data.get("containment")]
     if read:  # partial barcodes' species by containment: of the holdings (reference/holdings.py) or the vectors
         held = index.holdings is not None and any(data.get("containment_source") == "holdings" for data in read)
         searched = any(data.get("contained_search") for data in read)  # contained.py
