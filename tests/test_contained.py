@@ -325,3 +325,83 @@ def test_a_model_free_index_searches_partial_barcodes_by_its_vectors_5_mers(tmp_
         partial if data.get("contained_search") else _orig(data)))
     near = found()
     assert not np.array_equal(np.sort(np.take_along_axis(shared, np.array(near), axis=1), axis=1)[:, ::-1], top)
+
+
+@pytest.fixture(scope="module")
+def beetles(tmp_path_factory) -> tuple[Path, list[Specimen]]:
+    """A ``--model kmer-aa`` index (no holdings: its vectors' 5-mer part stands for them) of the
+    sample's ``train`` Coleoptera, and the records."""
+    with gzip.open(SAMPLE, "rt") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == "train" and r["order"] == "Coleoptera"]
+    records = [Specimen(r["processid"], r["dna_barcode"].replace("-", ""), {rank: r[rank] or None for rank in RANKS})
+               for r in rows]
+    work = tmp_path_factory.mktemp("beetles")
+    result = run("-q", "index", "-m", "kmer-aa", "-k", "3", write_fasta(work / "refs.fa", records),
+                 "-o", work / "index")
+    assert result.exit_code == 0, result.stderr
+    return work / "index", records
+
+
+def test_a_model_free_index_fits_and_classifies_partial_barcodes_searched_alike(beetles, monkeypatch):
+    """By the vectors' 5-mer part: the pseudo-query fit, the held-out refit and ``clibd classify``
+    give a stretch a record holds whole the records holding the most of its 5-mers, ties to the
+    higher product of the 5-mer part (the part the stretch is searched by), as
+    ``contained_neighbours`` does; new species' stretches keep their nearest vectors."""
+    from clibd_cli.classification import fitting
+    from clibd_cli.classification.calibration import part_only
+    from clibd_cli.embedding.unit import unit_rows
+
+    path, records = beetles
+    index, classifier = load_index(path), Classifier(path)
+    partial = classifier.calibrations[SHORT_KIND]
+    assert partial.contained_search and partial.containment_source == "vectors" and index.holdings is None
+    with gzip.open(SAMPLE, "rt") as handle:
+        new = [r for r in csv.DictReader(handle) if r["split"] == "test_unseen" and r["order"] == "Coleoptera"][:20]
+    cuts = [stretch(r.barcode, length, r.id) for r in records for length in (100, 200)]
+    cuts += [stretch(r["dna_barcode"], 200, r["processid"]) for r in new]
+    results = classifier.classify(asked := [Query(f"q{i}", barcode=c) for i, c in enumerate(cuts)], report=3)
+    cuts = [q.barcode for q in asked]  # on the strand the sketch reads them (one 100-base stretch turned)
+    queries = classifier.embedder.barcodes(cuts)
+    unit_rows(queries)
+    vectors, n = index.vectors(), len(cuts)
+    bits = kmer_bits(queries[:, :1024])
+    shared = bits @ (vectors[:, :1024] > 0).T
+    scores = part_only(queries, [0, 1024]) @ vectors.T
+
+    def expected(at: np.ndarray, excluded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        whole = held_whole(bits[at], shared[at], excluded)
+        rows, _ = contained_neighbours(shared[at], lambda q, c: scores[at][q, c], 3, excluded=excluded)
+        return whole, rows
+
+    whole, rows = expected(np.arange(n))  # the refit and classify: every record searched
+    assert whole[: 2 * len(records)].mean() > 0.99 and (~whole).sum() >= 10
+    read, measure = [], fitting.rank_similarities
+    monkeypatch.setattr(fitting, "rank_similarities", lambda *args, **kw: read.append(args[3]) or measure(*args, **kw))
+    labels = {rank: [r.lineage[rank] for r in records for _ in (0, 1)] + [r[rank] or None for r in new]
+              for rank in RANKS}
+    fitting.fit_calibration_held_out(index, queries, labels, partial, query_bases=np.full(n, 150.0))
+    assert np.array_equal(read[0][whole], rows[whole])
+    ids = {r.id: i for i, r in enumerate(records)}
+    found = np.array([[ids[nb.id] for nb in res.neighbours] for res in results])
+    assert np.array_equal(np.sort(found[whole], axis=1), np.sort(rows[whole], axis=1))
+    sample = np.arange(len(records))  # the pseudo-queries: their 100-base stretches, themselves left out
+    seen = search_pseudo_queries((queries, 2 * sample), Nodes(index.node_vectors(), index.nodes), sample,
+                                 ReferenceTaxonomy.from_labels(index.ids, index.labels), 3, [(None, None)],
+                                 Reading(partial.rank_parts, partial.containment, None, True))[0]
+    at = 2 * seen[0]
+    whole, rows = expected(at, np.eye(len(records), dtype=bool)[seen[0]])
+    assert whole.sum() > len(at) / 2 and np.array_equal(seen[1][whole], rows[whole])
+
+
+def test_more_neighbours_reported_keep_the_decision_of_a_model_free_index(beetles):
+    """``--report`` more than the calibration's k lists more records; the decision still reads the
+    k it reads without (for a stretch searched by its 5-mers, the records holding the most of them,
+    not the nearest by cosine of the longer list)."""
+    path, records = beetles
+    queries = [Query(f"{r.id}-{length}", barcode=stretch(r.barcode, length, r.id))
+               for r in records for length in (100, 150, 300)]
+    k = Classifier(path).calibrations[SHORT_KIND].k
+    plain, wide = (Classifier(path).classify(queries, report=report) for report in (k, k + 5))
+    assert [[n.id for n in r.neighbours] for r in plain] == [[n.id for n in r.neighbours[:k]] for r in wide]
+    assert [(r.prediction.labels, r.prediction.confidence) for r in plain] == [
+        (r.prediction.labels, r.prediction.confidence) for r in wide]

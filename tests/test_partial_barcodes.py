@@ -84,6 +84,34 @@ def test_a_stretch_is_contained_whole_in_its_own_barcode():
     assert 1 - 5 / 196 - 1e-6 <= sims["species"][1, 0] < 1.0
 
 
+def test_containment_is_the_same_whatever_neighbours_are_read_beside_it():
+    """The share of a stretch's 5-mers a record holds does not hang on the other neighbours read
+    beside it (``clibd classify --report`` more than the calibration's k), and is exactly 1 for each
+    record holding it whole, from vectors or holdings: the records a stretch searched by its 5-mers
+    finds (contained.py) tie, and a tie broken by rounding named another species with ``--report``."""
+    from clibd_cli.classification.calibration import rank_similarities
+    from clibd_cli.embedding.kmer import kmer_profile
+    from clibd_cli.reference.holdings import kmer_holdings
+
+    with gzip.open(SAMPLE, "rt") as handle:
+        barcodes = [r["dna_barcode"].replace("-", "") for r in csv.DictReader(handle)][:200]
+    cuts = [stretch(b, length, str(i)) for i, b in enumerate(barcodes) for length in (100, 150, 300)]
+    queries, records = kmer_profile(cuts, 5), kmer_profile(barcodes, 5)
+    own = np.repeat(np.arange(len(barcodes)), 3)[:, None]
+    rows = np.hstack([own, np.random.default_rng(0).integers(0, len(barcodes), (len(cuts), 7))])
+
+    def share(width: int, holdings: np.ndarray | None) -> np.ndarray:
+        """Of each stretch in its first ``width`` neighbours: from their vectors, or ``holdings``."""
+        held = None if holdings is None else (queries, holdings, rows[:, :width])
+        return rank_similarities({"species": [0, 1024]}, queries, records, rows[:, :width], containment=["species"],
+                                 holdings=held)["species"]
+
+    for holdings in (None, kmer_holdings(barcodes)):
+        beside = share(8, holdings)
+        assert (beside[:, 0] == 1.0).all()
+        assert np.array_equal(share(3, holdings), beside[:, :3])
+
+
 def test_model_free_indexes_read_partial_barcodes_species_by_containment(tmp_path):
     """Without held-out queries (pseudo-queries only), a plain k-mer index reads the species of a
     partial barcode by containment, and asserts no new species' stretch (by cosine: 8 % at 150

@@ -210,7 +210,7 @@ def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vec
         part = vectors[:, start:stop]
         sims = by_part[start, stop, contained] = np.zeros(rows.shape)
         if contained:
-            step = max(1, chunk // 4)  # [step, K, part] neighbour profiles at once
+            step = max(1, chunk // 8)  # [step, K, part] neighbour profiles at once (float64)
             for at in range(0, len(rows), step):
                 if holdings is None:
                     sims[at: at + step] = _containment(queries[at: at + step, start:stop], part[rows[at: at + step]])
@@ -235,10 +235,12 @@ def _containment(queries: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     scaled k-mer profiles (``embedding/kmer.py``: a profile's squares are its k-mer counts over
     their sum) ``queries`` ``[Q, D]`` and ``neighbours`` ``[Q, K, D]``. A stretch of a record's own
     barcode is contained whole (1.0) however short, where its cosine to the whole barcode falls
-    with its length; each differing base takes up to k k-mers away."""
-    counts = queries.astype(np.float32) ** 2
-    counts /= np.maximum(counts.sum(axis=1, keepdims=True), 1e-30)
-    return np.matmul((neighbours > 0).astype(np.float32), counts[:, :, None])[..., 0]
+    with its length; each differing base takes up to k k-mers away. Summed in float64 and rounded
+    to float32: the same share for the same k-mers held whatever other neighbours are read beside
+    (``--report``; float32 sums varied with them), so records holding a query whole tie exactly."""
+    counts = queries.astype(np.float64) ** 2
+    counts /= np.maximum(counts.sum(axis=1, keepdims=True), 1e-300)
+    return np.matmul((neighbours > 0).astype(np.float64), counts[:, :, None])[..., 0].astype(np.float32)
 
 
 def search_part(rank_parts: dict[str, list[int]], ranks: list[str]) -> list[int] | None:
