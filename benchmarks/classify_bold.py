@@ -40,6 +40,7 @@ from pathlib import Path
 
 import batch_calibration as bc
 
+from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.io import sequences
 from clibd_cli.io.pipeline_formats import read_sintax as sintax_lines
 from models.config import RANKS
@@ -127,10 +128,15 @@ def main() -> None:
     report("clibd classify", took, len(truth), read_clibd(out), truth, ref_genera)
     report("  (the same, best label at every rank, ignoring the cutoff)", took, len(truth),
            read_clibd(out, cutoff=0.0), truth, ref_genera)
-    ece = bc.batch_table(bc.read_clibd_scores(out)[0], [r for qs in queries.values() for r in qs],
+    scores, estimate = bc.read_clibd_scores(out)
+    ece = bc.batch_table(scores, [r for qs in queries.values() for r in qs],
                          {r["processid"] for r in queries["test_unseen"]}, ref_genera, 0.8)
     print("  ECE order / family / genus / species, points (10 bins over each rank's best-label confidence): "
           + " / ".join(f"{ece[f'ece_{rank}']:.1f}" for rank in RANKS))
+    broken = frame_breaks([r["dna_barcode"] for qs in queries.values() for r in qs]) > 0
+    print(f"  share of new species assumed (prior_unseen, mean over the queries): {estimate:.3f} (truth "
+          f"{len(queries['test_unseen']) / len(truth):.3f}); queries whose best frame meets a stop: "
+          f"{100 * broken.mean():.2f} %")
     print("  other --min-confidence cutoffs (the same run):")
     for cutoff in CUTOFFS:
         print(f"    {cutoff:.2f}: " + summary(read_clibd(out, cutoff=cutoff), truth, ref_genera))

@@ -2,8 +2,9 @@
 
 Query vectors are searched in the index and the neighbours turned into per-rank labels with
 the confidence calibration stored in the index for that kind of query (``dna``, ``dna<500``
-for partial barcodes, ``dna~`` for reads with sequencing errors, ``image`` or ``image+dna``;
-fitted by ``clibd index``, see ``query_kinds.py``). A fused specimen (photo and barcode) is embedded as
+for partial barcodes, ``dna~`` for reads with sequencing errors, ``dna<500~`` for partial ones,
+every partial barcode of a run told from its first call's to be of reads, ``image`` or
+``image+dna``; fitted by ``clibd index``, see ``query_kinds.py``). A fused specimen (photo and barcode) is embedded as
 the normalised sum of its two embeddings. The confidences assume a share of queries from
 species absent from the reference: fixed, or estimated per kind of query from the first call's
 queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run; a kind
@@ -29,7 +30,7 @@ from clibd_cli.classification.contained import KmerCounter, records_counter, sea
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
-                                                  kind_towers, query_kind)
+                                                  kind_towers, query_kind, read_run)
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.embedder import Embedder, batched, load_model_for, model_available
@@ -80,11 +81,14 @@ class Classifier:
     def __init__(self, index_dir: str | Path, model: str | Path | None = None, *,
                  device: str | Callable[[], str] = "cpu", batch_size: int = 256, precision: str = "auto",
                  ef: int | None = None, verify: bool = True, taxa: Sequence[str] = (),
-                 prior_unseen: float | None = None):
+                 prior_unseen: float | None = None, reads: bool | None = None):
         """``device`` may be a function resolving it, called only if the model is a neural network;
         ``taxa`` restricts the reference to the records labelled with one of them (exact search).
         ``prior_unseen``: the share of queries from species absent from the reference; None: the
-        one fixed at index time, else estimated on the first call's queries."""
+        one fixed at index time, else estimated on the first call's queries. ``reads``: whether the
+        barcodes are raw reads with sequencing errors, every partial one then reading the partial
+        reads' confidences (``query_kinds.query_kind``); None: told from the first call's
+        (``query_kinds.read_run``)."""
         self.index = load_index(index_dir, verify=verify)
         if model and not model_available(str(model)):
             raise ModelNotFound(f"{model}: not a model directory or a model name clibd knows (kmer, kmer-aa, "
@@ -108,7 +112,8 @@ class Classifier:
                         "--prior-unseen says (%s)", self.index.path, ", ".join(blind), NO_NEW_TAXON)
         self.ef = ef
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
-        self.prior_unseen = prior_unseen
+        self.prior_unseen, self.reads = prior_unseen, reads
+        self.read_run = bool(reads)  # this run's partial barcodes are reads with errors (new_run, _tell_reads)
         self.estimates: dict[str, tuple[np.ndarray, int]] = {}  # kind -> (scenario shares, queries)
         self._first_call = True  # whether the next call's queries estimate the shares (new_run)
         self._part_lengths: dict = {}  # norms of parts of the mapped reference vectors (vector_view order)
@@ -138,16 +143,20 @@ class Classifier:
                min_confidence: float = CALIBRATION.min_confidence, report: int = 0) -> Iterator[list[Result]]:
         """Results block by block, in query order, memory bounded by the block: the first
         ``batch_prior.ESTIMATION_QUERIES`` together when the share of new species may be estimated
-        (on them: :meth:`_shares`), then ``batch_size`` at a time."""
+        (on them: :meth:`_shares`) or whether they are reads told (:meth:`_tell_reads`), then
+        ``batch_size`` at a time."""
         self.new_run()
         queries = iter(queries)
-        first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if self.prior_unseen is None else batch_size))
+        told = self.prior_unseen is None or (self.reads is None and SHORT_READ_KIND in self.query_kinds)
+        first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if told else batch_size))
         for block in chain([first] if first else [], batched(queries, batch_size)):
             yield self.classify(block, min_confidence, report)
 
     def new_run(self) -> None:
-        """Forget the shares of new species estimated so far: the next call's queries estimate them."""
+        """Forget the shares of new species estimated so far, and whether the run is of reads: the
+        next call's queries estimate them and tell it."""
         self.estimates.clear()
+        self.read_run = bool(self.reads)
         self._first_call = True
 
     def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,
@@ -168,7 +177,10 @@ class Classifier:
         read = [i for i in dna_at if (READ_KIND if bases[i] >= SHORT_BELOW else SHORT_READ_KIND) in self.query_kinds]
         if read:
             breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
-        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0))
+        strays = {dna_at[j] for j, _ in off_target}
+        if self._first_call and self.reads is None:  # junk meets stops too: not counted
+            self._tell_reads([n for i, n in breaks.items() if bases[i] < SHORT_BELOW and i not in strays])
+        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), self.read_run)
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
         reads = [i for i in dna_at if through and kinds[i] in (READ_KIND, SHORT_READ_KIND)]
@@ -180,7 +192,6 @@ class Classifier:
             vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
         unit_rows(vectors)
         present = set(kinds.values())
-        strays = {dna_at[j] for j, _ in off_target}
         for kind in [k for k in self.calibrations if k in present]:  # dna before dna<500
             at = [i for i, k in kinds.items() if k == kind]
             self._predict(kind, [results[i] for i in at], vectors[at], [bases.get(i) for i in at],
@@ -192,6 +203,16 @@ class Classifier:
                 query.note = why
         self._first_call = False
         return results
+
+    def _tell_reads(self, breaks: list[int]) -> None:
+        """Whether the run is of reads with errors, from the stops its first partial barcodes' best
+        frames meet (``breaks``; ``query_kinds.read_run``), said on stderr if so."""
+        self.read_run = read_run(breaks)
+        if self.read_run:
+            log.info("%s of the first %s read with a frame break (a stop in their best frame): the run is taken "
+                     "for raw reads with sequencing errors, and every partial barcode reads the %s confidences "
+                     "(--reads no: only those with a stop)", f"{sum(n > 0 for n in breaks):,}",
+                     counted(len(breaks), "partial barcode"), SHORT_READ_KIND)
 
     def _load_photos(self, results: list[Result]) -> dict[int, object]:
         """Model-ready pixels of each usable query's photo; an unreadable photo makes its query

@@ -18,7 +18,7 @@ was fitted on pseudo-queries and held-out queries searched so (``pseudo_queries.
 ``fitting.py``), and ``clibd classify`` searches its queries so (``classifier.py``), for
 references of up to ``MAX_RECORDS`` records. A model-free index gains as much: by its vectors'
 cosine the best label of ``--model kmer-aa`` was right for 92.8 % of ``test``'s 150-base
-stretches, by this search for 98.6 % (benchmarks/README.md, *Model-free indexes search partial
+stretches, by this search for 98.7 % (benchmarks/README.md, *Model-free indexes search partial
 barcodes held whole by their 5-mers*).
 """
 

@@ -65,25 +65,39 @@ SHORT_BELOW = 500
 MAX_SHORT = 6000  # reference records cut into partial-barcode pseudo-queries
 FEW_SHORT = 500  # appended records below which the partial-barcode calibration is kept as it was
 READ_KIND = "dna~"  # the kind of a whole barcode alone read with a frame break (a read with errors)
-SHORT_READ_KIND = "dna<500~"  # the kind of a partial barcode alone read with a frame break
+SHORT_READ_KIND = "dna<500~"  # the kind of a partial barcode alone read with a frame break, or in a run of reads
+READ_RUN_SHARE = 0.05  # partial barcodes read with a frame break from which a run is taken for reads (clean
+READ_RUN_FEWEST = 10  # ones: 0.01 %; with 1 % errors at 150 bases, 31 %: benchmarks/README.md), at least so many
 FEW_READS = 200  # held-out reads with a frame break (and clean queries) needed to calibrate READ_KIND
 NO_NEW_TAXON = ("no genus of the reference has two species, no family two genera, no order two families: "
                 "none can be left out to stand for a new one")
 
 
-def query_kind(modality: str, bases: int | None, kinds: Sequence[str], breaks: int = 0) -> str:
+def query_kind(modality: str, bases: int | None, kinds: Sequence[str], breaks: int = 0, reads: bool = False) -> str:
     """The calibration a query reads among ``kinds``: ``dna<500`` for a partial barcode alone (of
     fewer than ``SHORT_BELOW`` unambiguous ``bases``, where the index has that calibration),
-    ``dna<500~`` for one whose best frame meets ``breaks`` > 0 stops and ``dna~`` for a whole one
-    that does (where the index has those calibrations), else the query's modality (``dna``,
+    ``dna<500~`` for one whose best frame meets ``breaks`` > 0 stops or that comes in a run of
+    ``reads`` (:func:`read_run`: most reads with errors meet no stop) and ``dna~`` for a whole one
+    that meets a stop (where the index has those calibrations), else the query's modality (``dna``,
     ``image``, ``image+dna``)."""
-    if modality == "dna" and SHORT_READ_KIND in kinds and bases < SHORT_BELOW and breaks > 0:
+    if modality == "dna" and SHORT_READ_KIND in kinds and bases < SHORT_BELOW and (breaks > 0 or reads):
         return SHORT_READ_KIND
     if modality == "dna" and SHORT_KIND in kinds and bases < SHORT_BELOW:
         return SHORT_KIND
     if modality == "dna" and READ_KIND in kinds and breaks > 0:
         return READ_KIND
     return modality
+
+
+def read_run(breaks: Sequence[int]) -> bool:
+    """Whether a run whose partial barcodes' best frames meet ``breaks`` stops each is of raw reads
+    with sequencing errors: ``READ_RUN_SHARE`` of them, and ``READ_RUN_FEWEST`` or more, meet one. A
+    read with errors meets a stop only where an insertion or deletion shifts the frame (31 % of
+    BOLD's 150-base stretches with 1 % errors; 0.01 % of clean ones); the others read as clean
+    stretches with the clean ones' confidences, by which a known species' read looks like a new
+    species' (benchmarks/README.md, *Partial barcodes read with errors*)."""
+    broken = int((np.asarray(breaks) > 0).sum())
+    return broken >= READ_RUN_FEWEST and broken >= READ_RUN_SHARE * len(breaks)
 
 
 def kind_towers(kind: str) -> list[str]:

@@ -8,7 +8,8 @@ default, the copies at each in turn) copies up to ``MAX_READS`` reference record
 ``--calibrate-on``, each held-out query (:func:`held_out_reads`); the copies that read with a frame
 break calibrate the ``dna~`` queries (``query_kinds.py``), the clean records the other kinds
 exactly as without them. The partial-barcode pseudo-queries are copied so too, for the
-``dna<500~`` queries (:func:`partial_read_pseudo_queries`).
+``dna<500~`` queries (:func:`partial_read_pseudo_queries`): every copy, with a frame break or
+not, as a run of reads sends every partial barcode there (``query_kinds.read_run``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import numpy as np
 from clibd_cli.classification.query_kinds import (SHORT_BELOW, PartialQueries, partial_barcodes, read_queries,
                                                   short_queries)
 from clibd_cli.embedding.embedder import Embedder
-from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.io.sequences import unambiguous_bases, with_errors
 from clibd_cli.reference.sources import References
 from models.errors import ClibdError
@@ -69,10 +69,12 @@ def partial_read_pseudo_queries(partial: tuple[Sequence[int], Sequence[str]], ra
                                 seed: int) -> tuple[list[int], list[str]]:
     """The ``dna<500`` pseudo-queries ``partial`` (reference rows and their stretches,
     ``query_kinds.short_pseudo_queries``), each copied with errors at ``rates`` in turn: the rows and
-    copies of those that read with a frame break and stay partial (the ``dna<500~`` pseudo-queries)."""
+    copies of those that stay partial (the ``dna<500~`` pseudo-queries), whether they read with a
+    frame break or not (a run of reads sends them all there; until session 25 only those with
+    one: the others' known species then read as new, benchmarks/README.md)."""
     rows, stretches = partial
     copies = _copies(stretches, [f"{seed} partial {row}" for row in rows], rates)
-    reads = (frame_breaks(copies) > 0) & (np.array([unambiguous_bases(c) for c in copies]) < SHORT_BELOW)
+    reads = np.array([unambiguous_bases(c) for c in copies]) < SHORT_BELOW
     return [row for row, is_read in zip(rows, reads) if is_read], [c for c, is_read in zip(copies, reads) if is_read]
 
 
@@ -82,7 +84,7 @@ def partial_read_queries(embedder: Embedder, partial: tuple[Sequence[int], Seque
     """The ``dna<500~`` pseudo-queries of (up to ``MAX_PARTIAL_READS`` of, seeded) ``partial``
     (:func:`partial_read_pseudo_queries`) embedded as reads, with the ``held_out`` queries' stretches
     (their barcodes cut as ``query_kinds.short_queries`` cuts them) copied so, and the labels by rank
-    of those kept (read with a frame break), if given."""
+    of those kept (those that stay partial), if given."""
     rows, stretches = partial
     if len(rows) > MAX_PARTIAL_READS:
         picked = np.sort(np.random.default_rng([seed, MAX_PARTIAL_READS]).choice(len(rows), MAX_PARTIAL_READS,

@@ -56,6 +56,14 @@ def _prior(ctx, param, value: str) -> float | None:
                    "assume: auto estimates it from the first queries of the run (EM; reported on stderr and "
                    "in the output's prior_unseen column), P (0-1) fixes it. An index built with "
                    "clibd index --prior-unseen P keeps P unless this is given.")
+@click.option("--reads", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Whether the barcodes are raw reads with sequencing errors (nanopore, unpolished amplicons). "
+                   "In a run of reads every partial barcode reads the index's confidences for partial reads "
+                   "(dna<500~; clibd index --calibrate-on fits them), not only those whose best reading frame "
+                   "meets a stop: most reads with errors meet none, and by the clean stretches' confidences a "
+                   "known species' read looks like a new species'. auto takes the run for reads when 5 % of its "
+                   "first partial barcodes, and 10 or more, meet a stop (clean ones: 0.01 %), and says so on "
+                   "stderr.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller, with the columns query_id "
@@ -83,7 +91,7 @@ def _prior(ctx, param, value: str) -> float | None:
 @click.pass_obj
 def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str | None,
              images: tuple[str, ...], output: str, fmt: str, min_confidence: float,
-             prior_unseen: float | None, top_k: int | None, taxa: str | None, ef: int | None,
+             prior_unseen: float | None, reads: str, top_k: int | None, taxa: str | None, ef: int | None,
              summary_path: Path | None, counts: str | None, batch_size: int, no_verify: bool) -> None:
     """Classify barcodes (FASTA/FASTQ files, gzip/bzip2/xz ok, `-` = stdin; with no file and no
     --images, stdin is read) and/or photos.
@@ -100,8 +108,9 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     under 500 bases (a mini-barcode, a metabarcoding amplicon) reads the index's partial-barcode
     confidences (dna<500), and a whole one whose every reading frame meets a stop codon (a raw
     read with sequencing errors) the index's confidences for reads (dna~, fitted on reference
-    barcodes copied with simulated errors: clibd index --calibrate-errors), each with its own
-    share of new species.
+    barcodes copied with simulated errors: clibd index --calibrate-errors); a partial one that
+    meets a stop, or every partial one of a run of reads (--reads), those for partial reads
+    (dna<500~, with --calibrate-on); each kind with its own share of new species.
 
     \b
     Writes one TSV row per input record, in input order (barcodes, then the photos not paired
@@ -151,6 +160,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
+    from clibd_cli.classification.query_kinds import SHORT_READ_KIND
     from clibd_cli.io.outputs import output_path, text_output
     from clibd_cli.reference.records import REBUILD
     from models.errors import ClibdError
@@ -180,7 +190,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         classifier = Classifier(index_dir, model_dir, device=settings.torch_device, batch_size=batch_size,
                                 precision=settings.precision, ef=ef, verify=not no_verify,
                                 taxa=[t.strip() for t in (taxa or "").split(",") if t.strip()],
-                                prior_unseen=prior_unseen)
+                                prior_unseen=prior_unseen, reads={"auto": None, "yes": True, "no": False}[reads])
     except ClibdError as exc:
         if not bundled:
             raise
@@ -190,6 +200,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         settings.apply_torch()
     if inputs:
         classifier.require("dna")
+    if reads == "yes" and SHORT_READ_KIND not in classifier.query_kinds:
+        raise ClibdError(f"{index_dir}: --reads yes needs the index's confidences for partial reads "
+                         f"({SHORT_READ_KIND}), which clibd index fits with --calibrate-on held-out records "
+                         "(and --calibrate-errors, 1 and 2 % by default); without it give --reads no")
     if images:
         classifier.require("image")
     fuse = bool(inputs) and "image+dna" in classifier.query_kinds

@@ -1,0 +1,90 @@
+"""A run of raw reads with sequencing errors: every partial barcode reads the partial reads'
+confidences (``dna<500~``), not only those whose best frame meets a stop (``query_kinds.read_run``)."""
+
+import random
+
+import pytest
+from fixtures.specimens import run, specimens, stretch, tsv, write_fasta
+
+from clibd_cli.classification.classifier import Classifier
+from clibd_cli.classification.queries import Query
+from clibd_cli.classification.query_kinds import SHORT_KIND, SHORT_READ_KIND, query_kind, read_run
+from clibd_cli.embedding.translation import frame_breaks
+from clibd_cli.io.sequences import with_errors
+
+
+def test_a_run_is_of_reads_when_enough_of_its_partial_barcodes_meet_a_stop():
+    assert not read_run([0] * 1000) and not read_run([])
+    assert read_run([1] * 10 + [0] * 190) and not read_run([1] * 10 + [0] * 191)  # 5 % of them
+    assert not read_run([2] * 9) and read_run([3] * 10)  # and 10 or more
+    kinds = ["dna", SHORT_KIND, SHORT_READ_KIND, "dna~"]
+    assert query_kind("dna", 300, kinds, breaks=0, reads=True) == SHORT_READ_KIND
+    assert query_kind("dna", 300, kinds, breaks=0) == SHORT_KIND
+    assert query_kind("dna", 650, kinds, breaks=0, reads=True) == "dna"  # whole barcodes: by their own stops
+    assert query_kind("dna", 300, ["dna", SHORT_KIND], breaks=2, reads=True) == SHORT_KIND  # no dna<500~
+
+
+@pytest.fixture(scope="module")
+def read_index(tmp_path_factory):
+    """A k-mer index calibrated for partial reads (``--calibrate-on``, errors at 1 and 2 %), and
+    200-base stretches of known species' held-out records with 2 % errors, and clean."""
+    root = tmp_path_factory.mktemp("read-runs")
+    records = specimens(n_species=30, per_species=6, unnamed=0)
+    species = sorted({r.lineage["species"] for r in records})
+    new = set(species[::5])
+    held_out = [r for i, r in enumerate(records) if r.lineage["species"] in new or i % 3 == 0]
+    references = [r for r in records if r not in held_out]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+        built = run("-q", "index", "-m", "kmer", write_fasta(root / "ref.fa", references), "-o", root / "index",
+                    "--calibrate-on", write_fasta(root / "held.fa", held_out))
+    assert built.exit_code == 0, built.stderr
+    assert SHORT_READ_KIND in Classifier(root / "index").query_kinds
+    known = [r for r in held_out if r.lineage["species"] not in new]
+    clean = [stretch(r.barcode, 200, r.id) for r in known]
+    reads = [with_errors(c, 0.02, random.Random(r.id)) for c, r in zip(clean, known)]
+    return root, known, clean, reads
+
+
+def test_a_run_of_partial_reads_sends_them_all_to_the_partial_reads_calibration(read_index):
+    root, known, clean, reads = read_index
+    breaks = frame_breaks(reads)
+    assert 10 <= (breaks > 0).sum() < len(reads)  # most reads meet no stop
+    classifier = Classifier(root / "index")
+    classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, reads)], 512).__next__()
+    assert classifier.read_run and set(classifier.estimates) == {SHORT_READ_KIND}
+    told = Classifier(root / "index", reads=False)
+    next(told.stream([Query(r.id, barcode=b) for r, b in zip(known, reads)], 512))
+    assert not told.read_run and set(told.estimates) == {SHORT_KIND, SHORT_READ_KIND}  # only those with a stop
+    next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, clean)], 512))
+    assert not classifier.read_run and set(classifier.estimates) == {SHORT_KIND}  # a new run: clean stretches
+
+
+def test_clibd_classify_says_a_run_is_of_reads_and_cutting_it_changes_nothing(read_index, tmp_path):
+    root, known, _, reads = read_index
+    fasta = tmp_path / "reads.fa"
+    fasta.write_text("".join(f">{r.id}\n{b}\n" for r, b in zip(known, reads)))
+    auto = run("classify", "--index", root / "index", fasta)
+    assert auto.exit_code == 0, auto.stderr
+    assert "the run is taken for raw reads with sequencing errors" in auto.stderr
+    assert f"EM on the first {len(reads)} {SHORT_READ_KIND} queries" in auto.stderr
+    assert run("classify", "--index", root / "index", "--batch-size", "7", fasta).stdout == auto.stdout
+    assert run("classify", "--index", root / "index", "--reads", "yes", fasta).stdout == auto.stdout
+    fixed = [run("classify", "--index", root / "index", "--prior-unseen", "0.3", *cut, fasta).stdout
+             for cut in ([], ["--batch-size", "7"])]  # told on the first records, not the first batch
+    assert fixed[0] == fixed[1]
+    plain = run("classify", "--index", root / "index", "--reads", "no", fasta)
+    assert "taken for raw reads" not in plain.stderr and f"{SHORT_KIND} queries: partial barcodes" in plain.stderr
+    rows = {name: tsv(result.stdout) for name, result in (("auto", auto), ("no", plain))}
+    named = {name: sum(row["species"] == r.lineage["species"] for row, r in zip(found, known))
+             for name, found in rows.items()}
+    assert named["auto"] > named["no"], named
+
+
+def test_reads_yes_needs_an_index_calibrated_for_partial_reads(tmp_path):
+    records = specimens(n_species=6, per_species=3, unnamed=0)
+    index = tmp_path / "index"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", records), "-o", index).exit_code == 0
+    refused = run("classify", "--index", index, "--reads", "yes", write_fasta(tmp_path / "q.fa", records[:2]))
+    assert refused.exit_code == 1 and "--reads yes needs the index's confidences for partial reads" in refused.stderr
+    assert run("classify", "--index", index, "--reads", "no", tmp_path / "q.fa").exit_code == 0
