@@ -153,8 +153,8 @@ def test_a_pack_gets_holdings_and_a_partial_calibration_reading_them_the_rest_un
 
 def test_a_pack_gets_a_calibration_for_partial_reads_the_rest_unchanged(barcode_refs, tiny_model, tmp_path):
     """How the bundled pack got its ``dna<500~`` calibration (``benchmarks/add_partial_reads.py``):
-    fitted on the records' stretches copied with errors (those read with a frame break, embedded as
-    reads), placed after ``dna<500`` as ``clibd index`` places it; every file and other calibration
+    fitted on the records' stretches copied with errors (those still partial, with a stop or not,
+    embedded as reads), placed after ``dna<500`` as ``clibd index`` places it; every file and other calibration
     byte for byte as it was."""
     from clibd_cli.classification.read_errors import partial_read_queries
     from clibd_cli.indexing.pack import add_partial_reads
@@ -167,13 +167,13 @@ def test_a_pack_gets_a_calibration_for_partial_reads_the_rest_unchanged(barcode_
     embedder = Embedder(load_model_for(str(tiny_model), ["dna"]))
     plan = short_pseudo_queries(barcodes, range(len(barcodes)), 0)
     short_reads, labels = partial_read_queries(embedder, plan, None, (0.05,), 0)
-    assert labels is None and 0 < len(short_reads.rows) < len(barcodes)  # those read with a frame break
+    assert labels is None and 0 < len(short_reads.rows) <= len(barcodes)  # those still partial
     add_partial_reads(tmp_path / "pack", short_reads, labels)
     after = json.loads((tmp_path / "pack" / "pack.json").read_text())
     assert list(after["calibration"]) == ["dna", SHORT_KIND, "dna<500~"]
     assert {kind: after["calibration"][kind] for kind in before["calibration"]} == before["calibration"]
-    assert after["calibration"]["dna<500~"]["fitted_on"]["pseudo_queries"] != \
-        before["calibration"][SHORT_KIND]["fitted_on"]["pseudo_queries"]
+    assert after["calibration"]["dna<500~"]["fitted_on"]["pseudo_queries"][0] == len(short_reads.rows)
+    assert after["calibration"]["dna<500~"]["ranks"] != before["calibration"][SHORT_KIND]["ranks"]  # the copies
     assert all((tmp_path / "pack" / name).read_bytes() == data for name, data in files.items())
     assert list(unpack_index(tmp_path / "pack").calibration) == ["dna", SHORT_KIND, "dna<500~"]
 
