@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clibd_cli.classification import classifier as classifier_module
+from clibd_cli.classification import contained as contained_module
 from clibd_cli.classification.classifier import Classifier
 from clibd_cli.classification.contained import KmerCounter, kmer_bits
 from clibd_cli.classification.queries import Query
@@ -56,10 +56,10 @@ def main() -> None:
     row_of = {record: row for row, record in enumerate(classifier.index.ids)}
     print(f"{args.queries}: {len(known)} known species' stretches, {len(new)} new species' (genus in the reference); "
           f"{k} neighbours")
-    held_whole = classifier_module.held_whole
+    held_whole = contained_module.held_whole  # search_held_whole reads it there
     for contained in ("vectors alone", "held whole: by 5-mers", "every stretch by 5-mers"):
         classifier.calibrations[SHORT_KIND].contained_search = contained != "vectors alone"
-        classifier_module.held_whole = held_whole if contained != "every stretch by 5-mers" else (
+        contained_module.held_whole = held_whole if contained != "every stretch by 5-mers" else (
             lambda bits, *rest: np.ones(len(bits), dtype=bool))  # as if every one were held whole
         results = []
         for start in range(0, len(ids), 1024):

@@ -88,3 +88,56 @@ def test_reads_yes_needs_an_index_calibrated_for_partial_reads(tmp_path):
     refused = run("classify", "--index", index, "--reads", "yes", write_fasta(tmp_path / "q.fa", records[:2]))
     assert refused.exit_code == 1 and "--reads yes needs the index's confidences for partial reads" in refused.stderr
     assert run("classify", "--index", index, "--reads", "no", tmp_path / "q.fa").exit_code == 0
+
+
+def test_a_run_is_told_once_on_its_first_records_and_every_later_block_keeps_it(read_index, monkeypatch):
+    """Stretches after the first records read as the run was told (``_tell_reads`` on the first
+    call only), whatever block they come in; a clean run stays clean after reads come."""
+    root, known, clean, reads = read_index
+    monkeypatch.setattr("clibd_cli.classification.batch_prior.ESTIMATION_QUERIES", len(reads))
+    def queries(*runs: list[str]) -> list[Query]:
+        return [Query(f"{r.id}-{n}", barcode=b) for n, barcodes in enumerate(runs) for r, b in zip(known, barcodes)]
+
+    classifier = Classifier(root / "index")
+    results = [r for block in classifier.stream(queries(reads, clean), 7) for r in block]
+    assert classifier.read_run and set(classifier.estimates) == {SHORT_READ_KIND}
+    assert len({r.prior_unseen for r in results}) == 1  # the clean stretches read dna<500~ too
+    list(classifier.stream(queries(clean, reads), 7))
+    assert not classifier.read_run and set(classifier.estimates) == {SHORT_KIND, SHORT_READ_KIND}
+
+
+def test_junk_is_not_counted_and_reads_yes_sends_clean_stretches_to_the_reads_calibration(read_index, tmp_path):
+    """Off-target barcodes meet stops as reads do (random bases: most in every frame) but do not
+    make a clean run one of reads; ``--reads yes`` sends every partial barcode to ``dna<500~``."""
+    root, known, clean, _ = read_index
+    rng = random.Random(7)
+    junk = ["".join(rng.choice("ACGT") for _ in range(200)) for _ in range(40)]
+    assert (frame_breaks(junk) > 0).sum() >= 20
+    fasta = tmp_path / "clean.fa"
+    fasta.write_text("".join(f">{r.id}\n{b}\n" for r, b in zip(known, clean))
+                     + "".join(f">junk{i}\n{b}\n" for i, b in enumerate(junk)))
+    auto = run("classify", "--index", root / "index", fasta)
+    assert auto.exit_code == 0 and "taken for raw reads" not in auto.stderr, auto.stderr
+    assert f"EM on the first {len(clean)} {SHORT_KIND} queries" in auto.stderr
+    told = run("classify", "--index", root / "index", "--reads", "yes", fasta)
+    assert told.exit_code == 0 and f"EM on the first {len(clean)} {SHORT_READ_KIND} queries" in told.stderr
+
+
+def test_a_model_reading_frame_shifts_through_embeds_every_partial_barcode_of_a_run_of_reads_as_a_read(
+        read_index, monkeypatch):
+    """As the index embedded every partial copy with errors (``read_errors.partial_read_queries``):
+    those that meet no stop too."""
+    from clibd_cli.embedding.embedder import Embedder
+
+    root, known, _, reads = read_index
+    embedded: list[str] = []
+    as_reads = Embedder.reads
+
+    def reads_seen(self, barcodes):
+        embedded.extend(barcodes)
+        return as_reads(self, barcodes)
+
+    monkeypatch.setattr(Embedder, "reads_apart", property(lambda self: True))
+    monkeypatch.setattr(Embedder, "reads", reads_seen)
+    next(Classifier(root / "index").stream([Query(r.id, barcode=b) for r, b in zip(known, reads)], 512))
+    assert sorted(embedded) == sorted(reads) and (frame_breaks(embedded) == 0).any()

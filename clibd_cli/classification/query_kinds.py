@@ -28,10 +28,13 @@ A partial barcode read with a frame break (``dna<500~``, a raw read of a mini-ba
 amplicon) lies farther still: on the clean stretches' calibration the bundled reference named the
 species of 39 % of known species' 313-base stretches with 1 % errors, 0.2 % with 3 %, though its
 best label was right for 99 % and 98 % (benchmarks/README.md, *Partial barcodes read with errors*).
-The reference records' partial-barcode pseudo-queries copied with errors, those that read with a
-frame break, are its pseudo-queries (``read_errors.partial_read_queries``), refitted on the
-held-out queries' stretches copied so: it is fitted only with ``--calibrate-on`` (on pseudo-queries
-alone it gave a species to 13–18 % of new species' partial reads).
+The reference records' partial-barcode pseudo-queries copied with errors are its pseudo-queries,
+every copy that stays partial, with a frame break or not (``read_errors.partial_read_queries``),
+refitted on the held-out queries' stretches copied so: it is fitted only with ``--calibrate-on`` (on
+pseudo-queries alone it gave a species to 13–18 % of new species' partial reads). ``clibd classify``
+sends a partial barcode there when it meets a stop, and every partial barcode of a run of reads
+(:func:`read_run`: most reads with errors meet none); an index built before session 25 fitted it on
+the copies with a frame break only.
 """
 
 from __future__ import annotations
@@ -209,8 +212,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
                                                       prior_unseen=prior_unseen, seed=seed, partial_part=partial_part,
                                                       partial_containment=partial_containment, threads=threads)
     if short_reads is not None and len(short_reads[0].rows) < FEW_READS:
-        log.info("%s cut and copied as reads with a frame break, fewer than the %d needed: no dna<500~ "
-                 "calibration", counted(len(short_reads[0].rows), "reference record"), FEW_READS)
+        log.info("%s cut and copied with sequencing errors (staying partial), fewer than the %d "
+                 "needed: no dna<500~ calibration", counted(len(short_reads[0].rows), "reference record"), FEW_READS)
     elif short_reads is not None:
         calibration[SHORT_READ_KIND] = partial_calibration(index, *short_reads, k=k, prior_unseen=prior_unseen,
                                                            seed=seed, partial_part=partial_part,

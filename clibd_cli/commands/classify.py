@@ -61,9 +61,9 @@ def _prior(ctx, param, value: str) -> float | None:
                    "In a run of reads every partial barcode reads the index's confidences for partial reads "
                    "(dna<500~; clibd index --calibrate-on fits them), not only those whose best reading frame "
                    "meets a stop: most reads with errors meet none, and by the clean stretches' confidences a "
-                   "known species' read looks like a new species'. auto takes the run for reads when 5 % of its "
-                   "first partial barcodes, and 10 or more, meet a stop (clean ones: 0.01 %), and says so on "
-                   "stderr.")
+                   "known species' read looks like a new species'. auto takes the run for reads when 5 % of the "
+                   "partial barcodes in its first 10,000 records, and 10 or more, meet a stop (clean ones: "
+                   "0.01 %), and says so on stderr.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller, with the columns query_id "
