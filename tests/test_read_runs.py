@@ -141,3 +141,28 @@ def test_a_model_reading_frame_shifts_through_embeds_every_partial_barcode_of_a_
     monkeypatch.setattr(Embedder, "reads", reads_seen)
     next(Classifier(root / "index").stream([Query(r.id, barcode=b) for r, b in zip(known, reads)], 512))
     assert sorted(embedded) == sorted(reads) and (frame_breaks(embedded) == 0).any()
+
+
+def test_an_index_fitted_on_reads_meeting_a_stop_only_keeps_its_rule_and_says_so(read_index, caplog):
+    """A ``dna<500~`` fitted before session 25 (on copies meeting a stop only: no ``read_run`` in
+    calibration.json) is too sure of new species for reads meeting none: a run of reads is not
+    sent there whole, with a warning to rebuild; this build marks its own."""
+    import json
+
+    from clibd_cli.classification.calibration import Calibration
+
+    root, known, _, reads = read_index
+    stored = json.loads((root / "index" / "calibration.json").read_text())[SHORT_READ_KIND]
+    assert stored["read_run"] is True and Calibration.from_json(stored).read_run
+    older = {key: value for key, value in stored.items() if key != "read_run"}
+    assert not Calibration.from_json(older).read_run and "read_run" not in Calibration.from_json(older).to_json()
+    classifier = Classifier(root / "index")
+    classifier.calibrations[SHORT_READ_KIND] = Calibration.from_json(older)
+    with caplog.at_level("INFO", logger="clibd"):
+        next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, reads)], 512))
+    assert not classifier.read_run and set(classifier.estimates) == {SHORT_KIND, SHORT_READ_KIND}
+    assert "fitted on reads meeting a stop only" in caplog.text and "taken for raw reads" not in caplog.text
+    yes = Classifier(root / "index", reads=True)
+    yes.calibrations[SHORT_READ_KIND] = Calibration.from_json(older)
+    next(yes.stream([Query(r.id, barcode=b) for r, b in zip(known, reads)], 512))
+    assert set(yes.estimates) == {SHORT_READ_KIND}  # --reads yes: as asked

@@ -81,6 +81,8 @@ class Calibration:
     containment: list[str] = field(default_factory=list)  # ranks of rank_parts read by k-mer containment
     containment_source: str = "vectors"  # read from the vectors' part, or the index's "holdings"
     contained_search: bool = False  # partial barcodes a record holds whole searched by their 5-mers (contained.py)
+    read_run: bool = False  # dna<500~ fitted on every partial copy with errors: a run of reads may send every
+    # partial barcode here (query_kinds.read_run); before session 25, on those meeting a stop only
 
     @property
     def held_out(self) -> bool:
@@ -124,6 +126,8 @@ class Calibration:
             del data["containment_source"]
         if not self.contained_search:  # as every calibration read before it
             del data["contained_search"]
+        if not self.read_run:  # as every calibration read before it
+            del data["read_run"]
         return data
 
     @classmethod

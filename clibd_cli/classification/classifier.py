@@ -178,7 +178,7 @@ class Classifier:
         if read:
             breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
         strays = {dna_at[j] for j, _ in off_target}
-        if self._first_call and self.reads is None:  # junk meets stops too: not counted
+        if self._first_call and self.reads is None and SHORT_READ_KIND in self.query_kinds:  # junk: not counted
             self._tell_reads([n for i, n in breaks.items() if bases[i] < SHORT_BELOW and i not in strays])
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), self.read_run)
                  for i, r in enumerate(results) if usable[i]}
@@ -206,13 +206,21 @@ class Classifier:
 
     def _tell_reads(self, breaks: list[int]) -> None:
         """Whether the run is of reads with errors, from the stops its first partial barcodes' best
-        frames meet (``breaks``; ``query_kinds.read_run``), said on stderr if so."""
-        self.read_run = read_run(breaks)
+        frames meet (``breaks``; ``query_kinds.read_run``), said on stderr if so; an index whose
+        ``dna<500~`` was fitted on copies meeting a stop only (before session 25: too sure of new
+        species for reads meeting none) keeps sending only those there, and says so."""
+        run, fitted = read_run(breaks), self.calibrations[SHORT_READ_KIND].read_run
+        self.read_run = run and fitted
+        said = (f"{sum(n > 0 for n in breaks):,} of the first {counted(len(breaks), 'partial barcode')} read with a "
+                "frame break (a stop in their best frame)")
         if self.read_run:
-            log.info("%s of the first %s read with a frame break (a stop in their best frame): the run is taken "
-                     "for raw reads with sequencing errors, and every partial barcode reads the %s confidences "
-                     "(--reads no: only those with a stop)", f"{sum(n > 0 for n in breaks):,}",
-                     counted(len(breaks), "partial barcode"), SHORT_READ_KIND)
+            log.info("%s: the run is taken for raw reads with sequencing errors, and every partial barcode reads "
+                     "the %s confidences (--reads no: only those with a stop)", said, SHORT_READ_KIND)
+        elif run:
+            log.warning("%s, as raw reads with sequencing errors do, but this index's %s confidences were fitted on "
+                        "reads meeting a stop only: the others read the clean stretches' (rebuild the index with "
+                        "clibd index --calibrate-on to classify runs of reads; --reads yes to send them all there "
+                        "anyway)", said, SHORT_READ_KIND)
 
     def _load_photos(self, results: list[Result]) -> dict[int, object]:
         """Model-ready pixels of each usable query's photo; an unreadable photo makes its query

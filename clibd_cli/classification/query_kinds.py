@@ -217,7 +217,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     elif short_reads is not None:
         calibration[SHORT_READ_KIND] = partial_calibration(index, *short_reads, k=k, prior_unseen=prior_unseen,
                                                            seed=seed, partial_part=partial_part,
-                                                           partial_containment=partial_containment, threads=threads)
+                                                           partial_containment=partial_containment, threads=threads,
+                                                           reads=True)
     if pseudo_reads is not None and len(pseudo_reads[0]) < FEW_READS:
         log.info("%s copied as reads with a frame break, fewer than the %d needed: no dna~ calibration",
                  counted(len(pseudo_reads[0]), "reference record"), FEW_READS)
@@ -246,7 +247,7 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
 
 def partial_calibration(index, short: PartialQueries, held_out_labels: dict | None, *, k: int,
                         prior_unseen: float | None, seed: int, partial_part: list[int] | None = None,
-                        partial_containment: Sequence[str] = (), threads: int = 1) -> dict:
+                        partial_containment: Sequence[str] = (), threads: int = 1, reads: bool = False) -> dict:
     """The ``dna<500`` calibration (JSON-able) of ``index`` fitted on ``short``'s stretches of its
     records, then refitted on the held-out queries' stretches (``short.held_out``, labelled by
     ``held_out_labels``) if given, reading their barcode gaps. Partial barcodes answer every rank
@@ -271,6 +272,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
         fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
                                           prior_unseen=prior_unseen, query_bases=short.held_out[1],
                                           query_profiles=short.profiles(held_out=True) if profiles else None)
+    fitted.read_run = reads  # short: every partial copy with errors (read_errors.partial_read_queries)
     return fitted.to_json()
 
 

@@ -155,7 +155,7 @@ def add_partial_reads(path: str | Path, short_reads: PartialQueries, held_out_la
     are (``benchmarks/add_partial_reads.py``)."""
     path = Path(path)
     pack = _verified(path)
-    fitted = _partial_like(path, pack, unpack_index(path), short_reads, held_out_labels)
+    fitted = _partial_like(path, pack, unpack_index(path), short_reads, held_out_labels, reads=True)
     kinds = [kind for kind in pack["calibration"] if kind != SHORT_READ_KIND]
     at = kinds.index(SHORT_KIND) + 1  # as clibd index orders them
     pack["calibration"] = {kind: fitted if kind == SHORT_READ_KIND else pack["calibration"][kind]
@@ -164,14 +164,15 @@ def add_partial_reads(path: str | Path, short_reads: PartialQueries, held_out_la
 
 
 def _partial_like(path: Path, pack: dict, index: ReferenceIndex, short: PartialQueries,
-                  held_out_labels: dict | None) -> dict:
+                  held_out_labels: dict | None, reads: bool = False) -> dict:
     """A partial-barcode calibration (JSON-able) of the pack's ``index`` fitted on ``short``
-    (``query_kinds.partial_calibration``) with the neighbours, seed and fixed share of its ``dna<500`` one."""
+    (``query_kinds.partial_calibration``; ``reads``: copies with errors) with the neighbours, seed and
+    fixed share of its ``dna<500`` one."""
     if SHORT_KIND not in pack["calibration"]:
         raise ClibdError(f"{path / PACK_FILE}: no {SHORT_KIND} calibration to fit a partial-barcode one like")
     partial = Calibration.from_json(pack["calibration"][SHORT_KIND])
     return partial_calibration(index, short, held_out_labels, k=partial.k, prior_unseen=partial.prior_unseen,
-                               seed=partial.fitted_on.get("seed", 0))
+                               seed=partial.fitted_on.get("seed", 0), reads=reads)
 
 
 def _rewrite(path: Path, pack: dict, write: Callable[[Path], list[str]]) -> None:
