@@ -166,3 +166,20 @@ def test_an_index_fitted_on_reads_meeting_a_stop_only_keeps_its_rule_and_says_so
     yes.calibrations[SHORT_READ_KIND] = Calibration.from_json(older)
     next(yes.stream([Query(r.id, barcode=b) for r, b in zip(known, reads)], 512))
     assert set(yes.estimates) == {SHORT_READ_KIND}  # --reads yes: as asked
+
+
+def test_whole_reads_tell_a_run_of_reads_too(read_index):
+    """A run of whole reads with a few partial ones (too few meeting a stop to tell it alone): the
+    whole reads' stops tell it, and the partial ones read ``dna<500~``; clean whole barcodes do not."""
+    root, known, clean, reads = read_index
+    whole = [with_errors(r.barcode, 0.02, random.Random(f"whole {r.id}")) for r in known]
+    few = [b for b in reads if frame_breaks([b])[0] == 0][:3] + [b for b in reads if frame_breaks([b])[0] > 0][:2]
+    assert (frame_breaks(whole) > 0).sum() >= 10 and not read_run(frame_breaks(few))
+    queries = [Query(f"w{i}", barcode=b) for i, b in enumerate(whole)] + [Query(f"p{i}", barcode=b)
+                                                                         for i, b in enumerate(few)]
+    classifier = Classifier(root / "index")
+    next(classifier.stream(queries, 512))
+    assert classifier.read_run and SHORT_KIND not in classifier.estimates and SHORT_READ_KIND in classifier.estimates
+    clean_whole = [Query(f"c{i}", barcode=r.barcode) for i, r in enumerate(known)] + queries[len(whole):]
+    next(classifier.stream(clean_whole, 512))
+    assert not classifier.read_run and SHORT_KIND in classifier.estimates

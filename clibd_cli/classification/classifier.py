@@ -179,7 +179,9 @@ class Classifier:
             breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
         strays = {dna_at[j] for j, _ in off_target}
         if self._first_call and self.reads is None and SHORT_READ_KIND in self.query_kinds:  # junk: not counted
-            self._tell_reads([n for i, n in breaks.items() if bases[i] < SHORT_BELOW and i not in strays])
+            kept = {i: n for i, n in breaks.items() if i not in strays}
+            self._tell_reads([n for i, n in kept.items() if bases[i] < SHORT_BELOW],
+                             [n for i, n in kept.items() if bases[i] >= SHORT_BELOW])
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), self.read_run)
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
@@ -204,15 +206,17 @@ class Classifier:
         self._first_call = False
         return results
 
-    def _tell_reads(self, breaks: list[int]) -> None:
-        """Whether the run is of reads with errors, from the stops its first partial barcodes' best
-        frames meet (``breaks``; ``query_kinds.read_run``), said on stderr if so; an index whose
-        ``dna<500~`` was fitted on copies meeting a stop only (before session 25: too sure of new
-        species for reads meeting none) keeps sending only those there, and says so."""
-        run, fitted = read_run(breaks), self.calibrations[SHORT_READ_KIND].read_run
+    def _tell_reads(self, partial: list[int], whole: list[int]) -> None:
+        """Whether the run is of reads with errors, from the stops the best frames of its first
+        partial barcodes, or of its first whole ones, meet (``partial``, ``whole``; either may tell,
+        ``query_kinds.read_run``), said on stderr if so; an index whose ``dna<500~`` was fitted on
+        copies meeting a stop only (before session 25: too sure of new species for reads meeting
+        none) keeps sending only those there, and says so."""
+        run, fitted = read_run(partial) or read_run(whole), self.calibrations[SHORT_READ_KIND].read_run
         self.read_run = run and fitted
-        said = (f"{sum(n > 0 for n in breaks):,} of the first {counted(len(breaks), 'partial barcode')} read with a "
-                "frame break (a stop in their best frame)")
+        said = " and ".join(f"{sum(n > 0 for n in breaks):,} of the first {counted(len(breaks), what)}"
+                            for breaks, what in ((partial, "partial barcode"), (whole, "whole barcode")) if breaks)
+        said += " read with a frame break (a stop in their best frame)"
         if self.read_run:
             log.info("%s: the run is taken for raw reads with sequencing errors, and every partial barcode reads "
                      "the %s confidences (--reads no: only those with a stop)", said, SHORT_READ_KIND)

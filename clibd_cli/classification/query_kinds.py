@@ -93,12 +93,12 @@ def query_kind(modality: str, bases: int | None, kinds: Sequence[str], breaks: i
 
 
 def read_run(breaks: Sequence[int]) -> bool:
-    """Whether a run whose partial barcodes' best frames meet ``breaks`` stops each is of raw reads
-    with sequencing errors: ``READ_RUN_SHARE`` of them, and ``READ_RUN_FEWEST`` or more, meet one. A
-    read with errors meets a stop only where an insertion or deletion shifts the frame (31 % of
-    BOLD's 150-base stretches with 1 % errors; 0.01 % of clean ones); the others read as clean
-    stretches with the clean ones' confidences, by which a known species' read looks like a new
-    species' (benchmarks/README.md, *Partial barcodes read with errors*)."""
+    """Whether a run whose partial (or whole) barcodes' best frames meet ``breaks`` stops each is of
+    raw reads with sequencing errors: ``READ_RUN_SHARE`` of them, and ``READ_RUN_FEWEST`` or more, meet
+    one. A read with errors meets a stop only where an insertion or deletion shifts the frame (31 %
+    of BOLD's 150-base stretches with 1 % errors; 0.01 % of clean ones; of whole barcodes, 0.12 %
+    of clean ones); the others read as clean stretches with the clean ones' confidences, by which a
+    known species' read looks like a new species' (benchmarks/README.md, *A run of reads*)."""
     broken = int((np.asarray(breaks) > 0).sum())
     return broken >= READ_RUN_FEWEST and broken >= READ_RUN_SHARE * len(breaks)
 

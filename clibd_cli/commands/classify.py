@@ -63,7 +63,7 @@ def _prior(ctx, param, value: str) -> float | None:
                    "meets a stop: most reads with errors meet none, and by the clean stretches' confidences a "
                    "known species' read looks like a new species'. auto takes the run for reads when 5 % of the "
                    "partial barcodes in its first 10,000 records, and 10 or more, meet a stop (clean ones: "
-                   "0.01 %), and says so on stderr.")
+                   "0.01 %), or as many of its whole ones (clean ones: 0.12 %), and says so on stderr.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller, with the columns query_id "
