@@ -124,9 +124,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
       prior_unseen                     share of new species the confidences assume (--prior-unseen)
     Invalid records (empty, not DNA, under 100 bases, over 5,000 characters, unreadable
     photos) get status invalid and their reason on stderr (the first 20 such messages, then a
-    count; -v gives them all). With --prior-unseen auto the first
-    10,000 records are read before any output is written (the share of new species is estimated
-    on them), then the rest streams in --batch-size blocks.
+    count; -v gives them all). With --prior-unseen auto (or --reads auto, on an index with
+    dna<500~) the first 10,000 records are read before any output is written (the share of new
+    species is estimated, and whether they are reads told, on them), then the rest streams in
+    --batch-size blocks.
 
     \b
     Exit status: 0 when every record got a row (unassigned and invalid rows included),
@@ -200,7 +201,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         settings.apply_torch()
     if inputs:
         classifier.require("dna")
-    if reads == "yes" and SHORT_READ_KIND not in classifier.query_kinds:
+    if reads == "yes" and inputs and SHORT_READ_KIND not in classifier.query_kinds:  # barcodes to read so
         raise ClibdError(f"{index_dir}: --reads yes needs the index's confidences for partial reads "
                          f"({SHORT_READ_KIND}), which clibd index fits with --calibrate-on held-out records "
                          "(and --calibrate-errors, 1 and 2 % by default); without it give --reads no")
