@@ -97,7 +97,8 @@ def test_sister_pseudo_queries_also_leave_out_the_nearest_species():
     # a genus with no third species cannot stage it: the pseudo-query is dropped
     two = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(3)], {"genus": ["G"] * 3,
                                                                        "species": ["G a", "G a", "G b"]})
-    found = search_pseudo_queries(None, Nodes(vectors[:3], np.arange(3)), np.array([0]), two, 1, plan, Reading({}, ()), 1)
+    found = search_pseudo_queries(None, Nodes(vectors[:3], np.arange(3)), np.array([0]), two, 1, plan,
+                                  Reading({}, ()), 1)
     assert len(found[0][0]) == 0
 
 

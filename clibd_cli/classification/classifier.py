@@ -113,9 +113,8 @@ class Classifier:
         self.ef = ef
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
         self.prior_unseen, self.reads = prior_unseen, reads
-        self.read_run = bool(reads)  # this run's partial barcodes are reads with errors (new_run, _tell_reads)
         self.estimates: dict[str, tuple[np.ndarray, int]] = {}  # kind -> (scenario shares, queries)
-        self._first_call = True  # whether the next call's queries estimate the shares (new_run)
+        self.new_run()  # read_run, _first_call
         self._part_lengths: dict = {}  # norms of parts of the mapped reference vectors (vector_view order)
         self._counter: KmerCounter | None = None  # of the records' 5-mers (partial barcodes held whole)
 
@@ -147,8 +146,8 @@ class Classifier:
         ``batch_size`` at a time."""
         self.new_run()
         queries = iter(queries)
-        told = self.prior_unseen is None or (self.reads is None and SHORT_READ_KIND in self.query_kinds)
-        first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if told else batch_size))
+        estimating = self.prior_unseen is None or self._tells_reads
+        first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if estimating else batch_size))
         for block in chain([first] if first else [], batched(queries, batch_size)):
             yield self.classify(block, min_confidence, report)
 
@@ -156,8 +155,8 @@ class Classifier:
         """Forget the shares of new species estimated so far, and whether the run is of reads: the
         next call's queries estimate them and tell it."""
         self.estimates.clear()
-        self.read_run = bool(self.reads)
-        self._first_call = True
+        self.read_run = bool(self.reads)  # this run's partial barcodes are reads with errors (_tell_reads)
+        self._first_call = True  # whether the next call's queries estimate the shares and tell reads
 
     def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,
                  report: int = 0) -> list[Result]:
@@ -178,7 +177,7 @@ class Classifier:
         if read:
             breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
         strays = {dna_at[j] for j, _ in off_target}
-        if self._first_call and self.reads is None and SHORT_READ_KIND in self.query_kinds:  # junk: not counted
+        if self._first_call and self._tells_reads:  # off-target junk meets stops too: not counted
             kept = {i: n for i, n in breaks.items() if i not in strays}
             self._tell_reads([n for i, n in kept.items() if bases[i] < SHORT_BELOW],
                              [n for i, n in kept.items() if bases[i] >= SHORT_BELOW])
@@ -205,6 +204,12 @@ class Classifier:
                 query.note = why
         self._first_call = False
         return results
+
+    @property
+    def _tells_reads(self) -> bool:
+        """Whether a run's first records tell whether it is of reads (``--reads auto``, an index with
+        ``dna<500~``)."""
+        return self.reads is None and SHORT_READ_KIND in self.query_kinds
 
     def _tell_reads(self, partial: list[int], whole: list[int]) -> None:
         """Whether the run is of reads with errors, from the stops the best frames of its first

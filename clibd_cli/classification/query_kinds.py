@@ -69,8 +69,8 @@ MAX_SHORT = 6000  # reference records cut into partial-barcode pseudo-queries
 FEW_SHORT = 500  # appended records below which the partial-barcode calibration is kept as it was
 READ_KIND = "dna~"  # the kind of a whole barcode alone read with a frame break (a read with errors)
 SHORT_READ_KIND = "dna<500~"  # the kind of a partial barcode alone read with a frame break, or in a run of reads
-READ_RUN_SHARE = 0.05  # partial barcodes read with a frame break from which a run is taken for reads (clean
-READ_RUN_FEWEST = 10  # ones: 0.01 %; with 1 % errors at 150 bases, 31 %: benchmarks/README.md), at least so many
+READ_RUN_SHARE = 0.05  # partial (or whole) barcodes meeting a stop from which a run is taken for reads (clean
+READ_RUN_FEWEST = 10  # partial ones: 0.01 %; with 1 % errors at 150 bases, 31 %: read_run), at least so many
 FEW_READS = 200  # held-out reads with a frame break (and clean queries) needed to calibrate READ_KIND
 NO_NEW_TAXON = ("no genus of the reference has two species, no family two genera, no order two families: "
                 "none can be left out to stand for a new one")
