@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -181,15 +182,28 @@ def test_bundled_default_meets_its_targets_on_the_committed_bold_sample(tmp_path
         assert share(known, lambda c, r: c["species"] == r["species"]) >= named, length
         assert share(new, lambda c, r: c["species"] != "") <= 0.03, length
     # 313-base stretches read with 1 % errors read the partial reads' calibration (dna<500~), and
-    # mostly name their species (39 % of BOLD's with the clean stretches' calibration)
+    # mostly name their species (39 % of BOLD's with the clean stretches' calibration; 96.6 % named
+    # and 1.9 % of new species given one here by session 25's maps, blind to the run's error rate)
     reads = [with_errors(stretch(r["dna_barcode"], 313, r["processid"]), 0.01, random.Random(r["processid"]))
              for r in queries]
     fasta.write_text("".join(f">{r['processid']}\n{read}\n" for r, read in zip(queries, reads)))
     result = run("-v", "classify", str(fasta))
     assert result.exit_code == 0 and "dna<500~ queries: partial barcodes read with sequencing errors" in result.stderr
     calls = {row["query_id"]: row for row in tsv(result.stdout)}
-    assert share(known, lambda c, r: c["species"] == r["species"]) >= 0.80  # 87.4 %
-    assert share(new, lambda c, r: c["species"] != "") <= 0.06  # 3.7 %: 4 of 108
+    assert share(known, lambda c, r: c["species"] == r["species"]) >= 0.88  # 92.4 %
+    assert share(new, lambda c, r: c["species"] != "") <= 0.04  # 0.9 %: 1 of 108
+    assert 0.5 <= float(re.search(r"reads taken to have ([0-9.]+) % errors per base", result.stderr)[1]) <= 1.6  # 0.8
+    # with 3 % errors the maps read the run's rate, told from its stops: a read that far from its
+    # species' records is no longer taken for a new species' (68.7 % named by maps fitted at 1-2 %)
+    reads = [with_errors(stretch(r["dna_barcode"], 313, r["processid"]), 0.03, random.Random(r["processid"]))
+             for r in queries]
+    fasta.write_text("".join(f">{r['processid']}\n{read}\n" for r, read in zip(queries, reads)))
+    result = run("-v", "classify", str(fasta))
+    assert result.exit_code == 0, result.stderr
+    calls = {row["query_id"]: row for row in tsv(result.stdout)}
+    assert share(known, lambda c, r: c["species"] == r["species"]) >= 0.80  # 86.6 %
+    assert share(new, lambda c, r: c["species"] != "") <= 0.12  # 8.3 %: 9 of 108
+    assert 2.0 <= float(re.search(r"reads taken to have ([0-9.]+) % errors per base", result.stderr)[1]) <= 5.0  # 3.4
 
 
 @pytest.mark.slow

@@ -166,7 +166,7 @@ def test_a_pack_gets_a_calibration_for_partial_reads_the_rest_unchanged(barcode_
     files = {f.name: f.read_bytes() for f in (tmp_path / "pack").iterdir() if f.name != "pack.json"}
     embedder = Embedder(load_model_for(str(tiny_model), ["dna"]))
     plan = short_pseudo_queries(barcodes, range(len(barcodes)), 0)
-    short_reads, labels = partial_read_queries(embedder, plan, None, (0.05,), 0)
+    short_reads, labels = partial_read_queries(embedder, plan, None, 0)
     assert labels is None and 0 < len(short_reads.rows) <= len(barcodes)  # those still partial
     add_partial_reads(tmp_path / "pack", short_reads, labels)
     after = json.loads((tmp_path / "pack" / "pack.json").read_text())

@@ -26,8 +26,9 @@ def test_a_run_is_of_reads_when_enough_of_its_partial_barcodes_meet_a_stop():
 
 @pytest.fixture(scope="module")
 def read_index(tmp_path_factory):
-    """A k-mer index calibrated for partial reads (``--calibrate-on``, errors at 1 and 2 %), and
-    200-base stretches of known species' held-out records with 2 % errors, and clean."""
+    """A k-mer index calibrated for partial reads (``--calibrate-on``; whole reads' copies with errors
+    at 1 and 2 %, partial ones' at 0.5 to 5 %), and 200-base stretches of known species' held-out
+    records with 2 % errors, and clean."""
     root = tmp_path_factory.mktemp("read-runs")
     records = specimens(n_species=30, per_species=6, unnamed=0)
     species = sorted({r.lineage["species"] for r in records})
@@ -183,3 +184,23 @@ def test_whole_reads_tell_a_run_of_reads_too(read_index):
     clean_whole = [Query(f"c{i}", barcode=r.barcode) for i, r in enumerate(known)] + queries[len(whole):]
     next(classifier.stream(clean_whole, 512))
     assert not classifier.read_run and SHORT_KIND in classifier.estimates
+
+
+def test_a_run_of_reads_is_told_its_error_rate_which_its_confidences_read(read_index, tmp_path, monkeypatch):
+    """The ``dna<500~`` maps read the run's error rate, told once from the stops of its first
+    partial barcodes (``error_rate.py``) and said on stderr; another rate, other confidences."""
+    root, known, clean, reads = read_index
+    queries = [Query(r.id, barcode=b) for r, b in zip(known, reads)]
+    classifier = Classifier(root / "index")
+    told = next(classifier.stream(queries, 512))
+    assert classifier.calibrations[SHORT_READ_KIND].by_rate and 0.005 <= classifier.read_rate <= 0.05
+    next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, clean)], 512))
+    assert classifier.read_rate == 0.005  # a new run, clean: the lowest rate fitted
+    monkeypatch.setattr("clibd_cli.classification.classifier.run_rate", lambda model, bases, breaks: 0.05)
+    other = next(Classifier(root / "index").stream(queries, 512))
+    assert any(a.prediction.confidence != b.prediction.confidence for a, b in zip(told, other))
+    monkeypatch.undo()
+    fasta = tmp_path / "reads.fa"
+    fasta.write_text("".join(f">{r.id}\n{b}\n" for r, b in zip(known, reads)))
+    said = run("classify", "--index", root / "index", fasta)
+    assert said.exit_code == 0 and "reads taken to have" in said.stderr and "% errors per base" in said.stderr

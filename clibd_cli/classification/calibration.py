@@ -6,7 +6,9 @@ different label at that rank (or over the k-th neighbour if there is none: any o
 at least that far), and its vote share (temperature ``tau_share``); calibrations fitted with
 held-out queries add two: the winner's similarity against its label's barcode gap
 (``barcode_gap.py``); calibrations for partial barcodes add the query's log length (its
-unambiguous bases: the shorter the stretch, the farther its species' records lie). A rank may read
+unambiguous bases: the shorter the stretch, the farther its species' records lie), and those for
+partial reads with errors (``dna<500~``) the run's log error rate per base too (``error_rate.py``: the more
+errors, the farther). A rank may read
 its similarities from a part of the vectors (``rank_parts``), by cosine or, for k-mer profiles, by
 containment (``containment``: the partial barcodes of a barcode index at species, from the
 vectors of a model-free index or, ``containment_source`` "holdings", from the 5-mers each record
@@ -53,6 +55,7 @@ from models.errors import ClibdError
 
 FEATURES = ("log_distance", "margin", "vote_share")
 LENGTH_FEATURE = "log_bases"  # of partial-barcode calibrations: a stretch lies farther, the shorter it is
+RATE_FEATURE = "log_error_rate"  # of partial reads' (dna<500~): the run's errors per base (error_rate.py)
 FORMAT = "clibd-calibration/2"
 SOURCES = ("vectors", "holdings")  # where ranks read by k-mer containment read it
 _NORM_ROWS = 65_536  # reference rows whose part norms rank_similarities computes at once
@@ -83,6 +86,13 @@ class Calibration:
     contained_search: bool = False  # partial barcodes a record holds whole searched by their 5-mers (contained.py)
     read_run: bool = False  # dna<500~ fitted on every partial copy with errors: a run of reads may send every
     # partial barcode here (query_kinds.read_run); before session 25, on those meeting a stop only
+    stop_model: dict | None = None  # dna<500~ since session 26: its maps read the run's error rate, told
+    # from its stops by this model (error_rate.py)
+
+    @property
+    def by_rate(self) -> bool:
+        """Whether the maps also read the run's error rate per base (``error_rate.run_rate``)."""
+        return self.stop_model is not None
 
     @property
     def held_out(self) -> bool:
@@ -103,8 +113,8 @@ class Calibration:
     @property
     def feature_names(self) -> list[str]:
         """The features each rank's maps read: ``FEATURES``, then the barcode-gap ones if fitted,
-        then the query's length if ``by_length``."""
-        return feature_names(bool(self.gaps), self.by_length)
+        then the query's length if ``by_length``, then the run's error rate if ``by_rate``."""
+        return feature_names(bool(self.gaps), self.by_length, self.by_rate)
 
     def check(self) -> None:
         """ValueError (KeyError, TypeError, AttributeError) unless every rank has one map per
@@ -128,11 +138,13 @@ class Calibration:
             del data["contained_search"]
         if not self.read_run:  # as every calibration read before it
             del data["read_run"]
+        if self.stop_model is None:  # as every calibration read before it
+            del data["stop_model"]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
-        features = feature_names(bool(data.get("gaps")), data.get("by_length", False))
+        features = feature_names(bool(data.get("gaps")), data.get("by_length", False), bool(data.get("stop_model")))
         contained, parts = data.get("containment", []), data.get("rank_parts", {})
         if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
                 or not isinstance(contained, list) or not all(rank in parts for rank in contained)
@@ -274,8 +286,18 @@ def part_only(vectors: np.ndarray, part: list[int] | None) -> np.ndarray:
     return out
 
 
-def feature_names(gaps: bool, by_length: bool) -> list[str]:
-    return [*FEATURES, *(GAP_FEATURES if gaps else ()), *((LENGTH_FEATURE,) if by_length else ())]
+def feature_names(gaps: bool, by_length: bool, by_rate: bool = False) -> list[str]:
+    return [*FEATURES, *(GAP_FEATURES if gaps else ()), *((LENGTH_FEATURE,) if by_length else ()),
+            *((RATE_FEATURE,) if by_rate else ())]
+
+
+def query_columns(bases: np.ndarray | None, rates: np.ndarray | None) -> np.ndarray | None:
+    """``[Q, 0-2]`` the features the maps read of the query itself, after the neighbours': its log
+    unambiguous ``bases`` (``LENGTH_FEATURE``) and its run's log error ``rates`` (``RATE_FEATURE``), those
+    given; None if neither is."""
+    columns = [np.log(np.maximum(np.asarray(x, dtype=np.float64), floor))[:, None]
+               for x, floor in ((bases, 1.0), (rates, 1e-6)) if x is not None]
+    return np.hstack(columns) if columns else None
 
 
 def calibrations(stored: dict | None) -> dict[str, Calibration]:

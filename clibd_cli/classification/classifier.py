@@ -28,6 +28,7 @@ from clibd_cli.classification.calibration import (calibrations, containment_part
                                                   search_part)
 from clibd_cli.classification.contained import KmerCounter, records_counter, search_held_whole
 from clibd_cli.classification.decision import label, predict
+from clibd_cli.classification.error_rate import run_rate
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
                                                   kind_towers, query_kind, read_run)
@@ -146,7 +147,7 @@ class Classifier:
         ``batch_size`` at a time."""
         self.new_run()
         queries = iter(queries)
-        estimating = self.prior_unseen is None or self._tells_reads
+        estimating = self.prior_unseen is None or self._tells_reads or self._rate_model is not None
         first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if estimating else batch_size))
         for block in chain([first] if first else [], batched(queries, batch_size)):
             yield self.classify(block, min_confidence, report)
@@ -156,6 +157,7 @@ class Classifier:
         next call's queries estimate them and tell it."""
         self.estimates.clear()
         self.read_run = bool(self.reads)  # this run's partial barcodes are reads with errors (_tell_reads)
+        self.read_rate: float | None = None  # their errors per base, where dna<500~ reads it (_tell_rate)
         self._first_call = True  # whether the next call's queries estimate the shares and tell reads
 
     def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,
@@ -177,10 +179,12 @@ class Classifier:
         if read:
             breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
         strays = {dna_at[j] for j, _ in off_target}
-        if self._first_call and self._tells_reads:  # off-target junk meets stops too: not counted
+        if self._first_call:  # off-target junk meets stops too: not counted
             kept = {i: n for i, n in breaks.items() if i not in strays}
-            self._tell_reads([n for i, n in kept.items() if bases[i] < SHORT_BELOW],
-                             [n for i, n in kept.items() if bases[i] >= SHORT_BELOW])
+            partial = [i for i in kept if bases[i] < SHORT_BELOW]
+            if self._tells_reads:
+                self._tell_reads([kept[i] for i in partial], [n for i, n in kept.items() if bases[i] >= SHORT_BELOW])
+            self._tell_rate([bases[i] for i in partial], [kept[i] for i in partial])
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), self.read_run)
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
@@ -210,6 +214,22 @@ class Classifier:
         """Whether a run's first records tell whether it is of reads (``--reads auto``, an index with
         ``dna<500~``)."""
         return self.reads is None and SHORT_READ_KIND in self.query_kinds
+
+    @property
+    def _rate_model(self) -> dict | None:
+        """The stop model that tells a run's error rate, where the ``dna<500~`` maps read it."""
+        calibration = self.calibrations.get(SHORT_READ_KIND) if SHORT_READ_KIND in self.query_kinds else None
+        return calibration and calibration.stop_model
+
+    def _tell_rate(self, bases: list[int], breaks: list[int]) -> None:
+        """The run's errors per base, from the stops its first partial barcodes of ``bases``
+        unambiguous bases meet (``breaks``; ``error_rate.run_rate``), said on stderr for a run of reads."""
+        model = self._rate_model
+        self.read_rate = None if model is None else run_rate(model, bases, breaks)
+        if model is not None and self.read_run:
+            log.info("the run's reads taken to have %.1f %% errors per base (told from %s; fitted %g-%g %%)",
+                     100 * self.read_rate, f"the stops of the first {counted(len(bases), 'partial barcode')}"
+                     if bases else "nothing", *(100 * r for r in model["rates"]))
 
     def _tell_reads(self, partial: list[int], whole: list[int]) -> None:
         """Whether the run is of reads with errors, from the stops the best frames of its first
@@ -308,7 +328,8 @@ class Classifier:
             order = np.lexsort((-sims, later), axis=1)
             rows, sims = np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
             by_rank = {rank: np.take_along_axis(x, order, axis=1) for rank, x in by_rank.items()}
-        decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None, by_rank)
+        decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None, by_rank,
+                          self.read_rate if calibration.by_rate else None)
         shares = self._shares(kind, decisions, counted)
         predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):

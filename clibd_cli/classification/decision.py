@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_cli.classification.barcode_gap import RankGaps, gap_features
-from clibd_cli.classification.calibration import Calibration
+from clibd_cli.classification.calibration import Calibration, query_columns
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 
@@ -77,14 +77,18 @@ def decide(
 
 def label(
     rows: np.ndarray, sims: np.ndarray, reference: ReferenceTaxonomy, calibration: Calibration,
-    bases: np.ndarray | None = None, rank_sims: dict[str, np.ndarray] | None = None,
+    bases: np.ndarray | None = None, rank_sims: dict[str, np.ndarray] | None = None, rate: float | None = None,
 ) -> Decisions:
     """The winning label at each rank, top-down, and its features (with the queries' unambiguous
-    ``bases``, needed by a calibration ``by_length``; with ``rank_sims``, the neighbours'
-    similarities at the ranks the calibration reads from a part of the vectors,
-    ``calibration.rank_similarities``)."""
+    ``bases``, needed by a calibration ``by_length``, and their run's error ``rate`` per base, by one
+    ``by_rate``; with ``rank_sims``, the neighbours' similarities at the ranks the calibration reads
+    from a part of the vectors, ``calibration.rank_similarities``)."""
     if set(calibration.rank_parts) - set(rank_sims or {}):
         raise ValueError("this calibration reads some ranks from a part of the vectors: give rank_sims")
+    if calibration.by_length and (bases is None or len(bases) != len(rows)):
+        raise ValueError("this calibration reads the length of each query: give bases")
+    if calibration.by_rate and rate is None:
+        raise ValueError("this calibration reads the run's error rate: give rate")
     codes: dict[str, list] = {r: [] for r in reference.ranks}
     features: dict[str, list] = {r: [] for r in reference.ranks}
     gaps = calibration.rank_gaps()
@@ -100,13 +104,12 @@ def label(
             above_code = votes.winner(pick)
             codes[rank].append(above_code)
             features[rank].append(votes.features(pick, fit["tau_share"], gaps.get(rank)))
-    width = len(calibration.feature_names) - calibration.by_length
+    width = len(calibration.feature_names) - calibration.by_length - calibration.by_rate
     stacked = {r: np.concatenate(v) if v else np.zeros((0, width)) for r, v in features.items()}
-    if calibration.by_length:
-        if bases is None or len(bases) != len(rows):
-            raise ValueError("this calibration reads the length of each query: give bases")
-        length = np.log(np.maximum(np.asarray(bases, dtype=np.float64), 1.0))[:, None]
-        stacked = {r: np.hstack([x, length]) for r, x in stacked.items()}
+    own = query_columns(bases if calibration.by_length else None,
+                        np.full(len(rows), rate) if calibration.by_rate else None)
+    if own is not None:
+        stacked = {r: np.hstack([x, own]) for r, x in stacked.items()}
     return Decisions({r: np.concatenate(v) if v else np.zeros(0, np.int64) for r, v in codes.items()}, stacked)
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, RankGaps, fit_gaps
 from clibd_cli.classification.batch_prior import HELD_OUT_SCENARIOS, SCENARIOS, fit_scenario_model
-from clibd_cli.classification.calibration import (Calibration, containment_part, part_only, rank_similarities,
-                                                  search_part)
+from clibd_cli.classification.calibration import (Calibration, containment_part, part_only, query_columns,
+                                                  rank_similarities, search_part)
 from clibd_cli.classification.contained import records_counter, search_held_whole
 from clibd_cli.classification.decision import Neighbours
 from clibd_cli.classification.probability_map import fit_map
@@ -44,7 +44,8 @@ def fit_calibration(
     taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
     containment: Sequence[str] = (), containment_source: str = "vectors", query_profiles: np.ndarray | None = None,
-    contained_search: bool = False, threads: int = 1,
+    contained_search: bool = False, threads: int = 1, query_rates: np.ndarray | None = None,
+    stop_model: dict | None = None,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -61,7 +62,9 @@ def fit_calibration(
     the specimen whose barcode is record ``i``); all-zero rows (no photo) are not sampled. With
     ``query_rows``, ``query_vectors[j]`` is record ``query_rows[j]`` and only those are sampled;
     with ``query_bases`` (the unambiguous bases of each query vector's barcode) the maps also read
-    the query's length (``by_length``: partial barcodes).
+    the query's length (``by_length``: partial barcodes); with ``query_rates`` (the errors per base each
+    was copied with, ``read_errors.PARTIAL_RATES``) its log rate too, told at run time by ``stop_model``
+    (``error_rate.py``; ``by_rate``: partial reads).
     With ``barcode_gaps`` the maps also read the winner's label's barcode gap (``barcode_gap.py``;
     measured on the reference's nearest neighbours, ``index.search``). ``rank_parts`` (rank ->
     ``[start, stop)``): those ranks read the similarity of that part of the vectors
@@ -75,8 +78,10 @@ def fit_calibration(
     pseudo-queries' nearest records are picked on that many threads (``search.top_k``; the same calibration).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
-    if query_bases is not None and query_vectors is None:
-        raise ValueError("query_bases are the bases of query_vectors: give both")
+    if (query_bases is not None or query_rates is not None) and query_vectors is None:
+        raise ValueError("query_bases and query_rates are those of query_vectors: give both")
+    if (query_rates is None) != (stop_model is None):
+        raise ValueError("maps that read the run's error rate need the stop model that tells it: give both")
     if set(containment) - set(rank_parts):
         raise ValueError("a rank read by k-mer containment needs a part of the vectors (rank_parts)")
     holdings = None
@@ -89,6 +94,7 @@ def fit_calibration(
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     nodes = Nodes(index.node_vectors(), index.nodes)  # not a per-record copy: 1 GB at 1M references
     n = len(nodes.of_record)
+    bases = rates = None  # of every record, where queried
     if query_vectors is None:
         source = None
         usable = np.flatnonzero((np.einsum("ij,ij->i", nodes.vectors, nodes.vectors) > 0)[nodes.of_record])
@@ -105,6 +111,9 @@ def fit_calibration(
         if query_bases is not None:
             bases = np.zeros(n)
             bases[at] = query_bases
+        if query_rates is not None:
+            rates = np.ones(n)
+            rates[at] = query_rates
     rng = np.random.default_rng(seed)
     k = max(1, min(k, len(nodes.of_record) - 1))
     ranks = reference.ranks[::-1]  # finest first
@@ -131,15 +140,18 @@ def fit_calibration(
     gaps = None
     if barcode_gaps and len(nodes.of_record) > 1:
         gaps = reference_gaps(index, reference, rank_parts, containment, containment_source)
-    lengths = None if query_bases is None else [bases[queries] for _, (queries, *_), *_ in kept]
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, lengths=lengths, rank_sims=by_rank)
+    own = None if bases is None and rates is None else [
+        query_columns(None if bases is None else bases[queries], None if rates is None else rates[queries])
+        for _, (queries, *_), *_ in kept]
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, own=own, rank_sims=by_rank)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record),
          **({"sisters": sisters} if sisters else {}),
          **({"species_weight": species_weight} if species_weight != 1.0 else {})},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
-        lengths is not None, rank_parts, containment, containment_source, contained_search,
+        query_bases is not None, rank_parts, containment, containment_source, contained_search,
+        stop_model=stop_model,
     )
 
 
@@ -162,7 +174,7 @@ def fit_calibration_held_out(
     index, query_vectors: np.ndarray, query_labels: Mapping[str, Sequence[str | None]],
     decisions: Calibration, *, prior_unseen: float | None = None,
     taus: Sequence[float] = CALIBRATION.taus, query_bases: np.ndarray | None = None,
-    query_profiles: np.ndarray | None = None,
+    query_profiles: np.ndarray | None = None, query_rates: np.ndarray | None = None,
 ) -> Calibration:
     """Refit the confidences of ``decisions`` on labelled held-out queries searched in ``index``.
 
@@ -173,6 +185,7 @@ def fit_calibration_held_out(
     others *seen*; both kinds are needed, and get one map each (scenarios ``seen``, ``unseen``).
     ``prior_unseen`` fixes the share of unseen queries (None: estimated per run). Search is exact.
     ``query_bases`` (each query's unambiguous bases) are needed if ``decisions`` is ``by_length``,
+    ``query_rates`` (the errors per base each was copied with) if it is ``by_rate``,
     ``query_profiles`` (their barcodes' square-root 5-mer profiles) if it reads the index's holdings.
     """
     from clibd_cli.reference.search import exact_search
@@ -217,12 +230,14 @@ def fit_calibration_held_out(
     above = reference.ranks[-2] if len(reference.ranks) > 1 else None
     new_above = float((truth[above][unseen] == ABSENT).mean()) if above else 0.0
     vote_taus = {rank: fit["tau_vote"] for rank, fit in decisions.ranks.items()}
-    lengths = None
-    if decisions.by_length:
-        if query_bases is None:
-            raise ValueError("a calibration by length needs the held-out queries' bases")
-        lengths = [np.asarray(query_bases, dtype=np.float64)[labelled][group] for group in (~unseen, unseen)]
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None, lengths,
+    if decisions.by_length and query_bases is None:
+        raise ValueError("a calibration by length needs the held-out queries' bases")
+    if decisions.by_rate and query_rates is None:
+        raise ValueError("a calibration by error rate needs the held-out queries' rates")
+    own = query_columns(None if not decisions.by_length else np.asarray(query_bases)[labelled],
+                        None if not decisions.by_rate else np.asarray(query_rates)[labelled])
+    own = None if own is None else [own[group] for group in groups]
+    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None, own,
                                [{r: x[group] for r, x in by_rank.items()} for group in groups], HELD_OUT_RIDGE)
     return Calibration(
         k, prior_unseen, new_above, fitted,
@@ -230,6 +245,7 @@ def fit_calibration_held_out(
          "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
         list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length, decisions.rank_parts,
         decisions.containment, decisions.containment_source, decisions.contained_search,
+        stop_model=decisions.stop_model,
     )
 
 
@@ -247,20 +263,19 @@ def _contained(queries: np.ndarray, profiles: np.ndarray, vectors: np.ndarray, h
 def _fit_ranks(
     scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
     vote_taus: Mapping[str, float] | None = None, gaps: dict[str, RankGaps] | None = None,
-    lengths: list[np.ndarray] | None = None, rank_sims: list[dict[str, np.ndarray]] | None = None,
+    own: list[np.ndarray] | None = None, rank_sims: list[dict[str, np.ndarray]] | None = None,
     ridge: float = MAP_RIDGE,
 ) -> tuple[dict[str, dict], dict]:
     """Per rank, top-down: the vote temperature that makes the most correct winners at the
     scenarios' shares (unless given in ``vote_taus``), the vote-share temperature whose
     per-scenario logistic maps have the least log-loss, and those maps refined by isotonic
     regression; then the scenario model on every rank's features (with the ranks' barcode
-    ``gaps``, five of them; with each scenario's query ``lengths`` in bases, one more: their
-    log). A scenario is ``(truth codes by rank, rows, sims, share, the rank whose taxon its
-    queries left out of the reference or None)``; ``rank_sims``, per scenario, the similarities
+    ``gaps``, five of them; then each scenario's queries' ``own`` features, ``calibration.query_columns``:
+    their log length, their log error rate). A scenario is ``(truth codes by rank, rows, sims, share,
+    the rank whose taxon its queries left out of the reference or None)``; ``rank_sims``, per scenario, the similarities
     of the ranks read from a part of the vectors; ``ridge``: the maps' ridge (``l2`` of
     ``probability_map.fit_map``).
     Returns the ranks' fits and the scenario model (JSON)."""
-    logs = None if lengths is None else [np.log(np.maximum(b, 1.0))[:, None] for b in lengths]
     rank_sims = rank_sims or [{} for _ in scenarios]
     views = [Neighbours(rows[:, :k], sims[:, :k], {r: x[:, :k] for r, x in by_rank.items()})
              for (_, rows, sims, *_), by_rank in zip(scenarios, rank_sims)]
@@ -287,7 +302,7 @@ def _fit_ranks(
         best = None
         for tau in taus:
             x = [v.features(p, tau, gaps and gaps[rank], ex) for v, p, ex in zip(votes, picks, excluded)]
-            x = x if logs is None else [np.hstack([xs, log]) for xs, log in zip(x, logs)]
+            x = x if own is None else [np.hstack([xs, mine]) for xs, mine in zip(x, own)]
             maps = [fit_map(xs[w > 0], y[w > 0], w[w > 0], ridge) for xs, y, w in zip(x, right, weight)]
             loss = sum(m.pop("loss") for m in maps)
             if best is None or loss < best[0]:

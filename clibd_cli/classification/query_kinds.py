@@ -34,7 +34,8 @@ refitted on the held-out queries' stretches copied so: it is fitted only with ``
 pseudo-queries alone it gave a species to 13–18 % of new species' partial reads). ``clibd classify``
 sends a partial barcode there when it meets a stop, and every partial barcode of a run of reads
 (:func:`read_run`: most reads with errors meet none); an index built before session 25 fitted it on
-the copies with a frame break only.
+the copies with a frame break only. Its maps read the run's error rate per base too, told from the
+stops of its first partial barcodes (``error_rate.py``; copies at ``read_errors.PARTIAL_RATES``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import numpy as np
 
 from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.contained import MAX_RECORDS as CONTAINED_RECORDS
+from clibd_cli.classification.error_rate import fit_stop_model
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out, reference_gaps
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
@@ -137,6 +139,8 @@ class PartialQueries:
     held_out: tuple[np.ndarray, np.ndarray] | None  # stretches of the held-out queries: vectors, bases
     stretches: list[str] | None = None  # the stretches (containment read from holdings needs their 5-mers)
     held_stretches: list[str] | None = None
+    rates: np.ndarray | None = None  # reads: the errors per base each stretch was copied with
+    held_rates: np.ndarray | None = None
 
     def profiles(self, held_out: bool = False) -> np.ndarray:
         """The square-root 5-mer profiles of the stretches (or of the held-out queries')."""
@@ -255,7 +259,9 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     k-mer containment: of ``partial_part``'s k-mer profiles, or, where the index keeps its
     records' 5-mers (a learned model's, ``reference/holdings.py``), the finest rank from those; either
     way a stretch a record holds whole is searched by its 5-mers (``contained.py``; references of up
-    to ``contained.MAX_RECORDS``)."""
+    to ``contained.MAX_RECORDS``). Partial reads with errors (``reads``) copied at several rates
+    (``short.rates``) read the run's error rate too, told by the stop model fitted on them all
+    (``error_rate.py``)."""
     source = "vectors"
     if index.holdings is not None:
         partial_containment, source = [index.ranks[-1]], "holdings"
@@ -263,15 +269,23 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     parts.update({rank: parts.get(rank, [0, index.manifest["dim"]]) for rank in partial_containment})
     held = held_out_labels is not None and short.held_out is not None
     profiles = source == "holdings"
+    stop_model = None
+    if short.rates is not None:  # reads copied at several rates: the stops of every copy tell them apart
+        copies = [(short.rates, short.bases, short.stretches)]
+        copies += [(short.held_rates, short.held_out[1], short.held_stretches)] if held else []
+        stop_model = fit_stop_model(np.concatenate([c[0] for c in copies]), np.concatenate([c[1] for c in copies]),
+                                    frame_breaks([s for c in copies for s in c[2]]))
     fitted = fit_calibration(index, query_vectors=short.vectors, query_rows=short.rows, query_bases=short.bases,
                              k=k, prior_unseen=prior_unseen, seed=seed, barcode_gaps=held_out_labels is not None,
                              rank_parts=parts, containment=partial_containment, containment_source=source,
                              query_profiles=short.profiles() if profiles else None, threads=threads,
-                             contained_search=bool(partial_containment) and len(index) <= CONTAINED_RECORDS)
+                             contained_search=bool(partial_containment) and len(index) <= CONTAINED_RECORDS,
+                             query_rates=short.rates, stop_model=stop_model)
     if held:
         fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
                                           prior_unseen=prior_unseen, query_bases=short.held_out[1],
-                                          query_profiles=short.profiles(held_out=True) if profiles else None)
+                                          query_profiles=short.profiles(held_out=True) if profiles else None,
+                                          query_rates=short.held_rates)
     fitted.read_run = reads  # short: every partial copy with errors (read_errors.partial_read_queries)
     return fitted.to_json()
 

@@ -9,7 +9,8 @@ default, the copies at each in turn) copies up to ``MAX_READS`` reference record
 break calibrate the ``dna~`` queries (``query_kinds.py``), the clean records the other kinds
 exactly as without them. The partial-barcode pseudo-queries are copied so too, for the
 ``dna<500~`` queries (:func:`partial_read_pseudo_queries`): every copy, with a frame break or
-not, as a run of reads sends every partial barcode there (``query_kinds.read_run``).
+not, as a run of reads sends every partial barcode there (``query_kinds.read_run``), at each of
+``PARTIAL_RATES`` in turn, as those maps read the run's error rate (``error_rate.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from models.errors import ClibdError
 MAX_READS = 6000  # reference records copied with errors for the dna~ pseudo-queries
 MAX_PARTIAL_READS = 1500  # of the dna<500 pseudo-queries, those copied for the dna<500~ ones (index build time)
 DEFAULT_RATES = (0.01, 0.02)  # errors per base of the copies, in turn (benchmarks/README.md, session 16)
+PARTIAL_RATES = (0.005, 0.01, 0.02, 0.03, 0.05)  # of the dna<500~ copies, whose maps read the run's rate
 
 
 def read_rates(asked: tuple[float, ...] | None, sketch) -> tuple[float, ...]:
@@ -65,22 +67,22 @@ def held_out_reads(held_out: References, rates: Sequence[float]) -> References:
     return reads
 
 
-def partial_read_pseudo_queries(partial: tuple[Sequence[int], Sequence[str]], rates: Sequence[float],
-                                seed: int) -> tuple[list[int], list[str]]:
+def partial_read_pseudo_queries(partial: tuple[Sequence[int], Sequence[str]],
+                                seed: int) -> tuple[list[int], list[str], list[float]]:
     """The ``dna<500`` pseudo-queries ``partial`` (reference rows and their stretches,
-    ``query_kinds.short_pseudo_queries``), each copied with errors at ``rates`` in turn: the rows and
-    copies of those that stay partial (the ``dna<500~`` pseudo-queries), whether they read with a
-    frame break or not (a run of reads sends them all there; until session 25 only those with
-    one: the others' known species then read as new, benchmarks/README.md)."""
+    ``query_kinds.short_pseudo_queries``), each copied with errors at ``PARTIAL_RATES`` in turn: the
+    rows, copies and rates of those that stay partial (the ``dna<500~`` pseudo-queries), whether they
+    read with a frame break or not (a run of reads sends them all there; until session 25 only those
+    with one: the others' known species then read as new, benchmarks/README.md)."""
     rows, stretches = partial
-    copies = _copies(stretches, [f"{seed} partial {row}" for row in rows], rates)
-    reads = np.array([unambiguous_bases(c) for c in copies]) < SHORT_BELOW
-    return [row for row, is_read in zip(rows, reads) if is_read], [c for c, is_read in zip(copies, reads) if is_read]
+    copies = _copies(stretches, [f"{seed} partial {row}" for row in rows], PARTIAL_RATES)
+    rates = [PARTIAL_RATES[i % len(PARTIAL_RATES)] for i in range(len(copies))]
+    kept = np.flatnonzero(np.array([unambiguous_bases(c) for c in copies], dtype=np.int64) < SHORT_BELOW)
+    return [rows[i] for i in kept], [copies[i] for i in kept], [rates[i] for i in kept]
 
 
 def partial_read_queries(embedder: Embedder, partial: tuple[Sequence[int], Sequence[str]],
-                         held_out: tuple[Sequence[str], dict] | None, rates: Sequence[float],
-                         seed: int) -> tuple[PartialQueries, dict | None]:
+                         held_out: tuple[Sequence[str], dict] | None, seed: int) -> tuple[PartialQueries, dict | None]:
     """The ``dna<500~`` pseudo-queries of (up to ``MAX_PARTIAL_READS`` of, seeded) ``partial``
     (:func:`partial_read_pseudo_queries`) embedded as reads, with the ``held_out`` queries' stretches
     (their barcodes cut as ``query_kinds.short_queries`` cuts them) copied so, and the labels by rank
@@ -90,14 +92,15 @@ def partial_read_queries(embedder: Embedder, partial: tuple[Sequence[int], Seque
         picked = np.sort(np.random.default_rng([seed, MAX_PARTIAL_READS]).choice(len(rows), MAX_PARTIAL_READS,
                                                                                  replace=False))
         rows, stretches = [rows[i] for i in picked], [stretches[i] for i in picked]
-    short = short_queries(embedder, partial_read_pseudo_queries((rows, stretches), rates, seed), None, seed,
-                          reads=True)
+    *plan, rates = partial_read_pseudo_queries((rows, stretches), seed)
+    short = short_queries(embedder, plan, None, seed, reads=True)
+    short.rates = np.array(rates)
     if held_out is None:
         return short, None
     barcodes, labels = held_out
-    kept, copies = partial_read_pseudo_queries((range(len(barcodes)), partial_barcodes(barcodes, seed)), rates, seed)
+    kept, copies, rates = partial_read_pseudo_queries((range(len(barcodes)), partial_barcodes(barcodes, seed)), seed)
     short.held_out = (embedder.reads(copies), np.array([unambiguous_bases(c) for c in copies]))
-    short.held_stretches = copies
+    short.held_stretches, short.held_rates = copies, np.array(rates)
     return short, {rank: [values[i] for i in kept] for rank, values in labels.items()}
 
 

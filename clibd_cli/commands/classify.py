@@ -63,7 +63,9 @@ def _prior(ctx, param, value: str) -> float | None:
                    "meets a stop: most reads with errors meet none, and by the clean stretches' confidences a "
                    "known species' read looks like a new species'. auto takes the run for reads when 5 % of the "
                    "partial barcodes in its first 10,000 records, and 10 or more, meet a stop (clean ones: "
-                   "0.01 %), or as many of its whole ones (clean ones: 0.12 %), and says so on stderr.")
+                   "0.01 %), or as many of its whole ones (clean ones: 0.12 %), and says so on stderr. The "
+                   "partial reads' confidences read the run's errors per base too, told from the stops its "
+                   "first partial barcodes meet (said on stderr: 'reads taken to have X % errors per base').")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="List the N nearest reference records per query: in TSV instead of the classification "
                    "(long format: N rows each, fewer if the reference is smaller, with the columns query_id "
@@ -110,7 +112,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     read with sequencing errors) the index's confidences for reads (dna~, fitted on reference
     barcodes copied with simulated errors: clibd index --calibrate-errors); a partial one that
     meets a stop, or every partial one of a run of reads (--reads), those for partial reads
-    (dna<500~, with --calibrate-on); each kind with its own share of new species.
+    (dna<500~, with --calibrate-on; they read the run's error rate, told from its stops); each
+    kind with its own share of new species.
 
     \b
     Writes one TSV row per input record, in input order (barcodes, then the photos not paired

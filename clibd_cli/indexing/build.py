@@ -172,7 +172,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     partial_reads = None  # dna<500~ only with held-out queries: on pseudo-queries alone it was too sure of new species
     if partial is not None and rates and queries is not None:
         log.info("embedding partial barcodes with simulated sequencing errors for the dna<500~ calibration")
-        partial_reads = partial_read_queries(embedder, partial, (held_barcodes, queries[1]), rates, run.seed)
+        partial_reads = partial_read_queries(embedder, partial, (held_barcodes, queries[1]), run.seed)
     for kind in [kind for kind in (READ_KIND, SHORT_READ_KIND) if kind in (target.calibration or {}) and rates == ()]:
         del target.calibration[kind]
         log.warning("the index's %s calibration dropped (--calibrate-errors 0): reads with sequencing errors "

@@ -1,0 +1,63 @@
+"""A run's sequencing error rate, told from the stops its partial barcodes' best frames meet.
+
+An insertion or deletion shifts the rest of a read's frame, which then meets a stop codon sooner
+or later: the more errors per base and the longer the read, the likelier (of BOLD's held-out
+stretches of 100-199 bases, 18 % meet one at 0.5 % errors, 31 % at 1 %, 54 % at 3 %; of 400-499
+bases, 69, 87 and 99 %). A read farther from its species' records the more errors it has, the
+``dna<500~`` maps fitted at one rate were over-confident for reads with fewer errors and
+under-confident for reads with more (benchmarks/README.md, *A run's error rate*), so they read the
+run's rate too (``calibration.RATE_FEATURE``), fitted on copies at ``read_errors.PARTIAL_RATES``.
+The stop model, fitted on those same copies, is a logistic map of (log rate, log bases, their
+product) to the chance of a stop (``probability_map.fit_logistic``); a run's rate is the one under
+which its first partial barcodes' stops are likeliest, within the rates fitted (:func:`run_rate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from clibd_cli.classification.probability_map import apply_map, fit_logistic
+
+DEFAULT_RATE = 0.01  # for a run whose first records hold no partial barcode to tell it
+_GRID = 97  # rates tried between the fitted ones, evenly on a log scale
+_RIDGE = 1e-2
+
+
+def _design(log_rate: np.ndarray, bases: np.ndarray) -> np.ndarray:
+    log_bases = np.log(np.maximum(np.asarray(bases, dtype=np.float64), 1.0))
+    log_rate, log_bases = np.broadcast_arrays(log_rate, log_bases)
+    return np.stack([log_rate, log_bases, log_rate * log_bases], axis=-1)
+
+
+def fit_stop_model(rates: Sequence[float], bases: Sequence[int], breaks: Sequence[int]) -> dict:
+    """The stop model (JSON-able) of copies with errors at ``rates`` per base, of ``bases``
+    unambiguous bases each, whose best frames met ``breaks`` stops; ``"rates"``: the range fitted."""
+    rates = np.asarray(rates, dtype=np.float64)
+    if len(rates) == 0 or rates.min() <= 0 or rates.min() == rates.max():
+        raise ValueError("a stop model needs copies at two error rates or more, all above 0")
+    stopped = (np.asarray(breaks) > 0).astype(np.float64)
+    fit = fit_logistic(_design(np.log(rates), np.asarray(bases)), stopped, np.ones(len(rates)), _RIDGE)
+    return {key: fit[key] for key in ("mean", "scale", "coef", "intercept")} | {
+        "iso_x": [], "iso_y": [], "rates": [float(rates.min()), float(rates.max())]}
+
+
+def stop_chance(model: dict, rate: float, bases: Sequence[int]) -> np.ndarray:
+    """``[N]`` the chance that a read of ``bases`` unambiguous bases, with ``rate`` errors per base,
+    meets a stop in its best frame."""
+    return apply_map(model, _design(np.log(rate), np.asarray(bases)))
+
+
+def run_rate(model: dict, bases: Sequence[int], breaks: Sequence[int]) -> float:
+    """The error rate per base under which partial barcodes of ``bases`` unambiguous bases meeting
+    ``breaks`` stops are likeliest, among the rates ``model`` was fitted on and between
+    (``DEFAULT_RATE`` within them where there are none: nothing tells it)."""
+    low, high = model["rates"]
+    if len(bases) == 0:
+        return float(np.clip(DEFAULT_RATE, low, high))
+    grid = np.geomspace(low, high, _GRID)
+    stopped = np.asarray(breaks) > 0
+    chance = np.clip(apply_map(model, _design(np.log(grid)[:, None], np.asarray(bases)[None, :])), 1e-9, 1 - 1e-9)
+    likelihood = np.where(stopped[None, :], np.log(chance), np.log1p(-chance)).sum(axis=1)
+    return float(grid[int(np.argmax(likelihood))])

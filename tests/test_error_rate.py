@@ -1,0 +1,80 @@
+"""A run's sequencing error rate, told from its partial barcodes' stops (``error_rate.py``), and
+the ``dna<500~`` maps that read it (``calibration.RATE_FEATURE``)."""
+
+import random
+
+import numpy as np
+import pytest
+from fixtures.specimens import specimens, stretch
+
+from clibd_cli.classification.calibration import RATE_FEATURE, Calibration
+from clibd_cli.classification.error_rate import DEFAULT_RATE, fit_stop_model, run_rate, stop_chance
+from clibd_cli.classification.read_errors import PARTIAL_RATES, partial_read_pseudo_queries
+from clibd_cli.embedding.translation import frame_breaks
+from clibd_cli.io.sequences import unambiguous_bases, with_errors
+from models.errors import ClibdError
+
+BARCODES = [r.barcode for r in specimens(n_species=60, per_species=5, unnamed=0)]
+
+
+def _reads(rate: float, length: int, seed: str) -> tuple[list[int], np.ndarray]:
+    """Stretches of ``length`` bases of the real barcodes with errors at ``rate``: their bases and stops."""
+    reads = [with_errors(stretch(b, length, f"{seed}{i}"), rate, random.Random(f"{seed}{i}"))
+             for i, b in enumerate(BARCODES)]
+    return [unambiguous_bases(r) for r in reads], frame_breaks(reads)
+
+
+@pytest.fixture(scope="module")
+def stop_model() -> dict:
+    """Fitted on the barcodes' partial pseudo-queries copied at ``PARTIAL_RATES`` in turn, as an index fits it."""
+    rows, copies, rates = partial_read_pseudo_queries(
+        (range(len(BARCODES) * 4), [stretch(b, 100 + 30 * i % 399, f"fit{i}") for i, b in enumerate(BARCODES * 4)]), 0)
+    assert sorted(set(rates)) == list(PARTIAL_RATES) and len(rows) == len(copies) == len(rates)
+    return fit_stop_model(rates, [unambiguous_bases(c) for c in copies], frame_breaks(copies))
+
+
+def test_the_stop_model_knows_more_errors_and_longer_reads_meet_more_stops(stop_model):
+    assert stop_model["rates"] == [min(PARTIAL_RATES), max(PARTIAL_RATES)]
+    chance = [stop_chance(stop_model, rate, [150, 300, 450]) for rate in (0.005, 0.01, 0.03)]
+    assert all(np.all(np.diff(c) > 0) for c in chance)  # longer: likelier
+    assert np.all(np.diff(np.array(chance), axis=0) > 0)  # more errors: likelier
+    bases, breaks = _reads(0.01, 300, "check")  # against what reads of 300 bases with 1 % errors meet
+    assert abs(stop_chance(stop_model, 0.01, bases).mean() - (breaks > 0).mean()) < 0.12
+
+
+@pytest.mark.parametrize("rate", [0.007, 0.015, 0.035])
+def test_a_runs_error_rate_is_told_from_its_stops(stop_model, rate):
+    bases, breaks = _reads(rate, 250, f"run{rate}")
+    told = run_rate(stop_model, bases, breaks)
+    assert rate / 1.6 < told < rate * 1.6, told
+
+
+def test_a_clean_run_or_none_is_told_within_the_fitted_rates(stop_model):
+    bases, breaks = _reads(0.0, 250, "clean")
+    assert not breaks.any() and run_rate(stop_model, bases, breaks) == min(PARTIAL_RATES)
+    assert run_rate(stop_model, [], []) == DEFAULT_RATE
+    bases, breaks = _reads(0.15, 250, "awful")  # beyond the fitted rates: their highest
+    assert run_rate(stop_model, bases, breaks) == pytest.approx(max(PARTIAL_RATES))
+
+
+def test_a_stop_model_needs_copies_at_two_rates():
+    with pytest.raises(ValueError, match="two error rates"):
+        fit_stop_model([0.01] * 20, [200] * 20, [0, 1] * 10)
+
+
+def test_maps_that_read_the_rate_say_so_and_refuse_a_stop_model_gone(stop_model):
+    from clibd_cli.classification.decision import label
+    from clibd_cli.classification.probability_map import fit_map
+
+    features = 3 + 1 + 1  # the neighbours', log_bases, log_error_rate
+    x = np.random.default_rng(0).normal(size=(50, features))
+    maps = [fit_map(x, (x[:, 0] > 0).astype(float), np.ones(50), 1.0)]
+    calibration = Calibration(5, None, 0.1, {"species": {"tau_vote": 1.0, "tau_share": 1.0, "maps": maps}},
+                              {}, by_length=True, stop_model=stop_model)
+    data = calibration.to_json()
+    assert data["features"][-2:] == ["log_bases", RATE_FEATURE] and Calibration.from_json(data).by_rate
+    calibration.check()
+    with pytest.raises(ClibdError, match="unsupported calibration"):
+        Calibration.from_json({k: v for k, v in data.items() if k != "stop_model"})
+    with pytest.raises(ValueError, match="give rate"):
+        label(np.zeros((1, 5), dtype=np.int64), np.ones((1, 5)), None, calibration, bases=np.array([200]))
