@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from clibd_cli.classification.query_kinds import short_pseudo_queries, short_queries
-from clibd_cli.classification.read_errors import held_out_reads, partial_read_queries, read_pseudo_queries
+from clibd_cli.classification.read_errors import (DEFAULT_RATES, held_out_reads, partial_read_queries,
+                                                 read_pseudo_queries)
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
 from clibd_cli.reference.hnsw_index import load_index
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="trained model directory (RUN/best)")
     parser.add_argument("data", type=Path, help="BOLD dataset HDF5 from clibd prepare")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "clibd-default")
-    parser.add_argument("--calibrate-errors", default="0.01,0.02",
+    parser.add_argument("--calibrate-errors", default=",".join(map(str, DEFAULT_RATES)),
                         help="errors per base of the reads' copies, in turn (clibd index's option)")
     args = parser.parse_args()
 
@@ -90,11 +91,12 @@ def main() -> None:
     partial = short_pseudo_queries(records.items, range(len(records)), seed=0)
     short = short_queries(embedder, partial, queries.items, seed=0)
     rates = tuple(float(r) for r in args.calibrate_errors.split(","))
-    short_reads = partial_read_queries(embedder, partial, (queries.items, queries.labels), rates, seed=0)
-    rows, copies = read_pseudo_queries(records.items, range(len(records)), rates, seed=0)
-    reads = held_out_reads(queries, rates)  # as clibd index copies them
+    short_reads = partial_read_queries(embedder, partial, (queries.items, queries.labels), seed=0)
+    rows, copies, each, stops = read_pseudo_queries(records.items, range(len(records)), rates, seed=0)
+    reads, held_each = held_out_reads(queries, rates)  # as clibd index copies them
     pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short,
-               pseudo_reads=(rows, embedder.reads(copies)), held_reads=(embedder.reads(reads.items), reads.labels),
+               pseudo_reads=(rows, embedder.reads(copies), each, stops),
+               held_reads=(embedder.reads(reads.items), reads.labels, held_each),
                short_reads=short_reads)
     print(f"reference -> {PACK} ({sum(f.stat().st_size for f in PACK.iterdir()) / 1e6:.1f} MB)")
 

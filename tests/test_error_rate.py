@@ -8,7 +8,7 @@ import pytest
 from fixtures.specimens import specimens, stretch
 
 from clibd_cli.classification.calibration import RATE_FEATURE, Calibration
-from clibd_cli.classification.error_rate import DEFAULT_RATE, fit_stop_model, run_rate, stop_chance
+from clibd_cli.classification.error_rate import DEFAULT_RATE, fit_stop_model, run_rate, stop_chance, windows
 from clibd_cli.classification.read_errors import PARTIAL_RATES, partial_read_pseudo_queries
 from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.io.sequences import unambiguous_bases, with_errors
@@ -47,6 +47,15 @@ def test_a_runs_error_rate_is_told_from_its_stops(stop_model, rate):
     bases, breaks = _reads(rate, 250, f"run{rate}")
     told = run_rate(stop_model, bases, breaks)
     assert rate / 1.6 < told < rate * 1.6, told
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.03])
+def test_whole_reads_tell_their_rate_by_their_windows(stop_model, rate):
+    """A whole read meets a stop at nearly any rate; its 200-base windows, each read on its own, do not."""
+    assert windows(["A" * 650, "C" * 199]) == ["A" * 200] * 3
+    reads = [with_errors(b, rate, random.Random(f"whole{i}")) for i, b in enumerate(BARCODES)]
+    assert (frame_breaks(reads) > 0).mean() > 0.9
+    assert rate / 1.6 < run_rate(stop_model, [], [], reads) < rate * 1.6
 
 
 def test_a_clean_run_or_none_is_told_within_the_fitted_rates(stop_model):

@@ -196,7 +196,7 @@ def test_a_run_of_reads_is_told_its_error_rate_which_its_confidences_read(read_i
     assert classifier.calibrations[SHORT_READ_KIND].by_rate and 0.005 <= classifier.read_rate <= 0.05
     next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, clean)], 512))
     assert classifier.read_rate == 0.005  # a new run, clean: the lowest rate fitted
-    monkeypatch.setattr("clibd_cli.classification.classifier.run_rate", lambda model, bases, breaks: 0.05)
+    monkeypatch.setattr("clibd_cli.classification.classifier.run_rate", lambda model, bases, breaks, whole=(): 0.05)
     other = next(Classifier(root / "index").stream(queries, 512))
     assert any(a.prediction.confidence != b.prediction.confidence for a, b in zip(told, other))
     monkeypatch.undo()

@@ -1,16 +1,15 @@
 """The library behind ``clibd classify``: a model and a reference index, specimens in, lineages out.
 
-Query vectors are searched in the index and the neighbours turned into per-rank labels with
-the confidence calibration stored in the index for that kind of query (``dna``, ``dna<500``
-for partial barcodes, ``dna~`` for reads with sequencing errors, ``dna<500~`` for partial ones,
-every partial barcode of a run told from its first call's to be of reads, ``image`` or
-``image+dna``; fitted by ``clibd index``, see ``query_kinds.py``). A fused specimen (photo and barcode) is embedded as
-the normalised sum of its two embeddings. The confidences assume a share of queries from
-species absent from the reference: fixed, or estimated per kind of query from the first call's
-queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run; a kind
-first met in a later call takes the share its estimate would have started from (the whole
-barcodes' estimate for partial barcodes and reads), so that how a run is cut into calls
-(``--batch-size``) never changes an answer.
+Query vectors are searched in the index and the neighbours turned into per-rank labels with the confidence
+calibration stored in the index for that kind of query (``dna``, ``dna<500`` for partial barcodes, ``dna~`` for
+reads with sequencing errors, ``dna<500~`` for partial ones, every partial barcode of a run told from its first
+call's to be of reads, ``image`` or ``image+dna``; fitted by ``clibd index``, see ``query_kinds.py``); a fused
+specimen (photo and barcode) is embedded as the normalised sum of its two embeddings; the reads' maps read the
+run's error rate (``error_rate.py``). The confidences assume a share of queries from species absent from the
+reference: fixed, or estimated per kind of query from the first call's queries
+(``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run; a kind first met in a later call
+takes the share its estimate would have started from (the whole barcodes' estimate for partial barcodes and
+reads), so that how a run is cut into calls (``--batch-size``) never changes an answer.
 """
 
 from __future__ import annotations
@@ -181,10 +180,11 @@ class Classifier:
         strays = {dna_at[j] for j, _ in off_target}
         if self._first_call:  # off-target junk meets stops too: not counted
             kept = {i: n for i, n in breaks.items() if i not in strays}
-            partial = [i for i in kept if bases[i] < SHORT_BELOW]
+            partial, whole = ([i for i in kept if (bases[i] < SHORT_BELOW) == short] for short in (True, False))
             if self._tells_reads:
-                self._tell_reads([kept[i] for i in partial], [n for i, n in kept.items() if bases[i] >= SHORT_BELOW])
-            self._tell_rate([bases[i] for i in partial], [kept[i] for i in partial])
+                self._tell_reads([kept[i] for i in partial], [kept[i] for i in whole])
+            self._tell_rate([bases[i] for i in partial], [kept[i] for i in partial],
+                            [results[i].query.barcode for i in whole], read_run(list(kept.values())))
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), self.read_run)
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
@@ -217,19 +217,19 @@ class Classifier:
 
     @property
     def _rate_model(self) -> dict | None:
-        """The stop model that tells a run's error rate, where the ``dna<500~`` maps read it."""
-        calibration = self.calibrations.get(SHORT_READ_KIND) if SHORT_READ_KIND in self.query_kinds else None
-        return calibration and calibration.stop_model
+        """The stop model that tells a run's error rate, where the ``dna<500~`` or ``dna~`` maps read it."""
+        kinds = [kind for kind in (SHORT_READ_KIND, READ_KIND) if kind in self.query_kinds]
+        return next((self.calibrations[k].stop_model for k in kinds if self.calibrations[k].by_rate), None)
 
-    def _tell_rate(self, bases: list[int], breaks: list[int]) -> None:
-        """The run's errors per base, from the stops its first partial barcodes of ``bases``
-        unambiguous bases meet (``breaks``; ``error_rate.run_rate``), said on stderr for a run of reads."""
+    def _tell_rate(self, bases: list[int], breaks: list[int], whole: list[str], reads: bool) -> None:
+        """The run's errors per base, from the stops its first partial barcodes (``bases``, ``breaks``) and
+        ``whole`` ones' windows meet (``error_rate.run_rate``), said on stderr for a run of ``reads``."""
         model = self._rate_model
-        self.read_rate = None if model is None else run_rate(model, bases, breaks)
-        if model is not None and self.read_run:
-            log.info("the run's reads taken to have %.1f %% errors per base (told from %s; fitted %g-%g %%)",
-                     100 * self.read_rate, f"the stops of the first {counted(len(bases), 'partial barcode')}"
-                     if bases else "nothing", *(100 * r for r in model["rates"]))
+        self.read_rate = None if model is None else run_rate(model, bases, breaks, whole)
+        if model is not None and reads:
+            log.info("the run's reads taken to have %.1f %% errors per base (told from the stops of the first %s "
+                     "and %s; fitted %g-%g %%)", 100 * self.read_rate, counted(len(bases), "partial barcode"),
+                     counted(len(whole), "whole one"), *(100 * r for r in model["rates"]))
 
     def _tell_reads(self, partial: list[int], whole: list[int]) -> None:
         """Whether the run is of reads with errors, from the stops the best frames of its first

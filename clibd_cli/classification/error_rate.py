@@ -10,6 +10,9 @@ run's rate too (``calibration.RATE_FEATURE``), fitted on copies at ``read_errors
 The stop model, fitted on those same copies, is a logistic map of (log rate, log bases, their
 product) to the chance of a stop (``probability_map.fit_logistic``); a run's rate is the one under
 which its first partial barcodes' stops are likeliest, within the rates fitted (:func:`run_rate`).
+A whole read meets a stop at nearly any rate (93 % at 1 %, 99 % at 3 %), so whole barcodes tell it
+by their ``WINDOW``-base stretches, each read on its own (:func:`windows`), and the ``dna~`` maps,
+fitted on whole copies at several rates (``read_errors.read_pseudo_queries``), read it too.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from clibd_cli.classification.probability_map import apply_map, fit_logistic
+from clibd_cli.embedding.translation import frame_breaks
+from clibd_cli.io.sequences import unambiguous_bases
 
-DEFAULT_RATE = 0.01  # for a run whose first records hold no partial barcode to tell it
+DEFAULT_RATE = 0.01  # for a run whose first records hold no barcode to tell it
+WINDOW = 200  # bases of the stretches a whole barcode is read in, each for its own stops
 _GRID = 97  # rates tried between the fitted ones, evenly on a log scale
 _RIDGE = 1e-2
 
@@ -43,16 +49,42 @@ def fit_stop_model(rates: Sequence[float], bases: Sequence[int], breaks: Sequenc
         "iso_x": [], "iso_y": [], "rates": [float(rates.min()), float(rates.max())]}
 
 
+def windows(barcodes: Sequence[str]) -> list[str]:
+    """The consecutive ``WINDOW``-base stretches of ``barcodes`` (a shorter rest dropped)."""
+    return [b[at: at + WINDOW] for b in barcodes for at in range(0, len(b) - WINDOW + 1, WINDOW)]
+
+
+def stops_told(barcodes: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    """The evidence whole ``barcodes`` give of their error rate: the unambiguous bases of their
+    :func:`windows` and the stops each one's best frame meets."""
+    cut = windows(barcodes)
+    return [unambiguous_bases(w) for w in cut], frame_breaks(cut)
+
+
+def fit_on_windows(reads: Sequence[str], rates: Sequence[float]) -> dict | None:
+    """The stop model of whole ``reads`` copied with errors at ``rates`` each, from their windows;
+    None unless there are two rates or more."""
+    if len(set(rates)) < 2:
+        return None
+    per_read = [len(windows([r])) for r in reads]
+    bases, breaks = stops_told(reads)
+    return fit_stop_model(np.repeat(np.asarray(rates, dtype=np.float64), per_read), bases, breaks)
+
+
 def stop_chance(model: dict, rate: float, bases: Sequence[int]) -> np.ndarray:
     """``[N]`` the chance that a read of ``bases`` unambiguous bases, with ``rate`` errors per base,
     meets a stop in its best frame."""
     return apply_map(model, _design(np.log(rate), np.asarray(bases)))
 
 
-def run_rate(model: dict, bases: Sequence[int], breaks: Sequence[int]) -> float:
+def run_rate(model: dict, bases: Sequence[int], breaks: Sequence[int], whole: Sequence[str] = ()) -> float:
     """The error rate per base under which partial barcodes of ``bases`` unambiguous bases meeting
-    ``breaks`` stops are likeliest, among the rates ``model`` was fitted on and between
-    (``DEFAULT_RATE`` within them where there are none: nothing tells it)."""
+    ``breaks`` stops, and the windows of the ``whole`` barcodes (:func:`stops_told`), are likeliest,
+    among the rates ``model`` was fitted on and between (``DEFAULT_RATE`` within them where there are
+    none: nothing tells it)."""
+    if len(whole):
+        more = stops_told(whole)
+        bases, breaks = [*bases, *more[0]], [*breaks, *more[1]]
     low, high = model["rates"]
     if len(bases) == 0:
         return float(np.clip(DEFAULT_RATE, low, high))

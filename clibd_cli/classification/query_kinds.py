@@ -164,8 +164,8 @@ def short_queries(embedder: Embedder, plan: tuple[list[int], list[str]], held_ou
 
 def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: int = 0, *,
               k: int = CALIBRATION.neighbours, prior_unseen: float | None = None, seed: int = 0,
-              held_out: tuple[np.ndarray, dict] | None = None, held_reads: tuple[np.ndarray, dict] | None = None,
-              short: PartialQueries | None = None, pseudo_reads: tuple[list[int], np.ndarray] | None = None,
+              held_out: tuple[np.ndarray, dict] | None = None, held_reads: tuple | None = None,
+              short: PartialQueries | None = None, pseudo_reads: tuple | None = None,
               short_reads: tuple[PartialQueries, dict | None] | None = None,
               rank_parts: dict[str, list[int]] | None = None,
               partial_part: list[int] | None = None, partial_containment: Sequence[str] = (),
@@ -178,9 +178,10 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     with pseudo-queries alone they made the confidences of real new species worse:
     benchmarks/README.md). ``prior_unseen`` fixes the share of new species the confidences
     assume (None: estimated per run by clibd classify). ``embedder`` is needed only with ``images``.
-    ``pseudo_reads`` (reference rows and the vectors of their copies with errors,
-    ``read_errors.read_pseudo_queries``) add the ``dna~`` calibration where there are ``FEW_READS``;
-    ``held_reads`` (copies of the held-out queries with errors, as ``held_out``:
+    ``pseudo_reads`` (reference rows, the vectors of their copies with errors, the rate of each and
+    the stop model of them all, ``read_errors.read_pseudo_queries``: where there is one, the maps read
+    the run's error rate) add the ``dna~`` calibration where there are ``FEW_READS``;
+    ``held_reads`` (copies of the held-out queries with errors, as ``held_out``, and their rates:
     ``read_errors.held_out_reads``) refit it where there are ``FEW_READS``; ``short_reads`` (partial
     barcodes with errors that read with a frame break, and the labels of the held-out ones among
     them, ``read_errors.partial_read_queries``) add the ``dna<500~`` calibration likewise.
@@ -194,10 +195,11 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     kmer-aa``; ``fit_calibration``); ``threads``: CPU threads the pseudo-queries' search may use."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
-            harder: int = 0, weight: float = 1.0) -> dict:
+            harder: int = 0, weight: float = 1.0, rates=None, stop_model=None) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
                                prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
-                               rank_parts=parts, sisters=harder, species_weight=weight, threads=threads).to_json()
+                               rank_parts=parts, sisters=harder, species_weight=weight, threads=threads,
+                               query_rates=rates, stop_model=stop_model).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters,
@@ -227,13 +229,14 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.info("%s copied as reads with a frame break, fewer than the %d needed: no dna~ calibration",
                  counted(len(pseudo_reads[0]), "reference record"), FEW_READS)
     elif pseudo_reads is not None:
-        calibration[READ_KIND] = fit(pseudo_reads[1], held_out is not None, pseudo_reads[0], parts=rank_parts,
-                                     harder=sisters, weight=species_weight)
+        rows, vectors, rates, stop_model = pseudo_reads
+        calibration[READ_KIND] = fit(vectors, held_out is not None, rows, parts=rank_parts, harder=sisters,
+                                     weight=species_weight, rates=stop_model and rates, stop_model=stop_model)
     if held_out is not None:
         calibration[modality] = fit_calibration_held_out(index, held_out[0], held_out[1], Calibration.from_json(
             calibration[modality]), prior_unseen=prior_unseen).to_json()
     if held_reads is not None:
-        _fit_reads(calibration, index, held_reads, prior_unseen)
+        refit_reads(calibration, index, held_reads, prior_unseen)
     photos = _photo_vectors(index, embedder, images, first, seed) if images else None
     if photos is not None:
         has_photo = np.abs(photos).sum(axis=1, keepdims=True) > 0
@@ -290,12 +293,13 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     return fitted.to_json()
 
 
-def _fit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray, dict],
+def refit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray, dict, Sequence[float]],
                prior_unseen: float | None) -> None:
-    """Refit (or fit) ``calibration[READ_KIND]`` on ``held_reads`` where there are ``FEW_READS``, with
+    """Refit (or fit) ``calibration[READ_KIND]`` on ``held_reads`` (vectors, labels by rank, rates: of copies
+    with errors of held-out queries, ``read_errors.held_out_reads``) where there are ``FEW_READS``, with
     the decision rule of the reads' calibration (just fitted, or the index's before an append), else
     of the clean barcodes'."""
-    vectors, labels = held_reads
+    vectors, labels, rates = held_reads
     if len(vectors) < FEW_READS:
         log.info("%s with a frame break, fewer than the %d needed to refit the dna~ calibration on them",
                  counted(len(vectors), "held-out read"), FEW_READS)
@@ -303,8 +307,8 @@ def _fit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray
     before = calibration.get(READ_KIND) or _regapped(index, (index.calibration or {}).get(READ_KIND))
     decisions = Calibration.from_json(before or calibration[index.manifest["modality"]])
     try:
-        calibration[READ_KIND] = fit_calibration_held_out(index, vectors, labels, decisions,
-                                                          prior_unseen=prior_unseen).to_json()
+        calibration[READ_KIND] = fit_calibration_held_out(index, vectors, labels, decisions, prior_unseen=prior_unseen,
+                                                          query_rates=rates if decisions.by_rate else None).to_json()
     except ClibdError as exc:
         log.warning("reads with sequencing errors not calibrated on the held-out queries (%s): among the %s "
                     "held-out reads with a frame break, %s", "their calibration stays the reference's own reads'"

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from clibd_cli.classification.error_rate import fit_on_windows
 from clibd_cli.classification.query_kinds import (SHORT_BELOW, PartialQueries, partial_barcodes, read_queries,
                                                   short_queries)
 from clibd_cli.embedding.embedder import Embedder
@@ -29,8 +30,8 @@ from models.errors import ClibdError
 
 MAX_READS = 6000  # reference records copied with errors for the dna~ pseudo-queries
 MAX_PARTIAL_READS = 1500  # of the dna<500 pseudo-queries, those copied for the dna<500~ ones (index build time)
-DEFAULT_RATES = (0.01, 0.02)  # errors per base of the copies, in turn (benchmarks/README.md, session 16)
 PARTIAL_RATES = (0.005, 0.01, 0.02, 0.03, 0.05)  # of the dna<500~ copies, whose maps read the run's rate
+DEFAULT_RATES = PARTIAL_RATES  # of the dna~ copies, in turn (1 and 2 % until session 26: benchmarks/README.md)
 
 
 def read_rates(asked: tuple[float, ...] | None, sketch) -> tuple[float, ...]:
@@ -55,16 +56,18 @@ def _copies(barcodes: Sequence[str], keys: Sequence[str], rates: Sequence[float]
             for i, (b, key) in enumerate(zip(barcodes, keys))]
 
 
-def held_out_reads(held_out: References, rates: Sequence[float]) -> References:
+def held_out_reads(held_out: References, rates: Sequence[float]) -> tuple[References, list[float]]:
     """Copies of the ``held_out`` barcodes with errors at ``rates`` per base in turn (each seeded by its
     record id: the same errors on every run), labelled as their originals: those that read with a
-    frame break (``query_kinds.read_queries``; the others would read the clean barcodes' calibration)."""
+    frame break (``query_kinds.read_queries``; the others would read the clean barcodes' calibration),
+    and the rate of each."""
     copies = _copies(held_out.items, held_out.ids, rates)
-    reads = References(held_out.modality)
+    reads, kept = References(held_out.modality), []
     for i, is_read in enumerate(read_queries(copies)):
         if is_read:
             reads.add(held_out.ids[i], {rank: values[i] for rank, values in held_out.labels.items()}, copies[i])
-    return reads
+            kept.append(rates[i % len(rates)])
+    return reads, kept
 
 
 def partial_read_pseudo_queries(partial: tuple[Sequence[int], Sequence[str]],
@@ -105,13 +108,15 @@ def partial_read_queries(embedder: Embedder, partial: tuple[Sequence[int], Seque
 
 
 def read_pseudo_queries(barcodes: Sequence[str], rows: Sequence[int], rates: Sequence[float],
-                        seed: int) -> tuple[list[int], list[str]]:
+                        seed: int) -> tuple[list[int], list[str], list[float], dict | None]:
     """Up to ``MAX_READS`` of the reference ``rows`` (seeded), each ``barcodes`` copy with errors at
-    ``rates`` in turn: the rows and copies of those that read with a frame break (the ``dna~``
-    pseudo-queries)."""
+    ``rates`` in turn: the rows, copies and rates of those that read with a frame break (the ``dna~``
+    pseudo-queries), and the stop model of every copy (``error_rate.fit_on_windows``; None at one rate)."""
     picked = np.arange(len(rows))
     if len(rows) > MAX_READS:
         picked = np.sort(np.random.default_rng([seed, MAX_READS]).choice(len(rows), MAX_READS, replace=False))
     copies = _copies([barcodes[i] for i in picked], [f"{seed} {rows[i]}" for i in picked], rates)
-    reads = read_queries(copies)
-    return [rows[i] for i, is_read in zip(picked, reads) if is_read], [c for c, is_read in zip(copies, reads) if is_read]
+    each = [rates[i % len(rates)] for i in range(len(copies))]
+    kept = np.flatnonzero(read_queries(copies))
+    return ([rows[picked[i]] for i in kept], [copies[i] for i in kept], [each[i] for i in kept],
+            fit_on_windows(copies, each))

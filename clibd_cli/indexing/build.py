@@ -157,18 +157,18 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         queries = (vectors, {rank: [values[i] for i in keep] for rank, values in found.labels.items()})
         held_barcodes = [found.items[i] for i in keep]
         if rates:
-            copies = held_out_reads(found, rates)
+            copies, each = held_out_reads(found, rates)
             log.info("embedding %s of the held-out queries with simulated sequencing errors (%s per base) "
                      "that read with a frame break", counted(len(copies), "copy", "copies"),
                      " / ".join(map(str, rates)))
-            held_reads = (embedder.reads(copies.items), copies.labels)
+            held_reads = (embedder.reads(copies.items), copies.labels, each)
     if partial is not None:
         log.info("embedding %s for the dna<500 calibration", counted(len(partial[0]), "partial barcode"))
         short = short_queries(embedder, partial, held_barcodes, run.seed)
     if reads is not None:
         log.info("embedding %s with simulated sequencing errors for the dna~ calibration",
                  counted(len(reads[0]), "read"))
-        reads = (reads[0], embedder.reads(reads[1]))
+        reads = (reads[0], embedder.reads(reads[1]), *reads[2:])
     partial_reads = None  # dna<500~ only with held-out queries: on pseudo-queries alone it was too sure of new species
     if partial is not None and rates and queries is not None:
         log.info("embedding partial barcodes with simulated sequencing errors for the dna<500~ calibration")

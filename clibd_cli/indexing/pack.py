@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration, search_part
-from clibd_cli.classification.query_kinds import (SHORT_KIND, SHORT_READ_KIND, PartialQueries, calibrate,
-                                                  partial_calibration)
+from clibd_cli.classification.fitting import fit_calibration
+from clibd_cli.classification.query_kinds import (READ_KIND, SHORT_KIND, SHORT_READ_KIND, PartialQueries, calibrate,
+                                                  partial_calibration, refit_reads)
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.holdings import HOLDINGS_FILE, checked_holdings, load_holdings, save_holdings
@@ -160,7 +161,34 @@ def add_partial_reads(path: str | Path, short_reads: PartialQueries, held_out_la
     at = kinds.index(SHORT_KIND) + 1  # as clibd index orders them
     pack["calibration"] = {kind: fitted if kind == SHORT_READ_KIND else pack["calibration"][kind]
                            for kind in [*kinds[:at], SHORT_READ_KIND, *kinds[at:]]}
-    _rewrite(path, pack, lambda tmp: _copied(path, tmp, [*sketch_files(pack["manifest"]), HOLDINGS_FILE]))
+    _rewrite(path, pack, lambda tmp: _copied(path, tmp, _side_files(pack)))
+
+
+def add_reads(path: str | Path, pseudo_reads: tuple, held_reads: tuple) -> None:
+    """Give the pack at ``path`` a ``dna~`` calibration fitted on ``pseudo_reads`` (rows, vectors, rates
+    and stop model of copies of its records with errors, ``read_errors.read_pseudo_queries``) and
+    refitted on ``held_reads`` (``query_kinds.refit_reads``), as ``clibd index`` fits it, with the
+    neighbours, seed, fixed share and pseudo-query recipe of its ``dna`` one; its files and other
+    calibrations as they are (``benchmarks/add_reads.py``)."""
+    path = Path(path)
+    pack, index = _verified(path), unpack_index(path)
+    dna = Calibration.from_json(pack["calibration"][index.manifest["modality"]])
+    rows, vectors, rates, stop_model = pseudo_reads
+    seed = dna.fitted_on.get("seed", 0)
+    fitted = fit_calibration(index, query_vectors=vectors, query_rows=rows, k=dna.k, seed=seed,
+                             prior_unseen=dna.prior_unseen if dna.adaptive else None, barcode_gaps=dna.held_out,
+                             rank_parts=dna.rank_parts, sisters=dna.fitted_on.get("sisters", 0),
+                             species_weight=dna.fitted_on.get("species_weight", 1.0),
+                             query_rates=stop_model and rates, stop_model=stop_model)
+    calibration = {**pack["calibration"], READ_KIND: fitted.to_json()}
+    refit_reads(calibration, index, held_reads, dna.prior_unseen if dna.adaptive else None)
+    pack["calibration"][READ_KIND] = calibration[READ_KIND]
+    _rewrite(path, pack, lambda tmp: _copied(path, tmp, _side_files(pack)))
+
+
+def _side_files(pack: dict) -> list[str]:
+    """The files beside the vectors and records that a calibration's refit copies as they are."""
+    return [*sketch_files(pack["manifest"]), HOLDINGS_FILE]
 
 
 def _partial_like(path: Path, pack: dict, index: ReferenceIndex, short: PartialQueries,
