@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clibd_cli.classification.probability_map import apply_map, fit_logistic
+from clibd_cli.classification.probability_map import apply_map, check_map, fit_logistic
 
 DEFAULT_RATE = 0.01  # for a run whose first records hold no partial barcode to tell it
 _GRID = 97  # rates tried between the fitted ones, evenly on a log scale
@@ -41,6 +41,15 @@ def fit_stop_model(rates: Sequence[float], bases: Sequence[int], breaks: Sequenc
     fit = fit_logistic(_design(np.log(rates), np.asarray(bases)), stopped, np.ones(len(rates)), _RIDGE)
     return {key: fit[key] for key in ("mean", "scale", "coef", "intercept")} | {
         "iso_x": [], "iso_y": [], "rates": [float(rates.min()), float(rates.max())]}
+
+
+def check_stop_model(model: dict) -> None:
+    """ValueError (KeyError, TypeError) unless ``model`` is a stop model as :func:`fit_stop_model`
+    writes it: a map of its three features and the range of rates fitted."""
+    check_map(model, 3)  # _design's: log rate, log bases, their product
+    low, high = (float(rate) for rate in model["rates"])
+    if not 0 < low < high:
+        raise ValueError("the stop model's rates are not a range of error rates above 0")
 
 
 def stop_chance(model: dict, rate: float, bases: Sequence[int]) -> np.ndarray:
