@@ -33,6 +33,15 @@ def stop_model() -> dict:
     return fit_stop_model(rates, [unambiguous_bases(c) for c in copies], frame_breaks(copies))
 
 
+def test_each_partial_copy_keeps_the_rate_it_was_copied_at_when_others_grow_whole():
+    """The copies are made at ``PARTIAL_RATES`` in turn, the first at the first; those that grow to
+    500 bases are left out, and the rates of those after them stay their own."""
+    stretches = [stretch(b, 495 + i % 5, f"long{i}") for i, b in enumerate(BARCODES)]
+    rows, copies, rates = partial_read_pseudo_queries((range(len(stretches)), stretches), 0)
+    assert 0 < len(rows) < len(stretches) - 5  # some grew whole
+    assert rates == [PARTIAL_RATES[row % len(PARTIAL_RATES)] for row in rows]
+
+
 def test_the_stop_model_knows_more_errors_and_longer_reads_meet_more_stops(stop_model):
     assert stop_model["rates"] == [min(PARTIAL_RATES), max(PARTIAL_RATES)]
     chance = [stop_chance(stop_model, rate, [150, 300, 450]) for rate in (0.005, 0.01, 0.03)]
