@@ -9,7 +9,8 @@
    confidences fitted on the held-out `val` + `val_unseen` records (`--calibrate-on`: real
    known and new species, never `test`/`test_unseen`), and those for reads with sequencing
    errors on copies of reference and held-out records with 1 and 2 % simulated errors in turn
-   (`--calibrate-errors`) -> DIR/reference;
+   (`--calibrate-errors`; partial barcodes' at 0.5, 1, 2, 3 and 5 %, `read_errors.PARTIAL_RATES`)
+   -> DIR/reference;
 3. that index packed (int8 vectors, calibrations refitted on them as clibd index fits them: on the
    same held-out records, stretches of them and of reference records for partial barcodes, and the
    copies with errors for reads) -> clibd_cli/bundled/default-reference/.
@@ -91,7 +92,7 @@ def main() -> None:
     partial = short_pseudo_queries(records.items, range(len(records)), seed=0)
     short = short_queries(embedder, partial, queries.items, seed=0)
     rates = tuple(float(r) for r in args.calibrate_errors.split(","))
-    short_reads = partial_read_queries(embedder, partial, (queries.items, queries.labels), seed=0)
+    short_reads = partial_read_queries(embedder, partial, (queries.items, queries.labels), seed=0)  # at PARTIAL_RATES
     rows, copies, each, stops = read_pseudo_queries(records.items, range(len(records)), rates, seed=0)
     reads, held_each = held_out_reads(queries, rates)  # as clibd index copies them
     pack_index(index, PACK, held_out=(embedder.barcodes(queries.items), queries.labels), short=short,

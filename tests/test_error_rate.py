@@ -33,6 +33,15 @@ def stop_model() -> dict:
     return fit_stop_model(rates, [unambiguous_bases(c) for c in copies], frame_breaks(copies))
 
 
+def test_each_partial_copy_keeps_the_rate_it_was_copied_at_when_others_grow_whole():
+    """The copies are made at ``PARTIAL_RATES`` in turn, the first at the first; those that grow to
+    500 bases are left out, and the rates of those after them stay their own."""
+    stretches = [stretch(b, 495 + i % 5, f"long{i}") for i, b in enumerate(BARCODES)]
+    rows, copies, rates = partial_read_pseudo_queries((range(len(stretches)), stretches), 0)
+    assert 0 < len(rows) < len(stretches) - 5  # some grew whole
+    assert rates == [PARTIAL_RATES[row % len(PARTIAL_RATES)] for row in rows]
+
+
 def test_the_stop_model_knows_more_errors_and_longer_reads_meet_more_stops(stop_model):
     assert stop_model["rates"] == [min(PARTIAL_RATES), max(PARTIAL_RATES)]
     chance = [stop_chance(stop_model, rate, [150, 300, 450]) for rate in (0.005, 0.01, 0.03)]
@@ -71,15 +80,22 @@ def test_a_stop_model_needs_copies_at_two_rates():
         fit_stop_model([0.01] * 20, [200] * 20, [0, 1] * 10)
 
 
-def test_maps_that_read_the_rate_say_so_and_refuse_a_stop_model_gone(stop_model):
-    from clibd_cli.classification.decision import label
+@pytest.fixture(scope="module")
+def rate_calibration(stop_model) -> Calibration:
+    """A one-rank calibration whose maps read the query's length and the run's error rate."""
     from clibd_cli.classification.probability_map import fit_map
 
     features = 3 + 1 + 1  # the neighbours', log_bases, log_error_rate
     x = np.random.default_rng(0).normal(size=(50, features))
     maps = [fit_map(x, (x[:, 0] > 0).astype(float), np.ones(50), 1.0)]
-    calibration = Calibration(5, None, 0.1, {"species": {"tau_vote": 1.0, "tau_share": 1.0, "maps": maps}},
-                              {}, by_length=True, stop_model=stop_model)
+    return Calibration(5, None, 0.1, {"species": {"tau_vote": 1.0, "tau_share": 1.0, "maps": maps}},
+                       {}, by_length=True, stop_model=stop_model)
+
+
+def test_maps_that_read_the_rate_say_so_and_refuse_a_stop_model_gone(rate_calibration):
+    from clibd_cli.classification.decision import label
+
+    calibration = rate_calibration
     data = calibration.to_json()
     assert data["features"][-2:] == ["log_bases", RATE_FEATURE] and Calibration.from_json(data).by_rate
     calibration.check()
@@ -87,3 +103,18 @@ def test_maps_that_read_the_rate_say_so_and_refuse_a_stop_model_gone(stop_model)
         Calibration.from_json({k: v for k, v in data.items() if k != "stop_model"})
     with pytest.raises(ValueError, match="give rate"):
         label(np.zeros((1, 5), dtype=np.int64), np.ones((1, 5)), None, calibration, bases=np.array([200]))
+
+
+def test_an_index_whose_stop_model_is_not_as_clibd_writes_it_is_refused_as_it_loads(rate_calibration, stop_model):
+    """As a map not as clibd writes it is (``Calibration.check``), not at the run's first call with a
+    KeyError."""
+    from types import SimpleNamespace
+
+    from clibd_cli.classification.classifier import _checked_calibrations
+
+    for broken in ({k: v for k, v in stop_model.items() if k != "rates"}, {**stop_model, "coef": [1.0]},
+                   {**stop_model, "rates": [0.05, 0.005]}):
+        index = SimpleNamespace(calibration={"dna<500~": {**rate_calibration.to_json(), "stop_model": broken}},
+                                holdings=None, path="index")
+        with pytest.raises(ClibdError, match="not a calibration clibd wrote"):
+            _checked_calibrations(index)

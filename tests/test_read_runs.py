@@ -9,6 +9,7 @@ from fixtures.specimens import run, specimens, stretch, tsv, write_fasta
 from clibd_cli.classification.classifier import Classifier
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import SHORT_KIND, SHORT_READ_KIND, query_kind, read_run
+from clibd_cli.classification.read_errors import PARTIAL_RATES
 from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.io.sequences import with_errors
 
@@ -71,9 +72,10 @@ def test_clibd_classify_says_a_run_is_of_reads_and_cutting_it_changes_nothing(re
     assert f"EM on the first {len(reads)} {SHORT_READ_KIND} queries" in auto.stderr
     assert run("classify", "--index", root / "index", "--batch-size", "7", fasta).stdout == auto.stdout
     assert run("classify", "--index", root / "index", "--reads", "yes", fasta).stdout == auto.stdout
-    fixed = [run("classify", "--index", root / "index", "--prior-unseen", "0.3", *cut, fasta).stdout
-             for cut in ([], ["--batch-size", "7"])]  # told on the first records, not the first batch
-    assert fixed[0] == fixed[1]
+    for told in ([], ["--reads", "yes"]):  # told on the first records, not the first batch (the rate too)
+        fixed = [run("classify", "--index", root / "index", "--prior-unseen", "0.3", *told, *cut, fasta).stdout
+                 for cut in ([], ["--batch-size", "7"])]
+        assert fixed[0] == fixed[1], told
     plain = run("classify", "--index", root / "index", "--reads", "no", fasta)
     assert "taken for raw reads" not in plain.stderr and f"{SHORT_KIND} queries: partial barcodes" in plain.stderr
     rows = {name: tsv(result.stdout) for name, result in (("auto", auto), ("no", plain))}
@@ -103,8 +105,10 @@ def test_a_run_is_told_once_on_its_first_records_and_every_later_block_keeps_it(
     results = [r for block in classifier.stream(queries(reads, clean), 7) for r in block]
     assert classifier.read_run and set(classifier.estimates) == {SHORT_READ_KIND}
     assert len({r.prior_unseen for r in results}) == 1  # the clean stretches read dna<500~ too
+    assert classifier.read_rate > min(PARTIAL_RATES)  # told by the reads, not by the clean blocks after
     list(classifier.stream(queries(clean, reads), 7))
     assert not classifier.read_run and set(classifier.estimates) == {SHORT_KIND, SHORT_READ_KIND}
+    assert classifier.read_rate == min(PARTIAL_RATES)  # told by the clean stretches, not by the reads after
 
 
 def test_junk_is_not_counted_and_reads_yes_sends_clean_stretches_to_the_reads_calibration(read_index, tmp_path):
@@ -122,6 +126,8 @@ def test_junk_is_not_counted_and_reads_yes_sends_clean_stretches_to_the_reads_ca
     assert f"EM on the first {len(clean)} {SHORT_KIND} queries" in auto.stderr
     told = run("classify", "--index", root / "index", "--reads", "yes", fasta)
     assert told.exit_code == 0 and f"EM on the first {len(clean)} {SHORT_READ_KIND} queries" in told.stderr
+    assert f"taken to have {100 * min(PARTIAL_RATES):.1f} % errors per base (told from the stops of the first " \
+        f"{len(clean)} partial barcodes;" in told.stderr  # nor in the error rate told
 
 
 def test_a_model_reading_frame_shifts_through_embeds_every_partial_barcode_of_a_run_of_reads_as_a_read(
@@ -181,8 +187,11 @@ def test_whole_reads_tell_a_run_of_reads_too(read_index):
     classifier = Classifier(root / "index")
     next(classifier.stream(queries, 512))
     assert classifier.read_run and SHORT_KIND not in classifier.estimates and SHORT_READ_KIND in classifier.estimates
+    rate = classifier.read_rate  # told by the partial reads and the whole ones' 200-base windows
+    assert 0.01 <= rate <= 0.04  # 2 % errors
     clean_whole = [Query(f"c{i}", barcode=r.barcode) for i, r in enumerate(known)] + queries[len(whole):]
     next(classifier.stream(clean_whole, 512))
+    assert classifier.read_rate < rate  # clean windows meet no stop
     assert not classifier.read_run and SHORT_KIND in classifier.estimates
 
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from clibd_cli.classification.barcode_gap import GAP_FEATURES, RankGaps
 from clibd_cli.classification.batch_prior import ScenarioModel, adjust, estimate_shares
+from clibd_cli.classification.error_rate import check_stop_model
 from clibd_cli.classification.probability_map import apply_map, check_map
 from clibd_cli.defaults import CALIBRATION
 from clibd_cli.reference.holdings import unpacked
@@ -118,13 +119,16 @@ class Calibration:
 
     def check(self) -> None:
         """ValueError (KeyError, TypeError, AttributeError) unless every rank has one map per
-        scenario, each as ``probability_map.fit_map`` writes it for :attr:`feature_names`."""
+        scenario, each as ``probability_map.fit_map`` writes it for :attr:`feature_names`, and the
+        stop model, if any, is as ``error_rate.fit_stop_model`` writes it."""
         width = len(self.feature_names)
         for fit in self.ranks.values():
             for params in fit["maps"]:
                 check_map(params, width)
         if any(len(fit["maps"]) != len(self.scenarios) for fit in self.ranks.values()):
             raise ValueError("one map per scenario expected")
+        if self.stop_model is not None:  # read by the Classifier at a run's first call
+            check_stop_model(self.stop_model)
 
     def rank_gaps(self) -> dict[str, RankGaps]:
         """The barcode gaps per rank (empty without them)."""
@@ -144,7 +148,8 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
-        features = feature_names(bool(data.get("gaps")), data.get("by_length", False), bool(data.get("stop_model")))
+        features = feature_names(bool(data.get("gaps")), data.get("by_length", False),
+                                 data.get("stop_model") is not None)
         contained, parts = data.get("containment", []), data.get("rank_parts", {})
         if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
                 or not isinstance(contained, list) or not all(rank in parts for rank in contained)

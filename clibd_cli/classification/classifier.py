@@ -222,14 +222,14 @@ class Classifier:
         return next((self.calibrations[k].stop_model for k in kinds if self.calibrations[k].by_rate), None)
 
     def _tell_rate(self, bases: list[int], breaks: list[int], whole: list[str], reads: bool) -> None:
-        """The run's errors per base, from the stops its first partial barcodes (``bases``, ``breaks``) and
-        ``whole`` ones' windows meet (``error_rate.run_rate``), said on stderr for a run of ``reads``."""
+        """The run's errors per base from its first barcodes' stops (``error_rate.run_rate``), said for reads."""
         model = self._rate_model
         self.read_rate = None if model is None else run_rate(model, bases, breaks, whole)
-        if model is not None and reads:
-            log.info("the run's reads taken to have %.1f %% errors per base (told from the stops of the first %s "
-                     "and %s; fitted %g-%g %%)", 100 * self.read_rate, counted(len(bases), "partial barcode"),
-                     counted(len(whole), "whole one"), *(100 * r for r in model["rates"]))
+        if model is not None and (reads or self.read_run):
+            told = " and ".join(counted(n, what) for n, what in ((len(bases), "partial barcode"), (len(whole), "whole one"))
+                                if n) or "no barcode"
+            log.info("the run's reads taken to have %.1f %% errors per base (told from the stops of the first %s; "
+                     "fitted %g-%g %%)", 100 * self.read_rate, told, *(100 * r for r in model["rates"]))
 
     def _tell_reads(self, partial: list[int], whole: list[int]) -> None:
         """Whether the run is of reads with errors, from the stops the best frames of its first

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clibd_cli.classification.probability_map import apply_map, fit_logistic
+from clibd_cli.classification.probability_map import apply_map, check_map, fit_logistic
 from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.io.sequences import unambiguous_bases
 
@@ -69,6 +69,15 @@ def fit_on_windows(reads: Sequence[str], rates: Sequence[float]) -> dict | None:
     per_read = [len(windows([r])) for r in reads]
     bases, breaks = stops_told(reads)
     return fit_stop_model(np.repeat(np.asarray(rates, dtype=np.float64), per_read), bases, breaks)
+
+
+def check_stop_model(model: dict) -> None:
+    """ValueError (KeyError, TypeError) unless ``model`` is a stop model as :func:`fit_stop_model`
+    writes it: a map of its three features and the range of rates fitted."""
+    check_map(model, 3)  # _design's: log rate, log bases, their product
+    low, high = (float(rate) for rate in model["rates"])
+    if not 0 < low < high:
+        raise ValueError("the stop model's rates are not a range of error rates above 0")
 
 
 def stop_chance(model: dict, rate: float, bases: Sequence[int]) -> np.ndarray:
