@@ -213,3 +213,5 @@ def test_a_run_of_reads_is_told_its_error_rate_which_its_confidences_read(read_i
     fasta.write_text("".join(f">{r.id}\n{b}\n" for r, b in zip(known, reads)))
     said = run("classify", "--index", root / "index", fasta)
     assert said.exit_code == 0 and "reads taken to have" in said.stderr and "% errors per base" in said.stderr
+    info = run("index", "info", root / "index").stdout
+    assert "Reads' confidences (dna<500~, dna~): read a run's error rate, told from its stops (fitted 0.5-5 %)" in info

@@ -43,6 +43,12 @@ def describe_index(index) -> str:
         lines.append("\tPartial barcodes' species: by k-mer containment in the records' 5-mers "
                      + (f"({HOLDINGS_FILE})" if held else "(their vectors' 5-mer profiles)")
                      + ("; those a record holds whole searched by their 5-mers" if searched else ""))
+    rated = [kind for kind, data in (index.calibration or {}).items() if isinstance(data, dict)
+             and isinstance(data.get("stop_model"), dict) and isinstance(data["stop_model"].get("rates"), list)]
+    if rated:  # classification/error_rate.py
+        low, high = index.calibration[rated[0]]["stop_model"]["rates"][:2]
+        lines.append(f"\tReads' confidences ({', '.join(rated)}): read a run's error rate, told from its stops "
+                     f"(fitted {100 * low:g}-{100 * high:g} %)")
     for name, digest in m.get("sha256", {}).items():
         lines.append(f"\t{name}: sha256 {digest}")
     return "\n".join(lines)
