@@ -79,11 +79,11 @@ def index() -> None:
               help="Calibrate for reads with sequencing errors (dna~ queries: a barcode with a frame break) "
                    "on copies of up to 6,000 reference records, and of each --calibrate-on barcode, with "
                    "simulated errors per base (substitutions, insertions, deletions; seeded), the copies at "
-                   "each RATE in turn (with --calibrate-on, partial barcodes' stretches too, at 0.5, 1, 2, 3 and "
-                   "5 % whatever RATE says: dna<500~ queries, whose confidences read a run's rate); 0: no such "
-                   "calibration. Needs a protein-coding marker (COI).  "
-                   "[default: 0.01,0.02 (raw nanopore reads have 1-5 %); 0 where the barcodes do not read as "
-                   "protein]")
+                   "each RATE in turn; with two RATEs or more the confidences read a run's error rate, told "
+                   "from the stops its reads meet (with --calibrate-on, partial barcodes' stretches too, at "
+                   "0.5, 1, 2, 3 and 5 % whatever RATE says: dna<500~ queries); 0: no such calibration. Needs "
+                   "a protein-coding marker (COI).  [default: 0.005,0.01,0.02,0.03,0.05 (raw nanopore reads "
+                   "have 1-5 %); 0 where the barcodes do not read as protein]")
 @options.batch_size(256)
 @options.nproc_per_node()
 @click.pass_obj
