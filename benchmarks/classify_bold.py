@@ -227,12 +227,13 @@ def write_fasta(path: Path, records: list[dict], sintax: bool) -> None:
 
 def told(command: list[str]) -> tuple[float, str]:
     """Wall seconds of a clibd classify run, and the error rate it told a run of reads to have, from
-    its log on stderr (``error_rate.py``; "" if it told none)."""
+    its log on stderr (``error_rate.py``; "" if it told none), which is passed on."""
     start = time.perf_counter()
     done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
     took = time.perf_counter() - start
+    sys.stderr.write(done.stderr)  # its log, warnings included, as a run without -q shows it
     if done.returncode:
-        sys.exit(done.stderr)
+        sys.exit(f"clibd classify failed (exit status {done.returncode})")
     rate = re.search(r"reads taken to have ([0-9.]+) % errors per base", done.stderr)
     return took, f"; error rate told: {rate[1]} %" if rate else ""
 
