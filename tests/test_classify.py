@@ -428,3 +428,24 @@ def test_broken_pipe_into_head_is_quiet(barcode_refs, tmp_path):
     assert result.returncode == 1  # clibd's own status (DESIGN.md: 1, as for any writer whose reader left)
     assert result.stdout.splitlines()[0].split("\t") == CONTRACT and len(result.stdout.splitlines()) == 2
     assert "Traceback" not in result.stderr and "Broken" not in result.stderr and "error" not in result.stderr
+
+
+def test_a_runs_photos_are_decoded_and_embedded_a_batch_at_a_time(photo_refs, monkeypatch):
+    """A run's first block holds up to 10,000 queries (the share of new species is estimated on
+    them): their photos' pixels at once would be GBs, so they are decoded and embedded
+    ``batch_size`` at a time, with the same results as all at once."""
+    from clibd_cli.classification.classifier import Classifier
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.embedding.embedder import Embedder
+
+    photos = sorted(photo_refs.photos.glob("*.jpg"))
+    queries = [Query(p.stem, image=p) for p in photos] + [Query("gone", image=photo_refs.photos / "gone.jpg")]
+    sizes: list[int] = []
+    embed = Embedder.images
+    monkeypatch.setattr(Embedder, "images", lambda self, images: sizes.append(len(images)) or embed(self, images))
+    small = Classifier(photo_refs.index, batch_size=3).classify(queries)
+    assert max(sizes) <= 3 and sum(sizes) == len(photos)
+    whole = Classifier(photo_refs.index, batch_size=64).classify(queries)
+    assert max(sizes) == len(photos)  # one call for them all
+    assert [r.prediction.labels for r in small[:-1]] == [r.prediction.labels for r in whole[:-1]]
+    assert small[-1].problem and small[-1].prediction is None

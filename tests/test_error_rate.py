@@ -110,11 +110,11 @@ def test_an_index_whose_stop_model_is_not_as_clibd_writes_it_is_refused_as_it_lo
     KeyError."""
     from types import SimpleNamespace
 
-    from clibd_cli.classification.classifier import _checked_calibrations
+    from clibd_cli.classification.calibration import checked_calibrations
 
     for broken in ({k: v for k, v in stop_model.items() if k != "rates"}, {**stop_model, "coef": [1.0]},
                    {**stop_model, "rates": [0.05, 0.005]}):
         index = SimpleNamespace(calibration={"dna<500~": {**rate_calibration.to_json(), "stop_model": broken}},
                                 holdings=None, path="index")
         with pytest.raises(ClibdError, match="not a calibration clibd wrote"):
-            _checked_calibrations(index)
+            checked_calibrations(index)

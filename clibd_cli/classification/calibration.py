@@ -309,3 +309,16 @@ def calibrations(stored: dict | None) -> dict[str, Calibration]:
     """The typed calibrations by query kind (``dna``, ``image``, ``image+dna``) of an index or pack."""
     return {kind: Calibration.from_json(data) for kind, data in (stored or {}).items()}
 
+
+def checked_calibrations(index) -> dict[str, Calibration]:
+    """The index's calibrations, or a ClibdError naming calibration.json if one is not as clibd writes it."""
+    try:
+        found = calibrations(index.calibration)
+        for calibration in found.values():
+            calibration.check()
+            if calibration.containment_source == "holdings" and index.holdings is None:
+                raise ValueError("it reads the records' 5-mers (holdings.npy), which the index lacks")
+        return found
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ClibdError(f"{index.path}/calibration.json: not a calibration clibd wrote ({type(exc).__name__}: "
+                         f"{exc}); rebuild with clibd index") from None

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification import batch_prior
-from clibd_cli.classification.calibration import (calibrations, containment_part, part_only, rank_similarities,
-                                                  search_part)
+from clibd_cli.classification.calibration import (checked_calibrations, containment_part, part_only,
+                                                  rank_similarities, search_part)
 from clibd_cli.classification.contained import KmerCounter, records_counter, search_held_whole
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.error_rate import run_rate
@@ -105,7 +105,7 @@ class Classifier:
             device = "cpu" if self.model_free else device()
         self.embedder = Embedder(self.model, device, batch_size, precision)
         self.reference = _reference_taxonomy(self.index)
-        self.calibrations = _checked_calibrations(self.index)
+        self.calibrations = checked_calibrations(self.index)
         blind = [kind for kind, calibration in self.calibrations.items() if calibration.seen_only]
         if blind:
             log.warning("%s: the %s confidences assume every query's species is in the reference, whatever "
@@ -163,13 +163,13 @@ class Classifier:
                  report: int = 0) -> list[Result]:
         """Results in query order; ``report`` > 0 also lists that many nearest references."""
         results = [Result(q, problem=q.problem) for q in queries]
-        pixels = self._load_photos(results)
+        photos = self._photo_vectors(results)
         for result in results:
             if result.problem is None and result.query.modality not in self.query_kinds:
                 result.problem = f"this index has no calibration for {result.query.modality} queries"
         usable = [r.problem is None for r in results]
         dna_at = [i for i, r in enumerate(results) if usable[i] and r.query.barcode is not None]
-        image_at = [i for i in pixels if usable[i]]
+        image_at = [i for i in photos if usable[i]]
         vectors = np.zeros((len(results), self.model.embed_dim), dtype=np.float32)
         bases = {i: unambiguous_bases(results[i].query.barcode) for i in dna_at}  # length: floor and kind
         off_target = orient_queries(self.index.sketch, [results[i].query for i in dna_at], list(bases.values()))
@@ -194,7 +194,7 @@ class Classifier:
             if at:
                 vectors[at] = embed([results[i].query.barcode for i in at])
         if image_at:
-            vectors[image_at] += self.embedder.images([pixels[i] for i in image_at])
+            vectors[image_at] += np.stack([photos[i] for i in image_at])
         unit_rows(vectors)
         present = set(kinds.values())
         for kind in [k for k in self.calibrations if k in present]:  # dna before dna<500
@@ -251,13 +251,16 @@ class Classifier:
                         "clibd index --calibrate-on to classify runs of reads; --reads yes to send them all there "
                         "anyway)", said, SHORT_READ_KIND)
 
-    def _load_photos(self, results: list[Result]) -> dict[int, object]:
-        """Model-ready pixels of each usable query's photo; an unreadable photo makes its query
-        invalid, or leaves a fused specimen its barcode."""
-        pixels = {}
-        for i, result in enumerate(results):
-            query = result.query
-            if result.problem is None and query.image is not None:
+    def _photo_vectors(self, results: list[Result]) -> dict[int, np.ndarray]:
+        """The embedding of each usable query's photo, decoded and embedded ``batch_size`` at a time (a
+        run's first block holds up to 10,000 queries: their pixels at once would be GBs); an unreadable
+        photo makes its query invalid, or leaves a fused specimen its barcode."""
+        vectors = {}
+        for chunk in batched([i for i, r in enumerate(results) if r.problem is None and r.query.image is not None],
+                             self.embedder.batch_size):
+            pixels = {}
+            for i in chunk:
+                query = results[i].query
                 try:
                     pixels[i] = self.embedder.pixels(load_image(query.image))
                 except ImageError as exc:
@@ -265,8 +268,10 @@ class Classifier:
                     if query.barcode is not None:
                         query.drop("image", reason)
                     else:
-                        result.problem = reason
-        return pixels
+                        results[i].problem = reason
+            at = [i for i in pixels if results[i].query.modality in self.query_kinds]
+            vectors.update(zip(at, self.embedder.images([pixels[i] for i in at]) if at else []))
+        return vectors
 
     def estimated(self, kind: str) -> bool:
         """Whether the share of new species for ``kind`` queries is estimated from the queries."""
@@ -384,17 +389,3 @@ def _reference_taxonomy(index) -> ReferenceTaxonomy:
         raise ClibdError(f"{index.path}/manifest.json: above_order is not as clibd writes it (each order's "
                          "{rank: name}); rebuild with clibd index")
     return ReferenceTaxonomy.from_labels(index.ids, index.labels, above)
-
-
-def _checked_calibrations(index) -> dict:
-    """The index's calibrations, or a ClibdError naming calibration.json if one is not as clibd writes it."""
-    try:
-        found = calibrations(index.calibration)
-        for calibration in found.values():
-            calibration.check()
-            if calibration.containment_source == "holdings" and index.holdings is None:
-                raise ValueError("it reads the records' 5-mers (holdings.npy), which the index lacks")
-        return found
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ClibdError(f"{index.path}/calibration.json: not a calibration clibd wrote ({type(exc).__name__}: "
-                         f"{exc}); rebuild with clibd index") from None
