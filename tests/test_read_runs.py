@@ -215,3 +215,20 @@ def test_a_run_of_reads_is_told_its_error_rate_which_its_confidences_read(read_i
     assert said.exit_code == 0 and "reads taken to have" in said.stderr and "% errors per base" in said.stderr
     info = run("index", "info", root / "index").stdout
     assert "Reads' confidences (dna<500~, dna~): read a run's error rate, told from its stops (fitted 0.5-5 %)" in info
+
+
+def test_whole_reads_maps_read_the_rate_within_those_they_were_fitted_on(read_index, monkeypatch):
+    """An index built with ``--calibrate-errors 0.01,0.02`` (or before session 26, appended since) fits
+    ``dna~`` at 1-2 % while ``dna<500~``'s stop model, which tells the run's rate, spans 0.5-5 %: a run of 5 %
+    reads must not send the ``dna~`` maps a rate they never saw (they would extrapolate), but the nearest one."""
+    import clibd_cli.classification.classifier as classifier_module
+
+    root, known, clean, reads = read_index
+    classifier = Classifier(root / "index")
+    narrow = classifier.calibrations["dna~"]
+    narrow.stop_model = {**narrow.stop_model, "rates": [0.01, 0.02]}
+    told, label = [], classifier_module.label
+    monkeypatch.setattr(classifier_module, "label", lambda *args: told.append((args[3], args[6])) or label(*args))
+    whole = [with_errors(r.barcode, 0.05, random.Random(r.id)) for r in known]
+    next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, whole)], 512))
+    assert classifier.read_rate > 0.03 and [rate for calibration, rate in told if calibration is narrow] == [0.02]

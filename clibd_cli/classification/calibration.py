@@ -95,6 +95,11 @@ class Calibration:
         """Whether the maps also read the run's error rate per base (``error_rate.run_rate``)."""
         return self.stop_model is not None
 
+    def fitted_rate(self, rate: float | None) -> float | None:
+        """A run's error ``rate`` within those the maps were fitted on (None unless they read it): the stop
+        model that told it may span more (``dna<500~``'s 0.5-5 % against ``--calibrate-errors 0.01,0.02``)."""
+        return float(np.clip(rate, *self.stop_model["rates"])) if self.by_rate and rate is not None else None
+
     @property
     def held_out(self) -> bool:
         """Whether the maps were fitted on held-out queries (else on the reference's pseudo-queries)."""

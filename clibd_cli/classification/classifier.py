@@ -334,7 +334,7 @@ class Classifier:
             rows, sims = np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
             by_rank = {rank: np.take_along_axis(x, order, axis=1) for rank, x in by_rank.items()}
         decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None, by_rank,
-                          self.read_rate if calibration.by_rate else None)
+                          calibration.fitted_rate(self.read_rate))
         shares = self._shares(kind, decisions, counted)
         predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):
