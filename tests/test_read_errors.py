@@ -302,6 +302,8 @@ def test_copies_are_made_at_the_rate_asked_and_seeded(monkeypatch):
     assert read_queries(held_out_reads(found, (0.01,))[0].items).all()  # only the copies that read as reads
     picked, copies, rates, stop_model = read_pseudo_queries(barcodes, rows, (0.005, 0.05), seed=0)
     assert set(rates) == {0.005, 0.05} and stop_model["rates"] == [0.005, 0.05]  # fitted on every copy's windows
+    for row, copy, rate in zip(picked, copies, rates):  # each copy's own rate, whichever copies were kept
+        assert with_errors(barcodes[row - 100], rate, random.Random(f"read errors 0 {row}")) == copy, row
 
 
 def _index_of_the_rest(tmp_path, monkeypatch, model: str) -> tuple:
