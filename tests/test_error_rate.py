@@ -118,3 +118,14 @@ def test_an_index_whose_stop_model_is_not_as_clibd_writes_it_is_refused_as_it_lo
                                 holdings=None, path="index")
         with pytest.raises(ClibdError, match="not a calibration clibd wrote"):
             checked_calibrations(index)
+
+
+@pytest.mark.parametrize("rate", [0.005, 0.01, 0.03])
+def test_the_whole_reads_stop_model_tells_a_runs_rate_from_every_copys_windows(rate):
+    """``dna~``'s stop model is fitted on the windows of every copy, with a frame break or not: on those
+    with one alone, windows would meet stops more often than a run's do, and tell its rate too low."""
+    from clibd_cli.classification.read_errors import DEFAULT_RATES, read_pseudo_queries
+
+    model = read_pseudo_queries(BARCODES, range(len(BARCODES)), DEFAULT_RATES, seed=0)[3]
+    reads = [with_errors(b, rate, random.Random(f"run{i}")) for i, b in enumerate(BARCODES)]
+    assert rate / 1.6 < run_rate(model, [], [], reads) < rate * 1.6
