@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.specimens import Specimen, run, stretch, write_fasta
+from fixtures.specimens import Specimen, run, specimens, stretch, write_fasta
 
 from clibd_cli.classification.barcode_gap import NEIGHBOURS, fit_gaps
 from clibd_cli.classification.calibration import Calibration, rank_similarities
@@ -176,6 +176,38 @@ def test_a_pack_gets_a_calibration_for_partial_reads_the_rest_unchanged(barcode_
     assert after["calibration"]["dna<500~"]["ranks"] != before["calibration"][SHORT_KIND]["ranks"]  # the copies
     assert all((tmp_path / "pack" / name).read_bytes() == data for name, data in files.items())
     assert list(unpack_index(tmp_path / "pack").calibration) == ["dna", SHORT_KIND, "dna<500~"]
+
+
+def test_a_pack_gets_a_calibration_for_whole_reads_that_reads_the_rate_the_rest_unchanged(barcode_refs, tiny_model,
+                                                                                          tmp_path, monkeypatch):
+    """How the bundled pack got its ``dna~`` calibration reading the run's error rate
+    (``benchmarks/add_reads.py``): fitted on the records' copies with errors at ``DEFAULT_RATES``, with
+    their stop model, refitted on held-out copies; every file and other calibration byte for byte as it was."""
+    from clibd_cli.classification.read_errors import DEFAULT_RATES, held_out_reads, read_pseudo_queries
+    from clibd_cli.indexing.pack import add_reads
+    from clibd_cli.reference.sources import References
+
+    barcodes = [r.barcode for r in barcode_refs.records]
+    pack_index(load_index(barcode_refs.index), tmp_path / "pack", short=reference_stretches(barcodes, tiny_model))
+    before = json.loads((tmp_path / "pack" / "pack.json").read_text())
+    files = {f.name: f.read_bytes() for f in (tmp_path / "pack").iterdir() if f.name != "pack.json"}
+    embedder = Embedder(load_model_for(str(tiny_model), ["dna"]))
+    rows, copies, rates, stop_model = read_pseudo_queries(barcodes, range(len(barcodes)), DEFAULT_RATES, seed=0)
+    held = References("dna")
+    for record in specimens(n_species=16, per_species=4, unnamed=0):  # a fourth of each species, and 8 new ones
+        if record.barcode not in barcodes:
+            held.add(record.id, record.lineage, record.barcode)
+    reads, held_rates = held_out_reads(held, DEFAULT_RATES)
+    monkeypatch.setattr("clibd_cli.classification.query_kinds.FEW_READS", 10)
+    add_reads(tmp_path / "pack", (rows, embedder.reads(copies), rates, stop_model),
+              (embedder.reads(reads.items), reads.labels, held_rates))
+    after = json.loads((tmp_path / "pack" / "pack.json").read_text())
+    assert {kind: after["calibration"][kind] for kind in before["calibration"]} == before["calibration"]
+    assert after["manifest"] == before["manifest"]
+    fitted = Calibration.from_json(after["calibration"]["dna~"])
+    assert fitted.stop_model == stop_model and fitted.held_out  # refitted on the held-out copies, by rate
+    assert all((tmp_path / "pack" / name).read_bytes() == data for name, data in files.items())
+    assert unpack_index(tmp_path / "pack").calibration["dna~"] == after["calibration"]["dna~"]
 
 
 def test_a_pack_of_an_index_with_holdings_keeps_them_through_a_new_sketch(barcode_refs, tiny_model, tmp_path):
