@@ -439,7 +439,8 @@ def test_a_runs_photos_are_decoded_and_embedded_a_batch_at_a_time(photo_refs, mo
     from clibd_cli.embedding.embedder import Embedder
 
     photos = sorted(photo_refs.photos.glob("*.jpg"))
-    queries = [Query(p.stem, image=p) for p in photos] + [Query("gone", image=photo_refs.photos / "gone.jpg")]
+    queries = [Query(p.stem, image=p) for p in photos] + [Query("fused", image=photos[0], barcode="ACGT" * 150),
+                                                           Query("gone", image=photo_refs.photos / "gone.jpg")]
     sizes: list[int] = []
     embed = Embedder.images
     monkeypatch.setattr(Embedder, "images", lambda self, images: sizes.append(len(images)) or embed(self, images))
@@ -447,5 +448,6 @@ def test_a_runs_photos_are_decoded_and_embedded_a_batch_at_a_time(photo_refs, mo
     assert max(sizes) <= 3 and sum(sizes) == len(photos)
     whole = Classifier(photo_refs.index, batch_size=64).classify(queries)
     assert max(sizes) == len(photos)  # one call for them all
-    assert [r.prediction.labels for r in small[:-1]] == [r.prediction.labels for r in whole[:-1]]
+    assert [r.prediction.labels for r in small[:-2]] == [r.prediction.labels for r in whole[:-2]]
     assert small[-1].problem and small[-1].prediction is None
+    assert "no calibration for image+dna" in small[-2].problem  # and its photo never embedded (sizes above)
