@@ -7,7 +7,7 @@ at least that far), and its vote share (temperature ``tau_share``); calibrations
 held-out queries add two: the winner's similarity against its label's barcode gap
 (``barcode_gap.py``); calibrations for partial barcodes add the query's log length (its
 unambiguous bases: the shorter the stretch, the farther its species' records lie), and those for
-partial reads with errors (``dna<500~``) the run's log error rate per base too (``error_rate.py``: the more
+reads with errors (``dna<500~``, ``dna~``) the run's log error rate per base too (``error_rate.py``: the more
 errors, the farther). A rank may read
 its similarities from a part of the vectors (``rank_parts``), by cosine or, for k-mer profiles, by
 containment (``containment``: the partial barcodes of a barcode index at species, from the
@@ -56,7 +56,7 @@ from models.errors import ClibdError
 
 FEATURES = ("log_distance", "margin", "vote_share")
 LENGTH_FEATURE = "log_bases"  # of partial-barcode calibrations: a stretch lies farther, the shorter it is
-RATE_FEATURE = "log_error_rate"  # of partial reads' (dna<500~): the run's errors per base (error_rate.py)
+RATE_FEATURE = "log_error_rate"  # of reads' (dna<500~, dna~): the run's errors per base (error_rate.py)
 FORMAT = "clibd-calibration/2"
 SOURCES = ("vectors", "holdings")  # where ranks read by k-mer containment read it
 _NORM_ROWS = 65_536  # reference rows whose part norms rank_similarities computes at once
@@ -87,7 +87,7 @@ class Calibration:
     contained_search: bool = False  # partial barcodes a record holds whole searched by their 5-mers (contained.py)
     read_run: bool = False  # dna<500~ fitted on every partial copy with errors: a run of reads may send every
     # partial barcode here (query_kinds.read_run); before session 25, on those meeting a stop only
-    stop_model: dict | None = None  # dna<500~ since session 26: its maps read the run's error rate, told
+    stop_model: dict | None = None  # dna<500~ and dna~ since session 26: its maps read the run's error rate, told
     # from its stops by this model (error_rate.py)
 
     @property

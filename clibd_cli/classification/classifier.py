@@ -156,7 +156,7 @@ class Classifier:
         next call's queries estimate them and tell it."""
         self.estimates.clear()
         self.read_run = bool(self.reads)  # this run's partial barcodes are reads with errors (_tell_reads)
-        self.read_rate: float | None = None  # their errors per base, where dna<500~ reads it (_tell_rate)
+        self.read_rate: float | None = None  # their errors per base, where dna<500~ or dna~ reads it (_tell_rate)
         self._first_call = True  # whether the next call's queries estimate the shares and tell reads
 
     def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,

@@ -2,7 +2,7 @@
 
 A read with errors lies farther from its species' reference barcodes than a clean barcode does,
 and maps fitted on clean barcodes read that distance as a new species (benchmarks/README.md,
-*Reads with sequencing errors*). ``clibd index --calibrate-errors RATE[,RATE...]`` (1 and 2 % by
+*Reads with sequencing errors*). ``clibd index --calibrate-errors RATE[,RATE...]`` (0.5 to 5 % by
 default, the copies at each in turn) copies up to ``MAX_READS`` reference records with such errors
 (:func:`read_pseudo_queries`; the errors: :func:`clibd_cli.io.sequences.with_errors`) and, with
 ``--calibrate-on``, each held-out query (:func:`held_out_reads`); the copies that read with a frame

@@ -207,7 +207,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
     if reads == "yes" and inputs and SHORT_READ_KIND not in classifier.query_kinds:  # barcodes to read so
         raise ClibdError(f"{index_dir}: --reads yes needs the index's confidences for partial reads "
                          f"({SHORT_READ_KIND}), which clibd index fits with --calibrate-on held-out records "
-                         "(and --calibrate-errors, 1 and 2 % by default); without it give --reads no")
+                         "(and --calibrate-errors, 0.5 to 5 % by default); without it give --reads no")
     if images:
         classifier.require("image")
     fuse = bool(inputs) and "image+dna" in classifier.query_kinds
