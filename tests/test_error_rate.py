@@ -129,3 +129,15 @@ def test_the_whole_reads_stop_model_tells_a_runs_rate_from_every_copys_windows(r
     model = read_pseudo_queries(BARCODES, range(len(BARCODES)), DEFAULT_RATES, seed=0)[3]
     reads = [with_errors(b, rate, random.Random(f"run{i}")) for i, b in enumerate(BARCODES)]
     assert rate / 1.6 < run_rate(model, [], [], reads) < rate * 1.6
+
+
+def test_whole_copies_without_windows_at_two_rates_give_no_stop_model():
+    """A reference of mini-barcodes (under ``WINDOW`` bases: no window), or one whose copies reach a
+    window at one rate only, fits ``dna~`` without a stop model, not a ValueError out of clibd index."""
+    from clibd_cli.classification.error_rate import fit_on_windows
+    from clibd_cli.classification.read_errors import DEFAULT_RATES, read_pseudo_queries
+
+    mini = [stretch(b, 150, f"mini{i}") for i, b in enumerate(BARCODES)]
+    assert read_pseudo_queries(mini, range(len(mini)), DEFAULT_RATES, seed=0)[3] is None
+    assert fit_on_windows([BARCODES[0], *mini[1:5]], DEFAULT_RATES) is None  # windows at 0.5 % only
+    assert fit_on_windows(BARCODES[:5], DEFAULT_RATES)["rates"] == [min(DEFAULT_RATES), max(DEFAULT_RATES)]

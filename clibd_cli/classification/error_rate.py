@@ -63,12 +63,12 @@ def stops_told(barcodes: Sequence[str]) -> tuple[list[int], np.ndarray]:
 
 def fit_on_windows(reads: Sequence[str], rates: Sequence[float]) -> dict | None:
     """The stop model of whole ``reads`` copied with errors at ``rates`` each, from their windows;
-    None unless there are two rates or more."""
-    if len(set(rates)) < 2:
+    None unless the windows are of two rates or more (a reference of mini-barcodes has none)."""
+    told = np.repeat(np.asarray(rates, dtype=np.float64), [len(windows([r])) for r in reads])
+    if len(set(told.tolist())) < 2:
         return None
-    per_read = [len(windows([r])) for r in reads]
     bases, breaks = stops_told(reads)
-    return fit_stop_model(np.repeat(np.asarray(rates, dtype=np.float64), per_read), bases, breaks)
+    return fit_stop_model(told, bases, breaks)
 
 
 def check_stop_model(model: dict) -> None:
