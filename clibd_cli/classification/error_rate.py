@@ -64,7 +64,7 @@ def stops_told(barcodes: Sequence[str]) -> tuple[list[int], np.ndarray]:
 def fit_on_windows(reads: Sequence[str], rates: Sequence[float]) -> dict | None:
     """The stop model of whole ``reads`` copied with errors at ``rates`` each, from their windows;
     None unless the windows are of two rates or more (a reference of mini-barcodes has none)."""
-    told = np.repeat(np.asarray(rates, dtype=np.float64), [len(windows([r])) for r in reads])
+    told = np.repeat(np.asarray(rates, dtype=np.float64), [len(r) // WINDOW for r in reads])  # windows each
     if len(set(told.tolist())) < 2:
         return None
     bases, breaks = stops_told(reads)

@@ -195,11 +195,10 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     kmer-aa``; ``fit_calibration``); ``threads``: CPU threads the pseudo-queries' search may use."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
-            harder: int = 0, weight: float = 1.0, rates=None, stop_model=None) -> dict:
+            harder: int = 0, weight: float = 1.0) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
                                prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
-                               rank_parts=parts, sisters=harder, species_weight=weight, threads=threads,
-                               query_rates=rates, stop_model=stop_model).to_json()
+                               rank_parts=parts, sisters=harder, species_weight=weight, threads=threads).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters,
@@ -229,9 +228,9 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
         log.info("%s copied as reads with a frame break, fewer than the %d needed: no dna~ calibration",
                  counted(len(pseudo_reads[0]), "reference record"), FEW_READS)
     elif pseudo_reads is not None:
-        rows, vectors, rates, stop_model = pseudo_reads
-        calibration[READ_KIND] = fit(vectors, held_out is not None, rows, parts=rank_parts, harder=sisters,
-                                     weight=species_weight, rates=stop_model and rates, stop_model=stop_model)
+        calibration[READ_KIND] = reads_calibration(index, pseudo_reads, k=k, prior_unseen=prior_unseen, seed=seed,
+                                                   barcode_gaps=held_out is not None, rank_parts=rank_parts,
+                                                   sisters=sisters, species_weight=species_weight, threads=threads)
     if held_out is not None:
         calibration[modality] = fit_calibration_held_out(index, held_out[0], held_out[1], Calibration.from_json(
             calibration[modality]), prior_unseen=prior_unseen).to_json()
@@ -291,6 +290,15 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
                                           query_rates=short.held_rates)
     fitted.read_run = reads  # short: every partial copy with errors (read_errors.partial_read_queries)
     return fitted.to_json()
+
+
+def reads_calibration(index, pseudo_reads: tuple, **fitting) -> dict:
+    """The ``dna~`` calibration (JSON-able) of ``index`` fitted on ``pseudo_reads`` (rows, vectors, rates
+    and stop model of copies of its records with errors, ``read_errors.read_pseudo_queries``: with a stop
+    model, the maps read the run's error rate); ``fitting``: ``fit_calibration``'s other arguments."""
+    rows, vectors, rates, stop_model = pseudo_reads
+    return fit_calibration(index, query_vectors=vectors, query_rows=rows, query_rates=stop_model and rates,
+                           stop_model=stop_model, **fitting).to_json()
 
 
 def refit_reads(calibration: dict[str, dict], index, held_reads: tuple[np.ndarray, dict, Sequence[float]],

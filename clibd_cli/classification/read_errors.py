@@ -49,11 +49,13 @@ def read_rates(asked: tuple[float, ...] | None, sketch) -> tuple[float, ...]:
     return (DEFAULT_RATES if asked is None else asked) if protein else ()
 
 
-def _copies(barcodes: Sequence[str], keys: Sequence[str], rates: Sequence[float]) -> list[str]:
+def _copies(barcodes: Sequence[str], keys: Sequence[str],
+            rates: Sequence[float]) -> tuple[list[str], list[float]]:
     """Each barcode with errors at the ``rates`` in turn (the first at ``rates[0]``, the second at
-    ``rates[1]``, ...), seeded by its key."""
-    return [with_errors(b, rates[i % len(rates)], random.Random(f"read errors {key}"))
-            for i, (b, key) in enumerate(zip(barcodes, keys))]
+    ``rates[1]``, ...), seeded by its key, and the rate of each."""
+    each = [rates[i % len(rates)] for i in range(len(barcodes))]
+    return [with_errors(b, rate, random.Random(f"read errors {key}"))
+            for b, key, rate in zip(barcodes, keys, each)], each
 
 
 def held_out_reads(held_out: References, rates: Sequence[float]) -> tuple[References, list[float]]:
@@ -61,12 +63,12 @@ def held_out_reads(held_out: References, rates: Sequence[float]) -> tuple[Refere
     record id: the same errors on every run), labelled as their originals: those that read with a
     frame break (``query_kinds.read_queries``; the others would read the clean barcodes' calibration),
     and the rate of each."""
-    copies = _copies(held_out.items, held_out.ids, rates)
+    copies, each = _copies(held_out.items, held_out.ids, rates)
     reads, kept = References(held_out.modality), []
     for i, is_read in enumerate(read_queries(copies)):
         if is_read:
             reads.add(held_out.ids[i], {rank: values[i] for rank, values in held_out.labels.items()}, copies[i])
-            kept.append(rates[i % len(rates)])
+            kept.append(each[i])
     return reads, kept
 
 
@@ -78,8 +80,7 @@ def partial_read_pseudo_queries(partial: tuple[Sequence[int], Sequence[str]],
     read with a frame break or not (a run of reads sends them all there; until session 25 only those
     with one: the others' known species then read as new, benchmarks/README.md)."""
     rows, stretches = partial
-    copies = _copies(stretches, [f"{seed} partial {row}" for row in rows], PARTIAL_RATES)
-    rates = [PARTIAL_RATES[i % len(PARTIAL_RATES)] for i in range(len(copies))]
+    copies, rates = _copies(stretches, [f"{seed} partial {row}" for row in rows], PARTIAL_RATES)
     kept = np.flatnonzero(np.array([unambiguous_bases(c) for c in copies], dtype=np.int64) < SHORT_BELOW)
     return [rows[i] for i in kept], [copies[i] for i in kept], [rates[i] for i in kept]
 
@@ -115,8 +116,7 @@ def read_pseudo_queries(barcodes: Sequence[str], rows: Sequence[int], rates: Seq
     picked = np.arange(len(rows))
     if len(rows) > MAX_READS:
         picked = np.sort(np.random.default_rng([seed, MAX_READS]).choice(len(rows), MAX_READS, replace=False))
-    copies = _copies([barcodes[i] for i in picked], [f"{seed} {rows[i]}" for i in picked], rates)
-    each = [rates[i % len(rates)] for i in range(len(copies))]
+    copies, each = _copies([barcodes[i] for i in picked], [f"{seed} {rows[i]}" for i in picked], rates)
     kept = np.flatnonzero(read_queries(copies))
     return ([rows[picked[i]] for i in kept], [copies[i] for i in kept], [each[i] for i in kept],
             fit_on_windows(copies, each))

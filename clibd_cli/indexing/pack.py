@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration, search_part
-from clibd_cli.classification.fitting import fit_calibration
 from clibd_cli.classification.query_kinds import (READ_KIND, SHORT_KIND, SHORT_READ_KIND, PartialQueries, calibrate,
-                                                  partial_calibration, refit_reads)
+                                                  partial_calibration, reads_calibration, refit_reads)
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.holdings import HOLDINGS_FILE, checked_holdings, load_holdings, save_holdings
@@ -173,14 +172,11 @@ def add_reads(path: str | Path, pseudo_reads: tuple, held_reads: tuple) -> None:
     path = Path(path)
     pack, index = _verified(path), unpack_index(path)
     dna = Calibration.from_json(pack["calibration"][index.manifest["modality"]])
-    rows, vectors, rates, stop_model = pseudo_reads
-    seed = dna.fitted_on.get("seed", 0)
-    fitted = fit_calibration(index, query_vectors=vectors, query_rows=rows, k=dna.k, seed=seed,
-                             prior_unseen=dna.prior_unseen if dna.adaptive else None, barcode_gaps=dna.held_out,
-                             rank_parts=dna.rank_parts, sisters=dna.fitted_on.get("sisters", 0),
-                             species_weight=dna.fitted_on.get("species_weight", 1.0),
-                             query_rates=stop_model and rates, stop_model=stop_model)
-    calibration = {**pack["calibration"], READ_KIND: fitted.to_json()}
+    fitted = reads_calibration(index, pseudo_reads, k=dna.k, seed=dna.fitted_on.get("seed", 0),
+                               prior_unseen=dna.prior_unseen if dna.adaptive else None, barcode_gaps=dna.held_out,
+                               rank_parts=dna.rank_parts, sisters=dna.fitted_on.get("sisters", 0),
+                               species_weight=dna.fitted_on.get("species_weight", 1.0))
+    calibration = {**pack["calibration"], READ_KIND: fitted}
     refit_reads(calibration, index, held_reads, dna.prior_unseen if dna.adaptive else None)
     pack["calibration"][READ_KIND] = calibration[READ_KIND]
     _rewrite(path, pack, lambda tmp: _copied(path, tmp, _side_files(pack)))
