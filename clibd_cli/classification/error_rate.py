@@ -80,9 +80,9 @@ def check_stop_model(model: dict) -> None:
         raise ValueError("the stop model's rates are not a range of error rates above 0")
 
 
-def stop_chance(model: dict, rate: float, bases: Sequence[int]) -> np.ndarray:
-    """``[N]`` the chance that a read of ``bases`` unambiguous bases, with ``rate`` errors per base,
-    meets a stop in its best frame."""
+def stop_chance(model: dict, rate: float | np.ndarray, bases: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The chance that a read of ``bases`` unambiguous bases, with ``rate`` errors per base, meets a
+    stop in its best frame (``[N]``, or as ``rate`` and ``bases`` broadcast)."""
     return apply_map(model, _design(np.log(rate), np.asarray(bases)))
 
 
@@ -99,6 +99,6 @@ def run_rate(model: dict, bases: Sequence[int], breaks: Sequence[int], whole: Se
         return float(np.clip(DEFAULT_RATE, low, high))
     grid = np.geomspace(low, high, _GRID)
     stopped = np.asarray(breaks) > 0
-    chance = np.clip(apply_map(model, _design(np.log(grid)[:, None], np.asarray(bases)[None, :])), 1e-9, 1 - 1e-9)
+    chance = np.clip(stop_chance(model, grid[:, None], np.asarray(bases)[None, :]), 1e-9, 1 - 1e-9)
     likelihood = np.where(stopped[None, :], np.log(chance), np.log1p(-chance)).sum(axis=1)
     return float(grid[int(np.argmax(likelihood))])
