@@ -590,6 +590,11 @@ def test_freeze_and_lora_write_plain_model_directories(bold_h5, tmp_path):
     shorter = train(*base, "--out", tmp_path / "lora", "--resume", "--lora", "2", "--max-steps", "2")
     assert shorter.exit_code == 2
     assert "the run planned 3 steps, this command 2; resume with its --max-steps," in shorter.output
+    # the same --max-steps with another global batch or --grad-accum plans as many steps of other data
+    for other in (["--batch-size", "8"], ["--grad-accum", "2"]):
+        changed = train(*base, *other, "--out", tmp_path / "lora", "--resume", "--lora", "2")
+        assert changed.exit_code == 2, changed.output
+        assert "the run took global batches of 16 (1 micro-batch a step)" in changed.output
 
 
 def test_freeze_and_lora_take_a_kmer_bag_towers_kmer_table_for_its_backbone():

@@ -190,11 +190,15 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     optimizer = create_optimizer(model, cfg.lr, cfg.weight_decay)
     schedule = create_schedule(optimizer, cfg.lr, total_steps, cfg.warmup)
     step, epoch, batch_in_epoch, best = 0, 0, 0, -math.inf
+    batches = [cfg.batch_size * world.size, cfg.grad_accum]  # global batch, micro-batches per step
     if saved:
         if saved["total_steps"] != total_steps:
             raise UsageError(f"{resume_from}: the run planned {saved['total_steps']} steps, this command "
                              f"{total_steps}; resume with its --max-steps, --epochs, --batch-size x processes "
                              "and --grad-accum")
+        if (ran := saved.get("batches", batches)) != batches:  # the same steps of other data: not a resume
+            raise UsageError(f"{resume_from}: the run took {_batches(*ran)}, this command {_batches(*batches)}; "
+                             "resume with its --batch-size x processes and --grad-accum")
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["scheduler"])
         step, epoch, batch_in_epoch, best = saved["step"], saved["epoch"], saved["batch"], saved["best"]
@@ -227,7 +231,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         rngs = distributed.gather_objects(state.rng_state(), world) if with_state else None
         if world.is_main:
             train_state = {"step": step, "epoch": epoch, "batch": batch_in_epoch, "best": best,
-                           "total_steps": total_steps, "optimizer": optimizer.state_dict(),
+                           "total_steps": total_steps, "batches": batches, "optimizer": optimizer.state_dict(),
                            "scheduler": schedule.state_dict(), "rng": rngs,
                            "adapters": adapt.adapter_state(model)} if with_state else None
             info = {"training": {"step": step, "epoch": epoch, "best_metric": metric,
@@ -364,6 +368,11 @@ def _epochs(epoch: int, batch_in_epoch: int, sampler: GlobalBatchSampler) -> flo
 def _is_oom(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def _batches(global_batch: int, grad_accum: int) -> str:
+    """``global batches of 64 (2 micro-batches a step)``: what a run's steps are made of."""
+    return f"global batches of {global_batch} ({counted(grad_accum, 'micro-batch', 'micro-batches')} a step)"
 
 
 def _seed_everything(seed: int) -> None:
