@@ -46,12 +46,15 @@ def test_writing_a_closed_standard_output_is_one_line(index, tmp_path):
                                    "(> FILE)"), proc.stderr
 
 
-@pytest.mark.parametrize("command", [["prepare"], ["index", "-m", "kmer"]])
+@pytest.mark.parametrize("command", [["prepare", "{fifo}"], ["index", "-m", "kmer", "{fifo}"],
+                                     ["index", "-m", "kmer", "{fa}", "--calibrate-on", "{fifo}"]])
 def test_a_pipe_given_to_a_command_that_reads_its_input_twice_is_refused(tmp_path, command):
-    fifo = tmp_path / "ref.fa"
+    fifo, fasta = tmp_path / "ref.fa", tmp_path / "r.fa"
     os.mkfifo(fifo)
-    proc = subprocess.run([sys.executable, "-m", "clibd_cli", *command, str(fifo), "-o", str(tmp_path / "out")],
+    write_fasta(fasta, specimens(n_species=2, per_species=2, unnamed=0))
+    words = [word.format(fifo=fifo, fa=fasta) for word in command]
+    proc = subprocess.run([sys.executable, "-m", "clibd_cli", *words, "-o", str(tmp_path / "out")],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert f"'{fifo}': is a pipe (a FIFO or <(...));" in proc.stderr and "save it to a file" in proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.fa"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.fa", "ref.fa"]

@@ -68,7 +68,8 @@ def index() -> None:
               help="Fix the share of queries whose species is absent from the reference that clibd classify's "
                    "confidences assume (classify --prior-unseen overrides it).  [default: estimated per run "
                    "from the queries themselves]")
-@click.option("--calibrate-on", "held_out", multiple=True, type=click.Path(exists=True),
+@click.option("--calibrate-on", "held_out", multiple=True, type=click.Path(exists=True, allow_dash=True),
+              callback=options.no_stdin("index reads the held-out queries more than once, so they are files"),
               help="Labelled held-out queries (FASTA/FASTQ with SINTAX headers or --taxonomy ids, or a "
                    "dataset HDF5 with --calibrate-split; repeatable) to fit the confidences on, instead of "
                    "the reference's own records, reading each label's barcode gap too; their species absent "
