@@ -101,11 +101,11 @@ def test_default_reference_refuses_photos_and_other_models(pack, tmp_path, monke
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
     photos = tmp_path / "photos"
     photos.mkdir()
-    result = run("classify", "--images", photos)
-    assert result.exit_code == 1
+    result = run("classify", "--images", photos)  # usage errors: --index is missing
+    assert result.exit_code == 2
     assert "trained on barcodes only and cannot classify photos" in error_line(result)
     result = run("classify", "--model", "kmer", EXAMPLES)
-    assert result.exit_code == 1 and "--model needs --index" in error_line(result)
+    assert result.exit_code == 2 and "--model needs --index" in error_line(result)
     assert not (tmp_path / "cache").exists()
 
 

@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+from clibd_cli.io.outputs import UsageError
 from models.errors import ClibdError
 
 DEFAULT_MODEL = "clibd-fast-bold"
@@ -61,12 +62,13 @@ def default_index(*, progress: bool = False) -> Path:
 
 def default_reference(model_dir: str | None, *, photos: bool, progress: bool = False) -> Path:
     """The index ``clibd classify`` searches without ``--index`` (:func:`default_index`): for
-    barcodes (not ``photos``) and the bundled model (``model_dir`` None or its name) only."""
+    barcodes (not ``photos``) and the bundled model (``model_dir`` None or its name) only: others are
+    usage errors (exit 2), to be given ``--index``."""
     if photos:
-        raise ClibdError(f"the bundled model {DEFAULT_MODEL} was trained on barcodes only and cannot "
+        raise UsageError(f"the bundled model {DEFAULT_MODEL} was trained on barcodes only and cannot "
                          "classify photos; give --index built with a model trained on specimen photos "
                          "(clibd train on BIOSCAN data, or clibd import of the CLIBD authors' checkpoints)")
     if model_dir not in (None, DEFAULT_MODEL):
-        raise ClibdError("--model needs --index: the bundled reference was built with the bundled model "
+        raise UsageError("--model needs --index: the bundled reference was built with the bundled model "
                          f"{DEFAULT_MODEL}")
     return default_index(progress=progress)
