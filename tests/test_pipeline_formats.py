@@ -132,6 +132,25 @@ def test_a_call_below_the_cutoff_in_every_format():
     assert qiime2_row(unreadable) == ("q2", "Unassigned", "0.0000")
 
 
+def test_a_label_is_given_where_its_confidence_as_written_reaches_the_cutoff():
+    """DESIGN.md: a rank's label is filled iff its confidence >= --min-confidence. The outputs write
+    confidences with 4 decimals, so a 0.79996 written 0.8000 has its label at 0.8 (a script checking
+    the column against the cutoff agrees with clibd), and a 0.79994 written 0.7999 has none."""
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.classification.taxonomy import RankedPrediction
+    from clibd_cli.io.pipeline_formats import qiime2_row, sintax_row
+    from clibd_cli.io.predictions import json_record, tsv_row
+
+    labels = {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes vexans"}
+    confidence = {"order": 1.0, "family": 0.99, "genus": 0.79996, "species": 0.79994}
+    edge = Result(Query("q1", barcode="ACGT"), RankedPrediction(labels, confidence, "r1", 0.9, 0.8))
+    assert tsv_row(edge)[3:11] == ["Diptera", "Culicidae", "Aedes", "", "1.0000", "0.9900", "0.8000", "0.7999"]
+    assert json_record(edge)["ranks"]["genus"] == {"label": "Aedes", "confidence": 0.8, "assigned": True}
+    assert qiime2_row(edge) == ("q1", "o__Diptera; f__Culicidae; g__Aedes", "0.8000")
+    assert sintax_row(edge)[3] == "o:Diptera,f:Culicidae,g:Aedes"
+
+
 def test_sintax_table_has_vsearch_shape_and_round_trips(kmer_case, tmp_path):
     require_programs("vsearch")
     root, ref_fa, query_fa, rows = kmer_case

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from clibd_cli.io.lineages import ranks_named_above, sintax_lineage
+from clibd_cli.io.predictions import CONFIDENCE_DIGITS
 
 
 @dataclass
@@ -94,8 +95,9 @@ class RankedPrediction:
 
     @property
     def assigned(self) -> dict[str, str | None]:
-        """Labels whose confidence reaches the cutoff; the others None."""
-        return {r: (v if self.confidence[r] >= self.min_confidence else None)
+        """Labels whose confidence reaches the cutoff, as the outputs write it (``CONFIDENCE_DIGITS``:
+        0.79996, written 0.8000, reaches 0.8); the others None."""
+        return {r: (v if round(self.confidence[r], CONFIDENCE_DIGITS) >= self.min_confidence else None)
                 for r, v in self.labels.items()}
 
     @property

@@ -94,9 +94,9 @@ def sintax_row(result) -> tuple[str, str, str, str]:
     prediction = result.prediction
     if not supported(result):
         return result.query.id, "", "", ""
-    cut = {}
+    cut, assigned = {}, prediction.assigned
     for rank, name in prediction.labels.items():
-        if name is not None and prediction.confidence[rank] < prediction.min_confidence:
+        if name is not None and assigned[rank] is None:
             break
         cut[rank] = name
     return result.query.id, prediction.lineage(), strand(result), sintax_lineage(cut)

@@ -13,6 +13,8 @@ COLUMNS = ("query_id", "modality", "status", *RANKS, *(f"{r}_conf" for r in RANK
            "lineage", "nearest_id", "nearest_sim", "strand", "prior_unseen")  # new columns only ever appended
 NEIGHBOUR_COLUMNS = ("query_id", "hit", "reference_id", "similarity", *RANKS)
 FORMATS = ("tsv", "jsonl", "neighbours")
+CONFIDENCE_DIGITS = 4  # decimals of the confidences written; a label is given where its confidence as written
+# reaches the cutoff (classification/taxonomy.py, RankedPrediction.assigned), so the columns agree with it
 _SPACES = str.maketrans("\t\r\n", "   ")
 
 
@@ -65,7 +67,7 @@ def tsv_row(result) -> list[str]:
     assigned = prediction.assigned
     return [query.id, query.modality, prediction.status,
             *((assigned.get(r) or "") for r in RANKS),
-            *(f"{prediction.confidence.get(r, 0.0):.4f}" for r in RANKS),
+            *(f"{prediction.confidence.get(r, 0.0):.{CONFIDENCE_DIGITS}f}" for r in RANKS),
             prediction.lineage(), prediction.nearest_id, f"{prediction.nearest_sim:.4f}", query.strand or "",
             "" if result.prior_unseen is None else f"{result.prior_unseen:.4f}"]
 
@@ -81,7 +83,7 @@ def json_record(result) -> dict:
         return record
     assigned = prediction.assigned
     record["ranks"] = {r: {"label": prediction.labels.get(r),
-                           "confidence": round(prediction.confidence.get(r, 0.0), 4),
+                           "confidence": round(prediction.confidence.get(r, 0.0), CONFIDENCE_DIGITS),
                            "assigned": assigned.get(r) is not None} for r in [*prediction.labels, *RANKS]}
     record.update(lineage=prediction.lineage(), nearest_id=prediction.nearest_id,
                   nearest_sim=round(prediction.nearest_sim, 4))
