@@ -1,5 +1,5 @@
 """Options that contradict each other, or that would do nothing, are usage errors (exit 2) naming
-the option, before any work and before any output is made: index, import, train, prepare."""
+the option, before any work and before any output is made: index, import, train, prepare, embed."""
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +24,8 @@ from clibd_cli.main import cli
      "'bogus' is not reported for image,dna,text"),
     (["prepare", "--format", "synthetic", "{fa}", "--partition", "{tmp}", "--resize", "64"],
      "--partition, --resize: not for --format synthetic"),
+    (["embed", "-m", "kmer", "{fa}", "--split", "test"], "--split chooses what to embed of a dataset HDF5"),
+    (["embed", "-m", "kmer", "{fa}", "--modality", "text"], "--modality chooses what to embed of a dataset HDF5"),
 ])
 def test_contradicting_options_are_usage_errors_before_any_work(tmp_path, args, message):
     fasta = tmp_path / "r.fa"

@@ -50,7 +50,12 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     from clibd_cli.embedding.embeddings_file import embed_to_file, input_modality
     from clibd_cli import distributed
     from clibd_cli.io.outputs import output_path
+    from clibd_cli.io.streams import is_hdf5
 
+    ignored = [name for name, given in (("--split", splits), ("--modality", modality)) if given]
+    if ignored and not any(is_hdf5(source) for source in inputs):
+        raise click.UsageError(f"{', '.join(ignored)} chooses what to embed of a dataset HDF5, and no input is one "
+                               "(barcodes and photos are embedded as what they are)")
     output = output_path(output, inputs=inputs, reads=(model_dir,))
     if nproc_per_node > 1 and "-" in inputs:
         raise click.BadParameter("standard input can be read by one process only; give a file",
