@@ -31,10 +31,11 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     """Embed FASTA/FASTQ barcodes (`-` = stdin), photo files or folders, or a dataset HDF5.
 
     \b
-    The output HDF5 holds `ids` (record id or photo path), `modality` (dna or image),
-    `vectors` (float32, L2-normalised, one row per usable record) and, as attributes, the
-    model fingerprint and path, clibd version and command line. Unusable records (bad
-    barcode, unreadable photo) are reported on stderr and left out.
+    The output HDF5 holds `ids` (record id or photo path), `modality` (dna, image, or text for
+    a dataset's label strings), `vectors` (float32, L2-normalised, one row per usable record)
+    and, as attributes, the model fingerprint and path, clibd version and command line.
+    Unusable records (bad barcode, unreadable photo, a record labelled at no rank for text) are
+    reported on stderr and left out.
 
     \b
     Examples:
