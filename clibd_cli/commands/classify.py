@@ -32,7 +32,7 @@ def _prior(ctx, param, value: str) -> float | None:
 @click.option("-i", "--index", "index_dir", type=click.Path(exists=True, file_okay=False),
               help="Reference index directory (from clibd index)  [default: the bundled BOLD COI-5P "
                    "reference of the clibd-fast-bold model, barcodes only; unpacked once into "
-                   "~/.cache/clibd]")
+                   "$CLIBD_CACHE_DIR, else $XDG_CACHE_HOME/clibd, else ~/.cache/clibd]")
 @click.option("-m", "--model", "model_dir",
               help="Model directory, or `kmer` / `kmer-aa` for a model-free index; needs --index  "
                    "[default: the one the index was built with]")
