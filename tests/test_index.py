@@ -182,7 +182,8 @@ def test_bad_references_are_refused_clearly(tiny_model, tmp_path):
             f"{records[1].id} ({repeated}:{lines[1]}, {repeated}:{lines[5]})") in error_line(build(repeated))
     short = tmp_path / "short.fa"
     short.write_text(">a;tax=o:Diptera;\nACGT\n>b;tax=o:Diptera;\nMKV\n")
-    assert "no usable reference records in" in error_line(build(short))
+    assert error_line(build(short)).endswith(f"no usable reference records in {short}: 2 skipped, e.g. a (too short: "
+                                             "4 unambiguous bases (at least 100 needed))")
     text = tmp_path / "notes.fa"
     text.write_text("id,order\n")
     assert error_line(build(text)).startswith(f"clibd: error: {text}:1: expected a FASTA header")

@@ -94,6 +94,8 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
         refs = _distinct_lineages(refs)
     if not refs:
         hint = " (no photo is named after an id of the taxonomy table)" if modality == "image" else ""
+        if refs.skipped:  # why, or the user is left guessing
+            hint = f": {len(refs.skipped)} skipped, e.g. {refs.skipped[0]}"
         raise ClibdError(f"no usable reference records in {', '.join(inputs)}{hint}")
     unlabelled = [i for i in range(len(refs)) if not any(refs.labels[r][i] for r in RANKS)]
     if len(unlabelled) == len(refs):
