@@ -109,6 +109,10 @@ def test_sintax_header_parsing():
     assert parse_sintax_header("tax=O:Diptera,x:Foo,t:,g:Aedes;") == ({"order": "Diptera", "genus": "Aedes"},
                                                                        ["x:", "t:"])
     assert parse_sintax_header("a plain description") == ({}, [])
+    # a lineage with its confidences, as vsearch --sintax and clibd classify write it, names the
+    # same taxa (it made an order 'Diptera(1.00)' beside 'Diptera')
+    assert parse_sintax_header("tax=o:Diptera(1.00),g:Aedes(0.9),s:Aedes_albopictus( 0.41 );") == (
+        {"order": "Diptera", "genus": "Aedes", "species": "Aedes albopictus"}, [])
     with pytest.raises(ValueError, match="rank:name"):
         parse_sintax_header("tax=Diptera,Culicidae")
 

@@ -39,6 +39,7 @@ SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o":
                 "f": "family", "g": "genus", "s": "species"}
 RANKS_ABOVE_ORDER = tuple(rank for rank in SINTAX_RANKS.values() if rank not in RANKS)  # kept per order
 _TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")  # a SINTAX annotation in a FASTA header
+_CONFIDENCE = re.compile(r"\(\s*[01](?:\.\d*)?\s*\)$")  # Diptera(1.00): a SINTAX lineage's confidence
 _PREFIX = re.compile(r"^([a-zA-Z]{1,3})__(.*)$")  # o__Diptera; also sk__ (superkingdom), t__ (strain)
 _LEVEL = re.compile(r"^D_\d+__")  # SILVA 132 for QIIME: D_3__Diptera, a level's number, not a rank
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
@@ -80,7 +81,8 @@ def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
     ``x:Foo``, ``t:`` of vsearch's strains), whose names are dropped.
 
     Returns ``({"order": "Diptera", "species": "Aedes albopictus"}, [])`` (underscores read as
-    spaces; d/k/p/c kept as domain/kingdom/phylum/class); ``({}, [])`` when there is no ``tax=``.
+    spaces; d/k/p/c kept as domain/kingdom/phylum/class; a confidence, ``o:Diptera(1.00)`` as
+    vsearch --sintax and clibd classify write lineages, dropped); ``({}, [])`` when there is no ``tax=``.
     Raises ValueError on an entry without ``rank:`` prefix.
     """
     match = _TAX.search(text)
@@ -95,7 +97,7 @@ def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
         letter = letter.strip()
         if not sep or not letter:
             raise ValueError(f"taxonomy entry {entry!r} is not of the form rank:name (e.g. g:Aedes)")
-        value = value.replace("_", " ").strip()
+        value = _CONFIDENCE.sub("", value.replace("_", " ").strip()).strip()
         if letter.lower() not in SINTAX_RANKS:
             unknown.append(f"{letter}:")
         elif value:
