@@ -86,6 +86,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         if existing is not None and existing.manifest["modality"] != modality:
             raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
         refs = read_references(plan.references, modality, taxonomy=plan.taxonomy, splits=plan.splits)
+        if existing is not None:  # before embedding them: minutes to hours for a large reference
+            existing.check_new_ids(refs.ids)
         found = read_held_out(plan.held_out, plan.held_out_splits, modality, plan.taxonomy,
                               refs.ids + (existing.ids if existing else []))
         sketch, turned = None, []

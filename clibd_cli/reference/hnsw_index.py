@@ -174,6 +174,16 @@ class ReferenceIndex:
                 f"model given is {model(name, fingerprint)}; use that model or rebuild with clibd index"
             )
 
+    def check_new_ids(self, ids: Sequence[str]) -> None:
+        """ClibdError unless ``ids`` are new to the index and unique (what :meth:`append` takes;
+        ``clibd index --append`` asks before it embeds them)."""
+        present, seen = set(self.ids), set()
+        repeated = [i for i in ids if i in present or i in seen or seen.add(i)]
+        if repeated:
+            raise ClibdError(f"append: record ids must be new and unique; {', '.join(repeated[:5])}"
+                             f"{' …' if len(repeated) > 5 else ''} {'is' if len(repeated) == 1 else 'are'} "
+                             "already in the index or repeated; rename or drop them")
+
     def append(
         self, vectors: np.ndarray, ids: Sequence[str], labels: Mapping[str, Sequence[str | None]],
         command: str = "", holdings: np.ndarray | None = None,
@@ -184,12 +194,7 @@ class ReferenceIndex:
         if (self.holdings is None) != (holdings is None) or (holdings is not None and len(holdings) != len(vectors)):
             raise ValueError("appended records need their 5-mer holdings exactly when the index keeps them")
         check_records(ids, labels, len(vectors), self.ranks)
-        present, seen = set(self.ids), set()
-        repeated = [i for i in ids if i in present or i in seen or seen.add(i)]
-        if repeated:
-            raise ClibdError(f"append: record ids must be new and unique; {', '.join(repeated[:5])}"
-                             f"{' …' if len(repeated) > 5 else ''} {'is' if len(repeated) == 1 else 'are'} "
-                             "already in the index or repeated; rename or drop them")
+        self.check_new_ids(ids)
         known = node_keys(self.node_vectors())
         n_nodes = len(known)
         nodes, fresh = assign_nodes(vectors, known)
