@@ -102,6 +102,25 @@ def test_sister_pseudo_queries_also_leave_out_the_nearest_species():
     assert len(found[0][0]) == 0
 
 
+def test_a_genus_of_two_species_still_stands_for_a_new_species(tmp_path):
+    """Its new-species pseudo-queries leave out their nearest species too (``sisters``), which
+    empties a genus of two: a reference of no genus of three species got no new-species scenario,
+    every query assumed known (and a warning that no genus had two species). Then they leave it in."""
+    from fixtures.samples import bold_table
+    from fixtures.specimens import Specimen
+
+    rows = [r for r in bold_table()[1] if r["species"] in ("Hemiceras zula", "Hemiceras flava")
+            and len(r["dna_barcode"]) > 500]
+    records = [Specimen(r["processid"], r["dna_barcode"], {rank: r[rank] for rank in RANKS})
+               for name in ("Hemiceras zula", "Hemiceras flava") for r in [r for r in rows if r["species"] == name][:3]]
+    index = tmp_path / "two"
+    built = run("index", "-m", "kmer-aa", write_fasta(tmp_path / "ref.fa", records), "-o", index)
+    assert built.exit_code == 0, built.stderr
+    assert "cannot tell a new species" not in built.stderr
+    calibration = json.loads((index / "calibration.json").read_text())["dna"]
+    assert calibration["scenarios"] == ["seen", "unseen_species"] and "sisters" not in calibration["fitted_on"]
+
+
 def test_partial_barcodes_are_searched_and_read_by_their_5mers(tmp_path):
     """Under 500 bases every rank reads the 5-mers (species by their containment), and the search
     ranks references by them (the translation of a stretch is too sparse a profile): on the

@@ -74,11 +74,12 @@ def fit_calibration(
     (``calibration.rank_similarities``; the ranks in ``containment`` by k-mer containment). With
     ``sisters`` N the unseen-species pseudo-queries also leave out the species of their nearest
     remaining record, N times over (harder: a new species whose closest relatives are missing from
-    the reference too). With ``containment_source`` "holdings" containment is read from the
-    index's holdings and ``query_profiles`` (the query vectors' barcodes' square-root 5-mer
-    profiles; records queried as themselves read their own holdings); with ``contained_search`` too,
-    a query held whole by a record is searched by its 5-mers (``contained.py``). ``threads``: the
-    pseudo-queries' nearest records are picked on that many threads (``search.top_k``; the same calibration).
+    the reference too; not where that leaves none: a reference with no genus of three species).
+    With ``containment_source`` "holdings" containment is read from the index's holdings and
+    ``query_profiles`` (the query vectors' barcodes' square-root 5-mer profiles; records queried
+    as themselves read their own holdings); with ``contained_search`` too, a query held whole by a
+    record is searched by its 5-mers (``contained.py``). ``threads``: the pseudo-queries' nearest
+    records are picked on that many threads (``search.top_k``; the same calibration).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
     if (query_bases is not None or query_rates is not None) and query_vectors is None:
@@ -134,6 +135,9 @@ def fit_calibration(
     read = Reading(rank_parts, containment, holdings, contained_search)
     found = (search_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read, threads=threads)
              + search_pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters, threads))
+    if sisters and unseen_plans and not len(found[1][0]):  # no genus of three species: better their sister
+        sisters = 0  # left in than no new species at all (every query then assumed known)
+        found = found[:1] + search_pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, 0, threads)
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
     kept = [(name, found_, share, left_out) for name, found_, share, left_out
             in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(found_[0])]
