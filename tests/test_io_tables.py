@@ -34,6 +34,10 @@ def test_wrong_delimiter_and_ragged_rows(tmp_path):
     csv_as_tsv.write_text("sampleid,nucraw\nx,ACGT\n")
     with pytest.raises(ClibdError, match="comma-separated, expected tab-separated"):
         read_rows(csv_as_tsv, required=["sampleid"])
+    semicolons = tmp_path / "europe.csv"  # a spreadsheet's CSV where the decimal mark is a comma
+    semicolons.write_text("processid;nucraw\nx;ACGT\n")
+    with pytest.raises(ClibdError, match="semicolon-separated, expected comma-separated"):
+        read_rows(semicolons, required=["processid"], delimiter=",")
     ragged = tmp_path / "b.tsv"
     ragged.write_text("id\tspecies\na\tX\tY\n")
     with pytest.raises(ClibdError, match=f"{ragged}:2: expected 2 fields"):

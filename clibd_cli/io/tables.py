@@ -174,9 +174,9 @@ def _rows(reader, handle: TextIO, source: str | Path, width: int) -> Rows:
 
 def _missing_message(missing: list[str], header: list[str], delimiter: str) -> str:
     message = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
-    other = {"\t": ",", ",": "\t"}.get(delimiter)
-    if len(header) == 1 and other and other in header[0]:
-        kind = {"\t": "tab", ",": "comma"}
+    kind = {"\t": "tab", ",": "comma", ";": "semicolon"}  # ';': spreadsheets where ',' is the decimal mark
+    other = next((d for d in kind if d != delimiter and len(header) == 1 and d in header[0]), None)
+    if other and delimiter in kind:
         return f"{message}; the header is {kind[other]}-separated, expected {kind[delimiter]}-separated"
     hints = []
     for column in missing:
