@@ -1,11 +1,15 @@
 """Streams clibd cannot use as it would a file: a standard input or output closed at start (`<&-`,
 `>&-`, some daemons and schedulers; Python sets sys.stdin/stdout to None) is one line, not an
 internal error; a pipe (`<(zcat ref.fa.gz)`, a FIFO) given to a command that reads its input twice
-is refused, not waited on for ever."""
+is refused, not waited on for ever; one that reads it once reads a pipe whole, compressed or not,
+and names a pipe that is not UTF-8 without opening it again."""
 
+import bz2
+import gzip
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -58,3 +62,47 @@ def test_a_pipe_given_to_a_command_that_reads_its_input_twice_is_refused(tmp_pat
     assert proc.returncode == 2, proc.stderr
     assert f"'{fifo}': is a pipe (a FIFO or <(...));" in proc.stderr and "save it to a file" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.fa", "ref.fa"]
+
+
+def _feed(path_or_fd: int | os.PathLike, data: bytes) -> threading.Thread:
+    """A thread writing ``data`` into a pipe (an open write end, or a FIFO's path) and closing it."""
+    def write():
+        try:
+            with open(path_or_fd, "wb") as pipe:
+                pipe.write(data)
+        except BrokenPipeError:  # the reader stopped early
+            pass
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress])
+def test_a_compressed_pipe_is_read_whole(index, tmp_path, compress):
+    """<(cat run.fa.gz): its first bytes, read to tell gzip, cannot be read again by opening it anew
+    (was: no records, exit 0, and a named FIFO waited on for ever)."""
+    records = specimens(n_species=4, per_species=3, unnamed=0)
+    data = compress(write_fasta(tmp_path / "q.fa", records, sintax=False).read_bytes())
+    read_end, write_end = os.pipe()
+    feeding = _feed(write_end, data)
+    proc = subprocess.run([sys.executable, "-m", "clibd_cli", "-q", "classify", "--index", str(index),
+                           f"/dev/fd/{read_end}"], pass_fds=(read_end,), capture_output=True, text=True,
+                          timeout=60)
+    os.close(read_end)
+    feeding.join(10)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()[1:]] == [r.id for r in records]
+
+
+def test_a_fifo_that_is_not_utf8_is_one_error_not_a_wait(index, tmp_path):
+    fifo = tmp_path / "q.fa"
+    os.mkfifo(fifo)
+    text = write_fasta(tmp_path / "plain.fa", specimens(n_species=4, per_species=3, unnamed=0), sintax=False)
+    feeding = _feed(fifo, text.read_bytes() * 20 + b">caf\xe9\nACGT\n")  # the bad byte past the first block
+    proc = subprocess.run([sys.executable, "-m", "clibd_cli", "classify", "--index", str(index), str(fifo)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    feeding.join(10)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"clibd: error: {fifo}:"), proc.stderr
+    assert "not UTF-8 text" in proc.stderr

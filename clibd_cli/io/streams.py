@@ -53,12 +53,24 @@ def open_binary(source: str | Path) -> BinaryIO:
             raise UsageError(f"{source}: is a directory, expected a file") from None
     head = raw.peek(6)[:6]
     for magic, module in _MAGIC:
-        if head.startswith(magic):
-            if stdin:
-                return module.open(raw, "rb")
-            raw.close()
-            return module.open(source, "rb")
+        if head.startswith(magic):  # read from the file as opened: a pipe (<(cat x.gz), a FIFO) opens once
+            return module.open(raw, "rb") if stdin else _closing_with(module.open(raw, "rb"), raw)
     return raw
+
+
+def _closing_with(stream: BinaryIO, raw: BinaryIO) -> BinaryIO:
+    """``stream``, decompressing ``raw``, made to close ``raw`` too when it is closed (the
+    decompressors leave a file object they were given open)."""
+    close = stream.close
+
+    def close_both() -> None:
+        try:
+            close()
+        finally:
+            raw.close()
+
+    stream.close = close_both  # type: ignore[method-assign]
+    return stream
 
 
 def open_text(source: str | Path) -> TextIO:
@@ -87,7 +99,8 @@ def reading(source: str | Path, line: list[int] | None = None) -> Iterator[None]
     try:
         yield
     except UnicodeDecodeError as exc:
-        bad = None if str(source) == "-" else _first_bad_line(source)
+        again = str(source) != "-" and Path(source).is_file()  # a pipe (FIFO, <(...)) cannot be read again
+        bad = _first_bad_line(source) if again else None
         name = _at(source, line) if bad is None else f"{display_name(source)}:{bad[0]}"
         what = exc.reason if bad is None else f"byte {bad[1]!r}"
         raise ClibdError(f"{name}: not UTF-8 text ({what}); is this the right file? (save it as UTF-8)") from None
