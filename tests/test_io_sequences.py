@@ -74,6 +74,7 @@ def test_empty_input_yields_nothing(tmp_path):
     ("@r1\nACGT\n+\nIIIII\n", ":4:", "differs from sequence length"),
     ("@r1\nACGT\nIIII\n", ":1:", "ends before its '+' line"),
     ("@r1\nAC\n+\nII\nr2\nAC\n+\nII\n", ":5:", "expected a FASTQ header"),
+    (">a\nAC\n>b\x00\x00c\nAC\n", ":3:", "a NUL byte (\\x00) in the header: is the file damaged"),
 ])
 def test_malformed_input_names_file_and_line(tmp_path, text, where, what):
     path = tmp_path / "bad.fastx"
@@ -122,6 +123,8 @@ def test_barcode_problems_say_what_the_text_looks_like():
 
     assert "GenBank-style numbering" in barcode_problem("1 aactttatat tttatttttg 61 gtgcttgagc " * 10)
     assert "protein?" in barcode_problem("MKVLAAGIVGLLLAAQPAMA" * 10)
+    assert "two records run together" in barcode_problem("ACGT" * 50 + ">q2 Aedes" + "ACGT" * 50)
+    assert "a damaged file" in barcode_problem("ACGT" * 50 + "\x00" * 4096)
     assert barcode_problem("ACGT" * 50) is None
 
 

@@ -154,6 +154,11 @@ def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
         if set(foreign) <= set("0123456789 \t/"):  # GenBank's ORIGIN block: numbered, spaced
             return (f"not a plain nucleotide sequence (contains {shown!r}: GenBank-style numbering? "
                     "give the bases alone, as FASTA)")
+        if "\x00" in foreign:
+            return "holds NUL bytes (\\x00): a damaged file (a copy cut short, a disk that filled)?"
+        if ">" in foreign:
+            return ("holds a '>': two records run together on one line (a file without a final newline "
+                    "joined to the next: cat a.fa b.fa?)")
         return f"not a nucleotide sequence (contains {shown!r}; protein?)"
     bases = unambiguous_bases(upper)
     if bases < min_bases:
@@ -179,6 +184,9 @@ def _record(name: str, number: int, header: str, seq: str) -> SequenceRecord:
     record_id = word.split(";", 1)[0]
     if not record_id:
         raise ClibdError(f"{name}:{number}: empty record id in header {header.strip()!r}")
+    if "\x00" in header:  # no output can hold it (HDF5 strings, TSV readers)
+        raise ClibdError(f"{name}:{number}: a NUL byte (\\x00) in the header: is the file damaged (a copy cut "
+                         "short, a disk that filled)?")
     return SequenceRecord(record_id, text[len(record_id):].lstrip(" \t;"), seq, number)
 
 
