@@ -96,6 +96,23 @@ def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp
     assert again.stdout == first.stdout
 
 
+def test_classify_never_writes_into_the_default_reference(pack, barcode_refs, tmp_path, monkeypatch):
+    """-o or --summary inside the unpacked default reference is refused as inside an --index (was:
+    its records.tsv replaced, and every later run refused until the cache was deleted)."""
+    monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    queries = write_fasta(tmp_path / "q.fasta", barcode_refs.records[:2])
+    assert run("classify", queries).exit_code == 0
+    [cached] = (tmp_path / "cache").iterdir()
+    records = (cached / "records.tsv").read_bytes()
+    for option in ("-o", "--summary"):
+        result = run("classify", queries, option, cached / "records.tsv")
+        assert result.exit_code == 2, result.stderr
+        assert "an index or model folder this command reads" in error_line(result)
+    assert (cached / "records.tsv").read_bytes() == records
+    assert run("classify", queries).exit_code == 0
+
+
 def test_default_reference_refuses_photos_and_other_models(pack, tmp_path, monkeypatch):
     monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
     monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))

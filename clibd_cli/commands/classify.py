@@ -171,12 +171,16 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     log = logging.getLogger("clibd")
     read = (*inputs, *images, *([counts] if counts else []))  # files this run reads: never an output
+    bundled = index_dir is None
+    if bundled:
+        from clibd_cli.indexing.bundled import default_index_dir, default_reference
+    folders = (default_index_dir() if bundled else index_dir, model_dir)  # read: never written into
     if output == "/dev/stdout":  # the name scripts use for standard output: stream there, as for -
         output = "-"
     if output != "-":
-        output = str(output_path(output, inputs=read, reads=(index_dir, model_dir)))
+        output = str(output_path(output, inputs=read, reads=folders))
     if summary_path:
-        summary_path = output_path(summary_path, inputs=read, reads=(index_dir, model_dir))
+        summary_path = output_path(summary_path, inputs=read, reads=folders)
         if output != "-" and Path(output).resolve() == summary_path.resolve():
             raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
         from clibd_cli.abundance.summary import refuse_clashes, summary_files
@@ -184,10 +188,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         keep = (output, *read)
         table, _, page = summary_files(summary_path)  # the Krona texts' names wait for the samples
         refuse_clashes([table, page], keep)
-    bundled = index_dir is None
     if bundled:
-        from clibd_cli.indexing.bundled import default_reference
-
         index_dir = str(default_reference(model_dir, photos=bool(images), progress=settings.progress()))
     summary = _summary(counts) if summary_path else None
     try:

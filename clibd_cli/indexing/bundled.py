@@ -31,9 +31,8 @@ def cache_dir() -> Path:
     return Path(base) / "clibd"
 
 
-def default_index(*, progress: bool = False) -> Path:
-    """The default reference index directory, unpacked into the cache on first use."""
-    from clibd_cli.reference.hnsw_index import MANIFEST_FILE
+def default_index_dir() -> Path:
+    """Where the default reference index is unpacked (or will be): a cache folder named after its pack."""
     from clibd_cli.indexing.pack import PACK_FILE
     from models.files import sha256_file
 
@@ -41,12 +40,19 @@ def default_index(*, progress: bool = False) -> Path:
     if not pack_file.is_file():
         raise ClibdError(f"{PACK}: the default reference is missing from this installation; "
                          "reinstall clibd or give --index")
-    target = cache_dir() / f"default-reference-{sha256_file(pack_file)[:16]}"
+    return cache_dir() / f"default-reference-{sha256_file(pack_file)[:16]}"
+
+
+def default_index(*, progress: bool = False) -> Path:
+    """The default reference index directory, unpacked into the cache on first use."""
+    from clibd_cli.reference.hnsw_index import MANIFEST_FILE
+
+    target = default_index_dir()
     if (target / MANIFEST_FILE).is_file():
         return target
-    from clibd_cli.indexing.pack import unpack_index
+    from clibd_cli.indexing.pack import PACK_FILE, unpack_index
 
-    records = json.loads(pack_file.read_text())["manifest"]["count"]
+    records = json.loads((PACK / PACK_FILE).read_text())["manifest"]["count"]
     log.warning("building the default reference index (%d BOLD barcodes) once into %s ...", records, target)
     start = time.perf_counter()
     index = unpack_index(PACK, progress=progress)
