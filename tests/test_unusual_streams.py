@@ -2,7 +2,8 @@
 `>&-`, some daemons and schedulers; Python sets sys.stdin/stdout to None) is one line, not an
 internal error; a pipe (`<(zcat ref.fa.gz)`, a FIFO) given to a command that reads its input twice
 is refused, not waited on for ever; one that reads it once reads a pipe whole, compressed or not,
-and names a pipe that is not UTF-8 without opening it again."""
+and names a pipe that is not UTF-8 without opening it again; standard output is UTF-8, as a file output is,
+whatever the locale."""
 
 import bz2
 import gzip
@@ -106,3 +107,20 @@ def test_a_fifo_that_is_not_utf8_is_one_error_not_a_wait(index, tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"clibd: error: {fifo}:"), proc.stderr
     assert "not UTF-8 text" in proc.stderr
+
+
+def test_standard_output_is_utf8_whatever_the_locale(index, tmp_path):
+    """Ids in any script reach stdout as they reach -o FILE (was: an internal UnicodeEncodeError
+    under an ASCII or Latin-1 locale)."""
+    query = write_fasta(tmp_path / "q.fa", specimens(n_species=1, per_species=1, unnamed=0), sintax=False)
+    barcode = query.read_text().split("\n", 1)[1]
+    query.write_text(f">蚊子_1 mosquito\n{barcode}>Müller_2\n{barcode}")
+    command = [sys.executable, "-m", "clibd_cli", "-q", "classify", "--index", str(index), str(query)]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    piped = subprocess.run(command, capture_output=True, env=env, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    written = subprocess.run([*command, "-o", str(tmp_path / "out.tsv")], capture_output=True, env=env,
+                             timeout=60)
+    assert written.returncode == 0, written.stderr
+    assert piped.stdout == (tmp_path / "out.tsv").read_bytes()
+    assert "蚊子_1\tdna\t" in piped.stdout.decode("utf-8")

@@ -146,6 +146,8 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
     if str(path) == "-":
         if sys.stdout is None:  # started with its standard output closed (`>&-`)
             raise ClibdError("standard output is closed; give -o FILE or redirect it (> FILE)")
+        if hasattr(sys.stdout, "reconfigure"):  # UTF-8 as a file's, whatever the locale (Latin-1, ASCII)
+            sys.stdout.reconfigure(encoding="utf-8")
         try:
             yield sys.stdout
             sys.stdout.flush()
