@@ -292,7 +292,13 @@ def test_summary_files_never_replace_the_predictions_or_an_input(case, tmp_path)
     clash = run("classify", "--index", root / "index", fasta, "--counts", tmp_path / "counts.tsv",
                 "--summary", tmp_path / "s.tsv", "-o", tmp_path / "p.tsv")
     assert clash.exit_code == 2 and "s.S1.krona.txt: --summary would write it" in clash.stderr
-    assert fasta.read_text() == inputs[0].read_text()
+    assert fasta.read_text() == inputs[0].read_text() and not (tmp_path / "p.tsv").exists()
+    earlier = tmp_path / "u.S1.krona.txt"  # -o named as a Krona text: refused with exit 2, as it was
+    earlier.write_text("an earlier run's predictions\n")
+    clash = run("classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "counts.tsv",
+                "--summary", tmp_path / "u.tsv", "-o", earlier)
+    assert clash.exit_code == 2 and "u.S1.krona.txt: --summary would write it" in clash.stderr
+    assert earlier.read_text() == "an earlier run's predictions\n"
     (tmp_path / "two.tsv").write_text(f"#OTU ID\tx/y\tx_y\n{first_id}\t3\t4\n")
     both = run("-q", "classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "two.tsv",
                "--summary", tmp_path / "t.tsv", "-o", tmp_path / "p2.tsv")

@@ -230,9 +230,9 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
                 if summary is not None:
                     summary.add(results)
                 bar.update(len(results))
+            if summary is not None:  # before -o is in place: a Krona text refused (exit 2) leaves it be
+                log.info("summary: %s", ", ".join(map(str, summary.write(summary_path, keep))))
         notes.close()
-    if summary is not None:
-        log.info("summary: %s", ", ".join(map(str, summary.write(summary_path, keep))))
 
 
 @contextmanager
