@@ -199,7 +199,7 @@ def test_malformed_input_is_one_error_line_with_its_line_number(barcode_refs, tm
     broken = tmp_path / "cut.fa.gz"
     broken.write_bytes(gzip.compress(b">r1\n" + b"ACGT" * 5000)[:30])
     assert "unreadable compressed file" in error_line(run("classify", "-i", index, broken))
-    assert "not UTF-8" in error_line(run("classify", "-i", index, PHOTOS[0]))
+    assert "is a JPEG photo, not text" in error_line(run("classify", "-i", index, PHOTOS[0]))
 
 
 def test_empty_input_is_a_header_and_a_warning(barcode_refs, tmp_path):

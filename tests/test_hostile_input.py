@@ -246,8 +246,13 @@ def test_archives_and_utf16_are_named_as_what_they_are(tmp_path):
     with tarfile.open(tmp_path / "q.tar.gz", "w:gz") as archive:
         archive.add(fasta, "q.fa")
     (tmp_path / "u16.fa").write_text(">q\nACGT\n", encoding="utf-16")
+    # classify photo.jpg (--images forgotten) or a dataset was 'not UTF-8 text ...; save it as UTF-8'
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)))
+    (tmp_path / "d.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     for name, what in (("q.zip", "a ZIP archive; unzip it"), ("q.tar.gz", "a tar archive; extract it"),
-                       ("u16.fa", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8")):
+                       ("u16.fa", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8"),
+                       ("photo.jpg", "a JPEG photo, not text (clibd classify takes photos with --images)"),
+                       ("d.h5", "an HDF5 file (a dataset or embeddings), not FASTA/FASTQ or table text")):
         with pytest.raises(ClibdError, match="^" + re.escape(f"{tmp_path / name}: is {what}")):
             list(read_sequences(tmp_path / name))
     assert [r.seq for r in read_sequences(fasta)] == ["ACGT"]

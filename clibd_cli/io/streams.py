@@ -29,6 +29,10 @@ _NOT_TEXT = (  # (offset, signature, what the file is) of inputs that look like 
     (0, b"\x28\xb5\x2f\xfd", "zstd-compressed; decompress it (zstd -d) or compress it with gzip"),
     (0, b"\xff\xfe", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8"),
     (0, b"\xfe\xff", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8"),
+    *((0, signature, f"a {kind} photo, not text (clibd classify takes photos with --images)")
+      for signature, kind in ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"II*\x00", "TIFF"),
+                              (b"MM\x00*", "TIFF"))),
+    (0, b"\x89HDF\r\n\x1a\n", "an HDF5 file (a dataset or embeddings), not FASTA/FASTQ or table text"),
 )
 
 
