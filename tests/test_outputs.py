@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -176,6 +177,10 @@ def test_a_file_output_into_a_missing_folder_is_refused_before_any_work(tmp_path
     folder is not made); a folder output (index -o) is created with its parents."""
     with pytest.raises(UsageError, match="the folder .*nope does not exist; create it"):
         output_path(tmp_path / "nope" / "out.tsv")
+    (tmp_path / "link.tsv").symlink_to(tmp_path / "nope" / "out.tsv")  # was: 'the folder <tmp_path> does not exist'
+    with pytest.raises(UsageError, match=re.escape(f"link.tsv: links to {tmp_path}/nope/out.tsv, whose folder "
+                                                   f"{tmp_path}/nope does not exist; create it")):
+        output_path(tmp_path / "link.tsv")
     index = tmp_path / "new" / "index"
     assert _index(reference, index).exit_code == 0 and (index / "manifest.json").is_file()
     for command in (["classify", "--index", index, reference], ["embed", "-m", "kmer", reference],

@@ -67,7 +67,9 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
         found = "a folder" if stat.S_ISDIR(mode) else "a file"
         raise UsageError(f"{given}: is {found}, not {what}; clibd will not replace it; give another path")
     if mode is None and not directory and not target.parent.is_dir():
-        raise UsageError(f"{given}: the folder {Path(given).parent} does not exist; create it or give another path")
+        folder = (f"links to {target}, whose folder {target.parent}" if os.path.islink(given)  # dangling
+                  else f"the folder {Path(given).parent}")
+        raise UsageError(f"{given}: {folder} does not exist; create it or give another path")
     if mode is not None and directory and marker and not (target / marker).is_file() and any(target.iterdir()):
         raise UsageError(f"{given}: is a folder with other files in it (no {marker}), not an earlier "
                          "output of this command; clibd will not replace it; give a new or empty folder")
