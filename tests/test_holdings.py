@@ -309,11 +309,11 @@ def test_pseudo_queries_on_more_threads_than_a_chunk_has_rows_keep_memory_flat(b
     from clibd_cli.classification import pseudo_queries
 
     index = load_index(barcode_refs.index)
-    vectors, top_k, searched = index.vectors(), pseudo_queries.top_k, []
+    vectors, nearest, searched = index.vectors(), pseudo_queries._nearest, []
     monkeypatch.setattr(pseudo_queries, "_SCORES_PER_CHUNK", 8 * len(vectors))
     monkeypatch.setattr(pseudo_queries, "_ROWS_PER_BLOCK", 1)
-    monkeypatch.setattr(pseudo_queries, "top_k", lambda scores, k, threads=1: (searched.append(len(scores)),
-                                                                               top_k(scores, k))[1])
+    monkeypatch.setattr(pseudo_queries, "_nearest", lambda costs, *args: (searched.append(len(costs)),
+                                                                          nearest(costs, *args))[1])
     pools = []
     monkeypatch.setattr(pseudo_queries, "ThreadPoolExecutor", lambda workers: (pools.append(workers),
                                                                                ThreadPool(workers))[1])

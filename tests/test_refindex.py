@@ -43,14 +43,22 @@ def test_search_returns_sorted_records_including_shared_vectors():
     assert np.allclose(exact_sims, sims, atol=1e-5)
 
 
-def test_top_k_on_threads_picks_what_one_thread_picks():
-    """``clibd --threads 2 index`` picks the pseudo-queries' neighbours on two threads: the same
-    columns, ties included (rows of many equal scores, as duplicate barcodes give)."""
+def test_top_k_on_threads_picks_what_one_thread_picks(monkeypatch):
+    """``clibd --threads 2 index`` picks the pseudo-queries' neighbours on two threads, a block of
+    rows at a time: the same columns as one partition of all the rows, ties included (rows of many
+    equal scores, as duplicate barcodes give)."""
+    from clibd_cli.reference import search
+
     scores = np.round(np.random.default_rng(0).random((37, 500)), 2).astype(np.float32)
-    one = top_k(scores, 10)
-    for threads in (2, 3, 40):
-        rows, sims = top_k(scores, 10, threads)
-        assert np.array_equal(rows, one[0]) and np.array_equal(sims, one[1])
+    top = np.argpartition(-scores, 9, axis=1)[:, :10]  # the whole at once, as before blocks
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    one = np.take_along_axis(top, order, axis=1)
+    assert np.array_equal(top_k(scores, 10)[0], one)
+    for rows_at_once in (1, 4, 36):
+        monkeypatch.setattr(search, "PARTITIONED", rows_at_once * scores.shape[1])
+        for threads in (1, 2, 3, 40):
+            rows, sims = top_k(scores, 10, threads)
+            assert np.array_equal(rows, one) and np.array_equal(sims, np.take_along_axis(scores, one, axis=1))
 
 
 def test_k_larger_than_reference_is_clamped():

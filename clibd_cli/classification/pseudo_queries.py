@@ -19,7 +19,7 @@ import numpy as np
 from clibd_cli.classification.calibration import containment_part, part_only, rank_similarities, search_part
 from clibd_cli.classification.contained import contained_neighbours, held_whole, kmer_bits, records_counter
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
-from clibd_cli.reference.search import top_k
+from clibd_cli.reference.search import smallest_k
 
 _SCORES_PER_CHUNK = 1 << 24  # query x reference scores at once: ~20 bytes each with masks and top-k (~0.3 GB)
 _ROWS_PER_BLOCK = 64  # fewest rows a thread's chunk of pseudo-queries holds (at 1M references a chunk
@@ -86,7 +86,9 @@ def search_pseudo_queries(
         for start in range(0, len(block), step):
             queries = block[start : start + step]
             rows = nodes.vectors[nodes.of_record[queries]] if source is None else source[0][source[1][queries]]
-            scores = _scores(part_only(rows, part), nodes.vectors)[:, nodes.of_record]
+            node_scores = _scores(part_only(rows, part), nodes.vectors)  # [Q, nodes]: a record's is its node's
+            costs = -node_scores
+            scores = None  # [Q, N], made only where the sister species are looked for
             profiles = None
             if holdings is not None:  # the queries' own holdings where they are the records themselves
                 profiles = holdings[1][queries] if source is None else holdings[0][source[1][queries]]
@@ -100,6 +102,7 @@ def search_pseudo_queries(
                     code = reference.codes[rank]
                     excluded = code[None, :] == code[queries][:, None]
                     for _ in range(sisters if rank == reference.ranks[-1] else 0):
+                        scores = node_scores[:, nodes.of_record] if scores is None else scores
                         nearest = code[np.argmax(np.where(excluded | (code < 0)[None, :], -np.inf, scores), axis=1)]
                         excluded |= code[None, :] == nearest[:, None]
                     keep = code[queries] >= 0
@@ -111,10 +114,10 @@ def search_pseudo_queries(
                 whole = held_whole(bits, shared, excluded) if contained else np.zeros(len(queries), dtype=bool)
                 near, sims = np.zeros((len(queries), k), dtype=np.int64), np.zeros((len(queries), k), np.float32)
                 rest = slice(None) if not whole.any() else ~whole  # the nearest vectors
-                near[rest], sims[rest] = top_k(np.where(excluded[rest], -np.inf, scores[rest]), k,
-                                               threads if len(blocks) == 1 else 1)
+                near[rest], sims[rest] = _nearest(costs[rest], nodes.of_record, excluded[rest], k,
+                                                  threads if len(blocks) == 1 else 1)
                 if whole.any():  # held whole by a record left in: by its 5-mers (contained.py)
-                    mine = scores[whole]
+                    mine = node_scores[whole][:, nodes.of_record]
                     near[whole], sims[whole] = contained_neighbours(shared[whole], lambda q, c: mine[q, c], k,
                                                                     excluded=excluded[whole])
                 held = None if holdings is None else (profiles[keep], holdings[1], near[keep])
@@ -133,6 +136,21 @@ def search_pseudo_queries(
     found = [[empty, *(o for block in searched for o in block[plan])] for plan in range(len(plans))]
     return [(*(np.concatenate(parts) for parts in zip(*[o[:3] for o in out])),
              {rank: np.concatenate([o[3][rank] for o in out]) for rank in rank_parts}) for out in found]
+
+
+def _nearest(costs: np.ndarray, of_record: np.ndarray, excluded: np.ndarray, k: int,
+             threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest records ``(rows, sims)`` of each query by its negated similarities to the
+    nodes ``costs`` ``[Q, nodes]``, the records ``excluded`` ``[Q, N]`` left out: ``search.top_k`` of
+    the records' similarities, -inf where excluded, made a block of rows at a time."""
+
+    def records(part: slice) -> np.ndarray:
+        block = costs[part][:, of_record]
+        block[excluded[part]] = np.inf
+        return block
+
+    rows, found = smallest_k(records, excluded.shape, k, threads)
+    return rows, -found
 
 
 def _scores(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
