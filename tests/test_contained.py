@@ -84,6 +84,9 @@ def test_the_counter_counts_each_records_5_mers_exactly(monkeypatch):
     assert expected.max() > 256
     assert np.array_equal(KmerCounter.of_holdings(kmer_holdings(barcodes))(bits), expected)
     assert np.array_equal(kmer_bits(kmer_holdings(barcodes[:3])), bits[:3])  # records read as queries
+    twice = KmerCounter.of_holdings(kmer_holdings(barcodes[3:5] + barcodes + barcodes[:1]))  # counted once each
+    assert len(twice._groups[0]) == len(np.unique(kmer_holdings(barcodes), axis=0))
+    assert np.array_equal(twice(bits), np.hstack([expected[:, 3:5], expected, expected[:, :1]]))
     profiles = kmer_profile(barcodes + barcodes[:2], 5)
     vectors = np.hstack([profiles, np.ones((len(profiles), 7), dtype=np.float32)])  # a part beside the 5-mers
     distinct, of_record = np.unique(vectors, axis=0, return_inverse=True)

@@ -69,8 +69,12 @@ class KmerCounter:
     @classmethod
     def of_holdings(cls, holdings: np.ndarray) -> KmerCounter:
         """The counter of the records whose 5-mers an index holds (``[N, 4**5 / 8]`` packed,
-        ``reference/holdings.py``: a learned model's), in bfloat16."""
-        return cls(unpacked(np.asarray(holdings)))
+        ``reference/holdings.py``: a learned model's), in bfloat16; records holding the same 5-mers
+        share a row (BOLD ``train``: 22,081 rows for 52,192 records), the same counts."""
+        packed = np.ascontiguousarray(holdings, dtype=np.uint8)
+        _, first, of_record = np.unique(packed.view(np.dtype((np.void, packed.shape[1]))).ravel(),
+                                        return_index=True, return_inverse=True)
+        return cls(unpacked(packed[first]), of_record.ravel())
 
     def __call__(self, bits: np.ndarray) -> np.ndarray:
         """``[Q, N]`` float32 counts of the queries' 5-mers ``bits`` (:func:`kmer_bits`)."""
