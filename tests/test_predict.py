@@ -13,7 +13,7 @@ from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.evaluation import metrics
 from clibd_cli.reference.hnsw_index import build_index
 from models.errors import ClibdError
-from clibd_cli.classification.probability_map import _isotonic, fit_map
+from clibd_cli.classification.probability_map import _isotonic, fit_logistic, fit_map
 
 RANKS = ("order", "family", "genus", "species")
 DIM = 64
@@ -346,9 +346,9 @@ def test_the_vote_share_temperature_is_the_one_whose_maps_fit_best(setup, monkey
     from clibd_cli.defaults import CALIBRATION
 
     def scored(x, y, w, l2):
-        return {**fit_map(x, y, w, l2), "loss": -float(x[:, 2].sum())}
+        return {**fit_logistic(x, y, w, l2), "loss": -float(x[:, 2].sum())}
 
-    monkeypatch.setattr(fitting, "fit_map", scored)
+    monkeypatch.setattr(fitting, "fit_logistic", scored)
     assert fit_calibration(setup[1], k=10, n_queries=60).ranks["species"]["tau_share"] == min(CALIBRATION.taus)
 
 
@@ -410,7 +410,7 @@ def test_held_out_maps_are_fitted_with_the_stronger_ridge(monkeypatch):
     loose, firm = (fit_map(x, y, np.ones(100), ridge) for ridge in (fitting.MAP_RIDGE, fitting.HELD_OUT_RIDGE))
     assert abs(loose["coef"][0]) > 8 > 4 > abs(firm["coef"][0]) > 0  # measured: 9.1, 3.5
     ridges = []
-    monkeypatch.setattr(fitting, "fit_map", lambda x, y, w, l2: ridges.append(l2) or fit_map(x, y, w, l2))
+    monkeypatch.setattr(fitting, "fit_logistic", lambda x, y, w, l2: ridges.append(l2) or fit_logistic(x, y, w, l2))
     rng = np.random.default_rng(0)
     species = np.repeat(np.arange(6), 8)
     vectors = rng.normal(size=(6, 16))[species] + rng.normal(scale=0.3, size=(len(species), 16))

@@ -111,8 +111,11 @@ def records_counter(holdings: np.ndarray | None, vectors: np.ndarray, part: list
 def held_whole(bits: np.ndarray, shared: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
     """``[Q]`` bool: whether a record not ``excluded`` ``[Q, N]`` holds every 5-mer of each query's
     ``bits`` (:func:`kmer_bits`), by ``shared`` ``[Q, N]`` (:class:`KmerCounter`)."""
-    left, need = True if excluded is None else ~excluded, bits.sum(axis=1)
-    return (shared.max(axis=1, initial=-1.0, where=left) >= need - 0.5) & (need > 0)  # no 5-mer: nothing held
+    need = bits.sum(axis=1)
+    holding = shared >= (need - 0.5)[:, None]  # [Q, N]: the record holds every 5-mer of the query
+    if excluded is not None:
+        holding &= ~excluded
+    return holding.any(axis=1) & (need > 0)  # no 5-mer: nothing held
 
 
 def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],

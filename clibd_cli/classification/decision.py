@@ -13,7 +13,7 @@ Confidence: see ``clibd_cli/classification/calibration.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -181,14 +181,18 @@ class Votes:
     allowed: np.ndarray  # may win (under the label picked at the rank above, if possible)
     same: np.ndarray  # [Q, i, j]: neighbours i and j carry the same label
     silent: np.ndarray  # [Q, K]: labelled at a finer rank but not at this one
+    tallies: dict = field(default_factory=dict, repr=False)  # tau -> votes(tau)
 
     def votes(self, tau: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per neighbour, the summed weight of its label, and the total weight."""
-        sims, has = self.neighbours.sims, self.valid.any(axis=1)
-        best = np.where(self.valid, sims, -np.inf).max(axis=1, initial=-np.inf)
-        gap = np.where(self.valid, sims - np.where(has, best, 0.0)[:, None], -np.inf)  # <= 0
-        weight = np.exp(gap / tau)
-        return np.einsum("qij,qj->qi", self.same, weight), weight.sum(axis=1)
+        """Per neighbour, the summed weight of its label, and the total weight (kept per ``tau``:
+        the calibration's fit asks for each twice, to pick and to read the features)."""
+        if tau not in self.tallies:
+            sims, has = self.neighbours.sims, self.valid.any(axis=1)
+            best = np.where(self.valid, sims, -np.inf).max(axis=1, initial=-np.inf)
+            gap = np.where(self.valid, sims - np.where(has, best, 0.0)[:, None], -np.inf)  # <= 0
+            weight = np.exp(gap / tau)
+            self.tallies[tau] = np.einsum("qij,qj->qi", self.same, weight), weight.sum(axis=1)
+        return self.tallies[tau]
 
     def pick(self, tau: float) -> np.ndarray:
         """Column of the winning neighbour: most votes among the allowed labels."""

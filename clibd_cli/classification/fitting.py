@@ -18,13 +18,13 @@ from clibd_cli.classification.calibration import (Calibration, containment_part,
                                                   rank_similarities, search_part)
 from clibd_cli.classification.contained import records_counter, search_held_whole
 from clibd_cli.classification.decision import Neighbours
-from clibd_cli.classification.probability_map import fit_map
+from clibd_cli.classification.probability_map import fit_logistic, refined
 from clibd_cli.classification.pseudo_queries import Nodes, Reading, search_pseudo_queries
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
 from models.errors import ClibdError
 
-# Ridge of the feature -> probability maps (``probability_map.fit_map``). Maps fitted on held-out
+# Ridge of the feature -> probability maps (``probability_map.fit_logistic``, the best refined). Maps fitted on held-out
 # queries get a stronger one: a few thousand queries, few of them wrong at the coarse ranks, separate
 # almost perfectly, and nearly unpenalised a map's coefficients can turn round (with 1e-2 the map of
 # seen partial barcodes read an exact match as unsure: order confidence 0.6, or 0). Of 1, 10 and
@@ -282,7 +282,7 @@ def _fit_ranks(
     their log length, their log error rate). A scenario is ``(truth codes by rank, rows, sims, share,
     the rank whose taxon its queries left out of the reference or None)``; ``rank_sims``, per scenario, the similarities
     of the ranks read from a part of the vectors; ``ridge``: the maps' ridge (``l2`` of
-    ``probability_map.fit_map``).
+    ``probability_map.fit_logistic``, the best refined).
     Returns the ranks' fits and the scenario model (JSON)."""
     rank_sims = rank_sims or [{} for _ in scenarios]
     views = [Neighbours(rows[:, :k], sims[:, :k], {r: x[:, :k] for r, x in by_rank.items()})
@@ -308,14 +308,15 @@ def _fit_ranks(
         excluded = [_left_out(reference, gaps[rank], wn, rank, left_out, codes) if gaps else None
                     for wn, (codes, *_, left_out) in zip(winners, scenarios)]
         best = None
-        for tau in taus:
+        for tau in taus:  # logistic maps at each; the isotonic step only for the best
             x = [v.features(p, tau, gaps and gaps[rank], ex) for v, p, ex in zip(votes, picks, excluded)]
             x = x if own is None else [np.hstack([xs, mine]) for xs, mine in zip(x, own)]
-            maps = [fit_map(xs[w > 0], y[w > 0], w[w > 0], ridge) for xs, y, w in zip(x, right, weight)]
-            loss = sum(m.pop("loss") for m in maps)
+            fits = [fit_logistic(xs[w > 0], y[w > 0], w[w > 0], ridge) for xs, y, w in zip(x, right, weight)]
+            loss = sum(f.pop("loss") for f in fits)
             if best is None or loss < best[0]:
-                best = (loss, tau, maps, x)
-        _, tau_share, maps, x = best
+                best = (loss, tau, fits, x)
+        _, tau_share, fits, x = best
+        maps = [refined(f, y[w > 0], w[w > 0]) for f, y, w in zip(fits, right, weight)]
         fitted[rank] = {"tau_vote": tau_vote, "tau_share": tau_share, "maps": maps}
         for out, xs in zip(stacked, x):
             out.append(xs)

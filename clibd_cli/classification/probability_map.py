@@ -14,7 +14,13 @@ def fit_map(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> dict:
     """The logistic map of ``x`` to ``P(y = 1)`` (weights ``w``, ridge ``l2`` on standardised
     features), refined by isotonic regression, with its weighted log-loss under ``"loss"``
     (before the isotonic step)."""
-    fit = fit_logistic(x, y, w, l2)
+    return refined(fit_logistic(x, y, w, l2), y, w)
+
+
+def refined(fit: dict, y: np.ndarray, w: np.ndarray) -> dict:
+    """The map of a :func:`fit_logistic` ``fit`` (of labels ``y``, weights ``w``) refined by isotonic
+    regression of its scores, as :func:`fit_map` returns it."""
+    fit = dict(fit)
     iso_x, iso_y = _isotonic(fit.pop("score"), y, w)
     return {**fit, "iso_x": iso_x.tolist(), "iso_y": iso_y.tolist()}
 
