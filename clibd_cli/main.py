@@ -60,7 +60,14 @@ class Settings:
         return self.device
 
     def apply_torch(self) -> None:
-        """Apply ``--threads`` and ``--seed`` to torch and numpy (call from commands that use torch)."""
+        """Apply ``--threads`` and ``--seed`` to torch and numpy (call from commands that use torch).
+        Torch's OpenMP threads wait for work asleep unless ``OMP_WAIT_POLICY`` says otherwise: spinning,
+        a thread whose partner another job has taken off the CPU burns the rest of its turn (embedding
+        BOLD ``train`` on two threads with other jobs beside it took 23 s, 4-5 times the CPU of one
+        thread; benchmarks/README.md); the same vectors either way."""
+        import os
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch first loads OpenMP
         import numpy as np
         import torch
 
