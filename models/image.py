@@ -13,6 +13,8 @@ from torch import nn
 from models.errors import ModelError
 from models.weights import check_state_dict
 
+MAX_ASPECT = 16  # a photo's longer side is cut, centred, to at most this many times its shorter side
+
 
 class ImageEncoder(nn.Module):
     """timm backbone without classifier (pooled features) -> Linear to embed_dim."""
@@ -82,12 +84,15 @@ def image_transform(block: dict[str, Any], train: bool = False) -> Callable:
     resize, RandomResizedCrop S, horizontal and vertical flips, rotation up to 45 degrees. The
     8-bit photo is resized, unless ``resize_float``: then, as upstream CLIBD (``ToTensor()`` first,
     bioscanclip/util/dataset.py:219-221), the float pixels are (antialiased bilinear, no rounding).
+    A photo longer than :data:`MAX_ASPECT` times its width is first cut to its centre (see
+    :func:`clamp_aspect`).
     """
     from torchvision.transforms import v2
 
     size = block["image_size"]
     to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    steps: list[Any] = [*(to_float if block["resize_float"] else []), v2.Resize(round(size * 256 / 224))]
+    steps: list[Any] = [clamp_aspect, *(to_float if block["resize_float"] else []),
+                        v2.Resize(round(size * 256 / 224))]
     if train:
         steps += [v2.RandomResizedCrop(size), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
                   v2.RandomRotation(45)]
@@ -97,3 +102,23 @@ def image_transform(block: dict[str, Any], train: bool = False) -> Callable:
     if block["mean"] is not None:
         steps.append(v2.Normalize(block["mean"], block["std"]))
     return v2.Compose(steps)
+
+
+def clamp_aspect(image: Any, max_ratio: float = MAX_ASPECT) -> Any:
+    """A PIL photo with its longer side cut, centred, to ``max_ratio`` times its shorter side.
+
+    Resizing the shorter side of a 20000x1 strip to 256 pixels would make a 5-gigapixel image
+    (16 GB as floats); the centre crop that follows keeps less than the shorter side anyway.
+    Photos of usual proportions (and anything that is not a PIL image) come back as they are.
+    """
+    if not hasattr(image, "crop"):
+        return image
+    width, height = image.size
+    longest = max(1, round(min(width, height) * max_ratio))
+    if max(width, height) <= longest:
+        return image
+    if width > height:
+        left = (width - longest) // 2
+        return image.crop((left, 0, left + longest, height))
+    top = (height - longest) // 2
+    return image.crop((0, top, width, top + longest))

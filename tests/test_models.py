@@ -250,3 +250,25 @@ def test_image_tower_from_local_timm_checkpoint(tmp_path):
 
 def test_logit_scale_init(tiny):
     assert tiny.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+
+
+_STRIP = """
+import resource
+from PIL import Image
+from models.image import image_transform
+transform = image_transform({"image_size": 224, "resize_float": True, "mean": None, "std": None})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+pixels = transform(Image.new("RGB", (1000, 1), (200, 100, 0)))
+assert pixels.shape == (3, 224, 224), pixels.shape
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_thin_strip_of_a_photo_is_not_blown_up_to_gigabytes():
+    # Resizing the shorter side of a 1000x1 image to 256 px made 256000x256 float pixels (786 MB; a 20000x1
+    # PNG of a few hundred bytes took 16 GB): the longer side is cut to 16 times the shorter first
+    import subprocess
+    import sys
+
+    grown = subprocess.run([sys.executable, "-c", _STRIP], capture_output=True, text=True, check=True).stdout
+    assert int(grown) < 100_000, f"{int(grown) // 1000} MB for one 1000x1 photo"
