@@ -140,15 +140,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
-    """Scale 16-bit, 32-bit integer or float grayscale to 0-255."""
-    pixels = pixels.astype(np.float64)
+    """Scale 16-bit, 32-bit integer or float grayscale to 0-255, in one float32 working copy
+    (4 bytes a pixel: a large 16-bit scan is converted in place, not in float64 copies)."""
+    scaled = pixels.astype(np.float32)
     if mode == "F":
-        scale = 255.0 if np.nanmax(pixels, initial=0) <= 1.0 else 1.0
+        scaled = np.nan_to_num(scaled, copy=False)
+        scale = 255.0 if np.max(scaled, initial=0) <= 1.0 else 1.0
     elif mode.startswith("I;16") or np.max(pixels, initial=0) > 255:
         scale = 255.0 / 65535.0
     else:
         scale = 1.0
-    return np.clip(np.nan_to_num(pixels * scale), 0, 255).round().astype(np.uint8)
+    scaled *= scale
+    np.clip(scaled, 0, 255, out=scaled)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
 def resize_image(data: bytes, name: str, shorter_side: int, quality: int = 95) -> bytes:
