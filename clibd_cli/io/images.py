@@ -47,13 +47,19 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def photos_by_id(paths: list[Path]) -> dict[str, Path]:
-    """Record id -> photo: the file name without extension, or before its first dot."""
+    """Record id -> photo (the first in ``paths`` of each id, see :func:`photo_ids`)."""
     photos: dict[str, Path] = {}
     for path in paths:
-        name = path.name.rsplit(".", 1)[0]
-        for key in dict.fromkeys((name, name.split(".", 1)[0])):
+        for key in photo_ids(path):
             photos.setdefault(key, path)
     return photos
+
+
+def photo_ids(path: Path) -> tuple[str, ...]:
+    """The record ids a photo may be named after: its file name without extension, and before its
+    first dot (``ID.jpg``, ``ID.1024px.jpg``)."""
+    name = path.name.rsplit(".", 1)[0]
+    return tuple(dict.fromkeys((name, name.split(".", 1)[0])))
 
 
 def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:

@@ -224,13 +224,35 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
     if taxonomy is None:
         raise ClibdError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
     table = read_taxonomy(taxonomy)
-    photos = photos_by_id(find_images([source]))
+    paths = find_images([source])
+    photos = photos_by_id(paths)
     for record_id, ranks in table.items():
         path = photos.get(record_id)
         if path is None:
             refs.skipped.append(f"{record_id} (no photo named after it)")
             continue
         refs.add(record_id, ranks, _photo_loader(path))
+    _warn_unused_photos(paths, photos, table)
+
+
+def _warn_unused_photos(paths: list[Path], photos: dict[str, Path], table: dict) -> None:
+    """Name the photos a photo reference leaves out: those named after no id of the taxonomy table,
+    and second photos of an id (``ID.jpg`` and ``ID.png``: the first in path order is the record's)."""
+    from clibd_cli.io.images import photo_ids
+
+    used = {photos[key] for key in table if key in photos}
+    stray, second = [], []
+    for path in (path for path in paths if path not in used):
+        ids = [key for key in photo_ids(path) if key in table]
+        if ids:
+            second.append(f"{path} ({ids[0]} is {photos[ids[0]]})")
+        else:
+            stray.append(str(path))
+    for found, why in ((stray, "named after no id of the taxonomy table"),
+                       (second, "a second photo of a record (one photo per record)")):
+        if found:
+            log.warning("%s left out, %s: %s%s", counted(len(found), "photo"), why, ", ".join(found[:5]),
+                        " …" if len(found) > 5 else "")
 
 
 def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
