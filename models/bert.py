@@ -70,12 +70,17 @@ def build_bert(block: dict[str, Any], vocab_size: int, pad_token_id: int | None,
                              f"{counted(len(broken), 'BERT weight')}, "
                              f"e.g. {', '.join(sorted(map(str, broken))[:3])}")
         return bert.float()
-    config = BertConfig(vocab_size=vocab_size, hidden_size=block["hidden_size"],
-                        num_hidden_layers=block["num_layers"], num_attention_heads=block["num_heads"],
-                        intermediate_size=block["intermediate_size"],
-                        max_position_embeddings=block["max_position_embeddings"],
-                        pad_token_id=pad_token_id, **dropout, **block["bert_kwargs"])
-    return BertModel(config, add_pooling_layer=False)
+    try:
+        config = BertConfig(vocab_size=vocab_size, hidden_size=block["hidden_size"],
+                            num_hidden_layers=block["num_layers"], num_attention_heads=block["num_heads"],
+                            intermediate_size=block["intermediate_size"],
+                            max_position_embeddings=block["max_position_embeddings"],
+                            pad_token_id=pad_token_id, **dropout, **block["bert_kwargs"])
+        return BertModel(config, add_pooling_layer=False)
+    except Exception as exc:  # noqa: BLE001 - transformers checks bert_kwargs with several error types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelError(f"BERT settings {block['bert_kwargs']} make no BERT "
+                         f"({type(exc).__name__}: {reason[:200]})") from exc
 
 
 @contextmanager

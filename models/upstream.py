@@ -97,6 +97,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         path = found[0]
     elif (path.parent / "config.json").is_file() and path.suffix in (".bin", ".safetensors"):
         hf_config = read_json(path.parent / "config.json")
+    if not isinstance(hf_config, dict):
+        raise ModelError(f"{path.parent / 'config.json'}: expected a JSON object "
+                         f"(a Hugging Face config), got {type(hf_config).__name__}")
     obj = _load_safetensors(path) if path.suffix == ".safetensors" else _load_pickle(path)
     if isinstance(obj, dict) and isinstance(obj.get("bert_config"), dict):
         hf_config = {**obj["bert_config"], **hf_config}
@@ -215,26 +218,39 @@ def _fold_lora(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
         if match := _VIT_LORA.match(name):  # fused qkv: q gets the first, v the last `dim` rows
             base = match[1]
             original = state.pop(name)
-            weight, dim = original.double(), original.shape[1]
-            weight[:dim] += _lora_delta(state, f"{base}.linear_a_q", f"{base}.linear_b_q")
-            weight[-dim:] += _lora_delta(state, f"{base}.linear_a_v", f"{base}.linear_b_v")
+            weight, dim = _matrix(original, name).double(), original.shape[1]
+            weight[:dim] += _lora_delta(state, f"{base}.linear_a_q", f"{base}.linear_b_q", (dim, dim))
+            weight[-dim:] += _lora_delta(state, f"{base}.linear_a_v", f"{base}.linear_b_v", (dim, dim))
             _put(state, base, weight.to(original.dtype), state.pop(f"{base}.qkv.bias", None))
             folded += 2
         elif match := _BERT_LORA.match(name):
             base = match[1]
             original = state.pop(name)
-            weight = original.double() + _lora_delta(state, f"{base}.w_a", f"{base}.w_b")
+            weight = _matrix(original, name).double() + _lora_delta(state, f"{base}.w_a", f"{base}.w_b",
+                                                                    tuple(original.shape))
             _put(state, base, weight.to(original.dtype), state.pop(f"{base}.w.bias", None))
             folded += 1
     return state, folded
 
 
-def _lora_delta(state: dict[str, torch.Tensor], a_name: str, b_name: str) -> torch.Tensor:
+def _lora_delta(state: dict[str, torch.Tensor], a_name: str, b_name: str,
+                shape: tuple[int, ...]) -> torch.Tensor:
+    """B @ A of one adapter; ModelError unless it is a ``shape`` matrix (that of the weight it adds to)."""
     try:
         a, b = state.pop(f"{a_name}.weight"), state.pop(f"{b_name}.weight")
     except KeyError as exc:
         raise ModelError(f"checkpoint has a LoRA-wrapped layer without its adapter {exc.args[0]}") from exc
+    if a.dim() != 2 or b.dim() != 2 or (b.shape[0], b.shape[1], a.shape[1]) != (shape[0], a.shape[0], shape[1]):
+        raise ModelError(f"checkpoint's LoRA adapter {b_name} {tuple(b.shape)} x {a_name} {tuple(a.shape)} "
+                         f"does not make the {shape} of the weight it adapts")
     return b.double() @ a.double()
+
+
+def _matrix(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """``tensor`` if it is a matrix; ModelError naming it otherwise."""
+    if tensor.dim() != 2:
+        raise ModelError(f"checkpoint tensor {name} has shape {tuple(tensor.shape)}, not a matrix")
+    return tensor
 
 
 def _put(state: dict[str, torch.Tensor], base: str, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -256,7 +272,7 @@ def _map_name(name: str) -> str | None:
 def _check_dna_vocabulary(mapped: dict[str, torch.Tensor]) -> None:
     words = mapped.get("dna_encoder.bert.embeddings.word_embeddings.weight")
     expected = 4 ** 5 + len(KMER_SPECIALS["barcodebert-2023"])
-    if words is not None and words.shape[0] != expected:
+    if words is not None and words.dim() == 2 and words.shape[0] != expected:  # other shapes: the strict check
         raise ModelError(f"the checkpoint's DNA tower has {words.shape[0]} tokens; only the 2023 5-mer "
                          f"BarcodeBERT ({expected} tokens) is supported (not the k=4 BarcodeBERT variants)")
 
@@ -271,7 +287,7 @@ def _check_bert_dna(preset: str | Path) -> None:
 
 def _barcodebert_block(bert: dict[str, torch.Tensor], hf_config: dict[str, Any]) -> dict[str, Any]:
     """DNA block overrides describing the BERT in ``bert`` (keys without the ``bert.`` prefix)."""
-    vocab, hidden = bert["embeddings.word_embeddings.weight"].shape
+    vocab, hidden = _matrix(bert["embeddings.word_embeddings.weight"], "embeddings.word_embeddings.weight").shape
     layout = next(((name, k) for name, specials in KMER_SPECIALS.items() for k in range(1, 9)
                    if 4 ** k + len(specials) == vocab), None)
     if layout is None:
@@ -282,6 +298,8 @@ def _barcodebert_block(bert: dict[str, torch.Tensor], hf_config: dict[str, Any])
     positions = bert.get("embeddings.position_embeddings.weight")
     if not layers or intermediate is None or positions is None:
         raise ModelError("BarcodeBERT checkpoint lacks encoder layers or position embeddings")
+    _matrix(intermediate, "encoder.layer.0.intermediate.dense.weight")
+    _matrix(positions, "embeddings.position_embeddings.weight")
     heads = hf_config.get("num_attention_heads", 12)
     if not isinstance(heads, int) or heads < 1 or hidden % heads:
         raise ModelError(f"BarcodeBERT config: {heads!r} attention heads do not divide width {hidden}")

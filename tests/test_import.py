@@ -341,6 +341,47 @@ def test_unreadable_files_are_refused(tmp_path):
         read_checkpoint(tmp_path / "list.pth")
 
 
+def _bert_state(h: int = 32) -> dict[str, torch.Tensor]:
+    state = random_state(bert_shapes("bert.", h, 2, 1027, False))
+    state.pop("logit_scale")
+    return state
+
+
+@pytest.mark.parametrize("case", ["lora shape", "qkv 1-d", "dna words 0-d", "bert words 1-d", "config list",
+                                  "hidden_act", "layer_norm_eps"])
+def test_malformed_tensors_and_configs_are_refused_with_a_reason_not_an_internal_error(tmp_path, case):
+    # each of these ended in "clibd: error: internal error (RuntimeError/IndexError/ValueError/AttributeError/
+    # KeyError ...)": tensors of the wrong rank or shape, a config.json that is no object, a BERT setting
+    # no BERT has
+    source, kind = tmp_path / "best.pth", "clibd-checkpoint"
+    state = random_state(upstream_shapes(TINY))
+    vit = "image_encoder.base_image_encoder.blocks.0.attn.qkv."
+    if case == "lora shape":
+        state[vit + "linear_b_v.weight"] = torch.zeros(32, 5)
+    elif case == "qkv 1-d":
+        state[vit + "qkv.weight"] = torch.zeros(96)
+    elif case == "dna words 0-d":
+        state["dna_encoder.base_dna_encoder.bert.embeddings.word_embeddings.weight"] = torch.zeros(())
+    else:
+        kind, state = "barcodebert", _bert_state()
+        if case == "bert words 1-d":
+            state["bert.embeddings.word_embeddings.weight"] = torch.zeros(1027)
+        elif case == "config list":
+            source = tmp_path / "hf"
+            source.mkdir()
+            (source / "config.json").write_text("[1, 2]")
+            save_file(state, str(source / "model.safetensors"))
+        else:
+            state = {"model": state, "bert_config": {"num_attention_heads": 2, "hidden_act": "nonsense"}
+                     if case == "hidden_act" else {"num_attention_heads": 2, "layer_norm_eps": "small"}}
+    if not source.exists():
+        torch.save(state, source)
+    result = CliRunner().invoke(cli, ["import", "--from", kind, str(source), "--preset", str(tiny_preset(tmp_path)),
+                                      "-o", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "clibd: error: " in result.output, result.output
+    assert "internal error" not in result.output and not (tmp_path / "m").exists()
+
+
 class _Payload:
     """Unpickling this would create the marker file."""
 
