@@ -784,3 +784,19 @@ def test_a_cached_embedding_of_another_length_is_made_again(dataset, tmp_path):
         np.save(cached, np.zeros((2, 6), dtype=np.float32))
         vectors = Embeddings(ds, tmp_path).get(model, ("train",), "dna")
     assert model.calls == 2 and len(vectors) == 5 and vectors.any(axis=1).all()
+
+
+def test_an_unreadable_photo_is_named_by_its_file_and_record(tmp_path, caplog):
+    # the warning named it "('test',):1", the repr of a tuple of group names and a row number
+    from clibd_cli.data.store import open_dataset
+    from clibd_cli.evaluation.vectors import ModelVectors
+    from fixtures.samples import PHOTOS_5M
+
+    photo = sorted(PHOTOS_5M.glob("*.jpg"))[0].read_bytes()
+    with DatasetWriter(tmp_path / "photos.h5", images=True) as writer:
+        for pid, image in (("q0", photo), ("q1", photo[:len(photo) // 2])):
+            writer.add("test", Record(pid, barcode="ACGT" * 50, order="O", image=image))
+    with open_dataset(tmp_path / "photos.h5") as ds:
+        kept, images = ModelVectors._photos(Records(ds, ("test",)), np.arange(2))
+    assert kept.tolist() == [0] and len(images) == 1
+    assert f"{tmp_path / 'photos.h5'}:test:q1: unreadable image" in caplog.text

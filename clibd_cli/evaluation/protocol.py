@@ -119,6 +119,14 @@ class Records:
         return self.split.column("barcode")
 
     @cached_property
+    def ids(self) -> list[str]:
+        return self.split.ids()
+
+    def name(self, i: int) -> str:
+        """How messages name record ``i``: ``FILE:GROUPS:ID``."""
+        return f"{self.dataset.path}:{'+'.join(self.groups)}:{self.ids[i]}"
+
+    @cached_property
     def has_barcode(self) -> np.ndarray:
         """Whether each record has a barcode that can be classified (as ``clibd classify``)."""
         return np.array([barcode_problem(b) is None for b in self.barcodes], dtype=bool)

@@ -90,7 +90,7 @@ class ModelVectors:
         from clibd_cli.io.images import load_image, load_photos
 
         kept, images = load_photos((int(i), partial(load_image, records.split.image_bytes(int(i)),
-                                                    f"{records.groups}:{i}")) for i in rows)
+                                                    records.name(int(i)))) for i in rows)
         return np.array(kept, dtype=np.int64), images
 
 
