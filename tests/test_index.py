@@ -133,6 +133,20 @@ def test_photos_a_photo_reference_leaves_out_are_named(tiny_model, tmp_path):
            f"{folder / 'p1.jpg'})" in result.stderr
 
 
+def test_photos_none_of_which_can_be_read_leave_the_index_uncalibrated_for_photos_and_say_so(
+        barcode_refs, tiny_model, tmp_path):
+    # each photo was warned about, but not that --images had come to nothing
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for record in barcode_refs.records[:6]:
+        (folder / f"{record.id}.jpg").write_bytes(b"")
+    result = run("index", "-m", tiny_model, barcode_refs.fasta, "--images", folder, "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    assert "image" not in json.loads((tmp_path / "index" / "calibration.json").read_text())
+    assert "none of the 6 photos named after a reference record could be read; the index is not calibrated " \
+           "for photos" in result.stderr
+
+
 def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model, tmp_path):
     records = barcode_refs.records
     first, second = write_fasta(tmp_path / "a.fa", records[:30]), write_fasta(tmp_path / "b.fa", records[30:])

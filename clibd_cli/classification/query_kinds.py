@@ -358,6 +358,8 @@ def _photo_vectors(index, embedder: Embedder, images: Sequence[str], first: int,
             vectors[kept] = embedder.images(pixels)
             used += len(kept)
     if used == 0:
+        log.warning("none of the %s named after a reference record could be read; the index is not "
+                    "calibrated for photos", counted(len(rows), "photo"))
         return None
     if used < FEW_PHOTOS:
         log.warning("only %s: the photo calibration is rough", counted(used, "reference photo"))
