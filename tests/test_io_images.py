@@ -38,6 +38,22 @@ def test_find_images_recursive_sorted_skips_hidden(tmp_path):
         find_images([tmp_path / "nope"])
 
 
+def test_find_images_follows_linked_folders_once_and_keeps_dangling_links(tmp_path):
+    # a linked folder of photos (ln -s /data/plate_0193 photos/) gave no rows, and a link to a photo that is
+    # gone vanished from the output instead of being an invalid record
+    plate = tmp_path / "elsewhere" / "plate"
+    plate.mkdir(parents=True)
+    (plate / "p1.jpg").write_bytes(b"")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "plate").symlink_to(plate)
+    (photos / "loop").symlink_to(photos)  # a link back up is searched once, not forever
+    (photos / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert find_images([photos]) == [photos / "gone.jpg", photos / "plate" / "p1.jpg"]
+    with pytest.raises(ImageError, match="no such image file"):
+        load_image(photos / "gone.jpg")
+
+
 def test_sixteen_bit_grayscale_keeps_its_tones():
     pixels = np.array([[0, 32896, 65535]], dtype=np.uint16)
     for image in (Image.fromarray(pixels), Image.open(io.BytesIO(encoded(Image.fromarray(pixels))))):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,19 +32,36 @@ class ImageError(ClibdError):
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
     """Image files under ``paths`` (files as given, folders searched recursively), sorted.
 
-    Hidden files (``.name``, e.g. macOS ``._IMG.jpg``) are skipped. ClibdError if a path
-    does not exist.
+    Hidden files (``.name``, e.g. macOS ``._IMG.jpg``) are skipped. Linked folders are searched
+    (each real folder once); a link to a photo that is gone is kept, to be reported unreadable.
+    ClibdError if a path does not exist.
     """
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.name.startswith(".") and p.is_file())
+            found += sorted(_photos_under(path))
         elif path.is_file():
             found.append(path)
         else:
             raise ClibdError(f"{path}: no such file or folder")
     return found
+
+
+def _photos_under(folder: Path) -> Iterator[Path]:
+    """Photo files under ``folder``, its linked folders followed (each real folder once)."""
+    seen: set[str] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up, or a second link to one folder
+            folders.clear()
+            continue
+        seen.add(real)
+        folders.sort(key=lambda name: (os.path.islink(os.path.join(root, name)), name))  # real ones first
+        for name in files:
+            path = Path(root, name)
+            if path.suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".") and (
+                    path.is_file() or path.is_symlink()):
+                yield path
 
 
 def photos_by_id(paths: list[Path]) -> dict[str, Path]:
