@@ -85,6 +85,18 @@ def test_a_sixteen_bit_photo_is_converted_in_a_few_bytes_a_pixel():
     assert peak < 10 * image.width * image.height, f"{peak / (image.width * image.height):.1f} bytes a pixel"
 
 
+def test_a_photo_with_corrupt_exif_is_read_without_a_python_warning_on_stderr():
+    # PIL's "TiffImagePlugin.py:982: UserWarning: Corrupt EXIF data..." reached the terminal beside clibd's lines
+    import warnings
+
+    out = io.BytesIO()
+    Image.open(REAL).save(out, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + bytes(20))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_image(out.getvalue()).size == (1024, 768)
+    assert not [str(w.message) for w in caught]
+
+
 def test_alpha_is_composited_on_white_and_cmyk_converted():
     rgba = Image.new("RGBA", (2, 1), (255, 0, 0, 255))
     rgba.putpixel((1, 0), (0, 0, 0, 0))

@@ -13,6 +13,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,9 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     name = name or (str(source) if not isinstance(source, bytes) else "image")
     image = _open(source, name)
     try:
-        image.load()
-        image = ImageOps.exif_transpose(image)
+        with _pil_quiet():
+            image.load()
+            image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
     except Exception as exc:  # noqa: BLE001 - PIL's decoders report corrupt data with many types
         image.close()
@@ -131,8 +133,7 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
     if isinstance(source, bytes) and not source:
         raise ImageError(f"{name}: empty image file")
     try:
-        with warnings.catch_warnings():  # our own guard below reports oversized images
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _pil_quiet():
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such image file") from None
@@ -148,6 +149,16 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
         raise ImageError(f"{name}: {image.width}x{image.height} pixels is more than the "
                          f"{MAX_PIXELS:,}-pixel limit (decompression bomb guard)")
     return image
+
+
+@contextmanager
+def _pil_quiet() -> Iterator[None]:
+    """PIL's warnings off: our own guard reports oversized images, and corrupt EXIF (which PIL warns
+    about on the terminal, outside clibd's messages) leaves the photo readable all the same."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
