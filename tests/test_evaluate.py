@@ -386,6 +386,17 @@ def test_missing_tools_are_skipped_with_a_note(dataset, monkeypatch):
     assert "baseline mmseqs skipped: mmseqs not found on PATH" in metrics["notes"]
 
 
+def test_nothing_left_to_evaluate_says_why_each_chosen_method_was_skipped(dataset, monkeypatch):
+    # "--pairs image-image" on a file without photos, or "--baselines blastn" without blastn, ended in
+    # "nothing to evaluate: no model pair and no baseline selected": the user had selected one
+    with pytest.raises(ClibdError, match="nothing to evaluate: pair image-image skipped: the dataset has no "
+                                         "photos for it$"):
+        run_evaluation(Plan(data=dataset, model="clibd-tiny", pairs=("image-image",), baselines=()))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ClibdError, match="nothing to evaluate: baseline blastn skipped: makeblastdb, blastn not found on PATH"):
+        run_evaluation(Plan(data=dataset, baselines=("blastn",)))
+
+
 def test_hnsw_search_gives_the_exact_answers_here(dataset, hand):
     plan = Plan(data=dataset, baselines=(), search="hnsw", scenarios=("paper",))
     approximate = run_evaluation(plan, sources={"dna-dna": (FixedVectors(), "dna", "dna")}).metrics

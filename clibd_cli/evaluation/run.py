@@ -80,7 +80,8 @@ def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
             model_info, methods = _model_pairs(plan, dataset, found, notes)
         methods += _baselines(plan, notes)
         if not methods:
-            raise ClibdError("nothing to evaluate: no model pair and no baseline selected")
+            skipped = [note for note in notes if note.startswith(("pair ", "baseline "))]
+            raise ClibdError(f"nothing to evaluate: {'; '.join(skipped) or 'no model pair and no baseline selected'}")
         embeddings = Embeddings(dataset, plan.cache, plan.progress)
         result = _header(plan, dataset, found, model_info, methods, notes)
         with tempfile.TemporaryDirectory(prefix="clibd-evaluate-") as workdir:
