@@ -240,7 +240,7 @@ def _lora_delta(state: dict[str, torch.Tensor], a_name: str, b_name: str,
         a, b = state.pop(f"{a_name}.weight"), state.pop(f"{b_name}.weight")
     except KeyError as exc:
         raise ModelError(f"checkpoint has a LoRA-wrapped layer without its adapter {exc.args[0]}") from exc
-    if a.dim() != 2 or b.dim() != 2 or (b.shape[0], b.shape[1], a.shape[1]) != (shape[0], a.shape[0], shape[1]):
+    if a.dim() != 2 or b.dim() != 2 or (b.shape[0], a.shape[1]) != shape or b.shape[1] != a.shape[0]:
         raise ModelError(f"checkpoint's LoRA adapter {b_name} {tuple(b.shape)} x {a_name} {tuple(a.shape)} "
                          f"does not make the {shape} of the weight it adapts")
     return b.double() @ a.double()
@@ -272,7 +272,7 @@ def _map_name(name: str) -> str | None:
 def _check_dna_vocabulary(mapped: dict[str, torch.Tensor]) -> None:
     words = mapped.get("dna_encoder.bert.embeddings.word_embeddings.weight")
     expected = 4 ** 5 + len(KMER_SPECIALS["barcodebert-2023"])
-    if words is not None and words.dim() == 2 and words.shape[0] != expected:  # other shapes: the strict check
+    if words is not None and words.dim() == 2 and words.shape[0] != expected:  # others: the strict check
         raise ModelError(f"the checkpoint's DNA tower has {words.shape[0]} tokens; only the 2023 5-mer "
                          f"BarcodeBERT ({expected} tokens) is supported (not the k=4 BarcodeBERT variants)")
 
@@ -287,7 +287,8 @@ def _check_bert_dna(preset: str | Path) -> None:
 
 def _barcodebert_block(bert: dict[str, torch.Tensor], hf_config: dict[str, Any]) -> dict[str, Any]:
     """DNA block overrides describing the BERT in ``bert`` (keys without the ``bert.`` prefix)."""
-    vocab, hidden = _matrix(bert["embeddings.word_embeddings.weight"], "embeddings.word_embeddings.weight").shape
+    name = "embeddings.word_embeddings.weight"
+    vocab, hidden = _matrix(bert[name], name).shape
     layout = next(((name, k) for name, specials in KMER_SPECIALS.items() for k in range(1, 9)
                    if 4 ** k + len(specials) == vocab), None)
     if layout is None:

@@ -393,7 +393,8 @@ def test_nothing_left_to_evaluate_says_why_each_chosen_method_was_skipped(datase
                                          "photos for it$"):
         run_evaluation(Plan(data=dataset, model="clibd-tiny", pairs=("image-image",), baselines=()))
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(ClibdError, match="nothing to evaluate: baseline blastn skipped: makeblastdb, blastn not found on PATH"):
+    with pytest.raises(ClibdError, match="nothing to evaluate: baseline blastn skipped: makeblastdb, "
+                                         "blastn not found on PATH"):
         run_evaluation(Plan(data=dataset, baselines=("blastn",)))
 
 

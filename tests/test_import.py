@@ -376,8 +376,8 @@ def test_malformed_tensors_and_configs_are_refused_with_a_reason_not_an_internal
                      if case == "hidden_act" else {"num_attention_heads": 2, "layer_norm_eps": "small"}}
     if not source.exists():
         torch.save(state, source)
-    result = CliRunner().invoke(cli, ["import", "--from", kind, str(source), "--preset", str(tiny_preset(tmp_path)),
-                                      "-o", str(tmp_path / "m")])
+    result = CliRunner().invoke(cli, ["import", "--from", kind, str(source), "--preset",
+                                      str(tiny_preset(tmp_path)), "-o", str(tmp_path / "m")])
     assert result.exit_code == 1 and "clibd: error: " in result.output, result.output
     assert "internal error" not in result.output and not (tmp_path / "m").exists()
 

@@ -119,18 +119,20 @@ def test_photo_references(photo_refs, tiny_model, tmp_path):
 
 
 def test_photos_a_photo_reference_leaves_out_are_named(tiny_model, tmp_path):
-    # a photo no taxonomy row names, and a second photo of one id (p1.jpg, p1.png), were dropped without a word
+    # a photo no taxonomy row names, and a second photo of one id (p1.jpg, p1.png), were dropped unannounced
     folder = tmp_path / "photos"
     copy_photos(folder, ["p1", "p2", "stray"])
     shutil.copyfile(folder / "p2.jpg", folder / "p1.png")
-    lineages = {p: {"order": "Diptera", "family": f"F{p}", "genus": f"G{p}", "species": f"G{p} s"} for p in ("p1", "p2")}
+    lineages = {p: {"order": "Diptera", "family": f"F{p}", "genus": f"G{p}", "species": f"G{p} s"}
+                for p in ("p1", "p2")}
     result = run("index", "-m", tiny_model, "--modality", "image", folder, "--taxonomy",
                  write_taxonomy(tmp_path / "t.tsv", lineages), "-o", tmp_path / "index")
     assert result.exit_code == 0, result.stderr
     assert load_index(tmp_path / "index").ids == ["p1", "p2"]
-    assert f"1 photo left out, named after no id of the taxonomy table: {folder / 'stray.jpg'}" in result.stderr
-    assert f"1 photo left out, a second photo of a record (one photo per record): {folder / 'p1.png'} (p1 is " \
-           f"{folder / 'p1.jpg'})" in result.stderr
+    stray, second, first = folder / "stray.jpg", folder / "p1.png", folder / "p1.jpg"
+    assert f"1 photo left out, named after no id of the taxonomy table: {stray}" in result.stderr
+    assert f"1 photo left out, a second photo of a record (one photo per record): {second} (p1 is {first})" \
+        in result.stderr
 
 
 def test_photos_none_of_which_can_be_read_leave_the_index_uncalibrated_for_photos_and_say_so(

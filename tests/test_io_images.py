@@ -86,7 +86,7 @@ def test_a_sixteen_bit_photo_is_converted_in_a_few_bytes_a_pixel():
 
 
 def test_a_photo_with_corrupt_exif_is_read_without_a_python_warning_on_stderr():
-    # PIL's "TiffImagePlugin.py:982: UserWarning: Corrupt EXIF data..." reached the terminal beside clibd's lines
+    # PIL's "TiffImagePlugin.py:982: UserWarning: Corrupt EXIF data..." reached the terminal among clibd's
     import warnings
 
     out = io.BytesIO()

@@ -81,7 +81,8 @@ def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
         methods += _baselines(plan, notes)
         if not methods:
             skipped = [note for note in notes if note.startswith(("pair ", "baseline "))]
-            raise ClibdError(f"nothing to evaluate: {'; '.join(skipped) or 'no model pair and no baseline selected'}")
+            why = "; ".join(skipped) or "no model pair and no baseline selected"
+            raise ClibdError(f"nothing to evaluate: {why}")
         embeddings = Embeddings(dataset, plan.cache, plan.progress)
         result = _header(plan, dataset, found, model_info, methods, notes)
         with tempfile.TemporaryDirectory(prefix="clibd-evaluate-") as workdir:
