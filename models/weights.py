@@ -36,12 +36,15 @@ def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None
 
 def check_state_dict(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
                      what: str) -> None:
-    """ModelError naming a few missing, unexpected and wrongly shaped tensors, if there are any."""
+    """ModelError naming a few missing, unexpected, wrongly shaped and non-finite (NaN, inf: a diverged
+    run's) tensors, if there are any."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    broken = sorted(k for k in set(expected) & set(state) if state[k].is_floating_point()
+                    and not state[k].is_meta and not torch.isfinite(state[k]).all())
     problems = [f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-                if keys]
+                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
+                                    ("NaN or infinite values in", broken)) if keys]
     if problems:
         raise ModelError(f"{what}: {'; '.join(problems)}")

@@ -347,6 +347,14 @@ def _bert_state(h: int = 32) -> dict[str, torch.Tensor]:
     return state
 
 
+def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
+    # it was imported, and every photo then embedded as NaN, indexed and classified as such without a word
+    state = random_state(upstream_shapes(TINY))
+    state["image_encoder.base_image_encoder.head.weight"][0, 0] = float("nan")
+    with pytest.raises(ModelError, match=r"NaN or infinite values in 1 \(image_encoder.proj.weight\)"):
+        import_clibd_checkpoint(state, tiny_preset(tmp_path))
+
+
 @pytest.mark.parametrize("case", ["lora shape", "qkv 1-d", "dna words 0-d", "bert words 1-d", "config list",
                                   "hidden_act", "layer_norm_eps"])
 def test_malformed_tensors_and_configs_are_refused_with_a_reason_not_an_internal_error(tmp_path, case):
