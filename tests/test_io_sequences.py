@@ -114,6 +114,12 @@ def test_sintax_header_parsing():
     # same taxa (it made an order 'Diptera(1.00)' beside 'Diptera')
     assert parse_sintax_header("tax=o:Diptera(1.00),g:Aedes(0.9),s:Aedes_albopictus( 0.41 );") == (
         {"order": "Diptera", "genus": "Aedes", "species": "Aedes albopictus"}, [])
+    # ranks written with ';' between them are read as with ',' (only the order was kept), and an
+    # annotation after them is not a rank
+    assert parse_sintax_header("tax=o:Diptera;f:Culicidae;g:Aedes;s:Aedes_albopictus;size=3;") == (
+        {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}, [])
+    assert parse_sintax_header("tax=o:Diptera,f:Culicidae;sample=S1;") == (
+        {"order": "Diptera", "family": "Culicidae"}, [])
     with pytest.raises(ValueError, match="rank:name"):
         parse_sintax_header("tax=Diptera,Culicidae")
 

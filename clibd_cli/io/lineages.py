@@ -38,7 +38,9 @@ log = logging.getLogger("clibd")
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
                 "f": "family", "g": "genus", "s": "species"}
 RANKS_ABOVE_ORDER = tuple(rank for rank in SINTAX_RANKS.values() if rank not in RANKS)  # kept per order
-_TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)")  # a SINTAX annotation in a FASTA header
+_TAX = re.compile(r"(?:^|[;\s])tax=([^;]*)((?:;[dkpcofgsDKPCOFGS]:[^;=]*)*)")  # a SINTAX annotation in a
+# FASTA header; the second group: ranks written after it with ';' for ',' (tax=o:Diptera;f:Culicidae;), never
+# an annotation (';size=3')
 _CONFIDENCE = re.compile(r"\(\s*[01](?:\.\d*)?\s*\)$")  # Diptera(1.00): a SINTAX lineage's confidence
 _PREFIX = re.compile(r"^([a-zA-Z]{1,3})__(.*)$")  # o__Diptera; also sk__ (superkingdom), t__ (strain)
 _LEVEL = re.compile(r"^D_\d+__")  # SILVA 132 for QIIME: D_3__Diptera, a level's number, not a rank
@@ -82,14 +84,15 @@ def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
 
     Returns ``({"order": "Diptera", "species": "Aedes albopictus"}, [])`` (underscores read as
     spaces; d/k/p/c kept as domain/kingdom/phylum/class; a confidence, ``o:Diptera(1.00)`` as
-    vsearch --sintax and clibd classify write lineages, dropped); ``({}, [])`` when there is no ``tax=``.
+    vsearch --sintax and clibd classify write lineages, dropped; ranks written with ``;`` between
+    them, ``tax=o:Diptera;f:Culicidae;``, read as with ``,``); ``({}, [])`` when there is no ``tax=``.
     Raises ValueError on an entry without ``rank:`` prefix.
     """
     match = _TAX.search(text)
     if match is None:
         return {}, []
     ranks, unknown = {}, []
-    for entry in match.group(1).split(","):
+    for entry in match.group(1).split(",") + match.group(2).split(";"):
         entry = entry.strip()
         if not entry:
             continue
