@@ -33,8 +33,7 @@ def smallest_k(costs: Callable[[slice], np.ndarray], shape: tuple[int, int], k: 
                threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Columns of the ``k`` smallest costs per row of a ``shape`` ``[rows, columns]`` of them, in
     ascending order (ties in the partition's order), and those costs; ``costs(part)`` makes the rows
-    ``part`` (a slice), a
-    block of ``PARTITIONED`` costs at a time (a larger one is fresh memory to fault in each time:
+    ``part`` (a slice), a block of ``PARTITIONED`` costs at a time (a larger one is fresh memory to fault in each time:
     partitioned in blocks of 256 rows of 52k references, twice as slow; each row's answer is the
     same either way), the blocks shared among ``threads`` threads (numpy lets go of the GIL while
     it partitions)."""
