@@ -505,3 +505,24 @@ def test_html_summary_gives_its_colours_to_the_taxa_with_most_reads():
     assert re.findall(r'background:(#\w+)"></span>([^<]+)<', legend) == [
         (COLOURS[0], "Hemiptera"), (COLOURS[1], "Coleoptera"), (OTHER, "other (1 taxa)"),
         ("#7f7f7f", "unassigned")]
+
+
+def test_outputs_named_dot_gz_are_gzip_compressed(case, tmp_path):
+    """``-o pred.tsv.gz`` and ``--summary s.tsv.gz`` write what ``zcat`` reads, the same text as
+    plain outputs (they wrote plain text under a .gz name); the summary's page and Krona texts are
+    named after ``s``, plain."""
+    root, inputs, _, _ = case
+    (tmp_path / "gz").mkdir()
+    plain = run("-q", "classify", "--index", root / "index", *inputs, "-o", tmp_path / "pred.tsv",
+                "--summary", tmp_path / "s.tsv")
+    packed = run("-q", "classify", "--index", root / "index", *inputs, "-o", tmp_path / "gz" / "pred.tsv.gz",
+                 "--summary", tmp_path / "gz" / "s.tsv.gz")
+    assert plain.exit_code == 0 and packed.exit_code == 0, packed.stderr
+    for name in ("pred.tsv", "s.tsv"):
+        text = gzip.decompress((tmp_path / "gz" / f"{name}.gz").read_bytes()).decode()
+        assert text == (tmp_path / name).read_text(), name
+    made = sorted(p.name for p in (tmp_path / "gz").iterdir())
+    assert made == sorted(["pred.tsv.gz", "s.tsv.gz", "s.html", "s.siteA.derep.krona.txt", "s.siteB.krona.txt"]), made
+    from clibd_cli.abundance.summary import summary_files
+
+    assert summary_files("out/run.txt.gz", ["c"])[2].name == "run.html"

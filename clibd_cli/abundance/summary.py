@@ -174,10 +174,12 @@ class AbundanceSummary:
 
 
 def summary_files(path: str | Path, samples: Sequence[str] = ()) -> tuple[Path, dict[str, Path], Path]:
-    """The files ``--summary PATH`` writes: the TSV, a Krona text per sample (samples whose names
-    clean to the same file name get ``-2``, ``-3``, ...), the HTML page."""
+    """The files ``--summary PATH`` writes: the TSV (gzip-compressed if ``PATH`` ends in ``.gz``), a
+    Krona text per sample (samples whose names clean to the same file name get ``-2``, ``-3``, ...),
+    the HTML page."""
     path = Path(path)
-    stem = path.with_suffix("") if path.suffix.lower() in (".tsv", ".txt") else path
+    stem = path.with_suffix("") if path.suffix.lower() == ".gz" else path  # summary.tsv.gz: summary.html
+    stem = stem.with_suffix("") if stem.suffix.lower() in (".tsv", ".txt") else stem
     kronas: dict[str, Path] = {}
     taken: set[str] = set()
     for sample in samples:

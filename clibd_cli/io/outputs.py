@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gzip
+import io
 import logging
 import os
 import stat
@@ -144,7 +146,8 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
     """A text output (a table, a page) open for writing: standard output for ``-``, whose full disk
     (``> file`` on a full disk, ``ulimit -f``) is named like any other output's
     (``models/files.cannot_write``) rather than a bare 'File too large'; otherwise a file under its
-    :func:`writer_lock`, atomic (``models/files.atomic_open``): it appears only when complete."""
+    :func:`writer_lock`, atomic (``models/files.atomic_open``): it appears only when complete, and
+    gzip-compressed where its name ends in ``.gz`` (as ``zcat`` and pandas then read it)."""
     if str(path) == "-":
         if sys.stdout is None:  # started with its standard output closed (`>&-`)
             raise ClibdError("standard output is closed; give -o FILE or redirect it (> FILE)")
@@ -158,8 +161,14 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
                 raise cannot_write("standard output", exc) from None
             raise
         return
-    with writer_lock(path), atomic_open(path, "w", encoding="utf-8") as handle:
-        yield handle
+    if not str(path).lower().endswith(".gz"):
+        with writer_lock(path), atomic_open(path, "w", encoding="utf-8") as handle:
+            yield handle
+        return
+    with writer_lock(path), atomic_open(path, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
+                io.TextIOWrapper(packed, encoding="utf-8") as handle:
+            yield handle
 
 
 def _lock(lock_file: Path, target: Path, wait: bool) -> IO | None:
