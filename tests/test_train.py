@@ -348,6 +348,30 @@ def test_interrupted_run_resumes_to_the_same_weights(synthetic_h5, tmp_path):
     assert losses(run) == losses(tmp_path / "straight")
 
 
+def test_a_resume_between_log_lines_logs_the_losses_of_the_whole_interval(bold_h5, tmp_path, monkeypatch):
+    """Interrupted at step 3 of a run logging every 2 steps: the resumed run's step-4 line averages
+    steps 3 and 4, as the uninterrupted run's does (it held step 4's loss alone)."""
+    common = ["--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text", "--max-steps", "6",
+              "--batch-size", "8", "--log-every", "2"]
+    straight = train(*common, "--out", tmp_path / "straight")
+    assert straight.exit_code == 0, straight.output
+    step = loop.forward_backward
+    calls = []
+
+    def interrupt_in_step_three(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "forward_backward", interrupt_in_step_three)
+    assert train(*common, "--out", tmp_path / "run").exit_code == 130
+    monkeypatch.setattr(loop, "forward_backward", step)
+    resumed = train(*common, "--out", tmp_path / "run", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert losses(tmp_path / "run") == losses(tmp_path / "straight")
+
+
 def test_metrics_lines_are_strict_json_with_null_for_nan(tmp_path):
     from clibd_cli.training.run_files import append_metrics
 

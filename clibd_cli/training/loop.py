@@ -22,7 +22,6 @@ import random
 import shutil
 import signal
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -232,7 +231,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         if world.is_main:
             train_state = {"step": step, "epoch": epoch, "batch": batch_in_epoch, "best": best,
                            "total_steps": total_steps, "batches": batches, "optimizer": optimizer.state_dict(),
-                           "scheduler": schedule.state_dict(), "rng": rngs,
+                           "scheduler": schedule.state_dict(), "rng": rngs, "meter": meter.state(),
                            "adapters": adapt.adapter_state(model)} if with_state else None
             info = {"training": {"step": step, "epoch": epoch, "best_metric": metric,
                                  "best": best if math.isfinite(best) else None}}
@@ -257,7 +256,9 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     # --- the loop ---------------------------------------------------------------------------
     stop = StopFlag()
     bar = _progress(cfg.progress and world.is_main, total_steps, step)
-    meter = _Meter()
+    meter = run_files.Meter()
+    if saved and "meter" in saved:  # the losses logged since the last train line, before the interruption
+        meter.restore(saved["meter"])
     net.train()
     with stop.installed():
         while step < total_steps:
@@ -323,41 +324,6 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         log.info("stopped at step %d of %d; no %s to choose best/ by: the model is %s/last", step, total_steps,
                  metric, run)
     return {"run": str(run), "step": step, "epoch": epoch, "best_metric": metric, "best": best}
-
-
-class _Meter:
-    """Mean loss, samples/s and the seconds spent waiting for batches since the last flush."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.samples = 0
-        self.waited = 0.0
-        self.start = time.perf_counter()
-
-    def timed(self, batches):
-        """The batches of a loader, adding the time spent waiting for each to :attr:`waited`."""
-        batches = iter(batches)
-        while True:
-            start = time.perf_counter()
-            batch = next(batches, None)
-            self.waited += time.perf_counter() - start
-            if batch is None:
-                return
-            yield batch
-
-    def add(self, loss: float, samples: int) -> None:
-        self.losses.append(loss)
-        self.samples += samples
-
-    def rate(self) -> float:
-        return self.samples / max(time.perf_counter() - self.start, 1e-9)
-
-    def flush(self) -> dict:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        out = {"loss": float(np.mean(self.losses)), "samples_per_s": self.samples / elapsed,
-               "data_s": self.waited, "data_share": self.waited / elapsed}
-        self.__init__()
-        return out
 
 
 def _epochs(epoch: int, batch_in_epoch: int, sampler: GlobalBatchSampler) -> float:

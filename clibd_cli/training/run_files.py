@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import math
 import platform
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.files import atomic_open
@@ -74,3 +76,48 @@ def write_args(run: Path, args: dict, command: list[str], world_size: int, resum
         record["resumed"].append({"step": resumed_at, "command": command, "world_size": world_size})
     with atomic_open(path) as handle:
         handle.write(json.dumps(record, indent=2) + "\n")
+
+
+class Meter:
+    """Mean loss, samples/s and the seconds spent waiting for batches since the last train line;
+    saved with last/ (:meth:`state`), so that a resumed run's next line covers the whole interval."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.samples = 0
+        self.waited = 0.0
+        self.start = time.perf_counter()
+
+    def timed(self, batches):
+        """The batches of a loader, adding the time spent waiting for each to :attr:`waited`."""
+        batches = iter(batches)
+        while True:
+            start = time.perf_counter()
+            batch = next(batches, None)
+            self.waited += time.perf_counter() - start
+            if batch is None:
+                return
+            yield batch
+
+    def add(self, loss: float, samples: int) -> None:
+        self.losses.append(loss)
+        self.samples += samples
+
+    def rate(self) -> float:
+        return self.samples / max(time.perf_counter() - self.start, 1e-9)
+
+    def state(self) -> dict:
+        """What :meth:`restore` needs, as plain values (``train_state.pt``)."""
+        return {"losses": list(self.losses), "samples": self.samples, "waited": self.waited,
+                "elapsed": time.perf_counter() - self.start}
+
+    def restore(self, state: dict) -> None:
+        self.losses, self.samples, self.waited = list(state["losses"]), state["samples"], state["waited"]
+        self.start = time.perf_counter() - state["elapsed"]
+
+    def flush(self) -> dict:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        out = {"loss": float(np.mean(self.losses)), "samples_per_s": self.samples / elapsed,
+               "data_s": self.waited, "data_share": self.waited / elapsed}
+        self.__init__()
+        return out

@@ -1,8 +1,8 @@
 """Checkpoints of a training run: model directories plus the state needed to resume exactly.
 
 ``RUN/last/`` is a model directory (``models/checkpoint.py``) with ``train_state.pt`` next to the weights:
-optimiser and scheduler state, step, epoch, position in the epoch and every rank's random
-number generator states. It holds tensors and plain Python values only, is written with
+optimiser and scheduler state, step, epoch, position in the epoch, every rank's random
+number generator states and the losses since the last metrics line (``run_files.Meter``). It holds tensors and plain Python values only, is written with
 ``torch.save`` and read with ``torch.load(weights_only=True)``, so loading it runs no code.
 Both directories are replaced atomically: written next to the target, then renamed.
 """
