@@ -4,6 +4,8 @@
 #
 #   examples/end_to_end.sh [OUT_DIR]        (default: e2e-output; STEPS=N sets the training steps)
 #
+# Run again into the same OUT_DIR (after a Ctrl-C, say), it resumes the training run there.
+#
 # The tiny model trains for a few hundred steps only, so its accuracy is far below the bundled
 # clibd-fast-bold model's: this shows the commands and the files, not the accuracy.
 set -euo pipefail
@@ -17,8 +19,10 @@ step "prepare: BOLD CSV (BIOSCAN-5M layout) -> dataset HDF5 with the CLIBD split
 "$clibd" prepare --format bioscan-5m "$here/bold-sample.csv.gz" -o "$out/bold-sample.h5"
 
 step "train: align a tiny DNA encoder with the taxonomy labels (contrastive, CPU)"
+resume=
+[ -d "$out/run/last" ] && resume=--resume  # a rerun goes on from where an earlier one stopped (or ended)
 "$clibd" --seed 0 train --model clibd-tiny --data "$out/bold-sample.h5" --modalities dna,text \
-  --max-steps "${STEPS:-300}" --batch-size 32 --lr 1e-3 --val-limit 500 --out "$out/run"
+  --max-steps "${STEPS:-300}" --batch-size 32 --lr 1e-3 --val-limit 500 --out "$out/run" $resume
 
 step "embed: vectors of the example barcodes, for your own analyses"
 "$clibd" embed --model "$out/run/best" "$here/barcodes.fasta" -o "$out/barcodes.h5"
