@@ -7,9 +7,9 @@
 #
 # A file already classified (its TSV exists) is skipped, so an interrupted batch resumes where it
 # stopped; each TSV appears only when complete, with clibd's messages about it (the estimated
-# share of new species, why a record is invalid) in OUT_DIR/NAME.log. A file that fails is
-# reported and the batch goes on; the exit status is 1 if any failed, 130 if interrupted
-# (Ctrl-C). Set CLIBD to the clibd executable if it is not on PATH.
+# share of new species, why a record is invalid) in OUT_DIR/NAME.log. A file that fails (or shares
+# its NAME with another) is reported and the batch goes on; the exit status is 1 if any failed or
+# there is none, 130 if interrupted (Ctrl-C). Set CLIBD to the clibd executable if not on PATH.
 set -uo pipefail
 if [ $# -lt 2 ]; then
   sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -17,15 +17,28 @@ if [ $# -lt 2 ]; then
 fi
 runs=${1%/} out=${2%/}  # RUNS/ and RUNS alike
 shift 2
+if [ ! -d "$runs" ]; then
+  echo "classify_folder.sh: $runs is not a folder" >&2
+  exit 2
+fi
 clibd=${CLIBD:-$(command -v clibd || echo "$(dirname "$0")/../.venv/bin/clibd")}
 mkdir -p "$out"
-failed=0 done=0 skipped=0
+failed=0 done=0 skipped=0 inputs=0
+claimed=$'\n'  # the names whose TSV an input of this batch writes, one a line
 shopt -s nullglob
 for input in "$runs"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
   name=$(basename "$input")
   name=${name%.gz}
   name=${name%.*}
   tsv="$out/$name.tsv"
+  inputs=$((inputs + 1))
+  case $claimed in
+    *$'\n'"$name"$'\n'*)  # a.fasta and a.fastq.gz: one TSV cannot hold both
+      failed=$((failed + 1))
+      echo "  failed: $input: another input of this name also goes to $tsv; rename one" >&2
+      continue ;;
+  esac
+  claimed+="$name"$'\n'
   if [ -s "$tsv" ]; then
     skipped=$((skipped + 1))
     continue
@@ -44,5 +57,9 @@ for input in "$runs"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
     echo "  failed: $(tail -n 1 "$out/$name.log")" >&2
   fi
 done
+if [ "$inputs" -eq 0 ]; then
+  echo "classify_folder.sh: no FASTA/FASTQ files in $runs" >&2
+  exit 1
+fi
 echo "$done classified, $skipped already done, $failed failed (TSVs in $out)" >&2
 [ "$failed" -eq 0 ]

@@ -157,3 +157,44 @@ def test_classify_folder_script_stops_when_clibd_is_interrupted(tmp_path):
     result = script("classify_folder.sh", runs, tmp_path / "out", cwd=tmp_path, CLIBD=str(stub))
     assert result.returncode == 130 and "interrupted" in result.stderr
     assert (tmp_path / "calls").read_text().count("called") == 1
+
+
+def recording_clibd(tmp_path: Path) -> Path:
+    """A stand-in for clibd that notes its arguments in ``calls``, writes each ``-o`` file and
+    makes ``--out RUN/last``, as a training run leaves it."""
+    stub = tmp_path / "clibd"
+    stub.write_text('#!/usr/bin/env bash\necho "$*" >> "$(dirname "$0")/calls"\n'
+                    'while [ $# -gt 0 ]; do\n'
+                    '  case $1 in -o) echo header > "$2";; --out) mkdir -p "$2/last";; esac; shift\n'
+                    'done\n')
+    stub.chmod(0o755)
+    return stub
+
+
+def test_end_to_end_script_run_again_resumes_its_training_run(tmp_path):
+    """A second run into the same folder (after a Ctrl-C in training, or to see it again) resumes
+    the run: without --resume, train refuses a folder holding a run and the script stopped there."""
+    stub = recording_clibd(tmp_path)
+    for _ in range(2):
+        assert script("end_to_end.sh", tmp_path / "out", cwd=tmp_path, CLIBD=str(stub)).returncode == 0
+    trains = [call for call in (tmp_path / "calls").read_text().splitlines() if " train --model " in call]
+    assert [call.endswith("--resume") for call in trains] == [False, True]
+
+
+def test_classify_folder_script_refuses_a_missing_or_empty_folder_and_inputs_sharing_a_name(tmp_path):
+    """A mistyped or empty RUNS_DIR is not a successful batch, and a.fasta with a.fastq.gz would
+    both go to a.tsv: the second was reported as already done and never classified."""
+    stub = recording_clibd(tmp_path)
+    missing = script("classify_folder.sh", tmp_path / "no-such-runs", tmp_path / "out", cwd=tmp_path,
+                     CLIBD=str(stub))
+    assert missing.returncode == 2 and "not a folder" in missing.stderr
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    empty = script("classify_folder.sh", runs, tmp_path / "out", cwd=tmp_path, CLIBD=str(stub))
+    assert empty.returncode == 1 and "no FASTA/FASTQ files in" in empty.stderr
+    for name in ("plate 1.fasta", "plate 1.fastq.gz", "plate 2.fa"):
+        (runs / name).write_text(">q\nACGT\n")
+    shared = script("classify_folder.sh", runs, tmp_path / "out", cwd=tmp_path, CLIBD=str(stub))
+    assert shared.returncode == 1 and "2 classified, 0 already done, 1 failed" in shared.stderr
+    assert "plate 1.fastq.gz: another input of this name" in shared.stderr
+
