@@ -198,3 +198,16 @@ def test_classify_folder_script_refuses_a_missing_or_empty_folder_and_inputs_sha
     assert shared.returncode == 1 and "2 classified, 0 already done, 1 failed" in shared.stderr
     assert "plate 1.fastq.gz: another input of this name" in shared.stderr
 
+
+def test_pipeline_script_refuses_two_files_of_one_sample(tmp_path):
+    """pond.fasta and pond.fasta.gz were both dereplicated to derep/pond.fasta, the second over the
+    first, and that file classified twice: one sample's reads lost, the other's counted twice."""
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    for name in ("pond.fasta", "pond.fasta.gz"):
+        (reads / name).write_text(">r\nACGT\n")
+    result = script("pipeline/run.sh", reads, tmp_path / "out", cwd=tmp_path, CLIBD=str(recording_clibd(tmp_path)),
+                    VSEARCH="true")
+    assert result.returncode == 1 and "second file of sample pond" in result.stderr
+    assert not (tmp_path / "calls").exists()  # nothing classified
+

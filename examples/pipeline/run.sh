@@ -27,6 +27,12 @@ for input in "$reads"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
   name=$(basename "$input")
   name=${name%.gz}
   name=${name%.*}
+  for earlier in ${samples[@]+"${samples[@]}"}; do
+    if [ "$earlier" = "$out/derep/$name.fasta" ]; then  # a.fasta and a.fastq.gz: one sample twice
+      echo "run.sh: $input is a second file of sample $name; rename one" >&2
+      exit 1
+    fi
+  done
   "$vsearch" --fastx_uniques "$input" --fastaout "$out/derep/$name.fasta" --sizeout --relabel "$name." \
     --threads 1 --quiet
   samples+=("$out/derep/$name.fasta")
