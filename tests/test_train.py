@@ -555,6 +555,20 @@ def test_without_unseen_species_best_is_chosen_by_the_seen_ones(tmp_path):
     assert chosen == "dna-dna.species.macro.seen"
 
 
+def test_an_empty_val_unseen_split_counts_as_none(tmp_path):
+    """A val_unseen group of no records (written by another tool) made every harmonic mean NaN, so
+    best/ was never chosen; it is read as no val_unseen split."""
+    import h5py
+
+    data = write_bold(tmp_path / "empty_unseen.h5", splits=("train", "val", "key_unseen"))
+    with h5py.File(data, "a") as f:
+        f.create_group("val_unseen").create_dataset("barcode", shape=(0,), dtype=h5py.string_dtype())
+    run = train("--model", "clibd-tiny", "--data", data, "--modalities", "dna,text", "--batch-size", "16",
+                "--max-steps", "2", "--out", tmp_path / "run")
+    assert run.exit_code == 0, run.output
+    assert load_model(tmp_path / "run" / "best").extra["training"]["best_metric"] == "dna-dna.species.macro.seen"
+
+
 def test_without_a_val_split_the_last_line_names_last_not_a_missing_best(tmp_path):
     data = write_bold(tmp_path / "no_val.h5", splits=("train",))
     out = tmp_path / "run"

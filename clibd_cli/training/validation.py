@@ -71,6 +71,8 @@ class Validation:
         self.modalities = tuple(m for m in modalities if m != "text")
         self.sets = {name: SpecimenDataset(path, splits, self.modalities, model, train=False)
                      for name, splits in zip(("keys", "seen", "unseen"), protocol) if splits}
+        if "unseen" in self.sets and not len(self.sets["unseen"]):  # an empty group: no unseen queries
+            del self.sets["unseen"]
         rng = np.random.default_rng(seed)
         self.records = {name: np.sort(rng.choice(len(ds), limit, replace=False)) if 0 < limit < len(ds)
                         else np.arange(len(ds)) for name, ds in self.sets.items()}
