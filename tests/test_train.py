@@ -569,6 +569,20 @@ def test_an_empty_val_unseen_split_counts_as_none(tmp_path):
     assert load_model(tmp_path / "run" / "best").extra["training"]["best_metric"] == "dna-dna.species.macro.seen"
 
 
+def test_a_training_split_of_no_records_is_named_as_such(tmp_path):
+    """A train group of no records (written by another tool) said the records 'have no barcodes;
+    drop dna from --modalities'; it says the split holds none."""
+    import h5py
+
+    data = write_bold(tmp_path / "no_train.h5", splits=("val",))
+    with h5py.File(data, "a") as f:
+        f.create_group("train").create_dataset("barcode", shape=(0,), dtype=h5py.string_dtype())
+    run = train("--model", "clibd-tiny", "--data", data, "--modalities", "dna,text", "--batch-size", "16",
+                "--max-steps", "2", "--train-splits", "train", "--out", tmp_path / "run")
+    assert run.exit_code == 1 and "split holds no records" in run.output, run.output
+    assert "drop dna" not in run.output
+
+
 def test_without_a_val_split_the_last_line_names_last_not_a_missing_best(tmp_path):
     data = write_bold(tmp_path / "no_val.h5", splits=("train",))
     out = tmp_path / "run"

@@ -73,6 +73,9 @@ class SpecimenDataset(Dataset):
         with open_dataset(self.path) as ds:
             part = ds.splits_union(self.splits)
             self.size = len(part)
+            if train and self.size == 0:  # not "no barcodes", "no images": there is nothing at all
+                raise ClibdError(f"{path}: the {'+'.join(self.splits)} split holds no records; prepare the data "
+                                 "with training records (clibd prepare), or name other splits")
             if train and "image" in self.modalities and not part.has_images:
                 raise ClibdError(f"{path}: the {'+'.join(self.splits)} records have no images; "
                                  "drop image from --modalities (e.g. --modalities dna,text)")
