@@ -64,14 +64,18 @@ def suspect_labels(index, rank: str = RANK) -> list[Suspect]:
         for node, near, sim in zip(nodes, rows, sims):
             own = members[starts[node]:starts[node + 1]]
             outside = [(int(r), float(s)) for r, s in zip(near, sim) if index.nodes[r] != node][:NEIGHBOURS]
-            for record in own:
+            outside = [(r, s) for r, s in outside if s >= NEAR_IDENTICAL and labels[r]]
+            look_alikes = Counter(labels[r] for r in own if labels[r])  # the node's labelled records, then
+            look_alikes.update(labels[r] for r, _ in outside)  # the near-identical ones outside it
+            twins = sum(look_alikes.values()) - len(outside)  # the node's labelled records
+            for record in own:  # each record's witnesses: all of these but itself
                 mine = labels[record]
-                kin = [(int(r), 1.0) for r in own if r != record] + outside
-                others = [(r, s) for r, s in kin if s >= NEAR_IDENTICAL and labels[r]]
-                if mine and len(others) >= WITNESSES and all(labels[r] != mine for r, _ in others):
-                    like = Counter(labels[r] for r, _ in others).most_common(1)[0][0]
-                    nearest = max(s for _, s in others)
-                    found.append((int(record), Suspect(index.ids[record], mine, like, nearest)))
+                if not mine or look_alikes[mine] > 1 or sum(look_alikes.values()) - 1 < WITNESSES:
+                    continue
+                rest = look_alikes.copy()
+                del rest[mine]
+                nearest = 1.0 if twins > 1 else max(s for _, s in outside)
+                found.append((int(record), Suspect(index.ids[record], mine, rest.most_common(1)[0][0], nearest)))
         first += len(nodes)
     return [suspect for _, suspect in sorted(found, key=lambda pair: pair[0])]
 
