@@ -60,14 +60,8 @@ class Settings:
         return self.device
 
     def apply_torch(self) -> None:
-        """Apply ``--threads`` and ``--seed`` to torch and numpy (call from commands that use torch).
-        Torch's OpenMP threads wait for work asleep unless ``OMP_WAIT_POLICY`` says otherwise: spinning,
-        a thread whose partner another job has taken off the CPU burns the rest of its turn (embedding
-        BOLD ``train`` on two threads with other jobs beside it took 23 s, 4-5 times the CPU of one
-        thread; benchmarks/README.md); the same vectors either way."""
-        import os
-
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch first loads OpenMP
+        """Apply ``--threads`` and ``--seed`` to torch and numpy (call from commands that use torch;
+        OpenMP's wait policy is set before, in :func:`cli`)."""
         import numpy as np
         import torch
 
@@ -213,6 +207,12 @@ def cli(ctx: click.Context, device: str, precision: str, threads: int | None, se
 
     Results go to stdout, logs and progress to stderr. Run `clibd COMMAND --help` for details.
     """
+    # Torch's OpenMP threads wait for work asleep unless OMP_WAIT_POLICY says otherwise: spinning, a thread
+    # whose partner another job has taken off the CPU burns the rest of its turn (embedding BOLD train on
+    # two threads with other jobs beside it took 23 s, 4-5 times the CPU of one thread; benchmarks/README.md);
+    # the same vectors either way. Read once, when torch loads OpenMP: classify loads its model before it
+    # applies --threads, so it is set here, before any command imports torch.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     verbosity = -1 if quiet else verbose
     ctx.obj = Settings(device=device, precision=precision, threads=threads, seed=seed, verbosity=verbosity,
                        command_line=ctx.meta.get("clibd.command_line", "clibd"))

@@ -7,6 +7,7 @@ twins; see fixtures/specimens.py for why the behavioural checks do not depend on
 import gzip
 import io
 import json
+import os
 import re
 import shutil
 import struct
@@ -451,3 +452,25 @@ def test_a_runs_photos_are_decoded_and_embedded_a_batch_at_a_time(photo_refs, mo
     assert [r.prediction.labels for r in small[:-2]] == [r.prediction.labels for r in whole[:-2]]
     assert small[-1].problem and small[-1].prediction is None
     assert "no calibration for image+dna" in small[-2].problem  # and its photo never embedded (sizes above)
+
+
+def test_openmp_waits_asleep_from_torchs_first_import(barcode_refs, tmp_path):
+    """OMP_WAIT_POLICY is read once, when torch loads OpenMP: classify loads its model (and so torch)
+    before it applies --threads, so the policy must be set before then, or it is set for nothing."""
+    probe = (
+        "import os, sys\n"
+        "class Probe:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            print('policy at import:', os.environ.get('OMP_WAIT_POLICY'), file=sys.stderr)\n"
+        "            sys.meta_path.remove(self)\n"
+        "sys.meta_path.insert(0, Probe())\n"
+        "from clibd_cli.main import cli\n"
+        "cli(sys.argv[1:])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", probe, "classify", "-i", str(barcode_refs.index),
+                             str(barcode_refs.fasta), "-o", str(tmp_path / "out.tsv")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "policy at import: PASSIVE" in result.stderr, result.stderr
