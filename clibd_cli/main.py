@@ -211,8 +211,10 @@ def cli(ctx: click.Context, device: str, precision: str, threads: int | None, se
     # whose partner another job has taken off the CPU burns the rest of its turn (embedding BOLD train on
     # two threads with other jobs beside it took 23 s, 4-5 times the CPU of one thread; benchmarks/README.md);
     # the same vectors either way. Read once, when torch loads OpenMP: classify loads its model before it
-    # applies --threads, so it is set here, before any command imports torch.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # applies --threads, so it is set here, before any command imports torch. Not for train, whose threads
+    # work nearly without pause: asleep, they trained 20-30 % fewer samples a second (benchmarks/README.md).
+    if ctx.invoked_subcommand != "train":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     verbosity = -1 if quiet else verbose
     ctx.obj = Settings(device=device, precision=precision, threads=threads, seed=seed, verbosity=verbosity,
                        command_line=ctx.meta.get("clibd.command_line", "clibd"))

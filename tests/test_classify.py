@@ -474,3 +474,12 @@ def test_openmp_waits_asleep_from_torchs_first_import(barcode_refs, tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "policy at import: PASSIVE" in result.stderr, result.stderr
+    # train's threads work nearly without pause, and trained fewer samples a second asleep: left as is
+    at_exit = ("import atexit, os, sys\n"
+               "atexit.register(lambda: print('policy:', os.environ.get('OMP_WAIT_POLICY'), file=sys.stderr))\n"
+               "from clibd_cli.main import cli\n"
+               "cli(sys.argv[1:])\n")
+    for command, policy in (("train", "None"), ("embed", "PASSIVE")):
+        told = subprocess.run([sys.executable, "-c", at_exit, command, "--help"], capture_output=True, text=True,
+                              env=env)
+        assert f"policy: {policy}" in told.stderr, (command, told.stderr)

@@ -79,7 +79,7 @@ def fit_calibration(
     ``query_profiles`` (the query vectors' barcodes' square-root 5-mer profiles; records queried
     as themselves read their own holdings); with ``contained_search`` too, a query held whole by a
     record is searched by its 5-mers (``contained.py``). ``threads``: the pseudo-queries' nearest
-    records are picked on that many threads (``search.top_k``; the same calibration).
+    records are picked on that many threads (``search.smallest_k``; the same calibration).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
     if (query_bases is not None or query_rates is not None) and query_vectors is None:

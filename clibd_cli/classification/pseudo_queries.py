@@ -141,8 +141,8 @@ def search_pseudo_queries(
 def _nearest(costs: np.ndarray, of_record: np.ndarray, excluded: np.ndarray, k: int,
              threads: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest records ``(rows, sims)`` of each query by its negated similarities to the
-    nodes ``costs`` ``[Q, nodes]``, the records ``excluded`` ``[Q, N]`` left out: ``search.top_k`` of
-    the records' similarities, -inf where excluded, made a block of rows at a time."""
+    nodes ``costs`` ``[Q, nodes]``, the records ``excluded`` ``[Q, N]`` left out: ``search.smallest_k``
+    of the records' negated similarities, +inf where excluded, made a block of rows at a time."""
 
     def records(part: slice) -> np.ndarray:
         block = costs[part][:, of_record]

@@ -32,11 +32,11 @@ def top_k(scores: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.
 def smallest_k(costs: Callable[[slice], np.ndarray], shape: tuple[int, int], k: int,
                threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Columns of the ``k`` smallest costs per row of a ``shape`` ``[rows, columns]`` of them, in
-    ascending order (ties in the partition's order), and those costs; ``costs(part)`` makes the rows
-    ``part`` (a slice), a block of ``PARTITIONED`` costs at a time (a larger one is fresh memory to fault in each time:
-    partitioned in blocks of 256 rows of 52k references, twice as slow; each row's answer is the
-    same either way), the blocks shared among ``threads`` threads (numpy lets go of the GIL while
-    it partitions)."""
+    ascending order (ties in the partition's order), and those costs. ``costs(part)`` makes the rows
+    ``part`` (a slice) of them, about ``PARTITIONED`` costs at a time: a larger block is new memory
+    the system must hand over page by page each time (256 rows of 52k references at once took twice
+    as long as 32 at a time), and each row's answer is the same either way. The blocks are shared
+    among ``threads`` threads (numpy lets go of the GIL while it partitions)."""
     rows, columns = shape
     step = max(1, PARTITIONED // max(columns, 1))
     parts = [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
