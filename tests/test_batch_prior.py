@@ -212,6 +212,28 @@ def test_each_stream_of_one_classifier_estimates_its_own_share(kmer_run):
     assert second == shares(Classifier(str(index)), fasta) and second[0] != first[0]
 
 
+def test_two_streams_of_one_classifier_interleaved_keep_their_own_share(kmer_run, monkeypatch):
+    """Two streams of one Classifier read in turn (two threads, or zip): the second's start must
+    not reset the first's estimate, which its later blocks read (they took the default 0.5)."""
+    from clibd_cli.classification.classifier import Classifier
+    from clibd_cli.classification.queries import iter_queries
+
+    index, fasta, n = kmer_run
+    records = fasta.read_text().split(">")[1:]
+    (fasta.parent / "last.fa").write_text("".join(">" + r for r in records[-4:]))
+    monkeypatch.setattr(batch_prior, "ESTIMATION_QUERIES", 4)
+
+    def shares(blocks):
+        return [r.prior_unseen for block in blocks for r in block]
+
+    classifier = Classifier(str(index))
+    alone = shares(classifier.stream(iter_queries([str(fasta)], []), 3))
+    first = classifier.stream(iter_queries([str(fasta)], []), 3)
+    head = next(first)
+    other = shares(classifier.stream(iter_queries([str(fasta.parent / "last.fa")], []), 3))
+    assert other[0] != alone[0] and shares([head, *first]) == alone
+
+
 def test_progress_on_a_terminal_only_with_messages_above_it(kmer_run, monkeypatch):
     """On a terminal stderr shows records classified; the run's messages still reach stderr whole.
     Not on a terminal (a pipe, a log file): no bar."""

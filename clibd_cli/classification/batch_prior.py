@@ -13,7 +13,7 @@ swing the estimate to 0 or 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,17 @@ HELD_OUT_SCENARIOS = ("seen", "unseen")  # as fitted on labelled held-out querie
 PRIOR_STRENGTH = 20.0  # pseudo-queries of the Dirichlet prior of the EM estimate
 SCENARIO_RIDGE = 1.0  # keeps the scenario posteriors off 0 and 1 where pseudo-queries separate perfectly
 ESTIMATION_QUERIES = 10_000  # queries at the start of a run the estimate is made on
+
+
+@dataclass
+class Run:
+    """What one run of a classifier (``Classifier.stream``) learns from its first call's queries:
+    each kind's estimated scenario shares, whether it is of reads and their errors per base."""
+
+    read_run: bool = False  # its partial barcodes are reads with errors (Classifier._tell_reads)
+    read_rate: float | None = None  # their errors per base, where dna<500~ or dna~ reads it
+    first_call: bool = True  # whether the next call's queries estimate the shares and tell reads
+    estimates: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # kind -> (shares, queries)
 
 
 @dataclass

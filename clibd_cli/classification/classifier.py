@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.classification import batch_prior
+from clibd_cli.classification.batch_prior import Run
 from clibd_cli.classification.calibration import (checked_calibrations, containment_part, part_only,
                                                   rank_similarities, search_part)
 from clibd_cli.classification.contained import KmerCounter, records_counter, search_held_whole
@@ -76,7 +77,8 @@ class Result:
 
 
 class Classifier:
-    """Classify barcodes, photos, or both, against one reference index."""
+    """Classify barcodes, photos, or both, against one reference index; :meth:`stream` may be used
+    by several threads at once (each stream keeps its own :class:`Run`)."""
 
     def __init__(self, index_dir: str | Path, model: str | Path | None = None, *,
                  device: str | Callable[[], str] = "cpu", batch_size: int = 256, precision: str = "auto",
@@ -113,8 +115,7 @@ class Classifier:
         self.ef = ef
         self.within, self._within_vectors = self._within(taxa) if taxa else (None, None)
         self.prior_unseen, self.reads = prior_unseen, reads
-        self.estimates: dict[str, tuple[np.ndarray, int]] = {}  # kind -> (scenario shares, queries)
-        self.new_run()  # read_run, _first_call
+        self.new_run()  # self.run: that of classify() called directly, and the last stream's
         self._part_lengths: dict = {}  # norms of parts of the mapped reference vectors (vector_view order)
         self._counter: KmerCounter | None = None  # of the records' 5-mers (partial barcodes held whole)
 
@@ -144,24 +145,28 @@ class Classifier:
         ``batch_prior.ESTIMATION_QUERIES`` together when the share of new species may be estimated
         (on them: :meth:`_shares`) or whether they are reads told (:meth:`_tell_reads`), then
         ``batch_size`` at a time."""
-        self.new_run()
+        run = self.new_run()
         queries = iter(queries)
         estimating = self.prior_unseen is None or self._tells_reads or self._rate_model is not None
         first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if estimating else batch_size))
         for block in chain([first] if first else [], batched(queries, batch_size)):
-            yield self.classify(block, min_confidence, report)
+            yield self.classify(block, min_confidence, report, run)
 
-    def new_run(self) -> None:
+    def new_run(self) -> Run:
         """Forget the shares of new species estimated so far, and whether the run is of reads: the
         next call's queries estimate them and tell it."""
-        self.estimates.clear()
-        self.read_run = bool(self.reads)  # this run's partial barcodes are reads with errors (_tell_reads)
-        self.read_rate: float | None = None  # their errors per base, where dna<500~ or dna~ reads it (_tell_rate)
-        self._first_call = True  # whether the next call's queries estimate the shares and tell reads
+        self.run = Run(read_run=bool(self.reads))
+        return self.run
+
+    estimates = property(lambda self: self.run.estimates, doc="The current run's estimates.")
+    read_run = property(lambda self: self.run.read_run, doc="Whether the current run is of reads.")
+    read_rate = property(lambda self: self.run.read_rate, doc="The current run's errors per base.")
 
     def classify(self, queries: Sequence[Query], min_confidence: float = CALIBRATION.min_confidence,
-                 report: int = 0) -> list[Result]:
-        """Results in query order; ``report`` > 0 also lists that many nearest references."""
+                 report: int = 0, run: Run | None = None) -> list[Result]:
+        """Results in query order; ``report`` > 0 also lists that many nearest references (``run``:
+        the stream's, else the classifier's own)."""
+        run = self.run if run is None else run
         results = [Result(q, problem=q.problem) for q in queries]
         photos = self._photo_vectors(results)
         for result in results:
@@ -178,14 +183,14 @@ class Classifier:
         if read:
             breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
         strays = {dna_at[j] for j, _ in off_target}
-        if self._first_call:  # off-target junk meets stops too: not counted
+        if run.first_call:  # off-target junk meets stops too: not counted
             kept = {i: n for i, n in breaks.items() if i not in strays}
             partial, whole = ([i for i in kept if (bases[i] < SHORT_BELOW) == short] for short in (True, False))
             if self._tells_reads:
-                self._tell_reads([kept[i] for i in partial], [kept[i] for i in whole])
-            self._tell_rate([bases[i] for i in partial], [kept[i] for i in partial],
+                self._tell_reads(run, [kept[i] for i in partial], [kept[i] for i in whole])
+            self._tell_rate(run, [bases[i] for i in partial], [kept[i] for i in partial],
                             [results[i].query.barcode for i in whole], read_run(list(kept.values())))
-        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), self.read_run)
+        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), run.read_run)
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
         reads = [i for i in dna_at if through and kinds[i] in (READ_KIND, SHORT_READ_KIND)]
@@ -199,14 +204,14 @@ class Classifier:
         present = set(kinds.values())
         for kind in [k for k in self.calibrations if k in present]:  # dna before dna<500
             at = [i for i, k in kinds.items() if k == kind]
-            self._predict(kind, [results[i] for i in at], vectors[at], [bases.get(i) for i in at],
+            self._predict(kind, run, [results[i] for i in at], vectors[at], [bases.get(i) for i in at],
                           min_confidence, report, np.array([i not in strays for i in at], dtype=bool))
         for j, why in off_target:  # the neighbours of an off-target barcode say nothing
             query, prediction = results[dna_at[j]].query, results[dna_at[j]].prediction
             if query.image is None and prediction.nearest_sim < NEAR_IDENTICAL:
                 prediction.confidence = dict.fromkeys(prediction.confidence, 0.0)
                 query.note = why
-        self._first_call = False
+        run.first_call = False
         return results
 
     @property
@@ -221,31 +226,31 @@ class Classifier:
         kinds = [kind for kind in (SHORT_READ_KIND, READ_KIND) if kind in self.query_kinds]
         return next((self.calibrations[k].stop_model for k in kinds if self.calibrations[k].by_rate), None)
 
-    def _tell_rate(self, bases: list[int], breaks: list[int], whole: list[str], reads: bool) -> None:
+    def _tell_rate(self, run: Run, bases: list[int], breaks: list[int], whole: list[str], reads: bool) -> None:
         """The run's errors per base from its first barcodes' stops (``error_rate.run_rate``), said for reads."""
         model = self._rate_model
-        self.read_rate = None if model is None else run_rate(model, bases, breaks, whole)
-        if model is not None and (reads or self.read_run):
+        run.read_rate = None if model is None else run_rate(model, bases, breaks, whole)
+        if model is not None and (reads or run.read_run):
             told = " and ".join(counted(n, what) for n, what in ((len(bases), "partial barcode"), (len(whole), "whole one"))
                                 if n) or "no barcode"
             log.info("the run's reads taken to have %.1f %% errors per base (told from the stops of the first %s; "
-                     "fitted %g-%g %%)", 100 * self.read_rate, told, *(100 * r for r in model["rates"]))
+                     "fitted %g-%g %%)", 100 * run.read_rate, told, *(100 * r for r in model["rates"]))
 
-    def _tell_reads(self, partial: list[int], whole: list[int]) -> None:
+    def _tell_reads(self, run: Run, partial: list[int], whole: list[int]) -> None:
         """Whether the run is of reads with errors, from the stops the best frames of its first
         partial barcodes, or of its first whole ones, meet (``partial``, ``whole``; either may tell,
         ``query_kinds.read_run``), said on stderr if so; an index whose ``dna<500~`` was fitted on
         copies meeting a stop only (before session 25: too sure of new species for reads meeting
         none) keeps sending only those there, and says so."""
-        run, fitted = read_run(partial) or read_run(whole), self.calibrations[SHORT_READ_KIND].read_run
-        self.read_run = run and fitted
+        told, fitted = read_run(partial) or read_run(whole), self.calibrations[SHORT_READ_KIND].read_run
+        run.read_run = reads = bool(told and fitted)
         said = " and ".join(f"{sum(n > 0 for n in breaks):,} of the first {counted(len(breaks), what)}"
                             for breaks, what in ((partial, "partial barcode"), (whole, "whole barcode")) if breaks)
         said += " read with a frame break (a stop in their best frame)"
-        if self.read_run:
+        if reads:
             log.info("%s: the run is taken for raw reads with sequencing errors, and every partial barcode reads "
                      "the %s confidences (--reads no: only those with a stop)", said, SHORT_READ_KIND)
-        elif run:
+        elif told:
             log.warning("%s, as raw reads with sequencing errors do, but this index's %s confidences were fitted on "
                         "reads meeting a stop only: the others read the clean stretches' (rebuild the index with "
                         "clibd index --calibrate-on to classify runs of reads; --reads yes to send them all there "
@@ -279,11 +284,11 @@ class Classifier:
         return (self.prior_unseen is None and calibration.prior_unseen is None and calibration.adaptive
                 and not calibration.seen_only)
 
-    def whole_estimate(self, kind: str) -> tuple[np.ndarray, int] | None:
+    def whole_estimate(self, kind: str, run: Run | None = None) -> tuple[np.ndarray, int] | None:
         """The run's whole-barcode estimate that ``kind``'s leans on (partial barcodes, reads), if made."""
-        return self.estimates.get("dna") if kind in (SHORT_KIND, READ_KIND, SHORT_READ_KIND) else None
+        return (run or self.run).estimates.get("dna") if kind in (SHORT_KIND, READ_KIND, SHORT_READ_KIND) else None
 
-    def _shares(self, kind: str, decisions, counted: np.ndarray) -> np.ndarray:
+    def _shares(self, kind: str, run: Run, decisions, counted: np.ndarray) -> np.ndarray:
         """Scenario shares for ``kind`` queries: fixed, or estimated once on those of the first call
         that are ``counted`` (off-target barcodes are not: junk in a batch must not make its real
         queries look new); partial barcodes' estimate leans on the run's whole barcodes' one, if
@@ -292,15 +297,15 @@ class Classifier:
         calibration = self.calibrations[kind]
         if not self.estimated(kind):
             return calibration.shares(self.prior_unseen)
-        if kind not in self.estimates:
-            whole = self.whole_estimate(kind)
+        if kind not in run.estimates:
+            whole = self.whole_estimate(kind, run)
             prior = CALIBRATION.prior_unseen if whole is None else self.calibrations["dna"].unseen_share(whole[0])
-            stacked = decisions.stacked()[counted & self._first_call]
+            stacked = decisions.stacked()[counted & run.first_call]
             shares = calibration.estimate_shares(stacked, prior) if len(stacked) else calibration.shares(prior)
-            self.estimates[kind] = (shares, len(stacked))
-        return self.estimates[kind][0]
+            run.estimates[kind] = (shares, len(stacked))
+        return run.estimates[kind][0]
 
-    def _predict(self, kind: str, results: list[Result], vectors: np.ndarray, bases: list[int | None],
+    def _predict(self, kind: str, run: Run, results: list[Result], vectors: np.ndarray, bases: list[int | None],
                  min_confidence: float, report: int, counted: np.ndarray) -> None:
         calibration = self.calibrations[kind]
         k = max(calibration.k, report)
@@ -334,8 +339,8 @@ class Classifier:
             rows, sims = np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
             by_rank = {rank: np.take_along_axis(x, order, axis=1) for rank, x in by_rank.items()}
         decisions = label(rows, sims, self.reference, calibration, bases if calibration.by_length else None, by_rank,
-                          calibration.fitted_rate(self.read_rate))
-        shares = self._shares(kind, decisions, counted)
+                          calibration.fitted_rate(run.read_rate))
+        shares = self._shares(kind, run, decisions, counted)
         predictions = predict(rows, sims, self.reference, calibration, min_confidence, shares, decisions)
         for result, prediction, row, sim in zip(results, predictions, rows, sims):
             result.prediction, result.prior_unseen = prediction, calibration.unseen_share(shares)
