@@ -55,6 +55,18 @@ def test_fixed_shares_split_new_species_by_the_new_genus_fraction():
     assert calibration.new_genus_share(np.array([0.5, 0.3, 0.15, 0.05])) == pytest.approx(0.2)
 
 
+def test_a_new_family_scenario_stands_for_new_genera_where_no_new_genus_could_be_staged():
+    """A reference with no family of two genera has no new-genus scenario: its new genera are the
+    new-family scenario's, else their share was 0 and EM (multiplicative) could never raise it, so
+    every query, a far one of another order included, was taken for a new species of a known genus."""
+    from clibd_cli.classification.calibration import Calibration
+
+    calibration = Calibration(10, None, 0.1, {}, {}, ["seen", "unseen_species", "unseen_family"])
+    assert calibration.shares(0.4) == pytest.approx([0.6, 0.36, 0.04])
+    far = np.array([[0.0, 0.0, 1.0]] * 50)  # queries that look like new families
+    assert calibration.new_genus_share(estimate_shares(far, np.full(3, 1 / 3), calibration.shares(0.5))) > 0.5
+
+
 def test_few_queries_stay_near_the_default_share():
     posterior = np.array([[0.0, 1.0]] * 3)  # three queries that look new
     shares = estimate_shares(posterior, np.array([0.5, 0.5]), np.array([0.5, 0.5]))

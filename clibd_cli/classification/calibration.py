@@ -176,7 +176,10 @@ class Calibration:
         if len(self.scenarios) == 1:  # one pooled map, or a reference with no new species to stage
             return np.ones(1)
         g = self.unseen_genus_fraction
-        split = {"unseen": 1.0, "unseen_species": 1 - g, "unseen_genus": g, "unseen_family": 0.0}
+        split = {"unseen": 1.0, "unseen_species": 1 - g, "unseen_genus": 0.0, "unseen_family": 0.0}
+        # where no family of two genera let a genus be left out, the new-family scenario stands for new genera
+        # (at 0, EM could never raise it: every query would be taken for a new species of a known genus)
+        split["unseen_genus" if "unseen_genus" in self.scenarios else "unseen_family"] = g
         weights = np.array([split[name] for name in self.scenarios[1:]])  # the new-species scenarios fitted
         weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1 / len(weights))
         return np.concatenate([[1 - p], p * weights])
