@@ -154,7 +154,7 @@ def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model,
     first, second = write_fasta(tmp_path / "a.fa", records[:30]), write_fasta(tmp_path / "b.fa", records[30:])
     index = tmp_path / "index"
     assert run("-q", "index", "-m", tiny_model, first, "-o", index).exit_code == 0
-    result = run("index", "-m", tiny_model, second, "-o", index, "--append")
+    result = run("index", second, "-o", index, "--append")  # without -m: the model the index names
     assert result.exit_code == 0, result.stderr
     assert f"Appended {len(records) - 30} records" in result.stdout
     appended = load_index(index)
@@ -170,6 +170,9 @@ def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model,
     assert "embedding" not in again.stderr and not (tmp_path / "index.shards").exists()
     assert "not an index yet" in error_line(run("index", "-m", tiny_model, second, "-o", tmp_path / "new",
                                                 "--append"))
+    assert "not an index yet" in error_line(run("index", second, "-o", tmp_path / "new", "--append"))
+    unnamed = run("index", second, "-o", tmp_path / "new")
+    assert unnamed.exit_code == 2 and "Missing option '-m' / '--model'" in unnamed.output
     assert "holds dna vectors, not text" in error_line(run("index", "-m", tiny_model, second, "-o", index,
                                                            "--append", "--modality", "text"))
     # photo calibrations survive an append without photos, with a warning

@@ -31,12 +31,13 @@ def index() -> None:
 @click.argument("references", nargs=-1, required=True,
                 type=click.Path(exists=True, allow_dash=True, path_type=Path),
                 callback=options.no_stdin("each process of an index run reads the references, so they are files"))
-@click.option("-m", "--model", "model_dir", required=True,
+@click.option("-m", "--model", "model_dir",
               help="Trained model directory (from clibd train or clibd import), a shipped model's name "
                    "(clibd-fast-bold), or `kmer` for the "
                    "model-free k-mer profile embedding (barcodes only; no training needed), or "
                    "`kmer-aa` for that plus the amino acids of the translation (COI and other "
-                   "protein-coding mitochondrial barcodes of invertebrates).")
+                   "protein-coding mitochondrial barcodes of invertebrates). Required, but with --append: "
+                   "the model the index was built with by default.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Index directory to write: new, empty, or an earlier index (replaced atomically); "
                    "any other folder or file is refused. A second clibd writing the same index waits.")
@@ -88,7 +89,7 @@ def index() -> None:
 @options.batch_size(256)
 @options.nproc_per_node()
 @click.pass_obj
-def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, modality: str,
+def build(settings, references: tuple[Path, ...], model_dir: str | None, output: Path, modality: str,
           taxonomy: str | None, splits: tuple[str, ...], images: tuple[str, ...], append: bool, hnsw_m: int,
           ef_construction: int, ef: int, neighbours: int, prior_unseen: float | None,
           held_out: tuple[str, ...], held_out_splits: tuple[str, ...], read_errors: tuple[float, ...] | None, batch_size: int,
@@ -107,7 +108,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
       clibd index --model run/best coi_reference.fasta -o coi_ref/
       clibd index --model kmer coi_reference.fasta -o coi_kmer/      # no training needed
       clibd index --model run/best barcodes.fasta --taxonomy taxonomy.tsv -o coi_ref/
-      clibd index --model run/best more.fasta --append -o coi_ref/
+      clibd index more.fasta --append -o coi_ref/                   # the index's own model
       clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/
       clibd index info coi_ref/                                      # describe an index
 
@@ -116,6 +117,12 @@ def build(settings, references: tuple[Path, ...], model_dir: str, output: Path, 
     after an interruption the same command carries on. With --nproc-per-node N (or under
     torchrun/srun) every process embeds its share; process 0 builds the graph and calibrates.
     """
+    if model_dir is None and not append:
+        raise click.UsageError("Missing option '-m' / '--model' (the model to embed the references with)")
+    if model_dir is None:
+        from clibd_cli.reference.hnsw_index import built_with
+
+        model_dir = built_with(output)
     if images and modality != "dna":
         raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
                                "themselves with --modality image)")

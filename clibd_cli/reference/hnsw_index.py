@@ -308,6 +308,21 @@ def load_index(
     return index
 
 
+def built_with(path: str | Path) -> str:
+    """The model the index at ``path`` was built with, as its manifest records it (a name, or a model
+    directory's absolute path: ``embedding/embedder.model_reference``); a ClibdError where ``path``
+    holds no index, or its manifest names no model."""
+    manifest_path = Path(path) / MANIFEST_FILE
+    try:
+        model = json.loads(manifest_path.read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        raise ClibdError(f"{path}: not an index yet (no readable {MANIFEST_FILE}); build it without --append "
+                         "first (with -m MODEL)") from None
+    if not isinstance(model, str) or not model:
+        raise ClibdError(f"{manifest_path}: names no model; give the one the index was built with as -m")
+    return model
+
+
 def _load(path: Path, verify: bool) -> ReferenceIndex:
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
