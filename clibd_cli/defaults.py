@@ -2,8 +2,9 @@
 
 The ranks and the modalities are the model core's (``models/config.py``: ``RANKS``, ``TOWERS``);
 this module holds the reference index's HNSW parameters and the confidence calibration's
-settings, read by ``clibd index`` / ``clibd classify`` options and by
-``clibd_cli/reference/hnsw_index.py`` and ``clibd_cli/classification/fitting.py``. Standard
+settings, read by the options of ``clibd index``, ``clibd classify`` and ``clibd evaluate`` and by
+the library that builds, calibrates and searches an index (``clibd_cli/reference/hnsw_index.py``,
+``clibd_cli/indexing/build.py``, ``clibd_cli/classification/``, ``clibd_cli/evaluation/``). Standard
 library only: the option definitions load with ``clibd --help``.
 """
 
@@ -23,7 +24,8 @@ class HnswDefaults:
 
 @dataclass(frozen=True)
 class CalibrationDefaults:
-    """How the confidence calibration is fitted (``clibd_cli/classification/calibration.py``)."""
+    """How the confidence calibration is fitted (``clibd_cli/classification/fitting.py``) and the
+    confidence a reported label must reach (``clibd_cli/classification/decision.py``)."""
 
     neighbours: int = 50  # k: nearest references that decide each query
     prior_unseen: float = 0.5  # assumed share of queries whose species is absent from the reference

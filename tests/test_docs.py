@@ -1,7 +1,8 @@
 """The files the documents name exist: every repository path in ARCHITECTURE.md, the READMEs and the
 docstrings of the code, benchmarks and tests (``clibd_cli/reference/holdings.py``,
 ``models/files.atomic_path``, ARCHITECTURE.md's bare ``sources.py`` in the bullet of its package), and
-every module of the application is on ARCHITECTURE.md's map.
+every module of the application is on ARCHITECTURE.md's map; the functions, classes and modules
+docstrings cite (``:func:`held_out_similarity```) are defined somewhere in the project.
 
 A path counts when it starts at a folder of the repository (``benchmarks/``, ``tests/``), or is a
 module under a package of the application (``classification/calibration.py``); placeholders (``RUN/args.json``) and other projects'
@@ -22,6 +23,7 @@ CODE = ("clibd_cli", "models", "benchmarks", "tests", "examples")
 PATH = re.compile(r"(?<![\w./~$-])((?:[A-Za-z_][\w.-]*/)+[\w.-]*)")
 BULLET = re.compile(r"^- `((?:[\w]+/)+)`")  # ARCHITECTURE.md's "- `clibd_cli/io/` — ..." bullets
 BARE_MODULE = re.compile(r"`(\w+\.py)`")
+CITED = re.compile(r":(?:func|meth|class|attr|data|exc|mod):`~?\.?([\w.]+)`")  # the name is its last part
 
 
 def _bases(root: Path) -> list[Path]:
@@ -77,6 +79,30 @@ def docstrings(path: Path) -> list[str]:
             and (doc := ast.get_docstring(node))]
 
 
+def defined_names(root: Path = ROOT) -> set[str]:
+    """Every name the project's code defines, assigns or imports, and its modules' and packages' names."""
+    names: set[str] = set()
+    for folder in CODE:
+        for path in (root / folder).rglob("*.py"):
+            names |= {path.stem, path.parent.name}
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+                elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id if isinstance(node, ast.Name) else node.attr)
+                elif isinstance(node, ast.alias):
+                    names.add((node.asname or node.name).rsplit(".", 1)[-1])
+    return names
+
+
+def unknown_citations(root: Path = ROOT) -> list[str]:
+    """``file: name`` for each ``:func:``/``:meth:``/``:class:``/``:mod:`` … a docstring cites that
+    nothing in the project defines (a function renamed or removed since)."""
+    names = defined_names(root)
+    return [f"{path.relative_to(root)}: {cited}" for folder in CODE for path in sorted((root / folder).rglob("*.py"))
+            for doc in docstrings(path) for cited in CITED.findall(doc) if cited.rsplit(".", 1)[-1] not in names]
+
+
 def unmapped_modules(text: str, root: Path = ROOT) -> list[str]:
     """Modules of the application and the model core that ARCHITECTURE.md does not name."""
     modules = [p for package in ("clibd_cli", "models") for p in sorted((root / package).rglob("*.py"))
@@ -95,6 +121,10 @@ def test_docstrings_name_only_files_that_exist():
     bad = [miss for folder in CODE for path in sorted((ROOT / folder).rglob("*.py"))
            for doc in docstrings(path) for miss in missing_paths(doc, str(path.relative_to(ROOT)))]
     assert not bad, "stale paths:\n" + "\n".join(bad)
+
+
+def test_docstrings_cite_only_names_that_exist():
+    assert not unknown_citations(), "stale citations:\n" + "\n".join(unknown_citations())
 
 
 def test_every_module_is_on_the_map():
@@ -116,3 +146,12 @@ def test_the_checks_catch_a_stale_path(tmp_path):
                                                                   "A.md: models/x.py"]
     assert unmapped_modules("`holdings.py`", tmp_path) == []
     assert unmapped_modules("nothing", tmp_path) == ["clibd_cli/reference/holdings.py"]
+
+
+def test_the_checks_catch_a_stale_citation(tmp_path):
+    (tmp_path / "clibd_cli" / "reference").mkdir(parents=True)
+    (tmp_path / "clibd_cli" / "reference" / "centroids.py").write_text(
+        '"""Floors (:func:`held_out_similarity`, :mod:`clibd_cli.reference.centroids`)."""\n\n\n'
+        'def held_out_similarity():\n    """Not :func:`_held_out_similarity`, nor :meth:`Sketch.judge`."""\n')
+    assert unknown_citations(tmp_path) == ["clibd_cli/reference/centroids.py: _held_out_similarity",
+                                           "clibd_cli/reference/centroids.py: Sketch.judge"]

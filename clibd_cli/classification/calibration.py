@@ -300,6 +300,8 @@ def part_only(vectors: np.ndarray, part: list[int] | None) -> np.ndarray:
 
 
 def feature_names(gaps: bool, by_length: bool, by_rate: bool = False) -> list[str]:
+    """A probability map's features in column order: ``FEATURES``, then the barcode gap's, the
+    barcode length's and the run's error rate's where the calibration reads them."""
     return [*FEATURES, *(GAP_FEATURES if gaps else ()), *((LENGTH_FEATURE,) if by_length else ()),
             *((RATE_FEATURE,) if by_rate else ())]
 

@@ -92,4 +92,5 @@ def _isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, 
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, ``z`` clipped so that ``exp`` never overflows."""
     return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))

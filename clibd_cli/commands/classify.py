@@ -250,6 +250,8 @@ def _progress(enabled: bool, log):
 
 
 def _writer(handle, fmt: str, top_k: int | None):
+    """The writer of ``--format``: another tool's layout (``clibd_cli/io/pipeline_formats.py``) or
+    clibd's own (``clibd_cli/io/predictions.py``; with ``--top-k``, TSV lists the neighbours)."""
     from clibd_cli.io.pipeline_formats import PIPELINE_FORMATS, PipelineWriter
     from clibd_cli.io.predictions import PredictionWriter
 
@@ -267,6 +269,7 @@ def _summary(counts: str | None):
 
 
 def _stdin_is_terminal() -> bool:
+    """Whether standard input is a terminal (or closed): nothing is piped in to classify."""
     return sys.stdin is None or sys.stdin.isatty()
 
 

@@ -100,6 +100,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
 
 
 def _source(input_format: str, path: Path, images: Path | None, image_package: str, taxonomy: Path | None):
+    """The record source that ``--format`` names (``clibd_cli/data/``)."""
     if input_format == "bioscan-5m":
         from clibd_cli.data.bioscan import Bioscan5M
 

@@ -69,6 +69,8 @@ def finish(folder: Path) -> Path:
 
 
 def classify_command(properties: Path, queries: Path, out: Path) -> list[str]:
+    """The RDP classifier's command line: ``queries`` classified by the trained ``properties``,
+    every rank's assignment written to ``out`` (read by :func:`read_allrank`)."""
     return [*JAVA, "edu.msu.cme.rdp.multicompare.Main", "-t", str(properties), "-f", "allrank",
             "-o", str(out), str(queries)]
 

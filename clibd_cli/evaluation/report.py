@@ -52,6 +52,7 @@ def clean(value):
 
 
 def write_json(path: Path, metrics: dict) -> None:
+    """The metrics as JSON (:func:`clean`), written whole or not at all."""
     with atomic_open(path) as f:
         json.dump(clean(metrics), f, indent=1)
         f.write("\n")
@@ -214,6 +215,7 @@ def _format(rows: list[list[str]]) -> str:
 
 
 def html_table(rows: list[list[str]]) -> str:
+    """An HTML table of ``rows``, the first its header; every cell escaped."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -100,6 +100,8 @@ def fit_protein_sketch(barcodes: Sequence[str], rng: np.random.Generator) -> Pro
 
 
 def unlike_protein_note(protein: float, protein_floor: float, similarity: float, floor: float) -> str:
+    """Why a barcode whose protein is unlike the reference's, held to the higher k-mer floor and
+    under it, is off target (``clibd_cli/reference/sketch.py``, ``Sketch.judge``)."""
     return (f"translates to a protein unlike the reference's (similarity {below(protein, protein_floor)}, "
             f"their floor for its length) and far from the reference's barcodes (k-mer similarity "
             f"{below(similarity, floor)}, their floor for barcodes that read as no protein) with no "
@@ -108,6 +110,8 @@ def unlike_protein_note(protein: float, protein_floor: float, similarity: float,
 
 
 def stopped_note(stops: int, protein: float, floor: float) -> str:
+    """Why a partial barcode that meets a stop in every frame, its protein under the floor of reads,
+    is off target (``clibd_cli/reference/sketch.py``, ``Sketch.judge``)."""
     return (f"a partial barcode whose every reading frame meets a stop codon ({stops} in the one with the fewest) "
             f"and whose protein, read through its frame shifts, is unlike the reference's "
             f"(similarity {below(protein, floor)}, the floor of reads of its length with sequencing errors) with "

@@ -18,6 +18,8 @@ REBUILD = "rebuild with clibd index"
 def check_records(
     ids: Sequence[str], labels: Mapping[str, Sequence[str | None]], n: int, ranks: list[str]
 ) -> None:
+    """Refuse records that ``records.tsv`` cannot hold: ids or labels not one per each of the ``n``
+    vectors, a rank not among ``ranks``, an empty id or rank, or one with a tab or newline."""
     if len(ids) != n:
         raise ClibdError(f"got {counted(n, 'vector')} but {counted(len(ids), 'record id')}")
     for rank, values in labels.items():

@@ -224,7 +224,7 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     then the centroids (one per ``PER_CENTROID`` barcodes, at most ``centroids``) are fitted
     (spherical k-means, 10 rounds) on up to ``FIT_SAMPLE`` barcodes so turned, and every barcode
     is oriented again against them. The floors are taken over held-out similarities: each barcode's
-    to the nearest centroid other than its own (:func:`_held_out_similarity`); the floor of barcodes
+    to the nearest centroid other than its own (:func:`held_out_similarity`); the floor of barcodes
     that read as no protein, and the translation sketch, only if at most ``STOP_FLOOR_QUANTILE`` of
     the sample's own read so.
     """
@@ -348,18 +348,23 @@ def _load_centroids(path: Path, remedy: str) -> np.ndarray:
 
 
 def off_target_note(similarity: float, floor: float) -> str:
+    """Why a barcode under the floor of its length is off target (:meth:`Sketch.judge`)."""
     return (f"unlike every reference barcode (k-mer similarity {below(similarity, floor)}, the "
             "reference's own floor for its length) and no near-identical reference: not this marker or not "
             "this group of organisms; unassigned at every rank")
 
 
 def composition_note(similarity: float, shuffled: float) -> str:
+    """Why a whole barcode no more like the reference than its own shuffles is off target
+    (:meth:`Sketch.judge`)."""
     return (f"no more like the reference's barcodes than its own bases shuffled (k-mer similarity "
             f"{similarity:.2f}, shuffled {shuffled:.2f}) and no near-identical reference: random, "
             "low-complexity or not this marker; unassigned at every rank")
 
 
 def no_protein_note(stops: int, similarity: float, floor: float) -> str:
+    """Why a barcode that reads as no protein, under the floor of such barcodes, is off target
+    (:meth:`Sketch.judge`)."""
     return (f"reads as no protein ({counted(stops, 'stop codon')} in every reading frame, a frame shift "
             "counting as one) "
             f"and far from the reference's barcodes (k-mer similarity {below(similarity, floor)}, their floor "
