@@ -32,6 +32,8 @@ from models.config import RANKS
 from models.errors import ClibdError, counted
 
 if TYPE_CHECKING:
+    from clibd_cli.data.bold import BoldSource
+    from clibd_cli.data.fasta import FastaSource
     from clibd_cli.distributed import World
 
 log = logging.getLogger("clibd")
@@ -125,13 +127,9 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
 def _lines_of(inputs: Sequence[str], ids: set[str]) -> dict[str, list[str]]:
     """``FILE:LINE`` of every record of ``ids`` in FASTA or BOLD TSV ``inputs`` (read again: only
     for the message of a failed build)."""
-    from clibd_cli.data.bold import BoldSource, is_bold_table
-    from clibd_cli.data.fasta import FastaSource
-
     found: dict[str, list[str]] = {}
     for source in inputs:
-        records = BoldSource(source) if is_bold_table(source) else FastaSource(source, report=False)
-        for entry in records.records():
+        for entry in _barcode_source(source, report=False).records():
             if entry.key in ids:
                 found.setdefault(entry.key, []).append(f"{display_name(source)}:{entry.line}")
     return found
@@ -201,13 +199,19 @@ def _embed_chunk(embedder: Embedder, refs: References, positions: range) -> Part
     return {"vectors": np.concatenate(vectors), "keep": np.asarray(keep, dtype=np.int64)}
 
 
-def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
-    """Records of a FASTA/FASTQ file, or of a BOLD TSV (``clibd_cli/data/bold.py``)."""
+def _barcode_source(source: str, taxonomy: str | None = None,
+                    report: bool = True) -> BoldSource | FastaSource:
+    """The record source of a barcode file: a BOLD TSV (``clibd_cli/data/bold.py``) by its header,
+    else FASTA/FASTQ labelled by its headers or ``taxonomy``; without ``report``, with no warnings."""
     from clibd_cli.data.bold import BoldSource, is_bold_table
     from clibd_cli.data.fasta import FastaSource
 
-    records = BoldSource(source) if is_bold_table(source) else FastaSource(source, taxonomy)
-    for entry in records.records():
+    return BoldSource(source) if is_bold_table(source) else FastaSource(source, taxonomy, report=report)
+
+
+def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
+    """Records of a FASTA/FASTQ file, or of a BOLD TSV (``clibd_cli/data/bold.py``)."""
+    for entry in _barcode_source(source, taxonomy).records():
         record = entry.record
         barcode, problem = checked_barcode(record.barcode)
         if problem:
