@@ -88,7 +88,7 @@ def batch_table(scores: dict, batch: list[dict], new: set[str], ref_genera: set[
         conf = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[1] for r in batch])
         right = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[0] == r[rank] for r in batch])
         out[f"ece_{rank}"] = 100 * reliability(conf, right).ece
-    named = _calls(scores, cutoff)
+    named = named_at(scores, cutoff)
     seen = [r for r in batch if r["processid"] not in new]
     unseen = [r for r in batch if r["processid"] in new]
     known = [r for r in unseen if r["genus"] in ref_genera]
@@ -167,7 +167,9 @@ def curve(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str]) 
     return lines
 
 
-def _calls(scores: dict, cutoff: float):
+def named_at(scores: dict, cutoff: float):
+    """``named(record, rank)``: the label a tool's ``scores`` give ``record`` at ``rank`` if its
+    confidence reaches ``cutoff``, else ""."""
     def named(record: dict, rank: str) -> str:
         label, conf = scores.get(record["processid"], {}).get(rank, ("", 0.0))
         return label if conf >= cutoff else ""
