@@ -161,3 +161,16 @@ def test_a_small_reference_names_its_own_records(tmp_path):
     assert result.exit_code == 0, result.stderr
     named = [row["species"] == r.lineage["species"] for row, r in zip(tsv(result.stdout), records, strict=True)]
     assert sum(named) >= 0.95 * len(records), sum(named)  # measured: 180 (55 before)
+
+
+def test_device_cuda_without_a_gpu_is_refused_on_a_kmer_index_too(tmp_path, monkeypatch):
+    """--device cuda where PyTorch sees no GPU: the model path's error (exit 1), not a silent CPU run."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    records = specimens(n_species=2, per_species=2, unnamed=0)
+    index = tmp_path / "kmer_ref"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", records), "-o", index).exit_code == 0
+    result = run("--device", "cuda", "classify", "--index", index, write_fasta(tmp_path / "q.fa", records[:1]))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "clibd: error: --device cuda was requested but no CUDA GPU is visible" in result.stderr
