@@ -105,8 +105,17 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
         with EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
             for part in read_chunks(files):
                 writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
+            if not writer.count:  # raised inside: the temporary file is dropped, not put in place
+                discard(folder)
+                raise ClibdError(nothing_usable(inputs))
         discard(folder)
     return writer.count
+
+
+def nothing_usable(inputs: Sequence[str | Path]) -> str:
+    """The error when no record of ``inputs`` could be embedded (each was skipped with a warning)."""
+    return (f"no usable record in {', '.join(map(str, inputs))} (the records skipped are named above); "
+            "nothing written")
 
 
 def input_chunks(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str], dataset_modality: str,
