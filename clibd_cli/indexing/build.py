@@ -132,7 +132,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     if not world.is_main:
         return None
     vectors, keep = embedded
-    if not keep:  # every photo unreadable: no chunks kept for a rerun, which would read them again
+    if refs.ids and not keep:  # every photo unreadable: no chunks kept for a rerun, which would read them again
         discard(shards_folder(output))
         discard(shards_folder(output, "held-out"))
         raise ClibdError(nothing_usable(plan.references))
