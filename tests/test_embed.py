@@ -202,3 +202,22 @@ def test_a_model_directory_is_recorded_by_its_absolute_path_and_photos_by_any_ca
     monkeypatch.chdir(tmp_path)
     assert model_reference("model") == str(tmp_path / "model") and model_reference("kmer") == "kmer"
     assert [input_modality(name, "dna") for name in ("a.JPG", "b.Png", "c.fasta")] == ["image", "image", "dna"]
+
+
+def test_no_readable_photo_is_an_error_and_nothing_is_written(tiny_model, tmp_path):
+    """embed / index --modality image of a folder whose every photo is unreadable: exit 1, one error
+    line, no output (an empty embeddings file was written, exit 0) and no chunks left behind."""
+    from fixtures.specimens import write_taxonomy
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"GIF89a nothing")
+    (folder / "b.png").write_bytes(b"")
+    taxonomy = write_taxonomy(tmp_path / "t.tsv", {p: {"order": "Diptera"} for p in ("a", "b")})
+    for command in (("embed", "-m", tiny_model, folder, "-o", tmp_path / "out"),
+                    ("index", "-m", tiny_model, "--modality", "image", folder, "--taxonomy", taxonomy,
+                     "-o", tmp_path / "out")):
+        result = run(*command)
+        assert result.exit_code == 1, (command[0], result.stderr)
+        assert "clibd: error: no usable record" in error_line(result) and "nothing written" in error_line(result)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "t.tsv"], command[0]

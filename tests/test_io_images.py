@@ -149,3 +149,22 @@ def test_resize_scales_shorter_side_and_keeps_small_photos():
     assert resize_image(small, "small.jpg", 256) == small
     resized = Image.open(io.BytesIO(resize_image(REAL.read_bytes(), "big.jpg", 256)))
     assert resized.format == "JPEG" and resized.size == (341, 256)
+
+
+def test_a_huge_jpeg_is_decoded_scaled_down_and_a_bioscan_photo_whole():
+    """A 4096x3072 JPEG was decoded whole (an 8000x6000 one: 144 MB of pixels) before the model shrank it
+    to 183 or 256 pixels: it is decoded at 1/2 (2048x1536, the smallest DCT scale keeping 1024), and what
+    the model sees of it stays that of the whole decode; a 1024x768 BIOSCAN photo is decoded whole."""
+    from models.image import image_transform
+
+    photo = Image.open(REAL).convert("RGB").resize((4096, 3072), Image.Resampling.BILINEAR)
+    data = encoded(photo, "JPEG")
+    loaded = load_image(data)
+    assert loaded.size == (2048, 1536) and loaded.mode == "RGB"
+    whole = Image.open(io.BytesIO(data))
+    whole.load()
+    transform = image_transform({"image_size": 224, "resize_float": False, "mean": None, "std": None})
+    assert float((transform(loaded) - transform(whole.convert("RGB"))).abs().mean()) < 0.01
+    assert np.array_equal(np.asarray(load_image(REAL)), np.asarray(Image.open(REAL).convert("RGB")))
+    small = resize_image(data, "big.jpg", 256)  # prepare --resize: from the scaled decode too
+    assert min(Image.open(io.BytesIO(small)).size) == 256

@@ -161,3 +161,41 @@ def test_a_small_reference_names_its_own_records(tmp_path):
     assert result.exit_code == 0, result.stderr
     named = [row["species"] == r.lineage["species"] for row, r in zip(tsv(result.stdout), records, strict=True)]
     assert sum(named) >= 0.95 * len(records), sum(named)  # measured: 180 (55 before)
+
+
+def test_device_cuda_without_a_gpu_is_refused_on_a_kmer_index_too(tmp_path, monkeypatch):
+    """--device cuda where PyTorch sees no GPU: the model path's error (exit 1), not a silent CPU run."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    records = specimens(n_species=2, per_species=2, unnamed=0)
+    index = tmp_path / "kmer_ref"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", records), "-o", index).exit_code == 0
+    result = run("--device", "cuda", "classify", "--index", index, write_fasta(tmp_path / "q.fa", records[:1]))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "clibd: error: --device cuda was requested but no CUDA GPU is visible" in result.stderr
+
+
+def test_an_exact_copy_keeps_its_order_confidence_when_every_query_is_taken_for_a_new_species(tmp_path):
+    """--prior-unseen 1 reads the new-species maps only, fitted on queries never as close as a
+    reference record's copy: a map sloping the wrong way out there (as the bundled reference's order
+    map does) gave the copy an order confidence of 0.00. It is read at the edge of the map's data."""
+    records = specimens(n_species=4, per_species=3, unnamed=0)
+    index = tmp_path / "kmer_ref"
+    assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", records), "-o", index).exit_code == 0
+    calibration = json.loads((index / "calibration.json").read_text())
+    dna = calibration["dna"] if "dna" in calibration else calibration
+    assert dna["scenarios"][0] == "seen" and len(dna["scenarios"]) > 1
+    # sure (0.88 or more) within 4 standard deviations of the log distances it was fitted on, and sloping
+    # the wrong way past them (a fit's artefact): at a copy's log distance, 33 below, it reads 0
+    sloped = {"mean": [-1.0, 0.3, 0.5], "scale": [0.25, 0.1, 0.2], "coef": [1.0, 0.0, 0.0], "intercept": 6.0,
+              "iso_x": [], "iso_y": []}
+    for rank in RANKS[:3]:
+        dna["ranks"][rank]["maps"][1:] = [sloped] * (len(dna["scenarios"]) - 1)
+    (index / "calibration.json").write_text(json.dumps(calibration))
+    query = write_fasta(tmp_path / "q.fa", records[:1], sintax=False)
+    result = run("classify", "--no-verify", "--index", index, "--prior-unseen", "1", query)
+    assert result.exit_code == 0, result.stderr
+    row = tsv(result.stdout)[0]
+    assert row["nearest_sim"] == "1.0000" and row["order"] == records[0].lineage["order"], row
+    assert float(row["order_conf"]) >= 0.8 and row["species_conf"] == "0.0000", row

@@ -59,6 +59,7 @@ LENGTH_FEATURE = "log_bases"  # of partial-barcode calibrations: a stretch lies 
 RATE_FEATURE = "log_error_rate"  # of reads' (dna<500~, dna~): the run's errors per base (error_rate.py)
 FORMAT = "clibd-calibration/2"
 SOURCES = ("vectors", "holdings")  # where ranks read by k-mer containment read it
+READ_WITHIN = 4.0  # standard deviations of its fitted features a new-species map is read within (_within_reach)
 _NORM_ROWS = 65_536  # reference rows whose part norms rank_similarities computes at once
 
 
@@ -215,7 +216,24 @@ class Calibration:
     def probability(self, rank: str, features: np.ndarray, posterior: np.ndarray) -> np.ndarray:
         """Calibrated probability that the winning label at ``rank`` is right."""
         maps = self.ranks[rank]["maps"]
-        return sum(posterior[:, s] * apply_map(m, features) for s, m in enumerate(maps))
+        return sum(posterior[:, s] * apply_map(m, features if name == "seen" else _within_reach(m, features))
+                   for s, (m, name) in enumerate(zip(maps, self.scenarios)))
+
+
+def _within_reach(fit: dict, features: np.ndarray, within: float = READ_WITHIN) -> np.ndarray:
+    """``features`` as a new-species map reads them: those of a query closer to its winner than the
+    map's queries came (log distance more than ``within`` standard deviations below their mean: a
+    reference record's exact copy lies 11 below) are moved to within ``within`` of their mean. Its
+    logistic fit says nothing there, and it extrapolated an exact copy's order confidence to 0
+    (``--prior-unseen 1`` reads these maps only); farther queries are read as they are."""
+    mean, scale = np.asarray(fit["mean"]), np.asarray(fit["scale"])
+    z = (features - mean) / scale
+    closer = z[:, 0] < -within
+    if not closer.any():
+        return features
+    features = features.copy()
+    features[closer] = mean + np.clip(z[closer], -within, within) * scale
+    return features
 
 
 def rank_similarities(rank_parts: dict[str, list[int]], queries: np.ndarray, vectors: np.ndarray,

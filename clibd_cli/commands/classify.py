@@ -188,6 +188,8 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         keep = (output, *read)
         table, _, page = summary_files(summary_path)  # the Krona texts' names wait for the samples
         refuse_clashes([table, page], keep)
+    if settings.device == "cuda":  # refused without a GPU, as for a model's index, on a k-mer index too
+        settings.torch_device()
     if bundled:
         index_dir = str(default_reference(model_dir, photos=bool(images), progress=settings.progress()))
     summary = _summary(counts) if summary_path else None

@@ -102,11 +102,23 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
                              world, progress)
         if not world.is_main:
             return 0
+        skipped = 0
         with EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
             for part in read_chunks(files):
                 writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
+                skipped += int(part.get("skipped", 0))  # chunks saved before it counted none
+            if skipped and not writer.count:  # raised inside: the temporary file is dropped, not put in place
+                discard(folder)
+                raise ClibdError(nothing_usable(inputs))
         discard(folder)
     return writer.count
+
+
+def nothing_usable(inputs: Sequence[str | Path]) -> str:
+    """The error when every record of ``inputs`` was skipped as unusable (none there is no error: a dataset's
+    records without photos give an empty file of photo embeddings)."""
+    return (f"no usable record in {', '.join(map(str, inputs))} (the records skipped are named above); "
+            "nothing written")
 
 
 def input_chunks(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str], dataset_modality: str,
@@ -128,9 +140,10 @@ def input_chunks(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str
                 yield partial(_barcodes, embedder, display_name(source), records)
 
 
-def _part(ids: Sequence[str], modality: str, vectors: np.ndarray) -> Part:
+def _part(ids: Sequence[str], modality: str, vectors: np.ndarray, skipped: int) -> Part:
+    """A chunk's embeddings, and how many of its records were skipped as unusable."""
     return {"ids": np.asarray(ids, dtype=str), "modality": np.asarray([modality] * len(ids), dtype=str),
-            "vectors": vectors}
+            "vectors": vectors, "skipped": np.asarray(skipped)}
 
 
 def _encode(encode: Callable[[list], np.ndarray], items: list, embedder: Embedder) -> np.ndarray:
@@ -146,7 +159,8 @@ def _barcodes(embedder: Embedder, name: str, records: list) -> Part:
             log.warning("%s:%d: %s: skipped: %s", name, record.line, record.id, problem)
         else:
             usable.append(record)
-    return _part([r.id for r in usable], "dna", _encode(embedder.barcodes, [r.seq for r in usable], embedder))
+    return _part([r.id for r in usable], "dna", _encode(embedder.barcodes, [r.seq for r in usable], embedder),
+                 len(records) - len(usable))
 
 
 def _photos(embedder: Embedder, loaders: list) -> Part:
@@ -159,7 +173,7 @@ def _photos(embedder: Embedder, loaders: list) -> Part:
         if pixels:
             ids += loaded
             vectors.append(embedder.images(pixels))
-    return _part(ids, "image", np.concatenate(vectors))
+    return _part(ids, "image", np.concatenate(vectors), len(loaders) - len(ids))
 
 
 def _dataset(embedder: Embedder, source: str, splits: Sequence[str], modality: str,
@@ -192,8 +206,9 @@ def _records(embedder: Embedder, part, modality: str, ids: list[str], start: int
         if skipped:
             log.warning("%s labelled at no rank: skipped (e.g. %s)", counted(len(skipped), "record"), ids[skipped[0]])
         labels = [embedder.model.label_string(lineages[j]) for j in keep]
-        return _part([ids[j] for j in keep], "text", _encode(embedder.labels, labels, embedder))
+        return _part([ids[j] for j in keep], "text", _encode(embedder.labels, labels, embedder), len(skipped))
     barcodes = part.column("barcode", start, stop)
     checked = [checked_barcode(b) for b in barcodes]
     keep = [j for j, (_, problem) in enumerate(checked) if not problem]
-    return _part([ids[j] for j in keep], "dna", _encode(embedder.barcodes, [checked[j][0] for j in keep], embedder))
+    return _part([ids[j] for j in keep], "dna", _encode(embedder.barcodes, [checked[j][0] for j in keep], embedder),
+                 len(checked) - len(keep))

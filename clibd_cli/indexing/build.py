@@ -68,6 +68,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     from clibd_cli.classification.read_errors import (held_out_reads, partial_read_queries, read_pseudo_queries,
                                                       read_rates)
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
+    from clibd_cli.embedding.embeddings_file import nothing_usable
     from clibd_cli.embedding.kmer import is_model_free
     from clibd_cli.embedding.shards import discard, shards_folder
     from clibd_cli.reference.hnsw_index import build_index, load_index
@@ -131,6 +132,10 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     if not world.is_main:
         return None
     vectors, keep = embedded
+    if refs.ids and not keep:  # every photo unreadable: no chunks kept for a rerun, which would read them again
+        discard(shards_folder(output))
+        discard(shards_folder(output, "held-out"))
+        raise ClibdError(nothing_usable(plan.references))
     del embedded  # so that `del vectors` below frees them
     ids = [refs.ids[i] for i in keep]
     labels = {rank: [values[i] for i in keep] for rank, values in refs.labels.items()}

@@ -24,6 +24,10 @@ from models.errors import ClibdError
 log = logging.getLogger("clibd")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 MAX_PIXELS = 89_478_485  # PIL's default limit; larger images are refused before decoding
+# Pixels a large JPEG keeps on its shorter side when decoded scaled down (load_image): 4 times the
+# side the largest preset resizes photos to (256, clibd-paper's), and more than a BIOSCAN photo
+# has (768 of 1024x768), which is decoded whole.
+DECODE_FLOOR = 1024
 
 
 class ImageError(ClibdError):
@@ -81,18 +85,33 @@ def photo_ids(path: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys((name, name.split(".", 1)[0])))
 
 
-def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Decode a photo (path or bytes) to an upright 8-bit RGB image; ImageError if unusable."""
+def load_image(source: str | Path | bytes, name: str | None = None, at_least: int = DECODE_FLOOR) -> Image.Image:
+    """Decode a photo (path or bytes) to an upright 8-bit RGB image; ImageError if unusable.
+
+    A JPEG whose shorter side is at least twice ``at_least`` pixels is decoded at 1/2, 1/4 or 1/8
+    of its size (libjpeg's DCT scaling), the smallest scale that keeps ``at_least`` (an 8000x6000
+    photo as 2000x1500: 9 MB of pixels, not 144 MB); smaller photos are decoded whole, as before.
+    """
     name = name or (str(source) if not isinstance(source, bytes) else "image")
     image = _open(source, name)
     try:
         with _pil_quiet():
+            _draft(image, at_least)
             image.load()
             image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
     except Exception as exc:  # noqa: BLE001 - PIL's decoders report corrupt data with many types
         image.close()
         raise ImageError(f"{name}: unreadable image ({exc})") from None
+
+
+def _draft(image: Image.Image, at_least: int) -> None:
+    """Have a large JPEG decoded at the smallest of 1/8, 1/4 and 1/2 of its size whose shorter side
+    keeps ``at_least`` pixels (``Image.draft``); other images are left as they are."""
+    shorter = min(image.size)
+    scale = next((s for s in (8, 4, 2) if shorter // s >= at_least), 1)
+    if image.format == "JPEG" and scale > 1:
+        image.draft(image.mode, (image.width // scale, image.height // scale))
 
 
 def load_photos(loaders: Iterable[tuple[object, Callable[[], Image.Image]]],
@@ -195,7 +214,7 @@ def resize_image(data: bytes, name: str, shorter_side: int, quality: int = 95) -
 
     Images already that small come back unchanged; ImageError if unusable.
     """
-    image = load_image(data, name)
+    image = load_image(data, name, at_least=max(DECODE_FLOOR, shorter_side))
     scale = shorter_side / min(image.size)
     if scale >= 1:
         return data
