@@ -216,7 +216,7 @@ class Calibration:
     def probability(self, rank: str, features: np.ndarray, posterior: np.ndarray) -> np.ndarray:
         """Calibrated probability that the winning label at ``rank`` is right."""
         maps = self.ranks[rank]["maps"]
-        return sum(posterior[:, s] * apply_map(m, features if name == "seen" else _within_reach(m, features))
+        return sum(posterior[:, s] * apply_map(m, _within_reach(m, features) if name.startswith("unseen") else features)
                    for s, (m, name) in enumerate(zip(maps, self.scenarios)))
 
 
