@@ -92,6 +92,7 @@ class Classifier:
         reads' confidences (``query_kinds.query_kind``); None: told from the first call's
         (``query_kinds.read_run``)."""
         self.index = load_index(index_dir, verify=verify)
+        self.index_name = str(index_dir)  # as given (messages name it so)
         if model and not model_available(str(model)):
             raise ModelNotFound(f"{model}: not a model directory or a model name clibd knows (kmer, kmer-aa, "
                              "a model shipped with clibd)")
@@ -131,13 +132,18 @@ class Classifier:
         return [kind for kind in self.calibrations if all(m in have for m in kind_towers(kind))]
 
     def require(self, kind: str) -> None:
-        """Refuse up front a kind of query that the index and model cannot classify."""
+        """Refuse up front a kind of query that the index and model cannot classify, and barcodes
+        said to be reads (``reads``) where the index has no confidences for partial reads."""
         if kind not in self.query_kinds:
             have = ", ".join(self.query_kinds) or "none"
             how = ("--modality image from photos, or with --images from barcodes with photos"
                    if kind == "image" else "--modality dna from barcodes")
             raise ClibdError(f"{self.index.path}: this index cannot classify {kind} queries "
                              f"(calibrated for: {have}); build one with clibd index {how}")
+        if kind == "dna" and self.reads and SHORT_READ_KIND not in self.query_kinds:
+            raise ClibdError(f"{self.index_name}: --reads yes needs the index's confidences for partial reads "
+                             f"({SHORT_READ_KIND}), which clibd index fits with --calibrate-on held-out records "
+                             "(and --calibrate-errors, 0.5 to 5 % by default); without it give --reads no")
 
     def stream(self, queries: Iterable[Query], batch_size: int,
                min_confidence: float = CALIBRATION.min_confidence, report: int = 0) -> Iterator[list[Result]]:
@@ -248,6 +254,35 @@ class Classifier:
     def whole_estimate(self, kind: str, run: Run | None = None) -> tuple[np.ndarray, int] | None:
         """The run's whole-barcode estimate that ``kind``'s leans on (partial barcodes, reads), if made."""
         return (run or self.run).estimates.get("dna") if kind in (SHORT_KIND, READ_KIND, SHORT_READ_KIND) else None
+
+    def share_notes(self, reported: set[str]) -> list[str]:
+        """What the current run estimated of the share of new species (and genera), a line per kind
+        not in ``reported`` (then added to it): a kind first met after the first call, or met there
+        only off target, takes the share its estimate starts from."""
+        lines = []
+        for kind, (shares, n) in self.run.estimates.items():
+            if kind in reported:
+                continue
+            reported.add(kind)
+            genera = self.calibrations[kind].new_genus_share(shares)
+            new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
+            what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors",
+                    SHORT_READ_KIND: ": partial barcodes read with sequencing errors"}.get(kind, "")
+            source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
+            if not n:  # met only after the first records, or only off target: the share EM would start from
+                start = "the whole barcodes' share" if self.whole_estimate(kind) is not None else "the default share"
+                source = (f"{start}{what}, no {kind} query to estimate it on in the first "
+                          f"{batch_prior.ESTIMATION_QUERIES:,} records")
+            lines.append(f"estimated share of queries from species absent from the reference: {1 - shares[0]:.2f} "
+                         f"({source}){new_genus}")
+        return lines
+
+    def fixed_share_notes(self) -> list[str]:
+        """A line per kind whose confidences assume a share of new species fixed when the index was
+        built (an index from before the share was estimated per run)."""
+        return [f"the {kind} confidences of this index assume a share of new species fixed at "
+                f"{calibration.prior_unseen} when it was built; rebuild it with clibd index to estimate or "
+                "set the share per run" for kind, calibration in self.calibrations.items() if not calibration.adaptive]
 
     def _shares(self, kind: str, run: Run, decisions, counted: np.ndarray) -> np.ndarray:
         """Scenario shares for ``kind`` queries: fixed, or estimated once on those of the first call
