@@ -40,8 +40,8 @@ from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.io.sequences import unambiguous_bases
-from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.holdings import K as HOLDINGS_K
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.search import exact_search
 from clibd_cli.reference.sketch import NEAR_IDENTICAL, orient_queries
 from models.errors import ClibdError, ModelNotFound, counted
