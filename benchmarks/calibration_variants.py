@@ -38,7 +38,7 @@ from clibd_cli.classification.decision import confidences, label
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.embedding.kmer import MODEL_FREE
 from clibd_cli.evaluation.metrics import reliability
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from models.config import RANKS
 
 SPLITS = ("val", "val_unseen", "test", "test_unseen")

@@ -33,7 +33,7 @@ from clibd_cli.classification.read_errors import (DEFAULT_RATES, held_out_reads,
                                                  read_pseudo_queries)
 from clibd_cli.embedding.embedder import Embedder, load_model_for
 from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.indexing.pack import pack_index, unpack_index
 from clibd_cli.reference.sketch import orient_references
 from clibd_cli.reference.sources import read_references

@@ -37,7 +37,7 @@ from classify_bold import BOLD, RANKS  # noqa: E402
 TOLERANCE = 1e-5
 MEMORY_PROBE = """
 import sys, numpy as np
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 if sys.argv[1] != "-":
     index = load_index(sys.argv[1])
     index.search(np.load(sys.argv[2]), 10, threads=int(sys.argv[3]))
@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/clibd-bench-recall"))
     args = parser.parse_args()
     from clibd_cli.embedding.embedder import Embedder, load_model_for
-    from clibd_cli.reference.hnsw_index import build_index, load_index
+    from clibd_cli.reference.hnsw_index import build_index
+    from clibd_cli.reference.index_reading import load_index
 
     args.work.mkdir(parents=True, exist_ok=True)
     rows = list(csv.DictReader(gzip.open(args.data, "rt")))

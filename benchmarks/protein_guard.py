@@ -33,7 +33,7 @@ from off_target_markers import SETS, extract, stretches
 
 from clibd_cli.indexing.bundled import PACK
 from clibd_cli.io.sequences import checked_barcode, read_sequences, reverse_complement, unambiguous_bases
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference import sketch as sketch_module
 from clibd_cli.reference.sketch import Sketch, load_sketch
 

@@ -19,7 +19,7 @@ from clibd_cli.classification.query_kinds import SHORT_KIND
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.reference.holdings import kmer_holdings
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.index_info import describe_index
 from models.errors import ClibdError
 

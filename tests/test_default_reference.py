@@ -15,7 +15,7 @@ import pytest
 from fixtures.specimens import error_line, run, stretch, tsv, write_fasta
 
 from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.indexing.pack import dequantize, pack_index, quantize, unpack_index
 from clibd_cli.io.sequences import with_errors
 from models.errors import ClibdError

@@ -7,7 +7,7 @@ import numpy as np
 
 from clibd_cli.embedding.embeddings_file import read_embeddings
 from clibd_cli.io.sequences import barcode_problem
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from fixtures.samples import clibd_hdf5
 from fixtures.specimens import copy_photos, error_line, run, write_fasta
 

@@ -110,7 +110,7 @@ def test_shards_of_other_inputs_are_not_reused(barcode_refs, tiny_model, tmp_pat
 
 def test_index_built_by_two_processes_is_the_one_of_one(barcode_refs, tiny_model, tmp_path):
     """References and --calibrate-on queries embedded by two gloo processes, chunks of 16 records."""
-    from clibd_cli.reference.hnsw_index import load_index
+    from clibd_cli.reference.index_reading import load_index
 
     refs = write_fasta(tmp_path / "refs.fasta", barcode_refs.records[:40])
     held_out = write_fasta(tmp_path / "held_out.fasta", barcode_refs.records[40:])

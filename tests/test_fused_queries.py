@@ -112,7 +112,7 @@ def test_fused_query_uses_the_image_dna_calibration(fused):
     from clibd_cli.classification.calibration import calibrations
     from clibd_cli.classification.decision import predict
     from clibd_cli.classification.taxonomy import ReferenceTaxonomy
-    from clibd_cli.reference.hnsw_index import load_index
+    from clibd_cli.reference.index_reading import load_index
 
     index = load_index(fused["index"])
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)

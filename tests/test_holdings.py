@@ -28,7 +28,7 @@ from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.indexing.pack import add_holdings, pack_index, resketch_pack, unpack_index
 from clibd_cli.io.sequences import reverse_complement
 from clibd_cli.reference.holdings import HOLDINGS_FILE, kmer_holdings, load_holdings
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.index_info import describe_index
 from models.errors import ClibdError
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 
 from clibd_cli.io.sequences import barcode_problem
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.sources import References, read_references
 from fixtures.samples import clibd_hdf5
 from models.tokenizers import label_string

@@ -66,7 +66,7 @@ def test_species_absent_from_the_reference_stop_at_genus(tmp_path):
 def test_calibration_on_held_out_queries(tmp_path):
     import pytest
 
-    from clibd_cli.reference.hnsw_index import load_index
+    from clibd_cli.reference.index_reading import load_index
     from clibd_cli.indexing.pack import pack_index
     from models.errors import ClibdError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fixtures.specimens import Specimen, run, specimens, twins, write_fasta
 
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.label_check import suspect_labels
 
 

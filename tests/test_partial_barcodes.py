@@ -16,7 +16,7 @@ from clibd_cli.classification.classifier import Classifier
 from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import SHORT_KIND, query_kind
 from clibd_cli.io.sequences import unambiguous_bases
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 
 SAMPLE = Path(__file__).parents[1] / "examples" / "bold-sample.csv.gz"
 

@@ -136,7 +136,7 @@ def test_a_partition_for_bioscan5m_is_a_usage_error(tmp_path):
     partition = tmp_path / "partition"
     partition.mkdir()
     result = prepare(bioscan5m(tmp_path, lambda rows: None), "--partition", partition, "-o", tmp_path / "m.h5")
-    assert result.exit_code == 2 and "--partition is for bioscan-1m and fasta" in result.output
+    assert result.exit_code == 2 and "--partition is for bioscan-1m, bold and fasta" in result.output
     assert not (tmp_path / "m.h5").exists()
 
 
@@ -191,3 +191,24 @@ def test_a_fasta_starting_with_blank_lines_is_told_a_fasta(records, tmp_path):
     result = prepare(fasta, "-o", tmp_path / "r.h5")
     assert result.exit_code == 0, result.output
     assert sorted(stored(tmp_path / "r.h5")) == sorted(r.id for r in records)
+
+
+def test_a_bold_tsv_is_prepared_with_the_protocols_splits(records, tmp_path):
+    """A BOLD v5 TSV (what ``clibd index`` reads) has a sampleid column, as BIOSCAN-1M's TSV
+    has: it is read as BOLD (processid, nuc, ranks; other markers skipped with one warning),
+    not refused as a BIOSCAN-1M file lacking ``nucraw``; ``--images`` is refused for it."""
+    header = ["processid", "sampleid", "bin_uri", "order", "family", "genus", "species", "marker_code", "nuc"]
+    rows = [{"processid": r.id, "sampleid": f"S{i}", "bin_uri": f"BOLD:AAA{i:04d}", "marker_code": "COI-5P",
+             "nuc": r.barcode[:300] + "-" + r.barcode[300:], **{k: v or "" for k, v in r.lineage.items()}}
+            for i, r in enumerate(records)]
+    rows.append({**rows[0], "processid": "ITS0001", "marker_code": "ITS"})
+    bold = write_csv(tmp_path / "bold.tsv", header, rows, delimiter="\t", compress=False)
+    result = prepare(bold, "-o", tmp_path / "b.h5", seed=3)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("1 record of other markers than COI-5P skipped (1 ITS)") == 1
+    kept = stored(tmp_path / "b.h5")
+    assert kept == {r.id: {"barcode": r.barcode, **r.lineage} for r in records}
+    with open_dataset(tmp_path / "b.h5") as dataset:
+        assert dataset.attrs["input_format"] == "bold" and dataset.attrs["seed"] == 3
+    refused = prepare(bold, "--images", tmp_path, "-o", tmp_path / "c.h5")
+    assert refused.exit_code == 2 and "--images" in refused.output

@@ -16,7 +16,7 @@ from clibd_cli.io.sequences import reverse_complement, unambiguous_bases, with_e
 from clibd_cli.reference import protein_sketch
 from clibd_cli.reference import sketch as sketch_module
 from clibd_cli.reference.centroids import PARTIAL_LENGTHS, Clusters, length_floors
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.protein_sketch import PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch, protein_profile
 from clibd_cli.reference.sketch import fit_sketch, load_sketch
 from fixtures.specimens import run, tsv

@@ -94,7 +94,7 @@ def test_reads_yes_needs_an_index_calibrated_for_partial_reads(tmp_path):
 
 
 def test_a_run_is_told_once_on_its_first_records_and_every_later_block_keeps_it(read_index, monkeypatch):
-    """Stretches after the first records read as the run was told (``_tell_reads`` on the first
+    """Stretches after the first records read as the run was told (``read_runs.tell_reads`` on the first
     call only), whatever block they come in; a clean run stays clean after reads come."""
     root, known, clean, reads = read_index
     monkeypatch.setattr("clibd_cli.classification.batch_prior.ESTIMATION_QUERIES", len(reads))
@@ -205,7 +205,7 @@ def test_a_run_of_reads_is_told_its_error_rate_which_its_confidences_read(read_i
     assert classifier.calibrations[SHORT_READ_KIND].by_rate and 0.005 <= classifier.read_rate <= 0.05
     next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, clean)], 512))
     assert classifier.read_rate == 0.005  # a new run, clean: the lowest rate fitted
-    monkeypatch.setattr("clibd_cli.classification.classifier.run_rate", lambda model, bases, breaks, whole=(): 0.05)
+    monkeypatch.setattr("clibd_cli.classification.read_runs.run_rate", lambda model, bases, breaks, whole=(): 0.05)
     other = next(Classifier(root / "index").stream(queries, 512))
     assert any(a.prediction.confidence != b.prediction.confidence for a, b in zip(told, other))
     monkeypatch.undo()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fixtures.specimens import error_line, run, specimens, tsv, write_fasta
 
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 
 RANKS = ("order", "family", "genus", "species")
 

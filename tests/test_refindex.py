@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from clibd_cli.reference.hnsw_index import build_index, load_index
+from clibd_cli.reference.hnsw_index import build_index
 from clibd_cli.reference.index_info import describe_index
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.search import exact_search, top_k
 from models.errors import ClibdError
 
@@ -281,12 +282,12 @@ def test_an_index_file_cut_short_by_a_full_disk_fails_the_save_and_keeps_the_old
 def test_an_index_replaced_while_it_is_read_is_read_again_whole(tmp_path, monkeypatch):
     """A classify that opened the index as `clibd index -o` replaced it read the manifest of one
     version and the files of the other ('checksum mismatch (corrupted or modified)')."""
-    import clibd_cli.reference.hnsw_index as hnsw_index
+    import clibd_cli.reference.index_reading as index_reading
 
     first, _ = small_index()
     first.save(tmp_path / "ref")
     second, _ = small_index(n=80)
-    read_records = hnsw_index.read_records
+    read_records = index_reading.read_records
     replaced = []
 
     def replaced_while_reading(*args, **kwargs):
@@ -295,7 +296,7 @@ def test_an_index_replaced_while_it_is_read_is_read_again_whole(tmp_path, monkey
             replaced.append(True)
         return read_records(*args, **kwargs)
 
-    monkeypatch.setattr(hnsw_index, "read_records", replaced_while_reading)
+    monkeypatch.setattr(index_reading, "read_records", replaced_while_reading)
     loaded = load_index(tmp_path / "ref")
     assert replaced and len(loaded) == 80 and loaded.manifest["count"] == 80
     assert np.array_equal(loaded.node_vectors(), second.node_vectors())
@@ -303,7 +304,7 @@ def test_an_index_replaced_while_it_is_read_is_read_again_whole(tmp_path, monkey
 
 _SAVES = """
 import sys
-from clibd_cli.reference.hnsw_index import load_index
+from clibd_cli.reference.index_reading import load_index
 versions = [load_index(path) for path in sys.argv[2:4]]
 for i in range(int(sys.argv[4])):
     versions[i % 2].save(sys.argv[1])

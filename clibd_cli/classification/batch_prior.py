@@ -31,7 +31,7 @@ class Run:
     """What one run of a classifier (``Classifier.stream``) learns from its first call's queries:
     each kind's estimated scenario shares, whether it is of reads and their errors per base."""
 
-    read_run: bool = False  # its partial barcodes are reads with errors (Classifier._tell_reads)
+    read_run: bool = False  # its partial barcodes are reads with errors (read_runs.tell_reads)
     read_rate: float | None = None  # their errors per base, where dna<500~ or dna~ reads it
     first_call: bool = True  # whether the next call's queries estimate the shares and tell reads
     estimates: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # kind -> (shares, queries)

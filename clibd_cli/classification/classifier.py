@@ -5,9 +5,9 @@ calibration stored in the index for that kind of query (``dna``, ``dna<500`` for
 reads with sequencing errors, ``dna<500~`` for partial ones, every partial barcode of a run told from its first
 call's to be of reads, ``image`` or ``image+dna``; fitted by ``clibd index``, see ``query_kinds.py``); a fused
 specimen (photo and barcode) is embedded as the normalised sum of its two embeddings; the reads' maps read the
-run's error rate (``error_rate.py``). The confidences assume a share of queries from species absent from the
-reference: fixed, or estimated per kind of query from the first call's queries
-(``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run; a kind first met in a later call
+run's error rate (``error_rate.py``; it, and whether a run is of reads, told from its first barcodes:
+``read_runs.py``). The confidences assume a share of queries from species absent from the reference: fixed,
+or estimated per kind of query from the first call's queries (``clibd_cli/classification/batch_prior.py``) and kept for the rest of the run; a kind first met in a later call
 takes the share its estimate would have started from (the whole barcodes' estimate for partial barcodes and
 reads), so that how a run is cut into calls (``--batch-size``) never changes an answer.
 """
@@ -28,8 +28,8 @@ from clibd_cli.classification.calibration import (checked_calibrations, containm
                                                   rank_similarities, search_part)
 from clibd_cli.classification.contained import KmerCounter, records_counter, search_held_whole
 from clibd_cli.classification.decision import label, predict
-from clibd_cli.classification.error_rate import run_rate
 from clibd_cli.classification.queries import Query
+from clibd_cli.classification.read_runs import rate_model, tell_rate, tell_reads, tells_reads
 from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
                                                   kind_towers, query_kind, read_run)
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
@@ -40,8 +40,8 @@ from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.io.images import ImageError, load_image
 from clibd_cli.io.sequences import unambiguous_bases
-from clibd_cli.reference.hnsw_index import load_index
 from clibd_cli.reference.holdings import K as HOLDINGS_K
+from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.search import exact_search
 from clibd_cli.reference.sketch import NEAR_IDENTICAL, orient_queries
 from models.errors import ClibdError, ModelNotFound, counted
@@ -92,6 +92,7 @@ class Classifier:
         reads' confidences (``query_kinds.query_kind``); None: told from the first call's
         (``query_kinds.read_run``)."""
         self.index = load_index(index_dir, verify=verify)
+        self.index_name = str(index_dir)  # as given (messages name it so)
         if model and not model_available(str(model)):
             raise ModelNotFound(f"{model}: not a model directory or a model name clibd knows (kmer, kmer-aa, "
                              "a model shipped with clibd)")
@@ -131,23 +132,29 @@ class Classifier:
         return [kind for kind in self.calibrations if all(m in have for m in kind_towers(kind))]
 
     def require(self, kind: str) -> None:
-        """Refuse up front a kind of query that the index and model cannot classify."""
+        """Refuse up front a kind of query that the index and model cannot classify, and barcodes
+        said to be reads (``reads``) where the index has no confidences for partial reads."""
         if kind not in self.query_kinds:
             have = ", ".join(self.query_kinds) or "none"
             how = ("--modality image from photos, or with --images from barcodes with photos"
                    if kind == "image" else "--modality dna from barcodes")
             raise ClibdError(f"{self.index.path}: this index cannot classify {kind} queries "
                              f"(calibrated for: {have}); build one with clibd index {how}")
+        if kind == "dna" and self.reads and SHORT_READ_KIND not in self.query_kinds:
+            raise ClibdError(f"{self.index_name}: --reads yes needs the index's confidences for partial reads "
+                             f"({SHORT_READ_KIND}), which clibd index fits with --calibrate-on held-out records "
+                             "(and --calibrate-errors, 0.5 to 5 % by default); without it give --reads no")
 
     def stream(self, queries: Iterable[Query], batch_size: int,
                min_confidence: float = CALIBRATION.min_confidence, report: int = 0) -> Iterator[list[Result]]:
         """Results block by block, in query order, memory bounded by the block: the first
         ``batch_prior.ESTIMATION_QUERIES`` together when the share of new species may be estimated
-        (on them: :meth:`_shares`) or whether they are reads told (:meth:`_tell_reads`), then
+        (on them: :meth:`_shares`) or whether they are reads told (``read_runs.tell_reads``), then
         ``batch_size`` at a time."""
         run = self.new_run()
         queries = iter(queries)
-        estimating = self.prior_unseen is None or self._tells_reads or self._rate_model is not None
+        estimating = (self.prior_unseen is None or tells_reads(self.reads, self.query_kinds)
+                      or rate_model(self.calibrations, self.query_kinds) is not None)
         first = list(islice(queries, batch_prior.ESTIMATION_QUERIES if estimating else batch_size))
         for block in chain([first] if first else [], batched(queries, batch_size)):
             yield self.classify(block, min_confidence, report, run)
@@ -186,10 +193,12 @@ class Classifier:
         if run.first_call:  # off-target junk meets stops too: not counted
             kept = {i: n for i, n in breaks.items() if i not in strays}
             partial, whole = ([i for i in kept if (bases[i] < SHORT_BELOW) == short] for short in (True, False))
-            if self._tells_reads:
-                self._tell_reads(run, [kept[i] for i in partial], [kept[i] for i in whole])
-            self._tell_rate(run, [bases[i] for i in partial], [kept[i] for i in partial],
-                            [results[i].query.barcode for i in whole], read_run(list(kept.values())))
+            if tells_reads(self.reads, self.query_kinds):
+                tell_reads(run, self.calibrations[SHORT_READ_KIND].read_run, [kept[i] for i in partial],
+                           [kept[i] for i in whole])
+            tell_rate(run, rate_model(self.calibrations, self.query_kinds), [bases[i] for i in partial],
+                      [kept[i] for i in partial], [results[i].query.barcode for i in whole],
+                      read_run(list(kept.values())))
         kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), run.read_run)
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
@@ -213,48 +222,6 @@ class Classifier:
                 query.note = why
         run.first_call = False
         return results
-
-    @property
-    def _tells_reads(self) -> bool:
-        """Whether a run's first records tell whether it is of reads (``--reads auto``, an index with
-        ``dna<500~``)."""
-        return self.reads is None and SHORT_READ_KIND in self.query_kinds
-
-    @property
-    def _rate_model(self) -> dict | None:
-        """The stop model that tells a run's error rate, where the ``dna<500~`` or ``dna~`` maps read it."""
-        kinds = [kind for kind in (SHORT_READ_KIND, READ_KIND) if kind in self.query_kinds]
-        return next((self.calibrations[k].stop_model for k in kinds if self.calibrations[k].by_rate), None)
-
-    def _tell_rate(self, run: Run, bases: list[int], breaks: list[int], whole: list[str], reads: bool) -> None:
-        """The run's errors per base from its first barcodes' stops (``error_rate.run_rate``), said for reads."""
-        model = self._rate_model
-        run.read_rate = None if model is None else run_rate(model, bases, breaks, whole)
-        if model is not None and (reads or run.read_run):
-            told = " and ".join(counted(n, what) for n, what in ((len(bases), "partial barcode"), (len(whole), "whole one"))
-                                if n) or "no barcode"
-            log.info("the run's reads taken to have %.1f %% errors per base (told from the stops of the first %s; "
-                     "fitted %g-%g %%)", 100 * run.read_rate, told, *(100 * r for r in model["rates"]))
-
-    def _tell_reads(self, run: Run, partial: list[int], whole: list[int]) -> None:
-        """Whether the run is of reads with errors, from the stops the best frames of its first
-        partial barcodes, or of its first whole ones, meet (``partial``, ``whole``; either may tell,
-        ``query_kinds.read_run``), said on stderr if so; an index whose ``dna<500~`` was fitted on
-        copies meeting a stop only (before session 25: too sure of new species for reads meeting
-        none) keeps sending only those there, and says so."""
-        told, fitted = read_run(partial) or read_run(whole), self.calibrations[SHORT_READ_KIND].read_run
-        run.read_run = reads = bool(told and fitted)
-        said = " and ".join(f"{sum(n > 0 for n in breaks):,} of the first {counted(len(breaks), what)}"
-                            for breaks, what in ((partial, "partial barcode"), (whole, "whole barcode")) if breaks)
-        said += " read with a frame break (a stop in their best frame)"
-        if reads:
-            log.info("%s: the run is taken for raw reads with sequencing errors, and every partial barcode reads "
-                     "the %s confidences (--reads no: only those with a stop)", said, SHORT_READ_KIND)
-        elif told:
-            log.warning("%s, as raw reads with sequencing errors do, but this index's %s confidences were fitted on "
-                        "reads meeting a stop only: the others read the clean stretches' (rebuild the index with "
-                        "clibd index --calibrate-on to classify runs of reads; --reads yes to send them all there "
-                        "anyway)", said, SHORT_READ_KIND)
 
     def _photo_vectors(self, results: list[Result]) -> dict[int, np.ndarray]:
         """The embedding of each usable query's photo, decoded and embedded ``batch_size`` at a time (a
@@ -287,6 +254,35 @@ class Classifier:
     def whole_estimate(self, kind: str, run: Run | None = None) -> tuple[np.ndarray, int] | None:
         """The run's whole-barcode estimate that ``kind``'s leans on (partial barcodes, reads), if made."""
         return (run or self.run).estimates.get("dna") if kind in (SHORT_KIND, READ_KIND, SHORT_READ_KIND) else None
+
+    def share_notes(self, reported: set[str]) -> list[str]:
+        """What the current run estimated of the share of new species (and genera), a line per kind
+        not in ``reported`` (then added to it): a kind first met after the first call, or met there
+        only off target, takes the share its estimate starts from."""
+        lines = []
+        for kind, (shares, n) in self.run.estimates.items():
+            if kind in reported:
+                continue
+            reported.add(kind)
+            genera = self.calibrations[kind].new_genus_share(shares)
+            new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
+            what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors",
+                    SHORT_READ_KIND: ": partial barcodes read with sequencing errors"}.get(kind, "")
+            source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
+            if not n:  # met only after the first records, or only off target: the share EM would start from
+                start = "the whole barcodes' share" if self.whole_estimate(kind) is not None else "the default share"
+                source = (f"{start}{what}, no {kind} query to estimate it on in the first "
+                          f"{batch_prior.ESTIMATION_QUERIES:,} records")
+            lines.append(f"estimated share of queries from species absent from the reference: {1 - shares[0]:.2f} "
+                         f"({source}){new_genus}")
+        return lines
+
+    def fixed_share_notes(self) -> list[str]:
+        """A line per kind whose confidences assume a share of new species fixed when the index was
+        built (an index from before the share was estimated per run)."""
+        return [f"the {kind} confidences of this index assume a share of new species fixed at "
+                f"{calibration.prior_unseen} when it was built; rebuild it with clibd index to estimate or "
+                "set the share per run" for kind, calibration in self.calibrations.items() if not calibration.adaptive]
 
     def _shares(self, kind: str, run: Run, decisions, counted: np.ndarray) -> np.ndarray:
         """Scenario shares for ``kind`` queries: fixed, or estimated once on those of the first call

@@ -164,7 +164,6 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
-    from clibd_cli.classification.query_kinds import SHORT_READ_KIND
     from clibd_cli.io.outputs import output_path, text_output
     from clibd_cli.reference.records import REBUILD
     from models.errors import ClibdError
@@ -207,10 +206,6 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         settings.apply_torch()
     if inputs:
         classifier.require("dna")
-    if reads == "yes" and inputs and SHORT_READ_KIND not in classifier.query_kinds:  # barcodes to read so
-        raise ClibdError(f"{index_dir}: --reads yes needs the index's confidences for partial reads "
-                         f"({SHORT_READ_KIND}), which clibd index fits with --calibrate-on held-out records "
-                         "(and --calibrate-errors, 0.5 to 5 % by default); without it give --reads no")
     if images:
         classifier.require("image")
     fuse = bool(inputs) and "image+dna" in classifier.query_kinds
@@ -276,32 +271,12 @@ def _stdin_is_terminal() -> bool:
 
 
 def _report_estimates(classifier, log, reported: set[str], old_index: bool) -> None:
-    """The estimated shares of new species (and genera) on stderr, each kind's once, when made (a
-    kind first met after the first batch, or met there only off target, takes the share its
-    estimate starts from); with ``old_index``, a warning for an index whose share is fixed."""
-    from clibd_cli.classification.batch_prior import ESTIMATION_QUERIES
-    from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND, SHORT_READ_KIND
-
-    for kind, (shares, n) in classifier.estimates.items():
-        if kind in reported:
-            continue
-        reported.add(kind)
-        genera = classifier.calibrations[kind].new_genus_share(shares)
-        new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
-        what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors",
-                SHORT_READ_KIND: ": partial barcodes read with sequencing errors"}.get(kind, "")
-        source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
-        if not n:  # met only after the first records, or only off target: the share EM would start from
-            leaned = classifier.whole_estimate(kind) is not None
-            start = "the whole barcodes' share" if leaned else "the default share"
-            source = f"{start}{what}, no {kind} query to estimate it on in the first {ESTIMATION_QUERIES:,} records"
-        log.info("estimated share of queries from species absent from the reference: %.2f (%s)%s", 1 - shares[0],
-                 source, new_genus)
-    for kind, calibration in classifier.calibrations.items() if old_index else ():
-        if not calibration.adaptive:
-            log.warning("the %s confidences of this index assume a share of new species fixed at %s when it was "
-                        "built; rebuild it with clibd index to estimate or set the share per run",
-                        kind, calibration.prior_unseen)
+    """The estimated shares of new species (and genera) on stderr, each kind's once, when made
+    (``Classifier.share_notes``); with ``old_index``, a warning for an index whose share is fixed."""
+    for line in classifier.share_notes(reported):
+        log.info("%s", line)
+    for line in classifier.fixed_share_notes() if old_index else ():
+        log.warning("%s", line)
 
 
 class _Notes:

@@ -45,37 +45,17 @@ def import_checkpoint(settings, source: Path, source_format: str, output: Path, 
     """
     import logging
 
-    from models import save_model
-    from models.errors import ClibdError
-    from models.files import sha256_file
-    from models.upstream import (import_barcodebert, import_clibd_checkpoint, read_checkpoint,
-                                 read_upstream_yaml)
+    from clibd_cli.io.outputs import output_path, writer_lock
+    from models.importing import import_model
 
     if upstream_yaml is not None and source_format != "clibd-checkpoint":
         raise click.UsageError("--config applies to --from clibd-checkpoint only")
-    from clibd_cli.io.outputs import output_path, writer_lock
-
     output = output_path(output, directory=True, marker="config.json",
                          inputs=(source, *([upstream_yaml] if upstream_yaml else [])))
     click.get_current_context().with_resource(writer_lock(output))  # a second import -o OUT waits
     settings.apply_torch()
-    state, hf_config = read_checkpoint(source)
-    if "clibd_version" in hf_config:  # config.json of a model clibd wrote (train, import, the bundled one)
-        raise ClibdError(f"{source}: already a clibd model (its config.json was written by clibd "
-                         f"{hf_config['clibd_version']}); give it to --model as it is: import converts the CLIBD "
-                         "authors' checkpoints and BarcodeBERT weights")
-    if source_format == "clibd-checkpoint":
-        towers, embed_dim = read_upstream_yaml(upstream_yaml) if upstream_yaml else (None, None)
-        imported = import_clibd_checkpoint(state, preset, towers, embed_dim)
-    else:
-        if hf_config and hf_config.get("model_type", "bert") != "bert":
-            raise ClibdError(f"{source}: config.json describes a {hf_config['model_type']!r} model, not BERT")
-        imported = import_barcodebert(state, hf_config, preset)
-    provenance = {"format": source_format, "source": str(source.resolve()), "preset": preset,
-                  "command_line": settings.command_line, "notes": imported.notes}
-    if source.is_file():
-        provenance["sha256"] = sha256_file(source)
-    save_model(imported.model, output, extra={"imported_from": provenance})
+    imported = import_model(source, source_format, output, preset=preset, upstream_yaml=upstream_yaml,
+                            command_line=settings.command_line)
     log = logging.getLogger("clibd")
     for note in imported.notes:
         log.info("%s", note)

@@ -120,7 +120,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
     if model_dir is None and not append:
         raise click.UsageError("Missing option '-m' / '--model' (the model to embed the references with)")
     if model_dir is None:
-        from clibd_cli.reference.hnsw_index import built_with
+        from clibd_cli.reference.index_reading import built_with
 
         model_dir = built_with(output)
     if images and modality != "dna":
@@ -170,7 +170,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
 def info(directory: str, no_verify: bool) -> None:
     """Describe an index directory (records, model, HNSW parameters, checksums)."""
-    from clibd_cli.reference.hnsw_index import load_index
     from clibd_cli.reference.index_info import describe_index
+    from clibd_cli.reference.index_reading import load_index
 
     click.echo(describe_index(load_index(directory, verify=not no_verify)))

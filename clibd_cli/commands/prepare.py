@@ -1,4 +1,4 @@
-"""``clibd prepare``: BIOSCAN-5M/1M metadata or FASTA (+ taxonomy, photos) -> one dataset HDF5."""
+"""``clibd prepare``: BIOSCAN-5M/1M metadata, a BOLD TSV or FASTA (+ taxonomy, photos) -> one dataset HDF5."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from clibd_cli.commands import options
 
-FORMATS = ("auto", "bioscan-5m", "bioscan-1m", "fasta", "synthetic")
+FORMATS = ("auto", "bioscan-5m", "bioscan-1m", "bold", "fasta", "synthetic")
 IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # BIOSCAN's image packages
 
 
@@ -30,7 +30,7 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
               help="Folder of released CLIBD partition files ({split}.txt id lists) to use "
                    "instead of the protocol.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
-              help="Seed of the seen/unseen split protocol (1M, FASTA)  [default: the global --seed]")
+              help="Seed of the seen/unseen split protocol (1M, BOLD, FASTA)  [default: the global --seed]")
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
               help="Threads reading photos.")
 @click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
@@ -42,11 +42,12 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
 def prepare(settings, input_path: Path, output: Path, input_format: str, images: Path | None,
             image_package: str, taxonomy: Path | None, partition: Path | None, seed: int | None,
             workers: int, resize: int | None, strict: bool) -> None:
-    """Turn BIOSCAN-5M/1M metadata or FASTA into one dataset HDF5 with CLIBD splits.
+    """Turn BIOSCAN-5M/1M metadata, a BOLD TSV or FASTA into one dataset HDF5 with CLIBD splits.
 
     \b
     BIOSCAN-5M: the official split column; records without species are pretrain.
-    BIOSCAN-1M and FASTA: the CLIBD partition files (--partition), else the CLIBD
+    BIOSCAN-1M, BOLD (public data TSV, COI-5P records) and FASTA: the CLIBD partition
+    files (--partition), else the CLIBD
     protocol (seen/unseen species 80/20, records 70/10/10/10, queries/keys) with --seed.
 
     \b
@@ -54,6 +55,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
       clibd prepare BIOSCAN_5M_Insect_Dataset_metadata.csv.gz --images bioscan5m/ -o bioscan5m.h5
       clibd prepare BIOSCAN_Insect_Dataset_metadata.tsv --partition CLIBD_partitioning/ -o bioscan1m.h5
       clibd prepare barcodes.fasta --taxonomy taxonomy.tsv --images photos/ -o mine.h5
+      clibd prepare bold_public_data.tsv --seed 1 -o bold.h5
       clibd prepare --format synthetic ../shared/data/bold-coi/metadata.csv.gz -o synthetic.h5
 
     \b
@@ -61,6 +63,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     photos whose look follows the taxonomy (order: body plan, family: colour, genus:
     pattern, species: detail); for showing the image path learns, not for real accuracy.
     """
+    from clibd_cli.data.bold import is_bold_table
     from clibd_cli.data.build import detect_format, prepare_dataset
     from clibd_cli.data.splits import read_partition
     from clibd_cli.io.outputs import output_path, writer_lock
@@ -68,8 +71,8 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     output = output_path(output, inputs=(input_path, *(p for p in (taxonomy, partition) if p)))
     click.get_current_context().with_resource(writer_lock(output))  # a second prepare -o OUT waits
 
-    if input_format == "auto":
-        input_format = detect_format(input_path)
+    if input_format == "auto":  # a BOLD TSV first: it has BIOSCAN-1M's sampleid column
+        input_format = "bold" if is_bold_table(input_path) else detect_format(input_path)
     if input_format == "synthetic":  # real BOLD barcodes + generated photos that follow the taxonomy
         from clibd_cli.data.synthetic import write_synthetic_dataset
 
@@ -84,9 +87,11 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
             command=settings.command_line)))
         return
     if taxonomy and input_format != "fasta":
-        raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN files carry their taxonomy)")
+        raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN and BOLD files carry their taxonomy)")
+    if images and input_format == "bold":
+        raise click.UsageError("--images is not for --format bold (a BOLD TSV names no photo files)")
     if partition and input_format == "bioscan-5m":
-        raise click.UsageError("--partition is for bioscan-1m and fasta; BIOSCAN-5M has its own split column")
+        raise click.UsageError("--partition is for bioscan-1m, bold and fasta; BIOSCAN-5M has its own split column")
     source = _source(input_format, input_path, images, image_package, taxonomy)
     summary = prepare_dataset(
         source, output, partition=read_partition(partition) if partition else None,
@@ -109,6 +114,10 @@ def _source(input_format: str, path: Path, images: Path | None, image_package: s
         from clibd_cli.data.bioscan import Bioscan1M
 
         return Bioscan1M(path, images, image_package)
+    if input_format == "bold":
+        from clibd_cli.data.bold import BoldSource
+
+        return BoldSource(path)
     from clibd_cli.data.fasta import FastaSource
 
     return FastaSource(path, taxonomy, images)

@@ -51,6 +51,7 @@ class BoldSource:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._reported = False  # the warning below is given once, by the first complete reading
 
     def records(self) -> Iterator[SourceRecord]:
         columns, rows = read_rows(self.path, required=("processid",))
@@ -71,7 +72,8 @@ class BoldSource:
                             **labels)
             above = {rank: name for rank, i in higher.items() if (name := _label(fields[i]))}
             yield SourceRecord(line, record.processid, record, above=above or None)
-        if other_markers:
+        if other_markers and not self._reported:
+            self._reported = True
             shown = ", ".join(f"{n} {kind or 'without marker'}" for kind, n in sorted(other_markers.items()))
             log.warning("%s: %s of other markers than %s skipped (%s)", self.path,
                         counted(sum(other_markers.values()), "record"), MARKER, shown)

@@ -81,7 +81,9 @@ class Problems:
 
 def detect_format(path: str | Path) -> str:
     """``fasta``, ``bioscan-5m`` or ``bioscan-1m`` from the first line of ``path`` that is not
-    blank (the FASTA reader skips blank lines before the first header too)."""
+    blank (the FASTA reader skips blank lines before the first header too). A BOLD TSV, whose
+    header has a ``sampleid`` column as BIOSCAN-1M's has, is told before this, by
+    :func:`clibd_cli.data.bold.is_bold_table` (that module builds on this one)."""
     with reading(path), open_text(path) as handle:
         first = next((line for line in (text.lstrip("\ufeff") for text in handle) if line.strip()), "")
     if first[:1] in (">", "@"):
@@ -92,7 +94,8 @@ def detect_format(path: str | Path) -> str:
         return "bioscan-5m"
     what = "it is empty" if not first else f"first line {first.strip()[:60]!r}"
     raise ClibdError(f"{path}: cannot tell the input format ({what}); expected FASTA/FASTQ, a BIOSCAN-5M "
-                     "CSV (processid, dna_barcode columns) or a BIOSCAN-1M TSV (sampleid, nucraw); "
+                     "CSV (processid, dna_barcode columns), a BIOSCAN-1M TSV (sampleid, nucraw) or a "
+                     "BOLD TSV (processid, nuc or nucleotides); "
                      "give --format")
 
 

@@ -71,8 +71,9 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     from clibd_cli.embedding.embeddings_file import nothing_usable
     from clibd_cli.embedding.kmer import is_model_free
     from clibd_cli.embedding.shards import discard, shards_folder
-    from clibd_cli.reference.hnsw_index import build_index, load_index
+    from clibd_cli.reference.hnsw_index import build_index
     from clibd_cli.reference.holdings import kmer_holdings
+    from clibd_cli.reference.index_reading import load_index
     from clibd_cli.reference.label_check import suspect_labels, suspects_warning
     from clibd_cli.reference.sketch import STOPS, no_protein, orient_references
     from clibd_cli.reference.sources import embed_references, read_held_out, read_references

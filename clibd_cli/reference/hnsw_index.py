@@ -18,7 +18,7 @@ Layout (this module owns it; README "Reference indexes and classification")::
                       partial barcodes' species are read from (clibd_cli/reference/holdings.py)
 
 The directory is written atomically (temporary sibling directory, then rename) and verified
-against the manifest checksums on load. Records with identical vectors share one graph node.
+against the manifest checksums on load (:mod:`clibd_cli.reference.index_reading`). Records with identical vectors share one graph node.
 """
 
 from __future__ import annotations
@@ -37,14 +37,13 @@ from tqdm import tqdm
 from clibd_cli import __version__
 from clibd_cli.defaults import HNSW
 from clibd_cli.reference.graph_nodes import assign_nodes, node_keys
-from clibd_cli.reference.hnsw_file import stored_dim, stored_view, stored_whole
-from clibd_cli.reference.holdings import HOLDINGS_FILE, load_holdings, save_holdings
-from clibd_cli.reference.records import REBUILD, check_records, clean_labels, read_records, write_records
+from clibd_cli.reference.hnsw_file import stored_view, stored_whole
+from clibd_cli.reference.holdings import save_holdings
+from clibd_cli.reference.records import check_records, clean_labels, write_records
 from clibd_cli.reference.search import BLOCK, exact_search
-from clibd_cli.reference.sketch import SKETCH_FILE, Sketch, load_sketch, save_sketch, sketch_files
-from models.config import TOWERS
-from models.errors import ClibdError, counted
-from models.files import atomic_path, cannot_write, read_whole, sha256_file
+from clibd_cli.reference.sketch import Sketch, save_sketch
+from models.errors import ClibdError
+from models.files import atomic_path, cannot_write, sha256_file
 
 FORMAT_VERSION = 1
 INDEX_FILE, NODES_FILE, RECORDS_FILE = "index.bin", "nodes.npy", "records.tsv"
@@ -293,99 +292,6 @@ def build_index(
     labels = {r: clean_labels(v) for r, v in labels.items()}
     return ReferenceIndex(graph, list(ids), labels, nodes, manifest,
                           _node_vectors=vectors[fresh])
-
-
-def load_index(
-    path: str | Path, *, model_fingerprint: str | None = None, verify: bool = True
-) -> ReferenceIndex:
-    """Open an index directory; verify checksums and (if given) the model fingerprint.
-
-    An index rebuilt while it is read (``clibd index -o`` replaces the directory at once,
-    ``models/files.py``) is read again: its files all come from one version."""
-    index = read_whole(Path(path), lambda folder: _load(folder, verify))
-    if model_fingerprint is not None:
-        index.check_model(model_fingerprint)
-    return index
-
-
-def built_with(path: str | Path) -> str:
-    """The model the index at ``path`` was built with, as its manifest records it (a name, or a model
-    directory's absolute path: ``embedding/embedder.model_reference``); a ClibdError where ``path``
-    holds no index, or its manifest names no model."""
-    manifest_path = Path(path) / MANIFEST_FILE
-    try:
-        model = json.loads(manifest_path.read_text()).get("model")
-    except (OSError, ValueError, AttributeError):
-        raise ClibdError(f"{path}: not an index yet (no readable {MANIFEST_FILE}); build it without --append "
-                         "first (with -m MODEL)") from None
-    if not isinstance(model, str) or not model:
-        raise ClibdError(f"{manifest_path}: names no model; give the one the index was built with as -m")
-    return model
-
-
-def _load(path: Path, verify: bool) -> ReferenceIndex:
-    manifest_path = path / MANIFEST_FILE
-    if not manifest_path.is_file():
-        model = (path / "config.json").is_file()  # a model directory given where an index was expected
-        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); " + (
-            f"it holds a model: give it as --model and an index built with it as --index (clibd index --model {path} "
-            "REFERENCES -o DIR)" if model else REBUILD))
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        version, digests = manifest["format_version"], manifest["sha256"]
-        _ = manifest["dim"], manifest["ranks"], manifest["model_fingerprint"], manifest["hnsw"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ClibdError(f"{manifest_path}: unreadable manifest ({exc}); {REBUILD}") from exc
-    if version != FORMAT_VERSION:
-        raise ClibdError(f"{manifest_path}: index format {version!r} is not supported "
-                         f"(this clibd reads format {FORMAT_VERSION}); {REBUILD}")
-    ef, modality = manifest["hnsw"].get("ef") if isinstance(manifest["hnsw"], dict) else None, manifest.get("modality")
-    if type(ef) is not int or ef < 1 or modality not in TOWERS or type(manifest["dim"]) is not int:
-        raise ClibdError(f"{manifest_path}: unreadable manifest (expected an integer hnsw.ef and dim, and a modality "
-                         f"among {', '.join(TOWERS)}; found {ef!r}, {manifest['dim']!r}, {modality!r}); {REBUILD}")
-    unlisted = sorted({INDEX_FILE, NODES_FILE, RECORDS_FILE, *sketch_files(manifest)} - set(digests))
-    if unlisted:
-        raise ClibdError(f"{manifest_path}: no checksum for {unlisted[0]}; {REBUILD}")
-    for name, digest in digests.items():
-        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-            raise ClibdError(f"{manifest_path}: {name!r} is not a plain file name inside the index directory; "
-                             f"{REBUILD}")
-        if not (path / name).is_file():
-            raise ClibdError(f"{path / name}: missing; {REBUILD}")
-        if verify and sha256_file(path / name) != digest:
-            raise ClibdError(f"{path / name}: checksum mismatch (corrupted or modified); {REBUILD}")
-    with open(path / RECORDS_FILE, encoding="utf-8") as f:
-        ids, labels = read_records(f, path / RECORDS_FILE, manifest["ranks"])
-    try:
-        nodes = np.load(path / NODES_FILE, allow_pickle=False)
-    except ValueError as exc:
-        raise ClibdError(f"{path / NODES_FILE}: not a numpy array file clibd wrote ({exc}); {REBUILD}") from None
-    if nodes.ndim != 1 or not np.issubdtype(nodes.dtype, np.integer) or (len(nodes) and nodes.min() < 0):
-        raise ClibdError(f"{path / NODES_FILE}: expected one graph node number (≥ 0) per record, found a "
-                         f"{nodes.dtype} array of shape {list(nodes.shape)}; {REBUILD}")
-    stored = stored_dim(path / INDEX_FILE)
-    if stored != manifest["dim"]:
-        raise ClibdError(f"{manifest_path}: dim {manifest['dim']} but {INDEX_FILE} holds {stored}-dimensional "
-                         f"vectors; {REBUILD}")
-    graph = hnswlib.Index(space="ip", dim=manifest["dim"])
-    try:
-        graph.load_index(str(path / INDEX_FILE))
-    except (RuntimeError, MemoryError, ValueError) as exc:
-        raise ClibdError(f"{path / INDEX_FILE}: unreadable HNSW index ({exc}); {REBUILD}") from None
-    if len(nodes) != len(ids) or (len(nodes) and nodes.max() >= graph.get_current_count()):
-        raise ClibdError(f"{path}: {INDEX_FILE}, {NODES_FILE} and {RECORDS_FILE} disagree on "
-                         f"the number of records; {REBUILD}")
-    calibration = None
-    if CALIBRATION_FILE in digests:
-        try:
-            calibration = json.loads((path / CALIBRATION_FILE).read_text())
-        except ValueError as exc:
-            raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {REBUILD}") from exc
-    index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path,
-                           load_sketch(path, manifest, REBUILD) if SKETCH_FILE in digests else None,
-                           load_holdings(path / HOLDINGS_FILE, len(ids), REBUILD) if HOLDINGS_FILE in digests else None)
-    index._mapped()  # now, from this version of index.bin
-    return index
 
 
 def _as_vectors(x: np.ndarray, dim: int | None, what: str) -> np.ndarray:
