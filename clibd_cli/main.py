@@ -92,14 +92,14 @@ class ClibdGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+        previous = {sig: signal.signal(sig, _terminated) for sig in _STOPS} if main_thread else {}
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
-        except Terminated:  # kill, timeout, Slurm: 143 (128 + SIGTERM), unwound as Ctrl-C is
-            click.echo("clibd: terminated (nothing half-written is left)", err=True)
-            raise click.exceptions.Exit(143) from None
+        except Terminated as stop:  # kill, timeout, Slurm: 143 (128 + SIGTERM), unwound as Ctrl-C is
+            click.echo(f"clibd: {_STOPS[stop.signum]} (nothing half-written is left)", err=True)
+            raise click.exceptions.Exit(128 + stop.signum) from None
         except KeyboardInterrupt:  # Ctrl-C: 130 (128 + SIGINT), as shells report it, not a data error's 1
             click.echo("clibd: interrupted (nothing half-written is left)", err=True)
             raise click.exceptions.Exit(130) from None
@@ -109,8 +109,8 @@ class ClibdGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence before the user
             raise _Failure(_describe(exc), verbose=_verbosity(ctx) > 0) from exc
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def main(self, *args, **kwargs):
         try:
@@ -138,12 +138,20 @@ def _global_flags_first(args: list[str], group: click.Group) -> list[str]:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is so that every atomic output and lock is cleaned up on
-    the way out, as for Ctrl-C (``models/files.atomic_path``)."""
+    """SIGTERM (or SIGHUP), raised where the program is so that every atomic output and lock is
+    cleaned up on the way out, as for Ctrl-C (``models/files.atomic_path``)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+# the signals that end a run as Ctrl-C does, with what clibd says: SIGHUP is a closed terminal or SSH session
+_STOPS = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
 
 
 def _terminated(signum, frame) -> None:
-    raise Terminated
+    raise Terminated(signum)
 
 
 class _Failure(click.ClickException):

@@ -8,13 +8,16 @@ import gzip
 import json
 import random
 import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures.specimens import error_line, run, stretch, tsv, write_fasta
 
-from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK
+from clibd_cli.indexing.bundled import DEFAULT_MODEL, PACK, default_index, default_index_dir
+from clibd_cli.io.outputs import writer_lock
 from clibd_cli.reference.index_reading import load_index
 from clibd_cli.indexing.pack import dequantize, pack_index, quantize, unpack_index
 from clibd_cli.io.sequences import with_errors
@@ -94,6 +97,45 @@ def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp
     again = run("classify", queries)
     assert again.exit_code == 0 and "building" not in again.stderr
     assert again.stdout == first.stdout
+
+
+def test_first_runs_together_unpack_the_default_once(pack, tmp_path, monkeypatch):
+    """A run that finds another clibd unpacking the default reference (a batch array's first tasks
+    on a new machine) waits for it and opens its copy (was: each unpacked its own, 47 s of work apiece
+    for the shipped pack, every one but the last thrown away)."""
+    monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    target = default_index_dir()
+    target.parent.mkdir(parents=True)
+    taken = threading.Event()
+
+    def other_clibd() -> None:  # holds the lock as an unpacking clibd does, then leaves the index in place
+        with writer_lock(target):
+            taken.set()
+            time.sleep(0.5)
+            unpack_index(pack).save(target)
+
+    unpacks = []
+    monkeypatch.setattr("clibd_cli.indexing.pack.unpack_index", lambda *args, **kw: unpacks.append(args))
+    other = threading.Thread(target=other_clibd)
+    other.start()
+    taken.wait()
+    assert default_index() == target
+    other.join()
+    assert unpacks == [] and (target / "manifest.json").is_file()
+
+
+def test_a_killed_unpacking_leaves_nothing_in_the_cache(pack, barcode_refs, tmp_path, monkeypatch):
+    """What a run killed while unpacking the default reference left in the cache (SIGKILL, out of
+    memory) is removed by the next run, as beside any output (was: kept for good, the pack's size)."""
+    monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    target = default_index_dir()
+    left = target.parent / f".{target.name}.tmpk3j9x0ab"
+    left.mkdir(parents=True)
+    (left / "index.bin").write_bytes(b"half")
+    assert run("classify", write_fasta(tmp_path / "q.fasta", barcode_refs.records[:2])).exit_code == 0
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
 
 def test_classify_never_writes_into_the_default_reference(pack, barcode_refs, tmp_path, monkeypatch):

@@ -194,9 +194,12 @@ def test_a_file_output_into_a_missing_folder_is_refused_before_any_work(tmp_path
     assert summary.exit_code == 2 and "nope does not exist" in error_line(summary)
 
 
-def test_sigterm_leaves_nothing_half_written(tmp_path):
-    """kill/timeout/Slurm send SIGTERM: the run unwinds as for Ctrl-C, exit 143, no temporary file
-    and no lock left beside the output."""
+@pytest.mark.parametrize(("stop", "code", "said"), [(signal.SIGTERM, 143, "terminated"),
+                                                    (signal.SIGHUP, 129, "hung up")])
+def test_sigterm_leaves_nothing_half_written(tmp_path, stop, code, said):
+    """kill/timeout/Slurm send SIGTERM, a closed terminal or SSH session SIGHUP: the run unwinds as
+    for Ctrl-C, exit 143 (129), no temporary file and no lock left beside the output (SIGHUP was:
+    killed outright, the half-written temporary and the lock left)."""
     from fixtures.samples import BOLD_CSV
 
     out = tmp_path / "bold.h5"
@@ -206,10 +209,10 @@ def test_sigterm_leaves_nothing_half_written(tmp_path):
     while not list(tmp_path.glob("bold.h5.tmp*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "prepare ended before it could be terminated"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
-    assert "clibd: terminated (nothing half-written is left)" in stderr
+    assert proc.returncode == code, stderr
+    assert f"clibd: {said} (nothing half-written is left)" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from clibd_cli.io.outputs import UsageError
@@ -44,12 +45,29 @@ def default_index_dir() -> Path:
 
 
 def default_index(*, progress: bool = False) -> Path:
-    """The default reference index directory, unpacked into the cache on first use."""
+    """The default reference index directory, unpacked into the cache on first use, under the
+    cache folder's writer lock (``io/outputs.writer_lock``): of first runs started together (a batch
+    array on a new machine) one unpacks it and the others wait for it, and what a run killed while
+    unpacking left there is removed."""
+    from clibd_cli.io.outputs import writer_lock
     from clibd_cli.reference.hnsw_index import MANIFEST_FILE
 
     target = default_index_dir()
     if (target / MANIFEST_FILE).is_file():
         return target
+    with ExitStack() as lock:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(writer_lock(target))
+        except (OSError, ClibdError) as exc:
+            raise _unwritable_cache(target, exc) from None
+        if not (target / MANIFEST_FILE).is_file():  # else another clibd unpacked it while this one waited
+            _unpack(target, progress)
+    return target
+
+
+def _unpack(target: Path, progress: bool) -> None:
+    """Unpack the bundled pack into ``target``."""
     from clibd_cli.indexing.pack import PACK_FILE, unpack_index
 
     records = json.loads((PACK / PACK_FILE).read_text())["manifest"]["count"]
@@ -57,13 +75,15 @@ def default_index(*, progress: bool = False) -> Path:
     start = time.perf_counter()
     index = unpack_index(PACK, progress=progress)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         index.save(target)
     except OSError as exc:
-        raise ClibdError(f"{target}: cannot write the default reference there ({exc}); "
-                         "set CLIBD_CACHE_DIR to a writable folder") from None
+        raise _unwritable_cache(target, exc) from None
     log.warning("default reference ready (%.0f s)", time.perf_counter() - start)
-    return target
+
+
+def _unwritable_cache(target: Path, exc: Exception) -> ClibdError:
+    return ClibdError(f"{target}: cannot write the default reference there ({exc}); "
+                      "set CLIBD_CACHE_DIR to a writable folder")
 
 
 def default_reference(model_dir: str | None, *, photos: bool, progress: bool = False) -> Path:
