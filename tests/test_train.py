@@ -139,9 +139,11 @@ def test_a_sigterm_to_the_launcher_reaches_the_workers(tmp_path, monkeypatch):
             signal.signal(sig, handler)
 
 
-def test_a_sigterm_to_the_whole_process_group_stops_as_one(bold_h5, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_sigterm_to_the_whole_process_group_stops_as_one(bold_h5, tmp_path, signum):
     """`timeout` and Slurm signal every process of the job, data-loading workers too: the run still
-    stops after the step, saves last/ and exits 143 (not an internal error about a killed worker).
+    stops after the step, saves last/ and exits 143 (not an internal error about a killed worker);
+    a hang-up (a closed terminal or SSH session) the same, exit 129.
     Signalled only once two steps are logged (under load start-up may take long); a run left over
     by a failure is killed, its worker with it."""
     out = tmp_path / "run"
@@ -157,13 +159,13 @@ def test_a_sigterm_to_the_whole_process_group_stops_as_one(bold_h5, tmp_path):
             time.sleep(0.05)
         assert proc.poll() is None, f"train ended before it could be terminated: {proc.communicate()[1]}"
         assert metrics.read_text().count("\n") >= 2, "no two steps logged in 180 s"
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signum)
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 143, stderr
+    assert proc.returncode == 128 + signum, stderr
     assert "--resume" in stderr and "internal error" not in stderr
     assert (out / "last" / "train_state.pt").exists()
 

@@ -77,7 +77,7 @@ class TrainConfig:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM: the loop stops after the current optimiser step and saves last/.
+    """Set by SIGINT/SIGTERM/SIGHUP: the loop stops after the current optimiser step and saves last/.
 
     Repeated signals change nothing (torchrun and Slurm forward a second one to every rank);
     a worker that must die at once can still be killed.
@@ -95,7 +95,7 @@ class StopFlag:
                 self.signal = signum
             self.raised = True
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             yield self
         finally:
@@ -312,7 +312,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                 if interrupted:
                     error = ClibdError(f"interrupted at step {step} of {total_steps}; {run}/last holds the "
                                        "state: run the same command with --resume to continue")
-                    error.exit_code = 128 + int(stop.signal)  # 130 for Ctrl-C, 143 for SIGTERM, as shells say
+                    error.exit_code = 128 + int(stop.signal)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP, as shells say
                     raise error
                 if stopping:
                     break
