@@ -61,7 +61,7 @@ def test_a_runs_error_rate_is_told_from_its_stops(stop_model, rate):
 @pytest.mark.parametrize("rate", [0.01, 0.03])
 def test_whole_reads_tell_their_rate_by_their_windows(stop_model, rate):
     """A whole read meets a stop at nearly any rate; its 200-base windows, each read on its own, do not."""
-    assert windows(["A" * 650, "C" * 199]) == ["A" * 200] * 3
+    assert windows(["A" * 650, "C" * 199, "G" * 400]) == ["A" * 200] * 3 + ["G" * 200] * 2  # a whole last one kept
     reads = [with_errors(b, rate, random.Random(f"whole{i}")) for i, b in enumerate(BARCODES)]
     assert (frame_breaks(reads) > 0).mean() > 0.9
     assert rate / 1.6 < run_rate(stop_model, [], [], reads) < rate * 1.6
