@@ -395,6 +395,22 @@ def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypa
         assert np.array_equal(codes[rank], codes2[rank]) and np.allclose(conf[rank], conf2[rank], atol=1e-6)
 
 
+def test_queries_decided_a_chunk_at_a_time_get_the_answers_they_get_at_once(setup, monkeypatch):
+    """A run's first block (up to 10,000 queries) is decided ``_CHUNK`` queries at a time: every
+    query keeps its own labels and features, none is dropped or shifted at a chunk's edge."""
+    import clibd_cli.classification.decision as decision
+
+    tree, index, calibration, taxonomy = setup
+    queries, _ = tree.records([0, 5, 17, 30], 3)
+    rows, sims = index.search(queries, 10)
+    whole = label(rows, sims, taxonomy, calibration)
+    monkeypatch.setattr(decision, "_CHUNK", 5)
+    chunked = label(rows, sims, taxonomy, calibration)
+    for rank in RANKS:
+        assert np.array_equal(chunked.codes[rank], whole.codes[rank])
+        assert np.array_equal(chunked.features[rank], whole.features[rank])
+
+
 def test_cross_modal_calibration_uses_the_query_view(setup):
     tree, index, _, taxonomy = setup
     views = index.vectors() + 0.05 * tree._unit(len(index), DIM).astype(np.float32)
