@@ -74,6 +74,20 @@ def test_few_queries_stay_near_the_default_share():
     assert adjust(np.array([[0.5, 0.5]]), np.array([0.5, 0.5]), np.array([0.9, 0.1]))[0] == pytest.approx([0.9, 0.1])
 
 
+def test_a_batch_s_estimate_leans_on_the_share_it_is_given():
+    """Partial barcodes' estimate is shrunk towards the run's whole barcodes' share of new species
+    (``Classifier._shares``), not towards 0.5: a few partial barcodes among many whole ones keep it."""
+    from clibd_cli.classification.calibration import Calibration
+
+    rng = np.random.default_rng(0)
+    training = np.repeat([0, 1, 2], 1000)
+    model = fit_scenario_model(gaussian_features(rng, training), training, 3)
+    calibration = Calibration(10, None, 0.1, {}, {}, ["seen", "unseen_species", "unseen_genus"], model.to_json())
+    few = gaussian_features(rng, np.array([0, 1, 2]))
+    low, high = (calibration.unseen_share(calibration.estimate_shares(few, prior)) for prior in (0.1, 0.9))
+    assert low < 0.25 and high > 0.75
+
+
 def test_a_posterior_on_ruled_out_scenarios_takes_the_target_shares():
     """A near-identical match is surely 'seen'; told that every query is new, Bayes' rule has
     nothing left to weigh: the target shares, not a row of zeros (which read as confidence 0)."""

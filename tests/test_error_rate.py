@@ -61,7 +61,7 @@ def test_a_runs_error_rate_is_told_from_its_stops(stop_model, rate):
 @pytest.mark.parametrize("rate", [0.01, 0.03])
 def test_whole_reads_tell_their_rate_by_their_windows(stop_model, rate):
     """A whole read meets a stop at nearly any rate; its 200-base windows, each read on its own, do not."""
-    assert windows(["A" * 650, "C" * 199]) == ["A" * 200] * 3
+    assert windows(["A" * 650, "C" * 199, "G" * 400]) == ["A" * 200] * 3 + ["G" * 200] * 2  # a whole last one kept
     reads = [with_errors(b, rate, random.Random(f"whole{i}")) for i, b in enumerate(BARCODES)]
     assert (frame_breaks(reads) > 0).mean() > 0.9
     assert rate / 1.6 < run_rate(stop_model, [], [], reads) < rate * 1.6
@@ -94,6 +94,7 @@ def rate_calibration(stop_model) -> Calibration:
 
 def test_maps_that_read_the_rate_say_so_and_refuse_a_stop_model_gone(rate_calibration):
     from clibd_cli.classification.decision import label
+    from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 
     calibration = rate_calibration
     data = calibration.to_json()
@@ -103,6 +104,9 @@ def test_maps_that_read_the_rate_say_so_and_refuse_a_stop_model_gone(rate_calibr
         Calibration.from_json({k: v for k, v in data.items() if k != "stop_model"})
     with pytest.raises(ValueError, match="give rate"):
         label(np.zeros((1, 5), dtype=np.int64), np.ones((1, 5)), None, calibration, bases=np.array([200]))
+    taxonomy = ReferenceTaxonomy.from_labels(list("abcde"), {"species": ["s1"] * 5})
+    read = label(np.arange(5)[None, :], np.full((1, 5), 0.9), taxonomy, calibration, bases=np.array([200]), rate=0.02)
+    assert read.features["species"][0, -2:] == pytest.approx(np.log([200, 0.02]))  # as feature_names: length, rate
 
 
 def test_an_index_whose_stop_model_is_not_as_clibd_writes_it_is_refused_as_it_loads(rate_calibration, stop_model):

@@ -147,6 +147,7 @@ def test_a_label_is_given_where_its_confidence_as_written_reaches_the_cutoff():
     edge = Result(Query("q1", barcode="ACGT"), RankedPrediction(labels, confidence, "r1", 0.9, 0.8))
     assert tsv_row(edge)[3:11] == ["Diptera", "Culicidae", "Aedes", "", "1.0000", "0.9900", "0.8000", "0.7999"]
     assert json_record(edge)["ranks"]["genus"] == {"label": "Aedes", "confidence": 0.8, "assigned": True}
+    assert json_record(edge)["ranks"]["species"] == {"label": "Aedes vexans", "confidence": 0.7999, "assigned": False}
     assert qiime2_row(edge) == ("q1", "o__Diptera; f__Culicidae; g__Aedes", "0.8000")
     assert sintax_row(edge)[3] == "o:Diptera,f:Culicidae,g:Aedes"
 

@@ -125,6 +125,23 @@ def test_confidence_means_what_it_says_for_the_assumed_mix(seed):
     assert np.mean(conf["genus"][n:] >= 0.8) > 0.7  # but their genus is
 
 
+def test_a_rank_left_unknown_is_not_scored_as_a_wrong_answer_when_fitting():
+    """Half the species have every other record filed with no family: their
+    pseudo-queries' family is left unknown where such a twin lies nearest (decision.py). That says
+    nothing of the family map; scored as wrong, it made the family of known, fully labelled species
+    as unsure as 0.37 (below the 0.8 cutoff)."""
+    tree = Tree(2)
+    vectors, labels = tree.records(list(range(32)), 6)
+    labels["family"] = [None if (i // 6) % 4 < 2 and i % 2 else f for i, f in enumerate(labels["family"])]
+    index = build_index(vectors, [str(i) for i in range(len(vectors))], labels, model_fingerprint="f",
+                        modality="dna", M=8)
+    calibration = fit_calibration(index, k=10, n_queries=150, seed=0)
+    queries, _ = tree.records([2, 3, 6, 7], 5)  # species whose records all name their family
+    rows, sims = index.search(queries, 15)
+    codes, conf = decide(rows, sims, ReferenceTaxonomy.from_labels(index.ids, index.labels), calibration)
+    assert (codes["family"] >= 0).all() and conf["family"].min() > 0.9
+
+
 def test_rank_without_labelled_neighbours_is_empty_with_zero_confidence():
     tree = Tree(1)
     vectors, labels = tree.records(list(range(32)), 5)
@@ -207,6 +224,16 @@ def test_the_margin_of_a_lone_label_is_over_the_kth_neighbour():
     rows, sims = np.array([[0, 1, 2]]), np.array([[0.99, 0.95, 0.90]], dtype=np.float32)
     margin = label(rows, sims, taxonomy, handmade_calibration(["genus"])).features["genus"][0, 1]
     assert margin == pytest.approx(0.99 - 0.90)
+
+
+def test_the_distance_feature_is_the_log_distance_of_the_winner_s_nearest_record():
+    """The maps stored in an index (the bundled one's too) read log(1 - sim) of the winner's nearest
+    record, floored at 1e-4 (duplicates): a query at 0.9 is 10x farther than one at 0.99."""
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"genus": ["G1", "G1", "G2"]})
+    rows = np.array([[0, 1, 2]] * 3)
+    sims = np.array([[0.9, 0.85, 0.8], [0.99, 0.85, 0.8], [1.0, 0.85, 0.8]], dtype=np.float32)
+    distance = label(rows, sims, taxonomy, handmade_calibration(["genus"])).features["genus"][:, 0]
+    assert distance == pytest.approx(np.log([0.1, 0.01, 1e-4]), abs=1e-3)
 
 
 def test_a_sharp_vote_holds_at_low_similarities():
@@ -366,6 +393,22 @@ def test_pseudo_queries_in_small_chunks_fit_the_same_calibration(setup, monkeypa
     (codes, conf), (codes2, conf2) = (decide(rows, sims, taxonomy, c) for c in (calibration, chunked))
     for rank in RANKS:  # the same up to the last bits of the matrix products
         assert np.array_equal(codes[rank], codes2[rank]) and np.allclose(conf[rank], conf2[rank], atol=1e-6)
+
+
+def test_queries_decided_a_chunk_at_a_time_get_the_answers_they_get_at_once(setup, monkeypatch):
+    """A run's first block (up to 10,000 queries) is decided ``_CHUNK`` queries at a time: every
+    query keeps its own labels and features, none is dropped or shifted at a chunk's edge."""
+    import clibd_cli.classification.decision as decision
+
+    tree, index, calibration, taxonomy = setup
+    queries, _ = tree.records([0, 5, 17, 30], 3)
+    rows, sims = index.search(queries, 10)
+    whole = label(rows, sims, taxonomy, calibration)
+    monkeypatch.setattr(decision, "_CHUNK", 5)
+    chunked = label(rows, sims, taxonomy, calibration)
+    for rank in RANKS:
+        assert np.array_equal(chunked.codes[rank], whole.codes[rank])
+        assert np.array_equal(chunked.features[rank], whole.features[rank])
 
 
 def test_cross_modal_calibration_uses_the_query_view(setup):

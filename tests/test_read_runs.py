@@ -22,6 +22,7 @@ def test_a_run_is_of_reads_when_enough_of_its_partial_barcodes_meet_a_stop():
     assert query_kind("dna", 300, kinds, breaks=0, reads=True) == SHORT_READ_KIND
     assert query_kind("dna", 300, kinds, breaks=0) == SHORT_KIND
     assert query_kind("dna", 650, kinds, breaks=0, reads=True) == "dna"  # whole barcodes: by their own stops
+    assert [query_kind("dna", n, kinds, breaks=0, reads=True) for n in (499, 500)] == [SHORT_READ_KIND, "dna"]
     assert query_kind("dna", 300, ["dna", SHORT_KIND], breaks=2, reads=True) == SHORT_KIND  # no dna<500~
 
 
