@@ -211,3 +211,13 @@ def test_windows_line_ends_and_stray_spaces_are_not_bases(tmp_path):
     assert ids_and_seqs(read_sequences(path)) == [("a", "ACGTacgt"), ("b", "AC")]
     path.write_text(">long\n" + "ACGT\n" * (MAX_LENGTH // 4) + "A\n")  # one base over the cap, read line by line
     assert barcode_problem(next(read_sequences(path)).seq).startswith("too long")
+
+
+def test_a_soft_masked_barcode_gets_the_errors_of_its_upper_case_twin():
+    import random
+
+    from clibd_cli.io.sequences import with_errors
+
+    barcode = "ACGTTGCAAT" * 20
+    read = with_errors(barcode.lower(), 0.3, random.Random(7))
+    assert read == with_errors(barcode, 0.3, random.Random(7)) and read.isupper() and read != barcode
