@@ -22,3 +22,10 @@ def test_the_lineage_above_an_order_is_the_one_most_of_its_records_name():
     assert refs.lineages_above_order() == {  # a tie goes to the name read first
         "Araneae": {"phylum": "Arthropoda", "class": "Arachnida"},
         "Diptera": {"phylum": "Arthropoda", "class": "Insecta"}}
+
+
+def test_records_tsv_labels_are_stripped_and_blanks_unlabelled():
+    """What an index stores for a label given with spaces (the Python API takes any strings)."""
+    from clibd_cli.reference.records import clean_labels
+
+    assert clean_labels([" Aedes ", "", "  ", None, "Culex"]) == ["Aedes", None, None, None, "Culex"]
