@@ -168,3 +168,15 @@ def test_a_huge_jpeg_is_decoded_scaled_down_and_a_bioscan_photo_whole():
     assert np.array_equal(np.asarray(load_image(REAL)), np.asarray(Image.open(REAL).convert("RGB")))
     small = resize_image(data, "big.jpg", 256)  # prepare --resize: from the scaled decode too
     assert min(Image.open(io.BytesIO(small)).size) == 256
+
+
+def test_a_photo_is_found_by_its_name_or_the_part_before_its_first_dot(tmp_path):
+    """``ID.jpg`` and ``ID.1024px.jpg`` both name record ``ID``; the first path of an id is its photo."""
+    from pathlib import Path
+
+    from clibd_cli.io.images import photo_ids, photos_by_id
+
+    assert photo_ids(Path("a/BIOUG01.1024px.jpg")) == ("BIOUG01.1024px", "BIOUG01")
+    assert photo_ids(Path("BIOUG02.png")) == ("BIOUG02",)
+    first, second = Path("a/BIOUG01.jpg"), Path("b/BIOUG01.1024px.jpg")
+    assert photos_by_id([first, second]) == {"BIOUG01": first, "BIOUG01.1024px": second}

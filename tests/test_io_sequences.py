@@ -167,3 +167,57 @@ def test_a_truncated_archive_names_the_line_it_breaks_off_in(tmp_path):
     with pytest.raises(ClibdError, match=rf"cut.fasta.gz:{whole_lines + 1}: unreadable compressed file"):
         read.extend(read_sequences(tmp_path / "cut.fasta.gz"))
     assert 0 < len(read) < 2000 * FASTA.count(">")
+
+
+def test_barcodes_are_cleaned_in_either_case():
+    """RNA's U is read as T in lower case too (a soft-masked RNA barcode), gaps of both kinds are
+    dropped, and a barcode given with them is classified as cleaned."""
+    from clibd_cli.io.sequences import checked_barcode, clean_barcode
+
+    assert clean_barcode("ACGU-a.cgu") == "ACGTacgt"
+    aligned = "AC-GU.acgu" * 30
+    assert checked_barcode(aligned) == ("ACGTacgt" * 30, None)
+
+
+def test_reverse_complement_of_every_iupac_code_in_either_case():
+    """A query turned to the reference's strand keeps its soft-masking and its ambiguity codes."""
+    from clibd_cli.io.sequences import reverse_complement
+
+    assert reverse_complement("ACGTUMRWSYKVHDBN") == "NVHDBMRSWYKAACGT"
+    assert reverse_complement("acgtumrwsykvhdbn") == "nvhdbmrswykaacgt"
+    assert reverse_complement("AacCgGtTN-") == "-NAaCcGgtT"
+
+
+def test_lower_case_bases_count_as_bases():
+    """Soft-masked barcodes are held to the floors of their length, not of an empty barcode."""
+    from clibd_cli.io.sequences import unambiguous_bases
+
+    assert unambiguous_bases("acgtuACGTUnN-.") == 10
+
+
+def test_the_length_cap_is_inclusive():
+    from clibd_cli.io.sequences import MAX_LENGTH, barcode_problem
+
+    assert barcode_problem("ACGT" * (MAX_LENGTH // 4)) is None  # exactly MAX_LENGTH characters
+    assert barcode_problem("ACGT" * (MAX_LENGTH // 4) + "A").startswith("too long")
+
+
+def test_windows_line_ends_and_stray_spaces_are_not_bases(tmp_path):
+    """A FASTA saved on Windows (CRLF) or with indented lines reads as the same bases."""
+    from clibd_cli.io.sequences import MAX_LENGTH, barcode_problem
+
+    path = tmp_path / "crlf.fasta"
+    path.write_bytes(b">a;tax=o:Diptera;\r\nACGT \r\n  acgt\r\n>b\r\nAC\r\n")
+    assert ids_and_seqs(read_sequences(path)) == [("a", "ACGTacgt"), ("b", "AC")]
+    path.write_text(">long\n" + "ACGT\n" * (MAX_LENGTH // 4) + "A\n")  # one base over the cap, read line by line
+    assert barcode_problem(next(read_sequences(path)).seq).startswith("too long")
+
+
+def test_a_soft_masked_barcode_gets_the_errors_of_its_upper_case_twin():
+    import random
+
+    from clibd_cli.io.sequences import with_errors
+
+    barcode = "ACGTTGCAAT" * 20
+    read = with_errors(barcode.lower(), 0.3, random.Random(7))
+    assert read == with_errors(barcode, 0.3, random.Random(7)) and read.isupper() and read != barcode

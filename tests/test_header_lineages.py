@@ -1,0 +1,19 @@
+"""Lineages carried in FASTA headers (UNITE, MIDORI2, QIIME 2 / RDP), read by position or prefix."""
+
+from clibd_cli.io.lineages import header_lineage
+
+AEDES = {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
+
+
+def test_an_unranked_lineage_of_exactly_the_four_ranks_is_read():
+    """An RDP-style header that starts at order (no Root, no phylum) still names the ranks."""
+    assert header_lineage("MT153946", "Diptera;Culicidae;Aedes;Aedes_albopictus") == ("MT153946", AEDES, [])
+    assert header_lineage("MT153946", "Culicidae;Aedes;Aedes_albopictus") is None  # three levels: not one
+
+
+def test_unite_and_midori2_headers_give_the_id_before_the_lineage():
+    unite = "Aedes_albopictus|MT153946|SH1227328.09FU|reps|o__Diptera;f__Culicidae;g__Aedes;s__Aedes_albopictus"
+    assert header_lineage(unite, "") == ("Aedes_albopictus|MT153946|SH1227328.09FU|reps", AEDES, [])
+    midori = "MG559732.1.<1.>690###root_1;Diptera_7147;Culicidae_7157;Aedes_7158;Aedes_albopictus_7160"
+    assert header_lineage(midori, "") == ("MG559732.1.<1.>690", AEDES, [])
+    assert header_lineage("q1", "size=3;sample=pond") is None  # annotations, not a lineage
