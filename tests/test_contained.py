@@ -408,3 +408,36 @@ def test_more_neighbours_reported_keep_the_decision_of_a_model_free_index(beetle
     assert [[n.id for n in r.neighbours] for r in plain] == [[n.id for n in r.neighbours[:k]] for r in wide]
     assert [(r.prediction.labels, r.prediction.confidence) for r in plain] == [
         (r.prediction.labels, r.prediction.confidence) for r in wide]
+
+
+def test_stretches_held_whole_are_counted_by_node_and_not_searched_in_the_graph(beetles, barcode_refs, monkeypatch):
+    """The 5-mers are counted once per distinct row of the counter (``KmerCounter.distinct``, each
+    record at its row): the same neighbours as counted by record. ``clibd classify`` searches the
+    graph only for the stretches no record holds whole (those held whole take their 5-mers')."""
+    from clibd_cli.classification.contained import search_held_whole
+
+    index = load_index(barcode_refs.index)
+    counter = KmerCounter.of_holdings(index.holdings)
+    assert counter.of_record is not None and counter.of_record.max() + 1 < len(index.holdings)  # twins share a row
+    bits = kmer_bits(kmer_profile([stretch(r.barcode, 150, r.id) for r in barcode_refs.records[::2]], 5))
+    shared, scores = counter.distinct(bits), np.random.default_rng(1).random((len(bits), len(index.holdings)))
+    assert np.array_equal(counter(bits), shared[:, counter.of_record])
+    for width, k in ((5, 3), (12, None)):
+        got = contained_neighbours(shared, lambda q, c: scores[q, c], width, k, of_record=counter.of_record)
+        want = contained_neighbours(counter(bits), lambda q, c: scores[q, c], width, k)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+    path, records = beetles
+    with gzip.open(SAMPLE, "rt") as handle:
+        new = [r for r in csv.DictReader(handle) if r["split"] == "test_unseen" and r["order"] == "Coleoptera"][:20]
+    cuts = [stretch(r.barcode, 150, r.id) for r in records] + [stretch(r["dna_barcode"], 150, r["processid"])
+                                                               for r in new]
+    classifier, searched = Classifier(path), []
+    graph, index = classifier.index.search, classifier.index
+    monkeypatch.setattr(index, "search", lambda q, k, **kw: searched.append(q) or graph(q, k, **kw))
+    classifier.classify([Query(f"q{i}", barcode=c) for i, c in enumerate(cuts)])
+    queries = np.concatenate(searched)  # their 5-mer part: the rest zero
+    assert 0 < len(queries) < len(cuts) / 2  # most are held whole: not searched in the graph
+    counter = KmerCounter(index.node_vectors()[:, :1024] > 0, index.nodes, bfloat16=False)
+    blank = np.zeros((len(queries), 50))
+    assert not search_held_whole(counter, queries[:, :1024], queries, index.node_vectors(), blank, blank)[2].any()

@@ -306,21 +306,18 @@ class Classifier:
         calibration = self.calibrations[kind]
         k = max(calibration.k, report)
         part = search_part(calibration.rank_parts, self.reference.ranks)
-        if self.within is None:  # a part strays from the graph's geometry: a wider search keeps recall
-            ef = self.ef if part is None else PART_EF_FACTOR * (self.ef or self.index.manifest["hnsw"]["ef"])
-            rows, sims = self.index.search(part_only(vectors, part), k, ef=ef)
-        else:  # exact search among the records of the chosen taxa
-            found, sims = exact_search(self._within_vectors, part_only(vectors, part), k)
-            rows = self.within[found]
+        among = self.index if self.within is None else self.within  # searched among: width as the search's
+        searched, width = part_only(vectors, part), max(1, min(k, len(among)))
         by_rank = held = profiles = None
-        contained = np.zeros(len(rows), dtype=bool)  # searched by their 5-mers (contained.py)
+        rows, sims = np.zeros((len(vectors), width), dtype=np.int64), np.zeros((len(vectors), width), np.float32)
+        contained = np.zeros(len(vectors), dtype=bool)  # searched by their 5-mers (contained.py)
         if calibration.containment_source == "holdings":  # partial barcodes' 5-mers in the records' (oriented)
             profiles = kmer_profile([r.query.barcode for r in results], HOLDINGS_K)
         if calibration.contained_search:  # by 5-mer profiles, or by a model-free index's vectors' 5-mer part
             five_mers = containment_part(calibration.rank_parts, calibration.containment)
             mers = vectors[:, five_mers[0]:five_mers[1]] if profiles is None else profiles
-            rows, sims, contained = self._contained(mers, part_only(vectors, part), rows, sims, calibration.k,
-                                                    five_mers)
+            rows, sims, contained = self._contained(mers, searched, rows, sims, calibration.k, five_mers)
+        self._nearest(searched, rows, sims, ~contained, k, part)
         if profiles is not None:
             held = (profiles, self.index.holdings, rows)
         if calibration.rank_parts:
@@ -344,27 +341,34 @@ class Classifier:
                 result.neighbours = [Neighbour(self.index.ids[r], float(s), self._labels(r))
                                      for r, s in zip(row[:report], sim[:report])]
 
+    def _nearest(self, searched: np.ndarray, rows: np.ndarray, sims: np.ndarray, wanted: np.ndarray, k: int,
+                 part: list[int] | None) -> None:
+        """``rows``, ``sims`` ``[Q, width]`` of the queries ``wanted`` ``[Q]`` set to their ``k`` nearest
+        records by their vectors as ``searched``: by the index's graph, or among ``--taxa``'s records
+        by exact search of every query (its products are those of its blocks of queries)."""
+        if self.within is None and wanted.any():  # a part strays from the graph's geometry: a wider search
+            ef = self.ef if part is None else PART_EF_FACTOR * (self.ef or self.index.manifest["hnsw"]["ef"])
+            rows[wanted], sims[wanted] = self.index.search(searched[wanted], k, ef=ef)
+        elif self.within is not None:
+            found, near = exact_search(self._within_vectors, searched, k)
+            rows[wanted], sims[wanted] = self.within[found[wanted]], near[wanted]
+
     def _contained(self, profiles: np.ndarray, searched: np.ndarray, rows: np.ndarray, sims: np.ndarray, k: int,
                    five_mers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The neighbours ``rows``, ``sims`` with those of the queries a record holds whole found by
         their 5-mer ``profiles`` instead, and which those were (``contained.py``; the records' 5-mers:
-        the index's holdings or, where it keeps none, the part ``five_mers`` of its vectors; among
-        ``--taxa``'s records, if given; the decision's ``k`` first; by the similarity of the vectors
-        as ``searched``), a block of queries at a time: ``[block, records]`` counts at once."""
-        records, holdings = self.within, self.index.holdings
-        if self._counter is None:  # the records' 5-mers unpacked once (KmerCounter)
-            if records is None:  # the distinct vectors', each record at its node
-                self._counter = records_counter(holdings, self.index.node_vectors(), five_mers, self.index.nodes)
-            else:
-                self._counter = records_counter(None if holdings is None else holdings[records],
-                                                self._within_vectors, five_mers)
-        n = len(self.index.nodes) if records is None else len(records)
-        step = int(np.clip(CONTAINED_SCORES // max(n, 1), 1, 256))
-        if records is None:  # the distinct vectors, each record at its graph node
-            return search_held_whole(self._counter, profiles, searched, self.index.node_vectors(), rows, sims,
-                                     k, column=self.index.nodes, block=step)
-        return search_held_whole(self._counter, profiles, searched, self._within_vectors, rows, sims,
-                                 k, records=records, block=step)
+        the index's holdings or the part ``five_mers`` of its vectors; among ``--taxa``'s records, if
+        given; the decision's ``k`` first; by the vectors as ``searched``), ``[block, records]`` counts at once."""
+        records, holdings = self.within, self.index.holdings  # among --taxa's, or the distinct vectors'
+        reference, nodes = ((self.index.node_vectors(), self.index.nodes) if records is None
+                            else (self._within_vectors, None))
+        if self._counter is None:  # the records' 5-mers unpacked once (KmerCounter), each record at its node
+            self._counter = records_counter(holdings if holdings is None or records is None else holdings[records],
+                                            reference, five_mers, nodes)
+        step = int(np.clip(CONTAINED_SCORES // max(len(self.index.nodes) if records is None else len(records), 1),
+                           1, 256))
+        return search_held_whole(self._counter, profiles, searched, reference, rows, sims, k, column=nodes,
+                                 records=records, block=step)
 
     def _within(self, taxa: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows and vectors of the records under ``taxa`` (``--taxa``)."""

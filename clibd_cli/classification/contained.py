@@ -34,6 +34,7 @@ MAX_RECORDS = 1 << 17  # larger references search by vectors alone (the counter 
 _GROUP = 256  # 5-mers a matrix product counts at once: a count of 256 or fewer is exact in bfloat16
 _RECORDS_PER_PRODUCT = 8192
 _ROWS_CONVERTED = 2048  # rows made float32 at once for a numpy product (1 KB each kept as bytes)
+_HISTOGRAM_ROWS = 32  # queries whose count histograms are made at once
 
 
 def kmer_bits(profiles: np.ndarray) -> np.ndarray:
@@ -76,14 +77,28 @@ class KmerCounter:
                                         return_index=True, return_inverse=True)
         return cls(unpacked(packed[first]), of_record.ravel())
 
+    @property
+    def of_record(self) -> np.ndarray | None:
+        """``[N]``: the row of each record (None: one row a record, in order)."""
+        return self._of_record
+
     def __call__(self, bits: np.ndarray) -> np.ndarray:
         """``[Q, N]`` float32 counts of the queries' 5-mers ``bits`` (:func:`kmer_bits`)."""
+        out = self.distinct(bits)
+        return out if self._of_record is None else out[:, self._of_record]
+
+    def distinct(self, bits: np.ndarray) -> np.ndarray:
+        """``[Q, rows]`` float32 counts of the queries' 5-mers ``bits`` in each row (each record's
+        count is its row's, :attr:`of_record`). The float32 products read only the 5-mers some query
+        holds: whole-number sums, exact in any order."""
         n = len(self._held) if self._groups is None else len(self._groups[0])
         out = np.empty((len(bits), n), dtype=np.float32)
         if self._groups is None:
+            held = np.flatnonzero(np.asarray(bits).any(axis=0))
+            mine = np.ascontiguousarray(bits[:, held], dtype=np.float32)
             for start in range(0, n, _ROWS_CONVERTED):  # converted a block at a time: no float copy kept
-                block = self._held[start: start + _ROWS_CONVERTED]
-                out[:, start: start + len(block)] = bits @ block.astype(np.float32).T
+                block = self._held[start: start + _ROWS_CONVERTED].take(held, axis=1)
+                out[:, start: start + len(block)] = mine @ block.astype(np.float32).T
         else:
             import torch
 
@@ -94,7 +109,7 @@ class KmerCounter:
                 total[:] = 0.0
                 for mine, theirs in zip(queries, self._groups):
                     total += (mine @ theirs[start: start + _RECORDS_PER_PRODUCT].T).float().numpy()
-        return out if self._of_record is None else out[:, self._of_record]
+        return out
 
 
 def records_counter(holdings: np.ndarray | None, vectors: np.ndarray, part: list[int],
@@ -120,19 +135,20 @@ def held_whole(bits: np.ndarray, shared: np.ndarray, excluded: np.ndarray | None
 
 def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
                          width: int, k: int | None = None, excluded: np.ndarray | None = None,
-                         records: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         records: np.ndarray | None = None,
+                         of_record: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, sims)`` ``[Q, width]``: the records holding the most of each query's 5-mers (by
-    ``shared`` ``[Q, N]``, those ``excluded`` left out), ties to the higher vector similarity, best
-    first by vector similarity (``similarity(q, c)``: of queries ``q`` to the records of columns
-    ``c``, pairwise); the columns are the records at ``records`` (all, in order, if None). Where
-    ``width`` is more than the ``k`` neighbours the decision reads (``clibd classify --report``
-    more), the next records by 5-mers follow those ``k``, each group best first; where fewer records
-    are left than ``width``, the rest are not found (similarity -inf)."""
+    ``shared`` ``[Q, N]``, those ``excluded`` left out; or by ``shared`` ``[Q, rows]`` of the
+    counter's rows, each record at its row ``of_record`` ``[N]``, :meth:`KmerCounter.distinct`), ties
+    to the higher vector similarity, best first by vector similarity (``similarity(q, c)``: of
+    queries ``q`` to the records of columns ``c``, pairwise); the columns are the records at
+    ``records`` (all, in order, if None). Where ``width`` is more than the ``k`` neighbours the
+    decision reads (``clibd classify --report`` more), the next records by 5-mers follow those
+    ``k``, each group best first; where fewer records are left than ``width``, the rest are not
+    found (similarity -inf)."""
     held = shared if excluded is None else np.where(excluded, -1.0, shared)
     k = width if k is None else min(k, width)
-    kth = np.array([_kth_largest(row, width) for row in held], dtype=np.float32)  # candidates hold as many or more
-    q, c = np.nonzero(held >= kth[:, None])
-    counts = held[q, c]
+    q, c, counts = _candidates(held, width, of_record)  # candidates hold as many as the width-th or more
     near_sims = similarity(q, c).astype(np.float32)
     order = np.lexsort((-near_sims, -counts, q))  # per query: most shared, then nearest vectors
     q, c, near_sims = q[order], c[order], near_sims[order]
@@ -153,26 +169,77 @@ def search_held_whole(counter: KmerCounter, profiles: np.ndarray, queries: np.nd
                       rows: np.ndarray, sims: np.ndarray, k: int | None = None, column: np.ndarray | None = None,
                       records: np.ndarray | None = None,
                       block: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The neighbours ``rows``, ``sims`` ``[Q, width]`` of ``queries`` (vectors ``[Q, D]``, 5-mer
-    ``profiles`` as :func:`kmer_bits` reads them) with those of the queries a record holds whole found by their
-    5-mers instead (:func:`contained_neighbours`, the decision's ``k`` first), ``block`` queries at a
-    time, and which those were ``[Q]``. The counter's records are ``reference``'s vectors at
-    ``column`` (all, in order, if None), and the record rows ``records`` (all, in order, if None)."""
-    rows, sims, found = rows.copy(), sims.copy(), np.zeros(len(rows), dtype=bool)
-    for at in range(0, len(rows), block):
+    """The neighbours ``rows``, ``sims`` ``[Q, width]`` of ``queries`` with those of the queries a
+    record holds whole found by their 5-mers instead (:func:`held_whole_neighbours`), and which
+    those were ``[Q]``."""
+    found_rows, found_sims, found = held_whole_neighbours(counter, profiles, queries, reference, rows.shape[1], k,
+                                                          column, records, block)
+    rows, sims = rows.copy(), sims.copy()
+    rows[found], sims[found] = found_rows[found], found_sims[found]
+    return rows, sims, found
+
+
+def held_whole_neighbours(counter: KmerCounter, profiles: np.ndarray, queries: np.ndarray, reference: np.ndarray,
+                          width: int, k: int | None = None, column: np.ndarray | None = None,
+                          records: np.ndarray | None = None,
+                          block: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, sims, found)``: the neighbours ``[Q, width]`` of the queries a record holds whole
+    (``found`` ``[Q]``; the others' rows 0, similarities -inf, for their nearest vectors to fill),
+    found by their 5-mers (:func:`contained_neighbours`, the decision's ``k`` first), of
+    ``queries`` (vectors ``[Q, D]``, 5-mer ``profiles`` as :func:`kmer_bits` reads them), ``block``
+    queries at a time. The counter's records are ``reference``'s vectors at ``column`` (all, in
+    order, if None), and the record rows ``records`` (all, in order, if None)."""
+    rows, found = np.zeros((len(queries), width), dtype=np.int64), np.zeros(len(queries), dtype=bool)
+    sims = np.full((len(queries), width), -np.inf, dtype=np.float32)
+    of_record, orphans = counter.of_record, None  # rows of no record (none as a rule) hold nothing
+    for at in range(0, len(queries), block):
         mine = kmer_bits(profiles[at: at + block])
-        shared = counter(mine)
-        whole = at + np.flatnonzero(held_whole(mine, shared))
+        shared = counter.distinct(mine)  # counted by the counter's rows, not yet by record
+        if of_record is not None and orphans is None:
+            orphans = np.bincount(of_record, minlength=shared.shape[1]) == 0
+        whole = at + np.flatnonzero(held_whole(mine, shared, orphans if orphans is not None and orphans.any()
+                                                else None))
         scores = queries[whole] @ reference.T
         near = (lambda q, c: scores[q, c]) if column is None else (lambda q, c: scores[q, column[c]])
-        rows[whole], sims[whole] = contained_neighbours(shared[whole - at], near, rows.shape[1], k, records=records)
+        rows[whole], sims[whole] = contained_neighbours(shared[whole - at], near, width, k, records=records,
+                                                        of_record=of_record)
         found[whole] = True
     return rows, sims, found
 
 
-def _kth_largest(counts: np.ndarray, k: int) -> int:
-    """The ``k``-th largest of whole-number ``counts`` (-1 for a record left out), at least 0; by a
-    histogram (a partition of each row took ten times as long)."""
-    histogram = np.bincount(counts.astype(np.intp) + 1)
-    held_at_least = np.cumsum(histogram[::-1])[::-1]  # records holding at least each count - 1
-    return max(int((held_at_least >= k).sum()) - 2, 0)
+def _candidates(held: np.ndarray, width: int,
+                of_record: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(q, c, counts)``: each query's records (columns ``c``, by query then record) holding as
+    many of its 5-mers as its ``width``-th most holding record or more, and how many, from ``held``
+    ``[Q, N]``, or ``[Q, rows]`` with each record at its row ``of_record``."""
+    if of_record is None:
+        kth = _kth_largest(held, width)
+        q, c = np.nonzero(held >= kth[:, None])
+        return q, c, held[q, c]
+    size = np.bincount(of_record, minlength=held.shape[1])
+    kth = _kth_largest(held, width, size)
+    q, row = np.nonzero(held >= kth[:, None])
+    members = np.argsort(of_record, kind="stable")  # the records of each row, in order
+    first = np.concatenate([[0], np.cumsum(size)])[:-1]
+    many = size[row]
+    q, row = np.repeat(q, many), np.repeat(row, many)
+    c = members[first[row] + np.arange(len(q)) - np.repeat(np.cumsum(many) - many, many)]
+    order = np.lexsort((c, q))
+    return q[order], c[order], held[q[order], row[order]]
+
+
+def _kth_largest(counts: np.ndarray, k: int, size: np.ndarray | None = None) -> np.ndarray:
+    """``[Q]``: the ``k``-th largest of each row of whole-number ``counts`` ``[Q, N]`` (-1 for a
+    record left out; each column ``size`` ``[N]`` times, if given), at least 0; by histograms (a
+    partition of each row took ten times as long), ``_HISTOGRAM_ROWS`` rows at once."""
+    out = np.zeros(len(counts), dtype=np.float32)
+    top = int(counts.max(initial=0)) + 2  # a histogram's length: counts -1 ... max
+    for at in range(0, len(counts), _HISTOGRAM_ROWS):
+        mine = counts[at: at + _HISTOGRAM_ROWS].astype(np.intp) + 1
+        bins = (mine + top * np.arange(len(mine))[:, None]).ravel()
+        weights = None if size is None else np.broadcast_to(size, mine.shape).ravel()
+        histogram = np.bincount(bins, weights, minlength=top * len(mine)).reshape(len(mine), top)
+        held_at_least = np.cumsum(histogram[:, ::-1], axis=1)[:, ::-1]  # records holding at least each count - 1
+        kth = np.minimum((held_at_least >= k).sum(axis=1) - 2, mine.max(axis=1, initial=0) - 1)
+        out[at: at + len(mine)] = np.maximum(kth, 0)
+    return out
