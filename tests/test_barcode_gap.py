@@ -95,6 +95,12 @@ def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     rows, sims = index.search(vectors[:5].astype(np.float32), 10)
     assert label(rows, sims, reference, again).features["genus"].shape == (5, 5)
+    # the maps of some ranks alone may read the gap (--model kmer-aa's family): the others read it as 0
+    genus_only = Calibration.from_json(json.loads(json.dumps(
+        fit_calibration(index, k=10, n_queries=40, gap_ranks=["genus"]).to_json())))
+    assert set(genus_only.gaps) == {"genus"} and len(genus_only.ranks["species"]["maps"][0]["coef"]) == 5
+    features = label(rows, sims, reference, genus_only).features
+    assert not features["species"][:, 3:].any() and features["genus"][:, 3:].any()
     # held-out refits keep the gaps of the calibration whose decisions they reuse
     held = fit_calibration_held_out(index, vectors[:12] + 0.01, {"genus": labels["genus"][:10] + ["gx"] * 2,
                                                                   "species": labels["species"][:10] + ["sx"] * 2},

@@ -5,7 +5,8 @@ nearest neighbour carrying it (log scale), its margin over the nearest neighbour
 different label at that rank (or over the k-th neighbour if there is none: any other label lies
 at least that far), and its vote share (temperature ``tau_share``); calibrations fitted with
 held-out queries add two: the winner's similarity against its label's barcode gap
-(``barcode_gap.py``); calibrations for partial barcodes add the query's log length (its
+(``barcode_gap.py``; ``--model kmer-aa``'s fitted on pseudo-queries, at the family rank alone, the
+other ranks reading them as 0: what tells a new family from a new genus, ``fitting.fit_calibration``); calibrations for partial barcodes add the query's log length (its
 unambiguous bases: the shorter the stretch, the farther its species' records lie), and those for
 reads with errors (``dna<500~``, ``dna~``) the run's log error rate per base too (``error_rate.py``: the more
 errors, the farther). A rank may read
@@ -177,10 +178,12 @@ class Calibration:
         if len(self.scenarios) == 1:  # one pooled map, or a reference with no new species to stage
             return np.ones(1)
         g = self.unseen_genus_fraction
-        split = {"unseen": 1.0, "unseen_species": 1 - g, "unseen_genus": 0.0, "unseen_family": 0.0}
-        # where no family of two genera let a genus be left out, the new-family scenario stands for new genera
-        # (at 0, EM could never raise it: every query would be taken for a new species of a known genus)
-        split["unseen_genus" if "unseen_genus" in self.scenarios else "unseen_family"] = g
+        # of new genera, a share g of new families too (at 0, EM could never raise it: a batch of new families
+        # was taken for new genera, its wrong families named at 0.96); where no family of two genera let a
+        # genus be left out, the new-family scenario stands for new genera
+        genera, families = "unseen_genus" in self.scenarios, "unseen_family" in self.scenarios
+        split = {"unseen": 1.0, "unseen_species": 1 - g, "unseen_genus": g * (1 - g) if families else g,
+                 "unseen_family": g * g if genera else g}
         weights = np.array([split[name] for name in self.scenarios[1:]])  # the new-species scenarios fitted
         weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1 / len(weights))
         return np.concatenate([[1 - p], p * weights])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clibd_cli.classification.barcode_gap import RankGaps, gap_features
+from clibd_cli.classification.barcode_gap import GAP_FEATURES, RankGaps, gap_features
 from clibd_cli.classification.calibration import Calibration, query_columns
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
@@ -103,7 +103,7 @@ def label(
             pick = votes.pick(fit["tau_vote"])
             above_code = votes.winner(pick)
             codes[rank].append(above_code)
-            features[rank].append(votes.features(pick, fit["tau_share"], gaps.get(rank)))
+            features[rank].append(votes.features(pick, fit["tau_share"], gaps.get(rank), gapped=bool(gaps)))
     width = len(calibration.feature_names) - calibration.by_length - calibration.by_rate
     stacked = {r: np.concatenate(v) if v else np.zeros((0, width)) for r, v in features.items()}
     own = query_columns(bases if calibration.by_length else None,
@@ -209,9 +209,10 @@ class Votes:
         return np.where(known, self.label[picked], -1)
 
     def features(self, pick: np.ndarray, tau: float, gaps: RankGaps | None = None,
-                 excluded: np.ndarray | None = None) -> np.ndarray:
+                 excluded: np.ndarray | None = None, gapped: bool = False) -> np.ndarray:
         """[Q, 3] log distance of the winner, margin over other labels, vote share; with the
-        rank's barcode ``gaps``, [Q, 5] (``barcode_gap.gap_features``, ``excluded`` passed on)."""
+        rank's barcode ``gaps``, [Q, 5] (``barcode_gap.gap_features``, ``excluded`` passed on), and
+        with ``gapped`` but no gaps at this rank (other ranks read theirs), [Q, 5] with 0 for them."""
         sims, picked = self.neighbours.sims, (np.arange(len(pick)), pick)
         mine = self.same[picked]  # [Q, K]: neighbours carrying the winning label
         s_in = np.where(mine, sims, -np.inf).max(axis=1, initial=-np.inf)
@@ -222,4 +223,6 @@ class Votes:
         x = np.stack([np.log(np.maximum(1.0 - s_in, _EPS)), s_in - s_out, share], axis=1)
         if gaps is not None:
             x = np.hstack([x, gap_features(gaps, self.winner(pick), s_in, excluded)])
+        elif gapped:
+            x = np.hstack([x, np.zeros((len(x), len(GAP_FEATURES)))])
         return np.where(self.valid.any(axis=1)[:, None], x, 0.0)

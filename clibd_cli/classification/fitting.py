@@ -44,7 +44,7 @@ def fit_calibration(
     n_queries: int = CALIBRATION.pseudo_queries,
     prior_unseen: float | None = None,
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
-    taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False,
+    taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False, gap_ranks: Sequence[str] = (),
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
     containment: Sequence[str] = (), containment_source: str = "vectors", query_profiles: np.ndarray | None = None,
     contained_search: bool = False, threads: int = 1, query_rates: np.ndarray | None = None,
@@ -69,7 +69,11 @@ def fit_calibration(
     was copied with, ``read_errors.PARTIAL_RATES``) its log rate too, told at run time by ``stop_model``
     (``error_rate.py``; ``by_rate``: partial reads).
     With ``barcode_gaps`` the maps also read the winner's label's barcode gap (``barcode_gap.py``;
-    measured on the reference's nearest neighbours, ``index.search``). ``rank_parts`` (rank ->
+    measured on the reference's nearest neighbours, ``index.search``); without it, the maps of the ranks in
+    ``gap_ranks`` alone read it (the others read it as 0): ``--model kmer-aa``'s family, where the new-family
+    pseudo-queries lie as near their winner as the new-genus ones, but farther than its genera from each
+    other (BOLD without 30 of its families: a batch of their records had its family's ECE fall from 77 to 4
+    points). ``rank_parts`` (rank ->
     ``[start, stop)``): those ranks read the similarity of that part of the vectors
     (``calibration.rank_similarities``; the ranks in ``containment`` by k-mer containment). With
     ``sisters`` N the unseen-species pseudo-queries also leave out the species of their nearest
@@ -145,8 +149,10 @@ def fit_calibration(
                  for _, (queries, rows, sims, _), share, left_out in kept]
     by_rank = [found_[3] for _, found_, *_ in kept]
     gaps = None
-    if barcode_gaps and len(nodes.of_record) > 1:
-        gaps = reference_gaps(index, reference, rank_parts, containment, containment_source)
+    gap_at = reference.ranks if barcode_gaps else [rank for rank in reference.ranks if rank in gap_ranks]
+    if gap_at and len(nodes.of_record) > 1:
+        gaps = {rank: fit for rank, fit in reference_gaps(index, reference, rank_parts, containment,
+                                                          containment_source).items() if rank in gap_at}
     own = None if bases is None and rates is None else [
         query_columns(None if bases is None else bases[queries], None if rates is None else rates[queries])
         for _, (queries, *_), *_ in kept]
@@ -305,11 +311,12 @@ def _fit_ranks(
         winners = [v.winner(p) for v, p in zip(votes, picks)]
         weight = [np.where(wn >= 0, w, 0.0) for wn, w in zip(winners, weight)]  # a rank left unknown is not scored
         right = [(wn == t).astype(float) for wn, t in zip(winners, truth)]
-        excluded = [_left_out(reference, gaps[rank], wn, rank, left_out, codes) if gaps else None
+        excluded = [_left_out(reference, gaps[rank], wn, rank, left_out, codes) if gaps and rank in gaps else None
                     for wn, (codes, *_, left_out) in zip(winners, scenarios)]
         best = None
         for tau in taus:  # logistic maps at each; the isotonic step only for the best
-            x = [v.features(p, tau, gaps and gaps[rank], ex) for v, p, ex in zip(votes, picks, excluded)]
+            x = [v.features(p, tau, gaps and gaps.get(rank), ex, bool(gaps))
+                 for v, p, ex in zip(votes, picks, excluded)]
             x = x if own is None else [np.hstack([xs, mine]) for xs, mine in zip(x, own)]
             fits = [fit_logistic(xs[w > 0], y[w > 0], w[w > 0], ridge) for xs, y, w in zip(x, right, weight)]
             loss = sum(f.pop("loss") for f in fits)

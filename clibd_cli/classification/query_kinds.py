@@ -169,7 +169,8 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
               short_reads: tuple[PartialQueries, dict | None] | None = None,
               rank_parts: dict[str, list[int]] | None = None,
               partial_part: list[int] | None = None, partial_containment: Sequence[str] = (),
-              sisters: int = 0, species_weight: float = 1.0, threads: int = 1) -> dict[str, dict]:
+              sisters: int = 0, species_weight: float = 1.0, gap_ranks: Sequence[str] = (),
+              threads: int = 1) -> dict[str, dict]:
     """Calibrations (JSON-able) by query kind for ``index``; photos under ``images`` are matched
     to the records from row ``first`` on (the ones just added). Kinds that cannot be refitted
     (an append without photos) are kept from ``index.calibration``. With ``held_out`` (query
@@ -192,17 +193,18 @@ def calibrate(index, embedder: Embedder | None, images: Sequence[str], first: in
     species' stretch from its congeners', but it is contained in them whole), ``sisters`` and
     ``species_weight``: how many nearest species the whole barcodes' new-species pseudo-queries
     also leave out and how they are drawn (a model's ``calibration_hints``, e.g. ``--model
-    kmer-aa``; ``fit_calibration``); ``threads``: CPU threads the pseudo-queries' search may use."""
+    kmer-aa``; ``fit_calibration``), ``gap_ranks``: the ranks whose maps for the index's own modality read
+    the barcode gap without held-out queries (``fit_calibration``); ``threads``: CPU threads the pseudo-queries' search may use."""
 
     def fit(query_vectors=None, barcode_gaps: bool = False, rows=None, bases=None, parts=None,
-            harder: int = 0, weight: float = 1.0) -> dict:
+            harder: int = 0, weight: float = 1.0, gapped: Sequence[str] = ()) -> dict:
         return fit_calibration(index, query_vectors=query_vectors, query_rows=rows, query_bases=bases, k=k,
-                               prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps,
+                               prior_unseen=prior_unseen, seed=seed, barcode_gaps=barcode_gaps, gap_ranks=gapped,
                                rank_parts=parts, sisters=harder, species_weight=weight, threads=threads).to_json()
 
     modality = index.manifest["modality"]
     calibration = {modality: fit(barcode_gaps=held_out is not None, parts=rank_parts, harder=sisters,
-                                 weight=species_weight)}
+                                 weight=species_weight, gapped=gap_ranks)}
     if held_out is None and not calibration[modality]["fitted_on"]["pseudo_queries"][0]:
         log.warning("no species of the reference has two records or more: nothing to fit confidences on, "
                     "so every query will be unassigned (add records, or give --calibrate-on)")

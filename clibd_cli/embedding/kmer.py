@@ -113,7 +113,9 @@ class KmerProfileModel:
         (the translation of a short stretch is too sparse a profile), and new-species
         pseudo-queries that leave out their nearest species too, drawn with probability
         proportional to their species' records^-2 (both chosen on BOLD val_unseen: without them
-        genus confidences were under-confident; benchmarks/README.md). With or without it, partial
+        genus confidences were under-confident; benchmarks/README.md), and whole barcodes' family maps
+        reading the family's barcode gap (a batch of new families was otherwise named a family at
+        confidence >= 0.8 for half its records: ``fitting.fit_calibration``). With or without it, partial
         barcodes' species are read by k-mer containment (``calibration.rank_similarities``: the
         share of the stretch's 5-mers a reference record holds, read from square-root profiles;
         by cosine a stretch of a known species lies nearly as far from its records as a new
@@ -124,7 +126,7 @@ class KmerProfileModel:
             return contained
         nucleotides = [0, 4**self.k]
         return {"rank_parts": {"species": nucleotides}, "partial_part": nucleotides, "sisters": 1,
-                "species_weight": 2.0, **contained}
+                "species_weight": 2.0, "gap_ranks": ["family"], **contained}
 
     def embed_barcodes(self, barcodes: Sequence[str], reads: bool = False) -> np.ndarray:
         """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer);

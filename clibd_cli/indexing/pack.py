@@ -79,7 +79,8 @@ def pack_index(index: ReferenceIndex, path: str | Path, held_out: tuple[np.ndarr
                                    partial_part=partial and search_part(partial.rank_parts, index.ranks),
                                    partial_containment=partial.containment if partial else (),
                                    sisters=fitted.fitted_on.get("sisters", 0),
-                                   species_weight=fitted.fitted_on.get("species_weight", 1.0))
+                                   species_weight=fitted.fitted_on.get("species_weight", 1.0),
+                                   gap_ranks=list(fitted.gaps or ()))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, directory=True) as tmp:
