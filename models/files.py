@@ -183,9 +183,10 @@ def _remove(temp: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def read_whole(folder: Path, read: Callable[[Path], T], tries: int = 10) -> T:
+def read_whole(folder: Path, read: Callable[[Path], T], tries: int = 50) -> T:
     """``read(folder)``, of a folder that :func:`atomic_path` may replace meanwhile (another
-    process writing it): read again until one version was read from start to end."""
+    process writing it): read again until one version was read from start to end (up to ``tries``
+    reads: a loaded machine's reader can see ten replacements of a small folder go by)."""
     version = _version(folder)
     for _ in range(tries - 1):
         try:
