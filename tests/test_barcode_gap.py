@@ -56,6 +56,13 @@ def test_a_lone_record_s_label_takes_the_rank_s_median_spread():
     assert within[2] == pytest.approx(np.median([cos(2), cos(20)]), abs=1e-6)
 
 
+def test_a_label_whose_records_see_no_other_label_lies_at_most_the_kth_neighbour_away():
+    vectors, reference = circle()
+    gaps = fit_gaps(reference, *exact_search(vectors, vectors, 2))["species"]  # itself and one other record
+    a = reference.names["species"].index("A")
+    assert gaps.nearest_other[a] == pytest.approx(cos(2), abs=1e-6)  # A's records see only each other
+
+
 def test_a_left_out_neighbour_label_is_skipped():
     vectors, reference = circle()
     gaps = fit_gaps(reference, *exact_search(vectors, vectors, len(vectors)))["species"]
@@ -66,6 +73,8 @@ def test_a_left_out_neighbour_label_is_skipped():
     assert x[0] == pytest.approx([0.9 - cos(20), 0.9 - cos(10)], abs=1e-6)
     assert x[1, 1] == pytest.approx(0.9 - cos(28), abs=1e-6)  # C left out: the next label is A (B's 30 to A's 2)
     assert list(x[2]) == [0.0, 0.0]  # no winner
+    every = gap_features(gaps, code[:1], nearest[:1], np.array([[True] * 3]))  # all three left out: the farthest kept
+    assert every[0, 1] == pytest.approx(0.9 - cos(100), abs=1e-6)  # B's 50 to D's 150, not the left-out C
 
     # which of the winner's other labels a pseudo-query left out: at the rank it left out and
     # below it (its species), none above it (its genus is still in the reference)

@@ -62,6 +62,8 @@ def test_a_query_held_whole_gets_the_records_holding_most_of_it_nearest_vector_f
     assert neighbours(query, references, sims, 3, excluded=[True, False, True, False, False, True])[0] == [1, 4, 3]
     assert neighbours("ACGTTGCA" * 20, references, sims, 2)[0] == [1, 4]
     assert neighbours("ACGNTACN" * 20, references, sims, 2)[0] == [1, 4]  # no 5-mer at all: none held
+    base = next(base for base in "ACGT" if not any(query[-5:-1] + base in r for r in references))
+    assert neighbours(query[:-1] + base, references, sims, 2)[0] == [1, 4]  # one 5-mer no record holds: none
     # fewer records left than k: those, then none (similarity -inf), as an exact search finds
     rows, found = neighbours(query, references, sims, 3, excluded=[False, True, True, True, True, True])
     assert rows[0] == 0 and found[0] == pytest.approx(0.1) and found[1:] == [-np.inf, -np.inf]

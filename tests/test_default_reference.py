@@ -39,6 +39,7 @@ def test_quantize_keeps_cosine_similarities():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     q, scales = quantize(x)
     assert q.dtype == np.int8 and np.abs(q).max() == 127
+    assert (np.abs(q * scales[:, None] - x) <= 0.5001 * scales[:, None]).all()  # each to the nearest step
     back = dequantize(q, scales)
     assert np.allclose(np.linalg.norm(back, axis=1), 1, atol=1e-6)
     error = np.abs(back @ back.T - x @ x.T)
@@ -81,6 +82,19 @@ def test_corrupted_or_foreign_packs_are_refused(pack, tmp_path):
         unpack_index(broken)
     (broken / "pack.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(ClibdError, match="not a readable reference pack"):
+        unpack_index(broken)
+    listed = json.loads((pack / "pack.json").read_text())
+    assert {"sketch.npy", "holdings.npy"} <= set(listed["sha256"])  # the side files are checked too
+    for name in listed["sha256"]:  # each file the pack lists, the sketches and holdings included
+        for f in pack.iterdir():
+            (broken / f.name).write_bytes(f.read_bytes())
+        data = bytearray((broken / name).read_bytes())
+        data[-1] ^= 1
+        (broken / name).write_bytes(bytes(data))
+        with pytest.raises(ClibdError, match=f"{name}: missing or corrupted"):
+            unpack_index(broken)
+    (broken / "pack.json").write_text(json.dumps({**listed, "format": "clibd-reference-pack/2"}))
+    with pytest.raises(ClibdError, match="not a readable reference pack .*expected clibd-reference-pack/1"):
         unpack_index(broken)
 
 

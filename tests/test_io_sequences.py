@@ -221,3 +221,22 @@ def test_a_soft_masked_barcode_gets_the_errors_of_its_upper_case_twin():
     barcode = "ACGTTGCAAT" * 20
     read = with_errors(barcode.lower(), 0.3, random.Random(7))
     assert read == with_errors(barcode, 0.3, random.Random(7)) and read.isupper() and read != barcode
+
+
+def test_a_random_stretch_takes_every_length_and_start_the_barcode_allows():
+    """Partial barcodes made from whole ones (calibration, sketch floors, training crops) cover
+    every length from ``shortest`` to ``longest`` inclusive, the whole barcode among them, and
+    every place a stretch of that length fits, the last included."""
+    import numpy as np
+
+    from clibd_cli.io.sequences import random_stretch
+
+    barcode = "ACGTTGCAAT"  # each stretch of 3 or more bases occurs once: its start is known
+    rng = np.random.default_rng(0)
+    cuts = [random_stretch(barcode, rng, 3, 6) for _ in range(2000)]
+    placed = {(barcode.index(cut), len(cut)) for cut in cuts}
+    assert placed == {(start, length) for length in range(3, 7) for start in range(len(barcode) - length + 1)}
+    assert {len(random_stretch(barcode, rng, 8)) for _ in range(300)} == {8, 9, 10}  # longest None: up to whole
+    assert random_stretch(barcode, rng, 3, 50) in barcode  # longest over the barcode: at most the whole
+    assert random_stretch(barcode, rng, 20) == barcode  # shorter than the shortest stretch: left whole
+    assert random_stretch(barcode, rng, 10, 10) == barcode

@@ -156,6 +156,29 @@ def test_missing_files_and_foreign_directories(tmp_path):
         load_index(tmp_path / "ref")
 
 
+@pytest.mark.parametrize("node, message", [(-1, "expected one graph node number"), (None, "disagree on")])
+def test_a_record_at_no_graph_node_is_refused(tmp_path, node, message):
+    """A record pointing before the first node or past the last (a hand-edited or damaged
+    nodes.npy, read without the checksums) is refused, not read as another record's vector."""
+    index, _ = small_index()
+    index.save(tmp_path / "ref")
+    nodes = index.nodes.copy()
+    nodes[3] = index.graph.get_current_count() if node is None else node
+    np.save(tmp_path / "ref" / "nodes.npy", nodes, allow_pickle=False)
+    with pytest.raises(ClibdError, match=f"{message}.*rebuild with clibd index"):
+        load_index(tmp_path / "ref", verify=False)
+
+
+def test_an_index_of_another_format_version_is_refused(tmp_path):
+    index, _ = small_index()
+    index.save(tmp_path / "ref")
+    manifest = json.loads((tmp_path / "ref" / "manifest.json").read_text())
+    manifest["format_version"] += 1  # written by a later clibd
+    (tmp_path / "ref" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ClibdError, match=r"index format 2 is not supported \(this clibd reads format 1\)"):
+        load_index(tmp_path / "ref")
+
+
 def test_model_fingerprint_mismatch_is_refused(tmp_path):
     index, _ = small_index()
     index.save(tmp_path / "ref")
