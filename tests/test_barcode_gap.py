@@ -101,6 +101,9 @@ def test_calibration_with_gaps_reads_five_features_and_round_trips(tmp_path):
     assert set(gapped.gaps) == {"genus", "species"} and len(gapped.ranks["species"]["maps"][0]["coef"]) == 5
     again = Calibration.from_json(json.loads(json.dumps(gapped.to_json())))
     assert again.feature_names == ["log_distance", "margin", "vote_share", "spread", "gap"]
+    for rank, gaps in again.rank_gaps().items():  # each label's spread and nearest other label, as fitted
+        assert gaps.within.tolist() == gapped.gaps[rank]["within"]
+        assert gaps.nearest_other.tolist() == gapped.gaps[rank]["nearest_other"]
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     rows, sims = index.search(vectors[:5].astype(np.float32), 10)
     assert label(rows, sims, reference, again).features["genus"].shape == (5, 5)

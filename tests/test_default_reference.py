@@ -70,6 +70,15 @@ def test_a_pack_keeps_the_ranks_above_order(barcode_refs, tmp_path):
     assert unpack_index(tmp_path / "pack").manifest["above_order"] == index.manifest["above_order"]
 
 
+def test_an_index_calibrated_on_held_out_queries_is_packed_only_with_them(barcode_refs, tmp_path):
+    """Refitted without them, the shipped confidences would not be the ones the index was fitted to."""
+    index = load_index(barcode_refs.index)
+    index.calibration["dna"]["fitted_on"]["held_out_queries"] = 10
+    with pytest.raises(ClibdError, match="calibrated on held-out queries; pass them to refit"):
+        pack_index(index, tmp_path / "pack")
+    assert not (tmp_path / "pack").exists()
+
+
 def test_corrupted_or_foreign_packs_are_refused(pack, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -184,6 +184,9 @@ def test_a_translation_sketch_that_is_not_one_clibd_wrote_is_a_clear_error(real_
     (folder / PROTEIN_FILE).unlink()
     with pytest.raises(ClibdError, match=f"{PROTEIN_FILE}: not a numpy array file clibd wrote"):
         load_sketch(folder, manifest, "rebuild")
+    np.save(folder / "sketch.npy", np.zeros((4, 4 ** 4), np.float32))  # 4-mer centroids under a k of 5
+    with pytest.raises(ClibdError, match=r"sketch.npy: expected \[C, 4\*\*k\] k-mer centroids .*shape \[4, 256\]"):
+        load_sketch(folder, manifest, "rebuild")
 
 
 def test_a_pack_keeps_the_translation_sketch_and_a_new_sketch_leaves_the_rest_as_it_was(real_index, tmp_path):

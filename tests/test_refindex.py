@@ -169,6 +169,18 @@ def test_a_record_at_no_graph_node_is_refused(tmp_path, node, message):
         load_index(tmp_path / "ref", verify=False)
 
 
+def test_records_and_nodes_of_different_lengths_are_refused(tmp_path):
+    """A records.tsv one record short (read without the checksums) would label every record after
+    it with its neighbour's labels."""
+    index, _ = small_index()
+    index.save(tmp_path / "ref")
+    records = tmp_path / "ref" / "records.tsv"
+    lines = records.read_text().splitlines(keepends=True)
+    records.write_text("".join(lines[:5] + lines[6:]))
+    with pytest.raises(ClibdError, match="disagree on the number of records.*rebuild with clibd index"):
+        load_index(tmp_path / "ref", verify=False)
+
+
 def test_an_index_of_another_format_version_is_refused(tmp_path):
     index, _ = small_index()
     index.save(tmp_path / "ref")
