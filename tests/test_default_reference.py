@@ -105,6 +105,12 @@ def test_corrupted_or_foreign_packs_are_refused(pack, tmp_path):
     (broken / "pack.json").write_text(json.dumps({**listed, "format": "clibd-reference-pack/2"}))
     with pytest.raises(ClibdError, match="not a readable reference pack .*expected clibd-reference-pack/1"):
         unpack_index(broken)
+    for f in pack.iterdir():  # a sketch its manifest describes but its checksums leave out: not skipped
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "pack.json").write_text(json.dumps({**listed, "sha256": {
+        name: digest for name, digest in listed["sha256"].items() if name != "sketch.npy"}}))
+    with pytest.raises(ClibdError, match="sketch.npy: missing or corrupted"):
+        unpack_index(broken)
 
 
 def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp_path, monkeypatch):
