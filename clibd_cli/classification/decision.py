@@ -181,7 +181,7 @@ class Votes:
     allowed: np.ndarray  # may win (under the label picked at the rank above, if possible)
     same: np.ndarray  # [Q, i, j]: neighbours i and j carry the same label
     silent: np.ndarray  # [Q, K]: labelled at a finer rank but not at this one
-    tallies: dict = field(default_factory=dict, repr=False)  # tau -> votes(tau)
+    tallies: dict = field(default_factory=dict, repr=False, compare=False)  # tau -> votes(tau): a cache
 
     def votes(self, tau: float) -> tuple[np.ndarray, np.ndarray]:
         """Per neighbour, the summed weight of its label, and the total weight (kept per ``tau``:

@@ -315,7 +315,7 @@ def _fit_ranks(
                     for wn, (codes, *_, left_out) in zip(winners, scenarios)]
         best = None
         for tau in taus:  # logistic maps at each; the isotonic step only for the best
-            x = [v.features(p, tau, gaps and gaps.get(rank), ex, bool(gaps))
+            x = [v.features(p, tau, (gaps or {}).get(rank), ex, bool(gaps))
                  for v, p, ex in zip(votes, picks, excluded)]
             x = x if own is None else [np.hstack([xs, mine]) for xs, mine in zip(x, own)]
             fits = [fit_logistic(xs[w > 0], y[w > 0], w[w > 0], ridge) for xs, y, w in zip(x, right, weight)]
