@@ -1,6 +1,8 @@
-"""Lineages carried in FASTA headers (UNITE, MIDORI2, QIIME 2 / RDP), read by position or prefix."""
+"""Lineages carried in FASTA headers (UNITE, MIDORI2, QIIME 2 / RDP, SINTAX), read by position or prefix."""
 
+from clibd_cli.data.fasta import FastaSource
 from clibd_cli.io.lineages import header_lineage
+from clibd_cli.io.tables import read_taxonomy
 
 AEDES = {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
 
@@ -17,3 +19,16 @@ def test_unite_and_midori2_headers_give_the_id_before_the_lineage():
     midori = "MG559732.1.<1.>690###root_1;Diptera_7147;Culicidae_7157;Aedes_7158;Aedes_albopictus_7160"
     assert header_lineage(midori, "") == ("MG559732.1.<1.>690", AEDES, [])
     assert header_lineage("q1", "size=3;sample=pond") is None  # annotations, not a lineage
+
+
+def test_an_epithet_only_species_is_joined_to_its_genus_in_sintax_headers_and_tables(tmp_path):
+    """``s:albopictus`` below ``g:Aedes`` is Aedes albopictus, as Greengenes' ``s__albopictus`` is,
+    not a species ``albopictus`` of no genus (which a ``Culex albopictus`` would share)."""
+    sintax = tmp_path / "sintax.fasta"
+    sintax.write_text(">MT153946;tax=o:Diptera,f:Culicidae,g:Aedes,s:albopictus;\nACGTACGTACGT\n")
+    (entry,) = FastaSource(sintax).records()
+    assert {rank: getattr(entry.record, rank) for rank in AEDES} == AEDES
+    table = tmp_path / "taxonomy.tsv"
+    table.write_text("id\torder\tfamily\tgenus\tspecies\nMT153946\tDiptera\tCulicidae\tAedes\talbopictus\n")
+    assert read_taxonomy(table) == {"MT153946": AEDES}
+    assert header_lineage("MT153946", "o__Diptera;f__Culicidae;g__Aedes;s__albopictus") == ("MT153946", AEDES, [])

@@ -3,8 +3,8 @@
 * ranked, QIIME 2 / UNITE / Greengenes style: ``k__Animalia; o__Diptera; f__Culicidae;
   g__Aedes; s__Aedes_albopictus`` (``;`` with or without spaces; ``d__`` domain; an empty
   ``s__`` is a missing rank; an epithet-only species, Greengenes' ``s__albopictus``, is joined
-  to its genus; a prefix other than these letters, ``sk__`` or ``t__``, is dropped and warned about
-  once per file: :class:`UnknownRanks`);
+  to its genus (:func:`named`, as in SINTAX headers and taxonomy tables); a prefix other than
+  these letters, ``sk__`` or ``t__``, is dropped and warned about once per file: :class:`UnknownRanks`);
 * unranked, RDP / CO1 Classifier style: ``Root;Animalia;Arthropoda;Insecta;Diptera;Culicidae;
   Aedes;Aedes_albopictus``: the last four levels are read as order, family, genus, species
   (those training sets end at species), so they need at least four levels and a last one of
@@ -135,11 +135,7 @@ def parse_lineage(text: str) -> tuple[dict[str, str], list[str]]:
                 ranks[SINTAX_RANKS[letter]] = name
             elif f"{match.group(1)}__" not in unknown:
                 unknown.append(f"{match.group(1)}__")
-        ranks = named(ranks)
-        species, genus = ranks.get("species"), ranks.get("genus")
-        if species and genus and " " not in species:  # Greengenes: g__Aedes; s__albopictus
-            ranks["species"] = f"{genus} {species}"
-        return ranks, unknown
+        return named(ranks), unknown
     if len(levels) < len(RANKS) or not all(levels[-len(RANKS):]):
         raise ValueError(f"an unranked lineage needs at least {len(RANKS)} levels ending with "
                          f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
@@ -176,13 +172,15 @@ def named(ranks: Mapping[str, str]) -> dict[str, str]:
     """``ranks`` without the names that name nothing: placeholders (``unidentified``,
     ``not_classified``, ``NA``, ...: ``models.config.MISSING_LABELS``), MIDORI2's filled ranks (their taxids dropped: :func:`without_taxids`)
     and a species not identified (UNITE's ``Aedes_sp``, ``Aedes sp.``, ``Aedes spp``, ``Aedes``:
-    the genus alone)."""
+    the genus alone); an epithet-only species (``albopictus`` below genus ``Aedes``) is joined to its genus."""
     ranks = dict(zip(ranks, without_taxids(list(ranks.values()))))
     kept = {rank: name for rank, name in ranks.items()
             if not is_missing_label(name) and not _FILLED.match(name.replace("_", " "))}
-    species = kept.get("species")
-    if species and (species == kept.get("genus") or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
+    species, genus = kept.get("species"), kept.get("genus")
+    if species and (species == genus or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
         del kept["species"]
+    elif species and genus and " " not in species:  # Greengenes' s__albopictus, SINTAX's s:albopictus
+        kept["species"] = f"{genus} {species}"
     return kept
 
 

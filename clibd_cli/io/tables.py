@@ -60,7 +60,8 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     ``clibd_cli/io/lineages.py`` reads them.
 
     Returns id -> {rank: name} with underscores read as spaces, and empty cells and names that
-    name nothing (``not_classified``, ``Aedes sp.``: ``lineages.named``) left out. ClibdError on
+    name nothing (``not_classified``, ``Aedes sp.``: ``lineages.named``) left out, an epithet-only
+    species joined to its genus. ClibdError on
     a missing id column, no rank or lineage column, a malformed lineage, or a repeated id; a
     warning naming the first row with no rank from order to species (``Unassigned``, ``k__Animalia``):
     its records are left unlabelled; one for lineage prefixes that are none of d, k, p, c, o, f, g, s
