@@ -1,14 +1,17 @@
 """One set of values that name nothing (``models.config.MISSING_LABELS``), read alike by every
-reader of labelled records: BOLD TSV, BIOSCAN metadata, SINTAX headers, lineages, taxonomy tables."""
+reader of labelled records: BOLD TSV, BIOSCAN metadata, SINTAX headers, lineages, taxonomy tables;
+provisional identifications (``Aedes cf. albopictus``) read alike by every reader of references."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 
 from clibd_cli.data.bioscan import Bioscan5M
 from clibd_cli.data.bold import BoldSource
 from clibd_cli.data.fasta import FastaSource
-from clibd_cli.io.lineages import parse_lineage
+from clibd_cli.io.lineages import header_lineage, parse_lineage
 from clibd_cli.io.tables import read_taxonomy
 from models.config import MISSING_LABELS, is_missing_label
 from models.tokenizers import label_string
@@ -54,3 +57,58 @@ def test_a_missing_value_reads_as_unlabelled_through_every_reader(value, tmp_pat
 @pytest.mark.parametrize("value", ["NA", "None", "unknown"])
 def test_a_lineage_that_names_nothing_is_unlabelled(value):
     assert parse_lineage(value) == ({}, []) and parse_lineage("Unassigned") == ({}, [])
+
+
+def reference_labels(tmp_path, species: str) -> dict[str, dict[str, str | None]]:
+    """The labels of one record whose species is written ``species`` (underscores for spaces where
+    the form wants them), by reader: BOLD TSV, a taxonomy table's rank columns and lineage column,
+    a SINTAX header, QIIME and RDP lineage headers."""
+    written = species.replace(" ", "_")
+    bold = tmp_path / "bold.tsv"
+    bold.write_text(f"processid\torder_name\tgenus_name\tspecies_name\tnucleotides\nP1\tDiptera\tAedes\t{species}\t"
+                    f"{BARCODE}\n")
+    columns, lineage = tmp_path / "columns.tsv", tmp_path / "lineage.tsv"
+    columns.write_text(f"id\torder\tgenus\tspecies\nP1\tDiptera\tAedes\t{species}\n")
+    lineage.write_text(f"P1\to__Diptera;g__Aedes;s__{written}\n")
+    sintax = tmp_path / "sintax.fasta"
+    sintax.write_text(f">P1;tax=o:Diptera,g:Aedes,s:{written};\n{BARCODE}\n")
+    got = {}
+    for reader, source in (("bold", BoldSource(bold)), ("sintax", FastaSource(sintax))):
+        (entry,) = source.records()
+        got[reader] = {rank: getattr(entry.record, rank) for rank in ("order", "genus", "species")
+                       if getattr(entry.record, rank)}
+    got |= {"columns": read_taxonomy(columns)["P1"], "lineage": read_taxonomy(lineage)["P1"],
+            "qiime": header_lineage("P1", f"o__Diptera; g__Aedes; s__{written}")[1],
+            "rdp": {rank: name for rank, name in header_lineage("P1", f"Diptera;Culicidae;Aedes;{written}")[1].items()
+                    if rank != "family"}}
+    return got
+
+
+@pytest.mark.parametrize("species", ["Aedes cf. albopictus", "Aedes aff. albopictus", "Aedes nr. albopictus",
+                                     "Aedes albopictus?", "Aedes cf albopictus", "Aedes sp. nr. albopictus"])
+def test_a_provisional_identification_names_its_genus_not_a_species_in_every_reference_form(
+        species, tmp_path, caplog):
+    """Open nomenclature's cf., aff., nr., ?: the record counts for its genus and above, as ``Aedes sp.``
+    does, never as a species of its own that a query could be named; one warning per file counts them."""
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        got = reference_labels(tmp_path, species)
+    assert got == dict.fromkeys(got, {"order": "Diptera", "genus": "Aedes"})
+    warned = [r.getMessage() for r in caplog.records if "provisional identification" in r.getMessage()]
+    assert len(warned) == 4 and all(f"1 record with a provisional identification (cf., aff., nr. or ?; the first is "
+                                    f"{species!r}" in m for m in warned), warned
+
+
+@pytest.mark.parametrize("species", ["Megaselia sp. BOLD:ACZ1234", "Diptera sp. 3", "Aedes affinis",
+                                     "Aedes nearcticus"])
+def test_interim_names_and_epithets_like_a_qualifier_stay_species(species, tmp_path, caplog):
+    """BOLD's interim names name a species (a BIN's, a morphospecies) as before; ``affinis`` is no ``aff.``."""
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        got = reference_labels(tmp_path, species)
+    assert got == dict.fromkeys(got, {"order": "Diptera", "genus": "Aedes", "species": species})
+    assert "provisional" not in caplog.text
+
+
+def test_a_species_not_identified_names_no_species_in_bold_either(tmp_path):
+    """``Aedes sp.`` in BOLD's species column is the genus alone, as in every other form."""
+    got = reference_labels(tmp_path, "Aedes sp.")
+    assert got == dict.fromkeys(got, {"order": "Diptera", "genus": "Aedes"})

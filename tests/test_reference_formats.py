@@ -275,6 +275,24 @@ def test_names_that_name_nothing_are_missing_ranks_in_sintax_headers_and_tables(
     assert indexed(tmp_path / "t", plain, extra=("--taxonomy", table)) == want
 
 
+def test_provisional_identifications_leave_the_species_unnamed_in_the_index(records, tmp_path):
+    """``Genus_cf._epithet`` and an epithet-only ``s:epithet``: the first counts for its genus (one
+    warning for the file), the second is the species of its genus, in the index a query is named from."""
+    first, second = records[:2]
+    genus, epithet = name(first, "genus"), name(first, "species").split("_", 1)[1]
+    headers = [f"{first.id};tax=o:{name(first, 'order')},g:{genus},s:{genus}_cf._{epithet};",
+               f"{second.id};tax=o:{name(second, 'order')},g:{name(second, 'genus')},"
+               f"s:{name(second, 'species').split('_', 1)[1]};"]
+    path = fasta(tmp_path / "refs.fasta", headers, [first, second])
+    built = run("index", "-m", "kmer", "-k", "5", path, "-o", tmp_path / "index")
+    assert built.exit_code == 0, built.stderr
+    assert ("refs.fasta:1: 1 record with a provisional identification (cf., aff., nr. or ?; the first is "
+            f"'{first.lineage['genus']} cf. {epithet.replace('_', ' ')}')") in built.stderr
+    kept = {r.id: {**dict.fromkeys(RANKS), **{rank: r.lineage[rank] for rank in ("order", "genus", "species")}}
+            for r in (first, second)}
+    assert labels_by_id(load_index(tmp_path / "index")) == {**kept, first.id: {**kept[first.id], "species": None}}
+
+
 def test_reference_records_whose_headers_name_no_rank_are_warned_about(records, tmp_path):
     """A SINTAX header with ranks above order only (``tax=k:Animalia``), or none at all, leaves its
     record without a label: one warning names how many and the first ones."""

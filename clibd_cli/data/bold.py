@@ -9,7 +9,9 @@ Both layouts BOLD's downloads have are read (a header names the columns; order i
   ``species``, ``bin_uri``, ``marker_code``, ``nuc``.
 
 Ranks above order (``phylum_name``, ``class_name``; ``phylum``, ``class``, ``kingdom``) are
-read for the index's lineages above order. Alignment gaps in the sequence are dropped. Where a
+read for the index's lineages above order. Names are read as in other references (``Aedes sp.`` and
+``Aedes cf. albopictus`` name no species: ``clibd_cli/io/lineages.py::named``; BOLD's interim names,
+``Megaselia sp. BOLD:ACZ1234``, do). Alignment gaps in the sequence are dropped. Where a
 marker column exists, only ``COI-5P`` records are read (BOLD mixes markers; the others are counted and reported).
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
-from clibd_cli.io.lineages import RANKS_ABOVE_ORDER
+from clibd_cli.io.lineages import RANKS_ABOVE_ORDER, Provisional
 from clibd_cli.io.streams import open_text, reading
 from clibd_cli.io.tables import read_rows
 from models.config import RANKS, is_missing_label
@@ -51,7 +53,7 @@ class BoldSource:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._reported = False  # the warning below is given once, by the first complete reading
+        self._reported = False  # the warnings below are given once, by the first complete reading
 
     def records(self) -> Iterator[SourceRecord]:
         columns, rows = read_rows(self.path, required=("processid",))
@@ -59,24 +61,27 @@ class BoldSource:
         ranks = {rank: columns.get(rank + suffix) for rank in RANKS}
         higher = {rank: columns[rank + suffix] for rank in RANKS_ABOVE_ORDER if rank + suffix in columns}
         other_markers: dict[str, int] = {}
+        provisional = Provisional()
         for line, fields in rows:
             kind = fields[columns[marker]].strip() if marker in columns else MARKER
             if kind != MARKER:
                 other_markers[kind] = other_markers.get(kind, 0) + 1
                 continue
-            labels = {rank: _label(fields[i]) if i is not None else None for rank, i in ranks.items()}
+            labels = provisional.named(line, {rank: fields[i].strip() for rank, i in ranks.items() if i is not None})
             barcode = fields[columns[sequence]].replace("-", "").strip().upper()
             record = Record(fields[columns["processid"]].strip(), barcode=barcode,
                             sampleid=fields[columns["sampleid"]].strip() if "sampleid" in columns else "",
                             dna_bin=_label(fields[columns["bin_uri"]]) if "bin_uri" in columns else None,
-                            **labels)
+                            **{rank: labels.get(rank) for rank in RANKS})
             above = {rank: name for rank, i in higher.items() if (name := _label(fields[i]))}
             yield SourceRecord(line, record.processid, record, above=above or None)
-        if other_markers and not self._reported:
+        if not self._reported:
             self._reported = True
-            shown = ", ".join(f"{n} {kind or 'without marker'}" for kind, n in sorted(other_markers.items()))
-            log.warning("%s: %s of other markers than %s skipped (%s)", self.path,
-                        counted(sum(other_markers.values()), "record"), MARKER, shown)
+            provisional.warn(str(self.path))
+            if other_markers:
+                shown = ", ".join(f"{n} {kind or 'without marker'}" for kind, n in sorted(other_markers.items()))
+                log.warning("%s: %s of other markers than %s skipped (%s)", self.path,
+                            counted(sum(other_markers.values()), "record"), MARKER, shown)
 
 
 def _label(cell: str) -> str | None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.images import find_images, photos_by_id
-from clibd_cli.io.lineages import RANKS_ABOVE_ORDER, UnknownRanks, header_lineage, named, parse_sintax_header
+from clibd_cli.io.lineages import RANKS_ABOVE_ORDER, Provisional, UnknownRanks, header_lineage, parse_sintax_header
 from clibd_cli.io.sequences import read_sequences
 from clibd_cli.io.tables import read_taxonomy
 from models.config import RANKS
@@ -44,16 +45,18 @@ class FastaSource:
     def records(self) -> Iterator[SourceRecord]:
         """The records in file order; ClibdError at the end if a taxonomy table names none of them and
         none carries a taxonomy in its header either (the table's ids are not the FASTA's); a
-        warning for rank prefixes that are none of d, k, p, c, o, f, g, s (``x:Foo``, ``t__``)."""
+        warning for rank prefixes that are none of d, k, p, c, o, f, g, s (``x:Foo``, ``t__``), one for
+        provisional identifications (``s:Aedes_cf._albopictus``: :class:`clibd_cli.io.lineages.Provisional`)."""
         untaxed, bare, total, matched, first_id = 0, 0, 0, set(), None
-        strays = UnknownRanks()
+        strays, provisional = UnknownRanks(), Provisional()
         for entry in read_sequences(self.path):
             total += 1
             record_id = entry.id
             try:
                 ranks, unknown = parse_sintax_header(entry.description)
-                ranks = named(ranks)
-                lineage = None if ranks else header_lineage(entry.id, entry.description)
+                ranks = provisional.named(entry.line, ranks)
+                lineage = None if ranks else header_lineage(entry.id, entry.description,
+                                                             partial(provisional.named, entry.line))
             except ValueError as exc:
                 raise ClibdError(f"{self.path}:{entry.line}: {exc}") from None
             if lineage is not None:
@@ -84,6 +87,7 @@ class FastaSource:
                 log.warning("%s not in the taxonomy table (kept with any taxonomy in the header)",
                             counted(untaxed, "record"))
             strays.warn(str(self.path))
+            provisional.warn(str(self.path))
             unmatched = sorted(set(self.photos.values()) - matched)
             if unmatched:
                 log.warning("%s matching no record id, e.g. %s", counted(len(unmatched), "photo"),

@@ -21,15 +21,17 @@ raw (``>ID###root_1;Eukaryota_2759;...``), RDP and SINTAX releases: the taxids a
 SINTAX headers annotate a FASTA record with its ranks: ``>ID;tax=o:Diptera,...,s:Aedes_albopictus;``
 (:func:`parse_sintax_header`); :func:`sintax_lineage` writes that form.
 
-Names that name nothing (:func:`named`) are missing ranks in every form, SINTAX annotations and
-taxonomy tables included.
+Names that name nothing (:func:`named`) are missing ranks in every form, SINTAX annotations,
+taxonomy tables and BOLD TSV included; so are provisional identifications, open nomenclature's
+``Aedes cf. albopictus``, ``aff.``, ``nr.``, ``Aedes albopictus?`` (:class:`Provisional` counts them
+per file for one warning).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from models.config import RANKS, is_missing_label
 from models.errors import counted
@@ -46,8 +48,12 @@ _PREFIX = re.compile(r"^([a-zA-Z]{1,3})__(.*)$")  # o__Diptera; also sk__ (super
 _LEVEL = re.compile(r"^D_\d+__")  # SILVA 132 for QIIME: D_3__Diptera, a level's number, not a rank
 RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
 _NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
+# open nomenclature's qualifiers of a provisional identification, a word of their own (Aedes cf. albopictus,
+# Aedes_aff_albopictus, Aedes cf.albopictus; never the start of an epithet: affinis), or a '?' anywhere
+_PROVISIONAL = re.compile(r"(?:^|[\s_])(?:cfr?|aff|nr|near)(?:\.|(?=[\s_]|$))|\?", re.IGNORECASE)
 _TAXID = re.compile(r"[_ ]\d+$")  # MIDORI2: Aedes_albopictus_7160
 _FILLED = re.compile(r"^(?:domain|superkingdom|kingdom|phylum|class|order|family|genus) ", re.IGNORECASE)
+Names = Callable[[Mapping[str, str]], dict[str, str]]  # ranks as written -> the ranks that name something
 
 
 def qiime_taxon(labels: Mapping[str, str | None]) -> str:
@@ -108,15 +114,43 @@ def parse_sintax_header(text: str) -> tuple[dict[str, str], list[str]]:
     return ranks, unknown
 
 
+def named(ranks: Mapping[str, str]) -> dict[str, str]:
+    """``ranks`` without the names that name nothing: placeholders (``unidentified``,
+    ``not_classified``, ``NA``, ...: ``models.config.MISSING_LABELS``), MIDORI2's filled ranks (their
+    taxids dropped: :func:`without_taxids`), provisional identifications (:func:`is_provisional`:
+    ``Aedes cf. albopictus`` counts for its genus and above, as ``Aedes sp.`` does; BOLD's interim
+    names, ``Aedes sp. 3``, ``Megaselia sp. BOLD:ACZ1234``, are species) and a species not identified
+    (UNITE's ``Aedes_sp``, ``Aedes sp.``, ``Aedes spp``, ``Aedes``: the genus alone); an epithet-only
+    species (``albopictus`` below genus ``Aedes``) is joined to its genus."""
+    ranks = dict(zip(ranks, without_taxids(list(ranks.values()))))
+    kept = {rank: name for rank, name in ranks.items() if not is_missing_label(name)
+            and not _FILLED.match(name.replace("_", " ")) and not is_provisional(name)}
+    species, genus = kept.get("species"), kept.get("genus")
+    if species and (species == genus or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
+        del kept["species"]
+    elif species and genus and " " not in species:  # Greengenes' s__albopictus, SINTAX's s:albopictus
+        kept["species"] = f"{genus} {species}"
+    return kept
+
+
+def is_provisional(name: str) -> bool:
+    """Whether ``name`` is a provisional identification in open nomenclature: ``cf.`` (``cf``,
+    ``cfr.``), ``aff.``, ``nr.`` (``near``) as a word of their own (``Aedes cf. albopictus``,
+    ``Aedes_aff_albopictus``), or a ``?`` (``Aedes albopictus?``)."""
+    return bool(_PROVISIONAL.search(name))
+
+
 def is_ranked_lineage(text: str) -> bool:
     """Whether ``text`` looks like a ``x__Name;y__Name`` lineage."""
     return bool(_PREFIX.match(text.split(";", 1)[0].strip()))
 
 
-def parse_lineage(text: str) -> tuple[dict[str, str], list[str]]:
+def parse_lineage(text: str, names: Names = named) -> tuple[dict[str, str], list[str]]:
     """Rank -> name from a ranked (``o__Diptera;...``) or unranked (``Root;...;Diptera;...``)
-    lineage, underscores read as spaces, and the prefixes in it that are none of d, k, p, c, o,
-    f, g, s, as written (``sk__``, ``t__``: :class:`UnknownRanks`), whose names are dropped.
+    lineage, underscores read as spaces, the names that name nothing dropped by ``names``
+    (:func:`named`; :meth:`Provisional.named` to count provisional ones), and the prefixes in it
+    that are none of d, k, p, c, o, f, g, s, as written (``sk__``, ``t__``: :class:`UnknownRanks`),
+    whose names are dropped.
     Raises ValueError when neither form fits."""
     levels = without_taxids([level.strip() for level in text.strip().strip(";").split(";")])
     if is_missing_label(text) or text.strip().lower() == "unassigned":  # QIIME 2: Unassigned
@@ -135,7 +169,7 @@ def parse_lineage(text: str) -> tuple[dict[str, str], list[str]]:
                 ranks[SINTAX_RANKS[letter]] = name
             elif f"{match.group(1)}__" not in unknown:
                 unknown.append(f"{match.group(1)}__")
-        return named(ranks), unknown
+        return names(ranks), unknown
     if len(levels) < len(RANKS) or not all(levels[-len(RANKS):]):
         raise ValueError(f"an unranked lineage needs at least {len(RANKS)} levels ending with "
                          f"{', '.join(RANKS)}; found {text.strip()[:60]!r}")
@@ -145,7 +179,7 @@ def parse_lineage(text: str) -> tuple[dict[str, str], list[str]]:
                          f"{', '.join(RANKS)}) and must end with a species of two words (Genus_epithet); "
                          f"this one ends with {levels[-1]!r}: give ranked levels (o__Diptera;...;g__Aedes) "
                          "or a --taxonomy table with rank columns")
-    return named(dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):])))), []
+    return names(dict(zip(RANKS, (level.replace("_", " ").strip() for level in levels[-len(RANKS):])))), []
 
 
 def _without_level_numbers(levels: list[str]) -> list[str]:
@@ -168,25 +202,10 @@ def without_taxids(names: list[str]) -> list[str]:
     return [_TAXID.sub("", name) for name in names]
 
 
-def named(ranks: Mapping[str, str]) -> dict[str, str]:
-    """``ranks`` without the names that name nothing: placeholders (``unidentified``,
-    ``not_classified``, ``NA``, ...: ``models.config.MISSING_LABELS``), MIDORI2's filled ranks (their taxids dropped: :func:`without_taxids`)
-    and a species not identified (UNITE's ``Aedes_sp``, ``Aedes sp.``, ``Aedes spp``, ``Aedes``:
-    the genus alone); an epithet-only species (``albopictus`` below genus ``Aedes``) is joined to its genus."""
-    ranks = dict(zip(ranks, without_taxids(list(ranks.values()))))
-    kept = {rank: name for rank, name in ranks.items()
-            if not is_missing_label(name) and not _FILLED.match(name.replace("_", " "))}
-    species, genus = kept.get("species"), kept.get("genus")
-    if species and (species == genus or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
-        del kept["species"]
-    elif species and genus and " " not in species:  # Greengenes' s__albopictus, SINTAX's s:albopictus
-        kept["species"] = f"{genus} {species}"
-    return kept
-
-
-def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str], list[str]] | None:
-    """The record id, ranks and unknown rank prefixes (:func:`parse_lineage`) a FASTA header
-    carries as a lineage, or None if it carries none.
+def header_lineage(record_id: str, description: str, names: Names = named
+                   ) -> tuple[str, dict[str, str], list[str]] | None:
+    """The record id, ranks (those ``names`` keeps: :func:`parse_lineage`) and unknown rank prefixes
+    a FASTA header carries as a lineage, or None if it carries none.
 
     UNITE: ``>Aedes_albopictus|MT153946|SH1227328.09FU|reps|k__Animalia;...;s__Aedes_albopictus``
     (the id is what precedes the lineage); MIDORI2 raw: ``>MG559732.1.<1.>690###root_1;...;
@@ -197,18 +216,18 @@ def header_lineage(record_id: str, description: str) -> tuple[str, dict[str, str
     """
     if "###" in record_id:
         head, _, first = record_id.partition("###")
-        return head, *parse_lineage(";".join(filter(None, (first, description))))
+        return head, *parse_lineage(";".join(filter(None, (first, description))), names)
     if "|" in record_id:
         head, _, first = record_id.rpartition("|")
         if is_ranked_lineage(first):
-            return head, *parse_lineage(";".join(filter(None, (first, description))))
+            return head, *parse_lineage(";".join(filter(None, (first, description))), names)
     text = description.strip()
     if ";" not in text or "=" in text:
         return None
     if is_ranked_lineage(text):
-        return record_id, *parse_lineage(text)
+        return record_id, *parse_lineage(text, names)
     levels = [level for level in text.strip(";").split(";") if level.strip()]
-    return (record_id, *parse_lineage(text)) if len(levels) >= len(RANKS) else None
+    return (record_id, *parse_lineage(text, names)) if len(levels) >= len(RANKS) else None
 
 
 class UnknownRanks:
@@ -233,3 +252,27 @@ class UnknownRanks:
                         "the ranks clibd reads are %s (domain to species)", name, self.line,
                         "es" * (len(self.prefixes) > 1), ", ".join(map(repr, self.prefixes)),
                         counted(self.records, "record"), ", ".join(SINTAX_RANKS))
+
+
+class Provisional:
+    """The records of one file with a provisional name (:func:`is_provisional`, ``Aedes cf.
+    albopictus``) that :meth:`named` dropped, for :meth:`warn`'s one warning for the file."""
+
+    def __init__(self) -> None:
+        self.records, self.line = 0, 0  # records counted; the last one's line
+        self.first: tuple[int, str] = (0, "")  # the first one's line and name
+
+    def named(self, line: int, ranks: Mapping[str, str]) -> dict[str, str]:
+        """:func:`named` ``ranks``, the record on ``line`` counted (once) if one of them is provisional."""
+        written = next((name for name in ranks.values() if name and is_provisional(name)), None)
+        if written and line != self.line:
+            self.records, self.line = self.records + 1, line
+            self.first = self.first if self.first[0] else (line, written)
+        return named(ranks)
+
+    def warn(self, name: str) -> None:
+        """One warning for the file ``name`` if any record had a provisional name."""
+        if self.records:
+            log.warning("%s:%d: %s with a provisional identification (cf., aff., nr. or ?; the first is %r): "
+                        "that rank left unnamed, as for 'Aedes sp.', the record counted for the ranks above it",
+                        name, self.first[0], counted(self.records, "record"), self.first[1])

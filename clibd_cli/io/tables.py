@@ -7,10 +7,11 @@ import difflib
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import SINTAX_RANKS, UnknownRanks, is_ranked_lineage, named, parse_lineage
+from clibd_cli.io.lineages import SINTAX_RANKS, Provisional, UnknownRanks, is_ranked_lineage, parse_lineage
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
 from models.errors import ClibdError, counted
@@ -60,12 +61,13 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     ``clibd_cli/io/lineages.py`` reads them.
 
     Returns id -> {rank: name} with underscores read as spaces, and empty cells and names that
-    name nothing (``not_classified``, ``Aedes sp.``: ``lineages.named``) left out, an epithet-only
-    species joined to its genus. ClibdError on
+    name nothing (``not_classified``, ``Aedes sp.``, ``Aedes cf. albopictus``: ``lineages.named``) left
+    out, an epithet-only species joined to its genus. ClibdError on
     a missing id column, no rank or lineage column, a malformed lineage, or a repeated id; a
     warning naming the first row with no rank from order to species (``Unassigned``, ``k__Animalia``):
     its records are left unlabelled; one for lineage prefixes that are none of d, k, p, c, o, f, g, s
-    (``sk__``, ``t__``: ``lineages.UnknownRanks``); one naming the columns it does not read (``notes``,
+    (``sk__``, ``t__``: ``lineages.UnknownRanks``); one counting provisional identifications
+    (``lineages.Provisional``); one naming the columns it does not read (``notes``,
     ``subfamily``, BOLD's ``taxon`` beside rank columns), QIIME 2's ``Confidence`` aside.
     """
     name = display_name(source)
@@ -94,7 +96,7 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     taxonomy: dict[str, dict[str, str]] = {}
     first_line: dict[str, int] = {}
     unranked, first_unranked = 0, (0, "")  # rows naming no rank from order to species; the first's line, id
-    strays = UnknownRanks()
+    strays, provisional = UnknownRanks(), Provisional()
     for line, fields in rows:
         record_id = fields[id_column].strip()
         if record_id in taxonomy:
@@ -103,12 +105,13 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
         first_line[record_id] = line
         if lineage is not None:
             try:
-                taxonomy[record_id], unknown = parse_lineage(fields[lineage])
+                taxonomy[record_id], unknown = parse_lineage(fields[lineage], partial(provisional.named, line))
             except ValueError as exc:
                 raise ClibdError(f"{name}:{line}: {exc}") from None
             strays.add(line, unknown)
         else:
-            taxonomy[record_id] = named({rank: fields[i].strip().replace("_", " ") for rank, i in ranks})
+            taxonomy[record_id] = provisional.named(line, {rank: fields[i].strip().replace("_", " ")
+                                                           for rank, i in ranks})
         if not any(taxonomy[record_id].get(rank) for rank in RANKS):
             if not unranked:
                 cell = f": {fields[lineage].strip()[:60]!r}" if lineage is not None else ""
@@ -119,6 +122,7 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
                     "above %s only; the first is %s): left unlabelled", name, first_unranked[0],
                     counted(unranked, "id"), RANKS[0], RANKS[-1], RANKS[0], first_unranked[1])
     strays.warn(name)
+    provisional.warn(name)
     return taxonomy
 
 
