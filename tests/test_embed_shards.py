@@ -11,7 +11,7 @@ import pytest
 
 from clibd_cli.embedding import embeddings_file
 from clibd_cli.embedding.embeddings_file import read_embeddings
-from fixtures.specimens import copy_photos, run, write_fasta
+from fixtures.specimens import copy_photos, run, write_fasta, write_taxonomy
 
 CLIBD = str(Path(sys.executable).with_name("clibd"))
 
@@ -90,6 +90,53 @@ def test_an_interrupted_embedding_of_standard_input_keeps_no_chunks(tiny_model, 
                   input=fasta)
     assert stopped.exit_code == 1 and "power cut" in stopped.stderr and "kept" not in stopped.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_photo_rewritten_in_place_after_an_interruption_is_embedded_afresh(barcode_refs, tiny_model,
+                                                                           tmp_path, monkeypatch):
+    """p1.jpg replaced by another photo under its name between an interrupted run and its rerun: the
+    rerun starts afresh (a folder was known by its photo paths alone: p1 got the old photo's vector)."""
+    photos = tmp_path / "photos"
+    copy_photos(photos, ["p1", "p2"])
+    args = ["--threads", "1", "embed", "-m", tiny_model, "--batch-size", "2", photos, barcode_refs.fasta]
+
+    def fail(*a):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(embeddings_file, "_barcodes", fail)  # after the photos' chunk is saved
+    assert run(*args, "-o", tmp_path / "emb.h5").exit_code == 1 and (tmp_path / "emb.h5.shards").is_dir()
+    monkeypatch.undo()
+    copy_photos(photos, ["p1"], first=2)
+    resumed = run(*args, "-o", tmp_path / "emb.h5")
+    assert resumed.exit_code == 0 and "starting afresh" in resumed.stderr
+    assert run(*args[:-1], "-o", tmp_path / "photos.h5").exit_code == 0
+    assert np.array_equal(read_embeddings(tmp_path / "emb.h5")[2][:2], read_embeddings(tmp_path / "photos.h5")[2])
+
+
+def test_an_index_build_resumed_after_a_photo_is_rewritten_in_place_embeds_it_afresh(tiny_model, tmp_path,
+                                                                                    monkeypatch):
+    """As for clibd embed: the chunks of photos an index build embedded before it failed are not
+    reused once a photo is replaced under its name (they were known by their record ids alone)."""
+    from clibd_cli.reference import hnsw_index
+    from clibd_cli.reference.index_reading import load_index
+
+    photos = tmp_path / "photos"
+    copy_photos(photos, ["p1", "p2"])
+    lineages = {p: {"order": "Diptera", "genus": f"G{p}", "species": f"G{p} s"} for p in ("p1", "p2")}
+    taxonomy = write_taxonomy(tmp_path / "t.tsv", lineages)
+    args = ["--threads", "1", "index", "-m", tiny_model, "--modality", "image", photos, "--taxonomy", taxonomy]
+
+    def fail(*a, **k):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(hnsw_index, "build_index", fail)  # after the photos are embedded
+    assert run(*args, "-o", tmp_path / "index").exit_code == 1 and (tmp_path / "index.shards").is_dir()
+    monkeypatch.undo()
+    copy_photos(photos, ["p1"], first=2)
+    resumed = run(*args, "-o", tmp_path / "index")
+    assert resumed.exit_code == 0 and "starting afresh" in resumed.stderr
+    assert run(*args, "-o", tmp_path / "fresh").exit_code == 0
+    assert np.array_equal(load_index(tmp_path / "index").vectors(), load_index(tmp_path / "fresh").vectors())
 
 
 def test_shards_of_other_inputs_are_not_reused(barcode_refs, tiny_model, tmp_path, monkeypatch):

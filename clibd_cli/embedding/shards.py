@@ -50,7 +50,7 @@ def shards_folder(output: str | Path, part: str = "") -> Path:
 
 def describe_inputs(paths: Iterable[str | Path]) -> list:
     """What identifies the inputs for a resumed run: each file's absolute path, size and mtime, each
-    folder's path and a sha256 of the photo paths under it (a renamed or added photo starts afresh)."""
+    folder's as :func:`describe_photos` gives it (a renamed, added or rewritten photo starts afresh)."""
     from clibd_cli.io.images import find_images
 
     out: list = []
@@ -59,12 +59,25 @@ def describe_inputs(paths: Iterable[str | Path]) -> list:
         if str(source) == "-":  # standard input cannot be read twice: never resumed
             out.append(["-", secrets.token_hex(8)])
         elif path.is_dir():
-            listing = hashlib.sha256("\n".join(map(str, find_images([path]))).encode()).hexdigest()
-            out.append([str(path.resolve()), listing])
+            out.append(describe_photos(path, find_images([path])))
         else:
             stat = path.stat()
             out.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     return out
+
+
+def describe_photos(source: Path, photos: Iterable[Path]) -> list:
+    """``source``'s absolute path and a sha256 of the paths, sizes and mtimes of the ``photos`` found
+    in it (a link to a photo that is gone: its path alone), for a resumed run."""
+    digest = hashlib.sha256()
+    for photo in photos:
+        try:
+            stat = photo.stat()
+        except OSError:
+            digest.update(f"{photo}\n".encode())
+        else:
+            digest.update(f"{photo}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return [str(source.resolve()), digest.hexdigest()]
 
 
 def embed_chunks(chunks: Iterable[Callable[[], Part]], folder: Path, fingerprint: dict,

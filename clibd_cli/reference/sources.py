@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clibd_cli.embedding.embedder import Embedder, batched
-from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, embed_chunks, read_chunks
+from clibd_cli.embedding.shards import (CHUNK_BATCHES, Part, describe_inputs, describe_photos, embed_chunks,
+                                        read_chunks)
 from clibd_cli.io.images import load_photos
 from clibd_cli.io.outputs import UsageError
 from clibd_cli.io.lineages import RANKS_ABOVE_ORDER
@@ -49,6 +50,7 @@ class References:
     items: list = field(default_factory=list)  # barcodes, label strings, or photo loaders
     skipped: list[str] = field(default_factory=list)  # "ID: why" of each record left out
     above: dict[str, Counter] = field(default_factory=dict)  # order -> records naming (rank, name) above it
+    photos: list = field(default_factory=list)  # the photo sources as embedding/shards.py describes them
 
     def add(self, record_id: str, ranks: dict[str, str | None], item) -> None:
         self.ids.append(record_id)
@@ -167,8 +169,10 @@ def embed_references(embedder: Embedder, refs: References, folder: Path, world: 
     digest = hashlib.sha256()
     for record_id, item in zip(refs.ids, refs.items):
         digest.update(f"{record_id}\t{item if isinstance(item, str) else ''}\n".encode())
+    # a photo is digested by its record id alone: its file (or dataset) tells a rewritten one apart
     fingerprint = {"command": "index", "modality": refs.modality, "records": digest.hexdigest(),
-                   "model": embedder.model.fingerprint(), "precision": embedder.precision, "chunk_records": size}
+                   "photos": refs.photos, "model": embedder.model.fingerprint(), "precision": embedder.precision,
+                   "chunk_records": size}
     chunks = (partial(_embed_chunk, embedder, refs, range(start, min(start + size, len(refs))))
               for start in range(0, len(refs), size))
     files = embed_chunks(chunks, folder, fingerprint, world, progress)
@@ -229,6 +233,7 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
         raise ClibdError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
     table = read_taxonomy(taxonomy)
     paths = find_images([source])
+    refs.photos.append(describe_photos(Path(source), paths))
     photos = photos_by_id(paths)
     for record_id, ranks in table.items():
         path = photos.get(record_id)
@@ -266,6 +271,8 @@ def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
     part = dataset.splits_union(splits)
     if refs.modality == "image" and not part.has_images:
         raise ClibdError(f"{source}: split {part.name} has no photos; use --modality dna")
+    if refs.modality == "image":
+        refs.photos += describe_inputs([source])
     ids = part.ids()
     columns = {rank: part.column(rank) for rank in RANKS}
     barcodes = part.column("barcode") if refs.modality == "dna" else None
