@@ -139,6 +139,44 @@ def test_an_index_build_resumed_after_a_photo_is_rewritten_in_place_embeds_it_af
     assert np.array_equal(load_index(tmp_path / "index").vectors(), load_index(tmp_path / "fresh").vectors())
 
 
+@pytest.mark.parametrize("command, output", [("embed", "out.h5"), ("index", "index")])
+def test_a_full_disk_as_the_output_is_written_keeps_the_embedded_chunks_and_says_so(command, output, barcode_refs,
+                                                                                   tiny_model, tmp_path, monkeypatch):
+    """Every record embedded, then the disk fills as the output is written: the chunks are kept for
+    a rerun and the message says so (it named the full disk alone, and 'give another path' embeds anew)."""
+    import errno
+
+    from clibd_cli.reference import hnsw_index
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(*(embeddings_file.EmbeddingsWriter, "add") if command == "embed" else (hnsw_index, "write_records"),
+                        full)
+    refs = write_fasta(tmp_path / "refs.fasta", barcode_refs.records[:40])  # 3 chunks of 16 at --batch-size 2
+    args = ["--threads", "1", command, "-m", tiny_model, "--batch-size", "2", refs, "-o", tmp_path / output]
+    failed = run(*args)
+    assert failed.exit_code == 1 and "cannot write (No space left on device)" in failed.stderr
+    assert f"3 embedded chunks kept in {tmp_path / output}.shards: run the same command again" in failed.stderr
+    monkeypatch.undo()
+    again = run(*args)
+    assert again.exit_code == 0 and "3 chunks already embedded" in again.stderr
+
+
+def test_a_full_disk_as_an_embedding_of_standard_input_is_written_leaves_no_chunks(tiny_model, tmp_path,
+                                                                                    monkeypatch):
+    """A rerun reads standard input afresh: its chunks were left behind on the full disk, of no use."""
+    import errno
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(embeddings_file.EmbeddingsWriter, "add", full)
+    result = run("--threads", "1", "embed", "-m", tiny_model, "-", "-o", tmp_path / "e.h5", input=">a\nACGT\n")
+    assert result.exit_code == 1 and "No space left" in result.stderr and "kept" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_shards_of_other_inputs_are_not_reused(barcode_refs, tiny_model, tmp_path, monkeypatch):
     out = tmp_path / "emb.h5"
 

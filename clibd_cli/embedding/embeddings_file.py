@@ -15,7 +15,8 @@ import numpy as np
 
 from clibd_cli import __version__
 from clibd_cli.embedding.embedder import Embedder, batched
-from clibd_cli.embedding.shards import CHUNK_BATCHES, Part, describe_inputs, discard, embed_chunks, read_chunks, shards_folder
+from clibd_cli.embedding.shards import (CHUNK_BATCHES, Part, describe_inputs, discard, embed_chunks, kept_on_failure,
+                                        read_chunks, shards_folder)
 from clibd_cli.io.hdf5_files import HDF5Output
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
 from clibd_cli.io.outputs import writer_lock
@@ -103,7 +104,8 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
         if not world.is_main:
             return 0
         skipped = 0
-        with EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
+        with kept_on_failure(folder, "-" not in inputs), \
+                EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
             for part in read_chunks(files):
                 writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
                 skipped += int(part.get("skipped", 0))  # chunks saved before it counted none

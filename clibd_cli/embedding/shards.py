@@ -24,6 +24,7 @@ import logging
 import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +90,9 @@ def embed_chunks(chunks: Iterable[Callable[[], Part]], folder: Path, fingerprint
     if world.is_main:
         _prepare(folder, manifest)
     distributed.gather_objects(None, world)  # the others wait for the folder
-    try:
+    resumable = all(entry[0] != "-" for entry in fingerprint.get("inputs", ()))
+    with kept_on_failure(folder, resumable) if world.is_main else nullcontext():
         total, mine = _embed_mine(chunks, folder, world, _bar(progress and world.is_main))
-    except BaseException:
-        if world.is_main:
-            _keep_or_discard(folder, resumable=all(entry[0] != "-" for entry in fingerprint.get("inputs", ())))
-        raise
     everyone = distributed.gather_objects((total, mine), world)
     if not world.is_main:
         return []
@@ -135,15 +133,21 @@ def _embed_mine(chunks: Iterable[Callable[[], Part]], folder: Path, world: distr
     return total, mine
 
 
-def _keep_or_discard(folder: Path, resumable: bool) -> None:
-    """After a failure: keep the chunks saved so far for a rerun, or remove a folder that holds none
-    or that no rerun can carry on (standard input is not read twice: see :func:`describe_inputs`)."""
-    saved = len(_done(folder)) if folder.is_dir() and resumable else 0
-    if saved:
-        log.warning("%s kept in %s: run the same command again to carry on", counted(saved, "embedded chunk"),
-                    folder)
-    else:
-        discard(folder)
+@contextmanager
+def kept_on_failure(folder: Path, resumable: bool = True) -> Iterator[None]:
+    """On a failure within (an interruption, a full disk as the chunks or the output they make up are
+    written): keep the chunks saved in ``folder`` for a rerun and say so, or remove a folder that holds
+    none or that no rerun can carry on (standard input is not read twice: see :func:`describe_inputs`)."""
+    try:
+        yield
+    except BaseException:
+        saved = len(_done(folder)) if folder.is_dir() and resumable else 0
+        if saved:
+            log.warning("%s kept in %s: run the same command again to carry on",
+                        counted(saved, "embedded chunk"), folder)
+        else:
+            discard(folder)
+        raise
 
 
 def read_chunks(files: list[tuple[Path, str]]) -> Iterator[Part]:

@@ -70,7 +70,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     from clibd_cli.embedding.embedder import Embedder, load_model_for, model_reference
     from clibd_cli.embedding.embeddings_file import nothing_usable
     from clibd_cli.embedding.kmer import is_model_free
-    from clibd_cli.embedding.shards import discard, shards_folder
+    from clibd_cli.embedding.shards import discard, kept_on_failure, shards_folder
     from clibd_cli.reference.hnsw_index import build_index
     from clibd_cli.reference.holdings import kmer_holdings
     from clibd_cli.reference.index_reading import load_index
@@ -195,7 +195,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     suspects = suspect_labels(target)
     if suspects:
         log.warning(suspects_warning(suspects))
-    target.save(output)
+    with kept_on_failure(shards_folder(output)), kept_on_failure(shards_folder(output, "held-out")):
+        target.save(output)  # a full disk: the chunks are kept for a rerun, and the message says so
     discard(shards_folder(output))
     discard(shards_folder(output, "held-out"))
     return target
