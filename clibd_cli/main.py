@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import click
 
 from clibd_cli import __version__
+from clibd_cli.defaults import STOP_SIGNALS
 from models.errors import ClibdError, ModelNotFound
 
 # name -> "module:function"; a command appears here only once it exists.
@@ -92,13 +93,13 @@ class ClibdGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = {sig: signal.signal(sig, _terminated) for sig in _STOPS} if main_thread else {}
+        previous = {sig: signal.signal(sig, _terminated) for sig in STOP_SIGNALS} if main_thread else {}
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except Terminated as stop:  # kill, timeout, Slurm: 143 (128 + SIGTERM), unwound as Ctrl-C is
-            click.echo(f"clibd: {_STOPS[stop.signum]} (nothing half-written is left)", err=True)
+            click.echo(f"clibd: {STOP_SIGNALS[stop.signum]} (nothing half-written is left)", err=True)
             raise click.exceptions.Exit(128 + stop.signum) from None
         except KeyboardInterrupt:  # Ctrl-C: 130 (128 + SIGINT), as shells report it, not a data error's 1
             click.echo("clibd: interrupted (nothing half-written is left)", err=True)
@@ -144,10 +145,6 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__(signum)
         self.signum = int(signum)
-
-
-# the signals that end a run as Ctrl-C does, with what clibd says: SIGHUP is a closed terminal or SSH session
-_STOPS = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
 
 
 def _terminated(signum, frame) -> None:

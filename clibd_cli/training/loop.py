@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from clibd_cli import distributed
+from clibd_cli.defaults import STOP_SIGNALS
 from clibd_cli.io.outputs import UsageError, writer_lock
 from clibd_cli.training import adapt, run_files, state
 from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
@@ -77,7 +78,8 @@ class TrainConfig:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM/SIGHUP: the loop stops after the current optimiser step and saves last/.
+    """Set by SIGINT and ``STOP_SIGNALS`` (SIGTERM, SIGHUP; ``clibd_cli/defaults.py``): the loop stops
+    after the current optimiser step and saves last/.
 
     Repeated signals change nothing (torchrun and Slurm forward a second one to every rank);
     a worker that must die at once can still be killed.
@@ -95,7 +97,7 @@ class StopFlag:
                 self.signal = signum
             self.raised = True
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, *STOP_SIGNALS)}
         try:
             yield self
         finally:
