@@ -111,6 +111,11 @@ def test_corrupted_or_foreign_packs_are_refused(pack, tmp_path):
         name: digest for name, digest in listed["sha256"].items() if name != "sketch.npy"}}))
     with pytest.raises(ClibdError, match="sketch.npy: missing or corrupted"):
         unpack_index(broken)
+    unlike = {name: value for name, value in listed["manifest"].items() if name != "sketch"}
+    for entry in ({}, {"sketch": "sketch.npy"}):  # a sketch file its manifest does not describe, an entry not clibd's
+        (broken / "pack.json").write_text(json.dumps({**listed, "manifest": {**unlike, **entry}}))
+        with pytest.raises(ClibdError, match=r"sketch.npy: expected \[C, 4\*\*k\] k-mer centroids and a manifest"):
+            unpack_index(broken)  # was unpacked without its sketch
 
 
 def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp_path, monkeypatch):

@@ -156,6 +156,11 @@ def test_an_index_whose_manifest_names_a_sketch_it_has_no_checksum_for_is_refuse
     manifest["sketch"] = "sketch.npy"
     with pytest.raises(ClibdError, match="expected \\[C, 4\\*\\*k\\] k-mer centroids and a manifest 'sketch' entry"):
         load_sketch(real_index, manifest, "rebuild")
+    del manifest["sha256"]["sketch.npy"]  # and its file unlisted: the index was loaded without its sketch
+    shutil.copytree(real_index, tmp_path / "entry")
+    (tmp_path / "entry" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ClibdError, match="expected \\[C, 4\\*\\*k\\] k-mer centroids and a manifest 'sketch' entry"):
+        load_index(tmp_path / "entry")
 
 
 def test_a_translation_sketch_that_is_not_one_clibd_wrote_is_a_clear_error(real_index, tmp_path):

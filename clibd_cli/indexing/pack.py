@@ -36,7 +36,7 @@ from clibd_cli.embedding.unit import unit_rows
 from clibd_cli.reference.hnsw_index import RECORDS_FILE, ReferenceIndex, build_index
 from clibd_cli.reference.holdings import HOLDINGS_FILE, checked_holdings, load_holdings, save_holdings
 from clibd_cli.reference.records import read_records, write_records
-from clibd_cli.reference.sketch import Sketch, load_sketch, save_sketch, sketch_files
+from clibd_cli.reference.sketch import Sketch, holds_sketch, load_sketch, save_sketch, sketch_files
 from models.errors import ClibdError
 from models.files import atomic_path, sha256_file
 
@@ -114,7 +114,7 @@ def unpack_index(path: str | Path, *, progress: bool = False) -> ReferenceIndex:
                      np.load(path / "nodes.npy", allow_pickle=False).astype(np.int64),
                      ids, labels, manifest, progress=progress)
     index.calibration = calibration
-    if sketch_files(manifest):
+    if holds_sketch(manifest, digests):
         index.sketch = load_sketch(path, manifest, "reinstall clibd")
     if HOLDINGS_FILE in digests:
         index.holdings = np.array(load_holdings(path / HOLDINGS_FILE, len(ids), "reinstall clibd"))

@@ -17,7 +17,7 @@ from clibd_cli.reference.hnsw_index import (CALIBRATION_FILE, FORMAT_VERSION, IN
                                             RECORDS_FILE, ReferenceIndex)
 from clibd_cli.reference.holdings import HOLDINGS_FILE, load_holdings
 from clibd_cli.reference.records import REBUILD, read_records
-from clibd_cli.reference.sketch import SKETCH_FILE, load_sketch, sketch_files
+from clibd_cli.reference.sketch import holds_sketch, load_sketch, sketch_files
 from models.config import TOWERS
 from models.errors import ClibdError
 from models.files import read_whole, sha256_file
@@ -110,7 +110,7 @@ def _load(path: Path, verify: bool) -> ReferenceIndex:
         except ValueError as exc:
             raise ClibdError(f"{path / CALIBRATION_FILE}: unreadable ({exc}); {REBUILD}") from exc
     index = ReferenceIndex(graph, ids, labels, nodes.astype(np.int64), manifest, calibration, path,
-                           load_sketch(path, manifest, REBUILD) if SKETCH_FILE in digests else None,
+                           load_sketch(path, manifest, REBUILD) if holds_sketch(manifest, digests) else None,
                            load_holdings(path / HOLDINGS_FILE, len(ids), REBUILD) if HOLDINGS_FILE in digests else None)
     index._mapped()  # now, from this version of index.bin
     return index

@@ -297,6 +297,13 @@ def sketch_files(manifest: dict) -> list[str]:
     return [SKETCH_FILE, *([PROTEIN_FILE] if isinstance(entry.get("protein"), dict) else [])] if entry else []
 
 
+def holds_sketch(manifest: dict, digests: dict) -> bool:
+    """Whether an index or pack holds a sketch: its ``manifest`` has a sketch entry or the checksums
+    of its files (``digests``) list ``SKETCH_FILE``. Either is enough: :func:`load_sketch` then reads
+    it, or refuses a sketch file the manifest does not describe and an entry that is not clibd's."""
+    return manifest.get("sketch") is not None or SKETCH_FILE in digests
+
+
 def save_sketch(sketch: Sketch, folder: Path) -> list[str]:
     """Write the sketch's arrays into ``folder`` (an index or pack being written); their names."""
     np.save(folder / SKETCH_FILE, sketch.centroids, allow_pickle=False)
