@@ -425,7 +425,7 @@ def test_stretches_held_whole_are_counted_by_node_and_not_searched_in_the_graph(
     shared, scores = counter.distinct(bits), np.random.default_rng(1).random((len(bits), len(index.holdings)))
     assert np.array_equal(counter(bits), shared[:, counter.of_record])
     for width, k in ((5, 3), (12, None)):
-        got = contained_neighbours(shared, lambda q, c: scores[q, c], width, k, of_record=counter.of_record)
+        got = contained_neighbours(shared, lambda q, c: scores[q, c], width, k, members=counter.members)
         want = contained_neighbours(counter(bits), lambda q, c: scores[q, c], width, k)
         assert all(np.array_equal(a, b) for a, b in zip(got, want))
 

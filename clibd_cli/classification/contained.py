@@ -25,6 +25,8 @@ barcodes held whole by their 5-mers*).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,6 +46,16 @@ def kmer_bits(profiles: np.ndarray) -> np.ndarray:
     profiles = np.asarray(profiles)
     bits = unpacked(profiles) if profiles.dtype == np.uint8 else profiles > 0
     return bits.astype(np.float32)
+
+
+class RowMembers(NamedTuple):
+    """The records at the rows of a :class:`KmerCounter` that shares them: how many each row has
+    (``size`` ``[rows]``), the records row by row, in order within one (``members`` ``[N]``), and
+    where each row's begin in ``members`` (``first`` ``[rows]``)."""
+
+    size: np.ndarray
+    members: np.ndarray
+    first: np.ndarray
 
 
 class KmerCounter:
@@ -82,6 +94,20 @@ class KmerCounter:
         """``[N]``: the row of each record (None: one row a record, in order)."""
         return self._of_record
 
+    @cached_property
+    def members(self) -> RowMembers | None:
+        """The records of each row (None: one row a record, in order), sorted out once for every
+        block of queries (an argsort over all the records)."""
+        if self._of_record is None:
+            return None
+        size = np.bincount(self._of_record, minlength=self._rows)
+        first = np.concatenate([[0], np.cumsum(size)])[:-1]
+        return RowMembers(size, np.argsort(self._of_record, kind="stable"), first)
+
+    @property
+    def _rows(self) -> int:
+        return len(self._held) if self._groups is None else len(self._groups[0])
+
     def __call__(self, bits: np.ndarray) -> np.ndarray:
         """``[Q, N]`` float32 counts of the queries' 5-mers ``bits`` (:func:`kmer_bits`)."""
         out = self.distinct(bits)
@@ -91,7 +117,7 @@ class KmerCounter:
         """``[Q, rows]`` float32 counts of the queries' 5-mers ``bits`` in each row (each record's
         count is its row's, :attr:`of_record`). The float32 products read only the 5-mers some query
         holds: whole-number sums, exact in any order."""
-        n = len(self._held) if self._groups is None else len(self._groups[0])
+        n = self._rows
         out = np.empty((len(bits), n), dtype=np.float32)
         if self._groups is None:
             held = np.flatnonzero(np.asarray(bits).any(axis=0))
@@ -136,10 +162,10 @@ def held_whole(bits: np.ndarray, shared: np.ndarray, excluded: np.ndarray | None
 def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
                          width: int, k: int | None = None, excluded: np.ndarray | None = None,
                          records: np.ndarray | None = None,
-                         of_record: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         members: RowMembers | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, sims)`` ``[Q, width]``: the records holding the most of each query's 5-mers (by
     ``shared`` ``[Q, N]``, those ``excluded`` left out; or by ``shared`` ``[Q, rows]`` of the
-    counter's rows, each record at its row ``of_record`` ``[N]``, :meth:`KmerCounter.distinct`), ties
+    counter's rows, ``members`` the records at each, :meth:`KmerCounter.distinct`), ties
     to the higher vector similarity, best first by vector similarity (``similarity(q, c)``: of
     queries ``q`` to the records of columns ``c``, pairwise); the columns are the records at
     ``records`` (all, in order, if None). Where ``width`` is more than the ``k`` neighbours the
@@ -148,7 +174,7 @@ def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, n
     found (similarity -inf)."""
     held = shared if excluded is None else np.where(excluded, -1.0, shared)
     k = width if k is None else min(k, width)
-    q, c, counts = _candidates(held, width, of_record)  # candidates hold as many as the width-th or more
+    q, c, counts = _candidates(held, width, members)  # candidates hold as many as the width-th or more
     near_sims = similarity(q, c).astype(np.float32)
     order = np.lexsort((-near_sims, -counts, q))  # per query: most shared, then nearest vectors
     q, c, near_sims = q[order], c[order], near_sims[order]
@@ -191,36 +217,32 @@ def held_whole_neighbours(counter: KmerCounter, profiles: np.ndarray, queries: n
     order, if None), and the record rows ``records`` (all, in order, if None)."""
     rows, found = np.zeros((len(queries), width), dtype=np.int64), np.zeros(len(queries), dtype=bool)
     sims = np.full((len(queries), width), -np.inf, dtype=np.float32)
-    of_record, orphans = counter.of_record, None  # rows of no record (none as a rule) hold nothing
+    members = counter.members  # rows of no record (none as a rule) hold nothing
+    orphans = None if members is None or members.size.all() else members.size == 0
     for at in range(0, len(queries), block):
         mine = kmer_bits(profiles[at: at + block])
         shared = counter.distinct(mine)  # counted by the counter's rows, not yet by record
-        if of_record is not None and orphans is None:
-            orphans = np.bincount(of_record, minlength=shared.shape[1]) == 0
-        whole = at + np.flatnonzero(held_whole(mine, shared, orphans if orphans is not None and orphans.any()
-                                                else None))
+        whole = at + np.flatnonzero(held_whole(mine, shared, orphans))
         scores = queries[whole] @ reference.T
         near = (lambda q, c: scores[q, c]) if column is None else (lambda q, c: scores[q, column[c]])
         rows[whole], sims[whole] = contained_neighbours(shared[whole - at], near, width, k, records=records,
-                                                        of_record=of_record)
+                                                        members=members)
         found[whole] = True
     return rows, sims, found
 
 
 def _candidates(held: np.ndarray, width: int,
-                of_record: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                rows: RowMembers | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(q, c, counts)``: each query's records (columns ``c``, by query then record) holding as
     many of its 5-mers as its ``width``-th most holding record or more, and how many, from ``held``
-    ``[Q, N]``, or ``[Q, rows]`` with each record at its row ``of_record``."""
-    if of_record is None:
+    ``[Q, N]``, or ``[Q, rows]`` with the records at each row ``rows``."""
+    if rows is None:
         kth = _kth_largest(held, width)
         q, c = np.nonzero(held >= kth[:, None])
         return q, c, held[q, c]
-    size = np.bincount(of_record, minlength=held.shape[1])
+    size, members, first = rows
     kth = _kth_largest(held, width, size)
     q, row = np.nonzero(held >= kth[:, None])
-    members = np.argsort(of_record, kind="stable")  # the records of each row, in order
-    first = np.concatenate([[0], np.cumsum(size)])[:-1]
     many = size[row]
     q, row = np.repeat(q, many), np.repeat(row, many)
     c = members[first[row] + np.arange(len(q)) - np.repeat(np.cumsum(many) - many, many)]
