@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from clibd_cli.defaults import STOP_SIGNALS
 from models.errors import ClibdError, counted
 
 if TYPE_CHECKING:
@@ -148,8 +149,9 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
     log.info("launching %s: %s", counted(nproc_per_node, "process", "processes"), " ".join(command))
     workers = subprocess.Popen(command)
     # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait. A
-    # SIGTERM sent to this process alone (kill, timeout) is passed on to torchrun, which passes it
-    # to the workers: they stop as for Ctrl-C, and we wait for them rather than leave them running.
+    # stop signal sent to this process alone (kill, timeout, kill -HUP: defaults.STOP_SIGNALS) is
+    # passed on to torchrun, which passes it to the workers: they stop as for Ctrl-C, and we wait
+    # for them rather than leave them running.
     forwarded = []
 
     def forward(signum, frame):
@@ -157,9 +159,10 @@ def launch(nproc_per_node: int, argv: list[str]) -> int:
         workers.send_signal(signum)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, forward)
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, forward)
     code = workers.wait()
-    return 128 + signal.SIGTERM if forwarded else code  # torchrun itself exits 1 on a SIGTERM
+    return 128 + forwarded[0] if forwarded else code  # as shells say; torchrun itself exits 1 on a SIGTERM
 
 
 @dataclass(frozen=True)
