@@ -8,10 +8,12 @@ accuracy for them, and wall-clock throughput of each tool with 2 threads.
     .venv/bin/python benchmarks/classify_bold.py [--model kmer|RUN/best|bundled] [--limit N] [--work DIR]
         [--prior-unseen P] [--calibrate-held-out [--disjoint-species]] [--no-baselines] [--batches]
         [--fragment N] [--errors RATE] [--calibrate-held-out --calibrate-errors RATE]
+        [--batches [--shares 0.05,0.5,0.9]] [--index DIR]
 
 `--batches` classifies three batches (`test`, `test_unseen`, a seeded 70:30 mix) in separate
 runs and prints, per batch, per-rank ECE and the open-set numbers of clibd, SINTAX and RDP,
-then their operating curves on the mix (see benchmarks/batch_calibration.py).
+then their operating curves on the mix (see benchmarks/batch_calibration.py); `--shares` adds
+mixes at other shares of new species (each share a batch of its own).
 
 `--model bundled` runs `clibd classify` without `--index`: the bundled clibd-fast-bold model
 and its packed reference of the same train split, as a user gets them (unpacked into the cache
@@ -72,7 +74,13 @@ def main() -> None:
     parser.add_argument("--no-baselines", action="store_true", help="skip the vsearch (and, with --batches, RDP) runs")
     parser.add_argument("--batches", action="store_true",
                         help="per-batch reliability of clibd, SINTAX and RDP (test / test_unseen / 70:30 mix)")
+    parser.add_argument("--index", type=Path, help="an index of BOLD train built before, by this script or "
+                        "`clibd index` of its reference.fasta (not with bundled): not built again")
+    parser.add_argument("--shares", type=lambda text: tuple(float(x) for x in text.split(",")), default=(),
+                        help="with --batches, also mixes at these shares of new species (e.g. 0.05,0.5,0.9)")
     args = parser.parse_args()
+    if any(not 0 < share < 1 for share in args.shares):
+        parser.error("--shares: each share of new species must lie between 0 and 1")
     args.work.mkdir(parents=True, exist_ok=True)
     rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
     reference = [r for r in rows if r["split"] == "train"]
@@ -99,13 +107,17 @@ def main() -> None:
           + ", ".join(f"{len(q)} {s}" for s, q in queries.items()))
 
     if args.model == "bundled" and (args.prior_unseen is not None or args.calibrate_held_out
-                                    or args.calibrate_errors is not None):
-        parser.error("--prior-unseen, --calibrate-held-out and --calibrate-errors need an index built here, "
-                     "not the bundled one")
+                                    or args.calibrate_errors is not None or args.index):
+        parser.error("--prior-unseen, --calibrate-held-out, --calibrate-errors and --index need an index of "
+                     "their own, not the bundled one")
     if args.model == "bundled":
         subprocess.run([CLIBD, "-q", "classify", str(ROOT / "examples" / "barcodes.fasta")], check=True,
                        stdout=subprocess.DEVNULL)  # unpacks the bundled reference once
         where = []
+    elif args.index:
+        if args.prior_unseen is not None or args.calibrate_held_out or args.calibrate_errors is not None:
+            parser.error("--prior-unseen, --calibrate-held-out and --calibrate-errors are for an index built here")
+        where = ["--index", str(args.index)]
     else:
         index = args.work / f"index-{Path(args.model).name}"
         prior = [] if args.prior_unseen is None else ["--prior-unseen", str(args.prior_unseen)]
@@ -182,7 +194,7 @@ def run_batches(args, reference: list[dict], queries: dict, ref_fasta: Path, que
         tools["rdp"] = rdp.read_allrank(out)
         print(f"RDP classifier 2.10 (trained on the reference): {took:.1f} s")
     mixed = None
-    for name, batch in bc.batches(queries).items():
+    for name, batch in bc.batches(queries, shares=args.shares).items():
         fasta, out = args.work / f"batch-{name}.fasta", args.work / f"batch-{name}.tsv"
         write_fasta(fasta, batch, sintax=False)
         took = timed([CLIBD, "--threads", "2", "classify", *where, str(fasta), "-o", str(out)])
