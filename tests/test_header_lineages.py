@@ -32,3 +32,14 @@ def test_an_epithet_only_species_is_joined_to_its_genus_in_sintax_headers_and_ta
     table.write_text("id\torder\tfamily\tgenus\tspecies\nMT153946\tDiptera\tCulicidae\tAedes\talbopictus\n")
     assert read_taxonomy(table) == {"MT153946": AEDES}
     assert header_lineage("MT153946", "o__Diptera;f__Culicidae;g__Aedes;s__albopictus") == ("MT153946", AEDES, [])
+
+
+def test_an_epithet_of_several_words_is_joined_to_its_genus_and_a_lower_case_binomial_is_not():
+    """``s__pipiens_s.l.`` or a subspecies' ``albopictus albopictus`` below its genus is that genus's species
+    (it was a species ``pipiens s.l.`` of no genus, shared by every genus with such an epithet); a binomial
+    written in lower case, ``aedes albopictus``, is not given its genus twice."""
+    culex = {"order": "Diptera", "genus": "Culex", "species": "Culex pipiens s.l."}
+    assert header_lineage("A2", "o__Diptera;g__Culex;s__pipiens_s.l.") == ("A2", culex, [])
+    trinomial = header_lineage("A3", "o__Diptera;g__Aedes;s__albopictus_albopictus")[1]
+    assert trinomial["species"] == "Aedes albopictus albopictus"
+    assert header_lineage("A4", "o__Diptera;g__Aedes;s__aedes_albopictus")[1]["species"] == "aedes albopictus"

@@ -85,7 +85,8 @@ def reference_labels(tmp_path, species: str) -> dict[str, dict[str, str | None]]
 
 
 @pytest.mark.parametrize("species", ["Aedes cf. albopictus", "Aedes aff. albopictus", "Aedes nr. albopictus",
-                                     "Aedes albopictus?", "Aedes cf albopictus", "Aedes sp. nr. albopictus"])
+                                     "Aedes albopictus?", "Aedes cf albopictus", "Aedes sp. nr. albopictus",
+                                     "Aedes (cf. albopictus)", "Aedes [aff. albopictus]"])
 def test_a_provisional_identification_names_its_genus_not_a_species_in_every_reference_form(
         species, tmp_path, caplog):
     """Open nomenclature's cf., aff., nr., ?: the record counts for its genus and above, as ``Aedes sp.``
@@ -99,7 +100,7 @@ def test_a_provisional_identification_names_its_genus_not_a_species_in_every_ref
 
 
 @pytest.mark.parametrize("species", ["Megaselia sp. BOLD:ACZ1234", "Diptera sp. 3", "Aedes affinis",
-                                     "Aedes nearcticus"])
+                                     "Aedes nearcticus", "Aedes (Stegomyia) albopictus", "Aedes pipiens s.l."])
 def test_interim_names_and_epithets_like_a_qualifier_stay_species(species, tmp_path, caplog):
     """BOLD's interim names name a species (a BIN's, a morphospecies) as before; ``affinis`` is no ``aff.``."""
     with caplog.at_level(logging.WARNING, logger="clibd"):

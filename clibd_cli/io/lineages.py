@@ -50,7 +50,7 @@ RANK_LETTER = {rank: letter for letter, rank in SINTAX_RANKS.items()}
 _NO_EPITHET = frozenset({"sp", "spp"})  # "Aedes sp.": a species left unnamed
 # open nomenclature's qualifiers of a provisional identification, a word of their own (Aedes cf. albopictus,
 # Aedes_aff_albopictus, Aedes cf.albopictus; never the start of an epithet: affinis), or a '?' anywhere
-_PROVISIONAL = re.compile(r"(?:^|[\s_])(?:cfr?|aff|nr|near)(?:\.|(?=[\s_]|$))|\?", re.IGNORECASE)
+_PROVISIONAL = re.compile(r"(?:^|[\s_(\[])(?:cfr?|aff|nr|near)(?:\.|(?=[\s_]|$))|\?", re.IGNORECASE)
 _TAXID = re.compile(r"[_ ]\d+$")  # MIDORI2: Aedes_albopictus_7160
 _FILLED = re.compile(r"^(?:domain|superkingdom|kingdom|phylum|class|order|family|genus) ", re.IGNORECASE)
 Names = Callable[[Mapping[str, str]], dict[str, str]]  # ranks as written -> the ranks that name something
@@ -121,15 +121,16 @@ def named(ranks: Mapping[str, str]) -> dict[str, str]:
     ``Aedes cf. albopictus`` counts for its genus and above, as ``Aedes sp.`` does; BOLD's interim
     names, ``Aedes sp. 3``, ``Megaselia sp. BOLD:ACZ1234``, are species) and a species not identified
     (UNITE's ``Aedes_sp``, ``Aedes sp.``, ``Aedes spp``, ``Aedes``: the genus alone); an epithet-only
-    species (``albopictus`` below genus ``Aedes``) is joined to its genus."""
+    species (``albopictus`` or ``pipiens s.l.`` below genus ``Aedes``, ``Culex``: a lower-case first
+    word that is not the genus) is joined to its genus."""
     ranks = dict(zip(ranks, without_taxids(list(ranks.values()))))
     kept = {rank: name for rank, name in ranks.items() if not is_missing_label(name)
             and not _FILLED.match(name.replace("_", " ")) and not is_provisional(name)}
     species, genus = kept.get("species"), kept.get("genus")
     if species and (species == genus or species.split()[-1].lower().rstrip(".") in _NO_EPITHET):
         del kept["species"]
-    elif species and genus and " " not in species:  # Greengenes' s__albopictus, SINTAX's s:albopictus
-        kept["species"] = f"{genus} {species}"
+    elif species and genus and species[:1].islower() and species.split()[0].lower() != genus.lower():
+        kept["species"] = f"{genus} {species}"  # Greengenes' s__albopictus, SINTAX's s:pipiens_s.l.
     return kept
 
 
