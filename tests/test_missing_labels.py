@@ -113,3 +113,27 @@ def test_a_species_not_identified_names_no_species_in_bold_either(tmp_path):
     """``Aedes sp.`` in BOLD's species column is the genus alone, as in every other form."""
     got = reference_labels(tmp_path, "Aedes sp.")
     assert got == dict.fromkeys(got, {"order": "Diptera", "genus": "Aedes"})
+
+
+def test_a_header_name_a_taxonomy_table_replaces_is_not_counted_as_provisional(tmp_path, caplog):
+    """With ``--taxonomy`` the table's names are the record's: a ``cf.`` in the header it replaces lost
+    nothing, so no warning says a rank was left unnamed."""
+    fasta, table = tmp_path / "refs.fasta", tmp_path / "taxonomy.tsv"
+    fasta.write_text(f">P1;tax=o:Diptera,g:Aedes,s:Aedes_cf._albopictus;\n{BARCODE}\n")
+    table.write_text("id\torder\tgenus\tspecies\nP1\tDiptera\tAedes\tAedes albopictus\n")
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        (entry,) = FastaSource(fasta, table).records()
+    assert entry.record.species == "Aedes albopictus" and "provisional" not in caplog.text
+
+
+def test_a_bold_table_with_a_repeated_id_warns_of_its_provisional_names_once(tmp_path, caplog):
+    """The repeated ids' lines are found by reading the table again, silently (it warned twice)."""
+    from clibd_cli.reference.sources import read_references
+    from models.errors import ClibdError
+
+    bold = tmp_path / "bold.tsv"
+    bold.write_text("processid\torder_name\tgenus_name\tspecies_name\tnucleotides\n"
+                    + "".join(f"{pid}\tDiptera\tAedes\tAedes cf. albopictus\t{BARCODE}\n" for pid in ("P1", "P2", "P1")))
+    with caplog.at_level(logging.WARNING, logger="clibd"), pytest.raises(ClibdError, match="must be unique"):
+        read_references([str(bold)], "dna")
+    assert caplog.text.count("provisional identification") == 1, caplog.text

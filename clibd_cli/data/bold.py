@@ -51,9 +51,9 @@ class BoldSource:
     key_name = "processid"
     has_splits = False
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, report: bool = True):
         self.path = Path(path)
-        self._reported = False  # the warnings below are given once, by the first complete reading
+        self._reported = not report  # the warnings below are given once, by the first complete reading
 
     def records(self) -> Iterator[SourceRecord]:
         columns, rows = read_rows(self.path, required=("processid",))

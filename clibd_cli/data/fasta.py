@@ -66,6 +66,7 @@ class FastaSource:
             if self.taxonomy is not None:
                 if record_id in self.taxonomy:
                     ranks = self.taxonomy[record_id]
+                    provisional.uncount(entry.line)  # the header's names are not this record's
                 else:
                     untaxed += 1
                     bare += not ranks

@@ -271,6 +271,12 @@ class Provisional:
             self.first = self.first if self.first[0] else (line, written)
         return named(ranks)
 
+    def uncount(self, line: int) -> None:
+        """Take back the record on ``line``: its names were not used (a taxonomy table gives its ranks)."""
+        if line == self.line and self.records:
+            self.records, self.line = self.records - 1, 0
+            self.first = (0, "") if self.first[0] == line else self.first
+
     def warn(self, name: str) -> None:
         """One warning for the file ``name`` if any record had a provisional name."""
         if self.records:

@@ -210,7 +210,7 @@ def _barcode_source(source: str, taxonomy: str | None = None,
     from clibd_cli.data.bold import BoldSource, is_bold_table
     from clibd_cli.data.fasta import FastaSource
 
-    return BoldSource(source) if is_bold_table(source) else FastaSource(source, taxonomy, report=report)
+    return BoldSource(source, report) if is_bold_table(source) else FastaSource(source, taxonomy, report=report)
 
 
 def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
