@@ -139,6 +139,32 @@ def test_an_index_build_resumed_after_a_photo_is_rewritten_in_place_embeds_it_af
     assert np.array_equal(load_index(tmp_path / "index").vectors(), load_index(tmp_path / "fresh").vectors())
 
 
+def test_an_index_build_resumes_from_another_folder_and_past_a_photo_it_does_not_use(tiny_model, tmp_path,
+                                                                                     monkeypatch):
+    """What identifies an index's photos is the photos it uses, by their paths within the folder: a
+    rerun naming the folder by its absolute path, after a photo no taxonomy row names was added, carries
+    on (it started afresh: the digest held the paths as given and every photo in the folder)."""
+    from clibd_cli.reference import hnsw_index
+
+    photos = tmp_path / "photos"
+    copy_photos(photos, ["p1", "p2"])
+    lineages = {p: {"order": "Diptera", "genus": f"G{p}", "species": f"G{p} s"} for p in ("p1", "p2")}
+    taxonomy = write_taxonomy(tmp_path / "t.tsv", lineages)
+    args = ["--threads", "1", "index", "-m", tiny_model, "--modality", "image", "--taxonomy", taxonomy,
+            "-o", tmp_path / "index"]
+
+    def fail(*a, **k):
+        raise RuntimeError("power cut")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hnsw_index, "build_index", fail)  # after the photos are embedded
+    assert run(*args, "photos").exit_code == 1 and (tmp_path / "index.shards").is_dir()
+    monkeypatch.undo()
+    copy_photos(photos, ["p3"], first=2)
+    resumed = run(*args, photos)
+    assert resumed.exit_code == 0 and "already embedded" in resumed.stderr and "afresh" not in resumed.stderr
+
+
 @pytest.mark.parametrize("command, output", [("embed", "out.h5"), ("index", "index")])
 def test_a_full_disk_as_the_output_is_written_keeps_the_embedded_chunks_and_says_so(command, output, barcode_refs,
                                                                                    tiny_model, tmp_path, monkeypatch):

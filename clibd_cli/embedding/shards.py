@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -68,16 +69,18 @@ def describe_inputs(paths: Iterable[str | Path]) -> list:
 
 
 def describe_photos(source: Path, photos: Iterable[Path]) -> list:
-    """``source``'s absolute path and a sha256 of the paths, sizes and mtimes of the ``photos`` found
-    in it (a link to a photo that is gone: its path alone), for a resumed run."""
+    """``source``'s absolute path and a sha256 of the paths (relative to it: the same run from another
+    folder resumes), sizes and mtimes of the ``photos`` found in it (a link to a photo that is gone: its
+    path alone), for a resumed run."""
     digest = hashlib.sha256()
     for photo in photos:
+        where = os.path.relpath(photo, source)
         try:
             stat = photo.stat()
         except OSError:
-            digest.update(f"{photo}\n".encode())
+            digest.update(f"{where}\n".encode())
         else:
-            digest.update(f"{photo}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{where}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return [str(source.resolve()), digest.hexdigest()]
 
 

@@ -233,8 +233,8 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
         raise ClibdError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
     table = read_taxonomy(taxonomy)
     paths = find_images([source])
-    refs.photos.append(describe_photos(Path(source), paths))
     photos = photos_by_id(paths)
+    refs.photos.append(describe_photos(Path(source), [photos[i] for i in table if i in photos]))  # those used
     for record_id, ranks in table.items():
         path = photos.get(record_id)
         if path is None:
