@@ -30,7 +30,8 @@ from models.config import RANKS
 BOOTSTRAP = 500  # draws: species resamplings for species_weights' ECE interval, and calibrated_ece's
 
 
-def batches(queries: dict[str, list[dict]], seed: int = 0, shares: tuple[float, ...] = ()) -> dict[str, list[dict]]:
+def batches(queries: dict[str, list[dict]], seed: int = 0,
+            shares: tuple[float, ...] = ()) -> dict[str, list[dict]]:
     """`test`, `test_unseen`, the seeded 70:30 mix of the two and a mix at each other share of new
     species in ``shares`` (``mix50:50``: as many of either kind as the smaller split allows), each
     shuffled (clibd estimates the share of new species on a run's first 10,000 queries: a batch
@@ -38,10 +39,11 @@ def batches(queries: dict[str, list[dict]], seed: int = 0, shares: tuple[float, 
     seen, unseen = queries["test"], queries["test_unseen"]
     out = {"test": seen, "test_unseen": unseen}
     for share in (0.3, *sorted(set(shares) - {0.3})):
-        n_new = min(len(unseen), round(len(seen) * share / (1 - share)))
-        n_seen = min(len(seen), round(n_new * (1 - share) / share))
+        n_new = round(len(seen) * share / (1 - share))  # with every known species' record, if enough are new
+        n_seen = len(seen) if n_new <= len(unseen) else round(len(unseen) * (1 - share) / share)
         rng = random.Random(seed)
-        mix = (rng.sample(seen, n_seen) if n_seen < len(seen) else seen) + rng.sample(unseen, n_new)
+        mix = seen if n_seen == len(seen) else rng.sample(seen, n_seen)
+        mix = mix + rng.sample(unseen, min(n_new, len(unseen)))
         rng.shuffle(mix)
         out[f"mix{round(100 * (1 - share))}:{round(100 * share)}"] = mix
     return out

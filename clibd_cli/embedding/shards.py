@@ -146,8 +146,8 @@ def kept_on_failure(folder: Path, resumable: bool = True) -> Iterator[None]:
     except BaseException:
         saved = len(_done(folder)) if folder.is_dir() and resumable else 0
         if saved:
-            log.warning("%s kept in %s: run the same command again to carry on",
-                        counted(saved, "embedded chunk"), folder)
+            log.warning("%s kept in %s: run the same command again to carry on, once what stopped it is "
+                        "mended", counted(saved, "embedded chunk"), folder)
         else:
             discard(folder)
         raise
