@@ -12,7 +12,9 @@ at 0.5, 1, 2, 3 and 5 % in turn (`read_errors.PARTIAL_RATES`: the maps read the 
 `error_rate.py`), embeds those that stay partial as reads, fits the calibration on them and refits it
 on stretches of the held-out `val` + `val_unseen` records copied so (as the pack's `dna<500` one
 was refitted on their clean stretches), with `indexing.pack.add_partial_reads`; the vectors,
-records, sketches, holdings and other calibrations stay byte for byte as they were.
+records, sketches, holdings and other calibrations stay byte for byte as they were (only
+`pack.json`'s `dna<500~` entry changes). Since session 29 the calibration is fitted, and classifies,
+with a read held by a record missing up to `contained.READ_SLACK` of its 5-mers (`contained_slack`).
 """
 
 from __future__ import annotations

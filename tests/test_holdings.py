@@ -156,6 +156,7 @@ def test_a_pack_gets_a_calibration_for_partial_reads_the_rest_unchanged(barcode_
     fitted on the records' stretches copied with errors (those still partial, with a stop or not,
     embedded as reads), placed after ``dna<500`` as ``clibd index`` places it; every file and other calibration
     byte for byte as it was."""
+    from clibd_cli.classification.contained import READ_SLACK
     from clibd_cli.classification.read_errors import partial_read_queries
     from clibd_cli.indexing.pack import add_partial_reads
 
@@ -174,6 +175,7 @@ def test_a_pack_gets_a_calibration_for_partial_reads_the_rest_unchanged(barcode_
     assert {kind: after["calibration"][kind] for kind in before["calibration"]} == before["calibration"]
     assert after["calibration"]["dna<500~"]["fitted_on"]["pseudo_queries"][0] == len(short_reads.rows)
     assert after["calibration"]["dna<500~"]["ranks"] != before["calibration"][SHORT_KIND]["ranks"]  # the copies
+    assert after["calibration"]["dna<500~"]["contained_slack"] == READ_SLACK  # held missing a few 5-mers
     assert all((tmp_path / "pack" / name).read_bytes() == data for name, data in files.items())
     assert list(unpack_index(tmp_path / "pack").calibration) == ["dna", SHORT_KIND, "dna<500~"]
 

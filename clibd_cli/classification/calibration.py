@@ -87,6 +87,8 @@ class Calibration:
     containment: list[str] = field(default_factory=list)  # ranks of rank_parts read by k-mer containment
     containment_source: str = "vectors"  # read from the vectors' part, or the index's "holdings"
     contained_search: bool = False  # partial barcodes a record holds whole searched by their 5-mers (contained.py)
+    contained_slack: int = 0  # 5-mers of such a barcode a record may miss and hold it whole (dna<500~ since
+    # session 29: contained.READ_SLACK)
     read_run: bool = False  # dna<500~ fitted on every partial copy with errors: a run of reads may send every
     # partial barcode here (query_kinds.read_run); before session 25, on those meeting a stop only
     stop_model: dict | None = None  # dna<500~ and dna~ since session 26: its maps read the run's error rate, told
@@ -147,6 +149,8 @@ class Calibration:
             del data["containment_source"]
         if not self.contained_search:  # as every calibration read before it
             del data["contained_search"]
+        if not self.contained_slack:  # as every calibration read before it
+            del data["contained_slack"]
         if not self.read_run:  # as every calibration read before it
             del data["read_run"]
         if self.stop_model is None:  # as every calibration read before it
@@ -158,10 +162,12 @@ class Calibration:
         features = feature_names(bool(data.get("gaps")), data.get("by_length", False),
                                  data.get("stop_model") is not None)
         contained, parts = data.get("containment", []), data.get("rank_parts", {})
+        slack = data.get("contained_slack", 0)  # of a contained search alone
         if (data.get("features") != features or data.get("format") not in (FORMAT, "clibd-calibration/1")
                 or not isinstance(contained, list) or not all(rank in parts for rank in contained)
                 or data.get("containment_source", "vectors") not in SOURCES
-                or data.get("contained_search", False) not in (False, bool(contained))):
+                or data.get("contained_search", False) not in (False, bool(contained))
+                or type(slack) is not int or slack < 0 or (slack and not data.get("contained_search"))):
             raise ClibdError("unsupported calibration format; rebuild the index with clibd index")
         data = {k: v for k, v in data.items() if k not in ("format", "features")}
         if "scenarios" not in data:  # format 1: one map per rank, for the share fixed at index time

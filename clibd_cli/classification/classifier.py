@@ -316,7 +316,8 @@ class Classifier:
         if calibration.contained_search:  # by 5-mer profiles, or by a model-free index's vectors' 5-mer part
             five_mers = containment_part(calibration.rank_parts, calibration.containment)
             mers = vectors[:, five_mers[0]:five_mers[1]] if profiles is None else profiles
-            rows, sims, contained = self._contained(mers, searched, rows, sims, calibration.k, five_mers)
+            rows, sims, contained = self._contained(mers, searched, rows, sims, calibration.k, five_mers,
+                                                    calibration.contained_slack)
         self._nearest(searched, rows, sims, ~contained, k, part)
         if profiles is not None:
             held = (profiles, self.index.holdings, rows)
@@ -354,11 +355,11 @@ class Classifier:
             rows[wanted], sims[wanted] = self.within[found[wanted]], near[wanted]
 
     def _contained(self, profiles: np.ndarray, searched: np.ndarray, rows: np.ndarray, sims: np.ndarray, k: int,
-                   five_mers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The neighbours ``rows``, ``sims`` with those of the queries a record holds whole found by
-        their 5-mer ``profiles`` instead, and which those were (``contained.py``; the records' 5-mers:
-        the index's holdings or the part ``five_mers`` of its vectors; among ``--taxa``'s records, if
-        given; the decision's ``k`` first; by the vectors as ``searched``), ``[block, records]`` counts at once."""
+                   five_mers: list[int], slack: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The neighbours ``rows``, ``sims`` with those of the queries a record holds whole (but ``slack``
+        5-mers) found by their 5-mer ``profiles`` instead, and which those were (``contained.py``; the
+        records' 5-mers: the index's holdings or the part ``five_mers`` of its vectors; among ``--taxa``'s
+        records, if given; the decision's ``k`` first; by the vectors as ``searched``), ``[block, records]`` at once."""
         records, holdings = self.within, self.index.holdings  # among --taxa's, or the distinct vectors'
         reference, nodes = ((self.index.node_vectors(), self.index.nodes) if records is None
                             else (self._within_vectors, None))
@@ -368,7 +369,7 @@ class Classifier:
         step = int(np.clip(CONTAINED_SCORES // max(len(self.index.nodes) if records is None else len(records), 1),
                            1, 256))
         return search_held_whole(self._counter, profiles, searched, reference, rows, sims, k, column=nodes,
-                                 records=records, block=step)
+                                 records=records, block=step, slack=slack)
 
     def _within(self, taxa: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows and vectors of the records under ``taxa`` (``--taxa``)."""

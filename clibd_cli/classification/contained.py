@@ -20,6 +20,12 @@ references of up to ``MAX_RECORDS`` records. A model-free index gains as much: b
 cosine the best label of ``--model kmer-aa`` was right for 92.8 % of ``test``'s 150-base
 stretches, by this search for 98.7 % (benchmarks/README.md, *Model-free indexes search partial
 barcodes held whole by their 5-mers*).
+
+A sequencing error breaks up to five of a read's 5-mers, so few partial reads with errors are held
+whole by any record: a calibration for them (``dna<500~``) may let a record miss up to
+``contained_slack`` of a read's 5-mers and still hold it (``READ_SLACK``, set by
+``query_kinds.partial_calibration``; :func:`held_whole`); 0, every other calibration's and those
+written before it, holds them whole.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ _GROUP = 256  # 5-mers a matrix product counts at once: a count of 256 or fewer 
 _RECORDS_PER_PRODUCT = 8192
 _ROWS_CONVERTED = 2048  # rows made float32 at once for a numpy product (1 KB each kept as bytes)
 _HISTOGRAM_ROWS = 32  # queries whose count histograms are made at once
+READ_SLACK = 7  # 5-mers of a partial read with errors a record may miss and hold it: about one error's
+# (benchmarks/classify_bold.py --fragment 150 --errors 0.01 on the bundled pack refitted so,
+# benchmarks/add_partial_reads.py)
 
 
 def kmer_bits(profiles: np.ndarray) -> np.ndarray:
@@ -149,14 +158,15 @@ def records_counter(holdings: np.ndarray | None, vectors: np.ndarray, part: list
     return KmerCounter(np.asarray(vectors)[:, part[0]:part[1]] > 0, of_record, bfloat16=False)
 
 
-def held_whole(bits: np.ndarray, shared: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
+def held_whole(bits: np.ndarray, shared: np.ndarray, excluded: np.ndarray | None = None,
+               slack: int = 0) -> np.ndarray:
     """``[Q]`` bool: whether a record not ``excluded`` ``[Q, N]`` holds every 5-mer of each query's
-    ``bits`` (:func:`kmer_bits`), by ``shared`` ``[Q, N]`` (:class:`KmerCounter`)."""
+    ``bits`` (:func:`kmer_bits`) but ``slack`` at most, by ``shared`` ``[Q, N]`` (:class:`KmerCounter`)."""
     need = bits.sum(axis=1)
-    holding = shared >= (need - 0.5)[:, None]  # [Q, N]: the record holds every 5-mer of the query
+    holding = shared >= (need - 0.5 - slack)[:, None]  # [Q, N]: the record holds the query's 5-mers
     if excluded is not None:
         holding &= ~excluded
-    return holding.any(axis=1) & (need > 0)  # no 5-mer: nothing held
+    return holding.any(axis=1) & (need > slack)  # no more 5-mers than the slack: nothing held
 
 
 def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -193,13 +203,13 @@ def contained_neighbours(shared: np.ndarray, similarity: Callable[[np.ndarray, n
 
 def search_held_whole(counter: KmerCounter, profiles: np.ndarray, queries: np.ndarray, reference: np.ndarray,
                       rows: np.ndarray, sims: np.ndarray, k: int | None = None, column: np.ndarray | None = None,
-                      records: np.ndarray | None = None,
-                      block: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      records: np.ndarray | None = None, block: int = 256,
+                      slack: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The neighbours ``rows``, ``sims`` ``[Q, width]`` of ``queries`` with those of the queries a
-    record holds whole found by their 5-mers instead (:func:`held_whole_neighbours`), and which
-    those were ``[Q]``."""
+    record holds whole (but ``slack`` 5-mers) found by their 5-mers instead
+    (:func:`held_whole_neighbours`), and which those were ``[Q]``."""
     found_rows, found_sims, found = held_whole_neighbours(counter, profiles, queries, reference, rows.shape[1], k,
-                                                          column, records, block)
+                                                          column, records, block, slack)
     rows, sims = rows.copy(), sims.copy()
     rows[found], sims[found] = found_rows[found], found_sims[found]
     return rows, sims, found
@@ -207,14 +217,15 @@ def search_held_whole(counter: KmerCounter, profiles: np.ndarray, queries: np.nd
 
 def held_whole_neighbours(counter: KmerCounter, profiles: np.ndarray, queries: np.ndarray, reference: np.ndarray,
                           width: int, k: int | None = None, column: np.ndarray | None = None,
-                          records: np.ndarray | None = None,
-                          block: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          records: np.ndarray | None = None, block: int = 256,
+                          slack: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, sims, found)``: the neighbours ``[Q, width]`` of the queries a record holds whole
-    (``found`` ``[Q]``; the others' rows 0, similarities -inf, for their nearest vectors to fill),
-    found by their 5-mers (:func:`contained_neighbours`, the decision's ``k`` first), of
-    ``queries`` (vectors ``[Q, D]``, 5-mer ``profiles`` as :func:`kmer_bits` reads them), ``block``
-    queries at a time. The counter's records are ``reference``'s vectors at ``column`` (all, in
-    order, if None), and the record rows ``records`` (all, in order, if None)."""
+    but ``slack`` 5-mers (:func:`held_whole`; ``found`` ``[Q]``; the others' rows 0, similarities
+    -inf, for their nearest vectors to fill), found by their 5-mers (:func:`contained_neighbours`,
+    the decision's ``k`` first), of ``queries`` (vectors ``[Q, D]``, 5-mer ``profiles`` as
+    :func:`kmer_bits` reads them), ``block`` queries at a time. The counter's records are
+    ``reference``'s vectors at ``column`` (all, in order, if None), and the record rows ``records``
+    (all, in order, if None)."""
     rows, found = np.zeros((len(queries), width), dtype=np.int64), np.zeros(len(queries), dtype=bool)
     sims = np.full((len(queries), width), -np.inf, dtype=np.float32)
     members = counter.members  # rows of no record (none as a rule) hold nothing
@@ -222,7 +233,7 @@ def held_whole_neighbours(counter: KmerCounter, profiles: np.ndarray, queries: n
     for at in range(0, len(queries), block):
         mine = kmer_bits(profiles[at: at + block])
         shared = counter.distinct(mine)  # counted by the counter's rows, not yet by record
-        whole = at + np.flatnonzero(held_whole(mine, shared, orphans))
+        whole = at + np.flatnonzero(held_whole(mine, shared, orphans, slack))
         scores = queries[whole] @ reference.T
         near = (lambda q, c: scores[q, c]) if column is None else (lambda q, c: scores[q, column[c]])
         rows[whole], sims[whole] = contained_neighbours(shared[whole - at], near, width, k, records=records,

@@ -48,7 +48,7 @@ def fit_calibration(
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
     containment: Sequence[str] = (), containment_source: str = "vectors", query_profiles: np.ndarray | None = None,
     contained_search: bool = False, threads: int = 1, query_rates: np.ndarray | None = None,
-    stop_model: dict | None = None,
+    stop_model: dict | None = None, contained_slack: int = 0,
 ) -> Calibration:
     """Fit the confidence calibration on a :class:`~clibd_cli.reference.hnsw_index.ReferenceIndex` itself.
 
@@ -82,8 +82,9 @@ def fit_calibration(
     With ``containment_source`` "holdings" containment is read from the index's holdings and
     ``query_profiles`` (the query vectors' barcodes' square-root 5-mer profiles; records queried
     as themselves read their own holdings); with ``contained_search`` too, a query held whole by a
-    record is searched by its 5-mers (``contained.py``). ``threads``: the pseudo-queries' nearest
-    records are picked on that many threads (``search.smallest_k``; the same calibration).
+    record (all its 5-mers but ``contained_slack``) is searched by its 5-mers (``contained.py``).
+    ``threads``: the pseudo-queries' nearest records are picked on that many threads
+    (``search.smallest_k``; the same calibration).
     """
     rank_parts, containment = dict(rank_parts or {}), sorted(containment)
     if (query_bases is not None or query_rates is not None) and query_vectors is None:
@@ -136,7 +137,7 @@ def fit_calibration(
         unseen = rng.choice(labelled, n_queries, replace=False, p=rarity / rarity.sum())
     unseen_plans = [(ranks[i], ranks[i + 1] if i + 1 < len(ranks) else None)
                     for i in range(min(len(SCENARIOS) - 1, len(ranks)))]
-    read = Reading(rank_parts, containment, holdings, contained_search)
+    read = Reading(rank_parts, containment, holdings, contained_search, contained_slack)
     found = (search_pseudo_queries(source, nodes, seen, reference, k, [(None, None)], read, threads=threads)
              + search_pseudo_queries(source, nodes, unseen, reference, k, unseen_plans, read, sisters, threads))
     if sisters and unseen_plans and not len(found[1][0]):  # no genus of three species: better their sister
@@ -165,7 +166,7 @@ def fit_calibration(
          **({"species_weight": species_weight} if species_weight != 1.0 else {})},
         [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
         query_bases is not None, rank_parts, containment, containment_source, contained_search,
-        stop_model=stop_model,
+        contained_slack, stop_model=stop_model,
     )
 
 
@@ -232,7 +233,8 @@ def fit_calibration_held_out(
     if decisions.contained_search:  # by 5-mer profiles, or by a model-free index's vectors' 5-mer part
         five_mers = containment_part(decisions.rank_parts, decisions.containment)
         mers = queries[labelled][:, five_mers[0]:five_mers[1]] if profiles is None else profiles
-        rows, sims = _contained(searched, mers, vectors, index.holdings, rows, sims, five_mers)
+        rows, sims = _contained(searched, mers, vectors, index.holdings, rows, sims, five_mers,
+                                decisions.contained_slack)
     if profiles is not None:
         held = (profiles, index.holdings, rows)
     by_rank = rank_similarities(decisions.rank_parts, queries[labelled], vectors, rows,
@@ -259,19 +261,20 @@ def fit_calibration_held_out(
          "references": len(vectors), "seed": decisions.fitted_on.get("seed", 0)},
         list(HELD_OUT_SCENARIOS), model, decisions.gaps, decisions.by_length, decisions.rank_parts,
         decisions.containment, decisions.containment_source, decisions.contained_search,
-        stop_model=decisions.stop_model,
+        decisions.contained_slack, stop_model=decisions.stop_model,
     )
 
 
 def _contained(queries: np.ndarray, profiles: np.ndarray, vectors: np.ndarray, holdings: np.ndarray | None,
-               rows: np.ndarray, sims: np.ndarray, five_mers: list[int],
+               rows: np.ndarray, sims: np.ndarray, five_mers: list[int], slack: int = 0,
                block: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """The held-out queries' neighbours ``rows``, ``sims`` (``queries``: as searched) with those held
-    whole by a record searched by their 5-mer ``profiles`` instead (``contained.search_held_whole``),
-    a block at a time; the records' 5-mers are the index's ``holdings`` or, where it keeps none, the
-    part ``five_mers`` of its ``vectors`` (a model-free index's 5-mer profile)."""
+    whole by a record (but ``slack`` 5-mers) searched by their 5-mer ``profiles`` instead
+    (``contained.search_held_whole``), a block at a time; the records' 5-mers are the index's
+    ``holdings`` or, where it keeps none, the part ``five_mers`` of its ``vectors`` (a model-free
+    index's 5-mer profile)."""
     counter = records_counter(holdings, vectors, five_mers)
-    return search_held_whole(counter, profiles, queries, vectors, rows, sims, block=block)[:2]
+    return search_held_whole(counter, profiles, queries, vectors, rows, sims, block=block, slack=slack)[:2]
 
 
 def _fit_ranks(

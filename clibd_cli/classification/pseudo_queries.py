@@ -42,6 +42,7 @@ class Reading(NamedTuple):
     holdings: tuple[np.ndarray | None, np.ndarray] | None = None  # queries' 5-mer profiles, the index's holdings
     contained: bool = False  # partial barcodes held whole by a record searched by their 5-mers (contained.py;
     # from holdings if given, else from the vectors' part read by containment: a model-free index's)
+    slack: int = 0  # 5-mers of such a barcode a record may miss and hold it whole (contained.held_whole)
 
 
 def search_pseudo_queries(
@@ -65,7 +66,7 @@ def search_pseudo_queries(
     ``(None, None)`` excludes only the record itself (seen). With ``sisters`` N a plan at the finest
     rank also excludes the records of the label of the query's nearest remaining record, N times.
     """
-    rank_parts, containment, holdings, contained = read
+    rank_parts, containment, holdings, contained, slack = read
     five_mers = None if holdings is not None or not contained else containment_part(rank_parts, containment)
     counter = None
     if contained:  # of the distinct vectors' 5-mers where the index keeps none
@@ -111,7 +112,8 @@ def search_pseudo_queries(
                         kin = up[None, :] == up[queries][:, None]
                         excluded |= kin & (code < 0)[None, :]  # unlabelled kin may be the same taxon
                         keep &= (kin & ~excluded).any(axis=1) & (up[queries] >= 0)
-                whole = held_whole(bits, shared, excluded) if contained else np.zeros(len(queries), dtype=bool)
+                whole = (held_whole(bits, shared, excluded, slack) if contained
+                         else np.zeros(len(queries), dtype=bool))
                 near, sims = np.zeros((len(queries), k), dtype=np.int64), np.zeros((len(queries), k), np.float32)
                 rest = slice(None) if not whole.any() else ~whole  # the nearest vectors
                 near[rest], sims[rest] = _nearest(costs[rest], nodes.of_record, excluded[rest], k,

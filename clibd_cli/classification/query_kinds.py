@@ -48,7 +48,7 @@ from functools import partial
 import numpy as np
 
 from clibd_cli.classification.calibration import Calibration
-from clibd_cli.classification.contained import MAX_RECORDS as CONTAINED_RECORDS
+from clibd_cli.classification.contained import MAX_RECORDS as CONTAINED_RECORDS, READ_SLACK
 from clibd_cli.classification.error_rate import fit_stop_model
 from clibd_cli.classification.fitting import fit_calibration, fit_calibration_held_out, reference_gaps
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
@@ -265,7 +265,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     way a stretch a record holds whole is searched by its 5-mers (``contained.py``; references of up
     to ``contained.MAX_RECORDS``). Partial reads with errors (``reads``) copied at several rates
     (``short.rates``) read the run's error rate too, told by the stop model fitted on them all
-    (``error_rate.py``)."""
+    (``error_rate.py``), and are held by a record missing up to ``contained.READ_SLACK`` of their 5-mers."""
     source = "vectors"
     if index.holdings is not None:
         partial_containment, source = [index.ranks[-1]], "holdings"
@@ -273,7 +273,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     parts.update({rank: parts.get(rank, [0, index.manifest["dim"]]) for rank in partial_containment})
     held = held_out_labels is not None and short.held_out is not None
     profiles = source == "holdings"
-    stop_model = None
+    stop_model, searched = None, bool(partial_containment) and len(index) <= CONTAINED_RECORDS
     if short.rates is not None:  # reads copied at several rates: the stops of every copy tell them apart
         copies = [(short.rates, short.bases, short.stretches)]
         copies += [(short.held_rates, short.held_out[1], short.held_stretches)] if held else []
@@ -283,7 +283,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
                              k=k, prior_unseen=prior_unseen, seed=seed, barcode_gaps=held_out_labels is not None,
                              rank_parts=parts, containment=partial_containment, containment_source=source,
                              query_profiles=short.profiles() if profiles else None, threads=threads,
-                             contained_search=bool(partial_containment) and len(index) <= CONTAINED_RECORDS,
+                             contained_search=searched, contained_slack=READ_SLACK * (searched and reads),
                              query_rates=short.rates, stop_model=stop_model)
     if held:
         fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
