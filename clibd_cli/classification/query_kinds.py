@@ -265,7 +265,10 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
     way a stretch a record holds whole is searched by its 5-mers (``contained.py``; references of up
     to ``contained.MAX_RECORDS``). Partial reads with errors (``reads``) copied at several rates
     (``short.rates``) read the run's error rate too, told by the stop model fitted on them all
-    (``error_rate.py``), and are held by a record missing up to ``contained.READ_SLACK`` of their 5-mers."""
+    (``error_rate.py``), and, in an index of a learned model (whose records' 5-mers are its holdings), are
+    held by a record missing up to ``contained.READ_SLACK`` of their 5-mers (in a ``--model kmer-aa`` index
+    that named fewer new species' genera: benchmarks/README.md, *Partial reads held by a record missing a
+    few 5-mers*)."""
     source = "vectors"
     if index.holdings is not None:
         partial_containment, source = [index.ranks[-1]], "holdings"
@@ -283,7 +286,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
                              k=k, prior_unseen=prior_unseen, seed=seed, barcode_gaps=held_out_labels is not None,
                              rank_parts=parts, containment=partial_containment, containment_source=source,
                              query_profiles=short.profiles() if profiles else None, threads=threads,
-                             contained_search=searched, contained_slack=READ_SLACK * (searched and reads),
+                             contained_search=searched, contained_slack=READ_SLACK * (searched and reads and profiles),
                              query_rates=short.rates, stop_model=stop_model)
     if held:
         fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
