@@ -177,7 +177,9 @@ def test_a_pack_gets_a_calibration_for_partial_reads_the_rest_unchanged(barcode_
     assert after["calibration"]["dna<500~"]["ranks"] != before["calibration"][SHORT_KIND]["ranks"]  # the copies
     assert after["calibration"]["dna<500~"]["contained_slack"] == READ_SLACK  # held missing a few 5-mers
     assert all((tmp_path / "pack" / name).read_bytes() == data for name, data in files.items())
-    assert list(unpack_index(tmp_path / "pack").calibration) == ["dna", SHORT_KIND, "dna<500~"]
+    unpacked = unpack_index(tmp_path / "pack")
+    assert list(unpacked.calibration) == ["dna", SHORT_KIND, "dna<500~"]
+    assert f"(reads with errors: all but {READ_SLACK} of them)" in describe_index(unpacked)
 
 
 def test_a_pack_gets_a_calibration_for_whole_reads_that_reads_the_rate_the_rest_unchanged(barcode_refs, tiny_model,

@@ -40,9 +40,11 @@ def describe_index(index) -> str:
     if read:  # partial barcodes' species by containment: of the holdings (reference/holdings.py) or the vectors
         held = index.holdings is not None and any(data.get("containment_source") == "holdings" for data in read)
         searched = any(data.get("contained_search") for data in read)  # contained.py
+        slack = max((data.get("contained_slack") or 0 for data in read), default=0)
         lines.append("\tPartial barcodes' species: by k-mer containment in the records' 5-mers "
                      + (f"({HOLDINGS_FILE})" if held else "(their vectors' 5-mer profiles)")
-                     + ("; those a record holds whole searched by their 5-mers" if searched else ""))
+                     + ("; those a record holds whole searched by their 5-mers" if searched else "")
+                     + (f" (reads with errors: all but {slack} of them)" if searched and slack else ""))
     rated = [kind for kind, data in (index.calibration or {}).items() if isinstance(data, dict)
              and isinstance(data.get("stop_model"), dict) and isinstance(data["stop_model"].get("rates"), list)]
     if rated:  # classification/error_rate.py
