@@ -286,7 +286,7 @@ def partial_calibration(index, short: PartialQueries, held_out_labels: dict | No
                              k=k, prior_unseen=prior_unseen, seed=seed, barcode_gaps=held_out_labels is not None,
                              rank_parts=parts, containment=partial_containment, containment_source=source,
                              query_profiles=short.profiles() if profiles else None, threads=threads,
-                             contained_search=searched, contained_slack=READ_SLACK * (searched and reads and profiles),
+                             contained_search=searched, contained_slack=READ_SLACK if searched and reads and profiles else 0,
                              query_rates=short.rates, stop_model=stop_model)
     if held:
         fitted = fit_calibration_held_out(index, short.held_out[0], held_out_labels, fitted,
