@@ -44,6 +44,10 @@ def test_the_scenario_posteriors_are_at_equal_shares_whatever_the_pseudo_query_c
     scenario = np.repeat([0, 1, 2], [3000, 1000, 500])
     model = fit_scenario_model(rng.normal(size=(len(scenario), 2)), scenario, 3)
     assert model.posterior(rng.normal(size=(2000, 2))).mean(axis=0) == pytest.approx([1 / 3] * 3, abs=0.03)
+    # and the model says so: re-expressed at other shares, such features take those shares
+    target = np.array([0.6, 0.3, 0.1])
+    adjusted = adjust(model.posterior(rng.normal(size=(2000, 2))), np.array(model.training_shares), target)
+    assert adjusted.mean(axis=0) == pytest.approx(target, abs=0.03)
 
 
 def test_fixed_shares_split_new_species_by_the_new_genus_fraction():
@@ -106,6 +110,13 @@ def test_a_posterior_on_ruled_out_scenarios_takes_the_target_shares():
     out = adjust(posterior, np.full(3, 1 / 3), np.array([0.0, 0.8, 0.2]))
     assert out[0] == pytest.approx([0.0, 0.8, 0.2])
     assert out[1] == pytest.approx([0.0, 0.24, 0.02] / np.float64(0.26))
+
+
+def test_posteriors_are_re_expressed_from_the_training_shares_they_were_made_at():
+    """Bayes' rule divides out the training shares: an even posterior made where 80% of the
+    training queries were seen says the features are 4x likelier for a new species."""
+    out = adjust(np.array([[0.5, 0.5]]), np.array([0.8, 0.2]), np.array([0.5, 0.5]))
+    assert out[0] == pytest.approx([0.2, 0.8])
 
 
 @pytest.fixture(scope="module")

@@ -189,6 +189,17 @@ def test_genus_is_picked_under_the_family_picked():
     assert pred.assigned == {"family": "F1", "genus": None}
 
 
+def test_a_genus_the_reference_files_under_no_family_does_not_contradict_the_family_picked():
+    """The family is picked from a nearer record; the genus, whose records name no family, is not
+    outside it, so its confidence is not capped at 1 - conf(family) as a clash's is."""
+    labels = {"family": ["F1", None, None, None], "genus": [None, "G2", "G2", "G2"]}
+    taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(4)], labels)
+    rows, sims = np.arange(4)[None, :], np.array([[0.99, 0.98, 0.97, 0.96]], dtype=np.float32)
+    pred = predict(rows, sims, taxonomy, handmade_calibration(["family", "genus"]), 0.8)[0]
+    assert pred.assigned == {"family": "F1", "genus": "G2"}
+    assert pred.confidence["genus"] == pytest.approx(pred.confidence["family"])  # share 1 at both
+
+
 def test_a_genus_is_picked_among_all_where_the_family_was_left_unknown():
     """The family is unknown (a record filed with no family lies nearest): the genus is the one
     with most votes, not the one filed under no family."""
@@ -270,6 +281,9 @@ def test_a_label_s_parent_is_the_one_most_of_its_records_carry():
     labels = {"family": ["F2", "F1", "F1", "F1", "F2"], "genus": ["G1", "G1", "G1", "G1", "G2"]}
     taxonomy = ReferenceTaxonomy.from_labels([f"r{i}" for i in range(5)], labels)
     assert [taxonomy.names["family"][p] for p in taxonomy.parents["genus"][:2]] == ["F1", "F2"]
+    # records that name no family do not outvote the one that does
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"family": [None, None, "F1"], "genus": ["G1"] * 3})
+    assert taxonomy.names["family"][taxonomy.parents["genus"][0]] == "F1"
 
 
 def test_taxa_are_matched_whatever_their_case_and_underscores():
@@ -277,6 +291,17 @@ def test_taxa_are_matched_whatever_their_case_and_underscores():
                                                                "species": ["Aedes albopictus", None, "Culex pipiens"]})
     rows, unknown = taxonomy.rows_within(["aedes_ALBOPICTUS", " culex ", "Anopheles"])
     assert rows.tolist() == [0, 2] and unknown == ["Anopheles"]
+
+
+def test_taxa_above_the_first_rank_are_matched_through_the_orders_lineages():
+    """``Insecta`` is no label of the reference, but the lineage above two of its orders names it:
+    their records are within it, and it is not reported as a taxon no record carries (nor does an
+    order the lineages name without records, Lepidoptera, stop the look-up)."""
+    above = {"Diptera": {"class": "Insecta"}, "Araneae": {"class": "Arachnida"},
+             "Lepidoptera": {"class": "Insecta"}}
+    taxonomy = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"order": ["Diptera", "Araneae", "Diptera"]}, above)
+    rows, unknown = taxonomy.rows_within(["insecta"])
+    assert rows.tolist() == [0, 2] and unknown == []
 
 
 def test_a_rank_is_never_more_confident_than_the_rank_above():
