@@ -1,7 +1,9 @@
 """Lineages carried in FASTA headers (UNITE, MIDORI2, QIIME 2 / RDP, SINTAX), read by position or prefix."""
 
+import pytest
+
 from clibd_cli.data.fasta import FastaSource
-from clibd_cli.io.lineages import header_lineage
+from clibd_cli.io.lineages import header_lineage, parse_lineage
 from clibd_cli.io.tables import read_taxonomy
 
 AEDES = {"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes albopictus"}
@@ -11,6 +13,19 @@ def test_an_unranked_lineage_of_exactly_the_four_ranks_is_read():
     """An RDP-style header that starts at order (no Root, no phylum) still names the ranks."""
     assert header_lineage("MT153946", "Diptera;Culicidae;Aedes;Aedes_albopictus") == ("MT153946", AEDES, [])
     assert header_lineage("MT153946", "Culicidae;Aedes;Aedes_albopictus") is None  # three levels: not one
+
+
+def test_an_unranked_lineage_with_an_empty_level_among_its_last_four_is_refused():
+    """Read by position, an empty family would shift nothing but name nothing either: it is an
+    error that says what the lineage needs, not a lineage read with its family missing."""
+    with pytest.raises(ValueError, match="needs at least 4 levels ending with order, family, genus, species"):
+        parse_lineage("Root;Animalia;Diptera;;Aedes;Aedes_albopictus")
+
+
+def test_a_description_of_key_value_annotations_is_no_lineage():
+    """BOLD-style ``key=value`` annotations separated by ``;`` are not an unranked lineage, even
+    with four of them and a last value of two words."""
+    assert header_lineage("BIOUG123", "marker=COI-5P;country=Canada;province=Ontario;site=Long Point") is None
 
 
 def test_unite_and_midori2_headers_give_the_id_before_the_lineage():

@@ -110,6 +110,8 @@ def test_sintax_header_parsing():
     assert parse_sintax_header("tax=O:Diptera,x:Foo,t:,g:Aedes;") == ({"order": "Diptera", "genus": "Aedes"},
                                                                        ["x:", "t:"])
     assert parse_sintax_header("a plain description") == ({}, [])
+    # a key that only ends in "tax" is another annotation, not SINTAX's (its value is no rank:name list)
+    assert parse_sintax_header("AB123;ncbi_tax=7160;size=3;") == ({}, [])
     # a lineage with its confidences, as vsearch --sintax and clibd classify write it, names the
     # same taxa (it made an order 'Diptera(1.00)' beside 'Diptera')
     assert parse_sintax_header("tax=o:Diptera(1.00),g:Aedes(0.9),s:Aedes_albopictus( 0.41 );") == (

@@ -11,7 +11,7 @@ import pytest
 from clibd_cli.data.bioscan import Bioscan5M
 from clibd_cli.data.bold import BoldSource
 from clibd_cli.data.fasta import FastaSource
-from clibd_cli.io.lineages import header_lineage, parse_lineage
+from clibd_cli.io.lineages import Provisional, header_lineage, parse_lineage
 from clibd_cli.io.tables import read_taxonomy
 from models.config import MISSING_LABELS, is_missing_label
 from models.tokenizers import label_string
@@ -137,3 +137,16 @@ def test_a_bold_table_with_a_repeated_id_warns_of_its_provisional_names_once(tmp
     with caplog.at_level(logging.WARNING, logger="clibd"), pytest.raises(ClibdError, match="must be unique"):
         read_references([str(bold)], "dna")
     assert caplog.text.count("provisional identification") == 1, caplog.text
+
+
+def test_the_provisional_warning_counts_each_record_once_and_names_the_first(caplog):
+    """A record read twice (its header, then a lineage of the same line) is one record; the
+    warning cites the first provisional name met and its line, not the last."""
+    provisional = Provisional()
+    for line, species in ((3, "Aedes cf. albopictus"), (3, "Aedes cf. albopictus"), (7, "Culex aff. pipiens")):
+        assert provisional.named(line, {"genus": species.split()[0], "species": species}) == {
+            "genus": species.split()[0]}
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        provisional.warn("refs.fasta")
+    assert "refs.fasta:3: 2 records with a provisional identification" in caplog.text, caplog.text
+    assert "the first is 'Aedes cf. albopictus'" in caplog.text, caplog.text
