@@ -124,6 +124,17 @@ def test_an_input_is_recognised_however_its_path_is_written(tmp_path, monkeypatc
         output_path(tmp_path / "out", directory=True, inputs=("out/sub/ref.fa",))
 
 
+def test_a_copy_of_an_input_or_an_index_s_own_folder_as_output(tmp_path):
+    """A copy of the input (same bytes, another file) is not the input: it may be replaced. A folder
+    output that is the very model or index folder read is refused, as one inside it is."""
+    (tmp_path / "q.fa").write_text(">a\nACGT\n")
+    (tmp_path / "copy.fa").write_text(">a\nACGT\n")
+    assert output_path(tmp_path / "copy.fa", inputs=(tmp_path / "q.fa",)) == tmp_path.resolve() / "copy.fa"
+    (tmp_path / "model").mkdir()
+    with pytest.raises(UsageError, match="is inside .*model, an index or model folder this command reads"):
+        output_path(tmp_path / "model", directory=True, reads=(tmp_path / "model",))
+
+
 _APPEND = """
 import sys
 from click.testing import CliRunner
@@ -365,6 +376,34 @@ def test_a_folder_that_refuses_new_files_is_named_with_the_output(tmp_path, refe
     assert result.exit_code == 1
     assert error_line(result) == (f"clibd: error: {tmp_path / 'e.h5'}: cannot write in {tmp_path} "
                                   "(Read-only file system); give another path")
+
+
+def test_a_writer_that_waited_on_a_lock_file_its_holder_removed_takes_the_new_one(tmp_path, monkeypatch):
+    """The holder removes its lock file on release; a waiter that then wakes holds a lock on a file
+    no longer there, which no later writer sees. It takes the new one, so a third writer is still
+    kept out while it writes."""
+    import fcntl
+
+    from clibd_cli.io import outputs
+    from models.errors import ClibdError
+
+    out = tmp_path / "calls.tsv"
+    real, woken = fcntl.flock, []
+
+    def flock(handle, operation):
+        if not woken and operation & fcntl.LOCK_NB:
+            raise BlockingIOError  # another clibd holds it ...
+        if not woken:  # ... and, while this one waits, releases it and removes the lock file
+            woken.append(handle)
+            (tmp_path / ".calls.tsv.lock").unlink()
+        return real(handle, operation)
+
+    monkeypatch.setattr(outputs.fcntl, "flock", flock)
+    with outputs.writer_lock(out):
+        monkeypatch.setattr(outputs.fcntl, "flock", real)
+        with pytest.raises(ClibdError, match="another clibd is writing it"), outputs.writer_lock(out, wait=False):
+            pass
+    assert woken and not (tmp_path / ".calls.tsv.lock").exists()
 
 
 _KILLED = """
