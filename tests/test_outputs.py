@@ -406,6 +406,25 @@ def test_a_writer_that_waited_on_a_lock_file_its_holder_removed_takes_the_new_on
     assert woken and not (tmp_path / ".calls.tsv.lock").exists()
 
 
+def test_a_gzipped_text_output_is_the_same_file_each_run_whatever_the_case_of_its_name(tmp_path, monkeypatch):
+    """``-o calls.TSV.GZ`` is compressed as ``calls.tsv.gz`` is, and the bytes carry neither a time
+    stamp nor a name (they carried the random name of the temporary written first, which
+    ``gunzip -N`` restored): one table written twice, a second apart, is the same file."""
+    import gzip
+
+    from clibd_cli.io.outputs import text_output
+
+    written = set()
+    for name, now in (("calls.tsv.gz", 1e9), ("calls.tsv.gz", 1e9 + 1), ("calls.TSV.GZ", 1e9 + 2)):
+        monkeypatch.setattr(gzip.time, "time", lambda now=now: now)
+        with text_output(tmp_path / name) as handle:
+            handle.write("id\tgenus\nq1\tAedes\n")
+        data = (tmp_path / name).read_bytes()
+        assert gzip.decompress(data) == b"id\tgenus\nq1\tAedes\n"
+        written.add(data)
+    assert len(written) == 1
+
+
 _KILLED = """
 import os, signal, sys
 from pathlib import Path

@@ -147,7 +147,8 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
     (``> file`` on a full disk, ``ulimit -f``) is named like any other output's
     (``models/files.cannot_write``) rather than a bare 'File too large'; otherwise a file under its
     :func:`writer_lock`, atomic (``models/files.atomic_open``): it appears only when complete, and
-    gzip-compressed where its name ends in ``.gz`` (as ``zcat`` and pandas then read it)."""
+    gzip-compressed where its name ends in ``.gz`` (as ``zcat`` and pandas then read it), with no time
+    stamp nor name in it (as ``gzip -n``): the same table is the same file."""
     if str(path) == "-":
         if sys.stdout is None:  # started with its standard output closed (`>&-`)
             raise ClibdError("standard output is closed; give -o FILE or redirect it (> FILE)")
@@ -166,7 +167,7 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
             yield handle
         return
     with writer_lock(path), atomic_open(path, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
+        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as packed, \
                 io.TextIOWrapper(packed, encoding="utf-8") as handle:
             yield handle
 
