@@ -5,12 +5,14 @@ A process knows it is one of many from its environment: torchrun sets ``RANK``,
 ``SLURM_LOCALID``. GPUs talk over NCCL, CPUs over gloo. Only rank 0 writes files and logs.
 
 ``clibd train|embed|index --nproc-per-node N`` hands ``-m clibd_cli ARGS``
-(``clibd_cli/__main__.py``, the ``clibd`` command line) to torchrun. torch is imported inside the
+(``clibd_cli/__main__.py``, the ``clibd`` command line) to torchrun, which this module starts
+(``python -m clibd_cli.distributed``: :func:`launch`). torch is imported inside the
 functions that need it: the k-mer mode of ``clibd index`` runs without it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shlex
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clibd")
 WAIT_FOR_OTHERS = timedelta(hours=12)
+PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies (linux/prctl.h)
 
 
 @dataclass(frozen=True)
@@ -143,26 +146,46 @@ def gather_rows(rows: torch.Tensor, world: World) -> torch.Tensor:
 
 
 def launch(nproc_per_node: int, argv: list[str]) -> int:
-    """Re-run this command line under torchrun with ``nproc_per_node`` processes; its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc_per_node}", "-m", "clibd_cli", *argv]
-    log.info("launching %s: %s", counted(nproc_per_node, "process", "processes"), " ".join(command))
-    workers = subprocess.Popen(command)
-    # Ctrl-C reaches the workers directly (same process group); they save and exit, we wait. A
-    # stop signal sent to this process alone (kill, timeout, kill -HUP: defaults.STOP_SIGNALS) is
-    # passed on to torchrun, which passes it to the workers: they stop as for Ctrl-C, and we wait
-    # for them rather than leave them running.
-    forwarded = []
+    """Re-run this command line under torchrun with ``nproc_per_node`` processes; its exit code, or
+    128 + the first stop signal (SIGINT, ``defaults.STOP_SIGNALS``) this process received.
+
+    torchrun starts in a session of its own (:func:`_torchrun`), so the one way a stop signal reaches
+    it is from here, and once: the first one received is passed on (torchrun passes it to the
+    workers, which stop as for Ctrl-C and save), later ones are ignored while we wait for them.
+    Sent to the whole process group (Ctrl-C, a closed terminal, ``kill -- -PGID``), each signal
+    reached torchrun twice, directly and passed on: on the third it stopped waiting for its workers
+    and clibd returned while they were still saving ``last/``."""
+    torchrun = ["--standalone", f"--nproc-per-node={nproc_per_node}", "-m", "clibd_cli", *argv]
+    log.info("launching %s: torchrun %s", counted(nproc_per_node, "process", "processes"), shlex.join(torchrun))
+    workers = subprocess.Popen([sys.executable, "-m", "clibd_cli.distributed", str(os.getpid()), *torchrun],
+                               start_new_session=True)
+    received: list[int] = []
 
     def forward(signum, frame):
-        forwarded.append(signum)
-        workers.send_signal(signum)
+        received.append(signum)
+        if len(received) == 1:
+            workers.send_signal(signum)
+        else:
+            log.warning("%s: already stopping; waiting for the processes to finish", signal.Signals(signum).name)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for stop in STOP_SIGNALS:
+    for stop in (signal.SIGINT, *STOP_SIGNALS):
         signal.signal(stop, forward)
     code = workers.wait()
-    return 128 + forwarded[0] if forwarded else code  # as shells say; torchrun itself exits 1 on a SIGTERM
+    return 128 + received[0] if received else code  # as shells say; torchrun itself exits 1 on a signal
+
+
+def _torchrun(argv: list[str]) -> None:
+    """torchrun with ``argv[1:]``, for :func:`launch` (``argv[0]``: the clibd process that launched
+    it). On Linux the kernel sends it SIGTERM if that clibd dies, even by SIGKILL
+    (``PR_SET_PDEATHSIG``): it stops its workers as for a ``kill`` rather than run on unseen in its
+    own session. Elsewhere it and its workers outlive a clibd killed by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(argv[0]):  # clibd died before the kernel was asked to watch it
+        sys.exit(128 + signal.SIGTERM)
+    from torch.distributed.run import main
+
+    main(argv[1:])
 
 
 @dataclass(frozen=True)
@@ -227,3 +250,7 @@ def joined(device: str) -> Iterator[tuple[World, str]]:
         raise
     finally:
         shutdown(finished)  # after a clean block, wait for the others: no gloo work in flight at exit
+
+
+if __name__ == "__main__":  # torchrun for launch()
+    _torchrun(sys.argv[1:])

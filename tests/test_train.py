@@ -114,33 +114,6 @@ def test_environment_detection():
 
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_stop_signal_to_the_launcher_reaches_the_workers(tmp_path, monkeypatch, stop):
-    """`kill`, `timeout` or `kill -HUP` signals only the clibd that launched torchrun: it passes the
-    signal on and waits for the workers' exit status instead of leaving them running (SIGHUP killed
-    the launcher outright, the workers left running)."""
-    from clibd_cli import distributed
-
-    ready = tmp_path / "ready"
-    worker = (f"import signal, sys, time; signal.signal({int(stop)}, lambda *a: sys.exit(7)); "
-              f"open({str(ready)!r}, 'w').close(); time.sleep(60)")
-    real = subprocess.Popen
-    monkeypatch.setattr(distributed.subprocess, "Popen", lambda command: real([sys.executable, "-c", worker]))
-
-    def signal_when_ready():
-        while not ready.exists():
-            time.sleep(0.01)
-        os.kill(os.getpid(), stop)
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    threading.Thread(target=signal_when_ready, daemon=True).start()
-    try:
-        assert distributed.launch(2, ["train"]) == 128 + stop  # as shells say (torchrun says 1)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_sigterm_to_the_whole_process_group_stops_as_one(bold_h5, tmp_path, signum):
     """`timeout` and Slurm signal every process of the job, data-loading workers too: the run still
