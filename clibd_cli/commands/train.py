@@ -67,8 +67,9 @@ from models.config import TOWERS as MODALITIES
 @count("--workers", 2, "DataLoader worker processes per training process.")
 @count("--log-every", 50, "Steps per train line in metrics.jsonl (and on stderr without a progress bar).",
        minimum=1)
-@count("--nproc-per-node", 1, "Launch this many processes with torchrun (one per GPU); for several nodes "
-                              "run torchrun yourself (see README).", minimum=1)
+@count("--nproc-per-node", 1, "Launch this many processes with torchrun (one per GPU); Ctrl-C, SIGTERM or "
+                              "SIGHUP to clibd stops them all after the step, saving last/. For several "
+                              "nodes run torchrun yourself (see README).", minimum=1)
 @click.pass_context
 def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, grad_accum, lr, warmup,
           weight_decay, positives, dna_dna, label_ranks, dna_crop, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
