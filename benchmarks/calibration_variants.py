@@ -16,7 +16,9 @@ Variants: `base` (the default index: pseudo-queries, three features, and what th
 `sister` / `sisterN` (unseen-species pseudo-queries also leave out the N species nearest to them;
 `--model kmer-aa` leaves out 1 unless `sister0`), `rarityP` (unseen pseudo-queries drawn with probability
 proportional to (records of their species)^-P: P = 0 draws records uniformly, 1 is the default,
-`--model kmer-aa` uses 2 unless `rarity1`; joined with `:`, e.g. `sister0:rarity1`), and
+`--model kmer-aa` uses 2 unless `rarity1`; joined with `:`, e.g. `sister0:rarity1`), `seedN` (the
+pseudo-queries drawn with seed N, 0 by default: how far a variant moves the numbers against how far
+another draw of the same recipe does, e.g. `base:seed1`), and
 `base+ho` / `gaps+ho` (maps refitted on val + val_unseen, as `clibd index --calibrate-on`;
 reported on test only). Every query is read with the whole-barcode (`dna`) calibration.
 """
@@ -73,14 +75,16 @@ def fit(index, variant: str, data: dict):
     """The calibration of one variant."""
     hints = MODEL_FREE[index.manifest["model"]]().calibration_hints
     parts = variant.removesuffix("+ho").split(":")  # e.g. sister0:rarity1
-    rarity, sisters = hints.get("species_weight", 1.0), hints.get("sisters", 0)
+    rarity, sisters, seed = hints.get("species_weight", 1.0), hints.get("sisters", 0), 0
     for part in parts:
-        if part.startswith("rarity"):
+        if part.startswith("seed"):
+            seed = int(part.removeprefix("seed"))
+        elif part.startswith("rarity"):
             rarity = float(part.removeprefix("rarity"))
         elif part.startswith("sister"):
             sisters = int(part.removeprefix("sister") or 1)
     calibration = fitting.fit_calibration(index, barcode_gaps="gaps" in parts, rank_parts=hints.get("rank_parts"),
-                                          species_weight=rarity, sisters=sisters)
+                                          species_weight=rarity, sisters=sisters, seed=seed)
     if variant.endswith("+ho"):
         vectors = np.concatenate([data["val"][3], data["val_unseen"][3]])
         labels = {r: data["val"][2][r] + data["val_unseen"][2][r] for r in RANKS}
