@@ -18,7 +18,8 @@ Variants: `base` (the default index: pseudo-queries, three features, and what th
 proportional to (records of their species)^-P: P = 0 draws records uniformly, 1 is the default,
 `--model kmer-aa` uses 2 unless `rarity1`; joined with `:`, e.g. `sister0:rarity1`), `seedN` (the
 pseudo-queries drawn with seed N, 0 by default: how far a variant moves the numbers against how far
-another draw of the same recipe does, e.g. `base:seed1`), and
+another draw of the same recipe does, e.g. `base:seed1`), `queriesN` (N pseudo-queries per scenario, 3,000
+by default, ``defaults.CalibrationDefaults.pseudo_queries``), and
 `base+ho` / `gaps+ho` (maps refitted on val + val_unseen, as `clibd index --calibrate-on`;
 reported on test only). Every query is read with the whole-barcode (`dna`) calibration.
 """
@@ -38,6 +39,7 @@ from clibd_cli.classification import fitting
 from clibd_cli.classification.calibration import rank_similarities
 from clibd_cli.classification.decision import confidences, label
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
+from clibd_cli.defaults import CALIBRATION
 from clibd_cli.embedding.kmer import MODEL_FREE
 from clibd_cli.evaluation.metrics import reliability
 from clibd_cli.reference.index_reading import load_index
@@ -76,15 +78,19 @@ def fit(index, variant: str, data: dict):
     hints = MODEL_FREE[index.manifest["model"]]().calibration_hints
     parts = variant.removesuffix("+ho").split(":")  # e.g. sister0:rarity1
     rarity, sisters, seed = hints.get("species_weight", 1.0), hints.get("sisters", 0), 0
+    n_queries = CALIBRATION.pseudo_queries
     for part in parts:
         if part.startswith("seed"):
             seed = int(part.removeprefix("seed"))
+        elif part.startswith("queries"):
+            n_queries = int(part.removeprefix("queries"))
         elif part.startswith("rarity"):
             rarity = float(part.removeprefix("rarity"))
         elif part.startswith("sister"):
             sisters = int(part.removeprefix("sister") or 1)
     calibration = fitting.fit_calibration(index, barcode_gaps="gaps" in parts, rank_parts=hints.get("rank_parts"),
-                                          species_weight=rarity, sisters=sisters, seed=seed)
+                                          species_weight=rarity, sisters=sisters, seed=seed, n_queries=n_queries,
+                                          gap_ranks=hints.get("gap_ranks", ()))
     if variant.endswith("+ho"):
         vectors = np.concatenate([data["val"][3], data["val_unseen"][3]])
         labels = {r: data["val"][2][r] + data["val_unseen"][2][r] for r in RANKS}
