@@ -13,6 +13,7 @@ and the CLIBD 5M groups (``ALIASES`` in ``clibd_cli/data/splits.py``), e.g. ``al
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -165,11 +166,22 @@ class Split:
 
     def ids(self) -> list[str]:
         """Record ids: ``processid``, else ``image_file`` (CLIBD 1M), else ``sampleid``."""
-        values: list[str] = []
+        return [value for chunk in self._id_chunks() for value in chunk]
+
+    def ids_digest(self) -> str:
+        """SHA-256 of the record ids (:meth:`ids`) in order, one per line, read a chunk at a time:
+        which records these are, wherever the file is."""
+        digest = hashlib.sha256()
+        for chunk in self._id_chunks():
+            digest.update("".join(value + "\n" for value in chunk).encode())
+        return digest.hexdigest()
+
+    def _id_chunks(self, size: int = 100_000):
         for group, lo, hi in self._ranges(0, len(self)):
             field = next((f for f in ("processid", "image_file", "sampleid") if f in group), None)
-            values += _read_column(group[field], lo, hi) if field else [""] * (hi - lo)
-        return values
+            for start in range(lo, hi, size):
+                stop = min(start + size, hi)
+                yield _read_column(group[field], start, stop) if field else [""] * (stop - start)
 
     def ranks(self, i: int) -> dict[str, str | None]:
         """``{rank: label or None}`` for record i."""
