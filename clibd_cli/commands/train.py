@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -15,8 +16,9 @@ from models.config import TOWERS as MODALITIES
 @click.option("--model", "model", default="clibd-small", metavar="PRESET|CONFIG.json|MODEL_DIR",
               help="What to train: a preset (clibd-tiny, clibd-small, clibd-fast, clibd-paper), a config file "
                    "or a model directory to fine-tune.")
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Dataset HDF5 written by `clibd prepare` (or a CLIBD-distributed one).")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False),
+              help="Dataset HDF5 written by `clibd prepare` (or a CLIBD-distributed one); needed, except "
+                   "with --resume (the run's).")
 @click.option("--out", required=True, type=click.Path(),
               help="Run directory: best/ and last/ checkpoints, metrics.jsonl, args.json.")
 @click.option("--modalities", default="image,dna,text", callback=name_list(MODALITIES),
@@ -60,8 +62,14 @@ from models.config import TOWERS as MODALITIES
               help="Validation metric that picks best/, e.g. dna-dna.species.macro.hm; auto = that "
                    "one if DNA is trained, else image-image.species.macro.hm (.seen instead of .hm "
                    "without a val_unseen split).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from last/ (same data order, "
-                                               "optimiser and schedule).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from last/ exactly (same data order, optimiser, schedule, RNG). "
+                   "Options left out take the run's values (the global --seed too); given ones that change "
+                   "what it computes must be the run's, else exit 2: --model, --data's training records (the "
+                   "file may have moved), --train-splits, --modalities, --lr, --warmup, --weight-decay, "
+                   "--positives, --dna-dna, --label-ranks, --dna-crop, --precision, --freeze, --lora, "
+                   "--best-metric, --seed, and the steps planned by --epochs, --max-steps, --batch-size x "
+                   "processes and --grad-accum. --val-every, --val-limit, --workers, --log-every may differ.")
 @count("--max-steps", 0, "Train for at most this many optimiser steps; the schedule is fitted to "
                          "them (0 = --epochs decides).")
 @count("--workers", 2, "DataLoader worker processes per training process.")
@@ -71,9 +79,7 @@ from models.config import TOWERS as MODALITIES
                               "SIGHUP to clibd stops them all after the step, saving last/. For several "
                               "nodes run torchrun yourself (see README).", minimum=1)
 @click.pass_context
-def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, grad_accum, lr, warmup,
-          weight_decay, positives, dna_dna, label_ranks, dna_crop, precision, freeze, lora, val_every, val_limit, best_metric, resume, max_steps,
-          workers, log_every, nproc_per_node) -> None:
+def train(ctx: click.Context, **options) -> None:
     """Align encoders of specimen images, DNA barcodes and taxonomy labels (CLIBD training).
 
     \b
@@ -81,7 +87,7 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
       clibd train --model clibd-small --data bold.h5 --modalities dna,text --out runs/bold
       clibd train --data synthetic.h5 --modalities image,dna --out runs/syn --epochs 5
       clibd train --nproc-per-node 4 --model clibd-paper --data bioscan5m.h5 --out runs/paper
-      clibd train ... --out runs/bold --resume      # after an interruption
+      clibd train --out runs/bold --resume      # after an interruption: the run's own options
 
     Writes RUN/metrics.jsonl (train loss, samples/s, validation accuracy), RUN/best/ (model
     directory chosen by --best-metric) and RUN/last/ (model + state for --resume).
@@ -90,49 +96,75 @@ def train(ctx, model, data, out, modalities, train_splits, epochs, batch_size, g
     from clibd_cli import distributed
 
     settings = ctx.obj
-    if len(modalities) < 2:
-        raise click.BadParameter("name at least two of image, dna, text to align", param_hint="--modalities")
-    if positives == "label" and "text" not in modalities:
-        raise click.BadParameter("labels come from the text modality: add text to --modalities",
-                                 param_hint="--positives")
-    if dna_dna and (positives != "label" or "dna" not in modalities):
-        raise click.BadParameter("needs --positives label and dna in --modalities", param_hint="--dna-dna")
-    if dna_crop and "dna" not in modalities:
-        raise click.BadParameter("crops barcodes: add dna to --modalities", param_hint="--dna-crop")
-    if set(freeze) - set(modalities):
-        absent = ",".join(m for m in freeze if m not in modalities)
-        raise click.BadParameter(f"{absent} is not in --modalities", param_hint="--freeze")
-    if label_ranks and positives != "label":
-        raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
+    processes = max(options["nproc_per_node"], distributed.detect().size)
+    from_run = _the_runs_options(ctx, processes) if options["resume"] else set()
+    options, data = ctx.params, ctx.params["data"]
+    if data is None:
+        raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == "data"))
+    _check_combinations(options)
     from clibd_cli.io.outputs import output_path
 
-    output_path(out, directory=True, marker="args.json", inputs=(data,))  # a run folder, or new / empty
+    output_path(options["out"], directory=True, marker="args.json", inputs=(data,))  # a run folder, or new / empty
     command = _command_line(ctx)
-    if nproc_per_node > 1 and distributed.detect().size == 1:
-        sys.exit(distributed.launch(nproc_per_node, command[1:]))
+    if options["nproc_per_node"] > 1 and distributed.detect().size == 1:
+        sys.exit(distributed.launch(options["nproc_per_node"], command[1:]))
 
     from clibd_cli.training.datasets import default_splits
     from clibd_cli.training.loop import TrainConfig, run_training
     from clibd_cli.training.validation import metric_names
 
-    if ctx.get_parameter_source("train_splits") is click.core.ParameterSource.DEFAULT:
-        train_splits = default_splits(data, train_splits)
-
+    if not _given(ctx, "train_splits") and "train_splits" not in from_run:
+        options["train_splits"] = default_splits(data, options["train_splits"])
+    modalities, best_metric = options["modalities"], options["best_metric"]
     if best_metric != "auto" and best_metric not in metric_names(modalities):
         raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
                                  f"e.g. {', '.join(metric_names(modalities)[-3:])}",
                                  param_hint="--best-metric")
-    cfg = TrainConfig(
-        model=model, data=data, out=out, modalities=modalities, train_splits=train_splits, epochs=epochs,
-        batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, positives=positives,
-        dna_dna=dna_dna, label_ranks=label_ranks, dna_crop=dna_crop, precision=precision,
-        freeze=freeze, lora=lora, grad_accum=grad_accum, val_every=val_every, val_limit=val_limit,
-        best_metric=best_metric,
-        resume=resume, workers=workers, max_steps=max_steps, log_every=log_every, seed=settings.seed,
-        device=settings.torch_device(), threads=settings.threads, progress=settings.progress(),
-        command=command,
-    )
+    cfg = TrainConfig(**{k: v for k, v in options.items() if k != "nproc_per_node"}, seed=settings.seed,
+                      device=settings.torch_device(), threads=settings.threads, progress=settings.progress(),
+                      command=command)
     run_training(cfg)
+
+
+def _the_runs_options(ctx: click.Context, processes: int) -> set[str]:
+    """With --resume, give every option left out of the command line (the global --seed too) the
+    run's value from RUN/args.json (``training/run_files.resume_defaults``); the names it gave."""
+    from clibd_cli.training.run_files import resume_defaults
+
+    root = ctx.find_root()
+    given = {name for name in ctx.params if _given(ctx, name)} | ({"seed"} if _given(root, "seed") else set())
+    values = resume_defaults(Path(ctx.params["out"]), given, processes)
+    if "seed" in values:
+        root.params["seed"] = ctx.obj.seed = values.pop("seed")
+    values = {name: value for name, value in values.items() if name in ctx.params}
+    if "data" in values and not Path(values["data"]).is_file():
+        raise click.BadParameter(f"the run's {values['data']} is not there; give --data the file's new place",
+                                 param_hint="--data")
+    ctx.params.update(values)
+    return set(values)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+def _check_combinations(options: dict) -> None:
+    """Refuse options that contradict each other (click's usage errors, exit 2)."""
+    modalities, positives = options["modalities"], options["positives"]
+    if len(modalities) < 2:
+        raise click.BadParameter("name at least two of image, dna, text to align", param_hint="--modalities")
+    if positives == "label" and "text" not in modalities:
+        raise click.BadParameter("labels come from the text modality: add text to --modalities",
+                                 param_hint="--positives")
+    if options["dna_dna"] and (positives != "label" or "dna" not in modalities):
+        raise click.BadParameter("needs --positives label and dna in --modalities", param_hint="--dna-dna")
+    if options["dna_crop"] and "dna" not in modalities:
+        raise click.BadParameter("crops barcodes: add dna to --modalities", param_hint="--dna-crop")
+    if set(options["freeze"]) - set(modalities):
+        absent = ",".join(m for m in options["freeze"] if m not in modalities)
+        raise click.BadParameter(f"{absent} is not in --modalities", param_hint="--freeze")
+    if options["label_ranks"] and positives != "label":
+        raise click.BadParameter("needs --positives label", param_hint="--label-ranks")
 
 
 def _command_line(ctx: click.Context) -> list[str]:

@@ -32,7 +32,7 @@ from clibd_cli import distributed
 from clibd_cli.defaults import STOP_SIGNALS
 from clibd_cli.io.outputs import UsageError, writer_lock
 from clibd_cli.training import adapt, run_files, state
-from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, make_loader
+from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, dataset_fingerprint, make_loader
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.step import forward_backward
 from clibd_cli.training.validation import Validation, best_metric
@@ -157,8 +157,9 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
         raise UsageError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
     if not cfg.resume and resume_from is not None:
         raise UsageError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
-    if cfg.resume and (changed := run_files.changed_on_resume(run, asdict(cfg))):
-        raise UsageError(f"{run}: the run was started with {', '.join(changed)}; resume with the same")
+    records = dataset_fingerprint(cfg.data, cfg.train_splits) if cfg.resume or world.is_main else None
+    if cfg.resume:
+        run_files.check_resume(run, asdict(cfg), records)
     saved = state.load_state(resume_from) if cfg.resume else None
 
     # --- model (what trains: everything, unfrozen towers, or LoRA adapters) -----------------
@@ -218,14 +219,14 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     loss_fn = ContrastiveLoss(dna_dna=cfg.dna_dna)
     if world.is_main:
         run_files.write_args(run, {k: v for k, v in asdict(cfg).items() if k != "command"}, cfg.command, world.size,
-                             resumed_at=step if saved else None)
+                             resumed_at=step if saved else None, dataset=records)
         run_files.keep_metrics(run / "metrics.jsonl", up_to_step=step)
         if not saved:
             shutil.rmtree(run / "best", ignore_errors=True)  # left by a run that never reached last/
-        log.info("training %s on %s (%s), %s of %s, %s", cfg.model, counted(len(dataset), "record"),
+        log.info("training %s on %s (%s), %s of %s, %s%s", cfg.model, counted(len(dataset), "record"),
                  "+".join(cfg.modalities), counted(total_steps, "step"),
                  counted(cfg.batch_size * world.size * cfg.grad_accum, "sample"),
-                 counted(world.size, "process", "processes"))
+                 counted(world.size, "process", "processes"), f"; resumed at step {step}" if saved else "")
 
     def checkpoint(name: str, with_state: bool) -> None:
         """Save RUN/name (rank 0 writes; all ranks take part in gathering RNG states)."""

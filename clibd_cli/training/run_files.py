@@ -1,11 +1,14 @@
 """The run directory's records besides its checkpoints (``state.py``): ``metrics.jsonl`` (one JSON
 line per logged step and validation, flushed as written) and ``args.json`` (the resolved options,
-command line and versions, with each resumption appended)."""
+command line, training records' fingerprint and versions, with each resumption appended), which a
+resume takes its options from and is checked against."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -13,7 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clibd_cli.io.outputs import UsageError
+from models.errors import counted
 from models.files import atomic_open
+
+log = logging.getLogger("clibd")
 
 
 def append_metrics(path: Path, record: dict) -> None:
@@ -41,34 +48,98 @@ def _step(line: str) -> float:
         return math.inf
 
 
-# Options that decide which parameters train: last/'s optimiser state fits only the same ones.
-FIXED_ON_RESUME = ("modalities", "freeze", "lora")
+# Options that change what a run computes (which parameters train, on which records, with which
+# schedule, loss and seed, which checkpoint is best/): a resume must give the run's own (check_resume).
+# --epochs, --max-steps, --batch-size x processes and --grad-accum are checked by the steps they plan
+# (loop._train); --val-limit, --val-every, --workers, --log-every, --threads and --device may differ.
+FIXED_ON_RESUME = ("model", "modalities", "train_splits", "lr", "warmup", "weight_decay", "positives",
+                   "dna_dna", "label_ranks", "dna_crop", "precision", "freeze", "lora", "best_metric", "seed")
+# Options a resume does not take from the run when left out: this command's or this machine's.
+NOT_FROM_THE_RUN = ("out", "resume", "device", "threads", "progress")
 
 
-def changed_on_resume(run: Path, args: dict) -> list[str]:
-    """The options of :data:`FIXED_ON_RESUME` that ``args`` (``loop.TrainConfig``) sets otherwise than
-    the run's args.json, as the run's words (``--lora 0``); none if args.json cannot be read."""
+def read_args(run: Path) -> dict | None:
+    """RUN/args.json (see :func:`write_args`), or None where it is missing or unreadable."""
     try:
-        first = json.loads((run / "args.json").read_text())["args"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    words = []
+        record = json.loads((run / "args.json").read_text())
+        return record if isinstance(record.get("args"), dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def resume_defaults(run: Path, given: set[str], processes: int) -> dict:
+    """The run's value (``loop.TrainConfig`` names, lists as tuples) of every option not ``given``
+    on the resuming command line, for ``processes`` processes: a --batch-size that keeps the run's
+    global batch where it divides; none if args.json cannot be read."""
+    record = read_args(run)
+    if record is None:
+        return {}
+    args = record["args"]
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in args.items()
+              if name not in given and name not in NOT_FROM_THE_RUN}
+    if "batch_size" in values and (batch := values["batch_size"] * record.get("world_size", 1)) % processes == 0:
+        values["batch_size"] = batch // processes
+    return values
+
+
+def check_resume(run: Path, options: dict, dataset: dict) -> None:
+    """Refuse (exit 2) a resume whose ``options`` (``loop.TrainConfig``) set one of
+    :data:`FIXED_ON_RESUME` otherwise than the run's args.json, or whose --data holds other training
+    records than the run's (``dataset``: ``datasets.dataset_fingerprint``; a moved file is the same).
+    What args.json does not record (an older run) is not checked, as -v says."""
+    record = read_args(run)
+    if record is None:
+        log.debug("%s/args.json is missing or unreadable: not checking the options against the run's", run)
+        return
+    first, changed = record["args"], []
     for name in FIXED_ON_RESUME:
-        if name in first and json.loads(json.dumps(args[name])) != first[name]:
-            value = ",".join(first[name]) if isinstance(first[name], list) else first[name]
-            words.append(f"--{name} {value}" if value != "" else f"no --{name}")
-    return words
+        if name not in first:
+            log.debug("%s/args.json does not record --%s (an older run): not checking it", run, _flag(name))
+        elif not _same(name, first[name], json.loads(json.dumps(options[name]))):
+            changed.append(f"--{_flag(name)} {_shown(options[name])} (the run's: {_shown(first[name])})")
+    if changed:
+        raise UsageError(f"{run}: the options disagree with the run's: {', '.join(changed)}; give the run's "
+                         "values or leave these options out (--resume takes the run's)")
+    if record.get("dataset") is None:
+        log.debug("%s/args.json does not record the run's training records (an older run): not checking --data",
+                  run)
+    elif (theirs := record["dataset"]) != dataset:
+        raise UsageError(
+            f"{run}: --data {options['data']} is not the run's data: its {'+'.join(options['train_splits'])} "
+            f"records are {counted(dataset['records'], 'record')} of ids sha256 {dataset['ids_sha256'][:12]}, the "
+            f"run's ({first.get('data')}) {counted(theirs['records'], 'record')} of {theirs['ids_sha256'][:12]}; "
+            "give the file the run trained on (moved or copied is fine) or leave --data out")
 
 
-def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None) -> None:
+def _same(name: str, theirs, ours) -> bool:
+    """Whether two values of option ``name`` agree; a --model path also where it names the same file."""
+    if theirs == ours:
+        return True
+    return name == "model" and os.path.exists(theirs) and os.path.exists(ours) and os.path.samefile(theirs, ours)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _shown(value) -> str:
+    """An option's value as typed: ``a,b`` for lists, ``''`` for an empty one, ``5e-04`` as ``0.0005``."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(value) or "''"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None,
+               dataset: dict | None = None) -> None:
     """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``), the ``command`` line (its words),
-    versions; resumptions are appended."""
+    the training records' ``dataset`` fingerprint (``datasets.dataset_fingerprint``), versions; resumptions
+    are appended."""
     from clibd_cli import __version__
 
     run.mkdir(parents=True, exist_ok=True)
     path = run / "args.json"
     record = json.loads(path.read_text()) if resumed_at is not None and path.exists() else {
-        "args": args, "command": command,
+        "args": args, "command": command, "dataset": dataset,
         "world_size": world_size,
         "versions": {"clibd": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "resumed": []}
