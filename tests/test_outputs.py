@@ -99,8 +99,14 @@ def test_classify_refuses_its_own_input_and_devices(tmp_path, reference):
 
 
 def test_output_path_messages(tmp_path):
-    with pytest.raises(UsageError, match="is a device, FIFO or socket"):
+    with pytest.raises(UsageError, match="is a device, not a file"):
         output_path(os.devnull)
+    read_end, write_end = os.pipe()  # `-o /dev/stdout | cat`: a link to a pipe, which has no path to resolve
+    try:
+        with pytest.raises(UsageError, match=rf"^/dev/fd/{write_end}: is a pipe \(a FIFO\), not a file"):
+            output_path(f"/dev/fd/{write_end}")
+    finally:
+        os.close(read_end), os.close(write_end)
     with pytest.raises(UsageError, match="is a folder, not a file"):
         output_path(tmp_path)
     assert output_path(tmp_path / "new.tsv") == tmp_path.resolve() / "new.tsv"

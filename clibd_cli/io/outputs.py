@@ -39,7 +39,7 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
                 inputs: tuple[str | Path, ...] = (), reads: tuple[str | Path | None, ...] = ()) -> Path:
     """Where a user's output ``path`` (``-o``) may be written, or a :class:`UsageError` (exit 2).
 
-    A symlink is followed: its target is written, the link stays. Refused: a device, FIFO or
+    A symlink is followed: its target is written, the link stays. Refused: a device, FIFO (``/dev/stdout`` into a pipe) or
     socket; a file where a folder goes and the reverse (a file's path ending in ``/``); a file in
     a folder that does not exist (a mistyped folder is not made; a folder output is made, with its
     parents); a read-only output
@@ -56,15 +56,16 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
         raise UsageError(f"-: this output is {what}, which cannot be written to standard output; give a path")
     if not directory and given.endswith(("/", os.sep)):  # as GNU tools: `out.tsv/` names a folder
         raise UsageError(f"{given}: ends with '/', a folder, not a file; give the file's path without it")
-    target = Path(os.path.realpath(path))
-    try:
-        mode = os.stat(target).st_mode
+    try:  # the path as given, links followed: /dev/stdout into a pipe has no name realpath could give
+        mode = os.stat(given).st_mode
     except FileNotFoundError:
         mode = None
     except OSError as exc:
         raise UsageError(f"{given}: cannot use as output ({exc.strerror})") from None
     if mode is not None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        raise UsageError(f"{given}: is a device, FIFO or socket, not {what}; give a path for {what}")
+        raise UsageError(f"{given}: is {_special(mode)}, not {what}; this output is written to {what} "
+                         f"(made whole, then renamed); give a path for {what}")
+    target = Path(os.path.realpath(path))
     if mode is not None and stat.S_ISDIR(mode) != directory:
         found = "a folder" if stat.S_ISDIR(mode) else "a file"
         raise UsageError(f"{given}: is {found}, not {what}; clibd will not replace it; give another path")
@@ -93,6 +94,13 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
             raise UsageError(f"{given}: is inside {folder}, an index or model folder this command reads (clibd "
                              "writes and replaces those whole); give a path outside it")
     return target
+
+
+def _special(mode: int) -> str:
+    """What a path that is neither a file nor a folder is, for a message (``mode``: its ``st_mode``)."""
+    if stat.S_ISFIFO(mode):
+        return "a pipe (a FIFO)"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
 
 
 def _same_file(target: Path, source: str | Path) -> bool:
