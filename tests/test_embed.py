@@ -221,3 +221,16 @@ def test_no_readable_photo_is_an_error_and_nothing_is_written(tiny_model, tmp_pa
         assert result.exit_code == 1, (command[0], result.stderr)
         assert "clibd: error: no usable record" in error_line(result) and "nothing written" in error_line(result)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "t.tsv"], command[0]
+
+
+def test_an_empty_input_is_an_error_and_nothing_is_written(tmp_path):
+    """embed of an empty FASTA file or standard input: exit 1 as when every record is unusable (an
+    embeddings file of 0 vectors was written, exit 0); a dataset's records without photos are no error."""
+    empty = tmp_path / "empty.fa"
+    empty.write_text("")
+    out = tmp_path / "out.h5"
+    for inputs, given in (((empty,), None), (("-",), "")):
+        result = run("embed", "-m", "kmer", *inputs, "-o", out, input=given)
+        assert result.exit_code == 1, result.stderr
+        assert error_line(result) == f"clibd: error: no usable record in {inputs[0]} (no record read); nothing written"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.fa"]

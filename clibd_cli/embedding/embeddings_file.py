@@ -109,18 +109,19 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
             for part in read_chunks(files):
                 writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
                 skipped += int(part.get("skipped", 0))  # chunks saved before it counted none
-            if skipped and not writer.count:  # raised inside: the temporary file is dropped, not put in place
+            # raised inside: the temporary file is dropped, not put in place; a dataset's records without
+            # photos are no error (an empty file of photo embeddings), an empty FASTA or photo list is
+            if not writer.count and (skipped or not any(map(is_hdf5, inputs))):
                 discard(folder)
-                raise ClibdError(nothing_usable(inputs))
+                raise ClibdError(nothing_usable(inputs, skipped=bool(skipped)))
         discard(folder)
     return writer.count
 
 
-def nothing_usable(inputs: Sequence[str | Path]) -> str:
-    """The error when every record of ``inputs`` was skipped as unusable (none there is no error: a dataset's
-    records without photos give an empty file of photo embeddings)."""
-    return (f"no usable record in {', '.join(map(str, inputs))} (the records skipped are named above); "
-            "nothing written")
+def nothing_usable(inputs: Sequence[str | Path], skipped: bool = True) -> str:
+    """The error when every record of ``inputs`` was ``skipped`` as unusable, or there was none."""
+    why = "the records skipped are named above" if skipped else "no record read"
+    return f"no usable record in {', '.join(map(str, inputs))} ({why}); nothing written"
 
 
 def input_chunks(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str], dataset_modality: str,
