@@ -96,6 +96,8 @@ class ClibdGroup(click.Group):
         previous = {sig: signal.signal(sig, _terminated) for sig in STOP_SIGNALS} if main_thread else {}
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as exc:  # `clibd classify --threads 1`: clibd's own option after the command
+            raise _misplaced_global(exc, ctx) or exc from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except Terminated as stop:  # kill, timeout, Slurm: 143 (128 + SIGTERM), unwound as Ctrl-C is
@@ -136,6 +138,23 @@ def _global_flags_first(args: list[str], group: click.Group) -> list[str]:
 
     end = args.index("--") if "--" in args else len(args)
     return [a for a in args[:end] if ours(a)] + [a for a in args[:end] if not ours(a)] + list(args[end:])
+
+
+def _misplaced_global(exc: click.NoSuchOption, ctx: click.Context) -> click.UsageError | None:
+    """The usage error for an option of clibd itself that takes a value (``--threads``, ``--seed``,
+    ``--device``, ``--precision``) given after the command, which has no option of that name: where
+    it goes, with the value given (None for any other unknown option)."""
+    name = exc.option_name
+    if exc.ctx is None or not any(isinstance(o, click.Option) and name in o.opts and not o.is_flag
+                                  for o in ctx.command.params):
+        return None
+    args = shlex.split(ctx.meta.get("clibd.command_line", ""))
+    at = max((i for i, arg in enumerate(args) if arg == name or arg.startswith(f"{name}=")), default=None)
+    value = None if at is None else args[at].partition("=")[2] or next(iter(args[at + 1:at + 2]), None)
+    given = f"{name} {'VALUE' if value is None else shlex.quote(value)}"
+    command = exc.ctx.command_path.partition(" ")[2]
+    return click.UsageError(f"{name} is an option of clibd itself, not of {command}: give it before the "
+                            f"command, as in `clibd {given} {command} ...`", ctx=exc.ctx)
 
 
 class Terminated(KeyboardInterrupt):

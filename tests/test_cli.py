@@ -139,6 +139,20 @@ def test_unexpected_error_has_no_traceback_unless_verbose(failing_commands):
     assert quiet.exit_code == 2 and "Got unexpected extra argument (-v)" in quiet.output
 
 
+def test_a_global_option_after_the_command_says_where_it_goes():
+    """``clibd classify --threads 1``: exit 2 naming the option as clibd's own and where it goes, with the
+    value given (was click's "No such option '--threads'. Did you mean '--reads'?"); other options as click says."""
+    for args, said in ((["classify", "--threads", "1", "x.fa"], "--threads is an option of clibd itself, not of "
+                        "classify: give it before the command, as in `clibd --threads 1 classify ...`"),
+                       (["index", "x.fa", "--device=cpu"], "--device is an option of clibd itself, not of index "
+                        "build: give it before the command, as in `clibd --device cpu index build ...`"),
+                       (["embed", "--precision"], "--precision is an option of clibd itself, not of embed: give "
+                        "it before the command, as in `clibd --precision VALUE embed ...`")):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and result.output.splitlines()[-1] == f"Error: {said}", result.output
+    assert "No such option '--nope'" in CliRunner().invoke(cli, ["classify", "--nope"]).output
+
+
 def test_device_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
     """--device cuda where PyTorch sees no GPU: a ClibdError saying so, not torch's own failure."""
     import torch
