@@ -234,3 +234,17 @@ def test_an_empty_input_is_an_error_and_nothing_is_written(tmp_path):
         assert result.exit_code == 1, result.stderr
         assert error_line(result) == f"clibd: error: no usable record in {inputs[0]} (no record read); nothing written"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.fa"]
+
+
+def test_a_folder_without_photos_is_a_usage_error(tmp_path):
+    """A folder is read as photos: one holding only FASTA files is exit 2 saying so and asking for the files
+    by name (was exit 1, 'model kmer has no image encoder'), nothing written."""
+    folder = tmp_path / "fdir"
+    folder.mkdir()
+    (folder / "a.fasta").write_text(">a\nACGT\n")
+    result = run("embed", "-m", "kmer", folder, "-o", tmp_path / "x.h5")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (f"Error: {folder}: is a folder, which embed reads as photos (.jpeg, "
+                                              f".jpg, .png, .tif, .tiff), and it holds none; give barcode files "
+                                              f"by name ({folder}/*.fasta), not their folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fdir"]

@@ -50,6 +50,7 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     from clibd_cli.embedding.embedder import Embedder, load_model_for
     from clibd_cli.embedding.embeddings_file import embed_to_file, input_modality
     from clibd_cli import distributed
+    from clibd_cli.io.images import IMAGE_SUFFIXES, holds_photos
     from clibd_cli.io.outputs import output_path
     from clibd_cli.io.streams import is_hdf5
 
@@ -57,6 +58,11 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
     if ignored and not any(is_hdf5(source) for source in inputs):
         raise click.UsageError(f"{', '.join(ignored)} chooses what to embed of a dataset HDF5, and no input is one "
                                "(barcodes and photos are embedded as what they are)")
+    for folder in (source for source in inputs if source != "-" and Path(source).is_dir()):
+        if not holds_photos(folder):
+            raise click.UsageError(f"{folder}: is a folder, which embed reads as photos ("
+                                   f"{', '.join(sorted(IMAGE_SUFFIXES))}), and it holds none; give barcode "
+                                   f"files by name ({Path(folder) / '*.fasta'}), not their folder")
     output = output_path(output, inputs=inputs, reads=(model_dir,))
     if nproc_per_node > 1 and "-" in inputs:
         raise click.BadParameter("standard input can be read by one process only; give a file",

@@ -52,6 +52,11 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def holds_photos(folder: str | Path) -> bool:
+    """Whether :func:`find_images` finds a photo in ``folder`` (the walk stops at the first)."""
+    return next(_photos_under(Path(folder)), None) is not None
+
+
 def _photos_under(folder: Path) -> Iterator[Path]:
     """Photo files under ``folder``, its linked folders followed (each real folder once)."""
     seen: set[str] = set()
