@@ -8,11 +8,12 @@
 # A file already classified (its TSV exists) is skipped, so an interrupted batch resumes where it
 # stopped; each TSV appears only when complete, with clibd's messages about it (the estimated
 # share of new species, why a record is invalid) in OUT_DIR/NAME.log. A file that fails (or shares
-# its NAME with another) is reported and the batch goes on; the exit status is 1 if any failed or
-# there is none, 130 if interrupted (Ctrl-C). Set CLIBD to the clibd executable if not on PATH.
+# its NAME with another) is reported and the batch goes on. Exit status: 1 if any failed or RUNS_DIR
+# holds none, 2 if RUNS_DIR is not a folder, 130 if interrupted (Ctrl-C). Set CLIBD to clibd if not
+# on PATH.
 set -uo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 runs=${1%/} out=${2%/}  # RUNS/ and RUNS alike

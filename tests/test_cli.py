@@ -153,6 +153,17 @@ def test_a_global_option_after_the_command_says_where_it_goes():
     assert "No such option '--nope'" in CliRunner().invoke(cli, ["classify", "--nope"]).output
 
 
+def test_classify_help_names_every_exit_status():
+    """classify --help's Exit status: each stop signal's 128 + N (SIGHUP's 129 was missing) and `| head`'s 1."""
+    from clibd_cli.defaults import STOP_SIGNALS
+
+    text = " ".join(CliRunner().invoke(cli, ["classify", "--help"]).output.split())
+    statuses = text[text.index("Exit status:"):text.index("Examples:")]
+    assert "130 when interrupted (Ctrl-C)" in statuses and "when the reader of the output stops (`| head`)" in statuses
+    for signum, what in STOP_SIGNALS.items():
+        assert f"{128 + signum} when {what} ({signum.name}" in statuses
+
+
 def test_device_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
     """--device cuda where PyTorch sees no GPU: a ClibdError saying so, not torch's own failure."""
     import torch

@@ -188,6 +188,8 @@ def test_classify_folder_script_refuses_a_missing_or_empty_folder_and_inputs_sha
     missing = script("classify_folder.sh", tmp_path / "no-such-runs", tmp_path / "out", cwd=tmp_path,
                      CLIBD=str(stub))
     assert missing.returncode == 2 and "not a folder" in missing.stderr
+    usage = " ".join(script("classify_folder.sh", cwd=tmp_path).stderr.split())  # the header says both codes
+    assert "1 if any failed or RUNS_DIR holds none, 2 if RUNS_DIR is not a folder" in usage
     runs = tmp_path / "runs"
     runs.mkdir()
     empty = script("classify_folder.sh", runs, tmp_path / "out", cwd=tmp_path, CLIBD=str(stub))

@@ -134,8 +134,9 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     \b
     Exit status: 0 when every record got a row (unassigned and invalid rows included),
-    1 on a data or runtime error (one line `clibd: error: ...`), 2 on a usage error,
-    130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
+    1 on a data or runtime error (one line `clibd: error: ...`) and when the reader of the
+    output stops (`| head`), 2 on a usage error, 130 when interrupted (Ctrl-C), 143 when
+    terminated (SIGTERM), 129 when hung up (SIGHUP: a closed terminal or SSH session).
 
     \b
     Examples:
