@@ -169,6 +169,10 @@ def test_a_truncated_archive_names_the_line_it_breaks_off_in(tmp_path):
     with pytest.raises(ClibdError, match=rf"cut.fasta.gz:{whole_lines + 1}: unreadable compressed file"):
         read.extend(read_sequences(tmp_path / "cut.fasta.gz"))
     assert 0 < len(read) < 2000 * FASTA.count(">")
+    bzip2 = bz2.compress(FASTA.encode() * 2000)  # one block: nothing is read before the cut
+    (tmp_path / "cut.fasta.bz2").write_bytes(bzip2[:len(bzip2) // 2])
+    with pytest.raises(ClibdError, match=r"cut\.fasta\.bz2:1: unreadable compressed file"):
+        list(read_sequences(tmp_path / "cut.fasta.bz2"))
 
 
 def test_barcodes_are_cleaned_in_either_case():

@@ -83,7 +83,7 @@ def open_text(source: str | Path) -> TextIO:
     archive (ZIP, tar), zstd or UTF-16 text, named as such rather than as bytes that are not UTF-8."""
     binary = open_binary(source)
     try:
-        with reading(source):
+        with reading(source, [0]):  # bzip2 decompresses 900 kB blocks: a cut first one breaks off in line 1
             head = binary.peek(262)[:262]  # type: ignore[attr-defined]  # every stream here peeks
         what = next((what for at, signature, what in _NOT_TEXT
                      if head[at:at + len(signature)] == signature), None)
