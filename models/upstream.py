@@ -18,6 +18,7 @@ Every file is read with ``torch.load(weights_only=True)`` or safetensors; nothin
 from __future__ import annotations
 
 import argparse
+import logging
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -336,13 +337,31 @@ def _load_pickle(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         reason = _unpickler_reason(exc)
         if "global" not in reason.lower():
-            raise ModelError(f"{path}: not a readable PyTorch checkpoint: {reason}") from exc
+            raise _unreadable(path, reason) from exc
         raise ModelError(f"{path}: refusing to load: the file holds Python objects other than tensors, "
                          f"which could run code (read with weights_only=True: {reason})") from exc
     except (RuntimeError, EOFError, ValueError, OSError, UnicodeDecodeError, KeyError, IndexError) as exc:
         # a text file that starts with 'h' or 'j' reads as a pickle opcode and fails with KeyError
-        raise ModelError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): "
-                         f"{_first_line(exc)}") from exc
+        raise _unreadable(path, _first_line(exc)) from exc
+
+
+def _unreadable(path: Path, reason: str) -> ModelError:
+    """The error for a file torch.load failed on (``reason``): one that starts as torch.save's do (a ZIP
+    archive, a pickle) is corrupt or truncated; any other is named by what it looks like (a FASTA file,
+    text), torch's reason, pickle's internals then, logged at -v."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return ModelError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {reason}")
+    logging.getLogger("clibd").debug("%s: torch.load: %s", path, reason)
+    try:
+        text = b"\x00" not in head and bool(head.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        text = exc.start >= len(head) - 3  # a character cut at the end of the 512 bytes
+    looks = ("it is empty" if not head else "it starts like a FASTA file" if head.startswith(b">")
+             else "it starts like a FASTQ file" if head.startswith(b"@") else "it is text" if text
+             else "it starts as neither a ZIP archive nor a pickle, as torch.save writes")
+    return ModelError(f"{path}: is not a PyTorch checkpoint ({looks})")
 
 
 def _unpickler_reason(exc: pickle.UnpicklingError) -> str:

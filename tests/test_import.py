@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -333,9 +334,14 @@ def test_unreadable_files_are_refused(tmp_path):
              "hello.pth": b"hello\n", "json.pth": b'{"a": 1}\n', "just.pth": b"just text\n"}
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-        with pytest.raises(ModelError, match="not a readable") as refused:
+        with pytest.raises(ModelError, match="not a readable|is not a PyTorch checkpoint") as refused:
             read_checkpoint(tmp_path / name)
         assert not str(refused.value).rstrip().endswith(":"), refused.value  # an exception without a message
+    (tmp_path / "three.fa").write_text(">a\nACGT\n")  # said what it looks like, not "Unsupported operand 62"
+    for name, looks in (("three.fa", "it starts like a FASTA file"), ("just.pth", "it is text"),
+                        ("empty.pth", "it is empty"), ("truncated.pth", "corrupt or truncated?")):
+        with pytest.raises(ModelError, match=re.escape(looks)):
+            read_checkpoint(tmp_path / name)
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(ModelError, match="not a state dict"):
         read_checkpoint(tmp_path / "list.pth")
