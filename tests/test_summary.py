@@ -283,7 +283,9 @@ def test_summary_files_never_replace_the_predictions_or_an_input(case, tmp_path)
     root, inputs, *_ = case
     clash = run("classify", "--index", root / "index", inputs[0], "-o", tmp_path / "rep.html",
                 "--summary", tmp_path / "rep.tsv")
-    assert clash.exit_code == 2 and "rep.html: --summary would write it" in clash.stderr
+    assert clash.exit_code == 2 and error_line(clash) == (f"clibd: error: --summary {tmp_path / 'rep.tsv'} writes "
+                                                          f"{tmp_path / 'rep.html'} (the HTML page), which is -o, "
+                                                          "the predictions; give --summary another name")
     assert not (tmp_path / "rep.html").exists()
     fasta = tmp_path / "s.S1.krona.txt"
     fasta.write_text(inputs[0].read_text())
@@ -291,13 +293,13 @@ def test_summary_files_never_replace_the_predictions_or_an_input(case, tmp_path)
     (tmp_path / "counts.tsv").write_text(f"#OTU ID\tS1\n{first_id}\t3\n")
     clash = run("classify", "--index", root / "index", fasta, "--counts", tmp_path / "counts.tsv",
                 "--summary", tmp_path / "s.tsv", "-o", tmp_path / "p.tsv")
-    assert clash.exit_code == 2 and "s.S1.krona.txt: --summary would write it" in clash.stderr
+    assert clash.exit_code == 2 and f"s.S1.krona.txt (a sample's Krona text), which is the input {fasta};" in clash.stderr
     assert fasta.read_text() == inputs[0].read_text() and not (tmp_path / "p.tsv").exists()
     earlier = tmp_path / "u.S1.krona.txt"  # -o named as a Krona text: refused with exit 2, as it was
     earlier.write_text("an earlier run's predictions\n")
     clash = run("classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "counts.tsv",
                 "--summary", tmp_path / "u.tsv", "-o", earlier)
-    assert clash.exit_code == 2 and "u.S1.krona.txt: --summary would write it" in clash.stderr
+    assert clash.exit_code == 2 and "u.S1.krona.txt (a sample's Krona text), which is -o, the predictions" in clash.stderr
     assert earlier.read_text() == "an earlier run's predictions\n"
     (tmp_path / "two.tsv").write_text(f"#OTU ID\tx/y\tx_y\n{first_id}\t3\t4\n")
     both = run("-q", "classify", "--index", root / "index", inputs[0], "--counts", tmp_path / "two.tsv",
@@ -469,9 +471,9 @@ def test_summary_refuses_an_input_by_any_name(tmp_path, monkeypatch):
     (tmp_path / "link.tsv").symlink_to(tmp_path / "run.tsv")
     monkeypatch.chdir(tmp_path)
     for given in ("link.tsv", tmp_path / "link.tsv", "run.tsv"):
-        with pytest.raises(UsageError, match="which this run reads or writes"):
-            refuse_clashes([tmp_path / "run.tsv"], [given])
-    refuse_clashes([tmp_path / "other.tsv"], ["link.tsv", "-"])
+        with pytest.raises(UsageError, match=f"is the input {given}; give --summary another name"):
+            refuse_clashes([tmp_path / "run.tsv"], {given: f"the input {given}"})
+    refuse_clashes([tmp_path / "other.tsv"], {"link.tsv": "an input", "-": "-o"})
 
 
 def test_html_summary_escapes_sample_names():

@@ -24,7 +24,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,15 +152,15 @@ class AbundanceSummary:
                             counted(self._records - len(matched), "classified record"))
         return self.tally
 
-    def write(self, path: str | Path, keep: Collection[str | Path] = ()) -> list[Path]:
+    def write(self, path: str | Path, keep: Mapping[str | Path, str] | None = None) -> list[Path]:
         """Write the TSV, one Krona text per sample and the HTML page; returns their paths. None
-        of them may be one of ``keep`` (the run's inputs and other outputs): UsageError, before
-        anything is written."""
+        of them may be one of ``keep`` (the run's inputs and other outputs, see :func:`refuse_clashes`):
+        UsageError, before anything is written."""
         from clibd_cli.abundance.html import render
 
         tally = self.finish()
         path, kronas, html = summary_files(path, tally.samples)
-        refuse_clashes([path, *kronas.values(), html], keep)
+        refuse_clashes([path, *kronas.values(), html], keep or {})
         with text_output(path) as handle:
             handle.write("\t".join(COLUMNS) + "\n")
             for row in rows(tally):
@@ -192,14 +192,16 @@ def summary_files(path: str | Path, samples: Sequence[str] = ()) -> tuple[Path, 
     return path, kronas, stem.with_name(f"{stem.name}.html")
 
 
-def refuse_clashes(outputs: Sequence[Path], keep: Collection[str | Path]) -> None:
-    """UsageError (exit 2) if one of ``outputs`` is one of ``keep`` (files a run reads or writes)."""
-    kept = {Path(os.path.realpath(k)): str(k) for k in keep if str(k) != "-"}
+def refuse_clashes(outputs: Sequence[Path], keep: Mapping[str | Path, str]) -> None:
+    """UsageError (exit 2) if one of ``outputs`` (the table first) is one of ``keep``, files the run
+    reads or writes (``-``, standard output, is none), each with what it is to the run."""
+    kept = {Path(os.path.realpath(k)): role for k, role in keep.items() if str(k) != "-"}
     for out in outputs:
-        clash = kept.get(Path(os.path.realpath(out)))
-        if clash is not None:
-            raise UsageError(f"{out}: --summary would write it, but it is {clash}, which this run reads or "
-                             "writes; give --summary another name")
+        role = kept.get(Path(os.path.realpath(out)))
+        if role is not None:
+            what = "the HTML page" if out.suffix == ".html" else "a sample's Krona text"
+            writes = "" if out == outputs[0] else f" writes {out} ({what}), which"
+            raise UsageError(f"--summary {outputs[0]}{writes} is {role}; give --summary another name")
 
 
 def assigned_lineage(result) -> Lineage:

@@ -185,7 +185,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
             raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
         from clibd_cli.abundance.summary import refuse_clashes, summary_files
 
-        keep = (output, *read)
+        keep = {output: "-o, the predictions", **{source: f"the input {source}" for source in read}}
         table, _, page = summary_files(summary_path)  # the Krona texts' names wait for the samples
         refuse_clashes([table, page], keep)
     if settings.device == "cuda":  # refused without a GPU, as for a model's index, on a k-mer index too
