@@ -120,3 +120,15 @@ def test_data_is_needed_without_resume_and_where_the_runs_file_is_gone(run, data
     gone = train("--out", run, "--resume")
     assert gone.exit_code == 2 and f"the run's {tmp_path / 'gone.h5'} is not there; give --data" in gone.output
     assert train("--data", data, "--out", run, "--resume").exit_code == 0  # the same records, elsewhere
+
+
+def test_a_run_started_with_relative_paths_resumes_from_another_folder(data, tmp_path, monkeypatch):
+    """args.json keeps --data (and a --model path) absolute: `--out` alone finds them from anywhere."""
+    (tmp_path / "project").mkdir(), (tmp_path / "elsewhere").mkdir()
+    shutil.copy(data, tmp_path / "project" / "bold.h5")
+    monkeypatch.chdir(tmp_path / "project")
+    assert train(*RUN, "--data", "bold.h5", "--out", "run").exit_code == 0
+    assert json.loads(Path("run/args.json").read_text())["args"]["data"] == str(tmp_path / "project" / "bold.h5")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    resumed = train("--out", tmp_path / "project" / "run", "--resume")
+    assert resumed.exit_code == 0, resumed.output

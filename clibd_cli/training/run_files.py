@@ -131,11 +131,14 @@ def _shown(value) -> str:
 
 def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None,
                dataset: dict | None = None) -> None:
-    """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``), the ``command`` line (its words),
-    the training records' ``dataset`` fingerprint (``datasets.dataset_fingerprint``), versions; resumptions
+    """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``; --data and a --model path made
+    absolute, so that a resume from another folder finds them), the ``command`` line (its words), the
+    training records' ``dataset`` fingerprint (``datasets.dataset_fingerprint``), versions; resumptions
     are appended."""
     from clibd_cli import __version__
 
+    paths = {name: os.path.abspath(args[name]) for name in ("data", "model") if os.path.exists(args[name])}
+    args = {**args, **paths}
     run.mkdir(parents=True, exist_ok=True)
     path = run / "args.json"
     record = json.loads(path.read_text()) if resumed_at is not None and path.exists() else {
