@@ -69,7 +69,9 @@ from models.config import TOWERS as MODALITIES
                    "file may have moved), --train-splits, --modalities, --lr, --warmup, --weight-decay, "
                    "--positives, --dna-dna, --label-ranks, --dna-crop, --precision, --freeze, --lora, "
                    "--best-metric, --seed, and the steps planned by --epochs, --max-steps, --batch-size x "
-                   "processes and --grad-accum. --val-every, --val-limit, --workers, --log-every may differ.")
+                   "processes and --grad-accum. --val-every, --val-limit, --workers, --log-every may differ; "
+                   "--nproc-per-node is not the run's but this command's (1 if left out: a --batch-size left "
+                   "out then keeps the run's global batch where it divides).")
 @count("--max-steps", 0, "Train for at most this many optimiser steps; the schedule is fitted to "
                          "them (0 = --epochs decides).")
 @count("--workers", 2, "DataLoader worker processes per training process.")
