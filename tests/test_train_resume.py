@@ -123,7 +123,8 @@ def test_data_is_needed_without_resume_and_where_the_runs_file_is_gone(run, data
 
 
 def test_a_run_started_with_relative_paths_resumes_from_another_folder(data, tmp_path, monkeypatch):
-    """args.json keeps --data (and a --model path) absolute: `--out` alone finds them from anywhere."""
+    """args.json keeps --data (and a --model path) absolute: `--out` alone finds them from anywhere; an
+    earlier clibd's relative --data is said to be relative to where the run was started."""
     (tmp_path / "project").mkdir(), (tmp_path / "elsewhere").mkdir()
     shutil.copy(data, tmp_path / "project" / "bold.h5")
     monkeypatch.chdir(tmp_path / "project")
@@ -132,3 +133,9 @@ def test_a_run_started_with_relative_paths_resumes_from_another_folder(data, tmp
     monkeypatch.chdir(tmp_path / "elsewhere")
     resumed = train("--out", tmp_path / "project" / "run", "--resume")
     assert resumed.exit_code == 0, resumed.output
+    record = json.loads((tmp_path / "project" / "run" / "args.json").read_text())
+    record["args"]["data"] = "bold.h5"  # as an earlier clibd kept it
+    (tmp_path / "project" / "run" / "args.json").write_text(json.dumps(record))
+    older = train("--out", tmp_path / "project" / "run", "--resume")
+    assert older.exit_code == 2 and "the run's bold.h5 (relative to where the run was started) is not there" \
+        in older.output, older.output

@@ -140,8 +140,9 @@ def _the_runs_options(ctx: click.Context, processes: int) -> set[str]:
         root.params["seed"] = ctx.obj.seed = values.pop("seed")
     values = {name: value for name, value in values.items() if name in ctx.params}
     if "data" in values and not Path(values["data"]).is_file():
-        raise click.BadParameter(f"the run's {values['data']} is not there; give --data the file's new place",
-                                 param_hint="--data")
+        started = "" if Path(values["data"]).is_absolute() else " (relative to where the run was started)"
+        raise click.BadParameter(f"the run's {values['data']}{started} is not there; give --data the file's "
+                                 "new place", param_hint="--data")
     ctx.params.update(values)
     return set(values)
 
