@@ -101,10 +101,10 @@ class ClibdGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except Terminated as stop:  # kill, timeout, Slurm: 143 (128 + SIGTERM), unwound as Ctrl-C is
-            click.echo(f"clibd: {STOP_SIGNALS[stop.signum]} (nothing half-written is left)", err=True)
+            _say(f"clibd: {STOP_SIGNALS[stop.signum]} (nothing half-written is left)")
             raise click.exceptions.Exit(128 + stop.signum) from None
         except KeyboardInterrupt:  # Ctrl-C: 130 (128 + SIGINT), as shells report it, not a data error's 1
-            click.echo("clibd: interrupted (nothing half-written is left)", err=True)
+            _say("clibd: interrupted (nothing half-written is left)")
             raise click.exceptions.Exit(130) from None
         except ClibdError as exc:
             code = getattr(exc, "exit_code", 2 if isinstance(exc, ModelNotFound) else 1)  # a mistyped model: 2
@@ -186,7 +186,16 @@ class _Failure(click.ClickException):
             traceback.print_exception(self.__cause__, file=sys.stderr)
         # a library's message (HDF5's read failures) may span lines: one line all the same
         one_line = " ".join(part.strip() for part in self.message.splitlines())
-        click.echo(f"clibd: error: {one_line}", err=True)
+        _say(f"clibd: error: {one_line}")
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if it can still be written: after a hang-up the terminal is gone (EIO), and a
+    reader of stderr may have left (EPIPE); the exit status says what happened either way."""
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        pass
 
 
 def _describe(exc: Exception) -> str:

@@ -1,6 +1,7 @@
 """The command group: help speed, version, errors and exit codes, broken pipes."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -196,6 +197,25 @@ def test_broken_pipe_prints_no_traceback(failing_commands, tmp_path):
     assert result.stdout == "line 0\nline 1\n"
     assert result.returncode == 1  # the writer's own status, not head's
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGHUP, 129), (signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_whose_message_cannot_be_written_still_exits_with_its_status(tmp_path, signum, status):
+    """A hang-up closes the terminal clibd reports to: writing 'clibd: hung up ...' failed (EIO; here EPIPE,
+    stderr's reader gone) and clibd exited 1 with a traceback instead of 129."""
+    program = tmp_path / "wait.py"
+    program.write_text("import sys, time\nfrom clibd_cli.main import cli\n@cli.command('wait')\ndef wait():\n"
+                       "    print('ready', flush=True)\n    time.sleep(60)\ncli()\n")
+    waiting = subprocess.Popen([sys.executable, str(program), "wait"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert waiting.stdout.readline() == "ready\n"
+        waiting.stderr.close()  # nothing can be said on stderr any more
+        waiting.send_signal(signum)
+        assert waiting.wait(timeout=30) == status
+    finally:
+        waiting.kill()
+        waiting.wait()
 
 
 def test_a_model_that_does_not_exist_is_a_usage_error_in_every_command(tmp_path):
