@@ -683,7 +683,27 @@ def test_open_set_table_has_the_ece_of_species_and_genus(hand):
     rows = {row[0]: row[1:] for row in open_set_table(hand, "left-out")}
     for rank in ("species", "genus"):
         ece = hand["open_set"]["left-out"]["dna-dna"]["reliability"][rank]["ece"]
-        assert rows[f"ECE {rank} (seen + unseen)"] == [f"{ece:.3f}"]
+        assert rows[f"ECE {rank} (seen + unseen), points"] == [f"{100 * ece:.1f}"]
+
+
+def test_ece_is_shown_in_percentage_points_in_every_table(dataset, tmp_path):
+    """The open-set table (headed %) showed ECE as a fraction (0.130), the per-batch table in
+    points (25.5): one unit, points, and the tables say so."""
+    from clibd_cli.evaluation.plots import write_html
+    from clibd_cli.evaluation.report import EXPLANATION, TARGETS, batch_table, open_set_table
+
+    metrics = run_evaluation(Plan(data=dataset, baselines=("kmer",), scenarios=("left-out",))).metrics
+    scores = metrics["open_set"]["left-out"]["kmer"]
+    ece, mixed = scores["reliability"]["species"]["ece"], scores["batches"]["ece"]["mix"]["species"]
+    assert 0.01 < ece < 0.1 and 0.01 < mixed < 0.1  # metrics.json keeps the fraction
+    opened = {row[0]: row[1:] for row in open_set_table(metrics, "left-out")}
+    assert opened["ECE species (seen + unseen), points"] == [f"{100 * ece:.1f}"]
+    header, *batches = batch_table(metrics, "left-out")
+    assert header[2:6] == [f"ECE {rank}, points" for rank in ("order", "family", "genus", "species")]
+    assert next(row for row in batches if row[0] == "mix")[5] == f"{100 * mixed:.1f}"
+    write_html(tmp_path / "report.html", metrics, [], EXPLANATION)
+    page = (tmp_path / "report.html").read_text()
+    assert "ECE species (seen + unseen), points" in page and TARGETS in page and TARGETS in text_report(metrics)
 
 
 def test_report_page_has_each_scenarios_tables_and_escapes_notes(hand, tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.evaluation.report import (
-    accuracy_table, batch_table, curve_table, html_table, open_set_table, scenario_line,
+    TARGETS, accuracy_table, batch_table, curve_table, html_table, open_set_table, scenario_line,
 )
 from models.config import RANKS
 from models.files import atomic_open, atomic_path
@@ -96,7 +96,7 @@ def _reliability(scenario: str, methods: dict):
             used = count > 0
             x, y = np.array(bins["confidence"])[used], np.array(bins["accuracy"])[used]
             ax.plot(x, y, "-", color=colors[rank], linewidth=1, alpha=0.7,
-                    label=f"{rank} (ECE {bins['ece']:.3f})")
+                    label=f"{rank} (ECE {100 * bins['ece']:.1f} points)")
             ax.scatter(x, y, s=4 + 60 * np.sqrt(count[used] / count.sum()), color=colors[rank], zorder=3)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -179,8 +179,9 @@ def write_html(path: Path, metrics: dict, figures: list[str], explanation: str) 
             parts.append(f"<img src='accuracy_{scenario}.png' alt='accuracy {e(scenario)}'>")
         parts.append("<div class='row'>")
         if metrics["open_set"].get(scenario):
+            targets = f"<p>{e(TARGETS)}</p>" if scenario == "left-out" else ""
             parts.append(f"<div><h3>Open set (confidence ≥ {metrics['settings']['min_confidence']}), %</h3>"
-                         f"{html_table(open_set_table(metrics, scenario))}</div>")
+                         f"{html_table(open_set_table(metrics, scenario))}{targets}</div>")
         if f"reliability_{scenario}.png" in figures:
             parts.append(f"<img src='reliability_{scenario}.png' alt='reliability {e(scenario)}'>")
         parts.append("</div>")

@@ -10,8 +10,8 @@
         new_share.<batch>, curve[{cutoff, known_species_named, new_species_asserted,
         new_genus_right, new_genus_wrong}]}
 
-Accuracies are fractions (0-1); ``null`` where undefined (e.g. top-5 of sintax). The tables
-show percentages. ``metrics.tsv`` holds the same numbers in long format, one per line.
+Accuracies, rates and ECE are fractions (0-1); ``null`` where undefined (e.g. top-5 of sintax).
+The tables show percentages, and ECE in percentage points. ``metrics.tsv`` holds the same numbers in long format, one per line.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from models.errors import counted
 
 CURVE_KEYS = ("known_species_named", "new_species_asserted", "new_genus_right", "new_genus_wrong")
 
+TARGETS = ("targets: unseen species asserted ≤ 2 %; unseen genus right ≥ 70 % of those whose genus "
+           "is in the keys")  # under scenario left-out's open-set table, on stdout and in report.html
 OPEN_SET_ROWS = (  # (part, rank, metric, label)
     ("seen", "species", "known_correct", "seen: species right"),
     ("seen", "species", "assigned_accuracy", "seen: precision of asserted species"),
@@ -128,22 +130,23 @@ def accuracy_table(metrics: dict, scenario: str, k: str = "top1", kind: str = "m
 
 
 def open_set_table(metrics: dict, scenario: str) -> list[list[str]]:
-    """Rows (header first): one per open-set number (%) and per ECE, one column per method."""
+    """Rows (header first): one per open-set number (%) and per ECE (percentage points), one
+    column per method."""
     methods = metrics["open_set"].get(scenario, {})
     rows = [["open set", *methods]]
     for part, rank, metric, label in OPEN_SET_ROWS:
         rows.append([label, *(_pct(s[part][rank][metric]) if part in s else "–" for s in methods.values())])
     for rank in ("species", "genus"):
-        rows.append([f"ECE {rank} (seen + unseen)", *(
-            f"{s['reliability'][rank]['ece']:.3f}" if rank in s.get("reliability", {}) else "–"
+        rows.append([f"ECE {rank} (seen + unseen), points", *(
+            _pct(s["reliability"][rank]["ece"]) if rank in s.get("reliability", {}) else "–"
             for s in methods.values())])
     return rows
 
 
 def batch_table(metrics: dict, scenario: str) -> list[list[str]]:
-    """Rows (header first): per method and batch, ECE % per rank and the share of new species
-    (clibd's estimate / the truth)."""
-    rows = [["batch", "method", *(f"ECE {r}" for r in RANKS), "new species %: estimate / truth"]]
+    """Rows (header first): per method and batch, ECE (percentage points) per rank and the share
+    of new species % (clibd's estimate / the truth)."""
+    rows = [["batch", "method", *(f"ECE {r}, points" for r in RANKS), "new species %: estimate / truth"]]
     for method, scores in metrics["open_set"].get(scenario, {}).items():
         batches = scores.get("batches")
         for part in (batches or {}).get("ece", {}):
@@ -196,8 +199,7 @@ def text_report(metrics: dict) -> str:
                         "(top-hit tools: identity cutoffs)",
                     _format(open_set_table(metrics, scenario))]
             if scenario == "left-out":
-                out.append("targets: unseen species asserted ≤ 2 %; unseen genus right ≥ 70 % of those "
-                           "whose genus is in the keys")
+                out.append(TARGETS)
             if len(batch_table(metrics, scenario)) > 1:
                 out += ["", "reliability per batch (each batch one run; mix: all seen + "
                             "unseen queries, 30 % unseen), %", _format(batch_table(metrics, scenario)),
@@ -249,8 +251,8 @@ keys)" = among queries whose true X occurs among the keys, the share asserted an
 "precision" = share of asserted labels that are right.
 
 Reliability: queries binned by confidence (width 0.1); per bin the mean confidence against the
-share right. ECE = sum over bins of (bin share of queries) x |accuracy - confidence|; 0 is
-perfectly calibrated. Per batch: the seen queries, the unseen queries and a mix (all seen and
+share right. ECE = sum over bins of (bin share of queries) x |accuracy - confidence|, shown
+in percentage points (metrics.json: the fraction); 0 is perfectly calibrated. Per batch: the seen queries, the unseen queries and a mix (all seen and
 a seeded sample of unseen, 30 % of the batch) are each classified as one run, as clibd classify
 would (it estimates the share of new species per run); the operating curve sweeps the cutoff
 on the mix. RDP: the naive Bayesian classifier trained on the keys, bootstrap confidence."""
