@@ -58,10 +58,15 @@ class FixedVectors:
 
     def __init__(self, vectors: dict | None = None, fingerprint: str | None = None):
         self.vectors, self.fingerprint, self.calls = vectors or VECTORS, fingerprint, 0
+        self.rows = {}  # (group, modality) -> the rows asked for (None: all)
 
-    def embed(self, records, modality, progress=False):
+    def embed(self, records, modality, progress=False, rows=None):
         self.calls += 1
-        return np.stack([self.vectors[i] for i in records.split.ids()])
+        self.rows[records.groups[0], modality] = None if rows is None else rows.tolist()
+        vectors = np.stack([self.vectors[i] for i in records.split.ids()])
+        if rows is not None:
+            vectors[np.setdiff1d(np.arange(len(vectors)), rows)] = 0.0
+        return vectors
 
 
 def _mutate(seq: str, rate: float, rng) -> str:
@@ -704,6 +709,44 @@ def test_ece_is_shown_in_percentage_points_in_every_table(dataset, tmp_path):
     write_html(tmp_path / "report.html", metrics, [], EXPLANATION)
     page = (tmp_path / "report.html").read_text()
     assert "ECE species (seen + unseen), points" in page and TARGETS in page and TARGETS in text_report(metrics)
+
+
+def test_the_descriptions_of_sintax_and_rdp_state_the_cutoff_they_ran_with(dataset):
+    require_programs("vsearch", "java", "rdp_classifier")
+    metrics = run_evaluation(Plan(data=dataset, baselines=("vsearch-sintax", "rdp"), min_confidence=0.9,
+                                  scenarios=("paper",))).metrics
+    assert metrics["methods"]["vsearch-sintax"]["description"] == "vsearch --sintax (cutoff 0.9)"
+    assert metrics["methods"]["rdp"]["description"].endswith("(cutoff 0.9)")
+
+
+def test_text_keys_say_why_they_have_no_open_set_numbers(dataset, tmp_path):
+    """dna-text (keys: label strings) printed no open-set or per-batch section, and no note said why."""
+    metrics = run_evaluation(Plan(data=dataset, baselines=(), scenarios=("left-out",)),
+                             sources={"dna-text": (FixedVectors(), "dna", "text")}).metrics
+    assert metrics["open_set"] == {} and "dna-text" in metrics["retrieval"]["left-out"]
+    (note,) = [n for n in metrics["notes"] if n.startswith("open-set and per-batch numbers are not computed")]
+    assert "for dna-text: their keys are label strings" in note
+    assert f"note: {note}" in text_report(metrics)
+
+
+def test_a_limited_run_embeds_only_the_sampled_queries_and_caches_them_apart(dataset, tmp_path):
+    """--limit sampled the queries after embedding every record of their splits; a sample's
+    vectors must not be read back as the whole split's."""
+    source = FixedVectors(fingerprint="model-1")
+    limited = run_evaluation(Plan(data=dataset, baselines=(), limit=2, cache=tmp_path),
+                             sources={"dna-dna": (source, "dna", "dna")}).metrics
+    assert len(source.rows["test", "dna"]) == 2 and source.rows["train", "dna"] is None
+    assert source.rows["test_unseen", "dna"] is None  # its 2 records: all of them, embedded whole
+    assert limited["retrieval"]["paper"]["dna-dna"]["queries"] == {"seen": 2, "unseen": 2}
+    again = FixedVectors(fingerprint="model-1")
+    run_evaluation(Plan(data=dataset, baselines=(), limit=2, cache=tmp_path),
+                   sources={"dna-dna": (again, "dna", "dna")})
+    assert again.calls == 0  # the sample's vectors are cached
+    whole = FixedVectors(fingerprint="model-1")
+    metrics = run_evaluation(Plan(data=dataset, baselines=(), cache=tmp_path),
+                             sources={"dna-dna": (whole, "dna", "dna")}).metrics
+    assert whole.rows == {("test", "dna"): None}  # the sample's cache is not the whole split's
+    assert metrics["retrieval"]["paper"]["dna-dna"]["queries"] == {"seen": 4, "unseen": 2}
 
 
 def test_report_page_has_each_scenarios_tables_and_escapes_notes(hand, tmp_path):

@@ -89,6 +89,15 @@ def test_dna_only_model_says_which_pairs_it_skipped(report, tmp_path):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert list(metrics["retrieval"]["paper"]) == ["dna-dna"]
     assert sum("skipped: the model has no" in n for n in metrics["notes"]) == 4
+    refused = run("-m", tmp_path / "dna_only", "-d", root / "clibd5m.h5", "--on", "val", "--pairs", "image-image",
+                  "--baselines", "none", "-o", tmp_path / "none")
+    assert refused.exit_code == 2, refused.output  # was 1: a usage error, as --baselines none without -m
+    assert "nothing to evaluate: pair image-image skipped: the model has no image encoder" in refused.output
+
+
+def test_help_names_the_kmer_models_and_what_limit_saves():
+    shown = " ".join(CliRunner().invoke(cli, ["evaluate", "--help"], terminal_width=200).output.split())
+    assert "kmer or kmer-aa" in shown and "only they are embedded" in shown
 
 
 def test_fasta_dataset_uses_the_clibd_1m_layout(tmp_path):

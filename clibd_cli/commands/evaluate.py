@@ -13,8 +13,9 @@ from clibd_cli.evaluation import BASELINES, PAIRS
 
 @click.command("evaluate")
 @click.option("-m", "--model", default=None,
-              help="Model directory (clibd train), a shipped model's name (clibd-fast-bold), or a preset "
-                   "for untrained weights. Leave out (or 'none') for the baselines only.")
+              help="Model directory (clibd train), a shipped model's name (clibd-fast-bold), kmer or kmer-aa "
+                   "(the model-free k-mer profiles of clibd index build), or a preset for untrained weights. "
+                   "Leave out (or 'none') for the baselines only.")
 @click.option("-d", "--data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Dataset HDF5 (clibd prepare, or the CLIBD authors' BIOSCAN-1M/5M files).")
 @click.option("--on", type=click.Choice(["val", "test"]), default="test", show_default=True,
@@ -33,7 +34,8 @@ from clibd_cli.evaluation import BASELINES, PAIRS
 @click.option("--kmer", type=click.IntRange(3, 8), default=5, show_default=True,
               help="k of the k-mer profile baseline.")
 @click.option("--limit", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Evaluate at most N random queries per split (0: all). For quick looks only.")
+              help="Evaluate at most N random queries per split (0: all); only they are embedded. For quick "
+                   "looks only.")
 @options.batch_size(256)
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Embedding cache folder  [default: REPORT_DIR/cache]")

@@ -4,9 +4,10 @@ Each tool reads FASTA files written to a temporary folder (README, *Evaluating a
 
 * ``vsearch-global``: ``vsearch --usearch_global --id 0.8 --maxaccepts 5`` — hits ranked by
   identity (global alignment); the top-k labels are those of the best hits.
-* ``vsearch-sintax``: ``vsearch --sintax --sintax_cutoff 0.8 --randseed SEED --threads 1``
+* ``vsearch-sintax``: ``vsearch --sintax --sintax_cutoff CUTOFF --randseed SEED --threads 1``
   (one thread: the Debian build is only reproducible so) — one label per rank with its
-  bootstrap support, so only top-1 is defined; support ≥ 0.8 asserts the label.
+  bootstrap support, so only top-1 is defined; support ≥ CUTOFF (``--min-confidence``, 0.8 by
+  default) asserts the label.
 * ``blastn``: ``makeblastdb`` + ``blastn`` (megablast) ``-max_target_seqs 10 -max_hsps 1``,
   hits ranked by bit score.
 * ``mmseqs``: ``mmseqs easy-search --search-type 3 -k 11`` (MMseqs2's nucleotide search, forward
@@ -15,7 +16,7 @@ Each tool reads FASTA files written to a temporary folder (README, *Evaluating a
   and k-mer index made once (``createdb``, ``createindex``) for every part: searched from the
   FASTA, each part rebuilt them (benchmarks/README.md, *MMseqs2 as a baseline*).
 * ``rdp``: the RDP naive Bayesian classifier trained on the keys (``rdp.py``) — one label per
-  rank with its bootstrap confidence, asserted at ≥ 0.8 like SINTAX.
+  rank with its bootstrap confidence, asserted at ≥ CUTOFF like SINTAX.
 
 Keys with the same barcode and lineage are written once (half of BOLD's barcodes repeat, and
 BLAST slows down with every copy); a hit on one stands for all its copies in key order, as

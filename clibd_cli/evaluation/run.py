@@ -19,18 +19,18 @@ from clibd_cli.evaluation.protocol import PARTS, Records, Scenario, scenarios
 from clibd_cli.evaluation.retrieval import PairMethod, Queries
 from clibd_cli.evaluation.scores import batch_scores, open_set_scores, retrieval_scores
 from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles, ModelVectors
-from clibd_cli.io.outputs import output_path
-from models.errors import ClibdError, counted
+from clibd_cli.io.outputs import UsageError, output_path
+from models.errors import counted
 
 log = logging.getLogger("clibd")
 MIX_UNSEEN = 0.3  # share of unseen-species queries in the mixed batch (all seen queries and a sample of unseen)
-DESCRIPTIONS = {
+DESCRIPTIONS = {  # {cutoff}: --min-confidence
     "kmer": "k-mer profile nearest neighbour (model-free)",
     "vsearch-global": "vsearch --usearch_global top hits (--id 0.8)",
-    "vsearch-sintax": "vsearch --sintax (cutoff 0.8)",
+    "vsearch-sintax": "vsearch --sintax (cutoff {cutoff})",
     "blastn": "blastn (megablast) top hits by bit score",
     "mmseqs": "mmseqs easy-search (nucleotide) top hits by bit score",
-    "rdp": "RDP naive Bayesian classifier trained on the keys (cutoff 0.8)",
+    "rdp": "RDP naive Bayesian classifier trained on the keys (cutoff {cutoff})",
 }
 
 
@@ -82,15 +82,22 @@ def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
         if not methods:
             skipped = [note for note in notes if note.startswith(("pair ", "baseline "))]
             why = "; ".join(skipped) or "no model pair and no baseline selected"
-            raise ClibdError(f"nothing to evaluate: {why}")
-        embeddings = Embeddings(dataset, plan.cache, plan.progress)
+            raise UsageError(f"nothing to evaluate: {why}")
+        textual = [m.name for m in methods if isinstance(m, PairMethod) and not m.makes_calls]
+        if textual:
+            notes.append(f"open-set and per-batch numbers are not computed for {', '.join(textual)}: their "
+                         "keys are label strings, not specimens, so there is no calibrated confidence to "
+                         "assert a label with")
+        queries = {s.name: _queries(plan, dataset, s) for s in found}
+        keys = {group for s in found for group in s.keys}
+        embeddings = Embeddings(dataset, plan.cache, plan.progress, _sampled_rows(queries.values(), keys))
         result = _header(plan, dataset, found, model_info, methods, notes)
         with tempfile.TemporaryDirectory(prefix="clibd-evaluate-") as workdir:
             for method in methods:
                 if isinstance(method, AlignmentBaseline):
                     method.workdir = Path(workdir)
             for scenario in found:
-                _run_scenario(plan, dataset, scenario, methods, embeddings, result)
+                _run_scenario(dataset, scenario, queries[scenario.name], methods, embeddings, result, plan.seed)
         emap = _embedding_map(plan, dataset, found[0], methods, embeddings)
     for note in notes:
         log.info("note: %s", note)
@@ -119,15 +126,37 @@ def write_report(output: Path, result: Evaluation) -> Path:
     return output / "report.html"
 
 
-def _run_scenario(plan: Plan, dataset, scenario: Scenario, methods: list, embeddings, result: dict) -> None:
-    keys = Records(dataset, scenario.keys)
+def _queries(plan: Plan, dataset, scenario: Scenario) -> dict[str, Queries]:
+    """Per part, the scenario's queries and the positions evaluated (``plan.limit`` sampled)."""
     parts = {}
     for part in PARTS:
         if part in scenario.queries:
             records = Records(dataset, scenario.queries[part])
             parts[part] = Queries(records, records.sample(plan.limit, plan.seed))
-            result["scenarios"][scenario.name]["queries"][part]["evaluated"] = len(parts[part].positions)
-    mix = _mix(dataset, scenario, parts, plan.seed) if len(parts) == len(PARTS) else None
+    return parts
+
+
+def _sampled_rows(queries, keys: set[str]) -> dict[str, np.ndarray]:
+    """Per query group of which only some records are evaluated (``--limit``), those rows: only
+    they are embedded. A group that is also a key group is embedded whole."""
+    rows: dict[str, np.ndarray] = {}
+    sizes: dict[str, int] = {}
+    for parts in queries:
+        for part in parts.values():
+            start = 0
+            for group, size in zip(part.records.split.groups, part.records.split.sizes):
+                mine = part.positions[(part.positions >= start) & (part.positions < start + size)] - start
+                rows[group], sizes[group] = np.union1d(rows.get(group, mine), mine), size
+                start += size
+    return {group: r for group, r in rows.items() if group not in keys and len(r) < sizes[group]}
+
+
+def _run_scenario(dataset, scenario: Scenario, parts: dict[str, Queries], methods: list, embeddings,
+                  result: dict, seed: int) -> None:
+    keys = Records(dataset, scenario.keys)
+    for part, queries in parts.items():
+        result["scenarios"][scenario.name]["queries"][part]["evaluated"] = len(queries.positions)
+    mix = _mix(dataset, scenario, parts, seed) if len(parts) == len(PARTS) else None
     for method in methods:
         log.info("%s: %s", scenario.name, method.name)
         start = time.perf_counter()
@@ -219,7 +248,8 @@ def _header(plan: Plan, dataset, found: list[Scenario], model_info, methods, not
                                "queries": {p: describe(g) for p, g in s.queries.items()}} for s in found},
         "methods": {m.name: {"kind": "baseline" if m.name in BASELINES else "model",
                              "query": getattr(m, "query", "dna"), "key": getattr(m, "key", "dna"),
-                             "description": DESCRIPTIONS.get(m.name, f"CLIBD {m.name.replace('-', ' → ')}")}
+                             "description": DESCRIPTIONS.get(m.name, f"CLIBD {m.name.replace('-', ' → ')}").format(
+                                 cutoff=f"{plan.min_confidence:g}")}
                     for m in methods},
         "retrieval": {},
         "open_set": {},

@@ -4,7 +4,9 @@ A group's vectors are one ``[N, D]`` float32 array in record order, L2-normalise
 row for a record that lacks the modality (no photo, unusable barcode). Model embeddings are
 cached as ``.npy`` files keyed by the model fingerprint, the dataset file (path, size, mtime),
 the group and the modality, so evaluating other pairs or baselines later does not re-embed.
-k-mer profiles take seconds and are not cached.
+A query group sampled by ``evaluate --limit`` has only its sampled rows embedded (the others
+stay zero), cached under a key that adds the rows: never read back as the whole group, which
+a sampled run reads when cached. k-mer profiles take seconds and are not cached.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class KmerProfiles:
         self.name = "kmer"
         self.fingerprint = None  # cheap to recompute: not cached
 
-    def embed(self, records: Records, modality: str, progress: bool = False) -> np.ndarray:
+    def embed(self, records: Records, modality: str, progress: bool = False,
+              rows: np.ndarray | None = None) -> np.ndarray:
+        """Every record's profile (cheap enough to ignore ``rows``)."""
         vectors = self.model.embed_barcodes(records.barcodes)
         vectors[~records.has_barcode] = 0.0
         return vectors
@@ -57,13 +61,17 @@ class ModelVectors:
         self.precision = embedder.precision
         self.block = batch_size * 4
 
-    def embed(self, records: Records, modality: str, progress: bool = False) -> np.ndarray:
+    def embed(self, records: Records, modality: str, progress: bool = False,
+              rows: np.ndarray | None = None) -> np.ndarray:
+        """``[N, D]`` vectors of the records (of ``rows`` only, if given; the others zero)."""
         from tqdm import tqdm
 
         if modality == "text":
-            return self._labels(records)
+            return self._labels(records, np.arange(len(records)) if rows is None else rows)
         out = np.zeros((len(records), self.embedder.model.embed_dim), dtype=np.float32)
         usable = np.flatnonzero(records.has(modality))
+        if rows is not None:
+            usable = np.intersect1d(usable, rows)
         bar = tqdm(total=len(usable), unit=" records", disable=not progress, leave=False,
                    desc=f"embedding {'+'.join(records.groups)} ({modality})")
         for start in range(0, len(usable), self.block):
@@ -78,12 +86,15 @@ class ModelVectors:
         bar.close()
         return out
 
-    def _labels(self, records: Records) -> np.ndarray:
-        """Each record's label string embedded (each distinct string once)."""
+    def _labels(self, records: Records, rows: np.ndarray) -> np.ndarray:
+        """The label string of each record of ``rows`` embedded (each distinct string once)."""
         strings = [self.embedder.model.label_string({rank: records.labels[rank][i] for rank in RANKS})
-                   for i in range(len(records))]
+                   for i in rows]
         distinct, which = np.unique(np.array(strings, dtype=object).astype(str), return_inverse=True)
-        return self.embedder.labels(distinct.tolist())[which]
+        out = np.zeros((len(records), self.embedder.model.embed_dim), dtype=np.float32)
+        if len(rows):
+            out[rows] = self.embedder.labels(distinct.tolist())[which]
+        return out
 
     @staticmethod
     def _photos(records: Records, rows: np.ndarray) -> tuple[np.ndarray, list]:
@@ -97,8 +108,11 @@ class ModelVectors:
 class Embeddings:
     """Vectors per (source, groups, modality): from memory, the cache folder, or the source."""
 
-    def __init__(self, dataset, cache: Path | None, progress: bool = False):
+    def __init__(self, dataset, cache: Path | None, progress: bool = False,
+                 samples: dict[str, np.ndarray] | None = None):
+        """``samples``: group -> the only rows of it to embed (a query group ``--limit`` samples)."""
         self.dataset, self.cache, self.progress = dataset, cache, progress
+        self.samples = samples or {}
         self._memory: dict[tuple, np.ndarray] = {}
         self._records: dict[str, Records] = {}
         stat = Path(dataset.path).stat()
@@ -117,26 +131,36 @@ class Embeddings:
 
     def _load_or_embed(self, source, group: str, modality: str) -> np.ndarray:
         records = self._records.setdefault(group, Records(self.dataset, (group,)))
-        path = self._path(source, group, modality)
-        if path is not None and path.is_file():
-            vectors = np.load(path, allow_pickle=False)
-            if len(vectors) == len(records):
-                log.debug("cached embeddings: %s", path)
-                return vectors
+        rows = self.samples.get(group)
+        paths = [self._path(source, group, modality)]  # the whole group's cache serves a sample too
+        if rows is not None:
+            paths.append(self._path(source, group, modality, rows))
+        for path in paths:
+            if path is not None and path.is_file():
+                vectors = np.load(path, allow_pickle=False)
+                if len(vectors) == len(records):
+                    log.debug("cached embeddings: %s", path)
+                    return vectors
         if source.fingerprint is not None:
-            log.info("embedding %s (%s)", counted(len(records), f"{group} record"), modality)
-        vectors = source.embed(records, modality, self.progress)
+            some = "" if rows is None else f"{len(rows):,} of "
+            log.info("embedding %s%s (%s)", some, counted(len(records), f"{group} record"), modality)
+        vectors = source.embed(records, modality, self.progress, rows)
+        path = paths[-1]
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as temp, open(temp, "wb") as f:
                 np.save(f, vectors, allow_pickle=False)
         return vectors
 
-    def _path(self, source, group: str, modality: str) -> Path | None:
+    def _path(self, source, group: str, modality: str, rows: np.ndarray | None = None) -> Path | None:
+        """The cache file of the group's vectors (of a sample of its rows: another file)."""
         if self.cache is None or source.fingerprint is None:
             return None
-        key = json.dumps({"format": CACHE_FORMAT, "model": source.fingerprint, "data": self._data_key,
-                          "group": group, "modality": modality,
-                          "precision": source.precision}, sort_keys=True)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-        return self.cache / f"{group}.{modality}.{digest}.npy"
+        key = {"format": CACHE_FORMAT, "model": source.fingerprint, "data": self._data_key,
+               "group": group, "modality": modality, "precision": source.precision}
+        sample = ""
+        if rows is not None:
+            key["rows"] = hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()
+            sample = f"sample-{len(rows)}."
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        return self.cache / f"{group}.{modality}.{sample}{digest}.npy"
