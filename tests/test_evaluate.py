@@ -19,6 +19,7 @@ from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.evaluation.protocol import Records, scenarios
 from clibd_cli.evaluation.report import text_report, write_json, write_tsv
 from clibd_cli.evaluation.run import Plan, run_evaluation
+from clibd_cli.io.outputs import UsageError
 from models.errors import ClibdError
 from fixtures.programs import require_programs
 
@@ -395,12 +396,14 @@ def test_nothing_left_to_evaluate_says_why_each_chosen_method_was_skipped(datase
     # "--pairs image-image" on a file without photos, or "--baselines blastn" without blastn, ended in
     # "nothing to evaluate: no model pair and no baseline selected": the user had selected one
     with pytest.raises(ClibdError, match="nothing to evaluate: pair image-image skipped: the dataset has no "
-                                         "photos for it$"):
+                                         "photos for it$") as unfit:
         run_evaluation(Plan(data=dataset, model="clibd-tiny", pairs=("image-image",), baselines=()))
+    assert isinstance(unfit.value, UsageError)  # a pair the data cannot give: exit 2
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ClibdError, match="nothing to evaluate: baseline blastn skipped: makeblastdb, "
-                                         "blastn not found on PATH"):
+                                         "blastn not found on PATH") as missing:
         run_evaluation(Plan(data=dataset, baselines=("blastn",)))
+    assert not isinstance(missing.value, UsageError)  # this machine lacks a program: exit 1, not a usage error
 
 
 def test_hnsw_search_gives_the_exact_answers_here(dataset, hand):

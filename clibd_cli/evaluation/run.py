@@ -20,7 +20,7 @@ from clibd_cli.evaluation.retrieval import PairMethod, Queries
 from clibd_cli.evaluation.scores import batch_scores, open_set_scores, retrieval_scores
 from clibd_cli.evaluation.vectors import Embeddings, KmerProfiles, ModelVectors
 from clibd_cli.io.outputs import UsageError, output_path
-from models.errors import counted
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 MIX_UNSEEN = 0.3  # share of unseen-species queries in the mixed batch (all seen queries and a sample of unseen)
@@ -82,6 +82,8 @@ def run_evaluation(plan: Plan, sources: dict | None = None) -> Evaluation:
         if not methods:
             skipped = [note for note in notes if note.startswith(("pair ", "baseline "))]
             why = "; ".join(skipped) or "no model pair and no baseline selected"
+            if any(note.endswith("not found on PATH") for note in skipped):  # this machine lacks a program
+                raise ClibdError(f"nothing to evaluate: {why}")
             raise UsageError(f"nothing to evaluate: {why}")
         textual = [m.name for m in methods if isinstance(m, PairMethod) and not m.makes_calls]
         if textual:
