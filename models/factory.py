@@ -10,7 +10,7 @@ import torch
 
 from models.checkpoint import WEIGHTS
 from models.clibd import CLIBD, AbsentTowers
-from models.config import TOWERS, list_pretrained, load_config_source, resolve_config
+from models.config import PRETRAINED_DIR, TOWERS, list_pretrained, load_config_source, resolve_config
 from models.errors import ModelError, ModelNotFound
 from models.files import read_whole
 from models.weights import load_weights
@@ -65,12 +65,14 @@ def _build(source: tuple, overrides: dict[str, Any]) -> tuple[CLIBD, dict[str, t
         dropped = tuple(f"{tower}_encoder." for tower in TOWERS if not config[tower])
         left_out = load_weights(model, model_dir / WEIGHTS, raw.get("weights_sha256"), skip_prefixes=dropped)
         model.extra = raw.get("extra") or {}
+        if model_dir.resolve().parent == PRETRAINED_DIR.resolve():
+            model.float()  # shipped in fp16 to stay small, used in fp32 like the commands use it
     return model.eval(), left_out
 
 
 def load_model(directory: str | Path) -> CLIBD:
-    """Load a model directory written by ``save_model`` (or a model shipped with clibd, by name:
-    ``list_pretrained()``), bit-exactly (eval mode)."""
+    """Load a model directory written by ``save_model``, bit-exactly (eval mode), or a model shipped
+    with clibd (by name, ``list_pretrained()``, or path), whose fp16 weights are upcast to fp32."""
     path = Path(directory)
     if not path.exists() and str(directory) in list_pretrained():
         return create_model(str(directory))

@@ -81,8 +81,9 @@ def load_model_for(spec: str, modalities: Sequence[str]) -> Encoder:
     else:
         from models import create_model, load_towers
 
-        # Weights stored in half precision (the bundled model) are used in fp32, so that every
-        # command computes the same vectors and the same model fingerprint.
+        # Weights saved in half precision are used in fp32, so that every command computes the
+        # same vectors and the same model fingerprint (shipped models load in fp32 already:
+        # models.factory._build).
         model = (load_towers(spec, modalities) if modalities else create_model(spec)).float()
     missing = [m for m in modalities if m not in model.modalities]
     if missing:
