@@ -10,8 +10,8 @@ from pathlib import Path
 from models.checkpoint import save_model
 from models.errors import ClibdError
 from models.files import sha256_file
-from models.upstream import (UPSTREAM_PRESET, Imported, import_barcodebert, import_clibd_checkpoint,
-                             read_checkpoint, read_upstream_yaml)
+from models.upstream import UPSTREAM_PRESET, Imported, import_barcodebert, import_clibd_checkpoint
+from models.upstream_files import read_checkpoint, read_upstream_yaml
 
 
 def import_model(source: Path, source_format: str, output: str | Path, *,
