@@ -15,6 +15,9 @@ import torch
 from models.config import read_json
 from models.errors import ModelError
 
+# What a legacy (non-ZIP) torch.save file starts with after the pickle protocol: its magic number.
+_TORCH_PICKLE = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[2:-1]
+
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors of a checkpoint and any BERT config stored with it.
 
@@ -61,6 +64,9 @@ def read_upstream_yaml(path: Path) -> tuple[tuple[str, ...], int | None]:
 
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        where = f"{path}:{exc.problem_mark.line + 1}" if exc.problem_mark else str(path)
+        raise ModelError(f"{where}: not valid YAML ({exc.problem or exc.context})") from exc
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ModelError(f"{path}: cannot read the upstream yaml ({exc})") from exc
     cfg = raw.get("model_config", raw) if isinstance(raw, dict) else None
@@ -100,24 +106,26 @@ def _load_pickle(path: Path) -> Any:
                          f"which could run code (read with weights_only=True: {reason})") from exc
     except (RuntimeError, EOFError, ValueError, OSError, UnicodeDecodeError, KeyError, IndexError) as exc:
         # a text file that starts with 'h' or 'j' reads as a pickle opcode and fails with KeyError
-        raise _unreadable(path, _first_line(exc)) from exc
+        raise _unreadable(path, f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
 
 def _unreadable(path: Path, reason: str) -> ModelError:
-    """The error for a file torch.load failed on (``reason``): one that starts as torch.save's do (a ZIP
-    archive, a pickle) is corrupt or truncated; any other is named by what it looks like (a FASTA file,
-    text), torch's reason, pickle's internals then, logged at -v."""
+    """The error for a file torch.load failed on (``reason``, logged whole at -v): one that starts as
+    torch.save's do (a ZIP archive, the legacy pickle's magic number) is corrupt or truncated; any
+    other is named by what it looks like (a FASTA file, text, another pickle)."""
     with open(path, "rb") as handle:
         head = handle.read(512)
-    if head.startswith((b"PK\x03\x04", b"\x80")):
-        return ModelError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {reason}")
     logging.getLogger("clibd").debug("%s: torch.load: %s", path, reason)
+    if head.startswith(b"PK\x03\x04") or _TORCH_PICKLE in head[:32]:
+        return ModelError(f"{path}: a PyTorch checkpoint that is corrupt or truncated "
+                          f"(torch.load: {_sentence(reason)}; the whole reason at -v)")
     try:
         text = b"\x00" not in head and bool(head.decode("utf-8"))
     except UnicodeDecodeError as exc:
         text = exc.start >= len(head) - 3  # a character cut at the end of the 512 bytes
     looks = ("it is empty" if not head else "it starts like a FASTA file" if head.startswith(b">")
              else "it starts like a FASTQ file" if head.startswith(b"@") else "it is text" if text
+             else "it is a Python pickle that torch.save did not write" if head.startswith(b"\x80")
              else "it starts as neither a ZIP archive nor a pickle, as torch.save writes")
     return ModelError(f"{path}: is not a PyTorch checkpoint ({looks})")
 
@@ -131,6 +139,12 @@ def _unpickler_reason(exc: pickle.UnpicklingError) -> str:
         if line and not line.startswith("Weights only load failed"):
             return line.split(". ")[0].rstrip(".")[:200]
     return type(exc).__name__
+
+
+def _sentence(reason: str, limit: int = 160) -> str:
+    """The first sentence of ``reason``, cut at a word (with an ellipsis) when longer than ``limit``."""
+    sentence = reason.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -268,6 +268,10 @@ def test_cli_import_round_trip_and_yaml(tmp_path):
                                       "-o", str(tmp_path / "m2")])
     assert result.exit_code == 1
     assert "towers image, dna but the checkpoint has image, dna, text" in result.output
+    (tmp_path / "bad.yaml").write_text("model_config:\n  output_dim: 24\n  dna: {input_type: sequence\n")
+    result = CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "m4")])
+    assert result.exit_code == 1  # was: "<unicode string>", line 4
+    assert f"{tmp_path / 'bad.yaml'}:4: not valid YAML (expected ','" in result.output
     # a model clibd wrote is not an upstream checkpoint: say so instead of listing missing tensors
     for source in (tmp_path / "model", tmp_path / "model" / "model.safetensors"):
         result = CliRunner().invoke(cli, ["import", "--from", "clibd-checkpoint", str(source), "-o", str(tmp_path / "m3")])
@@ -335,13 +339,23 @@ def test_unreadable_files_are_refused(tmp_path):
              "hello.pth": b"hello\n", "json.pth": b'{"a": 1}\n', "just.pth": b"just text\n"}
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-        with pytest.raises(ModelError, match="not a readable|is not a PyTorch checkpoint") as refused:
+        refusals = "not a readable|is not a PyTorch checkpoint|corrupt or truncated"
+        with pytest.raises(ModelError, match=refusals) as refused:
             read_checkpoint(tmp_path / name)
         assert not str(refused.value).rstrip().endswith(":"), refused.value  # an exception without a message
     (tmp_path / "three.fa").write_text(">a\nACGT\n")  # said what it looks like, not "Unsupported operand 62"
+    (tmp_path / "plain.pth").write_bytes(pickle.dumps({"a": 1}, protocol=4))  # was "Unsupported operand 149"
     for name, looks in (("three.fa", "it starts like a FASTA file"), ("just.pth", "it is text"),
-                        ("empty.pth", "it is empty"), ("truncated.pth", "corrupt or truncated?")):
+                        ("empty.pth", "it is empty"), ("truncated.pth", "corrupt or truncated"),
+                        ("plain.pth", "(it is a Python pickle that torch.save did not write)")):
         with pytest.raises(ModelError, match=re.escape(looks)):
+            read_checkpoint(tmp_path / name)
+    legacy = tmp_path / "legacy.pth"
+    torch.save(random_state(upstream_shapes(TINY)), legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:3000])
+    for name in ("truncated.pth", "legacy.pth"):  # torch's reason was cut mid-word at 200 characters
+        whole_words = r"corrupt or truncated \(torch.load: [^;]*\w; the whole reason at -v\)$"
+        with pytest.raises(ModelError, match=whole_words):
             read_checkpoint(tmp_path / name)
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(ModelError, match="not a state dict"):
