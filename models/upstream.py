@@ -90,24 +90,29 @@ def import_clibd_checkpoint(state: dict[str, torch.Tensor], preset: str | Path =
     found = tuple(tower for prefix, tower in UPSTREAM_TOWERS.items()
                   if any(name.startswith(prefix) for name in state))
     if not found:
+        bert = any(name.endswith("embeddings.word_embeddings.weight") for name in state)
         raise ModelError(f"not a CLIBD checkpoint: no image_encoder./dna_encoder./language_encoder. "
-                         f"tensors (found {_few(state)})")
+                         f"tensors (found {_few(state)})"
+                         + ("; it looks like BarcodeBERT weights: --from barcodebert" if bert else ""))
     if modalities is not None and set(modalities) != set(found):
         raise ModelError(f"the upstream config has towers {', '.join(modalities)} but the checkpoint "
                          f"has {', '.join(found)}")
     state, folded = _fold_lora(state)
-    mapped = {}
+    mapped, origin = {}, {}
     for name, tensor in state.items():
         target = _map_name(name)
         if target is not None:
-            mapped[target] = tensor
+            mapped[target], origin[target] = tensor, name
     _check_dna_vocabulary(mapped)
     if "dna" in found:
         _check_bert_dna(preset)
     overrides = {tower: UPSTREAM_COMPAT[tower] for tower in found}
     model = create_model(preset, modalities=found, **overrides,
                          **({"embed_dim": embed_dim} if embed_dim is not None else {}))
-    check_state_dict(model.state_dict(), mapped, "checkpoint does not fit the upstream CLIBD layout")
+    check_state_dict(model.state_dict(), mapped, "checkpoint does not fit the upstream CLIBD layout",
+                     lambda name: origin.get(name) or _upstream_name(name),
+                     f"most tensors do not fit the sizes of {preset}: give the checkpoint's "
+                     "architecture with --preset (a preset or a config JSON)")
     model.load_state_dict(mapped, strict=True)
     notes = [f"towers: {', '.join(found)}"]
     if folded:
@@ -124,19 +129,23 @@ def import_barcodebert(state: dict[str, torch.Tensor], hf_config: dict[str, Any]
     classification head is left out; the DNA projection and the other towers are freshly
     initialised (seed them beforehand).
     """
-    if any(name.startswith("embeddings.") for name in state):  # saved from a bare BertModel
+    bare = any(name.startswith("embeddings.") for name in state)  # saved from a bare BertModel
+    if bare:
         state = {f"bert.{name}": tensor for name, tensor in state.items()}
     dropped = sorted(n for n in state if n.startswith(("cls.", "classifier.", "bert.pooler.")))
     bert = {name.removeprefix("bert."): tensor for name, tensor in state.items()
             if name not in dropped and not _BUFFERS.search(name)}
     if "embeddings.word_embeddings.weight" not in bert:
+        clibd = any(name.startswith(tuple(UPSTREAM_TOWERS)) for name in state)
         raise ModelError(f"not a BarcodeBERT checkpoint: no bert.embeddings.word_embeddings.weight "
-                         f"(found {_few(state)})")
+                         f"(found {_few(state)})"
+                         + ("; it looks like a CLIBD checkpoint: --from clibd-checkpoint" if clibd else ""))
     block = _barcodebert_block(bert, hf_config)
     _check_bert_dna(preset)
     model = create_model(preset, dna=block)
     check_state_dict(model.dna_encoder.bert.state_dict(), bert,
-                     "checkpoint does not fit the BarcodeBERT layout")
+                     "checkpoint does not fit the BarcodeBERT layout",
+                     lambda name: name if bare else f"bert.{name}")
     model.dna_encoder.bert.load_state_dict(bert, strict=True)
     notes = [f"DNA tower: k={block['k']} ({block['kmer_vocab']} vocabulary), {block['num_layers']} layers, "
              f"{block['num_heads']} heads, width {block['hidden_size']}"]
@@ -202,6 +211,14 @@ def _map_name(name: str) -> str | None:
         if name.startswith(prefix):
             return None if target is None else target + name[len(prefix):]
     return name  # reported as unexpected by the strict check
+
+
+def _upstream_name(name: str) -> str:
+    """The upstream key a clibd tensor name is converted from (:func:`_map_name` reversed)."""
+    for prefix, target in _CLIBD_RULES:
+        if target is not None and name.startswith(target):
+            return prefix + name[len(target):]
+    return name
 
 
 def _check_dna_vocabulary(mapped: dict[str, torch.Tensor]) -> None:

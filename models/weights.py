@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -34,17 +34,23 @@ def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None
     return skipped
 
 
-def check_state_dict(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
-                     what: str) -> None:
-    """ModelError naming a few missing, unexpected, wrongly shaped and non-finite (NaN, inf: a diverged
-    run's) tensors, if there are any."""
+def check_state_dict(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], what: str,
+                     named: Callable[[str], str] = str, advice: str = "") -> None:
+    """ModelError naming a few missing, unexpected, wrongly shaped (with both shapes) and non-finite
+    (NaN, inf: a diverged run's) tensors, if there are any. ``named`` gives the name a key is shown
+    by (the source file's, for converted weights); ``advice`` ends the message when most of
+    ``expected`` is missing or wrongly shaped."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     broken = sorted(k for k in set(expected) & set(state) if state[k].is_floating_point()
                     and not state[k].is_meta and not torch.isfinite(state[k]).all())
-    problems = [f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+    shown = {k: named(k) for k in (*missing, *unexpected, *broken)}
+    shown.update({k: f"{named(k)} {tuple(state[k].shape)}, not {tuple(expected[k].shape)}" for k in wrong})
+    problems = [f"{label} {len(keys)} ({', '.join(shown[k] for k in keys[:3])}"
+                f"{', ...' if len(keys) > 3 else ''})"
                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
                                     ("NaN or infinite values in", broken)) if keys]
     if problems:
-        raise ModelError(f"{what}: {'; '.join(problems)}")
+        most = bool(advice) and 2 * (len(missing) + len(wrong)) > len(expected)
+        raise ModelError(f"{what}: {'; '.join(problems)}{f'; {advice}' if most else ''}")

@@ -313,9 +313,27 @@ def test_strict_key_report_is_one_readable_line(tmp_path):
         import_clibd_checkpoint(state, tiny_preset(tmp_path))
     message = str(err.value)
     assert "\n" not in message
-    assert "missing 1 (text_encoder.proj.bias)" in message
+    # named as in the file, not by clibd's names (text_encoder.proj.bias, dna_encoder.proj.weight)
+    assert "missing 1 (language_encoder.proj.bias)" in message
     assert "unexpected 1 (language_encoder.extra_head.weight)" in message
-    assert "wrong shape 1 (dna_encoder.proj.weight)" in message
+    decoder = "dna_encoder.base_dna_encoder.cls.predictions.decoder.weight"
+    assert f"wrong shape 1 ({decoder} (5, 5), not (24, 32))" in message
+    assert "--preset" not in message  # most tensors fit: the preset is right
+
+
+def test_a_checkpoint_of_other_sizes_or_format_is_told_which_option_fits(tmp_path):
+    state = random_state(upstream_shapes(TINY))
+    wider = tiny_preset(tmp_path, TINY | {"text": 64, "dna": 64, "vit": 64})  # most tensors of the wrong size
+    with pytest.raises(ModelError, match="most tensors do not fit the sizes of .*--preset"):
+        import_clibd_checkpoint(dict(state), wider)
+    with pytest.raises(ModelError, match="looks like a CLIBD checkpoint: --from clibd-checkpoint"):
+        import_barcodebert(dict(state), {})
+    bert = {**_bert_state(), "logit_scale": torch.zeros(())}
+    with pytest.raises(ModelError, match="looks like BarcodeBERT weights: --from barcodebert"):
+        import_clibd_checkpoint(bert, wider)
+    del bert["bert.encoder.layer.0.output.dense.bias"]
+    with pytest.raises(ModelError, match=r"missing 1 \(bert.encoder.layer.0.output.dense.bias\)"):
+        import_barcodebert(bert, {"num_attention_heads": 2}, wider)
 
 
 def test_k4_dna_tower_and_foreign_state_dicts_are_refused(tmp_path):
