@@ -86,6 +86,23 @@ def test_taxonomy_table_gives_the_same_index_as_sintax_headers(barcode_refs, tin
                                                    "-o", tmp_path / "other"))
 
 
+def test_a_taxonomy_table_wins_over_header_lineages_and_says_where_they_disagree(barcode_refs, tmp_path):
+    records = barcode_refs.records
+    headed = write_fasta(tmp_path / "headed.fa", records)  # SINTAX headers
+    lineages = {r.id: dict(r.lineage) for r in records}
+    for r in records[3:5]:
+        lineages[r.id]["species"] = "Aedes table"
+    taxonomy = write_taxonomy(tmp_path / "taxonomy.tsv", lineages)
+    result = run("index", "-m", "kmer", headed, "--taxonomy", taxonomy, "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    # was silent
+    warning = (f"headed.fa: 2 records whose header lineage disagrees with the taxonomy table, whose lineage "
+               f"is used, e.g. {records[3].id}: header ")
+    assert warning in result.stderr and result.stderr.count("disagrees") == 1
+    assert "s:Aedes_table" in result.stderr.split(warning)[1]
+    assert "Aedes table" in (tmp_path / "index" / "records.tsv").read_text()
+
+
 def test_index_with_photos_is_calibrated_for_photo_queries(specimen_refs, barcode_refs):
     calibration = json.loads((specimen_refs.index / "calibration.json").read_text())
     assert list(calibration) == ["dna", "dna<500", "image", "image+dna"]

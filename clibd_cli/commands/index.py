@@ -46,7 +46,8 @@ def index() -> None:
 @click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False),
               help="TSV with an id column and rank columns (order, family, genus, species), or QIIME 2's "
                    "taxonomy TSV (Feature ID, Taxon; headerless ID<TAB>lineage lines too); labels the "
-                   "--calibrate-on queries too.")
+                   "--calibrate-on queries too. Where a FASTA header has a lineage too, the table's "
+                   "wins (a warning counts the records whose two lineages disagree).")
 @click.option("--split", "splits", multiple=True,
               help="Dataset HDF5 splits to index (repeatable; e.g. train, key_unseen). Default: all.")
 @click.option("--images", multiple=True, type=click.Path(exists=True),

@@ -4,8 +4,8 @@ Taxonomy comes from SINTAX headers (``>ID;tax=o:Diptera,...,s:Aedes_albopictus;`
 QIIME 2 or RDP lineage headers (``clibd_cli/io/lineages.py``), or from a ``--taxonomy`` table
 (``id`` + rank columns, a lineage column or headerless ``ID<TAB>lineage`` lines:
 ``clibd_cli/io/tables.py::read_taxonomy``), the table winning where both
-exist. Photos are matched to records by file name: ``ID.jpg`` (also ``ID.anything.jpg``)
-anywhere under the image folder.
+exist (with a warning naming the records whose header lineage disagrees). Photos are matched to
+records by file name: ``ID.jpg`` (also ``ID.anything.jpg``) anywhere under the image folder.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
 from clibd_cli.io.images import find_images, photos_by_id
-from clibd_cli.io.lineages import RANKS_ABOVE_ORDER, Provisional, UnknownRanks, header_lineage, parse_sintax_header
+from clibd_cli.io.lineages import (RANKS_ABOVE_ORDER, Provisional, UnknownRanks, header_lineage, parse_sintax_header,
+                                   sintax_lineage)
 from clibd_cli.io.sequences import read_sequences
 from clibd_cli.io.tables import read_taxonomy
 from models.config import RANKS
@@ -46,8 +47,10 @@ class FastaSource:
         """The records in file order; ClibdError at the end if a taxonomy table names none of them and
         none carries a taxonomy in its header either (the table's ids are not the FASTA's); a
         warning for rank prefixes that are none of d, k, p, c, o, f, g, s (``x:Foo``, ``t__``), one for
-        provisional identifications (``s:Aedes_cf._albopictus``: :class:`clibd_cli.io.lineages.Provisional`)."""
+        provisional identifications (``s:Aedes_cf._albopictus``: :class:`clibd_cli.io.lineages.Provisional`),
+        one for records whose header lineage the table's contradicts."""
         untaxed, bare, total, matched, first_id = 0, 0, 0, set(), None
+        disagree, example = 0, None
         strays, provisional = UnknownRanks(), Provisional()
         for entry in read_sequences(self.path):
             total += 1
@@ -65,6 +68,9 @@ class FastaSource:
             strays.add(entry.line, unknown)
             if self.taxonomy is not None:
                 if record_id in self.taxonomy:
+                    if _conflict(ranks, self.taxonomy[record_id]):
+                        disagree += 1
+                        example = example or (record_id, ranks, self.taxonomy[record_id])
                     ranks = self.taxonomy[record_id]
                     provisional.uncount(entry.line)  # the header's names are not this record's
                 else:
@@ -87,9 +93,23 @@ class FastaSource:
             if untaxed:
                 log.warning("%s not in the taxonomy table (kept with any taxonomy in the header)",
                             counted(untaxed, "record"))
+            if disagree:
+                record_id, header, table = example
+                log.warning("%s: %s whose header lineage disagrees with the taxonomy table, whose lineage is "
+                            "used, e.g. %s: header %s, table %s", self.path, counted(disagree, "record"),
+                            record_id, _lineage(header), _lineage(table))
             strays.warn(str(self.path))
             provisional.warn(str(self.path))
             unmatched = sorted(set(self.photos.values()) - matched)
             if unmatched:
                 log.warning("%s matching no record id, e.g. %s", counted(len(unmatched), "photo"),
                             ", ".join(str(path) for path in unmatched[:5]))
+
+
+def _conflict(header: dict[str, str], table: dict[str, str | None]) -> bool:
+    """Whether a header's lineage names another taxon than the table's at a rank both name."""
+    return any(header.get(rank) and table.get(rank) and header[rank] != table[rank] for rank in RANKS)
+
+
+def _lineage(ranks: dict[str, str | None]) -> str:
+    return sintax_lineage({rank: ranks.get(rank) for rank in RANKS})
