@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 import random
+import shutil
 import re
 import threading
 import time
@@ -131,6 +132,18 @@ def test_classify_without_index_unpacks_the_default_once(pack, barcode_refs, tmp
     again = run("classify", queries)
     assert again.exit_code == 0 and "building" not in again.stderr
     assert again.stdout == first.stdout
+
+
+def test_index_info_describes_the_bundled_reference(pack, tmp_path, monkeypatch):
+    monkeypatch.setattr("clibd_cli.indexing.bundled.PACK", pack)
+    monkeypatch.setenv("CLIBD_CACHE_DIR", str(tmp_path / "cache"))
+    for args in ((), (pack,)):  # was: "not a clibd index directory ... rebuild it with clibd index"
+        result = run("index", "info", *args)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.startswith(f"Index: {tmp_path / 'cache'}") and "Off-target guard" in result.stdout
+    other = tmp_path / "other"
+    shutil.copytree(pack, other)
+    assert "a packed reference (pack.json), not an index directory" in error_line(run("index", "info", other))
 
 
 def test_first_runs_together_unpack_the_default_once(pack, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from models.config import TOWERS as MODALITIES
 
 
 class _IndexGroup(click.Group):
-    """``clibd index [build] ARGS`` builds; ``clibd index info DIR`` describes."""
+    """``clibd index [build] ARGS`` builds; ``clibd index info [DIR]`` describes."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands:  # `clibd index --help` shows every build option
@@ -24,7 +24,7 @@ class _IndexGroup(click.Group):
 @click.group("index", cls=_IndexGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def index() -> None:
     """Build a reference index (`clibd index [build] …`; `clibd index --help` lists every option)
-    or describe one (`clibd index info DIR`)."""
+    or describe one (`clibd index info DIR`; without DIR, the bundled default reference)."""
 
 
 @index.command("build")
@@ -112,6 +112,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
       clibd index more.fasta --append -o coi_ref/                   # the index's own model
       clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/
       clibd index info coi_ref/                                      # describe an index
+      clibd index info                                               # the bundled default reference
 
     \b
     The embedding is saved in chunks in OUTPUT.shards/ (and OUTPUT.held-out.shards/) as it goes:
@@ -167,11 +168,22 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
 
 
 @index.command("info")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
-def info(directory: str, no_verify: bool) -> None:
-    """Describe an index directory (records, model, HNSW parameters, checksums)."""
+def info(directory: Path | None, no_verify: bool) -> None:
+    """Describe an index directory (records, model, HNSW parameters, guards, checksums); without
+    DIRECTORY (or given the bundled pack's folder), the bundled default reference that `clibd
+    classify` searches without --index, unpacked into the cache on first use."""
+    from clibd_cli.indexing.bundled import PACK, default_index
+    from clibd_cli.indexing.pack import PACK_FILE
     from clibd_cli.reference.index_info import describe_index
     from clibd_cli.reference.index_reading import load_index
+    from models.errors import ClibdError
 
+    if directory is None or directory.resolve() == PACK.resolve():
+        directory = default_index()
+    elif (directory / PACK_FILE).is_file():
+        raise ClibdError(f"{directory}: a packed reference ({PACK_FILE}), not an index directory; clibd "
+                         "unpacks only its bundled one, which `clibd index info` without a directory "
+                         "describes")
     click.echo(describe_index(load_index(directory, verify=not no_verify)))
