@@ -12,7 +12,7 @@ Upstream layouts (of the CLIBD authors' published code and checkpoints):
   a ``{"model", "bert_config", ...}`` dict or a Hugging Face directory): only the BERT weights are
   kept, as the DNA tower's initialisation.
 
-The files are read by :mod:`models.upstream_files`.
+The files are read by :mod:`models.importing`.
 """
 
 from __future__ import annotations

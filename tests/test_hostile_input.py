@@ -263,7 +263,7 @@ def test_a_code_running_pickle_is_refused_without_advice_to_unpickle_it(tmp_path
 
     torch = pytest.importorskip("torch")
     from models.errors import ModelError
-    from models.upstream_files import _load_pickle
+    from models.importing import _load_pickle
 
     class Shell:
         def __reduce__(self):

@@ -20,7 +20,7 @@ from clibd_cli.main import cli
 from models import ModelError, load_model
 from models.config import VOCAB_DIR
 from models.upstream import import_barcodebert, import_clibd_checkpoint
-from models.upstream_files import read_checkpoint
+from models.importing import read_checkpoint
 
 TINY = {"embed": 24, "vit": 32, "vit_depth": 2, "vit_heads": 2, "patch": 8, "image": 32,
         "dna": 32, "dna_layers": 2, "dna_heads": 2, "text": 32, "text_layers": 2, "text_heads": 2}

@@ -223,6 +223,6 @@ def test_barcodebert_v2_import_pools_like_barcodebert(upstream, records, tmp_pat
 
 @pytest.mark.parametrize("model_yaml", [FULL_FINETUNE_YAML, LORA_YAML], ids=["full-finetune", "lora"])
 def test_the_authors_model_yamls_give_towers_and_output_dim(model_yaml):
-    from models.upstream_files import read_upstream_yaml
+    from models.importing import read_upstream_yaml
 
     assert read_upstream_yaml(model_yaml) == (("image", "dna", "text"), 768)
