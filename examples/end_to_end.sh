@@ -4,7 +4,8 @@
 #
 #   examples/end_to_end.sh [OUT_DIR]        (default: e2e-output; STEPS=N sets the training steps)
 #
-# Run again into the same OUT_DIR (after a Ctrl-C, say), it resumes the training run there.
+# Run again into the same OUT_DIR (after a Ctrl-C, say), it resumes the training run there, with the
+# same STEPS (another value is refused: the run planned its steps; use a new OUT_DIR).
 #
 # The tiny model trains for a few hundred steps only, so its accuracy is far below the bundled
 # clibd-fast-bold model's: this shows the commands and the files, not the accuracy.
