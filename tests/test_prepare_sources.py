@@ -212,3 +212,26 @@ def test_a_bold_tsv_is_prepared_with_the_protocols_splits(records, tmp_path):
         assert dataset.attrs["input_format"] == "bold" and dataset.attrs["seed"] == 3
     refused = prepare(bold, "--images", tmp_path, "-o", tmp_path / "c.h5")
     assert refused.exit_code == 2 and "--images" in refused.output
+
+
+def test_a_bold_row_without_a_processid_is_refused_at_its_line(records, tmp_path):
+    """As a BIOSCAN row without one is (one rule: ``SourceRecord.check``), not stored with id ''."""
+    header = ["processid", "species", "nuc"]
+    rows = [{"processid": r.id, "species": r.lineage["species"] or "", "nuc": r.barcode} for r in records]
+    rows[2]["processid"] = ""
+    bold = write_csv(tmp_path / "bold.tsv", header, rows, delimiter="\t", compress=False)
+    result = prepare(bold, "-o", tmp_path / "b.h5")
+    assert result.exit_code == 1 and f"{bold}:4: empty processid" in result.output
+    assert not (tmp_path / "b.h5").exists()
+
+
+def test_a_label_with_a_tab_is_refused_at_its_line(records, tmp_path):
+    """A quoted CSV cell or a SINTAX header may hold a tab, which an index's records.tsv cannot."""
+    csv_file = bioscan5m(tmp_path, lambda rows: rows[3].update(species="Tab\tname"))
+    result = prepare(csv_file, "-o", tmp_path / "a.h5")
+    assert result.exit_code == 1 and ":5: species 'Tab\\tname' contains a tab or newline" in result.output
+    fasta = write_fasta(tmp_path / "r.fa", records)
+    fasta.write_text(fasta.read_text() + ">odd;tax=o:Diptera,s:Tab\tname;\nACGT\n")
+    result = prepare(fasta, "-o", tmp_path / "r.h5")
+    lines = len(fasta.read_text().splitlines())
+    assert result.exit_code == 1 and f"{fasta}:{lines - 1}: species 'Tab\\tname'" in result.output

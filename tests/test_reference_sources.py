@@ -29,3 +29,23 @@ def test_records_tsv_labels_are_stripped_and_blanks_unlabelled():
     from clibd_cli.reference.records import clean_labels
 
     assert clean_labels([" Aedes ", "", "  ", None, "Culex"]) == ["Aedes", None, None, None, "Culex"]
+
+
+def test_a_label_with_a_tab_is_refused_at_its_file_and_line(tmp_path):
+    """Not later, when records.tsv is written, without a place; a taxonomy table's likewise."""
+    import pytest
+
+    from clibd_cli.io.tables import read_taxonomy
+    from models.errors import ClibdError
+
+    path = tmp_path / "ref.fasta"
+    path.write_text(f">r1;tax=o:Diptera;\n{'ACGT' * 30}\n>r2;tax=o:Diptera,g:Tab\tname;\n{'ACGT' * 30}\n")
+    with pytest.raises(ClibdError, match=r"ref.fasta:3: genus 'Tab\\tname' contains a tab"):
+        read_references([str(path)], "dna")
+    table = tmp_path / "taxonomy.tsv"
+    table.write_text('id\torder\tspecies\nr1\tDiptera\t"Aedes\talbopictus"\n\tDiptera\t\n')
+    with pytest.raises(ClibdError, match=r"taxonomy.tsv:2: species 'Aedes\\talbopictus' contains a tab"):
+        read_taxonomy(table)
+    table.write_text("id\torder\nr1\tDiptera\n\tDiptera\n")
+    with pytest.raises(ClibdError, match=r"taxonomy.tsv:3: empty id"):
+        read_taxonomy(table)

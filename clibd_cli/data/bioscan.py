@@ -108,13 +108,12 @@ def find_package_dir(root: Path, package: str, split_names: Sequence[str]) -> Pa
 def _metadata_rows(source: Bioscan5M | Bioscan1M, bin_column: str, delimiter: str = "\t"
                    ) -> Iterator[tuple[dict[str, int], int, list[str], str, list[str | None]]]:
     """``(columns, line, fields, key, labels)`` per row of a BIOSCAN metadata table: the record's
-    ``source.key_name`` (ClibdError if empty) and its order..species and BIN labels (None if missing)."""
+    ``source.key_name`` (an empty one is refused by ``clibd_cli/data/build.py::SourceRecord.check``) and
+    its order..species and BIN labels (None if missing)."""
     columns, rows = read_rows(source.path, source.required, delimiter=delimiter)
     labels = [columns.get(name) for name in (*RANKS, bin_column)]
     for line, fields in rows:
         key = fields[columns[source.key_name]].strip()
-        if not key:
-            raise ClibdError(f"{source.path}:{line}: empty {source.key_name}")
         yield columns, line, fields, key, [_label(fields, i) for i in labels]
 
 

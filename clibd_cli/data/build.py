@@ -28,8 +28,10 @@ from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS, PROTOCOL_N
 from clibd_cli.data.store import Record
 from clibd_cli.data.store_writer import DatasetWriter
 from clibd_cli.io.images import ImageError, check_image, resize_image
+from clibd_cli.io.lineages import check_record
 from clibd_cli.io.sequences import MAX_LENGTH, NUCLEOTIDES, clean_barcode
 from clibd_cli.io.streams import open_text, reading
+from models.config import RANKS
 from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
@@ -47,6 +49,12 @@ class SourceRecord(NamedTuple):
     split: str | None = None  # the source's own split (BIOSCAN-5M); None = decided here
     image_paths: tuple[Path, ...] = ()  # candidate photo files, the first that exists is used
     above: dict[str, str] | None = None  # its names at ranks above order (io.lineages.RANKS_ABOVE_ORDER)
+
+    def check(self, source: Source) -> None:
+        """Refuse it at its line of ``source``: an empty key, or a key or name with a tab or newline
+        (``clibd_cli/io/lineages.py::check_record``)."""
+        names = {rank: getattr(self.record, rank) for rank in (*RANKS, "dna_bin")}
+        check_record(f"{source.path}:{self.line}", source.key_name, self.key, {**names, **(self.above or {})})
 
 
 class Source(Protocol):
@@ -152,6 +160,7 @@ def _scan(source: Source, partition: dict[str, str] | None, seed: int, strict: b
     unlisted = Problems()
     with _progress(progress, None, "checking") as bar:
         for item in source.records():
+            item.check(source)
             keys.append(_key_hash(item.key))
             lines.append(item.line)
             bar.update()

@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from models.config import RANKS, is_missing_label
-from models.errors import counted
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 SINTAX_RANKS = {"d": "domain", "k": "kingdom", "p": "phylum", "c": "class", "o": "order",
@@ -193,6 +193,18 @@ def _without_level_numbers(levels: list[str]) -> list[str]:
     while levels and not levels[-1].strip():
         levels.pop()
     return levels
+
+
+def check_record(where: str, key_name: str, key: str, names: Mapping[str, str | None]) -> None:
+    """Refuse, as read, a record that an index's ``records.tsv`` (``clibd_cli/reference/records.py``)
+    cannot hold: an empty ``key``, or a ``key`` or one of its ``names`` (rank -> name) with a tab or
+    newline. ``where`` (``FILE:LINE``) and ``key_name`` (``processid``, ``id``) name it in the ClibdError."""
+    if not key.strip():
+        raise ClibdError(f"{where}: empty {key_name}")
+    for what, text in ((key_name, key), *names.items()):
+        if text and any(c in text for c in "\t\r\n"):
+            raise ClibdError(f"{where}: {what} {text!r} contains a tab or newline, which the records.tsv of "
+                             "an index cannot hold")
 
 
 def without_taxids(names: list[str]) -> list[str]:

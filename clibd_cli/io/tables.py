@@ -11,7 +11,8 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from clibd_cli.io.lineages import SINTAX_RANKS, Provisional, UnknownRanks, is_ranked_lineage, parse_lineage
+from clibd_cli.io.lineages import (SINTAX_RANKS, Provisional, UnknownRanks, check_record, is_ranked_lineage,
+                                   parse_lineage)
 from clibd_cli.io.streams import display_name, open_text, reading
 from models.config import RANKS
 from models.errors import ClibdError, counted
@@ -63,7 +64,8 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
     Returns id -> {rank: name} with underscores read as spaces, and empty cells and names that
     name nothing (``not_classified``, ``Aedes sp.``, ``Aedes cf. albopictus``: ``lineages.named``) left
     out, an epithet-only species joined to its genus. ClibdError on
-    a missing id column, no rank or lineage column, a malformed lineage, or a repeated id; a
+    a missing id column, no rank or lineage column, a malformed lineage, a repeated or empty id, or
+    a name with a tab or newline (``lineages.check_record``); a
     warning naming the first row with no rank from order to species (``Unassigned``, ``k__Animalia``):
     its records are left unlabelled; one for lineage prefixes that are none of d, k, p, c, o, f, g, s
     (``sk__``, ``t__``: ``lineages.UnknownRanks``); one counting provisional identifications
@@ -112,6 +114,7 @@ def read_taxonomy(source: str | Path) -> dict[str, dict[str, str]]:
         else:
             taxonomy[record_id] = provisional.named(line, {rank: fields[i].strip().replace("_", " ")
                                                            for rank, i in ranks})
+        check_record(f"{name}:{line}", "id", record_id, taxonomy[record_id])
         if not any(taxonomy[record_id].get(rank) for rank in RANKS):
             if not unranked:
                 cell = f": {fields[lineage].strip()[:60]!r}" if lineage is not None else ""

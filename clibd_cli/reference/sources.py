@@ -215,7 +215,9 @@ def _barcode_source(source: str, taxonomy: str | None = None,
 
 def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
     """Records of a FASTA/FASTQ file, or of a BOLD TSV (``clibd_cli/data/bold.py``)."""
-    for entry in _barcode_source(source, taxonomy).records():
+    reader = _barcode_source(source, taxonomy)
+    for entry in reader.records():
+        entry.check(reader)
         record = entry.record
         barcode, problem = checked_barcode(record.barcode)
         if problem:
