@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,19 @@ def test_pipeline_snakefile_does_the_same(kmer_index, tmp_path):
                              f"clibd={CLIBD}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     check_pipeline_output(out)
+
+
+def test_pipeline_snakefile_finds_the_clibd_of_make_setup_off_path(tmp_path):
+    """As run.sh does: ``make setup`` installs clibd in .venv/bin, not on PATH."""
+    require_programs("snakemake")
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                           if not (Path(d) / "clibd").exists())
+    command = [shutil.which("snakemake"), "-s", str(EXAMPLES / "pipeline" / "Snakefile"), "--cores", "1", "-n", "-p",
+               "--config", f"reads={PIPELINE_READS}", f"out={tmp_path / 'smk'}"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PATH": path})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{EXAMPLES.parent / '.venv' / 'bin' / 'clibd'} -q classify" in result.stdout
 
 
 def test_classify_folder_script_stops_when_clibd_is_interrupted(tmp_path):
