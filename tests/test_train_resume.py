@@ -120,6 +120,25 @@ def test_data_is_needed_without_resume_and_where_the_runs_file_is_gone(run, data
     gone = train("--out", run, "--resume")
     assert gone.exit_code == 2 and f"the run's {tmp_path / 'gone.h5'} is not there; give --data" in gone.output
     assert train("--data", data, "--out", run, "--resume").exit_code == 0  # the same records, elsewhere
+    assert json.loads((run / "args.json").read_text())["args"]["data"] == str(data)  # kept for the next one
+    assert train("--out", run, "--resume").exit_code == 0
+
+
+@pytest.mark.parametrize("data_given", [False, True])
+def test_nothing_to_resume_is_said_first_with_or_without_data(data, tmp_path, data_given):
+    """Not click's Missing option '--data' for a folder without a run (or an empty one)."""
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "none", tmp_path / "empty"):
+        result = train(*(["--data", data] if data_given else []), "--out", out, "--resume")
+        assert result.exit_code == 2, result.output
+        assert f"{out}: nothing to resume (no last/ checkpoint); drop --resume to start" in result.output
+
+
+def test_the_runs_modalities_in_another_order_are_the_runs(run):
+    """--modalities text,dna on a dna,text run: the same towers, resumed in the run's order."""
+    result = train("--out", run, "--resume", "--modalities", "text,dna")
+    assert result.exit_code == 0, result.output
+    assert "(dna+text)" in result.output and "resumed at step 2" in result.output
 
 
 def test_a_run_started_with_relative_paths_resumes_from_another_folder(data, tmp_path, monkeypatch):

@@ -130,11 +130,14 @@ def train(ctx: click.Context, **options) -> None:
 
 def _the_runs_options(ctx: click.Context, processes: int) -> set[str]:
     """With --resume, give every option left out of the command line (the global --seed too) the
-    run's value from RUN/args.json (``training/run_files.resume_defaults``); the names it gave."""
-    from clibd_cli.training.run_files import resume_defaults
+    run's value from RUN/args.json (``training/run_files.resume_defaults``); the names it gave. Exit 2
+    first where the run has nothing to resume (``run_files.checkpoint_to_resume``), --data given or not."""
+    from clibd_cli.training.run_files import checkpoint_to_resume, resume_defaults
 
     root = ctx.find_root()
-    given = {name for name in ctx.params if _given(ctx, name)} | ({"seed"} if _given(root, "seed") else set())
+    checkpoint_to_resume(Path(ctx.params["out"]))
+    given = {name: value for name, value in ctx.params.items() if _given(ctx, name)}
+    given.update({"seed": root.params["seed"]} if _given(root, "seed") else {})
     values = resume_defaults(Path(ctx.params["out"]), given, processes)
     if "seed" in values:
         root.params["seed"] = ctx.obj.seed = values.pop("seed")

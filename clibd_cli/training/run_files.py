@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from clibd_cli.io.outputs import UsageError
+from clibd_cli.training.state import checkpoint_dir
 from models.errors import counted
 from models.files import atomic_open
 
@@ -67,16 +68,28 @@ def read_args(run: Path) -> dict | None:
         return None
 
 
-def resume_defaults(run: Path, given: set[str], processes: int) -> dict:
-    """The run's value (``loop.TrainConfig`` names, lists as tuples) of every option not ``given``
-    on the resuming command line, for ``processes`` processes: a --batch-size that keeps the run's
-    global batch where it divides; none if args.json cannot be read."""
+def checkpoint_to_resume(run: Path) -> Path:
+    """RUN/last (``state.checkpoint_dir``), which --resume continues; exit 2 where there is none."""
+    last = checkpoint_dir(run, "last")
+    if last is None:
+        raise UsageError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
+    return last
+
+
+def resume_defaults(run: Path, given: dict, processes: int) -> dict:
+    """The run's value (``loop.TrainConfig`` names, lists as tuples) of every option not in ``given``
+    (name -> value) on the resuming command line, for ``processes`` processes: a --batch-size that keeps
+    the run's global batch where it divides; --modalities given in another order than the run's, the
+    run's order (the same towers: the run resumed exactly); none if args.json cannot be read."""
     record = read_args(run)
     if record is None:
         return {}
     args = record["args"]
     values = {name: tuple(value) if isinstance(value, list) else value for name, value in args.items()
               if name not in given and name not in NOT_FROM_THE_RUN}
+    theirs, ours = args.get("modalities"), given.get("modalities")
+    if theirs and ours and sorted(theirs) == sorted(ours):
+        values["modalities"] = tuple(theirs)
     if "batch_size" in values and (batch := values["batch_size"] * record.get("world_size", 1)) % processes == 0:
         values["batch_size"] = batch // processes
     return values
@@ -134,7 +147,7 @@ def write_args(run: Path, args: dict, command: list[str], world_size: int, resum
     """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``; --data and a --model path made
     absolute, so that a resume from another folder finds them), the ``command`` line (its words), the
     training records' ``dataset`` fingerprint (``datasets.dataset_fingerprint``), versions; resumptions
-    are appended."""
+    are appended, and a resume's --data of the run's records is kept as the run's (the file moved)."""
     from clibd_cli import __version__
 
     paths = {name: os.path.abspath(args[name]) for name in ("data", "model") if os.path.exists(args[name])}
@@ -148,6 +161,8 @@ def write_args(run: Path, args: dict, command: list[str], world_size: int, resum
         "resumed": []}
     if resumed_at is not None:
         record["resumed"].append({"step": resumed_at, "command": command, "world_size": world_size})
+        if dataset is not None and record.get("dataset") == dataset:  # the run's records, perhaps moved:
+            record["args"]["data"] = args["data"]  # the next resume finds them without --data
     with atomic_open(path) as handle:
         handle.write(json.dumps(record, indent=2) + "\n")
 
