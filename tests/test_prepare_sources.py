@@ -140,6 +140,14 @@ def test_a_partition_for_bioscan5m_is_a_usage_error(tmp_path):
     assert not (tmp_path / "m.h5").exists()
 
 
+def test_a_seed_for_bioscan5m_is_a_usage_error(tmp_path):
+    """prepare's --seed draws the CLIBD split protocol; BIOSCAN-5M's splits are given, so it was silently
+    ignored (and not stored)."""
+    result = prepare(bioscan5m(tmp_path, lambda rows: None), "--seed", "3", "-o", tmp_path / "m.h5")
+    assert result.exit_code == 2 and "--seed is for bioscan-1m, bold and fasta" in result.output
+    assert not (tmp_path / "m.h5").exists()
+
+
 def test_prepare_seed_zero_is_not_the_global_seed(tmp_path):
     """``clibd --seed 8 prepare --seed 0`` splits with seed 0, as ``prepare --seed 0`` does."""
     sample = bioscan1m_sample(tmp_path)

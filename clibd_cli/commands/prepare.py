@@ -90,8 +90,9 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
         raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN and BOLD files carry their taxonomy)")
     if images and input_format == "bold":
         raise click.UsageError("--images is not for --format bold (a BOLD TSV names no photo files)")
-    if partition and input_format == "bioscan-5m":
-        raise click.UsageError("--partition is for bioscan-1m, bold and fasta; BIOSCAN-5M has its own split column")
+    if input_format == "bioscan-5m" and (partition or seed is not None):
+        raise click.UsageError(f"{'--partition' if partition else '--seed'} is for bioscan-1m, bold and fasta; "
+                               "BIOSCAN-5M has its own split column")
     source = _source(input_format, input_path, images, image_package, taxonomy)
     summary = prepare_dataset(
         source, output, partition=read_partition(partition) if partition else None,
