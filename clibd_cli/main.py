@@ -6,6 +6,7 @@ each subcommand (``clibd_cli/commands/``) imports its heavy dependencies inside 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -192,10 +193,8 @@ class _Failure(click.ClickException):
 def _say(line: str) -> None:
     """One line on stderr, if it can still be written: after a hang-up the terminal is gone (EIO), and a
     reader of stderr may have left (EPIPE); the exit status says what happened either way."""
-    try:
+    with contextlib.suppress(OSError):
         click.echo(line, err=True)
-    except OSError:
-        pass
 
 
 def _describe(exc: Exception) -> str:
