@@ -148,8 +148,8 @@ def test_photos_a_photo_reference_leaves_out_are_named(tiny_model, tmp_path):
     assert load_index(tmp_path / "index").ids == ["p1", "p2"]
     stray, second, first = folder / "stray.jpg", folder / "p1.png", folder / "p1.jpg"
     assert f"1 photo left out, named after no id of the taxonomy table: {stray}" in result.stderr
-    assert f"1 photo left out, a second photo of a record (one photo per record): {second} (p1 is {first})" \
-        in result.stderr
+    assert "1 record has more than one photo, the first in path order used and the others left out: " \
+           f"p1: {first} (not {second})" in result.stderr
 
 
 def test_photos_none_of_which_can_be_read_leave_the_index_uncalibrated_for_photos_and_say_so(
@@ -164,6 +164,19 @@ def test_photos_none_of_which_can_be_read_leave_the_index_uncalibrated_for_photo
     assert "image" not in json.loads((tmp_path / "index" / "calibration.json").read_text())
     assert "none of the 6 photos named after a reference record could be read; the index is not calibrated " \
            "for photos" in result.stderr
+
+
+def test_a_second_photo_of_a_reference_record_given_with_images_is_named(barcode_refs, tiny_model, tmp_path):
+    # ID.jpg beside ID.png: the first calibrated the index, the second was left out unmentioned
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    record = barcode_refs.records[0]
+    for name in (f"{record.id}.jpg", f"{record.id}.png"):
+        (folder / name).write_bytes(b"")
+    result = run("index", "-m", tiny_model, barcode_refs.fasta, "--images", folder, "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    assert "1 record has more than one photo, the first in path order used and the others not used to " \
+           f"calibrate: {record.id}: {folder / record.id}.jpg (not {folder / record.id}.png)" in result.stderr
 
 
 def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model, tmp_path):

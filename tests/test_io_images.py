@@ -180,3 +180,49 @@ def test_a_photo_is_found_by_its_name_or_the_part_before_its_first_dot(tmp_path)
     assert photo_ids(Path("BIOUG02.png")) == ("BIOUG02",)
     first, second = Path("a/BIOUG01.jpg"), Path("b/BIOUG01.1024px.jpg")
     assert photos_by_id([first, second]) == {"BIOUG01": first, "BIOUG01.1024px": second}
+
+
+def test_a_second_photo_of_a_record_is_named_in_one_warning(tmp_path, caplog):
+    """``ID.jpg`` beside ``ID.png`` or ``ID.1024px.jpg``: the first in path order was the record's and the
+    others went unmentioned; one warning names the ids (the first five) and both photos, and counts them.
+    Photos of other ids sharing a prefix (``A.1.jpg``, ``A.2.jpg``) are no second photo of ``A.1``."""
+    import logging
+    from pathlib import Path
+
+    from clibd_cli.io.images import photos_by_id, warn_second_photos
+
+    paths = [Path("a/B1.jpg"), Path("b/B1.1024px.jpg"), Path("b/B1.png"), Path("A.1.jpg"), Path("A.2.jpg")]
+    photos = photos_by_id(paths)
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        others = warn_second_photos(paths, photos, ["B1", "A.1", "absent"], "the others left out")
+    assert others == {Path("b/B1.1024px.jpg"), Path("b/B1.png")}
+    assert caplog.messages == ["1 record has more than one photo, the first in path order used and the others "
+                               f"left out: B1: {Path('a/B1.jpg')} (not {Path('b/B1.1024px.jpg')}, "
+                               f"{Path('b/B1.png')})"]
+    caplog.clear()
+    many = [Path(f"{d}/R{i}.jpg") for i in range(7) for d in ("x", "y")]
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        warn_second_photos(many, photos_by_id(many), [f"R{i}" for i in range(7)], "the others left out")
+    (message,) = caplog.messages
+    assert message.startswith("7 records have more than one photo") and message.count("(not ") == 5
+    assert message.endswith(" …")
+
+
+def test_classify_fuses_a_records_first_photo_and_names_the_second(tmp_path, caplog):
+    """A barcode ``B1`` with photos ``B1.jpg`` and ``B1.png``: the first is fused with it, the second is
+    classified on its own, and a warning says so (it said nothing)."""
+    import logging
+
+    from clibd_cli.classification.queries import iter_queries
+
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(">B1\n" + "ACGT" * 150 + "\n>B2\n" + "ACGT" * 150 + "\n")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("B1.jpg", "B1.png", "B2.jpg"):
+        (folder / name).write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        queries = [(q.id, q.image and q.image.name) for q in iter_queries([str(fasta)], [str(folder)])]
+    assert queries == [("B1", "B1.jpg"), ("B2", "B2.jpg"), (str(folder / "B1.png"), "B1.png")]
+    assert caplog.messages == ["1 record has more than one photo, the first in path order used and the "
+                               f"others classified on their own: B1: {folder / 'B1.jpg'} (not {folder / 'B1.png'})"]

@@ -243,3 +243,21 @@ def test_a_label_with_a_tab_is_refused_at_its_line(records, tmp_path):
     result = prepare(fasta, "-o", tmp_path / "r.h5")
     lines = len(fasta.read_text().splitlines())
     assert result.exit_code == 1 and f"{fasta}:{lines - 1}: species 'Tab\\tname'" in result.output
+
+
+def test_a_second_photo_of_a_record_is_named_once(records, tmp_path):
+    """``ID.jpg`` and ``ID.png``: the first in path order is stored, and one warning names the id and
+    both photos (the second was left out unmentioned), not as a photo matching no record."""
+    first = records[0]
+    photos = copy_photos(tmp_path / "photos", [first.id, records[1].id])
+    second = photos[0].with_suffix(".png")
+    second.write_bytes(photos[1].read_bytes())
+    result = prepare(write_fasta(tmp_path / "r.fa", records), "--images", tmp_path / "photos",
+                     "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("1 record has more than one photo, the first in path order used and the others "
+                               f"not stored: {first.id}: {photos[0]} (not {second})") == 1
+    assert "matching no record id" not in result.stderr
+    with open_dataset(tmp_path / "r.h5") as dataset:
+        every = dataset.split("all")
+        assert every.image_bytes(every.ids().index(first.id)) == photos[0].read_bytes()

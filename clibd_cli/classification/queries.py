@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from clibd_cli.io.images import find_images, photos_by_id
+from clibd_cli.io.images import find_images, photos_by_id, warn_second_photos
 from clibd_cli.io.repeated_ids import RepeatedIds
 from clibd_cli.io.sequences import MIN_BASES, bad_size, checked_barcode, parse_abundance, read_sequences
 from clibd_cli.io.streams import display_name
@@ -57,11 +57,13 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
     """Barcodes from FASTA/FASTQ inputs and photos from files/folders, fused by id if ``fuse``.
 
     A fused specimen with an unusable barcode keeps its photo (see :meth:`Query.drop`). Records
-    that repeat an earlier record's id are counted in a warning once all are read.
+    that repeat an earlier record's id are counted in a warning once all are read, as are those with
+    more than one photo (``io.images.warn_second_photos``: the first in path order is fused).
     """
     paths = find_images(image_inputs)
     photos = photos_by_id(paths) if fuse else {}
     paired: set[Path] = set()
+    fused: set[str] = set()  # ids of the records that took a photo
     misread: set[str] = set()  # inputs with a malformed size= annotation, warned about once each
     repeated = RepeatedIds()
     for source in sequence_inputs:
@@ -72,6 +74,7 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
                 photo = None
             elif photo is not None:
                 paired.add(photo)
+                fused.add(record.id)
             size, sample = parse_abundance(record.description)
             bad = None if name in misread else bad_size(record.description)
             if bad is not None:
@@ -95,6 +98,7 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
                     record_id, repeated.repeats)
     if repeated.stopped:
         log.info("record ids were checked for repeats in the first %d records only", repeated.checked)
+    warn_second_photos(paths, photos, fused, "the others classified on their own")
     for path in paths:
         if path not in paired:
             yield Query(str(path), image=path, where=str(path))

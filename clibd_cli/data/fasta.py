@@ -17,7 +17,7 @@ from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
-from clibd_cli.io.images import find_images, photos_by_id
+from clibd_cli.io.images import find_images, photos_by_id, warn_second_photos
 from clibd_cli.io.lineages import (RANKS_ABOVE_ORDER, Provisional, UnknownRanks, header_lineage, parse_sintax_header,
                                    sintax_lineage)
 from clibd_cli.io.sequences import read_sequences
@@ -40,7 +40,8 @@ class FastaSource:
         self.path = Path(path)
         self.taxonomy = read_taxonomy(taxonomy) if taxonomy else None
         self.taxonomy_path = taxonomy
-        self.photos = photos_by_id(find_images([images])) if images else {}
+        self.photo_paths = find_images([images]) if images else []
+        self.photos = photos_by_id(self.photo_paths)
         self._reported = not report  # the warnings below are given once, by the first complete reading
 
     def records(self) -> Iterator[SourceRecord]:
@@ -80,7 +81,7 @@ class FastaSource:
             record = Record(record_id, barcode=entry.seq, **{rank: ranks.get(rank) for rank in RANKS})
             photo = self.photos.get(record_id)
             if photo:
-                matched.add(photo)
+                matched.add(record_id)
             above = {rank: ranks[rank] for rank in RANKS_ABOVE_ORDER if ranks.get(rank)}
             yield SourceRecord(entry.line, record_id, record, None, (photo,) if photo else (), above or None)
         if self.taxonomy is not None and total and bare == total:
@@ -100,7 +101,8 @@ class FastaSource:
                             record_id, _lineage(header), _lineage(table))
             strays.warn(str(self.path))
             provisional.warn(str(self.path))
-            unmatched = sorted(set(self.photos.values()) - matched)
+            seconds = warn_second_photos(self.photo_paths, self.photos, matched, "the others not stored")
+            unmatched = sorted(set(self.photos.values()) - {self.photos[key] for key in matched} - seconds)
             if unmatched:
                 log.warning("%s matching no record id, e.g. %s", counted(len(unmatched), "photo"),
                             ", ".join(str(path) for path in unmatched[:5]))

@@ -12,14 +12,14 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.errors import ClibdError
+from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
@@ -81,6 +81,27 @@ def photos_by_id(paths: list[Path]) -> dict[str, Path]:
         for key in photo_ids(path):
             photos.setdefault(key, path)
     return photos
+
+
+def warn_second_photos(paths: Iterable[Path], photos: Mapping[str, Path], ids: Iterable[str],
+                       fate: str) -> set[Path]:
+    """Warn once about the records of ``ids`` more than one of ``paths`` is named after (``ID.jpg``
+    beside ``ID.png`` or ``ID.1024px.jpg``), whose photo is ``photos[id]`` (:func:`photos_by_id`: the
+    first in path order): the first few ids with their photos and a count; ``fate`` says what becomes
+    of the others. Returns those other photos."""
+    named: dict[str, list[Path]] = {key: [] for key in ids if key in photos}
+    for path in paths:
+        for key in photo_ids(path):
+            if key in named and path != photos[key]:
+                named[key].append(path)
+    seconds = {key: others for key, others in named.items() if others}
+    if seconds:
+        shown = [f"{key}: {photos[key]} (not {', '.join(map(str, others))})"
+                 for key, others in list(seconds.items())[:5]]
+        log.warning("%s more than one photo, the first in path order used and %s: %s%s",
+                    counted(len(seconds), "record has", "records have"), fate, "; ".join(shown),
+                    " …" if len(seconds) > 5 else "")
+    return {path for others in seconds.values() for path in others}
 
 
 def photo_ids(path: Path) -> tuple[str, ...]:

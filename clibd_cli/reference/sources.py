@@ -247,23 +247,15 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
 
 
 def _warn_unused_photos(paths: list[Path], photos: dict[str, Path], table: dict) -> None:
-    """Name the photos a photo reference leaves out: those named after no id of the taxonomy table,
-    and second photos of an id (``ID.jpg`` and ``ID.png``: the first in path order is the record's)."""
-    from clibd_cli.io.images import photo_ids
+    """Name the photos a photo reference leaves out: second photos of an id (``ID.jpg`` and ``ID.png``:
+    ``io.images.warn_second_photos``), and those named after no id of the taxonomy table."""
+    from clibd_cli.io.images import photo_ids, warn_second_photos
 
-    used = {photos[key] for key in table if key in photos}
-    stray, second = [], []
-    for path in (path for path in paths if path not in used):
-        ids = [key for key in photo_ids(path) if key in table]
-        if ids:
-            second.append(f"{path} ({ids[0]} is {photos[ids[0]]})")
-        else:
-            stray.append(str(path))
-    for found, why in ((stray, "named after no id of the taxonomy table"),
-                       (second, "a second photo of a record (one photo per record)")):
-        if found:
-            log.warning("%s left out, %s: %s%s", counted(len(found), "photo"), why, ", ".join(found[:5]),
-                        " …" if len(found) > 5 else "")
+    warn_second_photos(paths, photos, table, "the others left out")
+    stray = [str(path) for path in paths if not any(key in table for key in photo_ids(path))]
+    if stray:
+        log.warning("%s left out, named after no id of the taxonomy table: %s%s",
+                    counted(len(stray), "photo"), ", ".join(stray[:5]), " …" if len(stray) > 5 else "")
 
 
 def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
