@@ -200,3 +200,26 @@ def test_a_union_of_splits_holds_each_group_once(tmp_path):
     with open_dataset(tmp_path / "d.h5") as dataset:
         assert dataset.split("train+all_keys").groups == ("train", "key_unseen")
         assert len(dataset.splits_union(["train", "train"])) == 2
+
+
+def test_the_content_digest_tells_other_barcodes_and_labels_of_the_same_ids_apart(tmp_path):
+    """What ``train --resume`` compares besides the ids: one record's barcode or species changed is
+    another digest, a copy the same; chunks and groups do not change it, nor do byte-string fields."""
+    import shutil
+
+    write(tmp_path / "d.h5", ["train", "key_unseen"])
+    clibd_hdf5(tmp_path / "c.hdf5")
+    digests = {}
+    for field in ("", "barcode", "species"):
+        path = shutil.copy(tmp_path / "d.h5", tmp_path / f"d-{field}.h5")
+        if field:
+            with h5py.File(path, "r+") as h5:
+                h5["key_unseen"][field][1] = "GGGG" if field == "barcode" else "Culex pipiens"
+        with open_dataset(path) as dataset:
+            both = dataset.splits_union(["train", "key_unseen"])
+            digests[field] = (both.ids_digest(), both.content_digest())
+            assert both.content_digest(size=1) == digests[field][1]
+    assert len({ids for ids, _ in digests.values()}) == 1 and len({data for _, data in digests.values()}) == 3
+    with open_dataset(tmp_path / "c.hdf5") as dataset:  # the CLIBD layout: fixed-length byte strings
+        test = dataset.split("test_seen")
+        assert test.content_digest(size=1) == test.content_digest() != digests[""][1]

@@ -82,6 +82,40 @@ def test_a_resume_refuses_another_seed_and_another_dataset_but_not_a_moved_one(r
     assert "resumed at step 2" in again.output
 
 
+def _changed(data: Path, path: Path, field: str) -> Path:
+    """A copy of ``data`` whose first train record has another barcode or species (the same ids)."""
+    import h5py
+
+    shutil.copy(data, path)
+    with h5py.File(path, "r+") as h5:
+        h5["train"][field][0] = "ACGT" * 160 if field == "barcode" else "Culex changed"
+    return path
+
+
+@pytest.mark.parametrize("field", ["barcode", "species"])
+def test_a_resume_refuses_the_runs_ids_with_other_barcodes_or_labels(run, data, tmp_path, field):
+    """The run's fingerprint held the records' number and ids only: a --data of the same ids with another
+    barcode or label resumed on records the run never trained on."""
+    other = _changed(data, tmp_path / "other.h5", field)
+    result = train("--data", other, "--out", run, "--resume")
+    assert result.exit_code == 2, result.output
+    assert (f"--data {other} is not the run's data: its pretrain+train records have the run's ids but other "
+            "barcodes or labels (sha256 " in result.output and f"the run's ({data}) " in result.output)
+    assert json.loads((run / "args.json").read_text())["resumed"] == []
+
+
+def test_an_older_run_fingerprinted_by_ids_only_resumes_on_them_and_says_what_it_did_not_check(run, data, tmp_path):
+    record = json.loads((run / "args.json").read_text())
+    del record["dataset"]["content_sha256"]
+    (run / "args.json").write_text(json.dumps(record))
+    other = _changed(data, tmp_path / "other.h5", "species")
+    result = clibd("-v", "train", "--workers", "0", "--data", other, "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "args.json records the ids of the run's training records only (an older run): not checking their " \
+           "barcodes and labels" in result.output
+    assert json.loads((run / "args.json").read_text())["args"]["data"] == str(other)  # the run's ids: kept
+
+
 def test_resume_with_only_out_continues_exactly_with_the_runs_options(data, tmp_path, monkeypatch):
     """Options other than the command's defaults (--lr, --warmup, --seed, --data itself) come back
     from args.json: the resumed run ends with the weights and losses of an uninterrupted one."""

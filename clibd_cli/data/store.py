@@ -176,6 +176,18 @@ class Split:
             digest.update("".join(value + "\n" for value in chunk).encode())
         return digest.hexdigest()
 
+    def content_digest(self, size: int = 100_000) -> str:
+        """SHA-256 of the records' barcodes, then of each rank's labels, in record order, one per line
+        as stored (bytes, not decoded: :func:`_stored`), ``size`` records at a time: what these records
+        are, wherever the file is (which records: :meth:`ids_digest`)."""
+        digest = hashlib.sha256()
+        for field in ("barcode", *RANKS):
+            digest.update(f"\0{field}\n".encode())  # each field's values apart from the next's
+            for group, lo, hi in self._ranges(0, len(self)):
+                for start in range(lo, hi, size):
+                    digest.update(b"\n".join(_stored(group, field, start, min(start + size, hi))) + b"\n")
+        return digest.hexdigest()
+
     def _id_chunks(self, size: int = 100_000):
         for group, lo, hi in self._ranges(0, len(self)):
             field = next((f for f in ("processid", "image_file", "sampleid") if f in group), None)
@@ -239,6 +251,16 @@ def in_listing_order(names: Mapping[str, object]) -> list[tuple[str, object]]:
     """Items in the canonical split order (BIOSCAN-5M, CLIBD 1M, CLIBD metasplits, others)."""
     rank = {name: i for i, name in enumerate(LISTING_ORDER)}
     return sorted(names.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
+def _stored(group: h5py.Group, field: str, lo: int, hi: int) -> list[bytes]:
+    """Values ``lo:hi`` of ``field`` as the file holds them (strings undecoded; a field it lacks as empty)."""
+    if field not in group:
+        return [b""] * (hi - lo)
+    dataset = group[field]
+    values = dataset[lo:hi].tolist()
+    return values if h5py.check_string_dtype(dataset.dtype) or dataset.dtype.kind == "S" else \
+        [str(value).encode() for value in values]
 
 
 def _read_column(dataset: h5py.Dataset, lo: int, hi: int) -> list:

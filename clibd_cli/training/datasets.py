@@ -54,12 +54,13 @@ def default_splits(data: str, splits: tuple[str, ...]) -> tuple[str, ...]:
 
 def dataset_fingerprint(path: str, splits: Sequence[str]) -> dict:
     """What identifies the training records of ``path``'s ``splits`` wherever the file is: their
-    number and the digest of their ids (``store.Split.ids_digest``); RUN/args.json keeps the run's."""
+    number, the digest of their ids (``store.Split.ids_digest``) and that of their barcodes and labels
+    (``store.Split.content_digest``); RUN/args.json keeps the run's."""
     from clibd_cli.data.store import open_dataset
 
     with open_dataset(path) as dataset:
         part = dataset.splits_union(splits)
-        return {"records": len(part), "ids_sha256": part.ids_digest()}
+        return {"records": len(part), "ids_sha256": part.ids_digest(), "content_sha256": part.content_digest()}
 
 
 class SpecimenDataset(Dataset):

@@ -98,7 +98,8 @@ def resume_defaults(run: Path, given: dict, processes: int) -> dict:
 def check_resume(run: Path, options: dict, dataset: dict) -> None:
     """Refuse (exit 2) a resume whose ``options`` (``loop.TrainConfig``) set one of
     :data:`FIXED_ON_RESUME` otherwise than the run's args.json, or whose --data holds other training
-    records than the run's (``dataset``: ``datasets.dataset_fingerprint``; a moved file is the same).
+    records than the run's, or other barcodes or labels of them (``dataset``: ``datasets.dataset_fingerprint``;
+    a moved file is the same).
     What args.json does not record (an older run) is not checked, as -v says."""
     record = read_args(run)
     if record is None:
@@ -116,12 +117,34 @@ def check_resume(run: Path, options: dict, dataset: dict) -> None:
     if record.get("dataset") is None:
         log.debug("%s/args.json does not record the run's training records (an older run): not checking --data",
                   run)
-    elif (theirs := record["dataset"]) != dataset:
-        raise UsageError(
-            f"{run}: --data {options['data']} is not the run's data: its {'+'.join(options['train_splits'])} "
-            f"records are {counted(dataset['records'], 'record')} of ids sha256 {dataset['ids_sha256'][:12]}, the "
-            f"run's ({first.get('data')}) {counted(theirs['records'], 'record')} of {theirs['ids_sha256'][:12]}; "
-            "give the file the run trained on (moved or copied is fine) or leave --data out")
+    else:
+        _check_data(run, options, record, dataset)
+
+
+def _check_data(run: Path, options: dict, record: dict, dataset: dict) -> None:
+    """Refuse (exit 2) a --data whose training records (``dataset``) are not those of the run's args.json
+    ``record``: other ids, or the run's ids with other barcodes or labels (:func:`_same_records`)."""
+    theirs, splits, where = record["dataset"], "+".join(options["train_splits"]), record["args"].get("data")
+    if "content_sha256" not in theirs:
+        log.debug("%s/args.json records the ids of the run's training records only (an older run): not checking "
+                  "their barcodes and labels", run)
+    if _same_records(theirs, dataset):
+        return
+    if (theirs["records"], theirs["ids_sha256"]) == (dataset["records"], dataset["ids_sha256"]):
+        what = (f"its {splits} records have the run's ids but other barcodes or labels (sha256 "
+                f"{dataset['content_sha256'][:12]}, the run's ({where}) {theirs['content_sha256'][:12]})")
+    else:
+        what = (f"its {splits} records are {counted(dataset['records'], 'record')} of ids sha256 "
+                f"{dataset['ids_sha256'][:12]}, the run's ({where}) {counted(theirs['records'], 'record')} of "
+                f"{theirs['ids_sha256'][:12]}")
+    raise UsageError(f"{run}: --data {options['data']} is not the run's data: {what}; give the file the run trained "
+                     "on (moved or copied is fine) or leave --data out")
+
+
+def _same_records(theirs: dict, ours: dict) -> bool:
+    """Whether the fingerprint of a --data's training records (``ours``: ``datasets.dataset_fingerprint``)
+    agrees with the run's (``theirs``) on every field the run's holds (an older run's: number and ids only)."""
+    return all(ours.get(key) == value for key, value in theirs.items())
 
 
 def _same(name: str, theirs, ours) -> bool:
@@ -161,7 +184,7 @@ def write_args(run: Path, args: dict, command: list[str], world_size: int, resum
         "resumed": []}
     if resumed_at is not None:
         record["resumed"].append({"step": resumed_at, "command": command, "world_size": world_size})
-        if dataset is not None and record.get("dataset") == dataset:  # the run's records, perhaps moved:
+        if dataset is not None and record.get("dataset") and _same_records(record["dataset"], dataset):  # moved:
             record["args"]["data"] = args["data"]  # the next resume finds them without --data
     with atomic_open(path) as handle:
         handle.write(json.dumps(record, indent=2) + "\n")
