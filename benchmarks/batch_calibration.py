@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.evaluation import rdp
+from clibd_cli.evaluation.metrics import reliability
 from clibd_cli.evaluation.scores import CURVE_CUTOFFS
 from clibd_cli.io.pipeline_formats import read_sintax
 from models.config import RANKS
@@ -89,8 +90,6 @@ def read_clibd_scores(path: Path) -> tuple[dict[str, dict[str, tuple[str, float]
 
 def batch_table(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str], cutoff: float) -> dict:
     """Per-rank ECE and the open-set numbers of one tool on one batch at ``cutoff``."""
-    from clibd_cli.evaluation.metrics import reliability
-
     out = {}
     for rank in RANKS:
         conf = np.array([scores.get(r["processid"], {}).get(rank, ("", 0.0))[1] for r in batch])
@@ -123,13 +122,11 @@ def species_weights(conf: np.ndarray, right: np.ndarray, species: np.ndarray, ra
     between mean confidence and accuracy (records x (confidence - accuracy) / batch, in points);
     and the ECE a perfectly calibrated tool giving these very confidences would show on this batch
     (:func:`calibrated_ece`)."""
-    from clibd_cli.evaluation.metrics import reliability
-
     names, inverse, counts = np.unique(species, return_inverse=True, return_counts=True)
-    balanced = _weighted_ece(conf, right, 1.0 / counts[inverse])
+    balanced = reliability(conf, right, weights=1.0 / counts[inverse]).ece
     rng = np.random.default_rng(0)
-    draws = [_weighted_ece(conf, right, np.bincount(rng.integers(0, len(names), len(names)),
-                                                    minlength=len(names))[inverse].astype(float))
+    draws = [reliability(conf, right, weights=np.bincount(rng.integers(0, len(names), len(names)),
+                                                          minlength=len(names))[inverse]).ece
              for _ in range(BOOTSTRAP)]
     low, high = 100 * np.quantile(draws, [0.05, 0.95])
     gap = np.bincount(inverse, weights=conf - right) / len(conf)
@@ -150,17 +147,8 @@ def calibrated_ece(conf: np.ndarray, species: np.ndarray, n_species: int) -> np.
     ``u < conf`` (``BOOTSTRAP`` draws, seed 0). A batch of few species, some with hundreds of
     records, leaves even a calibrated tool several points of ECE unless its confidences are near 0 or 1."""
     rng = np.random.default_rng(0)
-    ones = np.ones(len(conf))
-    draws = [_weighted_ece(conf, (rng.random(n_species)[species] < conf).astype(float), ones)
-             for _ in range(BOOTSTRAP)]
+    draws = [reliability(conf, rng.random(n_species)[species] < conf).ece for _ in range(BOOTSTRAP)]
     return np.quantile(draws, [0.5, 0.05, 0.95])
-
-
-def _weighted_ece(conf: np.ndarray, right: np.ndarray, weight: np.ndarray, bins: int = 10) -> float:
-    """ECE with record weights (10 equal-width bins)."""
-    which = np.minimum((conf * bins).astype(int), bins - 1)
-    gaps = np.bincount(which, weights=weight * (conf - right), minlength=bins)
-    return float(np.abs(gaps).sum() / weight.sum())
 
 
 def curve(scores: dict, batch: list[dict], new: set[str], ref_genera: set[str]) -> list[str]:
