@@ -49,8 +49,7 @@ def retrieval_scores(outcomes: dict[str, Outcome]) -> dict:
     return out
 
 
-def open_set_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray],
-                    bins: int = 10) -> dict:
+def open_set_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray]) -> dict:
     """Per part and rank the open-set metrics; per rank the reliability of seen+unseen pooled."""
     out: dict = {}
     pooled: dict[str, list] = {rank: [] for rank in RANKS}
@@ -74,7 +73,7 @@ def open_set_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarr
             }
             if calls.confidence is not None and scored.any():
                 confidence = calls.confidence[rank][scored]
-                row["ece"] = metrics.reliability(confidence, right[scored], bins).ece
+                row["ece"] = metrics.reliability(confidence, right[scored]).ece
                 pooled[rank].append((confidence, right[scored]))
             out[part][rank] = row
     if any(pooled.values()):
@@ -82,14 +81,14 @@ def open_set_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarr
         for rank, chunks in pooled.items():
             if chunks:
                 found = metrics.reliability(np.concatenate([c for c, _ in chunks]),
-                                            np.concatenate([r for _, r in chunks]), bins)
+                                            np.concatenate([r for _, r in chunks]))
                 out["reliability"][rank] = {"edges": found.edges.tolist(), "count": found.counts.tolist(),
                                             "confidence": found.confidence.tolist(),
                                             "accuracy": found.accuracy.tolist(), "ece": found.ece}
     return out
 
 
-def batch_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray], bins: int = 10) -> dict:
+def batch_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray]) -> dict:
     """Per batch (``seen``, ``unseen``, ``mix``): per-rank ECE, the estimated share of new
     species (clibd) and the true one; the operating curve on ``mix``."""
     species = set(filter(None, key_labels["species"].tolist()))
@@ -97,7 +96,7 @@ def batch_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray]
     out: dict = {"ece": {}, "prior_unseen": {}, "new_share": {}}
     for part, outcome in outcomes.items():
         calls, truth = outcome.calls, outcome.truth
-        out["ece"][part] = {rank: _ece(calls.confidence[rank], calls.labels[rank], truth[rank], bins)
+        out["ece"][part] = {rank: _ece(calls.confidence[rank], calls.labels[rank], truth[rank])
                             for rank in RANKS}
         out["prior_unseen"][part] = outcome.extra.get("prior_unseen")
         out["new_share"][part] = _mean(_which(truth["species"], lambda t: t is not None and t not in species))
@@ -120,12 +119,12 @@ def batch_scores(outcomes: dict[str, Outcome], key_labels: dict[str, np.ndarray]
     return out
 
 
-def _ece(confidence: np.ndarray, labels: np.ndarray, truth: np.ndarray, bins: int) -> float | None:
+def _ece(confidence: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> float | None:
     """ECE over the queries labelled at this rank (None if there are none)."""
     scored = truth != None  # noqa: E711 - object arrays
     if not scored.any():
         return None
-    return metrics.reliability(confidence[scored], (labels == truth)[scored], bins).ece
+    return metrics.reliability(confidence[scored], (labels == truth)[scored]).ece
 
 
 def _which(labels: np.ndarray, test) -> np.ndarray:
