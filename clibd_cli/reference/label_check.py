@@ -22,6 +22,7 @@ from clibd_cli.reference.sketch import NEAR_IDENTICAL
 NEIGHBOURS = 8  # nearest records of other nodes looked at per record (besides its identical twins)
 WITNESSES = 2  # near-identical records of another label needed to flag one
 RANK = "genus"  # the rank checked: sister species often share a barcode, genera seldom
+SHOWN = 10  # suspects the warning names
 _RESULTS_PER_SEARCH = 1 << 16  # nodes x neighbours searched at once
 # The search breadth (HNSW ef) of the check: near-identical look-alikes are the first a search
 # meets, so a narrow one finds them (on BOLD train 99.85 % of the pairs at similarity >= 0.99 that
@@ -80,13 +81,13 @@ def suspect_labels(index, rank: str = RANK) -> list[Suspect]:
     return [suspect for _, suspect in sorted(found, key=lambda pair: pair[0])]
 
 
-def suspects_warning(suspects: list[Suspect], rank: str = RANK, shown: int = 10) -> str:
-    """What ``clibd index`` says of ``suspects`` (first ``shown`` of them)."""
-    listed = ", ".join(map(str, suspects[:shown]))
-    if len(suspects) > shown:
-        listed += f" and {len(suspects) - shown} more"
+def suspects_warning(suspects: list[Suspect]) -> str:
+    """What ``clibd index`` says of ``suspects`` (at ``RANK``; the first ``SHOWN`` of them named)."""
+    listed = ", ".join(map(str, suspects[:SHOWN]))
+    if len(suspects) > SHOWN:
+        listed += f" and {len(suspects) - SHOWN} more"
     many = len(suspects) != 1
     return (f"{len(suspects)} reference record{'s are' if many else ' is'} near-identical (similarity "
-            f"≥ {NEAR_IDENTICAL:g}) only to records of another {rank}: "
+            f"≥ {NEAR_IDENTICAL:g}) only to records of another {RANK}: "
             f"{'their labels' if many else 'its label'} may be wrong, and a query that finds "
             f"{'one' if many else 'it'} is named after it: {listed}")
