@@ -44,7 +44,7 @@ def fit_calibration(
     n_queries: int = CALIBRATION.pseudo_queries,
     prior_unseen: float | None = None,
     unseen_genus_fraction: float = CALIBRATION.unseen_genus_fraction, seed: int = 0,
-    taus: Sequence[float] = CALIBRATION.taus, barcode_gaps: bool = False, gap_ranks: Sequence[str] = (),
+    barcode_gaps: bool = False, gap_ranks: Sequence[str] = (),
     rank_parts: dict[str, list[int]] | None = None, species_weight: float = 1.0, sisters: int = 0,
     containment: Sequence[str] = (), containment_source: str = "vectors", query_profiles: np.ndarray | None = None,
     contained_search: bool = False, threads: int = 1, query_rates: np.ndarray | None = None,
@@ -60,9 +60,10 @@ def fit_calibration(
     ``prior_unseen`` fixes the share of queries whose species is absent from the reference
     (None: estimated per run, see ``batch_prior.py``) and ``unseen_genus_fraction``
     the share of those whose genus is absent too, when fixed; the decision rule is fitted at
-    0.5 and 0.1 either way. Vote temperatures are picked from ``taus`` (see :func:`_fit_ranks`). For queries of
-    another modality, ``query_vectors[i]`` is record ``i`` seen that way (e.g. the photo of
-    the specimen whose barcode is record ``i``); all-zero rows (no photo) are not sampled. With
+    0.5 and 0.1 either way. Vote temperatures are picked from ``CALIBRATION.taus`` (see
+    :func:`_fit_ranks`). For queries of another modality, ``query_vectors[i]`` is record ``i`` seen
+    that way (e.g. the photo of the specimen whose barcode is record ``i``); all-zero rows (no
+    photo) are not sampled. With
     ``query_rows``, ``query_vectors[j]`` is record ``query_rows[j]`` and only those are sampled;
     with ``query_bases`` (the unambiguous bases of each query vector's barcode) the maps also read
     the query's length (``by_length``: partial barcodes); with ``query_rates`` (the errors per base each
@@ -158,7 +159,7 @@ def fit_calibration(
         query_columns(None if bases is None else bases[queries], None if rates is None else rates[queries])
         for _, (queries, *_), *_ in kept]
     ridge = MAP_RIDGE if len(seen) >= n_queries else HELD_OUT_RIDGE  # a small reference's: few, separable
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, gaps=gaps, own=own, rank_sims=by_rank, ridge=ridge)
+    fitted, model = _fit_ranks(scenarios, reference, k, gaps=gaps, own=own, rank_sims=by_rank, ridge=ridge)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
         {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record),
@@ -187,8 +188,7 @@ ABSENT = np.iinfo(np.int64).max  # truth code of a label the reference lacks: ne
 
 def fit_calibration_held_out(
     index, query_vectors: np.ndarray, query_labels: Mapping[str, Sequence[str | None]],
-    decisions: Calibration, *, prior_unseen: float | None = None,
-    taus: Sequence[float] = CALIBRATION.taus, query_bases: np.ndarray | None = None,
+    decisions: Calibration, *, prior_unseen: float | None = None, query_bases: np.ndarray | None = None,
     query_profiles: np.ndarray | None = None, query_rates: np.ndarray | None = None,
 ) -> Calibration:
     """Refit the confidences of ``decisions`` on labelled held-out queries searched in ``index``.
@@ -253,7 +253,7 @@ def fit_calibration_held_out(
     own = query_columns(None if not decisions.by_length else np.asarray(query_bases)[labelled],
                         None if not decisions.by_rate else np.asarray(query_rates)[labelled])
     own = None if own is None else [own[group] for group in groups]
-    fitted, model = _fit_ranks(scenarios, reference, k, taus, vote_taus, decisions.rank_gaps() or None, own,
+    fitted, model = _fit_ranks(scenarios, reference, k, vote_taus, decisions.rank_gaps() or None, own,
                                [{r: x[group] for r, x in by_rank.items()} for group in groups], HELD_OUT_RIDGE)
     return Calibration(
         k, prior_unseen, new_above, fitted,
@@ -278,14 +278,14 @@ def _contained(queries: np.ndarray, profiles: np.ndarray, vectors: np.ndarray, h
 
 
 def _fit_ranks(
-    scenarios: list, reference: ReferenceTaxonomy, k: int, taus: Sequence[float],
+    scenarios: list, reference: ReferenceTaxonomy, k: int,
     vote_taus: Mapping[str, float] | None = None, gaps: dict[str, RankGaps] | None = None,
     own: list[np.ndarray] | None = None, rank_sims: list[dict[str, np.ndarray]] | None = None,
     ridge: float = MAP_RIDGE,
 ) -> tuple[dict[str, dict], dict]:
-    """Per rank, top-down: the vote temperature that makes the most correct winners at the
-    scenarios' shares (unless given in ``vote_taus``), the vote-share temperature whose
-    per-scenario logistic maps have the least log-loss, and those maps refined by isotonic
+    """Per rank, top-down: the vote temperature (of ``CALIBRATION.taus``) that makes the most
+    correct winners at the scenarios' shares (unless given in ``vote_taus``), the vote-share
+    temperature whose per-scenario logistic maps have the least log-loss, and those maps refined by isotonic
     regression; then the scenario model on every rank's features (with the ranks' barcode
     ``gaps``, five of them; then each scenario's queries' ``own`` features, ``calibration.query_columns``:
     their log length, their log error rate). A scenario is ``(truth codes by rank, rows, sims, share,
@@ -304,7 +304,8 @@ def _fit_ranks(
         weight = [np.where((t >= 0) & v.valid.any(axis=1), share / max(len(t), 1), 0.0)
                   for t, v, (*_, share, _) in zip(truth, votes, scenarios)]
         best = None
-        for tau in taus if vote_taus is None else [vote_taus[rank]]:  # ascending: ties go to the sharper vote
+        # ascending: ties go to the sharper vote
+        for tau in CALIBRATION.taus if vote_taus is None else [vote_taus[rank]]:
             picks = [v.pick(tau) for v in votes]
             hits = sum(float((w * (v.winner(p) == t)).sum())
                        for v, p, t, w in zip(votes, picks, truth, weight))
@@ -317,7 +318,7 @@ def _fit_ranks(
         excluded = [_left_out(reference, gaps[rank], wn, rank, left_out, codes) if gaps and rank in gaps else None
                     for wn, (codes, *_, left_out) in zip(winners, scenarios)]
         best = None
-        for tau in taus:  # logistic maps at each; the isotonic step only for the best
+        for tau in CALIBRATION.taus:  # logistic maps at each; the isotonic step only for the best
             x = [v.features(p, tau, (gaps or {}).get(rank), ex, bool(gaps))
                  for v, p, ex in zip(votes, picks, excluded)]
             x = x if own is None else [np.hstack([xs, mine]) for xs, mine in zip(x, own)]
