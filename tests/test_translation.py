@@ -10,8 +10,8 @@ import pytest
 from Bio.Seq import Seq
 
 from clibd_cli.embedding.kmer import MODEL_FREE, PEPTIDE_MODEL, KmerProfileModel, kmer_profile
-from clibd_cli.embedding.translation import (AMINO_ACIDS, IN_FRAME_LOG_ODDS, STOP, UNKNOWN, frame_breaks, frame_stops,
-                                             peptide_profile, translate)
+from clibd_cli.embedding.translation import (AMINO_ACIDS, IN_FRAME_LOG_ODDS, STOP, UNKNOWN, codon_blocks, frame_breaks,
+                                             frame_stops, peptide_profile)
 from fixtures.samples import bold_table
 
 LETTERS = AMINO_ACIDS + "*X"
@@ -19,8 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLE_5 = {a + b + c: str(Seq(a + b + c).translate(table=5)) for a in "ACGT" for b in "ACGT" for c in "ACGT"}
 
 
+def translate(barcode: str) -> np.ndarray:
+    """The barcode's amino-acid codes (0..19, STOP, UNKNOWN) in its frame with the fewest stop codons
+    (the first such frame), as ``peptide_profile`` reads it."""
+    ((_, codons),) = codon_blocks([barcode])
+    return codons.codes[codons.best_frame()]
+
+
 def protein(barcode: str) -> str:
-    return "".join(LETTERS[c] for c in translate([barcode])[0])
+    return "".join(LETTERS[c] for c in translate(barcode))
 
 
 def test_invertebrate_mitochondrial_code():
@@ -34,9 +41,9 @@ def test_frame_with_fewest_stops_gaps_dropped_rna_and_ambiguous_codons():
     assert protein("TAATGGTTTTA") == "NGF"
     assert protein("ATG---CCC..GGG") == protein("ATGCCCGGG") == "MPG"
     assert protein("AUGCCC") == "MP"
-    codes = translate(["ATGNCCGGG"])[0]
+    codes = translate("ATGNCCGGG")
     assert codes.tolist() == [AMINO_ACIDS.index("M"), UNKNOWN, AMINO_ACIDS.index("G")]
-    assert translate([""])[0].size == 0 and translate(["AC"])[0].size == 0
+    assert translate("").size == 0 and translate("AC").size == 0
 
 
 def test_frame_stops_counts_a_frame_shift_as_one_stop():
@@ -114,7 +121,7 @@ def test_agrees_with_biopython_on_real_barcodes():
     checked = 0
     for row in bold_table()[1][:300]:
         barcode = row["dna_barcode"].replace("-", "")
-        codes = translate([barcode])[0]
+        codes = translate(barcode)
         frames = [str(Seq(barcode[f: f + 3 * ((len(barcode) - f) // 3)]).translate(table=5)) for f in range(3)]
         mine = "".join(LETTERS[c] for c in codes)
         stops = [f.count("*") for f in frames]

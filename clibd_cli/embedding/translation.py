@@ -80,17 +80,6 @@ def codon_blocks(barcodes: Sequence[str], block: int = 4096) -> Iterator[tuple[i
         yield first, _codons(barcodes[first : first + block])
 
 
-def translate(barcodes: Sequence[str]) -> list[np.ndarray]:
-    """Each barcode's amino-acid codes (0..19 as in :data:`AMINO_ACIDS`, :data:`STOP`,
-    :data:`UNKNOWN`) in its frame with the fewest stop codons (the first such frame)."""
-    out = []
-    for _, codons in codon_blocks(barcodes):
-        chosen = codons.best_frame()
-        counts = np.bincount(codons.owner[chosen], minlength=len(codons.lengths))
-        out += np.split(codons.codes[chosen], np.cumsum(counts)[:-1])
-    return out
-
-
 def frame_breaks(barcodes: Sequence[str]) -> np.ndarray:
     """``[N]`` the stop codons of each barcode's frame with the fewest: none for 99.9 % of COI
     barcodes on their own strand, some for 94 % of reads with 1 % sequencing errors (an insertion
@@ -175,9 +164,9 @@ def _read_through(codons: _Codons, shift_cost: float = FRAME_SHIFT_COST) -> np.n
 def peptide_profile(barcodes: Sequence[str], k: int = 2, reads: bool = False,
                     shift_cost: float = FRAME_SHIFT_COST) -> np.ndarray:
     """``[N, 20**k]`` square-root scaled, L2-normalised counts of the overlapping amino-acid
-    k-mers of each barcode's translation (:func:`translate`; with ``reads``, frame shifts read
-    through as :func:`_read_through` reads them; k-mers with a stop or an unknown codon skipped; a
-    barcode without one embeds as the zero vector)."""
+    k-mers of each barcode's translation (in its frame with the fewest stops, the first such frame;
+    with ``reads``, frame shifts read through as :func:`_read_through` reads them; k-mers with a
+    stop or an unknown codon skipped; a barcode without one embeds as the zero vector)."""
     out = np.zeros((len(barcodes), 20**k), dtype=np.float32)
     for first, codons in codon_blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
         chosen = _read_through(codons, shift_cost) if reads else codons.best_frame()
