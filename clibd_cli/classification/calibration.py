@@ -229,19 +229,19 @@ class Calibration:
                    for s, (m, name) in enumerate(zip(maps, self.scenarios)))
 
 
-def _within_reach(fit: dict, features: np.ndarray, within: float = READ_WITHIN) -> np.ndarray:
+def _within_reach(fit: dict, features: np.ndarray) -> np.ndarray:
     """``features`` as a new-species map reads them: those of a query closer to its winner than the
-    map's queries came (log distance more than ``within`` standard deviations below their mean: a
-    reference record's exact copy lies 11 below) are moved to within ``within`` of their mean. Its
+    map's queries came (log distance more than ``READ_WITHIN`` standard deviations below their mean:
+    a reference record's exact copy lies 11 below) are moved to within ``READ_WITHIN`` of their mean. Its
     logistic fit says nothing there, and it extrapolated an exact copy's order confidence to 0
     (``--prior-unseen 1`` reads these maps only); farther queries are read as they are."""
     mean, scale = np.asarray(fit["mean"]), np.asarray(fit["scale"])
     z = (features - mean) / scale
-    closer = z[:, 0] < -within
+    closer = z[:, 0] < -READ_WITHIN
     if not closer.any():
         return features
     features = features.copy()
-    features[closer] = mean + np.clip(z[closer], -within, within) * scale
+    features[closer] = mean + np.clip(z[closer], -READ_WITHIN, READ_WITHIN) * scale
     return features
 
 
