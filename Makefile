@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup peers demo test bench clean
+.PHONY: setup peers demo test clean
 
 # Creates the virtual environment and installs clibd (pyproject.toml: torch and torchvision pinned, the others as version ranges).
 $(BIN)/clibd: pyproject.toml
