@@ -372,16 +372,16 @@ def test_metrics_lines_are_strict_json_with_null_for_nan(tmp_path):
 
 
 def test_resume_finds_last_where_a_crash_while_replacing_it_left_it(tmp_path):
-    from clibd_cli.training.state import STATE_FILE, checkpoint_dir
+    from clibd_cli.training.state import STATE_FILE, last_checkpoint
 
-    assert checkpoint_dir(tmp_path, "last") is None
+    assert last_checkpoint(tmp_path) is None
     moved = tmp_path / ".last.old3x7q" / "last"  # models.files moved it aside; the new one is not in place
     moved.mkdir(parents=True)
     (moved / STATE_FILE).write_bytes(b"")
-    assert checkpoint_dir(tmp_path, "last") == moved
+    assert last_checkpoint(tmp_path) == moved
     (tmp_path / "last").mkdir()
     (tmp_path / "last" / STATE_FILE).write_bytes(b"")
-    assert checkpoint_dir(tmp_path, "last") == tmp_path / "last"
+    assert last_checkpoint(tmp_path) == tmp_path / "last"
 
 
 def test_resuming_drops_later_and_half_written_metrics_lines(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from clibd_cli.io.outputs import UsageError
-from clibd_cli.training.state import checkpoint_dir
+from clibd_cli.training.state import last_checkpoint
 from models.errors import counted
 from models.files import atomic_open
 
@@ -69,8 +69,8 @@ def read_args(run: Path) -> dict | None:
 
 
 def checkpoint_to_resume(run: Path) -> Path:
-    """RUN/last (``state.checkpoint_dir``), which --resume continues; exit 2 where there is none."""
-    last = checkpoint_dir(run, "last")
+    """RUN/last (``state.last_checkpoint``), which --resume continues; exit 2 where there is none."""
+    last = last_checkpoint(run)
     if last is None:
         raise UsageError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
     return last
@@ -166,7 +166,7 @@ def _shown(value) -> str:
 
 
 def write_args(run: Path, args: dict, command: list[str], world_size: int, resumed_at: int | None,
-               dataset: dict | None = None) -> None:
+               dataset: dict) -> None:
     """RUN/args.json: the resolved options ``args`` (``loop.TrainConfig``; --data and a --model path made
     absolute, so that a resume from another folder finds them), the ``command`` line (its words), the
     training records' ``dataset`` fingerprint (``datasets.dataset_fingerprint``), versions; resumptions
@@ -184,7 +184,7 @@ def write_args(run: Path, args: dict, command: list[str], world_size: int, resum
         "resumed": []}
     if resumed_at is not None:
         record["resumed"].append({"step": resumed_at, "command": command, "world_size": world_size})
-        if dataset is not None and record.get("dataset") and _same_records(record["dataset"], dataset):  # moved:
+        if record.get("dataset") and _same_records(record["dataset"], dataset):  # moved:
             record["args"]["data"] = args["data"]  # the next resume finds them without --data
     with atomic_open(path) as handle:
         handle.write(json.dumps(record, indent=2) + "\n")

@@ -35,9 +35,9 @@ def save_checkpoint(model, directory: Path, extra: dict, state: dict | None = No
                 os.fsync(handle.fileno())
 
 
-def checkpoint_dir(run: Path, name: str) -> Path | None:
-    """``RUN/name``, or the previous copy left by a crash in the middle of replacing it."""
-    for candidate in (run / name, *sorted(run.glob(f".{name}.old*/{name}"))):
+def last_checkpoint(run: Path) -> Path | None:
+    """``RUN/last``, or the previous copy left by a crash in the middle of replacing it."""
+    for candidate in (run / "last", *sorted(run.glob(".last.old*/last"))):
         if (candidate / STATE_FILE).is_file():
             return candidate
     return None
