@@ -24,6 +24,10 @@ from clibd_cli.io.sequences import random_stretch, with_errors
 PARTIAL_LENGTHS = (150, 200, 300, 400, 500)  # bases: stretches the partial-barcode floors are fitted on
 WHOLE_FROM = 600  # bases from which a barcode meets the whole-barcode floor
 PARTIAL_SAMPLE = 5000  # barcodes cut per length
+CENTROIDS = 256
+PER_CENTROID = 50  # a small reference gets fewer centroids: each must stand for many barcodes
+ROUNDS = 10  # of k-means
+FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below a floor
 _BLOCK = 4096
 
 
@@ -38,12 +42,13 @@ class Clusters:
     members: np.ndarray
 
 
-def fit_clusters(profiles: np.ndarray, count: int, rng: np.random.Generator, rounds: int = 10) -> Clusters:
-    """``count`` unit centroids of the unit rows ``profiles`` (cosine k-means; an emptied centroid
-    keeps its place)."""
+def fit_clusters(profiles: np.ndarray, rng: np.random.Generator) -> Clusters:
+    """Unit centroids of the unit rows ``profiles``, one per ``PER_CENTROID`` of them, at most
+    ``CENTROIDS`` (cosine k-means, ``ROUNDS`` rounds; an emptied centroid keeps its place)."""
+    count = max(1, min(CENTROIDS, len(profiles) // PER_CENTROID))
     centres = profiles[rng.choice(len(profiles), count, replace=False)].copy()
     sums = np.zeros_like(centres)
-    for _ in range(rounds):
+    for _ in range(ROUNDS):
         nearest = np.concatenate([(profiles[s : s + _BLOCK] @ centres.T).argmax(axis=1)
                                   for s in range(0, len(profiles), _BLOCK)])
         order = np.argsort(nearest, kind="stable")

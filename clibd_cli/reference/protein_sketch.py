@@ -37,12 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from clibd_cli.embedding.translation import peptide_profile
-from clibd_cli.reference.centroids import below, by_length, fit_clusters, held_out_similarity, length_floors, rounded
+from clibd_cli.reference.centroids import (FLOOR_QUANTILE, below, by_length, fit_clusters, held_out_similarity,
+                                          length_floors, rounded)
 
 PROTEIN_FILE = "protein_sketch.npy"
-CENTROIDS = 256
-PER_CENTROID = 50  # as the k-mer sketch: a small reference gets fewer centroids
-FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below the floor
 READ_ERRORS = 0.03  # errors per base of the stretches the read floors are fitted on (benchmarks/README.md)
 K = 2  # amino acids per k-mer of the profile
 PROTEIN_COLUMNS = 20**K
@@ -91,7 +89,7 @@ class ProteinSketch:
 
 def fit_protein_sketch(barcodes: Sequence[str], rng: np.random.Generator) -> ProteinSketch:
     """The translation sketch of reference ``barcodes`` (a sample, on the reference's strand)."""
-    clusters = fit_clusters(protein_profile(barcodes), max(1, min(CENTROIDS, len(barcodes) // PER_CENTROID)), rng)
+    clusters = fit_clusters(protein_profile(barcodes), rng)
     similarity = held_out_similarity(clusters)
     floor = float(np.quantile(similarity, FLOOR_QUANTILE))
     short = length_floors(clusters, barcodes, protein_profile, rng, [FLOOR_QUANTILE], [floor])[0]

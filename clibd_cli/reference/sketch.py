@@ -64,18 +64,15 @@ import numpy as np
 from clibd_cli.embedding.kmer import composition_profile, kmer_profile, reverse_complement_columns
 from clibd_cli.embedding.translation import frame_breaks, frame_stops
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases
-from clibd_cli.reference.centroids import (PARTIAL_LENGTHS, WHOLE_FROM, below, by_length, fit_clusters,
-                                          held_out_similarity, length_floors, rounded)
+from clibd_cli.reference.centroids import (FLOOR_QUANTILE, PARTIAL_LENGTHS, WHOLE_FROM, below, by_length,
+                                          fit_clusters, held_out_similarity, length_floors, rounded)
 from clibd_cli.reference.protein_sketch import (PROTEIN_COLUMNS, PROTEIN_FILE, ProteinSketch, fit_protein_sketch,
                                                stopped_note, unlike_protein_note)
 from models.errors import ClibdError, counted
 
 K = 5
-CENTROIDS = 256
-PER_CENTROID = 50  # a small reference gets fewer centroids: each must stand for many barcodes
 FIT_SAMPLE = 20_000  # barcodes the centroids are fitted on (all are oriented)
-FLOOR_QUANTILE = 0.001  # share of the reference's own barcodes allowed below the floor
-STOP_FLOOR_QUANTILE = 0.01  # the same, for a barcode that reads as no protein
+STOP_FLOOR_QUANTILE = 0.01  # as FLOOR_QUANTILE, for a barcode that reads as no protein
 STOPS = 3  # stop codons (a frame shift counting as one) from which a barcode reads as no protein
 NEAR_IDENTICAL = 0.99  # a query this close to a reference record is on target whatever its k-mers
 SHUFFLES = 2  # shuffles of a whole barcode its similarity is compared with
@@ -217,13 +214,12 @@ def _shuffled(barcode: str, copy: int) -> str:
     return rng.permutation(np.frombuffer(letters, dtype=np.uint8)).tobytes().decode("ascii")
 
 
-def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTROIDS) -> tuple[Sketch, np.ndarray]:
+def fit_sketch(barcodes: Sequence[str], *, seed: int = 0) -> tuple[Sketch, np.ndarray]:
     """The sketch of a reference and which of its barcodes are reverse-complemented (``[N]`` bool).
 
     The strand is first decided against the mean profile (the reference's majority strand),
-    then the centroids (one per ``PER_CENTROID`` barcodes, at most ``centroids``) are fitted
-    (spherical k-means, 10 rounds) on up to ``FIT_SAMPLE`` barcodes so turned, and every barcode
-    is oriented again against them. The floors are taken over held-out similarities: each barcode's
+    then the centroids (``centroids.fit_clusters``) are fitted on up to ``FIT_SAMPLE`` barcodes so
+    turned, and every barcode is oriented again against them. The floors are taken over held-out similarities: each barcode's
     to the nearest centroid other than its own (:func:`held_out_similarity`); the floor of barcodes
     that read as no protein, and the translation sketch, only if at most ``STOP_FLOOR_QUANTILE`` of
     the sample's own read so.
@@ -236,7 +232,7 @@ def fit_sketch(barcodes: Sequence[str], *, seed: int = 0, centroids: int = CENTR
     mean = forward.sum(axis=0)
     profiles = np.where((backward @ mean > forward @ mean)[:, None], backward, forward)
     del forward, backward
-    clusters = fit_clusters(profiles, max(1, min(centroids, len(sample) // PER_CENTROID)), rng)
+    clusters = fit_clusters(profiles, rng)
     sketch = Sketch(clusters.centres, 0.0)
     reverse, similarity = sketch.look(barcodes)
     similarity[picked] = held_out_similarity(clusters)
