@@ -97,13 +97,13 @@ class KmerProfileModel:
 
     modalities = saved_modalities = ("dna",)  # nothing left unbuilt
 
-    def __init__(self, k: int = 5, scale: str = "sqrt", peptide_k: int = 0, peptide_weight: float = 0.0):
-        self.k, self.scale, self.peptide_k, self.peptide_weight = k, scale, peptide_k, peptide_weight
+    def __init__(self, k: int = 5, peptide_k: int = 0, peptide_weight: float = 0.0):
+        self.k, self.peptide_k, self.peptide_weight = k, peptide_k, peptide_weight
         self.embed_dim = 4**k + (20**peptide_k if peptide_k else 0)
 
     def fingerprint(self) -> str:
         peptide = f"+peptide-k{self.peptide_k}-w{self.peptide_weight:g}" if self.peptide_k else ""
-        return f"kmer-profile-k{self.k}-{self.scale}{peptide}"
+        return f"kmer-profile-k{self.k}-sqrt{peptide}"  # square-root scaled
 
     @property
     def calibration_hints(self) -> dict:
@@ -121,7 +121,7 @@ class KmerProfileModel:
         by cosine a stretch of a known species lies nearly as far from its records as a new
         species' stretch from its congeners': benchmarks/README.md, *Partial barcodes' species by
         k-mer containment*)."""
-        contained = {"partial_containment": ["species"]} if self.scale == "sqrt" else {}
+        contained = {"partial_containment": ["species"]}
         if not self.peptide_k:
             return contained
         nucleotides = [0, 4**self.k]
@@ -132,7 +132,7 @@ class KmerProfileModel:
         """``[N, embed_dim]`` profiles of unit length (zero for a barcode without a valid k-mer);
         with ``reads`` (reads with sequencing errors, ``query_kinds.READ_KIND``), the translation
         reads an insertion's or deletion's frame shift through (``translation.peptide_profile``)."""
-        nucleotides = kmer_profile(barcodes, self.k, scale=self.scale)
+        nucleotides = kmer_profile(barcodes, self.k)
         if not self.peptide_k:
             return nucleotides
         from clibd_cli.embedding.translation import peptide_profile
