@@ -199,9 +199,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
     ``set_epoch(epoch, start)`` reshuffles and skips the first ``start`` batches (resume).
     """
 
-    def __init__(self, n: int, batch_size: int, world: World, seed: int, shuffle: bool = True,
-                 multiple_of: int = 1):
-        self.n, self.batch_size, self.world, self.seed, self.shuffle = n, batch_size, world, seed, shuffle
+    def __init__(self, n: int, batch_size: int, world: World, seed: int, multiple_of: int = 1):
+        self.n, self.batch_size, self.world, self.seed = n, batch_size, world, seed
         full = n // (batch_size * world.size)
         self.batches_per_epoch = full - full % multiple_of
         self.epoch, self.start = 0, 0
@@ -213,11 +212,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
         return self.batches_per_epoch - self.start
 
     def __iter__(self):
-        if self.shuffle:
-            shuffle = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
-            order = torch.randperm(self.n, generator=shuffle)
-        else:
-            order = torch.arange(self.n)
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch)))
         size = self.batch_size * self.world.size
         for b in range(self.start, self.batches_per_epoch):
             first = b * size + self.world.rank * self.batch_size
