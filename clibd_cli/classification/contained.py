@@ -216,9 +216,8 @@ def search_held_whole(counter: KmerCounter, profiles: np.ndarray, queries: np.nd
 
 
 def held_whole_neighbours(counter: KmerCounter, profiles: np.ndarray, queries: np.ndarray, reference: np.ndarray,
-                          width: int, k: int | None = None, column: np.ndarray | None = None,
-                          records: np.ndarray | None = None, block: int = 256,
-                          slack: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          width: int, k: int | None, column: np.ndarray | None, records: np.ndarray | None,
+                          block: int, slack: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, sims, found)``: the neighbours ``[Q, width]`` of the queries a record holds whole
     but ``slack`` 5-mers (:func:`held_whole`; ``found`` ``[Q]``; the others' rows 0, similarities
     -inf, for their nearest vectors to fill), found by their 5-mers (:func:`contained_neighbours`,
