@@ -26,6 +26,7 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+from classify_bold import BOLD
 
 from clibd_cli.classification import contained as contained_module
 from clibd_cli.classification.classifier import Classifier
@@ -34,9 +35,7 @@ from clibd_cli.classification.queries import Query
 from clibd_cli.classification.query_kinds import SHORT_KIND
 from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.indexing.bundled import default_index
-
-BOLD = Path(__file__).parents[1].parent / "shared" / "data" / "bold-coi" / "metadata.csv.gz"
-RANKS = ("order", "family", "genus", "species")
+from models.config import RANKS
 
 
 def main() -> None:
