@@ -36,6 +36,7 @@ from clibd_cli.training.datasets import GlobalBatchSampler, SpecimenDataset, dat
 from clibd_cli.training.optim import create_optimizer, create_schedule
 from clibd_cli.training.step import forward_backward
 from clibd_cli.training.validation import Validation, best_metric
+from models.config import TOWERS
 from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
@@ -48,7 +49,7 @@ class TrainConfig:
     model: str
     data: str
     out: str
-    modalities: tuple[str, ...] = ("image", "dna", "text")
+    modalities: tuple[str, ...] = TOWERS
     train_splits: tuple[str, ...] = ("pretrain", "train")
     epochs: int = 20
     batch_size: int = 64
