@@ -114,6 +114,20 @@ def test_output_path_messages(tmp_path):
         output_path("-", directory=True)  # index -o -, evaluate -o -: not a folder named '-'
 
 
+def test_an_empty_output_path_is_a_usage_error(tmp_path, reference, monkeypatch):
+    """``-o ''`` (an unset shell variable, ``-o "$OUT"``) is not the current folder: classify tried
+    to rename its temporary onto the folder it ran in (exit 1, naming the temporary), train said
+    ``: holds the input``."""
+    with pytest.raises(UsageError, match="an empty path was given for a file"):
+        output_path("")
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    result = run("classify", "--index", index, reference, "-o", "")
+    assert result.exit_code == 2 and "an empty path was given for a file" in error_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+
+
 def test_an_input_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
     """The input named relatively, or through a symlink, is still the file ``-o`` would destroy;
     a folder output holding it two levels down is refused too."""

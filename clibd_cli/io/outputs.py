@@ -52,6 +52,8 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     """
     given = str(path)
     what = "a folder" if directory else "a file"
+    if not given:  # `-o ''`, `-o "$UNSET"`: not the current folder
+        raise UsageError(f"an empty path was given for {what}; give its name")
     if given == "-":
         raise UsageError(f"-: this output is {what}, which cannot be written to standard output; give a path")
     if not directory and given.endswith(("/", os.sep)):  # as GNU tools: `out.tsv/` names a folder
