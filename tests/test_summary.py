@@ -4,7 +4,9 @@ page (rendered in headless Chromium when it is installed)."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import re
 import subprocess
 from collections import defaultdict
@@ -509,22 +511,34 @@ def test_html_summary_gives_its_colours_to_the_taxa_with_most_reads():
         ("#7f7f7f", "unassigned")]
 
 
-def test_outputs_named_dot_gz_are_gzip_compressed(case, tmp_path):
-    """``-o pred.tsv.gz`` and ``--summary s.tsv.gz`` write what ``zcat`` reads, the same text as
-    plain outputs (they wrote plain text under a .gz name); the summary's page and Krona texts are
-    named after ``s``, plain."""
+@pytest.mark.parametrize("suffix, unpack", [(".gz", gzip.decompress), (".bz2", bz2.decompress),
+                                            (".xz", lzma.decompress)])
+def test_outputs_named_as_compressed_files_are_compressed(case, tmp_path, suffix, unpack):
+    """``-o pred.tsv.gz`` and ``--summary s.tsv.gz`` write what ``zcat`` reads (``.bz2``: ``bzcat``,
+    ``.xz``: ``xzcat``, compressions clibd reads), the same text as plain outputs (they wrote plain
+    text under such a name); the summary's page and Krona texts are named after ``s``, plain."""
     root, inputs, _, _ = case
     (tmp_path / "gz").mkdir()
     plain = run("-q", "classify", "--index", root / "index", *inputs, "-o", tmp_path / "pred.tsv",
                 "--summary", tmp_path / "s.tsv")
-    packed = run("-q", "classify", "--index", root / "index", *inputs, "-o", tmp_path / "gz" / "pred.tsv.gz",
-                 "--summary", tmp_path / "gz" / "s.tsv.gz")
+    packed = run("-q", "classify", "--index", root / "index", *inputs, "-o", tmp_path / "gz" / f"pred.tsv{suffix}",
+                 "--summary", tmp_path / "gz" / f"s.tsv{suffix}")
     assert plain.exit_code == 0 and packed.exit_code == 0, packed.stderr
     for name in ("pred.tsv", "s.tsv"):
-        text = gzip.decompress((tmp_path / "gz" / f"{name}.gz").read_bytes()).decode()
+        text = unpack((tmp_path / "gz" / f"{name}{suffix}").read_bytes()).decode()
         assert text == (tmp_path / name).read_text(), name
     made = sorted(p.name for p in (tmp_path / "gz").iterdir())
-    assert made == sorted(["pred.tsv.gz", "s.tsv.gz", "s.html", "s.siteA.derep.krona.txt", "s.siteB.krona.txt"]), made
+    assert made == sorted([f"pred.tsv{suffix}", f"s.tsv{suffix}", "s.html", "s.siteA.derep.krona.txt",
+                           "s.siteB.krona.txt"]), made
     from clibd_cli.abundance.summary import summary_files
 
-    assert summary_files("out/run.txt.gz", ["c"])[2].name == "run.html"
+    assert summary_files(f"out/run.txt{suffix}", ["c"])[2].name == "run.html"
+
+
+@pytest.mark.parametrize("option", ["-o", "--summary"])
+def test_a_table_named_as_a_compression_clibd_cannot_write_is_refused_before_any_work(case, tmp_path, option):
+    """``-o pred.tsv.zst`` wrote plain text under a zstd name: refused (exit 2), nothing written."""
+    root, inputs, _, _ = case
+    result = run("-q", "classify", "--index", root / "index", *inputs, option, tmp_path / "pred.tsv.zst")
+    assert result.exit_code == 2 and "cannot write zstd files" in error_line(result)
+    assert list(tmp_path.iterdir()) == []

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from clibd_cli.abundance.counts import CountsTable
 from clibd_cli.io.lineages import qiime_taxon
-from clibd_cli.io.outputs import UsageError, text_output
+from clibd_cli.io.outputs import PACKERS, UsageError, text_output
 from clibd_cli.io.sequences import reverse_complement
 from models.config import RANKS
 from models.errors import counted
@@ -174,11 +174,11 @@ class AbundanceSummary:
 
 
 def summary_files(path: str | Path, samples: Sequence[str] = ()) -> tuple[Path, dict[str, Path], Path]:
-    """The files ``--summary PATH`` writes: the TSV (gzip-compressed if ``PATH`` ends in ``.gz``), a
-    Krona text per sample (samples whose names clean to the same file name get ``-2``, ``-3``, ...),
-    the HTML page."""
+    """The files ``--summary PATH`` writes: the TSV (compressed if ``PATH`` ends in ``.gz``, ``.bz2``
+    or ``.xz``), a Krona text per sample (samples whose names clean to the same file name get ``-2``,
+    ``-3``, ...), the HTML page."""
     path = Path(path)
-    stem = path.with_suffix("") if path.suffix.lower() == ".gz" else path  # summary.tsv.gz: summary.html
+    stem = path.with_suffix("") if path.suffix.lower() in PACKERS else path  # summary.tsv.gz: summary.html
     stem = stem.with_suffix("") if stem.suffix.lower() in (".tsv", ".txt") else stem
     kronas: dict[str, Path] = {}
     taken: set[str] = set()

@@ -42,7 +42,8 @@ def _prior(ctx, param, value: str) -> float | None:
                    "as one specimen.")
 @click.option("-o", "--output", type=click.Path(allow_dash=True), default="-",
               show_default=True, help="Where to write the predictions (a file, written whole or not at "
-                                      "all; never an input, a device or a FIFO; - = stdout).")
+                                      "all; never an input, a device or a FIFO; - = stdout; a name ending "
+                                      "in .gz, .bz2 or .xz is written compressed).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="tsv", show_default=True,
               help="tsv: the columns listed above, one row per record; jsonl: one JSON object per record with "
                    "the best label, its confidence and whether it is assigned at every rank; qiime2: QIIME 2's "
@@ -165,7 +166,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
 
     from clibd_cli.classification.classifier import Classifier
     from clibd_cli.classification.queries import iter_queries
-    from clibd_cli.io.outputs import output_path, text_output
+    from clibd_cli.io.outputs import output_path, packer_of, text_output
     from clibd_cli.reference.records import REBUILD
     from models.errors import ClibdError
 
@@ -179,8 +180,10 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         output = "-"
     if output != "-":
         output = str(output_path(output, inputs=read, reads=folders))
+        packer_of(output)
     if summary_path:
         summary_path = output_path(summary_path, inputs=read, reads=folders)
+        packer_of(summary_path)
         if output != "-" and Path(output).resolve() == summary_path.resolve():
             raise click.UsageError(f"{summary_path}: --summary and -o name the same file; give each its own")
         from clibd_cli.abundance.summary import refuse_clashes, summary_files

@@ -8,15 +8,17 @@ processes from writing one output at once, :func:`text_output` opens one (standa
 
 from __future__ import annotations
 
+import bz2
 import errno
 import fcntl
 import gzip
 import io
 import logging
+import lzma
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
@@ -25,6 +27,14 @@ from models.errors import ClibdError
 from models.files import atomic_open, cannot_write, full_disk, remove_temporaries, temporaries
 
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}  # flock's errors where a file system has no locks
+# how a text output whose name ends in one of these suffixes is compressed: as clibd's inputs are read
+# (the gzip header without time stamp or name, as `gzip -n`; bzip2 and xz hold neither)
+PACKERS = {
+    ".gz": lambda raw: gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0),
+    ".bz2": lambda raw: bz2.BZ2File(raw, "wb"),
+    ".xz": lambda raw: lzma.LZMAFile(raw, "wb"),
+}
+_NOT_PACKED = {".zst": "zstd", ".zip": "ZIP", ".lz4": "LZ4", ".7z": "7-Zip"}  # suffixes clibd cannot write
 
 
 class UsageError(ClibdError):
@@ -157,8 +167,8 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
     (``> file`` on a full disk, ``ulimit -f``) is named like any other output's
     (``models/files.cannot_write``) rather than a bare 'File too large'; otherwise a file under its
     :func:`writer_lock`, atomic (``models/files.atomic_open``): it appears only when complete, and
-    gzip-compressed where its name ends in ``.gz`` (as ``zcat`` and pandas then read it), with no time
-    stamp nor name in it (as ``gzip -n``): the same table is the same file."""
+    compressed where its name ends in ``.gz``, ``.bz2`` or ``.xz`` (:data:`PACKERS`; as ``zcat`` and
+    pandas then read it), with no time stamp nor name in it: the same table is the same file."""
     if str(path) == "-":
         if sys.stdout is None:  # started with its standard output closed (`>&-`)
             raise ClibdError("standard output is closed; give -o FILE or redirect it (> FILE)")
@@ -172,14 +182,25 @@ def text_output(path: str | Path) -> Iterator[IO[str]]:
                 raise cannot_write("standard output", exc) from None
             raise
         return
-    if not str(path).lower().endswith(".gz"):
+    packer = packer_of(path)
+    if packer is None:
         with writer_lock(path), atomic_open(path, "w", encoding="utf-8") as handle:
             yield handle
         return
     with writer_lock(path), atomic_open(path, "wb") as raw:
-        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as packed, \
-                io.TextIOWrapper(packed, encoding="utf-8") as handle:
+        with packer(raw) as packed, io.TextIOWrapper(packed, encoding="utf-8") as handle:
             yield handle
+
+
+def packer_of(path: str | Path) -> Callable[[IO[bytes]], IO[bytes]] | None:
+    """How :func:`text_output` compresses ``path`` (:data:`PACKERS`; None: plain text), or a
+    :class:`UsageError` for a compression clibd cannot write (``pred.tsv.zst``), which would have been
+    plain text under a compressed name: commands check their table outputs with it before any work."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _NOT_PACKED:
+        raise UsageError(f"{path}: clibd cannot write {_NOT_PACKED[suffix]} files; end the name in .gz, .bz2 "
+                         "or .xz for a compressed table, or in neither for plain text")
+    return PACKERS.get(suffix)
 
 
 def _lock(lock_file: Path, target: Path, wait: bool) -> IO | None:
