@@ -137,13 +137,29 @@ def test_pipeline_script_dereplicates_classifies_and_summarises_samples(kmer_ind
 
 
 def test_pipeline_snakefile_does_the_same(kmer_index, tmp_path):
+    """In folders whose names hold spaces, as run.sh works in them (the shell commands split them)."""
     require_programs("vsearch", "snakemake")
-    out = tmp_path / "smk"
+    reads, out = tmp_path / "my reads", tmp_path / "smk out"
+    shutil.copytree(PIPELINE_READS, reads)
     result = subprocess.run(["snakemake", "-s", str(EXAMPLES / "pipeline" / "Snakefile"), "--cores", "1",
-                             "--config", f"reads={PIPELINE_READS}", f"out={out}", f"index={kmer_index}",
+                             "--config", f"reads={reads}", f"out={out}", f"index={kmer_index}",
                              f"clibd={CLIBD}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     check_pipeline_output(out)
+
+
+def test_pipeline_snakefile_refuses_a_reads_folder_without_samples(tmp_path):
+    """No READS/*.EXT (an empty folder, reads named .fastq.gz under the default ext): it ran clibd with
+    no input, which read standard input, and made an empty summary with exit status 0."""
+    require_programs("snakemake")
+    (tmp_path / "reads").mkdir()
+    (tmp_path / "reads" / "pond.fastq.gz").write_bytes(b"")
+    result = subprocess.run(["snakemake", "-s", str(EXAMPLES / "pipeline" / "Snakefile"), "--cores", "1",
+                             "--config", f"reads={tmp_path / 'reads'}", f"out={tmp_path / 'out'}",
+                             f"clibd={CLIBD}"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and "reads/*.fasta.gz files" in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
 
 
 def test_pipeline_snakefile_finds_the_clibd_of_make_setup_off_path(tmp_path):
