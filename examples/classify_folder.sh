@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Classify every FASTA/FASTQ file in a folder (gzip ok), one TSV per input, as a lab's batch job.
+# Classify every FASTA/FASTQ file in a folder (.fasta .fa .fna .fas .fastq .fq, any case; gzip, bzip2
+# or xz ok), one TSV per input, as a lab's batch job.
 #
 #   examples/classify_folder.sh RUNS_DIR OUT_DIR [clibd classify options...]
 #   examples/classify_folder.sh runs/ predictions/                      # bundled BOLD reference
@@ -13,7 +14,7 @@
 # on PATH.
 set -uo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 runs=${1%/} out=${2%/}  # RUNS/ and RUNS alike
@@ -26,10 +27,10 @@ clibd=${CLIBD:-$(command -v clibd || echo "$(dirname "$0")/../.venv/bin/clibd")}
 mkdir -p "$out"
 failed=0 done=0 skipped=0 inputs=0
 claimed=$'\n'  # the names whose TSV an input of this batch writes, one a line
-shopt -s nullglob
-for input in "$runs"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
+shopt -s nullglob nocaseglob  # BOLD's downloads are .fas; RUN1.FASTA as run1.fasta
+for input in "$runs"/*.{fasta,fa,fna,fas,fastq,fq}{,.gz,.bz2,.xz}; do
   name=$(basename "$input")
-  name=${name%.gz}
+  case ${name,,} in *.gz | *.bz2 | *.xz) name=${name%.*} ;; esac
   name=${name%.*}
   tsv="$out/$name.tsv"
   inputs=$((inputs + 1))

@@ -243,3 +243,21 @@ def test_pipeline_script_refuses_two_files_of_one_sample(tmp_path):
     assert result.returncode == 1 and "second file of sample pond" in result.stderr
     assert not (tmp_path / "calls").exists()  # nothing classified
 
+
+
+def test_both_scripts_take_fasta_by_any_usual_name_and_compression(tmp_path):
+    """BOLD's downloads are .fas, instruments write RUN1.FASTA, and clibd reads bzip2 and xz: such
+    files were left out without a word ("1 classified", or "no FASTA/FASTQ files")."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("bold.fas", "RUN2.FASTA", "c.fasta.bz2", "d.FQ.XZ", "notes.txt"):
+        (runs / name).write_text(">q\nACGT\n")
+    stub = recording_clibd(tmp_path)
+    result = script("classify_folder.sh", runs, tmp_path / "out", cwd=tmp_path, CLIBD=str(stub))
+    assert result.returncode == 0 and "4 classified" in result.stderr, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tsv")) == ["RUN2.tsv", "bold.tsv", "c.tsv", "d.tsv"]
+    (runs / "d.FQ.XZ").unlink()  # vsearch reads gzip and bzip2, not xz
+    result = script("pipeline/run.sh", runs, tmp_path / "pl", cwd=tmp_path, CLIBD=str(stub), VSEARCH="true")
+    assert result.returncode == 0 and "3 samples" in result.stderr, result.stderr
+    classify = (tmp_path / "calls").read_text().splitlines()[-1]
+    assert all(f"/derep/{name}.fasta" in classify for name in ("bold", "RUN2", "c"))

@@ -6,9 +6,9 @@
 #   examples/pipeline/run.sh examples/pipeline/reads out/                  # bundled BOLD reference
 #   examples/pipeline/run.sh reads/ out/ --index coi_ref/ --min-confidence 0.9
 #
-# READS_DIR holds one FASTA/FASTQ file per sample (gzip ok), named after the sample. OUT_DIR gets
-# derep/SAMPLE.fasta (unique sequences, ids SAMPLE.N;size=READS), predictions.tsv (one row per
-# unique sequence), summary.tsv, summary.html and summary.SAMPLE.krona.txt (reads per taxon).
+# READS_DIR holds one FASTA/FASTQ file per sample (gzip or bzip2 ok), named after the sample.
+# OUT_DIR gets derep/SAMPLE.fasta (unique sequences, ids SAMPLE.N;size=READS), predictions.tsv (one
+# row per unique sequence), summary.tsv, summary.html and summary.SAMPLE.krona.txt (reads per taxon).
 # Set CLIBD and VSEARCH to the executables if they are not on PATH. The same steps as a
 # Snakemake workflow: examples/pipeline/Snakefile.
 set -euo pipefail
@@ -21,11 +21,11 @@ shift 2
 clibd=${CLIBD:-$(command -v clibd || echo "$(dirname "$0")/../../.venv/bin/clibd")}
 vsearch=${VSEARCH:-vsearch}
 mkdir -p "$out/derep"
-shopt -s nullglob
+shopt -s nullglob nocaseglob  # BOLD's downloads are .fas; POND.FASTQ as pond.fastq
 samples=()
-for input in "$reads"/*.{fasta,fa,fna,fastq,fq}{,.gz}; do
+for input in "$reads"/*.{fasta,fa,fna,fas,fastq,fq}{,.gz,.bz2}; do  # what vsearch reads (not xz)
   name=$(basename "$input")
-  name=${name%.gz}
+  case ${name,,} in *.gz | *.bz2) name=${name%.*} ;; esac
   name=${name%.*}
   for earlier in ${samples[@]+"${samples[@]}"}; do
     if [ "$earlier" = "$out/derep/$name.fasta" ]; then  # a.fasta and a.fastq.gz: one sample twice
