@@ -74,6 +74,7 @@ def test_empty_input_yields_nothing(tmp_path):
     ("@r1\nACGT\n+\nIIIII\n", ":4:", "differs from sequence length"),
     ("@r1\nACGT\nIIII\n", ":1:", "ends before its '+' line"),
     ("@r1\nAC\n+\nII\nr2\nAC\n+\nII\n", ":5:", "expected a FASTQ header"),
+    (">a\nAC\n@r1\nAC\n+\nII\n", ":3:", "a FASTQ record ('@r1') after FASTA records (cat a.fasta b.fastq?)"),
     (">a\nAC\n>b\x00\x00c\nAC\n", ":3:", "a NUL byte (\\x00) in the header: is the file damaged"),
 ])
 def test_malformed_input_names_file_and_line(tmp_path, text, where, what):

@@ -218,6 +218,9 @@ def _fasta(lines, name: str, number: int, header: str, keep: int) -> Iterator[Se
         if line.startswith(">"):
             yield _record(name, number, header, "".join(chunks))
             number, header, chunks, size = line_number, line, [], 0
+        elif line.startswith("@"):  # else the FASTQ records that follow are one invalid "protein?" record
+            raise ClibdError(f"{name}:{line_number}: a FASTQ record ({line.strip()[:40]!r}) after FASTA "
+                             "records (cat a.fasta b.fastq?); give each file as an input of its own")
         elif size < keep:  # past the cap the rest of the record is read and dropped
             piece = line.strip()[: keep - size]
             chunks.append(piece)
