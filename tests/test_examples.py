@@ -255,7 +255,8 @@ def test_both_scripts_take_fasta_by_any_usual_name_and_compression(tmp_path):
     stub = recording_clibd(tmp_path)
     result = script("classify_folder.sh", runs, tmp_path / "out", cwd=tmp_path, CLIBD=str(stub))
     assert result.returncode == 0 and "4 classified" in result.stderr, result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.tsv")) == ["RUN2.tsv", "bold.tsv", "c.tsv", "d.tsv"]
+    tsvs = sorted(p.name for p in (tmp_path / "out").glob("*.tsv"))
+    assert tsvs == ["RUN2.tsv", "bold.tsv", "c.tsv", "d.tsv"]
     (runs / "d.FQ.XZ").unlink()  # vsearch reads gzip and bzip2, not xz
     result = script("pipeline/run.sh", runs, tmp_path / "pl", cwd=tmp_path, CLIBD=str(stub), VSEARCH="true")
     assert result.returncode == 0 and "3 samples" in result.stderr, result.stderr

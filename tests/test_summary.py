@@ -521,8 +521,8 @@ def test_outputs_named_as_compressed_files_are_compressed(case, tmp_path, suffix
     (tmp_path / "gz").mkdir()
     plain = run("-q", "classify", "--index", root / "index", *inputs, "-o", tmp_path / "pred.tsv",
                 "--summary", tmp_path / "s.tsv")
-    packed = run("-q", "classify", "--index", root / "index", *inputs, "-o", tmp_path / "gz" / f"pred.tsv{suffix}",
-                 "--summary", tmp_path / "gz" / f"s.tsv{suffix}")
+    packed = run("-q", "classify", "--index", root / "index", *inputs,
+                 "-o", tmp_path / "gz" / f"pred.tsv{suffix}", "--summary", tmp_path / "gz" / f"s.tsv{suffix}")
     assert plain.exit_code == 0 and packed.exit_code == 0, packed.stderr
     for name in ("pred.tsv", "s.tsv"):
         text = unpack((tmp_path / "gz" / f"{name}{suffix}").read_bytes()).decode()
