@@ -249,7 +249,10 @@ def test_archives_and_utf16_are_named_as_what_they_are(tmp_path):
     # classify photo.jpg (--images forgotten) or a dataset was 'not UTF-8 text ...; save it as UTF-8'
     (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)))
     (tmp_path / "d.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    # `gzip -c q.fa.gz > q.gz`: was 'not UTF-8 text (byte b'\x8b')'
+    (tmp_path / "twice.gz").write_bytes(gzip.compress(gzip.compress(b">q\nACGT\n")))
     for name, what in (("q.zip", "a ZIP archive; unzip it"), ("q.tar.gz", "a tar archive; extract it"),
+                       ("twice.gz", "compressed twice: decompressed, it is gzip-compressed again"),
                        ("u16.fa", "UTF-16 text (Windows' 'Unicode'); save it as UTF-8"),
                        ("photo.jpg", "a JPEG photo, not text (clibd classify takes photos with --images)"),
                        ("d.h5", "an HDF5 file (a dataset or embeddings), not FASTA/FASTQ or table text")):

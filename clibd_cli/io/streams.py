@@ -33,6 +33,9 @@ _NOT_TEXT = (  # (offset, signature, what the file is) of inputs that look like 
       for signature, kind in ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"II*\x00", "TIFF"),
                               (b"MM\x00*", "TIFF"))),
     (0, b"\x89HDF\r\n\x1a\n", "an HDF5 file (a dataset or embeddings), not FASTA/FASTQ or table text"),
+    *((0, magic, f"compressed twice: decompressed, it is {module.__name__}-compressed again (gzip of "
+                 "a .gz file?); decompress it once (zcat FILE > NEW) and give that")
+      for magic, module in _MAGIC),
 )
 
 
