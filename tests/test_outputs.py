@@ -128,6 +128,23 @@ def test_an_empty_output_path_is_a_usage_error(tmp_path, reference, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
 
 
+@pytest.mark.parametrize("name", ["/dev/stderr", "log.txt"])
+def test_the_file_standard_error_goes_to_is_no_output(tmp_path, reference, name):
+    """``-o /dev/stderr 2> log.txt`` (or ``-o log.txt 2> log.txt``) renamed the table over the log:
+    every message of the run (invalid records, the estimated share of new species) was lost, exit 0."""
+    index = tmp_path / "index"
+    assert _index(reference, index).exit_code == 0
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(log, "w") as stderr:
+        command = [sys.executable, "-m", "clibd_cli", "classify", "--index", str(index), str(reference),
+                   "-o", name]
+        proc = subprocess.run(command, stderr=stderr, stdout=subprocess.PIPE, cwd=tmp_path, env=env,
+                              timeout=300)
+    assert proc.returncode == 2
+    assert "is the file standard error goes to (clibd's messages)" in log.read_text()
+
+
 def test_an_input_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
     """The input named relatively, or through a symlink, is still the file ``-o`` would destroy;
     a folder output holding it two levels down is refused too."""

@@ -50,7 +50,8 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     """Where a user's output ``path`` (``-o``) may be written, or a :class:`UsageError` (exit 2).
 
     A symlink is followed: its target is written, the link stays. Refused: a device, FIFO (``/dev/stdout`` into a pipe) or
-    socket; a file where a folder goes and the reverse (a file's path ending in ``/``); a file in
+    socket; the file standard error goes to (``-o /dev/stderr 2> log``: the output would replace the
+    messages); a file where a folder goes and the reverse (a file's path ending in ``/``); a file in
     a folder that does not exist (a mistyped folder is not made; a folder output is made, with its
     parents); a read-only output
     or one in a folder the user cannot write; with ``directory``, a non-empty folder
@@ -88,6 +89,9 @@ def output_path(path: str | Path, *, directory: bool = False, marker: str | None
     if mode is not None and directory and marker and not (target / marker).is_file() and any(target.iterdir()):
         raise UsageError(f"{given}: is a folder with other files in it (no {marker}), not an earlier "
                          "output of this command; clibd will not replace it; give a new or empty folder")
+    if mode is not None and _is_standard_error(target):  # `-o /dev/stderr 2> log`, `-o log 2> log`
+        raise UsageError(f"{given}: is the file standard error goes to (clibd's messages); replacing it "
+                         "would lose them; give another path, or - for standard output")
     if mode is not None and not os.access(target, os.W_OK):
         raise UsageError(f"{given}: is read-only; clibd will not replace it; make it writable or give another path")
     made_in = next((folder for folder in target.parents if folder.is_dir()), target)  # where the output (or its folder) is made
@@ -124,6 +128,15 @@ def _same_file(target: Path, source: str | Path) -> bool:
     except (AttributeError, OSError, ValueError):  # no such file; no standard input, or not a file's
         return not stdin and Path(os.path.realpath(source)) == target
     return (found.st_dev, found.st_ino) == (written.st_dev, written.st_ino)
+
+
+def _is_standard_error(target: Path) -> bool:
+    """Whether ``target`` is the file standard error (file descriptor 2) writes to."""
+    try:
+        found, written = os.fstat(2), os.stat(target)
+    except OSError:  # no standard error, or no such file
+        return False
+    return stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == (written.st_dev, written.st_ino)
 
 
 @contextmanager
