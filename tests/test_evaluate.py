@@ -395,8 +395,8 @@ def test_missing_tools_are_skipped_with_a_note(dataset, monkeypatch):
 def test_nothing_left_to_evaluate_says_why_each_chosen_method_was_skipped(dataset, monkeypatch):
     # "--pairs image-image" on a file without photos, or "--baselines blastn" without blastn, ended in
     # "nothing to evaluate: no model pair and no baseline selected": the user had selected one
-    with pytest.raises(ClibdError, match="nothing to evaluate: pair image-image skipped: the dataset has no "
-                                         "photos for it$") as unfit:
+    with pytest.raises(ClibdError, match="--pairs: pair image-image cannot be evaluated: the dataset has no "
+                                         "photos for it; leave it out") as unfit:
         run_evaluation(Plan(data=dataset, model="clibd-tiny", pairs=("image-image",), baselines=()))
     assert isinstance(unfit.value, UsageError)  # a pair the data cannot give: exit 2
     monkeypatch.setenv("PATH", "/nonexistent")

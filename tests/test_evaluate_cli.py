@@ -92,7 +92,13 @@ def test_dna_only_model_says_which_pairs_it_skipped(report, tmp_path):
     refused = run("-m", tmp_path / "dna_only", "-d", root / "clibd5m.h5", "--on", "val", "--pairs", "image-image",
                   "--baselines", "none", "-o", tmp_path / "none")
     assert refused.exit_code == 2, refused.output  # was 1: a usage error, as --baselines none without -m
-    assert "nothing to evaluate: pair image-image skipped: the model has no image encoder" in refused.output
+    assert "--pairs: pair image-image cannot be evaluated: the model has no image encoder" in refused.output
+    # named beside what can run (a baseline, another pair): still refused, where it ran the rest, exit 0
+    beside = run("-m", tmp_path / "dna_only", "-d", root / "clibd5m.h5", "--on", "val", "--pairs",
+                 "dna-dna,image-dna", "--baselines", "kmer", "-o", tmp_path / "beside")
+    assert beside.exit_code == 2, beside.output
+    assert "pair image-dna cannot be evaluated: the model has no image encoder; leave it out" in beside.output
+    assert not (tmp_path / "beside").exists()
 
 
 def test_help_names_the_kmer_models_and_what_limit_saves():

@@ -201,17 +201,20 @@ def _model_pairs(plan: Plan, dataset, found: list[Scenario], notes: list[str]):
     source = ModelVectors(Embedder(model, plan.device, plan.batch_size, plan.precision), plan.batch_size)
     photos = {name: bool(Records(dataset, groups).has_image.any())
               for s in found for name, groups in [("keys", s.keys), *s.queries.items()]}
-    wanted = plan.pairs or PAIRS
-    methods = []
-    for pair in wanted:
+    methods, unfit = [], []
+    for pair in plan.pairs or PAIRS:
         query, key = pair.split("-")
         absent = [m for m in (query, key) if m not in model.modalities]
         if absent:
-            notes.append(f"pair {pair} skipped: the model has no {' or '.join(dict.fromkeys(absent))} encoder")
+            unfit.append(f"pair {pair} skipped: the model has no {' or '.join(dict.fromkeys(absent))} encoder")
         elif "image" in (query, key) and not (photos["seen"] and (key != "image" or photos["keys"])):
-            notes.append(f"pair {pair} skipped: the dataset has no photos for it")
+            unfit.append(f"pair {pair} skipped: the dataset has no photos for it")
         else:
             methods.append(_pair(plan, pair, source, query, key))
+    if plan.pairs and unfit:  # asked for by name: not quietly left out (the baselines alone ran, exit 0)
+        raise UsageError(f"--pairs: {'; '.join(note.replace(' skipped:', ' cannot be evaluated:') for note in unfit)}; "
+                         "leave it out (--pairs auto: every pair the model and dataset allow)")
+    notes += unfit
     info = {"spec": model_reference(plan.model) if model_available(plan.model) else plan.model,
             "fingerprint": source.fingerprint, "modalities": list(model.modalities),
             "precision": source.precision}
