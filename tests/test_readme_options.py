@@ -98,6 +98,20 @@ def test_hnsw_options_are_recorded_and_used(bold):
     assert run("classify", "-i", index, "--ef", "0", queries).exit_code == 2
 
 
+def test_append_keeps_the_indexs_neighbours_and_prior_unseen(bold):
+    """``index --append`` refitted the index's own calibration with -k 50 and an estimated share of
+    new species, the build defaults, whatever the index was built with (its dna<500 calibration,
+    kept, still had them: two settings in one index); it keeps the index's unless given."""
+    index = _index(bold, "append_keeps", bold["fasta"], "-k", "7", "--prior-unseen", "0.3")
+    half = len(bold["val"]) // 2
+    for name, records, given, expected in (("a", bold["val"][:half], (), (7, 0.3)),
+                                           ("b", bold["val"][half:], ("-k", "9", "--prior-unseen", "0.6"), (9, 0.6))):
+        more = write_fasta(bold["root"] / f"append_{name}.fasta", records)
+        result = run("-q", "index", more, "--append", *given, "-o", index)
+        assert result.exit_code == 0, result.stderr
+        assert (_calibration(index)["k"], _calibration(index)["prior_unseen"]) == expected
+
+
 @pytest.mark.parametrize("compress", [bz2.compress, lzma.compress], ids=["bzip2", "xz"])
 def test_compressed_stdin(bold, compress):
     queries = write_fasta(bold["root"] / "stdin.fasta", bold["val"], sintax=False)

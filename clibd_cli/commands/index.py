@@ -61,15 +61,14 @@ def index() -> None:
               show_default=True,
               help="HNSW build-time search width (higher: better graph, slower build).")
 @click.option("--ef", type=click.IntRange(min=1), default=HNSW.ef, show_default=True,
-              help="Default query-time search width stored in the manifest.")
-@click.option("-k", "--neighbours", type=click.IntRange(min=1), default=CALIBRATION.neighbours,
-              show_default=True, help="Nearest references that decide each query (the confidence "
-                                      "calibration is fitted for "
-                   "this number).")
+              help="Default query-time search width stored in the manifest (classify --ef overrides it).")
+@click.option("-k", "--neighbours", type=click.IntRange(min=1), default=None,
+              help="Nearest references that decide each query (the confidence calibration is fitted for "
+                   f"this number).  [default: {CALIBRATION.neighbours}; with --append, the index's]")
 @click.option("--prior-unseen", type=options.FiniteRange(0, 1), default=None,
               help="Fix the share of queries whose species is absent from the reference that clibd classify's "
                    "confidences assume (classify --prior-unseen overrides it).  [default: estimated per run "
-                   "from the queries themselves]")
+                   "from the queries themselves; with --append, the index's]")
 @click.option("--calibrate-on", "held_out", multiple=True, type=click.Path(exists=True, allow_dash=True),
               callback=options.no_stdin("index reads the held-out queries more than once, so they are files"),
               help="Labelled held-out queries (FASTA/FASTQ with SINTAX headers or --taxonomy ids, or a "
@@ -92,7 +91,7 @@ def index() -> None:
 @click.pass_obj
 def build(settings, references: tuple[Path, ...], model_dir: str | None, output: Path, modality: str,
           taxonomy: str | None, splits: tuple[str, ...], images: tuple[str, ...], append: bool, hnsw_m: int,
-          ef_construction: int, ef: int, neighbours: int, prior_unseen: float | None,
+          ef_construction: int, ef: int, neighbours: int | None, prior_unseen: float | None,
           held_out: tuple[str, ...], held_out_splits: tuple[str, ...], read_errors: tuple[float, ...] | None, batch_size: int,
           nproc_per_node: int) -> None:
     """Embed labelled REFERENCES (FASTA/FASTQ with SINTAX, UNITE or RDP headers, a BOLD TSV, or

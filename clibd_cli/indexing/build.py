@@ -38,8 +38,8 @@ class IndexPlan:
     hnsw_m: int = HNSW.M
     ef_construction: int = HNSW.ef_construction
     ef: int = HNSW.ef
-    neighbours: int = CALIBRATION.neighbours
-    prior_unseen: float | None = None  # None: estimated per run
+    neighbours: int | None = None  # None: the index's on an append, else CALIBRATION.neighbours
+    prior_unseen: float | None = None  # None: the index's on an append, else estimated per run
     held_out: tuple[str, ...] = ()  # labelled queries to calibrate on
     held_out_splits: tuple[str, ...] = ()
     read_errors: tuple[float, ...] | None = None  # errors per base of the dna~ pseudo-queries, in turn
@@ -187,8 +187,9 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                     "will read the clean barcodes' confidences", kind)
     log.info("fitting the confidence calibration on the reference%s", "" if found is None else
              " and the held-out queries")
-    target.calibration = calibrate(target, embedder, plan.images, first, k=plan.neighbours,
-                                   prior_unseen=plan.prior_unseen, seed=run.seed, held_out=queries,
+    k, prior_unseen = _calibration_settings(plan, existing)
+    target.calibration = calibrate(target, embedder, plan.images, first, k=k,
+                                   prior_unseen=prior_unseen, seed=run.seed, held_out=queries,
                                    held_reads=held_reads, short=short, pseudo_reads=reads,
                                    short_reads=partial_reads, threads=run.threads,
                                    **getattr(embedder.model, "calibration_hints", {}))
@@ -200,3 +201,12 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     discard(shards_folder(output))
     discard(shards_folder(output, "held-out"))
     return target
+
+
+def _calibration_settings(plan: IndexPlan, existing: ReferenceIndex | None) -> tuple[int, float | None]:
+    """The neighbours and fixed share of new species to calibrate with: as given, else on an append
+    those of the index's calibration for its own modality (an append refitted it with the build
+    defaults, -k 50 and an estimated share, while its kept calibrations had the index's)."""
+    before = (existing.calibration or {}).get(existing.manifest["modality"], {}) if existing is not None else {}
+    k = plan.neighbours if plan.neighbours is not None else before.get("k", CALIBRATION.neighbours)
+    return k, plan.prior_unseen if plan.prior_unseen is not None else before.get("prior_unseen")
