@@ -1,5 +1,6 @@
 """Options that contradict each other, or that would do nothing, are usage errors (exit 2) naming
-the option, before any work and before any output is made: index, import, train, prepare, embed."""
+the option, before any work and before any output is made: index, import, train, prepare, embed,
+evaluate."""
 
 import pytest
 from click.testing import CliRunner
@@ -26,6 +27,10 @@ from clibd_cli.main import cli
      "--partition, --resize: not for --format synthetic"),
     (["embed", "-m", "kmer", "{fa}", "--split", "test"], "--split chooses what to embed of a dataset HDF5"),
     (["embed", "-m", "kmer", "{fa}", "--modality", "text"], "--modality chooses what to embed of a dataset HDF5"),
+    (["index", "{fa}", "--append", "--M", "8", "--ef", "20"],
+     "--M, --ef: an index's HNSW settings are fixed when it is built; --append keeps the index's"),
+    (["evaluate", "-d", "{fa}", "--baselines", "kmer", "--cache", "{tmp}", "--no-cache"],
+     "--cache names the embedding cache that --no-cache turns off; give one of them"),
 ])
 def test_contradicting_options_are_usage_errors_before_any_work(tmp_path, args, message):
     fasta = tmp_path / "r.fa"

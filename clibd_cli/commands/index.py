@@ -118,6 +118,12 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
     after an interruption the same command carries on. With --nproc-per-node N (or under
     torchrun/srun) every process embeds its share; process 0 builds the graph and calibrates.
     """
+    hnsw = (("hnsw_m", "--M"), ("ef_construction", "--ef-construction"), ("ef", "--ef"))
+    built = [option for name, option in hnsw if append and _given(name)]  # kept with the graph: would do nothing
+    if built:
+        raise click.UsageError(f"{', '.join(built)}: an index's HNSW settings are fixed when it is built; "
+                               "--append keeps the index's (rebuild without --append to change them; "
+                               "classify --ef searches wider)")
     if model_dir is None and not append:
         raise click.UsageError("Missing option '-m' / '--model' (the model to embed the references with)")
     if model_dir is None:
@@ -164,6 +170,11 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
         from clibd_cli.reference.index_info import describe_index
 
         click.echo(describe_index(target))
+
+
+def _given(name: str) -> bool:
+    """Whether the option called ``name`` was given on the command line (not left at its default)."""
+    return click.get_current_context().get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
 
 
 @index.command("info")
