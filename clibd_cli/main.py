@@ -234,10 +234,13 @@ def cli(ctx: click.Context, device: str, precision: str, threads: int | None, se
 
     \b
     Typical use:
-      clibd classify barcodes.fasta > predictions.tsv
+      clibd classify barcodes.fasta > predictions.tsv     # the bundled COI-5P reference
+      clibd index --model kmer ref.fasta -o coi_ref/      # your own reference (SINTAX headers)
       zcat run42.fasta.gz | clibd classify --index coi_ref/ - > run42.tsv
 
-    Results go to stdout, logs and progress to stderr. Run `clibd COMMAND --help` for details.
+    A model of your own: prepare a dataset, train on it, index references with it, classify;
+    evaluate scores it. Results go to stdout, logs and progress to stderr; options of clibd
+    itself (below) come before the command. Run `clibd COMMAND --help` for details.
     """
     # Torch's OpenMP threads wait for work asleep unless OMP_WAIT_POLICY says otherwise: spinning, a thread
     # whose partner another job has taken off the CPU burns the rest of its turn (embedding BOLD train on

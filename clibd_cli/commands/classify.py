@@ -27,15 +27,16 @@ def _prior(ctx, param, value: str) -> float | None:
     return share
 
 
-@click.command("classify")
+@click.command("classify", short_help="Barcodes and photos -> TSV of order..species with confidences.")
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, dir_okay=False))
 @click.option("-i", "--index", "index_dir", type=click.Path(exists=True, file_okay=False),
               help="Reference index directory (from clibd index)  [default: the bundled BOLD COI-5P "
                    "reference of the clibd-fast-bold model, barcodes only; unpacked once into "
                    "$CLIBD_CACHE_DIR, else $XDG_CACHE_HOME/clibd, else ~/.cache/clibd]")
 @click.option("-m", "--model", "model_dir",
-              help="Model directory, or `kmer` / `kmer-aa` for a model-free index; needs --index  "
-                   "[default: the one the index was built with]")
+              help="The model the index was built with, where it is now (a model directory, a shipped "
+                   "model's name, `kmer` / `kmer-aa`); another model's index is refused. Without --index only "
+                   "clibd-fast-bold, the bundled reference's.  [default: the one the index names]")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
               help="Photo file or folder (searched recursively for jpg/png/tif; repeatable). With an index "
                    "built with --images, a photo named like a barcode's id (ID.jpg) is classified with it "
@@ -144,7 +145,7 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
       clibd classify my_barcodes.fasta > my_barcodes.tsv          # bundled reference
       clibd classify --index coi_ref/ run42.fasta.gz > run42.tsv
       zcat run42.fasta.gz | clibd classify --index coi_ref/ - > run42.tsv
-      clibd classify --index ref/ --images plate_0193/ > plate_0193.tsv
+      clibd classify --index photo_ref/ --images plate_0193/ > plate_0193.tsv
       clibd classify --index specimens_ref/ plate_0193.fasta --images plate_0193/ > both.tsv
     """
     if not inputs and not images:

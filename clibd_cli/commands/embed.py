@@ -12,7 +12,7 @@ from models.config import TOWERS as MODALITIES
 from models.errors import counted
 
 
-@click.command("embed")
+@click.command("embed", short_help="Barcodes, photos or dataset records -> an embeddings HDF5.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
 @click.option("-m", "--model", "model_dir", required=True,
               help="Model directory, a shipped model's name (clibd-fast-bold), `kmer` / `kmer-aa`, or a "

@@ -11,7 +11,7 @@ from clibd_cli.commands.options import name_list
 from clibd_cli.evaluation import BASELINES, PAIRS
 
 
-@click.command("evaluate")
+@click.command("evaluate", short_help="Score a model and baselines (CLIBD protocol) -> a report folder.")
 @click.option("-m", "--model", default=None,
               help="Model directory (clibd train), a shipped model's name (clibd-fast-bold), kmer or kmer-aa "
                    "(the model-free k-mer profiles of clibd index build), or a preset for untrained weights. "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 
-@click.command("import")
+@click.command("import", short_help="Published CLIBD / BarcodeBERT weights -> a clibd model directory.")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--from", "source_format", required=True,
               type=click.Choice(["clibd-checkpoint", "barcodebert"]),

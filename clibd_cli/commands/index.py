@@ -21,7 +21,8 @@ class _IndexGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-@click.group("index", cls=_IndexGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("index", cls=_IndexGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             short_help="Labelled references -> a reference index; `index info` shows one.")
 def index() -> None:
     """Build a reference index (`clibd index [build] …`; `clibd index --help` lists every option)
     or describe one (`clibd index info DIR`; without DIR, the bundled default reference)."""
@@ -49,7 +50,7 @@ def index() -> None:
                    "--calibrate-on queries too. Where a FASTA header has a lineage too, the table's "
                    "wins (a warning counts the records whose two lineages disagree).")
 @click.option("--split", "splits", multiple=True,
-              help="Dataset HDF5 splits to index (repeatable; e.g. train, key_unseen). Default: all.")
+              help="Dataset HDF5 splits to index (repeatable; e.g. train, key_unseen)  [default: all]")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
               help="With --modality dna: photos of reference specimens (files or folders, ID.jpg named "
                    "after the record id; repeatable). Calibrates the index for photo and photo+barcode "

@@ -12,7 +12,7 @@ FORMATS = ("auto", "bioscan-5m", "bioscan-1m", "bold", "fasta", "synthetic")
 IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # BIOSCAN's image packages
 
 
-@click.command("prepare")
+@click.command("prepare", short_help="BIOSCAN/BOLD/FASTA (+ photos) -> dataset HDF5 with CLIBD splits.")
 @click.argument("input_path", metavar="INPUT",
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
                 callback=options.no_stdin("prepare reads its input twice (to keep memory flat), so it is a file"))
@@ -30,7 +30,8 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
               help="Folder of released CLIBD partition files ({split}.txt id lists) to use "
                    "instead of the protocol.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
-              help="Seed of the seen/unseen split protocol (1M, BOLD, FASTA)  [default: the global --seed]")
+              help="Seed of the seen/unseen split protocol (1M, BOLD, FASTA; with synthetic, of the records "
+                   "drawn and their photos)  [default: the global --seed]")
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
               help="Threads reading photos.")
 @click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
@@ -46,9 +47,9 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
 
     \b
     BIOSCAN-5M: the official split column; records without species are pretrain.
-    BIOSCAN-1M, BOLD (public data TSV, COI-5P records) and FASTA: the CLIBD partition
-    files (--partition), else the CLIBD
-    protocol (seen/unseen species 80/20, records 70/10/10/10, queries/keys) with --seed.
+    BIOSCAN-1M, BOLD (public data TSV, COI-5P records) and FASTA: the CLIBD partition files
+    (--partition), else the CLIBD protocol (seen/unseen species 80/20, records 70/10/10/10,
+    queries/keys) with --seed. The per-split counts are printed on stdout.
 
     \b
     Examples:
@@ -56,11 +57,11 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
       clibd prepare BIOSCAN_Insect_Dataset_metadata.tsv --partition CLIBD_partitioning/ -o bioscan1m.h5
       clibd prepare barcodes.fasta --taxonomy taxonomy.tsv --images photos/ -o mine.h5
       clibd prepare bold_public_data.tsv --seed 1 -o bold.h5
-      clibd prepare --format synthetic ../shared/data/bold-coi/metadata.csv.gz -o synthetic.h5
+      clibd prepare --format synthetic examples/bold-sample.csv.gz -o synthetic.h5
 
     \b
-    synthetic: 150 BOLD species (their real barcodes, taxonomy and splits) with generated
-    photos whose look follows the taxonomy (order: body plan, family: colour, genus:
+    synthetic: 150 species of a BIOSCAN-5M layout CSV of BOLD records (their real barcodes,
+    taxonomy and splits) with generated photos whose look follows the taxonomy (order: body plan, family: colour, genus:
     pattern, species: detail); for showing the image path learns, not for real accuracy.
     """
     from clibd_cli.data.bold import is_bold_table

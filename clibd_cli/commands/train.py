@@ -12,7 +12,8 @@ from models.config import RANKS
 from models.config import TOWERS as MODALITIES
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(context_settings={"show_default": True},
+               short_help="Contrastive training of image/DNA/text encoders -> a run folder.")
 @click.option("--model", "model", default="clibd-small", metavar="PRESET|CONFIG.json|MODEL_DIR",
               help="What to train: a preset (clibd-tiny, clibd-small, clibd-fast, clibd-paper), a config file "
                    "or a model directory to fine-tune.")
@@ -41,7 +42,7 @@ from models.config import TOWERS as MODALITIES
 @click.option("--dna-dna", type=FiniteRange(min=0), default=0.0,
               help="Weight of a supervised contrastive term among DNA embeddings (same label = "
                    "positive); needs --positives label and text in --modalities.")
-@click.option("--label-ranks", default="", callback=name_list(RANKS[:-1]),
+@click.option("--label-ranks", default="", show_default="none", callback=name_list(RANKS[:-1]),
               help="With --positives label: also align each record with its label string cut at these "
                    "ranks (e.g. order,genus), as more terms averaged with the full-label one; helps "
                    "place barcodes of species missing from the reference at higher ranks.")
@@ -51,7 +52,7 @@ from models.config import TOWERS as MODALITIES
                    "the bundled model uses 0 (0.3 cost whole barcodes more than it gave partial ones: README).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
               help="auto = bf16 autocast on GPU, fp32 on CPU.")
-@click.option("--freeze", default="", callback=name_list(MODALITIES),
+@click.option("--freeze", default="", show_default="none", callback=name_list(MODALITIES),
               help="Encoders whose backbone stays fixed (their projection still trains), e.g. image.")
 @count("--lora", 0, "LoRA rank on attention query/value of every encoder, backbones frozen (0 = full "
                    "fine-tuning, as the paper's final models; 4 = its earlier LoRA runs).")
