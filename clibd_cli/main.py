@@ -88,7 +88,10 @@ class ClibdGroup(click.Group):
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         command_line = shlex.join(["clibd", *map(str, args)])
-        ctx = super().make_context(info_name, _global_flags_first(list(args), self), parent=parent, **extra)
+        try:  # clibd's own options: `clibd --threads -1 classify`
+            ctx = super().make_context(info_name, _global_flags_first(list(args), self), parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _said_as_clibd(exc) from None
         ctx.meta["clibd.command_line"] = command_line
         return ctx
 
@@ -98,7 +101,9 @@ class ClibdGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.NoSuchOption as exc:  # `clibd classify --threads 1`: clibd's own option after the command
-            raise _misplaced_global(exc, ctx) or exc from None
+            raise _said_as_clibd(_misplaced_global(exc, ctx) or exc) from None
+        except click.UsageError as exc:
+            raise _said_as_clibd(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except Terminated as stop:  # kill, timeout, Slurm: 143 (128 + SIGTERM), unwound as Ctrl-C is
@@ -158,6 +163,25 @@ def _misplaced_global(exc: click.NoSuchOption, ctx: click.Context) -> click.Usag
                             f"command, as in `clibd {given} {command} ...`", ctx=exc.ctx)
 
 
+def _said_as_clibd(exc: click.UsageError) -> click.UsageError:
+    """``exc`` shown as click shows a usage error (the usage line, the hint to --help) but ending in
+    ``clibd: error: …``, as every other failure does, instead of click's ``Error: …``; exit status 2
+    as before. A command group called without a command (its help, NoArgsIsHelpError) is kept."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc
+
+    def show(file=None) -> None:
+        ctx = exc.ctx
+        if ctx is not None:
+            hint = "" if ctx.command.get_help_option(ctx) is None else \
+                f"Try '{ctx.command_path} {max(ctx.command.get_help_option_names(ctx), key=len)}' for help.\n"
+            _say(f"{ctx.get_usage()}\n{hint}")
+        _say_error(exc.format_message())
+
+    exc.show = show
+    return exc
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (or SIGHUP), raised where the program is so that every atomic output and lock is
     cleaned up on the way out, as for Ctrl-C (``models/files.atomic_path``)."""
@@ -185,9 +209,13 @@ class _Failure(click.ClickException):
             import traceback
 
             traceback.print_exception(self.__cause__, file=sys.stderr)
-        # a library's message (HDF5's read failures) may span lines: one line all the same
-        one_line = " ".join(part.strip() for part in self.message.splitlines())
-        _say(f"clibd: error: {one_line}")
+        _say_error(self.message)
+
+
+def _say_error(message: str) -> None:
+    """``clibd: error: …`` on one line: a library's message (HDF5's read failures, click's list of
+    choices) may span lines."""
+    _say("clibd: error: " + " ".join(part.strip() for part in message.splitlines()))
 
 
 def _say(line: str) -> None:

@@ -150,7 +150,7 @@ def test_a_global_option_after_the_command_says_where_it_goes():
                        (["embed", "--precision"], "--precision is an option of clibd itself, not of embed: give "
                         "it before the command, as in `clibd --precision VALUE embed ...`")):
         result = CliRunner().invoke(cli, args)
-        assert result.exit_code == 2 and result.output.splitlines()[-1] == f"Error: {said}", result.output
+        assert result.exit_code == 2 and result.output.splitlines()[-1] == f"clibd: error: {said}", result.output
     assert "No such option '--nope'" in CliRunner().invoke(cli, ["classify", "--nope"]).output
 
 

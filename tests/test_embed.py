@@ -244,7 +244,7 @@ def test_a_folder_without_photos_is_a_usage_error(tmp_path):
     (folder / "a.fasta").write_text(">a\nACGT\n")
     result = run("embed", "-m", "kmer", folder, "-o", tmp_path / "x.h5")
     assert result.exit_code == 2, result.stderr
-    assert result.stderr.splitlines()[-1] == (f"Error: {folder}: is a folder, which embed reads as photos (.jpeg, "
+    assert result.stderr.splitlines()[-1] == (f"clibd: error: {folder}: is a folder, which embed reads as photos (.jpeg, "
                                               f".jpg, .png, .tif, .tiff), and it holds none; give barcode files "
                                               f"by name ({folder}/*.fasta), not their folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fdir"]

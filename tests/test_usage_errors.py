@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from clibd_cli.main import cli
+from fixtures.specimens import error_line
 
 
 @pytest.mark.parametrize("args, message", [
@@ -56,3 +57,23 @@ def test_a_folder_given_for_a_file_is_a_usage_error(tmp_path, where):
     result = CliRunner().invoke(cli, ["index", "-m", "kmer", *map(str, inputs), "-o", str(out)])
     assert result.exit_code == 2, result.output
     assert f"{folder}: is a directory, expected a file" in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["--threads", "-1", "classify", "{fa}"], ["classify", "--top-k", "0", "{fa}"],
+    ["classify", "--min-confidence", "2", "{fa}"], ["classify", "--nope", "{fa}"], ["classify", "{tmp}/missing.fa"],
+    ["index", "-m", "kmer", "{fa}", "-o", "{tmp}/i", "--M", "1"], ["index", "info", "{fa}"],
+    ["embed", "-m", "kmer", "{fa}"], ["prepare", "{fa}", "-o", "{tmp}/p.h5", "--format", "xml"],
+    ["evaluate", "-d", "{fa}"], ["import", "{fa}", "-o", "{tmp}/m"], ["train", "--out", "{tmp}/r"],
+])
+def test_every_usage_error_ends_in_one_clibd_error_line(tmp_path, args):
+    """click's usage errors ended in its 'Error: ...' line, clibd's own (an -o refused, an unknown
+    model; exit 2 too) in 'clibd: error: ...': every failure now ends in the one form DESIGN.md gives,
+    after click's usage line and its hint to --help, and still with exit status 2."""
+    fasta = tmp_path / "r.fa"
+    fasta.write_text(">a;tax=o:Diptera;\n" + "ACGT" * 60 + "\n")
+    result = CliRunner().invoke(cli, [word.format(fa=fasta, tmp=tmp_path) for word in args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Usage: ") and "for help." in lines[1], result.stderr
+    assert error_line(result) == lines[-1] and not any(line.startswith("Error:") for line in lines)
