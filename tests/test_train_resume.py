@@ -147,7 +147,7 @@ def test_an_older_run_without_the_new_records_still_resumes_and_says_what_it_did
 
 def test_data_is_needed_without_resume_and_where_the_runs_file_is_gone(run, data, tmp_path):
     fresh = train("--out", tmp_path / "new")
-    assert fresh.exit_code == 2 and "Missing option '--data'" in fresh.output, fresh.output
+    assert fresh.exit_code == 2 and "Missing option '-d' / '--data'" in fresh.output, fresh.output
     record = json.loads((run / "args.json").read_text())
     record["args"]["data"] = str(tmp_path / "gone.h5")
     (run / "args.json").write_text(json.dumps(record))

@@ -18,6 +18,8 @@ from fixtures.specimens import error_line
     (["import", "--from", "barcodebert", "{fa}", "--config", "{fa}"],
      "--config applies to --from clibd-checkpoint only"),
     (["train", "--data", "{fa}", "--modalities", "dna"], "name at least two of image, dna, text"),
+    (["train", "-m", "clibd-tiny", "-d", "{fa}", "--modalities", "dna", "-o", "{tmp}/out"],  # -m -d -o as elsewhere
+     "name at least two of image, dna, text"),
     (["train", "--data", "{fa}", "--modalities", "image,dna", "--positives", "label"],
      "labels come from the text modality"),
     (["train", "--data", "{fa}", "--dna-dna", "0.5"], "needs --positives label and dna in --modalities"),

@@ -14,13 +14,13 @@ from models.config import TOWERS as MODALITIES
 
 @click.command(context_settings={"show_default": True},
                short_help="Contrastive training of image/DNA/text encoders -> a run folder.")
-@click.option("--model", "model", default="clibd-small", metavar="PRESET|CONFIG.json|MODEL_DIR",
+@click.option("-m", "--model", "model", default="clibd-small", metavar="PRESET|CONFIG.json|MODEL_DIR",
               help="What to train: a preset (clibd-tiny, clibd-small, clibd-fast, clibd-paper), a config file "
                    "or a model directory to fine-tune.")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False),
+@click.option("-d", "--data", type=click.Path(exists=True, dir_okay=False),
               help="Dataset HDF5 written by `clibd prepare` (or a CLIBD-distributed one); needed, except "
                    "with --resume (the run's).")
-@click.option("--out", required=True, type=click.Path(),
+@click.option("-o", "--out", required=True, type=click.Path(),
               help="Run directory: best/ and last/ checkpoints, metrics.jsonl, args.json.")
 @click.option("--modalities", default="image,dna,text", callback=name_list(MODALITIES),
               help="Modalities to align (paper: all three; the BOLD barcodes have no images: dna,text).")
