@@ -28,6 +28,8 @@ from fixtures.specimens import error_line
      "'bogus' is not reported for image,dna,text"),
     (["prepare", "--format", "synthetic", "{fa}", "--partition", "{tmp}", "--resize", "64"],
      "--partition, --resize: not for --format synthetic"),
+    (["prepare", "{fa}", "--resize", "64", "--workers", "2"], "--resize, --workers: for the photos of --images"),
+    (["prepare", "{fa}", "--image-package", "original_full"], "--image-package: for the photos of --images"),
     (["embed", "-m", "kmer", "{fa}", "--split", "test"], "--split chooses what to embed of a dataset HDF5"),
     (["embed", "-m", "kmer", "{fa}", "--modality", "text"], "--modality chooses what to embed of a dataset HDF5"),
     (["index", "{fa}", "--append", "--M", "8", "--ef", "20"],

@@ -72,6 +72,10 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     output = output_path(output, inputs=(input_path, *(p for p in (taxonomy, partition) if p)))
     click.get_current_context().with_resource(writer_lock(output))  # a second prepare -o OUT waits
 
+    ctx = click.get_current_context()
+    photo_options = [name for name, param in (("--image-package", "image_package"), ("--resize", "resize"),
+                                              ("--workers", "workers"))
+                     if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT]
     if input_format == "auto":  # a BOLD TSV first: it has BIOSCAN-1M's sampleid column
         input_format = "bold" if is_bold_table(input_path) else detect_format(input_path)
     if input_format == "synthetic":  # real BOLD barcodes + generated photos that follow the taxonomy
@@ -79,6 +83,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
 
         ignored = [name for name, value in (("--images", images), ("--taxonomy", taxonomy),
                                             ("--partition", partition), ("--resize", resize)) if value]
+        ignored += [name for name in photo_options if name != "--resize"]
         if ignored:
             raise click.UsageError(f"{', '.join(ignored)}: not for --format synthetic (it draws its photos "
                                    "and keeps BOLD's splits)")
@@ -87,6 +92,8 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
             output, seed=settings.seed if seed is None else seed, bold_csv=input_path,
             command=settings.command_line)))
         return
+    if photo_options and not images:  # they would do nothing
+        raise click.UsageError(f"{', '.join(photo_options)}: for the photos of --images, and none are given")
     if taxonomy and input_format != "fasta":
         raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN and BOLD files carry their taxonomy)")
     if images and input_format == "bold":
