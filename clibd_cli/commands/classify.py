@@ -33,7 +33,7 @@ def _prior(ctx, param, value: str) -> float | None:
               help="Reference index directory (from clibd index)  [default: the bundled BOLD COI-5P "
                    "reference of the clibd-fast-bold model, barcodes only; unpacked once into "
                    "$CLIBD_CACHE_DIR, else $XDG_CACHE_HOME/clibd, else ~/.cache/clibd]")
-@click.option("-m", "--model", "model_dir",
+@click.option("-m", "--model", "model_dir", metavar="MODEL",
               help="The model the index was built with, where it is now (a model directory, a shipped "
                    "model's name, `kmer` / `kmer-aa`); another model's index is refused. Without --index only "
                    "clibd-fast-bold, the bundled reference's.  [default: the one the index names]")

@@ -14,7 +14,7 @@ from models.errors import counted
 
 @click.command("embed", short_help="Barcodes, photos or dataset records -> an embeddings HDF5.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
-@click.option("-m", "--model", "model_dir", required=True,
+@click.option("-m", "--model", "model_dir", required=True, metavar="MODEL",
               help="Model directory, a shipped model's name (clibd-fast-bold), `kmer` / `kmer-aa`, or a "
                    "preset name such as clibd-tiny for untrained weights.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),

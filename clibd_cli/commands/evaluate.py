@@ -12,7 +12,7 @@ from clibd_cli.evaluation import BASELINES, PAIRS
 
 
 @click.command("evaluate", short_help="Score a model and baselines (CLIBD protocol) -> a report folder.")
-@click.option("-m", "--model", default=None,
+@click.option("-m", "--model", default=None, metavar="MODEL",
               help="Model directory (clibd train), a shipped model's name (clibd-fast-bold), kmer or kmer-aa "
                    "(the model-free k-mer profiles of clibd index build), or a preset for untrained weights. "
                    "Leave out (or 'none') for the baselines only.")

@@ -28,11 +28,11 @@ def index() -> None:
     or describe one (`clibd index info DIR`; without DIR, the bundled default reference)."""
 
 
-@index.command("build")
+@index.command("build", short_help="Embed labelled references into an index directory (the default).")
 @click.argument("references", nargs=-1, required=True,
                 type=click.Path(exists=True, allow_dash=True, path_type=Path),
                 callback=options.no_stdin("each process of an index run reads the references, so they are files"))
-@click.option("-m", "--model", "model_dir",
+@click.option("-m", "--model", "model_dir", metavar="MODEL",
               help="Trained model directory (from clibd train or clibd import), a shipped model's name "
                    "(clibd-fast-bold), or `kmer` for the "
                    "model-free k-mer profile embedding (barcodes only; no training needed), or "
@@ -86,7 +86,7 @@ def index() -> None:
                    "from the stops its reads meet (with --calibrate-on, partial barcodes' stretches too, at "
                    "0.5, 1, 2, 3 and 5 % whatever RATE says: dna<500~ queries); 0: no such calibration. Needs "
                    "a protein-coding marker (COI).  [default: 0.005,0.01,0.02,0.03,0.05 (raw nanopore reads "
-                   "have 1-5 %); 0 where the barcodes do not read as protein]")
+                   "have 1-5 %); 0 where the barcodes do not read as protein; with --append, the index's]")
 @options.batch_size(256)
 @options.nproc_per_node()
 @click.pass_obj
@@ -178,7 +178,7 @@ def _given(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
 
 
-@index.command("info")
+@index.command("info", short_help="Describe an index directory, or the bundled reference.")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 checks of the index files.")
 def info(directory: Path | None, no_verify: bool) -> None:
