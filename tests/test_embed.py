@@ -248,3 +248,23 @@ def test_a_folder_without_photos_is_a_usage_error(tmp_path):
                                               f".jpg, .png, .tif, .tiff), and it holds none; give barcode files "
                                               f"by name ({folder}/*.fasta), not their folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fdir"]
+
+
+def test_repeated_ids_are_written_and_counted_in_one_warning(tmp_path):
+    """Records sharing an id each get an embedding, so the file's ids are not unique (a join on id goes
+    wrong): one warning says so, as classify's does, naming the first repeat's row; an unusable record
+    is not written, so its id repeats nothing."""
+    from fixtures.specimens import specimens
+
+    a, b = specimens()[:2]
+    first = tmp_path / "q.fa"
+    first.write_text(f">{a.id}\n{a.barcode}\n>{b.id}\n{b.barcode}\n>{a.id}\nACGT\n")
+    second = tmp_path / "r.fa"
+    second.write_text(f">{b.id}\n{b.barcode}\n>{a.id}\n{a.barcode}\n")
+    out = tmp_path / "emb.h5"
+    result = embed("-m", "kmer", first, second, "-o", out)
+    assert read_embeddings(out)[0] == [a.id, b.id, b.id, a.id]
+    assert result.stderr.count("is the id of an earlier embedding too") == 1
+    assert (f"{out}: ids[2]: '{b.id}' is the id of an earlier embedding too (embeddings repeating an earlier id: 2)"
+            in result.stderr)
+    assert "an earlier embedding" not in embed("-m", "kmer", second, "-o", tmp_path / "once.h5").stderr

@@ -90,14 +90,8 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
             else:
                 query.problem = problem
             yield query
-    repeated.flush()
-    if repeated.repeats:
-        record_id, where = repeated.first
-        log.warning("%s: %r is the id of an earlier record too (records repeating an earlier id: %d): each "
-                    "gets its own row, so ids in the output are not unique (QIIME 2 refuses such tables)", where,
-                    record_id, repeated.repeats)
-    if repeated.stopped:
-        log.info("record ids were checked for repeats in the first %d records only", repeated.checked)
+    repeated.report("record", "each gets its own row, so ids in the output are not unique (QIIME 2 refuses "
+                              "such tables)")
     warn_second_photos(paths, photos, fused, "the others classified on their own")
     for path in paths:
         if path not in paired:

@@ -20,6 +20,7 @@ from clibd_cli.embedding.shards import (CHUNK_BATCHES, Part, describe_inputs, di
 from clibd_cli.io.hdf5_files import HDF5Output
 from clibd_cli.io.images import IMAGE_SUFFIXES, find_images, load_image, load_photos
 from clibd_cli.io.outputs import writer_lock
+from clibd_cli.io.repeated_ids import RepeatedIds
 from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS, is_missing_label
@@ -90,6 +91,7 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
                   output: Path, model_spec: str, command: str, world: World, progress: bool = False) -> int:
     """Embed the inputs into ``output`` (process 0 writes it; every process embeds its share of the
     chunks, see ``clibd_cli/embedding/shards.py``); the number of embeddings written (0 elsewhere).
+    Embeddings repeating an earlier id are written too, and counted in one warning (``RepeatedIds.report``).
     A second clibd writing the same output waits for the first: they would share its chunks."""
     if "-" in inputs and world.enabled:
         raise ClibdError("standard input can be read by one process only; embed a file with --nproc-per-node")
@@ -104,10 +106,14 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
         if not world.is_main:
             return 0
         skipped = 0
+        repeated = RepeatedIds()
         with kept_on_failure(folder, "-" not in inputs), \
                 EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
             for part in read_chunks(files):
-                writer.add(part["ids"].tolist(), part["modality"].tolist(), part["vectors"])
+                ids = part["ids"].tolist()
+                for row, record_id in enumerate(ids, writer.count):
+                    repeated.add(record_id, f"{output}: ids[{row}]")
+                writer.add(ids, part["modality"].tolist(), part["vectors"])
                 skipped += int(part.get("skipped", 0))  # chunks saved before it counted none
             # raised inside: the temporary file is dropped, not put in place; a dataset's records without
             # photos are no error (an empty file of photo embeddings), an empty FASTA or photo list is
@@ -115,6 +121,8 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
                 discard(folder)
                 raise ClibdError(nothing_usable(inputs, skipped=bool(skipped)))
         discard(folder)
+    repeated.report("embedding", f"each has its own row, so ids in {output} are not unique (a join on id "
+                                 "pairs each with every row of that id)")
     return writer.count
 
 

@@ -10,7 +10,11 @@ checked (``stopped``).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger("clibd")
 
 BATCH = 8192  # ids looked up at once
 RUN = 1 << 22  # hashes in a merged run at most (32 MB)
@@ -62,3 +66,15 @@ class RepeatedIds:
             merged.sort()
             self.runs[-2:] = [merged]
         self.pending, self.places = [], []
+
+    def report(self, kind: str, consequence: str) -> None:
+        """Look up the last ids, then warn once about the ``kind``s (record, embedding) that repeat an
+        id, naming the first, and say what that does (``consequence``); used by ``clibd classify``
+        (``clibd_cli/classification/queries.py``) and ``clibd embed`` (``clibd_cli/embedding/embeddings_file.py``)."""
+        self.flush()
+        if self.repeats:
+            record_id, where = self.first
+            log.warning("%s: %r is the id of an earlier %s too (%ss repeating an earlier id: %d): %s", where,
+                        record_id, kind, kind, self.repeats, consequence)
+        if self.stopped:
+            log.info("%s ids were checked for repeats in the first %d only", kind, self.checked)
