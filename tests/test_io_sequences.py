@@ -131,6 +131,9 @@ def test_barcode_problems_say_what_the_text_looks_like():
     from clibd_cli.io.sequences import barcode_problem
 
     assert "GenBank-style numbering" in barcode_problem("1 aactttatat tttatttttg 61 gtgcttgagc " * 10)
+    assert "GenBank-style numbering" in barcode_problem("1aactttatattttatttttg61gtgcttgagc" * 10)  # as FASTA reads it
+    spaced = barcode_problem("ACGT ACGT\tACGT " * 20)  # no digits: no numbering (a FASTQ read, a table's barcode)
+    assert spaced == "not a plain nucleotide sequence (spaces inside it; give the bases alone)"
     assert "protein?" in barcode_problem("MKVLAAGIVGLLLAAQPAMA" * 10)
     assert "two records run together" in barcode_problem("ACGT" * 50 + ">q2 Aedes" + "ACGT" * 50)
     assert "a damaged file" in barcode_problem("ACGT" * 50 + "\x00" * 4096)
@@ -218,6 +221,24 @@ def test_windows_line_ends_and_stray_spaces_are_not_bases(tmp_path):
     assert ids_and_seqs(read_sequences(path)) == [("a", "ACGTacgt"), ("b", "AC")]
     path.write_text(">long\n" + "ACGT\n" * (MAX_LENGTH // 4) + "A\n")  # one base over the cap, read line by line
     assert barcode_problem(next(read_sequences(path)).seq).startswith("too long")
+
+
+def test_spaces_between_the_bases_of_a_fasta_line_are_dropped_as_vsearch_drops_them(tmp_path):
+    """``ACGT ACGT`` on a FASTA line is read as ``ACGTACGT`` (vsearch and Biopython's SeqIO read it so;
+    it was unusable, called GenBank-style numbering); a FASTQ read keeps them (vsearch refuses it), and
+    is unusable for what it is, GenBank numbering in a FASTA for what that is."""
+    from clibd_cli.io.sequences import MAX_LENGTH, barcode_problem
+
+    path = tmp_path / "spaced.fasta"
+    path.write_text(">a\nACGT ACGT\tACGT \n AC GT\n>gb\n1 aactttatat tttatttttg\n")
+    (a, gb) = read_sequences(path)
+    assert (a.seq, gb.seq) == ("ACGTACGTACGTACGT", "1aactttatattttatttttg")
+    assert "GenBank-style numbering" in barcode_problem(gb.seq)
+    path.write_text(">long\n" + "ACGT ACGT\n" * (MAX_LENGTH // 8) + "A\n")  # the cap counts bases, not spaces
+    assert barcode_problem(next(read_sequences(path)).seq).startswith("too long")
+    fastq = tmp_path / "spaced.fq"
+    fastq.write_text("@r\nACGT ACGT\n+\nIIIIIIIII\n")
+    assert "spaces inside it" in barcode_problem(next(read_sequences(fastq)).seq)
 
 
 def test_a_soft_masked_barcode_gets_the_errors_of_its_upper_case_twin():

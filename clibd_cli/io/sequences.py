@@ -1,7 +1,8 @@
 """FASTA/FASTQ reading (files, ``-`` for stdin, gzip/bz2/xz), header annotations and barcode checks.
 
 A hand-written line reader: as fast as Biopython's SimpleFastaParser, with line numbers in
-every error. Multi-line FASTA and multi-line FASTQ are accepted; FASTQ qualities are checked
+every error. Multi-line FASTA and multi-line FASTQ are accepted (spaces between the bases of a FASTA
+line are dropped, as vsearch and Biopython drop them); FASTQ qualities are checked
 for length and then dropped (clibd does not use them). Memory stays bounded whatever the input:
 lines are read in pieces and a record's sequence is kept only up to ``MAX_LENGTH`` + 1
 characters (enough for :func:`barcode_problem` to call it too long). Stretches and reads with
@@ -151,6 +152,8 @@ def barcode_problem(barcode: str, min_bases: int = MIN_BASES) -> str | None:
     foreign = sorted(set(upper) - set(NUCLEOTIDES))
     if foreign:
         shown = "".join(foreign[:8])
+        if set(foreign) <= set(" \t"):  # a FASTQ read or a table's barcode (FASTA lines drop them: _fasta)
+            return "not a plain nucleotide sequence (spaces inside it; give the bases alone)"
         if set(foreign) <= set("0123456789 \t/"):  # GenBank's ORIGIN block: numbered, spaced
             return (f"not a plain nucleotide sequence (contains {shown!r}: GenBank-style numbering? "
                     "give the bases alone, as FASTA)")
@@ -222,7 +225,10 @@ def _fasta(lines, name: str, number: int, header: str, keep: int) -> Iterator[Se
             raise ClibdError(f"{name}:{line_number}: a FASTQ record ({line.strip()[:40]!r}) after FASTA "
                              "records (cat a.fasta b.fastq?); give each file as an input of its own")
         elif size < keep:  # past the cap the rest of the record is read and dropped
-            piece = line.strip()[: keep - size]
+            piece = line.strip()
+            if " " in piece or "\t" in piece:  # ACGT ACGT: spaces between bases dropped, as vsearch and Biopython do
+                piece = "".join(piece.split())
+            piece = piece[: keep - size]
             chunks.append(piece)
             size += len(piece)
     yield _record(name, number, header, "".join(chunks))
