@@ -52,7 +52,8 @@ def test_writing_a_closed_standard_output_is_one_line(index, tmp_path):
 
 
 @pytest.mark.parametrize("command", [["prepare", "{fifo}"], ["index", "-m", "kmer", "{fifo}"],
-                                     ["index", "-m", "kmer", "{fa}", "--calibrate-on", "{fifo}"]])
+                                     ["index", "-m", "kmer", "{fa}", "--calibrate-on", "{fifo}"],
+                                     ["index", "-m", "kmer", "{fa}", "--taxonomy", "{fifo}"]])
 def test_a_pipe_given_to_a_command_that_reads_its_input_twice_is_refused(tmp_path, command):
     fifo, fasta = tmp_path / "ref.fa", tmp_path / "r.fa"
     os.mkfifo(fifo)
@@ -94,6 +95,22 @@ def test_a_compressed_pipe_is_read_whole(index, tmp_path, compress):
     feeding.join(10)
     assert proc.returncode == 0, proc.stderr
     assert [line.split("\t")[0] for line in proc.stdout.splitlines()[1:]] == [r.id for r in records]
+
+
+def test_a_counts_table_read_once_may_be_a_pipe(index, tmp_path):
+    """--counts <(zcat otutab.tsv.gz) is read whole, as --counts - is refused (its stdin refusal)."""
+    records = specimens(n_species=2, per_species=1, unnamed=0)
+    query = write_fasta(tmp_path / "q.fa", records, sintax=False)
+    table = "#OTU ID\tS1\n" + "".join(f"{r.id}\t{n}\n" for n, r in enumerate(records, 2))
+    read_end, write_end = os.pipe()
+    feeding = _feed(write_end, table.encode())
+    proc = subprocess.run([sys.executable, "-m", "clibd_cli", "-q", "classify", "--index", str(index), str(query),
+                           "--summary", str(tmp_path / "s.tsv"), "--counts", f"/dev/fd/{read_end}", "-o",
+                           str(tmp_path / "p.tsv")], pass_fds=(read_end,), capture_output=True, text=True, timeout=60)
+    os.close(read_end)
+    feeding.join(10)
+    assert proc.returncode == 0, proc.stderr
+    assert "S1" in (tmp_path / "s.tsv").read_text()
 
 
 def test_a_fifo_that_is_not_utf8_is_one_error_not_a_wait(index, tmp_path):

@@ -81,3 +81,19 @@ def test_every_usage_error_ends_in_one_clibd_error_line(tmp_path, args):
     lines = result.stderr.splitlines()
     assert lines[0].startswith("Usage: ") and "for help." in lines[1], result.stderr
     assert error_line(result) == lines[-1] and not any(line.startswith("Error:") for line in lines)
+
+
+@pytest.mark.parametrize("args, why", [
+    (["classify", "--summary", "{tmp}/s.tsv", "--counts", "-", "{fa}"], "standard input is for the queries"),
+    (["index", "-m", "kmer", "{fa}", "--taxonomy", "-"], "index reads the taxonomy table once per reference input"),
+])
+def test_standard_input_for_a_table_is_refused_as_not_a_file(tmp_path, args, why):
+    """``-`` for --counts or --taxonomy is said to be standard input, which goes elsewhere (was click's
+    "File '-' does not exist"), exit 2, nothing written."""
+    fasta, out = tmp_path / "r.fa", tmp_path / "out"
+    fasta.write_text(">a;tax=o:Diptera;\n" + "ACGT" * 60 + "\n")
+    words = [word.format(fa=fasta, tmp=tmp_path) for word in args]
+    result = CliRunner().invoke(cli, [*words, "-o", str(out)], input="")
+    assert result.exit_code == 2, result.output
+    assert f"'-': {why}" in result.stderr and "save standard input to a file and give its path" in result.stderr
+    assert "does not exist" not in result.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["r.fa"]

@@ -86,7 +86,8 @@ def _prior(ctx, param, value: str) -> float | None:
                    "Krona text file per sample and an HTML page next to it. Reads: --counts, else ;size=N "
                    "header annotations (dereplication), else 1 per record; samples: --counts columns, else "
                    ";sample=NAME, else the input file names.")
-@click.option("--counts", type=click.Path(exists=True, dir_okay=False),
+@click.option("--counts", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              callback=options.no_stdin("standard input is for the queries, the feature table is a file", pipes=True),
               help="Feature table for --summary: features as rows (ids, or the sequences themselves), "
                    "samples as columns (vsearch --otutabout, a BIOM/QIIME 2 export, DADA2's t(seqtab)).")
 @options.batch_size(512, "Records read, embedded and searched at a time: memory grows with it, not "

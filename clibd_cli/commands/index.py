@@ -44,7 +44,9 @@ def index() -> None:
                    "any other folder or file is refused. A second clibd writing the same index waits.")
 @click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,
               help="What the reference vectors embed: barcodes, photos, or taxonomy label strings.")
-@click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False),
+@click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              callback=options.no_stdin("index reads the taxonomy table once per reference input and again for "
+                                        "--calibrate-on, so it is a file"),
               help="TSV with an id column and rank columns (order, family, genus, species), or QIIME 2's "
                    "taxonomy TSV (Feature ID, Taxon; headerless ID<TAB>lineage lines too); labels the "
                    "--calibrate-on queries too. Where a FASTA header has a lineage too, the table's "

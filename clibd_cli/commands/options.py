@@ -62,16 +62,17 @@ def rate_list(low: float, high: float) -> Callable:
     return parse
 
 
-def no_stdin(why: str) -> Callable:
+def no_stdin(why: str, pipes: bool = False) -> Callable:
     """A click callback for file arguments (``allow_dash=True``) that refuses ``-`` and says ``why``
-    this command cannot read standard input, instead of click's "Path '-' does not exist"; and a
-    pipe (a FIFO, ``<(zcat …)``), which a second reading would wait on for ever."""
+    this command cannot read standard input, instead of click's "Path '-' does not exist"; and,
+    unless ``pipes`` (a file read once), a pipe (a FIFO, ``<(zcat …)``), which a second reading
+    would wait on for ever."""
 
     def check(ctx: click.Context, param: click.Parameter, value):
         for given in (value if isinstance(value, tuple) else (value,)):
             if str(given) == "-":
                 raise click.BadParameter(f"'-': {why}; save standard input to a file and give its path")
-            if given is not None and _is_pipe(given):
+            if given is not None and not pipes and _is_pipe(given):
                 raise click.BadParameter(f"'{given}': is a pipe (a FIFO or <(...)); {why}; save it to a file "
                                          "and give its path")
         return value
