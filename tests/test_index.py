@@ -73,6 +73,32 @@ def test_info_describes_and_verifies(barcode_refs, tmp_path):
     assert run("index", "info", tmp_path / "nowhere").exit_code == 2
 
 
+def test_a_folder_that_never_was_an_index_is_named_so_and_a_damaged_one_is_to_rebuild(barcode_refs, tmp_path):
+    """An empty folder, one of FASTA files or a model directory given as an index is a usage error (exit 2)
+    saying it is no index (was: exit 1, "rebuild with clibd index", as if one had been there); an index that
+    lost its manifest keeps "rebuild with clibd index", exit 1."""
+    empty, fastas, damaged = tmp_path / "empty", tmp_path / "fastas", tmp_path / "damaged"
+    empty.mkdir()
+    fastas.mkdir()
+    shutil.copy(barcode_refs.fasta, fastas)
+    why = ("not a clibd index directory (no manifest.json, nor any other file clibd index writes); give the "
+           "folder clibd index -o wrote, or build one (clibd index -m MODEL REFERENCES -o DIR)")
+    for folder in (empty, fastas):
+        result = run("index", "info", folder)
+        assert result.exit_code == 2, result.stderr
+        assert error_line(result) == f"clibd: error: {folder}: {why}"
+    (empty / "config.json").write_text("{}")  # a model directory where the index goes: exit 2 too
+    result = run("index", "info", empty)
+    assert result.exit_code == 2, result.stderr
+    assert "(no manifest.json); it holds a model: give it as --model" in error_line(result)
+    shutil.copytree(barcode_refs.index, damaged)
+    (damaged / "manifest.json").unlink()
+    result = run("index", "info", damaged)
+    assert result.exit_code == 1, result.stderr
+    assert error_line(result) == (f"clibd: error: {damaged}: not a clibd index directory (no manifest.json); "
+                                  "rebuild with clibd index")
+
+
 def test_taxonomy_table_gives_the_same_index_as_sintax_headers(barcode_refs, tiny_model, tmp_path):
     plain = write_fasta(tmp_path / "plain.fa", barcode_refs.records, sintax=False)
     taxonomy = write_taxonomy(tmp_path / "taxonomy.tsv", {r.id: r.lineage for r in barcode_refs.records})

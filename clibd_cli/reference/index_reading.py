@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import hnswlib
 import numpy as np
 
+from clibd_cli.io.outputs import UsageError
 from clibd_cli.reference.hnsw_file import stored_dim
 from clibd_cli.reference.hnsw_index import (CALIBRATION_FILE, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, NODES_FILE,
                                             RECORDS_FILE, ReferenceIndex)
@@ -54,10 +56,7 @@ def built_with(path: str | Path) -> str:
 def _load(path: Path, verify: bool) -> ReferenceIndex:
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
-        model = (path / "config.json").is_file()  # a model directory given where an index was expected
-        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); " + (
-            f"it holds a model: give it as --model and an index built with it as --index (clibd index --model {path} "
-            "REFERENCES -o DIR)" if model else REBUILD))
+        _not_an_index(path)
     try:
         manifest = json.loads(manifest_path.read_text())
         version, digests = manifest["format_version"], manifest["sha256"]
@@ -114,3 +113,17 @@ def _load(path: Path, verify: bool) -> ReferenceIndex:
                            load_holdings(path / HOLDINGS_FILE, len(ids), REBUILD) if HOLDINGS_FILE in digests else None)
     index._mapped()  # now, from this version of index.bin
     return index
+
+
+def _not_an_index(path: Path) -> NoReturn:
+    """Raise why ``path``, without a manifest, is no index: a damaged index (its other files there:
+    rebuild it, exit 1), or a folder that never was one, a model directory or any other (exit 2)."""
+    if any((path / name).is_file() for name in (INDEX_FILE, NODES_FILE, RECORDS_FILE, CALIBRATION_FILE)):
+        raise ClibdError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); {REBUILD}")
+    if (path / "config.json").is_file():  # a model directory given where an index was expected
+        raise UsageError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}); it holds a model: give "
+                         f"it as --model and an index built with it as --index (clibd index --model {path} "
+                         "REFERENCES -o DIR)")
+    raise UsageError(f"{path}: not a clibd index directory (no {MANIFEST_FILE}, nor any other file clibd "
+                     "index writes); give the folder clibd index -o wrote, or build one (clibd index -m "
+                     "MODEL REFERENCES -o DIR)")
