@@ -85,6 +85,18 @@ def test_exact_search_of_more_neighbours_than_records_returns_them_all():
     assert rows.tolist() == [[0, 1, 2]] and sims[0, 0] == 1.0
 
 
+def test_exact_search_in_blocks_answers_every_query(monkeypatch):
+    """Queries go through :func:`exact_search` ``BLOCK`` at a time: every query of every block,
+    the last one short, gets its own neighbours."""
+    from clibd_cli.reference import search
+
+    ref = unit(20, seed=4)
+    monkeypatch.setattr(search, "BLOCK", 2)
+    rows, sims = exact_search(ref, ref[:7], 3)
+    assert rows[:, 0].tolist() == list(range(7)) and np.allclose(sims[:, 0], 1.0, atol=1e-5)
+    assert np.allclose(sims, np.take_along_axis(ref[:7] @ ref.T, rows, axis=1), atol=1e-6)
+
+
 def test_search_falls_back_when_hnsw_cannot_return_k_results():
     index, vectors = small_index()
 
