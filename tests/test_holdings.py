@@ -115,9 +115,24 @@ def test_holdings_of_the_wrong_shape_are_refused(barcode_refs, tmp_path):
     np.save(tmp_path / HOLDINGS_FILE, np.zeros((3, 128), dtype=np.uint8))
     with pytest.raises(ClibdError, match=r"expected the 5-mers of each of the 4 records"):
         load_holdings(tmp_path / HOLDINGS_FILE, 4, "rebuild")
+    np.save(tmp_path / HOLDINGS_FILE, np.zeros((4, 128), dtype=np.int16))  # right shape, not packed bits
+    with pytest.raises(ClibdError, match=r"\[4, 128\] uint8\), found int16 \[4, 128\]; rebuild"):
+        load_holdings(tmp_path / HOLDINGS_FILE, 4, "rebuild")
     (tmp_path / HOLDINGS_FILE).write_text("not numpy")
     with pytest.raises(ClibdError, match="not a numpy array file"):
         load_holdings(tmp_path / HOLDINGS_FILE, 4, "rebuild")
+
+
+def test_holdings_in_blocks_are_those_of_each_barcode_alone(monkeypatch):
+    """:func:`kmer_holdings` reads the barcodes ``_BLOCK`` at a time: every barcode, a lone one
+    and the last of a short block included, holds its own 5-mers."""
+    from clibd_cli.reference import holdings
+
+    barcodes = ["ACGTACGTAA", "TTTTTTTTTT", "ACGTN", "GGGGGCCCCCA", "CATCATCAT"]
+    alone = np.stack([np.packbits(kmer_profile([b], 5)[0] > 0) for b in barcodes])
+    assert np.array_equal(kmer_holdings(barcodes[:1]), alone[:1])
+    monkeypatch.setattr(holdings, "_BLOCK", 2)
+    assert np.array_equal(kmer_holdings(barcodes), alone) and not alone[2].any()
 
 
 def test_a_pack_gets_holdings_and_a_partial_calibration_reading_them_the_rest_unchanged(barcode_refs, tiny_model,
