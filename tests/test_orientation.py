@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clibd_cli.classification.queries import Query
 from clibd_cli.indexing.bundled import PACK
 from clibd_cli.io.sequences import reverse_complement, unambiguous_bases, with_errors
 from clibd_cli.reference import sketch as sketch_module
 from clibd_cli.reference.protein_sketch import ProteinSketch
-from clibd_cli.reference.sketch import PARTIAL_LENGTHS, WHOLE_FROM, fit_sketch, load_sketch, no_protein
+from clibd_cli.reference.sketch import PARTIAL_LENGTHS, WHOLE_FROM, fit_sketch, load_sketch, no_protein, orient_queries
 from fixtures.samples import bold_table
 from fixtures.specimens import run, specimens, tsv, write_fasta
 
@@ -141,6 +142,10 @@ def test_sketch_orients_real_barcodes_both_ways(records):
     assert sketch.off_target(sketch.look(randoms)[1], randoms).all()
     assert reverse_complement("ACGTNRYU-") == "-ARYNACGT"
     assert np.isclose(sketch.look(["ACGT" * 50])[1][0], sketch.look([reverse_complement("ACGT" * 50)])[1][0])
+    # as like the reference on both strands (its own reverse complement, or no 5-mer): read as given
+    ties = [Query("palindrome", barcode="ACGT" * 50), Query("no k-mer", barcode="NNNNNNNN"), Query("short", barcode="ACG")]
+    orient_queries(sketch, ties, [200, 0, 3])
+    assert [(q.strand, q.barcode) for q in ties] == [("+", "ACGT" * 50), ("+", "NNNNNNNN"), ("+", "ACG")]
 
 
 def test_insects_of_genera_missing_from_a_reference_of_whole_barcodes_pass_the_off_target_guard():
@@ -286,6 +291,7 @@ def test_the_shuffle_rule_answers_the_same_in_any_batch_and_is_met_at_the_margin
     assert bare.judge(at, real[:1]) == [None]
     assert bare.judge(np.nextafter(at, 0), real[:1])[0].startswith("no more like")
     assert bare.judge(np.nextafter(at, 0), [real[0][:WHOLE_FROM - 1]]) == [None]  # whole barcodes only
+    assert bare.judge(np.nextafter(at, 0), [real[0][:WHOLE_FROM]])[0].startswith("no more like")  # from WHOLE_FROM
 
 
 def test_index_names_reference_barcodes_that_read_as_no_protein(tmp_path):

@@ -161,6 +161,12 @@ def test_an_index_whose_manifest_names_a_sketch_it_has_no_checksum_for_is_refuse
     (tmp_path / "entry" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ClibdError, match="expected \\[C, 4\\*\\*k\\] k-mer centroids and a manifest 'sketch' entry"):
         load_index(tmp_path / "entry")
+    manifest = json.loads((real_index / "manifest.json").read_text())
+    del manifest["sketch"]  # its file still checksummed: not loaded without its off-target guard
+    shutil.copytree(real_index, tmp_path / "no entry")
+    (tmp_path / "no entry" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ClibdError, match="expected \\[C, 4\\*\\*k\\] k-mer centroids and a manifest 'sketch' entry"):
+        load_index(tmp_path / "no entry")
 
 
 def test_a_translation_sketch_that_is_not_one_clibd_wrote_is_a_clear_error(real_index, tmp_path):
