@@ -68,6 +68,7 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
     calibration = json.loads((index / "calibration.json").read_text())
     assert calibration["dna"]["rank_parts"] == {"species": [0, 1024]}
     assert calibration["dna"]["fitted_on"]["sisters"] == 1 and calibration["dna"]["fitted_on"]["species_weight"] == 2
+    assert list(calibration["dna"]["gaps"]) == ["family"]  # the family's barcode gap alone (fitting.fit_calibration)
     result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False))
     assert result.exit_code == 0, result.stderr
     for row, query in zip(tsv(result.stdout), queries, strict=True):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clibd_cli.embedding.kmer import kmer_profile
+from clibd_cli.embedding.kmer import composition_profile, kmer_profile
 
 
 def test_counts_overlapping_kmers_sqrt_scaled_and_normalised():
@@ -37,8 +37,10 @@ def test_scales_and_bad_arguments():
     raw = kmer_profile(["AAAAAC"], k=1, scale="none")
     assert raw[0, 0] / raw[0, 1] == pytest.approx(5.0)
     assert log[0, 0] / log[0, 1] == pytest.approx(np.log(6) / np.log(2))
-    with pytest.raises(ValueError):
-        kmer_profile(["ACGT"], k=0)
+    assert kmer_profile(["ACGTACGTA"], k=8).shape == (1, 4**8)  # 8-mers the longest
+    for k in (0, 9):
+        with pytest.raises(ValueError, match="k must be in 1..8"):
+            kmer_profile(["ACGT"], k=k)
     with pytest.raises(ValueError):
         kmer_profile(["ACGT"], scale="cube")
 
@@ -49,3 +51,12 @@ def test_the_fingerprint_names_the_peptide_weight():
 
     prints = {KmerProfileModel(peptide_k=2, peptide_weight=w).fingerprint() for w in (1.0, 2.0)}
     assert len(prints | {KmerProfileModel().fingerprint()}) == 3
+
+
+def test_the_composition_profile_is_the_square_root_of_its_bases_shares_products():
+    """What endless k-mers of ``AAAC``'s composition (A 3/4, C 1/4) would give, square-root scaled
+    as :func:`kmer_profile` scales counts: AA, AC, CA, CC in the shares' products."""
+    shares = np.sqrt([0.75 * 0.75, 0.75 * 0.25, 0.25 * 0.75, 0.25 * 0.25])
+    profile = composition_profile(["AAAC", "CAAA"], k=2)
+    assert profile[0, [0, 1, 4, 5]] == pytest.approx(shares / np.linalg.norm(shares))
+    assert np.array_equal(profile[0], profile[1]) and np.count_nonzero(profile[0]) == 4
