@@ -100,6 +100,29 @@ def test_the_counter_counts_each_records_5_mers_exactly(monkeypatch):
     assert np.array_equal(counter(bits), np.hstack([expected, expected[:, :2]]))
 
 
+def test_a_query_of_no_more_5_mers_than_the_slack_is_held_by_no_record():
+    """``held_whole``: a query without a 5-mer, or with no more than ``slack``, is held by none (a
+    record holding none of them would hold it "whole"); one more than the slack, held but the slack, is."""
+    bits = np.zeros((3, 4**5), dtype=np.float32)
+    bits[1, :3] = bits[2, :4] = 1.0
+    shared = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    assert held_whole(bits, shared).tolist() == [False, False, False]
+    assert held_whole(bits, shared, slack=3).tolist() == [False, False, True]
+
+
+def test_a_counter_row_of_no_record_holds_no_query_whole():
+    """A row of the counter no record is at (``of_record``) holds nothing: a query only it holds
+    keeps its nearest vectors (``held_whole_neighbours``)."""
+    from clibd_cli.classification.contained import held_whole_neighbours
+
+    held = kmer_profile(["ACGT" * 50, BARCODE], 5) > 0  # the second row: no record's
+    counter = KmerCounter(held, np.array([0, 0]), bfloat16=False)
+    profiles = kmer_profile([BARCODE[20:170], "ACGT" * 20], 5)
+    vectors = np.eye(2, 4, dtype=np.float32)
+    _, sims, found = held_whole_neighbours(counter, profiles, vectors, vectors, 1)
+    assert found.tolist() == [False, True] and sims[0, 0] == -np.inf
+
+
 def coleophora() -> list[Specimen]:
     """The 18 *Coleophora* records of the sample's ``train`` split whose species has two or more."""
     with gzip.open(SAMPLE, "rt") as handle:
