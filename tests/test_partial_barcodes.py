@@ -263,3 +263,18 @@ def test_a_few_partial_barcodes_lean_on_the_runs_whole_barcode_estimate(sample):
     alone = Classifier(index)  # the same 12 stretches in a run of their own: shrunk toward 0.5
     alone.classify(batch)
     assert 1 - alone.estimates[SHORT_KIND][0][0] < partial - 0.05
+
+
+def test_partial_pseudo_queries_are_partial_and_at_most_max_short(monkeypatch):
+    """``clibd index`` cuts its ``dna<500`` pseudo-queries to 100-499 bases (one of 500 would be a
+    whole barcode's query), from at most ``MAX_SHORT`` records, seeded."""
+    from clibd_cli.classification import query_kinds
+
+    barcodes = ["ACGT" * 175] * 3000
+    lengths = {len(b) for b in query_kinds.partial_barcodes(barcodes, 0)}
+    assert min(lengths) == query_kinds.MIN_BASES and max(lengths) == query_kinds.SHORT_BELOW - 1
+    monkeypatch.setattr(query_kinds, "MAX_SHORT", 4)
+    assert query_kinds.short_pseudo_queries(barcodes, [7, 8, 9], 0)[0] == [7, 8, 9]
+    rows, stretches = query_kinds.short_pseudo_queries(barcodes, list(range(10, 20)), 0)
+    assert len(rows) == len(stretches) == 4 and set(rows) < set(range(10, 20))
+    assert (rows, stretches) == query_kinds.short_pseudo_queries(barcodes, list(range(10, 20)), 0)
