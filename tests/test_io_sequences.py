@@ -251,6 +251,22 @@ def test_a_soft_masked_barcode_gets_the_errors_of_its_upper_case_twin():
     assert read == with_errors(barcode, 0.3, random.Random(7)) and read.isupper() and read != barcode
 
 
+def test_each_error_is_a_substitution_a_base_inserted_after_or_a_deletion():
+    """``with_errors`` reads a draw under ``rate / 3`` as a substitution, under ``2 rate / 3`` as
+    the base followed by an inserted one, under ``rate`` as a deletion."""
+    from clibd_cli.io.sequences import with_errors
+
+    class Drawn:  # each base's draw as given; a new base: the first it may be
+        def __init__(self, draws):
+            self.random = iter(draws).__next__
+
+        def choice(self, bases):
+            return bases[0]
+
+    assert with_errors("ACGT", 0.3, Drawn([0.05, 0.15, 0.25, 0.9])) == "CCAT"
+    assert with_errors("TTT", 0.3, Drawn([0.9, 0.15, 0.9])) == "TTAT"
+
+
 def test_a_random_stretch_takes_every_length_and_start_the_barcode_allows():
     """Partial barcodes made from whole ones (calibration, sketch floors, training crops) cover
     every length from ``shortest`` to ``longest`` inclusive, the whole barcode among them, and
