@@ -361,3 +361,27 @@ def test_qiime_taxon_writes_names_with_underscores_and_keeps_each_level():
     assert qiime_taxon({"order": "Diptera", "family": None, "genus": "Aedes", "species": "Aedes albopictus"}) == (
         "o__Diptera; f__; g__Aedes; s__Aedes_albopictus")
     assert qiime_taxon({"order": "Diptera", "family": None, "genus": None, "species": None}) == "o__Diptera"
+
+
+def test_edge_calls_in_qiime2_sintax_and_blast6(tmp_path):
+    """qiime2's ``Unassigned`` carries the confidence of the coarsest rank the reference labels;
+    the SINTAX cut stops at the first rank under the cutoff even where a deeper one reaches it (as
+    vsearch cuts); BLAST's identity stays within 0-100 % whatever the float cosine; a record
+    without reported neighbours has no blast6 line; an unknown SINTAX rank letter is kept as written."""
+    from clibd_cli.classification.classifier import Neighbour, Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.classification.taxonomy import RankedPrediction
+    from clibd_cli.io.pipeline_formats import blast6_rows, qiime2_row, sintax_row
+
+    no_order = RankedPrediction({"order": None, "family": "Culicidae", "genus": "Aedes", "species": None},
+                                {"order": 0.0, "family": 0.5, "genus": 0.3, "species": 0.0}, "r1", 0.9, 0.7)
+    assert qiime2_row(Result(Query("q1", barcode="ACGT"), no_order)) == ("q1", "Unassigned", "0.5000")
+    upside = RankedPrediction({"order": "Diptera", "family": "Culicidae", "genus": "Aedes", "species": "Aedes vexans"},
+                              {"order": 1.0, "family": 0.9, "genus": 0.6, "species": 0.75}, "r1", 0.9, 0.7)
+    assert sintax_row(Result(Query("q2", barcode="ACGT"), upside))[3] == "o:Diptera,f:Culicidae"
+    hits = [Neighbour("r1", 1.0000002, {}), Neighbour("r2", -0.25, {})]
+    rows = blast6_rows(Result(Query("q3", barcode="ACGT" * 25), upside, neighbours=hits))
+    assert [row[2:5] for row in rows] == [("100.0", 100, 0), ("0.0", 100, 100)]
+    assert blast6_rows(Result(Query("q4", barcode="ACGT" * 25), upside)) == []
+    table = _write(tmp_path / "x.sintax", "q1\tx:Foo(0.50),o:Diptera(1.00)\t+\n")
+    assert next(read_sintax(table)).ranks == {"x": ("Foo", 0.5), "order": ("Diptera", 1.0)}
