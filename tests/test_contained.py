@@ -119,7 +119,7 @@ def test_a_counter_row_of_no_record_holds_no_query_whole():
     counter = KmerCounter(held, np.array([0, 0]), bfloat16=False)
     profiles = kmer_profile([BARCODE[20:170], "ACGT" * 20], 5)
     vectors = np.eye(2, 4, dtype=np.float32)
-    _, sims, found = held_whole_neighbours(counter, profiles, vectors, vectors, 1)
+    _, sims, found = held_whole_neighbours(counter, profiles, vectors, vectors, 1, None, None, None, 256, 0)
     assert found.tolist() == [False, True] and sims[0, 0] == -np.inf
 
 
