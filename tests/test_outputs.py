@@ -124,7 +124,7 @@ def test_an_empty_output_path_is_a_usage_error(tmp_path, reference, monkeypatch)
     assert _index(reference, index).exit_code == 0
     monkeypatch.chdir(tmp_path)
     result = run("classify", "--index", index, reference, "-o", "")
-    assert result.exit_code == 2 and "an empty path was given for a file" in error_line(result)
+    assert result.exit_code == 2 and "'-o' / '--output': an empty path was given" in error_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
 
 

@@ -97,3 +97,21 @@ def test_standard_input_for_a_table_is_refused_as_not_a_file(tmp_path, args, why
     assert result.exit_code == 2, result.output
     assert f"'-': {why}" in result.stderr and "save standard input to a file and give its path" in result.stderr
     assert "does not exist" not in result.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["r.fa"]
+
+
+@pytest.mark.parametrize("args", [
+    ["index", "-m", "kmer", "{fa}", "-o", ""], ["embed", "-m", "kmer", "{fa}", "-o", ""], ["prepare", "{fa}", "-o", ""],
+    ["evaluate", "-d", "{fa}", "--baselines", "kmer", "-o", ""], ["import", "--from", "barcodebert", "{fa}", "-o", ""],
+    ["classify", "{fa}", "--summary", ""], ["classify", "{fa}", "-o", ""], ["train", "-d", "{fa}", "-o", ""],
+])
+def test_an_empty_output_path_is_refused_by_every_command(tmp_path, monkeypatch, args):
+    """``-o "$UNSET"``: click read ``''`` as the current folder, so index, evaluate and import wrote
+    into it (exit 0) and embed, prepare and --summary called it a folder; it is named for what it is."""
+    fasta, here = tmp_path / "r.fa", tmp_path / "here"
+    fasta.write_text(">a;tax=o:Diptera,f:Culicidae,g:Aedes,s:Aedes_aegypti;\n" + "ACGT" * 60 + "\n")
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = CliRunner().invoke(cli, [word.format(fa=fasta) for word in args])
+    assert result.exit_code == 2, result.output
+    assert "an empty path was given (an unset variable?); give its name" in error_line(result)
+    assert list(here.iterdir()) == []

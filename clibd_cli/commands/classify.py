@@ -41,7 +41,7 @@ def _prior(ctx, param, value: str) -> float | None:
               help="Photo file or folder (searched recursively for jpg/png/tif; repeatable). With an index "
                    "built with --images, a photo named like a barcode's id (ID.jpg) is classified with it "
                    "as one specimen.")
-@click.option("-o", "--output", type=click.Path(allow_dash=True), default="-",
+@click.option("-o", "--output", type=options.OutputPath(allow_dash=True), default="-",
               show_default=True, help="Where to write the predictions (a file, written whole or not at "
                                       "all; never an input, a device or a FIFO; - = stdout; a name ending "
                                       "in .gz, .bz2 or .xz is written compressed).")
@@ -81,7 +81,7 @@ def _prior(ctx, param, value: str) -> float | None:
                    "fewer records than the index's -k lowers them.")
 @click.option("--ef", type=click.IntRange(min=1), default=None,
               help="HNSW search width  [default: the index's]; higher is slower and more exact.")
-@click.option("--summary", "summary_path", type=click.Path(path_type=Path),
+@click.option("--summary", "summary_path", type=options.OutputPath(path_type=Path),
               help="Also write reads and features per taxon at each rank and sample to this TSV, with a "
                    "Krona text file per sample and an HTML page next to it. Reads: --counts, else ;size=N "
                    "header annotations (dereplication), else 1 per record; samples: --counts columns, else "

@@ -17,7 +17,7 @@ from models.errors import counted
 @click.option("-m", "--model", "model_dir", required=True, metavar="MODEL",
               help="Model directory, a shipped model's name (clibd-fast-bold), `kmer` / `kmer-aa`, or a "
                    "preset name such as clibd-tiny for untrained weights.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=options.OutputPath(path_type=Path),
               help="Embeddings HDF5 to write (appears only when complete; a second clibd writing it waits).")
 @click.option("--split", "splits", multiple=True,
               help="For a dataset HDF5 input: splits to embed (repeatable)  [default: all]")

@@ -40,7 +40,7 @@ from clibd_cli.evaluation import BASELINES, PAIRS
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Embedding cache folder  [default: REPORT_DIR/cache]")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=options.OutputPath(path_type=Path),
               help="Report folder: metrics.json, metrics.tsv, PNG plots, report.html.")
 @click.pass_obj
 def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines, scenario: str, search: str,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from clibd_cli.commands.options import OutputPath
+
 
 @click.command("import", short_help="Published CLIBD / BarcodeBERT weights -> a clibd model directory.")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
@@ -13,7 +15,7 @@ import click
               type=click.Choice(["clibd-checkpoint", "barcodebert"]),
               help="clibd-checkpoint: an upstream CLIBD best.pth/last.pth. barcodebert: BarcodeBERT "
                    "weights (2023 model_41.pth, a v2 .pt, or a Hugging Face directory/.bin/.safetensors).")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=OutputPath(path_type=Path),
               help="Model directory to write: new, empty, or an earlier model (replaced atomically, when "
                    "complete); any other folder or file is refused.")
 @click.option("--config", "upstream_yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path),

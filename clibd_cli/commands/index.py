@@ -39,7 +39,7 @@ def index() -> None:
                    "`kmer-aa` for that plus the amino acids of the translation (COI and other "
                    "protein-coding mitochondrial barcodes of invertebrates). Required, but with --append: "
                    "the model the index was built with by default.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=options.OutputPath(path_type=Path),
               help="Index directory to write: new, empty, or an earlier index (replaced atomically); "
                    "any other folder or file is refused. A second clibd writing the same index waits.")
 @click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,

@@ -26,6 +26,17 @@ class FiniteRange(click.FloatRange):
 MIN_CONFIDENCE_RANGE = FiniteRange(0, 1, min_open=True)
 
 
+class OutputPath(click.Path):
+    """``click.Path`` of an output (``-o``, ``--summary``) that refuses an empty path (``-o "$UNSET"``):
+    click reads ``''`` as ``Path('.')``, the current folder, which ``io.outputs.output_path`` then
+    cannot tell from ``-o .`` (index, evaluate and import wrote into it)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            self.fail("an empty path was given (an unset variable?); give its name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def name_list(allowed: tuple[str, ...] | None = None, *, auto: bool = False, none: bool = False) -> Callable:
     """A click callback: ``a,b`` (or a repeated option) -> a tuple of distinct names from ``allowed``.
 

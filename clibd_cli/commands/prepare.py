@@ -16,7 +16,7 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
 @click.argument("input_path", metavar="INPUT",
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
                 callback=options.no_stdin("prepare reads its input twice (to keep memory flat), so it is a file"))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=options.OutputPath(path_type=Path),
               help="Dataset HDF5 to write (appears only when complete).")
 @click.option("-f", "--format", "input_format", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="Input format; auto looks at the first line.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from clibd_cli.commands.options import FiniteRange, count, name_list
+from clibd_cli.commands.options import FiniteRange, OutputPath, count, name_list
 from models.config import RANKS
 from models.config import TOWERS as MODALITIES
 
@@ -20,7 +20,7 @@ from models.config import TOWERS as MODALITIES
 @click.option("-d", "--data", type=click.Path(exists=True, dir_okay=False),
               help="Dataset HDF5 written by `clibd prepare` (or a CLIBD-distributed one); needed, except "
                    "with --resume (the run's).")
-@click.option("-o", "--out", required=True, type=click.Path(),
+@click.option("-o", "--out", required=True, type=OutputPath(),
               help="Run directory: best/ and last/ checkpoints, metrics.jsonl, args.json.")
 @click.option("--modalities", default="image,dna,text", callback=name_list(MODALITIES),
               help="Modalities to align (paper: all three; the BOLD barcodes have no images: dna,text).")
