@@ -145,6 +145,18 @@ def test_the_file_standard_error_goes_to_is_no_output(tmp_path, reference, name)
     assert "is the file standard error goes to (clibd's messages)" in log.read_text()
 
 
+def test_with_standard_error_closed_no_file_is_taken_for_it(tmp_path):
+    """Started with ``2>&-``, descriptor 2 is the first file opened since: an output open there was
+    refused as "the file standard error goes to"."""
+    script = ("import os; from clibd_cli.io.outputs import output_path; os.open('out.tsv', os.O_RDONLY); "
+              "print(output_path('out.tsv'))")
+    (tmp_path / "out.tsv").write_text("")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          text=True, preexec_fn=lambda: os.close(2), timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path / "out.tsv")
+
+
 def test_an_input_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
     """The input named relatively, or through a symlink, is still the file ``-o`` would destroy;
     a folder output holding it two levels down is refused too."""

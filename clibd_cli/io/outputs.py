@@ -131,7 +131,10 @@ def _same_file(target: Path, source: str | Path) -> bool:
 
 
 def _is_standard_error(target: Path) -> bool:
-    """Whether ``target`` is the file standard error (file descriptor 2) writes to."""
+    """Whether ``target`` is the file standard error (file descriptor 2) writes to; none where clibd
+    started with it closed (``2>&-``: descriptor 2 is then whatever file was opened first since)."""
+    if sys.stderr is None:
+        return False
     try:
         found, written = os.fstat(2), os.stat(target)
     except OSError:  # no standard error, or no such file
