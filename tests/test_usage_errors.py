@@ -36,6 +36,8 @@ from fixtures.specimens import error_line
      "--M, --ef: an index's HNSW settings are fixed when it is built; --append keeps the index's"),
     (["evaluate", "-d", "{fa}", "--baselines", "kmer", "--cache", "{tmp}", "--no-cache"],
      "--cache names the embedding cache that --no-cache turns off; give one of them"),
+    (["evaluate", "-d", "{fa}", "--baselines", "kmer", "--pairs", "dna-dna"],
+     "--pairs: the pairs are a model's (query and key embeddings); give --model too"),
 ])
 def test_contradicting_options_are_usage_errors_before_any_work(tmp_path, args, message):
     fasta = tmp_path / "r.fa"

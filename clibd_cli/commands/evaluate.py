@@ -60,6 +60,8 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
 
     if cache is not None and no_cache:
         raise click.UsageError("--cache names the embedding cache that --no-cache turns off; give one of them")
+    if model in (None, "none") and pairs:  # the baselines alone ran, the pairs left out without a word
+        raise click.UsageError("--pairs: the pairs are a model's (query and key embeddings); give --model too")
     if model in (None, "none") and baselines == ():
         raise click.UsageError("nothing to evaluate: give --model, --baselines, or both")
     from clibd_cli.evaluation.report import text_report
