@@ -223,3 +223,26 @@ def test_the_content_digest_tells_other_barcodes_and_labels_of_the_same_ids_apar
     with open_dataset(tmp_path / "c.hdf5") as dataset:  # the CLIBD layout: fixed-length byte strings
         test = dataset.split("test_seen")
         assert test.content_digest(size=1) == test.content_digest() != digests[""][1]
+
+
+def test_the_content_digest_reads_the_clibd_layouts_byte_strings_as_stored(tmp_path):
+    """A CLIBD-layout file (fixed-length byte strings): one species changed is another digest, and the
+    same strings written as variable-length ones (as ``clibd prepare`` writes) the same digest."""
+    import shutil
+
+    clibd_hdf5(tmp_path / "c.hdf5")
+    with open_dataset(tmp_path / "c.hdf5") as dataset:
+        part = dataset.split("test_seen")
+        group, before = part.groups[0], part.content_digest()
+    for name, change in (("species", lambda d: d.__setitem__(0, b"Culex changed")), ("vlen", None)):
+        path = shutil.copy(tmp_path / "c.hdf5", tmp_path / f"{name}.hdf5")
+        with h5py.File(path, "r+") as h5:
+            if change is not None:
+                change(h5[group]["species"])
+            else:
+                for field in ("barcode", *RANKS):
+                    values = h5[group][field][:].tolist()
+                    del h5[group][field]
+                    h5[group].create_dataset(field, data=values, dtype=h5py.string_dtype())
+        with open_dataset(path) as dataset:
+            assert (dataset.split("test_seen").content_digest() == before) is (change is None), name
