@@ -244,7 +244,6 @@ def test_pipeline_script_refuses_two_files_of_one_sample(tmp_path):
     assert not (tmp_path / "calls").exists()  # nothing classified
 
 
-
 def test_both_scripts_take_fasta_by_any_usual_name_and_compression(tmp_path):
     """BOLD's downloads are .fas, instruments write RUN1.FASTA, and clibd reads bzip2 and xz: such
     files were left out without a word ("1 classified", or "no FASTA/FASTQ files")."""
