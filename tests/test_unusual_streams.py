@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from fixtures.specimens import run, specimens, write_fasta
+from fixtures.specimens import run, specimens, write_fasta, write_taxonomy
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def test_writing_a_closed_standard_output_is_one_line(index, tmp_path):
 
 @pytest.mark.parametrize("command", [["prepare", "{fifo}"], ["index", "-m", "kmer", "{fifo}"],
                                      ["index", "-m", "kmer", "{fa}", "--calibrate-on", "{fifo}"],
-                                     ["index", "-m", "kmer", "{fa}", "--taxonomy", "{fifo}"]])
+                                     ["index", "-m", "kmer", "{fa}", "--calibrate-on", "{fa}", "--taxonomy",
+                                      "{fifo}"],
+                                     ["index", "-m", "kmer", "{fa}", "{fa}", "--taxonomy", "{fifo}"]])
 def test_a_pipe_given_to_a_command_that_reads_its_input_twice_is_refused(tmp_path, command):
     fifo, fasta = tmp_path / "ref.fa", tmp_path / "r.fa"
     os.mkfifo(fifo)
@@ -111,6 +113,23 @@ def test_a_counts_table_read_once_may_be_a_pipe(index, tmp_path):
     feeding.join(10)
     assert proc.returncode == 0, proc.stderr
     assert "S1" in (tmp_path / "s.tsv").read_text()
+
+
+def test_a_taxonomy_table_read_once_may_be_a_pipe(tmp_path):
+    """index REF --taxonomy <(cut ... table.tsv): one reference input, one process, no --calibrate-on
+    read it once, as before; it was refused as a pipe, as where it is read twice."""
+    records = specimens(n_species=3, per_species=3, unnamed=0)
+    fasta = write_fasta(tmp_path / "r.fa", records, sintax=False)
+    table = write_taxonomy(tmp_path / "t.tsv", {r.id: r.lineage for r in records}).read_bytes()
+    read_end, write_end = os.pipe()
+    feeding = _feed(write_end, table)
+    proc = subprocess.run([sys.executable, "-m", "clibd_cli", "-q", "index", "-m", "kmer", str(fasta),
+                           "--taxonomy", f"/dev/fd/{read_end}", "-o", str(tmp_path / "index")],
+                          pass_fds=(read_end,), capture_output=True, text=True, timeout=120)
+    os.close(read_end)
+    feeding.join(10)
+    assert proc.returncode == 0, proc.stderr
+    assert "9 records" in run("index", "info", tmp_path / "index").stdout
 
 
 def test_a_fifo_that_is_not_utf8_is_one_error_not_a_wait(index, tmp_path):

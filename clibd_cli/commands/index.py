@@ -11,6 +11,9 @@ from clibd_cli.commands import options
 from clibd_cli.defaults import CALIBRATION, HNSW
 from models.config import TOWERS as MODALITIES
 
+TAXONOMY_READS = ("index reads the taxonomy table once per reference input, again for --calibrate-on and in "
+                  "each process, so with more than one of them it is a file")
+
 
 class _IndexGroup(click.Group):
     """``clibd index [build] ARGS`` builds; ``clibd index info [DIR]`` describes."""
@@ -45,8 +48,7 @@ def index() -> None:
 @click.option("--modality", type=click.Choice(MODALITIES), default="dna", show_default=True,
               help="What the reference vectors embed: barcodes, photos, or taxonomy label strings.")
 @click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-              callback=options.no_stdin("index reads the taxonomy table once per reference input and again for "
-                                        "--calibrate-on, so it is a file"),
+              callback=options.no_stdin(TAXONOMY_READS, pipes=True),  # a pipe read twice: refused in build
               help="TSV with an id column and rank columns (order, family, genus, species), or QIIME 2's "
                    "taxonomy TSV (Feature ID, Taxon; headerless ID<TAB>lineage lines too); labels the "
                    "--calibrate-on queries too. Where a FASTA header has a lineage too, the table's "
@@ -147,6 +149,9 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
     from clibd_cli.indexing.build import IndexPlan, RunContext, build_reference_index
     from clibd_cli import distributed
     from clibd_cli.io.outputs import output_path, writer_lock
+
+    if taxonomy and (len(references) > 1 or held_out or nproc_per_node > 1 or distributed.detect().size > 1):
+        options.refuse_pipe(taxonomy, TAXONOMY_READS, "'--taxonomy'")  # else read once: a pipe will do
 
     output = output_path(output, directory=True, marker="manifest.json",
                          inputs=(*references, *held_out, *images, *([taxonomy] if taxonomy else [])), reads=(model_dir,))

@@ -83,20 +83,23 @@ def no_stdin(why: str, pipes: bool = False) -> Callable:
         for given in (value if isinstance(value, tuple) else (value,)):
             if str(given) == "-":
                 raise click.BadParameter(f"'-': {why}; save standard input to a file and give its path")
-            if given is not None and not pipes and _is_pipe(given):
-                raise click.BadParameter(f"'{given}': is a pipe (a FIFO or <(...)); {why}; save it to a file "
-                                         "and give its path")
+            if given is not None and not pipes:
+                refuse_pipe(given, why)
         return value
 
     return check
 
 
-def _is_pipe(path) -> bool:
-    """Whether ``path`` is a FIFO (``mkfifo``, bash's ``<(...)``), which can be read only once."""
+def refuse_pipe(path, why: str, param_hint: str | None = None) -> None:
+    """A ``click.BadParameter`` saying ``why`` where ``path`` is a FIFO (``mkfifo``, bash's ``<(...)``),
+    which can be read only once: a second reading would wait on it for ever."""
     try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
     except OSError:
-        return False
+        return
+    if fifo:
+        raise click.BadParameter(f"'{path}': is a pipe (a FIFO or <(...)); {why}; save it to a file and give "
+                                 "its path", param_hint=param_hint)
 
 
 def count(name: str, default: int, help: str, minimum: int = 0, **kwargs) -> Callable:
