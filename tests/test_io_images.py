@@ -1,6 +1,7 @@
 """Photo loading: real BIOSCAN JPEGs, odd modes converted correctly, unusable files refused."""
 
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -52,6 +53,23 @@ def test_find_images_follows_linked_folders_once_and_keeps_dangling_links(tmp_pa
     assert find_images([photos]) == [photos / "gone.jpg", photos / "plate" / "p1.jpg"]
     with pytest.raises(ImageError, match="no such image file"):
         load_image(photos / "gone.jpg")
+
+
+def test_photos_in_formats_folders_are_not_searched_for_are_named(tmp_path, caplog):
+    # a folder's .webp and .heic photos vanished without a word: a barcode's WebP photo left it
+    # classified as dna, and a folder of them gave "no records to classify"
+    (tmp_path / "plate").mkdir()
+    for name in ("A1.jpg", "plate/B2.webp", "C3.HEIC", "notes.txt", ".hidden.webp"):
+        (tmp_path / name).write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        assert find_images([tmp_path]) == [tmp_path / "A1.jpg"]
+    assert caplog.messages == ["2 photos not read: folders are searched for .jpeg, .jpg, .png, .tif, .tiff "
+                               f"photos only (convert the others, e.g. to JPEG or PNG): {tmp_path / 'C3.HEIC'}, "
+                               f"{tmp_path / 'plate/B2.webp'}"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        assert find_images([tmp_path], warn=False) == [tmp_path / "A1.jpg"]
+    assert caplog.messages == []
 
 
 def test_sixteen_bit_grayscale_keeps_its_tones():
@@ -186,7 +204,6 @@ def test_a_second_photo_of_a_record_is_named_in_one_warning(tmp_path, caplog):
     """``ID.jpg`` beside ``ID.png`` or ``ID.1024px.jpg``: the first in path order was the record's and the
     others went unmentioned; one warning names the ids (the first five) and both photos, and counts them.
     Photos of other ids sharing a prefix (``A.1.jpg``, ``A.2.jpg``) are no second photo of ``A.1``."""
-    import logging
     from pathlib import Path
 
     from clibd_cli.io.images import photos_by_id, warn_second_photos
@@ -211,7 +228,6 @@ def test_a_second_photo_of_a_record_is_named_in_one_warning(tmp_path, caplog):
 def test_classify_fuses_a_records_first_photo_and_names_the_second(tmp_path, caplog):
     """A barcode ``B1`` with photos ``B1.jpg`` and ``B1.png``: the first is fused with it, the second is
     classified on its own, and a warning says so (it said nothing)."""
-    import logging
 
     from clibd_cli.classification.queries import iter_queries
 

@@ -61,7 +61,7 @@ def describe_inputs(paths: Iterable[str | Path]) -> list:
         if str(source) == "-":  # standard input cannot be read twice: never resumed
             out.append(["-", secrets.token_hex(8)])
         elif path.is_dir():
-            out.append(describe_photos(path, find_images([path])))
+            out.append(describe_photos(path, find_images([path], warn=False)))  # the embedding warns
         else:
             stat = path.stat()
             out.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])

@@ -23,6 +23,10 @@ from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+# Photo formats a folder is not searched for: find_images names the files it passes over, which
+# would otherwise be missing from the output without a word (a phone's HEIC, a web page's WebP).
+UNREAD_SUFFIXES = frozenset({".webp", ".heic", ".heif", ".avif", ".gif", ".bmp", ".jp2", ".jxl",
+                             ".dng", ".cr2", ".nef", ".arw"})
 MAX_PIXELS = 89_478_485  # PIL's default limit; larger images are refused before decoding
 # Pixels a large JPEG keeps on its shorter side when decoded scaled down (load_image): 4 times the
 # side the largest preset resizes photos to (256, clibd-paper's), and more than a BIOSCAN photo
@@ -34,21 +38,28 @@ class ImageError(ClibdError):
     """An image that cannot be used: missing, empty, truncated, not an image, or too large."""
 
 
-def find_images(paths: Iterable[str | Path]) -> list[Path]:
+def find_images(paths: Iterable[str | Path], warn: bool = True) -> list[Path]:
     """Image files under ``paths`` (files as given, folders searched recursively), sorted.
 
     Hidden files (``.name``, e.g. macOS ``._IMG.jpg``) are skipped. Linked folders are searched
     (each real folder once); a link to a photo that is gone is kept, to be reported unreadable.
+    Photos in a format of ``UNREAD_SUFFIXES`` are passed over, named in one warning if ``warn``.
     ClibdError if a path does not exist.
     """
     found: list[Path] = []
+    unread: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(_photos_under(path))
+            found += sorted(_photos_under(path, unread))
         elif path.is_file():
             found.append(path)
         else:
             raise ClibdError(f"{path}: no such file or folder")
+    if unread and warn:
+        shown = ", ".join(map(str, sorted(unread)[:5]))
+        log.warning("%s not read: folders are searched for %s photos only (convert the others, e.g. to "
+                    "JPEG or PNG): %s%s", counted(len(unread), "photo"),
+                    ", ".join(sorted(IMAGE_SUFFIXES)), shown, " …" if len(unread) > 5 else "")
     return found
 
 
@@ -57,8 +68,9 @@ def holds_photos(folder: str | Path) -> bool:
     return next(_photos_under(Path(folder)), None) is not None
 
 
-def _photos_under(folder: Path) -> Iterator[Path]:
-    """Photo files under ``folder``, its linked folders followed (each real folder once)."""
+def _photos_under(folder: Path, unread: list[Path] | None = None) -> Iterator[Path]:
+    """Photo files under ``folder``, its linked folders followed (each real folder once); those of
+    ``UNREAD_SUFFIXES`` are added to ``unread`` instead."""
     seen: set[str] = set()
     for root, folders, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -69,9 +81,12 @@ def _photos_under(folder: Path) -> Iterator[Path]:
         folders.sort(key=lambda name: (os.path.islink(os.path.join(root, name)), name))  # real ones first
         for name in files:
             path = Path(root, name)
-            if path.suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".") and (
-                    path.is_file() or path.is_symlink()):
+            if name.startswith(".") or not (path.is_file() or path.is_symlink()):
+                continue
+            if path.suffix.lower() in IMAGE_SUFFIXES:
                 yield path
+            elif unread is not None and path.suffix.lower() in UNREAD_SUFFIXES:
+                unread.append(path)
 
 
 def photos_by_id(paths: list[Path]) -> dict[str, Path]:
