@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -121,9 +122,11 @@ def warn_second_photos(paths: Iterable[Path], photos: Mapping[str, Path], ids: I
 
 def photo_ids(path: Path) -> tuple[str, ...]:
     """The record ids a photo may be named after: its file name without extension, and before its
-    first dot (``ID.jpg``, ``ID.1024px.jpg``)."""
+    first dot (``ID.jpg``, ``ID.1024px.jpg``); each also composed (Unicode NFC), as tables and FASTA
+    headers write ``é``, where macOS names files decomposed (``e`` and a combining accent)."""
     name = path.name.rsplit(".", 1)[0]
-    return tuple(dict.fromkeys((name, name.split(".", 1)[0])))
+    names = (name, name.split(".", 1)[0])
+    return tuple(dict.fromkeys([*names, *(unicodedata.normalize("NFC", key) for key in names)]))
 
 
 def load_image(source: str | Path | bytes, name: str | None = None, at_least: int = DECODE_FLOOR) -> Image.Image:
