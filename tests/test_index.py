@@ -158,7 +158,23 @@ def test_photo_references(photo_refs, tiny_model, tmp_path):
     assert "reference skipped" in result.stderr and "p2.jpg: empty image file" in result.stderr
     assert load_index(tmp_path / "index").ids == ["p1", "p3"]
     result = run("index", "-m", tiny_model, "--modality", "image", folder, "-o", tmp_path / "x")
-    assert "photo references need --taxonomy" in error_line(result)
+    assert "photo references need --taxonomy" in error_line(result) and result.exit_code == 2  # was 1
+
+
+def test_photo_references_given_the_wrong_way_are_usage_errors(tiny_model, photo_refs, tmp_path):
+    """A FASTA with --modality image was read as a photo ("1 photo left out ... r.fa", then "no usable
+    reference records"), and a folder of photos without it was only "a directory, expected a file"."""
+    fasta = tmp_path / "r.fa"
+    fasta.write_text(">p1;tax=o:Diptera;\n" + "ACGT" * 60 + "\n")
+    folder, taxonomy = photo_refs.photos, photo_refs.taxonomy
+    result = run("index", "-m", tiny_model, "--modality", "image", fasta, "--taxonomy", taxonomy, "-o", tmp_path / "x")
+    assert result.exit_code == 2
+    assert error_line(result) == (f"clibd: error: {fasta}: --modality image indexes photos (folders, or .jpeg, "
+                                  ".jpg, .png, .tif, .tiff files), and this is none; photos of barcodes' "
+                                  "specimens go with --images")
+    result = run("index", "-m", tiny_model, folder, "--taxonomy", taxonomy, "-o", tmp_path / "x")
+    assert result.exit_code == 2 and "with --modality image and --taxonomy" in error_line(result)
+    assert not (tmp_path / "x").exists()
 
 
 def test_photos_a_photo_reference_leaves_out_are_named(tiny_model, tmp_path):

@@ -92,6 +92,9 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
             _from_dataset(refs, source, splits or ("all",))
         elif modality == "image":
             _from_photos(refs, source, taxonomy)
+        elif Path(source).is_dir():
+            raise UsageError(f"{source}: is a directory, expected a file (a folder of reference photos goes "
+                             "with --modality image and --taxonomy, or with --images beside their barcodes)")
         else:
             _from_fasta(refs, source, taxonomy)
     if modality == "text":
@@ -228,11 +231,14 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
 
 
 def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
-    from clibd_cli.io.images import find_images, photos_by_id
+    from clibd_cli.io.images import IMAGE_SUFFIXES, UNREAD_SUFFIXES, find_images, photos_by_id
     from clibd_cli.io.tables import read_taxonomy
 
+    if not Path(source).is_dir() and Path(source).suffix.lower() not in IMAGE_SUFFIXES | UNREAD_SUFFIXES:
+        raise UsageError(f"{source}: --modality image indexes photos (folders, or {', '.join(sorted(IMAGE_SUFFIXES))} "
+                         "files), and this is none; photos of barcodes' specimens go with --images")
     if taxonomy is None:
-        raise ClibdError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
+        raise UsageError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
     table = read_taxonomy(taxonomy)
     paths = find_images([source])
     photos = photos_by_id(paths)
