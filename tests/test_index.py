@@ -208,17 +208,22 @@ def test_photos_none_of_which_can_be_read_leave_the_index_uncalibrated_for_photo
            "for photos" in result.stderr
 
 
-def test_a_second_photo_of_a_reference_record_given_with_images_is_named(barcode_refs, tiny_model, tmp_path):
+def test_a_second_photo_or_one_named_after_no_record_given_with_images_is_named(
+        barcode_refs, tiny_model, tmp_path):
     # ID.jpg beside ID.png: the first calibrated the index, the second was left out unmentioned
     folder = tmp_path / "photos"
     folder.mkdir()
     record = barcode_refs.records[0]
-    for name in (f"{record.id}.jpg", f"{record.id}.png"):
+    for name in (f"{record.id}.jpg", f"{record.id}.png", "typo.jpg"):
         (folder / name).write_bytes(b"")
     result = run("index", "-m", tiny_model, barcode_refs.fasta, "--images", folder, "-o", tmp_path / "index")
     assert result.exit_code == 0, result.stderr
     assert "1 record has more than one photo, the first in path order used and the others not used to " \
            f"calibrate: {record.id}: {folder / record.id}.jpg (not {folder / record.id}.png)" in result.stderr
+    # a photo named after no reference record (a typo) was left out unmentioned, as index --modality
+    # image and prepare --images name theirs
+    assert "1 photo not used to calibrate, named after no reference record: " \
+           f"{folder / 'typo.jpg'}" in result.stderr
 
 
 def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model, tmp_path):

@@ -13,7 +13,7 @@ import logging
 import os
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -118,6 +118,15 @@ def warn_second_photos(paths: Iterable[Path], photos: Mapping[str, Path], ids: I
                     counted(len(seconds), "record has", "records have"), fate, "; ".join(shown),
                     " …" if len(seconds) > 5 else "")
     return {path for others in seconds.values() for path in others}
+
+
+def warn_unnamed_photos(paths: Iterable[Path], ids: Container[str], fate: str) -> None:
+    """Warn once about the photos of ``paths`` named after no id of ``ids`` (:func:`photo_ids`): the
+    first five and a count; ``fate`` says what became of them."""
+    stray = [str(path) for path in paths if not any(key in ids for key in photo_ids(path))]
+    if stray:
+        log.warning("%s %s: %s%s", counted(len(stray), "photo"), fate, ", ".join(stray[:5]),
+                    " …" if len(stray) > 5 else "")
 
 
 def photo_ids(path: Path) -> tuple[str, ...]:

@@ -255,13 +255,10 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
 def _warn_unused_photos(paths: list[Path], photos: dict[str, Path], table: dict) -> None:
     """Name the photos a photo reference leaves out: second photos of an id (``ID.jpg`` and ``ID.png``:
     ``io.images.warn_second_photos``), and those named after no id of the taxonomy table."""
-    from clibd_cli.io.images import photo_ids, warn_second_photos
+    from clibd_cli.io.images import warn_second_photos, warn_unnamed_photos
 
     warn_second_photos(paths, photos, table, "the others left out")
-    stray = [str(path) for path in paths if not any(key in table for key in photo_ids(path))]
-    if stray:
-        log.warning("%s left out, named after no id of the taxonomy table: %s%s",
-                    counted(len(stray), "photo"), ", ".join(stray[:5]), " …" if len(stray) > 5 else "")
+    warn_unnamed_photos(paths, table, "left out, named after no id of the taxonomy table")
 
 
 def _from_dataset(refs: References, source: str, splits: Sequence[str]) -> None:
