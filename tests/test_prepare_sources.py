@@ -90,6 +90,14 @@ def test_the_taxonomy_table_wins_over_the_header_and_warnings_come_once(records,
     assert kept[missing.id]["species"] == missing.lineage["species"]
     assert result.stderr.count("1 record not in the taxonomy table") == 1
     assert result.stderr.count(f"1 photo matching no record id, e.g. {photos[1]}") == 1
+    assert "the dataset has no photos" not in result.stderr
+    # a folder that names no record (the wrong folder, or an empty one) gave a dataset without photos
+    # and no word but the with_image column's zeros
+    copy_photos(tmp_path / "elsewhere", ["nobody"])
+    result = prepare(fasta, "--images", tmp_path / "elsewhere", "-o", tmp_path / "none.h5")
+    assert result.exit_code == 0, result.output
+    assert f"no photo under {tmp_path / 'elsewhere'} is named after a record id (ID.jpg): the dataset has " \
+           "no photos" in result.stderr
 
 
 def test_a_table_naming_no_record_is_a_warning_when_the_headers_carry_taxonomy(records, tmp_path):

@@ -40,6 +40,7 @@ class FastaSource:
         self.path = Path(path)
         self.taxonomy = read_taxonomy(taxonomy) if taxonomy else None
         self.taxonomy_path = taxonomy
+        self.images = images
         self.photo_paths = find_images([images]) if images else []
         self.photos = photos_by_id(self.photo_paths)
         self._reported = not report  # the warnings below are given once, by the first complete reading
@@ -106,6 +107,9 @@ class FastaSource:
             if unmatched:
                 log.warning("%s matching no record id, e.g. %s", counted(len(unmatched), "photo"),
                             ", ".join(str(path) for path in unmatched[:5]))
+            if self.images and total and not matched:
+                log.warning("no photo under %s is named after a record id (ID.jpg): the dataset has no photos",
+                            self.images)
 
 
 def _conflict(header: dict[str, str], table: dict[str, str | None]) -> bool:
