@@ -264,6 +264,19 @@ def test_photo_folder_with_odd_and_broken_files(photo_refs, tmp_path):
         assert row["nearest_id"] in (ref.id, f"{ref.id}-b") and row["nearest_sim"] == "1.0000"
 
 
+def test_a_photo_given_twice_is_counted_as_a_repeated_id(photo_refs, tmp_path):
+    """``--images plate/ --images plate/a.jpg`` gave two rows of one query_id with no word, where two
+    barcodes of one id (and ``clibd embed`` of the same photos) are warned about."""
+    a, b = copy_photos(tmp_path / "plate", ["a", "b"])
+    result = run("classify", "-i", photo_refs.index, "--images", tmp_path / "plate", "--images", a)
+    assert [r["query_id"] for r in rows_of(result)] == [str(a), str(b), str(a)]
+    assert result.stderr.count("an earlier record too") == 1
+    assert f"{a}: '{a}' is the id of an earlier record too (records repeating an earlier id: 1)" \
+        in result.stderr
+    once = run("classify", "-i", photo_refs.index, "--images", tmp_path / "plate")
+    assert once.exit_code == 0 and "an earlier record" not in once.stderr
+
+
 def test_indexes_refuse_queries_they_are_not_calibrated_for(barcode_refs, photo_refs, tmp_path):
     fasta = queries(tmp_path / "q.fa", originals(barcode_refs)[:2])
     result = run("classify", "-i", barcode_refs.index, fasta, "--images", photo_refs.photos)

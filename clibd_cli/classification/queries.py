@@ -90,9 +90,10 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
             else:
                 query.problem = problem
             yield query
-    repeated.report("record", "each gets its own row, so ids in the output are not unique (QIIME 2 refuses "
-                              "such tables)")
     warn_second_photos(paths, photos, fused, "the others classified on their own")
     for path in paths:
-        if path not in paired:
+        if path not in paired:  # a photo given twice (--images plate/ --images plate/A1.jpg) repeats its id
+            repeated.add(str(path), str(path))
             yield Query(str(path), image=path, where=str(path))
+    repeated.report("record", "each gets its own row, so ids in the output are not unique (QIIME 2 refuses "
+                              "such tables)")
