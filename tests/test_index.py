@@ -250,8 +250,9 @@ def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model,
     assert "not an index yet" in error_line(run("index", second, "-o", tmp_path / "new", "--append"))
     unnamed = run("index", second, "-o", tmp_path / "new")
     assert unnamed.exit_code == 2 and "Missing option '-m' / '--model'" in unnamed.output
-    assert "holds dna vectors, not text" in error_line(run("index", "-m", tiny_model, second, "-o", index,
-                                                           "--append", "--modality", "text"))
+    other = run("index", "-m", tiny_model, second, "-o", index, "--append", "--modality", "text")
+    # was exit 1 and no word of the option to give
+    assert other.exit_code == 2 and "holds dna vectors, not text; append with --modality dna" in error_line(other)
     # photo calibrations survive an append without photos, with a warning
     grown = tmp_path / "grown"
     shutil.copytree(specimen_refs.index, grown)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clibd_cli.defaults import CALIBRATION, HNSW
+from clibd_cli.io.outputs import UsageError
 from clibd_cli.reference.hnsw_index import ReferenceIndex
 from models.errors import ClibdError, counted
 
@@ -86,7 +87,8 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
         model = load_model_for(plan.model_dir, [modality, *(["image"] if plan.images else [])])
         existing = load_index(output, model_fingerprint=model.fingerprint()) if plan.append else None
         if existing is not None and existing.manifest["modality"] != modality:
-            raise ClibdError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}")
+            raise UsageError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}; "
+                             f"append with --modality {existing.manifest['modality']}")
         refs = read_references(plan.references, modality, taxonomy=plan.taxonomy, splits=plan.splits)
         if existing is not None:  # before embedding them: minutes to hours for a large reference
             existing.check_new_ids(refs.ids)
