@@ -145,7 +145,8 @@ def test_failures_leave_no_file(barcode_refs, tiny_model, tmp_path):
     dna_only = save_model(create_model("clibd-tiny", modalities=("dna",)), tmp_path / "dna_only")
     photos = tmp_path / "photos"
     copy_photos(photos, ["p1"])
-    assert "has no image encoder" in error_line(run("embed", "-m", dna_only, photos, "-o", out))
+    refused = run("embed", "-m", dna_only, photos, "-o", out)
+    assert refused.exit_code == 2 and "has no image encoder" in error_line(refused)  # was exit 1
     # barcodes with the photos load only the DNA tower, yet the message names every tower the model has
     dna_text = save_model(create_model("clibd-tiny", modalities=("dna", "text")), tmp_path / "dna_text")
     both = error_line(run("embed", "-m", dna_text, barcode_refs.fasta, photos, "-o", out))

@@ -278,8 +278,8 @@ def test_index_of_another_model_refuses_append(barcode_refs, tmp_path):
     extra = write_fasta(tmp_path / "x.fa", [new])
     result = run("index", "-m", other, extra, "-o", copy, "--append")
     assert "index was built with model" in error_line(result)
-    assert "has no image encoder" in error_line(run("index", "-m", other, extra, "--images", tmp_path, "-o",
-                                                    tmp_path / "new"))
+    refused = run("index", "-m", other, extra, "--images", tmp_path, "-o", tmp_path / "new")
+    assert refused.exit_code == 2 and "has no image encoder" in error_line(refused)  # was exit 1
 
 
 def test_bad_references_are_refused_clearly(tiny_model, tmp_path):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import numpy as np
 
 from clibd_cli.embedding.kmer import is_model_free
+from clibd_cli.io.outputs import UsageError
 from models.errors import ClibdError
 
 if TYPE_CHECKING:  # torch loads only with a neural model: the k-mer mode starts in a second
@@ -88,7 +89,7 @@ def load_model_for(spec: str, modalities: Sequence[str]) -> Encoder:
     missing = [m for m in modalities if m not in model.modalities]
     if missing:
         names = ", ".join(MODALITY_NAMES[m] for m in missing)
-        raise ClibdError(f"model {spec} has no {names} encoder (it has: {', '.join(model.saved_modalities)})")
+        raise UsageError(f"model {spec} has no {names} encoder (it has: {', '.join(model.saved_modalities)})")
     return model
 
 
