@@ -70,6 +70,11 @@ def test_photos_in_formats_folders_are_not_searched_for_are_named(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="clibd"):
         assert find_images([tmp_path], warn=False) == [tmp_path / "A1.jpg"]
     assert caplog.messages == []
+    # and one given by name was "not an image"
+    heic = tmp_path / "C3.HEIC"
+    heic.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0")
+    with pytest.raises(ImageError, match=r"C3.HEIC: a \.HEIC photo, which clibd cannot decode; convert it to"):
+        load_image(heic)
 
 
 def test_sixteen_bit_grayscale_keeps_its_tones():

@@ -212,8 +212,13 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
     except IsADirectoryError:
         raise ImageError(f"{name}: is a folder, not an image") from None
     except UnidentifiedImageError:
-        empty = not isinstance(source, bytes) and Path(source).stat().st_size == 0
-        raise ImageError(f"{name}: {'empty image file' if empty else 'not an image'}") from None
+        path = None if isinstance(source, bytes) else Path(source)
+        if path is not None and path.stat().st_size == 0:
+            raise ImageError(f"{name}: empty image file") from None
+        if path is not None and path.suffix.lower() in UNREAD_SUFFIXES:  # a photo all the same
+            raise ImageError(f"{name}: a {path.suffix} photo, which clibd cannot decode; convert it to JPEG "
+                             "or PNG") from None
+        raise ImageError(f"{name}: not an image") from None
     except Exception as exc:  # noqa: BLE001 - as in load_image
         raise ImageError(f"{name}: unreadable image ({exc})") from None
     if image.width * image.height > MAX_PIXELS:
