@@ -161,6 +161,19 @@ def test_photo_references(photo_refs, tiny_model, tmp_path):
     assert "photo references need --taxonomy" in error_line(result) and result.exit_code == 2  # was 1
 
 
+def test_a_taxonomy_table_listing_the_photo_files_names_their_records(tiny_model, tmp_path):
+    """An id column of file names (p1.jpg) named no photo: every record was "p1.jpg (no photo named
+    after it)" beside p1.jpg, and the index was refused."""
+    folder = tmp_path / "photos"
+    copy_photos(folder, ["p1", "p2"])
+    lineages = {f"{p}.jpg": {"order": "Diptera", "family": "F", "genus": "G", "species": f"G {p}"}
+                for p in ("p1", "p2")}
+    result = run("index", "-m", tiny_model, "--modality", "image", folder, "--taxonomy",
+                 write_taxonomy(tmp_path / "t.tsv", lineages), "-o", tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    assert load_index(tmp_path / "index").ids == ["p1.jpg", "p2.jpg"] and "left out" not in result.stderr
+
+
 def test_photo_references_given_the_wrong_way_are_usage_errors(tiny_model, photo_refs, tmp_path):
     """A FASTA with --modality image was read as a photo ("1 photo left out ... r.fa", then "no usable
     reference records"), and a folder of photos without it was only "a directory, expected a file"."""

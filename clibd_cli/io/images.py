@@ -131,10 +131,11 @@ def warn_unnamed_photos(paths: Iterable[Path], ids: Container[str], fate: str) -
 
 def photo_ids(path: Path) -> tuple[str, ...]:
     """The record ids a photo may be named after: its file name without extension, and before its
-    first dot (``ID.jpg``, ``ID.1024px.jpg``); each also composed (Unicode NFC), as tables and FASTA
-    headers write ``é``, where macOS names files decomposed (``e`` and a combining accent)."""
+    first dot (``ID.jpg``, ``ID.1024px.jpg``), and whole (a taxonomy table's id column that lists the
+    files); each also composed (Unicode NFC), as tables and FASTA headers write ``é``, where macOS
+    names files decomposed (``e`` and a combining accent)."""
     name = path.name.rsplit(".", 1)[0]
-    names = (name, name.split(".", 1)[0])
+    names = (name, name.split(".", 1)[0], path.name)
     return tuple(dict.fromkeys([*names, *(unicodedata.normalize("NFC", key) for key in names)]))
 
 
