@@ -284,6 +284,11 @@ def test_indexes_refuse_queries_they_are_not_calibrated_for(barcode_refs, photo_
     assert result.stdout == ""
     result = run("classify", "-i", photo_refs.index, fasta)
     assert "cannot classify dna queries (calibrated for: image)" in error_line(result)
+    # a photo given without --images to a photo index was refused as a dna query the index cannot take
+    photo = sorted(photo_refs.photos.glob("*.jpg"))[0]
+    result = run("classify", "-i", photo_refs.index, photo)
+    assert error_line(result) == (f"clibd: error: {photo}: is a JPEG photo, not text (clibd classify takes "
+                                  "photos with --images)")
 
 
 def test_fused_specimens_and_their_fallbacks(specimen_refs, tmp_path):

@@ -98,6 +98,13 @@ def open_text(source: str | Path) -> TextIO:
     return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
 
 
+def check_text(source: str | Path) -> None:
+    """:func:`open_text`'s refusal of a photo, an archive or UTF-16 text, before any work; only for a
+    regular file (a pipe or standard input is read once, by the reader)."""
+    if str(source) != "-" and Path(source).is_file():
+        open_text(source).close()
+
+
 @contextmanager
 def reading(source: str | Path, line: list[int] | None = None) -> Iterator[None]:
     """Turn decompression, decoding and I/O failures inside the block into a ClibdError.
