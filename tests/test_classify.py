@@ -289,6 +289,10 @@ def test_indexes_refuse_queries_they_are_not_calibrated_for(barcode_refs, photo_
     result = run("classify", "-i", photo_refs.index, photo)
     assert error_line(result) == (f"clibd: error: {photo}: is a JPEG photo, not text (clibd classify takes "
                                   "photos with --images)")
+    result = run("classify", "-i", photo_refs.index, photo_refs.photos)  # was click's "is a directory."
+    assert result.exit_code == 2 and error_line(result) == (
+        f"clibd: error: {photo_refs.photos}: is a directory, expected a file (photos and their folders go "
+        "with --images)")
 
 
 def test_fused_specimens_and_their_fallbacks(specimen_refs, tmp_path):

@@ -28,7 +28,7 @@ def _prior(ctx, param, value: str) -> float | None:
 
 
 @click.command("classify", short_help="Barcodes and photos -> TSV of order..species with confidences.")
-@click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, allow_dash=True))  # folders: check_text
 @click.option("-i", "--index", "index_dir", type=click.Path(exists=True, file_okay=False),
               help="Reference index directory (from clibd index)  [default: the bundled BOLD COI-5P "
                    "reference of the clibd-fast-bold model, barcodes only; unpacked once into "

@@ -100,7 +100,10 @@ def open_text(source: str | Path) -> TextIO:
 
 def check_text(source: str | Path) -> None:
     """:func:`open_text`'s refusal of a photo, an archive or UTF-16 text, before any work; only for a
-    regular file (a pipe or standard input is read once, by the reader)."""
+    regular file (a pipe or standard input is read once, by the reader). UsageError for a folder."""
+    if str(source) != "-" and Path(source).is_dir():
+        raise UsageError(f"{source}: is a directory, expected a file (photos and their folders go with "
+                         "--images)")
     if str(source) != "-" and Path(source).is_file():
         open_text(source).close()
 
