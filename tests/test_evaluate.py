@@ -277,6 +277,13 @@ def test_metrics_tsv_holds_every_number_of_the_json_but_the_reliability_bins(dat
     estimate = metrics["retrieval"]["paper"]["kmer"]["extra"]["unseen"]["prior_unseen"]
     assert f"paper\tkmer\tunseen\t\tprior_unseen\t{estimate:.6g}" in lines
     assert "paper\tkmer\tseen\t\tmissing\t3" in lines and "left-out\tkmer\tunseen\t\tmissing\t0" in lines
+    # the printed report said nothing of them: image-image scores of half the queries (those with a
+    # photo) stood beside dna-dna's of all, with the same query counts above both
+    text = text_report(metrics).splitlines()
+    said = ("   queries a method could not take (no photo, an unusable barcode), left out of its scores: "
+            "kmer seen 3")
+    assert text[text.index("== scenario paper: " + metrics["scenarios"]["paper"]["title"]) + 2] == said
+    assert said not in text[text.index("== scenario left-out: " + metrics["scenarios"]["left-out"]["title"]):]
     batches = metrics["open_set"]["left-out"]["kmer"]["batches"]
     assert f"left-out\tkmer\tmix\t\tbatch_new_share\t{batches['new_share']['mix']:.6g}" in lines
     assert f"left-out\tkmer\tunseen\tgenus\tbatch_ece\t{batches['ece']['unseen']['genus']:.6g}" in lines

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from clibd_cli.evaluation.report import (
-    TARGETS, accuracy_table, batch_table, curve_table, html_table, open_set_table, scenario_line,
+    TARGETS, accuracy_table, batch_table, curve_table, html_table, left_out_line, open_set_table,
+    scenario_line,
 )
 from models.config import RANKS
 from models.files import atomic_open, atomic_path
@@ -169,7 +170,7 @@ def write_html(path: Path, metrics: dict, figures: list[str], explanation: str) 
         if scenario not in metrics["retrieval"]:
             continue
         parts.append(f"<h2>Scenario <i>{e(scenario)}</i> — {e(info['title'])}</h2>"
-                     f"<p>{e(scenario_line(info))}</p>")
+                     f"<p>{e(scenario_line(info))}<br>{e(left_out_line(metrics['retrieval'][scenario]))}</p>")
         tables = [("Top-1 macro accuracy % (the paper's), seen / unseen / H", "top1", "macro", True),
                   ("Top-1 micro", "top1", "micro", False), ("Top-5 macro", "top5", "macro", False)]
         parts.append("<div class='row'>" + "".join(

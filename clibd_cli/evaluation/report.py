@@ -179,6 +179,18 @@ def scenario_line(info: dict) -> str:
     return f"keys: {'+'.join(keys['groups'])} ({counted(keys['records'], 'record')}); queries: {queries}"
 
 
+def left_out_line(methods: dict) -> str:
+    """The queries each method of a scenario (``retrieval.<scenario>``) could not take and its scores
+    leave out (a query without a photo, an unusable barcode), or "" when every method took them all."""
+    taken = []
+    for method, scores in methods.items():
+        missing = {part: n for part, n in scores.get("missing", {}).items() if n}
+        if missing:
+            taken.append(f"{method} {', '.join(f'{part} {n:,}' for part, n in missing.items())}")
+    return ("queries a method could not take (no photo, an unusable barcode), left out of its scores: "
+            + "; ".join(taken)) if taken else ""
+
+
 def text_report(metrics: dict) -> str:
     """What ``clibd evaluate`` prints: per scenario the paper's table, micro, top-5, open set."""
     out = [f"clibd evaluate: {metrics['dataset']['path']} (queries: {metrics['dataset']['on']})"]
@@ -188,6 +200,8 @@ def text_report(metrics: dict) -> str:
         if scenario not in metrics["retrieval"]:
             continue
         out += ["", f"== scenario {scenario}: {info['title']}", f"   {scenario_line(info)}"]
+        if left_out_line(metrics["retrieval"][scenario]):
+            out.append(f"   {left_out_line(metrics['retrieval'][scenario])}")
         for k, kind, what, timed in (("top1", "macro", "top-1 macro accuracy % (the paper's table)", True),
                                      ("top1", "micro", "top-1 micro accuracy %", False),
                                      ("top5", "macro", "top-5 macro accuracy %", False)):
