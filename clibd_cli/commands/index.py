@@ -124,7 +124,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
     torchrun/srun) every process embeds its share; process 0 builds the graph and calibrates.
     """
     hnsw = (("hnsw_m", "--M"), ("ef_construction", "--ef-construction"), ("ef", "--ef"))
-    built = [option for name, option in hnsw if append and _given(name)]  # kept with the graph: would do nothing
+    built = [option for name, option in hnsw if append and options.given(name)]  # kept with the graph: would do nothing
     if built:
         raise click.UsageError(f"{', '.join(built)}: an index's HNSW settings are fixed when it is built; "
                                "--append keeps the index's (rebuild without --append to change them; "
@@ -178,11 +178,6 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
         from clibd_cli.reference.index_info import describe_index
 
         click.echo(describe_index(target))
-
-
-def _given(name: str) -> bool:
-    """Whether the option called ``name`` was given on the command line (not left at its default)."""
-    return click.get_current_context().get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
 
 
 @index.command("info", short_help="Describe an index directory, or the bundled reference.")

@@ -102,6 +102,12 @@ def refuse_pipe(path, why: str, param_hint: str | None = None) -> None:
                                  "its path", param_hint=param_hint)
 
 
+def given(name: str, ctx: click.Context | None = None) -> bool:
+    """Whether the option ``name`` of ``ctx`` (the current command's if None) was given, not left at its default."""
+    ctx = click.get_current_context() if ctx is None else ctx
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
 def count(name: str, default: int, help: str, minimum: int = 0, **kwargs) -> Callable:
     """An option taking a whole number of at least ``minimum``."""
     return click.option(name, type=click.IntRange(min=minimum), default=default, help=help, **kwargs)

@@ -72,10 +72,8 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     output = output_path(output, inputs=(input_path, *(p for p in (taxonomy, partition) if p)))
     click.get_current_context().with_resource(writer_lock(output))  # a second prepare -o OUT waits
 
-    ctx = click.get_current_context()
     photo_options = [name for name, param in (("--image-package", "image_package"), ("--resize", "resize"),
-                                              ("--workers", "workers"))
-                     if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT]
+                                              ("--workers", "workers")) if options.given(param)]
     if input_format == "auto":  # a BOLD TSV first: it has BIOSCAN-1M's sampleid column
         input_format = "bold" if is_bold_table(input_path) else detect_format(input_path)
     if input_format == "synthetic":  # real BOLD barcodes + generated photos that follow the taxonomy

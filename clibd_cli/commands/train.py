@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from clibd_cli.commands.options import FiniteRange, OutputPath, count, name_list
+from clibd_cli.commands.options import FiniteRange, OutputPath, count, given, name_list
 from models.config import RANKS
 from models.config import TOWERS as MODALITIES
 
@@ -116,7 +116,7 @@ def train(ctx: click.Context, **options) -> None:
     from clibd_cli.training.loop import TrainConfig, run_training
     from clibd_cli.training.validation import metric_names
 
-    if not _given(ctx, "train_splits") and "train_splits" not in from_run:
+    if not given("train_splits", ctx) and "train_splits" not in from_run:
         options["train_splits"] = default_splits(data, options["train_splits"])
     modalities, best_metric = options["modalities"], options["best_metric"]
     if best_metric != "auto" and best_metric not in metric_names(modalities):
@@ -137,9 +137,9 @@ def _the_runs_options(ctx: click.Context, processes: int) -> set[str]:
 
     root = ctx.find_root()
     checkpoint_to_resume(Path(ctx.params["out"]))
-    given = {name: value for name, value in ctx.params.items() if _given(ctx, name)}
-    given.update({"seed": root.params["seed"]} if _given(root, "seed") else {})
-    values = resume_defaults(Path(ctx.params["out"]), given, processes)
+    chosen = {name: value for name, value in ctx.params.items() if given(name, ctx)}
+    chosen.update({"seed": root.params["seed"]} if given("seed", root) else {})
+    values = resume_defaults(Path(ctx.params["out"]), chosen, processes)
     if "seed" in values:
         root.params["seed"] = ctx.obj.seed = values.pop("seed")
     values = {name: value for name, value in values.items() if name in ctx.params}
@@ -149,10 +149,6 @@ def _the_runs_options(ctx: click.Context, processes: int) -> set[str]:
                                  "new place", param_hint="--data")
     ctx.params.update(values)
     return set(values)
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
 
 
 def _check_combinations(options: dict) -> None:

@@ -200,8 +200,8 @@ def text_report(metrics: dict) -> str:
         if scenario not in metrics["retrieval"]:
             continue
         out += ["", f"== scenario {scenario}: {info['title']}", f"   {scenario_line(info)}"]
-        if left_out_line(metrics["retrieval"][scenario]):
-            out.append(f"   {left_out_line(metrics['retrieval'][scenario])}")
+        if left_out := left_out_line(metrics["retrieval"][scenario]):
+            out.append(f"   {left_out}")
         for k, kind, what, timed in (("top1", "macro", "top-1 macro accuracy % (the paper's table)", True),
                                      ("top1", "micro", "top-1 micro accuracy %", False),
                                      ("top5", "macro", "top-5 macro accuracy %", False)):
