@@ -111,9 +111,25 @@ def test_an_older_run_fingerprinted_by_ids_only_resumes_on_them_and_says_what_it
     other = _changed(data, tmp_path / "other.h5", "species")
     result = clibd("-v", "train", "--workers", "0", "--data", other, "--out", run, "--resume")
     assert result.exit_code == 0, result.output
-    assert "args.json records the ids of the run's training records only (an older run): not checking their " \
-           "barcodes and labels" in result.output
+    assert "args.json records the ids of the run's training records only (an older run): their ids agree; not " \
+           "checking their barcodes and labels" in result.output
     assert json.loads((run / "args.json").read_text())["args"]["data"] == str(other)  # the run's ids: kept
+
+
+def test_an_older_run_refusing_other_ids_does_not_first_say_it_is_not_checking_barcodes(tmp_path, caplog):
+    """The debug line of an ids-only fingerprint came before the refusal of other ids too, as if the
+    ids had been let through."""
+    import logging
+
+    from clibd_cli.io.outputs import UsageError
+    from clibd_cli.training.run_files import check_resume
+
+    (tmp_path / "args.json").write_text(json.dumps({"args": {"data": "old.h5"},
+                                                    "dataset": {"records": 4, "ids_sha256": "a" * 64}}))
+    ours = {"records": 5, "ids_sha256": "b" * 64, "content_sha256": "c" * 64}
+    with caplog.at_level(logging.DEBUG, logger="clibd"), pytest.raises(UsageError, match="is not the run's data"):
+        check_resume(tmp_path, {"data": "new.h5", "train_splits": ("train",)}, ours)
+    assert not [m for m in caplog.messages if "ids of the run's training records only" in m]
 
 
 def test_resume_with_only_out_continues_exactly_with_the_runs_options(data, tmp_path, monkeypatch):

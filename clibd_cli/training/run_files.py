@@ -125,10 +125,10 @@ def _check_data(run: Path, options: dict, record: dict, dataset: dict) -> None:
     """Refuse (exit 2) a --data whose training records (``dataset``) are not those of the run's args.json
     ``record``: other ids, or the run's ids with other barcodes or labels (:func:`_same_records`)."""
     theirs, splits, where = record["dataset"], "+".join(options["train_splits"]), record["args"].get("data")
-    if "content_sha256" not in theirs:
-        log.debug("%s/args.json records the ids of the run's training records only (an older run): not checking "
-                  "their barcodes and labels", run)
     if _same_records(theirs, dataset):
+        if "content_sha256" not in theirs:  # said where it let the data through, not before a refusal
+            log.debug("%s/args.json records the ids of the run's training records only (an older run): their ids "
+                      "agree; not checking their barcodes and labels", run)
         return
     if (theirs["records"], theirs["ids_sha256"]) == (dataset["records"], dataset["ids_sha256"]):
         what = (f"its {splits} records have the run's ids but other barcodes or labels (sha256 "
