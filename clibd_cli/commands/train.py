@@ -106,23 +106,20 @@ def train(ctx: click.Context, **options) -> None:
         raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == "data"))
     _check_combinations(options)
     from clibd_cli.io.outputs import output_path
+    from clibd_cli.training.run_files import checkpoint_for
 
     output_path(options["out"], directory=True, marker="args.json", inputs=(data,))  # a run folder, or new / empty
+    if not options["resume"]:  # with it, asked first (_the_runs_options)
+        checkpoint_for(Path(options["out"]), resume=False)  # a run already there: before any work or word
     command = _command_line(ctx)
     if options["nproc_per_node"] > 1 and distributed.detect().size == 1:
         sys.exit(distributed.launch(options["nproc_per_node"], command[1:]))
 
     from clibd_cli.training.datasets import default_splits
     from clibd_cli.training.loop import TrainConfig, run_training
-    from clibd_cli.training.validation import metric_names
 
     if not given("train_splits", ctx) and "train_splits" not in from_run:
         options["train_splits"] = default_splits(data, options["train_splits"])
-    modalities, best_metric = options["modalities"], options["best_metric"]
-    if best_metric != "auto" and best_metric not in metric_names(modalities):
-        raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
-                                 f"e.g. {', '.join(metric_names(modalities)[-3:])}",
-                                 param_hint="--best-metric")
     cfg = TrainConfig(**{k: v for k, v in options.items() if k != "nproc_per_node"}, seed=settings.seed,
                       device=settings.torch_device(), threads=settings.threads, progress=settings.progress(),
                       command=command)
@@ -132,11 +129,11 @@ def train(ctx: click.Context, **options) -> None:
 def _the_runs_options(ctx: click.Context, processes: int) -> set[str]:
     """With --resume, give every option left out of the command line (the global --seed too) the
     run's value from RUN/args.json (``training/run_files.resume_defaults``); the names it gave. Exit 2
-    first where the run has nothing to resume (``run_files.checkpoint_to_resume``), --data given or not."""
-    from clibd_cli.training.run_files import checkpoint_to_resume, resume_defaults
+    first where the run has nothing to resume (``run_files.checkpoint_for``), --data given or not."""
+    from clibd_cli.training.run_files import checkpoint_for, resume_defaults
 
     root = ctx.find_root()
-    checkpoint_to_resume(Path(ctx.params["out"]))
+    checkpoint_for(Path(ctx.params["out"]), resume=True)
     chosen = {name: value for name, value in ctx.params.items() if given(name, ctx)}
     chosen.update({"seed": root.params["seed"]} if given("seed", root) else {})
     values = resume_defaults(Path(ctx.params["out"]), chosen, processes)
@@ -153,9 +150,15 @@ def _the_runs_options(ctx: click.Context, processes: int) -> set[str]:
 
 def _check_combinations(options: dict) -> None:
     """Refuse options that contradict each other (click's usage errors, exit 2)."""
-    modalities, positives = options["modalities"], options["positives"]
+    from clibd_cli.training.validation import metric_names
+
+    modalities, positives, best_metric = options["modalities"], options["positives"], options["best_metric"]
     if len(modalities) < 2:
         raise click.BadParameter("name at least two of image, dna, text to align", param_hint="--modalities")
+    if best_metric != "auto" and best_metric not in metric_names(modalities):
+        raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
+                                 f"e.g. {', '.join(metric_names(modalities)[-3:])}",
+                                 param_hint="--best-metric")
     if positives == "label" and "text" not in modalities:
         raise click.BadParameter("labels come from the text modality: add text to --modalities",
                                  param_hint="--positives")

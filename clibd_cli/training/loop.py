@@ -153,9 +153,7 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.out)
-    resume_from = run_files.checkpoint_to_resume(run) if cfg.resume else state.last_checkpoint(run)
-    if not cfg.resume and resume_from is not None:
-        raise UsageError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
+    resume_from = run_files.checkpoint_for(run, cfg.resume)  # clibd train asks before any work; other callers here
     records = dataset_fingerprint(cfg.data, cfg.train_splits) if cfg.resume or world.is_main else None
     if cfg.resume:
         run_files.check_resume(run, asdict(cfg), records)

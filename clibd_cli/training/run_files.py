@@ -68,11 +68,14 @@ def read_args(run: Path) -> dict | None:
         return None
 
 
-def checkpoint_to_resume(run: Path) -> Path:
-    """RUN/last (``state.last_checkpoint``), which --resume continues; exit 2 where there is none."""
+def checkpoint_for(run: Path, resume: bool) -> Path | None:
+    """With ``resume``, RUN/last (``state.last_checkpoint``), which --resume continues, exit 2 where there is
+    none; without, None, exit 2 where RUN holds a previous run (a new one would train over its last/)."""
     last = last_checkpoint(run)
-    if last is None:
+    if resume and last is None:
         raise UsageError(f"{run}: nothing to resume (no last/ checkpoint); drop --resume to start")
+    if not resume and last is not None:
+        raise UsageError(f"{run}: holds a previous run; add --resume to continue it or pick another --out")
     return last
 
 
