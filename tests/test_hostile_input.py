@@ -164,14 +164,22 @@ def test_a_damaged_default_reference_says_to_delete_the_cache(spare_index, tmp_p
     assert f"this is the cached default reference: delete {index} and clibd unpacks it again" in error_line(result)
 
 
-def test_append_names_a_repeated_id(kmer_index, tmp_path):
+def test_append_names_a_repeated_id_where_it_is(kmer_index, tmp_path):
+    """The refusal named the id but not the file and line of the record, as other input errors do."""
     import shutil
 
-    index = tmp_path / "index"
+    from fixtures.specimens import Specimen
+
+    index, records = tmp_path / "index", kmer_index[1]
     shutil.copytree(kmer_index[0], index)
-    again = write_fasta(tmp_path / "again.fa", kmer_index[1][:1])
+    again = write_fasta(tmp_path / "again.fa", [Specimen("new-1", records[0].barcode, records[0].lineage),
+                                                *records[:2]])
+    line = [n for n, text in enumerate(again.read_text().splitlines(), 1) if text.startswith(">")][1]
     result = run("-q", "index", "-m", "kmer", "-k", "3", again, "-o", index, "--append")
-    assert result.exit_code == 1 and f"{kmer_index[1][0].id} is already in the index" in error_line(result)
+    assert result.exit_code == 1
+    assert error_line(result) == (f"clibd: error: {again}:{line}: id {records[0].id} is already in the index (and "
+                                  f"1 other record: {records[1].id}); rename or drop them, or rebuild the index "
+                                  "without --append")
 
 
 def test_repeated_query_ids_are_counted_in_one_warning_naming_the_first(kmer_index, tmp_path):

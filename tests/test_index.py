@@ -255,7 +255,7 @@ def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model,
     assert np.allclose(appended.vectors(), full.vectors(), atol=1e-5)
     assert np.array_equal(appended.holdings, full.holdings)  # the appended records' 5-mers follow theirs
     again = run("index", "-m", tiny_model, second, "-o", index, "--append")
-    assert "record ids must be new and unique" in error_line(again)
+    assert f"clibd: error: {second}:1: id {records[30].id} is already in the index (and " in error_line(again)
     # found before the records are embedded (then a million records took their hours to be refused)
     assert "embedding" not in again.stderr and not (tmp_path / "index.shards").exists()
     assert "not an index yet" in error_line(run("index", "-m", tiny_model, second, "-o", tmp_path / "new",

@@ -77,7 +77,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     from clibd_cli.reference.index_reading import load_index
     from clibd_cli.reference.label_check import suspect_labels, suspects_warning
     from clibd_cli.reference.sketch import STOPS, no_protein, orient_references
-    from clibd_cli.reference.sources import embed_references, read_held_out, read_references
+    from clibd_cli.reference.sources import embed_references, read_held_out, read_references, refuse_indexed
     from clibd_cli import distributed
 
     output, modality = plan.output, plan.modality
@@ -91,7 +91,7 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                              f"append with --modality {existing.manifest['modality']}")
         refs = read_references(plan.references, modality, taxonomy=plan.taxonomy, splits=plan.splits)
         if existing is not None:  # before embedding them: minutes to hours for a large reference
-            existing.check_new_ids(refs.ids)
+            refuse_indexed(refs, existing.ids, plan.references)
         found = read_held_out(plan.held_out, plan.held_out_splits, modality, plan.taxonomy,
                               refs.ids + (existing.ids if existing else []))
         sketch, turned = None, []

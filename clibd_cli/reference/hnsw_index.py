@@ -175,7 +175,8 @@ class ReferenceIndex:
 
     def check_new_ids(self, ids: Sequence[str]) -> None:
         """ClibdError unless ``ids`` are new to the index and unique (what :meth:`append` takes;
-        ``clibd index --append`` asks before it embeds them)."""
+        ``clibd index --append`` asks before it embeds them, naming where they are:
+        ``reference.sources.refuse_indexed``)."""
         present, seen = set(self.ids), set()
         repeated = [i for i in ids if i in present or i in seen or seen.add(i)]
         if repeated:

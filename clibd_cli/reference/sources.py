@@ -129,6 +129,22 @@ def read_references(inputs: Sequence[str], modality: str, *, taxonomy: str | Non
     return refs
 
 
+def refuse_indexed(refs: References, indexed: Sequence[str], inputs: Sequence[str]) -> None:
+    """ClibdError where a reference record of ``inputs`` has an id the index holds already (``indexed``),
+    naming its ``FILE:LINE`` in a FASTA or BOLD TSV input (else the inputs); ``clibd index --append``
+    asks before it embeds them. Ids repeated among the records were refused by :func:`read_references`."""
+    present = set(indexed)
+    again = [record_id for record_id in refs.ids if record_id in present]
+    if not again:
+        return
+    first = again[0]
+    where = _lines_of([s for s in inputs if not is_hdf5(s)] if refs.modality != "image" else [], {first})
+    more = "" if len(again) == 1 else (f" (and {counted(len(again) - 1, 'other record')}: {', '.join(again[1:4])}"
+                                      f"{' …' if len(again) > 4 else ''})")
+    raise ClibdError(f"{where[first][0] if first in where else ', '.join(inputs)}: id {first} is already in the "
+                     f"index{more}; rename or drop them, or rebuild the index without --append")
+
+
 def _lines_of(inputs: Sequence[str], ids: set[str]) -> dict[str, list[str]]:
     """``FILE:LINE`` of every record of ``ids`` in FASTA or BOLD TSV ``inputs`` (read again: only
     for the message of a failed build)."""
