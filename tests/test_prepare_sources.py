@@ -269,3 +269,23 @@ def test_a_second_photo_of_a_record_is_named_once(records, tmp_path):
     with open_dataset(tmp_path / "r.h5") as dataset:
         every = dataset.split("all")
         assert every.image_bytes(every.ids().index(first.id)) == photos[0].read_bytes()
+
+
+def test_photos_of_a_fasta_come_from_every_images(records, tmp_path):
+    """``--images`` took one folder (index and classify take several): photos of one plate per folder,
+    or a photo named by itself, are stored together; the file's attribute lists them. BIOSCAN's
+    photos are one image folder: a second is a usage error."""
+    first = copy_photos(tmp_path / "plate1", [records[0].id])
+    second = copy_photos(tmp_path / "plate2", [records[1].id], first=1)
+    alone = copy_photos(tmp_path / "loose", [records[2].id], first=2)
+    result = prepare(write_fasta(tmp_path / "r.fa", records), "--images", tmp_path / "plate1", "--images",
+                     tmp_path / "plate2", "--images", alone[0], "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    with open_dataset(tmp_path / "r.h5") as dataset:
+        every = dataset.split("all")
+        for record, photo in zip(records, [*first, *second, *alone]):
+            assert every.image_bytes(every.ids().index(record.id)) == photo.read_bytes()
+        assert dataset.attrs["images"] == [str(p) for p in (tmp_path / "plate1", tmp_path / "plate2", alone[0])]
+    refused = prepare("--format", "bioscan-5m", tmp_path / "r.fa", "--images", tmp_path / "plate1", "--images",
+                      tmp_path / "plate2", "-o", tmp_path / "b.h5")
+    assert refused.exit_code == 2 and "bioscan-5m's photos are one image folder" in refused.output

@@ -20,8 +20,9 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
               help="Dataset HDF5 to write (appears only when complete).")
 @click.option("-f", "--format", "input_format", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="Input format; auto looks at the first line.")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Photos: the BIOSCAN image folder, or for FASTA any folder of <id>.jpg files.")
+@click.option("--images", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Photos: for FASTA, folders of ID.jpg photos named after the record ids, or such files "
+                   "(repeatable); for BIOSCAN, its image folder (once).")
 @click.option("--image-package", type=click.Choice(IMAGE_PACKAGES), default="cropped_256", show_default=True,
               help="Which BIOSCAN image package to read under --images.")
 @click.option("--taxonomy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -40,7 +41,7 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
 @click.option("--strict", is_flag=True,
               help="Fail on an empty or non-nucleotide barcode instead of skipping it.")
 @click.pass_obj
-def prepare(settings, input_path: Path, output: Path, input_format: str, images: Path | None,
+def prepare(settings, input_path: Path, output: Path, input_format: str, images: tuple[Path, ...],
             image_package: str, taxonomy: Path | None, partition: Path | None, seed: int | None,
             workers: int, resize: int | None, strict: bool) -> None:
     """Turn BIOSCAN-5M/1M metadata, a BOLD TSV or FASTA into one dataset HDF5 with CLIBD splits.
@@ -55,7 +56,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     Examples:
       clibd prepare BIOSCAN_5M_Insect_Dataset_metadata.csv.gz --images bioscan5m/ -o bioscan5m.h5
       clibd prepare BIOSCAN_Insect_Dataset_metadata.tsv --partition CLIBD_partitioning/ -o bioscan1m.h5
-      clibd prepare barcodes.fasta --taxonomy taxonomy.tsv --images photos/ -o mine.h5
+      clibd prepare barcodes.fasta --taxonomy taxonomy.tsv --images plate_01/ --images plate_02/ -o mine.h5
       clibd prepare bold_public_data.tsv --seed 1 -o bold.h5
       clibd prepare --format synthetic examples/bold-sample.csv.gz -o synthetic.h5
 
@@ -69,7 +70,7 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     from clibd_cli.data.splits import read_partition
     from clibd_cli.io.outputs import output_path, writer_lock
 
-    output = output_path(output, inputs=(input_path, *(p for p in (taxonomy, partition) if p)))
+    output = output_path(output, inputs=(input_path, *images, *(p for p in (taxonomy, partition) if p)))
     click.get_current_context().with_resource(writer_lock(output))  # a second prepare -o OUT waits
 
     photo_options = [name for name, param in (("--image-package", "image_package"), ("--resize", "resize"),
@@ -96,31 +97,40 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
         raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN and BOLD files carry their taxonomy)")
     if images and input_format == "bold":
         raise click.UsageError("--images is not for --format bold (a BOLD TSV names no photo files)")
+    if len(images) > 1 and input_format != "fasta":
+        raise click.UsageError(f"--images: {input_format}'s photos are one image folder (the package's, or the "
+                               "folder above it); give --images once")
     if input_format == "bioscan-5m" and (partition or seed is not None):
         raise click.UsageError(f"{'--partition' if partition else '--seed'} is for bioscan-1m, bold and fasta; "
                                "BIOSCAN-5M has its own split column")
     source = _source(input_format, input_path, images, image_package, taxonomy)
     summary = prepare_dataset(
         source, output, partition=read_partition(partition) if partition else None,
-        seed=settings.seed if seed is None else seed, strict=strict, images=images is not None,
+        seed=settings.seed if seed is None else seed, strict=strict, images=bool(images),
         workers=workers, resize=resize, progress=settings.progress(),
         attrs={"source": str(input_path.resolve()), "command": settings.command_line,
-               **({"images": str(images.resolve()), "image_package": image_package} if images else {}),
+               **({"images": _resolved(images), "image_package": image_package} if images else {}),
                **({"partition": str(partition.resolve())} if partition else {}),
                **({"resize": resize} if resize else {})})
     click.echo(format_summary(summary))
 
 
-def _source(input_format: str, path: Path, images: Path | None, image_package: str, taxonomy: Path | None):
-    """The record source that ``--format`` names (``clibd_cli/data/``)."""
+def _resolved(images: tuple[Path, ...]) -> str | list[str]:
+    """The file's ``images`` attribute: the absolute path of the one --images, a list of several."""
+    paths = [str(path.resolve()) for path in images]
+    return paths[0] if len(paths) == 1 else paths
+
+
+def _source(input_format: str, path: Path, images: tuple[Path, ...], image_package: str, taxonomy: Path | None):
+    """The record source that ``--format`` names (``clibd_cli/data/``); BIOSCAN's with one --images."""
     if input_format == "bioscan-5m":
         from clibd_cli.data.bioscan import Bioscan5M
 
-        return Bioscan5M(path, images, image_package)
+        return Bioscan5M(path, images[0] if images else None, image_package)
     if input_format == "bioscan-1m":
         from clibd_cli.data.bioscan import Bioscan1M
 
-        return Bioscan1M(path, images, image_package)
+        return Bioscan1M(path, images[0] if images else None, image_package)
     if input_format == "bold":
         from clibd_cli.data.bold import BoldSource
 

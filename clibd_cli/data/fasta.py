@@ -11,7 +11,7 @@ records by file name: ``ID.jpg`` (also ``ID.anything.jpg``) anywhere under the i
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -36,12 +36,12 @@ class FastaSource:
     has_splits = False
 
     def __init__(self, path: str | Path, taxonomy: str | Path | None = None,
-                 images: str | Path | None = None, report: bool = True):
+                 images: Sequence[str | Path] = (), report: bool = True):
         self.path = Path(path)
         self.taxonomy = read_taxonomy(taxonomy) if taxonomy else None
         self.taxonomy_path = taxonomy
         self.images = images
-        self.photo_paths = find_images([images]) if images else []
+        self.photo_paths = find_images(images)
         self.photos = photos_by_id(self.photo_paths)
         self._reported = not report  # the warnings below are given once, by the first complete reading
 
@@ -109,7 +109,7 @@ class FastaSource:
                             ", ".join(str(path) for path in unmatched[:5]))
             if self.images and total and not matched:
                 log.warning("no photo under %s is named after a record id (ID.jpg): the dataset has no photos",
-                            self.images)
+                            ", ".join(map(str, self.images)))
 
 
 def _conflict(header: dict[str, str], table: dict[str, str | None]) -> bool:
