@@ -183,8 +183,8 @@ def test_photo_references_given_the_wrong_way_are_usage_errors(tiny_model, photo
     result = run("index", "-m", tiny_model, "--modality", "image", fasta, "--taxonomy", taxonomy, "-o", tmp_path / "x")
     assert result.exit_code == 2
     assert error_line(result) == (f"clibd: error: {fasta}: --modality image indexes photos (folders, or .jpeg, "
-                                  ".jpg, .png, .tif, .tiff files), and this is none; photos of barcodes' "
-                                  "specimens go with --images")
+                                  ".jpg, .png, .tif, .tiff files), and this is a FASTA/FASTQ file; photos of "
+                                  "barcodes' specimens go with --images")
     result = run("index", "-m", tiny_model, folder, "--taxonomy", taxonomy, "-o", tmp_path / "x")
     assert result.exit_code == 2 and "with --modality image and --taxonomy" in error_line(result)
     assert not (tmp_path / "x").exists()

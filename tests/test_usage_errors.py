@@ -51,6 +51,29 @@ def test_contradicting_options_are_usage_errors_before_any_work(tmp_path, args, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, hint", [
+    (["classify", "--images", "{fa}"],
+     "barcode files are inputs, given without an option (clibd classify BARCODES.fasta --images PHOTOS/)"),
+    (["classify", "--images", "{fa}.gz"], "barcode files are inputs"),
+    (["index", "-m", "kmer", "{fa}", "--images", "{fa}"], "reference barcodes are REFERENCES, given without"),
+    (["prepare", "{fa}", "--images", "{tmp}", "--images", "{fa}"], "the barcodes are INPUT (clibd prepare"),
+])
+def test_a_fasta_given_as_photos_is_a_usage_error_saying_where_barcodes_go(tmp_path, args, hint):
+    """``classify --images plate.fasta`` was one invalid row ("not an image") and exit 0; index and
+    prepare read it as a photo named after no record. The check is index --modality image's."""
+    import gzip
+
+    fasta = tmp_path / "r.fa"
+    fasta.write_text(">a;tax=o:Diptera;\n" + "ACGT" * 60 + "\n")
+    (tmp_path / "r.fa.gz").write_bytes(gzip.compress(fasta.read_bytes()))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [word.format(fa=fasta, tmp=tmp_path) for word in args] + ["-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert error_line(result).startswith(f"clibd: error: {args[-1].format(fa=fasta)}: --images takes photos")
+    assert "(folders, or .jpeg, .jpg, .png, .tif, .tiff files), and this is a FASTA/FASTQ file; " + hint \
+        in error_line(result)
+    assert not out.exists()
+
 
 @pytest.mark.parametrize("where", ["references", "--calibrate-on"])
 def test_a_folder_given_for_a_file_is_a_usage_error(tmp_path, where):

@@ -163,10 +163,13 @@ def classify(settings, inputs: tuple[str, ...], index_dir: str, model_dir: str |
         raise click.UsageError(f"--top-k lists neighbours in tsv, jsonl or blast6; --format {fmt} has no place for them")
     if summary_path is not None and str(summary_path) == "-":
         raise click.UsageError("--summary writes several files (TSV, HTML, Krona text): give a path, not '-'")
+    from clibd_cli.io.images import check_photo_inputs
     from clibd_cli.io.streams import check_text
 
     for source in inputs:  # a photo given as a barcode file is named so, not as a query the index cannot take
         check_text(source)
+    check_photo_inputs(images, "--images takes photos", "barcode files are inputs, given without an option "
+                       "(clibd classify BARCODES.fasta --images PHOTOS/)")  # and not one invalid row, exit 0
     import logging
     from itertools import chain
 

@@ -138,6 +138,11 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
     if images and modality != "dna":
         raise click.UsageError("--images goes with --modality dna (photo references are the inputs "
                                "themselves with --modality image)")
+    from clibd_cli.io.images import check_photo_inputs
+
+    check_photo_inputs(images, "--images takes photos of the reference specimens", "reference barcodes are "
+                       "REFERENCES, given without an option (clibd index -m MODEL BARCODES.fasta --images PHOTOS/ "
+                       "-o DIR)")
     if held_out_splits and not held_out:
         raise click.UsageError("--calibrate-split goes with --calibrate-on")
     if read_errors and modality != "dna":

@@ -100,6 +100,10 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
     if len(images) > 1 and input_format != "fasta":
         raise click.UsageError(f"--images: {input_format}'s photos are one image folder (the package's, or the "
                                "folder above it); give --images once")
+    from clibd_cli.io.images import check_photo_inputs
+
+    check_photo_inputs(images, "--images takes photos", "the barcodes are INPUT (clibd prepare BARCODES.fasta "
+                       "--images PHOTOS/ -o OUT.h5)")
     if input_format == "bioscan-5m" and (partition or seed is not None):
         raise click.UsageError(f"{'--partition' if partition else '--seed'} is for bioscan-1m, bold and fasta; "
                                "BIOSCAN-5M has its own split column")

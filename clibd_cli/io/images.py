@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from clibd_cli.io.outputs import UsageError
+from clibd_cli.io.streams import open_binary, reading
 from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
@@ -67,6 +69,27 @@ def find_images(paths: Iterable[str | Path], warn: bool = True) -> list[Path]:
 def holds_photos(folder: str | Path) -> bool:
     """Whether :func:`find_images` finds a photo in ``folder`` (the walk stops at the first)."""
     return next(_photos_under(Path(folder)), None) is not None
+
+
+def check_photo_inputs(sources: Iterable[str | Path], takes: str, barcodes: str) -> None:
+    """UsageError, before any work, for a file among photo ``sources`` that no photo suffix names:
+    ``FILE: {takes} (folders, or .jpeg … files), and this is none`` (or ``a FASTA/FASTQ file``: a FASTA
+    given as photos was one unreadable photo, or none at all), then ``barcodes``: where barcodes go."""
+    for source in map(Path, sources):
+        if source.is_file() and source.suffix.lower() not in IMAGE_SUFFIXES | UNREAD_SUFFIXES:
+            what = "a FASTA/FASTQ file" if _reads_as_sequences(source) else "none"
+            raise UsageError(f"{source}: {takes} (folders, or {', '.join(sorted(IMAGE_SUFFIXES))} files), and "
+                             f"this is {what}; {barcodes}")
+
+
+def _reads_as_sequences(path: Path) -> bool:
+    """Whether ``path`` (decompressed) begins as FASTA (``>``) or FASTQ (``@``) text does."""
+    try:
+        with reading(path), open_binary(path) as stream:
+            head = stream.read(64)
+    except (ClibdError, OSError):
+        return False
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] in (b">", b"@")
 
 
 def _photos_under(folder: Path, unread: list[Path] | None = None) -> Iterator[Path]:

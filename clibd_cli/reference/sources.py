@@ -247,12 +247,11 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
 
 
 def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
-    from clibd_cli.io.images import IMAGE_SUFFIXES, UNREAD_SUFFIXES, find_images, photos_by_id
+    from clibd_cli.io.images import check_photo_inputs, find_images, photos_by_id
     from clibd_cli.io.tables import read_taxonomy
 
-    if not Path(source).is_dir() and Path(source).suffix.lower() not in IMAGE_SUFFIXES | UNREAD_SUFFIXES:
-        raise UsageError(f"{source}: --modality image indexes photos (folders, or {', '.join(sorted(IMAGE_SUFFIXES))} "
-                         "files), and this is none; photos of barcodes' specimens go with --images")
+    check_photo_inputs([source], "--modality image indexes photos",
+                       "photos of barcodes' specimens go with --images")
     if taxonomy is None:
         raise UsageError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
     table = read_taxonomy(taxonomy)
