@@ -237,6 +237,8 @@ def test_photo_folder_with_odd_and_broken_files(photo_refs, tmp_path):
     photo.convert("P").save(folder / "palette.png")
     photo.convert("CMYK").save(folder / "cmyk.jpg")
     Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)).save(folder / "deep16.png")
+    for name in ("web.webp", "flat.bmp", "palette.gif"):  # were passed over: "convert them to JPEG or PNG"
+        photo.save(folder / name)
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "half.jpg").write_bytes(PHOTOS[4].read_bytes()[:5000])
     (folder / "fake.jpg").write_text("not a photo\n")

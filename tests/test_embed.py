@@ -6,6 +6,7 @@ import gzip
 import numpy as np
 
 from clibd_cli.embedding.embeddings_file import read_embeddings
+from clibd_cli.io.images import IMAGE_SUFFIXES
 from clibd_cli.io.sequences import barcode_problem
 from clibd_cli.reference.index_reading import load_index
 from fixtures.samples import clibd_hdf5
@@ -245,8 +246,8 @@ def test_a_folder_without_photos_is_a_usage_error(tmp_path):
     (folder / "a.fasta").write_text(">a\nACGT\n")
     result = run("embed", "-m", "kmer", folder, "-o", tmp_path / "x.h5")
     assert result.exit_code == 2, result.stderr
-    assert result.stderr.splitlines()[-1] == (f"clibd: error: {folder}: is a folder, which embed reads as photos (.jpeg, "
-                                              f".jpg, .png, .tif, .tiff), and it holds none; give barcode files "
+    assert result.stderr.splitlines()[-1] == (f"clibd: error: {folder}: is a folder, which embed reads as photos ("
+                                              f"{', '.join(sorted(IMAGE_SUFFIXES))}), and it holds none; give barcode files "
                                               f"by name ({folder}/*.fasta), not their folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fdir"]
 

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 
+from clibd_cli.io.images import IMAGE_SUFFIXES
 from clibd_cli.io.sequences import barcode_problem
 from clibd_cli.reference.index_reading import load_index
 from clibd_cli.reference.sources import References, read_references
@@ -182,9 +183,9 @@ def test_photo_references_given_the_wrong_way_are_usage_errors(tiny_model, photo
     folder, taxonomy = photo_refs.photos, photo_refs.taxonomy
     result = run("index", "-m", tiny_model, "--modality", "image", fasta, "--taxonomy", taxonomy, "-o", tmp_path / "x")
     assert result.exit_code == 2
-    assert error_line(result) == (f"clibd: error: {fasta}: --modality image indexes photos (folders, or .jpeg, "
-                                  ".jpg, .png, .tif, .tiff files), and this is a FASTA/FASTQ file; photos of "
-                                  "barcodes' specimens go with --images")
+    assert error_line(result) == (f"clibd: error: {fasta}: --modality image indexes photos (folders, or "
+                                  f"{', '.join(sorted(IMAGE_SUFFIXES))} files), and this is a FASTA/FASTQ file; photos of barcodes' "
+                                  "specimens go with --images")
     result = run("index", "-m", tiny_model, folder, "--taxonomy", taxonomy, "-o", tmp_path / "x")
     assert result.exit_code == 2 and "with --modality image and --taxonomy" in error_line(result)
     assert not (tmp_path / "x").exists()

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from clibd_cli.io import images
-from clibd_cli.io.images import ImageError, check_image, find_images, load_image, resize_image
+from clibd_cli.io.images import IMAGE_SUFFIXES, ImageError, check_image, find_images, load_image, stored_photo
 from fixtures.samples import CROPPED_1M, PHOTOS_5M
 from models.errors import ClibdError
 
@@ -56,16 +56,16 @@ def test_find_images_follows_linked_folders_once_and_keeps_dangling_links(tmp_pa
 
 
 def test_photos_in_formats_folders_are_not_searched_for_are_named(tmp_path, caplog):
-    # a folder's .webp and .heic photos vanished without a word: a barcode's WebP photo left it
+    # a folder's .heic and .jxl photos vanished without a word: a barcode's HEIC photo left it
     # classified as dna, and a folder of them gave "no records to classify"
     (tmp_path / "plate").mkdir()
-    for name in ("A1.jpg", "plate/B2.webp", "C3.HEIC", "notes.txt", ".hidden.webp"):
+    for name in ("A1.jpg", "plate/B2.jxl", "C3.HEIC", "notes.txt", ".hidden.heic"):
         (tmp_path / name).write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="clibd"):
         assert find_images([tmp_path]) == [tmp_path / "A1.jpg"]
-    assert caplog.messages == ["2 photos not read: folders are searched for .jpeg, .jpg, .png, .tif, .tiff "
+    assert caplog.messages == [f"2 photos not read: folders are searched for {', '.join(sorted(IMAGE_SUFFIXES))} "
                                f"photos only (convert the others, e.g. to JPEG or PNG): {tmp_path / 'C3.HEIC'}, "
-                               f"{tmp_path / 'plate/B2.webp'}"]
+                               f"{tmp_path / 'plate/B2.jxl'}"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="clibd"):
         assert find_images([tmp_path], warn=False) == [tmp_path / "A1.jpg"]
@@ -75,6 +75,61 @@ def test_photos_in_formats_folders_are_not_searched_for_are_named(tmp_path, capl
     heic.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0")
     with pytest.raises(ImageError, match=r"C3.HEIC: a \.HEIC photo, which clibd cannot decode; convert it to"):
         load_image(heic)
+
+
+# Suffix and Pillow format of each photo format read where this Pillow decodes it (io.images._LIBRARY_SUFFIXES)
+# or always (GIF, BMP)
+OTHER_FORMATS = {".webp": "WEBP", ".gif": "GIF", ".bmp": "BMP", ".avif": "AVIF", ".jp2": "JPEG2000"}
+
+
+def test_every_format_this_pillow_decodes_is_a_photo(tmp_path, caplog):
+    """WebP, GIF, BMP (and AVIF, JPEG 2000 where Pillow has their library) photos in a folder were passed
+    over with a warning to convert them, though Pillow reads them: they are found, decoded to RGB, and the
+    formats it cannot decode here are still named."""
+    red = Image.new("RGB", (16, 12), (200, 30, 40))
+    readable = [suffix for suffix in OTHER_FORMATS if suffix in IMAGE_SUFFIXES]
+    assert {".webp", ".gif", ".bmp"} <= set(readable)  # built in, or in every Pillow wheel
+    for suffix in OTHER_FORMATS:
+        red.save(tmp_path / f"p{suffix}", format=OTHER_FORMATS[suffix])
+    with caplog.at_level(logging.WARNING, logger="clibd"):
+        found = find_images([tmp_path])
+    assert found == sorted(tmp_path / f"p{suffix}" for suffix in readable)
+    assert [suffix for suffix in OTHER_FORMATS if suffix not in readable and suffix in caplog.text] == \
+        [suffix for suffix in OTHER_FORMATS if suffix not in readable]
+    for path in found:
+        pixel = np.asarray(load_image(path), dtype=int)[6, 8]
+        assert load_image(path).size == (16, 12) and np.abs(pixel - [200, 30, 40]).max() < 12, path
+
+
+def test_the_formats_read_are_those_pillow_was_built_to_decode():
+    assert images._decodable_suffixes(lambda feature: False) == images._BUILT_IN_SUFFIXES
+    assert images._decodable_suffixes(lambda feature: feature == "webp") == images._BUILT_IN_SUFFIXES | {".webp"}
+    assert not images._built_with("no such library")
+    assert IMAGE_SUFFIXES.isdisjoint(images.UNREAD_SUFFIXES) and ".heic" in images.UNREAD_SUFFIXES
+
+
+def test_an_animated_gif_is_read_as_its_first_frame_and_stored_as_jpeg():
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((250, 0, 0), (0, 0, 250))]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert Image.open(out).n_frames == 2
+    assert load_image(out.getvalue()).getpixel((4, 4))[0] > 200
+    stored = Image.open(io.BytesIO(stored_photo(out.getvalue(), "anim.gif")))
+    assert stored.format == "JPEG" and stored.getpixel((4, 4))[0] > 200
+
+
+@pytest.mark.parametrize("resize", [None, 256])
+def test_prepare_stores_jpeg_png_and_tiff_as_given_and_other_formats_as_jpeg(resize):
+    """A WebP or BMP photo stored as given would hold the dataset's readers to a Pillow with its decoder
+    (DESIGN.md: ``image`` is JPEG bytes); JPEG, PNG and TIFF are kept as they are, small ones with --resize too."""
+    photo = Image.new("RGB", (16, 12), (20, 160, 90))
+    for fmt in ("JPEG", "PNG", "TIFF"):
+        assert stored_photo(encoded(photo, fmt), f"p.{fmt}", resize) == encoded(photo, fmt)
+    for fmt in ("WEBP", "BMP", "GIF"):
+        stored = Image.open(io.BytesIO(stored_photo(encoded(photo, fmt), f"p.{fmt}", resize)))
+        assert stored.format == "JPEG" and stored.size == (16, 12), fmt
+    with pytest.raises(ImageError, match="p.webp: unreadable image"):
+        stored_photo(encoded(photo, "WEBP")[:40], "p.webp", resize)
 
 
 def test_sixteen_bit_grayscale_keeps_its_tones():
@@ -169,8 +224,8 @@ def test_decompression_bomb_guard(monkeypatch):
 
 def test_resize_scales_shorter_side_and_keeps_small_photos():
     small = sorted(CROPPED_1M.glob("*.jpg"))[0].read_bytes()  # 341x256
-    assert resize_image(small, "small.jpg", 256) == small
-    resized = Image.open(io.BytesIO(resize_image(REAL.read_bytes(), "big.jpg", 256)))
+    assert stored_photo(small, "small.jpg", 256) == small
+    resized = Image.open(io.BytesIO(stored_photo(REAL.read_bytes(), "big.jpg", 256)))
     assert resized.format == "JPEG" and resized.size == (341, 256)
 
 
@@ -189,7 +244,7 @@ def test_a_huge_jpeg_is_decoded_scaled_down_and_a_bioscan_photo_whole():
     transform = image_transform({"image_size": 224, "resize_float": False, "mean": None, "std": None})
     assert float((transform(loaded) - transform(whole.convert("RGB"))).abs().mean()) < 0.01
     assert np.array_equal(np.asarray(load_image(REAL)), np.asarray(Image.open(REAL).convert("RGB")))
-    small = resize_image(data, "big.jpg", 256)  # prepare --resize: from the scaled decode too
+    small = stored_photo(data, "big.jpg", 256)  # prepare --resize: from the scaled decode too
     assert min(Image.open(io.BytesIO(small)).size) == 256
 
 

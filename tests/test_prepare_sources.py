@@ -289,3 +289,24 @@ def test_photos_of_a_fasta_come_from_every_images(records, tmp_path):
     refused = prepare("--format", "bioscan-5m", tmp_path / "r.fa", "--images", tmp_path / "plate1", "--images",
                       tmp_path / "plate2", "-o", tmp_path / "b.h5")
     assert refused.exit_code == 2 and "bioscan-5m's photos are one image folder" in refused.output
+
+
+def test_a_webp_or_gif_photo_is_stored_as_jpeg(records, tmp_path):
+    """A WebP, GIF or BMP photo was passed over ("convert them to JPEG or PNG"): it is stored re-encoded as
+    JPEG (DESIGN.md: ``image`` is JPEG bytes), a JPEG as given."""
+    import io
+
+    from PIL import Image
+
+    photos = copy_photos(tmp_path / "photos", [r.id for r in records[:3]])
+    for path, fmt in zip(photos[1:], ("WEBP", "GIF")):
+        Image.open(path).save(path.with_suffix(f".{fmt.lower()}"), format=fmt)
+        path.unlink()
+    result = prepare(write_fasta(tmp_path / "r.fa", records), "--images", tmp_path / "photos", "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    assert "not read" not in result.stderr
+    with open_dataset(tmp_path / "r.h5") as dataset:
+        every = dataset.split("all")
+        data = [every.image_bytes(every.ids().index(r.id)) for r in records[:3]]
+    assert data[0] == photos[0].read_bytes()
+    assert [Image.open(io.BytesIO(photo)).format for photo in data] == ["JPEG"] * 3

@@ -37,7 +37,8 @@ IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")  # 
               help="Threads reading photos.")
 @click.option("--resize", type=click.IntRange(min=16), default=None, metavar="PIXELS",
               help="Scale photos down to PIXELS on the shorter side and re-encode as JPEG "
-                   "(default: store the original bytes).")
+                   "(default: store JPEG, PNG and TIFF photos as their original bytes, others re-encoded "
+                   "as JPEG).")
 @click.option("--strict", is_flag=True,
               help="Fail on an empty or non-nucleotide barcode instead of skipping it.")
 @click.pass_obj

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from clibd_cli.data.splits import BIOSCAN_5M_SPLITS, CLIBD_1M_SPLITS, PROTOCOL_NAME, clibd_partition
 from clibd_cli.data.store import Record
 from clibd_cli.data.store_writer import DatasetWriter
-from clibd_cli.io.images import ImageError, check_image, resize_image
+from clibd_cli.io.images import ImageError, stored_photo
 from clibd_cli.io.lineages import check_record
 from clibd_cli.io.sequences import MAX_LENGTH, NUCLEOTIDES, clean_barcode
 from clibd_cli.io.streams import open_text, reading
@@ -122,7 +122,8 @@ def prepare_dataset(source: Source, output: str | Path, *, partition: dict[str, 
     Splits come from the source (``has_splits``), else from ``partition`` (id -> CLIBD split),
     else from the CLIBD protocol with ``seed``. Records with an empty or non-nucleotide barcode
     are counted and skipped (``strict``: ClibdError). With ``images``, photos are read on
-    ``workers`` threads, checked, and stored as their original bytes (``resize``: shorter side
+    ``workers`` threads, checked, and stored as ``io.images.stored_photo`` gives them (JPEG, PNG
+    and TIFF as their original bytes, other formats re-encoded as JPEG; ``resize``: shorter side
     scaled down to that many pixels and re-encoded as JPEG); missing or unreadable ones are
     counted and their records kept without a photo.
     """
@@ -248,12 +249,9 @@ def _read_photo(paths: tuple[Path, ...], resize: int | None) -> tuple[bytes | No
         except OSError as exc:
             return None, ("unreadable", f"{path} ({exc.strerror or exc})")
         try:
-            if resize:
-                return resize_image(data, str(path), resize), None
-            check_image(data, str(path))
+            return stored_photo(data, str(path), resize), None
         except ImageError as exc:
             return None, ("unreadable", str(exc))
-        return data, None
     return None, ("missing", str(paths[0]))
 
 

@@ -3,7 +3,8 @@
 ``load_image`` is what every command uses to turn a file or stored bytes into an RGB image:
 it refuses decompression bombs, truncated, empty and non-image files with an
 :class:`ImageError`, and converts grayscale, palette, alpha, CMYK and 16/32-bit images to
-8-bit RGB with their tones preserved (PIL's own ``convert("RGB")`` clips 16-bit values).
+8-bit RGB with their tones preserved (PIL's own ``convert("RGB")`` clips 16-bit values). An
+animated GIF, WebP or AVIF is read as its first frame.
 """
 
 from __future__ import annotations
@@ -18,18 +19,39 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from clibd_cli.io.outputs import UsageError
 from clibd_cli.io.streams import open_binary, reading
 from models.errors import ClibdError, counted
 
 log = logging.getLogger("clibd")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+# Photo formats every Pillow decodes, and those it decodes where it was built with their library
+# (PIL.features; wheels carry all three, AVIF from Pillow 11.2 on, a distribution's Pillow may not).
+_BUILT_IN_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp"})
+_LIBRARY_SUFFIXES = {".webp": "webp", ".avif": "avif", ".jp2": "jpg_2000"}
+
+
+def _built_with(feature: str) -> bool:
+    """Whether this Pillow has ``feature``'s decoder (``PIL.features``; False for one it does not know)."""
+    if feature in features.modules:
+        return bool(features.check_module(feature))
+    return feature in features.codecs and features.check_codec(feature)
+
+
+def _decodable_suffixes(built_with: Callable[[str], bool] = _built_with) -> frozenset[str]:
+    """The photo suffixes this Pillow decodes: the built-in formats' and ``_LIBRARY_SUFFIXES`` whose
+    library it was ``built_with``."""
+    return _BUILT_IN_SUFFIXES | {suffix for suffix, feature in _LIBRARY_SUFFIXES.items() if built_with(feature)}
+
+
+IMAGE_SUFFIXES = _decodable_suffixes()
 # Photo formats a folder is not searched for: find_images names the files it passes over, which
-# would otherwise be missing from the output without a word (a phone's HEIC, a web page's WebP).
-UNREAD_SUFFIXES = frozenset({".webp", ".heic", ".heif", ".avif", ".gif", ".bmp", ".jp2", ".jxl",
-                             ".dng", ".cr2", ".nef", ".arw"})
+# would otherwise be missing from the output without a word (a phone's HEIC, a camera's raw files).
+UNREAD_SUFFIXES = frozenset({".heic", ".heif", ".jxl", ".dng", ".cr2", ".nef", ".arw", *_LIBRARY_SUFFIXES}) - \
+    IMAGE_SUFFIXES
+# Formats prepare stores as given (stored_photo); others are re-encoded as JPEG.
+KEPT_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF"})
 MAX_PIXELS = 89_478_485  # PIL's default limit; larger images are refused before decoding
 # Pixels a large JPEG keeps on its shorter side when decoded scaled down (load_image): 4 times the
 # side the largest preset resizes photos to (256, clibd-paper's), and more than a BIOSCAN photo
@@ -291,16 +313,26 @@ def _to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
     return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
-def resize_image(data: bytes, name: str, shorter_side: int, quality: int = 95) -> bytes:
-    """Photo bytes with the shorter side scaled down to ``shorter_side`` pixels, as JPEG.
+def stored_photo(data: bytes, name: str, shorter_side: int | None = None, quality: int = 95) -> bytes:
+    """The bytes ``prepare`` stores of a photo; ImageError if unusable.
 
-    Images already that small come back unchanged; ImageError if unusable.
+    A JPEG, PNG or TIFF (``KEPT_FORMATS``) is kept as given, checked (:func:`check_image`); another
+    format (WebP, GIF, BMP, AVIF, JPEG 2000: a reader's Pillow may lack its decoder) is re-encoded as
+    JPEG, an animated one's first frame. With ``shorter_side``, a photo larger than that on its shorter
+    side is scaled down to it and re-encoded as JPEG.
     """
-    image = load_image(data, name, at_least=max(DECODE_FLOOR, shorter_side))
-    scale = shorter_side / min(image.size)
-    if scale >= 1:
+    with _open(data, name) as header:
+        kept = header.format in KEPT_FORMATS
+    if kept and shorter_side is None:
+        check_image(data, name)
         return data
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = load_image(data, name, at_least=max(DECODE_FLOOR, shorter_side or 0))
+    scale = (shorter_side or min(image.size)) / min(image.size)
+    if scale >= 1 and kept:
+        return data
+    if scale < 1:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     out = io.BytesIO()
-    image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0).save(out, format="JPEG", quality=quality)
+    image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
