@@ -194,18 +194,22 @@ def test_photo_references_given_the_wrong_way_are_usage_errors(tiny_model, photo
 def test_photos_a_photo_reference_leaves_out_are_named(tiny_model, tmp_path):
     # a photo no taxonomy row names, and a second photo of one id (p1.jpg, p1.png), were dropped unannounced
     folder = tmp_path / "photos"
-    copy_photos(folder, ["p1", "p2", "stray"])
+    # and P3.jpg, named after p3 in another case, was left out with no word of why
+    copy_photos(folder, ["p1", "p2", "stray", "P3"])
     shutil.copyfile(folder / "p2.jpg", folder / "p1.png")
     lineages = {p: {"order": "Diptera", "family": f"F{p}", "genus": f"G{p}", "species": f"G{p} s"}
-                for p in ("p1", "p2")}
+                for p in ("p1", "p2", "p3")}
     result = run("index", "-m", tiny_model, "--modality", "image", folder, "--taxonomy",
                  write_taxonomy(tmp_path / "t.tsv", lineages), "-o", tmp_path / "index")
     assert result.exit_code == 0, result.stderr
     assert load_index(tmp_path / "index").ids == ["p1", "p2"]
     stray, second, first = folder / "stray.jpg", folder / "p1.png", folder / "p1.jpg"
-    assert f"1 photo left out, named after no id of the taxonomy table: {stray}" in result.stderr
+    assert f"2 photos left out, named after no id of the taxonomy table: {folder / 'P3.jpg'}, {stray}" \
+        in result.stderr
     assert "1 record has more than one photo, the first in path order used and the others left out: " \
            f"p1: {first} (not {second})" in result.stderr
+    assert f"1 photo is named after a record id in another case only, and not paired with it, e.g. " \
+           f"{folder / 'P3.jpg'} ~ p3: ids are matched case-sensitively; rename the photo" in result.stderr
 
 
 def test_photos_none_of_which_can_be_read_leave_the_index_uncalibrated_for_photos_and_say_so(
@@ -228,7 +232,8 @@ def test_a_second_photo_or_one_named_after_no_record_given_with_images_is_named(
     folder = tmp_path / "photos"
     folder.mkdir()
     record = barcode_refs.records[0]
-    for name in (f"{record.id}.jpg", f"{record.id}.png", "typo.jpg"):
+    slip = f"{barcode_refs.records[1].id.swapcase()}.jpg"  # named after a record in another case
+    for name in (f"{record.id}.jpg", f"{record.id}.png", "typo.jpg", slip):
         (folder / name).write_bytes(b"")
     result = run("index", "-m", tiny_model, barcode_refs.fasta, "--images", folder, "-o", tmp_path / "index")
     assert result.exit_code == 0, result.stderr
@@ -236,8 +241,9 @@ def test_a_second_photo_or_one_named_after_no_record_given_with_images_is_named(
            f"calibrate: {record.id}: {folder / record.id}.jpg (not {folder / record.id}.png)" in result.stderr
     # a photo named after no reference record (a typo) was left out unmentioned, as index --modality
     # image and prepare --images name theirs
-    assert "1 photo not used to calibrate, named after no reference record: " \
-           f"{folder / 'typo.jpg'}" in result.stderr
+    assert "2 photos not used to calibrate, named after no reference record: " \
+           f"{folder / slip}, {folder / 'typo.jpg'}" in result.stderr
+    assert f"e.g. {folder / slip} ~ {barcode_refs.records[1].id}: ids are matched case-sensitively" in result.stderr
 
 
 def test_append_adds_records_and_refits(barcode_refs, specimen_refs, tiny_model, tmp_path):

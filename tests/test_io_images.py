@@ -252,18 +252,18 @@ def test_a_photo_is_found_by_its_name_or_the_part_before_its_first_dot(tmp_path)
     """``ID.jpg`` and ``ID.1024px.jpg`` both name record ``ID``; the first path of an id is its photo."""
     from pathlib import Path
 
-    from clibd_cli.io.images import photo_ids, photos_by_id
+    from clibd_cli.io.images import PhotoIds, photo_ids
 
     assert photo_ids(Path("a/BIOUG01.1024px.jpg")) == ("BIOUG01.1024px", "BIOUG01", "BIOUG01.1024px.jpg")
     assert photo_ids(Path("BIOUG02.png")) == ("BIOUG02", "BIOUG02.png")
     first, second = Path("a/BIOUG01.jpg"), Path("b/BIOUG01.1024px.jpg")
-    assert photos_by_id([first, second]) == {"BIOUG01": first, "BIOUG01.1024px": second,
+    assert PhotoIds([first, second]) == {"BIOUG01": first, "BIOUG01.1024px": second,
                                              "BIOUG01.jpg": first, "BIOUG01.1024px.jpg": second}
     # a file named on macOS (decomposed: e + U+0301) matched no id of a table that writes é, and was
     # left out as "named after no id of the taxonomy table" beside the id it showed
     decomposed = Path("cafe\u0301_1.1024px.jpg")
     assert photo_ids(decomposed)[:2] == ("cafe\u0301_1.1024px", "cafe\u0301_1")
-    assert photos_by_id([decomposed])["caf\u00e9_1"] == decomposed
+    assert PhotoIds([decomposed])["caf\u00e9_1"] == decomposed
 
 
 def test_a_second_photo_of_a_record_is_named_in_one_warning(tmp_path, caplog):
@@ -272,12 +272,12 @@ def test_a_second_photo_of_a_record_is_named_in_one_warning(tmp_path, caplog):
     Photos of other ids sharing a prefix (``A.1.jpg``, ``A.2.jpg``) are no second photo of ``A.1``."""
     from pathlib import Path
 
-    from clibd_cli.io.images import photos_by_id, warn_second_photos
+    from clibd_cli.io.images import PhotoIds, warn_photo_pairs
 
     paths = [Path("a/B1.jpg"), Path("b/B1.1024px.jpg"), Path("b/B1.png"), Path("A.1.jpg"), Path("A.2.jpg")]
-    photos = photos_by_id(paths)
+    photos = PhotoIds(paths)
     with caplog.at_level(logging.WARNING, logger="clibd"):
-        others = warn_second_photos(paths, photos, ["B1", "A.1", "absent"], "the others left out")
+        others = warn_photo_pairs(photos, ["B1", "A.1", "absent"], "the others left out")
     assert others == {Path("b/B1.1024px.jpg"), Path("b/B1.png")}
     assert caplog.messages == ["1 record has more than one photo, the first in path order used and the others "
                                f"left out: B1: {Path('a/B1.jpg')} (not {Path('b/B1.1024px.jpg')}, "
@@ -285,26 +285,53 @@ def test_a_second_photo_of_a_record_is_named_in_one_warning(tmp_path, caplog):
     caplog.clear()
     many = [Path(f"{d}/R{i}.jpg") for i in range(7) for d in ("x", "y")]
     with caplog.at_level(logging.WARNING, logger="clibd"):
-        warn_second_photos(many, photos_by_id(many), [f"R{i}" for i in range(7)], "the others left out")
+        warn_photo_pairs(PhotoIds(many), [f"R{i}" for i in range(7)], "the others left out")
     (message,) = caplog.messages
     assert message.startswith("7 records have more than one photo") and message.count("(not ") == 5
     assert message.endswith(" …")
 
 
-def test_classify_fuses_a_records_first_photo_and_names_the_second(tmp_path, caplog):
-    """A barcode ``B1`` with photos ``B1.jpg`` and ``B1.png``: the first is fused with it, the second is
-    classified on its own, and a warning says so (it said nothing)."""
-
+def _fused_queries(tmp_path, ids: list[str], photos: list[str], caplog) -> list[tuple[str, str | None]]:
+    """(id, photo name) of each query ``classify`` makes of barcodes ``ids`` and (empty) ``photos`` in
+    ``tmp_path/photos``, its warnings in ``caplog``."""
     from clibd_cli.classification.queries import iter_queries
 
     fasta = tmp_path / "q.fasta"
-    fasta.write_text(">B1\n" + "ACGT" * 150 + "\n>B2\n" + "ACGT" * 150 + "\n")
+    fasta.write_text("".join(f">{key}\n" + "ACGT" * 150 + "\n" for key in ids))
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name in ("B1.jpg", "B1.png", "B2.jpg"):
+    for name in photos:
         (folder / name).write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="clibd"):
-        queries = [(q.id, q.image and q.image.name) for q in iter_queries([str(fasta)], [str(folder)])]
-    assert queries == [("B1", "B1.jpg"), ("B2", "B2.jpg"), (str(folder / "B1.png"), "B1.png")]
+        return [(q.id, q.image and q.image.name) for q in iter_queries([str(fasta)], [str(folder)])]
+
+
+def test_classify_fuses_a_records_first_photo_and_names_the_second(tmp_path, caplog):
+    """A barcode ``B1`` with photos ``B1.jpg`` and ``B1.png``: the first is fused with it, the second is
+    classified on its own, and a warning says so (it said nothing)."""
+    folder = tmp_path / "photos"
+    assert _fused_queries(tmp_path, ["B1", "B2"], ["B1.jpg", "B1.png", "B2.jpg"], caplog) == \
+        [("B1", "B1.jpg"), ("B2", "B2.jpg"), (str(folder / "B1.png"), "B1.png")]
     assert caplog.messages == ["1 record has more than one photo, the first in path order used and the "
                                f"others classified on their own: B1: {folder / 'B1.jpg'} (not {folder / 'B1.png'})"]
+
+
+def test_a_photo_named_after_a_record_in_another_case_only_is_named_not_paired(tmp_path, caplog):
+    """``abc.jpg`` and record ``ABC`` did not pair, with no word (ids are case-sensitive: on Linux
+    ``abc.jpg`` and ``ABC.jpg`` may both exist): one warning counts such photos and shows one."""
+    from pathlib import Path
+
+    from clibd_cli.io.images import PhotoIds
+
+    paths = [Path(f"p/{name}") for name in ("abc.jpg", "Def.1024px.jpg", "x.jpg", "ghi.jpg", "JKL.jpg")]
+    photos = PhotoIds(paths)
+    # DEF and def: two records ignoring case; ghi.jpg: ghi is a record too (Ghi not)
+    assert [photos.match(key) for key in ("ABC", "def", "DEF", "x", "Ghi", "ghi", "jkl", "other")] == \
+        [None, None, None, paths[2], None, paths[3], None, None]
+    assert photos.case_slips() == [(paths[0], "ABC"), (paths[4], "jkl")]
+    folder = tmp_path / "photos"
+    assert _fused_queries(tmp_path, ["ABC", "B2"], ["abc.jpg", "b2.png", "B2.jpg"], caplog) == \
+        [("ABC", None), ("B2", "B2.jpg"), (str(folder / "abc.jpg"), "abc.jpg"), (str(folder / "b2.png"), "b2.png")]
+    assert caplog.messages == ["2 photos are named after a record id in another case only, and not paired with "
+                               f"it, e.g. {folder / 'abc.jpg'} ~ ABC: ids are matched case-sensitively; rename "
+                               "the photo"]

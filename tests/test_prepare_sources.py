@@ -260,12 +260,16 @@ def test_a_second_photo_of_a_record_is_named_once(records, tmp_path):
     photos = copy_photos(tmp_path / "photos", [first.id, records[1].id])
     second = photos[0].with_suffix(".png")
     second.write_bytes(photos[1].read_bytes())
+    slip = photos[1].with_name(f"{records[2].id.swapcase()}.jpg")  # named after a record in another case
+    slip.write_bytes(photos[1].read_bytes())
     result = prepare(write_fasta(tmp_path / "r.fa", records), "--images", tmp_path / "photos",
                      "-o", tmp_path / "r.h5")
     assert result.exit_code == 0, result.output
     assert result.stderr.count("1 record has more than one photo, the first in path order used and the others "
                                f"not stored: {first.id}: {photos[0]} (not {second})") == 1
-    assert "matching no record id" not in result.stderr
+    assert f"1 photo is named after a record id in another case only, and not paired with it, e.g. {slip} ~ " \
+           f"{records[2].id}: ids are matched case-sensitively; rename the photo" in result.stderr
+    assert f"1 photo matching no record id, e.g. {slip}" in result.stderr  # not the second photo
     with open_dataset(tmp_path / "r.h5") as dataset:
         every = dataset.split("all")
         assert every.image_bytes(every.ids().index(first.id)) == photos[0].read_bytes()

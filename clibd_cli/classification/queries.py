@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from clibd_cli.io.images import find_images, photos_by_id, warn_second_photos
+from clibd_cli.io.images import PhotoIds, find_images, warn_photo_pairs
 from clibd_cli.io.repeated_ids import RepeatedIds
 from clibd_cli.io.sequences import MIN_BASES, bad_size, checked_barcode, parse_abundance, read_sequences
 from clibd_cli.io.streams import display_name
@@ -58,10 +58,10 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
 
     A fused specimen with an unusable barcode keeps its photo (see :meth:`Query.drop`). Records
     that repeat an earlier record's id are counted in a warning once all are read, as are those with
-    more than one photo (``io.images.warn_second_photos``: the first in path order is fused).
+    more than one photo (``io.images.warn_photo_pairs``: the first in path order is fused).
     """
     paths = find_images(image_inputs)
-    photos = photos_by_id(paths) if fuse else {}
+    photos = PhotoIds(paths if fuse else [])
     paired: set[Path] = set()
     fused: set[str] = set()  # ids of the records that took a photo
     misread: set[str] = set()  # inputs with a malformed size= annotation, warned about once each
@@ -69,7 +69,7 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
     for source in sequence_inputs:
         name = display_name(source)
         for record in read_sequences(source):
-            photo = photos.get(record.id)
+            photo = photos.match(record.id)
             if photo in paired:  # a repeated id: the photo went to the first record
                 photo = None
             elif photo is not None:
@@ -90,7 +90,7 @@ def iter_queries(sequence_inputs: Iterable[str], image_inputs: Iterable[str], *,
             else:
                 query.problem = problem
             yield query
-    warn_second_photos(paths, photos, fused, "the others classified on their own")
+    warn_photo_pairs(photos, fused, "the others classified on their own")
     for path in paths:
         if path not in paired:  # a photo given twice (--images plate/ --images plate/A1.jpg) repeats its id
             repeated.add(str(path), str(path))

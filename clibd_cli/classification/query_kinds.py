@@ -57,7 +57,7 @@ from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.kmer import kmer_profile
 from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.embedding.unit import unit_rows
-from clibd_cli.io.images import (find_images, load_image, load_photos, photos_by_id, warn_second_photos,
+from clibd_cli.io.images import (PhotoIds, find_images, load_image, load_photos, warn_photo_pairs,
                                  warn_unnamed_photos)
 from clibd_cli.io.sequences import MIN_BASES, random_stretch, unambiguous_bases
 from clibd_cli.reference.holdings import K as HOLDINGS_K
@@ -348,9 +348,9 @@ def _photo_vectors(index, embedder: Embedder, images: Sequence[str], first: int,
                    seed: int) -> np.ndarray | None:
     """``[records, D]`` photo embeddings, zero for records without a (sampled, readable) photo."""
     paths = find_images(images)
-    photos = photos_by_id(paths)
-    rows = [i for i in range(first, len(index)) if index.ids[i] in photos]
-    warn_second_photos(paths, photos, (index.ids[i] for i in rows), "the others not used to calibrate")
+    photos = PhotoIds(paths)
+    rows = [i for i in range(first, len(index)) if photos.match(index.ids[i])]
+    warn_photo_pairs(photos, (index.ids[i] for i in rows), "the others not used to calibrate")
     warn_unnamed_photos(paths, set(index.ids), "not used to calibrate, named after no reference record")
     if not rows:
         log.warning("no photo under %s is named after a reference record (ID.jpg); the index is not "

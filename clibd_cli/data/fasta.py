@@ -17,7 +17,7 @@ from pathlib import Path
 
 from clibd_cli.data.build import SourceRecord
 from clibd_cli.data.store import Record
-from clibd_cli.io.images import find_images, photos_by_id, warn_second_photos
+from clibd_cli.io.images import PhotoIds, find_images, warn_photo_pairs
 from clibd_cli.io.lineages import (RANKS_ABOVE_ORDER, Provisional, UnknownRanks, header_lineage, parse_sintax_header,
                                    sintax_lineage)
 from clibd_cli.io.sequences import read_sequences
@@ -42,7 +42,7 @@ class FastaSource:
         self.taxonomy_path = taxonomy
         self.images = images
         self.photo_paths = find_images(images)
-        self.photos = photos_by_id(self.photo_paths)
+        self.photos = PhotoIds(self.photo_paths)
         self._reported = not report  # the warnings below are given once, by the first complete reading
 
     def records(self) -> Iterator[SourceRecord]:
@@ -80,7 +80,7 @@ class FastaSource:
                     bare += not ranks
                     first_id = first_id or record_id
             record = Record(record_id, barcode=entry.seq, **{rank: ranks.get(rank) for rank in RANKS})
-            photo = self.photos.get(record_id)
+            photo = self.photos.match(record_id)
             if photo:
                 matched.add(record_id)
             above = {rank: ranks[rank] for rank in RANKS_ABOVE_ORDER if ranks.get(rank)}
@@ -102,7 +102,7 @@ class FastaSource:
                             record_id, _lineage(header), _lineage(table))
             strays.warn(str(self.path))
             provisional.warn(str(self.path))
-            seconds = warn_second_photos(self.photo_paths, self.photos, matched, "the others not stored")
+            seconds = warn_photo_pairs(self.photos, matched, "the others not stored")
             unmatched = sorted(set(self.photos.values()) - {self.photos[key] for key in matched} - seconds)
             if unmatched:
                 log.warning("%s matching no record id, e.g. %s", counted(len(unmatched), "photo"),

@@ -14,7 +14,7 @@ import logging
 import os
 import unicodedata
 import warnings
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,23 +135,50 @@ def _photos_under(folder: Path, unread: list[Path] | None = None) -> Iterator[Pa
                 unread.append(path)
 
 
-def photos_by_id(paths: list[Path]) -> dict[str, Path]:
-    """Record id -> photo (the first in ``paths`` of each id, see :func:`photo_ids`)."""
-    photos: dict[str, Path] = {}
-    for path in paths:
-        for key in photo_ids(path):
-            photos.setdefault(key, path)
-    return photos
+class PhotoIds(dict[str, Path]):
+    """Record id -> photo, the first in path order of each id (:func:`photo_ids`); :meth:`match` pairs
+    a record with its photo and notes the ids that name a photo in another case only (record ``ABC``,
+    ``abc.jpg``), for :func:`warn_photo_pairs`. Only ids matching a photo's ignoring case are kept."""
+
+    def __init__(self, paths: Iterable[Path]):
+        super().__init__()
+        self.paths = list(dict.fromkeys(paths))
+        self._folded: set[str] = set()  # photos' ids in lower case (str.casefold)
+        self._asked: set[str] = set()  # record ids matched that are in _folded ignoring case
+        for path in self.paths:
+            for key in photo_ids(path):
+                self.setdefault(key, path)
+                self._folded.add(key.casefold())
+
+    def match(self, record_id: str) -> Path | None:
+        """The photo of ``record_id``, named after it exactly (ids are case-sensitive), or None."""
+        if record_id.casefold() in self._folded:
+            self._asked.add(record_id)
+        return self.get(record_id)
+
+    def case_slips(self) -> list[tuple[Path, str]]:
+        """(photo, record id) of each photo named after no record :meth:`match` was asked for but after
+        exactly one ignoring case (``abc.jpg``, ``ABC``), in path order."""
+        folded: dict[str, set[str]] = {}
+        for record_id in self._asked:
+            folded.setdefault(record_id.casefold(), set()).add(record_id)
+        slips = []
+        for path in self.paths:
+            keys = photo_ids(path)
+            records = set().union(*(folded.get(key.casefold(), set()) for key in keys))
+            if len(records) == 1 and not records & set(keys):
+                slips.append((path, records.pop()))
+        return slips
 
 
-def warn_second_photos(paths: Iterable[Path], photos: Mapping[str, Path], ids: Iterable[str],
-                       fate: str) -> set[Path]:
-    """Warn once about the records of ``ids`` more than one of ``paths`` is named after (``ID.jpg``
-    beside ``ID.png`` or ``ID.1024px.jpg``), whose photo is ``photos[id]`` (:func:`photos_by_id`: the
+def warn_photo_pairs(photos: PhotoIds, ids: Iterable[str], fate: str) -> set[Path]:
+    """Warn once about the records of ``ids`` more than one of ``photos.paths`` is named after (``ID.jpg``
+    beside ``ID.png`` or ``ID.1024px.jpg``), whose photo is ``photos[id]`` (:class:`PhotoIds`: the
     first in path order): the first few ids with their photos and a count; ``fate`` says what becomes
-    of the others. Returns those other photos."""
+    of the others. Returns those other photos. Warn once, too, about the photos named after a record
+    in another case only (:meth:`PhotoIds.case_slips`): how many, and one."""
     named: dict[str, list[Path]] = {key: [] for key in ids if key in photos}
-    for path in paths:
+    for path in photos.paths:
         for key in photo_ids(path):
             if key in named and path != photos[key]:
                 named[key].append(path)
@@ -162,6 +189,10 @@ def warn_second_photos(paths: Iterable[Path], photos: Mapping[str, Path], ids: I
         log.warning("%s more than one photo, the first in path order used and %s: %s%s",
                     counted(len(seconds), "record has", "records have"), fate, "; ".join(shown),
                     " …" if len(seconds) > 5 else "")
+    if slips := photos.case_slips():
+        log.warning("%s named after a record id in another case only, and not paired with it, e.g. %s ~ %s: "
+                    "ids are matched case-sensitively; rename the photo", counted(len(slips), "photo is", "photos are"),
+                    *slips[0])
     return {path for others in seconds.values() for path in others}
 
 

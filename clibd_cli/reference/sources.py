@@ -24,7 +24,7 @@ import numpy as np
 from clibd_cli.embedding.embedder import Embedder, batched
 from clibd_cli.embedding.shards import (CHUNK_BATCHES, Part, describe_inputs, describe_photos, embed_chunks,
                                         read_chunks)
-from clibd_cli.io.images import load_photos
+from clibd_cli.io.images import PhotoIds, load_photos
 from clibd_cli.io.outputs import UsageError
 from clibd_cli.io.lineages import RANKS_ABOVE_ORDER
 from clibd_cli.io.sequences import checked_barcode
@@ -247,7 +247,7 @@ def _from_fasta(refs: References, source: str, taxonomy: str | None) -> None:
 
 
 def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
-    from clibd_cli.io.images import check_photo_inputs, find_images, photos_by_id
+    from clibd_cli.io.images import check_photo_inputs, find_images
     from clibd_cli.io.tables import read_taxonomy
 
     check_photo_inputs([source], "--modality image indexes photos",
@@ -256,10 +256,10 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
         raise UsageError("photo references need --taxonomy (a TSV with an id column = photo file stem)")
     table = read_taxonomy(taxonomy)
     paths = find_images([source])
-    photos = photos_by_id(paths)
+    photos = PhotoIds(paths)
     refs.photos.append(describe_photos(Path(source), [photos[i] for i in table if i in photos]))  # those used
     for record_id, ranks in table.items():
-        path = photos.get(record_id)
+        path = photos.match(record_id)
         if path is None:
             refs.skipped.append(f"{record_id} (no photo named after it)")
             continue
@@ -267,12 +267,13 @@ def _from_photos(refs: References, source: str, taxonomy: str | None) -> None:
     _warn_unused_photos(paths, photos, table)
 
 
-def _warn_unused_photos(paths: list[Path], photos: dict[str, Path], table: dict) -> None:
-    """Name the photos a photo reference leaves out: second photos of an id (``ID.jpg`` and ``ID.png``:
-    ``io.images.warn_second_photos``), and those named after no id of the taxonomy table."""
-    from clibd_cli.io.images import warn_second_photos, warn_unnamed_photos
+def _warn_unused_photos(paths: list[Path], photos: PhotoIds, table: dict) -> None:
+    """Name the photos a photo reference leaves out: second photos of an id (``ID.jpg`` and ``ID.png``)
+    and those named after an id in another case (``io.images.warn_photo_pairs``), and those named
+    after no id of the taxonomy table."""
+    from clibd_cli.io.images import warn_photo_pairs, warn_unnamed_photos
 
-    warn_second_photos(paths, photos, table, "the others left out")
+    warn_photo_pairs(photos, table, "the others left out")
     warn_unnamed_photos(paths, table, "left out, named after no id of the taxonomy table")
 
 
