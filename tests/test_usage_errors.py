@@ -5,6 +5,7 @@ evaluate."""
 import pytest
 from click.testing import CliRunner
 
+from clibd_cli.io.images import IMAGE_SUFFIXES
 from clibd_cli.main import cli
 from fixtures.specimens import error_line
 
@@ -70,7 +71,7 @@ def test_a_fasta_given_as_photos_is_a_usage_error_saying_where_barcodes_go(tmp_p
     result = CliRunner().invoke(cli, [word.format(fa=fasta, tmp=tmp_path) for word in args] + ["-o", str(out)])
     assert result.exit_code == 2, result.output
     assert error_line(result).startswith(f"clibd: error: {args[-1].format(fa=fasta)}: --images takes photos")
-    assert "(folders, or .jpeg, .jpg, .png, .tif, .tiff files), and this is a FASTA/FASTQ file; " + hint \
+    assert f"(folders, or {', '.join(sorted(IMAGE_SUFFIXES))} files), and this is a FASTA/FASTQ file; " + hint \
         in error_line(result)
     assert not out.exists()
 
