@@ -270,3 +270,15 @@ def test_repeated_ids_are_written_and_counted_in_one_warning(tmp_path):
     assert (f"{out}: ids[2]: '{b.id}' is the id of an earlier embedding too (embeddings repeating an earlier id: 2)"
             in result.stderr)
     assert "an earlier embedding" not in embed("-m", "kmer", second, "-o", tmp_path / "once.h5").stderr
+
+
+def test_a_preset_is_said_to_embed_with_untrained_weights(tmp_path):
+    """`-m clibd-tiny` (or clibd-fast for clibd-fast-bold) embeds with random weights: it said only
+    "12 embeddings written", as for a trained model; now one warning says the vectors are untrained."""
+    from fixtures.specimens import specimens
+
+    query = write_fasta(tmp_path / "q.fa", specimens()[:2])
+    result = embed("-m", "clibd-tiny", query, "--batch-size", "2", "-o", tmp_path / "preset.h5")
+    assert result.stderr.count("not a trained model") == 1
+    assert "clibd-tiny is an architecture (a preset or config JSON), not a trained model" in result.stderr
+    assert "not a trained model" not in embed("-m", "kmer", query, "-o", tmp_path / "kmer.h5").stderr

@@ -47,7 +47,7 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
         raise click.UsageError("-o: the embeddings are an HDF5 file; give a path, not '-'")
     import logging
 
-    from clibd_cli.embedding.embedder import Embedder, load_model_for
+    from clibd_cli.embedding.embedder import Embedder, load_model_for, model_available
     from clibd_cli.embedding.embeddings_file import embed_to_file, input_modality
     from clibd_cli import distributed
     from clibd_cli.io.images import IMAGE_SUFFIXES, holds_photos
@@ -77,4 +77,9 @@ def embed(settings, inputs: tuple[str, ...], model_dir: str, output: Path, split
         count = embed_to_file(embedder, inputs, splits or ("all",), modality or "dna", output, model_dir,
                               settings.command_line, world, settings.progress())
     if world.is_main:
-        logging.getLogger("clibd").info("%s written to %s", counted(count, "embedding"), output)
+        log = logging.getLogger("clibd")
+        if not model_available(model_dir):  # clibd-fast for clibd-fast-bold: random weights' vectors
+            log.warning("%s is an architecture (a preset or config JSON), not a trained model: the vectors "
+                        "written are of untrained (random) weights; a trained model is a run's best/ or a "
+                        "shipped one (clibd-fast-bold)", model_dir)
+        log.info("%s written to %s", counted(count, "embedding"), output)
