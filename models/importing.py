@@ -84,9 +84,28 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             break
     if not isinstance(obj, dict) or not obj or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise ModelError(f"{path}: not a state dict (expected a mapping of names to tensors, "
-                         f"got {type(obj).__name__})")
+        raise ModelError(f"{path}: not a state dict (expected a mapping of names to tensors, got "
+                         f"{_what_it_holds(obj)}){_in_clibd_model(path)}")
     return {name.removeprefix("module."): tensor for name, tensor in obj.items()}, hf_config
+
+
+def _what_it_holds(obj: Any) -> str:
+    """A non-state-dict described by type, or a mapping by its first entry that is not a tensor."""
+    if not isinstance(obj, dict) or not obj:
+        return f"an empty {type(obj).__name__}" if isinstance(obj, dict) else type(obj).__name__
+    name, value = next((k, v) for k, v in obj.items()
+                       if not (isinstance(k, str) and isinstance(v, torch.Tensor)))
+    return f"a {type(obj).__name__} whose {name!r} is {type(value).__name__}, not a tensor"
+
+
+def _in_clibd_model(path: Path) -> str:
+    """The hint for a file of a clibd model directory (``RUN/last/train_state.pt``): give its folder."""
+    config = path.parent / "config.json"
+    try:
+        ours = config.is_file() and "clibd_version" in read_json(config)
+    except (ClibdError, TypeError):
+        ours = False
+    return f"; {path.parent} is a clibd model: give that folder to --model as it is" if ours else ""
 
 
 def read_upstream_yaml(path: Path) -> tuple[tuple[str, ...], int | None]:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from clibd_cli.main import cli
-from models import ModelError, load_model
+from models import ModelError, create_model, load_model, save_model
 from models.config import VOCAB_DIR
 from models.upstream import import_barcodebert, import_clibd_checkpoint
 from models.importing import read_checkpoint
@@ -378,6 +378,22 @@ def test_unreadable_files_are_refused(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(ModelError, match="not a state dict"):
         read_checkpoint(tmp_path / "list.pth")
+
+
+def test_a_training_state_names_what_it_holds_and_the_model_folder_it_is_in(tmp_path):
+    """`import RUN/last/train_state.pt` said "expected a mapping of names to tensors, got dict" (a dict
+    is a mapping): it names the entry that is no tensor and, inside a clibd model, the folder to use."""
+    model = tmp_path / "run" / "last"
+    save_model(create_model("clibd-tiny", modalities=("dna", "text")), model)
+    torch.save({"step": 12, "optimizer": {"state": {}}}, model / "train_state.pt")
+    result = CliRunner().invoke(cli, ["import", "--from", "clibd-checkpoint", str(model / "train_state.pt"),
+                                      "-o", str(tmp_path / "x")])
+    assert result.exit_code == 1
+    assert (f"expected a mapping of names to tensors, got a dict whose 'step' is int, not a tensor); {model} "
+            "is a clibd model: give that folder to --model as it is") in result.output
+    torch.save({"step": 12}, tmp_path / "state.pt")  # outside a model folder: what it holds only
+    with pytest.raises(ModelError, match=r"got a dict whose 'step' is int, not a tensor\)$"):
+        read_checkpoint(tmp_path / "state.pt")
 
 
 def _bert_state(h: int = 32) -> dict[str, torch.Tensor]:
