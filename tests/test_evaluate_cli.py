@@ -130,11 +130,26 @@ def test_fasta_dataset_uses_the_clibd_1m_layout(tmp_path):
     (["--baselines", "kraken"], "kraken: choose from"),
     (["--baselines", "none"], "nothing to evaluate: give --model, --baselines, or both"),
     (["-m", "none", "--baselines", "none"], "nothing to evaluate: give --model, --baselines, or both"),
+    # options that set what does not run: they did nothing, exit 0, without a word
+    (["--baselines", "vsearch-sintax", "--kmer", "7"], "--kmer is the k of the kmer baseline, which --"),
+    (["-m", "clibd-tiny", "--baselines", "none", "--kmer", "7"], "--kmer is the k of the kmer baseline"),
+    (["--baselines", "rdp", "--search", "hnsw"], "--search is the search of a model's pairs and the kmer"),
+    (["--baselines", "rdp", "--batch-size", "8"], "--batch-size is how many records a model embeds"),
 ])
 def test_usage_errors(tmp_path, args, message):
     (tmp_path / "x.h5").write_bytes(b"")
     result = run("-d", tmp_path / "x.h5", *args, "-o", tmp_path / "out")
     assert result.exit_code == 2 and message in result.output
+
+
+def test_options_of_what_runs_are_taken(tmp_path):
+    """--kmer with the baselines left at their default (kmer among them), --search and --batch-size with
+    a model: not refused as idle (the empty file is the error, exit 1)."""
+    (tmp_path / "x.h5").write_bytes(b"")
+    for args in (["--kmer", "7"], ["-m", "clibd-tiny", "--baselines", "none", "--search", "hnsw",
+                                   "--batch-size", "8"]):
+        result = run("-d", tmp_path / "x.h5", *args, "-o", tmp_path / "out")
+        assert result.exit_code == 1, result.output
 
 
 def test_output_is_a_new_folder_or_an_earlier_report(report, tmp_path):

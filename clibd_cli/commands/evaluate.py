@@ -64,6 +64,7 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
         raise click.UsageError("--pairs: the pairs are a model's (query and key embeddings); give --model too")
     if model in (None, "none") and baselines == ():
         raise click.UsageError("nothing to evaluate: give --model, --baselines, or both")
+    _refuse_idle_options(model not in (None, "none"), baselines is None or "kmer" in baselines)
     from clibd_cli.evaluation.report import text_report
     from clibd_cli.evaluation.run import Plan, report_folder, run_evaluation, write_report
     from clibd_cli.io.outputs import writer_lock
@@ -82,3 +83,17 @@ def evaluate(settings, model: str | None, data: Path, on: str, pairs, baselines,
     page = write_report(output, result)
     click.echo(text_report(result.metrics))
     click.echo(f"report: {page}", err=True)
+
+
+def _refuse_idle_options(model: bool, kmer: bool) -> None:
+    """A usage error for --kmer, --search or --batch-size given where nothing they set runs (the
+    kmer baseline; a model's pairs or that baseline; a model): they did nothing, and said nothing."""
+    idle = [reason for name, used, reason in (
+        ("kmer", kmer, "--kmer is the k of the kmer baseline, which --baselines leaves out"),
+        ("search", model or kmer, "--search is the search of a model's pairs and the kmer baseline, and "
+                                  "neither runs"),
+        ("batch_size", model, "--batch-size is how many records a model embeds at a time, and no --model "
+                              "is given")) if not used and options.given(name)]
+    if idle:
+        it = "them, or add what they are" if len(idle) > 1 else "it, or add what it is"
+        raise click.UsageError(f"{'; '.join(idle)}: drop {it} for")
