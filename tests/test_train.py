@@ -342,6 +342,31 @@ def test_a_resume_between_log_lines_logs_the_losses_of_the_whole_interval(bold_h
     assert losses(tmp_path / "run") == losses(tmp_path / "straight")
 
 
+def test_ctrl_c_during_validation_stops_at_its_step(bold_h5, tmp_path, monkeypatch):
+    """A signal while step 2's validation ran stopped after one more step (3) and saved last/ twice;
+    now last/ holds step 2, and --resume still ends as the uninterrupted run."""
+    from clibd_cli.training.validation import Validation
+
+    common = ["--model", "clibd-tiny", "--data", bold_h5, "--modalities", "dna,text", "--max-steps", "4",
+              "--batch-size", "8", "--val-every", "2", "--val-limit", "20"]
+    straight = train(*common, "--out", tmp_path / "straight")
+    assert straight.exit_code == 0, straight.output
+    validate = Validation.run
+
+    def interrupted(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return validate(self)
+
+    monkeypatch.setattr(Validation, "run", interrupted)
+    stopped = train(*common, "--out", tmp_path / "run")
+    monkeypatch.setattr(Validation, "run", validate)
+    assert stopped.exit_code == 130 and "interrupted at step 2 of 4" in stopped.output, stopped.output
+    assert torch.load(tmp_path / "run" / "last" / "train_state.pt", weights_only=True)["step"] == 2
+    resumed = train(*common, "--out", tmp_path / "run", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert losses(tmp_path / "run") == losses(tmp_path / "straight")
+
+
 @contextlib.contextmanager
 def interrupted_in_step(n: int, monkeypatch):
     """Ctrl-C (SIGINT to this process) during the n-th forward-backward pass of the training loop."""

@@ -301,12 +301,13 @@ def _train(cfg: TrainConfig, world: distributed.World, device: str) -> dict:
                         if bar is None:
                             log.info("step %d/%d  loss %.4f  lr %.2e  %.1f samples/s", step, total_steps,
                                      record["loss"], record["lr"], record["samples_per_s"])
-                interrupted = distributed.any_rank(stop.raised, world)  # the same answer on every rank
-                stopping = interrupted or step == total_steps
                 due = step % cfg.val_every == 0 if cfg.val_every else end_of_epoch
                 if due or step == total_steps:
                     validate()
                     net.train()
+                # asked after validating: a signal during it stops here (it ran one more step and saved twice)
+                interrupted = distributed.any_rank(stop.raised, world)  # the same answer on every rank
+                stopping = interrupted or step == total_steps
                 if due or stopping or end_of_epoch:
                     checkpoint("last", with_state=True)
                 if interrupted:
