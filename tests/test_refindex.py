@@ -211,6 +211,19 @@ def test_model_fingerprint_mismatch_is_refused(tmp_path):
         load_index(tmp_path / "ref", model_fingerprint="cd" * 32)
 
 
+def test_an_index_whose_model_folder_was_trained_again_says_so(tmp_path):
+    """classify without --model loads the folder the index names: when a training run replaced the model
+    there, it said "but the model given is" the same folder; it says the folder holds another model now."""
+    index, _ = small_index()
+    index.manifest["model"] = str(tmp_path / "run" / "best")
+    retrained = (r"built with model .*/run/best \(fingerprint abababababab\), and that folder now holds "
+                 r"another one \(fingerprint cdcdcdcdcdcd\): trained again")
+    with pytest.raises(ClibdError, match=retrained):
+        index.check_model("cd" * 32, str(tmp_path / "run" / "best"))
+    with pytest.raises(ClibdError, match=r"but the model given is other \(fingerprint cdcdcdcdcdcd\)"):
+        index.check_model("cd" * 32, "other")
+
+
 def test_append_grows_the_index_without_rebuilding(tmp_path):
     index, vectors = small_index()
     index.save(tmp_path / "ref")

@@ -168,6 +168,10 @@ class ReferenceIndex:
                 shown = print_[:12] if re.fullmatch(r"[0-9a-f]{13,}", print_) else print_
                 return f"{label} (fingerprint {shown})" if label else shown
 
+            if name is not None and name == self.manifest.get("model"):  # the folder, retrained since
+                raise ClibdError(f"{where}index was built with model {model(name, built)}, and that folder "
+                                 f"now holds another one (fingerprint {model(None, fingerprint)}): trained "
+                                 "again since; rebuild the index with clibd index")
             raise ClibdError(
                 f"{where}index was built with model {model(self.manifest.get('model'), built)} but the "
                 f"model given is {model(name, fingerprint)}; use that model or rebuild with clibd index"
