@@ -221,5 +221,9 @@ def _records(embedder: Embedder, part, modality: str, ids: list[str], start: int
     barcodes = part.column("barcode", start, stop)
     checked = [checked_barcode(b) for b in barcodes]
     keep = [j for j, (_, problem) in enumerate(checked) if not problem]
+    if len(keep) < len(checked):  # were left out without a word (prepare keeps barcodes under 100 bases)
+        first = next(j for j, (_, problem) in enumerate(checked) if problem)
+        log.warning("%s with a barcode that cannot be embedded: skipped (e.g. %s: %s)",
+                    counted(len(checked) - len(keep), "record"), ids[first], checked[first][1])
     return _part([ids[j] for j in keep], "dna", _encode(embedder.barcodes, [checked[j][0] for j in keep], embedder),
                  len(checked) - len(keep))
