@@ -172,8 +172,11 @@ def resolve_config(raw: Any, base_dir: Path, overrides: dict[str, Any] | None = 
         for name in modalities:
             if name not in TOWERS:
                 raise ModelError(f"unknown modality {name!r} (expected one of {', '.join(TOWERS)})")
-            if cfg.get(name) is None:
-                raise ModelError(f"cannot keep the {name} tower: this model has none")
+            if cfg.get(name) is None:  # clibd train --model RUN/best (dna, text) --modalities image,dna,text
+                present = ", ".join(tower for tower in TOWERS if cfg.get(tower) is not None) or "none"
+                raise ModelError(f"cannot keep the {name} tower: this model has none (its towers: "
+                                 f"{present}); leave {name} out of the modalities, or start from a preset "
+                                 "that has it")
         cfg.update({name: None for name in TOWERS if name not in modalities})
     embed_dim = cfg.get("embed_dim")
     if not isinstance(embed_dim, int) or isinstance(embed_dim, bool) or embed_dim < 1:

@@ -145,8 +145,10 @@ def test_unknown_model_and_modality_missing_from_config(tmp_path):
                                                            "intermediate_size": 32}}))
     model = create_model(config)
     assert model.modalities == ("dna",) and model.config["preset"] is None
-    with pytest.raises(ModelError, match="cannot keep the image tower"):
-        create_model(config, modalities=("image", "dna"))
+    none = (r"cannot keep the image tower: this model has none \(its towers: dna\); leave image out of the "
+            "modalities, or start from a preset that has it")
+    with pytest.raises(ModelError, match=none):
+        create_model(config, modalities=("image", "dna"))  # said "this model has none" alone
     config.write_text("{ not json")
     with pytest.raises(ModelError, match="invalid JSON"):
         create_model(config)
