@@ -497,6 +497,31 @@ def test_a_feature_repeated_in_the_counts_table_is_an_error_at_its_line(tmp_path
         read_counts(tmp_path / "counts.tsv")
 
 
+@pytest.mark.parametrize("body, problem", [
+    ("f1\t3\t0\nf2\t1\t0\t7\n", "counts.tsv:3: expected 3 fields as in the header, found 4"),  # a stray tab
+    ("f1\t-3\t0\n", "counts.tsv:2: '-3' is not a read count"),
+    ("f1\t\t0\n", "counts.tsv:2: '' is not a read count"),  # an empty cell is no 0
+    ("", "counts.tsv: expected a header line"),  # a header alone holds no feature
+])
+def test_a_counts_table_row_unlike_its_header_or_not_a_count_is_an_error(tmp_path, body, problem):
+    """A row with more fields than the header, a negative or empty count, a table without
+    features: each an error naming the line, never reads made up or cells dropped."""
+    from clibd_cli.abundance.counts import read_counts
+
+    (tmp_path / "counts.tsv").write_text("#OTU ID\tS1\tS2\n" + body)
+    with pytest.raises(ClibdError, match=re.escape(problem)):
+        read_counts(tmp_path / "counts.tsv")
+
+
+def test_counts_feature_ids_are_read_without_spaces_and_rows_of_empty_cells_left_out(tmp_path):
+    """A spreadsheet's export pads ids and ends with rows of tabs: ``f1 `` is feature ``f1``
+    (the id a record has), a row of empty cells no feature."""
+    from clibd_cli.abundance.counts import read_counts
+
+    (tmp_path / "counts.tsv").write_text("#OTU ID\tS1\tS2\n f1 \t5\t0\nf2\t3\t1\n\t\t\n")
+    assert read_counts(tmp_path / "counts.tsv").reads == {"f1": [5, 0], "f2": [3, 1]}
+
+
 def test_html_summary_gives_its_colours_to_the_taxa_with_most_reads():
     from clibd_cli.abundance.html import COLOURS, OTHER, render
     from clibd_cli.abundance.summary import Tally
