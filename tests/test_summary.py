@@ -373,6 +373,65 @@ def test_tally_per_rank_most_reads_first_and_unlabelled_at_that_rank_as_unassign
     assert tally.at_rank("s", "order") == [(("Diptera",), 11, 3), (None, 0, 0)]
 
 
+def test_taxa_with_more_reads_come_first_and_ties_by_name_in_the_table_and_krona_text():
+    """Rows and Krona lines are in one order whatever the order of the records: most reads first,
+    taxa of as many reads by name."""
+    from clibd_cli.abundance.summary import Tally, krona_lines
+
+    tally = Tally()
+    tally.add("s", ("Diptera", "Muscidae", None, None), 3)
+    tally.add("s", ("Coleoptera", None, None, None), 1)
+    tally.add("s", ("Diptera", "Culicidae", None, None), 3)
+    assert [row[0] for row in tally.at_rank("s", "family")] == [("Diptera", "Culicidae"), ("Diptera", "Muscidae"), None]
+    assert krona_lines(tally, "s") == ["3\tDiptera\tCulicidae\n", "3\tDiptera\tMuscidae\n", "1\tColeoptera\n"]
+
+
+def _results(*records):
+    """Results of ``(id, source, labels order..species, confidences)`` records at cutoff 0.8."""
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.classification.taxonomy import RankedPrediction
+
+    return [Result(Query(qid, barcode="ACGT" * 40, source=source),
+                   RankedPrediction(dict(zip(RANKS, labels)), dict(zip(RANKS, conf)), "r1", 0.9, 0.8))
+            for qid, source, labels, conf in records]
+
+
+def test_a_summary_counts_a_record_under_the_labels_it_is_assigned_not_those_below_the_cutoff():
+    """A genus and species below --min-confidence are reads ``unassigned`` at those ranks, as the
+    predictions leave them empty, not reads of the best-scoring genus."""
+    from clibd_cli.abundance.summary import AbundanceSummary
+
+    summary = AbundanceSummary()
+    summary.add(_results(("q1", "s.fa", ("Diptera", "Culicidae", "Aedes", "Aedes vexans"), (0.99, 0.9, 0.5, 0.2))))
+    tally = summary.finish()
+    assert tally.at_rank("s", "family") == [(("Diptera", "Culicidae"), 1, 1), (None, 0, 0)]
+    assert tally.at_rank("s", "genus") == [(None, 1, 1)]
+
+
+def test_a_counts_table_id_given_to_two_records_counts_for_the_first(caplog):
+    """Two records of one id: the table's reads of that id go to the first record's taxon, and the
+    second is said to have had no reads counted."""
+    from clibd_cli.abundance.counts import CountsTable
+    from clibd_cli.abundance.summary import AbundanceSummary
+
+    summary = AbundanceSummary(CountsTable(["S1"], {"q1": [4]}))
+    summary.add(_results(("q1", "a.fa", ("Diptera", None, None, None), (0.9, 0.1, 0.1, 0.1)),
+                         ("q1", "a.fa", ("Coleoptera", None, None, None), (0.9, 0.1, 0.1, 0.1))))
+    assert summary.finish().at_rank("S1", "order") == [(("Diptera",), 4, 1), (None, 0, 0)]
+    assert "1 classified record not in the counts table" in caplog.text
+
+
+def test_three_files_of_one_name_are_one_sample_with_one_warning(caplog):
+    from clibd_cli.abundance.summary import AbundanceSummary
+
+    summary = AbundanceSummary()
+    labels = (("Diptera", None, None, None), (0.9, 0.1, 0.1, 0.1))
+    summary.add(_results(*((f"q{i}", f"{site}/derep.fasta", *labels) for i, site in enumerate("abc"))))
+    assert summary.finish().samples == ["derep"]
+    assert caplog.text.count("are both sample 'derep'") == 1
+
+
 def test_krona_text_keeps_each_rank_in_its_column_when_a_rank_is_skipped():
     """A lineage with order and genus but no family: the family field is empty (Krona's
     ``ktImportText`` skips a nameless level), not the genus shifted into the family column;
@@ -388,7 +447,8 @@ def test_krona_text_keeps_each_rank_in_its_column_when_a_rank_is_skipped():
 
 
 def test_counts_by_sequence_match_whatever_the_case_of_the_table():
-    """A table naming its features by sequence in lower case finds the records (kept in upper case)."""
+    """A table naming its features by sequence in lower case finds the records (kept in upper case),
+    and a table in upper case finds soft-masked (lower-case) records."""
     from clibd_cli.abundance.counts import CountsTable
     from clibd_cli.abundance.summary import AbundanceSummary
     from clibd_cli.classification.classifier import Result
@@ -396,11 +456,12 @@ def test_counts_by_sequence_match_whatever_the_case_of_the_table():
     from clibd_cli.classification.taxonomy import RankedPrediction
 
     barcode = "ACGTTGCA" * 20
-    summary = AbundanceSummary(CountsTable(["S1"], {barcode.lower(): [7]}))
     prediction = RankedPrediction(dict(zip(RANKS, ("Diptera", None, None, None))),
                                   dict(zip(RANKS, (1.0, 0.1, 0.1, 0.1))), "r1", 0.9, 0.8)
-    summary.add([Result(Query("q1", barcode=barcode, strand="+"), prediction)])
-    assert summary.finish().at_rank("S1", "order")[0] == (("Diptera",), 7, 1)
+    for feature, record in ((barcode.lower(), barcode), (barcode, barcode.lower())):
+        summary = AbundanceSummary(CountsTable(["S1"], {feature: [7]}))
+        summary.add([Result(Query("q1", barcode=record, strand="+"), prediction)])
+        assert summary.finish().at_rank("S1", "order")[0] == (("Diptera",), 7, 1)
 
 
 def test_counts_table_taxonomy_column_in_any_case_and_comment_lines_are_left_out(tmp_path):
@@ -476,6 +537,7 @@ def test_summary_refuses_an_input_by_any_name(tmp_path, monkeypatch):
         with pytest.raises(UsageError, match=f"is the input {given}; give --summary another name"):
             refuse_clashes([tmp_path / "run.tsv"], {given: f"the input {given}"})
     refuse_clashes([tmp_path / "other.tsv"], {"link.tsv": "an input", "-": "-o"})
+    refuse_clashes([tmp_path / "-"], {"-": "standard output"})  # '-' is no file named '-'
 
 
 def test_html_summary_escapes_sample_names():
