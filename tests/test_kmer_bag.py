@@ -41,7 +41,7 @@ def test_gaps_padding_case_and_n_runs():
     tok = OverlappingKmerTokenizer((4,), max_len=1000)
     plain = tok.encode([BARCODE])
     for variant in ("---" + BARCODE + "-----", "NNNN" + BARCODE + "nn", ".." + BARCODE.lower(),
-                    BARCODE[:30] + "--" + BARCODE[30:]):
+                    BARCODE[:30] + "--" + BARCODE[30:], BARCODE[:30] + ".." + BARCODE[30:]):
         ids, mask = tok.encode([variant])
         assert np.array_equal(ids[:, : plain[0].shape[1]], plain[0]) and mask.sum() == plain[1].sum()
     ids, mask = tok.encode([BARCODE[:30] + "NNNNN" + BARCODE[35:]])
@@ -57,6 +57,8 @@ def test_width_max_len_and_empty():
     assert tok.vocab_size == 1 + 64 + 1024 and tok.to_dict()["first_kmer_ids"] == [1, 65]
     with pytest.raises(ValueError):
         OverlappingKmerTokenizer((9,))
+    with pytest.raises(ValueError, match="max_len >= k"):  # no barcode could give a k-mer
+        OverlappingKmerTokenizer((3, 5), max_len=4)
 
 
 def test_padded_and_n_run_barcodes_embed_like_the_plain_one(tiny_config):

@@ -46,6 +46,13 @@ def test_vocab_layout_matches_barcodebert_2023():
     assert ids.tolist() == [[3, 4], [1026, 2]]
 
 
+def test_vocab_layout_of_barcodebert_v2_has_two_specials_in_front():
+    tok = KmerTokenizer(k=5, max_len=10, vocab="barcodebert-v2")
+    assert tok.vocab_size == 1026 and tok.specials == {"<MASK>": 0, "<UNK>": 1}
+    ids, _ = tok.encode(["AAAAAAAAAC", "TTTTTNNNNN"])
+    assert ids.tolist() == [[2, 3], [1025, 1]]  # the last k-mer is the vocabulary's last id
+
+
 def test_hand_made_example():
     # k=3, max_len 10 -> 4 k-mers over 12 positions: ACG TTG CA+N NNN
     ids, mask = KmerTokenizer(k=3, max_len=10).encode(["ACGTTGCA"])
