@@ -70,6 +70,9 @@ def test_within_mask_leaves_out_the_kmer_reaching_into_the_padding():
     assert np.array_equal(ids, KmerTokenizer(k=3, max_len=10).encode(["ACGTTGCA", "ACGTTG", "ACGTACGTACGTA"])[0])
     with pytest.raises(ValueError, match="k-mer mask"):
         KmerTokenizer(mask="whole")
+    # dna_tokenizer.json says which mask other tools must make
+    assert KmerTokenizer(mask="within").to_dict()["attention_mask"] == "1 for k-mers wholly inside the barcode"
+    assert KmerTokenizer().to_dict()["attention_mask"] == "1 for k-mers starting inside the barcode"
 
 
 def test_truncation_and_exact_length():
