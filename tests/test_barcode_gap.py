@@ -61,6 +61,32 @@ def test_a_label_whose_records_see_no_other_label_lies_at_most_the_kth_neighbour
     gaps = fit_gaps(reference, *exact_search(vectors, vectors, 2))["species"]  # itself and one other record
     a = reference.names["species"].index("A")
     assert gaps.nearest_other[a] == pytest.approx(cos(2), abs=1e-6)  # A's records see only each other
+    # three records at 0, 1 and 5 degrees, each seeing two others: the bound is the farthest k-th
+    # neighbour of any (the 1's 5 at 4 degrees), not the nearest neighbour
+    radians = np.deg2rad([0, 1, 5, 90, 91, 92])
+    vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+    reference = ReferenceTaxonomy.from_labels([str(i) for i in range(6)], {"species": ["A"] * 3 + ["D"] * 3})
+    gaps = fit_gaps(reference, *exact_search(vectors, vectors, 3))["species"]
+    assert gaps.nearest_other[0] == pytest.approx(cos(4), abs=1e-6)
+
+
+def test_a_genus_spread_leaves_out_records_without_a_species():
+    """A record of the genus not named to species is of no other species: the genus's spread is
+    between its named species (A's 0 to B's 30), not to that record, whatever its distance."""
+    radians = np.deg2rad([0, 30, 1])
+    vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+    reference = ReferenceTaxonomy.from_labels(["a", "b", "x"], {"genus": ["G"] * 3, "species": ["A", "B", None]})
+    gaps = fit_gaps(reference, *exact_search(vectors, vectors, 3))
+    assert gaps["genus"].within[0] == pytest.approx(cos(30), abs=1e-6)
+
+
+def test_a_rank_of_lone_records_takes_a_spread_of_one():
+    """No label with two records to measure: every label's spread is 1.0 (as if its records were
+    identical), so that no query looks closer to a label than its own records are."""
+    radians = np.deg2rad([0, 40, 80])
+    vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+    reference = ReferenceTaxonomy.from_labels(["a", "b", "c"], {"species": ["A", "B", "C"]})
+    assert fit_gaps(reference, *exact_search(vectors, vectors, 3))["species"].within.tolist() == [1.0] * 3
 
 
 def test_a_left_out_neighbour_label_is_skipped():
