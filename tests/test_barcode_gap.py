@@ -80,6 +80,15 @@ def test_a_genus_spread_leaves_out_records_without_a_species():
     assert gaps["genus"].within[0] == pytest.approx(cos(30), abs=1e-6)
 
 
+def test_a_record_without_a_label_at_the_rank_is_no_other_label():
+    """A's nearest other label is B (2 to 30 degrees), not the record at 10 with no species."""
+    radians = np.deg2rad([0, 2, 10, 30])
+    vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+    reference = ReferenceTaxonomy.from_labels(list("abxc"), {"species": ["A", "A", None, "B"]})
+    gaps = fit_gaps(reference, *exact_search(vectors, vectors, 4))["species"]
+    assert gaps.nearest_other[0] == pytest.approx(cos(28), abs=1e-6) and gaps.others[0].tolist() == [1, -1, -1]
+
+
 def test_a_rank_of_lone_records_takes_a_spread_of_one():
     """No label with two records to measure: every label's spread is 1.0 (as if its records were
     identical), so that no query looks closer to a label than its own records are."""
