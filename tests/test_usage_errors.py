@@ -141,3 +141,33 @@ def test_an_empty_output_path_is_refused_by_every_command(tmp_path, monkeypatch,
     assert result.exit_code == 2, result.output
     assert "an empty path was given (an unset variable?); give its name" in error_line(result)
     assert list(here.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "-d", "{fa}", "--modalities", "dna,rna"], "rna: choose from image, dna, text"),
+    (["evaluate", "-d", "{fa}", "--baselines", "kmer,blast"], "blast: choose from kmer, vsearch-global"),
+    (["embed", "-m", "kmer", "{fa}", "--nproc-per-node", "0"], "'--nproc-per-node': 0 is not in the range x>=1"),
+    (["index", "-m", "kmer", "{fa}", "--calibrate-errors", "0.05,0.3"], "0.3 is not in the range 0<=x<=0.2"),
+])
+def test_an_option_value_outside_its_names_or_range_is_a_usage_error(tmp_path, args, message):
+    fasta, out = tmp_path / "r.fa", tmp_path / "out"
+    fasta.write_text(">a;tax=o:Diptera;\n" + "ACGT" * 60 + "\n")
+    result = CliRunner().invoke(cli, [*(word.format(fa=fasta) for word in args), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in error_line(result) and not out.exists()
+
+
+def test_name_and_rate_lists_read_as_their_help_says():
+    """``a,b`` or a repeated option: each name once, spaces around it dropped; ``auto`` (or nothing)
+    the command's choice, ``none`` no name; rates of 0 dropped, no value the command's default."""
+    from clibd_cli.commands.options import name_list, rate_list
+
+    modalities = name_list(("image", "dna", "text"))
+    assert modalities(None, None, "dna, image,dna, ") == ("dna", "image")
+    assert modalities(None, None, ("text", "dna,text")) == ("text", "dna")
+    baselines = name_list(("kmer", "rdp"), auto=True, none=True)
+    assert baselines(None, None, "auto") is None and baselines(None, None, None) is None
+    assert baselines(None, None, "none") == () and baselines(None, None, "rdp") == ("rdp",)
+    rates = rate_list(0, 0.2)
+    assert rates(None, None, None) is None and rates(None, None, "0") == ()
+    assert rates(None, None, "0.05, 0, 0.1") == (0.05, 0.1)
