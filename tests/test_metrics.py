@@ -58,8 +58,11 @@ def test_reliability_bins_and_ece():
     assert rel.accuracy[9] == pytest.approx(0.5) and rel.confidence[9] == pytest.approx(0.95)
     # (2 * |0.5 - 0.95| + 2 * |0 - 0.15|) / 4
     assert rel.ece == pytest.approx(0.3)
-    assert "0.9-1.0\t2\t0.950\t0.500" in rel.table()
+    assert rel.table().splitlines() == ["bin\tn\tmean_conf\taccuracy", "0.1-0.2\t2\t0.150\t0.000",
+                                        "0.9-1.0\t2\t0.950\t0.500"]  # the empty bins left out
     perfect = metrics.reliability(np.array([1.0, 1.0, 0.0]), np.array([1, 1, 0]))
     assert perfect.ece == 0.0
+    assert perfect.counts.tolist() == [1] + [0] * 8 + [2]  # a confidence of 1.0 is in the last bin
+    assert perfect.table().splitlines()[-1] == "0.9-1.0\t2\t1.000\t1.000"
     weighted = metrics.reliability(np.array([0.95, 0.95]), np.array([1, 0]), weights=np.array([3.0, 1.0]))
     assert weighted.ece == pytest.approx(abs(0.75 - 0.95))
