@@ -66,6 +66,24 @@ def test_taxonomy_table(tmp_path):
 
 
 
+def test_a_spreadsheets_taxonomy_with_padded_cells_reads_as_a_plain_one(tmp_path):
+    """Spaces around column names and ids (a spreadsheet's export) are no part of them: `` id `` is the
+    id column and ``q1 `` the id of record q1; of two columns named alike in another case, the first
+    is read."""
+    path = tmp_path / "tax.tsv"
+    path.write_text(" id \t Order\tSpecies\tspecies\nq1 \tDiptera\tAedes vexans\tAedes aegypti\n")
+    assert read_taxonomy(path) == {"q1": {"order": "Diptera", "species": "Aedes vexans"}}
+
+
+def test_a_missing_column_names_the_first_thirty_found():
+    """A wide table's message stays one readable line: the first 30 columns, then ``...``."""
+    from clibd_cli.io.tables import _missing_message
+
+    header = [f"c{i}" for i in range(40)]
+    message = _missing_message(["processid"], header, ",")
+    assert message == f"missing column 'processid' (found: {', '.join(header[:30])} ...)"
+
+
 def test_taxonomy_tables_as_qiime_greengenes_silva_and_unite_ship_them(tmp_path):
     """Headerless ``ID<TAB>lineage`` (QIIME 2's HeaderlessTSVTaxonomyFormat: Greengenes'
     99_otu_taxonomy.txt, UNITE's sh_taxonomy_qiime), biom's ``#OTU ID``/``taxonomy`` and
