@@ -399,6 +399,7 @@ def test_top_k_long_format(barcode_refs, tmp_path):
         assert {h["query_id"] for h in hits} == {f"q{ref.id}"} and [h["hit"] for h in hits] == list("12345")
         sims = [float(h["similarity"]) for h in hits]
         assert sims == sorted(sims, reverse=True) and sims[0] == 1.0
+        assert all(len(h["similarity"].split(".")[1]) == 4 for h in hits)  # four decimals, as nearest_sim
         assert {hits[0]["reference_id"], hits[1]["reference_id"]} == {ref.id, f"{ref.id}-b"}
         for hit in hits:
             assert [hit[r] for r in RANKS] == [lineage[hit["reference_id"]][r] or "" for r in RANKS]

@@ -543,6 +543,20 @@ def test_an_invalid_record_fills_every_column_of_the_tsv():
     assert len(tsv_row(Result(Query("q1", problem="too short")))) == len(COLUMNS)
 
 
+def test_json_lines_write_ids_in_any_script_as_the_tsv_does():
+    """``grep Müller out.jsonl`` finds the record: JSON lines are UTF-8 text, not ``\\u`` escapes."""
+    import io
+
+    from clibd_cli.classification.classifier import Result
+    from clibd_cli.classification.queries import Query
+    from clibd_cli.io.predictions import PredictionWriter
+
+    for fmt in ("tsv", "jsonl"):
+        out = io.StringIO()
+        PredictionWriter(out, fmt).write([Result(Query("蚊子_Müller", problem="too short"))])
+        assert "蚊子_Müller" in out.getvalue(), fmt
+
+
 def test_a_text_output_that_fails_half_way_leaves_the_earlier_file(tmp_path):
     """``text_output`` (classify -o, --summary) writes atomically: a run that fails half way leaves
     the earlier output whole and no partial one."""
