@@ -40,7 +40,8 @@ def test_records_sharing_one_vector_are_all_weighed(tmp_path):
     mixed = records[1:] + copies + [Specimen(f"OTHER-{i}", kin.barcode, dict(other.lineage)) for i in range(5)]
     assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "mixed.fa", mixed), "-o", tmp_path / "mixed").exit_code == 0
     assert suspect_labels(load_index(tmp_path / "mixed")) == []
-    one = records[1:] + copies + [Specimen("OTHER-0", kin.barcode, dict(other.lineage))]
+    bare = Specimen("BARE-0", kin.barcode, {**kin.lineage, "genus": None, "species": None})  # weighs nothing
+    one = records[1:] + copies + [Specimen("OTHER-0", kin.barcode, dict(other.lineage)), bare]
     assert run("-q", "index", "-m", "kmer", write_fasta(tmp_path / "one.fa", one), "-o", tmp_path / "one").exit_code == 0
     assert [s.id for s in suspect_labels(load_index(tmp_path / "one"))] == ["OTHER-0"]
 
@@ -63,3 +64,14 @@ def test_a_clean_reference_and_a_lone_look_alike_are_not_flagged(tmp_path):
     result = run("index", "-m", "kmer", write_fasta(tmp_path / "bare.fa", unlabelled), "-o", tmp_path / "bare")
     assert result.exit_code == 0, result.stderr
     assert "another genus" not in result.stderr
+
+
+def test_the_warning_names_the_first_ten_suspects_and_counts_the_others():
+    from clibd_cli.reference.label_check import Suspect, suspects_warning
+
+    one = suspects_warning([Suspect("r0", "Aedes", "Culex", 0.995)])
+    assert one.startswith("1 reference record is near-identical (similarity ≥ 0.99) only to records of another genus: "
+                          "its label may be wrong, and a query that finds it is named after it: r0 (Aedes; like Culex, 0.995)")
+    eleven = suspects_warning([Suspect(f"r{i}", "Aedes", "Culex", 1.0) for i in range(11)])
+    assert eleven.startswith("11 reference records are") and "their labels may be wrong" in eleven
+    assert eleven.endswith("r9 (Aedes; like Culex, 1.000) and 1 more") and "r10" not in eleven
