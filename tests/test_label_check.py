@@ -18,14 +18,22 @@ def misfiled(records: list[Specimen]) -> tuple[list[Specimen], Specimen, Specime
     return twins(records) + [wrong], wrong, kin
 
 
+def variant(barcode: str) -> str:
+    """``barcode`` with one base changed in its middle: near-identical, another vector."""
+    middle = len(barcode) // 2
+    return barcode[:middle] + ("A" if barcode[middle] != "A" else "C") + barcode[middle + 1:]
+
+
 def test_a_barcode_filed_under_another_genus_is_flagged(tmp_path):
     references, wrong, kin = misfiled(specimens(n_species=6, per_species=3, unnamed=0))
+    references.append(Specimen("KIN-VARIANT", variant(kin.barcode), kin.lineage))  # near-identical only
     result = run("index", "-m", "kmer", write_fasta(tmp_path / "ref.fa", references), "-o", tmp_path / "index")
     assert result.exit_code == 0, result.stderr
     assert "1 reference record is near-identical (similarity ≥ 0.99) only to records of another genus" in result.stderr
     assert f"MISFILED-1 ({wrong.lineage['genus']}; like {kin.lineage['genus']}, 1.000)" in result.stderr
     (suspect,) = suspect_labels(load_index(tmp_path / "index"))  # its two look-alikes are not flagged
     assert (suspect.id, suspect.label, suspect.like) == ("MISFILED-1", wrong.lineage["genus"], kin.lineage["genus"])
+    assert suspect.similarity == 1.0  # the nearest look-alike is an identical twin, not the variant
     assert suspect_labels(load_index(tmp_path / "index"), rank="tribe") == []  # a rank the index lacks
 
 
@@ -58,9 +66,10 @@ def test_a_clean_reference_and_a_lone_look_alike_are_not_flagged(tmp_path):
     result = run("index", "-m", "kmer", write_fasta(tmp_path / "lone.fa", lone), "-o", tmp_path / "lone")
     assert result.exit_code == 0, result.stderr
     assert "another genus" not in result.stderr
-    # nor are near-identical records filed at no genus: unlabelled look-alikes say nothing
+    # nor are near-identical records filed at no genus, identical or not: unlabelled look-alikes say nothing
     bare = {"order": kin.lineage["order"], "family": None, "genus": None, "species": None}
-    unlabelled = records + [Specimen(f"BARE-{i}", kin.barcode, bare) for i in range(2)]
+    unlabelled = lone + [Specimen(f"BARE-{i}", barcode, bare)
+                         for i, barcode in enumerate([kin.barcode, variant(kin.barcode)] * 2)]
     result = run("index", "-m", "kmer", write_fasta(tmp_path / "bare.fa", unlabelled), "-o", tmp_path / "bare")
     assert result.exit_code == 0, result.stderr
     assert "another genus" not in result.stderr
@@ -70,8 +79,9 @@ def test_the_warning_names_the_first_ten_suspects_and_counts_the_others():
     from clibd_cli.reference.label_check import Suspect, suspects_warning
 
     one = suspects_warning([Suspect("r0", "Aedes", "Culex", 0.995)])
-    assert one.startswith("1 reference record is near-identical (similarity ≥ 0.99) only to records of another genus: "
-                          "its label may be wrong, and a query that finds it is named after it: r0 (Aedes; like Culex, 0.995)")
+    assert one.startswith("1 reference record is near-identical (similarity ≥ 0.99) only to records of "
+                          "another genus: its label may be wrong, and a query that finds it is named after "
+                          "it: r0 (Aedes; like Culex, 0.995)")
     eleven = suspects_warning([Suspect(f"r{i}", "Aedes", "Culex", 1.0) for i in range(11)])
     assert eleven.startswith("11 reference records are") and "their labels may be wrong" in eleven
     assert eleven.endswith("r9 (Aedes; like Culex, 1.000) and 1 more") and "r10" not in eleven
