@@ -75,7 +75,8 @@ def test_a_genus_spread_leaves_out_records_without_a_species():
     between its named species (A's 0 to B's 30), not to that record, whatever its distance."""
     radians = np.deg2rad([0, 30, 1])
     vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
-    reference = ReferenceTaxonomy.from_labels(["a", "b", "x"], {"genus": ["G"] * 3, "species": ["A", "B", None]})
+    reference = ReferenceTaxonomy.from_labels(["a", "b", "x"],
+                                              {"genus": ["G"] * 3, "species": ["A", "B", None]})
     gaps = fit_gaps(reference, *exact_search(vectors, vectors, 3))
     assert gaps["genus"].within[0] == pytest.approx(cos(30), abs=1e-6)
 
@@ -86,7 +87,8 @@ def test_a_record_without_a_label_at_the_rank_is_no_other_label():
     vectors = np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
     reference = ReferenceTaxonomy.from_labels(list("abxc"), {"species": ["A", "A", None, "B"]})
     gaps = fit_gaps(reference, *exact_search(vectors, vectors, 4))["species"]
-    assert gaps.nearest_other[0] == pytest.approx(cos(28), abs=1e-6) and gaps.others[0].tolist() == [1, -1, -1]
+    assert gaps.nearest_other[0] == pytest.approx(cos(28), abs=1e-6)
+    assert gaps.others[0].tolist() == [1, -1, -1]
 
 
 def test_a_rank_of_lone_records_takes_a_spread_of_one():

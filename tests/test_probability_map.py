@@ -42,14 +42,16 @@ def test_a_map_depends_on_the_ratios_of_the_weights_not_their_scale():
     y = (x[:, 0] + rng.normal(size=60) > 0).astype(float)
     w = rng.uniform(0.5, 2.0, size=60)
     one, ten = fit_map(x, y, w, 1.0), fit_map(x, y, 10 * w, 1.0)
-    assert ten["coef"] == pytest.approx(one["coef"], abs=1e-6) and ten["intercept"] == pytest.approx(one["intercept"])
+    assert ten["coef"] == pytest.approx(one["coef"], abs=1e-6)
+    assert ten["intercept"] == pytest.approx(one["intercept"])
 
 
 def test_a_map_with_isotonic_steps_of_two_lengths_is_refused():
     """A damaged calibration is named when the index is opened, not met in np.interp at classify time."""
     from clibd_cli.classification.probability_map import check_map
 
-    fit = {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0, "iso_x": [0.0, 1.0], "iso_y": [0.2, 0.2]}
+    fit = {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0,
+           "iso_x": [0.0, 1.0], "iso_y": [0.2, 0.2]}
     check_map(fit, 1)
     with pytest.raises(ValueError, match="wrong length"):
         check_map({**fit, "iso_y": [0.2]}, 1)

@@ -382,7 +382,8 @@ def test_taxa_with_more_reads_come_first_and_ties_by_name_in_the_table_and_krona
     tally.add("s", ("Diptera", "Muscidae", None, None), 3)
     tally.add("s", ("Coleoptera", None, None, None), 1)
     tally.add("s", ("Diptera", "Culicidae", None, None), 3)
-    assert [row[0] for row in tally.at_rank("s", "family")] == [("Diptera", "Culicidae"), ("Diptera", "Muscidae"), None]
+    assert [row[0] for row in tally.at_rank("s", "family")] == [("Diptera", "Culicidae"),
+                                                                ("Diptera", "Muscidae"), None]
     assert krona_lines(tally, "s") == ["3\tDiptera\tCulicidae\n", "3\tDiptera\tMuscidae\n", "1\tColeoptera\n"]
 
 
@@ -403,7 +404,8 @@ def test_a_summary_counts_a_record_under_the_labels_it_is_assigned_not_those_bel
     from clibd_cli.abundance.summary import AbundanceSummary
 
     summary = AbundanceSummary()
-    summary.add(_results(("q1", "s.fa", ("Diptera", "Culicidae", "Aedes", "Aedes vexans"), (0.99, 0.9, 0.5, 0.2))))
+    summary.add(_results(("q1", "s.fa", ("Diptera", "Culicidae", "Aedes", "Aedes vexans"),
+                          (0.99, 0.9, 0.5, 0.2))))
     tally = summary.finish()
     assert tally.at_rank("s", "family") == [(("Diptera", "Culicidae"), 1, 1), (None, 0, 0)]
     assert tally.at_rank("s", "genus") == [(None, 1, 1)]

@@ -146,7 +146,8 @@ def test_an_empty_output_path_is_refused_by_every_command(tmp_path, monkeypatch,
 @pytest.mark.parametrize("args, message", [
     (["train", "-d", "{fa}", "--modalities", "dna,rna"], "rna: choose from image, dna, text"),
     (["evaluate", "-d", "{fa}", "--baselines", "kmer,blast"], "blast: choose from kmer, vsearch-global"),
-    (["embed", "-m", "kmer", "{fa}", "--nproc-per-node", "0"], "'--nproc-per-node': 0 is not in the range x>=1"),
+    (["embed", "-m", "kmer", "{fa}", "--nproc-per-node", "0"],
+     "'--nproc-per-node': 0 is not in the range x>=1"),
     (["index", "-m", "kmer", "{fa}", "--calibrate-errors", "0.05,0.3"], "0.3 is not in the range 0<=x<=0.2"),
 ])
 def test_an_option_value_outside_its_names_or_range_is_a_usage_error(tmp_path, args, message):
