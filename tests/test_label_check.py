@@ -85,3 +85,23 @@ def test_the_warning_names_the_first_ten_suspects_and_counts_the_others():
     eleven = suspects_warning([Suspect(f"r{i}", "Aedes", "Culex", 1.0) for i in range(11)])
     assert eleven.startswith("11 reference records are") and "their labels may be wrong" in eleven
     assert eleven.endswith("r9 (Aedes; like Culex, 1.000) and 1 more") and "r10" not in eleven
+
+
+def test_suspects_come_in_record_order_each_like_the_label_most_of_its_look_alikes_carry(tmp_path):
+    """OTHER-0 (first in the file, in a node of ten records) before ODD-1 (in a node of three,
+    searched first); ODD-1 shares its barcode with two records of one genus and is near-identical
+    to three of another: it is like the three."""
+    records = specimens(n_species=6, per_species=3, unnamed=0)
+    k1 = records[0]
+    k2 = next(r for r in records if r.lineage["genus"] != k1.lineage["genus"])
+    g3 = next(r for r in records if r.lineage["genus"] not in (k1.lineage["genus"], k2.lineage["genus"]))
+    group1 = [Specimen(f"KIN-{i}", k1.barcode, k1.lineage) for i in range(9)]
+    group1.append(Specimen("OTHER-0", k1.barcode, dict(k2.lineage)))
+    group2 = [k2, Specimen(f"{k2.id}-b", k2.barcode, k2.lineage),
+              Specimen("ODD-1", k2.barcode, dict(g3.lineage))]
+    group2 += [Specimen(f"VARIANT-{i}", variant(k2.barcode), k1.lineage) for i in range(3)]
+    rest = [r for r in records if r is not k1 and r.lineage["genus"] != k2.lineage["genus"]]
+    fasta = write_fasta(tmp_path / "ref.fa", group1 + rest + group2)
+    assert run("-q", "index", "-m", "kmer", fasta, "-o", tmp_path / "index").exit_code == 0
+    found = [(s.id, s.like) for s in suspect_labels(load_index(tmp_path / "index"))]
+    assert found == [("OTHER-0", k1.lineage["genus"]), ("ODD-1", k1.lineage["genus"])]
