@@ -3,10 +3,27 @@ small reference indexes built once with ``clibd index`` (see fixtures/specimens.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture
+def clibd_warnings(monkeypatch, request) -> list[str]:
+    """The messages the ``clibd`` logger gives at WARNING and above during a test. A CLI run in this
+    process leaves that logger writing to its own stderr handler, not propagating (``clibd_cli/main.py``),
+    at the level its ``-q``/``-v`` set, so ``caplog`` sees nothing after one: a handler of its own."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    log = logging.getLogger("clibd")
+    monkeypatch.setattr(log, "handlers", [handler])
+    monkeypatch.setattr(log, "disabled", False)
+    request.addfinalizer(lambda level=log.level: log.setLevel(level))
+    log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the loggers' cached levels
+    return messages
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,6 @@
 """Delimited tables: checked headers (missing or renamed columns named), taxonomy tables, stray quotes."""
 
-import functools
 import gzip
-import logging
 import re
 
 import pytest
@@ -170,18 +168,11 @@ def test_silva_levels_are_read_by_position_not_as_names_with_their_prefix(tmp_pa
             parse_lineage(text)
 
 
-def test_columns_a_taxonomy_table_does_not_read_are_named_once(tmp_path, monkeypatch, request):
+def test_columns_a_taxonomy_table_does_not_read_are_named_once(tmp_path, clibd_warnings):
     """A column that is no rank (``notes``, ``subfamily``, a misspelt ``specie``) was ignored
     silently. Rank columns come first: BOLD's and BIOSCAN's ``taxon`` (the lowest name) beside
     them was read as a lineage column, and the table refused ('an unranked lineage needs ...')."""
-    warnings: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    log = logging.getLogger("clibd")  # as a CLI run in this process may have left it (-q: errors only)
-    monkeypatch.setattr(log, "handlers", [handler])
-    monkeypatch.setattr(log, "disabled", False)
-    request.addfinalizer(functools.partial(log.setLevel, log.level))
-    log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the loggers' cached levels
+    warnings = clibd_warnings
     path = tmp_path / "tax.tsv"
     path.write_text("id\torder\tsubfamily\tgenus\tspecie\tnotes\t\n"
                     "q1\tDiptera\tCulicinae\tAedes\tAedes albopictus\tx\t\nq2\tDiptera\t\tCulex\t\t\t\n")

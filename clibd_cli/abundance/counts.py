@@ -46,7 +46,8 @@ def read_counts(source: str | Path) -> CountsTable:
         raise ClibdError(f"{name}: expected a header line (feature id, then sample names) and one row "
                          "per feature")
     header = [cell.strip() for cell in lines[0][1]]
-    if len(header) == len(lines[1][1]) - 1:  # R's write.table: no header cell above the row names
+    # R's write.table: no header cell above the row names (a '#OTU ID' header is vsearch's or biom's)
+    if len(header) == len(lines[1][1]) - 1 and not header[0].startswith("#"):
         header = ["", *header]
     end = len(header) - (header[-1].lower() == "taxonomy")
     samples = header[1:end]
