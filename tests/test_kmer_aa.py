@@ -63,8 +63,8 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
     built = run("-q", "index", "-m", "kmer-aa", write_fasta(tmp_path / "ref.fa", references), "-o", index)
     assert built.exit_code == 0, built.stderr
     manifest = json.loads((index / "manifest.json").read_text())
-    assert manifest["model"] == "kmer-aa" and manifest["dim"] == 4**5 + 20**2
-    assert manifest["model_fingerprint"].startswith("kmer-profile-k5-sqrt+peptide-k2")
+    assert manifest["model"] == "kmer-aa" and manifest["dim"] == 4**5 + 1024
+    assert manifest["model_fingerprint"] == "kmer-profile-k5-sqrt+peptide-k3-w1.5-c1024"
     calibration = json.loads((index / "calibration.json").read_text())
     assert calibration["dna"]["rank_parts"] == {"species": [0, 1024]}
     assert calibration["dna"]["fitted_on"]["sisters"] == 1 and calibration["dna"]["fitted_on"]["species_weight"] == 2
@@ -77,6 +77,39 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
     # the plain k-mer model is refused on it: another fingerprint
     refused = run("classify", "--index", index, "-m", "kmer", write_fasta(tmp_path / "q2.fa", queries))
     assert refused.exit_code == 1 and "fingerprint" in refused.stderr
+
+
+def test_an_index_of_the_earlier_kmer_aa_is_searched_and_grown_with_its_own_profile(tmp_path, monkeypatch):
+    """Before session 32 ``kmer-aa`` profiled amino-acid pairs at weight 2; an index built so was refused
+    by the triplets' fingerprint ("rebuild"). It is classified and appended with its own profile."""
+    from clibd_cli.embedding import kmer
+
+    records = [r for r in specimens(n_species=6, per_species=4) if r.lineage["genus"] != "Acleris"]
+    references, more, queries = records[::2], records[1::4], records[3::4]
+    index = tmp_path / "ref"
+    with monkeypatch.context() as patched:
+        patched.setitem(kmer.MODEL_FREE, "kmer-aa", lambda: kmer.KmerProfileModel(peptide_k=2, peptide_weight=2.0))
+        assert run("-q", "index", "-m", "kmer-aa", write_fasta(tmp_path / "ref.fa", references), "-o", index).exit_code == 0
+    earlier = "kmer-profile-k5-sqrt+peptide-k2-w2"
+    assert json.loads((index / "manifest.json").read_text())["model_fingerprint"] == earlier
+    grown = run("-q", "index", write_fasta(tmp_path / "more.fa", more), "--append", "-o", index)
+    assert grown.exit_code == 0, grown.stderr
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["model_fingerprint"] == earlier and manifest["count"] == len(references) + len(more)
+    result = run("classify", "--index", index, write_fasta(tmp_path / "q.fa", queries, sintax=False))
+    assert result.exit_code == 0, result.stderr
+    assert [row["species"] for row in tsv(result.stdout)] == [q.lineage["species"] for q in queries]
+    refused = run("classify", "--index", index, "-m", "kmer", write_fasta(tmp_path / "q2.fa", queries))
+    assert refused.exit_code == 1 and "fingerprint" in refused.stderr  # the plain profile is not kmer-aa's
+
+
+def test_an_earlier_profile_is_read_back_from_its_fingerprint():
+    from clibd_cli.embedding.kmer import MODEL_FREE, KmerProfileModel
+
+    for model in (*(make() for make in MODEL_FREE.values()), KmerProfileModel(peptide_k=2, peptide_weight=2.0)):
+        again = KmerProfileModel.of_fingerprint(model.fingerprint())
+        assert again.fingerprint() == model.fingerprint() and again.embed_dim == model.embed_dim
+    assert KmerProfileModel.of_fingerprint("0123456789abcdef0123") is None  # a trained model's digest
 
 
 def test_sister_pseudo_queries_also_leave_out_the_nearest_species():

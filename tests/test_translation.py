@@ -11,7 +11,7 @@ from Bio.Seq import Seq
 
 from clibd_cli.embedding.kmer import MODEL_FREE, PEPTIDE_MODEL, KmerProfileModel, kmer_profile
 from clibd_cli.embedding.translation import (AMINO_ACIDS, IN_FRAME_LOG_ODDS, STOP, UNKNOWN, codon_blocks, frame_breaks,
-                                             frame_stops, peptide_profile)
+                                             frame_stops, hashed_column, peptide_profile)
 from fixtures.samples import bold_table
 
 LETTERS = AMINO_ACIDS + "*X"
@@ -134,6 +134,20 @@ def test_agrees_with_biopython_on_real_barcodes():
     assert checked > 250
 
 
+def test_hashed_columns_hold_the_whole_profiles_counts():
+    """``columns`` counts each amino-acid k-mer in the column ``hashed_column`` gives it: the
+    whole profile's squared values (its counts, up to scale) summed by column are the hashed one's."""
+    barcodes = [r["dna_barcode"].replace("-", "") for r in bold_table()[1][:40]]
+    whole, hashed = peptide_profile(barcodes, 3), peptide_profile(barcodes, 3, columns=64)
+    assert hashed.shape == (40, 64)
+    folded = np.zeros((40, 64))
+    np.add.at(folded.T, hashed_column(np.arange(20**3), 64), (whole**2).T)
+    folded = np.sqrt(folded) / np.linalg.norm(np.sqrt(folded), axis=1, keepdims=True)
+    assert np.allclose(folded, hashed, atol=1e-5)
+    assert len(set(hashed_column(np.arange(20**3), 1024).tolist())) == 1024  # every column used
+    assert float((whole @ whole.T - hashed @ hashed.T).std()) > 0  # not the same profile
+
+
 def test_peptide_profile_counts_amino_acid_pairs():
     x = peptide_profile(["ATGCCCGGGATG", "TAA", "NNNNNN", ""], k=2)
     assert x.shape == (4, 400) and x.dtype == np.float32
@@ -153,12 +167,12 @@ def test_peptide_profile_counts_amino_acid_pairs():
 
 def test_kmer_aa_model_mixes_the_two_cosines():
     model = MODEL_FREE[PEPTIDE_MODEL]()
-    assert model.peptide_k == 2 and model.embed_dim == 4**5 + 400
+    assert model.peptide_k == 3 and model.embed_dim == 4**5 + 1024
     assert model.fingerprint() != KmerProfileModel().fingerprint()
     barcodes = [row["dna_barcode"].replace("-", "") for row in bold_table()[1][:6]]
     x = model.embed_barcodes(barcodes)
     assert np.linalg.norm(x, axis=1) == pytest.approx(np.ones(6), abs=1e-5)
-    nt, aa = kmer_profile(barcodes, 5), peptide_profile(barcodes, 2)
+    nt, aa = kmer_profile(barcodes, 5), peptide_profile(barcodes, 3, columns=1024)
     w = model.peptide_weight
     expected = (nt @ nt.T + w * aa @ aa.T) / (1 + w)
     assert x @ x.T == pytest.approx(expected, abs=1e-5)

@@ -102,7 +102,7 @@ class Classifier:
                              "give it with --model")
         kinds = self.index.calibration or {}  # only the towers its queries need: no BERT for barcodes
         towers = {self.index.manifest["modality"], *(m for kind in kinds for m in kind_towers(kind))}
-        self.model = load_model_for(str(model), sorted(towers))
+        self.model = load_model_for(str(model), sorted(towers), self.index.manifest["model_fingerprint"])
         self.index.check_model(self.model.fingerprint(), str(model))
         if callable(device):
             device = "cpu" if self.model_free else device()

@@ -70,15 +70,20 @@ def model_available(spec: str) -> bool:
     return is_named_model(spec) or Path(spec).is_dir()
 
 
-def load_model_for(spec: str, modalities: Sequence[str]) -> Encoder:
+def load_model_for(spec: str, modalities: Sequence[str], built_with: str | None = None) -> Encoder:
     """Load a model (``kmer``, a preset, config or directory) and check it has the towers needed.
 
     A saved model is built with only those towers (all of them if ``modalities`` is empty): its
-    fingerprint stays the whole model's (``models.factory.load_towers``)."""
-    from clibd_cli.embedding.kmer import MODEL_FREE
+    fingerprint stays the whole model's (``models.factory.load_towers``). ``built_with``: the
+    fingerprint of the index the model is for; a model-free name then gives the profile of that
+    name the index was built with, where it differs from today's (``KmerProfileModel.of_fingerprint``)."""
+    from clibd_cli.embedding.kmer import MODEL_FREE, PEPTIDE_MODEL, KmerProfileModel
 
     if spec in MODEL_FREE:
         model = MODEL_FREE[spec]()
+        earlier = KmerProfileModel.of_fingerprint(built_with or "")
+        if earlier is not None and bool(earlier.peptide_k) == (spec == PEPTIDE_MODEL):
+            model = earlier
     else:
         from models import create_model, load_towers
 

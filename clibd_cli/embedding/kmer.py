@@ -11,6 +11,7 @@ predictor on real barcodes.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -82,7 +83,8 @@ def composition_profile(barcodes: Sequence[str], k: int = 5) -> np.ndarray:
 
 KMER_MODEL = "kmer"  # what users pass as --model for the model-free embedding
 PEPTIDE_MODEL = "kmer-aa"  # the same plus the barcode's translation (translation.py)
-PEPTIDE_WEIGHT = 2.0  # chosen on val / val_unseen (benchmarks/README.md, "kmer-aa")
+PEPTIDE_WEIGHT = 1.5  # chosen on val / val_unseen (benchmarks/README.md, "kmer-aa")
+PEPTIDE_K, PEPTIDE_COLUMNS = 3, 1024  # amino-acid triplets, hashed into 1,024 columns (translation.peptide_profile)
 
 
 class KmerProfileModel:
@@ -97,13 +99,25 @@ class KmerProfileModel:
 
     modalities = saved_modalities = ("dna",)  # nothing left unbuilt
 
-    def __init__(self, k: int = 5, peptide_k: int = 0, peptide_weight: float = 0.0):
+    def __init__(self, k: int = 5, peptide_k: int = 0, peptide_weight: float = 0.0, peptide_columns: int = 0):
         self.k, self.peptide_k, self.peptide_weight = k, peptide_k, peptide_weight
-        self.embed_dim = 4**k + (20**peptide_k if peptide_k else 0)
+        self.peptide_columns = peptide_columns
+        self.embed_dim = 4**k + ((peptide_columns or 20**peptide_k) if peptide_k else 0)
 
     def fingerprint(self) -> str:
-        peptide = f"+peptide-k{self.peptide_k}-w{self.peptide_weight:g}" if self.peptide_k else ""
+        columns = f"-c{self.peptide_columns}" if self.peptide_columns else ""
+        peptide = f"+peptide-k{self.peptide_k}-w{self.peptide_weight:g}{columns}" if self.peptide_k else ""
         return f"kmer-profile-k{self.k}-sqrt{peptide}"  # square-root scaled
+
+    @classmethod
+    def of_fingerprint(cls, fingerprint: str) -> KmerProfileModel | None:
+        """The profile a :meth:`fingerprint` names (None for another's): an index built by an earlier
+        ``kmer-aa`` (amino-acid pairs, weight 2, before session 32) is searched with its own profile."""
+        found = re.fullmatch(r"kmer-profile-k(\d)-sqrt(?:\+peptide-k(\d)-w([0-9.]+)(?:-c(\d+))?)?", fingerprint)
+        if not found:
+            return None
+        k, peptide_k, weight, columns = found.groups()
+        return cls(int(k), int(peptide_k or 0), float(weight or 0), int(columns or 0))
 
     @property
     def calibration_hints(self) -> dict:
@@ -138,12 +152,13 @@ class KmerProfileModel:
         from clibd_cli.embedding.translation import peptide_profile
 
         share = self.peptide_weight / (1.0 + self.peptide_weight)
-        peptides = peptide_profile(barcodes, self.peptide_k, reads=reads)
+        peptides = peptide_profile(barcodes, self.peptide_k, reads=reads, columns=self.peptide_columns)
         return unit_rows(np.hstack([nucleotides * np.sqrt(1.0 - share), peptides * np.sqrt(share)]))
 
 
 MODEL_FREE = {KMER_MODEL: lambda: KmerProfileModel(),
-              PEPTIDE_MODEL: lambda: KmerProfileModel(peptide_k=2, peptide_weight=PEPTIDE_WEIGHT)}
+              PEPTIDE_MODEL: lambda: KmerProfileModel(peptide_k=PEPTIDE_K, peptide_weight=PEPTIDE_WEIGHT,
+                                                    peptide_columns=PEPTIDE_COLUMNS)}
 
 
 def is_model_free(model: object) -> bool:

@@ -162,24 +162,34 @@ def _read_through(codons: _Codons, shift_cost: float = FRAME_SHIFT_COST) -> np.n
 
 
 def peptide_profile(barcodes: Sequence[str], k: int = 2, reads: bool = False,
-                    shift_cost: float = FRAME_SHIFT_COST) -> np.ndarray:
+                    shift_cost: float = FRAME_SHIFT_COST, columns: int = 0) -> np.ndarray:
     """``[N, 20**k]`` square-root scaled, L2-normalised counts of the overlapping amino-acid
     k-mers of each barcode's translation (in its frame with the fewest stops, the first such frame;
     with ``reads``, frame shifts read through as :func:`_read_through` reads them; k-mers with a
-    stop or an unknown codon skipped; a barcode without one embeds as the zero vector)."""
-    out = np.zeros((len(barcodes), 20**k), dtype=np.float32)
-    for first, codons in codon_blocks(barcodes, min(4096, max(16, (1 << 22) // 20**k))):  # counts of a block: 32 MB
+    stop or an unknown codon skipped; a barcode without one embeds as the zero vector). With
+    ``columns``, each k-mer is counted in one of that many columns instead, by a fixed multiplicative
+    hash (:func:`hashed_column`): a shorter profile whose cosines stay close to the whole one's."""
+    width = columns or 20**k
+    out = np.zeros((len(barcodes), width), dtype=np.float32)
+    for first, codons in codon_blocks(barcodes, min(4096, max(16, (1 << 22) // width))):  # counts of a block: 32 MB
         chosen = _read_through(codons, shift_cost) if reads else codons.best_frame()
         codes, owner = codons.codes[chosen], codons.owner[chosen]
         windows = len(codes) - k + 1
         if windows <= 0:
             continue
-        index = owner[:windows].astype(np.int64)
+        kmer = np.zeros(windows, dtype=np.int64)
         valid = owner[:windows] == owner[k - 1:]  # the k codons of one barcode
         for offset in range(k):
             window = codes[offset: offset + windows]
             valid &= window < STOP
-            index = index * 20 + np.minimum(window, 19)
+            kmer = kmer * 20 + np.minimum(window, 19)
+        index = owner[:windows] * width + (hashed_column(kmer, columns) if columns else kmer)
         block = len(codons.lengths)
-        out[first : first + block] = np.bincount(index[valid], minlength=block * 20**k).reshape(block, 20**k)
+        out[first : first + block] = np.bincount(index[valid], minlength=block * width).reshape(block, width)
     return unit_rows(np.sqrt(out, out=out))
+
+
+def hashed_column(kmer: np.ndarray, columns: int) -> np.ndarray:
+    """The column of ``columns`` each k-mer code is counted in: Knuth's multiplicative hash, fixed
+    so that every clibd computes the same profile."""
+    return (kmer * 2654435761 % (1 << 32)) % columns

@@ -84,8 +84,11 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
     if plan.append and not (output / "manifest.json").is_file():
         raise ClibdError(f"{output}: not an index yet; build it without --append first")
     with distributed.joined(run.device) as (world, device):
-        model = load_model_for(plan.model_dir, [modality, *(["image"] if plan.images else [])])
-        existing = load_index(output, model_fingerprint=model.fingerprint()) if plan.append else None
+        existing = load_index(output) if plan.append else None
+        model = load_model_for(plan.model_dir, [modality, *(["image"] if plan.images else [])],
+                               existing.manifest["model_fingerprint"] if existing else None)
+        if existing is not None:
+            existing.check_model(model.fingerprint(), plan.model_dir)
         if existing is not None and existing.manifest["modality"] != modality:
             raise UsageError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}; "
                              f"append with --modality {existing.manifest['modality']}")
