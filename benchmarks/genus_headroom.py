@@ -12,14 +12,15 @@ analysis, never a setting, and not a strict bound). `--kmer-weight W` scores ref
 model-free profile. MODEL `kmer` is the 5-mer profile alone (`clibd index --model kmer`), `kmer-aa`
 the 5-mer profile plus the amino-acid pairs of the translation (`--model kmer-aa`, whose cosine
 this is; its species rank reads the nucleotides alone, which this genus yardstick does not use;
-`--peptide-weight W` sets its weight, 2 by default). `--split val_unseen` measures on those
+`--peptide-weight W` sets its weight, `--peptide-k K` its amino-acid k-mers and `--peptide-columns C`
+the columns they are hashed into, 0 for none: `kmer-aa`'s own by default). `--split val_unseen` measures on those
 records instead of `test_unseen` (to choose settings apart from the test queries).
 `--identity` rescores each query's 50 nearest records by alignment identity (1 - edit distance /
 the shorter length, end gaps of the longer free; Biopython) and re-sorts them: what a k-mer
 search refined by alignment, as vsearch does, would give these features.
 
     .venv/bin/python benchmarks/genus_headroom.py MODEL [MODEL ...] [--kmer-weight 1] [--identity]
-        [--peptide-weight W] [--split val_unseen]
+        [--peptide-weight W] [--peptide-k K] [--peptide-columns C] [--split val_unseen]
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def main() -> None:
     parser.add_argument("--kmer-weight", type=float, default=0.0)
     parser.add_argument("--identity", action="store_true", help="rescore the 50 nearest by alignment identity")
     parser.add_argument("--peptide-weight", type=float, default=None, help="kmer-aa's weight of the peptide profile")
+    parser.add_argument("--peptide-k", type=int, default=None, help="kmer-aa's amino-acid k-mers (k)")
+    parser.add_argument("--peptide-columns", type=int, default=None, help="columns they are hashed into (0: none)")
     parser.add_argument("--split", default="test_unseen", choices=["test_unseen", "val_unseen"])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -65,8 +68,11 @@ def main() -> None:
     for name in args.models:
         if name in MODEL_FREE:
             model = MODEL_FREE[name]()
-            if name == PEPTIDE_MODEL and args.peptide_weight is not None:
-                model = KmerProfileModel(peptide_k=model.peptide_k, peptide_weight=args.peptide_weight)
+            if name == PEPTIDE_MODEL:
+                model = KmerProfileModel(
+                    peptide_k=model.peptide_k if args.peptide_k is None else args.peptide_k,
+                    peptide_weight=model.peptide_weight if args.peptide_weight is None else args.peptide_weight,
+                    peptide_columns=model.peptide_columns if args.peptide_columns is None else args.peptide_columns)
             scores = (model.embed_barcodes([r["dna_barcode"] for r in queries])
                       @ model.embed_barcodes([r["dna_barcode"] for r in rows["train"]]).T)
         else:
@@ -88,7 +94,8 @@ def main() -> None:
         right = calls[:, 0] == truth
         p = apply_map(fit_map(features, right.astype(float), np.ones(len(right)), MAP_RIDGE), features)
         print(json.dumps({"model": name, "split": args.split, "kmer_weight": args.kmer_weight,
-                          "peptide_weight": getattr(model, "peptide_weight", None), "identity": args.identity,
+                          "profile": model.fingerprint() if name in MODEL_FREE else None,
+                          "identity": args.identity,
                           "queries": len(queries),
                           "nearest order right": round(100 * (orders[order[:, 0]] == truth_order).mean(), 1),
                           "nearest genus right": round(100 * right.mean(), 1),
