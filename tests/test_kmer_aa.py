@@ -64,7 +64,7 @@ def test_kmer_aa_index_names_held_out_barcodes(tmp_path):
     assert built.exit_code == 0, built.stderr
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["model"] == "kmer-aa" and manifest["dim"] == 4**5 + 1024
-    assert manifest["model_fingerprint"] == "kmer-profile-k5-sqrt+peptide-k3-w1.5-c1024"
+    assert manifest["model_fingerprint"] == "kmer-profile-k5-sqrt+peptide-k3-w1-c1024"
     calibration = json.loads((index / "calibration.json").read_text())
     assert calibration["dna"]["rank_parts"] == {"species": [0, 1024]}
     assert calibration["dna"]["fitted_on"]["sisters"] == 1 and calibration["dna"]["fitted_on"]["species_weight"] == 2
