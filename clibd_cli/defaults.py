@@ -4,8 +4,9 @@ The ranks and the modalities are the model core's (``models/config.py``: ``RANKS
 this module holds the reference index's HNSW parameters and the confidence calibration's
 settings, read by the options of ``clibd index``, ``clibd classify`` and ``clibd evaluate`` and by
 the library that builds, calibrates and searches an index (``clibd_cli/reference/hnsw_index.py``,
-``clibd_cli/indexing/build.py``, ``clibd_cli/classification/``, ``clibd_cli/evaluation/``), and the
-signals that stop a run (``clibd_cli/main.py``, ``clibd_cli/training/loop.py``). Standard library
+``clibd_cli/indexing/build.py``, ``clibd_cli/classification/``, ``clibd_cli/evaluation/``), the
+signals that stop a run (``clibd_cli/main.py``, ``clibd_cli/training/loop.py``) and the keys per
+species of ``clibd train --val-limit`` (``clibd_cli/training/validation.py``). Standard library
 only: the option definitions load with ``clibd --help``.
 """
 
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 # The signals that end a run as Ctrl-C (SIGINT) does, with what clibd says: SIGHUP is a closed terminal
 # or SSH session. The command line unwinds on them; training stops after its step and saves last/.
 STOP_SIGNALS = {signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+
+# `clibd train --val-limit` keeps up to this many keys of each sampled query's species (validation.sample).
+VAL_KEYS_PER_SPECIES = 20
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from clibd_cli.commands.options import FiniteRange, OutputPath, count, given, name_list
+from clibd_cli.defaults import VAL_KEYS_PER_SPECIES
 from models.config import RANKS
 from models.config import TOWERS as MODALITIES
 
@@ -57,8 +58,9 @@ from models.config import TOWERS as MODALITIES
 @count("--lora", 0, "LoRA rank on attention query/value of every encoder, backbones frozen (0 = full "
                    "fine-tuning, as the paper's final models; 4 = its earlier LoRA runs).")
 @count("--val-every", 0, "Validate every N steps (0 = at the end of each epoch).")
-@count("--val-limit", 0, "Validate on a seeded random subset of at most N records per query set and of "
-                         "the keys (0 = all; for quick checks on CPU).")
+@count("--val-limit", 0, "Validate on a seeded random subset of at most N queries per query set, against "
+                         f"N keys plus up to {VAL_KEYS_PER_SPECIES} keys of each of their species (0 = all; "
+                         "for quick checks on CPU).")
 @click.option("--best-metric", default="auto",
               help="Validation metric that picks best/, e.g. dna-dna.species.macro.hm; auto = that "
                    "one if DNA is trained, else image-image.species.macro.hm (.seen instead of .hm "

@@ -21,6 +21,7 @@ import torch
 
 from clibd_cli.evaluation import metrics
 from clibd_cli import distributed
+from clibd_cli.defaults import VAL_KEYS_PER_SPECIES
 from clibd_cli.training.datasets import SpecimenDataset, make_loader
 from models.config import RANKS
 from models.errors import ClibdError
@@ -73,9 +74,7 @@ class Validation:
                      for name, splits in zip(("keys", "seen", "unseen"), protocol) if splits}
         if "unseen" in self.sets and not len(self.sets["unseen"]):  # an empty group: no unseen queries
             del self.sets["unseen"]
-        rng = np.random.default_rng(seed)
-        self.records = {name: np.sort(rng.choice(len(ds), limit, replace=False)) if 0 < limit < len(ds)
-                        else np.arange(len(ds)) for name, ds in self.sets.items()}
+        self.records = sample(self.sets, limit, seed)
         self.model, self.world = model, world
         self.batch_size, self.workers = batch_size, workers
 
@@ -149,6 +148,30 @@ class Validation:
             vectors[m][everyone] = rows
         labels = {rank: np.asarray(dataset.labels(rank), dtype=object)[records] for rank in RANKS}
         return Embedded(vectors, labels)
+
+
+def sample(sets: dict[str, SpecimenDataset], limit: int, seed: int) -> dict[str, np.ndarray]:
+    """The records of each set that validation embeds: all of them for ``limit`` 0; else a seeded
+    ``limit`` of each query set and of the keys, plus up to ``VAL_KEYS_PER_SPECIES`` keys (seeded) of
+    every species among the chosen queries, so that each can be found.
+
+    The seed and the dataset alone pick them, so a resumed run validates on the same records. Not
+    every key of those species: on BOLD they would be most of the keys, no quick check any more."""
+    rng = np.random.default_rng(seed)
+    records = {name: np.sort(rng.choice(len(ds), limit, replace=False)) if 0 < limit < len(ds)
+               else np.arange(len(ds)) for name, ds in sets.items()}
+    if not 0 < limit < len(sets["keys"]):
+        return records
+    wanted = {label for name in sets if name != "keys"
+              for label in np.asarray(sets[name].labels("species"), dtype=object)[records[name]] if label}
+    of_species: dict[str, list[int]] = {label: [] for label in sorted(wanted)}
+    for key, label in enumerate(sets["keys"].labels("species")):
+        if label in of_species:
+            of_species[label].append(key)
+    picked = [rng.choice(keys, min(VAL_KEYS_PER_SPECIES, len(keys)), replace=False)
+              for keys in of_species.values() if keys]
+    records["keys"] = np.unique(np.concatenate([records["keys"], *picked]).astype(np.int64))
+    return records
 
 
 def _encode(model, modality: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
