@@ -12,14 +12,22 @@ import pytest
 
 @pytest.fixture
 def clibd_warnings(monkeypatch, request) -> list[str]:
-    """The messages the ``clibd`` logger gives at WARNING and above during a test. A CLI run in this
-    process leaves that logger writing to its own stderr handler, not propagating (``clibd_cli/main.py``),
-    at the level its ``-q``/``-v`` set, so ``caplog`` sees nothing after one: a handler of its own."""
+    """The messages the ``clibd`` logger gives at WARNING and above during a test, those of CLI runs in
+    this process included. A run replaces that logger's handlers with its own stderr one, in place, and
+    stops its propagation (``clibd_cli/main.py``): ``caplog``, or a handler of the test's, sees nothing
+    from then on. Every record the logger passes on goes through its ``callHandlers``, watched here (a
+    run's ``-q`` sets the logger to ERROR: its warnings are then not given at all)."""
     messages: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: messages.append(record.getMessage())
     log = logging.getLogger("clibd")
-    monkeypatch.setattr(log, "handlers", [handler])
+    call = log.callHandlers
+
+    def watched(record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            messages.append(record.getMessage())
+        call(record)
+
+    monkeypatch.setattr(log, "callHandlers", watched)
+    monkeypatch.setattr(log, "handlers", [logging.NullHandler()])  # not an earlier run's stderr, now closed
     monkeypatch.setattr(log, "disabled", False)
     request.addfinalizer(lambda level=log.level: log.setLevel(level))
     log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the loggers' cached levels

@@ -252,3 +252,16 @@ def test_counts_in_messages_agree_with_their_noun():
     assert counted(1, "dna query", "dna queries") == "1 dna query"
     assert counted(12000, "dna query", "dna queries") == "12,000 dna queries"
 
+
+
+def test_the_clibd_warnings_fixture_hears_a_cli_run_and_what_follows(tmp_path, clibd_warnings):
+    """A run in this process puts its own stderr handler on the ``clibd`` logger, in place of the
+    handlers there (``clibd_cli/main.py``): the fixture's own handler was dropped, and it heard nothing."""
+    import logging
+
+    short = tmp_path / "short.fa"
+    short.write_text(">a\nACGT\n")
+    assert CliRunner().invoke(cli, ["embed", "-m", "kmer", str(short), "-o", str(tmp_path / "e.h5")]).exit_code == 1
+    logging.getLogger("clibd").warning("after the run")
+    assert clibd_warnings == [f"{short}:1: a: skipped: too short: 4 unambiguous bases (at least 100 needed)",
+                              "after the run"]
