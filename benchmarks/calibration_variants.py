@@ -40,7 +40,7 @@ from clibd_cli.classification.calibration import rank_similarities
 from clibd_cli.classification.decision import confidences, label
 from clibd_cli.classification.taxonomy import ReferenceTaxonomy
 from clibd_cli.defaults import CALIBRATION
-from clibd_cli.embedding.kmer import MODEL_FREE
+from clibd_cli.embedding.embedder import load_model_for
 from clibd_cli.evaluation.metrics import reliability
 from clibd_cli.reference.index_reading import load_index
 from models.config import RANKS
@@ -57,7 +57,7 @@ def main() -> None:
     reference = ReferenceTaxonomy.from_labels(index.ids, index.labels)
     rows = list(csv.DictReader(gzip.open(BOLD, "rt")))
     data = {}
-    model = MODEL_FREE[index.manifest["model"]]()
+    model = index_model(index)
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
         vectors = model.embed_barcodes([r["dna_barcode"] for r in part])
@@ -73,9 +73,17 @@ def main() -> None:
                 print("  " + evaluate(calibration, reference, data, seen, unseen, si, ui, name, genera), flush=True)
 
 
+def index_model(index):
+    """The profile the index was built with (an index of ``kmer-aa``'s earlier amino-acid pairs is
+    searched with them, not with today's triplets: ``embedder.load_model_for(built_with=)``)."""
+    model = load_model_for(index.manifest["model"], ["dna"], index.manifest["model_fingerprint"])
+    index.check_model(model.fingerprint(), index.manifest["model"])
+    return model
+
+
 def fit(index, variant: str, data: dict):
     """The calibration of one variant."""
-    hints = MODEL_FREE[index.manifest["model"]]().calibration_hints
+    hints = index_model(index).calibration_hints
     parts = variant.removesuffix("+ho").split(":")  # e.g. sister0:rarity1
     rarity, sisters, seed = hints.get("species_weight", 1.0), hints.get("sisters", 0), 0
     n_queries = CALIBRATION.pseudo_queries

@@ -37,3 +37,14 @@ def test_a_benchmark_script_calls_library_functions_with_the_arguments_they_take
             inspect.signature(function).bind(*call.args, **{k.arg: k.value for k in call.keywords})
         except TypeError as exc:
             pytest.fail(f"{script.name}:{line}: {name}(...) does not fit {name}{inspect.signature(function)}: {exc}")
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.name)
+def test_a_benchmark_embeds_for_an_index_with_the_profile_it_was_built_with(script):
+    """``MODEL_FREE[index.manifest["model"]]()`` is today's profile of that name: for an index of
+    ``kmer-aa``'s amino-acid pairs (before session 32) the triplets, of other dimensions.
+    ``embedder.load_model_for(name, towers, built_with)`` gives the index's own."""
+    for node in ast.walk(ast.parse(script.read_text(), str(script))):
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "MODEL_FREE":
+            assert "manifest" not in ast.unparse(node.slice), \
+                f"{script.name}:{node.lineno}: {ast.unparse(node)} for an index; use load_model_for(built_with=)"
