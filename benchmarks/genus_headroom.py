@@ -10,7 +10,7 @@ these features can name at the default cutoff (fitted on the test queries themse
 analysis, never a setting, and not a strict bound). `--kmer-weight W` scores references by
 (embedding cosine + W x 5-mer profile cosine) / (1 + W) instead: the embedding plus the
 model-free profile. MODEL `kmer` is the 5-mer profile alone (`clibd index --model kmer`), `kmer-aa`
-the 5-mer profile plus the amino-acid pairs of the translation (`--model kmer-aa`, whose cosine
+the 5-mer profile plus the amino-acid triplets of the translation (`--model kmer-aa`, whose cosine
 this is; its species rank reads the nucleotides alone, which this genus yardstick does not use;
 `--peptide-weight W` sets its weight, `--peptide-k K` its amino-acid k-mers and `--peptide-columns C`
 the columns they are hashed into, 0 for none: `kmer-aa`'s own by default). `--split val_unseen` measures on those

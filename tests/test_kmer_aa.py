@@ -1,5 +1,5 @@
-"""`--model kmer-aa`: nucleotide 5-mers plus the translation's amino-acid pairs, species read from
-the nucleotides alone (``Calibration.rank_parts``)."""
+"""`--model kmer-aa`: nucleotide 5-mers plus the translation's amino-acid triplets (pairs before
+session 32), species read from the nucleotides alone (``Calibration.rank_parts``)."""
 
 import json
 

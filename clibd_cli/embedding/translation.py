@@ -163,12 +163,13 @@ def _read_through(codons: _Codons, shift_cost: float = FRAME_SHIFT_COST) -> np.n
 
 def peptide_profile(barcodes: Sequence[str], k: int = 2, reads: bool = False,
                     shift_cost: float = FRAME_SHIFT_COST, columns: int = 0) -> np.ndarray:
-    """``[N, 20**k]`` square-root scaled, L2-normalised counts of the overlapping amino-acid
-    k-mers of each barcode's translation (in its frame with the fewest stops, the first such frame;
-    with ``reads``, frame shifts read through as :func:`_read_through` reads them; k-mers with a
-    stop or an unknown codon skipped; a barcode without one embeds as the zero vector). With
-    ``columns``, each k-mer is counted in one of that many columns instead, by a fixed multiplicative
-    hash (:func:`hashed_column`): a shorter profile whose cosines stay close to the whole one's."""
+    """``[N, 20**k]`` (``[N, columns]`` with ``columns``) square-root scaled, L2-normalised counts of
+    the overlapping amino-acid k-mers of each barcode's translation (in its frame with the fewest
+    stops, the first such frame; with ``reads``, frame shifts read through as :func:`_read_through`
+    reads them; k-mers with a stop or an unknown codon skipped; a barcode without one embeds as the
+    zero vector). With ``columns``, each k-mer is counted in one of that many columns instead, by a
+    fixed multiplicative hash (:func:`hashed_column`): a shorter profile whose cosines stay close to
+    the whole one's."""
     width = columns or 20**k
     out = np.zeros((len(barcodes), width), dtype=np.float32)
     for first, codons in codon_blocks(barcodes, min(4096, max(16, (1 << 22) // width))):  # counts of a block: 32 MB
