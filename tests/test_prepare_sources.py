@@ -278,7 +278,8 @@ def test_a_second_photo_of_a_record_is_named_once(records, tmp_path):
 def test_photos_of_a_fasta_come_from_every_images(records, tmp_path):
     """``--images`` took one folder (index and classify take several): photos of one plate per folder,
     or a photo named by itself, are stored together; the file's attribute lists them. BIOSCAN's
-    photos are one image folder: a second is a usage error."""
+    photos are one image folder: a second, or a photo file (it was looked in for a package folder), is
+    a usage error."""
     first = copy_photos(tmp_path / "plate1", [records[0].id])
     second = copy_photos(tmp_path / "plate2", [records[1].id], first=1)
     alone = copy_photos(tmp_path / "loose", [records[2].id], first=2)
@@ -293,6 +294,10 @@ def test_photos_of_a_fasta_come_from_every_images(records, tmp_path):
     refused = prepare("--format", "bioscan-5m", tmp_path / "r.fa", "--images", tmp_path / "plate1", "--images",
                       tmp_path / "plate2", "-o", tmp_path / "b.h5")
     assert refused.exit_code == 2 and "bioscan-5m's photos are one image folder" in refused.output
+    refused = prepare("--format", "bioscan-5m", tmp_path / "r.fa", "--images", alone[0], "-o",
+                      tmp_path / "b.h5")
+    assert refused.exit_code == 2 and f"give --images once, a folder, not the file {alone[0]}" in \
+        refused.output
 
 
 def test_a_webp_or_gif_photo_is_stored_as_jpeg(records, tmp_path):

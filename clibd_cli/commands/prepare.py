@@ -98,9 +98,10 @@ def prepare(settings, input_path: Path, output: Path, input_format: str, images:
         raise click.UsageError("--taxonomy is for --format fasta (BIOSCAN and BOLD files carry their taxonomy)")
     if images and input_format == "bold":
         raise click.UsageError("--images is not for --format bold (a BOLD TSV names no photo files)")
-    if len(images) > 1 and input_format != "fasta":
+    if images and input_format != "fasta" and (len(images) > 1 or not images[0].is_dir()):
         raise click.UsageError(f"--images: {input_format}'s photos are one image folder (the package's, or the "
-                               "folder above it); give --images once")
+                               "folder above it); give --images once, a folder" + (
+                                   f", not the file {images[0]}" if not images[0].is_dir() else ""))
     from clibd_cli.io.images import check_photo_inputs
 
     check_photo_inputs(images, "--images takes photos", "the barcodes are INPUT (clibd prepare BARCODES.fasta "
