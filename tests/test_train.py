@@ -752,7 +752,7 @@ def test_default_splits_fit_a_file_prepared_from_labelled_fasta(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "args.json").read_text())["args"]["train_splits"] == ["train"]
     named = train(*base, "--out", tmp_path / "run2", "--train-splits", "pretrain,train")
-    assert named.exit_code == 1 and "no split 'pretrain'" in named.output
+    assert named.exit_code == 2 and "no split 'pretrain'" in named.output
     # a usage error came after "training on train: mine.h5 has no pretrain split", as if training had begun
     for refused, why in ((train(*base, "--out", tmp_path / "run"), "holds a previous run; add --resume"),
                          (train(*base, "--out", tmp_path / "run3", "--best-metric", "bogus"), "is not reported for")):

@@ -172,3 +172,25 @@ def test_name_and_rate_lists_read_as_their_help_says():
     rates = rate_list(0, 0.2)
     assert rates(None, None, None) is None and rates(None, None, "0") == ()
     assert rates(None, None, "0.05, 0, 0.1") == (0.05, 0.1)
+
+
+@pytest.mark.parametrize("args", [
+    ["embed", "-m", "kmer", "{h5}", "--split", "nosuch", "-o", "{tmp}/e.h5"],
+    ["embed", "-m", "kmer", "{h5}", "--split", "train+nosuch", "-o", "{tmp}/e.h5"],
+    ["index", "-m", "kmer", "{h5}", "--split", "nosuch", "-o", "{tmp}/i"],
+    ["index", "-m", "kmer", "{h5}", "--calibrate-on", "{h5}", "--calibrate-split", "nosuch", "-o", "{tmp}/i"],
+    ["train", "-m", "clibd-tiny", "-d", "{h5}", "--modalities", "dna,text", "--train-splits", "nosuch",
+     "--out", "{tmp}/run"],
+])
+def test_a_split_the_dataset_lacks_is_a_usage_error(tmp_path, args):
+    """``--split nosuch`` was a data error (exit 1) where a missing tower is a usage error: now exit 2
+    in every command that reads splits (``Dataset.resolve`` in ``clibd_cli/data/store.py``), its one
+    line naming the file, the split and the splits the file has."""
+    from fixtures.samples import clibd_hdf5
+
+    data = tmp_path / "clibd.h5"
+    clibd_hdf5(data)
+    result = CliRunner().invoke(cli, [word.format(h5=data, tmp=tmp_path) for word in args])
+    assert result.exit_code == 2, result.output
+    assert f"{data}: no split 'nosuch'; this file has seen_keys, val_seen" in error_line(result)
+    assert [p.name for p in tmp_path.iterdir()] == ["clibd.h5"]

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from clibd_cli.data.splits import ALIASES, LISTING_ORDER
+from clibd_cli.io.outputs import UsageError
 from models.config import RANKS, is_missing_label
 from models.errors import ClibdError, counted
 
@@ -97,7 +98,8 @@ class Dataset:
         return out
 
     def resolve(self, name: str) -> list[str]:
-        """The groups that make up split ``name`` (a group, an alias, ``all``, or ``a+b``)."""
+        """The groups that make up split ``name`` (a group, an alias, ``all``, or ``a+b``); a name the
+        file lacks is a :class:`~clibd_cli.io.outputs.UsageError` (exit 2), as a missing tower is."""
         if name in self.splits:
             return [name]
         if name == "all":
@@ -108,7 +110,7 @@ class Dataset:
         if "+" in name:
             groups = (group for part in name.split("+") for group in self.resolve(part.strip()))
             return list(dict.fromkeys(groups))
-        raise ClibdError(f"{self.path}: no split {name!r}; this file has {', '.join(self.splits)}")
+        raise UsageError(f"{self.path}: no split {name!r}; this file has {', '.join(self.splits)}")
 
     def split(self, name: str) -> Split:
         """A view of one split (or alias / metasplit / ``a+b`` union)."""
