@@ -27,6 +27,8 @@ from fixtures.specimens import error_line
     (["train", "--data", "{fa}", "--modalities", "image,text", "--dna-crop", "0.5"], "crops barcodes"),
     (["train", "--data", "{fa}", "--train-splits", "train", "--best-metric", "bogus"],
      "'bogus' is not reported for image,dna,text"),
+    (["train", "--data", "{fa}", "--train-splits", "train", "--best-metric", "dna-dna.species.macro.hmm"],
+     "'dna-dna.species.macro.hmm' is not reported for image,dna,text; did you mean dna-dna.species.macro.hm, "),
     (["prepare", "--format", "synthetic", "{fa}", "--partition", "{tmp}", "--resize", "64"],
      "--partition, --resize: not for --format synthetic"),
     (["prepare", "{fa}", "--resize", "64", "--workers", "2"], "--resize, --workers: for the photos of --images"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 
@@ -157,9 +158,11 @@ def _check_combinations(options: dict) -> None:
     modalities, positives, best_metric = options["modalities"], options["positives"], options["best_metric"]
     if len(modalities) < 2:
         raise click.BadParameter("name at least two of image, dna, text to align", param_hint="--modalities")
-    if best_metric != "auto" and best_metric not in metric_names(modalities):
+    names = metric_names(modalities)
+    if best_metric != "auto" and best_metric not in names:
+        near = difflib.get_close_matches(best_metric, names, n=3)  # the nearest names, not any three
         raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
-                                 f"e.g. {', '.join(metric_names(modalities)[-3:])}",
+                                 + (f"did you mean {', '.join(near)}?" if near else f"e.g. {', '.join(names[-3:])}"),
                                  param_hint="--best-metric")
     if positives == "label" and "text" not in modalities:
         raise click.BadParameter("labels come from the text modality: add text to --modalities",
