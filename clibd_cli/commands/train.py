@@ -161,8 +161,8 @@ def _check_combinations(options: dict) -> None:
     names = metric_names(modalities)
     if best_metric != "auto" and best_metric not in names:
         near = difflib.get_close_matches(best_metric, names, n=3)  # the nearest names, not any three
-        raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; "
-                                 + (f"did you mean {', '.join(near)}?" if near else f"e.g. {', '.join(names[-3:])}"),
+        hint = f"did you mean {', '.join(near)}?" if near else f"e.g. {', '.join(names[-3:])}"
+        raise click.BadParameter(f"{best_metric!r} is not reported for {','.join(modalities)}; {hint}",
                                  param_hint="--best-metric")
     if positives == "label" and "text" not in modalities:
         raise click.BadParameter("labels come from the text modality: add text to --modalities",
