@@ -126,7 +126,7 @@ def test_dataset_rows_keep_their_own_ids_and_lineages(tiny_model, tmp_path):
         ids, _, vectors, _ = read_embeddings(out)
         assert ids == [rows[i]["processid"] for i in kept]
         np.testing.assert_allclose(vectors, expected[modality], atol=1e-5)
-        assert ("1 record labelled at no rank: skipped (e.g. NOLABEL1)" in result.stderr) == (modality == "text")
+        assert ("1 record labelled at no rank: skipped, e.g. NOLABEL1" in result.stderr) == (modality == "text")
     photos = run("embed", "-m", tiny_model, path, "--modality", "image", "-o", tmp_path / "image.h5")
     assert photos.exit_code == 0 and "skipped" not in photos.stderr  # records without a photo: not broken photos
     assert read_embeddings(tmp_path / "image.h5")[0] == []
@@ -286,14 +286,16 @@ def test_a_preset_is_said_to_embed_with_untrained_weights(tmp_path):
 
 def test_a_datasets_barcodes_that_cannot_be_embedded_are_named(tmp_path):
     """`prepare` keeps barcodes under 100 bases (BOLD's train has 10), which embed leaves out: of a
-    dataset HDF5 it did so without a word (52,192 of 52,202 written); a warning now names one."""
+    dataset HDF5 it did so without a word (52,192 of 52,202 written); a warning now names them, once
+    per run with the total (it came once per chunk of records, and per process)."""
     from fixtures.specimens import specimens
 
     fasta = write_fasta(tmp_path / "r.fa", specimens()[:6])
-    fasta.write_text(fasta.read_text() + ">short1;tax=o:Diptera,f:Culicidae,g:Aedes,s:Aedes_vexans;\n"
-                     + "ACGT" * 15 + "\n")
+    fasta.write_text(fasta.read_text() + "".join(f">short{i};tax=o:Diptera,f:Culicidae,g:Aedes,s:Aedes_vexans;\n"
+                                                 + "ACGT" * 15 + "\n" for i in (1, 2, 3)))
     assert run("prepare", fasta, "--seed", "1", "-o", tmp_path / "d.h5").exit_code == 0
-    result = embed("-m", "kmer", tmp_path / "d.h5", "-o", tmp_path / "e.h5")
-    said = "1 record with a barcode that cannot be embedded: skipped (e.g. short1: too short: 60 "
-    assert said in result.stderr
+    result = embed("-m", "kmer", tmp_path / "d.h5", "--batch-size", "1", "-o", tmp_path / "e.h5")  # 8-record chunks
+    assert result.stderr.count("cannot be embedded") == 1, result.stderr
+    said = "3 records with a barcode that cannot be embedded: skipped, e.g. short"
+    assert said in result.stderr and ": too short: 60 " in result.stderr
     assert len(read_embeddings(tmp_path / "e.h5")[0]) == 6

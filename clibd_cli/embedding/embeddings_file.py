@@ -24,12 +24,15 @@ from clibd_cli.io.repeated_ids import RepeatedIds
 from clibd_cli.io.sequences import checked_barcode
 from clibd_cli.io.streams import is_hdf5
 from models.config import RANKS, is_missing_label
-from models.errors import ClibdError, counted
+from models.errors import ClibdError
 
 if TYPE_CHECKING:
     from clibd_cli.distributed import World
 
 log = logging.getLogger("clibd")
+
+UNEMBEDDED = {"dna": "with a barcode that cannot be embedded: skipped",  # a dataset's records, warned about once
+              "text": "labelled at no rank: skipped"}
 
 
 class EmbeddingsWriter:
@@ -92,7 +95,11 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
     """Embed the inputs into ``output`` (process 0 writes it; every process embeds its share of the
     chunks, see ``clibd_cli/embedding/shards.py``); the number of embeddings written (0 elsewhere).
     Embeddings repeating an earlier id are written too, and counted in one warning (``RepeatedIds.report``).
+    A dataset's records that cannot be embedded are counted in one warning too, whichever process
+    embedded their chunks (``Problems.report``, ``clibd_cli/data/build.py``).
     A second clibd writing the same output waits for the first: they would share its chunks."""
+    from clibd_cli.data.build import Problems
+
     if "-" in inputs and world.enabled:
         raise ClibdError("standard input can be read by one process only; embed a file with --nproc-per-node")
     size = embedder.batch_size * CHUNK_BATCHES
@@ -106,7 +113,7 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
         if not world.is_main:
             return 0
         skipped = 0
-        repeated = RepeatedIds()
+        repeated, unembedded = RepeatedIds(), Problems()
         with kept_on_failure(folder, "-" not in inputs), \
                 EmbeddingsWriter(output, embedder.model, model_spec, command) as writer:
             for part in read_chunks(files):
@@ -115,6 +122,9 @@ def embed_to_file(embedder: Embedder, inputs: Sequence[str], splits: Sequence[st
                     repeated.add(record_id, f"{output}: ids[{row}]")
                 writer.add(ids, part["modality"].tolist(), part["vectors"])
                 skipped += int(part.get("skipped", 0))  # chunks saved before it counted none
+                for example in part.get("unembedded", ()):  # nor named their records
+                    unembedded.add(dataset_modality, str(example))
+            unembedded.report(dataset_modality, "record", UNEMBEDDED.get(dataset_modality, "skipped"))
             # raised inside: the temporary file is dropped, not put in place; a dataset's records without
             # photos are no error (an empty file of photo embeddings), an empty FASTA or photo list is
             if not writer.count and (skipped or not any(map(is_hdf5, inputs))):
@@ -151,10 +161,13 @@ def input_chunks(embedder: Embedder, inputs: Sequence[str], splits: Sequence[str
                 yield partial(_barcodes, embedder, display_name(source), records)
 
 
-def _part(ids: Sequence[str], modality: str, vectors: np.ndarray, skipped: int) -> Part:
-    """A chunk's embeddings, and how many of its records were skipped as unusable."""
+def _part(ids: Sequence[str], modality: str, vectors: np.ndarray, skipped: int,
+          unembedded: Sequence[str] = ()) -> Part:
+    """A chunk's embeddings, how many of its records were skipped as unusable, and (of a dataset,
+    whose skipped records are warned about once per run) which: ``ID: why``, or ``ID``."""
     return {"ids": np.asarray(ids, dtype=str), "modality": np.asarray([modality] * len(ids), dtype=str),
-            "vectors": vectors, "skipped": np.asarray(skipped)}
+            "vectors": vectors, "skipped": np.asarray(skipped),
+            "unembedded": np.asarray(unembedded, dtype=str)}
 
 
 def _encode(encode: Callable[[list], np.ndarray], items: list, embedder: Embedder) -> np.ndarray:
@@ -214,16 +227,13 @@ def _records(embedder: Embedder, part, modality: str, ids: list[str], start: int
         lineages = [dict(zip(RANKS, values)) for values in zip(*[part.column(rank, start, stop) for rank in RANKS])]
         keep = [j for j, lineage in enumerate(lineages) if not all(map(is_missing_label, lineage.values()))]
         skipped = sorted(set(range(len(lineages))) - set(keep))
-        if skipped:
-            log.warning("%s labelled at no rank: skipped (e.g. %s)", counted(len(skipped), "record"), ids[skipped[0]])
         labels = [embedder.model.label_string(lineages[j]) for j in keep]
-        return _part([ids[j] for j in keep], "text", _encode(embedder.labels, labels, embedder), len(skipped))
+        return _part([ids[j] for j in keep], "text", _encode(embedder.labels, labels, embedder), len(skipped),
+                     [ids[j] for j in skipped])
     barcodes = part.column("barcode", start, stop)
     checked = [checked_barcode(b) for b in barcodes]
     keep = [j for j, (_, problem) in enumerate(checked) if not problem]
-    if len(keep) < len(checked):  # were left out without a word (prepare keeps barcodes under 100 bases)
-        first = next(j for j, (_, problem) in enumerate(checked) if problem)
-        log.warning("%s with a barcode that cannot be embedded: skipped (e.g. %s: %s)",
-                    counted(len(checked) - len(keep), "record"), ids[first], checked[first][1])
+    # named (prepare keeps barcodes under 100 bases, once left out without a word), in one warning per run
+    unembedded = [f"{ids[j]}: {problem}" for j, (_, problem) in enumerate(checked) if problem]
     return _part([ids[j] for j in keep], "dna", _encode(embedder.barcodes, [checked[j][0] for j in keep], embedder),
-                 len(checked) - len(keep))
+                 len(checked) - len(keep), unembedded)
