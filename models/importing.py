@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,9 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def _load_pickle(path: Path) -> Any:
     """torch.load with weights_only=True (argparse.Namespace allowed: BarcodeBERT v2 stores one)."""
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # torch warns of a pickle protocol it did not write (a plain pickle, which is refused below)
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _unpickler_reason(exc)

@@ -8,6 +8,7 @@ import json
 import math
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -368,6 +369,10 @@ def test_unreadable_files_are_refused(tmp_path):
                         ("plain.pth", "(it is a Python pickle that torch.save did not write)")):
         with pytest.raises(ModelError, match=re.escape(looks)):
             read_checkpoint(tmp_path / name)
+    with warnings.catch_warnings():  # torch's "Detected pickle protocol 4" warning reached the user first
+        warnings.simplefilter("error")
+        with pytest.raises(ModelError, match="torch.save did not write"):
+            read_checkpoint(tmp_path / "plain.pth")
     legacy = tmp_path / "legacy.pth"
     torch.save(random_state(upstream_shapes(TINY)), legacy, _use_new_zipfile_serialization=False)
     legacy.write_bytes(legacy.read_bytes()[:3000])
