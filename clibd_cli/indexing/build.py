@@ -89,9 +89,9 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                                existing.manifest["model_fingerprint"] if existing else None)
         if existing is not None:
             existing.check_model(model.fingerprint(), plan.model_dir)
-        if existing is not None and existing.manifest["modality"] != modality:
-            raise UsageError(f"{output}: index holds {existing.manifest['modality']} vectors, not {modality}; "
-                             f"append with --modality {existing.manifest['modality']}")
+            if existing.manifest["modality"] != modality:
+                raise UsageError(f"{output}: index holds {existing.manifest['modality']} vectors, not "
+                                 f"{modality}; append with --modality {existing.manifest['modality']}")
         refs = read_references(plan.references, modality, taxonomy=plan.taxonomy, splits=plan.splits)
         if existing is not None:  # before embedding them: minutes to hours for a large reference
             refuse_indexed(refs, existing.ids, plan.references)
