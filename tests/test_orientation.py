@@ -307,9 +307,24 @@ def test_index_names_reference_barcodes_that_read_as_no_protein(tmp_path):
     built = run("index", "-m", "kmer", "-k", "3", _fasta(tmp_path / "ref.fa", named), "-o", tmp_path / "index")
     assert built.exit_code == 0, built.stderr
     assert "1 reference barcode reading as no protein" in built.stderr and "kept: SHUFFLED1" in built.stderr
+    assert "read as protein: --model kmer-aa also reads their amino acids" in built.stderr
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["count"] == 151 and manifest["sketch"]["stop_floor"] > manifest["sketch"]["floor"]
     assert len(manifest["sketch"]["short_stop_floors"]) == len(manifest["sketch"]["short_floors"])
+
+
+def test_only_a_plain_kmer_index_of_barcodes_that_read_as_protein_points_to_kmer_aa(tmp_path):
+    """`clibd index -m kmer` of COI (above) points to `kmer-aa`; of barcodes that do not read as
+    protein (another marker, here the same shuffled), or with `-m kmer-aa` itself, it does not."""
+    with gzip.open(SAMPLE, "rt") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["species"]][:150]
+    named = [(f"{r['processid']};tax=o:{r['order']},f:{r['family']},g:{r['genus']},s:{r['species'].replace(' ', '_')};",
+              r["dna_barcode"].replace("-", "")) for r in rows]
+    shuffled = [(name, "".join(random.Random(i).sample(b, len(b)))) for i, (name, b) in enumerate(named)]
+    for model, reference in (("kmer-aa", named), ("kmer", shuffled)):
+        built = run("index", "-m", model, _fasta(tmp_path / f"{model}.fa", reference), "-o", tmp_path / model)
+        assert built.exit_code == 0, built.stderr
+        assert "kmer-aa also reads" not in built.stderr
 
 
 def test_the_no_protein_rule_is_fitted_on_the_references_strand_and_held_by_length():

@@ -111,7 +111,7 @@ def build(settings, references: tuple[Path, ...], model_dir: str | None, output:
     \b
     Examples:
       clibd index --model run/best coi_reference.fasta -o coi_ref/
-      clibd index --model kmer coi_reference.fasta -o coi_kmer/      # no training needed
+      clibd index --model kmer-aa coi_reference.fasta -o coi_kmer/   # no training needed
       clibd index --model run/best barcodes.fasta --taxonomy taxonomy.tsv -o coi_ref/
       clibd index more.fasta --append -o coi_ref/                   # the index's own model
       clibd index --model run/best bold.h5 --split train --split key_unseen -o keys/

@@ -110,6 +110,10 @@ def build_reference_index(plan: IndexPlan, run: RunContext) -> ReferenceIndex | 
                             "pseudogenes, frame-shifting errors or another marker); kept: %s%s",
                             counted(len(odd), "reference barcode"), STOPS, ", ".join(refs.ids[i] for i in odd[:10]),
                             " …" if len(odd) > 10 else "")
+            if sketch.protein is not None and existing is None and world.is_main and is_model_free(model) \
+                    and not model.peptide_k:
+                log.info("the reference barcodes read as protein: --model kmer-aa also reads their amino acids, "
+                         "and names the genus of more new species of COI (README, --model kmer-aa)")
         if sketch is not None and found is not None:
             orient_references(found.items, sketch)
         asked = plan.read_errors  # an append keeps the rates the index was built with, unless given
