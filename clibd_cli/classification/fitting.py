@@ -79,7 +79,11 @@ def fit_calibration(
     (``calibration.rank_similarities``; the ranks in ``containment`` by k-mer containment). With
     ``sisters`` N the unseen-species pseudo-queries also leave out the species of their nearest
     remaining record, N times over (harder: a new species whose closest relatives are missing from
-    the reference too; not where that leaves none: a reference with no genus of three species).
+    the reference too; not where that leaves none: a reference with no genus of three species); the
+    scenario model reads them both ways, with those relatives left out and left in (``_fit_ranks``'s
+    ``stand_in``): a batch's new species mostly keep theirs, and read the harder way alone its new
+    genera looked like new species, EM putting next to none of it on new genera
+    (``benchmarks/new_species_batches.py``).
     With ``containment_source`` "holdings" containment is read from the index's holdings and
     ``query_profiles`` (the query vectors' barcodes' square-root 5-mer profiles; records queried
     as themselves read their own holdings); with ``contained_search`` too, a query held whole by a
@@ -147,6 +151,12 @@ def fit_calibration(
     # a scenario the reference cannot stage (e.g. no genus of two species) is left out
     kept = [(name, found_, share, left_out) for name, found_, share, left_out
             in zip(SCENARIOS, found, (0.5, 0.4, 0.05, 0.05), [None, *ranks]) if name == "seen" or len(found_[0])]
+    names = [name for name, *_ in kept]
+    stand_in = None  # the scenario model's new species also as they keep their sister species (fit_calibration)
+    if sisters and "unseen_species" in names:
+        stand_in = names.index("unseen_species")
+        kept.append(("", search_pseudo_queries(source, nodes, unseen, reference, k, unseen_plans[:1], read, 0,
+                                               threads)[0], 0.0, ranks[0]))
     scenarios = [({r: reference.codes[r][queries] for r in reference.ranks}, rows, sims, share, left_out)
                  for _, (queries, rows, sims, _), share, left_out in kept]
     by_rank = [found_[3] for _, found_, *_ in kept]
@@ -159,13 +169,14 @@ def fit_calibration(
         query_columns(None if bases is None else bases[queries], None if rates is None else rates[queries])
         for _, (queries, *_), *_ in kept]
     ridge = MAP_RIDGE if len(seen) >= n_queries else HELD_OUT_RIDGE  # a small reference's: few, separable
-    fitted, model = _fit_ranks(scenarios, reference, k, gaps=gaps, own=own, rank_sims=by_rank, ridge=ridge)
+    fitted, model = _fit_ranks(scenarios, reference, k, gaps=gaps, own=own, rank_sims=by_rank, ridge=ridge,
+                               stand_in=stand_in)
     return Calibration(
         k, prior_unseen, unseen_genus_fraction, fitted,
-        {"pseudo_queries": [len(s[1]) for s in scenarios], "seed": seed, "references": len(nodes.of_record),
-         **({"sisters": sisters} if sisters else {}),
+        {"pseudo_queries": [len(s[1]) for s in scenarios[:len(names)]], "seed": seed,
+         "references": len(nodes.of_record), **({"sisters": sisters} if sisters else {}),
          **({"species_weight": species_weight} if species_weight != 1.0 else {})},
-        [name for name, *_ in kept], model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
+        names, model, gaps and {rank: g.to_json() for rank, g in gaps.items()},
         query_bases is not None, rank_parts, containment, containment_source, contained_search,
         contained_slack, stop_model=stop_model,
     )
@@ -281,7 +292,7 @@ def _fit_ranks(
     scenarios: list, reference: ReferenceTaxonomy, k: int,
     vote_taus: Mapping[str, float] | None = None, gaps: dict[str, RankGaps] | None = None,
     own: list[np.ndarray] | None = None, rank_sims: list[dict[str, np.ndarray]] | None = None,
-    ridge: float = MAP_RIDGE,
+    ridge: float = MAP_RIDGE, stand_in: int | None = None,
 ) -> tuple[dict[str, dict], dict]:
     """Per rank, top-down: the vote temperature (of ``CALIBRATION.taus``) that makes the most
     correct winners at the scenarios' shares (unless given in ``vote_taus``), the vote-share
@@ -291,9 +302,11 @@ def _fit_ranks(
     their log length, their log error rate). A scenario is ``(truth codes by rank, rows, sims, share,
     the rank whose taxon its queries left out of the reference or None)``; ``rank_sims``, per scenario, the similarities
     of the ranks read from a part of the vectors; ``ridge``: the maps' ridge (``l2`` of
-    ``probability_map.fit_logistic``, the best refined).
+    ``probability_map.fit_logistic``, the best refined). With ``stand_in`` S, the last scenario (share 0: no
+    map, no vote) is read by the scenario model as scenario S too, beside S's own queries.
     Returns the ranks' fits and the scenario model (JSON)."""
     rank_sims = rank_sims or [{} for _ in scenarios]
+    mapped = len(scenarios) - (stand_in is not None)
     views = [Neighbours(rows[:, :k], sims[:, :k], {r: x[:, :k] for r, x in by_rank.items()})
              for (_, rows, sims, *_), by_rank in zip(scenarios, rank_sims)]
     above: list[np.ndarray | None] = [None] * len(scenarios)
@@ -322,7 +335,8 @@ def _fit_ranks(
             x = [v.features(p, tau, (gaps or {}).get(rank), ex, bool(gaps))
                  for v, p, ex in zip(votes, picks, excluded)]
             x = x if own is None else [np.hstack([xs, mine]) for xs, mine in zip(x, own)]
-            fits = [fit_logistic(xs[w > 0], y[w > 0], w[w > 0], ridge) for xs, y, w in zip(x, right, weight)]
+            fits = [fit_logistic(xs[w > 0], y[w > 0], w[w > 0], ridge)
+                    for xs, y, w in zip(x[:mapped], right, weight)]
             loss = sum(f.pop("loss") for f in fits)
             if best is None or loss < best[0]:
                 best = (loss, tau, fits, x)
@@ -333,9 +347,11 @@ def _fit_ranks(
             out.append(xs)
         above = winners
     features = [np.concatenate(parts, axis=1) for parts in stacked]
+    if stand_in is not None:
+        features[stand_in] = np.concatenate([features[stand_in], features.pop()])
     model = fit_scenario_model(np.concatenate(features),
                                np.concatenate([np.full(len(f), s) for s, f in enumerate(features)]),
-                               len(scenarios))
+                               len(features))
     return fitted, model.to_json()
 
 
