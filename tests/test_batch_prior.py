@@ -82,6 +82,58 @@ def test_a_new_family_scenario_stands_for_new_genera_where_no_new_genus_could_be
     assert calibration.new_genus_share(estimate_shares(far, np.full(3, 1 / 3), calibration.shares(0.5))) > 0.5
 
 
+def sister_tree(rng) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Records of 2 families x 3 genera x 2 pairs of 3 sister species, 4 records each: sisters lie
+    nearer each other than the pairs of a genus do."""
+    basis = iter(np.linalg.qr(rng.normal(size=(128, 128)))[0])
+    vectors, labels = [], {rank: [] for rank in ("family", "genus", "species")}
+    for family in range(2):
+        f = next(basis)
+        for genus in range(3):
+            g = next(basis)
+            for pair in range(2):
+                p = next(basis)
+                for species in range(3):
+                    centre = f + 0.7 * g + 0.5 * p + 0.25 * next(basis)
+                    vectors.append(centre + 0.1 * rng.normal(size=(4, 128)) / np.sqrt(128))
+                    for rank, name in zip(labels, (f"F{family}", f"G{family}{genus}", f"s{family}{genus}{pair}{species}")):
+                        labels[rank] += [name] * 4
+    x = np.concatenate(vectors).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+def test_the_scenario_model_reads_new_species_also_with_their_sister_species_left_in(monkeypatch):
+    """``--model kmer-aa``'s new-species pseudo-queries leave out their nearest species too (``sisters``);
+    read that way alone by the scenario model, a batch's new species, which mostly keep theirs, made its
+    new genera look like new species (BOLD train without a fold's 150 species: EM put next to none of the
+    batch on new genera). The scenario model reads them both ways; the maps, the harder way alone."""
+    from clibd_cli.classification import fitting
+    from clibd_cli.reference.hnsw_index import build_index
+
+    vectors, labels = sister_tree(np.random.default_rng(0))
+    index = build_index(vectors, [f"r{i}" for i in range(len(vectors))], labels, model_fingerprint="f",
+                        modality="dna", M=8)
+    read = {}
+
+    def model(x, scenario, n):
+        read["x"], read["scenario"] = x, scenario
+        return fit_scenario_model(x, scenario, n)
+
+    monkeypatch.setattr(fitting, "fit_scenario_model", model)
+    plain = fitting.fit_calibration(index, k=5, n_queries=60)
+    plain_read = read.copy()
+    harder = fitting.fit_calibration(index, k=5, n_queries=60, sisters=1)
+    assert harder.fitted_on["sisters"] == 1 and harder.scenarios == plain.scenarios
+    assert len(harder.ranks["species"]["maps"]) == len(harder.scenarios)  # no map of the extra queries
+    new_species = [np.flatnonzero(found["scenario"] == 1) for found in (plain_read, read)]
+    counts = [harder.fitted_on["pseudo_queries"][1], plain.fitted_on["pseudo_queries"][1]]
+    assert len(new_species[1]) == sum(counts)  # both ways
+    species_distance = read["x"][:, -3]  # the species rank's log distance (its three features come last)
+    harder_way, kept_in = species_distance[new_species[1][:counts[0]]], species_distance[new_species[1][counts[0]:]]
+    assert np.median(kept_in) < np.median(harder_way)  # their sister left in: nearer
+    assert np.sort(kept_in) == pytest.approx(np.sort(plain_read["x"][new_species[0], -3]))
+
+
 def test_few_queries_stay_near_the_default_share():
     posterior = np.array([[0.0, 1.0]] * 3)  # three queries that look new
     shares = estimate_shares(posterior, np.array([0.5, 0.5]), np.array([0.5, 0.5]))
