@@ -127,7 +127,8 @@ class KmerProfileModel:
         (the translation of a short stretch is too sparse a profile), and new-species
         pseudo-queries that leave out their nearest species too, drawn with probability
         proportional to their species' records^-2 (both chosen on BOLD val_unseen: without them
-        genus confidences were under-confident; benchmarks/README.md), and whole barcodes' family maps
+        genus confidences were under-confident; benchmarks/README.md; the scenario model reads them
+        with that species left in as well, ``fitting.fit_calibration``), and whole barcodes' family maps
         reading the family's barcode gap (a batch of new families was otherwise named a family at
         confidence >= 0.8 for half its records: ``fitting.fit_calibration``). With or without it, partial
         barcodes' species are read by k-mer containment (``calibration.rank_similarities``: the
