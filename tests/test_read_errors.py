@@ -322,6 +322,7 @@ def _index_of_the_rest(tmp_path, monkeypatch, model: str) -> tuple:
 
 def test_classify_reads_reads_on_their_own_strand_one_at_a_time(tmp_path, monkeypatch):
     from clibd_cli.classification.calibration import Calibration
+    from clibd_cli.classification.read_runs import reads_shares
     from clibd_cli.io.sequences import reverse_complement
 
     index, queries = _index_of_the_rest(tmp_path, monkeypatch, "kmer")
@@ -333,14 +334,16 @@ def test_classify_reads_reads_on_their_own_strand_one_at_a_time(tmp_path, monkey
         assert f"EM on the first 1 {kind} query" in alone.stderr  # turned before its frames are read
 
     priors = []  # a run's reads lean on its clean barcodes' estimate of new species, not on 0.5
-    estimate = Calibration.estimate_shares
 
-    def spy(self, stacked, prior_unseen=0.5):
-        shares = estimate(self, stacked, prior_unseen)
-        priors.append((prior_unseen, 1 - shares[0]))
-        return shares
+    def spied(estimate):
+        def spy(calibration, stacked, prior_unseen=0.5):
+            shares = estimate(calibration, stacked, prior_unseen)
+            priors.append((prior_unseen, 1 - shares[0]))
+            return shares
+        return spy
 
-    monkeypatch.setattr(Calibration, "estimate_shares", spy)
+    monkeypatch.setattr(Calibration, "estimate_shares", spied(Calibration.estimate_shares))
+    monkeypatch.setattr("clibd_cli.classification.classifier.reads_shares", spied(reads_shares))  # whole reads'
     reads = [type(r)(f"{r.id}-read", with_errors(r.barcode, 0.02, random.Random(r.id)), r.lineage) for r in queries]
     both = run("classify", "--index", index, write_fasta(tmp_path / "both.fa", queries + reads, sintax=False))
     assert both.exit_code == 0 and "dna~ queries" in both.stderr

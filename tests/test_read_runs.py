@@ -3,13 +3,17 @@ confidences (``dna<500~``), not only those whose best frame meets a stop (``quer
 
 import random
 
+import numpy as np
 import pytest
 from fixtures.specimens import run, specimens, stretch, tsv, write_fasta
 
+from clibd_cli.classification.batch_prior import SCENARIOS, fit_scenario_model
+from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.classifier import Classifier
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.query_kinds import SHORT_KIND, SHORT_READ_KIND, query_kind, read_run
+from clibd_cli.classification.query_kinds import READ_KIND, SHORT_KIND, SHORT_READ_KIND, query_kind, read_run
 from clibd_cli.classification.read_errors import PARTIAL_RATES
+from clibd_cli.classification.read_runs import reads_shares
 from clibd_cli.embedding.translation import frame_breaks
 from clibd_cli.io.sequences import with_errors
 
@@ -233,3 +237,39 @@ def test_whole_reads_maps_read_the_rate_within_those_they_were_fitted_on(read_in
     whole = [with_errors(r.barcode, 0.05, random.Random(r.id)) for r in known]
     next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, whole)], 512))
     assert classifier.read_rate > 0.03 and [rate for calibration, rate in told if calibration is narrow] == [0.02]
+
+
+def test_whole_reads_estimate_new_species_and_genera_together_and_new_families_apart():
+    """Where a scenario model tells a new genus from a new species too weakly, and the batch's new
+    species lie between its two (copies of the reference's records with errors against real reads),
+    EM takes many of them for new genera; ``read_runs.reads_shares`` estimates the two together and
+    splits them as the calibration assumes, and still tells a batch of new families."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 1)) + np.repeat([0.0, 3.0, 3.5, 6.0], 1000)[:, None]
+    model = fit_scenario_model(x, np.repeat(np.arange(4), 1000), 4)
+    calibration = Calibration(5, None, 0.1, {}, {}, list(SCENARIOS), model.to_json())
+    assumed = calibration.shares()[1:3] / calibration.shares()[1:3].sum()
+    mixed = rng.normal(size=(1000, 1)) + np.repeat([0.0, 3.25], [700, 300])[:, None]
+    shares = reads_shares(calibration, mixed, 0.5)
+    assert shares.sum() == pytest.approx(1.0) and shares[0] == pytest.approx(0.7, abs=0.05) and shares[3] < 0.03
+    assert shares[1:3] / shares[1:3].sum() == pytest.approx(assumed)
+    assert calibration.estimate_shares(mixed)[2] > 1.5 * shares[2]  # EM: 6 % of the batch new genera, 3 % here
+    families = reads_shares(calibration, rng.normal(size=(300, 1)) + 6.0, 0.5)
+    assert families[3] > 0.8  # a batch of new families still reads as new families
+    held_out = Calibration(5, None, 0.1, {}, {}, ["seen", "unseen"],
+                           fit_scenario_model(x[:2000], np.repeat([0, 1], 1000), 2).to_json())
+    assert reads_shares(held_out, mixed, 0.5) == pytest.approx(held_out.estimate_shares(mixed, 0.5))
+
+
+def test_a_run_of_whole_reads_has_its_shares_estimated_as_reads(read_index, monkeypatch):
+    """A run of whole reads (``dna~``) has its scenario shares estimated by ``read_runs.reads_shares``."""
+    import clibd_cli.classification.classifier as classifier_module
+
+    root, known, _, _ = read_index
+    asked = []
+    monkeypatch.setattr(classifier_module, "reads_shares",
+                        lambda calibration, *args: asked.append(calibration) or reads_shares(calibration, *args))
+    whole = [with_errors(r.barcode, 0.02, random.Random(f"whole {r.id}")) for r in known]
+    classifier = Classifier(root / "index")
+    next(classifier.stream([Query(r.id, barcode=b) for r, b in zip(known, whole)], 512))
+    assert READ_KIND in classifier.estimates and asked == [classifier.calibrations[READ_KIND]]

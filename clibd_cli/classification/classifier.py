@@ -29,7 +29,7 @@ from clibd_cli.classification.calibration import (checked_calibrations, containm
 from clibd_cli.classification.contained import KmerCounter, records_counter, search_held_whole
 from clibd_cli.classification.decision import label, predict
 from clibd_cli.classification.queries import Query
-from clibd_cli.classification.read_runs import rate_model, tell_rate, tell_reads, tells_reads
+from clibd_cli.classification.read_runs import rate_model, reads_shares, tell_rate, tell_reads, tells_reads
 from clibd_cli.classification.query_kinds import (NO_NEW_TAXON, READ_KIND, SHORT_BELOW, SHORT_KIND, SHORT_READ_KIND,
                                                   kind_towers, query_kind, read_run)
 from clibd_cli.classification.taxonomy import RankedPrediction, ReferenceTaxonomy
@@ -265,7 +265,8 @@ class Classifier:
                 continue
             reported.add(kind)
             genera = self.calibrations[kind].new_genus_share(shares)
-            new_genus = f"; of new genera: {genera:.2f}" if genera is not None else ""
+            fixed = " (of known families: a fixed share of the new species)" if kind == READ_KIND else ""
+            new_genus = f"; of new genera: {genera:.2f}{fixed}" if genera is not None else ""
             what = {SHORT_KIND: ": partial barcodes", READ_KIND: ": reads with sequencing errors",
                     SHORT_READ_KIND: ": partial barcodes read with sequencing errors"}.get(kind, "")
             source = f"EM on the first {counted(n, f'{kind} query', f'{kind} queries')}{what}"
@@ -289,7 +290,7 @@ class Classifier:
         that are ``counted`` (off-target barcodes are not: junk in a batch must not make its real
         queries look new); partial barcodes' estimate leans on the run's whole barcodes' one, if
         made, instead of 0.5 (a run with a few partial records among many whole ones), and is that
-        one for a kind first met after the first call."""
+        one for a kind first met after the first call; whole reads' estimate the share of new species alone."""
         calibration = self.calibrations[kind]
         if not self.estimated(kind):
             return calibration.shares(self.prior_unseen)
@@ -297,7 +298,8 @@ class Classifier:
             whole = self.whole_estimate(kind, run)
             prior = CALIBRATION.prior_unseen if whole is None else self.calibrations["dna"].unseen_share(whole[0])
             stacked = decisions.stacked()[counted & run.first_call]
-            shares = calibration.estimate_shares(stacked, prior) if len(stacked) else calibration.shares(prior)
+            shares = (calibration.shares(prior) if not len(stacked) else reads_shares(calibration, stacked, prior)
+                      if kind == READ_KIND else calibration.estimate_shares(stacked, prior))
             run.estimates[kind] = (shares, len(stacked))
         return run.estimates[kind][0]
 
