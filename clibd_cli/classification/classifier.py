@@ -176,8 +176,9 @@ class Classifier:
         run = self.run if run is None else run
         results = [Result(q, problem=q.problem) for q in queries]
         photos = self._photo_vectors(results)
+        answered = self.query_kinds  # worked out once, not per query
         for result in results:
-            if result.problem is None and result.query.modality not in self.query_kinds:
+            if result.problem is None and result.query.modality not in answered:
                 result.problem = f"this index has no calibration for {result.query.modality} queries"
         usable = [r.problem is None for r in results]
         dna_at = [i for i, r in enumerate(results) if usable[i] and r.query.barcode is not None]
@@ -186,7 +187,7 @@ class Classifier:
         bases = {i: unambiguous_bases(results[i].query.barcode) for i in dna_at}  # length: floor and kind
         off_target = orient_queries(self.index.sketch, [results[i].query for i in dna_at], list(bases.values()))
         breaks = {}  # stops in the best frame of a barcode: a read with errors (after orient_queries)
-        read = [i for i in dna_at if (READ_KIND if bases[i] >= SHORT_BELOW else SHORT_READ_KIND) in self.query_kinds]
+        read = [i for i in dna_at if (READ_KIND if bases[i] >= SHORT_BELOW else SHORT_READ_KIND) in answered]
         if read:
             breaks = dict(zip(read, frame_breaks([results[i].query.barcode for i in read]).tolist()))
         strays = {dna_at[j] for j, _ in off_target}
@@ -199,7 +200,7 @@ class Classifier:
             tell_rate(run, rate_model(self.calibrations, self.query_kinds), [bases[i] for i in partial],
                       [kept[i] for i in partial], [results[i].query.barcode for i in whole],
                       read_run(list(kept.values())))
-        kinds = {i: query_kind(r.query.modality, bases.get(i), self.query_kinds, breaks.get(i, 0), run.read_run)
+        kinds = {i: query_kind(r.query.modality, bases.get(i), answered, breaks.get(i, 0), run.read_run)
                  for i, r in enumerate(results) if usable[i]}
         through = self.embedder.reads_apart  # a translation that reads a read's frame shifts through
         reads = [i for i in dna_at if through and kinds[i] in (READ_KIND, SHORT_READ_KIND)]

@@ -20,6 +20,9 @@ _SPACES = str.maketrans("\t\r\n", "   ")
 
 def tsv_line(cells: Sequence) -> str:
     """One line of plain TSV, no quoting: a tab or newline inside a cell (a photo path) becomes a space."""
+    line = "\t".join(map(str, cells))
+    if line.count("\t") == len(cells) - 1 and "\n" not in line and "\r" not in line:  # as a rule: nothing to replace
+        return line + "\n"
     return "\t".join(str(c).translate(_SPACES) for c in cells) + "\n"
 
 
