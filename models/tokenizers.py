@@ -170,21 +170,12 @@ class OverlappingKmerTokenizer(_Tokenizer):
             raise TypeError("encode() takes a sequence of barcodes, not a single string")
         cleaned = [self.clean(b) for b in barcodes]
         longest = max([len(b) for b in cleaned] + [max(self.ks)])
-        raw = "".join(b.ljust(longest, "N") for b in cleaned)
-        codes = base_codes(raw)
-        codes = codes.reshape(len(barcodes), longest)
+        codes = base_codes("".join(b.ljust(longest, "N") for b in cleaned)).reshape(len(barcodes), longest)
         ids, masks = [], []
-        for k, offset in zip(self.ks, self.offsets):
-            width = longest - k + 1
-            kmer = np.zeros((len(barcodes), width), dtype=np.int64)
-            valid = np.ones((len(barcodes), width), dtype=bool)
-            for position in range(k):  # base-4 number, most significant base first
-                base = codes[:, position: position + width]
-                kmer = kmer * 4 + (base & 3)
-                valid &= base < 4
-            ids.append(np.where(valid, kmer + offset, 0))
-            masks.append(valid.astype(np.int64))
-        return np.concatenate(ids, axis=1), np.concatenate(masks, axis=1)
+        for (number, valid), offset in zip(overlapping_kmers(codes, self.ks), self.offsets):
+            ids.append(np.where(valid, number + offset, 0))
+            masks.append(valid)
+        return np.concatenate(ids, axis=1, dtype=np.int64), np.concatenate(masks, axis=1, dtype=np.int64)
 
     def to_dict(self) -> dict[str, Any]:
         """A description other tools can tokenize from (written as dna_tokenizer.json)."""
@@ -192,6 +183,25 @@ class OverlappingKmerTokenizer(_Tokenizer):
                 "alphabet": "ACGT", "removed": "-.", "stripped": "leading/trailing non-ACGT",
                 "padding_id": 0, "first_kmer_ids": [int(o) for o in self.offsets],
                 "vocab_size": self.vocab_size, "attention_mask": "1 for k-mers of ACGT only"}
+
+
+def overlapping_kmers(codes: np.ndarray, ks: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each k of ``ks``, ``(numbers, valid)`` ``[B, L - k + 1]``: the overlapping k-mers of the
+    base codes ``[B, L]`` (:func:`base_codes`) as base-4 numbers (most significant base first; int32,
+    k up to 15) and whether all their bases are ACGT. Each k-mer is joined from its two halves', so
+    the codes are gone over about log2(k) times, not k."""
+    joined = {1: ((codes & 3).astype(np.int32), codes < 4)}
+
+    def join(k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in joined:
+            head = (k + 1) // 2
+            (first, first_ok), (second, second_ok) = join(head), join(k - head)
+            width = codes.shape[1] - k + 1
+            joined[k] = (first[:, :width] * 4 ** (k - head) + second[:, head: head + width],
+                         first_ok[:, :width] & second_ok[:, head: head + width])
+        return joined[k]
+
+    return [join(k) for k in ks]
 
 
 class TextTokenizer(_Tokenizer):

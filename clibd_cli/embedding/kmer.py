@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from clibd_cli.embedding.unit import unit_rows
-from models.tokenizers import base_codes
+from models.tokenizers import base_codes, overlapping_kmers
 
 
 def kmer_profile(
@@ -44,20 +44,13 @@ def _counts(barcodes: Sequence[str], k: int) -> np.ndarray:
     """k-mer count matrix ``[len(barcodes), 4**k]`` for one chunk, fully vectorised."""
     # One byte string with a separator after each barcode, so no k-mer spans two barcodes.
     codes = base_codes("\0".join(barcodes) + "\0")
-    lengths = np.fromiter((len(b) + 1 for b in barcodes), dtype=np.int64, count=len(barcodes))
-    owner = np.repeat(np.arange(len(barcodes)), lengths)
-    n_windows = codes.size - k + 1
     counts = np.zeros((len(barcodes), 4**k), dtype=np.float32)
-    if n_windows <= 0:
+    if codes.size < k:
         return counts
-    index = np.zeros(n_windows, dtype=np.int64)
-    valid = np.ones(n_windows, dtype=bool)
-    for offset in range(k):
-        window = codes[offset : offset + n_windows]
-        valid &= window < 4
-        index = index * 4 + (window & 3)
-    flat = owner[:n_windows][valid] * 4**k + index[valid]
-    counts.reshape(-1)[:] = np.bincount(flat, minlength=counts.size)
+    [(index, valid)] = overlapping_kmers(codes[None, :], [k])
+    lengths = np.fromiter((len(b) + 1 for b in barcodes), dtype=np.int64, count=len(barcodes))
+    owner = np.repeat(np.arange(len(barcodes)), lengths)[: valid.shape[1]][valid[0]]
+    counts.reshape(-1)[:] = np.bincount(owner * 4**k + index[0][valid[0]], minlength=counts.size)
     return counts
 
 
