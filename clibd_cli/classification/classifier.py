@@ -48,6 +48,7 @@ from models.errors import ClibdError, ModelNotFound, counted
 
 log = logging.getLogger("clibd")
 CONTAINED_SCORES = 1 << 24  # query x record 5-mer counts held at once by the 5-mer search (64 MB)
+RANK_QUERIES = 64  # queries whose neighbours' parts rank_similarities gathers at once: they stay in cache
 PART_EF_FACTOR = 4  # searching with a part of the vectors: recall@10 against exact search was 0.955
 # at ef 128 and 0.995 at 512 in a probe (BOLD 313-base stretches, --model kmer-aa; whole barcodes 0.998)
 
@@ -328,7 +329,7 @@ class Classifier:
             view, element = self.index.vector_view()  # mapped: at 1M references a copy would be GBs
             by_rank = rank_similarities(calibration.rank_parts, vectors, view, element[self.index.nodes[rows]],
                                         lengths=self._part_lengths, containment=calibration.containment,
-                                        holdings=held)
+                                        holdings=held, chunk=RANK_QUERIES)
         if part is not None:  # searched with a part: its cosine is the similarity, best first (those searched
             sims = by_rank[self.reference.ranks[0]]  # by their 5-mers: the decision's k, then the others)
             later = contained[:, None] & (np.arange(rows.shape[1]) >= calibration.k)[None, :]
