@@ -90,8 +90,7 @@ class Classifier:
         ``prior_unseen``: the share of queries from species absent from the reference; None: the
         one fixed at index time, else estimated on the first call's queries. ``reads``: whether the
         barcodes are raw reads with sequencing errors, every partial one then reading the partial
-        reads' confidences (``query_kinds.query_kind``); None: told from the first call's
-        (``query_kinds.read_run``)."""
+        reads' confidences (``query_kinds.query_kind``); None: told from the first call's (``query_kinds.read_run``)."""
         self.index = load_index(index_dir, verify=verify)
         self.index_name = str(index_dir)  # as given (messages name it so)
         if model and not model_available(str(model)):
