@@ -103,3 +103,21 @@ def estimate_shares(posterior: np.ndarray, training: np.ndarray, default: np.nda
             return new
         shares = new
     return shares
+
+
+def estimate_tied_shares(posterior: np.ndarray, training: np.ndarray, default: np.ndarray,
+                         tied: list[int]) -> np.ndarray:
+    """As :func:`estimate_shares`, but the scenarios at positions ``tied`` estimated as one share,
+    split among them as ``default`` splits it (``read_runs.reads_shares``: where the scenario model
+    tells them apart too weakly for EM to weigh them)."""
+    groups = [[i] for i in range(len(default)) if i not in tied] + ([list(tied)] if tied else [])
+    within = [default[group] / default[group].sum() for group in groups]
+    likely = posterior / training  # in proportion to P(features | scenario)
+    pooled = np.column_stack([likely[:, group] @ split for group, split in zip(groups, within)])
+    pooled /= np.maximum(pooled.sum(axis=1, keepdims=True), 1e-300)
+    found = estimate_shares(pooled, np.full(len(groups), 1.0 / len(groups)),
+                            np.array([default[group].sum() for group in groups]))
+    shares = np.zeros(len(default))
+    for group, split, share in zip(groups, within, found):
+        shares[group] = share * split
+    return shares

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clibd_cli.classification.batch_prior import Run, ScenarioModel, estimate_shares
+from clibd_cli.classification.batch_prior import Run, ScenarioModel, estimate_tied_shares
 from clibd_cli.classification.calibration import Calibration
 from clibd_cli.classification.error_rate import run_rate
 from clibd_cli.classification.query_kinds import READ_KIND, SHORT_READ_KIND, read_run
@@ -35,7 +35,7 @@ def rate_model(calibrations: dict[str, Calibration], kinds: Sequence[str]) -> di
 
 def reads_shares(calibration: Calibration, stacked: np.ndarray, prior_unseen: float) -> np.ndarray:
     """Scenario shares of a run's whole reads with errors (``dna~``) by EM on their ``stacked`` features
-    (``batch_prior.estimate_shares``), new species and new genera estimated together, split between them
+    (``batch_prior.estimate_tied_shares``), new species and new genera estimated together, split between them
     as the calibration assumes (``Calibration.shares``: of new species' and genera's queries,
     ``unseen_genus_fraction`` of new genera); seen species and new families apart, as ever. Fitted on
     copies of the reference's records, the scenario model tells a read of a new genus from one of a new
@@ -45,19 +45,9 @@ def reads_shares(calibration: Calibration, stacked: np.ndarray, prior_unseen: fl
     batch of new genera still reads as new, as new families. A calibration fitted on held-out reads
     (seen and unseen) is estimated as every other is."""
     model = ScenarioModel.from_json(calibration.scenario_model)
-    default = calibration.shares(prior_unseen)
     tied = [i for i, name in enumerate(calibration.scenarios) if name in TIED_SCENARIOS]
-    groups = [[i] for i in range(len(default)) if i not in tied] + ([tied] if tied else [])
-    within = [default[group] / default[group].sum() for group in groups]
-    likely = model.posterior(stacked) / np.asarray(model.training_shares)  # in proportion to P(features | scenario)
-    pooled = np.column_stack([likely[:, group] @ split for group, split in zip(groups, within)])
-    pooled /= np.maximum(pooled.sum(axis=1, keepdims=True), 1e-300)
-    found = estimate_shares(pooled, np.full(len(groups), 1.0 / len(groups)),
-                            np.array([default[group].sum() for group in groups]))
-    shares = np.zeros(len(default))
-    for group, split, share in zip(groups, within, found):
-        shares[group] = share * split
-    return shares
+    return estimate_tied_shares(model.posterior(stacked), np.asarray(model.training_shares),
+                                calibration.shares(prior_unseen), tied)
 
 
 def tell_rate(run: Run, model: dict | None, bases: list[int], breaks: list[int], whole: list[str],
